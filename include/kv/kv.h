@@ -1,0 +1,167 @@
+/*
+ * kv/kv.h - libkv, a Dynamo-style key-value store as an embeddable library.
+ *
+ * This header (with the headers it includes) is the whole public API: what
+ * is not declared here is not part of it.
+ *
+ * Caveats, read first:
+ *  - Keys and values are binary: every call takes a pointer and a length.
+ *    Keys are 1..max_key_size bytes (default 1024), values 0..max_value_size
+ *    bytes (default 1 MiB). Over a limit gives KV_ETOOBIG before anything is
+ *    allocated.
+ *  - Not found is a status code (KV_ENOTFOUND), never a NULL value, so an
+ *    empty value and a missing key are always told apart.
+ *  - Every stored value carries a version: 1 for the first write of a key,
+ *    one more for each later write. A delete leaves a tombstone that also
+ *    takes a version; a put after a delete continues from it. Tombstones
+ *    (and expired values) are purged by compaction after the tombstone grace
+ *    period; a key written after that starts again at 1.
+ *  - Memory the library returns through an out-parameter belongs to the
+ *    caller and is released with the matching kv_*_free function, never with
+ *    free().
+ *  - A kv handle is thread-safe; kv_close must not race with other calls.
+ *  - The library never prints; give a kv_log_fn in the options to see logs.
+ *
+ * Three kinds of handle share the data calls:
+ *  - embedded (kv_open): a local store in this process, on RocksDB;
+ *  - node (kv_node_start): a storage node hosted in this process;
+ *  - client (kv_client_open): a connection to a remote cluster.
+ * Node and client handles are declared but not implemented in this version:
+ * their constructors return KV_ENOTSUP.
+ */
+#ifndef KV_KV_H
+#define KV_KV_H
+
+#include "common.h"
+#include "options.h"
+#include "value.h"
+#include "batch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ constructors */
+
+/**
+ * kv_open - open (or create) an embedded store in a directory.
+ *
+ * @param out   receives the handle, owned by the caller, released with
+ *              kv_close. Set to NULL on failure.
+ * @param path  directory of the store; copied.
+ * @param opts  NULL for defaults.
+ * @return KV_OK; KV_EINVAL (NULL out or path, option out of range, or the
+ *         store is missing and create_if_missing is 0); KV_EBUSY (another
+ *         process has the store open); KV_EIO; KV_ENOMEM.
+ * Threads: the returned handle may be used from any number of threads.
+ */
+KV_API int kv_open(kv **out, const char *path, const kv_open_options *opts);
+
+/**
+ * kv_node_start - start a storage node in this process.
+ * Not implemented in this version.
+ * @return KV_ENOTSUP always (KV_EINVAL when out is NULL); *out is set to NULL.
+ */
+KV_API int kv_node_start(kv **out, const kv_node_options *opts);
+
+/**
+ * kv_client_open - connect to a remote cluster.
+ * Not implemented in this version.
+ * @param endpoints  array of "HOST:PORT" strings; copied.
+ * @param count      number of endpoints
+ * @return KV_ENOTSUP always (KV_EINVAL when out is NULL); *out is set to NULL.
+ */
+KV_API int kv_client_open(kv **out, const char *const *endpoints, size_t count,
+                          const kv_client_options *opts);
+
+/**
+ * kv_close - close a handle of any kind and release it. Embedded: flushes
+ * nothing that is not already durable under the sync policy, and syncs the
+ * write-ahead log once more. NULL is a no-op.
+ * Threads: must not run concurrently with any other call on the handle.
+ */
+KV_API void kv_close(kv *db);
+
+/* --------------------------------------------------------------- data calls */
+
+/**
+ * kv_put - store a value under a key, replacing any previous value.
+ *
+ * @param out_version  receives the new version; may be NULL.
+ * @param db           the handle
+ * @param key,key_len  the key, 1..max_key_size bytes; borrowed for the call
+ * @param value,value_len  the value, 0..max_value_size bytes; borrowed for
+ *                     the call; value may be NULL when value_len is 0
+ * @param opts         NULL for defaults; ttl_s sets an expiry
+ * @return KV_OK; KV_EINVAL; KV_ETOOBIG; KV_ECORRUPT (the previous record
+ *         failed its checksum; nothing written); KV_EIO; KV_ENOMEM.
+ */
+KV_API int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len,
+                  const void *value, size_t value_len,
+                  const kv_write_options *opts);
+
+/**
+ * kv_get - read the value of a key.
+ *
+ * @param out   receives the value, owned by the caller, released with
+ *              kv_value_free; set to NULL on any failure.
+ * @param opts  NULL for defaults
+ * @return KV_OK; KV_ENOTFOUND (absent, deleted or expired); KV_EINVAL;
+ *         KV_ETOOBIG (key over the limit); KV_ECORRUPT (the record failed its
+ *         checksum and is not returned); KV_EIO; KV_ENOMEM.
+ */
+KV_API int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
+                  const kv_read_options *opts);
+
+/**
+ * kv_delete - delete a key, leaving a tombstone with the next version.
+ *
+ * @param out_version  receives the tombstone's version; may be NULL.
+ * @return KV_OK (a live value was deleted); KV_ENOTFOUND (there was no live
+ *         value; nothing is written); KV_EINVAL; KV_ETOOBIG; KV_ECORRUPT;
+ *         KV_EIO.
+ */
+KV_API int kv_delete(uint64_t *out_version, kv *db, const void *key,
+                     size_t key_len, const kv_write_options *opts);
+
+/**
+ * kv_cas - compare-and-swap: store the value only if the key's current
+ * version is expected_version (0 = only if the key is absent, deleted or
+ * expired). Atomic against every other writer of the same handle.
+ *
+ * @param out_version  on KV_OK the new version; on KV_ECONFLICT the current
+ *                     version (0 if absent). May be NULL.
+ * @return KV_OK; KV_ECONFLICT; KV_EINVAL; KV_ETOOBIG; KV_ECORRUPT; KV_EIO.
+ */
+KV_API int kv_cas(uint64_t *out_version, kv *db, const void *key,
+                  size_t key_len, uint64_t expected_version, const void *value,
+                  size_t value_len, const kv_write_options *opts);
+
+/**
+ * kv_batch_execute - run every operation of a batch; read the outcomes with
+ * kv_batch_result. On an embedded handle the batch is atomic (see batch.h).
+ *
+ * @param wopts  options of the batch's writes (consistency); NULL = defaults.
+ *               Per-operation TTLs are given to kv_batch_put.
+ * @param ropts  options of the batch's gets; NULL = defaults.
+ * @return KV_OK when the batch ran (each operation has its own status,
+ *         KV_ENOTFOUND among them); otherwise nothing was applied and the
+ *         code says why: KV_EINVAL (empty batch, an invalid operation),
+ *         KV_ETOOBIG (an operation over the handle's limits; its result says
+ *         which), KV_ECORRUPT, KV_EIO, KV_ENOMEM.
+ */
+KV_API int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
+                            const kv_read_options *ropts);
+
+/**
+ * kv_compact - compact the whole store now: expired values and tombstones
+ * past their grace period are dropped, the rest is rewritten in sorted runs.
+ * Runs in the calling thread and may take long on a large store.
+ * @return KV_OK; KV_ENOTSUP on client handles; KV_EIO.
+ */
+KV_API int kv_compact(kv *db);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KV_KV_H */

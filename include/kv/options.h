@@ -1,0 +1,184 @@
+/*
+ * kv/options.h - versioned option structs.
+ *
+ * Every struct starts with `unsigned int version`. Initialise it with its
+ * KV_..._INIT macro (C) or its kv_..._init() function (bindings), then set
+ * the fields you need. Fields are only ever appended, so a program compiled
+ * against an older header keeps working with a newer library. Passing NULL
+ * where options are expected means "all defaults".
+ *
+ * Part of the libkv public API; include <kv/kv.h> rather than this file.
+ */
+#ifndef KV_OPTIONS_H
+#define KV_OPTIONS_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Size limits (BRIEF section 3). 0 in an option means the default. */
+#define KV_DEFAULT_MAX_KEY_SIZE 1024u
+#define KV_MAX_KEY_SIZE_LIMIT (64u * 1024u)
+#define KV_DEFAULT_MAX_VALUE_SIZE (1024u * 1024u)
+#define KV_MAX_VALUE_SIZE_LIMIT (64u * 1024u * 1024u)
+/** Most operations one batch may hold. */
+#define KV_BATCH_MAX_OPS 10000u
+
+/** When the write-ahead log reaches the disk. */
+typedef enum kv_sync_policy {
+    /** fsync before every write returns; concurrent writers share one fsync
+     * (RocksDB group commit). Survives power loss. The default. */
+    KV_SYNC_ALWAYS = 0,
+    /** Writes return once in the OS page cache; a background thread fsyncs
+     * the log every sync_interval_ms. Survives a crash of the process; a
+     * power loss may lose the last interval. */
+    KV_SYNC_PERIODIC = 1,
+    /** Writes return once in the OS page cache; the OS decides when to write
+     * back. Survives a crash of the process, not a power loss. */
+    KV_SYNC_NONE = 2
+} kv_sync_policy;
+
+/* ------------------------------------------------------------ open options */
+
+#define KV_OPEN_OPTIONS_VERSION 1
+
+/** Options of kv_open (the embedded store). */
+typedef struct kv_open_options {
+    unsigned int version;       /**< KV_OPEN_OPTIONS_VERSION */
+    int create_if_missing;      /**< create the directory's store if absent (default 1) */
+    uint32_t max_key_size;      /**< bytes, 1..KV_MAX_KEY_SIZE_LIMIT; 0 = 1024 */
+    uint32_t max_value_size;    /**< bytes, up to KV_MAX_VALUE_SIZE_LIMIT; 0 = 1 MiB */
+    kv_sync_policy sync;        /**< default KV_SYNC_ALWAYS */
+    uint32_t sync_interval_ms;  /**< for KV_SYNC_PERIODIC; 0 = 100 ms */
+    uint64_t block_cache_bytes; /**< RocksDB block cache; 0 = 64 MiB */
+    /** How long a tombstone (and an expired record) is kept before compaction
+     * may drop it, so replicas can still learn of the delete; seconds.
+     * 0 = the default of 86400 (one day); KV_GRACE_NONE = drop at once. */
+    uint64_t tombstone_grace_s;
+    kv_log_fn log_fn;           /**< NULL = no logging */
+    void *log_ctx;              /**< passed to log_fn */
+    kv_log_level log_level;     /**< most verbose level delivered; default INFO */
+} kv_open_options;
+
+/** tombstone_grace_s value meaning "no grace period". */
+#define KV_GRACE_NONE UINT64_MAX
+
+#define KV_OPEN_OPTIONS_INIT \
+    { KV_OPEN_OPTIONS_VERSION, 1, 0, 0, KV_SYNC_ALWAYS, 0, 0, 0, NULL, NULL, KV_LOG_INFO }
+
+/**
+ * kv_open_options_init - fill opts with the defaults of the given version.
+ * @return KV_OK, or KV_EINVAL for a NULL opts or an unknown version.
+ * Threads: safe from any thread.
+ */
+KV_API int kv_open_options_init(kv_open_options *opts, unsigned int version);
+
+/* ----------------------------------------------------------- write options */
+
+#define KV_WRITE_OPTIONS_VERSION 1
+
+/** Options of one write (put, delete, cas, batch). */
+typedef struct kv_write_options {
+    unsigned int version;        /**< KV_WRITE_OPTIONS_VERSION */
+    /** Time to live in seconds; the value expires at (now + ttl). 0 = never.
+     * Ignored by deletes. */
+    uint64_t ttl_s;
+    kv_consistency consistency;  /**< default QUORUM (ONE on embedded) */
+    unsigned int w;              /**< for KV_CONSISTENCY_EXPLICIT */
+    /** Causal context from an earlier kv_get (kv_value_context), so that this
+     * write supersedes exactly what that read saw. Borrowed for the duration
+     * of the call. NULL = none. Ignored by embedded handles, which have a
+     * single replica and so no concurrent siblings. */
+    const void *context;
+    size_t context_len;
+} kv_write_options;
+
+#define KV_WRITE_OPTIONS_INIT \
+    { KV_WRITE_OPTIONS_VERSION, 0, KV_CONSISTENCY_DEFAULT, 0, NULL, 0 }
+
+/**
+ * kv_write_options_init - fill opts with the defaults of the given version.
+ * @return KV_OK, or KV_EINVAL for a NULL opts or an unknown version.
+ * Threads: safe from any thread.
+ */
+KV_API int kv_write_options_init(kv_write_options *opts, unsigned int version);
+
+/* ------------------------------------------------------------ read options */
+
+#define KV_READ_OPTIONS_VERSION 1
+
+/** Options of one read (get, and the gets of a batch). */
+typedef struct kv_read_options {
+    unsigned int version;       /**< KV_READ_OPTIONS_VERSION */
+    kv_consistency consistency; /**< default QUORUM (ONE on embedded) */
+    unsigned int r;             /**< for KV_CONSISTENCY_EXPLICIT */
+} kv_read_options;
+
+#define KV_READ_OPTIONS_INIT { KV_READ_OPTIONS_VERSION, KV_CONSISTENCY_DEFAULT, 0 }
+
+/**
+ * kv_read_options_init - fill opts with the defaults of the given version.
+ * @return KV_OK, or KV_EINVAL for a NULL opts or an unknown version.
+ * Threads: safe from any thread.
+ */
+KV_API int kv_read_options_init(kv_read_options *opts, unsigned int version);
+
+/* ------------------------------------------------------------ node options */
+
+#define KV_NODE_OPTIONS_VERSION 1
+
+/** Options of kv_node_start (a storage node hosted in-process).
+ * Node handles are not implemented yet: kv_node_start returns KV_ENOTSUP. */
+typedef struct kv_node_options {
+    unsigned int version;        /**< KV_NODE_OPTIONS_VERSION */
+    const char *data_dir;        /**< where the node keeps its store; copied */
+    const char *node_id;         /**< unique, stable name of the node; copied */
+    const char *listen_addr;     /**< binary protocol, "HOST:PORT"; copied */
+    const char *http_addr;       /**< HTTP/JSON API, "HOST:PORT" or NULL; copied */
+    const kv_open_options *store;/**< options of the node's store; NULL = defaults */
+    unsigned int io_threads;     /**< 0 = 2 */
+    unsigned int http_threads;   /**< 0 = 2 */
+} kv_node_options;
+
+#define KV_NODE_OPTIONS_INIT \
+    { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0 }
+
+/**
+ * kv_node_options_init - fill opts with the defaults of the given version.
+ * @return KV_OK, or KV_EINVAL for a NULL opts or an unknown version.
+ * Threads: safe from any thread.
+ */
+KV_API int kv_node_options_init(kv_node_options *opts, unsigned int version);
+
+/* ---------------------------------------------------------- client options */
+
+#define KV_CLIENT_OPTIONS_VERSION 1
+
+/** Options of kv_client_open (a connection to a remote cluster).
+ * Client handles are not implemented yet: kv_client_open returns KV_ENOTSUP. */
+typedef struct kv_client_options {
+    unsigned int version;         /**< KV_CLIENT_OPTIONS_VERSION */
+    uint32_t connect_timeout_ms;  /**< 0 = 1000 */
+    uint32_t request_timeout_ms;  /**< 0 = 5000 */
+    unsigned int connections_per_node; /**< 0 = 1 */
+    kv_log_fn log_fn;             /**< NULL = no logging */
+    void *log_ctx;
+    kv_log_level log_level;
+} kv_client_options;
+
+#define KV_CLIENT_OPTIONS_INIT \
+    { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO }
+
+/**
+ * kv_client_options_init - fill opts with the defaults of the given version.
+ * @return KV_OK, or KV_EINVAL for a NULL opts or an unknown version.
+ * Threads: safe from any thread.
+ */
+KV_API int kv_client_options_init(kv_client_options *opts, unsigned int version);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KV_OPTIONS_H */

@@ -1,0 +1,246 @@
+/*
+ * api.c - the public data calls: validate the arguments against the handle's
+ * limits (before anything is allocated), then dispatch on the handle's kind.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <kv/kv.h>
+#include "batch.h"
+#include "embedded.h"
+#include "handle.h"
+#include "util/error.h"
+
+#define DEFAULT_SYNC_INTERVAL_MS 100u
+#define DEFAULT_BLOCK_CACHE (64u * 1024u * 1024u)
+#define DEFAULT_GRACE_S 86400u
+/* Longest grace period and TTL: 100 years, far from overflowing ms. */
+#define MAX_SECONDS (100ull * 365 * 86400)
+
+static int check_key(const kv *db, const void *key, size_t key_len)
+{
+    if (key_len == 0)
+        return kvi_error(KV_EINVAL, "key is empty");
+    if (!key)
+        return kvi_error(KV_EINVAL, "key is NULL with a length of %zu", key_len);
+    if (key_len > db->max_key_size)
+        return kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u",
+                         key_len, db->max_key_size);
+    return KV_OK;
+}
+
+static int check_value(const kv *db, const void *value, size_t value_len)
+{
+    if (!value && value_len)
+        return kvi_error(KV_EINVAL, "value is NULL with a length of %zu", value_len);
+    if (value_len > db->max_value_size)
+        return kvi_error(KV_ETOOBIG, "value is %zu bytes, the limit is %u",
+                         value_len, db->max_value_size);
+    return KV_OK;
+}
+
+static int check_write_options(const kv_write_options *opts)
+{
+    if (!opts)
+        return KV_OK;
+    if (opts->version != KV_WRITE_OPTIONS_VERSION)
+        return kvi_error(KV_EINVAL, "write options: unknown version %u", opts->version);
+    if (opts->ttl_s > MAX_SECONDS)
+        return kvi_error(KV_EINVAL, "ttl of %llu s is over the limit of %llu s",
+                         (unsigned long long)opts->ttl_s, MAX_SECONDS);
+    if (opts->consistency > KV_CONSISTENCY_EXPLICIT)
+        return kvi_error(KV_EINVAL, "unknown consistency level %d", (int)opts->consistency);
+    return KV_OK;
+}
+
+static int check_read_options(const kv_read_options *opts)
+{
+    if (!opts)
+        return KV_OK;
+    if (opts->version != KV_READ_OPTIONS_VERSION)
+        return kvi_error(KV_EINVAL, "read options: unknown version %u", opts->version);
+    if (opts->consistency > KV_CONSISTENCY_EXPLICIT)
+        return kvi_error(KV_EINVAL, "unknown consistency level %d", (int)opts->consistency);
+    return KV_OK;
+}
+
+static int check_handle(const kv *db)
+{
+    if (!db)
+        return kvi_error(KV_EINVAL, "handle is NULL");
+    if (db->kind != KVI_KIND_EMBEDDED)
+        return kvi_error(KV_ENOTSUP, "this kind of handle is not implemented yet");
+    return KV_OK;
+}
+
+/* ------------------------------------------------------------ constructors */
+
+static int open_config(kvi_store_config *cfg, const kv_open_options *o)
+{
+    if (o->version != KV_OPEN_OPTIONS_VERSION)
+        return kvi_error(KV_EINVAL, "open options: unknown version %u", o->version);
+    if (o->max_key_size > KV_MAX_KEY_SIZE_LIMIT)
+        return kvi_error(KV_EINVAL, "max_key_size %u is over the ceiling of %u",
+                         o->max_key_size, KV_MAX_KEY_SIZE_LIMIT);
+    if (o->max_value_size > KV_MAX_VALUE_SIZE_LIMIT)
+        return kvi_error(KV_EINVAL, "max_value_size %u is over the ceiling of %u",
+                         o->max_value_size, KV_MAX_VALUE_SIZE_LIMIT);
+    if (o->sync != KV_SYNC_ALWAYS && o->sync != KV_SYNC_PERIODIC && o->sync != KV_SYNC_NONE)
+        return kvi_error(KV_EINVAL, "unknown sync policy %d", (int)o->sync);
+    if (o->tombstone_grace_s != KV_GRACE_NONE && o->tombstone_grace_s > MAX_SECONDS)
+        return kvi_error(KV_EINVAL, "tombstone_grace_s %llu is over the limit of %llu",
+                         (unsigned long long)o->tombstone_grace_s, MAX_SECONDS);
+    if (o->log_level < KV_LOG_ERROR || o->log_level > KV_LOG_DEBUG)
+        return kvi_error(KV_EINVAL, "unknown log level %d", (int)o->log_level);
+    cfg->create_if_missing = o->create_if_missing;
+    cfg->sync = o->sync;
+    cfg->sync_interval_ms = o->sync_interval_ms ? o->sync_interval_ms : DEFAULT_SYNC_INTERVAL_MS;
+    cfg->block_cache_bytes = o->block_cache_bytes ? o->block_cache_bytes : DEFAULT_BLOCK_CACHE;
+    if (o->tombstone_grace_s == KV_GRACE_NONE)
+        cfg->grace_ms = 0;
+    else
+        cfg->grace_ms = 1000u * (o->tombstone_grace_s ? o->tombstone_grace_s : DEFAULT_GRACE_S);
+    return KV_OK;
+}
+
+int kv_open(kv **out, const char *path, const kv_open_options *opts)
+{
+    if (!out)
+        return kvi_error(KV_EINVAL, "kv_open: out is NULL");
+    *out = NULL;
+    if (!path || !*path)
+        return kvi_error(KV_EINVAL, "kv_open: path is empty");
+    kv_open_options defaults = KV_OPEN_OPTIONS_INIT;
+    const kv_open_options *o = opts ? opts : &defaults;
+    kvi_store_config cfg = {.path = path};
+    int rc = open_config(&cfg, o);
+    if (rc != KV_OK)
+        return rc;
+
+    kv *db = calloc(1, sizeof *db);
+    if (!db)
+        return kvi_error(KV_ENOMEM, "out of memory opening the store");
+    db->kind = KVI_KIND_EMBEDDED;
+    db->max_key_size = o->max_key_size ? o->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
+    db->max_value_size = o->max_value_size ? o->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE;
+    db->log = (kvi_logger){o->log_fn, o->log_ctx, o->log_level};
+    cfg.log = &db->log;
+    rc = kvi_embedded_open(&db->embedded, &cfg);
+    if (rc != KV_OK) {
+        free(db);
+        return rc;
+    }
+    *out = db;
+    return KV_OK;
+}
+
+int kv_node_start(kv **out, const kv_node_options *opts)
+{
+    (void)opts;
+    if (!out)
+        return kvi_error(KV_EINVAL, "kv_node_start: out is NULL");
+    *out = NULL;
+    return kvi_error(KV_ENOTSUP, "node handles are not implemented in libkv %s",
+                     KV_VERSION_STRING);
+}
+
+int kv_client_open(kv **out, const char *const *endpoints, size_t count,
+                   const kv_client_options *opts)
+{
+    (void)endpoints;
+    (void)count;
+    (void)opts;
+    if (!out)
+        return kvi_error(KV_EINVAL, "kv_client_open: out is NULL");
+    *out = NULL;
+    return kvi_error(KV_ENOTSUP, "client handles are not implemented in libkv %s",
+                     KV_VERSION_STRING);
+}
+
+void kv_close(kv *db)
+{
+    if (!db)
+        return;
+    kvi_embedded_close(db->embedded);
+    free(db);
+}
+
+/* --------------------------------------------------------------- data calls */
+
+int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len,
+           const void *value, size_t value_len, const kv_write_options *opts)
+{
+    int rc;
+    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
+        (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
+        return rc;
+    return kvi_embedded_put(db->embedded, out_version, key, key_len, value,
+                            value_len, opts ? opts->ttl_s : 0);
+}
+
+int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
+           const kv_read_options *opts)
+{
+    if (!out)
+        return kvi_error(KV_EINVAL, "kv_get: out is NULL");
+    *out = NULL;
+    int rc;
+    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
+        (rc = check_read_options(opts)))
+        return rc;
+    return kvi_embedded_get(db->embedded, out, key, key_len);
+}
+
+int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,
+              const kv_write_options *opts)
+{
+    int rc;
+    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
+        (rc = check_write_options(opts)))
+        return rc;
+    return kvi_embedded_delete(db->embedded, out_version, key, key_len);
+}
+
+int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
+           uint64_t expected_version, const void *value, size_t value_len,
+           const kv_write_options *opts)
+{
+    int rc;
+    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
+        (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
+        return rc;
+    return kvi_embedded_cas(db->embedded, out_version, key, key_len,
+                            expected_version, value, value_len,
+                            opts ? opts->ttl_s : 0);
+}
+
+int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
+                     const kv_read_options *ropts)
+{
+    int rc;
+    if ((rc = check_handle(db)) || (rc = check_write_options(wopts)) ||
+        (rc = check_read_options(ropts)))
+        return rc;
+    if (!b || b->count == 0)
+        return kvi_error(KV_EINVAL, "the batch is NULL or empty");
+    kvi_batch_reset_results(b);
+    b->executed = 1;
+    /* Every operation is checked before any is applied: one bad operation
+     * fails the batch, and its result names it. */
+    for (size_t i = 0; i < b->count; i++) {
+        kvi_batch_op *op = &b->ops[i];
+        if ((rc = check_key(db, op->key, op->key_len)) ||
+            (op->kind == KV_BATCH_PUT && (rc = check_value(db, op->value, op->value_len))) ||
+            (op->ttl_s > MAX_SECONDS && (rc = kvi_error(KV_EINVAL, "ttl over the limit")))) {
+            op->status = rc;
+            return kvi_error(rc, "batch operation %zu: %s", i, kv_error_last());
+        }
+    }
+    return kvi_embedded_batch(db->embedded, b);
+}
+
+int kv_compact(kv *db)
+{
+    int rc = check_handle(db);
+    return rc ? rc : kvi_embedded_compact(db->embedded);
+}

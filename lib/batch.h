@@ -1,0 +1,30 @@
+/* batch.h - the inside of a kv_batch, shared by the backends. */
+#ifndef KVI_BATCH_H
+#define KVI_BATCH_H
+
+#include <kv/batch.h>
+
+typedef struct kvi_batch_op {
+    kv_batch_op kind;
+    unsigned char *key;   /* key_len bytes, followed by the value (one allocation) */
+    size_t key_len;
+    unsigned char *value; /* value_len bytes, inside the key's allocation */
+    size_t value_len;
+    uint64_t ttl_s;
+    /* Results, valid once the batch has been executed. */
+    int status;
+    uint64_t version;
+    kv_value *result;     /* a successful get's value, owned by the batch */
+} kvi_batch_op;
+
+struct kv_batch {
+    kvi_batch_op *ops;
+    size_t count;
+    size_t capacity;
+    int executed;
+};
+
+/* Drops the results of an earlier execution, before running it again. */
+void kvi_batch_reset_results(kv_batch *b);
+
+#endif

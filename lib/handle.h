@@ -1,0 +1,25 @@
+/* handle.h - what a kv handle is inside: its kind, limits and backend. */
+#ifndef KVI_HANDLE_H
+#define KVI_HANDLE_H
+
+#include <kv/kv.h>
+#include "embedded.h"
+#include "util/log.h"
+
+typedef enum kvi_kind {
+    KVI_KIND_EMBEDDED = 1,
+    KVI_KIND_NODE = 2,
+    KVI_KIND_CLIENT = 3
+} kvi_kind;
+
+/* All fields are set by the constructor and immutable afterwards, so they
+ * are read without locks; the backend does its own locking. */
+struct kv {
+    kvi_kind kind;
+    uint32_t max_key_size;
+    uint32_t max_value_size;
+    kvi_logger log;
+    kvi_embedded *embedded; /* KVI_KIND_EMBEDDED */
+};
+
+#endif

@@ -1,0 +1,303 @@
+/* storage/store.c - RocksDB setup, reads, writes and durability. */
+#include "storage/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rocksdb/c.h>
+
+#include "storage/expiry_filter.h"
+#include "util/error.h"
+
+struct kvi_store {
+    rocksdb_t *db;
+    rocksdb_options_t *db_options;
+    rocksdb_options_t *data_options;
+    rocksdb_block_based_table_options_t *table_options;
+    rocksdb_cache_t *cache;
+    rocksdb_filterpolicy_t *filter_policy; /* owned by table_options */
+    rocksdb_compactionfilter_t *expiry_filter;
+    rocksdb_column_family_handle_t *cf_meta;
+    rocksdb_column_family_handle_t *cf_data;
+    rocksdb_readoptions_t *read_options;
+    rocksdb_writeoptions_t *write_options;
+    const kvi_logger *log;
+
+    /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval.
+     * sync_lock guards stopping; the thread waits on sync_cond. */
+    int sync_thread_running;
+    int sync_stop;
+    uint32_t sync_interval_ms;
+    pthread_t sync_thread;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+};
+
+/* Maps a RocksDB error string to a status code, sets the detail message and
+ * frees the string. */
+static int rocks_error(char *err, const char *what)
+{
+    int code = KV_EIO;
+    if (strstr(err, "lock") && (strstr(err, "Resource temporarily unavailable") ||
+                                strstr(err, "No locks available")))
+        code = KV_EBUSY;
+    else if (strncmp(err, "Invalid argument", 16) == 0)
+        code = KV_EINVAL;
+    else if (strncmp(err, "Corruption", 10) == 0)
+        code = KV_ECORRUPT;
+    kvi_error(code, "%s: %s", what, err);
+    rocksdb_free(err);
+    return code;
+}
+
+static void *sync_loop(void *arg)
+{
+    kvi_store *s = arg;
+    pthread_mutex_lock(&s->sync_lock);
+    while (!s->sync_stop) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        uint64_t ns = (uint64_t)deadline.tv_nsec + (uint64_t)s->sync_interval_ms * 1000000u;
+        deadline.tv_sec += (time_t)(ns / 1000000000u);
+        deadline.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&s->sync_cond, &s->sync_lock, &deadline);
+        if (s->sync_stop)
+            break;
+        /* Sync outside the lock: close only needs the flag. */
+        pthread_mutex_unlock(&s->sync_lock);
+        char *err = NULL;
+        rocksdb_flush_wal(s->db, 1, &err);
+        if (err) {
+            kvi_log(s->log, KV_LOG_ERROR, "periodic WAL sync failed: %s", err);
+            rocksdb_free(err);
+        }
+        pthread_mutex_lock(&s->sync_lock);
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return NULL;
+}
+
+static void free_options(kvi_store *s)
+{
+    if (s->read_options)
+        rocksdb_readoptions_destroy(s->read_options);
+    if (s->write_options)
+        rocksdb_writeoptions_destroy(s->write_options);
+    if (s->data_options)
+        rocksdb_options_destroy(s->data_options);
+    if (s->db_options)
+        rocksdb_options_destroy(s->db_options);
+    if (s->table_options)
+        rocksdb_block_based_options_destroy(s->table_options);
+    if (s->expiry_filter)
+        rocksdb_compactionfilter_destroy(s->expiry_filter);
+    if (s->cache)
+        rocksdb_cache_destroy(s->cache);
+}
+
+static int check_format(kvi_store *s)
+{
+    char *err = NULL;
+    size_t len = 0;
+    char *format = rocksdb_get_cf(s->db, s->read_options, s->cf_meta,
+                                  KVI_META_FORMAT_KEY, strlen(KVI_META_FORMAT_KEY),
+                                  &len, &err);
+    if (err)
+        return rocks_error(err, "reading the store format");
+    if (!format) {
+        /* A new store: record its format so that a later version can tell. */
+        rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+        rocksdb_writeoptions_set_sync(wo, 1);
+        rocksdb_put_cf(s->db, wo, s->cf_meta, KVI_META_FORMAT_KEY,
+                       strlen(KVI_META_FORMAT_KEY), KVI_META_FORMAT_VALUE,
+                       strlen(KVI_META_FORMAT_VALUE), &err);
+        rocksdb_writeoptions_destroy(wo);
+        return err ? rocks_error(err, "writing the store format") : KV_OK;
+    }
+    int same = len == strlen(KVI_META_FORMAT_VALUE) &&
+               memcmp(format, KVI_META_FORMAT_VALUE, len) == 0;
+    rocksdb_free(format);
+    if (!same)
+        return kvi_error(KV_ECORRUPT, "the store's on-disk format is not one "
+                                      "this version of libkv reads");
+    return KV_OK;
+}
+
+int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
+{
+    *out = NULL;
+    kvi_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return kvi_error(KV_ENOMEM, "out of memory opening the store");
+    s->log = cfg->log;
+
+    s->cache = rocksdb_cache_create_lru(cfg->block_cache_bytes);
+    s->table_options = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(s->table_options, s->cache);
+    /* Full (not block-based) bloom filters: a get of an absent key, which
+     * every first write of a key does, usually touches no data block. */
+    s->filter_policy = rocksdb_filterpolicy_create_bloom_full(10);
+    rocksdb_block_based_options_set_filter_policy(s->table_options, s->filter_policy);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(s->table_options, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(s->table_options, 1);
+
+    s->db_options = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(s->db_options, (unsigned char)(cfg->create_if_missing != 0));
+    rocksdb_options_set_create_missing_column_families(s->db_options, 1);
+    rocksdb_options_increase_parallelism(s->db_options, 2);
+    rocksdb_options_set_block_based_table_factory(s->db_options, s->table_options);
+
+    s->data_options = rocksdb_options_create_copy(s->db_options);
+    rocksdb_options_set_compression(s->data_options, rocksdb_lz4_compression);
+    s->expiry_filter = kvi_expiry_filter_create(cfg->grace_ms);
+    if (!s->expiry_filter) {
+        free_options(s);
+        free(s);
+        return kvi_error(KV_ENOMEM, "out of memory opening the store");
+    }
+    rocksdb_options_set_compaction_filter(s->data_options, s->expiry_filter);
+
+    s->read_options = rocksdb_readoptions_create();
+    s->write_options = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->write_options, cfg->sync == KV_SYNC_ALWAYS);
+
+    const char *names[2] = {KVI_CF_META, KVI_CF_DATA};
+    const rocksdb_options_t *cf_options[2] = {s->db_options, s->data_options};
+    rocksdb_column_family_handle_t *handles[2] = {NULL, NULL};
+    char *err = NULL;
+    s->db = rocksdb_open_column_families(s->db_options, cfg->path, 2, names,
+                                         cf_options, handles, &err);
+    if (err) {
+        int code = rocks_error(err, "opening the store");
+        free_options(s);
+        free(s);
+        return code;
+    }
+    s->cf_meta = handles[0];
+    s->cf_data = handles[1];
+
+    int rc = check_format(s);
+    if (rc == KV_OK && cfg->sync == KV_SYNC_PERIODIC) {
+        s->sync_interval_ms = cfg->sync_interval_ms;
+        pthread_mutex_init(&s->sync_lock, NULL);
+        pthread_cond_init(&s->sync_cond, NULL);
+        if (pthread_create(&s->sync_thread, NULL, sync_loop, s) != 0) {
+            pthread_cond_destroy(&s->sync_cond);
+            pthread_mutex_destroy(&s->sync_lock);
+            rc = kvi_error(KV_ENOMEM, "cannot start the WAL sync thread");
+        } else {
+            s->sync_thread_running = 1;
+        }
+    }
+    if (rc != KV_OK) {
+        kvi_store_close(s);
+        return rc;
+    }
+    kvi_log(s->log, KV_LOG_INFO, "opened store %s (sync policy %d)", cfg->path,
+            (int)cfg->sync);
+    *out = s;
+    return KV_OK;
+}
+
+void kvi_store_close(kvi_store *s)
+{
+    if (!s)
+        return;
+    if (s->sync_thread_running) {
+        pthread_mutex_lock(&s->sync_lock);
+        s->sync_stop = 1;
+        pthread_cond_signal(&s->sync_cond);
+        pthread_mutex_unlock(&s->sync_lock);
+        pthread_join(s->sync_thread, NULL);
+        pthread_cond_destroy(&s->sync_cond);
+        pthread_mutex_destroy(&s->sync_lock);
+    }
+    if (s->db) {
+        char *err = NULL;
+        rocksdb_flush_wal(s->db, 1, &err);
+        if (err) {
+            kvi_log(s->log, KV_LOG_ERROR, "final WAL sync failed: %s", err);
+            rocksdb_free(err);
+        }
+        rocksdb_column_family_handle_destroy(s->cf_data);
+        rocksdb_column_family_handle_destroy(s->cf_meta);
+        rocksdb_close(s->db);
+    }
+    free_options(s);
+    free(s);
+}
+
+int kvi_store_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out)
+{
+    char *err = NULL;
+    rocksdb_pinnableslice_t *pin = rocksdb_get_pinned_cf(
+        s->db, s->read_options, s->cf_data, skey, skey_len, &err);
+    if (err)
+        return rocks_error(err, "reading a record");
+    if (!pin)
+        return KV_ENOTFOUND;
+    out->pin = pin;
+    out->data = rocksdb_pinnableslice_value(pin, &out->len);
+    return KV_OK;
+}
+
+void kvi_slice_release(kvi_slice *slice)
+{
+    if (slice->pin)
+        rocksdb_pinnableslice_destroy(slice->pin);
+    slice->pin = NULL;
+}
+
+int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
+                  const void *rec, size_t rec_len)
+{
+    char *err = NULL;
+    rocksdb_put_cf(s->db, s->write_options, s->cf_data, skey, skey_len, rec,
+                   rec_len, &err);
+    return err ? rocks_error(err, "writing a record") : KV_OK;
+}
+
+struct kvi_store_batch {
+    rocksdb_writebatch_t *wb;
+    rocksdb_column_family_handle_t *cf; /* the store's data family */
+};
+
+kvi_store_batch *kvi_store_batch_new(kvi_store *s)
+{
+    kvi_store_batch *b = calloc(1, sizeof *b);
+    if (b) {
+        b->wb = rocksdb_writebatch_create();
+        b->cf = s->cf_data;
+    }
+    return b;
+}
+
+void kvi_store_batch_put(kvi_store_batch *b, const void *skey, size_t skey_len,
+                         const void *rec, size_t rec_len)
+{
+    rocksdb_writebatch_put_cf(b->wb, b->cf, skey, skey_len, rec, rec_len);
+}
+
+int kvi_store_write(kvi_store *s, kvi_store_batch *b)
+{
+    char *err = NULL;
+    rocksdb_write(s->db, s->write_options, b->wb, &err);
+    return err ? rocks_error(err, "writing a batch") : KV_OK;
+}
+
+void kvi_store_batch_free(kvi_store_batch *b)
+{
+    if (!b)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+int kvi_store_compact(kvi_store *s)
+{
+    rocksdb_compact_range_cf(s->db, s->cf_data, NULL, 0, NULL, 0);
+    return KV_OK;
+}

@@ -1,0 +1,68 @@
+/*
+ * storage/store.h - the RocksDB wrapper: one database, its column families,
+ * its options, durability policy and the expiry compaction filter.
+ *
+ * It stores opaque records under storage keys (see record.h) and knows
+ * nothing of versions; embedded.c builds the semantics on top.
+ *
+ * Threads: every function may be called from many threads at once, except
+ * kvi_store_close.
+ */
+#ifndef KVI_STORE_H
+#define KVI_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kv/options.h>
+#include "util/log.h"
+
+/* Column families. Data lives in its own family so that hints, Paxos state
+ * and metadata can get theirs without sharing compaction settings. */
+#define KVI_CF_META "default"
+#define KVI_CF_DATA "data"
+/* Key in the meta family naming the on-disk format of the store. */
+#define KVI_META_FORMAT_KEY "kv.format"
+#define KVI_META_FORMAT_VALUE "1"
+
+typedef struct kvi_store kvi_store;
+
+typedef struct kvi_store_config {
+    const char *path;
+    int create_if_missing;
+    kv_sync_policy sync;
+    uint32_t sync_interval_ms;
+    uint64_t block_cache_bytes;
+    uint64_t grace_ms; /* tombstone grace period */
+    const kvi_logger *log;  /* borrowed; must outlive the store */
+} kvi_store_config;
+
+int kvi_store_open(kvi_store **out, const kvi_store_config *cfg);
+void kvi_store_close(kvi_store *s);
+
+/* A value read from the store, pinned in RocksDB's memory until released. */
+typedef struct kvi_slice {
+    const char *data;
+    size_t len;
+    void *pin;
+} kvi_slice;
+
+/* KV_OK (out filled; release it), KV_ENOTFOUND, or KV_EIO. */
+int kvi_store_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out);
+void kvi_slice_release(kvi_slice *slice);
+
+int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
+                  const void *rec, size_t rec_len);
+
+/* A group of puts written atomically by kvi_store_write. */
+typedef struct kvi_store_batch kvi_store_batch;
+kvi_store_batch *kvi_store_batch_new(kvi_store *s);
+void kvi_store_batch_put(kvi_store_batch *b, const void *skey, size_t skey_len,
+                         const void *rec, size_t rec_len);
+int kvi_store_write(kvi_store *s, kvi_store_batch *b);
+void kvi_store_batch_free(kvi_store_batch *b);
+
+/* Compacts the data family, running the expiry filter over every record. */
+int kvi_store_compact(kvi_store *s);
+
+#endif

@@ -1,0 +1,56 @@
+/* util/error.c - status code texts and the per-thread detail message. */
+#include "util/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+/* One buffer per thread, like libgit2's git_error_last(): a failing call
+ * writes it, kv_error_last() reads it, and threads never see each other's.
+ * It is the only thread-local state in the library and holds no resources. */
+static _Thread_local char error_message[512];
+
+int kvi_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *kv_error_last(void)
+{
+    return error_message;
+}
+
+const char *kv_strerror(int code)
+{
+    switch (code) {
+    case KV_OK: return "success";
+    case KV_ENOTFOUND: return "key not found";
+    case KV_ECONFLICT: return "version conflict";
+    case KV_ETOOBIG: return "too big";
+    case KV_EINVAL: return "invalid argument";
+    case KV_ETIMEDOUT: return "timed out";
+    case KV_EUNAVAILABLE: return "not enough replicas available";
+    case KV_EUNKNOWN_OUTCOME: return "outcome unknown: the write may or may not have been applied";
+    case KV_ECORRUPT: return "corrupt record";
+    case KV_EIO: return "I/O error";
+    case KV_ECLOSED: return "handle or connection closed";
+    case KV_ENOMEM: return "out of memory";
+    case KV_ENOTSUP: return "not supported";
+    case KV_EBUSY: return "store in use by another process";
+    default: return "unknown error code";
+    }
+}
+
+const char *kv_version(int *major, int *minor, int *patch)
+{
+    if (major)
+        *major = KV_VERSION_MAJOR;
+    if (minor)
+        *minor = KV_VERSION_MINOR;
+    if (patch)
+        *patch = KV_VERSION_PATCH;
+    return KV_VERSION_STRING;
+}

@@ -1,0 +1,86 @@
+/* The compaction filter's decisions, record by record. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <kv/common.h>
+#include "storage/expiry_filter.h"
+#include "storage/record.h"
+
+typedef struct encoded {
+    unsigned char key[KVI_TOKEN_SIZE + 1];
+    unsigned char value[KVI_RECORD_OVERHEAD + 4];
+    size_t value_len;
+} encoded;
+
+static void make(encoded *e, int tombstone, uint64_t expiry_ms, uint64_t write_ms)
+{
+    uint64_t token = kvi_key_token("k", 1);
+    kvi_storage_key(e->key, token, "k", 1);
+    kvi_record rec = {.version = 9, .expiry_ms = expiry_ms, .write_ms = write_ms,
+                      .tombstone = tombstone,
+                      .value = tombstone ? NULL : (const unsigned char *)"data",
+                      .value_len = tombstone ? 0 : 4};
+    kvi_record_encode(e->value, &rec, token);
+    e->value_len = kvi_record_size(rec.value_len);
+}
+
+static kvi_expiry_action decide(const encoded *e, uint64_t now, uint64_t grace)
+{
+    return kvi_expiry_decide((const char *)e->key, sizeof e->key,
+                             (const char *)e->value, e->value_len, now, grace);
+}
+
+static void live_values_are_kept(void **state)
+{
+    (void)state;
+    encoded e;
+    make(&e, 0, 0, 100);
+    assert_int_equal(decide(&e, 1000000, 0), KVI_EXPIRY_KEEP);
+    make(&e, 0, 5000, 100);
+    assert_int_equal(decide(&e, 4999, 0), KVI_EXPIRY_KEEP);
+}
+
+static void expired_values_become_tombstones_then_go(void **state)
+{
+    (void)state;
+    encoded e;
+    make(&e, 0, 5000, 100);
+    assert_int_equal(decide(&e, 5000, 1000), KVI_EXPIRY_TO_TOMBSTONE);
+    assert_int_equal(decide(&e, 5999, 1000), KVI_EXPIRY_TO_TOMBSTONE);
+    assert_int_equal(decide(&e, 6000, 1000), KVI_EXPIRY_DROP);
+    assert_int_equal(decide(&e, 5000, 0), KVI_EXPIRY_DROP);
+}
+
+static void tombstones_go_after_grace(void **state)
+{
+    (void)state;
+    encoded e;
+    make(&e, 1, 0, 2000);
+    assert_int_equal(decide(&e, 2999, 1000), KVI_EXPIRY_KEEP);
+    assert_int_equal(decide(&e, 3000, 1000), KVI_EXPIRY_DROP);
+}
+
+static void corrupt_and_foreign_records_are_kept(void **state)
+{
+    (void)state;
+    encoded e;
+    make(&e, 1, 0, 2000);
+    e.value[3] ^= 1;
+    assert_int_equal(decide(&e, UINT64_MAX / 2, 0), KVI_EXPIRY_KEEP);
+    assert_int_equal(kvi_expiry_decide("short", 5, "x", 1, 1, 0), KVI_EXPIRY_KEEP);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(live_values_are_kept),
+        cmocka_unit_test(expired_values_become_tombstones_then_go),
+        cmocka_unit_test(tombstones_go_after_grace),
+        cmocka_unit_test(corrupt_and_foreign_records_are_kept),
+    };
+    return cmocka_run_group_tests_name("storage.expiry_filter", tests, NULL, NULL);
+}
