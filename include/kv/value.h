@@ -26,8 +26,10 @@ typedef struct kv_value kv_value;
  * kv_value_data - the bytes of the value (of its first sibling).
  * @param v    a value; NULL gives NULL and *len = 0
  * @param len  out: number of bytes; may be NULL
- * @return a pointer owned by v, valid until kv_value_free(v). Not
- *         NUL-terminated (values are binary). Non-NULL for an empty value.
+ * @return a pointer owned by v, valid until kv_value_free(v); non-NULL
+ *         for an empty value. The len bytes are followed by one NUL byte (not
+ *         counted in len), so a text value can be read as a C string; a
+ *         binary value may of course contain NULs of its own.
  */
 KV_API const void *kv_value_data(const kv_value *v, size_t *len);
 
