@@ -25,7 +25,8 @@ srcroot=$(cd "$here/../.." && pwd -P)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kv-consumer.XXXXXX")
 tmp=$(cd "$tmp" && pwd -P)
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT PIPE TERM
 prefix=$tmp/prefix
 mkdir "$tmp/run"
 # The consumers create their stores under $TMPDIR: keep them in our directory.

@@ -35,7 +35,8 @@ lib=$1
 [ -f "$lib" ] || { echo "no library at $lib (build first)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kv-exports.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT PIPE TERM
 fail=0
 
 # Names only; strip any @VERSION suffix so a versioned build still matches.

@@ -26,7 +26,8 @@ cflags="-std=c11 -pedantic -Wall -Wextra -Werror"
 cxxflags="-std=c++11 -pedantic -Wall -Wextra -Werror"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kv-headers.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT PIPE TERM
 
 fail=0
 run() {
