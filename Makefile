@@ -1,0 +1,57 @@
+# The README's two commands:  make run  and  make test.
+# Everything else here is what those two are made of.
+
+BUILD       ?= build
+ASAN_BUILD  ?= build-asan
+FUZZ_BUILD  ?= build-fuzz
+JOBS        ?= $(shell nproc)
+FUZZ_SECONDS ?= 10
+
+.PHONY: all deps build run test test-asan fuzz bench install clean
+
+all: build
+
+deps:
+	@sh scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_BUILD_TESTS=ON
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The main job: for now the embedded example, on a fresh store.
+run: build
+	rm -rf $(BUILD)/demo.kv
+	$(BUILD)/examples/example_embedded $(BUILD)/demo.kv
+
+# The whole suite: unit, API, crash and packaging tests under ctest.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The same suite built with AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKV_SANITIZE=ON -DKV_BUILD_TESTS=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# Every libFuzzer target for FUZZ_SECONDS, starting from its committed corpus.
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DKV_FUZZ=ON -DKV_SANITIZE=ON -DKV_BUILD_TESTS=OFF -DKV_BUILD_TOOLS=OFF -DKV_BUILD_EXAMPLES=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	for corpus in fuzz/corpus/*; do \
+	  name=$$(basename $$corpus); work=$$(mktemp -d); \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $$work $$corpus || { rm -rf $$work; exit 1; }; \
+	  rm -rf $$work; \
+	done
+
+# kvbench against RocksDB's own db_bench (see docs/BENCHMARKS.md).
+bench: build
+	sh tools/kvbench/compare-rocksdb.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
