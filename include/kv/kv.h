@@ -75,9 +75,9 @@ KV_API int kv_client_open(kv **out, const char *const *endpoints, size_t count,
                           const kv_client_options *opts);
 
 /**
- * kv_close - close a handle of any kind and release it. Embedded: flushes
- * nothing that is not already durable under the sync policy, and syncs the
- * write-ahead log once more. NULL is a no-op.
+ * kv_close - close a handle of any kind and release it. Embedded: syncs the
+ * write-ahead log first, so every acknowledged write is on disk whatever the
+ * sync policy. NULL is a no-op.
  * Threads: must not run concurrently with any other call on the handle.
  */
 KV_API void kv_close(kv *db);
