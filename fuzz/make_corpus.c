@@ -1,9 +1,11 @@
-/* Writes seed inputs for fuzz_record: valid records (a value, a tombstone,
- * an expiring value) behind their 8-byte token. Run once; the output is
- * committed in fuzz/corpus/record. */
+/* Writes seed inputs for the fuzz targets; the output is committed.
+ *   fuzz_make_corpus fuzz/corpus/record        records behind their token
+ *   fuzz_make_corpus frame fuzz/corpus/frame   one request frame per opcode */
 #include <stdio.h>
 #include <string.h>
 
+#include "net/frame.h"
+#include "net/message.h"
 #include "storage/record.h"
 #include "util/endian.h"
 
@@ -21,8 +23,57 @@ static void emit(const char *dir, const char *name, const kvi_record *rec, uint6
     }
 }
 
+static void emit_frame(const char *dir, const char *name, const kvi_request *req,
+                       const kvi_batch_item *items, uint32_t n_items)
+{
+    kvi_buf b = {0};
+    kvi_frame_begin(&b);
+    kvi_request_encode(&b, req);
+    for (uint32_t i = 0; i < n_items; i++)
+        kvi_batch_item_encode(&b, &items[i]);
+    kvi_frame_finish(&b, 0, req->opcode, 0, 0, 1);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b.data, 1, b.len, f);
+        fclose(f);
+    }
+    kvi_buf_free(&b);
+}
+
+static kvi_bytes text(const char *s)
+{
+    kvi_bytes b = {(const unsigned char *)s, strlen(s)};
+    return b;
+}
+
+/* Seeds for fuzz_frame: one request frame of each opcode. */
+static void frame_corpus(const char *dir)
+{
+    kvi_request ping = {.opcode = KVI_OP_PING};
+    emit_frame(dir, "ping", &ping, NULL, 0);
+    kvi_request get = {.opcode = KVI_OP_GET, .consistency = 2, .key = text("user:1")};
+    emit_frame(dir, "get", &get, NULL, 0);
+    kvi_request put = {.opcode = KVI_OP_PUT, .ttl_s = 60, .key = text("k"),
+                       .value = text("value"), .context = text("")};
+    emit_frame(dir, "put", &put, NULL, 0);
+    kvi_request del = {.opcode = KVI_OP_DELETE, .key = text("k")};
+    emit_frame(dir, "delete", &del, NULL, 0);
+    kvi_request cas = {.opcode = KVI_OP_CAS, .expected_version = 3, .key = text("k"),
+                       .value = text("v")};
+    emit_frame(dir, "cas", &cas, NULL, 0);
+    kvi_request batch = {.opcode = KVI_OP_BATCH, .batch_count = 2};
+    kvi_batch_item items[2] = {{1, 0, text("a"), text("1")}, {2, 0, text("b"), text("")}};
+    emit_frame(dir, "batch", &batch, items, 2);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "frame") == 0) {
+        frame_corpus(argv[2]);
+        return 0;
+    }
     const char *dir = argc > 1 ? argv[1] : ".";
     kvi_record value = {.version = 3, .write_ms = 5, .value = (const unsigned char *)"hello", .value_len = 5};
     emit(dir, "value", &value, kvi_key_token("k", 1));

@@ -1,0 +1,88 @@
+/*
+ * net/frame.h - the binary protocol's frame codec (pure: bytes in, frames
+ * out, no I/O), used by the client and the node alike.
+ *
+ * Every frame is a 24-byte header followed by its body:
+ *
+ *   off  0  u8[2] magic       'k' 'v'
+ *   off  2  u8    version     KVI_PROTOCOL_VERSION
+ *   off  3  u8    opcode      kvi_opcode
+ *   off  4  u16   flags       bit 0: response; other bits must be 0
+ *   off  6  i16   status      KV_OK or a KV_E* code; 0 in requests
+ *   off  8  u64   request id  chosen by the requester, echoed in the response,
+ *                             so many requests share one connection and are
+ *                             answered in any order
+ *   off 16  u32   body length bytes after the header
+ *   off 20  u32   checksum    low 32 bits of xxh3-64 over the body, seeded
+ *                             with xxh3-64 of header bytes 0..20
+ *
+ * All integers are big-endian. A receiver reads the header first and checks
+ * the body length against its limit before it allocates anything.
+ */
+#ifndef KVI_FRAME_H
+#define KVI_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KVI_FRAME_HEADER 24u
+#define KVI_PROTOCOL_VERSION 1u
+#define KVI_FRAME_FLAG_RESPONSE 0x0001u
+/* Default and absolute largest body: a batch of large values must fit, a
+ * frame claiming gigabytes must not make anyone allocate them. */
+#define KVI_FRAME_DEFAULT_MAX_BODY (4u * 1024u * 1024u)
+#define KVI_FRAME_MAX_BODY_LIMIT (256u * 1024u * 1024u)
+
+typedef enum kvi_opcode {
+    KVI_OP_PING = 1,
+    KVI_OP_GET = 2,
+    KVI_OP_PUT = 3,
+    KVI_OP_DELETE = 4,
+    KVI_OP_CAS = 5,
+    KVI_OP_BATCH = 6,
+    KVI_OP_CLUSTER = 7,
+    KVI_OP_MAX = 7
+} kvi_opcode;
+
+typedef struct kvi_frame_header {
+    uint8_t version;
+    uint8_t opcode;
+    uint16_t flags;
+    int16_t status;
+    uint64_t request_id;
+    uint32_t body_len;
+    uint32_t checksum;
+} kvi_frame_header;
+
+/* Outcomes of kvi_frame_parse_header besides KV_OK. */
+typedef enum kvi_frame_error {
+    KVI_FRAME_OK = 0,
+    KVI_FRAME_NEED_MORE = 1,   /* fewer than KVI_FRAME_HEADER bytes so far */
+    KVI_FRAME_BAD_MAGIC = 2,
+    KVI_FRAME_BAD_VERSION = 3,
+    KVI_FRAME_BAD_OPCODE = 4,
+    KVI_FRAME_BAD_FLAGS = 5,
+    KVI_FRAME_TOO_BIG = 6,     /* body length over the receiver's limit */
+    KVI_FRAME_BAD_CHECKSUM = 7
+} kvi_frame_error;
+
+/* A short text for a kvi_frame_error, for logs and error frames. */
+const char *kvi_frame_error_text(kvi_frame_error e);
+
+/* Parses the header at the start of buf (len bytes so far). Checks magic,
+ * version, opcode, flags and body length (<= max_body) before anything else
+ * is looked at; the checksum is checked by kvi_frame_verify once the body is
+ * in. */
+kvi_frame_error kvi_frame_parse_header(kvi_frame_header *out, const void *buf,
+                                       size_t len, uint32_t max_body);
+
+/* Checks the checksum of a complete frame: header bytes and body. */
+kvi_frame_error kvi_frame_verify(const kvi_frame_header *h, const void *header,
+                                 const void *body);
+
+/* Writes the 24-byte header for h (its body_len set) with the checksum of
+ * body computed here. */
+void kvi_frame_encode_header(unsigned char out[KVI_FRAME_HEADER],
+                             const kvi_frame_header *h, const void *body);
+
+#endif
