@@ -15,7 +15,7 @@ deps:
 	@sh scripts/install-deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_BUILD_TESTS=ON
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_BUILD_TESTS=ON -DKV_BUILD_TOOLS=ON -DKV_BUILD_EXAMPLES=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The main job: for now the embedded example, on a fresh store.

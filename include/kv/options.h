@@ -129,8 +129,7 @@ KV_API int kv_read_options_init(kv_read_options *opts, unsigned int version);
 
 #define KV_NODE_OPTIONS_VERSION 1
 
-/** Options of kv_node_start (a storage node hosted in-process).
- * Node handles are not implemented yet: kv_node_start returns KV_ENOTSUP. */
+/** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
     unsigned int version;        /**< KV_NODE_OPTIONS_VERSION */
     const char *data_dir;        /**< where the node keeps its store; copied */
@@ -138,12 +137,19 @@ typedef struct kv_node_options {
     const char *listen_addr;     /**< binary protocol, "HOST:PORT"; copied */
     const char *http_addr;       /**< HTTP/JSON API, "HOST:PORT" or NULL; copied */
     const kv_open_options *store;/**< options of the node's store; NULL = defaults */
-    unsigned int io_threads;     /**< 0 = 2 */
-    unsigned int http_threads;   /**< 0 = 2 */
+    unsigned int io_threads;     /**< binary protocol threads; 0 = 2 */
+    unsigned int http_threads;   /**< HTTP thread pool, >= 2; 0 = 2 */
+    /** Largest request frame body accepted, in bytes; 0 = 16 MiB. Larger
+     * frames are refused from their header, before anything is allocated. */
+    uint32_t max_request_bytes;
+    /** Connections silent this long are closed (a half-sent frame
+     * included); 0 = 60000 ms. */
+    uint32_t idle_timeout_ms;
+    unsigned int max_connections;/**< per protocol; 0 = 4096 */
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
-    { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0 }
+    { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.
@@ -156,8 +162,7 @@ KV_API int kv_node_options_init(kv_node_options *opts, unsigned int version);
 
 #define KV_CLIENT_OPTIONS_VERSION 1
 
-/** Options of kv_client_open (a connection to a remote cluster).
- * Client handles are not implemented yet: kv_client_open returns KV_ENOTSUP. */
+/** Options of kv_client_open (a connection to a remote cluster). */
 typedef struct kv_client_options {
     unsigned int version;         /**< KV_CLIENT_OPTIONS_VERSION */
     uint32_t connect_timeout_ms;  /**< 0 = 1000 */

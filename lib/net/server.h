@@ -1,0 +1,55 @@
+/*
+ * net/server.h - the binary protocol's TCP server: accepts connections,
+ * cuts their bytes into frames, hands each request to a handler and writes
+ * the responses back.
+ *
+ * Each of io_threads threads runs its own epoll loop and accepts on the
+ * shared listening socket (EPOLLEXCLUSIVE), so a connection lives on one
+ * thread and needs no locks. A slow or stalled client costs only its own
+ * buffers: reads never block, and a connection idle for idle_timeout_ms
+ * (a half-sent frame included) is closed.
+ *
+ * Framing errors are answered with an error frame: an unknown opcode or a
+ * malformed body keeps the connection; a bad magic, version, checksum or an
+ * oversize length closes it, since the stream can no longer be trusted.
+ */
+#ifndef KVI_SERVER_H
+#define KVI_SERVER_H
+
+#include <stdint.h>
+
+#include "net/frame.h"
+#include "net/message.h"
+#include "util/log.h"
+
+/* Handles one checksum-verified request frame and appends exactly one
+ * response frame to out. Called on an I/O thread, concurrently from
+ * several. */
+typedef void (*kvi_request_fn)(void *ctx, const kvi_frame_header *h,
+                               const unsigned char *body, kvi_buf *out);
+
+typedef struct kvi_server_config {
+    const char *listen_addr;   /* "HOST:PORT"; port 0 picks a free port */
+    unsigned io_threads;       /* >= 1 */
+    uint32_t max_body;         /* frame body limit */
+    uint32_t idle_timeout_ms;  /* close connections silent this long */
+    unsigned max_connections;
+    kvi_request_fn handler;
+    void *handler_ctx;
+    const kvi_logger *log;     /* borrowed; must outlive the server */
+} kvi_server_config;
+
+typedef struct kvi_server kvi_server;
+
+int kvi_server_start(kvi_server **out, const kvi_server_config *cfg);
+/* The port actually listened on. */
+int kvi_server_port(const kvi_server *s);
+/* Stops accepting, finishes the requests already read, closes every
+ * connection and joins the threads. */
+void kvi_server_stop(kvi_server *s);
+
+/* Appends an error response frame (used by handlers too). */
+void kvi_error_frame(kvi_buf *out, uint8_t opcode, uint64_t request_id,
+                     int status, uint64_t version, const char *message);
+
+#endif

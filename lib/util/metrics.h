@@ -1,0 +1,47 @@
+/*
+ * util/metrics.h - request counters and latency histograms, rendered in the
+ * Prometheus text format for GET /metrics.
+ *
+ * Threads: kvi_metrics_record is lock-free (relaxed atomics) and may be
+ * called from any thread; kvi_metrics_render reads a consistent-enough
+ * snapshot without stopping writers.
+ */
+#ifndef KVI_METRICS_H
+#define KVI_METRICS_H
+
+#include <stdint.h>
+
+#include "net/message.h"
+
+typedef enum kvi_metric_proto {
+    KVI_PROTO_BINARY = 0,
+    KVI_PROTO_HTTP = 1,
+    KVI_PROTO_COUNT = 2
+} kvi_metric_proto;
+
+typedef enum kvi_metric_op {
+    KVI_MOP_GET = 0,
+    KVI_MOP_PUT = 1,
+    KVI_MOP_DELETE = 2,
+    KVI_MOP_CAS = 3,
+    KVI_MOP_BATCH = 4,
+    KVI_MOP_OTHER = 5, /* ping, cluster, health, errors before routing */
+    KVI_MOP_COUNT = 6
+} kvi_metric_op;
+
+typedef struct kvi_metrics kvi_metrics;
+
+kvi_metrics *kvi_metrics_new(void);
+void kvi_metrics_free(kvi_metrics *m);
+
+/* Counts one request and its latency. status is the request's KV_* code. */
+void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op,
+                        int status, uint64_t latency_ns);
+
+/* Appends the Prometheus text exposition of every metric to b. */
+void kvi_metrics_render(kvi_metrics *m, kvi_buf *b);
+
+/* Monotonic nanoseconds, for latencies. */
+uint64_t kvi_metrics_now_ns(void);
+
+#endif
