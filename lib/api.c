@@ -68,8 +68,6 @@ static int check_handle(const kv *db)
 {
     if (!db)
         return kvi_error(KV_EINVAL, "handle is NULL");
-    if (db->kind != KVI_KIND_EMBEDDED)
-        return kvi_error(KV_ENOTSUP, "this kind of handle is not implemented yet");
     return KV_OK;
 }
 
@@ -136,25 +134,71 @@ int kv_open(kv **out, const char *path, const kv_open_options *opts)
 
 int kv_node_start(kv **out, const kv_node_options *opts)
 {
-    (void)opts;
     if (!out)
         return kvi_error(KV_EINVAL, "kv_node_start: out is NULL");
     *out = NULL;
-    return kvi_error(KV_ENOTSUP, "node handles are not implemented in libkv %s",
-                     KV_VERSION_STRING);
+    if (!opts)
+        return kvi_error(KV_EINVAL, "kv_node_start: options are required (data_dir, "
+                                    "node_id, listen_addr)");
+    const kv_open_options *so = opts->store;
+    kv_open_options defaults = KV_OPEN_OPTIONS_INIT;
+    if (!so)
+        so = &defaults;
+    kv *db = calloc(1, sizeof *db);
+    if (!db)
+        return kvi_error(KV_ENOMEM, "out of memory starting a node");
+    db->kind = KVI_KIND_NODE;
+    db->max_key_size = so->max_key_size ? so->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
+    db->max_value_size = so->max_value_size ? so->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE;
+    db->log = (kvi_logger){so->log_fn, so->log_ctx, so->log_level};
+    int rc = kvi_node_start(&db->node, opts, &db->log);
+    if (rc != KV_OK) {
+        free(db);
+        return rc;
+    }
+    *out = db;
+    return KV_OK;
+}
+
+int kv_node_ports(int *out_binary_port, int *out_http_port, const kv *db)
+{
+    if (!db || db->kind != KVI_KIND_NODE)
+        return kvi_error(KV_EINVAL, "kv_node_ports: not a node handle");
+    kvi_node_ports(db->node, out_binary_port, out_http_port);
+    return KV_OK;
 }
 
 int kv_client_open(kv **out, const char *const *endpoints, size_t count,
                    const kv_client_options *opts)
 {
-    (void)endpoints;
-    (void)count;
-    (void)opts;
     if (!out)
         return kvi_error(KV_EINVAL, "kv_client_open: out is NULL");
     *out = NULL;
-    return kvi_error(KV_ENOTSUP, "client handles are not implemented in libkv %s",
-                     KV_VERSION_STRING);
+    kv *db = calloc(1, sizeof *db);
+    if (!db)
+        return kvi_error(KV_ENOMEM, "out of memory opening a client");
+    db->kind = KVI_KIND_CLIENT;
+    /* The node enforces its own limits; the client checks the ceilings so
+     * nothing absurd is encoded, and the node's answer says the rest. */
+    db->max_key_size = KV_MAX_KEY_SIZE_LIMIT;
+    db->max_value_size = KV_MAX_VALUE_SIZE_LIMIT;
+    if (opts)
+        db->log = (kvi_logger){opts->log_fn, opts->log_ctx, opts->log_level};
+    int rc = kvi_client_open(&db->client, endpoints, count, opts, &db->log);
+    if (rc != KV_OK) {
+        free(db);
+        return rc;
+    }
+    *out = db;
+    return KV_OK;
+}
+
+int kv_ping(kv *db)
+{
+    int rc = check_handle(db);
+    if (rc != KV_OK)
+        return rc;
+    return db->kind == KVI_KIND_CLIENT ? kvi_client_ping(db->client) : KV_OK;
 }
 
 void kv_close(kv *db)
@@ -162,6 +206,8 @@ void kv_close(kv *db)
     if (!db)
         return;
     kvi_embedded_close(db->embedded);
+    kvi_node_stop(db->node);
+    kvi_client_close(db->client);
     free(db);
 }
 
@@ -174,6 +220,10 @@ int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len,
     if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
         (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
         return rc;
+    if (db->kind == KVI_KIND_NODE)
+        return kv_put(out_version, kvi_node_store(db->node), key, key_len, value, value_len, opts);
+    if (db->kind == KVI_KIND_CLIENT)
+        return kvi_client_put(db->client, out_version, key, key_len, value, value_len, opts);
     return kvi_embedded_put(db->embedded, out_version, key, key_len, value,
                             value_len, opts ? opts->ttl_s : 0);
 }
@@ -188,6 +238,10 @@ int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
     if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
         (rc = check_read_options(opts)))
         return rc;
+    if (db->kind == KVI_KIND_NODE)
+        return kv_get(out, kvi_node_store(db->node), key, key_len, opts);
+    if (db->kind == KVI_KIND_CLIENT)
+        return kvi_client_get(db->client, out, key, key_len, opts);
     return kvi_embedded_get(db->embedded, out, key, key_len);
 }
 
@@ -198,6 +252,10 @@ int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,
     if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
         (rc = check_write_options(opts)))
         return rc;
+    if (db->kind == KVI_KIND_NODE)
+        return kv_delete(out_version, kvi_node_store(db->node), key, key_len, opts);
+    if (db->kind == KVI_KIND_CLIENT)
+        return kvi_client_delete(db->client, out_version, key, key_len, opts);
     return kvi_embedded_delete(db->embedded, out_version, key, key_len);
 }
 
@@ -209,6 +267,12 @@ int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
     if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
         (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
         return rc;
+    if (db->kind == KVI_KIND_NODE)
+        return kv_cas(out_version, kvi_node_store(db->node), key, key_len, expected_version,
+                      value, value_len, opts);
+    if (db->kind == KVI_KIND_CLIENT)
+        return kvi_client_cas(db->client, out_version, key, key_len, expected_version,
+                              value, value_len, opts);
     return kvi_embedded_cas(db->embedded, out_version, key, key_len,
                             expected_version, value, value_len,
                             opts ? opts->ttl_s : 0);
@@ -223,6 +287,8 @@ int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
         return rc;
     if (!b || b->count == 0)
         return kvi_error(KV_EINVAL, "the batch is NULL or empty");
+    if (db->kind == KVI_KIND_NODE)
+        return kv_batch_execute(kvi_node_store(db->node), b, wopts, ropts);
     kvi_batch_reset_results(b);
     b->executed = 1;
     /* Every operation is checked before any is applied: one bad operation
@@ -236,11 +302,19 @@ int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
             return kvi_error(rc, "batch operation %zu: %s", i, kv_error_last());
         }
     }
+    if (db->kind == KVI_KIND_CLIENT)
+        return kvi_client_batch(db->client, b, wopts, ropts);
     return kvi_embedded_batch(db->embedded, b);
 }
 
 int kv_compact(kv *db)
 {
     int rc = check_handle(db);
-    return rc ? rc : kvi_embedded_compact(db->embedded);
+    if (rc != KV_OK)
+        return rc;
+    if (db->kind == KVI_KIND_NODE)
+        return kv_compact(kvi_node_store(db->node));
+    if (db->kind == KVI_KIND_CLIENT)
+        return kvi_error(KV_ENOTSUP, "kv_compact: not available on a client handle");
+    return kvi_embedded_compact(db->embedded);
 }

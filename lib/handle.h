@@ -3,7 +3,9 @@
 #define KVI_HANDLE_H
 
 #include <kv/kv.h>
+#include "client.h"
 #include "embedded.h"
+#include "node.h"
 #include "util/log.h"
 
 typedef enum kvi_kind {
@@ -20,6 +22,8 @@ struct kv {
     uint32_t max_value_size;
     kvi_logger log;
     kvi_embedded *embedded; /* KVI_KIND_EMBEDDED */
+    kvi_node *node;         /* KVI_KIND_NODE: data calls go to its store */
+    kvi_client *client;     /* KVI_KIND_CLIENT */
 };
 
 #endif

@@ -11,6 +11,10 @@ pkg-config
 librocksdb-dev
 libxxhash-dev
 libcmocka-dev
+libmicrohttpd-dev
+libcjson-dev
+libcurl4-openssl-dev
+python3
 clang-14
 libclang-rt-14-dev
 rocksdb-tools

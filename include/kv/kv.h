@@ -24,10 +24,11 @@
  *
  * Three kinds of handle share the data calls:
  *  - embedded (kv_open): a local store in this process, on RocksDB;
- *  - node (kv_node_start): a storage node hosted in this process;
- *  - client (kv_client_open): a connection to a remote cluster.
- * Node and client handles are declared but not implemented in this version:
- * their constructors return KV_ENOTSUP.
+ *  - node (kv_node_start): a storage node hosted in this process, serving
+ *    its store over the binary protocol and HTTP;
+ *  - client (kv_client_open): a connection to remote nodes.
+ * This version serves a single node; replication across a cluster comes
+ * later, behind the same calls.
  */
 #ifndef KV_KV_H
 #define KV_KV_H
@@ -58,21 +59,61 @@ extern "C" {
 KV_API int kv_open(kv **out, const char *path, const kv_open_options *opts);
 
 /**
- * kv_node_start - start a storage node in this process.
- * Not implemented in this version.
- * @return KV_ENOTSUP always (KV_EINVAL when out is NULL); *out is set to NULL.
+ * kv_node_start - start a storage node in this process: it opens its store in
+ * opts->data_dir and serves it over the binary protocol (opts->listen_addr)
+ * and, when opts->http_addr is set, over the HTTP/JSON API. The data calls on
+ * the returned handle run against the node's own store directly.
+ *
+ * @param out   receives the handle, owned by the caller; kv_close stops the
+ *              node (requests already read are answered) and closes the store.
+ * @param opts  required: data_dir, node_id (1-64 of [A-Za-z0-9._-]) and
+ *              listen_addr ("HOST:PORT"; port 0 picks a free port, see
+ *              kv_node_ports); opts->store gives the store's options.
+ * @return KV_OK; KV_EINVAL (missing or bad option, unparsable address);
+ *         KV_EBUSY (a port is in use, or the store is open elsewhere);
+ *         KV_EIO; KV_ENOMEM.
+ * Threads: the handle may be used from any number of threads; the node's
+ * servers run threads of their own.
  */
 KV_API int kv_node_start(kv **out, const kv_node_options *opts);
 
 /**
- * kv_client_open - connect to a remote cluster.
- * Not implemented in this version.
+ * kv_node_ports - the ports a node actually listens on (useful after asking
+ * for port 0).
+ * @param out_binary_port  receives the binary protocol's port; may be NULL
+ * @param out_http_port    receives the HTTP port, 0 without HTTP; may be NULL
+ * @return KV_OK, or KV_EINVAL when db is not a node handle.
+ */
+KV_API int kv_node_ports(int *out_binary_port, int *out_http_port, const kv *db);
+
+/**
+ * kv_client_open - open a client of remote nodes. The data calls travel over
+ * the binary protocol, on persistent connections shared by all threads with
+ * many requests in flight on each.
+ *
+ * No connection is made here: the first call connects, trying the endpoints
+ * in order, and a connection that breaks (a node restarted) is replaced by the
+ * next call. When no node can be reached a call returns KV_EUNAVAILABLE (or
+ * KV_ETIMEDOUT); a write whose answer is lost returns KV_EUNKNOWN_OUTCOME,
+ * since it may have been applied; a read whose answer does not come within
+ * request_timeout_ms returns KV_ETIMEDOUT.
+ *
  * @param endpoints  array of "HOST:PORT" strings; copied.
- * @param count      number of endpoints
- * @return KV_ENOTSUP always (KV_EINVAL when out is NULL); *out is set to NULL.
+ * @param count      number of endpoints, at least 1
+ * @param opts       NULL for defaults (timeouts, connections)
+ * @return KV_OK; KV_EINVAL (no endpoints, an unparsable one, bad options);
+ *         KV_ENOMEM.
+ * Threads: the handle may be used from any number of threads.
  */
 KV_API int kv_client_open(kv **out, const char *const *endpoints, size_t count,
                           const kv_client_options *opts);
+
+/**
+ * kv_ping - check that the handle can serve: on a client, a round trip to a
+ * node; on embedded and node handles, always KV_OK.
+ * @return KV_OK; KV_EUNAVAILABLE; KV_ETIMEDOUT; KV_EINVAL (NULL handle).
+ */
+KV_API int kv_ping(kv *db);
 
 /**
  * kv_close - close a handle of any kind and release it. Embedded: syncs the

@@ -233,19 +233,23 @@ static void open_errors(void **state)
     test_rmtree(empty);
 }
 
-static void node_and_client_not_yet(void **state)
+static void node_and_client_constructors_check_arguments(void **state)
 {
     (void)state;
-    kv *h = (kv *)state;
+    kv *h = (kv *)state; /* must be reset to NULL */
+    assert_int_equal(kv_node_start(&h, NULL), KV_EINVAL);
+    assert_null(h);
     kv_node_options no = KV_NODE_OPTIONS_INIT;
-    assert_int_equal(kv_node_start(&h, &no), KV_ENOTSUP);
+    assert_int_equal(kv_node_start(NULL, &no), KV_EINVAL);
+    h = (kv *)state;
+    assert_int_equal(kv_client_open(&h, NULL, 0, NULL), KV_EINVAL);
     assert_null(h);
     const char *eps[] = {"127.0.0.1:7000"};
+    assert_int_equal(kv_client_open(NULL, eps, 1, NULL), KV_EINVAL);
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
-    h = (kv *)state;
-    assert_int_equal(kv_client_open(&h, eps, 1, &co), KV_ENOTSUP);
-    assert_null(h);
-    assert_int_equal(kv_node_start(NULL, &no), KV_EINVAL);
+    co.version = 77;
+    assert_int_equal(kv_client_open(&h, eps, 1, &co), KV_EINVAL);
+    assert_int_equal(kv_ping(NULL), KV_EINVAL);
 }
 
 static void options_init_functions(void **state)
@@ -357,7 +361,7 @@ int main(void)
         T(oversized_claims_allocate_nothing),
         T(invalid_arguments),
         T(open_errors),
-        cmocka_unit_test(node_and_client_not_yet),
+        cmocka_unit_test(node_and_client_constructors_check_arguments),
         cmocka_unit_test(options_init_functions),
         cmocka_unit_test(strerror_and_version),
         cmocka_unit_test(logs_go_to_the_callback),

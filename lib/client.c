@@ -1,0 +1,552 @@
+/*
+ * client.c - persistent connections to a node, many requests in flight.
+ *
+ * A call encodes its request, registers a waiter under a fresh request id,
+ * sends the frame and sleeps until the connection's reader thread hands it
+ * the response with that id, or until its deadline. A connection that
+ * breaks fails every waiter at once; the next call reconnects, trying the
+ * endpoints in order, so a restarted node is picked up by itself.
+ *
+ * Outcomes when no answer comes: a read gets KV_ETIMEDOUT (or is retried
+ * once on a fresh connection when the old one broke); a write that was sent
+ * gets KV_EUNKNOWN_OUTCOME, since it may have been applied; a write that
+ * could not be sent at all gets KV_EUNAVAILABLE.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "net/addr.h"
+#include "net/frame.h"
+#include "net/message.h"
+#include "util/error.h"
+#include "value.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 1000u
+#define DEFAULT_REQUEST_TIMEOUT_MS 5000u
+/* Responses carry at most a value plus a little, or a batch of them. */
+#define MAX_RESPONSE_BODY KVI_FRAME_MAX_BODY_LIMIT
+
+typedef struct waiter {
+    uint64_t id;
+    int done;
+    int broken;          /* the connection failed before the answer came */
+    kvi_frame_header h;  /* of the response */
+    unsigned char *body; /* malloc'd by the reader; freed by the caller */
+    pthread_cond_t cond;
+    struct waiter *next;
+} waiter;
+
+typedef struct conn {
+    struct kvi_client *client;
+    /* lock guards everything below but the socket writes themselves. */
+    pthread_mutex_t lock;
+    int fd;              /* -1 when not connected */
+    int broken;          /* the reader saw an error; reconnect before use */
+    int reader_running;  /* a reader thread exists (and must be joined) */
+    pthread_t reader;
+    waiter *pending;
+    /* send_lock serialises writers so frames never interleave. */
+    pthread_mutex_t send_lock;
+} conn;
+
+struct kvi_client {
+    kvi_addr *endpoints;
+    size_t n_endpoints;
+    atomic_size_t preferred; /* the endpoint that last worked */
+    uint32_t connect_timeout_ms;
+    uint32_t request_timeout_ms;
+    conn *conns;
+    unsigned n_conns;
+    atomic_uint next_conn;
+    atomic_uint_fast64_t next_id;
+    const kvi_logger *log;
+};
+
+/* ---------------------------------------------------------------- I/O */
+
+static int read_full(int fd, unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int send_full(int fd, const unsigned char *p, size_t n, size_t *sent)
+{
+    *sent = 0;
+    while (n) {
+        ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+            *sent += (size_t)r;
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Fails every waiter of a broken connection; called with c->lock held. */
+static void fail_pending(conn *c)
+{
+    for (waiter *w = c->pending; w; w = w->next) {
+        w->done = 1;
+        w->broken = 1;
+        pthread_cond_signal(&w->cond);
+    }
+    c->pending = NULL;
+}
+
+static void *reader_loop(void *arg)
+{
+    conn *c = arg;
+    pthread_mutex_lock(&c->lock);
+    int fd = c->fd;
+    pthread_mutex_unlock(&c->lock);
+    for (;;) {
+        unsigned char header[KVI_FRAME_HEADER];
+        kvi_frame_header h;
+        if (read_full(fd, header, sizeof header) != 0)
+            break;
+        if (kvi_frame_parse_header(&h, header, sizeof header, MAX_RESPONSE_BODY) != KVI_FRAME_OK ||
+            !(h.flags & KVI_FRAME_FLAG_RESPONSE)) {
+            kvi_log(c->client->log, KV_LOG_ERROR, "dropping a connection: malformed response frame");
+            break;
+        }
+        unsigned char *body = malloc(h.body_len ? h.body_len : 1);
+        if (!body || read_full(fd, body, h.body_len) != 0 ||
+            kvi_frame_verify(&h, header, body) != KVI_FRAME_OK) {
+            free(body);
+            break;
+        }
+        pthread_mutex_lock(&c->lock);
+        waiter **pp = &c->pending;
+        while (*pp && (*pp)->id != h.request_id)
+            pp = &(*pp)->next;
+        waiter *w = *pp;
+        if (w) {
+            *pp = w->next;
+            w->h = h;
+            w->body = body;
+            w->done = 1;
+            pthread_cond_signal(&w->cond);
+        } else {
+            free(body); /* its caller gave up (timed out) */
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    pthread_mutex_lock(&c->lock);
+    c->broken = 1;
+    fail_pending(c);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* Makes sure c has a live connection; called with c->lock held. */
+static int ensure_connected(kvi_client *cl, conn *c)
+{
+    if (c->fd >= 0 && !c->broken)
+        return KV_OK;
+    if (c->fd >= 0) {
+        /* Retire the broken socket: wake its reader and wait for it, and
+         * close only under send_lock so no writer holds the old number. */
+        shutdown(c->fd, SHUT_RDWR);
+        pthread_mutex_unlock(&c->lock);
+        if (c->reader_running)
+            pthread_join(c->reader, NULL);
+        pthread_mutex_lock(&c->send_lock);
+        pthread_mutex_lock(&c->lock);
+        c->reader_running = 0;
+        close(c->fd);
+        c->fd = -1;
+        pthread_mutex_unlock(&c->send_lock);
+        if (c->fd >= 0 && !c->broken)
+            return KV_OK; /* another caller reconnected meanwhile */
+    }
+    if (c->fd >= 0)
+        return KV_OK;
+    int rc = KV_EUNAVAILABLE;
+    size_t first = atomic_load(&cl->preferred);
+    for (size_t i = 0; i < cl->n_endpoints; i++) {
+        size_t e = (first + i) % cl->n_endpoints;
+        int fd = kvi_connect(&cl->endpoints[e], (int)cl->connect_timeout_ms);
+        if (fd < 0) {
+            rc = fd;
+            continue;
+        }
+        c->fd = fd;
+        c->broken = 0;
+        if (pthread_create(&c->reader, NULL, reader_loop, c) != 0) {
+            close(fd);
+            c->fd = -1;
+            return kvi_error(KV_ENOMEM, "cannot start a connection reader");
+        }
+        c->reader_running = 1;
+        atomic_store(&cl->preferred, e);
+        kvi_log(cl->log, KV_LOG_INFO, "connected to %s", cl->endpoints[e].text);
+        return KV_OK;
+    }
+    return kvi_error(rc == KV_ETIMEDOUT ? KV_ETIMEDOUT : KV_EUNAVAILABLE,
+                     "no node reachable: %s", kv_error_last());
+}
+
+static struct timespec deadline_after(uint32_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return ts;
+}
+
+/* The result of one round trip. */
+typedef struct reply {
+    kvi_frame_header h;
+    unsigned char *body;
+} reply;
+
+/* Sends the frame in req (built with request id 0 patched below) and waits
+ * for its response. is_write decides what a lost answer means. */
+static int round_trip_once(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write,
+                           reply *out, int *retryable)
+{
+    *retryable = 0;
+    conn *c = &cl->conns[atomic_fetch_add(&cl->next_conn, 1) % cl->n_conns];
+    waiter w = {.id = atomic_fetch_add(&cl->next_id, 1)};
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.cond, &attr);
+    pthread_condattr_destroy(&attr);
+    kvi_frame_finish(frame, 0, opcode, 0, 0, w.id);
+
+    pthread_mutex_lock(&c->lock);
+    int rc = ensure_connected(cl, c);
+    if (rc != KV_OK) {
+        pthread_mutex_unlock(&c->lock);
+        pthread_cond_destroy(&w.cond);
+        return rc;
+    }
+    int fd = c->fd;
+    w.next = c->pending;
+    c->pending = &w;
+    pthread_mutex_unlock(&c->lock);
+
+    pthread_mutex_lock(&c->send_lock);
+    size_t sent = 0;
+    int send_failed = send_full(fd, frame->data, frame->len, &sent) != 0;
+    pthread_mutex_unlock(&c->send_lock);
+
+    struct timespec deadline = deadline_after(cl->request_timeout_ms);
+    pthread_mutex_lock(&c->lock);
+    if (send_failed) {
+        c->broken = 1;
+        shutdown(fd, SHUT_RDWR);
+    }
+    while (!w.done) {
+        if (pthread_cond_timedwait(&w.cond, &c->lock, &deadline) == ETIMEDOUT && !w.done) {
+            waiter **pp = &c->pending;
+            while (*pp && *pp != &w)
+                pp = &(*pp)->next;
+            if (*pp)
+                *pp = w.next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    pthread_cond_destroy(&w.cond);
+
+    if (w.done && !w.broken) {
+        out->h = w.h;
+        out->body = w.body;
+        return KV_OK;
+    }
+    if (w.broken) {
+        /* Nothing sent, or a read: trying again on a new connection is safe. */
+        if (sent == 0 || !is_write) {
+            *retryable = 1;
+            return kvi_error(KV_EUNAVAILABLE, "the connection to the node broke");
+        }
+        return kvi_error(KV_EUNKNOWN_OUTCOME, "the connection broke after the write "
+                                              "was sent; it may or may not have applied");
+    }
+    if (is_write)
+        return kvi_error(KV_EUNKNOWN_OUTCOME, "no answer within %u ms; the write may or "
+                                              "may not have applied", cl->request_timeout_ms);
+    return kvi_error(KV_ETIMEDOUT, "no answer within %u ms", cl->request_timeout_ms);
+}
+
+static int round_trip(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write, reply *out)
+{
+    int retryable;
+    int rc = round_trip_once(cl, frame, opcode, is_write, out, &retryable);
+    if (rc != KV_OK && retryable)
+        rc = round_trip_once(cl, frame, opcode, is_write, out, &retryable);
+    return rc;
+}
+
+/* Decodes a reply; an error frame's status and message become the result. */
+static int decode_reply(kvi_response *resp, const reply *r, uint8_t opcode)
+{
+    if (r->h.opcode != opcode ||
+        kvi_response_decode(resp, opcode, r->h.status, r->body, r->h.body_len) != 0)
+        return kvi_error(KV_EIO, "malformed response from the node");
+    if (resp->status != KV_OK)
+        return kvi_error(resp->status, "%.*s", (int)(resp->message.len > 400 ? 400 : resp->message.len),
+                         (const char *)resp->message.data);
+    return KV_OK;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
+                    const kv_client_options *o, const kvi_logger *log)
+{
+    *out = NULL;
+    if (!endpoints || count == 0)
+        return kvi_error(KV_EINVAL, "at least one endpoint is required");
+    kv_client_options defaults = KV_CLIENT_OPTIONS_INIT;
+    if (!o)
+        o = &defaults;
+    if (o->version != KV_CLIENT_OPTIONS_VERSION)
+        return kvi_error(KV_EINVAL, "client options: unknown version %u", o->version);
+    if (o->connections_per_node > 64)
+        return kvi_error(KV_EINVAL, "client options: at most 64 connections per node");
+    kvi_client *cl = calloc(1, sizeof *cl);
+    if (!cl)
+        return kvi_error(KV_ENOMEM, "out of memory opening a client");
+    cl->log = log;
+    cl->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    cl->request_timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
+    cl->n_conns = o->connections_per_node ? o->connections_per_node : 1;
+    cl->endpoints = calloc(count, sizeof *cl->endpoints);
+    cl->conns = calloc(cl->n_conns, sizeof *cl->conns);
+    if (!cl->endpoints || !cl->conns) {
+        free(cl->endpoints);
+        free(cl->conns);
+        free(cl);
+        return kvi_error(KV_ENOMEM, "out of memory opening a client");
+    }
+    cl->n_endpoints = count;
+    for (size_t i = 0; i < count; i++) {
+        int rc = kvi_addr_parse(&cl->endpoints[i], endpoints[i]);
+        if (rc != KV_OK) {
+            free(cl->endpoints);
+            free(cl->conns);
+            free(cl);
+            return rc;
+        }
+    }
+    atomic_init(&cl->next_id, 1);
+    for (unsigned i = 0; i < cl->n_conns; i++) {
+        conn *c = &cl->conns[i];
+        c->client = cl;
+        c->fd = -1;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_mutex_init(&c->send_lock, NULL);
+    }
+    *out = cl;
+    return KV_OK;
+}
+
+void kvi_client_close(kvi_client *cl)
+{
+    if (!cl)
+        return;
+    for (unsigned i = 0; i < cl->n_conns; i++) {
+        conn *c = &cl->conns[i];
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);
+        if (c->reader_running)
+            pthread_join(c->reader, NULL);
+        if (c->fd >= 0)
+            close(c->fd);
+        pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->send_lock);
+    }
+    free(cl->conns);
+    free(cl->endpoints);
+    free(cl);
+}
+
+/* ---------------------------------------------------------- data calls */
+
+static void fill_write(kvi_request *req, const kv_write_options *o)
+{
+    if (!o)
+        return;
+    req->ttl_s = o->ttl_s;
+    req->consistency = (uint8_t)o->consistency;
+    req->quorum = (uint8_t)o->w;
+    req->context.data = o->context;
+    req->context.len = o->context ? o->context_len : 0;
+}
+
+/* Encodes req into a new frame, runs it, decodes the reply into resp. The
+ * reply body (which resp points into) is returned for the caller to free. */
+static int call(kvi_client *cl, const kvi_request *req, int is_write, kvi_response *resp,
+                unsigned char **body)
+{
+    kvi_buf frame = {0};
+    kvi_frame_begin(&frame);
+    kvi_request_encode(&frame, req);
+    reply r = {0};
+    int rc = frame.failed ? kvi_error(KV_ENOMEM, "out of memory encoding a request")
+                          : round_trip(cl, &frame, req->opcode, is_write, &r);
+    kvi_buf_free(&frame);
+    if (rc == KV_OK)
+        rc = decode_reply(resp, &r, req->opcode);
+    *body = r.body;
+    return rc;
+}
+
+int kvi_client_ping(kvi_client *cl)
+{
+    kvi_request req = {.opcode = KVI_OP_PING};
+    kvi_response resp;
+    unsigned char *body = NULL;
+    int rc = call(cl, &req, 0, &resp, &body);
+    free(body);
+    return rc;
+}
+
+int kvi_client_put(kvi_client *cl, uint64_t *out_version, const void *key, size_t key_len,
+                   const void *value, size_t value_len, const kv_write_options *opts)
+{
+    kvi_request req = {.opcode = KVI_OP_PUT, .key = {key, key_len}, .value = {value, value_len}};
+    fill_write(&req, opts);
+    kvi_response resp;
+    unsigned char *body = NULL;
+    int rc = call(cl, &req, 1, &resp, &body);
+    if (rc == KV_OK && out_version)
+        *out_version = resp.version;
+    free(body);
+    return rc;
+}
+
+int kvi_client_get(kvi_client *cl, kv_value **out, const void *key, size_t key_len,
+                   const kv_read_options *opts)
+{
+    kvi_request req = {.opcode = KVI_OP_GET, .key = {key, key_len}};
+    if (opts) {
+        req.consistency = (uint8_t)opts->consistency;
+        req.quorum = (uint8_t)opts->r;
+    }
+    kvi_response resp;
+    unsigned char *body = NULL;
+    int rc = call(cl, &req, 0, &resp, &body);
+    if (rc == KV_OK) {
+        *out = kvi_value_new(resp.value.data, resp.value.len, resp.version, resp.expiry_ms);
+        if (!*out)
+            rc = kvi_error(KV_ENOMEM, "out of memory copying a value");
+    }
+    free(body);
+    return rc;
+}
+
+int kvi_client_delete(kvi_client *cl, uint64_t *out_version, const void *key,
+                      size_t key_len, const kv_write_options *opts)
+{
+    kvi_request req = {.opcode = KVI_OP_DELETE, .key = {key, key_len}};
+    fill_write(&req, opts);
+    kvi_response resp;
+    unsigned char *body = NULL;
+    int rc = call(cl, &req, 1, &resp, &body);
+    if (rc == KV_OK && out_version)
+        *out_version = resp.version;
+    free(body);
+    return rc;
+}
+
+int kvi_client_cas(kvi_client *cl, uint64_t *out_version, const void *key, size_t key_len,
+                   uint64_t expected_version, const void *value, size_t value_len,
+                   const kv_write_options *opts)
+{
+    kvi_request req = {.opcode = KVI_OP_CAS, .key = {key, key_len}, .value = {value, value_len},
+                       .expected_version = expected_version};
+    fill_write(&req, opts);
+    kvi_response resp;
+    unsigned char *body = NULL;
+    int rc = call(cl, &req, 1, &resp, &body);
+    if ((rc == KV_OK || rc == KV_ECONFLICT) && out_version)
+        *out_version = resp.version;
+    free(body);
+    return rc;
+}
+
+int kvi_client_batch(kvi_client *cl, kv_batch *b, const kv_write_options *wopts,
+                     const kv_read_options *ropts)
+{
+    kvi_request req = {.opcode = KVI_OP_BATCH, .batch_count = (uint32_t)b->count};
+    fill_write(&req, wopts);
+    if (ropts && !wopts) {
+        req.consistency = (uint8_t)ropts->consistency;
+        req.quorum = (uint8_t)ropts->r;
+    }
+    int has_writes = 0;
+    kvi_buf frame = {0};
+    kvi_frame_begin(&frame);
+    kvi_request_encode(&frame, &req);
+    for (size_t i = 0; i < b->count; i++) {
+        const kvi_batch_op *op = &b->ops[i];
+        kvi_batch_item it = {(uint8_t)op->kind, op->ttl_s, {op->key, op->key_len},
+                             {op->value, op->kind == KV_BATCH_PUT ? op->value_len : 0}};
+        kvi_batch_item_encode(&frame, &it);
+        has_writes |= op->kind != KV_BATCH_GET;
+    }
+    reply r = {0};
+    int rc;
+    if (frame.failed)
+        rc = kvi_error(KV_ENOMEM, "out of memory encoding a batch");
+    else if (frame.len - KVI_FRAME_HEADER > KVI_FRAME_MAX_BODY_LIMIT)
+        rc = kvi_error(KV_ETOOBIG, "the batch encodes to %zu bytes, over the frame limit",
+                       frame.len);
+    else
+        rc = round_trip(cl, &frame, KVI_OP_BATCH, has_writes, &r);
+    kvi_buf_free(&frame);
+    kvi_response resp;
+    if (rc == KV_OK)
+        rc = decode_reply(&resp, &r, KVI_OP_BATCH);
+    if (rc == KV_OK && resp.batch_count != b->count)
+        rc = kvi_error(KV_EIO, "the node answered %u results for %zu operations",
+                       resp.batch_count, b->count);
+    for (size_t i = 0; rc == KV_OK && i < b->count; i++) {
+        kvi_batch_outcome o;
+        kvi_response_next_outcome(&resp, &o);
+        kvi_batch_op *op = &b->ops[i];
+        op->status = o.status;
+        op->version = o.version;
+        if (op->kind == KV_BATCH_GET && o.status == KV_OK) {
+            op->result = kvi_value_new(o.value.data, o.value.len, o.version, o.expiry_ms);
+            if (!op->result)
+                rc = kvi_error(KV_ENOMEM, "out of memory copying a batch result");
+        }
+    }
+    if (rc != KV_OK)
+        for (size_t i = 0; i < b->count; i++)
+            b->ops[i].status = rc;
+    free(r.body);
+    return rc;
+}

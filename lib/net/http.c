@@ -1,0 +1,369 @@
+/* net/http.c - the HTTP/JSON server on libmicrohttpd: daemon set-up, per-connection state, bounded body buffering and responses. */
+#include "net/http.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "net/addr.h"
+#include "net/http_routes.h"
+#include "util/error.h"
+
+#define CONNECTION_LIMIT 4096u
+#define CONNECTION_TIMEOUT_S 60u
+/* After a body passes its limit the rest is read and dropped, so that the
+ * client gets its 413 on a connection it can keep; past this much more, the
+ * connection is cut instead. */
+#define DISCARD_MAX (64u * 1024u * 1024u)
+/* Buffers above this are freed when their request completes, so that an
+ * idle keep-alive connection holds little memory. */
+#define KEEP_BUFFER (64u * 1024u)
+/* Sent when the response itself could not be built (out of memory). */
+static const char oom_body[] =
+    "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}";
+
+/* ----------------------------------------------------------- MHD hooks */
+
+/* MHD_OPTION_UNESCAPE_CALLBACK: leave the URL and query as they came.
+ * MHD would otherwise decode them in place, and a %00 would cut the key
+ * short; http_routes.c decodes with lengths instead. */
+static size_t unescape_nothing(void *cls, struct MHD_Connection *mc, char *s)
+{
+    (void)cls;
+    (void)mc;
+    return strlen(s);
+}
+
+/* MHD_OPTION_EXTERNAL_LOGGER: the library never prints, so MHD's messages
+ * go to the application's log callback. They are mostly about misbehaving
+ * clients, hence INFO rather than WARN. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    kvi_http *h = cls;
+    if (!h->log.fn || h->log.level < KV_LOG_INFO)
+        return;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
+    kvi_log(&h->log, KV_LOG_INFO, "http: %s", msg);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: one kvi_http_conn per TCP connection. */
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)mc;
+    kvi_http *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        kvi_http_conn *c = calloc(1, sizeof *c);
+        if (c)
+            c->server = h;
+        /* NULL makes the first request close the connection (see
+         * on_request), which is all we can do without memory. */
+        *socket_context = c;
+        return;
+    }
+    kvi_http_conn *c = *socket_context;
+    if (c) {
+        kvi_buf_free(&c->key);
+        kvi_buf_free(&c->body);
+        kvi_buf_free(&c->out);
+        free(c);
+    }
+    *socket_context = NULL;
+}
+
+static void shrink(kvi_buf *b)
+{
+    if (b->cap > KEEP_BUFFER)
+        kvi_buf_free(b);
+    else
+        kvi_buf_reset(b);
+}
+
+/* MHD_OPTION_NOTIFY_COMPLETED: the request is over (answered, or the
+ * client went away). Called before the connection's own close notice. */
+static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)mc;
+    (void)toe;
+    kvi_http *h = cls;
+    kvi_http_conn *c = *req_cls;
+    *req_cls = NULL;
+    if (!c)
+        return;
+    if (c->active && !c->answered)
+        /* Never answered: the client hung up or timed out mid-request. */
+        kvi_metrics_record(h->metrics, KVI_PROTO_HTTP, c->mop, KV_EINVAL,
+                           kvi_metrics_now_ns() - c->start_ns);
+    c->active = 0;
+    shrink(&c->key);
+    shrink(&c->body);
+    shrink(&c->out);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void begin_request(kvi_http_conn *c)
+{
+    c->active = 1;
+    c->answered = 0;
+    c->start_ns = kvi_metrics_now_ns();
+    c->mop = KVI_MOP_OTHER;
+    c->route = KVI_HTTP_ROUTE_NONE;
+    c->method = KVI_HTTP_OTHER;
+    c->wants_body = 0;
+    c->body_seen = 0;
+    c->ropts = (kv_read_options)KV_READ_OPTIONS_INIT;
+    c->wopts = (kv_write_options)KV_WRITE_OPTIONS_INIT;
+    c->force_base64 = 0;
+    c->status = 0;
+    c->kv_status = KV_OK;
+    c->content_type = NULL;
+    c->allow = NULL;
+    kvi_buf_reset(&c->key);
+    kvi_buf_reset(&c->body);
+    kvi_buf_reset(&c->out);
+}
+
+/* Queues the decided answer. The body stays in c->out, which is not touched
+ * again before the request completes, so MHD sends it without a copy. */
+static enum MHD_Result respond(kvi_http_conn *c, struct MHD_Connection *mc)
+{
+    kvi_http *h = c->server;
+    const void *data = c->out.data;
+    size_t len = c->out.len;
+    const char *type = c->content_type;
+    unsigned status = c->status;
+    if (c->out.failed) {
+        data = oom_body;
+        len = sizeof oom_body - 1;
+        type = "application/json";
+        status = 500;
+        c->kv_status = KV_ENOMEM;
+    }
+    c->answered = 1;
+    kvi_metrics_record(h->metrics, KVI_PROTO_HTTP, c->mop, c->kv_status,
+                       kvi_metrics_now_ns() - c->start_ns);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    enum MHD_Result ok = MHD_YES;
+    if (type && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES)
+        ok = MHD_NO;
+    if (c->allow && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, c->allow) != MHD_YES)
+        ok = MHD_NO;
+    if (ok == MHD_YES)
+        ok = MHD_queue_response(mc, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+/* The declared Content-Length, or -1 when there is none (chunked upload)
+ * or it is unreadable (MHD has already refused malformed ones). */
+static int64_t content_length(struct MHD_Connection *mc)
+{
+    const char *v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!v || !*v)
+        return -1;
+    uint64_t n = 0;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || n > (UINT64_MAX - 9) / 10)
+            return -1;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    return n > INT64_MAX ? INT64_MAX : (int64_t)n;
+}
+
+/* Takes one piece of the upload. Bytes are kept only while the request
+ * wants them and they fit the limit; a body past the limit is answered
+ * 413 without ever being held whole. */
+static enum MHD_Result take_upload(kvi_http_conn *c, const char *data, size_t n)
+{
+    c->body_seen += n;
+    if (c->status) {
+        /* Answer decided (an error): drop the body, within reason. */
+        return c->body_seen > (uint64_t)c->body_limit + DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (c->body_seen > c->body_limit) {
+        shrink(&c->body);
+        kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG,
+                       "the request body is over the limit of %zu bytes", c->body_limit);
+        return MHD_YES;
+    }
+    if (c->wants_body) {
+        kvi_buf_raw(&c->body, data, n);
+        if (c->body.failed) {
+            shrink(&c->body);
+            kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory buffering the body");
+        }
+    }
+    return MHD_YES;
+}
+
+/* MHD's access handler, called several times per request: once when the
+ * headers are in, once per piece of the body, and once at the end. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size,
+                                  void **req_cls)
+{
+    (void)cls;
+    (void)version;
+    kvi_http_conn *c = *req_cls;
+    if (!c) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        c = ci ? ci->socket_context : NULL;
+        if (!c)
+            return MHD_NO;
+        *req_cls = c;
+        begin_request(c);
+        kvi_http_route_request(c, mc, url, method);
+        int64_t declared = content_length(mc);
+        if (declared > (int64_t)c->body_limit) {
+            /* Refused before a byte of the body is read: MHD closes the
+             * connection after this answer instead of reading the body. */
+            if (!c->status)
+                kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG,
+                               "the request body is %lld bytes, the limit is %zu",
+                               (long long)declared, c->body_limit);
+            return respond(c, mc);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        return take_upload(c, upload_data, n);
+    }
+    if (c->answered)
+        return MHD_YES;
+    if (!c->status)
+        kvi_http_handle(c);
+    return respond(c, mc);
+}
+
+/* ------------------------------------------------------------- the API */
+
+/* Copies the host part of "HOST:PORT" or "[V6]:PORT" (brackets kept). */
+static void host_part(char *out, size_t out_len, const char *addr)
+{
+    const char *end = addr[0] == '[' ? strchr(addr, ']') : strrchr(addr, ':');
+    size_t n = end ? (size_t)(end - addr) + (addr[0] == '[') : strlen(addr);
+    snprintf(out, out_len, "%.*s", (int)n, addr);
+}
+
+int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
+{
+    if (!out)
+        return kvi_error(KV_EINVAL, "kvi_http_start: out is NULL");
+    *out = NULL;
+    if (!cfg || !cfg->store || !cfg->listen_addr)
+        return kvi_error(KV_EINVAL, "kvi_http_start: store and listen address are required");
+    kvi_addr addr;
+    int rc = kvi_addr_parse(&addr, cfg->listen_addr);
+    if (rc != KV_OK)
+        return rc;
+    kvi_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+    h->store = cfg->store;
+    if (cfg->log)
+        h->log = *cfg->log;
+    h->metrics = cfg->metrics;
+    if (!h->metrics) {
+        h->metrics = kvi_metrics_new();
+        h->own_metrics = 1;
+        if (!h->metrics) {
+            free(h);
+            return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+        }
+    }
+    h->max_key_size = cfg->max_key_size ? cfg->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
+    h->max_value_size = cfg->max_value_size ? cfg->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE;
+    /* A value travels base64 at worst (4/3), plus the rest of the JSON. */
+    h->body_limit = ((size_t)h->max_value_size + 2) / 3 * 4 + KVI_HTTP_BODY_SLACK;
+    h->batch_limit = h->body_limit > KVI_HTTP_BATCH_BODY ? h->body_limit : KVI_HTTP_BATCH_BODY;
+    snprintf(h->node_id, sizeof h->node_id, "%s", cfg->node_id ? cfg->node_id : "");
+
+    unsigned threads = cfg->threads < 2 ? 2 : cfg->threads;
+    /* The request line and headers live in MHD's per-connection pool: make
+     * room for a key percent-encoded at three characters a byte, so an
+     * oversize key gets our 413 rather than MHD's own refusal. */
+    size_t pool = (size_t)h->max_key_size * 3 + 16 * 1024;
+    if (pool < 32 * 1024)
+        pool = 32 * 1024;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (addr.sa.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* The logger comes first so that no message of the start itself reaches
+     * MHD's default logger, which prints to stderr. No
+     * MHD_OPTION_LISTENING_ADDRESS_REUSE: its SO_REUSEPORT would let a
+     * second server share the port silently instead of failing. */
+    h->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_nothing, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr.sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_END);
+    if (!h->daemon) {
+        int e = errno;
+        if (h->own_metrics)
+            kvi_metrics_free(h->metrics);
+        free(h);
+        return kvi_error(e == EADDRINUSE ? KV_EBUSY : KV_EIO,
+                         "cannot start the HTTP server on %s: %s", addr.text,
+                         e ? strerror(e) : "libmicrohttpd refused");
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : 0;
+
+    char host[128];
+    host_part(host, sizeof host, cfg->listen_addr);
+    snprintf(h->http_address, sizeof h->http_address, "%s:%d", host, h->port);
+    if (cfg->binary_addr && cfg->binary_port > 0) {
+        /* The configured address may say port 0; the real port wins. */
+        host_part(host, sizeof host, cfg->binary_addr);
+        snprintf(h->address, sizeof h->address, "%s:%d", host, cfg->binary_port);
+    } else if (cfg->binary_addr) {
+        snprintf(h->address, sizeof h->address, "%s", cfg->binary_addr);
+    }
+    if (!h->node_id[0])
+        snprintf(h->node_id, sizeof h->node_id, "%s", h->http_address);
+    kvi_log(&h->log, KV_LOG_INFO, "http: serving on %s with %u threads", h->http_address, threads);
+    *out = h;
+    return KV_OK;
+}
+
+int kvi_http_port(const kvi_http *h)
+{
+    return h ? h->port : 0;
+}
+
+void kvi_http_stop(kvi_http *h)
+{
+    if (!h)
+        return;
+    /* Joins the workers and closes every connection, which frees each
+     * kvi_http_conn through on_connection. */
+    MHD_stop_daemon(h->daemon);
+    if (h->own_metrics)
+        kvi_metrics_free(h->metrics);
+    free(h);
+}

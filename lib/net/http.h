@@ -1,0 +1,43 @@
+/*
+ * net/http.h - the HTTP/JSON API (BRIEF section 4) on libmicrohttpd, in
+ * thread-pool + epoll mode.
+ *
+ *   PUT    /v1/kv/{key}        {"value": "...", "ttl": 3600, "encoding": "base64"?}
+ *   GET    /v1/kv/{key}
+ *   DELETE /v1/kv/{key}
+ *   POST   /v1/kv/{key}/cas    {"expectedVersion": 5, "newValue": "..."}
+ *   POST   /v1/kv/batch        {"operations": [...]}
+ *   GET    /v1/health, GET /v1/cluster, GET /metrics
+ *
+ * Requests are served by calling the public kv_* functions on cfg->store,
+ * so the HTTP layer has no storage logic of its own.
+ */
+#ifndef KVI_HTTP_H
+#define KVI_HTTP_H
+
+#include <stdint.h>
+
+#include <kv/kv.h>
+#include "util/log.h"
+#include "util/metrics.h"
+
+typedef struct kvi_http_config {
+    const char *listen_addr;  /* "HOST:PORT"; port 0 picks a free port */
+    unsigned threads;         /* thread-pool size, >= 2 */
+    kv *store;                /* borrowed; requests run against it */
+    const char *node_id;      /* for /v1/cluster */
+    const char *binary_addr;  /* for /v1/cluster, the binary protocol's address */
+    int binary_port;
+    uint32_t max_key_size;    /* the store's limits, for 413 before parsing */
+    uint32_t max_value_size;
+    kvi_metrics *metrics;     /* borrowed; may be NULL */
+    const kvi_logger *log;    /* borrowed */
+} kvi_http_config;
+
+typedef struct kvi_http kvi_http;
+
+int kvi_http_start(kvi_http **out, const kvi_http_config *cfg);
+int kvi_http_port(const kvi_http *h);
+void kvi_http_stop(kvi_http *h);
+
+#endif

@@ -1,0 +1,598 @@
+/* net/http_routes.c - routing, query parameters and the handlers of the HTTP API, calling the public kv_* functions. */
+#include "net/http_routes.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/http_json.h"
+
+#define JSON_TYPE "application/json"
+#define METRICS_TYPE "text/plain; version=0.0.4"
+
+/* ---------------------------------------------------------------- errors */
+
+void kvi_http_error(kvi_http_conn *c, unsigned status, const char *code, int kv_status,
+                    const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->status = status;
+    c->kv_status = kv_status;
+    c->content_type = JSON_TYPE;
+    kvi_buf_reset(&c->out);
+    kvi_http_json_raw(&c->out, "{\"error\":{\"code\":\"");
+    kvi_http_json_raw(&c->out, code);
+    kvi_http_json_raw(&c->out, "\",\"message\":");
+    kvi_http_json_message(&c->out, msg);
+    kvi_http_json_raw(&c->out, "}}");
+}
+
+/* The HTTP status and error code of a KV status. Only failures of the
+ * server or the cluster are 5xx; everything a client can get wrong is 4xx. */
+static void kv_status_http(int rc, unsigned *status, const char **code)
+{
+    switch (rc) {
+    case KV_ENOTFOUND: *status = 404; *code = "NOT_FOUND"; break;
+    case KV_ECONFLICT: *status = 409; *code = "CONFLICT"; break;
+    case KV_ETOOBIG: *status = 413; *code = "TOO_BIG"; break;
+    case KV_EINVAL: *status = 400; *code = "BAD_REQUEST"; break;
+    case KV_ETIMEDOUT: *status = 504; *code = "TIMEOUT"; break;
+    case KV_EUNKNOWN_OUTCOME: *status = 504; *code = "UNKNOWN_OUTCOME"; break;
+    case KV_EUNAVAILABLE: *status = 503; *code = "UNAVAILABLE"; break;
+    case KV_ECLOSED: *status = 503; *code = "CLOSED"; break;
+    case KV_EBUSY: *status = 503; *code = "BUSY"; break;
+    case KV_ENOTSUP: *status = 501; *code = "NOT_SUPPORTED"; break;
+    case KV_ECORRUPT: *status = 500; *code = "CORRUPT"; break;
+    case KV_EIO: *status = 500; *code = "IO_ERROR"; break;
+    default: *status = 500; *code = "INTERNAL"; break;
+    }
+}
+
+/* The status name of a batch result. */
+static const char *kv_status_name(int rc)
+{
+    unsigned status;
+    const char *code;
+    if (rc == KV_OK)
+        return "OK";
+    kv_status_http(rc, &status, &code);
+    return code;
+}
+
+/* Answers with the error of a failed kv_* call, whose detail message is in
+ * this thread's kv_error_last(). */
+static void fail_msg(kvi_http_conn *c, int rc, const char *msg)
+{
+    unsigned status;
+    const char *code;
+    kv_status_http(rc, &status, &code);
+    kvi_http_error(c, status, code, rc, "%s", *msg ? msg : kv_strerror(rc));
+}
+
+static void fail_kv(kvi_http_conn *c, int rc)
+{
+    fail_msg(c, rc, kv_error_last());
+}
+
+/* ----------------------------------------------------------------- query */
+
+typedef struct query_state {
+    kvi_http_conn *c;
+    unsigned seen; /* bit per known parameter, to refuse repeats */
+} query_state;
+
+/* Parses a decimal quorum size, 1..255 (it travels as one byte). */
+static int parse_quorum(const char *s, size_t n, unsigned *out)
+{
+    unsigned v = 0;
+    if (n == 0 || n > 3)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v < 1 || v > 255)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Whether the n bytes at a spell `lower`, ignoring ASCII case; n bytes
+ * are compared, so a decoded NUL cannot end the comparison early. */
+static int ascii_caseeq(const char *a, size_t n, const char *lower)
+{
+    if (strlen(lower) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char x = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] + 32) : a[i];
+        if (x != lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* MHD_KeyValueIterator over the query string. Names and values arrive still
+ * percent-encoded (our unescape callback leaves them alone), so they are
+ * decoded here. Returning MHD_NO stops at the first bad parameter. */
+static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const char *rkey,
+                                   const char *rvalue)
+{
+    (void)kind;
+    query_state *q = cls;
+    kvi_http_conn *c = q->c;
+    char name[32], value[32];
+    size_t nlen, vlen;
+    size_t rklen = strlen(rkey), rvlen = rvalue ? strlen(rvalue) : 0;
+    if (rklen >= sizeof name ||
+        kvi_http_percent_decode((unsigned char *)name, &nlen, rkey, rklen) != 0 ||
+        memchr(name, 0, nlen)) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "unknown query parameter \"%.31s\"", rkey);
+        return MHD_NO;
+    }
+    name[nlen] = 0;
+    if (rvlen >= sizeof value ||
+        kvi_http_percent_decode((unsigned char *)value, &vlen, rvalue ? rvalue : "", rvlen) != 0)
+        vlen = sizeof value; /* a length no valid value has */
+    else
+        value[vlen] = 0;
+
+    static const char *const known[] = {"consistency", "r", "w", "encoding"};
+    unsigned bit = 0;
+    for (unsigned i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, known[i]) == 0)
+            bit = 1u << i;
+    if (!bit) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "unknown query parameter \"%s\" (known: consistency, r, w, encoding)", name);
+        return MHD_NO;
+    }
+    if (q->seen & bit) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "query parameter \"%s\" is given twice", name);
+        return MHD_NO;
+    }
+    q->seen |= bit;
+
+    unsigned n;
+    if (strcmp(name, "consistency") == 0) {
+        kv_consistency level;
+        if (ascii_caseeq(value, vlen, "one"))
+            level = KV_CONSISTENCY_ONE;
+        else if (ascii_caseeq(value, vlen, "quorum"))
+            level = KV_CONSISTENCY_QUORUM;
+        else if (ascii_caseeq(value, vlen, "all"))
+            level = KV_CONSISTENCY_ALL;
+        else {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                           "consistency must be one, quorum or all");
+            return MHD_NO;
+        }
+        /* An explicit r or w wins over the level for its own direction,
+         * whichever order the parameters come in. */
+        if (c->ropts.consistency != KV_CONSISTENCY_EXPLICIT)
+            c->ropts.consistency = level;
+        if (c->wopts.consistency != KV_CONSISTENCY_EXPLICIT)
+            c->wopts.consistency = level;
+    } else if (strcmp(name, "r") == 0 || strcmp(name, "w") == 0) {
+        if (vlen >= sizeof value || parse_quorum(value, vlen, &n) != 0) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "%s must be an integer 1..255", name);
+            return MHD_NO;
+        }
+        if (name[0] == 'r') {
+            c->ropts.consistency = KV_CONSISTENCY_EXPLICIT;
+            c->ropts.r = n;
+        } else {
+            c->wopts.consistency = KV_CONSISTENCY_EXPLICIT;
+            c->wopts.w = n;
+        }
+    } else {
+        if (ascii_caseeq(value, vlen, "base64"))
+            c->force_base64 = 1;
+        else if (!ascii_caseeq(value, vlen, "utf-8") && !ascii_caseeq(value, vlen, "utf8")) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "encoding must be base64 or utf-8");
+            return MHD_NO;
+        }
+    }
+    return MHD_YES;
+}
+
+/* --------------------------------------------------------------- routing */
+
+static kvi_http_method parse_method(const char *m)
+{
+    if (strcmp(m, "GET") == 0)
+        return KVI_HTTP_GET;
+    if (strcmp(m, "PUT") == 0)
+        return KVI_HTTP_PUT;
+    if (strcmp(m, "DELETE") == 0)
+        return KVI_HTTP_DELETE;
+    if (strcmp(m, "POST") == 0)
+        return KVI_HTTP_POST;
+    return KVI_HTTP_OTHER;
+}
+
+static void not_allowed(kvi_http_conn *c, const char *allow, const char *method)
+{
+    kvi_http_error(c, 405, "METHOD_NOT_ALLOWED", KV_EINVAL, "method %.16s is not allowed here (allowed: %s)",
+                   method, allow);
+    c->allow = allow;
+}
+
+/* Decodes the key segment into c->key; checks it is 1..max_key_size bytes. */
+static void decode_key(kvi_http_conn *c, const char *seg, size_t len)
+{
+    kvi_http *h = c->server;
+    if (len == 0) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "the key is empty");
+        return;
+    }
+    /* Each decoded byte takes at most three characters: a segment over
+     * three times the limit is too big before anything is decoded. */
+    if (len / 3 > h->max_key_size) {
+        kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG, "the key is over the limit of %u bytes",
+                       h->max_key_size);
+        return;
+    }
+    kvi_buf_reset(&c->key);
+    kvi_buf_raw(&c->key, seg, len); /* room to decode in place */
+    if (c->key.failed) {
+        kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory");
+        return;
+    }
+    size_t n;
+    if (kvi_http_percent_decode(c->key.data, &n, (const char *)c->key.data, len) != 0) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "the key is not valid percent-encoding ('%%' must be followed by two hex digits)");
+        return;
+    }
+    c->key.len = n;
+    if (n == 0)
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "the key is empty");
+    else if (n > h->max_key_size)
+        kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG, "the key is %zu bytes, the limit is %u",
+                       n, h->max_key_size);
+}
+
+static void route_admin(kvi_http_conn *c, kvi_http_route route, const char *method)
+{
+    c->route = route;
+    if (c->method != KVI_HTTP_GET)
+        not_allowed(c, "GET", method);
+}
+
+/* Routes what follows "/v1/kv/": "{key}", "{key}/cas" or "batch". */
+static void route_kv(kvi_http_conn *c, const char *seg, const char *method)
+{
+    const char *slash = strchr(seg, '/');
+    size_t seg_len = slash ? (size_t)(slash - seg) : strlen(seg);
+    if (!slash && strcmp(seg, "batch") == 0 && c->method == KVI_HTTP_POST) {
+        c->route = KVI_HTTP_ROUTE_BATCH;
+        c->mop = KVI_MOP_BATCH;
+        c->body_limit = c->server->batch_limit;
+        c->wants_body = 1;
+        return;
+    }
+    if (!slash) {
+        c->route = KVI_HTTP_ROUTE_KV;
+        if (c->method == KVI_HTTP_GET) {
+            c->mop = KVI_MOP_GET;
+        } else if (c->method == KVI_HTTP_PUT) {
+            c->mop = KVI_MOP_PUT;
+            c->wants_body = 1;
+        } else if (c->method == KVI_HTTP_DELETE) {
+            c->mop = KVI_MOP_DELETE;
+        } else {
+            /* "batch" is also an ordinary key for GET, PUT and DELETE. */
+            not_allowed(c, strcmp(seg, "batch") == 0 ? "GET, PUT, DELETE, POST" : "GET, PUT, DELETE",
+                        method);
+            return;
+        }
+    } else if (strcmp(slash, "/cas") == 0) {
+        c->route = KVI_HTTP_ROUTE_CAS;
+        if (c->method != KVI_HTTP_POST) {
+            not_allowed(c, "POST", method);
+            return;
+        }
+        c->mop = KVI_MOP_CAS;
+        c->wants_body = 1;
+    } else {
+        kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND, "no such endpoint");
+        return;
+    }
+    decode_key(c, seg, seg_len);
+}
+
+void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const char *url,
+                            const char *method)
+{
+    static const char kv_prefix[] = "/v1/kv/";
+    c->method = parse_method(method);
+    c->body_limit = c->server->body_limit;
+    if (strcmp(url, "/v1/health") == 0)
+        route_admin(c, KVI_HTTP_ROUTE_HEALTH, method);
+    else if (strcmp(url, "/v1/cluster") == 0)
+        route_admin(c, KVI_HTTP_ROUTE_CLUSTER, method);
+    else if (strcmp(url, "/metrics") == 0)
+        route_admin(c, KVI_HTTP_ROUTE_METRICS, method);
+    else if (strncmp(url, kv_prefix, sizeof kv_prefix - 1) == 0)
+        route_kv(c, url + sizeof kv_prefix - 1, method);
+    else
+        kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND, "no such endpoint");
+    if (c->status)
+        return;
+    query_state q = {c, 0};
+    MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, query_param, &q);
+}
+
+/* -------------------------------------------------------------- handlers */
+
+/* Appends "<name>":"<bytes>" as text, or base64 when asked or when the
+ * bytes are not text. Returns 1 when base64 was used. */
+static int put_bytes(kvi_buf *b, const char *name, const void *data, size_t n, int base64)
+{
+    base64 = base64 || !kvi_http_is_text(data, n);
+    kvi_http_json_raw(b, "\"");
+    kvi_http_json_raw(b, name);
+    kvi_http_json_raw(b, "\":");
+    if (base64)
+        kvi_http_json_base64(b, data, n);
+    else
+        kvi_http_json_string(b, data, n);
+    return base64;
+}
+
+static void ok_version(kvi_http_conn *c, uint64_t version)
+{
+    kvi_http_json_raw(&c->out, "{\"version\":");
+    kvi_http_json_u64(&c->out, version);
+    kvi_http_json_raw(&c->out, "}");
+}
+
+static void handle_get(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kv_value *v;
+    int rc = kv_get(&v, h->store, c->key.data, c->key.len, &c->ropts);
+    if (rc != KV_OK) {
+        fail_kv(c, rc);
+        return;
+    }
+    kvi_buf *b = &c->out;
+    size_t count = kv_value_sibling_count(v);
+    size_t n;
+    if (count > 1) {
+        /* Concurrent writes the resolution policy kept: 300, as in Riak. */
+        c->status = 300;
+        kvi_http_json_raw(b, "{\"siblings\":[");
+        for (size_t i = 0; i < count; i++) {
+            const void *data = kv_value_sibling(v, i, &n);
+            kvi_http_json_raw(b, i ? ",{" : "{");
+            if (put_bytes(b, "value", data, n, c->force_base64))
+                kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
+            kvi_http_json_raw(b, "}");
+        }
+        kvi_http_json_raw(b, "],");
+    } else {
+        const void *data = kv_value_data(v, &n);
+        kvi_http_json_raw(b, "{");
+        if (put_bytes(b, "value", data, n, c->force_base64))
+            kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
+        kvi_http_json_raw(b, ",");
+    }
+    kvi_http_json_raw(b, "\"version\":");
+    kvi_http_json_u64(b, kv_value_version(v));
+    if (kv_value_expiry_ms(v)) {
+        kvi_http_json_raw(b, ",\"expiresAt\":");
+        kvi_http_json_u64(b, kv_value_expiry_ms(v));
+    }
+    const void *ctx = kv_value_context(v, &n);
+    if (n) {
+        kvi_http_json_raw(b, ",\"context\":");
+        kvi_http_json_base64(b, ctx, n);
+    }
+    kvi_http_json_raw(b, "}");
+    kv_value_free(v);
+}
+
+static void handle_put(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kvi_http_write_body w;
+    char err[256];
+    int rc = kvi_http_parse_put(&w, (const char *)c->body.data, c->body.len, err, sizeof err);
+    if (rc != KV_OK) {
+        fail_msg(c, rc, err);
+        return;
+    }
+    c->wopts.ttl_s = w.ttl_s;
+    uint64_t version = 0;
+    rc = kv_put(&version, h->store, c->key.data, c->key.len, w.value, w.value_len, &c->wopts);
+    kvi_http_write_body_free(&w);
+    if (rc != KV_OK) {
+        fail_kv(c, rc);
+        return;
+    }
+    ok_version(c, version);
+}
+
+static void handle_delete(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    uint64_t version = 0;
+    int rc = kv_delete(&version, h->store, c->key.data, c->key.len, &c->wopts);
+    if (rc != KV_OK) {
+        fail_kv(c, rc);
+        return;
+    }
+    ok_version(c, version);
+}
+
+static void handle_cas(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kvi_http_write_body w;
+    char err[256];
+    int rc = kvi_http_parse_cas(&w, (const char *)c->body.data, c->body.len, err, sizeof err);
+    if (rc != KV_OK) {
+        fail_msg(c, rc, err);
+        return;
+    }
+    c->wopts.ttl_s = w.ttl_s;
+    uint64_t version = 0;
+    rc = kv_cas(&version, h->store, c->key.data, c->key.len, w.expected_version, w.value,
+                w.value_len, &c->wopts);
+    uint64_t expected = w.expected_version;
+    kvi_http_write_body_free(&w);
+    if (rc == KV_ECONFLICT) {
+        kvi_http_error(c, 409, "CONFLICT", rc, "expected version %llu, the current version is %llu",
+                       (unsigned long long)expected, (unsigned long long)version);
+        /* The error object gets the current version beside it, so the
+         * client can retry without another GET. */
+        if (c->out.failed || c->out.len == 0)
+            return;
+        c->out.len--;
+        kvi_http_json_raw(&c->out, ",\"version\":");
+        kvi_http_json_u64(&c->out, version);
+        kvi_http_json_raw(&c->out, "}");
+        return;
+    }
+    if (rc != KV_OK) {
+        fail_kv(c, rc);
+        return;
+    }
+    ok_version(c, version);
+}
+
+static const char *const op_names[] = {"", "PUT", "GET", "DELETE"};
+
+/* Appends the result of batch operation i. The result's "encoding" covers
+ * its key and value together, as in the request. */
+static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_batch *batch,
+                         size_t i, int force_base64)
+{
+    const kv_value *v = NULL;
+    uint64_t version = 0;
+    int rc = kv_batch_result(&v, &version, batch, i);
+    const void *data = NULL;
+    size_t n = 0;
+    if (v)
+        data = kv_value_data(v, &n);
+    int base64 = force_base64 || it->base64 || !kvi_http_is_text(it->key, it->key_len) ||
+                 (v && !kvi_http_is_text(data, n));
+    kvi_http_json_raw(b, i ? ",{\"op\":\"" : "{\"op\":\"");
+    kvi_http_json_raw(b, op_names[it->kind]);
+    kvi_http_json_raw(b, "\",");
+    put_bytes(b, "key", it->key, it->key_len, base64);
+    kvi_http_json_raw(b, ",\"status\":\"");
+    kvi_http_json_raw(b, kv_status_name(rc));
+    kvi_http_json_raw(b, "\"");
+    if (rc == KV_OK) {
+        kvi_http_json_raw(b, ",\"version\":");
+        kvi_http_json_u64(b, version);
+    }
+    if (v) {
+        kvi_http_json_raw(b, ",");
+        put_bytes(b, "value", data, n, base64);
+        if (kv_value_expiry_ms(v)) {
+            kvi_http_json_raw(b, ",\"expiresAt\":");
+            kvi_http_json_u64(b, kv_value_expiry_ms(v));
+        }
+    }
+    if (base64)
+        kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
+    kvi_http_json_raw(b, "}");
+}
+
+static void handle_batch(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kvi_http_batch_body body;
+    char err[256];
+    int rc = kvi_http_parse_batch(&body, (const char *)c->body.data, c->body.len,
+                                  KV_BATCH_MAX_OPS, err, sizeof err);
+    if (rc != KV_OK) {
+        fail_msg(c, rc, err);
+        return;
+    }
+    kv_batch *batch = NULL;
+    rc = kv_batch_new(&batch);
+    for (size_t i = 0; rc == KV_OK && i < body.count; i++) {
+        const kvi_http_batch_item *it = &body.items[i];
+        if (it->kind == KV_BATCH_PUT)
+            rc = kv_batch_put(batch, it->key, it->key_len, it->value, it->value_len, it->ttl_s);
+        else if (it->kind == KV_BATCH_GET)
+            rc = kv_batch_get(batch, it->key, it->key_len);
+        else
+            rc = kv_batch_delete(batch, it->key, it->key_len);
+        if (rc != KV_OK) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "operation %zu: %s", i, kv_error_last());
+            fail_msg(c, rc, msg);
+        }
+    }
+    if (rc == KV_OK) {
+        rc = kv_batch_execute(h->store, batch, &c->wopts, &c->ropts);
+        if (rc != KV_OK) {
+            fail_kv(c, rc);
+        } else {
+            kvi_http_json_raw(&c->out, "{\"results\":[");
+            for (size_t i = 0; i < body.count; i++)
+                batch_result(&c->out, &body.items[i], batch, i, c->force_base64);
+            kvi_http_json_raw(&c->out, "]}");
+        }
+    } else if (!c->status) {
+        fail_kv(c, rc); /* kv_batch_new failed */
+    }
+    kv_batch_free(batch);
+    kvi_http_batch_body_free(&body);
+}
+
+static void handle_cluster(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kvi_buf *b = &c->out;
+    kvi_http_json_raw(b, "{\"nodeId\":");
+    kvi_http_json_message(b, h->node_id);
+    kvi_http_json_raw(b, ",\"members\":[{\"nodeId\":");
+    kvi_http_json_message(b, h->node_id);
+    kvi_http_json_raw(b, ",\"address\":");
+    if (h->address[0])
+        kvi_http_json_message(b, h->address);
+    else
+        kvi_http_json_raw(b, "null");
+    kvi_http_json_raw(b, ",\"httpAddress\":");
+    kvi_http_json_message(b, h->http_address);
+    kvi_http_json_raw(b, "}]}");
+}
+
+void kvi_http_handle(kvi_http_conn *c)
+{
+    c->status = 200;
+    c->kv_status = KV_OK;
+    c->content_type = JSON_TYPE;
+    kvi_buf_reset(&c->out);
+    switch (c->route) {
+    case KVI_HTTP_ROUTE_KV:
+        if (c->method == KVI_HTTP_GET)
+            handle_get(c);
+        else if (c->method == KVI_HTTP_PUT)
+            handle_put(c);
+        else
+            handle_delete(c);
+        break;
+    case KVI_HTTP_ROUTE_CAS: handle_cas(c); break;
+    case KVI_HTTP_ROUTE_BATCH: handle_batch(c); break;
+    case KVI_HTTP_ROUTE_HEALTH: kvi_http_json_raw(&c->out, "{\"status\":\"ok\"}"); break;
+    case KVI_HTTP_ROUTE_CLUSTER: handle_cluster(c); break;
+    case KVI_HTTP_ROUTE_METRICS:
+        c->content_type = METRICS_TYPE;
+        kvi_metrics_render(c->server->metrics, &c->out);
+        break;
+    default:
+        kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND, "no such endpoint");
+    }
+}

@@ -1,0 +1,96 @@
+/* net/http_routes.h - what http.c (the libmicrohttpd side) and http_routes.c (routing and handlers) share; internal to the HTTP server. */
+#ifndef KVI_HTTP_ROUTES_H
+#define KVI_HTTP_ROUTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include <kv/kv.h>
+#include "net/http.h"
+#include "net/message.h"
+
+/* Slack on top of the encoded value for the rest of a single-key body. */
+#define KVI_HTTP_BODY_SLACK (64u * 1024u)
+/* Least body limit of a batch. */
+#define KVI_HTTP_BATCH_BODY (16u * 1024u * 1024u)
+
+/* Immutable after kvi_http_start, so worker threads read it without locks. */
+struct kvi_http {
+    struct MHD_Daemon *daemon;
+    kv *store;
+    kvi_logger log;
+    kvi_metrics *metrics;
+    int own_metrics;        /* cfg->metrics was NULL: /metrics still works */
+    uint32_t max_key_size;
+    uint32_t max_value_size;
+    size_t body_limit;      /* PUT and CAS bodies */
+    size_t batch_limit;     /* batch bodies */
+    int port;
+    char node_id[160];
+    char address[160];      /* binary protocol, "HOST:PORT"; "" if none */
+    char http_address[160]; /* this server, "HOST:PORT" with the real port */
+};
+
+typedef enum kvi_http_route {
+    KVI_HTTP_ROUTE_NONE = 0,
+    KVI_HTTP_ROUTE_KV,      /* /v1/kv/{key} */
+    KVI_HTTP_ROUTE_CAS,     /* /v1/kv/{key}/cas */
+    KVI_HTTP_ROUTE_BATCH,   /* POST /v1/kv/batch */
+    KVI_HTTP_ROUTE_HEALTH,
+    KVI_HTTP_ROUTE_CLUSTER,
+    KVI_HTTP_ROUTE_METRICS
+} kvi_http_route;
+
+typedef enum kvi_http_method {
+    KVI_HTTP_OTHER = 0,
+    KVI_HTTP_GET,
+    KVI_HTTP_PUT,
+    KVI_HTTP_DELETE,
+    KVI_HTTP_POST
+} kvi_http_method;
+
+/* One TCP connection (MHD's socket context). Its requests come one after
+ * another, so the buffers are reused across keep-alive requests and the
+ * state below describes the request in progress. */
+typedef struct kvi_http_conn {
+    kvi_http *server;
+    int active;             /* a request has started and not completed */
+    int answered;           /* its response is queued */
+    uint64_t start_ns;
+    kvi_metric_op mop;
+    kvi_http_route route;
+    kvi_http_method method;
+    int wants_body;         /* the handler reads the body; else discarded */
+    size_t body_limit;
+    uint64_t body_seen;     /* bytes uploaded so far, kept or not */
+    kv_read_options ropts;
+    kv_write_options wopts;
+    int force_base64;       /* ?encoding=base64 */
+    /* The answer; status 0 = not decided yet. */
+    unsigned status;
+    int kv_status;          /* for the metrics */
+    const char *content_type;
+    const char *allow;      /* Allow header of a 405, else NULL */
+    kvi_buf key;            /* the decoded key */
+    kvi_buf body;           /* the request body, at most body_limit bytes */
+    kvi_buf out;            /* the response body */
+} kvi_http_conn;
+
+/* First call of a request, headers in: routes it and checks the method, key
+ * and query parameters. Sets c->route, c->mop, c->body_limit, c->wants_body;
+ * on an error it decides the answer (c->status != 0). */
+void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc,
+                            const char *url, const char *method);
+
+/* The whole body is in and no answer is decided yet: runs the request
+ * against the store and decides the answer. */
+void kvi_http_handle(kvi_http_conn *c);
+
+/* Decides an error answer: status, the JSON error body with code and
+ * message, and the KV code recorded in the metrics. */
+void kvi_http_error(kvi_http_conn *c, unsigned status, const char *code, int kv_status,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif

@@ -1,0 +1,326 @@
+/*
+ * node.c - a storage node: starts the store and both servers, and executes
+ * binary-protocol requests against the store.
+ */
+#include "node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/http.h"
+#include "net/message.h"
+#include "net/server.h"
+#include "util/error.h"
+#include "util/metrics.h"
+
+#define DEFAULT_MAX_REQUEST (16u * 1024u * 1024u)
+#define DEFAULT_IDLE_TIMEOUT_MS 60000u
+#define DEFAULT_MAX_CONNECTIONS 4096u
+
+struct kvi_node {
+    kv *store;
+    kvi_server *binary;
+    kvi_http *http;
+    kvi_metrics *metrics;
+    char *node_id;
+    char *listen_addr;
+    char *http_addr;
+    int binary_port;
+    int http_port;
+    const kvi_logger *log;
+};
+
+/* ------------------------------------------------------- request executor */
+
+static kvi_bytes text_bytes(const char *s)
+{
+    kvi_bytes b = {(const unsigned char *)s, strlen(s)};
+    return b;
+}
+
+/* Appends a response frame for a call that returned rc (KV_OK or an error
+ * whose detail is this thread's kv_error_last()). */
+static void respond(kvi_buf *out, const kvi_frame_header *h, int rc, kvi_response *resp)
+{
+    if (rc != KV_OK) {
+        kvi_error_frame(out, h->opcode, h->request_id, rc, resp->version, kv_error_last());
+        return;
+    }
+    size_t start = out->len;
+    kvi_frame_begin(out);
+    resp->opcode = h->opcode;
+    resp->status = KV_OK;
+    kvi_response_encode(out, resp);
+    kvi_frame_finish(out, start, h->opcode, KVI_FRAME_FLAG_RESPONSE, KV_OK, h->request_id);
+}
+
+static int write_options(kv_write_options *wo, const kvi_request *req)
+{
+    kv_write_options_init(wo, KV_WRITE_OPTIONS_VERSION);
+    wo->ttl_s = req->ttl_s;
+    wo->consistency = (kv_consistency)req->consistency;
+    wo->w = req->quorum;
+    wo->context = req->context.data;
+    wo->context_len = req->context.len;
+    return KV_OK;
+}
+
+static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, kvi_buf *out)
+{
+    kv_batch *b = NULL;
+    int rc = kv_batch_new(&b);
+    for (uint32_t i = 0; rc == KV_OK && i < req->batch_count; i++) {
+        kvi_batch_item it;
+        kvi_request_next_item(req, &it);
+        if (it.kind == KV_BATCH_PUT)
+            rc = kv_batch_put(b, it.key.data, it.key.len, it.value.data, it.value.len, it.ttl_s);
+        else if (it.kind == KV_BATCH_GET)
+            rc = kv_batch_get(b, it.key.data, it.key.len);
+        else
+            rc = kv_batch_delete(b, it.key.data, it.key.len);
+        if (rc != KV_OK)
+            rc = kvi_error(rc, "batch operation %u: %s", i, kv_error_last());
+    }
+    kv_write_options wo;
+    write_options(&wo, req);
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = wo.consistency;
+    ro.r = req->quorum;
+    if (rc == KV_OK)
+        rc = kv_batch_execute(n->store, b, &wo, &ro);
+    if (rc != KV_OK) {
+        kvi_response none = {0};
+        respond(out, h, rc, &none);
+        kv_batch_free(b);
+        return rc;
+    }
+    size_t start = out->len;
+    kvi_frame_begin(out);
+    kvi_response resp = {.opcode = KVI_OP_BATCH, .batch_count = req->batch_count};
+    kvi_response_encode(out, &resp);
+    for (uint32_t i = 0; i < req->batch_count; i++) {
+        const kv_value *v = NULL;
+        kvi_batch_outcome o = {0};
+        o.status = (int16_t)kv_batch_result(&v, &o.version, b, i);
+        if (v) {
+            o.value.data = kv_value_data(v, &o.value.len);
+            o.expiry_ms = kv_value_expiry_ms(v);
+        }
+        kvi_batch_outcome_encode(out, &o);
+    }
+    kvi_frame_finish(out, start, KVI_OP_BATCH, KVI_FRAME_FLAG_RESPONSE, KV_OK, h->request_id);
+    kv_batch_free(b);
+    return KV_OK;
+}
+
+static kvi_metric_op metric_op(uint8_t opcode)
+{
+    switch (opcode) {
+    case KVI_OP_GET: return KVI_MOP_GET;
+    case KVI_OP_PUT: return KVI_MOP_PUT;
+    case KVI_OP_DELETE: return KVI_MOP_DELETE;
+    case KVI_OP_CAS: return KVI_MOP_CAS;
+    case KVI_OP_BATCH: return KVI_MOP_BATCH;
+    default: return KVI_MOP_OTHER;
+    }
+}
+
+static void handle_request(void *ctx, const kvi_frame_header *h,
+                           const unsigned char *body, kvi_buf *out)
+{
+    kvi_node *n = ctx;
+    uint64_t started = kvi_metrics_now_ns();
+    kvi_request req;
+    kvi_response resp = {0};
+    kv_write_options wo;
+    int rc;
+    if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0) {
+        rc = kvi_error(KV_EINVAL, "malformed request body for opcode %u (%u bytes)",
+                       h->opcode, h->body_len);
+        respond(out, h, rc, &resp);
+        kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), rc,
+                           kvi_metrics_now_ns() - started);
+        return;
+    }
+    switch (h->opcode) {
+    case KVI_OP_PING:
+        rc = KV_OK;
+        respond(out, h, rc, &resp);
+        break;
+    case KVI_OP_GET: {
+        kv_read_options ro = KV_READ_OPTIONS_INIT;
+        ro.consistency = (kv_consistency)req.consistency;
+        ro.r = req.quorum;
+        kv_value *v = NULL;
+        rc = kv_get(&v, n->store, req.key.data, req.key.len, &ro);
+        if (rc == KV_OK) {
+            resp.version = kv_value_version(v);
+            resp.expiry_ms = kv_value_expiry_ms(v);
+            resp.value.data = kv_value_data(v, &resp.value.len);
+            resp.context.data = kv_value_context(v, &resp.context.len);
+        }
+        respond(out, h, rc, &resp);
+        kv_value_free(v);
+        break;
+    }
+    case KVI_OP_PUT:
+        write_options(&wo, &req);
+        rc = kv_put(&resp.version, n->store, req.key.data, req.key.len, req.value.data,
+                    req.value.len, &wo);
+        respond(out, h, rc, &resp);
+        break;
+    case KVI_OP_DELETE:
+        write_options(&wo, &req);
+        rc = kv_delete(&resp.version, n->store, req.key.data, req.key.len, &wo);
+        respond(out, h, rc, &resp);
+        break;
+    case KVI_OP_CAS:
+        write_options(&wo, &req);
+        rc = kv_cas(&resp.version, n->store, req.key.data, req.key.len, req.expected_version,
+                    req.value.data, req.value.len, &wo);
+        if (rc != KV_OK && rc != KV_ECONFLICT)
+            resp.version = 0;
+        respond(out, h, rc, &resp);
+        break;
+    case KVI_OP_BATCH:
+        rc = run_batch(n, &req, h, out);
+        break;
+    case KVI_OP_CLUSTER: {
+        char json[768];
+        snprintf(json, sizeof json,
+                 "{\"nodeId\":\"%s\",\"members\":[{\"nodeId\":\"%s\",\"address\":\"%s\","
+                 "\"httpAddress\":\"%s\"}]}",
+                 n->node_id, n->node_id, n->listen_addr, n->http_addr ? n->http_addr : "");
+        resp.value = text_bytes(json);
+        rc = KV_OK;
+        respond(out, h, rc, &resp);
+        break;
+    }
+    default:
+        rc = kvi_error(KV_ENOTSUP, "unknown opcode %u", h->opcode);
+        respond(out, h, rc, &resp);
+        break;
+    }
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), rc,
+                       kvi_metrics_now_ns() - started);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static int valid_node_id(const char *id)
+{
+    if (!id || !*id || strlen(id) > 64)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+            return 0;
+    return 1;
+}
+
+int kvi_node_start(kvi_node **out, const kv_node_options *o, const kvi_logger *log)
+{
+    *out = NULL;
+    if (!o || o->version != KV_NODE_OPTIONS_VERSION)
+        return kvi_error(KV_EINVAL, "node options: missing or unknown version");
+    if (!o->data_dir || !*o->data_dir)
+        return kvi_error(KV_EINVAL, "node options: data_dir is required");
+    if (!valid_node_id(o->node_id))
+        return kvi_error(KV_EINVAL, "node options: node_id must be 1-64 characters of "
+                                    "letters, digits, '-', '_' or '.'");
+    if (!o->listen_addr || !*o->listen_addr)
+        return kvi_error(KV_EINVAL, "node options: listen_addr is required");
+    if (o->http_threads == 1)
+        return kvi_error(KV_EINVAL, "node options: http_threads must be at least 2");
+    if (o->max_request_bytes > KVI_FRAME_MAX_BODY_LIMIT)
+        return kvi_error(KV_EINVAL, "node options: max_request_bytes is over %u",
+                         KVI_FRAME_MAX_BODY_LIMIT);
+
+    kvi_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return kvi_error(KV_ENOMEM, "out of memory starting a node");
+    n->log = log;
+    n->node_id = strdup(o->node_id);
+    n->listen_addr = strdup(o->listen_addr);
+    n->http_addr = o->http_addr ? strdup(o->http_addr) : NULL;
+    n->metrics = kvi_metrics_new();
+    int rc = KV_OK;
+    if (!n->node_id || !n->listen_addr || (o->http_addr && !n->http_addr) || !n->metrics)
+        rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
+    if (rc == KV_OK)
+        rc = kv_open(&n->store, o->data_dir, o->store);
+
+    if (rc == KV_OK) {
+        kvi_server_config sc = {
+            .listen_addr = o->listen_addr,
+            .io_threads = o->io_threads ? o->io_threads : 2,
+            .max_body = o->max_request_bytes ? o->max_request_bytes : DEFAULT_MAX_REQUEST,
+            .idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS,
+            .max_connections = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS,
+            .handler = handle_request,
+            .handler_ctx = n,
+            .log = log,
+        };
+        rc = kvi_server_start(&n->binary, &sc);
+        if (rc == KV_OK)
+            n->binary_port = kvi_server_port(n->binary);
+    }
+    if (rc == KV_OK && n->http_addr) {
+        kv_open_options defaults = KV_OPEN_OPTIONS_INIT;
+        const kv_open_options *so = o->store ? o->store : &defaults;
+        kvi_http_config hc = {
+            .listen_addr = n->http_addr,
+            .threads = o->http_threads ? o->http_threads : 2,
+            .store = n->store,
+            .node_id = n->node_id,
+            .binary_addr = n->listen_addr,
+            .binary_port = n->binary_port,
+            .max_key_size = so->max_key_size ? so->max_key_size : KV_DEFAULT_MAX_KEY_SIZE,
+            .max_value_size = so->max_value_size ? so->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE,
+            .metrics = n->metrics,
+            .log = log,
+        };
+        rc = kvi_http_start(&n->http, &hc);
+        if (rc == KV_OK)
+            n->http_port = kvi_http_port(n->http);
+    }
+    if (rc != KV_OK) {
+        char saved[512];
+        snprintf(saved, sizeof saved, "%s", kv_error_last());
+        kvi_node_stop(n);
+        return kvi_error(rc, "%s", saved);
+    }
+    kvi_log(log, KV_LOG_INFO, "node %s started: binary port %d, http port %d",
+            n->node_id, n->binary_port, n->http_port);
+    *out = n;
+    return KV_OK;
+}
+
+void kvi_node_stop(kvi_node *n)
+{
+    if (!n)
+        return;
+    /* Servers first, so no request runs against a closed store. */
+    kvi_http_stop(n->http);
+    kvi_server_stop(n->binary);
+    kv_close(n->store);
+    kvi_metrics_free(n->metrics);
+    free(n->node_id);
+    free(n->listen_addr);
+    free(n->http_addr);
+    free(n);
+}
+
+kv *kvi_node_store(const kvi_node *n)
+{
+    return n->store;
+}
+
+void kvi_node_ports(const kvi_node *n, int *binary_port, int *http_port)
+{
+    if (binary_port)
+        *binary_port = n->binary_port;
+    if (http_port)
+        *http_port = n->http_port;
+}

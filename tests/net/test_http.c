@@ -1,0 +1,959 @@
+/* The HTTP/JSON API end to end: an embedded store served by kvi_http on 127.0.0.1, driven by libcurl over loopback (every endpoint, status and error code, bad input, 300 keep-alive connections, a client that hangs up). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <curl/curl.h>
+
+#include <kv/kv.h>
+#include "helpers.h"
+#include "net/http.h"
+#include "util/metrics.h"
+
+/* Server A has the default limits; server B a 1 KiB value limit, for the
+ * body-size tests. */
+#define SMALL_VALUE 1024u
+
+typedef struct server {
+    char *dir;
+    kv *db;
+    kvi_http *http;
+    int port;
+} server;
+
+static server A, B;
+static kvi_metrics *metrics;
+static kvi_logger logger; /* no callback: MHD's messages must go nowhere */
+static CURL *easy;        /* one handle for every request, so keep-alive is used */
+
+/* ------------------------------------------------------------ the client */
+
+typedef struct response {
+    long status;
+    char *body;
+    size_t len;
+    char content_type[128];
+    char allow[128];
+    long connects; /* new connections this request opened */
+    cJSON *json;
+} response;
+
+static void response_free(response *r)
+{
+    free(r->body);
+    cJSON_Delete(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    response *r = ud;
+    char *grown = realloc(r->body, r->len + size * n + 1);
+    if (!grown)
+        return 0;
+    memcpy(grown + r->len, p, size * n);
+    r->len += size * n;
+    grown[r->len] = 0;
+    r->body = grown;
+    return size * n;
+}
+
+/* Copies the value of header `name` from one header line. */
+static void header_value(const char *line, size_t len, const char *name, char *out, size_t out_len)
+{
+    size_t nlen = strlen(name);
+    if (len <= nlen + 1 || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
+        return;
+    const char *v = line + nlen + 1;
+    const char *end = line + len;
+    while (v < end && *v == ' ')
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    snprintf(out, out_len, "%.*s", (int)(end - v), v);
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    response *r = ud;
+    header_value(p, size * n, "Content-Type", r->content_type, sizeof r->content_type);
+    header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
+    return size * n;
+}
+
+static void common_options(CURL *e, response *r, const char *url)
+{
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    /* Ends a request the server never answers; not a timing assertion. */
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+}
+
+static void finish(CURL *e, response *r, CURLcode rc, const char *method, const char *path)
+{
+    if (rc != CURLE_OK)
+        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &r->connects);
+    if (strncmp(r->content_type, "application/json", 16) == 0) {
+        r->json = cJSON_ParseWithLength(r->body ? r->body : "", r->len);
+        if (!r->json)
+            fail_msg("%s %s: the response is not JSON: %.*s", method, path, (int)r->len, r->body);
+    }
+}
+
+/* Sends one request on the shared handle; body NULL sends none. */
+static void request(response *r, const server *s, const char *method, const char *path,
+                    const void *body, size_t body_len)
+{
+    memset(r, 0, sizeof *r);
+    char url[8192];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
+    curl_easy_reset(easy);
+    common_options(easy, r, url);
+    struct curl_slist *headers = NULL;
+    if (body) {
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+    finish(easy, r, curl_easy_perform(easy), method, path);
+    curl_slist_free_all(headers);
+}
+
+static void call(response *r, const char *method, const char *path, const char *body)
+{
+    request(r, &A, method, path, body, body ? strlen(body) : 0);
+}
+
+/* The error code of an error response. */
+static const char *error_code(const response *r)
+{
+    cJSON *err = cJSON_GetObjectItemCaseSensitive(r->json, "error");
+    cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+    cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+    if (!cJSON_IsString(code) || !cJSON_IsString(msg))
+        fail_msg("not an error body: %.*s", (int)r->len, r->body);
+    return code->valuestring;
+}
+
+static const char *error_message(const response *r)
+{
+    error_code(r);
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->json, "error"),
+                                            "message")->valuestring;
+}
+
+static uint64_t num(const response *r, const char *name)
+{
+    cJSON *f = cJSON_GetObjectItemCaseSensitive(r->json, name);
+    if (!cJSON_IsNumber(f))
+        fail_msg("no number \"%s\" in %.*s", name, (int)r->len, r->body);
+    return (uint64_t)f->valuedouble;
+}
+
+static const char *str(const cJSON *obj, const char *name)
+{
+    cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsString(f))
+        fail_msg("no string \"%s\"", name);
+    return f->valuestring;
+}
+
+static void expect(response *r, long status, const char *code)
+{
+    if (r->status != status)
+        fail_msg("status %ld, expected %ld: %.*s", r->status, status, (int)r->len, r->body);
+    if (code)
+        assert_string_equal(error_code(r), code);
+    response_free(r);
+}
+
+/* ------------------------------------------------------------ raw sockets */
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {30, 0}; /* bounds a read the server never answers */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void raw_send(int fd, const char *s)
+{
+    size_t n = strlen(s);
+    assert_int_equal(send(fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Sends a whole request exactly as written (curl would tidy some of the
+ * URLs tested here) and returns the status of the answer. */
+static int raw_request(int port, const char *req, char *body, size_t body_len)
+{
+    int fd = raw_connect(port);
+    raw_send(fd, req);
+    char buf[8192];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    buf[got] = 0;
+    close(fd);
+    int status = 0;
+    sscanf(buf, "HTTP/1.1 %d", &status);
+    const char *b = strstr(buf, "\r\n\r\n");
+    if (body)
+        snprintf(body, body_len, "%s", b ? b + 4 : "");
+    return status;
+}
+
+/* ------------------------------------------------------------- fixtures */
+
+static void start(server *s, uint32_t max_value)
+{
+    s->dir = test_tempdir();
+    assert_non_null(s->dir);
+    kv_open_options o = KV_OPEN_OPTIONS_INIT;
+    o.max_value_size = max_value;
+    o.sync = KV_SYNC_NONE;
+    assert_int_equal(kv_open(&s->db, s->dir, &o), KV_OK);
+    kvi_http_config cfg = {
+        .listen_addr = "127.0.0.1:0",
+        .threads = 2,
+        .store = s->db,
+        .node_id = "node-a",
+        .binary_addr = "127.0.0.1:0",
+        .binary_port = 7000,
+        .max_value_size = max_value,
+        .metrics = metrics,
+        .log = &logger,
+    };
+    assert_int_equal(kvi_http_start(&s->http, &cfg), KV_OK);
+    s->port = kvi_http_port(s->http);
+    assert_true(s->port > 0);
+}
+
+static void stop(server *s)
+{
+    kvi_http_stop(s->http);
+    kv_close(s->db);
+    test_rmtree(s->dir);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    metrics = kvi_metrics_new();
+    start(&A, 0);
+    start(&B, SMALL_VALUE);
+    easy = curl_easy_init();
+    /* A value that bad requests must never disturb. */
+    uint64_t v;
+    assert_int_equal(kv_put(&v, A.db, "sentinel", 8, "kept", 4, NULL), KV_OK);
+    return easy ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    curl_easy_cleanup(easy);
+    stop(&A);
+    stop(&B);
+    kvi_metrics_free(metrics);
+    return 0;
+}
+
+/* Stored data is as before: the sentinel unchanged and nothing under the
+ * keys bad requests aimed at. */
+static void assert_untouched(void)
+{
+    kv_value *v;
+    assert_int_equal(kv_get(&v, A.db, "sentinel", 8, NULL), KV_OK);
+    size_t n;
+    const void *d = kv_value_data(v, &n);
+    assert_int_equal(n, 4);
+    assert_memory_equal(d, "kept", 4);
+    assert_int_equal(kv_value_version(v), 1);
+    kv_value_free(v);
+    assert_int_equal(kv_get(&v, A.db, "bad", 3, NULL), KV_ENOTFOUND);
+    assert_int_equal(kv_get(&v, A.db, "bad2", 4, NULL), KV_ENOTFOUND);
+}
+
+/* ----------------------------------------------------------------- tests */
+
+static void admin_endpoints(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "GET", "/v1/health", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_type, "application/json");
+    assert_string_equal(str(r.json, "status"), "ok");
+    response_free(&r);
+
+    call(&r, "GET", "/v1/cluster", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.json, "nodeId"), "node-a");
+    cJSON *members = cJSON_GetObjectItemCaseSensitive(r.json, "members");
+    assert_int_equal(cJSON_GetArraySize(members), 1);
+    cJSON *m = cJSON_GetArrayItem(members, 0);
+    assert_string_equal(str(m, "nodeId"), "node-a");
+    assert_string_equal(str(m, "address"), "127.0.0.1:7000");
+    char http[64];
+    snprintf(http, sizeof http, "127.0.0.1:%d", A.port);
+    assert_string_equal(str(m, "httpAddress"), http);
+    response_free(&r);
+
+    call(&r, "PUT", "/v1/kv/counted", "{\"value\": \"x\"}");
+    expect(&r, 200, NULL);
+    call(&r, "GET", "/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_type, "text/plain; version=0.0.4");
+    const char *line = strstr(r.body, "kv_requests_total{proto=\"http\",op=\"put\",outcome=\"ok\"} ");
+    assert_non_null(line);
+    assert_true(strtoull(strchr(line, '}') + 2, NULL, 10) >= 1);
+    assert_non_null(strstr(r.body, "kv_requests_total{proto=\"http\",op=\"other\",outcome=\"ok\"} "));
+    response_free(&r);
+}
+
+static void put_get_delete(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "PUT", "/v1/kv/user%3A1", "{\"value\": \"data\", \"ttl\": 3600}");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(num(&r, "version"), 1);
+    response_free(&r);
+    call(&r, "PUT", "/v1/kv/user%3A1", "{\"value\": \"caf\xc3\xa9\"}");
+    assert_int_equal(num(&r, "version"), 2);
+    response_free(&r);
+
+    call(&r, "GET", "/v1/kv/user:1", NULL); /* ':' needs no escaping */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.json, "value"), "caf\xc3\xa9");
+    assert_int_equal(num(&r, "version"), 2);
+    assert_null(cJSON_GetObjectItemCaseSensitive(r.json, "encoding"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(r.json, "expiresAt")); /* no ttl this time */
+    response_free(&r);
+
+    call(&r, "DELETE", "/v1/kv/user%3a1", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(num(&r, "version"), 3);
+    response_free(&r);
+    call(&r, "GET", "/v1/kv/user%3A1", NULL);
+    expect(&r, 404, "NOT_FOUND");
+    call(&r, "DELETE", "/v1/kv/user%3A1", NULL);
+    expect(&r, 404, "NOT_FOUND");
+    call(&r, "PUT", "/v1/kv/user%3A1", "{\"value\": \"\"}");
+    assert_int_equal(num(&r, "version"), 4); /* continues after the tombstone */
+    response_free(&r);
+    call(&r, "GET", "/v1/kv/user%3A1", NULL);
+    assert_string_equal(str(r.json, "value"), "");
+    response_free(&r);
+    /* "batch" is an ordinary key outside POST. */
+    call(&r, "PUT", "/v1/kv/batch", "{\"value\": \"b\"}");
+    expect(&r, 200, NULL);
+    call(&r, "GET", "/v1/kv/batch", NULL);
+    assert_string_equal(str(r.json, "value"), "b");
+    response_free(&r);
+}
+
+static void compare_and_swap(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "POST", "/v1/kv/acct/cas", "{\"expectedVersion\": 0, \"newValue\": \"10\"}");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(num(&r, "version"), 1);
+    response_free(&r);
+    call(&r, "POST", "/v1/kv/acct/cas", "{\"expectedVersion\": 1, \"newValue\": \"20\", \"ttl\": 600}");
+    assert_int_equal(num(&r, "version"), 2);
+    response_free(&r);
+
+    call(&r, "POST", "/v1/kv/acct/cas", "{\"expectedVersion\": 1, \"newValue\": \"30\"}");
+    assert_int_equal(r.status, 409);
+    assert_string_equal(error_code(&r), "CONFLICT");
+    assert_int_equal(num(&r, "version"), 2); /* the current version */
+    response_free(&r);
+    call(&r, "POST", "/v1/kv/acct/cas", "{\"expectedVersion\": 0, \"newValue\": \"30\"}");
+    assert_int_equal(r.status, 409);
+    assert_int_equal(num(&r, "version"), 2);
+    response_free(&r);
+
+    call(&r, "GET", "/v1/kv/acct", NULL);
+    assert_string_equal(str(r.json, "value"), "20");
+    assert_int_equal(num(&r, "version"), 2);
+    assert_true(num(&r, "expiresAt") > 1600000000000ull);
+    response_free(&r);
+}
+
+static void ttl_expires(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "PUT", "/v1/kv/short-lived", "{\"value\": \"soon gone\", \"ttl\": 1}");
+    expect(&r, 200, NULL);
+    call(&r, "GET", "/v1/kv/short-lived", NULL);
+    if (r.status == 200) /* unless the machine was slower than a second */
+        assert_true(num(&r, "expiresAt") > 1600000000000ull);
+    response_free(&r);
+    long status = 0;
+    for (int i = 0; i < 200 && status != 404; i++) {
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        call(&r, "GET", "/v1/kv/short-lived", NULL);
+        status = r.status;
+        response_free(&r);
+    }
+    assert_int_equal(status, 404);
+    call(&r, "DELETE", "/v1/kv/short-lived", NULL);
+    expect(&r, 404, "NOT_FOUND");
+}
+
+static void batch(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "POST", "/v1/kv/batch",
+         "{\"operations\": ["
+         "{\"op\": \"PUT\", \"key\": \"b1\", \"value\": \"v1\"},"
+         "{\"op\": \"GET\", \"key\": \"b1\"},"
+         "{\"op\": \"GET\", \"key\": \"b-missing\"},"
+         "{\"op\": \"DELETE\", \"key\": \"b1\"},"
+         "{\"op\": \"DELETE\", \"key\": \"b-missing\"},"
+         "{\"op\": \"PUT\", \"key\": \"b2\", \"value\": \"v2\", \"ttl\": 600},"
+         "{\"op\": \"PUT\", \"key\": \"AP8=\", \"value\": \"AAE=\", \"encoding\": \"base64\"},"
+         "{\"op\": \"GET\", \"key\": \"AP8=\", \"encoding\": \"base64\"}"
+         "]}");
+    assert_int_equal(r.status, 200);
+    cJSON *results = cJSON_GetObjectItemCaseSensitive(r.json, "results");
+    assert_int_equal(cJSON_GetArraySize(results), 8);
+    static const struct {
+        const char *op, *key, *status, *value;
+        int version;
+    } want[] = {
+        {"PUT", "b1", "OK", NULL, 1},           {"GET", "b1", "OK", "v1", 1},
+        {"GET", "b-missing", "NOT_FOUND", NULL, -1}, {"DELETE", "b1", "OK", NULL, 2},
+        {"DELETE", "b-missing", "NOT_FOUND", NULL, -1}, {"PUT", "b2", "OK", NULL, 1},
+        {"PUT", "AP8=", "OK", NULL, 1},         {"GET", "AP8=", "OK", "AAE=", 1},
+    };
+    for (int i = 0; i < 8; i++) {
+        cJSON *res = cJSON_GetArrayItem(results, i);
+        assert_string_equal(str(res, "op"), want[i].op);
+        assert_string_equal(str(res, "key"), want[i].key);
+        assert_string_equal(str(res, "status"), want[i].status);
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(res, "version");
+        if (want[i].version < 0)
+            assert_null(v);
+        else
+            assert_int_equal((int)v->valuedouble, want[i].version);
+        if (want[i].value)
+            assert_string_equal(str(res, "value"), want[i].value);
+        else
+            assert_null(cJSON_GetObjectItemCaseSensitive(res, "value"));
+    }
+    assert_string_equal(str(cJSON_GetArrayItem(results, 7), "encoding"), "base64");
+    response_free(&r);
+
+    kv_value *v;
+    assert_int_equal(kv_get(&v, A.db, "\0\xff", 2, NULL), KV_OK);
+    size_t n;
+    assert_memory_equal(kv_value_data(v, &n), "\0\1", 2);
+    assert_int_equal(n, 2);
+    kv_value_free(v);
+    call(&r, "GET", "/v1/kv/b2", NULL);
+    assert_true(num(&r, "expiresAt") > 0);
+    response_free(&r);
+
+    /* Unknown op: 400 naming it by index, and nothing of the batch ran. */
+    call(&r, "POST", "/v1/kv/batch",
+         "{\"operations\": [{\"op\": \"PUT\", \"key\": \"bad\", \"value\": \"x\"},"
+         "{\"op\": \"UPSERT\", \"key\": \"bad\", \"value\": \"x\"}]}");
+    assert_int_equal(r.status, 400);
+    assert_string_equal(error_code(&r), "BAD_REQUEST");
+    assert_non_null(strstr(error_message(&r), "operation 1"));
+    response_free(&r);
+    assert_untouched();
+
+    /* One value over the limit fails the whole batch (atomic): 413. */
+    char *big = malloc(4096);
+    assert_non_null(big);
+    memset(big, 'v', 2000);
+    snprintf(big + 2000, 2096, "\"}]}");
+    char *body = malloc(8192);
+    assert_non_null(body);
+    snprintf(body, 8192,
+             "{\"operations\": [{\"op\": \"PUT\", \"key\": \"atomic\", \"value\": \"x\"},"
+             "{\"op\": \"PUT\", \"key\": \"big\", \"value\": \"%s", big);
+    request(&r, &B, "POST", "/v1/kv/batch", body, strlen(body));
+    assert_int_equal(r.status, 413);
+    assert_string_equal(error_code(&r), "TOO_BIG");
+    assert_non_null(strstr(error_message(&r), "operation 1"));
+    response_free(&r);
+    assert_int_equal(kv_get(&v, B.db, "atomic", 6, NULL), KV_ENOTFOUND);
+    free(big);
+    free(body);
+}
+
+static void binary_key_and_value(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "PUT", "/v1/kv/bin%00key%FF", "{\"value\": \"AAECAwD/\", \"encoding\": \"base64\"}");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(num(&r, "version"), 1);
+    response_free(&r);
+
+    kv_value *v;
+    assert_int_equal(kv_get(&v, A.db, "bin\0key\xff", 8, NULL), KV_OK);
+    size_t n;
+    const void *d = kv_value_data(v, &n);
+    assert_int_equal(n, 6);
+    assert_memory_equal(d, "\0\1\2\3\0\xff", 6);
+    kv_value_free(v);
+    assert_int_equal(kv_get(&v, A.db, "bin", 3, NULL), KV_ENOTFOUND);
+
+    call(&r, "GET", "/v1/kv/bin%00key%ff", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.json, "value"), "AAECAwD/");
+    assert_string_equal(str(r.json, "encoding"), "base64");
+    response_free(&r);
+    call(&r, "GET", "/v1/kv/bin", NULL);
+    expect(&r, 404, "NOT_FOUND");
+
+    /* Text can be asked for as base64. */
+    call(&r, "PUT", "/v1/kv/text", "{\"value\": \"text\"}");
+    expect(&r, 200, NULL);
+    call(&r, "GET", "/v1/kv/text?encoding=base64", NULL);
+    assert_string_equal(str(r.json, "value"), "dGV4dA==");
+    assert_string_equal(str(r.json, "encoding"), "base64");
+    response_free(&r);
+    call(&r, "GET", "/v1/kv/text?encoding=utf-8", NULL);
+    assert_string_equal(str(r.json, "value"), "text");
+    response_free(&r);
+    /* Stored bytes that are not UTF-8 come back base64 unasked. */
+    assert_int_equal(kv_put(NULL, A.db, "latin1", 6, "caf\xe9", 4, NULL), KV_OK);
+    call(&r, "GET", "/v1/kv/latin1", NULL);
+    assert_string_equal(str(r.json, "value"), "Y2Fm6Q==");
+    assert_string_equal(str(r.json, "encoding"), "base64");
+    response_free(&r);
+}
+
+static void consistency_parameters(void **state)
+{
+    (void)state;
+    response r;
+    const char *good[] = {"?consistency=one", "?consistency=QUORUM", "?consistency=all",
+                          "?r=2", "?w=3", "?r=1&w=2", "?consistency=one&r=3", "?w=255"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/kv/sentinel%s", good[i]);
+        call(&r, "GET", path, NULL);
+        expect(&r, 200, NULL);
+        snprintf(path, sizeof path, "/v1/kv/cons%s", good[i]);
+        call(&r, "PUT", path, "{\"value\": \"c\"}");
+        expect(&r, 200, NULL);
+    }
+    call(&r, "POST", "/v1/kv/batch?consistency=all",
+         "{\"operations\": [{\"op\": \"GET\", \"key\": \"cons\"}]}");
+    expect(&r, 200, NULL);
+    call(&r, "DELETE", "/v1/kv/cons?w=1", NULL);
+    expect(&r, 200, NULL);
+}
+
+/* Every kind of client mistake: the right 4xx, and nothing stored moves. */
+static void bad_requests(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method, *path, *body;
+        long status;
+        const char *code;
+    } cases[] = {
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\"", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "not json", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "[\"x\"]", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\"} extra", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"val\": \"x\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": 5}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": null}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\", \"ttl\": \"60\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\", \"ttl\": -1}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\", \"ttl\": 0.5}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\", \"ttl\": 99999999999}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\", \"encoding\": \"base64\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"x\", \"encoding\": \"gzip\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"a\\u0000b\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", NULL, 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/bad/cas", "{\"newValue\": \"x\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/bad/cas", "{\"expectedVersion\": 0}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/bad/cas", "{\"expectedVersion\": \"0\", \"newValue\": \"x\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/bad/cas", "{\"expectedVersion\": -2, \"newValue\": \"x\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/bad/cas", "{\"expectedVersion\": 0, \"newValue\": 1}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/batch", "{\"operations\": \"all\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/batch", "{\"operations\": []}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/batch", "{\"ops\": []}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"PUT\", \"key\": \"bad\"}]}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"GET\", \"key\": \"\"}]}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"PUT\", \"key\": \"bad\", \"value\": \"x\", \"ttl\": \"1\"}]}",
+         400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/bad%zz", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/bad%4", NULL, 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad%", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/", NULL, 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv//cas", "{\"expectedVersion\": 0, \"newValue\": \"x\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad?consistency=most", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad?w=0", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad?w=256", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?r=two", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?r=", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?r", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?consistency=one&consistency=all", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?colour=red", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?encoding=hex", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?consistency=%zz", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?r%00x=2", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?encoding=base64%00x", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?consistency=one%00", NULL, 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/sentinel", "{\"value\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
+        {"PATCH", "/v1/kv/sentinel", "{\"value\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
+        {"GET", "/v1/kv/sentinel/cas", NULL, 405, "METHOD_NOT_ALLOWED"},
+        {"PUT", "/v1/kv/sentinel/cas", "{\"expectedVersion\": 1, \"newValue\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
+        {"DELETE", "/v1/health", NULL, 405, "METHOD_NOT_ALLOWED"},
+        {"POST", "/metrics", "{}", 405, "METHOD_NOT_ALLOWED"},
+        {"GET", "/", NULL, 404, "NOT_FOUND"},
+        {"GET", "/v1/kv", NULL, 404, "NOT_FOUND"},
+        {"GET", "/v1/kv/sentinel/extra", NULL, 404, "NOT_FOUND"},
+        {"DELETE", "/v1/kv/sentinel/cas/x", NULL, 404, "NOT_FOUND"},
+        {"GET", "/v2/kv/sentinel", NULL, 404, "NOT_FOUND"},
+        {"GET", "/v1/healthz", NULL, 404, "NOT_FOUND"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        response r;
+        call(&r, cases[i].method, cases[i].path, cases[i].body);
+        if (r.status != cases[i].status || strcmp(error_code(&r), cases[i].code) != 0)
+            fail_msg("case %zu %s %s: got %ld %.*s", i, cases[i].method, cases[i].path, r.status,
+                     (int)r.len, r.body);
+        if (r.status == 405)
+            assert_true(r.allow[0] != 0);
+        response_free(&r);
+        assert_untouched();
+    }
+    response r;
+    call(&r, "POST", "/v1/kv/sentinel", "{}");
+    assert_string_equal(r.allow, "GET, PUT, DELETE");
+    response_free(&r);
+    call(&r, "PATCH", "/v1/kv/batch", "{}");
+    assert_string_equal(r.allow, "GET, PUT, DELETE, POST");
+    response_free(&r);
+    call(&r, "GET", "/v1/kv/x/cas", NULL);
+    assert_string_equal(r.allow, "POST");
+    response_free(&r);
+
+    /* Request targets curl would not send as written. */
+    char body[1024];
+    assert_int_equal(raw_request(A.port, "GET /v1/kv/%%%% HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                 body, sizeof body),
+                     400);
+    assert_non_null(strstr(body, "BAD_REQUEST"));
+    assert_int_equal(raw_request(A.port, "GET /v1/kv/a%2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                 body, sizeof body),
+                     400);
+    assert_untouched();
+}
+
+static void size_limits(void **state)
+{
+    (void)state;
+    response r;
+    /* Keys: 1024 bytes is fine, even percent-encoded; 1025 is 413. */
+    char *path = malloc(8192);
+    assert_non_null(path);
+    strcpy(path, "/v1/kv/");
+    for (int i = 0; i < 1024; i++)
+        strcat(path, "%41");
+    call(&r, "PUT", path, "{\"value\": \"long key\"}");
+    expect(&r, 200, NULL);
+    strcat(path, "%41");
+    call(&r, "PUT", path, "{\"value\": \"x\"}");
+    expect(&r, 413, "TOO_BIG");
+    strcpy(path, "/v1/kv/");
+    memset(path + 7, 'k', 1025);
+    path[7 + 1025] = 0;
+    call(&r, "GET", path, NULL);
+    expect(&r, 413, "TOO_BIG");
+    strcat(path, "/cas");
+    call(&r, "POST", path, "{\"expectedVersion\": 0, \"newValue\": \"x\"}");
+    expect(&r, 413, "TOO_BIG");
+    free(path);
+
+    /* Server B: a value over 1 KiB in a body under the body limit is
+     * refused by the store... */
+    char *body = malloc(3 * 1024 * 1024);
+    assert_non_null(body);
+    strcpy(body, "{\"value\": \"");
+    memset(body + 11, 'v', SMALL_VALUE + 1);
+    strcpy(body + 11 + SMALL_VALUE + 1, "\"}");
+    request(&r, &B, "PUT", "/v1/kv/bad", body, strlen(body));
+    expect(&r, 413, "TOO_BIG");
+    /* ... and a body over the limit (1 KiB * 4/3 + 64 KiB) is refused from
+     * its Content-Length before it is read, small or large. */
+    size_t sizes[] = {100 * 1024, 3 * 1024 * 1024 - 16};
+    for (int k = 0; k < 2; k++) {
+        memset(body + 11, 'v', sizes[k]);
+        strcpy(body + 11 + sizes[k] - 16, "\"}");
+        request(&r, &B, "PUT", "/v1/kv/bad", body, strlen(body));
+        expect(&r, 413, "TOO_BIG");
+        request(&r, &B, "POST", "/v1/kv/bad/cas", body, strlen(body));
+        expect(&r, 413, "TOO_BIG");
+    }
+    /* The same through the batch endpoint, whose limit is 16 MiB: a
+     * batch of more than 10000 operations is 413 as well. */
+    size_t cap = 10001 * 40 + 64;
+    char *ops = malloc(cap);
+    assert_non_null(ops);
+    size_t len = (size_t)snprintf(ops, cap, "{\"operations\": [");
+    for (int i = 0; i < 10001; i++)
+        len += (size_t)snprintf(ops + len, cap - len, "%s{\"op\":\"GET\",\"key\":\"k%d\"}", i ? "," : "", i);
+    len += (size_t)snprintf(ops + len, cap - len, "]}");
+    request(&r, &A, "POST", "/v1/kv/batch", ops, len);
+    expect(&r, 413, "TOO_BIG");
+    free(ops);
+
+    /* A chunked upload has no Content-Length: it is cut off as it passes
+     * the limit, and answered 413 once the client is done sending. */
+    memset(body, ' ', 200 * 1024);
+    body[0] = '{';
+    body[200 * 1024 - 1] = '}';
+    memset(&r, 0, sizeof r);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/kv/bad", B.port);
+    curl_easy_reset(easy);
+    common_options(easy, &r, url);
+    struct curl_slist *h = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L);
+    FILE *f = fmemopen(body, 200 * 1024, "r");
+    assert_non_null(f);
+    curl_easy_setopt(easy, CURLOPT_READDATA, f);
+    finish(easy, &r, curl_easy_perform(easy), "PUT", "/v1/kv/bad (chunked)");
+    fclose(f);
+    curl_slist_free_all(h);
+    expect(&r, 413, "TOO_BIG");
+    free(body);
+
+    /* Both servers still serve, and nothing was stored. */
+    call(&r, "GET", "/v1/health", NULL);
+    expect(&r, 200, NULL);
+    request(&r, &B, "GET", "/v1/health", NULL, 0);
+    expect(&r, 200, NULL);
+    kv_value *v;
+    assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
+    assert_untouched();
+}
+
+static void keep_alive(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "GET", "/v1/health", NULL);
+    expect(&r, 200, NULL);
+    for (int i = 0; i < 20; i++) {
+        call(&r, i % 2 ? "GET" : "PUT", "/v1/kv/ka", i % 2 ? NULL : "{\"value\": \"k\"}");
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.connects, 0); /* the same connection each time */
+        response_free(&r);
+    }
+    /* An error answered after the body was read keeps the connection too. */
+    call(&r, "PUT", "/v1/kv/bad", "{\"value\": 1}");
+    expect(&r, 400, "BAD_REQUEST");
+    call(&r, "GET", "/v1/kv/ka", NULL);
+    assert_int_equal(r.connects, 0);
+    response_free(&r);
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+/* Runs every handle of the multi to completion; returns how many got 200
+ * and adds up the connections they opened. */
+static int run_multi(CURLM *m, CURL **e, int count, long *connects)
+{
+    for (int i = 0; i < count; i++)
+        assert_int_equal(curl_multi_add_handle(m, e[i]), CURLM_OK);
+    int running = 1;
+    /* Each transfer has a 60 s timeout, so this ends; the cap is a guard. */
+    for (int spins = 0; running && spins < 1000000; spins++) {
+        assert_int_equal(curl_multi_perform(m, &running), CURLM_OK);
+        if (running)
+            assert_int_equal(curl_multi_poll(m, NULL, 0, 1000, NULL), CURLM_OK);
+    }
+    assert_int_equal(running, 0);
+    int ok = 0, left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(m, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        long status = 0, c = 0;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &c);
+        if (msg->data.result == CURLE_OK && status == 200)
+            ok++;
+        *connects += c;
+    }
+    for (int i = 0; i < count; i++)
+        curl_multi_remove_handle(m, e[i]);
+    return ok;
+}
+
+static void concurrent_connections(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    CURLM *m = curl_multi_init();
+    assert_non_null(m);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)N + 10);
+    CURL *e[N];
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/health", A.port);
+    for (int i = 0; i < N; i++) {
+        e[i] = curl_easy_init();
+        assert_non_null(e[i]);
+        curl_easy_setopt(e[i], CURLOPT_URL, url);
+        curl_easy_setopt(e[i], CURLOPT_NOPROXY, "*");
+        curl_easy_setopt(e[i], CURLOPT_TIMEOUT, 60L);
+        curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
+    }
+    long connects = 0;
+    assert_int_equal(run_multi(m, e, N, &connects), N);
+    assert_int_equal(connects, N); /* 300 connections, all open at once */
+    /* Again: every transfer reuses one of the 300 kept-alive connections. */
+    connects = 0;
+    assert_int_equal(run_multi(m, e, N, &connects), N);
+    assert_int_equal(connects, 0);
+    for (int i = 0; i < N; i++)
+        curl_easy_cleanup(e[i]);
+    curl_multi_cleanup(m);
+
+    response r;
+    call(&r, "GET", "/v1/kv/sentinel", NULL);
+    assert_string_equal(str(r.json, "value"), "kept");
+    response_free(&r);
+}
+
+static void client_hangs_up(void **state)
+{
+    (void)state;
+    /* Half a PUT: the body is shorter than its Content-Length. */
+    int fd = raw_connect(A.port);
+    raw_send(fd, "PUT /v1/kv/bad HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 100\r\n\r\n{\"value\": \"par");
+    close(fd);
+    /* Half the headers. */
+    fd = raw_connect(A.port);
+    raw_send(fd, "PUT /v1/kv/bad2 HTTP/1.1\r\nHost: t\r\nContent-Le");
+    close(fd);
+    /* Complete headers, then gone before any of the body. */
+    fd = raw_connect(A.port);
+    raw_send(fd, "POST /v1/kv/batch HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n");
+    close(fd);
+    /* Not HTTP at all. */
+    char body[256];
+    raw_request(A.port, "\x16\x03\x01\x02garbage\r\n\r\n", body, sizeof body);
+
+    response r;
+    for (int i = 0; i < 3; i++) {
+        call(&r, "GET", "/v1/health", NULL);
+        expect(&r, 200, NULL);
+    }
+    assert_untouched();
+}
+
+static void start_errors(void **state)
+{
+    (void)state;
+    kvi_http *h = NULL;
+    kvi_http_config cfg = {.listen_addr = "no-port", .threads = 2, .store = A.db, .log = &logger};
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    assert_null(h);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", A.port);
+    cfg.listen_addr = addr;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EBUSY);
+    assert_null(h);
+    cfg.store = NULL;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    kvi_http_stop(NULL);
+    assert_int_equal(kvi_http_port(NULL), 0);
+    /* A server without a metrics object still serves /metrics. */
+    cfg.store = A.db;
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.threads = 0;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_OK);
+    server s = {.port = kvi_http_port(h)};
+    response r;
+    request(&r, &s, "GET", "/metrics", NULL, 0);
+    expect(&r, 200, NULL);
+    request(&r, &s, "GET", "/v1/cluster", NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "members"), 0), "address")));
+    response_free(&r);
+    kvi_http_stop(h);
+}
+
+int main(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(admin_endpoints),
+        cmocka_unit_test(put_get_delete),
+        cmocka_unit_test(compare_and_swap),
+        cmocka_unit_test(ttl_expires),
+        cmocka_unit_test(batch),
+        cmocka_unit_test(binary_key_and_value),
+        cmocka_unit_test(consistency_parameters),
+        cmocka_unit_test(bad_requests),
+        cmocka_unit_test(size_limits),
+        cmocka_unit_test(keep_alive),
+        cmocka_unit_test(concurrent_connections),
+        cmocka_unit_test(client_hangs_up),
+        cmocka_unit_test(start_errors),
+    };
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return failed;
+}

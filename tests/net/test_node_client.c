@@ -1,0 +1,519 @@
+/* A node hosted in-process and the client handle talking to it over real
+ * loopback sockets: every call, the error codes, bad frames on the wire,
+ * timeouts, and reconnection after the node restarts. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "net/frame.h"
+#include "net/message.h"
+#include <kv/kv.h>
+
+typedef struct world {
+    char *dir;
+    kv *node;
+    kv *client;
+    int port;
+    char endpoint[64];
+} world;
+
+static int start_node(world *w, int port)
+{
+    kv_open_options store = KV_OPEN_OPTIONS_INIT;
+    store.sync = KV_SYNC_NONE;
+    store.max_value_size = 4096;
+    kv_node_options o = KV_NODE_OPTIONS_INIT;
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    o.data_dir = w->dir;
+    o.node_id = "n1";
+    o.listen_addr = listen;
+    o.store = &store;
+    o.idle_timeout_ms = 1000;
+    o.max_request_bytes = 64 * 1024;
+    int rc = kv_node_start(&w->node, &o);
+    if (rc != KV_OK) {
+        fprintf(stderr, "kv_node_start: %s\n", kv_error_last());
+        return rc;
+    }
+    kv_node_ports(&w->port, NULL, w->node);
+    snprintf(w->endpoint, sizeof w->endpoint, "127.0.0.1:%d", w->port);
+    return KV_OK;
+}
+
+static int setup(void **state)
+{
+    world *w = calloc(1, sizeof *w);
+    w->dir = test_tempdir();
+    if (start_node(w, 0) != KV_OK)
+        return -1;
+    const char *eps[] = {w->endpoint};
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.connections_per_node = 2;
+    co.request_timeout_ms = 3000;
+    if (kv_client_open(&w->client, eps, 1, &co) != KV_OK)
+        return -1;
+    *state = w;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    world *w = *state;
+    kv_close(w->client);
+    kv_close(w->node);
+    test_rmtree(w->dir);
+    free(w);
+    return 0;
+}
+
+static void every_call_over_the_wire(void **state)
+{
+    world *w = *state;
+    kv *c = w->client;
+    uint64_t v = 0;
+    assert_int_equal(kv_ping(c), KV_OK);
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.ttl_s = 3600;
+    assert_int_equal(kv_put(&v, c, "k\0ey", 4, "val\0ue", 6, &wo), KV_OK);
+    assert_int_equal(v, 1);
+    kv_value *val;
+    assert_int_equal(kv_get(&val, c, "k\0ey", 4, NULL), KV_OK);
+    size_t len;
+    const void *data = kv_value_data(val, &len);
+    assert_int_equal(len, 6);
+    assert_memory_equal(data, "val\0ue", 6);
+    assert_int_equal(kv_value_version(val), 1);
+    assert_true(kv_value_expiry_ms(val) > 0);
+    kv_value_free(val);
+    /* The node's own handle sees the same store. */
+    assert_int_equal(kv_get(&val, w->node, "k\0ey", 4, NULL), KV_OK);
+    kv_value_free(val);
+
+    assert_int_equal(kv_cas(&v, c, "k\0ey", 4, 7, "x", 1, NULL), KV_ECONFLICT);
+    assert_int_equal(v, 1);
+    assert_int_equal(kv_cas(&v, c, "k\0ey", 4, 1, "x", 1, NULL), KV_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(kv_delete(&v, c, "k\0ey", 4, NULL), KV_OK);
+    assert_int_equal(v, 3);
+    assert_int_equal(kv_get(&val, c, "k\0ey", 4, NULL), KV_ENOTFOUND);
+    assert_null(val);
+    assert_int_equal(kv_delete(&v, c, "k\0ey", 4, NULL), KV_ENOTFOUND);
+    /* An empty value is not a missing one. */
+    assert_int_equal(kv_put(&v, c, "empty", 5, NULL, 0, NULL), KV_OK);
+    assert_int_equal(kv_get(&val, c, "empty", 5, NULL), KV_OK);
+    kv_value_data(val, &len);
+    assert_int_equal(len, 0);
+    kv_value_free(val);
+}
+
+static void errors_come_back_with_their_detail(void **state)
+{
+    world *w = *state;
+    kv *c = w->client;
+    char big[5000];
+    memset(big, 'x', sizeof big);
+    /* The node's value limit is 4096: its refusal travels back. */
+    assert_int_equal(kv_put(NULL, c, "k", 1, big, 4097, NULL), KV_ETOOBIG);
+    assert_non_null(strstr(kv_error_last(), "4096"));
+    assert_int_equal(kv_put(NULL, c, "k", 1, big, 4096, NULL), KV_OK);
+    assert_int_equal(kv_put(NULL, c, "", 0, "v", 1, NULL), KV_EINVAL);
+    char key[1025];
+    memset(key, 'k', sizeof key);
+    assert_int_equal(kv_get(NULL, c, key, sizeof key, NULL), KV_EINVAL); /* out is NULL */
+    kv_value *val;
+    assert_int_equal(kv_get(&val, c, key, sizeof key, NULL), KV_ETOOBIG);
+    kv_compact(c);
+    assert_int_equal(kv_compact(c), KV_ENOTSUP);
+}
+
+static void batches_over_the_wire(void **state)
+{
+    world *w = *state;
+    kv *c = w->client;
+    assert_int_equal(kv_put(NULL, c, "b2", 2, "old", 3, NULL), KV_OK);
+    kv_batch *b;
+    assert_int_equal(kv_batch_new(&b), KV_OK);
+    kv_batch_put(b, "b1", 2, "one", 3, 0);
+    kv_batch_get(b, "b2", 2);
+    kv_batch_delete(b, "b2", 2);
+    kv_batch_get(b, "b2", 2);
+    kv_batch_get(b, "b1", 2);
+    assert_int_equal(kv_batch_execute(c, b, NULL, NULL), KV_OK);
+    const kv_value *v;
+    uint64_t ver;
+    assert_int_equal(kv_batch_result(&v, &ver, b, 0), KV_OK);
+    assert_int_equal(ver, 1);
+    assert_int_equal(kv_batch_result(&v, &ver, b, 1), KV_OK);
+    assert_memory_equal(kv_value_data(v, NULL), "old", 3);
+    assert_int_equal(kv_batch_result(&v, &ver, b, 2), KV_OK);
+    assert_int_equal(ver, 2);
+    assert_int_equal(kv_batch_result(&v, &ver, b, 3), KV_ENOTFOUND);
+    assert_int_equal(kv_batch_result(&v, &ver, b, 4), KV_OK);
+    assert_memory_equal(kv_value_data(v, NULL), "one", 3);
+    /* One bad operation: nothing applied, and the node says why. */
+    kv_batch_clear(b);
+    char big[5000] = {0};
+    kv_batch_put(b, "b3", 2, "x", 1, 0);
+    kv_batch_put(b, "b4", 2, big, sizeof big, 0);
+    assert_int_equal(kv_batch_execute(c, b, NULL, NULL), KV_ETOOBIG);
+    assert_int_equal(kv_batch_result(NULL, NULL, b, 0), KV_ETOOBIG);
+    kv_batch_free(b);
+    kv_value *val;
+    assert_int_equal(kv_get(&val, c, "b3", 2, NULL), KV_ENOTFOUND);
+}
+
+/* ------------------------------------------------------ raw wire abuse */
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* Reads one response frame (bounded wait); returns its status, or 1 when
+ * the connection closed without one. */
+static int read_response(int fd, kvi_frame_header *h)
+{
+    unsigned char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) <= 0)
+            return 2;
+        ssize_t n = recv(fd, buf + have, sizeof buf - have, 0);
+        if (n <= 0)
+            return 1;
+        have += (size_t)n;
+        /* An answer to an unknown opcode carries that opcode back. */
+        kvi_frame_error e = kvi_frame_parse_header(h, buf, have, sizeof buf);
+        if ((e == KVI_FRAME_OK || e == KVI_FRAME_BAD_OPCODE) &&
+            have >= KVI_FRAME_HEADER + h->body_len) {
+            assert_int_equal(kvi_frame_verify(h, buf, buf + KVI_FRAME_HEADER), KVI_FRAME_OK);
+            assert_true(h->flags & KVI_FRAME_FLAG_RESPONSE);
+            return 0;
+        }
+    }
+}
+
+static int closed_by_peer(int fd)
+{
+    char c;
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 5000) <= 0)
+        return 0;
+    return recv(fd, &c, 1, 0) == 0;
+}
+
+static void frame(kvi_buf *b, uint8_t opcode, uint64_t id, const kvi_request *req)
+{
+    kvi_buf_reset(b);
+    kvi_frame_begin(b);
+    if (req)
+        kvi_request_encode(b, req);
+    kvi_frame_finish(b, 0, opcode, 0, 0, id);
+}
+
+static void bad_frames_get_error_frames(void **state)
+{
+    world *w = *state;
+    kvi_buf b = {0};
+    kvi_frame_header h;
+
+    /* Unknown opcode: an error frame naming the request, connection kept. */
+    int fd = raw_connect(w->port);
+    frame(&b, KVI_OP_PING, 41, NULL);
+    b.data[3] = 99;
+    kvi_frame_finish(&b, 0, 99, 0, 0, 41);
+    assert_int_equal(send(fd, b.data, b.len, 0), (ssize_t)b.len);
+    assert_int_equal(read_response(fd, &h), 0);
+    assert_int_equal(h.request_id, 41);
+    assert_int_equal(h.status, KV_ENOTSUP);
+    /* Malformed body (a GET with a truncated key): KV_EINVAL, still open. */
+    kvi_request get = {.opcode = KVI_OP_GET, .key = {(const unsigned char *)"abc", 3}};
+    frame(&b, KVI_OP_GET, 42, &get);
+    b.len -= 1;
+    kvi_frame_finish(&b, 0, KVI_OP_GET, 0, 0, 42);
+    assert_int_equal(send(fd, b.data, b.len, 0), (ssize_t)b.len);
+    assert_int_equal(read_response(fd, &h), 0);
+    assert_int_equal(h.request_id, 42);
+    assert_int_equal(h.status, KV_EINVAL);
+    frame(&b, KVI_OP_PING, 43, NULL);
+    assert_int_equal(send(fd, b.data, b.len, 0), (ssize_t)b.len);
+    assert_int_equal(read_response(fd, &h), 0);
+    assert_int_equal(h.status, KV_OK);
+    close(fd);
+
+    /* A frame that claims 4 GiB: refused from its header, connection closed. */
+    fd = raw_connect(w->port);
+    frame(&b, KVI_OP_PING, 44, NULL);
+    b.data[16] = b.data[17] = b.data[18] = b.data[19] = 0xff;
+    assert_int_equal(send(fd, b.data, b.len, 0), (ssize_t)b.len);
+    assert_int_equal(read_response(fd, &h), 0);
+    assert_int_equal(h.status, KV_ETOOBIG);
+    assert_true(closed_by_peer(fd));
+    close(fd);
+
+    /* Garbage (an HTTP request on the binary port), and a bad checksum. */
+    fd = raw_connect(w->port);
+    const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(send(fd, http, strlen(http), 0), (ssize_t)strlen(http));
+    assert_int_equal(read_response(fd, &h), 0);
+    assert_int_equal(h.status, KV_EINVAL);
+    assert_true(closed_by_peer(fd));
+    close(fd);
+    fd = raw_connect(w->port);
+    frame(&b, KVI_OP_PING, 45, NULL);
+    b.data[23] ^= 1;
+    assert_int_equal(send(fd, b.data, b.len, 0), (ssize_t)b.len);
+    assert_int_equal(read_response(fd, &h), 0);
+    assert_int_equal(h.status, KV_EINVAL);
+    assert_true(closed_by_peer(fd));
+    close(fd);
+
+    /* Half a frame, then silence: closed after the idle timeout (1 s),
+     * while other clients are served meanwhile. */
+    fd = raw_connect(w->port);
+    kvi_request put = {.opcode = KVI_OP_PUT, .key = {(const unsigned char *)"half", 4},
+                       .value = {(const unsigned char *)"never", 5}};
+    frame(&b, KVI_OP_PUT, 46, &put);
+    assert_int_equal(send(fd, b.data, b.len / 2, 0), (ssize_t)(b.len / 2));
+    assert_int_equal(kv_put(NULL, w->client, "other", 5, "fine", 4, NULL), KV_OK);
+    assert_true(closed_by_peer(fd));
+    close(fd);
+    kv_value *val;
+    assert_int_equal(kv_get(&val, w->client, "half", 4, NULL), KV_ENOTFOUND);
+    /* A client that disconnects mid-request changes nothing either. */
+    fd = raw_connect(w->port);
+    assert_int_equal(send(fd, b.data, b.len - 3, 0), (ssize_t)(b.len - 3));
+    close(fd);
+    assert_int_equal(kv_get(&val, w->client, "half", 4, NULL), KV_ENOTFOUND);
+    assert_int_equal(kv_get(&val, w->client, "other", 5, NULL), KV_OK);
+    kv_value_free(val);
+    kvi_buf_free(&b);
+}
+
+static void pipelined_requests_answer_by_id(void **state)
+{
+    world *w = *state;
+    kvi_buf b = {0}, all = {0};
+    int fd = raw_connect(w->port);
+    /* 50 puts sent back to back on one connection, then 50 answers. */
+    for (uint64_t id = 1000; id < 1050; id++) {
+        char key[16];
+        snprintf(key, sizeof key, "p%llu", (unsigned long long)id);
+        kvi_request put = {.opcode = KVI_OP_PUT, .key = {(const unsigned char *)key, strlen(key)},
+                           .value = {(const unsigned char *)"v", 1}};
+        frame(&b, KVI_OP_PUT, id, &put);
+        kvi_buf_raw(&all, b.data, b.len);
+    }
+    assert_int_equal(send(fd, all.data, all.len, 0), (ssize_t)all.len);
+    int seen[50] = {0};
+    unsigned char buf[65536];
+    size_t have = 0, answers = 0;
+    while (answers < 50) {
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_true(poll(&p, 1, 5000) > 0);
+        ssize_t n = recv(fd, buf + have, sizeof buf - have, 0);
+        assert_true(n > 0);
+        have += (size_t)n;
+        kvi_frame_header h;
+        while (kvi_frame_parse_header(&h, buf, have, sizeof buf) == KVI_FRAME_OK &&
+               have >= KVI_FRAME_HEADER + h.body_len) {
+            assert_int_equal(h.status, KV_OK);
+            assert_true(h.request_id >= 1000 && h.request_id < 1050);
+            seen[h.request_id - 1000]++;
+            answers++;
+            size_t used = KVI_FRAME_HEADER + h.body_len;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+        }
+    }
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(seen[i], 1);
+    close(fd);
+    kvi_buf_free(&b);
+    kvi_buf_free(&all);
+}
+
+/* ------------------------------------------------- shared client, threads */
+
+typedef struct racer {
+    kv *client;
+    int id;
+    int errors;
+} racer;
+
+static void *hammer(void *arg)
+{
+    racer *r = arg;
+    for (int i = 0; i < 300; i++) {
+        char key[32];
+        int n = snprintf(key, sizeof key, "t%d-%d", r->id, i);
+        kv_value *v;
+        if (kv_put(NULL, r->client, key, (size_t)n, key, (size_t)n, NULL) != KV_OK ||
+            kv_get(&v, r->client, key, (size_t)n, NULL) != KV_OK) {
+            r->errors++;
+            continue;
+        }
+        size_t len;
+        const void *data = kv_value_data(v, &len);
+        if (len != (size_t)n || memcmp(data, key, len) != 0)
+            r->errors++;
+        kv_value_free(v);
+    }
+    return NULL;
+}
+
+static void one_client_many_threads(void **state)
+{
+    world *w = *state;
+    racer r[8];
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (racer){w->client, i, 0};
+        pthread_create(&t[i], NULL, hammer, &r[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].errors, 0);
+    }
+}
+
+/* ------------------------------------------------ failures and restarts */
+
+static void client_reconnects_after_node_restart(void **state)
+{
+    world *w = *state;
+    assert_int_equal(kv_put(NULL, w->client, "durable", 7, "yes", 3, NULL), KV_OK);
+    int port = w->port;
+    kv_close(w->node);
+    w->node = NULL;
+    /* Node down: a clear code, not a hang. */
+    kv_value *val;
+    int rc = kv_get(&val, w->client, "durable", 7, NULL);
+    assert_true(rc == KV_EUNAVAILABLE || rc == KV_ETIMEDOUT);
+    rc = kv_put(NULL, w->client, "k", 1, "v", 1, NULL);
+    assert_true(rc == KV_EUNAVAILABLE || rc == KV_EUNKNOWN_OUTCOME);
+    /* Node back on the same port: the client finds it by itself. */
+    assert_int_equal(start_node(w, port), KV_OK);
+    assert_int_equal(kv_get(&val, w->client, "durable", 7, NULL), KV_OK);
+    assert_memory_equal(kv_value_data(val, NULL), "yes", 3);
+    kv_value_free(val);
+}
+
+static void silent_server_times_out(void **state)
+{
+    (void)state;
+    /* A socket that listens but never answers: connect succeeds through
+     * the backlog, so only the request timeout can tell. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    socklen_t len = sizeof sa;
+    getsockname(lfd, (struct sockaddr *)&sa, &len);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *eps[] = {ep};
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 300;
+    kv *c;
+    assert_int_equal(kv_client_open(&c, eps, 1, &co), KV_OK);
+    kv_value *val;
+    assert_int_equal(kv_get(&val, c, "k", 1, NULL), KV_ETIMEDOUT);
+    assert_int_equal(kv_put(NULL, c, "k", 1, "v", 1, NULL), KV_EUNKNOWN_OUTCOME);
+    kv_close(c);
+    close(lfd);
+}
+
+static void unreachable_and_bad_endpoints(void **state)
+{
+    (void)state;
+    /* Bind a port, then close it: nothing listens there. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    close(fd);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *eps[] = {ep};
+    kv *c;
+    assert_int_equal(kv_client_open(&c, eps, 1, NULL), KV_OK);
+    assert_int_equal(kv_ping(c), KV_EUNAVAILABLE);
+    assert_int_equal(kv_put(NULL, c, "k", 1, "v", 1, NULL), KV_EUNAVAILABLE);
+    kv_close(c);
+
+    const char *bad[] = {"no-port"};
+    assert_int_equal(kv_client_open(&c, bad, 1, NULL), KV_EINVAL);
+    const char *bad_port[] = {"127.0.0.1:99999"};
+    assert_int_equal(kv_client_open(&c, bad_port, 1, NULL), KV_EINVAL);
+    assert_int_equal(kv_client_open(&c, NULL, 0, NULL), KV_EINVAL);
+}
+
+static void node_options_are_checked(void **state)
+{
+    world *w = *state;
+    kv *n = (kv *)w;
+    kv_node_options o = KV_NODE_OPTIONS_INIT;
+    assert_int_equal(kv_node_start(&n, NULL), KV_EINVAL);
+    assert_null(n);
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    char *dir = test_tempdir();
+    o.data_dir = dir;
+    o.node_id = "bad id!";
+    o.listen_addr = "127.0.0.1:0";
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    o.node_id = "n2";
+    o.listen_addr = "nonsense";
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    /* The port of the running node is taken. */
+    char taken[64];
+    snprintf(taken, sizeof taken, "127.0.0.1:%d", w->port);
+    o.listen_addr = taken;
+    assert_int_equal(kv_node_start(&n, &o), KV_EBUSY);
+    assert_non_null(strstr(kv_error_last(), "in use"));
+    /* The store of the running node is locked. */
+    o.listen_addr = "127.0.0.1:0";
+    o.data_dir = w->dir;
+    assert_int_equal(kv_node_start(&n, &o), KV_EBUSY);
+    test_rmtree(dir);
+    int port = -1;
+    assert_int_equal(kv_node_ports(&port, NULL, w->client), KV_EINVAL);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(every_call_over_the_wire),
+        T(errors_come_back_with_their_detail),
+        T(batches_over_the_wire),
+        T(bad_frames_get_error_frames),
+        T(pipelined_requests_answer_by_id),
+        T(one_client_many_threads),
+        T(client_reconnects_after_node_restart),
+        cmocka_unit_test(silent_server_times_out),
+        cmocka_unit_test(unreachable_and_bad_endpoints),
+        T(node_options_are_checked),
+    };
+    return cmocka_run_group_tests_name("net.node_client", tests, NULL, NULL);
+}

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# test_kvctl.sh - kvctl against a real kvd on 127.0.0.1.
+#
+#   test_kvctl.sh KVCTL KVD
+#
+# Starts one kvd with a fresh data directory on a random port, waits until
+# `kvctl health` answers, then checks kvctl's outputs and exit codes: put,
+# get, del, cas (conflict prints the current version), batch from a file and
+# from stdin, -w json (parsed with python3), a binary value with a NUL, TTL
+# expiry, usage errors and an endpoint with nothing listening. The trap kills
+# only the kvd this script started. No timing assertions: waits are bounded
+# loops that poll for a state.
+set -u
+
+KVCTL=${1:?usage: test_kvctl.sh KVCTL KVD}
+KVD=${2:?usage: test_kvctl.sh KVCTL KVD}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_kvctl.XXXXXX")
+kvd_pid=
+cleanup() {
+    if [[ -n $kvd_pid ]]; then
+        kill "$kvd_pid" 2>/dev/null
+        wait "$kvd_pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+failures=0
+fail() {
+    echo "FAIL: $*" >&2
+    echo "  stdout: $(head -c 400 "$tmp/out" 2>/dev/null)" >&2
+    echo "  stderr: $(head -c 400 "$tmp/err" 2>/dev/null)" >&2
+    failures=$((failures + 1))
+}
+
+# Whether something accepts TCP connections on 127.0.0.1:$1.
+listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ------------------------------------------------------------ start kvd
+port=
+for attempt in 1 2 3 4 5; do
+    p=$((20000 + RANDOM % 20001))
+    listening "$p" && continue
+    rm -rf "$tmp/data"
+    "$KVD" --data "$tmp/data" --listen "127.0.0.1:$p" --node-id kvctl-test \
+        2>"$tmp/kvd.log" &
+    kvd_pid=$!
+    for _ in $(seq 100); do # up to ~10 s
+        grep -q '"ready' "$tmp/kvd.log" 2>/dev/null && break
+        kill -0 "$kvd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q '"ready' "$tmp/kvd.log" && kill -0 "$kvd_pid" 2>/dev/null; then
+        port=$p
+        break
+    fi
+    kill "$kvd_pid" 2>/dev/null
+    wait "$kvd_pid" 2>/dev/null
+    kvd_pid=
+done
+if [[ -z $port ]]; then
+    echo "FAIL: kvd did not start; its log:" >&2
+    cat "$tmp/kvd.log" >&2
+    exit 1
+fi
+EP=127.0.0.1:$port
+
+# kc ARGS...: run kvctl against the node; sets $rc, output in $tmp/out, $tmp/err.
+kc() {
+    "$KVCTL" --endpoints "$EP" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+# expect CODE STDOUT DESCRIPTION: check the last kc's exit code and stdout.
+expect() {
+    local code=$1 want=$2 what=$3
+    if [[ $rc -ne $code ]]; then
+        fail "$what: exit $rc, expected $code"
+    elif [[ $(cat "$tmp/out") != "$want" ]]; then
+        fail "$what: stdout '$(cat "$tmp/out")', expected '$want'"
+    fi
+}
+expect_rc() {
+    [[ $rc -eq $1 ]] || fail "$2: exit $rc, expected $1"
+}
+# json_check PYTHON_EXPR DESCRIPTION: the last stdout is one JSON object d
+# for which the expression holds.
+json_check() {
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" \
+        "$tmp/out" 2>>"$tmp/err" || fail "$2: JSON check '$1'"
+}
+
+ok=
+for _ in $(seq 100); do # up to ~10 s
+    if "$KVCTL" --endpoints "$EP" --timeout 500 health >"$tmp/out" 2>"$tmp/err"; then
+        ok=1
+        break
+    fi
+    sleep 0.1
+done
+[[ -n $ok ]] || { fail "kvctl health never succeeded"; exit 1; }
+[[ $(cat "$tmp/out") == ok ]] || fail "health prints ok"
+
+# ------------------------------------------------------- put, get, del
+kc put k1 v1;           expect 0 "version 1" "put new key"
+kc get k1;              expect 0 "v1" "get"
+kc put k1 "v 2";        expect 0 "version 2" "put again"
+kc get k1;              expect 0 "v 2" "get after overwrite"
+kc get missing;         expect 3 "" "get missing key"
+kc del k1;              expect 0 "version 3" "del"
+kc get k1;              expect 3 "" "get after del"
+kc del k1;              expect 3 "" "del of a deleted key"
+kc put k1 again;        expect 0 "version 4" "put after del continues the versions"
+kc put -- -dash -value; expect 0 "version 1" "-- ends flags"
+kc get -- -dash;        expect 0 "-value" "get a key starting with -"
+kc put empty "";        expect 0 "version 1" "put empty value"
+kc get empty;           expect 0 "" "get empty value"
+KVCTL_ENDPOINTS=$EP "$KVCTL" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect 0 "again" "endpoints from KVCTL_ENDPOINTS"
+kc --endpoints "127.0.0.1:1,$EP" get k1
+expect 0 "again" "second endpoint used when the first is down"
+
+# ----------------------------------------------------------------- cas
+kc cas c1 0 first;      expect 0 "version 1" "cas 0 on an absent key"
+kc cas c1 0 second;     expect 4 "version 1" "cas conflict prints the current version"
+grep -qi conflict "$tmp/err" || fail "cas conflict message on stderr"
+kc cas c1 1 second;     expect 0 "version 2" "cas with the current version"
+kc get c1;              expect 0 "second" "get after cas"
+kc cas c1 7 third;      expect 4 "version 2" "cas with a stale version"
+
+# ---------------------------------------------------------------- json
+kc -w json put j1 hello
+expect_rc 0 "json put"; json_check 'd == {"version": 1}' "json put"
+kc get j1 -w json
+expect_rc 0 "json get"
+json_check 'd["key"] == "j1" and d["value"] == "hello" and d["version"] == 1 and "expiresAt" not in d' "json get"
+kc -w json put j2 'quote " backslash \ tab	é'
+expect_rc 0 "json put of text needing escapes"
+kc -w json get j2
+json_check 'd["value"] == "quote \" backslash \\ tab\té" and "encoding" not in d' "json escapes"
+kc -w json get nope
+expect_rc 3 "json get missing"; json_check 'd["error"]["code"] == "NOT_FOUND"' "json not found"
+kc -w json cas j1 0 x
+expect_rc 4 "json cas conflict"
+json_check 'd["error"]["code"] == "CONFLICT" and d["version"] == 1' "json conflict"
+kc -w json del j1
+expect_rc 0 "json del"; json_check 'd["version"] == 2' "json del"
+kc -w json health
+expect_rc 0 "json health"; json_check 'd["status"] == "ok"' "json health"
+kc -w json bogus
+expect_rc 2 "json usage error"; json_check 'd["error"]["code"] == "USAGE"' "json usage error"
+
+# --------------------------------------------------------------- batch
+cat >"$tmp/batch.json" <<'EOF'
+{"operations": [
+  {"op": "PUT", "key": "b1", "value": "one", "ttl": 600},
+  {"op": "GET", "key": "b1"},
+  {"op": "DELETE", "key": "b3"},
+  {"op": "PUT", "key": "Ymlu", "value": "YQBi", "encoding": "base64"},
+  {"op": "get", "key": "k1"}
+]}
+EOF
+kc batch "$tmp/batch.json"
+expect 0 "PUT b1 version 1
+GET b1 version 1 value one
+DELETE b3 NOT_FOUND
+PUT bin version 1
+GET k1 version 4 value again" "batch from a file"
+
+echo '{"operations":[{"op":"GET","key":"bin"},{"op":"DELETE","key":"b1"},{"op":"GET","key":"b1"}]}' |
+    "$KVCTL" --endpoints "$EP" -w json batch - >"$tmp/out" 2>"$tmp/err"
+rc=$?
+expect_rc 0 "json batch from stdin"
+r='d["results"]'
+json_check "len($r) == 3 and $r[0]['key'] == 'Ymlu' and $r[0]['value'] == 'YQBi' and $r[0]['encoding'] == 'base64' and $r[0]['status'] == 'OK' and $r[1]['op'] == 'DELETE' and $r[1]['version'] == 2 and $r[2]['status'] == 'NOT_FOUND' and 'encoding' not in $r[1]" "json batch from stdin"
+
+# A value with a NUL comes back byte for byte (then a newline); in JSON the
+# object's key and value are then both base64, as in the HTTP API.
+kc get bin
+expect_rc 0 "get binary value"
+printf 'a\0b\n' | cmp -s - "$tmp/out" || fail "get binary value: bytes differ: $(od -c "$tmp/out")"
+kc -w json get bin
+json_check 'd["key"] == "Ymlu" and d["value"] == "YQBi" and d["encoding"] == "base64"' "json get binary value"
+
+echo 'not json' | "$KVCTL" --endpoints "$EP" batch - >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 2 "malformed batch"
+echo '{"operations":[{"op":"PUT","key":"x"}]}' | "$KVCTL" --endpoints "$EP" batch - >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 2 "batch PUT without a value"
+kc batch "$tmp/does-not-exist.json"
+expect_rc 2 "batch of a missing file"
+
+# ----------------------------------------------------------------- TTL
+kc put t1 short --ttl 1
+expect 0 "version 1" "put with --ttl"
+expired=
+for _ in $(seq 50); do # expiry is 1 s away; poll up to ~10 s
+    kc get t1
+    if [[ $rc -eq 3 ]]; then expired=1; break; fi
+    [[ $rc -eq 0 ]] || { fail "get of a value with a TTL: exit $rc"; break; }
+    sleep 0.2
+done
+[[ -n $expired ]] || fail "value with --ttl 1 never expired"
+kc put t2 long --ttl 3600 -w json
+expect_rc 0 "put with a long TTL"
+kc -w json get t2
+json_check 'isinstance(d["expiresAt"], int) and d["expiresAt"] > 0' "json expiresAt"
+
+# --------------------------------------------------------- usage errors
+kc;                          expect_rc 2 "no command"
+kc frobnicate;               expect_rc 2 "unknown command"
+kc --frobnicate get k1;      expect_rc 2 "unknown flag"
+kc put onlykey;              expect_rc 2 "put without a value"
+kc get a b;                  expect_rc 2 "get with two keys"
+kc cas k one v;              expect_rc 2 "non-numeric cas version"
+kc put k v --ttl soon;       expect_rc 2 "non-numeric ttl"
+kc get k1 --ttl 5;           expect_rc 2 "--ttl on get"
+kc -w yaml get k1;           expect_rc 2 "bad -w"
+grep -q "usage:" "$tmp/err" || fail "usage line on a usage error"
+"$KVCTL" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 0 "--help"
+grep -q "^usage: kvctl" "$tmp/out" || fail "--help prints the usage on stdout"
+
+# ------------------------------------------------------- endpoint down
+down=
+for _ in $(seq 20); do
+    p=$((20000 + RANDOM % 20001))
+    if [[ $p != "$port" ]] && ! listening "$p"; then down=$p; break; fi
+done
+if [[ -n $down ]]; then
+    "$KVCTL" --endpoints "127.0.0.1:$down" --timeout 1000 get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "get with nothing listening"
+    [[ -s $tmp/err ]] || fail "an unavailable endpoint is reported on stderr"
+    "$KVCTL" --endpoints "127.0.0.1:$down" --timeout 1000 health >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "health with nothing listening"
+    "$KVCTL" --endpoints "127.0.0.1:$down" --timeout 1000 -w json put k v >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "json put with nothing listening"
+    json_check 'd["error"]["code"] in ("UNAVAILABLE", "TIMEOUT")' "json unavailable"
+fi
+"$KVCTL" --endpoints "no-port-here" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 2 "unparsable endpoint"
+
+if [[ $failures -ne 0 ]]; then
+    echo "$failures check(s) failed" >&2
+    exit 1
+fi
+echo "all kvctl checks passed"

@@ -1,0 +1,329 @@
+/*
+ * kvd - the libkv storage node daemon: a thin main() around kv_node_start.
+ *
+ *   kvd --data DIR --listen HOST:PORT [--http HOST:PORT] --node-id ID
+ *       [--config FILE.json] [--sync always|periodic|none] [--log-level LEVEL]
+ *       [--io-threads N] [--http-threads N]
+ *
+ * Logs are JSON lines on stderr. SIGTERM or SIGINT stops it cleanly: the
+ * node answers the requests it has read, closes its connections and syncs
+ * the store before kvd exits 0. Bad flags exit 2; a node that cannot start
+ * (port in use, store locked) exits 1 with the reason.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <kv/kv.h>
+
+typedef struct settings {
+    char *data;
+    char *listen;
+    char *http;
+    char *node_id;
+    kv_sync_policy sync;
+    kv_log_level log_level;
+    unsigned io_threads;
+    unsigned http_threads;
+    uint32_t max_key_size;
+    uint32_t max_value_size;
+} settings;
+
+/* ------------------------------------------------------------- logging */
+
+/* Writes one JSON line with a single write(2), so lines from the library's
+ * threads never interleave. */
+static void log_line(kv_log_level level, const char *message, void *ctx)
+{
+    (void)ctx;
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    char line[2048];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line,
+                     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\",\"msg\":\"",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, names[level <= KV_LOG_DEBUG ? level : 0]);
+    for (const unsigned char *p = (const unsigned char *)message;
+         *p && n < (int)sizeof line - 16; p++) {
+        if (*p == '"' || *p == '\\')
+            n += snprintf(line + n, sizeof line - (size_t)n, "\\%c", *p);
+        else if (*p < 0x20)
+            n += snprintf(line + n, sizeof line - (size_t)n, "\\u%04x", *p);
+        else
+            line[n++] = (char)*p;
+    }
+    n += snprintf(line + n, sizeof line - (size_t)n, "\"}\n");
+    if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+        /* Nowhere left to report it. */
+    }
+}
+
+static void logf_(kv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(kv_log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_line(level, msg, NULL);
+}
+
+/* ------------------------------------------------------------- settings */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kvd --data DIR --listen HOST:PORT --node-id ID [--http HOST:PORT]\n"
+            "           [--config FILE.json] [--sync always|periodic|none]\n"
+            "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
+            "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
+            "Command-line flags override the config file. Config keys: data, listen, http,\n"
+            "nodeId, sync, logLevel, ioThreads, httpThreads, maxKeySize, maxValueSize.\n");
+}
+
+static int bad(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "kvd: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    usage(stderr);
+    return 2;
+}
+
+static int parse_sync(const char *s, kv_sync_policy *out)
+{
+    if (strcmp(s, "always") == 0)
+        *out = KV_SYNC_ALWAYS;
+    else if (strcmp(s, "periodic") == 0)
+        *out = KV_SYNC_PERIODIC;
+    else if (strcmp(s, "none") == 0)
+        *out = KV_SYNC_NONE;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_level(const char *s, kv_log_level *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (kv_log_level)i;
+            return 0;
+        }
+    return -1;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || errno || v > max || s[0] == '-')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void set_string(char **field, const char *value)
+{
+    free(*field);
+    *field = strdup(value);
+}
+
+/* Reads the JSON config file into s. Returns 0, or 2 after a message. */
+static int load_config(settings *s, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "kvd: cannot open config %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int too_big = !feof(f);
+    fclose(f);
+    if (too_big) {
+        fprintf(stderr, "kvd: config %s is over 64 KiB\n", path);
+        return 2;
+    }
+    cJSON *root = cJSON_ParseWithLength(buf, n);
+    if (!cJSON_IsObject(root)) {
+        fprintf(stderr, "kvd: config %s is not a JSON object\n", path);
+        cJSON_Delete(root);
+        return 2;
+    }
+    int rc = 0;
+    for (cJSON *item = root->child; item && rc == 0; item = item->next) {
+        const char *k = item->string;
+        const char *str = cJSON_IsString(item) ? item->valuestring : NULL;
+        int is_num = cJSON_IsNumber(item) && item->valuedouble >= 0 &&
+                     item->valuedouble <= (double)UINT32_MAX &&
+                     item->valuedouble == (double)(uint64_t)item->valuedouble;
+        if (strcmp(k, "data") == 0 && str)
+            set_string(&s->data, str);
+        else if (strcmp(k, "listen") == 0 && str)
+            set_string(&s->listen, str);
+        else if (strcmp(k, "http") == 0 && str)
+            set_string(&s->http, str);
+        else if (strcmp(k, "nodeId") == 0 && str)
+            set_string(&s->node_id, str);
+        else if (strcmp(k, "sync") == 0 && str && parse_sync(str, &s->sync) == 0)
+            ;
+        else if (strcmp(k, "logLevel") == 0 && str && parse_level(str, &s->log_level) == 0)
+            ;
+        else if (strcmp(k, "ioThreads") == 0 && is_num)
+            s->io_threads = (unsigned)item->valuedouble;
+        else if (strcmp(k, "httpThreads") == 0 && is_num)
+            s->http_threads = (unsigned)item->valuedouble;
+        else if (strcmp(k, "maxKeySize") == 0 && is_num)
+            s->max_key_size = (uint32_t)item->valuedouble;
+        else if (strcmp(k, "maxValueSize") == 0 && is_num)
+            s->max_value_size = (uint32_t)item->valuedouble;
+        else {
+            fprintf(stderr, "kvd: config %s: unknown key or wrong type: \"%s\"\n", path, k);
+            rc = 2;
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int parse_args(settings *s, int argc, char **argv)
+{
+    /* The config file first, so flags override it wherever they stand. */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc)
+                return bad("%s needs a value", argv[i]);
+            int rc = load_config(s, argv[i + 1]);
+            if (rc)
+                return rc;
+        }
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i];
+        if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strncmp(flag, "--", 2) != 0)
+            return bad("unexpected argument \"%s\"", flag);
+        if (i + 1 >= argc)
+            return bad("%s needs a value", flag);
+        const char *v = argv[++i];
+        unsigned long n;
+        if (strcmp(flag, "--config") == 0)
+            continue;
+        else if (strcmp(flag, "--data") == 0)
+            set_string(&s->data, v);
+        else if (strcmp(flag, "--listen") == 0)
+            set_string(&s->listen, v);
+        else if (strcmp(flag, "--http") == 0)
+            set_string(&s->http, v);
+        else if (strcmp(flag, "--node-id") == 0)
+            set_string(&s->node_id, v);
+        else if (strcmp(flag, "--sync") == 0) {
+            if (parse_sync(v, &s->sync) != 0)
+                return bad("--sync must be always, periodic or none, not \"%s\"", v);
+        } else if (strcmp(flag, "--log-level") == 0) {
+            if (parse_level(v, &s->log_level) != 0)
+                return bad("--log-level must be error, warn, info or debug, not \"%s\"", v);
+        } else if (strcmp(flag, "--io-threads") == 0) {
+            if (parse_uint(v, 64, &n) != 0 || n == 0)
+                return bad("--io-threads must be 1..64, not \"%s\"", v);
+            s->io_threads = (unsigned)n;
+        } else if (strcmp(flag, "--http-threads") == 0) {
+            if (parse_uint(v, 64, &n) != 0 || n < 2)
+                return bad("--http-threads must be 2..64, not \"%s\"", v);
+            s->http_threads = (unsigned)n;
+        } else if (strcmp(flag, "--max-key-size") == 0) {
+            if (parse_uint(v, KV_MAX_KEY_SIZE_LIMIT, &n) != 0 || n == 0)
+                return bad("--max-key-size must be 1..65536, not \"%s\"", v);
+            s->max_key_size = (uint32_t)n;
+        } else if (strcmp(flag, "--max-value-size") == 0) {
+            if (parse_uint(v, KV_MAX_VALUE_SIZE_LIMIT, &n) != 0)
+                return bad("--max-value-size must be 0..67108864, not \"%s\"", v);
+            s->max_value_size = (uint32_t)n;
+        } else {
+            return bad("unknown flag \"%s\"", flag);
+        }
+    }
+    if (!s->data)
+        return bad("%s is required", "--data");
+    if (!s->listen)
+        return bad("%s is required", "--listen");
+    if (!s->node_id)
+        return bad("%s is required", "--node-id");
+    return 0;
+}
+
+/* ----------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    settings s = {.sync = KV_SYNC_ALWAYS, .log_level = KV_LOG_INFO};
+    int rc = parse_args(&s, argc, argv);
+    if (rc)
+        return rc;
+
+    /* Block the stop signals before any thread starts, so every thread
+     * inherits the mask and only sigwait below receives them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    kv_open_options store = KV_OPEN_OPTIONS_INIT;
+    store.sync = s.sync;
+    store.max_key_size = s.max_key_size;
+    store.max_value_size = s.max_value_size;
+    store.log_fn = log_line;
+    store.log_level = s.log_level;
+    kv_node_options node = KV_NODE_OPTIONS_INIT;
+    node.data_dir = s.data;
+    node.node_id = s.node_id;
+    node.listen_addr = s.listen;
+    node.http_addr = s.http;
+    node.store = &store;
+    node.io_threads = s.io_threads;
+    node.http_threads = s.http_threads;
+
+    kv *db = NULL;
+    rc = kv_node_start(&db, &node);
+    if (rc != KV_OK) {
+        logf_(KV_LOG_ERROR, "cannot start node %s: %s: %s", s.node_id, kv_strerror(rc),
+              kv_error_last());
+        fprintf(stderr, "kvd: cannot start: %s: %s\n", kv_strerror(rc), kv_error_last());
+        return 1;
+    }
+    int binary_port = 0, http_port = 0;
+    kv_node_ports(&binary_port, &http_port, db);
+    logf_(KV_LOG_INFO, "ready: node %s, binary port %d, http port %d, data %s", s.node_id,
+          binary_port, http_port, s.data);
+
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0)
+        ;
+    logf_(KV_LOG_INFO, "received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    kv_close(db);
+    logf_(KV_LOG_INFO, "stopped");
+    free(s.data);
+    free(s.listen);
+    free(s.http);
+    free(s.node_id);
+    return 0;
+}
