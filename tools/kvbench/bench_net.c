@@ -1,0 +1,1025 @@
+/*
+ * bench_net.c - kvbench's network modes: a remote node through the binary
+ * protocol (kv_client_open) or through the HTTP/JSON API (libcurl).
+ *
+ *   kvbench binary --endpoints HOST:PORT[,...] [flags]
+ *   kvbench http --url http://HOST:PORT [flags]
+ *
+ * Workload: --threads client threads draw keys uniformly from a key space of
+ * --keys keys and do a GET with probability --read-ratio, else a PUT of a
+ * --value-size value. A preload phase first writes every key once (each
+ * thread a stride of the key space), so that GETs find something; a GET of an
+ * absent or expired key is a "miss", a valid answer, not an error.
+ *
+ * Connections: in binary mode all threads share one client handle with
+ * --connections connections (kv_client_options.connections_per_node), many
+ * requests in flight on each; in http mode each thread owns one curl easy
+ * handle and so one keep-alive connection, one request at a time.
+ *
+ * The run lasts --duration seconds (default 10) or --requests requests in all,
+ * whichever comes first when both are given. Each request is timed with
+ * CLOCK_MONOTONIC into per-thread, per-operation histograms (histogram.h),
+ * merged for a progress line a second on stderr and for the final table.
+ * Failed requests are counted per kind and reported, never folded into the
+ * latencies; any failure makes the exit status 1 unless --allow-errors.
+ *
+ * Traffic goes only to the given endpoints or URL: curl is told to use no
+ * proxy, to follow no redirect and to speak plain HTTP only.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <kv/kv.h>
+
+#include "histogram.h"
+#include "kvbench.h"
+
+#define FLUSH_INTERVAL_NS 100000000ull /* worker -> progress reporter */
+#define MAX_ENDPOINTS 64
+#define MAX_ERROR_KINDS 16
+#define MAX_KEY_SIZE 64
+
+enum proto { PROTO_BINARY, PROTO_HTTP };
+enum op { OP_GET, OP_PUT, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"GET", "PUT"};
+enum outcome { OUT_OK, OUT_MISS, OUT_ERROR };
+enum phase { PHASE_PRELOAD, PHASE_RUN };
+
+struct net_config {
+    enum proto proto;
+    const char *mode;
+    char *endpoints;      /* binary: the --endpoints list, copied */
+    const char *ep[MAX_ENDPOINTS];
+    size_t nep;
+    char url[512];        /* http: base URL without a trailing '/' */
+    unsigned threads;
+    unsigned connections;
+    double duration_s;    /* 0 = no time limit (--requests only) */
+    uint64_t requests;    /* 0 = no request limit */
+    uint64_t keys;
+    uint32_t key_size;
+    uint32_t value_size;
+    double read_ratio;
+    uint64_t ttl_s;
+    uint32_t timeout_ms;
+    bool preload;
+    bool allow_errors;
+    bool json;
+    uint64_t seed;
+};
+
+/* Errors of one kind ("UNAVAILABLE", "HTTP 503", "curl: Timeout was reached"). */
+struct error_kind {
+    char name[64];
+    uint64_t count;
+};
+
+struct errors {
+    struct error_kind kinds[MAX_ERROR_KINDS];
+    size_t n;
+    uint64_t other; /* beyond MAX_ERROR_KINDS distinct kinds */
+};
+
+static void errors_add(struct errors *e, const char *name, uint64_t count)
+{
+    for (size_t i = 0; i < e->n; i++)
+        if (strcmp(e->kinds[i].name, name) == 0) {
+            e->kinds[i].count += count;
+            return;
+        }
+    if (e->n == MAX_ERROR_KINDS) {
+        e->other += count;
+        return;
+    }
+    snprintf(e->kinds[e->n].name, sizeof e->kinds[e->n].name, "%s", name);
+    e->kinds[e->n++].count = count;
+}
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+struct net_run;
+
+struct net_worker {
+    pthread_t thread;
+    unsigned idx;
+    struct net_run *run;
+    uint64_t rng;
+    char key[MAX_KEY_SIZE + 1];
+    size_t vpos;
+    /* http */
+    CURL *curl;
+    struct curl_slist *headers;
+    char *urlbuf;         /* base URL + "/v1/kv/" + key */
+    size_t url_prefix;    /* length of base URL + "/v1/kv/" */
+    struct buf body, resp;
+    /* results of the current phase */
+    kvb_hist total[OP_COUNT];
+    kvb_hist interval[OP_COUNT];
+    uint64_t ok[OP_COUNT], misses, errs[OP_COUNT];
+    struct errors errors;
+    uint64_t t_start, t_end;
+};
+
+struct net_run {
+    const struct net_config *cfg;
+    kv *db; /* binary */
+    const char *valbuf;
+    size_t vallen;
+    enum phase phase;
+    atomic_bool stop;          /* the phase is over (time, requests, signal) */
+    atomic_uint_fast64_t claimed; /* requests handed out in PHASE_RUN */
+    atomic_uint_fast64_t interval_errors;
+    atomic_bool error_printed; /* the first error message went to stderr */
+    /* Progress: workers merge their interval histograms here every
+     * FLUSH_INTERVAL_NS; the main thread prints and resets it every second.
+     * Guarded by mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    kvb_hist interval;
+    unsigned running;
+};
+
+/* ----------------------------------------------------------------- helpers */
+
+/* Key number k as exactly key_size decimal digits, zero-padded: URL-safe. */
+static void make_key(char *key, uint32_t len, uint64_t k)
+{
+    for (uint32_t i = len; i > 0; i--) {
+        key[i - 1] = (char)('0' + k % 10);
+        k /= 10;
+    }
+    key[len] = '\0';
+}
+
+/* Random alphanumeric bytes, so values need no escaping inside JSON. */
+static char *make_value_buffer(uint32_t value_size, uint64_t seed, size_t *len_out)
+{
+    static const char alnum[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    size_t len = (size_t)value_size + (1u << 20);
+    char *buf = malloc(len);
+    if (buf == NULL)
+        return NULL;
+    uint64_t rng = seed ^ 0x5eedf00dull;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = alnum[splitmix64(&rng) % (sizeof alnum - 1)];
+    *len_out = len;
+    return buf;
+}
+
+static const char *next_value(struct net_worker *w)
+{
+    const struct net_run *r = w->run;
+    uint32_t vs = r->cfg->value_size;
+    if (w->vpos + vs > r->vallen)
+        w->vpos = 0;
+    const char *v = r->valbuf + w->vpos;
+    w->vpos += vs + 1; /* shift by one so consecutive values differ */
+    return v;
+}
+
+static bool buf_reserve(struct buf *b, size_t need)
+{
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (d == NULL)
+        return false;
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+/* Record a failed request: count it by kind, print the first of the run. */
+static void note_error(struct net_worker *w, enum op op, const char *kind, const char *detail)
+{
+    w->errs[op]++;
+    errors_add(&w->errors, kind, 1);
+    atomic_fetch_add(&w->run->interval_errors, 1);
+    if (!atomic_exchange(&w->run->error_printed, true))
+        fprintf(stderr, PROG ": first failed request (%s %s): %s%s%s\n", op_names[op], w->key,
+                kind, detail[0] ? ": " : "", detail);
+}
+
+/* ------------------------------------------------------------- transports */
+
+static const char *kv_code_name(int rc)
+{
+    switch (rc) {
+    case KV_ENOTFOUND: return "NOT_FOUND";
+    case KV_ECONFLICT: return "CONFLICT";
+    case KV_ETOOBIG: return "TOO_BIG";
+    case KV_EINVAL: return "INVALID_ARGUMENT";
+    case KV_ETIMEDOUT: return "TIMEOUT";
+    case KV_EUNAVAILABLE: return "UNAVAILABLE";
+    case KV_EUNKNOWN_OUTCOME: return "UNKNOWN_OUTCOME";
+    case KV_ECORRUPT: return "CORRUPT";
+    case KV_EIO: return "IO_ERROR";
+    case KV_ECLOSED: return "CLOSED";
+    case KV_ENOMEM: return "OUT_OF_MEMORY";
+    case KV_ENOTSUP: return "NOT_SUPPORTED";
+    case KV_EBUSY: return "BUSY";
+    }
+    return "ERROR";
+}
+
+static enum outcome op_binary(struct net_worker *w, enum op op)
+{
+    const struct net_run *r = w->run;
+    const struct net_config *cfg = r->cfg;
+    int rc;
+    if (op == OP_PUT) {
+        kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+        wo.ttl_s = cfg->ttl_s;
+        rc = kv_put(NULL, r->db, w->key, cfg->key_size, next_value(w), cfg->value_size, &wo);
+    } else {
+        kv_value *v = NULL;
+        rc = kv_get(&v, r->db, w->key, cfg->key_size, NULL);
+        kv_value_free(v);
+        if (rc == KV_ENOTFOUND)
+            return OUT_MISS;
+    }
+    if (rc == KV_OK)
+        return OUT_OK;
+    char detail[600];
+    snprintf(detail, sizeof detail, "%s (%d): %s", kv_strerror(rc), rc, kv_error_last());
+    note_error(w, op, kv_code_name(rc), detail);
+    return OUT_ERROR;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ctx)
+{
+    struct buf *b = ctx;
+    size_t len = size * n;
+    if (!buf_reserve(b, b->len + len + 1))
+        return 0; /* curl reports CURLE_WRITE_ERROR */
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return len;
+}
+
+static enum outcome op_http(struct net_worker *w, enum op op)
+{
+    const struct net_config *cfg = w->run->cfg;
+    CURL *c = w->curl;
+    memcpy(w->urlbuf + w->url_prefix, w->key, cfg->key_size + 1);
+    curl_easy_setopt(c, CURLOPT_URL, w->urlbuf);
+    if (op == OP_PUT) {
+        /* {"value":"...","ttl":N}; values are alphanumeric (no escaping) */
+        struct buf *b = &w->body;
+        b->len = 0;
+        memcpy(b->data, "{\"value\":\"", 10);
+        b->len = 10;
+        memcpy(b->data + b->len, next_value(w), cfg->value_size);
+        b->len += cfg->value_size;
+        if (cfg->ttl_s != 0)
+            b->len += (size_t)sprintf(b->data + b->len, "\",\"ttl\":%" PRIu64 "}", cfg->ttl_s);
+        else
+            b->len += (size_t)sprintf(b->data + b->len, "\"}");
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, b->data);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
+    } else {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
+    }
+    w->resp.len = 0;
+    if (w->resp.data != NULL)
+        w->resp.data[0] = '\0';
+    CURLcode cc = curl_easy_perform(c);
+    if (cc != CURLE_OK) {
+        char kind[64];
+        snprintf(kind, sizeof kind, "curl: %s", curl_easy_strerror(cc));
+        note_error(w, op, kind, "");
+        return OUT_ERROR;
+    }
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (op == OP_GET && status == 404)
+        return OUT_MISS;
+    if (status == 200 || (op == OP_PUT && (status == 201 || status == 204))) {
+        /* A 200 without the expected field is not a success. */
+        const char *want = op == OP_GET ? "\"value\"" : "\"version\"";
+        if (status != 200 || (w->resp.data != NULL && strstr(w->resp.data, want) != NULL))
+            return OUT_OK;
+        note_error(w, op, "malformed response", w->resp.data ? w->resp.data : "(empty)");
+        return OUT_ERROR;
+    }
+    char kind[32];
+    snprintf(kind, sizeof kind, "HTTP %ld", status);
+    char detail[300];
+    snprintf(detail, sizeof detail, "%.280s", w->resp.data ? w->resp.data : "");
+    note_error(w, op, kind, detail);
+    return OUT_ERROR;
+}
+
+/* Per-thread curl state; returns false (message printed) on failure. */
+static bool http_setup(struct net_worker *w)
+{
+    const struct net_config *cfg = w->run->cfg;
+    size_t base = strlen(cfg->url);
+    w->url_prefix = base + strlen("/v1/kv/");
+    w->urlbuf = malloc(w->url_prefix + MAX_KEY_SIZE + 1);
+    w->curl = curl_easy_init();
+    w->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (w->headers != NULL)
+        /* no "Expect: 100-continue" round trip before a body */
+        w->headers = curl_slist_append(w->headers, "Expect:");
+    if (w->urlbuf == NULL || w->curl == NULL || w->headers == NULL ||
+        !buf_reserve(&w->body, (size_t)cfg->value_size + 64) || !buf_reserve(&w->resp, 4096)) {
+        fprintf(stderr, PROG ": out of memory setting up curl\n");
+        return false;
+    }
+    memcpy(w->urlbuf, cfg->url, base);
+    memcpy(w->urlbuf + base, "/v1/kv/", strlen("/v1/kv/"));
+    CURL *c = w->curl;
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, w->headers);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &w->resp);
+    return true;
+}
+
+static void http_teardown(struct net_worker *w)
+{
+    if (w->curl != NULL)
+        curl_easy_cleanup(w->curl);
+    curl_slist_free_all(w->headers);
+    free(w->urlbuf);
+    free(w->body.data);
+    free(w->resp.data);
+}
+
+/* One GET /v1/health before the run, so an unreachable URL fails at once. */
+static bool http_check(struct net_worker *w)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s/v1/health", w->run->cfg->url);
+    curl_easy_setopt(w->curl, CURLOPT_URL, url);
+    curl_easy_setopt(w->curl, CURLOPT_HTTPGET, 1L);
+    w->resp.len = 0;
+    CURLcode cc = curl_easy_perform(w->curl);
+    long status = 0;
+    curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (cc == CURLE_OK && status == 200)
+        return true;
+    if (cc != CURLE_OK)
+        fprintf(stderr, PROG ": cannot reach %s: %s\n", url, curl_easy_strerror(cc));
+    else
+        fprintf(stderr, PROG ": %s answered HTTP %ld\n", url, status);
+    return false;
+}
+
+/* ----------------------------------------------------------------- workers */
+
+static void flush_interval(struct net_worker *w)
+{
+    pthread_mutex_lock(&w->run->mu);
+    for (int o = 0; o < OP_COUNT; o++) {
+        kvb_hist_merge(&w->total[o], &w->interval[o]);
+        kvb_hist_merge(&w->run->interval, &w->interval[o]);
+    }
+    pthread_mutex_unlock(&w->run->mu);
+    for (int o = 0; o < OP_COUNT; o++)
+        kvb_hist_init(&w->interval[o]);
+}
+
+static bool should_stop(struct net_run *r)
+{
+    return atomic_load_explicit(&r->stop, memory_order_relaxed) ||
+           atomic_load_explicit(&g_stop, memory_order_relaxed);
+}
+
+static void *worker_main(void *arg)
+{
+    struct net_worker *w = arg;
+    struct net_run *r = w->run;
+    const struct net_config *cfg = r->cfg;
+    const uint64_t read_threshold = (uint64_t)(cfg->read_ratio * 9007199254740992.0); /* 2^53 */
+    enum outcome (*do_op)(struct net_worker *, enum op) =
+        cfg->proto == PROTO_BINARY ? op_binary : op_http;
+
+    w->t_start = now_ns();
+    uint64_t last_flush = w->t_start;
+    uint64_t next_key = w->idx; /* preload: this thread's stride */
+    for (;;) {
+        if (should_stop(r))
+            break;
+        enum op op;
+        uint64_t k;
+        if (r->phase == PHASE_PRELOAD) {
+            if (next_key >= cfg->keys)
+                break;
+            k = next_key;
+            next_key += cfg->threads;
+            op = OP_PUT;
+        } else {
+            if (cfg->requests != 0 && atomic_fetch_add(&r->claimed, 1) >= cfg->requests)
+                break;
+            k = splitmix64(&w->rng) % cfg->keys;
+            op = (splitmix64(&w->rng) >> 11) < read_threshold ? OP_GET : OP_PUT;
+        }
+        make_key(w->key, cfg->key_size, k);
+        uint64_t t0 = now_ns();
+        enum outcome out = do_op(w, op);
+        uint64_t t1 = now_ns();
+        if (out != OUT_ERROR) {
+            kvb_hist_record(&w->interval[op], t1 - t0);
+            w->ok[op]++;
+            if (out == OUT_MISS)
+                w->misses++;
+        }
+        if (t1 - last_flush >= FLUSH_INTERVAL_NS) {
+            flush_interval(w);
+            last_flush = t1;
+        }
+    }
+    w->t_end = now_ns();
+    flush_interval(w);
+
+    pthread_mutex_lock(&r->mu);
+    r->running--;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Main thread: a progress line a second until the workers are done; ends the
+ * phase at the deadline (deadline_ns 0 = none). */
+static void report_progress(struct net_run *r, uint64_t deadline_ns)
+{
+    const char *label = r->phase == PHASE_PRELOAD ? "preload" : r->cfg->mode;
+    uint64_t t0 = now_ns(), last = t0, next = t0 + 1000000000ull;
+    pthread_mutex_lock(&r->mu);
+    while (r->running > 0) {
+        uint64_t wake = next;
+        if (deadline_ns != 0 && deadline_ns < wake)
+            wake = deadline_ns;
+        struct timespec ts = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
+        int rc = 0;
+        while (r->running > 0 && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        if (r->running == 0)
+            break;
+        uint64_t now = now_ns();
+        if (deadline_ns != 0 && now >= deadline_ns) {
+            atomic_store(&r->stop, true);
+            deadline_ns = 0; /* workers finish their request in flight */
+        }
+        if (now < next)
+            continue;
+        uint64_t n = kvb_hist_count(&r->interval);
+        uint64_t errs = atomic_exchange(&r->interval_errors, 0);
+        fprintf(stderr,
+                PROG ": %-8s %6.1f s %9.0f ops/s  p50 %8.2f us  p99 %8.2f us  errors %" PRIu64
+                "\n",
+                label, (double)(now - t0) / 1e9, (double)n * 1e9 / (double)(now - last),
+                us(kvb_hist_percentile(&r->interval, 50.0)),
+                us(kvb_hist_percentile(&r->interval, 99.0)), errs);
+        kvb_hist_init(&r->interval);
+        last = now;
+        next += 1000000000ull;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Results of one phase, all threads together. */
+struct phase_result {
+    kvb_hist hist[OP_COUNT];
+    kvb_hist all;
+    uint64_t ok[OP_COUNT], errs[OP_COUNT], misses;
+    struct errors errors;
+    double seconds;
+};
+
+static void reset_workers(struct net_worker *ws, unsigned n)
+{
+    for (unsigned t = 0; t < n; t++) {
+        struct net_worker *w = &ws[t];
+        for (int o = 0; o < OP_COUNT; o++) {
+            kvb_hist_init(&w->total[o]);
+            kvb_hist_init(&w->interval[o]);
+            w->ok[o] = w->errs[o] = 0;
+        }
+        w->misses = 0;
+        memset(&w->errors, 0, sizeof w->errors);
+    }
+}
+
+/* Run one phase with every worker; returns false if threads could not start. */
+static bool run_phase(struct net_run *r, struct net_worker *ws, enum phase phase,
+                      struct phase_result *res)
+{
+    const struct net_config *cfg = r->cfg;
+    r->phase = phase;
+    atomic_store(&r->stop, false);
+    atomic_store(&r->claimed, 0);
+    atomic_store(&r->interval_errors, 0);
+    kvb_hist_init(&r->interval);
+    reset_workers(ws, cfg->threads);
+
+    bool ok = true;
+    unsigned started = 0;
+    pthread_mutex_lock(&r->mu);
+    r->running = cfg->threads;
+    pthread_mutex_unlock(&r->mu);
+    uint64_t t_begin = now_ns();
+    for (; started < cfg->threads; started++) {
+        int rc = pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]);
+        if (rc != 0) {
+            fprintf(stderr, PROG ": pthread_create: %s\n", strerror(rc));
+            atomic_store(&r->stop, true);
+            pthread_mutex_lock(&r->mu);
+            r->running -= cfg->threads - started;
+            pthread_mutex_unlock(&r->mu);
+            ok = false;
+            break;
+        }
+    }
+    uint64_t deadline = 0;
+    if (phase == PHASE_RUN && cfg->duration_s > 0)
+        deadline = t_begin + (uint64_t)(cfg->duration_s * 1e9);
+    report_progress(r, deadline);
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(ws[t].thread, NULL);
+
+    memset(res, 0, sizeof *res);
+    kvb_hist_init(&res->all);
+    uint64_t first = UINT64_MAX, last = 0;
+    for (int o = 0; o < OP_COUNT; o++)
+        kvb_hist_init(&res->hist[o]);
+    for (unsigned t = 0; t < started; t++) {
+        struct net_worker *w = &ws[t];
+        for (int o = 0; o < OP_COUNT; o++) {
+            kvb_hist_merge(&res->hist[o], &w->total[o]);
+            kvb_hist_merge(&res->all, &w->total[o]);
+            res->ok[o] += w->ok[o];
+            res->errs[o] += w->errs[o];
+        }
+        res->misses += w->misses;
+        for (size_t k = 0; k < w->errors.n; k++)
+            errors_add(&res->errors, w->errors.kinds[k].name, w->errors.kinds[k].count);
+        res->errors.other += w->errors.other;
+        if (w->t_start < first)
+            first = w->t_start;
+        if (w->t_end > last)
+            last = w->t_end;
+    }
+    res->seconds = last > first ? (double)(last - first) / 1e9 : 0.0;
+    return ok;
+}
+
+/* ------------------------------------------------------------------ output */
+
+static uint64_t total_errors(const struct phase_result *p)
+{
+    return p->errs[OP_GET] + p->errs[OP_PUT];
+}
+
+static void print_text(const struct net_config *cfg, const char *target,
+                       const struct phase_result *pre, const struct phase_result *res)
+{
+    printf("%s %s: %u threads, %u connections, %" PRIu64 " keys, values %" PRIu32
+           " bytes, read ratio %.2f\n",
+           cfg->mode, target, cfg->threads,
+           cfg->proto == PROTO_BINARY ? cfg->connections : cfg->threads, cfg->keys,
+           cfg->value_size, cfg->read_ratio);
+    if (cfg->preload) {
+        printf("preload      %" PRIu64 " puts in %.3f s, %.0f ops/s, %" PRIu64 " errors\n",
+               pre->ok[OP_PUT], pre->seconds,
+               pre->seconds > 0 ? (double)pre->ok[OP_PUT] / pre->seconds : 0.0,
+               total_errors(pre));
+    }
+    printf("%-6s %10s %10s %9s %9s %9s %9s %9s %9s\n", "op", "count", "ops/s", "p50 us",
+           "p90 us", "p99 us", "p99.9 us", "max us", "errors");
+    for (int o = 0; o <= OP_COUNT; o++) {
+        const kvb_hist *h = o < OP_COUNT ? &res->hist[o] : &res->all;
+        uint64_t n = kvb_hist_count(h);
+        uint64_t e = o < OP_COUNT ? res->errs[o] : total_errors(res);
+        printf("%-6s %10" PRIu64 " %10.0f %9.2f %9.2f %9.2f %9.2f %9.2f %9" PRIu64 "\n",
+               o < OP_COUNT ? op_names[o] : "total", n,
+               res->seconds > 0 ? (double)n / res->seconds : 0.0,
+               us(kvb_hist_percentile(h, 50.0)), us(kvb_hist_percentile(h, 90.0)),
+               us(kvb_hist_percentile(h, 99.0)), us(kvb_hist_percentile(h, 99.9)),
+               us(kvb_hist_max(h)), e);
+    }
+    printf("%.3f s; GET misses (absent or expired keys): %" PRIu64 "\n", res->seconds,
+           res->misses);
+}
+
+static void print_errors(const struct phase_result *p, const char *phase)
+{
+    for (size_t k = 0; k < p->errors.n; k++)
+        fprintf(stderr, PROG ": %s errors: %" PRIu64 " x %s\n", phase, p->errors.kinds[k].count,
+                p->errors.kinds[k].name);
+    if (p->errors.other != 0)
+        fprintf(stderr, PROG ": %s errors: %" PRIu64 " of other kinds\n", phase,
+                p->errors.other);
+}
+
+static void json_hist(const char *name, const kvb_hist *h, double seconds, uint64_t errs)
+{
+    uint64_t n = kvb_hist_count(h);
+    printf("\"%s\":{\"ops\":%" PRIu64 ",\"ops_per_sec\":%.1f,\"errors\":%" PRIu64
+           ",\"mean_us\":%.3f,\"p50_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f,"
+           "\"p999_us\":%.3f,\"max_us\":%.3f}",
+           name, n, seconds > 0 ? (double)n / seconds : 0.0, errs, kvb_hist_mean(h) / 1000.0,
+           us(kvb_hist_percentile(h, 50.0)), us(kvb_hist_percentile(h, 90.0)),
+           us(kvb_hist_percentile(h, 99.0)), us(kvb_hist_percentile(h, 99.9)),
+           us(kvb_hist_max(h)));
+}
+
+static void json_errors(const struct errors *e)
+{
+    printf("{");
+    for (size_t k = 0; k < e->n; k++) {
+        printf("%s", k ? "," : "");
+        json_string(stdout, e->kinds[k].name);
+        printf(":%" PRIu64, e->kinds[k].count);
+    }
+    if (e->other != 0)
+        printf("%s\"other\":%" PRIu64, e->n ? "," : "", e->other);
+    printf("}");
+}
+
+static void print_json(const struct net_config *cfg, const char *target,
+                       const struct phase_result *pre, const struct phase_result *res)
+{
+    printf("{\"tool\":\"kvbench\",\"mode\":\"%s\",\"libkv_version\":\"%s\",\"target\":",
+           cfg->mode, kv_version(NULL, NULL, NULL));
+    json_string(stdout, target);
+    printf(",\"threads\":%u,\"connections\":%u,\"keys\":%" PRIu64 ",\"key_size\":%" PRIu32
+           ",\"value_size\":%" PRIu32 ",\"read_ratio\":%.4f,\"ttl\":%" PRIu64
+           ",\"duration_limit_s\":%.3f,\"request_limit\":%" PRIu64 ",\"timeout_ms\":%" PRIu32,
+           cfg->threads, cfg->proto == PROTO_BINARY ? cfg->connections : cfg->threads, cfg->keys,
+           cfg->key_size, cfg->value_size, cfg->read_ratio, cfg->ttl_s, cfg->duration_s,
+           cfg->requests, cfg->timeout_ms);
+    printf(",\"preload\":");
+    if (cfg->preload) {
+        printf("{\"seconds\":%.6f,", pre->seconds);
+        json_hist("put", &pre->hist[OP_PUT], pre->seconds, pre->errs[OP_PUT]);
+        printf(",\"error_kinds\":");
+        json_errors(&pre->errors);
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf(",\"seconds\":%.6f,\"misses\":%" PRIu64 ",\"errors\":%" PRIu64 ",", res->seconds,
+           res->misses, total_errors(res));
+    json_hist("total", &res->all, res->seconds, total_errors(res));
+    printf(",\"operations\":{");
+    json_hist("get", &res->hist[OP_GET], res->seconds, res->errs[OP_GET]);
+    printf(",");
+    json_hist("put", &res->hist[OP_PUT], res->seconds, res->errs[OP_PUT]);
+    printf("},\"error_kinds\":");
+    json_errors(&res->errors);
+    printf("}\n");
+}
+
+/* --------------------------------------------------------------- arguments */
+
+void kvb_net_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: " PROG " binary --endpoints HOST:PORT[,HOST:PORT...] [flags]\n"
+        "       " PROG " http --url http://HOST:PORT [flags]\n"
+        "\n"
+        "Benchmarks a remote node: binary through kv_client_open (the binary\n"
+        "protocol), http through its HTTP/JSON API (PUT/GET /v1/kv/{key}, libcurl).\n"
+        "\n"
+        "  --threads N           client threads (default 4); in http mode each is one\n"
+        "                        keep-alive connection\n"
+        "  --connections C       binary only: connections of the one client handle\n"
+        "                        shared by all threads (default 1)\n"
+        "  --duration S          run for S seconds (default 10)\n"
+        "  --requests N          run N requests in all (with --duration: whichever\n"
+        "                        comes first)\n"
+        "  --keys K              key space (default 100000)\n"
+        "  --key-size B          key length, zero-padded decimal (default 16)\n"
+        "  --value-size B        value length in bytes (default 200)\n"
+        "  --read-ratio R        fraction of GETs, 0..1 (default 0.9)\n"
+        "  --ttl S               TTL of every PUT in seconds (default 0 = none)\n"
+        "  --timeout MS          request timeout (default 5000)\n"
+        "  --no-preload          skip writing the key space before the run\n"
+        "  --allow-errors        exit 0 even if requests failed\n"
+        "  --seed S              seed of the key and operation streams (default 1)\n"
+        "  --json                the results as one JSON object on stdout\n"
+        "  -h, --help            this help\n"
+        "\n"
+        "Progress goes to stderr once a second. Exit status: 0 ok, 1 a request failed\n"
+        "(without --allow-errors) or the target is unreachable, 2 bad usage.\n");
+}
+
+static void parse_url(struct net_config *cfg, const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0 || url[7] == '\0' || url[7] == '/')
+        bad_usage("--url must be http://HOST:PORT, got '%s'", url);
+    size_t len = strlen(url);
+    while (len > 7 && url[len - 1] == '/')
+        len--;
+    if (memchr(url + 7, '/', len - 7) != NULL || memchr(url, '?', len) != NULL ||
+        memchr(url, '#', len) != NULL)
+        bad_usage("--url must be http://HOST:PORT without a path, got '%s'", url);
+    if (len >= sizeof cfg->url)
+        bad_usage("--url is too long: '%s'", url);
+    memcpy(cfg->url, url, len);
+    cfg->url[len] = '\0';
+}
+
+static void parse_endpoints(struct net_config *cfg, const char *list)
+{
+    free(cfg->endpoints);
+    cfg->endpoints = strdup(list);
+    if (cfg->endpoints == NULL) {
+        fprintf(stderr, PROG ": out of memory\n");
+        exit(1);
+    }
+    cfg->nep = 0;
+    for (char *p = cfg->endpoints; p != NULL;) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (*p != '\0') {
+            if (cfg->nep == MAX_ENDPOINTS)
+                bad_usage("more than %s endpoints", "64");
+            if (strchr(p, ':') == NULL)
+                bad_usage("an endpoint is HOST:PORT, got '%s'", p);
+            cfg->ep[cfg->nep++] = p;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    if (cfg->nep == 0)
+        bad_usage("--endpoints needs HOST:PORT[,...], got '%s'", list);
+}
+
+static void parse_args(int argc, char **argv, struct net_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->mode = argv[1];
+    cfg->proto = strcmp(argv[1], "binary") == 0 ? PROTO_BINARY : PROTO_HTTP;
+    cfg->threads = 4;
+    cfg->connections = 1;
+    cfg->keys = 100000;
+    cfg->key_size = 16;
+    cfg->value_size = 200;
+    cfg->read_ratio = 0.9;
+    cfg->timeout_ms = 5000;
+    cfg->preload = true;
+    cfg->seed = 1;
+    bool have_duration = false, have_connections = false;
+
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            kvb_net_usage(stdout);
+            exit(0);
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            bad_usage("unexpected argument '%s'", arg);
+        char name[64];
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (nlen >= sizeof name)
+            bad_usage("unknown flag '%s'", arg);
+        memcpy(name, arg, nlen);
+        name[nlen] = '\0';
+
+        static const char *const bools[] = {"--json", "--no-preload", "--allow-errors"};
+        bool is_bool = false;
+        for (size_t k = 0; k < sizeof bools / sizeof bools[0]; k++)
+            if (strcmp(name, bools[k]) == 0)
+                is_bool = true;
+        if (is_bool) {
+            if (eq != NULL)
+                bad_usage("this flag takes no value: '%s'", arg);
+            if (strcmp(name, "--json") == 0)
+                cfg->json = true;
+            else if (strcmp(name, "--no-preload") == 0)
+                cfg->preload = false;
+            else
+                cfg->allow_errors = true;
+            continue;
+        }
+        static const char *const valued[] = {
+            "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
+            "--keys", "--key-size", "--value-size", "--read-ratio", "--ttl", "--timeout",
+            "--seed"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            if (strcmp(name, valued[k]) == 0)
+                known = true;
+        if (!known)
+            bad_usage("unknown flag '%s'", name);
+        const char *val;
+        if (eq != NULL)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            bad_usage("%s needs a value", name);
+
+        if (strcmp(name, "--endpoints") == 0) {
+            if (cfg->proto != PROTO_BINARY)
+                bad_usage("--endpoints is for binary mode; http mode takes --url%s", "");
+            parse_endpoints(cfg, val);
+        } else if (strcmp(name, "--url") == 0) {
+            if (cfg->proto != PROTO_HTTP)
+                bad_usage("--url is for http mode; binary mode takes --endpoints%s", "");
+            parse_url(cfg, val);
+        } else if (strcmp(name, "--threads") == 0) {
+            cfg->threads = (unsigned)parse_u64(name, val, 1, 1024);
+        } else if (strcmp(name, "--connections") == 0) {
+            cfg->connections = (unsigned)parse_u64(name, val, 1, 1024);
+            have_connections = true;
+        } else if (strcmp(name, "--duration") == 0) {
+            cfg->duration_s = parse_double(name, val, 0.001, 1e6);
+            have_duration = true;
+        } else if (strcmp(name, "--requests") == 0) {
+            cfg->requests = parse_u64(name, val, 1, UINT64_C(1) << 50);
+        } else if (strcmp(name, "--keys") == 0) {
+            cfg->keys = parse_u64(name, val, 1, UINT64_C(1) << 40);
+        } else if (strcmp(name, "--key-size") == 0) {
+            cfg->key_size = (uint32_t)parse_u64(name, val, 1, MAX_KEY_SIZE);
+        } else if (strcmp(name, "--value-size") == 0) {
+            cfg->value_size = (uint32_t)parse_u64(name, val, 0, KV_MAX_VALUE_SIZE_LIMIT);
+        } else if (strcmp(name, "--read-ratio") == 0) {
+            cfg->read_ratio = parse_double(name, val, 0.0, 1.0);
+        } else if (strcmp(name, "--ttl") == 0) {
+            cfg->ttl_s = parse_u64(name, val, 0, UINT64_C(1) << 40);
+        } else if (strcmp(name, "--timeout") == 0) {
+            cfg->timeout_ms = (uint32_t)parse_u64(name, val, 1, 3600000);
+        } else if (strcmp(name, "--seed") == 0) {
+            cfg->seed = parse_u64(name, val, 0, UINT64_MAX);
+        }
+    }
+    if (cfg->proto == PROTO_BINARY && cfg->nep == 0)
+        bad_usage("binary mode needs --endpoints HOST:PORT[,...]%s", "");
+    if (cfg->proto == PROTO_HTTP && cfg->url[0] == '\0')
+        bad_usage("http mode needs --url http://HOST:PORT%s", "");
+    if (cfg->proto == PROTO_HTTP && have_connections)
+        bad_usage("--connections is for binary mode; in http mode each thread is one "
+                  "connection%s", "");
+    if (!have_duration && cfg->requests == 0)
+        cfg->duration_s = 10.0;
+    /* every key of the space must have its own key_size-digit name */
+    uint64_t space = 1;
+    for (uint32_t d = 0; d < cfg->key_size && space < cfg->keys; d++)
+        space = space > UINT64_MAX / 10 ? UINT64_MAX : space * 10;
+    if (space < cfg->keys)
+        bad_usage("--key-size is too small for --keys (%s)", "decimal keys");
+}
+
+/* -------------------------------------------------------------------- mode */
+
+int kvb_net_main(int argc, char **argv)
+{
+    struct net_config cfg;
+    parse_args(argc, argv, &cfg);
+    kvb_install_signals();
+
+    char target[600];
+    if (cfg.proto == PROTO_BINARY) {
+        size_t off = 0;
+        target[0] = '\0';
+        for (size_t i = 0; i < cfg.nep; i++)
+            off += (size_t)snprintf(target + off, off < sizeof target ? sizeof target - off : 0,
+                                    "%s%s", i ? "," : "", cfg.ep[i]);
+    } else {
+        snprintf(target, sizeof target, "%s", cfg.url);
+    }
+
+    int status = 0;
+    struct net_run *r = calloc(1, sizeof *r);
+    struct net_worker *ws = calloc(cfg.threads, sizeof *ws);
+    struct phase_result *pre = calloc(1, sizeof *pre);
+    struct phase_result *res = calloc(1, sizeof *res);
+    size_t vallen = 0;
+    char *valbuf = make_value_buffer(cfg.value_size, cfg.seed, &vallen);
+    if (r == NULL || ws == NULL || pre == NULL || res == NULL || valbuf == NULL) {
+        fprintf(stderr, PROG ": out of memory\n");
+        free(r), free(ws), free(pre), free(res), free(valbuf), free(cfg.endpoints);
+        return 1;
+    }
+    r->cfg = &cfg;
+    r->valbuf = valbuf;
+    r->vallen = vallen;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    for (unsigned t = 0; t < cfg.threads; t++) {
+        ws[t].idx = t;
+        ws[t].run = r;
+        ws[t].rng = cfg.seed + 0x632be59bd9b4e019ull * (t + 1);
+        ws[t].vpos = (size_t)t * 7919 % (vallen - cfg.value_size);
+    }
+
+    fprintf(stderr,
+            PROG ": %s %s, libkv %s; %u threads, %u connections, %" PRIu64 " keys of %" PRIu32
+            " bytes, values %" PRIu32 " bytes, read ratio %.2f, ttl %" PRIu64 " s, ",
+            cfg.mode, target, kv_version(NULL, NULL, NULL), cfg.threads,
+            cfg.proto == PROTO_BINARY ? cfg.connections : cfg.threads, cfg.keys, cfg.key_size,
+            cfg.value_size, cfg.read_ratio, cfg.ttl_s);
+    if (cfg.requests != 0)
+        fprintf(stderr, "%" PRIu64 " requests%s", cfg.requests, cfg.duration_s > 0 ? " or " : "");
+    if (cfg.duration_s > 0)
+        fprintf(stderr, "%.1f s", cfg.duration_s);
+    fprintf(stderr, "%s\n", cfg.preload ? "" : ", no preload");
+
+    bool curl_inited = false;
+    if (cfg.proto == PROTO_BINARY) {
+        kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+        co.connections_per_node = cfg.connections;
+        co.request_timeout_ms = cfg.timeout_ms;
+        co.connect_timeout_ms = cfg.timeout_ms;
+        int rc = kv_client_open(&r->db, cfg.ep, cfg.nep, &co);
+        if (rc == KV_OK)
+            rc = kv_ping(r->db);
+        if (rc != KV_OK) {
+            fprintf(stderr, PROG ": cannot reach %s: %s (%d): %s\n", target, kv_strerror(rc), rc,
+                    kv_error_last());
+            status = 1;
+        }
+    } else {
+        CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (cc != CURLE_OK) {
+            fprintf(stderr, PROG ": curl_global_init: %s\n", curl_easy_strerror(cc));
+            status = 1;
+        } else {
+            curl_inited = true;
+            for (unsigned t = 0; status == 0 && t < cfg.threads; t++)
+                if (!http_setup(&ws[t]))
+                    status = 1;
+            if (status == 0 && !http_check(&ws[0]))
+                status = 1;
+        }
+    }
+
+    if (status == 0 && cfg.preload) {
+        if (!run_phase(r, ws, PHASE_PRELOAD, pre))
+            status = 1;
+        else if (total_errors(pre) != 0) {
+            print_errors(pre, "preload");
+            if (!cfg.allow_errors) {
+                fprintf(stderr, PROG ": %" PRIu64 " preload requests failed; stopping "
+                        "(--allow-errors to go on)\n", total_errors(pre));
+                status = 1;
+            }
+        }
+    }
+    if (status == 0 && !atomic_load(&g_stop)) {
+        if (!run_phase(r, ws, PHASE_RUN, res))
+            status = 1;
+        if (cfg.json)
+            print_json(&cfg, target, pre, res);
+        else
+            print_text(&cfg, target, pre, res);
+        fflush(stdout);
+        print_errors(res, "run");
+        uint64_t errs = total_errors(res);
+        if (errs != 0 && !cfg.allow_errors) {
+            fprintf(stderr, PROG ": %" PRIu64 " requests failed (--allow-errors to exit 0)\n",
+                    errs);
+            status = 1;
+        }
+    }
+
+    for (unsigned t = 0; t < cfg.threads; t++)
+        http_teardown(&ws[t]);
+    if (curl_inited)
+        curl_global_cleanup();
+    kv_close(r->db);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    free(ws);
+    free(pre);
+    free(res);
+    free(valbuf);
+    free(cfg.endpoints);
+    if (g_signal != 0) {
+        fprintf(stderr, PROG ": interrupted\n");
+        return 128 + g_signal;
+    }
+    return status;
+}

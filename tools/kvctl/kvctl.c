@@ -1,0 +1,998 @@
+/*
+ * kvctl - command-line client of a libkv cluster, through the public client
+ * handle (kv_client_open) and so the binary protocol.
+ *
+ *   kvctl [--endpoints HOST:PORT[,HOST:PORT...]] [-w text|json] [--timeout MS]
+ *         COMMAND [ARGS]
+ *
+ *   put KEY VALUE [--ttl S]          prints "version N"
+ *   get KEY                          prints the value's bytes and a newline
+ *   del KEY                          prints "version N" (the tombstone's)
+ *   cas KEY EXPECTED_VERSION VALUE [--ttl S]
+ *                                    prints "version N"; on a mismatch, the
+ *                                    current version, and exits 4
+ *   batch FILE.json | -              the HTTP batch body; one line per result
+ *   health                           kv_ping; prints "ok"
+ *
+ * Flags may come before or after the command; "--" ends the flags, so that a
+ * key or value may start with '-'. The endpoints come from --endpoints, else
+ * from $KVCTL_ENDPOINTS, else 127.0.0.1:7400.
+ *
+ * -w json prints exactly one JSON object on stdout, errors included
+ * ({"error":{"code":"NOT_FOUND","message":"..."}}), in the shapes of the HTTP
+ * API (docs/CLI.md): when a key or value is not valid UTF-8 or contains NUL,
+ * the object's key and values are all base64, with "encoding":"base64".
+ *
+ * Exit status: 0 success, 1 other error, 2 usage error, 3 not found,
+ * 4 conflict, 5 unavailable, timed out or unknown outcome.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+#include <kv/kv.h>
+
+#define PROG "kvctl"
+#define DEFAULT_ENDPOINT "127.0.0.1:7400"
+#define MAX_ENDPOINTS 64
+#define MAX_ARGS 8
+/* A batch file larger than this is refused before it is read whole. */
+#define MAX_BATCH_FILE (256u << 20)
+
+enum exit_code {
+    EXIT_OK = 0,
+    EXIT_ERROR = 1,
+    EXIT_USAGE = 2,
+    EXIT_NOTFOUND = 3,
+    EXIT_CONFLICT = 4,
+    EXIT_UNAVAILABLE = 5
+};
+
+struct cli {
+    const char *endpoints; /* comma-separated */
+    bool json;
+    uint32_t timeout_ms;   /* 0 = the library's defaults */
+    bool has_ttl;
+    uint64_t ttl_s;
+    uint64_t expected;     /* cas */
+    const char *cmd;
+    const char *args[MAX_ARGS];
+    int nargs;
+};
+
+static bool g_json; /* -w json, known as soon as it is parsed */
+
+/* ------------------------------------------------------------------ usage */
+
+static const char usage_line[] =
+    "usage: " PROG " [--endpoints HOST:PORT[,...]] [-w text|json] [--timeout MS] COMMAND [ARGS]\n";
+
+static void usage(FILE *f)
+{
+    fputs(usage_line, f);
+    fputs("\n"
+          "Commands:\n"
+          "  put KEY VALUE [--ttl S]     store VALUE; prints \"version N\"\n"
+          "  get KEY                     prints the value's bytes, then a newline\n"
+          "  del KEY                     delete; prints \"version N\" (the tombstone's)\n"
+          "  cas KEY EXPECTED VALUE [--ttl S]\n"
+          "                              store VALUE only if the current version is\n"
+          "                              EXPECTED (0 = only if absent); prints \"version N\",\n"
+          "                              or the current version and exit 4 on a mismatch\n"
+          "  batch FILE|-                run a batch in the HTTP body format, e.g.\n"
+          "                              {\"operations\":[{\"op\":\"PUT\",\"key\":\"k\",\"value\":\"v\"}]};\n"
+          "                              \"-\" reads stdin; one line per result\n"
+          "  health                      round trip to a node; prints \"ok\"\n"
+          "\n"
+          "Flags:\n"
+          "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
+          "                     (default $KVCTL_ENDPOINTS, else " DEFAULT_ENDPOINT ")\n"
+          "  -w, --write-out F  text (default) or json\n"
+          "  --timeout MS       connect and request timeout in milliseconds\n"
+          "  --ttl S            time to live of a put or cas, in seconds (0 = none)\n"
+          "  --                 end of flags (for keys or values starting with '-')\n"
+          "  -h, --help         this help\n"
+          "\n"
+          "Exit status: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict,\n"
+          "5 unavailable, timed out or unknown outcome.\n",
+          f);
+}
+
+static void usage_error(const char *fmt, const char *arg)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, arg);
+    fprintf(stderr, PROG ": %s\n", msg);
+    fputs(usage_line, stderr);
+    fputs("Try '" PROG " --help'.\n", stderr);
+    if (g_json) {
+        /* One JSON object on stdout, whatever happened. */
+        fputs("{\"error\":{\"code\":\"USAGE\",\"message\":\"", stdout);
+        for (const char *p = msg; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                putchar('\\');
+            if ((unsigned char)*p >= 0x20)
+                putchar(*p);
+        }
+        fputs("\"}}\n", stdout);
+    }
+    exit(EXIT_USAGE);
+}
+
+/* ------------------------------------------------------------ byte strings */
+
+/* Whether s[0..n) is valid UTF-8 without NUL, so it can be a JSON string. */
+static bool is_json_text(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t extra;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) {
+            extra = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            extra = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            extra = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i <= extra)
+            return false;
+        for (size_t k = 1; k <= extra; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        /* overlong forms, surrogates, beyond U+10FFFF */
+        if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void put_base64(FILE *f, const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        fputc(b64_alphabet[v >> 18], f);
+        fputc(b64_alphabet[(v >> 12) & 63], f);
+        fputc(b64_alphabet[(v >> 6) & 63], f);
+        fputc(b64_alphabet[v & 63], f);
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        fputc(b64_alphabet[v >> 18], f);
+        fputc(b64_alphabet[(v >> 12) & 63], f);
+        fputs("==", f);
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8;
+        fputc(b64_alphabet[v >> 18], f);
+        fputc(b64_alphabet[(v >> 12) & 63], f);
+        fputc(b64_alphabet[(v >> 6) & 63], f);
+        fputc('=', f);
+    }
+}
+
+static int b64_value(int c)
+{
+    const char *p = c ? strchr(b64_alphabet, c) : NULL;
+    return p ? (int)(p - b64_alphabet) : -1;
+}
+
+/* Decode standard base64 (padding optional). Returns a malloc'd buffer, or
+ * NULL when s is not base64 (*bad set) or memory is short (*bad clear). */
+static unsigned char *base64_decode(const char *s, size_t *out_len, bool *bad)
+{
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == '=')
+        n--;
+    *bad = true;
+    if (n % 4 == 1)
+        return NULL;
+    unsigned char *out = malloc(n / 4 * 3 + 3);
+    if (out == NULL) {
+        *bad = false;
+        return NULL;
+    }
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    *bad = false;
+    *out_len = o;
+    return out;
+}
+
+/* Print a JSON string literal of valid UTF-8 text. */
+static void put_json_text(FILE *f, const unsigned char *s, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        switch (c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (c < 0x20 || c == 0x7f)
+                fprintf(f, "\\u%04x", c);
+            else
+                fputc(c, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void put_json_cstr(FILE *f, const char *s)
+{
+    /* Messages are ours or the library's; strip anything not JSON text. */
+    size_t n = strlen(s);
+    if (is_json_text((const unsigned char *)s, n))
+        put_json_text(f, (const unsigned char *)s, n);
+    else
+        fputs("\"(message not UTF-8)\"", f);
+}
+
+/* Print `"name":"..."` for bytes, as text or as base64. */
+static void put_json_bytes(FILE *f, const char *name, const void *data, size_t n, bool b64)
+{
+    fprintf(f, "\"%s\":", name);
+    if (b64) {
+        fputc('"', f);
+        put_base64(f, data, n);
+        fputc('"', f);
+    } else {
+        put_json_text(f, data, n);
+    }
+}
+
+/* Whether an object holding this key and value must be base64: as in the
+ * HTTP API, one "encoding" covers the key and every value of the object. */
+static bool needs_base64(const char *key, const kv_value *v)
+{
+    if (key != NULL && !is_json_text((const unsigned char *)key, strlen(key)))
+        return true;
+    size_t ns = v != NULL ? kv_value_sibling_count(v) : 0;
+    for (size_t i = 0; i < (ns > 1 ? ns : 1) && v != NULL; i++) {
+        size_t len = 0;
+        const void *d = ns > 1 ? kv_value_sibling(v, i, &len) : kv_value_data(v, &len);
+        if (!is_json_text(d, len))
+            return true;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static const char *code_name(int rc)
+{
+    switch (rc) {
+    case KV_OK: return "OK";
+    case KV_ENOTFOUND: return "NOT_FOUND";
+    case KV_ECONFLICT: return "CONFLICT";
+    case KV_ETOOBIG: return "TOO_BIG";
+    case KV_EINVAL: return "BAD_REQUEST";
+    case KV_ETIMEDOUT: return "TIMEOUT";
+    case KV_EUNAVAILABLE: return "UNAVAILABLE";
+    case KV_EUNKNOWN_OUTCOME: return "UNKNOWN_OUTCOME";
+    case KV_ECORRUPT: return "CORRUPT";
+    case KV_EIO: return "IO_ERROR";
+    case KV_ECLOSED: return "CLOSED";
+    case KV_ENOTSUP: return "NOT_SUPPORTED";
+    case KV_EBUSY: return "BUSY";
+    }
+    return "INTERNAL"; /* KV_ENOMEM and codes this kvctl does not know */
+}
+
+static int exit_for(int rc)
+{
+    switch (rc) {
+    case KV_OK: return EXIT_OK;
+    case KV_ENOTFOUND: return EXIT_NOTFOUND;
+    case KV_ECONFLICT: return EXIT_CONFLICT;
+    case KV_EUNAVAILABLE:
+    case KV_ETIMEDOUT:
+    case KV_EUNKNOWN_OUTCOME: return EXIT_UNAVAILABLE;
+    }
+    return EXIT_ERROR;
+}
+
+/* The message of a failed call: kv_strerror, then the thread's detail (read
+ * right after the call, before any other libkv call replaces it). */
+static void error_message(char *buf, size_t size, int rc)
+{
+    const char *detail = kv_error_last();
+    if (detail[0] != '\0' && strcmp(detail, kv_strerror(rc)) != 0)
+        snprintf(buf, size, "%s: %s", kv_strerror(rc), detail);
+    else
+        snprintf(buf, size, "%s", kv_strerror(rc));
+}
+
+/* Report a failed call and return its exit status. `extra` adds fields to the
+ * JSON object (e.g. the current version of a conflict); may be NULL. */
+static int fail(const char *what, int rc, const char *extra)
+{
+    char msg[1024];
+    error_message(msg, sizeof msg, rc);
+    if (g_json) {
+        fprintf(stdout, "{\"error\":{\"code\":\"%s\",\"message\":", code_name(rc));
+        put_json_cstr(stdout, msg);
+        fprintf(stdout, "}%s%s}\n", extra ? "," : "", extra ? extra : "");
+    }
+    fprintf(stderr, PROG ": %s: %s\n", what, msg);
+    return exit_for(rc);
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void print_version(uint64_t version)
+{
+    if (g_json)
+        printf("{\"version\":%" PRIu64 "}\n", version);
+    else
+        printf("version %" PRIu64 "\n", version);
+}
+
+static kv_write_options write_opts(const struct cli *c)
+{
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    if (c->has_ttl)
+        wo.ttl_s = c->ttl_s;
+    return wo;
+}
+
+static int cmd_put(kv *db, const struct cli *c)
+{
+    const char *key = c->args[0], *val = c->args[1];
+    kv_write_options wo = write_opts(c);
+    uint64_t version = 0;
+    int rc = kv_put(&version, db, key, strlen(key), val, strlen(val), &wo);
+    if (rc != KV_OK)
+        return fail("put", rc, NULL);
+    print_version(version);
+    return EXIT_OK;
+}
+
+static int cmd_del(kv *db, const struct cli *c)
+{
+    const char *key = c->args[0];
+    uint64_t version = 0;
+    int rc = kv_delete(&version, db, key, strlen(key), NULL);
+    if (rc != KV_OK)
+        return fail("del", rc, NULL);
+    print_version(version);
+    return EXIT_OK;
+}
+
+/* A read value as a JSON object's fields, after others (so each starts with
+ * a comma): value, version, expiresAt (absent when it never expires) and, for
+ * concurrent siblings, all of them. */
+static void put_json_value_fields(FILE *f, const kv_value *v, bool b64)
+{
+    size_t len = 0;
+    const void *data = kv_value_data(v, &len);
+    fputc(',', f);
+    put_json_bytes(f, "value", data, len, b64);
+    fprintf(f, ",\"version\":%" PRIu64, kv_value_version(v));
+    uint64_t exp = kv_value_expiry_ms(v);
+    if (exp != 0)
+        fprintf(f, ",\"expiresAt\":%" PRIu64, exp);
+    size_t ns = kv_value_sibling_count(v);
+    if (ns > 1) {
+        fputs(",\"siblings\":[", f);
+        for (size_t i = 0; i < ns; i++) {
+            size_t sl = 0;
+            const void *sd = kv_value_sibling(v, i, &sl);
+            fprintf(f, "%s{", i ? "," : "");
+            put_json_bytes(f, "value", sd, sl, b64);
+            fputc('}', f);
+        }
+        fputc(']', f);
+    }
+    if (b64)
+        fputs(",\"encoding\":\"base64\"", f);
+}
+
+static int cmd_get(kv *db, const struct cli *c)
+{
+    const char *key = c->args[0];
+    kv_value *v = NULL;
+    int rc = kv_get(&v, db, key, strlen(key), NULL);
+    if (rc != KV_OK)
+        return fail("get", rc, NULL);
+    if (g_json) {
+        bool b64 = needs_base64(key, v);
+        fputc('{', stdout);
+        put_json_bytes(stdout, "key", key, strlen(key), b64);
+        put_json_value_fields(stdout, v, b64);
+        fputs("}\n", stdout);
+    } else {
+        size_t len = 0;
+        const void *data = kv_value_data(v, &len);
+        if (kv_value_sibling_count(v) > 1)
+            fprintf(stderr, PROG ": get: %zu concurrent siblings, printing the first "
+                    "(-w json prints all)\n", kv_value_sibling_count(v));
+        fwrite(data, 1, len, stdout);
+        fputc('\n', stdout);
+    }
+    kv_value_free(v);
+    return EXIT_OK;
+}
+
+static int cmd_cas(kv *db, const struct cli *c)
+{
+    const char *key = c->args[0], *val = c->args[2];
+    kv_write_options wo = write_opts(c);
+    uint64_t version = 0;
+    int rc = kv_cas(&version, db, key, strlen(key), c->expected, val, strlen(val), &wo);
+    if (rc == KV_ECONFLICT) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "\"version\":%" PRIu64, version);
+        int code = fail("cas", rc, extra);
+        if (!g_json)
+            printf("version %" PRIu64 "\n", version);
+        return code;
+    }
+    if (rc != KV_OK)
+        return fail("cas", rc, NULL);
+    print_version(version);
+    return EXIT_OK;
+}
+
+static int cmd_health(kv *db, const struct cli *c)
+{
+    (void)c;
+    int rc = kv_ping(db);
+    if (rc != KV_OK)
+        return fail("health", rc, NULL);
+    if (g_json)
+        puts("{\"status\":\"ok\"}");
+    else
+        puts("ok");
+    return EXIT_OK;
+}
+
+/* --------------------------------------------------------------- batch */
+
+/* Read a whole file ("-" = stdin) into a NUL-terminated buffer. */
+static char *read_file(const char *path, size_t *out_len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, PROG ": batch: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        if (len + 1 == cap) {
+            if (cap >= MAX_BATCH_FILE) {
+                fprintf(stderr, PROG ": batch: %s is larger than %u MiB\n", path,
+                        MAX_BATCH_FILE >> 20);
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - 1 - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f)) {
+                fprintf(stderr, PROG ": batch: cannot read %s: %s\n", path, strerror(errno));
+                free(buf);
+                buf = NULL;
+            }
+            break;
+        }
+    }
+    if (f != stdin)
+        fclose(f);
+    if (buf != NULL) {
+        buf[len] = '\0';
+        *out_len = len;
+    }
+    return buf;
+}
+
+struct batch_op {
+    kv_batch_op op;
+    unsigned char *key; /* owned; NUL-terminated after key_len bytes */
+    size_t key_len;
+};
+
+static const char *op_name(kv_batch_op op)
+{
+    return op == KV_BATCH_PUT ? "PUT" : op == KV_BATCH_GET ? "GET" : "DELETE";
+}
+
+/* A malformed batch file: a usage error without the usage line. */
+static int batch_input_error(const char *path, size_t idx, const char *msg)
+{
+    char buf[512];
+    if (idx == SIZE_MAX)
+        snprintf(buf, sizeof buf, "batch %s: %s", path, msg);
+    else
+        snprintf(buf, sizeof buf, "batch %s: operation %zu: %s", path, idx, msg);
+    fprintf(stderr, PROG ": %s\n", buf);
+    if (g_json) {
+        fputs("{\"error\":{\"code\":\"BAD_REQUEST\",\"message\":", stdout);
+        put_json_cstr(stdout, buf);
+        fputs("}}\n", stdout);
+    }
+    return EXIT_USAGE;
+}
+
+/* The bytes of a string field, decoded when base64. Returns a malloc'd,
+ * NUL-terminated copy, or NULL with *err set (*err NULL: out of memory). */
+static unsigned char *field_bytes(const cJSON *f, bool b64, size_t *len, const char **err)
+{
+    *err = NULL;
+    if (!b64) {
+        *len = strlen(f->valuestring);
+        unsigned char *copy = malloc(*len + 1);
+        if (copy != NULL)
+            memcpy(copy, f->valuestring, *len + 1);
+        return copy;
+    }
+    bool bad;
+    unsigned char *out = base64_decode(f->valuestring, len, &bad);
+    if (out == NULL && bad)
+        *err = "is not valid base64";
+    else if (out != NULL)
+        out[*len] = '\0'; /* base64_decode leaves room */
+    return out;
+}
+
+/* Append the operations of the parsed body to b, recording each one's kind
+ * and key in ops. "encoding":"base64" covers the key and the value, as in the
+ * HTTP API. Returns EXIT_OK or the exit status of an input error. */
+static int batch_build(kv_batch *b, struct batch_op *ops, const cJSON *arr, const char *path)
+{
+    size_t i = 0;
+    const cJSON *o;
+    char msg[128];
+    cJSON_ArrayForEach(o, arr) {
+        if (!cJSON_IsObject(o))
+            return batch_input_error(path, i, "not an object");
+        const cJSON *jop = cJSON_GetObjectItemCaseSensitive(o, "op");
+        const cJSON *jkey = cJSON_GetObjectItemCaseSensitive(o, "key");
+        const cJSON *jval = cJSON_GetObjectItemCaseSensitive(o, "value");
+        const cJSON *jttl = cJSON_GetObjectItemCaseSensitive(o, "ttl");
+        const cJSON *jenc = cJSON_GetObjectItemCaseSensitive(o, "encoding");
+        kv_batch_op kind;
+        if (cJSON_IsString(jop) && strcasecmp(jop->valuestring, "PUT") == 0)
+            kind = KV_BATCH_PUT;
+        else if (cJSON_IsString(jop) && strcasecmp(jop->valuestring, "GET") == 0)
+            kind = KV_BATCH_GET;
+        else if (cJSON_IsString(jop) && strcasecmp(jop->valuestring, "DELETE") == 0)
+            kind = KV_BATCH_DELETE;
+        else
+            return batch_input_error(path, i, "\"op\" must be \"PUT\", \"GET\" or \"DELETE\"");
+        bool b64 = false;
+        if (jenc != NULL && !cJSON_IsNull(jenc)) {
+            if (cJSON_IsString(jenc) && strcmp(jenc->valuestring, "base64") == 0)
+                b64 = true;
+            else if (!cJSON_IsString(jenc) || (strcmp(jenc->valuestring, "utf-8") != 0 &&
+                                               strcmp(jenc->valuestring, "utf8") != 0))
+                return batch_input_error(path, i, "\"encoding\" must be \"base64\" or \"utf-8\"");
+        }
+        if (!cJSON_IsString(jkey))
+            return batch_input_error(path, i, "\"key\" must be a string");
+        const char *err;
+        ops[i].op = kind;
+        ops[i].key = field_bytes(jkey, b64, &ops[i].key_len, &err);
+        if (ops[i].key == NULL) {
+            if (err == NULL)
+                return fail("batch", KV_ENOMEM, NULL);
+            snprintf(msg, sizeof msg, "\"key\" %s", err);
+            return batch_input_error(path, i, msg);
+        }
+        if (ops[i].key_len == 0)
+            return batch_input_error(path, i, "\"key\" is empty");
+        int rc;
+        if (kind == KV_BATCH_PUT) {
+            if (!cJSON_IsString(jval))
+                return batch_input_error(path, i, "a PUT needs a string \"value\"");
+            uint64_t ttl = 0;
+            if (jttl != NULL && !cJSON_IsNull(jttl)) {
+                double d = cJSON_IsNumber(jttl) ? jttl->valuedouble : -1;
+                if (d < 0 || d > 9007199254740992.0 || d != (double)(uint64_t)d)
+                    return batch_input_error(path, i, "\"ttl\" must be a non-negative integer");
+                ttl = (uint64_t)d;
+            }
+            size_t vlen = 0;
+            unsigned char *val = field_bytes(jval, b64, &vlen, &err);
+            if (val == NULL) {
+                if (err == NULL)
+                    return fail("batch", KV_ENOMEM, NULL);
+                snprintf(msg, sizeof msg, "\"value\" %s", err);
+                return batch_input_error(path, i, msg);
+            }
+            rc = kv_batch_put(b, ops[i].key, ops[i].key_len, val, vlen, ttl);
+            free(val);
+        } else if (kind == KV_BATCH_GET) {
+            rc = kv_batch_get(b, ops[i].key, ops[i].key_len);
+        } else {
+            rc = kv_batch_delete(b, ops[i].key, ops[i].key_len);
+        }
+        if (rc != KV_OK) {
+            char what[64];
+            snprintf(what, sizeof what, "batch: operation %zu", i);
+            return fail(what, rc, NULL);
+        }
+        i++;
+    }
+    return EXIT_OK;
+}
+
+/* Print the results, in the shape of the HTTP API's batch results; returns 0
+ * when every operation succeeded or found nothing, else the exit status of
+ * the first that failed otherwise. */
+static int batch_print(const kv_batch *b, const struct batch_op *ops, size_t n)
+{
+    int status = EXIT_OK;
+    if (g_json)
+        fputs("{\"results\":[", stdout);
+    for (size_t i = 0; i < n; i++) {
+        const kv_value *v = NULL;
+        uint64_t version = 0;
+        int rc = kv_batch_result(&v, &version, b, i);
+        if (rc != KV_OK && rc != KV_ENOTFOUND && status == EXIT_OK)
+            status = exit_for(rc);
+        if (rc != KV_OK)
+            v = NULL;
+        const struct batch_op *op = &ops[i];
+        if (g_json) {
+            bool b64 = !is_json_text(op->key, op->key_len) || needs_base64(NULL, v);
+            fprintf(stdout, "%s{\"op\":\"%s\",", i ? "," : "", op_name(op->op));
+            put_json_bytes(stdout, "key", op->key, op->key_len, b64);
+            fprintf(stdout, ",\"status\":\"%s\"", code_name(rc));
+            if (v != NULL)
+                put_json_value_fields(stdout, v, b64);
+            else if (rc == KV_OK)
+                fprintf(stdout, ",\"version\":%" PRIu64 "%s", version,
+                        b64 ? ",\"encoding\":\"base64\"" : "");
+            else if (b64)
+                fputs(",\"encoding\":\"base64\"", stdout);
+            fputc('}', stdout);
+        } else {
+            printf("%s ", op_name(op->op));
+            fwrite(op->key, 1, op->key_len, stdout);
+            if (rc != KV_OK) {
+                printf(" %s\n", code_name(rc));
+            } else if (v != NULL) {
+                size_t len = 0;
+                const void *data = kv_value_data(v, &len);
+                printf(" version %" PRIu64 " value ", kv_value_version(v));
+                fwrite(data, 1, len, stdout);
+                fputc('\n', stdout);
+            } else {
+                printf(" version %" PRIu64 "\n", version);
+            }
+        }
+    }
+    if (g_json)
+        fputs("]}\n", stdout);
+    return status;
+}
+
+/* cJSON ends strings at a NUL, so "\u0000" would silently cut a value short:
+ * refuse it, as the HTTP API does. Backslashes only occur inside strings in
+ * valid JSON, so pairing them from the left finds every escape. */
+static bool has_escaped_nul(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        if (text[i + 1] == 'u' && len - i >= 6 && memcmp(text + i + 2, "0000", 4) == 0)
+            return true;
+        i++;
+    }
+    return false;
+}
+
+static int cmd_batch(kv *db, const struct cli *c)
+{
+    const char *path = c->args[0];
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (text == NULL)
+        return g_json ? batch_input_error(path, SIZE_MAX, "cannot read the file") : EXIT_USAGE;
+    if (memchr(text, '\0', len) != NULL || has_escaped_nul(text, len)) {
+        free(text);
+        return batch_input_error(path, SIZE_MAX, "a NUL byte or \\u0000 in the JSON; send "
+                                 "binary data base64 with \"encoding\": \"base64\"");
+    }
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (root == NULL)
+        return batch_input_error(path, SIZE_MAX, "not valid JSON");
+    int status = EXIT_OK;
+    kv_batch *b = NULL;
+    struct batch_op *ops = NULL;
+    size_t n = 0;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "operations");
+    if (!cJSON_IsObject(root) || !cJSON_IsArray(arr)) {
+        status = batch_input_error(path, SIZE_MAX, "expected {\"operations\": [...]}");
+        goto out;
+    }
+    n = (size_t)cJSON_GetArraySize(arr);
+    if (n > KV_BATCH_MAX_OPS) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%zu operations, the limit is %u", n, KV_BATCH_MAX_OPS);
+        status = batch_input_error(path, SIZE_MAX, msg);
+        goto out;
+    }
+    if (n == 0) { /* nothing to run, nothing to ask a node */
+        if (g_json)
+            puts("{\"results\":[]}");
+        goto out;
+    }
+    ops = calloc(n, sizeof *ops);
+    int rc = ops ? kv_batch_new(&b) : KV_ENOMEM;
+    if (rc != KV_OK) {
+        status = fail("batch", rc, NULL);
+        goto out;
+    }
+    status = batch_build(b, ops, arr, path);
+    if (status != EXIT_OK)
+        goto out;
+    rc = kv_batch_execute(db, b, NULL, NULL);
+    if (rc != KV_OK) {
+        status = fail("batch", rc, NULL);
+        goto out;
+    }
+    status = batch_print(b, ops, n);
+out:
+    for (size_t i = 0; ops != NULL && i < n; i++)
+        free(ops[i].key);
+    kv_batch_free(b);
+    free(ops);
+    cJSON_Delete(root);
+    return status;
+}
+
+/* ----------------------------------------------------------- arguments */
+
+static const struct command {
+    const char *name;
+    int nargs;
+    bool ttl;
+    int (*fn)(kv *, const struct cli *);
+    const char *synopsis;
+} commands[] = {
+    {"put", 2, true, cmd_put, "put KEY VALUE [--ttl S]"},
+    {"get", 1, false, cmd_get, "get KEY"},
+    {"del", 1, false, cmd_del, "del KEY"},
+    {"cas", 3, true, cmd_cas, "cas KEY EXPECTED_VERSION VALUE [--ttl S]"},
+    {"batch", 1, false, cmd_batch, "batch FILE.json|-"},
+    {"health", 0, false, cmd_health, "health"},
+};
+
+static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v > max) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s needs a non-negative integer up to %" PRIu64 ", got '%%s'",
+                 flag, max);
+        usage_error(msg, s);
+    }
+    return v;
+}
+
+/* Flags that take a value: --name VALUE or --name=VALUE (-w VALUE, -wVALUE). */
+static bool flag_value(char **argv, int argc, int *i, const char *longname,
+                       const char *shortname, const char **out)
+{
+    const char *arg = argv[*i];
+    size_t ln = strlen(longname);
+    if (strncmp(arg, longname, ln) == 0 && (arg[ln] == '\0' || arg[ln] == '=')) {
+        if (arg[ln] == '=') {
+            *out = arg + ln + 1;
+            return true;
+        }
+    } else if (shortname != NULL && strncmp(arg, shortname, 2) == 0) {
+        if (arg[2] != '\0') {
+            *out = arg + 2 + (arg[2] == '=');
+            return true;
+        }
+    } else {
+        return false;
+    }
+    if (*i + 1 >= argc)
+        usage_error("%s needs a value", arg);
+    *out = argv[++*i];
+    return true;
+}
+
+static const struct command *parse_args(int argc, char **argv, struct cli *c)
+{
+    memset(c, 0, sizeof *c);
+    bool flags_done = false;
+    const char *positional[MAX_ARGS + 1];
+    int npos = 0;
+    /* -w first, so that usage errors found before it are JSON too. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *v;
+        if ((strcmp(argv[i], "-w") == 0 || strcmp(argv[i], "--write-out") == 0) && i + 1 < argc)
+            g_json = strcmp(argv[i + 1], "json") == 0;
+        else if (strncmp(argv[i], "--write-out=", 12) == 0 || strncmp(argv[i], "-w", 2) == 0) {
+            v = argv[i] + (argv[i][1] == 'w' ? 2 + (argv[i][2] == '=') : 12);
+            g_json = strcmp(v, "json") == 0;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val;
+        if (flags_done || arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (npos == MAX_ARGS + 1)
+                usage_error("too many arguments (at '%s')", arg);
+            positional[npos++] = arg;
+        } else if (strcmp(arg, "--") == 0) {
+            flags_done = true;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            usage(stdout);
+            exit(EXIT_OK);
+        } else if (flag_value(argv, argc, &i, "--endpoints", NULL, &val)) {
+            if (*val == '\0')
+                usage_error("--endpoints needs HOST:PORT[,HOST:PORT...]%s", "");
+            c->endpoints = val;
+        } else if (flag_value(argv, argc, &i, "--write-out", "-w", &val)) {
+            if (strcmp(val, "json") == 0)
+                c->json = true;
+            else if (strcmp(val, "text") == 0)
+                c->json = false;
+            else
+                usage_error("-w must be text or json, got '%s'", val);
+        } else if (flag_value(argv, argc, &i, "--timeout", NULL, &val)) {
+            c->timeout_ms = (uint32_t)parse_uint("--timeout", val, 3600000);
+            if (c->timeout_ms == 0)
+                usage_error("--timeout must be at least 1 ms%s", "");
+        } else if (flag_value(argv, argc, &i, "--ttl", NULL, &val)) {
+            c->ttl_s = parse_uint("--ttl", val, UINT64_MAX / 1000);
+            c->has_ttl = true;
+        } else {
+            usage_error("unknown flag '%s'", arg);
+        }
+    }
+    g_json = c->json;
+    if (npos == 0)
+        usage_error("missing command%s", "");
+    c->cmd = positional[0];
+    const struct command *cmd = NULL;
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        if (strcmp(commands[k].name, c->cmd) == 0)
+            cmd = &commands[k];
+    if (cmd == NULL)
+        usage_error("unknown command '%s'", c->cmd);
+    if (npos - 1 != cmd->nargs) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s arguments; usage: " PROG " %%s",
+                 npos - 1 < cmd->nargs ? "missing" : "too many");
+        usage_error(msg, cmd->synopsis);
+    }
+    if (c->has_ttl && !cmd->ttl)
+        usage_error("--ttl applies to put and cas, not %s", cmd->name);
+    for (int k = 1; k < npos; k++)
+        c->args[k - 1] = positional[k];
+    c->nargs = npos - 1;
+    if (cmd->fn == cmd_cas) {
+        const char *vs = c->args[1];
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(vs, &end, 10);
+        if (*vs < '0' || *vs > '9' || *end != '\0' || errno != 0)
+            usage_error("cas: EXPECTED_VERSION must be a non-negative integer, got '%s'", vs);
+        c->expected = v;
+    }
+    return cmd;
+}
+
+/* Split the comma-separated list in place into ep[]; returns the count. */
+static size_t split_endpoints(char *list, const char **ep)
+{
+    size_t n = 0;
+    for (char *p = list; p != NULL;) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (*p != '\0') {
+            if (n == MAX_ENDPOINTS)
+                usage_error("more than %s endpoints", "64");
+            ep[n++] = p;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli c;
+    const struct command *cmd = parse_args(argc, argv, &c);
+
+    const char *list = c.endpoints;
+    if (list == NULL) {
+        list = getenv("KVCTL_ENDPOINTS");
+        if (list == NULL || *list == '\0')
+            list = DEFAULT_ENDPOINT;
+    }
+    char *copy = strdup(list);
+    if (copy == NULL)
+        return fail("startup", KV_ENOMEM, NULL);
+    const char *ep[MAX_ENDPOINTS];
+    size_t nep = split_endpoints(copy, ep);
+    if (nep == 0)
+        usage_error("no endpoint in '%s'", list);
+
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    if (c.timeout_ms != 0) {
+        co.connect_timeout_ms = c.timeout_ms;
+        co.request_timeout_ms = c.timeout_ms;
+    }
+    kv *db = NULL;
+    int rc = kv_client_open(&db, ep, nep, &co);
+    int status;
+    if (rc != KV_OK) {
+        /* An endpoint the library cannot parse is the caller's mistake. */
+        status = fail("open", rc, NULL);
+        if (rc == KV_EINVAL)
+            status = EXIT_USAGE;
+    } else {
+        status = cmd->fn(db, &c);
+    }
+    kv_close(db);
+    free(copy);
+    if (fflush(stdout) != 0 && status == EXIT_OK) {
+        fprintf(stderr, PROG ": writing the output: %s\n", strerror(errno));
+        status = EXIT_ERROR;
+    }
+    return status;
+}
