@@ -216,7 +216,7 @@ static int parse_args(settings *s, int argc, char **argv)
         const char *flag = argv[i];
         if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
             usage(stdout);
-            exit(0);
+            return -1;
         }
         if (strncmp(flag, "--", 2) != 0)
             return bad("unexpected argument \"%s\"", flag);
@@ -271,12 +271,22 @@ static int parse_args(settings *s, int argc, char **argv)
 
 /* ----------------------------------------------------------------- main */
 
+static void free_settings(settings *s)
+{
+    free(s->data);
+    free(s->listen);
+    free(s->http);
+    free(s->node_id);
+}
+
 int main(int argc, char **argv)
 {
     settings s = {.sync = KV_SYNC_ALWAYS, .log_level = KV_LOG_INFO};
     int rc = parse_args(&s, argc, argv);
-    if (rc)
-        return rc;
+    if (rc) {
+        free_settings(&s);
+        return rc < 0 ? 0 : rc; /* -1: --help was answered */
+    }
 
     /* Block the stop signals before any thread starts, so every thread
      * inherits the mask and only sigwait below receives them. */
@@ -308,6 +318,7 @@ int main(int argc, char **argv)
         logf_(KV_LOG_ERROR, "cannot start node %s: %s: %s", s.node_id, kv_strerror(rc),
               kv_error_last());
         fprintf(stderr, "kvd: cannot start: %s: %s\n", kv_strerror(rc), kv_error_last());
+        free_settings(&s);
         return 1;
     }
     int binary_port = 0, http_port = 0;
@@ -321,9 +332,6 @@ int main(int argc, char **argv)
     logf_(KV_LOG_INFO, "received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     kv_close(db);
     logf_(KV_LOG_INFO, "stopped");
-    free(s.data);
-    free(s.listen);
-    free(s.http);
-    free(s.node_id);
+    free_settings(&s);
     return 0;
 }
