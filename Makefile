@@ -7,7 +7,7 @@ FUZZ_BUILD  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps build run test test-asan fuzz bench install clean
+.PHONY: all deps build run example test test-asan fuzz bench install clean
 
 all: build
 
@@ -18,8 +18,12 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_BUILD_TESTS=ON -DKV_BUILD_TOOLS=ON -DKV_BUILD_EXAMPLES=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The main job: for now the embedded example, on a fresh store.
+# The main job: one kvd on 127.0.0.1 serving the HTTP API, until Ctrl-C.
 run: build
+	sh scripts/run-node.sh $(BUILD)
+
+# The embedded example, on a fresh store.
+example: build
 	rm -rf $(BUILD)/demo.kv
 	$(BUILD)/examples/example_embedded $(BUILD)/demo.kv
 

@@ -14,6 +14,7 @@ libcmocka-dev
 libmicrohttpd-dev
 libcjson-dev
 libcurl4-openssl-dev
+curl
 python3
 clang-14
 libclang-rt-14-dev
