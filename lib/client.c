@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,12 +50,17 @@ typedef struct conn {
     struct kvi_client *client;
     /* lock guards everything below but the socket writes themselves. */
     pthread_mutex_t lock;
+    pthread_cond_t state_changed; /* reader exited, or replacing finished */
     int fd;              /* -1 when not connected */
-    int broken;          /* the reader saw an error; reconnect before use */
+    uint64_t generation; /* +1 per socket, so a sender can tell its fd is gone */
+    int broken;          /* the socket failed; replace it before use */
+    int replacing;       /* a caller is replacing the socket; others wait */
     int reader_running;  /* a reader thread exists (and must be joined) */
+    int reader_exited;   /* it has failed the waiters and is returning */
     pthread_t reader;
     waiter *pending;
-    /* send_lock serialises writers so frames never interleave. */
+    /* send_lock serialises writers so frames never interleave; it is taken
+     * after lock when both are needed, never the other way round. */
     pthread_mutex_t send_lock;
 } conn;
 
@@ -159,56 +165,70 @@ static void *reader_loop(void *arg)
     pthread_mutex_lock(&c->lock);
     c->broken = 1;
     fail_pending(c);
+    c->reader_exited = 1;
+    pthread_cond_broadcast(&c->state_changed);
     pthread_mutex_unlock(&c->lock);
     return NULL;
 }
 
-/* Makes sure c has a live connection; called with c->lock held. */
+/* Makes sure c has a live connection; called with c->lock held. One caller
+ * at a time replaces a broken socket; the others wait for it. */
 static int ensure_connected(kvi_client *cl, conn *c)
 {
+    while (c->replacing)
+        pthread_cond_wait(&c->state_changed, &c->lock);
     if (c->fd >= 0 && !c->broken)
         return KV_OK;
+    c->replacing = 1;
     if (c->fd >= 0) {
-        /* Retire the broken socket: wake its reader and wait for it, and
-         * close only under send_lock so no writer holds the old number. */
+        /* Retire the broken socket: wake its reader, wait until it has
+         * failed its waiters, then close the fd under send_lock so that no
+         * writer still uses the old number. */
         shutdown(c->fd, SHUT_RDWR);
-        pthread_mutex_unlock(&c->lock);
+        while (c->reader_running && !c->reader_exited)
+            pthread_cond_wait(&c->state_changed, &c->lock);
         if (c->reader_running)
             pthread_join(c->reader, NULL);
-        pthread_mutex_lock(&c->send_lock);
-        pthread_mutex_lock(&c->lock);
         c->reader_running = 0;
+        pthread_mutex_lock(&c->send_lock);
         close(c->fd);
         c->fd = -1;
+        c->generation++;
         pthread_mutex_unlock(&c->send_lock);
-        if (c->fd >= 0 && !c->broken)
-            return KV_OK; /* another caller reconnected meanwhile */
     }
-    if (c->fd >= 0)
-        return KV_OK;
     int rc = KV_EUNAVAILABLE;
+    char why[256] = "";
     size_t first = atomic_load(&cl->preferred);
-    for (size_t i = 0; i < cl->n_endpoints; i++) {
+    for (size_t i = 0; i < cl->n_endpoints && c->fd < 0; i++) {
         size_t e = (first + i) % cl->n_endpoints;
         int fd = kvi_connect(&cl->endpoints[e], (int)cl->connect_timeout_ms);
         if (fd < 0) {
             rc = fd;
+            snprintf(why, sizeof why, "%s", kv_error_last());
             continue;
         }
-        c->fd = fd;
+        c->reader_exited = 0;
         c->broken = 0;
+        c->fd = fd;
+        c->generation++;
         if (pthread_create(&c->reader, NULL, reader_loop, c) != 0) {
             close(fd);
             c->fd = -1;
-            return kvi_error(KV_ENOMEM, "cannot start a connection reader");
+            rc = kvi_error(KV_ENOMEM, "cannot start a connection reader");
+            snprintf(why, sizeof why, "%s", kv_error_last());
+            break;
         }
         c->reader_running = 1;
         atomic_store(&cl->preferred, e);
         kvi_log(cl->log, KV_LOG_INFO, "connected to %s", cl->endpoints[e].text);
-        return KV_OK;
     }
-    return kvi_error(rc == KV_ETIMEDOUT ? KV_ETIMEDOUT : KV_EUNAVAILABLE,
-                     "no node reachable: %s", kv_error_last());
+    c->replacing = 0;
+    pthread_cond_broadcast(&c->state_changed);
+    if (c->fd >= 0)
+        return KV_OK;
+    return kvi_error(rc == KV_ETIMEDOUT ? KV_ETIMEDOUT : rc == KV_ENOMEM ? KV_ENOMEM
+                                                                          : KV_EUNAVAILABLE,
+                     "no node reachable: %s", why);
 }
 
 static struct timespec deadline_after(uint32_t ms)
@@ -250,18 +270,21 @@ static int round_trip_once(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int i
         return rc;
     }
     int fd = c->fd;
+    uint64_t generation = c->generation;
     w.next = c->pending;
     c->pending = &w;
     pthread_mutex_unlock(&c->lock);
 
     pthread_mutex_lock(&c->send_lock);
     size_t sent = 0;
-    int send_failed = send_full(fd, frame->data, frame->len, &sent) != 0;
+    /* If the socket was replaced meanwhile, fd may name another one now. */
+    int send_failed = c->generation != generation ||
+                      send_full(fd, frame->data, frame->len, &sent) != 0;
     pthread_mutex_unlock(&c->send_lock);
 
     struct timespec deadline = deadline_after(cl->request_timeout_ms);
     pthread_mutex_lock(&c->lock);
-    if (send_failed) {
+    if (send_failed && c->generation == generation) {
         c->broken = 1;
         shutdown(fd, SHUT_RDWR);
     }
@@ -365,6 +388,7 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
         c->client = cl;
         c->fd = -1;
         pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->state_changed, NULL);
         pthread_mutex_init(&c->send_lock, NULL);
     }
     *out = cl;
@@ -384,6 +408,7 @@ void kvi_client_close(kvi_client *cl)
         if (c->fd >= 0)
             close(c->fd);
         pthread_mutex_destroy(&c->lock);
+        pthread_cond_destroy(&c->state_changed);
         pthread_mutex_destroy(&c->send_lock);
     }
     free(cl->conns);

@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -415,6 +417,63 @@ static void client_reconnects_after_node_restart(void **state)
     kv_value_free(val);
 }
 
+typedef struct reader_thread {
+    kv *client;
+    atomic_int *stop;
+    int ok, failed, unexpected;
+} reader_thread;
+
+static void *read_until_stopped(void *arg)
+{
+    reader_thread *r = arg;
+    for (int i = 0; i < 100000 && !atomic_load(r->stop); i++) {
+        kv_value *v;
+        int rc = kv_get(&v, r->client, "durable", 7, NULL);
+        if (rc == KV_OK) {
+            r->ok++;
+            kv_value_free(v);
+        } else if (rc == KV_EUNAVAILABLE || rc == KV_ETIMEDOUT) {
+            r->failed++;
+        } else {
+            r->unexpected++;
+        }
+    }
+    return NULL;
+}
+
+static void many_threads_live_through_a_restart(void **state)
+{
+    /* Four threads share one client while the node goes away and comes
+     * back: every call returns (none hangs on the broken connection), and
+     * all of them work again afterwards. */
+    world *w = *state;
+    assert_int_equal(kv_put(NULL, w->client, "durable", 7, "yes", 3, NULL), KV_OK);
+    atomic_int stop = 0;
+    reader_thread r[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = (reader_thread){w->client, &stop, 0, 0, 0};
+        pthread_create(&t[i], NULL, read_until_stopped, &r[i]);
+    }
+    int port = w->port;
+    kv_close(w->node);
+    w->node = NULL;
+    struct timespec pause = {0, 200 * 1000000L};
+    nanosleep(&pause, NULL);
+    assert_int_equal(start_node(w, port), KV_OK);
+    nanosleep(&pause, NULL);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].unexpected, 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        kv_value *v;
+        assert_int_equal(kv_get(&v, w->client, "durable", 7, NULL), KV_OK);
+        kv_value_free(v);
+    }
+}
+
 static void silent_server_times_out(void **state)
 {
     (void)state;
@@ -458,6 +517,9 @@ static void unreachable_and_bad_endpoints(void **state)
     kv *c;
     assert_int_equal(kv_client_open(&c, eps, 1, NULL), KV_OK);
     assert_int_equal(kv_ping(c), KV_EUNAVAILABLE);
+    /* The detail names the endpoint and the reason, once. */
+    assert_non_null(strstr(kv_error_last(), "refused"));
+    assert_null(strstr(strstr(kv_error_last(), "no node reachable") + 1, "no node reachable"));
     assert_int_equal(kv_put(NULL, c, "k", 1, "v", 1, NULL), KV_EUNAVAILABLE);
     kv_close(c);
 
@@ -511,6 +573,7 @@ int main(void)
         T(pipelined_requests_answer_by_id),
         T(one_client_many_threads),
         T(client_reconnects_after_node_restart),
+        T(many_threads_live_through_a_restart),
         cmocka_unit_test(silent_server_times_out),
         cmocka_unit_test(unreachable_and_bad_endpoints),
         T(node_options_are_checked),

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <kv/kv.h>
@@ -463,11 +464,18 @@ static void *worker_main(void *arg)
 }
 
 /* Main thread: a progress line a second until the workers are done; ends the
- * phase at the deadline (deadline_ns 0 = none). */
+ * phase at the deadline (deadline_ns 0 = none).
+ *
+ * Watchdog: every request is bounded by --timeout (curl's timeout, the
+ * client's request_timeout_ms), so a second with neither a completed request
+ * nor an error, for longer than the timeout plus STALL_GRACE_NS, means a
+ * request that will never return: say so and exit 1 rather than hang. */
+#define STALL_GRACE_NS 10000000000ull
 static void report_progress(struct net_run *r, uint64_t deadline_ns)
 {
     const char *label = r->phase == PHASE_PRELOAD ? "preload" : r->cfg->mode;
-    uint64_t t0 = now_ns(), last = t0, next = t0 + 1000000000ull;
+    uint64_t t0 = now_ns(), last = t0, next = t0 + 1000000000ull, active = t0;
+    const uint64_t stall_ns = (uint64_t)r->cfg->timeout_ms * 1000000ull + STALL_GRACE_NS;
     pthread_mutex_lock(&r->mu);
     while (r->running > 0) {
         uint64_t wake = next;
@@ -497,6 +505,15 @@ static void report_progress(struct net_run *r, uint64_t deadline_ns)
         kvb_hist_init(&r->interval);
         last = now;
         next += 1000000000ull;
+        if (n != 0 || errs != 0) {
+            active = now;
+        } else if (now - active > stall_ns) {
+            fprintf(stderr, PROG ": no request completed or failed for %.1f s, longer than "
+                    "the %" PRIu32 " ms request timeout: a request is stuck; giving up\n",
+                    (double)(now - active) / 1e9, r->cfg->timeout_ms);
+            fflush(stdout);
+            _exit(1); /* the stuck threads cannot be joined */
+        }
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -597,7 +614,7 @@ static uint64_t total_errors(const struct phase_result *p)
 static void print_text(const struct net_config *cfg, const char *target,
                        const struct phase_result *pre, const struct phase_result *res)
 {
-    printf("%s %s: %u threads, %u connections, %" PRIu64 " keys, values %" PRIu32
+    printf("%s %s: threads %u, connections %u, %" PRIu64 " keys, values %" PRIu32
            " bytes, read ratio %.2f\n",
            cfg->mode, target, cfg->threads,
            cfg->proto == PROTO_BINARY ? cfg->connections : cfg->threads, cfg->keys,
@@ -935,7 +952,7 @@ int kvb_net_main(int argc, char **argv)
     }
 
     fprintf(stderr,
-            PROG ": %s %s, libkv %s; %u threads, %u connections, %" PRIu64 " keys of %" PRIu32
+            PROG ": %s %s, libkv %s; threads %u, connections %u, %" PRIu64 " keys of %" PRIu32
             " bytes, values %" PRIu32 " bytes, read ratio %.2f, ttl %" PRIu64 " s, ",
             cfg.mode, target, kv_version(NULL, NULL, NULL), cfg.threads,
             cfg.proto == PROTO_BINARY ? cfg.connections : cfg.threads, cfg.keys, cfg.key_size,
