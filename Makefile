@@ -7,7 +7,7 @@ FUZZ_BUILD  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps build run example test test-asan fuzz bench install clean
+.PHONY: all deps build run example test test-asan fuzz bench bench-node install clean
 
 all: build
 
@@ -53,6 +53,11 @@ fuzz: deps
 # kvbench against RocksDB's own db_bench (see docs/BENCHMARKS.md).
 bench: build
 	sh tools/kvbench/compare-rocksdb.sh $(BUILD)
+
+# One kvd over the binary protocol and HTTP against redis-server with
+# redis-benchmark (see docs/BENCHMARKS.md).
+bench-node: build
+	sh tools/kvbench/compare-redis.sh $(BUILD)
 
 install: build
 	cmake --install $(BUILD)

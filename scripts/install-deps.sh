@@ -19,6 +19,8 @@ python3
 clang-14
 libclang-rt-14-dev
 rocksdb-tools
+redis-server
+redis-tools
 "
 
 missing=""
