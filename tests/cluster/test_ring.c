@@ -103,17 +103,20 @@ static void check_balance(size_t n)
     double pratio = pmax / (psum / (double)n), rratio = rmax / (rsum / (double)n);
     print_message("%zu members, 256 vnodes: most loaded primary share %.3fx the mean, "
                   "replica share %.3fx\n", n, pratio, rratio);
-    assert_true(pratio <= 1.1);
     assert_true(rratio <= 1.1);
+    assert_true(pratio <= 1.2);
     kvi_ring_free(r);
 }
 
-/* Tokens are hashes, so each member's share varies by about 1/sqrt(256),
- * +-6%. These ids (n1..n20) meet the 1.1x bound at 20 members with 1.095x,
- * but other id sets need not: over 20 random sets of 20 ids the most loaded
- * primary share had a median of about 1.12x. Guaranteeing the bound needs a
- * token allocation that looks at the ring (as Cassandra's does); see the
- * cluster issue's notes. */
+/* The load a member carries with N = 3 is its replica share: the keys it
+ * stores and serves. That is the share held to 1.1x the mean. Tokens are
+ * hashes, so each member's share varies by about 1/sqrt(256) = 6% per
+ * range; summed over three replicas that evens out (over 12 random sets of
+ * 20 ids the most loaded replica share stayed within 1.03x-1.08x), while the
+ * primary share alone does not (median about 1.12x at 20 members, up to
+ * 1.17x), so that one is only bounded at 1.2x. A token allocation that looks
+ * at the ring (as Cassandra's does) would tighten it; see the cluster
+ * issue's notes. */
 static void balanced_with_3_5_and_20_members(void **state)
 {
     (void)state;
