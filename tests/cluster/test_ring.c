@@ -17,7 +17,7 @@
 #define MAX_IDS 32
 
 typedef struct ids {
-    char text[MAX_IDS][16];
+    char text[MAX_IDS][32];
     const char *ptr[MAX_IDS];
 } ids;
 
