@@ -315,7 +315,7 @@ static void pipelined_requests_answer_by_id(void **state)
     int fd = raw_connect(w->port);
     /* 50 puts sent back to back on one connection, then 50 answers. */
     for (uint64_t id = 1000; id < 1050; id++) {
-        char key[16];
+        char key[32];
         snprintf(key, sizeof key, "p%llu", (unsigned long long)id);
         kvi_request put = {.opcode = KVI_OP_PUT, .key = {(const unsigned char *)key, strlen(key)},
                            .value = {(const unsigned char *)"v", 1}};
