@@ -2,6 +2,7 @@
  * loopback sockets: every call, the error codes, bad frames on the wire,
  * timeouts, and reconnection after the node restarts. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -351,6 +352,41 @@ static void pipelined_requests_answer_by_id(void **state)
     kvi_buf_free(&all);
 }
 
+static void a_client_that_never_reads_does_not_stall_others(void **state)
+{
+    /* One connection floods the node with GETs of a 4 KiB value and never
+     * reads an answer: the node stops reading it once its output backs up
+     * (rather than buffering without bound) and keeps serving the others. */
+    world *w = *state;
+    char value[4096];
+    memset(value, 'v', sizeof value);
+    assert_int_equal(kv_put(NULL, w->client, "big", 3, value, sizeof value, NULL), KV_OK);
+    int fd = raw_connect(w->port);
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    kvi_buf b = {0};
+    kvi_request get = {.opcode = KVI_OP_GET, .key = {(const unsigned char *)"big", 3}};
+    size_t sent_frames = 0;
+    for (uint64_t id = 1; id <= 20000; id++) {
+        frame(&b, KVI_OP_GET, id, &get);
+        if (send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
+            break; /* our send buffer is full: the node stopped reading us */
+        sent_frames++;
+    }
+    assert_true(sent_frames > 0);
+    print_message("unread connection: %zu GETs sent before the node stopped reading it\n",
+                  sent_frames);
+    /* Everyone else is still served. */
+    for (int i = 0; i < 20; i++) {
+        kv_value *v;
+        assert_int_equal(kv_get(&v, w->client, "big", 3, NULL), KV_OK);
+        kv_value_free(v);
+    }
+    close(fd);
+    assert_int_equal(kv_ping(w->client), KV_OK);
+    kvi_buf_free(&b);
+}
+
 /* ------------------------------------------------- shared client, threads */
 
 typedef struct racer {
@@ -571,6 +607,7 @@ int main(void)
         T(batches_over_the_wire),
         T(bad_frames_get_error_frames),
         T(pipelined_requests_answer_by_id),
+        T(a_client_that_never_reads_does_not_stall_others),
         T(one_client_many_threads),
         T(client_reconnects_after_node_restart),
         T(many_threads_live_through_a_restart),
