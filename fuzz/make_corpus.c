@@ -1,9 +1,11 @@
 /* Writes seed inputs for the fuzz targets; the output is committed.
  *   fuzz_make_corpus fuzz/corpus/record        records behind their token
- *   fuzz_make_corpus frame fuzz/corpus/frame   one request frame per opcode */
+ *   fuzz_make_corpus frame fuzz/corpus/frame   one request frame per opcode
+ *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings */
 #include <stdio.h>
 #include <string.h>
 
+#include "cluster/state.h"
 #include "net/frame.h"
 #include "net/message.h"
 #include "storage/record.h"
@@ -68,8 +70,35 @@ static void frame_corpus(const char *dir)
     emit_frame(dir, "batch", &batch, items, 2);
 }
 
+/* Seeds for fuzz_state: a state with a value and a tombstone sibling. */
+static void state_corpus(const char *dir)
+{
+    static kvi_state s;
+    kvi_state_init(&s);
+    kvi_sibling v = {.value = (const unsigned char *)"hello", .value_len = 5, .write_ms = 7};
+    kvi_state_write(&s, NULL, "n1", &v);
+    kvi_sibling t = {.tombstone = 1, .write_ms = 8};
+    kvi_state_write(&s, NULL, "n2", &t);
+    kvi_buf b = {0};
+    unsigned char token[8] = {0, 0, 0, 0, 0, 0, 0, 42};
+    kvi_buf_raw(&b, token, 8);
+    kvi_state_encode(&b, &s, 42);
+    char path[512];
+    snprintf(path, sizeof path, "%s/two-siblings", dir);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b.data, 1, b.len, f);
+        fclose(f);
+    }
+    kvi_buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "state") == 0) {
+        state_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "frame") == 0) {
         frame_corpus(argv[2]);
         return 0;
