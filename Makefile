@@ -7,7 +7,7 @@ FUZZ_BUILD  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps build run example test test-asan fuzz bench bench-node install clean
+.PHONY: all deps bench-deps build run example test test-asan fuzz bench bench-node install clean
 
 all: build
 
@@ -50,13 +50,16 @@ fuzz: deps
 	  rm -rf $$work; \
 	done
 
+bench-deps:
+	@sh scripts/install-deps.sh bench
+
 # kvbench against RocksDB's own db_bench (see docs/BENCHMARKS.md).
-bench: build
+bench: build bench-deps
 	sh tools/kvbench/compare-rocksdb.sh $(BUILD)
 
 # One kvd over the binary protocol and HTTP against redis-server with
 # redis-benchmark (see docs/BENCHMARKS.md).
-bench-node: build
+bench-node: build bench-deps
 	sh tools/kvbench/compare-redis.sh $(BUILD)
 
 install: build

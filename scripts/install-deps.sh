@@ -1,6 +1,7 @@
 #!/bin/sh
-# Installs the Debian 12 packages that building, testing and benchmarking
-# libkv need, and only those that are missing (so a second run is instant).
+# Installs the Debian 12 packages that building and testing libkv need, and
+# only those that are missing (so a second run is instant). With the argument
+# `bench`, also the anchors the benchmarks run against (db_bench, Redis).
 # Needs root when anything is missing.
 set -eu
 
@@ -18,10 +19,10 @@ curl
 python3
 clang-14
 libclang-rt-14-dev
-rocksdb-tools
-redis-server
-redis-tools
 "
+if [ "${1:-}" = bench ]; then
+    PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools"
+fi
 
 missing=""
 for p in $PACKAGES; do
