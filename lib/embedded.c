@@ -238,6 +238,16 @@ int kvi_embedded_compact(kvi_embedded *e)
     return kvi_store_compact(e->store);
 }
 
+kvi_store *kvi_embedded_store(kvi_embedded *e)
+{
+    return e->store;
+}
+
+struct kvi_keylock *kvi_embedded_locks(kvi_embedded *e)
+{
+    return &e->locks;
+}
+
 /* ------------------------------------------------------------------ batch */
 
 /* The state of a key after an operation of the batch, so that a later

@@ -34,4 +34,10 @@ int kvi_embedded_cas(kvi_embedded *e, uint64_t *out_version, const void *key,
 int kvi_embedded_batch(kvi_embedded *e, kv_batch *b);
 int kvi_embedded_compact(kvi_embedded *e);
 
+/* The store and the key locks underneath, for the replica operations
+ * (cluster/replica_store.c), which must serialise with local writers. */
+struct kvi_keylock;
+kvi_store *kvi_embedded_store(kvi_embedded *e);
+struct kvi_keylock *kvi_embedded_locks(kvi_embedded *e);
+
 #endif

@@ -1,0 +1,168 @@
+/* cluster/replica_store.c - read, write and merge key states in the store. */
+#include "cluster/replica_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/keylock.h"
+#include "storage/record.h"
+#include "util/error.h"
+
+/* The storage key of a user key, in a heap buffer (replica operations are
+ * not the embedded hot path). */
+static unsigned char *storage_key(const void *key, size_t key_len, uint64_t token)
+{
+    unsigned char *skey = malloc(KVI_TOKEN_SIZE + key_len);
+    if (skey)
+        kvi_storage_key(skey, token, key, key_len);
+    return skey;
+}
+
+/* Presents a format-1 record as a one-sibling state. */
+static int state_from_record(kvi_state *out, const kvi_record *rec)
+{
+    kvi_state_init(out);
+    if (kvi_vv_raise(&out->clock, KVI_LOCAL_NODE, rec->version) != 0)
+        return KV_ECORRUPT;
+    kvi_sibling *x = &out->sibs[0];
+    memset(x, 0, sizeof *x);
+    memcpy(x->dot.node, KVI_LOCAL_NODE, sizeof KVI_LOCAL_NODE);
+    x->dot.counter = rec->version;
+    x->tombstone = rec->tombstone;
+    x->version = rec->version;
+    x->expiry_ms = rec->expiry_ms;
+    x->write_ms = rec->write_ms;
+    x->value = rec->value;
+    x->value_len = rec->value_len;
+    out->n = rec->version ? 1 : 0;
+    return KV_OK;
+}
+
+/* Reads the record of skey into holder and decodes it (either format);
+ * called with the key's stripe lock held or not, as the caller needs. */
+static int load(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const unsigned char *skey,
+                size_t skey_len, uint64_t token)
+{
+    kvi_slice slice = {0};
+    int rc = kvi_store_get(kvi_embedded_store(e), skey, skey_len, &slice);
+    if (rc != KV_OK)
+        return rc;
+    kvi_buf_reset(holder);
+    kvi_buf_raw(holder, slice.data, slice.len);
+    kvi_slice_release(&slice);
+    if (holder->failed)
+        return kvi_error(KV_ENOMEM, "out of memory reading a key's state");
+    const unsigned char *p = holder->data;
+    if (holder->len > 0 && p[0] == KVI_STATE_FORMAT)
+        rc = kvi_state_decode(out, p, holder->len, token);
+    else {
+        kvi_record rec;
+        rc = kvi_record_decode(&rec, p, holder->len, token);
+        if (rc == KV_OK)
+            rc = state_from_record(out, &rec);
+    }
+    if (rc != KV_OK)
+        return kvi_error(KV_ECORRUPT, "the stored state of this key failed its checks");
+    return KV_OK;
+}
+
+/* Encodes s, stores it under skey, and re-reads it into holder so that the
+ * returned state points only into holder. */
+static int store(kvi_state *s, kvi_buf *holder, kvi_embedded *e, const unsigned char *skey,
+                 size_t skey_len, uint64_t token)
+{
+    kvi_buf encoded = {0};
+    kvi_state_encode(&encoded, s, token);
+    int rc = encoded.failed ? kvi_error(KV_ENOMEM, "out of memory encoding a key's state")
+                            : kvi_store_put(kvi_embedded_store(e), skey, skey_len,
+                                            encoded.data, encoded.len);
+    if (rc == KV_OK) {
+        kvi_buf_free(holder);
+        *holder = encoded;
+        return kvi_state_decode(s, holder->data, holder->len, token);
+    }
+    kvi_buf_free(&encoded);
+    return rc;
+}
+
+int kvi_replica_read(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
+                     size_t key_len)
+{
+    uint64_t token = kvi_key_token(key, key_len);
+    unsigned char *skey = storage_key(key, key_len, token);
+    if (!skey)
+        return kvi_error(KV_ENOMEM, "out of memory reading a key's state");
+    kvi_state_init(out);
+    int rc = load(out, holder, e, skey, KVI_TOKEN_SIZE + key_len, token);
+    free(skey);
+    return rc;
+}
+
+int kvi_replica_write(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
+                      size_t key_len, const kvi_vv *ctx, const char *node, kvi_sibling *value)
+{
+    uint64_t token = kvi_key_token(key, key_len);
+    unsigned char *skey = storage_key(key, key_len, token);
+    if (!skey)
+        return kvi_error(KV_ENOMEM, "out of memory writing a key's state");
+    size_t skey_len = KVI_TOKEN_SIZE + key_len;
+    struct kvi_keylock *locks = kvi_embedded_locks(e);
+    kvi_keylock_lock(locks, token);
+    int rc = load(out, holder, e, skey, skey_len, token);
+    if (rc == KV_ENOTFOUND) {
+        kvi_state_init(out);
+        rc = KV_OK;
+    }
+    if (rc == KV_OK)
+        rc = kvi_state_write(out, ctx, node, value);
+    if (rc == KV_OK)
+        rc = store(out, holder, e, skey, skey_len, token);
+    kvi_keylock_unlock(locks, token);
+    free(skey);
+    return rc;
+}
+
+int kvi_replica_merge(int *changed, kvi_embedded *e, const void *key, size_t key_len,
+                      const kvi_state *incoming)
+{
+    if (changed)
+        *changed = 0;
+    uint64_t token = kvi_key_token(key, key_len);
+    unsigned char *skey = storage_key(key, key_len, token);
+    if (!skey)
+        return kvi_error(KV_ENOMEM, "out of memory merging a key's state");
+    size_t skey_len = KVI_TOKEN_SIZE + key_len;
+    static const kvi_state empty_state; /* zero: an empty clock, no siblings */
+    kvi_state *current = malloc(sizeof *current);
+    kvi_buf holder = {0};
+    int rc = current ? KV_OK : kvi_error(KV_ENOMEM, "out of memory merging a key's state");
+    struct kvi_keylock *locks = kvi_embedded_locks(e);
+    kvi_keylock_lock(locks, token);
+    if (rc == KV_OK) {
+        rc = load(current, &holder, e, skey, skey_len, token);
+        if (rc == KV_ENOTFOUND) {
+            *current = empty_state;
+            rc = KV_OK;
+        }
+    }
+    if (rc == KV_OK) {
+        kvi_state *merged = malloc(sizeof *merged);
+        if (!merged) {
+            rc = kvi_error(KV_ENOMEM, "out of memory merging a key's state");
+        } else {
+            *merged = *current;
+            rc = kvi_state_merge(merged, incoming);
+            if (rc == KV_OK && !kvi_state_equal(merged, current)) {
+                rc = store(merged, &holder, e, skey, skey_len, token);
+                if (rc == KV_OK && changed)
+                    *changed = 1;
+            }
+            free(merged);
+        }
+    }
+    kvi_keylock_unlock(locks, token);
+    kvi_buf_free(&holder);
+    free(current);
+    free(skey);
+    return rc;
+}
