@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "cluster/state.h"
 #include "storage/keylock.h"
 #include "storage/record.h"
 #include "util/clock.h"
@@ -58,14 +59,54 @@ static uint64_t expiry_from_ttl(uint64_t now_ms, uint64_t ttl_s)
     return ttl_s ? now_ms + ttl_s * 1000u : 0;
 }
 
+/* read_record's answer for a record in format 2: a replicated state (a
+ * clock and siblings) written by the cluster. The slice stays pinned. */
+#define REPLICATED 1
+
+static int is_replicated(const kvi_slice *slice)
+{
+    return slice->len > 0 && (unsigned char)slice->data[0] == KVI_STATE_FORMAT;
+}
+
+/* The embedded write paths do not write replicated states: a write there
+ * must carry a causal context, which the cluster's coordinator supplies. */
+static int replicated_write_refused(void)
+{
+    return kvi_error(KV_ENOTSUP, "this key holds replicated state (a causal clock and "
+                                 "siblings); write it through the cluster");
+}
+
+/* Reads a replicated state's live siblings into a value. */
+static int value_from_slice(kv_value **out, const kvi_slice *slice, uint64_t token,
+                            uint64_t now_ms)
+{
+    kvi_state *st = malloc(sizeof *st);
+    if (!st)
+        return kvi_error(KV_ENOMEM, "out of memory reading a replicated state");
+    int rc = kvi_state_decode(st, slice->data, slice->len, token);
+    if (rc != KV_OK)
+        rc = kvi_error(KV_ECORRUPT, "the stored state of this key failed its checks");
+    else
+        rc = kvi_value_from_state(out, st, now_ms);
+    free(st);
+    if (rc == KV_ENOTFOUND)
+        return kvi_error(KV_ENOTFOUND, "key deleted or expired");
+    if (rc == KV_ENOMEM)
+        return kvi_error(KV_ENOMEM, "out of memory copying a value");
+    return rc;
+}
+
 /* Reads and verifies the record under skey; its value stays pinned in
- * *slice (release it) when rec is wanted. */
+ * *slice (release it) when rec is wanted. Returns REPLICATED, slice still
+ * pinned, for a format-2 record. */
 static int read_record(kvi_embedded *e, const buffer *skey, uint64_t token,
                        kvi_record *rec, kvi_slice *slice)
 {
     int rc = kvi_store_get(e->store, skey->p, skey->len, slice);
     if (rc != KV_OK)
         return rc;
+    if (is_replicated(slice))
+        return REPLICATED;
     rc = kvi_record_decode(rec, slice->data, slice->len, token);
     if (rc != KV_OK) {
         kvi_slice_release(slice);
@@ -85,6 +126,10 @@ static int read_state(kvi_embedded *e, const buffer *skey, uint64_t token,
         st->live = 0;
         st->version = 0;
         return KV_OK;
+    }
+    if (rc == REPLICATED) {
+        kvi_slice_release(&slice);
+        return replicated_write_refused();
     }
     if (rc != KV_OK)
         return rc;
@@ -150,7 +195,7 @@ static int write_one(kvi_embedded *e, write_kind kind, uint64_t *out_version,
 
     kvi_keylock_lock(&e->locks, token);
     uint64_t now = kvi_now_ms();
-    key_state st;
+    key_state st = {0, 0};
     rc = read_state(e, &skey, token, now, &st);
     if (rc != KV_OK)
         goto out;
@@ -222,6 +267,11 @@ int kvi_embedded_get(kvi_embedded *e, kv_value **out, const void *key,
     kvi_slice slice = {0};
     rc = read_record(e, &skey, token, &rec, &slice);
     buffer_put(&skey);
+    if (rc == REPLICATED) {
+        rc = value_from_slice(out, &slice, token, kvi_now_ms());
+        kvi_slice_release(&slice);
+        return rc;
+    }
     if (rc != KV_OK)
         return rc == KV_ENOTFOUND ? kvi_error(KV_ENOTFOUND, "key not found") : rc;
     if (!kvi_record_live(&rec, kvi_now_ms())) {
@@ -254,6 +304,8 @@ struct kvi_keylock *kvi_embedded_locks(kvi_embedded *e)
  * operation on the same key sees it without reading the store. */
 typedef struct op_state {
     int corrupt;      /* the stored record failed its checks */
+    int replicated;   /* a format-2 state: gets read it, writes are refused */
+    kv_value *replicated_value; /* its live siblings, for a get (NULL: none) */
     int live;
     uint64_t version;
     uint64_t expiry_ms;
@@ -311,6 +363,11 @@ static int load_state(kvi_embedded *e, const kvi_batch_op *op, uint64_t token,
     memset(st, 0, sizeof *st);
     if (rc == KV_ENOTFOUND)
         return KV_OK;
+    if (rc == REPLICATED) {
+        st->replicated = 1;
+        int vrc = value_from_slice(&st->replicated_value, slice, token, now);
+        return vrc == KV_ENOTFOUND ? KV_OK : vrc;
+    }
     if (rc != KV_OK)
         return rc;
     st->live = kvi_record_live(&rec, now);
@@ -328,6 +385,19 @@ static int apply_op(kvi_batch_op *op, uint64_t token, uint64_t now, op_state *st
     if (st->corrupt)
         return op->status = kvi_error(KV_ECORRUPT, "the stored record of a batch "
                                       "operation's key failed its checks");
+    if (st->replicated) {
+        if (op->kind != KV_BATCH_GET)
+            return op->status = replicated_write_refused();
+        if (!st->replicated_value)
+            return op->status = KV_ENOTFOUND;
+        /* Each get gets its own copy: a later get of the same key in the
+         * batch reads the same state. */
+        op->result = kvi_value_dup(st->replicated_value);
+        if (!op->result)
+            return op->status = kvi_error(KV_ENOMEM, "out of memory copying a value");
+        op->version = kv_value_version(op->result);
+        return op->status = KV_OK;
+    }
     if (op->kind == KV_BATCH_GET) {
         if (!st->live)
             return op->status = KV_ENOTFOUND;
@@ -385,10 +455,10 @@ int kvi_embedded_batch(kvi_embedded *e, kv_batch *b)
     unsigned *stripes = malloc(n * sizeof *stripes);
     op_ref *refs = malloc(n * sizeof *refs);
     size_t *previous = malloc(n * sizeof *previous);
-    op_state *states = malloc(n * sizeof *states);
+    op_state *states = calloc(n, sizeof *states);
     kvi_store_batch *wb = kvi_store_batch_new(e->store);
     buffer scratch = {NULL, 0, 1};
-    int rc = KV_OK;
+    int rc = KV_OK, linked = 0;
     if (!tokens || !stripes || !refs || !previous || !states || !wb) {
         rc = kvi_error(KV_ENOMEM, "out of memory running a batch of %zu operations", n);
         goto out;
@@ -399,6 +469,7 @@ int kvi_embedded_batch(kvi_embedded *e, kv_batch *b)
         refs[i] = (op_ref){tokens[i], &b->ops[i], i};
     }
     link_same_keys(b, refs, previous);
+    linked = 1;
 
     size_t locked = n;
     kvi_keylock_lock_stripes(&e->locks, stripes, &locked);
@@ -420,9 +491,12 @@ int kvi_embedded_batch(kvi_embedded *e, kv_batch *b)
         }
         int orc = apply_op(op, tokens[i], now, &states[i], wb, &scratch);
         kvi_slice_release(&slice);
-        /* A get of a corrupt record fails alone; a write over one would
-         * lose its version history, so it fails the whole batch. */
-        if (orc == KV_ENOMEM || (orc == KV_ECORRUPT && op->kind != KV_BATCH_GET))
+        /* A get of a corrupt record fails alone; a write that cannot be
+         * applied (over a corrupt record, it would lose the version history;
+         * over a replicated state, it needs a context) fails the whole
+         * batch, which is atomic. */
+        if (orc == KV_ENOMEM ||
+            (op->kind != KV_BATCH_GET && orc != KV_OK && orc != KV_ENOTFOUND))
             rc = orc;
         else if (orc == KV_OK && op->kind != KV_BATCH_GET)
             writes++;
@@ -441,6 +515,11 @@ int kvi_embedded_batch(kvi_embedded *e, kv_batch *b)
         }
     }
 out:
+    /* Replicated values belong to the state loaded from the store; later
+     * operations on the same key only borrowed them. */
+    for (size_t i = 0; linked && i < n; i++)
+        if (previous[i] == SIZE_MAX)
+            kv_value_free(states[i].replicated_value);
     free(scratch.p);
     kvi_store_batch_free(wb);
     free(states);

@@ -1,36 +1,139 @@
-/* value.c - the kv_value returned by kv_get. */
+/* value.c - the kv_value returned by kv_get: one or more siblings, a
+ * version, an expiry and a causal context, in a single allocation. */
 #include "value.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct sibling_ref {
+    const unsigned char *data;
+    size_t len;
+} sibling_ref;
+
 struct kv_value {
     uint64_t version;
     uint64_t expiry_ms;
-    size_t len;
-    unsigned char data[]; /* len bytes; never NULL, even when empty */
+    size_t n;                   /* siblings, >= 1 */
+    sibling_ref *sibs;          /* into bytes[] */
+    const unsigned char *context;
+    size_t context_len;
+    unsigned char bytes[];      /* sibling table, each value + NUL, context */
 };
+
+/* Lays out a value for n siblings whose bytes add up to total, with room
+ * for a context of context_len bytes. */
+static kv_value *alloc_value(size_t n, size_t total, size_t context_len)
+{
+    size_t table = n * sizeof(sibling_ref);
+    kv_value *v = malloc(sizeof *v + table + total + n + context_len + 1);
+    if (!v)
+        return NULL;
+    v->n = n;
+    v->sibs = (sibling_ref *)(void *)v->bytes;
+    v->context = v->bytes + table + total + n;
+    v->context_len = context_len;
+    return v;
+}
 
 kv_value *kvi_value_new(const void *data, size_t len, uint64_t version,
                         uint64_t expiry_ms)
 {
-    kv_value *v = malloc(sizeof *v + len + 1);
+    kv_value *v = alloc_value(1, len, 0);
     if (!v)
         return NULL;
+    unsigned char *p = v->bytes + sizeof(sibling_ref);
+    if (len)
+        memcpy(p, data, len);
+    p[len] = 0; /* convenience for text values; not part of len */
+    v->sibs[0] = (sibling_ref){p, len};
     v->version = version;
     v->expiry_ms = expiry_ms;
-    v->len = len;
-    if (len)
-        memcpy(v->data, data, len);
-    v->data[len] = 0; /* convenience for text values; not part of len */
     return v;
+}
+
+/* Later write first; equal times by node id, so every replica agrees. */
+static int before(const kvi_sibling *a, const kvi_sibling *b)
+{
+    if (a->write_ms != b->write_ms)
+        return a->write_ms > b->write_ms;
+    return strcmp(a->dot.node, b->dot.node) > 0;
+}
+
+int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms)
+{
+    *out = NULL;
+    const kvi_sibling *live[KVI_STATE_MAX_SIBLINGS];
+    size_t n = 0, total = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const kvi_sibling *x = &s->sibs[i];
+        if (x->tombstone || (x->expiry_ms && x->expiry_ms <= now_ms))
+            continue;
+        /* Insertion sort: at most KVI_STATE_MAX_SIBLINGS entries. */
+        size_t at = n++;
+        while (at > 0 && before(x, live[at - 1])) {
+            live[at] = live[at - 1];
+            at--;
+        }
+        live[at] = x;
+        total += x->value_len;
+    }
+    if (n == 0)
+        return KV_ENOTFOUND;
+    kvi_buf context = {0};
+    kvi_vv_encode(&context, &s->clock);
+    if (context.failed) {
+        kvi_buf_free(&context);
+        return KV_ENOMEM;
+    }
+    kv_value *v = alloc_value(n, total, context.len);
+    if (!v) {
+        kvi_buf_free(&context);
+        return KV_ENOMEM;
+    }
+    unsigned char *p = v->bytes + n * sizeof(sibling_ref);
+    for (size_t i = 0; i < n; i++) {
+        if (live[i]->value_len)
+            memcpy(p, live[i]->value, live[i]->value_len);
+        p[live[i]->value_len] = 0;
+        v->sibs[i] = (sibling_ref){p, live[i]->value_len};
+        p += live[i]->value_len + 1;
+    }
+    memcpy((unsigned char *)v->context, context.data, context.len);
+    kvi_buf_free(&context);
+    v->version = kvi_state_version(s);
+    v->expiry_ms = live[0]->expiry_ms;
+    *out = v;
+    return KV_OK;
+}
+
+kv_value *kvi_value_dup(const kv_value *v)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < v->n; i++)
+        total += v->sibs[i].len;
+    kv_value *copy = alloc_value(v->n, total, v->context_len);
+    if (!copy)
+        return NULL;
+    unsigned char *p = copy->bytes + v->n * sizeof(sibling_ref);
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->sibs[i].len)
+            memcpy(p, v->sibs[i].data, v->sibs[i].len);
+        p[v->sibs[i].len] = 0;
+        copy->sibs[i] = (sibling_ref){p, v->sibs[i].len};
+        p += v->sibs[i].len + 1;
+    }
+    if (v->context_len)
+        memcpy((unsigned char *)copy->context, v->context, v->context_len);
+    copy->version = v->version;
+    copy->expiry_ms = v->expiry_ms;
+    return copy;
 }
 
 const void *kv_value_data(const kv_value *v, size_t *len)
 {
     if (len)
-        *len = v ? v->len : 0;
-    return v ? v->data : NULL;
+        *len = v ? v->sibs[0].len : 0;
+    return v ? v->sibs[0].data : NULL;
 }
 
 uint64_t kv_value_version(const kv_value *v)
@@ -45,25 +148,26 @@ uint64_t kv_value_expiry_ms(const kv_value *v)
 
 size_t kv_value_sibling_count(const kv_value *v)
 {
-    return v ? 1 : 0;
+    return v ? v->n : 0;
 }
 
 const void *kv_value_sibling(const kv_value *v, size_t i, size_t *len)
 {
-    if (!v || i != 0) {
+    if (!v || i >= v->n) {
         if (len)
             *len = 0;
         return NULL;
     }
-    return kv_value_data(v, len);
+    if (len)
+        *len = v->sibs[i].len;
+    return v->sibs[i].data;
 }
 
 const void *kv_value_context(const kv_value *v, size_t *len)
 {
-    /* Single-replica values have no causal context to carry. */
     if (len)
-        *len = 0;
-    return v ? v->data + v->len : NULL;
+        *len = v ? v->context_len : 0;
+    return v ? v->context : NULL;
 }
 
 void kv_value_free(kv_value *v)

@@ -4,9 +4,20 @@
 
 #include <kv/value.h>
 
+#include "cluster/state.h"
+
 /* One allocation holding the struct and a copy of the bytes; NULL when out
  * of memory. */
 kv_value *kvi_value_new(const void *data, size_t len, uint64_t version,
                         uint64_t expiry_ms);
+
+/* A copy of v (NULL when out of memory). */
+kv_value *kvi_value_dup(const kv_value *v);
+
+/* A value from a replicated state: every live sibling (not a tombstone, not
+ * expired at now_ms), the one with the latest write first (ties broken by
+ * node id), the highest version, and the encoded clock as context. Sets
+ * *out to NULL and returns KV_ENOTFOUND when no sibling is live; KV_ENOMEM. */
+int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms);
 
 #endif

@@ -14,8 +14,6 @@
 #include "handle.h"
 #include "storage/raw.h"
 
-#define EMB(state) (DB(state)->embedded)
-
 static kvi_sibling value_of(const char *text)
 {
     kvi_sibling v;
@@ -153,6 +151,74 @@ static void damaged_states_are_refused(void **state)
     kvi_buf_free(&holder);
 }
 
+
+static void the_embedded_paths_read_states_and_refuse_to_write_them(void **state)
+{
+    fixture *f = *state;
+    kvi_buf holder = {0};
+    kvi_sibling v0 = value_of("v0");
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "s", 1, NULL, "n1", &v0),
+                     KV_OK);
+    kvi_vv seen = st.clock;
+    kvi_sibling a = value_of("older"), b = value_of("newer");
+    a.write_ms = 10;
+    b.write_ms = 20;
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "s", 1, &seen, "n1", &a),
+                     KV_OK);
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "s", 1, &seen, "n2", &b),
+                     KV_OK);
+    kvi_buf_free(&holder);
+
+    kv_value *v;
+    assert_int_equal(kv_get(&v, f->db, "s", 1, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 2);
+    size_t len;
+    const char *first = kv_value_data(v, &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(first, "newer", 5); /* the latest write first */
+    assert_memory_equal(kv_value_sibling(v, 1, &len), "older", 5);
+    assert_null(kv_value_sibling(v, 2, &len));
+    assert_int_equal(kv_value_version(v), 3);
+    kv_value_context(v, &len);
+    assert_true(len > 0);
+    kv_value_free(v);
+
+    /* Writes without a context would lose a sibling: refused, nothing
+     * changes. */
+    assert_int_equal(kv_put(NULL, f->db, "s", 1, "x", 1, NULL), KV_ENOTSUP);
+    assert_non_null(strstr(kv_error_last(), "cluster"));
+    assert_int_equal(kv_delete(NULL, f->db, "s", 1, NULL), KV_ENOTSUP);
+    assert_int_equal(kv_cas(NULL, f->db, "s", 1, 3, "x", 1, NULL), KV_ENOTSUP);
+    kv_batch *batch;
+    assert_int_equal(kv_batch_new(&batch), KV_OK);
+    kv_batch_get(batch, "s", 1);
+    kv_batch_get(batch, "s", 1);
+    assert_int_equal(kv_batch_execute(f->db, batch, NULL, NULL), KV_OK);
+    const kv_value *got;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(kv_batch_result(&got, NULL, batch, i), KV_OK);
+        assert_int_equal(kv_value_sibling_count(got), 2);
+    }
+    kv_batch_clear(batch);
+    kv_batch_put(batch, "plain", 5, "p", 1, 0);
+    kv_batch_put(batch, "s", 1, "x", 1, 0);
+    assert_int_equal(kv_batch_execute(f->db, batch, NULL, NULL), KV_ENOTSUP);
+    kv_batch_free(batch);
+    assert_int_equal(kv_get(&v, f->db, "plain", 5, NULL), KV_ENOTFOUND);
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "s", 1), KV_OK);
+    assert_int_equal(st.n, 2);
+
+    /* A state whose siblings are all tombstones reads as not found. */
+    kvi_vv all = st.clock;
+    kvi_sibling gone = value_of("");
+    gone.tombstone = 1;
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "s", 1, &all, "n3", &gone),
+                     KV_OK);
+    kvi_buf_free(&holder);
+    assert_int_equal(kv_get(&v, f->db, "s", 1, NULL), KV_ENOTFOUND);
+    assert_null(v);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_open, fixture_close)
 
 int main(void)
@@ -162,6 +228,7 @@ int main(void)
         T(merges_change_only_what_is_new),
         T(embedded_records_read_as_states),
         T(damaged_states_are_refused),
+        T(the_embedded_paths_read_states_and_refuse_to_write_them),
     };
     return cmocka_run_group_tests_name("cluster.replica_store", tests, NULL, NULL);
 }

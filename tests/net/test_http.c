@@ -21,6 +21,8 @@
 
 #include <kv/kv.h>
 #include "helpers.h"
+#include "cluster/replica_store.h"
+#include "handle.h"
 #include "net/http.h"
 #include "util/metrics.h"
 
@@ -934,6 +936,48 @@ static void start_errors(void **state)
     kvi_http_stop(h);
 }
 
+
+/* A key whose replicated state holds two concurrent siblings (written
+ * through the replica store, as the cluster will) answers 300 with both and
+ * a context; a plain write to it is refused, not silently merged. */
+static void siblings_answer_300(void **state)
+{
+    (void)state;
+    static kvi_state st;
+    kvi_buf holder = {0};
+    kvi_sibling base = {.value = (const unsigned char *)"base", .value_len = 4, .write_ms = 1};
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "twins", 5, NULL, "n1", &base),
+                     KV_OK);
+    kvi_vv seen = st.clock;
+    kvi_sibling a = {.value = (const unsigned char *)"alice", .value_len = 5, .write_ms = 2};
+    kvi_sibling b = {.value = (const unsigned char *)"bob", .value_len = 3, .write_ms = 3};
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "twins", 5, &seen, "n1", &a),
+                     KV_OK);
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "twins", 5, &seen, "n2", &b),
+                     KV_OK);
+    kvi_buf_free(&holder);
+
+    response r;
+    request(&r, &A, "GET", "/v1/kv/twins", NULL, 0);
+    assert_int_equal(r.status, 300);
+    cJSON *sibs = cJSON_GetObjectItem(r.json, "siblings");
+    assert_true(cJSON_IsArray(sibs));
+    assert_int_equal(cJSON_GetArraySize(sibs), 2);
+    /* The latest write comes first. */
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(sibs, 0), "value")->valuestring, "bob");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(sibs, 1), "value")->valuestring, "alice");
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(r.json, "context")));
+    assert_int_equal(cJSON_GetObjectItem(r.json, "version")->valuedouble, 3);
+    response_free(&r);
+
+    request(&r, &A, "PUT", "/v1/kv/twins", "{\"value\":\"x\"}", 13);
+    assert_true(r.status >= 400 && r.status != 500);
+    response_free(&r);
+    request(&r, &A, "GET", "/v1/kv/twins", NULL, 0);
+    assert_int_equal(r.status, 300); /* unchanged */
+    response_free(&r);
+}
+
 int main(void)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -941,6 +985,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(admin_endpoints),
         cmocka_unit_test(put_get_delete),
+        cmocka_unit_test(siblings_answer_300),
         cmocka_unit_test(compare_and_swap),
         cmocka_unit_test(ttl_expires),
         cmocka_unit_test(batch),
