@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <kv/common.h>
+#include "cluster/state.h"
 #include "storage/record.h"
 #include "util/clock.h"
 #include "util/endian.h"
@@ -12,6 +13,31 @@ typedef struct filter_state {
     uint64_t grace_ms;
 } filter_state;
 
+/* A replicated state (format 2) goes whole once every sibling is dead (a
+ * tombstone, or expired) for longer than the grace period; until then it
+ * stays as it is, and reads skip its dead siblings. */
+static kvi_expiry_action decide_state(const char *value, size_t value_len, uint64_t token,
+                                      uint64_t now_ms, uint64_t grace_ms)
+{
+    kvi_state *st = malloc(sizeof *st);
+    if (!st)
+        return KVI_EXPIRY_KEEP;
+    kvi_expiry_action action = KVI_EXPIRY_KEEP;
+    if (kvi_state_decode(st, value, value_len, token) == KV_OK) {
+        action = KVI_EXPIRY_DROP;
+        for (size_t i = 0; i < st->n && action == KVI_EXPIRY_DROP; i++) {
+            const kvi_sibling *x = &st->sibs[i];
+            uint64_t dead_since = x->tombstone ? x->write_ms
+                                  : x->expiry_ms && x->expiry_ms <= now_ms ? x->expiry_ms
+                                                                            : UINT64_MAX;
+            if (dead_since == UINT64_MAX || dead_since + grace_ms > now_ms)
+                action = KVI_EXPIRY_KEEP;
+        }
+    }
+    free(st);
+    return action;
+}
+
 kvi_expiry_action kvi_expiry_decide(const char *key, size_t key_len,
                                     const char *value, size_t value_len,
                                     uint64_t now_ms, uint64_t grace_ms)
@@ -19,6 +45,8 @@ kvi_expiry_action kvi_expiry_decide(const char *key, size_t key_len,
     if (key_len < KVI_TOKEN_SIZE)
         return KVI_EXPIRY_KEEP;
     uint64_t token = kvi_get_be64((const unsigned char *)key);
+    if (value_len > 0 && (unsigned char)value[0] == KVI_STATE_FORMAT)
+        return decide_state(value, value_len, token, now_ms, grace_ms);
     kvi_record rec;
     /* A corrupt record is kept: it is evidence, and reads report it. */
     if (kvi_record_decode(&rec, value, value_len, token) != KV_OK)

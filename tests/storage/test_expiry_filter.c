@@ -8,6 +8,7 @@
 
 #include <kv/common.h>
 #include "storage/expiry_filter.h"
+#include "cluster/state.h"
 #include "storage/record.h"
 
 typedef struct encoded {
@@ -74,6 +75,39 @@ static void corrupt_and_foreign_records_are_kept(void **state)
     assert_int_equal(kvi_expiry_decide("short", 5, "x", 1, 1, 0), KVI_EXPIRY_KEEP);
 }
 
+
+/* Replicated states go whole once every sibling is dead past the grace. */
+static void replicated_states_go_when_every_sibling_is_dead(void **state)
+{
+    (void)state;
+    static kvi_state s;
+    kvi_state_init(&s);
+    kvi_sibling live = {.value = (const unsigned char *)"v", .value_len = 1, .write_ms = 100,
+                        .expiry_ms = 5000};
+    kvi_sibling gone = {.tombstone = 1, .write_ms = 2000};
+    assert_int_equal(kvi_state_write(&s, NULL, "n1", &live), KV_OK);
+    assert_int_equal(kvi_state_write(&s, NULL, "n2", &gone), KV_OK);
+    unsigned char key[KVI_TOKEN_SIZE + 1];
+    uint64_t token = kvi_key_token("k", 1);
+    kvi_storage_key(key, token, "k", 1);
+    kvi_buf b = {0};
+    kvi_state_encode(&b, &s, token);
+    /* The value lives until 5000: kept whatever the tombstone's age. */
+    assert_int_equal(kvi_expiry_decide((const char *)key, sizeof key, (const char *)b.data, b.len,
+                                       4999, 0), KVI_EXPIRY_KEEP);
+    /* Both dead, but the expiry is younger than the grace: kept. */
+    assert_int_equal(kvi_expiry_decide((const char *)key, sizeof key, (const char *)b.data, b.len,
+                                       5500, 1000), KVI_EXPIRY_KEEP);
+    /* Both dead past the grace: dropped. */
+    assert_int_equal(kvi_expiry_decide((const char *)key, sizeof key, (const char *)b.data, b.len,
+                                       6000, 1000), KVI_EXPIRY_DROP);
+    /* A damaged state is kept as evidence. */
+    b.data[5] ^= 1;
+    assert_int_equal(kvi_expiry_decide((const char *)key, sizeof key, (const char *)b.data, b.len,
+                                       99999, 0), KVI_EXPIRY_KEEP);
+    kvi_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -81,6 +115,7 @@ int main(void)
         cmocka_unit_test(expired_values_become_tombstones_then_go),
         cmocka_unit_test(tombstones_go_after_grace),
         cmocka_unit_test(corrupt_and_foreign_records_are_kept),
+        cmocka_unit_test(replicated_states_go_when_every_sibling_is_dead),
     };
     return cmocka_run_group_tests_name("storage.expiry_filter", tests, NULL, NULL);
 }
