@@ -39,6 +39,10 @@ static void check_response(const kvi_frame_header *h, const unsigned char *body)
         kvi_response_next_outcome(&resp, &out);
         kvi_batch_outcome_encode(&b, &out);
     }
+    for (uint32_t i = 0; i < resp.sibling_count; i++) {
+        kvi_bytes sib = kvi_response_next_sibling(&resp);
+        kvi_buf_bytes(&b, sib.data, sib.len);
+    }
     if (!b.failed && (b.len != h->body_len || (b.len && memcmp(b.data, body, b.len) != 0)))
         abort();
     kvi_buf_free(&b);

@@ -29,6 +29,7 @@
 #include "net/frame.h"
 #include "net/message.h"
 #include "util/error.h"
+#include "storage/record.h"
 #include "value.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 1000u
@@ -483,7 +484,15 @@ int kvi_client_get(kvi_client *cl, kv_value **out, const void *key, size_t key_l
     unsigned char *body = NULL;
     int rc = call(cl, &req, 0, &resp, &body);
     if (rc == KV_OK) {
-        *out = kvi_value_new(resp.value.data, resp.value.len, resp.version, resp.expiry_ms);
+        const void *data[KVI_MAX_WIRE_SIBLINGS];
+        size_t len[KVI_MAX_WIRE_SIBLINGS];
+        for (uint32_t i = 0; i < resp.sibling_count; i++) {
+            kvi_bytes sib = kvi_response_next_sibling(&resp);
+            data[i] = sib.data;
+            len[i] = sib.len;
+        }
+        *out = kvi_value_new_siblings(data, len, resp.sibling_count, resp.version,
+                                      resp.expiry_ms, resp.context.data, resp.context.len);
         if (!*out)
             rc = kvi_error(KV_ENOMEM, "out of memory copying a value");
     }
@@ -573,5 +582,49 @@ int kvi_client_batch(kvi_client *cl, kv_batch *b, const kv_write_options *wopts,
         for (size_t i = 0; i < b->count; i++)
             b->ops[i].status = rc;
     free(r.body);
+    return rc;
+}
+
+int kvi_client_get_state(kvi_client *cl, kvi_state *out, kvi_buf *holder, const void *key,
+                         size_t key_len)
+{
+    kvi_request req = {.opcode = KVI_OP_GET_STATE, .key = {key, key_len}};
+    kvi_response resp;
+    unsigned char *body = NULL;
+    int rc = call(cl, &req, 0, &resp, &body);
+    if (rc == KV_OK) {
+        /* Keep the bytes: the decoded state points into them. */
+        kvi_buf_reset(holder);
+        kvi_buf_raw(holder, resp.value.data, resp.value.len);
+        if (holder->failed)
+            rc = kvi_error(KV_ENOMEM, "out of memory copying a state");
+        else if (kvi_state_decode(out, holder->data, holder->len,
+                                  kvi_key_token(key, key_len)) != KV_OK)
+            rc = kvi_error(KV_EIO, "the node sent a malformed state");
+    }
+    free(body);
+    return rc;
+}
+
+int kvi_client_replicate(kvi_client *cl, uint64_t *version, const void *key, size_t key_len,
+                         const kvi_state *state)
+{
+    kvi_buf encoded = {0};
+    kvi_state_encode(&encoded, state, kvi_key_token(key, key_len));
+    if (encoded.failed) {
+        kvi_buf_free(&encoded);
+        return kvi_error(KV_ENOMEM, "out of memory encoding a state");
+    }
+    kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {key, key_len},
+                       .value = {encoded.data, encoded.len}};
+    kvi_response resp;
+    unsigned char *body = NULL;
+    /* A merge is idempotent, so a lost answer is safe to retry; it still
+     * counts as a write for the outcome it reports. */
+    int rc = call(cl, &req, 1, &resp, &body);
+    if (rc == KV_OK && version)
+        *version = resp.version;
+    free(body);
+    kvi_buf_free(&encoded);
     return rc;
 }

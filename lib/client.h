@@ -11,6 +11,7 @@
 #define KVI_CLIENT_H
 
 #include <kv/kv.h>
+#include "cluster/state.h"
 #include "util/log.h"
 
 typedef struct kvi_client kvi_client;
@@ -31,5 +32,14 @@ int kvi_client_cas(kvi_client *c, uint64_t *out_version, const void *key, size_t
                    const kv_write_options *opts);
 int kvi_client_batch(kvi_client *c, kv_batch *b, const kv_write_options *wopts,
                      const kv_read_options *ropts);
+
+/* Between nodes. A key's replicated state from the node (its values point
+ * into holder; free it with kvi_buf_free). KV_ENOTFOUND when it has none. */
+int kvi_client_get_state(kvi_client *c, kvi_state *out, kvi_buf *holder, const void *key,
+                         size_t key_len);
+/* Sends a state for the node to merge into its own; *version (may be NULL)
+ * receives the merged state's version. */
+int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size_t key_len,
+                         const kvi_state *state);
 
 #endif

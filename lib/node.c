@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/replica_store.h"
+#include "handle.h"
 #include "net/http.h"
+#include "storage/record.h"
 #include "net/message.h"
 #include "net/server.h"
 #include "util/error.h"
@@ -114,6 +117,50 @@ static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, k
     return KV_OK;
 }
 
+/* GET_STATE and REPLICATE, between nodes: a key's replicated state in
+ * record format 2, read from or merged into this node's store. */
+static int replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out)
+{
+    kvi_response resp = {0};
+    int rc = KV_OK;
+    if (req->key.len == 0)
+        rc = kvi_error(KV_EINVAL, "key is empty");
+    else if (req->key.len > n->store->max_key_size)
+        rc = kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u", req->key.len,
+                       n->store->max_key_size);
+    kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
+    if (rc == KV_OK && !st)
+        rc = kvi_error(KV_ENOMEM, "out of memory handling a replica request");
+    kvi_buf holder = {0}, encoded = {0};
+    uint64_t token = kvi_key_token(req->key.data, req->key.len);
+    if (rc == KV_OK && h->opcode == KVI_OP_GET_STATE) {
+        rc = kvi_replica_read(st, &holder, n->store->embedded, req->key.data, req->key.len);
+        if (rc == KV_OK) {
+            kvi_state_encode(&encoded, st, token);
+            resp.value.data = encoded.data;
+            resp.value.len = encoded.len;
+        }
+    } else if (rc == KV_OK) {
+        /* The state's checksum is seeded with the key's token, so a state
+         * sent under the wrong key is refused here. */
+        if (kvi_state_decode(st, req->value.data, req->value.len, token) != KV_OK)
+            rc = kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+        for (size_t i = 0; rc == KV_OK && i < st->n; i++)
+            if (st->sibs[i].value_len > n->store->max_value_size)
+                rc = kvi_error(KV_ETOOBIG, "a sibling's value is %zu bytes, the limit is %u",
+                               st->sibs[i].value_len, n->store->max_value_size);
+        if (rc == KV_OK)
+            rc = kvi_replica_merge(NULL, &resp.version, n->store->embedded, req->key.data,
+                                   req->key.len, st);
+    }
+    respond(out, h, rc, &resp);
+    kvi_buf_free(&encoded);
+    kvi_buf_free(&holder);
+    free(st);
+    return rc;
+}
+
 static kvi_metric_op metric_op(uint8_t opcode)
 {
     switch (opcode) {
@@ -154,13 +201,24 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
         ro.r = req.quorum;
         kv_value *v = NULL;
         rc = kv_get(&v, n->store, req.key.data, req.key.len, &ro);
-        if (rc == KV_OK) {
-            resp.version = kv_value_version(v);
-            resp.expiry_ms = kv_value_expiry_ms(v);
-            resp.value.data = kv_value_data(v, &resp.value.len);
-            resp.context.data = kv_value_context(v, &resp.context.len);
+        if (rc != KV_OK) {
+            respond(out, h, rc, &resp);
+            break;
         }
-        respond(out, h, rc, &resp);
+        size_t start = out->len;
+        kvi_frame_begin(out);
+        resp.opcode = KVI_OP_GET;
+        resp.version = kv_value_version(v);
+        resp.expiry_ms = kv_value_expiry_ms(v);
+        resp.context.data = kv_value_context(v, &resp.context.len);
+        resp.sibling_count = (uint32_t)kv_value_sibling_count(v);
+        kvi_response_encode(out, &resp);
+        for (uint32_t i = 0; i < resp.sibling_count; i++) {
+            size_t len;
+            const void *data = kv_value_sibling(v, i, &len);
+            kvi_buf_bytes(out, data, len);
+        }
+        kvi_frame_finish(out, start, KVI_OP_GET, KVI_FRAME_FLAG_RESPONSE, KV_OK, h->request_id);
         kv_value_free(v);
         break;
     }
@@ -185,6 +243,10 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
         break;
     case KVI_OP_BATCH:
         rc = run_batch(n, &req, h, out);
+        break;
+    case KVI_OP_GET_STATE:
+    case KVI_OP_REPLICATE:
+        rc = replica_op(n, &req, h, out);
         break;
     case KVI_OP_CLUSTER: {
         char json[768];

@@ -106,6 +106,31 @@ int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms)
     return KV_OK;
 }
 
+kv_value *kvi_value_new_siblings(const void *const *data, const size_t *len, size_t n,
+                                 uint64_t version, uint64_t expiry_ms, const void *context,
+                                 size_t context_len)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += len[i];
+    kv_value *v = alloc_value(n, total, context_len);
+    if (!v)
+        return NULL;
+    unsigned char *p = v->bytes + n * sizeof(sibling_ref);
+    for (size_t i = 0; i < n; i++) {
+        if (len[i])
+            memcpy(p, data[i], len[i]);
+        p[len[i]] = 0;
+        v->sibs[i] = (sibling_ref){p, len[i]};
+        p += len[i] + 1;
+    }
+    if (context_len)
+        memcpy((unsigned char *)v->context, context, context_len);
+    v->version = version;
+    v->expiry_ms = expiry_ms;
+    return v;
+}
+
 kv_value *kvi_value_dup(const kv_value *v)
 {
     size_t total = 0;

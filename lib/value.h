@@ -11,6 +11,12 @@
 kv_value *kvi_value_new(const void *data, size_t len, uint64_t version,
                         uint64_t expiry_ms);
 
+/* A value of n siblings (copied), the first being the preferred one; NULL
+ * when out of memory. */
+kv_value *kvi_value_new_siblings(const void *const *data, const size_t *len, size_t n,
+                                 uint64_t version, uint64_t expiry_ms, const void *context,
+                                 size_t context_len);
+
 /* A copy of v (NULL when out of memory). */
 kv_value *kvi_value_dup(const kv_value *v);
 

@@ -122,11 +122,13 @@ int kvi_replica_write(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const vo
     return rc;
 }
 
-int kvi_replica_merge(int *changed, kvi_embedded *e, const void *key, size_t key_len,
-                      const kvi_state *incoming)
+int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const void *key,
+                      size_t key_len, const kvi_state *incoming)
 {
     if (changed)
         *changed = 0;
+    if (version)
+        *version = 0;
     uint64_t token = kvi_key_token(key, key_len);
     unsigned char *skey = storage_key(key, key_len, token);
     if (!skey)
@@ -152,6 +154,8 @@ int kvi_replica_merge(int *changed, kvi_embedded *e, const void *key, size_t key
         } else {
             *merged = *current;
             rc = kvi_state_merge(merged, incoming);
+            if (rc == KV_OK && version)
+                *version = kvi_state_version(merged);
             if (rc == KV_OK && !kvi_state_equal(merged, current)) {
                 rc = store(merged, &holder, e, skey, skey_len, token);
                 if (rc == KV_OK && changed)

@@ -37,9 +37,10 @@ int kvi_replica_write(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const vo
                       size_t key_len, const kvi_vv *ctx, const char *node, kvi_sibling *value);
 
 /* Merges an incoming state (from replication or read repair) into the
- * stored one under the key lock; *changed (may be NULL) says whether the
- * store was written. KV_OK, KV_ETOOBIG, KV_ECORRUPT, KV_EIO. */
-int kvi_replica_merge(int *changed, kvi_embedded *e, const void *key, size_t key_len,
-                      const kvi_state *incoming);
+ * stored one under the key lock; *changed says whether the store was
+ * written and *version is the merged state's version (either may be NULL).
+ * KV_OK, KV_ETOOBIG, KV_ECORRUPT, KV_EIO. */
+int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const void *key,
+                      size_t key_len, const kvi_state *incoming);
 
 #endif

@@ -41,7 +41,10 @@ typedef enum kvi_opcode {
     KVI_OP_CAS = 5,
     KVI_OP_BATCH = 6,
     KVI_OP_CLUSTER = 7,
-    KVI_OP_MAX = 7
+    /* Between nodes: a key's replicated state (cluster/state.h). */
+    KVI_OP_GET_STATE = 8,
+    KVI_OP_REPLICATE = 9,
+    KVI_OP_MAX = 9
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

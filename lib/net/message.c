@@ -188,6 +188,13 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
         out->quorum = kvi_read_u8(&r);
         out->key = kvi_read_bytes(&r);
         break;
+    case KVI_OP_GET_STATE:
+        out->key = kvi_read_bytes(&r);
+        break;
+    case KVI_OP_REPLICATE:
+        out->key = kvi_read_bytes(&r);
+        out->value = kvi_read_bytes(&r);
+        break;
     case KVI_OP_PUT:
         out->consistency = kvi_read_u8(&r);
         out->quorum = kvi_read_u8(&r);
@@ -244,6 +251,13 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
         kvi_buf_u8(b, req->consistency);
         kvi_buf_u8(b, req->quorum);
         kvi_buf_bytes(b, req->key.data, req->key.len);
+        break;
+    case KVI_OP_GET_STATE:
+        kvi_buf_bytes(b, req->key.data, req->key.len);
+        break;
+    case KVI_OP_REPLICATE:
+        kvi_buf_bytes(b, req->key.data, req->key.len);
+        kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PUT:
         kvi_buf_u8(b, req->consistency);
@@ -314,17 +328,25 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_PING:
         break;
     case KVI_OP_CLUSTER:
+    case KVI_OP_GET_STATE:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
         out->version = kvi_read_u64(&r);
         out->expiry_ms = kvi_read_u64(&r);
-        out->value = kvi_read_bytes(&r);
         out->context = kvi_read_bytes(&r);
+        out->sibling_count = kvi_read_u8(&r);
+        if (r.failed || out->sibling_count == 0 || out->sibling_count > KVI_MAX_WIRE_SIBLINGS)
+            return -1;
+        out->siblings = r;
+        out->value = kvi_read_bytes(&r);
+        for (uint32_t i = 1; i < out->sibling_count; i++)
+            kvi_read_bytes(&r);
         break;
     case KVI_OP_PUT:
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
+    case KVI_OP_REPLICATE:
         out->version = kvi_read_u64(&r);
         break;
     case KVI_OP_BATCH:
@@ -343,6 +365,11 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
     return kvi_reader_done(&r);
 }
 
+kvi_bytes kvi_response_next_sibling(kvi_response *resp)
+{
+    return kvi_read_bytes(&resp->siblings);
+}
+
 void kvi_response_next_outcome(kvi_response *resp, kvi_batch_outcome *out)
 {
     read_outcome(&resp->batch_results, out);
@@ -357,17 +384,22 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     }
     switch (resp->opcode) {
     case KVI_OP_CLUSTER:
+    case KVI_OP_GET_STATE:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:
         kvi_buf_u64(b, resp->version);
         kvi_buf_u64(b, resp->expiry_ms);
-        kvi_buf_bytes(b, resp->value.data, resp->value.len);
         kvi_buf_bytes(b, resp->context.data, resp->context.len);
+        kvi_buf_u8(b, (uint8_t)(resp->sibling_count ? resp->sibling_count : 1));
+        /* With siblings, the caller appends each value itself. */
+        if (!resp->sibling_count)
+            kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_PUT:
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
+    case KVI_OP_REPLICATE:
         kvi_buf_u64(b, resp->version);
         break;
     case KVI_OP_BATCH:

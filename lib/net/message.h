@@ -15,11 +15,15 @@
  *   BATCH   u8 consistency, u8 w, u32 count, count x (u8 kind, u64 ttl_s,
  *           bytes key, bytes value)
  *   PING, CLUSTER  empty
+ *   GET_STATE  bytes key                 (between nodes)
+ *   REPLICATE  bytes key, bytes state    (between nodes; record format 2)
  * Response bodies with status KV_OK:
- *   GET     u64 version, u64 expiry_ms, bytes value, bytes context
+ *   GET     u64 version, u64 expiry_ms, bytes context, u8 count (1..16),
+ *           count x bytes value (concurrent siblings, the preferred first)
  *   PUT, DELETE, CAS   u64 version
  *   BATCH   u32 count, count x (i16 status, u64 version, u64 expiry_ms, bytes value)
  *   PING    empty;  CLUSTER  bytes json
+ *   GET_STATE  bytes state;  REPLICATE  u64 version (of the merged state)
  * Response bodies with any other status (an error frame):
  *   u64 version (the current one for KV_ECONFLICT, else 0), bytes message
  */
@@ -131,9 +135,11 @@ typedef struct kvi_response {
     int16_t status;
     uint64_t version;
     uint64_t expiry_ms;
-    kvi_bytes value;    /* GET value, or CLUSTER json */
+    kvi_bytes value;    /* GET value, CLUSTER json, or GET_STATE state */
     kvi_bytes context;
     kvi_bytes message;  /* error frames */
+    uint32_t sibling_count; /* GET: values that follow; 0 on encode = just `value` */
+    kvi_reader siblings;    /* GET: positioned at the first value */
     uint32_t batch_count;
     kvi_reader batch_results;
 } kvi_response;
@@ -147,6 +153,9 @@ typedef struct kvi_batch_outcome {
 
 int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
                         const void *body, size_t len);
+/* The next sibling of a GET response; call sibling_count times. */
+kvi_bytes kvi_response_next_sibling(kvi_response *resp);
+#define KVI_MAX_WIRE_SIBLINGS 16u
 void kvi_response_next_outcome(kvi_response *resp, kvi_batch_outcome *out);
 
 void kvi_response_encode(kvi_buf *b, const kvi_response *resp);

@@ -79,20 +79,20 @@ static void merges_change_only_what_is_new(void **state)
     /* Another replica wrote on top of the same base. */
     kvi_state_init(&other);
     int changed = -1;
-    assert_int_equal(kvi_replica_merge(&changed, f->db->embedded, "m", 1, &st), KV_OK);
+    assert_int_equal(kvi_replica_merge(&changed, NULL, f->db->embedded, "m", 1, &st), KV_OK);
     assert_int_equal(changed, 0); /* the same state: nothing written */
     other = st;
     kvi_vv ctx = other.clock;
     kvi_sibling newer = value_of("newer");
     assert_int_equal(kvi_state_write(&other, &ctx, "n2", &newer), KV_OK);
-    assert_int_equal(kvi_replica_merge(&changed, f->db->embedded, "m", 1, &other), KV_OK);
+    assert_int_equal(kvi_replica_merge(&changed, NULL, f->db->embedded, "m", 1, &other), KV_OK);
     assert_int_equal(changed, 1);
     kvi_buf_free(&holder);
     assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "m", 1), KV_OK);
     assert_int_equal(st.n, 1);
     assert_true(holds(&st, "newer"));
     /* Merging into an absent key stores the incoming state as is. */
-    assert_int_equal(kvi_replica_merge(&changed, f->db->embedded, "fresh", 5, &other), KV_OK);
+    assert_int_equal(kvi_replica_merge(&changed, NULL, f->db->embedded, "fresh", 5, &other), KV_OK);
     assert_int_equal(changed, 1);
     kvi_buf_free(&holder);
     assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "fresh", 5), KV_OK);

@@ -150,6 +150,27 @@ static void responses_round_trip(void **state)
     for (size_t cut = 0; cut < b.len; cut++)
         assert_int_equal(kvi_response_decode(&out, KVI_OP_GET, KV_OK, b.data, cut), -1);
 
+    /* A GET answer with siblings: the preferred value first. */
+    kvi_buf_reset(&b);
+    kvi_response sibs = {.opcode = KVI_OP_GET, .version = 9, .context = bytes("ctx"),
+                         .sibling_count = 2};
+    kvi_response_encode(&b, &sibs);
+    kvi_buf_bytes(&b, "first", 5);
+    kvi_buf_bytes(&b, "second", 6);
+    assert_int_equal(kvi_response_decode(&out, KVI_OP_GET, KV_OK, b.data, b.len), 0);
+    assert_int_equal(out.sibling_count, 2);
+    assert_memory_equal(out.value.data, "first", 5);
+    kvi_bytes s1 = kvi_response_next_sibling(&out), s2 = kvi_response_next_sibling(&out);
+    assert_memory_equal(s1.data, "first", 5);
+    assert_memory_equal(s2.data, "second", 6);
+    assert_int_equal(out.context.len, 3);
+    /* A count of 0 or past the limit is malformed. */
+    unsigned char *count = b.data + 8 + 8 + 4 + 3;
+    *count = 0;
+    assert_int_equal(kvi_response_decode(&out, KVI_OP_GET, KV_OK, b.data, b.len), -1);
+    *count = KVI_MAX_WIRE_SIBLINGS + 1;
+    assert_int_equal(kvi_response_decode(&out, KVI_OP_GET, KV_OK, b.data, b.len), -1);
+
     kvi_buf_reset(&b);
     kvi_response err = {.opcode = KVI_OP_CAS, .status = KV_ECONFLICT, .version = 4,
                         .message = bytes("expected 3")};

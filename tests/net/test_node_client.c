@@ -18,6 +18,10 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "client.h"
+#include "cluster/state.h"
+#include "handle.h"
+#include "storage/record.h"
 #include "net/frame.h"
 #include "net/message.h"
 #include <kv/kv.h>
@@ -387,6 +391,66 @@ static void a_client_that_never_reads_does_not_stall_others(void **state)
     kvi_buf_free(&b);
 }
 
+
+/* ------------------------------------------------ between nodes */
+
+static void replicated_state_travels_between_nodes(void **state)
+{
+    world *w = *state;
+    kvi_client *c = w->client->client;
+    static kvi_state s, got;
+    kvi_state_init(&s);
+    kvi_sibling base = {.value = (const unsigned char *)"base", .value_len = 4, .write_ms = 1};
+    assert_int_equal(kvi_state_write(&s, NULL, "n1", &base), KV_OK);
+    kvi_vv seen = s.clock;
+    kvi_sibling a = {.value = (const unsigned char *)"from-n1", .value_len = 7, .write_ms = 2};
+    kvi_sibling b = {.value = (const unsigned char *)"from-n2", .value_len = 7, .write_ms = 3};
+    assert_int_equal(kvi_state_write(&s, &seen, "n1", &a), KV_OK);
+    assert_int_equal(kvi_state_write(&s, &seen, "n2", &b), KV_OK);
+
+    uint64_t version = 0;
+    assert_int_equal(kvi_client_replicate(c, &version, "rep", 3, &s), KV_OK);
+    assert_int_equal(version, 3);
+    /* Idempotent: the same state again changes nothing. */
+    assert_int_equal(kvi_client_replicate(c, &version, "rep", 3, &s), KV_OK);
+    kvi_buf holder = {0};
+    assert_int_equal(kvi_client_get_state(c, &got, &holder, "rep", 3), KV_OK);
+    assert_true(kvi_state_equal(&got, &s));
+    kvi_buf_free(&holder);
+    /* The node's own reads see both siblings. */
+    kv_value *v;
+    assert_int_equal(kv_get(&v, w->client, "rep", 3, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 2);
+    kv_value_free(v);
+
+    /* Refusals: unknown key, a state sent under another key, an oversize
+     * sibling, an empty key. */
+    assert_int_equal(kvi_client_get_state(c, &got, &holder, "none", 4), KV_ENOTFOUND);
+    kvi_buf encoded = {0};
+    kvi_state_encode(&encoded, &s, kvi_key_token("rep", 3));
+    kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {(const unsigned char *)"other", 5},
+                       .value = {encoded.data, encoded.len}};
+    kvi_buf frame_buf = {0};
+    frame(&frame_buf, KVI_OP_REPLICATE, 77, &req);
+    int fd = raw_connect(w->port);
+    assert_int_equal(send(fd, frame_buf.data, frame_buf.len, 0), (ssize_t)frame_buf.len);
+    kvi_frame_header h;
+    assert_int_equal(read_response(fd, &h), 0);
+    assert_int_equal(h.status, KV_EINVAL);
+    close(fd);
+    kvi_buf_free(&frame_buf);
+    kvi_buf_free(&encoded);
+    static char big[5000];
+    kvi_state huge;
+    kvi_state_init(&huge);
+    kvi_sibling hv = {.value = (const unsigned char *)big, .value_len = sizeof big};
+    assert_int_equal(kvi_state_write(&huge, NULL, "n1", &hv), KV_OK);
+    assert_int_equal(kvi_client_replicate(c, NULL, "huge", 4, &huge), KV_ETOOBIG);
+    assert_int_equal(kvi_client_get_state(c, &got, &holder, "huge", 4), KV_ENOTFOUND);
+    assert_int_equal(kvi_client_replicate(c, NULL, "", 0, &s), KV_EINVAL);
+    kvi_buf_free(&holder);
+}
+
 /* ------------------------------------------------- shared client, threads */
 
 typedef struct racer {
@@ -608,6 +672,7 @@ int main(void)
         T(bad_frames_get_error_frames),
         T(pipelined_requests_answer_by_id),
         T(a_client_that_never_reads_does_not_stall_others),
+        T(replicated_state_travels_between_nodes),
         T(one_client_many_threads),
         T(client_reconnects_after_node_restart),
         T(many_threads_live_through_a_restart),
