@@ -9,6 +9,7 @@
 #include "batch.h"
 #include "embedded.h"
 #include "handle.h"
+#include "net/message.h"
 #include "util/error.h"
 
 #define DEFAULT_SYNC_INTERVAL_MS 100u
@@ -191,6 +192,37 @@ int kv_client_open(kv **out, const char *const *endpoints, size_t count,
     }
     *out = db;
     return KV_OK;
+}
+
+int kv_cluster_describe(char **out, kv *db)
+{
+    if (!out)
+        return kvi_error(KV_EINVAL, "kv_cluster_describe: out is NULL");
+    *out = NULL;
+    int rc = check_handle(db);
+    if (rc != KV_OK)
+        return rc;
+    if (db->kind == KVI_KIND_EMBEDDED)
+        return kvi_error(KV_ENOTSUP, "an embedded store is not part of a cluster");
+    kvi_buf json = {0};
+    if (db->kind == KVI_KIND_NODE)
+        kvi_node_describe(db->node, &json);
+    else
+        rc = kvi_client_cluster(db->client, &json);
+    kvi_buf_u8(&json, 0);
+    if (rc == KV_OK && json.failed)
+        rc = kvi_error(KV_ENOMEM, "out of memory describing the cluster");
+    if (rc != KV_OK) {
+        kvi_buf_free(&json);
+        return rc;
+    }
+    *out = (char *)json.data; /* allocated with malloc; kv_string_free frees it */
+    return KV_OK;
+}
+
+void kv_string_free(char *s)
+{
+    free(s);
 }
 
 int kv_ping(kv *db)

@@ -628,3 +628,19 @@ int kvi_client_replicate(kvi_client *cl, uint64_t *version, const void *key, siz
     kvi_buf_free(&encoded);
     return rc;
 }
+
+int kvi_client_cluster(kvi_client *cl, kvi_buf *out)
+{
+    kvi_request req = {.opcode = KVI_OP_CLUSTER};
+    kvi_response resp;
+    unsigned char *body = NULL;
+    int rc = call(cl, &req, 0, &resp, &body);
+    if (rc == KV_OK) {
+        kvi_buf_reset(out);
+        kvi_buf_raw(out, resp.value.data, resp.value.len);
+        if (out->failed)
+            rc = kvi_error(KV_ENOMEM, "out of memory copying the cluster description");
+    }
+    free(body);
+    return rc;
+}

@@ -33,6 +33,9 @@ int kvi_client_cas(kvi_client *c, uint64_t *out_version, const void *key, size_t
 int kvi_client_batch(kvi_client *c, kv_batch *b, const kv_write_options *wopts,
                      const kv_read_options *ropts);
 
+/* The node's CLUSTER description (JSON) into out. */
+int kvi_client_cluster(kvi_client *c, kvi_buf *out);
+
 /* Between nodes. A key's replicated state from the node (its values point
  * into holder; free it with kvi_buf_free). KV_ENOTFOUND when it has none. */
 int kvi_client_get_state(kvi_client *c, kvi_state *out, kvi_buf *holder, const void *key,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/membership.h"
 #include "cluster/replica_store.h"
 #include "handle.h"
 #include "net/http.h"
@@ -26,6 +27,7 @@ struct kvi_node {
     kvi_server *binary;
     kvi_http *http;
     kvi_metrics *metrics;
+    kvi_membership *membership;
     char *node_id;
     char *listen_addr;
     char *http_addr;
@@ -35,12 +37,6 @@ struct kvi_node {
 };
 
 /* ------------------------------------------------------- request executor */
-
-static kvi_bytes text_bytes(const char *s)
-{
-    kvi_bytes b = {(const unsigned char *)s, strlen(s)};
-    return b;
-}
 
 /* Appends a response frame for a call that returned rc (KV_OK or an error
  * whose detail is this thread's kv_error_last()). */
@@ -249,14 +245,13 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
         rc = replica_op(n, &req, h, out);
         break;
     case KVI_OP_CLUSTER: {
-        char json[768];
-        snprintf(json, sizeof json,
-                 "{\"nodeId\":\"%s\",\"members\":[{\"nodeId\":\"%s\",\"address\":\"%s\","
-                 "\"httpAddress\":\"%s\"}]}",
-                 n->node_id, n->node_id, n->listen_addr, n->http_addr ? n->http_addr : "");
-        resp.value = text_bytes(json);
-        rc = KV_OK;
+        kvi_buf json = {0};
+        kvi_membership_describe(n->membership, &json);
+        rc = json.failed ? kvi_error(KV_ENOMEM, "out of memory describing the cluster") : KV_OK;
+        resp.value.data = json.data;
+        resp.value.len = json.len;
         respond(out, h, rc, &resp);
+        kvi_buf_free(&json);
         break;
     }
     default:
@@ -266,6 +261,17 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
     }
     kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), rc,
                        kvi_metrics_now_ns() - started);
+}
+
+static void describe_cluster(void *ctx, kvi_buf *out)
+{
+    kvi_node *n = ctx;
+    kvi_membership_describe(n->membership, out);
+}
+
+void kvi_node_describe(const kvi_node *n, kvi_buf *out)
+{
+    kvi_membership_describe(n->membership, out);
 }
 
 /* ------------------------------------------------------------- lifecycle */
@@ -312,6 +318,14 @@ int kvi_node_start(kvi_node **out, const kv_node_options *o, const kvi_logger *l
         rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
     if (rc == KV_OK)
         rc = kv_open(&n->store, o->data_dir, o->store);
+    if (rc == KV_OK) {
+        kvi_membership_config mc = {
+            .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
+            .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
+            .replicas = o->replicas, .vnodes = o->vnodes, .log = log,
+        };
+        rc = kvi_membership_start(&n->membership, &mc);
+    }
 
     if (rc == KV_OK) {
         kvi_server_config sc = {
@@ -342,6 +356,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *o, const kvi_logger *l
             .max_value_size = so->max_value_size ? so->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE,
             .metrics = n->metrics,
             .log = log,
+            .describe = describe_cluster,
+            .describe_ctx = n,
         };
         rc = kvi_http_start(&n->http, &hc);
         if (rc == KV_OK)
@@ -366,6 +382,7 @@ void kvi_node_stop(kvi_node *n)
     /* Servers first, so no request runs against a closed store. */
     kvi_http_stop(n->http);
     kvi_server_stop(n->binary);
+    kvi_membership_stop(n->membership);
     kv_close(n->store);
     kvi_metrics_free(n->metrics);
     free(n->node_id);

@@ -20,5 +20,8 @@ void kvi_node_stop(kvi_node *n);
 /* The node's own store: data calls on a node handle run against it. */
 kv *kvi_node_store(const kvi_node *n);
 void kvi_node_ports(const kvi_node *n, int *binary_port, int *http_port);
+/* Appends the JSON description of the cluster as this node sees it. */
+struct kvi_buf;
+void kvi_node_describe(const kvi_node *n, struct kvi_buf *out);
 
 #endif

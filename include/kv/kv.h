@@ -109,6 +109,24 @@ KV_API int kv_client_open(kv **out, const char *const *endpoints, size_t count,
                           const kv_client_options *opts);
 
 /**
+ * kv_cluster_describe - the cluster as a node sees it, as JSON:
+ * {"nodeId": "...", "replicas": N, "vnodes": V, "complete": true|false,
+ *  "members": [{"nodeId": "..." or null while unknown, "address": "HOST:PORT",
+ *               "httpAddress": "..." or null, "primaryShare": 0.33,
+ *               "replicaShare": 1.0}, ...]}
+ * (the shares appear once every member's id is known: "complete").
+ *
+ * @param out  receives a NUL-terminated string owned by the caller, released
+ *             with kv_string_free; NULL on failure.
+ * @return KV_OK; KV_ENOTSUP on embedded handles; on clients the codes of a
+ *         round trip (KV_EUNAVAILABLE, KV_ETIMEDOUT); KV_EINVAL; KV_ENOMEM.
+ */
+KV_API int kv_cluster_describe(char **out, kv *db);
+
+/** kv_string_free - release a string returned by libkv. NULL is a no-op. */
+KV_API void kv_string_free(char *s);
+
+/**
  * kv_ping - check that the handle can serve: on a client, a round trip to a
  * node; on embedded and node handles, always KV_OK.
  * @return KV_OK; KV_EUNAVAILABLE; KV_ETIMEDOUT; KV_EINVAL (NULL handle).

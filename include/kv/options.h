@@ -146,10 +146,18 @@ typedef struct kv_node_options {
      * included); 0 = 60000 ms. */
     uint32_t idle_timeout_ms;
     unsigned int max_connections;/**< per protocol; 0 = 4096 */
+    /** Binary-protocol addresses ("HOST:PORT") of the cluster's members; this
+     * node's own may be among them. Copied. NULL/0 = a cluster of one. The
+     * node learns each member's id by asking it, and builds the ring once it
+     * knows them all (see kv_cluster_describe). */
+    const char *const *peers;
+    size_t peer_count;
+    unsigned int replicas;       /**< replication factor N; 0 = 3 */
+    unsigned int vnodes;         /**< virtual nodes per member; 0 = 256 */
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
-    { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
+    { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

@@ -281,6 +281,8 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     if (cfg->log)
         h->log = *cfg->log;
     h->metrics = cfg->metrics;
+    h->describe = cfg->describe;
+    h->describe_ctx = cfg->describe_ctx;
     if (!h->metrics) {
         h->metrics = kvi_metrics_new();
         h->own_metrics = 1;

@@ -32,6 +32,10 @@ typedef struct kvi_http_config {
     uint32_t max_value_size;
     kvi_metrics *metrics;     /* borrowed; may be NULL */
     const kvi_logger *log;    /* borrowed */
+    /* GET /v1/cluster: appends the cluster's JSON description; NULL = this
+     * node alone, from node_id and the addresses above. */
+    void (*describe)(void *ctx, kvi_buf *out);
+    void *describe_ctx;
 } kvi_http_config;
 
 typedef struct kvi_http kvi_http;

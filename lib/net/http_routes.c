@@ -555,6 +555,10 @@ static void handle_cluster(kvi_http_conn *c)
 {
     kvi_http *h = c->server;
     kvi_buf *b = &c->out;
+    if (h->describe) {
+        h->describe(h->describe_ctx, b);
+        return;
+    }
     kvi_http_json_raw(b, "{\"nodeId\":");
     kvi_http_json_message(b, h->node_id);
     kvi_http_json_raw(b, ",\"members\":[{\"nodeId\":");

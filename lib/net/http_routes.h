@@ -31,6 +31,8 @@ struct kvi_http {
     char node_id[160];
     char address[160];      /* binary protocol, "HOST:PORT"; "" if none */
     char http_address[160]; /* this server, "HOST:PORT" with the real port */
+    void (*describe)(void *ctx, kvi_buf *out); /* /v1/cluster; may be NULL */
+    void *describe_ctx;
 };
 
 typedef enum kvi_http_route {

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include <cJSON.h>
+
 #include "helpers.h"
 #include <kv/kv.h>
 
@@ -448,6 +450,109 @@ static void config_file_works(void **state)
     unlink(path);
 }
 
+
+/* Reads what the node at d believes about the cluster (bounded wait until
+ * it answers at all). */
+static cJSON *describe_of(const daemon *d)
+{
+    kv *c = client_of(d);
+    char *json = NULL;
+    int rc = KV_EUNAVAILABLE;
+    for (int i = 0; i < 50 && rc != KV_OK; i++) {
+        rc = kv_cluster_describe(&json, c);
+        if (rc != KV_OK)
+            sleep_ms(100);
+    }
+    kv_close(c);
+    assert_int_equal(rc, KV_OK);
+    cJSON *root = cJSON_Parse(json);
+    kv_string_free(json);
+    assert_non_null(root);
+    return root;
+}
+
+static void three_nodes_learn_each_other(void **state)
+{
+    daemon *first = *state;
+    daemon d[3];
+    char peers[256];
+    for (int i = 0; i < 3; i++) {
+        d[i] = *first;
+        d[i].pid = 0;
+        d[i].dir = i == 0 ? first->dir : test_tempdir();
+        if (i > 0) {
+            snprintf(d[i].listen, sizeof d[i].listen, "127.0.0.1:%d", free_port());
+            snprintf(d[i].http, sizeof d[i].http, "127.0.0.1:%d", free_port());
+            snprintf(d[i].log_path, sizeof d[i].log_path, "%s.log", d[i].dir);
+        }
+    }
+    snprintf(peers, sizeof peers, "%s,%s,%s", d[0].listen, d[1].listen, d[2].listen);
+    const char *const a0[] = {"--peers", peers, "--node-id", "n1", NULL};
+    const char *const a1[] = {"--peers", peers, "--node-id", "n2", NULL};
+    const char *const a2[] = {"--peers", peers, "--node-id", "n3", NULL};
+    start(&d[0], a0);
+    start(&d[1], a1);
+
+    /* n3 is not up: its id is unknown and there is no ring yet. */
+    cJSON *root = describe_of(&d[0]);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(root, "complete")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(root, "members")), 3);
+    cJSON_Delete(root);
+
+    start(&d[2], a2);
+    int complete = 0;
+    for (int i = 0; i < 100 && !complete; i++) {
+        root = describe_of(&d[1]);
+        complete = cJSON_IsTrue(cJSON_GetObjectItem(root, "complete"));
+        if (!complete) {
+            cJSON_Delete(root);
+            sleep_ms(100);
+        }
+    }
+    assert_true(complete);
+    /* Every member known by id, the ring shares adding up. */
+    const cJSON *m;
+    int seen[3] = {0};
+    double primary = 0;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "members")) {
+        const char *id = cJSON_GetObjectItem(m, "nodeId")->valuestring;
+        assert_true(id[0] == 'n' && id[1] >= '1' && id[1] <= '3' && id[2] == 0);
+        seen[id[1] - '1']++;
+        primary += cJSON_GetObjectItem(m, "primaryShare")->valuedouble;
+        /* N = 3 with three members: each holds every key. */
+        assert_true(cJSON_GetObjectItem(m, "replicaShare")->valuedouble > 0.999);
+    }
+    assert_true(primary > 0.999 && primary < 1.001);
+    assert_true(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
+    cJSON_Delete(root);
+    /* The same over HTTP, with member ids as JSON strings. */
+    body b;
+    assert_int_equal(http(&d[2], "GET", "/v1/cluster", NULL, &b), 200);
+    assert_non_null(strstr(b.data, "\"nodeId\":\"n1\""));
+    assert_non_null(strstr(b.data, "\"complete\":true"));
+
+    for (int i = 1; i < 3; i++) {
+        stop(&d[i], SIGTERM);
+        unlink(d[i].log_path);
+        test_rmtree(d[i].dir);
+    }
+    first->pid = d[0].pid;
+}
+
+static void bad_cluster_flags(void **state)
+{
+    daemon *d = *state;
+    const char *const empty_peer[] = {"--listen", d->listen, "--peers", "a:1,", NULL};
+    assert_int_equal(run_to_exit(d, empty_peer, 1), 2);
+    const char *const bad_peer[] = {"--listen", d->listen, "--peers", "nowhere", NULL};
+    assert_int_equal(run_to_exit(d, bad_peer, 1), 1);
+    assert_true(log_contains(d, "peer 1"));
+    const char *const zero[] = {"--listen", d->listen, "--replicas", "0", NULL};
+    assert_int_equal(run_to_exit(d, zero, 1), 2);
+    const char *const many[] = {"--listen", d->listen, "--vnodes", "5000", NULL};
+    assert_int_equal(run_to_exit(d, many, 1), 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -460,6 +565,8 @@ int main(void)
         T(sigterm_stops_cleanly),
         T(bad_flags_and_busy_ports),
         T(config_file_works),
+        T(three_nodes_learn_each_other),
+        T(bad_cluster_flags),
     };
     int rc = cmocka_run_group_tests_name("integration.kvd", tests, NULL, NULL);
     curl_global_cleanup();

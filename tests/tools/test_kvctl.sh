@@ -105,6 +105,14 @@ done
 [[ $(cat "$tmp/out") == ok ]] || fail "health prints ok"
 
 # ------------------------------------------------------- put, get, del
+# members and ring of a cluster of one
+kc members;             expect_rc 0 "members"
+grep -q "^kvctl-test .*127.0.0.1:$port" "$tmp/out" || fail "members lists the node: $(cat "$tmp/out")"
+kc ring;                expect_rc 0 "ring"
+grep -q "100.00% *100.00%" "$tmp/out" || fail "a node alone owns the whole ring: $(cat "$tmp/out")"
+kc -w json members;     expect_rc 0 "members -w json"
+json_check 'd["complete"] and [m["nodeId"] for m in d["members"]] == ["kvctl-test"]' "members json"
+
 kc put k1 v1;           expect 0 "version 1" "put new key"
 kc get k1;              expect 0 "v1" "get"
 kc put k1 "v 2";        expect 0 "version 2" "put again"

@@ -488,6 +488,87 @@ static int cmd_health(kv *db, const struct cli *c)
     return EXIT_OK;
 }
 
+/* ------------------------------------------------------ members, ring */
+
+/* Fetches the cluster's description from the node; NULL after a message. */
+static cJSON *describe(kv *db, const char *what, int *code)
+{
+    char *json = NULL;
+    int rc = kv_cluster_describe(&json, db);
+    if (rc != KV_OK) {
+        *code = fail(what, rc, NULL);
+        return NULL;
+    }
+    cJSON *root = cJSON_Parse(json);
+    kv_string_free(json);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        fprintf(stderr, PROG ": %s: the node sent a malformed description\n", what);
+        *code = EXIT_ERROR;
+        return NULL;
+    }
+    return root;
+}
+
+static const char *text_or(const cJSON *o, const char *name, const char *fallback)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? v->valuestring : fallback;
+}
+
+/* members: who the node believes is in the cluster; ring: their shares. */
+static int show_cluster(kv *db, bool shares)
+{
+    const char *what = shares ? "ring" : "members";
+    int code = EXIT_OK;
+    cJSON *root = describe(db, what, &code);
+    if (!root)
+        return code;
+    if (g_json) {
+        char *text = cJSON_PrintUnformatted(root);
+        if (text)
+            puts(text);
+        cJSON_free(text);
+        cJSON_Delete(root);
+        return EXIT_OK;
+    }
+    const cJSON *complete = cJSON_GetObjectItemCaseSensitive(root, "complete");
+    const cJSON *m;
+    if (shares && !cJSON_IsTrue(complete))
+        printf("(membership incomplete: the ring is built once every member's id is known)\n");
+    if (shares)
+        printf("%-24s %-24s %8s %8s\n", "NODE", "ADDRESS", "PRIMARY", "REPLICA");
+    else
+        printf("%-24s %-24s %-24s\n", "NODE", "ADDRESS", "HTTP");
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+        const char *id = text_or(m, "nodeId", "(unknown)");
+        const char *addr = text_or(m, "address", "-");
+        if (shares) {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(m, "primaryShare");
+            const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "replicaShare");
+            printf("%-24s %-24s %7.2f%% %7.2f%%\n", id, addr,
+                   cJSON_IsNumber(p) ? p->valuedouble * 100 : 0.0,
+                   cJSON_IsNumber(r) ? r->valuedouble * 100 : 0.0);
+        } else {
+            printf("%-24s %-24s %-24s\n", id, addr, text_or(m, "httpAddress", "-"));
+        }
+    }
+    cJSON_Delete(root);
+    return EXIT_OK;
+}
+
+static int cmd_members(kv *db, const struct cli *c)
+{
+    (void)c;
+    return show_cluster(db, false);
+}
+
+static int cmd_ring(kv *db, const struct cli *c)
+{
+    (void)c;
+    return show_cluster(db, true);
+}
+
 /* --------------------------------------------------------------- batch */
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated buffer. */
@@ -811,6 +892,8 @@ static const struct command {
     {"cas", 3, true, cmd_cas, "cas KEY EXPECTED_VERSION VALUE [--ttl S]"},
     {"batch", 1, false, cmd_batch, "batch FILE.json|-"},
     {"health", 0, false, cmd_health, "health"},
+    {"members", 0, false, cmd_members, "members"},
+    {"ring", 0, false, cmd_ring, "ring"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)

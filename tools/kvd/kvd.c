@@ -2,6 +2,7 @@
  * kvd - the libkv storage node daemon: a thin main() around kv_node_start.
  *
  *   kvd --data DIR --listen HOST:PORT [--http HOST:PORT] --node-id ID
+ *       [--peers HOST:PORT,...] [--replicas N] [--vnodes V]
  *       [--config FILE.json] [--sync always|periodic|none] [--log-level LEVEL]
  *       [--io-threads N] [--http-threads N]
  *
@@ -35,6 +36,10 @@ typedef struct settings {
     unsigned http_threads;
     uint32_t max_key_size;
     uint32_t max_value_size;
+    char **peers;      /* binary addresses of the cluster's members */
+    size_t n_peers;
+    unsigned replicas;
+    unsigned vnodes;
 } settings;
 
 /* ------------------------------------------------------------- logging */
@@ -86,11 +91,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: kvd --data DIR --listen HOST:PORT --node-id ID [--http HOST:PORT]\n"
+            "           [--peers HOST:PORT,...] [--replicas N] [--vnodes V]\n"
             "           [--config FILE.json] [--sync always|periodic|none]\n"
             "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
             "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
-            "nodeId, sync, logLevel, ioThreads, httpThreads, maxKeySize, maxValueSize.\n");
+            "nodeId, peers (array), replicas, vnodes, sync, logLevel, ioThreads, httpThreads,\n"
+            "maxKeySize, maxValueSize.\n");
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -143,6 +150,43 @@ static void set_string(char **field, const char *value)
     *field = strdup(value);
 }
 
+static void clear_peers(settings *s)
+{
+    for (size_t i = 0; i < s->n_peers; i++)
+        free(s->peers[i]);
+    free(s->peers);
+    s->peers = NULL;
+    s->n_peers = 0;
+}
+
+static int add_peer(settings *s, const char *addr, size_t len)
+{
+    if (len == 0)
+        return -1;
+    char **grown = realloc(s->peers, (s->n_peers + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    s->peers = grown;
+    s->peers[s->n_peers] = strndup(addr, len);
+    return s->peers[s->n_peers++] ? 0 : -1;
+}
+
+/* "HOST:PORT,HOST:PORT,..." */
+static int set_peers(settings *s, const char *list)
+{
+    clear_peers(s);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (add_peer(s, p, len) != 0)
+            return -1;
+        p += len + (comma ? 1 : 0);
+        if (comma && !*p)
+            return -1; /* a trailing comma */
+    }
+    return s->n_peers ? 0 : -1;
+}
+
 /* Reads the JSON config file into s. Returns 0, or 2 after a message. */
 static int load_config(settings *s, const char *path)
 {
@@ -180,6 +224,19 @@ static int load_config(settings *s, const char *path)
             set_string(&s->http, str);
         else if (strcmp(k, "nodeId") == 0 && str)
             set_string(&s->node_id, str);
+        else if (strcmp(k, "peers") == 0 && cJSON_IsArray(item)) {
+            clear_peers(s);
+            for (cJSON *p = item->child; p && rc == 0; p = p->next)
+                if (!cJSON_IsString(p) || add_peer(s, p->valuestring, strlen(p->valuestring)) != 0) {
+                    fprintf(stderr, "kvd: config %s: peers must be an array of \"HOST:PORT\" strings\n", path);
+                    rc = 2;
+                }
+        } else if (strcmp(k, "replicas") == 0 && is_num && item->valuedouble >= 1 &&
+                   item->valuedouble <= 16)
+            s->replicas = (unsigned)item->valuedouble;
+        else if (strcmp(k, "vnodes") == 0 && is_num && item->valuedouble >= 1 &&
+                 item->valuedouble <= 4096)
+            s->vnodes = (unsigned)item->valuedouble;
         else if (strcmp(k, "sync") == 0 && str && parse_sync(str, &s->sync) == 0)
             ;
         else if (strcmp(k, "logLevel") == 0 && str && parse_level(str, &s->log_level) == 0)
@@ -234,6 +291,18 @@ static int parse_args(settings *s, int argc, char **argv)
             set_string(&s->http, v);
         else if (strcmp(flag, "--node-id") == 0)
             set_string(&s->node_id, v);
+        else if (strcmp(flag, "--peers") == 0) {
+            if (set_peers(s, v) != 0)
+                return bad("--peers must be HOST:PORT[,HOST:PORT...], not \"%s\"", v);
+        } else if (strcmp(flag, "--replicas") == 0) {
+            if (parse_uint(v, 16, &n) != 0 || n == 0)
+                return bad("--replicas must be 1..16, not \"%s\"", v);
+            s->replicas = (unsigned)n;
+        } else if (strcmp(flag, "--vnodes") == 0) {
+            if (parse_uint(v, 4096, &n) != 0 || n == 0)
+                return bad("--vnodes must be 1..4096, not \"%s\"", v);
+            s->vnodes = (unsigned)n;
+        }
         else if (strcmp(flag, "--sync") == 0) {
             if (parse_sync(v, &s->sync) != 0)
                 return bad("--sync must be always, periodic or none, not \"%s\"", v);
@@ -277,6 +346,7 @@ static void free_settings(settings *s)
     free(s->listen);
     free(s->http);
     free(s->node_id);
+    clear_peers(s);
 }
 
 int main(int argc, char **argv)
@@ -311,6 +381,10 @@ int main(int argc, char **argv)
     node.store = &store;
     node.io_threads = s.io_threads;
     node.http_threads = s.http_threads;
+    node.peers = (const char *const *)s.peers;
+    node.peer_count = s.n_peers;
+    node.replicas = s.replicas;
+    node.vnodes = s.vnodes;
 
     kv *db = NULL;
     rc = kv_node_start(&db, &node);

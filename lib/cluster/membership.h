@@ -1,0 +1,50 @@
+/*
+ * cluster/membership.h - static membership: the members a node is told
+ * about (kvd --peers), their node ids learned by asking each one, and the
+ * ring built once every id is known.
+ *
+ * A background thread asks every member whose id is still unknown for its
+ * CLUSTER description, a few times a second, until all are known. Until
+ * then the membership is incomplete and has no ring. (Gossip replaces this
+ * in the failures issue.)
+ *
+ * Threads: every function may be called from any thread, except
+ * kvi_membership_stop.
+ */
+#ifndef KVI_MEMBERSHIP_H
+#define KVI_MEMBERSHIP_H
+
+#include <stddef.h>
+
+#include "net/message.h"
+#include "util/log.h"
+
+typedef struct kvi_membership_config {
+    const char *self_id;
+    const char *self_addr;         /* binary protocol, as given */
+    const char *self_http;         /* may be NULL */
+    const char *const *peers;      /* binary addresses; may include self_addr */
+    size_t n_peers;
+    unsigned replicas;             /* N; 0 = 3 */
+    unsigned vnodes;               /* 0 = 256 */
+    const kvi_logger *log;         /* borrowed */
+} kvi_membership_config;
+
+typedef struct kvi_membership kvi_membership;
+
+/* KV_OK, KV_EINVAL (a peer address that does not parse, bad counts),
+ * KV_ENOMEM. */
+int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg);
+void kvi_membership_stop(kvi_membership *m);
+
+/* 1 once every member's id is known and the ring is built. */
+int kvi_membership_complete(kvi_membership *m);
+
+/* Appends the JSON description of the membership:
+ * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,
+ *  "members": [{"nodeId": id or null, "address": ..., "httpAddress": ...,
+ *               "primaryShare": x, "replicaShare": y}, ...]}
+ * (shares only once complete). */
+void kvi_membership_describe(kvi_membership *m, kvi_buf *out);
+
+#endif
