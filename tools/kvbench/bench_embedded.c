@@ -506,46 +506,18 @@ static void parse_args(int argc, char **argv, struct config *cfg)
     cfg->key_format = KEYFMT_DB_BENCH;
     cfg->seed = 1;
 
+    static const char *const bools[] = {"--json", NULL};
+    static const char *const valued[] = {
+        "--db", "--benchmarks", "--num", "--key-size", "--value-size", "--threads",
+        "--sync", "--cache-mb", "--key-format", "--seed", NULL};
     for (int i = 2; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            kvb_embedded_usage(stdout);
-            exit(0);
-        }
-        if (strncmp(arg, "--", 2) != 0)
-            bad_usage("unexpected argument '%s'", arg);
-        /* --name=value or --name value */
         char name[64];
-        const char *eq = strchr(arg, '=');
-        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (nlen >= sizeof name)
-            bad_usage("unknown flag '%s'", arg);
-        memcpy(name, arg, nlen);
-        name[nlen] = '\0';
-
-        if (strcmp(name, "--json") == 0) {
-            if (eq != NULL)
-                bad_usage("--json takes no value, got '%s'", arg);
+        const char *val;
+        kvb_next_flag(argc, argv, &i, bools, valued, kvb_embedded_usage, name, &val);
+        if (val == NULL) { /* --json */
             cfg->json = true;
             continue;
         }
-        static const char *const valued[] = {
-            "--db", "--benchmarks", "--num", "--key-size", "--value-size", "--threads",
-            "--sync", "--cache-mb", "--key-format", "--seed"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            if (strcmp(name, valued[k]) == 0)
-                known = true;
-        if (!known)
-            bad_usage("unknown flag '%s'", name);
-        const char *val;
-        if (eq != NULL)
-            val = eq + 1;
-        else if (i + 1 < argc)
-            val = argv[++i];
-        else
-            bad_usage("%s needs a value", name);
-
         if (strcmp(name, "--db") == 0) {
             if (*val == '\0')
                 bad_usage("--db needs a directory%s", "");

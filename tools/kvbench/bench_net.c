@@ -803,30 +803,16 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
     cfg->seed = 1;
     bool have_duration = false, have_connections = false;
 
+    static const char *const bools[] = {"--json", "--no-preload", "--allow-errors", NULL};
+    static const char *const valued[] = {
+        "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
+        "--keys", "--key-size", "--value-size", "--read-ratio", "--ttl", "--timeout",
+        "--seed", NULL};
     for (int i = 2; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            kvb_net_usage(stdout);
-            exit(0);
-        }
-        if (strncmp(arg, "--", 2) != 0)
-            bad_usage("unexpected argument '%s'", arg);
         char name[64];
-        const char *eq = strchr(arg, '=');
-        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (nlen >= sizeof name)
-            bad_usage("unknown flag '%s'", arg);
-        memcpy(name, arg, nlen);
-        name[nlen] = '\0';
-
-        static const char *const bools[] = {"--json", "--no-preload", "--allow-errors"};
-        bool is_bool = false;
-        for (size_t k = 0; k < sizeof bools / sizeof bools[0]; k++)
-            if (strcmp(name, bools[k]) == 0)
-                is_bool = true;
-        if (is_bool) {
-            if (eq != NULL)
-                bad_usage("this flag takes no value: '%s'", arg);
+        const char *val;
+        kvb_next_flag(argc, argv, &i, bools, valued, kvb_net_usage, name, &val);
+        if (val == NULL) {
             if (strcmp(name, "--json") == 0)
                 cfg->json = true;
             else if (strcmp(name, "--no-preload") == 0)
@@ -835,24 +821,6 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
                 cfg->allow_errors = true;
             continue;
         }
-        static const char *const valued[] = {
-            "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
-            "--keys", "--key-size", "--value-size", "--read-ratio", "--ttl", "--timeout",
-            "--seed"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            if (strcmp(name, valued[k]) == 0)
-                known = true;
-        if (!known)
-            bad_usage("unknown flag '%s'", name);
-        const char *val;
-        if (eq != NULL)
-            val = eq + 1;
-        else if (i + 1 < argc)
-            val = argv[++i];
-        else
-            bad_usage("%s needs a value", name);
-
         if (strcmp(name, "--endpoints") == 0) {
             if (cfg->proto != PROTO_BINARY)
                 bad_usage("--endpoints is for binary mode; http mode takes --url%s", "");

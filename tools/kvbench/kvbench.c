@@ -73,6 +73,47 @@ void bad_usage(const char *fmt, const char *arg)
     exit(2);
 }
 
+static bool in_list(const char *const *list, const char *name)
+{
+    for (; *list; list++)
+        if (strcmp(*list, name) == 0)
+            return true;
+    return false;
+}
+
+void kvb_next_flag(int argc, char **argv, int *i, const char *const *bools,
+                   const char *const *valued, void (*usage)(FILE *), char name[64],
+                   const char **val)
+{
+    const char *arg = argv[*i];
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+        usage(stdout);
+        exit(0);
+    }
+    if (strncmp(arg, "--", 2) != 0)
+        bad_usage("unexpected argument '%s'", arg);
+    const char *eq = strchr(arg, '=');
+    size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (nlen >= 64)
+        bad_usage("unknown flag '%s'", arg);
+    memcpy(name, arg, nlen);
+    name[nlen] = '\0';
+    if (in_list(bools, name)) {
+        if (eq != NULL)
+            bad_usage("this flag takes no value: '%s'", arg);
+        *val = NULL;
+        return;
+    }
+    if (!in_list(valued, name))
+        bad_usage("unknown flag '%s'", name);
+    if (eq != NULL)
+        *val = eq + 1;
+    else if (*i + 1 < argc)
+        *val = argv[++*i];
+    else
+        bad_usage("%s needs a value", name);
+}
+
 uint64_t parse_u64(const char *flag, const char *s, uint64_t lo, uint64_t hi)
 {
     char *end;

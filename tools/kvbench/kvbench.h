@@ -46,6 +46,14 @@ _Noreturn void bad_usage(const char *fmt, const char *arg);
 /* Parse a decimal integer in [lo, hi] for a flag, or exit 2. */
 uint64_t parse_u64(const char *flag, const char *s, uint64_t lo, uint64_t hi);
 
+/* Reads the flag at argv[*i] (--name, --name=value or --name value, the
+ * last advancing *i) into name. Boolean flags (in bools) set *val to NULL;
+ * flags in valued set *val to their value. -h/--help prints usage and exits
+ * 0; anything else exits 2 with a message. Both lists end with NULL. */
+void kvb_next_flag(int argc, char **argv, int *i, const char *const *bools,
+                   const char *const *valued, void (*usage)(FILE *), char name[64],
+                   const char **val);
+
 /* Parse a decimal number in [lo, hi] for a flag, or exit 2. */
 double parse_double(const char *flag, const char *s, double lo, double hi);
 
