@@ -9,7 +9,11 @@
 #include "batch.h"
 #include "embedded.h"
 #include "handle.h"
+#include "net/frame.h"
 #include "net/message.h"
+#include "options.h"
+#include "remote.h"
+#include "router.h"
 #include "util/error.h"
 
 #define DEFAULT_SYNC_INTERVAL_MS 100u
@@ -183,10 +187,27 @@ int kv_client_open(kv **out, const char *const *endpoints, size_t count,
      * nothing absurd is encoded, and the node's answer says the rest. */
     db->max_key_size = KV_MAX_KEY_SIZE_LIMIT;
     db->max_value_size = KV_MAX_VALUE_SIZE_LIMIT;
-    if (opts)
-        db->log = (kvi_logger){opts->log_fn, opts->log_ctx, opts->log_level};
-    int rc = kvi_client_open(&db->client, endpoints, count, opts, &db->log);
+    kv_client_options o;
+    int rc = kvi_client_options_upgrade(&o, opts);
+    if (rc == KV_OK && (unsigned)o.policy > KV_POLICY_MERGE)
+        rc = kvi_error(KV_EINVAL, "client options: unknown conflict policy %d", (int)o.policy);
+    if (rc == KV_OK && o.policy == KV_POLICY_MERGE && !o.merge)
+        rc = kvi_error(KV_EINVAL, "client options: KV_POLICY_MERGE needs a merge callback");
     if (rc != KV_OK) {
+        free(db);
+        return rc;
+    }
+    db->log = (kvi_logger){o.log_fn, o.log_ctx, o.log_level};
+    db->policy = o.policy;
+    db->merge = o.merge;
+    db->merge_ctx = o.merge_ctx;
+    rc = kvi_client_open(&db->client, endpoints, count, &o, &db->log);
+    if (rc == KV_OK) {
+        kvi_client_set_flags(db->client, o.policy == KV_POLICY_LWW ? 0 : KVI_FRAME_FLAG_SIBLINGS);
+        rc = kvi_router_open(&db->router, db->client, &o, &db->log);
+    }
+    if (rc != KV_OK) {
+        kvi_client_close(db->client);
         free(db);
         return rc;
     }
@@ -239,6 +260,7 @@ void kv_close(kv *db)
         return;
     kvi_embedded_close(db->embedded);
     kvi_node_stop(db->node);
+    kvi_router_close(db->router);
     kvi_client_close(db->client);
     free(db);
 }
@@ -253,9 +275,10 @@ int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len,
         (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kv_put(out_version, kvi_node_store(db->node), key, key_len, value, value_len, opts);
+        return kvi_node_put(db->node, out_version, key, key_len, value, value_len, opts,
+                            kvi_node_flags(db->node));
     if (db->kind == KVI_KIND_CLIENT)
-        return kvi_client_put(db->client, out_version, key, key_len, value, value_len, opts);
+        return kvi_remote_put(db, out_version, key, key_len, value, value_len, opts);
     return kvi_embedded_put(db->embedded, out_version, key, key_len, value,
                             value_len, opts ? opts->ttl_s : 0);
 }
@@ -271,9 +294,9 @@ int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
         (rc = check_read_options(opts)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kv_get(out, kvi_node_store(db->node), key, key_len, opts);
+        return kvi_node_get(db->node, out, key, key_len, opts, kvi_node_flags(db->node), NULL);
     if (db->kind == KVI_KIND_CLIENT)
-        return kvi_client_get(db->client, out, key, key_len, opts);
+        return kvi_remote_get(db, out, key, key_len, opts, NULL);
     return kvi_embedded_get(db->embedded, out, key, key_len);
 }
 
@@ -285,9 +308,10 @@ int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,
         (rc = check_write_options(opts)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kv_delete(out_version, kvi_node_store(db->node), key, key_len, opts);
+        return kvi_node_delete(db->node, out_version, key, key_len, opts,
+                               kvi_node_flags(db->node));
     if (db->kind == KVI_KIND_CLIENT)
-        return kvi_client_delete(db->client, out_version, key, key_len, opts);
+        return kvi_remote_delete(db, out_version, key, key_len, opts);
     return kvi_embedded_delete(db->embedded, out_version, key, key_len);
 }
 
@@ -300,11 +324,11 @@ int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
         (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kv_cas(out_version, kvi_node_store(db->node), key, key_len, expected_version,
-                      value, value_len, opts);
+        return kvi_node_cas(db->node, out_version, key, key_len, expected_version, value,
+                            value_len, opts, kvi_node_flags(db->node));
     if (db->kind == KVI_KIND_CLIENT)
-        return kvi_client_cas(db->client, out_version, key, key_len, expected_version,
-                              value, value_len, opts);
+        return kvi_remote_cas(db, out_version, key, key_len, expected_version, value,
+                              value_len, opts);
     return kvi_embedded_cas(db->embedded, out_version, key, key_len,
                             expected_version, value, value_len,
                             opts ? opts->ttl_s : 0);
@@ -319,8 +343,6 @@ int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
         return rc;
     if (!b || b->count == 0)
         return kvi_error(KV_EINVAL, "the batch is NULL or empty");
-    if (db->kind == KVI_KIND_NODE)
-        return kv_batch_execute(kvi_node_store(db->node), b, wopts, ropts);
     kvi_batch_reset_results(b);
     b->executed = 1;
     /* Every operation is checked before any is applied: one bad operation
@@ -334,8 +356,10 @@ int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
             return kvi_error(rc, "batch operation %zu: %s", i, kv_error_last());
         }
     }
+    if (db->kind == KVI_KIND_NODE)
+        return kvi_node_batch(db->node, b, wopts, ropts, kvi_node_flags(db->node));
     if (db->kind == KVI_KIND_CLIENT)
-        return kvi_client_batch(db->client, b, wopts, ropts);
+        return kvi_remote_batch(db, b, wopts, ropts);
     return kvi_embedded_batch(db->embedded, b);
 }
 

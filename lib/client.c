@@ -26,6 +26,7 @@
 
 #include "batch.h"
 #include "net/addr.h"
+#include "options.h"
 #include "net/frame.h"
 #include "net/message.h"
 #include "util/error.h"
@@ -44,8 +45,25 @@ typedef struct waiter {
     kvi_frame_header h;  /* of the response */
     unsigned char *body; /* malloc'd by the reader; freed by the caller */
     pthread_cond_t cond;
+    kvi_fanout *fanout;  /* also told when this completes; may be NULL */
     struct waiter *next;
 } waiter;
+
+/* Marks a waiter complete; called with its connection's lock held. */
+static void complete(waiter *w)
+{
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    kvi_fanout *fo = w->fanout;
+    if (fo) {
+        pthread_mutex_lock(&fo->lock);
+        fo->done++;
+        if (!w->broken && (w->h.status == KV_OK || w->h.status == KV_ENOTFOUND))
+            fo->ok++;
+        pthread_cond_broadcast(&fo->cond);
+        pthread_mutex_unlock(&fo->lock);
+    }
+}
 
 typedef struct conn {
     struct kvi_client *client;
@@ -75,6 +93,7 @@ struct kvi_client {
     unsigned n_conns;
     atomic_uint next_conn;
     atomic_uint_fast64_t next_id;
+    uint16_t flags; /* frame flags sent with every request */
     const kvi_logger *log;
 };
 
@@ -117,10 +136,10 @@ static int send_full(int fd, const unsigned char *p, size_t n, size_t *sent)
 /* Fails every waiter of a broken connection; called with c->lock held. */
 static void fail_pending(conn *c)
 {
-    for (waiter *w = c->pending; w; w = w->next) {
-        w->done = 1;
+    for (waiter *w = c->pending, *next; w; w = next) {
+        next = w->next;
         w->broken = 1;
-        pthread_cond_signal(&w->cond);
+        complete(w);
     }
     c->pending = NULL;
 }
@@ -156,8 +175,7 @@ static void *reader_loop(void *arg)
             *pp = w->next;
             w->h = h;
             w->body = body;
-            w->done = 1;
-            pthread_cond_signal(&w->cond);
+            complete(w);
         } else {
             free(body); /* its caller gave up (timed out) */
         }
@@ -232,7 +250,7 @@ static int ensure_connected(kvi_client *cl, conn *c)
                      "no node reachable: %s", why);
 }
 
-static struct timespec deadline_after(uint32_t ms)
+struct timespec kvi_deadline_after(uint32_t ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -248,66 +266,74 @@ typedef struct reply {
     unsigned char *body;
 } reply;
 
-/* Sends the frame in req (built with request id 0 patched below) and waits
- * for its response. is_write decides what a lost answer means. */
-static int round_trip_once(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write,
-                           reply *out, int *retryable)
+static void waiter_init(waiter *w, kvi_client *cl, kvi_fanout *fo)
 {
-    *retryable = 0;
-    conn *c = &cl->conns[atomic_fetch_add(&cl->next_conn, 1) % cl->n_conns];
-    waiter w = {.id = atomic_fetch_add(&cl->next_id, 1)};
+    memset(w, 0, sizeof *w);
+    w->id = atomic_fetch_add(&cl->next_id, 1);
+    w->fanout = fo;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w.cond, &attr);
+    pthread_cond_init(&w->cond, &attr);
     pthread_condattr_destroy(&attr);
-    kvi_frame_finish(frame, 0, opcode, 0, 0, w.id);
+}
+
+/* Registers w on one of cl's connections and sends the frame (whose header
+ * is filled in here with w's id). On KV_OK, w is pending or already failed;
+ * *sent tells how many bytes went out. Otherwise w was not registered. */
+static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *frame,
+                        uint8_t opcode, uint16_t extra_flags, size_t *sent)
+{
+    conn *c = &cl->conns[atomic_fetch_add(&cl->next_conn, 1) % cl->n_conns];
+    *out_conn = c;
+    *sent = 0;
+    kvi_frame_finish(frame, 0, opcode, (uint16_t)(cl->flags | extra_flags), 0, w->id);
 
     pthread_mutex_lock(&c->lock);
     int rc = ensure_connected(cl, c);
     if (rc != KV_OK) {
         pthread_mutex_unlock(&c->lock);
-        pthread_cond_destroy(&w.cond);
         return rc;
     }
     int fd = c->fd;
     uint64_t generation = c->generation;
-    w.next = c->pending;
-    c->pending = &w;
+    w->next = c->pending;
+    c->pending = w;
     pthread_mutex_unlock(&c->lock);
 
     pthread_mutex_lock(&c->send_lock);
-    size_t sent = 0;
     /* If the socket was replaced meanwhile, fd may name another one now. */
     int send_failed = c->generation != generation ||
-                      send_full(fd, frame->data, frame->len, &sent) != 0;
+                      send_full(fd, frame->data, frame->len, sent) != 0;
     pthread_mutex_unlock(&c->send_lock);
 
-    struct timespec deadline = deadline_after(cl->request_timeout_ms);
-    pthread_mutex_lock(&c->lock);
-    if (send_failed && c->generation == generation) {
-        c->broken = 1;
-        shutdown(fd, SHUT_RDWR);
-    }
-    while (!w.done) {
-        if (pthread_cond_timedwait(&w.cond, &c->lock, &deadline) == ETIMEDOUT && !w.done) {
-            waiter **pp = &c->pending;
-            while (*pp && *pp != &w)
-                pp = &(*pp)->next;
-            if (*pp)
-                *pp = w.next;
-            break;
+    if (send_failed) {
+        pthread_mutex_lock(&c->lock);
+        if (c->generation == generation) {
+            c->broken = 1;
+            shutdown(fd, SHUT_RDWR); /* the reader fails the waiters */
         }
+        pthread_mutex_unlock(&c->lock);
     }
-    pthread_mutex_unlock(&c->lock);
-    pthread_cond_destroy(&w.cond);
+    return KV_OK;
+}
 
-    if (w.done && !w.broken) {
-        out->h = w.h;
-        out->body = w.body;
-        return KV_OK;
-    }
-    if (w.broken) {
+/* Takes w off its connection if it is still pending (its caller gives up);
+ * called with c->lock held. */
+static void cancel(conn *c, waiter *w)
+{
+    waiter **pp = &c->pending;
+    while (*pp && *pp != w)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = w->next;
+}
+
+/* What a call that got no answer means. */
+static int no_answer(const kvi_client *cl, const waiter *w, size_t sent, int is_write,
+                     int *retryable)
+{
+    if (w->broken) {
         /* Nothing sent, or a read: trying again on a new connection is safe. */
         if (sent == 0 || !is_write) {
             *retryable = 1;
@@ -320,6 +346,40 @@ static int round_trip_once(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int i
         return kvi_error(KV_EUNKNOWN_OUTCOME, "no answer within %u ms; the write may or "
                                               "may not have applied", cl->request_timeout_ms);
     return kvi_error(KV_ETIMEDOUT, "no answer within %u ms", cl->request_timeout_ms);
+}
+
+/* Sends the frame and waits for its response. is_write decides what a lost
+ * answer means. */
+static int round_trip_once(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write,
+                           reply *out, int *retryable)
+{
+    *retryable = 0;
+    waiter w;
+    waiter_init(&w, cl, NULL);
+    conn *c;
+    size_t sent;
+    int rc = send_request(cl, &c, &w, frame, opcode, 0, &sent);
+    if (rc != KV_OK) {
+        pthread_cond_destroy(&w.cond);
+        return rc;
+    }
+    struct timespec deadline = kvi_deadline_after(cl->request_timeout_ms);
+    pthread_mutex_lock(&c->lock);
+    while (!w.done) {
+        if (pthread_cond_timedwait(&w.cond, &c->lock, &deadline) == ETIMEDOUT && !w.done) {
+            cancel(c, &w);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    pthread_cond_destroy(&w.cond);
+
+    if (w.done && !w.broken) {
+        out->h = w.h;
+        out->body = w.body;
+        return KV_OK;
+    }
+    return no_answer(cl, &w, sent, is_write, retryable);
 }
 
 static int round_trip(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write, reply *out)
@@ -351,11 +411,10 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
     *out = NULL;
     if (!endpoints || count == 0)
         return kvi_error(KV_EINVAL, "at least one endpoint is required");
-    kv_client_options defaults = KV_CLIENT_OPTIONS_INIT;
-    if (!o)
-        o = &defaults;
-    if (o->version != KV_CLIENT_OPTIONS_VERSION)
+    kv_client_options upgraded;
+    if (kvi_client_options_upgrade(&upgraded, o) != KV_OK)
         return kvi_error(KV_EINVAL, "client options: unknown version %u", o->version);
+    o = &upgraded;
     if (o->connections_per_node > 64)
         return kvi_error(KV_EINVAL, "client options: at most 64 connections per node");
     kvi_client *cl = calloc(1, sizeof *cl);
@@ -642,5 +701,156 @@ int kvi_client_cluster(kvi_client *cl, kvi_buf *out)
             rc = kvi_error(KV_ENOMEM, "out of memory copying the cluster description");
     }
     free(body);
+    return rc;
+}
+
+/* ---------------------------------------------------------- fan-out calls */
+
+void kvi_fanout_init(kvi_fanout *fo)
+{
+    memset(fo, 0, sizeof *fo);
+    pthread_mutex_init(&fo->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&fo->cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+void kvi_fanout_destroy(kvi_fanout *fo)
+{
+    pthread_mutex_destroy(&fo->lock);
+    pthread_cond_destroy(&fo->cond);
+}
+
+/* Counts a call that completed without going through a connection. */
+static void fanout_count(kvi_fanout *fo, int ok)
+{
+    pthread_mutex_lock(&fo->lock);
+    fo->done++;
+    fo->ok += ok != 0;
+    pthread_cond_broadcast(&fo->cond);
+    pthread_mutex_unlock(&fo->lock);
+}
+
+void kvi_fanout_local(kvi_fanout *fo, int ok)
+{
+    fanout_count(fo, ok);
+}
+
+unsigned kvi_fanout_wait(kvi_fanout *fo, unsigned want_ok, unsigned total,
+                         const struct timespec *deadline)
+{
+    pthread_mutex_lock(&fo->lock);
+    while (fo->ok < want_ok && fo->done < total) {
+        if (pthread_cond_timedwait(&fo->cond, &fo->lock, deadline) == ETIMEDOUT)
+            break;
+    }
+    unsigned ok = fo->ok;
+    pthread_mutex_unlock(&fo->lock);
+    return ok;
+}
+
+struct kvi_call {
+    kvi_client *cl;
+    conn *c;
+    waiter w;
+    size_t sent;
+    int is_write;
+    int start_rc; /* KV_OK once sent (or at least registered) */
+};
+
+kvi_call *kvi_call_start_raw(kvi_client *cl, kvi_fanout *fo, uint8_t opcode,
+                             const void *body, size_t body_len, uint16_t extra_flags,
+                             int is_write)
+{
+    kvi_call *call = calloc(1, sizeof *call);
+    if (!call) {
+        fanout_count(fo, 0);
+        return NULL;
+    }
+    call->cl = cl;
+    call->is_write = is_write;
+    waiter_init(&call->w, cl, fo);
+    kvi_buf frame = {0};
+    kvi_frame_begin(&frame);
+    kvi_buf_raw(&frame, body, body_len);
+    if (frame.failed)
+        call->start_rc = kvi_error(KV_ENOMEM, "out of memory encoding a request");
+    else
+        call->start_rc = send_request(cl, &call->c, &call->w, &frame, opcode, extra_flags,
+                                      &call->sent);
+    kvi_buf_free(&frame);
+    if (call->start_rc != KV_OK)
+        fanout_count(fo, 0);
+    return call;
+}
+
+kvi_call *kvi_call_start(kvi_client *cl, kvi_fanout *fo, const kvi_request *req,
+                         uint16_t extra_flags, int is_write)
+{
+    kvi_buf body = {0};
+    kvi_request_encode(&body, req);
+    kvi_call *call;
+    if (body.failed) {
+        kvi_buf_free(&body);
+        fanout_count(fo, 0);
+        return NULL;
+    }
+    call = kvi_call_start_raw(cl, fo, req->opcode, body.data, body.len, extra_flags, is_write);
+    kvi_buf_free(&body);
+    return call;
+}
+
+int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
+{
+    *body = NULL;
+    if (!call)
+        return kvi_error(KV_ENOMEM, "out of memory starting a request");
+    int rc = call->start_rc;
+    if (rc == KV_OK) {
+        pthread_mutex_lock(&call->c->lock);
+        if (!call->w.done)
+            cancel(call->c, &call->w);
+        pthread_mutex_unlock(&call->c->lock);
+        if (call->w.done && !call->w.broken) {
+            *h = call->w.h;
+            *body = call->w.body;
+        } else {
+            int retryable;
+            rc = no_answer(call->cl, &call->w, call->sent, call->is_write, &retryable);
+        }
+    }
+    pthread_cond_destroy(&call->w.cond);
+    free(call);
+    return rc;
+}
+
+int kvi_call_decode(kvi_response *resp, uint8_t opcode, const kvi_frame_header *h,
+                    const unsigned char *body)
+{
+    reply r = {*h, (unsigned char *)body};
+    return decode_reply(resp, &r, opcode);
+}
+
+void kvi_client_set_flags(kvi_client *cl, uint16_t flags)
+{
+    cl->flags = flags;
+}
+
+uint32_t kvi_client_timeout_ms(const kvi_client *cl)
+{
+    return cl->request_timeout_ms;
+}
+
+int kvi_client_connect(kvi_client *cl)
+{
+    int rc = KV_EUNAVAILABLE;
+    for (unsigned i = 0; i < cl->n_conns && rc != KV_OK; i++) {
+        conn *c = &cl->conns[i];
+        pthread_mutex_lock(&c->lock);
+        rc = ensure_connected(cl, c);
+        pthread_mutex_unlock(&c->lock);
+    }
     return rc;
 }

@@ -10,6 +10,9 @@
 #ifndef KVI_CLIENT_H
 #define KVI_CLIENT_H
 
+#include <pthread.h>
+#include <time.h>
+
 #include <kv/kv.h>
 #include "cluster/state.h"
 #include "util/log.h"
@@ -44,5 +47,55 @@ int kvi_client_get_state(kvi_client *c, kvi_state *out, kvi_buf *holder, const v
  * receives the merged state's version. */
 int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size_t key_len,
                          const kvi_state *state);
+
+/* KV_OK when a connection to the node is up or can be made now. */
+int kvi_client_connect(kvi_client *c);
+/* Frame flags sent with every request of this client (set before use). */
+void kvi_client_set_flags(kvi_client *c, uint16_t flags);
+uint32_t kvi_client_timeout_ms(const kvi_client *c);
+/* A CLOCK_MONOTONIC deadline ms from now. */
+struct timespec kvi_deadline_after(uint32_t ms);
+
+/* ------------------------------------------------------- fan-out calls
+ *
+ * A coordinator sends one request to each of several nodes and waits until
+ * enough have answered. Each call is started (sent) at once; the fan-out
+ * counts the calls that completed and those answered with status KV_OK.
+ * Calls still pending when the caller has heard enough are given up by
+ * kvi_call_finish: the request was sent and the node still acts on it, but
+ * its answer is dropped. */
+typedef struct kvi_fanout {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned done; /* calls completed: answered, failed or never sent */
+    unsigned ok;   /* of those, answered with KV_OK or KV_ENOTFOUND */
+} kvi_fanout;
+
+void kvi_fanout_init(kvi_fanout *fo);
+void kvi_fanout_destroy(kvi_fanout *fo);
+/* Counts an operation done without a call (the coordinator's own replica). */
+void kvi_fanout_local(kvi_fanout *fo, int ok);
+/* Waits until want_ok calls answered KV_OK, or total completed, or the
+ * deadline passed; returns how many answered KV_OK. */
+unsigned kvi_fanout_wait(kvi_fanout *fo, unsigned want_ok, unsigned total,
+                         const struct timespec *deadline);
+
+typedef struct kvi_call kvi_call;
+/* Sends req (with extra frame flags) and returns the call to finish, or
+ * NULL when out of memory; either way it is counted in fo. A call that
+ * could not be sent completes at once. */
+kvi_call *kvi_call_start(kvi_client *c, kvi_fanout *fo, const kvi_request *req,
+                         uint16_t extra_flags, int is_write);
+/* The same with an already encoded request body (forwarding). */
+kvi_call *kvi_call_start_raw(kvi_client *c, kvi_fanout *fo, uint8_t opcode, const void *body,
+                             size_t body_len, uint16_t extra_flags, int is_write);
+/* Ends a call (NULL is accepted): KV_OK with the response's header and body
+ * (malloc'd; the caller frees it) when the node answered, whatever its
+ * status; otherwise what no answer means (KV_EUNAVAILABLE, KV_ETIMEDOUT,
+ * KV_EUNKNOWN_OUTCOME for a write). Frees the call. */
+int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body);
+/* Decodes an answer; an error frame's status and message become the result. */
+int kvi_call_decode(kvi_response *resp, uint8_t opcode, const kvi_frame_header *h,
+                    const unsigned char *body);
 
 #endif

@@ -87,7 +87,7 @@ static int value_from_slice(kv_value **out, const kvi_slice *slice, uint64_t tok
     if (rc != KV_OK)
         rc = kvi_error(KV_ECORRUPT, "the stored state of this key failed its checks");
     else
-        rc = kvi_value_from_state(out, st, now_ms);
+        rc = kvi_value_from_state(out, st, now_ms, 0);
     free(st);
     if (rc == KV_ENOTFOUND)
         return kvi_error(KV_ENOTFOUND, "key deleted or expired");

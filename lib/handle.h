@@ -23,7 +23,11 @@ struct kv {
     kvi_logger log;
     kvi_embedded *embedded; /* KVI_KIND_EMBEDDED */
     kvi_node *node;         /* KVI_KIND_NODE: data calls go to its store */
-    kvi_client *client;     /* KVI_KIND_CLIENT */
+    kvi_client *client;     /* KVI_KIND_CLIENT: to the endpoints as given */
+    struct kvi_router *router; /* KVI_KIND_CLIENT: the cluster view */
+    kv_conflict_policy policy;
+    kv_merge_fn merge;
+    void *merge_ctx;
 };
 
 #endif

@@ -8,8 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
+#include "cluster/coordinator.h"
 #include "cluster/membership.h"
 #include "cluster/replica_store.h"
+#include "cluster/view.h"
+#include "options.h"
 #include "handle.h"
 #include "net/http.h"
 #include "storage/record.h"
@@ -23,7 +27,9 @@
 #define DEFAULT_MAX_CONNECTIONS 4096u
 
 struct kvi_node {
-    kv *store;
+    kv *store;          /* the embedded store underneath */
+    kv *front;          /* a handle onto this node for its HTTP API */
+    int siblings;       /* the node's policy is SIBLINGS (else LWW) */
     kvi_server *binary;
     kvi_http *http;
     kvi_metrics *metrics;
@@ -35,6 +41,115 @@ struct kvi_node {
     int http_port;
     const kvi_logger *log;
 };
+
+/* ----------------------------------------------------------- data calls */
+
+/* A node given other members serves the cluster's data; alone, it is its
+ * embedded store served over the network. */
+static int clustered(kvi_node *n)
+{
+    return kvi_membership_size(n->membership) > 1;
+}
+
+/* The coordinator's environment, with a reference on the view; KV_OK or
+ * KV_EUNAVAILABLE while membership is incomplete. */
+static int coord_env(kvi_node *n, kvi_coord_env *env)
+{
+    env->view = kvi_membership_view(n->membership);
+    env->local = n->store->embedded;
+    env->log = n->log;
+    if (!env->view)
+        return kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members "
+                                          "(see GET /v1/cluster)");
+    return KV_OK;
+}
+
+static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, const void *key,
+                      size_t key_len, const void *value, size_t value_len,
+                      uint64_t expected, const kv_write_options *wo, unsigned flags)
+{
+    kv_write_options defaults = KV_WRITE_OPTIONS_INIT;
+    if (!wo)
+        wo = &defaults;
+    if (!clustered(n)) {
+        if (kind == KVI_WRITE_PUT)
+            return kv_put(out_version, n->store, key, key_len, value, value_len, wo);
+        if (kind == KVI_WRITE_DELETE)
+            return kv_delete(out_version, n->store, key, key_len, wo);
+        return kv_cas(out_version, n->store, key, key_len, expected, value, value_len, wo);
+    }
+    kvi_coord_env env;
+    int rc = coord_env(n, &env);
+    if (rc != KV_OK)
+        return rc;
+    kvi_coord_write w = {
+        .kind = kind, .key = key, .key_len = key_len, .value = value, .value_len = value_len,
+        .ttl_s = wo->ttl_s, .expected_version = expected,
+        .context = wo->context, .context_len = wo->context ? wo->context_len : 0,
+        .consistency = wo->consistency, .w = wo->w,
+        .siblings = (flags & KVI_FRAME_FLAG_SIBLINGS) != 0,
+        .forwarded = (flags & KVI_FRAME_FLAG_FORWARDED) != 0,
+    };
+    rc = kvi_coord_write_run(&env, &w, out_version);
+    kvi_view_unref(env.view);
+    return rc;
+}
+
+int kvi_node_put(kvi_node *n, uint64_t *out_version, const void *key, size_t key_len,
+                 const void *value, size_t value_len, const kv_write_options *wo,
+                 unsigned flags)
+{
+    return node_write(n, KVI_WRITE_PUT, out_version, key, key_len, value, value_len, 0, wo,
+                      flags);
+}
+
+int kvi_node_delete(kvi_node *n, uint64_t *out_version, const void *key, size_t key_len,
+                    const kv_write_options *wo, unsigned flags)
+{
+    return node_write(n, KVI_WRITE_DELETE, out_version, key, key_len, NULL, 0, 0, wo, flags);
+}
+
+int kvi_node_cas(kvi_node *n, uint64_t *out_version, const void *key, size_t key_len,
+                 uint64_t expected, const void *value, size_t value_len,
+                 const kv_write_options *wo, unsigned flags)
+{
+    return node_write(n, KVI_WRITE_CAS, out_version, key, key_len, value, value_len, expected,
+                      wo, flags);
+}
+
+int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
+                 const kv_read_options *ro, unsigned flags, kvi_read_report *report)
+{
+    if (!clustered(n))
+        return kv_get(out, n->store, key, key_len, ro);
+    kvi_coord_env env;
+    int rc = coord_env(n, &env);
+    if (rc != KV_OK)
+        return rc;
+    rc = kvi_coord_read(&env, out, key, key_len, ro ? ro->consistency : KV_CONSISTENCY_DEFAULT,
+                        ro ? ro->r : 0, (flags & KVI_FRAME_FLAG_SIBLINGS) != 0, report);
+    kvi_view_unref(env.view);
+    return rc;
+}
+
+int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
+                   const kv_read_options *ro, unsigned flags)
+{
+    if (!clustered(n))
+        return kv_batch_execute(n->store, b, wo, ro);
+    kvi_coord_env env;
+    int rc = coord_env(n, &env);
+    if (rc != KV_OK)
+        return rc;
+    rc = kvi_coord_batch(&env, b, wo, ro, (flags & KVI_FRAME_FLAG_SIBLINGS) != 0);
+    kvi_view_unref(env.view);
+    return rc;
+}
+
+unsigned kvi_node_flags(const kvi_node *n)
+{
+    return n->siblings ? KVI_FRAME_FLAG_SIBLINGS : 0;
+}
 
 /* ------------------------------------------------------- request executor */
 
@@ -87,7 +202,7 @@ static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, k
     ro.consistency = wo.consistency;
     ro.r = req->quorum;
     if (rc == KV_OK)
-        rc = kv_batch_execute(n->store, b, &wo, &ro);
+        rc = kvi_node_batch(n, b, &wo, &ro, h->flags);
     if (rc != KV_OK) {
         kvi_response none = {0};
         respond(out, h, rc, &none);
@@ -125,6 +240,21 @@ static int replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_heade
     else if (req->key.len > n->store->max_key_size)
         rc = kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u", req->key.len,
                        n->store->max_key_size);
+    if (rc == KV_OK && clustered(n)) {
+        /* Someone with another view of the ring: say so, and it relearns. */
+        kvi_view *v = kvi_membership_view(n->membership);
+        if (v) {
+            const uint32_t *pref;
+            size_t count = kvi_ring_preference(v->ring, kvi_key_token(req->key.data, req->key.len),
+                                               &pref);
+            int mine = 0;
+            for (size_t i = 0; i < count; i++)
+                mine |= (int)pref[i] == v->self;
+            if (!mine)
+                rc = kvi_error(KVI_ENOT_REPLICA, "this node is not a replica of the key");
+            kvi_view_unref(v);
+        }
+    }
     kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
     if (rc == KV_OK && !st)
         rc = kvi_error(KV_ENOMEM, "out of memory handling a replica request");
@@ -196,7 +326,7 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
         ro.consistency = (kv_consistency)req.consistency;
         ro.r = req.quorum;
         kv_value *v = NULL;
-        rc = kv_get(&v, n->store, req.key.data, req.key.len, &ro);
+        rc = kvi_node_get(n, &v, req.key.data, req.key.len, &ro, h->flags, NULL);
         if (rc != KV_OK) {
             respond(out, h, rc, &resp);
             break;
@@ -220,19 +350,19 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
     }
     case KVI_OP_PUT:
         write_options(&wo, &req);
-        rc = kv_put(&resp.version, n->store, req.key.data, req.key.len, req.value.data,
-                    req.value.len, &wo);
+        rc = kvi_node_put(n, &resp.version, req.key.data, req.key.len, req.value.data,
+                          req.value.len, &wo, h->flags);
         respond(out, h, rc, &resp);
         break;
     case KVI_OP_DELETE:
         write_options(&wo, &req);
-        rc = kv_delete(&resp.version, n->store, req.key.data, req.key.len, &wo);
+        rc = kvi_node_delete(n, &resp.version, req.key.data, req.key.len, &wo, h->flags);
         respond(out, h, rc, &resp);
         break;
     case KVI_OP_CAS:
         write_options(&wo, &req);
-        rc = kv_cas(&resp.version, n->store, req.key.data, req.key.len, req.expected_version,
-                    req.value.data, req.value.len, &wo);
+        rc = kvi_node_cas(n, &resp.version, req.key.data, req.key.len, req.expected_version,
+                          req.value.data, req.value.len, &wo, h->flags);
         if (rc != KV_OK && rc != KV_ECONFLICT)
             resp.version = 0;
         respond(out, h, rc, &resp);
@@ -263,6 +393,22 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
                        kvi_metrics_now_ns() - started);
 }
 
+/* Requests that wait on other nodes run on the worker pool. */
+static int offload_request(void *ctx, const kvi_frame_header *h)
+{
+    kvi_node *n = ctx;
+    switch (h->opcode) {
+    case KVI_OP_GET:
+    case KVI_OP_PUT:
+    case KVI_OP_DELETE:
+    case KVI_OP_CAS:
+    case KVI_OP_BATCH:
+        return clustered(n);
+    default:
+        return 0;
+    }
+}
+
 static void describe_cluster(void *ctx, kvi_buf *out)
 {
     kvi_node *n = ctx;
@@ -287,11 +433,16 @@ static int valid_node_id(const char *id)
     return 1;
 }
 
-int kvi_node_start(kvi_node **out, const kv_node_options *o, const kvi_logger *log)
+int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logger *log)
 {
     *out = NULL;
-    if (!o || o->version != KV_NODE_OPTIONS_VERSION)
+    kv_node_options opts;
+    if (!given || kvi_node_options_upgrade(&opts, given) != KV_OK)
         return kvi_error(KV_EINVAL, "node options: missing or unknown version");
+    const kv_node_options *o = &opts;
+    if (o->policy != KV_POLICY_LWW && o->policy != KV_POLICY_SIBLINGS)
+        return kvi_error(KV_EINVAL, "node options: policy must be LWW or SIBLINGS (a merge "
+                                    "callback belongs on a client handle)");
     if (!o->data_dir || !*o->data_dir)
         return kvi_error(KV_EINVAL, "node options: data_dir is required");
     if (!valid_node_id(o->node_id))
@@ -309,6 +460,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *o, const kvi_logger *l
     if (!n)
         return kvi_error(KV_ENOMEM, "out of memory starting a node");
     n->log = log;
+    n->siblings = o->policy == KV_POLICY_SIBLINGS;
     n->node_id = strdup(o->node_id);
     n->listen_addr = strdup(o->listen_addr);
     n->http_addr = o->http_addr ? strdup(o->http_addr) : NULL;
@@ -322,7 +474,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *o, const kvi_logger *l
         kvi_membership_config mc = {
             .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
             .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
-            .replicas = o->replicas, .vnodes = o->vnodes, .log = log,
+            .replicas = o->replicas, .vnodes = o->vnodes,
+            .request_timeout_ms = o->internode_timeout_ms, .log = log,
         };
         rc = kvi_membership_start(&n->membership, &mc);
     }
@@ -336,19 +489,36 @@ int kvi_node_start(kvi_node **out, const kv_node_options *o, const kvi_logger *l
             .max_connections = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS,
             .handler = handle_request,
             .handler_ctx = n,
+            .offload = offload_request,
+            .workers = 16,
             .log = log,
         };
         rc = kvi_server_start(&n->binary, &sc);
         if (rc == KV_OK)
             n->binary_port = kvi_server_port(n->binary);
     }
+    kv_open_options defaults = KV_OPEN_OPTIONS_INIT;
+    const kv_open_options *so = o->store ? o->store : &defaults;
+    if (rc == KV_OK) {
+        /* The HTTP API's handle: a node handle onto this node. */
+        n->front = calloc(1, sizeof *n->front);
+        if (!n->front)
+            rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
+        else {
+            n->front->kind = KVI_KIND_NODE;
+            n->front->node = n;
+            n->front->max_key_size = so->max_key_size ? so->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
+            n->front->max_value_size =
+                so->max_value_size ? so->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE;
+            if (log)
+                n->front->log = *log;
+        }
+    }
     if (rc == KV_OK && n->http_addr) {
-        kv_open_options defaults = KV_OPEN_OPTIONS_INIT;
-        const kv_open_options *so = o->store ? o->store : &defaults;
         kvi_http_config hc = {
             .listen_addr = n->http_addr,
             .threads = o->http_threads ? o->http_threads : 2,
-            .store = n->store,
+            .store = n->front,
             .node_id = n->node_id,
             .binary_addr = n->listen_addr,
             .binary_port = n->binary_port,
@@ -383,6 +553,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_http_stop(n->http);
     kvi_server_stop(n->binary);
     kvi_membership_stop(n->membership);
+    free(n->front); /* not kv_close: it does not own the node */
     kv_close(n->store);
     kvi_metrics_free(n->metrics);
     free(n->node_id);

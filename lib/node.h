@@ -20,6 +20,25 @@ void kvi_node_stop(kvi_node *n);
 /* The node's own store: data calls on a node handle run against it. */
 kv *kvi_node_store(const kvi_node *n);
 void kvi_node_ports(const kvi_node *n, int *binary_port, int *http_port);
+/* Data calls on the node: in a cluster they run through the coordinator
+ * (cluster/coordinator.h), alone against the node's store. flags are the
+ * request's frame flags (KVI_FRAME_FLAG_SIBLINGS, _FORWARDED). */
+struct kvi_read_report;
+int kvi_node_put(kvi_node *n, uint64_t *out_version, const void *key, size_t key_len,
+                 const void *value, size_t value_len, const kv_write_options *wo,
+                 unsigned flags);
+int kvi_node_delete(kvi_node *n, uint64_t *out_version, const void *key, size_t key_len,
+                    const kv_write_options *wo, unsigned flags);
+int kvi_node_cas(kvi_node *n, uint64_t *out_version, const void *key, size_t key_len,
+                 uint64_t expected, const void *value, size_t value_len,
+                 const kv_write_options *wo, unsigned flags);
+int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
+                 const kv_read_options *ro, unsigned flags, struct kvi_read_report *report);
+int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
+                   const kv_read_options *ro, unsigned flags);
+/* The frame flags of the node's own policy. */
+unsigned kvi_node_flags(const kvi_node *n);
+
 /* Appends the JSON description of the cluster as this node sees it. */
 struct kvi_buf;
 void kvi_node_describe(const kvi_node *n, struct kvi_buf *out);

@@ -56,17 +56,35 @@ static int before(const kvi_sibling *a, const kvi_sibling *b)
 {
     if (a->write_ms != b->write_ms)
         return a->write_ms > b->write_ms;
-    return strcmp(a->dot.node, b->dot.node) > 0;
+    int c = strcmp(a->dot.node, b->dot.node);
+    if (c != 0)
+        return c > 0;
+    return a->dot.counter > b->dot.counter;
 }
 
-int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms)
+static int dead(const kvi_sibling *x, uint64_t now_ms)
+{
+    return x->tombstone || (x->expiry_ms && x->expiry_ms <= now_ms);
+}
+
+int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms, size_t limit)
 {
     *out = NULL;
+    if (limit == 1) {
+        /* Last write wins, deletes included: a delete later than every
+         * live value leaves the key absent. */
+        const kvi_sibling *latest = NULL;
+        for (size_t i = 0; i < s->n; i++)
+            if (!latest || before(&s->sibs[i], latest))
+                latest = &s->sibs[i];
+        if (!latest || dead(latest, now_ms))
+            return KV_ENOTFOUND;
+    }
     const kvi_sibling *live[KVI_STATE_MAX_SIBLINGS];
     size_t n = 0, total = 0;
     for (size_t i = 0; i < s->n; i++) {
         const kvi_sibling *x = &s->sibs[i];
-        if (x->tombstone || (x->expiry_ms && x->expiry_ms <= now_ms))
+        if (dead(x, now_ms))
             continue;
         /* Insertion sort: at most KVI_STATE_MAX_SIBLINGS entries. */
         size_t at = n++;
@@ -79,6 +97,18 @@ int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms)
     }
     if (n == 0)
         return KV_ENOTFOUND;
+    /* The version is the highest live one, whichever siblings are kept:
+     * the number a CAS compares with. */
+    uint64_t version = 0;
+    for (size_t i = 0; i < n; i++)
+        if (live[i]->version > version)
+            version = live[i]->version;
+    if (limit && n > limit) {
+        total = 0;
+        for (size_t i = 0; i < limit; i++)
+            total += live[i]->value_len;
+        n = limit;
+    }
     kvi_buf context = {0};
     kvi_vv_encode(&context, &s->clock);
     if (context.failed) {
@@ -100,7 +130,7 @@ int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms)
     }
     memcpy((unsigned char *)v->context, context.data, context.len);
     kvi_buf_free(&context);
-    v->version = kvi_state_version(s);
+    v->version = version;
     v->expiry_ms = live[0]->expiry_ms;
     *out = v;
     return KV_OK;

@@ -20,10 +20,11 @@ kv_value *kvi_value_new_siblings(const void *const *data, const size_t *len, siz
 /* A copy of v (NULL when out of memory). */
 kv_value *kvi_value_dup(const kv_value *v);
 
-/* A value from a replicated state: every live sibling (not a tombstone, not
+/* A value from a replicated state: the live siblings (not a tombstone, not
  * expired at now_ms), the one with the latest write first (ties broken by
- * node id), the highest version, and the encoded clock as context. Sets
- * *out to NULL and returns KV_ENOTFOUND when no sibling is live; KV_ENOMEM. */
-int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms);
+ * node id), at most `limit` of them (0 = all; 1 = last write wins), the
+ * highest live version, and the encoded clock as context. Sets *out to NULL
+ * and returns KV_ENOTFOUND when no sibling is live; KV_ENOMEM. */
+int kvi_value_from_state(kv_value **out, const kvi_state *s, uint64_t now_ms, size_t limit);
 
 #endif

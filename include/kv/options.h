@@ -13,6 +13,7 @@
 #define KV_OPTIONS_H
 
 #include "common.h"
+#include "value.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -125,9 +126,45 @@ typedef struct kv_read_options {
  */
 KV_API int kv_read_options_init(kv_read_options *opts, unsigned int version);
 
+/* -------------------------------------------------------- conflict policy */
+
+/** How a handle resolves concurrent writes to one key (siblings). */
+typedef enum kv_conflict_policy {
+    /** Last write wins: a read returns the sibling with the latest write
+     * time (ties broken by node id); a write supersedes what the
+     * coordinating replica holds. The default. */
+    KV_POLICY_LWW = 0,
+    /** A read returns every sibling and one context; a write carrying that
+     * context supersedes them, one without a context adds a sibling. */
+    KV_POLICY_SIBLINGS = 1,
+    /** As SIBLINGS, but a read that finds several siblings calls the
+     * handle's merge callback and writes its result back with the context. */
+    KV_POLICY_MERGE = 2
+} kv_conflict_policy;
+
+/** Where a merge callback puts its result (owned by the library). */
+typedef struct kv_merge_result kv_merge_result;
+
+/**
+ * kv_merge_result_set - the merged value: the bytes are copied.
+ * @return KV_OK, KV_EINVAL (NULL result, or NULL data with a length),
+ *         KV_ENOMEM.
+ */
+KV_API int kv_merge_result_set(kv_merge_result *result, const void *data, size_t len);
+
+/**
+ * A merge callback: fold the siblings of key (read them with
+ * kv_value_sibling_count / kv_value_sibling) into one value and pass it to
+ * kv_merge_result_set. Return KV_OK, or any KV_E* code to fail the read with
+ * it. Called on the thread of the kv_get that found the siblings; must not
+ * call back into the same handle. siblings is valid only during the call.
+ */
+typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
+                           size_t key_len, const kv_value *siblings);
+
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 1
+#define KV_NODE_OPTIONS_VERSION 2
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -154,10 +191,16 @@ typedef struct kv_node_options {
     size_t peer_count;
     unsigned int replicas;       /**< replication factor N; 0 = 3 */
     unsigned int vnodes;         /**< virtual nodes per member; 0 = 256 */
+    /** Policy of the node's own handle and of its HTTP API (LWW or
+     * SIBLINGS; binary-protocol clients bring their own). */
+    kv_conflict_policy policy;
+    /** Timeout of requests between members, in ms; 0 = 2000. */
+    uint32_t internode_timeout_ms;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
-    { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0 }
+    { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
+      KV_POLICY_LWW, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.
@@ -168,7 +211,7 @@ KV_API int kv_node_options_init(kv_node_options *opts, unsigned int version);
 
 /* ---------------------------------------------------------- client options */
 
-#define KV_CLIENT_OPTIONS_VERSION 1
+#define KV_CLIENT_OPTIONS_VERSION 2
 
 /** Options of kv_client_open (a connection to a remote cluster). */
 typedef struct kv_client_options {
@@ -179,10 +222,13 @@ typedef struct kv_client_options {
     kv_log_fn log_fn;             /**< NULL = no logging */
     void *log_ctx;
     kv_log_level log_level;
+    kv_conflict_policy policy;    /**< default KV_POLICY_LWW */
+    kv_merge_fn merge;            /**< required with KV_POLICY_MERGE */
+    void *merge_ctx;              /**< passed to merge */
 } kv_client_options;
 
 #define KV_CLIENT_OPTIONS_INIT \
-    { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO }
+    { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO, KV_POLICY_LWW, NULL, NULL }
 
 /**
  * kv_client_options_init - fill opts with the defaults of the given version.

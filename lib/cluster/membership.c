@@ -11,6 +11,7 @@
 #include <kv/kv.h>
 #include "client.h"
 #include "cluster/ring.h"
+#include "cluster/view.h"
 #include "net/addr.h"
 #include "util/error.h"
 
@@ -26,12 +27,14 @@ struct kvi_membership {
     const kvi_logger *log;
     unsigned replicas;
     unsigned vnodes;
+    uint32_t connect_timeout_ms; /* of the connections to the other members */
+    uint32_t request_timeout_ms;
     /* lock guards members[].id/http, ring and stopping. */
     pthread_mutex_t lock;
     pthread_cond_t wake;
     member *members;  /* [0] is this node */
     size_t n;
-    kvi_ring *ring;   /* NULL until complete */
+    kvi_view *view;   /* NULL until complete */
     int stopping;
     int thread_running;
     pthread_t thread;
@@ -81,30 +84,46 @@ static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
 /* Builds the ring once every id is known; called with m->lock held. */
 static void maybe_complete(kvi_membership *m)
 {
-    if (m->ring)
+    if (m->view)
         return;
     const char **ids = malloc(m->n * sizeof *ids);
-    if (!ids)
-        return;
-    for (size_t i = 0; i < m->n; i++) {
+    const char **addrs = malloc(m->n * sizeof *addrs);
+    const char **https = malloc(m->n * sizeof *https);
+    for (size_t i = 0; ids && addrs && https && i < m->n; i++) {
         if (!m->members[i].id) {
             free(ids);
+            free(addrs);
+            free(https);
             return;
         }
         ids[i] = m->members[i].id;
+        addrs[i] = m->members[i].addr;
+        https[i] = m->members[i].http;
     }
-    if (kvi_ring_build(&m->ring, ids, m->n, m->vnodes, m->replicas) == KV_OK)
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.connect_timeout_ms = m->connect_timeout_ms;
+    co.request_timeout_ms = m->request_timeout_ms;
+    co.connections_per_node = 2;
+    kvi_view_config vc = {
+        .ids = ids, .addrs = addrs, .https = https, .n = m->n, .self = 0,
+        .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .log = m->log,
+    };
+    if (!ids || !addrs || !https)
+        kvi_log(m->log, KV_LOG_ERROR, "out of memory building the ring");
+    else if (kvi_view_build(&m->view, &vc) == KV_OK)
         kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", m->n);
     else
         kvi_log(m->log, KV_LOG_ERROR, "cannot build the ring: %s", kv_error_last());
     free(ids);
+    free(addrs);
+    free(https);
 }
 
 static void *discover(void *arg)
 {
     kvi_membership *m = arg;
     pthread_mutex_lock(&m->lock);
-    while (!m->stopping && !m->ring) {
+    while (!m->stopping && !m->view) {
         for (size_t i = 1; i < m->n && !m->stopping; i++) {
             if (m->members[i].id)
                 continue;
@@ -131,7 +150,7 @@ static void *discover(void *arg)
             kvi_log(m->log, KV_LOG_INFO, "learned member %s at %s", id, m->members[i].addr);
         }
         maybe_complete(m);
-        if (m->ring || m->stopping)
+        if (m->view || m->stopping)
             break;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -168,6 +187,8 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->log = cfg->log;
     m->replicas = replicas;
     m->vnodes = vnodes;
+    m->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 500;
+    m->request_timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 2000;
     m->members = calloc(cfg->n_peers + 1, sizeof *m->members);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->wake, NULL);
@@ -219,16 +240,34 @@ void kvi_membership_stop(kvi_membership *m)
         free(m->members[i].http);
     }
     free(m->members);
-    kvi_ring_free(m->ring);
+    kvi_view_unref(m->view);
     pthread_cond_destroy(&m->wake);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
 
+kvi_view *kvi_membership_view(kvi_membership *m)
+{
+    pthread_mutex_lock(&m->lock);
+    kvi_view *v = m->view;
+    if (v)
+        kvi_view_ref(v);
+    pthread_mutex_unlock(&m->lock);
+    return v;
+}
+
+size_t kvi_membership_size(kvi_membership *m)
+{
+    pthread_mutex_lock(&m->lock);
+    size_t n = m->n;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
 int kvi_membership_complete(kvi_membership *m)
 {
     pthread_mutex_lock(&m->lock);
-    int complete = m->ring != NULL;
+    int complete = m->view != NULL;
     pthread_mutex_unlock(&m->lock);
     return complete;
 }
@@ -259,16 +298,16 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
     char num[96];
     pthread_mutex_lock(&m->lock);
     double *primary = NULL, *replica = NULL;
-    if (m->ring) {
+    if (m->view) {
         primary = calloc(m->n, sizeof *primary);
         replica = calloc(m->n, sizeof *replica);
         if (primary && replica)
-            kvi_ring_shares(m->ring, primary, replica);
+            kvi_ring_shares(m->view->ring, primary, replica);
     }
     raw(out, "{\"nodeId\":");
     json_string(out, m->members[0].id);
     snprintf(num, sizeof num, ",\"replicas\":%u,\"vnodes\":%u,\"complete\":%s,\"members\":[",
-             m->replicas, m->vnodes, m->ring ? "true" : "false");
+             m->replicas, m->vnodes, m->view ? "true" : "false");
     raw(out, num);
     for (size_t i = 0; i < m->n; i++) {
         raw(out, i ? ",{\"nodeId\":" : "{\"nodeId\":");
@@ -279,7 +318,7 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
         json_string(out, m->members[i].http);
         if (primary && replica) {
             /* The ring indexes members in the order they were given. */
-            int r = kvi_ring_find(m->ring, m->members[i].id);
+            int r = kvi_ring_find(m->view->ring, m->members[i].id);
             snprintf(num, sizeof num, ",\"primaryShare\":%.6f,\"replicaShare\":%.6f",
                      r >= 0 ? primary[r] : 0.0, r >= 0 ? replica[r] : 0.0);
             raw(out, num);

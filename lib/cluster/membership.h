@@ -27,6 +27,8 @@ typedef struct kvi_membership_config {
     size_t n_peers;
     unsigned replicas;             /* N; 0 = 3 */
     unsigned vnodes;               /* 0 = 256 */
+    uint32_t connect_timeout_ms;   /* to the other members; 0 = 500 */
+    uint32_t request_timeout_ms;   /* of internode requests; 0 = 2000 */
     const kvi_logger *log;         /* borrowed */
 } kvi_membership_config;
 
@@ -39,6 +41,13 @@ void kvi_membership_stop(kvi_membership *m);
 
 /* 1 once every member's id is known and the ring is built. */
 int kvi_membership_complete(kvi_membership *m);
+
+/* The cluster view (members, ring, connections) with a reference taken
+ * (kvi_view_unref it), or NULL while incomplete. */
+struct kvi_view;
+struct kvi_view *kvi_membership_view(kvi_membership *m);
+/* Members known so far, this node included (1: a cluster of one). */
+size_t kvi_membership_size(kvi_membership *m);
 
 /* Appends the JSON description of the membership:
  * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,

@@ -98,13 +98,33 @@ int kvi_replica_read(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const voi
     return rc;
 }
 
-int kvi_replica_write(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
-                      size_t key_len, const kvi_vv *ctx, const char *node, kvi_sibling *value)
+/* The version a CAS compares with: the highest live sibling's (0 when
+ * none is live). */
+static uint64_t live_version(const kvi_state *s, uint64_t now_ms)
 {
+    uint64_t v = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const kvi_sibling *x = &s->sibs[i];
+        if (!x->tombstone && (x->expiry_ms == 0 || x->expiry_ms > now_ms) && x->version > v)
+            v = x->version;
+    }
+    return v;
+}
+
+int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
+                           size_t key_len, const kvi_replica_write_args *args,
+                           kvi_sibling *value, uint64_t *current_version)
+{
+    if (current_version)
+        *current_version = 0;
     uint64_t token = kvi_key_token(key, key_len);
     unsigned char *skey = storage_key(key, key_len, token);
-    if (!skey)
+    kvi_vv *ctx = malloc(sizeof *ctx);
+    if (!skey || !ctx) {
+        free(skey);
+        free(ctx);
         return kvi_error(KV_ENOMEM, "out of memory writing a key's state");
+    }
     size_t skey_len = KVI_TOKEN_SIZE + key_len;
     struct kvi_keylock *locks = kvi_embedded_locks(e);
     kvi_keylock_lock(locks, token);
@@ -113,13 +133,42 @@ int kvi_replica_write(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const vo
         kvi_state_init(out);
         rc = KV_OK;
     }
-    if (rc == KV_OK)
-        rc = kvi_state_write(out, ctx, node, value);
+    if (rc == KV_OK && args->merge_first)
+        rc = kvi_state_merge(out, args->merge_first);
+    if (rc == KV_OK && args->check_version) {
+        uint64_t current = live_version(out, value->write_ms);
+        if (current_version)
+            *current_version = current;
+        if (current != args->expected_version)
+            rc = kvi_error(KV_ECONFLICT, "expected version %llu, the current version is %llu",
+                           (unsigned long long)args->expected_version,
+                           (unsigned long long)current);
+    }
+    if (rc == KV_OK) {
+        const kvi_vv *use = args->ctx;
+        if (args->supersede_held) {
+            /* What this replica holds, plus what the caller saw. */
+            *ctx = out->clock;
+            if (args->ctx && kvi_vv_merge(ctx, args->ctx) != 0)
+                rc = kvi_error(KV_EINVAL, "the causal context has too many entries");
+            use = ctx;
+        }
+        if (rc == KV_OK)
+            rc = kvi_state_write(out, use, args->node, value);
+    }
     if (rc == KV_OK)
         rc = store(out, holder, e, skey, skey_len, token);
     kvi_keylock_unlock(locks, token);
+    free(ctx);
     free(skey);
     return rc;
+}
+
+int kvi_replica_write(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
+                      size_t key_len, const kvi_vv *ctx, const char *node, kvi_sibling *value)
+{
+    kvi_replica_write_args args = {.ctx = ctx, .node = node};
+    return kvi_replica_coordinate(out, holder, e, key, key_len, &args, value, NULL);
 }
 
 int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const void *key,

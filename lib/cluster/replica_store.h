@@ -36,6 +36,31 @@ int kvi_replica_read(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const voi
 int kvi_replica_write(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
                       size_t key_len, const kvi_vv *ctx, const char *node, kvi_sibling *value);
 
+/* How a coordinator writes (kvi_replica_coordinate). */
+typedef struct kvi_replica_write_args {
+    const char *node;              /* the coordinator's id, minting the dot */
+    const kvi_vv *ctx;             /* the caller's context; NULL: none */
+    /* Also supersede every sibling this replica holds (the LWW policy, and
+     * CAS): the context becomes the held clock plus ctx. */
+    int supersede_held;
+    /* Merged into the held state first (CAS: the quorum read's result). */
+    const kvi_state *merge_first;
+    /* CAS: refuse with KV_ECONFLICT unless the highest live version (0 when
+     * nothing is live) is expected_version. */
+    int check_version;
+    uint64_t expected_version;
+} kvi_replica_write_args;
+
+/* Coordinates a write under the key lock: loads the state, merges
+ * merge_first, checks the version, applies value with the context, stores
+ * the result and returns it for replication. value's dot and version are
+ * filled in; value->write_ms must be set (it is also "now" for expiry).
+ * *current_version (may be NULL) receives the live version a CAS compared.
+ * KV_OK, KV_ECONFLICT, KV_ETOOBIG, KV_ECORRUPT, KV_EINVAL, KV_EIO. */
+int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
+                           size_t key_len, const kvi_replica_write_args *args,
+                           kvi_sibling *value, uint64_t *current_version);
+
 /* Merges an incoming state (from replication or read repair) into the
  * stored one under the key lock; *changed says whether the store was
  * written and *version is the merged state's version (either may be NULL).

@@ -67,7 +67,7 @@ kvi_frame_error kvi_frame_parse_header(kvi_frame_header *out, const void *buf,
     out->checksum = get_be32(p + 20);
     if (out->version != KVI_PROTOCOL_VERSION)
         return KVI_FRAME_BAD_VERSION;
-    if (out->flags & ~KVI_FRAME_FLAG_RESPONSE)
+    if (out->flags & ~KVI_FRAME_FLAGS_KNOWN)
         return KVI_FRAME_BAD_FLAGS;
     if (!(out->flags & KVI_FRAME_FLAG_RESPONSE) && out->status != 0)
         return KVI_FRAME_BAD_FLAGS;

@@ -7,7 +7,10 @@
  *   off  0  u8[2] magic       'k' 'v'
  *   off  2  u8    version     KVI_PROTOCOL_VERSION
  *   off  3  u8    opcode      kvi_opcode
- *   off  4  u16   flags       bit 0: response; other bits must be 0
+ *   off  4  u16   flags       bit 0: response; in requests, bit 1: the caller
+ *                             wants siblings (SIBLINGS/MERGE policy; else
+ *                             LWW), bit 2: forwarded by a node; other bits
+ *                             must be 0
  *   off  6  i16   status      KV_OK or a KV_E* code; 0 in requests
  *   off  8  u64   request id  chosen by the requester, echoed in the response,
  *                             so many requests share one connection and are
@@ -28,6 +31,9 @@
 #define KVI_FRAME_HEADER 24u
 #define KVI_PROTOCOL_VERSION 1u
 #define KVI_FRAME_FLAG_RESPONSE 0x0001u
+#define KVI_FRAME_FLAG_SIBLINGS 0x0002u
+#define KVI_FRAME_FLAG_FORWARDED 0x0004u
+#define KVI_FRAME_FLAGS_KNOWN 0x0007u
 /* Default and absolute largest body: a batch of large values must fit, a
  * frame claiming gigabytes must not make anyone allocate them. */
 #define KVI_FRAME_DEFAULT_MAX_BODY (4u * 1024u * 1024u)

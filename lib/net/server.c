@@ -26,9 +26,14 @@
  * client that sends without reading cannot make the server buffer
  * without bound. */
 #define OUTPUT_HIGH_WATER (8u * 1024u * 1024u)
+/* Stop reading a connection while this many of its requests wait for a
+ * worker, for the same reason. */
+#define MAX_INFLIGHT 1024u
 
 typedef struct conn {
     int fd;
+    int dead;          /* closed, kept until its jobs in flight come back */
+    unsigned inflight; /* requests handed to workers, not yet answered */
     unsigned char *in;
     size_t in_len, in_cap;
     kvi_buf out;
@@ -39,12 +44,25 @@ typedef struct conn {
     struct conn *prev, *next;
 } conn;
 
+/* A request handed to a worker, and later its answer going back. */
+typedef struct job {
+    struct io_thread *owner;
+    conn *c;
+    kvi_frame_header h;
+    unsigned char *body; /* a copy of the request body */
+    kvi_buf out;         /* the response, filled by the worker */
+    struct job *next;
+} job;
+
 typedef struct io_thread {
     struct kvi_server *server;
     pthread_t thread;
     int epfd;
     int wake_fd;
     conn *conns;
+    /* Answers from workers, guarded by done_lock; wake_fd says some came. */
+    pthread_mutex_t done_lock;
+    job *done;
 } io_thread;
 
 struct kvi_server {
@@ -55,6 +73,13 @@ struct kvi_server {
     atomic_int stopping;
     unsigned n_threads;
     io_thread *threads;
+    /* The worker pool: a queue of jobs guarded by queue_lock. */
+    pthread_mutex_t queue_lock;
+    pthread_cond_t queue_cond;
+    job *queue_head, *queue_tail;
+    int workers_stopping;
+    unsigned n_workers;
+    pthread_t *workers;
 };
 
 static uint64_t monotonic_ms(void)
@@ -75,6 +100,15 @@ void kvi_error_frame(kvi_buf *out, uint8_t opcode, uint64_t request_id,
     kvi_frame_finish(out, start, opcode, KVI_FRAME_FLAG_RESPONSE, (int16_t)status, request_id);
 }
 
+static void conn_free(conn *c)
+{
+    free(c->in);
+    kvi_buf_free(&c->out);
+    free(c);
+}
+
+/* Closes the socket and unlinks the connection. Its memory stays while
+ * workers still hold requests of it; the last answer to come back frees it. */
 static void conn_close(io_thread *t, conn *c)
 {
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -85,10 +119,71 @@ static void conn_close(io_thread *t, conn *c)
         t->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    free(c->in);
-    kvi_buf_free(&c->out);
-    free(c);
     atomic_fetch_sub(&t->server->connections, 1);
+    c->dead = 1;
+    if (c->inflight == 0)
+        conn_free(c);
+}
+
+/* Hands a request to the worker pool. 0, or -1 when out of memory. */
+static int offload(io_thread *t, conn *c, const kvi_frame_header *h, const unsigned char *body)
+{
+    kvi_server *s = t->server;
+    job *j = calloc(1, sizeof *j);
+    unsigned char *copy = malloc(h->body_len ? h->body_len : 1);
+    if (!j || !copy) {
+        free(j);
+        free(copy);
+        return -1;
+    }
+    memcpy(copy, body, h->body_len);
+    j->owner = t;
+    j->c = c;
+    j->h = *h;
+    j->body = copy;
+    c->inflight++;
+    pthread_mutex_lock(&s->queue_lock);
+    if (s->queue_tail)
+        s->queue_tail->next = j;
+    else
+        s->queue_head = j;
+    s->queue_tail = j;
+    pthread_cond_signal(&s->queue_cond);
+    pthread_mutex_unlock(&s->queue_lock);
+    return 0;
+}
+
+static void *worker_loop(void *arg)
+{
+    kvi_server *s = arg;
+    pthread_mutex_lock(&s->queue_lock);
+    for (;;) {
+        while (!s->queue_head && !s->workers_stopping)
+            pthread_cond_wait(&s->queue_cond, &s->queue_lock);
+        job *j = s->queue_head;
+        if (!j)
+            break; /* stopping, and nothing left to run */
+        s->queue_head = j->next;
+        if (!s->queue_head)
+            s->queue_tail = NULL;
+        pthread_mutex_unlock(&s->queue_lock);
+
+        s->cfg.handler(s->cfg.handler_ctx, &j->h, j->body, &j->out);
+        free(j->body);
+        j->body = NULL;
+        io_thread *t = j->owner;
+        pthread_mutex_lock(&t->done_lock);
+        j->next = t->done;
+        t->done = j;
+        pthread_mutex_unlock(&t->done_lock);
+        uint64_t one = 1;
+        if (write(t->wake_fd, &one, sizeof one) < 0) {
+            /* The counter is saturated: the loop is awake anyway. */
+        }
+        pthread_mutex_lock(&s->queue_lock);
+    }
+    pthread_mutex_unlock(&s->queue_lock);
+    return NULL;
 }
 
 /* Writes what output is pending; returns -1 when the connection is dead. */
@@ -130,7 +225,8 @@ static void conn_process(io_thread *t, conn *c)
 {
     const kvi_server_config *cfg = &t->server->cfg;
     size_t pos = 0;
-    while (!c->closing && c->out.len - c->out_sent <= OUTPUT_HIGH_WATER) {
+    while (!c->closing && c->out.len - c->out_sent <= OUTPUT_HIGH_WATER &&
+           c->inflight < MAX_INFLIGHT) {
         kvi_frame_header h;
         memset(&h, 0, sizeof h);
         kvi_frame_error e = kvi_frame_parse_header(&h, c->in + pos, c->in_len - pos, cfg->max_body);
@@ -158,8 +254,13 @@ static void conn_process(io_thread *t, conn *c)
         if (e == KVI_FRAME_BAD_OPCODE)
             kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOTSUP, 0,
                             kvi_frame_error_text(e));
-        else
+        else if (t->server->n_workers && cfg->offload && cfg->offload(cfg->handler_ctx, &h)) {
+            if (offload(t, c, &h, frame + KVI_FRAME_HEADER) != 0)
+                kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOMEM, 0,
+                                "out of memory queueing the request");
+        } else {
             cfg->handler(cfg->handler_ctx, &h, frame + KVI_FRAME_HEADER, &c->out);
+        }
         pos += frame_len;
     }
     if (pos) {
@@ -249,12 +350,66 @@ static void close_idle(io_thread *t)
     uint64_t now = monotonic_ms();
     for (conn *c = t->conns, *next; c; c = next) {
         next = c->next;
-        if (now - c->last_active_ms >= t->server->cfg.idle_timeout_ms) {
+        if (c->inflight == 0 && now - c->last_active_ms >= t->server->cfg.idle_timeout_ms) {
             kvi_log(t->server->cfg.log, KV_LOG_DEBUG,
                     "closing a connection idle for %u ms (%zu bytes of a frame pending)",
                     t->server->cfg.idle_timeout_ms, c->in_len);
             conn_close(t, c);
         }
+    }
+}
+
+/* Takes the answers workers finished for this thread's connections. */
+static job *take_answers(io_thread *t)
+{
+    uint64_t count;
+    if (read(t->wake_fd, &count, sizeof count) < 0) {
+        /* EAGAIN: nothing new since the last read. */
+    }
+    pthread_mutex_lock(&t->done_lock);
+    job *list = t->done;
+    t->done = NULL;
+    pthread_mutex_unlock(&t->done_lock);
+    return list;
+}
+
+/* Drops a finished job; frees its connection when it was the last one of
+ * a closed connection. Returns the connection if it is still open. */
+static conn *job_release(job *j)
+{
+    conn *c = j->c;
+    c->inflight--;
+    kvi_buf_free(&j->out);
+    free(j->body);
+    free(j);
+    if (c->dead) {
+        if (c->inflight == 0)
+            conn_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void deliver_answers(io_thread *t)
+{
+    job *list = take_answers(t);
+    while (list) {
+        job *j = list;
+        list = j->next;
+        conn *c = j->c;
+        if (!c->dead)
+            kvi_buf_raw(&c->out, j->out.data, j->out.len);
+        int was_full = c->inflight >= MAX_INFLIGHT;
+        if (!job_release(j))
+            continue;
+        c->last_active_ms = monotonic_ms();
+        int dead = c->out.failed;
+        if (!dead && was_full && c->in_len >= KVI_FRAME_HEADER)
+            conn_process(t, c); /* requests that waited for room */
+        if (!dead)
+            dead = conn_flush(t, c) != 0;
+        if (dead)
+            conn_close(t, c);
     }
 }
 
@@ -274,8 +429,10 @@ static void *io_loop(void *arg)
                 accept_all(t);
                 continue;
             }
-            if (p == &wake_marker)
+            if (p == &wake_marker) {
+                deliver_answers(t);
                 continue;
+            }
             conn *c = p;
             int dead = 0;
             if (events[i].events & (EPOLLHUP | EPOLLERR))
@@ -327,13 +484,25 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
         return rc;
     }
     s->port = kvi_local_port(s->listen_fd);
+    pthread_mutex_init(&s->queue_lock, NULL);
+    pthread_cond_init(&s->queue_cond, NULL);
     s->n_threads = cfg->io_threads ? cfg->io_threads : 1;
     s->threads = calloc(s->n_threads, sizeof *s->threads);
-    if (!s->threads) {
+    s->workers = cfg->offload && cfg->workers ? calloc(cfg->workers, sizeof *s->workers) : NULL;
+    if (!s->threads || (cfg->offload && cfg->workers && !s->workers)) {
         close(s->listen_fd);
+        free(s->threads);
+        free(s->workers);
         free(s);
         return kvi_error(KV_ENOMEM, "out of memory starting a server");
     }
+    for (unsigned i = 0; s->workers && i < cfg->workers; i++) {
+        if (pthread_create(&s->workers[i], NULL, worker_loop, s) != 0)
+            break;
+        s->n_workers++;
+    }
+    for (unsigned i = 0; i < s->n_threads; i++)
+        pthread_mutex_init(&s->threads[i].done_lock, NULL);
     unsigned started = 0;
     for (; started < s->n_threads; started++) {
         io_thread *t = &s->threads[started];
@@ -353,13 +522,14 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
             break;
         }
     }
-    if (started < s->n_threads) {
+    if (started < s->n_threads || (s->workers && s->n_workers < cfg->workers)) {
         s->n_threads = started;
         kvi_server_stop(s);
         return kvi_error(KV_EIO, "cannot start the server's I/O threads");
     }
-    kvi_log(cfg->log, KV_LOG_INFO, "binary protocol listening on %s (port %d, %u threads)",
-            cfg->listen_addr, s->port, s->n_threads);
+    kvi_log(cfg->log, KV_LOG_INFO,
+            "binary protocol listening on %s (port %d, %u I/O threads, %u workers)",
+            cfg->listen_addr, s->port, s->n_threads, s->n_workers);
     *out = s;
     return KV_OK;
 }
@@ -380,12 +550,30 @@ void kvi_server_stop(kvi_server *s)
             /* The loop also wakes on its epoll timeout. */
         }
     }
-    for (unsigned i = 0; i < s->n_threads; i++) {
+    for (unsigned i = 0; i < s->n_threads; i++)
         pthread_join(s->threads[i].thread, NULL);
-        close(s->threads[i].epfd);
-        close(s->threads[i].wake_fd);
+    /* The I/O threads have closed every connection; the workers finish
+     * the requests they hold (their answers have nowhere to go now). */
+    pthread_mutex_lock(&s->queue_lock);
+    s->workers_stopping = 1;
+    pthread_cond_broadcast(&s->queue_cond);
+    pthread_mutex_unlock(&s->queue_lock);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i], NULL);
+    for (unsigned i = 0; i < s->n_threads; i++) {
+        io_thread *t = &s->threads[i];
+        for (job *j = take_answers(t), *next; j; j = next) {
+            next = j->next;
+            job_release(j);
+        }
+        close(t->epfd);
+        close(t->wake_fd);
+        pthread_mutex_destroy(&t->done_lock);
     }
     close(s->listen_fd);
+    pthread_mutex_destroy(&s->queue_lock);
+    pthread_cond_destroy(&s->queue_cond);
+    free(s->workers);
     free(s->threads);
     free(s);
 }

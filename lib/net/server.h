@@ -23,10 +23,17 @@
 #include "util/log.h"
 
 /* Handles one checksum-verified request frame and appends exactly one
- * response frame to out. Called on an I/O thread, concurrently from
- * several. */
+ * response frame to out. Called on an I/O thread or a worker, concurrently
+ * from several. Answers of offloaded requests may go out in any order; the
+ * request id pairs them up. */
 typedef void (*kvi_request_fn)(void *ctx, const kvi_frame_header *h,
                                const unsigned char *body, kvi_buf *out);
+
+/* Says whether a request should run on a worker thread instead of the I/O
+ * thread that read it: requests that wait on other nodes must, so that I/O
+ * threads never block and nodes waiting on each other cannot deadlock.
+ * Called on the I/O thread. */
+typedef int (*kvi_offload_fn)(void *ctx, const kvi_frame_header *h);
 
 typedef struct kvi_server_config {
     const char *listen_addr;   /* "HOST:PORT"; port 0 picks a free port */
@@ -36,6 +43,8 @@ typedef struct kvi_server_config {
     unsigned max_connections;
     kvi_request_fn handler;
     void *handler_ctx;
+    kvi_offload_fn offload;    /* NULL: every request runs on its I/O thread */
+    unsigned workers;          /* threads running offloaded requests */
     const kvi_logger *log;     /* borrowed; must outlive the server */
 } kvi_server_config;
 

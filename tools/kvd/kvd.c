@@ -40,6 +40,8 @@ typedef struct settings {
     size_t n_peers;
     unsigned replicas;
     unsigned vnodes;
+    int siblings;            /* --policy siblings */
+    unsigned internode_timeout_ms;
 } settings;
 
 /* ------------------------------------------------------------- logging */
@@ -87,16 +89,28 @@ static void logf_(kv_log_level level, const char *fmt, ...)
 
 /* ------------------------------------------------------------- settings */
 
+static int parse_policy(const char *v, int *siblings)
+{
+    if (strcmp(v, "lww") == 0)
+        *siblings = 0;
+    else if (strcmp(v, "siblings") == 0)
+        *siblings = 1;
+    else
+        return -1;
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: kvd --data DIR --listen HOST:PORT --node-id ID [--http HOST:PORT]\n"
             "           [--peers HOST:PORT,...] [--replicas N] [--vnodes V]\n"
+            "           [--policy lww|siblings] [--internode-timeout MS]\n"
             "           [--config FILE.json] [--sync always|periodic|none]\n"
             "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
             "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
-            "nodeId, peers (array), replicas, vnodes, sync, logLevel, ioThreads, httpThreads,\n"
+            "nodeId, peers (array), replicas, vnodes, policy, internodeTimeoutMs, sync, logLevel, ioThreads, httpThreads,\n"
             "maxKeySize, maxValueSize.\n");
 }
 
@@ -237,6 +251,11 @@ static int load_config(settings *s, const char *path)
         else if (strcmp(k, "vnodes") == 0 && is_num && item->valuedouble >= 1 &&
                  item->valuedouble <= 4096)
             s->vnodes = (unsigned)item->valuedouble;
+        else if (strcmp(k, "policy") == 0 && str && parse_policy(str, &s->siblings) == 0)
+            ;
+        else if (strcmp(k, "internodeTimeoutMs") == 0 && is_num && item->valuedouble >= 1 &&
+                 item->valuedouble <= 600000)
+            s->internode_timeout_ms = (unsigned)item->valuedouble;
         else if (strcmp(k, "sync") == 0 && str && parse_sync(str, &s->sync) == 0)
             ;
         else if (strcmp(k, "logLevel") == 0 && str && parse_level(str, &s->log_level) == 0)
@@ -303,7 +322,14 @@ static int parse_args(settings *s, int argc, char **argv)
                 return bad("--vnodes must be 1..4096, not \"%s\"", v);
             s->vnodes = (unsigned)n;
         }
-        else if (strcmp(flag, "--sync") == 0) {
+        else if (strcmp(flag, "--policy") == 0) {
+            if (parse_policy(v, &s->siblings) != 0)
+                return bad("--policy must be lww or siblings, not \"%s\"", v);
+        } else if (strcmp(flag, "--internode-timeout") == 0) {
+            if (parse_uint(v, 600000, &n) != 0 || n == 0)
+                return bad("--internode-timeout must be 1..600000 ms, not \"%s\"", v);
+            s->internode_timeout_ms = (unsigned)n;
+        } else if (strcmp(flag, "--sync") == 0) {
             if (parse_sync(v, &s->sync) != 0)
                 return bad("--sync must be always, periodic or none, not \"%s\"", v);
         } else if (strcmp(flag, "--log-level") == 0) {
@@ -385,6 +411,8 @@ int main(int argc, char **argv)
     node.peer_count = s.n_peers;
     node.replicas = s.replicas;
     node.vnodes = s.vnodes;
+    node.policy = s.siblings ? KV_POLICY_SIBLINGS : KV_POLICY_LWW;
+    node.internode_timeout_ms = s.internode_timeout_ms;
 
     kv *db = NULL;
     rc = kv_node_start(&db, &node);

@@ -1,0 +1,463 @@
+/* cluster/coordinator.c - quorum reads and writes over a cluster view. */
+#include "cluster/coordinator.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "cluster/quorum.h"
+#include "cluster/replica_store.h"
+#include "storage/record.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "value.h"
+
+#define MAX_PREF 16u
+
+/* The preference list of a key, as member indexes. */
+static size_t preference(const kvi_view *v, const void *key, size_t key_len, uint32_t *out)
+{
+    const uint32_t *list;
+    size_t n = kvi_ring_preference(v->ring, kvi_key_token(key, key_len), &list);
+    if (n > MAX_PREF)
+        n = MAX_PREF;
+    memcpy(out, list, n * sizeof *out);
+    return n;
+}
+
+static int is_self(const kvi_view *v, uint32_t member)
+{
+    return v->self >= 0 && (uint32_t)v->self == member;
+}
+
+/* How long a coordinator waits for the replicas: the connections' own
+ * request timeout. */
+static uint32_t timeout_ms(const kvi_view *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (v->members[i].client)
+            return kvi_client_timeout_ms(v->members[i].client);
+    return 2000;
+}
+
+/* ------------------------------------------------------------- reading */
+
+/* Every replica's answer to one read, and their merge. */
+typedef struct gathered {
+    size_t n;
+    uint32_t pref[MAX_PREF];
+    kvi_state states[MAX_PREF];
+    kvi_buf holders[MAX_PREF];
+    int status[MAX_PREF];   /* KV_OK, KV_ENOTFOUND, or why it did not answer */
+    unsigned answered;
+    kvi_state merged;
+} gathered;
+
+static void gathered_free(gathered *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < MAX_PREF; i++)
+        kvi_buf_free(&g->holders[i]);
+    free(g);
+}
+
+/* Takes one replica's answer to GET_STATE into g. */
+static int take_state(gathered *g, size_t i, int rc, const kvi_frame_header *h,
+                      const unsigned char *body, uint64_t token)
+{
+    kvi_response resp;
+    if (rc == KV_OK)
+        rc = kvi_call_decode(&resp, KVI_OP_GET_STATE, h, body);
+    if (rc == KV_OK) {
+        kvi_buf_reset(&g->holders[i]);
+        kvi_buf_raw(&g->holders[i], resp.value.data, resp.value.len);
+        if (g->holders[i].failed)
+            rc = kvi_error(KV_ENOMEM, "out of memory copying a replica's state");
+        else if (kvi_state_decode(&g->states[i], g->holders[i].data, g->holders[i].len,
+                                  token) != KV_OK)
+            rc = kvi_error(KV_EIO, "a replica sent a malformed state");
+    }
+    if (rc == KV_ENOTFOUND)
+        kvi_state_init(&g->states[i]);
+    return rc;
+}
+
+/* Asks every replica of key for its state, waits for `required` answers
+ * (KV_OK or KV_ENOTFOUND), and merges those that came. */
+static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t key_len,
+                  unsigned required)
+{
+    kvi_view *v = env->view;
+    uint64_t token = kvi_key_token(key, key_len);
+    g->n = preference(v, key, key_len, g->pref);
+    kvi_call *calls[MAX_PREF] = {0};
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_request req = {.opcode = KVI_OP_GET_STATE, .key = {key, key_len}};
+    for (size_t i = 0; i < g->n; i++) {
+        if (!is_self(v, g->pref[i]))
+            calls[i] = kvi_call_start(kvi_view_client(v, g->pref[i]), &fo, &req, 0, 0);
+    }
+    /* Our own replica while the others work. */
+    for (size_t i = 0; i < g->n; i++) {
+        if (!is_self(v, g->pref[i]))
+            continue;
+        g->status[i] = kvi_replica_read(&g->states[i], &g->holders[i], env->local, key, key_len);
+        if (g->status[i] == KV_ENOTFOUND)
+            kvi_state_init(&g->states[i]);
+        kvi_fanout_local(&fo, g->status[i] == KV_OK || g->status[i] == KV_ENOTFOUND);
+    }
+    struct timespec deadline = kvi_deadline_after(timeout_ms(v));
+    kvi_fanout_wait(&fo, required, (unsigned)g->n, &deadline);
+    int timed_out = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        if (is_self(v, g->pref[i]))
+            continue;
+        kvi_frame_header h;
+        unsigned char *body = NULL;
+        int rc = kvi_call_finish(calls[i], &h, &body);
+        g->status[i] = take_state(g, i, rc, &h, body, token);
+        timed_out |= g->status[i] == KV_ETIMEDOUT;
+        free(body);
+    }
+    kvi_fanout_destroy(&fo);
+
+    kvi_state_init(&g->merged);
+    g->answered = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->status[i] == KVI_ENOT_REPLICA)
+            return kvi_error(KVI_ENOT_REPLICA, "a replica has another view of the ring");
+    int rc = KV_OK;
+    for (size_t i = 0; i < g->n && rc == KV_OK; i++) {
+        if (g->status[i] != KV_OK && g->status[i] != KV_ENOTFOUND)
+            continue;
+        g->answered++;
+        rc = kvi_state_merge(&g->merged, &g->states[i]);
+    }
+    if (rc != KV_OK)
+        return kvi_error(rc, "merging the replicas' answers: %s", kv_error_last());
+    if (g->answered < required)
+        return kvi_error(timed_out ? KV_ETIMEDOUT : KV_EUNAVAILABLE,
+                         "%u of %zu replicas answered, %u required", g->answered, g->n,
+                         required);
+    return KV_OK;
+}
+
+/* Sends the merged state to the replicas that answered with less. When
+ * wait is set, returns once they have taken it (or the deadline passed). */
+static void repair(const kvi_coord_env *env, gathered *g, const void *key, size_t key_len,
+                   int wait, int *repaired)
+{
+    kvi_view *v = env->view;
+    kvi_buf encoded = {0};
+    kvi_call *calls[MAX_PREF] = {0};
+    unsigned sent = 0;
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    for (size_t i = 0; i < g->n; i++) {
+        repaired[i] = 0;
+        if ((g->status[i] != KV_OK && g->status[i] != KV_ENOTFOUND) ||
+            kvi_state_equal(&g->states[i], &g->merged))
+            continue;
+        repaired[i] = 1;
+        if (is_self(v, g->pref[i])) {
+            if (kvi_replica_merge(NULL, NULL, env->local, key, key_len, &g->merged) != KV_OK)
+                kvi_log(env->log, KV_LOG_WARN, "read repair of the local replica failed: %s",
+                        kv_error_last());
+            continue;
+        }
+        if (encoded.len == 0)
+            kvi_state_encode(&encoded, &g->merged, kvi_key_token(key, key_len));
+        if (encoded.failed)
+            break;
+        kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {key, key_len},
+                           .value = {encoded.data, encoded.len}};
+        calls[i] = kvi_call_start(kvi_view_client(v, g->pref[i]), &fo, &req, 0, 1);
+        sent++;
+    }
+    if (wait && sent) {
+        struct timespec deadline = kvi_deadline_after(timeout_ms(v));
+        kvi_fanout_wait(&fo, sent, sent, &deadline);
+    }
+    /* Unfinished repairs carry on at the replicas; only their answers are
+     * dropped. */
+    for (size_t i = 0; i < g->n; i++) {
+        if (!calls[i])
+            continue;
+        kvi_frame_header h;
+        unsigned char *body = NULL;
+        kvi_call_finish(calls[i], &h, &body);
+        free(body);
+    }
+    kvi_fanout_destroy(&fo);
+    kvi_buf_free(&encoded);
+}
+
+static void fill_report(kvi_read_report *report, const kvi_view *v, const gathered *g,
+                        unsigned required, const int *repaired)
+{
+    if (!report)
+        return;
+    report->n = g->n;
+    report->required = required;
+    for (size_t i = 0; i < g->n; i++) {
+        kvi_replica_answer *a = &report->answers[i];
+        snprintf(a->node, sizeof a->node, "%s", v->members[g->pref[i]].id);
+        a->status = g->status[i];
+        int has = g->status[i] == KV_OK;
+        a->version = has ? kvi_state_version(&g->states[i]) : 0;
+        a->siblings = has ? (unsigned)g->states[i].n : 0;
+        a->repaired = repaired ? repaired[i] : 0;
+    }
+}
+
+int kvi_coord_read(const kvi_coord_env *env, kv_value **out, const void *key, size_t key_len,
+                   kv_consistency consistency, unsigned r, int siblings,
+                   kvi_read_report *report)
+{
+    *out = NULL;
+    kvi_view *v = env->view;
+    uint32_t pref[MAX_PREF];
+    size_t n = preference(v, key, key_len, pref);
+    unsigned required;
+    int rc = kvi_quorum_required(&required, consistency, r, (unsigned)n);
+    if (rc != KV_OK)
+        return rc;
+    gathered *g = calloc(1, sizeof *g);
+    if (!g)
+        return kvi_error(KV_ENOMEM, "out of memory reading from the replicas");
+    int repaired[MAX_PREF] = {0};
+    rc = gather(env, g, key, key_len, required);
+    if (rc == KV_OK)
+        repair(env, g, key, key_len, required > 1, repaired);
+    fill_report(report, v, g, required, repaired);
+    if (rc == KV_OK) {
+        rc = kvi_value_from_state(out, &g->merged, kvi_now_ms(), siblings ? 0 : 1);
+        if (rc == KV_ENOMEM)
+            rc = kvi_error(KV_ENOMEM, "out of memory copying a value");
+        else if (rc == KV_ENOTFOUND)
+            rc = kvi_error(KV_ENOTFOUND, "key not found");
+    }
+    gathered_free(g);
+    return rc;
+}
+
+/* ------------------------------------------------------------- writing */
+
+/* Says whether member can be reached now: connected, or connectable. */
+static int reachable(const kvi_view *v, uint32_t member)
+{
+    return is_self(v, member) || kvi_client_connect(kvi_view_client(v, member)) == KV_OK;
+}
+
+/* A non-replica sends the write to the first reachable replica. */
+static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uint32_t *pref,
+                   size_t n, uint64_t *out_version)
+{
+    kvi_view *v = env->view;
+    uint8_t opcode = w->kind == KVI_WRITE_PUT ? KVI_OP_PUT
+                   : w->kind == KVI_WRITE_DELETE ? KVI_OP_DELETE : KVI_OP_CAS;
+    kvi_request req = {
+        .opcode = opcode, .consistency = (uint8_t)w->consistency, .quorum = (uint8_t)w->w,
+        .ttl_s = w->ttl_s, .expected_version = w->expected_version,
+        .key = {w->key, w->key_len}, .value = {w->value, w->value_len},
+        .context = {w->context, w->context_len},
+    };
+    uint16_t flags = (uint16_t)((w->siblings ? KVI_FRAME_FLAG_SIBLINGS : 0) |
+                                (v->self >= 0 ? KVI_FRAME_FLAG_FORWARDED : 0));
+    int rc = kvi_error(KV_EUNAVAILABLE, "no replica of this key is reachable");
+    for (size_t i = 0; i < n; i++) {
+        kvi_fanout fo;
+        kvi_fanout_init(&fo);
+        kvi_call *call = kvi_call_start(kvi_view_client(v, pref[i]), &fo, &req, flags, 1);
+        /* The replica waits for its own replicas first: give it twice the
+         * internode timeout. */
+        struct timespec deadline = kvi_deadline_after(2 * timeout_ms(v));
+        kvi_fanout_wait(&fo, 1, 1, &deadline);
+        kvi_frame_header h;
+        unsigned char *body = NULL;
+        rc = kvi_call_finish(call, &h, &body);
+        kvi_fanout_destroy(&fo);
+        if (rc == KV_OK) {
+            kvi_response resp;
+            rc = kvi_call_decode(&resp, opcode, &h, body);
+            if ((rc == KV_OK || rc == KV_ECONFLICT) && out_version)
+                *out_version = resp.version;
+            free(body);
+            return rc;
+        }
+        free(body);
+        if (rc != KV_EUNAVAILABLE)
+            return rc; /* it may have applied: trying another could apply it twice */
+    }
+    return rc;
+}
+
+int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
+                        uint64_t *out_version)
+{
+    kvi_view *v = env->view;
+    uint32_t pref[MAX_PREF];
+    size_t n = preference(v, w->key, w->key_len, pref);
+    unsigned required;
+    int rc = kvi_quorum_required(&required, w->consistency, w->w, (unsigned)n);
+    if (rc != KV_OK)
+        return rc;
+    int self_at = -1;
+    for (size_t i = 0; i < n; i++)
+        if (is_self(v, pref[i]))
+            self_at = (int)i;
+    if (self_at < 0) {
+        if (w->forwarded)
+            return kvi_error(KV_EUNAVAILABLE, "this node is not a replica of the key; the "
+                                              "nodes disagree about the ring");
+        return forward(env, w, pref, n, out_version);
+    }
+
+    /* Too few replicas reachable: refuse before applying anything, so the
+     * answer can honestly be "not applied" (as Cassandra's Unavailable). */
+    unsigned live = 0;
+    for (size_t i = 0; i < n; i++)
+        live += reachable(v, pref[i]) != 0;
+    if (live < required)
+        return kvi_error(KV_EUNAVAILABLE, "%u of %zu replicas reachable, %u required; the "
+                                          "write was not applied", live, n, required);
+
+    kvi_vv *ctx = NULL;
+    if (w->context_len) {
+        ctx = malloc(sizeof *ctx);
+        kvi_reader rd = kvi_reader_init(w->context, w->context_len);
+        if (!ctx)
+            return kvi_error(KV_ENOMEM, "out of memory reading the context");
+        if (kvi_vv_decode(ctx, &rd) != 0 || kvi_reader_done(&rd) != 0) {
+            free(ctx);
+            return kvi_error(KV_EINVAL, "the context is malformed (pass back the bytes "
+                                        "kv_value_context returned)");
+        }
+    }
+    gathered *read = NULL;
+    if (w->kind == KVI_WRITE_CAS) {
+        /* Compare against a quorum read, not only this replica. */
+        unsigned q;
+        kvi_quorum_required(&q, KV_CONSISTENCY_QUORUM, 0, (unsigned)n);
+        read = calloc(1, sizeof *read);
+        rc = read ? gather(env, read, w->key, w->key_len, q)
+                  : kvi_error(KV_ENOMEM, "out of memory reading for a CAS");
+        if (rc != KV_OK) {
+            gathered_free(read);
+            free(ctx);
+            return rc;
+        }
+    }
+
+    kvi_state *st = malloc(sizeof *st);
+    kvi_buf holder = {0};
+    uint64_t now = kvi_now_ms();
+    kvi_sibling sib = {
+        .tombstone = w->kind == KVI_WRITE_DELETE,
+        .expiry_ms = w->kind != KVI_WRITE_DELETE && w->ttl_s ? now + w->ttl_s * 1000u : 0,
+        .write_ms = now,
+        .value = w->kind == KVI_WRITE_DELETE ? NULL : w->value,
+        .value_len = w->kind == KVI_WRITE_DELETE ? 0 : w->value_len,
+    };
+    kvi_replica_write_args args = {
+        .node = v->members[v->self].id,
+        .ctx = ctx,
+        .supersede_held = !w->siblings || w->kind == KVI_WRITE_CAS,
+        .merge_first = read ? &read->merged : NULL,
+        .check_version = w->kind == KVI_WRITE_CAS,
+        .expected_version = w->expected_version,
+    };
+    uint64_t current = 0;
+    rc = st ? kvi_replica_coordinate(st, &holder, env->local, w->key, w->key_len, &args, &sib,
+                                     &current)
+            : kvi_error(KV_ENOMEM, "out of memory writing");
+    free(ctx);
+    gathered_free(read);
+    if (rc == KV_ECONFLICT && out_version)
+        *out_version = current;
+    if (rc != KV_OK) {
+        kvi_buf_free(&holder);
+        free(st);
+        return rc;
+    }
+
+    /* Replicate the new state to the other replicas in parallel. */
+    kvi_buf encoded = {0};
+    kvi_state_encode(&encoded, st, kvi_key_token(w->key, w->key_len));
+    kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {w->key, w->key_len},
+                       .value = {encoded.data, encoded.len}};
+    kvi_call *calls[MAX_PREF] = {0};
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_fanout_local(&fo, 1);
+    for (size_t i = 0; i < n && !encoded.failed; i++)
+        if ((int)i != self_at)
+            calls[i] = kvi_call_start(kvi_view_client(v, pref[i]), &fo, &req, 0, 1);
+    struct timespec deadline = kvi_deadline_after(timeout_ms(v));
+    if (!encoded.failed)
+        kvi_fanout_wait(&fo, required, (unsigned)n, &deadline);
+    unsigned acked = 1, unknown = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((int)i == self_at || !calls[i])
+            continue;
+        kvi_frame_header h;
+        unsigned char *body = NULL;
+        int crc = kvi_call_finish(calls[i], &h, &body);
+        if (crc == KV_OK) {
+            kvi_response resp;
+            crc = kvi_call_decode(&resp, KVI_OP_REPLICATE, &h, body);
+            if (crc != KV_OK)
+                kvi_log(env->log, KV_LOG_WARN, "replica %s refused a write: %s",
+                        v->members[pref[i]].id, kv_error_last());
+        }
+        acked += crc == KV_OK;
+        /* Given up on (the answer was not needed) or lost: may have applied. */
+        unknown += crc == KV_EUNKNOWN_OUTCOME || crc == KV_ETIMEDOUT;
+        free(body);
+    }
+    kvi_fanout_destroy(&fo);
+    kvi_buf_free(&encoded);
+    if (out_version)
+        *out_version = sib.version;
+    kvi_buf_free(&holder);
+    free(st);
+    return kvi_quorum_write_outcome(acked, unknown, required);
+}
+
+/* -------------------------------------------------------------- batches */
+
+int kvi_coord_batch(const kvi_coord_env *env, kv_batch *b, const kv_write_options *wo,
+                    const kv_read_options *ro, int siblings)
+{
+    kv_write_options wdef = KV_WRITE_OPTIONS_INIT;
+    kv_read_options rdef = KV_READ_OPTIONS_INIT;
+    if (!wo)
+        wo = &wdef;
+    if (!ro)
+        ro = &rdef;
+    kvi_batch_reset_results(b);
+    b->executed = 1;
+    /* In a cluster each operation stands alone, as DynamoDB's
+     * BatchWriteItem: there is no atomicity across keys. */
+    for (size_t i = 0; i < b->count; i++) {
+        kvi_batch_op *op = &b->ops[i];
+        if (op->kind == KV_BATCH_GET) {
+            op->status = kvi_coord_read(env, &op->result, op->key, op->key_len,
+                                        ro->consistency, ro->r, siblings, NULL);
+            op->version = op->result ? kv_value_version(op->result) : 0;
+            continue;
+        }
+        kvi_coord_write w = {
+            .kind = op->kind == KV_BATCH_PUT ? KVI_WRITE_PUT : KVI_WRITE_DELETE,
+            .key = op->key, .key_len = op->key_len,
+            .value = op->value, .value_len = op->kind == KV_BATCH_PUT ? op->value_len : 0,
+            .ttl_s = op->ttl_s, .consistency = wo->consistency, .w = wo->w,
+            .siblings = siblings,
+        };
+        op->status = kvi_coord_write_run(env, &w, &op->version);
+    }
+    return KV_OK;
+}

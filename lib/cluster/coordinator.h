@@ -1,0 +1,105 @@
+/*
+ * cluster/coordinator.h - runs one request against the replicas of its key:
+ * quorums, replication, read repair and conflict resolution.
+ *
+ * Used by a client handle (view->self == -1: it reads from the replicas
+ * itself and sends writes to the coordinating replica) and by a node (for
+ * the requests it receives over either protocol). See docs/design/CLUSTER.md.
+ *
+ * Writes: a node in the key's preference list coordinates: it applies the
+ * write to its own store (minting the dot and the scalar version), sends
+ * the resulting state to the other replicas in parallel (REPLICATE) and
+ * answers after W acknowledgements, its own included. Anyone else forwards
+ * the write to the first reachable replica of the preference list.
+ *
+ * Reads: ask every replica in the preference list for its state in
+ * parallel (GET_STATE), answer after R, merge by causality, and send the
+ * merged state to the replicas that answered with less: waiting for them
+ * when R > 1, so that a later read at R never goes backwards, and in the
+ * background at R = 1.
+ *
+ * Threads: every function may be called from many threads at once; each
+ * call blocks its thread for up to the internode timeout.
+ */
+#ifndef KVI_COORDINATOR_H
+#define KVI_COORDINATOR_H
+
+#include <kv/kv.h>
+#include "cluster/view.h"
+#include "embedded.h"
+
+/* On the wire only: a node asked for a key it is not a replica of (its
+ * ring differs from the asker's). A client learns the ring again. */
+#define KVI_ENOT_REPLICA (-100)
+
+typedef enum kvi_write_kind {
+    KVI_WRITE_PUT = 1,
+    KVI_WRITE_DELETE = 2,
+    KVI_WRITE_CAS = 3
+} kvi_write_kind;
+
+typedef struct kvi_coord_write {
+    kvi_write_kind kind;
+    const void *key;
+    size_t key_len;
+    const void *value;       /* PUT and CAS */
+    size_t value_len;
+    uint64_t ttl_s;          /* 0 = none */
+    uint64_t expected_version; /* CAS */
+    const void *context;     /* an encoded version vector from a read; may be empty */
+    size_t context_len;
+    kv_consistency consistency;
+    unsigned w;              /* for KV_CONSISTENCY_EXPLICIT */
+    /* The SIBLINGS and MERGE policies: a write without a context is
+     * concurrent with what replicas hold. Otherwise (LWW) it supersedes
+     * what the coordinator holds. */
+    int siblings;
+    /* Forwarded by another node: coordinate it here, never forward again. */
+    int forwarded;
+} kvi_coord_write;
+
+/* Who answered a read, for `kvctl get --verbose`. */
+typedef struct kvi_replica_answer {
+    char node[KVI_DVV_MAX_ID + 1];
+    int status;          /* KV_OK, KV_ENOTFOUND, or why it did not answer */
+    uint64_t version;    /* the highest version it holds (tombstones too) */
+    unsigned siblings;   /* how many it holds */
+    int repaired;        /* it was sent the merged state */
+} kvi_replica_answer;
+
+typedef struct kvi_read_report {
+    size_t n;
+    kvi_replica_answer answers[16];
+    unsigned required;   /* R */
+} kvi_read_report;
+
+/* The coordinator's environment: the view (a reference is held by the
+ * caller for the call), this node's store (NULL in a client), and limits. */
+typedef struct kvi_coord_env {
+    kvi_view *view;
+    kvi_embedded *local;
+    const kvi_logger *log;
+} kvi_coord_env;
+
+/* A put, delete or CAS. *out_version (may be NULL) receives the new
+ * version, or the current one with KV_ECONFLICT. KV_OK, KV_ECONFLICT,
+ * KV_EINVAL (a malformed context, bad consistency), KV_ETOOBIG (sibling
+ * limit), KV_EUNAVAILABLE (known not applied), KV_EUNKNOWN_OUTCOME (may
+ * have applied), KV_ECORRUPT, KV_EIO. */
+int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
+                        uint64_t *out_version);
+
+/* A read. siblings: return every live sibling (SIBLINGS, MERGE) instead of
+ * the latest write. report may be NULL. KV_OK, KV_ENOTFOUND,
+ * KV_EUNAVAILABLE or KV_ETIMEDOUT (fewer than R answered), KV_ETOOBIG
+ * (the merged state would pass the sibling limit), KV_EINVAL. */
+int kvi_coord_read(const kvi_coord_env *env, kv_value **out, const void *key, size_t key_len,
+                   kv_consistency consistency, unsigned r, int siblings,
+                   kvi_read_report *report);
+
+/* Runs each operation of a batch on its own (no atomicity across keys);
+ * each has its own status. Returns KV_OK once all have run. */
+int kvi_coord_batch(const kvi_coord_env *env, kv_batch *b, const kv_write_options *wo,
+                    const kv_read_options *ro, int siblings);
+
+#endif

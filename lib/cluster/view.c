@@ -1,0 +1,129 @@
+/* cluster/view.c - members, ring and connections, built together. */
+#include "cluster/view.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+static void view_free(kvi_view *v)
+{
+    for (size_t i = 0; v->members && i < v->n; i++) {
+        kvi_client_close(v->members[i].client);
+        free(v->members[i].id);
+        free(v->members[i].addr);
+        free(v->members[i].http);
+    }
+    free(v->members);
+    kvi_ring_free(v->ring);
+    free(v);
+}
+
+int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
+{
+    *out = NULL;
+    if (cfg->n == 0)
+        return kvi_error(KV_EINVAL, "a cluster view needs at least one member");
+    kvi_view *v = calloc(1, sizeof *v);
+    if (!v)
+        return kvi_error(KV_ENOMEM, "out of memory building the cluster view");
+    atomic_init(&v->refs, 1);
+    v->self = cfg->self;
+    v->replicas = cfg->replicas;
+    v->vnodes = cfg->vnodes;
+    v->members = calloc(cfg->n, sizeof *v->members);
+    int rc = v->members ? KV_OK : kvi_error(KV_ENOMEM, "out of memory building the cluster view");
+    if (rc == KV_OK)
+        v->n = cfg->n;
+    for (size_t i = 0; rc == KV_OK && i < cfg->n; i++) {
+        kvi_view_member *m = &v->members[i];
+        m->id = strdup(cfg->ids[i]);
+        m->addr = strdup(cfg->addrs[i]);
+        m->http = cfg->https && cfg->https[i] ? strdup(cfg->https[i]) : NULL;
+        if (!m->id || !m->addr || (cfg->https && cfg->https[i] && !m->http)) {
+            rc = kvi_error(KV_ENOMEM, "out of memory building the cluster view");
+            break;
+        }
+        if ((int)i == cfg->self)
+            continue;
+        const char *eps[] = {m->addr};
+        rc = kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
+        if (rc == KV_OK)
+            kvi_client_set_flags(m->client, cfg->client_flags);
+    }
+    if (rc == KV_OK)
+        rc = kvi_ring_build(&v->ring, cfg->ids, cfg->n, cfg->vnodes, cfg->replicas);
+    if (rc != KV_OK) {
+        view_free(v);
+        return rc;
+    }
+    *out = v;
+    return KV_OK;
+}
+
+int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
+                       const kv_client_options *client_opts, uint16_t client_flags,
+                       const kvi_logger *log)
+{
+    *out = NULL;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root)
+        return kvi_error(KV_EIO, "the node sent a malformed cluster description");
+    const cJSON *complete = cJSON_GetObjectItemCaseSensitive(root, "complete");
+    const cJSON *replicas = cJSON_GetObjectItemCaseSensitive(root, "replicas");
+    const cJSON *vnodes = cJSON_GetObjectItemCaseSensitive(root, "vnodes");
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
+    int rc = KV_OK;
+    if (!cJSON_IsBool(complete) || !cJSON_IsNumber(replicas) || !cJSON_IsNumber(vnodes) ||
+        !cJSON_IsArray(members) || cJSON_GetArraySize(members) < 1 ||
+        replicas->valuedouble < 1 || replicas->valuedouble > 16 || vnodes->valuedouble < 1 ||
+        vnodes->valuedouble > KVI_RING_MAX_VNODES ||
+        cJSON_GetArraySize(members) > (int)KVI_RING_MAX_MEMBERS)
+        rc = kvi_error(KV_EIO, "the node sent a malformed cluster description");
+    else if (!cJSON_IsTrue(complete))
+        rc = kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members");
+    size_t n = rc == KV_OK ? (size_t)cJSON_GetArraySize(members) : 0;
+    const char **ids = calloc(n + 1, sizeof *ids);
+    const char **addrs = calloc(n + 1, sizeof *addrs);
+    const char **https = calloc(n + 1, sizeof *https);
+    if (rc == KV_OK && (!ids || !addrs || !https))
+        rc = kvi_error(KV_ENOMEM, "out of memory reading the cluster description");
+    for (size_t i = 0; rc == KV_OK && i < n; i++) {
+        const cJSON *m = cJSON_GetArrayItem(members, (int)i);
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "nodeId");
+        const cJSON *addr = cJSON_GetObjectItemCaseSensitive(m, "address");
+        const cJSON *http = cJSON_GetObjectItemCaseSensitive(m, "httpAddress");
+        if (!cJSON_IsString(id) || !cJSON_IsString(addr)) {
+            rc = kvi_error(KV_EIO, "the node sent a malformed cluster description");
+            break;
+        }
+        ids[i] = id->valuestring;
+        addrs[i] = addr->valuestring;
+        https[i] = cJSON_IsString(http) ? http->valuestring : NULL;
+    }
+    if (rc == KV_OK) {
+        kvi_view_config cfg = {
+            .ids = ids, .addrs = addrs, .https = https, .n = n, .self = -1,
+            .replicas = (unsigned)replicas->valuedouble, .vnodes = (unsigned)vnodes->valuedouble,
+            .client_opts = client_opts, .client_flags = client_flags, .log = log,
+        };
+        rc = kvi_view_build(out, &cfg);
+    }
+    free(ids);
+    free(addrs);
+    free(https);
+    cJSON_Delete(root);
+    return rc;
+}
+
+void kvi_view_ref(kvi_view *v)
+{
+    atomic_fetch_add(&v->refs, 1);
+}
+
+void kvi_view_unref(kvi_view *v)
+{
+    if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+        view_free(v);
+}

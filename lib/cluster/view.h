@@ -1,0 +1,71 @@
+/*
+ * cluster/view.h - one consistent picture of the cluster: the members, the
+ * ring built from them, and a connection (kvi_client) to each member other
+ * than this process's own node.
+ *
+ * A node builds its view once membership is complete; a client handle
+ * builds one from the CLUSTER description of any node, and replaces it when
+ * told its view is stale. The coordinator works on a view.
+ *
+ * Threads: a view is immutable once built and shared by reference count:
+ * kvi_view_ref before use, kvi_view_unref after; the last unref frees it.
+ */
+#ifndef KVI_VIEW_H
+#define KVI_VIEW_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <kv/kv.h>
+#include "client.h"
+#include "cluster/ring.h"
+#include "util/log.h"
+
+typedef struct kvi_view_member {
+    char *id;
+    char *addr;        /* binary protocol */
+    char *http;        /* may be NULL */
+    kvi_client *client;/* NULL for this process's own node */
+} kvi_view_member;
+
+typedef struct kvi_view {
+    atomic_uint refs;
+    kvi_ring *ring;
+    size_t n;
+    kvi_view_member *members; /* indexed like the ring's members */
+    int self;                 /* this node's index, or -1 in a client */
+    unsigned replicas, vnodes;
+} kvi_view;
+
+typedef struct kvi_view_config {
+    const char *const *ids;
+    const char *const *addrs;
+    const char *const *https;  /* entries may be NULL; the array too */
+    size_t n;
+    int self;                  /* index of this node, or -1 */
+    unsigned replicas, vnodes;
+    const kv_client_options *client_opts; /* for the connections; NULL = defaults */
+    uint16_t client_flags;     /* frame flags of every request (policy) */
+    const kvi_logger *log;     /* borrowed; must outlive the view */
+} kvi_view_config;
+
+/* Builds a view with one reference. KV_OK, KV_EINVAL, KV_ENOMEM. */
+int kvi_view_build(kvi_view **out, const kvi_view_config *cfg);
+
+/* Parses a CLUSTER description (JSON, as kvi_membership_describe writes it)
+ * into a client view. KV_EUNAVAILABLE when the cluster is not complete;
+ * KV_EIO when the JSON is malformed. */
+int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
+                       const kv_client_options *client_opts, uint16_t client_flags,
+                       const kvi_logger *log);
+
+void kvi_view_ref(kvi_view *v);
+void kvi_view_unref(kvi_view *v);
+
+/* The client of a member (NULL for self). */
+static inline kvi_client *kvi_view_client(const kvi_view *v, size_t member)
+{
+    return v->members[member].client;
+}
+
+#endif

@@ -1,0 +1,12 @@
+/* options.h - reading option structs of any supported version. */
+#ifndef KVI_OPTIONS_H
+#define KVI_OPTIONS_H
+
+#include <kv/options.h>
+
+/* Copies in (NULL = defaults) into out at the current version, with the
+ * defaults for fields an older version lacks. KV_OK or KV_EINVAL. */
+int kvi_node_options_upgrade(kv_node_options *out, const kv_node_options *in);
+int kvi_client_options_upgrade(kv_client_options *out, const kv_client_options *in);
+
+#endif

@@ -1,0 +1,153 @@
+/* remote.c - a client handle's data calls. */
+#include "remote.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "handle.h"
+#include "router.h"
+#include "util/error.h"
+
+static int write_call(kv *db, kvi_write_kind kind, uint64_t *out_version, const void *key,
+                      size_t key_len, const void *value, size_t value_len, uint64_t expected,
+                      const kv_write_options *opts)
+{
+    kvi_view *v = kvi_router_view(db->router);
+    if (!v) {
+        if (kind == KVI_WRITE_PUT)
+            return kvi_client_put(db->client, out_version, key, key_len, value, value_len, opts);
+        if (kind == KVI_WRITE_DELETE)
+            return kvi_client_delete(db->client, out_version, key, key_len, opts);
+        return kvi_client_cas(db->client, out_version, key, key_len, expected, value,
+                              value_len, opts);
+    }
+    kv_write_options defaults = KV_WRITE_OPTIONS_INIT;
+    if (!opts)
+        opts = &defaults;
+    kvi_coord_env env = {v, NULL, &db->log};
+    kvi_coord_write w = {
+        .kind = kind, .key = key, .key_len = key_len, .value = value, .value_len = value_len,
+        .ttl_s = opts->ttl_s, .expected_version = expected,
+        .context = opts->context, .context_len = opts->context ? opts->context_len : 0,
+        .consistency = opts->consistency, .w = opts->w,
+        .siblings = db->policy != KV_POLICY_LWW,
+    };
+    int rc = kvi_coord_write_run(&env, &w, out_version);
+    kvi_view_unref(v);
+    return rc;
+}
+
+int kvi_remote_put(kv *db, uint64_t *out_version, const void *key, size_t key_len,
+                   const void *value, size_t value_len, const kv_write_options *opts)
+{
+    return write_call(db, KVI_WRITE_PUT, out_version, key, key_len, value, value_len, 0, opts);
+}
+
+int kvi_remote_delete(kv *db, uint64_t *out_version, const void *key, size_t key_len,
+                      const kv_write_options *opts)
+{
+    return write_call(db, KVI_WRITE_DELETE, out_version, key, key_len, NULL, 0, 0, opts);
+}
+
+int kvi_remote_cas(kv *db, uint64_t *out_version, const void *key, size_t key_len,
+                   uint64_t expected, const void *value, size_t value_len,
+                   const kv_write_options *opts)
+{
+    return write_call(db, KVI_WRITE_CAS, out_version, key, key_len, value, value_len, expected,
+                      opts);
+}
+
+/* A read through the view; a replica saying the ring changed makes the
+ * router learn it again, and the read is tried once more. */
+static int read_call(kv *db, kv_value **out, const void *key, size_t key_len,
+                     const kv_read_options *opts, kvi_read_report *report)
+{
+    int rc = KV_EUNAVAILABLE;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        kvi_view *v = kvi_router_view(db->router);
+        if (!v)
+            return kvi_client_get(db->client, out, key, key_len, opts);
+        kvi_coord_env env = {v, NULL, &db->log};
+        rc = kvi_coord_read(&env, out, key, key_len,
+                            opts ? opts->consistency : KV_CONSISTENCY_DEFAULT,
+                            opts ? opts->r : 0, db->policy != KV_POLICY_LWW, report);
+        if (rc == KVI_ENOT_REPLICA)
+            kvi_router_invalidate(db->router, v);
+        kvi_view_unref(v);
+        if (rc != KVI_ENOT_REPLICA)
+            return rc;
+    }
+    return kvi_error(KV_EUNAVAILABLE, "the replicas disagree with every view of the ring");
+}
+
+struct kv_merge_result {
+    unsigned char *data;
+    size_t len;
+    int set;
+};
+
+int kv_merge_result_set(kv_merge_result *result, const void *data, size_t len)
+{
+    if (!result || (!data && len))
+        return kvi_error(KV_EINVAL, "kv_merge_result_set: NULL result, or NULL data with a "
+                                    "length");
+    unsigned char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return kvi_error(KV_ENOMEM, "out of memory copying a merged value");
+    if (len)
+        memcpy(copy, data, len);
+    free(result->data);
+    result->data = copy;
+    result->len = len;
+    result->set = 1;
+    return KV_OK;
+}
+
+/* MERGE: fold the siblings with the application's callback and write the
+ * result back with the read's context, so the siblings are gone for every
+ * later reader; then read once more for the new version and context. */
+static int merge_siblings(kv *db, kv_value **out, const void *key, size_t key_len,
+                          const kv_read_options *opts)
+{
+    kv_merge_result res = {0};
+    int rc = db->merge(db->merge_ctx, &res, key, key_len, *out);
+    if (rc == KV_OK && !res.set)
+        rc = kvi_error(KV_EINVAL, "the merge callback returned no value "
+                                  "(call kv_merge_result_set)");
+    else if (rc != KV_OK)
+        rc = kvi_error(rc, "the merge callback failed: %s", kv_strerror(rc));
+    if (rc == KV_OK) {
+        kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+        wo.context = kv_value_context(*out, &wo.context_len);
+        if (opts && opts->consistency != KV_CONSISTENCY_EXPLICIT)
+            wo.consistency = opts->consistency;
+        rc = kvi_remote_put(db, NULL, key, key_len, res.data, res.len, &wo);
+    }
+    free(res.data);
+    kv_value_free(*out);
+    *out = NULL;
+    if (rc != KV_OK)
+        return rc;
+    return read_call(db, out, key, key_len, opts, NULL);
+}
+
+int kvi_remote_get(kv *db, kv_value **out, const void *key, size_t key_len,
+                   const kv_read_options *opts, kvi_read_report *report)
+{
+    int rc = read_call(db, out, key, key_len, opts, report);
+    if (rc == KV_OK && db->policy == KV_POLICY_MERGE && kv_value_sibling_count(*out) > 1)
+        rc = merge_siblings(db, out, key, key_len, opts);
+    return rc;
+}
+
+int kvi_remote_batch(kv *db, kv_batch *b, const kv_write_options *wopts,
+                     const kv_read_options *ropts)
+{
+    kvi_view *v = kvi_router_view(db->router);
+    if (!v)
+        return kvi_client_batch(db->client, b, wopts, ropts);
+    kvi_coord_env env = {v, NULL, &db->log};
+    int rc = kvi_coord_batch(&env, b, wopts, ropts, db->policy != KV_POLICY_LWW);
+    kvi_view_unref(v);
+    return rc;
+}

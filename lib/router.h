@@ -1,0 +1,35 @@
+/*
+ * router.h - a client handle's view of the cluster: it learns the members
+ * from any reachable node (CLUSTER), builds the same ring, and runs each
+ * request through the coordinator against the key's replicas directly.
+ *
+ * Until a view is known (a single node, or a cluster still learning its
+ * members) requests go to the endpoints as given, and the node coordinates.
+ *
+ * Threads: every function may be called from many threads at once, except
+ * kvi_router_close.
+ */
+#ifndef KVI_ROUTER_H
+#define KVI_ROUTER_H
+
+#include <kv/kv.h>
+#include "client.h"
+#include "cluster/coordinator.h"
+
+typedef struct kvi_router kvi_router;
+
+/* bootstrap is the connection to the given endpoints; the router uses it
+ * to learn the cluster but does not own it. */
+int kvi_router_open(kvi_router **out, kvi_client *bootstrap, const kv_client_options *opts,
+                    const kvi_logger *log);
+void kvi_router_close(kvi_router *r);
+
+/* The current view with a reference (kvi_view_unref it), or NULL when
+ * requests should go to the endpoints directly. Learns the view at most
+ * once a second while it has none. */
+kvi_view *kvi_router_view(kvi_router *r);
+/* Drops the view (a replica said the ring changed); the next call learns
+ * it again. */
+void kvi_router_invalidate(kvi_router *r, kvi_view *stale);
+
+#endif

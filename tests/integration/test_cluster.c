@@ -1,0 +1,652 @@
+/* A cluster of real kvd processes on loopback (issue 4): replication,
+ * consistency levels with killed nodes, read repair, conflicts under the
+ * three policies, concurrent writers, and a client whose ring is stale.
+ * The path of kvd comes from the KVD environment variable (set by ctest).
+ * No timing assertions: every wait is a bounded poll for a state. */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+#include <kv/kv.h>
+
+#define MAX_NODES 4
+
+typedef struct node {
+    pid_t pid;
+    char *dir;
+    char id[16];
+    char listen[64];
+    char http[64];
+    char log_path[600];
+} node;
+
+typedef struct cluster {
+    node nodes[MAX_NODES];
+    int n;            /* members in --peers */
+    char peers[512];
+    const char *policy;
+} cluster;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void set_peers(cluster *c, int n)
+{
+    c->n = n;
+    c->peers[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strcat(c->peers, ",");
+        strcat(c->peers, c->nodes[i].listen);
+    }
+}
+
+static void spawn(cluster *c, int i)
+{
+    node *d = &c->nodes[i];
+    const char *kvd = getenv("KVD");
+    const char *argv[] = {kvd && *kvd ? kvd : "kvd", "--data", d->dir, "--listen", d->listen,
+                          "--http", d->http, "--node-id", d->id, "--peers", c->peers,
+                          "--policy", c->policy, "--internode-timeout", "2000", NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    d->pid = pid;
+}
+
+static kv *client_at(const char *const *eps, size_t n, kv_conflict_policy policy,
+                     kv_merge_fn merge)
+{
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 3000;
+    co.connect_timeout_ms = 500;
+    co.policy = policy;
+    co.merge = merge;
+    kv *db = NULL;
+    assert_int_equal(kv_client_open(&db, eps, n, &co), KV_OK);
+    return db;
+}
+
+/* A client that knows only node i (it still learns the whole cluster). */
+static kv *client_of(const cluster *c, int i)
+{
+    const char *eps[] = {c->nodes[i].listen};
+    return client_at(eps, 1, KV_POLICY_LWW, NULL);
+}
+
+static kv *client_all(const cluster *c, kv_conflict_policy policy, kv_merge_fn merge)
+{
+    const char *eps[MAX_NODES];
+    for (int i = 0; i < c->n; i++)
+        eps[i] = c->nodes[i].listen;
+    return client_at(eps, (size_t)c->n, policy, merge);
+}
+
+/* Waits (bounded) until node i says its membership is complete. */
+static void wait_complete(const cluster *c, int i)
+{
+    kv *db = client_of(c, i);
+    int complete = 0;
+    for (int t = 0; t < 150 && !complete; t++) {
+        char *json = NULL;
+        if (kv_cluster_describe(&json, db) == KV_OK)
+            complete = strstr(json, "\"complete\":true") != NULL;
+        kv_string_free(json);
+        if (!complete)
+            sleep_ms(100);
+    }
+    kv_close(db);
+    assert_true(complete);
+}
+
+static void start(cluster *c, int i)
+{
+    spawn(c, i);
+    wait_complete(c, i);
+}
+
+static void stop(cluster *c, int i, int sig)
+{
+    node *d = &c->nodes[i];
+    if (d->pid > 0) {
+        kill(d->pid, sig);
+        waitpid(d->pid, NULL, 0);
+        d->pid = 0;
+    }
+}
+
+static cluster *make_cluster(int n, const char *policy)
+{
+    cluster *c = calloc(1, sizeof *c);
+    c->policy = policy;
+    for (int i = 0; i < MAX_NODES; i++) {
+        node *d = &c->nodes[i];
+        d->dir = test_tempdir();
+        snprintf(d->id, sizeof d->id, "n%d", i + 1);
+        snprintf(d->listen, sizeof d->listen, "127.0.0.1:%d", free_port());
+        snprintf(d->http, sizeof d->http, "127.0.0.1:%d", free_port());
+        snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
+    }
+    set_peers(c, n);
+    for (int i = 0; i < n; i++)
+        spawn(c, i);
+    for (int i = 0; i < n; i++)
+        wait_complete(c, i);
+    return c;
+}
+
+static int setup_lww(void **state)
+{
+    *state = make_cluster(3, "lww");
+    return 0;
+}
+
+static int setup_siblings(void **state)
+{
+    *state = make_cluster(3, "siblings");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    cluster *c = *state;
+    for (int i = 0; i < MAX_NODES; i++) {
+        stop(c, i, SIGKILL);
+        unlink(c->nodes[i].log_path);
+        test_rmtree(c->nodes[i].dir);
+    }
+    free(c);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static int put_at(kv *db, const char *key, const char *value, kv_consistency level)
+{
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.consistency = level;
+    return kv_put(NULL, db, key, strlen(key), value, strlen(value), &wo);
+}
+
+/* Reads key at level; KV_OK only when the value is exactly `want`. */
+static int get_is(kv *db, const char *key, const char *want, kv_consistency level)
+{
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = level;
+    kv_value *v = NULL;
+    int rc = kv_get(&v, db, key, strlen(key), &ro);
+    if (rc == KV_OK) {
+        size_t len;
+        const char *data = kv_value_data(v, &len);
+        if (len != strlen(want) || memcmp(data, want, len) != 0) {
+            fprintf(stderr, "%s: got \"%.*s\", want \"%s\"\n", key, (int)len, data, want);
+            rc = KV_ECONFLICT;
+        }
+    }
+    kv_value_free(v);
+    return rc;
+}
+
+typedef struct body {
+    char data[4096];
+    size_t len;
+} body;
+
+static size_t collect(char *p, size_t size, size_t n, void *ctx)
+{
+    body *b = ctx;
+    size_t take = size * n;
+    if (take > sizeof b->data - 1 - b->len)
+        take = sizeof b->data - 1 - b->len;
+    memcpy(b->data + b->len, p, take);
+    b->len += take;
+    b->data[b->len] = 0;
+    return size * n;
+}
+
+static long http(const node *d, const char *method, const char *path, const char *json,
+                 body *out)
+{
+    CURL *curl = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "http://%s%s", d->http, path);
+    memset(out, 0, sizeof *out);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+    if (json)
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json);
+    long status = 0;
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+/* After a write at ALL, each replica alone (the other two stopped) returns
+ * the value at ONE: over the binary protocol and over HTTP. */
+static void replication_reaches_every_replica(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    char key[32], value[32];
+    for (int k = 0; k < 20; k++) {
+        snprintf(key, sizeof key, "rep-%d", k);
+        snprintf(value, sizeof value, "value-%d", k);
+        assert_int_equal(put_at(db, key, value, KV_CONSISTENCY_ALL), KV_OK);
+    }
+    body b;
+    assert_int_equal(http(&c->nodes[1], "PUT", "/v1/kv/over-http?consistency=all",
+                          "{\"value\":\"h\"}", &b), 200);
+    kv_close(db);
+    for (int alone = 0; alone < 3; alone++) {
+        for (int i = 0; i < 3; i++)
+            if (i != alone)
+                stop(c, i, SIGTERM);
+        db = client_of(c, alone);
+        for (int k = 0; k < 20; k++) {
+            snprintf(key, sizeof key, "rep-%d", k);
+            snprintf(value, sizeof value, "value-%d", k);
+            assert_int_equal(get_is(db, key, value, KV_CONSISTENCY_ONE), KV_OK);
+        }
+        assert_int_equal(get_is(db, "over-http", "h", KV_CONSISTENCY_ONE), KV_OK);
+        /* Alone, a QUORUM read cannot be served. */
+        assert_int_equal(get_is(db, "rep-0", "value-0", KV_CONSISTENCY_QUORUM),
+                         KV_EUNAVAILABLE);
+        assert_int_equal(http(&c->nodes[alone], "GET", "/v1/kv/rep-1?consistency=one", NULL,
+                              &b), 200);
+        assert_non_null(strstr(b.data, "\"value-1\""));
+        kv_close(db);
+        /* Static membership: a restarted node serves once it has heard
+         * from every member, so both start before either is waited for. */
+        for (int i = 0; i < 3; i++)
+            if (i != alone)
+                spawn(c, i);
+        for (int i = 0; i < 3; i++)
+            wait_complete(c, i);
+    }
+}
+
+/* One of three killed: QUORUM works, ALL is refused as not applied (503).
+ * Two killed: QUORUM is refused, ONE works. */
+static void consistency_levels_with_killed_nodes(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    assert_int_equal(put_at(db, "levels", "v1", KV_CONSISTENCY_ALL), KV_OK);
+    stop(c, 2, SIGKILL);
+    assert_int_equal(put_at(db, "levels", "v2", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(get_is(db, "levels", "v2", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(put_at(db, "levels", "v3", KV_CONSISTENCY_ALL), KV_EUNAVAILABLE);
+    /* Refused before anything was applied: the value is still v2. */
+    assert_int_equal(get_is(db, "levels", "v2", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(get_is(db, "levels", "v2", KV_CONSISTENCY_ALL), KV_EUNAVAILABLE);
+    body b;
+    assert_int_equal(http(&c->nodes[0], "PUT", "/v1/kv/levels?consistency=all",
+                          "{\"value\":\"v3\"}", &b), 503);
+    assert_non_null(strstr(b.data, "UNAVAILABLE"));
+    assert_int_equal(http(&c->nodes[0], "PUT", "/v1/kv/levels?consistency=quorum",
+                          "{\"value\":\"v3\"}", &b), 200);
+
+    stop(c, 1, SIGKILL);
+    assert_int_equal(put_at(db, "levels", "v4", KV_CONSISTENCY_QUORUM), KV_EUNAVAILABLE);
+    assert_int_equal(get_is(db, "levels", "v3", KV_CONSISTENCY_QUORUM), KV_EUNAVAILABLE);
+    assert_int_equal(http(&c->nodes[0], "GET", "/v1/kv/levels?consistency=quorum", NULL, &b),
+                     503);
+    assert_int_equal(put_at(db, "levels", "v5", KV_CONSISTENCY_ONE), KV_OK);
+    assert_int_equal(get_is(db, "levels", "v5", KV_CONSISTENCY_ONE), KV_OK);
+    kv_write_options w1 = KV_WRITE_OPTIONS_INIT;
+    w1.consistency = KV_CONSISTENCY_EXPLICIT;
+    w1.w = 1;
+    assert_int_equal(kv_delete(NULL, db, "levels", 6, &w1), KV_OK);
+    assert_int_equal(get_is(db, "levels", "", KV_CONSISTENCY_ONE), KV_ENOTFOUND);
+    kv_close(db);
+}
+
+/* A replica that missed a write gets it from a QUORUM read that it
+ * answers, and then serves it alone. */
+static void read_repair_fixes_a_stale_replica(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    assert_int_equal(put_at(db, "repair", "old", KV_CONSISTENCY_ALL), KV_OK);
+    assert_int_equal(put_at(db, "gone", "here", KV_CONSISTENCY_ALL), KV_OK);
+    stop(c, 2, SIGTERM);
+    assert_int_equal(put_at(db, "repair", "new", KV_CONSISTENCY_QUORUM), KV_OK);
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    assert_int_equal(kv_delete(NULL, db, "gone", 4, &wo), KV_OK);
+    start(c, 2);
+    /* n2 down, so the QUORUM read is answered by n1 and the stale n3. */
+    stop(c, 1, SIGTERM);
+    assert_int_equal(get_is(db, "repair", "new", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(get_is(db, "gone", "", KV_CONSISTENCY_QUORUM), KV_ENOTFOUND);
+    kv_close(db);
+    stop(c, 0, SIGTERM);
+    db = client_of(c, 2);
+    assert_int_equal(get_is(db, "repair", "new", KV_CONSISTENCY_ONE), KV_OK);
+    /* The delete (a tombstone) was repaired too. */
+    assert_int_equal(get_is(db, "gone", "", KV_CONSISTENCY_ONE), KV_ENOTFOUND);
+    kv_close(db);
+}
+
+/* Writes the two concurrent values "a" and "b" to key with the same stale
+ * context, from two SIBLINGS clients. */
+static void make_siblings(cluster *c, const char *key)
+{
+    kv *x = client_all(c, KV_POLICY_SIBLINGS, NULL);
+    kv *y = client_all(c, KV_POLICY_SIBLINGS, NULL);
+    assert_int_equal(put_at(x, key, "base", KV_CONSISTENCY_ALL), KV_OK);
+    kv_value *seen = NULL;
+    assert_int_equal(kv_get(&seen, x, key, strlen(key), NULL), KV_OK);
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.context = kv_value_context(seen, &wo.context_len);
+    assert_true(wo.context_len > 0);
+    assert_int_equal(kv_put(NULL, x, key, strlen(key), "a", 1, &wo), KV_OK);
+    sleep_ms(5); /* distinct write times, so LWW has a later write */
+    assert_int_equal(kv_put(NULL, y, key, strlen(key), "b", 1, &wo), KV_OK);
+    kv_value_free(seen);
+    kv_close(x);
+    kv_close(y);
+}
+
+static void siblings_policy_keeps_and_resolves(void **state)
+{
+    cluster *c = *state;
+    make_siblings(c, "conflict");
+    kv *db = client_all(c, KV_POLICY_SIBLINGS, NULL);
+    kv_value *v = NULL;
+    assert_int_equal(kv_get(&v, db, "conflict", 8, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 2);
+    int seen_a = 0, seen_b = 0;
+    for (size_t i = 0; i < 2; i++) {
+        size_t len;
+        const char *s = kv_value_sibling(v, i, &len);
+        seen_a |= len == 1 && s[0] == 'a';
+        seen_b |= len == 1 && s[0] == 'b';
+    }
+    assert_true(seen_a && seen_b);
+    /* The node's HTTP API (policy siblings) answers 300 with both. */
+    body b;
+    assert_int_equal(http(&c->nodes[1], "GET", "/v1/kv/conflict", NULL, &b), 300);
+    assert_non_null(strstr(b.data, "\"siblings\""));
+    assert_non_null(strstr(b.data, "\"context\""));
+    /* A put with the returned context resolves them to one. */
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.context = kv_value_context(v, &wo.context_len);
+    assert_int_equal(kv_put(NULL, db, "conflict", 8, "resolved", 8, &wo), KV_OK);
+    kv_value_free(v);
+    assert_int_equal(kv_get(&v, db, "conflict", 8, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 1);
+    size_t len;
+    assert_memory_equal(kv_value_data(v, &len), "resolved", 8);
+    kv_value_free(v);
+    assert_int_equal(http(&c->nodes[2], "GET", "/v1/kv/conflict", NULL, &b), 200);
+    /* A write without a context is concurrent: a sibling again. */
+    assert_int_equal(put_at(db, "conflict", "blind", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(kv_get(&v, db, "conflict", 8, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 2);
+    kv_value_free(v);
+    kv_close(db);
+}
+
+static void lww_policy_keeps_the_later_write(void **state)
+{
+    cluster *c = *state;
+    make_siblings(c, "lww");
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    assert_int_equal(get_is(db, "lww", "b", KV_CONSISTENCY_QUORUM), KV_OK);
+    kv_value *v = NULL;
+    assert_int_equal(kv_get(&v, db, "lww", 3, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 1);
+    kv_value_free(v);
+    /* An LWW write supersedes both. */
+    assert_int_equal(put_at(db, "lww", "c", KV_CONSISTENCY_ALL), KV_OK);
+    kv_close(db);
+    db = client_all(c, KV_POLICY_SIBLINGS, NULL);
+    assert_int_equal(kv_get(&v, db, "lww", 3, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 1);
+    kv_value_free(v);
+    kv_close(db);
+}
+
+/* Joins the siblings in byte order with '+'. */
+static int join_siblings(void *ctx, kv_merge_result *out, const void *key, size_t key_len,
+                         const kv_value *sibs)
+{
+    (void)key;
+    (void)key_len;
+    int *calls = ctx;
+    (*calls)++;
+    size_t n = kv_value_sibling_count(sibs);
+    char parts[16][64];
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *s = kv_value_sibling(sibs, i, &len);
+        snprintf(parts[i], sizeof parts[i], "%.*s", (int)len, s);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(parts[j], parts[i]) < 0) {
+                char t[64];
+                memcpy(t, parts[i], 64);
+                memcpy(parts[i], parts[j], 64);
+                memcpy(parts[j], t, 64);
+            }
+    char joined[1024] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(joined, "+");
+        strcat(joined, parts[i]);
+    }
+    return kv_merge_result_set(out, joined, strlen(joined));
+}
+
+static void merge_policy_calls_back_and_writes_back(void **state)
+{
+    cluster *c = *state;
+    make_siblings(c, "merge");
+    int calls = 0;
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.policy = KV_POLICY_MERGE;
+    co.merge = join_siblings;
+    co.merge_ctx = &calls;
+    const char *eps[] = {c->nodes[0].listen};
+    kv *db = NULL;
+    assert_int_equal(kv_client_open(&db, eps, 1, &co), KV_OK);
+    assert_int_equal(get_is(db, "merge", "a+b", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(calls, 1);
+    /* Written back: one value for everyone, and no second call. */
+    assert_int_equal(get_is(db, "merge", "a+b", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(calls, 1);
+    kv_close(db);
+    kv *sib = client_all(c, KV_POLICY_SIBLINGS, NULL);
+    kv_value *v = NULL;
+    assert_int_equal(kv_get(&v, sib, "merge", 5, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 1);
+    kv_value_free(v);
+    kv_close(sib);
+    /* MERGE without a callback is refused at open. */
+    co.merge = NULL;
+    assert_int_equal(kv_client_open(&db, eps, 1, &co), KV_EINVAL);
+}
+
+typedef struct writer {
+    kv *db;
+    int id;
+    int acked;
+} writer;
+
+static void *write_distinct(void *arg)
+{
+    writer *w = arg;
+    char key[64];
+    for (int k = 0; k < 150; k++) {
+        snprintf(key, sizeof key, "w%d-%d", w->id, k);
+        if (put_at(w->db, key, key, KV_CONSISTENCY_QUORUM) == KV_OK)
+            w->acked++;
+    }
+    return NULL;
+}
+
+/* Four threads on one client and two child processes write distinct keys;
+ * every acknowledged write is then readable at QUORUM. */
+static void concurrent_writers_lose_nothing(void **state)
+{
+    cluster *c = *state;
+    pid_t kids[2];
+    for (int p = 0; p < 2; p++) {
+        kids[p] = fork();
+        if (kids[p] == 0) {
+            kv *db = client_of(c, p);
+            writer w = {db, 10 + p, 0};
+            write_distinct(&w);
+            kv_close(db);
+            _exit(w.acked == 150 ? 0 : 1);
+        }
+    }
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    pthread_t threads[4];
+    writer ws[4];
+    for (int t = 0; t < 4; t++) {
+        ws[t] = (writer){db, t, 0};
+        pthread_create(&threads[t], NULL, write_distinct, &ws[t]);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(ws[t].acked, 150);
+    }
+    for (int p = 0; p < 2; p++) {
+        int status;
+        waitpid(kids[p], &status, 0);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    int lost = 0;
+    char key[64];
+    for (int id = 0; id < 12; id++) {
+        if (id >= 4 && id < 10)
+            continue;
+        for (int k = 0; k < 150; k++) {
+            snprintf(key, sizeof key, "w%d-%d", id, k);
+            lost += get_is(db, key, key, KV_CONSISTENCY_QUORUM) != KV_OK;
+        }
+    }
+    printf("concurrent writers: %d acknowledged, %d lost\n", 6 * 150, lost);
+    assert_int_equal(lost, 0);
+    kv_close(db);
+}
+
+/* A client learns a 3-member ring, then the cluster grows to 4. Its writes
+ * reach a node that forwards them, and its reads make it learn the ring
+ * again; a fresh client sees the same data. */
+static void stale_ring_still_answers(void **state)
+{
+    cluster *c = *state;
+    kv *old = client_all(c, KV_POLICY_LWW, NULL);
+    assert_int_equal(put_at(old, "before", "x", KV_CONSISTENCY_QUORUM), KV_OK);
+    for (int i = 0; i < 3; i++)
+        stop(c, i, SIGTERM);
+    set_peers(c, 4);
+    for (int i = 0; i < 4; i++)
+        spawn(c, i);
+    for (int i = 0; i < 4; i++)
+        wait_complete(c, i);
+    char key[32];
+    for (int k = 0; k < 40; k++) {
+        snprintf(key, sizeof key, "grown-%d", k);
+        assert_int_equal(put_at(old, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+    }
+    for (int k = 0; k < 40; k++) {
+        snprintf(key, sizeof key, "grown-%d", k);
+        assert_int_equal(get_is(old, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+    }
+    kv_close(old);
+    kv *fresh = client_of(c, 3);
+    for (int k = 0; k < 40; k++) {
+        snprintf(key, sizeof key, "grown-%d", k);
+        assert_int_equal(get_is(fresh, key, key, KV_CONSISTENCY_ALL), KV_OK);
+    }
+    kv_close(fresh);
+}
+
+/* CAS in a cluster: against a QUORUM read; a stale expected version is a
+ * conflict that reports the current one. */
+static void cas_in_a_cluster(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    uint64_t v = 0;
+    assert_int_equal(kv_cas(&v, db, "cas", 3, 0, "one", 3, &wo), KV_OK);
+    assert_int_equal(v, 1);
+    uint64_t cur = 0;
+    assert_int_equal(kv_cas(&cur, db, "cas", 3, 0, "two", 3, &wo), KV_ECONFLICT);
+    assert_int_equal(cur, 1);
+    assert_int_equal(kv_cas(&v, db, "cas", 3, 1, "two", 3, &wo), KV_OK);
+    assert_int_equal(v, 2);
+    kv *other = client_of(c, 2);
+    assert_int_equal(get_is(other, "cas", "two", KV_CONSISTENCY_QUORUM), KV_OK);
+    kv_close(other);
+    kv_close(db);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(replication_reaches_every_replica, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(consistency_levels_with_killed_nodes, setup_lww,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(read_repair_fixes_a_stale_replica, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(siblings_policy_keeps_and_resolves, setup_siblings,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(lww_policy_keeps_the_later_write, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(merge_policy_calls_back_and_writes_back, setup_lww,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(concurrent_writers_lose_nothing, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(cas_in_a_cluster, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(stale_ring_still_answers, setup_lww, teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return failed;
+}
