@@ -34,8 +34,8 @@ int kvi_state_write(kvi_state *s, const kvi_vv *ctx, const char *node, kvi_sibli
         if (!ctx || !kvi_dvv_superseded(ctx, &s->sibs[i].dot))
             next.sibs[next.n++] = s->sibs[i];
     if (next.n == KVI_STATE_MAX_SIBLINGS)
-        return kvi_error(KV_ETOOBIG, "the key has %u concurrent values already; write with "
-                                     "the context of a read to resolve them",
+        return kvi_error(KV_ETOOBIG, "the key has %u siblings (concurrent values), the "
+                                     "limit; write with the context of a read to resolve them",
                          KVI_STATE_MAX_SIBLINGS);
     kvi_dot dot;
     if (kvi_dvv_new_dot(&next.clock, ctx, node, &dot) != 0)
@@ -79,7 +79,7 @@ int kvi_state_merge(kvi_state *s, const kvi_state *other)
             !kvi_dvv_survives_merge(&other->sibs[i].dot, &s->clock, mine, s->n))
             continue;
         if (out.n == KVI_STATE_MAX_SIBLINGS)
-            return kvi_error(KV_ETOOBIG, "merging would keep more than %u concurrent values",
+            return kvi_error(KV_ETOOBIG, "merging would keep more than %u siblings (concurrent values)",
                              KVI_STATE_MAX_SIBLINGS);
         out.sibs[out.n++] = other->sibs[i];
     }

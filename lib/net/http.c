@@ -72,6 +72,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     kvi_http_conn *c = *socket_context;
     if (c) {
         kvi_buf_free(&c->key);
+        kvi_buf_free(&c->context);
         kvi_buf_free(&c->body);
         kvi_buf_free(&c->out);
         free(c);
@@ -129,6 +130,7 @@ static void begin_request(kvi_http_conn *c)
     c->content_type = NULL;
     c->allow = NULL;
     kvi_buf_reset(&c->key);
+    kvi_buf_reset(&c->context);
     kvi_buf_reset(&c->body);
     kvi_buf_reset(&c->out);
 }

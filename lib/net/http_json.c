@@ -374,7 +374,11 @@ static int parse_write(kvi_http_write_body *out, const char *body, size_t len,
                                err, err_len))) ||
         (rc = get_bytes(&out->value, &out->value_len, root, cas ? "newValue" : "value",
                         base64, "", err, err_len)) ||
-        (rc = get_uint(&out->ttl_s, root, "ttl", 0, "", err, err_len))) {
+        (rc = get_uint(&out->ttl_s, root, "ttl", 0, "", err, err_len)) ||
+        (!cas && cJSON_GetObjectItemCaseSensitive(root, "context") &&
+         !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, "context")) &&
+         (rc = get_bytes(&out->context, &out->context_len, root, "context", 1, "", err,
+                         err_len)))) {
         cJSON_Delete(root);
         memset(out, 0, sizeof *out);
         return rc;

@@ -126,6 +126,8 @@ typedef struct kvi_http_write_body {
     size_t value_len;
     uint64_t ttl_s;               /* 0 when absent */
     uint64_t expected_version;    /* CAS only */
+    const unsigned char *context; /* PUT: "context" (base64 in the JSON), decoded */
+    size_t context_len;           /* 0 when absent */
 } kvi_http_write_body;
 
 /** One operation of a parsed batch body. */
@@ -147,7 +149,8 @@ typedef struct kvi_http_batch_body {
 } kvi_http_batch_body;
 
 /**
- * kvi_http_parse_put - parse {"value": "...", "ttl": N?, "encoding": E?}.
+ * kvi_http_parse_put - parse {"value": "...", "ttl": N?, "encoding": E?,
+ * "context": C?}, C being the base64 "context" of an earlier read.
  * E is "base64" or "utf-8"; ttl is a non-negative integer (null or absent:
  * no expiry).
  * @param err      receives a message on failure; err_len bytes, >= 1

@@ -116,6 +116,35 @@ static int ascii_caseeq(const char *a, size_t n, const char *lower)
     return 1;
 }
 
+/* ?context=BASE64 (percent-encoded): the causal context of a read, for a
+ * DELETE that should supersede what was read. */
+static enum MHD_Result context_param(kvi_http_conn *c, const char *raw, size_t len)
+{
+    if (c->context.len) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "query parameter \"context\" is given twice");
+        return MHD_NO;
+    }
+    kvi_buf_reset(&c->context);
+    kvi_buf_raw(&c->context, raw, len + 1);
+    if (c->context.failed) {
+        kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory reading the context");
+        return MHD_NO;
+    }
+    size_t n = len;
+    if (kvi_http_percent_decode(c->context.data, &n, raw, len) != 0 ||
+        kvi_http_base64_decode(c->context.data, &n, (const char *)c->context.data, n) != 0 ||
+        n == 0) {
+        kvi_buf_reset(&c->context);
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "context must be the base64 \"context\" of a read");
+        return MHD_NO;
+    }
+    c->context.len = n;
+    c->wopts.context = c->context.data;
+    c->wopts.context_len = n;
+    return MHD_YES;
+}
+
 /* MHD_KeyValueIterator over the query string. Names and values arrive still
  * percent-encoded (our unescape callback leaves them alone), so they are
  * decoded here. Returning MHD_NO stops at the first bad parameter. */
@@ -135,6 +164,8 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
         return MHD_NO;
     }
     name[nlen] = 0;
+    if (strcmp(name, "context") == 0)
+        return context_param(c, rvalue ? rvalue : "", rvlen);
     if (rvlen >= sizeof value ||
         kvi_http_percent_decode((unsigned char *)value, &vlen, rvalue ? rvalue : "", rvlen) != 0)
         vlen = sizeof value; /* a length no valid value has */
@@ -148,7 +179,8 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
             bit = 1u << i;
     if (!bit) {
         kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
-                       "unknown query parameter \"%s\" (known: consistency, r, w, encoding)", name);
+                       "unknown query parameter \"%s\" (known: consistency, r, w, encoding, "
+                       "context)", name);
         return MHD_NO;
     }
     if (q->seen & bit) {
@@ -409,6 +441,10 @@ static void handle_put(kvi_http_conn *c)
         return;
     }
     c->wopts.ttl_s = w.ttl_s;
+    if (w.context_len) {
+        c->wopts.context = w.context;
+        c->wopts.context_len = w.context_len;
+    }
     uint64_t version = 0;
     rc = kv_put(&version, h->store, c->key.data, c->key.len, w.value, w.value_len, &c->wopts);
     kvi_http_write_body_free(&w);

@@ -76,6 +76,7 @@ typedef struct kvi_http_conn {
     const char *content_type;
     const char *allow;      /* Allow header of a 405, else NULL */
     kvi_buf key;            /* the decoded key */
+    kvi_buf context;        /* ?context=, decoded */
     kvi_buf body;           /* the request body, at most body_limit bytes */
     kvi_buf out;            /* the response body */
 } kvi_http_conn;

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include <cJSON.h>
+
 #include "helpers.h"
 #include <kv/kv.h>
 
@@ -426,6 +428,91 @@ static void siblings_policy_keeps_and_resolves(void **state)
     assert_int_equal(kv_value_sibling_count(v), 2);
     kv_value_free(v);
     kv_close(db);
+
+    /* The same over HTTP: the 300's context in a PUT body resolves them. */
+    assert_int_equal(http(&c->nodes[0], "GET", "/v1/kv/conflict", NULL, &b), 300);
+    cJSON *root = cJSON_Parse(b.data);
+    const cJSON *ctx = cJSON_GetObjectItem(root, "context");
+    assert_true(cJSON_IsString(ctx));
+    char json[512];
+    snprintf(json, sizeof json, "{\"value\":\"via-http\",\"context\":\"%s\"}",
+             ctx->valuestring);
+    cJSON_Delete(root);
+    assert_int_equal(http(&c->nodes[0], "PUT", "/v1/kv/conflict", json, &b), 200);
+    assert_int_equal(http(&c->nodes[1], "GET", "/v1/kv/conflict", NULL, &b), 200);
+    assert_non_null(strstr(b.data, "\"via-http\""));
+    /* A DELETE with the read's context (percent-encoded) removes it. */
+    root = cJSON_Parse(b.data);
+    ctx = cJSON_GetObjectItem(root, "context");
+    assert_true(cJSON_IsString(ctx));
+    CURL *curl = curl_easy_init();
+    char *escaped = curl_easy_escape(curl, ctx->valuestring, 0);
+    char path[512];
+    snprintf(path, sizeof path, "/v1/kv/conflict?context=%s", escaped);
+    curl_free(escaped);
+    curl_easy_cleanup(curl);
+    cJSON_Delete(root);
+    assert_int_equal(http(&c->nodes[2], "DELETE", path, NULL, &b), 200);
+    assert_int_equal(http(&c->nodes[0], "GET", "/v1/kv/conflict", NULL, &b), 404);
+    /* A context that is not one is refused. */
+    assert_int_equal(http(&c->nodes[0], "PUT", "/v1/kv/conflict",
+                          "{\"value\":\"x\",\"context\":\"bm90IGEgY29udGV4dA==\"}", &b), 400);
+    assert_int_equal(http(&c->nodes[0], "DELETE", "/v1/kv/conflict?context=%%%", NULL, &b),
+                     400);
+}
+
+/* Past the sibling limit a write is refused with a clear error, and a
+ * write with the context still resolves the key. */
+static void sibling_limit_is_a_clear_error(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_SIBLINGS, NULL);
+    int rc = KV_OK, writes = 0;
+    while (rc == KV_OK && writes < 40) {
+        rc = put_at(db, "many", "blind", KV_CONSISTENCY_ALL);
+        writes += rc == KV_OK;
+    }
+    assert_int_equal(rc, KV_ETOOBIG);
+    assert_int_equal(writes, 16);
+    assert_non_null(strstr(kv_error_last(), "sibling"));
+    kv_value *v = NULL;
+    assert_int_equal(kv_get(&v, db, "many", 4, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 16);
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.context = kv_value_context(v, &wo.context_len);
+    assert_int_equal(kv_put(NULL, db, "many", 4, "one", 3, &wo), KV_OK);
+    kv_value_free(v);
+    assert_int_equal(kv_get(&v, db, "many", 4, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(v), 1);
+    kv_value_free(v);
+    kv_close(db);
+}
+
+/* Deletes and expiries replicate: a TTL is an absolute time every replica
+ * honours. */
+static void ttl_and_deletes_replicate(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.consistency = KV_CONSISTENCY_ALL;
+    wo.ttl_s = 1;
+    assert_int_equal(kv_put(NULL, db, "brief", 5, "x", 1, &wo), KV_OK);
+    kv_value *v = NULL;
+    assert_int_equal(kv_get(&v, db, "brief", 5, NULL), KV_OK);
+    assert_true(kv_value_expiry_ms(v) > 0);
+    kv_value_free(v);
+    int rc = KV_OK;
+    for (int i = 0; i < 60 && rc == KV_OK; i++) { /* bounded: up to ~6 s */
+        kv_read_options ro = KV_READ_OPTIONS_INIT;
+        ro.consistency = KV_CONSISTENCY_ALL;
+        rc = kv_get(&v, db, "brief", 5, &ro);
+        kv_value_free(v);
+        if (rc == KV_OK)
+            sleep_ms(100);
+    }
+    assert_int_equal(rc, KV_ENOTFOUND);
+    kv_close(db);
 }
 
 static void lww_policy_keeps_the_later_write(void **state)
@@ -639,6 +726,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(read_repair_fixes_a_stale_replica, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(siblings_policy_keeps_and_resolves, setup_siblings,
                                         teardown),
+        cmocka_unit_test_setup_teardown(sibling_limit_is_a_clear_error, setup_siblings,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(ttl_and_deletes_replicate, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(lww_policy_keeps_the_later_write, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(merge_policy_calls_back_and_writes_back, setup_lww,
                                         teardown),
