@@ -2,6 +2,7 @@
  * api.c - the public data calls: validate the arguments against the handle's
  * limits (before anything is allocated), then dispatch on the handle's kind.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -298,6 +299,76 @@ int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
     if (db->kind == KVI_KIND_CLIENT)
         return kvi_remote_get(db, out, key, key_len, opts, NULL);
     return kvi_embedded_get(db->embedded, out, key, key_len);
+}
+
+static const char *status_name(int status)
+{
+    switch (status) {
+    case KV_OK: return "OK";
+    case KV_ENOTFOUND: return "NOT_FOUND";
+    case KV_ETIMEDOUT: return "TIMEOUT";
+    case KV_EUNAVAILABLE: return "UNAVAILABLE";
+    case KV_ECORRUPT: return "CORRUPT";
+    case KVI_ENOT_REPLICA: return "NOT_A_REPLICA";
+    case KVI_ENOT_WAITED: return "NOT_WAITED_FOR";
+    default: return "ERROR";
+    }
+}
+
+static char *trace_json(const kvi_read_report *r)
+{
+    kvi_buf b = {0};
+    char num[160];
+    snprintf(num, sizeof num, "{\"required\":%u,\"replicas\":[", r->required);
+    kvi_buf_raw(&b, num, strlen(num));
+    for (size_t i = 0; i < r->n; i++) {
+        const kvi_replica_answer *a = &r->answers[i];
+        /* Node ids are letters, digits, '-', '_' and '.': no escaping. */
+        const char *open = i ? ",{\"nodeId\":\"" : "{\"nodeId\":\"";
+        kvi_buf_raw(&b, open, strlen(open));
+        kvi_buf_raw(&b, a->node, strlen(a->node));
+        snprintf(num, sizeof num,
+                 "\",\"status\":\"%s\",\"version\":%llu,\"siblings\":%u,\"repaired\":%s}",
+                 status_name(a->status), (unsigned long long)a->version, a->siblings,
+                 a->repaired ? "true" : "false");
+        kvi_buf_raw(&b, num, strlen(num));
+    }
+    kvi_buf_raw(&b, "]}", 3); /* with the NUL */
+    if (b.failed) {
+        kvi_buf_free(&b);
+        return NULL;
+    }
+    return (char *)b.data;
+}
+
+int kv_get_traced(kv_value **out, char **out_trace, kv *db, const void *key, size_t key_len,
+                  const kv_read_options *opts)
+{
+    if (!out || !out_trace)
+        return kvi_error(KV_EINVAL, "kv_get_traced: out or out_trace is NULL");
+    *out = NULL;
+    *out_trace = NULL;
+    int rc;
+    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
+        (rc = check_read_options(opts)))
+        return rc;
+    kvi_read_report *report = calloc(1, sizeof *report);
+    if (!report)
+        return kvi_error(KV_ENOMEM, "out of memory tracing a read");
+    if (db->kind == KVI_KIND_NODE)
+        rc = kvi_node_get(db->node, out, key, key_len, opts, kvi_node_flags(db->node), report);
+    else if (db->kind == KVI_KIND_CLIENT)
+        rc = kvi_remote_get(db, out, key, key_len, opts, report);
+    else
+        rc = kvi_embedded_get(db->embedded, out, key, key_len);
+    /* The trace's own allocation must not hide the read's detail message. */
+    char saved[512];
+    snprintf(saved, sizeof saved, "%s", kv_error_last());
+    *out_trace = trace_json(report);
+    free(report);
+    if (rc != KV_OK)
+        kvi_error(rc, "%s", saved);
+    return rc;
 }
 
 int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,

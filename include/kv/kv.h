@@ -27,8 +27,20 @@
  *  - node (kv_node_start): a storage node hosted in this process, serving
  *    its store over the binary protocol and HTTP;
  *  - client (kv_client_open): a connection to remote nodes.
- * This version serves a single node; replication across a cluster comes
- * later, behind the same calls.
+ *
+ * In a cluster (nodes started with peers) node and client handles run each
+ * call against the key's replicas, at the consistency level in the options
+ * (default QUORUM). Cluster calls add these outcomes:
+ *  - KV_EUNAVAILABLE: too few replicas reachable; a write was NOT applied.
+ *  - KV_EUNKNOWN_OUTCOME: a write reached fewer than W replicas in time; it
+ *    may have been applied and can surface later.
+ *  - KV_ETIMEDOUT: a read got fewer than R answers in time.
+ * Concurrent writes to one key become siblings, resolved by the handle's
+ * policy (kv_conflict_policy: LWW by default). A delete is a replicated
+ * tombstone and answers KV_OK even when no replica held a live value. A
+ * batch runs each operation on its own, with no atomicity across keys. CAS
+ * compares against a QUORUM read and is not linearizable under failures.
+ * See docs/CLUSTER.md.
  */
 #ifndef KV_KV_H
 #define KV_KV_H
@@ -171,6 +183,24 @@ KV_API int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len
  */
 KV_API int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
                   const kv_read_options *opts);
+
+/**
+ * kv_get_traced - kv_get that also says which replicas answered what, as
+ * JSON: {"required": R, "replicas": [{"nodeId": "n1", "status": "OK",
+ * "version": 7, "siblings": 1, "repaired": false}, ...]}. status is "OK",
+ * "NOT_FOUND" or why the replica did not answer; version is the highest it
+ * holds (tombstones included); repaired says it was sent the merged state.
+ * Outside a cluster the list is empty. On a node handle the node itself
+ * coordinates; on a client handle the client does.
+ *
+ * @param out        as kv_get
+ * @param out_trace  receives the JSON (NUL-terminated, owned by the caller,
+ *                   released with kv_string_free) whatever the outcome of the
+ *                   read, or NULL when out of memory.
+ * @return as kv_get.
+ */
+KV_API int kv_get_traced(kv_value **out, char **out_trace, kv *db, const void *key,
+                         size_t key_len, const kv_read_options *opts);
 
 /**
  * kv_delete - delete a key, leaving a tombstone with the next version.

@@ -110,7 +110,7 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
         kvi_fanout_local(&fo, g->status[i] == KV_OK || g->status[i] == KV_ENOTFOUND);
     }
     struct timespec deadline = kvi_deadline_after(timeout_ms(v));
-    kvi_fanout_wait(&fo, required, (unsigned)g->n, &deadline);
+    int enough = kvi_fanout_wait(&fo, required, (unsigned)g->n, &deadline) >= required;
     int timed_out = 0;
     for (size_t i = 0; i < g->n; i++) {
         if (is_self(v, g->pref[i]))
@@ -119,6 +119,9 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
         unsigned char *body = NULL;
         int rc = kvi_call_finish(calls[i], &h, &body);
         g->status[i] = take_state(g, i, rc, &h, body, token);
+        /* Still on its way once R had answered: not a failure. */
+        if (g->status[i] == KV_ETIMEDOUT && enough)
+            g->status[i] = KVI_ENOT_WAITED;
         timed_out |= g->status[i] == KV_ETIMEDOUT;
         free(body);
     }

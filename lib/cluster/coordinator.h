@@ -31,6 +31,9 @@
 /* On the wire only: a node asked for a key it is not a replica of (its
  * ring differs from the asker's). A client learns the ring again. */
 #define KVI_ENOT_REPLICA (-100)
+/* In a read report: the replica's answer was not waited for (R answered
+ * first). */
+#define KVI_ENOT_WAITED (-101)
 
 typedef enum kvi_write_kind {
     KVI_WRITE_PUT = 1,

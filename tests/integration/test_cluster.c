@@ -359,7 +359,36 @@ static void read_repair_fixes_a_stale_replica(void **state)
     start(c, 2);
     /* n2 down, so the QUORUM read is answered by n1 and the stale n3. */
     stop(c, 1, SIGTERM);
-    assert_int_equal(get_is(db, "repair", "new", KV_CONSISTENCY_QUORUM), KV_OK);
+    kv_value *v = NULL;
+    char *trace = NULL;
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = KV_CONSISTENCY_QUORUM;
+    assert_int_equal(kv_get_traced(&v, &trace, db, "repair", 6, &ro), KV_OK);
+    size_t len;
+    assert_memory_equal(kv_value_data(v, &len), "new", 3);
+    kv_value_free(v);
+    /* The trace names each replica: n3 answered with the old version and
+     * was repaired, n2 did not answer. */
+    cJSON *root = cJSON_Parse(trace);
+    kv_string_free(trace);
+    assert_int_equal(cJSON_GetObjectItem(root, "required")->valueint, 2);
+    const cJSON *r;
+    int checked = 0;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(root, "replicas")) {
+        const char *id = cJSON_GetObjectItem(r, "nodeId")->valuestring;
+        const char *status = cJSON_GetObjectItem(r, "status")->valuestring;
+        int version = cJSON_GetObjectItem(r, "version")->valueint;
+        int repaired = cJSON_IsTrue(cJSON_GetObjectItem(r, "repaired"));
+        if (strcmp(id, "n1") == 0)
+            assert_true(strcmp(status, "OK") == 0 && version == 2 && !repaired);
+        else if (strcmp(id, "n2") == 0)
+            assert_string_equal(status, "UNAVAILABLE");
+        else
+            assert_true(strcmp(status, "OK") == 0 && version == 1 && repaired);
+        checked++;
+    }
+    assert_int_equal(checked, 3);
+    cJSON_Delete(root);
     assert_int_equal(get_is(db, "gone", "", KV_CONSISTENCY_QUORUM), KV_ENOTFOUND);
     kv_close(db);
     stop(c, 0, SIGTERM);

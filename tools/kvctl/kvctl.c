@@ -6,7 +6,7 @@
  *         COMMAND [ARGS]
  *
  *   put KEY VALUE [--ttl S]          prints "version N"
- *   get KEY                          prints the value's bytes and a newline
+ *   get KEY [--verbose]              prints the value's bytes and a newline
  *   del KEY                          prints "version N" (the tombstone's)
  *   cas KEY EXPECTED_VERSION VALUE [--ttl S]
  *                                    prints "version N"; on a mismatch, the
@@ -60,6 +60,9 @@ struct cli {
     bool has_ttl;
     uint64_t ttl_s;
     uint64_t expected;     /* cas */
+    kv_consistency level;  /* --consistency; DEFAULT = the library's (QUORUM) */
+    kv_conflict_policy policy; /* --policy */
+    bool verbose;          /* get --verbose */
     const char *cmd;
     const char *args[MAX_ARGS];
     int nargs;
@@ -78,7 +81,9 @@ static void usage(FILE *f)
     fputs("\n"
           "Commands:\n"
           "  put KEY VALUE [--ttl S]     store VALUE; prints \"version N\"\n"
-          "  get KEY                     prints the value's bytes, then a newline\n"
+          "  get KEY [--verbose]         prints the value's bytes, then a newline;\n"
+          "                              --verbose adds which replicas answered with\n"
+          "                              which versions\n"
           "  del KEY                     delete; prints \"version N\" (the tombstone's)\n"
           "  cas KEY EXPECTED VALUE [--ttl S]\n"
           "                              store VALUE only if the current version is\n"
@@ -95,6 +100,10 @@ static void usage(FILE *f)
           "  -w, --write-out F  text (default) or json\n"
           "  --timeout MS       connect and request timeout in milliseconds\n"
           "  --ttl S            time to live of a put or cas, in seconds (0 = none)\n"
+          "  --consistency L    one, quorum (default) or all, for reads and writes\n"
+          "  --policy P         lww (default: the latest write) or siblings (get\n"
+          "                     shows every concurrent value; -w json prints them)\n"
+          "  -v, --verbose      get: print each replica's answer\n"
           "  --                 end of flags (for keys or values starting with '-')\n"
           "  -h, --help         this help\n"
           "\n"
@@ -374,7 +383,46 @@ static kv_write_options write_opts(const struct cli *c)
     kv_write_options wo = KV_WRITE_OPTIONS_INIT;
     if (c->has_ttl)
         wo.ttl_s = c->ttl_s;
+    wo.consistency = c->level;
     return wo;
+}
+
+static kv_read_options read_opts(const struct cli *c)
+{
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = c->level;
+    return ro;
+}
+
+/* get --verbose: which replicas answered, from kv_get_traced's JSON. */
+static void print_trace(const char *trace)
+{
+    if (trace == NULL)
+        return;
+    cJSON *root = cJSON_Parse(trace);
+    const cJSON *replicas = cJSON_GetObjectItemCaseSensitive(root, "replicas");
+    const cJSON *r;
+    cJSON_ArrayForEach(r, replicas) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "nodeId");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
+        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(r, "version");
+        const cJSON *sib = cJSON_GetObjectItemCaseSensitive(r, "siblings");
+        const cJSON *rep = cJSON_GetObjectItemCaseSensitive(r, "repaired");
+        if (!cJSON_IsString(id) || !cJSON_IsString(st))
+            continue;
+        if (strcmp(st->valuestring, "OK") == 0)
+            printf("replica %s: version %.0f, %.0f sibling(s)%s\n", id->valuestring,
+                   cJSON_IsNumber(ver) ? ver->valuedouble : 0,
+                   cJSON_IsNumber(sib) ? sib->valuedouble : 0,
+                   cJSON_IsTrue(rep) ? ", repaired" : "");
+        else
+            printf("replica %s: %s%s\n", id->valuestring, st->valuestring,
+                   cJSON_IsTrue(rep) ? ", repaired" : "");
+    }
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(root, "required");
+    if (cJSON_IsNumber(req) && cJSON_GetArraySize(replicas) > 0)
+        printf("answers required: %.0f\n", req->valuedouble);
+    cJSON_Delete(root);
 }
 
 static int cmd_put(kv *db, const struct cli *c)
@@ -393,7 +441,8 @@ static int cmd_del(kv *db, const struct cli *c)
 {
     const char *key = c->args[0];
     uint64_t version = 0;
-    int rc = kv_delete(&version, db, key, strlen(key), NULL);
+    kv_write_options wo = write_opts(c);
+    int rc = kv_delete(&version, db, key, strlen(key), &wo);
     if (rc != KV_OK)
         return fail("del", rc, NULL);
     print_version(version);
@@ -433,15 +482,36 @@ static int cmd_get(kv *db, const struct cli *c)
 {
     const char *key = c->args[0];
     kv_value *v = NULL;
-    int rc = kv_get(&v, db, key, strlen(key), NULL);
-    if (rc != KV_OK)
-        return fail("get", rc, NULL);
+    kv_read_options ro = read_opts(c);
+    char *trace = NULL;
+    int rc = c->verbose ? kv_get_traced(&v, &trace, db, key, strlen(key), &ro)
+                        : kv_get(&v, db, key, strlen(key), &ro);
+    if (rc != KV_OK) {
+        if (c->verbose && !g_json)
+            print_trace(trace);
+        /* In JSON, the trace's fields go beside the error. */
+        size_t tl = trace ? strlen(trace) : 0;
+        if (tl >= 2) {
+            trace[tl - 1] = '\0';
+            memmove(trace, trace + 1, tl - 1);
+        }
+        int code = fail("get", rc, tl >= 2 ? trace : NULL);
+        kv_string_free(trace);
+        return code;
+    }
     if (g_json) {
         bool b64 = needs_base64(key, v);
         fputc('{', stdout);
         put_json_bytes(stdout, "key", key, strlen(key), b64);
         put_json_value_fields(stdout, v, b64);
+        if (trace != NULL) {
+            /* The trace's fields, inside this object. */
+            size_t tl = strlen(trace);
+            if (tl >= 2)
+                printf(",%.*s", (int)(tl - 2), trace + 1);
+        }
         fputs("}\n", stdout);
+        kv_string_free(trace);
     } else {
         size_t len = 0;
         const void *data = kv_value_data(v, &len);
@@ -450,6 +520,8 @@ static int cmd_get(kv *db, const struct cli *c)
                     "(-w json prints all)\n", kv_value_sibling_count(v));
         fwrite(data, 1, len, stdout);
         fputc('\n', stdout);
+        print_trace(trace);
+        kv_string_free(trace);
     }
     kv_value_free(v);
     return EXIT_OK;
@@ -862,7 +934,9 @@ static int cmd_batch(kv *db, const struct cli *c)
     status = batch_build(b, ops, arr, path);
     if (status != EXIT_OK)
         goto out;
-    rc = kv_batch_execute(db, b, NULL, NULL);
+    kv_write_options wo = write_opts(c);
+    kv_read_options ro = read_opts(c);
+    rc = kv_batch_execute(db, b, &wo, &ro);
     if (rc != KV_OK) {
         status = fail("batch", rc, NULL);
         goto out;
@@ -978,6 +1052,24 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             c->timeout_ms = (uint32_t)parse_uint("--timeout", val, 3600000);
             if (c->timeout_ms == 0)
                 usage_error("--timeout must be at least 1 ms%s", "");
+        } else if (flag_value(argv, argc, &i, "--consistency", NULL, &val)) {
+            if (strcmp(val, "one") == 0)
+                c->level = KV_CONSISTENCY_ONE;
+            else if (strcmp(val, "quorum") == 0)
+                c->level = KV_CONSISTENCY_QUORUM;
+            else if (strcmp(val, "all") == 0)
+                c->level = KV_CONSISTENCY_ALL;
+            else
+                usage_error("--consistency must be one, quorum or all, got '%s'", val);
+        } else if (flag_value(argv, argc, &i, "--policy", NULL, &val)) {
+            if (strcmp(val, "lww") == 0)
+                c->policy = KV_POLICY_LWW;
+            else if (strcmp(val, "siblings") == 0)
+                c->policy = KV_POLICY_SIBLINGS;
+            else
+                usage_error("--policy must be lww or siblings, got '%s'", val);
+        } else if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0) {
+            c->verbose = true;
         } else if (flag_value(argv, argc, &i, "--ttl", NULL, &val)) {
             c->ttl_s = parse_uint("--ttl", val, UINT64_MAX / 1000);
             c->has_ttl = true;
@@ -1003,6 +1095,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
     }
     if (c->has_ttl && !cmd->ttl)
         usage_error("--ttl applies to put and cas, not %s", cmd->name);
+    if (c->verbose && cmd->fn != cmd_get)
+        usage_error("--verbose applies to get, not %s", cmd->name);
     for (int k = 1; k < npos; k++)
         c->args[k - 1] = positional[k];
     c->nargs = npos - 1;
@@ -1056,6 +1150,7 @@ int main(int argc, char **argv)
         usage_error("no endpoint in '%s'", list);
 
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.policy = c.policy;
     if (c.timeout_ms != 0) {
         co.connect_timeout_ms = c.timeout_ms;
         co.request_timeout_ms = c.timeout_ms;
