@@ -7,7 +7,7 @@ FUZZ_BUILD  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps bench-deps build run example test test-asan fuzz bench bench-node install clean
+.PHONY: all deps bench-deps build run run-node example test test-asan fuzz bench bench-node install clean
 
 all: build
 
@@ -18,8 +18,13 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_BUILD_TESTS=ON -DKV_BUILD_TOOLS=ON -DKV_BUILD_EXAMPLES=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The main job: one kvd on 127.0.0.1 serving the HTTP API, until Ctrl-C.
+# The main job: a 3-node cluster on 127.0.0.1 serving the HTTP API, until
+# Ctrl-C.
 run: build
+	sh scripts/run-cluster.sh $(BUILD)
+
+# One kvd alone (a cluster of one), until Ctrl-C.
+run-node: build
 	sh scripts/run-node.sh $(BUILD)
 
 # The embedded example, on a fresh store.

@@ -7,6 +7,11 @@
 
 #include "util/error.h"
 
+/* A description may not make a client build a ring larger than this
+ * (1024 members of 256 vnodes): a bad or hostile node must not be able to
+ * make it allocate gigabytes. */
+#define MAX_RING_TOKENS (1024.0 * 256.0)
+
 static void view_free(kvi_view *v)
 {
     for (size_t i = 0; v->members && i < v->n; i++) {
@@ -79,7 +84,8 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
         !cJSON_IsArray(members) || cJSON_GetArraySize(members) < 1 ||
         replicas->valuedouble < 1 || replicas->valuedouble > 16 || vnodes->valuedouble < 1 ||
         vnodes->valuedouble > KVI_RING_MAX_VNODES ||
-        cJSON_GetArraySize(members) > (int)KVI_RING_MAX_MEMBERS)
+        cJSON_GetArraySize(members) > (int)KVI_RING_MAX_MEMBERS ||
+        (double)cJSON_GetArraySize(members) * vnodes->valuedouble > MAX_RING_TOKENS)
         rc = kvi_error(KV_EIO, "the node sent a malformed cluster description");
     else if (!cJSON_IsTrue(complete))
         rc = kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members");
