@@ -311,6 +311,7 @@ static const char *status_name(int status)
     case KV_ECORRUPT: return "CORRUPT";
     case KVI_ENOT_REPLICA: return "NOT_A_REPLICA";
     case KVI_ENOT_WAITED: return "NOT_WAITED_FOR";
+    case KVI_ENOT_ASKED: return "NOT_ASKED";
     default: return "ERROR";
     }
 }

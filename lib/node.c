@@ -393,7 +393,15 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
                        kvi_metrics_now_ns() - started);
 }
 
-/* Requests that wait on other nodes run on the worker pool. */
+/* Worker pools of a clustered node: coordinated requests wait on other
+ * nodes; replication waits on this node's disk (a synced write), which must
+ * not stall the I/O threads, and gets its own pool so that coordinators
+ * waiting on each other's replication can never exhaust one pool. */
+#define POOL_COORDINATE 1
+#define POOL_REPLICATE 2
+#define COORDINATE_WORKERS 16u
+#define REPLICATE_WORKERS 8u
+
 static int offload_request(void *ctx, const kvi_frame_header *h)
 {
     kvi_node *n = ctx;
@@ -403,7 +411,9 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
     case KVI_OP_BATCH:
-        return clustered(n);
+        return clustered(n) ? POOL_COORDINATE : 0;
+    case KVI_OP_REPLICATE:
+        return clustered(n) ? POOL_REPLICATE : 0;
     default:
         return 0;
     }
@@ -490,7 +500,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .handler = handle_request,
             .handler_ctx = n,
             .offload = offload_request,
-            .workers = 16,
+            .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
             .log = log,
         };
         rc = kvi_server_start(&n->binary, &sc);

@@ -1,6 +1,7 @@
 /* cluster/coordinator.c - quorum reads and writes over a cluster view. */
 #include "cluster/coordinator.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,35 +85,86 @@ static int take_state(gathered *g, size_t i, int rc, const kvi_frame_header *h,
     return rc;
 }
 
-/* Asks every replica of key for its state, waits for `required` answers
- * (KV_OK or KV_ENOTFOUND), and merges those that came. */
+/* Asks the replicas of key for their state and merges the `required`
+ * answers (KV_OK or KV_ENOTFOUND) it waits for.
+ *
+ * It asks `required` replicas first: this node's own if it is one (a local
+ * read), then the others in preference order. Each replica that fails (it
+ * refused the connection, or answered an error) is replaced by the next one
+ * at once; and when the answers are slow (SPECULATIVE_MS) the remaining
+ * replicas are all asked too, so a paused replica costs a read that delay,
+ * not the whole timeout. Asking only R keeps a read at R messages instead of
+ * N, which is most of the work of a read on a busy node. */
+#define SPECULATIVE_MS 20u
+
 static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t key_len,
                   unsigned required)
 {
     kvi_view *v = env->view;
     uint64_t token = kvi_key_token(key, key_len);
     g->n = preference(v, key, key_len, g->pref);
+    /* Our own replica first: a local read costs no message. */
+    for (size_t i = 1; i < g->n; i++)
+        if (is_self(v, g->pref[i])) {
+            uint32_t self = g->pref[i];
+            memmove(&g->pref[1], &g->pref[0], i * sizeof g->pref[0]);
+            g->pref[0] = self;
+        }
     kvi_call *calls[MAX_PREF] = {0};
+    int asked[MAX_PREF] = {0};
+    size_t next = 0;       /* the next replica to ask */
+    unsigned started = 0;  /* replicas asked (the local one included) */
     kvi_fanout fo;
     kvi_fanout_init(&fo);
     kvi_request req = {.opcode = KVI_OP_GET_STATE, .key = {key, key_len}};
-    for (size_t i = 0; i < g->n; i++) {
-        if (!is_self(v, g->pref[i]))
-            calls[i] = kvi_call_start(kvi_view_client(v, g->pref[i]), &fo, &req, 0, 0);
-    }
-    /* Our own replica while the others work. */
-    for (size_t i = 0; i < g->n; i++) {
-        if (!is_self(v, g->pref[i]))
-            continue;
-        g->status[i] = kvi_replica_read(&g->states[i], &g->holders[i], env->local, key, key_len);
-        if (g->status[i] == KV_ENOTFOUND)
-            kvi_state_init(&g->states[i]);
-        kvi_fanout_local(&fo, g->status[i] == KV_OK || g->status[i] == KV_ENOTFOUND);
-    }
     struct timespec deadline = kvi_deadline_after(timeout_ms(v));
-    int enough = kvi_fanout_wait(&fo, required, (unsigned)g->n, &deadline) >= required;
+    struct timespec speculate = kvi_deadline_after(SPECULATIVE_MS);
+    int speculated = 0;
+    for (;;) {
+        /* Keep `required` replicas in play: asked, and not failed. */
+        pthread_mutex_lock(&fo.lock);
+        unsigned failed = fo.done - fo.ok;
+        pthread_mutex_unlock(&fo.lock);
+        unsigned want = speculated ? (unsigned)g->n : required + failed;
+        while (started < want && next < g->n) {
+            size_t i = next++;
+            asked[i] = 1;
+            started++;
+            if (is_self(v, g->pref[i])) {
+                g->status[i] = kvi_replica_read(&g->states[i], &g->holders[i], env->local, key,
+                                                key_len);
+                if (g->status[i] == KV_ENOTFOUND)
+                    kvi_state_init(&g->states[i]);
+                kvi_fanout_local(&fo, g->status[i] == KV_OK || g->status[i] == KV_ENOTFOUND);
+            } else {
+                calls[i] = kvi_call_start(kvi_view_client(v, g->pref[i]), &fo, &req, 0, 0);
+            }
+        }
+        int wait_speculative = !speculated && next < g->n;
+        unsigned ok = kvi_fanout_wait(&fo, required, started,
+                                      wait_speculative ? &speculate : &deadline);
+        pthread_mutex_lock(&fo.lock);
+        unsigned done = fo.done;
+        pthread_mutex_unlock(&fo.lock);
+        if (ok >= required)
+            break;
+        if (done < started) {
+            /* Still waiting: the speculative delay passed, or the deadline. */
+            if (!wait_speculative)
+                break;
+            speculated = 1;
+            continue;
+        }
+        if (next >= g->n)
+            break; /* everyone asked has answered or failed */
+    }
+    int enough = kvi_fanout_wait(&fo, required, 0, &deadline) >= required;
     int timed_out = 0;
     for (size_t i = 0; i < g->n; i++) {
+        if (!asked[i]) {
+            g->status[i] = KVI_ENOT_ASKED;
+            continue;
+        }
         if (is_self(v, g->pref[i]))
             continue;
         kvi_frame_header h;

@@ -12,11 +12,11 @@
  * answers after W acknowledgements, its own included. Anyone else forwards
  * the write to the first reachable replica of the preference list.
  *
- * Reads: ask every replica in the preference list for its state in
- * parallel (GET_STATE), answer after R, merge by causality, and send the
- * merged state to the replicas that answered with less: waiting for them
- * when R > 1, so that a later read at R never goes backwards, and in the
- * background at R = 1.
+ * Reads: ask R replicas of the preference list for their state (GET_STATE),
+ * the next ones when one fails or the answers are slow, answer after R,
+ * merge by causality, and send the merged state to the replicas that
+ * answered with less: waiting for them when R > 1, so that a later read at
+ * R never goes backwards, and in the background at R = 1.
  *
  * Threads: every function may be called from many threads at once; each
  * call blocks its thread for up to the internode timeout.
@@ -34,6 +34,8 @@
 /* In a read report: the replica's answer was not waited for (R answered
  * first). */
 #define KVI_ENOT_WAITED (-101)
+/* In a read report: the replica was not asked (R others answered). */
+#define KVI_ENOT_ASKED (-102)
 
 typedef enum kvi_write_kind {
     KVI_WRITE_PUT = 1,

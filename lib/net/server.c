@@ -54,6 +54,17 @@ typedef struct job {
     struct job *next;
 } job;
 
+/* Threads running offloaded requests: a queue of jobs guarded by lock. */
+typedef struct worker_pool {
+    struct kvi_server *server;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *head, *tail;
+    int stopping;
+    unsigned n_workers;
+    pthread_t *workers;
+} worker_pool;
+
 typedef struct io_thread {
     struct kvi_server *server;
     pthread_t thread;
@@ -73,13 +84,7 @@ struct kvi_server {
     atomic_int stopping;
     unsigned n_threads;
     io_thread *threads;
-    /* The worker pool: a queue of jobs guarded by queue_lock. */
-    pthread_mutex_t queue_lock;
-    pthread_cond_t queue_cond;
-    job *queue_head, *queue_tail;
-    int workers_stopping;
-    unsigned n_workers;
-    pthread_t *workers;
+    worker_pool pools[KVI_SERVER_MAX_POOLS];
 };
 
 static uint64_t monotonic_ms(void)
@@ -125,10 +130,10 @@ static void conn_close(io_thread *t, conn *c)
         conn_free(c);
 }
 
-/* Hands a request to the worker pool. 0, or -1 when out of memory. */
-static int offload(io_thread *t, conn *c, const kvi_frame_header *h, const unsigned char *body)
+/* Hands a request to a worker pool. 0, or -1 when out of memory. */
+static int offload(io_thread *t, worker_pool *pool, conn *c, const kvi_frame_header *h,
+                   const unsigned char *body)
 {
-    kvi_server *s = t->server;
     job *j = calloc(1, sizeof *j);
     unsigned char *copy = malloc(h->body_len ? h->body_len : 1);
     if (!j || !copy) {
@@ -142,31 +147,32 @@ static int offload(io_thread *t, conn *c, const kvi_frame_header *h, const unsig
     j->h = *h;
     j->body = copy;
     c->inflight++;
-    pthread_mutex_lock(&s->queue_lock);
-    if (s->queue_tail)
-        s->queue_tail->next = j;
+    pthread_mutex_lock(&pool->lock);
+    if (pool->tail)
+        pool->tail->next = j;
     else
-        s->queue_head = j;
-    s->queue_tail = j;
-    pthread_cond_signal(&s->queue_cond);
-    pthread_mutex_unlock(&s->queue_lock);
+        pool->head = j;
+    pool->tail = j;
+    pthread_cond_signal(&pool->cond);
+    pthread_mutex_unlock(&pool->lock);
     return 0;
 }
 
 static void *worker_loop(void *arg)
 {
-    kvi_server *s = arg;
-    pthread_mutex_lock(&s->queue_lock);
+    worker_pool *pool = arg;
+    kvi_server *s = pool->server;
+    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (!s->queue_head && !s->workers_stopping)
-            pthread_cond_wait(&s->queue_cond, &s->queue_lock);
-        job *j = s->queue_head;
+        while (!pool->head && !pool->stopping)
+            pthread_cond_wait(&pool->cond, &pool->lock);
+        job *j = pool->head;
         if (!j)
             break; /* stopping, and nothing left to run */
-        s->queue_head = j->next;
-        if (!s->queue_head)
-            s->queue_tail = NULL;
-        pthread_mutex_unlock(&s->queue_lock);
+        pool->head = j->next;
+        if (!pool->head)
+            pool->tail = NULL;
+        pthread_mutex_unlock(&pool->lock);
 
         s->cfg.handler(s->cfg.handler_ctx, &j->h, j->body, &j->out);
         free(j->body);
@@ -180,9 +186,9 @@ static void *worker_loop(void *arg)
         if (write(t->wake_fd, &one, sizeof one) < 0) {
             /* The counter is saturated: the loop is awake anyway. */
         }
-        pthread_mutex_lock(&s->queue_lock);
+        pthread_mutex_lock(&pool->lock);
     }
-    pthread_mutex_unlock(&s->queue_lock);
+    pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
@@ -225,6 +231,7 @@ static void conn_process(io_thread *t, conn *c)
 {
     const kvi_server_config *cfg = &t->server->cfg;
     size_t pos = 0;
+    int which;
     while (!c->closing && c->out.len - c->out_sent <= OUTPUT_HIGH_WATER &&
            c->inflight < MAX_INFLIGHT) {
         kvi_frame_header h;
@@ -254,8 +261,9 @@ static void conn_process(io_thread *t, conn *c)
         if (e == KVI_FRAME_BAD_OPCODE)
             kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOTSUP, 0,
                             kvi_frame_error_text(e));
-        else if (t->server->n_workers && cfg->offload && cfg->offload(cfg->handler_ctx, &h)) {
-            if (offload(t, c, &h, frame + KVI_FRAME_HEADER) != 0)
+        else if ((which = cfg->offload ? cfg->offload(cfg->handler_ctx, &h) : 0) > 0 &&
+                 which <= (int)KVI_SERVER_MAX_POOLS && t->server->pools[which - 1].n_workers) {
+            if (offload(t, &t->server->pools[which - 1], c, &h, frame + KVI_FRAME_HEADER) != 0)
                 kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOMEM, 0,
                                 "out of memory queueing the request");
         } else {
@@ -484,22 +492,30 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
         return rc;
     }
     s->port = kvi_local_port(s->listen_fd);
-    pthread_mutex_init(&s->queue_lock, NULL);
-    pthread_cond_init(&s->queue_cond, NULL);
     s->n_threads = cfg->io_threads ? cfg->io_threads : 1;
     s->threads = calloc(s->n_threads, sizeof *s->threads);
-    s->workers = cfg->offload && cfg->workers ? calloc(cfg->workers, sizeof *s->workers) : NULL;
-    if (!s->threads || (cfg->offload && cfg->workers && !s->workers)) {
-        close(s->listen_fd);
-        free(s->threads);
-        free(s->workers);
-        free(s);
-        return kvi_error(KV_ENOMEM, "out of memory starting a server");
+    int pools_ok = 1;
+    unsigned total_workers = 0;
+    for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
+        worker_pool *pool = &s->pools[p];
+        pool->server = s;
+        pthread_mutex_init(&pool->lock, NULL);
+        pthread_cond_init(&pool->cond, NULL);
+        unsigned want = cfg->offload ? cfg->workers[p] : 0;
+        pool->workers = want ? calloc(want, sizeof *pool->workers) : NULL;
+        pools_ok &= !want || pool->workers != NULL;
+        for (unsigned i = 0; pool->workers && i < want; i++) {
+            if (pthread_create(&pool->workers[i], NULL, worker_loop, pool) != 0)
+                break;
+            pool->n_workers++;
+        }
+        pools_ok &= pool->n_workers == want;
+        total_workers += pool->n_workers;
     }
-    for (unsigned i = 0; s->workers && i < cfg->workers; i++) {
-        if (pthread_create(&s->workers[i], NULL, worker_loop, s) != 0)
-            break;
-        s->n_workers++;
+    if (!s->threads) {
+        s->n_threads = 0;
+        kvi_server_stop(s);
+        return kvi_error(KV_ENOMEM, "out of memory starting a server");
     }
     for (unsigned i = 0; i < s->n_threads; i++)
         pthread_mutex_init(&s->threads[i].done_lock, NULL);
@@ -522,14 +538,14 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
             break;
         }
     }
-    if (started < s->n_threads || (s->workers && s->n_workers < cfg->workers)) {
+    if (started < s->n_threads || !pools_ok) {
         s->n_threads = started;
         kvi_server_stop(s);
         return kvi_error(KV_EIO, "cannot start the server's I/O threads");
     }
     kvi_log(cfg->log, KV_LOG_INFO,
             "binary protocol listening on %s (port %d, %u I/O threads, %u workers)",
-            cfg->listen_addr, s->port, s->n_threads, s->n_workers);
+            cfg->listen_addr, s->port, s->n_threads, total_workers);
     *out = s;
     return KV_OK;
 }
@@ -554,12 +570,15 @@ void kvi_server_stop(kvi_server *s)
         pthread_join(s->threads[i].thread, NULL);
     /* The I/O threads have closed every connection; the workers finish
      * the requests they hold (their answers have nowhere to go now). */
-    pthread_mutex_lock(&s->queue_lock);
-    s->workers_stopping = 1;
-    pthread_cond_broadcast(&s->queue_cond);
-    pthread_mutex_unlock(&s->queue_lock);
-    for (unsigned i = 0; i < s->n_workers; i++)
-        pthread_join(s->workers[i], NULL);
+    for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
+        worker_pool *pool = &s->pools[p];
+        pthread_mutex_lock(&pool->lock);
+        pool->stopping = 1;
+        pthread_cond_broadcast(&pool->cond);
+        pthread_mutex_unlock(&pool->lock);
+        for (unsigned i = 0; i < pool->n_workers; i++)
+            pthread_join(pool->workers[i], NULL);
+    }
     for (unsigned i = 0; i < s->n_threads; i++) {
         io_thread *t = &s->threads[i];
         for (job *j = take_answers(t), *next; j; j = next) {
@@ -571,9 +590,11 @@ void kvi_server_stop(kvi_server *s)
         pthread_mutex_destroy(&t->done_lock);
     }
     close(s->listen_fd);
-    pthread_mutex_destroy(&s->queue_lock);
-    pthread_cond_destroy(&s->queue_cond);
-    free(s->workers);
+    for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
+        pthread_mutex_destroy(&s->pools[p].lock);
+        pthread_cond_destroy(&s->pools[p].cond);
+        free(s->pools[p].workers);
+    }
     free(s->threads);
     free(s);
 }

@@ -29,10 +29,13 @@
 typedef void (*kvi_request_fn)(void *ctx, const kvi_frame_header *h,
                                const unsigned char *body, kvi_buf *out);
 
-/* Says whether a request should run on a worker thread instead of the I/O
- * thread that read it: requests that wait on other nodes must, so that I/O
- * threads never block and nodes waiting on each other cannot deadlock.
- * Called on the I/O thread. */
+/* Says where a request runs: 0 on the I/O thread that read it, or 1..
+ * KVI_SERVER_MAX_POOLS on a thread of that worker pool. Requests that wait
+ * on other nodes must run on a pool, so that I/O threads never block; and
+ * requests that other nodes' pooled requests wait on (replication) must run
+ * inline or on another pool, so nodes waiting on each other cannot exhaust
+ * one pool each and deadlock. Called on the I/O thread. */
+#define KVI_SERVER_MAX_POOLS 2u
 typedef int (*kvi_offload_fn)(void *ctx, const kvi_frame_header *h);
 
 typedef struct kvi_server_config {
@@ -44,7 +47,7 @@ typedef struct kvi_server_config {
     kvi_request_fn handler;
     void *handler_ctx;
     kvi_offload_fn offload;    /* NULL: every request runs on its I/O thread */
-    unsigned workers;          /* threads running offloaded requests */
+    unsigned workers[KVI_SERVER_MAX_POOLS]; /* threads of each pool */
     const kvi_logger *log;     /* borrowed; must outlive the server */
 } kvi_server_config;
 

@@ -4,6 +4,11 @@
  *
  *   kvbench binary --endpoints HOST:PORT[,...] [flags]
  *   kvbench http --url http://HOST:PORT [flags]
+ *   kvbench etcd --url http://HOST:PORT [flags]
+ *
+ * etcd mode drives an etcd server (the anchor of the cluster benchmark)
+ * through its v3 JSON gateway: a PUT is POST /v3/kv/put and a GET is POST
+ * /v3/kv/range, keys and values in base64, as etcd's docs show.
  *
  * Workload: --threads client threads draw keys uniformly from a key space of
  * --keys keys and do a GET with probability --read-ratio, else a PUT of a
@@ -45,7 +50,7 @@
 #define MAX_ERROR_KINDS 16
 #define MAX_KEY_SIZE 64
 
-enum proto { PROTO_BINARY, PROTO_HTTP };
+enum proto { PROTO_BINARY, PROTO_HTTP, PROTO_ETCD };
 enum op { OP_GET, OP_PUT, OP_COUNT };
 static const char *const op_names[OP_COUNT] = {"GET", "PUT"};
 enum outcome { OUT_OK, OUT_MISS, OUT_ERROR };
@@ -67,6 +72,7 @@ struct net_config {
     uint32_t value_size;
     double read_ratio;
     uint64_t ttl_s;
+    kv_consistency consistency; /* --consistency; DEFAULT = the server's */
     uint32_t timeout_ms;
     bool preload;
     bool allow_errors;
@@ -118,8 +124,9 @@ struct net_worker {
     /* http */
     CURL *curl;
     struct curl_slist *headers;
-    char *urlbuf;         /* base URL + "/v1/kv/" + key */
+    char *urlbuf;         /* base URL + "/v1/kv/" + key [+ "?consistency=..."] */
     size_t url_prefix;    /* length of base URL + "/v1/kv/" */
+    char etcd_put[600], etcd_range[600]; /* etcd: the two endpoints */
     struct buf body, resp;
     /* results of the current phase */
     kvb_hist total[OP_COUNT];
@@ -243,10 +250,13 @@ static enum outcome op_binary(struct net_worker *w, enum op op)
     if (op == OP_PUT) {
         kv_write_options wo = KV_WRITE_OPTIONS_INIT;
         wo.ttl_s = cfg->ttl_s;
+        wo.consistency = cfg->consistency;
         rc = kv_put(NULL, r->db, w->key, cfg->key_size, next_value(w), cfg->value_size, &wo);
     } else {
         kv_value *v = NULL;
-        rc = kv_get(&v, r->db, w->key, cfg->key_size, NULL);
+        kv_read_options ro = KV_READ_OPTIONS_INIT;
+        ro.consistency = cfg->consistency;
+        rc = kv_get(&v, r->db, w->key, cfg->key_size, &ro);
         kv_value_free(v);
         if (rc == KV_ENOTFOUND)
             return OUT_MISS;
@@ -271,11 +281,91 @@ static size_t on_body(char *data, size_t size, size_t n, void *ctx)
     return len;
 }
 
+static const char *consistency_query(kv_consistency level)
+{
+    switch (level) {
+    case KV_CONSISTENCY_ONE: return "?consistency=one";
+    case KV_CONSISTENCY_QUORUM: return "?consistency=quorum";
+    case KV_CONSISTENCY_ALL: return "?consistency=all";
+    default: return "";
+    }
+}
+
+static void base64_append(struct buf *b, const unsigned char *in, size_t n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = b->data + b->len;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        *o++ = abc[v >> 18];
+        *o++ = abc[(v >> 12) & 63];
+        *o++ = abc[(v >> 6) & 63];
+        *o++ = abc[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+        *o++ = abc[v >> 18];
+        *o++ = abc[(v >> 12) & 63];
+        *o++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    b->len = (size_t)(o - b->data);
+}
+
+/* etcd's v3 JSON gateway: POST /v3/kv/put {"key","value"} and POST
+ * /v3/kv/range {"key"}, base64. A range that finds the key has "kvs". */
+static enum outcome op_etcd(struct net_worker *w, enum op op)
+{
+    const struct net_config *cfg = w->run->cfg;
+    CURL *c = w->curl;
+    struct buf *b = &w->body;
+    b->len = 0;
+    memcpy(b->data, "{\"key\":\"", 8);
+    b->len = 8;
+    base64_append(b, (const unsigned char *)w->key, cfg->key_size);
+    if (op == OP_PUT) {
+        memcpy(b->data + b->len, "\",\"value\":\"", 11);
+        b->len += 11;
+        base64_append(b, (const unsigned char *)next_value(w), cfg->value_size);
+    }
+    memcpy(b->data + b->len, "\"}", 3);
+    b->len += 2;
+    curl_easy_setopt(c, CURLOPT_URL, op == OP_PUT ? w->etcd_put : w->etcd_range);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, b->data);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
+    w->resp.len = 0;
+    if (w->resp.data != NULL)
+        w->resp.data[0] = '\0';
+    CURLcode cc = curl_easy_perform(c);
+    if (cc != CURLE_OK) {
+        char kind[64];
+        snprintf(kind, sizeof kind, "curl: %s", curl_easy_strerror(cc));
+        note_error(w, op, kind, "");
+        return OUT_ERROR;
+    }
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 200 && w->resp.data != NULL && strstr(w->resp.data, "\"header\"") != NULL) {
+        if (op == OP_GET && strstr(w->resp.data, "\"kvs\"") == NULL)
+            return OUT_MISS;
+        return OUT_OK;
+    }
+    char kind[32];
+    snprintf(kind, sizeof kind, "HTTP %ld", status);
+    char detail[300];
+    snprintf(detail, sizeof detail, "%.280s", w->resp.data ? w->resp.data : "");
+    note_error(w, op, kind, detail);
+    return OUT_ERROR;
+}
+
 static enum outcome op_http(struct net_worker *w, enum op op)
 {
     const struct net_config *cfg = w->run->cfg;
     CURL *c = w->curl;
-    memcpy(w->urlbuf + w->url_prefix, w->key, cfg->key_size + 1);
+    memcpy(w->urlbuf + w->url_prefix, w->key, cfg->key_size);
+    strcpy(w->urlbuf + w->url_prefix + cfg->key_size, consistency_query(cfg->consistency));
     curl_easy_setopt(c, CURLOPT_URL, w->urlbuf);
     if (op == OP_PUT) {
         /* {"value":"...","ttl":N}; values are alphanumeric (no escaping) */
@@ -332,14 +422,17 @@ static bool http_setup(struct net_worker *w)
     const struct net_config *cfg = w->run->cfg;
     size_t base = strlen(cfg->url);
     w->url_prefix = base + strlen("/v1/kv/");
-    w->urlbuf = malloc(w->url_prefix + MAX_KEY_SIZE + 1);
+    w->urlbuf = malloc(w->url_prefix + MAX_KEY_SIZE + 32);
+    snprintf(w->etcd_put, sizeof w->etcd_put, "%s/v3/kv/put", cfg->url);
+    snprintf(w->etcd_range, sizeof w->etcd_range, "%s/v3/kv/range", cfg->url);
     w->curl = curl_easy_init();
     w->headers = curl_slist_append(NULL, "Content-Type: application/json");
     if (w->headers != NULL)
         /* no "Expect: 100-continue" round trip before a body */
         w->headers = curl_slist_append(w->headers, "Expect:");
     if (w->urlbuf == NULL || w->curl == NULL || w->headers == NULL ||
-        !buf_reserve(&w->body, (size_t)cfg->value_size + 64) || !buf_reserve(&w->resp, 4096)) {
+        !buf_reserve(&w->body, ((size_t)cfg->value_size + MAX_KEY_SIZE) / 3 * 4 + 128) ||
+        !buf_reserve(&w->resp, 4096)) {
         fprintf(stderr, PROG ": out of memory setting up curl\n");
         return false;
     }
@@ -373,7 +466,8 @@ static void http_teardown(struct net_worker *w)
 static bool http_check(struct net_worker *w)
 {
     char url[600];
-    snprintf(url, sizeof url, "%s/v1/health", w->run->cfg->url);
+    snprintf(url, sizeof url, "%s%s", w->run->cfg->url,
+             w->run->cfg->proto == PROTO_ETCD ? "/health" : "/v1/health");
     curl_easy_setopt(w->curl, CURLOPT_URL, url);
     curl_easy_setopt(w->curl, CURLOPT_HTTPGET, 1L);
     w->resp.len = 0;
@@ -416,7 +510,7 @@ static void *worker_main(void *arg)
     const struct net_config *cfg = r->cfg;
     const uint64_t read_threshold = (uint64_t)(cfg->read_ratio * 9007199254740992.0); /* 2^53 */
     enum outcome (*do_op)(struct net_worker *, enum op) =
-        cfg->proto == PROTO_BINARY ? op_binary : op_http;
+        cfg->proto == PROTO_BINARY ? op_binary : cfg->proto == PROTO_ETCD ? op_etcd : op_http;
 
     w->t_start = now_ns();
     uint64_t last_flush = w->t_start;
@@ -718,9 +812,12 @@ void kvb_net_usage(FILE *f)
     fprintf(f,
         "usage: " PROG " binary --endpoints HOST:PORT[,HOST:PORT...] [flags]\n"
         "       " PROG " http --url http://HOST:PORT [flags]\n"
+        "       " PROG " etcd --url http://HOST:PORT [flags]\n"
         "\n"
         "Benchmarks a remote node: binary through kv_client_open (the binary\n"
-        "protocol), http through its HTTP/JSON API (PUT/GET /v1/kv/{key}, libcurl).\n"
+        "protocol), http through its HTTP/JSON API (PUT/GET /v1/kv/{key}, libcurl);\n"
+        "etcd benchmarks an etcd server through its v3 JSON gateway (POST\n"
+        "/v3/kv/put and /v3/kv/range), with the same workload.\n"
         "\n"
         "  --threads N           client threads (default 4); in http mode each is one\n"
         "                        keep-alive connection\n"
@@ -734,6 +831,8 @@ void kvb_net_usage(FILE *f)
         "  --value-size B        value length in bytes (default 200)\n"
         "  --read-ratio R        fraction of GETs, 0..1 (default 0.9)\n"
         "  --ttl S               TTL of every PUT in seconds (default 0 = none)\n"
+        "  --consistency L       one, quorum or all for every request (binary and\n"
+        "                        http; default the server's, QUORUM)\n"
         "  --timeout MS          request timeout (default 5000)\n"
         "  --no-preload          skip writing the key space before the run\n"
         "  --allow-errors        exit 0 even if requests failed\n"
@@ -791,7 +890,9 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->mode = argv[1];
-    cfg->proto = strcmp(argv[1], "binary") == 0 ? PROTO_BINARY : PROTO_HTTP;
+    cfg->proto = strcmp(argv[1], "binary") == 0 ? PROTO_BINARY
+               : strcmp(argv[1], "etcd") == 0  ? PROTO_ETCD
+                                               : PROTO_HTTP;
     cfg->threads = 4;
     cfg->connections = 1;
     cfg->keys = 100000;
@@ -807,7 +908,7 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
     static const char *const valued[] = {
         "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
         "--keys", "--key-size", "--value-size", "--read-ratio", "--ttl", "--timeout",
-        "--seed", NULL};
+        "--seed", "--consistency", NULL};
     for (int i = 2; i < argc; i++) {
         char name[64];
         const char *val;
@@ -826,8 +927,9 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
                 bad_usage("--endpoints is for binary mode; http mode takes --url%s", "");
             parse_endpoints(cfg, val);
         } else if (strcmp(name, "--url") == 0) {
-            if (cfg->proto != PROTO_HTTP)
-                bad_usage("--url is for http mode; binary mode takes --endpoints%s", "");
+            if (cfg->proto == PROTO_BINARY)
+                bad_usage("--url is for http and etcd modes; binary mode takes --endpoints%s",
+                          "");
             parse_url(cfg, val);
         } else if (strcmp(name, "--threads") == 0) {
             cfg->threads = (unsigned)parse_u64(name, val, 1, 1024);
@@ -853,13 +955,26 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
             cfg->timeout_ms = (uint32_t)parse_u64(name, val, 1, 3600000);
         } else if (strcmp(name, "--seed") == 0) {
             cfg->seed = parse_u64(name, val, 0, UINT64_MAX);
+        } else if (strcmp(name, "--consistency") == 0) {
+            if (strcmp(val, "one") == 0)
+                cfg->consistency = KV_CONSISTENCY_ONE;
+            else if (strcmp(val, "quorum") == 0)
+                cfg->consistency = KV_CONSISTENCY_QUORUM;
+            else if (strcmp(val, "all") == 0)
+                cfg->consistency = KV_CONSISTENCY_ALL;
+            else
+                bad_usage("--consistency must be one, quorum or all, got '%s'", val);
         }
     }
     if (cfg->proto == PROTO_BINARY && cfg->nep == 0)
         bad_usage("binary mode needs --endpoints HOST:PORT[,...]%s", "");
-    if (cfg->proto == PROTO_HTTP && cfg->url[0] == '\0')
-        bad_usage("http mode needs --url http://HOST:PORT%s", "");
-    if (cfg->proto == PROTO_HTTP && have_connections)
+    if (cfg->proto != PROTO_BINARY && cfg->url[0] == '\0')
+        bad_usage("http and etcd modes need --url http://HOST:PORT%s", "");
+    if (cfg->proto == PROTO_ETCD && cfg->consistency != KV_CONSISTENCY_DEFAULT)
+        bad_usage("--consistency is for libkv; etcd reads and writes through its quorum%s", "");
+    if (cfg->proto == PROTO_ETCD && cfg->ttl_s != 0)
+        bad_usage("--ttl is not supported in etcd mode (etcd uses leases)%s", "");
+    if (cfg->proto != PROTO_BINARY && have_connections)
         bad_usage("--connections is for binary mode; in http mode each thread is one "
                   "connection%s", "");
     if (!have_duration && cfg->requests == 0)

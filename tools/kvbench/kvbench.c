@@ -151,6 +151,7 @@ static void usage(FILE *f)
         "Modes:\n"
         "  embedded   an embedded store (kv_open) in this process, db_bench-like\n"
         "  binary     a remote node through kv_client_open (binary protocol)\n"
+        "  etcd       an etcd server through its v3 JSON gateway (a benchmark anchor)\n"
         "  http       a remote node's HTTP/JSON API through libcurl\n"
         "\n");
     kvb_embedded_usage(f);
@@ -161,7 +162,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        bad_usage("missing mode%s (embedded, binary or http)", "");
+        bad_usage("missing mode%s (embedded, binary, http or etcd)", "");
     const char *mode = argv[1];
     if (strcmp(mode, "-h") == 0 || strcmp(mode, "--help") == 0) {
         usage(stdout);
@@ -169,7 +170,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "embedded") == 0)
         return kvb_embedded_main(argc, argv);
-    if (strcmp(mode, "binary") == 0 || strcmp(mode, "http") == 0)
+    if (strcmp(mode, "binary") == 0 || strcmp(mode, "http") == 0 || strcmp(mode, "etcd") == 0)
         return kvb_net_main(argc, argv);
-    bad_usage("unknown mode '%s' (embedded, binary or http)", mode);
+    bad_usage("unknown mode '%s' (embedded, binary, http or etcd)", mode);
 }
