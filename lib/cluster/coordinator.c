@@ -350,6 +350,37 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
     return rc;
 }
 
+/* The replication of one coordinated write, started from inside it. */
+typedef struct replication {
+    const kvi_coord_env *env;
+    const void *key;
+    size_t key_len;
+    const uint32_t *pref;
+    size_t n;
+    int self_at;
+    kvi_fanout fo;
+    kvi_buf encoded;
+    kvi_call *calls[MAX_PREF];
+    int started;
+} replication;
+
+/* kvi_replica_write_args.on_state: sends the new state to the other
+ * replicas (REPLICATE), without waiting. */
+static void start_replication(void *ctx, const kvi_state *state)
+{
+    replication *rep = ctx;
+    kvi_state_encode(&rep->encoded, state, kvi_key_token(rep->key, rep->key_len));
+    if (rep->encoded.failed)
+        return;
+    kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {rep->key, rep->key_len},
+                       .value = {rep->encoded.data, rep->encoded.len}};
+    for (size_t i = 0; i < rep->n; i++)
+        if ((int)i != rep->self_at)
+            rep->calls[i] = kvi_call_start(kvi_view_client(rep->env->view, rep->pref[i]),
+                                           &rep->fo, &req, 0, 1);
+    rep->started = 1;
+}
+
 int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
                         uint64_t *out_version)
 {
@@ -425,6 +456,14 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
         .check_version = w->kind == KVI_WRITE_CAS,
         .expected_version = w->expected_version,
     };
+    /* The replication starts from inside the write, once the new state is
+     * known and before it is synced here, so the local fsync and the
+     * replicas' round trips overlap. */
+    replication rep = {.env = env, .key = w->key, .key_len = w->key_len, .pref = pref,
+                       .n = n, .self_at = self_at};
+    kvi_fanout_init(&rep.fo);
+    args.on_state = start_replication;
+    args.on_state_ctx = &rep;
     uint64_t current = 0;
     rc = st ? kvi_replica_coordinate(st, &holder, env->local, w->key, w->key_len, &args, &sib,
                                      &current)
@@ -433,34 +472,23 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     gathered_free(read);
     if (rc == KV_ECONFLICT && out_version)
         *out_version = current;
-    if (rc != KV_OK) {
-        kvi_buf_free(&holder);
-        free(st);
-        return rc;
+    int local_ok = rc == KV_OK;
+    char local_error[256] = "";
+    if (!local_ok)
+        snprintf(local_error, sizeof local_error, "%s", kv_error_last());
+    if (rep.started) {
+        kvi_fanout_local(&rep.fo, local_ok);
+        struct timespec deadline = kvi_deadline_after(timeout_ms(v));
+        if (local_ok)
+            kvi_fanout_wait(&rep.fo, required, (unsigned)n, &deadline);
     }
-
-    /* Replicate the new state to the other replicas in parallel. */
-    kvi_buf encoded = {0};
-    kvi_state_encode(&encoded, st, kvi_key_token(w->key, w->key_len));
-    kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {w->key, w->key_len},
-                       .value = {encoded.data, encoded.len}};
-    kvi_call *calls[MAX_PREF] = {0};
-    kvi_fanout fo;
-    kvi_fanout_init(&fo);
-    kvi_fanout_local(&fo, 1);
-    for (size_t i = 0; i < n && !encoded.failed; i++)
-        if ((int)i != self_at)
-            calls[i] = kvi_call_start(kvi_view_client(v, pref[i]), &fo, &req, 0, 1);
-    struct timespec deadline = kvi_deadline_after(timeout_ms(v));
-    if (!encoded.failed)
-        kvi_fanout_wait(&fo, required, (unsigned)n, &deadline);
-    unsigned acked = 1, unknown = 0;
+    unsigned acked = local_ok, unknown = 0;
     for (size_t i = 0; i < n; i++) {
-        if ((int)i == self_at || !calls[i])
+        if ((int)i == self_at || !rep.calls[i])
             continue;
         kvi_frame_header h;
         unsigned char *body = NULL;
-        int crc = kvi_call_finish(calls[i], &h, &body);
+        int crc = kvi_call_finish(rep.calls[i], &h, &body);
         if (crc == KV_OK) {
             kvi_response resp;
             crc = kvi_call_decode(&resp, KVI_OP_REPLICATE, &h, body);
@@ -473,12 +501,24 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
         unknown += crc == KV_EUNKNOWN_OUTCOME || crc == KV_ETIMEDOUT;
         free(body);
     }
-    kvi_fanout_destroy(&fo);
-    kvi_buf_free(&encoded);
-    if (out_version)
-        *out_version = sib.version;
+    kvi_fanout_destroy(&rep.fo);
+    kvi_buf_free(&rep.encoded);
     kvi_buf_free(&holder);
     free(st);
+    if (!local_ok) {
+        /* Refused here before anything was sent (a conflict, the sibling
+         * limit): the error as it is. Failed here after the state went out:
+         * the replicas may hold it. */
+        if (!rep.started || rc == KV_ENOMEM)
+            return kvi_error(rc, "%s", local_error);
+        if (acked + unknown == 0)
+            return kvi_error(rc, "%s", local_error);
+        return kvi_error(KV_EUNKNOWN_OUTCOME, "this replica failed to store the write (%s) "
+                                              "after sending it to the others; it may have "
+                                              "been applied", local_error);
+    }
+    if (out_version)
+        *out_version = sib.version;
     return kvi_quorum_write_outcome(acked, unknown, required);
 }
 

@@ -156,6 +156,8 @@ int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, con
         if (rc == KV_OK)
             rc = kvi_state_write(out, use, args->node, value);
     }
+    if (rc == KV_OK && args->on_state)
+        args->on_state(args->on_state_ctx, out);
     if (rc == KV_OK)
         rc = store(out, holder, e, skey, skey_len, token);
     kvi_keylock_unlock(locks, token);

@@ -49,6 +49,11 @@ typedef struct kvi_replica_write_args {
      * nothing is live) is expected_version. */
     int check_version;
     uint64_t expected_version;
+    /* Called under the key lock with the new state once it is computed and
+     * before it is stored (a coordinator starts replicating it there, so
+     * that the local sync and the replicas' work overlap). May be NULL. */
+    void (*on_state)(void *ctx, const kvi_state *state);
+    void *on_state_ctx;
 } kvi_replica_write_args;
 
 /* Coordinates a write under the key lock: loads the state, merges
