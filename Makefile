@@ -7,7 +7,7 @@ FUZZ_BUILD  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps bench-deps build run run-node example test test-asan fuzz bench bench-node install clean
+.PHONY: all deps bench-deps build run run-node example test test-asan fuzz bench bench-node bench-cluster install clean
 
 all: build
 
@@ -66,6 +66,11 @@ bench: build bench-deps
 # redis-benchmark (see docs/BENCHMARKS.md).
 bench-node: build bench-deps
 	sh tools/kvbench/compare-redis.sh $(BUILD)
+
+# A 3-node cluster at ONE, QUORUM and ALL against a 3-node etcd and Redis
+# (see docs/BENCHMARKS.md).
+bench-cluster: build bench-deps
+	python3 tools/kvbench/compare-cluster.py $(BUILD)
 
 install: build
 	cmake --install $(BUILD)

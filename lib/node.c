@@ -527,7 +527,9 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     if (rc == KV_OK && n->http_addr) {
         kvi_http_config hc = {
             .listen_addr = n->http_addr,
-            .threads = o->http_threads ? o->http_threads : 2,
+            /* In a cluster an HTTP thread waits on other nodes for each
+             * request it coordinates, so it takes more of them. */
+            .threads = o->http_threads ? o->http_threads : clustered(n) ? 16 : 2,
             .store = n->front,
             .node_id = n->node_id,
             .binary_addr = n->listen_addr,

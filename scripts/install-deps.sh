@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian 12 packages that building and testing libkv need, and
 # only those that are missing (so a second run is instant). With the argument
-# `bench`, also the anchors the benchmarks run against (db_bench, Redis).
+# `bench`, also the anchors the benchmarks run against (db_bench, Redis,
+# etcd).
 # Needs root when anything is missing.
 set -eu
 
@@ -21,7 +22,7 @@ clang-14
 libclang-rt-14-dev
 "
 if [ "${1:-}" = bench ]; then
-    PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools"
+    PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools etcd-server"
 fi
 
 missing=""

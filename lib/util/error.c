@@ -39,7 +39,7 @@ const char *kv_strerror(int code)
     case KV_ECLOSED: return "handle or connection closed";
     case KV_ENOMEM: return "out of memory";
     case KV_ENOTSUP: return "not supported";
-    case KV_EBUSY: return "store in use by another process";
+    case KV_EBUSY: return "in use by another process (a locked store, or an address in use)";
     default: return "unknown error code";
     }
 }
