@@ -145,10 +145,13 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     s->db_options = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(s->db_options, (unsigned char)(cfg->create_if_missing != 0));
     rocksdb_options_set_create_missing_column_families(s->db_options, 1);
-    /* Writers waiting for a group commit block instead of spinning: on a
-     * machine with few cores the spinning took the CPU the group leader and
-     * the network needed (measured in docs/BENCHMARKS.md). */
-    rocksdb_options_set_enable_write_thread_adaptive_yield(s->db_options, 0);
+    /* With a sync per write group, writers waiting for the group's fsync
+     * block instead of spinning: the spinning took the CPU that the group
+     * leader and the network needed (+30% replicated writes on 2 cores).
+     * Without syncs the wait is short and spinning pays (3x for 2 embedded
+     * writers), so it stays. Measured in docs/BENCHMARKS.md. */
+    rocksdb_options_set_enable_write_thread_adaptive_yield(s->db_options,
+                                                           cfg->sync != KV_SYNC_ALWAYS);
     rocksdb_options_increase_parallelism(s->db_options, 2);
     rocksdb_options_set_block_based_table_factory(s->db_options, s->table_options);
 
