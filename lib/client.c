@@ -46,8 +46,15 @@ typedef struct waiter {
     unsigned char *body; /* malloc'd by the reader; freed by the caller */
     pthread_cond_t cond;
     kvi_fanout *fanout;  /* also told when this completes; may be NULL */
+    /* Its caller gave up, but the request is still on the wire: the waiter
+     * stays pending, holding its in-flight slot, and whoever takes it off
+     * the connection frees `owner` (a kvi_call). */
+    int abandoned;
+    struct kvi_call *owner;
     struct waiter *next;
 } waiter;
+
+static void call_free(struct kvi_call *call);
 
 /* Marks a waiter complete; called with its connection's lock held. */
 static void complete(waiter *w)
@@ -65,6 +72,9 @@ static void complete(waiter *w)
     }
 }
 
+struct conn;
+static void released(struct conn *c);
+
 typedef struct conn {
     struct kvi_client *client;
     /* lock guards everything below but the socket writes themselves. */
@@ -78,6 +88,8 @@ typedef struct conn {
     int reader_exited;   /* it has failed the waiters and is returning */
     pthread_t reader;
     waiter *pending;
+    unsigned inflight;         /* waiters in pending, abandoned ones included */
+    pthread_cond_t slot_free;  /* inflight went down (CLOCK_MONOTONIC) */
     /* send_lock serialises writers so frames never interleave; it is taken
      * after lock when both are needed, never the other way round. */
     pthread_mutex_t send_lock;
@@ -94,6 +106,7 @@ struct kvi_client {
     atomic_uint next_conn;
     atomic_uint_fast64_t next_id;
     uint16_t flags; /* frame flags sent with every request */
+    unsigned max_inflight; /* per connection; 0 = no limit */
     const kvi_logger *log;
 };
 
@@ -133,15 +146,28 @@ static int send_full(int fd, const unsigned char *p, size_t n, size_t *sent)
     return 0;
 }
 
+/* A waiter left c's pending list; called with c->lock held. */
+static void released(conn *c)
+{
+    c->inflight--;
+    pthread_cond_signal(&c->slot_free);
+}
+
 /* Fails every waiter of a broken connection; called with c->lock held. */
 static void fail_pending(conn *c)
 {
     for (waiter *w = c->pending, *next; w; w = next) {
         next = w->next;
+        if (w->abandoned) {
+            call_free(w->owner);
+            continue;
+        }
         w->broken = 1;
         complete(w);
     }
     c->pending = NULL;
+    c->inflight = 0;
+    pthread_cond_broadcast(&c->slot_free);
 }
 
 static void *reader_loop(void *arg)
@@ -173,9 +199,15 @@ static void *reader_loop(void *arg)
         waiter *w = *pp;
         if (w) {
             *pp = w->next;
-            w->h = h;
-            w->body = body;
-            complete(w);
+            released(c);
+            if (w->abandoned) {
+                free(body); /* its caller needed no more answers */
+                call_free(w->owner);
+            } else {
+                w->h = h;
+                w->body = body;
+                complete(w);
+            }
         } else {
             free(body); /* its caller gave up (timed out) */
         }
@@ -291,6 +323,25 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
 
     pthread_mutex_lock(&c->lock);
     int rc = ensure_connected(cl, c);
+    /* Backpressure: a node that falls behind gets no more than
+     * max_inflight requests per connection; the sender waits for a slot
+     * (up to the request timeout) instead of queueing without bound. */
+    struct timespec slot_deadline;
+    int have_deadline = 0;
+    while (rc == KV_OK && cl->max_inflight && c->inflight >= cl->max_inflight) {
+        if (!have_deadline) {
+            slot_deadline = kvi_deadline_after(cl->request_timeout_ms);
+            have_deadline = 1;
+        }
+        if (pthread_cond_timedwait(&c->slot_free, &c->lock, &slot_deadline) == ETIMEDOUT &&
+            c->inflight >= cl->max_inflight) {
+            rc = kvi_error(KV_EUNAVAILABLE, "%u requests already in flight to the node for "
+                                            "%u ms; this one was not sent", c->inflight,
+                           cl->request_timeout_ms);
+            break;
+        }
+        rc = ensure_connected(cl, c);
+    }
     if (rc != KV_OK) {
         pthread_mutex_unlock(&c->lock);
         return rc;
@@ -299,6 +350,7 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
     uint64_t generation = c->generation;
     w->next = c->pending;
     c->pending = w;
+    c->inflight++;
     pthread_mutex_unlock(&c->lock);
 
     pthread_mutex_lock(&c->send_lock);
@@ -325,8 +377,10 @@ static void cancel(conn *c, waiter *w)
     waiter **pp = &c->pending;
     while (*pp && *pp != w)
         pp = &(*pp)->next;
-    if (*pp)
+    if (*pp) {
         *pp = w->next;
+        released(c);
+    }
 }
 
 /* What a call that got no answer means. */
@@ -449,6 +503,11 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
         c->fd = -1;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->state_changed, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->slot_free, &attr);
+        pthread_condattr_destroy(&attr);
         pthread_mutex_init(&c->send_lock, NULL);
     }
     *out = cl;
@@ -467,8 +526,10 @@ void kvi_client_close(kvi_client *cl)
             pthread_join(c->reader, NULL);
         if (c->fd >= 0)
             close(c->fd);
+        /* The reader has exited and failed (or freed) every waiter. */
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->state_changed);
+        pthread_cond_destroy(&c->slot_free);
         pthread_mutex_destroy(&c->send_lock);
     }
     free(cl->conns);
@@ -772,6 +833,7 @@ kvi_call *kvi_call_start_raw(kvi_client *cl, kvi_fanout *fo, uint8_t opcode,
     call->cl = cl;
     call->is_write = is_write;
     waiter_init(&call->w, cl, fo);
+    call->w.owner = call;
     kvi_buf frame = {0};
     kvi_frame_begin(&frame);
     kvi_buf_raw(&frame, body, body_len);
@@ -802,6 +864,12 @@ kvi_call *kvi_call_start(kvi_client *cl, kvi_fanout *fo, const kvi_request *req,
     return call;
 }
 
+static void call_free(kvi_call *call)
+{
+    pthread_cond_destroy(&call->w.cond);
+    free(call);
+}
+
 int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
 {
     *body = NULL;
@@ -810,10 +878,19 @@ int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
     int rc = call->start_rc;
     if (rc == KV_OK) {
         pthread_mutex_lock(&call->c->lock);
-        if (!call->w.done)
-            cancel(call->c, &call->w);
+        if (!call->w.done) {
+            /* Not answered yet: leave it on the connection, abandoned, so
+             * that it keeps its in-flight slot until the node answers. From
+             * here the connection owns the call. */
+            call->w.abandoned = 1;
+            call->w.fanout = NULL;
+            int retryable;
+            rc = no_answer(call->cl, &call->w, call->sent, call->is_write, &retryable);
+            pthread_mutex_unlock(&call->c->lock);
+            return rc;
+        }
         pthread_mutex_unlock(&call->c->lock);
-        if (call->w.done && !call->w.broken) {
+        if (!call->w.broken) {
             *h = call->w.h;
             *body = call->w.body;
         } else {
@@ -821,8 +898,7 @@ int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
             rc = no_answer(call->cl, &call->w, call->sent, call->is_write, &retryable);
         }
     }
-    pthread_cond_destroy(&call->w.cond);
-    free(call);
+    call_free(call);
     return rc;
 }
 
@@ -836,6 +912,11 @@ int kvi_call_decode(kvi_response *resp, uint8_t opcode, const kvi_frame_header *
 void kvi_client_set_flags(kvi_client *cl, uint16_t flags)
 {
     cl->flags = flags;
+}
+
+void kvi_client_set_max_inflight(kvi_client *cl, unsigned max_per_connection)
+{
+    cl->max_inflight = max_per_connection;
 }
 
 uint32_t kvi_client_timeout_ms(const kvi_client *cl)

@@ -53,6 +53,11 @@ int kvi_client_connect(kvi_client *c);
 /* Frame flags sent with every request of this client (set before use). */
 void kvi_client_set_flags(kvi_client *c, uint16_t flags);
 uint32_t kvi_client_timeout_ms(const kvi_client *c);
+/* At most this many requests in flight per connection (0 = no limit; set
+ * before use). A sender waits up to the request timeout for a slot, then
+ * fails with KV_EUNAVAILABLE (not sent). Requests given up on by
+ * kvi_call_finish keep their slot until the node answers them. */
+void kvi_client_set_max_inflight(kvi_client *c, unsigned max_per_connection);
 /* A CLOCK_MONOTONIC deadline ms from now. */
 struct timespec kvi_deadline_after(uint32_t ms);
 

@@ -11,6 +11,8 @@
  * (1024 members of 256 vnodes): a bad or hostile node must not be able to
  * make it allocate gigabytes. */
 #define MAX_RING_TOKENS (1024.0 * 256.0)
+/* Requests in flight per connection to one member. */
+#define KVI_VIEW_MAX_INFLIGHT 128u
 
 static void view_free(kvi_view *v)
 {
@@ -54,8 +56,12 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
             continue;
         const char *eps[] = {m->addr};
         rc = kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
-        if (rc == KV_OK)
+        if (rc == KV_OK) {
             kvi_client_set_flags(m->client, cfg->client_flags);
+            /* Writes at QUORUM do not wait for the slowest replica; this
+             * bound keeps it from falling behind without limit. */
+            kvi_client_set_max_inflight(m->client, KVI_VIEW_MAX_INFLIGHT);
+        }
     }
     if (rc == KV_OK)
         rc = kvi_ring_build(&v->ring, cfg->ids, cfg->n, cfg->vnodes, cfg->replicas);

@@ -600,6 +600,76 @@ static void silent_server_times_out(void **state)
     close(lfd);
 }
 
+/* Fan-out calls: started at once, counted as they answer; one given up on
+ * keeps its in-flight slot until the node answers, so a node that does not
+ * answer gets at most max_inflight requests per connection. */
+static void fanout_calls_and_backpressure(void **state)
+{
+    world *w = *state;
+    kvi_client *cl;
+    const char *eps[] = {w->endpoint};
+    assert_int_equal(kvi_client_open(&cl, eps, 1, NULL, NULL), KV_OK);
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_request put = {.opcode = KVI_OP_PUT, .key = {(const unsigned char *)"f", 1},
+                       .value = {(const unsigned char *)"v", 1}};
+    kvi_request get = {.opcode = KVI_OP_GET, .key = {(const unsigned char *)"f", 1}};
+    kvi_call *a = kvi_call_start(cl, &fo, &put, 0, 1);
+    struct timespec deadline = kvi_deadline_after(5000);
+    assert_int_equal(kvi_fanout_wait(&fo, 1, 1, &deadline), 1);
+    kvi_call *b = kvi_call_start(cl, &fo, &get, 0, 0);
+    kvi_request missing = {.opcode = KVI_OP_GET, .key = {(const unsigned char *)"nope", 4}};
+    kvi_call *c = kvi_call_start(cl, &fo, &missing, 0, 0);
+    deadline = kvi_deadline_after(5000);
+    /* A found key and a missing one both count as answers. */
+    assert_int_equal(kvi_fanout_wait(&fo, 3, 3, &deadline), 3);
+    kvi_frame_header h;
+    unsigned char *body;
+    kvi_response resp;
+    assert_int_equal(kvi_call_finish(a, &h, &body), KV_OK);
+    assert_int_equal(kvi_call_decode(&resp, KVI_OP_PUT, &h, body), KV_OK);
+    free(body);
+    assert_int_equal(kvi_call_finish(b, &h, &body), KV_OK);
+    assert_int_equal(kvi_call_decode(&resp, KVI_OP_GET, &h, body), KV_OK);
+    assert_int_equal(resp.sibling_count, 1);
+    free(body);
+    assert_int_equal(kvi_call_finish(c, &h, &body), KV_OK);
+    assert_int_equal(kvi_call_decode(&resp, KVI_OP_GET, &h, body), KV_ENOTFOUND);
+    free(body);
+    kvi_fanout_destroy(&fo);
+    kvi_client_close(cl);
+
+    /* A node that never answers, and at most 2 requests in flight. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    socklen_t len = sizeof sa;
+    getsockname(lfd, (struct sockaddr *)&sa, &len);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *silent[] = {ep};
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 200;
+    assert_int_equal(kvi_client_open(&cl, silent, 1, &co, NULL), KV_OK);
+    kvi_client_set_max_inflight(cl, 2);
+    kvi_fanout_init(&fo);
+    kvi_call *x = kvi_call_start(cl, &fo, &put, 0, 1);
+    kvi_call *y = kvi_call_start(cl, &fo, &get, 0, 0);
+    /* Given up on: no answer, and a write that was sent may have applied. */
+    assert_int_equal(kvi_call_finish(x, &h, &body), KV_EUNKNOWN_OUTCOME);
+    assert_int_equal(kvi_call_finish(y, &h, &body), KV_ETIMEDOUT);
+    /* Both still hold their slots: a third is not sent. */
+    kvi_call *z = kvi_call_start(cl, &fo, &get, 0, 0);
+    assert_int_equal(kvi_call_finish(z, &h, &body), KV_EUNAVAILABLE);
+    assert_non_null(strstr(kv_error_last(), "in flight"));
+    kvi_fanout_destroy(&fo);
+    /* Closing frees the abandoned calls (ASan checks). */
+    kvi_client_close(cl);
+    close(lfd);
+}
+
 static void unreachable_and_bad_endpoints(void **state)
 {
     (void)state;
@@ -677,6 +747,7 @@ int main(void)
         T(client_reconnects_after_node_restart),
         T(many_threads_live_through_a_restart),
         cmocka_unit_test(silent_server_times_out),
+        T(fanout_calls_and_backpressure),
         cmocka_unit_test(unreachable_and_bad_endpoints),
         T(node_options_are_checked),
     };

@@ -90,9 +90,19 @@ def on_signal(signum, frame):
 used = set()
 
 
+def ephemeral_low():
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
+    # Below the ephemeral range: a port probed free there could be taken by
+    # an outgoing connection before the server binds it.
+    top = max(ephemeral_low() - 1, 20100)
     for _ in range(200):
-        p = random.randint(20000, 59999)
+        p = random.randint(20000, top)
         if p in used:
             continue
         with socket.socket() as s:
