@@ -277,7 +277,39 @@ static void options_init_functions(void **state)
     assert_int_equal(kv_node_options_init(&n, KV_NODE_OPTIONS_VERSION), KV_OK);
     kv_client_options c;
     assert_int_equal(kv_client_options_init(&c, KV_CLIENT_OPTIONS_VERSION), KV_OK);
+    assert_int_equal(c.policy, KV_POLICY_LWW);
+    assert_null(c.merge);
     assert_int_equal(kv_client_options_init(&c, 0), KV_EINVAL);
+
+    /* Version 1 of the grown structs (before the conflict policy): init
+     * writes only the v1 prefix, and the library still accepts it. */
+    struct {
+        kv_client_options opts;
+        unsigned char guard[sizeof(kv_client_options)];
+    } v1;
+    memset(&v1, 0xAB, sizeof v1);
+    assert_int_equal(kv_client_options_init(&v1.opts, 1), KV_OK);
+    assert_int_equal(v1.opts.version, 1);
+    const unsigned char *tail = (const unsigned char *)&v1.opts.policy;
+    for (size_t i = 0; i < sizeof v1.opts - offsetof(kv_client_options, policy); i++)
+        assert_int_equal(tail[i], 0xAB); /* past the v1 prefix: untouched */
+    v1.opts.request_timeout_ms = 100;
+    const char *eps[] = {"127.0.0.1:1"};
+    kv *db = NULL;
+    assert_int_equal(kv_client_open(&db, eps, 1, &v1.opts), KV_OK);
+    kv_close(db);
+    kv_node_options n1;
+    memset(&n1, 0xAB, sizeof n1);
+    assert_int_equal(kv_node_options_init(&n1, 1), KV_OK);
+    assert_int_equal(n1.version, 1);
+    assert_int_equal(((const unsigned char *)&n1.policy)[0], 0xAB);
+    /* A bad policy is refused at open. */
+    kv_client_options bad = KV_CLIENT_OPTIONS_INIT;
+    bad.policy = (kv_conflict_policy)7;
+    assert_int_equal(kv_client_open(&db, eps, 1, &bad), KV_EINVAL);
+    bad.policy = KV_POLICY_MERGE;
+    assert_int_equal(kv_client_open(&db, eps, 1, &bad), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "merge callback"));
 }
 
 static void strerror_and_version(void **state)

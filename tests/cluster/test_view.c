@@ -1,0 +1,119 @@
+/* The cluster view a client builds from a node's CLUSTER description:
+ * members, ring and connections agree; incomplete, malformed, oversized and
+ * inconsistent descriptions are refused with distinct codes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cluster/view.h"
+
+static int from(kvi_view **v, const char *json)
+{
+    return kvi_view_from_json(v, json, strlen(json), NULL, 0, NULL);
+}
+
+static void a_complete_description_builds_the_ring(void **state)
+{
+    (void)state;
+    kvi_view *v = NULL;
+    assert_int_equal(from(&v, "{\"nodeId\":\"b\",\"replicas\":2,\"vnodes\":16,\"complete\":true,"
+                              "\"members\":[{\"nodeId\":\"b\",\"address\":\"127.0.0.1:7402\","
+                              "\"httpAddress\":null},{\"nodeId\":\"a\",\"address\":"
+                              "\"127.0.0.1:7401\",\"httpAddress\":\"127.0.0.1:8081\"},"
+                              "{\"nodeId\":\"c\",\"address\":\"127.0.0.1:7403\"}]}"),
+                     KV_OK);
+    assert_int_equal(v->n, 3);
+    assert_int_equal(v->self, -1);
+    assert_int_equal(v->replicas, 2);
+    for (size_t i = 0; i < v->n; i++) {
+        assert_string_equal(kvi_ring_member_id(v->ring, i), v->members[i].id);
+        assert_non_null(v->members[i].client); /* a client has no self */
+    }
+    assert_string_equal(v->members[1].http, "127.0.0.1:8081");
+    assert_null(v->members[0].http);
+    /* The same ring as a node computes from the same ids. */
+    const char *ids[] = {"a", "b", "c"};
+    kvi_ring *r = NULL;
+    assert_int_equal(kvi_ring_build(&r, ids, 3, 16, 2), KV_OK);
+    for (uint64_t t = 1; t < 64; t++) {
+        const uint32_t *p1, *p2;
+        uint64_t token = t * 0x9e3779b97f4a7c15ull;
+        size_t n1 = kvi_ring_preference(v->ring, token, &p1);
+        size_t n2 = kvi_ring_preference(r, token, &p2);
+        assert_int_equal(n1, 2);
+        assert_int_equal(n2, 2);
+        for (size_t i = 0; i < 2; i++)
+            assert_string_equal(kvi_ring_member_id(v->ring, p1[i]), kvi_ring_member_id(r, p2[i]));
+    }
+    kvi_ring_free(r);
+    kvi_view_ref(v);
+    kvi_view_unref(v);
+    kvi_view_unref(v); /* the last reference frees it (ASan checks) */
+}
+
+static void bad_descriptions_are_refused(void **state)
+{
+    (void)state;
+    kvi_view *v = NULL;
+    assert_int_equal(from(&v, "{\"nodeId\":\"a\",\"replicas\":3,\"vnodes\":8,\"complete\":false,"
+                              "\"members\":[{\"nodeId\":\"a\",\"address\":\"h:1\"},"
+                              "{\"nodeId\":null,\"address\":\"h:2\"}]}"),
+                     KV_EUNAVAILABLE);
+    assert_null(v);
+    const char *malformed[] = {
+        "",
+        "not json",
+        "{\"complete\":true}",
+        "{\"replicas\":3,\"vnodes\":8,\"complete\":true,\"members\":[]}",
+        "{\"replicas\":0,\"vnodes\":8,\"complete\":true,\"members\":[{\"nodeId\":\"a\",\"address\":\"h:1\"}]}",
+        "{\"replicas\":3,\"vnodes\":8,\"complete\":true,\"members\":[{\"nodeId\":5,\"address\":\"h:1\"}]}",
+        "{\"replicas\":3,\"vnodes\":8,\"complete\":true,\"members\":[{\"nodeId\":\"a\"}]}",
+        /* 2 members x 4096 vnodes is within the limits; 1024 x 4096 is not */
+        "{\"replicas\":3,\"vnodes\":99999,\"complete\":true,\"members\":[{\"nodeId\":\"a\",\"address\":\"h:1\"}]}",
+    };
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        assert_int_equal(from(&v, malformed[i]), KV_EIO);
+        assert_null(v);
+    }
+    /* Well-formed but inconsistent: a duplicate id, an unparsable address. */
+    assert_int_equal(from(&v, "{\"replicas\":3,\"vnodes\":8,\"complete\":true,\"members\":["
+                              "{\"nodeId\":\"a\",\"address\":\"h:1\"},"
+                              "{\"nodeId\":\"a\",\"address\":\"h:2\"}]}"),
+                     KV_EINVAL);
+    assert_int_equal(from(&v, "{\"replicas\":3,\"vnodes\":8,\"complete\":true,\"members\":["
+                              "{\"nodeId\":\"a\",\"address\":\"nowhere\"}]}"),
+                     KV_EINVAL);
+    assert_null(v);
+}
+
+static void a_ring_too_large_is_refused(void **state)
+{
+    (void)state;
+    /* 300 members of 1024 vnodes would be 307200 tokens: over the cap. */
+    char *json = malloc(64 * 1024);
+    size_t len = (size_t)sprintf(json, "{\"replicas\":3,\"vnodes\":1024,\"complete\":true,"
+                                       "\"members\":[");
+    for (int i = 0; i < 300; i++)
+        len += (size_t)sprintf(json + len, "%s{\"nodeId\":\"n%d\",\"address\":\"h:%d\"}",
+                               i ? "," : "", i, i + 1);
+    strcpy(json + len, "]}");
+    kvi_view *v = NULL;
+    assert_int_equal(from(&v, json), KV_EIO);
+    assert_null(v);
+    free(json);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_complete_description_builds_the_ring),
+        cmocka_unit_test(bad_descriptions_are_refused),
+        cmocka_unit_test(a_ring_too_large_is_refused),
+    };
+    return cmocka_run_group_tests_name("cluster.view", tests, NULL, NULL);
+}
