@@ -485,7 +485,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
             .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
             .replicas = o->replicas, .vnodes = o->vnodes,
-            .request_timeout_ms = o->internode_timeout_ms, .log = log,
+            .request_timeout_ms = o->internode_timeout_ms,
+            .store = kvi_embedded_store(n->store->embedded), .log = log,
         };
         rc = kvi_membership_start(&n->membership, &mc);
     }

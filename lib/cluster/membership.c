@@ -12,16 +12,23 @@
 #include "client.h"
 #include "cluster/ring.h"
 #include "cluster/view.h"
+#include "storage/store.h"
 #include "net/addr.h"
 #include "util/error.h"
 
-#define DISCOVERY_INTERVAL_MS 200u
+#define DISCOVERY_INTERVAL_MS 200L
+#define VERIFY_INTERVAL_MS 1000L
 
 typedef struct member {
-    char *id;      /* NULL until learned */
+    char *id;      /* NULL until learned (or loaded from the store) */
     char *addr;
     char *http;    /* as the member reports it; may be NULL */
+    int verified;  /* the member itself confirmed id since this node started */
 } member;
+
+/* Where the learned ids are kept in the store's meta family, so that a node
+ * restarting while a member is down can serve at once. */
+#define MEMBERS_META_KEY "kv.cluster.members"
 
 struct kvi_membership {
     const kvi_logger *log;
@@ -35,6 +42,7 @@ struct kvi_membership {
     member *members;  /* [0] is this node */
     size_t n;
     kvi_view *view;   /* NULL until complete */
+    kvi_store *store; /* where learned ids are saved; may be NULL */
     int stopping;
     int thread_running;
     pthread_t thread;
@@ -81,11 +89,11 @@ static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
     return rc;
 }
 
-/* Builds the ring once every id is known; called with m->lock held. */
-static void maybe_complete(kvi_membership *m)
+/* Builds the view (ring and connections) from the members once every id
+ * is known, replacing any earlier one; called with m->lock held. Holders of
+ * the old view keep it until they let go. */
+static void rebuild_view(kvi_membership *m)
 {
-    if (m->view)
-        return;
     const char **ids = malloc(m->n * sizeof *ids);
     const char **addrs = malloc(m->n * sizeof *addrs);
     const char **https = malloc(m->n * sizeof *https);
@@ -108,24 +116,100 @@ static void maybe_complete(kvi_membership *m)
         .ids = ids, .addrs = addrs, .https = https, .n = m->n, .self = 0,
         .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .log = m->log,
     };
+    kvi_view *fresh = NULL;
     if (!ids || !addrs || !https)
         kvi_log(m->log, KV_LOG_ERROR, "out of memory building the ring");
-    else if (kvi_view_build(&m->view, &vc) == KV_OK)
-        kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", m->n);
-    else
+    else if (kvi_view_build(&fresh, &vc) != KV_OK)
         kvi_log(m->log, KV_LOG_ERROR, "cannot build the ring: %s", kv_error_last());
+    else {
+        kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", m->n);
+        kvi_view_unref(m->view);
+        m->view = fresh;
+    }
     free(ids);
     free(addrs);
     free(https);
 }
 
+/* Saves the ids known so far; called with m->lock held. */
+static void save_members(kvi_membership *m)
+{
+    if (!m->store)
+        return;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(root, "members");
+    for (size_t i = 1; list && i < m->n; i++) {
+        if (!m->members[i].id)
+            continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "address", m->members[i].addr);
+        cJSON_AddStringToObject(e, "nodeId", m->members[i].id);
+        if (m->members[i].http)
+            cJSON_AddStringToObject(e, "httpAddress", m->members[i].http);
+        cJSON_AddItemToArray(list, e);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    if (!text || kvi_store_meta_put(m->store, MEMBERS_META_KEY, text, strlen(text)) != KV_OK)
+        kvi_log(m->log, KV_LOG_WARN, "cannot save the members' ids: %s",
+                text ? kv_error_last() : "out of memory");
+    cJSON_free(text);
+    cJSON_Delete(root);
+}
+
+/* Drops member i (this node under another address); called with m->lock
+ * held. */
+static void drop_member(kvi_membership *m, size_t i)
+{
+    kvi_log(m->log, KV_LOG_INFO, "peer %s is this node", m->members[i].addr);
+    free(m->members[i].id);
+    free(m->members[i].addr);
+    free(m->members[i].http);
+    m->members[i] = m->members[--m->n];
+}
+
+/* Takes the ids saved by an earlier run for the members at the same
+ * addresses, unverified until each member answers again. */
+static void load_members(kvi_membership *m)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (!m->store || kvi_store_meta_get(m->store, MEMBERS_META_KEY, &text, &len) != KV_OK)
+        return;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+        const cJSON *addr = cJSON_GetObjectItemCaseSensitive(e, "address");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "nodeId");
+        const cJSON *http = cJSON_GetObjectItemCaseSensitive(e, "httpAddress");
+        if (!cJSON_IsString(addr) || !cJSON_IsString(id) || !id->valuestring[0])
+            continue;
+        for (size_t i = 1; i < m->n; i++) {
+            if (m->members[i].id || strcmp(m->members[i].addr, addr->valuestring) != 0)
+                continue;
+            if (strcmp(id->valuestring, m->members[0].id) == 0) {
+                drop_member(m, i);
+                break;
+            }
+            m->members[i].id = strdup(id->valuestring);
+            m->members[i].http = cJSON_IsString(http) ? strdup(http->valuestring) : NULL;
+            break;
+        }
+    }
+    cJSON_Delete(root);
+    free(text);
+}
+
+/* Asks every member whose id is unknown or not yet confirmed, until all
+ * are confirmed. An id that changed (a member replaced under the same
+ * address) rebuilds the ring. */
 static void *discover(void *arg)
 {
     kvi_membership *m = arg;
     pthread_mutex_lock(&m->lock);
-    while (!m->stopping && !m->view) {
+    while (!m->stopping) {
+        int changed = 0, pending = 0;
         for (size_t i = 1; i < m->n && !m->stopping; i++) {
-            if (m->members[i].id)
+            if (m->members[i].verified)
                 continue;
             char *addr = strdup(m->members[i].addr);
             pthread_mutex_unlock(&m->lock);
@@ -133,29 +217,47 @@ static void *discover(void *arg)
             int rc = addr ? ask(addr, &id, &http, m->log) : -1;
             free(addr);
             pthread_mutex_lock(&m->lock);
-            if (rc != 0)
+            if (rc != 0) {
+                pending++;
                 continue;
+            }
             if (strcmp(id, m->members[0].id) == 0) {
                 /* Our own address in another spelling: not a second member. */
-                kvi_log(m->log, KV_LOG_INFO, "peer %s is this node", m->members[i].addr);
-                free(m->members[i].addr);
-                m->members[i] = m->members[--m->n];
+                drop_member(m, i);
                 i--;
                 free(id);
                 free(http);
+                changed = 1;
                 continue;
             }
-            m->members[i].id = id;
-            m->members[i].http = http;
-            kvi_log(m->log, KV_LOG_INFO, "learned member %s at %s", id, m->members[i].addr);
+            member *mb = &m->members[i];
+            if (!mb->id) {
+                kvi_log(m->log, KV_LOG_INFO, "learned member %s at %s", id, mb->addr);
+                changed = 1;
+            } else if (strcmp(mb->id, id) != 0) {
+                kvi_log(m->log, KV_LOG_WARN, "the member at %s is now %s (was %s); rebuilding "
+                        "the ring", mb->addr, id, mb->id);
+                changed = 1;
+            }
+            free(mb->id);
+            free(mb->http);
+            mb->id = id;
+            mb->http = http;
+            mb->verified = 1;
         }
-        maybe_complete(m);
-        if (m->view || m->stopping)
+        if (changed || (!m->view && !pending)) {
+            rebuild_view(m);
+            save_members(m);
+        }
+        if (!pending || m->stopping)
             break;
+        /* Serving from saved ids, a missing member is only to be
+         * confirmed: ask less often. */
+        long interval_ms = m->view ? VERIFY_INTERVAL_MS : DISCOVERY_INTERVAL_MS;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)DISCOVERY_INTERVAL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
+        until.tv_nsec += interval_ms * 1000000L;
+        while (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
@@ -195,7 +297,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     int ok = m->members != NULL;
     if (ok) {
         m->members[0] = (member){strdup(cfg->self_id), strdup(cfg->self_addr),
-                                 dup_or_null(cfg->self_http)};
+                                 dup_or_null(cfg->self_http), 1};
         m->n = 1;
         ok = m->members[0].id && m->members[0].addr;
         for (size_t i = 0; ok && i < cfg->n_peers; i++) {
@@ -210,7 +312,11 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     }
     if (ok) {
         pthread_mutex_lock(&m->lock);
-        maybe_complete(m); /* alone: complete at once */
+        m->members[0].verified = 1;
+        m->store = cfg->store;
+        load_members(m);
+        /* Alone, or every id known from an earlier run: serve at once. */
+        rebuild_view(m);
         pthread_mutex_unlock(&m->lock);
         ok = pthread_create(&m->thread, NULL, discover, m) == 0;
         m->thread_running = ok;

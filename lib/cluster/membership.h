@@ -5,8 +5,10 @@
  *
  * A background thread asks every member whose id is still unknown for its
  * CLUSTER description, a few times a second, until all are known. Until
- * then the membership is incomplete and has no ring. (Gossip replaces this
- * in the failures issue.)
+ * then the membership is incomplete and has no ring. Learned ids are saved
+ * in the node's store: after a restart the ring is built from them at once,
+ * and each member confirms its id when it answers (a changed id rebuilds
+ * the ring). (Gossip replaces this in the failures issue.)
  *
  * Threads: every function may be called from any thread, except
  * kvi_membership_stop.
@@ -29,6 +31,10 @@ typedef struct kvi_membership_config {
     unsigned vnodes;               /* 0 = 256 */
     uint32_t connect_timeout_ms;   /* to the other members; 0 = 500 */
     uint32_t request_timeout_ms;   /* of internode requests; 0 = 2000 */
+    /* Where learned ids are saved (the node's store), so that a node that
+     * restarts while a member is down builds its ring from them at once;
+     * NULL: nothing is saved. Borrowed; must outlive the membership. */
+    struct kvi_store *store;
     const kvi_logger *log;         /* borrowed */
 } kvi_membership_config;
 

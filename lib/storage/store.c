@@ -307,6 +307,37 @@ void kvi_store_batch_free(kvi_store_batch *b)
     free(b);
 }
 
+int kvi_store_meta_get(kvi_store *s, const char *name, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    char *err = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get_cf(s->db, s->read_options, s->cf_meta, name, strlen(name), &n, &err);
+    if (err)
+        return rocks_error(err, "reading metadata");
+    if (!v)
+        return KV_ENOTFOUND;
+    *out = malloc(n + 1);
+    if (*out) {
+        memcpy(*out, v, n);
+        (*out)[n] = 0;
+        *len = n;
+    }
+    rocksdb_free(v);
+    return *out ? KV_OK : kvi_error(KV_ENOMEM, "out of memory reading metadata");
+}
+
+int kvi_store_meta_put(kvi_store *s, const char *name, const void *value, size_t len)
+{
+    char *err = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    rocksdb_put_cf(s->db, wo, s->cf_meta, name, strlen(name), value, len, &err);
+    rocksdb_writeoptions_destroy(wo);
+    return err ? rocks_error(err, "writing metadata") : KV_OK;
+}
+
 int kvi_store_compact(kvi_store *s)
 {
     rocksdb_compact_range_cf(s->db, s->cf_data, NULL, 0, NULL, 0);

@@ -62,6 +62,13 @@ void kvi_store_batch_put(kvi_store_batch *b, const void *skey, size_t skey_len,
 int kvi_store_write(kvi_store *s, kvi_store_batch *b);
 void kvi_store_batch_free(kvi_store_batch *b);
 
+/* Small metadata values (the cluster's member ids, ...) in the meta family,
+ * under names that do not start with "kv.format". get: KV_OK with *out
+ * malloc'd (the caller frees it), KV_ENOTFOUND, KV_EIO, KV_ENOMEM. put is
+ * synced whatever the store's policy. */
+int kvi_store_meta_get(kvi_store *s, const char *name, char **out, size_t *len);
+int kvi_store_meta_put(kvi_store *s, const char *name, const void *value, size_t len);
+
 /* Compacts the data family, running the expiry filter over every record. */
 int kvi_store_compact(kvi_store *s);
 

@@ -723,6 +723,44 @@ static void stale_ring_still_answers(void **state)
     kv_close(fresh);
 }
 
+/* A node that restarts while another member is down serves at once, from
+ * the member ids it saved; a node never started before cannot. */
+static void restart_while_a_member_is_down(void **state)
+{
+    cluster *c = *state;
+    stop(c, 1, SIGKILL);
+    stop(c, 2, SIGTERM);
+    start(c, 2); /* n2 is down: n3 completes its ring from the saved ids */
+    kv *db = client_of(c, 2);
+    assert_int_equal(put_at(db, "after-restart", "yes", KV_CONSISTENCY_QUORUM), KV_OK);
+    assert_int_equal(get_is(db, "after-restart", "yes", KV_CONSISTENCY_QUORUM), KV_OK);
+    kv_close(db);
+    /* n2 comes back and confirms its id; the key reaches it through ALL. */
+    start(c, 1);
+    db = client_all(c, KV_POLICY_LWW, NULL);
+    assert_int_equal(get_is(db, "after-restart", "yes", KV_CONSISTENCY_ALL), KV_OK);
+    kv_close(db);
+    /* A fresh data directory has nothing saved: alone it stays incomplete. */
+    stop(c, 1, SIGKILL);
+    stop(c, 2, SIGKILL);
+    test_rmtree(c->nodes[2].dir);
+    c->nodes[2].dir = test_tempdir();
+    spawn(c, 2);
+    db = client_of(c, 2);
+    char *json = NULL;
+    int rc = KV_EUNAVAILABLE;
+    for (int i = 0; i < 50 && rc != KV_OK; i++) { /* bounded: until it answers */
+        rc = kv_cluster_describe(&json, db);
+        if (rc != KV_OK)
+            sleep_ms(100);
+    }
+    assert_int_equal(rc, KV_OK);
+    assert_non_null(strstr(json, "\"complete\":false"));
+    kv_string_free(json);
+    assert_int_equal(put_at(db, "k", "v", KV_CONSISTENCY_ONE), KV_EUNAVAILABLE);
+    kv_close(db);
+}
+
 /* CAS in a cluster: against a QUORUM read; a stale expected version is a
  * conflict that reports the current one. */
 static void cas_in_a_cluster(void **state)
@@ -764,6 +802,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(concurrent_writers_lose_nothing, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(cas_in_a_cluster, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(stale_ring_still_answers, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(restart_while_a_member_is_down, setup_lww, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
