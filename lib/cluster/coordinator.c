@@ -103,13 +103,25 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
     kvi_view *v = env->view;
     uint64_t token = kvi_key_token(key, key_len);
     g->n = preference(v, key, key_len, g->pref);
-    /* Our own replica first: a local read costs no message. */
-    for (size_t i = 1; i < g->n; i++)
-        if (is_self(v, g->pref[i])) {
-            uint32_t self = g->pref[i];
-            memmove(&g->pref[1], &g->pref[0], i * sizeof g->pref[0]);
-            g->pref[0] = self;
-        }
+    int has_self = 0;
+    for (size_t i = 0; i < g->n; i++)
+        has_self |= is_self(v, g->pref[i]);
+    if (has_self) {
+        /* Our own replica first: a local read costs no message. */
+        for (size_t i = 1; i < g->n; i++)
+            if (is_self(v, g->pref[i])) {
+                uint32_t self = g->pref[i];
+                memmove(&g->pref[1], &g->pref[0], i * sizeof g->pref[0]);
+                g->pref[0] = self;
+            }
+    } else if (g->n > 1) {
+        /* Start at a rotating replica (see kvi_view.read_rotation). */
+        size_t start = atomic_fetch_add(&v->read_rotation, 1) % g->n;
+        uint32_t rotated[MAX_PREF];
+        for (size_t i = 0; i < g->n; i++)
+            rotated[i] = g->pref[(start + i) % g->n];
+        memcpy(g->pref, rotated, g->n * sizeof rotated[0]);
+    }
     kvi_call *calls[MAX_PREF] = {0};
     int asked[MAX_PREF] = {0};
     size_t next = 0;       /* the next replica to ask */

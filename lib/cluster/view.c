@@ -36,6 +36,7 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
     if (!v)
         return kvi_error(KV_ENOMEM, "out of memory building the cluster view");
     atomic_init(&v->refs, 1);
+    atomic_init(&v->read_rotation, 0);
     v->self = cfg->self;
     v->replicas = cfg->replicas;
     v->vnodes = cfg->vnodes;

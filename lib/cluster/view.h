@@ -35,6 +35,11 @@ typedef struct kvi_view {
     kvi_view_member *members; /* indexed like the ring's members */
     int self;                 /* this node's index, or -1 in a client */
     unsigned replicas, vnodes;
+    /* Reads that do not start with their own replica start at a rotating
+     * position in the preference list, so every replica of a range takes
+     * its share of the reads: a member's read load follows its replica
+     * share, not its (less even) primary share. */
+    atomic_uint read_rotation;
 } kvi_view;
 
 typedef struct kvi_view_config {
