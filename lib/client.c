@@ -12,9 +12,12 @@
  * gets KV_EUNKNOWN_OUTCOME, since it may have been applied; a write that
  * could not be sent at all gets KV_EUNAVAILABLE.
  */
+/* POLLRDHUP is a Linux extension. */
+#define _GNU_SOURCE
 #include "client.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -924,12 +927,25 @@ uint32_t kvi_client_timeout_ms(const kvi_client *cl)
     return cl->request_timeout_ms;
 }
 
+/* Whether the peer has closed the socket (or it failed), without waiting:
+ * a killed process's kernel closes its sockets at once, before the reader
+ * thread may have noticed. */
+static int peer_closed(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 int kvi_client_connect(kvi_client *cl)
 {
     int rc = KV_EUNAVAILABLE;
     for (unsigned i = 0; i < cl->n_conns && rc != KV_OK; i++) {
         conn *c = &cl->conns[i];
         pthread_mutex_lock(&c->lock);
+        if (c->fd >= 0 && !c->broken && !c->replacing && peer_closed(c->fd)) {
+            c->broken = 1; /* ensure_connected replaces it */
+            shutdown(c->fd, SHUT_RDWR);
+        }
         rc = ensure_connected(cl, c);
         pthread_mutex_unlock(&c->lock);
     }
