@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,6 +262,12 @@ static int ensure_connected(kvi_client *cl, conn *c)
             snprintf(why, sizeof why, "%s", kv_error_last());
             continue;
         }
+        /* A send that cannot progress (a peer that stopped reading, or a
+         * paused process) fails after the request timeout instead of
+         * blocking its sender for ever; the connection is then replaced. */
+        struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
+                             (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         c->reader_exited = 0;
         c->broken = 0;
         c->fd = fd;

@@ -142,14 +142,27 @@ static void start(cluster *c, int i)
     wait_complete(c, i);
 }
 
+/* Stops node i with sig. A node that does not exit within 15 s is a
+ * failure (a hang in shutdown), reported as such, not a stuck test. */
 static void stop(cluster *c, int i, int sig)
 {
     node *d = &c->nodes[i];
-    if (d->pid > 0) {
-        kill(d->pid, sig);
-        waitpid(d->pid, NULL, 0);
-        d->pid = 0;
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, sig);
+    int exited = 0;
+    for (int t = 0; t < 1500 && !exited; t++) {
+        exited = waitpid(d->pid, NULL, WNOHANG) == d->pid;
+        if (!exited)
+            sleep_ms(10);
     }
+    if (!exited) {
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, NULL, 0);
+    }
+    d->pid = 0;
+    if (!exited)
+        fail_msg("%s did not exit within 15 s of signal %d (log: %s)", d->id, sig, d->log_path);
 }
 
 static cluster *make_cluster(int n, const char *policy)
