@@ -22,6 +22,7 @@ struct kvi_store {
     rocksdb_compactionfilter_t *expiry_filter;
     rocksdb_column_family_handle_t *cf_meta;
     rocksdb_column_family_handle_t *cf_data;
+    rocksdb_column_family_handle_t *cf_hints;
     rocksdb_readoptions_t *read_options;
     rocksdb_writeoptions_t *write_options;
     const kvi_logger *log;
@@ -175,11 +176,13 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     s->write_options = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->write_options, cfg->sync == KV_SYNC_ALWAYS);
 
-    const char *names[2] = {KVI_CF_META, KVI_CF_DATA};
-    const rocksdb_options_t *cf_options[2] = {s->db_options, s->data_options};
-    rocksdb_column_family_handle_t *handles[2] = {NULL, NULL};
+    /* Hints have the meta family's plain options: no expiry filter (a
+     * hint's age is judged by the hint window, not by a TTL). */
+    const char *names[3] = {KVI_CF_META, KVI_CF_DATA, KVI_CF_HINTS};
+    const rocksdb_options_t *cf_options[3] = {s->db_options, s->data_options, s->db_options};
+    rocksdb_column_family_handle_t *handles[3] = {NULL, NULL, NULL};
     char *err = NULL;
-    s->db = rocksdb_open_column_families(s->db_options, cfg->path, 2, names,
+    s->db = rocksdb_open_column_families(s->db_options, cfg->path, 3, names,
                                          cf_options, handles, &err);
     if (err) {
         int code = rocks_error(err, "opening the store");
@@ -189,6 +192,7 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     }
     s->cf_meta = handles[0];
     s->cf_data = handles[1];
+    s->cf_hints = handles[2];
 
     int rc = check_format(s);
     if (rc == KV_OK && cfg->sync == KV_SYNC_PERIODIC) {
@@ -234,6 +238,7 @@ void kvi_store_close(kvi_store *s)
             rocksdb_free(err);
         }
         rocksdb_column_family_handle_destroy(s->cf_data);
+        rocksdb_column_family_handle_destroy(s->cf_hints);
         rocksdb_column_family_handle_destroy(s->cf_meta);
         rocksdb_close(s->db);
     }
@@ -336,6 +341,49 @@ int kvi_store_meta_put(kvi_store *s, const char *name, const void *value, size_t
     rocksdb_put_cf(s->db, wo, s->cf_meta, name, strlen(name), value, len, &err);
     rocksdb_writeoptions_destroy(wo);
     return err ? rocks_error(err, "writing metadata") : KV_OK;
+}
+
+int kvi_store_hint_put(kvi_store *s, const void *hkey, size_t hkey_len, const void *value,
+                       size_t value_len)
+{
+    char *err = NULL;
+    rocksdb_put_cf(s->db, s->write_options, s->cf_hints, hkey, hkey_len, value, value_len, &err);
+    return err ? rocks_error(err, "writing a hint") : KV_OK;
+}
+
+int kvi_store_hint_delete(kvi_store *s, const void *hkey, size_t hkey_len)
+{
+    char *err = NULL;
+    rocksdb_delete_cf(s->db, s->write_options, s->cf_hints, hkey, hkey_len, &err);
+    return err ? rocks_error(err, "deleting a hint") : KV_OK;
+}
+
+int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
+                        kvi_store_scan_fn fn, void *ctx)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf_hints);
+    if (!it)
+        return kvi_error(KV_ENOMEM, "out of memory scanning hints");
+    if (prefix_len)
+        rocksdb_iter_seek(it, prefix, prefix_len);
+    else
+        rocksdb_iter_seek_to_first(it);
+    int rc = KV_OK;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen < prefix_len || memcmp(k, prefix, prefix_len) != 0)
+            break;
+        const char *v = rocksdb_iter_value(it, &vlen);
+        if (fn(ctx, k, klen, v, vlen) != 0)
+            break;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    if (err)
+        rc = rocks_error(err, "scanning hints");
+    rocksdb_iter_destroy(it);
+    return rc;
 }
 
 int kvi_store_compact(kvi_store *s)

@@ -21,6 +21,7 @@
  * and metadata can get theirs without sharing compaction settings. */
 #define KVI_CF_META "default"
 #define KVI_CF_DATA "data"
+#define KVI_CF_HINTS "hints"
 /* Key in the meta family naming the on-disk format of the store. */
 #define KVI_META_FORMAT_KEY "kv.format"
 #define KVI_META_FORMAT_VALUE "1"
@@ -68,6 +69,18 @@ void kvi_store_batch_free(kvi_store_batch *b);
  * synced whatever the store's policy. */
 int kvi_store_meta_get(kvi_store *s, const char *name, char **out, size_t *len);
 int kvi_store_meta_put(kvi_store *s, const char *name, const void *value, size_t len);
+
+/* The hints family (cluster/hints.h gives the keys and values their
+ * meaning): put and delete follow the store's sync policy; scan calls fn
+ * for every entry whose key starts with prefix, in key order, until fn
+ * returns non-zero. KV_OK, KV_EIO, KV_ENOMEM. */
+typedef int (*kvi_store_scan_fn)(void *ctx, const void *key, size_t key_len,
+                                 const void *value, size_t value_len);
+int kvi_store_hint_put(kvi_store *s, const void *hkey, size_t hkey_len, const void *value,
+                       size_t value_len);
+int kvi_store_hint_delete(kvi_store *s, const void *hkey, size_t hkey_len);
+int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
+                        kvi_store_scan_fn fn, void *ctx);
 
 /* Compacts the data family, running the expiry filter over every record. */
 int kvi_store_compact(kvi_store *s);
