@@ -16,7 +16,7 @@ static kvi_gossip_entry entry(const char *id, uint64_t gen, uint64_t hb, uint8_t
     kvi_gossip_entry e;
     memset(&e, 0, sizeof e);
     snprintf(e.id, sizeof e.id, "%s", id);
-    snprintf(e.addr, sizeof e.addr, "127.0.0.1:%d", 7400 + (int)id[1]);
+    snprintf(e.addr, sizeof e.addr, "127.0.0.1:%d", 7400 + (int)strlen(id));
     e.generation = gen;
     e.heartbeat = hb;
     e.status = status;

@@ -23,6 +23,7 @@
 #include <cJSON.h>
 
 #include "helpers.h"
+#include "integration/http_client.h"
 #include <kv/kv.h>
 
 typedef struct daemon {
@@ -152,42 +153,10 @@ static int teardown(void **state)
 
 /* ---------------------------------------------------------------- HTTP */
 
-typedef struct body {
-    char data[4096];
-    size_t len;
-} body;
-
-static size_t collect(char *p, size_t size, size_t n, void *ctx)
-{
-    body *b = ctx;
-    size_t take = size * n;
-    if (take > sizeof b->data - 1 - b->len)
-        take = sizeof b->data - 1 - b->len;
-    memcpy(b->data + b->len, p, take);
-    b->len += take;
-    b->data[b->len] = 0;
-    return size * n;
-}
-
 static long http(const daemon *d, const char *method, const char *path, const char *json,
                  body *out)
 {
-    CURL *curl = curl_easy_init();
-    char url[256];
-    snprintf(url, sizeof url, "http://%s%s", d->http, path);
-    memset(out, 0, sizeof *out);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-    if (json)
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json);
-    long status = 0;
-    if (curl_easy_perform(curl) == CURLE_OK)
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-    return status;
+    return http_request(d->http, method, path, json, out, 5000L);
 }
 
 /* --------------------------------------------------------------- tests */

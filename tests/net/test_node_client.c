@@ -574,11 +574,11 @@ static void many_threads_live_through_a_restart(void **state)
     }
 }
 
-static void silent_server_times_out(void **state)
+/* A socket that listens on 127.0.0.1 but never answers: connect succeeds
+ * through the backlog, so only timeouts can tell. Writes "127.0.0.1:PORT"
+ * into ep; returns the socket. */
+static int silent_listener(char *ep, size_t ep_size)
 {
-    (void)state;
-    /* A socket that listens but never answers: connect succeeds through
-     * the backlog, so only the request timeout can tell. */
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
@@ -586,8 +586,15 @@ static void silent_server_times_out(void **state)
     assert_int_equal(listen(lfd, 16), 0);
     socklen_t len = sizeof sa;
     getsockname(lfd, (struct sockaddr *)&sa, &len);
+    snprintf(ep, ep_size, "127.0.0.1:%d", ntohs(sa.sin_port));
+    return lfd;
+}
+
+static void silent_server_times_out(void **state)
+{
+    (void)state;
     char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", ntohs(sa.sin_port));
+    int lfd = silent_listener(ep, sizeof ep);
     const char *eps[] = {ep};
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.request_timeout_ms = 300;
@@ -640,15 +647,8 @@ static void fanout_calls_and_backpressure(void **state)
     kvi_client_close(cl);
 
     /* A node that never answers, and at most 2 requests in flight. */
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 16), 0);
-    socklen_t len = sizeof sa;
-    getsockname(lfd, (struct sockaddr *)&sa, &len);
     char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", ntohs(sa.sin_port));
+    int lfd = silent_listener(ep, sizeof ep);
     const char *silent[] = {ep};
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.request_timeout_ms = 200;

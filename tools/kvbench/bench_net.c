@@ -313,6 +313,36 @@ static void base64_append(struct buf *b, const unsigned char *in, size_t n)
     b->len = (size_t)(o - b->data);
 }
 
+/* Runs the request set up on w->curl; the HTTP status in *status, or
+ * false (the failure noted) when curl itself failed. */
+static bool perform(struct net_worker *w, enum op op, long *status)
+{
+    w->resp.len = 0;
+    if (w->resp.data != NULL)
+        w->resp.data[0] = '\0';
+    CURLcode cc = curl_easy_perform(w->curl);
+    if (cc != CURLE_OK) {
+        char kind[64];
+        snprintf(kind, sizeof kind, "curl: %s", curl_easy_strerror(cc));
+        note_error(w, op, kind, "");
+        return false;
+    }
+    *status = 0;
+    curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, status);
+    return true;
+}
+
+/* Notes an unexpected HTTP answer, with the start of its body. */
+static enum outcome http_failure(struct net_worker *w, enum op op, long status)
+{
+    char kind[32];
+    snprintf(kind, sizeof kind, "HTTP %ld", status);
+    char detail[300];
+    snprintf(detail, sizeof detail, "%.280s", w->resp.data ? w->resp.data : "");
+    note_error(w, op, kind, detail);
+    return OUT_ERROR;
+}
+
 /* etcd's v3 JSON gateway: POST /v3/kv/put {"key","value"} and POST
  * /v3/kv/range {"key"}, base64. A range that finds the key has "kvs". */
 static enum outcome op_etcd(struct net_worker *w, enum op op)
@@ -335,29 +365,15 @@ static enum outcome op_etcd(struct net_worker *w, enum op op)
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, b->data);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
-    w->resp.len = 0;
-    if (w->resp.data != NULL)
-        w->resp.data[0] = '\0';
-    CURLcode cc = curl_easy_perform(c);
-    if (cc != CURLE_OK) {
-        char kind[64];
-        snprintf(kind, sizeof kind, "curl: %s", curl_easy_strerror(cc));
-        note_error(w, op, kind, "");
+    long status;
+    if (!perform(w, op, &status))
         return OUT_ERROR;
-    }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (status == 200 && w->resp.data != NULL && strstr(w->resp.data, "\"header\"") != NULL) {
         if (op == OP_GET && strstr(w->resp.data, "\"kvs\"") == NULL)
             return OUT_MISS;
         return OUT_OK;
     }
-    char kind[32];
-    snprintf(kind, sizeof kind, "HTTP %ld", status);
-    char detail[300];
-    snprintf(detail, sizeof detail, "%.280s", w->resp.data ? w->resp.data : "");
-    note_error(w, op, kind, detail);
-    return OUT_ERROR;
+    return http_failure(w, op, status);
 }
 
 static enum outcome op_http(struct net_worker *w, enum op op)
@@ -386,18 +402,9 @@ static enum outcome op_http(struct net_worker *w, enum op op)
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
     }
-    w->resp.len = 0;
-    if (w->resp.data != NULL)
-        w->resp.data[0] = '\0';
-    CURLcode cc = curl_easy_perform(c);
-    if (cc != CURLE_OK) {
-        char kind[64];
-        snprintf(kind, sizeof kind, "curl: %s", curl_easy_strerror(cc));
-        note_error(w, op, kind, "");
+    long status;
+    if (!perform(w, op, &status))
         return OUT_ERROR;
-    }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (op == OP_GET && status == 404)
         return OUT_MISS;
     if (status == 200 || (op == OP_PUT && (status == 201 || status == 204))) {
@@ -408,12 +415,7 @@ static enum outcome op_http(struct net_worker *w, enum op op)
         note_error(w, op, "malformed response", w->resp.data ? w->resp.data : "(empty)");
         return OUT_ERROR;
     }
-    char kind[32];
-    snprintf(kind, sizeof kind, "HTTP %ld", status);
-    char detail[300];
-    snprintf(detail, sizeof detail, "%.280s", w->resp.data ? w->resp.data : "");
-    note_error(w, op, kind, detail);
-    return OUT_ERROR;
+    return http_failure(w, op, status);
 }
 
 /* Per-thread curl state; returns false (message printed) on failure. */
