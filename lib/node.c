@@ -374,6 +374,15 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
     case KVI_OP_REPLICATE:
         rc = replica_op(n, &req, h, out);
         break;
+    case KVI_OP_GOSSIP: {
+        kvi_buf table = {0};
+        rc = kvi_membership_gossip(n->membership, req.value.data, req.value.len, &table);
+        resp.value.data = table.data;
+        resp.value.len = table.len;
+        respond(out, h, rc, &resp);
+        kvi_buf_free(&table);
+        break;
+    }
     case KVI_OP_CLUSTER: {
         kvi_buf json = {0};
         kvi_membership_describe(n->membership, &json);

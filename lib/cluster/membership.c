@@ -11,8 +11,10 @@
 #include <kv/kv.h>
 #include "client.h"
 #include "cluster/ring.h"
+#include "cluster/gossip.h"
 #include "cluster/view.h"
 #include "storage/store.h"
+#include "util/clock.h"
 #include "net/addr.h"
 #include "util/error.h"
 
@@ -43,6 +45,7 @@ struct kvi_membership {
     size_t n;
     kvi_view *view;   /* NULL until complete */
     kvi_store *store; /* where learned ids are saved; may be NULL */
+    kvi_gossip *gossip; /* news of the members' health; NULL when alone */
     int stopping;
     int thread_running;
     pthread_t thread;
@@ -125,6 +128,8 @@ static void rebuild_view(kvi_membership *m)
         kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", m->n);
         kvi_view_unref(m->view);
         m->view = fresh;
+        if (m->gossip)
+            kvi_gossip_set_status(m->gossip, KVI_MEMBER_UP);
     }
     free(ids);
     free(addrs);
@@ -310,6 +315,18 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
             ok = m->members[m->n++].addr != NULL;
         }
     }
+    if (ok && m->n > 1) {
+        /* Gossip with the peers as seeds: it tells which members are up. */
+        kvi_gossip_config gc = {
+            .self_id = cfg->self_id, .self_addr = cfg->self_addr, .self_http = cfg->self_http,
+            .generation = kvi_now_ms(), .seeds = cfg->peers, .n_seeds = cfg->n_peers,
+            .timeout_ms = m->connect_timeout_ms * 2, .log = cfg->log,
+        };
+        if (kvi_gossip_start(&m->gossip, &gc) != KV_OK) {
+            kvi_log(cfg->log, KV_LOG_ERROR, "cannot start gossip: %s", kv_error_last());
+            ok = 0;
+        }
+    }
     if (ok) {
         pthread_mutex_lock(&m->lock);
         m->members[0].verified = 1;
@@ -333,6 +350,7 @@ void kvi_membership_stop(kvi_membership *m)
 {
     if (!m)
         return;
+    kvi_gossip_stop(m->gossip); /* announces the clean stop */
     if (m->thread_running) {
         pthread_mutex_lock(&m->lock);
         m->stopping = 1;
@@ -360,6 +378,13 @@ kvi_view *kvi_membership_view(kvi_membership *m)
         kvi_view_ref(v);
     pthread_mutex_unlock(&m->lock);
     return v;
+}
+
+int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf *out)
+{
+    if (!m->gossip)
+        return kvi_error(KV_ENOTSUP, "this node is not in a cluster: no gossip");
+    return kvi_gossip_handle(m->gossip, in, len, out);
 }
 
 size_t kvi_membership_size(kvi_membership *m)
@@ -422,6 +447,10 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
         json_string(out, m->members[i].addr);
         raw(out, ",\"httpAddress\":");
         json_string(out, m->members[i].http);
+        if (m->gossip && m->members[i].id) {
+            raw(out, ",\"status\":");
+            json_string(out, kvi_gossip_status(m->gossip, m->members[i].id));
+        }
         if (primary && replica) {
             /* The ring indexes members in the order they were given. */
             int r = kvi_ring_find(m->view->ring, m->members[i].id);

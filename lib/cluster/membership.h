@@ -52,14 +52,19 @@ int kvi_membership_complete(kvi_membership *m);
  * (kvi_view_unref it), or NULL while incomplete. */
 struct kvi_view;
 struct kvi_view *kvi_membership_view(kvi_membership *m);
+/* Serves a GOSSIP request (cluster/gossip.h): KV_OK with this node's table
+ * in out, KV_EINVAL for a malformed table, KV_ENOTSUP alone. */
+int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf *out);
+
 /* Members known so far, this node included (1: a cluster of one). */
 size_t kvi_membership_size(kvi_membership *m);
 
 /* Appends the JSON description of the membership:
  * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,
  *  "members": [{"nodeId": id or null, "address": ..., "httpAddress": ...,
+ *               "status": "up"|"down"|"joining"|"stopped"|"leaving"|"unknown",
  *               "primaryShare": x, "replicaShare": y}, ...]}
- * (shares only once complete). */
+ * (status once the id is known, in a cluster; shares once complete). */
 void kvi_membership_describe(kvi_membership *m, kvi_buf *out);
 
 #endif

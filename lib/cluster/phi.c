@@ -17,6 +17,8 @@ void kvi_phi_init(kvi_phi *p, const kvi_phi_config *cfg)
         p->cfg.min_stddev_ms = 200;
     if (p->cfg.first_interval_ms == 0)
         p->cfg.first_interval_ms = 1000;
+    if (p->cfg.max_interval_ms == 0)
+        p->cfg.max_interval_ms = 3000;
 }
 
 static void add_interval(kvi_phi *p, double ms)
@@ -42,7 +44,7 @@ void kvi_phi_heartbeat(kvi_phi *p, uint64_t now_ms)
         double first = p->cfg.first_interval_ms;
         add_interval(p, first - first / 4);
         add_interval(p, first + first / 4);
-    } else if (now_ms > p->last_ms) {
+    } else if (now_ms > p->last_ms && now_ms - p->last_ms <= p->cfg.max_interval_ms) {
         add_interval(p, (double)(now_ms - p->last_ms));
     }
     if (now_ms > p->last_ms)

@@ -31,6 +31,10 @@ typedef struct kvi_phi_config {
     /* Before any interval is known, the first one is assumed to be this
      * long (the gossip interval); 0 = 1000. */
     uint32_t first_interval_ms;
+    /* Longer intervals are not learned (as Cassandra's detector ignores
+     * them): a member back from a long pause must not teach the detector
+     * to wait that long next time. 0 = 3000. */
+    uint32_t max_interval_ms;
 } kvi_phi_config;
 
 typedef struct kvi_phi {

@@ -50,7 +50,9 @@ typedef enum kvi_opcode {
     /* Between nodes: a key's replicated state (cluster/state.h). */
     KVI_OP_GET_STATE = 8,
     KVI_OP_REPLICATE = 9,
-    KVI_OP_MAX = 9
+    /* Between nodes: push-pull of the gossiped member table. */
+    KVI_OP_GOSSIP = 10,
+    KVI_OP_MAX = 10
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

@@ -195,6 +195,9 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
         out->key = kvi_read_bytes(&r);
         out->value = kvi_read_bytes(&r);
         break;
+    case KVI_OP_GOSSIP:
+        out->value = kvi_read_bytes(&r);
+        break;
     case KVI_OP_PUT:
         out->consistency = kvi_read_u8(&r);
         out->quorum = kvi_read_u8(&r);
@@ -257,6 +260,9 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
         break;
     case KVI_OP_REPLICATE:
         kvi_buf_bytes(b, req->key.data, req->key.len);
+        kvi_buf_bytes(b, req->value.data, req->value.len);
+        break;
+    case KVI_OP_GOSSIP:
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PUT:
@@ -329,6 +335,7 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
         break;
     case KVI_OP_CLUSTER:
     case KVI_OP_GET_STATE:
+    case KVI_OP_GOSSIP:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
@@ -385,6 +392,7 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     switch (resp->opcode) {
     case KVI_OP_CLUSTER:
     case KVI_OP_GET_STATE:
+    case KVI_OP_GOSSIP:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:

@@ -17,6 +17,7 @@
  *   PING, CLUSTER  empty
  *   GET_STATE  bytes key                 (between nodes)
  *   REPLICATE  bytes key, bytes state    (between nodes; record format 2)
+ *   GOSSIP     bytes table               (between nodes; gossip_table.h)
  * Response bodies with status KV_OK:
  *   GET     u64 version, u64 expiry_ms, bytes context, u8 count (1..16),
  *           count x bytes value (concurrent siblings, the preferred first)
@@ -24,6 +25,7 @@
  *   BATCH   u32 count, count x (i16 status, u64 version, u64 expiry_ms, bytes value)
  *   PING    empty;  CLUSTER  bytes json
  *   GET_STATE  bytes state;  REPLICATE  u64 version (of the merged state)
+ *   GOSSIP     bytes table (the answering node's, after merging)
  * Response bodies with any other status (an error frame):
  *   u64 version (the current one for KV_ECONFLICT, else 0), bytes message
  */

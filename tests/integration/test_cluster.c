@@ -764,6 +764,77 @@ static void restart_while_a_member_is_down(void **state)
     kv_close(db);
 }
 
+/* The status of member `id` as node i reports it ("up", "down", ...), in
+ * out; 0 when node i answered. */
+static int status_seen_by(const cluster *c, int i, const char *id, char *out, size_t size)
+{
+    kv *db = client_of(c, i);
+    char *json = NULL;
+    int rc = kv_cluster_describe(&json, db);
+    kv_close(db);
+    if (rc != KV_OK)
+        return -1;
+    cJSON *root = cJSON_Parse(json);
+    kv_string_free(json);
+    const cJSON *m;
+    out[0] = 0;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "members")) {
+        const cJSON *mid = cJSON_GetObjectItem(m, "nodeId");
+        const cJSON *st = cJSON_GetObjectItem(m, "status");
+        if (cJSON_IsString(mid) && strcmp(mid->valuestring, id) == 0 && cJSON_IsString(st))
+            snprintf(out, size, "%s", st->valuestring);
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+/* Polls (bounded, 100 ms steps) until node i sees id as `want`; returns the
+ * milliseconds it took, or -1. */
+static long wait_status(const cluster *c, int i, const char *id, const char *want, long limit_ms)
+{
+    char st[32];
+    for (long waited = 0; waited <= limit_ms; waited += 100) {
+        if (status_seen_by(c, i, id, st, sizeof st) == 0 && strcmp(st, want) == 0)
+            return waited;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+/* Gossip and phi: a paused node is marked down within seconds and up again
+ * when it resumes; a node stopped cleanly shows as stopped at once, and a
+ * killed one as down. */
+static void failures_are_detected(void **state)
+{
+    cluster *c = *state;
+    for (int i = 0; i < 3; i++)
+        assert_true(wait_status(c, 0, c->nodes[i].id, "up", 10000) >= 0);
+    kill(c->nodes[2].pid, SIGSTOP);
+    long down = wait_status(c, 0, "n3", "down", 20000);
+    printf("a paused node (SIGSTOP) was marked down after %ld ms\n", down);
+    assert_true(down >= 0);
+    kill(c->nodes[2].pid, SIGCONT);
+    long up = wait_status(c, 0, "n3", "up", 10000);
+    printf("and up again %ld ms after SIGCONT\n", up);
+    assert_true(up >= 0);
+    stop(c, 1, SIGTERM);
+    long stopped = wait_status(c, 0, "n2", "stopped", 3000);
+    printf("a node stopped cleanly showed as stopped after %ld ms\n", stopped);
+    assert_true(stopped >= 0);
+    stop(c, 2, SIGKILL);
+    long killed = wait_status(c, 0, "n3", "down", 20000);
+    printf("a killed node (kill -9) was marked down after %ld ms\n", killed);
+    assert_true(killed >= 0);
+    /* Both still members, not forgotten. */
+    kv *db = client_of(c, 0);
+    char *json = NULL;
+    assert_int_equal(kv_cluster_describe(&json, db), KV_OK);
+    assert_non_null(strstr(json, "\"nodeId\":\"n2\""));
+    assert_non_null(strstr(json, "\"nodeId\":\"n3\""));
+    kv_string_free(json);
+    kv_close(db);
+}
+
 /* CAS in a cluster: against a QUORUM read; a stale expected version is a
  * conflict that reports the current one. */
 static void cas_in_a_cluster(void **state)
@@ -806,6 +877,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cas_in_a_cluster, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(stale_ring_still_answers, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(restart_while_a_member_is_down, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(failures_are_detected, setup_lww, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -611,7 +611,7 @@ static int show_cluster(kv *db, bool shares)
     if (shares)
         printf("%-24s %-24s %8s %8s\n", "NODE", "ADDRESS", "PRIMARY", "REPLICA");
     else
-        printf("%-24s %-24s %-24s\n", "NODE", "ADDRESS", "HTTP");
+        printf("%-24s %-24s %-24s %s\n", "NODE", "ADDRESS", "HTTP", "STATUS");
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
         const char *id = text_or(m, "nodeId", "(unknown)");
         const char *addr = text_or(m, "address", "-");
@@ -622,7 +622,9 @@ static int show_cluster(kv *db, bool shares)
                    cJSON_IsNumber(p) ? p->valuedouble * 100 : 0.0,
                    cJSON_IsNumber(r) ? r->valuedouble * 100 : 0.0);
         } else {
-            printf("%-24s %-24s %-24s\n", id, addr, text_or(m, "httpAddress", "-"));
+            /* A node alone has no gossip, and so no status. */
+            printf("%-24s %-24s %-24s %s\n", id, addr, text_or(m, "httpAddress", "-"),
+                   text_or(m, "status", "-"));
         }
     }
     cJSON_Delete(root);

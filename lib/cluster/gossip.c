@@ -1,0 +1,322 @@
+/* cluster/gossip.c - the gossip thread, its exchanges and phi per member. */
+#include "cluster/gossip.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <kv/kv.h>
+#include "client.h"
+#include "util/error.h"
+
+#define MAX_SEEDS 64u
+/* Members told of a clean stop, so they mark this node down at once. */
+#define STOP_ANNOUNCEMENTS 3u
+
+/* What this node has seen of one member's heartbeat. */
+typedef struct watch {
+    char id[KVI_GOSSIP_MAX_ID + 1];
+    uint64_t generation, heartbeat;
+    kvi_phi phi;
+} watch;
+
+struct kvi_gossip {
+    kvi_gossip_config cfg;
+    const kvi_logger *log;
+    char *seeds[MAX_SEEDS];
+    size_t n_seeds;
+    /* lock guards everything below. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    kvi_gossip_table table;
+    kvi_gossip_entry self;
+    watch *watches;
+    size_t n_watches;
+    uint64_t rng;
+    int stopping;
+    int thread_running;
+    pthread_t thread;
+};
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t next_random(kvi_gossip *g)
+{
+    g->rng ^= g->rng << 13;
+    g->rng ^= g->rng >> 7;
+    g->rng ^= g->rng << 17;
+    return g->rng;
+}
+
+/* The watch of id, created on first sight; NULL when out of memory. Called
+ * with g->lock held. */
+static watch *watch_of(kvi_gossip *g, const char *id)
+{
+    for (size_t i = 0; i < g->n_watches; i++)
+        if (strcmp(g->watches[i].id, id) == 0)
+            return &g->watches[i];
+    watch *p = realloc(g->watches, (g->n_watches + 1) * sizeof *p);
+    if (!p)
+        return NULL;
+    g->watches = p;
+    watch *w = &g->watches[g->n_watches++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->id, sizeof w->id, "%s", id);
+    kvi_phi_init(&w->phi, &g->cfg.phi);
+    return w;
+}
+
+/* Feeds the detectors with every member whose heartbeat advanced; called
+ * with g->lock held after a merge. */
+static void observe(kvi_gossip *g)
+{
+    uint64_t now = monotonic_ms();
+    for (size_t i = 0; i < g->table.n; i++) {
+        const kvi_gossip_entry *e = &g->table.entries[i];
+        if (strcmp(e->id, g->self.id) == 0)
+            continue;
+        watch *w = watch_of(g, e->id);
+        if (!w)
+            continue;
+        if (e->generation != w->generation) {
+            /* A new life: its history says nothing about this one. */
+            kvi_phi_init(&w->phi, &g->cfg.phi);
+            w->generation = e->generation;
+            w->heartbeat = e->heartbeat;
+            kvi_phi_heartbeat(&w->phi, now);
+        } else if (e->heartbeat > w->heartbeat) {
+            w->heartbeat = e->heartbeat;
+            kvi_phi_heartbeat(&w->phi, now);
+        }
+    }
+}
+
+/* Bumps this node's own entry into the table; called with g->lock held. */
+static void refresh_self(kvi_gossip *g)
+{
+    g->self.heartbeat++;
+    kvi_gossip_merge_entry(&g->table, &g->self);
+}
+
+/* An address to gossip with: a random member other than this node, or now
+ * and then (and while no member is known) a random seed. Called with
+ * g->lock held; NULL when there is nobody. */
+static char *pick_target(kvi_gossip *g)
+{
+    size_t others = g->table.n > 0 ? g->table.n - 1 : 0;
+    uint64_t r = next_random(g);
+    int use_seed = g->n_seeds > 0 && (others == 0 || r % 10 == 0);
+    if (use_seed) {
+        const char *seed = g->seeds[(r >> 8) % g->n_seeds];
+        if (strcmp(seed, g->self.addr) != 0)
+            return strdup(seed);
+    }
+    if (others == 0)
+        return NULL;
+    size_t k = (size_t)((r >> 16) % others);
+    for (size_t i = 0; i < g->table.n; i++) {
+        if (strcmp(g->table.entries[i].id, g->self.id) == 0)
+            continue;
+        if (k-- == 0)
+            return strdup(g->table.entries[i].addr);
+    }
+    return NULL;
+}
+
+/* One push-pull exchange with addr; merges the answer. */
+static void exchange(kvi_gossip *g, const char *addr)
+{
+    kvi_buf mine = {0};
+    pthread_mutex_lock(&g->lock);
+    kvi_gossip_encode(&mine, &g->table);
+    pthread_mutex_unlock(&g->lock);
+    kvi_client *c = NULL;
+    const char *eps[] = {addr};
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.connect_timeout_ms = g->cfg.timeout_ms;
+    co.request_timeout_ms = g->cfg.timeout_ms;
+    if (mine.failed || kvi_client_open(&c, eps, 1, &co, g->log) != KV_OK) {
+        kvi_buf_free(&mine);
+        return;
+    }
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_request req = {.opcode = KVI_OP_GOSSIP, .value = {mine.data, mine.len}};
+    kvi_call *call = kvi_call_start(c, &fo, &req, 0, 0);
+    struct timespec deadline = kvi_deadline_after(g->cfg.timeout_ms);
+    kvi_fanout_wait(&fo, 1, 1, &deadline);
+    kvi_frame_header h;
+    unsigned char *body = NULL;
+    kvi_response resp;
+    if (kvi_call_finish(call, &h, &body) == KV_OK &&
+        kvi_call_decode(&resp, KVI_OP_GOSSIP, &h, body) == KV_OK) {
+        kvi_gossip_table theirs;
+        if (kvi_gossip_decode(&theirs, resp.value.data, resp.value.len) == KV_OK) {
+            pthread_mutex_lock(&g->lock);
+            kvi_gossip_merge(&g->table, &theirs);
+            observe(g);
+            pthread_mutex_unlock(&g->lock);
+        }
+        kvi_gossip_table_free(&theirs);
+    }
+    free(body);
+    kvi_fanout_destroy(&fo);
+    kvi_client_close(c);
+    kvi_buf_free(&mine);
+}
+
+static void *gossip_loop(void *arg)
+{
+    kvi_gossip *g = arg;
+    pthread_mutex_lock(&g->lock);
+    while (!g->stopping) {
+        refresh_self(g);
+        char *target = pick_target(g);
+        pthread_mutex_unlock(&g->lock);
+        if (target)
+            exchange(g, target);
+        free(target);
+        pthread_mutex_lock(&g->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)g->cfg.interval_ms * 1000000u;
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec = (long)(ns % 1000000000u);
+        while (!g->stopping &&
+               pthread_cond_timedwait(&g->wake, &g->lock, &until) == 0)
+            ; /* woken early only to stop */
+    }
+    /* A clean stop: say so to a few members, so they need not wait for phi. */
+    g->self.status = KVI_MEMBER_STOPPED;
+    refresh_self(g);
+    char *targets[STOP_ANNOUNCEMENTS] = {0};
+    size_t n = 0;
+    for (size_t i = 0; i < g->table.n && n < STOP_ANNOUNCEMENTS; i++)
+        if (strcmp(g->table.entries[i].id, g->self.id) != 0)
+            targets[n++] = strdup(g->table.entries[i].addr);
+    pthread_mutex_unlock(&g->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (targets[i])
+            exchange(g, targets[i]);
+        free(targets[i]);
+    }
+    return NULL;
+}
+
+int kvi_gossip_start(kvi_gossip **out, const kvi_gossip_config *cfg)
+{
+    *out = NULL;
+    kvi_gossip *g = calloc(1, sizeof *g);
+    if (!g)
+        return kvi_error(KV_ENOMEM, "out of memory starting gossip");
+    g->cfg = *cfg;
+    g->log = cfg->log;
+    if (!g->cfg.interval_ms)
+        g->cfg.interval_ms = 1000;
+    if (!g->cfg.timeout_ms)
+        g->cfg.timeout_ms = 1000;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->wake, NULL);
+    kvi_gossip_table_init(&g->table);
+    snprintf(g->self.id, sizeof g->self.id, "%s", cfg->self_id);
+    snprintf(g->self.addr, sizeof g->self.addr, "%s", cfg->self_addr);
+    snprintf(g->self.http, sizeof g->self.http, "%s", cfg->self_http ? cfg->self_http : "");
+    g->self.generation = cfg->generation;
+    g->self.status = KVI_MEMBER_JOINING;
+    g->rng = cfg->generation ^ 0x9e3779b97f4a7c15ull;
+    if (!g->rng)
+        g->rng = 1;
+    int rc = KV_OK;
+    for (size_t i = 0; i < cfg->n_seeds && i < MAX_SEEDS && rc == KV_OK; i++) {
+        g->seeds[g->n_seeds] = strdup(cfg->seeds[i]);
+        if (!g->seeds[g->n_seeds++])
+            rc = kvi_error(KV_ENOMEM, "out of memory starting gossip");
+    }
+    if (rc == KV_OK && kvi_gossip_merge_entry(&g->table, &g->self) != 1)
+        rc = kvi_error(KV_EINVAL, "this node's id or address cannot be gossiped");
+    if (rc == KV_OK) {
+        if (pthread_create(&g->thread, NULL, gossip_loop, g) != 0)
+            rc = kvi_error(KV_ENOMEM, "cannot start the gossip thread");
+        else
+            g->thread_running = 1;
+    }
+    if (rc != KV_OK) {
+        kvi_gossip_stop(g);
+        return rc;
+    }
+    *out = g;
+    return KV_OK;
+}
+
+void kvi_gossip_stop(kvi_gossip *g)
+{
+    if (!g)
+        return;
+    if (g->thread_running) {
+        pthread_mutex_lock(&g->lock);
+        g->stopping = 1;
+        pthread_cond_signal(&g->wake);
+        pthread_mutex_unlock(&g->lock);
+        pthread_join(g->thread, NULL);
+    }
+    for (size_t i = 0; i < g->n_seeds; i++)
+        free(g->seeds[i]);
+    kvi_gossip_table_free(&g->table);
+    free(g->watches);
+    pthread_cond_destroy(&g->wake);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+void kvi_gossip_set_status(kvi_gossip *g, kvi_member_status status)
+{
+    pthread_mutex_lock(&g->lock);
+    if (g->self.status != status) {
+        g->self.status = (uint8_t)status;
+        refresh_self(g);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out)
+{
+    kvi_gossip_table theirs;
+    if (kvi_gossip_decode(&theirs, in, len) != KV_OK)
+        return kvi_error(KV_EINVAL, "malformed gossip table");
+    pthread_mutex_lock(&g->lock);
+    kvi_gossip_merge(&g->table, &theirs);
+    observe(g);
+    kvi_gossip_encode(out, &g->table);
+    pthread_mutex_unlock(&g->lock);
+    kvi_gossip_table_free(&theirs);
+    return out->failed ? kvi_error(KV_ENOMEM, "out of memory answering gossip") : KV_OK;
+}
+
+const char *kvi_gossip_status(kvi_gossip *g, const char *id)
+{
+    const char *status = "unknown";
+    pthread_mutex_lock(&g->lock);
+    const kvi_gossip_entry *e = kvi_gossip_find(&g->table, id);
+    if (strcmp(id, g->self.id) == 0) {
+        status = "up";
+    } else if (e) {
+        watch *w = watch_of(g, id);
+        if (e->status == KVI_MEMBER_STOPPED)
+            status = "stopped";
+        else if (e->status == KVI_MEMBER_LEAVING)
+            status = "leaving";
+        else if (w && kvi_phi_suspect(&w->phi, monotonic_ms()))
+            status = "down";
+        else
+            status = e->status == KVI_MEMBER_JOINING ? "joining" : "up";
+    }
+    pthread_mutex_unlock(&g->lock);
+    return status;
+}
