@@ -53,11 +53,18 @@ static int clustered(kvi_node *n)
 
 /* The coordinator's environment, with a reference on the view; KV_OK or
  * KV_EUNAVAILABLE while membership is incomplete. */
+static int member_down(void *ctx, const char *node_id)
+{
+    return kvi_membership_is_down(ctx, node_id);
+}
+
 static int coord_env(kvi_node *n, kvi_coord_env *env)
 {
     env->view = kvi_membership_view(n->membership);
     env->local = n->store->embedded;
     env->log = n->log;
+    env->is_down = member_down;
+    env->is_down_ctx = n->membership;
     if (!env->view)
         return kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members "
                                           "(see GET /v1/cluster)");

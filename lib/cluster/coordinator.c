@@ -32,6 +32,13 @@ static int is_self(const kvi_view *v, uint32_t member)
     return v->self >= 0 && (uint32_t)v->self == member;
 }
 
+/* The failure detector's word on a member (never on this node itself). */
+static int down(const kvi_coord_env *env, uint32_t member)
+{
+    return env->is_down && !is_self(env->view, member) &&
+           env->is_down(env->is_down_ctx, env->view->members[member].id);
+}
+
 /* How long a coordinator waits for the replicas: the connections' own
  * request timeout. */
 static uint32_t timeout_ms(const kvi_view *v)
@@ -121,6 +128,20 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
         for (size_t i = 0; i < g->n; i++)
             rotated[i] = g->pref[(start + i) % g->n];
         memcpy(g->pref, rotated, g->n * sizeof rotated[0]);
+    }
+    /* Replicas the detector holds down go last: asked only when the others
+     * are not enough. */
+    if (env->is_down) {
+        uint32_t up[MAX_PREF], dn[MAX_PREF];
+        size_t nu = 0, nd = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            if (down(env, g->pref[i]))
+                dn[nd++] = g->pref[i];
+            else
+                up[nu++] = g->pref[i];
+        }
+        memcpy(g->pref, up, nu * sizeof up[0]);
+        memcpy(g->pref + nu, dn, nd * sizeof dn[0]);
     }
     kvi_call *calls[MAX_PREF] = {0};
     int asked[MAX_PREF] = {0};
@@ -314,9 +335,12 @@ int kvi_coord_read(const kvi_coord_env *env, kv_value **out, const void *key, si
 /* ------------------------------------------------------------- writing */
 
 /* Says whether member can be reached now: connected, or connectable. */
-static int reachable(const kvi_view *v, uint32_t member)
+static int reachable(const kvi_coord_env *env, uint32_t member)
 {
-    return is_self(v, member) || kvi_client_connect(kvi_view_client(v, member)) == KV_OK;
+    const kvi_view *v = env->view;
+    if (is_self(v, member))
+        return 1;
+    return !down(env, member) && kvi_client_connect(kvi_view_client(v, member)) == KV_OK;
 }
 
 /* A non-replica sends the write to the first reachable replica. */
@@ -386,10 +410,18 @@ static void start_replication(void *ctx, const kvi_state *state)
         return;
     kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {rep->key, rep->key_len},
                        .value = {rep->encoded.data, rep->encoded.len}};
-    for (size_t i = 0; i < rep->n; i++)
-        if ((int)i != rep->self_at)
-            rep->calls[i] = kvi_call_start(kvi_view_client(rep->env->view, rep->pref[i]),
-                                           &rep->fo, &req, 0, 1);
+    for (size_t i = 0; i < rep->n; i++) {
+        if ((int)i == rep->self_at)
+            continue;
+        if (down(rep->env, rep->pref[i])) {
+            /* Not sent: a down replica would only hold the sender up. It
+             * catches up through read repair (hinted handoff: issue 5). */
+            kvi_fanout_local(&rep->fo, 0);
+            continue;
+        }
+        rep->calls[i] = kvi_call_start(kvi_view_client(rep->env->view, rep->pref[i]),
+                                       &rep->fo, &req, 0, 1);
+    }
     rep->started = 1;
 }
 
@@ -418,7 +450,7 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
      * answer can honestly be "not applied" (as Cassandra's Unavailable). */
     unsigned live = 0;
     for (size_t i = 0; i < n; i++)
-        live += reachable(v, pref[i]) != 0;
+        live += reachable(env, pref[i]) != 0;
     if (live < required)
         return kvi_error(KV_EUNAVAILABLE, "%u of %zu replicas reachable, %u required; the "
                                           "write was not applied", live, n, required);

@@ -84,6 +84,12 @@ typedef struct kvi_coord_env {
     kvi_view *view;
     kvi_embedded *local;
     const kvi_logger *log;
+    /* Whether the failure detector holds member node_id to be down (NULL:
+     * no detector, as in a client). Down replicas are not counted as
+     * reachable, are sent no replication, and are read from only when too
+     * few others are up. */
+    int (*is_down)(void *ctx, const char *node_id);
+    void *is_down_ctx;
 } kvi_coord_env;
 
 /* A put, delete or CAS. *out_version (may be NULL) receives the new

@@ -387,6 +387,14 @@ int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf
     return kvi_gossip_handle(m->gossip, in, len, out);
 }
 
+int kvi_membership_is_down(kvi_membership *m, const char *node_id)
+{
+    if (!m->gossip)
+        return 0;
+    const char *st = kvi_gossip_status(m->gossip, node_id);
+    return strcmp(st, "down") == 0 || strcmp(st, "stopped") == 0;
+}
+
 size_t kvi_membership_size(kvi_membership *m)
 {
     pthread_mutex_lock(&m->lock);

@@ -56,6 +56,10 @@ struct kvi_view *kvi_membership_view(kvi_membership *m);
  * in out, KV_EINVAL for a malformed table, KV_ENOTSUP alone. */
 int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf *out);
 
+/* 1 when gossip and the failure detector hold member node_id down (or it
+ * announced a clean stop); 0 otherwise, and always alone. */
+int kvi_membership_is_down(kvi_membership *m, const char *node_id);
+
 /* Members known so far, this node included (1: a cluster of one). */
 size_t kvi_membership_size(kvi_membership *m);
 
