@@ -1,14 +1,20 @@
 /* router.c - learning and refreshing a client's cluster view. */
 #include "router.h"
 
+#include <cJSON.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cluster/view.h"
 #include "util/error.h"
 
 #define RELEARN_INTERVAL_MS 1000u
+/* How often, and how patiently, the members' statuses are asked for. */
+#define STATUS_INTERVAL_MS 1000u
+#define STATUS_TIMEOUT_MS 500u
+#define MAX_DOWN 1024u
 
 struct kvi_router {
     kvi_client *bootstrap;
@@ -19,6 +25,15 @@ struct kvi_router {
     kvi_view *view;
     uint64_t last_attempt_ms;
     int learning;           /* one caller at a time asks a node */
+    /* The members some node holds down, refreshed by the status thread;
+     * guarded by lock. */
+    char **down;
+    size_t n_down;
+    unsigned next_member;   /* whom the status thread asks next */
+    int stopping;
+    pthread_cond_t wake;
+    int thread_running;
+    pthread_t thread;
 };
 
 static uint64_t monotonic_ms(void)
@@ -26,6 +41,98 @@ static uint64_t monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Asks one member (in turn) for the cluster as it sees it, with a short
+ * deadline, and keeps the ids it holds down or stopped. A paused member
+ * costs one attempt, not a stall: the next round asks another. */
+static void refresh_status(kvi_router *r)
+{
+    pthread_mutex_lock(&r->lock);
+    kvi_view *v = r->view;
+    if (v)
+        kvi_view_ref(v);
+    unsigned which = r->next_member++;
+    pthread_mutex_unlock(&r->lock);
+    if (!v)
+        return;
+    kvi_client *c = kvi_view_client(v, which % v->n);
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_request req = {.opcode = KVI_OP_CLUSTER};
+    kvi_call *call = kvi_call_start(c, &fo, &req, 0, 0);
+    struct timespec deadline = kvi_deadline_after(STATUS_TIMEOUT_MS);
+    kvi_fanout_wait(&fo, 1, 1, &deadline);
+    kvi_frame_header h;
+    unsigned char *body = NULL;
+    kvi_response resp;
+    char **down = NULL;
+    size_t n_down = 0;
+    int ok = kvi_call_finish(call, &h, &body) == KV_OK &&
+             kvi_call_decode(&resp, KVI_OP_CLUSTER, &h, body) == KV_OK;
+    if (ok) {
+        cJSON *root = cJSON_ParseWithLength((const char *)resp.value.data, resp.value.len);
+        const cJSON *m;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "nodeId");
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(m, "status");
+            if (!cJSON_IsString(id) || !cJSON_IsString(st) || n_down == MAX_DOWN ||
+                (strcmp(st->valuestring, "down") != 0 && strcmp(st->valuestring, "stopped") != 0))
+                continue;
+            char **p = realloc(down, (n_down + 1) * sizeof *p);
+            if (!p)
+                break;
+            down = p;
+            down[n_down] = strdup(id->valuestring);
+            n_down += down[n_down] != NULL;
+        }
+        cJSON_Delete(root);
+    }
+    free(body);
+    kvi_fanout_destroy(&fo);
+    kvi_view_unref(v);
+    if (!ok)
+        return; /* no news: keep what was known */
+    pthread_mutex_lock(&r->lock);
+    char **old = r->down;
+    size_t n_old = r->n_down;
+    r->down = down;
+    r->n_down = n_down;
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < n_old; i++)
+        free(old[i]);
+    free(old);
+}
+
+static void *status_loop(void *arg)
+{
+    kvi_router *r = arg;
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping) {
+        pthread_mutex_unlock(&r->lock);
+        refresh_status(r);
+        pthread_mutex_lock(&r->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)STATUS_INTERVAL_MS * 1000000u;
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec = (long)(ns % 1000000000u);
+        while (!r->stopping && pthread_cond_timedwait(&r->wake, &r->lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+int kvi_router_is_down(void *ctx, const char *node_id)
+{
+    kvi_router *r = ctx;
+    int down = 0;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->n_down && !down; i++)
+        down = strcmp(r->down[i], node_id) == 0;
+    pthread_mutex_unlock(&r->lock);
+    return down;
 }
 
 int kvi_router_open(kvi_router **out, kvi_client *bootstrap, const kv_client_options *opts,
@@ -40,6 +147,12 @@ int kvi_router_open(kvi_router **out, kvi_client *bootstrap, const kv_client_opt
     r->flags = opts->policy == KV_POLICY_LWW ? 0 : KVI_FRAME_FLAG_SIBLINGS;
     r->log = log;
     pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    r->thread_running = pthread_create(&r->thread, NULL, status_loop, r) == 0;
+    if (!r->thread_running) {
+        kvi_router_close(r);
+        return kvi_error(KV_ENOMEM, "cannot start the client's status thread");
+    }
     *out = r;
     return KV_OK;
 }
@@ -48,7 +161,18 @@ void kvi_router_close(kvi_router *r)
 {
     if (!r)
         return;
+    if (r->thread_running) {
+        pthread_mutex_lock(&r->lock);
+        r->stopping = 1;
+        pthread_cond_signal(&r->wake);
+        pthread_mutex_unlock(&r->lock);
+        pthread_join(r->thread, NULL);
+    }
+    for (size_t i = 0; i < r->n_down; i++)
+        free(r->down[i]);
+    free(r->down);
     kvi_view_unref(r->view);
+    pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }

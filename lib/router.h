@@ -5,6 +5,8 @@
  *
  * Until a view is known (a single node, or a cluster still learning its
  * members) requests go to the endpoints as given, and the node coordinates.
+ * Once it is, a thread keeps the members' statuses (up, down) fresh, so
+ * that writes go first to a replica that is up.
  *
  * Threads: every function may be called from many threads at once, except
  * kvi_router_close.
@@ -31,5 +33,10 @@ kvi_view *kvi_router_view(kvi_router *r);
 /* Drops the view (a replica said the ring changed); the next call learns
  * it again. */
 void kvi_router_invalidate(kvi_router *r, kvi_view *stale);
+
+/* 1 when the members last asked hold node_id down (or stopped). A thread
+ * asks one member a second, in turn, with a 500 ms deadline. The signature
+ * is kvi_coord_env.is_down's (ctx is the router). */
+int kvi_router_is_down(void *ctx, const char *node_id);
 
 #endif

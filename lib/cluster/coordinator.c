@@ -358,11 +358,18 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
     };
     uint16_t flags = (uint16_t)((w->siblings ? KVI_FRAME_FLAG_SIBLINGS : 0) |
                                 (v->self >= 0 ? KVI_FRAME_FLAG_FORWARDED : 0));
+    /* Replicas held down go last, tried only when no other answers. */
+    uint32_t order[MAX_PREF];
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            if ((down(env, pref[i]) != 0) == pass)
+                order[k++] = pref[i];
     int rc = kvi_error(KV_EUNAVAILABLE, "no replica of this key is reachable");
     for (size_t i = 0; i < n; i++) {
         kvi_fanout fo;
         kvi_fanout_init(&fo);
-        kvi_call *call = kvi_call_start(kvi_view_client(v, pref[i]), &fo, &req, flags, 1);
+        kvi_call *call = kvi_call_start(kvi_view_client(v, order[i]), &fo, &req, flags, 1);
         /* The replica waits for its own replicas first: give it twice the
          * internode timeout. */
         struct timespec deadline = kvi_deadline_after(2 * timeout_ms(v));
