@@ -110,6 +110,7 @@ struct kvi_client {
     atomic_uint next_conn;
     atomic_uint_fast64_t next_id;
     uint16_t flags; /* frame flags sent with every request */
+    atomic_uint_fast64_t last_answer_ms; /* monotonic; 0 = never */
     unsigned max_inflight; /* per connection; 0 = no limit */
     const kvi_logger *log;
 };
@@ -196,6 +197,10 @@ static void *reader_loop(void *arg)
             free(body);
             break;
         }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        atomic_store(&c->client->last_answer_ms,
+                     (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u);
         pthread_mutex_lock(&c->lock);
         waiter **pp = &c->pending;
         while (*pp && (*pp)->id != h.request_id)
@@ -927,6 +932,11 @@ void kvi_client_set_flags(kvi_client *cl, uint16_t flags)
 void kvi_client_set_max_inflight(kvi_client *cl, unsigned max_per_connection)
 {
     cl->max_inflight = max_per_connection;
+}
+
+uint64_t kvi_client_last_answer_ms(kvi_client *cl)
+{
+    return atomic_load(&cl->last_answer_ms);
 }
 
 uint32_t kvi_client_timeout_ms(const kvi_client *cl)

@@ -53,6 +53,9 @@ int kvi_client_connect(kvi_client *c);
 /* Frame flags sent with every request of this client (set before use). */
 void kvi_client_set_flags(kvi_client *c, uint16_t flags);
 uint32_t kvi_client_timeout_ms(const kvi_client *c);
+/* When the node last answered anything on this client (CLOCK_MONOTONIC ms;
+ * 0 = never): first-hand evidence that it is alive. */
+uint64_t kvi_client_last_answer_ms(kvi_client *c);
 /* At most this many requests in flight per connection (0 = no limit; set
  * before use). A sender waits up to the request timeout for a slot, then
  * fails with KV_EUNAVAILABLE (not sent). Requests given up on by

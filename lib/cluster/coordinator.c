@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "batch.h"
 #include "cluster/quorum.h"
@@ -32,11 +33,23 @@ static int is_self(const kvi_view *v, uint32_t member)
     return v->self >= 0 && (uint32_t)v->self == member;
 }
 
-/* The failure detector's word on a member (never on this node itself). */
+/* A member that answered this recently is alive, whatever gossip says:
+ * first-hand evidence beats hearsay. Under CPU pressure gossip news can lag
+ * by seconds while the member keeps answering requests. */
+#define ALIVE_EVIDENCE_MS 2000u
+
+/* The failure detector's word on a member (never on this node itself),
+ * overruled when the member itself answered us within ALIVE_EVIDENCE_MS. */
 static int down(const kvi_coord_env *env, uint32_t member)
 {
-    return env->is_down && !is_self(env->view, member) &&
-           env->is_down(env->is_down_ctx, env->view->members[member].id);
+    if (!env->is_down || is_self(env->view, member) ||
+        !env->is_down(env->is_down_ctx, env->view->members[member].id))
+        return 0;
+    uint64_t last = kvi_client_last_answer_ms(kvi_view_client(env->view, member));
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return last == 0 || now - last > ALIVE_EVIDENCE_MS;
 }
 
 /* How long a coordinator waits for the replicas: the connections' own

@@ -105,27 +105,55 @@ static void refresh_self(kvi_gossip *g)
     kvi_gossip_merge_entry(&g->table, &g->self);
 }
 
-/* An address to gossip with: a random member other than this node, or now
- * and then (and while no member is known) a random seed. Called with
- * g->lock held; NULL when there is nobody. */
+/* Whether this node's detector holds member e down; called with g->lock
+ * held. */
+static int held_down(kvi_gossip *g, const kvi_gossip_entry *e, uint64_t now)
+{
+    if (e->status == KVI_MEMBER_STOPPED)
+        return 1;
+    for (size_t i = 0; i < g->n_watches; i++)
+        if (strcmp(g->watches[i].id, e->id) == 0)
+            return kvi_phi_suspect(&g->watches[i].phi, now);
+    return 0;
+}
+
+/* An address to gossip with: a random member that is up, most of the time;
+ * now and then (and while no member is up) a seed, or a member held down,
+ * to notice it come back. Members held down are mostly avoided so that an
+ * exchange waiting on a paused one does not delay the news of the others
+ * (which would make them look down too). Called with g->lock held; NULL
+ * when there is nobody. */
 static char *pick_target(kvi_gossip *g)
 {
-    size_t others = g->table.n > 0 ? g->table.n - 1 : 0;
+    uint64_t now = monotonic_ms();
+    size_t up = 0, down = 0;
+    for (size_t i = 0; i < g->table.n; i++) {
+        const kvi_gossip_entry *e = &g->table.entries[i];
+        if (strcmp(e->id, g->self.id) == 0)
+            continue;
+        if (held_down(g, e, now))
+            down++;
+        else
+            up++;
+    }
     uint64_t r = next_random(g);
-    int use_seed = g->n_seeds > 0 && (others == 0 || r % 10 == 0);
-    if (use_seed) {
+    int rare = r % 10 == 0;
+    if (g->n_seeds > 0 && (up + down == 0 || (rare && (r >> 4) % 2 == 0))) {
         const char *seed = g->seeds[(r >> 8) % g->n_seeds];
         if (strcmp(seed, g->self.addr) != 0)
             return strdup(seed);
     }
-    if (others == 0)
+    int want_down = down > 0 && (up == 0 || rare);
+    size_t pool = want_down ? down : up;
+    if (pool == 0)
         return NULL;
-    size_t k = (size_t)((r >> 16) % others);
+    size_t k = (size_t)((r >> 16) % pool);
     for (size_t i = 0; i < g->table.n; i++) {
-        if (strcmp(g->table.entries[i].id, g->self.id) == 0)
+        const kvi_gossip_entry *e = &g->table.entries[i];
+        if (strcmp(e->id, g->self.id) == 0 || (held_down(g, e, now) != 0) != want_down)
             continue;
         if (k-- == 0)
-            return strdup(g->table.entries[i].addr);
+            return strdup(e->addr);
     }
     return NULL;
 }
@@ -177,6 +205,10 @@ static void *gossip_loop(void *arg)
     kvi_gossip *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
+        /* The next round is due an interval after this one began, however
+         * long its exchange took. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
         refresh_self(g);
         char *target = pick_target(g);
         pthread_mutex_unlock(&g->lock);
@@ -184,8 +216,6 @@ static void *gossip_loop(void *arg)
             exchange(g, target);
         free(target);
         pthread_mutex_lock(&g->lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
         uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)g->cfg.interval_ms * 1000000u;
         until.tv_sec += (time_t)(ns / 1000000000u);
         until.tv_nsec = (long)(ns % 1000000000u);
