@@ -50,6 +50,14 @@ until "$kvctl" --endpoints 127.0.0.1:7401 --timeout 1000 --consistency all \
     sleep 0.2
 done
 
+# And the members have heard from each other (gossip, about a second).
+i=0
+while [ $i -lt 50 ] && curl -fsS http://127.0.0.1:8081/v1/cluster 2>/dev/null |
+        grep -Eq '"status":"(unknown|joining)"'; do
+    i=$((i + 1))
+    sleep 0.2
+done
+
 cat <<TXT
 A 3-node cluster is serving on 127.0.0.1 (replication factor 3):
   n1  HTTP http://127.0.0.1:8081  binary 127.0.0.1:7401
