@@ -9,6 +9,7 @@
 
 #include "cluster/view.h"
 #include "util/error.h"
+#include "util/ticker.h"
 
 #define RELEARN_INTERVAL_MS 1000u
 /* How often, and how patiently, the members' statuses are asked for. */
@@ -30,10 +31,7 @@ struct kvi_router {
     char **down;
     size_t n_down;
     unsigned next_member;   /* whom the status thread asks next */
-    int stopping;
-    pthread_cond_t wake;
-    int thread_running;
-    pthread_t thread;
+    kvi_ticker status;      /* refreshes `down` */
 };
 
 static uint64_t monotonic_ms(void)
@@ -104,24 +102,10 @@ static void refresh_status(kvi_router *r)
     free(old);
 }
 
-static void *status_loop(void *arg)
+static uint32_t status_tick(void *arg)
 {
-    kvi_router *r = arg;
-    pthread_mutex_lock(&r->lock);
-    while (!r->stopping) {
-        pthread_mutex_unlock(&r->lock);
-        refresh_status(r);
-        pthread_mutex_lock(&r->lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)STATUS_INTERVAL_MS * 1000000u;
-        until.tv_sec += (time_t)(ns / 1000000000u);
-        until.tv_nsec = (long)(ns % 1000000000u);
-        while (!r->stopping && pthread_cond_timedwait(&r->wake, &r->lock, &until) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&r->lock);
-    return NULL;
+    refresh_status(arg);
+    return STATUS_INTERVAL_MS;
 }
 
 int kvi_router_is_down(void *ctx, const char *node_id)
@@ -147,9 +131,7 @@ int kvi_router_open(kvi_router **out, kvi_client *bootstrap, const kv_client_opt
     r->flags = opts->policy == KV_POLICY_LWW ? 0 : KVI_FRAME_FLAG_SIBLINGS;
     r->log = log;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->wake, NULL);
-    r->thread_running = pthread_create(&r->thread, NULL, status_loop, r) == 0;
-    if (!r->thread_running) {
+    if (kvi_ticker_start(&r->status, status_tick, r) != 0) {
         kvi_router_close(r);
         return kvi_error(KV_ENOMEM, "cannot start the client's status thread");
     }
@@ -161,18 +143,11 @@ void kvi_router_close(kvi_router *r)
 {
     if (!r)
         return;
-    if (r->thread_running) {
-        pthread_mutex_lock(&r->lock);
-        r->stopping = 1;
-        pthread_cond_signal(&r->wake);
-        pthread_mutex_unlock(&r->lock);
-        pthread_join(r->thread, NULL);
-    }
+    kvi_ticker_stop(&r->status);
     for (size_t i = 0; i < r->n_down; i++)
         free(r->down[i]);
     free(r->down);
     kvi_view_unref(r->view);
-    pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }

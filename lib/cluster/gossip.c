@@ -10,6 +10,7 @@
 #include <kv/kv.h>
 #include "client.h"
 #include "util/error.h"
+#include "util/ticker.h"
 
 #define MAX_SEEDS 64u
 /* Members told of a clean stop, so they mark this node down at once. */
@@ -27,17 +28,14 @@ struct kvi_gossip {
     const kvi_logger *log;
     char *seeds[MAX_SEEDS];
     size_t n_seeds;
-    /* lock guards everything below. */
+    /* lock guards everything below but the ticker. */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
     kvi_gossip_table table;
     kvi_gossip_entry self;
     watch *watches;
     size_t n_watches;
     uint64_t rng;
-    int stopping;
-    int thread_running;
-    pthread_t thread;
+    kvi_ticker ticker;       /* one exchange per interval */
 };
 
 static uint64_t monotonic_ms(void)
@@ -200,30 +198,24 @@ static void exchange(kvi_gossip *g, const char *addr)
     kvi_buf_free(&mine);
 }
 
-static void *gossip_loop(void *arg)
+/* One round: bump this node's heartbeat and exchange with one member. */
+static uint32_t gossip_round(void *arg)
 {
     kvi_gossip *g = arg;
     pthread_mutex_lock(&g->lock);
-    while (!g->stopping) {
-        /* The next round is due an interval after this one began, however
-         * long its exchange took. */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        refresh_self(g);
-        char *target = pick_target(g);
-        pthread_mutex_unlock(&g->lock);
-        if (target)
-            exchange(g, target);
-        free(target);
-        pthread_mutex_lock(&g->lock);
-        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)g->cfg.interval_ms * 1000000u;
-        until.tv_sec += (time_t)(ns / 1000000000u);
-        until.tv_nsec = (long)(ns % 1000000000u);
-        while (!g->stopping &&
-               pthread_cond_timedwait(&g->wake, &g->lock, &until) == 0)
-            ; /* woken early only to stop */
-    }
-    /* A clean stop: say so to a few members, so they need not wait for phi. */
+    refresh_self(g);
+    char *target = pick_target(g);
+    pthread_mutex_unlock(&g->lock);
+    if (target)
+        exchange(g, target);
+    free(target);
+    return g->cfg.interval_ms;
+}
+
+/* A clean stop: says so to a few members, so they need not wait for phi. */
+static void announce_stop(kvi_gossip *g)
+{
+    pthread_mutex_lock(&g->lock);
     g->self.status = KVI_MEMBER_STOPPED;
     refresh_self(g);
     char *targets[STOP_ANNOUNCEMENTS] = {0};
@@ -237,7 +229,6 @@ static void *gossip_loop(void *arg)
             exchange(g, targets[i]);
         free(targets[i]);
     }
-    return NULL;
 }
 
 int kvi_gossip_start(kvi_gossip **out, const kvi_gossip_config *cfg)
@@ -253,7 +244,6 @@ int kvi_gossip_start(kvi_gossip **out, const kvi_gossip_config *cfg)
     if (!g->cfg.timeout_ms)
         g->cfg.timeout_ms = 1000;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->wake, NULL);
     kvi_gossip_table_init(&g->table);
     snprintf(g->self.id, sizeof g->self.id, "%s", cfg->self_id);
     snprintf(g->self.addr, sizeof g->self.addr, "%s", cfg->self_addr);
@@ -271,12 +261,8 @@ int kvi_gossip_start(kvi_gossip **out, const kvi_gossip_config *cfg)
     }
     if (rc == KV_OK && kvi_gossip_merge_entry(&g->table, &g->self) != 1)
         rc = kvi_error(KV_EINVAL, "this node's id or address cannot be gossiped");
-    if (rc == KV_OK) {
-        if (pthread_create(&g->thread, NULL, gossip_loop, g) != 0)
-            rc = kvi_error(KV_ENOMEM, "cannot start the gossip thread");
-        else
-            g->thread_running = 1;
-    }
+    if (rc == KV_OK && kvi_ticker_start(&g->ticker, gossip_round, g) != 0)
+        rc = kvi_error(KV_ENOMEM, "cannot start the gossip thread");
     if (rc != KV_OK) {
         kvi_gossip_stop(g);
         return rc;
@@ -289,18 +275,14 @@ void kvi_gossip_stop(kvi_gossip *g)
 {
     if (!g)
         return;
-    if (g->thread_running) {
-        pthread_mutex_lock(&g->lock);
-        g->stopping = 1;
-        pthread_cond_signal(&g->wake);
-        pthread_mutex_unlock(&g->lock);
-        pthread_join(g->thread, NULL);
-    }
+    int was_running = g->ticker.running;
+    kvi_ticker_stop(&g->ticker);
+    if (was_running)
+        announce_stop(g);
     for (size_t i = 0; i < g->n_seeds; i++)
         free(g->seeds[i]);
     kvi_gossip_table_free(&g->table);
     free(g->watches);
-    pthread_cond_destroy(&g->wake);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }

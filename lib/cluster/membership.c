@@ -15,11 +15,12 @@
 #include "cluster/view.h"
 #include "storage/store.h"
 #include "util/clock.h"
+#include "util/ticker.h"
 #include "net/addr.h"
 #include "util/error.h"
 
-#define DISCOVERY_INTERVAL_MS 200L
-#define VERIFY_INTERVAL_MS 1000L
+#define DISCOVERY_INTERVAL_MS 200u
+#define VERIFY_INTERVAL_MS 1000u
 
 typedef struct member {
     char *id;      /* NULL until learned (or loaded from the store) */
@@ -38,17 +39,14 @@ struct kvi_membership {
     unsigned vnodes;
     uint32_t connect_timeout_ms; /* of the connections to the other members */
     uint32_t request_timeout_ms;
-    /* lock guards members[].id/http, ring and stopping. */
+    /* lock guards members[] and view. */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
     member *members;  /* [0] is this node */
     size_t n;
     kvi_view *view;   /* NULL until complete */
     kvi_store *store; /* where learned ids are saved; may be NULL */
     kvi_gossip *gossip; /* news of the members' health; NULL when alone */
-    int stopping;
-    int thread_running;
-    pthread_t thread;
+    kvi_ticker discovery; /* asks the members for their ids */
 };
 
 static char *dup_or_null(const char *s)
@@ -204,72 +202,61 @@ static void load_members(kvi_membership *m)
     free(text);
 }
 
-/* Asks every member whose id is unknown or not yet confirmed, until all
- * are confirmed. An id that changed (a member replaced under the same
- * address) rebuilds the ring. */
-static void *discover(void *arg)
+/* One round of discovery: asks every member whose id is unknown or not
+ * yet confirmed. An id that changed (a member replaced under the same
+ * address) rebuilds the ring. Returns when to ask again, or 0 once every
+ * member has confirmed its id. */
+static uint32_t discover(void *arg)
 {
     kvi_membership *m = arg;
     pthread_mutex_lock(&m->lock);
-    while (!m->stopping) {
-        int changed = 0, pending = 0;
-        for (size_t i = 1; i < m->n && !m->stopping; i++) {
-            if (m->members[i].verified)
-                continue;
-            char *addr = strdup(m->members[i].addr);
-            pthread_mutex_unlock(&m->lock);
-            char *id = NULL, *http = NULL;
-            int rc = addr ? ask(addr, &id, &http, m->log) : -1;
-            free(addr);
-            pthread_mutex_lock(&m->lock);
-            if (rc != 0) {
-                pending++;
-                continue;
-            }
-            if (strcmp(id, m->members[0].id) == 0) {
-                /* Our own address in another spelling: not a second member. */
-                drop_member(m, i);
-                i--;
-                free(id);
-                free(http);
-                changed = 1;
-                continue;
-            }
-            member *mb = &m->members[i];
-            if (!mb->id) {
-                kvi_log(m->log, KV_LOG_INFO, "learned member %s at %s", id, mb->addr);
-                changed = 1;
-            } else if (strcmp(mb->id, id) != 0) {
-                kvi_log(m->log, KV_LOG_WARN, "the member at %s is now %s (was %s); rebuilding "
-                        "the ring", mb->addr, id, mb->id);
-                changed = 1;
-            }
-            free(mb->id);
-            free(mb->http);
-            mb->id = id;
-            mb->http = http;
-            mb->verified = 1;
+    int changed = 0, pending = 0;
+    for (size_t i = 1; i < m->n && !kvi_ticker_stopping(&m->discovery); i++) {
+        if (m->members[i].verified)
+            continue;
+        char *addr = strdup(m->members[i].addr);
+        pthread_mutex_unlock(&m->lock);
+        char *id = NULL, *http = NULL;
+        int rc = addr ? ask(addr, &id, &http, m->log) : -1;
+        free(addr);
+        pthread_mutex_lock(&m->lock);
+        if (rc != 0) {
+            pending++;
+            continue;
         }
-        if (changed || (!m->view && !pending)) {
-            rebuild_view(m);
-            save_members(m);
+        if (strcmp(id, m->members[0].id) == 0) {
+            /* Our own address in another spelling: not a second member. */
+            drop_member(m, i);
+            i--;
+            free(id);
+            free(http);
+            changed = 1;
+            continue;
         }
-        if (!pending || m->stopping)
-            break;
-        /* Serving from saved ids, a missing member is only to be
-         * confirmed: ask less often. */
-        long interval_ms = m->view ? VERIFY_INTERVAL_MS : DISCOVERY_INTERVAL_MS;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += interval_ms * 1000000L;
-        while (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
+        member *mb = &m->members[i];
+        if (!mb->id) {
+            kvi_log(m->log, KV_LOG_INFO, "learned member %s at %s", id, mb->addr);
+            changed = 1;
+        } else if (strcmp(mb->id, id) != 0) {
+            kvi_log(m->log, KV_LOG_WARN, "the member at %s is now %s (was %s); rebuilding "
+                    "the ring", mb->addr, id, mb->id);
+            changed = 1;
         }
-        pthread_cond_timedwait(&m->wake, &m->lock, &until);
+        free(mb->id);
+        free(mb->http);
+        mb->id = id;
+        mb->http = http;
+        mb->verified = 1;
     }
+    if (changed || (!m->view && !pending)) {
+        rebuild_view(m);
+        save_members(m);
+    }
+    /* Serving from saved ids, a missing member is only to be confirmed:
+     * ask less often. */
+    uint32_t next = !pending ? 0 : m->view ? VERIFY_INTERVAL_MS : DISCOVERY_INTERVAL_MS;
     pthread_mutex_unlock(&m->lock);
-    return NULL;
+    return next;
 }
 
 int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
@@ -298,7 +285,6 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->request_timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 2000;
     m->members = calloc(cfg->n_peers + 1, sizeof *m->members);
     pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->wake, NULL);
     int ok = m->members != NULL;
     if (ok) {
         m->members[0] = (member){strdup(cfg->self_id), strdup(cfg->self_addr),
@@ -335,8 +321,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         /* Alone, or every id known from an earlier run: serve at once. */
         rebuild_view(m);
         pthread_mutex_unlock(&m->lock);
-        ok = pthread_create(&m->thread, NULL, discover, m) == 0;
-        m->thread_running = ok;
+        ok = kvi_ticker_start(&m->discovery, discover, m) == 0;
     }
     if (!ok) {
         kvi_membership_stop(m);
@@ -351,13 +336,7 @@ void kvi_membership_stop(kvi_membership *m)
     if (!m)
         return;
     kvi_gossip_stop(m->gossip); /* announces the clean stop */
-    if (m->thread_running) {
-        pthread_mutex_lock(&m->lock);
-        m->stopping = 1;
-        pthread_cond_signal(&m->wake);
-        pthread_mutex_unlock(&m->lock);
-        pthread_join(m->thread, NULL);
-    }
+    kvi_ticker_stop(&m->discovery);
     for (size_t i = 0; m->members && i < m->n; i++) {
         free(m->members[i].id);
         free(m->members[i].addr);
@@ -365,7 +344,6 @@ void kvi_membership_stop(kvi_membership *m)
     }
     free(m->members);
     kvi_view_unref(m->view);
-    pthread_cond_destroy(&m->wake);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
