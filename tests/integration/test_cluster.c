@@ -25,6 +25,7 @@
 #include "handle.h"
 #include "helpers.h"
 #include "integration/http_client.h"
+#include "integration/loopback.h"
 #include "router.h"
 #include <kv/kv.h>
 
@@ -46,24 +47,6 @@ typedef struct cluster {
     const char *policy;
 } cluster;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static void set_peers(cluster *c, int n)
 {

@@ -24,6 +24,7 @@
 
 #include "helpers.h"
 #include "integration/http_client.h"
+#include "integration/loopback.h"
 #include <kv/kv.h>
 
 typedef struct daemon {
@@ -40,25 +41,6 @@ static const char *kvd_path(void)
     return p && *p ? p : "kvd";
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-/* A port nobody listens on right now (the kernel picks it). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 /* Runs kvd with extra arguments; its stderr goes to d->log_path. */
 static pid_t spawn(daemon *d, const char *const *extra)
