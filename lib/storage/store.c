@@ -11,6 +11,7 @@
 
 #include "storage/expiry_filter.h"
 #include "util/error.h"
+#include "util/ticker.h"
 
 struct kvi_store {
     rocksdb_t *db;
@@ -27,14 +28,9 @@ struct kvi_store {
     rocksdb_writeoptions_t *write_options;
     const kvi_logger *log;
 
-    /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval.
-     * sync_lock guards stopping; the thread waits on sync_cond. */
-    int sync_thread_running;
-    int sync_stop;
+    /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
     uint32_t sync_interval_ms;
-    pthread_t sync_thread;
-    pthread_mutex_t sync_lock;
-    pthread_cond_t sync_cond;
+    kvi_ticker sync_ticker;
 };
 
 /* Maps a RocksDB error string to a status code, sets the detail message and
@@ -54,31 +50,17 @@ static int rocks_error(char *err, const char *what)
     return code;
 }
 
-static void *sync_loop(void *arg)
+/* KV_SYNC_PERIODIC: one WAL sync per interval. */
+static uint32_t sync_tick(void *arg)
 {
     kvi_store *s = arg;
-    pthread_mutex_lock(&s->sync_lock);
-    while (!s->sync_stop) {
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        uint64_t ns = (uint64_t)deadline.tv_nsec + (uint64_t)s->sync_interval_ms * 1000000u;
-        deadline.tv_sec += (time_t)(ns / 1000000000u);
-        deadline.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&s->sync_cond, &s->sync_lock, &deadline);
-        if (s->sync_stop)
-            break;
-        /* Sync outside the lock: close only needs the flag. */
-        pthread_mutex_unlock(&s->sync_lock);
-        char *err = NULL;
-        rocksdb_flush_wal(s->db, 1, &err);
-        if (err) {
-            kvi_log(s->log, KV_LOG_ERROR, "periodic WAL sync failed: %s", err);
-            rocksdb_free(err);
-        }
-        pthread_mutex_lock(&s->sync_lock);
+    char *err = NULL;
+    rocksdb_flush_wal(s->db, 1, &err);
+    if (err) {
+        kvi_log(s->log, KV_LOG_ERROR, "periodic WAL sync failed: %s", err);
+        rocksdb_free(err);
     }
-    pthread_mutex_unlock(&s->sync_lock);
-    return NULL;
+    return s->sync_interval_ms;
 }
 
 static void free_options(kvi_store *s)
@@ -197,15 +179,8 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     int rc = check_format(s);
     if (rc == KV_OK && cfg->sync == KV_SYNC_PERIODIC) {
         s->sync_interval_ms = cfg->sync_interval_ms;
-        pthread_mutex_init(&s->sync_lock, NULL);
-        pthread_cond_init(&s->sync_cond, NULL);
-        if (pthread_create(&s->sync_thread, NULL, sync_loop, s) != 0) {
-            pthread_cond_destroy(&s->sync_cond);
-            pthread_mutex_destroy(&s->sync_lock);
+        if (kvi_ticker_start(&s->sync_ticker, sync_tick, s) != 0)
             rc = kvi_error(KV_ENOMEM, "cannot start the WAL sync thread");
-        } else {
-            s->sync_thread_running = 1;
-        }
     }
     if (rc != KV_OK) {
         kvi_store_close(s);
@@ -221,15 +196,7 @@ void kvi_store_close(kvi_store *s)
 {
     if (!s)
         return;
-    if (s->sync_thread_running) {
-        pthread_mutex_lock(&s->sync_lock);
-        s->sync_stop = 1;
-        pthread_cond_signal(&s->sync_cond);
-        pthread_mutex_unlock(&s->sync_lock);
-        pthread_join(s->sync_thread, NULL);
-        pthread_cond_destroy(&s->sync_cond);
-        pthread_mutex_destroy(&s->sync_lock);
-    }
+    kvi_ticker_stop(&s->sync_ticker);
     if (s->db) {
         char *err = NULL;
         rocksdb_flush_wal(s->db, 1, &err);
