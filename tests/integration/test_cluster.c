@@ -27,6 +27,7 @@
 #include "integration/http_client.h"
 #include "integration/loopback.h"
 #include "router.h"
+#include "client.h"
 #include <kv/kv.h>
 
 #define MAX_NODES 4
@@ -794,6 +795,31 @@ static void failures_are_detected(void **state)
     cluster *c = *state;
     for (int i = 0; i < 3; i++)
         assert_true(wait_status(c, 0, c->nodes[i].id, "up", 10000) >= 0);
+    /* A malformed or empty gossip table is refused, and the node goes on. */
+    kvi_client *raw = NULL;
+    const char *eps[] = {c->nodes[0].listen};
+    assert_int_equal(kvi_client_open(&raw, eps, 1, NULL, NULL), KV_OK);
+    /* empty; a table cut short; an unknown format; a count of 5 with no
+     * entries */
+    static const unsigned char bad[4][4] = {{0}, {1, 0}, {2, 0, 0}, {1, 0, 5}};
+    static const size_t bad_len[4] = {0, 2, 3, 3};
+    for (size_t i = 0; i < 4; i++) {
+        kvi_fanout fo;
+        kvi_fanout_init(&fo);
+        kvi_request req = {.opcode = KVI_OP_GOSSIP, .value = {bad[i], bad_len[i]}};
+        kvi_call *call = kvi_call_start(raw, &fo, &req, 0, 0);
+        struct timespec deadline = kvi_deadline_after(3000);
+        kvi_fanout_wait(&fo, 1, 1, &deadline);
+        kvi_frame_header h;
+        unsigned char *reply = NULL;
+        kvi_response resp;
+        assert_int_equal(kvi_call_finish(call, &h, &reply), KV_OK);
+        assert_int_equal(kvi_call_decode(&resp, KVI_OP_GOSSIP, &h, reply), KV_EINVAL);
+        free(reply);
+        kvi_fanout_destroy(&fo);
+    }
+    kvi_client_close(raw);
+    assert_true(wait_status(c, 0, "n2", "up", 5000) >= 0);
     kill(c->nodes[2].pid, SIGSTOP);
     long down = wait_status(c, 0, "n3", "down", 20000);
     printf("a paused node (SIGSTOP) was marked down after %ld ms\n", down);
