@@ -45,20 +45,24 @@ static int check_value(const kv *db, const void *value, size_t value_len)
     return KV_OK;
 }
 
-static int check_write_options(const kv_write_options *opts)
+/* Checks *opts and points it at a copy in the current version (in `copy`),
+ * so that the layers below never read past an older, shorter struct. */
+static int check_write_options(const kv_write_options **opts, kv_write_options *copy)
 {
-    if (!opts)
+    if (!*opts)
         return KV_OK;
-    if (opts->version != KV_WRITE_OPTIONS_VERSION)
-        return kvi_error(KV_EINVAL, "write options: unknown version %u", opts->version);
-    if (opts->ttl_s > MAX_SECONDS)
+    if ((*opts)->version != KV_WRITE_OPTIONS_VERSION && (*opts)->version != 1)
+        return kvi_error(KV_EINVAL, "write options: unknown version %u", (*opts)->version);
+    kvi_write_options_upgrade(copy, *opts);
+    *opts = copy;
+    const kv_write_options *o = copy;
+    if (o->ttl_s > MAX_SECONDS)
         return kvi_error(KV_EINVAL, "ttl of %llu s is over the limit of %llu s",
-                         (unsigned long long)opts->ttl_s, MAX_SECONDS);
-    if (opts->consistency > KV_CONSISTENCY_EXPLICIT)
-        return kvi_error(KV_EINVAL, "unknown consistency level %d", (int)opts->consistency);
+                         (unsigned long long)o->ttl_s, MAX_SECONDS);
+    if (o->consistency > KV_CONSISTENCY_EXPLICIT)
+        return kvi_error(KV_EINVAL, "unknown consistency level %d", (int)o->consistency);
     return KV_OK;
 }
-
 static int check_read_options(const kv_read_options *opts)
 {
     if (!opts)
@@ -271,9 +275,10 @@ void kv_close(kv *db)
 int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len,
            const void *value, size_t value_len, const kv_write_options *opts)
 {
+    kv_write_options opts_copy;
     int rc;
     if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
+        (rc = check_value(db, value, value_len)) || (rc = check_write_options(&opts, &opts_copy)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
         return kvi_node_put(db->node, out_version, key, key_len, value, value_len, opts,
@@ -375,9 +380,10 @@ int kv_get_traced(kv_value **out, char **out_trace, kv *db, const void *key, siz
 int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,
               const kv_write_options *opts)
 {
+    kv_write_options opts_copy;
     int rc;
     if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_write_options(opts)))
+        (rc = check_write_options(&opts, &opts_copy)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
         return kvi_node_delete(db->node, out_version, key, key_len, opts,
@@ -391,9 +397,10 @@ int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
            uint64_t expected_version, const void *value, size_t value_len,
            const kv_write_options *opts)
 {
+    kv_write_options opts_copy;
     int rc;
     if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_value(db, value, value_len)) || (rc = check_write_options(opts)))
+        (rc = check_value(db, value, value_len)) || (rc = check_write_options(&opts, &opts_copy)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
         return kvi_node_cas(db->node, out_version, key, key_len, expected_version, value,
@@ -409,8 +416,9 @@ int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
 int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
                      const kv_read_options *ropts)
 {
+    kv_write_options opts_copy;
     int rc;
-    if ((rc = check_handle(db)) || (rc = check_write_options(wopts)) ||
+    if ((rc = check_handle(db)) || (rc = check_write_options(&wopts, &opts_copy)) ||
         (rc = check_read_options(ropts)))
         return rc;
     if (!b || b->count == 0)

@@ -58,7 +58,7 @@ typedef struct waiter {
     struct waiter *next;
 } waiter;
 
-static void call_free(struct kvi_call *call);
+static void call_end(struct kvi_call *call, int delivered);
 
 /* Marks a waiter complete; called with its connection's lock held. */
 static void complete(waiter *w)
@@ -93,6 +93,13 @@ typedef struct conn {
     pthread_t reader;
     waiter *pending;
     unsigned inflight;         /* waiters in pending, abandoned ones included */
+    /* CLOCK_MONOTONIC ms: when inflight last rose from 0, and when the last
+     * answer arrived. A connection with requests in flight that has been
+     * silent longer than the request timeout is replaced (see
+     * silent_too_long): a partition or a paused peer can leave a TCP
+     * connection open, and silent, for many minutes. */
+    uint64_t busy_since_ms;
+    uint64_t last_rx_ms;
     pthread_cond_t slot_free;  /* inflight went down (CLOCK_MONOTONIC) */
     /* send_lock serialises writers so frames never interleave; it is taken
      * after lock when both are needed, never the other way round. */
@@ -112,6 +119,8 @@ struct kvi_client {
     uint16_t flags; /* frame flags sent with every request */
     atomic_uint_fast64_t last_answer_ms; /* monotonic; 0 = never */
     unsigned max_inflight; /* per connection; 0 = no limit */
+    kvi_addr source;       /* local address to connect from */
+    int has_source;
     const kvi_logger *log;
 };
 
@@ -164,7 +173,7 @@ static void fail_pending(conn *c)
     for (waiter *w = c->pending, *next; w; w = next) {
         next = w->next;
         if (w->abandoned) {
-            call_free(w->owner);
+            call_end(w->owner, 0);
             continue;
         }
         w->broken = 1;
@@ -199,9 +208,10 @@ static void *reader_loop(void *arg)
         }
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        atomic_store(&c->client->last_answer_ms,
-                     (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u);
+        uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+        atomic_store(&c->client->last_answer_ms, now_ms);
         pthread_mutex_lock(&c->lock);
+        c->last_rx_ms = now_ms;
         waiter **pp = &c->pending;
         while (*pp && (*pp)->id != h.request_id)
             pp = &(*pp)->next;
@@ -211,7 +221,7 @@ static void *reader_loop(void *arg)
             released(c);
             if (w->abandoned) {
                 free(body); /* its caller needed no more answers */
-                call_free(w->owner);
+                call_end(w->owner, h.status == KV_OK);
             } else {
                 w->h = h;
                 w->body = body;
@@ -261,7 +271,8 @@ static int ensure_connected(kvi_client *cl, conn *c)
     size_t first = atomic_load(&cl->preferred);
     for (size_t i = 0; i < cl->n_endpoints && c->fd < 0; i++) {
         size_t e = (first + i) % cl->n_endpoints;
-        int fd = kvi_connect(&cl->endpoints[e], (int)cl->connect_timeout_ms);
+        int fd = kvi_connect_from(&cl->endpoints[e], cl->has_source ? &cl->source : NULL,
+                                  (int)cl->connect_timeout_ms);
         if (fd < 0) {
             rc = fd;
             snprintf(why, sizeof why, "%s", kv_error_last());
@@ -328,6 +339,24 @@ static void waiter_init(waiter *w, kvi_client *cl, kvi_fanout *fo)
 /* Registers w on one of cl's connections and sends the frame (whose header
  * is filled in here with w's id). On KV_OK, w is pending or already failed;
  * *sent tells how many bytes went out. Otherwise w was not registered. */
+static uint64_t monotonic_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Whether c has had requests in flight and heard nothing for twice the
+ * request timeout (a node coordinating a forwarded write may legitimately
+ * take up to one timeout); called with c->lock held. */
+static int silent_too_long(const kvi_client *cl, const conn *c, uint64_t now)
+{
+    if (c->inflight == 0)
+        return 0;
+    uint64_t since = c->busy_since_ms > c->last_rx_ms ? c->busy_since_ms : c->last_rx_ms;
+    return now > since && now - since > 2u * (uint64_t)cl->request_timeout_ms;
+}
+
 static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *frame,
                         uint8_t opcode, uint16_t extra_flags, size_t *sent)
 {
@@ -337,6 +366,13 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
     kvi_frame_finish(frame, 0, opcode, (uint16_t)(cl->flags | extra_flags), 0, w->id);
 
     pthread_mutex_lock(&c->lock);
+    uint64_t now = monotonic_now_ms();
+    if (c->fd >= 0 && !c->broken && silent_too_long(cl, c, now)) {
+        kvi_log(cl->log, KV_LOG_WARN, "%s has not answered for %u ms with %u requests in "
+                "flight; replacing the connection", cl->endpoints[atomic_load(&cl->preferred)].text,
+                2u * cl->request_timeout_ms, c->inflight);
+        c->broken = 1;
+    }
     int rc = ensure_connected(cl, c);
     /* Backpressure: a node that falls behind gets no more than
      * max_inflight requests per connection; the sender waits for a slot
@@ -365,7 +401,8 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
     uint64_t generation = c->generation;
     w->next = c->pending;
     c->pending = w;
-    c->inflight++;
+    if (c->inflight++ == 0)
+        c->busy_since_ms = now;
     pthread_mutex_unlock(&c->lock);
 
     pthread_mutex_lock(&c->send_lock);
@@ -834,6 +871,8 @@ struct kvi_call {
     size_t sent;
     int is_write;
     int start_rc; /* KV_OK once sent (or at least registered) */
+    kvi_call_after_fn after;
+    void *after_ctx;
 };
 
 kvi_call *kvi_call_start_raw(kvi_client *cl, kvi_fanout *fo, uint8_t opcode,
@@ -879,10 +918,23 @@ kvi_call *kvi_call_start(kvi_client *cl, kvi_fanout *fo, const kvi_request *req,
     return call;
 }
 
-static void call_free(kvi_call *call)
+/* Frees a call, telling its after-function how it ended. */
+static void call_end(kvi_call *call, int delivered)
 {
+    if (call->after)
+        call->after(call->after_ctx, delivered);
     pthread_cond_destroy(&call->w.cond);
     free(call);
+}
+
+void kvi_call_set_after(kvi_call *call, kvi_call_after_fn fn, void *ctx)
+{
+    if (!call) {
+        fn(ctx, 0);
+        return;
+    }
+    call->after = fn;
+    call->after_ctx = ctx;
 }
 
 int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
@@ -913,7 +965,7 @@ int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
             rc = no_answer(call->cl, &call->w, call->sent, call->is_write, &retryable);
         }
     }
-    call_free(call);
+    call_end(call, rc == KV_OK && !call->w.broken && call->w.h.status == KV_OK);
     return rc;
 }
 
@@ -922,6 +974,11 @@ int kvi_call_decode(kvi_response *resp, uint8_t opcode, const kvi_frame_header *
 {
     reply r = {*h, (unsigned char *)body};
     return decode_reply(resp, &r, opcode);
+}
+
+void kvi_client_set_source(kvi_client *c, const char *listen)
+{
+    c->has_source = listen && kvi_addr_source(&c->source, listen);
 }
 
 void kvi_client_set_flags(kvi_client *cl, uint16_t flags)

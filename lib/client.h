@@ -50,6 +50,11 @@ int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size
 
 /* KV_OK when a connection to the node is up or can be made now. */
 int kvi_client_connect(kvi_client *c);
+/* Connections of a node to its peers start from the node's own listen
+ * host (kvi_addr_source), as Cassandra binds to listen_address, so peers
+ * and packet filters see which node connects. NULL or a wildcard host:
+ * the kernel picks. Set before use. */
+void kvi_client_set_source(kvi_client *c, const char *listen);
 /* Frame flags sent with every request of this client (set before use). */
 void kvi_client_set_flags(kvi_client *c, uint16_t flags);
 uint32_t kvi_client_timeout_ms(const kvi_client *c);
@@ -102,6 +107,16 @@ kvi_call *kvi_call_start_raw(kvi_client *c, kvi_fanout *fo, uint8_t opcode, cons
  * status; otherwise what no answer means (KV_EUNAVAILABLE, KV_ETIMEDOUT,
  * KV_EUNKNOWN_OUTCOME for a write). Frees the call. */
 int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body);
+/* Runs fn(ctx, delivered) exactly once, when the call ends: delivered is 1
+ * when the node answered KV_OK, 0 when it answered an error, the request
+ * could not be sent, or the connection failed first. Calls given up on by
+ * kvi_call_finish end later, on the connection's reader thread (fn must
+ * not block long or take a lock held around kvi_call_* calls). Set before
+ * kvi_call_finish; a NULL call runs fn(ctx, 0) at once. fn owns ctx. A
+ * coordinator uses it to keep a hint for a replica that never took a
+ * write, even one it stopped waiting for. */
+typedef void (*kvi_call_after_fn)(void *ctx, int delivered);
+void kvi_call_set_after(kvi_call *call, kvi_call_after_fn fn, void *ctx);
 /* Decodes an answer; an error frame's status and message become the result. */
 int kvi_call_decode(kvi_response *resp, uint8_t opcode, const kvi_frame_header *h,
                     const unsigned char *body);

@@ -10,6 +10,8 @@
 
 #include "batch.h"
 #include "cluster/coordinator.h"
+#include "cluster/handoff.h"
+#include "cluster/hints.h"
 #include "cluster/membership.h"
 #include "cluster/replica_store.h"
 #include "cluster/view.h"
@@ -19,6 +21,7 @@
 #include "storage/record.h"
 #include "net/message.h"
 #include "net/server.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/metrics.h"
 
@@ -34,6 +37,9 @@ struct kvi_node {
     kvi_http *http;
     kvi_metrics *metrics;
     kvi_membership *membership;
+    kvi_hints hints;          /* kept for homes that missed writes */
+    kvi_handoff *handoff;     /* gives them back */
+    atomic_uint_fast64_t sloppy_writes;
     char *node_id;
     char *listen_addr;
     char *http_addr;
@@ -65,6 +71,8 @@ static int coord_env(kvi_node *n, kvi_coord_env *env)
     env->log = n->log;
     env->is_down = member_down;
     env->is_down_ctx = n->membership;
+    env->hints = &n->hints;
+    env->sloppy_writes = &n->sloppy_writes;
     if (!env->view)
         return kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members "
                                           "(see GET /v1/cluster)");
@@ -96,6 +104,7 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
         .consistency = wo->consistency, .w = wo->w,
         .siblings = (flags & KVI_FRAME_FLAG_SIBLINGS) != 0,
         .forwarded = (flags & KVI_FRAME_FLAG_FORWARDED) != 0,
+        .home_only = wo->home_only || (flags & KVI_FRAME_FLAG_HOME_ONLY) != 0,
     };
     rc = kvi_coord_write_run(&env, &w, out_version);
     kvi_view_unref(env.view);
@@ -247,8 +256,9 @@ static int replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_heade
     else if (req->key.len > n->store->max_key_size)
         rc = kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u", req->key.len,
                        n->store->max_key_size);
-    if (rc == KV_OK && clustered(n)) {
-        /* Someone with another view of the ring: say so, and it relearns. */
+    if (rc == KV_OK && clustered(n) && !(h->flags & KVI_FRAME_FLAG_HANDOFF)) {
+        /* Someone with another view of the ring: say so, and it relearns.
+         * (A handed-off hint is this node's data whatever the ring says.) */
         kvi_view *v = kvi_membership_view(n->membership);
         if (v) {
             const uint32_t *pref;
@@ -290,6 +300,38 @@ static int replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_heade
     respond(out, h, rc, &resp);
     kvi_buf_free(&encoded);
     kvi_buf_free(&holder);
+    free(st);
+    return rc;
+}
+
+/* HINT, between nodes: keep a state for a home replica that is down, as
+ * its stand-in, until handoff gives it back. */
+static int hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                   kvi_buf *out)
+{
+    kvi_response resp = {0};
+    int rc = KV_OK;
+    char target[KVI_DVV_MAX_ID + 1];
+    if (req->key.len == 0 || req->key.len > n->store->max_key_size)
+        rc = kvi_error(KV_EINVAL, "a hint's key is empty or over %u bytes",
+                       n->store->max_key_size);
+    else if (req->context.len == 0 || req->context.len > KVI_DVV_MAX_ID)
+        rc = kvi_error(KV_EINVAL, "a hint needs its home replica's node id");
+    kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
+    if (rc == KV_OK && !st)
+        rc = kvi_error(KV_ENOMEM, "out of memory keeping a hint");
+    /* Checked now (the checksum is seeded with the key's token), so that a
+     * damaged state is refused here, not replayed later. */
+    if (rc == KV_OK && kvi_state_decode(st, req->value.data, req->value.len,
+                                        kvi_key_token(req->key.data, req->key.len)) != KV_OK)
+        rc = kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+    if (rc == KV_OK) {
+        memcpy(target, req->context.data, req->context.len);
+        target[req->context.len] = 0;
+        rc = kvi_hints_put(&n->hints, target, kvi_now_ms(), req->key.data, req->key.len,
+                           req->value.data, req->value.len);
+    }
+    respond(out, h, rc, &resp);
     free(st);
     return rc;
 }
@@ -381,6 +423,9 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
     case KVI_OP_REPLICATE:
         rc = replica_op(n, &req, h, out);
         break;
+    case KVI_OP_HINT:
+        rc = hint_op(n, &req, h, out);
+        break;
     case KVI_OP_GOSSIP: {
         kvi_buf table = {0};
         rc = kvi_membership_gossip(n->membership, req.value.data, req.value.len, &table);
@@ -429,6 +474,7 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_BATCH:
         return clustered(n) ? POOL_COORDINATE : 0;
     case KVI_OP_REPLICATE:
+    case KVI_OP_HINT:
         return clustered(n) ? POOL_REPLICATE : 0;
     default:
         return 0;
@@ -447,6 +493,58 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
 }
 
 /* ------------------------------------------------------------- lifecycle */
+
+static struct kvi_view *membership_view(void *ctx)
+{
+    return kvi_membership_view(ctx);
+}
+
+static void metric_line(kvi_buf *b, const char *help, const char *type, const char *name,
+                        double value)
+{
+    char line[512];
+    int len = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
+                       name, type, name, value);
+    if (len > 0 && (size_t)len < sizeof line)
+        kvi_buf_raw(b, line, (size_t)len);
+}
+
+/* The node's cluster figures for GET /metrics (issue 5). */
+static void render_cluster_metrics(void *ctx, kvi_buf *b)
+{
+    kvi_node *n = ctx;
+    unsigned up = 0, down = 0;
+    kvi_view *v = kvi_membership_view(n->membership);
+    for (size_t i = 0; v && i < v->n; i++) {
+        if ((int)i != v->self && kvi_membership_is_down(n->membership, v->members[i].id))
+            down++;
+        else
+            up++;
+    }
+    kvi_view_unref(v);
+    kvi_handoff_stats hs = {0};
+    if (n->handoff)
+        kvi_handoff_get_stats(n->handoff, &hs);
+    uint64_t now = kvi_now_ms();
+    metric_line(b, "Members this node sees up, itself included.", "gauge", "kv_members_up", up);
+    metric_line(b, "Members this node's failure detector holds down (or stopped).", "gauge",
+                "kv_members_down", down);
+    metric_line(b, "Failure-detector suspicions: a member newly held down.", "counter",
+                "kv_failure_suspicions_total",
+                (double)0 /*MERGE*/);
+    metric_line(b, "Hints stored here and not yet delivered to their home replica.", "gauge",
+                "kv_hints_pending", (double)hs.pending);
+    metric_line(b, "Age of the oldest pending hint: how far the most lagging home replica "
+                "is behind.", "gauge", "kv_hint_oldest_age_seconds",
+                hs.oldest_ms && now > hs.oldest_ms ? (double)(now - hs.oldest_ms) / 1000.0 : 0);
+    metric_line(b, "Hints delivered to their home replica and deleted.", "counter",
+                "kv_hints_replayed_total", (double)hs.replayed);
+    metric_line(b, "Hints dropped: past the hint window, damaged, or refused for good.",
+                "counter", "kv_hints_dropped_total", (double)hs.dropped);
+    metric_line(b, "Writes coordinated here that a stand-in acknowledged (sloppy quorum).",
+                "counter", "kv_sloppy_writes_total",
+                (double)atomic_load(&n->sloppy_writes));
+}
 
 static int valid_node_id(const char *id)
 {
@@ -505,6 +603,18 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .store = kvi_embedded_store(n->store->embedded), .log = log,
         };
         rc = kvi_membership_start(&n->membership, &mc);
+    }
+    if (rc == KV_OK) {
+        /* Hint keys carry a sequence; starting it from the clock keeps keys
+         * of this run apart from an earlier run's. */
+        kvi_hints_init(&n->hints, kvi_embedded_store(n->store->embedded), kvi_now_ms() << 20);
+        kvi_handoff_config hc = {
+            .hints = &n->hints, .view = membership_view, .is_down = member_down,
+            .ctx = n->membership, .window_s = 0 /*MERGE*/,
+            .kib_per_s = 0 /*MERGE*/, .log = log,
+        };
+        rc = kvi_handoff_start(&n->handoff, &hc);
+        kvi_metrics_set_extra(n->metrics, render_cluster_metrics, n);
     }
 
     if (rc == KV_OK) {
@@ -581,6 +691,9 @@ void kvi_node_stop(kvi_node *n)
     /* Servers first, so no request runs against a closed store. */
     kvi_http_stop(n->http);
     kvi_server_stop(n->binary);
+    kvi_handoff_stop(n->handoff);
+    /* Before the store closes: dropping the views ends calls still in
+     * flight, which may keep hints. */
     kvi_membership_stop(n->membership);
     free(n->front); /* not kv_close: it does not own the node */
     kv_close(n->store);

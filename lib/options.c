@@ -20,13 +20,13 @@
     }
 
 DEFINE_INIT(kv_open_options_init, kv_open_options, KV_OPEN_OPTIONS_VERSION, KV_OPEN_OPTIONS_INIT)
-DEFINE_INIT(kv_write_options_init, kv_write_options, KV_WRITE_OPTIONS_VERSION, KV_WRITE_OPTIONS_INIT)
 DEFINE_INIT(kv_read_options_init, kv_read_options, KV_READ_OPTIONS_VERSION, KV_READ_OPTIONS_INIT)
 
 /* Structs that grew: an older version's caller has a shorter struct, so
  * only its prefix is written (and read, by kvi_*_options_upgrade). */
 #define V1_NODE_SIZE offsetof(kv_node_options, policy)
 #define V1_CLIENT_SIZE offsetof(kv_client_options, policy)
+#define V1_WRITE_SIZE offsetof(kv_write_options, home_only)
 
 #define DEFINE_GROWN(fn, upgrade, type, current, initializer, v1_size)      \
     int fn(type *opts, unsigned int version)                               \
@@ -57,3 +57,6 @@ DEFINE_GROWN(kv_node_options_init, kvi_node_options_upgrade, kv_node_options,
              KV_NODE_OPTIONS_VERSION, KV_NODE_OPTIONS_INIT, V1_NODE_SIZE)
 DEFINE_GROWN(kv_client_options_init, kvi_client_options_upgrade, kv_client_options,
              KV_CLIENT_OPTIONS_VERSION, KV_CLIENT_OPTIONS_INIT, V1_CLIENT_SIZE)
+
+DEFINE_GROWN(kv_write_options_init, kvi_write_options_upgrade, kv_write_options,
+             KV_WRITE_OPTIONS_VERSION, KV_WRITE_OPTIONS_INIT, V1_WRITE_SIZE)

@@ -8,5 +8,6 @@
  * defaults for fields an older version lacks. KV_OK or KV_EINVAL. */
 int kvi_node_options_upgrade(kv_node_options *out, const kv_node_options *in);
 int kvi_client_options_upgrade(kv_client_options *out, const kv_client_options *in);
+int kvi_write_options_upgrade(kv_write_options *out, const kv_write_options *in);
 
 #endif

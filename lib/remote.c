@@ -24,13 +24,14 @@ static int write_call(kv *db, kvi_write_kind kind, uint64_t *out_version, const 
     kv_write_options defaults = KV_WRITE_OPTIONS_INIT;
     if (!opts)
         opts = &defaults;
-    kvi_coord_env env = {v, NULL, &db->log, kvi_router_is_down, db->router};
+    kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
+                         .is_down_ctx = db->router};
     kvi_coord_write w = {
         .kind = kind, .key = key, .key_len = key_len, .value = value, .value_len = value_len,
         .ttl_s = opts->ttl_s, .expected_version = expected,
         .context = opts->context, .context_len = opts->context ? opts->context_len : 0,
         .consistency = opts->consistency, .w = opts->w,
-        .siblings = db->policy != KV_POLICY_LWW,
+        .siblings = db->policy != KV_POLICY_LWW, .home_only = opts->home_only,
     };
     int rc = kvi_coord_write_run(&env, &w, out_version);
     kvi_view_unref(v);
@@ -67,7 +68,8 @@ static int read_call(kv *db, kv_value **out, const void *key, size_t key_len,
         kvi_view *v = kvi_router_view(db->router);
         if (!v)
             return kvi_client_get(db->client, out, key, key_len, opts);
-        kvi_coord_env env = {v, NULL, &db->log, kvi_router_is_down, db->router};
+        kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
+                         .is_down_ctx = db->router};
         rc = kvi_coord_read(&env, out, key, key_len,
                             opts ? opts->consistency : KV_CONSISTENCY_DEFAULT,
                             opts ? opts->r : 0, db->policy != KV_POLICY_LWW, report);
@@ -146,7 +148,8 @@ int kvi_remote_batch(kv *db, kv_batch *b, const kv_write_options *wopts,
     kvi_view *v = kvi_router_view(db->router);
     if (!v)
         return kvi_client_batch(db->client, b, wopts, ropts);
-    kvi_coord_env env = {v, NULL, &db->log, kvi_router_is_down, db->router};
+    kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
+                         .is_down_ctx = db->router};
     int rc = kvi_coord_batch(&env, b, wopts, ropts, db->policy != KV_POLICY_LWW);
     kvi_view_unref(v);
     return rc;

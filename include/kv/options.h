@@ -78,7 +78,7 @@ KV_API int kv_open_options_init(kv_open_options *opts, unsigned int version);
 
 /* ----------------------------------------------------------- write options */
 
-#define KV_WRITE_OPTIONS_VERSION 1
+#define KV_WRITE_OPTIONS_VERSION 2
 
 /** Options of one write (put, delete, cas, batch). */
 typedef struct kv_write_options {
@@ -94,10 +94,16 @@ typedef struct kv_write_options {
      * single replica and so no concurrent siblings. */
     const void *context;
     size_t context_len;
+    /** Since version 2. In a cluster, count only the key's home replicas
+     * toward the consistency level, as Riak's pw: when a home replica is
+     * down, a stand-in's acknowledgement (sloppy quorum, see
+     * docs/CLUSTER.md) does not count, and the write fails with
+     * KV_EUNAVAILABLE instead. 0 (the default): stand-ins count. */
+    int home_only;
 } kv_write_options;
 
 #define KV_WRITE_OPTIONS_INIT \
-    { KV_WRITE_OPTIONS_VERSION, 0, KV_CONSISTENCY_DEFAULT, 0, NULL, 0 }
+    { KV_WRITE_OPTIONS_VERSION, 0, KV_CONSISTENCY_DEFAULT, 0, NULL, 0, 0 }
 
 /**
  * kv_write_options_init - fill opts with the defaults of the given version.

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "cluster/hints.h"
 #include "cluster/quorum.h"
 #include "cluster/replica_store.h"
 #include "storage/record.h"
@@ -356,9 +357,115 @@ static int reachable(const kvi_coord_env *env, uint32_t member)
     return !down(env, member) && kvi_client_connect(kvi_view_client(v, member)) == KV_OK;
 }
 
-/* A non-replica sends the write to the first reachable replica. */
-static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uint32_t *pref,
-                   size_t n, uint64_t *out_version)
+/* Where a write's state goes, per home replica (the key's preference
+ * list): to the home itself, to a stand-in that keeps it as a hint (sloppy
+ * quorum), or nowhere for now (a hint kept by the coordinator, not counted
+ * toward W). */
+#define NOWHERE UINT32_MAX
+
+typedef struct write_plan {
+    size_t n;                  /* home replicas */
+    uint32_t home[MAX_PREF];
+    uint32_t via[MAX_PREF];    /* the home, its stand-in, or NOWHERE */
+    unsigned live;             /* homes with a `via` */
+} write_plan;
+
+/* Plans a write. Homes that are held down or cannot be connected to get
+ * the next healthy members clockwise past the preference list as
+ * stand-ins, unless home_only. This node, when it is not a home, is the
+ * first stand-in (it coordinates because no home could). */
+static void plan_write(const kvi_coord_env *env, const uint32_t *pref, size_t n,
+                       const void *key, size_t key_len, int home_only, write_plan *p)
+{
+    const kvi_view *v = env->view;
+    p->n = n;
+    p->live = 0;
+    memcpy(p->home, pref, n * sizeof *pref);
+    int any_missing = 0;
+    for (size_t i = 0; i < n; i++) {
+        p->via[i] = reachable(env, pref[i]) ? pref[i] : NOWHERE;
+        p->live += p->via[i] != NOWHERE;
+        any_missing |= p->via[i] == NOWHERE;
+    }
+    if (home_only || !any_missing)
+        return;
+    uint32_t walk[KVI_RING_MAX_MEMBERS];
+    size_t w = kvi_ring_walk(v->ring, kvi_key_token(key, key_len), walk, KVI_RING_MAX_MEMBERS);
+    /* Candidates: this node first when it is not a home, then the walk. */
+    uint32_t cand[KVI_RING_MAX_MEMBERS + 1];
+    size_t nc = 0;
+    int self_home = 0;
+    for (size_t i = 0; i < n; i++)
+        self_home |= is_self(v, pref[i]);
+    if (v->self >= 0 && !self_home)
+        cand[nc++] = (uint32_t)v->self;
+    for (size_t i = n; i < w; i++)
+        if (!is_self(v, walk[i]))
+            cand[nc++] = walk[i];
+    size_t next = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p->via[i] != NOWHERE)
+            continue;
+        while (next < nc && !reachable(env, cand[next]))
+            next++;
+        if (next == nc)
+            break;
+        p->via[i] = cand[next++];
+        p->live++;
+    }
+}
+
+/* A hint for `target` that a coordinator keeps itself: a write the target
+ * never took (it was down, refused it, or failed while the coordinator
+ * had stopped waiting). Runs as a call's after-function (kvi_call_set_after),
+ * possibly on a connection's reader thread. */
+typedef struct hint_job {
+    kvi_hints *hints;
+    const kvi_logger *log;
+    uint64_t created_ms;
+    char target[KVI_DVV_MAX_ID + 1];
+    size_t key_len, state_len;
+    unsigned char data[];      /* key, then state */
+} hint_job;
+
+static hint_job *hint_job_new(const kvi_coord_env *env, const char *target, const void *key,
+                              size_t key_len, const kvi_buf *state)
+{
+    if (!env->hints)
+        return NULL;
+    hint_job *j = malloc(sizeof *j + key_len + state->len);
+    if (!j) {
+        kvi_log(env->log, KV_LOG_ERROR, "out of memory keeping a hint for %s", target);
+        return NULL;
+    }
+    j->hints = env->hints;
+    j->log = env->log;
+    j->created_ms = kvi_now_ms();
+    snprintf(j->target, sizeof j->target, "%s", target);
+    j->key_len = key_len;
+    j->state_len = state->len;
+    memcpy(j->data, key, key_len);
+    memcpy(j->data + key_len, state->data, state->len);
+    return j;
+}
+
+static void hint_job_run(void *ctx, int delivered)
+{
+    hint_job *j = ctx;
+    if (!j)
+        return;
+    if (!delivered &&
+        kvi_hints_put(j->hints, j->target, j->created_ms, j->data, j->key_len,
+                      j->data + j->key_len, j->state_len) != KV_OK)
+        kvi_log(j->log, KV_LOG_ERROR, "cannot keep a hint for %s: %s", j->target,
+                kv_error_last());
+    free(j);
+}
+
+/* Sends the write to a node: its first home, or, sloppy, any node that
+ * can coordinate it. */
+static int forward_to(const kvi_coord_env *env, const kvi_coord_write *w, uint32_t member,
+                      uint64_t *out_version)
 {
     kvi_view *v = env->view;
     uint8_t opcode = w->kind == KVI_WRITE_PUT ? KVI_OP_PUT
@@ -370,38 +477,58 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
         .context = {w->context, w->context_len},
     };
     uint16_t flags = (uint16_t)((w->siblings ? KVI_FRAME_FLAG_SIBLINGS : 0) |
+                                (w->home_only ? KVI_FRAME_FLAG_HOME_ONLY : 0) |
                                 (v->self >= 0 ? KVI_FRAME_FLAG_FORWARDED : 0));
-    /* Replicas held down go last, tried only when no other answers. */
-    uint32_t order[MAX_PREF];
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_call *call = kvi_call_start(kvi_view_client(v, member), &fo, &req, flags, 1);
+    /* The node waits for its own replicas first: give it twice the
+     * internode timeout. */
+    struct timespec deadline = kvi_deadline_after(2 * timeout_ms(v));
+    kvi_fanout_wait(&fo, 1, 1, &deadline);
+    kvi_frame_header h;
+    unsigned char *body = NULL;
+    int rc = kvi_call_finish(call, &h, &body);
+    kvi_fanout_destroy(&fo);
+    if (rc == KV_OK) {
+        kvi_response resp;
+        rc = kvi_call_decode(&resp, opcode, &h, body);
+        if ((rc == KV_OK || rc == KV_ECONFLICT) && out_version)
+            *out_version = resp.version;
+    }
+    free(body);
+    return rc;
+}
+
+/* A node that is not a home of the key (or a client) sends the write to
+ * the first home that takes it. Homes held down go last, and are skipped
+ * altogether under sloppy quorum, where a stand-in takes their place. A
+ * client with no home left sends it to a stand-in, which coordinates it.
+ * Returns KV_EUNAVAILABLE when nobody applied it. */
+static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uint32_t *pref,
+                   size_t n, uint64_t *out_version)
+{
+    kvi_view *v = env->view;
+    uint32_t order[KVI_RING_MAX_MEMBERS];
     size_t k = 0;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < n; i++)
-            if ((down(env, pref[i]) != 0) == pass)
+            if ((down(env, pref[i]) != 0) == pass && (pass == 0 || w->home_only))
                 order[k++] = pref[i];
+    if (!w->home_only && v->self < 0) {
+        /* A client: stand-ins next, in ring order. */
+        uint32_t walk[KVI_RING_MAX_MEMBERS];
+        size_t nw = kvi_ring_walk(v->ring, kvi_key_token(w->key, w->key_len), walk,
+                                  KVI_RING_MAX_MEMBERS);
+        for (size_t i = n; i < nw; i++)
+            if (!down(env, walk[i]))
+                order[k++] = walk[i];
+    }
     int rc = kvi_error(KV_EUNAVAILABLE, "no replica of this key is reachable");
-    for (size_t i = 0; i < n; i++) {
-        kvi_fanout fo;
-        kvi_fanout_init(&fo);
-        kvi_call *call = kvi_call_start(kvi_view_client(v, order[i]), &fo, &req, flags, 1);
-        /* The replica waits for its own replicas first: give it twice the
-         * internode timeout. */
-        struct timespec deadline = kvi_deadline_after(2 * timeout_ms(v));
-        kvi_fanout_wait(&fo, 1, 1, &deadline);
-        kvi_frame_header h;
-        unsigned char *body = NULL;
-        rc = kvi_call_finish(call, &h, &body);
-        kvi_fanout_destroy(&fo);
-        if (rc == KV_OK) {
-            kvi_response resp;
-            rc = kvi_call_decode(&resp, opcode, &h, body);
-            if ((rc == KV_OK || rc == KV_ECONFLICT) && out_version)
-                *out_version = resp.version;
-            free(body);
-            return rc;
-        }
-        free(body);
+    for (size_t i = 0; i < k; i++) {
+        rc = forward_to(env, w, order[i], out_version);
         if (rc != KV_EUNAVAILABLE)
-            return rc; /* it may have applied: trying another could apply it twice */
+            return rc; /* done, or it may have applied: another could apply it twice */
     }
     return rc;
 }
@@ -409,40 +536,56 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
 /* The replication of one coordinated write, started from inside it. */
 typedef struct replication {
     const kvi_coord_env *env;
-    const void *key;
-    size_t key_len;
-    const uint32_t *pref;
-    size_t n;
-    int self_at;
+    const kvi_coord_write *w;
+    const write_plan *plan;
     kvi_fanout fo;
     kvi_buf encoded;
     kvi_call *calls[MAX_PREF];
     int started;
 } replication;
 
-/* kvi_replica_write_args.on_state: sends the new state to the other
- * replicas (REPLICATE), without waiting. */
+/* kvi_replica_write_args.on_state: sends the new state to each home
+ * (REPLICATE) or its stand-in (HINT), without waiting. A call that fails,
+ * even after the coordinator stopped waiting for it, leaves a hint here. */
 static void start_replication(void *ctx, const kvi_state *state)
 {
     replication *rep = ctx;
-    kvi_state_encode(&rep->encoded, state, kvi_key_token(rep->key, rep->key_len));
+    const kvi_view *v = rep->env->view;
+    const write_plan *p = rep->plan;
+    kvi_state_encode(&rep->encoded, state, kvi_key_token(rep->w->key, rep->w->key_len));
     if (rep->encoded.failed)
         return;
-    kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {rep->key, rep->key_len},
-                       .value = {rep->encoded.data, rep->encoded.len}};
-    for (size_t i = 0; i < rep->n; i++) {
-        if ((int)i == rep->self_at)
-            continue;
-        if (down(rep->env, rep->pref[i])) {
-            /* Not sent: a down replica would only hold the sender up. It
-             * catches up through read repair (hinted handoff: issue 5). */
-            kvi_fanout_local(&rep->fo, 0);
-            continue;
-        }
-        rep->calls[i] = kvi_call_start(kvi_view_client(rep->env->view, rep->pref[i]),
-                                       &rep->fo, &req, 0, 1);
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t via = p->via[i];
+        if (via == NOWHERE || is_self(v, via))
+            continue; /* hinted after the local write, or the local write itself */
+        const char *home_id = v->members[p->home[i]].id;
+        kvi_request req = {.opcode = via == p->home[i] ? KVI_OP_REPLICATE : KVI_OP_HINT,
+                           .key = {rep->w->key, rep->w->key_len},
+                           .value = {rep->encoded.data, rep->encoded.len},
+                           .context = {(const unsigned char *)home_id, strlen(home_id)}};
+        rep->calls[i] = kvi_call_start(kvi_view_client(v, via), &rep->fo, &req, 0, 1);
+        kvi_call_set_after(rep->calls[i], hint_job_run,
+                           hint_job_new(rep->env, home_id, rep->w->key, rep->w->key_len,
+                                        &rep->encoded));
     }
     rep->started = 1;
+}
+
+/* Keeps hints here for the homes the plan found no place for, and for the
+ * home this node stands in for. Called after the local write succeeded. */
+static void keep_local_hints(const kvi_coord_env *env, const kvi_coord_write *w,
+                             const write_plan *p, const kvi_buf *encoded, uint64_t *sloppy)
+{
+    const kvi_view *v = env->view;
+    for (size_t i = 0; i < p->n; i++) {
+        if (is_self(v, p->home[i]) || (p->via[i] != NOWHERE && !is_self(v, p->via[i])))
+            continue;
+        if (p->via[i] != NOWHERE)
+            (*sloppy)++;
+        hint_job_run(hint_job_new(env, v->members[p->home[i]].id, w->key, w->key_len,
+                                  encoded), 0);
+    }
 }
 
 int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
@@ -455,25 +598,31 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     int rc = kvi_quorum_required(&required, w->consistency, w->w, (unsigned)n);
     if (rc != KV_OK)
         return rc;
-    int self_at = -1;
+    int self_home = 0;
     for (size_t i = 0; i < n; i++)
-        if (is_self(v, pref[i]))
-            self_at = (int)i;
-    if (self_at < 0) {
-        if (w->forwarded)
-            return kvi_error(KV_EUNAVAILABLE, "this node is not a replica of the key; the "
-                                              "nodes disagree about the ring");
-        return forward(env, w, pref, n, out_version);
+        self_home |= is_self(v, pref[i]);
+    /* A client, or a node that is not a home, hands the write to a home.
+     * A node coordinates it itself only when forwarded to (never forward
+     * twice), or when no home would take it and stand-ins may. */
+    if (!self_home && !w->forwarded) {
+        rc = forward(env, w, pref, n, out_version);
+        if (rc != KV_EUNAVAILABLE || v->self < 0 || w->home_only || !env->local)
+            return rc;
     }
+    if (!self_home && (w->home_only || !env->local))
+        return kvi_error(KV_EUNAVAILABLE, "this node is not a replica of the key; the "
+                                          "nodes disagree about the ring");
 
-    /* Too few replicas reachable: refuse before applying anything, so the
-     * answer can honestly be "not applied" (as Cassandra's Unavailable). */
-    unsigned live = 0;
-    for (size_t i = 0; i < n; i++)
-        live += reachable(env, pref[i]) != 0;
-    if (live < required)
-        return kvi_error(KV_EUNAVAILABLE, "%u of %zu replicas reachable, %u required; the "
-                                          "write was not applied", live, n, required);
+    /* Too few homes or stand-ins reachable: refuse before applying
+     * anything, so the answer can honestly be "not applied" (as
+     * Cassandra's Unavailable). */
+    write_plan plan;
+    plan_write(env, pref, n, w->key, w->key_len, w->home_only, &plan);
+    if (plan.live < required)
+        return kvi_error(KV_EUNAVAILABLE, "%u of %zu replicas reachable%s, %u required; the "
+                                          "write was not applied", plan.live, n,
+                         w->home_only ? " (home replicas only)" : " with stand-ins",
+                         required);
 
     kvi_vv *ctx = NULL;
     if (w->context_len) {
@@ -523,8 +672,7 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     /* The replication starts from inside the write, once the new state is
      * known and before it is synced here, so the local fsync and the
      * replicas' round trips overlap. */
-    replication rep = {.env = env, .key = w->key, .key_len = w->key_len, .pref = pref,
-                       .n = n, .self_at = self_at};
+    replication rep = {.env = env, .w = w, .plan = &plan};
     kvi_fanout_init(&rep.fo);
     args.on_state = start_replication;
     args.on_state_ctx = &rep;
@@ -540,27 +688,37 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     char local_error[256] = "";
     if (!local_ok)
         snprintf(local_error, sizeof local_error, "%s", kv_error_last());
+    /* This node's own write counts when it is a home or a stand-in. */
+    int self_counts = self_home;
+    for (size_t i = 0; i < n; i++)
+        self_counts |= plan.via[i] != NOWHERE && is_self(v, plan.via[i]);
+    uint64_t sloppy = 0;
+    if (local_ok && rep.started)
+        keep_local_hints(env, w, &plan, &rep.encoded, &sloppy);
     if (rep.started) {
-        kvi_fanout_local(&rep.fo, local_ok);
+        kvi_fanout_local(&rep.fo, local_ok && self_counts);
         struct timespec deadline = kvi_deadline_after(timeout_ms(v));
         if (local_ok)
-            kvi_fanout_wait(&rep.fo, required, (unsigned)n, &deadline);
+            kvi_fanout_wait(&rep.fo, required, plan.live, &deadline);
     }
-    unsigned acked = local_ok, unknown = 0;
+    unsigned acked = local_ok && self_counts, unknown = 0;
     for (size_t i = 0; i < n; i++) {
-        if ((int)i == self_at || !rep.calls[i])
+        if (!rep.calls[i])
             continue;
+        int hinted = plan.via[i] != plan.home[i];
         kvi_frame_header h;
         unsigned char *body = NULL;
         int crc = kvi_call_finish(rep.calls[i], &h, &body);
         if (crc == KV_OK) {
             kvi_response resp;
-            crc = kvi_call_decode(&resp, KVI_OP_REPLICATE, &h, body);
+            crc = kvi_call_decode(&resp, hinted ? KVI_OP_HINT : KVI_OP_REPLICATE, &h, body);
             if (crc != KV_OK)
-                kvi_log(env->log, KV_LOG_WARN, "replica %s refused a write: %s",
-                        v->members[pref[i]].id, kv_error_last());
+                kvi_log(env->log, KV_LOG_WARN, "%s %s refused a write: %s",
+                        hinted ? "stand-in" : "replica", v->members[plan.via[i]].id,
+                        kv_error_last());
         }
         acked += crc == KV_OK;
+        sloppy += crc == KV_OK && hinted;
         /* Given up on (the answer was not needed) or lost: may have applied. */
         unknown += crc == KV_EUNKNOWN_OUTCOME || crc == KV_ETIMEDOUT;
         free(body);
@@ -569,6 +727,8 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     kvi_buf_free(&rep.encoded);
     kvi_buf_free(&holder);
     free(st);
+    if (sloppy && env->sloppy_writes)
+        atomic_fetch_add(env->sloppy_writes, 1);
     if (!local_ok) {
         /* Refused here before anything was sent (a conflict, the sibling
          * limit): the error as it is. Failed here after the state went out:
@@ -614,7 +774,7 @@ int kvi_coord_batch(const kvi_coord_env *env, kv_batch *b, const kv_write_option
             .key = op->key, .key_len = op->key_len,
             .value = op->value, .value_len = op->kind == KV_BATCH_PUT ? op->value_len : 0,
             .ttl_s = op->ttl_s, .consistency = wo->consistency, .w = wo->w,
-            .siblings = siblings,
+            .siblings = siblings, .home_only = wo->home_only,
         };
         op->status = kvi_coord_write_run(env, &w, &op->version);
     }

@@ -24,6 +24,8 @@
 #ifndef KVI_COORDINATOR_H
 #define KVI_COORDINATOR_H
 
+#include <stdatomic.h>
+
 #include <kv/kv.h>
 #include "cluster/view.h"
 #include "embedded.h"
@@ -61,6 +63,8 @@ typedef struct kvi_coord_write {
     int siblings;
     /* Forwarded by another node: coordinate it here, never forward again. */
     int forwarded;
+    /* Only home replicas count toward W: no stand-ins (Riak's pw). */
+    int home_only;
 } kvi_coord_write;
 
 /* Who answered a read, for `kvctl get --verbose`. */
@@ -90,6 +94,11 @@ typedef struct kvi_coord_env {
      * few others are up. */
     int (*is_down)(void *ctx, const char *node_id);
     void *is_down_ctx;
+    /* Where this node keeps hints for homes that did not take a write
+     * (NULL in a client). */
+    struct kvi_hints *hints;
+    /* Counts writes that a stand-in acknowledged (may be NULL). */
+    atomic_uint_fast64_t *sloppy_writes;
 } kvi_coord_env;
 
 /* A put, delete or CAS. *out_version (may be NULL) receives the new

@@ -172,6 +172,7 @@ static void exchange(kvi_gossip *g, const char *addr)
         kvi_buf_free(&mine);
         return;
     }
+    kvi_client_set_source(c, g->self.addr);
     kvi_fanout fo;
     kvi_fanout_init(&fo);
     kvi_request req = {.opcode = KVI_OP_GOSSIP, .value = {mine.data, mine.len}};

@@ -18,6 +18,7 @@ void kvi_hints_init(kvi_hints *h, kvi_store *store, uint64_t seed)
 {
     h->store = store;
     atomic_init(&h->seq, seed);
+    atomic_init(&h->puts, 0);
 }
 
 static uint64_t value_checksum(const void *hkey, size_t hkey_len, const void *v, size_t len)
@@ -46,6 +47,8 @@ int kvi_hints_put(kvi_hints *h, const char *target, uint64_t created_ms, const v
     int rc = v.failed ? kvi_error(KV_ENOMEM, "out of memory encoding a hint")
                       : kvi_store_hint_put(h->store, hkey, hkey_len, v.data, v.len);
     kvi_buf_free(&v);
+    if (rc == KV_OK)
+        atomic_fetch_add(&h->puts, 1);
     return rc;
 }
 

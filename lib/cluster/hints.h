@@ -27,6 +27,7 @@
 typedef struct kvi_hints {
     kvi_store *store;            /* borrowed */
     atomic_uint_fast64_t seq;    /* makes keys unique within a millisecond */
+    atomic_uint_fast64_t puts;   /* hints stored since init (handoff looks) */
 } kvi_hints;
 
 /* One hint, as read back; pointers are valid during the callback only. */

@@ -59,6 +59,8 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
         rc = kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
         if (rc == KV_OK) {
             kvi_client_set_flags(m->client, cfg->client_flags);
+            if (cfg->self >= 0)
+                kvi_client_set_source(m->client, cfg->addrs[cfg->self]);
             /* Writes at QUORUM do not wait for the slowest replica; this
              * bound keeps it from falling behind without limit. */
             kvi_client_set_max_inflight(m->client, KVI_VIEW_MAX_INFLIGHT);

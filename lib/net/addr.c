@@ -93,11 +93,40 @@ int kvi_local_port(int fd)
     return 0;
 }
 
+int kvi_addr_source(kvi_addr *out, const char *listen)
+{
+    if (kvi_addr_parse(out, listen) != KV_OK)
+        return 0;
+    if (out->sa.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&out->sa;
+        in->sin_port = 0;
+        return in->sin_addr.s_addr != htonl(INADDR_ANY);
+    }
+    if (out->sa.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->sa;
+        in6->sin6_port = 0;
+        return !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+    }
+    return 0;
+}
+
 int kvi_connect(const kvi_addr *addr, int timeout_ms)
+{
+    return kvi_connect_from(addr, NULL, timeout_ms);
+}
+
+int kvi_connect_from(const kvi_addr *addr, const kvi_addr *source, int timeout_ms)
 {
     int fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return kvi_error(KV_EIO, "socket: %s", strerror(errno));
+    if (source && source->sa.ss_family == addr->sa.ss_family &&
+        bind(fd, (const struct sockaddr *)&source->sa, source->len) != 0) {
+        int e = errno;
+        close(fd);
+        return kvi_error(KV_EUNAVAILABLE, "cannot bind to %s to connect to %s: %s",
+                         source->text, addr->text, strerror(e));
+    }
     int rc = connect(fd, (const struct sockaddr *)&addr->sa, addr->len);
     if (rc != 0 && errno != EINPROGRESS) {
         int e = errno;

@@ -28,4 +28,14 @@ int kvi_local_port(int fd);
  * negative KV_* code (KV_EUNAVAILABLE refused/unreachable, KV_ETIMEDOUT). */
 int kvi_connect(const kvi_addr *addr, int timeout_ms);
 
+/* kvi_connect from a given local address (port 0: any), so that the peer
+ * and packet filters see which node is connecting. NULL: the kernel picks. */
+int kvi_connect_from(const kvi_addr *addr, const kvi_addr *source, int timeout_ms);
+
+/* The source address for a node listening on `listen` ("HOST:PORT"): its
+ * host with port 0. Returns 1 when there is one to bind to, 0 when the node
+ * listens on a wildcard address (or listen does not parse): then the
+ * kernel picks the source. */
+int kvi_addr_source(kvi_addr *out, const char *listen);
+
 #endif

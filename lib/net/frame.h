@@ -33,7 +33,13 @@
 #define KVI_FRAME_FLAG_RESPONSE 0x0001u
 #define KVI_FRAME_FLAG_SIBLINGS 0x0002u
 #define KVI_FRAME_FLAG_FORWARDED 0x0004u
-#define KVI_FRAME_FLAGS_KNOWN 0x0007u
+/* REPLICATE of a hint to its owner: merge it even if the ring has moved
+ * the key elsewhere since (it is the owner's data either way). */
+#define KVI_FRAME_FLAG_HANDOFF 0x0008u
+/* A write that may be acknowledged only by home replicas: no stand-ins
+ * (sloppy quorum off for this request, as Riak's pw). */
+#define KVI_FRAME_FLAG_HOME_ONLY 0x0010u
+#define KVI_FRAME_FLAGS_KNOWN 0x001fu
 /* Default and absolute largest body: a batch of large values must fit, a
  * frame claiming gigabytes must not make anyone allocate them. */
 #define KVI_FRAME_DEFAULT_MAX_BODY (4u * 1024u * 1024u)
@@ -52,7 +58,10 @@ typedef enum kvi_opcode {
     KVI_OP_REPLICATE = 9,
     /* Between nodes: push-pull of the gossiped member table. */
     KVI_OP_GOSSIP = 10,
-    KVI_OP_MAX = 10
+    /* Between nodes: a state for a stand-in to keep as a hint for a home
+     * replica that is down (cluster/hints.h). */
+    KVI_OP_HINT = 11,
+    KVI_OP_MAX = 11
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

@@ -195,6 +195,11 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
         out->key = kvi_read_bytes(&r);
         out->value = kvi_read_bytes(&r);
         break;
+    case KVI_OP_HINT:
+        out->key = kvi_read_bytes(&r);
+        out->value = kvi_read_bytes(&r);
+        out->context = kvi_read_bytes(&r); /* the home replica's node id */
+        break;
     case KVI_OP_GOSSIP:
         out->value = kvi_read_bytes(&r);
         break;
@@ -261,6 +266,11 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
     case KVI_OP_REPLICATE:
         kvi_buf_bytes(b, req->key.data, req->key.len);
         kvi_buf_bytes(b, req->value.data, req->value.len);
+        break;
+    case KVI_OP_HINT:
+        kvi_buf_bytes(b, req->key.data, req->key.len);
+        kvi_buf_bytes(b, req->value.data, req->value.len);
+        kvi_buf_bytes(b, req->context.data, req->context.len);
         break;
     case KVI_OP_GOSSIP:
         kvi_buf_bytes(b, req->value.data, req->value.len);
@@ -332,6 +342,7 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
     }
     switch (opcode) {
     case KVI_OP_PING:
+    case KVI_OP_HINT:
         break;
     case KVI_OP_CLUSTER:
     case KVI_OP_GET_STATE:

@@ -33,7 +33,15 @@ typedef struct series {
 
 struct kvi_metrics {
     series s[KVI_PROTO_COUNT][KVI_MOP_COUNT];
+    kvi_metrics_extra_fn extra;
+    void *extra_ctx;
 };
+
+void kvi_metrics_set_extra(kvi_metrics *m, kvi_metrics_extra_fn fn, void *ctx)
+{
+    m->extra = fn;
+    m->extra_ctx = ctx;
+}
 
 kvi_metrics *kvi_metrics_new(void)
 {
@@ -125,4 +133,6 @@ void kvi_metrics_render(kvi_metrics *m, kvi_buf *b)
                     proto_names[p], op_names[o], cumulative);
         }
     }
+    if (m->extra)
+        m->extra(m->extra_ctx, b);
 }

@@ -38,6 +38,11 @@ void kvi_metrics_free(kvi_metrics *m);
 void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op,
                         int status, uint64_t latency_ns);
 
+/* More metrics from the metrics' owner (a node's cluster figures),
+ * appended by kvi_metrics_render. Set before rendering starts. */
+typedef void (*kvi_metrics_extra_fn)(void *ctx, kvi_buf *b);
+void kvi_metrics_set_extra(kvi_metrics *m, kvi_metrics_extra_fn fn, void *ctx);
+
 /* Appends the Prometheus text exposition of every metric to b. */
 void kvi_metrics_render(kvi_metrics *m, kvi_buf *b);
 
