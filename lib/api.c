@@ -74,6 +74,15 @@ static int check_read_options(const kv_read_options *opts)
     return KV_OK;
 }
 
+/* The frame flags of a node handle's requests: its node's policy, or the
+ * handle's own. */
+static unsigned node_flags(const kv *db)
+{
+    if (!db->policy_fixed)
+        return kvi_node_flags(db->node);
+    return db->policy == KV_POLICY_SIBLINGS ? KVI_FRAME_FLAG_SIBLINGS : 0;
+}
+
 static int check_handle(const kv *db)
 {
     if (!db)
@@ -282,7 +291,7 @@ int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len,
         return rc;
     if (db->kind == KVI_KIND_NODE)
         return kvi_node_put(db->node, out_version, key, key_len, value, value_len, opts,
-                            kvi_node_flags(db->node));
+                            node_flags(db));
     if (db->kind == KVI_KIND_CLIENT)
         return kvi_remote_put(db, out_version, key, key_len, value, value_len, opts);
     return kvi_embedded_put(db->embedded, out_version, key, key_len, value,
@@ -300,7 +309,7 @@ int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
         (rc = check_read_options(opts)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kvi_node_get(db->node, out, key, key_len, opts, kvi_node_flags(db->node), NULL);
+        return kvi_node_get(db->node, out, key, key_len, opts, node_flags(db), NULL);
     if (db->kind == KVI_KIND_CLIENT)
         return kvi_remote_get(db, out, key, key_len, opts, NULL);
     return kvi_embedded_get(db->embedded, out, key, key_len);
@@ -362,7 +371,7 @@ int kv_get_traced(kv_value **out, char **out_trace, kv *db, const void *key, siz
     if (!report)
         return kvi_error(KV_ENOMEM, "out of memory tracing a read");
     if (db->kind == KVI_KIND_NODE)
-        rc = kvi_node_get(db->node, out, key, key_len, opts, kvi_node_flags(db->node), report);
+        rc = kvi_node_get(db->node, out, key, key_len, opts, node_flags(db), report);
     else if (db->kind == KVI_KIND_CLIENT)
         rc = kvi_remote_get(db, out, key, key_len, opts, report);
     else
@@ -387,7 +396,7 @@ int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,
         return rc;
     if (db->kind == KVI_KIND_NODE)
         return kvi_node_delete(db->node, out_version, key, key_len, opts,
-                               kvi_node_flags(db->node));
+                               node_flags(db));
     if (db->kind == KVI_KIND_CLIENT)
         return kvi_remote_delete(db, out_version, key, key_len, opts);
     return kvi_embedded_delete(db->embedded, out_version, key, key_len);
@@ -404,7 +413,7 @@ int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
         return rc;
     if (db->kind == KVI_KIND_NODE)
         return kvi_node_cas(db->node, out_version, key, key_len, expected_version, value,
-                            value_len, opts, kvi_node_flags(db->node));
+                            value_len, opts, node_flags(db));
     if (db->kind == KVI_KIND_CLIENT)
         return kvi_remote_cas(db, out_version, key, key_len, expected_version, value,
                               value_len, opts);
@@ -437,7 +446,7 @@ int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
         }
     }
     if (db->kind == KVI_KIND_NODE)
-        return kvi_node_batch(db->node, b, wopts, ropts, kvi_node_flags(db->node));
+        return kvi_node_batch(db->node, b, wopts, ropts, node_flags(db));
     if (db->kind == KVI_KIND_CLIENT)
         return kvi_remote_batch(db, b, wopts, ropts);
     return kvi_embedded_batch(db->embedded, b);

@@ -26,6 +26,9 @@ struct kv {
     kvi_client *client;     /* KVI_KIND_CLIENT: to the endpoints as given */
     struct kvi_router *router; /* KVI_KIND_CLIENT: the cluster view */
     kv_conflict_policy policy;
+    /* KVI_KIND_NODE: policy above overrides the node's own (the HTTP API's
+     * handles for ?policy=); 0: the node's policy. */
+    int policy_fixed;
     kv_merge_fn merge;
     void *merge_ctx;
 };

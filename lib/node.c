@@ -32,6 +32,8 @@
 struct kvi_node {
     kv *store;          /* the embedded store underneath */
     kv *front;          /* a handle onto this node for its HTTP API */
+    kv *front_lww;      /* the same under a fixed policy (?policy=) */
+    kv *front_siblings;
     int siblings;       /* the node's policy is SIBLINGS (else LWW) */
     kvi_server *binary;
     kvi_http *http;
@@ -639,16 +641,22 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     if (rc == KV_OK) {
         /* The HTTP API's handle: a node handle onto this node. */
         n->front = calloc(1, sizeof *n->front);
-        if (!n->front)
+        n->front_lww = calloc(1, sizeof *n->front_lww);
+        n->front_siblings = calloc(1, sizeof *n->front_siblings);
+        if (!n->front || !n->front_lww || !n->front_siblings)
             rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
-        else {
-            n->front->kind = KVI_KIND_NODE;
-            n->front->node = n;
-            n->front->max_key_size = so->max_key_size ? so->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
-            n->front->max_value_size =
-                so->max_value_size ? so->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE;
+        kv *fronts[] = {n->front, n->front_lww, n->front_siblings};
+        for (int i = 0; rc == KV_OK && i < 3; i++) {
+            kv *f = fronts[i];
+            f->kind = KVI_KIND_NODE;
+            f->node = n;
+            f->max_key_size = so->max_key_size ? so->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
+            f->max_value_size = so->max_value_size ? so->max_value_size
+                                                    : KV_DEFAULT_MAX_VALUE_SIZE;
+            f->policy_fixed = i > 0;
+            f->policy = i == 2 ? KV_POLICY_SIBLINGS : KV_POLICY_LWW;
             if (log)
-                n->front->log = *log;
+                f->log = *log;
         }
     }
     if (rc == KV_OK && n->http_addr) {
@@ -658,6 +666,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
              * request it coordinates, so it takes more of them. */
             .threads = o->http_threads ? o->http_threads : clustered(n) ? 16 : 2,
             .store = n->front,
+            .store_lww = n->front_lww,
+            .store_siblings = n->front_siblings,
             .node_id = n->node_id,
             .binary_addr = n->listen_addr,
             .binary_port = n->binary_port,
@@ -695,7 +705,9 @@ void kvi_node_stop(kvi_node *n)
     /* Before the store closes: dropping the views ends calls still in
      * flight, which may keep hints. */
     kvi_membership_stop(n->membership);
-    free(n->front); /* not kv_close: it does not own the node */
+    free(n->front); /* not kv_close: they do not own the node */
+    free(n->front_lww);
+    free(n->front_siblings);
     kv_close(n->store);
     kvi_metrics_free(n->metrics);
     free(n->node_id);

@@ -20,6 +20,8 @@ curl
 python3
 clang-14
 libclang-rt-14-dev
+nftables
+iproute2
 "
 if [ "${1:-}" = bench ]; then
     PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools etcd-server"

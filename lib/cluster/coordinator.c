@@ -482,9 +482,10 @@ static int forward_to(const kvi_coord_env *env, const kvi_coord_write *w, uint32
     kvi_fanout fo;
     kvi_fanout_init(&fo);
     kvi_call *call = kvi_call_start(kvi_view_client(v, member), &fo, &req, flags, 1);
-    /* The node waits for its own replicas first: give it twice the
-     * internode timeout. */
-    struct timespec deadline = kvi_deadline_after(2 * timeout_ms(v));
+    /* A node forwarding gives the coordinator twice the internode timeout
+     * (it waits for its own replicas first). A client waits its own
+     * request timeout: the user's bound on a call. */
+    struct timespec deadline = kvi_deadline_after((v->self >= 0 ? 2u : 1u) * timeout_ms(v));
     kvi_fanout_wait(&fo, 1, 1, &deadline);
     kvi_frame_header h;
     unsigned char *body = NULL;

@@ -124,6 +124,7 @@ static void begin_request(kvi_http_conn *c)
     c->body_seen = 0;
     c->ropts = (kv_read_options)KV_READ_OPTIONS_INIT;
     c->wopts = (kv_write_options)KV_WRITE_OPTIONS_INIT;
+    c->store = c->server->store;
     c->force_base64 = 0;
     c->status = 0;
     c->kv_status = KV_OK;
@@ -280,6 +281,8 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     if (!h)
         return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
     h->store = cfg->store;
+    h->store_lww = cfg->store_lww;
+    h->store_siblings = cfg->store_siblings;
     if (cfg->log)
         h->log = *cfg->log;
     h->metrics = cfg->metrics;

@@ -25,6 +25,10 @@ typedef struct kvi_http_config {
     const char *listen_addr;  /* "HOST:PORT"; port 0 picks a free port */
     unsigned threads;         /* thread-pool size, >= 2 */
     kv *store;                /* borrowed; requests run against it */
+    /* The same node under a fixed policy, for requests that ask for one
+     * (?policy=lww or siblings); NULL: the parameter is refused. */
+    kv *store_lww;
+    kv *store_siblings;
     const char *node_id;      /* for /v1/cluster */
     const char *binary_addr;  /* for /v1/cluster, the binary protocol's address */
     int binary_port;

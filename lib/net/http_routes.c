@@ -172,7 +172,8 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
     else
         value[vlen] = 0;
 
-    static const char *const known[] = {"consistency", "r", "w", "encoding"};
+    static const char *const known[] = {"consistency", "r", "w", "encoding", "policy",
+                                        "homeOnly"};
     unsigned bit = 0;
     for (unsigned i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(name, known[i]) == 0)
@@ -180,7 +181,7 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
     if (!bit) {
         kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
                        "unknown query parameter \"%s\" (known: consistency, r, w, encoding, "
-                       "context)", name);
+                       "policy, homeOnly, context)", name);
         return MHD_NO;
     }
     if (q->seen & bit) {
@@ -220,6 +221,24 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
         } else {
             c->wopts.consistency = KV_CONSISTENCY_EXPLICIT;
             c->wopts.w = n;
+        }
+    } else if (strcmp(name, "policy") == 0) {
+        kv *chosen = ascii_caseeq(value, vlen, "lww")        ? c->server->store_lww
+                   : ascii_caseeq(value, vlen, "siblings")   ? c->server->store_siblings
+                                                             : NULL;
+        if (!chosen) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                           c->server->store_lww ? "policy must be lww or siblings"
+                                                : "this server has no per-request policy");
+            return MHD_NO;
+        }
+        c->store = chosen;
+    } else if (strcmp(name, "homeOnly") == 0) {
+        if (ascii_caseeq(value, vlen, "true") || ascii_caseeq(value, vlen, "1"))
+            c->wopts.home_only = 1;
+        else if (!ascii_caseeq(value, vlen, "false") && !ascii_caseeq(value, vlen, "0")) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "homeOnly must be true or false");
+            return MHD_NO;
         }
     } else {
         if (ascii_caseeq(value, vlen, "base64"))
@@ -386,9 +405,8 @@ static void ok_version(kvi_http_conn *c, uint64_t version)
 
 static void handle_get(kvi_http_conn *c)
 {
-    kvi_http *h = c->server;
     kv_value *v;
-    int rc = kv_get(&v, h->store, c->key.data, c->key.len, &c->ropts);
+    int rc = kv_get(&v, c->store, c->key.data, c->key.len, &c->ropts);
     if (rc != KV_OK) {
         fail_kv(c, rc);
         return;
@@ -432,7 +450,6 @@ static void handle_get(kvi_http_conn *c)
 
 static void handle_put(kvi_http_conn *c)
 {
-    kvi_http *h = c->server;
     kvi_http_write_body w;
     char err[256];
     int rc = kvi_http_parse_put(&w, (const char *)c->body.data, c->body.len, err, sizeof err);
@@ -446,7 +463,7 @@ static void handle_put(kvi_http_conn *c)
         c->wopts.context_len = w.context_len;
     }
     uint64_t version = 0;
-    rc = kv_put(&version, h->store, c->key.data, c->key.len, w.value, w.value_len, &c->wopts);
+    rc = kv_put(&version, c->store, c->key.data, c->key.len, w.value, w.value_len, &c->wopts);
     kvi_http_write_body_free(&w);
     if (rc != KV_OK) {
         fail_kv(c, rc);
@@ -457,9 +474,8 @@ static void handle_put(kvi_http_conn *c)
 
 static void handle_delete(kvi_http_conn *c)
 {
-    kvi_http *h = c->server;
     uint64_t version = 0;
-    int rc = kv_delete(&version, h->store, c->key.data, c->key.len, &c->wopts);
+    int rc = kv_delete(&version, c->store, c->key.data, c->key.len, &c->wopts);
     if (rc != KV_OK) {
         fail_kv(c, rc);
         return;
@@ -469,7 +485,6 @@ static void handle_delete(kvi_http_conn *c)
 
 static void handle_cas(kvi_http_conn *c)
 {
-    kvi_http *h = c->server;
     kvi_http_write_body w;
     char err[256];
     int rc = kvi_http_parse_cas(&w, (const char *)c->body.data, c->body.len, err, sizeof err);
@@ -479,7 +494,7 @@ static void handle_cas(kvi_http_conn *c)
     }
     c->wopts.ttl_s = w.ttl_s;
     uint64_t version = 0;
-    rc = kv_cas(&version, h->store, c->key.data, c->key.len, w.expected_version, w.value,
+    rc = kv_cas(&version, c->store, c->key.data, c->key.len, w.expected_version, w.value,
                 w.value_len, &c->wopts);
     uint64_t expected = w.expected_version;
     kvi_http_write_body_free(&w);
@@ -545,7 +560,6 @@ static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_bat
 
 static void handle_batch(kvi_http_conn *c)
 {
-    kvi_http *h = c->server;
     kvi_http_batch_body body;
     char err[256];
     int rc = kvi_http_parse_batch(&body, (const char *)c->body.data, c->body.len,
@@ -571,7 +585,7 @@ static void handle_batch(kvi_http_conn *c)
         }
     }
     if (rc == KV_OK) {
-        rc = kv_batch_execute(h->store, batch, &c->wopts, &c->ropts);
+        rc = kv_batch_execute(c->store, batch, &c->wopts, &c->ropts);
         if (rc != KV_OK) {
             fail_kv(c, rc);
         } else {

@@ -20,6 +20,7 @@
 struct kvi_http {
     struct MHD_Daemon *daemon;
     kv *store;
+    kv *store_lww, *store_siblings;  /* see kvi_http_config */
     kvi_logger log;
     kvi_metrics *metrics;
     int own_metrics;        /* cfg->metrics was NULL: /metrics still works */
@@ -69,6 +70,7 @@ typedef struct kvi_http_conn {
     uint64_t body_seen;     /* bytes uploaded so far, kept or not */
     kv_read_options ropts;
     kv_write_options wopts;
+    kv *store;              /* the handle this request runs on (?policy=) */
     int force_base64;       /* ?encoding=base64 */
     /* The answer; status 0 = not decided yet. */
     unsigned status;

@@ -102,6 +102,9 @@ static void appendf(kvi_buf *b, const char *fmt, ...)
 
 void kvi_metrics_render(kvi_metrics *m, kvi_buf *b)
 {
+    /* The owner's few gauges first, ahead of the long histograms. */
+    if (m->extra)
+        m->extra(m->extra_ctx, b);
     appendf(b, "# HELP kv_requests_total Requests served, by protocol, operation and outcome.\n");
     appendf(b, "# TYPE kv_requests_total counter\n");
     for (int p = 0; p < KVI_PROTO_COUNT; p++)
@@ -133,6 +136,4 @@ void kvi_metrics_render(kvi_metrics *m, kvi_buf *b)
                     proto_names[p], op_names[o], cumulative);
         }
     }
-    if (m->extra)
-        m->extra(m->extra_ctx, b);
 }

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(long ms)
+static inline void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
@@ -17,7 +17,7 @@ static void sleep_ms(long ms)
 }
 
 /* A port nobody listens on right now (the kernel picks it). */
-static int free_port(void)
+static inline int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
