@@ -235,6 +235,37 @@ static void partition(const cluster *c, unsigned mask_a, unsigned mask_b)
 }
 
 /* A metric's value from node i's GET /metrics; -1 when it cannot be read. */
+/* Sends node i a HINT request with the given parts (or raw body bytes when
+ * raw is set); returns the status it answered. */
+static int send_hint(const cluster *c, int i, const char *key, const void *state,
+                     size_t state_len, const char *target, const void *raw, size_t raw_len)
+{
+    const char *eps[] = {c->nodes[i].listen};
+    kvi_client *cl = NULL;
+    assert_int_equal(kvi_client_open(&cl, eps, 1, NULL, NULL), KV_OK);
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_request req = {.opcode = KVI_OP_HINT,
+                       .key = {(const unsigned char *)key, strlen(key)},
+                       .value = {state, state_len},
+                       .context = {(const unsigned char *)target, strlen(target)}};
+    kvi_call *call = raw ? kvi_call_start_raw(cl, &fo, KVI_OP_HINT, raw, raw_len, 0, 1)
+                         : kvi_call_start(cl, &fo, &req, 0, 1);
+    struct timespec deadline = kvi_deadline_after(5000);
+    kvi_fanout_wait(&fo, 1, 1, &deadline);
+    kvi_frame_header h;
+    unsigned char *resp_body = NULL;
+    int rc = kvi_call_finish(call, &h, &resp_body);
+    if (rc == KV_OK) {
+        kvi_response resp;
+        rc = kvi_call_decode(&resp, KVI_OP_HINT, &h, resp_body);
+    }
+    free(resp_body);
+    kvi_fanout_destroy(&fo);
+    kvi_client_close(cl);
+    return rc;
+}
+
 static double metric(const cluster *c, int i, const char *name)
 {
     body b;
@@ -378,10 +409,34 @@ static void test_kill9_under_load_then_handoff(void **state)
     load l;
     pthread_t t;
     load_start(&l, &t, c, -1, db, "k9");
+    /* A key n3 is a home replica of, for the consistency checks below. */
+    char probe[32] = "";
+    for (int i = 0; i < 1000 && !probe[0]; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "probe-%d", i);
+        if (held_by(c, victim, key, "") == 0)
+            memcpy(probe, key, sizeof key);
+    }
+    assert_true(probe[0] != 0);
     sleep_ms(1500);
     unsigned before = l.acked;
     stop(c, victim, SIGKILL);
     long detect = wait_status(c, 0x1bu, victim, "down", 30000);
+    /* With a home down, ALL is met by a stand-in, unless the write asks
+     * for home replicas only. */
+    kv_write_options all = KV_WRITE_OPTIONS_INIT;
+    all.consistency = KV_CONSISTENCY_ALL;
+    assert_int_equal(kv_put(NULL, db, probe, strlen(probe), "all", 3, &all), KV_OK);
+    all.home_only = 1;
+    assert_int_equal(kv_put(NULL, db, probe, strlen(probe), "home", 4, &all), KV_EUNAVAILABLE);
+    char path[96];
+    body hb;
+    snprintf(path, sizeof path, "/v1/kv/%s?consistency=all&homeOnly=true", probe);
+    assert_int_equal(http_request(c->nodes[0].http, "PUT", path, "{\"value\":\"h\"}", &hb,
+                                  15000), 503);
+    snprintf(path, sizeof path, "/v1/kv/%s?consistency=all", probe);
+    assert_int_equal(http_request(c->nodes[0].http, "PUT", path, "{\"value\":\"s\"}", &hb,
+                                  15000), 200);
     sleep_ms(3000);
     unsigned during_attempted = l.attempted;
     unsigned during_failed = l.failed;
@@ -549,6 +604,21 @@ static void test_sigstop_15s(void **state)
     free(l.keys);
 }
 
+/* A node refuses malformed hints (no target, a damaged state, a truncated
+ * body) with KV_EINVAL, keeps none of them, and keeps serving. */
+static void test_malformed_hints_refused(void **state)
+{
+    cluster *c = *state;
+    assert_int_equal(send_hint(c, 0, "k", "garbage", 7, "n2", NULL, 0), KV_EINVAL);
+    assert_int_equal(send_hint(c, 0, "k", "garbage", 7, "", NULL, 0), KV_EINVAL);
+    assert_int_equal(send_hint(c, 0, "", "garbage", 7, "n2", NULL, 0), KV_EINVAL);
+    static const unsigned char truncated[] = {0, 0, 0, 9, 'k'};
+    assert_int_equal(send_hint(c, 0, "", NULL, 0, "", truncated, sizeof truncated), KV_EINVAL);
+    assert_int_equal(send_hint(c, 0, "", NULL, 0, "", NULL, 0), KV_EINVAL);
+    assert_true(metric(c, 0, "kv_hints_pending") == 0);
+    assert_true(put_http(c, 0, "after-bad-hints", "ok", NULL));
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -556,6 +626,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill9_under_load_then_handoff, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(test_partition_sloppy_quorum, setup_siblings, teardown),
         cmocka_unit_test_setup_teardown(test_sigstop_15s, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_hints_refused, setup_lww, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
