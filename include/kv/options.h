@@ -164,7 +164,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 2
+#define KV_NODE_OPTIONS_VERSION 3
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -198,11 +198,27 @@ typedef struct kv_node_options {
     kv_conflict_policy policy;
     /** Timeout of requests between members, in ms; 0 = 2000. */
     uint32_t internode_timeout_ms;
+    /* ---- version 3 ---- */
+    /** Binary-protocol addresses ("HOST:PORT") of members to join the
+     * cluster through; copied. The node gossips with them, learns every
+     * member from the first table a seed answers with, then builds its
+     * ring and serves. Seeds listing only this node's own address start a
+     * cluster of one that others can join. May be combined with peers.
+     * NULL/0 with no peers = a node alone, not clustered. Members learned
+     * by gossip are saved in the store, so a restart serves at once. */
+    const char *const *seeds;
+    size_t seed_count;
+    /** Hints older than this are dropped (anti-entropy repairs those keys
+     * later), in seconds; 0 = 10800 (3 h). */
+    uint32_t hint_window_s;
+    /** Budget of hinted handoff replay, in KiB per second, so that live
+     * traffic keeps priority; 0 = 4096. */
+    uint32_t handoff_kib_per_s;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.
