@@ -44,11 +44,11 @@ struct kvi_node {
 
 /* ----------------------------------------------------------- data calls */
 
-/* A node given other members serves the cluster's data; alone, it is its
- * embedded store served over the network. */
+/* A node given other members (or seeds) serves the cluster's data; alone,
+ * it is its embedded store served over the network. */
 static int clustered(kvi_node *n)
 {
-    return kvi_membership_size(n->membership) > 1;
+    return kvi_membership_clustered(n->membership);
 }
 
 /* The coordinator's environment, with a reference on the view; KV_OK or
@@ -500,6 +500,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         kvi_membership_config mc = {
             .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
             .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
+            .seeds = o->seeds, .n_seeds = o->seeds ? o->seed_count : 0,
             .replicas = o->replicas, .vnodes = o->vnodes,
             .request_timeout_ms = o->internode_timeout_ms,
             .store = kvi_embedded_store(n->store->embedded), .log = log,

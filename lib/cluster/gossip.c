@@ -35,6 +35,7 @@ struct kvi_gossip {
     watch *watches;
     size_t n_watches;
     uint64_t rng;
+    int heard_cluster;       /* see kvi_gossip_heard_cluster */
     kvi_ticker ticker;       /* one exchange per interval */
 };
 
@@ -94,6 +95,17 @@ static void observe(kvi_gossip *g)
             kvi_phi_heartbeat(&w->phi, now);
         }
     }
+}
+
+/* Merges a table received from another node (its answer, or its push);
+ * called with g->lock held. */
+static void take_news(kvi_gossip *g, const kvi_gossip_table *theirs)
+{
+    kvi_gossip_merge(&g->table, theirs);
+    observe(g);
+    for (size_t i = 0; i < theirs->n && !g->heard_cluster; i++)
+        g->heard_cluster = theirs->entries[i].status == KVI_MEMBER_UP &&
+                           strcmp(theirs->entries[i].id, g->self.id) != 0;
 }
 
 /* Bumps this node's own entry into the table; called with g->lock held. */
@@ -186,8 +198,7 @@ static void exchange(kvi_gossip *g, const char *addr)
         kvi_gossip_table theirs;
         if (kvi_gossip_decode(&theirs, resp.value.data, resp.value.len) == KV_OK) {
             pthread_mutex_lock(&g->lock);
-            kvi_gossip_merge(&g->table, &theirs);
-            observe(g);
+            take_news(g, &theirs);
             pthread_mutex_unlock(&g->lock);
         }
         kvi_gossip_table_free(&theirs);
@@ -303,8 +314,7 @@ int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out)
     if (kvi_gossip_decode(&theirs, in, len) != KV_OK)
         return kvi_error(KV_EINVAL, "malformed gossip table");
     pthread_mutex_lock(&g->lock);
-    kvi_gossip_merge(&g->table, &theirs);
-    observe(g);
+    take_news(g, &theirs);
     kvi_gossip_encode(out, &g->table);
     pthread_mutex_unlock(&g->lock);
     kvi_gossip_table_free(&theirs);
@@ -331,4 +341,39 @@ const char *kvi_gossip_status(kvi_gossip *g, const char *id)
     }
     pthread_mutex_unlock(&g->lock);
     return status;
+}
+
+int kvi_gossip_snapshot(kvi_gossip *g, kvi_gossip_table *out)
+{
+    kvi_gossip_table_init(out);
+    pthread_mutex_lock(&g->lock);
+    int rc = KV_OK;
+    if (g->table.n) {
+        out->entries = malloc(g->table.n * sizeof *out->entries);
+        if (out->entries) {
+            memcpy(out->entries, g->table.entries, g->table.n * sizeof *out->entries);
+            out->n = out->cap = g->table.n;
+        } else {
+            rc = kvi_error(KV_ENOMEM, "out of memory copying the member table");
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+int kvi_gossip_heard_cluster(kvi_gossip *g)
+{
+    pthread_mutex_lock(&g->lock);
+    int heard = g->heard_cluster;
+    pthread_mutex_unlock(&g->lock);
+    return heard;
+}
+
+uint64_t kvi_gossip_generation(kvi_gossip *g, const char *id)
+{
+    pthread_mutex_lock(&g->lock);
+    const kvi_gossip_entry *e = kvi_gossip_find(&g->table, id);
+    uint64_t gen = e ? e->generation : 0;
+    pthread_mutex_unlock(&g->lock);
+    return gen;
 }

@@ -50,6 +50,21 @@ void kvi_gossip_set_status(kvi_gossip *g, kvi_member_status status);
  * table to out. KV_OK, or KV_EINVAL for a malformed table. */
 int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out);
 
+/* A copy of the member table as this node knows it now (this node's own
+ * entry included); free it with kvi_gossip_table_free. KV_OK or
+ * KV_ENOMEM. */
+int kvi_gossip_snapshot(kvi_gossip *g, kvi_gossip_table *out);
+
+/* 1 once this node has merged a table, from an exchange or a push, that
+ * names another member that is up: it then knows the cluster as that
+ * member does. A node joining through seeds waits for this before it
+ * builds its ring. */
+int kvi_gossip_heard_cluster(kvi_gossip *g);
+
+/* The generation member id gossips (this node's own for itself), or 0
+ * when unknown. */
+uint64_t kvi_gossip_generation(kvi_gossip *g, const char *id);
+
 /* How this node sees member id: "up", "joining", "leaving", "stopped",
  * "down" (phi says so), or "unknown" (no news of it yet). This node itself
  * is "up". */
