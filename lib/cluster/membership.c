@@ -351,19 +351,30 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         ok = kvi_members_add(&m->list, NULL, cfg->peers[i], NULL, 1) == KV_OK;
         configured++;
     }
-    /* Gossip runs with the peers and the seeds as seeds: it tells which
-     * members are up, and of the members nobody configured here. */
-    const char **seeds = calloc(cfg->n_peers + n_seeds + 1, sizeof *seeds);
+    /* Members saved by an earlier run: taken before gossip starts, so that
+     * they are gossiped with too (a restarted node whose seeds are down
+     * still reaches the others). */
+    m->store = cfg->store;
+    m->list.items[0].verified = 1;
+    size_t loaded = ok ? load_members(m) : 0;
+    /* Gossip runs with the peers, the seeds and the saved members as seeds:
+     * it tells which members are up, and of the members nobody configured
+     * here. */
+    size_t n_gossip_seeds = cfg->n_peers + n_seeds + m->list.n;
+    const char **seeds = calloc(n_gossip_seeds, sizeof *seeds);
     ok = ok && seeds;
     int seed_of_self = 0;
     for (size_t i = 0; ok && i < cfg->n_peers + n_seeds; i++) {
         seeds[i] = i < cfg->n_peers ? cfg->peers[i] : cfg->seeds[i - cfg->n_peers];
         seed_of_self |= i >= cfg->n_peers && strcmp(seeds[i], cfg->self_addr) == 0;
     }
+    for (size_t i = 1; ok && i < m->list.n; i++)
+        seeds[cfg->n_peers + n_seeds + i - 1] = m->list.items[i].addr;
     if (ok && (m->list.n > 1 || m->has_seeds)) {
         kvi_gossip_config gc = {
             .self_id = cfg->self_id, .self_addr = cfg->self_addr, .self_http = cfg->self_http,
-            .generation = kvi_now_ms(), .seeds = seeds, .n_seeds = cfg->n_peers + n_seeds,
+            .generation = kvi_now_ms(), .seeds = seeds,
+            .n_seeds = cfg->n_peers + n_seeds + m->list.n - 1,
             .timeout_ms = m->connect_timeout_ms * 2, .log = cfg->log,
         };
         if (kvi_gossip_start(&m->gossip, &gc) != KV_OK) {
@@ -374,9 +385,6 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     free(seeds);
     if (ok) {
         pthread_mutex_lock(&m->lock);
-        m->list.items[0].verified = 1;
-        m->store = cfg->store;
-        size_t loaded = load_members(m);
         /* A seed (its own address among the seeds) starts at once, alone
          * if need be: the first seed of a cluster has nobody to wait for,
          * and seeds listing each other must not wait for each other. */
