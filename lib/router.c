@@ -243,14 +243,30 @@ kvi_view *kvi_router_view(kvi_router *r)
     return v;
 }
 
-void kvi_router_invalidate(kvi_router *r, kvi_view *stale)
+void kvi_router_invalidate(kvi_router *r, kvi_view *stale, const char *from)
 {
+    /* The member that refused has a newer view (the bootstrap endpoint
+     * may not have heard of the change yet): learn the ring from it. */
+    kvi_view *fresh = NULL;
+    int idx = from ? kvi_ring_find(stale->ring, from) : -1;
+    kvi_client *c = idx >= 0 ? kvi_view_client(stale, (size_t)idx) : NULL;
+    kvi_buf json = {0};
+    if (c && kvi_client_cluster(c, &json) == KV_OK &&
+        kvi_view_from_json(&fresh, json.data, json.len, &r->opts, r->flags, r->log) == KV_OK &&
+        fresh->n < 2) {
+        kvi_view_unref(fresh);
+        fresh = NULL;
+    }
+    kvi_buf_free(&json);
     pthread_mutex_lock(&r->lock);
     if (r->view == stale) {
-        r->view = NULL;
+        r->view = fresh;
+        fresh = NULL;
         r->last_attempt_ms = 0;
         kvi_view_unref(stale);
-        kvi_log(r->log, KV_LOG_INFO, "the cluster view is stale; learning it again");
+        kvi_log(r->log, KV_LOG_INFO, "the cluster view is stale; %s",
+                r->view ? "learned it again from the member that said so" : "learning it again");
     }
     pthread_mutex_unlock(&r->lock);
+    kvi_view_unref(fresh);
 }
