@@ -186,9 +186,10 @@ typedef struct kv_node_options {
     uint32_t idle_timeout_ms;
     unsigned int max_connections;/**< per protocol; 0 = 4096 */
     /** Binary-protocol addresses ("HOST:PORT") of the cluster's members; this
-     * node's own may be among them. Copied. NULL/0 = a cluster of one. The
-     * node learns each member's id by asking it, and builds the ring once it
-     * knows them all (see kv_cluster_describe). */
+     * node's own may be among them. Copied. NULL/0 (and no seeds) = a node
+     * alone, not clustered. The node learns each member's id by asking it,
+     * and builds the ring once it knows them all (see kv_cluster_describe);
+     * members gossip tells of are added. */
     const char *const *peers;
     size_t peer_count;
     unsigned int replicas;       /**< replication factor N; 0 = 3 */
@@ -201,9 +202,11 @@ typedef struct kv_node_options {
     /* ---- version 3 ---- */
     /** Binary-protocol addresses ("HOST:PORT") of members to join the
      * cluster through; copied. The node gossips with them, learns every
-     * member from the first table a seed answers with, then builds its
-     * ring and serves. Seeds listing only this node's own address start a
-     * cluster of one that others can join. May be combined with peers.
+     * member from the first member table a member that is up sends it,
+     * then builds its ring and serves (until then, KV_EUNAVAILABLE).
+     * Seeds including this node's own address start it at once, alone if
+     * need be: a cluster of one that others can join. May be combined with
+     * peers.
      * NULL/0 with no peers = a node alone, not clustered. Members learned
      * by gossip are saved in the store, so a restart serves at once. */
     const char *const *seeds;
