@@ -35,7 +35,6 @@ struct kvi_gossip {
     watch *watches;
     size_t n_watches;
     uint64_t rng;
-    int heard_cluster;       /* see kvi_gossip_heard_cluster */
     kvi_ticker ticker;       /* one exchange per interval */
 };
 
@@ -103,9 +102,6 @@ static void take_news(kvi_gossip *g, const kvi_gossip_table *theirs)
 {
     kvi_gossip_merge(&g->table, theirs);
     observe(g);
-    for (size_t i = 0; i < theirs->n && !g->heard_cluster; i++)
-        g->heard_cluster = theirs->entries[i].status == KVI_MEMBER_UP &&
-                           strcmp(theirs->entries[i].id, g->self.id) != 0;
 }
 
 /* Bumps this node's own entry into the table; called with g->lock held. */
@@ -359,14 +355,6 @@ int kvi_gossip_snapshot(kvi_gossip *g, kvi_gossip_table *out)
     }
     pthread_mutex_unlock(&g->lock);
     return rc;
-}
-
-int kvi_gossip_heard_cluster(kvi_gossip *g)
-{
-    pthread_mutex_lock(&g->lock);
-    int heard = g->heard_cluster;
-    pthread_mutex_unlock(&g->lock);
-    return heard;
 }
 
 uint64_t kvi_gossip_generation(kvi_gossip *g, const char *id)

@@ -55,12 +55,6 @@ int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out);
  * KV_ENOMEM. */
 int kvi_gossip_snapshot(kvi_gossip *g, kvi_gossip_table *out);
 
-/* 1 once this node has merged a table, from an exchange or a push, that
- * names another member that is up: it then knows the cluster as that
- * member does. A node joining through seeds waits for this before it
- * builds its ring. */
-int kvi_gossip_heard_cluster(kvi_gossip *g);
-
 /* The generation member id gossips (this node's own for itself), or 0
  * when unknown. */
 uint64_t kvi_gossip_generation(kvi_gossip *g, const char *id);

@@ -47,15 +47,18 @@ struct kvi_membership {
     int has_seeds;
     /* Joining through seeds with nothing saved: a ring of this node and
      * its seed alone would place keys where the cluster does not, so there
-     * is no ring until gossip has told of the cluster. */
+     * is no ring until a seed has described a complete cluster. */
     int await_seed;
+    char **seeds;     /* the seeds, to ask while await_seed */
+    size_t n_seeds;
+    size_t join_round; /* which seed is asked first; discovery thread only */
     kvi_ticker discovery; /* asks the configured peers for their ids */
     kvi_ticker sync;      /* takes the members gossip tells of */
 };
 
-/* Asks addr for its description; returns its node id and http address
- * (malloc'd), or -1. */
-static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
+/* Asks addr for its CLUSTER description; the parsed JSON (cJSON_Delete
+ * it), or NULL. */
+static cJSON *describe_of(const char *addr, const kvi_logger *log)
 {
     kvi_client *c = NULL;
     const char *eps[] = {addr};
@@ -63,18 +66,24 @@ static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
     co.connect_timeout_ms = 300;
     co.request_timeout_ms = 1000;
     if (kvi_client_open(&c, eps, 1, &co, log) != KV_OK)
-        return -1;
+        return NULL;
     kvi_buf json = {0};
     int rc = kvi_client_cluster(c, &json);
     kvi_client_close(c);
-    if (rc != KV_OK) {
-        kvi_buf_free(&json);
-        return -1;
-    }
-    cJSON *root = cJSON_ParseWithLength((const char *)json.data, json.len);
+    cJSON *root = rc == KV_OK ? cJSON_ParseWithLength((const char *)json.data, json.len) : NULL;
     kvi_buf_free(&json);
+    return root;
+}
+
+/* Asks addr for its description; returns its node id and http address
+ * (malloc'd), or -1. */
+static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
+{
+    cJSON *root = describe_of(addr, log);
+    if (!root)
+        return -1;
+    int rc = -1;
     const cJSON *node_id = cJSON_GetObjectItemCaseSensitive(root, "nodeId");
-    rc = -1;
     if (cJSON_IsString(node_id) && node_id->valuestring[0]) {
         *id = strdup(node_id->valuestring);
         *http = NULL;
@@ -207,6 +216,57 @@ static size_t load_members(kvi_membership *m)
     return taken;
 }
 
+/* Joining through seeds: asks each seed in turn for its description, and
+ * once one describes a complete cluster takes its members (but those
+ * joining or leaving) and builds the ring. Its ring members are the
+ * cluster as it knows it; its gossip table may not yet name them all.
+ * Called with m->lock held; returns 1 once joined. */
+static int join_through_seed(kvi_membership *m, size_t round)
+{
+    for (size_t k = 0; k < m->n_seeds; k++) {
+        const char *seed = m->seeds[(round + k) % m->n_seeds];
+        if (strcmp(seed, m->list.items[0].addr) == 0)
+            continue;
+        char *addr = strdup(seed);
+        pthread_mutex_unlock(&m->lock);
+        cJSON *root = addr ? describe_of(addr, m->log) : NULL;
+        free(addr);
+        pthread_mutex_lock(&m->lock);
+        if (!m->await_seed) {
+            cJSON_Delete(root);
+            return 1; /* (stopping, or joined meanwhile) */
+        }
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "complete"))) {
+            cJSON_Delete(root);
+            continue; /* unreachable, or still learning itself */
+        }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "nodeId");
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "address");
+            const cJSON *h = cJSON_GetObjectItemCaseSensitive(e, "httpAddress");
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(e, "status");
+            if (!cJSON_IsString(id) || !id->valuestring[0] || !cJSON_IsString(a) ||
+                !a->valuestring[0] ||
+                (cJSON_IsString(st) && (strcmp(st->valuestring, "joining") == 0 ||
+                                        strcmp(st->valuestring, "leaving") == 0)) ||
+                kvi_members_find_id(&m->list, id->valuestring) >= 0 ||
+                kvi_members_find_addr(&m->list, a->valuestring) >= 0)
+                continue;
+            kvi_members_add(&m->list, id->valuestring, a->valuestring,
+                            cJSON_IsString(h) && h->valuestring[0] ? h->valuestring : NULL, 0);
+        }
+        cJSON_Delete(root);
+        m->await_seed = 0;
+        kvi_log(m->log, KV_LOG_INFO, "joined the cluster through seed %s: %zu members",
+                seed, m->list.n);
+        rebuild_view(m);
+        save_members(m);
+        return 1;
+    }
+    return 0;
+}
+
 /* One round of discovery: asks every configured peer whose id is unknown
  * or not yet confirmed. An id that changed (a member replaced under the
  * same address) rebuilds the ring. Returns when to ask again, or 0 once
@@ -215,6 +275,11 @@ static uint32_t discover(void *arg)
 {
     kvi_membership *m = arg;
     pthread_mutex_lock(&m->lock);
+    if (m->await_seed) {
+        int joined = join_through_seed(m, m->join_round++);
+        pthread_mutex_unlock(&m->lock);
+        return joined ? 0 : DISCOVERY_INTERVAL_MS;
+    }
     int changed = 0, pending = 0;
     for (size_t i = 1; i < m->list.n && !kvi_ticker_stopping(&m->discovery); i++) {
         if (m->list.items[i].verified || !m->list.items[i].configured)
@@ -278,14 +343,10 @@ static uint32_t discover(void *arg)
 }
 
 /* Takes the members gossip tells of (members.h says which): a new member,
- * or one that moved, rebuilds the ring and is saved. Joining through
- * seeds, the first news of the cluster builds the ring. */
+ * or one that moved, rebuilds the ring and is saved. */
 static uint32_t sync_gossip(void *arg)
 {
     kvi_membership *m = arg;
-    /* heard before the snapshot: the snapshot is then at least as new as
-     * the news that set it. */
-    int heard = kvi_gossip_heard_cluster(m->gossip);
     kvi_gossip_table t;
     if (kvi_gossip_snapshot(m->gossip, &t) != KV_OK)
         return SYNC_INTERVAL_MS;
@@ -295,16 +356,13 @@ static uint32_t sync_gossip(void *arg)
     if (changed < 0)
         kvi_log(m->log, KV_LOG_ERROR, "cannot take the members gossip tells of: out of memory "
                 "or over %u members", KVI_RING_MAX_MEMBERS);
-    int joined = m->await_seed && heard;
-    if (joined) {
-        m->await_seed = 0;
-        kvi_log(m->log, KV_LOG_INFO, "joined the cluster through gossip: %zu members known",
-                m->list.n);
-    } else if (changed > 0) {
-        kvi_log(m->log, KV_LOG_INFO, "gossip told of %zu new member(s) and %d change(s); "
-                "rebuilding the ring", m->list.n - before, changed - (int)(m->list.n - before));
-    }
-    if (joined || changed > 0) {
+    if (changed > 0)
+        kvi_log(m->log, KV_LOG_INFO, "gossip told of %zu new member(s) and %d change(s)%s",
+                m->list.n - before, changed - (int)(m->list.n - before),
+                m->await_seed ? "" : "; rebuilding the ring");
+    /* Not saved while joining: a restart would take a partial list for
+     * the cluster's. */
+    if (changed > 0 && !m->await_seed) {
         rebuild_view(m);
         save_members(m);
     }
@@ -341,6 +399,9 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 500;
     m->request_timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 2000;
     m->has_seeds = n_seeds > 0;
+    m->seeds = n_seeds ? calloc(n_seeds, sizeof *m->seeds) : NULL;
+    for (size_t i = 0; m->seeds && i < n_seeds; i++)
+        m->n_seeds += (m->seeds[i] = strdup(cfg->seeds[i])) != NULL;
     kvi_members_init(&m->list);
     pthread_mutex_init(&m->lock, NULL);
     int ok = kvi_members_add(&m->list, cfg->self_id, cfg->self_addr, cfg->self_http, 0) == KV_OK;
@@ -412,6 +473,9 @@ void kvi_membership_stop(kvi_membership *m)
     kvi_gossip_stop(m->gossip); /* announces the clean stop */
     kvi_ticker_stop(&m->discovery);
     kvi_members_free(&m->list);
+    for (size_t i = 0; i < m->n_seeds; i++)
+        free(m->seeds[i]);
+    free(m->seeds);
     kvi_view_unref(m->view);
     pthread_mutex_destroy(&m->lock);
     free(m);

@@ -197,7 +197,8 @@ static int teardown(void **state)
     cluster *c = *state;
     for (int i = 0; i < MAX_NODES; i++) {
         stop(c, i, SIGKILL);
-        unlink(c->nodes[i].log_path);
+        if (!getenv("KV_TEST_KEEP_LOGS"))
+            unlink(c->nodes[i].log_path);
         test_rmtree(c->nodes[i].dir);
     }
     free(c);
@@ -979,9 +980,15 @@ static void a_node_joins_through_seeds(void **state)
     for (int step = 0; step < 600 && (all_know < 0 || client_knows < 0); step++) {
         /* bounded: 600 rounds of a write, a read and the checks (~60 s) */
         snprintf(key, sizeof key, "during-%d", during++);
-        assert_int_equal(put_at(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+        int rc = put_at(db, key, key, KV_CONSISTENCY_QUORUM);
+        if (rc != KV_OK)
+            fprintf(stderr, "put %s during the join: %s\n", key, kv_error_last());
+        assert_int_equal(rc, KV_OK);
         snprintf(key, sizeof key, "before-%d", step % 100);
-        assert_int_equal(get_is(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+        rc = get_is(db, key, key, KV_CONSISTENCY_QUORUM);
+        if (rc != KV_OK)
+            fprintf(stderr, "get %s during the join: %s\n", key, kv_error_last());
+        assert_int_equal(rc, KV_OK);
         requests += 2;
         if (all_know < 0) {
             int known = 1, up = 0;
