@@ -201,9 +201,10 @@ typedef struct kv_node_options {
     uint32_t internode_timeout_ms;
     /* ---- version 3 ---- */
     /** Binary-protocol addresses ("HOST:PORT") of members to join the
-     * cluster through; copied. The node gossips with them, learns every
-     * member from the first member table a member that is up sends it,
-     * then builds its ring and serves (until then, KV_EUNAVAILABLE).
+     * cluster through; copied. The node gossips with them and asks them
+     * for their description; once one describes a complete cluster it
+     * takes its members, builds its ring and serves (until then,
+     * KV_EUNAVAILABLE). Later members come by gossip.
      * Seeds including this node's own address start it at once, alone if
      * need be: a cluster of one that others can join. May be combined with
      * peers.

@@ -13,8 +13,8 @@
  * ring is built at once, with every member. Members are never removed.
  *
  * A node given only seeds (kvd --seeds) and nothing saved has no ring until
- * it has merged a member table from a member that is up: it then knows the
- * cluster as that member does, builds its ring and says it is up. A node
+ * a seed describes a complete cluster (CLUSTER): it then takes the seed's
+ * members, builds its ring and says it is up. A node
  * whose own address is among its seeds starts at once, alone if need be.
  *
  * Threads: every function may be called from any thread, except
