@@ -52,11 +52,11 @@ struct kvi_node {
 
 /* ----------------------------------------------------------- data calls */
 
-/* A node given other members serves the cluster's data; alone, it is its
- * embedded store served over the network. */
+/* A node given other members (or seeds) serves the cluster's data; alone,
+ * it is its embedded store served over the network. */
 static int clustered(kvi_node *n)
 {
-    return kvi_membership_size(n->membership) > 1;
+    return kvi_membership_clustered(n->membership);
 }
 
 /* The coordinator's environment, with a reference on the view; KV_OK or
@@ -533,7 +533,7 @@ static void render_cluster_metrics(void *ctx, kvi_buf *b)
                 "kv_members_down", down);
     metric_line(b, "Failure-detector suspicions: a member newly held down.", "counter",
                 "kv_failure_suspicions_total",
-                (double)0 /*MERGE*/);
+                (double)kvi_membership_suspicions(n->membership));
     metric_line(b, "Hints stored here and not yet delivered to their home replica.", "gauge",
                 "kv_hints_pending", (double)hs.pending);
     metric_line(b, "Age of the oldest pending hint: how far the most lagging home replica "
@@ -600,6 +600,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         kvi_membership_config mc = {
             .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
             .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
+            .seeds = o->seeds, .n_seeds = o->seeds ? o->seed_count : 0,
             .replicas = o->replicas, .vnodes = o->vnodes,
             .request_timeout_ms = o->internode_timeout_ms,
             .store = kvi_embedded_store(n->store->embedded), .log = log,
@@ -612,8 +613,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         kvi_hints_init(&n->hints, kvi_embedded_store(n->store->embedded), kvi_now_ms() << 20);
         kvi_handoff_config hc = {
             .hints = &n->hints, .view = membership_view, .is_down = member_down,
-            .ctx = n->membership, .window_s = 0 /*MERGE*/,
-            .kib_per_s = 0 /*MERGE*/, .log = log,
+            .ctx = n->membership, .window_s = o->hint_window_s,
+            .kib_per_s = o->handoff_kib_per_s, .log = log,
         };
         rc = kvi_handoff_start(&n->handoff, &hc);
         kvi_metrics_set_extra(n->metrics, render_cluster_metrics, n);

@@ -23,21 +23,41 @@ DEFINE_INIT(kv_open_options_init, kv_open_options, KV_OPEN_OPTIONS_VERSION, KV_O
 DEFINE_INIT(kv_read_options_init, kv_read_options, KV_READ_OPTIONS_VERSION, KV_READ_OPTIONS_INIT)
 
 /* Structs that grew: an older version's caller has a shorter struct, so
- * only its prefix is written (and read, by kvi_*_options_upgrade). */
-#define V1_NODE_SIZE offsetof(kv_node_options, policy)
-#define V1_CLIENT_SIZE offsetof(kv_client_options, policy)
-#define V1_WRITE_SIZE offsetof(kv_write_options, home_only)
+ * only its prefix is written (and read, by kvi_*_options_upgrade). Each
+ * prefix ends where that version's last field ends (not at the next
+ * field's offset, which may lie past the end of the caller's struct). */
+#define FIELD_END(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
 
-#define DEFINE_GROWN(fn, upgrade, type, current, initializer, v1_size)      \
+/* The size of version v's prefix of kv_node_options; 0 when unknown. */
+static size_t node_prefix(unsigned int v)
+{
+    switch (v) {
+    case 1: return FIELD_END(kv_node_options, vnodes);
+    case 2: return FIELD_END(kv_node_options, internode_timeout_ms);
+    case KV_NODE_OPTIONS_VERSION: return sizeof(kv_node_options);
+    default: return 0;
+    }
+}
+
+static size_t client_prefix(unsigned int v)
+{
+    switch (v) {
+    case 1: return FIELD_END(kv_client_options, log_level);
+    case KV_CLIENT_OPTIONS_VERSION: return sizeof(kv_client_options);
+    default: return 0;
+    }
+}
+
+#define DEFINE_GROWN(fn, upgrade, type, current, initializer, prefix)       \
     int fn(type *opts, unsigned int version)                               \
     {                                                                      \
         if (!opts)                                                         \
             return kvi_error(KV_EINVAL, #fn ": opts is NULL");             \
-        if (version != current && version != 1)                            \
+        if (prefix(version) == 0)                                          \
             return kvi_error(KV_EINVAL, #fn ": unknown version %u", version); \
         type defaults = initializer;                                       \
         defaults.version = version;                                        \
-        memcpy(opts, &defaults, version == current ? sizeof defaults : v1_size); \
+        memcpy(opts, &defaults, prefix(version));                          \
         return KV_OK;                                                      \
     }                                                                      \
     int upgrade(type *out, const type *in)                                 \
@@ -46,17 +66,26 @@ DEFINE_INIT(kv_read_options_init, kv_read_options, KV_READ_OPTIONS_VERSION, KV_R
         *out = defaults;                                                   \
         if (!in)                                                           \
             return KV_OK;                                                  \
-        if (in->version != current && in->version != 1)                    \
+        if (prefix(in->version) == 0)                                      \
             return kvi_error(KV_EINVAL, "options: unknown version %u", in->version); \
-        memcpy(out, in, in->version == current ? sizeof *out : v1_size);   \
+        memcpy(out, in, prefix(in->version));                              \
         out->version = current;                                            \
         return KV_OK;                                                      \
     }
 
 DEFINE_GROWN(kv_node_options_init, kvi_node_options_upgrade, kv_node_options,
-             KV_NODE_OPTIONS_VERSION, KV_NODE_OPTIONS_INIT, V1_NODE_SIZE)
+             KV_NODE_OPTIONS_VERSION, KV_NODE_OPTIONS_INIT, node_prefix)
 DEFINE_GROWN(kv_client_options_init, kvi_client_options_upgrade, kv_client_options,
-             KV_CLIENT_OPTIONS_VERSION, KV_CLIENT_OPTIONS_INIT, V1_CLIENT_SIZE)
+             KV_CLIENT_OPTIONS_VERSION, KV_CLIENT_OPTIONS_INIT, client_prefix)
+
+static size_t write_prefix(unsigned int v)
+{
+    switch (v) {
+    case 1: return FIELD_END(kv_write_options, context_len);
+    case KV_WRITE_OPTIONS_VERSION: return sizeof(kv_write_options);
+    default: return 0;
+    }
+}
 
 DEFINE_GROWN(kv_write_options_init, kvi_write_options_upgrade, kv_write_options,
-             KV_WRITE_OPTIONS_VERSION, KV_WRITE_OPTIONS_INIT, V1_WRITE_SIZE)
+             KV_WRITE_OPTIONS_VERSION, KV_WRITE_OPTIONS_INIT, write_prefix)

@@ -59,22 +59,32 @@ int kvi_remote_cas(kv *db, uint64_t *out_version, const void *key, size_t key_le
 }
 
 /* A read through the view; a replica saying the ring changed makes the
- * router learn it again, and the read is tried once more. */
+ * router learn it again (from that replica, which knows the newer ring),
+ * and the read is tried once more. */
 static int read_call(kv *db, kv_value **out, const void *key, size_t key_len,
                      const kv_read_options *opts, kvi_read_report *report)
 {
     int rc = KV_EUNAVAILABLE;
+    kvi_read_report local;
+    if (!report)
+        report = &local; /* to know who said the ring changed */
     for (int attempt = 0; attempt < 2; attempt++) {
         kvi_view *v = kvi_router_view(db->router);
         if (!v)
             return kvi_client_get(db->client, out, key, key_len, opts);
         kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
                          .is_down_ctx = db->router};
+        report->n = 0;
         rc = kvi_coord_read(&env, out, key, key_len,
                             opts ? opts->consistency : KV_CONSISTENCY_DEFAULT,
                             opts ? opts->r : 0, db->policy != KV_POLICY_LWW, report);
-        if (rc == KVI_ENOT_REPLICA)
-            kvi_router_invalidate(db->router, v);
+        if (rc == KVI_ENOT_REPLICA) {
+            const char *from = NULL;
+            for (size_t i = 0; i < report->n && !from; i++)
+                if (report->answers[i].status == KVI_ENOT_REPLICA)
+                    from = report->answers[i].node;
+            kvi_router_invalidate(db->router, v, from);
+        }
         kvi_view_unref(v);
         if (rc != KVI_ENOT_REPLICA)
             return rc;

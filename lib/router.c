@@ -41,9 +41,38 @@ static uint64_t monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Whether a complete description tells of a newer member list than view
+ * v: more members (one joined), or as many at other ids or addresses (one
+ * moved). Members are never removed, so a member listing fewer has not
+ * heard of a join yet: following it would only flip the view back and
+ * forth while the news spreads. */
+static int members_differ(const kvi_view *v, const cJSON *root)
+{
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "complete")))
+        return 0; /* that member is still learning: no news */
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
+    int n = cJSON_GetArraySize(members);
+    if (n != (int)v->n)
+        return n > (int)v->n;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, members) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "nodeId");
+        const cJSON *addr = cJSON_GetObjectItemCaseSensitive(m, "address");
+        if (!cJSON_IsString(id) || !cJSON_IsString(addr))
+            return 0; /* malformed: not news either */
+        int found = kvi_ring_find(v->ring, id->valuestring);
+        if (found < 0 || strcmp(v->members[found].addr, addr->valuestring) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Asks one member (in turn) for the cluster as it sees it, with a short
  * deadline, and keeps the ids it holds down or stopped. A paused member
- * costs one attempt, not a stall: the next round asks another. */
+ * costs one attempt, not a stall: the next round asks another. When the
+ * member lists other members than the client's view (one joined), the
+ * view is rebuilt from that description: requests already running keep
+ * the old one. */
 static void refresh_status(kvi_router *r)
 {
     pthread_mutex_lock(&r->lock);
@@ -66,10 +95,15 @@ static void refresh_status(kvi_router *r)
     kvi_response resp;
     char **down = NULL;
     size_t n_down = 0;
+    kvi_view *fresh = NULL;
     int ok = kvi_call_finish(call, &h, &body) == KV_OK &&
              kvi_call_decode(&resp, KVI_OP_CLUSTER, &h, body) == KV_OK;
     if (ok) {
         cJSON *root = cJSON_ParseWithLength((const char *)resp.value.data, resp.value.len);
+        if (root && members_differ(v, root) &&
+            kvi_view_from_json(&fresh, resp.value.data, resp.value.len, &r->opts, r->flags,
+                               r->log) != KV_OK)
+            fresh = NULL;
         const cJSON *m;
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "nodeId");
@@ -88,15 +122,28 @@ static void refresh_status(kvi_router *r)
     }
     free(body);
     kvi_fanout_destroy(&fo);
-    kvi_view_unref(v);
-    if (!ok)
+    if (!ok) {
+        kvi_view_unref(v);
         return; /* no news: keep what was known */
+    }
     pthread_mutex_lock(&r->lock);
     char **old = r->down;
     size_t n_old = r->n_down;
     r->down = down;
     r->n_down = n_down;
+    kvi_view *replaced = NULL;
+    if (fresh && r->view == v) {
+        /* Unless the view changed meanwhile (invalidated, relearned). */
+        replaced = r->view;
+        r->view = fresh;
+        fresh = NULL;
+        kvi_log(r->log, KV_LOG_INFO, "the cluster has changed: %zu members now (was %zu)",
+                r->view->n, replaced->n);
+    }
     pthread_mutex_unlock(&r->lock);
+    kvi_view_unref(v);
+    kvi_view_unref(replaced);
+    kvi_view_unref(fresh);
     for (size_t i = 0; i < n_old; i++)
         free(old[i]);
     free(old);
@@ -196,14 +243,30 @@ kvi_view *kvi_router_view(kvi_router *r)
     return v;
 }
 
-void kvi_router_invalidate(kvi_router *r, kvi_view *stale)
+void kvi_router_invalidate(kvi_router *r, kvi_view *stale, const char *from)
 {
+    /* The member that refused has a newer view (the bootstrap endpoint
+     * may not have heard of the change yet): learn the ring from it. */
+    kvi_view *fresh = NULL;
+    int idx = from ? kvi_ring_find(stale->ring, from) : -1;
+    kvi_client *c = idx >= 0 ? kvi_view_client(stale, (size_t)idx) : NULL;
+    kvi_buf json = {0};
+    if (c && kvi_client_cluster(c, &json) == KV_OK &&
+        kvi_view_from_json(&fresh, json.data, json.len, &r->opts, r->flags, r->log) == KV_OK &&
+        fresh->n < 2) {
+        kvi_view_unref(fresh);
+        fresh = NULL;
+    }
+    kvi_buf_free(&json);
     pthread_mutex_lock(&r->lock);
     if (r->view == stale) {
-        r->view = NULL;
+        r->view = fresh;
+        fresh = NULL;
         r->last_attempt_ms = 0;
         kvi_view_unref(stale);
-        kvi_log(r->log, KV_LOG_INFO, "the cluster view is stale; learning it again");
+        kvi_log(r->log, KV_LOG_INFO, "the cluster view is stale; %s",
+                r->view ? "learned it again from the member that said so" : "learning it again");
     }
     pthread_mutex_unlock(&r->lock);
+    kvi_view_unref(fresh);
 }

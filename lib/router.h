@@ -6,7 +6,8 @@
  * Until a view is known (a single node, or a cluster still learning its
  * members) requests go to the endpoints as given, and the node coordinates.
  * Once it is, a thread keeps the members' statuses (up, down) fresh, so
- * that writes go first to a replica that is up.
+ * that writes go first to a replica that is up, and rebuilds the view when
+ * a member lists more members than it has (one joined).
  *
  * Threads: every function may be called from many threads at once, except
  * kvi_router_close.
@@ -30,9 +31,12 @@ void kvi_router_close(kvi_router *r);
  * requests should go to the endpoints directly. Learns the view at most
  * once a second while it has none. */
 kvi_view *kvi_router_view(kvi_router *r);
-/* Drops the view (a replica said the ring changed); the next call learns
- * it again. */
-void kvi_router_invalidate(kvi_router *r, kvi_view *stale);
+/* Replaces the view stale (a replica said the ring changed) by the view of
+ * member `from` of it (the node id of the replica that said so: it knows a
+ * newer ring), or, when that fails or from is NULL, drops it so that the
+ * next call learns it again. Does nothing when the view is no longer
+ * stale. */
+void kvi_router_invalidate(kvi_router *r, kvi_view *stale, const char *from);
 
 /* 1 when the members last asked hold node_id down (or stopped). A thread
  * asks one member a second, in turn, with a 500 ms deadline. The signature

@@ -170,7 +170,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 2
+#define KV_NODE_OPTIONS_VERSION 3
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -192,9 +192,10 @@ typedef struct kv_node_options {
     uint32_t idle_timeout_ms;
     unsigned int max_connections;/**< per protocol; 0 = 4096 */
     /** Binary-protocol addresses ("HOST:PORT") of the cluster's members; this
-     * node's own may be among them. Copied. NULL/0 = a cluster of one. The
-     * node learns each member's id by asking it, and builds the ring once it
-     * knows them all (see kv_cluster_describe). */
+     * node's own may be among them. Copied. NULL/0 (and no seeds) = a node
+     * alone, not clustered. The node learns each member's id by asking it,
+     * and builds the ring once it knows them all (see kv_cluster_describe);
+     * members gossip tells of are added. */
     const char *const *peers;
     size_t peer_count;
     unsigned int replicas;       /**< replication factor N; 0 = 3 */
@@ -204,11 +205,30 @@ typedef struct kv_node_options {
     kv_conflict_policy policy;
     /** Timeout of requests between members, in ms; 0 = 2000. */
     uint32_t internode_timeout_ms;
+    /* ---- version 3 ---- */
+    /** Binary-protocol addresses ("HOST:PORT") of members to join the
+     * cluster through; copied. The node gossips with them and asks them
+     * for their description; once one describes a complete cluster it
+     * takes its members, builds its ring and serves (until then,
+     * KV_EUNAVAILABLE). Later members come by gossip.
+     * Seeds including this node's own address start it at once, alone if
+     * need be: a cluster of one that others can join. May be combined with
+     * peers.
+     * NULL/0 with no peers = a node alone, not clustered. Members learned
+     * by gossip are saved in the store, so a restart serves at once. */
+    const char *const *seeds;
+    size_t seed_count;
+    /** Hints older than this are dropped (anti-entropy repairs those keys
+     * later), in seconds; 0 = 10800 (3 h). */
+    uint32_t hint_window_s;
+    /** Budget of hinted handoff replay, in KiB per second, so that live
+     * traffic keeps priority; 0 = 4096. */
+    uint32_t handoff_kib_per_s;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

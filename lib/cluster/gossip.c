@@ -21,6 +21,7 @@ typedef struct watch {
     char id[KVI_GOSSIP_MAX_ID + 1];
     uint64_t generation, heartbeat;
     kvi_phi phi;
+    int suspected;  /* held down at the last round */
 } watch;
 
 struct kvi_gossip {
@@ -36,6 +37,7 @@ struct kvi_gossip {
     size_t n_watches;
     uint64_t rng;
     kvi_ticker ticker;       /* one exchange per interval */
+    uint64_t suspicions;     /* members newly held down, since start */
 };
 
 static uint64_t monotonic_ms(void)
@@ -94,6 +96,14 @@ static void observe(kvi_gossip *g)
             kvi_phi_heartbeat(&w->phi, now);
         }
     }
+}
+
+/* Merges a table received from another node (its answer, or its push);
+ * called with g->lock held. */
+static void take_news(kvi_gossip *g, const kvi_gossip_table *theirs)
+{
+    kvi_gossip_merge(&g->table, theirs);
+    observe(g);
 }
 
 /* Bumps this node's own entry into the table; called with g->lock held. */
@@ -187,8 +197,7 @@ static void exchange(kvi_gossip *g, const char *addr)
         kvi_gossip_table theirs;
         if (kvi_gossip_decode(&theirs, resp.value.data, resp.value.len) == KV_OK) {
             pthread_mutex_lock(&g->lock);
-            kvi_gossip_merge(&g->table, &theirs);
-            observe(g);
+            take_news(g, &theirs);
             pthread_mutex_unlock(&g->lock);
         }
         kvi_gossip_table_free(&theirs);
@@ -199,11 +208,27 @@ static void exchange(kvi_gossip *g, const char *addr)
     kvi_buf_free(&mine);
 }
 
+/* Counts the members that became suspected since the last round (the
+ * failure detector's convictions, for the metrics); called with g->lock
+ * held. */
+static void count_suspicions(kvi_gossip *g)
+{
+    uint64_t now = monotonic_ms();
+    for (size_t i = 0; i < g->n_watches; i++) {
+        watch *w = &g->watches[i];
+        int s = kvi_phi_suspect(&w->phi, now);
+        if (s && !w->suspected)
+            g->suspicions++;
+        w->suspected = s;
+    }
+}
+
 /* One round: bump this node's heartbeat and exchange with one member. */
 static uint32_t gossip_round(void *arg)
 {
     kvi_gossip *g = arg;
     pthread_mutex_lock(&g->lock);
+    count_suspicions(g);
     refresh_self(g);
     char *target = pick_target(g);
     pthread_mutex_unlock(&g->lock);
@@ -304,8 +329,7 @@ int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out)
     if (kvi_gossip_decode(&theirs, in, len) != KV_OK)
         return kvi_error(KV_EINVAL, "malformed gossip table");
     pthread_mutex_lock(&g->lock);
-    kvi_gossip_merge(&g->table, &theirs);
-    observe(g);
+    take_news(g, &theirs);
     kvi_gossip_encode(out, &g->table);
     pthread_mutex_unlock(&g->lock);
     kvi_gossip_table_free(&theirs);
@@ -332,4 +356,39 @@ const char *kvi_gossip_status(kvi_gossip *g, const char *id)
     }
     pthread_mutex_unlock(&g->lock);
     return status;
+}
+
+int kvi_gossip_snapshot(kvi_gossip *g, kvi_gossip_table *out)
+{
+    kvi_gossip_table_init(out);
+    pthread_mutex_lock(&g->lock);
+    int rc = KV_OK;
+    if (g->table.n) {
+        out->entries = malloc(g->table.n * sizeof *out->entries);
+        if (out->entries) {
+            memcpy(out->entries, g->table.entries, g->table.n * sizeof *out->entries);
+            out->n = out->cap = g->table.n;
+        } else {
+            rc = kvi_error(KV_ENOMEM, "out of memory copying the member table");
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+uint64_t kvi_gossip_generation(kvi_gossip *g, const char *id)
+{
+    pthread_mutex_lock(&g->lock);
+    const kvi_gossip_entry *e = kvi_gossip_find(&g->table, id);
+    uint64_t gen = e ? e->generation : 0;
+    pthread_mutex_unlock(&g->lock);
+    return gen;
+}
+
+uint64_t kvi_gossip_suspicions(kvi_gossip *g)
+{
+    pthread_mutex_lock(&g->lock);
+    uint64_t n = g->suspicions;
+    pthread_mutex_unlock(&g->lock);
+    return n;
 }

@@ -50,9 +50,22 @@ void kvi_gossip_set_status(kvi_gossip *g, kvi_member_status status);
  * table to out. KV_OK, or KV_EINVAL for a malformed table. */
 int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out);
 
+/* A copy of the member table as this node knows it now (this node's own
+ * entry included); free it with kvi_gossip_table_free. KV_OK or
+ * KV_ENOMEM. */
+int kvi_gossip_snapshot(kvi_gossip *g, kvi_gossip_table *out);
+
+/* The generation member id gossips (this node's own for itself), or 0
+ * when unknown. */
+uint64_t kvi_gossip_generation(kvi_gossip *g, const char *id);
+
 /* How this node sees member id: "up", "joining", "leaving", "stopped",
  * "down" (phi says so), or "unknown" (no news of it yet). This node itself
  * is "up". */
 const char *kvi_gossip_status(kvi_gossip *g, const char *id);
+
+/* How many times a member went from trusted to held down by phi, as seen
+ * at the start of each round (kv_failure_suspicions_total). */
+uint64_t kvi_gossip_suspicions(kvi_gossip *g);
 
 #endif

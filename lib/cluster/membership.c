@@ -12,6 +12,7 @@
 #include "client.h"
 #include "cluster/ring.h"
 #include "cluster/gossip.h"
+#include "cluster/members.h"
 #include "cluster/view.h"
 #include "storage/store.h"
 #include "util/clock.h"
@@ -21,15 +22,11 @@
 
 #define DISCOVERY_INTERVAL_MS 200u
 #define VERIFY_INTERVAL_MS 1000u
+/* How often the members gossip tells of are looked at. Gossip itself runs
+ * once a second; this only bounds how late a change reaches the ring. */
+#define SYNC_INTERVAL_MS 250u
 
-typedef struct member {
-    char *id;      /* NULL until learned (or loaded from the store) */
-    char *addr;
-    char *http;    /* as the member reports it; may be NULL */
-    int verified;  /* the member itself confirmed id since this node started */
-} member;
-
-/* Where the learned ids are kept in the store's meta family, so that a node
+/* Where the members are kept in the store's meta family, so that a node
  * restarting while a member is down can serve at once. */
 #define MEMBERS_META_KEY "kv.cluster.members"
 
@@ -39,24 +36,29 @@ struct kvi_membership {
     unsigned vnodes;
     uint32_t connect_timeout_ms; /* of the connections to the other members */
     uint32_t request_timeout_ms;
-    /* lock guards members[] and view. */
+    /* lock guards list, view and await_seed. */
     pthread_mutex_t lock;
-    member *members;  /* [0] is this node */
-    size_t n;
+    kvi_member_list list; /* [0] is this node */
     kvi_view *view;   /* NULL until complete */
-    kvi_store *store; /* where learned ids are saved; may be NULL */
-    kvi_gossip *gossip; /* news of the members' health; NULL when alone */
-    kvi_ticker discovery; /* asks the members for their ids */
+    kvi_store *store; /* where the members are saved; may be NULL */
+    kvi_gossip *gossip; /* news of the members; NULL when alone */
+    /* Started with seeds: in a cluster even while alone, so that the
+     * members who join later make it a real one. */
+    int has_seeds;
+    /* Joining through seeds with nothing saved: a ring of this node and
+     * its seed alone would place keys where the cluster does not, so there
+     * is no ring until a seed has described a complete cluster. */
+    int await_seed;
+    char **seeds;     /* the seeds, to ask while await_seed */
+    size_t n_seeds;
+    size_t join_round; /* which seed is asked first; discovery thread only */
+    kvi_ticker discovery; /* asks the configured peers for their ids */
+    kvi_ticker sync;      /* takes the members gossip tells of */
 };
 
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-/* Asks addr for its description; returns its node id and http address
- * (malloc'd), or -1. */
-static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
+/* Asks addr for its CLUSTER description; the parsed JSON (cJSON_Delete
+ * it), or NULL. */
+static cJSON *describe_of(const char *addr, const kvi_logger *log)
 {
     kvi_client *c = NULL;
     const char *eps[] = {addr};
@@ -64,18 +66,24 @@ static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
     co.connect_timeout_ms = 300;
     co.request_timeout_ms = 1000;
     if (kvi_client_open(&c, eps, 1, &co, log) != KV_OK)
-        return -1;
+        return NULL;
     kvi_buf json = {0};
     int rc = kvi_client_cluster(c, &json);
     kvi_client_close(c);
-    if (rc != KV_OK) {
-        kvi_buf_free(&json);
-        return -1;
-    }
-    cJSON *root = cJSON_ParseWithLength((const char *)json.data, json.len);
+    cJSON *root = rc == KV_OK ? cJSON_ParseWithLength((const char *)json.data, json.len) : NULL;
     kvi_buf_free(&json);
+    return root;
+}
+
+/* Asks addr for its description; returns its node id and http address
+ * (malloc'd), or -1. */
+static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
+{
+    cJSON *root = describe_of(addr, log);
+    if (!root)
+        return -1;
+    int rc = -1;
     const cJSON *node_id = cJSON_GetObjectItemCaseSensitive(root, "nodeId");
-    rc = -1;
     if (cJSON_IsString(node_id) && node_id->valuestring[0]) {
         *id = strdup(node_id->valuestring);
         *http = NULL;
@@ -91,30 +99,28 @@ static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
 }
 
 /* Builds the view (ring and connections) from the members once every id
- * is known, replacing any earlier one; called with m->lock held. Holders of
- * the old view keep it until they let go. */
+ * is known (and, joining through seeds, once gossip has told of the
+ * cluster), replacing any earlier one; called with m->lock held. Holders
+ * of the old view keep it until they let go. */
 static void rebuild_view(kvi_membership *m)
 {
-    const char **ids = malloc(m->n * sizeof *ids);
-    const char **addrs = malloc(m->n * sizeof *addrs);
-    const char **https = malloc(m->n * sizeof *https);
-    for (size_t i = 0; ids && addrs && https && i < m->n; i++) {
-        if (!m->members[i].id) {
-            free(ids);
-            free(addrs);
-            free(https);
-            return;
-        }
-        ids[i] = m->members[i].id;
-        addrs[i] = m->members[i].addr;
-        https[i] = m->members[i].http;
+    const kvi_member_list *l = &m->list;
+    if (m->await_seed || !kvi_members_complete(l))
+        return;
+    const char **ids = malloc(l->n * sizeof *ids);
+    const char **addrs = malloc(l->n * sizeof *addrs);
+    const char **https = malloc(l->n * sizeof *https);
+    for (size_t i = 0; ids && addrs && https && i < l->n; i++) {
+        ids[i] = l->items[i].id;
+        addrs[i] = l->items[i].addr;
+        https[i] = l->items[i].http;
     }
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.connect_timeout_ms = m->connect_timeout_ms;
     co.request_timeout_ms = m->request_timeout_ms;
     co.connections_per_node = 2;
     kvi_view_config vc = {
-        .ids = ids, .addrs = addrs, .https = https, .n = m->n, .self = 0,
+        .ids = ids, .addrs = addrs, .https = https, .n = l->n, .self = 0,
         .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .log = m->log,
     };
     kvi_view *fresh = NULL;
@@ -123,7 +129,7 @@ static void rebuild_view(kvi_membership *m)
     else if (kvi_view_build(&fresh, &vc) != KV_OK)
         kvi_log(m->log, KV_LOG_ERROR, "cannot build the ring: %s", kv_error_last());
     else {
-        kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", m->n);
+        kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", l->n);
         kvi_view_unref(m->view);
         m->view = fresh;
         if (m->gossip)
@@ -134,26 +140,27 @@ static void rebuild_view(kvi_membership *m)
     free(https);
 }
 
-/* Saves the ids known so far; called with m->lock held. */
+/* Saves the members whose ids are known; called with m->lock held. */
 static void save_members(kvi_membership *m)
 {
     if (!m->store)
         return;
     cJSON *root = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(root, "members");
-    for (size_t i = 1; list && i < m->n; i++) {
-        if (!m->members[i].id)
+    for (size_t i = 1; list && i < m->list.n; i++) {
+        const kvi_member *mb = &m->list.items[i];
+        if (!mb->id)
             continue;
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "address", m->members[i].addr);
-        cJSON_AddStringToObject(e, "nodeId", m->members[i].id);
-        if (m->members[i].http)
-            cJSON_AddStringToObject(e, "httpAddress", m->members[i].http);
+        cJSON_AddStringToObject(e, "address", mb->addr);
+        cJSON_AddStringToObject(e, "nodeId", mb->id);
+        if (mb->http)
+            cJSON_AddStringToObject(e, "httpAddress", mb->http);
         cJSON_AddItemToArray(list, e);
     }
     char *text = cJSON_PrintUnformatted(root);
     if (!text || kvi_store_meta_put(m->store, MEMBERS_META_KEY, text, strlen(text)) != KV_OK)
-        kvi_log(m->log, KV_LOG_WARN, "cannot save the members' ids: %s",
+        kvi_log(m->log, KV_LOG_WARN, "cannot save the members: %s",
                 text ? kv_error_last() : "out of memory");
     cJSON_free(text);
     cJSON_Delete(root);
@@ -163,58 +170,121 @@ static void save_members(kvi_membership *m)
  * held. */
 static void drop_member(kvi_membership *m, size_t i)
 {
-    kvi_log(m->log, KV_LOG_INFO, "peer %s is this node", m->members[i].addr);
-    free(m->members[i].id);
-    free(m->members[i].addr);
-    free(m->members[i].http);
-    m->members[i] = m->members[--m->n];
+    kvi_log(m->log, KV_LOG_INFO, "peer %s is this node", m->list.items[i].addr);
+    kvi_members_remove(&m->list, i);
 }
 
-/* Takes the ids saved by an earlier run for the members at the same
- * addresses, unverified until each member answers again. */
-static void load_members(kvi_membership *m)
+/* Takes the members saved by an earlier run: the ids of the configured
+ * peers at the same addresses (unverified until each answers again), and
+ * every other member, learned by gossip then. Returns how many it took. */
+static size_t load_members(kvi_membership *m)
 {
     char *text = NULL;
-    size_t len = 0;
+    size_t len = 0, taken = 0;
     if (!m->store || kvi_store_meta_get(m->store, MEMBERS_META_KEY, &text, &len) != KV_OK)
-        return;
+        return 0;
     cJSON *root = cJSON_ParseWithLength(text, len);
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "members")) {
         const cJSON *addr = cJSON_GetObjectItemCaseSensitive(e, "address");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "nodeId");
         const cJSON *http = cJSON_GetObjectItemCaseSensitive(e, "httpAddress");
-        if (!cJSON_IsString(addr) || !cJSON_IsString(id) || !id->valuestring[0])
+        if (!cJSON_IsString(addr) || !cJSON_IsString(id) || !id->valuestring[0] ||
+            !addr->valuestring[0])
             continue;
-        for (size_t i = 1; i < m->n; i++) {
-            if (m->members[i].id || strcmp(m->members[i].addr, addr->valuestring) != 0)
-                continue;
-            if (strcmp(id->valuestring, m->members[0].id) == 0) {
-                drop_member(m, i);
-                break;
-            }
-            m->members[i].id = strdup(id->valuestring);
-            m->members[i].http = cJSON_IsString(http) ? strdup(http->valuestring) : NULL;
-            break;
+        const char *h = cJSON_IsString(http) && http->valuestring[0] ? http->valuestring : NULL;
+        long i = kvi_members_find_addr(&m->list, addr->valuestring);
+        if (strcmp(id->valuestring, m->list.items[0].id) == 0) {
+            if (i > 0)
+                drop_member(m, (size_t)i);
+            continue;
         }
+        if (i > 0 && m->list.items[i].configured && !m->list.items[i].id) {
+            kvi_member *mb = &m->list.items[i];
+            mb->id = strdup(id->valuestring);
+            mb->http = h ? strdup(h) : NULL;
+            taken += mb->id != NULL;
+            continue;
+        }
+        if (i >= 0 || kvi_members_find_id(&m->list, id->valuestring) >= 0)
+            continue;
+        if (kvi_members_add(&m->list, id->valuestring, addr->valuestring, h, 0) == KV_OK)
+            taken++;
     }
     cJSON_Delete(root);
     free(text);
+    return taken;
 }
 
-/* One round of discovery: asks every member whose id is unknown or not
- * yet confirmed. An id that changed (a member replaced under the same
- * address) rebuilds the ring. Returns when to ask again, or 0 once every
- * member has confirmed its id. */
+/* Joining through seeds: asks each seed in turn for its description, and
+ * once one describes a complete cluster takes its members (but those
+ * joining or leaving) and builds the ring. Its ring members are the
+ * cluster as it knows it; its gossip table may not yet name them all.
+ * Called with m->lock held; returns 1 once joined. */
+static int join_through_seed(kvi_membership *m, size_t round)
+{
+    for (size_t k = 0; k < m->n_seeds; k++) {
+        const char *seed = m->seeds[(round + k) % m->n_seeds];
+        if (strcmp(seed, m->list.items[0].addr) == 0)
+            continue;
+        char *addr = strdup(seed);
+        pthread_mutex_unlock(&m->lock);
+        cJSON *root = addr ? describe_of(addr, m->log) : NULL;
+        free(addr);
+        pthread_mutex_lock(&m->lock);
+        if (!m->await_seed) {
+            cJSON_Delete(root);
+            return 1; /* (stopping, or joined meanwhile) */
+        }
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "complete"))) {
+            cJSON_Delete(root);
+            continue; /* unreachable, or still learning itself */
+        }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "nodeId");
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "address");
+            const cJSON *h = cJSON_GetObjectItemCaseSensitive(e, "httpAddress");
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(e, "status");
+            if (!cJSON_IsString(id) || !id->valuestring[0] || !cJSON_IsString(a) ||
+                !a->valuestring[0] ||
+                (cJSON_IsString(st) && (strcmp(st->valuestring, "joining") == 0 ||
+                                        strcmp(st->valuestring, "leaving") == 0)) ||
+                kvi_members_find_id(&m->list, id->valuestring) >= 0 ||
+                kvi_members_find_addr(&m->list, a->valuestring) >= 0)
+                continue;
+            kvi_members_add(&m->list, id->valuestring, a->valuestring,
+                            cJSON_IsString(h) && h->valuestring[0] ? h->valuestring : NULL, 0);
+        }
+        cJSON_Delete(root);
+        m->await_seed = 0;
+        kvi_log(m->log, KV_LOG_INFO, "joined the cluster through seed %s: %zu members",
+                seed, m->list.n);
+        rebuild_view(m);
+        save_members(m);
+        return 1;
+    }
+    return 0;
+}
+
+/* One round of discovery: asks every configured peer whose id is unknown
+ * or not yet confirmed. An id that changed (a member replaced under the
+ * same address) rebuilds the ring. Returns when to ask again, or 0 once
+ * every peer has confirmed its id. */
 static uint32_t discover(void *arg)
 {
     kvi_membership *m = arg;
     pthread_mutex_lock(&m->lock);
+    if (m->await_seed) {
+        int joined = join_through_seed(m, m->join_round++);
+        pthread_mutex_unlock(&m->lock);
+        return joined ? 0 : DISCOVERY_INTERVAL_MS;
+    }
     int changed = 0, pending = 0;
-    for (size_t i = 1; i < m->n && !kvi_ticker_stopping(&m->discovery); i++) {
-        if (m->members[i].verified)
+    for (size_t i = 1; i < m->list.n && !kvi_ticker_stopping(&m->discovery); i++) {
+        if (m->list.items[i].verified || !m->list.items[i].configured)
             continue;
-        char *addr = strdup(m->members[i].addr);
+        char *addr = strdup(m->list.items[i].addr);
         pthread_mutex_unlock(&m->lock);
         char *id = NULL, *http = NULL;
         int rc = addr ? ask(addr, &id, &http, m->log) : -1;
@@ -224,7 +294,7 @@ static uint32_t discover(void *arg)
             pending++;
             continue;
         }
-        if (strcmp(id, m->members[0].id) == 0) {
+        if (strcmp(id, m->list.items[0].id) == 0) {
             /* Our own address in another spelling: not a second member. */
             drop_member(m, i);
             i--;
@@ -233,7 +303,20 @@ static uint32_t discover(void *arg)
             changed = 1;
             continue;
         }
-        member *mb = &m->members[i];
+        /* The same member known at another address (saved, or told by
+         * gossip): it moved here. */
+        long other = kvi_members_find_id(&m->list, id);
+        if (other > 0 && (size_t)other != i && !m->list.items[other].configured) {
+            kvi_members_remove(&m->list, (size_t)other);
+            if ((size_t)other < i)
+                i = (size_t)other; /* the last member took its place: see it again */
+            i--;
+            free(id);
+            free(http);
+            changed = 1;
+            continue;
+        }
+        kvi_member *mb = &m->list.items[i];
         if (!mb->id) {
             kvi_log(m->log, KV_LOG_INFO, "learned member %s at %s", id, mb->addr);
             changed = 1;
@@ -259,6 +342,35 @@ static uint32_t discover(void *arg)
     return next;
 }
 
+/* Takes the members gossip tells of (members.h says which): a new member,
+ * or one that moved, rebuilds the ring and is saved. */
+static uint32_t sync_gossip(void *arg)
+{
+    kvi_membership *m = arg;
+    kvi_gossip_table t;
+    if (kvi_gossip_snapshot(m->gossip, &t) != KV_OK)
+        return SYNC_INTERVAL_MS;
+    pthread_mutex_lock(&m->lock);
+    size_t before = m->list.n;
+    int changed = kvi_members_merge_gossip(&m->list, &t);
+    if (changed < 0)
+        kvi_log(m->log, KV_LOG_ERROR, "cannot take the members gossip tells of: out of memory "
+                "or over %u members", KVI_RING_MAX_MEMBERS);
+    if (changed > 0)
+        kvi_log(m->log, KV_LOG_INFO, "gossip told of %zu new member(s) and %d change(s)%s",
+                m->list.n - before, changed - (int)(m->list.n - before),
+                m->await_seed ? "" : "; rebuilding the ring");
+    /* Not saved while joining: a restart would take a partial list for
+     * the cluster's. */
+    if (changed > 0 && !m->await_seed) {
+        rebuild_view(m);
+        save_members(m);
+    }
+    pthread_mutex_unlock(&m->lock);
+    kvi_gossip_table_free(&t);
+    return SYNC_INTERVAL_MS;
+}
+
 int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
 {
     *out = NULL;
@@ -269,11 +381,14 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
                          KVI_RING_MAX_VNODES);
     if (cfg->n_peers + 1 > KVI_RING_MAX_MEMBERS)
         return kvi_error(KV_EINVAL, "at most %u members", KVI_RING_MAX_MEMBERS);
-    for (size_t i = 0; i < cfg->n_peers; i++) {
-        kvi_addr a;
-        int rc = kvi_addr_parse(&a, cfg->peers[i]);
+    size_t n_seeds = cfg->seeds ? cfg->n_seeds : 0;
+    for (size_t i = 0; i < cfg->n_peers + n_seeds; i++) {
+        const char *a = i < cfg->n_peers ? cfg->peers[i] : cfg->seeds[i - cfg->n_peers];
+        kvi_addr parsed;
+        int rc = kvi_addr_parse(&parsed, a);
         if (rc != KV_OK)
-            return kvi_error(rc, "peer %zu: %s", i + 1, kv_error_last());
+            return kvi_error(rc, "%s %zu: %s", i < cfg->n_peers ? "peer" : "seed",
+                             (i < cfg->n_peers ? i : i - cfg->n_peers) + 1, kv_error_last());
     }
     kvi_membership *m = calloc(1, sizeof *m);
     if (!m)
@@ -283,29 +398,44 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->vnodes = vnodes;
     m->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 500;
     m->request_timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 2000;
-    m->members = calloc(cfg->n_peers + 1, sizeof *m->members);
+    m->has_seeds = n_seeds > 0;
+    m->seeds = n_seeds ? calloc(n_seeds, sizeof *m->seeds) : NULL;
+    for (size_t i = 0; m->seeds && i < n_seeds; i++)
+        m->n_seeds += (m->seeds[i] = strdup(cfg->seeds[i])) != NULL;
+    kvi_members_init(&m->list);
     pthread_mutex_init(&m->lock, NULL);
-    int ok = m->members != NULL;
-    if (ok) {
-        m->members[0] = (member){strdup(cfg->self_id), strdup(cfg->self_addr),
-                                 dup_or_null(cfg->self_http), 1};
-        m->n = 1;
-        ok = m->members[0].id && m->members[0].addr;
-        for (size_t i = 0; ok && i < cfg->n_peers; i++) {
-            int seen = strcmp(cfg->peers[i], cfg->self_addr) == 0;
-            for (size_t j = 1; j < m->n; j++)
-                seen |= strcmp(cfg->peers[i], m->members[j].addr) == 0;
-            if (seen)
-                continue; /* ourselves, or listed twice */
-            m->members[m->n].addr = strdup(cfg->peers[i]);
-            ok = m->members[m->n++].addr != NULL;
-        }
+    int ok = kvi_members_add(&m->list, cfg->self_id, cfg->self_addr, cfg->self_http, 0) == KV_OK;
+    size_t configured = 0;
+    for (size_t i = 0; ok && i < cfg->n_peers; i++) {
+        if (kvi_members_find_addr(&m->list, cfg->peers[i]) >= 0)
+            continue; /* ourselves, or listed twice */
+        ok = kvi_members_add(&m->list, NULL, cfg->peers[i], NULL, 1) == KV_OK;
+        configured++;
     }
-    if (ok && m->n > 1) {
-        /* Gossip with the peers as seeds: it tells which members are up. */
+    /* Members saved by an earlier run: taken before gossip starts, so that
+     * they are gossiped with too (a restarted node whose seeds are down
+     * still reaches the others). */
+    m->store = cfg->store;
+    m->list.items[0].verified = 1;
+    size_t loaded = ok ? load_members(m) : 0;
+    /* Gossip runs with the peers, the seeds and the saved members as seeds:
+     * it tells which members are up, and of the members nobody configured
+     * here. */
+    size_t n_gossip_seeds = cfg->n_peers + n_seeds + m->list.n;
+    const char **seeds = calloc(n_gossip_seeds, sizeof *seeds);
+    ok = ok && seeds;
+    int seed_of_self = 0;
+    for (size_t i = 0; ok && i < cfg->n_peers + n_seeds; i++) {
+        seeds[i] = i < cfg->n_peers ? cfg->peers[i] : cfg->seeds[i - cfg->n_peers];
+        seed_of_self |= i >= cfg->n_peers && strcmp(seeds[i], cfg->self_addr) == 0;
+    }
+    for (size_t i = 1; ok && i < m->list.n; i++)
+        seeds[cfg->n_peers + n_seeds + i - 1] = m->list.items[i].addr;
+    if (ok && (m->list.n > 1 || m->has_seeds)) {
         kvi_gossip_config gc = {
             .self_id = cfg->self_id, .self_addr = cfg->self_addr, .self_http = cfg->self_http,
-            .generation = kvi_now_ms(), .seeds = cfg->peers, .n_seeds = cfg->n_peers,
+            .generation = kvi_now_ms(), .seeds = seeds,
+            .n_seeds = cfg->n_peers + n_seeds + m->list.n - 1,
             .timeout_ms = m->connect_timeout_ms * 2, .log = cfg->log,
         };
         if (kvi_gossip_start(&m->gossip, &gc) != KV_OK) {
@@ -313,15 +443,19 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
             ok = 0;
         }
     }
+    free(seeds);
     if (ok) {
         pthread_mutex_lock(&m->lock);
-        m->members[0].verified = 1;
-        m->store = cfg->store;
-        load_members(m);
+        /* A seed (its own address among the seeds) starts at once, alone
+         * if need be: the first seed of a cluster has nobody to wait for,
+         * and seeds listing each other must not wait for each other. */
+        m->await_seed = m->has_seeds && configured == 0 && loaded == 0 && !seed_of_self;
         /* Alone, or every id known from an earlier run: serve at once. */
         rebuild_view(m);
         pthread_mutex_unlock(&m->lock);
         ok = kvi_ticker_start(&m->discovery, discover, m) == 0;
+        if (ok && m->gossip)
+            ok = kvi_ticker_start(&m->sync, sync_gossip, m) == 0;
     }
     if (!ok) {
         kvi_membership_stop(m);
@@ -335,14 +469,13 @@ void kvi_membership_stop(kvi_membership *m)
 {
     if (!m)
         return;
+    kvi_ticker_stop(&m->sync);
     kvi_gossip_stop(m->gossip); /* announces the clean stop */
     kvi_ticker_stop(&m->discovery);
-    for (size_t i = 0; m->members && i < m->n; i++) {
-        free(m->members[i].id);
-        free(m->members[i].addr);
-        free(m->members[i].http);
-    }
-    free(m->members);
+    kvi_members_free(&m->list);
+    for (size_t i = 0; i < m->n_seeds; i++)
+        free(m->seeds[i]);
+    free(m->seeds);
     kvi_view_unref(m->view);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -376,9 +509,17 @@ int kvi_membership_is_down(kvi_membership *m, const char *node_id)
 size_t kvi_membership_size(kvi_membership *m)
 {
     pthread_mutex_lock(&m->lock);
-    size_t n = m->n;
+    size_t n = m->list.n;
     pthread_mutex_unlock(&m->lock);
     return n;
+}
+
+int kvi_membership_clustered(kvi_membership *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int clustered = m->has_seeds || m->list.n > 1;
+    pthread_mutex_unlock(&m->lock);
+    return clustered;
 }
 
 int kvi_membership_complete(kvi_membership *m)
@@ -416,30 +557,41 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
     pthread_mutex_lock(&m->lock);
     double *primary = NULL, *replica = NULL;
     if (m->view) {
-        primary = calloc(m->n, sizeof *primary);
-        replica = calloc(m->n, sizeof *replica);
+        /* Sized by the ring, which may hold fewer members than the list
+         * (a member learned while a peer's id is still unknown). */
+        size_t ring_n = kvi_ring_members(m->view->ring);
+        primary = calloc(ring_n, sizeof *primary);
+        replica = calloc(ring_n, sizeof *replica);
         if (primary && replica)
             kvi_ring_shares(m->view->ring, primary, replica);
     }
     raw(out, "{\"nodeId\":");
-    json_string(out, m->members[0].id);
+    json_string(out, m->list.items[0].id);
     snprintf(num, sizeof num, ",\"replicas\":%u,\"vnodes\":%u,\"complete\":%s,\"members\":[",
              m->replicas, m->vnodes, m->view ? "true" : "false");
     raw(out, num);
-    for (size_t i = 0; i < m->n; i++) {
+    for (size_t i = 0; i < m->list.n; i++) {
+        const kvi_member *mb = &m->list.items[i];
         raw(out, i ? ",{\"nodeId\":" : "{\"nodeId\":");
-        json_string(out, m->members[i].id);
+        json_string(out, mb->id);
         raw(out, ",\"address\":");
-        json_string(out, m->members[i].addr);
+        json_string(out, mb->addr);
         raw(out, ",\"httpAddress\":");
-        json_string(out, m->members[i].http);
-        if (m->gossip && m->members[i].id) {
+        json_string(out, mb->http);
+        if (m->gossip && mb->id) {
             raw(out, ",\"status\":");
-            json_string(out, kvi_gossip_status(m->gossip, m->members[i].id));
+            json_string(out, kvi_gossip_status(m->gossip, mb->id));
+            /* When the member's current run started (ms since the epoch):
+             * a restart shows as a new generation. */
+            uint64_t gen = kvi_gossip_generation(m->gossip, mb->id);
+            if (gen) {
+                snprintf(num, sizeof num, ",\"generation\":%llu", (unsigned long long)gen);
+                raw(out, num);
+            }
         }
         if (primary && replica) {
             /* The ring indexes members in the order they were given. */
-            int r = kvi_ring_find(m->view->ring, m->members[i].id);
+            int r = kvi_ring_find(m->view->ring, mb->id ? mb->id : "");
             snprintf(num, sizeof num, ",\"primaryShare\":%.6f,\"replicaShare\":%.6f",
                      r >= 0 ? primary[r] : 0.0, r >= 0 ? replica[r] : 0.0);
             raw(out, num);
@@ -450,4 +602,9 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
     pthread_mutex_unlock(&m->lock);
     free(primary);
     free(replica);
+}
+
+uint64_t kvi_membership_suspicions(kvi_membership *m)
+{
+    return m->gossip ? kvi_gossip_suspicions(m->gossip) : 0;
 }

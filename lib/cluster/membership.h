@@ -1,14 +1,21 @@
 /*
- * cluster/membership.h - static membership: the members a node is told
- * about (kvd --peers), their node ids learned by asking each one, and the
- * ring built once every id is known.
+ * cluster/membership.h - who the members are, and the ring built from them.
  *
- * A background thread asks every member whose id is still unknown for its
- * CLUSTER description, a few times a second, until all are known. Until
- * then the membership is incomplete and has no ring. Learned ids are saved
- * in the node's store: after a restart the ring is built from them at once,
- * and each member confirms its id when it answers (a changed id rebuilds
- * the ring). (Gossip replaces this in the failures issue.)
+ * The members are this node, the peers it is told about (kvd --peers; their
+ * ids learned by asking each one), the members saved in its store by an
+ * earlier run, and the members gossip tells of that are up or stopped
+ * (cluster/members.h has the rules). A background thread asks every peer
+ * whose id is still unknown for its CLUSTER description, a few times a
+ * second, until all are known; until then there is no ring. Another takes
+ * the members gossip tells of a few times a second: a new member (or one
+ * that moved) rebuilds the ring, as a new view (holders of the old one
+ * keep it), and is saved in the node's store, so that after a restart the
+ * ring is built at once, with every member. Members are never removed.
+ *
+ * A node given only seeds (kvd --seeds) and nothing saved has no ring until
+ * a seed describes a complete cluster (CLUSTER): it then takes the seed's
+ * members, builds its ring and says it is up. A node
+ * whose own address is among its seeds starts at once, alone if need be.
  *
  * Threads: every function may be called from any thread, except
  * kvi_membership_stop.
@@ -27,6 +34,11 @@ typedef struct kvi_membership_config {
     const char *self_http;         /* may be NULL */
     const char *const *peers;      /* binary addresses; may include self_addr */
     size_t n_peers;
+    /* Binary addresses of members to join through (gossip seeds); may
+     * include self_addr (a seed starts at once, alone if need be). With
+     * seeds, the node is in a cluster even while alone. */
+    const char *const *seeds;
+    size_t n_seeds;
     unsigned replicas;             /* N; 0 = 3 */
     unsigned vnodes;               /* 0 = 256 */
     uint32_t connect_timeout_ms;   /* to the other members; 0 = 500 */
@@ -60,15 +72,24 @@ int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf
  * announced a clean stop); 0 otherwise, and always alone. */
 int kvi_membership_is_down(kvi_membership *m, const char *node_id);
 
+/* The failure detector's suspicions so far (0 alone). */
+uint64_t kvi_membership_suspicions(kvi_membership *m);
+
 /* Members known so far, this node included (1: a cluster of one). */
 size_t kvi_membership_size(kvi_membership *m);
+
+/* 1 when the node serves a cluster's data (coordinates, replicates):
+ * it was given seeds, or knows other members. 0: its store, served over
+ * the network. */
+int kvi_membership_clustered(kvi_membership *m);
 
 /* Appends the JSON description of the membership:
  * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,
  *  "members": [{"nodeId": id or null, "address": ..., "httpAddress": ...,
  *               "status": "up"|"down"|"joining"|"stopped"|"leaving"|"unknown",
- *               "primaryShare": x, "replicaShare": y}, ...]}
- * (status once the id is known, in a cluster; shares once complete). */
+ *               "generation": ms, "primaryShare": x, "replicaShare": y}, ...]}
+ * (status once the id is known, in a cluster; generation once gossip has
+ * news of the member; shares once complete). */
 void kvi_membership_describe(kvi_membership *m, kvi_buf *out);
 
 #endif

@@ -303,6 +303,26 @@ static void options_init_functions(void **state)
     assert_int_equal(kv_node_options_init(&n1, 1), KV_OK);
     assert_int_equal(n1.version, 1);
     assert_int_equal(((const unsigned char *)&n1.policy)[0], 0xAB);
+    /* Version 2 (before seeds and the hint settings): the same, and a
+     * node started from it gets the defaults of what it lacks. */
+    kv_node_options n2;
+    memset(&n2, 0xAB, sizeof n2);
+    assert_int_equal(kv_node_options_init(&n2, 2), KV_OK);
+    assert_int_equal(n2.version, 2);
+    assert_int_equal(n2.policy, KV_POLICY_LWW);
+    assert_int_equal(n2.internode_timeout_ms, 0);
+    tail = (const unsigned char *)&n2 +
+           offsetof(kv_node_options, internode_timeout_ms) + sizeof n2.internode_timeout_ms;
+    for (size_t i = 0; i < sizeof n2 - (size_t)(tail - (const unsigned char *)&n2); i++)
+        assert_int_equal(tail[i], 0xAB); /* past the v2 prefix: untouched */
+    char *dir = test_tempdir();
+    n2.data_dir = dir;
+    n2.node_id = "v2";
+    n2.listen_addr = "127.0.0.1:0";
+    assert_int_equal(kv_node_start(&db, &n2), KV_OK);
+    kv_close(db);
+    test_rmtree(dir);
+    assert_int_equal(kv_node_options_init(&n2, 4), KV_EINVAL);
     /* A bad policy is refused at open. */
     kv_client_options bad = KV_CLIENT_OPTIONS_INIT;
     bad.policy = (kv_conflict_policy)7;

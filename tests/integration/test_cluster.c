@@ -30,7 +30,7 @@
 #include "client.h"
 #include <kv/kv.h>
 
-#define MAX_NODES 4
+#define MAX_NODES 6
 
 typedef struct node {
     pid_t pid;
@@ -39,6 +39,7 @@ typedef struct node {
     char listen[64];
     char http[64];
     char log_path[600];
+    const char *seeds; /* set: started with --seeds this instead of --peers */
 } node;
 
 typedef struct cluster {
@@ -65,7 +66,8 @@ static void spawn(cluster *c, int i)
     node *d = &c->nodes[i];
     const char *kvd = getenv("KVD");
     const char *argv[] = {kvd && *kvd ? kvd : "kvd", "--data", d->dir, "--listen", d->listen,
-                          "--http", d->http, "--node-id", d->id, "--peers", c->peers,
+                          "--http", d->http, "--node-id", d->id,
+                          d->seeds ? "--seeds" : "--peers", d->seeds ? d->seeds : c->peers,
                           "--policy", c->policy, "--internode-timeout", "2000", NULL};
     pid_t pid = fork();
     if (pid == 0) {
@@ -178,6 +180,12 @@ static int setup_lww(void **state)
     return 0;
 }
 
+static int setup_five(void **state)
+{
+    *state = make_cluster(5, "lww");
+    return 0;
+}
+
 static int setup_siblings(void **state)
 {
     *state = make_cluster(3, "siblings");
@@ -189,7 +197,8 @@ static int teardown(void **state)
     cluster *c = *state;
     for (int i = 0; i < MAX_NODES; i++) {
         stop(c, i, SIGKILL);
-        unlink(c->nodes[i].log_path);
+        if (!getenv("KV_TEST_KEEP_LOGS"))
+            unlink(c->nodes[i].log_path);
         test_rmtree(c->nodes[i].dir);
     }
     free(c);
@@ -878,6 +887,207 @@ static void failures_are_detected(void **state)
     kv_close(db);
 }
 
+/* ------------------------------------------------- membership by gossip */
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Node i's description, parsed (cJSON_Delete it), or NULL when it does
+ * not answer. */
+static cJSON *described_by(const cluster *c, int i)
+{
+    kv *db = client_of(c, i);
+    char *json = NULL;
+    int rc = kv_cluster_describe(&json, db);
+    kv_close(db);
+    cJSON *root = rc == KV_OK ? cJSON_Parse(json) : NULL;
+    kv_string_free(json);
+    return root;
+}
+
+/* How many members node i lists (-1: no answer), and how many of them it
+ * says are up, in *up. */
+static int members_seen_by(const cluster *c, int i, int *up)
+{
+    cJSON *root = described_by(c, i);
+    if (!root)
+        return -1;
+    int n = 0;
+    *up = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "members")) {
+        const cJSON *st = cJSON_GetObjectItem(m, "status");
+        n++;
+        *up += cJSON_IsString(st) && strcmp(st->valuestring, "up") == 0;
+    }
+    cJSON_Delete(root);
+    return n;
+}
+
+/* The generation node i reports for member id, or 0. */
+static double generation_seen_by(const cluster *c, int i, const char *id)
+{
+    cJSON *root = described_by(c, i);
+    double gen = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "members")) {
+        const cJSON *mid = cJSON_GetObjectItem(m, "nodeId");
+        const cJSON *g = cJSON_GetObjectItem(m, "generation");
+        if (cJSON_IsString(mid) && strcmp(mid->valuestring, id) == 0 && cJSON_IsNumber(g))
+            gen = g->valuedouble;
+    }
+    cJSON_Delete(root);
+    return gen;
+}
+
+/* Members in a client's view of the ring (0: it has none). */
+static size_t client_view_size(kv *db)
+{
+    kvi_view *v = kvi_router_view(db->router);
+    size_t n = v ? v->n : 0;
+    kvi_view_unref(v);
+    return n;
+}
+
+/* Five nodes started with --peers; a sixth started with only --seeds of
+ * one of them (a fresh data directory) becomes a member that every node
+ * lists as up, and a client opened before it joined learns it. Requests
+ * through that client go on during the join and none fails. Then the
+ * sixth restarts with its seed stopped: it serves at once, with every
+ * member, from what it saved. */
+static void a_node_joins_through_seeds(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    char key[32];
+    /* Written at ALL: a member joining takes one replica slot of a range,
+     * and no data moves to it (no streaming yet), so any two of the three
+     * new replicas still include one that has the key. */
+    for (int k = 0; k < 100; k++) {
+        snprintf(key, sizeof key, "before-%d", k);
+        assert_int_equal(put_at(db, key, key, KV_CONSISTENCY_ALL), KV_OK);
+    }
+    assert_int_equal(client_view_size(db), 5);
+
+    c->nodes[5].seeds = c->nodes[0].listen;
+    long t0 = now_ms(), all_know = -1, client_knows = -1;
+    spawn(c, 5);
+    int requests = 0, during = 0;
+    for (int step = 0; step < 600 && (all_know < 0 || client_knows < 0); step++) {
+        /* bounded: 600 rounds of a write, a read and the checks (~60 s) */
+        snprintf(key, sizeof key, "during-%d", during++);
+        int rc = put_at(db, key, key, KV_CONSISTENCY_QUORUM);
+        if (rc != KV_OK)
+            fprintf(stderr, "put %s during the join: %s\n", key, kv_error_last());
+        assert_int_equal(rc, KV_OK);
+        snprintf(key, sizeof key, "before-%d", step % 100);
+        rc = get_is(db, key, key, KV_CONSISTENCY_QUORUM);
+        if (rc != KV_OK)
+            fprintf(stderr, "get %s during the join: %s\n", key, kv_error_last());
+        assert_int_equal(rc, KV_OK);
+        requests += 2;
+        if (all_know < 0) {
+            int known = 1, up = 0;
+            for (int i = 0; i < 6 && known; i++)
+                known = members_seen_by(c, i, &up) == 6 && up == 6;
+            if (known)
+                all_know = now_ms() - t0;
+        }
+        if (client_knows < 0 && client_view_size(db) == 6)
+            client_knows = now_ms() - t0;
+        sleep_ms(50);
+    }
+    printf("join: listed as up by all 6 members after %ld ms; the client's ring had 6 "
+           "members after %ld ms; %d requests during the join, none failed\n",
+           all_know, client_knows, requests);
+    assert_true(all_know >= 0);
+    assert_true(client_knows >= 0);
+
+    /* After the join: writes at QUORUM succeed and reads return them. The
+     * keys written during the join are read at ALL first: one written
+     * through a ring without the sixth member is on two of its old
+     * replicas, which a QUORUM of the new ring may miss until repaired
+     * (no streaming on join yet); ALL reads every replica and repairs. */
+    for (int k = 0; k < during; k++) {
+        snprintf(key, sizeof key, "during-%d", k);
+        assert_int_equal(get_is(db, key, key, KV_CONSISTENCY_ALL), KV_OK);
+    }
+    for (int k = 0; k < 100; k++) {
+        snprintf(key, sizeof key, "after-%d", k);
+        assert_int_equal(put_at(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+        assert_int_equal(get_is(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+    }
+    kv_close(db);
+    /* A client of the new member alone reads everything. */
+    db = client_of(c, 5);
+    for (int k = 0; k < 100; k++) {
+        snprintf(key, sizeof key, "after-%d", k);
+        assert_int_equal(get_is(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+        snprintf(key, sizeof key, "before-%d", k);
+        assert_int_equal(get_is(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+    }
+    kv_close(db);
+
+    /* Restart of the joined node with its data directory and only --seeds,
+     * its seed stopped: the member list comes from its store. */
+    stop(c, 5, SIGTERM);
+    stop(c, 0, SIGTERM);
+    t0 = now_ms();
+    spawn(c, 5);
+    cJSON *root = NULL;
+    for (int t = 0; t < 150 && !root; t++) { /* bounded: until it answers */
+        root = described_by(c, 5);
+        if (!root)
+            sleep_ms(100);
+    }
+    assert_non_null(root);
+    long answered = now_ms() - t0;
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(root, "members"));
+    int complete = cJSON_IsTrue(cJSON_GetObjectItem(root, "complete"));
+    cJSON_Delete(root);
+    printf("restart of the joined node, its seed down: first answer after %ld ms: %d members, "
+           "complete %s\n", answered, n, complete ? "yes" : "no");
+    assert_int_equal(n, 6);
+    assert_true(complete);
+    db = client_of(c, 5);
+    for (int k = 0; k < 20; k++) {
+        snprintf(key, sizeof key, "restarted-%d", k);
+        assert_int_equal(put_at(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+        assert_int_equal(get_is(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+    }
+    kv_close(db);
+}
+
+/* A node stopped cleanly stays a member and shows as stopped; restarted,
+ * it is up again, with a new generation. */
+static void a_stopped_member_is_kept_and_comes_back(void **state)
+{
+    cluster *c = *state;
+    for (int i = 0; i < 3; i++)
+        assert_true(wait_status(c, 0, c->nodes[i].id, "up", 10000) >= 0);
+    double before = generation_seen_by(c, 0, "n3");
+    assert_true(before > 0);
+    stop(c, 2, SIGTERM);
+    long stopped = wait_status(c, 0, "n3", "stopped", 10000);
+    assert_true(stopped >= 0);
+    assert_true(wait_status(c, 1, "n3", "stopped", 10000) >= 0);
+    int up = 0;
+    assert_int_equal(members_seen_by(c, 0, &up), 3); /* not forgotten */
+    long t0 = now_ms();
+    spawn(c, 2);
+    long back = wait_status(c, 0, "n3", "up", 20000);
+    assert_true(back >= 0);
+    double after = generation_seen_by(c, 0, "n3");
+    printf("stopped member: shown as stopped after %ld ms, up again %ld ms after its "
+           "restart; generation %.0f -> %.0f\n", stopped, now_ms() - t0, before, after);
+    assert_true(after > before);
+    assert_true(wait_status(c, 1, "n3", "up", 20000) >= 0);
+}
+
 /* CAS in a cluster: against a QUORUM read; a stale expected version is a
  * conflict that reports the current one. */
 static void cas_in_a_cluster(void **state)
@@ -921,6 +1131,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(stale_ring_still_answers, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(restart_while_a_member_is_down, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(failures_are_detected, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(a_stopped_member_is_kept_and_comes_back, setup_lww,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_node_joins_through_seeds, setup_five, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -451,6 +451,12 @@ static void test_kill9_under_load_then_handoff(void **state)
     assert_true(wait_status(c, 0x1bu, victim, "up", 30000) >= 0);
     long drain = wait_hints_drained(c, 120000);
 
+    /* No flapping: each survivor suspected the victim, and nobody else. */
+    double suspicions[NODES] = {0};
+    for (int i = 0; i < NODES; i++)
+        suspicions[i] = i == victim ? 0 : metric(c, i, "kv_failure_suspicions_total");
+    print_message("kill -9: failure-detector suspicions per node: %.0f %.0f %.0f %.0f %.0f\n",
+                  suspicions[0], suspicions[1], suspicions[2], suspicions[3], suspicions[4]);
     unsigned on_victim = 0, missing = 0;
     for (unsigned i = 0; i < l.acked; i++) {
         int h = held_by(c, victim, l.keys[i], l.keys[i]);

@@ -2,7 +2,8 @@
  * kvd - the libkv storage node daemon: a thin main() around kv_node_start.
  *
  *   kvd --data DIR --listen HOST:PORT [--http HOST:PORT] --node-id ID
- *       [--peers HOST:PORT,...] [--replicas N] [--vnodes V]
+ *       [--peers HOST:PORT,...] [--seeds HOST:PORT,...] [--replicas N] [--vnodes V]
+ *       [--hint-window SECONDS] [--handoff-rate KIB_PER_S]
  *       [--config FILE.json] [--sync always|periodic|none] [--log-level LEVEL]
  *       [--io-threads N] [--http-threads N]
  *
@@ -38,6 +39,10 @@ typedef struct settings {
     uint32_t max_value_size;
     char **peers;      /* binary addresses of the cluster's members */
     size_t n_peers;
+    char **seeds;      /* binary addresses of members to join through */
+    size_t n_seeds;
+    unsigned hint_window_s;
+    unsigned handoff_kib_per_s;
     unsigned replicas;
     unsigned vnodes;
     int siblings;            /* --policy siblings */
@@ -104,14 +109,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: kvd --data DIR --listen HOST:PORT --node-id ID [--http HOST:PORT]\n"
-            "           [--peers HOST:PORT,...] [--replicas N] [--vnodes V]\n"
+            "           [--peers HOST:PORT,...] [--seeds HOST:PORT,...] [--replicas N]\n"
+            "           [--vnodes V] [--hint-window SECONDS] [--handoff-rate KIB_PER_S]\n"
             "           [--policy lww|siblings] [--internode-timeout MS]\n"
             "           [--config FILE.json] [--sync always|periodic|none]\n"
             "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
             "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
-            "nodeId, peers (array), replicas, vnodes, policy, internodeTimeoutMs, sync, logLevel, ioThreads, httpThreads,\n"
-            "maxKeySize, maxValueSize.\n");
+            "nodeId, peers (array), seeds (array), replicas, vnodes, policy, internodeTimeoutMs,\n"
+            "hintWindowS, handoffKibPerS, sync, logLevel, ioThreads, httpThreads, maxKeySize,\n"
+            "maxValueSize.\n");
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -164,41 +171,56 @@ static void set_string(char **field, const char *value)
     *field = strdup(value);
 }
 
-static void clear_peers(settings *s)
+/* A list of addresses: --peers or --seeds. */
+static void clear_list(char ***list, size_t *n)
 {
-    for (size_t i = 0; i < s->n_peers; i++)
-        free(s->peers[i]);
-    free(s->peers);
-    s->peers = NULL;
-    s->n_peers = 0;
+    for (size_t i = 0; i < *n; i++)
+        free((*list)[i]);
+    free(*list);
+    *list = NULL;
+    *n = 0;
 }
 
-static int add_peer(settings *s, const char *addr, size_t len)
+static int add_addr(char ***list, size_t *n, const char *addr, size_t len)
 {
     if (len == 0)
         return -1;
-    char **grown = realloc(s->peers, (s->n_peers + 1) * sizeof *grown);
+    char **grown = realloc(*list, (*n + 1) * sizeof *grown);
     if (!grown)
         return -1;
-    s->peers = grown;
-    s->peers[s->n_peers] = strndup(addr, len);
-    return s->peers[s->n_peers++] ? 0 : -1;
+    *list = grown;
+    grown[*n] = strndup(addr, len);
+    return grown[(*n)++] ? 0 : -1;
 }
 
 /* "HOST:PORT,HOST:PORT,..." */
-static int set_peers(settings *s, const char *list)
+static int set_list(char ***list, size_t *n, const char *text)
 {
-    clear_peers(s);
-    for (const char *p = list; *p;) {
+    clear_list(list, n);
+    for (const char *p = text; *p;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (add_peer(s, p, len) != 0)
+        if (add_addr(list, n, p, len) != 0)
             return -1;
         p += len + (comma ? 1 : 0);
         if (comma && !*p)
             return -1; /* a trailing comma */
     }
-    return s->n_peers ? 0 : -1;
+    return *n ? 0 : -1;
+}
+
+/* A config key holding an array of "HOST:PORT" strings. 0, or 2 after a
+ * message. */
+static int load_list(char ***list, size_t *n, const cJSON *item, const char *path)
+{
+    clear_list(list, n);
+    for (const cJSON *p = item->child; p; p = p->next)
+        if (!cJSON_IsString(p) || add_addr(list, n, p->valuestring, strlen(p->valuestring)) != 0) {
+            fprintf(stderr, "kvd: config %s: %s must be an array of \"HOST:PORT\" strings\n",
+                    path, item->string);
+            return 2;
+        }
+    return 0;
 }
 
 /* Reads the JSON config file into s. Returns 0, or 2 after a message. */
@@ -238,14 +260,15 @@ static int load_config(settings *s, const char *path)
             set_string(&s->http, str);
         else if (strcmp(k, "nodeId") == 0 && str)
             set_string(&s->node_id, str);
-        else if (strcmp(k, "peers") == 0 && cJSON_IsArray(item)) {
-            clear_peers(s);
-            for (cJSON *p = item->child; p && rc == 0; p = p->next)
-                if (!cJSON_IsString(p) || add_peer(s, p->valuestring, strlen(p->valuestring)) != 0) {
-                    fprintf(stderr, "kvd: config %s: peers must be an array of \"HOST:PORT\" strings\n", path);
-                    rc = 2;
-                }
-        } else if (strcmp(k, "replicas") == 0 && is_num && item->valuedouble >= 1 &&
+        else if (strcmp(k, "peers") == 0 && cJSON_IsArray(item))
+            rc = load_list(&s->peers, &s->n_peers, item, path);
+        else if (strcmp(k, "seeds") == 0 && cJSON_IsArray(item))
+            rc = load_list(&s->seeds, &s->n_seeds, item, path);
+        else if (strcmp(k, "hintWindowS") == 0 && is_num && item->valuedouble >= 1)
+            s->hint_window_s = (unsigned)item->valuedouble;
+        else if (strcmp(k, "handoffKibPerS") == 0 && is_num && item->valuedouble >= 1)
+            s->handoff_kib_per_s = (unsigned)item->valuedouble;
+        else if (strcmp(k, "replicas") == 0 && is_num && item->valuedouble >= 1 &&
                    item->valuedouble <= 16)
             s->replicas = (unsigned)item->valuedouble;
         else if (strcmp(k, "vnodes") == 0 && is_num && item->valuedouble >= 1 &&
@@ -311,8 +334,19 @@ static int parse_args(settings *s, int argc, char **argv)
         else if (strcmp(flag, "--node-id") == 0)
             set_string(&s->node_id, v);
         else if (strcmp(flag, "--peers") == 0) {
-            if (set_peers(s, v) != 0)
+            if (set_list(&s->peers, &s->n_peers, v) != 0)
                 return bad("--peers must be HOST:PORT[,HOST:PORT...], not \"%s\"", v);
+        } else if (strcmp(flag, "--seeds") == 0) {
+            if (set_list(&s->seeds, &s->n_seeds, v) != 0)
+                return bad("--seeds must be HOST:PORT[,HOST:PORT...], not \"%s\"", v);
+        } else if (strcmp(flag, "--hint-window") == 0) {
+            if (parse_uint(v, UINT32_MAX, &n) != 0 || n == 0)
+                return bad("--hint-window must be 1..4294967295 seconds, not \"%s\"", v);
+            s->hint_window_s = (unsigned)n;
+        } else if (strcmp(flag, "--handoff-rate") == 0) {
+            if (parse_uint(v, UINT32_MAX, &n) != 0 || n == 0)
+                return bad("--handoff-rate must be 1..4294967295 KiB/s, not \"%s\"", v);
+            s->handoff_kib_per_s = (unsigned)n;
         } else if (strcmp(flag, "--replicas") == 0) {
             if (parse_uint(v, 16, &n) != 0 || n == 0)
                 return bad("--replicas must be 1..16, not \"%s\"", v);
@@ -372,7 +406,8 @@ static void free_settings(settings *s)
     free(s->listen);
     free(s->http);
     free(s->node_id);
-    clear_peers(s);
+    clear_list(&s->peers, &s->n_peers);
+    clear_list(&s->seeds, &s->n_seeds);
 }
 
 int main(int argc, char **argv)
@@ -413,6 +448,10 @@ int main(int argc, char **argv)
     node.vnodes = s.vnodes;
     node.policy = s.siblings ? KV_POLICY_SIBLINGS : KV_POLICY_LWW;
     node.internode_timeout_ms = s.internode_timeout_ms;
+    node.seeds = (const char *const *)s.seeds;
+    node.seed_count = s.n_seeds;
+    node.hint_window_s = s.hint_window_s;
+    node.handoff_kib_per_s = s.handoff_kib_per_s;
 
     kv *db = NULL;
     rc = kv_node_start(&db, &node);
