@@ -603,6 +603,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .seeds = o->seeds, .n_seeds = o->seeds ? o->seed_count : 0,
             .replicas = o->replicas, .vnodes = o->vnodes,
             .request_timeout_ms = o->internode_timeout_ms,
+            .failure_pause_ms = o->failure_pause_ms,
             .store = kvi_embedded_store(n->store->embedded), .log = log,
         };
         rc = kvi_membership_start(&n->membership, &mc);

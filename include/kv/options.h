@@ -224,11 +224,17 @@ typedef struct kv_node_options {
     /** Budget of hinted handoff replay, in KiB per second, so that live
      * traffic keeps priority; 0 = 4096. */
     uint32_t handoff_kib_per_s;
+    /** How long a member may stay silent before the failure detector may
+     * suspect it (the phi accrual detector's acceptable pause), in ms;
+     * 0 = 2000. A killed or paused member is held down about this plus
+     * 2 s after its last heartbeat; larger values flap less on a loaded
+     * network and detect later. */
+    uint32_t failure_pause_ms;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

@@ -437,6 +437,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
             .generation = kvi_now_ms(), .seeds = seeds,
             .n_seeds = cfg->n_peers + n_seeds + m->list.n - 1,
             .timeout_ms = m->connect_timeout_ms * 2, .log = cfg->log,
+            .phi = {.acceptable_pause_ms = cfg->failure_pause_ms},
         };
         if (kvi_gossip_start(&m->gossip, &gc) != KV_OK) {
             kvi_log(cfg->log, KV_LOG_ERROR, "cannot start gossip: %s", kv_error_last());

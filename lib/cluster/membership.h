@@ -43,6 +43,7 @@ typedef struct kvi_membership_config {
     unsigned vnodes;               /* 0 = 256 */
     uint32_t connect_timeout_ms;   /* to the other members; 0 = 500 */
     uint32_t request_timeout_ms;   /* of internode requests; 0 = 2000 */
+    uint32_t failure_pause_ms;     /* the detector's acceptable pause; 0 = 2000 */
     /* Where learned ids are saved (the node's store), so that a node that
      * restarts while a member is down builds its ring from them at once;
      * NULL: nothing is saved. Borrowed; must outlive the membership. */

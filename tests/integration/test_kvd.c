@@ -502,6 +502,14 @@ static void bad_cluster_flags(void **state)
     assert_int_equal(run_to_exit(d, zero, 1), 2);
     const char *const many[] = {"--listen", d->listen, "--vnodes", "5000", NULL};
     assert_int_equal(run_to_exit(d, many, 1), 2);
+    const char *const no_window[] = {"--listen", d->listen, "--hint-window", "0", NULL};
+    assert_int_equal(run_to_exit(d, no_window, 1), 2);
+    const char *const no_rate[] = {"--listen", d->listen, "--handoff-rate", "x", NULL};
+    assert_int_equal(run_to_exit(d, no_rate, 1), 2);
+    const char *const no_pause[] = {"--listen", d->listen, "--failure-pause", "0", NULL};
+    assert_int_equal(run_to_exit(d, no_pause, 1), 2);
+    const char *const long_pause[] = {"--listen", d->listen, "--failure-pause", "600001", NULL};
+    assert_int_equal(run_to_exit(d, long_pause, 1), 2);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)

@@ -3,7 +3,7 @@
  *
  *   kvd --data DIR --listen HOST:PORT [--http HOST:PORT] --node-id ID
  *       [--peers HOST:PORT,...] [--seeds HOST:PORT,...] [--replicas N] [--vnodes V]
- *       [--hint-window SECONDS] [--handoff-rate KIB_PER_S]
+ *       [--hint-window SECONDS] [--handoff-rate KIB_PER_S] [--failure-pause MS]
  *       [--config FILE.json] [--sync always|periodic|none] [--log-level LEVEL]
  *       [--io-threads N] [--http-threads N]
  *
@@ -43,6 +43,7 @@ typedef struct settings {
     size_t n_seeds;
     unsigned hint_window_s;
     unsigned handoff_kib_per_s;
+    unsigned failure_pause_ms;
     unsigned replicas;
     unsigned vnodes;
     int siblings;            /* --policy siblings */
@@ -111,13 +112,14 @@ static void usage(FILE *f)
             "usage: kvd --data DIR --listen HOST:PORT --node-id ID [--http HOST:PORT]\n"
             "           [--peers HOST:PORT,...] [--seeds HOST:PORT,...] [--replicas N]\n"
             "           [--vnodes V] [--hint-window SECONDS] [--handoff-rate KIB_PER_S]\n"
+            "           [--failure-pause MS]\n"
             "           [--policy lww|siblings] [--internode-timeout MS]\n"
             "           [--config FILE.json] [--sync always|periodic|none]\n"
             "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
             "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
             "nodeId, peers (array), seeds (array), replicas, vnodes, policy, internodeTimeoutMs,\n"
-            "hintWindowS, handoffKibPerS, sync, logLevel, ioThreads, httpThreads, maxKeySize,\n"
+            "hintWindowS, handoffKibPerS, failurePauseMs, sync, logLevel, ioThreads, httpThreads, maxKeySize,\n"
             "maxValueSize.\n");
 }
 
@@ -268,6 +270,9 @@ static int load_config(settings *s, const char *path)
             s->hint_window_s = (unsigned)item->valuedouble;
         else if (strcmp(k, "handoffKibPerS") == 0 && is_num && item->valuedouble >= 1)
             s->handoff_kib_per_s = (unsigned)item->valuedouble;
+        else if (strcmp(k, "failurePauseMs") == 0 && is_num && item->valuedouble >= 1 &&
+                 item->valuedouble <= 600000)
+            s->failure_pause_ms = (unsigned)item->valuedouble;
         else if (strcmp(k, "replicas") == 0 && is_num && item->valuedouble >= 1 &&
                    item->valuedouble <= 16)
             s->replicas = (unsigned)item->valuedouble;
@@ -347,6 +352,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, UINT32_MAX, &n) != 0 || n == 0)
                 return bad("--handoff-rate must be 1..4294967295 KiB/s, not \"%s\"", v);
             s->handoff_kib_per_s = (unsigned)n;
+        } else if (strcmp(flag, "--failure-pause") == 0) {
+            if (parse_uint(v, 600000, &n) != 0 || n == 0)
+                return bad("--failure-pause must be 1..600000 ms, not \"%s\"", v);
+            s->failure_pause_ms = (unsigned)n;
         } else if (strcmp(flag, "--replicas") == 0) {
             if (parse_uint(v, 16, &n) != 0 || n == 0)
                 return bad("--replicas must be 1..16, not \"%s\"", v);
@@ -452,6 +461,7 @@ int main(int argc, char **argv)
     node.seed_count = s.n_seeds;
     node.hint_window_s = s.hint_window_s;
     node.handoff_kib_per_s = s.handoff_kib_per_s;
+    node.failure_pause_ms = s.failure_pause_ms;
 
     kv *db = NULL;
     rc = kv_node_start(&db, &node);
