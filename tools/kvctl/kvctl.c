@@ -63,6 +63,7 @@ struct cli {
     kv_consistency level;  /* --consistency; DEFAULT = the library's (QUORUM) */
     kv_conflict_policy policy; /* --policy */
     bool verbose;          /* get --verbose */
+    bool home_only;        /* --home-only */
     const char *cmd;
     const char *args[MAX_ARGS];
     int nargs;
@@ -103,6 +104,8 @@ static void usage(FILE *f)
           "  --consistency L    one, quorum (default) or all, for reads and writes\n"
           "  --policy P         lww (default: the latest write) or siblings (get\n"
           "                     shows every concurrent value; -w json prints them)\n"
+          "  --home-only        writes: count only the key's home replicas (no stand-ins\n"
+          "                     for a home that is down)\n"
           "  -v, --verbose      get: print each replica's answer\n"
           "  --                 end of flags (for keys or values starting with '-')\n"
           "  -h, --help         this help\n"
@@ -384,6 +387,7 @@ static kv_write_options write_opts(const struct cli *c)
     if (c->has_ttl)
         wo.ttl_s = c->ttl_s;
     wo.consistency = c->level;
+    wo.home_only = c->home_only;
     return wo;
 }
 
@@ -588,7 +592,14 @@ static const char *text_or(const cJSON *o, const char *name, const char *fallbac
     return cJSON_IsString(v) ? v->valuestring : fallback;
 }
 
-/* members: who the node believes is in the cluster; ring: their shares. */
+static double number_or(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* members: who the node believes is in the cluster, and what it knows of
+ * failures; ring: their shares. */
 static int show_cluster(kv *db, bool shares)
 {
     const char *what = shares ? "ring" : "members";
@@ -626,6 +637,17 @@ static int show_cluster(kv *db, bool shares)
             printf("%-24s %-24s %-24s %s\n", id, addr, text_or(m, "httpAddress", "-"),
                    text_or(m, "status", "-"));
         }
+    }
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "failures");
+    if (!shares && cJSON_IsObject(f)) {
+        /* What the node answering knows of failures (its /metrics too). */
+        printf("\n%s sees %.0f up and %.0f down; failure-detector suspicions %.0f\n",
+               text_or(root, "nodeId", "this node"), number_or(f, "membersUp"),
+               number_or(f, "membersDown"), number_or(f, "suspicions"));
+        printf("hints pending %.0f (oldest %.1f s), replayed %.0f, dropped %.0f; "
+               "sloppy writes %.0f\n", number_or(f, "hintsPending"),
+               number_or(f, "hintOldestAgeSeconds"), number_or(f, "hintsReplayed"),
+               number_or(f, "hintsDropped"), number_or(f, "sloppyWrites"));
     }
     cJSON_Delete(root);
     return EXIT_OK;
@@ -1063,6 +1085,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
                 c->level = KV_CONSISTENCY_ALL;
             else
                 usage_error("--consistency must be one, quorum or all, got '%s'", val);
+        } else if (strcmp(arg, "--home-only") == 0) {
+            c->home_only = true;
         } else if (flag_value(argv, argc, &i, "--policy", NULL, &val)) {
             if (strcmp(val, "lww") == 0)
                 c->policy = KV_POLICY_LWW;
