@@ -68,6 +68,9 @@ static void frame_corpus(const char *dir)
     kvi_request batch = {.opcode = KVI_OP_BATCH, .batch_count = 2};
     kvi_batch_item items[2] = {{1, 0, text("a"), text("1")}, {2, 0, text("b"), text("")}};
     emit_frame(dir, "batch", &batch, items, 2);
+    kvi_request hint = {.opcode = KVI_OP_HINT, .key = text("k"), .value = text("state"),
+                        .context = text("n2")};
+    emit_frame(dir, "hint", &hint, NULL, 0);
 }
 
 /* Seeds for fuzz_state: a state with a value and a tombstone sibling. */

@@ -165,9 +165,11 @@ static cluster *make_cluster(const char *policy)
         node *d = &c->nodes[i];
         d->dir = test_tempdir();
         snprintf(d->id, sizeof d->id, "n%d", i + 1);
-        snprintf(d->ip, sizeof d->ip, "127.0.0.%d", 11 + i);
-        snprintf(d->listen, sizeof d->listen, "%s:%d", d->ip, BINARY_PORT);
-        snprintf(d->http, sizeof d->http, "%s:%d", d->ip, HTTP_PORT);
+        char ip[32];
+        snprintf(ip, sizeof ip, "127.0.0.%d", 11 + i);
+        memcpy(d->ip, ip, sizeof ip);
+        snprintf(d->listen, sizeof d->listen, "%s:%d", ip, BINARY_PORT);
+        snprintf(d->http, sizeof d->http, "%s:%d", ip, HTTP_PORT);
         snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
         if (i)
             strcat(c->peers, ",");
@@ -218,7 +220,7 @@ static int teardown(void **state)
 /* Drops all traffic between the nodes in mask_a and those in mask_b. */
 static void partition(const cluster *c, unsigned mask_a, unsigned mask_b)
 {
-    char a[256] = "", b[256] = "", cmd[1024];
+    char a[256] = "", b[256] = "", cmd[2048];
     for (int i = 0; i < NODES; i++) {
         char *set = (mask_a & (1u << i)) ? a : (mask_b & (1u << i)) ? b : NULL;
         if (!set)
