@@ -25,6 +25,7 @@
 #include "handle.h"
 #include "helpers.h"
 #include "integration/http_client.h"
+#include "integration/kvd_process.h"
 #include "integration/loopback.h"
 #include "router.h"
 #include "client.h"
@@ -64,18 +65,11 @@ static void set_peers(cluster *c, int n)
 static void spawn(cluster *c, int i)
 {
     node *d = &c->nodes[i];
-    const char *kvd = getenv("KVD");
-    const char *argv[] = {kvd && *kvd ? kvd : "kvd", "--data", d->dir, "--listen", d->listen,
+    const char *argv[] = {kvd_path(), "--data", d->dir, "--listen", d->listen,
                           "--http", d->http, "--node-id", d->id,
                           d->seeds ? "--seeds" : "--peers", d->seeds ? d->seeds : c->peers,
                           "--policy", c->policy, "--internode-timeout", "2000", NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    pid_t pid = kvd_spawn(argv, d->log_path);
     assert_true(pid > 0);
     d->pid = pid;
 }
@@ -138,17 +132,7 @@ static void stop(cluster *c, int i, int sig)
     node *d = &c->nodes[i];
     if (d->pid <= 0)
         return;
-    kill(d->pid, sig);
-    int exited = 0;
-    for (int t = 0; t < 1500 && !exited; t++) {
-        exited = waitpid(d->pid, NULL, WNOHANG) == d->pid;
-        if (!exited)
-            sleep_ms(10);
-    }
-    if (!exited) {
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-    }
+    int exited = kvd_stop(d->pid, sig);
     d->pid = 0;
     if (!exited)
         fail_msg("%s did not exit within 15 s of signal %d (log: %s)", d->id, sig, d->log_path);

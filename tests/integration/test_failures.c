@@ -33,6 +33,7 @@
 #include "cluster/state.h"
 #include "helpers.h"
 #include "integration/http_client.h"
+#include "integration/kvd_process.h"
 #include "integration/loopback.h"
 #include <kv/kv.h>
 
@@ -68,21 +69,14 @@ static uint64_t now_ms(void)
 static void spawn(cluster *c, int i)
 {
     node *d = &c->nodes[i];
-    const char *kvd = getenv("KVD");
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", INTERNODE_TIMEOUT_MS);
-    const char *argv[] = {kvd && *kvd ? kvd : "kvd", "--data", d->dir, "--listen", d->listen,
+    const char *argv[] = {kvd_path(), "--data", d->dir, "--listen", d->listen,
                           "--http", d->http, "--node-id", d->id, "--peers", c->peers,
                           "--policy", c->policy, "--internode-timeout", timeout,
                           /* Detect a little sooner than the default 2 s pause. */
                           "--failure-pause", "1500", NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    pid_t pid = kvd_spawn(argv, d->log_path);
     assert_true(pid > 0);
     d->pid = pid;
 }
@@ -94,19 +88,11 @@ static void stop(cluster *c, int i, int sig)
     node *d = &c->nodes[i];
     if (d->pid <= 0)
         return;
-    kill(d->pid, sig);
-    if (sig == SIGSTOP)
+    if (sig == SIGSTOP) {
+        kill(d->pid, sig);
         return;
-    int exited = 0;
-    for (int t = 0; t < 1500 && !exited; t++) {
-        exited = waitpid(d->pid, NULL, WNOHANG) == d->pid;
-        if (!exited)
-            sleep_ms(10);
     }
-    if (!exited) {
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-    }
+    int exited = kvd_stop(d->pid, sig);
     d->pid = 0;
     if (!exited)
         fail_msg("%s did not exit within 15 s of signal %d (log: %s)", d->id, sig, d->log_path);

@@ -24,6 +24,7 @@
 
 #include "helpers.h"
 #include "integration/http_client.h"
+#include "integration/kvd_process.h"
 #include "integration/loopback.h"
 #include <kv/kv.h>
 
@@ -34,12 +35,6 @@ typedef struct daemon {
     char http[64];
     char log_path[600];
 } daemon;
-
-static const char *kvd_path(void)
-{
-    const char *p = getenv("KVD");
-    return p && *p ? p : "kvd";
-}
 
 
 /* Runs kvd with extra arguments; its stderr goes to d->log_path. */
@@ -59,14 +54,7 @@ static pid_t spawn(daemon *d, const char *const *extra)
     for (; extra && *extra; extra++)
         argv[n++] = *extra;
     argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
+    return kvd_spawn(argv, d->log_path);
 }
 
 static kv *client_of(const daemon *d)
