@@ -221,3 +221,95 @@ int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const vo
     free(skey);
     return rc;
 }
+
+int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n)
+{
+    uint64_t *tokens = malloc(n * sizeof *tokens);
+    unsigned *stripes = malloc(n * sizeof *stripes);
+    unsigned char **skeys = calloc(n, sizeof *skeys);
+    kvi_state *states = malloc(n * sizeof *states); /* each item's merged state */
+    kvi_buf *holders = calloc(n, sizeof *holders);
+    kvi_store_batch *wb = kvi_store_batch_new(kvi_embedded_store(e));
+    int rc = tokens && stripes && skeys && states && holders && wb
+                 ? KV_OK : kvi_error(KV_ENOMEM, "out of memory merging %zu states", n);
+    for (size_t i = 0; rc == KV_OK && i < n; i++) {
+        items[i].status = KV_OK;
+        items[i].version = 0;
+        tokens[i] = kvi_key_token(items[i].key, items[i].key_len);
+        stripes[i] = kvi_keylock_stripe(tokens[i]);
+        skeys[i] = storage_key(items[i].key, items[i].key_len, tokens[i]);
+        if (!skeys[i])
+            rc = kvi_error(KV_ENOMEM, "out of memory merging %zu states", n);
+    }
+    if (rc != KV_OK)
+        goto out;
+    size_t locked = n;
+    struct kvi_keylock *locks = kvi_embedded_locks(e);
+    kvi_keylock_lock_stripes(locks, stripes, &locked);
+    int writes = 0;
+    for (size_t i = 0; i < n; i++) {
+        kvi_merge_item *it = &items[i];
+        size_t skey_len = KVI_TOKEN_SIZE + it->key_len;
+        /* A key met earlier in the batch merges into that item's state
+         * (the newest), not into the stored one, so both items count. */
+        size_t prev = SIZE_MAX;
+        for (size_t j = i; j-- > 0;)
+            if (items[j].key_len == it->key_len && items[j].status == KV_OK &&
+                memcmp(skeys[j], skeys[i], skey_len) == 0) {
+                prev = j;
+                break;
+            }
+        kvi_state current;
+        if (prev != SIZE_MAX) {
+            current = states[prev];
+        } else {
+            int lrc = load(&current, &holders[i], e, skeys[i], skey_len, tokens[i]);
+            if (lrc == KV_ENOTFOUND)
+                kvi_state_init(&current);
+            else if (lrc != KV_OK) {
+                it->status = lrc;
+                continue;
+            }
+        }
+        states[i] = current;
+        it->status = kvi_state_merge(&states[i], it->incoming);
+        if (it->status != KV_OK)
+            continue;
+        it->version = kvi_state_version(&states[i]);
+        if (kvi_state_equal(&states[i], &current))
+            continue;
+        kvi_buf encoded = {0};
+        kvi_state_encode(&encoded, &states[i], tokens[i]);
+        if (encoded.failed) {
+            it->status = kvi_error(KV_ENOMEM, "out of memory encoding a key's state");
+            kvi_buf_free(&encoded);
+            continue;
+        }
+        /* The batch copies it; a later item of the same key overwrites it. */
+        kvi_store_batch_put(wb, skeys[i], skey_len, encoded.data, encoded.len);
+        kvi_buf_free(&encoded);
+        writes++;
+    }
+    if (writes)
+        rc = kvi_store_write(kvi_embedded_store(e), wb);
+    kvi_keylock_unlock_stripes(locks, stripes, locked);
+    for (size_t i = 0; rc != KV_OK && i < n; i++)
+        if (items[i].status == KV_OK)
+            items[i].status = rc;
+out:
+    if (rc != KV_OK)
+        for (size_t i = 0; i < n; i++)
+            if (items[i].status == KV_OK)
+                items[i].status = rc;
+    for (size_t i = 0; skeys && i < n; i++)
+        free(skeys[i]);
+    for (size_t i = 0; holders && i < n; i++)
+        kvi_buf_free(&holders[i]);
+    kvi_store_batch_free(wb);
+    free(holders);
+    free(states);
+    free(skeys);
+    free(stripes);
+    free(tokens);
+    return rc;
+}

@@ -73,4 +73,20 @@ int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, con
 int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const void *key,
                       size_t key_len, const kvi_state *incoming);
 
+/* One state of kvi_replica_merge_many. */
+typedef struct kvi_merge_item {
+    const void *key;
+    size_t key_len;
+    const kvi_state *incoming;
+    int status;          /* out: KV_OK, KV_ETOOBIG, KV_ECORRUPT, KV_EIO, KV_ENOMEM */
+    uint64_t version;    /* out: the merged state's version */
+} kvi_merge_item;
+
+/* kvi_replica_merge for many states at once (REPLICATE requests that
+ * arrived together): every key locked, merged, and written in one atomic
+ * store write, so one sync serves them all. Items of the same key merge in
+ * order. Each item gets its own status; the return is KV_OK, or the
+ * failure of the common write (then every item carries it). */
+int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n);
+
 #endif

@@ -63,6 +63,7 @@ typedef struct worker_pool {
     int stopping;
     unsigned n_workers;
     pthread_t *workers;
+    kvi_batch_fn batch;  /* NULL: one job at a time */
 } worker_pool;
 
 typedef struct io_thread {
@@ -158,34 +159,76 @@ static int offload(io_thread *t, worker_pool *pool, conn *c, const kvi_frame_hea
     return 0;
 }
 
+/* Hands a finished job back to the I/O thread that owns its connection;
+ * returns that thread, to be woken. */
+static io_thread *finish_job(job *j)
+{
+    free(j->body);
+    j->body = NULL;
+    io_thread *t = j->owner;
+    pthread_mutex_lock(&t->done_lock);
+    j->next = t->done;
+    t->done = j;
+    pthread_mutex_unlock(&t->done_lock);
+    return t;
+}
+
+static void wake(io_thread *t)
+{
+    uint64_t one = 1;
+    if (write(t->wake_fd, &one, sizeof one) < 0) {
+        /* The counter is saturated: the loop is awake anyway. */
+    }
+}
+
+/* Takes up to max jobs off the queue; called with pool->lock held. */
+static size_t take_jobs(worker_pool *pool, job **out, size_t max)
+{
+    size_t n = 0;
+    while (pool->head && n < max) {
+        out[n++] = pool->head;
+        pool->head = pool->head->next;
+    }
+    if (!pool->head)
+        pool->tail = NULL;
+    return n;
+}
+
 static void *worker_loop(void *arg)
 {
     worker_pool *pool = arg;
     kvi_server *s = pool->server;
+    job *jobs[KVI_SERVER_MAX_BATCH];
+    kvi_server_request reqs[KVI_SERVER_MAX_BATCH];
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         while (!pool->head && !pool->stopping)
             pthread_cond_wait(&pool->cond, &pool->lock);
-        job *j = pool->head;
-        if (!j)
+        size_t n = take_jobs(pool, jobs, pool->batch ? KVI_SERVER_MAX_BATCH : 1);
+        if (n == 0)
             break; /* stopping, and nothing left to run */
-        pool->head = j->next;
-        if (!pool->head)
-            pool->tail = NULL;
         pthread_mutex_unlock(&pool->lock);
 
-        s->cfg.handler(s->cfg.handler_ctx, &j->h, j->body, &j->out);
-        free(j->body);
-        j->body = NULL;
-        io_thread *t = j->owner;
-        pthread_mutex_lock(&t->done_lock);
-        j->next = t->done;
-        t->done = j;
-        pthread_mutex_unlock(&t->done_lock);
-        uint64_t one = 1;
-        if (write(t->wake_fd, &one, sizeof one) < 0) {
-            /* The counter is saturated: the loop is awake anyway. */
+        if (pool->batch) {
+            for (size_t i = 0; i < n; i++)
+                reqs[i] = (kvi_server_request){&jobs[i]->h, jobs[i]->body, &jobs[i]->out};
+            pool->batch(s->cfg.handler_ctx, reqs, n);
+        } else {
+            s->cfg.handler(s->cfg.handler_ctx, &jobs[0]->h, jobs[0]->body, &jobs[0]->out);
         }
+        /* One wake per I/O thread concerned, not per job. */
+        io_thread *woken[KVI_SERVER_MAX_BATCH];
+        size_t n_woken = 0;
+        for (size_t i = 0; i < n; i++) {
+            io_thread *t = finish_job(jobs[i]);
+            size_t k = 0;
+            while (k < n_woken && woken[k] != t)
+                k++;
+            if (k == n_woken)
+                woken[n_woken++] = t;
+        }
+        for (size_t k = 0; k < n_woken; k++)
+            wake(woken[k]);
         pthread_mutex_lock(&pool->lock);
     }
     pthread_mutex_unlock(&pool->lock);
@@ -502,6 +545,7 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
         pthread_mutex_init(&pool->lock, NULL);
         pthread_cond_init(&pool->cond, NULL);
         unsigned want = cfg->offload ? cfg->workers[p] : 0;
+        pool->batch = cfg->batch[p];
         pool->workers = want ? calloc(want, sizeof *pool->workers) : NULL;
         pools_ok &= !want || pool->workers != NULL;
         for (unsigned i = 0; pool->workers && i < want; i++) {

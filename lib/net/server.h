@@ -38,6 +38,18 @@ typedef void (*kvi_request_fn)(void *ctx, const kvi_frame_header *h,
 #define KVI_SERVER_MAX_POOLS 2u
 typedef int (*kvi_offload_fn)(void *ctx, const kvi_frame_header *h);
 
+/* Runs several requests of one pool at once: those that queued up while
+ * the pool's threads were busy, up to KVI_SERVER_MAX_BATCH, so that a
+ * handler can share work between them (replication writes them with one
+ * sync). Appends exactly one response frame to each reqs[i].out. */
+#define KVI_SERVER_MAX_BATCH 64u
+typedef struct kvi_server_request {
+    const kvi_frame_header *h;
+    const unsigned char *body;
+    kvi_buf *out;
+} kvi_server_request;
+typedef void (*kvi_batch_fn)(void *ctx, kvi_server_request *reqs, size_t n);
+
 typedef struct kvi_server_config {
     const char *listen_addr;   /* "HOST:PORT"; port 0 picks a free port */
     unsigned io_threads;       /* >= 1 */
@@ -48,6 +60,9 @@ typedef struct kvi_server_config {
     void *handler_ctx;
     kvi_offload_fn offload;    /* NULL: every request runs on its I/O thread */
     unsigned workers[KVI_SERVER_MAX_POOLS]; /* threads of each pool */
+    /* Per pool: run queued requests in batches (NULL: one by one through
+     * handler). */
+    kvi_batch_fn batch[KVI_SERVER_MAX_POOLS];
     const kvi_logger *log;     /* borrowed; must outlive the server */
 } kvi_server_config;
 

@@ -73,9 +73,7 @@ static void spawn(cluster *c, int i)
     snprintf(timeout, sizeof timeout, "%d", INTERNODE_TIMEOUT_MS);
     const char *argv[] = {kvd_path(), "--data", d->dir, "--listen", d->listen,
                           "--http", d->http, "--node-id", d->id, "--peers", c->peers,
-                          "--policy", c->policy, "--internode-timeout", timeout,
-                          /* Detect a little sooner than the default 2 s pause. */
-                          "--failure-pause", "1500", NULL};
+                          "--policy", c->policy, "--internode-timeout", timeout, NULL};
     pid_t pid = kvd_spawn(argv, d->log_path);
     assert_true(pid > 0);
     d->pid = pid;
