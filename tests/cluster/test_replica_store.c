@@ -102,6 +102,64 @@ static void merges_change_only_what_is_new(void **state)
     kvi_buf_free(&holder);
 }
 
+/* States from several writers at once: merged in one store write, the
+ * same key's items in order, and an item that fails (the sibling limit)
+ * failing alone. */
+static kvi_state a1, a2, b1, full;
+
+static void many_states_merge_in_one_write(void **state)
+{
+    fixture *f = *state;
+    kvi_state_init(&a1);
+    kvi_state_init(&a2);
+    kvi_state_init(&b1);
+    kvi_state_init(&full);
+    kvi_sibling x = value_of("from-n1"), y = value_of("from-n2"), z = value_of("b");
+    assert_int_equal(kvi_state_write(&a1, NULL, "n1", &x), KV_OK);
+    assert_int_equal(kvi_state_write(&a2, NULL, "n2", &y), KV_OK); /* concurrent with a1 */
+    assert_int_equal(kvi_state_write(&b1, NULL, "n1", &z), KV_OK);
+    /* A key already holding the sibling limit, and a state adding one more. */
+    kvi_buf holder = {0};
+    for (unsigned i = 0; i < KVI_STATE_MAX_SIBLINGS; i++) {
+        char node[8];
+        snprintf(node, sizeof node, "w%u", i);
+        kvi_sibling v = value_of("many");
+        assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "full", 4, NULL, node,
+                                           &v),
+                         KV_OK);
+    }
+    kvi_buf_free(&holder);
+    kvi_sibling extra = value_of("one too many");
+    assert_int_equal(kvi_state_write(&full, NULL, "w99", &extra), KV_OK);
+
+    kvi_merge_item items[] = {
+        {"a", 1, &a1, -1, 0},
+        {"full", 4, &full, -1, 0},
+        {"b", 1, &b1, -1, 0},
+        {"a", 1, &a2, -1, 0},
+    };
+    assert_int_equal(kvi_replica_merge_many(f->db->embedded, items, 4), KV_OK);
+    assert_int_equal(items[0].status, KV_OK);
+    assert_int_equal(items[1].status, KV_ETOOBIG);
+    assert_int_equal(items[2].status, KV_OK);
+    assert_int_equal(items[3].status, KV_OK);
+    assert_int_equal(items[2].version, 1);
+
+    /* Both writers' values of "a" are there, as siblings; "b" too; "full"
+     * is as it was. */
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "a", 1), KV_OK);
+    assert_int_equal(st.n, 2);
+    assert_true(holds(&st, "from-n1") && holds(&st, "from-n2"));
+    kvi_buf_free(&holder);
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "b", 1), KV_OK);
+    assert_true(holds(&st, "b"));
+    kvi_buf_free(&holder);
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "full", 4), KV_OK);
+    assert_int_equal(st.n, KVI_STATE_MAX_SIBLINGS);
+    assert_false(holds(&st, "one too many"));
+    kvi_buf_free(&holder);
+}
+
 static void embedded_records_read_as_states(void **state)
 {
     fixture *f = *state;
@@ -221,11 +279,13 @@ static void the_embedded_paths_read_states_and_refuse_to_write_them(void **state
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_open, fixture_close)
 
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(stale_writers_become_siblings_that_persist),
         T(merges_change_only_what_is_new),
+        T(many_states_merge_in_one_write),
         T(embedded_records_read_as_states),
         T(damaged_states_are_refused),
         T(the_embedded_paths_read_states_and_refuse_to_write_them),
