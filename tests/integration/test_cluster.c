@@ -107,7 +107,7 @@ static void wait_complete(const cluster *c, int i)
 {
     kv *db = client_of(c, i);
     int complete = 0;
-    for (int t = 0; t < 150 && !complete; t++) {
+    for (int t = 0; t < 300 && !complete; t++) {
         char *json = NULL;
         if (kv_cluster_describe(&json, db) == KV_OK)
             complete = strstr(json, "\"complete\":true") != NULL;
