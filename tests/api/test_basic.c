@@ -323,6 +323,23 @@ static void options_init_functions(void **state)
     kv_close(db);
     test_rmtree(dir);
     assert_int_equal(kv_node_options_init(&n2, 4), KV_EINVAL);
+    /* Write options version 1 (before home_only): init writes only its
+     * prefix, and writes still accept it. */
+    kv_write_options w1;
+    memset(&w1, 0xAB, sizeof w1);
+    assert_int_equal(kv_write_options_init(&w1, 1), KV_OK);
+    assert_int_equal(w1.version, 1);
+    assert_int_equal(w1.ttl_s, 0);
+    assert_int_equal(((const unsigned char *)&w1.home_only)[0], 0xAB);
+    assert_int_equal(w.home_only, 0);
+    dir = test_tempdir();
+    assert_int_equal(kv_open(&db, dir, NULL), KV_OK);
+    assert_int_equal(kv_put(NULL, db, "k", 1, "v", 1, &w1), KV_OK);
+    w1.version = 3;
+    assert_int_equal(kv_put(NULL, db, "k", 1, "v", 1, &w1), KV_EINVAL);
+    kv_close(db);
+    test_rmtree(dir);
+    assert_int_equal(kv_write_options_init(&w1, 3), KV_EINVAL);
     /* A bad policy is refused at open. */
     kv_client_options bad = KV_CLIENT_OPTIONS_INIT;
     bad.policy = (kv_conflict_policy)7;
