@@ -125,16 +125,33 @@ static int held_down(kvi_gossip *g, const kvi_gossip_entry *e, uint64_t now)
     return 0;
 }
 
-/* An address to gossip with: a random member that is up, most of the time;
- * now and then (and while no member is up) a seed, or a member held down,
- * to notice it come back. Members held down are mostly avoided so that an
- * exchange waiting on a paused one does not delay the news of the others
- * (which would make them look down too). Called with g->lock held; NULL
- * when there is nobody. */
+/* Whether seed i names no member of the table yet (by address as given):
+ * a member the node was told of but has no gossip from. Called with
+ * g->lock held. */
+static int seed_unknown(const kvi_gossip *g, size_t i)
+{
+    if (strcmp(g->seeds[i], g->self.addr) == 0)
+        return 0;
+    for (size_t j = 0; j < g->table.n; j++)
+        if (strcmp(g->table.entries[j].addr, g->seeds[i]) == 0)
+            return 0;
+    return 1;
+}
+
+/* An address to gossip with: a random member that is up, or a seed no
+ * gossip has come from yet, most of the time; now and then any seed (so
+ * that partitions heal) or a member held down (to notice it come back).
+ * Unknown seeds are in the main pool: otherwise two nodes that found each
+ * other first kept gossiping only with each other, and a fresh cluster of
+ * five took tens of seconds to know itself (seen under ASan: after 10 s,
+ * most members were still "unknown" to most others). Members held down are
+ * mostly avoided so that an exchange waiting on a paused one does not delay
+ * the news of the others (which would make them look down too). Called
+ * with g->lock held; NULL when there is nobody. */
 static char *pick_target(kvi_gossip *g)
 {
     uint64_t now = monotonic_ms();
-    size_t up = 0, down = 0;
+    size_t up = 0, down = 0, unknown = 0;
     for (size_t i = 0; i < g->table.n; i++) {
         const kvi_gossip_entry *e = &g->table.entries[i];
         if (strcmp(e->id, g->self.id) == 0)
@@ -144,15 +161,17 @@ static char *pick_target(kvi_gossip *g)
         else
             up++;
     }
+    for (size_t i = 0; i < g->n_seeds; i++)
+        unknown += seed_unknown(g, i);
     uint64_t r = next_random(g);
     int rare = r % 10 == 0;
-    if (g->n_seeds > 0 && (up + down == 0 || (rare && (r >> 4) % 2 == 0))) {
+    if (g->n_seeds > 0 && rare && (r >> 4) % 2 == 0) {
         const char *seed = g->seeds[(r >> 8) % g->n_seeds];
         if (strcmp(seed, g->self.addr) != 0)
             return strdup(seed);
     }
-    int want_down = down > 0 && (up == 0 || rare);
-    size_t pool = want_down ? down : up;
+    int want_down = down > 0 && (up + unknown == 0 || rare);
+    size_t pool = want_down ? down : up + unknown;
     if (pool == 0)
         return NULL;
     size_t k = (size_t)((r >> 16) % pool);
@@ -163,6 +182,9 @@ static char *pick_target(kvi_gossip *g)
         if (k-- == 0)
             return strdup(e->addr);
     }
+    for (size_t i = 0; !want_down && i < g->n_seeds; i++)
+        if (seed_unknown(g, i) && k-- == 0)
+            return strdup(g->seeds[i]);
     return NULL;
 }
 

@@ -988,6 +988,14 @@ static void a_node_joins_through_seeds(void **state)
     printf("join: listed as up by all 6 members after %ld ms; the client's ring had 6 "
            "members after %ld ms; %d requests during the join, none failed\n",
            all_know, client_knows, requests);
+    for (int i = 0; i < 6 && all_know < 0; i++) {
+        /* Say who did not see whom, before failing. */
+        cJSON *root = described_by(c, i);
+        char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+        fprintf(stderr, "n%d describes: %s\n", i + 1, text ? text : "(no answer)");
+        cJSON_free(text);
+        cJSON_Delete(root);
+    }
     assert_true(all_know >= 0);
     assert_true(client_knows >= 0);
 
