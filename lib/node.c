@@ -2,7 +2,7 @@
  * node.c - a storage node: starts the store and both servers, and executes
  * binary-protocol requests against the store.
  */
-#include "node.h"
+#include "node_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,32 +29,11 @@
 #define DEFAULT_IDLE_TIMEOUT_MS 60000u
 #define DEFAULT_MAX_CONNECTIONS 4096u
 
-struct kvi_node {
-    kv *store;          /* the embedded store underneath */
-    kv *front;          /* a handle onto this node for its HTTP API */
-    kv *front_lww;      /* the same under a fixed policy (?policy=) */
-    kv *front_siblings;
-    int siblings;       /* the node's policy is SIBLINGS (else LWW) */
-    kvi_server *binary;
-    kvi_http *http;
-    kvi_metrics *metrics;
-    kvi_membership *membership;
-    kvi_hints hints;          /* kept for homes that missed writes */
-    kvi_handoff *handoff;     /* gives them back */
-    atomic_uint_fast64_t sloppy_writes;
-    char *node_id;
-    char *listen_addr;
-    char *http_addr;
-    int binary_port;
-    int http_port;
-    const kvi_logger *log;
-};
-
 /* ----------------------------------------------------------- data calls */
 
 /* A node given other members (or seeds) serves the cluster's data; alone,
  * it is its embedded store served over the network. */
-static int clustered(kvi_node *n)
+int kvi_node_clustered(kvi_node *n)
 {
     return kvi_membership_clustered(n->membership);
 }
@@ -88,7 +67,7 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
     kv_write_options defaults = KV_WRITE_OPTIONS_INIT;
     if (!wo)
         wo = &defaults;
-    if (!clustered(n)) {
+    if (!kvi_node_clustered(n)) {
         if (kind == KVI_WRITE_PUT)
             return kv_put(out_version, n->store, key, key_len, value, value_len, wo);
         if (kind == KVI_WRITE_DELETE)
@@ -138,7 +117,7 @@ int kvi_node_cas(kvi_node *n, uint64_t *out_version, const void *key, size_t key
 int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
                  const kv_read_options *ro, unsigned flags, kvi_read_report *report)
 {
-    if (!clustered(n))
+    if (!kvi_node_clustered(n))
         return kv_get(out, n->store, key, key_len, ro);
     kvi_coord_env env;
     int rc = coord_env(n, &env);
@@ -153,7 +132,7 @@ int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
 int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
                    const kv_read_options *ro, unsigned flags)
 {
-    if (!clustered(n))
+    if (!kvi_node_clustered(n))
         return kv_batch_execute(n->store, b, wo, ro);
     kvi_coord_env env;
     int rc = coord_env(n, &env);
@@ -173,7 +152,7 @@ unsigned kvi_node_flags(const kvi_node *n)
 
 /* Appends a response frame for a call that returned rc (KV_OK or an error
  * whose detail is this thread's kv_error_last()). */
-static void respond(kvi_buf *out, const kvi_frame_header *h, int rc, kvi_response *resp)
+void kvi_node_respond(kvi_buf *out, const kvi_frame_header *h, int rc, kvi_response *resp)
 {
     if (rc != KV_OK) {
         kvi_error_frame(out, h->opcode, h->request_id, rc, resp->version, kv_error_last());
@@ -223,7 +202,7 @@ static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, k
         rc = kvi_node_batch(n, b, &wo, &ro, h->flags);
     if (rc != KV_OK) {
         kvi_response none = {0};
-        respond(out, h, rc, &none);
+        kvi_node_respond(out, h, rc, &none);
         kv_batch_free(b);
         return rc;
     }
@@ -246,113 +225,6 @@ static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, k
     return KV_OK;
 }
 
-/* Checks a GET_STATE or REPLICATE request before it touches the store:
- * the key's size, and that this node is one of the key's replicas in its
- * own ring (else KVI_ENOT_REPLICA: the asker's ring differs, and it learns
- * it again; a handed-off hint is this node's data whatever the ring says).
- * A REPLICATE's state is decoded into st and its values checked against
- * the limits: its checksum is seeded with the key's token, so a state sent
- * under the wrong key is refused. v may be NULL (not clustered yet). */
-static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_request *req,
-                                 const kvi_frame_header *h, kvi_state *st)
-{
-    if (req->key.len == 0)
-        return kvi_error(KV_EINVAL, "key is empty");
-    if (req->key.len > n->store->max_key_size)
-        return kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u", req->key.len,
-                         n->store->max_key_size);
-    uint64_t token = kvi_key_token(req->key.data, req->key.len);
-    if (v && !(h->flags & KVI_FRAME_FLAG_HANDOFF)) {
-        const uint32_t *pref;
-        size_t count = kvi_ring_preference(v->ring, token, &pref);
-        int mine = 0;
-        for (size_t i = 0; i < count; i++)
-            mine |= (int)pref[i] == v->self;
-        if (!mine)
-            return kvi_error(KVI_ENOT_REPLICA, "this node is not a replica of the key");
-    }
-    if (h->opcode != KVI_OP_REPLICATE)
-        return KV_OK;
-    if (kvi_state_decode(st, req->value.data, req->value.len, token) != KV_OK)
-        return kvi_error(KV_EINVAL, "malformed or damaged state for this key");
-    for (size_t i = 0; i < st->n; i++)
-        if (st->sibs[i].value_len > n->store->max_value_size)
-            return kvi_error(KV_ETOOBIG, "a sibling's value is %zu bytes, the limit is %u",
-                             st->sibs[i].value_len, n->store->max_value_size);
-    return KV_OK;
-}
-
-/* The view to check replica requests against: NULL when not clustered or
- * not built yet. */
-static kvi_view *replica_check_view(kvi_node *n)
-{
-    return clustered(n) ? kvi_membership_view(n->membership) : NULL;
-}
-
-/* GET_STATE and REPLICATE, between nodes: a key's replicated state in
- * record format 2, read from or merged into this node's store. */
-static int replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
-                      kvi_buf *out)
-{
-    kvi_response resp = {0};
-    kvi_state *st = malloc(sizeof *st);
-    int rc = st ? KV_OK : kvi_error(KV_ENOMEM, "out of memory handling a replica request");
-    if (rc == KV_OK) {
-        kvi_view *v = replica_check_view(n);
-        rc = check_replica_request(n, v, req, h, st);
-        kvi_view_unref(v);
-    }
-    kvi_buf holder = {0}, encoded = {0};
-    if (rc == KV_OK && h->opcode == KVI_OP_GET_STATE) {
-        rc = kvi_replica_read(st, &holder, n->store->embedded, req->key.data, req->key.len);
-        if (rc == KV_OK) {
-            kvi_state_encode(&encoded, st, kvi_key_token(req->key.data, req->key.len));
-            resp.value.data = encoded.data;
-            resp.value.len = encoded.len;
-        }
-    } else if (rc == KV_OK) {
-        rc = kvi_replica_merge(NULL, &resp.version, n->store->embedded, req->key.data,
-                               req->key.len, st);
-    }
-    respond(out, h, rc, &resp);
-    kvi_buf_free(&encoded);
-    kvi_buf_free(&holder);
-    free(st);
-    return rc;
-}
-
-/* HINT, between nodes: keep a state for a home replica that is down, as
- * its stand-in, until handoff gives it back. */
-static int hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
-                   kvi_buf *out)
-{
-    kvi_response resp = {0};
-    int rc = KV_OK;
-    char target[KVI_DVV_MAX_ID + 1];
-    if (req->key.len == 0 || req->key.len > n->store->max_key_size)
-        rc = kvi_error(KV_EINVAL, "a hint's key is empty or over %u bytes",
-                       n->store->max_key_size);
-    else if (req->context.len == 0 || req->context.len > KVI_DVV_MAX_ID)
-        rc = kvi_error(KV_EINVAL, "a hint needs its home replica's node id");
-    kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
-    if (rc == KV_OK && !st)
-        rc = kvi_error(KV_ENOMEM, "out of memory keeping a hint");
-    /* Checked now (the checksum is seeded with the key's token), so that a
-     * damaged state is refused here, not replayed later. */
-    if (rc == KV_OK && kvi_state_decode(st, req->value.data, req->value.len,
-                                        kvi_key_token(req->key.data, req->key.len)) != KV_OK)
-        rc = kvi_error(KV_EINVAL, "malformed or damaged state for this key");
-    if (rc == KV_OK) {
-        memcpy(target, req->context.data, req->context.len);
-        target[req->context.len] = 0;
-        rc = kvi_hints_put(&n->hints, target, kvi_now_ms(), req->key.data, req->key.len,
-                           req->value.data, req->value.len);
-    }
-    respond(out, h, rc, &resp);
-    free(st);
-    return rc;
-}
-
 static kvi_metric_op metric_op(uint8_t opcode)
 {
     switch (opcode) {
@@ -365,8 +237,8 @@ static kvi_metric_op metric_op(uint8_t opcode)
     }
 }
 
-static void handle_request(void *ctx, const kvi_frame_header *h,
-                           const unsigned char *body, kvi_buf *out)
+void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
+                             const unsigned char *body, kvi_buf *out)
 {
     kvi_node *n = ctx;
     uint64_t started = kvi_metrics_now_ns();
@@ -377,7 +249,7 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
     if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0) {
         rc = kvi_error(KV_EINVAL, "malformed request body for opcode %u (%u bytes)",
                        h->opcode, h->body_len);
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), rc,
                            kvi_metrics_now_ns() - started);
         return;
@@ -385,7 +257,7 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
     switch (h->opcode) {
     case KVI_OP_PING:
         rc = KV_OK;
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         break;
     case KVI_OP_GET: {
         kv_read_options ro = KV_READ_OPTIONS_INIT;
@@ -394,7 +266,7 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
         kv_value *v = NULL;
         rc = kvi_node_get(n, &v, req.key.data, req.key.len, &ro, h->flags, NULL);
         if (rc != KV_OK) {
-            respond(out, h, rc, &resp);
+            kvi_node_respond(out, h, rc, &resp);
             break;
         }
         size_t start = out->len;
@@ -418,12 +290,12 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
         write_options(&wo, &req);
         rc = kvi_node_put(n, &resp.version, req.key.data, req.key.len, req.value.data,
                           req.value.len, &wo, h->flags);
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         break;
     case KVI_OP_DELETE:
         write_options(&wo, &req);
         rc = kvi_node_delete(n, &resp.version, req.key.data, req.key.len, &wo, h->flags);
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         break;
     case KVI_OP_CAS:
         write_options(&wo, &req);
@@ -431,24 +303,24 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
                           req.value.data, req.value.len, &wo, h->flags);
         if (rc != KV_OK && rc != KV_ECONFLICT)
             resp.version = 0;
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         break;
     case KVI_OP_BATCH:
         rc = run_batch(n, &req, h, out);
         break;
     case KVI_OP_GET_STATE:
     case KVI_OP_REPLICATE:
-        rc = replica_op(n, &req, h, out);
+        rc = kvi_node_replica_op(n, &req, h, out);
         break;
     case KVI_OP_HINT:
-        rc = hint_op(n, &req, h, out);
+        rc = kvi_node_hint_op(n, &req, h, out);
         break;
     case KVI_OP_GOSSIP: {
         kvi_buf table = {0};
         rc = kvi_membership_gossip(n->membership, req.value.data, req.value.len, &table);
         resp.value.data = table.data;
         resp.value.len = table.len;
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         kvi_buf_free(&table);
         break;
     }
@@ -458,75 +330,17 @@ static void handle_request(void *ctx, const kvi_frame_header *h,
         rc = json.failed ? kvi_error(KV_ENOMEM, "out of memory describing the cluster") : KV_OK;
         resp.value.data = json.data;
         resp.value.len = json.len;
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         kvi_buf_free(&json);
         break;
     }
     default:
         rc = kvi_error(KV_ENOTSUP, "unknown opcode %u", h->opcode);
-        respond(out, h, rc, &resp);
+        kvi_node_respond(out, h, rc, &resp);
         break;
     }
     kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), rc,
                        kvi_metrics_now_ns() - started);
-}
-
-/* The replication pool's requests, in batches: the REPLICATEs that queued
- * up while its threads were busy are merged together and written with one
- * sync (kvi_replica_merge_many), instead of one synced write each. Other
- * requests of the pool (HINT) run one by one. */
-static void handle_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs)
-{
-    kvi_node *n = ctx;
-    uint64_t started = kvi_metrics_now_ns();
-    kvi_state *states = malloc(n_reqs * sizeof *states);
-    kvi_merge_item *items = malloc(n_reqs * sizeof *items);
-    size_t *which = malloc(n_reqs * sizeof *which); /* the request of each item */
-    if (!states || !items || !which) {
-        free(states);
-        free(items);
-        free(which);
-        for (size_t i = 0; i < n_reqs; i++)
-            handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
-        return;
-    }
-    kvi_view *v = replica_check_view(n);
-    size_t n_items = 0;
-    for (size_t i = 0; i < n_reqs; i++) {
-        const kvi_frame_header *h = reqs[i].h;
-        kvi_request req;
-        if (h->opcode != KVI_OP_REPLICATE ||
-            kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0) {
-            handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */
-            continue;
-        }
-        int rc = check_replica_request(n, v, &req, h, &states[i]);
-        if (rc != KV_OK) {
-            kvi_response resp = {0};
-            respond(reqs[i].out, h, rc, &resp);
-            kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
-                               kvi_metrics_now_ns() - started);
-            continue;
-        }
-        items[n_items] = (kvi_merge_item){req.key.data, req.key.len, &states[i], 0, 0};
-        which[n_items++] = i;
-    }
-    kvi_view_unref(v);
-    if (n_items)
-        kvi_replica_merge_many(n->store->embedded, items, n_items);
-    for (size_t k = 0; k < n_items; k++) {
-        size_t i = which[k];
-        kvi_response resp = {.version = items[k].version};
-        int rc = items[k].status;
-        if (rc != KV_OK)
-            kvi_error(rc, "merging a replicated state: %s", kv_strerror(rc));
-        respond(reqs[i].out, reqs[i].h, rc, &resp);
-        kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
-                           kvi_metrics_now_ns() - started);
-    }
-    free(states);
-    free(items);
-    free(which);
 }
 
 /* Worker pools of a clustered node: coordinated requests wait on other
@@ -550,70 +364,13 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
     case KVI_OP_BATCH:
-        return clustered(n) ? POOL_COORDINATE : 0;
+        return kvi_node_clustered(n) ? POOL_COORDINATE : 0;
     case KVI_OP_REPLICATE:
     case KVI_OP_HINT:
-        return clustered(n) ? POOL_REPLICATE : 0;
+        return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
     default:
         return 0;
     }
-}
-
-/* What a node knows of failures: members up and down as it sees them,
- * its detector's suspicions, its hints, and its sloppy writes. GET
- * /metrics and the cluster description (kvctl members) both show them. */
-typedef struct failure_figures {
-    unsigned up, down;
-    uint64_t suspicions, sloppy_writes;
-    kvi_handoff_stats hints;
-    double oldest_age_s;
-} failure_figures;
-
-static void gather_figures(const kvi_node *n, failure_figures *f)
-{
-    memset(f, 0, sizeof *f);
-    kvi_view *v = kvi_membership_view(n->membership);
-    for (size_t i = 0; v && i < v->n; i++) {
-        if ((int)i != v->self && kvi_membership_is_down(n->membership, v->members[i].id))
-            f->down++;
-        else
-            f->up++;
-    }
-    kvi_view_unref(v);
-    if (n->handoff)
-        kvi_handoff_get_stats(n->handoff, &f->hints);
-    uint64_t now = kvi_now_ms();
-    f->oldest_age_s = f->hints.oldest_ms && now > f->hints.oldest_ms
-                          ? (double)(now - f->hints.oldest_ms) / 1000.0 : 0;
-    f->suspicions = kvi_membership_suspicions(n->membership);
-    f->sloppy_writes = atomic_load(&n->sloppy_writes);
-}
-
-/* The membership's description with the node's failure figures added:
- * "failures": {"membersUp", "membersDown", "suspicions", "hintsPending",
- * "hintOldestAgeSeconds", "hintsReplayed", "hintsDropped", "sloppyWrites"}. */
-void kvi_node_describe(const kvi_node *n, kvi_buf *out)
-{
-    size_t start = out->len;
-    kvi_membership_describe(n->membership, out);
-    if (out->failed || out->len == start || out->data[out->len - 1] != '}')
-        return;
-    out->len--; /* reopen the object */
-    failure_figures f;
-    gather_figures(n, &f);
-    char text[512];
-    int len = snprintf(text, sizeof text,
-                       ",\"failures\":{\"membersUp\":%u,\"membersDown\":%u,\"suspicions\":%llu,"
-                       "\"hintsPending\":%llu,\"hintOldestAgeSeconds\":%.3f,"
-                       "\"hintsReplayed\":%llu,\"hintsDropped\":%llu,\"sloppyWrites\":%llu}}",
-                       f.up, f.down, (unsigned long long)f.suspicions,
-                       (unsigned long long)f.hints.pending, f.oldest_age_s,
-                       (unsigned long long)f.hints.replayed,
-                       (unsigned long long)f.hints.dropped,
-                       (unsigned long long)f.sloppy_writes);
-    kvi_buf_raw(out, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
-    if (len <= 0 || (size_t)len >= sizeof text)
-        kvi_buf_raw(out, "}", 1);
 }
 
 static void describe_cluster(void *ctx, kvi_buf *out)
@@ -626,39 +383,6 @@ static void describe_cluster(void *ctx, kvi_buf *out)
 static struct kvi_view *membership_view(void *ctx)
 {
     return kvi_membership_view(ctx);
-}
-
-static void metric_line(kvi_buf *b, const char *help, const char *type, const char *name,
-                        double value)
-{
-    char line[512];
-    int len = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
-                       name, type, name, value);
-    if (len > 0 && (size_t)len < sizeof line)
-        kvi_buf_raw(b, line, (size_t)len);
-}
-
-/* The node's failure figures for GET /metrics (docs/HTTP.md lists them). */
-static void render_cluster_metrics(void *ctx, kvi_buf *b)
-{
-    failure_figures f;
-    gather_figures(ctx, &f);
-    metric_line(b, "Members this node sees up, itself included.", "gauge", "kv_members_up",
-                f.up);
-    metric_line(b, "Members this node's failure detector holds down (or stopped).", "gauge",
-                "kv_members_down", f.down);
-    metric_line(b, "Failure-detector suspicions: a member newly held down.", "counter",
-                "kv_failure_suspicions_total", (double)f.suspicions);
-    metric_line(b, "Hints stored here and not yet delivered to their home replica.", "gauge",
-                "kv_hints_pending", (double)f.hints.pending);
-    metric_line(b, "Age of the oldest pending hint: how far the most lagging home replica "
-                "is behind.", "gauge", "kv_hint_oldest_age_seconds", f.oldest_age_s);
-    metric_line(b, "Hints delivered to their home replica and deleted.", "counter",
-                "kv_hints_replayed_total", (double)f.hints.replayed);
-    metric_line(b, "Hints dropped: past the hint window, damaged, or refused for good.",
-                "counter", "kv_hints_dropped_total", (double)f.hints.dropped);
-    metric_line(b, "Writes coordinated here that a stand-in acknowledged (sloppy quorum).",
-                "counter", "kv_sloppy_writes_total", (double)f.sloppy_writes);
 }
 
 static int valid_node_id(const char *id)
@@ -731,7 +455,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .kib_per_s = o->handoff_kib_per_s, .log = log,
         };
         rc = kvi_handoff_start(&n->handoff, &hc);
-        kvi_metrics_set_extra(n->metrics, render_cluster_metrics, n);
+        kvi_metrics_set_extra(n->metrics, kvi_node_render_metrics, n);
     }
 
     if (rc == KV_OK) {
@@ -741,11 +465,11 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .max_body = o->max_request_bytes ? o->max_request_bytes : DEFAULT_MAX_REQUEST,
             .idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS,
             .max_connections = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS,
-            .handler = handle_request,
+            .handler = kvi_node_handle_request,
             .handler_ctx = n,
             .offload = offload_request,
             .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
-            .batch = {NULL, handle_replication_batch},
+            .batch = {NULL, kvi_node_replication_batch},
             .log = log,
         };
         rc = kvi_server_start(&n->binary, &sc);
@@ -780,7 +504,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .listen_addr = n->http_addr,
             /* In a cluster an HTTP thread waits on other nodes for each
              * request it coordinates, so it takes more of them. */
-            .threads = o->http_threads ? o->http_threads : clustered(n) ? 16 : 2,
+            .threads = o->http_threads ? o->http_threads : kvi_node_clustered(n) ? 16 : 2,
             .store = n->front,
             .store_lww = n->front_lww,
             .store_siblings = n->front_siblings,

@@ -1,0 +1,64 @@
+/*
+ * node_internal.h - the node's parts shared by node.c (lifecycle, data
+ * calls, request dispatch), node_replica.c (replication requests) and
+ * node_figures.c (failure figures). Not installed.
+ */
+#ifndef KVI_NODE_INTERNAL_H
+#define KVI_NODE_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "cluster/handoff.h"
+#include "cluster/hints.h"
+#include "cluster/membership.h"
+#include "handle.h"
+#include "net/http.h"
+#include "net/message.h"
+#include "net/server.h"
+#include "node.h"
+#include "util/metrics.h"
+
+struct kvi_node {
+    kv *store;          /* the embedded store underneath */
+    kv *front;          /* a handle onto this node for its HTTP API */
+    kv *front_lww;      /* the same under a fixed policy (?policy=) */
+    kv *front_siblings;
+    int siblings;       /* the node's policy is SIBLINGS (else LWW) */
+    kvi_server *binary;
+    kvi_http *http;
+    kvi_metrics *metrics;
+    kvi_membership *membership;
+    kvi_hints hints;          /* kept for homes that missed writes */
+    kvi_handoff *handoff;     /* gives them back */
+    atomic_uint_fast64_t sloppy_writes;
+    char *node_id;
+    char *listen_addr;
+    char *http_addr;
+    int binary_port;
+    int http_port;
+    const kvi_logger *log;
+};
+
+/* A node given other members (or seeds) serves the cluster's data; alone,
+ * it is its embedded store served over the network. */
+int kvi_node_clustered(kvi_node *n);
+
+/* Appends a response frame for a call that returned rc (KV_OK or an error
+ * whose detail is this thread's kv_error_last()). */
+void kvi_node_respond(kvi_buf *out, const kvi_frame_header *h, int rc, kvi_response *resp);
+
+/* The binary protocol's request handler (kvi_request_fn). */
+void kvi_node_handle_request(void *ctx, const kvi_frame_header *h, const unsigned char *body,
+                             kvi_buf *out);
+
+/* node_replica.c */
+int kvi_node_replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                        kvi_buf *out);
+int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                     kvi_buf *out);
+void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs);
+
+/* node_figures.c: the failure figures in GET /metrics (kvi_metrics_extra_fn). */
+void kvi_node_render_metrics(void *ctx, kvi_buf *b);
+
+#endif

@@ -1,0 +1,180 @@
+/*
+ * node_replica.c - a node's side of replication: GET_STATE, REPLICATE and
+ * HINT requests from other members, REPLICATEs merged in batches.
+ */
+#include "node_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/coordinator.h"
+#include "cluster/replica_store.h"
+#include "cluster/view.h"
+#include "storage/record.h"
+#include "util/clock.h"
+#include "util/error.h"
+
+/* Checks a GET_STATE or REPLICATE request before it touches the store:
+ * the key's size, and that this node is one of the key's replicas in its
+ * own ring (else KVI_ENOT_REPLICA: the asker's ring differs, and it learns
+ * it again; a handed-off hint is this node's data whatever the ring says).
+ * A REPLICATE's state is decoded into st and its values checked against
+ * the limits: its checksum is seeded with the key's token, so a state sent
+ * under the wrong key is refused. v may be NULL (not clustered yet). */
+static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_request *req,
+                                 const kvi_frame_header *h, kvi_state *st)
+{
+    if (req->key.len == 0)
+        return kvi_error(KV_EINVAL, "key is empty");
+    if (req->key.len > n->store->max_key_size)
+        return kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u", req->key.len,
+                         n->store->max_key_size);
+    uint64_t token = kvi_key_token(req->key.data, req->key.len);
+    if (v && !(h->flags & KVI_FRAME_FLAG_HANDOFF)) {
+        const uint32_t *pref;
+        size_t count = kvi_ring_preference(v->ring, token, &pref);
+        int mine = 0;
+        for (size_t i = 0; i < count; i++)
+            mine |= (int)pref[i] == v->self;
+        if (!mine)
+            return kvi_error(KVI_ENOT_REPLICA, "this node is not a replica of the key");
+    }
+    if (h->opcode != KVI_OP_REPLICATE)
+        return KV_OK;
+    if (kvi_state_decode(st, req->value.data, req->value.len, token) != KV_OK)
+        return kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+    for (size_t i = 0; i < st->n; i++)
+        if (st->sibs[i].value_len > n->store->max_value_size)
+            return kvi_error(KV_ETOOBIG, "a sibling's value is %zu bytes, the limit is %u",
+                             st->sibs[i].value_len, n->store->max_value_size);
+    return KV_OK;
+}
+
+/* The view to check replica requests against: NULL when not clustered or
+ * not built yet. */
+static kvi_view *replica_check_view(kvi_node *n)
+{
+    return kvi_node_clustered(n) ? kvi_membership_view(n->membership) : NULL;
+}
+
+/* GET_STATE and REPLICATE, between nodes: a key's replicated state in
+ * record format 2, read from or merged into this node's store. */
+int kvi_node_replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out)
+{
+    kvi_response resp = {0};
+    kvi_state *st = malloc(sizeof *st);
+    int rc = st ? KV_OK : kvi_error(KV_ENOMEM, "out of memory handling a replica request");
+    if (rc == KV_OK) {
+        kvi_view *v = replica_check_view(n);
+        rc = check_replica_request(n, v, req, h, st);
+        kvi_view_unref(v);
+    }
+    kvi_buf holder = {0}, encoded = {0};
+    if (rc == KV_OK && h->opcode == KVI_OP_GET_STATE) {
+        rc = kvi_replica_read(st, &holder, n->store->embedded, req->key.data, req->key.len);
+        if (rc == KV_OK) {
+            kvi_state_encode(&encoded, st, kvi_key_token(req->key.data, req->key.len));
+            resp.value.data = encoded.data;
+            resp.value.len = encoded.len;
+        }
+    } else if (rc == KV_OK) {
+        rc = kvi_replica_merge(NULL, &resp.version, n->store->embedded, req->key.data,
+                               req->key.len, st);
+    }
+    kvi_node_respond(out, h, rc, &resp);
+    kvi_buf_free(&encoded);
+    kvi_buf_free(&holder);
+    free(st);
+    return rc;
+}
+
+/* HINT, between nodes: keep a state for a home replica that is down, as
+ * its stand-in, until handoff gives it back. */
+int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                   kvi_buf *out)
+{
+    kvi_response resp = {0};
+    int rc = KV_OK;
+    char target[KVI_DVV_MAX_ID + 1];
+    if (req->key.len == 0 || req->key.len > n->store->max_key_size)
+        rc = kvi_error(KV_EINVAL, "a hint's key is empty or over %u bytes",
+                       n->store->max_key_size);
+    else if (req->context.len == 0 || req->context.len > KVI_DVV_MAX_ID)
+        rc = kvi_error(KV_EINVAL, "a hint needs its home replica's node id");
+    kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
+    if (rc == KV_OK && !st)
+        rc = kvi_error(KV_ENOMEM, "out of memory keeping a hint");
+    /* Checked now (the checksum is seeded with the key's token), so that a
+     * damaged state is refused here, not replayed later. */
+    if (rc == KV_OK && kvi_state_decode(st, req->value.data, req->value.len,
+                                        kvi_key_token(req->key.data, req->key.len)) != KV_OK)
+        rc = kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+    if (rc == KV_OK) {
+        memcpy(target, req->context.data, req->context.len);
+        target[req->context.len] = 0;
+        rc = kvi_hints_put(&n->hints, target, kvi_now_ms(), req->key.data, req->key.len,
+                           req->value.data, req->value.len);
+    }
+    kvi_node_respond(out, h, rc, &resp);
+    free(st);
+    return rc;
+}
+
+/* The replication pool's requests, in batches: the REPLICATEs that queued
+ * up while its threads were busy are merged together and written with one
+ * sync (kvi_replica_merge_many), instead of one synced write each. Other
+ * requests of the pool (HINT) run one by one. */
+void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs)
+{
+    kvi_node *n = ctx;
+    uint64_t started = kvi_metrics_now_ns();
+    kvi_state *states = malloc(n_reqs * sizeof *states);
+    kvi_merge_item *items = malloc(n_reqs * sizeof *items);
+    size_t *which = malloc(n_reqs * sizeof *which); /* the request of each item */
+    if (!states || !items || !which) {
+        free(states);
+        free(items);
+        free(which);
+        for (size_t i = 0; i < n_reqs; i++)
+            kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
+        return;
+    }
+    kvi_view *v = replica_check_view(n);
+    size_t n_items = 0;
+    for (size_t i = 0; i < n_reqs; i++) {
+        const kvi_frame_header *h = reqs[i].h;
+        kvi_request req;
+        if (h->opcode != KVI_OP_REPLICATE ||
+            kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0) {
+            kvi_node_handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */
+            continue;
+        }
+        int rc = check_replica_request(n, v, &req, h, &states[i]);
+        if (rc != KV_OK) {
+            kvi_response resp = {0};
+            kvi_node_respond(reqs[i].out, h, rc, &resp);
+            kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+                               kvi_metrics_now_ns() - started);
+            continue;
+        }
+        items[n_items] = (kvi_merge_item){req.key.data, req.key.len, &states[i], 0, 0};
+        which[n_items++] = i;
+    }
+    kvi_view_unref(v);
+    if (n_items)
+        kvi_replica_merge_many(n->store->embedded, items, n_items);
+    for (size_t k = 0; k < n_items; k++) {
+        size_t i = which[k];
+        kvi_response resp = {.version = items[k].version};
+        int rc = items[k].status;
+        if (rc != KV_OK)
+            kvi_error(rc, "merging a replicated state: %s", kv_strerror(rc));
+        kvi_node_respond(reqs[i].out, reqs[i].h, rc, &resp);
+        kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+                           kvi_metrics_now_ns() - started);
+    }
+    free(states);
+    free(items);
+    free(which);
+}
