@@ -2,6 +2,7 @@
 #include "cluster/dvv.h"
 
 #include <string.h>
+#include "util/sorted.h"
 
 #define VV_FORMAT 1u
 
@@ -13,21 +14,8 @@ void kvi_vv_init(kvi_vv *vv)
 /* Position of node in the sorted entries, or where it would go. */
 static size_t find(const kvi_vv *vv, const char *node, int *found)
 {
-    size_t lo = 0, hi = vv->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(vv->entries[mid].node, node);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return kvi_sorted_find(vv->entries, vv->n, sizeof *vv->entries, offsetof(kvi_dot, node),
+                           node, found);
 }
 
 uint64_t kvi_vv_get(const kvi_vv *vv, const char *node)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <kv/common.h>
+#include "util/sorted.h"
 
 #define FORMAT 1u
 
@@ -22,21 +23,8 @@ void kvi_gossip_table_free(kvi_gossip_table *t)
 /* The index of id, or where it would go (*found says which). */
 static size_t locate(const kvi_gossip_table *t, const char *id, int *found)
 {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(t->entries[mid].id, id);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return kvi_sorted_find(t->entries, t->n, sizeof *t->entries,
+                           offsetof(kvi_gossip_entry, id), id, found);
 }
 
 const kvi_gossip_entry *kvi_gossip_find(const kvi_gossip_table *t, const char *id)
