@@ -616,6 +616,18 @@ static void test_malformed_hints_refused(void **state)
     assert_int_equal(send_hint(c, 0, "", NULL, 0, "", NULL, 0), KV_EINVAL);
     assert_true(metric(c, 0, "kv_hints_pending") == 0);
     assert_true(put_http(c, 0, "after-bad-hints", "ok", NULL));
+    /* The HTTP parameters of this issue: bad values are 400, and nothing
+     * is written; good ones work, in any case. */
+    body b;
+    assert_int_equal(http_request(c->nodes[0].http, "PUT", "/v1/kv/p?policy=newest",
+                                  "{\"value\":\"x\"}", &b, 15000), 400);
+    assert_int_equal(http_request(c->nodes[0].http, "PUT", "/v1/kv/p?homeOnly=2",
+                                  "{\"value\":\"x\"}", &b, 15000), 400);
+    assert_int_equal(http_request(c->nodes[0].http, "GET", "/v1/kv/p", NULL, &b, 15000), 404);
+    assert_true(put_http(c, 0, "p", "y", "&policy=LWW&homeOnly=false"));
+    assert_int_equal(http_request(c->nodes[0].http, "GET", "/v1/kv/p?policy=siblings", NULL, &b,
+                                  15000), 200);
+    assert_non_null(strstr(b.data, "\"value\":\"y\""));
 }
 
 int main(void)

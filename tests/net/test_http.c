@@ -644,6 +644,11 @@ static void bad_requests(void **state)
         {"GET", "/v1/kv/sentinel?r%00x=2", NULL, 400, "BAD_REQUEST"},
         {"GET", "/v1/kv/sentinel?encoding=base64%00x", NULL, 400, "BAD_REQUEST"},
         {"GET", "/v1/kv/sentinel?consistency=one%00", NULL, 400, "BAD_REQUEST"},
+        /* A bare server has no per-request policy; homeOnly is a boolean. */
+        {"GET", "/v1/kv/sentinel?policy=lww", NULL, 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad?homeOnly=maybe", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad?homeOnly=true&homeOnly=false", "{\"value\": \"x\"}", 400,
+         "BAD_REQUEST"},
         {"POST", "/v1/kv/sentinel", "{\"value\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
         {"PATCH", "/v1/kv/sentinel", "{\"value\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
         {"GET", "/v1/kv/sentinel/cas", NULL, 405, "METHOD_NOT_ALLOWED"},
