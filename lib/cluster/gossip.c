@@ -10,11 +10,18 @@
 #include <kv/kv.h>
 #include "client.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/ticker.h"
 
 #define MAX_SEEDS 64u
 /* Members told of a clean stop, so they mark this node down at once. */
 #define STOP_ANNOUNCEMENTS 3u
+/* A gossip round that starts this much later than it was due means this
+ * node itself was paused (SIGSTOP, a VM stall, CPU starvation): it could
+ * hear nothing meanwhile, so the others' silence is forgiven rather than
+ * taken for their failure (as Cassandra's detector skips convictions
+ * after a local pause). */
+#define LOCAL_PAUSE_MS 1000u
 
 /* What this node has seen of one member's heartbeat. */
 typedef struct watch {
@@ -38,6 +45,7 @@ struct kvi_gossip {
     uint64_t rng;
     kvi_ticker ticker;       /* one exchange per interval */
     uint64_t suspicions;     /* members newly held down, since start */
+    uint64_t next_round_ms;  /* when the next round is due; 0 = first */
 };
 
 static uint64_t monotonic_ms(void)
@@ -230,33 +238,85 @@ static void exchange(kvi_gossip *g, const char *addr)
     kvi_buf_free(&mine);
 }
 
+/* A change of the detector's verdict on one member, logged after the lock
+ * is released (the log callback is the application's). */
+typedef struct verdict {
+    char id[KVI_GOSSIP_MAX_ID + 1];
+    int suspected;
+    double phi;
+    uint64_t silent_ms;
+} verdict;
+
+#define MAX_VERDICTS 8u
+
 /* Counts the members that became suspected since the last round (the
- * failure detector's convictions, for the metrics); called with g->lock
- * held. */
-static void count_suspicions(kvi_gossip *g)
+ * failure detector's convictions, for the metrics) and notes up to
+ * MAX_VERDICTS changes for the log; called with g->lock held. Returns how
+ * many were noted. */
+static size_t count_suspicions(kvi_gossip *g, verdict *out)
 {
     uint64_t now = monotonic_ms();
+    size_t n = 0;
     for (size_t i = 0; i < g->n_watches; i++) {
         watch *w = &g->watches[i];
         int s = kvi_phi_suspect(&w->phi, now);
         if (s && !w->suspected)
             g->suspicions++;
+        if (s != w->suspected && n < MAX_VERDICTS) {
+            verdict *v = &out[n++];
+            memcpy(v->id, w->id, sizeof v->id);
+            v->suspected = s;
+            v->phi = kvi_phi_value(&w->phi, now);
+            v->silent_ms = w->phi.last_ms && now > w->phi.last_ms ? now - w->phi.last_ms : 0;
+        }
         w->suspected = s;
     }
+    return n;
+}
+
+/* How late this round started, when that is a local pause (else 0); if
+ * so, every member's silence is forgiven by as much. Called with g->lock
+ * held. */
+static uint64_t forgive_local_pause(kvi_gossip *g)
+{
+    uint64_t now = monotonic_ms();
+    if (!g->next_round_ms || now <= g->next_round_ms + LOCAL_PAUSE_MS)
+        return 0;
+    uint64_t late = now - g->next_round_ms;
+    for (size_t i = 0; i < g->n_watches; i++)
+        kvi_phi_forgive(&g->watches[i].phi, late, now);
+    return late;
 }
 
 /* One round: bump this node's heartbeat and exchange with one member. */
 static uint32_t gossip_round(void *arg)
 {
     kvi_gossip *g = arg;
+    verdict changes[MAX_VERDICTS];
     pthread_mutex_lock(&g->lock);
-    count_suspicions(g);
+    uint64_t paused = forgive_local_pause(g);
+    size_t n_changes = count_suspicions(g, changes);
     refresh_self(g);
     char *target = pick_target(g);
     pthread_mutex_unlock(&g->lock);
+    if (paused)
+        kvi_log(g->log, KV_LOG_WARN, "this node was paused for %llu ms (its gossip round came "
+                "that late); the others' silence in that time is not held against them",
+                (unsigned long long)paused);
+    for (size_t i = 0; i < n_changes; i++) {
+        const verdict *v = &changes[i];
+        if (v->suspected)
+            kvi_log(g->log, KV_LOG_WARN, "member %s is now held down: no heartbeat for %llu ms (phi %.1f)",
+                    v->id, (unsigned long long)v->silent_ms, v->phi);
+        else
+            kvi_log(g->log, KV_LOG_INFO, "member %s is up again", v->id);
+    }
     if (target)
         exchange(g, target);
     free(target);
+    pthread_mutex_lock(&g->lock);
+    g->next_round_ms = monotonic_ms() + g->cfg.interval_ms;
+    pthread_mutex_unlock(&g->lock);
     return g->cfg.interval_ms;
 }
 

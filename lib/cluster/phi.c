@@ -72,3 +72,10 @@ int kvi_phi_suspect(const kvi_phi *p, uint64_t now_ms)
 {
     return kvi_phi_value(p, now_ms) >= p->cfg.threshold;
 }
+
+void kvi_phi_forgive(kvi_phi *p, uint64_t pause_ms, uint64_t now_ms)
+{
+    if (p->last_ms == 0)
+        return;
+    p->last_ms = p->last_ms + pause_ms < now_ms ? p->last_ms + pause_ms : now_ms;
+}

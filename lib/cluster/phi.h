@@ -54,5 +54,10 @@ void kvi_phi_heartbeat(kvi_phi *p, uint64_t now_ms);
 double kvi_phi_value(const kvi_phi *p, uint64_t now_ms);
 /* phi(now_ms) >= the threshold. */
 int kvi_phi_suspect(const kvi_phi *p, uint64_t now_ms);
+/* The observer itself was paused for pause_ms (stopped, or starved of
+ * CPU) and heard nothing in that time: the silence it saw is not the
+ * member's, so the last heartbeat is moved forward by pause_ms (never past
+ * now_ms). What was learned of the intervals is kept. */
+void kvi_phi_forgive(kvi_phi *p, uint64_t pause_ms, uint64_t now_ms);
 
 #endif

@@ -1,7 +1,8 @@
 /* The phi accrual failure detector, on synthetic heartbeat times: silence
  * raises phi past the threshold within a few seconds, regular heartbeats
  * keep it low, a member that is regularly slow is not convicted for it, and
- * a heartbeat after a conviction clears it. */
+ * a heartbeat after a conviction clears it, and the observer's own pause is
+ * forgiven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,6 +52,31 @@ static void silence_is_detected_in_a_few_seconds(void **state)
     /* A heartbeat clears the suspicion. */
     kvi_phi_heartbeat(&p, last + d + 100);
     assert_false(kvi_phi_suspect(&p, last + d + 200));
+}
+
+/* The observer was paused for 15 s: its own silence is forgiven, so the
+ * member is not suspected on resuming; it still is once it stays silent
+ * past the usual detection time after that. */
+static void a_local_pause_is_forgiven(void **state)
+{
+    (void)state;
+    kvi_phi p;
+    kvi_phi_init(&p, NULL);
+    uint64_t last = feed(&p, 50, 1000, 50);
+    uint64_t d = detection_ms(&p, last);
+    uint64_t resumed = last + 15000;
+    assert_true(kvi_phi_suspect(&p, resumed));
+    kvi_phi_forgive(&p, 15000 - 500, resumed);
+    assert_false(kvi_phi_suspect(&p, resumed));
+    assert_true(kvi_phi_suspect(&p, resumed - 500 + d));
+    /* Never moved past now; nothing to forgive before a first heartbeat. */
+    kvi_phi_forgive(&p, 60000, resumed);
+    assert_true(p.last_ms == resumed);
+    kvi_phi none;
+    kvi_phi_init(&none, NULL);
+    kvi_phi_forgive(&none, 5000, resumed);
+    assert_true(none.last_ms == 0);
+    assert_false(kvi_phi_suspect(&none, resumed));
 }
 
 static void a_slow_member_is_not_convicted_for_being_slow(void **state)
@@ -122,6 +148,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(silence_is_detected_in_a_few_seconds),
         cmocka_unit_test(a_slow_member_is_not_convicted_for_being_slow),
+        cmocka_unit_test(a_local_pause_is_forgiven),
         cmocka_unit_test(a_long_pause_is_not_learned),
         cmocka_unit_test(settings_are_honoured),
         cmocka_unit_test(nothing_known_means_nothing_suspected),
