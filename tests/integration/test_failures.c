@@ -564,9 +564,15 @@ static void test_partition_sloppy_quorum(void **state)
     for (int pair = 0; pair < 10 && !lww_a; pair++) {
         snprintf(lww_key, sizeof lww_key, "both-lww-%d", pair);
         lww_a = put_http(c, 0, lww_key, "lww-a", "&policy=lww");
-        if (!lww_a)
+        if (!lww_a) {
             print_message("partition: side A's LWW write to %s failed; trying a fresh key\n",
                           lww_key);
+            /* A refusal is immediate; spread the tries over a few seconds
+             * so that a passing moment (seen under stress: n1 briefly
+             * finding n2 unreachable, refusing a few writes of the load
+             * too) does not use them all up. */
+            sleep_ms(500);
+        }
     }
     sleep_ms(50);
     for (int tries = 0; tries < 20 && lww_a && !lww_b; tries++)
