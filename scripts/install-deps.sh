@@ -16,6 +16,8 @@ libcmocka-dev
 libmicrohttpd-dev
 libcjson-dev
 libcurl4-openssl-dev
+libgnutls28-dev
+openssl
 curl
 python3
 clang-14
