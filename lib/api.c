@@ -16,38 +16,22 @@
 #include "remote.h"
 #include "router.h"
 #include "util/error.h"
+#include "util/validate.h"
 
 #define DEFAULT_SYNC_INTERVAL_MS 100u
 #define DEFAULT_BLOCK_CACHE (64u * 1024u * 1024u)
 #define DEFAULT_GRACE_S 86400u
-/* Longest grace period and TTL: 100 years, far from overflowing ms. */
-#define MAX_SECONDS (100ull * 365 * 86400)
+#define MAX_SECONDS KVI_MAX_TTL_S
 
-static int check_key(const kv *db, const void *key, size_t key_len)
+static kvi_limits limits_of(const kv *db)
 {
-    if (key_len == 0)
-        return kvi_error(KV_EINVAL, "key is empty");
-    if (!key)
-        return kvi_error(KV_EINVAL, "key is NULL with a length of %zu", key_len);
-    if (key_len > db->max_key_size)
-        return kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u",
-                         key_len, db->max_key_size);
-    return KV_OK;
+    kvi_limits l = {db->max_key_size, db->max_value_size};
+    return l;
 }
 
-static int check_value(const kv *db, const void *value, size_t value_len)
-{
-    if (!value && value_len)
-        return kvi_error(KV_EINVAL, "value is NULL with a length of %zu", value_len);
-    if (value_len > db->max_value_size)
-        return kvi_error(KV_ETOOBIG, "value is %zu bytes, the limit is %u",
-                         value_len, db->max_value_size);
-    return KV_OK;
-}
-
-/* Checks *opts and points it at a copy in the current version (in `copy`),
- * so that the layers below never read past an older, shorter struct. */
-static int check_write_options(const kv_write_options **opts, kv_write_options *copy)
+/* Points *opts at a copy in the current version (in `copy`), so that the
+ * layers below never read past an older, shorter struct. */
+static int upgrade_write_options(const kv_write_options **opts, kv_write_options *copy)
 {
     if (!*opts)
         return KV_OK;
@@ -55,23 +39,35 @@ static int check_write_options(const kv_write_options **opts, kv_write_options *
         return kvi_error(KV_EINVAL, "write options: unknown version %u", (*opts)->version);
     kvi_write_options_upgrade(copy, *opts);
     *opts = copy;
-    const kv_write_options *o = copy;
-    if (o->ttl_s > MAX_SECONDS)
-        return kvi_error(KV_EINVAL, "ttl of %llu s is over the limit of %llu s",
-                         (unsigned long long)o->ttl_s, MAX_SECONDS);
-    if (o->consistency > KV_CONSISTENCY_EXPLICIT)
-        return kvi_error(KV_EINVAL, "unknown consistency level %d", (int)o->consistency);
     return KV_OK;
 }
-static int check_read_options(const kv_read_options *opts)
+
+static int check_read_version(const kv_read_options *opts)
 {
-    if (!opts)
-        return KV_OK;
-    if (opts->version != KV_READ_OPTIONS_VERSION)
+    if (opts && opts->version != KV_READ_OPTIONS_VERSION)
         return kvi_error(KV_EINVAL, "read options: unknown version %u", opts->version);
-    if (opts->consistency > KV_CONSISTENCY_EXPLICIT)
-        return kvi_error(KV_EINVAL, "unknown consistency level %d", (int)opts->consistency);
     return KV_OK;
+}
+
+/* A write's arguments, through the one validation layer (util/validate.h). */
+static int check_write(const kv *db, kvi_write_check kind, const void *key, size_t key_len,
+                       const void *value, size_t value_len, const kv_write_options **opts,
+                       kv_write_options *copy)
+{
+    int rc = upgrade_write_options(opts, copy);
+    if (rc != KV_OK)
+        return rc;
+    kvi_limits l = limits_of(db);
+    return kvi_check_write(&l, kind, key, key_len, value, value_len, *opts);
+}
+
+static int check_read(const kv *db, const void *key, size_t key_len, const kv_read_options *opts)
+{
+    int rc = check_read_version(opts);
+    if (rc != KV_OK)
+        return rc;
+    kvi_limits l = limits_of(db);
+    return kvi_check_read(&l, key, key_len, opts);
 }
 
 /* The frame flags of a node handle's requests: its node's policy, or the
@@ -286,16 +282,18 @@ int kv_put(uint64_t *out_version, kv *db, const void *key, size_t key_len,
 {
     kv_write_options opts_copy;
     int rc;
-    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_value(db, value, value_len)) || (rc = check_write_options(&opts, &opts_copy)))
+    if ((rc = check_handle(db)) ||
+        (rc = check_write(db, KVI_CHECK_PUT, key, key_len, value, value_len, &opts, &opts_copy)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kvi_node_put(db->node, out_version, key, key_len, value, value_len, opts,
-                            node_flags(db));
-    if (db->kind == KVI_KIND_CLIENT)
-        return kvi_remote_put(db, out_version, key, key_len, value, value_len, opts);
-    return kvi_embedded_put(db->embedded, out_version, key, key_len, value,
-                            value_len, opts ? opts->ttl_s : 0);
+        rc = kvi_node_put(db->node, out_version, key, key_len, value, value_len, opts,
+                          node_flags(db));
+    else if (db->kind == KVI_KIND_CLIENT)
+        rc = kvi_remote_put(db, out_version, key, key_len, value, value_len, opts);
+    else
+        rc = kvi_embedded_put(db->embedded, out_version, key, key_len, value, value_len,
+                              opts ? opts->ttl_s : 0);
+    return kvi_public_status(rc);
 }
 
 int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
@@ -305,14 +303,15 @@ int kv_get(kv_value **out, kv *db, const void *key, size_t key_len,
         return kvi_error(KV_EINVAL, "kv_get: out is NULL");
     *out = NULL;
     int rc;
-    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_read_options(opts)))
+    if ((rc = check_handle(db)) || (rc = check_read(db, key, key_len, opts)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kvi_node_get(db->node, out, key, key_len, opts, node_flags(db), NULL);
-    if (db->kind == KVI_KIND_CLIENT)
-        return kvi_remote_get(db, out, key, key_len, opts, NULL);
-    return kvi_embedded_get(db->embedded, out, key, key_len);
+        rc = kvi_node_get(db->node, out, key, key_len, opts, node_flags(db), NULL);
+    else if (db->kind == KVI_KIND_CLIENT)
+        rc = kvi_remote_get(db, out, key, key_len, opts, NULL);
+    else
+        rc = kvi_embedded_get(db->embedded, out, key, key_len);
+    return kvi_public_status(rc);
 }
 
 static const char *status_name(int status)
@@ -364,8 +363,7 @@ int kv_get_traced(kv_value **out, char **out_trace, kv *db, const void *key, siz
     *out = NULL;
     *out_trace = NULL;
     int rc;
-    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_read_options(opts)))
+    if ((rc = check_handle(db)) || (rc = check_read(db, key, key_len, opts)))
         return rc;
     kvi_read_report *report = calloc(1, sizeof *report);
     if (!report)
@@ -383,7 +381,7 @@ int kv_get_traced(kv_value **out, char **out_trace, kv *db, const void *key, siz
     free(report);
     if (rc != KV_OK)
         kvi_error(rc, "%s", saved);
-    return rc;
+    return kvi_public_status(rc);
 }
 
 int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,
@@ -391,15 +389,16 @@ int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,
 {
     kv_write_options opts_copy;
     int rc;
-    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_write_options(&opts, &opts_copy)))
+    if ((rc = check_handle(db)) ||
+        (rc = check_write(db, KVI_CHECK_DELETE, key, key_len, NULL, 0, &opts, &opts_copy)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kvi_node_delete(db->node, out_version, key, key_len, opts,
-                               node_flags(db));
-    if (db->kind == KVI_KIND_CLIENT)
-        return kvi_remote_delete(db, out_version, key, key_len, opts);
-    return kvi_embedded_delete(db->embedded, out_version, key, key_len);
+        rc = kvi_node_delete(db->node, out_version, key, key_len, opts, node_flags(db));
+    else if (db->kind == KVI_KIND_CLIENT)
+        rc = kvi_remote_delete(db, out_version, key, key_len, opts);
+    else
+        rc = kvi_embedded_delete(db->embedded, out_version, key, key_len);
+    return kvi_public_status(rc);
 }
 
 int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
@@ -408,18 +407,19 @@ int kv_cas(uint64_t *out_version, kv *db, const void *key, size_t key_len,
 {
     kv_write_options opts_copy;
     int rc;
-    if ((rc = check_handle(db)) || (rc = check_key(db, key, key_len)) ||
-        (rc = check_value(db, value, value_len)) || (rc = check_write_options(&opts, &opts_copy)))
+    if ((rc = check_handle(db)) ||
+        (rc = check_write(db, KVI_CHECK_CAS, key, key_len, value, value_len, &opts, &opts_copy)))
         return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kvi_node_cas(db->node, out_version, key, key_len, expected_version, value,
-                            value_len, opts, node_flags(db));
-    if (db->kind == KVI_KIND_CLIENT)
-        return kvi_remote_cas(db, out_version, key, key_len, expected_version, value,
-                              value_len, opts);
-    return kvi_embedded_cas(db->embedded, out_version, key, key_len,
-                            expected_version, value, value_len,
-                            opts ? opts->ttl_s : 0);
+        rc = kvi_node_cas(db->node, out_version, key, key_len, expected_version, value,
+                          value_len, opts, node_flags(db));
+    else if (db->kind == KVI_KIND_CLIENT)
+        rc = kvi_remote_cas(db, out_version, key, key_len, expected_version, value, value_len,
+                            opts);
+    else
+        rc = kvi_embedded_cas(db->embedded, out_version, key, key_len, expected_version, value,
+                              value_len, opts ? opts->ttl_s : 0);
+    return kvi_public_status(rc);
 }
 
 int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
@@ -427,29 +427,20 @@ int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
 {
     kv_write_options opts_copy;
     int rc;
-    if ((rc = check_handle(db)) || (rc = check_write_options(&wopts, &opts_copy)) ||
-        (rc = check_read_options(ropts)))
+    if ((rc = check_handle(db)) || (rc = upgrade_write_options(&wopts, &opts_copy)) ||
+        (rc = check_read_version(ropts)))
         return rc;
-    if (!b || b->count == 0)
-        return kvi_error(KV_EINVAL, "the batch is NULL or empty");
-    kvi_batch_reset_results(b);
-    b->executed = 1;
-    /* Every operation is checked before any is applied: one bad operation
-     * fails the batch, and its result names it. */
-    for (size_t i = 0; i < b->count; i++) {
-        kvi_batch_op *op = &b->ops[i];
-        if ((rc = check_key(db, op->key, op->key_len)) ||
-            (op->kind == KV_BATCH_PUT && (rc = check_value(db, op->value, op->value_len))) ||
-            (op->ttl_s > MAX_SECONDS && (rc = kvi_error(KV_EINVAL, "ttl over the limit")))) {
-            op->status = rc;
-            return kvi_error(rc, "batch operation %zu: %s", i, kv_error_last());
-        }
-    }
+    kvi_limits l = limits_of(db);
+    if ((rc = kvi_batch_prepare(&l, b, wopts, ropts)) != KV_OK)
+        return rc;
     if (db->kind == KVI_KIND_NODE)
-        return kvi_node_batch(db->node, b, wopts, ropts, node_flags(db));
-    if (db->kind == KVI_KIND_CLIENT)
-        return kvi_remote_batch(db, b, wopts, ropts);
-    return kvi_embedded_batch(db->embedded, b);
+        rc = kvi_node_batch(db->node, b, wopts, ropts, node_flags(db));
+    else if (db->kind == KVI_KIND_CLIENT)
+        rc = kvi_remote_batch(db, b, wopts, ropts);
+    else
+        rc = kvi_embedded_batch(db->embedded, b);
+    kvi_batch_public_results(b);
+    return kvi_public_status(rc);
 }
 
 int kv_compact(kv *db)

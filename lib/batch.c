@@ -6,6 +6,7 @@
 
 #include <kv/options.h>
 #include "util/error.h"
+#include "util/validate.h"
 
 int kv_batch_new(kv_batch **out)
 {
@@ -128,4 +129,40 @@ void kv_batch_free(kv_batch *b)
     kv_batch_clear(b);
     free(b->ops);
     free(b);
+}
+
+int kvi_batch_prepare(const kvi_limits *l, kv_batch *b, const kv_write_options *wopts,
+                      const kv_read_options *ropts)
+{
+    if (!b || b->count == 0)
+        return kvi_error(KV_EINVAL, "the batch is NULL or empty");
+    if (b->count > KV_BATCH_MAX_OPS)
+        return kvi_error(KV_ETOOBIG, "a batch holds at most %u operations", KV_BATCH_MAX_OPS);
+    int rc = KV_OK;
+    if (wopts && ((rc = kvi_check_level(wopts->consistency, wopts->w, "w")) != KV_OK ||
+                  (rc = kvi_check_ttl(wopts->ttl_s)) != KV_OK))
+        return rc;
+    if (ropts && (rc = kvi_check_level(ropts->consistency, ropts->r, "r")) != KV_OK)
+        return rc;
+    kvi_batch_reset_results(b);
+    b->executed = 1;
+    for (size_t i = 0; i < b->count; i++) {
+        kvi_batch_op *op = &b->ops[i];
+        rc = kvi_check_batch_op(l, i, op->kind == KV_BATCH_PUT, op->key, op->key_len, op->value,
+                                op->value_len, op->ttl_s);
+        if (rc != KV_OK) {
+            op->status = rc;
+            return rc;
+        }
+    }
+    return KV_OK;
+}
+
+void kvi_batch_public_results(kv_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->count; i++)
+        if (b->ops[i].status != KV_OK)
+            b->ops[i].status = kvi_public_status(b->ops[i].status);
 }

@@ -3,6 +3,7 @@
 #define KVI_BATCH_H
 
 #include <kv/batch.h>
+#include "util/validate.h"
 
 typedef struct kvi_batch_op {
     kv_batch_op kind;
@@ -26,5 +27,14 @@ struct kv_batch {
 
 /* Drops the results of an earlier execution, before running it again. */
 void kvi_batch_reset_results(kv_batch *b);
+
+/* Readies b to run against a store with limits l: checks the options and
+ * every operation through the validation layer before any runs (one bad
+ * operation fails the batch, and its result names it), and drops earlier
+ * results. KV_OK or the first failure. */
+int kvi_batch_prepare(const kvi_limits *l, kv_batch *b, const kv_write_options *wopts,
+                      const kv_read_options *ropts);
+/* Turns each failed operation's status into a public code. */
+void kvi_batch_public_results(kv_batch *b);
 
 #endif

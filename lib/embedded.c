@@ -56,6 +56,10 @@ typedef struct key_state {
 
 static uint64_t expiry_from_ttl(uint64_t now_ms, uint64_t ttl_s)
 {
+    /* Saturates rather than wrapping (the validation layer keeps TTLs far
+     * below this; a wrapped expiry would lie in the past). */
+    if (ttl_s && ttl_s > (UINT64_MAX - now_ms) / 1000u)
+        return UINT64_MAX;
     return ttl_s ? now_ms + ttl_s * 1000u : 0;
 }
 

@@ -67,6 +67,14 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
     kv_write_options defaults = KV_WRITE_OPTIONS_INIT;
     if (!wo)
         wo = &defaults;
+    /* Every door of a node leads here (binary frames, forwarded or not;
+     * the HTTP API and node handles through the API): one check for all. */
+    static const kvi_write_check checks[] = {
+        [KVI_WRITE_PUT] = KVI_CHECK_PUT, [KVI_WRITE_DELETE] = KVI_CHECK_DELETE,
+        [KVI_WRITE_CAS] = KVI_CHECK_CAS};
+    int rc = kvi_check_write(&n->limits, checks[kind], key, key_len, value, value_len, wo);
+    if (rc != KV_OK)
+        return rc;
     if (!kvi_node_clustered(n)) {
         if (kind == KVI_WRITE_PUT)
             return kv_put(out_version, n->store, key, key_len, value, value_len, wo);
@@ -75,7 +83,7 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
         return kv_cas(out_version, n->store, key, key_len, expected, value, value_len, wo);
     }
     kvi_coord_env env;
-    int rc = coord_env(n, &env);
+    rc = coord_env(n, &env);
     if (rc != KV_OK)
         return rc;
     kvi_coord_write w = {
@@ -117,10 +125,13 @@ int kvi_node_cas(kvi_node *n, uint64_t *out_version, const void *key, size_t key
 int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
                  const kv_read_options *ro, unsigned flags, kvi_read_report *report)
 {
+    int rc = kvi_check_read(&n->limits, key, key_len, ro);
+    if (rc != KV_OK)
+        return rc;
     if (!kvi_node_clustered(n))
         return kv_get(out, n->store, key, key_len, ro);
     kvi_coord_env env;
-    int rc = coord_env(n, &env);
+    rc = coord_env(n, &env);
     if (rc != KV_OK)
         return rc;
     rc = kvi_coord_read(&env, out, key, key_len, ro ? ro->consistency : KV_CONSISTENCY_DEFAULT,
@@ -132,10 +143,13 @@ int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
 int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
                    const kv_read_options *ro, unsigned flags)
 {
+    int rc = kvi_batch_prepare(&n->limits, b, wo, ro);
+    if (rc != KV_OK)
+        return rc;
     if (!kvi_node_clustered(n))
         return kv_batch_execute(n->store, b, wo, ro);
     kvi_coord_env env;
-    int rc = coord_env(n, &env);
+    rc = coord_env(n, &env);
     if (rc != KV_OK)
         return rc;
     rc = kvi_coord_batch(&env, b, wo, ro, (flags & KVI_FRAME_FLAG_SIBLINGS) != 0);
@@ -433,6 +447,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
     if (rc == KV_OK)
         rc = kv_open(&n->store, o->data_dir, o->store);
+    if (rc == KV_OK)
+        n->limits = (kvi_limits){n->store->max_key_size, n->store->max_value_size};
     if (rc == KV_OK) {
         kvi_membership_config mc = {
             .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,

@@ -17,9 +17,11 @@
 #include "net/server.h"
 #include "node.h"
 #include "util/metrics.h"
+#include "util/validate.h"
 
 struct kvi_node {
     kv *store;          /* the embedded store underneath */
+    kvi_limits limits;  /* its key and value limits, for every door */
     kv *front;          /* a handle onto this node for its HTTP API */
     kv *front_lww;      /* the same under a fixed policy (?policy=) */
     kv *front_siblings;

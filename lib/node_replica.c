@@ -13,6 +13,21 @@
 #include "storage/record.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/validate.h"
+
+/* Decodes a replicated state sent with a key (REPLICATE, HINT) and checks
+ * each sibling's value against this node's limits. */
+static int check_state(kvi_node *n, kvi_state *st, const kvi_request *req, uint64_t token)
+{
+    if (kvi_state_decode(st, req->value.data, req->value.len, token) != KV_OK)
+        return kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+    for (size_t i = 0; i < st->n; i++) {
+        int rc = kvi_check_value(&n->limits, st->sibs[i].value, st->sibs[i].value_len);
+        if (rc != KV_OK)
+            return kvi_error(rc, "a sibling's %s", kv_error_last());
+    }
+    return KV_OK;
+}
 
 /* Checks a GET_STATE or REPLICATE request before it touches the store:
  * the key's size, and that this node is one of the key's replicas in its
@@ -24,11 +39,9 @@
 static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_request *req,
                                  const kvi_frame_header *h, kvi_state *st)
 {
-    if (req->key.len == 0)
-        return kvi_error(KV_EINVAL, "key is empty");
-    if (req->key.len > n->store->max_key_size)
-        return kvi_error(KV_ETOOBIG, "key is %zu bytes, the limit is %u", req->key.len,
-                         n->store->max_key_size);
+    int rc = kvi_check_key(&n->limits, req->key.data, req->key.len);
+    if (rc != KV_OK)
+        return rc;
     uint64_t token = kvi_key_token(req->key.data, req->key.len);
     if (v && !(h->flags & KVI_FRAME_FLAG_HANDOFF)) {
         const uint32_t *pref;
@@ -41,13 +54,7 @@ static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_reque
     }
     if (h->opcode != KVI_OP_REPLICATE)
         return KV_OK;
-    if (kvi_state_decode(st, req->value.data, req->value.len, token) != KV_OK)
-        return kvi_error(KV_EINVAL, "malformed or damaged state for this key");
-    for (size_t i = 0; i < st->n; i++)
-        if (st->sibs[i].value_len > n->store->max_value_size)
-            return kvi_error(KV_ETOOBIG, "a sibling's value is %zu bytes, the limit is %u",
-                             st->sibs[i].value_len, n->store->max_value_size);
-    return KV_OK;
+    return check_state(n, st, req, token);
 }
 
 /* The view to check replica requests against: NULL when not clustered or
@@ -97,9 +104,8 @@ int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
     kvi_response resp = {0};
     int rc = KV_OK;
     char target[KVI_DVV_MAX_ID + 1];
-    if (req->key.len == 0 || req->key.len > n->store->max_key_size)
-        rc = kvi_error(KV_EINVAL, "a hint's key is empty or over %u bytes",
-                       n->store->max_key_size);
+    if ((rc = kvi_check_key(&n->limits, req->key.data, req->key.len)) != KV_OK)
+        rc = kvi_error(rc, "a hint's %s", kv_error_last());
     else if (req->context.len == 0 || req->context.len > KVI_DVV_MAX_ID)
         rc = kvi_error(KV_EINVAL, "a hint needs its home replica's node id");
     kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
@@ -107,9 +113,8 @@ int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
         rc = kvi_error(KV_ENOMEM, "out of memory keeping a hint");
     /* Checked now (the checksum is seeded with the key's token), so that a
      * damaged state is refused here, not replayed later. */
-    if (rc == KV_OK && kvi_state_decode(st, req->value.data, req->value.len,
-                                        kvi_key_token(req->key.data, req->key.len)) != KV_OK)
-        rc = kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+    if (rc == KV_OK)
+        rc = check_state(n, st, req, kvi_key_token(req->key.data, req->key.len));
     if (rc == KV_OK) {
         memcpy(target, req->context.data, req->context.len);
         target[req->context.len] = 0;

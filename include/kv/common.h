@@ -77,6 +77,11 @@ KV_API const char *kv_version(int *major, int *minor, int *patch);
 #define KV_ENOTSUP (-12)
 /** The store is locked by another process (RocksDB's LOCK file). */
 #define KV_EBUSY (-13)
+/** Not permitted: the connection has not authenticated (a client without
+ * a valid token on a node that requires one, or a peer operation from a
+ * connection that has not proved the cluster secret). Nothing was changed.
+ * HTTP 401. */
+#define KV_EPERM (-14)
 
 /**
  * kv_strerror - a short static description of a status code.

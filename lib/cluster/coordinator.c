@@ -589,6 +589,15 @@ static void keep_local_hints(const kvi_coord_env *env, const kvi_coord_write *w,
     }
 }
 
+/* An absolute expiry ttl_s from now, saturating rather than wrapping into
+ * the past (the validation layer keeps TTLs far below this). */
+static uint64_t expiry_after(uint64_t now_ms, uint64_t ttl_s)
+{
+    if (ttl_s > (UINT64_MAX - now_ms) / 1000u)
+        return UINT64_MAX;
+    return now_ms + ttl_s * 1000u;
+}
+
 int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
                         uint64_t *out_version)
 {
@@ -657,7 +666,7 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     uint64_t now = kvi_now_ms();
     kvi_sibling sib = {
         .tombstone = w->kind == KVI_WRITE_DELETE,
-        .expiry_ms = w->kind != KVI_WRITE_DELETE && w->ttl_s ? now + w->ttl_s * 1000u : 0,
+        .expiry_ms = w->kind != KVI_WRITE_DELETE && w->ttl_s ? expiry_after(now, w->ttl_s) : 0,
         .write_ms = now,
         .value = w->kind == KVI_WRITE_DELETE ? NULL : w->value,
         .value_len = w->kind == KVI_WRITE_DELETE ? 0 : w->value_len,

@@ -29,15 +29,16 @@
 #include <kv/kv.h>
 #include "cluster/view.h"
 #include "embedded.h"
+#include "util/error.h"
 
 /* On the wire only: a node asked for a key it is not a replica of (its
  * ring differs from the asker's). A client learns the ring again. */
-#define KVI_ENOT_REPLICA (-100)
+#define KVI_ENOT_REPLICA (KVI_INTERNAL_STATUS)
 /* In a read report: the replica's answer was not waited for (R answered
  * first). */
-#define KVI_ENOT_WAITED (-101)
+#define KVI_ENOT_WAITED (KVI_INTERNAL_STATUS - 1)
 /* In a read report: the replica was not asked (R others answered). */
-#define KVI_ENOT_ASKED (-102)
+#define KVI_ENOT_ASKED (KVI_INTERNAL_STATUS - 2)
 
 typedef enum kvi_write_kind {
     KVI_WRITE_PUT = 1,

@@ -40,6 +40,7 @@ const char *kv_strerror(int code)
     case KV_ENOMEM: return "out of memory";
     case KV_ENOTSUP: return "not supported";
     case KV_EBUSY: return "in use by another process (a locked store, or an address in use)";
+    case KV_EPERM: return "not permitted: authenticate first";
     default: return "unknown error code";
     }
 }

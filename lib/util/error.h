@@ -9,4 +9,8 @@
 int kvi_error(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Codes of the library's own, between its modules, are this and below.
+ * They never reach a caller of the public API (kvi_public_status). */
+#define KVI_INTERNAL_STATUS (-100)
+
 #endif
