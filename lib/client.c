@@ -30,6 +30,7 @@
 
 #include "batch.h"
 #include "net/addr.h"
+#include "net/auth.h"
 #include "options.h"
 #include "net/frame.h"
 #include "net/message.h"
@@ -121,6 +122,11 @@ struct kvi_client {
     unsigned max_inflight; /* per connection; 0 = no limit */
     kvi_addr source;       /* local address to connect from */
     int has_source;
+    /* Credentials shown on each new connection (net/auth.h): the cluster
+     * secret (a node's connections to its peers) or a client token. */
+    unsigned char *secret;
+    size_t secret_len;
+    char *token;
     const kvi_logger *log;
 };
 
@@ -241,6 +247,90 @@ static void *reader_loop(void *arg)
     return NULL;
 }
 
+/* One request and its answer on a connection no reader runs on yet (the
+ * handshake). KV_OK with the answer's body in *body (malloc'd), or an
+ * error; an error frame's status and message become the result. */
+static int exchange(kvi_client *cl, int fd, uint8_t opcode, const kvi_buf *req_body,
+                    unsigned char **body, size_t *body_len)
+{
+    *body = NULL;
+    kvi_buf frame = {0};
+    kvi_frame_begin(&frame);
+    kvi_buf_raw(&frame, req_body->data, req_body->len);
+    uint64_t id = atomic_fetch_add(&cl->next_id, 1);
+    size_t sent;
+    unsigned char header[KVI_FRAME_HEADER];
+    kvi_frame_header h;
+    int rc = kvi_frame_finish(&frame, 0, opcode, 0, 0, id) != 0
+                 ? kvi_error(KV_ENOMEM, "out of memory in the handshake")
+             : send_full(fd, frame.data, frame.len, &sent) != 0 ||
+                     read_full(fd, header, sizeof header) != 0
+                 ? kvi_error(KV_EUNAVAILABLE, "the connection broke during the handshake")
+             : kvi_frame_parse_header(&h, header, sizeof header, 64u * 1024u) != KVI_FRAME_OK ||
+                     h.request_id != id || h.opcode != opcode
+                 ? kvi_error(KV_EIO, "malformed answer to the handshake (not a libkv node?)")
+                 : KV_OK;
+    kvi_buf_free(&frame);
+    if (rc != KV_OK)
+        return rc;
+    unsigned char *b = malloc(h.body_len ? h.body_len : 1);
+    if (!b)
+        return kvi_error(KV_ENOMEM, "out of memory in the handshake");
+    if (read_full(fd, b, h.body_len) != 0 || kvi_frame_verify(&h, header, b) != KVI_FRAME_OK) {
+        free(b);
+        return kvi_error(KV_EIO, "malformed answer to the handshake");
+    }
+    if (h.status != KV_OK) {
+        kvi_response resp;
+        rc = kvi_response_decode(&resp, opcode, h.status, b, h.body_len) != 0
+                 ? kvi_error(h.status, "the node refused the handshake")
+                 : kvi_error(h.status, "%.*s", (int)(resp.message.len > 300 ? 300 : resp.message.len),
+                             (const char *)resp.message.data);
+        free(b);
+        return rc;
+    }
+    *body = b;
+    *body_len = h.body_len;
+    return KV_OK;
+}
+
+/* Proves the cluster secret or shows the token on a new connection, before
+ * its reader starts (net/auth.h). */
+static int handshake(kvi_client *cl, int fd)
+{
+    if (!cl->secret_len && !cl->token)
+        return KV_OK;
+    struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
+                         (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    kvi_buf req = {0}, auth = {0};
+    unsigned char *body = NULL;
+    size_t body_len = 0;
+    int rc = KV_OK;
+    if (cl->secret_len) {
+        unsigned char nonce_c[KVI_AUTH_NONCE];
+        rc = kvi_auth_hello(&req, nonce_c);
+        if (rc == KV_OK)
+            rc = exchange(cl, fd, KVI_OP_HELLO, &req, &body, &body_len);
+        if (rc == KV_OK)
+            rc = kvi_auth_answer(&auth, cl->secret, cl->secret_len, nonce_c, body, body_len);
+    } else {
+        kvi_auth_token_body(&auth, cl->token);
+    }
+    free(body);
+    body = NULL;
+    if (rc == KV_OK && auth.failed)
+        rc = kvi_error(KV_ENOMEM, "out of memory in the handshake");
+    if (rc == KV_OK)
+        rc = exchange(cl, fd, KVI_OP_AUTH, &auth, &body, &body_len);
+    free(body);
+    kvi_buf_free(&req);
+    kvi_buf_free(&auth);
+    struct timeval none = {0, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    return rc;
+}
+
 /* Makes sure c has a live connection; called with c->lock held. One caller
  * at a time replaces a broken socket; the others wait for it. */
 static int ensure_connected(kvi_client *cl, conn *c)
@@ -284,6 +374,15 @@ static int ensure_connected(kvi_client *cl, conn *c)
         struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
                              (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        int hrc = handshake(cl, fd);
+        if (hrc != KV_OK) {
+            close(fd);
+            rc = hrc;
+            snprintf(why, sizeof why, "%s: %s", cl->endpoints[e].text, kv_error_last());
+            kvi_log(cl->log, KV_LOG_WARN, "handshake with %s failed: %s",
+                    cl->endpoints[e].text, kv_error_last());
+            continue;
+        }
         c->reader_exited = 0;
         c->broken = 0;
         c->fd = fd;
@@ -303,6 +402,8 @@ static int ensure_connected(kvi_client *cl, conn *c)
     pthread_cond_broadcast(&c->state_changed);
     if (c->fd >= 0)
         return KV_OK;
+    if (rc == KV_EPERM)
+        return kvi_error(KV_EPERM, "authentication refused by %s", why);
     return kvi_error(rc == KV_ETIMEDOUT ? KV_ETIMEDOUT : rc == KV_ENOMEM ? KV_ENOMEM
                                                                           : KV_EUNAVAILABLE,
                      "no node reachable: %s", why);
@@ -548,6 +649,19 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
             return rc;
         }
     }
+    if (o->auth_token && (!*o->auth_token || strlen(o->auth_token) > KVI_AUTH_MAX_CREDENTIAL)) {
+        free(cl->endpoints);
+        free(cl->conns);
+        free(cl);
+        return kvi_error(KV_EINVAL, "client options: auth_token must be 1..%u bytes",
+                         KVI_AUTH_MAX_CREDENTIAL);
+    }
+    if (o->auth_token && kvi_client_set_credentials(cl, NULL, 0, o->auth_token) != KV_OK) {
+        free(cl->endpoints);
+        free(cl->conns);
+        free(cl);
+        return KV_ENOMEM;
+    }
     atomic_init(&cl->next_id, 1);
     for (unsigned i = 0; i < cl->n_conns; i++) {
         conn *c = &cl->conns[i];
@@ -586,7 +700,33 @@ void kvi_client_close(kvi_client *cl)
     }
     free(cl->conns);
     free(cl->endpoints);
+    kvi_client_set_credentials(cl, NULL, 0, NULL);
     free(cl);
+}
+
+int kvi_client_set_credentials(kvi_client *cl, const unsigned char *secret, size_t secret_len,
+                               const char *token)
+{
+    if (cl->secret) {
+        volatile unsigned char *p = cl->secret;
+        for (size_t i = 0; i < cl->secret_len; i++)
+            p[i] = 0;
+    }
+    free(cl->secret);
+    free(cl->token);
+    cl->secret = NULL;
+    cl->secret_len = 0;
+    cl->token = NULL;
+    if (secret_len) {
+        cl->secret = malloc(secret_len);
+        if (!cl->secret)
+            return kvi_error(KV_ENOMEM, "out of memory keeping the cluster secret");
+        memcpy(cl->secret, secret, secret_len);
+        cl->secret_len = secret_len;
+    }
+    if (token && !(cl->token = strdup(token)))
+        return kvi_error(KV_ENOMEM, "out of memory keeping the client token");
+    return KV_OK;
 }
 
 /* ---------------------------------------------------------- data calls */

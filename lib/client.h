@@ -55,6 +55,11 @@ int kvi_client_connect(kvi_client *c);
  * and packet filters see which node connects. NULL or a wildcard host:
  * the kernel picks. Set before use. */
 void kvi_client_set_source(kvi_client *c, const char *listen);
+/* Credentials shown on every new connection (copied; set before use): the
+ * cluster secret (a node's connections to its peers prove it), or a client
+ * token. NULL/0 clears them. KV_OK or KV_ENOMEM. */
+int kvi_client_set_credentials(kvi_client *c, const unsigned char *secret, size_t secret_len,
+                               const char *token);
 /* Frame flags sent with every request of this client (set before use). */
 void kvi_client_set_flags(kvi_client *c, uint16_t flags);
 uint32_t kvi_client_timeout_ms(const kvi_client *c);

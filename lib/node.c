@@ -17,6 +17,7 @@
 #include "cluster/view.h"
 #include "options.h"
 #include "handle.h"
+#include "net/addr.h"
 #include "net/http.h"
 #include "storage/record.h"
 #include "net/message.h"
@@ -410,6 +411,51 @@ static int valid_node_id(const char *id)
     return 1;
 }
 
+/* Protected mode (Redis's precedent): with neither a cluster secret nor
+ * client tokens, anyone who can reach the node can read, write and rewrite
+ * its ring, so it listens on loopback only unless told it is insecure. */
+static int check_exposure(const kv_node_options *o)
+{
+    if (o->insecure || o->cluster_secret_len || o->client_token_count)
+        return KV_OK;
+    const char *addrs[] = {o->listen_addr, o->http_addr};
+    for (int i = 0; i < 2; i++) {
+        kvi_addr a;
+        if (!addrs[i] || kvi_addr_parse(&a, addrs[i]) != KV_OK)
+            continue; /* a bad address fails later, with its own message */
+        if (!kvi_addr_is_loopback(&a))
+            return kvi_error(KV_EPERM,
+                             "refusing to listen on %s with no authentication: anyone who "
+                             "reaches it could read, write and rewrite the cluster. Give a "
+                             "cluster secret (kvd --cluster-secret-file) and client tokens "
+                             "(--client-token-file), listen on 127.0.0.1, or accept the risk "
+                             "with --insecure (docs/SECURITY.md)", addrs[i]);
+    }
+    return KV_OK;
+}
+
+/* The node's credentials: its gate, and the secret its own connections to
+ * peers prove. */
+static int start_auth(kvi_node *n, const kv_node_options *o)
+{
+    kvi_credentials creds = {
+        .secret = o->cluster_secret, .secret_len = o->cluster_secret ? o->cluster_secret_len : 0,
+        .tokens = o->client_tokens, .n_tokens = o->client_tokens ? o->client_token_count : 0,
+    };
+    int rc = kvi_auth_new(&n->auth, &creds);
+    if (rc != KV_OK)
+        return kvi_error(rc, "node options: %s", kv_error_last());
+    if (creds.secret_len) {
+        n->secret = malloc(creds.secret_len);
+        if (!n->secret)
+            return kvi_error(KV_ENOMEM, "out of memory starting a node");
+        memcpy(n->secret, creds.secret, creds.secret_len);
+        n->peer_creds.secret = n->secret;
+        n->peer_creds.secret_len = creds.secret_len;
+    }
+    return KV_OK;
+}
+
 int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logger *log)
 {
     *out = NULL;
@@ -432,6 +478,14 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     if (o->max_request_bytes > KVI_FRAME_MAX_BODY_LIMIT)
         return kvi_error(KV_EINVAL, "node options: max_request_bytes is over %u",
                          KVI_FRAME_MAX_BODY_LIMIT);
+    if (o->client_token_count && o->client_tokens && !o->cluster_secret_len &&
+        ((o->peers && o->peer_count) || (o->seeds && o->seed_count)))
+        return kvi_error(KV_EINVAL, "node options: a clustered node with client tokens needs a "
+                                    "cluster secret too, or its peers could not prove who "
+                                    "they are (kvd --cluster-secret-file)");
+    int exposure = check_exposure(o);
+    if (exposure != KV_OK)
+        return exposure;
 
     kvi_node *n = calloc(1, sizeof *n);
     if (!n)
@@ -446,6 +500,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     if (!n->node_id || !n->listen_addr || (o->http_addr && !n->http_addr) || !n->metrics)
         rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
     if (rc == KV_OK)
+        rc = start_auth(n, o);
+    if (rc == KV_OK)
         rc = kv_open(&n->store, o->data_dir, o->store);
     if (rc == KV_OK)
         n->limits = (kvi_limits){n->store->max_key_size, n->store->max_value_size};
@@ -457,7 +513,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .replicas = o->replicas, .vnodes = o->vnodes,
             .request_timeout_ms = o->internode_timeout_ms,
             .failure_pause_ms = o->failure_pause_ms,
-            .store = kvi_embedded_store(n->store->embedded), .log = log,
+            .store = kvi_embedded_store(n->store->embedded), .creds = &n->peer_creds,
+            .log = log,
         };
         rc = kvi_membership_start(&n->membership, &mc);
     }
@@ -486,6 +543,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .offload = offload_request,
             .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
             .batch = {NULL, kvi_node_replication_batch},
+            .gate = kvi_auth_gate,
+            .gate_ctx = n->auth,
             .log = log,
         };
         rc = kvi_server_start(&n->binary, &sc);
@@ -566,6 +625,13 @@ void kvi_node_stop(kvi_node *n)
     free(n->front_siblings);
     kv_close(n->store);
     kvi_metrics_free(n->metrics);
+    kvi_auth_free(n->auth);
+    if (n->secret) {
+        volatile unsigned char *p = n->secret;
+        for (size_t i = 0; i < n->peer_creds.secret_len; i++)
+            p[i] = 0;
+    }
+    free(n->secret);
     free(n->node_id);
     free(n->listen_addr);
     free(n->http_addr);

@@ -12,6 +12,7 @@
 #include "cluster/hints.h"
 #include "cluster/membership.h"
 #include "handle.h"
+#include "net/auth.h"
 #include "net/http.h"
 #include "net/message.h"
 #include "net/server.h"
@@ -38,6 +39,9 @@ struct kvi_node {
     char *http_addr;
     int binary_port;
     int http_port;
+    kvi_auth *auth;           /* the binary protocol's gate */
+    unsigned char *secret;    /* the cluster secret, for connections to peers */
+    kvi_credentials peer_creds; /* points at secret */
     const kvi_logger *log;
 };
 

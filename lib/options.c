@@ -34,6 +34,7 @@ static size_t node_prefix(unsigned int v)
     switch (v) {
     case 1: return FIELD_END(kv_node_options, vnodes);
     case 2: return FIELD_END(kv_node_options, internode_timeout_ms);
+    case 3: return FIELD_END(kv_node_options, failure_pause_ms);
     case KV_NODE_OPTIONS_VERSION: return sizeof(kv_node_options);
     default: return 0;
     }
@@ -43,6 +44,7 @@ static size_t client_prefix(unsigned int v)
 {
     switch (v) {
     case 1: return FIELD_END(kv_client_options, log_level);
+    case 2: return FIELD_END(kv_client_options, merge_ctx);
     case KV_CLIENT_OPTIONS_VERSION: return sizeof(kv_client_options);
     default: return 0;
     }

@@ -170,7 +170,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 3
+#define KV_NODE_OPTIONS_VERSION 4
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -230,11 +230,29 @@ typedef struct kv_node_options {
      * 2 s after its last heartbeat; larger values flap less on a loaded
      * network and detect later. */
     uint32_t failure_pause_ms;
+    /* ---- version 4 (docs/SECURITY.md) ---- */
+    /** The cluster secret, 16..1024 bytes shared by every member; copied.
+     * Peers prove it to each other (HMAC challenge-response; it never
+     * travels) before any internode request is accepted. NULL/0 = none:
+     * internode requests are then accepted from any connection, which is
+     * safe on loopback only (see insecure). */
+    const void *cluster_secret;
+    size_t cluster_secret_len;
+    /** Tokens a client must show (kv_client_options.auth_token, or HTTP's
+     * `Authorization: Bearer`) before any data request; copied. NULL/0 =
+     * clients need none. A clustered node with tokens needs a cluster
+     * secret too. */
+    const char *const *client_tokens;
+    size_t client_token_count;
+    /** A node with neither a cluster secret nor client tokens refuses to
+     * listen on anything but a loopback address (KV_EPERM), as Redis's
+     * protected mode; 1 accepts that risk. */
+    int insecure;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.
@@ -245,7 +263,7 @@ KV_API int kv_node_options_init(kv_node_options *opts, unsigned int version);
 
 /* ---------------------------------------------------------- client options */
 
-#define KV_CLIENT_OPTIONS_VERSION 2
+#define KV_CLIENT_OPTIONS_VERSION 3
 
 /** Options of kv_client_open (a connection to a remote cluster). */
 typedef struct kv_client_options {
@@ -259,10 +277,17 @@ typedef struct kv_client_options {
     kv_conflict_policy policy;    /**< default KV_POLICY_LWW */
     kv_merge_fn merge;            /**< required with KV_POLICY_MERGE */
     void *merge_ctx;              /**< passed to merge */
+    /* ---- version 3 ---- */
+    /** A token the nodes accept (kvd --client-token-file), shown on every
+     * connection before any request; 1..1024 bytes; copied. NULL = none
+     * (nodes that require a token then answer KV_EPERM). It travels as it
+     * is: use TLS beyond a trusted network (docs/SECURITY.md). */
+    const char *auth_token;
 } kv_client_options;
 
 #define KV_CLIENT_OPTIONS_INIT \
-    { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO, KV_POLICY_LWW, NULL, NULL }
+    { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO, KV_POLICY_LWW, NULL, NULL, \
+      NULL }
 
 /**
  * kv_client_options_init - fill opts with the defaults of the given version.

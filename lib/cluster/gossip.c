@@ -212,6 +212,13 @@ static void exchange(kvi_gossip *g, const char *addr)
         kvi_buf_free(&mine);
         return;
     }
+    if (g->cfg.creds && g->cfg.creds->secret_len &&
+        kvi_client_set_credentials(c, g->cfg.creds->secret, g->cfg.creds->secret_len,
+                                   NULL) != KV_OK) {
+        kvi_client_close(c);
+        kvi_buf_free(&mine);
+        return;
+    }
     kvi_client_set_source(c, g->self.addr);
     kvi_fanout fo;
     kvi_fanout_init(&fo);

@@ -21,6 +21,7 @@
 
 #include "cluster/gossip_table.h"
 #include "cluster/phi.h"
+#include "net/auth.h"
 #include "net/message.h"
 #include "util/log.h"
 
@@ -34,6 +35,9 @@ typedef struct kvi_gossip_config {
     uint32_t interval_ms;         /* 0 = 1000 */
     uint32_t timeout_ms;          /* of one exchange; 0 = 1000 */
     kvi_phi_config phi;           /* zeros: the defaults */
+    /* The cluster secret its exchanges prove; NULL: none. Borrowed; must
+     * outlive the gossip. */
+    const kvi_credentials *creds;
     const kvi_logger *log;        /* borrowed */
 } kvi_gossip_config;
 

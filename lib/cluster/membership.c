@@ -32,6 +32,7 @@
 
 struct kvi_membership {
     const kvi_logger *log;
+    const kvi_credentials *creds; /* borrowed from the node; may be NULL */
     unsigned replicas;
     unsigned vnodes;
     uint32_t connect_timeout_ms; /* of the connections to the other members */
@@ -58,7 +59,8 @@ struct kvi_membership {
 
 /* Asks addr for its CLUSTER description; the parsed JSON (cJSON_Delete
  * it), or NULL. */
-static cJSON *describe_of(const char *addr, const kvi_logger *log)
+static cJSON *describe_of(const char *addr, const kvi_credentials *creds,
+                          const kvi_logger *log)
 {
     kvi_client *c = NULL;
     const char *eps[] = {addr};
@@ -67,6 +69,11 @@ static cJSON *describe_of(const char *addr, const kvi_logger *log)
     co.request_timeout_ms = 1000;
     if (kvi_client_open(&c, eps, 1, &co, log) != KV_OK)
         return NULL;
+    if (creds && creds->secret_len &&
+        kvi_client_set_credentials(c, creds->secret, creds->secret_len, NULL) != KV_OK) {
+        kvi_client_close(c);
+        return NULL;
+    }
     kvi_buf json = {0};
     int rc = kvi_client_cluster(c, &json);
     kvi_client_close(c);
@@ -77,9 +84,10 @@ static cJSON *describe_of(const char *addr, const kvi_logger *log)
 
 /* Asks addr for its description; returns its node id and http address
  * (malloc'd), or -1. */
-static int ask(const char *addr, char **id, char **http, const kvi_logger *log)
+static int ask(const char *addr, char **id, char **http, const kvi_credentials *creds,
+               const kvi_logger *log)
 {
-    cJSON *root = describe_of(addr, log);
+    cJSON *root = describe_of(addr, creds, log);
     if (!root)
         return -1;
     int rc = -1;
@@ -121,7 +129,7 @@ static void rebuild_view(kvi_membership *m)
     co.connections_per_node = 2;
     kvi_view_config vc = {
         .ids = ids, .addrs = addrs, .https = https, .n = l->n, .self = 0,
-        .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .log = m->log,
+        .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds, .log = m->log,
     };
     kvi_view *fresh = NULL;
     if (!ids || !addrs || !https)
@@ -229,7 +237,7 @@ static int join_through_seed(kvi_membership *m, size_t round)
             continue;
         char *addr = strdup(seed);
         pthread_mutex_unlock(&m->lock);
-        cJSON *root = addr ? describe_of(addr, m->log) : NULL;
+        cJSON *root = addr ? describe_of(addr, m->creds, m->log) : NULL;
         free(addr);
         pthread_mutex_lock(&m->lock);
         if (!m->await_seed) {
@@ -287,7 +295,7 @@ static uint32_t discover(void *arg)
         char *addr = strdup(m->list.items[i].addr);
         pthread_mutex_unlock(&m->lock);
         char *id = NULL, *http = NULL;
-        int rc = addr ? ask(addr, &id, &http, m->log) : -1;
+        int rc = addr ? ask(addr, &id, &http, m->creds, m->log) : -1;
         free(addr);
         pthread_mutex_lock(&m->lock);
         if (rc != 0) {
@@ -394,6 +402,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     if (!m)
         return kvi_error(KV_ENOMEM, "out of memory starting membership");
     m->log = cfg->log;
+    m->creds = cfg->creds;
     m->replicas = replicas;
     m->vnodes = vnodes;
     m->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 500;
@@ -436,7 +445,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
             .self_id = cfg->self_id, .self_addr = cfg->self_addr, .self_http = cfg->self_http,
             .generation = kvi_now_ms(), .seeds = seeds,
             .n_seeds = cfg->n_peers + n_seeds + m->list.n - 1,
-            .timeout_ms = m->connect_timeout_ms * 2, .log = cfg->log,
+            .timeout_ms = m->connect_timeout_ms * 2, .creds = cfg->creds, .log = cfg->log,
             .phi = {.acceptable_pause_ms = cfg->failure_pause_ms},
         };
         if (kvi_gossip_start(&m->gossip, &gc) != KV_OK) {

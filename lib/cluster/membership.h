@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 
+#include "net/auth.h"
 #include "net/message.h"
 #include "util/log.h"
 
@@ -48,6 +49,9 @@ typedef struct kvi_membership_config {
      * restarts while a member is down builds its ring from them at once;
      * NULL: nothing is saved. Borrowed; must outlive the membership. */
     struct kvi_store *store;
+    /* The cluster secret every connection to a member proves; NULL: none.
+     * Borrowed; must outlive the membership. */
+    const kvi_credentials *creds;
     const kvi_logger *log;         /* borrowed */
 } kvi_membership_config;
 

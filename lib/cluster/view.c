@@ -59,6 +59,9 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
         rc = kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
         if (rc == KV_OK) {
             kvi_client_set_flags(m->client, cfg->client_flags);
+            if (cfg->creds && cfg->creds->secret_len)
+                rc = kvi_client_set_credentials(m->client, cfg->creds->secret,
+                                                cfg->creds->secret_len, NULL);
             if (cfg->self >= 0)
                 kvi_client_set_source(m->client, cfg->addrs[cfg->self]);
             /* Writes at QUORUM do not wait for the slowest replica; this

@@ -19,6 +19,7 @@
 #include <kv/kv.h>
 #include "client.h"
 #include "cluster/ring.h"
+#include "net/auth.h"
 #include "util/log.h"
 
 typedef struct kvi_view_member {
@@ -51,6 +52,9 @@ typedef struct kvi_view_config {
     unsigned replicas, vnodes;
     const kv_client_options *client_opts; /* for the connections; NULL = defaults */
     uint16_t client_flags;     /* frame flags of every request (policy) */
+    /* The cluster secret the connections prove (a node's view of its
+     * peers); NULL or empty: none. Borrowed for the build only. */
+    const kvi_credentials *creds;
     const kvi_logger *log;     /* borrowed; must outlive the view */
 } kvi_view_config;
 

@@ -38,4 +38,8 @@ int kvi_connect_from(const kvi_addr *addr, const kvi_addr *source, int timeout_m
  * kernel picks the source. */
 int kvi_addr_source(kvi_addr *out, const char *listen);
 
+/* 1 when a is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x): only
+ * processes of this machine can reach it. */
+int kvi_addr_is_loopback(const kvi_addr *a);
+
 #endif

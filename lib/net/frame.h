@@ -61,7 +61,11 @@ typedef enum kvi_opcode {
     /* Between nodes: a state for a stand-in to keep as a hint for a home
      * replica that is down (cluster/hints.h). */
     KVI_OP_HINT = 11,
-    KVI_OP_MAX = 11
+    /* Connection set-up: prove the cluster secret or show a client token
+     * (net/auth.h). */
+    KVI_OP_HELLO = 12,
+    KVI_OP_AUTH = 13,
+    KVI_OP_MAX = 13
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

@@ -41,6 +41,7 @@ typedef struct conn {
     uint64_t last_active_ms;
     int closing;       /* close once the output is written */
     uint32_t events;   /* what epoll watches for this connection */
+    unsigned char gate_state[KVI_SERVER_GATE_STATE];
     struct conn *prev, *next;
 } conn;
 
@@ -300,6 +301,14 @@ static void conn_process(io_thread *t, conn *c)
                             kvi_frame_error_text(KVI_FRAME_BAD_CHECKSUM));
             c->closing = 1;
             break;
+        }
+        int gated = cfg->gate ? cfg->gate(cfg->gate_ctx, c->gate_state, &h,
+                                          frame + KVI_FRAME_HEADER, &c->out)
+                              : 0;
+        if (gated) {
+            c->closing = gated == 2;
+            pos += frame_len;
+            continue;
         }
         if (e == KVI_FRAME_BAD_OPCODE)
             kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOTSUP, 0,

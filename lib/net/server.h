@@ -50,6 +50,18 @@ typedef struct kvi_server_request {
 } kvi_server_request;
 typedef void (*kvi_batch_fn)(void *ctx, kvi_server_request *reqs, size_t n);
 
+/* Per-connection state of the gate, zeroed when the connection is accepted. */
+#define KVI_SERVER_GATE_STATE 96u
+/* Called on the I/O thread for each complete, checksum-verified request
+ * frame before it is dispatched (unknown opcodes included). state is the
+ * connection's KVI_SERVER_GATE_STATE bytes. Returns 0 to dispatch the frame
+ * as usual, 1 when the gate answered it itself (it appended exactly one
+ * response frame to out): a handshake step, or a refusal; 2 as 1, and the
+ * connection closes once the answer is written (a failed authentication).
+ * NULL gate: every frame is dispatched. */
+typedef int (*kvi_gate_fn)(void *ctx, unsigned char *state, const kvi_frame_header *h,
+                           const unsigned char *body, kvi_buf *out);
+
 typedef struct kvi_server_config {
     const char *listen_addr;   /* "HOST:PORT"; port 0 picks a free port */
     unsigned io_threads;       /* >= 1 */
@@ -63,6 +75,8 @@ typedef struct kvi_server_config {
     /* Per pool: run queued requests in batches (NULL: one by one through
      * handler). */
     kvi_batch_fn batch[KVI_SERVER_MAX_POOLS];
+    kvi_gate_fn gate;          /* NULL: no access control */
+    void *gate_ctx;
     const kvi_logger *log;     /* borrowed; must outlive the server */
 } kvi_server_config;
 

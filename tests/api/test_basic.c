@@ -322,7 +322,33 @@ static void options_init_functions(void **state)
     assert_int_equal(kv_node_start(&db, &n2), KV_OK);
     kv_close(db);
     test_rmtree(dir);
-    assert_int_equal(kv_node_options_init(&n2, 4), KV_EINVAL);
+    /* Version 3 (before the security fields): init leaves them alone, and
+     * a node started from it has no secret and no tokens (loopback). */
+    kv_node_options n3;
+    memset(&n3, 0xAB, sizeof n3);
+    assert_int_equal(kv_node_options_init(&n3, 3), KV_OK);
+    tail = (const unsigned char *)&n3 + offsetof(kv_node_options, failure_pause_ms) +
+           sizeof n3.failure_pause_ms;
+    for (size_t i = 0; i < sizeof n3 - (size_t)(tail - (const unsigned char *)&n3); i++)
+        assert_int_equal(tail[i], 0xAB);
+    dir = test_tempdir();
+    n3.data_dir = dir;
+    n3.node_id = "v3";
+    n3.listen_addr = "127.0.0.1:0";
+    assert_int_equal(kv_node_start(&db, &n3), KV_OK);
+    kv_close(db);
+    test_rmtree(dir);
+    assert_int_equal(kv_node_options_init(&n2, 5), KV_EINVAL);
+    /* Client options version 2 (before auth_token) open a client. */
+    struct {
+        kv_client_options opts;
+        unsigned char guard[64];
+    } v2;
+    memset(&v2, 0xAB, sizeof v2);
+    assert_int_equal(kv_client_options_init(&v2.opts, 2), KV_OK);
+    assert_int_equal(((const unsigned char *)&v2.opts.auth_token)[0], 0xAB);
+    assert_int_equal(kv_client_open(&db, eps, 1, &v2.opts), KV_OK);
+    kv_close(db);
     /* Write options version 1 (before home_only): init writes only its
      * prefix, and writes still accept it. */
     kv_write_options w1;
