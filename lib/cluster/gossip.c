@@ -9,6 +9,7 @@
 
 #include <kv/kv.h>
 #include "client.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/ticker.h"
@@ -110,7 +111,19 @@ static void observe(kvi_gossip *g)
  * called with g->lock held. */
 static void take_news(kvi_gossip *g, const kvi_gossip_table *theirs)
 {
-    kvi_gossip_merge(&g->table, theirs);
+    uint64_t now = kvi_now_ms();
+    for (size_t i = 0; i < theirs->n; i++) {
+        const kvi_gossip_entry *e = &theirs->entries[i];
+        const char *why = kvi_gossip_implausible(&g->table, e, g->self.id, now);
+        if (why) {
+            /* Its own entry comes back in every exchange: not news. */
+            if (strcmp(e->id, g->self.id) != 0)
+                kvi_log(g->log, KV_LOG_WARN, "ignoring gossip about %s at %s: %s", e->id,
+                        e->addr, why);
+            continue;
+        }
+        kvi_gossip_merge_entry(&g->table, e);
+    }
     observe(g);
 }
 

@@ -74,6 +74,28 @@ int kvi_gossip_merge_entry(kvi_gossip_table *t, const kvi_gossip_entry *e)
     return 1;
 }
 
+const char *kvi_gossip_implausible(const kvi_gossip_table *t, const kvi_gossip_entry *e,
+                                   const char *self_id, uint64_t now_ms)
+{
+    if (self_id && strncmp(e->id, self_id, sizeof e->id) == 0)
+        return "an entry about this node from another";
+    if (e->generation > now_ms + KVI_GOSSIP_MAX_CLOCK_AHEAD_MS)
+        return "a generation more than a day ahead of this node's clock";
+    const kvi_gossip_entry *have = kvi_gossip_find(t, e->id);
+    if (have) {
+        if (e->generation == have->generation &&
+            (strncmp(e->addr, have->addr, sizeof e->addr) != 0 ||
+             strncmp(e->http, have->http, sizeof e->http) != 0))
+            return "a member's address changed without a new generation";
+        return NULL;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (strncmp(t->entries[i].addr, e->addr, sizeof e->addr) == 0 &&
+            t->entries[i].generation >= e->generation)
+            return "a new id at a member's address without a newer generation";
+    return NULL;
+}
+
 size_t kvi_gossip_merge(kvi_gossip_table *t, const kvi_gossip_table *other)
 {
     size_t changed = 0;

@@ -68,6 +68,19 @@ const kvi_gossip_entry *kvi_gossip_find(const kvi_gossip_table *t, const char *i
  * of memory. */
 int kvi_gossip_merge_entry(kvi_gossip_table *t, const kvi_gossip_entry *e);
 
+/* Whether a received entry is believable, before it is merged: NULL when
+ * it is, else why not. Even an authenticated peer's news is checked (a
+ * bug, or a member that was compromised, must not rewrite the cluster):
+ *   - no one else speaks for this node (self_id);
+ *   - a member's addresses change only with a new generation (a restart);
+ *   - a new id may not take an address a member holds at the same or a
+ *     later generation (a rename is a restart too);
+ *   - a generation (a start time, ms since the epoch) is not more than a
+ *     day ahead of now_ms. */
+#define KVI_GOSSIP_MAX_CLOCK_AHEAD_MS (24ull * 3600u * 1000u)
+const char *kvi_gossip_implausible(const kvi_gossip_table *t, const kvi_gossip_entry *e,
+                                   const char *self_id, uint64_t now_ms);
+
 /* Merges every entry of other into t; returns how many changed t. */
 size_t kvi_gossip_merge(kvi_gossip_table *t, const kvi_gossip_table *other);
 

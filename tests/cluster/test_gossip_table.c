@@ -128,12 +128,60 @@ static void codec_round_trip_and_refusals(void **state)
     kvi_gossip_table_free(&t);
 }
 
+/* News that no member may bring, authenticated or not. */
+static void implausible_news_is_refused(void **state)
+{
+    (void)state;
+    kvi_gossip_table t;
+    kvi_gossip_table_init(&t);
+    uint64_t now = 1700000000000ull;
+    kvi_gossip_entry self = entry("me", now - 5000, 3, KVI_MEMBER_UP);
+    snprintf(self.addr, sizeof self.addr, "127.0.0.1:7398"); /* apart from n1's */
+    kvi_gossip_entry n1 = entry("n1", now - 9000, 7, KVI_MEMBER_UP);
+    assert_int_equal(kvi_gossip_merge_entry(&t, &self), 1);
+    assert_int_equal(kvi_gossip_merge_entry(&t, &n1), 1);
+    /* Newer news of a member, same addresses: believable. */
+    kvi_gossip_entry beat = entry("n1", now - 9000, 8, KVI_MEMBER_UP);
+    assert_null(kvi_gossip_implausible(&t, &beat, "me", now));
+    /* Someone else speaking for this node, even with a newer generation. */
+    kvi_gossip_entry forged_self = entry("me", now, 1, KVI_MEMBER_STOPPED);
+    assert_non_null(kvi_gossip_implausible(&t, &forged_self, "me", now));
+    /* Re-addressing a member without a restart. */
+    kvi_gossip_entry moved = beat;
+    snprintf(moved.addr, sizeof moved.addr, "127.0.0.9:1");
+    assert_non_null(kvi_gossip_implausible(&t, &moved, "me", now));
+    kvi_gossip_entry moved_http = beat;
+    snprintf(moved_http.http, sizeof moved_http.http, "127.0.0.9:2");
+    assert_non_null(kvi_gossip_implausible(&t, &moved_http, "me", now));
+    /* ...but a restart (a new generation) may move it. */
+    moved.generation = now - 100;
+    assert_null(kvi_gossip_implausible(&t, &moved, "me", now));
+    /* A new id at a member's address, not newer than the member. */
+    kvi_gossip_entry usurper = entry("zz", now - 9000, 1, KVI_MEMBER_UP);
+    snprintf(usurper.addr, sizeof usurper.addr, "%s", n1.addr);
+    assert_non_null(kvi_gossip_implausible(&t, &usurper, "me", now));
+    usurper.generation = now - 10; /* a later start there: a rename by restart */
+    assert_null(kvi_gossip_implausible(&t, &usurper, "me", now));
+    /* A start time far in the future would outrank every real restart. */
+    kvi_gossip_entry future = entry("n1", now + KVI_GOSSIP_MAX_CLOCK_AHEAD_MS + 1, 1,
+                                    KVI_MEMBER_UP);
+    assert_non_null(kvi_gossip_implausible(&t, &future, "me", now));
+    future.generation = now + 1000; /* a little skew is fine */
+    assert_null(kvi_gossip_implausible(&t, &future, "me", now));
+    /* A new member at a new address. */
+    kvi_gossip_entry fresh = entry("n2", now - 1000, 1, KVI_MEMBER_JOINING);
+    snprintf(fresh.addr, sizeof fresh.addr, "127.0.0.1:7499");
+    assert_null(kvi_gossip_implausible(&t, &fresh, "me", now));
+    kvi_gossip_table_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(merge_rules),
         cmocka_unit_test(exchanges_converge),
         cmocka_unit_test(codec_round_trip_and_refusals),
+        cmocka_unit_test(implausible_news_is_refused),
     };
     return cmocka_run_group_tests_name("cluster.gossip_table", tests, NULL, NULL);
 }

@@ -42,6 +42,7 @@
 #include <curl/curl.h>
 #include <kv/kv.h>
 
+#include "../common/credentials.h"
 #include "histogram.h"
 #include "kvbench.h"
 
@@ -78,6 +79,9 @@ struct net_config {
     bool allow_errors;
     bool json;
     uint64_t seed;
+    char **tokens;        /* --token-file: tokens[0] is shown to the nodes */
+    size_t n_tokens;
+    char auth_header[1100]; /* http: "Authorization: Bearer TOKEN", or "" */
 };
 
 /* Errors of one kind ("UNAVAILABLE", "HTTP 503", "curl: Timeout was reached"). */
@@ -432,6 +436,8 @@ static bool http_setup(struct net_worker *w)
     if (w->headers != NULL)
         /* no "Expect: 100-continue" round trip before a body */
         w->headers = curl_slist_append(w->headers, "Expect:");
+    if (w->headers != NULL && cfg->auth_header[0])
+        w->headers = curl_slist_append(w->headers, cfg->auth_header);
     if (w->urlbuf == NULL || w->curl == NULL || w->headers == NULL ||
         !buf_reserve(&w->body, ((size_t)cfg->value_size + MAX_KEY_SIZE) / 3 * 4 + 128) ||
         !buf_reserve(&w->resp, 4096)) {
@@ -836,6 +842,8 @@ void kvb_net_usage(FILE *f)
         "  --consistency L       one, quorum or all for every request (binary and\n"
         "                        http; default the server's, QUORUM)\n"
         "  --timeout MS          request timeout (default 5000)\n"
+        "  --token-file FILE     the client token to show (kvd --client-token-file):\n"
+        "                        binary and http modes\n"
         "  --no-preload          skip writing the key space before the run\n"
         "  --allow-errors        exit 0 even if requests failed\n"
         "  --seed S              seed of the key and operation streams (default 1)\n"
@@ -910,7 +918,7 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
     static const char *const valued[] = {
         "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
         "--keys", "--key-size", "--value-size", "--read-ratio", "--ttl", "--timeout",
-        "--seed", "--consistency", NULL};
+        "--seed", "--consistency", "--token-file", NULL};
     for (int i = 2; i < argc; i++) {
         char name[64];
         const char *val;
@@ -924,7 +932,15 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
                 cfg->allow_errors = true;
             continue;
         }
-        if (strcmp(name, "--endpoints") == 0) {
+        if (strcmp(name, "--token-file") == 0) {
+            char err[512];
+            int warning = 0;
+            if (kvt_read_token_file(val, &cfg->tokens, &cfg->n_tokens, &warning, err,
+                                    sizeof err) != 0)
+                bad_usage("--token-file: %s", err);
+            snprintf(cfg->auth_header, sizeof cfg->auth_header, "Authorization: Bearer %s",
+                     cfg->tokens[0]);
+        } else if (strcmp(name, "--endpoints") == 0) {
             if (cfg->proto != PROTO_BINARY)
                 bad_usage("--endpoints is for binary mode; http mode takes --url%s", "");
             parse_endpoints(cfg, val);
@@ -1017,7 +1033,7 @@ int kvb_net_main(int argc, char **argv)
     char *valbuf = make_value_buffer(cfg.value_size, cfg.seed, &vallen);
     if (r == NULL || ws == NULL || pre == NULL || res == NULL || valbuf == NULL) {
         fprintf(stderr, PROG ": out of memory\n");
-        free(r), free(ws), free(pre), free(res), free(valbuf), free(cfg.endpoints);
+        free(r), free(ws), free(pre), free(res), free(valbuf), free(cfg.endpoints), kvt_free_tokens(cfg.tokens, cfg.n_tokens);
         return 1;
     }
     r->cfg = &cfg;
@@ -1054,6 +1070,7 @@ int kvb_net_main(int argc, char **argv)
         co.connections_per_node = cfg.connections;
         co.request_timeout_ms = cfg.timeout_ms;
         co.connect_timeout_ms = cfg.timeout_ms;
+        co.auth_token = cfg.tokens ? cfg.tokens[0] : NULL;
         int rc = kv_client_open(&r->db, cfg.ep, cfg.nep, &co);
         if (rc == KV_OK)
             rc = kv_ping(r->db);
@@ -1119,6 +1136,7 @@ int kvb_net_main(int argc, char **argv)
     free(res);
     free(valbuf);
     free(cfg.endpoints);
+    kvt_free_tokens(cfg.tokens, cfg.n_tokens);
     if (g_signal != 0) {
         fprintf(stderr, PROG ": interrupted\n");
         return 128 + g_signal;

@@ -37,6 +37,8 @@
 #include <cjson/cJSON.h>
 #include <kv/kv.h>
 
+#include "../common/credentials.h"
+
 #define PROG "kvctl"
 #define DEFAULT_ENDPOINT "127.0.0.1:7400"
 #define MAX_ENDPOINTS 64
@@ -50,7 +52,8 @@ enum exit_code {
     EXIT_USAGE = 2,
     EXIT_NOTFOUND = 3,
     EXIT_CONFLICT = 4,
-    EXIT_UNAVAILABLE = 5
+    EXIT_UNAVAILABLE = 5,
+    EXIT_NOT_PERMITTED = 6
 };
 
 struct cli {
@@ -64,6 +67,7 @@ struct cli {
     kv_conflict_policy policy; /* --policy */
     bool verbose;          /* get --verbose */
     bool home_only;        /* --home-only */
+    const char *token_file; /* --token-file */
     const char *cmd;
     const char *args[MAX_ARGS];
     int nargs;
@@ -107,11 +111,14 @@ static void usage(FILE *f)
           "  --home-only        writes: count only the key's home replicas (no stand-ins\n"
           "                     for a home that is down)\n"
           "  -v, --verbose      get: print each replica's answer\n"
+          "  --token-file FILE  the client token to show the nodes (kvd\n"
+          "                     --client-token-file); default $KVCTL_TOKEN\n"
           "  --                 end of flags (for keys or values starting with '-')\n"
           "  -h, --help         this help\n"
           "\n"
           "Exit status: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict,\n"
-          "5 unavailable, timed out or unknown outcome.\n",
+          "5 unavailable, timed out or unknown outcome, 6 not permitted (a token\n"
+          "is missing or wrong).\n",
           f);
 }
 
@@ -328,6 +335,7 @@ static const char *code_name(int rc)
     case KV_ECLOSED: return "CLOSED";
     case KV_ENOTSUP: return "NOT_SUPPORTED";
     case KV_EBUSY: return "BUSY";
+    case KV_EPERM: return "NOT_PERMITTED";
     }
     return "INTERNAL"; /* KV_ENOMEM and codes this kvctl does not know */
 }
@@ -338,6 +346,7 @@ static int exit_for(int rc)
     case KV_OK: return EXIT_OK;
     case KV_ENOTFOUND: return EXIT_NOTFOUND;
     case KV_ECONFLICT: return EXIT_CONFLICT;
+    case KV_EPERM: return EXIT_NOT_PERMITTED;
     case KV_EUNAVAILABLE:
     case KV_ETIMEDOUT:
     case KV_EUNKNOWN_OUTCOME: return EXIT_UNAVAILABLE;
@@ -1096,6 +1105,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
                 usage_error("--policy must be lww or siblings, got '%s'", val);
         } else if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0) {
             c->verbose = true;
+        } else if (flag_value(argv, argc, &i, "--token-file", NULL, &val)) {
+            c->token_file = val;
         } else if (flag_value(argv, argc, &i, "--ttl", NULL, &val)) {
             c->ttl_s = parse_uint("--ttl", val, UINT64_MAX / 1000);
             c->has_ttl = true;
@@ -1181,6 +1192,17 @@ int main(int argc, char **argv)
         co.connect_timeout_ms = c.timeout_ms;
         co.request_timeout_ms = c.timeout_ms;
     }
+    char **tokens = NULL;
+    size_t n_tokens = 0;
+    if (c.token_file) {
+        char err[512];
+        int warning = 0;
+        if (kvt_read_token_file(c.token_file, &tokens, &n_tokens, &warning, err, sizeof err) != 0)
+            usage_error("--token-file: %s", err);
+        co.auth_token = tokens[0];
+    } else if (getenv("KVCTL_TOKEN") && *getenv("KVCTL_TOKEN")) {
+        co.auth_token = getenv("KVCTL_TOKEN");
+    }
     kv *db = NULL;
     int rc = kv_client_open(&db, ep, nep, &co);
     int status;
@@ -1193,6 +1215,7 @@ int main(int argc, char **argv)
         status = cmd->fn(db, &c);
     }
     kv_close(db);
+    kvt_free_tokens(tokens, n_tokens);
     free(copy);
     if (fflush(stdout) != 0 && status == EXIT_OK) {
         fprintf(stderr, PROG ": writing the output: %s\n", strerror(errno));

@@ -6,6 +6,7 @@
  *       [--hint-window SECONDS] [--handoff-rate KIB_PER_S] [--failure-pause MS]
  *       [--config FILE.json] [--sync always|periodic|none] [--log-level LEVEL]
  *       [--io-threads N] [--http-threads N]
+ *       [--cluster-secret-file FILE] [--client-token-file FILE] [--insecure]
  *
  * Logs are JSON lines on stderr. SIGTERM or SIGINT stops it cleanly: the
  * node answers the requests it has read, closes its connections and syncs
@@ -25,6 +26,8 @@
 
 #include <cjson/cJSON.h>
 #include <kv/kv.h>
+
+#include "../common/credentials.h"
 
 typedef struct settings {
     char *data;
@@ -48,6 +51,9 @@ typedef struct settings {
     unsigned vnodes;
     int siblings;            /* --policy siblings */
     unsigned internode_timeout_ms;
+    char *secret_file;       /* --cluster-secret-file */
+    char *token_file;        /* --client-token-file */
+    int insecure;            /* --insecure */
 } settings;
 
 /* ------------------------------------------------------------- logging */
@@ -117,6 +123,7 @@ static void usage(FILE *f)
             "           [--config FILE.json] [--sync always|periodic|none]\n"
             "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
             "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
+            "           [--cluster-secret-file FILE] [--client-token-file FILE] [--insecure]\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
             "nodeId, peers (array), seeds (array), replicas, vnodes, policy, internodeTimeoutMs,\n"
             "hintWindowS, handoffKibPerS, failurePauseMs, sync, logLevel, ioThreads, httpThreads, maxKeySize,\n"
@@ -292,6 +299,12 @@ static int load_config(settings *s, const char *path)
             s->io_threads = (unsigned)item->valuedouble;
         else if (strcmp(k, "httpThreads") == 0 && is_num)
             s->http_threads = (unsigned)item->valuedouble;
+        else if (strcmp(k, "clusterSecretFile") == 0 && str)
+            set_string(&s->secret_file, str);
+        else if (strcmp(k, "clientTokenFile") == 0 && str)
+            set_string(&s->token_file, str);
+        else if (strcmp(k, "insecure") == 0 && cJSON_IsBool(item))
+            s->insecure = cJSON_IsTrue(item);
         else if (strcmp(k, "maxKeySize") == 0 && is_num)
             s->max_key_size = (uint32_t)item->valuedouble;
         else if (strcmp(k, "maxValueSize") == 0 && is_num)
@@ -324,6 +337,10 @@ static int parse_args(settings *s, int argc, char **argv)
         }
         if (strncmp(flag, "--", 2) != 0)
             return bad("unexpected argument \"%s\"", flag);
+        if (strcmp(flag, "--insecure") == 0) {
+            s->insecure = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             return bad("%s needs a value", flag);
         const char *v = argv[++i];
@@ -386,6 +403,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, 64, &n) != 0 || n < 2)
                 return bad("--http-threads must be 2..64, not \"%s\"", v);
             s->http_threads = (unsigned)n;
+        } else if (strcmp(flag, "--cluster-secret-file") == 0) {
+            set_string(&s->secret_file, v);
+        } else if (strcmp(flag, "--client-token-file") == 0) {
+            set_string(&s->token_file, v);
         } else if (strcmp(flag, "--max-key-size") == 0) {
             if (parse_uint(v, KV_MAX_KEY_SIZE_LIMIT, &n) != 0 || n == 0)
                 return bad("--max-key-size must be 1..65536, not \"%s\"", v);
@@ -415,6 +436,8 @@ static void free_settings(settings *s)
     free(s->listen);
     free(s->http);
     free(s->node_id);
+    free(s->secret_file);
+    free(s->token_file);
     clear_list(&s->peers, &s->n_peers);
     clear_list(&s->seeds, &s->n_seeds);
 }
@@ -463,8 +486,49 @@ int main(int argc, char **argv)
     node.handoff_kib_per_s = s.handoff_kib_per_s;
     node.failure_pause_ms = s.failure_pause_ms;
 
+    node.insecure = s.insecure;
+    unsigned char *secret = NULL;
+    size_t secret_len = 0;
+    char **tokens = NULL;
+    size_t n_tokens = 0;
+    char err[512];
+    int warning = 0;
+    if (s.secret_file) {
+        if (kvt_read_secret_file(s.secret_file, &secret, &secret_len, &warning, err,
+                                 sizeof err) != 0) {
+            fprintf(stderr, "kvd: --cluster-secret-file: %s\n", err);
+            free_settings(&s);
+            return 2;
+        }
+        if (warning)
+            logf_(KV_LOG_WARN, "%s is readable by other users (chmod 600 it)", s.secret_file);
+        node.cluster_secret = secret;
+        node.cluster_secret_len = secret_len;
+    }
+    if (s.token_file) {
+        if (kvt_read_token_file(s.token_file, &tokens, &n_tokens, &warning, err,
+                                sizeof err) != 0) {
+            fprintf(stderr, "kvd: --client-token-file: %s\n", err);
+            free(secret);
+            free_settings(&s);
+            return 2;
+        }
+        if (warning)
+            logf_(KV_LOG_WARN, "%s is readable by other users (chmod 600 it)", s.token_file);
+        node.client_tokens = (const char *const *)tokens;
+        node.client_token_count = n_tokens;
+    }
+    if (s.insecure && !secret && !tokens)
+        logf_(KV_LOG_WARN, "--insecure: no cluster secret and no client tokens: anyone who "
+                           "reaches this node can read, write and change the cluster");
+
     kv *db = NULL;
     rc = kv_node_start(&db, &node);
+    /* The node keeps copies. */
+    if (secret)
+        memset(secret, 0, secret_len);
+    free(secret);
+    kvt_free_tokens(tokens, n_tokens);
     if (rc != KV_OK) {
         logf_(KV_LOG_ERROR, "cannot start node %s: %s: %s", s.node_id, kv_strerror(rc),
               kv_error_last());
