@@ -325,6 +325,8 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
         break;
     case KVI_OP_GET_STATE:
     case KVI_OP_REPLICATE:
+    case KVI_OP_READ_STATE:
+    case KVI_OP_REPAIR:
         rc = kvi_node_replica_op(n, &req, h, out);
         break;
     case KVI_OP_HINT:
@@ -381,6 +383,7 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_BATCH:
         return kvi_node_clustered(n) ? POOL_COORDINATE : 0;
     case KVI_OP_REPLICATE:
+    case KVI_OP_REPAIR:
     case KVI_OP_HINT:
         return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
     default:

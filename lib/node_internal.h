@@ -20,6 +20,9 @@
 #include "util/metrics.h"
 #include "util/validate.h"
 
+/* How far ahead of this node's clock a replicated write time may be. */
+#define KVI_MAX_WRITE_AHEAD_MS (24ull * 3600u * 1000u)
+
 struct kvi_node {
     kv *store;          /* the embedded store underneath */
     kvi_limits limits;  /* its key and value limits, for every door */

@@ -21,10 +21,15 @@ static int check_state(kvi_node *n, kvi_state *st, const kvi_request *req, uint6
 {
     if (kvi_state_decode(st, req->value.data, req->value.len, token) != KV_OK)
         return kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+    uint64_t latest = kvi_now_ms() + KVI_MAX_WRITE_AHEAD_MS;
     for (size_t i = 0; i < st->n; i++) {
         int rc = kvi_check_value(&n->limits, st->sibs[i].value, st->sibs[i].value_len);
         if (rc != KV_OK)
             return kvi_error(rc, "a sibling's %s", kv_error_last());
+        /* A write time far ahead would win last-write-wins against every
+         * real write for years: no coordinator's clock is that wrong. */
+        if (st->sibs[i].write_ms > latest)
+            return kvi_error(KV_EINVAL, "a sibling written more than a day in the future");
     }
     return KV_OK;
 }
@@ -52,7 +57,7 @@ static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_reque
         if (!mine)
             return kvi_error(KVI_ENOT_REPLICA, "this node is not a replica of the key");
     }
-    if (h->opcode != KVI_OP_REPLICATE)
+    if (h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR)
         return KV_OK;
     return check_state(n, st, req, token);
 }
@@ -78,7 +83,7 @@ int kvi_node_replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_hea
         kvi_view_unref(v);
     }
     kvi_buf holder = {0}, encoded = {0};
-    if (rc == KV_OK && h->opcode == KVI_OP_GET_STATE) {
+    if (rc == KV_OK && (h->opcode == KVI_OP_GET_STATE || h->opcode == KVI_OP_READ_STATE)) {
         rc = kvi_replica_read(st, &holder, n->store->embedded, req->key.data, req->key.len);
         if (rc == KV_OK) {
             kvi_state_encode(&encoded, st, kvi_key_token(req->key.data, req->key.len));
@@ -150,7 +155,7 @@ void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_re
     for (size_t i = 0; i < n_reqs; i++) {
         const kvi_frame_header *h = reqs[i].h;
         kvi_request req;
-        if (h->opcode != KVI_OP_REPLICATE ||
+        if ((h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
             kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0) {
             kvi_node_handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */
             continue;

@@ -85,13 +85,14 @@ static void gathered_free(gathered *g)
     free(g);
 }
 
-/* Takes one replica's answer to GET_STATE into g. */
+/* Takes one replica's answer to GET_STATE (or READ_STATE) into g. */
 static int take_state(gathered *g, size_t i, int rc, const kvi_frame_header *h,
                       const unsigned char *body, uint64_t token)
 {
     kvi_response resp;
     if (rc == KV_OK)
-        rc = kvi_call_decode(&resp, KVI_OP_GET_STATE, h, body);
+        rc = kvi_call_decode(&resp, h->opcode == KVI_OP_READ_STATE ? KVI_OP_READ_STATE
+                                                                   : KVI_OP_GET_STATE, h, body);
     if (rc == KV_OK) {
         kvi_buf_reset(&g->holders[i]);
         kvi_buf_raw(&g->holders[i], resp.value.data, resp.value.len);
@@ -163,7 +164,10 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
     unsigned started = 0;  /* replicas asked (the local one included) */
     kvi_fanout fo;
     kvi_fanout_init(&fo);
-    kvi_request req = {.opcode = KVI_OP_GET_STATE, .key = {key, key_len}};
+    /* Nodes read each other's replicas; a client reads them as a client
+     * (net/auth.h). */
+    kvi_request req = {.opcode = v->self >= 0 ? KVI_OP_GET_STATE : KVI_OP_READ_STATE,
+                       .key = {key, key_len}};
     struct timespec deadline = kvi_deadline_after(timeout_ms(v));
     struct timespec speculate = kvi_deadline_after(SPECULATIVE_MS);
     int speculated = 0;
@@ -274,8 +278,8 @@ static void repair(const kvi_coord_env *env, gathered *g, const void *key, size_
             kvi_state_encode(&encoded, &g->merged, kvi_key_token(key, key_len));
         if (encoded.failed)
             break;
-        kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = {key, key_len},
-                           .value = {encoded.data, encoded.len}};
+        kvi_request req = {.opcode = v->self >= 0 ? KVI_OP_REPLICATE : KVI_OP_REPAIR,
+                           .key = {key, key_len}, .value = {encoded.data, encoded.len}};
         calls[i] = kvi_call_start(kvi_view_client(v, g->pref[i]), &fo, &req, 0, 1);
         sent++;
     }

@@ -130,6 +130,8 @@ kvi_access kvi_auth_access(const kvi_frame_header *h)
     case KVI_OP_CAS:
     case KVI_OP_BATCH:
     case KVI_OP_CLUSTER:
+    case KVI_OP_READ_STATE:
+    case KVI_OP_REPAIR:
         return KVI_ACCESS_CLIENT;
     default:
         /* Internode, and whatever is added later: closed by default. */

@@ -65,7 +65,13 @@ typedef enum kvi_opcode {
      * (net/auth.h). */
     KVI_OP_HELLO = 12,
     KVI_OP_AUTH = 13,
-    KVI_OP_MAX = 13
+    /* A client's side of client-side routing: a replica's state for its
+     * own read (as GET_STATE), and its read repair (as REPLICATE). Data
+     * operations, open to a client with a token; GET_STATE and REPLICATE
+     * stay between peers (net/auth.h). */
+    KVI_OP_READ_STATE = 14,
+    KVI_OP_REPAIR = 15,
+    KVI_OP_MAX = 15
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

@@ -189,9 +189,11 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
         out->key = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET_STATE:
+    case KVI_OP_READ_STATE:
         out->key = kvi_read_bytes(&r);
         break;
     case KVI_OP_REPLICATE:
+    case KVI_OP_REPAIR:
         out->key = kvi_read_bytes(&r);
         out->value = kvi_read_bytes(&r);
         break;
@@ -261,9 +263,11 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
         kvi_buf_bytes(b, req->key.data, req->key.len);
         break;
     case KVI_OP_GET_STATE:
+    case KVI_OP_READ_STATE:
         kvi_buf_bytes(b, req->key.data, req->key.len);
         break;
     case KVI_OP_REPLICATE:
+    case KVI_OP_REPAIR:
         kvi_buf_bytes(b, req->key.data, req->key.len);
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
@@ -346,6 +350,7 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
         break;
     case KVI_OP_CLUSTER:
     case KVI_OP_GET_STATE:
+    case KVI_OP_READ_STATE:
     case KVI_OP_GOSSIP:
         out->value = kvi_read_bytes(&r);
         break;
@@ -365,6 +370,7 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
     case KVI_OP_REPLICATE:
+    case KVI_OP_REPAIR:
         out->version = kvi_read_u64(&r);
         break;
     case KVI_OP_BATCH:
@@ -403,6 +409,7 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     switch (resp->opcode) {
     case KVI_OP_CLUSTER:
     case KVI_OP_GET_STATE:
+    case KVI_OP_READ_STATE:
     case KVI_OP_GOSSIP:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
@@ -419,6 +426,7 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
     case KVI_OP_REPLICATE:
+    case KVI_OP_REPAIR:
         kvi_buf_u64(b, resp->version);
         break;
     case KVI_OP_BATCH:

@@ -18,6 +18,8 @@
  *   GET_STATE  bytes key                 (between nodes)
  *   REPLICATE  bytes key, bytes state    (between nodes; record format 2)
  *   GOSSIP     bytes table               (between nodes; gossip_table.h)
+ *   READ_STATE, REPAIR   as GET_STATE and REPLICATE, from clients
+ *   HELLO, AUTH          the handshake (net/auth.h encodes them)
  * Response bodies with status KV_OK:
  *   GET     u64 version, u64 expiry_ms, bytes context, u8 count (1..16),
  *           count x bytes value (concurrent siblings, the preferred first)
