@@ -1,4 +1,4 @@
-/* The HTTP/JSON API end to end: an embedded store served by kvi_http on 127.0.0.1, driven by libcurl over loopback (every endpoint, status and error code, bad input, 300 keep-alive connections, a client that hangs up). */
+/* The HTTP/JSON API end to end: an embedded store served by kvi_http on 127.0.0.1, driven by libcurl over loopback (every endpoint, status and error code, bad input, 300 keep-alive connections, a client that hangs up, oversize bodies from raw sockets with and without Expect). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -201,9 +201,94 @@ static int raw_connect(int port)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    struct timeval tv = {30, 0}; /* bounds a read the server never answers */
+    /* Bound a read the server never answers, and a send it never reads. */
+    struct timeval tv = {30, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     return fd;
+}
+
+/* Sends n bytes of filler as far as the server takes them; returns how many
+ * went before a send failed (reset, closed, or the send timeout). */
+static size_t raw_send_filler(int fd, size_t n)
+{
+    static char filler[64 * 1024];
+    memset(filler, 'x', sizeof filler);
+    size_t sent = 0;
+    while (sent < n) {
+        size_t k = n - sent < sizeof filler ? n - sent : sizeof filler;
+        ssize_t w = send(fd, filler, k, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    return sent;
+}
+
+/* Sends n bytes of chunked body in 64 KiB chunks, as far as the server
+ * takes them; returns how many body bytes went. The last chunk is sent too
+ * when everything went. */
+static size_t raw_send_chunked(int fd, size_t n)
+{
+    size_t sent = 0;
+    while (sent < n) {
+        size_t k = n - sent < 64 * 1024 ? n - sent : 64 * 1024;
+        char size_line[32];
+        snprintf(size_line, sizeof size_line, "%zx\r\n", k);
+        size_t len = strlen(size_line);
+        if (send(fd, size_line, len, MSG_NOSIGNAL) != (ssize_t)len ||
+            raw_send_filler(fd, k) != k || send(fd, "\r\n", 2, MSG_NOSIGNAL) != 2)
+            return sent;
+        sent += k;
+    }
+    send(fd, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    return sent;
+}
+
+/* Reads one response from fd and returns its status, copying its body
+ * (NUL-terminated, cut to fit) to body; 0 when the connection ends or
+ * resets before a whole response came. Reads nothing past the response,
+ * so the connection can carry another request. */
+static int raw_response(int fd, char *body, size_t body_len)
+{
+    char buf[16384];
+    size_t got = 0;
+    char *end = NULL;
+    while (!end) {
+        ssize_t n = got < sizeof buf - 1 ? recv(fd, buf + got, 1, 0) : 0;
+        if (n <= 0)
+            return 0;
+        got += (size_t)n;
+        buf[got] = 0;
+        end = strstr(buf, "\r\n\r\n");
+    }
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+        return 0;
+    size_t length = 0;
+    for (const char *line = strstr(buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
+        if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
+            length = strtoul(line + 17, NULL, 10);
+    char *b = malloc(length + 1);
+    assert_non_null(b);
+    size_t have = 0;
+    ssize_t n;
+    while (have < length && (n = recv(fd, b + have, length - have, 0)) > 0)
+        have += (size_t)n;
+    b[have] = 0;
+    if (body)
+        snprintf(body, body_len, "%s", b);
+    free(b);
+    return have == length ? status : 0;
+}
+
+/* The error code of a raw JSON error body, in out. */
+static void raw_error_code(const char *body, char *out, size_t out_len)
+{
+    cJSON *j = cJSON_Parse(body);
+    cJSON *code = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
+    snprintf(out, out_len, "%s", cJSON_IsString(code) ? code->valuestring : "(not an error body)");
+    cJSON_Delete(j);
 }
 
 static void raw_send(int fd, const char *s)
@@ -787,6 +872,127 @@ static void size_limits(void **state)
     assert_untouched();
 }
 
+/* Server B's body limits (SMALL_VALUE in base64 plus 64 KiB of slack; the
+ * batch limit's floor) and how far past a limit the server still reads a
+ * body to drop it (DISCARD_MAX in http.c, documented in HTTP.md). */
+#define B_BODY_LIMIT ((SMALL_VALUE + 2) / 3 * 4 + 64u * 1024u)
+#define B_BATCH_LIMIT (16u * 1024u * 1024u)
+#define DISCARD_BOUND (64u * 1024u * 1024u)
+
+/* Sends the headers of a request with a body of `length` bytes on fd. */
+static void raw_head(int fd, const char *method, const char *path, size_t length,
+                     const char *extra)
+{
+    char head[512];
+    snprintf(head, sizeof head,
+             "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n%s\r\n",
+             method, path, length, extra ? extra : "");
+    raw_send(fd, head);
+}
+
+/* Most clients (Python's http.client, requests) send the whole body before
+ * they read, without "Expect: 100-continue". A body over the limit still
+ * gets its 413: the server reads and drops the body, then answers, and the
+ * connection stays open for the next request. */
+static void too_big_without_expect(void **state)
+{
+    (void)state;
+    static const struct {
+        server *s;
+        const char *method, *path;
+        size_t length;
+    } cases[] = {
+        {&B, "PUT", "/v1/kv/bad", B_BODY_LIMIT + 1},
+        {&B, "PUT", "/v1/kv/bad", 4u * 1024 * 1024},
+        {&B, "POST", "/v1/kv/bad/cas", 4u * 1024 * 1024},
+        {&B, "POST", "/v1/kv/batch", B_BATCH_LIMIT + 1024 * 1024},
+        {&A, "PUT", "/v1/kv/bad", 2u * 1024 * 1024},
+        /* The last byte the server reads to drop it. */
+        {&B, "PUT", "/v1/kv/bad", B_BODY_LIMIT + DISCARD_BOUND},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd = raw_connect(cases[i].s->port);
+        raw_head(fd, cases[i].method, cases[i].path, cases[i].length, NULL);
+        if (raw_send_filler(fd, cases[i].length) != cases[i].length)
+            fail_msg("case %zu: the server stopped reading the body", i);
+        char body[1024], code[64];
+        int status = raw_response(fd, body, sizeof body);
+        if (status != 413)
+            fail_msg("case %zu %s %s: status %d, expected 413", i, cases[i].method,
+                     cases[i].path, status);
+        raw_error_code(body, code, sizeof code);
+        assert_string_equal(code, "TOO_BIG");
+        /* The same connection serves the next request. */
+        raw_send(fd, "GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_int_equal(raw_response(fd, body, sizeof body), 200);
+        close(fd);
+    }
+    kv_value *v;
+    assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
+    assert_untouched();
+}
+
+/* A client that waits for "100 Continue" gets the 413 instead, and never
+ * has to send the body. */
+static void too_big_with_expect(void **state)
+{
+    (void)state;
+    int fd = raw_connect(B.port);
+    raw_head(fd, "PUT", "/v1/kv/bad", B_BODY_LIMIT + 1, "Expect: 100-continue\r\n");
+    char body[1024], code[64];
+    assert_int_equal(raw_response(fd, body, sizeof body), 413);
+    raw_error_code(body, code, sizeof code);
+    assert_string_equal(code, "TOO_BIG");
+    close(fd);
+    /* Any case of the expectation; a body within the limit is still let in. */
+    fd = raw_connect(B.port);
+    const char *small = "{\"value\": \"ok\"}";
+    raw_head(fd, "PUT", "/v1/kv/expected", strlen(small), "Expect: 100-Continue\r\n");
+    assert_int_equal(raw_response(fd, NULL, 0), 100);
+    raw_send(fd, small);
+    assert_int_equal(raw_response(fd, body, sizeof body), 200);
+    close(fd);
+}
+
+/* Past the discard bound the server stops reading: a declared body is
+ * answered at once and the connection closed, a chunked one is cut off
+ * without an answer (the client may see either as a reset). Either way the
+ * client cannot send it all, and the server goes on serving. */
+static void too_big_past_discard_bound(void **state)
+{
+    (void)state;
+    size_t length = B_BODY_LIMIT + DISCARD_BOUND + 16u * 1024 * 1024;
+    for (int chunked = 0; chunked < 2; chunked++) {
+        int fd = raw_connect(B.port);
+        size_t sent;
+        if (chunked) {
+            raw_send(fd, "PUT /v1/kv/bad HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+            sent = raw_send_chunked(fd, length);
+        } else {
+            raw_head(fd, "PUT", "/v1/kv/bad", length, NULL);
+            sent = raw_send_filler(fd, length);
+        }
+        if (sent >= length)
+            fail_msg("%s: the server read a body %zu bytes past its limit", chunked ? "chunked" : "declared",
+                     length - B_BODY_LIMIT);
+        char body[1024], code[64];
+        int status = raw_response(fd, body, sizeof body);
+        if (status != 0 && status != 413)
+            fail_msg("status %d, expected 413 or a closed connection", status);
+        if (status == 413) {
+            raw_error_code(body, code, sizeof code);
+            assert_string_equal(code, "TOO_BIG");
+        }
+        close(fd);
+        response r;
+        request(&r, &B, "GET", "/v1/health", NULL, 0);
+        expect(&r, 200, NULL);
+    }
+    kv_value *v;
+    assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
+}
+
 static void keep_alive(void **state)
 {
     (void)state;
@@ -998,6 +1204,9 @@ int main(void)
         cmocka_unit_test(consistency_parameters),
         cmocka_unit_test(bad_requests),
         cmocka_unit_test(size_limits),
+        cmocka_unit_test(too_big_without_expect),
+        cmocka_unit_test(too_big_with_expect),
+        cmocka_unit_test(too_big_past_discard_bound),
         cmocka_unit_test(keep_alive),
         cmocka_unit_test(concurrent_connections),
         cmocka_unit_test(client_hangs_up),
