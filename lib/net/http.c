@@ -136,6 +136,7 @@ static void begin_request(kvi_http_conn *c)
     c->kv_status = KV_OK;
     c->content_type = NULL;
     c->allow = NULL;
+    c->challenge = NULL;
     kvi_buf_reset(&c->key);
     kvi_buf_reset(&c->context);
     kvi_buf_reset(&c->body);
@@ -169,6 +170,9 @@ static enum MHD_Result respond(kvi_http_conn *c, struct MHD_Connection *mc)
     if (type && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES)
         ok = MHD_NO;
     if (c->allow && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, c->allow) != MHD_YES)
+        ok = MHD_NO;
+    if (c->challenge &&
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, c->challenge) != MHD_YES)
         ok = MHD_NO;
     if (ok == MHD_YES)
         ok = MHD_queue_response(mc, status, r);
@@ -292,6 +296,77 @@ static void host_part(char *out, size_t out_len, const char *addr)
     snprintf(out, out_len, "%.*s", (int)n, addr);
 }
 
+/* RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
+ * *"=". Anything else could not be sent as one token in the header. */
+static int is_b64token(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && ((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                     (s[i] >= '0' && s[i] <= '9') || (s[i] && strchr("-._~+/", s[i]))))
+        i++;
+    if (i == 0)
+        return 0;
+    while (i < n && s[i] == '=')
+        i++;
+    return i == n;
+}
+
+/* Overwrites a secret before its memory goes back to the allocator; the
+ * volatile stores cannot be dropped as dead. */
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *b = p;
+    while (n--)
+        *b++ = 0;
+}
+
+/* Copies and checks cfg's tokens. Errors never quote a token: it is a
+ * secret, and error messages end up in logs. */
+static int copy_tokens(kvi_http *h, const kvi_http_config *cfg)
+{
+    if (cfg->n_tokens == 0)
+        return KV_OK;
+    if (!cfg->tokens)
+        return kvi_error(KV_EINVAL, "kvi_http_start: n_tokens is %zu but tokens is NULL",
+                         cfg->n_tokens);
+    h->tokens = calloc(cfg->n_tokens, sizeof *h->tokens);
+    if (!h->tokens)
+        return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+    h->n_tokens = cfg->n_tokens;
+    for (size_t i = 0; i < cfg->n_tokens; i++) {
+        const char *t = cfg->tokens[i];
+        size_t n = t ? strlen(t) : 0;
+        if (n == 0)
+            return kvi_error(KV_EINVAL, "HTTP token %zu is %s", i, t ? "empty" : "NULL");
+        if (n > KVI_HTTP_TOKEN_MAX)
+            return kvi_error(KV_EINVAL, "HTTP token %zu is over %u bytes", i, KVI_HTTP_TOKEN_MAX);
+        if (!is_b64token(t, n))
+            return kvi_error(KV_EINVAL,
+                             "HTTP token %zu is not an RFC 6750 token (A-Z a-z 0-9 - . _ ~ + /, "
+                             "then any '=')", i);
+        h->tokens[i].text = malloc(n);
+        if (!h->tokens[i].text)
+            return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+        memcpy(h->tokens[i].text, t, n);
+        h->tokens[i].len = n;
+    }
+    return KV_OK;
+}
+
+/* Frees a server whose daemon is stopped or was never started. */
+static void free_server(kvi_http *h)
+{
+    for (size_t i = 0; h->tokens && i < h->n_tokens; i++) {
+        if (h->tokens[i].text)
+            wipe(h->tokens[i].text, h->tokens[i].len);
+        free(h->tokens[i].text);
+    }
+    free(h->tokens);
+    if (h->own_metrics)
+        kvi_metrics_free(h->metrics);
+    free(h);
+}
+
 int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
 {
     if (!out)
@@ -321,6 +396,11 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
             free(h);
             return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
         }
+    }
+    rc = copy_tokens(h, cfg);
+    if (rc != KV_OK) {
+        free_server(h);
+        return rc;
     }
     h->max_key_size = cfg->max_key_size ? cfg->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
     h->max_value_size = cfg->max_value_size ? cfg->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE;
@@ -357,9 +437,7 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
         MHD_OPTION_END);
     if (!h->daemon) {
         int e = errno;
-        if (h->own_metrics)
-            kvi_metrics_free(h->metrics);
-        free(h);
+        free_server(h);
         return kvi_error(e == EADDRINUSE ? KV_EBUSY : KV_EIO,
                          "cannot start the HTTP server on %s: %s", addr.text,
                          e ? strerror(e) : "libmicrohttpd refused");
@@ -379,7 +457,8 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     }
     if (!h->node_id[0])
         snprintf(h->node_id, sizeof h->node_id, "%s", h->http_address);
-    kvi_log(&h->log, KV_LOG_INFO, "http: serving on %s with %u threads", h->http_address, threads);
+    kvi_log(&h->log, KV_LOG_INFO, "http: serving on %s with %u threads%s", h->http_address,
+            threads, h->n_tokens ? ", bearer tokens required" : "");
     *out = h;
     return KV_OK;
 }
@@ -396,7 +475,5 @@ void kvi_http_stop(kvi_http *h)
     /* Joins the workers and closes every connection, which frees each
      * kvi_http_conn through on_connection. */
     MHD_stop_daemon(h->daemon);
-    if (h->own_metrics)
-        kvi_metrics_free(h->metrics);
-    free(h);
+    free_server(h);
 }

@@ -16,6 +16,12 @@
 /* Least body limit of a batch. */
 #define KVI_HTTP_BATCH_BODY (16u * 1024u * 1024u)
 
+/* A bearer token a request may present (not NUL-terminated). */
+typedef struct kvi_http_token {
+    char *text;
+    size_t len;
+} kvi_http_token;
+
 /* Immutable after kvi_http_start, so worker threads read it without locks. */
 struct kvi_http {
     struct MHD_Daemon *daemon;
@@ -34,6 +40,8 @@ struct kvi_http {
     char http_address[160]; /* this server, "HOST:PORT" with the real port */
     void (*describe)(void *ctx, kvi_buf *out); /* /v1/cluster; may be NULL */
     void *describe_ctx;
+    kvi_http_token *tokens; /* n_tokens 0: no authentication */
+    size_t n_tokens;
 };
 
 typedef enum kvi_http_route {
@@ -77,14 +85,16 @@ typedef struct kvi_http_conn {
     int kv_status;          /* for the metrics */
     const char *content_type;
     const char *allow;      /* Allow header of a 405, else NULL */
+    const char *challenge;  /* WWW-Authenticate header of a 401, else NULL */
     kvi_buf key;            /* the decoded key */
     kvi_buf context;        /* ?context=, decoded */
     kvi_buf body;           /* the request body, at most body_limit bytes */
     kvi_buf out;            /* the response body */
 } kvi_http_conn;
 
-/* First call of a request, headers in: routes it and checks the method, key
- * and query parameters. Sets c->route, c->mop, c->body_limit, c->wants_body;
+/* First call of a request, headers in: checks the bearer token (when the
+ * server has tokens), routes it and checks the method, key and query
+ * parameters. Sets c->route, c->mop, c->body_limit, c->wants_body;
  * on an error it decides the answer (c->status != 0). */
 void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc,
                             const char *url, const char *method);

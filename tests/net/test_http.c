@@ -38,6 +38,7 @@ typedef struct server {
 } server;
 
 static server A, B;
+static server C; /* default limits, and bearer tokens required */
 static kvi_metrics *metrics;
 static kvi_logger logger; /* no callback: MHD's messages must go nowhere */
 static CURL *easy;        /* one handle for every request, so keep-alive is used */
@@ -50,6 +51,7 @@ typedef struct response {
     size_t len;
     char content_type[128];
     char allow[128];
+    char challenge[128]; /* WWW-Authenticate */
     long connects; /* new connections this request opened */
     cJSON *json;
 } response;
@@ -94,6 +96,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     response *r = ud;
     header_value(p, size * n, "Content-Type", r->content_type, sizeof r->content_type);
     header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
+    header_value(p, size * n, "WWW-Authenticate", r->challenge, sizeof r->challenge);
     return size * n;
 }
 
@@ -123,9 +126,10 @@ static void finish(CURL *e, response *r, CURLcode rc, const char *method, const 
     }
 }
 
-/* Sends one request on the shared handle; body NULL sends none. */
-static void request(response *r, const server *s, const char *method, const char *path,
-                    const void *body, size_t body_len)
+/* Sends one request on the shared handle; body NULL sends none; header,
+ * if not NULL, is one more header line ("Name: value"). */
+static void request_with(response *r, const server *s, const char *method, const char *path,
+                         const void *body, size_t body_len, const char *header)
 {
     memset(r, 0, sizeof *r);
     char url[8192];
@@ -133,15 +137,29 @@ static void request(response *r, const server *s, const char *method, const char
     curl_easy_reset(easy);
     common_options(easy, r, url);
     struct curl_slist *headers = NULL;
+    if (header)
+        headers = curl_slist_append(headers, header);
     if (body) {
         headers = curl_slist_append(headers, "Content-Type: application/json");
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
     finish(easy, r, curl_easy_perform(easy), method, path);
     curl_slist_free_all(headers);
+}
+
+static void request(response *r, const server *s, const char *method, const char *path,
+                    const void *body, size_t body_len)
+{
+    request_with(r, s, method, path, body, body_len, NULL);
+}
+
+static void call_with(response *r, const server *s, const char *method, const char *path,
+                      const char *body, const char *header)
+{
+    request_with(r, s, method, path, body, body ? strlen(body) : 0, header);
 }
 
 static void call(response *r, const char *method, const char *path, const char *body)
@@ -320,7 +338,7 @@ static int raw_request(int port, const char *req, char *body, size_t body_len)
 
 /* ------------------------------------------------------------- fixtures */
 
-static void start(server *s, uint32_t max_value)
+static void start_with(server *s, uint32_t max_value, const char *const *tokens, size_t n_tokens)
 {
     s->dir = test_tempdir();
     assert_non_null(s->dir);
@@ -338,10 +356,36 @@ static void start(server *s, uint32_t max_value)
         .max_value_size = max_value,
         .metrics = metrics,
         .log = &logger,
+        .tokens = tokens,
+        .n_tokens = n_tokens,
     };
     assert_int_equal(kvi_http_start(&s->http, &cfg), KV_OK);
     s->port = kvi_http_port(s->http);
     assert_true(s->port > 0);
+}
+
+static void start(server *s, uint32_t max_value)
+{
+    start_with(s, max_value, NULL, 0);
+}
+
+/* Server C's tokens, as requests send them. */
+static const char *const c_tokens[] = {"tok-one", "Second.token_2~+/==", "x"};
+#define N_C_TOKENS (sizeof c_tokens / sizeof c_tokens[0])
+
+/* Starts C from copies of c_tokens that are scribbled over once it runs:
+ * the server must have copied them. */
+static void start_c(void)
+{
+    char copies[N_C_TOKENS][32];
+    const char *tokens[N_C_TOKENS];
+    for (size_t i = 0; i < N_C_TOKENS; i++) {
+        snprintf(copies[i], sizeof copies[i], "%s", c_tokens[i]);
+        tokens[i] = copies[i];
+    }
+    start_with(&C, 0, tokens, N_C_TOKENS);
+    memset(copies, '?', sizeof copies);
+    memset(tokens, 0, sizeof tokens);
 }
 
 static void stop(server *s)
@@ -357,6 +401,7 @@ static int setup(void **state)
     metrics = kvi_metrics_new();
     start(&A, 0);
     start(&B, SMALL_VALUE);
+    start_c();
     easy = curl_easy_init();
     /* A value that bad requests must never disturb. */
     uint64_t v;
@@ -370,6 +415,7 @@ static int teardown(void **state)
     curl_easy_cleanup(easy);
     stop(&A);
     stop(&B);
+    stop(&C);
     kvi_metrics_free(metrics);
     return 0;
 }
@@ -993,6 +1039,217 @@ static void too_big_past_discard_bound(void **state)
     assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
 }
 
+/* ------------------------------------------------------ bearer tokens */
+
+static void expect_401(response *r, const char *why)
+{
+    if (r->status != 401)
+        fail_msg("status %ld, expected 401: %.*s", r->status, (int)r->len, r->body);
+    assert_string_equal(error_code(r), "UNAUTHORIZED");
+    assert_string_equal(r->challenge, "Bearer realm=\"libkv\"");
+    if (!strstr(error_message(r), why))
+        fail_msg("message \"%s\" does not say \"%s\"", error_message(r), why);
+    /* The answer never quotes what was sent. */
+    assert_null(strstr(r->body, "wrong-token-1234"));
+    assert_null(strstr(r->body, "tok-on"));
+    response_free(r);
+}
+
+/* Server C answers every request to the data and the cluster view without
+ * a right "Authorization: Bearer" 401, whatever the method or path, before
+ * anything else is looked at, and stores nothing. */
+static void tokens_required(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method, *path, *body;
+    } targets[] = {
+        {"GET", "/v1/kv/k", NULL},
+        {"PUT", "/v1/kv/k", "{\"value\": \"v\"}"},
+        {"DELETE", "/v1/kv/k", NULL},
+        {"POST", "/v1/kv/k/cas", "{\"expectedVersion\": 0, \"newValue\": \"v\"}"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"PUT\", \"key\": \"k\", \"value\": \"v\"}]}"},
+        {"GET", "/v1/cluster", NULL},
+        /* Requests refused anyway are refused for the token first. */
+        {"PATCH", "/v1/kv/k", "{}"},
+        {"GET", "/v1/kv/bad%zz?colour=red", NULL},
+        {"GET", "/nowhere", NULL},
+    };
+    static const struct {
+        const char *header, *why;
+    } bad[] = {
+        {NULL, "required"},
+        {"Authorization;", "required"}, /* curl's way to send it empty */
+        {"Authorization: Bearer wrong-token-1234", "wrong"},
+        {"Authorization: Bearer tok-on", "wrong"},   /* a prefix */
+        {"Authorization: Bearer tok-one1", "wrong"}, /* longer */
+        {"Authorization: Bearer TOK-ONE", "wrong"},  /* tokens are case-sensitive */
+        {"Authorization: Bearer tok-one x", "wrong"},
+        {"Authorization: Bearer xx", "wrong"},
+        {"Authorization: Basic dG9rLW9uZQ==", "Bearer scheme"},
+        {"Authorization: Token tok-one", "Bearer scheme"},
+        {"Authorization: Bearertok-one", "Bearer scheme"},
+        {"Authorization: tok-one", "Bearer scheme"},
+        {"Authorization: Bearer", "missing"},
+        {"Authorization: Bearer   ", "missing"},
+    };
+    for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            response r;
+            call_with(&r, &C, targets[t].method, targets[t].path, targets[t].body, bad[b].header);
+            expect_401(&r, bad[b].why);
+        }
+    }
+    kv_value *v;
+    assert_int_equal(kv_get(&v, C.db, "k", 1, NULL), KV_ENOTFOUND);
+    response r;
+    call_with(&r, &C, "GET", "/v1/kv/k", NULL, "Authorization: Bearer tok-one");
+    expect(&r, 404, "NOT_FOUND");
+}
+
+/* Each token works, under any case of the scheme name, for every endpoint. */
+static void tokens_accepted(void **state)
+{
+    (void)state;
+    response r;
+    for (size_t i = 0; i < N_C_TOKENS; i++) {
+        char auth[128], other[128], path[64];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c_tokens[i]);
+        snprintf(other, sizeof other, "Authorization: %s  %s ", i % 2 ? "bearer" : "BEARER",
+                 c_tokens[(i + 1) % N_C_TOKENS]);
+        snprintf(path, sizeof path, "/v1/kv/authed-%zu", i);
+        call_with(&r, &C, "PUT", path, "{\"value\": \"in\"}", auth);
+        expect(&r, 200, NULL);
+        call_with(&r, &C, "GET", path, NULL, other);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(str(r.json, "value"), "in");
+        response_free(&r);
+    }
+    const char *auth = "Authorization: Bearer x";
+    call_with(&r, &C, "POST", "/v1/kv/authed-0/cas",
+              "{\"expectedVersion\": 1, \"newValue\": \"swapped\"}", auth);
+    expect(&r, 200, NULL);
+    const char *ops = "{\"operations\": [{\"op\": \"GET\", \"key\": \"authed-0\"}]}";
+    call_with(&r, &C, "POST", "/v1/kv/batch", ops, auth);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "swapped"));
+    response_free(&r);
+    call_with(&r, &C, "DELETE", "/v1/kv/authed-1", NULL, auth);
+    expect(&r, 200, NULL);
+    call_with(&r, &C, "GET", "/v1/cluster", NULL, auth);
+    expect(&r, 200, NULL);
+    /* With the token, the server's other answers come through as before. */
+    call_with(&r, &C, "GET", "/v1/kv/bad%zz", NULL, auth);
+    expect(&r, 400, "BAD_REQUEST");
+    call_with(&r, &C, "PATCH", "/v1/kv/k", "{}", auth);
+    expect(&r, 405, "METHOD_NOT_ALLOWED");
+}
+
+/* A PUT with a body and no token, from a client that sends the body before
+ * it reads: 401 after the body is dropped, on a connection that stays open,
+ * and nothing stored. With Expect the 401 comes before the body. */
+static void token_checked_before_body(void **state)
+{
+    (void)state;
+    const char *put = "{\"value\": \"sneaked in\"}";
+    static const size_t lengths[] = {0, 2u * 1024 * 1024}; /* 0: the JSON above */
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        int fd = raw_connect(C.port);
+        size_t length = lengths[i] ? lengths[i] : strlen(put);
+        raw_head(fd, "PUT", "/v1/kv/sneaky", length, NULL);
+        if (lengths[i])
+            assert_int_equal(raw_send_filler(fd, length), length);
+        else
+            raw_send(fd, put);
+        char body[1024], code[64];
+        assert_int_equal(raw_response(fd, body, sizeof body), 401); /* not 413 */
+        raw_error_code(body, code, sizeof code);
+        assert_string_equal(code, "UNAUTHORIZED");
+        raw_send(fd, "GET /v1/kv/sneaky HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer tok-one\r\n\r\n");
+        assert_int_equal(raw_response(fd, body, sizeof body), 404);
+        close(fd);
+    }
+    int fd = raw_connect(C.port);
+    raw_head(fd, "PUT", "/v1/kv/sneaky", strlen(put), "Expect: 100-continue\r\n");
+    assert_int_equal(raw_response(fd, NULL, 0), 401);
+    close(fd);
+    kv_value *v;
+    assert_int_equal(kv_get(&v, C.db, "sneaky", 6, NULL), KV_ENOTFOUND);
+}
+
+/* Health and metrics stay open on a server with tokens; a server without
+ * tokens serves everything without a header, and ignores one. */
+static void open_without_token(void **state)
+{
+    (void)state;
+    response r;
+    static const char *const headers[] = {NULL, "Authorization: Bearer wrong-token-1234",
+                                          "Authorization: Basic dG9rLW9uZQ=="};
+    for (size_t h = 0; h < sizeof headers / sizeof headers[0]; h++) {
+        call_with(&r, &C, "GET", "/v1/health", NULL, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &C, "GET", "/metrics", NULL, headers[h]);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "kv_requests_total"));
+        response_free(&r);
+
+        call_with(&r, &A, "PUT", "/v1/kv/open", "{\"value\": \"o\"}", headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "GET", "/v1/kv/open", NULL, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "POST", "/v1/kv/open/cas", "{\"expectedVersion\": 0, \"newValue\": \"o\"}",
+                  headers[h]);
+        expect(&r, 409, "CONFLICT");
+        const char *ops = "{\"operations\": [{\"op\": \"GET\", \"key\": \"open\"}]}";
+        call_with(&r, &A, "POST", "/v1/kv/batch", ops, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "DELETE", "/v1/kv/open", NULL, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "GET", "/v1/cluster", NULL, headers[h]);
+        expect(&r, 200, NULL);
+    }
+}
+
+/* Tokens that could never be presented, or are not there, fail the start,
+ * and the error does not quote them. */
+static void token_config_errors(void **state)
+{
+    (void)state;
+    char long_token[KVI_HTTP_TOKEN_MAX + 2];
+    memset(long_token, 'a', sizeof long_token - 1);
+    long_token[sizeof long_token - 1] = 0;
+    static const char *const bad_tokens[] = {"", "has space", "a=b", "=", "t\u00e9", "tab\t",
+                                             "quote\"", "colon:"};
+    kvi_http_config cfg = {.listen_addr = "127.0.0.1:0", .threads = 2, .store = A.db,
+                           .log = &logger};
+    kvi_http *h = NULL;
+    for (size_t i = 0; i < sizeof bad_tokens / sizeof bad_tokens[0]; i++) {
+        const char *tokens[] = {"good", bad_tokens[i]};
+        cfg.tokens = tokens;
+        cfg.n_tokens = 2;
+        if (kvi_http_start(&h, &cfg) != KV_EINVAL)
+            fail_msg("token \"%s\" was accepted", bad_tokens[i]);
+        assert_null(h);
+        assert_non_null(strstr(kv_error_last(), "token 1"));
+        if (strlen(bad_tokens[i]) >= 3)
+            assert_null(strstr(kv_error_last(), bad_tokens[i]));
+    }
+    const char *with_null[] = {"good", NULL};
+    cfg.tokens = with_null;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    const char *too_long[] = {long_token};
+    cfg.tokens = too_long;
+    cfg.n_tokens = 1;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    long_token[KVI_HTTP_TOKEN_MAX] = 0; /* the longest allowed */
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_OK);
+    kvi_http_stop(h);
+    h = NULL;
+    cfg.tokens = NULL;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    assert_null(h);
+}
+
 static void keep_alive(void **state)
 {
     (void)state;
@@ -1207,6 +1464,11 @@ int main(void)
         cmocka_unit_test(too_big_without_expect),
         cmocka_unit_test(too_big_with_expect),
         cmocka_unit_test(too_big_past_discard_bound),
+        cmocka_unit_test(tokens_required),
+        cmocka_unit_test(tokens_accepted),
+        cmocka_unit_test(token_checked_before_body),
+        cmocka_unit_test(open_without_token),
+        cmocka_unit_test(token_config_errors),
         cmocka_unit_test(keep_alive),
         cmocka_unit_test(concurrent_connections),
         cmocka_unit_test(client_hangs_up),
