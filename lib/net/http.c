@@ -28,6 +28,8 @@
 /* Buffers above this are freed when their request completes, so that an
  * idle keep-alive connection holds little memory. */
 #define KEEP_BUFFER (64u * 1024u)
+/* GnuTLS priority string of the HTTPS server (see kvi_http_start). */
+#define TLS_PRIORITIES "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
 /* Sent when the response itself could not be built (out of memory). */
 static const char oom_body[] =
     "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}";
@@ -50,14 +52,17 @@ static size_t unescape_nothing(void *cls, struct MHD_Connection *mc, char *s)
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     kvi_http *h = cls;
-    if (!h->log.fn || h->log.level < KV_LOG_INFO)
-        return;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
-    kvi_log(&h->log, KV_LOG_INFO, "http: %s", msg);
+    /* The first is the cause (say, GnuTLS refusing the key); the ones
+     * after are MHD giving up because of it. */
+    if (pthread_equal(pthread_self(), h->starter) && !h->daemon && !h->start_msg[0])
+        snprintf(h->start_msg, sizeof h->start_msg, "%.*s", (int)sizeof h->start_msg - 1, msg);
+    if (h->log.fn && h->log.level >= KV_LOG_INFO)
+        kvi_log(&h->log, KV_LOG_INFO, "http: %s", msg);
 }
 
 /* MHD_OPTION_NOTIFY_CONNECTION: one kvi_http_conn per TCP connection. */
@@ -353,9 +358,34 @@ static int copy_tokens(kvi_http *h, const kvi_http_config *cfg)
     return KV_OK;
 }
 
+/* Copies cfg's certificate and key, checking what can be checked before
+ * GnuTLS parses them. */
+static int copy_tls(kvi_http *h, const kvi_http_config *cfg)
+{
+    const char *cert = cfg->tls_cert_pem, *key = cfg->tls_key_pem;
+    if (!cert && !key)
+        return KV_OK;
+    if (!cert || !key)
+        return kvi_error(KV_EINVAL, "HTTPS needs both tls_cert_pem and tls_key_pem (%s is missing)",
+                         cert ? "the key" : "the certificate");
+    if (!*cert || !*key)
+        return kvi_error(KV_EINVAL, "HTTPS: %s is empty", *cert ? "tls_key_pem" : "tls_cert_pem");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return kvi_error(KV_ENOTSUP, "HTTPS: this libmicrohttpd was built without TLS support");
+    h->tls_cert = strdup(cert);
+    h->tls_key = strdup(key);
+    if (!h->tls_cert || !h->tls_key)
+        return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+    return KV_OK;
+}
+
 /* Frees a server whose daemon is stopped or was never started. */
 static void free_server(kvi_http *h)
 {
+    free(h->tls_cert);
+    if (h->tls_key)
+        wipe(h->tls_key, strlen(h->tls_key));
+    free(h->tls_key);
     for (size_t i = 0; h->tokens && i < h->n_tokens; i++) {
         if (h->tokens[i].text)
             wipe(h->tokens[i].text, h->tokens[i].len);
@@ -365,6 +395,27 @@ static void free_server(kvi_http *h)
     if (h->own_metrics)
         kvi_metrics_free(h->metrics);
     free(h);
+}
+
+/* The error of a failed MHD_start_daemon; frees h. The port in use is the
+ * one failure errno tells apart. With TLS on, any other is taken for GnuTLS
+ * refusing the certificate or key, by far the likeliest (MHD checks them
+ * after binding the port), and MHD's own message says which. */
+static int start_failed(kvi_http *h, const char *where, int e)
+{
+    char msg[sizeof h->start_msg];
+    snprintf(msg, sizeof msg, "%s", h->start_msg);
+    int tls = h->tls_cert != NULL;
+    free_server(h);
+    if (e == EADDRINUSE)
+        return kvi_error(KV_EBUSY, "cannot start the HTTP server on %s: %s", where, strerror(e));
+    if (tls)
+        return kvi_error(KV_EINVAL,
+                         "cannot start the HTTPS server on %s: the certificate or key was "
+                         "refused (%s)", where,
+                         msg[0] ? msg : "not PEM, or a key that does not match the certificate");
+    return kvi_error(KV_EIO, "cannot start the HTTP server on %s: %s", where,
+                     e ? strerror(e) : msg[0] ? msg : "libmicrohttpd refused");
 }
 
 int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
@@ -398,6 +449,8 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
         }
     }
     rc = copy_tokens(h, cfg);
+    if (rc == KV_OK)
+        rc = copy_tls(h, cfg);
     if (rc != KV_OK) {
         free_server(h);
         return rc;
@@ -419,6 +472,21 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (addr.sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* In an array, to leave them out without TLS (MHD logs HTTPS options
+     * given without MHD_USE_TLS). The priorities are MHD's default, GnuTLS's
+     * NORMAL, without TLS 1.0 and 1.1, which RFC 8996 retires. */
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (h->tls_cert)
+        flags |= MHD_USE_TLS;
+    else
+        tls_options[0].option = MHD_OPTION_END;
+    h->starter = pthread_self();
+    errno = 0;
     /* The logger comes first so that no message of the start itself reaches
      * MHD's default logger, which prints to stderr. No
      * MHD_OPTION_LISTENING_ADDRESS_REUSE: its SO_REUSEPORT would let a
@@ -434,14 +502,10 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_ARRAY, tls_options,
         MHD_OPTION_END);
-    if (!h->daemon) {
-        int e = errno;
-        free_server(h);
-        return kvi_error(e == EADDRINUSE ? KV_EBUSY : KV_EIO,
-                         "cannot start the HTTP server on %s: %s", addr.text,
-                         e ? strerror(e) : "libmicrohttpd refused");
-    }
+    if (!h->daemon)
+        return start_failed(h, addr.text, errno);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : 0;
 
@@ -457,8 +521,9 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     }
     if (!h->node_id[0])
         snprintf(h->node_id, sizeof h->node_id, "%s", h->http_address);
-    kvi_log(&h->log, KV_LOG_INFO, "http: serving on %s with %u threads%s", h->http_address,
-            threads, h->n_tokens ? ", bearer tokens required" : "");
+    kvi_log(&h->log, KV_LOG_INFO, "http: serving %s on %s with %u threads%s",
+            h->tls_cert ? "HTTPS" : "HTTP", h->http_address, threads,
+            h->n_tokens ? ", bearer tokens required" : "");
     *out = h;
     return KV_OK;
 }

@@ -14,7 +14,8 @@
  *
  * With tokens configured, every request but GET /v1/health and /metrics
  * needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of
- * its body is read (docs/HTTP.md).
+ * its body is read (docs/HTTP.md). With a certificate and key, the server
+ * speaks HTTPS only, through libmicrohttpd's GnuTLS.
  */
 #ifndef KVI_HTTP_H
 #define KVI_HTTP_H
@@ -51,6 +52,14 @@ typedef struct kvi_http_config {
      * kvi_http_start returns. */
     const char *const *tokens;
     size_t n_tokens;
+    /* HTTPS: the server's certificate (chain, leaf first) and its private
+     * key, unencrypted, as PEM text; both or neither (neither: plain HTTP).
+     * Copied. kvi_http_start fails with KV_EINVAL when only one is given,
+     * one is empty, or libmicrohttpd refuses them (not PEM, a key that does
+     * not match the certificate), and with KV_ENOTSUP when libmicrohttpd
+     * was built without TLS. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
 } kvi_http_config;
 
 #define KVI_HTTP_TOKEN_MAX 4096u

@@ -2,6 +2,7 @@
 #ifndef KVI_HTTP_ROUTES_H
 #define KVI_HTTP_ROUTES_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,14 @@ struct kvi_http {
     void *describe_ctx;
     kvi_http_token *tokens; /* n_tokens 0: no authentication */
     size_t n_tokens;
+    /* HTTPS: copies of the PEM text, NULL for plain HTTP. MHD keeps
+     * pointers to them, so they live as long as the daemon. */
+    char *tls_cert, *tls_key;
+    /* The first message MHD logs from the thread running kvi_http_start,
+     * for its error if the start fails. Written and read by that thread
+     * only: mhd_log, also called by the workers, compares ids first. */
+    pthread_t starter;
+    char start_msg[256];
 };
 
 typedef enum kvi_http_route {
