@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <microhttpd.h>
 
@@ -15,13 +16,20 @@
 
 #define CONNECTION_LIMIT 4096u
 #define CONNECTION_TIMEOUT_S 60u
-/* After a body passes its limit the rest is read and dropped, so that the
- * client gets its 413 on a connection it can keep; past this much more, the
- * connection is cut instead. */
+/* A body refused while it comes in (over its limit, or a request already
+ * answered with an error) is read and dropped, so that a client that sends
+ * it all before reading gets the answer on a connection it can keep. This
+ * bounds that waste: at most this much past the body limit, about half a
+ * second of a 1 Gbit/s link, on top of what a request within the limit
+ * costs anyway. It covers the usual mistakes (a value a few times too big:
+ * 64 MiB is 45 default PUT bodies, 4 batch bodies); a body declared bigger
+ * is answered at once, and one that grows past it is cut off. */
 #define DISCARD_MAX (64u * 1024u * 1024u)
 /* Buffers above this are freed when their request completes, so that an
  * idle keep-alive connection holds little memory. */
 #define KEEP_BUFFER (64u * 1024u)
+/* GnuTLS priority string of the HTTPS server (see kvi_http_start). */
+#define TLS_PRIORITIES "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
 /* Sent when the response itself could not be built (out of memory). */
 static const char oom_body[] =
     "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}";
@@ -44,14 +52,17 @@ static size_t unescape_nothing(void *cls, struct MHD_Connection *mc, char *s)
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     kvi_http *h = cls;
-    if (!h->log.fn || h->log.level < KV_LOG_INFO)
-        return;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
-    kvi_log(&h->log, KV_LOG_INFO, "http: %s", msg);
+    /* The first is the cause (say, GnuTLS refusing the key); the ones
+     * after are MHD giving up because of it. */
+    if (pthread_equal(pthread_self(), h->starter) && !h->daemon && !h->start_msg[0])
+        snprintf(h->start_msg, sizeof h->start_msg, "%.*s", (int)sizeof h->start_msg - 1, msg);
+    if (h->log.fn && h->log.level >= KV_LOG_INFO)
+        kvi_log(&h->log, KV_LOG_INFO, "http: %s", msg);
 }
 
 /* MHD_OPTION_NOTIFY_CONNECTION: one kvi_http_conn per TCP connection. */
@@ -130,6 +141,7 @@ static void begin_request(kvi_http_conn *c)
     c->kv_status = KV_OK;
     c->content_type = NULL;
     c->allow = NULL;
+    c->challenge = NULL;
     kvi_buf_reset(&c->key);
     kvi_buf_reset(&c->context);
     kvi_buf_reset(&c->body);
@@ -164,6 +176,9 @@ static enum MHD_Result respond(kvi_http_conn *c, struct MHD_Connection *mc)
         ok = MHD_NO;
     if (c->allow && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, c->allow) != MHD_YES)
         ok = MHD_NO;
+    if (c->challenge &&
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, c->challenge) != MHD_YES)
+        ok = MHD_NO;
     if (ok == MHD_YES)
         ok = MHD_queue_response(mc, status, r);
     MHD_destroy_response(r);
@@ -187,6 +202,28 @@ static int64_t content_length(struct MHD_Connection *mc)
     return n > INT64_MAX ? INT64_MAX : (int64_t)n;
 }
 
+/* Whether an answer decided from the headers alone (an error) goes out
+ * before the body is read. MHD then closes the connection after it, and a
+ * close with unread bytes resets the connection, so a client still sending
+ * (Python's http.client, requests: most clients send the whole body before
+ * they read) would lose the answer in a broken pipe. So it goes out at once
+ * only to a client that waits for "100 Continue" before sending the body,
+ * which then never sends it, or when the declared body is past what we are
+ * willing to discard. Otherwise the body is read, dropped by take_upload,
+ * and the answer comes after it. */
+static int answer_before_body(const kvi_http_conn *c, struct MHD_Connection *mc,
+                              const char *version, int64_t declared)
+{
+    if (declared >= 0 && (uint64_t)declared > (uint64_t)c->body_limit + DISCARD_MAX)
+        return 1;
+    /* An HTTP/1.0 client's Expect is ignored (RFC 7231 5.1.1; MHD sends it
+     * no 100 Continue either), so it sends the body without waiting. */
+    const char *expect = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_EXPECT);
+    return expect && strcasecmp(expect, "100-continue") == 0 &&
+           strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+}
+
 /* Takes one piece of the upload. Bytes are kept only while the request
  * wants them and they fit the limit; a body past the limit is answered
  * 413 without ever being held whole. */
@@ -194,7 +231,9 @@ static enum MHD_Result take_upload(kvi_http_conn *c, const char *data, size_t n)
 {
     c->body_seen += n;
     if (c->status) {
-        /* Answer decided (an error): drop the body, within reason. */
+        /* Answer decided (an error): drop the body, within reason. Past
+         * that the connection is cut without the answer, since MHD 0.9.75
+         * cannot queue one while a body is still coming in. */
         return c->body_seen > (uint64_t)c->body_limit + DISCARD_MAX ? MHD_NO : MHD_YES;
     }
     if (c->body_seen > c->body_limit) {
@@ -221,7 +260,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                                   void **req_cls)
 {
     (void)cls;
-    (void)version;
     kvi_http_conn *c = *req_cls;
     if (!c) {
         const union MHD_ConnectionInfo *ci =
@@ -233,15 +271,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         begin_request(c);
         kvi_http_route_request(c, mc, url, method);
         int64_t declared = content_length(mc);
-        if (declared > (int64_t)c->body_limit) {
-            /* Refused before a byte of the body is read: MHD closes the
-             * connection after this answer instead of reading the body. */
-            if (!c->status)
-                kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG,
-                               "the request body is %lld bytes, the limit is %zu",
-                               (long long)declared, c->body_limit);
+        if (declared > (int64_t)c->body_limit && !c->status)
+            kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG,
+                           "the request body is %lld bytes, the limit is %zu",
+                           (long long)declared, c->body_limit);
+        if (c->status && answer_before_body(c, mc, version, declared))
             return respond(c, mc);
-        }
         return MHD_YES;
     }
     if (*upload_size) {
@@ -264,6 +299,123 @@ static void host_part(char *out, size_t out_len, const char *addr)
     const char *end = addr[0] == '[' ? strchr(addr, ']') : strrchr(addr, ':');
     size_t n = end ? (size_t)(end - addr) + (addr[0] == '[') : strlen(addr);
     snprintf(out, out_len, "%.*s", (int)n, addr);
+}
+
+/* RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
+ * *"=". Anything else could not be sent as one token in the header. */
+static int is_b64token(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && ((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                     (s[i] >= '0' && s[i] <= '9') || (s[i] && strchr("-._~+/", s[i]))))
+        i++;
+    if (i == 0)
+        return 0;
+    while (i < n && s[i] == '=')
+        i++;
+    return i == n;
+}
+
+/* Overwrites a secret before its memory goes back to the allocator; the
+ * volatile stores cannot be dropped as dead. */
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *b = p;
+    while (n--)
+        *b++ = 0;
+}
+
+/* Copies and checks cfg's tokens. Errors never quote a token: it is a
+ * secret, and error messages end up in logs. */
+static int copy_tokens(kvi_http *h, const kvi_http_config *cfg)
+{
+    if (cfg->n_tokens == 0)
+        return KV_OK;
+    if (!cfg->tokens)
+        return kvi_error(KV_EINVAL, "kvi_http_start: n_tokens is %zu but tokens is NULL",
+                         cfg->n_tokens);
+    h->tokens = calloc(cfg->n_tokens, sizeof *h->tokens);
+    if (!h->tokens)
+        return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+    h->n_tokens = cfg->n_tokens;
+    for (size_t i = 0; i < cfg->n_tokens; i++) {
+        const char *t = cfg->tokens[i];
+        size_t n = t ? strlen(t) : 0;
+        if (n == 0)
+            return kvi_error(KV_EINVAL, "HTTP token %zu is %s", i, t ? "empty" : "NULL");
+        if (n > KVI_HTTP_TOKEN_MAX)
+            return kvi_error(KV_EINVAL, "HTTP token %zu is over %u bytes", i, KVI_HTTP_TOKEN_MAX);
+        if (!is_b64token(t, n))
+            return kvi_error(KV_EINVAL,
+                             "HTTP token %zu is not an RFC 6750 token (A-Z a-z 0-9 - . _ ~ + /, "
+                             "then any '=')", i);
+        h->tokens[i].text = malloc(n);
+        if (!h->tokens[i].text)
+            return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+        memcpy(h->tokens[i].text, t, n);
+        h->tokens[i].len = n;
+    }
+    return KV_OK;
+}
+
+/* Copies cfg's certificate and key, checking what can be checked before
+ * GnuTLS parses them. */
+static int copy_tls(kvi_http *h, const kvi_http_config *cfg)
+{
+    const char *cert = cfg->tls_cert_pem, *key = cfg->tls_key_pem;
+    if (!cert && !key)
+        return KV_OK;
+    if (!cert || !key)
+        return kvi_error(KV_EINVAL, "HTTPS needs both tls_cert_pem and tls_key_pem (%s is missing)",
+                         cert ? "the key" : "the certificate");
+    if (!*cert || !*key)
+        return kvi_error(KV_EINVAL, "HTTPS: %s is empty", *cert ? "tls_key_pem" : "tls_cert_pem");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return kvi_error(KV_ENOTSUP, "HTTPS: this libmicrohttpd was built without TLS support");
+    h->tls_cert = strdup(cert);
+    h->tls_key = strdup(key);
+    if (!h->tls_cert || !h->tls_key)
+        return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+    return KV_OK;
+}
+
+/* Frees a server whose daemon is stopped or was never started. */
+static void free_server(kvi_http *h)
+{
+    free(h->tls_cert);
+    if (h->tls_key)
+        wipe(h->tls_key, strlen(h->tls_key));
+    free(h->tls_key);
+    for (size_t i = 0; h->tokens && i < h->n_tokens; i++) {
+        if (h->tokens[i].text)
+            wipe(h->tokens[i].text, h->tokens[i].len);
+        free(h->tokens[i].text);
+    }
+    free(h->tokens);
+    if (h->own_metrics)
+        kvi_metrics_free(h->metrics);
+    free(h);
+}
+
+/* The error of a failed MHD_start_daemon; frees h. The port in use is the
+ * one failure errno tells apart. With TLS on, any other is taken for GnuTLS
+ * refusing the certificate or key, by far the likeliest (MHD checks them
+ * after binding the port), and MHD's own message says which. */
+static int start_failed(kvi_http *h, const char *where, int e)
+{
+    char msg[sizeof h->start_msg];
+    snprintf(msg, sizeof msg, "%s", h->start_msg);
+    int tls = h->tls_cert != NULL;
+    free_server(h);
+    if (e == EADDRINUSE)
+        return kvi_error(KV_EBUSY, "cannot start the HTTP server on %s: %s", where, strerror(e));
+    if (tls)
+        return kvi_error(KV_EINVAL,
+                         "cannot start the HTTPS server on %s: the certificate or key was "
+                         "refused (%s)", where,
+                         msg[0] ? msg : "not PEM, or a key that does not match the certificate");
+    return kvi_error(KV_EIO, "cannot start the HTTP server on %s: %s", where,
+                     e ? strerror(e) : msg[0] ? msg : "libmicrohttpd refused");
 }
 
 int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
@@ -296,6 +448,13 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
             return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
         }
     }
+    rc = copy_tokens(h, cfg);
+    if (rc == KV_OK)
+        rc = copy_tls(h, cfg);
+    if (rc != KV_OK) {
+        free_server(h);
+        return rc;
+    }
     h->max_key_size = cfg->max_key_size ? cfg->max_key_size : KV_DEFAULT_MAX_KEY_SIZE;
     h->max_value_size = cfg->max_value_size ? cfg->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE;
     /* A value travels base64 at worst (4/3), plus the rest of the JSON. */
@@ -313,6 +472,21 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (addr.sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* In an array, to leave them out without TLS (MHD logs HTTPS options
+     * given without MHD_USE_TLS). The priorities are MHD's default, GnuTLS's
+     * NORMAL, without TLS 1.0 and 1.1, which RFC 8996 retires. */
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (h->tls_cert)
+        flags |= MHD_USE_TLS;
+    else
+        tls_options[0].option = MHD_OPTION_END;
+    h->starter = pthread_self();
+    errno = 0;
     /* The logger comes first so that no message of the start itself reaches
      * MHD's default logger, which prints to stderr. No
      * MHD_OPTION_LISTENING_ADDRESS_REUSE: its SO_REUSEPORT would let a
@@ -328,16 +502,10 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_ARRAY, tls_options,
         MHD_OPTION_END);
-    if (!h->daemon) {
-        int e = errno;
-        if (h->own_metrics)
-            kvi_metrics_free(h->metrics);
-        free(h);
-        return kvi_error(e == EADDRINUSE ? KV_EBUSY : KV_EIO,
-                         "cannot start the HTTP server on %s: %s", addr.text,
-                         e ? strerror(e) : "libmicrohttpd refused");
-    }
+    if (!h->daemon)
+        return start_failed(h, addr.text, errno);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : 0;
 
@@ -353,7 +521,9 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     }
     if (!h->node_id[0])
         snprintf(h->node_id, sizeof h->node_id, "%s", h->http_address);
-    kvi_log(&h->log, KV_LOG_INFO, "http: serving on %s with %u threads", h->http_address, threads);
+    kvi_log(&h->log, KV_LOG_INFO, "http: serving %s on %s with %u threads%s",
+            h->tls_cert ? "HTTPS" : "HTTP", h->http_address, threads,
+            h->n_tokens ? ", bearer tokens required" : "");
     *out = h;
     return KV_OK;
 }
@@ -370,7 +540,5 @@ void kvi_http_stop(kvi_http *h)
     /* Joins the workers and closes every connection, which frees each
      * kvi_http_conn through on_connection. */
     MHD_stop_daemon(h->daemon);
-    if (h->own_metrics)
-        kvi_metrics_free(h->metrics);
-    free(h);
+    free_server(h);
 }

@@ -11,6 +11,11 @@
  *
  * Requests are served by calling the public kv_* functions on cfg->store,
  * so the HTTP layer has no storage logic of its own.
+ *
+ * With tokens configured, every request but GET /v1/health and /metrics
+ * needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of
+ * its body is read (docs/HTTP.md). With a certificate and key, the server
+ * speaks HTTPS only, through libmicrohttpd's GnuTLS.
  */
 #ifndef KVI_HTTP_H
 #define KVI_HTTP_H
@@ -40,7 +45,24 @@ typedef struct kvi_http_config {
      * node alone, from node_id and the addresses above. */
     void (*describe)(void *ctx, kvi_buf *out);
     void *describe_ctx;
+    /* Bearer tokens, any of which a request may present; n_tokens 0 = no
+     * authentication. Each is 1..KVI_HTTP_TOKEN_MAX bytes of RFC 6750
+     * b64token (A-Z a-z 0-9 - . _ ~ + / then any '='), else kvi_http_start
+     * fails with KV_EINVAL. Copied: the array and strings may go after
+     * kvi_http_start returns. */
+    const char *const *tokens;
+    size_t n_tokens;
+    /* HTTPS: the server's certificate (chain, leaf first) and its private
+     * key, unencrypted, as PEM text; both or neither (neither: plain HTTP).
+     * Copied. kvi_http_start fails with KV_EINVAL when only one is given,
+     * one is empty, or libmicrohttpd refuses them (not PEM, a key that does
+     * not match the certificate), and with KV_ENOTSUP when libmicrohttpd
+     * was built without TLS. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
 } kvi_http_config;
+
+#define KVI_HTTP_TOKEN_MAX 4096u
 
 typedef struct kvi_http kvi_http;
 

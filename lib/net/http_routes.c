@@ -251,6 +251,65 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* -------------------------------------------------------- authentication */
+
+/* Whether the n bytes at given are the token, in a time that depends on n
+ * alone: every byte is compared, whatever the first difference and whatever
+ * the token's length, so timing tells nothing of the token's content. */
+static int token_equal(const char *given, size_t n, const kvi_http_token *t)
+{
+    unsigned diff = n != t->len;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)given[i] ^ (unsigned char)t->text[i % t->len];
+    return diff == 0;
+}
+
+static void unauthorized(kvi_http_conn *c, const char *why)
+{
+    kvi_http_error(c, 401, "UNAUTHORIZED", KV_EINVAL, "%s", why);
+    c->challenge = "Bearer realm=\"libkv\"";
+}
+
+/* Checks "Authorization: Bearer TOKEN" (RFC 6750 section 2.1; the scheme
+ * name is case-insensitive, RFC 7235 section 2.1) against every token, with
+ * no early exit, so the time does not say which one matched either. A 401
+ * says what was wrong, never quoting what was sent. */
+static int authorized(kvi_http_conn *c, struct MHD_Connection *mc)
+{
+    kvi_http *h = c->server;
+    const char *v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!v || !*v) {
+        unauthorized(c, "a bearer token is required (Authorization: Bearer TOKEN)");
+        return 0;
+    }
+    size_t scheme = strcspn(v, " \t");
+    if (!ascii_caseeq(v, scheme, "bearer")) {
+        unauthorized(c, "the Authorization header must use the Bearer scheme");
+        return 0;
+    }
+    const char *token = v + scheme + strspn(v + scheme, " \t");
+    size_t n = strlen(token);
+    while (n && (token[n - 1] == ' ' || token[n - 1] == '\t'))
+        n--;
+    if (n == 0) {
+        unauthorized(c, "the bearer token is missing");
+        return 0;
+    }
+    int match = 0;
+    for (size_t i = 0; i < h->n_tokens; i++)
+        match |= token_equal(token, n, &h->tokens[i]);
+    if (!match)
+        unauthorized(c, "the bearer token is wrong");
+    return match;
+}
+
+/* The endpoints a monitor reads without a token: they show no data. */
+static int open_endpoint(const char *url)
+{
+    return strcmp(url, "/v1/health") == 0 || strcmp(url, "/metrics") == 0;
+}
+
 /* --------------------------------------------------------------- routing */
 
 static kvi_http_method parse_method(const char *m)
@@ -363,6 +422,11 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
     static const char kv_prefix[] = "/v1/kv/";
     c->method = parse_method(method);
     c->body_limit = c->server->body_limit;
+    /* Before anything else, so that a request without a token learns
+     * nothing (not even whether its key or parameters are valid) and does
+     * no work; it counts as a request refused before routing. */
+    if (c->server->n_tokens && !open_endpoint(url) && !authorized(c, mc))
+        return;
     if (strcmp(url, "/v1/health") == 0)
         route_admin(c, KVI_HTTP_ROUTE_HEALTH, method);
     else if (strcmp(url, "/v1/cluster") == 0)

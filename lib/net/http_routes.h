@@ -2,6 +2,7 @@
 #ifndef KVI_HTTP_ROUTES_H
 #define KVI_HTTP_ROUTES_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,12 @@
 #define KVI_HTTP_BODY_SLACK (64u * 1024u)
 /* Least body limit of a batch. */
 #define KVI_HTTP_BATCH_BODY (16u * 1024u * 1024u)
+
+/* A bearer token a request may present (not NUL-terminated). */
+typedef struct kvi_http_token {
+    char *text;
+    size_t len;
+} kvi_http_token;
 
 /* Immutable after kvi_http_start, so worker threads read it without locks. */
 struct kvi_http {
@@ -34,6 +41,16 @@ struct kvi_http {
     char http_address[160]; /* this server, "HOST:PORT" with the real port */
     void (*describe)(void *ctx, kvi_buf *out); /* /v1/cluster; may be NULL */
     void *describe_ctx;
+    kvi_http_token *tokens; /* n_tokens 0: no authentication */
+    size_t n_tokens;
+    /* HTTPS: copies of the PEM text, NULL for plain HTTP. MHD keeps
+     * pointers to them, so they live as long as the daemon. */
+    char *tls_cert, *tls_key;
+    /* The first message MHD logs from the thread running kvi_http_start,
+     * for its error if the start fails. Written and read by that thread
+     * only: mhd_log, also called by the workers, compares ids first. */
+    pthread_t starter;
+    char start_msg[256];
 };
 
 typedef enum kvi_http_route {
@@ -77,14 +94,16 @@ typedef struct kvi_http_conn {
     int kv_status;          /* for the metrics */
     const char *content_type;
     const char *allow;      /* Allow header of a 405, else NULL */
+    const char *challenge;  /* WWW-Authenticate header of a 401, else NULL */
     kvi_buf key;            /* the decoded key */
     kvi_buf context;        /* ?context=, decoded */
     kvi_buf body;           /* the request body, at most body_limit bytes */
     kvi_buf out;            /* the response body */
 } kvi_http_conn;
 
-/* First call of a request, headers in: routes it and checks the method, key
- * and query parameters. Sets c->route, c->mop, c->body_limit, c->wants_body;
+/* First call of a request, headers in: checks the bearer token (when the
+ * server has tokens), routes it and checks the method, key and query
+ * parameters. Sets c->route, c->mop, c->body_limit, c->wants_body;
  * on an error it decides the answer (c->status != 0). */
 void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc,
                             const char *url, const char *method);

@@ -1,4 +1,4 @@
-/* The HTTP/JSON API end to end: an embedded store served by kvi_http on 127.0.0.1, driven by libcurl over loopback (every endpoint, status and error code, bad input, 300 keep-alive connections, a client that hangs up). */
+/* The HTTP/JSON API end to end: an embedded store served by kvi_http on 127.0.0.1, driven by libcurl over loopback (every endpoint, status and error code, bad input, 300 keep-alive connections, a client that hangs up, oversize bodies from raw sockets with and without Expect). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +38,7 @@ typedef struct server {
 } server;
 
 static server A, B;
+static server C; /* default limits, and bearer tokens required */
 static kvi_metrics *metrics;
 static kvi_logger logger; /* no callback: MHD's messages must go nowhere */
 static CURL *easy;        /* one handle for every request, so keep-alive is used */
@@ -50,6 +51,7 @@ typedef struct response {
     size_t len;
     char content_type[128];
     char allow[128];
+    char challenge[128]; /* WWW-Authenticate */
     long connects; /* new connections this request opened */
     cJSON *json;
 } response;
@@ -94,6 +96,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     response *r = ud;
     header_value(p, size * n, "Content-Type", r->content_type, sizeof r->content_type);
     header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
+    header_value(p, size * n, "WWW-Authenticate", r->challenge, sizeof r->challenge);
     return size * n;
 }
 
@@ -123,9 +126,10 @@ static void finish(CURL *e, response *r, CURLcode rc, const char *method, const 
     }
 }
 
-/* Sends one request on the shared handle; body NULL sends none. */
-static void request(response *r, const server *s, const char *method, const char *path,
-                    const void *body, size_t body_len)
+/* Sends one request on the shared handle; body NULL sends none; header,
+ * if not NULL, is one more header line ("Name: value"). */
+static void request_with(response *r, const server *s, const char *method, const char *path,
+                         const void *body, size_t body_len, const char *header)
 {
     memset(r, 0, sizeof *r);
     char url[8192];
@@ -133,15 +137,29 @@ static void request(response *r, const server *s, const char *method, const char
     curl_easy_reset(easy);
     common_options(easy, r, url);
     struct curl_slist *headers = NULL;
+    if (header)
+        headers = curl_slist_append(headers, header);
     if (body) {
         headers = curl_slist_append(headers, "Content-Type: application/json");
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
     finish(easy, r, curl_easy_perform(easy), method, path);
     curl_slist_free_all(headers);
+}
+
+static void request(response *r, const server *s, const char *method, const char *path,
+                    const void *body, size_t body_len)
+{
+    request_with(r, s, method, path, body, body_len, NULL);
+}
+
+static void call_with(response *r, const server *s, const char *method, const char *path,
+                      const char *body, const char *header)
+{
+    request_with(r, s, method, path, body, body ? strlen(body) : 0, header);
 }
 
 static void call(response *r, const char *method, const char *path, const char *body)
@@ -201,9 +219,94 @@ static int raw_connect(int port)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    struct timeval tv = {30, 0}; /* bounds a read the server never answers */
+    /* Bound a read the server never answers, and a send it never reads. */
+    struct timeval tv = {30, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     return fd;
+}
+
+/* Sends n bytes of filler as far as the server takes them; returns how many
+ * went before a send failed (reset, closed, or the send timeout). */
+static size_t raw_send_filler(int fd, size_t n)
+{
+    static char filler[64 * 1024];
+    memset(filler, 'x', sizeof filler);
+    size_t sent = 0;
+    while (sent < n) {
+        size_t k = n - sent < sizeof filler ? n - sent : sizeof filler;
+        ssize_t w = send(fd, filler, k, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    return sent;
+}
+
+/* Sends n bytes of chunked body in 64 KiB chunks, as far as the server
+ * takes them; returns how many body bytes went. The last chunk is sent too
+ * when everything went. */
+static size_t raw_send_chunked(int fd, size_t n)
+{
+    size_t sent = 0;
+    while (sent < n) {
+        size_t k = n - sent < 64 * 1024 ? n - sent : 64 * 1024;
+        char size_line[32];
+        snprintf(size_line, sizeof size_line, "%zx\r\n", k);
+        size_t len = strlen(size_line);
+        if (send(fd, size_line, len, MSG_NOSIGNAL) != (ssize_t)len ||
+            raw_send_filler(fd, k) != k || send(fd, "\r\n", 2, MSG_NOSIGNAL) != 2)
+            return sent;
+        sent += k;
+    }
+    send(fd, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    return sent;
+}
+
+/* Reads one response from fd and returns its status, copying its body
+ * (NUL-terminated, cut to fit) to body; 0 when the connection ends or
+ * resets before a whole response came. Reads nothing past the response,
+ * so the connection can carry another request. */
+static int raw_response(int fd, char *body, size_t body_len)
+{
+    char buf[16384];
+    size_t got = 0;
+    char *end = NULL;
+    while (!end) {
+        ssize_t n = got < sizeof buf - 1 ? recv(fd, buf + got, 1, 0) : 0;
+        if (n <= 0)
+            return 0;
+        got += (size_t)n;
+        buf[got] = 0;
+        end = strstr(buf, "\r\n\r\n");
+    }
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+        return 0;
+    size_t length = 0;
+    for (const char *line = strstr(buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
+        if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
+            length = strtoul(line + 17, NULL, 10);
+    char *b = malloc(length + 1);
+    assert_non_null(b);
+    size_t have = 0;
+    ssize_t n;
+    while (have < length && (n = recv(fd, b + have, length - have, 0)) > 0)
+        have += (size_t)n;
+    b[have] = 0;
+    if (body)
+        snprintf(body, body_len, "%s", b);
+    free(b);
+    return have == length ? status : 0;
+}
+
+/* The error code of a raw JSON error body, in out. */
+static void raw_error_code(const char *body, char *out, size_t out_len)
+{
+    cJSON *j = cJSON_Parse(body);
+    cJSON *code = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
+    snprintf(out, out_len, "%s", cJSON_IsString(code) ? code->valuestring : "(not an error body)");
+    cJSON_Delete(j);
 }
 
 static void raw_send(int fd, const char *s)
@@ -235,7 +338,7 @@ static int raw_request(int port, const char *req, char *body, size_t body_len)
 
 /* ------------------------------------------------------------- fixtures */
 
-static void start(server *s, uint32_t max_value)
+static void start_with(server *s, uint32_t max_value, const char *const *tokens, size_t n_tokens)
 {
     s->dir = test_tempdir();
     assert_non_null(s->dir);
@@ -253,10 +356,36 @@ static void start(server *s, uint32_t max_value)
         .max_value_size = max_value,
         .metrics = metrics,
         .log = &logger,
+        .tokens = tokens,
+        .n_tokens = n_tokens,
     };
     assert_int_equal(kvi_http_start(&s->http, &cfg), KV_OK);
     s->port = kvi_http_port(s->http);
     assert_true(s->port > 0);
+}
+
+static void start(server *s, uint32_t max_value)
+{
+    start_with(s, max_value, NULL, 0);
+}
+
+/* Server C's tokens, as requests send them. */
+static const char *const c_tokens[] = {"tok-one", "Second.token_2~+/==", "x"};
+#define N_C_TOKENS (sizeof c_tokens / sizeof c_tokens[0])
+
+/* Starts C from copies of c_tokens that are scribbled over once it runs:
+ * the server must have copied them. */
+static void start_c(void)
+{
+    char copies[N_C_TOKENS][32];
+    const char *tokens[N_C_TOKENS];
+    for (size_t i = 0; i < N_C_TOKENS; i++) {
+        snprintf(copies[i], sizeof copies[i], "%s", c_tokens[i]);
+        tokens[i] = copies[i];
+    }
+    start_with(&C, 0, tokens, N_C_TOKENS);
+    memset(copies, '?', sizeof copies);
+    memset(tokens, 0, sizeof tokens);
 }
 
 static void stop(server *s)
@@ -272,6 +401,7 @@ static int setup(void **state)
     metrics = kvi_metrics_new();
     start(&A, 0);
     start(&B, SMALL_VALUE);
+    start_c();
     easy = curl_easy_init();
     /* A value that bad requests must never disturb. */
     uint64_t v;
@@ -285,6 +415,7 @@ static int teardown(void **state)
     curl_easy_cleanup(easy);
     stop(&A);
     stop(&B);
+    stop(&C);
     kvi_metrics_free(metrics);
     return 0;
 }
@@ -787,6 +918,338 @@ static void size_limits(void **state)
     assert_untouched();
 }
 
+/* Server B's body limits (SMALL_VALUE in base64 plus 64 KiB of slack; the
+ * batch limit's floor) and how far past a limit the server still reads a
+ * body to drop it (DISCARD_MAX in http.c, documented in HTTP.md). */
+#define B_BODY_LIMIT ((SMALL_VALUE + 2) / 3 * 4 + 64u * 1024u)
+#define B_BATCH_LIMIT (16u * 1024u * 1024u)
+#define DISCARD_BOUND (64u * 1024u * 1024u)
+
+/* Sends the headers of a request with a body of `length` bytes on fd. */
+static void raw_head(int fd, const char *method, const char *path, size_t length,
+                     const char *extra)
+{
+    char head[512];
+    snprintf(head, sizeof head,
+             "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n%s\r\n",
+             method, path, length, extra ? extra : "");
+    raw_send(fd, head);
+}
+
+/* Most clients (Python's http.client, requests) send the whole body before
+ * they read, without "Expect: 100-continue". A body over the limit still
+ * gets its 413: the server reads and drops the body, then answers, and the
+ * connection stays open for the next request. */
+static void too_big_without_expect(void **state)
+{
+    (void)state;
+    static const struct {
+        server *s;
+        const char *method, *path;
+        size_t length;
+    } cases[] = {
+        {&B, "PUT", "/v1/kv/bad", B_BODY_LIMIT + 1},
+        {&B, "PUT", "/v1/kv/bad", 4u * 1024 * 1024},
+        {&B, "POST", "/v1/kv/bad/cas", 4u * 1024 * 1024},
+        {&B, "POST", "/v1/kv/batch", B_BATCH_LIMIT + 1024 * 1024},
+        {&A, "PUT", "/v1/kv/bad", 2u * 1024 * 1024},
+        /* The last byte the server reads to drop it. */
+        {&B, "PUT", "/v1/kv/bad", B_BODY_LIMIT + DISCARD_BOUND},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd = raw_connect(cases[i].s->port);
+        raw_head(fd, cases[i].method, cases[i].path, cases[i].length, NULL);
+        if (raw_send_filler(fd, cases[i].length) != cases[i].length)
+            fail_msg("case %zu: the server stopped reading the body", i);
+        char body[1024], code[64];
+        int status = raw_response(fd, body, sizeof body);
+        if (status != 413)
+            fail_msg("case %zu %s %s: status %d, expected 413", i, cases[i].method,
+                     cases[i].path, status);
+        raw_error_code(body, code, sizeof code);
+        assert_string_equal(code, "TOO_BIG");
+        /* The same connection serves the next request. */
+        raw_send(fd, "GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_int_equal(raw_response(fd, body, sizeof body), 200);
+        close(fd);
+    }
+    kv_value *v;
+    assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
+    assert_untouched();
+}
+
+/* A client that waits for "100 Continue" gets the 413 instead, and never
+ * has to send the body. */
+static void too_big_with_expect(void **state)
+{
+    (void)state;
+    int fd = raw_connect(B.port);
+    raw_head(fd, "PUT", "/v1/kv/bad", B_BODY_LIMIT + 1, "Expect: 100-continue\r\n");
+    char body[1024], code[64];
+    assert_int_equal(raw_response(fd, body, sizeof body), 413);
+    raw_error_code(body, code, sizeof code);
+    assert_string_equal(code, "TOO_BIG");
+    close(fd);
+    /* Any case of the expectation; a body within the limit is still let in. */
+    fd = raw_connect(B.port);
+    const char *small = "{\"value\": \"ok\"}";
+    raw_head(fd, "PUT", "/v1/kv/expected", strlen(small), "Expect: 100-Continue\r\n");
+    assert_int_equal(raw_response(fd, NULL, 0), 100);
+    raw_send(fd, small);
+    assert_int_equal(raw_response(fd, body, sizeof body), 200);
+    close(fd);
+}
+
+/* Past the discard bound the server stops reading: a declared body is
+ * answered at once and the connection closed, a chunked one is cut off
+ * without an answer (the client may see either as a reset). Either way the
+ * client cannot send it all, and the server goes on serving. */
+static void too_big_past_discard_bound(void **state)
+{
+    (void)state;
+    size_t length = B_BODY_LIMIT + DISCARD_BOUND + 16u * 1024 * 1024;
+    for (int chunked = 0; chunked < 2; chunked++) {
+        int fd = raw_connect(B.port);
+        size_t sent;
+        if (chunked) {
+            raw_send(fd, "PUT /v1/kv/bad HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+            sent = raw_send_chunked(fd, length);
+        } else {
+            raw_head(fd, "PUT", "/v1/kv/bad", length, NULL);
+            sent = raw_send_filler(fd, length);
+        }
+        if (sent >= length)
+            fail_msg("%s: the server read a body %zu bytes past its limit", chunked ? "chunked" : "declared",
+                     length - B_BODY_LIMIT);
+        char body[1024], code[64];
+        int status = raw_response(fd, body, sizeof body);
+        if (status != 0 && status != 413)
+            fail_msg("status %d, expected 413 or a closed connection", status);
+        if (status == 413) {
+            raw_error_code(body, code, sizeof code);
+            assert_string_equal(code, "TOO_BIG");
+        }
+        close(fd);
+        response r;
+        request(&r, &B, "GET", "/v1/health", NULL, 0);
+        expect(&r, 200, NULL);
+    }
+    kv_value *v;
+    assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
+}
+
+/* ------------------------------------------------------ bearer tokens */
+
+static void expect_401(response *r, const char *why)
+{
+    if (r->status != 401)
+        fail_msg("status %ld, expected 401: %.*s", r->status, (int)r->len, r->body);
+    assert_string_equal(error_code(r), "UNAUTHORIZED");
+    assert_string_equal(r->challenge, "Bearer realm=\"libkv\"");
+    if (!strstr(error_message(r), why))
+        fail_msg("message \"%s\" does not say \"%s\"", error_message(r), why);
+    /* The answer never quotes what was sent. */
+    assert_null(strstr(r->body, "wrong-token-1234"));
+    assert_null(strstr(r->body, "tok-on"));
+    response_free(r);
+}
+
+/* Server C answers every request to the data and the cluster view without
+ * a right "Authorization: Bearer" 401, whatever the method or path, before
+ * anything else is looked at, and stores nothing. */
+static void tokens_required(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method, *path, *body;
+    } targets[] = {
+        {"GET", "/v1/kv/k", NULL},
+        {"PUT", "/v1/kv/k", "{\"value\": \"v\"}"},
+        {"DELETE", "/v1/kv/k", NULL},
+        {"POST", "/v1/kv/k/cas", "{\"expectedVersion\": 0, \"newValue\": \"v\"}"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"PUT\", \"key\": \"k\", \"value\": \"v\"}]}"},
+        {"GET", "/v1/cluster", NULL},
+        /* Requests refused anyway are refused for the token first. */
+        {"PATCH", "/v1/kv/k", "{}"},
+        {"GET", "/v1/kv/bad%zz?colour=red", NULL},
+        {"GET", "/nowhere", NULL},
+    };
+    static const struct {
+        const char *header, *why;
+    } bad[] = {
+        {NULL, "required"},
+        {"Authorization;", "required"}, /* curl's way to send it empty */
+        {"Authorization: Bearer wrong-token-1234", "wrong"},
+        {"Authorization: Bearer tok-on", "wrong"},   /* a prefix */
+        {"Authorization: Bearer tok-one1", "wrong"}, /* longer */
+        {"Authorization: Bearer TOK-ONE", "wrong"},  /* tokens are case-sensitive */
+        {"Authorization: Bearer tok-one x", "wrong"},
+        {"Authorization: Bearer xx", "wrong"},
+        {"Authorization: Basic dG9rLW9uZQ==", "Bearer scheme"},
+        {"Authorization: Token tok-one", "Bearer scheme"},
+        {"Authorization: Bearertok-one", "Bearer scheme"},
+        {"Authorization: tok-one", "Bearer scheme"},
+        {"Authorization: Bearer", "missing"},
+        {"Authorization: Bearer   ", "missing"},
+    };
+    for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            response r;
+            call_with(&r, &C, targets[t].method, targets[t].path, targets[t].body, bad[b].header);
+            expect_401(&r, bad[b].why);
+        }
+    }
+    kv_value *v;
+    assert_int_equal(kv_get(&v, C.db, "k", 1, NULL), KV_ENOTFOUND);
+    response r;
+    call_with(&r, &C, "GET", "/v1/kv/k", NULL, "Authorization: Bearer tok-one");
+    expect(&r, 404, "NOT_FOUND");
+}
+
+/* Each token works, under any case of the scheme name, for every endpoint. */
+static void tokens_accepted(void **state)
+{
+    (void)state;
+    response r;
+    for (size_t i = 0; i < N_C_TOKENS; i++) {
+        char auth[128], other[128], path[64];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c_tokens[i]);
+        snprintf(other, sizeof other, "Authorization: %s  %s ", i % 2 ? "bearer" : "BEARER",
+                 c_tokens[(i + 1) % N_C_TOKENS]);
+        snprintf(path, sizeof path, "/v1/kv/authed-%zu", i);
+        call_with(&r, &C, "PUT", path, "{\"value\": \"in\"}", auth);
+        expect(&r, 200, NULL);
+        call_with(&r, &C, "GET", path, NULL, other);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(str(r.json, "value"), "in");
+        response_free(&r);
+    }
+    const char *auth = "Authorization: Bearer x";
+    call_with(&r, &C, "POST", "/v1/kv/authed-0/cas",
+              "{\"expectedVersion\": 1, \"newValue\": \"swapped\"}", auth);
+    expect(&r, 200, NULL);
+    const char *ops = "{\"operations\": [{\"op\": \"GET\", \"key\": \"authed-0\"}]}";
+    call_with(&r, &C, "POST", "/v1/kv/batch", ops, auth);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "swapped"));
+    response_free(&r);
+    call_with(&r, &C, "DELETE", "/v1/kv/authed-1", NULL, auth);
+    expect(&r, 200, NULL);
+    call_with(&r, &C, "GET", "/v1/cluster", NULL, auth);
+    expect(&r, 200, NULL);
+    /* With the token, the server's other answers come through as before. */
+    call_with(&r, &C, "GET", "/v1/kv/bad%zz", NULL, auth);
+    expect(&r, 400, "BAD_REQUEST");
+    call_with(&r, &C, "PATCH", "/v1/kv/k", "{}", auth);
+    expect(&r, 405, "METHOD_NOT_ALLOWED");
+}
+
+/* A PUT with a body and no token, from a client that sends the body before
+ * it reads: 401 after the body is dropped, on a connection that stays open,
+ * and nothing stored. With Expect the 401 comes before the body. */
+static void token_checked_before_body(void **state)
+{
+    (void)state;
+    const char *put = "{\"value\": \"sneaked in\"}";
+    static const size_t lengths[] = {0, 2u * 1024 * 1024}; /* 0: the JSON above */
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        int fd = raw_connect(C.port);
+        size_t length = lengths[i] ? lengths[i] : strlen(put);
+        raw_head(fd, "PUT", "/v1/kv/sneaky", length, NULL);
+        if (lengths[i])
+            assert_int_equal(raw_send_filler(fd, length), length);
+        else
+            raw_send(fd, put);
+        char body[1024], code[64];
+        assert_int_equal(raw_response(fd, body, sizeof body), 401); /* not 413 */
+        raw_error_code(body, code, sizeof code);
+        assert_string_equal(code, "UNAUTHORIZED");
+        raw_send(fd, "GET /v1/kv/sneaky HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer tok-one\r\n\r\n");
+        assert_int_equal(raw_response(fd, body, sizeof body), 404);
+        close(fd);
+    }
+    int fd = raw_connect(C.port);
+    raw_head(fd, "PUT", "/v1/kv/sneaky", strlen(put), "Expect: 100-continue\r\n");
+    assert_int_equal(raw_response(fd, NULL, 0), 401);
+    close(fd);
+    kv_value *v;
+    assert_int_equal(kv_get(&v, C.db, "sneaky", 6, NULL), KV_ENOTFOUND);
+}
+
+/* Health and metrics stay open on a server with tokens; a server without
+ * tokens serves everything without a header, and ignores one. */
+static void open_without_token(void **state)
+{
+    (void)state;
+    response r;
+    static const char *const headers[] = {NULL, "Authorization: Bearer wrong-token-1234",
+                                          "Authorization: Basic dG9rLW9uZQ=="};
+    for (size_t h = 0; h < sizeof headers / sizeof headers[0]; h++) {
+        call_with(&r, &C, "GET", "/v1/health", NULL, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &C, "GET", "/metrics", NULL, headers[h]);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "kv_requests_total"));
+        response_free(&r);
+
+        call_with(&r, &A, "PUT", "/v1/kv/open", "{\"value\": \"o\"}", headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "GET", "/v1/kv/open", NULL, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "POST", "/v1/kv/open/cas", "{\"expectedVersion\": 0, \"newValue\": \"o\"}",
+                  headers[h]);
+        expect(&r, 409, "CONFLICT");
+        const char *ops = "{\"operations\": [{\"op\": \"GET\", \"key\": \"open\"}]}";
+        call_with(&r, &A, "POST", "/v1/kv/batch", ops, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "DELETE", "/v1/kv/open", NULL, headers[h]);
+        expect(&r, 200, NULL);
+        call_with(&r, &A, "GET", "/v1/cluster", NULL, headers[h]);
+        expect(&r, 200, NULL);
+    }
+}
+
+/* Tokens that could never be presented, or are not there, fail the start,
+ * and the error does not quote them. */
+static void token_config_errors(void **state)
+{
+    (void)state;
+    char long_token[KVI_HTTP_TOKEN_MAX + 2];
+    memset(long_token, 'a', sizeof long_token - 1);
+    long_token[sizeof long_token - 1] = 0;
+    static const char *const bad_tokens[] = {"", "has space", "a=b", "=", "t\u00e9", "tab\t",
+                                             "quote\"", "colon:"};
+    kvi_http_config cfg = {.listen_addr = "127.0.0.1:0", .threads = 2, .store = A.db,
+                           .log = &logger};
+    kvi_http *h = NULL;
+    for (size_t i = 0; i < sizeof bad_tokens / sizeof bad_tokens[0]; i++) {
+        const char *tokens[] = {"good", bad_tokens[i]};
+        cfg.tokens = tokens;
+        cfg.n_tokens = 2;
+        if (kvi_http_start(&h, &cfg) != KV_EINVAL)
+            fail_msg("token \"%s\" was accepted", bad_tokens[i]);
+        assert_null(h);
+        assert_non_null(strstr(kv_error_last(), "token 1"));
+        if (strlen(bad_tokens[i]) >= 3)
+            assert_null(strstr(kv_error_last(), bad_tokens[i]));
+    }
+    const char *with_null[] = {"good", NULL};
+    cfg.tokens = with_null;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    const char *too_long[] = {long_token};
+    cfg.tokens = too_long;
+    cfg.n_tokens = 1;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    long_token[KVI_HTTP_TOKEN_MAX] = 0; /* the longest allowed */
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_OK);
+    kvi_http_stop(h);
+    h = NULL;
+    cfg.tokens = NULL;
+    assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
+    assert_null(h);
+}
+
 static void keep_alive(void **state)
 {
     (void)state;
@@ -998,6 +1461,14 @@ int main(void)
         cmocka_unit_test(consistency_parameters),
         cmocka_unit_test(bad_requests),
         cmocka_unit_test(size_limits),
+        cmocka_unit_test(too_big_without_expect),
+        cmocka_unit_test(too_big_with_expect),
+        cmocka_unit_test(too_big_past_discard_bound),
+        cmocka_unit_test(tokens_required),
+        cmocka_unit_test(tokens_accepted),
+        cmocka_unit_test(token_checked_before_body),
+        cmocka_unit_test(open_without_token),
+        cmocka_unit_test(token_config_errors),
         cmocka_unit_test(keep_alive),
         cmocka_unit_test(concurrent_connections),
         cmocka_unit_test(client_hangs_up),
