@@ -649,11 +649,12 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
             return rc;
         }
     }
-    if (o->auth_token && (!*o->auth_token || strlen(o->auth_token) > KVI_AUTH_MAX_CREDENTIAL)) {
+    if (o->auth_token && !kvi_auth_token_valid(o->auth_token)) {
         free(cl->endpoints);
         free(cl->conns);
         free(cl);
-        return kvi_error(KV_EINVAL, "client options: auth_token must be 1..%u bytes",
+        return kvi_error(KV_EINVAL, "client options: auth_token must be 1..%u characters of "
+                                    "letters, digits and - . _ ~ + / (then any '=')",
                          KVI_AUTH_MAX_CREDENTIAL);
     }
     if (o->auth_token && kvi_client_set_credentials(cl, NULL, 0, o->auth_token) != KV_OK) {

@@ -595,6 +595,10 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .log = log,
             .describe = describe_cluster,
             .describe_ctx = n,
+            .tokens = o->client_tokens,
+            .n_tokens = o->client_tokens ? o->client_token_count : 0,
+            .tls_cert_pem = o->tls_cert_pem,
+            .tls_key_pem = o->tls_key_pem,
         };
         rc = kvi_http_start(&n->http, &hc);
         if (rc == KV_OK)

@@ -248,11 +248,21 @@ typedef struct kv_node_options {
      * listen on anything but a loopback address (KV_EPERM), as Redis's
      * protected mode; 1 accepts that risk. */
     int insecure;
+    /** TLS for both protocols: this node's certificate (chain, leaf first)
+     * and its unencrypted private key, as PEM text; both or neither
+     * (neither: plain TCP and HTTP). Copied. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    /** The CA (PEM text) that signed every member's certificate: with it,
+     * members verify each other's certificates (both ways) on the binary
+     * protocol, and clients that show a certificate are verified too.
+     * Required with tls_cert_pem in a cluster. Copied. */
+    const char *tls_ca_pem;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

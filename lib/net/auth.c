@@ -1,6 +1,7 @@
 /* net/auth.c - the handshake and the gate (see auth.h). */
 #include "net/auth.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -32,11 +33,28 @@ struct kvi_auth {
     size_t n_tokens;
 };
 
-static int check_token(const char *t)
+/* A token must travel in an HTTP Authorization header too: RFC 6750's
+ * b64token, letters, digits and - . _ ~ + / with '=' only at the end. */
+int kvi_auth_token_valid(const char *t)
 {
     size_t len = t ? strlen(t) : 0;
     if (len == 0 || len > KVI_AUTH_MAX_CREDENTIAL)
-        return kvi_error(KV_EINVAL, "a client token must be 1..%u bytes",
+        return 0;
+    size_t i = 0;
+    while (i < len && (isalnum((unsigned char)t[i]) || strchr("-._~+/", t[i])))
+        i++;
+    if (i == 0)
+        return 0;
+    while (i < len && t[i] == '=')
+        i++;
+    return i == len;
+}
+
+static int check_token(const char *t)
+{
+    if (!kvi_auth_token_valid(t))
+        return kvi_error(KV_EINVAL, "a client token must be 1..%u characters of letters, "
+                                    "digits and - . _ ~ + / (then any '=')",
                          KVI_AUTH_MAX_CREDENTIAL);
     return KV_OK;
 }

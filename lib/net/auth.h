@@ -70,6 +70,9 @@ typedef struct kvi_auth kvi_auth;
  * shorter than KVI_AUTH_MIN_SECRET, or an empty or oversize token. */
 int kvi_auth_new(kvi_auth **out, const kvi_credentials *creds);
 void kvi_auth_free(kvi_auth *a);
+/* 1 when t can be a client token: 1..KVI_AUTH_MAX_CREDENTIAL characters
+ * of RFC 6750's b64token (it travels in HTTP's Authorization header too). */
+int kvi_auth_token_valid(const char *t);
 /* The node has a secret / client tokens. */
 int kvi_auth_has_secret(const kvi_auth *a);
 int kvi_auth_has_tokens(const kvi_auth *a);

@@ -37,6 +37,7 @@ static void kv_status_http(int rc, unsigned *status, const char **code)
 {
     switch (rc) {
     case KV_ENOTFOUND: *status = 404; *code = "NOT_FOUND"; break;
+    case KV_EPERM: *status = 401; *code = "UNAUTHORIZED"; break;
     case KV_ECONFLICT: *status = 409; *code = "CONFLICT"; break;
     case KV_ETOOBIG: *status = 413; *code = "TOO_BIG"; break;
     case KV_EINVAL: *status = 400; *code = "BAD_REQUEST"; break;

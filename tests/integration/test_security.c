@@ -23,6 +23,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
+
 #include "client.h"
 #include "cluster/gossip_table.h"
 #include "cluster/state.h"
@@ -44,6 +46,7 @@ typedef struct node {
     char *dir;
     char id[16];
     char listen[64];
+    char http[64];
     char log_path[600];
 } node;
 
@@ -119,6 +122,7 @@ static int setup(void **state)
         d->dir = test_tempdir();
         snprintf(d->id, sizeof d->id, "n%d", i + 1);
         snprintf(d->listen, sizeof d->listen, "127.0.0.1:%d", free_port());
+        snprintf(d->http, sizeof d->http, "127.0.0.1:%d", free_port());
         snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
         if (i)
             strcat(s->peers, ",");
@@ -128,7 +132,7 @@ static int setup(void **state)
     for (int i = 0; i < NODES; i++) {
         node *d = &s->nodes[i];
         const char *argv[] = {kvd_path(), "--data", d->dir, "--listen", d->listen,
-                              "--node-id", d->id, "--peers", s->peers,
+                              "--http", d->http, "--node-id", d->id, "--peers", s->peers,
                               "--cluster-secret-file", s->secret_path,
                               "--client-token-file", s->token_path, NULL};
         d->pid = kvd_spawn(argv, d->log_path);
@@ -533,6 +537,55 @@ static void handshake_refuses_wrong_secret_replay_and_shortcuts(void **state)
     kvi_buf_free(&hello);
 }
 
+static size_t discard(char *p, size_t size, size_t n, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    return size * n;
+}
+
+/* METHOD on node i's HTTP API with an optional Authorization header;
+ * returns the status (0: no answer). */
+static long http_status(const secured *s, int i, const char *method, const char *path,
+                        const char *body, const char *authorization)
+{
+    CURL *curl = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "http://%s%s", s->nodes[i].http, path);
+    struct curl_slist *headers = authorization ? curl_slist_append(NULL, authorization) : NULL;
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+    if (body)
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    long status = 0;
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+/* The node's client tokens guard its HTTP API too: the same tokens. */
+static void http_needs_a_client_token(void **state)
+{
+    secured *s = *state;
+    char good[64], wrong[64];
+    snprintf(good, sizeof good, "Authorization: Bearer %s", TOKENS[1]);
+    snprintf(wrong, sizeof wrong, "Authorization: Bearer %s", "not-a-token");
+    assert_int_equal(http_status(s, 0, "PUT", "/v1/kv/web", "{\"value\":\"x\"}", NULL), 401);
+    assert_int_equal(http_status(s, 0, "PUT", "/v1/kv/web", "{\"value\":\"x\"}", wrong), 401);
+    assert_int_equal(http_status(s, 0, "GET", "/v1/kv/web", NULL, good), 404); /* not stored */
+    assert_int_equal(http_status(s, 0, "GET", "/v1/cluster", NULL, NULL), 401);
+    assert_int_equal(http_status(s, 1, "PUT", "/v1/kv/web", "{\"value\":\"x\"}", good), 200);
+    assert_int_equal(http_status(s, 2, "GET", "/v1/kv/web", NULL, good), 200);
+    assert_int_equal(http_status(s, 2, "GET", "/v1/health", NULL, NULL), 200);
+    assert_int_equal(http_status(s, 2, "GET", "/metrics", NULL, NULL), 200);
+}
+
 /* Protected mode: no secret and no token beyond loopback is refused, and
  * says how to fix it; --insecure or a secret lets it start. */
 static void protected_mode(void **state)
@@ -600,6 +653,7 @@ int main(void)
         cmocka_unit_test(clients_without_a_good_token_are_refused),
         cmocka_unit_test(internode_opcodes_need_the_secret),
         cmocka_unit_test(handshake_refuses_wrong_secret_replay_and_shortcuts),
+        cmocka_unit_test(http_needs_a_client_token),
         cmocka_unit_test(protected_mode),
     };
     return cmocka_run_group_tests_name("integration.security", tests, setup, teardown);

@@ -7,6 +7,7 @@
  *       [--config FILE.json] [--sync always|periodic|none] [--log-level LEVEL]
  *       [--io-threads N] [--http-threads N]
  *       [--cluster-secret-file FILE] [--client-token-file FILE] [--insecure]
+ *       [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
  *
  * Logs are JSON lines on stderr. SIGTERM or SIGINT stops it cleanly: the
  * node answers the requests it has read, closes its connections and syncs
@@ -53,6 +54,9 @@ typedef struct settings {
     unsigned internode_timeout_ms;
     char *secret_file;       /* --cluster-secret-file */
     char *token_file;        /* --client-token-file */
+    char *tls_cert;          /* --tls-cert, --tls-key, --tls-ca: PEM files */
+    char *tls_key;
+    char *tls_ca;
     int insecure;            /* --insecure */
 } settings;
 
@@ -124,6 +128,7 @@ static void usage(FILE *f)
             "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
             "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
             "           [--cluster-secret-file FILE] [--client-token-file FILE] [--insecure]\n"
+            "           [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
             "nodeId, peers (array), seeds (array), replicas, vnodes, policy, internodeTimeoutMs,\n"
             "hintWindowS, handoffKibPerS, failurePauseMs, sync, logLevel, ioThreads, httpThreads, maxKeySize,\n"
@@ -303,6 +308,12 @@ static int load_config(settings *s, const char *path)
             set_string(&s->secret_file, str);
         else if (strcmp(k, "clientTokenFile") == 0 && str)
             set_string(&s->token_file, str);
+        else if (strcmp(k, "tlsCert") == 0 && str)
+            set_string(&s->tls_cert, str);
+        else if (strcmp(k, "tlsKey") == 0 && str)
+            set_string(&s->tls_key, str);
+        else if (strcmp(k, "tlsCa") == 0 && str)
+            set_string(&s->tls_ca, str);
         else if (strcmp(k, "insecure") == 0 && cJSON_IsBool(item))
             s->insecure = cJSON_IsTrue(item);
         else if (strcmp(k, "maxKeySize") == 0 && is_num)
@@ -407,6 +418,12 @@ static int parse_args(settings *s, int argc, char **argv)
             set_string(&s->secret_file, v);
         } else if (strcmp(flag, "--client-token-file") == 0) {
             set_string(&s->token_file, v);
+        } else if (strcmp(flag, "--tls-cert") == 0) {
+            set_string(&s->tls_cert, v);
+        } else if (strcmp(flag, "--tls-key") == 0) {
+            set_string(&s->tls_key, v);
+        } else if (strcmp(flag, "--tls-ca") == 0) {
+            set_string(&s->tls_ca, v);
         } else if (strcmp(flag, "--max-key-size") == 0) {
             if (parse_uint(v, KV_MAX_KEY_SIZE_LIMIT, &n) != 0 || n == 0)
                 return bad("--max-key-size must be 1..65536, not \"%s\"", v);
@@ -425,6 +442,10 @@ static int parse_args(settings *s, int argc, char **argv)
         return bad("%s is required", "--listen");
     if (!s->node_id)
         return bad("%s is required", "--node-id");
+    if (!s->tls_cert != !s->tls_key)
+        return bad("%s: give --tls-cert and --tls-key together", s->tls_cert ? "--tls-cert" : "--tls-key");
+    if (s->tls_ca && !s->tls_cert)
+        return bad("%s needs --tls-cert and --tls-key", "--tls-ca");
     return 0;
 }
 
@@ -438,6 +459,9 @@ static void free_settings(settings *s)
     free(s->node_id);
     free(s->secret_file);
     free(s->token_file);
+    free(s->tls_cert);
+    free(s->tls_key);
+    free(s->tls_ca);
     clear_list(&s->peers, &s->n_peers);
     clear_list(&s->seeds, &s->n_seeds);
 }
@@ -518,6 +542,31 @@ int main(int argc, char **argv)
         node.client_tokens = (const char *const *)tokens;
         node.client_token_count = n_tokens;
     }
+    char *pem[3] = {NULL, NULL, NULL};
+    const char *pem_files[3] = {s.tls_cert, s.tls_key, s.tls_ca};
+    const char *pem_flags[3] = {"--tls-cert", "--tls-key", "--tls-ca"};
+    for (int i = 0; i < 3; i++) {
+        if (!pem_files[i])
+            continue;
+        unsigned char *text = NULL;
+        size_t len = 0;
+        if (kvt_read_secret_file(pem_files[i], &text, &len, &warning, err, sizeof err) != 0) {
+            fprintf(stderr, "kvd: %s: %s\n", pem_flags[i], err);
+            for (int k = 0; k < 3; k++)
+                free(pem[k]);
+            free(secret);
+            kvt_free_tokens(tokens, n_tokens);
+            free_settings(&s);
+            return 2;
+        }
+        text[len] = 0; /* the reader leaves room for it */
+        pem[i] = (char *)text;
+        if (i == 1 && warning)
+            logf_(KV_LOG_WARN, "%s is readable by other users (chmod 600 it)", s.tls_key);
+    }
+    node.tls_cert_pem = pem[0];
+    node.tls_key_pem = pem[1];
+    node.tls_ca_pem = pem[2];
     if (s.insecure && !secret && !tokens)
         logf_(KV_LOG_WARN, "--insecure: no cluster secret and no client tokens: anyone who "
                            "reaches this node can read, write and change the cluster");
@@ -529,6 +578,10 @@ int main(int argc, char **argv)
         memset(secret, 0, secret_len);
     free(secret);
     kvt_free_tokens(tokens, n_tokens);
+    if (pem[1])
+        memset(pem[1], 0, strlen(pem[1]));
+    for (int k = 0; k < 3; k++)
+        free(pem[k]);
     if (rc != KV_OK) {
         logf_(KV_LOG_ERROR, "cannot start node %s: %s: %s", s.node_id, kv_strerror(rc),
               kv_error_last());
