@@ -31,6 +31,7 @@
 #include "batch.h"
 #include "net/addr.h"
 #include "net/auth.h"
+#include "net/tls.h"
 #include "options.h"
 #include "net/frame.h"
 #include "net/message.h"
@@ -86,6 +87,7 @@ typedef struct conn {
     pthread_mutex_t lock;
     pthread_cond_t state_changed; /* reader exited, or replacing finished */
     int fd;              /* -1 when not connected */
+    kvi_tls_session *tls; /* over fd when the client speaks TLS; else NULL */
     uint64_t generation; /* +1 per socket, so a sender can tell its fd is gone */
     int broken;          /* the socket failed; replace it before use */
     int replacing;       /* a caller is replacing the socket; others wait */
@@ -127,15 +129,25 @@ struct kvi_client {
     unsigned char *secret;
     size_t secret_len;
     char *token;
+    /* TLS credentials of every connection: the client's own (from its
+     * options), or the node's, borrowed; NULL: plain TCP. */
+    kvi_tls *own_tls;
+    const kvi_tls *tls;
     const kvi_logger *log;
 };
 
+/* A connection's socket, and its TLS session if it has one. */
+typedef struct wire {
+    int fd;
+    kvi_tls_session *tls;
+} wire;
+
 /* ---------------------------------------------------------------- I/O */
 
-static int read_full(int fd, unsigned char *p, size_t n)
+static int read_full(wire l, unsigned char *p, size_t n)
 {
     while (n) {
-        ssize_t r = recv(fd, p, n, 0);
+        ssize_t r = l.tls ? kvi_tls_recv(l.tls, p, n) : recv(l.fd, p, n, 0);
         if (r > 0) {
             p += r;
             n -= (size_t)r;
@@ -148,11 +160,11 @@ static int read_full(int fd, unsigned char *p, size_t n)
     return 0;
 }
 
-static int send_full(int fd, const unsigned char *p, size_t n, size_t *sent)
+static int send_full(wire l, const unsigned char *p, size_t n, size_t *sent)
 {
     *sent = 0;
     while (n) {
-        ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t r = l.tls ? kvi_tls_send(l.tls, p, n) : send(l.fd, p, n, MSG_NOSIGNAL);
         if (r > 0) {
             p += r;
             n -= (size_t)r;
@@ -194,7 +206,7 @@ static void *reader_loop(void *arg)
 {
     conn *c = arg;
     pthread_mutex_lock(&c->lock);
-    int fd = c->fd;
+    wire fd = {c->fd, c->tls};
     pthread_mutex_unlock(&c->lock);
     for (;;) {
         unsigned char header[KVI_FRAME_HEADER];
@@ -250,7 +262,7 @@ static void *reader_loop(void *arg)
 /* One request and its answer on a connection no reader runs on yet (the
  * handshake). KV_OK with the answer's body in *body (malloc'd), or an
  * error; an error frame's status and message become the result. */
-static int exchange(kvi_client *cl, int fd, uint8_t opcode, const kvi_buf *req_body,
+static int exchange(kvi_client *cl, wire fd, uint8_t opcode, const kvi_buf *req_body,
                     unsigned char **body, size_t *body_len)
 {
     *body = NULL;
@@ -296,13 +308,13 @@ static int exchange(kvi_client *cl, int fd, uint8_t opcode, const kvi_buf *req_b
 
 /* Proves the cluster secret or shows the token on a new connection, before
  * its reader starts (net/auth.h). */
-static int handshake(kvi_client *cl, int fd)
+static int handshake(kvi_client *cl, wire fd)
 {
     if (!cl->secret_len && !cl->token)
         return KV_OK;
     struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
                          (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     kvi_buf req = {0}, auth = {0};
     unsigned char *body = NULL;
     size_t body_len = 0;
@@ -327,7 +339,49 @@ static int handshake(kvi_client *cl, int fd)
     kvi_buf_free(&req);
     kvi_buf_free(&auth);
     struct timeval none = {0, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    setsockopt(fd.fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    return rc;
+}
+
+/* The host part of an endpoint's text ("HOST:PORT" or "[V6]:PORT"), the
+ * name the node's certificate must carry. */
+static void endpoint_host(const char *text, char *out, size_t size)
+{
+    const char *start = text, *end = strrchr(text, ':');
+    if (text[0] == '[') {
+        start = text + 1;
+        end = strchr(text, ']');
+    }
+    size_t len = end && end > start ? (size_t)(end - start) : strlen(start);
+    if (len >= size)
+        len = size - 1;
+    memcpy(out, start, len);
+    out[len] = 0;
+}
+
+/* Sets up a new connection's TLS (when configured) and handshake, before
+ * its reader starts; *tls receives the session. */
+static int secure(kvi_client *cl, int fd, const kvi_addr *ep, kvi_tls_session **tls)
+{
+    *tls = NULL;
+    if (cl->tls) {
+        char host[128];
+        endpoint_host(ep->text, host, sizeof host);
+        struct timeval tv = {(time_t)(cl->connect_timeout_ms / 1000),
+                             (suseconds_t)(cl->connect_timeout_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        int rc = kvi_tls_connect(tls, cl->tls, fd, host, cl->connect_timeout_ms);
+        struct timeval none = {0, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+        if (rc != KV_OK)
+            return rc;
+    }
+    wire l = {fd, *tls};
+    int rc = handshake(cl, l);
+    if (rc != KV_OK) {
+        kvi_tls_close(*tls);
+        *tls = NULL;
+    }
     return rc;
 }
 
@@ -351,6 +405,8 @@ static int ensure_connected(kvi_client *cl, conn *c)
             pthread_join(c->reader, NULL);
         c->reader_running = 0;
         pthread_mutex_lock(&c->send_lock);
+        kvi_tls_close(c->tls);
+        c->tls = NULL;
         close(c->fd);
         c->fd = -1;
         c->generation++;
@@ -374,7 +430,8 @@ static int ensure_connected(kvi_client *cl, conn *c)
         struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
                              (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        int hrc = handshake(cl, fd);
+        kvi_tls_session *tls = NULL;
+        int hrc = secure(cl, fd, &cl->endpoints[e], &tls);
         if (hrc != KV_OK) {
             close(fd);
             rc = hrc;
@@ -386,8 +443,11 @@ static int ensure_connected(kvi_client *cl, conn *c)
         c->reader_exited = 0;
         c->broken = 0;
         c->fd = fd;
+        c->tls = tls;
         c->generation++;
         if (pthread_create(&c->reader, NULL, reader_loop, c) != 0) {
+            kvi_tls_close(tls);
+            c->tls = NULL;
             close(fd);
             c->fd = -1;
             rc = kvi_error(KV_ENOMEM, "cannot start a connection reader");
@@ -498,7 +558,7 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
         pthread_mutex_unlock(&c->lock);
         return rc;
     }
-    int fd = c->fd;
+    wire fd = {c->fd, c->tls};
     uint64_t generation = c->generation;
     w->next = c->pending;
     c->pending = w;
@@ -516,7 +576,7 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
         pthread_mutex_lock(&c->lock);
         if (c->generation == generation) {
             c->broken = 1;
-            shutdown(fd, SHUT_RDWR); /* the reader fails the waiters */
+            shutdown(fd.fd, SHUT_RDWR); /* the reader fails the waiters */
         }
         pthread_mutex_unlock(&c->lock);
     }
@@ -657,7 +717,18 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
                                     "letters, digits and - . _ ~ + / (then any '=')",
                          KVI_AUTH_MAX_CREDENTIAL);
     }
+    if (o->tls || o->tls_ca_pem || o->tls_cert_pem) {
+        int trc = kvi_tls_new(&cl->own_tls, 0, o->tls_cert_pem, o->tls_key_pem, o->tls_ca_pem);
+        if (trc != KV_OK) {
+            free(cl->endpoints);
+            free(cl->conns);
+            free(cl);
+            return kvi_error(trc, "client options: %s", kv_error_last());
+        }
+        cl->tls = cl->own_tls;
+    }
     if (o->auth_token && kvi_client_set_credentials(cl, NULL, 0, o->auth_token) != KV_OK) {
+        kvi_tls_free(cl->own_tls);
         free(cl->endpoints);
         free(cl->conns);
         free(cl);
@@ -691,6 +762,7 @@ void kvi_client_close(kvi_client *cl)
             shutdown(c->fd, SHUT_RDWR);
         if (c->reader_running)
             pthread_join(c->reader, NULL);
+        kvi_tls_close(c->tls);
         if (c->fd >= 0)
             close(c->fd);
         /* The reader has exited and failed (or freed) every waiter. */
@@ -702,7 +774,13 @@ void kvi_client_close(kvi_client *cl)
     free(cl->conns);
     free(cl->endpoints);
     kvi_client_set_credentials(cl, NULL, 0, NULL);
+    kvi_tls_free(cl->own_tls);
     free(cl);
+}
+
+void kvi_client_set_tls(kvi_client *cl, const kvi_tls *tls)
+{
+    cl->tls = tls;
 }
 
 int kvi_client_set_credentials(kvi_client *cl, const unsigned char *secret, size_t secret_len,

@@ -60,6 +60,11 @@ void kvi_client_set_source(kvi_client *c, const char *listen);
  * token. NULL/0 clears them. KV_OK or KV_ENOMEM. */
 int kvi_client_set_credentials(kvi_client *c, const unsigned char *secret, size_t secret_len,
                                const char *token);
+/* TLS credentials for every new connection, borrowed (must outlive the
+ * client; set before use): a node's own, for its connections to peers.
+ * A client handle makes its own from its options. */
+struct kvi_tls;
+void kvi_client_set_tls(kvi_client *c, const struct kvi_tls *tls);
 /* Frame flags sent with every request of this client (set before use). */
 void kvi_client_set_flags(kvi_client *c, uint16_t flags);
 uint32_t kvi_client_timeout_ms(const kvi_client *c);

@@ -175,6 +175,23 @@ int kvi_router_open(kvi_router **out, kvi_client *bootstrap, const kv_client_opt
         return kvi_error(KV_ENOMEM, "out of memory opening a client");
     r->bootstrap = bootstrap;
     r->opts = *opts;
+    /* The strings are the caller's until kv_client_open returns: the views
+     * built later open their connections from copies. */
+    const char *given[] = {opts->auth_token, opts->tls_ca_pem, opts->tls_cert_pem,
+                           opts->tls_key_pem};
+    const char **copies[] = {&r->opts.auth_token, &r->opts.tls_ca_pem, &r->opts.tls_cert_pem,
+                             &r->opts.tls_key_pem};
+    int copied = 1;
+    for (size_t i = 0; i < 4; i++) {
+        *copies[i] = given[i] ? strdup(given[i]) : NULL;
+        copied &= !given[i] || *copies[i];
+    }
+    if (!copied) {
+        for (size_t i = 0; i < 4; i++)
+            free((char *)*copies[i]);
+        free(r);
+        return kvi_error(KV_ENOMEM, "out of memory opening a client");
+    }
     r->flags = opts->policy == KV_POLICY_LWW ? 0 : KVI_FRAME_FLAG_SIBLINGS;
     r->log = log;
     pthread_mutex_init(&r->lock, NULL);
@@ -196,6 +213,13 @@ void kvi_router_close(kvi_router *r)
     free(r->down);
     kvi_view_unref(r->view);
     pthread_mutex_destroy(&r->lock);
+    free((char *)r->opts.auth_token);
+    free((char *)r->opts.tls_ca_pem);
+    free((char *)r->opts.tls_cert_pem);
+    if (r->opts.tls_key_pem) {
+        memset((char *)r->opts.tls_key_pem, 0, strlen(r->opts.tls_key_pem));
+        free((char *)r->opts.tls_key_pem);
+    }
     free(r);
 }
 

@@ -293,11 +293,23 @@ typedef struct kv_client_options {
      * (nodes that require a token then answer KV_EPERM). It travels as it
      * is: use TLS beyond a trusted network (docs/SECURITY.md). */
     const char *auth_token;
+    /** TLS on every connection (kvd --tls-cert): 1 = on. The nodes'
+     * certificates are checked against tls_ca_pem, or against the system's
+     * trust store when it is NULL, and must name the address dialled (an
+     * IP address in the subjectAltName). */
+    int tls;
+    /** The CA that signed the nodes' certificates, PEM text; copied. Given
+     * alone, it turns tls on. */
+    const char *tls_ca_pem;
+    /** A client certificate and its unencrypted key (PEM text), shown to
+     * nodes that ask for one; both or neither; copied. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
 } kv_client_options;
 
 #define KV_CLIENT_OPTIONS_INIT \
     { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO, KV_POLICY_LWW, NULL, NULL, \
-      NULL }
+      NULL, 0, NULL, NULL, NULL }
 
 /**
  * kv_client_options_init - fill opts with the defaults of the given version.
