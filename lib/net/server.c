@@ -31,8 +31,8 @@
 #define MAX_INFLIGHT 1024u
 
 typedef struct conn {
-    int fd;
-    int dead;          /* closed, kept until its jobs in flight come back */
+    int fd;            /* -1 once closed */
+    int dead;          /* closed: on the thread's closed list, never served again */
     unsigned inflight; /* requests handed to workers, not yet answered */
     unsigned char *in;
     size_t in_len, in_cap;
@@ -41,6 +41,7 @@ typedef struct conn {
     uint64_t last_active_ms;
     int closing;       /* close once the output is written */
     uint32_t events;   /* what epoll watches for this connection */
+    /* The thread's open list; once dead, next links the closed list. */
     struct conn *prev, *next;
 } conn;
 
@@ -72,6 +73,11 @@ typedef struct io_thread {
     int epfd;
     int wake_fd;
     conn *conns;
+    /* Closed connections, freed by reap_closed only: after the epoll batch
+     * that may still name them, and once no worker holds a job of theirs.
+     * The one place a connection is freed, so no event, answer or scan can
+     * reach freed memory or close a reused fd number. */
+    conn *closed;
     /* Answers from workers, guarded by done_lock; wake_fd says some came. */
     pthread_mutex_t done_lock;
     job *done;
@@ -113,12 +119,16 @@ static void conn_free(conn *c)
     free(c);
 }
 
-/* Closes the socket and unlinks the connection. Its memory stays while
- * workers still hold requests of it; the last answer to come back frees it. */
+/* Closes the socket and moves the connection to the closed list, where
+ * it stays, dead, until reap_closed. Every path that ends a connection
+ * comes here; a second call is a no-op, so its fd is closed exactly once. */
 static void conn_close(io_thread *t, conn *c)
 {
+    if (c->dead)
+        return;
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    c->fd = -1;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -127,8 +137,26 @@ static void conn_close(io_thread *t, conn *c)
         c->next->prev = c->prev;
     atomic_fetch_sub(&t->server->connections, 1);
     c->dead = 1;
-    if (c->inflight == 0)
-        conn_free(c);
+    c->prev = NULL;
+    c->next = t->closed;
+    t->closed = c;
+}
+
+/* Frees the closed connections no job refers to any more. Called between
+ * epoll batches only: an event of the batch just handled may have named
+ * any of them. */
+static void reap_closed(io_thread *t)
+{
+    conn **link = &t->closed;
+    while (*link) {
+        conn *c = *link;
+        if (c->inflight == 0) {
+            *link = c->next;
+            conn_free(c);
+        } else {
+            link = &c->next;
+        }
+    }
 }
 
 /* Hands a request to a worker pool. 0, or -1 when out of memory. */
@@ -382,17 +410,13 @@ static void accept_all(io_thread *t)
         c->fd = fd;
         c->events = EPOLLIN;
         c->last_active_ms = monotonic_ms();
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            free(c);
-            close(fd);
-            atomic_fetch_sub(&s->connections, 1);
-            continue;
-        }
         c->next = t->conns;
         if (t->conns)
             t->conns->prev = c;
         t->conns = c;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+            conn_close(t, c);
     }
 }
 
@@ -424,21 +448,14 @@ static job *take_answers(io_thread *t)
     return list;
 }
 
-/* Drops a finished job; frees its connection when it was the last one of
- * a closed connection. Returns the connection if it is still open. */
-static conn *job_release(job *j)
+/* Drops a finished job. A closed connection's memory outlives it: the
+ * next reap_closed frees the connection once its last job is released. */
+static void job_release(job *j)
 {
-    conn *c = j->c;
-    c->inflight--;
+    j->c->inflight--;
     kvi_buf_free(&j->out);
     free(j->body);
     free(j);
-    if (c->dead) {
-        if (c->inflight == 0)
-            conn_free(c);
-        return NULL;
-    }
-    return c;
 }
 
 static void deliver_answers(io_thread *t)
@@ -451,8 +468,9 @@ static void deliver_answers(io_thread *t)
         if (!c->dead)
             kvi_buf_raw(&c->out, j->out.data, j->out.len);
         int was_full = c->inflight >= MAX_INFLIGHT;
-        if (!job_release(j))
-            continue;
+        job_release(j);
+        if (c->dead)
+            continue; /* the answer has nowhere to go */
         c->last_active_ms = monotonic_ms();
         int dead = c->out.failed;
         if (!dead && was_full && c->in_len >= KVI_FRAME_HEADER)
@@ -485,6 +503,10 @@ static void *io_loop(void *arg)
                 continue;
             }
             conn *c = p;
+            /* Closed earlier in this batch (its memory is kept until the
+             * batch is over): the event is stale. */
+            if (c->dead)
+                continue;
             int dead = 0;
             if (events[i].events & (EPOLLHUP | EPOLLERR))
                 dead = 1;
@@ -506,14 +528,17 @@ static void *io_loop(void *arg)
             close_idle(t);
             last_scan = now;
         }
+        reap_closed(t);
     }
     /* Finish what was read, give each connection one try at its output,
-     * then close. */
+     * then close. Connections with jobs out stay on the closed list; stop
+     * reaps them once the workers are done. */
     while (t->conns) {
         conn *c = t->conns;
         conn_flush(t, c);
         conn_close(t, c);
     }
+    reap_closed(t);
     return NULL;
 }
 
@@ -629,6 +654,7 @@ void kvi_server_stop(kvi_server *s)
             next = j->next;
             job_release(j);
         }
+        reap_closed(t);
         close(t->epfd);
         close(t->wake_fd);
         pthread_mutex_destroy(&t->done_lock);
