@@ -9,6 +9,17 @@
  * buffers: reads never block, and a connection idle for idle_timeout_ms
  * (a half-sent frame included) is closed.
  *
+ * Memory is bounded in bytes: what all connections hold (input buffers,
+ * request bodies queued for workers, answers not yet written) is kept under
+ * max_buffered_bytes. Near the bound the server stops reading (backpressure:
+ * the clients' sends block) rather than failing; a frame that can never fit,
+ * or that has waited two seconds for room, is answered KV_ENOMEM "server
+ * busy: N bytes buffered" and the connection goes on. The last sixteenth of
+ * the bound (at most 1 MiB) is kept for those refusals. Each request has
+ * 4 KiB set aside for its answer before it runs; answers are never dropped,
+ * so a larger one may take the count past the bound by its excess until it
+ * is written.
+ *
  * Framing errors are answered with an error frame: an unknown opcode or a
  * malformed body keeps the connection; a bad magic, version, checksum or an
  * oversize length closes it, since the stream can no longer be trusted.
@@ -16,6 +27,7 @@
 #ifndef KVI_SERVER_H
 #define KVI_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "net/frame.h"
@@ -64,13 +76,22 @@ typedef struct kvi_server_config {
      * handler). */
     kvi_batch_fn batch[KVI_SERVER_MAX_POOLS];
     const kvi_logger *log;     /* borrowed; must outlive the server */
+    /* Bound on the bytes all connections hold (see above); 0: the default,
+     * KVI_SERVER_DEFAULT_MAX_BUFFERED. Keep it well above max_body: a frame
+     * larger than the bound is always refused. */
+    size_t max_buffered_bytes;
 } kvi_server_config;
+
+#define KVI_SERVER_DEFAULT_MAX_BUFFERED ((size_t)256u * 1024u * 1024u)
 
 typedef struct kvi_server kvi_server;
 
 int kvi_server_start(kvi_server **out, const kvi_server_config *cfg);
 /* The port actually listened on. */
 int kvi_server_port(const kvi_server *s);
+/* The bytes connections hold right now, as counted against
+ * max_buffered_bytes (for tests and metrics). Any thread. */
+size_t kvi_server_buffered_bytes(const kvi_server *s);
 /* Stops accepting, finishes the requests already read, closes every
  * connection and joins the threads. */
 void kvi_server_stop(kvi_server *s);

@@ -1,7 +1,8 @@
 /* The binary protocol's server (net/server.c) against raw sockets:
  * connections reset at every point of a frame while workers' answers come
- * back through the wake fd; the server must stay clean (ASan) and keep
- * answering. */
+ * back through the wake fd (the server must stay clean under ASan and keep
+ * answering); the byte budget under clients that send large frames and do
+ * not read. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,10 +31,14 @@
 
 /* What the test handler counts and how slow its pooled requests are. */
 typedef struct handler_ctx {
-    atomic_uint handled;     /* requests that reached the handler */
+    atomic_uint handled;       /* requests that reached the handler */
+    atomic_uint pooled;        /* bit 1 << opcode: the opcode runs on pool 1 */
+    atomic_uint odd_ids_pooled; /* and so do requests with odd ids */
     atomic_uint pooled_max_us; /* a pooled request sleeps up to this */
     atomic_uint seed;
 } handler_ctx;
+
+#define POOLED(op) (1u << (op))
 
 static void sleep_us(unsigned us)
 {
@@ -89,24 +94,28 @@ static void handle_pooled(void *ctx, const kvi_frame_header *h, const unsigned c
     handle(ctx, h, body, out);
 }
 
+static int offload_some(void *ctx, const kvi_frame_header *h)
+{
+    handler_ctx *hc = ctx;
+    if (atomic_load(&hc->odd_ids_pooled) && (h->request_id & 1u))
+        return 1;
+    return (atomic_load(&hc->pooled) >> h->opcode) & 1u;
+}
+
 static void handle_any(void *ctx, const kvi_frame_header *h, const unsigned char *body,
                        kvi_buf *out)
 {
-    /* Only GET and PUT are pooled (offload below). */
-    if (h->opcode == KVI_OP_GET || h->opcode == KVI_OP_PUT)
+    if (offload_some(ctx, h))
         handle_pooled(ctx, h, body, out);
     else
         handle(ctx, h, body, out);
 }
 
-static int offload_get_put(void *ctx, const kvi_frame_header *h)
-{
-    (void)ctx;
-    return h->opcode == KVI_OP_GET || h->opcode == KVI_OP_PUT ? 1 : 0;
-}
-
+/* Two I/O threads; GET and PUT on a pool of two workers unless the test
+ * says otherwise. */
 static kvi_server_config base_config(handler_ctx *hc)
 {
+    atomic_store(&hc->pooled, POOLED(KVI_OP_GET) | POOLED(KVI_OP_PUT));
     kvi_server_config cfg = {
         .listen_addr = "127.0.0.1:0",
         .io_threads = 2,
@@ -115,7 +124,7 @@ static kvi_server_config base_config(handler_ctx *hc)
         .max_connections = 4096,
         .handler = handle_any,
         .handler_ctx = hc,
-        .offload = offload_get_put,
+        .offload = offload_some,
         .workers = {2, 0},
     };
     return cfg;
@@ -251,6 +260,19 @@ static void check_serves(int port)
     kvi_buf_free(&body);
 }
 
+/* Waits (bounded) for the server's byte count to come down to at most
+ * limit; returns the last count seen. */
+static size_t wait_buffered(const kvi_server *s, size_t limit, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    size_t n = kvi_server_buffered_bytes(s);
+    while (n > limit && now_ms() < deadline) {
+        sleep_us(1000);
+        n = kvi_server_buffered_bytes(s);
+    }
+    return n;
+}
+
 /* ------------------------------------------------- resets at any moment */
 
 #define STRESS_THREADS 6
@@ -373,6 +395,295 @@ static void resets_at_any_moment_leave_the_server_serving(void **state)
     assert_int_equal(bad, 0);
     assert_true(conns > STRESS_THREADS * STRESS_CONNS / 2);
     check_serves(port);
+    /* Every connection is gone: so is every byte charged for them. */
+    assert_int_equal(wait_buffered(s, 0, 5000), 0);
+    kvi_server_stop(s);
+}
+
+/* ------------------------------------------------------ the byte budget */
+
+#define READ_CHUNK_BYTES (64u * 1024u)
+
+/* One PUT of a 4 MiB value, then small requests on the same connection:
+ * once they are answered, the connection holds no more than a read chunk;
+ * once it closes, nothing. Inline, and on a worker (where the large body
+ * is handed over rather than copied). */
+static void a_large_frame_does_not_pin_its_memory(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 8u * 1024u * 1024u;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    size_t big = 4u * 1024u * 1024u;
+    unsigned char *value = calloc(1, big);
+    assert_non_null(value);
+    kvi_buf b = {0}, body = {0};
+    for (int pooled = 0; pooled < 2; pooled++) {
+        atomic_store(&hc.pooled, pooled ? POOLED(KVI_OP_PUT) : 0u);
+        int fd = connect_port(kvi_server_port(s));
+        assert_true(fd >= 0);
+        kvi_buf_reset(&b);
+        add_request(&b, KVI_OP_PUT, 100, "big", 3, value, big);
+        for (uint64_t id = 0; id < 5; id++)
+            add_request(&b, KVI_OP_GET, id, "small", 5, NULL, 0);
+        assert_int_equal(send_all(fd, b.data, b.len), 0);
+        for (int i = 0; i < 6; i++) {
+            kvi_frame_header h;
+            assert_int_equal(read_frame(fd, &h, &body), 0);
+            assert_int_equal(h.status, KV_OK);
+            if (h.request_id == 100) {
+                kvi_response r;
+                assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data,
+                                                     body.len), 0);
+                assert_int_equal(r.version, big);
+            }
+        }
+        /* While the 4 MiB frame was in, the count was over 4 MiB. */
+        size_t held = wait_buffered(s, READ_CHUNK_BYTES, 2000);
+        printf("%s: %zu bytes held after the large frame\n", pooled ? "pooled" : "inline", held);
+        assert_true(held <= READ_CHUNK_BYTES);
+        close(fd);
+        assert_int_equal(wait_buffered(s, 0, 2000), 0);
+    }
+    free(value);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    kvi_server_stop(s);
+}
+
+/* A frame larger than the whole budget cannot be admitted: it is answered
+ * "server busy" (its body skipped as it arrives), and the connection goes
+ * on serving. */
+static void a_frame_larger_than_the_budget_is_refused(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 4u * 1024u * 1024u;
+    cfg.max_buffered_bytes = 1024u * 1024u;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int fd = connect_port(kvi_server_port(s));
+    assert_true(fd >= 0);
+    size_t big = 2u * 1024u * 1024u;
+    unsigned char *value = calloc(1, big);
+    assert_non_null(value);
+    kvi_buf b = {0}, body = {0};
+    add_request(&b, KVI_OP_PUT, 1, "big", 3, value, big);
+    add_request(&b, KVI_OP_GET, 2, "after", 5, NULL, 0);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+    int refused = 0, answered = 0;
+    for (int i = 0; i < 2; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fd, &h, &body), 0);
+        kvi_response r;
+        assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len), 0);
+        if (h.request_id == 1) {
+            assert_int_equal(h.status, KV_ENOMEM);
+            assert_true(r.message.len > 12);
+            assert_memory_equal(r.message.data, "server busy:", 12);
+            refused = 1;
+        } else {
+            assert_int_equal(h.request_id, 2);
+            assert_int_equal(h.status, KV_OK);
+            assert_int_equal(r.value.len, 5);
+            answered = 1;
+        }
+    }
+    assert_true(refused && answered);
+    close(fd);
+    assert_int_equal(wait_buffered(s, 0, 2000), 0);
+    free(value);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    kvi_server_stop(s);
+}
+
+/* A client holds most of the budget with a half-sent frame: another
+ * client's large frame waits for room (the server stops reading it), and
+ * once it has waited long enough is refused "server busy"; that client's
+ * small requests are still served, and the first client's frame, once
+ * complete, is answered. */
+static void a_frame_that_waits_too_long_is_refused(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 4u * 1024u * 1024u;
+    cfg.max_buffered_bytes = 2u * 1024u * 1024u;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int port = kvi_server_port(s);
+    unsigned char *value = calloc(1, 1536u * 1024u);
+    assert_non_null(value);
+    kvi_buf held = {0}, waits = {0}, body = {0};
+    add_request(&held, KVI_OP_PUT, 1, "held", 4, value, 1536u * 1024u);
+    add_request(&waits, KVI_OP_PUT, 2, "waits", 5, value, 1024u * 1024u);
+    add_request(&waits, KVI_OP_GET, 3, "small", 5, NULL, 0);
+
+    int a = connect_port(port);
+    assert_true(a >= 0);
+    size_t half = held.len / 2;
+    assert_int_equal(send_all(a, held.data, half), 0);
+    /* Once the server holds more than a read chunk of it, it has taken
+     * the whole frame's buffer. */
+    uint64_t deadline = now_ms() + 5000;
+    while (kvi_server_buffered_bytes(s) < 1536u * 1024u && now_ms() < deadline)
+        sleep_us(1000);
+    assert_true(kvi_server_buffered_bytes(s) >= 1536u * 1024u);
+
+    int b = connect_port(port);
+    assert_true(b >= 0);
+    assert_int_equal(send_all(b, waits.data, waits.len), 0);
+    int refused = 0, served = 0;
+    for (int i = 0; i < 2; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(b, &h, &body), 0);
+        if (h.request_id == 2) {
+            assert_int_equal(h.status, KV_ENOMEM);
+            refused = 1;
+        } else {
+            assert_int_equal(h.request_id, 3);
+            assert_int_equal(h.status, KV_OK);
+            served = 1;
+        }
+    }
+    assert_true(refused && served);
+
+    assert_int_equal(send_all(a, held.data + half, held.len - half), 0);
+    kvi_frame_header h;
+    assert_int_equal(read_frame(a, &h, &body), 0);
+    assert_int_equal(h.request_id, 1);
+    assert_int_equal(h.status, KV_OK);
+    close(a);
+    close(b);
+    assert_int_equal(wait_buffered(s, 0, 2000), 0);
+    free(value);
+    kvi_buf_free(&held);
+    kvi_buf_free(&waits);
+    kvi_buf_free(&body);
+    kvi_server_stop(s);
+}
+
+#define FLOOD_CLIENTS 12
+#define FLOOD_FRAMES 8
+#define FLOOD_BOUND (8u * 1024u * 1024u)
+
+typedef struct flood_arg {
+    int port;
+    unsigned seed;
+    unsigned ok, busy, other; /* answers by kind */
+    int failed;               /* a send or read that did not go through */
+} flood_arg;
+
+/* Sends all its large frames before reading any answer. */
+static void *flood_client(void *p)
+{
+    flood_arg *a = p;
+    int fd = connect_port(a->port);
+    if (fd < 0) {
+        a->failed = 1;
+        return NULL;
+    }
+    size_t max = 1536u * 1024u;
+    unsigned char *value = calloc(1, max);
+    kvi_buf b = {0}, body = {0};
+    for (uint64_t id = 0; id < FLOOD_FRAMES && value; id++) {
+        kvi_buf_reset(&b);
+        size_t len = 100u * 1024u + (size_t)rand_r(&a->seed) % (max - 100u * 1024u);
+        add_request(&b, KVI_OP_PUT, id, "k", 1, value, len);
+        if (send_all(fd, b.data, b.len) != 0) {
+            a->failed = 1;
+            break;
+        }
+    }
+    for (unsigned i = 0; i < FLOOD_FRAMES && !a->failed; i++) {
+        kvi_frame_header h;
+        if (read_frame(fd, &h, &body) != 0) {
+            a->failed = 1;
+            break;
+        }
+        if (h.status == KV_OK)
+            a->ok++;
+        else if (h.status == KV_ENOMEM)
+            a->busy++;
+        else
+            a->other++;
+    }
+    close(fd);
+    free(value);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    return NULL;
+}
+
+typedef struct sampler_arg {
+    const kvi_server *s;
+    atomic_int done;
+    size_t max_seen;
+    unsigned samples;
+} sampler_arg;
+
+static void *sampler(void *p)
+{
+    sampler_arg *a = p;
+    uint64_t deadline = now_ms() + 120000u;
+    while (!atomic_load(&a->done) && now_ms() < deadline) {
+        size_t n = kvi_server_buffered_bytes(a->s);
+        if (n > a->max_seen)
+            a->max_seen = n;
+        a->samples++;
+        sleep_us(50);
+    }
+    return NULL;
+}
+
+/* Many clients send large frames without reading their answers: the
+ * server's count never goes past the bound, every frame is answered (done
+ * or "server busy"), and at the end nothing is held. */
+static void the_bound_holds_against_clients_that_do_not_read(void **state)
+{
+    (void)state;
+    handler_ctx hc = {.pooled_max_us = 2000};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 2u * 1024u * 1024u;
+    cfg.max_buffered_bytes = FLOOD_BOUND;
+    /* Half inline, half on the pool: both paths hold bytes. */
+    atomic_store(&hc.pooled, 0u);
+    atomic_store(&hc.odd_ids_pooled, 1u);
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    sampler_arg sa = {.s = s};
+    pthread_t sampler_thread;
+    assert_int_equal(pthread_create(&sampler_thread, NULL, sampler, &sa), 0);
+    pthread_t threads[FLOOD_CLIENTS];
+    flood_arg args[FLOOD_CLIENTS];
+    for (unsigned i = 0; i < FLOOD_CLIENTS; i++) {
+        args[i] = (flood_arg){.port = kvi_server_port(s), .seed = 7u * i + 1u};
+        assert_int_equal(pthread_create(&threads[i], NULL, flood_client, &args[i]), 0);
+    }
+    unsigned ok = 0, busy = 0, other = 0, failed = 0;
+    for (unsigned i = 0; i < FLOOD_CLIENTS; i++) {
+        pthread_join(threads[i], NULL);
+        ok += args[i].ok;
+        busy += args[i].busy;
+        other += args[i].other;
+        failed += (unsigned)args[i].failed;
+    }
+    atomic_store(&sa.done, 1);
+    pthread_join(sampler_thread, NULL);
+    printf("flood: %u done, %u busy, %u samples, at most %zu bytes held (bound %u)\n", ok,
+           busy, sa.samples, sa.max_seen, FLOOD_BOUND);
+    assert_int_equal(failed, 0);
+    assert_int_equal(other, 0);
+    assert_int_equal(ok + busy, FLOOD_CLIENTS * FLOOD_FRAMES);
+    assert_true(ok > 0);
+    assert_true(sa.max_seen <= FLOOD_BOUND);
+    /* The count did climb: the test pressed against the bound. */
+    assert_true(sa.max_seen > FLOOD_BOUND / 2);
+    assert_int_equal(wait_buffered(s, 0, 5000), 0);
     kvi_server_stop(s);
 }
 
@@ -380,6 +691,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(resets_at_any_moment_leave_the_server_serving),
+        cmocka_unit_test(a_large_frame_does_not_pin_its_memory),
+        cmocka_unit_test(a_frame_larger_than_the_budget_is_refused),
+        cmocka_unit_test(a_frame_that_waits_too_long_is_refused),
+        cmocka_unit_test(the_bound_holds_against_clients_that_do_not_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
