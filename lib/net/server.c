@@ -50,6 +50,16 @@
 /* Room taken for an error frame the server writes on its own (a refusal,
  * a framing error): more than any of them needs. */
 #define ERROR_ROOM 128u
+/* On stop, once every job is answered, connections have this long in all
+ * to take their answers; a client that does not read is not waited for
+ * longer. */
+#define STOP_FLUSH_MS 2000u
+/* How often a stopping thread looks at its connections and the clock. */
+#define STOP_TICK_MS 20
+/* Request bytes still in the kernel are read and dropped, at most this
+ * much, before a stopped connection closes: closing over unread data
+ * would reset the connection and could discard answers in flight. */
+#define STOP_DISCARD_MAX (1024u * 1024u)
 
 typedef struct conn {
     int fd;            /* -1 once closed */
@@ -104,6 +114,10 @@ typedef struct io_thread {
     int wake_fd;
     conn *conns;
     unsigned n_starved; /* open connections with starved set */
+    /* Stopping: no accepts, no reads; the thread ends once every request
+     * read is answered and written (or flush_deadline_ms has passed). */
+    int draining;
+    uint64_t flush_deadline_ms; /* 0 until every job has come back */
     /* Closed connections, freed by reap_closed only: after the epoll batch
      * that may still name them, and once no worker holds a job of theirs.
      * The one place a connection is freed, so no event, answer or scan can
@@ -410,8 +424,8 @@ static int conn_frame_waiting(const kvi_server *s, const conn *c)
 static void conn_watch(io_thread *t, conn *c)
 {
     size_t pending = c->out.len - c->out_sent;
-    int reading = !c->closing && !c->starved && pending <= OUTPUT_HIGH_WATER &&
-                  !conn_frame_waiting(t->server, c);
+    int reading = !t->draining && !c->closing && !c->starved &&
+                  pending <= OUTPUT_HIGH_WATER && !conn_frame_waiting(t->server, c);
     uint32_t events = (pending ? EPOLLOUT : 0) | (reading ? EPOLLIN : 0);
     if (events != c->events) {
         struct epoll_event ev = {.events = events, .data.ptr = c};
@@ -813,17 +827,82 @@ static void deliver_answers(io_thread *t)
 /* Marker pointers in epoll data for the two non-connection fds. */
 static char listen_marker, wake_marker;
 
+/* Starts stopping: no more accepts or reads here. Frames already read are
+ * still cut and answered. */
+static void drain_begin(io_thread *t)
+{
+    t->draining = 1;
+    epoll_ctl(t->epfd, EPOLL_CTL_DEL, t->server->listen_fd, NULL);
+    for (conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        if (conn_serve(t, c) != 0)
+            conn_close(t, c);
+    }
+}
+
+/* Closes a connection whose stop is complete, after dropping (bounded)
+ * what its client sent since, so that the close is an orderly end after
+ * the answers rather than a reset. */
+static void drain_close(io_thread *t, conn *c)
+{
+    unsigned char scratch[4096];
+    size_t dropped = 0;
+    ssize_t n;
+    while (dropped < STOP_DISCARD_MAX &&
+           (n = recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT)) > 0)
+        dropped += (size_t)n;
+    conn_close(t, c);
+}
+
+/* One look at a stopping thread: closes the connections with nothing left
+ * to answer or write; once every job has come back, gives the rest until
+ * the flush deadline. Returns 1 when the thread has nothing left. */
+static int drain_step(io_thread *t)
+{
+    uint64_t now = monotonic_ms();
+    int jobs_out = 0;
+    for (conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->inflight)
+            jobs_out = 1;
+        else if (c->out.len == c->out_sent && !conn_frame_waiting(t->server, c))
+            drain_close(t, c);
+    }
+    for (conn *c = t->closed; c && !jobs_out; c = c->next)
+        jobs_out = c->inflight != 0;
+    if (!jobs_out) {
+        if (!t->flush_deadline_ms)
+            t->flush_deadline_ms = now + STOP_FLUSH_MS;
+        if (now >= t->flush_deadline_ms) {
+            while (t->conns) {
+                kvi_log(t->server->cfg.log, KV_LOG_DEBUG,
+                        "stopping: closing a connection with %zu bytes of answers unread",
+                        t->conns->out.len - t->conns->out_sent);
+                conn_close(t, t->conns);
+            }
+        }
+    }
+    reap_closed(t);
+    return !t->conns && !t->closed;
+}
+
 static void *io_loop(void *arg)
 {
     io_thread *t = arg;
     struct epoll_event events[64];
     uint64_t last_scan = monotonic_ms();
-    while (!atomic_load(&t->server->stopping)) {
-        int n = epoll_wait(t->epfd, events, 64, t->n_starved ? ADMIT_RETRY_MS : 500);
+    for (;;) {
+        if (!t->draining && atomic_load(&t->server->stopping))
+            drain_begin(t);
+        if (t->draining && drain_step(t))
+            break;
+        int timeout = t->draining ? STOP_TICK_MS : t->n_starved ? ADMIT_RETRY_MS : 500;
+        int n = epoll_wait(t->epfd, events, 64, timeout);
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
             if (p == &listen_marker) {
-                accept_all(t);
+                if (!t->draining)
+                    accept_all(t);
                 continue;
             }
             if (p == &wake_marker) {
@@ -852,15 +931,6 @@ static void *io_loop(void *arg)
         }
         reap_closed(t);
     }
-    /* Finish what was read, give each connection one try at its output,
-     * then close. Connections with jobs out stay on the closed list; stop
-     * reaps them once the workers are done. */
-    while (t->conns) {
-        conn *c = t->conns;
-        conn_flush(t, c);
-        conn_close(t, c);
-    }
-    reap_closed(t);
     return NULL;
 }
 
@@ -971,10 +1041,13 @@ void kvi_server_stop(kvi_server *s)
             /* The loop also wakes on its epoll timeout. */
         }
     }
+    /* Each I/O thread ends once the requests it read are answered and
+     * written (or its clients had their chance): the workers run on
+     * meanwhile, so every job queued is done before its thread ends. */
     for (unsigned i = 0; i < s->n_threads; i++)
         pthread_join(s->threads[i].thread, NULL);
-    /* The I/O threads have closed every connection; the workers finish
-     * the requests they hold (their answers have nowhere to go now). */
+    /* No job is left: each belonged to a connection, and none of those
+     * is left. */
     for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
         worker_pool *pool = &s->pools[p];
         pthread_mutex_lock(&pool->lock);
@@ -986,11 +1059,6 @@ void kvi_server_stop(kvi_server *s)
     }
     for (unsigned i = 0; i < s->n_threads; i++) {
         io_thread *t = &s->threads[i];
-        for (job *j = take_answers(t), *next; j; j = next) {
-            next = j->next;
-            job_release(j);
-        }
-        reap_closed(t);
         close(t->epfd);
         close(t->wake_fd);
         pthread_mutex_destroy(&t->done_lock);

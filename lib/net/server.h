@@ -92,8 +92,12 @@ int kvi_server_port(const kvi_server *s);
 /* The bytes connections hold right now, as counted against
  * max_buffered_bytes (for tests and metrics). Any thread. */
 size_t kvi_server_buffered_bytes(const kvi_server *s);
-/* Stops accepting, finishes the requests already read, closes every
- * connection and joins the threads. */
+/* Stops accepting and reading; answers every request already read (the
+ * worker pools finish all they have queued) and gives the connections up
+ * to 2 s in all, once the last job is done, to take their answers (a
+ * client that does not read is not waited for); then closes every
+ * connection and joins the threads. Blocks as long as the slowest queued
+ * request runs. NULL: no-op. */
 void kvi_server_stop(kvi_server *s);
 
 /* Appends an error response frame (used by handlers too). */

@@ -31,7 +31,10 @@
 
 /* What the test handler counts and how slow its pooled requests are. */
 typedef struct handler_ctx {
+    atomic_uint dispatched;    /* requests the server has read and cut */
     atomic_uint handled;       /* requests that reached the handler */
+    atomic_uint slow_done;     /* "slow" requests answered */
+    atomic_uint slow_us;       /* a pooled request for key "slow" sleeps this long, */
     atomic_uint pooled;        /* bit 1 << opcode: the opcode runs on pool 1 */
     atomic_uint odd_ids_pooled; /* and so do requests with odd ids */
     atomic_uint pooled_max_us; /* a pooled request sleeps up to this */
@@ -91,12 +94,21 @@ static void handle_pooled(void *ctx, const kvi_frame_header *h, const unsigned c
         unsigned seed = atomic_fetch_add(&hc->seed, 7919u);
         sleep_us((unsigned)rand_r(&seed) % max);
     }
+    kvi_request req;
+    if (kvi_request_decode(&req, h->opcode, body, h->body_len) == 0 && req.key.len == 4 &&
+        memcmp(req.key.data, "slow", 4) == 0) {
+        sleep_us(atomic_load(&hc->slow_us));
+        atomic_fetch_add(&hc->slow_done, 1);
+    }
     handle(ctx, h, body, out);
 }
 
+/* Also the test's count of the requests the server has read: it asks
+ * here once for each, as it cuts the frame. */
 static int offload_some(void *ctx, const kvi_frame_header *h)
 {
     handler_ctx *hc = ctx;
+    atomic_fetch_add(&hc->dispatched, 1);
     if (atomic_load(&hc->odd_ids_pooled) && (h->request_id & 1u))
         return 1;
     return (atomic_load(&hc->pooled) >> h->opcode) & 1u;
@@ -105,7 +117,9 @@ static int offload_some(void *ctx, const kvi_frame_header *h)
 static void handle_any(void *ctx, const kvi_frame_header *h, const unsigned char *body,
                        kvi_buf *out)
 {
-    if (offload_some(ctx, h))
+    handler_ctx *hc = ctx;
+    if ((atomic_load(&hc->odd_ids_pooled) && (h->request_id & 1u)) ||
+        ((atomic_load(&hc->pooled) >> h->opcode) & 1u))
         handle_pooled(ctx, h, body, out);
     else
         handle(ctx, h, body, out);
@@ -567,6 +581,87 @@ static void a_frame_that_waits_too_long_is_refused(void **state)
     kvi_server_stop(s);
 }
 
+/* ------------------------------------------------------------------ stop */
+
+/* A client that sends GETs of 32 KiB keys (answered with 32 KiB values)
+ * and never reads, until the server stops reading it or closes it. */
+static void *deaf_client(void *p)
+{
+    int fd = *(int *)p;
+    static unsigned char key[32 * 1024];
+    memset(key, 'k', sizeof key);
+    kvi_buf b = {0};
+    for (uint64_t id = 0; id < 1024; id++) {
+        kvi_buf_reset(&b);
+        add_request(&b, KVI_OP_GET, id, key, sizeof key, NULL, 0);
+        if (send_all(fd, b.data, b.len) != 0)
+            break; /* closed by the stop, or blocked past SO_SNDTIMEO */
+    }
+    kvi_buf_free(&b);
+    return NULL;
+}
+
+/* Requests read before the stop are answered: 20 pipelined requests of
+ * 100 ms each on two workers are in flight when kvi_server_stop is
+ * called, and all 20 answers reach the client before the connection
+ * closes. Meanwhile a client with megabytes of answers that it never reads
+ * does not hold the stop up past its flush bound. */
+static void stop_answers_the_requests_already_read(void **state)
+{
+    (void)state;
+    handler_ctx hc = {.slow_us = 100000};
+    kvi_server_config cfg = base_config(&hc);
+    atomic_store(&hc.pooled, POOLED(KVI_OP_GET));
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int port = kvi_server_port(s);
+
+    int deaf = connect_port(port);
+    assert_true(deaf >= 0);
+    pthread_t deaf_thread;
+    assert_int_equal(pthread_create(&deaf_thread, NULL, deaf_client, &deaf), 0);
+    /* Its answers pile up past what the sockets hold. */
+    uint64_t deadline = now_ms() + 20000;
+    while (kvi_server_buffered_bytes(s) < 4u * 1024u * 1024u && now_ms() < deadline)
+        sleep_us(1000);
+    assert_true(kvi_server_buffered_bytes(s) >= 4u * 1024u * 1024u);
+
+    int fd = connect_port(port);
+    assert_true(fd >= 0);
+    kvi_buf b = {0}, body = {0};
+    for (uint64_t id = 0; id < 20; id++)
+        add_request(&b, KVI_OP_GET, id, "slow", 4, NULL, 0);
+    unsigned before = atomic_load(&hc.dispatched);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+    deadline = now_ms() + 10000;
+    while (atomic_load(&hc.dispatched) < before + 20 && now_ms() < deadline)
+        sleep_us(1000);
+    assert_true(atomic_load(&hc.dispatched) >= before + 20);
+    unsigned done_before = atomic_load(&hc.slow_done);
+    uint64_t stop_start = now_ms();
+    kvi_server_stop(s);
+    printf("stop: called with %u of the 20 done, took %llu ms\n", done_before,
+           (unsigned long long)(now_ms() - stop_start));
+    pthread_join(deaf_thread, NULL);
+
+    /* Everything came before the close: the answers are in the socket. */
+    unsigned seen = 0;
+    for (int i = 0; i < 20; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fd, &h, &body), 0);
+        assert_int_equal(h.status, KV_OK);
+        assert_true(h.request_id < 20);
+        seen |= 1u << h.request_id;
+    }
+    assert_int_equal(seen, (1u << 20) - 1);
+    unsigned char byte;
+    assert_int_equal(recv(fd, &byte, 1, 0), 0); /* then an orderly close */
+    close(fd);
+    close(deaf);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+}
+
 #define FLOOD_CLIENTS 12
 #define FLOOD_FRAMES 8
 #define FLOOD_BOUND (8u * 1024u * 1024u)
@@ -695,6 +790,7 @@ int main(void)
         cmocka_unit_test(a_frame_larger_than_the_budget_is_refused),
         cmocka_unit_test(a_frame_that_waits_too_long_is_refused),
         cmocka_unit_test(the_bound_holds_against_clients_that_do_not_read),
+        cmocka_unit_test(stop_answers_the_requests_already_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
