@@ -78,6 +78,8 @@ typedef struct conn {
     uint64_t wait_since_ms; /* when the frame at the head began waiting; 0: it does not */
     int closing;       /* close once the output is written */
     uint32_t events;   /* what epoll watches for this connection */
+    /* The gate's, zeroed by calloc at accept. */
+    _Alignas(max_align_t) unsigned char gate_state[KVI_SERVER_GATE_STATE];
     /* The thread's open list; once dead, next links the closed list. */
     struct conn *prev, *next;
 } conn;
@@ -567,8 +569,9 @@ static void conn_process(io_thread *t, conn *c)
          * more to admit); a smaller one is copied. */
         int hand_over = which && pos == 0 && frame_len == c->in_len && c->in_cap > READ_CHUNK;
         size_t body_cost = which && !hand_over ? h.body_len : 0;
-        /* Admission: the answer's room, and the copy. Before anything
-         * looks at the frame, so that a frame that waits is seen once. */
+        /* Admission: the answer's room, and the copy. Before the gate or
+         * anything else looks at the frame, so that a frame that waits is
+         * seen once, and so that the gate's own answer has room too. */
         if (budget_take(s, ANSWER_ROOM + body_cost, s->admit_limit) != 0) {
             if (!conn_wait(t, c, c->in_cap + ANSWER_ROOM + body_cost) ||
                 conn_refuse(t, c, &h) != 0)
@@ -577,7 +580,9 @@ static void conn_process(io_thread *t, conn *c)
             continue;
         }
         c->wait_since_ms = 0;
-        if (e == KVI_FRAME_BAD_OPCODE) {
+        if (cfg->gate && cfg->gate(cfg->gate_ctx, c->gate_state, &h, body, &c->out) != 0) {
+            budget_release(s, ANSWER_ROOM + body_cost); /* answered by the gate */
+        } else if (e == KVI_FRAME_BAD_OPCODE) {
             budget_release(s, ANSWER_ROOM);
             kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOTSUP, 0,
                             kvi_frame_error_text(e));

@@ -62,6 +62,17 @@ typedef struct kvi_server_request {
 } kvi_server_request;
 typedef void (*kvi_batch_fn)(void *ctx, kvi_server_request *reqs, size_t n);
 
+/* Per-connection state of the gate, zeroed when the connection is accepted. */
+#define KVI_SERVER_GATE_STATE 96u
+/* Called on the I/O thread for each complete, checksum-verified request
+ * frame before it is dispatched (unknown opcodes included). state is the
+ * connection's KVI_SERVER_GATE_STATE bytes. Returns 0 to dispatch the frame
+ * as usual, or 1 when the gate answered it itself (it appended exactly one
+ * response frame to out): a handshake step, or a refusal. NULL gate: every
+ * frame is dispatched. */
+typedef int (*kvi_gate_fn)(void *ctx, unsigned char *state, const kvi_frame_header *h,
+                           const unsigned char *body, kvi_buf *out);
+
 typedef struct kvi_server_config {
     const char *listen_addr;   /* "HOST:PORT"; port 0 picks a free port */
     unsigned io_threads;       /* >= 1 */
@@ -80,6 +91,12 @@ typedef struct kvi_server_config {
      * KVI_SERVER_DEFAULT_MAX_BUFFERED. Keep it well above max_body: a frame
      * larger than the bound is always refused. */
     size_t max_buffered_bytes;
+    /* Access control (see kvi_gate_fn): it sees each frame once, after the
+     * frame has been admitted to the byte budget (its answer's room set
+     * aside) and before the handler or a worker does. State is aligned for
+     * any type. */
+    kvi_gate_fn gate;
+    void *gate_ctx;
 } kvi_server_config;
 
 #define KVI_SERVER_DEFAULT_MAX_BUFFERED ((size_t)256u * 1024u * 1024u)

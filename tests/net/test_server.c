@@ -2,7 +2,7 @@
  * connections reset at every point of a frame while workers' answers come
  * back through the wake fd (the server must stay clean under ASan and keep
  * answering); the byte budget under clients that send large frames and do
- * not read. */
+ * not read; stop answering what it has read; the gate. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -222,7 +222,9 @@ static int read_frame(int fd, kvi_frame_header *h, kvi_buf *body)
     unsigned char head[KVI_FRAME_HEADER];
     if (recv_all(fd, head, sizeof head) != 0)
         return -1;
-    if (kvi_frame_parse_header(h, head, sizeof head, KVI_FRAME_MAX_BODY_LIMIT) != KVI_FRAME_OK)
+    /* An unknown opcode's answer carries that opcode. */
+    kvi_frame_error e = kvi_frame_parse_header(h, head, sizeof head, KVI_FRAME_MAX_BODY_LIMIT);
+    if (e != KVI_FRAME_OK && e != KVI_FRAME_BAD_OPCODE)
         return -1;
     kvi_buf_reset(body);
     if (h->body_len) {
@@ -782,6 +784,117 @@ static void the_bound_holds_against_clients_that_do_not_read(void **state)
     kvi_server_stop(s);
 }
 
+/* ------------------------------------------------------------------ gate */
+
+/* The test's gate state: whether the connection has said PING, and how
+ * many frames the gate has seen on it. */
+typedef struct gate_state {
+    int pinged;
+    uint32_t frames;
+} gate_state;
+
+typedef struct gate_ctx {
+    atomic_uint calls;
+} gate_ctx;
+
+/* Refuses GET, and opcodes it does not know, until the connection has sent
+ * a PING; each refusal says which frame of its connection it was. */
+static int ping_first_gate(void *ctx, unsigned char *state, const kvi_frame_header *h,
+                           const unsigned char *body, kvi_buf *out)
+{
+    (void)body;
+    gate_ctx *g = ctx;
+    atomic_fetch_add(&g->calls, 1);
+    gate_state *st = (gate_state *)state;
+    st->frames++;
+    if (h->opcode == KVI_OP_PING)
+        st->pinged = 1;
+    if (st->pinged || (h->opcode != KVI_OP_GET && h->opcode <= KVI_OP_MAX))
+        return 0;
+    char msg[64];
+    snprintf(msg, sizeof msg, "ping first (frame %u)", st->frames);
+    kvi_error_frame(out, h->opcode, h->request_id, KV_EINVAL, 0, msg);
+    return 1;
+}
+
+/* Sends one request and reads its answer: the status, and into msg the
+ * error message (empty for KV_OK). */
+static int ask(int fd, uint8_t opcode, uint64_t id, const char *key, char *msg, size_t msg_size)
+{
+    kvi_buf b = {0}, body = {0};
+    size_t start = b.len;
+    kvi_frame_begin(&b);
+    if (opcode <= KVI_OP_MAX) {
+        kvi_request req = {.opcode = opcode,
+                           .key = {(const unsigned char *)key, key ? strlen(key) : 0}};
+        kvi_request_encode(&b, &req);
+    }
+    assert_int_equal(kvi_frame_finish(&b, start, opcode, 0, 0, id), 0);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+    kvi_frame_header h;
+    assert_int_equal(read_frame(fd, &h, &body), 0);
+    assert_int_equal(h.request_id, id);
+    msg[0] = 0;
+    if (h.status != KV_OK) {
+        kvi_response r;
+        assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len), 0);
+        snprintf(msg, msg_size, "%.*s", (int)r.message.len, (const char *)r.message.data);
+    }
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    return h.status;
+}
+
+/* The gate answers GET (and unknown opcodes) itself until PING has come on
+ * that connection, then lets everything through; each connection has its
+ * own state. */
+static void the_gate_sees_every_frame_with_its_connections_state(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    gate_ctx g = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.io_threads = 1; /* both connections on one thread: states side by side */
+    cfg.gate = ping_first_gate;
+    cfg.gate_ctx = &g;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int a = connect_port(kvi_server_port(s));
+    int b = connect_port(kvi_server_port(s));
+    assert_true(a >= 0 && b >= 0);
+    char msg[128];
+
+    assert_int_equal(ask(a, KVI_OP_GET, 1, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 1)");
+    assert_int_equal(ask(a, 42, 2, NULL, msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 2)");
+    unsigned handled = atomic_load(&hc.handled);
+    assert_int_equal(ask(b, KVI_OP_GET, 1, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 1)"); /* b counts for itself */
+    assert_int_equal(atomic_load(&hc.handled), handled); /* refused: never handled */
+
+    assert_int_equal(ask(a, KVI_OP_PING, 3, NULL, msg, sizeof msg), KV_OK);
+    assert_int_equal(ask(a, KVI_OP_GET, 4, "open", msg, sizeof msg), KV_OK);
+    /* Past the gate, an unknown opcode is the server's to refuse. */
+    assert_int_equal(ask(a, 42, 5, NULL, msg, sizeof msg), KV_ENOTSUP);
+    /* a's PING opened nothing for b. */
+    assert_int_equal(ask(b, KVI_OP_GET, 2, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 2)");
+    assert_int_equal(ask(b, KVI_OP_PING, 3, NULL, msg, sizeof msg), KV_OK);
+    assert_int_equal(ask(b, KVI_OP_GET, 4, "open", msg, sizeof msg), KV_OK);
+    assert_int_equal(atomic_load(&g.calls), 9);
+
+    /* A new connection starts with a zeroed state. */
+    close(a);
+    a = connect_port(kvi_server_port(s));
+    assert_true(a >= 0);
+    assert_int_equal(ask(a, KVI_OP_GET, 1, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 1)");
+    close(a);
+    close(b);
+    kvi_server_stop(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -791,6 +904,7 @@ int main(void)
         cmocka_unit_test(a_frame_that_waits_too_long_is_refused),
         cmocka_unit_test(the_bound_holds_against_clients_that_do_not_read),
         cmocka_unit_test(stop_answers_the_requests_already_read),
+        cmocka_unit_test(the_gate_sees_every_frame_with_its_connections_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
