@@ -702,9 +702,14 @@ static int conn_read(io_thread *t, conn *c)
 }
 
 /* Answers what can be answered now and writes it out, then watches the
- * socket for what the connection waits on. -1 when it is over. */
+ * socket for what the connection waits on. -1 when it is over (an output
+ * buffer that failed to grow has lost part of an answer: the stream is
+ * broken). */
 static int conn_serve(io_thread *t, conn *c)
 {
+    /* Writing first may make room for frames that wait on the output. */
+    if (c->out.failed || conn_flush(t, c) != 0)
+        return -1;
     conn_process(t, c);
     if (c->out.failed || conn_flush(t, c) != 0)
         return -1;

@@ -7,7 +7,8 @@
  * shared listening socket (EPOLLEXCLUSIVE), so a connection lives on one
  * thread and needs no locks. A slow or stalled client costs only its own
  * buffers: reads never block, and a connection idle for idle_timeout_ms
- * (a half-sent frame included) is closed.
+ * (a half-sent frame included) is closed, unless it is waiting on the
+ * server (requests on a worker, or bytes of the budget).
  *
  * Memory is bounded in bytes: what all connections hold (input buffers,
  * request bodies queued for workers, answers not yet written) is kept under
