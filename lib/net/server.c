@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -19,29 +20,67 @@
 #include "net/addr.h"
 #include "util/error.h"
 
-/* Read at least this much at a time; a frame larger than the buffer grows
+/* Read at most this much at a time; a frame larger than the buffer grows
  * it to exactly the frame's size, never past the body limit. */
 #define READ_CHUNK (64u * 1024u)
-/* Stop reading a connection while this much output waits for it, so a
- * client that sends without reading cannot make the server buffer
- * without bound. */
+/* An input buffer grown past this for a large frame goes back to
+ * READ_CHUNK once what is left of it fits there; an output buffer past
+ * this is freed once written. One large request must not pin its memory
+ * for the life of the connection. */
+#define SHRINK_ABOVE (256u * 1024u)
+/* Stop reading a connection while this much output waits for it, so that
+ * one client that sends without reading cannot take the whole budget. */
 #define OUTPUT_HIGH_WATER (8u * 1024u * 1024u)
 /* Stop reading a connection while this many of its requests wait for a
  * worker, for the same reason. */
 #define MAX_INFLIGHT 1024u
+/* Taken from the byte budget for each request's answer before it runs,
+ * and given back once the real answer is charged: answers up to this size
+ * cannot take the server past its bound. */
+#define ANSWER_ROOM (4u * 1024u)
+/* How long a frame waits for the budget to admit it before it is answered
+ * "server busy" instead: the bytes may be held by clients that stopped
+ * reading, and every connection waiting on the others must not stall. */
+#define ADMIT_WAIT_MS 2000u
+/* Bytes come back on other threads without telling this one, so a thread
+ * with connections waiting for them looks again this often. */
+#define ADMIT_RETRY_MS 10
+/* An idle connection's empty input buffer is freed after this long. */
+#define IDLE_BUFFER_MS 1000u
+/* Room taken for an error frame the server writes on its own (a refusal,
+ * a framing error): more than any of them needs. */
+#define ERROR_ROOM 128u
+/* On stop, once every job is answered, connections have this long in all
+ * to take their answers; a client that does not read is not waited for
+ * longer. */
+#define STOP_FLUSH_MS 2000u
+/* How often a stopping thread looks at its connections and the clock. */
+#define STOP_TICK_MS 20
+/* Request bytes still in the kernel are read and dropped, at most this
+ * much, before a stopped connection closes: closing over unread data
+ * would reset the connection and could discard answers in flight. */
+#define STOP_DISCARD_MAX (1024u * 1024u)
 
 typedef struct conn {
-    int fd;
-    int dead;          /* closed, kept until its jobs in flight come back */
+    int fd;            /* -1 once closed */
+    int dead;          /* closed: on the thread's closed list, never served again */
     unsigned inflight; /* requests handed to workers, not yet answered */
-    unsigned char *in;
+    unsigned char *in; /* in_cap bytes, all charged to the budget */
     size_t in_len, in_cap;
+    uint64_t discard;  /* bytes still to skip of a frame refused unread */
     kvi_buf out;
     size_t out_sent;
+    size_t out_charged; /* pending output charged to the budget */
     uint64_t last_active_ms;
+    /* The budget refused this connection bytes: it neither reads nor
+     * cuts frames until the thread retries it. */
+    int starved;
+    uint64_t wait_since_ms; /* when the frame at the head began waiting; 0: it does not */
     int closing;       /* close once the output is written */
     uint32_t events;   /* what epoll watches for this connection */
-    unsigned char gate_state[KVI_SERVER_GATE_STATE];
+    /* The gate's, zeroed by calloc at accept. */
+    _Alignas(max_align_t) unsigned char gate_state[KVI_SERVER_GATE_STATE];
+    /* The thread's open list; once dead, next links the closed list. */
     struct conn *prev, *next;
 } conn;
 
@@ -50,8 +89,11 @@ typedef struct job {
     struct io_thread *owner;
     conn *c;
     kvi_frame_header h;
-    unsigned char *body; /* a copy of the request body */
-    kvi_buf out;         /* the response, filled by the worker */
+    unsigned char *mem;        /* holds the body: a copy, or the input buffer itself */
+    const unsigned char *body;
+    size_t mem_charged;        /* budget bytes for mem */
+    size_t answer_charged;     /* budget bytes for the answer: ANSWER_ROOM or its size */
+    kvi_buf out;               /* the response, filled by the worker */
     struct job *next;
 } job;
 
@@ -73,6 +115,16 @@ typedef struct io_thread {
     int epfd;
     int wake_fd;
     conn *conns;
+    unsigned n_starved; /* open connections with starved set */
+    /* Stopping: no accepts, no reads; the thread ends once every request
+     * read is answered and written (or flush_deadline_ms has passed). */
+    int draining;
+    uint64_t flush_deadline_ms; /* 0 until every job has come back */
+    /* Closed connections, freed by reap_closed only: after the epoll batch
+     * that may still name them, and once no worker holds a job of theirs.
+     * The one place a connection is freed, so no event, answer or scan can
+     * reach freed memory or close a reused fd number. */
+    conn *closed;
     /* Answers from workers, guarded by done_lock; wake_fd says some came. */
     pthread_mutex_t done_lock;
     job *done;
@@ -84,6 +136,14 @@ struct kvi_server {
     int port;
     atomic_uint connections;
     atomic_int stopping;
+    /* Bytes held for connections: input buffers, job bodies and answers,
+     * pending output. Admissions keep it at most admit_limit; the error
+     * frames that refuse admission use the rest, up to max_buffered, so
+     * that a full server can still say so. Only answers larger than
+     * ANSWER_ROOM take it further. */
+    atomic_size_t buffered;
+    size_t max_buffered;
+    size_t admit_limit;
     unsigned n_threads;
     io_thread *threads;
     worker_pool pools[KVI_SERVER_MAX_POOLS];
@@ -107,6 +167,69 @@ void kvi_error_frame(kvi_buf *out, uint8_t opcode, uint64_t request_id,
     kvi_frame_finish(out, start, opcode, KVI_FRAME_FLAG_RESPONSE, (int16_t)status, request_id);
 }
 
+/* ------------------------------------------------------ the byte budget */
+
+/* Takes n bytes of the budget: 0, or -1 (nothing taken) when that would
+ * take it past limit. */
+static int budget_take(kvi_server *s, size_t n, size_t limit)
+{
+    size_t cur = atomic_load(&s->buffered);
+    do {
+        if (n > limit || cur > limit - n)
+            return -1;
+    } while (!atomic_compare_exchange_weak(&s->buffered, &cur, cur + n));
+    return 0;
+}
+
+/* Charges bytes that exist already and cannot be refused (an answer). */
+static void budget_charge(kvi_server *s, size_t n)
+{
+    atomic_fetch_add(&s->buffered, n);
+}
+
+static void budget_release(kvi_server *s, size_t n)
+{
+    atomic_fetch_sub(&s->buffered, n);
+}
+
+/* Brings the charge for c's pending output up to date. */
+static void conn_charge_out(kvi_server *s, conn *c)
+{
+    size_t pending = c->out.len - c->out_sent;
+    if (pending > c->out_charged)
+        budget_charge(s, pending - c->out_charged);
+    else
+        budget_release(s, c->out_charged - pending);
+    c->out_charged = pending;
+}
+
+/* Resizes c's input buffer to cap bytes (0 frees it), charging or giving
+ * back the difference. 0; 1 when the budget refuses the growth; -1 when
+ * memory does. */
+static int conn_resize_in(kvi_server *s, conn *c, size_t cap)
+{
+    if (cap > c->in_cap && budget_take(s, cap - c->in_cap, s->admit_limit) != 0)
+        return 1;
+    if (cap == 0) {
+        free(c->in);
+        c->in = NULL;
+    } else {
+        unsigned char *p = realloc(c->in, cap);
+        if (!p) {
+            if (cap > c->in_cap)
+                budget_release(s, cap - c->in_cap);
+            return cap > c->in_cap ? -1 : 0; /* a failed shrink keeps the buffer */
+        }
+        c->in = p;
+    }
+    if (cap < c->in_cap)
+        budget_release(s, c->in_cap - cap);
+    c->in_cap = cap;
+    return 0;
+}
+
+/* ---------------------------------------------------------- connections */
+
 static void conn_free(conn *c)
 {
     free(c->in);
@@ -114,12 +237,17 @@ static void conn_free(conn *c)
     free(c);
 }
 
-/* Closes the socket and unlinks the connection. Its memory stays while
- * workers still hold requests of it; the last answer to come back frees it. */
+/* Closes the socket, gives back its buffers and moves the connection to
+ * the closed list, where it stays, dead, until reap_closed. Every path
+ * that ends a connection comes here; a second call is a no-op, so its fd
+ * is closed exactly once. */
 static void conn_close(io_thread *t, conn *c)
 {
+    if (c->dead)
+        return;
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    c->fd = -1;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -127,27 +255,62 @@ static void conn_close(io_thread *t, conn *c)
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub(&t->server->connections, 1);
+    if (c->starved)
+        t->n_starved--;
     c->dead = 1;
-    if (c->inflight == 0)
-        conn_free(c);
+    conn_resize_in(t->server, c, 0);
+    kvi_buf_free(&c->out);
+    c->out_sent = 0;
+    conn_charge_out(t->server, c);
+    c->prev = NULL;
+    c->next = t->closed;
+    t->closed = c;
 }
 
-/* Hands a request to a worker pool. 0, or -1 when out of memory. */
+/* Frees the closed connections no job refers to any more. Called between
+ * epoll batches only: an event of the batch just handled may have named
+ * any of them. */
+static void reap_closed(io_thread *t)
+{
+    conn **link = &t->closed;
+    while (*link) {
+        conn *c = *link;
+        if (c->inflight == 0) {
+            *link = c->next;
+            conn_free(c);
+        } else {
+            link = &c->next;
+        }
+    }
+}
+
+/* Hands a request to a worker pool, with its body in mem (taken over) or
+ * else copied. The caller has taken ANSWER_ROOM and mem_charged bytes of
+ * the budget for it (the copy, or the buffer handed over); the job gives
+ * them back. 0, or -1 when out of memory. */
 static int offload(io_thread *t, worker_pool *pool, conn *c, const kvi_frame_header *h,
-                   const unsigned char *body)
+                   const unsigned char *body, unsigned char *mem, size_t mem_charged)
 {
     job *j = calloc(1, sizeof *j);
-    unsigned char *copy = malloc(h->body_len ? h->body_len : 1);
-    if (!j || !copy) {
-        free(j);
-        free(copy);
+    if (!j)
         return -1;
+    if (!mem) {
+        j->mem = malloc(h->body_len ? h->body_len : 1);
+        if (!j->mem) {
+            free(j);
+            return -1;
+        }
+        memcpy(j->mem, body, h->body_len);
+        body = j->mem;
+    } else {
+        j->mem = mem;
     }
-    memcpy(copy, body, h->body_len);
     j->owner = t;
     j->c = c;
     j->h = *h;
-    j->body = copy;
+    j->body = body;
+    j->mem_charged = mem_charged;
+    j->answer_charged = ANSWER_ROOM;
     c->inflight++;
     pthread_mutex_lock(&pool->lock);
     if (pool->tail)
@@ -161,12 +324,21 @@ static int offload(io_thread *t, worker_pool *pool, conn *c, const kvi_frame_hea
 }
 
 /* Hands a finished job back to the I/O thread that owns its connection;
- * returns that thread, to be woken. */
+ * returns that thread, to be woken. The body goes now; the answer stays
+ * charged until it is delivered. */
 static io_thread *finish_job(job *j)
 {
-    free(j->body);
-    j->body = NULL;
     io_thread *t = j->owner;
+    kvi_server *s = t->server;
+    free(j->mem);
+    j->mem = NULL;
+    j->body = NULL;
+    budget_release(s, j->mem_charged);
+    j->mem_charged = 0;
+    if (j->out.len > j->answer_charged) {
+        budget_charge(s, j->out.len - j->answer_charged);
+        j->answer_charged = j->out.len;
+    }
     pthread_mutex_lock(&t->done_lock);
     j->next = t->done;
     t->done = j;
@@ -236,7 +408,93 @@ static void *worker_loop(void *arg)
     return NULL;
 }
 
-/* Writes what output is pending; returns -1 when the connection is dead. */
+/* Whether a whole frame waits at the head of c's input (cut but not
+ * dispatched yet: something holds it back). */
+static int conn_frame_waiting(const kvi_server *s, const conn *c)
+{
+    kvi_frame_header h;
+    kvi_frame_error e = kvi_frame_parse_header(&h, c->in, c->in_len, s->cfg.max_body);
+    return (e == KVI_FRAME_OK || e == KVI_FRAME_BAD_OPCODE) &&
+           c->in_len >= KVI_FRAME_HEADER + (size_t)h.body_len;
+}
+
+/* Points epoll at what the connection waits on: writable while output is
+ * pending; readable only while it can take more input, which is never
+ * while a whole frame it has already read waits (for output room, for its
+ * jobs, for the budget). That is the backpressure: the client's own
+ * socket buffers fill up, not ours. */
+static void conn_watch(io_thread *t, conn *c)
+{
+    size_t pending = c->out.len - c->out_sent;
+    int reading = !t->draining && !c->closing && !c->starved &&
+                  pending <= OUTPUT_HIGH_WATER && !conn_frame_waiting(t->server, c);
+    uint32_t events = (pending ? EPOLLOUT : 0) | (reading ? EPOLLIN : 0);
+    if (events != c->events) {
+        struct epoll_event ev = {.events = events, .data.ptr = c};
+        epoll_ctl(t->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        c->events = events;
+    }
+}
+
+static void conn_starve(io_thread *t, conn *c)
+{
+    if (!c->starved) {
+        c->starved = 1;
+        t->n_starved++;
+    }
+}
+
+/* The frame at the head of c's input waits for bytes of the budget, total
+ * being what it holds and needs together. Returns 0 while it may wait (c
+ * starves until retried), or 1 when it is to be refused: it can never fit,
+ * or it has waited ADMIT_WAIT_MS. */
+static int conn_wait(io_thread *t, conn *c, size_t total)
+{
+    uint64_t now = monotonic_ms();
+    if (total > t->server->admit_limit)
+        return 1;
+    if (!c->wait_since_ms)
+        c->wait_since_ms = now ? now : 1;
+    if (now - c->wait_since_ms >= ADMIT_WAIT_MS)
+        return 1;
+    conn_starve(t, c);
+    return 0;
+}
+
+/* Appends an error frame the server writes on its own, within the
+ * budget's last bytes. 0, or -1 when even those are gone. */
+static int conn_error(kvi_server *s, conn *c, const kvi_frame_header *h, int status,
+                      const char *message)
+{
+    if (budget_take(s, ERROR_ROOM, s->max_buffered) != 0)
+        return -1;
+    kvi_error_frame(&c->out, h->opcode, h->request_id, status, 0, message);
+    budget_release(s, ERROR_ROOM);
+    conn_charge_out(s, c);
+    return 0;
+}
+
+/* Answers a frame the budget could not admit; 0, or -1 when there is no
+ * room even for that (c starves, and the refusal is tried again). */
+static int conn_refuse(io_thread *t, conn *c, const kvi_frame_header *h)
+{
+    kvi_server *s = t->server;
+    size_t held = atomic_load(&s->buffered);
+    char msg[96];
+    snprintf(msg, sizeof msg, "server busy: %zu bytes buffered", held);
+    if (conn_error(s, c, h, KV_ENOMEM, msg) != 0) {
+        conn_starve(t, c);
+        return -1;
+    }
+    kvi_log(s->cfg.log, KV_LOG_WARN,
+            "refused a %u-byte request: %zu bytes buffered, the bound is %zu",
+            h->body_len, held, s->max_buffered);
+    c->wait_since_ms = 0;
+    return 0;
+}
+
+/* Writes what output is pending; returns -1 when the connection is over
+ * (an error, or all written on a connection that was closing). */
 static int conn_flush(io_thread *t, conn *c)
 {
     while (c->out_sent < c->out.len) {
@@ -253,41 +511,39 @@ static int conn_flush(io_thread *t, conn *c)
         return -1;
     }
     if (c->out_sent == c->out.len) {
-        kvi_buf_reset(&c->out);
+        if (c->out.cap > SHRINK_ABOVE)
+            kvi_buf_free(&c->out);
+        else
+            kvi_buf_reset(&c->out);
         c->out_sent = 0;
-        if (c->closing)
-            return -1;
     }
-    /* Writable interest only while output waits; input paused while the
-     * backlog is over the high-water mark. */
-    size_t pending = c->out.len - c->out_sent;
-    uint32_t events = (pending ? EPOLLOUT : 0) | (pending > OUTPUT_HIGH_WATER ? 0 : EPOLLIN);
-    if (events != c->events) {
-        struct epoll_event ev = {.events = events, .data.ptr = c};
-        epoll_ctl(t->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-        c->events = events;
-    }
-    return 0;
+    conn_charge_out(t->server, c);
+    return c->closing && c->out.len == 0 ? -1 : 0;
 }
 
-/* Cuts complete frames off the input buffer and answers them. */
+/* Cuts complete frames off the input buffer and answers them, while the
+ * connection has room: output under the high-water mark, jobs under
+ * MAX_INFLIGHT, and a budget that admits the frame's answer (and its body,
+ * when a worker will hold it). */
 static void conn_process(io_thread *t, conn *c)
 {
-    const kvi_server_config *cfg = &t->server->cfg;
+    kvi_server *s = t->server;
+    const kvi_server_config *cfg = &s->cfg;
     size_t pos = 0;
-    int which;
-    while (!c->closing && c->out.len - c->out_sent <= OUTPUT_HIGH_WATER &&
+    while (!c->closing && !c->starved && c->out.len - c->out_sent <= OUTPUT_HIGH_WATER &&
            c->inflight < MAX_INFLIGHT) {
         kvi_frame_header h;
         memset(&h, 0, sizeof h);
         kvi_frame_error e = kvi_frame_parse_header(&h, c->in + pos, c->in_len - pos, cfg->max_body);
         if (e == KVI_FRAME_NEED_MORE)
             break;
+        /* The stream cannot be trusted past these: say why and close (at
+         * the bound, just close). */
         if (e == KVI_FRAME_BAD_MAGIC || e == KVI_FRAME_BAD_VERSION ||
             e == KVI_FRAME_BAD_FLAGS || e == KVI_FRAME_TOO_BIG) {
             int status = e == KVI_FRAME_TOO_BIG ? KV_ETOOBIG : KV_EINVAL;
             kvi_log(cfg->log, KV_LOG_WARN, "closing a connection: %s", kvi_frame_error_text(e));
-            kvi_error_frame(&c->out, h.opcode, h.request_id, status, 0, kvi_frame_error_text(e));
+            conn_error(s, c, &h, status, kvi_frame_error_text(e));
             c->closing = 1;
             break;
         }
@@ -295,58 +551,134 @@ static void conn_process(io_thread *t, conn *c)
         if (c->in_len - pos < frame_len)
             break;
         const unsigned char *frame = c->in + pos;
-        if (kvi_frame_verify(&h, frame, frame + KVI_FRAME_HEADER) != KVI_FRAME_OK) {
+        const unsigned char *body = frame + KVI_FRAME_HEADER;
+        if (kvi_frame_verify(&h, frame, body) != KVI_FRAME_OK) {
             kvi_log(cfg->log, KV_LOG_WARN, "closing a connection: frame checksum mismatch");
-            kvi_error_frame(&c->out, h.opcode, h.request_id, KV_EINVAL, 0,
-                            kvi_frame_error_text(KVI_FRAME_BAD_CHECKSUM));
+            conn_error(s, c, &h, KV_EINVAL, kvi_frame_error_text(KVI_FRAME_BAD_CHECKSUM));
             c->closing = 1;
             break;
         }
-        int gated = cfg->gate ? cfg->gate(cfg->gate_ctx, c->gate_state, &h,
-                                          frame + KVI_FRAME_HEADER, &c->out)
-                              : 0;
-        if (gated) {
-            c->closing = gated == 2;
+        int which = 0;
+        if (e != KVI_FRAME_BAD_OPCODE && cfg->offload) {
+            which = cfg->offload(cfg->handler_ctx, &h);
+            if (which < 1 || which > (int)KVI_SERVER_MAX_POOLS || !s->pools[which - 1].n_workers)
+                which = 0;
+        }
+        /* A worker holds the body until it is done: a frame that fills a
+         * buffer grown for it is handed over whole (no copy, and nothing
+         * more to admit); a smaller one is copied. */
+        int hand_over = which && pos == 0 && frame_len == c->in_len && c->in_cap > READ_CHUNK;
+        size_t body_cost = which && !hand_over ? h.body_len : 0;
+        /* Admission: the answer's room, and the copy. Before the gate or
+         * anything else looks at the frame, so that a frame that waits is
+         * seen once, and so that the gate's own answer has room too. */
+        if (budget_take(s, ANSWER_ROOM + body_cost, s->admit_limit) != 0) {
+            if (!conn_wait(t, c, c->in_cap + ANSWER_ROOM + body_cost) ||
+                conn_refuse(t, c, &h) != 0)
+                break;
             pos += frame_len;
             continue;
         }
-        if (e == KVI_FRAME_BAD_OPCODE)
+        c->wait_since_ms = 0;
+        int gated = cfg->gate ? cfg->gate(cfg->gate_ctx, c->gate_state, &h, body, &c->out) : 0;
+        if (gated) {
+            budget_release(s, ANSWER_ROOM + body_cost); /* answered by the gate */
+            if (gated == 2)
+                c->closing = 1; /* a failed authentication: the answer, then close */
+        } else if (e == KVI_FRAME_BAD_OPCODE) {
+            budget_release(s, ANSWER_ROOM);
             kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOTSUP, 0,
                             kvi_frame_error_text(e));
-        else if ((which = cfg->offload ? cfg->offload(cfg->handler_ctx, &h) : 0) > 0 &&
-                 which <= (int)KVI_SERVER_MAX_POOLS && t->server->pools[which - 1].n_workers) {
-            if (offload(t, &t->server->pools[which - 1], c, &h, frame + KVI_FRAME_HEADER) != 0)
-                kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOMEM, 0,
-                                "out of memory queueing the request");
+        } else if (which) {
+            worker_pool *pool = &s->pools[which - 1];
+            if (hand_over) {
+                /* The job takes the buffer and its charge with it. */
+                if (offload(t, pool, c, &h, body, c->in, c->in_cap) == 0) {
+                    c->in = NULL;
+                    c->in_len = c->in_cap = 0;
+                    pos = 0;
+                    break;
+                }
+            } else if (offload(t, pool, c, &h, body, NULL, body_cost) == 0) {
+                pos += frame_len;
+                continue;
+            }
+            budget_release(s, ANSWER_ROOM + body_cost);
+            kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOMEM, 0,
+                            "out of memory queueing the request");
         } else {
-            cfg->handler(cfg->handler_ctx, &h, frame + KVI_FRAME_HEADER, &c->out);
+            cfg->handler(cfg->handler_ctx, &h, body, &c->out);
+            budget_release(s, ANSWER_ROOM);
         }
+        conn_charge_out(s, c);
         pos += frame_len;
     }
+    conn_charge_out(s, c);
     if (pos) {
         memmove(c->in, c->in + pos, c->in_len - pos);
         c->in_len -= pos;
     }
+    /* Give back a buffer grown for a large frame, unless the next frame
+     * is large too. */
+    if (c->in_cap > SHRINK_ABOVE && c->in_len <= READ_CHUNK) {
+        kvi_frame_header h;
+        if (kvi_frame_parse_header(&h, c->in, c->in_len, cfg->max_body) != KVI_FRAME_OK ||
+            KVI_FRAME_HEADER + (size_t)h.body_len <= READ_CHUNK)
+            conn_resize_in(s, c, READ_CHUNK);
+    }
 }
 
+/* Makes room in the input buffer for the next read: READ_CHUNK, or the
+ * whole frame whose header is in (never past the body limit, which the
+ * header parse checks). 0 when there is room; 1 when there is none for
+ * now (a whole frame waits, or the budget said no and c starves); -1 when
+ * out of memory. */
+static int conn_make_room(io_thread *t, conn *c)
+{
+    kvi_server *s = t->server;
+    size_t need = READ_CHUNK;
+    kvi_frame_header h;
+    kvi_frame_error e = kvi_frame_parse_header(&h, c->in, c->in_len, s->cfg.max_body);
+    int framed = e == KVI_FRAME_OK || e == KVI_FRAME_BAD_OPCODE;
+    size_t frame_len = framed ? KVI_FRAME_HEADER + (size_t)h.body_len : 0;
+    if (framed && c->in_len >= frame_len)
+        return 1;
+    if (frame_len > need)
+        need = frame_len;
+    if (need <= c->in_cap)
+        return 0;
+    int rc = conn_resize_in(s, c, need);
+    if (rc <= 0) {
+        if (rc == 0)
+            c->wait_since_ms = 0;
+        return rc;
+    }
+    if (!framed) {
+        conn_starve(t, c); /* not even a read chunk: wait for one */
+        return 1;
+    }
+    /* Refused before its body is in: answer now, and skip the rest of it
+     * as it arrives, so the stream stays in step. */
+    if (!conn_wait(t, c, need + ANSWER_ROOM) || conn_refuse(t, c, &h) != 0)
+        return 1;
+    c->discard = frame_len - c->in_len;
+    c->in_len = 0;
+    return 0;
+}
+
+/* Reads what the socket has, as far as the input buffer and the budget
+ * allow, cutting frames as they come in. Returns -1 when the connection
+ * is over. */
 static int conn_read(io_thread *t, conn *c)
 {
-    const kvi_server_config *cfg = &t->server->cfg;
-    for (;;) {
-        /* Room for a chunk, or for the whole frame whose header is in. */
-        size_t need = c->in_len + READ_CHUNK;
-        kvi_frame_header h;
-        if (kvi_frame_parse_header(&h, c->in, c->in_len, cfg->max_body) == KVI_FRAME_OK &&
-            KVI_FRAME_HEADER + (size_t)h.body_len > need)
-            need = KVI_FRAME_HEADER + (size_t)h.body_len;
-        if (need > c->in_cap) {
-            unsigned char *p = realloc(c->in, need);
-            if (!p)
-                return -1;
-            c->in = p;
-            c->in_cap = need;
-        }
-        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    /* Bounded, so that one fast sender does not hold up the thread's other
+     * connections; level-triggered epoll brings it back. */
+    for (int round = 0; round < 16; round++) {
+        int rc = conn_make_room(t, c);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+        size_t room = c->in_cap - c->in_len;
+        ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
         if (n == 0)
             return -1; /* the peer closed; whatever it half-sent is dropped */
         if (n < 0) {
@@ -356,14 +688,36 @@ static int conn_read(io_thread *t, conn *c)
                 return 0;
             return -1;
         }
-        c->in_len += (size_t)n;
         c->last_active_ms = monotonic_ms();
+        size_t got = (size_t)n;
+        if (c->discard) {
+            size_t skip = c->discard < got ? (size_t)c->discard : got;
+            memmove(c->in + c->in_len, c->in + c->in_len + skip, got - skip);
+            c->discard -= skip;
+            got -= skip;
+        }
+        c->in_len += got;
         conn_process(t, c);
-        if (c->closing || c->out.len - c->out_sent > OUTPUT_HIGH_WATER)
-            return 0;
-        if ((size_t)n < READ_CHUNK)
+        if (c->closing || c->starved || (size_t)n < room)
             return 0;
     }
+    return 0;
+}
+
+/* Answers what can be answered now and writes it out, then watches the
+ * socket for what the connection waits on. -1 when it is over (an output
+ * buffer that failed to grow has lost part of an answer: the stream is
+ * broken). */
+static int conn_serve(io_thread *t, conn *c)
+{
+    /* Writing first may make room for frames that wait on the output. */
+    if (c->out.failed || conn_flush(t, c) != 0)
+        return -1;
+    conn_process(t, c);
+    if (c->out.failed || conn_flush(t, c) != 0)
+        return -1;
+    conn_watch(t, c);
+    return 0;
 }
 
 static void accept_all(io_thread *t)
@@ -391,31 +745,48 @@ static void accept_all(io_thread *t)
         c->fd = fd;
         c->events = EPOLLIN;
         c->last_active_ms = monotonic_ms();
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            free(c);
-            close(fd);
-            atomic_fetch_sub(&s->connections, 1);
-            continue;
-        }
         c->next = t->conns;
         if (t->conns)
             t->conns->prev = c;
         t->conns = c;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+            conn_close(t, c);
     }
 }
 
-static void close_idle(io_thread *t)
+/* Closes connections idle for idle_timeout_ms and frees the empty input
+ * buffers of those idle for IDLE_BUFFER_MS. A connection with jobs out or
+ * waiting for the budget is waiting on the server, not idle. */
+static void scan_idle(io_thread *t)
 {
     uint64_t now = monotonic_ms();
     for (conn *c = t->conns, *next; c; c = next) {
         next = c->next;
-        if (c->inflight == 0 && now - c->last_active_ms >= t->server->cfg.idle_timeout_ms) {
+        if (c->inflight || c->starved)
+            continue;
+        if (now - c->last_active_ms >= t->server->cfg.idle_timeout_ms) {
             kvi_log(t->server->cfg.log, KV_LOG_DEBUG,
                     "closing a connection idle for %u ms (%zu bytes of a frame pending)",
                     t->server->cfg.idle_timeout_ms, c->in_len);
             conn_close(t, c);
+        } else if (c->in_len == 0 && c->in_cap && now - c->last_active_ms >= IDLE_BUFFER_MS) {
+            conn_resize_in(t->server, c, 0);
         }
+    }
+}
+
+/* Gives the connections that starved another chance at the budget. */
+static void retry_starved(io_thread *t)
+{
+    for (conn *c = t->conns, *next; c && t->n_starved; c = next) {
+        next = c->next;
+        if (!c->starved)
+            continue;
+        c->starved = 0;
+        t->n_starved--;
+        if (conn_serve(t, c) != 0)
+            conn_close(t, c);
     }
 }
 
@@ -433,21 +804,17 @@ static job *take_answers(io_thread *t)
     return list;
 }
 
-/* Drops a finished job; frees its connection when it was the last one of
- * a closed connection. Returns the connection if it is still open. */
-static conn *job_release(job *j)
+/* Drops a finished job and its charge. A closed connection's memory
+ * outlives it: the next reap_closed frees the connection once its last
+ * job is released. */
+static void job_release(job *j)
 {
-    conn *c = j->c;
-    c->inflight--;
+    kvi_server *s = j->owner->server;
+    j->c->inflight--;
+    budget_release(s, j->mem_charged + j->answer_charged);
     kvi_buf_free(&j->out);
-    free(j->body);
+    free(j->mem);
     free(j);
-    if (c->dead) {
-        if (c->inflight == 0)
-            conn_free(c);
-        return NULL;
-    }
-    return c;
 }
 
 static void deliver_answers(io_thread *t)
@@ -459,16 +826,13 @@ static void deliver_answers(io_thread *t)
         conn *c = j->c;
         if (!c->dead)
             kvi_buf_raw(&c->out, j->out.data, j->out.len);
-        int was_full = c->inflight >= MAX_INFLIGHT;
-        if (!job_release(j))
-            continue;
+        job_release(j);
+        if (c->dead)
+            continue; /* the answer has nowhere to go */
         c->last_active_ms = monotonic_ms();
-        int dead = c->out.failed;
-        if (!dead && was_full && c->in_len >= KVI_FRAME_HEADER)
-            conn_process(t, c); /* requests that waited for room */
-        if (!dead)
-            dead = conn_flush(t, c) != 0;
-        if (dead)
+        conn_charge_out(t->server, c);
+        /* Frames that waited for room (MAX_INFLIGHT) go now. */
+        if (conn_serve(t, c) != 0)
             conn_close(t, c);
     }
 }
@@ -476,17 +840,82 @@ static void deliver_answers(io_thread *t)
 /* Marker pointers in epoll data for the two non-connection fds. */
 static char listen_marker, wake_marker;
 
+/* Starts stopping: no more accepts or reads here. Frames already read are
+ * still cut and answered. */
+static void drain_begin(io_thread *t)
+{
+    t->draining = 1;
+    epoll_ctl(t->epfd, EPOLL_CTL_DEL, t->server->listen_fd, NULL);
+    for (conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        if (conn_serve(t, c) != 0)
+            conn_close(t, c);
+    }
+}
+
+/* Closes a connection whose stop is complete, after dropping (bounded)
+ * what its client sent since, so that the close is an orderly end after
+ * the answers rather than a reset. */
+static void drain_close(io_thread *t, conn *c)
+{
+    unsigned char scratch[4096];
+    size_t dropped = 0;
+    ssize_t n;
+    while (dropped < STOP_DISCARD_MAX &&
+           (n = recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT)) > 0)
+        dropped += (size_t)n;
+    conn_close(t, c);
+}
+
+/* One look at a stopping thread: closes the connections with nothing left
+ * to answer or write; once every job has come back, gives the rest until
+ * the flush deadline. Returns 1 when the thread has nothing left. */
+static int drain_step(io_thread *t)
+{
+    uint64_t now = monotonic_ms();
+    int jobs_out = 0;
+    for (conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->inflight)
+            jobs_out = 1;
+        else if (c->out.len == c->out_sent && !conn_frame_waiting(t->server, c))
+            drain_close(t, c);
+    }
+    for (conn *c = t->closed; c && !jobs_out; c = c->next)
+        jobs_out = c->inflight != 0;
+    if (!jobs_out) {
+        if (!t->flush_deadline_ms)
+            t->flush_deadline_ms = now + STOP_FLUSH_MS;
+        if (now >= t->flush_deadline_ms) {
+            while (t->conns) {
+                kvi_log(t->server->cfg.log, KV_LOG_DEBUG,
+                        "stopping: closing a connection with %zu bytes of answers unread",
+                        t->conns->out.len - t->conns->out_sent);
+                conn_close(t, t->conns);
+            }
+        }
+    }
+    reap_closed(t);
+    return !t->conns && !t->closed;
+}
+
 static void *io_loop(void *arg)
 {
     io_thread *t = arg;
     struct epoll_event events[64];
     uint64_t last_scan = monotonic_ms();
-    while (!atomic_load(&t->server->stopping)) {
-        int n = epoll_wait(t->epfd, events, 64, 500);
+    for (;;) {
+        if (!t->draining && atomic_load(&t->server->stopping))
+            drain_begin(t);
+        if (t->draining && drain_step(t))
+            break;
+        int timeout = t->draining ? STOP_TICK_MS : t->n_starved ? ADMIT_RETRY_MS : 500;
+        int n = epoll_wait(t->epfd, events, 64, timeout);
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
             if (p == &listen_marker) {
-                accept_all(t);
+                if (!t->draining)
+                    accept_all(t);
                 continue;
             }
             if (p == &wake_marker) {
@@ -494,34 +923,26 @@ static void *io_loop(void *arg)
                 continue;
             }
             conn *c = p;
-            int dead = 0;
-            if (events[i].events & (EPOLLHUP | EPOLLERR))
-                dead = 1;
+            /* Closed earlier in this batch (its memory is kept until the
+             * batch is over): the event is stale. */
+            if (c->dead)
+                continue;
+            int dead = (events[i].events & (EPOLLHUP | EPOLLERR)) != 0;
             if (!dead && (events[i].events & EPOLLIN))
                 dead = conn_read(t, c) != 0;
             if (!dead)
-                dead = conn_flush(t, c) != 0;
-            /* Output drained below the mark: answer frames that waited. */
-            if (!dead && !(events[i].events & EPOLLIN) && c->in_len >= KVI_FRAME_HEADER &&
-                c->out.len - c->out_sent <= OUTPUT_HIGH_WATER) {
-                conn_process(t, c);
-                dead = conn_flush(t, c) != 0;
-            }
+                dead = conn_serve(t, c) != 0;
             if (dead)
                 conn_close(t, c);
         }
+        if (t->n_starved)
+            retry_starved(t);
         uint64_t now = monotonic_ms();
         if (now - last_scan >= 250) {
-            close_idle(t);
+            scan_idle(t);
             last_scan = now;
         }
-    }
-    /* Finish what was read, give each connection one try at its output,
-     * then close. */
-    while (t->conns) {
-        conn *c = t->conns;
-        conn_flush(t, c);
-        conn_close(t, c);
+        reap_closed(t);
     }
     return NULL;
 }
@@ -537,6 +958,11 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
     if (!s)
         return kvi_error(KV_ENOMEM, "out of memory starting a server");
     s->cfg = *cfg;
+    s->max_buffered = cfg->max_buffered_bytes ? cfg->max_buffered_bytes
+                                              : KVI_SERVER_DEFAULT_MAX_BUFFERED;
+    /* The last 1/16 (at most 1 MiB) is kept for refusals. */
+    size_t kept = s->max_buffered / 16 < (1u << 20) ? s->max_buffered / 16 : (1u << 20);
+    s->admit_limit = s->max_buffered - kept;
     s->listen_fd = kvi_listen(&addr, 1024);
     if (s->listen_fd < 0) {
         rc = s->listen_fd;
@@ -596,6 +1022,10 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
         kvi_server_stop(s);
         return kvi_error(KV_EIO, "cannot start the server's I/O threads");
     }
+    if (KVI_FRAME_HEADER + (size_t)cfg->max_body + ANSWER_ROOM > s->admit_limit)
+        kvi_log(cfg->log, KV_LOG_WARN,
+                "max_buffered_bytes %zu cannot admit a frame of max_body %u: such frames "
+                "will be refused", s->max_buffered, cfg->max_body);
     kvi_log(cfg->log, KV_LOG_INFO,
             "binary protocol listening on %s (port %d, %u I/O threads, %u workers)",
             cfg->listen_addr, s->port, s->n_threads, total_workers);
@@ -606,6 +1036,11 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
 int kvi_server_port(const kvi_server *s)
 {
     return s->port;
+}
+
+size_t kvi_server_buffered_bytes(const kvi_server *s)
+{
+    return atomic_load(&s->buffered);
 }
 
 void kvi_server_stop(kvi_server *s)
@@ -619,10 +1054,13 @@ void kvi_server_stop(kvi_server *s)
             /* The loop also wakes on its epoll timeout. */
         }
     }
+    /* Each I/O thread ends once the requests it read are answered and
+     * written (or its clients had their chance): the workers run on
+     * meanwhile, so every job queued is done before its thread ends. */
     for (unsigned i = 0; i < s->n_threads; i++)
         pthread_join(s->threads[i].thread, NULL);
-    /* The I/O threads have closed every connection; the workers finish
-     * the requests they hold (their answers have nowhere to go now). */
+    /* No job is left: each belonged to a connection, and none of those
+     * is left. */
     for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
         worker_pool *pool = &s->pools[p];
         pthread_mutex_lock(&pool->lock);
@@ -634,10 +1072,6 @@ void kvi_server_stop(kvi_server *s)
     }
     for (unsigned i = 0; i < s->n_threads; i++) {
         io_thread *t = &s->threads[i];
-        for (job *j = take_answers(t), *next; j; j = next) {
-            next = j->next;
-            job_release(j);
-        }
         close(t->epfd);
         close(t->wake_fd);
         pthread_mutex_destroy(&t->done_lock);

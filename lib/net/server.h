@@ -7,7 +7,19 @@
  * shared listening socket (EPOLLEXCLUSIVE), so a connection lives on one
  * thread and needs no locks. A slow or stalled client costs only its own
  * buffers: reads never block, and a connection idle for idle_timeout_ms
- * (a half-sent frame included) is closed.
+ * (a half-sent frame included) is closed, unless it is waiting on the
+ * server (requests on a worker, or bytes of the budget).
+ *
+ * Memory is bounded in bytes: what all connections hold (input buffers,
+ * request bodies queued for workers, answers not yet written) is kept under
+ * max_buffered_bytes. Near the bound the server stops reading (backpressure:
+ * the clients' sends block) rather than failing; a frame that can never fit,
+ * or that has waited two seconds for room, is answered KV_ENOMEM "server
+ * busy: N bytes buffered" and the connection goes on. The last sixteenth of
+ * the bound (at most 1 MiB) is kept for those refusals. Each request has
+ * 4 KiB set aside for its answer before it runs; answers are never dropped,
+ * so a larger one may take the count past the bound by its excess until it
+ * is written.
  *
  * Framing errors are answered with an error frame: an unknown opcode or a
  * malformed body keeps the connection; a bad magic, version, checksum or an
@@ -16,6 +28,7 @@
 #ifndef KVI_SERVER_H
 #define KVI_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "net/frame.h"
@@ -75,18 +88,35 @@ typedef struct kvi_server_config {
     /* Per pool: run queued requests in batches (NULL: one by one through
      * handler). */
     kvi_batch_fn batch[KVI_SERVER_MAX_POOLS];
-    kvi_gate_fn gate;          /* NULL: no access control */
-    void *gate_ctx;
     const kvi_logger *log;     /* borrowed; must outlive the server */
+    /* Bound on the bytes all connections hold (see above); 0: the default,
+     * KVI_SERVER_DEFAULT_MAX_BUFFERED. Keep it well above max_body: a frame
+     * larger than the bound is always refused. */
+    size_t max_buffered_bytes;
+    /* Access control (see kvi_gate_fn): it sees each frame once, after the
+     * frame has been admitted to the byte budget (its answer's room set
+     * aside) and before the handler or a worker does. State is aligned for
+     * any type. */
+    kvi_gate_fn gate;
+    void *gate_ctx;
 } kvi_server_config;
+
+#define KVI_SERVER_DEFAULT_MAX_BUFFERED ((size_t)256u * 1024u * 1024u)
 
 typedef struct kvi_server kvi_server;
 
 int kvi_server_start(kvi_server **out, const kvi_server_config *cfg);
 /* The port actually listened on. */
 int kvi_server_port(const kvi_server *s);
-/* Stops accepting, finishes the requests already read, closes every
- * connection and joins the threads. */
+/* The bytes connections hold right now, as counted against
+ * max_buffered_bytes (for tests and metrics). Any thread. */
+size_t kvi_server_buffered_bytes(const kvi_server *s);
+/* Stops accepting and reading; answers every request already read (the
+ * worker pools finish all they have queued) and gives the connections up
+ * to 2 s in all, once the last job is done, to take their answers (a
+ * client that does not read is not waited for); then closes every
+ * connection and joins the threads. Blocks as long as the slowest queued
+ * request runs. NULL: no-op. */
 void kvi_server_stop(kvi_server *s);
 
 /* Appends an error response frame (used by handlers too). */

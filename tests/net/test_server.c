@@ -1,0 +1,910 @@
+/* The binary protocol's server (net/server.c) against raw sockets:
+ * connections reset at every point of a frame while workers' answers come
+ * back through the wake fd (the server must stay clean under ASan and keep
+ * answering); the byte budget under clients that send large frames and do
+ * not read; stop answering what it has read; the gate. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <kv/kv.h>
+#include "net/frame.h"
+#include "net/message.h"
+#include "net/server.h"
+
+/* ---------------------------------------------------------- the server */
+
+/* What the test handler counts and how slow its pooled requests are. */
+typedef struct handler_ctx {
+    atomic_uint dispatched;    /* requests the server has read and cut */
+    atomic_uint handled;       /* requests that reached the handler */
+    atomic_uint slow_done;     /* "slow" requests answered */
+    atomic_uint slow_us;       /* a pooled request for key "slow" sleeps this long, */
+    atomic_uint pooled;        /* bit 1 << opcode: the opcode runs on pool 1 */
+    atomic_uint odd_ids_pooled; /* and so do requests with odd ids */
+    atomic_uint pooled_max_us; /* a pooled request sleeps up to this */
+    atomic_uint seed;
+} handler_ctx;
+
+#define POOLED(op) (1u << (op))
+
+static void sleep_us(unsigned us)
+{
+    struct timespec ts = {us / 1000000u, (long)(us % 1000000u) * 1000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* PING answers empty, GET echoes its key as the value, PUT answers the
+ * value's length as the version: answers a test can check. */
+static void handle(void *ctx, const kvi_frame_header *h, const unsigned char *body, kvi_buf *out)
+{
+    handler_ctx *hc = ctx;
+    atomic_fetch_add(&hc->handled, 1);
+    kvi_request req;
+    if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0) {
+        kvi_error_frame(out, h->opcode, h->request_id, KV_EINVAL, 0, "malformed");
+        return;
+    }
+    kvi_response r = {.opcode = h->opcode};
+    if (h->opcode == KVI_OP_GET) {
+        r.value = req.key;
+    } else if (h->opcode == KVI_OP_PUT) {
+        r.version = req.value.len;
+    } else if (h->opcode != KVI_OP_PING) {
+        kvi_error_frame(out, h->opcode, h->request_id, KV_ENOTSUP, 0, "not here");
+        return;
+    }
+    size_t start = out->len;
+    kvi_frame_begin(out);
+    kvi_response_encode(out, &r);
+    kvi_frame_finish(out, start, h->opcode, KVI_FRAME_FLAG_RESPONSE, 0, h->request_id);
+}
+
+/* The same, after a short random sleep: a worker's answer comes back
+ * through the wake fd at a moment of its own. */
+static void handle_pooled(void *ctx, const kvi_frame_header *h, const unsigned char *body,
+                          kvi_buf *out)
+{
+    handler_ctx *hc = ctx;
+    unsigned max = atomic_load(&hc->pooled_max_us);
+    if (max) {
+        unsigned seed = atomic_fetch_add(&hc->seed, 7919u);
+        sleep_us((unsigned)rand_r(&seed) % max);
+    }
+    kvi_request req;
+    if (kvi_request_decode(&req, h->opcode, body, h->body_len) == 0 && req.key.len == 4 &&
+        memcmp(req.key.data, "slow", 4) == 0) {
+        sleep_us(atomic_load(&hc->slow_us));
+        atomic_fetch_add(&hc->slow_done, 1);
+    }
+    handle(ctx, h, body, out);
+}
+
+/* Also the test's count of the requests the server has read: it asks
+ * here once for each, as it cuts the frame. */
+static int offload_some(void *ctx, const kvi_frame_header *h)
+{
+    handler_ctx *hc = ctx;
+    atomic_fetch_add(&hc->dispatched, 1);
+    if (atomic_load(&hc->odd_ids_pooled) && (h->request_id & 1u))
+        return 1;
+    return (atomic_load(&hc->pooled) >> h->opcode) & 1u;
+}
+
+static void handle_any(void *ctx, const kvi_frame_header *h, const unsigned char *body,
+                       kvi_buf *out)
+{
+    handler_ctx *hc = ctx;
+    if ((atomic_load(&hc->odd_ids_pooled) && (h->request_id & 1u)) ||
+        ((atomic_load(&hc->pooled) >> h->opcode) & 1u))
+        handle_pooled(ctx, h, body, out);
+    else
+        handle(ctx, h, body, out);
+}
+
+/* Two I/O threads; GET and PUT on a pool of two workers unless the test
+ * says otherwise. */
+static kvi_server_config base_config(handler_ctx *hc)
+{
+    atomic_store(&hc->pooled, POOLED(KVI_OP_GET) | POOLED(KVI_OP_PUT));
+    kvi_server_config cfg = {
+        .listen_addr = "127.0.0.1:0",
+        .io_threads = 2,
+        .max_body = KVI_FRAME_DEFAULT_MAX_BODY,
+        .idle_timeout_ms = 30000,
+        .max_connections = 4096,
+        .handler = handle_any,
+        .handler_ctx = hc,
+        .offload = offload_some,
+        .workers = {2, 0},
+    };
+    return cfg;
+}
+
+/* ---------------------------------------------------------- the client */
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* No read in these tests waits forever. */
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Closes with a reset (SO_LINGER 0): the server sees ECONNRESET, not EOF. */
+static void reset_close(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    while (n) {
+        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int recv_all(int fd, void *p, size_t n)
+{
+    unsigned char *b = p;
+    while (n) {
+        ssize_t k = recv(fd, b, n, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Appends one request frame to b. */
+static void add_request(kvi_buf *b, uint8_t opcode, uint64_t id, const void *key, size_t key_len,
+                        const void *value, size_t value_len)
+{
+    size_t start = b->len;
+    kvi_frame_begin(b);
+    kvi_request req = {.opcode = opcode, .key = {key, key_len}, .value = {value, value_len}};
+    kvi_request_encode(b, &req);
+    assert_int_equal(kvi_frame_finish(b, start, opcode, 0, 0, id), 0);
+}
+
+/* Reads one response frame: its header into h, its body into body (reset
+ * first). 0, or -1 when the connection ended or the frame is bad. */
+static int read_frame(int fd, kvi_frame_header *h, kvi_buf *body)
+{
+    unsigned char head[KVI_FRAME_HEADER];
+    if (recv_all(fd, head, sizeof head) != 0)
+        return -1;
+    /* An unknown opcode's answer carries that opcode. */
+    kvi_frame_error e = kvi_frame_parse_header(h, head, sizeof head, KVI_FRAME_MAX_BODY_LIMIT);
+    if (e != KVI_FRAME_OK && e != KVI_FRAME_BAD_OPCODE)
+        return -1;
+    kvi_buf_reset(body);
+    if (h->body_len) {
+        unsigned char *p = malloc(h->body_len);
+        assert_non_null(p);
+        int rc = recv_all(fd, p, h->body_len);
+        if (rc == 0)
+            kvi_buf_raw(body, p, h->body_len);
+        free(p);
+        if (rc != 0)
+            return -1;
+    }
+    return kvi_frame_verify(h, head, body->data) == KVI_FRAME_OK ? 0 : -1;
+}
+
+/* One normal round trip on a fresh connection: PING, GET and PUT, each
+ * answered correctly. */
+static void check_serves(int port)
+{
+    int fd = connect_port(port);
+    assert_true(fd >= 0);
+    kvi_buf b = {0}, body = {0};
+    add_request(&b, KVI_OP_PING, 1, NULL, 0, NULL, 0);
+    add_request(&b, KVI_OP_GET, 2, "hello", 5, NULL, 0);
+    add_request(&b, KVI_OP_PUT, 3, "k", 1, "value", 5);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+    unsigned seen = 0;
+    for (int i = 0; i < 3; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fd, &h, &body), 0);
+        assert_int_equal(h.status, KV_OK);
+        kvi_response r;
+        assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len), 0);
+        seen |= 1u << h.request_id;
+        if (h.request_id == 2) {
+            assert_int_equal(h.opcode, KVI_OP_GET);
+            assert_int_equal(r.value.len, 5);
+            assert_memory_equal(r.value.data, "hello", 5);
+        } else if (h.request_id == 3) {
+            assert_int_equal(h.opcode, KVI_OP_PUT);
+            assert_int_equal(r.version, 5);
+        } else {
+            assert_int_equal(h.opcode, KVI_OP_PING);
+        }
+    }
+    assert_int_equal(seen, 0xe);
+    close(fd);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+}
+
+/* Waits (bounded) for the server's byte count to come down to at most
+ * limit; returns the last count seen. */
+static size_t wait_buffered(const kvi_server *s, size_t limit, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    size_t n = kvi_server_buffered_bytes(s);
+    while (n > limit && now_ms() < deadline) {
+        sleep_us(1000);
+        n = kvi_server_buffered_bytes(s);
+    }
+    return n;
+}
+
+/* ------------------------------------------------- resets at any moment */
+
+#define STRESS_THREADS 6
+#define STRESS_CONNS 300
+#define STRESS_MAX_FRAMES 40
+/* Each stress thread gives up after this long, whatever its count. */
+#define STRESS_TIME_MS 90000u
+
+typedef struct stress_arg {
+    int port;
+    unsigned seed;
+    unsigned conns;     /* connections made */
+    unsigned answered;  /* answers read and checked */
+    unsigned bad;       /* answers that did not match their request */
+} stress_arg;
+
+static void *stress_thread(void *p)
+{
+    stress_arg *a = p;
+    kvi_buf b = {0}, body = {0};
+    size_t starts[STRESS_MAX_FRAMES + 1];
+    static unsigned char value[48 * 1024];
+    uint64_t deadline = now_ms() + STRESS_TIME_MS;
+    for (unsigned i = 0; i < STRESS_CONNS && now_ms() < deadline; i++) {
+        int fd = connect_port(a->port);
+        if (fd < 0)
+            continue;
+        a->conns++;
+        unsigned n = 1 + (unsigned)rand_r(&a->seed) % STRESS_MAX_FRAMES;
+        kvi_buf_reset(&b);
+        for (unsigned f = 0; f < n; f++) {
+            starts[f] = b.len;
+            char key[64];
+            int key_len = snprintf(key, sizeof key, "key-%u-%u", i, f);
+            switch (rand_r(&a->seed) % 4) {
+            case 0:
+                add_request(&b, KVI_OP_PING, f, NULL, 0, NULL, 0);
+                break;
+            case 1:
+                add_request(&b, KVI_OP_PUT, f, key, (size_t)key_len, value,
+                            (size_t)rand_r(&a->seed) % sizeof value);
+                break;
+            default:
+                add_request(&b, KVI_OP_GET, f, key, (size_t)key_len, NULL, 0);
+                break;
+            }
+        }
+        starts[n] = b.len;
+        unsigned mode = (unsigned)rand_r(&a->seed) % 5;
+        unsigned k = (unsigned)rand_r(&a->seed) % n;
+        size_t frame_len = starts[k + 1] - starts[k];
+        size_t cut = b.len;
+        if (mode == 0) /* within a header */
+            cut = starts[k] + 1 + (size_t)rand_r(&a->seed) % (KVI_FRAME_HEADER - 1);
+        else if (mode == 1 && frame_len > KVI_FRAME_HEADER) /* within a body */
+            cut = starts[k] + KVI_FRAME_HEADER +
+                  (size_t)rand_r(&a->seed) % (frame_len - KVI_FRAME_HEADER);
+        int sent = send_all(fd, b.data, cut) == 0;
+        /* Reset at a random moment: before the workers answer, while their
+         * answers wait for the wake fd, or while they are being written. */
+        unsigned pause = (unsigned)rand_r(&a->seed) % 400;
+        if (pause < 300)
+            sleep_us(pause);
+        if (sent && mode == 3) {
+            /* Read some of the answers, then reset with the rest coming. */
+            unsigned want = (unsigned)rand_r(&a->seed) % n;
+            for (unsigned r = 0; r < want; r++) {
+                kvi_frame_header h;
+                if (read_frame(fd, &h, &body) != 0)
+                    break;
+                a->answered++;
+            }
+        }
+        if (sent && mode == 4 && cut == b.len) {
+            /* A well-behaved client now and then: every answer, checked. */
+            for (unsigned r = 0; r < n; r++) {
+                kvi_frame_header h;
+                if (read_frame(fd, &h, &body) != 0) {
+                    a->bad++;
+                    break;
+                }
+                a->answered++;
+                if (h.status != KV_OK || h.request_id >= n)
+                    a->bad++;
+            }
+            close(fd);
+            continue;
+        }
+        reset_close(fd);
+    }
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    return NULL;
+}
+
+static void resets_at_any_moment_leave_the_server_serving(void **state)
+{
+    (void)state;
+    handler_ctx hc = {.pooled_max_us = 300};
+    kvi_server_config cfg = base_config(&hc);
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int port = kvi_server_port(s);
+
+    pthread_t threads[STRESS_THREADS];
+    stress_arg args[STRESS_THREADS];
+    for (unsigned i = 0; i < STRESS_THREADS; i++) {
+        args[i] = (stress_arg){.port = port, .seed = 0x9e3779b9u * (i + 1)};
+        assert_int_equal(pthread_create(&threads[i], NULL, stress_thread, &args[i]), 0);
+    }
+    unsigned conns = 0, answered = 0, bad = 0;
+    for (unsigned i = 0; i < STRESS_THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        conns += args[i].conns;
+        answered += args[i].answered;
+        bad += args[i].bad;
+    }
+    printf("stress: %u connections, %u answers read, %u requests handled\n", conns, answered,
+           atomic_load(&hc.handled));
+    assert_int_equal(bad, 0);
+    assert_true(conns > STRESS_THREADS * STRESS_CONNS / 2);
+    check_serves(port);
+    /* Every connection is gone: so is every byte charged for them. */
+    assert_int_equal(wait_buffered(s, 0, 5000), 0);
+    kvi_server_stop(s);
+}
+
+/* ------------------------------------------------------ the byte budget */
+
+#define READ_CHUNK_BYTES (64u * 1024u)
+
+/* One PUT of a 4 MiB value, then small requests on the same connection:
+ * once they are answered, the connection holds no more than a read chunk;
+ * once it closes, nothing. Inline, and on a worker (where the large body
+ * is handed over rather than copied). */
+static void a_large_frame_does_not_pin_its_memory(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 8u * 1024u * 1024u;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    size_t big = 4u * 1024u * 1024u;
+    unsigned char *value = calloc(1, big);
+    assert_non_null(value);
+    kvi_buf b = {0}, body = {0};
+    for (int pooled = 0; pooled < 2; pooled++) {
+        atomic_store(&hc.pooled, pooled ? POOLED(KVI_OP_PUT) : 0u);
+        int fd = connect_port(kvi_server_port(s));
+        assert_true(fd >= 0);
+        kvi_buf_reset(&b);
+        add_request(&b, KVI_OP_PUT, 100, "big", 3, value, big);
+        for (uint64_t id = 0; id < 5; id++)
+            add_request(&b, KVI_OP_GET, id, "small", 5, NULL, 0);
+        assert_int_equal(send_all(fd, b.data, b.len), 0);
+        for (int i = 0; i < 6; i++) {
+            kvi_frame_header h;
+            assert_int_equal(read_frame(fd, &h, &body), 0);
+            assert_int_equal(h.status, KV_OK);
+            if (h.request_id == 100) {
+                kvi_response r;
+                assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data,
+                                                     body.len), 0);
+                assert_int_equal(r.version, big);
+            }
+        }
+        /* While the 4 MiB frame was in, the count was over 4 MiB. */
+        size_t held = wait_buffered(s, READ_CHUNK_BYTES, 2000);
+        printf("%s: %zu bytes held after the large frame\n", pooled ? "pooled" : "inline", held);
+        assert_true(held <= READ_CHUNK_BYTES);
+        close(fd);
+        assert_int_equal(wait_buffered(s, 0, 2000), 0);
+    }
+    free(value);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    kvi_server_stop(s);
+}
+
+/* A frame larger than the whole budget cannot be admitted: it is answered
+ * "server busy" (its body skipped as it arrives), and the connection goes
+ * on serving. */
+static void a_frame_larger_than_the_budget_is_refused(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 4u * 1024u * 1024u;
+    cfg.max_buffered_bytes = 1024u * 1024u;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int fd = connect_port(kvi_server_port(s));
+    assert_true(fd >= 0);
+    size_t big = 2u * 1024u * 1024u;
+    unsigned char *value = calloc(1, big);
+    assert_non_null(value);
+    kvi_buf b = {0}, body = {0};
+    add_request(&b, KVI_OP_PUT, 1, "big", 3, value, big);
+    add_request(&b, KVI_OP_GET, 2, "after", 5, NULL, 0);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+    int refused = 0, answered = 0;
+    for (int i = 0; i < 2; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fd, &h, &body), 0);
+        kvi_response r;
+        assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len), 0);
+        if (h.request_id == 1) {
+            assert_int_equal(h.status, KV_ENOMEM);
+            assert_true(r.message.len > 12);
+            assert_memory_equal(r.message.data, "server busy:", 12);
+            refused = 1;
+        } else {
+            assert_int_equal(h.request_id, 2);
+            assert_int_equal(h.status, KV_OK);
+            assert_int_equal(r.value.len, 5);
+            answered = 1;
+        }
+    }
+    assert_true(refused && answered);
+    close(fd);
+    assert_int_equal(wait_buffered(s, 0, 2000), 0);
+    free(value);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    kvi_server_stop(s);
+}
+
+/* A client holds most of the budget with a half-sent frame: another
+ * client's large frame waits for room (the server stops reading it), and
+ * once it has waited long enough is refused "server busy"; that client's
+ * small requests are still served, and the first client's frame, once
+ * complete, is answered. */
+static void a_frame_that_waits_too_long_is_refused(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 4u * 1024u * 1024u;
+    cfg.max_buffered_bytes = 2u * 1024u * 1024u;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int port = kvi_server_port(s);
+    unsigned char *value = calloc(1, 1536u * 1024u);
+    assert_non_null(value);
+    kvi_buf held = {0}, waits = {0}, body = {0};
+    add_request(&held, KVI_OP_PUT, 1, "held", 4, value, 1536u * 1024u);
+    add_request(&waits, KVI_OP_PUT, 2, "waits", 5, value, 1024u * 1024u);
+    add_request(&waits, KVI_OP_GET, 3, "small", 5, NULL, 0);
+
+    int a = connect_port(port);
+    assert_true(a >= 0);
+    size_t half = held.len / 2;
+    assert_int_equal(send_all(a, held.data, half), 0);
+    /* Once the server holds more than a read chunk of it, it has taken
+     * the whole frame's buffer. */
+    uint64_t deadline = now_ms() + 5000;
+    while (kvi_server_buffered_bytes(s) < 1536u * 1024u && now_ms() < deadline)
+        sleep_us(1000);
+    assert_true(kvi_server_buffered_bytes(s) >= 1536u * 1024u);
+
+    int b = connect_port(port);
+    assert_true(b >= 0);
+    assert_int_equal(send_all(b, waits.data, waits.len), 0);
+    int refused = 0, served = 0;
+    for (int i = 0; i < 2; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(b, &h, &body), 0);
+        if (h.request_id == 2) {
+            assert_int_equal(h.status, KV_ENOMEM);
+            refused = 1;
+        } else {
+            assert_int_equal(h.request_id, 3);
+            assert_int_equal(h.status, KV_OK);
+            served = 1;
+        }
+    }
+    assert_true(refused && served);
+
+    assert_int_equal(send_all(a, held.data + half, held.len - half), 0);
+    kvi_frame_header h;
+    assert_int_equal(read_frame(a, &h, &body), 0);
+    assert_int_equal(h.request_id, 1);
+    assert_int_equal(h.status, KV_OK);
+    close(a);
+    close(b);
+    assert_int_equal(wait_buffered(s, 0, 2000), 0);
+    free(value);
+    kvi_buf_free(&held);
+    kvi_buf_free(&waits);
+    kvi_buf_free(&body);
+    kvi_server_stop(s);
+}
+
+/* ------------------------------------------------------------------ stop */
+
+/* A client that sends GETs of 32 KiB keys (answered with 32 KiB values)
+ * and never reads, until the server stops reading it or closes it. */
+static void *deaf_client(void *p)
+{
+    int fd = *(int *)p;
+    static unsigned char key[32 * 1024];
+    memset(key, 'k', sizeof key);
+    kvi_buf b = {0};
+    for (uint64_t id = 0; id < 1024; id++) {
+        kvi_buf_reset(&b);
+        add_request(&b, KVI_OP_GET, id, key, sizeof key, NULL, 0);
+        if (send_all(fd, b.data, b.len) != 0)
+            break; /* closed by the stop, or blocked past SO_SNDTIMEO */
+    }
+    kvi_buf_free(&b);
+    return NULL;
+}
+
+/* Requests read before the stop are answered: 20 pipelined requests of
+ * 100 ms each on two workers are in flight when kvi_server_stop is
+ * called, and all 20 answers reach the client before the connection
+ * closes. Meanwhile a client with megabytes of answers that it never reads
+ * does not hold the stop up past its flush bound. */
+static void stop_answers_the_requests_already_read(void **state)
+{
+    (void)state;
+    handler_ctx hc = {.slow_us = 100000};
+    kvi_server_config cfg = base_config(&hc);
+    atomic_store(&hc.pooled, POOLED(KVI_OP_GET));
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int port = kvi_server_port(s);
+
+    int deaf = connect_port(port);
+    assert_true(deaf >= 0);
+    pthread_t deaf_thread;
+    assert_int_equal(pthread_create(&deaf_thread, NULL, deaf_client, &deaf), 0);
+    /* Its answers pile up past what the sockets hold. */
+    uint64_t deadline = now_ms() + 20000;
+    while (kvi_server_buffered_bytes(s) < 4u * 1024u * 1024u && now_ms() < deadline)
+        sleep_us(1000);
+    assert_true(kvi_server_buffered_bytes(s) >= 4u * 1024u * 1024u);
+
+    int fd = connect_port(port);
+    assert_true(fd >= 0);
+    kvi_buf b = {0}, body = {0};
+    for (uint64_t id = 0; id < 20; id++)
+        add_request(&b, KVI_OP_GET, id, "slow", 4, NULL, 0);
+    unsigned before = atomic_load(&hc.dispatched);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+    deadline = now_ms() + 10000;
+    while (atomic_load(&hc.dispatched) < before + 20 && now_ms() < deadline)
+        sleep_us(1000);
+    assert_true(atomic_load(&hc.dispatched) >= before + 20);
+    unsigned done_before = atomic_load(&hc.slow_done);
+    uint64_t stop_start = now_ms();
+    kvi_server_stop(s);
+    printf("stop: called with %u of the 20 done, took %llu ms\n", done_before,
+           (unsigned long long)(now_ms() - stop_start));
+    pthread_join(deaf_thread, NULL);
+
+    /* Everything came before the close: the answers are in the socket. */
+    unsigned seen = 0;
+    for (int i = 0; i < 20; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fd, &h, &body), 0);
+        assert_int_equal(h.status, KV_OK);
+        assert_true(h.request_id < 20);
+        seen |= 1u << h.request_id;
+    }
+    assert_int_equal(seen, (1u << 20) - 1);
+    unsigned char byte;
+    assert_int_equal(recv(fd, &byte, 1, 0), 0); /* then an orderly close */
+    close(fd);
+    close(deaf);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+}
+
+#define FLOOD_CLIENTS 12
+#define FLOOD_FRAMES 8
+#define FLOOD_BOUND (8u * 1024u * 1024u)
+
+typedef struct flood_arg {
+    int port;
+    unsigned seed;
+    unsigned ok, busy, other; /* answers by kind */
+    int failed;               /* a send or read that did not go through */
+} flood_arg;
+
+/* Sends all its large frames before reading any answer. */
+static void *flood_client(void *p)
+{
+    flood_arg *a = p;
+    int fd = connect_port(a->port);
+    if (fd < 0) {
+        a->failed = 1;
+        return NULL;
+    }
+    size_t max = 1536u * 1024u;
+    unsigned char *value = calloc(1, max);
+    kvi_buf b = {0}, body = {0};
+    for (uint64_t id = 0; id < FLOOD_FRAMES && value; id++) {
+        kvi_buf_reset(&b);
+        size_t len = 100u * 1024u + (size_t)rand_r(&a->seed) % (max - 100u * 1024u);
+        add_request(&b, KVI_OP_PUT, id, "k", 1, value, len);
+        if (send_all(fd, b.data, b.len) != 0) {
+            a->failed = 1;
+            break;
+        }
+    }
+    for (unsigned i = 0; i < FLOOD_FRAMES && !a->failed; i++) {
+        kvi_frame_header h;
+        if (read_frame(fd, &h, &body) != 0) {
+            a->failed = 1;
+            break;
+        }
+        if (h.status == KV_OK)
+            a->ok++;
+        else if (h.status == KV_ENOMEM)
+            a->busy++;
+        else
+            a->other++;
+    }
+    close(fd);
+    free(value);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    return NULL;
+}
+
+typedef struct sampler_arg {
+    const kvi_server *s;
+    atomic_int done;
+    size_t max_seen;
+    unsigned samples;
+} sampler_arg;
+
+static void *sampler(void *p)
+{
+    sampler_arg *a = p;
+    uint64_t deadline = now_ms() + 120000u;
+    while (!atomic_load(&a->done) && now_ms() < deadline) {
+        size_t n = kvi_server_buffered_bytes(a->s);
+        if (n > a->max_seen)
+            a->max_seen = n;
+        a->samples++;
+        sleep_us(50);
+    }
+    return NULL;
+}
+
+/* Many clients send large frames without reading their answers: the
+ * server's count never goes past the bound, every frame is answered (done
+ * or "server busy"), and at the end nothing is held. */
+static void the_bound_holds_against_clients_that_do_not_read(void **state)
+{
+    (void)state;
+    handler_ctx hc = {.pooled_max_us = 2000};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.max_body = 2u * 1024u * 1024u;
+    cfg.max_buffered_bytes = FLOOD_BOUND;
+    /* Half inline, half on the pool: both paths hold bytes. */
+    atomic_store(&hc.pooled, 0u);
+    atomic_store(&hc.odd_ids_pooled, 1u);
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    sampler_arg sa = {.s = s};
+    pthread_t sampler_thread;
+    assert_int_equal(pthread_create(&sampler_thread, NULL, sampler, &sa), 0);
+    pthread_t threads[FLOOD_CLIENTS];
+    flood_arg args[FLOOD_CLIENTS];
+    for (unsigned i = 0; i < FLOOD_CLIENTS; i++) {
+        args[i] = (flood_arg){.port = kvi_server_port(s), .seed = 7u * i + 1u};
+        assert_int_equal(pthread_create(&threads[i], NULL, flood_client, &args[i]), 0);
+    }
+    unsigned ok = 0, busy = 0, other = 0, failed = 0;
+    for (unsigned i = 0; i < FLOOD_CLIENTS; i++) {
+        pthread_join(threads[i], NULL);
+        ok += args[i].ok;
+        busy += args[i].busy;
+        other += args[i].other;
+        failed += (unsigned)args[i].failed;
+    }
+    atomic_store(&sa.done, 1);
+    pthread_join(sampler_thread, NULL);
+    printf("flood: %u done, %u busy, %u samples, at most %zu bytes held (bound %u)\n", ok,
+           busy, sa.samples, sa.max_seen, FLOOD_BOUND);
+    assert_int_equal(failed, 0);
+    assert_int_equal(other, 0);
+    assert_int_equal(ok + busy, FLOOD_CLIENTS * FLOOD_FRAMES);
+    assert_true(ok > 0);
+    assert_true(sa.max_seen <= FLOOD_BOUND);
+    /* The count did climb: the test pressed against the bound. */
+    assert_true(sa.max_seen > FLOOD_BOUND / 2);
+    assert_int_equal(wait_buffered(s, 0, 5000), 0);
+    kvi_server_stop(s);
+}
+
+/* ------------------------------------------------------------------ gate */
+
+/* The test's gate state: whether the connection has said PING, and how
+ * many frames the gate has seen on it. */
+typedef struct gate_state {
+    int pinged;
+    uint32_t frames;
+} gate_state;
+
+typedef struct gate_ctx {
+    atomic_uint calls;
+} gate_ctx;
+
+/* Refuses GET, and opcodes it does not know, until the connection has sent
+ * a PING; each refusal says which frame of its connection it was. */
+static int ping_first_gate(void *ctx, unsigned char *state, const kvi_frame_header *h,
+                           const unsigned char *body, kvi_buf *out)
+{
+    (void)body;
+    gate_ctx *g = ctx;
+    atomic_fetch_add(&g->calls, 1);
+    gate_state *st = (gate_state *)state;
+    st->frames++;
+    if (h->opcode == KVI_OP_PING)
+        st->pinged = 1;
+    if (st->pinged || (h->opcode != KVI_OP_GET && h->opcode <= KVI_OP_MAX))
+        return 0;
+    char msg[64];
+    snprintf(msg, sizeof msg, "ping first (frame %u)", st->frames);
+    kvi_error_frame(out, h->opcode, h->request_id, KV_EINVAL, 0, msg);
+    return 1;
+}
+
+/* Sends one request and reads its answer: the status, and into msg the
+ * error message (empty for KV_OK). */
+static int ask(int fd, uint8_t opcode, uint64_t id, const char *key, char *msg, size_t msg_size)
+{
+    kvi_buf b = {0}, body = {0};
+    size_t start = b.len;
+    kvi_frame_begin(&b);
+    if (opcode <= KVI_OP_MAX) {
+        kvi_request req = {.opcode = opcode,
+                           .key = {(const unsigned char *)key, key ? strlen(key) : 0}};
+        kvi_request_encode(&b, &req);
+    }
+    assert_int_equal(kvi_frame_finish(&b, start, opcode, 0, 0, id), 0);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+    kvi_frame_header h;
+    assert_int_equal(read_frame(fd, &h, &body), 0);
+    assert_int_equal(h.request_id, id);
+    msg[0] = 0;
+    if (h.status != KV_OK) {
+        kvi_response r;
+        assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len), 0);
+        snprintf(msg, msg_size, "%.*s", (int)r.message.len, (const char *)r.message.data);
+    }
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    return h.status;
+}
+
+/* The gate answers GET (and unknown opcodes) itself until PING has come on
+ * that connection, then lets everything through; each connection has its
+ * own state. */
+static void the_gate_sees_every_frame_with_its_connections_state(void **state)
+{
+    (void)state;
+    handler_ctx hc = {0};
+    gate_ctx g = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.io_threads = 1; /* both connections on one thread: states side by side */
+    cfg.gate = ping_first_gate;
+    cfg.gate_ctx = &g;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int a = connect_port(kvi_server_port(s));
+    int b = connect_port(kvi_server_port(s));
+    assert_true(a >= 0 && b >= 0);
+    char msg[128];
+
+    assert_int_equal(ask(a, KVI_OP_GET, 1, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 1)");
+    assert_int_equal(ask(a, 42, 2, NULL, msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 2)");
+    unsigned handled = atomic_load(&hc.handled);
+    assert_int_equal(ask(b, KVI_OP_GET, 1, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 1)"); /* b counts for itself */
+    assert_int_equal(atomic_load(&hc.handled), handled); /* refused: never handled */
+
+    assert_int_equal(ask(a, KVI_OP_PING, 3, NULL, msg, sizeof msg), KV_OK);
+    assert_int_equal(ask(a, KVI_OP_GET, 4, "open", msg, sizeof msg), KV_OK);
+    /* Past the gate, an unknown opcode is the server's to refuse. */
+    assert_int_equal(ask(a, 42, 5, NULL, msg, sizeof msg), KV_ENOTSUP);
+    /* a's PING opened nothing for b. */
+    assert_int_equal(ask(b, KVI_OP_GET, 2, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 2)");
+    assert_int_equal(ask(b, KVI_OP_PING, 3, NULL, msg, sizeof msg), KV_OK);
+    assert_int_equal(ask(b, KVI_OP_GET, 4, "open", msg, sizeof msg), KV_OK);
+    assert_int_equal(atomic_load(&g.calls), 9);
+
+    /* A new connection starts with a zeroed state. */
+    close(a);
+    a = connect_port(kvi_server_port(s));
+    assert_true(a >= 0);
+    assert_int_equal(ask(a, KVI_OP_GET, 1, "x", msg, sizeof msg), KV_EINVAL);
+    assert_string_equal(msg, "ping first (frame 1)");
+    close(a);
+    close(b);
+    kvi_server_stop(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(resets_at_any_moment_leave_the_server_serving),
+        cmocka_unit_test(a_large_frame_does_not_pin_its_memory),
+        cmocka_unit_test(a_frame_larger_than_the_budget_is_refused),
+        cmocka_unit_test(a_frame_that_waits_too_long_is_refused),
+        cmocka_unit_test(the_bound_holds_against_clients_that_do_not_read),
+        cmocka_unit_test(stop_answers_the_requests_already_read),
+        cmocka_unit_test(the_gate_sees_every_frame_with_its_connections_state),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
