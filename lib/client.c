@@ -277,7 +277,8 @@ static int exchange(kvi_client *cl, wire fd, uint8_t opcode, const kvi_buf *req_
                  ? kvi_error(KV_ENOMEM, "out of memory in the handshake")
              : send_full(fd, frame.data, frame.len, &sent) != 0 ||
                      read_full(fd, header, sizeof header) != 0
-                 ? kvi_error(KV_EUNAVAILABLE, "the connection broke during the handshake")
+                 ? kvi_error(KV_EUNAVAILABLE, "the node closed the connection during the "
+                                             "handshake (is it on TLS? see the tls client option)")
              : kvi_frame_parse_header(&h, header, sizeof header, 64u * 1024u) != KVI_FRAME_OK ||
                      h.request_id != id || h.opcode != opcode
                  ? kvi_error(KV_EIO, "malformed answer to the handshake (not a libkv node?)")

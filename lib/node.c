@@ -19,6 +19,7 @@
 #include "handle.h"
 #include "net/addr.h"
 #include "net/http.h"
+#include "net/tls.h"
 #include "storage/record.h"
 #include "net/message.h"
 #include "net/server.h"
@@ -444,10 +445,19 @@ static int start_auth(kvi_node *n, const kv_node_options *o)
     kvi_credentials creds = {
         .secret = o->cluster_secret, .secret_len = o->cluster_secret ? o->cluster_secret_len : 0,
         .tokens = o->client_tokens, .n_tokens = o->client_tokens ? o->client_token_count : 0,
+        .peer_needs_cert = o->tls_cert_pem && o->tls_ca_pem,
     };
     int rc = kvi_auth_new(&n->auth, &creds);
     if (rc != KV_OK)
         return kvi_error(rc, "node options: %s", kv_error_last());
+    if (o->tls_cert_pem) {
+        rc = kvi_tls_new(&n->tls_in, 1, o->tls_cert_pem, o->tls_key_pem, o->tls_ca_pem);
+        if (rc == KV_OK)
+            rc = kvi_tls_new(&n->tls_out, 0, o->tls_cert_pem, o->tls_key_pem, o->tls_ca_pem);
+        if (rc != KV_OK)
+            return kvi_error(rc, "node options: %s", kv_error_last());
+        n->peer_creds.tls = n->tls_out;
+    }
     if (creds.secret_len) {
         n->secret = malloc(creds.secret_len);
         if (!n->secret)
@@ -486,6 +496,15 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         return kvi_error(KV_EINVAL, "node options: a clustered node with client tokens needs a "
                                     "cluster secret too, or its peers could not prove who "
                                     "they are (kvd --cluster-secret-file)");
+    if (!o->tls_cert_pem != !o->tls_key_pem)
+        return kvi_error(KV_EINVAL, "node options: tls_cert_pem and tls_key_pem go together");
+    if (o->tls_ca_pem && !o->tls_cert_pem)
+        return kvi_error(KV_EINVAL, "node options: tls_ca_pem needs tls_cert_pem and "
+                                    "tls_key_pem");
+    if (o->tls_cert_pem && !o->tls_ca_pem &&
+        ((o->peers && o->peer_count) || (o->seeds && o->seed_count)))
+        return kvi_error(KV_EINVAL, "node options: a clustered node on TLS needs the CA that "
+                                    "signed its members' certificates (kvd --tls-ca)");
     int exposure = check_exposure(o);
     if (exposure != KV_OK)
         return exposure;
@@ -548,6 +567,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .batch = {NULL, kvi_node_replication_batch},
             .gate = kvi_auth_gate,
             .gate_ctx = n->auth,
+            .tls = n->tls_in,
             .log = log,
         };
         rc = kvi_server_start(&n->binary, &sc);
@@ -633,6 +653,8 @@ void kvi_node_stop(kvi_node *n)
     kv_close(n->store);
     kvi_metrics_free(n->metrics);
     kvi_auth_free(n->auth);
+    kvi_tls_free(n->tls_in);
+    kvi_tls_free(n->tls_out);
     if (n->secret) {
         volatile unsigned char *p = n->secret;
         for (size_t i = 0; i < n->peer_creds.secret_len; i++)

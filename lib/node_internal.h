@@ -44,7 +44,9 @@ struct kvi_node {
     int http_port;
     kvi_auth *auth;           /* the binary protocol's gate */
     unsigned char *secret;    /* the cluster secret, for connections to peers */
-    kvi_credentials peer_creds; /* points at secret */
+    kvi_credentials peer_creds; /* points at secret and tls_out */
+    struct kvi_tls *tls_in;   /* the binary server's TLS credentials; NULL: none */
+    struct kvi_tls *tls_out;  /* this node's, for its connections to peers */
     const kvi_logger *log;
 };
 

@@ -232,6 +232,8 @@ static void exchange(kvi_gossip *g, const char *addr)
         kvi_buf_free(&mine);
         return;
     }
+    if (g->cfg.creds && g->cfg.creds->tls)
+        kvi_client_set_tls(c, g->cfg.creds->tls);
     kvi_client_set_source(c, g->self.addr);
     kvi_fanout fo;
     kvi_fanout_init(&fo);

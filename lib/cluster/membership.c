@@ -74,6 +74,8 @@ static cJSON *describe_of(const char *addr, const kvi_credentials *creds,
         kvi_client_close(c);
         return NULL;
     }
+    if (creds && creds->tls)
+        kvi_client_set_tls(c, creds->tls);
     kvi_buf json = {0};
     int rc = kvi_client_cluster(c, &json);
     kvi_client_close(c);

@@ -62,6 +62,8 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
             if (cfg->creds && cfg->creds->secret_len)
                 rc = kvi_client_set_credentials(m->client, cfg->creds->secret,
                                                 cfg->creds->secret_len, NULL);
+            if (cfg->creds && cfg->creds->tls)
+                kvi_client_set_tls(m->client, cfg->creds->tls);
             if (cfg->self >= 0)
                 kvi_client_set_source(m->client, cfg->addrs[cfg->self]);
             /* Writes at QUORUM do not wait for the slowest replica; this

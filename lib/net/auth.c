@@ -31,6 +31,7 @@ struct kvi_auth {
     char **tokens;
     size_t *token_lens;
     size_t n_tokens;
+    int peer_needs_cert;
 };
 
 /* A token must travel in an HTTP Authorization header too: RFC 6750's
@@ -99,6 +100,7 @@ int kvi_auth_new(kvi_auth **out, const kvi_credentials *creds)
         kvi_auth_free(a);
         return kvi_error(KV_ENOMEM, "out of memory keeping credentials");
     }
+    a->peer_needs_cert = creds->peer_needs_cert;
     *out = a;
     return KV_OK;
 }
@@ -241,8 +243,8 @@ static int on_hello(const kvi_auth *a, unsigned char *state, const kvi_frame_hea
     return 1;
 }
 
-static int on_auth(const kvi_auth *a, unsigned char *state, const kvi_frame_header *h,
-                   const unsigned char *body, kvi_buf *out)
+static int on_auth(const kvi_auth *a, unsigned char *state, unsigned conn,
+                   const kvi_frame_header *h, const unsigned char *body, kvi_buf *out)
 {
     kvi_reader r = kvi_reader_init(body, h->body_len);
     uint8_t method = kvi_read_u8(&r);
@@ -260,9 +262,14 @@ static int on_auth(const kvi_auth *a, unsigned char *state, const kvi_frame_head
                 return 1;
             }
         }
-        answer(out, h, KV_EPERM, NULL,
-               a->n_tokens ? "authentication failed: unknown token"
-                           : "authentication failed: this node accepts no client tokens");
+        if (!a->n_tokens) {
+            /* Nothing to check: the node's data is open to every client,
+             * and a client set up with a token still works against it. */
+            state[ST_LEVEL] |= LEVEL_CLIENT;
+            answer(out, h, KV_OK, NULL, NULL);
+            return 1;
+        }
+        answer(out, h, KV_EPERM, NULL, "authentication failed: unknown token");
         return 2;
     }
     if (method == KVI_AUTH_METHOD_PEER) {
@@ -285,6 +292,12 @@ static int on_auth(const kvi_auth *a, unsigned char *state, const kvi_frame_head
                    "authentication failed: wrong proof of the cluster secret");
             return 2;
         }
+        if (a->peer_needs_cert && !(conn & KVI_CONN_CERT_VERIFIED)) {
+            answer(out, h, KV_EPERM, NULL,
+                   "authentication failed: a peer must show a TLS certificate signed by the "
+                   "cluster's CA");
+            return 2;
+        }
         state[ST_LEVEL] |= LEVEL_PEER | LEVEL_CLIENT;
         answer(out, h, KV_OK, NULL, NULL);
         return 1;
@@ -293,14 +306,28 @@ static int on_auth(const kvi_auth *a, unsigned char *state, const kvi_frame_head
     return 2;
 }
 
-int kvi_auth_gate(void *ctx, unsigned char *state, const kvi_frame_header *h,
+/* Whether a connection that has not proved the secret may act as a peer:
+ * with a secret, never; without one, a certificate the cluster's CA signed
+ * is the proof when the node is on TLS with a CA; otherwise anyone may,
+ * unless the node guards its data with tokens (then nobody may: a client
+ * with a token is no peer). */
+static int peer_by_default(const kvi_auth *a, unsigned conn)
+{
+    if (a->secret_len)
+        return 0;
+    if (a->peer_needs_cert)
+        return (conn & KVI_CONN_CERT_VERIFIED) != 0;
+    return a->n_tokens == 0;
+}
+
+int kvi_auth_gate(void *ctx, unsigned char *state, unsigned conn, const kvi_frame_header *h,
                   const unsigned char *body, kvi_buf *out)
 {
     const kvi_auth *a = ctx;
     if (h->opcode == KVI_OP_HELLO)
         return on_hello(a, state, h, body, out);
     if (h->opcode == KVI_OP_AUTH)
-        return on_auth(a, state, h, body, out);
+        return on_auth(a, state, conn, h, body, out);
     kvi_access need = kvi_auth_access(h);
     unsigned level = state[ST_LEVEL];
     if (need == KVI_ACCESS_CLIENT && a->n_tokens && !(level & LEVEL_CLIENT)) {
@@ -308,11 +335,13 @@ int kvi_auth_gate(void *ctx, unsigned char *state, const kvi_frame_header *h,
                "not permitted: this node requires a client token (AUTH) first");
         return 1;
     }
-    if (need == KVI_ACCESS_PEER && !(level & LEVEL_PEER) && (a->secret_len || a->n_tokens)) {
+    if (need == KVI_ACCESS_PEER && !(level & LEVEL_PEER) && !peer_by_default(a, conn)) {
         answer(out, h, KV_EPERM, NULL,
                a->secret_len ? "not permitted: a peer operation from a connection that has "
                                "not proved the cluster secret"
-                             : "not permitted: peer operations need a cluster secret");
+               : a->peer_needs_cert ? "not permitted: a peer operation from a connection "
+                                      "without a certificate signed by the cluster's CA"
+                                    : "not permitted: peer operations need a cluster secret");
         return 1;
     }
     return 0;

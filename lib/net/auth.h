@@ -62,6 +62,13 @@ typedef struct kvi_credentials {
     size_t secret_len;     /* 0: none */
     const char *const *tokens;
     size_t n_tokens;       /* a client uses tokens[0] */
+    /* A node on TLS with a CA: a peer must also have shown a certificate
+     * the CA signed (KVI_CONN_CERT_VERIFIED) before its proof counts. */
+    int peer_needs_cert;
+    /* A node's TLS credentials for its own connections to peers (its
+     * certificate, shown to them, and the CA it checks theirs against);
+     * NULL: plain TCP. Borrowed. */
+    const struct kvi_tls *tls;
 } kvi_credentials;
 
 typedef struct kvi_auth kvi_auth;
@@ -91,7 +98,7 @@ kvi_access kvi_auth_access(const kvi_frame_header *h);
  * zeroed at accept). Returns 0 (dispatch), 1 (answered), or 2 (answered;
  * close the connection once the answer is written: a failed AUTH). */
 #define KVI_AUTH_STATE (2u + 2u * KVI_AUTH_NONCE)
-int kvi_auth_gate(void *ctx, unsigned char *state, const kvi_frame_header *h,
+int kvi_auth_gate(void *ctx, unsigned char *state, unsigned conn, const kvi_frame_header *h,
                   const unsigned char *body, kvi_buf *out);
 
 /* ------------------------------------------------ the client's side */

@@ -18,6 +18,7 @@
 
 #include <kv/common.h>
 #include "net/addr.h"
+#include "net/tls.h"
 #include "util/error.h"
 
 /* Read at most this much at a time; a frame larger than the buffer grows
@@ -78,6 +79,10 @@ typedef struct conn {
     uint64_t wait_since_ms; /* when the frame at the head began waiting; 0: it does not */
     int closing;       /* close once the output is written */
     uint32_t events;   /* what epoll watches for this connection */
+    kvi_tls_session *tls; /* NULL: plain TCP */
+    int handshaking;   /* the TLS handshake is not complete: no frames yet */
+    int tls_retry;     /* a TLS send wanted the socket: repeat it before any other */
+    unsigned proven;   /* KVI_CONN_* bits, for the gate */
     /* The gate's, zeroed by calloc at accept. */
     _Alignas(max_align_t) unsigned char gate_state[KVI_SERVER_GATE_STATE];
     /* The thread's open list; once dead, next links the closed list. */
@@ -246,6 +251,8 @@ static void conn_close(io_thread *t, conn *c)
     if (c->dead)
         return;
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    kvi_tls_close(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     if (c->prev)
@@ -423,11 +430,16 @@ static int conn_frame_waiting(const kvi_server *s, const conn *c)
  * while a whole frame it has already read waits (for output room, for its
  * jobs, for the budget). That is the backpressure: the client's own
  * socket buffers fill up, not ours. */
+static int conn_reading(io_thread *t, conn *c)
+{
+    return !t->draining && !c->closing && !c->starved &&
+           c->out.len - c->out_sent <= OUTPUT_HIGH_WATER && !conn_frame_waiting(t->server, c);
+}
+
 static void conn_watch(io_thread *t, conn *c)
 {
     size_t pending = c->out.len - c->out_sent;
-    int reading = !t->draining && !c->closing && !c->starved &&
-                  pending <= OUTPUT_HIGH_WATER && !conn_frame_waiting(t->server, c);
+    int reading = conn_reading(t, c);
     uint32_t events = (pending ? EPOLLOUT : 0) | (reading ? EPOLLIN : 0);
     if (events != c->events) {
         struct epoll_event ev = {.events = events, .data.ptr = c};
@@ -493,13 +505,48 @@ static int conn_refuse(io_thread *t, conn *c, const kvi_frame_header *h)
     return 0;
 }
 
+/* As send(2) on the connection, through TLS when it has it: bytes sent,
+ * or -1 with errno (EAGAIN when the socket is full). A TLS send that
+ * wanted the socket is completed first (GnuTLS holds its record; the
+ * output buffer may have moved since). */
+static ssize_t conn_send(conn *c, const unsigned char *p, size_t len)
+{
+    if (!c->tls)
+        return send(c->fd, p, len, MSG_NOSIGNAL);
+    ssize_t n = c->tls_retry ? kvi_tls_send(c->tls, NULL, 0) : kvi_tls_send(c->tls, p, len);
+    c->tls_retry = n == KVI_TLS_WANT_READ || n == KVI_TLS_WANT_WRITE;
+    if (c->tls_retry) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n <= 0) {
+        errno = EPIPE;
+        return -1;
+    }
+    return n;
+}
+
+/* As recv(2) on the connection: bytes, 0 at the end, -1 with errno. */
+static ssize_t conn_recv(conn *c, unsigned char *p, size_t len)
+{
+    if (!c->tls)
+        return recv(c->fd, p, len, 0);
+    ssize_t n = kvi_tls_recv(c->tls, p, len);
+    if (n == KVI_TLS_WANT_READ || n == KVI_TLS_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n < 0)
+        errno = EPROTO;
+    return n;
+}
+
 /* Writes what output is pending; returns -1 when the connection is over
  * (an error, or all written on a connection that was closing). */
 static int conn_flush(io_thread *t, conn *c)
 {
     while (c->out_sent < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
-                         MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out.data + c->out_sent, c->out.len - c->out_sent);
         if (n > 0) {
             c->out_sent += (size_t)n;
             continue;
@@ -580,7 +627,9 @@ static void conn_process(io_thread *t, conn *c)
             continue;
         }
         c->wait_since_ms = 0;
-        int gated = cfg->gate ? cfg->gate(cfg->gate_ctx, c->gate_state, &h, body, &c->out) : 0;
+        int gated = cfg->gate ? cfg->gate(cfg->gate_ctx, c->gate_state, c->proven, &h, body,
+                                          &c->out)
+                              : 0;
         if (gated) {
             budget_release(s, ANSWER_ROOM + body_cost); /* answered by the gate */
             if (gated == 2)
@@ -678,7 +727,7 @@ static int conn_read(io_thread *t, conn *c)
         if (rc != 0)
             return rc < 0 ? -1 : 0;
         size_t room = c->in_cap - c->in_len;
-        ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+        ssize_t n = conn_recv(c, c->in + c->in_len, room);
         if (n == 0)
             return -1; /* the peer closed; whatever it half-sent is dropped */
         if (n < 0) {
@@ -698,7 +747,10 @@ static int conn_read(io_thread *t, conn *c)
         }
         c->in_len += got;
         conn_process(t, c);
-        if (c->closing || c->starved || (size_t)n < room)
+        /* Less than room: the socket is empty, unless TLS holds the rest
+         * of a record it decrypted (epoll cannot tell). */
+        if (c->closing || c->starved ||
+            ((size_t)n < room && !(c->tls && kvi_tls_pending(c->tls))))
             return 0;
     }
     return 0;
@@ -710,14 +762,49 @@ static int conn_read(io_thread *t, conn *c)
  * broken). */
 static int conn_serve(io_thread *t, conn *c)
 {
+    if (c->handshaking)
+        return 0; /* the handshake's own events drive it */
     /* Writing first may make room for frames that wait on the output. */
     if (c->out.failed || conn_flush(t, c) != 0)
         return -1;
     conn_process(t, c);
     if (c->out.failed || conn_flush(t, c) != 0)
         return -1;
+    /* Bytes TLS decrypted but nobody read: no epoll event will come for
+     * them, so they are read as soon as the connection may read. */
+    for (int round = 0; round < 64 && c->tls && kvi_tls_pending(c->tls) &&
+                        conn_reading(t, c); round++) {
+        if (conn_read(t, c) != 0 || c->out.failed || conn_flush(t, c) != 0)
+            return -1;
+    }
     conn_watch(t, c);
     return 0;
+}
+
+/* One step of a connection's TLS handshake; -1 when it failed. */
+static int conn_handshake(io_thread *t, conn *c)
+{
+    int rc = kvi_tls_handshake(c->tls);
+    if (rc == KVI_TLS_WANT_READ || rc == KVI_TLS_WANT_WRITE) {
+        uint32_t events = rc == KVI_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
+        if (events != c->events) {
+            struct epoll_event ev = {.events = events, .data.ptr = c};
+            epoll_ctl(t->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+            c->events = events;
+        }
+        return 0;
+    }
+    if (rc != KV_OK) {
+        kvi_log(t->server->cfg.log, KV_LOG_WARN, "closing a connection: %s", kv_error_last());
+        return -1;
+    }
+    c->handshaking = 0;
+    c->proven = KVI_CONN_TLS | (kvi_tls_peer_verified(c->tls) ? KVI_CONN_CERT_VERIFIED : 0);
+    c->last_active_ms = monotonic_ms();
+    /* The client may have sent its first frames with its last flight. */
+    if (conn_read(t, c) != 0)
+        return -1;
+    return conn_serve(t, c);
 }
 
 static void accept_all(io_thread *t)
@@ -750,8 +837,17 @@ static void accept_all(io_thread *t)
             t->conns->prev = c;
         t->conns = c;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             conn_close(t, c);
+            continue;
+        }
+        if (s->cfg.tls) {
+            c->handshaking = 1;
+            if (kvi_tls_accept(&c->tls, s->cfg.tls, fd) != KV_OK) {
+                kvi_log(s->cfg.log, KV_LOG_WARN, "closing a connection: %s", kv_error_last());
+                conn_close(t, c);
+            }
+        }
     }
 }
 
@@ -928,6 +1024,11 @@ static void *io_loop(void *arg)
             if (c->dead)
                 continue;
             int dead = (events[i].events & (EPOLLHUP | EPOLLERR)) != 0;
+            if (!dead && c->handshaking) {
+                if (conn_handshake(t, c) != 0)
+                    conn_close(t, c);
+                continue;
+            }
             if (!dead && (events[i].events & EPOLLIN))
                 dead = conn_read(t, c) != 0;
             if (!dead)

@@ -71,9 +71,12 @@ typedef void (*kvi_batch_fn)(void *ctx, kvi_server_request *reqs, size_t n);
  * as usual, 1 when the gate answered it itself (it appended exactly one
  * response frame to out): a handshake step, or a refusal; 2 as 1, and the
  * connection closes once the answer is written (a failed authentication).
- * NULL gate: every frame is dispatched. */
-typedef int (*kvi_gate_fn)(void *ctx, unsigned char *state, const kvi_frame_header *h,
-                           const unsigned char *body, kvi_buf *out);
+ * NULL gate: every frame is dispatched. conn says what the connection's
+ * transport proved: KVI_CONN_* bits. */
+#define KVI_CONN_TLS 1u           /* the connection is over TLS */
+#define KVI_CONN_CERT_VERIFIED 2u /* and its client showed a certificate the CA signed */
+typedef int (*kvi_gate_fn)(void *ctx, unsigned char *state, unsigned conn,
+                           const kvi_frame_header *h, const unsigned char *body, kvi_buf *out);
 
 typedef struct kvi_server_config {
     const char *listen_addr;   /* "HOST:PORT"; port 0 picks a free port */
@@ -99,6 +102,10 @@ typedef struct kvi_server_config {
      * any type. */
     kvi_gate_fn gate;
     void *gate_ctx;
+    /* TLS on every connection (net/tls.h): the server's credentials,
+     * borrowed, must outlive the server; NULL: plain TCP. The handshake
+     * runs in the loop, before any frame is read. */
+    const struct kvi_tls *tls;
 } kvi_server_config;
 
 #define KVI_SERVER_DEFAULT_MAX_BUFFERED ((size_t)256u * 1024u * 1024u)

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* One buffer per thread, like libgit2's git_error_last(): a failing call
  * writes it, kv_error_last() reads it, and threads never see each other's.
@@ -11,10 +12,15 @@ static _Thread_local char error_message[512];
 
 int kvi_error(int code, const char *fmt, ...)
 {
+    /* Formatted apart first: callers often wrap the last message,
+     * kvi_error(rc, "context: %s", kv_error_last()), and vsnprintf must not
+     * read the buffer it writes. */
+    char formatted[sizeof error_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    vsnprintf(formatted, sizeof formatted, fmt, ap);
     va_end(ap);
+    memcpy(error_message, formatted, sizeof error_message);
     return code;
 }
 

@@ -98,8 +98,7 @@ int kvi_public_status(int rc)
 {
     if (rc <= 0 && rc >= KV_EPERM)
         return rc;
-    char detail[512];
-    snprintf(detail, sizeof detail, "%s", kv_error_last());
+    const char *detail = kv_error_last(); /* kvi_error may wrap its own message */
     /* The internal codes (not a replica: the ring moved under the request;
      * not waited for; not asked) all mean the replicas the request needed
      * did not serve it, which a caller may retry. */

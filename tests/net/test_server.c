@@ -799,9 +799,11 @@ typedef struct gate_ctx {
 
 /* Refuses GET, and opcodes it does not know, until the connection has sent
  * a PING; each refusal says which frame of its connection it was. */
-static int ping_first_gate(void *ctx, unsigned char *state, const kvi_frame_header *h,
+static int ping_first_gate(void *ctx, unsigned char *state, unsigned conn,
+                           const kvi_frame_header *h,
                            const unsigned char *body, kvi_buf *out)
 {
+    (void)conn; /* plain TCP here */
     (void)body;
     gate_ctx *g = ctx;
     atomic_fetch_add(&g->calls, 1);

@@ -82,6 +82,8 @@ struct net_config {
     char **tokens;        /* --token-file: tokens[0] is shown to the nodes */
     size_t n_tokens;
     char auth_header[1100]; /* http: "Authorization: Bearer TOKEN", or "" */
+    const char *tls_ca_file; /* --tls-ca: binary and https */
+    char *tls_ca_pem;
 };
 
 /* Errors of one kind ("UNAVAILABLE", "HTTP 503", "curl: Timeout was reached"). */
@@ -449,7 +451,9 @@ static bool http_setup(struct net_worker *w)
     CURL *c = w->curl;
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (cfg->tls_ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->tls_ca_file);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
@@ -844,6 +848,8 @@ void kvb_net_usage(FILE *f)
         "  --timeout MS          request timeout (default 5000)\n"
         "  --token-file FILE     the client token to show (kvd --client-token-file):\n"
         "                        binary and http modes\n"
+        "  --tls-ca FILE         TLS: the CA that signed the nodes' certificates\n"
+        "                        (binary; http mode takes an https:// --url)\n"
         "  --no-preload          skip writing the key space before the run\n"
         "  --allow-errors        exit 0 even if requests failed\n"
         "  --seed S              seed of the key and operation streams (default 1)\n"
@@ -856,12 +862,13 @@ void kvb_net_usage(FILE *f)
 
 static void parse_url(struct net_config *cfg, const char *url)
 {
-    if (strncmp(url, "http://", 7) != 0 || url[7] == '\0' || url[7] == '/')
-        bad_usage("--url must be http://HOST:PORT, got '%s'", url);
+    size_t scheme = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
+    if (scheme == 0 || url[scheme] == '\0' || url[scheme] == '/')
+        bad_usage("--url must be http://HOST:PORT or https://HOST:PORT, got '%s'", url);
     size_t len = strlen(url);
-    while (len > 7 && url[len - 1] == '/')
+    while (len > scheme && url[len - 1] == '/')
         len--;
-    if (memchr(url + 7, '/', len - 7) != NULL || memchr(url, '?', len) != NULL ||
+    if (memchr(url + scheme, '/', len - scheme) != NULL || memchr(url, '?', len) != NULL ||
         memchr(url, '#', len) != NULL)
         bad_usage("--url must be http://HOST:PORT without a path, got '%s'", url);
     if (len >= sizeof cfg->url)
@@ -918,7 +925,7 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
     static const char *const valued[] = {
         "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
         "--keys", "--key-size", "--value-size", "--read-ratio", "--ttl", "--timeout",
-        "--seed", "--consistency", "--token-file", NULL};
+        "--seed", "--consistency", "--token-file", "--tls-ca", NULL};
     for (int i = 2; i < argc; i++) {
         char name[64];
         const char *val;
@@ -932,7 +939,17 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
                 cfg->allow_errors = true;
             continue;
         }
-        if (strcmp(name, "--token-file") == 0) {
+        if (strcmp(name, "--tls-ca") == 0) {
+            char err[512];
+            unsigned char *pem = NULL;
+            size_t len = 0;
+            if (kvt_read_secret_file(val, &pem, &len, NULL, err, sizeof err) != 0)
+                bad_usage("--tls-ca: %s", err);
+            pem[len] = 0;
+            free(cfg->tls_ca_pem);
+            cfg->tls_ca_pem = (char *)pem;
+            cfg->tls_ca_file = val;
+        } else if (strcmp(name, "--token-file") == 0) {
             char err[512];
             int warning = 0;
             if (kvt_read_token_file(val, &cfg->tokens, &cfg->n_tokens, &warning, err,
@@ -1071,6 +1088,7 @@ int kvb_net_main(int argc, char **argv)
         co.request_timeout_ms = cfg.timeout_ms;
         co.connect_timeout_ms = cfg.timeout_ms;
         co.auth_token = cfg.tokens ? cfg.tokens[0] : NULL;
+        co.tls_ca_pem = cfg.tls_ca_pem;
         int rc = kv_client_open(&r->db, cfg.ep, cfg.nep, &co);
         if (rc == KV_OK)
             rc = kv_ping(r->db);
@@ -1137,6 +1155,7 @@ int kvb_net_main(int argc, char **argv)
     free(valbuf);
     free(cfg.endpoints);
     kvt_free_tokens(cfg.tokens, cfg.n_tokens);
+    free(cfg.tls_ca_pem);
     if (g_signal != 0) {
         fprintf(stderr, PROG ": interrupted\n");
         return 128 + g_signal;

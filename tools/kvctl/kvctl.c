@@ -68,6 +68,10 @@ struct cli {
     bool verbose;          /* get --verbose */
     bool home_only;        /* --home-only */
     const char *token_file; /* --token-file */
+    bool tls;               /* --tls */
+    const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
+    const char *tls_cert;
+    const char *tls_key;
     const char *cmd;
     const char *args[MAX_ARGS];
     int nargs;
@@ -113,6 +117,10 @@ static void usage(FILE *f)
           "  -v, --verbose      get: print each replica's answer\n"
           "  --token-file FILE  the client token to show the nodes (kvd\n"
           "                     --client-token-file); default $KVCTL_TOKEN\n"
+          "  --tls              TLS to the nodes, checked against the system's CAs\n"
+          "  --tls-ca FILE      TLS, checked against this CA (kvd --tls-ca)\n"
+          "  --tls-cert FILE, --tls-key FILE\n"
+          "                     a client certificate, for nodes that ask\n"
           "  --                 end of flags (for keys or values starting with '-')\n"
           "  -h, --help         this help\n"
           "\n"
@@ -1107,6 +1115,14 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             c->verbose = true;
         } else if (flag_value(argv, argc, &i, "--token-file", NULL, &val)) {
             c->token_file = val;
+        } else if (strcmp(arg, "--tls") == 0) {
+            c->tls = true;
+        } else if (flag_value(argv, argc, &i, "--tls-ca", NULL, &val)) {
+            c->tls_ca = val;
+        } else if (flag_value(argv, argc, &i, "--tls-cert", NULL, &val)) {
+            c->tls_cert = val;
+        } else if (flag_value(argv, argc, &i, "--tls-key", NULL, &val)) {
+            c->tls_key = val;
         } else if (flag_value(argv, argc, &i, "--ttl", NULL, &val)) {
             c->ttl_s = parse_uint("--ttl", val, UINT64_MAX / 1000);
             c->has_ttl = true;
@@ -1203,6 +1219,25 @@ int main(int argc, char **argv)
     } else if (getenv("KVCTL_TOKEN") && *getenv("KVCTL_TOKEN")) {
         co.auth_token = getenv("KVCTL_TOKEN");
     }
+    if (!c.tls_cert != !c.tls_key)
+        usage_error("--tls-cert and --tls-key go together%s", "");
+    char *pem[3] = {NULL, NULL, NULL};
+    const char *pem_files[3] = {c.tls_ca, c.tls_cert, c.tls_key};
+    for (int k = 0; k < 3; k++) {
+        if (!pem_files[k])
+            continue;
+        char err[512];
+        unsigned char *text = NULL;
+        size_t len = 0;
+        if (kvt_read_secret_file(pem_files[k], &text, &len, NULL, err, sizeof err) != 0)
+            usage_error("%s", err);
+        text[len] = 0;
+        pem[k] = (char *)text;
+    }
+    co.tls = c.tls;
+    co.tls_ca_pem = pem[0];
+    co.tls_cert_pem = pem[1];
+    co.tls_key_pem = pem[2];
     kv *db = NULL;
     int rc = kv_client_open(&db, ep, nep, &co);
     int status;
@@ -1216,6 +1251,8 @@ int main(int argc, char **argv)
     }
     kv_close(db);
     kvt_free_tokens(tokens, n_tokens);
+    for (int k = 0; k < 3; k++)
+        free(pem[k]);
     free(copy);
     if (fflush(stdout) != 0 && status == EXIT_OK) {
         fprintf(stderr, PROG ": writing the output: %s\n", strerror(errno));
