@@ -242,6 +242,7 @@ static const char *kv_code_name(int rc)
     case KV_EIO: return "IO_ERROR";
     case KV_ECLOSED: return "CLOSED";
     case KV_ENOMEM: return "OUT_OF_MEMORY";
+    case KV_EPERM: return "NOT_PERMITTED";
     case KV_ENOTSUP: return "NOT_SUPPORTED";
     case KV_EBUSY: return "BUSY";
     }

@@ -24,7 +24,8 @@
  * the object's key and values are all base64, with "encoding":"base64".
  *
  * Exit status: 0 success, 1 other error, 2 usage error, 3 not found,
- * 4 conflict, 5 unavailable, timed out or unknown outcome.
+ * 4 conflict, 5 unavailable, timed out or unknown outcome, 6 not permitted
+ * (a missing or wrong token).
  */
 #include <errno.h>
 #include <inttypes.h>

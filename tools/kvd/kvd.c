@@ -132,7 +132,8 @@ static void usage(FILE *f)
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
             "nodeId, peers (array), seeds (array), replicas, vnodes, policy, internodeTimeoutMs,\n"
             "hintWindowS, handoffKibPerS, failurePauseMs, sync, logLevel, ioThreads, httpThreads, maxKeySize,\n"
-            "maxValueSize.\n");
+            "maxValueSize, clusterSecretFile, clientTokenFile, insecure (true/false), tlsCert, tlsKey,\n"
+            "tlsCa. Security: docs/SECURITY.md.\n");
 }
 
 static int bad(const char *fmt, const char *arg)
