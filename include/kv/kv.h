@@ -81,9 +81,12 @@ KV_API int kv_open(kv **out, const char *path, const kv_open_options *opts);
  * @param opts  required: data_dir, node_id (1-64 of [A-Za-z0-9._-]) and
  *              listen_addr ("HOST:PORT"; port 0 picks a free port, see
  *              kv_node_ports); opts->store gives the store's options.
- * @return KV_OK; KV_EINVAL (missing or bad option, unparsable address);
+ * @return KV_OK; KV_EINVAL (missing or bad option, unparsable address, a
+ *         secret, token, certificate or key that is malformed or too short);
  *         KV_EBUSY (a port is in use, or the store is open elsewhere);
- *         KV_EIO; KV_ENOMEM.
+ *         KV_EPERM (protected mode: an address beyond loopback with neither
+ *         a cluster secret nor client tokens, and insecure not set; see
+ *         docs/SECURITY.md); KV_EIO; KV_ENOMEM.
  * Threads: the handle may be used from any number of threads; the node's
  * servers run threads of their own.
  */
@@ -154,6 +157,17 @@ KV_API int kv_ping(kv *db);
 KV_API void kv_close(kv *db);
 
 /* --------------------------------------------------------------- data calls */
+
+/*
+ * Every argument of a data call is checked, on every kind of handle and by
+ * every node that serves it, against the limits in docs/SECURITY.md (key,
+ * value, TTL, consistency level and R/W, context, batch size) before
+ * anything is allocated or stored. On client handles (and node handles in a
+ * cluster) every call may also return KV_EUNAVAILABLE, KV_ETIMEDOUT,
+ * KV_EUNKNOWN_OUTCOME (writes), and KV_EPERM when the nodes require a
+ * client token that kv_client_options.auth_token does not give, or their
+ * TLS certificate does not verify. No other code is ever returned.
+ */
 
 /**
  * kv_put - store a value under a key, replacing any previous value.

@@ -380,7 +380,7 @@ static void strerror_and_version(void **state)
     (void)state;
     const int codes[] = {KV_OK, KV_ENOTFOUND, KV_ECONFLICT, KV_ETOOBIG, KV_EINVAL,
                          KV_ETIMEDOUT, KV_EUNAVAILABLE, KV_EUNKNOWN_OUTCOME,
-                         KV_ECORRUPT, KV_EIO, KV_ECLOSED, KV_ENOMEM, KV_ENOTSUP, KV_EBUSY};
+                         KV_ECORRUPT, KV_EIO, KV_ECLOSED, KV_ENOMEM, KV_ENOTSUP, KV_EBUSY, KV_EPERM};
     const char *unknown = kv_strerror(12345);
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_non_null(kv_strerror(codes[i]));
