@@ -1,11 +1,14 @@
 /* Writes seed inputs for the fuzz targets; the output is committed.
  *   fuzz_make_corpus fuzz/corpus/record        records behind their token
  *   fuzz_make_corpus frame fuzz/corpus/frame   one request frame per opcode
- *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings */
+ *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings
+ *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad */
 #include <stdio.h>
 #include <string.h>
 
+#include <kv/kv.h>
 #include "cluster/state.h"
+#include "net/auth.h"
 #include "net/frame.h"
 #include "net/message.h"
 #include "storage/record.h"
@@ -96,8 +99,142 @@ static void state_corpus(const char *dir)
     kvi_buf_free(&b);
 }
 
+static void write_file(const char *dir, const char *name, const kvi_buf *b)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b->data, 1, b->len, f);
+        fclose(f);
+    }
+}
+
+/* ------------------------------------------------------------ fuzz_auth */
+
+/* The head of a fuzz_auth input: the credentials (0: secret and tokens,
+ * 1: secret, 2: tokens, 3: none), then a HELLO answer body and its client
+ * nonce for kvi_auth_answer. */
+static void auth_head(kvi_buf *in, uint8_t config, const kvi_buf *answer)
+{
+    unsigned char nonce_c[KVI_AUTH_NONCE];
+    for (unsigned i = 0; i < KVI_AUTH_NONCE; i++)
+        nonce_c[i] = (unsigned char)i;
+    kvi_buf_u8(in, config);
+    kvi_buf_u8(in, (uint8_t)(answer ? answer->len : 0));
+    kvi_buf_raw(in, nonce_c, sizeof nonce_c);
+    if (answer)
+        kvi_buf_raw(in, answer->data, answer->len);
+}
+
+/* One record of the connection: a control byte (see fuzz_auth.c), then a
+ * request frame. */
+static void auth_record(kvi_buf *in, uint8_t ctrl, uint8_t opcode, uint16_t flags,
+                        const kvi_buf *body)
+{
+    static uint64_t id = 1;
+    kvi_buf_u8(in, ctrl);
+    size_t start = in->len;
+    kvi_frame_begin(in);
+    if (body)
+        kvi_buf_raw(in, body->data, body->len);
+    kvi_frame_finish(in, start, opcode, flags, 0, id++);
+}
+
+static void auth_corpus(const char *dir)
+{
+    kvi_buf in = {0}, body = {0}, get = {0}, state = {0}, hello = {0}, peer = {0};
+    kvi_request g = {.opcode = KVI_OP_GET, .key = text("user:1")};
+    kvi_request_encode(&get, &g);
+    kvi_request gs = {.opcode = KVI_OP_GET_STATE, .key = text("user:1")};
+    kvi_request_encode(&state, &gs);
+    unsigned char nonce[KVI_AUTH_NONCE] = {1, 2, 3};
+    kvi_buf_bytes(&hello, nonce, sizeof nonce);
+    unsigned char zero_mac[KVI_AUTH_MAC] = {0};
+    kvi_buf_u8(&peer, KVI_AUTH_METHOD_PEER);
+    kvi_buf_bytes(&peer, zero_mac, sizeof zero_mac);
+
+    /* A client token (given by the control byte), then data and a peer
+     * opcode, and a data opcode flagged as forwarded. */
+    auth_head(&in, 0, NULL);
+    kvi_auth_token_body(&body, "x");
+    auth_record(&in, 0x02, KVI_OP_AUTH, 0, &body);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    auth_record(&in, 0, KVI_OP_GET, KVI_FRAME_FLAG_FORWARDED, &get);
+    write_file(dir, "token-then-data", &in);
+
+    /* The peer handshake (the proof given by the control byte), peer
+     * opcodes, then the same proof again: a nonce is good once. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 0, NULL);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    auth_record(&in, 0x08, KVI_OP_HELLO, 0, &hello);
+    auth_record(&in, 0x01, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    auth_record(&in, 0, KVI_OP_GOSSIP, KVI_FRAME_FLAG_HANDOFF, NULL);
+    auth_record(&in, 0x01, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    write_file(dir, "hello-peer-proof", &in);
+
+    /* A wrong proof after a HELLO; a proof without a HELLO. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 1, NULL);
+    auth_record(&in, 0, KVI_OP_HELLO, 0, &hello);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    write_file(dir, "wrong-proof", &in);
+
+    /* A wrong token, a malformed HELLO and AUTH. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 2, NULL);
+    kvi_buf_reset(&body);
+    kvi_auth_token_body(&body, "nope");
+    auth_record(&in, 0, KVI_OP_HELLO, 0, &get);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &body);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    auth_record(&in, 0x06, KVI_OP_AUTH, 0, &body);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    kvi_buf_reset(&body);
+    kvi_buf_u8(&body, 9);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &body);
+    write_file(dir, "wrong-token", &in);
+
+    /* A node with no credentials: everything open, no AUTH succeeds. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 3, NULL);
+    auth_record(&in, 0, KVI_OP_PING, 0, NULL);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    auth_record(&in, 0x08, KVI_OP_HELLO, 0, &hello);
+    auth_record(&in, 0x01, KVI_OP_AUTH, 0, &peer);
+    write_file(dir, "open-node", &in);
+
+    /* A HELLO answer of the right shape with a wrong proof, for
+     * kvi_auth_answer. */
+    kvi_buf answer = {0};
+    kvi_buf_bytes(&answer, nonce, sizeof nonce);
+    kvi_buf_bytes(&answer, zero_mac, sizeof zero_mac);
+    kvi_buf_reset(&in);
+    auth_head(&in, 0, &answer);
+    auth_record(&in, 0, KVI_OP_PING, 0, NULL);
+    write_file(dir, "answer-body", &in);
+
+    kvi_buf_free(&answer);
+    kvi_buf_free(&in);
+    kvi_buf_free(&body);
+    kvi_buf_free(&get);
+    kvi_buf_free(&state);
+    kvi_buf_free(&hello);
+    kvi_buf_free(&peer);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "auth") == 0) {
+        auth_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "state") == 0) {
         state_corpus(argv[2]);
         return 0;
