@@ -2,11 +2,13 @@
  *   fuzz_make_corpus fuzz/corpus/record        records behind their token
  *   fuzz_make_corpus frame fuzz/corpus/frame   one request frame per opcode
  *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings
- *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad */
+ *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad
+ *   fuzz_make_corpus request fuzz/corpus/request  requests behind limits */
 #include <stdio.h>
 #include <string.h>
 
 #include <kv/kv.h>
+#include "cluster/dvv.h"
 #include "cluster/state.h"
 #include "net/auth.h"
 #include "net/frame.h"
@@ -229,10 +231,94 @@ static void auth_corpus(const char *dir)
     kvi_buf_free(&peer);
 }
 
+/* --------------------------------------------------------- fuzz_request */
+
+/* A fuzz_request input: the opcode, the key and value limits, the
+ * replication factor, then the request body. */
+static void emit_request(const char *dir, const char *name, uint16_t max_key,
+                         uint16_t max_value, const kvi_request *req, const kvi_batch_item *items,
+                         uint32_t n_items)
+{
+    kvi_buf b = {0};
+    kvi_buf_u8(&b, req->opcode);
+    kvi_buf_u16(&b, (uint16_t)(max_key - 1));
+    kvi_buf_u16(&b, max_value);
+    kvi_buf_u8(&b, 2); /* three replicas */
+    kvi_request_encode(&b, req);
+    for (uint32_t i = 0; i < n_items; i++)
+        kvi_batch_item_encode(&b, &items[i]);
+    write_file(dir, name, &b);
+    kvi_buf_free(&b);
+}
+
+static void request_corpus(const char *dir)
+{
+    kvi_request get = {.opcode = KVI_OP_GET, .consistency = 2, .key = text("user:1")};
+    emit_request(dir, "get", 64, 4096, &get, NULL, 0);
+    kvi_request get_r = {.opcode = KVI_OP_GET, .consistency = 4, .quorum = 3,
+                         .key = text("123456789")};
+    emit_request(dir, "get-explicit-over", 8, 16, &get_r, NULL, 0);
+    kvi_request put = {.opcode = KVI_OP_PUT, .ttl_s = 60, .key = text("k"),
+                       .value = text("value"), .context = text("")};
+    emit_request(dir, "put", 64, 4096, &put, NULL, 0);
+    kvi_request put_ttl = {.opcode = KVI_OP_PUT, .consistency = 4, .quorum = 2,
+                           .ttl_s = 3153600001ull, .key = text("k"), .value = text("v")};
+    emit_request(dir, "put-ttl-over", 64, 4096, &put_ttl, NULL, 0);
+    kvi_request put_big = {.opcode = KVI_OP_PUT, .key = text("12345678"),
+                           .value = text("0123456789abcdefg")};
+    emit_request(dir, "put-value-over", 8, 16, &put_big, NULL, 0);
+    /* A context as a read returns it: a version vector. */
+    kvi_vv vv;
+    kvi_vv_init(&vv);
+    kvi_vv_raise(&vv, "n1", 3);
+    kvi_vv_raise(&vv, "n2", 1);
+    kvi_buf ctx = {0};
+    kvi_vv_encode(&ctx, &vv);
+    kvi_request del = {.opcode = KVI_OP_DELETE, .consistency = 3, .key = text("k"),
+                       .context = {ctx.data, ctx.len}};
+    emit_request(dir, "delete-context", 64, 4096, &del, NULL, 0);
+    kvi_request cas = {.opcode = KVI_OP_CAS, .consistency = 5, .expected_version = 3,
+                       .key = text("k"), .value = text("v")};
+    emit_request(dir, "cas-level-5", 64, 4096, &cas, NULL, 0);
+    kvi_request batch = {.opcode = KVI_OP_BATCH, .batch_count = 3};
+    kvi_batch_item items[3] = {{KV_BATCH_PUT, 60, text("a"), text("1")},
+                               {KV_BATCH_GET, 0, text("123456789"), text("")},
+                               {KV_BATCH_DELETE, 0, text("c"), text("")}};
+    emit_request(dir, "batch-key-over", 8, 16, &batch, items, 3);
+    kvi_batch_item ttl_items[2] = {{KV_BATCH_PUT, 0, text("a"), text("1")},
+                                   {KV_BATCH_PUT, 3153600001ull, text("b"), text("2")}};
+    batch.batch_count = 2;
+    emit_request(dir, "batch-ttl-over", 64, 4096, &batch, ttl_items, 2);
+    kvi_request empty = {.opcode = KVI_OP_BATCH, .consistency = 4, .quorum = 0};
+    emit_request(dir, "batch-empty", 64, 4096, &empty, NULL, 0);
+    /* A replicated state under its key's token. */
+    static kvi_state st;
+    kvi_state_init(&st);
+    kvi_sibling sib = {.value = (const unsigned char *)"hello", .value_len = 5, .write_ms = 7};
+    kvi_state_write(&st, NULL, "n1", &sib);
+    kvi_buf state = {0};
+    kvi_state_encode(&state, &st, kvi_key_token("k", 1));
+    kvi_request rep = {.opcode = KVI_OP_REPLICATE, .key = text("k"),
+                       .value = {state.data, state.len}};
+    emit_request(dir, "replicate", 64, 4096, &rep, NULL, 0);
+    emit_request(dir, "replicate-value-over", 64, 4, &rep, NULL, 0);
+    kvi_request hint = {.opcode = KVI_OP_HINT, .key = text("k"), .value = {state.data, state.len},
+                        .context = text("n2")};
+    emit_request(dir, "hint", 64, 4096, &hint, NULL, 0);
+    kvi_request read_state = {.opcode = KVI_OP_READ_STATE, .key = text("k")};
+    emit_request(dir, "read-state", 64, 4096, &read_state, NULL, 0);
+    kvi_buf_free(&state);
+    kvi_buf_free(&ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[1], "auth") == 0) {
         auth_corpus(argv[2]);
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "request") == 0) {
+        request_corpus(argv[2]);
         return 0;
     }
     if (argc > 2 && strcmp(argv[1], "state") == 0) {
