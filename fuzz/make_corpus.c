@@ -1,11 +1,16 @@
 /* Writes seed inputs for the fuzz targets; the output is committed.
  *   fuzz_make_corpus fuzz/corpus/record        records behind their token
  *   fuzz_make_corpus frame fuzz/corpus/frame   one request frame per opcode
- *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings */
+ *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings
+ *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad
+ *   fuzz_make_corpus request fuzz/corpus/request  requests behind limits */
 #include <stdio.h>
 #include <string.h>
 
+#include <kv/kv.h>
+#include "cluster/dvv.h"
 #include "cluster/state.h"
+#include "net/auth.h"
 #include "net/frame.h"
 #include "net/message.h"
 #include "storage/record.h"
@@ -96,8 +101,226 @@ static void state_corpus(const char *dir)
     kvi_buf_free(&b);
 }
 
+static void write_file(const char *dir, const char *name, const kvi_buf *b)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b->data, 1, b->len, f);
+        fclose(f);
+    }
+}
+
+/* ------------------------------------------------------------ fuzz_auth */
+
+/* The head of a fuzz_auth input: the credentials (0: secret and tokens,
+ * 1: secret, 2: tokens, 3: none), then a HELLO answer body and its client
+ * nonce for kvi_auth_answer. */
+static void auth_head(kvi_buf *in, uint8_t config, const kvi_buf *answer)
+{
+    unsigned char nonce_c[KVI_AUTH_NONCE];
+    for (unsigned i = 0; i < KVI_AUTH_NONCE; i++)
+        nonce_c[i] = (unsigned char)i;
+    kvi_buf_u8(in, config);
+    kvi_buf_u8(in, (uint8_t)(answer ? answer->len : 0));
+    kvi_buf_raw(in, nonce_c, sizeof nonce_c);
+    if (answer)
+        kvi_buf_raw(in, answer->data, answer->len);
+}
+
+/* One record of the connection: a control byte (see fuzz_auth.c), then a
+ * request frame. */
+static void auth_record(kvi_buf *in, uint8_t ctrl, uint8_t opcode, uint16_t flags,
+                        const kvi_buf *body)
+{
+    static uint64_t id = 1;
+    kvi_buf_u8(in, ctrl);
+    size_t start = in->len;
+    kvi_frame_begin(in);
+    if (body)
+        kvi_buf_raw(in, body->data, body->len);
+    kvi_frame_finish(in, start, opcode, flags, 0, id++);
+}
+
+static void auth_corpus(const char *dir)
+{
+    kvi_buf in = {0}, body = {0}, get = {0}, state = {0}, hello = {0}, peer = {0};
+    kvi_request g = {.opcode = KVI_OP_GET, .key = text("user:1")};
+    kvi_request_encode(&get, &g);
+    kvi_request gs = {.opcode = KVI_OP_GET_STATE, .key = text("user:1")};
+    kvi_request_encode(&state, &gs);
+    unsigned char nonce[KVI_AUTH_NONCE] = {1, 2, 3};
+    kvi_buf_bytes(&hello, nonce, sizeof nonce);
+    unsigned char zero_mac[KVI_AUTH_MAC] = {0};
+    kvi_buf_u8(&peer, KVI_AUTH_METHOD_PEER);
+    kvi_buf_bytes(&peer, zero_mac, sizeof zero_mac);
+
+    /* A client token (given by the control byte), then data and a peer
+     * opcode, and a data opcode flagged as forwarded. */
+    auth_head(&in, 0, NULL);
+    kvi_auth_token_body(&body, "x");
+    auth_record(&in, 0x02, KVI_OP_AUTH, 0, &body);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    auth_record(&in, 0, KVI_OP_GET, KVI_FRAME_FLAG_FORWARDED, &get);
+    write_file(dir, "token-then-data", &in);
+
+    /* The peer handshake (the proof given by the control byte), peer
+     * opcodes, then the same proof again: a nonce is good once. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 0, NULL);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    auth_record(&in, 0x08, KVI_OP_HELLO, 0, &hello);
+    auth_record(&in, 0x01, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    auth_record(&in, 0, KVI_OP_GOSSIP, KVI_FRAME_FLAG_HANDOFF, NULL);
+    auth_record(&in, 0x01, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    write_file(dir, "hello-peer-proof", &in);
+
+    /* A wrong proof after a HELLO; a proof without a HELLO. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 1, NULL);
+    auth_record(&in, 0, KVI_OP_HELLO, 0, &hello);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &peer);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    write_file(dir, "wrong-proof", &in);
+
+    /* A wrong token, a malformed HELLO and AUTH. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 2, NULL);
+    kvi_buf_reset(&body);
+    kvi_auth_token_body(&body, "nope");
+    auth_record(&in, 0, KVI_OP_HELLO, 0, &get);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &body);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    auth_record(&in, 0x06, KVI_OP_AUTH, 0, &body);
+    auth_record(&in, 0, KVI_OP_GET, 0, &get);
+    kvi_buf_reset(&body);
+    kvi_buf_u8(&body, 9);
+    auth_record(&in, 0, KVI_OP_AUTH, 0, &body);
+    write_file(dir, "wrong-token", &in);
+
+    /* A node with no credentials: everything open, no AUTH succeeds. */
+    kvi_buf_reset(&in);
+    auth_head(&in, 3, NULL);
+    auth_record(&in, 0, KVI_OP_PING, 0, NULL);
+    auth_record(&in, 0, KVI_OP_GET_STATE, 0, &state);
+    auth_record(&in, 0x08, KVI_OP_HELLO, 0, &hello);
+    auth_record(&in, 0x01, KVI_OP_AUTH, 0, &peer);
+    write_file(dir, "open-node", &in);
+
+    /* A HELLO answer of the right shape with a wrong proof, for
+     * kvi_auth_answer. */
+    kvi_buf answer = {0};
+    kvi_buf_bytes(&answer, nonce, sizeof nonce);
+    kvi_buf_bytes(&answer, zero_mac, sizeof zero_mac);
+    kvi_buf_reset(&in);
+    auth_head(&in, 0, &answer);
+    auth_record(&in, 0, KVI_OP_PING, 0, NULL);
+    write_file(dir, "answer-body", &in);
+
+    kvi_buf_free(&answer);
+    kvi_buf_free(&in);
+    kvi_buf_free(&body);
+    kvi_buf_free(&get);
+    kvi_buf_free(&state);
+    kvi_buf_free(&hello);
+    kvi_buf_free(&peer);
+}
+
+/* --------------------------------------------------------- fuzz_request */
+
+/* A fuzz_request input: the opcode, the key and value limits, the
+ * replication factor, then the request body. */
+static void emit_request(const char *dir, const char *name, uint16_t max_key,
+                         uint16_t max_value, const kvi_request *req, const kvi_batch_item *items,
+                         uint32_t n_items)
+{
+    kvi_buf b = {0};
+    kvi_buf_u8(&b, req->opcode);
+    kvi_buf_u16(&b, (uint16_t)(max_key - 1));
+    kvi_buf_u16(&b, max_value);
+    kvi_buf_u8(&b, 2); /* three replicas */
+    kvi_request_encode(&b, req);
+    for (uint32_t i = 0; i < n_items; i++)
+        kvi_batch_item_encode(&b, &items[i]);
+    write_file(dir, name, &b);
+    kvi_buf_free(&b);
+}
+
+static void request_corpus(const char *dir)
+{
+    kvi_request get = {.opcode = KVI_OP_GET, .consistency = 2, .key = text("user:1")};
+    emit_request(dir, "get", 64, 4096, &get, NULL, 0);
+    kvi_request get_r = {.opcode = KVI_OP_GET, .consistency = 4, .quorum = 3,
+                         .key = text("123456789")};
+    emit_request(dir, "get-explicit-over", 8, 16, &get_r, NULL, 0);
+    kvi_request put = {.opcode = KVI_OP_PUT, .ttl_s = 60, .key = text("k"),
+                       .value = text("value"), .context = text("")};
+    emit_request(dir, "put", 64, 4096, &put, NULL, 0);
+    kvi_request put_ttl = {.opcode = KVI_OP_PUT, .consistency = 4, .quorum = 2,
+                           .ttl_s = 3153600001ull, .key = text("k"), .value = text("v")};
+    emit_request(dir, "put-ttl-over", 64, 4096, &put_ttl, NULL, 0);
+    kvi_request put_big = {.opcode = KVI_OP_PUT, .key = text("12345678"),
+                           .value = text("0123456789abcdefg")};
+    emit_request(dir, "put-value-over", 8, 16, &put_big, NULL, 0);
+    /* A context as a read returns it: a version vector. */
+    kvi_vv vv;
+    kvi_vv_init(&vv);
+    kvi_vv_raise(&vv, "n1", 3);
+    kvi_vv_raise(&vv, "n2", 1);
+    kvi_buf ctx = {0};
+    kvi_vv_encode(&ctx, &vv);
+    kvi_request del = {.opcode = KVI_OP_DELETE, .consistency = 3, .key = text("k"),
+                       .context = {ctx.data, ctx.len}};
+    emit_request(dir, "delete-context", 64, 4096, &del, NULL, 0);
+    kvi_request cas = {.opcode = KVI_OP_CAS, .consistency = 5, .expected_version = 3,
+                       .key = text("k"), .value = text("v")};
+    emit_request(dir, "cas-level-5", 64, 4096, &cas, NULL, 0);
+    kvi_request batch = {.opcode = KVI_OP_BATCH, .batch_count = 3};
+    kvi_batch_item items[3] = {{KV_BATCH_PUT, 60, text("a"), text("1")},
+                               {KV_BATCH_GET, 0, text("123456789"), text("")},
+                               {KV_BATCH_DELETE, 0, text("c"), text("")}};
+    emit_request(dir, "batch-key-over", 8, 16, &batch, items, 3);
+    kvi_batch_item ttl_items[2] = {{KV_BATCH_PUT, 0, text("a"), text("1")},
+                                   {KV_BATCH_PUT, 3153600001ull, text("b"), text("2")}};
+    batch.batch_count = 2;
+    emit_request(dir, "batch-ttl-over", 64, 4096, &batch, ttl_items, 2);
+    kvi_request empty = {.opcode = KVI_OP_BATCH, .consistency = 4, .quorum = 0};
+    emit_request(dir, "batch-empty", 64, 4096, &empty, NULL, 0);
+    /* A replicated state under its key's token. */
+    static kvi_state st;
+    kvi_state_init(&st);
+    kvi_sibling sib = {.value = (const unsigned char *)"hello", .value_len = 5, .write_ms = 7};
+    kvi_state_write(&st, NULL, "n1", &sib);
+    kvi_buf state = {0};
+    kvi_state_encode(&state, &st, kvi_key_token("k", 1));
+    kvi_request rep = {.opcode = KVI_OP_REPLICATE, .key = text("k"),
+                       .value = {state.data, state.len}};
+    emit_request(dir, "replicate", 64, 4096, &rep, NULL, 0);
+    emit_request(dir, "replicate-value-over", 64, 4, &rep, NULL, 0);
+    kvi_request hint = {.opcode = KVI_OP_HINT, .key = text("k"), .value = {state.data, state.len},
+                        .context = text("n2")};
+    emit_request(dir, "hint", 64, 4096, &hint, NULL, 0);
+    kvi_request read_state = {.opcode = KVI_OP_READ_STATE, .key = text("k")};
+    emit_request(dir, "read-state", 64, 4096, &read_state, NULL, 0);
+    kvi_buf_free(&state);
+    kvi_buf_free(&ctx);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "auth") == 0) {
+        auth_corpus(argv[2]);
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "request") == 0) {
+        request_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "state") == 0) {
         state_corpus(argv[2]);
         return 0;

@@ -235,6 +235,13 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
     for (size_t i = 0; i < g->n; i++)
         if (g->status[i] == KVI_ENOT_REPLICA)
             return kvi_error(KVI_ENOT_REPLICA, "a replica has another view of the ring");
+    /* A replica that refused the key itself (over its key size limit: a
+     * client checks only the ceilings) is no replica failing: the request
+     * is what failed, and every replica would say so. */
+    for (size_t i = 0; i < g->n; i++)
+        if (g->status[i] == KV_ETOOBIG || g->status[i] == KV_EINVAL)
+            return kvi_error(g->status[i], "replica %s refused the key: %s",
+                             v->members[g->pref[i]].id, kv_strerror(g->status[i]));
     int rc = KV_OK;
     for (size_t i = 0; i < g->n && rc == KV_OK; i++) {
         if (g->status[i] != KV_OK && g->status[i] != KV_ENOTFOUND)
