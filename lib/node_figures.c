@@ -54,9 +54,11 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
     gather_figures(n, &f);
     char text[512];
     int len = snprintf(text, sizeof text,
-                       ",\"failures\":{\"membersUp\":%u,\"membersDown\":%u,\"suspicions\":%llu,"
+                       ",\"limits\":{\"maxKeySize\":%u,\"maxValueSize\":%u},"
+                       "\"failures\":{\"membersUp\":%u,\"membersDown\":%u,\"suspicions\":%llu,"
                        "\"hintsPending\":%llu,\"hintOldestAgeSeconds\":%.3f,"
                        "\"hintsReplayed\":%llu,\"hintsDropped\":%llu,\"sloppyWrites\":%llu}}",
+                       n->limits.max_key_size, n->limits.max_value_size,
                        f.up, f.down, (unsigned long long)f.suspicions,
                        (unsigned long long)f.hints.pending, f.oldest_age_s,
                        (unsigned long long)f.hints.replayed,

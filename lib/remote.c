@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "handle.h"
 #include "router.h"
 #include "util/error.h"
@@ -158,9 +159,19 @@ int kvi_remote_batch(kv *db, kv_batch *b, const kv_write_options *wopts,
     kvi_view *v = kvi_router_view(db->router);
     if (!v)
         return kvi_client_batch(db->client, b, wopts, ropts);
-    kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
-                         .is_down_ctx = db->router};
-    int rc = kvi_coord_batch(&env, b, wopts, ropts, db->policy != KV_POLICY_LWW);
+    /* Checked whole against the nodes' own limits first: the operations
+     * then run one by one, and a batch with a bad one must be refused
+     * before any runs, as every other door does. */
+    int rc = KV_OK;
+    if (v->max_key_size) {
+        kvi_limits l = {v->max_key_size, v->max_value_size};
+        rc = kvi_batch_prepare(&l, b, wopts, ropts);
+    }
+    if (rc == KV_OK) {
+        kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
+                             .is_down_ctx = db->router};
+        rc = kvi_coord_batch(&env, b, wopts, ropts, db->policy != KV_POLICY_LWW);
+    }
     kvi_view_unref(v);
     return rc;
 }

@@ -130,6 +130,17 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
         };
         rc = kvi_view_build(out, &cfg);
     }
+    /* The limits the nodes enforce; a description without them (an older
+     * node) or with nonsense leaves them unknown. */
+    const cJSON *limits = cJSON_GetObjectItemCaseSensitive(root, "limits");
+    const cJSON *max_key = cJSON_GetObjectItemCaseSensitive(limits, "maxKeySize");
+    const cJSON *max_value = cJSON_GetObjectItemCaseSensitive(limits, "maxValueSize");
+    if (rc == KV_OK && cJSON_IsNumber(max_key) && cJSON_IsNumber(max_value) &&
+        max_key->valuedouble >= 1 && max_key->valuedouble <= KV_MAX_KEY_SIZE_LIMIT &&
+        max_value->valuedouble >= 0 && max_value->valuedouble <= KV_MAX_VALUE_SIZE_LIMIT) {
+        (*out)->max_key_size = (uint32_t)max_key->valuedouble;
+        (*out)->max_value_size = (uint32_t)max_value->valuedouble;
+    }
     free(ids);
     free(addrs);
     free(https);

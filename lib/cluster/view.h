@@ -36,6 +36,10 @@ typedef struct kvi_view {
     kvi_view_member *members; /* indexed like the ring's members */
     int self;                 /* this node's index, or -1 in a client */
     unsigned replicas, vnodes;
+    /* The members' key and value limits, as the description gave them (a
+     * client checks a batch against them before any operation runs, as a
+     * node does); 0: not known. */
+    uint32_t max_key_size, max_value_size;
     /* Reads that do not start with their own replica start at a rotating
      * position in the preference list, so every replica of a range takes
      * its share of the reads: a member's read load follows its replica
