@@ -264,6 +264,73 @@ fi
 "$KVCTL" --endpoints "no-port-here" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 2 "unparsable endpoint"
 
+# ------------------------------------------- tokens and TLS (SECURITY.md)
+# A second kvd with client tokens and a certificate for 127.0.0.1 that a
+# CA made here signs.
+sec=$tmp/sec
+mkdir -p "$sec"
+if (cd "$sec" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=test-ca -keyout ca.key -out ca.pem &&
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' > ext &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kvd \
+        -keyout node.key -out node.csr &&
+    openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext -out node.pem) >/dev/null 2>&1; then
+    printf '# ops\nsecret-token-1\n' > "$sec/tokens"
+    printf 'secret-token-1\n' > "$sec/my.token"
+    printf 'wrong-token\n' > "$sec/wrong.token"
+    chmod 600 "$sec"/*
+    kill "$kvd_pid" 2>/dev/null
+    wait "$kvd_pid" 2>/dev/null
+    kvd_pid=
+    sport=
+    for attempt in 1 2 3 4 5; do
+        p=$((20000 + RANDOM % 20001))
+        listening "$p" && continue
+        "$KVD" --data "$tmp/secdata" --listen "127.0.0.1:$p" --node-id kvctl-sec \
+            --client-token-file "$sec/tokens" --tls-cert "$sec/node.pem" \
+            --tls-key "$sec/node.key" 2>"$tmp/kvd-sec.log" &
+        kvd_pid=$!
+        for _ in $(seq 100); do
+            grep -q '"ready' "$tmp/kvd-sec.log" 2>/dev/null && break
+            kill -0 "$kvd_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if grep -q '"ready' "$tmp/kvd-sec.log" && kill -0 "$kvd_pid" 2>/dev/null; then
+            sport=$p
+            break
+        fi
+        kill "$kvd_pid" 2>/dev/null
+        wait "$kvd_pid" 2>/dev/null
+        kvd_pid=
+    done
+    if [[ -z $sport ]]; then
+        fail "kvd with tokens and TLS did not start: $(head -c 400 "$tmp/kvd-sec.log")"
+    else
+        EP=127.0.0.1:$sport
+        kc --tls-ca "$sec/ca.pem" put sk v;                       expect_rc 6 "put without a token"
+        grep -q "not permitted" "$tmp/err" || fail "the refusal says not permitted"
+        kc --tls-ca "$sec/ca.pem" --token-file "$sec/wrong.token" put sk v
+        expect_rc 6 "put with a wrong token"
+        kc --tls-ca "$sec/ca.pem" --token-file "$sec/my.token" put sk v1
+        expect 0 "version 1" "put with the token over TLS"
+        KVCTL_TOKEN=secret-token-1 "$KVCTL" --endpoints "$EP" --tls-ca "$sec/ca.pem" get sk \
+            >"$tmp/out" 2>"$tmp/err"; rc=$?
+        expect 0 "v1" "get with KVCTL_TOKEN over TLS"
+        kc --tls-ca "$sec/ca.pem" -w json --token-file "$sec/wrong.token" get sk
+        expect_rc 6 "json get with a wrong token"
+        json_check 'd["error"]["code"] == "NOT_PERMITTED"' "json not permitted"
+        kc --timeout 2000 --token-file "$sec/my.token" get sk
+        expect_rc 5 "plain TCP to a TLS node"
+        kc --tls --token-file "$sec/my.token" get sk
+        expect_rc 6 "TLS checked against the system's CAs (ours is not one)"
+        grep -q "certificate" "$tmp/err" || fail "the refusal names the certificate"
+    fi
+else
+    fail "openssl could not make the test certificates"
+fi
+
 if [[ $failures -ne 0 ]]; then
     echo "$failures check(s) failed" >&2
     exit 1

@@ -89,7 +89,8 @@ t = r["total"]
 ops, total, p99 = t["ops_per_sec"], t["ops"], t["p99_us"]
 cpu_us = ticks / hz * 1e6 / total if total else 0
 kind = "GET" if ratio == "1" else "PUT"
-print(f"{mode:5} {kind}  {ops:10.0f} ops/s  p99 {p99:8.0f} us  kvd CPU {cpu_us:5.1f} us/op  ({total} requests, {r.get(\"errors\", 0)} errors)")
+errors = r.get("errors", 0)
+print(f"{mode:5} {kind}  {ops:10.0f} ops/s  p99 {p99:8.0f} us  kvd CPU {cpu_us:5.1f} us/op  ({total} requests, {errors} errors)")
 ' "$mode" "$ratio" "$((after - before))" "$hz"
 }
 
