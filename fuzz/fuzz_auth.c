@@ -126,7 +126,7 @@ static void gate_one(const node *n, unsigned char *state, model *m, kvi_frame_he
                      const unsigned char *body, kvi_buf *out)
 {
     size_t before = out->len;
-    int gated = kvi_auth_gate(n->auth, state, h, body, out);
+    int gated = kvi_auth_gate(n->auth, state, 0 /* plain TCP */, h, body, out);
     if (gated == 0) {
         if (out->len != before || h->opcode == KVI_OP_HELLO || h->opcode == KVI_OP_AUTH)
             abort();
@@ -163,7 +163,8 @@ static void gate_one(const node *n, unsigned char *state, model *m, kvi_frame_he
             if (answer_len != 0 || !well_formed)
                 abort();
             if (method == KVI_AUTH_METHOD_TOKEN) {
-                int known = 0;
+                /* A node without tokens accepts any: its data is open. */
+                int known = !n->has_tokens;
                 for (size_t i = 0; n->has_tokens && i < 2; i++)
                     known |= data.len == strlen(TOKENS[i]) &&
                              memcmp(data.data, TOKENS[i], data.len) == 0;
