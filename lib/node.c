@@ -560,6 +560,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .max_body = o->max_request_bytes ? o->max_request_bytes : DEFAULT_MAX_REQUEST,
             .idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS,
             .max_connections = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS,
+            .max_buffered_bytes = (size_t)o->max_buffered_bytes,
             .handler = kvi_node_handle_request,
             .handler_ctx = n,
             .offload = offload_request,

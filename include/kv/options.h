@@ -258,11 +258,17 @@ typedef struct kv_node_options {
      * protocol, and clients that show a certificate are verified too.
      * Required with tls_cert_pem in a cluster. Copied. */
     const char *tls_ca_pem;
+    /** Bytes the binary protocol's connections may hold in all (input
+     * buffers, requests waiting for a worker, answers not yet written);
+     * near it the node stops reading from clients until answers drain,
+     * and a request that cannot fit is refused with KV_ENOMEM ("server
+     * busy"). 0 = 256 MiB. Keep it well above max_request_bytes. */
+    uint64_t max_buffered_bytes;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

@@ -6,11 +6,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "integration/loopback.h"
+#include <kv/kv.h>
 
 /* The kvd to run: $KVD (set by ctest), else "kvd". */
 static inline const char *kvd_path(void)
@@ -50,6 +52,28 @@ static inline int kvd_stop(pid_t pid, int sig)
         waitpid(pid, NULL, 0);
     }
     return exited;
+}
+
+/* Waits (bounded: about 30 s) until the node at endpoint describes a
+ * complete cluster, asking through a client with options co (a token, a
+ * CA). Returns 1 when it did, 0 when it never did. */
+static inline int kvd_wait_complete(const char *endpoint, const kv_client_options *co)
+{
+    const char *eps[] = {endpoint};
+    kv *db = NULL;
+    if (kv_client_open(&db, eps, 1, co) != KV_OK)
+        return 0;
+    int complete = 0;
+    for (int t = 0; t < 300 && !complete; t++) {
+        char *json = NULL;
+        if (kv_cluster_describe(&json, db) == KV_OK)
+            complete = strstr(json, "\"complete\":true") != NULL;
+        kv_string_free(json);
+        if (!complete)
+            sleep_ms(100);
+    }
+    kv_close(db);
+    return complete;
 }
 
 #endif

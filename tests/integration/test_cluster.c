@@ -102,21 +102,34 @@ static kv *client_all(const cluster *c, kv_conflict_policy policy, kv_merge_fn m
     return client_at(eps, (size_t)c->n, policy, merge);
 }
 
+/* Prints what node i believes of the cluster and the end of its log, so
+ * that a membership that never completes can be told apart later. */
+static void explain_incomplete(const cluster *c, int i)
+{
+    kv *db = client_of(c, i);
+    char *json = NULL;
+    int rc = kv_cluster_describe(&json, db);
+    fprintf(stderr, "%s's description (%s): %s\n", c->nodes[i].id, kv_strerror(rc),
+            json ? json : kv_error_last());
+    kv_string_free(json);
+    kv_close(db);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "tail -n 30 '%s' >&2", c->nodes[i].log_path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log at %s)\n", c->nodes[i].log_path);
+}
+
 /* Waits (bounded) until node i says its membership is complete. */
 static void wait_complete(const cluster *c, int i)
 {
-    kv *db = client_of(c, i);
-    int complete = 0;
-    for (int t = 0; t < 300 && !complete; t++) {
-        char *json = NULL;
-        if (kv_cluster_describe(&json, db) == KV_OK)
-            complete = strstr(json, "\"complete\":true") != NULL;
-        kv_string_free(json);
-        if (!complete)
-            sleep_ms(100);
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 3000;
+    co.connect_timeout_ms = 500;
+    if (!kvd_wait_complete(c->nodes[i].listen, &co)) {
+        explain_incomplete(c, i);
+        fail_msg("%s never completed its membership (log: %s)", c->nodes[i].id,
+                 c->nodes[i].log_path);
     }
-    kv_close(db);
-    assert_true(complete);
 }
 
 static void start(cluster *c, int i)
@@ -138,9 +151,12 @@ static void stop(cluster *c, int i, int sig)
         fail_msg("%s did not exit within 15 s of signal %d (log: %s)", d->id, sig, d->log_path);
 }
 
-static cluster *make_cluster(int n, const char *policy)
+/* *state is set first, so that teardown stops what started even when the
+ * cluster never completes. */
+static cluster *make_cluster(void **state, int n, const char *policy)
 {
     cluster *c = calloc(1, sizeof *c);
+    *state = c;
     c->policy = policy;
     for (int i = 0; i < MAX_NODES; i++) {
         node *d = &c->nodes[i];
@@ -160,19 +176,19 @@ static cluster *make_cluster(int n, const char *policy)
 
 static int setup_lww(void **state)
 {
-    *state = make_cluster(3, "lww");
+    make_cluster(state, 3, "lww");
     return 0;
 }
 
 static int setup_five(void **state)
 {
-    *state = make_cluster(5, "lww");
+    make_cluster(state, 5, "lww");
     return 0;
 }
 
 static int setup_siblings(void **state)
 {
-    *state = make_cluster(3, "siblings");
+    make_cluster(state, 3, "siblings");
     return 0;
 }
 

@@ -123,19 +123,10 @@ static kv *client_to(const char *const *eps, size_t n)
 /* Waits (bounded) until node s describes a complete cluster. */
 static void wait_complete(const server *s)
 {
-    const char *eps[] = {s->listen};
-    kv *db = client_to(eps, 1);
-    int complete = 0;
-    for (int t = 0; t < 300 && !complete; t++) {
-        char *json = NULL;
-        if (kv_cluster_describe(&json, db) == KV_OK)
-            complete = strstr(json, "\"complete\":true") != NULL;
-        kv_string_free(json);
-        if (!complete)
-            sleep_ms(100);
-    }
-    kv_close(db);
-    if (!complete)
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 3000;
+    co.connect_timeout_ms = 500;
+    if (!kvd_wait_complete(s->listen, &co))
         fail_msg("%s never completed its membership (log: %s)", s->id, s->log_path);
 }
 

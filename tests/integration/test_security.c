@@ -84,23 +84,10 @@ static kv *client_with(const secured *s, const char *token)
  * with a token. */
 static void wait_complete(const secured *s, int i)
 {
-    const char *eps[] = {s->nodes[i].listen};
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.auth_token = TOKENS[0];
     co.request_timeout_ms = 2000;
-    kv *db = NULL;
-    assert_int_equal(kv_client_open(&db, eps, 1, &co), KV_OK);
-    int complete = 0;
-    for (int t = 0; t < 300 && !complete; t++) {
-        char *json = NULL;
-        if (kv_cluster_describe(&json, db) == KV_OK)
-            complete = strstr(json, "\"complete\":true") != NULL;
-        kv_string_free(json);
-        if (!complete)
-            sleep_ms(100);
-    }
-    kv_close(db);
-    if (!complete)
+    if (!kvd_wait_complete(s->nodes[i].listen, &co))
         fail_msg("node %d never completed its membership (log: %s)", i + 1,
                  s->nodes[i].log_path);
 }

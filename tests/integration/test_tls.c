@@ -130,18 +130,11 @@ static kv *client_with(const fixture *f, const char *ca_pem, int tls, const char
 
 static void wait_complete(const fixture *f, int i)
 {
-    kv *db = client_with(f, f->pem[CA], 1, f->nodes[i].listen);
-    int complete = 0;
-    for (int t = 0; t < 300 && !complete; t++) {
-        char *json = NULL;
-        if (kv_cluster_describe(&json, db) == KV_OK)
-            complete = strstr(json, "\"complete\":true") != NULL;
-        kv_string_free(json);
-        if (!complete)
-            sleep_ms(100);
-    }
-    kv_close(db);
-    if (!complete)
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 3000;
+    co.connect_timeout_ms = 1000;
+    co.tls_ca_pem = f->pem[CA];
+    if (!kvd_wait_complete(f->nodes[i].listen, &co))
         fail_msg("node %d never completed its membership (log: %s)", i + 1,
                  f->nodes[i].log_path);
 }

@@ -41,6 +41,7 @@ typedef struct settings {
     unsigned http_threads;
     uint32_t max_key_size;
     uint32_t max_value_size;
+    uint64_t max_buffered;   /* --max-buffered-bytes */
     char **peers;      /* binary addresses of the cluster's members */
     size_t n_peers;
     char **seeds;      /* binary addresses of members to join through */
@@ -126,7 +127,7 @@ static void usage(FILE *f)
             "           [--policy lww|siblings] [--internode-timeout MS]\n"
             "           [--config FILE.json] [--sync always|periodic|none]\n"
             "           [--log-level error|warn|info|debug] [--io-threads N] [--http-threads N]\n"
-            "           [--max-key-size BYTES] [--max-value-size BYTES]\n"
+            "           [--max-key-size BYTES] [--max-value-size BYTES] [--max-buffered-bytes BYTES]\n"
             "           [--cluster-secret-file FILE] [--client-token-file FILE] [--insecure]\n"
             "           [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
@@ -429,6 +430,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, KV_MAX_KEY_SIZE_LIMIT, &n) != 0 || n == 0)
                 return bad("--max-key-size must be 1..65536, not \"%s\"", v);
             s->max_key_size = (uint32_t)n;
+        } else if (strcmp(flag, "--max-buffered-bytes") == 0) {
+            if (parse_uint(v, (unsigned long)64u << 30, &n) != 0 || n < (1u << 20))
+                return bad("--max-buffered-bytes must be 1048576..68719476736, not \"%s\"", v);
+            s->max_buffered = n;
         } else if (strcmp(flag, "--max-value-size") == 0) {
             if (parse_uint(v, KV_MAX_VALUE_SIZE_LIMIT, &n) != 0)
                 return bad("--max-value-size must be 0..67108864, not \"%s\"", v);
@@ -512,6 +517,7 @@ int main(int argc, char **argv)
     node.failure_pause_ms = s.failure_pause_ms;
 
     node.insecure = s.insecure;
+    node.max_buffered_bytes = s.max_buffered;
     unsigned char *secret = NULL;
     size_t secret_len = 0;
     char **tokens = NULL;
