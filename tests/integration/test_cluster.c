@@ -119,14 +119,23 @@ static void explain_incomplete(const cluster *c, int i)
         fprintf(stderr, "(no log at %s)\n", c->nodes[i].log_path);
 }
 
-/* Waits (bounded) until node i says its membership is complete. */
-static void wait_complete(const cluster *c, int i)
+
+/* Waits (bounded) until node i says its membership is complete. When it
+ * never does, every node is killed before the failure: a per-test setup
+ * that fails gets no teardown, and a kvd left running would hold ctest's
+ * output open. */
+static void wait_complete(cluster *c, int i)
 {
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.request_timeout_ms = 3000;
     co.connect_timeout_ms = 500;
     if (!kvd_wait_complete(c->nodes[i].listen, &co)) {
         explain_incomplete(c, i);
+        for (int k = 0; k < MAX_NODES; k++) {
+            if (c->nodes[k].pid > 0)
+                kvd_stop(c->nodes[k].pid, SIGKILL);
+            c->nodes[k].pid = 0;
+        }
         fail_msg("%s never completed its membership (log: %s)", c->nodes[i].id,
                  c->nodes[i].log_path);
     }
