@@ -3,7 +3,8 @@
  *   fuzz_make_corpus frame fuzz/corpus/frame   one request frame per opcode
  *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings
  *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad
- *   fuzz_make_corpus request fuzz/corpus/request  requests behind limits */
+ *   fuzz_make_corpus request fuzz/corpus/request  requests behind limits
+ *   fuzz_make_corpus node fuzz/corpus/node     connections to a node of one */
 #include <stdio.h>
 #include <string.h>
 
@@ -311,8 +312,63 @@ static void request_corpus(const char *dir)
     kvi_buf_free(&ctx);
 }
 
+/* One frame of fuzz_node's input: [u8 opcode][u16 flags][u16 length][body]. */
+static void node_frame(kvi_buf *out, const kvi_request *req, uint16_t flags)
+{
+    kvi_buf body = {0};
+    if (req->opcode == KVI_OP_AUTH)
+        kvi_auth_token_body(&body, "fuzz-token");
+    else
+        kvi_request_encode(&body, req);
+    kvi_buf_u8(out, req->opcode);
+    kvi_buf_u16(out, flags);
+    kvi_buf_u16(out, (uint16_t)body.len);
+    kvi_buf_raw(out, body.data, body.len);
+    kvi_buf_free(&body);
+}
+
+
+/* Seeds for fuzz_node: a client that shows fuzz_node's token and then
+ * writes, reads, swaps and deletes; one that does not; a peer opcode. */
+static void node_corpus(const char *dir)
+{
+    kvi_request auth = {.opcode = KVI_OP_AUTH};
+    kvi_request put = {.opcode = KVI_OP_PUT, .consistency = 2, .ttl_s = 60, .key = text("k"),
+                       .value = text("v")};
+    kvi_request get = {.opcode = KVI_OP_GET, .consistency = 1, .key = text("k")};
+    kvi_request cas = {.opcode = KVI_OP_CAS, .consistency = 3, .expected_version = 1,
+                       .key = text("k"), .value = text("w")};
+    kvi_request del = {.opcode = KVI_OP_DELETE, .key = text("k")};
+    kvi_request read_state = {.opcode = KVI_OP_READ_STATE, .key = text("k")};
+    kvi_request cluster = {.opcode = KVI_OP_CLUSTER};
+    kvi_request gossip = {.opcode = KVI_OP_GOSSIP, .value = text("x")};
+    kvi_buf b = {0};
+    node_frame(&b, &auth, 0);
+    node_frame(&b, &put, 0);
+    node_frame(&b, &get, 0);
+    node_frame(&b, &cas, 0);
+    node_frame(&b, &read_state, 0);
+    node_frame(&b, &del, 0);
+    node_frame(&b, &cluster, 0);
+    write_file(dir, "client", &b);
+    kvi_buf_reset(&b);
+    node_frame(&b, &put, 0);
+    node_frame(&b, &get, KVI_FRAME_FLAG_SIBLINGS);
+    write_file(dir, "no-token", &b);
+    kvi_buf_reset(&b);
+    node_frame(&b, &auth, 0);
+    node_frame(&b, &gossip, 0);
+    node_frame(&b, &put, KVI_FRAME_FLAG_FORWARDED);
+    write_file(dir, "peer-opcodes", &b);
+    kvi_buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "node") == 0) {
+        node_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "auth") == 0) {
         auth_corpus(argv[2]);
         return 0;
