@@ -4,12 +4,14 @@
  *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings
  *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad
  *   fuzz_make_corpus request fuzz/corpus/request  requests behind limits
- *   fuzz_make_corpus node fuzz/corpus/node     connections to a node of one */
+ *   fuzz_make_corpus node fuzz/corpus/node     connections to a node of one
+ *   fuzz_make_corpus paxos fuzz/corpus/paxos   acceptor records */
 #include <stdio.h>
 #include <string.h>
 
 #include <kv/kv.h>
 #include "cluster/dvv.h"
+#include "cluster/paxos.h"
 #include "cluster/state.h"
 #include "net/auth.h"
 #include "net/frame.h"
@@ -363,8 +365,35 @@ static void node_corpus(const char *dir)
     kvi_buf_free(&b);
 }
 
+/* Seeds for fuzz_paxos: the token, then an acceptor record: empty, and
+ * one with a promise, an unfinished proposal and a commit. */
+static void paxos_corpus(const char *dir)
+{
+    const uint64_t token = 0x0102030405060708ull;
+    kvi_acceptor a;
+    kvi_acceptor_init(&a);
+    kvi_buf b = {0};
+    kvi_buf_u64(&b, token);
+    kvi_acceptor_encode(&b, &a, token);
+    write_file(dir, "empty", &b);
+    kvi_ballot promised = {.time_us = 1700000000000000ull, .node = "n2", .counter = 3};
+    kvi_ballot committed = {.time_us = 1690000000000000ull, .node = "n1", .counter = 0};
+    a.promised = promised;
+    kvi_acceptor_propose(&a, &promised, "state", 5);
+    kvi_acceptor_commit(&a, &committed, 4);
+    kvi_buf_reset(&b);
+    kvi_buf_u64(&b, token);
+    kvi_acceptor_encode(&b, &a, token);
+    write_file(dir, "unfinished", &b);
+    kvi_buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "paxos") == 0) {
+        paxos_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "node") == 0) {
         node_corpus(argv[2]);
         return 0;
