@@ -88,13 +88,19 @@ def _run(args, out, err):
                   "must be positive\n")
         return 2
     try:
-        path, _ = runner.run(args, out)
+        path, summary = runner.run(args, out)
     except (ValueError, OSError) as e:
         err.write(f"kvcheck run: {e}\n")
         return 2
     out.write(f"kvcheck check --model {args.model} {path}\n")
     out.flush()
-    return _check_file(path, args.model, args.max_states, out, err)
+    status = _check_file(path, args.model, args.max_states, out, err)
+    if status == 0 and (summary["ok"] == 0 or (args.model == "counter"
+                                               and summary["final"] is None)):
+        out.write("kvcheck run: no operation succeeded or the final read failed: "
+                  "nothing proven\n")
+        return 1
+    return status
 
 
 def _check_file(path, model, max_states, out, err):
