@@ -1,4 +1,5 @@
 """kvcheck check --model register|set|counter FILE
+kvcheck run --model counter|register --http HOST:PORT[,...] --out FILE ...
 
 Exit status: 0 no anomaly, 1 an anomaly (or a key too hard to decide:
 nothing was proven), 2 bad input or usage.
@@ -59,15 +60,55 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     chk.add_argument("--max-states", type=int, default=linearizable.DEFAULT_MAX_STATES,
                      help="per key, the search's bound before it answers UNKNOWN")
     chk.add_argument("file")
+    run = sub.add_parser("run", help="run a workload against a cluster, then check it")
+    run.add_argument("--model", choices=("counter", "register"), default="counter")
+    run.add_argument("--http", required=True, help="HOST:PORT[,HOST:PORT...]")
+    run.add_argument("--threads", type=int, default=3)
+    run.add_argument("--duration", type=float, default=10.0, help="seconds")
+    run.add_argument("--key", help="the key (default: a fresh one per run)")
+    run.add_argument("--token-file", help="a file holding the bearer token")
+    run.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
+    run.add_argument("--max-retries", type=int, default=50,
+                     help="counter: cas attempts per increment before it fails")
+    run.add_argument("--max-states", type=int, default=linearizable.DEFAULT_MAX_STATES)
+    run.add_argument("--out", required=True, help="the history file to write")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
+    if args.command == "run":
+        return _run(args, out, err)
+    return _check_file(args.file, args.model, args.max_states, out, err)
+
+
+def _run(args, out, err):
+    from . import runner
+    if args.threads < 1 or args.duration <= 0 or args.timeout <= 0 or args.max_retries < 1:
+        err.write("kvcheck run: --threads, --duration, --timeout and --max-retries "
+                  "must be positive\n")
+        return 2
     try:
-        ops = history.load(args.file)
-        results = _check(ops, args.model, args.max_states)
+        path, summary = runner.run(args, out)
+    except (ValueError, OSError) as e:
+        err.write(f"kvcheck run: {e}\n")
+        return 2
+    out.write(f"kvcheck check --model {args.model} {path}\n")
+    out.flush()
+    status = _check_file(path, args.model, args.max_states, out, err)
+    if status == 0 and (summary["ok"] == 0 or (args.model == "counter"
+                                               and summary["final"] is None)):
+        out.write("kvcheck run: no operation succeeded or the final read failed: "
+                  "nothing proven\n")
+        return 1
+    return status
+
+
+def _check_file(path, model, max_states, out, err):
+    try:
+        ops = history.load(path)
+        results = _check(ops, model, max_states)
     except history.HistoryError as e:
-        err.write(f"kvcheck: {args.file}: {e}\n")
+        err.write(f"kvcheck: {path}: {e}\n")
         return 2
     _print(results, out)
     c = history.counts(ops)
