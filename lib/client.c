@@ -36,6 +36,7 @@
 #include "net/frame.h"
 #include "net/message.h"
 #include "util/error.h"
+#include "util/wipe.h"
 #include "storage/record.h"
 #include "value.h"
 
@@ -787,11 +788,7 @@ void kvi_client_set_tls(kvi_client *cl, const kvi_tls *tls)
 int kvi_client_set_credentials(kvi_client *cl, const unsigned char *secret, size_t secret_len,
                                const char *token)
 {
-    if (cl->secret) {
-        volatile unsigned char *p = cl->secret;
-        for (size_t i = 0; i < cl->secret_len; i++)
-            p[i] = 0;
-    }
+    kvi_wipe(cl->secret, cl->secret_len);
     free(cl->secret);
     free(cl->token);
     cl->secret = NULL;

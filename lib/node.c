@@ -25,6 +25,7 @@
 #include "net/server.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/wipe.h"
 #include "util/metrics.h"
 
 #define DEFAULT_MAX_REQUEST (16u * 1024u * 1024u)
@@ -442,9 +443,11 @@ static int check_exposure(const kv_node_options *o)
  * peers prove. */
 static int start_auth(kvi_node *n, const kv_node_options *o)
 {
+    /* As given: a length without its pointer is refused by kvi_auth_new,
+     * not read as "no credentials" (check_exposure counted it as one). */
     kvi_credentials creds = {
-        .secret = o->cluster_secret, .secret_len = o->cluster_secret ? o->cluster_secret_len : 0,
-        .tokens = o->client_tokens, .n_tokens = o->client_tokens ? o->client_token_count : 0,
+        .secret = o->cluster_secret, .secret_len = o->cluster_secret_len,
+        .tokens = o->client_tokens, .n_tokens = o->client_token_count,
         .peer_needs_cert = o->tls_cert_pem && o->tls_ca_pem,
     };
     int rc = kvi_auth_new(&n->auth, &creds);
@@ -617,7 +620,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
             .describe = describe_cluster,
             .describe_ctx = n,
             .tokens = o->client_tokens,
-            .n_tokens = o->client_tokens ? o->client_token_count : 0,
+            .n_tokens = o->client_token_count,
             .tls_cert_pem = o->tls_cert_pem,
             .tls_key_pem = o->tls_key_pem,
         };
@@ -656,11 +659,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_auth_free(n->auth);
     kvi_tls_free(n->tls_in);
     kvi_tls_free(n->tls_out);
-    if (n->secret) {
-        volatile unsigned char *p = n->secret;
-        for (size_t i = 0; i < n->peer_creds.secret_len; i++)
-            p[i] = 0;
-    }
+    kvi_wipe(n->secret, n->peer_creds.secret_len);
     free(n->secret);
     free(n->node_id);
     free(n->listen_addr);

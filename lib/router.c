@@ -9,6 +9,7 @@
 
 #include "cluster/view.h"
 #include "util/error.h"
+#include "util/wipe.h"
 #include "util/ticker.h"
 
 #define RELEARN_INTERVAL_MS 1000u
@@ -216,10 +217,9 @@ void kvi_router_close(kvi_router *r)
     free((char *)r->opts.auth_token);
     free((char *)r->opts.tls_ca_pem);
     free((char *)r->opts.tls_cert_pem);
-    if (r->opts.tls_key_pem) {
-        memset((char *)r->opts.tls_key_pem, 0, strlen(r->opts.tls_key_pem));
-        free((char *)r->opts.tls_key_pem);
-    }
+    if (r->opts.tls_key_pem)
+        kvi_wipe((char *)r->opts.tls_key_pem, strlen(r->opts.tls_key_pem));
+    free((char *)r->opts.tls_key_pem);
     free(r);
 }
 

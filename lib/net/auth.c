@@ -11,6 +11,7 @@
 #include <kv/common.h>
 #include "net/server.h"
 #include "util/error.h"
+#include "util/wipe.h"
 
 /* The gate's state of one connection (KVI_AUTH_STATE bytes). */
 #define ST_LEVEL 0          /* bits: LEVEL_CLIENT, LEVEL_PEER */
@@ -67,7 +68,9 @@ int kvi_auth_new(kvi_auth **out, const kvi_credentials *creds)
                               creds->secret_len > KVI_AUTH_MAX_CREDENTIAL || !creds->secret))
         return kvi_error(KV_EINVAL, "the cluster secret must be %u..%u bytes (it is %zu)",
                          KVI_AUTH_MIN_SECRET, KVI_AUTH_MAX_CREDENTIAL, creds->secret_len);
-    size_t n_tokens = creds->tokens ? creds->n_tokens : 0;
+    size_t n_tokens = creds->n_tokens;
+    if (n_tokens && !creds->tokens)
+        return kvi_error(KV_EINVAL, "%zu client tokens given, but no array of them", n_tokens);
     for (size_t i = 0; i < n_tokens; i++)
         if (check_token(creds->tokens[i]) != KV_OK)
             return kvi_error(KV_EINVAL, "client token %zu: %s", i + 1, kv_error_last());
@@ -109,12 +112,7 @@ void kvi_auth_free(kvi_auth *a)
 {
     if (!a)
         return;
-    if (a->secret) {
-        /* Not left in freed memory for the next allocation to show. */
-        volatile unsigned char *p = a->secret;
-        for (size_t i = 0; i < a->secret_len; i++)
-            p[i] = 0;
-    }
+    kvi_wipe(a->secret, a->secret_len);
     free(a->secret);
     for (size_t i = 0; a->tokens && i < a->n_tokens; i++)
         free(a->tokens[i]);

@@ -726,6 +726,38 @@ static void node_options_are_checked(void **state)
     o.listen_addr = "127.0.0.1:0";
     o.data_dir = w->dir;
     assert_int_equal(kv_node_start(&n, &o), KV_EBUSY);
+    o.data_dir = dir;
+    /* Credentials: malformed ones are refused, never read as "none". */
+    o.cluster_secret_len = 20; /* no pointer */
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    o.cluster_secret = "short";
+    o.cluster_secret_len = 5;
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "16"));
+    o.cluster_secret = NULL;
+    o.cluster_secret_len = 0;
+    o.client_token_count = 1; /* no array */
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    const char *bad_tokens[] = {"has space"};
+    o.client_tokens = bad_tokens;
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    o.client_tokens = NULL;
+    o.client_token_count = 0;
+    o.tls_cert_pem = "-----BEGIN CERTIFICATE-----"; /* without its key */
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL);
+    o.tls_key_pem = "not a key";
+    assert_int_equal(kv_node_start(&n, &o), KV_EINVAL); /* GnuTLS refuses the pair */
+    o.tls_cert_pem = o.tls_key_pem = NULL;
+    /* Protected mode: beyond loopback with no credentials. */
+    o.listen_addr = "0.0.0.0:0";
+    assert_int_equal(kv_node_start(&n, &o), KV_EPERM);
+    assert_non_null(strstr(kv_error_last(), "--insecure"));
+    o.listen_addr = "127.0.0.1:0";
+    o.http_addr = "0.0.0.0:0";
+    assert_int_equal(kv_node_start(&n, &o), KV_EPERM);
+    o.insecure = 1;
+    assert_int_equal(kv_node_start(&n, &o), KV_OK);
+    kv_close(n);
     test_rmtree(dir);
     int port = -1;
     assert_int_equal(kv_node_ports(&port, NULL, w->client), KV_EINVAL);
