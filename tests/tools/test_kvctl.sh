@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # test_kvctl.sh - kvctl against a real kvd on 127.0.0.1.
 #
-#   test_kvctl.sh KVCTL KVD
+#   test_kvctl.sh KVCTL KVD [KVBENCH]
 #
 # Starts one kvd with a fresh data directory on a random port, waits until
 # `kvctl health` answers, then checks kvctl's outputs and exit codes: put,
 # get, del, cas (conflict prints the current version), batch from a file and
 # from stdin, -w json (parsed with python3), a binary value with a NUL, TTL
-# expiry, usage errors and an endpoint with nothing listening. The trap kills
-# only the kvd this script started. No timing assertions: waits are bounded
-# loops that poll for a state.
+# expiry, usage errors, --help and --version (of kvbench too: KVBENCH
+# defaults to the kvbench built beside kvctl) and an endpoint with nothing
+# listening. The trap kills only the kvd this script started. No timing
+# assertions: waits are bounded loops that poll for a state.
 set -u
 
-KVCTL=${1:?usage: test_kvctl.sh KVCTL KVD}
-KVD=${2:?usage: test_kvctl.sh KVCTL KVD}
+KVCTL=${1:?usage: test_kvctl.sh KVCTL KVD [KVBENCH]}
+KVD=${2:?usage: test_kvctl.sh KVCTL KVD [KVBENCH]}
+KVBENCH=${3:-$(dirname "$KVCTL")/../kvbench/kvbench}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_kvctl.XXXXXX")
 kvd_pid=
@@ -244,6 +246,25 @@ grep -q "usage:" "$tmp/err" || fail "usage line on a usage error"
 "$KVCTL" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 0 "--help"
 grep -q "^usage: kvctl" "$tmp/out" || fail "--help prints the usage on stdout"
+# --help lists every command of kvctl's command table.
+src=$(dirname "$0")/../../tools/kvctl/kvctl.c
+cmds=$(sed -n '/^} commands\[\] = {/,/^};/p' "$src" | sed -n 's/^ *{"\([a-z]*\)",.*/\1/p')
+[[ $(echo "$cmds" | wc -w) -ge 8 ]] || fail "the command table of $src: '$cmds'"
+for cmd in $cmds; do
+    grep -q "^  $cmd\( \|$\)" "$tmp/out" || fail "--help lists the command $cmd"
+done
+
+# --version: the tool's name and the library's version, on stdout.
+versions=
+for tool in "$KVCTL" "$KVD" "$KVBENCH"; do
+    name=$(basename "$tool")
+    "$tool" --version >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 0 "$name --version"
+    grep -qx "$name [0-9]*\.[0-9]*\.[0-9]*" "$tmp/out" || fail "$name --version prints '$name VERSION'"
+    versions+="${versions:+ }$(cut -d' ' -f2 "$tmp/out")"
+done
+[[ $(echo "$versions" | tr ' ' '\n' | sort -u | wc -l) -eq 1 ]] || fail "one version for the three tools: $versions"
+kc get k1 --version;         expect_rc 0 "--version after the command"
 
 # ------------------------------------------------------- endpoint down
 down=

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <kv/kv.h>
+
 atomic_bool g_stop;
 volatile sig_atomic_t g_signal;
 
@@ -147,6 +149,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: " PROG " MODE [flags]\n"
+        "       " PROG " --help | --version\n"
         "\n"
         "Modes:\n"
         "  embedded   an embedded store (kv_open) in this process, db_bench-like\n"
@@ -166,6 +169,10 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     if (strcmp(mode, "-h") == 0 || strcmp(mode, "--help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(mode, "--version") == 0) {
+        printf(PROG " %s\n", kv_version(NULL, NULL, NULL));
         return 0;
     }
     if (strcmp(mode, "embedded") == 0)

@@ -13,6 +13,8 @@
  *                                    current version, and exits 4
  *   batch FILE.json | -              the HTTP batch body; one line per result
  *   health                           kv_ping; prints "ok"
+ *   members                          the members the node knows, and failures
+ *   ring                             the members' shares of the ring
  *
  * Flags may come before or after the command; "--" ends the flags, so that a
  * key or value may start with '-'. The endpoints come from --endpoints, else
@@ -103,6 +105,9 @@ static void usage(FILE *f)
           "                              {\"operations\":[{\"op\":\"PUT\",\"key\":\"k\",\"value\":\"v\"}]};\n"
           "                              \"-\" reads stdin; one line per result\n"
           "  health                      round trip to a node; prints \"ok\"\n"
+          "  members                     the members the node knows, their status, and\n"
+          "                              what it knows of failures\n"
+          "  ring                        the members and their shares of the ring\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -124,6 +129,7 @@ static void usage(FILE *f)
           "                     a client certificate, for nodes that ask\n"
           "  --                 end of flags (for keys or values starting with '-')\n"
           "  -h, --help         this help\n"
+          "  --version          print \"" PROG " VERSION\" (the library's) and exit\n"
           "\n"
           "Exit status: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict,\n"
           "5 unavailable, timed out or unknown outcome, 6 not permitted (a token\n"
@@ -1078,6 +1084,9 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             flags_done = true;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             usage(stdout);
+            exit(EXIT_OK);
+        } else if (strcmp(arg, "--version") == 0) {
+            printf(PROG " %s\n", kv_version(NULL, NULL, NULL));
             exit(EXIT_OK);
         } else if (flag_value(argv, argc, &i, "--endpoints", NULL, &val)) {
             if (*val == '\0')

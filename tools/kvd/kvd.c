@@ -130,6 +130,7 @@ static void usage(FILE *f)
             "           [--max-key-size BYTES] [--max-value-size BYTES] [--max-buffered-bytes BYTES]\n"
             "           [--cluster-secret-file FILE] [--client-token-file FILE] [--insecure]\n"
             "           [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n"
+            "       kvd --help | --version\n"
             "Command-line flags override the config file. Config keys: data, listen, http,\n"
             "nodeId, peers (array), seeds (array), replicas, vnodes, policy, internodeTimeoutMs,\n"
             "hintWindowS, handoffKibPerS, failurePauseMs, sync, logLevel, ioThreads, httpThreads, maxKeySize,\n"
@@ -346,6 +347,10 @@ static int parse_args(settings *s, int argc, char **argv)
         const char *flag = argv[i];
         if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
             usage(stdout);
+            return -1;
+        }
+        if (strcmp(flag, "--version") == 0) {
+            printf("kvd %s\n", kv_version(NULL, NULL, NULL));
             return -1;
         }
         if (strncmp(flag, "--", 2) != 0)
