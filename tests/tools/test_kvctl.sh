@@ -7,7 +7,7 @@
 # `kvctl health` answers, then checks kvctl's outputs and exit codes: put,
 # get, del, cas (conflict prints the current version), batch from a file and
 # from stdin, -w json (parsed with python3), a binary value with a NUL, TTL
-# expiry, usage errors, --help and --version (of kvbench too: KVBENCH
+# expiry, usage errors (empty keys among them), --help and --version (of kvbench too: KVBENCH
 # defaults to the kvbench built beside kvctl) and an endpoint with nothing
 # listening. The trap kills only the kvd this script started. No timing
 # assertions: waits are bounded loops that poll for a state.
@@ -243,6 +243,14 @@ kc get k1 --consistency most; expect_rc 2 "bad --consistency"
 kc get k1 --policy newest;   expect_rc 2 "bad --policy"
 kc put k v --verbose;        expect_rc 2 "--verbose on put"
 grep -q "usage:" "$tmp/err" || fail "usage line on a usage error"
+# An empty key is the command line's mistake, not the library's.
+kc get '';                   expect 2 "" "get of an empty key"
+grep -q "KEY must not be empty" "$tmp/err" || fail "an empty key says so"
+kc put '' v;                 expect 2 "" "put of an empty key"
+kc del '';                   expect 2 "" "del of an empty key"
+kc cas '' 0 v;               expect 2 "" "cas of an empty key"
+kc -w json get '';           expect_rc 2 "json get of an empty key"
+json_check 'd["error"]["code"] == "USAGE"' "json empty key"
 "$KVCTL" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 0 "--help"
 grep -q "^usage: kvctl" "$tmp/out" || fail "--help prints the usage on stdout"

@@ -1163,6 +1163,11 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
     for (int k = 1; k < npos; k++)
         c->args[k - 1] = positional[k];
     c->nargs = npos - 1;
+    /* The library would refuse an empty key (KV_EINVAL, exit 1); it is the
+     * command line's mistake. */
+    if ((cmd->fn == cmd_put || cmd->fn == cmd_get || cmd->fn == cmd_del ||
+         cmd->fn == cmd_cas) && c->args[0][0] == '\0')
+        usage_error("%s: KEY must not be empty", cmd->name);
     if (cmd->fn == cmd_cas) {
         const char *vs = c->args[1];
         char *end;
