@@ -284,6 +284,12 @@ if [[ -n $down ]]; then
     "$KVCTL" --endpoints "127.0.0.1:$down" --timeout 1000 get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
     expect_rc 5 "get with nothing listening"
     [[ -s $tmp/err ]] || fail "an unavailable endpoint is reported on stderr"
+    grep -q "endpoints tried: 127.0.0.1:$down, from --endpoints; set them with --endpoints or \$KVCTL_ENDPOINTS" "$tmp/err" ||
+        fail "no endpoint answering names the endpoints and how to set them"
+    KVCTL_ENDPOINTS=127.0.0.1:$down "$KVCTL" --timeout 1000 get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "get with nothing listening at \$KVCTL_ENDPOINTS"
+    grep -q "endpoints tried: 127.0.0.1:$down, from \$KVCTL_ENDPOINTS" "$tmp/err" ||
+        fail "the endpoints' source is named"
     "$KVCTL" --endpoints "127.0.0.1:$down" --timeout 1000 health >"$tmp/out" 2>"$tmp/err"; rc=$?
     expect_rc 5 "health with nothing listening"
     "$KVCTL" --endpoints "127.0.0.1:$down" --timeout 1000 -w json put k v >"$tmp/out" 2>"$tmp/err"; rc=$?

@@ -81,6 +81,9 @@ struct cli {
 };
 
 static bool g_json; /* -w json, known as soon as it is parsed */
+/* The endpoints and where they came from, for "no node reachable". */
+static const char *g_endpoints;
+static const char *g_endpoints_from;
 
 /* ------------------------------------------------------------------ usage */
 
@@ -384,8 +387,16 @@ static void error_message(char *buf, size_t size, int rc)
  * JSON object (e.g. the current version of a conflict); may be NULL. */
 static int fail(const char *what, int rc, const char *extra)
 {
-    char msg[1024];
+    char msg[2048];
     error_message(msg, sizeof msg, rc);
+    if ((rc == KV_EUNAVAILABLE || rc == KV_ETIMEDOUT) && g_endpoints != NULL &&
+        strstr(kv_error_last(), "no node reachable") != NULL) {
+        /* No endpoint answered: say which were tried and how to change them. */
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof msg - n,
+                 " (endpoints tried: %s, %s; set them with --endpoints or $KVCTL_ENDPOINTS)",
+                 g_endpoints, g_endpoints_from);
+    }
     if (g_json) {
         fprintf(stdout, "{\"error\":{\"code\":\"%s\",\"message\":", code_name(rc));
         put_json_cstr(stdout, msg);
@@ -1204,11 +1215,16 @@ int main(int argc, char **argv)
     const struct command *cmd = parse_args(argc, argv, &c);
 
     const char *list = c.endpoints;
+    g_endpoints_from = "from --endpoints";
     if (list == NULL) {
         list = getenv("KVCTL_ENDPOINTS");
-        if (list == NULL || *list == '\0')
+        g_endpoints_from = "from $KVCTL_ENDPOINTS";
+        if (list == NULL || *list == '\0') {
             list = DEFAULT_ENDPOINT;
+            g_endpoints_from = "the default";
+        }
     }
+    g_endpoints = list;
     char *copy = strdup(list);
     if (copy == NULL)
         return fail("startup", KV_ENOMEM, NULL);
