@@ -5,12 +5,13 @@
 #
 # Starts one kvd with a fresh data directory on a random port, waits until
 # `kvctl health` answers, then checks kvctl's outputs and exit codes: put,
-# get, del, cas (conflict prints the current version), batch from a file and
-# from stdin, -w json (parsed with python3), a binary value with a NUL, TTL
-# expiry, usage errors (empty keys among them), --help and --version (of kvbench too: KVBENCH
-# defaults to the kvbench built beside kvctl) and an endpoint with nothing
-# listening. The trap kills only the kvd this script started. No timing
-# assertions: waits are bounded loops that poll for a state.
+# get, del, cas (conflict prints the current version), a value from stdin
+# ("-") or a file ("@FILE"), batch from a file and from stdin, -w json (parsed
+# with python3), a binary value with a NUL, TTL expiry, usage errors (empty
+# keys among them), --help and --version (of kvbench too: KVBENCH defaults to
+# the kvbench built beside kvctl) and an endpoint with nothing listening. The
+# trap kills only the kvd this script started. No timing assertions: waits
+# are bounded loops that poll for a state.
 set -u
 
 KVCTL=${1:?usage: test_kvctl.sh KVCTL KVD [KVBENCH]}
@@ -139,6 +140,41 @@ kc put -- -dash -value; expect 0 "version 1" "-- ends flags"
 kc get -- -dash;        expect 0 "-value" "get a key starting with -"
 kc put empty "";        expect 0 "version 1" "put empty value"
 kc get empty;           expect 0 "" "get empty value"
+
+# VALUE "-" reads stdin and "@FILE" a file, byte for byte; after "--" both
+# are literal.
+printf 'x\0y\377\n' >"$tmp/bin.in"
+"$KVCTL" --endpoints "$EP" put vin - <"$tmp/bin.in" >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect 0 "version 1" "put a binary value from stdin"
+kc get vin;             expect_rc 0 "get the value put from stdin"
+{ cat "$tmp/bin.in"; echo; } | cmp -s - "$tmp/out" || fail "value from stdin: bytes differ: $(od -c "$tmp/out")"
+kc put vfile "@$tmp/bin.in"; expect 0 "version 1" "put a value from @FILE"
+kc get vfile;           expect_rc 0 "get the value put from @FILE"
+{ cat "$tmp/bin.in"; echo; } | cmp -s - "$tmp/out" || fail "value from @FILE: bytes differ: $(od -c "$tmp/out")"
+kc put vempty - </dev/null; expect 0 "version 1" "put an empty stdin"
+kc get vempty;          expect 0 "" "get the empty value from stdin"
+kc put vmissing "@$tmp/no-such-file"; expect 2 "" "put from a missing @FILE"
+grep -q "cannot open $tmp/no-such-file" "$tmp/err" || fail "a missing @FILE is named on stderr"
+kc -w json put vmissing "@$tmp/no-such-file"; expect_rc 2 "json put from a missing @FILE"
+json_check 'd["error"]["code"] == "USAGE"' "json missing @FILE"
+kc put vmissing @;      expect_rc 2 "put @ without a file name"
+kc get vmissing;        expect_rc 3 "nothing written from a missing @FILE"
+kc put vlit -- -;       expect 0 "version 1" "put -- - keeps a literal -"
+kc get vlit;            expect 0 "-" "get the literal -"
+kc put -- vat "@$tmp/bin.in"; expect 0 "version 1" "put -- KEY @FILE keeps a literal @..."
+kc get vat;             expect 0 "@$tmp/bin.in" "get the literal @..."
+printf 'from\0stdin' | "$KVCTL" --endpoints "$EP" cas vin 1 - >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect 0 "version 2" "cas with a value from stdin"
+kc get vin;             expect_rc 0 "get after cas from stdin"
+printf 'from\0stdin\n' | cmp -s - "$tmp/out" || fail "cas from stdin: bytes differ: $(od -c "$tmp/out")"
+kc cas vfile 1 "@$tmp/bin.in"; expect 0 "version 2" "cas with a value from @FILE"
+kc cas vlit 1 -- -;     expect 0 "version 2" "cas -- - keeps a literal -"
+kc get vlit;            expect 0 "-" "get the literal - after cas"
+# Over the library's 64 MiB ceiling: refused before anything is sent.
+head -c $((64 * 1024 * 1024 + 1)) /dev/zero |
+    "$KVCTL" --endpoints "$EP" put vbig - >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect 1 "" "put of more than 64 MiB from stdin"
+grep -q "larger than 64 MiB" "$tmp/err" || fail "the 64 MiB ceiling is named on stderr"
 KVCTL_ENDPOINTS=$EP "$KVCTL" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect 0 "again" "endpoints from KVCTL_ENDPOINTS"
 kc --endpoints "127.0.0.1:1,$EP" get k1

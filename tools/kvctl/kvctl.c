@@ -16,9 +16,12 @@
  *   members                          the members the node knows, and failures
  *   ring                             the members' shares of the ring
  *
- * Flags may come before or after the command; "--" ends the flags, so that a
- * key or value may start with '-'. The endpoints come from --endpoints, else
- * from $KVCTL_ENDPOINTS, else 127.0.0.1:7400.
+ * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
+ * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
+ * after the command; "--" ends the flags, and every argument after it is
+ * literal: a key or value may start with '-', and "-" or "@x" is the value
+ * itself. The endpoints come from --endpoints, else from $KVCTL_ENDPOINTS,
+ * else 127.0.0.1:7400.
  *
  * -w json prints exactly one JSON object on stdout, errors included
  * ({"error":{"code":"NOT_FOUND","message":"..."}}), in the shapes of the HTTP
@@ -77,7 +80,11 @@ struct cli {
     const char *tls_key;
     const char *cmd;
     const char *args[MAX_ARGS];
+    bool literal[MAX_ARGS];  /* the argument came after "--" */
     int nargs;
+    const unsigned char *value; /* put, cas: the value's bytes */
+    size_t value_len;
+    unsigned char *value_buf;   /* ... when read from stdin or a file */
 };
 
 static bool g_json; /* -w json, known as soon as it is parsed */
@@ -95,7 +102,10 @@ static void usage(FILE *f)
     fputs(usage_line, f);
     fputs("\n"
           "Commands:\n"
-          "  put KEY VALUE [--ttl S]     store VALUE; prints \"version N\"\n"
+          "  put KEY VALUE [--ttl S]\n"
+          "                              store VALUE; prints \"version N\". VALUE \"-\"\n"
+          "                              reads stdin, \"@FILE\" reads FILE (after \"--\"\n"
+          "                              both are literal)\n"
           "  get KEY [--verbose]         prints the value's bytes, then a newline;\n"
           "                              --verbose adds which replicas answered with\n"
           "                              which versions\n"
@@ -103,7 +113,8 @@ static void usage(FILE *f)
           "  cas KEY EXPECTED VALUE [--ttl S]\n"
           "                              store VALUE only if the current version is\n"
           "                              EXPECTED (0 = only if absent); prints \"version N\",\n"
-          "                              or the current version and exit 4 on a mismatch\n"
+          "                              or the current version and exit 4 on a mismatch;\n"
+          "                              VALUE \"-\" or \"@FILE\" as for put\n"
           "  batch FILE|-                run a batch in the HTTP body format, e.g.\n"
           "                              {\"operations\":[{\"op\":\"PUT\",\"key\":\"k\",\"value\":\"v\"}]};\n"
           "                              \"-\" reads stdin; one line per result\n"
@@ -130,7 +141,8 @@ static void usage(FILE *f)
           "  --tls-ca FILE      TLS, checked against this CA (kvd --tls-ca)\n"
           "  --tls-cert FILE, --tls-key FILE\n"
           "                     a client certificate, for nodes that ask\n"
-          "  --                 end of flags (for keys or values starting with '-')\n"
+          "  --                 end of flags; every argument after it is literal (keys\n"
+          "                     or values starting with '-', a value \"-\" or \"@x\")\n"
           "  -h, --help         this help\n"
           "  --version          print \"" PROG " VERSION\" (the library's) and exit\n"
           "\n"
@@ -466,10 +478,10 @@ static void print_trace(const char *trace)
 
 static int cmd_put(kv *db, const struct cli *c)
 {
-    const char *key = c->args[0], *val = c->args[1];
+    const char *key = c->args[0];
     kv_write_options wo = write_opts(c);
     uint64_t version = 0;
-    int rc = kv_put(&version, db, key, strlen(key), val, strlen(val), &wo);
+    int rc = kv_put(&version, db, key, strlen(key), c->value, c->value_len, &wo);
     if (rc != KV_OK)
         return fail("put", rc, NULL);
     print_version(version);
@@ -568,10 +580,10 @@ static int cmd_get(kv *db, const struct cli *c)
 
 static int cmd_cas(kv *db, const struct cli *c)
 {
-    const char *key = c->args[0], *val = c->args[2];
+    const char *key = c->args[0];
     kv_write_options wo = write_opts(c);
     uint64_t version = 0;
-    int rc = kv_cas(&version, db, key, strlen(key), c->expected, val, strlen(val), &wo);
+    int rc = kv_cas(&version, db, key, strlen(key), c->expected, c->value, c->value_len, &wo);
     if (rc == KV_ECONFLICT) {
         char extra[64];
         snprintf(extra, sizeof extra, "\"version\":%" PRIu64, version);
@@ -702,39 +714,48 @@ static int cmd_ring(kv *db, const struct cli *c)
 
 /* --------------------------------------------------------------- batch */
 
-/* Read a whole file ("-" = stdin) into a NUL-terminated buffer. */
-static char *read_file(const char *path, size_t *out_len)
+/* Read a whole file ("-" = stdin) into a NUL-terminated buffer of at most
+ * max bytes. On failure returns NULL with the reason in err ("what: ...") and
+ * *too_big set when the file was larger than max. */
+static char *read_file(const char *what, const char *path, size_t max, size_t *out_len,
+                       bool *too_big, char *err, size_t err_size)
 {
+    *too_big = false;
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (f == NULL) {
-        fprintf(stderr, PROG ": batch: cannot open %s: %s\n", path, strerror(errno));
+        snprintf(err, err_size, "%s: cannot open %s: %s", what, path, strerror(errno));
         return NULL;
     }
+    const char *name = f == stdin ? "stdin" : path;
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
+    if (buf == NULL)
+        snprintf(err, err_size, "%s: out of memory reading %s", what, name);
     while (buf != NULL) {
         if (len + 1 == cap) {
-            if (cap >= MAX_BATCH_FILE) {
-                fprintf(stderr, PROG ": batch: %s is larger than %u MiB\n", path,
-                        MAX_BATCH_FILE >> 20);
+            if (len > max) { /* room for max + 1 bytes, so more than max came */
+                snprintf(err, err_size, "%s: %s is larger than %zu MiB", what, name, max >> 20);
+                *too_big = true;
                 free(buf);
                 buf = NULL;
                 break;
             }
-            char *nb = realloc(buf, cap * 2);
+            size_t ncap = cap * 2 < max + 2 ? cap * 2 : max + 2;
+            char *nb = realloc(buf, ncap);
             if (nb == NULL) {
+                snprintf(err, err_size, "%s: out of memory reading %s", what, name);
                 free(buf);
                 buf = NULL;
                 break;
             }
             buf = nb;
-            cap *= 2;
+            cap = ncap;
         }
         size_t n = fread(buf + len, 1, cap - 1 - len, f);
         len += n;
         if (n == 0) {
             if (ferror(f)) {
-                fprintf(stderr, PROG ": batch: cannot read %s: %s\n", path, strerror(errno));
+                snprintf(err, err_size, "%s: cannot read %s: %s", what, name, strerror(errno));
                 free(buf);
                 buf = NULL;
             }
@@ -951,9 +972,13 @@ static int cmd_batch(kv *db, const struct cli *c)
 {
     const char *path = c->args[0];
     size_t len = 0;
-    char *text = read_file(path, &len);
-    if (text == NULL)
+    bool too_big;
+    char err[512];
+    char *text = read_file("batch", path, MAX_BATCH_FILE, &len, &too_big, err, sizeof err);
+    if (text == NULL) {
+        fprintf(stderr, PROG ": %s\n", err);
         return g_json ? batch_input_error(path, SIZE_MAX, "cannot read the file") : EXIT_USAGE;
+    }
     if (memchr(text, '\0', len) != NULL || has_escaped_nul(text, len)) {
         free(text);
         return batch_input_error(path, SIZE_MAX, "a NUL byte or \\u0000 in the JSON; send "
@@ -1073,6 +1098,7 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
     memset(c, 0, sizeof *c);
     bool flags_done = false;
     const char *positional[MAX_ARGS + 1];
+    bool literal[MAX_ARGS + 1];
     int npos = 0;
     /* -w first, so that usage errors found before it are JSON too. */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -1090,6 +1116,7 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         if (flags_done || arg[0] != '-' || strcmp(arg, "-") == 0) {
             if (npos == MAX_ARGS + 1)
                 usage_error("too many arguments (at '%s')", arg);
+            literal[npos] = flags_done;
             positional[npos++] = arg;
         } else if (strcmp(arg, "--") == 0) {
             flags_done = true;
@@ -1171,8 +1198,10 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--ttl applies to put and cas, not %s", cmd->name);
     if (c->verbose && cmd->fn != cmd_get)
         usage_error("--verbose applies to get, not %s", cmd->name);
-    for (int k = 1; k < npos; k++)
+    for (int k = 1; k < npos; k++) {
         c->args[k - 1] = positional[k];
+        c->literal[k - 1] = literal[k];
+    }
     c->nargs = npos - 1;
     /* The library would refuse an empty key (KV_EINVAL, exit 1); it is the
      * command line's mistake. */
@@ -1209,10 +1238,64 @@ static size_t split_endpoints(char *list, const char **ep)
     return n;
 }
 
+/* A failure before anything is sent: the message on stderr, and in JSON
+ * the error object. Returns status. */
+static int input_fail(const char *code, int status, const char *msg)
+{
+    fprintf(stderr, PROG ": %s\n", msg);
+    if (g_json) {
+        fprintf(stdout, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+        put_json_cstr(stdout, msg);
+        fputs("}}\n", stdout);
+    }
+    return status;
+}
+
+/* The VALUE of put and cas, args[idx]: "-" reads stdin, "@FILE" reads FILE,
+ * unless it came after "--"; anything else is the value itself. Exits on
+ * failure: 2 when the file cannot be read, 1 when it is over the library's
+ * ceiling on a value. */
+static void load_value(struct cli *c, int idx)
+{
+    const char *arg = c->args[idx];
+    const char *path = NULL;
+    if (!c->literal[idx] && strcmp(arg, "-") == 0)
+        path = "-";
+    else if (!c->literal[idx] && arg[0] == '@')
+        path = arg + 1;
+    if (path == NULL) {
+        c->value = (const unsigned char *)arg;
+        c->value_len = strlen(arg);
+        return;
+    }
+    if (*path == '\0')
+        usage_error("%s: VALUE \"@\" needs a file name (@FILE); after \"--\" it is literal",
+                    c->cmd);
+    char err[512];
+    bool too_big;
+    size_t len = 0;
+    char *buf = read_file(c->cmd, path, KV_MAX_VALUE_SIZE_LIMIT, &len, &too_big, err, sizeof err);
+    if (buf == NULL) {
+        if (too_big) {
+            size_t n = strlen(err);
+            snprintf(err + n, sizeof err - n, ", the library's ceiling on a value");
+            exit(input_fail("TOO_BIG", EXIT_ERROR, err));
+        }
+        exit(input_fail("USAGE", EXIT_USAGE, err));
+    }
+    c->value_buf = (unsigned char *)buf;
+    c->value = c->value_buf;
+    c->value_len = len;
+}
+
 int main(int argc, char **argv)
 {
     struct cli c;
     const struct command *cmd = parse_args(argc, argv, &c);
+    if (cmd->fn == cmd_put)
+        load_value(&c, 1);
+    else if (cmd->fn == cmd_cas)
+        load_value(&c, 2);
 
     const char *list = c.endpoints;
     g_endpoints_from = "from --endpoints";
@@ -1285,6 +1368,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < 3; k++)
         free(pem[k]);
     free(copy);
+    free(c.value_buf);
     if (fflush(stdout) != 0 && status == EXIT_OK) {
         fprintf(stderr, PROG ": writing the output: %s\n", strerror(errno));
         status = EXIT_ERROR;
