@@ -9,7 +9,8 @@
 # ("-") or a file ("@FILE"), batch from a file and from stdin, -w json (parsed
 # with python3), a binary value with a NUL, TTL expiry, usage errors (empty
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
-# the kvbench built beside kvctl) and an endpoint with nothing listening. The
+# the kvbench built beside kvctl), an endpoint with nothing listening, and
+# siblings resolved with --context on a node that is a cluster of one. The
 # trap kills only the kvd this script started. No timing assertions: waits
 # are bounded loops that poll for a state.
 set -u
@@ -287,6 +288,9 @@ kc del '';                   expect 2 "" "del of an empty key"
 kc cas '' 0 v;               expect 2 "" "cas of an empty key"
 kc -w json get '';           expect_rc 2 "json get of an empty key"
 json_check 'd["error"]["code"] == "USAGE"' "json empty key"
+kc put k v --context '!not base64!'; expect 2 "" "malformed --context"
+kc put k v --context '';     expect 2 "" "empty --context"
+kc get k1 --context AQ==;    expect 2 "" "--context on get"
 "$KVCTL" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 0 "--help"
 grep -q "^usage: kvctl" "$tmp/out" || fail "--help prints the usage on stdout"
@@ -334,6 +338,61 @@ if [[ -n $down ]]; then
 fi
 "$KVCTL" --endpoints "no-port-here" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 2 "unparsable endpoint"
+
+# ------------------------------------- siblings and --context (CLUSTER.md)
+# A node alone keeps no causal contexts; one whose own address is its seed
+# is a cluster of one, which does. Written under --policy siblings without a
+# context, a key gets a sibling per write; a write with the context of a
+# read supersedes every sibling that read saw.
+kill "$kvd_pid" 2>/dev/null
+wait "$kvd_pid" 2>/dev/null
+kvd_pid=
+cport=
+for attempt in 1 2 3 4 5; do
+    p=$((20000 + RANDOM % 20001))
+    listening "$p" && continue
+    rm -rf "$tmp/cdata"
+    "$KVD" --data "$tmp/cdata" --listen "127.0.0.1:$p" --node-id kvctl-c1 \
+        --seeds "127.0.0.1:$p" --replicas 1 2>"$tmp/kvd-c.log" &
+    kvd_pid=$!
+    for _ in $(seq 100); do
+        grep -q '"ready' "$tmp/kvd-c.log" 2>/dev/null && break
+        kill -0 "$kvd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q '"ready' "$tmp/kvd-c.log" && kill -0 "$kvd_pid" 2>/dev/null; then
+        cport=$p
+        break
+    fi
+    kill "$kvd_pid" 2>/dev/null
+    wait "$kvd_pid" 2>/dev/null
+    kvd_pid=
+done
+if [[ -z $cport ]]; then
+    fail "kvd as a cluster of one did not start: $(head -c 400 "$tmp/kvd-c.log")"
+else
+    EP=127.0.0.1:$cport
+    ok=
+    for _ in $(seq 100); do # the ring is built once the seed is known; up to ~10 s
+        kc --timeout 500 put sib a --policy siblings
+        if [[ $rc -eq 0 ]]; then ok=1; break; fi
+        sleep 0.1
+    done
+    [[ -n $ok ]] || fail "put on the cluster of one never succeeded"
+    kc put sib b --policy siblings; expect 0 "version 2" "a second write without a context"
+    kc -w json get sib --policy siblings; expect_rc 0 "json get of two siblings"
+    json_check 'sorted(s["value"] for s in d["siblings"]) == ["a", "b"] and len(d["context"]) > 0' "two siblings and a context"
+    ctx=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["context"])' "$tmp/out")
+    kc put sib c --policy siblings --context "$ctx"; expect 0 "version 3" "put with the read's context"
+    kc -w json get sib --policy siblings; expect_rc 0 "json get after the put with a context"
+    json_check 'd["value"] == "c" and "siblings" not in d' "the context resolved the siblings"
+    kc put sib d --policy siblings; expect 0 "version 4" "a sibling again"
+    kc -w json get sib --policy siblings
+    json_check 'len(d["siblings"]) == 2' "two siblings again"
+    ctx=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["context"])' "$tmp/out")
+    kc del sib --policy siblings --context "$ctx"; expect 0 "version 5" "del with the read's context"
+    kc get sib --policy siblings; expect 3 "" "the delete with the context removed both siblings"
+fi
 
 # ------------------------------------------- tokens and TLS (SECURITY.md)
 # A second kvd with client tokens and a certificate for 127.0.0.1 that a

@@ -78,6 +78,9 @@ struct cli {
     const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
     const char *tls_cert;
     const char *tls_key;
+    const char *context_b64; /* --context, as given */
+    unsigned char *context;  /* ... decoded (put, del) */
+    size_t context_len;
     const char *cmd;
     const char *args[MAX_ARGS];
     bool literal[MAX_ARGS];  /* the argument came after "--" */
@@ -102,14 +105,14 @@ static void usage(FILE *f)
     fputs(usage_line, f);
     fputs("\n"
           "Commands:\n"
-          "  put KEY VALUE [--ttl S]\n"
+          "  put KEY VALUE [--ttl S] [--context C]\n"
           "                              store VALUE; prints \"version N\". VALUE \"-\"\n"
           "                              reads stdin, \"@FILE\" reads FILE (after \"--\"\n"
           "                              both are literal)\n"
           "  get KEY [--verbose]         prints the value's bytes, then a newline;\n"
           "                              --verbose adds which replicas answered with\n"
           "                              which versions\n"
-          "  del KEY                     delete; prints \"version N\" (the tombstone's)\n"
+          "  del KEY [--context C]       delete; prints \"version N\" (the tombstone's)\n"
           "  cas KEY EXPECTED VALUE [--ttl S]\n"
           "                              store VALUE only if the current version is\n"
           "                              EXPECTED (0 = only if absent); prints \"version N\",\n"
@@ -135,6 +138,8 @@ static void usage(FILE *f)
           "  --home-only        writes: count only the key's home replicas (no stand-ins\n"
           "                     for a home that is down)\n"
           "  -v, --verbose      get: print each replica's answer\n"
+          "  --context C        put, del: the base64 \"context\" of an earlier\n"
+          "                     get -w json; the write supersedes what that read saw\n"
           "  --token-file FILE  the client token to show the nodes (kvd\n"
           "                     --client-token-file); default $KVCTL_TOKEN\n"
           "  --tls              TLS to the nodes, checked against the system's CAs\n"
@@ -435,6 +440,8 @@ static kv_write_options write_opts(const struct cli *c)
         wo.ttl_s = c->ttl_s;
     wo.consistency = c->level;
     wo.home_only = c->home_only;
+    wo.context = c->context;
+    wo.context_len = c->context_len;
     return wo;
 }
 
@@ -555,6 +562,14 @@ static int cmd_get(kv *db, const struct cli *c)
         fputc('{', stdout);
         put_json_bytes(stdout, "key", key, strlen(key), b64);
         put_json_value_fields(stdout, v, b64);
+        size_t ctx_len = 0;
+        const void *ctx = kv_value_context(v, &ctx_len);
+        if (ctx_len > 0) {
+            /* Always base64, as the HTTP API's: for put/del --context. */
+            fputs(",\"context\":\"", stdout);
+            put_base64(stdout, ctx, ctx_len);
+            fputc('"', stdout);
+        }
         if (trace != NULL) {
             /* The trace's fields, inside this object. */
             size_t tl = strlen(trace);
@@ -1126,6 +1141,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         } else if (strcmp(arg, "--version") == 0) {
             printf(PROG " %s\n", kv_version(NULL, NULL, NULL));
             exit(EXIT_OK);
+        } else if (flag_value(argv, argc, &i, "--context", NULL, &val)) {
+            c->context_b64 = val;
         } else if (flag_value(argv, argc, &i, "--endpoints", NULL, &val)) {
             if (*val == '\0')
                 usage_error("--endpoints needs HOST:PORT[,HOST:PORT...]%s", "");
@@ -1198,6 +1215,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--ttl applies to put and cas, not %s", cmd->name);
     if (c->verbose && cmd->fn != cmd_get)
         usage_error("--verbose applies to get, not %s", cmd->name);
+    if (c->context_b64 != NULL && cmd->fn != cmd_put && cmd->fn != cmd_del)
+        usage_error("--context applies to put and del, not %s", cmd->name);
     for (int k = 1; k < npos; k++) {
         c->args[k - 1] = positional[k];
         c->literal[k - 1] = literal[k];
@@ -1292,6 +1311,15 @@ int main(int argc, char **argv)
 {
     struct cli c;
     const struct command *cmd = parse_args(argc, argv, &c);
+    if (c.context_b64 != NULL) {
+        bool bad;
+        c.context = base64_decode(c.context_b64, &c.context_len, &bad);
+        if (c.context == NULL && !bad)
+            return fail("startup", KV_ENOMEM, NULL);
+        if (c.context == NULL || c.context_len == 0)
+            usage_error("--context needs the base64 \"context\" of a get -w json, got '%s'",
+                        c.context_b64);
+    }
     if (cmd->fn == cmd_put)
         load_value(&c, 1);
     else if (cmd->fn == cmd_cas)
@@ -1369,6 +1397,7 @@ int main(int argc, char **argv)
         free(pem[k]);
     free(copy);
     free(c.value_buf);
+    free(c.context);
     if (fflush(stdout) != 0 && status == EXIT_OK) {
         fprintf(stderr, PROG ": writing the output: %s\n", strerror(errno));
         status = EXIT_ERROR;
