@@ -5,7 +5,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +42,40 @@ static inline int free_port(void)
             given[n_given++ % 256] = port;
             return port;
         }
+    }
+    return 0;
+}
+
+/* A TCP connection to "127.0.0.1:PORT" (only the port is read: tests talk
+ * to loopback) whose reads give up after timeout_s; the fd, or -1. */
+static inline int loopback_connect(const char *host_port, int timeout_s)
+{
+    const char *colon = strrchr(host_port, ':');
+    int fd = colon ? socket(AF_INET, SOCK_STREAM, 0) : -1;
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)atoi(colon + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {timeout_s, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Reads exactly n bytes: 0, or -1 at the end of the stream, an error or
+ * the read timeout. */
+static inline int recv_exact(int fd, unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
     }
     return 0;
 }

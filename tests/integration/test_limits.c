@@ -383,26 +383,9 @@ static const unsigned char *first_key(const request *r, size_t *len)
 
 static int raw_connect(const char *host_port)
 {
-    int port = atoi(strrchr(host_port, ':') + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int fd = loopback_connect(host_port, 10);
+    assert_true(fd >= 0);
     return fd;
-}
-
-static int read_exact(int fd, unsigned char *p, size_t n)
-{
-    while (n) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
 }
 
 /* Sends one request frame on s's connection and reads its answer: 0, or
@@ -424,12 +407,12 @@ static int raw_roundtrip(server *s, uint8_t opcode, const kvi_buf *body, kvi_fra
     unsigned char header[KVI_FRAME_HEADER];
     *out = NULL;
     if (ok)
-        ok = read_exact(s->fd, header, sizeof header) == 0 &&
+        ok = recv_exact(s->fd, header, sizeof header) == 0 &&
              kvi_frame_parse_header(h, header, sizeof header, 1u << 24) == KVI_FRAME_OK &&
              h->request_id == id;
     if (ok) {
         *out = malloc(h->body_len + 1);
-        ok = read_exact(s->fd, *out, h->body_len) == 0 &&
+        ok = recv_exact(s->fd, *out, h->body_len) == 0 &&
              kvi_frame_verify(h, header, *out) == KVI_FRAME_OK;
     }
     if (!ok) {

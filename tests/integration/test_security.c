@@ -151,26 +151,9 @@ static int teardown(void **state)
 
 static int raw_connect(const char *host_port)
 {
-    int port = atoi(strrchr(host_port, ':') + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int fd = loopback_connect(host_port, 5);
+    assert_true(fd >= 0);
     return fd;
-}
-
-static int read_exact(int fd, unsigned char *p, size_t n)
-{
-    while (n) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
 }
 
 /* Sends one request frame; returns the answer's status (its body, if any,
@@ -190,13 +173,13 @@ static int raw_call(int fd, uint8_t opcode, uint16_t flags, const kvi_buf *body,
     if (sent < 0)
         return 1;
     unsigned char header[KVI_FRAME_HEADER];
-    if (read_exact(fd, header, sizeof header) != 0)
+    if (recv_exact(fd, header, sizeof header) != 0)
         return 1;
     kvi_frame_header h;
     assert_int_equal(kvi_frame_parse_header(&h, header, sizeof header, 1u << 20), KVI_FRAME_OK);
     assert_int_equal(h.request_id, rid);
     unsigned char *b = malloc(h.body_len + 1);
-    assert_int_equal(read_exact(fd, b, h.body_len), 0);
+    assert_int_equal(recv_exact(fd, b, h.body_len), 0);
     if (out) {
         *out = b;
         *out_len = h.body_len;

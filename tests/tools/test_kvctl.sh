@@ -45,27 +45,37 @@ listening() {
 }
 
 # ------------------------------------------------------------ start kvd
-port=
-for attempt in 1 2 3 4 5; do
-    p=$((20000 + RANDOM % 20001))
-    listening "$p" && continue
-    rm -rf "$tmp/data"
-    "$KVD" --data "$tmp/data" --listen "127.0.0.1:$p" --node-id kvctl-test \
-        2>"$tmp/kvd.log" &
-    kvd_pid=$!
-    for _ in $(seq 100); do # up to ~10 s
-        grep -q '"ready' "$tmp/kvd.log" 2>/dev/null && break
-        kill -0 "$kvd_pid" 2>/dev/null || break
-        sleep 0.1
+# start_kvd LOG ARGS...: starts kvd with ARGS on a random free port of
+# 127.0.0.1 ("@PORT@" in ARGS stands for it), waits (bounded) until it logs
+# "ready", and sets started_port and kvd_pid; a few ports are tried.
+# started_port stays empty when it never started (LOG tells why).
+start_kvd() {
+    local log=$1 p
+    shift
+    started_port=
+    for attempt in 1 2 3 4 5; do
+        p=$((20000 + RANDOM % 20001))
+        listening "$p" && continue
+        "$KVD" --listen "127.0.0.1:$p" "${@//@PORT@/$p}" 2>"$log" &
+        kvd_pid=$!
+        for _ in $(seq 100); do # up to ~10 s
+            grep -q '"ready' "$log" 2>/dev/null && break
+            kill -0 "$kvd_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if grep -q '"ready' "$log" && kill -0 "$kvd_pid" 2>/dev/null; then
+            started_port=$p
+            return
+        fi
+        kill "$kvd_pid" 2>/dev/null
+        wait "$kvd_pid" 2>/dev/null
+        kvd_pid=
     done
-    if grep -q '"ready' "$tmp/kvd.log" && kill -0 "$kvd_pid" 2>/dev/null; then
-        port=$p
-        break
-    fi
-    kill "$kvd_pid" 2>/dev/null
-    wait "$kvd_pid" 2>/dev/null
-    kvd_pid=
-done
+}
+
+rm -rf "$tmp/data"
+start_kvd "$tmp/kvd.log" --data "$tmp/data" --node-id kvctl-test
+port=$started_port
 if [[ -z $port ]]; then
     echo "FAIL: kvd did not start; its log:" >&2
     cat "$tmp/kvd.log" >&2
@@ -347,27 +357,10 @@ expect_rc 2 "unparsable endpoint"
 kill "$kvd_pid" 2>/dev/null
 wait "$kvd_pid" 2>/dev/null
 kvd_pid=
-cport=
-for attempt in 1 2 3 4 5; do
-    p=$((20000 + RANDOM % 20001))
-    listening "$p" && continue
-    rm -rf "$tmp/cdata"
-    "$KVD" --data "$tmp/cdata" --listen "127.0.0.1:$p" --node-id kvctl-c1 \
-        --seeds "127.0.0.1:$p" --replicas 1 2>"$tmp/kvd-c.log" &
-    kvd_pid=$!
-    for _ in $(seq 100); do
-        grep -q '"ready' "$tmp/kvd-c.log" 2>/dev/null && break
-        kill -0 "$kvd_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if grep -q '"ready' "$tmp/kvd-c.log" && kill -0 "$kvd_pid" 2>/dev/null; then
-        cport=$p
-        break
-    fi
-    kill "$kvd_pid" 2>/dev/null
-    wait "$kvd_pid" 2>/dev/null
-    kvd_pid=
-done
+rm -rf "$tmp/cdata"
+start_kvd "$tmp/kvd-c.log" --data "$tmp/cdata" --node-id kvctl-c1 \
+    --seeds "127.0.0.1:@PORT@" --replicas 1
+cport=$started_port
 if [[ -z $cport ]]; then
     fail "kvd as a cluster of one did not start: $(head -c 400 "$tmp/kvd-c.log")"
 else
@@ -414,27 +407,9 @@ if (cd "$sec" &&
     kill "$kvd_pid" 2>/dev/null
     wait "$kvd_pid" 2>/dev/null
     kvd_pid=
-    sport=
-    for attempt in 1 2 3 4 5; do
-        p=$((20000 + RANDOM % 20001))
-        listening "$p" && continue
-        "$KVD" --data "$tmp/secdata" --listen "127.0.0.1:$p" --node-id kvctl-sec \
-            --client-token-file "$sec/tokens" --tls-cert "$sec/node.pem" \
-            --tls-key "$sec/node.key" 2>"$tmp/kvd-sec.log" &
-        kvd_pid=$!
-        for _ in $(seq 100); do
-            grep -q '"ready' "$tmp/kvd-sec.log" 2>/dev/null && break
-            kill -0 "$kvd_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if grep -q '"ready' "$tmp/kvd-sec.log" && kill -0 "$kvd_pid" 2>/dev/null; then
-            sport=$p
-            break
-        fi
-        kill "$kvd_pid" 2>/dev/null
-        wait "$kvd_pid" 2>/dev/null
-        kvd_pid=
-    done
+    start_kvd "$tmp/kvd-sec.log" --data "$tmp/secdata" --node-id kvctl-sec \
+        --client-token-file "$sec/tokens" --tls-cert "$sec/node.pem" --tls-key "$sec/node.key"
+    sport=$started_port
     if [[ -z $sport ]]; then
         fail "kvd with tokens and TLS did not start: $(head -c 400 "$tmp/kvd-sec.log")"
     else
