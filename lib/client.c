@@ -1154,6 +1154,16 @@ void kvi_call_set_after(kvi_call *call, kvi_call_after_fn fn, void *ctx)
     call->after_ctx = ctx;
 }
 
+int kvi_call_done(kvi_call *call)
+{
+    if (!call || call->start_rc != KV_OK)
+        return 1;
+    pthread_mutex_lock(&call->c->lock);
+    int done = call->w.done;
+    pthread_mutex_unlock(&call->c->lock);
+    return done;
+}
+
 int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
 {
     *body = NULL;

@@ -112,6 +112,10 @@ kvi_call *kvi_call_start(kvi_client *c, kvi_fanout *fo, const kvi_request *req,
 /* The same with an already encoded request body (forwarding). */
 kvi_call *kvi_call_start_raw(kvi_client *c, kvi_fanout *fo, uint8_t opcode, const void *body,
                              size_t body_len, uint16_t extra_flags, int is_write);
+/* 1 when the call has completed (answered, failed, or never sent; NULL
+ * too), so kvi_call_finish will not give it up: a driver that feeds each
+ * answer to a state machine as it comes asks this after each wake-up. */
+int kvi_call_done(kvi_call *call);
 /* Ends a call (NULL is accepted): KV_OK with the response's header and body
  * (malloc'd; the caller frees it) when the node answered, whatever its
  * status; otherwise what no answer means (KV_EUNAVAILABLE, KV_ETIMEDOUT,

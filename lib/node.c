@@ -334,6 +334,11 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
     case KVI_OP_HINT:
         rc = kvi_node_hint_op(n, &req, h, out);
         break;
+    case KVI_OP_PAXOS_PREPARE:
+    case KVI_OP_PAXOS_PROPOSE:
+    case KVI_OP_PAXOS_COMMIT:
+        rc = kvi_node_paxos_op(n, &req, h, out);
+        break;
     case KVI_OP_GOSSIP: {
         kvi_buf table = {0};
         rc = kvi_membership_gossip(n->membership, req.value.data, req.value.len, &table);
@@ -387,6 +392,11 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_REPLICATE:
     case KVI_OP_REPAIR:
     case KVI_OP_HINT:
+    /* An acceptor waits on its own disk only (a synced promise or accept),
+     * never on other nodes: the replication pool's kind of work. */
+    case KVI_OP_PAXOS_PREPARE:
+    case KVI_OP_PAXOS_PROPOSE:
+    case KVI_OP_PAXOS_COMMIT:
         return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
     default:
         return 0;

@@ -65,6 +65,8 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h, const unsigne
 /* node_replica.c */
 int kvi_node_replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
                         kvi_buf *out);
+int kvi_node_paxos_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out);
 int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
                      kvi_buf *out);
 void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs);

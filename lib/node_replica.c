@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "cluster/coordinator.h"
+#include "cluster/paxos_acceptor.h"
+#include "cluster/serial.h"
 #include "cluster/replica_store.h"
 #include "cluster/view.h"
 #include "storage/record.h"
@@ -127,6 +129,75 @@ int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
                            req->value.data, req->value.len);
     }
     kvi_node_respond(out, h, rc, &resp);
+    free(st);
+    return rc;
+}
+
+/* PAXOS_PREPARE, PROPOSE and COMMIT, between nodes: this node as an
+ * acceptor of a key it is a home replica of (cluster/paxos_acceptor.h).
+ * The proposer's ring must give the key the same homes as this node's
+ * (the hash of their ids): two proposers with different homes could form
+ * majorities that do not overlap (ScyllaDB 5251), so a mismatch is refused
+ * with KVI_ENOT_REPLICA until the rings agree. */
+int kvi_node_paxos_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out)
+{
+    kvi_response resp = {0};
+    kvi_buf answer = {0};
+    kvi_ballot ballot;
+    kvi_reader rd = kvi_reader_init(req->context.data, req->context.len);
+    int rc = kvi_check_key(&n->limits, req->key.data, req->key.len);
+    if (rc == KV_OK && (kvi_ballot_read(&rd, &ballot) != 0 || kvi_reader_done(&rd) != 0 ||
+                        ballot.node[0] == 0))
+        rc = kvi_error(KV_EINVAL, "a Paxos message with a malformed ballot");
+    kvi_view *v = rc == KV_OK ? replica_check_view(n) : NULL;
+    if (rc == KV_OK && !v)
+        rc = kvi_error(KV_EUNAVAILABLE, "this node is not serving a cluster yet");
+    if (rc == KV_OK) {
+        const uint32_t *pref;
+        size_t count = kvi_ring_preference(v->ring, kvi_key_token(req->key.data, req->key.len),
+                                           &pref);
+        int mine = 0;
+        for (size_t i = 0; i < count; i++)
+            mine |= (int)pref[i] == v->self;
+        if (!mine || kvi_serial_homes_hash(v, req->key.data, req->key.len) !=
+                         req->expected_version)
+            rc = kvi_error(KVI_ENOT_REPLICA, "this node's ring gives the key other home "
+                                             "replicas than the proposer's");
+    }
+    kvi_view_unref(v);
+    kvi_state *st = NULL;
+    if (rc == KV_OK && h->opcode != KVI_OP_PAXOS_PREPARE) {
+        /* A proposal: its id, then a state checked as replication's is. */
+        uint64_t id;
+        kvi_request inner = *req;
+        const void *state;
+        st = malloc(sizeof *st);
+        if (!st)
+            rc = kvi_error(KV_ENOMEM, "out of memory handling a Paxos message");
+        else if (kvi_proposal_split(req->value.data, req->value.len, &id, &state,
+                                    &inner.value.len) != 0)
+            rc = kvi_error(KV_EINVAL, "a Paxos proposal shorter than its id");
+        else {
+            inner.value.data = state;
+            rc = check_state(n, st, &inner, kvi_key_token(req->key.data, req->key.len));
+        }
+    }
+    kvi_embedded *e = n->store->embedded;
+    if (rc == KV_OK && h->opcode == KVI_OP_PAXOS_PREPARE)
+        rc = kvi_paxos_on_prepare(e, req->key.data, req->key.len, &ballot, &answer);
+    else if (rc == KV_OK && h->opcode == KVI_OP_PAXOS_PROPOSE)
+        rc = kvi_paxos_on_propose(e, req->key.data, req->key.len, &ballot, req->value.data,
+                                  req->value.len, &answer);
+    else if (rc == KV_OK)
+        rc = kvi_paxos_on_commit(e, req->key.data, req->key.len, &ballot, req->value.data,
+                                 req->value.len, &answer);
+    if (rc == KV_OK && answer.failed)
+        rc = kvi_error(KV_ENOMEM, "out of memory answering a Paxos message");
+    resp.value.data = answer.data;
+    resp.value.len = answer.len;
+    kvi_node_respond(out, h, rc, &resp);
+    kvi_buf_free(&answer);
     free(st);
     return rc;
 }

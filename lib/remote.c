@@ -71,6 +71,12 @@ static int read_call(kv *db, kv_value **out, const void *key, size_t key_len,
         report = &local; /* to know who said the ring changed */
     for (int attempt = 0; attempt < 2; attempt++) {
         kvi_view *v = kvi_router_view(db->router);
+        /* A SERIAL read is a Paxos round, which a node runs: send it as a
+         * GET, as writes are sent. */
+        if (v && opts && opts->consistency == KV_CONSISTENCY_SERIAL) {
+            kvi_view_unref(v);
+            v = NULL;
+        }
         if (!v)
             return kvi_client_get(db->client, out, key, key_len, opts);
         kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
@@ -157,6 +163,13 @@ int kvi_remote_batch(kv *db, kv_batch *b, const kv_write_options *wopts,
                      const kv_read_options *ropts)
 {
     kvi_view *v = kvi_router_view(db->router);
+    /* SERIAL operations are Paxos rounds that a node runs: the batch goes
+     * to a node whole. */
+    if (v && ((ropts && ropts->consistency == KV_CONSISTENCY_SERIAL) ||
+              (wopts && wopts->consistency == KV_CONSISTENCY_SERIAL))) {
+        kvi_view_unref(v);
+        v = NULL;
+    }
     if (!v)
         return kvi_client_batch(db->client, b, wopts, ropts);
     /* Checked whole against the nodes' own limits first: the operations

@@ -143,7 +143,11 @@ typedef enum kv_consistency {
     KV_CONSISTENCY_ONE = 1,
     KV_CONSISTENCY_QUORUM = 2,
     KV_CONSISTENCY_ALL = 3,
-    KV_CONSISTENCY_EXPLICIT = 4 /**< use the explicit r / w field */
+    KV_CONSISTENCY_EXPLICIT = 4, /**< use the explicit r / w field */
+    /** Linearizable per key, by per-key Paxos among the key's home replicas
+     * (a majority of them must be reachable). The default for kv_cas in a
+     * cluster. On an embedded store or a single node every level is. */
+    KV_CONSISTENCY_SERIAL = 5
 } kv_consistency;
 
 #ifdef __cplusplus

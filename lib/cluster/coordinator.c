@@ -10,7 +10,9 @@
 #include "batch.h"
 #include "cluster/hints.h"
 #include "cluster/quorum.h"
+#include "cluster/paxos_acceptor.h"
 #include "cluster/replica_store.h"
+#include "cluster/serial.h"
 #include "storage/record.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -19,7 +21,7 @@
 #define MAX_PREF 16u
 
 /* The preference list of a key, as member indexes. */
-static size_t preference(const kvi_view *v, const void *key, size_t key_len, uint32_t *out)
+size_t kvi_coord_homes(const kvi_view *v, const void *key, size_t key_len, uint32_t *out)
 {
     const uint32_t *list;
     size_t n = kvi_ring_preference(v->ring, kvi_key_token(key, key_len), &list);
@@ -41,7 +43,7 @@ static int is_self(const kvi_view *v, uint32_t member)
 
 /* The failure detector's word on a member (never on this node itself),
  * overruled when the member itself answered us within ALIVE_EVIDENCE_MS. */
-static int down(const kvi_coord_env *env, uint32_t member)
+int kvi_coord_down(const kvi_coord_env *env, uint32_t member)
 {
     if (!env->is_down || is_self(env->view, member) ||
         !env->is_down(env->is_down_ctx, env->view->members[member].id))
@@ -55,7 +57,7 @@ static int down(const kvi_coord_env *env, uint32_t member)
 
 /* How long a coordinator waits for the replicas: the connections' own
  * request timeout. */
-static uint32_t timeout_ms(const kvi_view *v)
+uint32_t kvi_coord_timeout_ms(const kvi_view *v)
 {
     for (size_t i = 0; i < v->n; i++)
         if (v->members[i].client)
@@ -124,7 +126,7 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
 {
     kvi_view *v = env->view;
     uint64_t token = kvi_key_token(key, key_len);
-    g->n = preference(v, key, key_len, g->pref);
+    g->n = kvi_coord_homes(v, key, key_len, g->pref);
     int has_self = 0;
     for (size_t i = 0; i < g->n; i++)
         has_self |= is_self(v, g->pref[i]);
@@ -150,7 +152,7 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
         uint32_t up[MAX_PREF], dn[MAX_PREF];
         size_t nu = 0, nd = 0;
         for (size_t i = 0; i < g->n; i++) {
-            if (down(env, g->pref[i]))
+            if (kvi_coord_down(env, g->pref[i]))
                 dn[nd++] = g->pref[i];
             else
                 up[nu++] = g->pref[i];
@@ -168,7 +170,7 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
      * (net/auth.h). */
     kvi_request req = {.opcode = v->self >= 0 ? KVI_OP_GET_STATE : KVI_OP_READ_STATE,
                        .key = {key, key_len}};
-    struct timespec deadline = kvi_deadline_after(timeout_ms(v));
+    struct timespec deadline = kvi_deadline_after(kvi_coord_timeout_ms(v));
     struct timespec speculate = kvi_deadline_after(SPECULATIVE_MS);
     int speculated = 0;
     for (;;) {
@@ -291,7 +293,7 @@ static void repair(const kvi_coord_env *env, gathered *g, const void *key, size_
         sent++;
     }
     if (wait && sent) {
-        struct timespec deadline = kvi_deadline_after(timeout_ms(v));
+        struct timespec deadline = kvi_deadline_after(kvi_coord_timeout_ms(v));
         kvi_fanout_wait(&fo, sent, sent, &deadline);
     }
     /* Unfinished repairs carry on at the replicas; only their answers are
@@ -332,8 +334,16 @@ int kvi_coord_read(const kvi_coord_env *env, kv_value **out, const void *key, si
 {
     *out = NULL;
     kvi_view *v = env->view;
+    if (consistency == KV_CONSISTENCY_SERIAL) {
+        if (v->self < 0 || !env->local)
+            return kvi_error(KV_EINVAL, "a SERIAL read is coordinated by a node (send it as a "
+                                        "GET request)");
+        kvi_serial_request q = {.op = KVI_SERIAL_GET, .key = key, .key_len = key_len,
+                                .all_siblings = siblings};
+        return kvi_serial_run(env, &q, out, NULL);
+    }
     uint32_t pref[MAX_PREF];
-    size_t n = preference(v, key, key_len, pref);
+    size_t n = kvi_coord_homes(v, key, key_len, pref);
     unsigned required;
     int rc = kvi_quorum_required(&required, consistency, r, (unsigned)n);
     if (rc != KV_OK)
@@ -365,7 +375,7 @@ static int reachable(const kvi_coord_env *env, uint32_t member)
     const kvi_view *v = env->view;
     if (is_self(v, member))
         return 1;
-    return !down(env, member) && kvi_client_connect(kvi_view_client(v, member)) == KV_OK;
+    return !kvi_coord_down(env, member) && kvi_client_connect(kvi_view_client(v, member)) == KV_OK;
 }
 
 /* Where a write's state goes, per home replica (the key's preference
@@ -496,7 +506,7 @@ static int forward_to(const kvi_coord_env *env, const kvi_coord_write *w, uint32
     /* A node forwarding gives the coordinator twice the internode timeout
      * (it waits for its own replicas first). A client waits its own
      * request timeout: the user's bound on a call. */
-    struct timespec deadline = kvi_deadline_after((v->self >= 0 ? 2u : 1u) * timeout_ms(v));
+    struct timespec deadline = kvi_deadline_after((v->self >= 0 ? 2u : 1u) * kvi_coord_timeout_ms(v));
     kvi_fanout_wait(&fo, 1, 1, &deadline);
     kvi_frame_header h;
     unsigned char *body = NULL;
@@ -525,7 +535,7 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
     size_t k = 0;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < n; i++)
-            if ((down(env, pref[i]) != 0) == pass && (pass == 0 || w->home_only))
+            if ((kvi_coord_down(env, pref[i]) != 0) == pass && (pass == 0 || w->home_only))
                 order[k++] = pref[i];
     if (!w->home_only && v->self < 0) {
         /* A client: stand-ins next, in ring order. */
@@ -533,7 +543,7 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
         size_t nw = kvi_ring_walk(v->ring, kvi_key_token(w->key, w->key_len), walk,
                                   KVI_RING_MAX_MEMBERS);
         for (size_t i = n; i < nw; i++)
-            if (!down(env, walk[i]))
+            if (!kvi_coord_down(env, walk[i]))
                 order[k++] = walk[i];
     }
     int rc = kvi_error(KV_EUNAVAILABLE, "no replica of this key is reachable");
@@ -609,12 +619,37 @@ static uint64_t expiry_after(uint64_t now_ms, uint64_t ttl_s)
     return now_ms + ttl_s * 1000u;
 }
 
+/* A write run by per-key Paxos on this node (SERIAL). */
+static int serial_write(const kvi_coord_env *env, const kvi_coord_write *w,
+                        uint64_t *out_version)
+{
+    kvi_serial_request q = {
+        .op = w->kind == KVI_WRITE_PUT ? KVI_SERIAL_PUT
+            : w->kind == KVI_WRITE_DELETE ? KVI_SERIAL_DELETE : KVI_SERIAL_CAS,
+        .key = w->key, .key_len = w->key_len, .value = w->value, .value_len = w->value_len,
+        .ttl_s = w->ttl_s, .expected_version = w->expected_version,
+    };
+    return kvi_serial_run(env, &q, NULL, out_version);
+}
+
+/* CAS is SERIAL unless the caller asked for another level: a CAS that two
+ * coordinators can both win is no CAS (issue 11). */
+static int wants_serial(const kvi_coord_write *w)
+{
+    return w->consistency == KV_CONSISTENCY_SERIAL ||
+           (w->kind == KVI_WRITE_CAS && w->consistency == KV_CONSISTENCY_DEFAULT);
+}
+
 int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
                         uint64_t *out_version)
 {
     kvi_view *v = env->view;
+    /* Any node can propose (it need not be a home); a client hands SERIAL
+     * writes to a node like any other write. */
+    if (v->self >= 0 && env->local && wants_serial(w))
+        return serial_write(env, w, out_version);
     uint32_t pref[MAX_PREF];
-    size_t n = preference(v, w->key, w->key_len, pref);
+    size_t n = kvi_coord_homes(v, w->key, w->key_len, pref);
     unsigned required;
     int rc = kvi_quorum_required(&required, w->consistency, w->w, (unsigned)n);
     if (rc != KV_OK)
@@ -633,6 +668,17 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     if (!self_home && (w->home_only || !env->local))
         return kvi_error(KV_EUNAVAILABLE, "this node is not a replica of the key; the "
                                           "nodes disagree about the ring");
+    /* A key that has seen SERIAL writes keeps its versions in Paxos order:
+     * a write at another level to it goes through Paxos too (the level's W
+     * becomes a majority of the homes), so it can never fork the versions
+     * a SERIAL CAS compares. */
+    if (self_home && env->local && v->self >= 0) {
+        int has = kvi_paxos_has_record(env->local, w->key, w->key_len);
+        if (has < 0)
+            return has;
+        if (has)
+            return serial_write(env, w, out_version);
+    }
 
     /* Too few homes or stand-ins reachable: refuse before applying
      * anything, so the answer can honestly be "not applied" (as
@@ -718,7 +764,7 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
         keep_local_hints(env, w, &plan, &rep.encoded, &sloppy);
     if (rep.started) {
         kvi_fanout_local(&rep.fo, local_ok && self_counts);
-        struct timespec deadline = kvi_deadline_after(timeout_ms(v));
+        struct timespec deadline = kvi_deadline_after(kvi_coord_timeout_ms(v));
         if (local_ok)
             kvi_fanout_wait(&rep.fo, required, plan.live, &deadline);
     }

@@ -102,6 +102,16 @@ typedef struct kvi_coord_env {
     atomic_uint_fast64_t *sloppy_writes;
 } kvi_coord_env;
 
+/* Helpers shared with the SERIAL driver (cluster/serial.c). */
+/* The key's home replicas (its preference list), as member indexes; at
+ * most 16. */
+size_t kvi_coord_homes(const kvi_view *v, const void *key, size_t key_len, uint32_t *out);
+/* Whether the failure detector holds member down (never this node), unless
+ * it answered within the last two seconds. */
+int kvi_coord_down(const kvi_coord_env *env, uint32_t member);
+/* How long a coordinator waits for the replicas. */
+uint32_t kvi_coord_timeout_ms(const kvi_view *v);
+
 /* A put, delete or CAS. *out_version (may be NULL) receives the new
  * version, or the current one with KV_ECONFLICT. KV_OK, KV_ECONFLICT,
  * KV_EINVAL (a malformed context, bad consistency), KV_ETOOBIG (sibling

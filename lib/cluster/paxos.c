@@ -113,6 +113,42 @@ int kvi_acceptor_commit(kvi_acceptor *a, const kvi_ballot *ballot, uint64_t vers
     return 1;
 }
 
+void kvi_acceptor_remember(kvi_acceptor *a, uint64_t version, uint64_t fingerprint)
+{
+    for (size_t i = 0; i < a->n_recent; i++)
+        if (a->recent[i].version == version)
+            return;
+    if (a->n_recent == KVI_PAXOS_RECENT) {
+        memmove(&a->recent[0], &a->recent[1], (KVI_PAXOS_RECENT - 1) * sizeof a->recent[0]);
+        a->n_recent--;
+    }
+    a->recent[a->n_recent].version = version;
+    a->recent[a->n_recent].fingerprint = fingerprint;
+    a->n_recent++;
+}
+
+static void recent_encode(kvi_buf *b, const kvi_paxos_recent *recent, size_t n)
+{
+    kvi_buf_u8(b, (uint8_t)n);
+    for (size_t i = 0; i < n; i++) {
+        kvi_buf_u64(b, recent[i].version);
+        kvi_buf_u64(b, recent[i].fingerprint);
+    }
+}
+
+static int recent_read(kvi_reader *r, kvi_paxos_recent *recent, size_t *n)
+{
+    uint8_t count = kvi_read_u8(r);
+    if (r->failed || count > KVI_PAXOS_RECENT)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        recent[i].version = kvi_read_u64(r);
+        recent[i].fingerprint = kvi_read_u64(r);
+    }
+    *n = count;
+    return r->failed ? -1 : 0;
+}
+
 int kvi_acceptor_unfinished(const kvi_acceptor *a)
 {
     return a->has_accepted && kvi_ballot_compare(&a->accepted, &a->committed) > 0;
@@ -130,6 +166,7 @@ void kvi_acceptor_encode(kvi_buf *b, const kvi_acceptor *a, uint64_t token)
     }
     kvi_ballot_encode(b, &a->committed);
     kvi_buf_u64(b, a->committed_version);
+    recent_encode(b, a->recent, a->n_recent);
     if (!b->failed)
         kvi_buf_u64(b, XXH3_64bits_withSeed(b->data + start, b->len - start, token));
 }
@@ -155,8 +192,80 @@ int kvi_acceptor_decode(kvi_acceptor *out, const void *buf, size_t len, uint64_t
     }
     bad |= kvi_ballot_read(&r, &a.committed) != 0;
     a.committed_version = kvi_read_u64(&r);
+    bad |= recent_read(&r, a.recent, &a.n_recent) != 0;
     if (bad || kvi_reader_done(&r) != 0)
         return kvi_error(KV_ECORRUPT, "a malformed Paxos record");
     *out = a;
     return KV_OK;
+}
+
+void kvi_proposal_encode(kvi_buf *b, uint64_t id, const void *state, size_t state_len)
+{
+    kvi_buf_u64(b, id);
+    kvi_buf_raw(b, state, state_len);
+}
+
+int kvi_proposal_split(const void *p, size_t len, uint64_t *id, const void **state,
+                       size_t *state_len)
+{
+    if (len < 8)
+        return -1;
+    *id = kvi_get_be64(p);
+    *state = (const unsigned char *)p + 8;
+    *state_len = len - 8;
+    return 0;
+}
+
+uint64_t kvi_proposal_id(const kvi_ballot *ballot)
+{
+    return XXH3_64bits_withSeed(ballot->node, strnlen(ballot->node, KVI_DVV_MAX_ID),
+                                ballot->time_us ^ ((uint64_t)ballot->counter << 40));
+}
+
+#define ANSWER_GRANTED 1u
+#define ANSWER_ACCEPTED 2u
+#define ANSWER_DATA 4u
+
+void kvi_paxos_answer_encode(kvi_buf *b, int granted, const kvi_acceptor *a,
+                             const kvi_bytes *data)
+{
+    kvi_buf_u8(b, (uint8_t)((granted ? ANSWER_GRANTED : 0) |
+                            (a->has_accepted ? ANSWER_ACCEPTED : 0) | (data ? ANSWER_DATA : 0)));
+    kvi_ballot_encode(b, &a->promised);
+    if (a->has_accepted) {
+        kvi_ballot_encode(b, &a->accepted);
+        kvi_buf_bytes(b, a->accepted_state.data, a->accepted_state.len);
+    }
+    kvi_ballot_encode(b, &a->committed);
+    kvi_buf_u64(b, a->committed_version);
+    recent_encode(b, a->recent, a->n_recent);
+    if (data)
+        kvi_buf_bytes(b, data->data, data->len);
+}
+
+int kvi_paxos_answer_decode(kvi_paxos_answer *out, const void *buf, size_t len)
+{
+    memset(out, 0, sizeof *out);
+    kvi_reader r = kvi_reader_init(buf, len);
+    uint8_t flags = kvi_read_u8(&r);
+    if (r.failed || (flags & ~(ANSWER_GRANTED | ANSWER_ACCEPTED | ANSWER_DATA)) != 0)
+        return -1;
+    out->granted = (flags & ANSWER_GRANTED) != 0;
+    out->has_accepted = (flags & ANSWER_ACCEPTED) != 0;
+    out->has_data = (flags & ANSWER_DATA) != 0;
+    if (kvi_ballot_read(&r, &out->promised) != 0)
+        return -1;
+    if (out->has_accepted) {
+        if (kvi_ballot_read(&r, &out->accepted) != 0)
+            return -1;
+        out->accepted_state = kvi_read_bytes(&r);
+    }
+    if (kvi_ballot_read(&r, &out->committed) != 0)
+        return -1;
+    out->committed_version = kvi_read_u64(&r);
+    if (recent_read(&r, out->recent, &out->n_recent) != 0)
+        return -1;
+    if (out->has_data)
+        out->data_state = kvi_read_bytes(&r);
+    return kvi_reader_done(&r);
 }

@@ -14,6 +14,7 @@ int kvi_quorum_required(unsigned *out, kv_consistency level, unsigned explicit_c
         return KV_OK;
     case KV_CONSISTENCY_DEFAULT:
     case KV_CONSISTENCY_QUORUM:
+    case KV_CONSISTENCY_SERIAL: /* a majority of the home replicas */
         *out = n_replicas / 2 + 1;
         return KV_OK;
     case KV_CONSISTENCY_ALL:

@@ -98,19 +98,6 @@ int kvi_replica_read(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const voi
     return rc;
 }
 
-/* The version a CAS compares with: the highest live sibling's (0 when
- * none is live). */
-static uint64_t live_version(const kvi_state *s, uint64_t now_ms)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        const kvi_sibling *x = &s->sibs[i];
-        if (!x->tombstone && (x->expiry_ms == 0 || x->expiry_ms > now_ms) && x->version > v)
-            v = x->version;
-    }
-    return v;
-}
-
 int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
                            size_t key_len, const kvi_replica_write_args *args,
                            kvi_sibling *value, uint64_t *current_version)
@@ -136,7 +123,7 @@ int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, con
     if (rc == KV_OK && args->merge_first)
         rc = kvi_state_merge(out, args->merge_first);
     if (rc == KV_OK && args->check_version) {
-        uint64_t current = live_version(out, value->write_ms);
+        uint64_t current = kvi_state_live_version(out, value->write_ms);
         if (current_version)
             *current_version = current;
         if (current != args->expected_version)

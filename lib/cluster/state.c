@@ -167,3 +167,15 @@ int kvi_state_decode(kvi_state *s, const void *buf, size_t len, uint64_t token)
     }
     return r.left == 0 ? KV_OK : KV_ECORRUPT;
 }
+
+uint64_t kvi_state_live_version(const kvi_state *s, uint64_t now_ms)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const kvi_sibling *x = &s->sibs[i];
+        if (!x->tombstone && (x->expiry_ms == 0 || x->expiry_ms > now_ms) && x->version > v)
+            v = x->version;
+    }
+    return v;
+}
+

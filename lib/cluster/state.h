@@ -60,6 +60,10 @@ int kvi_state_merge(kvi_state *s, const kvi_state *other);
 /* The highest sibling version (what kv_value_version reports). */
 uint64_t kvi_state_version(const kvi_state *s);
 
+/* The version a CAS compares with: the highest version among the siblings
+ * live at now_ms (not tombstones, not expired); 0 when none is live. */
+uint64_t kvi_state_live_version(const kvi_state *s, uint64_t now_ms);
+
 /* 1 when the two states hold the same siblings and clock. */
 int kvi_state_equal(const kvi_state *a, const kvi_state *b);
 

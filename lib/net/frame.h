@@ -71,7 +71,12 @@ typedef enum kvi_opcode {
      * stay between peers (net/auth.h). */
     KVI_OP_READ_STATE = 14,
     KVI_OP_REPAIR = 15,
-    KVI_OP_MAX = 15
+    /* Between nodes: per-key Paxos for SERIAL requests (cluster/paxos.h),
+     * from the coordinating node to the key's home replicas. */
+    KVI_OP_PAXOS_PREPARE = 16,
+    KVI_OP_PAXOS_PROPOSE = 17,
+    KVI_OP_PAXOS_COMMIT = 18,
+    KVI_OP_MAX = 18
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

@@ -200,9 +200,11 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
             level = KV_CONSISTENCY_QUORUM;
         else if (ascii_caseeq(value, vlen, "all"))
             level = KV_CONSISTENCY_ALL;
+        else if (ascii_caseeq(value, vlen, "serial"))
+            level = KV_CONSISTENCY_SERIAL;
         else {
             kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
-                           "consistency must be one, quorum or all");
+                           "consistency must be one, quorum, all or serial");
             return MHD_NO;
         }
         /* An explicit r or w wins over the level for its own direction,

@@ -205,6 +205,14 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
     case KVI_OP_GOSSIP:
         out->value = kvi_read_bytes(&r);
         break;
+    case KVI_OP_PAXOS_PREPARE:
+    case KVI_OP_PAXOS_PROPOSE:
+    case KVI_OP_PAXOS_COMMIT:
+        out->expected_version = kvi_read_u64(&r); /* the hash of the key's homes */
+        out->key = kvi_read_bytes(&r);
+        out->context = kvi_read_bytes(&r);        /* the ballot */
+        out->value = kvi_read_bytes(&r);          /* the state (empty for a prepare) */
+        break;
     case KVI_OP_PUT:
         out->consistency = kvi_read_u8(&r);
         out->quorum = kvi_read_u8(&r);
@@ -277,6 +285,14 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
         kvi_buf_bytes(b, req->context.data, req->context.len);
         break;
     case KVI_OP_GOSSIP:
+        kvi_buf_bytes(b, req->value.data, req->value.len);
+        break;
+    case KVI_OP_PAXOS_PREPARE:
+    case KVI_OP_PAXOS_PROPOSE:
+    case KVI_OP_PAXOS_COMMIT:
+        kvi_buf_u64(b, req->expected_version);
+        kvi_buf_bytes(b, req->key.data, req->key.len);
+        kvi_buf_bytes(b, req->context.data, req->context.len);
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PUT:
@@ -352,6 +368,9 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_GET_STATE:
     case KVI_OP_READ_STATE:
     case KVI_OP_GOSSIP:
+    case KVI_OP_PAXOS_PREPARE:
+    case KVI_OP_PAXOS_PROPOSE:
+    case KVI_OP_PAXOS_COMMIT:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
@@ -411,6 +430,9 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     case KVI_OP_GET_STATE:
     case KVI_OP_READ_STATE:
     case KVI_OP_GOSSIP:
+    case KVI_OP_PAXOS_PREPARE:
+    case KVI_OP_PAXOS_PROPOSE:
+    case KVI_OP_PAXOS_COMMIT:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:

@@ -19,6 +19,9 @@
  *   REPLICATE  bytes key, bytes state    (between nodes; record format 2)
  *   GOSSIP     bytes table               (between nodes; gossip_table.h)
  *   READ_STATE, REPAIR   as GET_STATE and REPLICATE, from clients
+ *   PAXOS_PREPARE, PAXOS_PROPOSE, PAXOS_COMMIT   (between nodes)
+ *              u64 hash of the key's home ids (cluster/serial.h), bytes key,
+ *              bytes ballot, bytes state (empty for a prepare)
  *   HELLO, AUTH          the handshake (net/auth.h encodes them)
  * Response bodies with status KV_OK:
  *   GET     u64 version, u64 expiry_ms, bytes context, u8 count (1..16),
@@ -28,6 +31,7 @@
  *   PING    empty;  CLUSTER  bytes json
  *   GET_STATE  bytes state;  REPLICATE  u64 version (of the merged state)
  *   GOSSIP     bytes table (the answering node's, after merging)
+ *   PAXOS_*    bytes answer (cluster/paxos.h, kvi_paxos_answer)
  * Response bodies with any other status (an error frame):
  *   u64 version (the current one for KV_ECONFLICT, else 0), bytes message
  */

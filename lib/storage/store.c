@@ -24,8 +24,10 @@ struct kvi_store {
     rocksdb_column_family_handle_t *cf_meta;
     rocksdb_column_family_handle_t *cf_data;
     rocksdb_column_family_handle_t *cf_hints;
+    rocksdb_column_family_handle_t *cf_paxos;
     rocksdb_readoptions_t *read_options;
     rocksdb_writeoptions_t *write_options;
+    rocksdb_writeoptions_t *synced_options; /* Paxos promises and accepts */
     const kvi_logger *log;
 
     /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
@@ -69,6 +71,8 @@ static void free_options(kvi_store *s)
         rocksdb_readoptions_destroy(s->read_options);
     if (s->write_options)
         rocksdb_writeoptions_destroy(s->write_options);
+    if (s->synced_options)
+        rocksdb_writeoptions_destroy(s->synced_options);
     if (s->data_options)
         rocksdb_options_destroy(s->data_options);
     if (s->db_options)
@@ -157,14 +161,18 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     s->read_options = rocksdb_readoptions_create();
     s->write_options = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->write_options, cfg->sync == KV_SYNC_ALWAYS);
+    s->synced_options = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->synced_options, 1);
 
-    /* Hints have the meta family's plain options: no expiry filter (a
-     * hint's age is judged by the hint window, not by a TTL). */
-    const char *names[3] = {KVI_CF_META, KVI_CF_DATA, KVI_CF_HINTS};
-    const rocksdb_options_t *cf_options[3] = {s->db_options, s->data_options, s->db_options};
-    rocksdb_column_family_handle_t *handles[3] = {NULL, NULL, NULL};
+    /* Hints and Paxos state have the meta family's plain options: no
+     * expiry filter (a hint's age is judged by the hint window; a promise
+     * must never expire, ScyllaDB 6149). */
+    const char *names[4] = {KVI_CF_META, KVI_CF_DATA, KVI_CF_HINTS, KVI_CF_PAXOS};
+    const rocksdb_options_t *cf_options[4] = {s->db_options, s->data_options, s->db_options,
+                                              s->db_options};
+    rocksdb_column_family_handle_t *handles[4] = {NULL, NULL, NULL, NULL};
     char *err = NULL;
-    s->db = rocksdb_open_column_families(s->db_options, cfg->path, 3, names,
+    s->db = rocksdb_open_column_families(s->db_options, cfg->path, 4, names,
                                          cf_options, handles, &err);
     if (err) {
         int code = rocks_error(err, "opening the store");
@@ -175,6 +183,7 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     s->cf_meta = handles[0];
     s->cf_data = handles[1];
     s->cf_hints = handles[2];
+    s->cf_paxos = handles[3];
 
     int rc = check_format(s);
     if (rc == KV_OK && cfg->sync == KV_SYNC_PERIODIC) {
@@ -206,6 +215,7 @@ void kvi_store_close(kvi_store *s)
         }
         rocksdb_column_family_handle_destroy(s->cf_data);
         rocksdb_column_family_handle_destroy(s->cf_hints);
+        rocksdb_column_family_handle_destroy(s->cf_paxos);
         rocksdb_column_family_handle_destroy(s->cf_meta);
         rocksdb_close(s->db);
     }
@@ -246,6 +256,7 @@ int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
 struct kvi_store_batch {
     rocksdb_writebatch_t *wb;
     rocksdb_column_family_handle_t *cf; /* the store's data family */
+    rocksdb_column_family_handle_t *cf_paxos;
 };
 
 kvi_store_batch *kvi_store_batch_new(kvi_store *s)
@@ -254,6 +265,7 @@ kvi_store_batch *kvi_store_batch_new(kvi_store *s)
     if (b) {
         b->wb = rocksdb_writebatch_create();
         b->cf = s->cf_data;
+        b->cf_paxos = s->cf_paxos;
     }
     return b;
 }
@@ -264,11 +276,38 @@ void kvi_store_batch_put(kvi_store_batch *b, const void *skey, size_t skey_len,
     rocksdb_writebatch_put_cf(b->wb, b->cf, skey, skey_len, rec, rec_len);
 }
 
+void kvi_store_batch_put_paxos(kvi_store_batch *b, const void *skey, size_t skey_len,
+                               const void *rec, size_t rec_len)
+{
+    rocksdb_writebatch_put_cf(b->wb, b->cf_paxos, skey, skey_len, rec, rec_len);
+}
+
 int kvi_store_write(kvi_store *s, kvi_store_batch *b)
 {
     char *err = NULL;
     rocksdb_write(s->db, s->write_options, b->wb, &err);
     return err ? rocks_error(err, "writing a batch") : KV_OK;
+}
+
+int kvi_store_write_synced(kvi_store *s, kvi_store_batch *b)
+{
+    char *err = NULL;
+    rocksdb_write(s->db, s->synced_options, b->wb, &err);
+    return err ? rocks_error(err, "writing a synced batch") : KV_OK;
+}
+
+int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out)
+{
+    char *err = NULL;
+    rocksdb_pinnableslice_t *pin = rocksdb_get_pinned_cf(
+        s->db, s->read_options, s->cf_paxos, skey, skey_len, &err);
+    if (err)
+        return rocks_error(err, "reading a Paxos record");
+    if (!pin)
+        return KV_ENOTFOUND;
+    out->pin = pin;
+    out->data = rocksdb_pinnableslice_value(pin, &out->len);
+    return KV_OK;
 }
 
 void kvi_store_batch_free(kvi_store_batch *b)

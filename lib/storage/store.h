@@ -22,6 +22,7 @@
 #define KVI_CF_META "default"
 #define KVI_CF_DATA "data"
 #define KVI_CF_HINTS "hints"
+#define KVI_CF_PAXOS "paxos"
 /* Key in the meta family naming the on-disk format of the store. */
 #define KVI_META_FORMAT_KEY "kv.format"
 #define KVI_META_FORMAT_VALUE "1"
@@ -60,7 +61,15 @@ typedef struct kvi_store_batch kvi_store_batch;
 kvi_store_batch *kvi_store_batch_new(kvi_store *s);
 void kvi_store_batch_put(kvi_store_batch *b, const void *skey, size_t skey_len,
                          const void *rec, size_t rec_len);
+/* A put into the Paxos family (cluster/paxos.h records), in the same
+ * atomic write as the batch's data. */
+void kvi_store_batch_put_paxos(kvi_store_batch *b, const void *skey, size_t skey_len,
+                               const void *rec, size_t rec_len);
+/* Writes the batch under the store's sync policy. */
 int kvi_store_write(kvi_store *s, kvi_store_batch *b);
+/* Writes it synced whatever the policy: a Paxos promise or accept must
+ * survive a crash before it is answered. */
+int kvi_store_write_synced(kvi_store *s, kvi_store_batch *b);
 void kvi_store_batch_free(kvi_store_batch *b);
 
 /* Small metadata values (the cluster's member ids, ...) in the meta family,
@@ -81,6 +90,10 @@ int kvi_store_hint_put(kvi_store *s, const void *hkey, size_t hkey_len, const vo
 int kvi_store_hint_delete(kvi_store *s, const void *hkey, size_t hkey_len);
 int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
                         kvi_store_scan_fn fn, void *ctx);
+
+/* A key's Paxos record, under its storage key: KV_OK (out filled; release
+ * it), KV_ENOTFOUND, KV_EIO. */
+int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out);
 
 /* Compacts the data family, running the expiry filter over every record. */
 int kvi_store_compact(kvi_store *s);

@@ -38,7 +38,7 @@ int kvi_check_ttl(uint64_t ttl_s)
 int kvi_check_level(kv_consistency level, unsigned count, const char *what)
 {
     /* An enum may hold any int: compare as unsigned so negatives fail too. */
-    if ((unsigned)level > (unsigned)KV_CONSISTENCY_EXPLICIT)
+    if ((unsigned)level > (unsigned)KV_CONSISTENCY_SERIAL)
         return kvi_error(KV_EINVAL, "unknown consistency level %d", (int)level);
     if (level == KV_CONSISTENCY_EXPLICIT && (count == 0 || count > KVI_MAX_QUORUM))
         return kvi_error(KV_EINVAL, "explicit %s of %u: it must be 1..%u (and at most the "

@@ -14,17 +14,17 @@
 typedef struct raw_db {
     rocksdb_t *db;
     rocksdb_options_t *options;
-    rocksdb_column_family_handle_t *cf[3]; /* meta, data, hints */
+    rocksdb_column_family_handle_t *cf[4]; /* meta, data, hints, paxos */
 } raw_db;
 
 static inline int raw_open(raw_db *r, const char *path)
 {
     /* RocksDB opens a database only with every one of its families. */
-    const char *names[3] = {KVI_CF_META, KVI_CF_DATA, KVI_CF_HINTS};
+    const char *names[4] = {KVI_CF_META, KVI_CF_DATA, KVI_CF_HINTS, KVI_CF_PAXOS};
     r->options = rocksdb_options_create();
-    const rocksdb_options_t *cf_options[3] = {r->options, r->options, r->options};
+    const rocksdb_options_t *cf_options[4] = {r->options, r->options, r->options, r->options};
     char *err = NULL;
-    r->db = rocksdb_open_column_families(r->options, path, 3, names, cf_options, r->cf, &err);
+    r->db = rocksdb_open_column_families(r->options, path, 4, names, cf_options, r->cf, &err);
     if (err) {
         free(err);
         return -1;
@@ -37,6 +37,7 @@ static inline void raw_close(raw_db *r)
     rocksdb_column_family_handle_destroy(r->cf[0]);
     rocksdb_column_family_handle_destroy(r->cf[1]);
     rocksdb_column_family_handle_destroy(r->cf[2]);
+    rocksdb_column_family_handle_destroy(r->cf[3]);
     rocksdb_close(r->db);
     rocksdb_options_destroy(r->options);
 }

@@ -294,6 +294,7 @@ static const char *consistency_query(kv_consistency level)
     case KV_CONSISTENCY_ONE: return "?consistency=one";
     case KV_CONSISTENCY_QUORUM: return "?consistency=quorum";
     case KV_CONSISTENCY_ALL: return "?consistency=all";
+    case KV_CONSISTENCY_SERIAL: return "?consistency=serial";
     default: return "";
     }
 }
@@ -844,7 +845,7 @@ void kvb_net_usage(FILE *f)
         "  --value-size B        value length in bytes (default 200)\n"
         "  --read-ratio R        fraction of GETs, 0..1 (default 0.9)\n"
         "  --ttl S               TTL of every PUT in seconds (default 0 = none)\n"
-        "  --consistency L       one, quorum or all for every request (binary and\n"
+        "  --consistency L       one, quorum, all or serial for every request (binary and\n"
         "                        http; default the server's, QUORUM)\n"
         "  --timeout MS          request timeout (default 5000)\n"
         "  --token-file FILE     the client token to show (kvd --client-token-file):\n"
@@ -998,8 +999,10 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
                 cfg->consistency = KV_CONSISTENCY_QUORUM;
             else if (strcmp(val, "all") == 0)
                 cfg->consistency = KV_CONSISTENCY_ALL;
+            else if (strcmp(val, "serial") == 0)
+                cfg->consistency = KV_CONSISTENCY_SERIAL;
             else
-                bad_usage("--consistency must be one, quorum or all, got '%s'", val);
+                bad_usage("--consistency must be one, quorum, all or serial, got '%s'", val);
         }
     }
     if (cfg->proto == PROTO_BINARY && cfg->nep == 0)

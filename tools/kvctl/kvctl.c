@@ -132,7 +132,8 @@ static void usage(FILE *f)
           "  -w, --write-out F  text (default) or json\n"
           "  --timeout MS       connect and request timeout in milliseconds\n"
           "  --ttl S            time to live of a put or cas, in seconds (0 = none)\n"
-          "  --consistency L    one, quorum (default) or all, for reads and writes\n"
+          "  --consistency L    one, quorum (default), all or serial (linearizable, per key;\n"
+          "                     the default for cas in a cluster)\n"
           "  --policy P         lww (default: the latest write) or siblings (get\n"
           "                     shows every concurrent value; -w json prints them)\n"
           "  --home-only        writes: count only the key's home replicas (no stand-ins\n"
@@ -1165,8 +1166,10 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
                 c->level = KV_CONSISTENCY_QUORUM;
             else if (strcmp(val, "all") == 0)
                 c->level = KV_CONSISTENCY_ALL;
+            else if (strcmp(val, "serial") == 0)
+                c->level = KV_CONSISTENCY_SERIAL;
             else
-                usage_error("--consistency must be one, quorum or all, got '%s'", val);
+                usage_error("--consistency must be one, quorum, all or serial, got '%s'", val);
         } else if (strcmp(arg, "--home-only") == 0) {
             c->home_only = true;
         } else if (flag_value(argv, argc, &i, "--policy", NULL, &val)) {

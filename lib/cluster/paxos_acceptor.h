@@ -1,0 +1,46 @@
+/*
+ * cluster/paxos_acceptor.h - a replica's side of per-key Paxos (SERIAL; see
+ * docs/design/PAXOS.md): PREPARE, PROPOSE and COMMIT applied to this node's
+ * store.
+ *
+ * Each call runs under the key's stripe lock, so it is ordered with every
+ * other write of the key, loads the key's acceptor record from the "paxos"
+ * column family, applies cluster/paxos.h's rules and answers with a
+ * kvi_paxos_answer appended to `answer`:
+ *   prepare: a promise is written synced before the answer, which carries
+ *            the key's replicated state (the read a prepare carries);
+ *   propose: an accept is written synced before the answer;
+ *   commit:  the state is merged into the data and the record updated in
+ *            one atomic write, under the store's sync policy (an accepted
+ *            proposal survives a crash and the next prepare finishes it).
+ * A refused prepare or propose writes nothing and answers not granted with
+ * the promise to beat.
+ *
+ * Arguments arrive checked by the caller (key within limits, a decodable
+ * state within the value limits). Returns KV_OK (answer appended), or
+ * KV_ECORRUPT, KV_EIO, KV_ENOMEM.
+ *
+ * Threads: safe from any thread.
+ */
+#ifndef KVI_PAXOS_ACCEPTOR_H
+#define KVI_PAXOS_ACCEPTOR_H
+
+#include "cluster/paxos.h"
+#include "embedded.h"
+
+int kvi_paxos_on_prepare(kvi_embedded *e, const void *key, size_t key_len,
+                         const kvi_ballot *ballot, kvi_buf *answer);
+int kvi_paxos_on_propose(kvi_embedded *e, const void *key, size_t key_len,
+                         const kvi_ballot *ballot, const void *state, size_t state_len,
+                         kvi_buf *answer);
+int kvi_paxos_on_commit(kvi_embedded *e, const void *key, size_t key_len,
+                        const kvi_ballot *ballot, const void *state, size_t state_len,
+                        kvi_buf *answer);
+
+/* propose and commit take a proposal (kvi_proposal_encode: id + state). */
+
+/* 1 when this node keeps Paxos state for the key (a SERIAL write reached
+ * it), 0 when not, or a negative status. */
+int kvi_paxos_has_record(kvi_embedded *e, const void *key, size_t key_len);
+
+#endif
