@@ -1039,6 +1039,59 @@ static void too_big_past_discard_bound(void **state)
     assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
 }
 
+/* Every JSON answer, success or error, from the handlers or decided from
+ * the headers, ends with exactly one newline; /metrics is text already. */
+static void json_ends_with_newline(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method, *path, *body;
+    } reqs[] = {
+        {"GET", "/v1/health", NULL},
+        {"GET", "/v1/cluster", NULL},
+        {"PUT", "/v1/kv/nl", "{\"value\": \"line\\n\"}"},
+        {"GET", "/v1/kv/nl", NULL},
+        {"POST", "/v1/kv/nl/cas", "{\"expectedVersion\": 9, \"newValue\": \"x\"}"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"GET\", \"key\": \"nl\"}]}"},
+        {"DELETE", "/v1/kv/nl", NULL},
+        {"GET", "/v1/kv/nl", NULL},
+        {"GET", "/v1/kv/", NULL},
+        {"PATCH", "/v1/kv/nl", "{}"},
+        {"GET", "/nowhere", NULL},
+        {"PUT", "/v1/kv/bad", "not json"},
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        response r;
+        call(&r, reqs[i].method, reqs[i].path, reqs[i].body);
+        assert_string_equal(r.content_type, "application/json");
+        if (r.len < 2 || r.body[r.len - 1] != '\n' || r.body[r.len - 2] != '}')
+            fail_msg("%s %s: %.*s", reqs[i].method, reqs[i].path, (int)r.len, r.body);
+        assert_null(memchr(r.body, '\n', r.len - 1)); /* one line */
+        response_free(&r);
+    }
+    /* A 413 decided from the headers, and a 401. */
+    response r;
+    char *big = malloc(B_BODY_LIMIT + 2);
+    assert_non_null(big);
+    memset(big, ' ', B_BODY_LIMIT + 1);
+    big[B_BODY_LIMIT + 1] = 0;
+    request(&r, &B, "PUT", "/v1/kv/bad", big, B_BODY_LIMIT + 1);
+    assert_int_equal(r.status, 413);
+    assert_true(r.len > 0 && r.body[r.len - 1] == '\n');
+    response_free(&r);
+    free(big);
+    call_with(&r, &C, "GET", "/v1/kv/k", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    assert_true(r.len > 0 && r.body[r.len - 1] == '\n');
+    response_free(&r);
+    /* The Content-Length counts the newline (raw, so nothing is hidden). */
+    char body[256];
+    assert_int_equal(raw_request(A.port, "GET /v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                 body, sizeof body),
+                     200);
+    assert_string_equal(body, "{\"status\":\"ok\"}\n");
+}
+
 /* ------------------------------------------------------ bearer tokens */
 
 static void expect_401(response *r, const char *why)
@@ -1473,6 +1526,7 @@ int main(void)
         cmocka_unit_test(concurrent_connections),
         cmocka_unit_test(client_hangs_up),
         cmocka_unit_test(start_errors),
+        cmocka_unit_test(json_ends_with_newline),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
