@@ -333,23 +333,50 @@ static void not_allowed(kvi_http_conn *c, const char *allow, const char *method)
     c->allow = allow;
 }
 
-/* Decodes the key segment into c->key; checks it is 1..max_key_size bytes. */
-static void decode_key(kvi_http_conn *c, const char *seg, size_t len)
+/* Whether the raw key path has a "." or ".." segment. Clients remove those
+ * before sending (RFC 3986 section 5.2.4: curl, browsers, fetch), so such a
+ * key could be written by one client and be out of reach of the next, or a
+ * read of "a/../b" would reach "b". */
+static int has_dot_segment(const char *path, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && path[i] != '/')
+            continue;
+        size_t n = i - start;
+        if ((n == 1 && path[start] == '.') ||
+            (n == 2 && path[start] == '.' && path[start + 1] == '.'))
+            return 1;
+        start = i + 1;
+    }
+    return 0;
+}
+
+/* Decodes the key path (everything after "/v1/kv/", '/' included, without a
+ * CAS's "/cas") into c->key; checks it is 1..max_key_size bytes. */
+static void decode_key(kvi_http_conn *c, const char *path, size_t len)
 {
     kvi_http *h = c->server;
     if (len == 0) {
-        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "the key is empty");
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "the key is empty: the path must be /v1/kv/{key}");
         return;
     }
-    /* Each decoded byte takes at most three characters: a segment over
-     * three times the limit is too big before anything is decoded. */
+    /* Each decoded byte takes at most three characters: a path over three
+     * times the limit is too big before anything is decoded. */
     if (len / 3 > h->max_key_size) {
         kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG, "the key is over the limit of %u bytes",
                        h->max_key_size);
         return;
     }
+    if (has_dot_segment(path, len)) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "the key has a \".\" or \"..\" path segment, which HTTP clients remove "
+                       "before sending: write the '/' around it as %%2F");
+        return;
+    }
     kvi_buf_reset(&c->key);
-    kvi_buf_raw(&c->key, seg, len); /* room to decode in place */
+    kvi_buf_raw(&c->key, path, len); /* room to decode in place */
     if (c->key.failed) {
         kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory");
         return;
@@ -375,46 +402,59 @@ static void route_admin(kvi_http_conn *c, kvi_http_route route, const char *meth
         not_allowed(c, "GET", method);
 }
 
-/* Routes what follows "/v1/kv/": "{key}", "{key}/cas" or "batch". */
-static void route_kv(kvi_http_conn *c, const char *seg, const char *method)
+/* Routes what follows "/v1/kv/", still percent-encoded:
+ *   GET, PUT, DELETE  {key}      the whole rest is the key, '/' included
+ *   POST              batch      the batch endpoint
+ *   POST              {key}/cas  CAS of {key}: the last "/cas" is the endpoint
+ * Only POST has endpoints under a key, so "a/cas" is a plain key for GET,
+ * PUT and DELETE, and the CAS of the key "a/cas" is POST "a/cas/cas" (or
+ * "a%2Fcas/cas"). The structure is read before decoding, so %2F is always
+ * part of a key. */
+static void route_kv(kvi_http_conn *c, const char *rest, const char *method)
 {
-    const char *slash = strchr(seg, '/');
-    size_t seg_len = slash ? (size_t)(slash - seg) : strlen(seg);
-    if (!slash && strcmp(seg, "batch") == 0 && c->method == KVI_HTTP_POST) {
-        c->route = KVI_HTTP_ROUTE_BATCH;
-        c->mop = KVI_MOP_BATCH;
-        c->body_limit = c->server->batch_limit;
-        c->wants_body = 1;
-        return;
-    }
-    if (!slash) {
+    static const char cas[] = "/cas";
+    size_t len = strlen(rest);
+    int is_cas = len >= sizeof cas - 1 && memcmp(rest + len - (sizeof cas - 1), cas,
+                                                 sizeof cas - 1) == 0;
+    int is_batch = strcmp(rest, "batch") == 0;
+    switch (c->method) {
+    case KVI_HTTP_GET:
         c->route = KVI_HTTP_ROUTE_KV;
-        if (c->method == KVI_HTTP_GET) {
-            c->mop = KVI_MOP_GET;
-        } else if (c->method == KVI_HTTP_PUT) {
-            c->mop = KVI_MOP_PUT;
+        c->mop = KVI_MOP_GET;
+        break;
+    case KVI_HTTP_PUT:
+        c->route = KVI_HTTP_ROUTE_KV;
+        c->mop = KVI_MOP_PUT;
+        c->wants_body = 1;
+        break;
+    case KVI_HTTP_DELETE:
+        c->route = KVI_HTTP_ROUTE_KV;
+        c->mop = KVI_MOP_DELETE;
+        break;
+    case KVI_HTTP_POST:
+        if (is_batch) {
+            c->route = KVI_HTTP_ROUTE_BATCH;
+            c->mop = KVI_MOP_BATCH;
+            c->body_limit = c->server->batch_limit;
             c->wants_body = 1;
-        } else if (c->method == KVI_HTTP_DELETE) {
-            c->mop = KVI_MOP_DELETE;
-        } else {
-            /* "batch" is also an ordinary key for GET, PUT and DELETE. */
-            not_allowed(c, strcmp(seg, "batch") == 0 ? "GET, PUT, DELETE, POST" : "GET, PUT, DELETE",
-                        method);
             return;
         }
-    } else if (strcmp(slash, "/cas") == 0) {
+        if (!is_cas) { /* POST is only for the batch and CAS */
+            c->route = KVI_HTTP_ROUTE_KV;
+            not_allowed(c, "GET, PUT, DELETE", method);
+            return;
+        }
         c->route = KVI_HTTP_ROUTE_CAS;
-        if (c->method != KVI_HTTP_POST) {
-            not_allowed(c, "POST", method);
-            return;
-        }
         c->mop = KVI_MOP_CAS;
         c->wants_body = 1;
-    } else {
-        kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND, "no such endpoint");
+        len -= sizeof cas - 1;
+        break;
+    default:
+        c->route = KVI_HTTP_ROUTE_KV;
+        not_allowed(c, is_cas || is_batch ? "GET, PUT, DELETE, POST" : "GET, PUT, DELETE", method);
         return;
     }
-    decode_key(c, seg, seg_len);
+    decode_key(c, rest, len);
 }
 
 void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const char *url,
@@ -519,7 +559,14 @@ static void handle_put(kvi_http_conn *c)
     char err[256];
     int rc = kvi_http_parse_put(&w, (const char *)c->body.data, c->body.len, err, sizeof err);
     if (rc != KV_OK) {
-        fail_msg(c, rc, err);
+        /* A CAS body sent with PUT to ".../cas" writes the key ".../cas". */
+        if (c->key.len >= 4 && memcmp(c->key.data + c->key.len - 4, "/cas", 4) == 0 &&
+            strcmp(err, "\"value\" is missing") == 0)
+            kvi_http_error(c, 400, "BAD_REQUEST", rc,
+                           "\"value\" is missing (a PUT to a path ending in /cas writes that "
+                           "key; compare-and-swap is POST /v1/kv/{key}/cas)");
+        else
+            fail_msg(c, rc, err);
         return;
     }
     c->wopts.ttl_s = w.ttl_s;
