@@ -501,6 +501,34 @@ static int put_bytes(kvi_buf *b, const char *name, const void *data, size_t n, i
     return base64;
 }
 
+/* Appends "siblings":[{"value":...}, ...] as a single GET's 300 has it, each
+ * sibling with "encoding":"base64" when base64 is set. */
+static void put_siblings(kvi_buf *b, const kv_value *v, int base64)
+{
+    size_t count = kv_value_sibling_count(v), n;
+    kvi_http_json_raw(b, "\"siblings\":[");
+    for (size_t i = 0; i < count; i++) {
+        const void *data = kv_value_sibling(v, i, &n);
+        kvi_http_json_raw(b, i ? ",{" : "{");
+        if (put_bytes(b, "value", data, n, base64))
+            kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
+        kvi_http_json_raw(b, "}");
+    }
+    kvi_http_json_raw(b, "]");
+}
+
+/* Whether every sibling of v is text (one sibling: its value). */
+static int all_text(const kv_value *v)
+{
+    size_t count = kv_value_sibling_count(v), n;
+    for (size_t i = 0; i < count; i++) {
+        const void *data = kv_value_sibling(v, i, &n);
+        if (!kvi_http_is_text(data, n))
+            return 0;
+    }
+    return 1;
+}
+
 static void ok_version(kvi_http_conn *c, uint64_t version)
 {
     kvi_http_json_raw(&c->out, "{\"version\":");
@@ -522,15 +550,9 @@ static void handle_get(kvi_http_conn *c)
     if (count > 1) {
         /* Concurrent writes the resolution policy kept: 300, as in Riak. */
         c->status = 300;
-        kvi_http_json_raw(b, "{\"siblings\":[");
-        for (size_t i = 0; i < count; i++) {
-            const void *data = kv_value_sibling(v, i, &n);
-            kvi_http_json_raw(b, i ? ",{" : "{");
-            if (put_bytes(b, "value", data, n, c->force_base64))
-                kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
-            kvi_http_json_raw(b, "}");
-        }
-        kvi_http_json_raw(b, "],");
+        kvi_http_json_raw(b, "{");
+        put_siblings(b, v, c->force_base64);
+        kvi_http_json_raw(b, ",");
     } else {
         const void *data = kv_value_data(v, &n);
         kvi_http_json_raw(b, "{");
@@ -633,19 +655,17 @@ static void handle_cas(kvi_http_conn *c)
 static const char *const op_names[] = {"", "PUT", "GET", "DELETE"};
 
 /* Appends the result of batch operation i. The result's "encoding" covers
- * its key and value together, as in the request. */
+ * its key and value (or every sibling) together, as in the request. A GET
+ * that found concurrent siblings has them under "siblings", with the
+ * read's "context", in the shape of a single GET's 300 answer. */
 static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_batch *batch,
                          size_t i, int force_base64)
 {
     const kv_value *v = NULL;
     uint64_t version = 0;
     int rc = kv_batch_result(&v, &version, batch, i);
-    const void *data = NULL;
-    size_t n = 0;
-    if (v)
-        data = kv_value_data(v, &n);
     int base64 = force_base64 || it->base64 || !kvi_http_is_text(it->key, it->key_len) ||
-                 (v && !kvi_http_is_text(data, n));
+                 (v && !all_text(v));
     kvi_http_json_raw(b, i ? ",{\"op\":\"" : "{\"op\":\"");
     kvi_http_json_raw(b, op_names[it->kind]);
     kvi_http_json_raw(b, "\",");
@@ -658,11 +678,22 @@ static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_bat
         kvi_http_json_u64(b, version);
     }
     if (v) {
+        size_t n;
         kvi_http_json_raw(b, ",");
-        put_bytes(b, "value", data, n, base64);
+        if (kv_value_sibling_count(v) > 1) {
+            put_siblings(b, v, base64);
+        } else {
+            const void *data = kv_value_data(v, &n);
+            put_bytes(b, "value", data, n, base64);
+        }
         if (kv_value_expiry_ms(v)) {
             kvi_http_json_raw(b, ",\"expiresAt\":");
             kvi_http_json_u64(b, kv_value_expiry_ms(v));
+        }
+        const void *ctx = kv_value_context(v, &n);
+        if (n) {
+            kvi_http_json_raw(b, ",\"context\":");
+            kvi_http_json_base64(b, ctx, n);
         }
     }
     if (base64)

@@ -1818,6 +1818,177 @@ static void siblings_answer_300(void **state)
     response_free(&r);
 }
 
+/* A batch GET of a key with siblings has them all and the read's context,
+ * in a single GET's shape; "encoding" covers the key and every sibling. */
+static void batch_siblings(void **state)
+{
+    (void)state;
+    static kvi_state st;
+    kvi_buf holder = {0};
+    kvi_sibling base = {.value = (const unsigned char *)"base", .value_len = 4, .write_ms = 1};
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "cart/9", 6, NULL, "n1", &base),
+                     KV_OK);
+    kvi_vv seen = st.clock;
+    kvi_sibling a = {.value = (const unsigned char *)"apple", .value_len = 5, .write_ms = 2};
+    kvi_sibling b = {.value = (const unsigned char *)"\xff\x00", .value_len = 2, .write_ms = 3};
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "cart/9", 6, &seen, "n1", &a),
+                     KV_OK);
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "cart/9", 6, &seen, "n2", &b),
+                     KV_OK);
+    kvi_buf_free(&holder);
+
+    response single;
+    call(&single, "GET", "/v1/kv/cart/9", NULL);
+    assert_int_equal(single.status, 300);
+    const char *context = str(single.json, "context");
+
+    response r;
+    call(&r, "POST", "/v1/kv/batch",
+         "{\"operations\": [{\"op\": \"GET\", \"key\": \"cart/9\"}, {\"op\": \"GET\", \"key\": \"twins\"},"
+         " {\"op\": \"GET\", \"key\": \"sentinel\"}]}");
+    assert_int_equal(r.status, 200);
+    cJSON *results = cJSON_GetObjectItemCaseSensitive(r.json, "results");
+    assert_int_equal(cJSON_GetArraySize(results), 3);
+    /* One sibling is binary: the whole result is base64, key included,
+     * and each sibling says so as in the single GET. */
+    cJSON *cart = cJSON_GetArrayItem(results, 0);
+    assert_string_equal(str(cart, "status"), "OK");
+    assert_string_equal(str(cart, "key"), "Y2FydC85");
+    assert_string_equal(str(cart, "encoding"), "base64");
+    assert_null(cJSON_GetObjectItemCaseSensitive(cart, "value"));
+    assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(cart, "version")->valuedouble, 3);
+    assert_string_equal(str(cart, "context"), context);
+    cJSON *sibs = cJSON_GetObjectItemCaseSensitive(cart, "siblings");
+    assert_int_equal(cJSON_GetArraySize(sibs), 2);
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "/wA=");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "encoding"), "base64");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "value"), "YXBwbGU=");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "encoding"), "base64");
+    /* The single GET's siblings are the same, each in its own encoding. */
+    cJSON *ssibs = cJSON_GetObjectItemCaseSensitive(single.json, "siblings");
+    assert_string_equal(str(cJSON_GetArrayItem(ssibs, 0), "value"), "/wA=");
+    assert_string_equal(str(cJSON_GetArrayItem(ssibs, 1), "value"), "apple");
+    /* Text siblings stay text. */
+    cJSON *twins = cJSON_GetArrayItem(results, 1);
+    assert_null(cJSON_GetObjectItemCaseSensitive(twins, "encoding"));
+    sibs = cJSON_GetObjectItemCaseSensitive(twins, "siblings");
+    assert_int_equal(cJSON_GetArraySize(sibs), 2);
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "bob");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "value"), "alice");
+    assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sibs, 0), "encoding"));
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(twins, "context")));
+    /* A plain value is as before: "value", and no context on a store
+     * that keeps none. */
+    cJSON *plain = cJSON_GetArrayItem(results, 2);
+    assert_string_equal(str(plain, "value"), "kept");
+    assert_null(cJSON_GetObjectItemCaseSensitive(plain, "siblings"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(plain, "context"));
+    response_free(&r);
+    response_free(&single);
+
+    /* ?encoding=base64 reaches the siblings too. */
+    call(&r, "POST", "/v1/kv/batch?encoding=base64", "{\"operations\": [{\"op\": \"GET\", \"key\": \"twins\"}]}");
+    twins = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    assert_string_equal(str(twins, "key"), "dHdpbnM=");
+    sibs = cJSON_GetObjectItemCaseSensitive(twins, "siblings");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "Ym9i");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "encoding"), "base64");
+    response_free(&r);
+}
+
+/* ----------------------------------------------- a node, a cluster of one */
+
+/* A free port on 127.0.0.1 (a seed must be known before the node starts). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* The real path: a node that is its own seed (a cluster of one) keeps
+ * siblings under ?policy=siblings. A batch GET under that policy returns
+ * both siblings and the context, like the single GET, and a PUT with that
+ * context resolves them. */
+static void node_batch_siblings(void **state)
+{
+    (void)state;
+    char *dir = test_tempdir();
+    assert_non_null(dir);
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", free_port());
+    const char *seeds[] = {listen};
+    kv_node_options o = KV_NODE_OPTIONS_INIT;
+    o.data_dir = dir;
+    o.node_id = "solo";
+    o.listen_addr = listen;
+    o.http_addr = "127.0.0.1:0";
+    o.seeds = seeds;
+    o.seed_count = 1;
+    kv *node = NULL;
+    assert_int_equal(kv_node_start(&node, &o), KV_OK);
+    server s = {0};
+    assert_int_equal(kv_node_ports(NULL, &s.port, node), KV_OK);
+
+    response r;
+    long status = 0;
+    for (int i = 0; i < 100 && status != 200; i++) { /* until its ring is built */
+        request(&r, &s, "PUT", "/v1/kv/cart/1?policy=siblings", "{\"value\": \"a\"}", 14);
+        status = r.status;
+        response_free(&r);
+        if (status != 200) {
+            struct timespec pause = {0, 100 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+    assert_int_equal(status, 200);
+    request(&r, &s, "PUT", "/v1/kv/cart/1?policy=siblings", "{\"value\": \"b\"}", 14);
+    expect(&r, 200, NULL);
+
+    response single;
+    request(&single, &s, "GET", "/v1/kv/cart/1?policy=siblings", NULL, 0);
+    assert_int_equal(single.status, 300);
+    const char *batch_ops = "{\"operations\": [{\"op\": \"GET\", \"key\": \"cart/1\"}]}";
+    request(&r, &s, "POST", "/v1/kv/batch?policy=siblings", batch_ops, strlen(batch_ops));
+    assert_int_equal(r.status, 200);
+    cJSON *res = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    cJSON *sibs = cJSON_GetObjectItemCaseSensitive(res, "siblings");
+    assert_int_equal(cJSON_GetArraySize(sibs), 2);
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "b");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "value"), "a");
+    assert_null(cJSON_GetObjectItemCaseSensitive(res, "value"));
+    assert_string_equal(str(res, "context"), str(single.json, "context"));
+    assert_int_equal((uint64_t)cJSON_GetObjectItemCaseSensitive(res, "version")->valuedouble,
+                     num(&single, "version"));
+    char put[256];
+    snprintf(put, sizeof put, "{\"value\": \"a+b\", \"context\": \"%s\"}", str(res, "context"));
+    response_free(&r);
+    response_free(&single);
+    /* Under LWW the batch has one value, and a context. */
+    request(&r, &s, "POST", "/v1/kv/batch?policy=lww", batch_ops, strlen(batch_ops));
+    res = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    assert_string_equal(str(res, "value"), "b");
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(res, "context")));
+    response_free(&r);
+    /* The batch's context resolves the siblings. */
+    request(&r, &s, "PUT", "/v1/kv/cart/1?policy=siblings", put, strlen(put));
+    expect(&r, 200, NULL);
+    request(&r, &s, "POST", "/v1/kv/batch?policy=siblings", batch_ops, strlen(batch_ops));
+    res = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    assert_string_equal(str(res, "value"), "a+b");
+    assert_null(cJSON_GetObjectItemCaseSensitive(res, "siblings"));
+    response_free(&r);
+
+    kv_close(node);
+    test_rmtree(dir);
+}
+
 int main(void)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -1850,6 +2021,8 @@ int main(void)
         cmocka_unit_test(long_key_paths),
         cmocka_unit_test(raw_client_without_expect),
         cmocka_unit_test(json_ends_with_newline),
+        cmocka_unit_test(batch_siblings),
+        cmocka_unit_test(node_batch_siblings),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
