@@ -451,6 +451,7 @@ static void admin_endpoints(void **state)
     call(&r, "GET", "/v1/cluster", NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(str(r.json, "nodeId"), "node-a");
+    assert_int_equal(num(&r, "replicas"), 1); /* a store alone */
     cJSON *members = cJSON_GetObjectItemCaseSensitive(r.json, "members");
     assert_int_equal(cJSON_GetArraySize(members), 1);
     cJSON *m = cJSON_GetArrayItem(members, 0);
