@@ -32,7 +32,8 @@
 #define TLS_PRIORITIES "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
 /* Sent when the response itself could not be built (out of memory). */
 static const char oom_body[] =
-    "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}";
+    "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}\n";
+static const char json_type[] = "application/json";
 
 /* ----------------------------------------------------------- MHD hooks */
 
@@ -157,10 +158,18 @@ static enum MHD_Result respond(kvi_http_conn *c, struct MHD_Connection *mc)
     size_t len = c->out.len;
     const char *type = c->content_type;
     unsigned status = c->status;
+    /* Every JSON answer ends with a newline, as curl users and line-based
+     * tools expect; the handlers build the bodies without it. */
+    if (type && strcmp(type, json_type) == 0 && !c->out.failed &&
+        (c->out.len == 0 || c->out.data[c->out.len - 1] != '\n')) {
+        kvi_buf_u8(&c->out, '\n');
+        data = c->out.data;
+        len = c->out.len;
+    }
     if (c->out.failed) {
         data = oom_body;
         len = sizeof oom_body - 1;
-        type = "application/json";
+        type = json_type;
         status = 500;
         c->kv_status = KV_ENOMEM;
     }

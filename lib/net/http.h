@@ -9,6 +9,10 @@
  *   POST   /v1/kv/batch        {"operations": [...]}
  *   GET    /v1/health, GET /v1/cluster, GET /metrics
  *
+ * {key} is everything after "/v1/kv/", '/' included, percent-decoded with
+ * its length (binary-safe); only POST has endpoints under a key, so
+ * ".../cas" is a plain key for GET, PUT and DELETE (docs/HTTP.md, Keys).
+ *
  * Requests are served by calling the public kv_* functions on cfg->store,
  * so the HTTP layer has no storage logic of its own.
  *

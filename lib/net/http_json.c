@@ -137,13 +137,16 @@ int kvi_http_base64_decode(unsigned char *out, size_t *out_len, const char *in,
 
 /* ------------------------------------------------------------------ UTF-8 */
 
-int kvi_http_is_text(const unsigned char *s, size_t n)
+/* The well-formed byte sequences of RFC 3629 section 4 (Unicode's table
+ * 3-7): the lead byte fixes the length and the range of the second byte,
+ * which is what shuts out overlong forms (C0, C1, E0 80..9F, F0 80..8F),
+ * the UTF-16 surrogates (ED A0..BF) and code points above U+10FFFF (F4
+ * 90..BF, F5..FF); every later byte is 80..BF. */
+size_t kvi_http_utf8_valid_prefix(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
         unsigned char c = s[i];
-        if (c == 0)
-            return 0;
         if (c < 0x80) {
             i++;
             continue;
@@ -165,16 +168,21 @@ int kvi_http_is_text(const unsigned char *s, size_t n)
             else if (c == 0xf4)
                 hi = 0x8f; /* above U+10FFFF */
         } else {
-            return 0;
+            return i; /* 80..C1 (continuation or overlong lead), F5..FF */
         }
         if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
+            return i;
         for (size_t k = 2; k < len; k++)
             if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
+                return i;
         i += len;
     }
-    return 1;
+    return n;
+}
+
+int kvi_http_is_text(const unsigned char *s, size_t n)
+{
+    return kvi_http_utf8_valid_prefix(s, n) == n && (n == 0 || !memchr(s, 0, n));
 }
 
 /* ------------------------------------------------------------ JSON output */
@@ -260,8 +268,11 @@ static int fail(char *err, size_t err_len, int code, const char *fmt, ...)
 
 /* Parses the body as one JSON object. Besides what cJSON checks, rejects
  * what it would silently get wrong: a NUL byte (raw or as \u0000) would cut
- * a string short, since cJSON strings are NUL-terminated, and text after the
- * object would be ignored. */
+ * a string short, since cJSON strings are NUL-terminated; bytes that are not
+ * UTF-8, which cJSON copies into strings as they are (RFC 8259 section 8.1:
+ * JSON text exchanged between systems is UTF-8), so a Latin-1 body would be
+ * stored as Latin-1 and read back base64; and text after the object would be
+ * ignored. */
 static int parse_object(cJSON **out, const char *body, size_t len, char *err,
                         size_t err_len)
 {
@@ -270,6 +281,12 @@ static int parse_object(cJSON **out, const char *body, size_t len, char *err,
         return fail(err, err_len, KV_EINVAL, "the body is empty; expected a JSON object");
     if (memchr(body, 0, len))
         return fail(err, err_len, KV_EINVAL, "the body contains a NUL byte");
+    size_t valid = kvi_http_utf8_valid_prefix((const unsigned char *)body, len);
+    if (valid != len)
+        return fail(err, err_len, KV_EINVAL,
+                    "the body is not valid UTF-8 (at byte %zu); JSON text must be UTF-8 "
+                    "(RFC 8259): send binary data base64 with \"encoding\": \"base64\"",
+                    valid);
     /* Backslashes occur only inside strings in valid JSON, so pairing them
      * up from the left finds every escape. */
     for (size_t i = 0; i + 1 < len; i++) {

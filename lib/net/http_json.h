@@ -67,6 +67,17 @@ int kvi_http_base64_decode(unsigned char *out, size_t *out_len, const char *in,
 /* ------------------------------------------------------------------ UTF-8 */
 
 /**
+ * kvi_http_utf8_valid_prefix - strict UTF-8 validation (RFC 3629): the
+ * length of the longest prefix of s made of whole, well-formed sequences,
+ * so n exactly when all of s is valid, and otherwise the offset of the
+ * first byte that does not start one. Refused: bytes C0, C1 and F5..FF,
+ * stray continuation bytes, truncated sequences, overlong forms, UTF-16
+ * surrogates (U+D800..U+DFFF) and code points above U+10FFFF. NUL is
+ * valid UTF-8 (U+0000).
+ */
+size_t kvi_http_utf8_valid_prefix(const unsigned char *s, size_t n);
+
+/**
  * kvi_http_is_text - whether bytes can travel as a JSON string as they are:
  * well-formed UTF-8 (no overlong forms, surrogates or code points above
  * U+10FFFF) without NUL bytes (cJSON strings are NUL-terminated, so a value
@@ -107,9 +118,10 @@ void kvi_http_json_raw(kvi_buf *b, const char *s);
 
 /*
  * The parsers take the raw body (any bytes, not NUL-terminated) and return
- * KV_OK, KV_EINVAL for a body the client got wrong (malformed JSON, wrong
- * types, missing fields, bad base64; err says what, naming the field and,
- * for batches, the operation's index), KV_ETOOBIG for a batch over max_ops
+ * KV_OK, KV_EINVAL for a body the client got wrong (not UTF-8, malformed
+ * JSON, wrong types, missing fields, bad base64; err says what, naming the
+ * field or the first byte that is not UTF-8 and, for batches, the
+ * operation's index), KV_ETOOBIG for a batch over max_ops
  * operations, or KV_ENOMEM. On failure nothing needs freeing; on success
  * the caller frees the result with the matching _free function.
  *

@@ -335,23 +335,50 @@ static void not_allowed(kvi_http_conn *c, const char *allow, const char *method)
     c->allow = allow;
 }
 
-/* Decodes the key segment into c->key; checks it is 1..max_key_size bytes. */
-static void decode_key(kvi_http_conn *c, const char *seg, size_t len)
+/* Whether the raw key path has a "." or ".." segment. Clients remove those
+ * before sending (RFC 3986 section 5.2.4: curl, browsers, fetch), so such a
+ * key could be written by one client and be out of reach of the next, or a
+ * read of "a/../b" would reach "b". */
+static int has_dot_segment(const char *path, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && path[i] != '/')
+            continue;
+        size_t n = i - start;
+        if ((n == 1 && path[start] == '.') ||
+            (n == 2 && path[start] == '.' && path[start + 1] == '.'))
+            return 1;
+        start = i + 1;
+    }
+    return 0;
+}
+
+/* Decodes the key path (everything after "/v1/kv/", '/' included, without a
+ * CAS's "/cas") into c->key; checks it is 1..max_key_size bytes. */
+static void decode_key(kvi_http_conn *c, const char *path, size_t len)
 {
     kvi_http *h = c->server;
     if (len == 0) {
-        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "the key is empty");
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "the key is empty: the path must be /v1/kv/{key}");
         return;
     }
-    /* Each decoded byte takes at most three characters: a segment over
-     * three times the limit is too big before anything is decoded. */
+    /* Each decoded byte takes at most three characters: a path over three
+     * times the limit is too big before anything is decoded. */
     if (len / 3 > h->max_key_size) {
         kvi_http_error(c, 413, "TOO_BIG", KV_ETOOBIG, "the key is over the limit of %u bytes",
                        h->max_key_size);
         return;
     }
+    if (has_dot_segment(path, len)) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "the key has a \".\" or \"..\" path segment, which HTTP clients remove "
+                       "before sending: write the '/' around it as %%2F");
+        return;
+    }
     kvi_buf_reset(&c->key);
-    kvi_buf_raw(&c->key, seg, len); /* room to decode in place */
+    kvi_buf_raw(&c->key, path, len); /* room to decode in place */
     if (c->key.failed) {
         kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory");
         return;
@@ -377,46 +404,59 @@ static void route_admin(kvi_http_conn *c, kvi_http_route route, const char *meth
         not_allowed(c, "GET", method);
 }
 
-/* Routes what follows "/v1/kv/": "{key}", "{key}/cas" or "batch". */
-static void route_kv(kvi_http_conn *c, const char *seg, const char *method)
+/* Routes what follows "/v1/kv/", still percent-encoded:
+ *   GET, PUT, DELETE  {key}      the whole rest is the key, '/' included
+ *   POST              batch      the batch endpoint
+ *   POST              {key}/cas  CAS of {key}: the last "/cas" is the endpoint
+ * Only POST has endpoints under a key, so "a/cas" is a plain key for GET,
+ * PUT and DELETE, and the CAS of the key "a/cas" is POST "a/cas/cas" (or
+ * "a%2Fcas/cas"). The structure is read before decoding, so %2F is always
+ * part of a key. */
+static void route_kv(kvi_http_conn *c, const char *rest, const char *method)
 {
-    const char *slash = strchr(seg, '/');
-    size_t seg_len = slash ? (size_t)(slash - seg) : strlen(seg);
-    if (!slash && strcmp(seg, "batch") == 0 && c->method == KVI_HTTP_POST) {
-        c->route = KVI_HTTP_ROUTE_BATCH;
-        c->mop = KVI_MOP_BATCH;
-        c->body_limit = c->server->batch_limit;
-        c->wants_body = 1;
-        return;
-    }
-    if (!slash) {
+    static const char cas[] = "/cas";
+    size_t len = strlen(rest);
+    int is_cas = len >= sizeof cas - 1 && memcmp(rest + len - (sizeof cas - 1), cas,
+                                                 sizeof cas - 1) == 0;
+    int is_batch = strcmp(rest, "batch") == 0;
+    switch (c->method) {
+    case KVI_HTTP_GET:
         c->route = KVI_HTTP_ROUTE_KV;
-        if (c->method == KVI_HTTP_GET) {
-            c->mop = KVI_MOP_GET;
-        } else if (c->method == KVI_HTTP_PUT) {
-            c->mop = KVI_MOP_PUT;
+        c->mop = KVI_MOP_GET;
+        break;
+    case KVI_HTTP_PUT:
+        c->route = KVI_HTTP_ROUTE_KV;
+        c->mop = KVI_MOP_PUT;
+        c->wants_body = 1;
+        break;
+    case KVI_HTTP_DELETE:
+        c->route = KVI_HTTP_ROUTE_KV;
+        c->mop = KVI_MOP_DELETE;
+        break;
+    case KVI_HTTP_POST:
+        if (is_batch) {
+            c->route = KVI_HTTP_ROUTE_BATCH;
+            c->mop = KVI_MOP_BATCH;
+            c->body_limit = c->server->batch_limit;
             c->wants_body = 1;
-        } else if (c->method == KVI_HTTP_DELETE) {
-            c->mop = KVI_MOP_DELETE;
-        } else {
-            /* "batch" is also an ordinary key for GET, PUT and DELETE. */
-            not_allowed(c, strcmp(seg, "batch") == 0 ? "GET, PUT, DELETE, POST" : "GET, PUT, DELETE",
-                        method);
             return;
         }
-    } else if (strcmp(slash, "/cas") == 0) {
+        if (!is_cas) { /* POST is only for the batch and CAS */
+            c->route = KVI_HTTP_ROUTE_KV;
+            not_allowed(c, "GET, PUT, DELETE", method);
+            return;
+        }
         c->route = KVI_HTTP_ROUTE_CAS;
-        if (c->method != KVI_HTTP_POST) {
-            not_allowed(c, "POST", method);
-            return;
-        }
         c->mop = KVI_MOP_CAS;
         c->wants_body = 1;
-    } else {
-        kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND, "no such endpoint");
+        len -= sizeof cas - 1;
+        break;
+    default:
+        c->route = KVI_HTTP_ROUTE_KV;
+        not_allowed(c, is_cas || is_batch ? "GET, PUT, DELETE, POST" : "GET, PUT, DELETE", method);
         return;
     }
-    decode_key(c, seg, seg_len);
+    decode_key(c, rest, len);
 }
 
 void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const char *url,
@@ -463,6 +503,34 @@ static int put_bytes(kvi_buf *b, const char *name, const void *data, size_t n, i
     return base64;
 }
 
+/* Appends "siblings":[{"value":...}, ...] as a single GET's 300 has it, each
+ * sibling with "encoding":"base64" when base64 is set. */
+static void put_siblings(kvi_buf *b, const kv_value *v, int base64)
+{
+    size_t count = kv_value_sibling_count(v), n;
+    kvi_http_json_raw(b, "\"siblings\":[");
+    for (size_t i = 0; i < count; i++) {
+        const void *data = kv_value_sibling(v, i, &n);
+        kvi_http_json_raw(b, i ? ",{" : "{");
+        if (put_bytes(b, "value", data, n, base64))
+            kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
+        kvi_http_json_raw(b, "}");
+    }
+    kvi_http_json_raw(b, "]");
+}
+
+/* Whether every sibling of v is text (one sibling: its value). */
+static int all_text(const kv_value *v)
+{
+    size_t count = kv_value_sibling_count(v), n;
+    for (size_t i = 0; i < count; i++) {
+        const void *data = kv_value_sibling(v, i, &n);
+        if (!kvi_http_is_text(data, n))
+            return 0;
+    }
+    return 1;
+}
+
 static void ok_version(kvi_http_conn *c, uint64_t version)
 {
     kvi_http_json_raw(&c->out, "{\"version\":");
@@ -484,15 +552,9 @@ static void handle_get(kvi_http_conn *c)
     if (count > 1) {
         /* Concurrent writes the resolution policy kept: 300, as in Riak. */
         c->status = 300;
-        kvi_http_json_raw(b, "{\"siblings\":[");
-        for (size_t i = 0; i < count; i++) {
-            const void *data = kv_value_sibling(v, i, &n);
-            kvi_http_json_raw(b, i ? ",{" : "{");
-            if (put_bytes(b, "value", data, n, c->force_base64))
-                kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
-            kvi_http_json_raw(b, "}");
-        }
-        kvi_http_json_raw(b, "],");
+        kvi_http_json_raw(b, "{");
+        put_siblings(b, v, c->force_base64);
+        kvi_http_json_raw(b, ",");
     } else {
         const void *data = kv_value_data(v, &n);
         kvi_http_json_raw(b, "{");
@@ -521,7 +583,14 @@ static void handle_put(kvi_http_conn *c)
     char err[256];
     int rc = kvi_http_parse_put(&w, (const char *)c->body.data, c->body.len, err, sizeof err);
     if (rc != KV_OK) {
-        fail_msg(c, rc, err);
+        /* A CAS body sent with PUT to ".../cas" writes the key ".../cas". */
+        if (c->key.len >= 4 && memcmp(c->key.data + c->key.len - 4, "/cas", 4) == 0 &&
+            strcmp(err, "\"value\" is missing") == 0)
+            kvi_http_error(c, 400, "BAD_REQUEST", rc,
+                           "\"value\" is missing (a PUT to a path ending in /cas writes that "
+                           "key; compare-and-swap is POST /v1/kv/{key}/cas)");
+        else
+            fail_msg(c, rc, err);
         return;
     }
     c->wopts.ttl_s = w.ttl_s;
@@ -588,19 +657,17 @@ static void handle_cas(kvi_http_conn *c)
 static const char *const op_names[] = {"", "PUT", "GET", "DELETE"};
 
 /* Appends the result of batch operation i. The result's "encoding" covers
- * its key and value together, as in the request. */
+ * its key and value (or every sibling) together, as in the request. A GET
+ * that found concurrent siblings has them under "siblings", with the
+ * read's "context", in the shape of a single GET's 300 answer. */
 static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_batch *batch,
                          size_t i, int force_base64)
 {
     const kv_value *v = NULL;
     uint64_t version = 0;
     int rc = kv_batch_result(&v, &version, batch, i);
-    const void *data = NULL;
-    size_t n = 0;
-    if (v)
-        data = kv_value_data(v, &n);
     int base64 = force_base64 || it->base64 || !kvi_http_is_text(it->key, it->key_len) ||
-                 (v && !kvi_http_is_text(data, n));
+                 (v && !all_text(v));
     kvi_http_json_raw(b, i ? ",{\"op\":\"" : "{\"op\":\"");
     kvi_http_json_raw(b, op_names[it->kind]);
     kvi_http_json_raw(b, "\",");
@@ -613,11 +680,22 @@ static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_bat
         kvi_http_json_u64(b, version);
     }
     if (v) {
+        size_t n;
         kvi_http_json_raw(b, ",");
-        put_bytes(b, "value", data, n, base64);
+        if (kv_value_sibling_count(v) > 1) {
+            put_siblings(b, v, base64);
+        } else {
+            const void *data = kv_value_data(v, &n);
+            put_bytes(b, "value", data, n, base64);
+        }
         if (kv_value_expiry_ms(v)) {
             kvi_http_json_raw(b, ",\"expiresAt\":");
             kvi_http_json_u64(b, kv_value_expiry_ms(v));
+        }
+        const void *ctx = kv_value_context(v, &n);
+        if (n) {
+            kvi_http_json_raw(b, ",\"context\":");
+            kvi_http_json_base64(b, ctx, n);
         }
     }
     if (base64)
@@ -676,9 +754,10 @@ static void handle_cluster(kvi_http_conn *c)
         h->describe(h->describe_ctx, b);
         return;
     }
+    /* A store alone holds one copy of each key. */
     kvi_http_json_raw(b, "{\"nodeId\":");
     kvi_http_json_message(b, h->node_id);
-    kvi_http_json_raw(b, ",\"members\":[{\"nodeId\":");
+    kvi_http_json_raw(b, ",\"replicas\":1,\"members\":[{\"nodeId\":");
     kvi_http_json_message(b, h->node_id);
     kvi_http_json_raw(b, ",\"address\":");
     if (h->address[0])

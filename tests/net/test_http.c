@@ -451,6 +451,7 @@ static void admin_endpoints(void **state)
     call(&r, "GET", "/v1/cluster", NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(str(r.json, "nodeId"), "node-a");
+    assert_int_equal(num(&r, "replicas"), 1); /* a store alone */
     cJSON *members = cJSON_GetObjectItemCaseSensitive(r.json, "members");
     assert_int_equal(cJSON_GetArraySize(members), 1);
     cJSON *m = cJSON_GetArrayItem(members, 0);
@@ -782,14 +783,36 @@ static void bad_requests(void **state)
          "BAD_REQUEST"},
         {"POST", "/v1/kv/sentinel", "{\"value\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
         {"PATCH", "/v1/kv/sentinel", "{\"value\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
-        {"GET", "/v1/kv/sentinel/cas", NULL, 405, "METHOD_NOT_ALLOWED"},
-        {"PUT", "/v1/kv/sentinel/cas", "{\"expectedVersion\": 1, \"newValue\": \"x\"}", 405, "METHOD_NOT_ALLOWED"},
+        /* ".../cas" is a plain key outside POST: a CAS body PUT there is
+         * a PUT without "value". */
+        {"PUT", "/v1/kv/sentinel/cas", "{\"expectedVersion\": 1, \"newValue\": \"x\"}", 400, "BAD_REQUEST"},
+        {"PATCH", "/v1/kv/sentinel/cas", "{}", 405, "METHOD_NOT_ALLOWED"},
+        {"POST", "/v1/kv/sentinel/extra", "{}", 405, "METHOD_NOT_ALLOWED"},
+        {"POST", "/v1/kv/x/batch", "{\"operations\": []}", 405, "METHOD_NOT_ALLOWED"},
+        {"POST", "/v1/kv/", "{}", 405, "METHOD_NOT_ALLOWED"},
+        /* Dot segments, which clients rewrite before sending. */
+        {"GET", "/v1/kv/a/./b", NULL, 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/a/../bad", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/..", "{\"value\": \"x\"}", 400, "BAD_REQUEST"},
+        {"DELETE", "/v1/kv/sentinel/..", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/./sentinel", NULL, 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/./cas", "{\"expectedVersion\": 0, \"newValue\": \"x\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/bad/../cas", "{\"expectedVersion\": 0, \"newValue\": \"x\"}", 400, "BAD_REQUEST"},
+        /* Bodies that are not UTF-8. */
+        {"PUT", "/v1/kv/bad", "{\"value\": \"caf\xe9\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"\xc0\xaf\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"\xed\xa0\x80\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"\xf4\x90\x80\x80\"}", 400, "BAD_REQUEST"},
+        {"PUT", "/v1/kv/bad", "{\"value\": \"\\ud800\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/bad/cas", "{\"expectedVersion\": 0, \"newValue\": \"\xe0\x80\xaf\"}", 400, "BAD_REQUEST"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"PUT\", \"key\": \"bad\", \"value\": \"\xff\"}]}", 400,
+         "BAD_REQUEST"},
         {"DELETE", "/v1/health", NULL, 405, "METHOD_NOT_ALLOWED"},
         {"POST", "/metrics", "{}", 405, "METHOD_NOT_ALLOWED"},
         {"GET", "/", NULL, 404, "NOT_FOUND"},
         {"GET", "/v1/kv", NULL, 404, "NOT_FOUND"},
         {"GET", "/v1/kv/sentinel/extra", NULL, 404, "NOT_FOUND"},
-        {"DELETE", "/v1/kv/sentinel/cas/x", NULL, 404, "NOT_FOUND"},
+        {"DELETE", "/v1/kv/sentinel/cas/x", NULL, 404, "NOT_FOUND"}, /* a key */
         {"GET", "/v2/kv/sentinel", NULL, 404, "NOT_FOUND"},
         {"GET", "/v1/healthz", NULL, 404, "NOT_FOUND"},
     };
@@ -811,8 +834,24 @@ static void bad_requests(void **state)
     call(&r, "PATCH", "/v1/kv/batch", "{}");
     assert_string_equal(r.allow, "GET, PUT, DELETE, POST");
     response_free(&r);
-    call(&r, "GET", "/v1/kv/x/cas", NULL);
-    assert_string_equal(r.allow, "POST");
+    call(&r, "PATCH", "/v1/kv/x/cas", "{}");
+    assert_string_equal(r.allow, "GET, PUT, DELETE, POST");
+    response_free(&r);
+    call(&r, "POST", "/v1/kv/x/y", "{}");
+    assert_string_equal(r.allow, "GET, PUT, DELETE");
+    response_free(&r);
+    /* The messages say what to do. */
+    call(&r, "GET", "/v1/kv/", NULL);
+    assert_non_null(strstr(error_message(&r), "the key is empty"));
+    response_free(&r);
+    call(&r, "GET", "/v1/kv/a/../b", NULL);
+    assert_non_null(strstr(error_message(&r), "%2F"));
+    response_free(&r);
+    call(&r, "PUT", "/v1/kv/acct/cas", "{\"expectedVersion\": 1, \"newValue\": \"x\"}");
+    assert_non_null(strstr(error_message(&r), "POST /v1/kv/{key}/cas"));
+    response_free(&r);
+    call(&r, "PUT", "/v1/kv/bad", "{\"value\": \"caf\xe9\"}");
+    assert_non_null(strstr(error_message(&r), "not valid UTF-8 (at byte 14)"));
     response_free(&r);
 
     /* Request targets curl would not send as written. */
@@ -1037,6 +1076,340 @@ static void too_big_past_discard_bound(void **state)
     }
     kv_value *v;
     assert_int_equal(kv_get(&v, B.db, "bad", 3, NULL), KV_ENOTFOUND);
+}
+
+/* ------------------------------------------------------- keys with '/' */
+
+/* The stored value of a key, as a NUL-terminated string in out; 0 when
+ * absent. */
+static int stored(const server *s, const void *key, size_t key_len, char *out, size_t out_len)
+{
+    kv_value *v;
+    if (kv_get(&v, s->db, key, key_len, NULL) != KV_OK)
+        return 0;
+    size_t n;
+    const char *d = kv_value_data(v, &n);
+    snprintf(out, out_len, "%.*s", (int)n, d);
+    kv_value_free(v);
+    return 1;
+}
+
+static void get_value(const char *path, const char *want)
+{
+    response r;
+    call(&r, "GET", path, NULL);
+    if (r.status != 200 || strcmp(str(r.json, "value"), want) != 0)
+        fail_msg("GET %s: %ld %.*s, expected \"%s\"", path, r.status, (int)r.len, r.body, want);
+    response_free(&r);
+}
+
+/* etcd's and Consul's users write "users/42": everything after /v1/kv/ is
+ * the key, slashes included, and %2F is the same byte. */
+static void slash_keys(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "PUT", "/v1/kv/users/42", "{\"value\": \"forty-two\"}");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(num(&r, "version"), 1);
+    response_free(&r);
+    char out[64];
+    assert_true(stored(&A, "users/42", 8, out, sizeof out));
+    assert_string_equal(out, "forty-two");
+    assert_false(stored(&A, "users", 5, out, sizeof out));
+    get_value("/v1/kv/users/42", "forty-two");
+    get_value("/v1/kv/users%2F42", "forty-two");
+    get_value("/v1/kv/users%2f42", "forty-two");
+    call(&r, "GET", "/v1/kv/users", NULL);
+    expect(&r, 404, "NOT_FOUND");
+    call(&r, "GET", "/v1/kv/users/4", NULL);
+    expect(&r, 404, "NOT_FOUND");
+    call(&r, "PUT", "/v1/kv/users%2F42", "{\"value\": \"again\"}");
+    assert_int_equal(num(&r, "version"), 2); /* the same key */
+    response_free(&r);
+    call(&r, "DELETE", "/v1/kv/users/42", NULL);
+    assert_int_equal(num(&r, "version"), 3);
+    response_free(&r);
+    call(&r, "GET", "/v1/kv/users%2F42", NULL);
+    expect(&r, 404, "NOT_FOUND");
+
+    /* Slashes are bytes like the others: nothing is merged or trimmed. */
+    static const struct {
+        const char *path, *key;
+    } distinct[] = {
+        {"/v1/kv/a/b", "a/b"},   {"/v1/kv/a//b", "a//b"}, {"/v1/kv/a/b/", "a/b/"},
+        {"/v1/kv//a/b", "/a/b"}, {"/v1/kv//", "/"},       {"/v1/kv///", "//"},
+        {"/v1/kv/%2F%2F%2F", "///"}, {"/v1/kv/deep/a/b/c/d/e/f/g/h", "deep/a/b/c/d/e/f/g/h"},
+        /* Dots are fine when they are not whole segments, or encoded. */
+        {"/v1/kv/a/.b/..c/...", "a/.b/..c/..."}, {"/v1/kv/a/%2E%2E/b", "a/../b"},
+        {"/v1/kv/x%2F.%2Fy", "x/./y"},
+    };
+    size_t n_distinct = sizeof distinct / sizeof distinct[0];
+    for (size_t i = 0; i < n_distinct; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"value\": \"v%zu\"}", i);
+        call(&r, "PUT", distinct[i].path, body);
+        if (r.status != 200 || num(&r, "version") != 1)
+            fail_msg("PUT %s: %ld %.*s", distinct[i].path, r.status, (int)r.len, r.body);
+        response_free(&r);
+    }
+    for (size_t i = 0; i < n_distinct; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "v%zu", i);
+        get_value(distinct[i].path, want);
+        assert_true(stored(&A, distinct[i].key, strlen(distinct[i].key), out, sizeof out));
+        assert_string_equal(out, want);
+    }
+    get_value("/v1/kv/a%2F%2Fb", "v1");
+    get_value("/v1/kv/%2F", "v4");
+    get_value("/v1/kv/a%2F..%2Fb", "v9");
+    get_value("/v1/kv/x/%2E/y", "v10");
+
+    /* Binary bytes between slashes. */
+    call(&r, "PUT", "/v1/kv/bin/%00/%FF", "{\"value\": \"AP8=\", \"encoding\": \"base64\"}");
+    expect(&r, 200, NULL);
+    kv_value *v;
+    assert_int_equal(kv_get(&v, A.db, "bin/\0/\xff", 7, NULL), KV_OK);
+    kv_value_free(v);
+    call(&r, "GET", "/v1/kv/bin%2F%00%2F%ff", NULL);
+    assert_string_equal(str(r.json, "value"), "AP8=");
+    assert_string_equal(str(r.json, "encoding"), "base64");
+    response_free(&r);
+
+    /* The batch names the same keys. */
+    call(&r, "POST", "/v1/kv/batch",
+         "{\"operations\": [{\"op\": \"GET\", \"key\": \"a//b\"}, {\"op\": \"PUT\", \"key\": \"users/7\", "
+         "\"value\": \"seven\"}, {\"op\": \"GET\", \"key\": \"L2Jpbi8A/w==\"}]}");
+    assert_int_equal(r.status, 200);
+    cJSON *results = cJSON_GetObjectItemCaseSensitive(r.json, "results");
+    assert_string_equal(str(cJSON_GetArrayItem(results, 0), "value"), "v1");
+    assert_string_equal(str(cJSON_GetArrayItem(results, 2), "status"), "NOT_FOUND");
+    response_free(&r);
+    get_value("/v1/kv/users/7", "seven");
+}
+
+/* Only POST has endpoints under a key: ".../cas" is a plain key for GET,
+ * PUT and DELETE, and a CAS acts on what comes before the last "/cas". */
+static void cas_suffix_keys(void **state)
+{
+    (void)state;
+    response r;
+    /* The key "acct2/cas" and the key "acct2" stay apart. */
+    call(&r, "PUT", "/v1/kv/acct2/cas", "{\"value\": \"plain\"}");
+    assert_int_equal(num(&r, "version"), 1);
+    response_free(&r);
+    char out[64];
+    assert_true(stored(&A, "acct2/cas", 9, out, sizeof out));
+    assert_false(stored(&A, "acct2", 5, out, sizeof out));
+    get_value("/v1/kv/acct2/cas", "plain");
+    call(&r, "POST", "/v1/kv/acct2/cas", "{\"expectedVersion\": 0, \"newValue\": \"swapped\"}");
+    assert_int_equal(num(&r, "version"), 1);
+    response_free(&r);
+    get_value("/v1/kv/acct2", "swapped");
+    get_value("/v1/kv/acct2/cas", "plain");
+    /* The CAS of "acct2/cas": "acct2/cas/cas", or with the slash encoded. */
+    call(&r, "POST", "/v1/kv/acct2/cas/cas", "{\"expectedVersion\": 1, \"newValue\": \"cas-of-cas\"}");
+    assert_int_equal(num(&r, "version"), 2);
+    response_free(&r);
+    call(&r, "POST", "/v1/kv/acct2%2Fcas/cas", "{\"expectedVersion\": 2, \"newValue\": \"again\"}");
+    assert_int_equal(num(&r, "version"), 3);
+    response_free(&r);
+    call(&r, "POST", "/v1/kv/acct2%2Fcas/cas", "{\"expectedVersion\": 2, \"newValue\": \"late\"}");
+    assert_int_equal(r.status, 409);
+    assert_int_equal(num(&r, "version"), 3);
+    response_free(&r);
+    get_value("/v1/kv/acct2%2fcas", "again");
+    get_value("/v1/kv/acct2", "swapped");
+    /* "%2Fcas" is part of the key, never the endpoint. */
+    call(&r, "POST", "/v1/kv/acct2%2Fcas", "{\"expectedVersion\": 3, \"newValue\": \"x\"}");
+    expect(&r, 405, "METHOD_NOT_ALLOWED");
+    /* A key that is "cas", and keys under "batch". */
+    call(&r, "POST", "/v1/kv/cas/cas", "{\"expectedVersion\": 0, \"newValue\": \"c\"}");
+    expect(&r, 200, NULL);
+    get_value("/v1/kv/cas", "c");
+    call(&r, "PUT", "/v1/kv/batch/1", "{\"value\": \"under batch\"}");
+    expect(&r, 200, NULL);
+    get_value("/v1/kv/batch/1", "under batch");
+    call(&r, "POST", "/v1/kv/batch/cas", "{\"expectedVersion\": 1, \"newValue\": \"via cas\"}");
+    expect(&r, 200, NULL); /* put_get_delete wrote "batch" once */
+    assert_true(stored(&A, "batch", 5, out, sizeof out));
+    assert_string_equal(out, "via cas");
+    call(&r, "DELETE", "/v1/kv/acct2/cas", NULL);
+    assert_int_equal(num(&r, "version"), 4);
+    response_free(&r);
+    get_value("/v1/kv/acct2", "swapped");
+    /* A CAS body sent with PUT: 400, and the message points at POST. */
+    call(&r, "PUT", "/v1/kv/acct2/cas", "{\"expectedVersion\": 1, \"newValue\": \"x\"}");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(error_message(&r), "POST /v1/kv/{key}/cas"));
+    response_free(&r);
+}
+
+/* Long and degenerate key paths: the limits hold with slashes, and a path
+ * past the connection's buffer is refused by the server, which goes on. */
+static void long_key_paths(void **state)
+{
+    (void)state;
+    response r;
+    char *path = malloc(300 * 1024);
+    assert_non_null(path);
+    /* "k/k/.../k" of exactly 1024 bytes, then 1025. */
+    strcpy(path, "/v1/kv/");
+    for (int i = 0; i < 1024; i++)
+        path[7 + i] = i % 2 ? '/' : 'k';
+    path[7 + 1023] = 'k';
+    path[7 + 1024] = 0;
+    call(&r, "PUT", path, "{\"value\": \"long\"}");
+    expect(&r, 200, NULL);
+    strcat(path, "/cas");
+    call(&r, "POST", path, "{\"expectedVersion\": 1, \"newValue\": \"longer\"}");
+    expect(&r, 200, NULL); /* the CAS's key is the 1024 bytes before "/cas" */
+    path[7 + 1024] = 0;
+    get_value(path, "longer");
+    strcat(path, "/");
+    call(&r, "PUT", path, "{\"value\": \"x\"}");
+    expect(&r, 413, "TOO_BIG");
+    /* Nothing but slashes: 1024 is a key, 1025 too many; 3072 of them
+     * pass the encoded-size check and fail once decoded. */
+    strcpy(path, "/v1/kv/");
+    memset(path + 7, '/', 1024);
+    path[7 + 1024] = 0;
+    call(&r, "PUT", path, "{\"value\": \"slashes\"}");
+    expect(&r, 200, NULL);
+    get_value(path, "slashes");
+    memset(path + 7, '/', 3072);
+    path[7 + 3072] = 0;
+    call(&r, "GET", path, NULL);
+    expect(&r, 413, "TOO_BIG");
+    /* %2F a thousand times and one. */
+    strcpy(path, "/v1/kv/");
+    for (int i = 0; i < 1025; i++)
+        strcat(path, "%2F");
+    call(&r, "GET", path, NULL);
+    expect(&r, 413, "TOO_BIG");
+    path[7 + 3 * 1024] = 0;
+    get_value(path, "slashes");
+    /* Far past any key: 200 KiB of path, over the connection's buffer of
+     * 3 * 1024 + 16 KiB: libmicrohttpd refuses it itself with 414 (the
+     * client may see a reset instead, as the answer can come while it is
+     * still sending); either way the server goes on. */
+    strcpy(path, "/v1/kv/");
+    for (size_t i = 0; i < 200 * 1024; i++)
+        path[7 + i] = i % 4 == 3 ? '/' : 'x';
+    static const char tail[] = " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    memcpy(path + 7 + 200 * 1024, tail, sizeof tail);
+    size_t head = 4 + 7 + 200 * 1024 + sizeof tail - 1;
+    char *req = malloc(head + 5);
+    assert_non_null(req);
+    memcpy(req, "GET ", 4);
+    memcpy(req + 4, path, head - 4);
+    req[head] = 0;
+    int fd = raw_connect(A.port);
+    send(fd, req, head, MSG_NOSIGNAL); /* may be cut short by the answer */
+    int status = raw_response(fd, NULL, 0);
+    close(fd);
+    if (status != 0 && status != 414)
+        fail_msg("a 200 KiB path got %d", status);
+    /* The same within the buffer (20 KiB): our 413, as JSON. */
+    path[7 + 20 * 1024] = 0;
+    call(&r, "GET", path, NULL);
+    expect(&r, 413, "TOO_BIG");
+    free(req);
+    free(path);
+    call(&r, "GET", "/v1/health", NULL);
+    expect(&r, 200, NULL);
+    assert_untouched();
+}
+
+/* Python's http.client and most libraries send the body right after the
+ * headers, without Expect: keys with slashes, a body that is not UTF-8,
+ * and a dot segment, on one kept-alive connection. */
+static void raw_client_without_expect(void **state)
+{
+    (void)state;
+    int fd = raw_connect(A.port);
+    char body[1024], code[64];
+    const char *put = "{\"value\": \"from a raw client\"}";
+    raw_head(fd, "PUT", "/v1/kv/raw/users/1", strlen(put), NULL);
+    raw_send(fd, put);
+    assert_int_equal(raw_response(fd, body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"version\":1"));
+    size_t n = strlen(body);
+    assert_true(n > 0 && body[n - 1] == '\n');
+
+    const char *latin1 = "{\"value\": \"na\xefve\"}";
+    raw_head(fd, "PUT", "/v1/kv/raw/users/2", strlen(latin1), NULL);
+    raw_send(fd, latin1);
+    assert_int_equal(raw_response(fd, body, sizeof body), 400);
+    raw_error_code(body, code, sizeof code);
+    assert_string_equal(code, "BAD_REQUEST");
+    assert_non_null(strstr(body, "UTF-8"));
+
+    raw_head(fd, "PUT", "/v1/kv/raw/../users/3", strlen(put), NULL);
+    raw_send(fd, put);
+    assert_int_equal(raw_response(fd, body, sizeof body), 400);
+
+    raw_send(fd, "GET /v1/kv/raw%2Fusers%2F1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(raw_response(fd, body, sizeof body), 200);
+    assert_non_null(strstr(body, "from a raw client"));
+    close(fd);
+    kv_value *v;
+    assert_int_equal(kv_get(&v, A.db, "raw/users/2", 11, NULL), KV_ENOTFOUND);
+    assert_int_equal(kv_get(&v, A.db, "users/3", 7, NULL), KV_ENOTFOUND);
+    assert_int_equal(kv_get(&v, A.db, "raw/../users/3", 14, NULL), KV_ENOTFOUND);
+}
+
+/* Every JSON answer, success or error, from the handlers or decided from
+ * the headers, ends with exactly one newline; /metrics is text already. */
+static void json_ends_with_newline(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method, *path, *body;
+    } reqs[] = {
+        {"GET", "/v1/health", NULL},
+        {"GET", "/v1/cluster", NULL},
+        {"PUT", "/v1/kv/nl", "{\"value\": \"line\\n\"}"},
+        {"GET", "/v1/kv/nl", NULL},
+        {"POST", "/v1/kv/nl/cas", "{\"expectedVersion\": 9, \"newValue\": \"x\"}"},
+        {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"GET\", \"key\": \"nl\"}]}"},
+        {"DELETE", "/v1/kv/nl", NULL},
+        {"GET", "/v1/kv/nl", NULL},
+        {"GET", "/v1/kv/", NULL},
+        {"PATCH", "/v1/kv/nl", "{}"},
+        {"GET", "/nowhere", NULL},
+        {"PUT", "/v1/kv/bad", "not json"},
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        response r;
+        call(&r, reqs[i].method, reqs[i].path, reqs[i].body);
+        assert_string_equal(r.content_type, "application/json");
+        if (r.len < 2 || r.body[r.len - 1] != '\n' || r.body[r.len - 2] != '}')
+            fail_msg("%s %s: %.*s", reqs[i].method, reqs[i].path, (int)r.len, r.body);
+        assert_null(memchr(r.body, '\n', r.len - 1)); /* one line */
+        response_free(&r);
+    }
+    /* A 413 decided from the headers, and a 401. */
+    response r;
+    char *big = malloc(B_BODY_LIMIT + 2);
+    assert_non_null(big);
+    memset(big, ' ', B_BODY_LIMIT + 1);
+    big[B_BODY_LIMIT + 1] = 0;
+    request(&r, &B, "PUT", "/v1/kv/bad", big, B_BODY_LIMIT + 1);
+    assert_int_equal(r.status, 413);
+    assert_true(r.len > 0 && r.body[r.len - 1] == '\n');
+    response_free(&r);
+    free(big);
+    call_with(&r, &C, "GET", "/v1/kv/k", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    assert_true(r.len > 0 && r.body[r.len - 1] == '\n');
+    response_free(&r);
+    /* The Content-Length counts the newline (raw, so nothing is hidden). */
+    char body[256];
+    assert_int_equal(raw_request(A.port, "GET /v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                 body, sizeof body),
+                     200);
+    assert_string_equal(body, "{\"status\":\"ok\"}\n");
 }
 
 /* ------------------------------------------------------ bearer tokens */
@@ -1446,6 +1819,177 @@ static void siblings_answer_300(void **state)
     response_free(&r);
 }
 
+/* A batch GET of a key with siblings has them all and the read's context,
+ * in a single GET's shape; "encoding" covers the key and every sibling. */
+static void batch_siblings(void **state)
+{
+    (void)state;
+    static kvi_state st;
+    kvi_buf holder = {0};
+    kvi_sibling base = {.value = (const unsigned char *)"base", .value_len = 4, .write_ms = 1};
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "cart/9", 6, NULL, "n1", &base),
+                     KV_OK);
+    kvi_vv seen = st.clock;
+    kvi_sibling a = {.value = (const unsigned char *)"apple", .value_len = 5, .write_ms = 2};
+    kvi_sibling b = {.value = (const unsigned char *)"\xff\x00", .value_len = 2, .write_ms = 3};
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "cart/9", 6, &seen, "n1", &a),
+                     KV_OK);
+    assert_int_equal(kvi_replica_write(&st, &holder, A.db->embedded, "cart/9", 6, &seen, "n2", &b),
+                     KV_OK);
+    kvi_buf_free(&holder);
+
+    response single;
+    call(&single, "GET", "/v1/kv/cart/9", NULL);
+    assert_int_equal(single.status, 300);
+    const char *context = str(single.json, "context");
+
+    response r;
+    call(&r, "POST", "/v1/kv/batch",
+         "{\"operations\": [{\"op\": \"GET\", \"key\": \"cart/9\"}, {\"op\": \"GET\", \"key\": \"twins\"},"
+         " {\"op\": \"GET\", \"key\": \"sentinel\"}]}");
+    assert_int_equal(r.status, 200);
+    cJSON *results = cJSON_GetObjectItemCaseSensitive(r.json, "results");
+    assert_int_equal(cJSON_GetArraySize(results), 3);
+    /* One sibling is binary: the whole result is base64, key included,
+     * and each sibling says so as in the single GET. */
+    cJSON *cart = cJSON_GetArrayItem(results, 0);
+    assert_string_equal(str(cart, "status"), "OK");
+    assert_string_equal(str(cart, "key"), "Y2FydC85");
+    assert_string_equal(str(cart, "encoding"), "base64");
+    assert_null(cJSON_GetObjectItemCaseSensitive(cart, "value"));
+    assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(cart, "version")->valuedouble, 3);
+    assert_string_equal(str(cart, "context"), context);
+    cJSON *sibs = cJSON_GetObjectItemCaseSensitive(cart, "siblings");
+    assert_int_equal(cJSON_GetArraySize(sibs), 2);
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "/wA=");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "encoding"), "base64");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "value"), "YXBwbGU=");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "encoding"), "base64");
+    /* The single GET's siblings are the same, each in its own encoding. */
+    cJSON *ssibs = cJSON_GetObjectItemCaseSensitive(single.json, "siblings");
+    assert_string_equal(str(cJSON_GetArrayItem(ssibs, 0), "value"), "/wA=");
+    assert_string_equal(str(cJSON_GetArrayItem(ssibs, 1), "value"), "apple");
+    /* Text siblings stay text. */
+    cJSON *twins = cJSON_GetArrayItem(results, 1);
+    assert_null(cJSON_GetObjectItemCaseSensitive(twins, "encoding"));
+    sibs = cJSON_GetObjectItemCaseSensitive(twins, "siblings");
+    assert_int_equal(cJSON_GetArraySize(sibs), 2);
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "bob");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "value"), "alice");
+    assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sibs, 0), "encoding"));
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(twins, "context")));
+    /* A plain value is as before: "value", and no context on a store
+     * that keeps none. */
+    cJSON *plain = cJSON_GetArrayItem(results, 2);
+    assert_string_equal(str(plain, "value"), "kept");
+    assert_null(cJSON_GetObjectItemCaseSensitive(plain, "siblings"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(plain, "context"));
+    response_free(&r);
+    response_free(&single);
+
+    /* ?encoding=base64 reaches the siblings too. */
+    call(&r, "POST", "/v1/kv/batch?encoding=base64", "{\"operations\": [{\"op\": \"GET\", \"key\": \"twins\"}]}");
+    twins = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    assert_string_equal(str(twins, "key"), "dHdpbnM=");
+    sibs = cJSON_GetObjectItemCaseSensitive(twins, "siblings");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "Ym9i");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "encoding"), "base64");
+    response_free(&r);
+}
+
+/* ----------------------------------------------- a node, a cluster of one */
+
+/* A free port on 127.0.0.1 (a seed must be known before the node starts). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* The real path: a node that is its own seed (a cluster of one) keeps
+ * siblings under ?policy=siblings. A batch GET under that policy returns
+ * both siblings and the context, like the single GET, and a PUT with that
+ * context resolves them. */
+static void node_batch_siblings(void **state)
+{
+    (void)state;
+    char *dir = test_tempdir();
+    assert_non_null(dir);
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", free_port());
+    const char *seeds[] = {listen};
+    kv_node_options o = KV_NODE_OPTIONS_INIT;
+    o.data_dir = dir;
+    o.node_id = "solo";
+    o.listen_addr = listen;
+    o.http_addr = "127.0.0.1:0";
+    o.seeds = seeds;
+    o.seed_count = 1;
+    kv *node = NULL;
+    assert_int_equal(kv_node_start(&node, &o), KV_OK);
+    server s = {0};
+    assert_int_equal(kv_node_ports(NULL, &s.port, node), KV_OK);
+
+    response r;
+    long status = 0;
+    for (int i = 0; i < 100 && status != 200; i++) { /* until its ring is built */
+        request(&r, &s, "PUT", "/v1/kv/cart/1?policy=siblings", "{\"value\": \"a\"}", 14);
+        status = r.status;
+        response_free(&r);
+        if (status != 200) {
+            struct timespec pause = {0, 100 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+    assert_int_equal(status, 200);
+    request(&r, &s, "PUT", "/v1/kv/cart/1?policy=siblings", "{\"value\": \"b\"}", 14);
+    expect(&r, 200, NULL);
+
+    response single;
+    request(&single, &s, "GET", "/v1/kv/cart/1?policy=siblings", NULL, 0);
+    assert_int_equal(single.status, 300);
+    const char *batch_ops = "{\"operations\": [{\"op\": \"GET\", \"key\": \"cart/1\"}]}";
+    request(&r, &s, "POST", "/v1/kv/batch?policy=siblings", batch_ops, strlen(batch_ops));
+    assert_int_equal(r.status, 200);
+    cJSON *res = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    cJSON *sibs = cJSON_GetObjectItemCaseSensitive(res, "siblings");
+    assert_int_equal(cJSON_GetArraySize(sibs), 2);
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 0), "value"), "b");
+    assert_string_equal(str(cJSON_GetArrayItem(sibs, 1), "value"), "a");
+    assert_null(cJSON_GetObjectItemCaseSensitive(res, "value"));
+    assert_string_equal(str(res, "context"), str(single.json, "context"));
+    assert_int_equal((uint64_t)cJSON_GetObjectItemCaseSensitive(res, "version")->valuedouble,
+                     num(&single, "version"));
+    char put[256];
+    snprintf(put, sizeof put, "{\"value\": \"a+b\", \"context\": \"%s\"}", str(res, "context"));
+    response_free(&r);
+    response_free(&single);
+    /* Under LWW the batch has one value, and a context. */
+    request(&r, &s, "POST", "/v1/kv/batch?policy=lww", batch_ops, strlen(batch_ops));
+    res = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    assert_string_equal(str(res, "value"), "b");
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(res, "context")));
+    response_free(&r);
+    /* The batch's context resolves the siblings. */
+    request(&r, &s, "PUT", "/v1/kv/cart/1?policy=siblings", put, strlen(put));
+    expect(&r, 200, NULL);
+    request(&r, &s, "POST", "/v1/kv/batch?policy=siblings", batch_ops, strlen(batch_ops));
+    res = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "results"), 0);
+    assert_string_equal(str(res, "value"), "a+b");
+    assert_null(cJSON_GetObjectItemCaseSensitive(res, "siblings"));
+    response_free(&r);
+
+    kv_close(node);
+    test_rmtree(dir);
+}
+
 int main(void)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -1473,6 +2017,13 @@ int main(void)
         cmocka_unit_test(concurrent_connections),
         cmocka_unit_test(client_hangs_up),
         cmocka_unit_test(start_errors),
+        cmocka_unit_test(slash_keys),
+        cmocka_unit_test(cas_suffix_keys),
+        cmocka_unit_test(long_key_paths),
+        cmocka_unit_test(raw_client_without_expect),
+        cmocka_unit_test(json_ends_with_newline),
+        cmocka_unit_test(batch_siblings),
+        cmocka_unit_test(node_batch_siblings),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -133,6 +134,164 @@ static void utf8_check(void **state)
     assert_false(text("\x80", 1));
 }
 
+/* ------------------------------------------------------- strict UTF-8 */
+
+static size_t valid(const char *s, size_t n)
+{
+    return kvi_http_utf8_valid_prefix((const unsigned char *)s, n);
+}
+
+/* A reference decoder written the other way round: take the length from the
+ * lead byte's leading ones, gather the bits, then refuse by value (overlong
+ * for its length, a surrogate, past U+10FFFF). Returns the valid prefix. */
+static size_t reference_prefix(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (len == 0 || n - i < len)
+            return i;
+        uint32_t cp = len == 1 ? c : c & (0x7fu >> len);
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return i;
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        }
+        static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < least[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return i;
+        i += len;
+    }
+    return n;
+}
+
+/* Encodes cp in `len` bytes, overlong when len is more than it needs. */
+static size_t encode_as(unsigned char *out, uint32_t cp, size_t len)
+{
+    if (len == 1) {
+        out[0] = (unsigned char)cp;
+        return 1;
+    }
+    static const unsigned char lead[] = {0, 0, 0xc0, 0xe0, 0xf0};
+    for (size_t k = len - 1; k > 0; k--, cp >>= 6)
+        out[k] = (unsigned char)(0x80 | (cp & 0x3f));
+    out[0] = (unsigned char)(lead[len] | cp);
+    return len;
+}
+
+static size_t needed(uint32_t cp)
+{
+    return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
+
+static void utf8_validator(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t n, prefix;
+    } cases[] = {
+        {"", 0, 0},
+        {"a\0b", 3, 3},                          /* NUL is UTF-8 (is_text refuses it) */
+        {"\x7f", 1, 1},
+        {"\xc2\x80", 2, 2},                      /* U+0080, the least 2-byte */
+        {"\xdf\xbf", 2, 2},                      /* U+07FF */
+        {"\xe0\xa0\x80", 3, 3},                  /* U+0800 */
+        {"\xed\x9f\xbf", 3, 3},                  /* U+D7FF, just below the surrogates */
+        {"\xee\x80\x80", 3, 3},                  /* U+E000, just above */
+        {"\xef\xbf\xbf", 3, 3},                  /* U+FFFF */
+        {"\xf0\x90\x80\x80", 4, 4},              /* U+10000 */
+        {"\xf4\x8f\xbf\xbf", 4, 4},              /* U+10FFFF, the last */
+        /* overlong forms */
+        {"\xc0\x80", 2, 0},                      /* NUL in two bytes (Java's) */
+        {"\xc0\xaf", 2, 0},                      /* '/' in two bytes */
+        {"\xc1\xbf", 2, 0},
+        {"\xe0\x80\xaf", 3, 0},                  /* '/' in three bytes */
+        {"\xe0\x9f\xbf", 3, 0},                  /* U+07FF in three bytes */
+        {"\xf0\x80\x80\xaf", 4, 0},              /* '/' in four bytes */
+        {"\xf0\x8f\xbf\xbf", 4, 0},              /* U+FFFF in four bytes */
+        {"\xf8\x80\x80\x80\xaf", 5, 0},          /* five and six bytes: never */
+        {"\xfc\x80\x80\x80\x80\xaf", 6, 0},
+        /* surrogates, alone and paired (CESU-8) */
+        {"\xed\xa0\x80", 3, 0},                  /* U+D800 */
+        {"\xed\xbf\xbf", 3, 0},                  /* U+DFFF */
+        {"\xed\xa0\xbd\xed\xb8\x80", 6, 0},      /* U+1F600 as a surrogate pair */
+        /* above U+10FFFF */
+        {"\xf4\x90\x80\x80", 4, 0},              /* U+110000 */
+        {"\xf5\x80\x80\x80", 4, 0},
+        {"\xf7\xbf\xbf\xbf", 4, 0},              /* U+1FFFFF */
+        {"\xfe", 1, 0},
+        {"\xff", 1, 0},
+        /* stray, missing and truncated continuation bytes */
+        {"\x80", 1, 0},
+        {"\xbf", 1, 0},
+        {"a\xc3", 2, 1},                         /* cut at the end of the input */
+        {"ab\xe2\x82", 4, 2},
+        {"\xf0\x9f\x98", 3, 0},
+        {"\xe2\x28\xa1", 3, 0},
+        {"\xc3\xa9\xc3\x28", 4, 2},
+        {"\xf0\x9f\x98\x80\xf0\x9f\x98\x28", 8, 4},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 ok", 17, 17},
+        {"caf\xe9", 4, 3},                       /* Latin-1 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t got = valid(cases[i].s, cases[i].n);
+        if (got != cases[i].prefix)
+            fail_msg("case %zu: valid prefix %zu, expected %zu", i, got, cases[i].prefix);
+        assert_int_equal(reference_prefix((const unsigned char *)cases[i].s, cases[i].n),
+                         cases[i].prefix);
+    }
+
+    /* Every code point in its shortest form is valid, and in every longer
+     * form is refused; every surrogate is refused. */
+    unsigned char buf[8];
+    for (uint32_t cp = 0; cp <= 0x10ffff; cp++) {
+        size_t len = needed(cp);
+        size_t n = encode_as(buf, cp, len);
+        int surrogate = cp >= 0xd800 && cp <= 0xdfff;
+        if ((kvi_http_utf8_valid_prefix(buf, n) == n) == surrogate)
+            fail_msg("U+%04X in %zu bytes", (unsigned)cp, len);
+        for (size_t longer = len + 1; longer <= 4; longer++) {
+            n = encode_as(buf, cp, longer);
+            if (kvi_http_utf8_valid_prefix(buf, n) != 0)
+                fail_msg("U+%04X overlong in %zu bytes was accepted", (unsigned)cp, longer);
+        }
+    }
+    /* Past U+10FFFF in four bytes, up to what four bytes can hold. */
+    for (uint32_t cp = 0x110000; cp <= 0x1fffff; cp += 0x1001) {
+        size_t n = encode_as(buf, cp, 4);
+        assert_int_equal(kvi_http_utf8_valid_prefix(buf, n), 0);
+    }
+
+    /* Every sequence of one, two and three bytes agrees with the reference
+     * (after a valid 'a', so that the prefix is tested too), and four-byte
+     * ones for every first two bytes with edge values after them. */
+    buf[0] = 'a';
+    for (unsigned a = 0; a < 256; a++) {
+        buf[1] = (unsigned char)a;
+        assert_int_equal(kvi_http_utf8_valid_prefix(buf, 2), reference_prefix(buf, 2));
+        for (unsigned b = 0; b < 256; b++) {
+            buf[2] = (unsigned char)b;
+            assert_int_equal(kvi_http_utf8_valid_prefix(buf, 3), reference_prefix(buf, 3));
+            for (unsigned c = 0; c < 256; c++) {
+                buf[3] = (unsigned char)c;
+                if (kvi_http_utf8_valid_prefix(buf, 4) != reference_prefix(buf, 4))
+                    fail_msg("a %02x %02x %02x", a, b, c);
+            }
+            static const unsigned char edge[] = {0x00, 0x41, 0x7f, 0x80, 0xbf, 0xc0, 0xff};
+            for (size_t c = 0; c < sizeof edge; c++) {
+                for (size_t d = 0; d < sizeof edge; d++) {
+                    unsigned char four[4] = {(unsigned char)a, (unsigned char)b, edge[c], edge[d]};
+                    if (kvi_http_utf8_valid_prefix(four, 4) != reference_prefix(four, 4))
+                        fail_msg("%02x %02x %02x %02x", a, b, edge[c], edge[d]);
+                }
+            }
+        }
+    }
+}
+
 /* JSON output parses back to the same bytes through cJSON. */
 static void json_output(void **state)
 {
@@ -257,6 +416,51 @@ static void parse_put_bad(void **state)
     /* A raw NUL byte inside the body. */
     char err[128];
     assert_int_equal(kvi_http_parse_put(&w, "{\"value\":\"a\0b\"}", 15, err, sizeof err), KV_EINVAL);
+    /* Bytes that are not UTF-8 anywhere in the body: refused, saying where
+     * (RFC 8259 section 8.1), rather than stored as they are. */
+    static const struct {
+        const char *body;
+        size_t at;
+    } not_utf8[] = {
+        {"{\"value\": \"caf\xe9\"}", 14},                  /* Latin-1 */
+        {"{\"value\": \"\xc0\xaf\"}", 11},                 /* overlong '/' */
+        {"{\"value\": \"\xe0\x80\xaf\"}", 11},             /* overlong '/' */
+        {"{\"value\": \"\xf0\x80\x80\xaf\"}", 11},         /* overlong '/' */
+        {"{\"value\": \"\xc0\x80\"}", 11},                 /* overlong NUL */
+        {"{\"value\": \"\xed\xa0\x80\"}", 11},             /* surrogate */
+        {"{\"value\": \"\xf4\x90\x80\x80\"}", 11},         /* above U+10FFFF */
+        {"{\"value\": \"\xff\xfe\"}", 11},
+        {"{\"value\": \"ok\"}\x80", 15},                   /* after the object */
+        {"{\"value\": \"ok\", \"\xe9\": 1}", 17},          /* in a name */
+        {"{\"value\": \"x\xe2\x82\"}", 12},                /* truncated */
+    };
+    for (size_t i = 0; i < sizeof not_utf8 / sizeof not_utf8[0]; i++) {
+        const char *b = not_utf8[i].body;
+        err[0] = 0;
+        assert_int_equal(kvi_http_parse_put(&w, b, strlen(b), err, sizeof err), KV_EINVAL);
+        assert_null(w.root);
+        char at[32];
+        snprintf(at, sizeof at, "at byte %zu", not_utf8[i].at);
+        if (!strstr(err, "not valid UTF-8") || !strstr(err, at))
+            fail_msg("body %zu: \"%s\"", i, err);
+    }
+    /* A lone surrogate written as an escape is refused too (by cJSON)... */
+    assert_int_equal(put(&w, "{\"value\": \"\\ud800\"}"), KV_EINVAL);
+    assert_int_equal(put(&w, "{\"value\": \"\\udc00\"}"), KV_EINVAL);
+    assert_int_equal(put(&w, "{\"value\": \"\\ud800\\u0041\"}"), KV_EINVAL);
+    /* ... while a pair is one code point. */
+    assert_int_equal(put(&w, "{\"value\": \"\\ud83d\\ude00\"}"), KV_OK);
+    assert_int_equal(w.value_len, 4);
+    assert_memory_equal(w.value, "\xf0\x9f\x98\x80", 4);
+    kvi_http_write_body_free(&w);
+    /* CAS and batch bodies are checked alike. */
+    assert_int_equal(cas(&w, "{\"expectedVersion\": 0, \"newValue\": \"\xc1\xbf\"}"), KV_EINVAL);
+    kvi_http_batch_body bb;
+    const char *bad_batch = "{\"operations\": [{\"op\": \"GET\", \"key\": \"k\xff\"}]}";
+    char berr[256];
+    assert_int_equal(kvi_http_parse_batch(&bb, bad_batch, strlen(bad_batch), 10, berr, sizeof berr),
+                     KV_EINVAL);
+    assert_non_null(strstr(berr, "not valid UTF-8"));
     /* Escaped backslash followed by u0000 is the text "\u0000", not a NUL. */
     assert_int_equal(put(&w, "{\"value\": \"\\\\u0000\"}"), KV_OK);
     assert_int_equal(w.value_len, 6);
@@ -404,6 +608,7 @@ int main(void)
         cmocka_unit_test(base64_round_trip),
         cmocka_unit_test(base64_invalid),
         cmocka_unit_test(utf8_check),
+        cmocka_unit_test(utf8_validator),
         cmocka_unit_test(json_output),
         cmocka_unit_test(parse_put_good),
         cmocka_unit_test(parse_put_bad),
