@@ -1,5 +1,6 @@
 """kvcheck check --model register|set|counter FILE
 kvcheck run --model counter|register|set --http HOST:PORT[,...] --out FILE ...
+kvcheck nemesis --kvd PATH --model register|set|counter --duration S --seed N ...
 
 Exit status: 0 no anomaly, 1 an anomaly (or a key too hard to decide:
 nothing was proven), 2 bad input or usage.
@@ -96,12 +97,18 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
                      help="?consistency= of every request (default quorum; the final reads "
                           "are at all)")
     run.add_argument("--out", required=True, help="the history file to write")
+    nem = sub.add_parser("nemesis", help="start five kvd, inject faults under a workload, "
+                         "then check (root; runs in a network namespace of its own)")
+    from . import nemesis_cmd
+    nemesis_cmd.add_arguments(nem)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
     if args.command == "run":
         return _run(args, out, err)
+    if args.command == "nemesis":
+        return nemesis_cmd.main(args, list(sys.argv[1:] if argv is None else argv), out, err)
     return _check_file(args.file, args.model, args.max_states, out, err)
 
 

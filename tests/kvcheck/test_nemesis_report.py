@@ -1,0 +1,99 @@
+"""Nemesis events in a history (kept apart from the ops; the checks ignore
+them), the node an op was sent to, and the report's figures: fault windows,
+availability per side, percentiles."""
+
+import json
+import unittest
+
+from support import history
+from checker import report
+
+
+def lines(*events):
+    return [json.dumps(e) for e in events]
+
+
+HISTORY = lines(
+    {"process": 0, "type": "invoke", "f": "add", "key": "s", "value": 1, "node": "n1",
+     "time": 100},
+    {"process": 0, "type": "ok", "f": "add", "key": "s", "time": 150},
+    {"process": "nemesis", "type": "info", "f": "start", "id": 1,
+     "fault": "partition-halves", "groups": [["n1", "n2"], ["n3", "n4", "n5"]],
+     "what": "{n1,n2} | {n3,n4,n5}", "time": 200},
+    {"process": 0, "type": "invoke", "f": "add", "key": "s", "value": 2, "node": "n1",
+     "time": 210},
+    {"process": 1, "type": "invoke", "f": "add", "key": "s", "value": 3, "node": "n3",
+     "time": 220},
+    {"process": 0, "type": "fail", "f": "add", "key": "s", "time": 230},
+    {"process": 1, "type": "ok", "f": "add", "key": "s", "time": 240},
+    {"process": 0, "type": "invoke", "f": "add", "key": "s", "value": 4, "node": "n2",
+     "time": 250},
+    {"process": 0, "type": "info", "f": "add", "key": "s", "time": 260},
+    {"process": "nemesis", "type": "info", "f": "stop", "id": 1,
+     "fault": "partition-halves", "groups": [["n1", "n2"], ["n3", "n4", "n5"]],
+     "time": 300},
+    {"process": 2, "type": "invoke", "f": "read", "key": "s", "node": "n4", "time": 400},
+    {"process": 2, "type": "ok", "f": "read", "key": "s", "value": [1, 3, 4], "time": 450},
+)
+
+
+class NemesisEvents(unittest.TestCase):
+    def test_kept_apart_from_the_ops(self):
+        events = history.parse_events(HISTORY)
+        ops = history.pair_events(events)
+        self.assertEqual([o.value for o in ops], [1, 2, 3, 4, None])
+        self.assertEqual([o.node for o in ops], ["n1", "n1", "n3", "n2", "n4"])
+        nem = history.nemesis_events(events)
+        self.assertEqual([(e["f"], e["id"], e["time"]) for e in nem],
+                         [("start", 1, 200), ("stop", 1, 300)])
+
+    def test_a_nemesis_event_must_be_info_with_a_time(self):
+        for bad, message in (({"process": "nemesis", "type": "ok", "time": 1}, "type 'info'"),
+                             ({"process": "nemesis", "type": "info"}, "missing field 'time'"),
+                             ({"process": "other", "type": "info", "time": 1}, "wrong type")):
+            with self.assertRaises(history.HistoryError) as e:
+                history.parse_events([json.dumps(bad)])
+            self.assertIn(message, str(e.exception))
+
+
+class Figures(unittest.TestCase):
+    def test_windows_and_availability(self):
+        events = history.parse_events(HISTORY)
+        ops = history.pair_events(events)
+        windows = report.fault_windows(history.nemesis_events(events))
+        self.assertEqual(len(windows), 1)
+        w = windows[0]
+        self.assertEqual((w["fault"], w["start"], w["stop"]), ("partition-halves", 200, 300))
+        # Side {n1,n2}: a fail and an info; side {n3,n4,n5}: one ok. The op
+        # done before and the read after are in neither.
+        self.assertEqual(report.availability(ops, w),
+                         [(["n1", "n2"], 0, 2), (["n3", "n4", "n5"], 1, 1)])
+
+    def test_an_op_in_flight_when_the_fault_began_counts(self):
+        ev = history.parse_events(lines(
+            {"process": 0, "type": "invoke", "f": "add", "key": "s", "value": 1,
+             "node": "n2", "time": 100},
+            {"process": "nemesis", "type": "info", "f": "start", "id": 1, "fault": "pause",
+             "groups": [["n2"], ["n1", "n3", "n4", "n5"]], "time": 200},
+            {"process": "nemesis", "type": "info", "f": "stop", "id": 1, "fault": "pause",
+             "time": 300},
+            {"process": 0, "type": "info", "f": "add", "key": "s", "time": 350}))
+        w = report.fault_windows(history.nemesis_events(ev))[0]
+        self.assertEqual(report.availability(history.pair_events(ev), w)[0], (["n2"], 0, 1))
+
+    def test_an_unhealed_fault_holds_until_the_end(self):
+        ev = [{"process": "nemesis", "f": "start", "id": 7, "fault": "kill",
+               "groups": [["n1"]], "time": 5}]
+        self.assertIsNone(report.fault_windows(ev)[0]["stop"])
+
+    def test_percentile(self):
+        self.assertIsNone(report.percentile([], 0.99))
+        self.assertEqual(report.percentile([5], 0.99), 5)
+        values = list(range(1, 101))
+        self.assertEqual(report.percentile(values, 0.99), 99)
+        self.assertEqual(report.percentile(values, 0.5), 50)
+        self.assertEqual(report.percentile(values, 1.0), 100)
+
+
+if __name__ == "__main__":
+    unittest.main()
