@@ -2,11 +2,15 @@
 them), the node an op was sent to, and the report's figures: fault windows,
 availability per side, percentiles."""
 
+import argparse
+import io
 import json
+import os
+import tempfile
 import unittest
 
-from support import history
-from checker import report
+from support import Builder, history
+from checker import nemesis_cmd, report
 
 
 def lines(*events):
@@ -93,6 +97,54 @@ class Figures(unittest.TestCase):
         self.assertEqual(report.percentile(values, 0.99), 99)
         self.assertEqual(report.percentile(values, 0.5), 50)
         self.assertEqual(report.percentile(values, 1.0), 100)
+
+
+class Report(unittest.TestCase):
+    """The nemesis's report from a history file, without a cluster."""
+
+    def report(self, text, model, final):
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as fh:
+            fh.write(text)
+        self.addCleanup(os.unlink, fh.name)
+        args = argparse.Namespace(seed=7, model=model, consistency="quorum", threads=2,
+                                  kvd="kvd", duration=10.0, hold=5.0, gap=2.0,
+                                  fault_kinds=["partition-halves"])
+        out = io.StringIO()
+        status = nemesis_cmd._report(args, fh.name, final, [], [], 1.0, None, [], out)
+        return status, out.getvalue()
+
+    def test_set_with_a_lost_write(self):
+        text = "\n".join(HISTORY) + "\n" + "\n".join(lines(
+            {"process": 3, "type": "invoke", "f": "read", "key": "s", "node": "n1",
+             "time": 500},
+            {"process": 3, "type": "ok", "f": "read", "key": "s", "value": [3, 4],
+             "time": 550})) + "\n"
+        status, out = self.report(text, "set", [])
+        self.assertEqual(status, 1, out)
+        self.assertIn("operations: 4 ok, 1 fail, 1 info", out)
+        self.assertIn("fault 1 partition-halves {n1,n2} | {n3,n4,n5}: at ", out)
+        self.assertIn("availability {n1,n2} 0/2 ok (0%), {n3,n4,n5} 1/1 ok (100%)", out)
+        self.assertIn("lost acknowledged writes: 1;", out)
+        self.assertIn("lost: 1 element(s)", out)           # with its witness
+        self.assertTrue(out.endswith("kvcheck nemesis: 1 key(s) with anomalies, "
+                                     "0 problem(s)\n"), out)
+
+    def test_many_anomalies_are_counted_not_listed(self):
+        b = Builder("r")
+        for v in range(1, 8):        # seven pairs of cas that both made version v
+            b.invoke(0, "cas", f"a{v}", expected=v - 1).invoke(1, "cas", f"b{v}",
+                                                               expected=v - 1)
+            b.ok(0, version=v).ok(1, version=v)
+        status, out = self.report(b.text(), "register", None)
+        self.assertEqual(status, 1, out)
+        self.assertEqual(out.count("duplicate-version: "), nemesis_cmd.MAX_ANOMALIES_SHOWN, out)
+        self.assertIn("... 7 anomalies in all: duplicate-version 7", out)
+
+    def test_counter_without_a_final_read_proves_nothing(self):
+        b = Builder("c").invoke(0, "add", 1).ok(0)
+        status, out = self.report(b.text(), "counter", None)
+        self.assertEqual(status, 1, out)
+        self.assertIn("problem: the final read at consistency=all failed", out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections import Counter
 
 from . import cluster as cluster_mod
 from . import history, nemesis, report, runner
@@ -26,7 +27,8 @@ from .nemesis import node_name
 
 KVCHECK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kvcheck")
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-MAX_KEYS_SHOWN = 5      # keys with anomalies printed in full (each with its witness)
+MAX_KEYS_SHOWN = 5      # keys with anomalies printed (each anomaly with its witness)
+MAX_ANOMALIES_SHOWN = 5  # anomalies printed per key; the rest are counted by kind
 
 
 def add_arguments(p):
@@ -226,12 +228,17 @@ def _report(args, path, final, done, alive, elapsed, recovered, crashes, out):
     _model_summary(args.model, results, final, problems, out)
     bad = {k: r for k, r in results.items() if r["valid"] is not True}
     if bad:
-        shown = dict(list(bad.items())[:MAX_KEYS_SHOWN])
-        more = f" (the first {len(shown)} shown)" if len(shown) < len(bad) else ""
+        more = f" (the first {MAX_KEYS_SHOWN} shown)" if len(bad) > MAX_KEYS_SHOWN else ""
         out.write(f"  anomalies in {len(bad)} key(s){more}:\n")
-        sub = io.StringIO()
-        cli.print_results(shown, sub)
-        out.write("".join("    " + line + "\n" for line in sub.getvalue().splitlines()))
+        for key, r in list(bad.items())[:MAX_KEYS_SHOWN]:
+            sub = io.StringIO()
+            cli.print_results({key: dict(r, anomalies=r["anomalies"][:MAX_ANOMALIES_SHOWN])},
+                              sub)
+            kinds = Counter(a["kind"] for a in r["anomalies"])
+            if len(r["anomalies"]) > MAX_ANOMALIES_SHOWN:
+                sub.write(f"  ... {len(r['anomalies'])} anomalies in all: " + ", ".join(
+                    f"{k} {n}" for k, n in kinds.most_common()) + "\n")
+            out.write("".join("    " + line + "\n" for line in sub.getvalue().splitlines()))
     for p in problems:
         out.write(f"  problem: {p}\n")
     verdict = "no anomaly" if not bad and not problems else \
