@@ -140,6 +140,12 @@ class Report(unittest.TestCase):
         self.assertEqual(out.count("duplicate-version: "), nemesis_cmd.MAX_ANOMALIES_SHOWN, out)
         self.assertIn("... 7 anomalies in all: duplicate-version 7", out)
 
+    def test_only_reads_ok_proves_nothing(self):
+        b = Builder("s").invoke(0, "add", 1).fail(0).invoke(1, "read").ok(1, value=[])
+        status, out = self.report(b.text(), "set", [])
+        self.assertEqual(status, 1, out)
+        self.assertIn("problem: no write was acknowledged: nothing proven", out)
+
     def test_counter_without_a_final_read_proves_nothing(self):
         b = Builder("c").invoke(0, "add", 1).ok(0)
         status, out = self.report(b.text(), "counter", None)

@@ -217,8 +217,8 @@ def _report(args, path, final, done, alive, elapsed, recovered, crashes, out):
     out.write(f"  faults injected: {len(done)} ({', '.join(injected) or 'none'})\n")
     report.write_faults(out, ops, windows, t0)
     problems = []
-    if c["ok"] == 0:
-        problems.append("no operation succeeded: nothing proven")
+    if not any(op.outcome == "ok" and op.f != "read" for op in ops):
+        problems.append("no write was acknowledged: nothing proven")
     if recovered:
         problems.append(f"the cluster did not recover after healing: {recovered}")
     for i, code in crashes:
