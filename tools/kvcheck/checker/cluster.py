@@ -86,7 +86,7 @@ def _get_json(addr, path, timeout=2.0):
 
 class Cluster:
     """Five kvd; `workdir` holds their data directories, `logdir` their logs
-    (appended to across restarts)."""
+    (started afresh with the run, appended to across restarts)."""
 
     def __init__(self, kvd, workdir, logdir, extra_args=(), log=lambda msg: None):
         self.kvd, self.workdir, self.logdir = kvd, workdir, logdir
@@ -118,7 +118,8 @@ class Cluster:
         argv = [*self.prefix, self.kvd, "--data", data, "--listen", self.listen(i),
                 "--http", self.http(i), "--node-id", node_name(i), "--peers", self.peers,
                 *self.extra_args]
-        with open(self.log_path(i), "ab") as log:
+        mode = "ab" if self.procs[i] is not None else "wb"    # a restart appends
+        with open(self.log_path(i), mode) as log:
             # A session of its own: a Ctrl-C on the terminal reaches kvcheck
             # alone, which then stops the nodes itself.
             self.procs[i] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
