@@ -344,7 +344,8 @@ def _set_thread(ep, layout, ctx, process, tid):
     while not ctx.over():
         count = layout.handed_out()
         if count and rng.random() < SET_READ_SHARE:
-            s = max(0, (count - 1) // layout.size - rng.randrange(2))  # the newest or the one before
+            # The newest set, or the one before it.
+            s = max(0, (count - 1) // layout.size - rng.randrange(2))
             key = layout.set_key(s)
             rec.event(process, "invoke", f="read", key=key, node=ep.name)
             try:
