@@ -1,8 +1,10 @@
 """The history file: one JSON object per line, one event per object.
 
-An event is an invocation or a completion of one operation by one process.
-This module parses and validates the lines, then pairs each invocation with
-its process's next completion into an Op. It knows nothing about models.
+An event is an invocation or a completion of one operation by one process,
+or a nemesis event (process "nemesis", type "info": a fault injected or
+healed), which is kept apart from the ops. This module parses and validates
+the lines, then pairs each invocation with its process's next completion
+into an Op. It knows nothing about models.
 """
 
 import json
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 EVENT_TYPES = ("invoke", "ok", "fail", "info")
+NEMESIS = "nemesis"         # the process of the fault injector's events
 
 
 class HistoryError(Exception):
@@ -37,6 +40,7 @@ class Op:
     ret: Optional[int]         # completion time; None when outcome is info
     line: int                  # line of the invocation
     ret_line: Optional[int]    # line of the completion; None if it never came
+    node: Optional[str] = None  # the node the invocation was sent to, if recorded
 
 
 def _field(obj, name, types, lineno, required=True):
@@ -64,6 +68,9 @@ def parse_events(lines):
             raise HistoryError(f"line {lineno}: not JSON: {e.msg}") from None
         if not isinstance(obj, dict):
             raise HistoryError(f"line {lineno}: not a JSON object")
+        if obj.get("process") == NEMESIS:
+            events.append(_nemesis_event(obj, lineno))
+            continue
         ev = {
             "line": lineno,
             "process": _field(obj, "process", int, lineno),
@@ -74,6 +81,7 @@ def parse_events(lines):
             "value": obj.get("value"),
             "version": _field(obj, "version", int, lineno, required=False),
             "expected": _field(obj, "expected", int, lineno, required=False),
+            "node": _field(obj, "node", str, lineno, required=False),
         }
         if ev["type"] not in EVENT_TYPES:
             raise HistoryError(f"line {lineno}: unknown type '{ev['type']}'")
@@ -85,6 +93,22 @@ def parse_events(lines):
                 raise HistoryError(f"line {lineno}: negative '{name}'")
         events.append(ev)
     return events
+
+
+def _nemesis_event(obj, lineno):
+    """A fault injected or healed: kept whole (its fields are the nemesis's
+    own), with its line; only the process, type and time are checked."""
+    if obj.get("type") != "info":
+        raise HistoryError(f"line {lineno}: a nemesis event has type 'info'")
+    ev = dict(obj)
+    ev["time"] = _field(obj, "time", int, lineno)
+    ev["line"] = lineno
+    return ev
+
+
+def nemesis_events(events):
+    """The nemesis's events, in time order."""
+    return sorted((e for e in events if e["process"] == NEMESIS), key=lambda e: e["time"])
 
 
 def pair_events(events) -> List[Op]:
@@ -99,6 +123,8 @@ def pair_events(events) -> List[Op]:
     ops: List[Op] = []
     for ev in sorted(events, key=lambda e: e["time"]):
         p = ev["process"]
+        if p == NEMESIS:
+            continue
         if ev["type"] == "invoke":
             if p in pending:
                 raise HistoryError(f"line {ev['line']}: process {p} invokes while its "
@@ -106,7 +132,7 @@ def pair_events(events) -> List[Op]:
             op = Op(index=len(ops), process=p, f=ev["f"], key=ev["key"],
                     value=ev["value"], expected=ev["expected"], outcome="info",
                     out_value=None, out_version=None, call=ev["time"], ret=None,
-                    line=ev["line"], ret_line=None)
+                    line=ev["line"], ret_line=None, node=ev["node"])
             pending[p] = op
             ops.append(op)
             continue
@@ -126,14 +152,18 @@ def pair_events(events) -> List[Op]:
     return ops
 
 
-def load(path) -> List[Op]:
+def load_events(path):
     try:
         with open(path, encoding="utf-8") as fh:
-            return pair_events(parse_events(fh))
+            return parse_events(fh)
     except OSError as e:
         raise HistoryError(f"{path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise HistoryError(f"{path}: not UTF-8") from None
+
+
+def load(path) -> List[Op]:
+    return pair_events(load_events(path))
 
 
 def by_key(ops):

@@ -11,7 +11,8 @@ the whole set (f "read", value a list). For each element:
   stale       some such read missed it but a later one saw it: reported with
               the worst staleness (how long after `known` a read still
               missed it); not an anomaly: QUORUM reads may lag under
-              failures (sloppy quorum, hinted handoff);
+              failures (sloppy quorum, hinted handoff); each read that
+              missed a stale element is a stale read (counted once);
   stable      every read that began after `known` saw it.
 An element read but never added, or whose add failed, is unexpected (an
 anomaly). An info add may or may not show up: either is fine.
@@ -48,6 +49,7 @@ def check_key(ops):
 
     result = {"lost": [], "stale": [], "never-read": [], "stable": [], "unexpected": []}
     worst_stale = 0
+    stale_reads = set()          # reads that missed a stale element
     for el, t in sorted(known.items()):
         el_adds = adds.get(el, [])
         if not el_adds or all(a.outcome == "fail" for a in el_adds):
@@ -65,6 +67,7 @@ def check_key(ops):
             last_miss = max(r.call for r, present in after if not present)
             worst_stale = max(worst_stale, last_miss - t)
             result["stale"].append(el)
+            stale_reads.update(id(r) for r, present in after if not present)
         else:
             result["stable"].append(el)
 
@@ -77,9 +80,13 @@ def check_key(ops):
     if result["unexpected"]:
         anomalies.append({"kind": "unexpected", "message": f"{len(result['unexpected'])} "
                           f"element(s) read that were never added or whose add failed: "
-                          f"{', '.join(result['unexpected'][:10])}", "ops": []})
+                          f"{', '.join(result['unexpected'][:10])}",
+                          "ops": adds.get(result["unexpected"][0], [])[:1] + [
+                              r for r, seen in zip(reads, seen_in)
+                              if result["unexpected"][0] in seen][:1]})
     return {"valid": not anomalies, "anomalies": anomalies,
-            "summary": {k: len(v) for k, v in result.items()},
+            "summary": dict({k: len(v) for k, v in result.items()},
+                            **{"stale-reads": len(stale_reads)}),
             "worst_stale_ns": worst_stale}
 
 

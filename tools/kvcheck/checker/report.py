@@ -1,0 +1,60 @@
+"""The figures of a nemesis run, from its history: the faults and when they
+held, availability on each side of each fault, latency of the ok ops."""
+
+
+def fault_windows(nemesis_events):
+    """[{id, fault, what, groups, start, stop}] from the nemesis's start and
+    stop events (times in ns; stop None if the run ended before it)."""
+    windows = {}
+    for ev in nemesis_events:
+        fid = ev.get("id")
+        if ev.get("f") == "start":
+            windows[fid] = {"id": fid, "fault": ev.get("fault"), "what": ev.get("what", ""),
+                            "groups": ev.get("groups") or [], "start": ev["time"],
+                            "stop": None}
+        elif ev.get("f") == "stop" and fid in windows:
+            windows[fid]["stop"] = ev["time"]
+    return [windows[k] for k in sorted(windows, key=lambda k: windows[k]["start"])]
+
+
+def availability(ops, window):
+    """For each group of the fault's nodes: (ok, all) of the ops sent to
+    those nodes that were in flight at some moment while the fault held:
+    issued during it, or issued before and not answered before it began
+    (a thread stuck on a paused node issues nothing new, but its stuck op
+    counts)."""
+    end = window["stop"] if window["stop"] is not None else float("inf")
+    inf = float("inf")
+    during = [op for op in ops if op.node and op.call <= end
+              and (op.ret if op.ret is not None else inf) >= window["start"]]
+    out = []
+    for group in window["groups"]:
+        mine = [op for op in during if op.node in group]
+        out.append((group, sum(op.outcome == "ok" for op in mine), len(mine)))
+    return out
+
+
+def percentile(values, q):
+    """The q-quantile (0..1) by nearest rank; None for no values."""
+    if not values:
+        return None
+    v = sorted(values)
+    rank = max(1, -(-len(v) * q // 1))       # ceil(q * n), at least 1
+    return v[int(rank) - 1]
+
+
+def latencies_ms(ops):
+    return [(op.ret - op.call) / 1e6 for op in ops if op.outcome == "ok" and op.ret is not None]
+
+
+def write_faults(out, ops, windows, t0):
+    """One line per fault: what, when (s from t0), ok/all per group."""
+    for w in windows:
+        start = (w["start"] - t0) / 1e9
+        held = f"{(w['stop'] - w['start']) / 1e9:.1f}s" if w["stop"] is not None else "unhealed"
+        parts = []
+        for group, ok, n in availability(ops, w):
+            pct = f"{100.0 * ok / n:.0f}%" if n else "-"
+            parts.append(f"{{{','.join(group)}}} {ok}/{n} ok ({pct})")
+        out.write(f"  fault {w['id']} {w['fault']} {w['what']}: at {start:.1f}s for {held}; "
+                  f"availability {', '.join(parts)}\n")
