@@ -111,6 +111,9 @@ static kvi_px_step no_majority(kvi_px_round *r)
 {
     if (r->granted + (r->n_homes - r->granted - r->refused - r->failed) >= r->majority)
         return KVI_PX_WAIT;
+    if (r->chosen) /* the commit fell short, but the value is chosen: the
+                    * next round that meets it finishes it */
+        return done(r, KV_OK, "applied; its commit reached fewer than a majority");
     if (r->refused > 0 || r->msg.phase != KVI_PX_PREPARE)
         return backoff(r); /* lost to a rival, or a phase after a promise: try again */
     if (r->own_sent)
@@ -129,6 +132,8 @@ kvi_px_step kvi_px_failed(kvi_px_round *r, size_t home)
 
 kvi_px_step kvi_px_deadline(kvi_px_round *r)
 {
+    if (r->chosen)
+        return done(r, KV_OK, "applied; its commit timed out");
     if (r->own_sent)
         return done(r, KV_EUNKNOWN_OUTCOME, "timed out after the proposal went out; the write "
                     "may have been applied (a SERIAL read settles it)");
@@ -305,6 +310,21 @@ static kvi_px_step take_prepare(kvi_px_round *r, const kvi_paxos_answer *a)
     return KVI_PX_WAIT;
 }
 
+/* The index of our own proposal whose id the message in flight carries,
+ * or -1 when it is another round's. */
+static int own_in_flight(const kvi_px_round *r)
+{
+    uint64_t id;
+    const void *st;
+    size_t st_len;
+    if (kvi_proposal_split(r->msg.state.data, r->msg.state.len, &id, &st, &st_len) != 0)
+        return -1;
+    for (size_t k = 0; k < r->n_own; k++)
+        if (r->own[k].id == id)
+            return (int)k;
+    return -1;
+}
+
 static kvi_px_step take_propose(kvi_px_round *r, const kvi_paxos_answer *a)
 {
     if (!a->granted) {
@@ -313,31 +333,24 @@ static kvi_px_step take_propose(kvi_px_round *r, const kvi_paxos_answer *a)
     }
     if (++r->granted < r->majority)
         return KVI_PX_WAIT;
-    if (r->finishing)
-        return send(r, KVI_PX_COMMIT); /* commit it to a majority before going on */
-    /* Chosen. The commit goes out in the background: any later prepare
-     * that finds it unfinished finishes it. */
-    r->version = r->own[r->n_own - 1].version;
-    r->msg.phase = KVI_PX_COMMIT;
-    r->commit_pending = 1;
-    return done(r, KV_OK, "applied");
+    /* Chosen: a majority accepted it. Ours (this round's, or an earlier
+     * one of ours being finished) is applied from here on, whatever the
+     * commit does. The commit goes to every home and is waited for from a
+     * majority, so that a QUORUM read after the answer sees the write. */
+    int k = own_in_flight(r);
+    if (k >= 0) {
+        r->chosen = 1;
+        r->version = r->own[k].version;
+    }
+    return send(r, KVI_PX_COMMIT);
 }
 
 static kvi_px_step take_commit(kvi_px_round *r)
 {
     if (++r->granted < r->majority)
         return KVI_PX_WAIT;
-    /* The proposal just finished may be one of our own (an earlier round
-     * of ours, or another round that found it): then ours is applied. */
-    uint64_t id;
-    const void *st;
-    size_t st_len;
-    if (kvi_proposal_split(r->msg.state.data, r->msg.state.len, &id, &st, &st_len) == 0)
-        for (size_t k = 0; k < r->n_own; k++)
-            if (r->own[k].id == id) {
-                r->version = r->own[k].version;
-                return done(r, KV_OK, "applied");
-            }
+    if (r->chosen)
+        return done(r, KV_OK, "applied");
     r->backoff_ms = 0; /* finished another's: our own round, at once */
     return KVI_PX_BACKOFF;
 }

@@ -12,8 +12,7 @@
  *                     (kvi_px_failed) as it comes
  *     KVI_PX_WAIT:    nothing to do until the next answer
  *     KVI_PX_BACKOFF: wait r->backoff_ms, then step = kvi_px_retry(r, now)
- *     KVI_PX_DONE:    r->rc is the outcome; if r->commit_pending, send
- *                     r->msg (a COMMIT) to every home without waiting
+ *     KVI_PX_DONE:    r->rc is the outcome
  *   the request's deadline passes: kvi_px_deadline(r), then DONE.
  *
  * Answers from an earlier message (a stale phase) must not be fed: the
@@ -114,7 +113,7 @@ typedef struct kvi_px_round {
     int rc;
     char message[192];
     uint64_t version;          /* the new version; the current one with a conflict */
-    int commit_pending;        /* msg is a COMMIT to send in the background */
+    int chosen;                /* one of our proposals was chosen: applied */
     kvi_state result;          /* GET: the state read (values point into result_holder) */
     kvi_buf result_holder;
     int has_result;

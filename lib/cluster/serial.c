@@ -214,42 +214,6 @@ static void sleep_until(uint64_t ms, const struct timespec *deadline)
     }
 }
 
-/* The commit of a chosen value: applied here at once (a read through this
- * node sees it), sent to the other homes without waiting. */
-static void commit_in_background(driver *d)
-{
-    kvi_px_round *r = d->r;
-    kvi_view *v = d->env->view;
-    kvi_buf ballot = {0};
-    kvi_ballot_encode(&ballot, &r->msg.ballot);
-    kvi_request req = {
-        .opcode = KVI_OP_PAXOS_COMMIT, .expected_version = d->homes_hash,
-        .key = {r->req.key, r->req.key_len}, .context = {ballot.data, ballot.len},
-        .value = {r->msg.state.data, r->msg.state.len},
-    };
-    kvi_fanout fo;
-    kvi_fanout_init(&fo);
-    for (size_t i = 0; i < d->n && !ballot.failed; i++) {
-        if (v->self >= 0 && d->homes[i] == (uint32_t)v->self) {
-            kvi_buf answer = {0};
-            if (local_message(d->env, r, &answer) != KV_OK)
-                kvi_log(d->env->log, KV_LOG_WARN, "committing on this node's replica: %s",
-                        kv_error_last());
-            kvi_buf_free(&answer);
-            continue;
-        }
-        if (kvi_coord_down(d->env, d->homes[i]))
-            continue; /* the next prepare that reaches it finishes the value */
-        kvi_call *call = kvi_call_start(kvi_view_client(v, d->homes[i]), &fo, &req, 0, 1);
-        kvi_frame_header h;
-        unsigned char *body = NULL;
-        kvi_call_finish(call, &h, &body);
-        free(body);
-    }
-    kvi_fanout_destroy(&fo);
-    kvi_buf_free(&ballot);
-}
-
 int kvi_serial_run(const kvi_coord_env *env, kvi_serial_request *req, kv_value **out_value,
                    uint64_t *out_version)
 {
@@ -300,8 +264,6 @@ int kvi_serial_run(const kvi_coord_env *env, kvi_serial_request *req, kv_value *
         }
     }
     flight_drop(&d.f);
-    if (r->rc == KV_OK && r->commit_pending)
-        commit_in_background(&d);
     int rc = r->rc;
     if ((rc == KV_EUNAVAILABLE || rc == KV_ETIMEDOUT) && d.ring_disagree)
         rc = kvi_error(KV_EUNAVAILABLE, "%u home replica(s) of this key see other homes (the "

@@ -146,7 +146,8 @@ static int run(world *w, kvi_px_round *r, unsigned reachable, unsigned commit_to
             step = kvi_px_deadline(r);
     }
     assert_int_equal(step, KVI_PX_DONE);
-    if (r->commit_pending)
+    /* The homes the commit did not wait for get it late (or never). */
+    if (r->rc == KV_OK && r->msg.phase == KVI_PX_COMMIT)
         for (size_t i = 0; i < HOMES; i++)
             if ((commit_to >> i) & 1)
                 deliver(w, r, i);
@@ -477,8 +478,8 @@ static void sim_finish(sim *s, int pi)
 {
     proposer *p = &s->p[pi];
     kvi_px_round *r = &p->r;
-    if (r->commit_pending)
-        sim_send(s, pi); /* the background commit, delivered whenever */
+    if (r->rc == KV_OK && r->msg.phase == KVI_PX_COMMIT)
+        sim_send(s, pi); /* the commit again, as if the stragglers got it late */
     if (p->reading) {
         if (r->rc == KV_OK) {
             p->seen = kvi_state_live_version(&r->result, r->req.now_ms);
