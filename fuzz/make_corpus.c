@@ -344,6 +344,14 @@ static void node_corpus(const char *dir)
     kvi_request read_state = {.opcode = KVI_OP_READ_STATE, .key = text("k")};
     kvi_request cluster = {.opcode = KVI_OP_CLUSTER};
     kvi_request gossip = {.opcode = KVI_OP_GOSSIP, .value = text("x")};
+    /* A SERIAL CAS and GET (the node runs a Paxos round among its homes). */
+    kvi_request serial_cas = {.opcode = KVI_OP_CAS, .consistency = 5, .key = text("s"),
+                              .value = text("x")};
+    kvi_request serial_get = {.opcode = KVI_OP_GET, .consistency = 5, .key = text("s")};
+    kvi_buf ballot = {0};
+    kvi_ballot_encode(&ballot, &(kvi_ballot){.time_us = 5, .node = "n1", .counter = 0});
+    kvi_request prepare = {.opcode = KVI_OP_PAXOS_PREPARE, .key = text("s"),
+                           .context = {ballot.data, ballot.len}};
     kvi_buf b = {0};
     node_frame(&b, &auth, 0);
     node_frame(&b, &put, 0);
@@ -352,6 +360,8 @@ static void node_corpus(const char *dir)
     node_frame(&b, &read_state, 0);
     node_frame(&b, &del, 0);
     node_frame(&b, &cluster, 0);
+    node_frame(&b, &serial_cas, 0);
+    node_frame(&b, &serial_get, 0);
     write_file(dir, "client", &b);
     kvi_buf_reset(&b);
     node_frame(&b, &put, 0);
@@ -361,12 +371,15 @@ static void node_corpus(const char *dir)
     node_frame(&b, &auth, 0);
     node_frame(&b, &gossip, 0);
     node_frame(&b, &put, KVI_FRAME_FLAG_FORWARDED);
+    node_frame(&b, &prepare, 0);
     write_file(dir, "peer-opcodes", &b);
     kvi_buf_free(&b);
+    kvi_buf_free(&ballot);
 }
 
 /* Seeds for fuzz_paxos: the token, then an acceptor record: empty, and
- * one with a promise, an unfinished proposal and a commit. */
+ * one with a promise, an unfinished proposal and a commit; an acceptor's
+ * answers (granted with data, refused); a proposal. */
 static void paxos_corpus(const char *dir)
 {
     const uint64_t token = 0x0102030405060708ull;
@@ -385,6 +398,20 @@ static void paxos_corpus(const char *dir)
     kvi_buf_u64(&b, token);
     kvi_acceptor_encode(&b, &a, token);
     write_file(dir, "unfinished", &b);
+    /* An answer to a prepare: granted, the unfinished proposal, recent
+     * commits and the key's state. */
+    kvi_acceptor_remember(&a, 3, 0x1111);
+    kvi_acceptor_remember(&a, 4, 0x2222);
+    kvi_bytes data = {(const unsigned char *)"a state", 7};
+    kvi_buf_reset(&b);
+    kvi_paxos_answer_encode(&b, 1, &a, &data);
+    write_file(dir, "answer-prepare", &b);
+    kvi_buf_reset(&b);
+    kvi_paxos_answer_encode(&b, 0, &a, NULL);
+    write_file(dir, "answer-refused", &b);
+    kvi_buf_reset(&b);
+    kvi_proposal_encode(&b, 0x1234, "state", 5);
+    write_file(dir, "proposal", &b);
     kvi_buf_free(&b);
 }
 

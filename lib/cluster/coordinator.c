@@ -486,7 +486,7 @@ static void hint_job_run(void *ctx, int delivered)
 /* Sends the write to a node: its first home, or, sloppy, any node that
  * can coordinate it. */
 static int forward_to(const kvi_coord_env *env, const kvi_coord_write *w, uint32_t member,
-                      uint64_t *out_version)
+                      uint64_t *out_version, int *answered)
 {
     kvi_view *v = env->view;
     uint8_t opcode = w->kind == KVI_WRITE_PUT ? KVI_OP_PUT
@@ -512,6 +512,7 @@ static int forward_to(const kvi_coord_env *env, const kvi_coord_write *w, uint32
     unsigned char *body = NULL;
     int rc = kvi_call_finish(call, &h, &body);
     kvi_fanout_destroy(&fo);
+    *answered = rc == KV_OK;
     if (rc == KV_OK) {
         kvi_response resp;
         rc = kvi_call_decode(&resp, opcode, &h, body);
@@ -547,11 +548,20 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
                 order[k++] = walk[i];
     }
     int rc = kvi_error(KV_EUNAVAILABLE, "no replica of this key is reachable");
+    /* The first node that answered "unavailable" said why (too few
+     * replicas reachable from there, not applied): that is the answer to
+     * give, not the connection error of a node tried after it. */
+    char why[300] = "";
     for (size_t i = 0; i < k; i++) {
-        rc = forward_to(env, w, order[i], out_version);
+        int answered = 0;
+        rc = forward_to(env, w, order[i], out_version, &answered);
         if (rc != KV_EUNAVAILABLE)
             return rc; /* done, or it may have applied: another could apply it twice */
+        if (answered && !why[0])
+            snprintf(why, sizeof why, "%s: %s", v->members[order[i]].id, kv_error_last());
     }
+    if (why[0])
+        return kvi_error(KV_EUNAVAILABLE, "%s", why);
     return rc;
 }
 

@@ -1,6 +1,8 @@
 /* A cluster of real kvd processes on loopback (issue 4): replication,
  * consistency levels with killed nodes, read repair, conflicts under the
- * three policies, concurrent writers, and a client whose ring is stale.
+ * three policies, concurrent writers, a client whose ring is stale, and
+ * SERIAL (per-key Paxos: versions, availability, a CAS counter, acceptors
+ * refusing what they must).
  * The path of kvd comes from the KVD environment variable (set by ctest).
  * No timing assertions: every wait is a bounded poll for a state. */
 #include <arpa/inet.h>
@@ -29,6 +31,8 @@
 #include "integration/loopback.h"
 #include "router.h"
 #include "client.h"
+#include "cluster/coordinator.h"
+#include "cluster/paxos.h"
 #include <kv/kv.h>
 
 #define MAX_NODES 6
@@ -1126,6 +1130,228 @@ static void cas_in_a_cluster(void **state)
     kv_close(db);
 }
 
+/* ------------------------------------------------------------ SERIAL */
+
+static int serial_write(kv *db, int kind, uint64_t *version, const char *key,
+                        const char *value, uint64_t expected)
+{
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.consistency = KV_CONSISTENCY_SERIAL;
+    if (kind == 'p')
+        return kv_put(version, db, key, strlen(key), value, strlen(value), &wo);
+    if (kind == 'd')
+        return kv_delete(version, db, key, strlen(key), &wo);
+    return kv_cas(version, db, key, strlen(key), expected, value, strlen(value), &wo);
+}
+
+/* SERIAL through every door: the client handle (which hands each request to
+ * a node) and HTTP on each node. Versions go 1, 2, 3 ... across a delete;
+ * a SERIAL read sees the latest write whichever node coordinates it; and a
+ * CAS with no level given is SERIAL (the acceptors then hold Paxos state:
+ * a QUORUM put to that key goes through Paxos too, leaving one value). */
+static void serial_everywhere_counts_versions(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    uint64_t v = 0;
+    assert_int_equal(serial_write(db, 'p', &v, "ser", "a", 0), KV_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(serial_write(db, 'c', &v, "ser", "b", 1), KV_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(serial_write(db, 'c', &v, "ser", "x", 1), KV_ECONFLICT);
+    assert_int_equal(v, 2);
+    assert_int_equal(serial_write(db, 'd', &v, "ser", NULL, 0), KV_OK);
+    assert_int_equal(v, 3);
+    assert_int_equal(get_is(db, "ser", "", KV_CONSISTENCY_SERIAL), KV_ENOTFOUND);
+    body b;
+    assert_int_equal(http(&c->nodes[1], "POST", "/v1/kv/ser/cas?consistency=serial",
+                          "{\"expectedVersion\":0,\"newValue\":\"c\"}", &b), 200);
+    assert_non_null(strstr(b.data, "\"version\":4"));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(http(&c->nodes[i], "GET", "/v1/kv/ser?consistency=serial", NULL, &b),
+                         200);
+        assert_non_null(strstr(b.data, "\"version\":4"));
+        kv *one = client_of(c, i);
+        assert_int_equal(get_is(one, "ser", "c", KV_CONSISTENCY_SERIAL), KV_OK);
+        /* The commit reached a majority before the answer: QUORUM sees it. */
+        assert_int_equal(get_is(one, "ser", "c", KV_CONSISTENCY_QUORUM), KV_OK);
+        kv_close(one);
+    }
+    assert_int_equal(http(&c->nodes[2], "GET", "/v1/kv/ser?consistency=strong", NULL, &b), 400);
+
+    /* A CAS at the default level is SERIAL; a QUORUM put to the same key
+     * then goes through Paxos and takes the next version. */
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    assert_int_equal(kv_cas(&v, db, "dflt", 4, 0, "one", 3, &wo), KV_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(put_at(db, "dflt", "two", KV_CONSISTENCY_QUORUM), KV_OK);
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = KV_CONSISTENCY_SERIAL;
+    kv_value *val = NULL;
+    assert_int_equal(kv_get(&val, db, "dflt", 4, &ro), KV_OK);
+    assert_int_equal(kv_value_version(val), 2);
+    assert_int_equal(kv_value_sibling_count(val), 1);
+    kv_value_free(val);
+    kv_close(db);
+}
+
+/* SERIAL needs a majority of the key's home replicas (here all three
+ * nodes): with one down it goes on, with two down it is refused before
+ * anything is applied, and the value is still there once they are back. */
+static void serial_needs_a_majority_of_homes(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    uint64_t v = 0;
+    assert_int_equal(serial_write(db, 'p', &v, "maj", "v1", 0), KV_OK);
+    stop(c, 2, SIGKILL);
+    assert_int_equal(serial_write(db, 'c', &v, "maj", "v2", 1), KV_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(get_is(db, "maj", "v2", KV_CONSISTENCY_SERIAL), KV_OK);
+    stop(c, 1, SIGKILL);
+    assert_int_equal(serial_write(db, 'c', &v, "maj", "v3", 2), KV_EUNAVAILABLE);
+    assert_non_null(strstr(kv_error_last(), "not applied"));
+    assert_int_equal(get_is(db, "maj", "v2", KV_CONSISTENCY_SERIAL), KV_EUNAVAILABLE);
+    body b;
+    assert_int_equal(http(&c->nodes[0], "POST", "/v1/kv/maj/cas?consistency=serial",
+                          "{\"expectedVersion\":2,\"newValue\":\"v3\"}", &b), 503);
+    kv_close(db);
+    start(c, 1);
+    start(c, 2);
+    db = client_all(c, KV_POLICY_LWW, NULL);
+    assert_int_equal(get_is(db, "maj", "v2", KV_CONSISTENCY_SERIAL), KV_OK);
+    assert_int_equal(serial_write(db, 'c', &v, "maj", "v3", 2), KV_OK);
+    assert_int_equal(v, 3);
+    kv_close(db);
+}
+
+typedef struct incrementer {
+    const cluster *c;
+    int node;
+    unsigned ok, unknown;
+} incrementer;
+
+/* Increments the counter "ctr" 40 times through one node, by a SERIAL read
+ * then a CAS (at the default level) of the value it read plus one. */
+static void *increment(void *arg)
+{
+    incrementer *in = arg;
+    kv *db = client_of(in->c, in->node);
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = KV_CONSISTENCY_SERIAL;
+    for (int done = 0, tries = 0; done < 40 && tries < 4000; tries++) {
+        kv_value *val = NULL;
+        unsigned long long n = 0;
+        uint64_t seen = 0;
+        int rc = kv_get(&val, db, "ctr", 3, &ro);
+        if (rc == KV_OK) {
+            size_t len;
+            const char *d = kv_value_data(val, &len);
+            char buf[32];
+            snprintf(buf, sizeof buf, "%.*s", (int)len, d);
+            n = strtoull(buf, NULL, 10);
+            seen = kv_value_version(val);
+        }
+        kv_value_free(val);
+        if (rc != KV_OK && rc != KV_ENOTFOUND)
+            continue;
+        char next[32];
+        snprintf(next, sizeof next, "%llu", n + 1);
+        rc = kv_cas(NULL, db, "ctr", 3, seen, next, strlen(next), NULL);
+        in->ok += rc == KV_OK;
+        in->unknown += rc == KV_EUNKNOWN_OUTCOME;
+        done += rc == KV_OK || rc == KV_EUNKNOWN_OUTCOME;
+    }
+    kv_close(db);
+    return NULL;
+}
+
+/* Issue 11's experiment with the client handle: concurrent increments by
+ * CAS through all three nodes lose nothing that was acknowledged. */
+static void serial_cas_counter_loses_no_increment(void **state)
+{
+    cluster *c = *state;
+    enum { THREADS = 6 };
+    incrementer in[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        in[i] = (incrementer){c, i % 3, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, increment, &in[i]), 0);
+    }
+    unsigned ok = 0, unknown = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ok += in[i].ok;
+        unknown += in[i].unknown;
+    }
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = KV_CONSISTENCY_SERIAL;
+    kv_value *val = NULL;
+    assert_int_equal(kv_get(&val, db, "ctr", 3, &ro), KV_OK);
+    size_t len;
+    const char *d = kv_value_data(val, &len);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.*s", (int)len, d);
+    unsigned long long final = strtoull(buf, NULL, 10);
+    printf("SERIAL counter: %u acknowledged, %u unknown, final %llu, version %llu\n", ok,
+           unknown, final, (unsigned long long)kv_value_version(val));
+    assert_true(ok > 0);
+    assert_true(final >= ok);
+    assert_true(final <= (unsigned long long)ok + unknown);
+    /* Every version is one increment: versions are exactly 1, 2, 3 ... */
+    assert_int_equal(kv_value_version(val), final);
+    kv_value_free(val);
+    kv_close(db);
+}
+
+/* An acceptor refuses a proposer whose ring gives the key other homes (a
+ * ring change in progress must not make two majorities that do not
+ * overlap), and a malformed ballot; and it goes on serving. */
+static void acceptors_refuse_other_homes_and_bad_ballots(void **state)
+{
+    cluster *c = *state;
+    kvi_client *raw = NULL;
+    const char *eps[] = {c->nodes[0].listen};
+    assert_int_equal(kvi_client_open(&raw, eps, 1, NULL, NULL), KV_OK);
+    kvi_buf ballot = {0};
+    kvi_ballot b = {.time_us = 1, .node = "n9", .counter = 0};
+    kvi_ballot_encode(&ballot, &b);
+    static const unsigned char short_ballot[] = {0, 0, 0};
+    struct {
+        kvi_bytes ballot;
+        int want;
+    } cases[] = {
+        {{ballot.data, ballot.len}, KVI_ENOT_REPLICA}, /* homes hash 12345: not ours */
+        {{short_ballot, sizeof short_ballot}, KV_EINVAL},
+        {{NULL, 0}, KV_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kvi_fanout fo;
+        kvi_fanout_init(&fo);
+        kvi_request req = {.opcode = KVI_OP_PAXOS_PREPARE, .expected_version = 12345,
+                           .key = {(const unsigned char *)"k", 1}, .context = cases[i].ballot};
+        kvi_call *call = kvi_call_start(raw, &fo, &req, 0, 0);
+        struct timespec deadline = kvi_deadline_after(3000);
+        kvi_fanout_wait(&fo, 1, 1, &deadline);
+        kvi_frame_header h;
+        unsigned char *reply = NULL;
+        kvi_response resp;
+        assert_int_equal(kvi_call_finish(call, &h, &reply), KV_OK);
+        assert_int_equal(kvi_call_decode(&resp, KVI_OP_PAXOS_PREPARE, &h, reply),
+                         cases[i].want);
+        free(reply);
+        kvi_fanout_destroy(&fo);
+    }
+    kvi_buf_free(&ballot);
+    kvi_client_close(raw);
+    kv *db = client_of(c, 0);
+    uint64_t v = 0;
+    assert_int_equal(serial_write(db, 'p', &v, "k", "still", 0), KV_OK);
+    assert_int_equal(get_is(db, "k", "still", KV_CONSISTENCY_SERIAL), KV_OK);
+    kv_close(db);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1145,6 +1371,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(concurrent_writers_lose_nothing, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(cas_in_a_cluster, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(serial_everywhere_counts_versions, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(serial_needs_a_majority_of_homes, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(serial_cas_counter_loses_no_increment, setup_lww,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(acceptors_refuse_other_homes_and_bad_ballots, setup_lww,
+                                        teardown),
         cmocka_unit_test_setup_teardown(stale_ring_still_answers, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(restart_while_a_member_is_down, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(failures_are_detected, setup_lww, teardown),
