@@ -13,6 +13,7 @@
 #include "cluster/handoff.h"
 #include "cluster/hints.h"
 #include "cluster/membership.h"
+#include "cluster/paxos_acceptor.h"
 #include "cluster/replica_store.h"
 #include "cluster/view.h"
 #include "options.h"
@@ -410,6 +411,27 @@ static void describe_cluster(void *ctx, kvi_buf *out)
 
 /* ------------------------------------------------------------- lifecycle */
 
+/* Paxos records of keys whose last SERIAL commit is this old are removed
+ * (their promises kept by the node's floor; cluster/paxos_acceptor.h): far
+ * longer than any round lasts, so no round in flight can miss what they
+ * held. */
+#define PAXOS_KEEP_US (3600ull * 1000000u)
+#define PAXOS_SWEEP_MS 60000u
+
+static uint32_t sweep_paxos(void *ctx)
+{
+    kvi_node *n = ctx;
+    size_t removed = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    if (kvi_paxos_sweep(n->store->embedded, now_us, PAXOS_KEEP_US, &removed) != KV_OK)
+        kvi_log(n->log, KV_LOG_WARN, "sweeping Paxos records: %s", kv_error_last());
+    else if (removed)
+        kvi_log(n->log, KV_LOG_INFO, "removed %zu settled Paxos records", removed);
+    return PAXOS_SWEEP_MS;
+}
+
 static struct kvi_view *membership_view(void *ctx)
 {
     return kvi_membership_view(ctx);
@@ -565,6 +587,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         rc = kvi_handoff_start(&n->handoff, &hc);
         kvi_metrics_set_extra(n->metrics, kvi_node_render_metrics, n);
     }
+    if (rc == KV_OK && kvi_ticker_start(&n->paxos_sweeper, sweep_paxos, n) != 0)
+        rc = kvi_error(KV_ENOMEM, "cannot start the Paxos sweeper thread");
 
     if (rc == KV_OK) {
         kvi_server_config sc = {
@@ -658,6 +682,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_http_stop(n->http);
     kvi_server_stop(n->binary);
     kvi_handoff_stop(n->handoff);
+    kvi_ticker_stop(&n->paxos_sweeper);
     /* Before the store closes: dropping the views ends calls still in
      * flight, which may keep hints. */
     kvi_membership_stop(n->membership);

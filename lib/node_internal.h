@@ -18,6 +18,7 @@
 #include "net/server.h"
 #include "node.h"
 #include "util/metrics.h"
+#include "util/ticker.h"
 #include "util/validate.h"
 
 /* How far ahead of this node's clock a replicated write time may be. */
@@ -36,6 +37,7 @@ struct kvi_node {
     kvi_membership *membership;
     kvi_hints hints;          /* kept for homes that missed writes */
     kvi_handoff *handoff;     /* gives them back */
+    kvi_ticker paxos_sweeper; /* removes settled Paxos records */
     atomic_uint_fast64_t sloppy_writes;
     char *node_id;
     char *listen_addr;

@@ -43,4 +43,16 @@ int kvi_paxos_on_commit(kvi_embedded *e, const void *key, size_t key_len,
  * it), 0 when not, or a negative status. */
 int kvi_paxos_has_record(kvi_embedded *e, const void *key, size_t key_len);
 
+/* Cleanup without forgetting promises (ScyllaDB 6149/6154 expired Paxos
+ * state and let two conflicting CAS commit). Removes, up to 1024 per call,
+ * the records that hold no accepted proposal, whose last commit is at
+ * least min_age_us old (by its ballot's time) and whose key's data is live
+ * and holds that commit (a tombstone's record stays: it keeps the version
+ * count going once the tombstone is purged). Before removing any, it raises
+ * the node's promise floor (synced, in the meta family) to the highest
+ * promise among them; every key is then treated as promised at least the
+ * floor, so a removed promise still refuses lower ballots. *removed
+ * receives the count. KV_OK, KV_EIO, KV_ECORRUPT, KV_ENOMEM. */
+int kvi_paxos_sweep(kvi_embedded *e, uint64_t now_us, uint64_t min_age_us, size_t *removed);
+
 #endif

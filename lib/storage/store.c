@@ -364,12 +364,12 @@ int kvi_store_hint_delete(kvi_store *s, const void *hkey, size_t hkey_len)
     return err ? rocks_error(err, "deleting a hint") : KV_OK;
 }
 
-int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
-                        kvi_store_scan_fn fn, void *ctx)
+static int scan_cf(kvi_store *s, rocksdb_column_family_handle_t *cf, const char *what,
+                   const void *prefix, size_t prefix_len, kvi_store_scan_fn fn, void *ctx)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf_hints);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, cf);
     if (!it)
-        return kvi_error(KV_ENOMEM, "out of memory scanning hints");
+        return kvi_error(KV_ENOMEM, "out of memory scanning %s", what);
     if (prefix_len)
         rocksdb_iter_seek(it, prefix, prefix_len);
     else
@@ -387,9 +387,27 @@ int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
     if (err)
-        rc = rocks_error(err, "scanning hints");
+        rc = rocks_error(err, what);
     rocksdb_iter_destroy(it);
     return rc;
+}
+
+int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
+                        kvi_store_scan_fn fn, void *ctx)
+{
+    return scan_cf(s, s->cf_hints, "hints", prefix, prefix_len, fn, ctx);
+}
+
+int kvi_store_paxos_scan(kvi_store *s, kvi_store_scan_fn fn, void *ctx)
+{
+    return scan_cf(s, s->cf_paxos, "Paxos records", NULL, 0, fn, ctx);
+}
+
+int kvi_store_paxos_delete(kvi_store *s, const void *skey, size_t skey_len)
+{
+    char *err = NULL;
+    rocksdb_delete_cf(s->db, s->write_options, s->cf_paxos, skey, skey_len, &err);
+    return err ? rocks_error(err, "deleting a Paxos record") : KV_OK;
 }
 
 int kvi_store_compact(kvi_store *s)

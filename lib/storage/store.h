@@ -95,6 +95,11 @@ int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
  * it), KV_ENOTFOUND, KV_EIO. */
 int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out);
 
+/* Every Paxos record in key order, until fn returns non-zero; and the
+ * removal of one (under the store's sync policy). */
+int kvi_store_paxos_scan(kvi_store *s, kvi_store_scan_fn fn, void *ctx);
+int kvi_store_paxos_delete(kvi_store *s, const void *skey, size_t skey_len);
+
 /* Compacts the data family, running the expiry filter over every record. */
 int kvi_store_compact(kvi_store *s);
 

@@ -7,7 +7,8 @@
  * conflict, finish-first (CASSANDRA-6012), a read that finishes an
  * unfinished proposal (CASSANDRA-12126), a proposal another round finished
  * is known as applied, refusals back off to a higher ballot, no majority is
- * "not applied" before a proposal and "unknown" after. Then a randomized
+ * "not applied" before a proposal and "unknown" after, and settled records
+ * swept without forgetting their promises. Then a randomized
  * run: proposers (two per node id) incrementing one counter by SERIAL GET +
  * CAS over a lossy, reordering network, for several seeds; every acknowledged increment must be in the final
  * value (ok <= final <= ok + unknown) and no two acknowledged CAS may share
@@ -401,6 +402,70 @@ static void a_refusal_backs_off_to_a_higher_ballot(void **state)
     kvi_px_free(&r);
 }
 
+/* Cleanup: settled records go, their promises stay in the floor (lower
+ * ballots are still refused, after a restart too); a record with an
+ * unfinished proposal, a tombstone's record and a young record stay; the
+ * versions go on counting after a removal. */
+static void settled_records_are_swept_without_forgetting_promises(void **state)
+{
+    world *w = *state;
+    uint64_t v = 0;
+    assert_int_equal(op(w, KVI_SERIAL_PUT, "live", "a", 0, &v, NULL, 0), KV_OK);
+    assert_int_equal(op(w, KVI_SERIAL_PUT, "gone", "a", 0, &v, NULL, 0), KV_OK);
+    assert_int_equal(op(w, KVI_SERIAL_DELETE, "gone", NULL, 0, &v, NULL, 0), KV_OK);
+    /* "open": a proposal accepted at home 0 only, never committed. */
+    kvi_serial_request q = request(KVI_SERIAL_PUT, "open", "x", 0, "q", w);
+    kvi_px_round r;
+    assert_int_equal(kvi_px_init(&r, &q, HOMES, 3), KV_OK);
+    w->now_us += 1000;
+    kvi_px_start(&r, w->now_us);
+    deliver(w, &r, 0);
+    deliver(w, &r, 1);
+    deliver(w, &r, 0);
+    kvi_ballot open_ballot = r.msg.ballot;
+    kvi_px_free(&r);
+
+    size_t removed = 99;
+    kvi_embedded *e = w->db[0]->embedded;
+    /* Too young: nothing goes. */
+    assert_int_equal(kvi_paxos_sweep(e, w->now_us, 3600000000ull, &removed), KV_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(kvi_paxos_sweep(e, w->now_us + 3600000000ull, 3600000000ull, &removed),
+                     KV_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(kvi_paxos_has_record(e, "live", 4), 0);
+    assert_int_equal(kvi_paxos_has_record(e, "gone", 4), 1);
+    assert_int_equal(kvi_paxos_has_record(e, "open", 4), 1);
+
+    /* The removed record's promise is the floor; "open" promised a higher
+     * ballot, which is not in the floor (its record stays). A prepare of
+     * "live" at or below the floor is refused, above it granted; after a
+     * restart too. */
+    for (int pass = 0; pass < 2; pass++) {
+        kvi_buf ans = {0};
+        kvi_paxos_answer a;
+        kvi_ballot low = {.time_us = 1, .node = "z", .counter = 0};
+        assert_int_equal(kvi_paxos_on_prepare(w->db[0]->embedded, "live", 4, &low, &ans), KV_OK);
+        assert_int_equal(kvi_paxos_answer_decode(&a, ans.data, ans.len), 0);
+        assert_false(a.granted);
+        assert_true(a.promised.time_us > 1);
+        assert_true(kvi_ballot_compare(&a.promised, &open_ballot) < 0);
+        kvi_buf_free(&ans);
+        if (pass == 0) {
+            kv_close(w->db[0]);
+            kv_open_options o = KV_OPEN_OPTIONS_INIT;
+            o.sync = KV_SYNC_NONE;
+            assert_int_equal(kv_open(&w->db[0], w->dir[0], &o), KV_OK);
+        }
+    }
+    /* The versions go on: the data kept version 1. */
+    assert_int_equal(op(w, KVI_SERIAL_CAS, "live", "b", 1, &v, NULL, 0), KV_OK);
+    assert_int_equal(v, 2);
+    /* The tombstone's record kept its version too. */
+    assert_int_equal(op(w, KVI_SERIAL_PUT, "gone", "c", 0, &v, NULL, 0), KV_OK);
+    assert_int_equal(v, 3);
+}
+
 /* ---------------------------------------------------- randomized run */
 
 #define PROPOSERS 4
@@ -642,6 +707,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(a_refusal_backs_off_to_a_higher_ballot, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(settled_records_are_swept_without_forgetting_promises,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(randomized_counter_loses_no_acknowledged_increment,
                                         setup, teardown),
     };
