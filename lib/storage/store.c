@@ -378,7 +378,7 @@ static int scan_cf(kvi_store *s, rocksdb_column_family_handle_t *cf, const char 
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
-        if (klen < prefix_len || memcmp(k, prefix, prefix_len) != 0)
+        if (prefix_len && (klen < prefix_len || memcmp(k, prefix, prefix_len) != 0))
             break;
         const char *v = rocksdb_iter_value(it, &vlen);
         if (fn(ctx, k, klen, v, vlen) != 0)
