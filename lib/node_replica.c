@@ -135,77 +135,142 @@ int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
 
 /* PAXOS_PREPARE, PROPOSE and COMMIT, between nodes: this node as an
  * acceptor of a key it is a home replica of (cluster/paxos_acceptor.h).
- * The proposer's ring must give the key the same homes as this node's
- * (the hash of their ids): two proposers with different homes could form
- * majorities that do not overlap (ScyllaDB 5251), so a mismatch is refused
- * with KVI_ENOT_REPLICA until the rings agree. */
+ * Checks a message into m: the key, the ballot, a proposal's state (as
+ * replication checks a state), and that the proposer's ring gives the key
+ * the same homes as this node's (the hash of their ids): two proposers with
+ * different homes could form majorities that do not overlap (ScyllaDB
+ * 5251), so a mismatch is refused with KVI_ENOT_REPLICA until the rings
+ * agree. st is scratch space. */
+static int paxos_msg_of(kvi_node *n, const kvi_view *v, const kvi_request *req,
+                        const kvi_frame_header *h, kvi_paxos_msg *m, kvi_state *st)
+{
+    memset(m, 0, sizeof *m);
+    int rc = kvi_check_key(&n->limits, req->key.data, req->key.len);
+    if (rc != KV_OK)
+        return rc;
+    kvi_reader rd = kvi_reader_init(req->context.data, req->context.len);
+    if (kvi_ballot_read(&rd, &m->ballot) != 0 || kvi_reader_done(&rd) != 0 ||
+        m->ballot.node[0] == 0)
+        return kvi_error(KV_EINVAL, "a Paxos message with a malformed ballot");
+    if (!v)
+        return kvi_error(KV_EUNAVAILABLE, "this node is not serving a cluster yet");
+    const uint32_t *pref;
+    size_t count = kvi_ring_preference(v->ring, kvi_key_token(req->key.data, req->key.len),
+                                       &pref);
+    int mine = 0;
+    for (size_t i = 0; i < count; i++)
+        mine |= (int)pref[i] == v->self;
+    if (!mine || kvi_serial_homes_hash(v, req->key.data, req->key.len) != req->expected_version)
+        return kvi_error(KVI_ENOT_REPLICA, "this node's ring gives the key other home replicas "
+                                           "than the proposer's");
+    m->key = req->key.data;
+    m->key_len = req->key.len;
+    m->kind = h->opcode == KVI_OP_PAXOS_PREPARE   ? KVI_PAXOS_PREPARE
+            : h->opcode == KVI_OP_PAXOS_PROPOSE ? KVI_PAXOS_PROPOSE : KVI_PAXOS_COMMIT;
+    if (m->kind == KVI_PAXOS_PREPARE)
+        return KV_OK;
+    /* A proposal: its id, then a state checked as replication's is. */
+    uint64_t id;
+    kvi_request inner = *req;
+    const void *state;
+    if (kvi_proposal_split(req->value.data, req->value.len, &id, &state, &inner.value.len) != 0)
+        return kvi_error(KV_EINVAL, "a Paxos proposal shorter than its id");
+    inner.value.data = state;
+    rc = check_state(n, st, &inner, kvi_key_token(req->key.data, req->key.len));
+    m->proposal = req->value.data;
+    m->proposal_len = req->value.len;
+    return rc;
+}
+
+static void paxos_respond(kvi_node *n, kvi_buf *out, const kvi_frame_header *h, int rc,
+                          const kvi_paxos_msg *m, uint64_t started)
+{
+    kvi_response resp = {.value = {m->answer.data, m->answer.len}};
+    kvi_node_respond(out, h, rc, &resp);
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+                       kvi_metrics_now_ns() - started);
+}
+
 int kvi_node_paxos_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
                       kvi_buf *out)
 {
-    kvi_response resp = {0};
-    kvi_buf answer = {0};
-    kvi_ballot ballot;
-    kvi_reader rd = kvi_reader_init(req->context.data, req->context.len);
-    int rc = kvi_check_key(&n->limits, req->key.data, req->key.len);
-    if (rc == KV_OK && (kvi_ballot_read(&rd, &ballot) != 0 || kvi_reader_done(&rd) != 0 ||
-                        ballot.node[0] == 0))
-        rc = kvi_error(KV_EINVAL, "a Paxos message with a malformed ballot");
-    kvi_view *v = rc == KV_OK ? replica_check_view(n) : NULL;
-    if (rc == KV_OK && !v)
-        rc = kvi_error(KV_EUNAVAILABLE, "this node is not serving a cluster yet");
-    if (rc == KV_OK) {
-        const uint32_t *pref;
-        size_t count = kvi_ring_preference(v->ring, kvi_key_token(req->key.data, req->key.len),
-                                           &pref);
-        int mine = 0;
-        for (size_t i = 0; i < count; i++)
-            mine |= (int)pref[i] == v->self;
-        if (!mine || kvi_serial_homes_hash(v, req->key.data, req->key.len) !=
-                         req->expected_version)
-            rc = kvi_error(KVI_ENOT_REPLICA, "this node's ring gives the key other home "
-                                             "replicas than the proposer's");
-    }
+    kvi_paxos_msg m;
+    kvi_state *st = malloc(sizeof *st);
+    kvi_view *v = replica_check_view(n);
+    int rc = st ? paxos_msg_of(n, v, req, h, &m, st)
+                : kvi_error(KV_ENOMEM, "out of memory handling a Paxos message");
     kvi_view_unref(v);
-    kvi_state *st = NULL;
-    if (rc == KV_OK && h->opcode != KVI_OP_PAXOS_PREPARE) {
-        /* A proposal: its id, then a state checked as replication's is. */
-        uint64_t id;
-        kvi_request inner = *req;
-        const void *state;
-        st = malloc(sizeof *st);
-        if (!st)
-            rc = kvi_error(KV_ENOMEM, "out of memory handling a Paxos message");
-        else if (kvi_proposal_split(req->value.data, req->value.len, &id, &state,
-                                    &inner.value.len) != 0)
-            rc = kvi_error(KV_EINVAL, "a Paxos proposal shorter than its id");
-        else {
-            inner.value.data = state;
-            rc = check_state(n, st, &inner, kvi_key_token(req->key.data, req->key.len));
-        }
+    if (rc == KV_OK) {
+        kvi_paxos_apply(n->store->embedded, &m, 1);
+        rc = m.status;
     }
-    kvi_embedded *e = n->store->embedded;
-    if (rc == KV_OK && h->opcode == KVI_OP_PAXOS_PREPARE)
-        rc = kvi_paxos_on_prepare(e, req->key.data, req->key.len, &ballot, &answer);
-    else if (rc == KV_OK && h->opcode == KVI_OP_PAXOS_PROPOSE)
-        rc = kvi_paxos_on_propose(e, req->key.data, req->key.len, &ballot, req->value.data,
-                                  req->value.len, &answer);
-    else if (rc == KV_OK)
-        rc = kvi_paxos_on_commit(e, req->key.data, req->key.len, &ballot, req->value.data,
-                                 req->value.len, &answer);
-    if (rc == KV_OK && answer.failed)
-        rc = kvi_error(KV_ENOMEM, "out of memory answering a Paxos message");
-    resp.value.data = answer.data;
-    resp.value.len = answer.len;
+    kvi_response resp = {.value = {m.answer.data, m.answer.len}};
     kvi_node_respond(out, h, rc, &resp);
-    kvi_buf_free(&answer);
+    kvi_buf_free(&m.answer);
     free(st);
     return rc;
 }
 
+static int is_paxos(uint8_t opcode)
+{
+    return opcode == KVI_OP_PAXOS_PREPARE || opcode == KVI_OP_PAXOS_PROPOSE ||
+           opcode == KVI_OP_PAXOS_COMMIT;
+}
+
+/* The Paxos messages of a batch, applied together: the promises and
+ * accepts of concurrent rounds share one synced write. */
+static void paxos_batch(kvi_node *n, const kvi_view *v, kvi_server_request *reqs,
+                        size_t n_reqs, uint64_t started)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n_reqs; i++)
+        count += is_paxos(reqs[i].h->opcode);
+    if (!count)
+        return;
+    kvi_paxos_msg *msgs = calloc(count, sizeof *msgs);
+    size_t *which = calloc(count, sizeof *which);
+    kvi_state *st = malloc(sizeof *st);
+    size_t k = 0;
+    for (size_t i = 0; msgs && which && st && i < n_reqs; i++) {
+        const kvi_frame_header *h = reqs[i].h;
+        kvi_request req;
+        if (!is_paxos(h->opcode))
+            continue;
+        int rc = kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
+                     ? kvi_error(KV_EINVAL, "malformed request body for opcode %u", h->opcode)
+                     : paxos_msg_of(n, v, &req, h, &msgs[k], st);
+        if (rc != KV_OK) {
+            kvi_paxos_msg none = {0};
+            paxos_respond(n, reqs[i].out, h, rc, &none, started);
+            continue;
+        }
+        which[k++] = i;
+    }
+    if (!msgs || !which || !st) {
+        for (size_t i = 0; i < n_reqs; i++)
+            if (is_paxos(reqs[i].h->opcode))
+                kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
+    } else if (k) {
+        kvi_paxos_apply(n->store->embedded, msgs, k);
+        for (size_t j = 0; j < k; j++) {
+            if (msgs[j].status != KV_OK)
+                kvi_error(msgs[j].status, "applying a Paxos message: %s",
+                          kv_strerror(msgs[j].status));
+            paxos_respond(n, reqs[which[j]].out, reqs[which[j]].h, msgs[j].status, &msgs[j],
+                          started);
+            kvi_buf_free(&msgs[j].answer);
+        }
+    }
+    free(msgs);
+    free(which);
+    free(st);
+}
+
 /* The replication pool's requests, in batches: the REPLICATEs that queued
  * up while its threads were busy are merged together and written with one
- * sync (kvi_replica_merge_many), instead of one synced write each. Other
- * requests of the pool (HINT) run one by one. */
+ * sync (kvi_replica_merge_many), instead of one synced write each; so are
+ * the Paxos messages (kvi_paxos_apply). Other requests of the pool (HINT)
+ * run one by one. */
 void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs)
 {
     kvi_node *n = ctx;
@@ -226,6 +291,8 @@ void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_re
     for (size_t i = 0; i < n_reqs; i++) {
         const kvi_frame_header *h = reqs[i].h;
         kvi_request req;
+        if (is_paxos(h->opcode))
+            continue; /* below, together */
         if ((h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
             kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0) {
             kvi_node_handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */
@@ -242,6 +309,7 @@ void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_re
         items[n_items] = (kvi_merge_item){req.key.data, req.key.len, &states[i], 0, 0};
         which[n_items++] = i;
     }
+    paxos_batch(n, v, reqs, n_reqs, started);
     kvi_view_unref(v);
     if (n_items)
         kvi_replica_merge_many(n->store->embedded, items, n_items);

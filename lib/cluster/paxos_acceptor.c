@@ -10,7 +10,7 @@
 #include "storage/record.h"
 #include "util/error.h"
 
-/* One message's work: the key, its storage key, its record. */
+/* A key's record, loaded under its lock (for the sweeper). */
 typedef struct acceptor_io {
     kvi_embedded *e;
     uint64_t token;
@@ -41,6 +41,29 @@ static int load_floor(kvi_store *s, kvi_ballot *floor)
     return rc;
 }
 
+/* Loads a key's record into *a (its bytes in *holder), with the floor
+ * applied; the caller holds the key's lock. */
+static int load_record(kvi_embedded *e, const unsigned char *skey, size_t skey_len,
+                       uint64_t token, const kvi_ballot *floor, kvi_buf *holder,
+                       kvi_acceptor *a)
+{
+    kvi_slice slice = {0};
+    kvi_acceptor_init(a);
+    int rc = kvi_store_paxos_get(kvi_embedded_store(e), skey, skey_len, &slice);
+    if (rc == KV_OK) {
+        kvi_buf_reset(holder);
+        kvi_buf_raw(holder, slice.data, slice.len);
+        kvi_slice_release(&slice);
+        rc = holder->failed ? kvi_error(KV_ENOMEM, "out of memory reading a Paxos record")
+                            : kvi_acceptor_decode(a, holder->data, holder->len, token);
+    } else if (rc == KV_ENOTFOUND) {
+        rc = KV_OK;
+    }
+    if (rc == KV_OK && kvi_ballot_compare(floor, &a->promised) > 0)
+        a->promised = *floor;
+    return rc;
+}
+
 static int io_begin(acceptor_io *io, kvi_embedded *e, const void *key, size_t key_len)
 {
     memset(io, 0, sizeof *io);
@@ -49,27 +72,13 @@ static int io_begin(acceptor_io *io, kvi_embedded *e, const void *key, size_t ke
     io->skey_len = KVI_TOKEN_SIZE + key_len;
     io->skey = malloc(io->skey_len);
     if (!io->skey)
-        return kvi_error(KV_ENOMEM, "out of memory handling a Paxos message");
+        return kvi_error(KV_ENOMEM, "out of memory handling a Paxos record");
     kvi_storage_key(io->skey, io->token, key, key_len);
     kvi_keylock_lock(kvi_embedded_locks(e), io->token);
-    kvi_slice slice = {0};
     kvi_ballot floor;
     int rc = load_floor(kvi_embedded_store(e), &floor);
     if (rc == KV_OK)
-        rc = kvi_store_paxos_get(kvi_embedded_store(e), io->skey, io->skey_len, &slice);
-    kvi_acceptor_init(&io->a);
-    if (rc == KV_OK) {
-        kvi_buf_raw(&io->record, slice.data, slice.len);
-        kvi_slice_release(&slice);
-        rc = io->record.failed ? kvi_error(KV_ENOMEM, "out of memory reading a Paxos record")
-                               : kvi_acceptor_decode(&io->a, io->record.data, io->record.len,
-                                                     io->token);
-    } else if (rc == KV_ENOTFOUND) {
-        rc = KV_OK;
-    }
-    /* A removed record's promise lives on in the floor. */
-    if (rc == KV_OK && kvi_ballot_compare(&floor, &io->a.promised) > 0)
-        io->a.promised = floor;
+        rc = load_record(e, io->skey, io->skey_len, io->token, &floor, &io->record, &io->a);
     return rc;
 }
 
@@ -82,130 +91,225 @@ static void io_end(acceptor_io *io)
     kvi_buf_free(&io->record);
 }
 
-/* Writes the record (and, for a commit, the merged data) in one batch. */
-static int io_write(acceptor_io *io, const kvi_buf *data, int synced)
+/* ------------------------------------------------------------ messages */
+
+/* The key's replicated state for a prepare's answer, re-encoded as a state
+ * when it is a format-1 record (the embedded path). *has: whether any. */
+static int read_data(kvi_embedded *e, const kvi_paxos_msg *m, uint64_t token, kvi_buf *out,
+                     int *has)
 {
-    kvi_buf rec = {0};
-    kvi_acceptor_encode(&rec, &io->a, io->token);
-    kvi_store *s = kvi_embedded_store(io->e);
-    kvi_store_batch *b = rec.failed ? NULL : kvi_store_batch_new(s);
-    if (!b) {
-        kvi_buf_free(&rec);
-        return kvi_error(KV_ENOMEM, "out of memory writing a Paxos record");
+    *has = 0;
+    kvi_state *st = malloc(sizeof *st);
+    kvi_buf holder = {0};
+    if (!st)
+        return kvi_error(KV_ENOMEM, "out of memory reading for a prepare");
+    int rc = kvi_replica_read(st, &holder, e, m->key, m->key_len);
+    if (rc == KV_OK) {
+        *has = 1;
+        if (holder.len > 0 && holder.data[0] != KVI_STATE_FORMAT) {
+            kvi_state_encode(out, st, token);
+        } else {
+            kvi_buf_free(out);
+            *out = holder;
+            holder = (kvi_buf){0};
+        }
+        rc = out->failed ? kvi_error(KV_ENOMEM, "out of memory reading for a prepare") : KV_OK;
+    } else if (rc == KV_ENOTFOUND) {
+        rc = KV_OK;
     }
-    kvi_store_batch_put_paxos(b, io->skey, io->skey_len, rec.data, rec.len);
-    if (data)
-        kvi_store_batch_put(b, io->skey, io->skey_len, data->data, data->len);
-    int rc = synced ? kvi_store_write_synced(s, b) : kvi_store_write(s, b);
-    kvi_store_batch_free(b);
-    kvi_buf_free(&rec);
+    kvi_buf_free(&holder);
+    free(st);
     return rc;
+}
+
+/* A commit's data: the held state merged with the proposal's, encoded. */
+static int commit_data(kvi_embedded *e, const kvi_paxos_msg *m, const kvi_state *incoming,
+                       uint64_t token, kvi_buf *out)
+{
+    kvi_state *held = malloc(sizeof *held);
+    kvi_buf holder = {0};
+    int rc = held ? kvi_replica_read(held, &holder, e, m->key, m->key_len)
+                  : kvi_error(KV_ENOMEM, "out of memory committing");
+    if (rc == KV_ENOTFOUND) {
+        kvi_state_init(held);
+        rc = KV_OK;
+    }
+    if (rc == KV_OK)
+        rc = kvi_state_merge(held, incoming);
+    if (rc == KV_OK) {
+        kvi_state_encode(out, held, token);
+        rc = out->failed ? kvi_error(KV_ENOMEM, "out of memory committing") : KV_OK;
+    }
+    kvi_buf_free(&holder);
+    free(held);
+    return rc;
+}
+
+/* One message, under its key's lock: the acceptor's rule, the writes it
+ * makes (into wb) and its answer. *sync: a promise or an accept to sync. */
+static int apply_one(kvi_embedded *e, kvi_store_batch *wb, const kvi_ballot *floor,
+                     kvi_paxos_msg *m, int *sync)
+{
+    uint64_t token = kvi_key_token(m->key, m->key_len);
+    size_t skey_len = KVI_TOKEN_SIZE + m->key_len;
+    unsigned char *skey = malloc(skey_len);
+    kvi_state *incoming = malloc(sizeof *incoming);
+    kvi_buf holder = {0}, data = {0}, rec = {0};
+    kvi_acceptor a;
+    int rc = skey && incoming ? KV_OK : kvi_error(KV_ENOMEM, "out of memory handling Paxos");
+    if (rc == KV_OK) {
+        kvi_storage_key(skey, token, m->key, m->key_len);
+        rc = load_record(e, skey, skey_len, token, floor, &holder, &a);
+    }
+    int granted = 0, changed = 0, has_data = 0;
+    if (rc == KV_OK && m->kind == KVI_PAXOS_PREPARE) {
+        changed = granted = kvi_acceptor_prepare(&a, &m->ballot);
+        /* The read a prepare carries. No commit below the promise can land
+         * between the two: the key's lock is held. */
+        rc = read_data(e, m, token, &data, &has_data);
+    } else if (rc == KV_OK && m->kind == KVI_PAXOS_PROPOSE) {
+        changed = granted = kvi_acceptor_propose(&a, &m->ballot, m->proposal, m->proposal_len);
+    } else if (rc == KV_OK) {
+        uint64_t id = 0;
+        const void *st = NULL;
+        size_t st_len = 0;
+        if (kvi_proposal_split(m->proposal, m->proposal_len, &id, &st, &st_len) != 0 ||
+            kvi_state_decode(incoming, st, st_len, token) != KV_OK)
+            rc = kvi_error(KV_EINVAL, "a commit carries a malformed proposal");
+        granted = 1; /* a commit below the last one is covered by it: nothing to do */
+        if (rc == KV_OK && kvi_acceptor_commit(&a, &m->ballot, kvi_state_version(incoming))) {
+            kvi_acceptor_remember(&a, kvi_state_version(incoming), id);
+            changed = 1;
+            rc = commit_data(e, m, incoming, token, &data);
+            if (rc == KV_OK)
+                kvi_store_batch_put(wb, skey, skey_len, data.data, data.len);
+        }
+    }
+    if (rc == KV_OK && changed) {
+        kvi_acceptor_encode(&rec, &a, token);
+        if (rec.failed)
+            rc = kvi_error(KV_ENOMEM, "out of memory writing a Paxos record");
+        else
+            kvi_store_batch_put_paxos(wb, skey, skey_len, rec.data, rec.len);
+        *sync |= m->kind != KVI_PAXOS_COMMIT;
+    }
+    if (rc == KV_OK) {
+        kvi_bytes d = {data.data, data.len};
+        kvi_paxos_answer_encode(&m->answer, granted, &a, has_data ? &d : NULL);
+        if (m->answer.failed)
+            rc = kvi_error(KV_ENOMEM, "out of memory answering a Paxos message");
+    }
+    kvi_buf_free(&rec);
+    kvi_buf_free(&data);
+    kvi_buf_free(&holder);
+    free(incoming);
+    free(skey);
+    return rc;
+}
+
+/* One pass over messages of distinct keys (the others wait for the next):
+ * every key locked, each message applied, one atomic write for all of
+ * them, synced when it holds a promise or an accept. */
+static void apply_pass(kvi_embedded *e, kvi_paxos_msg **pass, size_t n, const kvi_ballot *floor)
+{
+    unsigned *stripes = malloc(n * sizeof *stripes);
+    kvi_store *s = kvi_embedded_store(e);
+    kvi_store_batch *wb = kvi_store_batch_new(s);
+    if (!stripes || !wb) {
+        for (size_t i = 0; i < n; i++)
+            pass[i]->status = kvi_error(KV_ENOMEM, "out of memory handling Paxos");
+        free(stripes);
+        kvi_store_batch_free(wb);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        stripes[i] = kvi_keylock_stripe(kvi_key_token(pass[i]->key, pass[i]->key_len));
+    size_t locked = n;
+    kvi_keylock_lock_stripes(kvi_embedded_locks(e), stripes, &locked);
+    int sync = 0, writes = 0;
+    for (size_t i = 0; i < n; i++) {
+        pass[i]->status = apply_one(e, wb, floor, pass[i], &sync);
+        writes += pass[i]->status == KV_OK;
+    }
+    if (writes) {
+        int rc = sync ? kvi_store_write_synced(s, wb) : kvi_store_write(s, wb);
+        for (size_t i = 0; rc != KV_OK && i < n; i++)
+            if (pass[i]->status == KV_OK)
+                pass[i]->status = rc; /* nothing was written: no answer holds */
+    }
+    kvi_keylock_unlock_stripes(kvi_embedded_locks(e), stripes, locked);
+    kvi_store_batch_free(wb);
+    free(stripes);
+}
+
+int kvi_paxos_apply(kvi_embedded *e, kvi_paxos_msg *msgs, size_t n)
+{
+    kvi_ballot floor;
+    int rc = load_floor(kvi_embedded_store(e), &floor);
+    kvi_paxos_msg **pass = rc == KV_OK ? malloc(n * sizeof *pass) : NULL;
+    if (rc == KV_OK && !pass && n)
+        rc = kvi_error(KV_ENOMEM, "out of memory handling Paxos");
+    if (rc != KV_OK) {
+        for (size_t i = 0; i < n; i++)
+            msgs[i].status = rc;
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++)
+        msgs[i].status = 1; /* not yet applied */
+    /* Two messages of one key go in different passes, in their order. */
+    for (size_t done = 0; done < n;) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (msgs[i].status != 1)
+                continue;
+            int clash = 0; /* an earlier message of the key waits (or is in this pass) */
+            for (size_t j = 0; j < i && !clash; j++)
+                clash = msgs[j].status == 1 && msgs[j].key_len == msgs[i].key_len &&
+                        memcmp(msgs[j].key, msgs[i].key, msgs[i].key_len) == 0;
+            if (!clash)
+                pass[k++] = &msgs[i];
+        }
+        apply_pass(e, pass, k, &floor);
+        done += k;
+    }
+    free(pass);
+    return KV_OK;
+}
+
+/* One message through kvi_paxos_apply. */
+static int apply_single(kvi_embedded *e, int kind, const void *key, size_t key_len,
+                        const kvi_ballot *ballot, const void *proposal, size_t proposal_len,
+                        kvi_buf *answer)
+{
+    kvi_paxos_msg m = {.kind = kind, .key = key, .key_len = key_len, .ballot = *ballot,
+                       .proposal = proposal, .proposal_len = proposal_len};
+    kvi_paxos_apply(e, &m, 1);
+    if (m.status == KV_OK)
+        kvi_buf_raw(answer, m.answer.data, m.answer.len);
+    kvi_buf_free(&m.answer);
+    if (m.status == KV_OK && answer->failed)
+        return kvi_error(KV_ENOMEM, "out of memory answering a Paxos message");
+    return m.status;
 }
 
 int kvi_paxos_on_prepare(kvi_embedded *e, const void *key, size_t key_len,
                          const kvi_ballot *ballot, kvi_buf *answer)
 {
-    acceptor_io io;
-    int rc = io_begin(&io, e, key, key_len);
-    int granted = 0;
-    if (rc == KV_OK) {
-        granted = kvi_acceptor_prepare(&io.a, ballot);
-        if (granted)
-            rc = io_write(&io, NULL, 1);
-    }
-    /* The read a prepare carries, taken under the lock after the promise:
-     * no commit below the promise can land between the two. */
-    kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
-    kvi_buf holder = {0};
-    if (rc == KV_OK && !st)
-        rc = kvi_error(KV_ENOMEM, "out of memory reading for a prepare");
-    int has_data = 0;
-    if (rc == KV_OK) {
-        int r = kvi_replica_read(st, &holder, e, key, key_len);
-        if (r == KV_OK)
-            has_data = 1;
-        else if (r != KV_ENOTFOUND)
-            rc = r;
-    }
-    if (rc == KV_OK) {
-        kvi_bytes data = {holder.data, holder.len};
-        /* A format-1 record (the embedded path) is re-encoded as a state. */
-        kvi_buf reencoded = {0};
-        if (has_data && holder.len > 0 && holder.data[0] != KVI_STATE_FORMAT) {
-            kvi_state_encode(&reencoded, st, io.token);
-            data.data = reencoded.data;
-            data.len = reencoded.len;
-        }
-        kvi_paxos_answer_encode(answer, granted, &io.a, has_data ? &data : NULL);
-        kvi_buf_free(&reencoded);
-    }
-    kvi_buf_free(&holder);
-    free(st);
-    io_end(&io);
-    return rc;
+    return apply_single(e, KVI_PAXOS_PREPARE, key, key_len, ballot, NULL, 0, answer);
 }
 
 int kvi_paxos_on_propose(kvi_embedded *e, const void *key, size_t key_len,
                          const kvi_ballot *ballot, const void *state, size_t state_len,
                          kvi_buf *answer)
 {
-    acceptor_io io;
-    int rc = io_begin(&io, e, key, key_len);
-    int granted = 0;
-    if (rc == KV_OK) {
-        granted = kvi_acceptor_propose(&io.a, ballot, state, state_len);
-        if (granted)
-            rc = io_write(&io, NULL, 1);
-    }
-    if (rc == KV_OK)
-        kvi_paxos_answer_encode(answer, granted, &io.a, NULL);
-    io_end(&io);
-    return rc;
+    return apply_single(e, KVI_PAXOS_PROPOSE, key, key_len, ballot, state, state_len, answer);
 }
 
 int kvi_paxos_on_commit(kvi_embedded *e, const void *key, size_t key_len,
                         const kvi_ballot *ballot, const void *state, size_t state_len,
                         kvi_buf *answer)
 {
-    acceptor_io io;
-    int rc = io_begin(&io, e, key, key_len);
-    kvi_state *incoming = malloc(sizeof *incoming);
-    kvi_state *held = malloc(sizeof *held);
-    kvi_buf holder = {0}, data = {0};
-    if (rc == KV_OK && (!incoming || !held))
-        rc = kvi_error(KV_ENOMEM, "out of memory committing");
-    uint64_t id = 0;
-    const void *st_bytes = NULL;
-    size_t st_len = 0;
-    if (rc == KV_OK && (kvi_proposal_split(state, state_len, &id, &st_bytes, &st_len) != 0 ||
-                        kvi_state_decode(incoming, st_bytes, st_len, io.token) != KV_OK))
-        rc = kvi_error(KV_EINVAL, "a commit carries a malformed proposal");
-    /* A commit below the last one here is already covered by it (every
-     * round builds on the commits it saw): nothing to apply. */
-    if (rc == KV_OK && kvi_acceptor_commit(&io.a, ballot, kvi_state_version(incoming))) {
-        kvi_acceptor_remember(&io.a, kvi_state_version(incoming), id);
-        int r = kvi_replica_read(held, &holder, e, key, key_len);
-        if (r == KV_ENOTFOUND)
-            kvi_state_init(held);
-        else if (r != KV_OK)
-            rc = r;
-        if (rc == KV_OK)
-            rc = kvi_state_merge(held, incoming);
-        if (rc == KV_OK) {
-            kvi_state_encode(&data, held, io.token);
-            rc = data.failed ? kvi_error(KV_ENOMEM, "out of memory committing") : KV_OK;
-        }
-        if (rc == KV_OK)
-            rc = io_write(&io, &data, 0);
-    }
-    if (rc == KV_OK)
-        kvi_paxos_answer_encode(answer, 1, &io.a, NULL);
-    kvi_buf_free(&holder);
-    kvi_buf_free(&data);
-    free(incoming);
-    free(held);
-    io_end(&io);
-    return rc;
+    return apply_single(e, KVI_PAXOS_COMMIT, key, key_len, ballot, state, state_len, answer);
 }
 
 int kvi_paxos_has_record(kvi_embedded *e, const void *key, size_t key_len)

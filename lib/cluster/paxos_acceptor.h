@@ -28,6 +28,26 @@
 #include "cluster/paxos.h"
 #include "embedded.h"
 
+/* Messages applied together (the replication pool's batch): each key's
+ * messages in their order, every key locked, and one atomic store write
+ * per pass over distinct keys, synced when it holds a promise or an accept:
+ * concurrent rounds share a sync (group commit). Each message gets its own
+ * status and, with KV_OK, its answer appended to m->answer (the caller
+ * frees it). */
+enum { KVI_PAXOS_PREPARE = 1, KVI_PAXOS_PROPOSE = 2, KVI_PAXOS_COMMIT = 3 };
+typedef struct kvi_paxos_msg {
+    int kind;                 /* KVI_PAXOS_* */
+    const void *key;
+    size_t key_len;
+    kvi_ballot ballot;
+    const void *proposal;     /* PROPOSE, COMMIT */
+    size_t proposal_len;
+    kvi_buf answer;           /* out */
+    int status;               /* out */
+} kvi_paxos_msg;
+int kvi_paxos_apply(kvi_embedded *e, kvi_paxos_msg *msgs, size_t n);
+
+/* One message each (the coordinator's own replica). */
 int kvi_paxos_on_prepare(kvi_embedded *e, const void *key, size_t key_len,
                          const kvi_ballot *ballot, kvi_buf *answer);
 int kvi_paxos_on_propose(kvi_embedded *e, const void *key, size_t key_len,
