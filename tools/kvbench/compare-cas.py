@@ -17,8 +17,8 @@ Rows (each a kvbench run of DURATION seconds, CONNECTIONS threads):
   kvd CAS SERIAL    kv_cas at SERIAL: linearizable, per-key Paxos (prepare and
                     propose each synced at every acceptor; commit in the
                     background). The default for kv_cas in a cluster.
-  kvd CAS QUORUM    kv_cas at QUORUM: the old path, the coordinator's local
-                    compare then a QUORUM write; not linearizable (two
+  kvd CAS QUORUM    kv_cas at QUORUM: the old path, a compare against a
+                    QUORUM read then a QUORUM write; not linearizable (two
                     coordinators can both win).
   etcd CAS          POST /v3/kv/txn: compare the key's mod_revision, put on
                     success, range on failure (which tells the revision).
