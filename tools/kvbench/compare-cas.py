@@ -43,8 +43,8 @@ measured phase (from kvbench's "preload done" line to its exit, read in
 
 Environment: DURATION=10 CONNECTIONS=32 KV_CONNECTIONS=4 KEYS=10000
 VALUE_SIZE=200 KVD_SYNC=always HTTP=1 LOG_DIR= (keeps every tool's output)
-PERF_OUT= (a file: perf record -g of the three kvd during the SERIAL CAS
-row's measured phase) TMPDIR=/tmp.
+PERF_OUT= (a file: perf record -F 499 --call-graph dwarf of the three kvd
+during the SERIAL CAS row's measured phase) TMPDIR=/tmp.
 
 Only processes this script started are stopped, by pid; everything listens
 on 127.0.0.1 only. Exit status 0 ok, 1 a tool failed, 2 bad setup.
@@ -111,7 +111,8 @@ def kvbench(args, tmp, tag, servers, preload=True, perf=False):
             if cpu0 is None and "preload done" in line:
                 cpu0 = cpu_seconds(servers)
                 if perf:
-                    perf_p = subprocess.Popen(["perf", "record", "-g", "-o", PERF_OUT, "-p",
+                    perf_p = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph",
+                                               "dwarf,16384", "-o", PERF_OUT, "-p",
                                                ",".join(str(s.pid) for s in servers), "--",
                                                "sleep", str(max(1, DURATION - 1))],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
