@@ -149,8 +149,10 @@ static int paxos_msg_of(kvi_node *n, const kvi_view *v, const kvi_request *req,
     if (rc != KV_OK)
         return rc;
     kvi_reader rd = kvi_reader_init(req->context.data, req->context.len);
+    /* The zero ballot only asks (a SERIAL read's first step, which no
+     * acceptor takes): a prepare may carry it, nothing else. */
     if (kvi_ballot_read(&rd, &m->ballot) != 0 || kvi_reader_done(&rd) != 0 ||
-        m->ballot.node[0] == 0)
+        (m->ballot.node[0] == 0 && h->opcode != KVI_OP_PAXOS_PREPARE))
         return kvi_error(KV_EINVAL, "a Paxos message with a malformed ballot");
     if (!v)
         return kvi_error(KV_EUNAVAILABLE, "this node is not serving a cluster yet");

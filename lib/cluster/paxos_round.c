@@ -84,6 +84,21 @@ static kvi_px_step prepare(kvi_px_round *r, uint64_t now_us)
 
 kvi_px_step kvi_px_start(kvi_px_round *r, uint64_t now_us)
 {
+    if (r->req.op == KVI_SERIAL_GET) {
+        /* A read first asks without a promise (the zero ballot, which no
+         * acceptor takes, so none writes or syncs anything). When a
+         * majority shows nothing unfinished, their merged data holds every
+         * chosen value: a chosen value was accepted by a majority, which
+         * this one meets, and is either committed into the data or shows
+         * as unfinished. Otherwise a full round finishes it first. */
+        r->reading = 1;
+        r->attempts++;
+        memset(&r->msg.ballot, 0, sizeof r->msg.ballot);
+        r->has_unfinished = 0;
+        kvi_state_init(&r->merged);
+        r->n_holders = 0;
+        return send(r, KVI_PX_PREPARE);
+    }
     return prepare(r, now_us);
 }
 
@@ -266,7 +281,7 @@ static kvi_px_step after_prepare(kvi_px_round *r)
 
 static kvi_px_step take_prepare(kvi_px_round *r, const kvi_paxos_answer *a)
 {
-    if (!a->granted) {
+    if (!a->granted && !r->reading) {
         r->refused++;
         return no_majority(r);
     }
@@ -305,9 +320,17 @@ static kvi_px_step take_prepare(kvi_px_round *r, const kvi_paxos_answer *a)
             return done(r, KV_ETOOBIG, "the replicas' states cannot be merged (too many "
                         "siblings)");
     }
-    if (++r->granted >= r->majority)
-        return after_prepare(r);
-    return KVI_PX_WAIT;
+    if (++r->granted < r->majority)
+        return KVI_PX_WAIT;
+    if (r->reading) {
+        r->reading = 0;
+        if (r->has_unfinished && kvi_ballot_compare(&r->unfinished_ballot, &r->max_committed) > 0) {
+            r->backoff_ms = 0; /* a full round, at once, to finish it */
+            return KVI_PX_BACKOFF;
+        }
+        return evaluate(r);
+    }
+    return after_prepare(r);
 }
 
 /* The index of our own proposal whose id the message in flight carries,

@@ -106,6 +106,7 @@ typedef struct kvi_px_round {
         int applied, lost;     /* what this prepare's answers said of it */
     } own[KVI_PX_OWN_MAX];
 
+    int reading;               /* a GET's first ask: no promise (zero ballot) */
     unsigned attempts;
     uint64_t backoff_ms;
 

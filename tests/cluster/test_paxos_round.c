@@ -207,6 +207,12 @@ static void versions_count_one_two_three_across_a_delete(void **state)
     assert_int_equal(v, 4);
     assert_int_equal(op(w, KVI_SERIAL_GET, "k", NULL, 0, &v, read, sizeof read), KV_OK);
     assert_string_equal(read, "c");
+    /* A read with nothing unfinished asks without promising: it leaves no
+     * Paxos state behind (no synced write). */
+    assert_int_equal(op(w, KVI_SERIAL_GET, "never", NULL, 0, &v, NULL, 0), KV_OK);
+    assert_int_equal(v, 0);
+    for (int i = 0; i < HOMES; i++)
+        assert_int_equal(kvi_paxos_has_record(w->db[i]->embedded, "never", 5), 0);
     /* Every home holds the committed state (the commit went to all). */
     for (int i = 0; i < HOMES; i++) {
         kvi_state st;
@@ -379,7 +385,7 @@ static void a_refusal_backs_off_to_a_higher_ballot(void **state)
 {
     world *w = *state;
     /* A rival promised a ballot far ahead of our clock at every home. */
-    kvi_serial_request q = request(KVI_SERIAL_GET, "b", NULL, 0, "z", w);
+    kvi_serial_request q = request(KVI_SERIAL_PUT, "b", "r", 0, "z", w);
     kvi_px_round rival;
     assert_int_equal(kvi_px_init(&rival, &q, HOMES, 1), KV_OK);
     kvi_px_start(&rival, w->now_us + 60000000u);
