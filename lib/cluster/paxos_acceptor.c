@@ -232,7 +232,10 @@ static void apply_pass(kvi_embedded *e, kvi_paxos_msg **pass, size_t n, const kv
         writes += pass[i]->status == KV_OK;
     }
     if (writes) {
-        int rc = sync ? kvi_store_write_synced(s, wb) : kvi_store_write(s, wb);
+        /* Commits alone need no sync: the value is chosen, synced in the
+         * accepts of a majority; if a crash loses the commit, the accept
+         * it cleared is back and the next round finishes it again. */
+        int rc = sync ? kvi_store_write_synced(s, wb) : kvi_store_write_unsynced(s, wb);
         for (size_t i = 0; rc != KV_OK && i < n; i++)
             if (pass[i]->status == KV_OK)
                 pass[i]->status = rc; /* nothing was written: no answer holds */

@@ -11,8 +11,9 @@
  *            the key's replicated state (the read a prepare carries);
  *   propose: an accept is written synced before the answer;
  *   commit:  the state is merged into the data and the record updated in
- *            one atomic write, under the store's sync policy (an accepted
- *            proposal survives a crash and the next prepare finishes it).
+ *            one atomic write, not synced (the value is chosen: synced in
+ *            the accepts of a majority; if a crash loses the commit, the
+ *            accept is back and the next round finishes it).
  * A refused prepare or propose writes nothing and answers not granted with
  * the promise to beat.
  *

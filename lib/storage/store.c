@@ -28,6 +28,7 @@ struct kvi_store {
     rocksdb_readoptions_t *read_options;
     rocksdb_writeoptions_t *write_options;
     rocksdb_writeoptions_t *synced_options; /* Paxos promises and accepts */
+    rocksdb_writeoptions_t *unsynced_options; /* Paxos commits */
     const kvi_logger *log;
 
     /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
@@ -73,6 +74,8 @@ static void free_options(kvi_store *s)
         rocksdb_writeoptions_destroy(s->write_options);
     if (s->synced_options)
         rocksdb_writeoptions_destroy(s->synced_options);
+    if (s->unsynced_options)
+        rocksdb_writeoptions_destroy(s->unsynced_options);
     if (s->data_options)
         rocksdb_options_destroy(s->data_options);
     if (s->db_options)
@@ -163,6 +166,8 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     rocksdb_writeoptions_set_sync(s->write_options, cfg->sync == KV_SYNC_ALWAYS);
     s->synced_options = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->synced_options, 1);
+    s->unsynced_options = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->unsynced_options, 0);
 
     /* Hints and Paxos state have the meta family's plain options: no
      * expiry filter (a hint's age is judged by the hint window; a promise
@@ -294,6 +299,13 @@ int kvi_store_write_synced(kvi_store *s, kvi_store_batch *b)
     char *err = NULL;
     rocksdb_write(s->db, s->synced_options, b->wb, &err);
     return err ? rocks_error(err, "writing a synced batch") : KV_OK;
+}
+
+int kvi_store_write_unsynced(kvi_store *s, kvi_store_batch *b)
+{
+    char *err = NULL;
+    rocksdb_write(s->db, s->unsynced_options, b->wb, &err);
+    return err ? rocks_error(err, "writing a batch") : KV_OK;
 }
 
 int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out)

@@ -70,6 +70,9 @@ int kvi_store_write(kvi_store *s, kvi_store_batch *b);
 /* Writes it synced whatever the policy: a Paxos promise or accept must
  * survive a crash before it is answered. */
 int kvi_store_write_synced(kvi_store *s, kvi_store_batch *b);
+/* Writes it to the log without a sync whatever the policy: a Paxos commit,
+ * whose value is already synced on a majority in their accepts. */
+int kvi_store_write_unsynced(kvi_store *s, kvi_store_batch *b);
 void kvi_store_batch_free(kvi_store_batch *b);
 
 /* Small metadata values (the cluster's member ids, ...) in the meta family,
