@@ -146,9 +146,10 @@ static int commit_data(kvi_embedded *e, const kvi_paxos_msg *m, const kvi_state 
 }
 
 /* One message, under its key's lock: the acceptor's rule, the writes it
- * makes (into wb) and its answer. *sync: a promise or an accept to sync. */
+ * makes (into wb; *dirty set) and its answer. *sync: a promise or an accept
+ * to sync. */
 static int apply_one(kvi_embedded *e, kvi_store_batch *wb, const kvi_ballot *floor,
-                     kvi_paxos_msg *m, int *sync)
+                     kvi_paxos_msg *m, int *sync, int *dirty)
 {
     uint64_t token = kvi_key_token(m->key, m->key_len);
     size_t skey_len = KVI_TOKEN_SIZE + m->key_len;
@@ -192,6 +193,7 @@ static int apply_one(kvi_embedded *e, kvi_store_batch *wb, const kvi_ballot *flo
         else
             kvi_store_batch_put_paxos(wb, skey, skey_len, rec.data, rec.len);
         *sync |= m->kind != KVI_PAXOS_COMMIT;
+        *dirty = 1;
     }
     if (rc == KV_OK) {
         kvi_bytes d = {data.data, data.len};
@@ -226,12 +228,12 @@ static void apply_pass(kvi_embedded *e, kvi_paxos_msg **pass, size_t n, const kv
         stripes[i] = kvi_keylock_stripe(kvi_key_token(pass[i]->key, pass[i]->key_len));
     size_t locked = n;
     kvi_keylock_lock_stripes(kvi_embedded_locks(e), stripes, &locked);
-    int sync = 0, writes = 0;
-    for (size_t i = 0; i < n; i++) {
-        pass[i]->status = apply_one(e, wb, floor, pass[i], &sync);
-        writes += pass[i]->status == KV_OK;
-    }
-    if (writes) {
+    int sync = 0, dirty = 0;
+    for (size_t i = 0; i < n; i++)
+        pass[i]->status = apply_one(e, wb, floor, pass[i], &sync, &dirty);
+    /* Nothing to write when every message only asked (a refused promise,
+     * a read's zero ballot, a commit already covered). */
+    if (dirty) {
         /* Commits alone need no sync: the value is chosen, synced in the
          * accepts of a majority; if a crash loses the commit, the accept
          * it cleared is back and the next round finishes it again. */
