@@ -1,0 +1,275 @@
+"""libkv: Python binding of libkv, a Dynamo-style key-value store.
+
+    import libkv
+
+    with libkv.open("/tmp/demo.kv") as db:          # an embedded store
+        db.put("user:1", b"ada", ttl=3600)
+        v = db.get("user:1")                        # a Value, or None
+        print(v, v.version)                         # b'ada' 1
+        db.cas("user:1", v.version, b"grace")       # ConflictError if raced
+
+    node = libkv.start_node("/tmp/n1", node_id="n1", listen="127.0.0.1:0")
+    with libkv.connect(node.address) as client:     # a client of that node
+        client.put(b"k", b"v", consistency="all")
+
+The binding uses ctypes on libkv.so (set LIBKV_LIBRARY to choose the file).
+Keys and values are bytes; str is encoded as UTF-8. Every handle is
+thread-safe and releases the GIL while the library works.
+"""
+from __future__ import annotations
+
+import os
+from ctypes import byref, c_void_p
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+
+from . import _native
+from ._errors import (BusyError, ClosedError, ConflictError, CorruptError, Error,
+                      InvalidArgumentError, NotFoundError, NotSupportedError,
+                      OutOfMemoryError, PermissionDeniedError, RetryableError,
+                      StorageError, TimedOutError, TooBigError, UnavailableError,
+                      UnknownOutcomeError, from_code, strerror)
+from ._store import (CLIENT, EMBEDDED, NODE, Store, Value, as_bytes, cstrings,
+                     fill_open_options, make_log_fn, merge_callback, _ms, _uint, _choice)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open", "start_node", "connect", "Store", "Node", "Value", "library_version",
+    "library_path", "strerror", "CONSISTENCY_LEVELS",
+    "Error", "NotFoundError", "ConflictError", "InvalidArgumentError", "TooBigError",
+    "RetryableError", "UnavailableError", "TimedOutError", "UnknownOutcomeError",
+    "CorruptError", "StorageError", "ClosedError", "OutOfMemoryError",
+    "NotSupportedError", "BusyError", "PermissionDeniedError",
+]
+
+#: The consistency levels this library knows, for the consistency= argument
+#: (besides r=N / w=N for explicit counts).
+CONSISTENCY_LEVELS = tuple(k for k in _native.CONSISTENCY if k != "explicit")
+
+library_version = _native.library_version
+library_path = _native.library_path
+
+_open = open  # the builtin, before `open` below shadows it here
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+
+def open(path: PathLike, *, create_if_missing: bool = True,
+         max_key_size: Optional[int] = None, max_value_size: Optional[int] = None,
+         sync: str = "always", sync_interval: Optional[float] = None,
+         block_cache_bytes: Optional[int] = None, tombstone_grace: Optional[int] = None,
+         log: Any = None, log_level: str = "info") -> Store:
+    """Open (or create) an embedded store in the directory path.
+
+    sync: "always" (fsync before each write returns; the default),
+    "periodic" (every sync_interval seconds, default 0.1) or "none".
+    max_key_size (default 1024, up to 65536) and max_value_size (default
+    1 MiB, up to 64 MiB) in bytes. block_cache_bytes: RocksDB's block cache
+    (default 64 MiB). tombstone_grace: seconds a tombstone is kept (default
+    one day; 0 drops it at the next compaction). log: a logging.Logger or a
+    callable(level, message) for the library's messages, up to log_level
+    ("error", "warn", "info", "debug").
+
+    Raises BusyError (open in another process), InvalidArgumentError,
+    StorageError.
+    """
+    p = os.fsencode(path)
+    if not p or b"\0" in p:
+        raise ValueError("path must be a non-empty path without NUL bytes")
+    keep: List[Any] = []
+    o = _native.OpenOptions()
+    fill_open_options(o, keep, create_if_missing=create_if_missing,
+                      max_key_size=max_key_size, max_value_size=max_value_size,
+                      sync=sync, sync_interval=sync_interval,
+                      block_cache_bytes=block_cache_bytes,
+                      tombstone_grace=tombstone_grace, log=log, log_level=log_level)
+    ptr = c_void_p()
+    rc = _native.lib.kv_open(byref(ptr), p, byref(o))
+    if rc:
+        raise from_code(rc, f"open {os.fsdecode(p)}")
+    return Store(ptr, EMBEDDED, keep)
+
+
+class Node(Store):
+    """A storage node hosted in this process (libkv.start_node): a Store on
+    the node's own data, which also serves other processes."""
+
+    __slots__ = ("_host",)
+
+    @property
+    def address(self) -> str:
+        """The binary protocol's "HOST:PORT", with the port actually bound;
+        give it to libkv.connect or to other nodes' peers / seeds."""
+        return f"{self._host}:{self.ports[0]}"
+
+    @property
+    def http_address(self) -> Optional[str]:
+        """The HTTP API's "HOST:PORT", or None when it does not serve HTTP."""
+        port = self.ports[1]
+        return f"{self._host}:{port}" if port else None
+
+
+def _host_of(addr: str) -> str:
+    return addr.rsplit(":", 1)[0] if ":" in addr else addr
+
+
+def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
+               http: Optional[str] = None, peers: Sequence[str] = (),
+               seeds: Sequence[str] = (), replicas: Optional[int] = None,
+               vnodes: Optional[int] = None, policy: str = "lww",
+               io_threads: Optional[int] = None, http_threads: Optional[int] = None,
+               max_request_bytes: Optional[int] = None,
+               idle_timeout: Optional[float] = None,
+               max_connections: Optional[int] = None,
+               internode_timeout: Optional[float] = None,
+               hint_window: Optional[int] = None, handoff_kib_per_s: Optional[int] = None,
+               failure_pause: Optional[float] = None,
+               cluster_secret: Optional[bytes] = None,
+               client_tokens: Sequence[str] = (), insecure: bool = False,
+               tls_cert_pem: Optional[str] = None, tls_key_pem: Optional[str] = None,
+               tls_ca_pem: Optional[str] = None,
+               max_buffered_bytes: Optional[int] = None,
+               sync: str = "always", max_key_size: Optional[int] = None,
+               max_value_size: Optional[int] = None, sync_interval: Optional[float] = None,
+               block_cache_bytes: Optional[int] = None,
+               tombstone_grace: Optional[int] = None, log: Any = None,
+               log_level: str = "info") -> Node:
+    """Start a storage node in this process, serving its store in data_dir
+    over the binary protocol on listen ("HOST:PORT"; port 0 picks a free
+    one, see Node.address) and over HTTP on http when given.
+
+    node_id: the node's stable name (1-64 of [A-Za-z0-9._-]). peers: the
+    binary addresses of the cluster's members (this node's own may be among
+    them); seeds: members to join through. replicas (default 3), vnodes
+    (default 256), policy "lww" or "siblings" for the node's own reads.
+    Durations are in seconds: idle_timeout, internode_timeout, failure_pause,
+    hint_window. cluster_secret, client_tokens, insecure and the tls_*
+    PEM texts: see docs/SECURITY.md. The store options (sync, max_key_size,
+    ..., log) are those of libkv.open.
+
+    Raises BusyError (a port in use, the store open elsewhere),
+    InvalidArgumentError, PermissionDeniedError (beyond loopback without a
+    secret or tokens), StorageError.
+    """
+    keep: List[Any] = []
+    store = _native.OpenOptions()
+    fill_open_options(store, keep, max_key_size=max_key_size,
+                      max_value_size=max_value_size, sync=sync,
+                      sync_interval=sync_interval, block_cache_bytes=block_cache_bytes,
+                      tombstone_grace=tombstone_grace, log=log, log_level=log_level)
+    o = _native.NodeOptions()
+    _native.lib.kv_node_options_init(byref(o), _native.KV_NODE_OPTIONS_VERSION)
+    listen_b = as_bytes(listen, "listen")
+    o.data_dir = os.fsencode(data_dir)
+    o.node_id = as_bytes(node_id, "node_id")
+    o.listen_addr = listen_b
+    if http is not None:
+        o.http_addr = as_bytes(http, "http")
+    o.store = _native.ctypes.pointer(store)
+    keep.append(store)
+    if isinstance(peers, (str, bytes)) or isinstance(seeds, (str, bytes)):
+        raise TypeError("peers and seeds are lists of 'HOST:PORT' strings")
+    if peers:
+        o.peers = cstrings(list(peers), "peers")
+        o.peer_count = len(peers)
+    if seeds:
+        o.seeds = cstrings(list(seeds), "seeds")
+        o.seed_count = len(seeds)
+    for field, val in (("replicas", replicas), ("vnodes", vnodes),
+                       ("io_threads", io_threads), ("http_threads", http_threads),
+                       ("max_request_bytes", max_request_bytes),
+                       ("max_connections", max_connections),
+                       ("hint_window_s", hint_window),
+                       ("handoff_kib_per_s", handoff_kib_per_s)):
+        if val is not None:
+            setattr(o, field, _uint(val, field))
+    if max_buffered_bytes is not None:
+        o.max_buffered_bytes = _uint(max_buffered_bytes, "max_buffered_bytes", 64)
+    o.policy = _choice(policy, {"lww": 0, "siblings": 1}, "policy")
+    o.idle_timeout_ms = _ms(idle_timeout, "idle_timeout")
+    o.internode_timeout_ms = _ms(internode_timeout, "internode_timeout")
+    o.failure_pause_ms = _ms(failure_pause, "failure_pause")
+    if cluster_secret is not None:
+        secret = as_bytes(cluster_secret, "cluster_secret")
+        o.cluster_secret = secret
+        o.cluster_secret_len = len(secret)
+    if isinstance(client_tokens, (str, bytes)):
+        raise TypeError("client_tokens is a list of strings")
+    if client_tokens:
+        o.client_tokens = cstrings(list(client_tokens), "client_tokens")
+        o.client_token_count = len(client_tokens)
+    o.insecure = 1 if insecure else 0
+    for field, val in (("tls_cert_pem", tls_cert_pem), ("tls_key_pem", tls_key_pem),
+                       ("tls_ca_pem", tls_ca_pem)):
+        if val is not None:
+            setattr(o, field, as_bytes(val, field))
+    ptr = c_void_p()
+    rc = _native.lib.kv_node_start(byref(ptr), byref(o))
+    if rc:
+        raise from_code(rc, f"start_node {node_id}")
+    node = Node(ptr, NODE, keep)
+    node._host = _host_of(listen)
+    return node
+
+
+def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[float] = None,
+            request_timeout: Optional[float] = None,
+            connections_per_node: Optional[int] = None, policy: str = "lww",
+            merge: Optional[Callable[[bytes, List[bytes]], Any]] = None,
+            auth_token: Optional[str] = None, tls: bool = False,
+            tls_ca_pem: Optional[str] = None, tls_cert_pem: Optional[str] = None,
+            tls_key_pem: Optional[str] = None, log: Any = None,
+            log_level: str = "info") -> Store:
+    """A client of remote nodes: endpoints is "HOST:PORT", a comma-separated
+    list of them, or an iterable of them. Nothing connects until the first
+    call (ping() checks that a node answers).
+
+    connect_timeout (default 1 s) and request_timeout (default 5 s) in
+    seconds; connections_per_node (default 1). policy: how concurrent writes
+    are resolved: "lww" (default), "siblings" (get returns every sibling in
+    Value.siblings; a write with that Value.context supersedes them) or
+    "merge" with merge=fn(key, siblings) -> merged value, called on the
+    thread of the get. auth_token, tls, tls_*_pem: see docs/SECURITY.md.
+
+    Raises InvalidArgumentError (no endpoint, an unparsable one).
+    """
+    if isinstance(endpoints, (str, bytes)):
+        eps = [e.strip() for e in os.fsdecode(endpoints).split(",") if e.strip()]
+    else:
+        eps = list(endpoints)
+    if not eps:
+        raise ValueError("connect needs at least one 'HOST:PORT' endpoint")
+    arr = cstrings(eps, "endpoints")
+    keep: List[Any] = []
+    o = _native.ClientOptions()
+    _native.lib.kv_client_options_init(byref(o), _native.KV_CLIENT_OPTIONS_VERSION)
+    o.connect_timeout_ms = _ms(connect_timeout, "connect_timeout")
+    o.request_timeout_ms = _ms(request_timeout, "request_timeout")
+    if connections_per_node is not None:
+        o.connections_per_node = _uint(connections_per_node, "connections_per_node")
+    o.policy = _choice(policy, _native.POLICY, "policy")
+    if (o.policy == _native.KV_POLICY_MERGE) != (merge is not None):
+        raise ValueError('merge=fn goes with policy="merge", and only with it')
+    if merge is not None:
+        if not callable(merge):
+            raise TypeError("merge must be callable(key, siblings) -> bytes")
+        cb = merge_callback(merge)
+        keep.append(cb)
+        o.merge = cb
+    o.log_level = _choice(log_level, {"error": 0, "warn": 1, "info": 2, "debug": 3},
+                          "log_level")
+    if log is not None:
+        fn = make_log_fn(log)
+        keep.append(fn)
+        o.log_fn = fn
+    if auth_token is not None:
+        o.auth_token = as_bytes(auth_token, "auth_token")
+    o.tls = 1 if tls else 0
+    for field, val in (("tls_ca_pem", tls_ca_pem), ("tls_cert_pem", tls_cert_pem),
+                       ("tls_key_pem", tls_key_pem)):
+        if val is not None:
+            setattr(o, field, as_bytes(val, field))
+    ptr = c_void_p()
+    rc = _native.lib.kv_client_open(byref(ptr), arr, len(eps), byref(o))
+    if rc:
+        raise from_code(rc, "connect")
+    return Store(ptr, CLIENT, keep, merge)
