@@ -377,14 +377,12 @@ class Store:
     def _closed_error(self, what: str) -> ClosedError:
         return ClosedError(f"{what}: the handle is closed", n.KV_ECLOSED)
 
-    def _fail(self, rc: int, what: str) -> Error:
+    def _fail(self, rc: int, what: str) -> BaseException:
         if self._merge is not None:
             err = getattr(_merge_errors, "error", None)
-            if err is not None:
+            if err is not None:  # the merge function's own exception
                 _merge_errors.error = None
-                e = from_code(rc, what)
-                e.__cause__ = err
-                return e
+                return err
         return from_code(rc, what)
 
     def _call(self, what: str, fn: Callable[..., int], *args: Any) -> int:
@@ -666,7 +664,7 @@ _PTR = object()  # stands for the handle's pointer in Store._call's arguments
 def merge_callback(fn: Callable[[bytes, List[bytes]], Data]) -> Any:
     """The C merge callback around fn(key, siblings) -> merged value. It runs
     on the thread of the get that found the siblings; an exception in fn is
-    kept and raised by that get (as the __cause__ of its error)."""
+    kept and raised by that get."""
     def callback(ctx: Any, result: Any, key: Any, key_len: int, value: Any) -> int:
         try:
             size = c_size_t()

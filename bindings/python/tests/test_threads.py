@@ -1,0 +1,127 @@
+"""Threads: counters by CAS raced from many threads (the final value equals
+the number of successful CAS), and close() while other threads are inside
+the library (they finish or raise ClosedError; nothing crashes)."""
+from __future__ import annotations
+
+import threading
+import unittest
+from typing import Callable, List
+
+import support
+from support import libkv
+
+THREADS = 8
+ATTEMPTS = 150
+
+
+def cas_counter(db: "libkv.Store", key: bytes) -> int:
+    """THREADS threads each try ATTEMPTS read-then-CAS increments; returns the
+    number of CAS that succeeded, after checking the stored counter."""
+    db.put(key, b"0")
+    wins: List[int] = []
+    errors: List[BaseException] = []
+    start = threading.Barrier(THREADS)
+
+    def worker() -> None:
+        ok = 0
+        try:
+            start.wait()
+            for _ in range(ATTEMPTS):
+                v = db.get(key)
+                try:
+                    db.cas(key, v.version, str(int(v) + 1).encode())
+                    ok += 1
+                except libkv.ConflictError as e:
+                    assert e.version > v.version, (e.version, v.version)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+        wins.append(ok)
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+        assert not t.is_alive(), "a CAS worker is stuck"
+    if errors:
+        raise errors[0]
+    final = db.get(key)
+    assert int(final) == sum(wins), (int(final), sum(wins))
+    assert final.version == 1 + sum(wins), (final.version, sum(wins))
+    return sum(wins)
+
+
+class Threads(support.TempDirTest):
+    def test_cas_counter_embedded(self) -> None:
+        self.assertGreater(cas_counter(self.open(), b"counter"), 0)
+
+    def test_cas_counter_node(self) -> None:
+        node = self.node()
+        self.assertGreater(cas_counter(node, b"counter"), 0)
+
+    def test_cas_counter_client_of_a_node(self) -> None:
+        node = self.node()
+        self.assertGreater(cas_counter(self.client(node.address), b"counter"), 0)
+
+    def close_under_load(self, db: "libkv.Store", extra: List[Callable[[], object]]) -> None:
+        stop = threading.Event()
+        outcomes: List[str] = []
+        unexpected: List[BaseException] = []
+        ready = threading.Barrier(5)
+
+        def worker(i: int) -> None:
+            ready.wait()
+            n = 0
+            while not stop.is_set():
+                try:
+                    key = f"t{i}-{n % 50}".encode()
+                    db.put(key, b"x" * 100)
+                    db.get(key)
+                    db.batch([("get", key), ("put", key, b"y")])
+                    for call in extra:
+                        call()
+                    n += 1
+                except libkv.ClosedError:
+                    outcomes.append("closed")
+                    return
+                except BaseException as e:  # noqa: B036
+                    unexpected.append(e)
+                    return
+            outcomes.append("stopped")
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        ready.wait()
+        support.wait_for("some calls", lambda: db.get(b"t0-1") is not None
+                         or db.get(b"t1-1") is not None)
+        db.close()  # while the workers are busy
+        for t in threads:
+            t.join(120)
+            self.assertFalse(t.is_alive())
+        stop.set()
+        self.assertEqual(unexpected, [])
+        self.assertEqual(outcomes, ["closed"] * 4)
+
+    def test_close_during_calls_embedded(self) -> None:
+        db = libkv.open(self.path("db"), sync="none")
+        self.close_under_load(db, [])
+
+    def test_close_during_calls_node_and_client(self) -> None:
+        node = self.node()
+        client = libkv.connect(node.address)
+        self.close_under_load(client, [client.ping])
+        self.close_under_load(node, [node.describe])
+
+    def test_concurrent_close(self) -> None:
+        db = libkv.open(self.path("db"), sync="none")
+        threads = [threading.Thread(target=db.close) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertTrue(db.closed)
+
+
+if __name__ == "__main__":
+    unittest.main()
