@@ -20,6 +20,9 @@ libgnutls28-dev
 openssl
 curl
 python3
+python3-pip
+python3-setuptools
+python3-wheel
 clang-14
 libclang-rt-14-dev
 nftables
@@ -27,6 +30,8 @@ iproute2
 "
 if [ "${1:-}" = bench ]; then
     PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools etcd-server"
+    # bindings/python/bench.py's anchors
+    PACKAGES="$PACKAGES python3-plyvel python3-lmdb python3-redis"
 fi
 
 missing=""

@@ -30,8 +30,9 @@ class ThreeNodes(support.TempDirTest):
         client = self.client(self.addrs, request_timeout=2)
         # Until every member has told its id, data calls are unavailable.
         support.wait_for("the ring", lambda: client.put(b"k", b"v", consistency="all"))
+        for n in nodes:  # each node builds its ring once it knows every member
+            support.wait_for("a complete ring", lambda: n.describe()["complete"])
         described = nodes[0].describe()
-        self.assertTrue(described["complete"])
         self.assertEqual(sorted(m["nodeId"] for m in described["members"]), ["n1", "n2", "n3"])
         self.assertEqual(client.get(b"k", consistency="all"), b"v")
         for i in range(30):
