@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""The Python binding against Debian's Python anchors, side by side:
+
+  embedded: libkv.open's put/get against plyvel (LevelDB) and lmdb on the
+            same keys and values, in the same random order, one thread;
+            plus "ctypes floor", the fewest ctypes calls that give what
+            plyvel gives (bytes; no version, no Value, no guard) on a libkv
+            store, to split the binding's own cost from the library's.
+  client:   libkv.connect to a kvd against redis-py to a redis-server, both
+            local processes, with the same number of threads (one request in
+            flight per thread, no pipelining).
+
+    python3 bindings/python/bench.py [--num N] [--rounds R] [--only embedded|client]
+
+Needs python3-plyvel, python3-lmdb, python3-redis, redis-server (run with
+/usr/bin/python3, whose site-packages hold them) and, for "client", kvd
+(build/tools/kvd/kvd or $KVD). Figures: median of the rounds; the order of
+the contenders alternates from round to round. CPU is this process's
+(user+system) and, for client runs, the server process's, per operation.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import libkv  # noqa: E402
+from libkv import _native  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def timed(fn: Callable[[], None], server_pid: int = 0) -> Tuple[float, float, float]:
+    """(wall s, this process's CPU s, the server's CPU s) of fn()."""
+    s0 = proc_cpu(server_pid) if server_pid else 0.0
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    t1, c1 = time.perf_counter(), time.process_time()
+    s1 = proc_cpu(server_pid) if server_pid else 0.0
+    return t1 - t0, c1 - c0, s1 - s0
+
+
+# ------------------------------------------------------------------ embedded
+def embedded_contenders(d: str) -> Dict[str, Tuple[Callable[..., Any], Callable[..., Any],
+                                                    Callable[[], None]]]:
+    """name -> (put(k, v), get(k), close())."""
+    import lmdb
+    import plyvel
+
+    out: Dict[str, Any] = {}
+    db = libkv.open(os.path.join(d, "libkv"), sync="none")  # WAL written, not fsynced
+    out["libkv"] = (db.put, db.get, db.close)
+
+    raw = libkv.open(os.path.join(d, "floor"), sync="none")
+    lib, ptr = _native.lib, raw._ptr
+    kv_put, kv_get, free = lib.kv_put, lib.kv_get, lib.kv_value_free
+    cstr = lib["kv_value_data"]  # bytes up to the NUL that follows the value
+    cstr.restype, cstr.argtypes = ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_void_p]
+    byref = ctypes.byref
+    ver, val = ctypes.c_uint64(), ctypes.c_void_p()
+    pver, pval = byref(ver), byref(val)
+
+    # The fewest foreign calls that give what plyvel gives (bytes, no
+    # version, no guard against close, shared out-parameters: one thread).
+    def floor_put(k: bytes, v: bytes) -> int:
+        kv_put(pver, ptr, k, len(k), v, len(v), None)
+        return ver.value
+
+    def floor_get(k: bytes) -> Any:
+        if kv_get(pval, ptr, k, len(k), None):
+            return None
+        b = cstr(val, None)
+        free(val)
+        return b
+    out["ctypes floor"] = (floor_put, floor_get, raw.close)
+
+    ldb = plyvel.DB(os.path.join(d, "plyvel"), create_if_missing=True)  # sync=False
+    out["plyvel"] = (ldb.put, ldb.get, ldb.close)
+
+    env = lmdb.open(os.path.join(d, "lmdb"), map_size=4 << 30, sync=False, metasync=False)
+
+    def lmdb_put(k: bytes, v: bytes) -> None:
+        with env.begin(write=True) as txn:
+            txn.put(k, v)
+
+    def lmdb_get(k: bytes) -> Any:
+        with env.begin(buffers=False) as txn:
+            return txn.get(k)
+    out["lmdb"] = (lmdb_put, lmdb_get, env.close)
+    return out
+
+
+def bench_embedded(args: argparse.Namespace) -> None:
+    rnd = random.Random(1)
+    keys = [b"%0*d" % (args.key_size, i) for i in range(args.num)]
+    value = bytes(rnd.getrandbits(8) for _ in range(args.value_size))
+    put_order = keys[:]
+    rnd.shuffle(put_order)
+    get_order = keys[:]
+    rnd.shuffle(get_order)
+    results: Dict[Tuple[str, str], List[Tuple[float, float, float]]] = {}
+    names = ["libkv", "ctypes floor", "plyvel", "lmdb"]
+    for r in range(args.rounds):
+        d = tempfile.mkdtemp(prefix="libkv-bench-")
+        try:
+            cont = embedded_contenders(d)
+            order = names if r % 2 == 0 else names[::-1]
+            for name in order:
+                put, get, _ = cont[name]
+
+                def fill() -> None:
+                    for k in put_order:
+                        put(k, value)
+
+                def read() -> None:
+                    for k in get_order:
+                        get(k)
+                results.setdefault((name, "put"), []).append(timed(fill))
+                results.setdefault((name, "get"), []).append(timed(read))
+            got = cont["libkv"][1](keys[7])
+            assert got == value, "libkv read back something else"
+            for name in names:
+                cont[name][2]()
+        finally:
+            shutil.rmtree(d, True)
+    n = args.num
+    print(f"\nembedded: {n} keys of {args.key_size} B, values of {args.value_size} B, "
+          f"1 thread, {args.rounds} rounds (median)")
+    print(f"{'':14} {'op':4} {'ops/s':>10} {'us/op':>8} {'CPU us/op':>10}  vs plyvel")
+    for op in ("put", "get"):
+        base = statistics.median(w for w, _, _ in results[("plyvel", op)])
+        for name in names:
+            runs = results[(name, op)]
+            wall = statistics.median(w for w, _, _ in runs)
+            cpu = statistics.median(c for _, c, _ in runs)
+            print(f"{name:14} {op:4} {n / wall:10.0f} {wall / n * 1e6:8.2f} "
+                  f"{cpu / n * 1e6:10.2f}  {base / wall:5.2f}x")
+
+
+# -------------------------------------------------------------------- client
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on {port} within 30 s")
+
+
+def run_threads(threads: int, requests: int, op: Callable[[bytes], Any],
+                keys: List[bytes]) -> None:
+    per = requests // threads
+    start = threading.Barrier(threads)
+
+    def worker(i: int) -> None:
+        rnd = random.Random(i)
+        mine = [keys[rnd.randrange(len(keys))] for _ in range(per)]
+        start.wait()
+        for k in mine:
+            op(k)
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def bench_client(args: argparse.Namespace) -> None:
+    import redis
+
+    kvd = os.environ.get("KVD") or os.path.join(REPO, "build", "tools", "kvd", "kvd")
+    if not os.path.exists(kvd):
+        raise SystemExit(f"no kvd at {kvd}: build the tools or set KVD")
+    keys = [b"%0*d" % (args.key_size, i) for i in range(args.num)]
+    value = os.urandom(args.value_size)
+    results: Dict[Tuple[str, int, str], List[Tuple[float, float, float]]] = {}
+    for r in range(args.rounds):
+        d = tempfile.mkdtemp(prefix="libkv-bench-")
+        procs: List[subprocess.Popen] = []
+        try:
+            kp, rp = free_port(), free_port()
+            kproc = subprocess.Popen([kvd, "--data", os.path.join(d, "kvd"), "--listen",
+                                      f"127.0.0.1:{kp}", "--node-id", "bench", "--sync",
+                                      "none", "--log-level", "warn"],
+                                     stderr=subprocess.DEVNULL)
+            procs.append(kproc)
+            rproc = subprocess.Popen(["redis-server", "--port", str(rp), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--dir", d],
+                                     stdout=subprocess.DEVNULL)
+            procs.append(rproc)
+            wait_port(kp, kproc, "kvd")
+            wait_port(rp, rproc, "redis-server")
+            # Preload every key on both, so that every get finds its value.
+            with libkv.connect(f"127.0.0.1:{kp}") as client:
+                for i in range(0, len(keys), 1000):
+                    client.batch([("put", k, value) for k in keys[i:i + 1000]])
+            with redis.Redis(host="127.0.0.1", port=rp) as rc:
+                for i in range(0, len(keys), 1000):
+                    rc.mset({k: value for k in keys[i:i + 1000]})
+            for threads in args.threads:
+                client = libkv.connect(f"127.0.0.1:{kp}", connections_per_node=1)
+                pool = redis.ConnectionPool(host="127.0.0.1", port=rp,
+                                            max_connections=threads)
+                rc = redis.Redis(connection_pool=pool)
+                sides = {"libkv": (lambda k: client.put(k, value), client.get, kproc.pid),
+                         "redis-py": (lambda k: rc.set(k, value), rc.get, rproc.pid)}
+                order = list(sides) if (r + threads) % 2 == 0 else list(sides)[::-1]
+                for name in order:
+                    put, get, pid = sides[name]
+                    for op, fn in (("put", put), ("get", get)):
+                        results.setdefault((name, threads, op), []).append(
+                            timed(lambda: run_threads(threads, args.requests, fn, keys), pid))
+                assert client.get(keys[0]) == value and rc.get(keys[0]) == value
+                client.close()
+                pool.disconnect()
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            shutil.rmtree(d, True)
+    n = args.requests
+    print(f"\nclient: {n} requests per run over {args.num} keys of {args.key_size} B, values "
+          f"of {args.value_size} B, {args.rounds} rounds (median); kvd --sync none, "
+          "redis-server without persistence")
+    print(f"{'':9} {'thr':>3} {'op':4} {'ops/s':>9} {'us/op':>8} {'client CPU':>10} "
+          f"{'server CPU':>10}  vs redis-py")
+    for threads in args.threads:
+        for op in ("put", "get"):
+            base = statistics.median(w for w, _, _ in results[("redis-py", threads, op)])
+            for name in ("libkv", "redis-py"):
+                runs = results[(name, threads, op)]
+                wall = statistics.median(w for w, _, _ in runs)
+                cpu = statistics.median(c for _, c, _ in runs)
+                srv = statistics.median(s for _, _, s in runs)
+                print(f"{name:9} {threads:3} {op:4} {n / wall:9.0f} {wall / n * 1e6:8.1f} "
+                      f"{cpu / n * 1e6:10.1f} {srv / n * 1e6:10.1f}  {base / wall:5.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--num", type=int, default=100000, help="keys (default 100000)")
+    ap.add_argument("--key-size", type=int, default=16)
+    ap.add_argument("--value-size", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=40000,
+                    help="client: requests per measured run (default 40000)")
+    ap.add_argument("--threads", default="1,8",
+                    help="client: thread counts, comma-separated (default 1,8)")
+    ap.add_argument("--only", choices=("embedded", "client"))
+    args = ap.parse_args()
+    args.threads = [int(t) for t in args.threads.split(",")]
+    print(f"python {sys.version.split()[0]} ({sys.executable}), libkv {libkv.library_version()} "
+          f"({libkv.library_path()})")
+    if args.only != "client":
+        bench_embedded(args)
+    if args.only != "embedded":
+        bench_client(args)
+
+
+if __name__ == "__main__":
+    main()
