@@ -29,7 +29,8 @@ from ._errors import (BusyError, ClosedError, ConflictError, CorruptError, Error
                       StorageError, TimedOutError, TooBigError, UnavailableError,
                       UnknownOutcomeError, from_code, strerror)
 from ._store import (CLIENT, EMBEDDED, NODE, Store, Value, as_bytes, cstrings,
-                     fill_open_options, make_log_fn, merge_callback, _ms, _uint, _choice)
+                     fill_open_options, make_log_fn, merge_callback, LOG_LEVELS, _ms, _uint,
+                     _choice)
 
 __version__ = "0.1.0"
 
@@ -255,8 +256,7 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
         cb = merge_callback(merge)
         keep.append(cb)
         o.merge = cb
-    o.log_level = _choice(log_level, {"error": 0, "warn": 1, "info": 2, "debug": 3},
-                          "log_level")
+    o.log_level = _choice(log_level, LOG_LEVELS, "log_level")
     if log is not None:
         fn = make_log_fn(log)
         keep.append(fn)

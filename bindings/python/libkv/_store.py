@@ -1,12 +1,15 @@
 """The handle: one class for the three kinds (embedded, node, client), as in C.
 
 Guarding close: kv_close frees the C handle, so no call may be inside the
-library then. Every call registers itself in ``_inflight`` (a deque, whose
-append and pop are atomic) *before* it looks at ``_closed``; close() sets
-``_closed`` first and then waits for ``_inflight`` to drain. Either a call
-sees ``_closed`` and raises ClosedError, or close() sees the call and waits
+library then. Every call registers itself in ``inflight`` (a deque, whose
+append and pop are atomic) *before* it looks at ``closed``; closing sets
+``closed`` first and then waits for ``inflight`` to drain. Either a call
+sees ``closed`` and raises ClosedError, or the close sees the call and waits
 for it: the C handle is never used after kv_close, whatever the threads do.
 This costs two deque operations per call instead of a lock round trip.
+The state lives in a _Guard apart from the Store, so that the finalizer
+that closes a forgotten handle (collected, or at exit while daemon threads
+may still use it) follows the same rule.
 """
 from __future__ import annotations
 
@@ -316,6 +319,36 @@ def cstrings(items: Sequence[Any], what: str) -> Any:
 _merge_errors = threading.local()
 
 
+class _Guard:
+    """What closing shares with the calls (see the module's docstring)."""
+    __slots__ = ("closed", "released", "inflight", "lock")
+
+    def __init__(self) -> None:
+        self.closed = False      # no new call may start
+        self.released = False    # kv_close has run
+        self.inflight: deque = deque()
+        self.lock = threading.Lock()  # serializes closers
+
+
+def _release(g: _Guard, ptr: c_void_p, limit: Optional[float]) -> None:
+    """Closes the C handle once no call is inside it. limit: seconds to wait
+    for calls in flight (None: as long as they take); past it the handle is
+    left open (leaked) rather than freed under a running call."""
+    with g.lock:
+        g.closed = True
+        if g.released:
+            return
+        deadline = None if limit is None else time.monotonic() + limit
+        delay = 0.0001
+        while g.inflight:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        g.released = True
+        _lib.kv_close(ptr)
+
+
 class Store:
     """A libkv handle: an embedded store (libkv.open), a node hosted in this
     process (libkv.start_node) or a client of remote nodes (libkv.connect).
@@ -330,23 +363,22 @@ class Store:
     ``key in db``. It cannot be iterated: libkv has no scans.
     """
 
-    __slots__ = ("_ptr", "_kind", "_closed", "_inflight", "_close_lock", "_finalizer",
-                 "_keep", "_merge", "_full", "__weakref__")
+    __slots__ = ("_ptr", "_kind", "_g", "_inflight", "_finalizer", "_keep", "_merge",
+                 "_full", "__weakref__")
 
     def __init__(self, ptr: c_void_p, kind: str, keep: List[Any],
                  merge: Optional[Callable[..., Any]] = None) -> None:
         # Built by libkv.open / start_node / connect only.
         self._ptr = ptr
         self._kind = kind
-        self._closed = False
-        self._inflight: deque = deque()
-        self._close_lock = threading.Lock()
+        self._g = _Guard()
+        self._inflight = self._g.inflight  # one attribute load less per call
         self._keep = keep  # callbacks and buffers the C side points to
         self._merge = merge
         self._full = kind != EMBEDDED
         # A handle dropped without close() is closed when collected or at
         # exit (before the interpreter goes, so no callback outlives it).
-        self._finalizer = weakref.finalize(self, _lib.kv_close, ptr)
+        self._finalizer = weakref.finalize(self, _release, self._g, ptr, 30.0)
 
     # -------------------------------------------------------------- plumbing
     @property
@@ -356,22 +388,14 @@ class Store:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._g.closed
 
     def close(self) -> None:
         """Close the handle: waits for calls running in other threads, then
         releases it (an embedded store syncs its log first; a node stops
         serving). Calls made after this raise ClosedError. Idempotent."""
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-            inflight = self._inflight
-            delay = 0.0001
-            while inflight:
-                time.sleep(delay)
-                delay = min(delay * 2, 0.01)
-            self._finalizer()  # kv_close, once
+        self._finalizer.detach()
+        _release(self._g, self._ptr, None)
 
     def __enter__(self) -> "Store":
         return self
@@ -380,7 +404,7 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._g.closed else "open"
         return f"<libkv.Store {self._kind} {state}>"
 
     def _closed_error(self, what: str) -> ClosedError:
@@ -400,7 +424,7 @@ class Store:
         inflight = self._inflight
         inflight.append(None)
         try:
-            if self._closed:
+            if self._g.closed:
                 raise self._closed_error(what)
             return fn(*[self._ptr if a is _PTR else a for a in args])
         finally:
@@ -422,7 +446,7 @@ class Store:
         inflight = self._inflight
         inflight.append(None)
         try:
-            if self._closed:
+            if self._g.closed:
                 raise self._closed_error("get")
             rc = _kv_get(byref(out), self._ptr, k, len(k), opts)
         finally:
@@ -480,7 +504,7 @@ class Store:
         inflight = self._inflight
         inflight.append(None)
         try:
-            if self._closed:
+            if self._g.closed:
                 raise self._closed_error("put")
             rc = _kv_put(byref(ver), self._ptr, k, len(k), v, len(v), opts)
         finally:
@@ -521,7 +545,7 @@ class Store:
         inflight = self._inflight
         inflight.append(None)
         try:
-            if self._closed:
+            if self._g.closed:
                 raise self._closed_error("cas")
             rc = _kv_cas(byref(ver), self._ptr, k, len(k), ev, v, len(v), opts)
         finally:

@@ -95,12 +95,12 @@ class GilReleased(support.TempDirTest):
         t.start()
         conn, _ = srv.accept()  # the get's connection
         self.addCleanup(conn.close)
-        support.wait_for("the get to be inside the library", lambda: len(client._inflight) == 1)
+        support.wait_for("the get to be inside the library", lambda: len(client._g.inflight) == 1)
         # Meanwhile this thread works, in Python and in the library.
         db = self.open()
         for i in range(200):
             db.put(str(i), b"x")
-        self.assertEqual(len(client._inflight), 1, "the get should still be waiting")
+        self.assertEqual(len(client._g.inflight), 1, "the get should still be waiting")
         srv.close()
         conn.shutdown(socket.SHUT_RDWR)  # the broken connection ends the get
         t.join(120)

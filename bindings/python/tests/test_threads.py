@@ -3,6 +3,10 @@ the number of successful CAS), and close() while other threads are inside
 the library (they finish or raise ClosedError; nothing crashes)."""
 from __future__ import annotations
 
+import gc
+import os
+import subprocess
+import sys
 import threading
 import unittest
 from typing import Callable, List
@@ -121,6 +125,38 @@ class Threads(support.TempDirTest):
         for t in threads:
             t.join(60)
         self.assertTrue(db.closed)
+
+    def test_forgotten_handle_is_closed(self) -> None:
+        db = libkv.open(self.path("db"), sync="none")
+        db.put(b"k", b"v")
+        del db
+        gc.collect()
+        with libkv.open(self.path("db")) as again:  # the store's lock was released
+            self.assertEqual(again.get(b"k"), b"v")
+
+    def test_exit_while_daemon_threads_call(self) -> None:
+        # The interpreter exits while daemon threads are inside the library:
+        # the handles close at exit without freeing them under a call.
+        code = (
+            "import sys, threading, libkv\n"
+            "db = libkv.open(sys.argv[1], sync='none')\n"
+            "node = libkv.start_node(sys.argv[2], 'n1', listen='127.0.0.1:0', sync='none')\n"
+            "client = libkv.connect(node.address)\n"
+            "def work(h):\n"
+            "    while True:\n"
+            "        try:\n"
+            "            h.put(b'k', b'v'); h.get(b'k')\n"
+            "        except libkv.ClosedError:\n"
+            "            return\n"
+            "for h in (db, db, node, client, client):\n"
+            "    threading.Thread(target=work, args=(h,), daemon=True).start()\n"
+            "print('started')\n")
+        env = dict(os.environ, PYTHONPATH=support.PACKAGE_ROOT,
+                   LIBKV_LIBRARY=os.path.abspath(libkv.library_path()))
+        for _ in range(3):
+            r = subprocess.run([sys.executable, "-c", code, self.path("db"), self.path("node")],
+                               env=env, capture_output=True, text=True, timeout=120)
+            self.assertEqual((r.returncode, r.stdout), (0, "started\n"), r.stderr)
 
 
 if __name__ == "__main__":
