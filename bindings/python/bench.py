@@ -61,6 +61,49 @@ def timed(fn: Callable[[], None], server_pid: int = 0) -> Tuple[float, float, fl
 
 
 # ------------------------------------------------------------------ embedded
+def floor_calls(handle: "libkv.Store") -> Tuple[Callable[..., Any], Callable[..., Any],
+                                                 Callable[[], None]]:
+    """put, get and close with the fewest foreign calls that give what
+    plyvel and redis-py give (bytes; no version, no Value, no guard against
+    close), on a libkv handle: what any ctypes binding would pay at least."""
+    lib, ptr = _native.lib, handle._ptr
+    kv_put, kv_get, free = lib.kv_put, lib.kv_get, lib.kv_value_free
+    cstr = lib["kv_value_data"]  # bytes up to the NUL that follows the value
+    cstr.restype, cstr.argtypes = ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_void_p]
+    byref, c_uint64, c_void_p = ctypes.byref, ctypes.c_uint64, ctypes.c_void_p
+
+    def floor_put(k: bytes, v: bytes) -> int:
+        ver = c_uint64()
+        kv_put(byref(ver), ptr, k, len(k), v, len(v), None)
+        return ver.value
+
+    def floor_get(k: bytes) -> Any:
+        val = c_void_p()
+        if kv_get(byref(val), ptr, k, len(k), None):
+            return None
+        b = cstr(val, None)
+        free(val)
+        return b
+    return floor_put, floor_get, handle.close
+
+
+def report(results: Dict[Tuple[str, str], List[Tuple[float, float, float]]], names: List[str],
+           anchor: str, op: str, n: int, label: str, server: bool) -> None:
+    """One line per contender: medians over the rounds, and the throughput
+    ratio to the anchor taken round by round (median, min-max)."""
+    base = results[(anchor, op)]
+    for name in names:
+        runs = results[(name, op)]
+        wall = statistics.median(w for w, _, _ in runs)
+        cpu = statistics.median(c for _, c, _ in runs)
+        ratios = sorted(b[0] / r[0] for b, r in zip(base, runs))
+        line = (f"{name:14} {label:7} {op:4} {n / wall:9.0f} {wall / n * 1e6:8.2f} "
+                f"{cpu / n * 1e6:9.2f}")
+        if server:
+            line += f" {statistics.median(s for _, _, s in runs) / n * 1e6:9.1f}"
+        print(f"{line}  {statistics.median(ratios):5.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})")
+
+
 def embedded_contenders(d: str) -> Dict[str, Tuple[Callable[..., Any], Callable[..., Any],
                                                     Callable[[], None]]]:
     """name -> (put(k, v), get(k), close())."""
@@ -72,27 +115,7 @@ def embedded_contenders(d: str) -> Dict[str, Tuple[Callable[..., Any], Callable[
     out["libkv"] = (db.put, db.get, db.close)
 
     raw = libkv.open(os.path.join(d, "floor"), sync="none")
-    lib, ptr = _native.lib, raw._ptr
-    kv_put, kv_get, free = lib.kv_put, lib.kv_get, lib.kv_value_free
-    cstr = lib["kv_value_data"]  # bytes up to the NUL that follows the value
-    cstr.restype, cstr.argtypes = ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_void_p]
-    byref = ctypes.byref
-    ver, val = ctypes.c_uint64(), ctypes.c_void_p()
-    pver, pval = byref(ver), byref(val)
-
-    # The fewest foreign calls that give what plyvel gives (bytes, no
-    # version, no guard against close, shared out-parameters: one thread).
-    def floor_put(k: bytes, v: bytes) -> int:
-        kv_put(pver, ptr, k, len(k), v, len(v), None)
-        return ver.value
-
-    def floor_get(k: bytes) -> Any:
-        if kv_get(pval, ptr, k, len(k), None):
-            return None
-        b = cstr(val, None)
-        free(val)
-        return b
-    out["ctypes floor"] = (floor_put, floor_get, raw.close)
+    out["ctypes floor"] = floor_calls(raw)
 
     ldb = plyvel.DB(os.path.join(d, "plyvel"), create_if_missing=True)  # sync=False
     out["plyvel"] = (ldb.put, ldb.get, ldb.close)
@@ -143,18 +166,11 @@ def bench_embedded(args: argparse.Namespace) -> None:
                 cont[name][2]()
         finally:
             shutil.rmtree(d, True)
-    n = args.num
-    print(f"\nembedded: {n} keys of {args.key_size} B, values of {args.value_size} B, "
-          f"1 thread, {args.rounds} rounds (median)")
-    print(f"{'':14} {'op':4} {'ops/s':>10} {'us/op':>8} {'CPU us/op':>10}  vs plyvel")
+    print(f"\nembedded: {args.num} keys of {args.key_size} B, values of {args.value_size} B, "
+          f"1 thread, {args.rounds} rounds; medians, ratio vs plyvel per round")
+    print(f"{'':14} {'':7} {'op':4} {'ops/s':>9} {'us/op':>8} {'CPU us':>9}  vs plyvel")
     for op in ("put", "get"):
-        base = statistics.median(w for w, _, _ in results[("plyvel", op)])
-        for name in names:
-            runs = results[(name, op)]
-            wall = statistics.median(w for w, _, _ in runs)
-            cpu = statistics.median(c for _, c, _ in runs)
-            print(f"{name:14} {op:4} {n / wall:10.0f} {wall / n * 1e6:8.2f} "
-                  f"{cpu / n * 1e6:10.2f}  {base / wall:5.2f}x")
+        report(results, names, "plyvel", op, args.num, "", False)
 
 
 # -------------------------------------------------------------------- client
@@ -203,7 +219,7 @@ def bench_client(args: argparse.Namespace) -> None:
         raise SystemExit(f"no kvd at {kvd}: build the tools or set KVD")
     keys = [b"%0*d" % (args.key_size, i) for i in range(args.num)]
     value = os.urandom(args.value_size)
-    results: Dict[Tuple[str, int, str], List[Tuple[float, float, float]]] = {}
+    results: Dict[Tuple[str, str, str], List[Tuple[float, float, float]]] = {}
     for r in range(args.rounds):
         d = tempfile.mkdtemp(prefix="libkv-bench-")
         procs: List[subprocess.Popen] = []
@@ -232,13 +248,15 @@ def bench_client(args: argparse.Namespace) -> None:
                 pool = redis.ConnectionPool(host="127.0.0.1", port=rp,
                                             max_connections=threads)
                 rc = redis.Redis(connection_pool=pool)
+                fput, fget, _ = floor_calls(client)
                 sides = {"libkv": (lambda k: client.put(k, value), client.get, kproc.pid),
+                         "ctypes floor": (lambda k: fput(k, value), fget, kproc.pid),
                          "redis-py": (lambda k: rc.set(k, value), rc.get, rproc.pid)}
                 order = list(sides) if (r + threads) % 2 == 0 else list(sides)[::-1]
                 for name in order:
                     put, get, pid = sides[name]
                     for op, fn in (("put", put), ("get", get)):
-                        results.setdefault((name, threads, op), []).append(
+                        results.setdefault((name, f"{threads}", op), []).append(
                             timed(lambda: run_threads(threads, args.requests, fn, keys), pid))
                 assert client.get(keys[0]) == value and rc.get(keys[0]) == value
                 client.close()
@@ -252,22 +270,16 @@ def bench_client(args: argparse.Namespace) -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
             shutil.rmtree(d, True)
-    n = args.requests
-    print(f"\nclient: {n} requests per run over {args.num} keys of {args.key_size} B, values "
-          f"of {args.value_size} B, {args.rounds} rounds (median); kvd --sync none, "
-          "redis-server without persistence")
-    print(f"{'':9} {'thr':>3} {'op':4} {'ops/s':>9} {'us/op':>8} {'client CPU':>10} "
-          f"{'server CPU':>10}  vs redis-py")
+    print(f"\nclient: {args.requests} requests per run over {args.num} keys of {args.key_size} B, "
+          f"values of {args.value_size} B, {args.rounds} rounds; kvd --sync none, redis-server "
+          "without persistence; medians, ratio vs redis-py per round")
+    print(f"{'':14} {'threads':7} {'op':4} {'ops/s':>9} {'us/op':>8} {'CPU us':>9} "
+          f"{'srv CPU':>9}  vs redis-py")
+    names = ["libkv", "ctypes floor", "redis-py"]
     for threads in args.threads:
         for op in ("put", "get"):
-            base = statistics.median(w for w, _, _ in results[("redis-py", threads, op)])
-            for name in ("libkv", "redis-py"):
-                runs = results[(name, threads, op)]
-                wall = statistics.median(w for w, _, _ in runs)
-                cpu = statistics.median(c for _, c, _ in runs)
-                srv = statistics.median(s for _, _, s in runs)
-                print(f"{name:9} {threads:3} {op:4} {n / wall:9.0f} {wall / n * 1e6:8.1f} "
-                      f"{cpu / n * 1e6:10.1f} {srv / n * 1e6:10.1f}  {base / wall:5.2f}x")
+            flat = {(name, op): results[(name, f"{threads}", op)] for name in names}
+            report(flat, names, "redis-py", op, args.requests, f"{threads}", True)
 
 
 def main() -> None:
