@@ -97,28 +97,34 @@ def report(results: Dict[Tuple[str, str], List[Tuple[float, float, float]]], nam
         wall = statistics.median(w for w, _, _ in runs)
         cpu = statistics.median(c for _, c, _ in runs)
         ratios = sorted(b[0] / r[0] for b, r in zip(base, runs))
-        line = (f"{name:14} {label:7} {op:4} {n / wall:9.0f} {wall / n * 1e6:8.2f} "
+        line = (f"{name:14} {label:7} {op:9} {n / wall:9.0f} {wall / n * 1e6:8.2f} "
                 f"{cpu / n * 1e6:9.2f}")
         if server:
             line += f" {statistics.median(s for _, _, s in runs) / n * 1e6:9.1f}"
         print(f"{line}  {statistics.median(ratios):5.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})")
 
 
-def embedded_contenders(d: str) -> Dict[str, Tuple[Callable[..., Any], Callable[..., Any],
-                                                    Callable[[], None]]]:
-    """name -> (put(k, v), get(k), close())."""
+def embedded_contenders(d: str, value: bytes) -> Dict[str, Tuple[Any, ...]]:
+    """name -> (put(k, v), get(k), close(), put_many(keys) or None), where
+    put_many writes the keys in one batch (one atomic write)."""
     import lmdb
     import plyvel
 
     out: Dict[str, Any] = {}
     db = libkv.open(os.path.join(d, "libkv"), sync="none")  # WAL written, not fsynced
-    out["libkv"] = (db.put, db.get, db.close)
+    out["libkv"] = (db.put, db.get, db.close,
+                    lambda keys: db.batch([("put", k, value) for k in keys]))
 
     raw = libkv.open(os.path.join(d, "floor"), sync="none")
-    out["ctypes floor"] = floor_calls(raw)
+    out["ctypes floor"] = floor_calls(raw) + (None,)
 
     ldb = plyvel.DB(os.path.join(d, "plyvel"), create_if_missing=True)  # sync=False
-    out["plyvel"] = (ldb.put, ldb.get, ldb.close)
+
+    def plyvel_many(keys: List[bytes]) -> None:
+        with ldb.write_batch() as wb:
+            for k in keys:
+                wb.put(k, value)
+    out["plyvel"] = (ldb.put, ldb.get, ldb.close, plyvel_many)
 
     env = lmdb.open(os.path.join(d, "lmdb"), map_size=4 << 30, sync=False, metasync=False)
 
@@ -129,7 +135,12 @@ def embedded_contenders(d: str) -> Dict[str, Tuple[Callable[..., Any], Callable[
     def lmdb_get(k: bytes) -> Any:
         with env.begin(buffers=False) as txn:
             return txn.get(k)
-    out["lmdb"] = (lmdb_put, lmdb_get, env.close)
+
+    def lmdb_many(keys: List[bytes]) -> None:
+        with env.begin(write=True) as txn:
+            for k in keys:
+                txn.put(k, value)
+    out["lmdb"] = (lmdb_put, lmdb_get, env.close, lmdb_many)
     return out
 
 
@@ -146,10 +157,10 @@ def bench_embedded(args: argparse.Namespace) -> None:
     for r in range(args.rounds):
         d = tempfile.mkdtemp(prefix="libkv-bench-")
         try:
-            cont = embedded_contenders(d)
+            cont = embedded_contenders(d, value)
             order = names if r % 2 == 0 else names[::-1]
             for name in order:
-                put, get, _ = cont[name]
+                put, get, _, many = cont[name]
 
                 def fill() -> None:
                     for k in put_order:
@@ -160,6 +171,11 @@ def bench_embedded(args: argparse.Namespace) -> None:
                         get(k)
                 results.setdefault((name, "put"), []).append(timed(fill))
                 results.setdefault((name, "get"), []).append(timed(read))
+                if many is not None:
+                    def fill_batches() -> None:
+                        for i in range(0, len(put_order), args.batch):
+                            many(put_order[i:i + args.batch])
+                    results.setdefault((name, "batch put"), []).append(timed(fill_batches))
             got = cont["libkv"][1](keys[7])
             assert got == value, "libkv read back something else"
             for name in names:
@@ -168,9 +184,12 @@ def bench_embedded(args: argparse.Namespace) -> None:
             shutil.rmtree(d, True)
     print(f"\nembedded: {args.num} keys of {args.key_size} B, values of {args.value_size} B, "
           f"1 thread, {args.rounds} rounds; medians, ratio vs plyvel per round")
-    print(f"{'':14} {'':7} {'op':4} {'ops/s':>9} {'us/op':>8} {'CPU us':>9}  vs plyvel")
+    print(f"{'':14} {'':7} {'op':9} {'ops/s':>9} {'us/op':>8} {'CPU us':>9}  vs plyvel")
     for op in ("put", "get"):
         report(results, names, "plyvel", op, args.num, "", False)
+    print(f"batch put: the same keys again, {args.batch} per batch (libkv batch, plyvel "
+          "write_batch, one lmdb transaction); per key")
+    report(results, ["libkv", "plyvel", "lmdb"], "plyvel", "batch put", args.num, "", False)
 
 
 # -------------------------------------------------------------------- client
@@ -273,7 +292,7 @@ def bench_client(args: argparse.Namespace) -> None:
     print(f"\nclient: {args.requests} requests per run over {args.num} keys of {args.key_size} B, "
           f"values of {args.value_size} B, {args.rounds} rounds; kvd --sync none, redis-server "
           "without persistence; medians, ratio vs redis-py per round")
-    print(f"{'':14} {'threads':7} {'op':4} {'ops/s':>9} {'us/op':>8} {'CPU us':>9} "
+    print(f"{'':14} {'threads':7} {'op':9} {'ops/s':>9} {'us/op':>8} {'CPU us':>9} "
           f"{'srv CPU':>9}  vs redis-py")
     names = ["libkv", "ctypes floor", "redis-py"]
     for threads in args.threads:
@@ -287,7 +306,8 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=100000, help="keys (default 100000)")
     ap.add_argument("--key-size", type=int, default=16)
     ap.add_argument("--value-size", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=100, help="embedded: keys per batch put")
     ap.add_argument("--requests", type=int, default=40000,
                     help="client: requests per measured run (default 40000)")
     ap.add_argument("--threads", default="1,8",
