@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import json
 import math
-import os
 import threading
 import time
 import weakref
@@ -26,7 +25,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Tuple, Union)
 
 from . import _native as n
-from ._errors import ClosedError, ConflictError, Error, NotFoundError, from_code
+from ._errors import ClosedError, ConflictError, NotFoundError, from_code
 
 Key = Union[bytes, str, bytearray, memoryview]
 Data = Union[bytes, str, bytearray, memoryview]
