@@ -39,7 +39,7 @@ KV_EPERM = -14
 # ------------------------------------------------------------------- enums
 KV_LOG_ERROR, KV_LOG_WARN, KV_LOG_INFO, KV_LOG_DEBUG = 0, 1, 2, 3
 
-# kv_consistency. When the header gains a level (SERIAL), add it here with
+# kv_consistency, by name. When the header gains a level, add it here with
 # the header's value; tests/test_layout.py fails until the two agree.
 CONSISTENCY = {
     "default": 0,
@@ -47,6 +47,7 @@ CONSISTENCY = {
     "quorum": 2,
     "all": 3,
     "explicit": 4,
+    "serial": 5,   # linearizable per key (Paxos among the key's homes)
 }
 KV_CONSISTENCY_EXPLICIT = CONSISTENCY["explicit"]
 

@@ -434,8 +434,9 @@ class Store:
             r: Optional[int] = None) -> Optional[Value]:
         """The value of key, or None when it is absent, deleted or expired.
 
-        consistency: "one", "quorum" (the default in a cluster) or "all";
-        or r=N replicas. Embedded handles have one replica.
+        consistency: "one", "quorum" (the default in a cluster), "all" or
+        "serial" (linearizable per key); or r=N replicas. Embedded handles
+        have one replica.
         Raises TimedOutError, UnavailableError (cluster), CorruptError,
         TooBigError (key over the limit), InvalidArgumentError (empty key).
         """
@@ -535,7 +536,8 @@ class Store:
         """Compare-and-swap: store value only if key's current version is
         expected_version (0: only if the key is absent). Returns the new
         version; raises ConflictError, whose .version is the current one
-        (0 if absent), when another version is there. Options as put's."""
+        (0 if absent), when another version is there. In a cluster CAS runs at
+        "serial" unless consistency says otherwise. Options as put's."""
         k = key if type(key) is bytes else as_bytes(key, "key")
         v = value if type(value) is bytes else as_bytes(value, "value")
         ev = _uint(expected_version, "expected_version", 64)

@@ -6,6 +6,7 @@ import unittest
 from typing import List
 
 import support
+import test_threads
 from support import LOOPBACK, libkv
 
 
@@ -43,6 +44,15 @@ class ThreeNodes(support.TempDirTest):
         for n in nodes:
             self.assertEqual(n.get(b"key7", consistency="one"), b"value7")
 
+        # SERIAL: linearizable per key; CAS defaults to it in a cluster.
+        self.assertEqual(client.cas(b"s", 0, b"1", consistency="serial"), 1)
+        self.assertEqual(client.get(b"s", consistency="serial"), b"1")
+        self.assertEqual(client.cas(b"s", 1, b"2"), 2)
+        with self.assertRaises(libkv.ConflictError) as cm:
+            client.cas(b"s", 1, b"lost")
+        self.assertEqual(cm.exception.version, 2)
+        self.assertEqual(client.put(b"s", b"3", consistency="serial"), 3)
+
         nodes[2].close()  # one node stopped
         for i in range(30):  # QUORUM (2 of 3) goes on, reads and writes
             self.assertEqual(client.get(f"key{i}"), f"value{i}".encode())
@@ -61,6 +71,12 @@ class ThreeNodes(support.TempDirTest):
         with self.assertRaises(libkv.RetryableError):
             client.get(b"key3", consistency="all")
         self.assertEqual(client.get(b"key3", r=2), b"cas")
+        # A majority of the key's homes is still there: SERIAL goes on.
+        self.assertEqual(client.cas(b"s", 3, b"4", consistency="serial"), 4)
+        self.assertEqual(client.get(b"s", consistency="serial"), b"4")
+        # Racing CAS increments at SERIAL through the client lose nothing.
+        self.assertGreater(test_threads.cas_counter(client, b"serial-counter", threads=4,
+                                                    attempts=25), 0)
         client.put(b"w2", b"x", w=2)
 
 

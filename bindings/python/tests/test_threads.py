@@ -18,19 +18,20 @@ THREADS = 8
 ATTEMPTS = 150
 
 
-def cas_counter(db: "libkv.Store", key: bytes) -> int:
-    """THREADS threads each try ATTEMPTS read-then-CAS increments; returns the
-    number of CAS that succeeded, after checking the stored counter."""
-    db.put(key, b"0")
+def cas_counter(db: "libkv.Store", key: bytes, threads: int = THREADS,
+                attempts: int = ATTEMPTS) -> int:
+    """`threads` threads each try `attempts` read-then-CAS increments; returns
+    the number of CAS that succeeded, after checking the stored counter."""
+    first = db.put(key, b"0")
     wins: List[int] = []
     errors: List[BaseException] = []
-    start = threading.Barrier(THREADS)
+    start = threading.Barrier(threads)
 
     def worker() -> None:
         ok = 0
         try:
             start.wait()
-            for _ in range(ATTEMPTS):
+            for _ in range(attempts):
                 v = db.get(key)
                 try:
                     db.cas(key, v.version, str(int(v) + 1).encode())
@@ -41,17 +42,17 @@ def cas_counter(db: "libkv.Store", key: bytes) -> int:
             errors.append(e)
         wins.append(ok)
 
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    for t in threads:
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join(300)
         assert not t.is_alive(), "a CAS worker is stuck"
     if errors:
         raise errors[0]
     final = db.get(key)
     assert int(final) == sum(wins), (int(final), sum(wins))
-    assert final.version == 1 + sum(wins), (final.version, sum(wins))
+    assert final.version == first + sum(wins), (final.version, first, sum(wins))
     return sum(wins)
 
 
