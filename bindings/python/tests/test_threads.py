@@ -19,11 +19,15 @@ ATTEMPTS = 150
 
 
 def cas_counter(db: "libkv.Store", key: bytes, threads: int = THREADS,
-                attempts: int = ATTEMPTS) -> int:
+                attempts: int = ATTEMPTS, unknown_ok: bool = False) -> int:
     """`threads` threads each try `attempts` read-then-CAS increments; returns
-    the number of CAS that succeeded, after checking the stored counter."""
+    the number of CAS that succeeded, after checking the stored counter: it
+    equals that number. With unknown_ok (a cluster, where a CAS whose
+    proposal was superseded may answer UnknownOutcomeError), the counter is
+    at least the successes and at most the successes plus the unknowns."""
     first = db.put(key, b"0")
     wins: List[int] = []
+    unknown: List[int] = []
     errors: List[BaseException] = []
     start = threading.Barrier(threads)
 
@@ -38,6 +42,10 @@ def cas_counter(db: "libkv.Store", key: bytes, threads: int = THREADS,
                     ok += 1
                 except libkv.ConflictError as e:
                     assert e.version > v.version, (e.version, v.version)
+                except libkv.UnknownOutcomeError:
+                    if not unknown_ok:
+                        raise
+                    unknown.append(1)
         except BaseException as e:  # reported by the main thread
             errors.append(e)
         wins.append(ok)
@@ -51,9 +59,10 @@ def cas_counter(db: "libkv.Store", key: bytes, threads: int = THREADS,
     if errors:
         raise errors[0]
     final = db.get(key)
-    assert int(final) == sum(wins), (int(final), sum(wins))
-    assert final.version == first + sum(wins), (final.version, first, sum(wins))
-    return sum(wins)
+    won, maybe = sum(wins), len(unknown)
+    assert won <= int(final) <= won + maybe, (int(final), won, maybe)
+    assert final.version == first + int(final), (final.version, first, int(final))
+    return won
 
 
 class Threads(support.TempDirTest):
