@@ -14,9 +14,13 @@
 
 Needs python3-plyvel, python3-lmdb, python3-redis, redis-server (run with
 /usr/bin/python3, whose site-packages hold them) and, for "client", kvd
-(build/tools/kvd/kvd or $KVD). Figures: median of the rounds; the order of
-the contenders alternates from round to round. CPU is this process's
-(user+system) and, for client runs, the server process's, per operation.
+(build/tools/kvd/kvd or $KVD). The contenders take turns block by block
+(a block: 2000 keys embedded, 1/20 of the requests for the client, the first
+contender rotating), so that this machine's drift from one minute to the
+next falls on all of them alike. Figures: medians over the rounds, and the
+ratio to the anchor taken round by round (median, min-max). CPU is this
+process's (user+system) and, for client runs, the server process's, per
+operation.
 """
 from __future__ import annotations
 
@@ -85,6 +89,21 @@ def floor_calls(handle: "libkv.Store") -> Tuple[Callable[..., Any], Callable[...
         free(val)
         return b
     return floor_put, floor_get, handle.close
+
+
+def interleaved(names: List[str], run: Callable[[str, Any], None],
+                blocks: List[Any]) -> Dict[str, Tuple[float, float, float]]:
+    """Runs run(name, block) for every block and every contender, the
+    contenders taking turns block by block (the first one rotating), so that
+    the machine's drift falls on all of them alike. Returns each one's summed
+    (wall s, CPU s, 0)."""
+    totals = {name: [0.0, 0.0, 0.0] for name in names}
+    for i, block in enumerate(blocks):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            w, c, _ = timed(lambda: run(name, block))
+            totals[name][0] += w
+            totals[name][1] += c
+    return {name: (t[0], t[1], t[2]) for name, t in totals.items()}
 
 
 def report(results: Dict[Tuple[str, str], List[Tuple[float, float, float]]], names: List[str],
@@ -158,24 +177,28 @@ def bench_embedded(args: argparse.Namespace) -> None:
         d = tempfile.mkdtemp(prefix="libkv-bench-")
         try:
             cont = embedded_contenders(d, value)
-            order = names if r % 2 == 0 else names[::-1]
-            for name in order:
-                put, get, _, many = cont[name]
 
-                def fill() -> None:
-                    for k in put_order:
-                        put(k, value)
+            def puts(name: str, block: List[bytes]) -> None:
+                put = cont[name][0]
+                for k in block:
+                    put(k, value)
 
-                def read() -> None:
-                    for k in get_order:
-                        get(k)
-                results.setdefault((name, "put"), []).append(timed(fill))
-                results.setdefault((name, "get"), []).append(timed(read))
-                if many is not None:
-                    def fill_batches() -> None:
-                        for i in range(0, len(put_order), args.batch):
-                            many(put_order[i:i + args.batch])
-                    results.setdefault((name, "batch put"), []).append(timed(fill_batches))
+            def gets(name: str, block: List[bytes]) -> None:
+                get = cont[name][1]
+                for k in block:
+                    get(k)
+
+            def batches(name: str, block: List[bytes]) -> None:
+                many = cont[name][3]
+                for i in range(0, len(block), args.batch):
+                    many(block[i:i + args.batch])
+            for op, fn, who, order in (("put", puts, names, put_order),
+                                       ("get", gets, names, get_order),
+                                       ("batch put", batches, ["libkv", "plyvel", "lmdb"],
+                                        put_order)):
+                blocks = [order[i:i + args.block] for i in range(0, len(order), args.block)]
+                for name, total in interleaved(who, fn, blocks).items():
+                    results.setdefault((name, op), []).append(total)
             got = cont["libkv"][1](keys[7])
             assert got == value, "libkv read back something else"
             for name in names:
@@ -183,7 +206,8 @@ def bench_embedded(args: argparse.Namespace) -> None:
         finally:
             shutil.rmtree(d, True)
     print(f"\nembedded: {args.num} keys of {args.key_size} B, values of {args.value_size} B, "
-          f"1 thread, {args.rounds} rounds; medians, ratio vs plyvel per round")
+          f"1 thread, {args.rounds} rounds of blocks of {args.block} keys, the contenders taking "
+          "turns block by block; medians, ratio vs plyvel per round")
     print(f"{'':14} {'':7} {'op':9} {'ops/s':>9} {'us/op':>8} {'CPU us':>9}  vs plyvel")
     for op in ("put", "get"):
         report(results, names, "plyvel", op, args.num, "", False)
@@ -212,22 +236,44 @@ def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
     raise SystemExit(f"{what} did not listen on {port} within 30 s")
 
 
-def run_threads(threads: int, requests: int, op: Callable[[bytes], Any],
-                keys: List[bytes]) -> None:
-    per = requests // threads
-    start = threading.Barrier(threads)
+def lockstep(threads: int, names: List[str], ops: Dict[str, Callable[[bytes], Any]],
+             pids: Dict[str, int], keys: List[bytes], requests: int,
+             nblocks: int) -> Dict[str, Tuple[float, float, float]]:
+    """`threads` threads do `requests` calls in all, in nblocks blocks per
+    contender; the contenders take turns block by block (all threads on one
+    contender at a time, a barrier between turns). Returns each contender's
+    summed (wall s, this process's CPU s, its server's CPU s)."""
+    per = requests // threads // nblocks
+    schedule = [name for b in range(nblocks)
+                for name in names[b % len(names):] + names[:b % len(names)]]
+    barrier = threading.Barrier(threads + 1)
 
-    def worker(i: int) -> None:
-        rnd = random.Random(i)
-        mine = [keys[rnd.randrange(len(keys))] for _ in range(per)]
-        start.wait()
-        for k in mine:
-            op(k)
+    def worker(t: int) -> None:
+        rnd = random.Random(t)
+        for name in schedule:
+            mine = [keys[rnd.randrange(len(keys))] for _ in range(per)]
+            op = ops[name]
+            barrier.wait()
+            for k in mine:
+                op(k)
+        barrier.wait()
     ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for t in ts:
         t.start()
+    marks = []
+    for _ in range(len(schedule) + 1):
+        barrier.wait()
+        marks.append((time.perf_counter(), time.process_time(),
+                      {name: proc_cpu(pid) for name, pid in pids.items()}))
     for t in ts:
         t.join()
+    totals = {name: [0.0, 0.0, 0.0] for name in names}
+    for i, name in enumerate(schedule):
+        (w0, c0, s0), (w1, c1, s1) = marks[i], marks[i + 1]
+        totals[name][0] += w1 - w0
+        totals[name][1] += c1 - c0
+        totals[name][2] += s1[name] - s0[name]
+    return {name: (t[0], t[1], t[2]) for name, t in totals.items()}
 
 
 def bench_client(args: argparse.Namespace) -> None:
@@ -268,15 +314,16 @@ def bench_client(args: argparse.Namespace) -> None:
                                             max_connections=threads)
                 rc = redis.Redis(connection_pool=pool)
                 fput, fget, _ = floor_calls(client)
-                sides = {"libkv": (lambda k: client.put(k, value), client.get, kproc.pid),
-                         "ctypes floor": (lambda k: fput(k, value), fget, kproc.pid),
-                         "redis-py": (lambda k: rc.set(k, value), rc.get, rproc.pid)}
-                order = list(sides) if (r + threads) % 2 == 0 else list(sides)[::-1]
-                for name in order:
-                    put, get, pid = sides[name]
-                    for op, fn in (("put", put), ("get", get)):
-                        results.setdefault((name, f"{threads}", op), []).append(
-                            timed(lambda: run_threads(threads, args.requests, fn, keys), pid))
+                names = ["libkv", "ctypes floor", "redis-py"]
+                pids = {"libkv": kproc.pid, "ctypes floor": kproc.pid, "redis-py": rproc.pid}
+                puts = {"libkv": lambda k: client.put(k, value),
+                        "ctypes floor": lambda k: fput(k, value),
+                        "redis-py": lambda k: rc.set(k, value)}
+                gets = {"libkv": client.get, "ctypes floor": fget, "redis-py": rc.get}
+                for op, fns in (("put", puts), ("get", gets)):
+                    got = lockstep(threads, names, fns, pids, keys, args.requests, 20)
+                    for name, total in got.items():
+                        results.setdefault((name, f"{threads}", op), []).append(total)
                 assert client.get(keys[0]) == value and rc.get(keys[0]) == value
                 client.close()
                 pool.disconnect()
@@ -290,8 +337,9 @@ def bench_client(args: argparse.Namespace) -> None:
                     p.kill()
             shutil.rmtree(d, True)
     print(f"\nclient: {args.requests} requests per run over {args.num} keys of {args.key_size} B, "
-          f"values of {args.value_size} B, {args.rounds} rounds; kvd --sync none, redis-server "
-          "without persistence; medians, ratio vs redis-py per round")
+          f"values of {args.value_size} B, {args.rounds} rounds of 20 blocks, the contenders "
+          "taking turns block by block; kvd --sync none, redis-server without persistence; "
+          "medians, ratio vs redis-py per round")
     print(f"{'':14} {'threads':7} {'op':9} {'ops/s':>9} {'us/op':>8} {'CPU us':>9} "
           f"{'srv CPU':>9}  vs redis-py")
     names = ["libkv", "ctypes floor", "redis-py"]
@@ -308,6 +356,8 @@ def main() -> None:
     ap.add_argument("--value-size", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=100, help="embedded: keys per batch put")
+    ap.add_argument("--block", type=int, default=2000,
+                    help="embedded: keys per turn of a contender (default 2000)")
     ap.add_argument("--requests", type=int, default=40000,
                     help="client: requests per measured run (default 40000)")
     ap.add_argument("--threads", default="1,8",
