@@ -392,7 +392,9 @@ class Store:
     def close(self) -> None:
         """Close the handle: waits for calls running in other threads, then
         releases it (an embedded store syncs its log first; a node stops
-        serving). Calls made after this raise ClosedError. Idempotent."""
+        serving). Calls made after this raise ClosedError. Idempotent.
+        Not from a log or merge callback of this handle: it would wait for
+        the call that runs the callback."""
         self._finalizer.detach()
         _release(self._g, self._ptr, None)
 
