@@ -382,11 +382,12 @@ class Store:
     # -------------------------------------------------------------- plumbing
     @property
     def kind(self) -> str:
-        """"embedded", "node" or "client"."""
+        """The kind of handle: "embedded", "node" or "client"."""
         return self._kind
 
     @property
     def closed(self) -> bool:
+        """True once close() has begun (every call then raises ClosedError)."""
         return self._g.closed
 
     def close(self) -> None:
