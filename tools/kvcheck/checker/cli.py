@@ -84,7 +84,10 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     chk.add_argument("file")
     run = sub.add_parser("run", help="run a workload against a cluster, then check it")
     run.add_argument("--model", choices=("counter", "register", "set"), default="counter")
-    run.add_argument("--http", required=True, help="HOST:PORT[,HOST:PORT...]")
+    door = run.add_mutually_exclusive_group(required=True)
+    door.add_argument("--http", help="the nodes' HTTP API: HOST:PORT[,HOST:PORT...]")
+    door.add_argument("--client", help="the nodes' binary protocol, through libkv's client "
+                      "handle (the Python binding): HOST:PORT[,HOST:PORT...]")
     run.add_argument("--threads", type=int, default=3)
     run.add_argument("--duration", type=float, default=10.0, help="seconds")
     run.add_argument("--key", help="the key (default: a fresh one per run)")

@@ -411,14 +411,23 @@ class Workload:
     then final() (the final reads), then close()."""
 
     def __init__(self, model, hosts, out_path, threads, timeout=5.0, token=None,
-                 consistency="quorum", max_retries=50, key=None, names=None):
+                 consistency="quorum", max_retries=50, key=None, names=None,
+                 transport="http"):
         if model not in MODELS:
             raise ValueError(f"unknown model '{model}'")
         if not hosts:
             raise ValueError("no endpoint to talk to")
+        if transport not in ("http", "client"):
+            raise ValueError(f"unknown transport '{transport}'")
         names = names or hosts
         self.model, self.hosts, self.names = model, hosts, names
         self.timeout, self.token, self.threads = timeout, token, threads
+        self.transport = transport
+        if transport == "client":
+            # The C client handle (client-side routing) through the Python
+            # binding: one handle per thread, onto every node.
+            from .client_endpoint import ClientEndpoint
+            ClientEndpoint(hosts, timeout, token)   # the binding loads, the syntax holds
         for h in hosts:
             Endpoint(h, timeout, token)            # validate the syntax up front
         self.key = key or f"kvcheck-{model}-{time.time_ns():x}-{random.getrandbits(32):08x}"
@@ -431,8 +440,7 @@ class Workload:
         """Starts the threads; each stops by itself after `duration` s."""
         self.ctx.deadline = time.monotonic() + duration
         for t in range(self.threads):
-            i = t % len(self.hosts)
-            ep = Endpoint(self.hosts[i], self.timeout, self.token, self.names[i])
+            ep = self._endpoint(t)
             self.endpoints.append(ep)
             if self.model == "set":
                 target, targs = _set_thread, (ep, self.layout, self.ctx, t, t)
@@ -442,6 +450,15 @@ class Workload:
             th = threading.Thread(target=target, args=targs, daemon=True, name=f"kvcheck-{t}")
             self.running.append(th)
             th.start()
+
+    def _endpoint(self, t):
+        """Thread t's door: an HTTP connection to one node (round-robin), or
+        a client handle onto them all."""
+        if self.transport == "client":
+            from .client_endpoint import ClientEndpoint
+            return ClientEndpoint(self.hosts, self.timeout, self.token, f"client-{t}")
+        i = t % len(self.hosts)
+        return Endpoint(self.hosts[i], self.timeout, self.token, self.names[i])
 
     def join(self, seconds):
         """Waits (at most `seconds`) for the threads to stop by themselves."""
@@ -461,7 +478,11 @@ class Workload:
         """The final reads at consistency=all: the counter's value (None if
         the read failed) or the sets never read (a list); None for the
         register, which has none."""
-        eps = [Endpoint(h, self.timeout, self.token, n) for h, n in zip(self.hosts, self.names)]
+        if self.transport == "client":
+            eps = [self._endpoint(self.threads)]
+        else:
+            eps = [Endpoint(h, self.timeout, self.token, n)
+                   for h, n in zip(self.hosts, self.names)]
         try:
             if self.model == "counter":
                 return _final_counter_read(eps, self.key, self.rec)
@@ -485,11 +506,13 @@ def run(args, out=sys.stdout):
     if args.token_file:
         with open(args.token_file, encoding="utf-8") as f:
             token = f.read().strip()
-    hosts = [h.strip() for h in args.http.split(",") if h.strip()]
+    transport = "client" if getattr(args, "client", None) else "http"
+    listed = args.client if transport == "client" else args.http
+    hosts = [h.strip() for h in listed.split(",") if h.strip()]
     if not hosts:
-        raise ValueError("--http needs at least one HOST:PORT")
+        raise ValueError(f"--{transport} needs at least one HOST:PORT")
     w = Workload(args.model, hosts, args.out, args.threads, args.timeout, token,
-                 args.consistency, args.max_retries, key=args.key)
+                 args.consistency, args.max_retries, key=args.key, transport=transport)
     start = time.monotonic()
     w.start(args.duration)
     # Each loop checks the deadline; a request is bounded by the timeout.
@@ -504,8 +527,10 @@ def run(args, out=sys.stdout):
     summary = {"key": w.key, "ok": counts["ok"], "fail": counts["fail"], "info": counts["info"],
                "seconds": elapsed, "ops_per_s": (counts["ok"] + counts["fail"] + counts["info"])
                / elapsed if elapsed > 0 else 0.0}
-    out.write(f"kvcheck run: model {args.model}, key {w.key}, {args.threads} thread(s) on "
-              f"{len(hosts)} endpoint(s), consistency {args.consistency}, {elapsed:.1f}s\n")
+    door = "the client handle onto" if transport == "client" else "HTTP on"
+    out.write(f"kvcheck run: model {args.model}, key {w.key}, {args.threads} thread(s) through "
+              f"{door} {len(hosts)} endpoint(s), consistency {args.consistency}, "
+              f"{elapsed:.1f}s\n")
     out.write(f"  {counts['ok']} ok, {counts['fail']} fail, {counts['info']} info; "
               f"{summary['ops_per_s']:.1f} ops/s\n")
     if args.model == "counter":
