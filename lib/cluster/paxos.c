@@ -149,6 +149,19 @@ static int recent_read(kvi_reader *r, kvi_paxos_recent *recent, size_t *n)
     return r->failed ? -1 : 0;
 }
 
+/* What a record and an answer share after the promise: the accepted
+ * proposal (when there is one), the last commit, the recent commits. */
+static void accepted_and_commits_encode(kvi_buf *b, const kvi_acceptor *a)
+{
+    if (a->has_accepted) {
+        kvi_ballot_encode(b, &a->accepted);
+        kvi_buf_bytes(b, a->accepted_state.data, a->accepted_state.len);
+    }
+    kvi_ballot_encode(b, &a->committed);
+    kvi_buf_u64(b, a->committed_version);
+    recent_encode(b, a->recent, a->n_recent);
+}
+
 int kvi_acceptor_unfinished(const kvi_acceptor *a)
 {
     return a->has_accepted && kvi_ballot_compare(&a->accepted, &a->committed) > 0;
@@ -160,13 +173,7 @@ void kvi_acceptor_encode(kvi_buf *b, const kvi_acceptor *a, uint64_t token)
     kvi_buf_u8(b, KVI_PAXOS_FORMAT);
     kvi_ballot_encode(b, &a->promised);
     kvi_buf_u8(b, a->has_accepted ? 1 : 0);
-    if (a->has_accepted) {
-        kvi_ballot_encode(b, &a->accepted);
-        kvi_buf_bytes(b, a->accepted_state.data, a->accepted_state.len);
-    }
-    kvi_ballot_encode(b, &a->committed);
-    kvi_buf_u64(b, a->committed_version);
-    recent_encode(b, a->recent, a->n_recent);
+    accepted_and_commits_encode(b, a);
     if (!b->failed)
         kvi_buf_u64(b, XXH3_64bits_withSeed(b->data + start, b->len - start, token));
 }
@@ -232,13 +239,7 @@ void kvi_paxos_answer_encode(kvi_buf *b, int granted, const kvi_acceptor *a,
     kvi_buf_u8(b, (uint8_t)((granted ? ANSWER_GRANTED : 0) |
                             (a->has_accepted ? ANSWER_ACCEPTED : 0) | (data ? ANSWER_DATA : 0)));
     kvi_ballot_encode(b, &a->promised);
-    if (a->has_accepted) {
-        kvi_ballot_encode(b, &a->accepted);
-        kvi_buf_bytes(b, a->accepted_state.data, a->accepted_state.len);
-    }
-    kvi_ballot_encode(b, &a->committed);
-    kvi_buf_u64(b, a->committed_version);
-    recent_encode(b, a->recent, a->n_recent);
+    accepted_and_commits_encode(b, a);
     if (data)
         kvi_buf_bytes(b, data->data, data->len);
 }
