@@ -176,9 +176,9 @@ func TestTimedOutAndUnknownOutcome(t *testing.T) {
 }
 
 func TestContextDeadlineAbandonsACall(t *testing.T) {
-	// The client waits up to 30 s for the silent server; the context ends
+	// The client waits up to 3 s for the silent server; the context ends
 	// first, and the call returns with the context's error.
-	client := dialT(t, []string{silentServer(t)}, &ClientOptions{RequestTimeout: 30 * time.Second})
+	client := dialT(t, []string{silentServer(t)}, &ClientOptions{RequestTimeout: 3 * time.Second})
 	ctx, cancel := context.WithTimeout(bg, 100*time.Millisecond)
 	defer cancel()
 	_, err := client.Get(ctx, b("k"))
