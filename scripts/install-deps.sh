@@ -23,6 +23,7 @@ python3
 python3-pip
 python3-setuptools
 python3-wheel
+golang-go
 clang-14
 libclang-rt-14-dev
 nftables

@@ -1,0 +1,3 @@
+module libkv.dev/kv
+
+go 1.19
