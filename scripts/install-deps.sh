@@ -33,6 +33,8 @@ if [ "${1:-}" = bench ]; then
     PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools etcd-server"
     # bindings/python/bench.py's anchors
     PACKAGES="$PACKAGES python3-plyvel python3-lmdb python3-redis"
+    # bindings/go/bench-goleveldb's anchor (Go sources under /usr/share/gocode)
+    PACKAGES="$PACKAGES golang-github-syndtr-goleveldb-dev"
 fi
 
 missing=""

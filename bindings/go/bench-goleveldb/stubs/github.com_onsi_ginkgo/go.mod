@@ -1,0 +1,3 @@
+module github.com/onsi/ginkgo
+
+go 1.14
