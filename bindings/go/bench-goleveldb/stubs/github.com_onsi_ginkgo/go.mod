@@ -1,3 +1,0 @@
-module github.com/onsi/ginkgo
-
-go 1.14

@@ -1,3 +1,0 @@
-module golang.org/x/xerrors
-
-go 1.14
