@@ -9,9 +9,10 @@
 # ("-") or a file ("@FILE"), batch from a file and from stdin, -w json (parsed
 # with python3), a binary value with a NUL, TTL expiry, usage errors (empty
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
-# the kvbench built beside kvctl), an endpoint with nothing listening, and
-# siblings resolved with --context on a node that is a cluster of one. The
-# trap kills only the kvd this script started. No timing assertions: waits
+# the kvbench built beside kvctl), an endpoint with nothing listening, an
+# endpoint that is a node's HTTP port, and siblings resolved with --context
+# on a node that is a cluster of one. The trap kills
+# only the kvd processes this script started. No timing assertions: waits
 # are bounded loops that poll for a state.
 set -u
 
@@ -21,11 +22,12 @@ KVBENCH=${3:-$(dirname "$KVCTL")/../kvbench/kvbench}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_kvctl.XXXXXX")
 kvd_pid=
+cluster_pids=()
 cleanup() {
-    if [[ -n $kvd_pid ]]; then
-        kill "$kvd_pid" 2>/dev/null
-        wait "$kvd_pid" 2>/dev/null
-    fi
+    for pid in $kvd_pid "${cluster_pids[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -74,8 +76,10 @@ start_kvd() {
 }
 
 rm -rf "$tmp/data"
-start_kvd "$tmp/kvd.log" --data "$tmp/data" --node-id kvctl-test
+start_kvd "$tmp/kvd.log" --data "$tmp/data" --node-id kvctl-test --http 127.0.0.1:0
 port=$started_port
+# Its HTTP port, from the "ready" line.
+hport=$(sed -n 's/.*"ready: .*http port \([0-9]*\),.*/\1/p' "$tmp/kvd.log")
 if [[ -z $port ]]; then
     echo "FAIL: kvd did not start; its log:" >&2
     cat "$tmp/kvd.log" >&2
@@ -348,6 +352,29 @@ if [[ -n $down ]]; then
 fi
 "$KVCTL" --endpoints "no-port-here" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 2 "unparsable endpoint"
+
+# ------------------------------------------------ the HTTP port by mistake
+# An HTTP server is no libkv node: kvctl says so at once, instead of waiting
+# for a frame that never comes and saying "timed out".
+if [[ -n $hport ]]; then
+    want="127.0.0.1:$hport answered HTTP, not the libkv binary protocol: that is the node's HTTP port; use the binary port (--listen)"
+    "$KVCTL" --endpoints "127.0.0.1:$hport" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "get from a node's HTTP port"
+    grep -qF "$want" "$tmp/err" || fail "an HTTP port is named as such"
+    grep -q "timed out" "$tmp/err" && fail "an HTTP port is not a time-out"
+    "$KVCTL" --endpoints "127.0.0.1:$hport" put k1 v >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "put to a node's HTTP port"
+    grep -qF "$want" "$tmp/err" || fail "an HTTP port is named as such (put)"
+    grep -q "outcome unknown" "$tmp/err" && fail "a put to an HTTP port is not of unknown outcome"
+    "$KVCTL" --endpoints "127.0.0.1:$hport" -w json health >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "json health on a node's HTTP port"
+    json_check 'd["error"]["code"] == "UNAVAILABLE" and "answered HTTP" in d["error"]["message"]' "json HTTP port"
+    # Listed first, the HTTP port does not stop kvctl from using the next.
+    kc --endpoints "127.0.0.1:$hport,$EP" get k1
+    expect 0 "again" "the binary port after an HTTP one"
+else
+    fail "no http port in the kvd log: $(head -c 400 "$tmp/kvd.log")"
+fi
 
 # ------------------------------------- siblings and --context (CLUSTER.md)
 # A node alone keeps no causal contexts; one whose own address is its seed
