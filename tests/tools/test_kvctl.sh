@@ -10,8 +10,9 @@
 # with python3), a binary value with a NUL, TTL expiry, usage errors (empty
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
 # the kvbench built beside kvctl), an endpoint with nothing listening, an
-# endpoint that is a node's HTTP port, and siblings resolved with --context
-# on a node that is a cluster of one. The trap kills
+# endpoint that is a node's HTTP port, siblings resolved with --context on a
+# node that is a cluster of one, and a cluster of three whose member is
+# restarted alone. The trap kills
 # only the kvd processes this script started. No timing assertions: waits
 # are bounded loops that poll for a state.
 set -u
@@ -461,6 +462,53 @@ if (cd "$sec" &&
     fi
 else
     fail "openssl could not make the test certificates"
+fi
+
+# ------------------------------------------- a cluster of three (CLUSTER.md)
+kill "$kvd_pid" 2>/dev/null
+wait "$kvd_pid" 2>/dev/null
+kvd_pid=
+cports=()
+for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 20001))
+    [[ " ${cports[*]} " == *" $p "* ]] && continue
+    listening "$p" || cports+=("$p")
+    [[ ${#cports[@]} -eq 3 ]] && break
+done
+peers=127.0.0.1:${cports[0]},127.0.0.1:${cports[1]},127.0.0.1:${cports[2]}
+for i in 0 1 2; do
+    "$KVD" --data "$tmp/cl$i" --node-id "cl$i" --listen "127.0.0.1:${cports[$i]}" \
+        --peers "$peers" 2>"$tmp/cl$i.log" &
+    cluster_pids+=($!)
+done
+EP=$peers
+ok=
+for _ in $(seq 300); do # every member known, the ring built; up to ~30 s+
+    kc --timeout 1000 --consistency all put ck v1
+    if [[ $rc -eq 0 ]]; then ok=1; break; fi
+    sleep 0.1
+done
+if [[ -z $ok ]]; then
+    fail "the cluster of three never took a write at ALL: $(for i in 0 1 2; do
+        kill -0 "${cluster_pids[$i]}" 2>/dev/null || echo "cl$i exited"; tail -n 4 "$tmp/cl$i.log"; done)"
+else
+    # A member started again alone (no --peers) on its store: kvd says the
+    # store remembers the others, and how to start fresh.
+    for pid in "${cluster_pids[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    cluster_pids=()
+    start_kvd "$tmp/alone.log" --data "$tmp/cl0" --node-id cl0
+    if [[ -z $started_port ]]; then
+        fail "a member restarted alone did not start: $(head -c 400 "$tmp/alone.log")"
+    else
+        grep -q "^kvd: warning: started without --peers or --seeds, but $tmp/cl0 remembers 2 other member(s) of its cluster: cl[12] (127.0.0.1:[0-9]*), cl[12] (127.0.0.1:[0-9]*)\.$" "$tmp/alone.log" ||
+            fail "kvd alone on a cluster's store says it remembers the members: $(grep kvd: "$tmp/alone.log")"
+        grep -q "new, empty --data directory" "$tmp/alone.log" || fail "kvd says how to start fresh"
+        grep -q '"level":"warn","msg":"started without peers or seeds, but this store remembers 2 other member(s)' "$tmp/alone.log" ||
+            fail "the library logs the remembered members"
+    fi
 fi
 
 if [[ $failures -ne 0 ]]; then
