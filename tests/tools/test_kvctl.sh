@@ -11,8 +11,8 @@
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
 # the kvbench built beside kvctl), an endpoint with nothing listening, an
 # endpoint that is a node's HTTP port, siblings resolved with --context on a
-# node that is a cluster of one, and a cluster of three whose member is
-# restarted alone. The trap kills
+# node that is a cluster of one, and a cluster of three: get --verbose, a
+# write at ALL with a node down, and a member restarted alone. The trap kills
 # only the kvd processes this script started. No timing assertions: waits
 # are bounded loops that poll for a state.
 set -u
@@ -317,6 +317,14 @@ for cmd in $cmds; do
     grep -q "^  $cmd\( \|$\)" "$tmp/out" || fail "--help lists the command $cmd"
 done
 
+# Every replica status kv_get_traced can report (get --verbose) is in CLI.md.
+api=$(dirname "$0")/../../lib/api.c
+sts=$(sed -n '/^static const char \*status_name/,/^}/p' "$api" | sed -n 's/.*return "\([A-Z_]*\)";.*/\1/p')
+[[ $(echo "$sts" | wc -w) -ge 8 ]] || fail "the replica statuses of $api: '$sts'"
+for st in $sts; do
+    grep -q "^| \`$st\` |" "$(dirname "$0")/../../docs/CLI.md" || fail "CLI.md documents the replica status $st"
+done
+
 # --version: the tool's name and the library's version, on stdout.
 versions=
 for tool in "$KVCTL" "$KVD" "$KVBENCH"; do
@@ -483,7 +491,7 @@ for i in 0 1 2; do
 done
 EP=$peers
 ok=
-for _ in $(seq 300); do # every member known, the ring built; up to ~30 s+
+for _ in $(seq 300); do # every member known, the ring built; up to ~30 s
     kc --timeout 1000 --consistency all put ck v1
     if [[ $rc -eq 0 ]]; then ok=1; break; fi
     sleep 0.1
@@ -492,6 +500,28 @@ if [[ -z $ok ]]; then
     fail "the cluster of three never took a write at ALL: $(for i in 0 1 2; do
         kill -0 "${cluster_pids[$i]}" 2>/dev/null || echo "cl$i exited"; tail -n 4 "$tmp/cl$i.log"; done)"
 else
+    # Every replica is listed, each line with a status docs/CLI.md explains.
+    kc get ck --verbose;        expect_rc 0 "get --verbose in a cluster"
+    [[ $(grep -c "^replica cl[0-2]: " "$tmp/out") -eq 3 ]] || fail "get --verbose lists three replicas"
+    grep -q "^answers required: 2$" "$tmp/out" || fail "get --verbose says R"
+    doc=$(dirname "$0")/../../docs/CLI.md
+    for st in $(sed -n 's/^replica cl[0-2]: \([A-Z_]*\) .*/\1/p' "$tmp/out"); do
+        grep -q "^| \`$st\` |" "$doc" || fail "CLI.md documents the replica status $st"
+    done
+    kc -w json get ck --verbose --consistency all; expect_rc 0 "get --verbose -w json in a cluster"
+    json_check 'd["required"] == 3 and sorted(r["status"] for r in d["replicas"]) == ["OK", "OK", "OK"]' "three replicas OK at ALL"
+
+    # One member down: a write at ALL is refused with the node's reason.
+    kill "${cluster_pids[2]}"
+    wait "${cluster_pids[2]}" 2>/dev/null
+    kc --consistency all put ck v2
+    expect_rc 5 "a write at ALL with a member down"
+    grep -q "2 of 3 replicas reachable" "$tmp/err" || fail "a write at ALL says how many replicas are reachable"
+    grep -q "not applied" "$tmp/err" || fail "a write at ALL says it was not applied"
+    kc put ck v3;               expect 0 "version 2" "a write at QUORUM with a member down"
+    kc get ck --verbose --consistency all; expect_rc 5 "a read at ALL with a member down"
+    grep -q "^replica cl2: UNAVAILABLE (" "$tmp/out" || fail "the member down shows as UNAVAILABLE"
+
     # A member started again alone (no --peers) on its store: kvd says the
     # store remembers the others, and how to start fresh.
     for pid in "${cluster_pids[@]}"; do
