@@ -214,6 +214,7 @@ int kv_client_open(kv **out, const char *const *endpoints, size_t count,
     rc = kvi_client_open(&db->client, endpoints, count, &o, &db->log);
     if (rc == KV_OK) {
         kvi_client_set_flags(db->client, o.policy == KV_POLICY_LWW ? 0 : KVI_FRAME_FLAG_SIBLINGS);
+        kvi_client_set_probe(db->client, 1);
         rc = kvi_router_open(&db->router, db->client, &o, &db->log);
     }
     if (rc != KV_OK) {

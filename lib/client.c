@@ -121,6 +121,7 @@ struct kvi_client {
     atomic_uint next_conn;
     atomic_uint_fast64_t next_id;
     uint16_t flags; /* frame flags sent with every request */
+    int probe;      /* kvi_client_set_probe */
     atomic_uint_fast64_t last_answer_ms; /* monotonic; 0 = never */
     unsigned max_inflight; /* per connection; 0 = no limit */
     kvi_addr source;       /* local address to connect from */
@@ -260,31 +261,85 @@ static void *reader_loop(void *arg)
     return NULL;
 }
 
+/* The request id of the first frame on every new connection. A libkv node
+ * echoes it like any other; to an HTTP server, the frame's first 16 bytes
+ * read as a malformed request line and an empty one (" / \r\n\r\n" after
+ * the first 8), so it answers "HTTP/1.1 400" at once instead of waiting for
+ * the rest of a request that never comes: the answer tells a client pointed
+ * at a node's HTTP port to say so (see exchange). */
+#define PROBE_ID UINT64_C(0x00202f200d0a0d0a)
+
+/* Reads up to n bytes; returns how many came before the end, an error or
+ * the socket's receive timeout (*timed_out set). */
+static size_t read_some(wire l, unsigned char *p, size_t n, int *timed_out)
+{
+    size_t got = 0;
+    *timed_out = 0;
+    while (got < n) {
+        ssize_t r = l.tls ? kvi_tls_recv(l.tls, p + got, n - got) : recv(l.fd, p + got, n - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+        } else if (!(r < 0 && errno == EINTR)) {
+            *timed_out = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            break;
+        }
+    }
+    return got;
+}
+
+/* What the first answer bytes on a new connection say when they are not a
+ * libkv frame header; KV_OK when they may be one. */
+static int not_libkv(const char *endpoint, const unsigned char *b, size_t n)
+{
+    if (n >= 5 && memcmp(b, "HTTP/", 5) == 0)
+        return kvi_error(KV_EUNAVAILABLE, "%s answered HTTP, not the libkv binary protocol: "
+                         "that is the node's HTTP port; use the binary port (--listen)",
+                         endpoint);
+    if (n >= 1 && (b[0] == 0x15 || b[0] == 0x16))
+        return kvi_error(KV_EUNAVAILABLE, "%s answered TLS, not plain libkv: the node speaks "
+                         "TLS; connect with TLS (the tls client option)", endpoint);
+    if (n >= 2 && (b[0] != 'k' || b[1] != 'v'))
+        return kvi_error(KV_EUNAVAILABLE, "%s answered something that is not the libkv "
+                         "binary protocol: is it a libkv node's binary port (--listen)?",
+                         endpoint);
+    return KV_OK;
+}
+
 /* One request and its answer on a connection no reader runs on yet (the
- * handshake). KV_OK with the answer's body in *body (malloc'd), or an
- * error; an error frame's status and message become the result. */
-static int exchange(kvi_client *cl, wire fd, uint8_t opcode, const kvi_buf *req_body,
-                    unsigned char **body, size_t *body_len)
+ * probe and the handshake), with request id `id`. KV_OK with the answer's
+ * body in *body (malloc'd), or an error; an error frame's status and message
+ * become the result. */
+static int exchange(kvi_client *cl, wire fd, const char *endpoint, uint64_t id, uint8_t opcode,
+                    const kvi_buf *req_body, unsigned char **body, size_t *body_len)
 {
     *body = NULL;
     kvi_buf frame = {0};
     kvi_frame_begin(&frame);
     kvi_buf_raw(&frame, req_body->data, req_body->len);
-    uint64_t id = atomic_fetch_add(&cl->next_id, 1);
-    size_t sent;
+    size_t sent, got = 0;
+    int timed_out = 0;
     unsigned char header[KVI_FRAME_HEADER];
     kvi_frame_header h;
     int rc = kvi_frame_finish(&frame, 0, opcode, 0, 0, id) != 0
                  ? kvi_error(KV_ENOMEM, "out of memory in the handshake")
-             : send_full(fd, frame.data, frame.len, &sent) != 0 ||
-                     read_full(fd, header, sizeof header) != 0
+             : send_full(fd, frame.data, frame.len, &sent) != 0
+                 ? kvi_error(KV_EUNAVAILABLE, "the node closed the connection during the "
+                                             "handshake (is it on TLS? see the tls client option)")
+                 : KV_OK;
+    kvi_buf_free(&frame);
+    if (rc == KV_OK)
+        got = read_some(fd, header, sizeof header, &timed_out);
+    if (rc == KV_OK && (rc = not_libkv(endpoint, header, got)) == KV_OK)
+        rc = got < sizeof header && timed_out
+                 ? kvi_error(KV_ETIMEDOUT, "no answer to the handshake within %u ms",
+                             cl->request_timeout_ms)
+             : got < sizeof header
                  ? kvi_error(KV_EUNAVAILABLE, "the node closed the connection during the "
                                              "handshake (is it on TLS? see the tls client option)")
              : kvi_frame_parse_header(&h, header, sizeof header, 64u * 1024u) != KVI_FRAME_OK ||
                      h.request_id != id || h.opcode != opcode
                  ? kvi_error(KV_EIO, "malformed answer to the handshake (not a libkv node?)")
                  : KV_OK;
-    kvi_buf_free(&frame);
     if (rc != KV_OK)
         return rc;
     unsigned char *b = malloc(h.body_len ? h.body_len : 1);
@@ -308,11 +363,13 @@ static int exchange(kvi_client *cl, wire fd, uint8_t opcode, const kvi_buf *req_
     return KV_OK;
 }
 
-/* Proves the cluster secret or shows the token on a new connection, before
- * its reader starts (net/auth.h). */
-static int handshake(kvi_client *cl, wire fd)
+/* A new connection's first exchanges, before its reader starts: proves the
+ * cluster secret or shows the token (net/auth.h), or else, when the client
+ * probes, a PING; whatever answers first is checked for being a libkv node
+ * (PROBE_ID). */
+static int handshake(kvi_client *cl, wire fd, const char *endpoint)
 {
-    if (!cl->secret_len && !cl->token)
+    if (!cl->secret_len && !cl->token && !cl->probe)
         return KV_OK;
     struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
                          (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
@@ -321,14 +378,17 @@ static int handshake(kvi_client *cl, wire fd)
     unsigned char *body = NULL;
     size_t body_len = 0;
     int rc = KV_OK;
+    /* The first exchange carries PROBE_ID: without credentials, a PING. */
+    uint64_t id = PROBE_ID;
     if (cl->secret_len) {
         unsigned char nonce_c[KVI_AUTH_NONCE];
         rc = kvi_auth_hello(&req, nonce_c);
         if (rc == KV_OK)
-            rc = exchange(cl, fd, KVI_OP_HELLO, &req, &body, &body_len);
+            rc = exchange(cl, fd, endpoint, id, KVI_OP_HELLO, &req, &body, &body_len);
         if (rc == KV_OK)
             rc = kvi_auth_answer(&auth, cl->secret, cl->secret_len, nonce_c, body, body_len);
-    } else {
+        id = atomic_fetch_add(&cl->next_id, 1);
+    } else if (cl->token) {
         kvi_auth_token_body(&auth, cl->token);
     }
     free(body);
@@ -336,7 +396,9 @@ static int handshake(kvi_client *cl, wire fd)
     if (rc == KV_OK && auth.failed)
         rc = kvi_error(KV_ENOMEM, "out of memory in the handshake");
     if (rc == KV_OK)
-        rc = exchange(cl, fd, KVI_OP_AUTH, &auth, &body, &body_len);
+        rc = cl->secret_len || cl->token
+                 ? exchange(cl, fd, endpoint, id, KVI_OP_AUTH, &auth, &body, &body_len)
+                 : exchange(cl, fd, endpoint, id, KVI_OP_PING, &req, &body, &body_len);
     free(body);
     kvi_buf_free(&req);
     kvi_buf_free(&auth);
@@ -379,7 +441,7 @@ static int secure(kvi_client *cl, int fd, const kvi_addr *ep, kvi_tls_session **
             return rc;
     }
     wire l = {fd, *tls};
-    int rc = handshake(cl, l);
+    int rc = handshake(cl, l, ep->text);
     if (rc != KV_OK) {
         kvi_tls_close(*tls);
         *tls = NULL;
@@ -437,9 +499,13 @@ static int ensure_connected(kvi_client *cl, conn *c)
         if (hrc != KV_OK) {
             close(fd);
             rc = hrc;
-            snprintf(why, sizeof why, "%s: %s", cl->endpoints[e].text, kv_error_last());
-            kvi_log(cl->log, KV_LOG_WARN, "handshake with %s failed: %s",
-                    cl->endpoints[e].text, kv_error_last());
+            /* The probe's messages name the endpoint themselves. */
+            const char *text = cl->endpoints[e].text;
+            if (strncmp(kv_error_last(), text, strlen(text)) == 0)
+                snprintf(why, sizeof why, "%s", kv_error_last());
+            else
+                snprintf(why, sizeof why, "%s: %s", text, kv_error_last());
+            kvi_log(cl->log, KV_LOG_WARN, "handshake with %s failed: %s", text, kv_error_last());
             continue;
         }
         c->reader_exited = 0;
@@ -1211,6 +1277,11 @@ void kvi_client_set_source(kvi_client *c, const char *listen)
 void kvi_client_set_flags(kvi_client *cl, uint16_t flags)
 {
     cl->flags = flags;
+}
+
+void kvi_client_set_probe(kvi_client *cl, int on)
+{
+    cl->probe = on;
 }
 
 void kvi_client_set_max_inflight(kvi_client *cl, unsigned max_per_connection)

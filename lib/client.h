@@ -67,6 +67,14 @@ struct kvi_tls;
 void kvi_client_set_tls(kvi_client *c, const struct kvi_tls *tls);
 /* Frame flags sent with every request of this client (set before use). */
 void kvi_client_set_flags(kvi_client *c, uint16_t flags);
+
+/* Makes every new connection start with an exchange whose answer shows
+ * whether the endpoint is a libkv node (client.c, PROBE_ID): a PING when
+ * there is no handshake. For the endpoints an application gives
+ * (kv_client_open), which may be a node's HTTP port by mistake; a node's
+ * connections to its members skip it, so that starting a call never waits
+ * on a member that is paused. */
+void kvi_client_set_probe(kvi_client *c, int on);
 uint32_t kvi_client_timeout_ms(const kvi_client *c);
 /* When the node last answered anything on this client (CLOCK_MONOTONIC ms;
  * 0 = never): first-hand evidence that it is alive. */

@@ -226,6 +226,32 @@ static size_t load_members(kvi_membership *m)
     return taken;
 }
 
+/* Started with neither peers nor seeds on a store that remembers other
+ * members: the node is still one of their cluster (its ring holds them, and
+ * a write at QUORUM needs them), which surprises someone who meant to start
+ * a node of its own, so say so once, naming them. Called before any thread
+ * starts. */
+static void warn_remembered(const kvi_membership *m, size_t loaded)
+{
+    char names[400];
+    size_t used = 0;
+    names[0] = 0;
+    for (size_t i = 1; i < m->list.n && used < sizeof names; i++) {
+        const kvi_member *mb = &m->list.items[i];
+        int w = snprintf(names + used, sizeof names - used, "%s%s (%s)", i > 1 ? ", " : "",
+                         mb->id ? mb->id : "?", mb->addr);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (used >= sizeof names)
+        memcpy(names + sizeof names - 4, "...", 4);
+    kvi_log(m->log, KV_LOG_WARN,
+            "started without peers or seeds, but this store remembers %zu other member(s) of "
+            "its cluster: %s. It is still their member: its ring holds them and requests "
+            "need them for quorum (unavailable, HTTP 503, while they are down). To run a "
+            "node of its own, start it on a new, empty data directory",
+            loaded, names);
+}
+
 /* Joining through seeds: asks each seed in turn for its description, and
  * once one describes a complete cluster takes its members (but those
  * joining or leaving) and builds the ring. Its ring members are the
@@ -429,6 +455,8 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->store = cfg->store;
     m->list.items[0].verified = 1;
     size_t loaded = ok ? load_members(m) : 0;
+    if (loaded && cfg->n_peers == 0 && n_seeds == 0)
+        warn_remembered(m, loaded);
     /* Gossip runs with the peers, the seeds and the saved members as seeds:
      * it tells which members are up, and of the members nobody configured
      * here. */

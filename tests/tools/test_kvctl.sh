@@ -9,9 +9,11 @@
 # ("-") or a file ("@FILE"), batch from a file and from stdin, -w json (parsed
 # with python3), a binary value with a NUL, TTL expiry, usage errors (empty
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
-# the kvbench built beside kvctl), an endpoint with nothing listening, and
-# siblings resolved with --context on a node that is a cluster of one. The
-# trap kills only the kvd this script started. No timing assertions: waits
+# the kvbench built beside kvctl), an endpoint with nothing listening, an
+# endpoint that is a node's HTTP port, siblings resolved with --context on a
+# node that is a cluster of one, and a cluster of three: get --verbose, a
+# write at ALL with a node down, and a member restarted alone. The trap kills
+# only the kvd processes this script started. No timing assertions: waits
 # are bounded loops that poll for a state.
 set -u
 
@@ -21,11 +23,12 @@ KVBENCH=${3:-$(dirname "$KVCTL")/../kvbench/kvbench}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_kvctl.XXXXXX")
 kvd_pid=
+cluster_pids=()
 cleanup() {
-    if [[ -n $kvd_pid ]]; then
-        kill "$kvd_pid" 2>/dev/null
-        wait "$kvd_pid" 2>/dev/null
-    fi
+    for pid in $kvd_pid "${cluster_pids[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -74,8 +77,10 @@ start_kvd() {
 }
 
 rm -rf "$tmp/data"
-start_kvd "$tmp/kvd.log" --data "$tmp/data" --node-id kvctl-test
+start_kvd "$tmp/kvd.log" --data "$tmp/data" --node-id kvctl-test --http 127.0.0.1:0
 port=$started_port
+# Its HTTP port, from the "ready" line.
+hport=$(sed -n 's/.*"ready: .*http port \([0-9]*\),.*/\1/p' "$tmp/kvd.log")
 if [[ -z $port ]]; then
     echo "FAIL: kvd did not start; its log:" >&2
     cat "$tmp/kvd.log" >&2
@@ -312,6 +317,14 @@ for cmd in $cmds; do
     grep -q "^  $cmd\( \|$\)" "$tmp/out" || fail "--help lists the command $cmd"
 done
 
+# Every replica status kv_get_traced can report (get --verbose) is in CLI.md.
+api=$(dirname "$0")/../../lib/api.c
+sts=$(sed -n '/^static const char \*status_name/,/^}/p' "$api" | sed -n 's/.*return "\([A-Z_]*\)";.*/\1/p')
+[[ $(echo "$sts" | wc -w) -ge 8 ]] || fail "the replica statuses of $api: '$sts'"
+for st in $sts; do
+    grep -q "^| \`$st\` |" "$(dirname "$0")/../../docs/CLI.md" || fail "CLI.md documents the replica status $st"
+done
+
 # --version: the tool's name and the library's version, on stdout.
 versions=
 for tool in "$KVCTL" "$KVD" "$KVBENCH"; do
@@ -348,6 +361,29 @@ if [[ -n $down ]]; then
 fi
 "$KVCTL" --endpoints "no-port-here" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 2 "unparsable endpoint"
+
+# ------------------------------------------------ the HTTP port by mistake
+# An HTTP server is no libkv node: kvctl says so at once, instead of waiting
+# for a frame that never comes and saying "timed out".
+if [[ -n $hport ]]; then
+    want="127.0.0.1:$hport answered HTTP, not the libkv binary protocol: that is the node's HTTP port; use the binary port (--listen)"
+    "$KVCTL" --endpoints "127.0.0.1:$hport" get k1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "get from a node's HTTP port"
+    grep -qF "$want" "$tmp/err" || fail "an HTTP port is named as such"
+    grep -q "timed out" "$tmp/err" && fail "an HTTP port is not a time-out"
+    "$KVCTL" --endpoints "127.0.0.1:$hport" put k1 v >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "put to a node's HTTP port"
+    grep -qF "$want" "$tmp/err" || fail "an HTTP port is named as such (put)"
+    grep -q "outcome unknown" "$tmp/err" && fail "a put to an HTTP port is not of unknown outcome"
+    "$KVCTL" --endpoints "127.0.0.1:$hport" -w json health >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 5 "json health on a node's HTTP port"
+    json_check 'd["error"]["code"] == "UNAVAILABLE" and "answered HTTP" in d["error"]["message"]' "json HTTP port"
+    # Listed first, the HTTP port does not stop kvctl from using the next.
+    kc --endpoints "127.0.0.1:$hport,$EP" get k1
+    expect 0 "again" "the binary port after an HTTP one"
+else
+    fail "no http port in the kvd log: $(head -c 400 "$tmp/kvd.log")"
+fi
 
 # ------------------------------------- siblings and --context (CLUSTER.md)
 # A node alone keeps no causal contexts; one whose own address is its seed
@@ -434,6 +470,75 @@ if (cd "$sec" &&
     fi
 else
     fail "openssl could not make the test certificates"
+fi
+
+# ------------------------------------------- a cluster of three (CLUSTER.md)
+kill "$kvd_pid" 2>/dev/null
+wait "$kvd_pid" 2>/dev/null
+kvd_pid=
+cports=()
+for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 20001))
+    [[ " ${cports[*]} " == *" $p "* ]] && continue
+    listening "$p" || cports+=("$p")
+    [[ ${#cports[@]} -eq 3 ]] && break
+done
+peers=127.0.0.1:${cports[0]},127.0.0.1:${cports[1]},127.0.0.1:${cports[2]}
+for i in 0 1 2; do
+    "$KVD" --data "$tmp/cl$i" --node-id "cl$i" --listen "127.0.0.1:${cports[$i]}" \
+        --peers "$peers" 2>"$tmp/cl$i.log" &
+    cluster_pids+=($!)
+done
+EP=$peers
+ok=
+for _ in $(seq 300); do # every member known, the ring built; up to ~30 s
+    kc --timeout 1000 --consistency all put ck v1
+    if [[ $rc -eq 0 ]]; then ok=1; break; fi
+    sleep 0.1
+done
+if [[ -z $ok ]]; then
+    fail "the cluster of three never took a write at ALL: $(for i in 0 1 2; do
+        kill -0 "${cluster_pids[$i]}" 2>/dev/null || echo "cl$i exited"; tail -n 4 "$tmp/cl$i.log"; done)"
+else
+    # Every replica is listed, each line with a status docs/CLI.md explains.
+    kc get ck --verbose;        expect_rc 0 "get --verbose in a cluster"
+    [[ $(grep -c "^replica cl[0-2]: " "$tmp/out") -eq 3 ]] || fail "get --verbose lists three replicas"
+    grep -q "^answers required: 2$" "$tmp/out" || fail "get --verbose says R"
+    doc=$(dirname "$0")/../../docs/CLI.md
+    for st in $(sed -n 's/^replica cl[0-2]: \([A-Z_]*\) .*/\1/p' "$tmp/out"); do
+        grep -q "^| \`$st\` |" "$doc" || fail "CLI.md documents the replica status $st"
+    done
+    kc -w json get ck --verbose --consistency all; expect_rc 0 "get --verbose -w json in a cluster"
+    json_check 'd["required"] == 3 and sorted(r["status"] for r in d["replicas"]) == ["OK", "OK", "OK"]' "three replicas OK at ALL"
+
+    # One member down: a write at ALL is refused with the node's reason.
+    kill "${cluster_pids[2]}"
+    wait "${cluster_pids[2]}" 2>/dev/null
+    kc --consistency all put ck v2
+    expect_rc 5 "a write at ALL with a member down"
+    grep -q "2 of 3 replicas reachable" "$tmp/err" || fail "a write at ALL says how many replicas are reachable"
+    grep -q "not applied" "$tmp/err" || fail "a write at ALL says it was not applied"
+    kc put ck v3;               expect 0 "version 2" "a write at QUORUM with a member down"
+    kc get ck --verbose --consistency all; expect_rc 5 "a read at ALL with a member down"
+    grep -q "^replica cl2: UNAVAILABLE (" "$tmp/out" || fail "the member down shows as UNAVAILABLE"
+
+    # A member started again alone (no --peers) on its store: kvd says the
+    # store remembers the others, and how to start fresh.
+    for pid in "${cluster_pids[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    cluster_pids=()
+    start_kvd "$tmp/alone.log" --data "$tmp/cl0" --node-id cl0
+    if [[ -z $started_port ]]; then
+        fail "a member restarted alone did not start: $(head -c 400 "$tmp/alone.log")"
+    else
+        grep -q "^kvd: warning: started without --peers or --seeds, but $tmp/cl0 remembers 2 other member(s) of its cluster: cl[12] (127.0.0.1:[0-9]*), cl[12] (127.0.0.1:[0-9]*)\.$" "$tmp/alone.log" ||
+            fail "kvd alone on a cluster's store says it remembers the members: $(grep kvd: "$tmp/alone.log")"
+        grep -q "new, empty --data directory" "$tmp/alone.log" || fail "kvd says how to start fresh"
+        grep -q '"level":"warn","msg":"started without peers or seeds, but this store remembers 2 other member(s)' "$tmp/alone.log" ||
+            fail "the library logs the remembered members"
+    fi
 fi
 
 if [[ $failures -ne 0 ]]; then

@@ -453,6 +453,28 @@ static kv_read_options read_opts(const struct cli *c)
     return ro;
 }
 
+/* What a replica's status in kv_get_traced's JSON means, for the text
+ * output (-w json keeps the codes alone); docs/CLI.md lists them. */
+static const char *status_gloss(const char *status)
+{
+    static const struct {
+        const char *status, *gloss;
+    } glosses[] = {
+        {"NOT_FOUND", "has no value for this key"},
+        {"NOT_ASKED", "not asked: enough other replicas answered"},
+        {"NOT_WAITED_FOR", "asked, but enough others answered first"},
+        {"UNAVAILABLE", "unreachable, or held down by the failure detector"},
+        {"TIMEOUT", "no answer in time"},
+        {"CORRUPT", "its stored copy failed its checks"},
+        {"NOT_A_REPLICA", "its ring differs: it does not hold this key"},
+        {"ERROR", "another failure: see that node's log"},
+    };
+    for (size_t i = 0; i < sizeof glosses / sizeof glosses[0]; i++)
+        if (strcmp(glosses[i].status, status) == 0)
+            return glosses[i].gloss;
+    return NULL;
+}
+
 /* get --verbose: which replicas answered, from kv_get_traced's JSON. */
 static void print_trace(const char *trace)
 {
@@ -474,6 +496,9 @@ static void print_trace(const char *trace)
                    cJSON_IsNumber(ver) ? ver->valuedouble : 0,
                    cJSON_IsNumber(sib) ? sib->valuedouble : 0,
                    cJSON_IsTrue(rep) ? ", repaired" : "");
+        else if (status_gloss(st->valuestring) != NULL)
+            printf("replica %s: %s (%s)%s\n", id->valuestring, st->valuestring,
+                   status_gloss(st->valuestring), cJSON_IsTrue(rep) ? ", repaired" : "");
         else
             printf("replica %s: %s%s\n", id->valuestring, st->valuestring,
                    cJSON_IsTrue(rep) ? ", repaired" : "");

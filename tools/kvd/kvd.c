@@ -460,6 +460,39 @@ static int parse_args(settings *s, int argc, char **argv)
     return 0;
 }
 
+/* A node started without --peers or --seeds on a store that remembers other
+ * members is still their member (the library logs why): say it in plain
+ * words on stderr too, where whoever started kvd by hand looks. */
+static void warn_if_remembered(kv *db, const settings *s)
+{
+    if (s->n_peers || s->n_seeds)
+        return;
+    char *json = NULL;
+    if (kv_cluster_describe(&json, db) != KV_OK)
+        return;
+    cJSON *root = cJSON_Parse(json);
+    kv_string_free(json);
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
+    int n = cJSON_GetArraySize(members);
+    if (n > 1) {
+        fprintf(stderr, "kvd: warning: started without --peers or --seeds, but %s remembers "
+                        "%d other member(s) of its cluster:", s->data, n - 1);
+        const cJSON *m;
+        int i = 0;
+        cJSON_ArrayForEach(m, members) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "nodeId");
+            const cJSON *addr = cJSON_GetObjectItemCaseSensitive(m, "address");
+            if (i++ > 0)
+                fprintf(stderr, "%s %s (%s)", i > 2 ? "," : "",
+                        cJSON_IsString(id) ? id->valuestring : "?",
+                        cJSON_IsString(addr) ? addr->valuestring : "?");
+        }
+        fprintf(stderr, ".\nkvd: this node still needs them for quorum; to run a node of its "
+                        "own, start kvd with a new, empty --data directory.\n");
+    }
+    cJSON_Delete(root);
+}
+
 /* ----------------------------------------------------------------- main */
 
 static void free_settings(settings *s)
@@ -603,6 +636,7 @@ int main(int argc, char **argv)
     }
     int binary_port = 0, http_port = 0;
     kv_node_ports(&binary_port, &http_port, db);
+    warn_if_remembered(db, &s);
     logf_(KV_LOG_INFO, "ready: node %s, binary port %d, http port %d, data %s", s.node_id,
           binary_port, http_port, s.data);
 
