@@ -2,10 +2,13 @@ package kv
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -157,9 +160,72 @@ func silentServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// readFrame reads one whole frame (24-byte header, then the body length it
+// gives) from c.
+func readFrame(c net.Conn) ([]byte, error) {
+	buf := make([]byte, 0, 256)
+	tmp := make([]byte, 65536)
+	for len(buf) < 24 || len(buf) < 24+int(binary.BigEndian.Uint32(buf[16:20])) {
+		n, err := c.Read(tmp)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf, tmp[:n]...)
+	}
+	return buf, nil
+}
+
+// swallowingProxy passes each connection's first exchange (the client's probe
+// of a new connection) to upstream and back, then reads and drops
+// everything: requests are sent and never answered.
+func swallowingProxy(t *testing.T, upstream string) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			go func(c net.Conn) {
+				up, err := net.DialTimeout("tcp", upstream, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				if f, err := readFrame(c); err == nil {
+					if _, err := up.Write(f); err == nil {
+						if a, err := readFrame(up); err == nil {
+							c.Write(a)
+						}
+					}
+				}
+				io.Copy(io.Discard, c)
+			}(c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return l.Addr().String()
+}
+
 func TestTimedOutAndUnknownOutcome(t *testing.T) {
-	client := dialT(t, []string{silentServer(t)}, &ClientOptions{ConnectTimeout: 300 * time.Millisecond,
-		RequestTimeout: 300 * time.Millisecond})
+	node := nodeT(t, NodeOptions{Listen: "127.0.0.1:0"})
+	client := dialT(t, []string{swallowingProxy(t, node.Address())}, &ClientOptions{
+		ConnectTimeout: 300 * time.Millisecond, RequestTimeout: 300 * time.Millisecond})
 	_, err := client.Get(bg, b("k")) // a read: nothing changed
 	mustIs(t, err, ErrTimeout)
 	for _, write := range []func() error{

@@ -107,7 +107,11 @@ class NodeAndClient(support.TempDirTest):
             self.assertIn("reach", str(cm.exception))
 
     def test_timed_out_and_unknown_outcome(self) -> None:
-        # A server that accepts connections and never answers.
+        # A node behind a proxy that passes a connection's first exchange
+        # (the client's probe of a new connection) and then swallows
+        # everything: the requests are sent and never answered.
+        node = self.node()
+        upstream = node.address
         srv = socket.socket()
         srv.bind((LOOPBACK, 0))
         srv.listen()
@@ -115,12 +119,34 @@ class NodeAndClient(support.TempDirTest):
         held: List[socket.socket] = []
         self.addCleanup(lambda: [s.close() for s in held])
 
+        def read_frame(conn: socket.socket) -> bytes:
+            data = b""
+            while len(data) < 24 or len(data) < 24 + int.from_bytes(data[16:20], "big"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise OSError("closed")
+                data += chunk
+            return data
+
+        def serve(conn: socket.socket) -> None:
+            try:
+                host, _, port = upstream.rpartition(":")
+                with socket.create_connection((host, int(port)), timeout=5) as up:
+                    up.sendall(read_frame(conn))      # the probe, passed on
+                    conn.sendall(read_frame(up))      # and its answer
+                while conn.recv(65536):               # then silence
+                    pass
+            except OSError:
+                pass
+
         def accept() -> None:
             while True:
                 try:
-                    held.append(srv.accept()[0])
+                    conn = srv.accept()[0]
                 except OSError:
                     return
+                held.append(conn)
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
         threading.Thread(target=accept, daemon=True).start()
         endpoint = f"{LOOPBACK}:{srv.getsockname()[1]}"
         client = self.client(endpoint, connect_timeout=0.3, request_timeout=0.3)
