@@ -587,4 +587,3 @@ func itoa(i int) string {
 	}
 	return string(b[n:])
 }
-

@@ -82,7 +82,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	_, err = client.CAS(bg, b("s"), 1, b("lost"))
 	eq(t, mustIs(t, err, ErrConflict).Version, uint64(2))
 
-	nodes[2].Close() // one node stopped
+	nodes[2].Close()          // one node stopped
 	for i := 0; i < 30; i++ { // QUORUM (2 of 3) goes on
 		key := []byte(fmt.Sprintf("key%d", i))
 		eq(t, string(ok(client.Get(bg, key)).Data), fmt.Sprintf("value%d", i))

@@ -14,20 +14,20 @@ import (
 // an *Error; test it with errors.Is(err, kv.ErrNotFound) and read its
 // details with errors.As(err, &kvErr).
 var (
-	ErrNotFound       = errors.New("kv: not found")                      // KV_ENOTFOUND
-	ErrConflict       = errors.New("kv: version conflict")               // KV_ECONFLICT
-	ErrTooBig         = errors.New("kv: too big")                        // KV_ETOOBIG
-	ErrInvalid        = errors.New("kv: invalid argument")               // KV_EINVAL
-	ErrTimeout        = errors.New("kv: timed out")                      // KV_ETIMEDOUT
-	ErrUnavailable    = errors.New("kv: unavailable")                    // KV_EUNAVAILABLE
-	ErrUnknownOutcome = errors.New("kv: unknown outcome")                // KV_EUNKNOWN_OUTCOME
-	ErrCorrupt        = errors.New("kv: corrupt record")                 // KV_ECORRUPT
-	ErrIO             = errors.New("kv: I/O error")                      // KV_EIO
-	ErrClosed         = errors.New("kv: closed")                         // KV_ECLOSED, and calls after Close
-	ErrNoMemory       = errors.New("kv: out of memory")                  // KV_ENOMEM (also "server busy")
-	ErrNotSupported   = errors.New("kv: not supported by this handle")   // KV_ENOTSUP
+	ErrNotFound       = errors.New("kv: not found")                       // KV_ENOTFOUND
+	ErrConflict       = errors.New("kv: version conflict")                // KV_ECONFLICT
+	ErrTooBig         = errors.New("kv: too big")                         // KV_ETOOBIG
+	ErrInvalid        = errors.New("kv: invalid argument")                // KV_EINVAL
+	ErrTimeout        = errors.New("kv: timed out")                       // KV_ETIMEDOUT
+	ErrUnavailable    = errors.New("kv: unavailable")                     // KV_EUNAVAILABLE
+	ErrUnknownOutcome = errors.New("kv: unknown outcome")                 // KV_EUNKNOWN_OUTCOME
+	ErrCorrupt        = errors.New("kv: corrupt record")                  // KV_ECORRUPT
+	ErrIO             = errors.New("kv: I/O error")                       // KV_EIO
+	ErrClosed         = errors.New("kv: closed")                          // KV_ECLOSED, and calls after Close
+	ErrNoMemory       = errors.New("kv: out of memory")                   // KV_ENOMEM (also "server busy")
+	ErrNotSupported   = errors.New("kv: not supported by this handle")    // KV_ENOTSUP
 	ErrBusy           = errors.New("kv: busy (locked or address in use)") // KV_EBUSY
-	ErrPermission     = errors.New("kv: permission denied")              // KV_EPERM
+	ErrPermission     = errors.New("kv: permission denied")               // KV_EPERM
 )
 
 // Status codes of the C API (include/kv/common.h); Error.Code holds one.
