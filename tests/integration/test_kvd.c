@@ -153,6 +153,9 @@ static void serves_both_protocols(void **state)
     assert_int_equal(http(d, "GET", "/v1/kv/absent", NULL, &b), 404);
     assert_int_equal(http(d, "GET", "/metrics", NULL, &b), 200);
     assert_non_null(strstr(b.data, "kv_requests_total"));
+    /* A node alone keeps one copy of each key, whatever its N. */
+    assert_int_equal(http(d, "GET", "/v1/cluster", NULL, &b), 200);
+    assert_non_null(strstr(b.data, "\"replicas\":1,\"replicationFactor\":3,"));
     kv_close(c);
     /* Logs are JSON lines. */
     FILE *f = fopen(d->log_path, "r");
@@ -469,6 +472,7 @@ static void three_nodes_learn_each_other(void **state)
     assert_int_equal(http(&d[2], "GET", "/v1/cluster", NULL, &b), 200);
     assert_non_null(strstr(b.data, "\"nodeId\":\"n1\""));
     assert_non_null(strstr(b.data, "\"complete\":true"));
+    assert_non_null(strstr(b.data, "\"replicas\":3,\"replicationFactor\":3,"));
 
     for (int i = 1; i < 3; i++) {
         stop(&d[i], SIGTERM);
