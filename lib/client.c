@@ -94,6 +94,9 @@ typedef struct conn {
     int replacing;       /* a caller is replacing the socket; others wait */
     int reader_running;  /* a reader thread exists (and must be joined) */
     int reader_exited;   /* it has failed the waiters and is returning */
+    /* The last socket broke, or connecting failed: the next connection is
+     * news for the log (info); a first one is routine (debug). */
+    int failed;
     pthread_t reader;
     waiter *pending;
     unsigned inflight;         /* waiters in pending, abandoned ones included */
@@ -254,6 +257,9 @@ static void *reader_loop(void *arg)
     }
     pthread_mutex_lock(&c->lock);
     c->broken = 1;
+    /* A socket closed with nothing in flight (the node's idle timeout) is
+     * no failure; one that takes requests down with it is. */
+    c->failed |= c->pending != NULL;
     fail_pending(c);
     c->reader_exited = 1;
     pthread_cond_broadcast(&c->state_changed);
@@ -524,12 +530,17 @@ static int ensure_connected(kvi_client *cl, conn *c)
         }
         c->reader_running = 1;
         atomic_store(&cl->preferred, e);
-        kvi_log(cl->log, KV_LOG_INFO, "connected to %s", cl->endpoints[e].text);
+        /* Gossip opens a connection every round, a client one per handle:
+         * only a connection after a failure is worth an operator's line. */
+        kvi_log(cl->log, c->failed ? KV_LOG_INFO : KV_LOG_DEBUG, "%s %s",
+                c->failed ? "connected again to" : "connected to", cl->endpoints[e].text);
+        c->failed = 0;
     }
     c->replacing = 0;
     pthread_cond_broadcast(&c->state_changed);
     if (c->fd >= 0)
         return KV_OK;
+    c->failed = 1;
     if (rc == KV_EPERM)
         return kvi_error(KV_EPERM, "authentication refused by %s", why);
     return kvi_error(rc == KV_ETIMEDOUT ? KV_ETIMEDOUT : rc == KV_ENOMEM ? KV_ENOMEM
@@ -601,6 +612,7 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
                 "flight; replacing the connection", cl->endpoints[atomic_load(&cl->preferred)].text,
                 2u * cl->request_timeout_ms, c->inflight);
         c->broken = 1;
+        c->failed = 1;
     }
     int rc = ensure_connected(cl, c);
     /* Backpressure: a node that falls behind gets no more than
@@ -644,6 +656,7 @@ static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *fra
         pthread_mutex_lock(&c->lock);
         if (c->generation == generation) {
             c->broken = 1;
+            c->failed = 1;
             shutdown(fd.fd, SHUT_RDWR); /* the reader fails the waiters */
         }
         pthread_mutex_unlock(&c->lock);

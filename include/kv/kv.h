@@ -125,11 +125,14 @@ KV_API int kv_client_open(kv **out, const char *const *endpoints, size_t count,
 
 /**
  * kv_cluster_describe - the cluster as a node sees it, as JSON:
- * {"nodeId": "...", "replicas": N, "vnodes": V, "complete": true|false,
+ * {"nodeId": "...", "replicas": R, "replicationFactor": N, "vnodes": V,
+ *  "complete": true|false,
  *  "members": [{"nodeId": "..." or null while unknown, "address": "HOST:PORT",
  *               "httpAddress": "..." or null, "primaryShare": 0.33,
  *               "replicaShare": 1.0}, ...]}
  * (the shares appear once every member's id is known: "complete").
+ * N is the replication factor; R, the copies a key has now, is N or fewer
+ * while the ring holds fewer members (1 for a node alone).
  *
  * @param out  receives a NUL-terminated string owned by the caller, released
  *             with kv_string_free; NULL on failure.

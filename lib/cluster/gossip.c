@@ -47,6 +47,15 @@ struct kvi_gossip {
     kvi_ticker ticker;       /* one exchange per interval */
     uint64_t suspicions;     /* members newly held down, since start */
     uint64_t next_round_ms;  /* when the next round is due; 0 = first */
+    /* Members that announced a stop or leave, or came back with a new
+     * generation (a restart), since the last round: logged by the next
+     * round, outside the lock (the log callback is the application's). */
+    struct news {
+        char id[KVI_GOSSIP_MAX_ID + 1];
+        uint8_t status;
+        int restarted;
+    } news[8];
+    size_t n_news;
 };
 
 static uint64_t monotonic_ms(void)
@@ -122,9 +131,39 @@ static void take_news(kvi_gossip *g, const kvi_gossip_table *theirs)
                         e->addr, why);
             continue;
         }
-        kvi_gossip_merge_entry(&g->table, e);
+        const kvi_gossip_entry *had = kvi_gossip_find(&g->table, e->id);
+        uint8_t status = had ? had->status : 0;
+        uint64_t generation = had ? had->generation : 0;
+        if (kvi_gossip_merge_entry(&g->table, e) == 1 && had &&
+            strcmp(e->id, g->self.id) != 0 && g->n_news < sizeof g->news / sizeof g->news[0]) {
+            /* had points into the table, now holding e. A stop or a
+             * leave is news when announced, a restart when seen. */
+            int restarted = e->generation != generation;
+            int announced = e->status != status && (e->status == KVI_MEMBER_STOPPED ||
+                                                    e->status == KVI_MEMBER_LEAVING);
+            if (announced || restarted) {
+                struct news *n = &g->news[g->n_news++];
+                snprintf(n->id, sizeof n->id, "%s", e->id);
+                n->status = e->status;
+                n->restarted = restarted;
+            }
+        }
     }
     observe(g);
+}
+
+/* Logs what take_news noted; called without g->lock. */
+static void log_news(kvi_gossip *g, const struct news *news, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct news *e = &news[i];
+        if (e->status == KVI_MEMBER_STOPPED)
+            kvi_log(g->log, KV_LOG_INFO, "member %s announced a clean stop", e->id);
+        else if (e->status == KVI_MEMBER_LEAVING)
+            kvi_log(g->log, KV_LOG_INFO, "member %s announced it is leaving the cluster", e->id);
+        else if (e->restarted)
+            kvi_log(g->log, KV_LOG_INFO, "member %s restarted (a new generation)", e->id);
+    }
 }
 
 /* Bumps this node's own entry into the table; called with g->lock held. */
@@ -320,7 +359,12 @@ static uint32_t gossip_round(void *arg)
     size_t n_changes = count_suspicions(g, changes);
     refresh_self(g);
     char *target = pick_target(g);
+    struct news news[sizeof g->news / sizeof g->news[0]];
+    size_t n_news = g->n_news;
+    memcpy(news, g->news, n_news * sizeof news[0]);
+    g->n_news = 0;
     pthread_mutex_unlock(&g->lock);
+    log_news(g, news, n_news);
     if (paused)
         kvi_log(g->log, KV_LOG_WARN, "this node was paused for %llu ms (its gossip round came "
                 "that late); the others' silence in that time is not held against them",

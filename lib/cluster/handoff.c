@@ -22,6 +22,14 @@
 #define DEFAULT_WINDOW_S 10800u
 #define DEFAULT_KIB_PER_S 4096u
 
+/* A replay under way: the hints handed to one member since its first was,
+ * logged once when none of its hints is left (or it went down again). */
+typedef struct replay {
+    char *id;
+    uint64_t replayed, dropped;
+    uint64_t started_ms;
+} replay;
+
 struct kvi_handoff {
     kvi_handoff_config cfg;
     kvi_ticker ticker;
@@ -32,6 +40,8 @@ struct kvi_handoff {
     int stale;            /* pending/oldest need recounting */
     uint64_t last_expiry_ms;
     size_t next_member;   /* members take turns */
+    replay *replays;      /* under way, one per member at most */
+    size_t n_replays;
 };
 
 /* One hint taken out of the store for delivery. */
@@ -94,6 +104,55 @@ static int refused_for_good(int rc)
     return rc == KV_EINVAL || rc == KV_ETOOBIG || rc == KV_ECORRUPT;
 }
 
+static replay *find_replay(kvi_handoff *h, const char *id)
+{
+    for (size_t i = 0; i < h->n_replays; i++)
+        if (strcmp(h->replays[i].id, id) == 0)
+            return &h->replays[i];
+    return NULL;
+}
+
+/* Counts what a round handed to member id (or dropped for it) into its
+ * replay, starting one if none is under way. Out of memory only costs the
+ * log line. */
+static void count_replay(kvi_handoff *h, const char *id, uint64_t replayed, uint64_t dropped)
+{
+    replay *r = find_replay(h, id);
+    if (!r) {
+        replay *grown = realloc(h->replays, (h->n_replays + 1) * sizeof *grown);
+        if (!grown)
+            return;
+        h->replays = grown;
+        r = &grown[h->n_replays];
+        *r = (replay){.id = strdup(id), .started_ms = kvi_now_ms()};
+        if (!r->id)
+            return;
+        h->n_replays++;
+    }
+    r->replayed += replayed;
+    r->dropped += dropped;
+}
+
+/* Logs the end of member id's replay, if one is under way: every hint for
+ * it handed over (or dropped), or (why != NULL) stopped early. */
+static void end_replay(kvi_handoff *h, const char *id, const char *why)
+{
+    replay *r = find_replay(h, id);
+    if (!r)
+        return;
+    double s = (double)(kvi_now_ms() - r->started_ms) / 1000.0;
+    if (why)
+        kvi_log(h->cfg.log, KV_LOG_INFO, "hinted handoff to %s stopped (%s): %llu hints "
+                "replayed, %llu dropped in %.1f s; the rest waits until it is up",
+                r->id, why, (unsigned long long)r->replayed, (unsigned long long)r->dropped, s);
+    else
+        kvi_log(h->cfg.log, KV_LOG_INFO, "hinted handoff to %s done: %llu hints replayed, "
+                "%llu dropped, in %.1f s", r->id, (unsigned long long)r->replayed,
+                (unsigned long long)r->dropped, s);
+    free(r->id);
+    *r = h->replays[--h->n_replays];
+}
+
 /* Sends a batch of hints to member m and deletes the delivered ones. */
 static void deliver(kvi_handoff *h, kvi_view *v, uint32_t m, batch *b)
 {
@@ -144,6 +203,8 @@ static void deliver(kvi_handoff *h, kvi_view *v, uint32_t m, batch *b)
     if (replayed)
         kvi_log(h->cfg.log, KV_LOG_DEBUG, "handed %llu hints to %s",
                 (unsigned long long)replayed, v->members[m].id);
+    if (replayed || dropped)
+        count_replay(h, v->members[m].id, replayed, dropped);
 }
 
 /* Drops hints past the window, now and then. */
@@ -195,8 +256,11 @@ static uint32_t handoff_round(void *arg)
 {
     kvi_handoff *h = arg;
     expire(h, kvi_now_ms());
-    if (recount(h) == 0)
+    if (recount(h) == 0) {
+        while (h->n_replays)
+            end_replay(h, h->replays[0].id, NULL);
         return IDLE_MS;
+    }
     kvi_view *v = h->cfg.view(h->cfg.ctx);
     if (!v)
         return IDLE_MS;
@@ -204,8 +268,12 @@ static uint32_t handoff_round(void *arg)
     int worked = 0;
     for (size_t k = 0; k < v->n && budget > 0 && !kvi_ticker_stopping(&h->ticker); k++) {
         uint32_t m = (uint32_t)((h->next_member + k) % v->n);
-        if ((int)m == v->self || h->cfg.is_down(h->cfg.ctx, v->members[m].id))
+        if ((int)m == v->self)
             continue;
+        if (h->cfg.is_down(h->cfg.ctx, v->members[m].id)) {
+            end_replay(h, v->members[m].id, "it is down again");
+            continue;
+        }
         batch *b = calloc(1, sizeof *b);
         if (!b)
             break;
@@ -216,6 +284,8 @@ static uint32_t handoff_round(void *arg)
             worked = 1;
             h->stale = 1;
             budget = b->bytes >= budget ? 0 : budget - b->bytes;
+        } else if (!b->failed) {
+            end_replay(h, v->members[m].id, NULL);
         }
         batch_free(b);
         free(b);
@@ -252,6 +322,9 @@ void kvi_handoff_stop(kvi_handoff *h)
     if (!h)
         return;
     kvi_ticker_stop(&h->ticker);
+    for (size_t i = 0; i < h->n_replays; i++)
+        free(h->replays[i].id);
+    free(h->replays);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

@@ -9,7 +9,10 @@
  * over its limits) or that fails its own checksum is dropped and counted;
  * so is every hint older than the window, which anti-entropy must repair.
  * Replay is throttled to a byte budget per second, so that a returning
- * node's backlog does not starve live traffic. See docs/design/FAILURES.md.
+ * node's backlog does not starve live traffic. Each replay to a member is
+ * logged once, at info, when it ends: how many hints it handed over and
+ * dropped, and how long it took (or that the member went down again).
+ * See docs/design/FAILURES.md.
  *
  * Threads: kvi_handoff_stats from any thread; start and stop from the
  * owner.

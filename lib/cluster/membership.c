@@ -607,8 +607,16 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
     }
     raw(out, "{\"nodeId\":");
     json_string(out, m->list.items[0].id);
-    snprintf(num, sizeof num, ",\"replicas\":%u,\"vnodes\":%u,\"complete\":%s,\"members\":[",
-             m->replicas, m->vnodes, m->view ? "true" : "false");
+    /* "replicas" is how many copies a key has: N, or fewer while the ring
+     * holds fewer members (a node alone keeps one). "replicationFactor" is
+     * N itself, which readers of this description build their ring with;
+     * older nodes sent only "replicas", as N. */
+    size_t holders = m->view ? kvi_ring_members(m->view->ring) : m->list.n;
+    snprintf(num, sizeof num,
+             ",\"replicas\":%u,\"replicationFactor\":%u,\"vnodes\":%u,\"complete\":%s,"
+             "\"members\":[",
+             holders < m->replicas ? (unsigned)holders : m->replicas, m->replicas, m->vnodes,
+             m->view ? "true" : "false");
     raw(out, num);
     for (size_t i = 0; i < m->list.n; i++) {
         const kvi_member *mb = &m->list.items[i];

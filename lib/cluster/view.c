@@ -90,7 +90,11 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
     if (!root)
         return kvi_error(KV_EIO, "the node sent a malformed cluster description");
     const cJSON *complete = cJSON_GetObjectItemCaseSensitive(root, "complete");
-    const cJSON *replicas = cJSON_GetObjectItemCaseSensitive(root, "replicas");
+    /* N: "replicationFactor"; a node older than it sent N as "replicas"
+     * (which now counts the copies a key has, at most N). */
+    const cJSON *replicas = cJSON_GetObjectItemCaseSensitive(root, "replicationFactor");
+    if (!replicas)
+        replicas = cJSON_GetObjectItemCaseSensitive(root, "replicas");
     const cJSON *vnodes = cJSON_GetObjectItemCaseSensitive(root, "vnodes");
     const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
     int rc = KV_OK;

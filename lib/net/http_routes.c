@@ -757,7 +757,7 @@ static void handle_cluster(kvi_http_conn *c)
     /* A store alone holds one copy of each key. */
     kvi_http_json_raw(b, "{\"nodeId\":");
     kvi_http_json_message(b, h->node_id);
-    kvi_http_json_raw(b, ",\"replicas\":1,\"members\":[{\"nodeId\":");
+    kvi_http_json_raw(b, ",\"replicas\":1,\"replicationFactor\":1,\"members\":[{\"nodeId\":");
     kvi_http_json_message(b, h->node_id);
     kvi_http_json_raw(b, ",\"address\":");
     if (h->address[0])

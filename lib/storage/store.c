@@ -200,8 +200,14 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
         kvi_store_close(s);
         return rc;
     }
-    kvi_log(s->log, KV_LOG_INFO, "opened store %s (sync policy %d)", cfg->path,
-            (int)cfg->sync);
+    if (cfg->sync == KV_SYNC_PERIODIC)
+        kvi_log(s->log, KV_LOG_INFO, "opened store %s (sync periodic: the WAL is synced every "
+                "%u ms)", cfg->path, s->sync_interval_ms);
+    else
+        kvi_log(s->log, KV_LOG_INFO, "opened store %s (sync %s)", cfg->path,
+                cfg->sync == KV_SYNC_NONE ? "none: the OS writes the WAL when it will"
+                                          : "always: each write's WAL is synced before it "
+                                            "is acknowledged");
     *out = s;
     return KV_OK;
 }

@@ -3,6 +3,7 @@
  * a hint the member refuses for good is dropped and counted; nothing goes
  * to a member held down; hints past the window are dropped and counted.
  * Waits are bounded polls, no timing assertions. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +118,33 @@ static int target_holds(world *w, const char *key, const char *value)
     return found;
 }
 
+/* The log lines of a handoff, for the replay's one line. */
+typedef struct log_capture {
+    pthread_mutex_t lock;
+    char lines[16][1024];
+    int n;
+} log_capture;
+
+static void capture(kv_log_level level, const char *msg, void *ctx)
+{
+    log_capture *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    if (level <= KV_LOG_INFO && c->n < 16)
+        snprintf(c->lines[c->n++], sizeof c->lines[0], "%s", msg);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* How many captured lines contain needle. */
+static int captured(log_capture *c, const char *needle)
+{
+    int found = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->n; i++)
+        found += strstr(c->lines[i], needle) != NULL;
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
 static kvi_handoff_stats wait_stats(kvi_handoff *h, uint64_t pending, uint64_t replayed,
                                     uint64_t dropped)
 {
@@ -138,8 +166,10 @@ static void delivers_to_an_up_member_and_deletes(void **state)
     put_hint(w, "k2", "v2", kvi_now_ms());
     /* A hint whose state the target cannot decode: refused for good. */
     assert_int_equal(kvi_hints_put(&w->hints, "t", kvi_now_ms(), "k3", 2, "garbage", 7), KV_OK);
+    log_capture logs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    kvi_logger log = {capture, &logs, KV_LOG_INFO};
     kvi_handoff_config cfg = {.hints = &w->hints, .view = get_view, .is_down = is_down,
-                              .ctx = w};
+                              .ctx = w, .log = &log};
     kvi_handoff *h = NULL;
     assert_int_equal(kvi_handoff_start(&h, &cfg), KV_OK);
     /* Held down: counted, not sent. */
@@ -160,6 +190,12 @@ static void delivers_to_an_up_member_and_deletes(void **state)
     uint64_t left = 99;
     assert_int_equal(kvi_hints_stats(&w->hints, &left, NULL), KV_OK);
     assert_int_equal(left, 0);
+    /* The replay is logged once, at info, with its counts. */
+    for (int i = 0; i < 100 && !captured(&logs, "hinted handoff to t done"); i++)
+        sleep_ms(50);
+    assert_int_equal(captured(&logs, "hinted handoff to t done: 2 hints replayed, 1 dropped"), 1);
+    sleep_ms(300);
+    assert_int_equal(captured(&logs, "hinted handoff to t"), 1);
     kvi_handoff_stop(h);
 }
 

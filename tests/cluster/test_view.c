@@ -56,6 +56,26 @@ static void a_complete_description_builds_the_ring(void **state)
     kvi_view_unref(v); /* the last reference frees it (ASan checks) */
 }
 
+/* N is "replicationFactor" when the node sends it ("replicas" then counts
+ * the copies a key has, fewer while the ring is small); else "replicas", as
+ * an older node sent N. */
+static void replication_factor_is_preferred(void **state)
+{
+    (void)state;
+    kvi_view *v = NULL;
+    assert_int_equal(from(&v, "{\"replicas\":2,\"replicationFactor\":3,\"vnodes\":8,"
+                              "\"complete\":true,\"members\":[{\"nodeId\":\"a\",\"address\":"
+                              "\"127.0.0.1:7401\"},{\"nodeId\":\"b\",\"address\":\"127.0.0.1:7402\"}]}"),
+                     KV_OK);
+    assert_int_equal(v->replicas, 3);
+    kvi_view_unref(v);
+    assert_int_equal(from(&v, "{\"replicas\":1,\"replicationFactor\":17,\"vnodes\":8,"
+                              "\"complete\":true,\"members\":[{\"nodeId\":\"a\",\"address\":"
+                              "\"127.0.0.1:7401\"}]}"),
+                     KV_EIO);
+    assert_null(v);
+}
+
 static void bad_descriptions_are_refused(void **state)
 {
     (void)state;
@@ -112,6 +132,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_complete_description_builds_the_ring),
+        cmocka_unit_test(replication_factor_is_preferred),
         cmocka_unit_test(bad_descriptions_are_refused),
         cmocka_unit_test(a_ring_too_large_is_refused),
     };

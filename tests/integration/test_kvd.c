@@ -111,9 +111,18 @@ static int setup(void **state)
     return 0;
 }
 
+/* Daemons a test started besides its own, stopped by the teardown should
+ * an assertion end the test early. */
+static daemon *g_others[2];
+
 static int teardown(void **state)
 {
     daemon *d = *state;
+    for (int i = 0; i < 2; i++)
+        if (g_others[i]) {
+            stop(g_others[i], SIGKILL);
+            g_others[i] = NULL;
+        }
     stop(d, SIGKILL);
     unlink(d->log_path);
     test_rmtree(d->dir);
@@ -153,19 +162,24 @@ static void serves_both_protocols(void **state)
     assert_int_equal(http(d, "GET", "/v1/kv/absent", NULL, &b), 404);
     assert_int_equal(http(d, "GET", "/metrics", NULL, &b), 200);
     assert_non_null(strstr(b.data, "kv_requests_total"));
+    /* A node alone keeps one copy of each key, whatever its N. */
+    assert_int_equal(http(d, "GET", "/v1/cluster", NULL, &b), 200);
+    assert_non_null(strstr(b.data, "\"replicas\":1,\"replicationFactor\":3,"));
     kv_close(c);
-    /* Logs are JSON lines. */
+    /* Logs are JSON lines; the sync policy is named. */
     FILE *f = fopen(d->log_path, "r");
     char line[2048];
-    int lines = 0;
+    int lines = 0, sync_named = 0;
     while (f && fgets(line, sizeof line, f)) {
         assert_true(strncmp(line, "{\"ts\":\"", 7) == 0);
         assert_non_null(strstr(line, "\"msg\":"));
+        sync_named += strstr(line, "opened store") && strstr(line, "(sync always:");
         lines++;
     }
     if (f)
         fclose(f);
     assert_true(lines > 0);
+    assert_int_equal(sync_named, 1);
 }
 
 typedef struct loader {
@@ -310,15 +324,17 @@ static int run_to_exit(daemon *d, const char *const *argv_tail, int with_default
     return -1;
 }
 
+/* Whether a line of d's log (lines are under 2 KiB) holds needle. */
 static int log_contains(const daemon *d, const char *needle)
 {
     FILE *f = fopen(d->log_path, "r");
-    char buf[8192];
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    char line[4096];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
     if (f)
         fclose(f);
-    buf[n] = 0;
-    return strstr(buf, needle) != NULL;
+    return found;
 }
 
 static void bad_flags_and_busy_ports(void **state)
@@ -356,7 +372,7 @@ static void config_file_works(void **state)
     snprintf(path, sizeof path, "%s.json", d->dir);
     FILE *f = fopen(path, "w");
     fprintf(f, "{\"data\":\"%s\",\"listen\":\"%s\",\"http\":\"%s\",\"nodeId\":\"cfg-node\","
-               "\"sync\":\"periodic\",\"maxValueSize\":16}",
+               "\"sync\":\"periodic\",\"maxValueSize\":16,\"logLevel\":\"warn\"}",
             d->dir, d->listen, d->http);
     fclose(f);
     const char *argv[] = {kvd_path(), "--config", path, NULL};
@@ -378,8 +394,13 @@ static void config_file_works(void **state)
     assert_non_null(strstr(b.data, "cfg-node"));
     unlink(path);
 
+    /* The config's logLevel holds for kvd's own lines as for the
+     * library's: at warn, a clean start and stop log nothing. */
+    assert_int_equal(WEXITSTATUS(stop(d, SIGTERM)), 0);
+    assert_false(log_contains(d, "\"level\":\"info\""));
+    assert_false(log_contains(d, "ready"));
+
     /* A config with a wrong type is refused with its key named. */
-    stop(d, SIGTERM);
     f = fopen(path, "w");
     fprintf(f, "{\"data\":\"%s\",\"listen\":5}", d->dir);
     fclose(f);
@@ -430,6 +451,9 @@ static void three_nodes_learn_each_other(void **state)
     const char *const a1[] = {"--peers", peers, "--node-id", "n2", NULL};
     const char *const a2[] = {"--peers", peers, "--node-id", "n3", NULL};
     start(&d[0], a0);
+    first->pid = d[0].pid; /* the teardown stops it, should an assertion fail */
+    g_others[0] = &d[1];
+    g_others[1] = &d[2];
     start(&d[1], a1);
 
     /* n3 is not up: its id is unknown and there is no ring yet. */
@@ -469,12 +493,38 @@ static void three_nodes_learn_each_other(void **state)
     assert_int_equal(http(&d[2], "GET", "/v1/cluster", NULL, &b), 200);
     assert_non_null(strstr(b.data, "\"nodeId\":\"n1\""));
     assert_non_null(strstr(b.data, "\"complete\":true"));
+    assert_non_null(strstr(b.data, "\"replicas\":3,\"replicationFactor\":3,"));
 
+    /* A clean stop is news for the others' logs, once: once n1's gossip
+     * has heard of n2 (before, n2 has nobody to tell). */
+    int heard = 0;
+    for (int i = 0; i < 100 && !heard; i++) {
+        root = describe_of(&d[0]);
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "members")) {
+            const cJSON *id = cJSON_GetObjectItem(m, "nodeId");
+            const cJSON *st = cJSON_GetObjectItem(m, "status");
+            heard |= cJSON_IsString(id) && strcmp(id->valuestring, "n2") == 0 &&
+                     cJSON_IsString(st) && strcmp(st->valuestring, "up") == 0;
+        }
+        cJSON_Delete(root);
+        if (!heard)
+            sleep_ms(100);
+    }
+    assert_true(heard);
+    stop(&d[1], SIGTERM);
+    int told = 0;
+    for (int i = 0; i < 100 && !told; i++) {
+        told = log_contains(&d[0], "member n2 announced a clean stop");
+        if (!told)
+            sleep_ms(100);
+    }
+    assert_true(told);
     for (int i = 1; i < 3; i++) {
         stop(&d[i], SIGTERM);
         unlink(d[i].log_path);
         test_rmtree(d[i].dir);
     }
+    g_others[0] = g_others[1] = NULL;
     first->pid = d[0].pid;
 }
 

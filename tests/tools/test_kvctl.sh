@@ -522,6 +522,13 @@ else
     kc get ck --verbose --consistency all; expect_rc 5 "a read at ALL with a member down"
     grep -q "^replica cl2: UNAVAILABLE (" "$tmp/out" || fail "the member down shows as UNAVAILABLE"
 
+    # Connections that follow no failure (gossip opens one every round) are
+    # not an operator's news: none at info.
+    for i in 0 1; do
+        ! grep -q '"level":"info","msg":"connected to' "$tmp/cl$i.log" ||
+            fail "cl$i logs routine connections at info: $(grep -c connected "$tmp/cl$i.log") lines"
+    done
+
     # A member started again alone (no --peers) on its store: kvd says the
     # store remembers the others, and how to start fresh.
     for pid in "${cluster_pids[@]}"; do

@@ -93,9 +93,16 @@ static void log_line(kv_log_level level, const char *message, void *ctx)
     }
 }
 
+/* kvd's own lines obey --log-level (or the config's logLevel) as the
+ * library's do; warnings about the flags themselves come before it is known
+ * and are always written. */
+static kv_log_level g_log_level = KV_LOG_DEBUG;
+
 static void logf_(kv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(kv_log_level level, const char *fmt, ...)
 {
+    if (level > g_log_level)
+        return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -518,6 +525,7 @@ int main(int argc, char **argv)
         free_settings(&s);
         return rc < 0 ? 0 : rc; /* -1: --help was answered */
     }
+    g_log_level = s.log_level;
 
     /* Block the stop signals before any thread starts, so every thread
      * inherits the mask and only sigwait below receives them. */
