@@ -45,7 +45,7 @@ static void expect_status(int rc)
 
 static void expect_level(unsigned consistency, unsigned count)
 {
-    if (consistency > KV_CONSISTENCY_EXPLICIT ||
+    if (consistency > KV_CONSISTENCY_SERIAL ||
         (consistency == KV_CONSISTENCY_EXPLICIT && (count == 0 || count > KVI_MAX_QUORUM)))
         abort();
 }
@@ -167,7 +167,7 @@ static void batch_request(const kvi_limits *l, kvi_request *req, unsigned n,
         size_t count = kv_batch_count(b);
         if (count == 0)
             want = KV_EINVAL;
-        else if (req->consistency > KV_CONSISTENCY_EXPLICIT ||
+        else if (req->consistency > KV_CONSISTENCY_SERIAL ||
                  (req->consistency == KV_CONSISTENCY_EXPLICIT && req->quorum == 0))
             want = KV_EINVAL;
         for (size_t i = 0; want == KV_OK && i < count; i++) {
