@@ -111,17 +111,19 @@ static int setup(void **state)
     return 0;
 }
 
-/* Daemons a test started besides its own, stopped by the teardown should
- * an assertion end the test early. */
-static daemon *g_others[2];
+/* Daemons a test started besides its own (their pids: the daemons live on
+ * the test's stack, gone once an assertion ends it), killed by the
+ * teardown should an assertion end the test early. */
+static pid_t g_others[2];
 
 static int teardown(void **state)
 {
     daemon *d = *state;
     for (int i = 0; i < 2; i++)
-        if (g_others[i]) {
-            stop(g_others[i], SIGKILL);
-            g_others[i] = NULL;
+        if (g_others[i] > 0) {
+            kill(g_others[i], SIGKILL);
+            waitpid(g_others[i], NULL, 0);
+            g_others[i] = 0;
         }
     stop(d, SIGKILL);
     unlink(d->log_path);
@@ -452,9 +454,8 @@ static void three_nodes_learn_each_other(void **state)
     const char *const a2[] = {"--peers", peers, "--node-id", "n3", NULL};
     start(&d[0], a0);
     first->pid = d[0].pid; /* the teardown stops it, should an assertion fail */
-    g_others[0] = &d[1];
-    g_others[1] = &d[2];
     start(&d[1], a1);
+    g_others[0] = d[1].pid;
 
     /* n3 is not up: its id is unknown and there is no ring yet. */
     cJSON *root = describe_of(&d[0]);
@@ -463,6 +464,7 @@ static void three_nodes_learn_each_other(void **state)
     cJSON_Delete(root);
 
     start(&d[2], a2);
+    g_others[1] = d[2].pid;
     int complete = 0;
     for (int i = 0; i < 100 && !complete; i++) {
         root = describe_of(&d[1]);
@@ -512,6 +514,7 @@ static void three_nodes_learn_each_other(void **state)
     }
     assert_true(heard);
     stop(&d[1], SIGTERM);
+    g_others[0] = 0;
     int told = 0;
     for (int i = 0; i < 100 && !told; i++) {
         told = log_contains(&d[0], "member n2 announced a clean stop");
@@ -524,7 +527,7 @@ static void three_nodes_learn_each_other(void **state)
         unlink(d[i].log_path);
         test_rmtree(d[i].dir);
     }
-    g_others[0] = g_others[1] = NULL;
+    g_others[0] = g_others[1] = 0;
     first->pid = d[0].pid;
 }
 

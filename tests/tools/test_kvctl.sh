@@ -11,8 +11,9 @@
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
 # the kvbench built beside kvctl), an endpoint with nothing listening, an
 # endpoint that is a node's HTTP port, siblings resolved with --context on a
-# node that is a cluster of one, and a cluster of three: get --verbose, a
-# write at ALL with a node down, and a member restarted alone. The trap kills
+# node that is a cluster of one, a cluster of three (get --verbose, a write
+# at ALL with a node down, a member restarted alone), kvd --help against the
+# flags kvd.c parses, and examples/kvd.json. The trap kills
 # only the kvd processes this script started. No timing assertions: waits
 # are bounded loops that poll for a state.
 set -u
@@ -317,6 +318,35 @@ for cmd in $cmds; do
     grep -q "^  $cmd\( \|$\)" "$tmp/out" || fail "--help lists the command $cmd"
 done
 
+# kvd --help lists every flag its parser takes, each with its default (or
+# "required") and its config key; every config key is in docs/CONFIG.md and
+# in examples/kvd.json.
+root=$(dirname "$0")/../..
+"$KVD" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 0 "kvd --help"
+flags=$(sed -n 's/.*strcmp(flag, "\(--[a-z-]*\)").*/\1/p' "$root/tools/kvd/kvd.c" | sort -u)
+[[ $(echo "$flags" | wc -w) -ge 25 ]] || fail "the flags of kvd.c: '$flags'"
+for flag in $flags; do
+    # The flag's entry: its line and the indented lines under it.
+    entry=$(awk -v f="$flag" '
+        $1 == f || ($1 ~ /,$/ && $2 == f) { on = 1; print; next }
+        on && /^          / { print; next }
+        on { exit }' "$tmp/out")
+    [[ -n $entry ]] || { fail "kvd --help lists $flag"; continue; }
+    case $flag in
+    --help | --version | --config) ;;
+    *) grep -Eq 'default|required' <<<"$entry" || fail "kvd --help gives the default of $flag" ;;
+    esac
+done
+keys=$(sed -n '/^static int load_config/,/^}/p' "$root/tools/kvd/kvd.c" |
+    sed -n 's/.*strcmp(k, "\([A-Za-z]*\)").*/\1/p' | sort -u)
+[[ $(echo "$keys" | wc -w) -ge 25 ]] || fail "the config keys of kvd.c: '$keys'"
+for key in $keys; do
+    grep -qF "[$key]" "$tmp/out" || fail "kvd --help names the config key $key"
+    grep -q "^| \`$key\` |" "$root/docs/CONFIG.md" || fail "CONFIG.md explains the key $key"
+    grep -q "^  \"$key\": " "$root/examples/kvd.json" || fail "examples/kvd.json holds the key $key"
+done
+
 # Every replica status kv_get_traced can report (get --verbose) is in CLI.md.
 api=$(dirname "$0")/../../lib/api.c
 sts=$(sed -n '/^static const char \*status_name/,/^}/p' "$api" | sed -n 's/.*return "\([A-Z_]*\)";.*/\1/p')
@@ -545,6 +575,41 @@ else
         grep -q "new, empty --data directory" "$tmp/alone.log" || fail "kvd says how to start fresh"
         grep -q '"level":"warn","msg":"started without peers or seeds, but this store remembers 2 other member(s)' "$tmp/alone.log" ||
             fail "the library logs the remembered members"
+    fi
+fi
+
+# ----------------------------------------------- the example config file
+# examples/kvd.json, its files pointed at this test's (the secret, the
+# tokens, the certificates of the TLS section) and its data and addresses
+# overridden by flags, starts a node that serves a client with the CA and
+# a token.
+kill "$kvd_pid" 2>/dev/null
+wait "$kvd_pid" 2>/dev/null
+kvd_pid=
+if [[ -f $sec/node.pem ]]; then
+    head -c 32 /dev/urandom | base64 >"$sec/cluster.secret"
+    chmod 600 "$sec/cluster.secret"
+    python3 - "$root/examples/kvd.json" "$tmp/kvd.json" "$sec" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+sec = sys.argv[3]
+c.update(clusterSecretFile=sec + "/cluster.secret", clientTokenFile=sec + "/tokens",
+         tlsCert=sec + "/node.pem", tlsKey=sec + "/node.key", tlsCa=sec + "/ca.pem")
+json.dump(c, open(sys.argv[2], "w"))
+PY
+    start_kvd "$tmp/example.log" --config "$tmp/kvd.json" --data "$tmp/exdata" \
+        --http 127.0.0.1:0 --seeds "127.0.0.1:@PORT@"
+    if [[ -z $started_port ]]; then
+        fail "kvd with examples/kvd.json did not start: $(head -c 600 "$tmp/example.log")"
+    else
+        EP=127.0.0.1:$started_port
+        ok=
+        for _ in $(seq 100); do # a cluster of one: its ring at once; up to ~10 s
+            kc --timeout 1000 --tls-ca "$sec/ca.pem" --token-file "$sec/my.token" put ex v
+            if [[ $rc -eq 0 ]]; then ok=1; break; fi
+            sleep 0.1
+        done
+        [[ -n $ok ]] || fail "a node from examples/kvd.json serves: $(cat "$tmp/err")"
     fi
 fi
 
