@@ -1,22 +1,39 @@
 /*
- * client.c - persistent connections to a node, many requests in flight.
+ * client.c - persistent connections to a node, driven by an event loop,
+ * with many requests in flight on each.
  *
- * A call encodes its request, registers a waiter under a fresh request id,
- * sends the frame and sleeps until the connection's reader thread hands it
- * the response with that id, or until its deadline. A connection that
- * breaks fails every waiter at once; the next call reconnects, trying the
- * endpoints in order, so a restarted node is picked up by itself.
+ * A request is encoded by its caller, on any thread, and handed to the
+ * client's loop (net/loop.h): straight away when the caller is the loop's
+ * own thread (a completion callback submitting the next request), through
+ * a posted task otherwise. On the loop, a request waits in its
+ * connection's queue until the connection is up and has a free slot, then
+ * goes onto the connection's in-flight list and its write queue. Each
+ * connection writes its whole queue once per loop iteration (one writev),
+ * and reads answers as they come, matching them to requests by id. Every
+ * request ends exactly once, on the loop thread, with its answer or with
+ * what no answer means:
+ *   - a read gets KV_ETIMEDOUT after the request timeout, or is sent again
+ *     once on a fresh connection when the old one broke (when the caller
+ *     allows it);
+ *   - a write that reached the socket gets KV_EUNKNOWN_OUTCOME, since it
+ *     may have been applied; one that never did is sent on the next
+ *     connection, or fails with KV_EUNAVAILABLE.
+ * A request that timed out keeps its in-flight slot until its answer comes
+ * or the connection is replaced (a "ghost"), so a slow node is not sent
+ * more than max_inflight requests per connection.
  *
- * Outcomes when no answer comes: a read gets KV_ETIMEDOUT (or is retried
- * once on a fresh connection when the old one broke); a write that was sent
- * gets KV_EUNKNOWN_OUTCOME, since it may have been applied; a write that
- * could not be sent at all gets KV_EUNAVAILABLE.
+ * Connecting blocks (TCP, TLS, the handshake: client_dial.c), so it runs on
+ * a short-lived thread per attempt, which posts the ready socket back.
+ *
+ * The loop runs on a thread of the client's own, or, for a client opened
+ * with manual_loop, on whichever thread drives it (kvi_client_run, and the
+ * blocking calls, which drive it until their answer comes).
  */
-/* POLLRDHUP is a Linux extension. */
 #define _GNU_SOURCE
 #include "client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,93 +41,85 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "batch.h"
+#include "client_dial.h"
 #include "net/addr.h"
 #include "net/auth.h"
+#include "net/frame.h"
+#include "net/loop.h"
+#include "net/message.h"
 #include "net/tls.h"
 #include "options.h"
-#include "net/frame.h"
-#include "net/message.h"
+#include "storage/record.h"
 #include "util/error.h"
 #include "util/wipe.h"
-#include "storage/record.h"
 #include "value.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 1000u
 #define DEFAULT_REQUEST_TIMEOUT_MS 5000u
 /* Responses carry at most a value plus a little, or a batch of them. */
 #define MAX_RESPONSE_BODY KVI_FRAME_MAX_BODY_LIMIT
+#define READ_CHUNK (64u * 1024u)
+#define MAX_IOV 64
 
-typedef struct waiter {
-    uint64_t id;
-    int done;
-    int broken;          /* the connection failed before the answer came */
-    kvi_frame_header h;  /* of the response */
-    unsigned char *body; /* malloc'd by the reader; freed by the caller */
-    pthread_cond_t cond;
-    kvi_fanout *fanout;  /* also told when this completes; may be NULL */
-    /* Its caller gave up, but the request is still on the wire: the waiter
-     * stays pending, holding its in-flight slot, and whoever takes it off
-     * the connection frees `owner` (a kvi_call). */
-    int abandoned;
-    struct kvi_call *owner;
-    struct waiter *next;
-} waiter;
-
-static void call_end(struct kvi_call *call, int delivered);
-
-/* Marks a waiter complete; called with its connection's lock held. */
-static void complete(waiter *w)
-{
-    w->done = 1;
-    pthread_cond_signal(&w->cond);
-    kvi_fanout *fo = w->fanout;
-    if (fo) {
-        pthread_mutex_lock(&fo->lock);
-        fo->done++;
-        if (!w->broken && (w->h.status == KV_OK || w->h.status == KV_ENOTFOUND))
-            fo->ok++;
-        pthread_cond_broadcast(&fo->cond);
-        pthread_mutex_unlock(&fo->lock);
-    }
-}
+enum { CONN_DOWN, CONN_DIALING, CONN_UP };
 
 struct conn;
-static void released(struct conn *c);
+
+typedef struct req {
+    struct req *next, *prev; /* in the connection's queue or in-flight list */
+    struct req *wnext;       /* in its write queue */
+    struct conn *c;
+    uint64_t id;
+    uint64_t deadline_ms;
+    kvi_buf frame;
+    kvi_reply_fn fn;
+    void *ctx;
+    kvi_loop_task task;
+    uint8_t opcode;
+    uint8_t is_write;
+    uint8_t sent;         /* some of its bytes reached the socket */
+    uint8_t retries;      /* times it may be sent again after a broken connection */
+    uint8_t connect_only; /* kvi_client_connect's: ends as soon as the connection is up */
+    uint8_t ghost;        /* ended (timed out); only holds its slot */
+} req;
+
+typedef struct req_list {
+    req *head, *tail;
+} req_list;
 
 typedef struct conn {
-    struct kvi_client *client;
-    /* lock guards everything below but the socket writes themselves. */
-    pthread_mutex_t lock;
-    pthread_cond_t state_changed; /* reader exited, or replacing finished */
-    int fd;              /* -1 when not connected */
-    kvi_tls_session *tls; /* over fd when the client speaks TLS; else NULL */
-    uint64_t generation; /* +1 per socket, so a sender can tell its fd is gone */
-    int broken;          /* the socket failed; replace it before use */
-    int replacing;       /* a caller is replacing the socket; others wait */
-    int reader_running;  /* a reader thread exists (and must be joined) */
-    int reader_exited;   /* it has failed the waiters and is returning */
+    struct kvi_client *cl;
+    int state;
+    int fd;
+    kvi_tls_session *tls;
+    kvi_loop_io io;
+    kvi_loop_deferred flush;
+    req_list queue;    /* not yet handed to the socket */
+    req_list inflight; /* handed to it, in order; ghosts included */
+    req *wq_head, *wq_tail; /* frames to write, the head from wq_off on */
+    size_t wq_off;
+    unsigned n_inflight;
+    unsigned char *in;
+    size_t in_len, in_cap;
+    uint64_t busy_since_ms; /* when n_inflight last rose from 0 */
+    uint64_t last_rx_ms;
     /* The last socket broke, or connecting failed: the next connection is
      * news for the log (info); a first one is routine (debug). */
     int failed;
-    pthread_t reader;
-    waiter *pending;
-    unsigned inflight;         /* waiters in pending, abandoned ones included */
-    /* CLOCK_MONOTONIC ms: when inflight last rose from 0, and when the last
-     * answer arrived. A connection with requests in flight that has been
-     * silent longer than the request timeout is replaced (see
-     * silent_too_long): a partition or a paused peer can leave a TCP
-     * connection open, and silent, for many minutes. */
-    uint64_t busy_since_ms;
-    uint64_t last_rx_ms;
-    pthread_cond_t slot_free;  /* inflight went down (CLOCK_MONOTONIC) */
-    /* send_lock serialises writers so frames never interleave; it is taken
-     * after lock when both are needed, never the other way round. */
-    pthread_mutex_t send_lock;
+    /* Connecting, on a thread of its own. */
+    pthread_t dialer;
+    int dialer_running;
+    kvi_dial_result dialed;
+    kvi_loop_task dial_done;
+    /* lock guards state and fd for other threads (kvi_client_connect's
+     * fast path), and dial_fd (the socket being set up, for close). */
+    pthread_mutex_t lock;
+    int dial_fd;
 } conn;
 
 struct kvi_client {
@@ -121,7 +130,7 @@ struct kvi_client {
     uint32_t request_timeout_ms;
     conn *conns;
     unsigned n_conns;
-    atomic_uint next_conn;
+    unsigned next_conn; /* loop thread */
     atomic_uint_fast64_t next_id;
     uint16_t flags; /* frame flags sent with every request */
     int probe;      /* kvi_client_set_probe */
@@ -139,413 +148,714 @@ struct kvi_client {
     kvi_tls *own_tls;
     const kvi_tls *tls;
     const kvi_logger *log;
+
+    kvi_loop *loop;
+    int manual;              /* the application drives the loop */
+    pthread_t loop_thread;   /* when not manual */
+    pthread_mutex_t drive;   /* one driver at a time (manual) */
+    kvi_loop_timer tick;     /* request deadlines and silent connections */
+    unsigned outstanding;    /* requests queued or in flight, ghosts included */
+    int closing;
+    kvi_loop_task close_task;
 };
 
-/* A connection's socket, and its TLS session if it has one. */
-typedef struct wire {
-    int fd;
-    kvi_tls_session *tls;
-} wire;
-
-/* ---------------------------------------------------------------- I/O */
-
-static int read_full(wire l, unsigned char *p, size_t n)
+/* Whether the peer has closed the socket (or it failed), without waiting:
+ * a killed process's kernel closes its sockets at once, before the loop
+ * may have noticed. */
+static int peer_closed(int fd)
 {
-    while (n) {
-        ssize_t r = l.tls ? kvi_tls_recv(l.tls, p, n) : recv(l.fd, p, n, 0);
-        if (r > 0) {
-            p += r;
-            n -= (size_t)r;
-        } else if (r < 0 && errno == EINTR) {
-            continue;
-        } else {
-            return -1;
-        }
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static void conn_pump(conn *c);
+static void conn_break(conn *c, const char *why);
+
+/* ------------------------------------------------------------ the list */
+
+static void list_push(req_list *l, req *r)
+{
+    r->next = NULL;
+    r->prev = l->tail;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+}
+
+static void list_remove(req_list *l, req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        l->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        l->tail = r->prev;
+    r->next = r->prev = NULL;
+}
+
+/* ------------------------------------------------------------- endings */
+
+static void arm_tick(kvi_client *cl)
+{
+    if (cl->outstanding && !kvi_loop_timer_armed(&cl->tick)) {
+        uint32_t every = cl->request_timeout_ms / 8u;
+        every = every < 10u ? 10u : every > 250u ? 250u : every;
+        kvi_loop_timer_set(cl->loop, &cl->tick, kvi_loop_now_ms() + every);
     }
-    return 0;
 }
 
-static int send_full(wire l, const unsigned char *p, size_t n, size_t *sent)
+static void req_free(req *r)
 {
-    *sent = 0;
-    while (n) {
-        ssize_t r = l.tls ? kvi_tls_send(l.tls, p, n) : send(l.fd, p, n, MSG_NOSIGNAL);
-        if (r > 0) {
-            p += r;
-            n -= (size_t)r;
-            *sent += (size_t)r;
-        } else if (r < 0 && errno == EINTR) {
-            continue;
-        } else {
-            return -1;
-        }
-    }
-    return 0;
+    r->c->cl->outstanding--;
+    kvi_buf_free(&r->frame);
+    free(r);
 }
 
-/* A waiter left c's pending list; called with c->lock held. */
-static void released(conn *c)
+/* Ends r with an answer. */
+static void req_answer(req *r, const kvi_frame_header *h, const unsigned char *body)
 {
-    c->inflight--;
-    pthread_cond_signal(&c->slot_free);
+    kvi_reply rep = {KV_OK, h, body, NULL, 0};
+    r->fn(r->ctx, &rep);
+    req_free(r);
 }
 
-/* Fails every waiter of a broken connection; called with c->lock held. */
-static void fail_pending(conn *c)
+/* Ends r without an answer: rc and its message. */
+static void req_fail(req *r, int rc, int retryable, const char *why)
 {
-    for (waiter *w = c->pending, *next; w; w = next) {
-        next = w->next;
-        if (w->abandoned) {
-            call_end(w->owner, 0);
-            continue;
-        }
-        w->broken = 1;
-        complete(w);
-    }
-    c->pending = NULL;
-    c->inflight = 0;
-    pthread_cond_broadcast(&c->slot_free);
+    kvi_reply rep = {rc, NULL, NULL, why, retryable};
+    r->fn(r->ctx, &rep);
+    req_free(r);
 }
 
-static void *reader_loop(void *arg)
+/* Ends r, which was on a connection that broke: what that means for it. */
+static void req_fail_broken(req *r)
+{
+    if (!r->sent || !r->is_write)
+        req_fail(r, KV_EUNAVAILABLE, 1, "the connection to the node broke");
+    else
+        req_fail(r, KV_EUNKNOWN_OUTCOME, 0, "the connection broke after the write was sent; "
+                                            "it may or may not have applied");
+}
+
+/* ---------------------------------------------------------- connecting */
+
+static void set_dial_fd(void *ctx, int fd)
+{
+    conn *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    c->dial_fd = fd;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void dial_finished(void *ctx);
+
+static void *dialer_main(void *arg)
 {
     conn *c = arg;
-    pthread_mutex_lock(&c->lock);
-    wire fd = {c->fd, c->tls};
-    pthread_mutex_unlock(&c->lock);
-    for (;;) {
-        unsigned char header[KVI_FRAME_HEADER];
-        kvi_frame_header h;
-        if (read_full(fd, header, sizeof header) != 0)
-            break;
-        if (kvi_frame_parse_header(&h, header, sizeof header, MAX_RESPONSE_BODY) != KVI_FRAME_OK ||
-            !(h.flags & KVI_FRAME_FLAG_RESPONSE)) {
-            kvi_log(c->client->log, KV_LOG_ERROR, "dropping a connection: malformed response frame");
-            break;
-        }
-        unsigned char *body = malloc(h.body_len ? h.body_len : 1);
-        if (!body || read_full(fd, body, h.body_len) != 0 ||
-            kvi_frame_verify(&h, header, body) != KVI_FRAME_OK) {
-            free(body);
-            break;
-        }
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-        atomic_store(&c->client->last_answer_ms, now_ms);
-        pthread_mutex_lock(&c->lock);
-        c->last_rx_ms = now_ms;
-        waiter **pp = &c->pending;
-        while (*pp && (*pp)->id != h.request_id)
-            pp = &(*pp)->next;
-        waiter *w = *pp;
-        if (w) {
-            *pp = w->next;
-            released(c);
-            if (w->abandoned) {
-                free(body); /* its caller needed no more answers */
-                call_end(w->owner, h.status == KV_OK);
-            } else {
-                w->h = h;
-                w->body = body;
-                complete(w);
-            }
-        } else {
-            free(body); /* its caller gave up (timed out) */
-        }
-        pthread_mutex_unlock(&c->lock);
-    }
-    pthread_mutex_lock(&c->lock);
-    c->broken = 1;
-    /* A socket closed with nothing in flight (the node's idle timeout) is
-     * no failure; one that takes requests down with it is. */
-    c->failed |= c->pending != NULL;
-    fail_pending(c);
-    c->reader_exited = 1;
-    pthread_cond_broadcast(&c->state_changed);
-    pthread_mutex_unlock(&c->lock);
+    kvi_client *cl = c->cl;
+    kvi_dial d = {
+        .endpoints = cl->endpoints,
+        .n_endpoints = cl->n_endpoints,
+        .source = cl->has_source ? &cl->source : NULL,
+        .connect_timeout_ms = cl->connect_timeout_ms,
+        .request_timeout_ms = cl->request_timeout_ms,
+        .tls = cl->tls,
+        .secret = cl->secret,
+        .secret_len = cl->secret_len,
+        .token = cl->token,
+        .probe = cl->probe,
+        .log = cl->log,
+        .on_socket = set_dial_fd,
+        .on_socket_ctx = c,
+    };
+    kvi_dial_connect(&c->dialed, &d, atomic_load(&cl->preferred));
+    kvi_loop_post(cl->loop, &c->dial_done, dial_finished, c);
     return NULL;
 }
 
-/* The request id of the first frame on every new connection. A libkv node
- * echoes it like any other; to an HTTP server, the frame's first 16 bytes
- * read as a malformed request line and an empty one (" / \r\n\r\n" after
- * the first 8), so it answers "HTTP/1.1 400" at once instead of waiting for
- * the rest of a request that never comes: the answer tells a client pointed
- * at a node's HTTP port to say so (see exchange). */
-#define PROBE_ID UINT64_C(0x00202f200d0a0d0a)
-
-/* Reads up to n bytes; returns how many came before the end, an error or
- * the socket's receive timeout (*timed_out set). */
-static size_t read_some(wire l, unsigned char *p, size_t n, int *timed_out)
+static void start_dial(conn *c)
 {
-    size_t got = 0;
-    *timed_out = 0;
-    while (got < n) {
-        ssize_t r = l.tls ? kvi_tls_recv(l.tls, p + got, n - got) : recv(l.fd, p + got, n - got, 0);
-        if (r > 0) {
-            got += (size_t)r;
-        } else if (!(r < 0 && errno == EINTR)) {
-            *timed_out = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-            break;
+    c->state = CONN_DIALING;
+    if (pthread_create(&c->dialer, NULL, dialer_main, c) != 0) {
+        c->state = CONN_DOWN;
+        while (c->queue.head) {
+            req *r = c->queue.head;
+            list_remove(&c->queue, r);
+            req_fail(r, KV_ENOMEM, 0, "cannot start a thread to connect to the node");
         }
+        return;
     }
-    return got;
+    c->dialer_running = 1;
 }
 
-/* What the first answer bytes on a new connection say when they are not a
- * libkv frame header; KV_OK when they may be one. */
-static int not_libkv(const char *endpoint, const unsigned char *b, size_t n)
+static void conn_io(void *ctx, unsigned events);
+static void conn_flush(void *ctx);
+
+/* The dialer's result, on the loop. */
+static void dial_finished(void *ctx)
 {
-    if (n >= 5 && memcmp(b, "HTTP/", 5) == 0)
-        return kvi_error(KV_EUNAVAILABLE, "%s answered HTTP, not the libkv binary protocol: "
-                         "that is the node's HTTP port; use the binary port (--listen)",
-                         endpoint);
-    if (n >= 1 && (b[0] == 0x15 || b[0] == 0x16))
-        return kvi_error(KV_EUNAVAILABLE, "%s answered TLS, not plain libkv: the node speaks "
-                         "TLS; connect with TLS (the tls client option)", endpoint);
-    if (n >= 2 && (b[0] != 'k' || b[1] != 'v'))
-        return kvi_error(KV_EUNAVAILABLE, "%s answered something that is not the libkv "
-                         "binary protocol: is it a libkv node's binary port (--listen)?",
-                         endpoint);
+    conn *c = ctx;
+    kvi_client *cl = c->cl;
+    if (!c->dialer_running)
+        return; /* close_on_loop joined it and closed what it made */
+    pthread_join(c->dialer, NULL);
+    c->dialer_running = 0;
+    kvi_dial_result *d = &c->dialed;
+    if (d->status == KV_OK && cl->closing) {
+        kvi_tls_close(d->tls);
+        close(d->fd);
+        d->status = KV_EUNAVAILABLE;
+        snprintf(d->why, sizeof d->why, "the client was closed");
+    }
+    if (d->status == KV_OK) {
+        int flags = fcntl(d->fd, F_GETFL);
+        fcntl(d->fd, F_SETFL, flags | O_NONBLOCK);
+        if (kvi_loop_io_add(cl->loop, &c->io, d->fd, KVI_LOOP_READ, conn_io, c) != KV_OK) {
+            kvi_tls_close(d->tls);
+            close(d->fd);
+            d->status = KV_EIO;
+            snprintf(d->why, sizeof d->why, "%s", kv_error_last());
+        }
+    }
+    if (d->status != KV_OK) {
+        pthread_mutex_lock(&c->lock);
+        c->state = CONN_DOWN;
+        pthread_mutex_unlock(&c->lock);
+        c->failed = 1;
+        while (c->queue.head) {
+            req *r = c->queue.head;
+            list_remove(&c->queue, r);
+            req_fail(r, d->status, 0, d->why);
+        }
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    c->fd = d->fd;
+    c->tls = d->tls;
+    c->state = CONN_UP;
+    pthread_mutex_unlock(&c->lock);
+    c->in_len = 0;
+    c->last_rx_ms = kvi_loop_now_ms();
+    atomic_store(&cl->preferred, d->endpoint);
+    /* Gossip opens a connection every round, a client one per handle:
+     * only a connection after a failure is worth an operator's line. */
+    kvi_log(cl->log, c->failed ? KV_LOG_INFO : KV_LOG_DEBUG, "%s %s",
+            c->failed ? "connected again to" : "connected to", cl->endpoints[d->endpoint].text);
+    c->failed = 0;
+    conn_pump(c);
+}
+
+/* ------------------------------------------------------------- sending */
+
+/* Hands queued requests to the socket while slots are free; connects when
+ * requests wait and there is no connection. */
+static void conn_pump(conn *c)
+{
+    kvi_client *cl = c->cl;
+    if (c->state == CONN_DOWN && c->queue.head && !cl->closing)
+        start_dial(c);
+    if (c->state != CONN_UP)
+        return;
+    uint64_t now = 0;
+    while (c->queue.head && (!cl->max_inflight || c->n_inflight < cl->max_inflight)) {
+        req *r = c->queue.head;
+        if (r->connect_only && peer_closed(c->fd)) {
+            conn_break(c, "the node closed the connection"); /* and dials again */
+            return;
+        }
+        list_remove(&c->queue, r);
+        if (r->connect_only) {
+            kvi_reply rep = {KV_OK, NULL, NULL, NULL, 0};
+            r->fn(r->ctx, &rep);
+            req_free(r);
+            continue;
+        }
+        if (!now)
+            now = kvi_loop_now_ms();
+        /* The timeout counts from the moment the request is handed over:
+         * waiting for the connection is bounded by the connect timeout. */
+        r->deadline_ms = now + cl->request_timeout_ms;
+        list_push(&c->inflight, r);
+        if (c->n_inflight++ == 0)
+            c->busy_since_ms = now;
+        r->wnext = NULL;
+        if (c->wq_tail)
+            c->wq_tail->wnext = r;
+        else
+            c->wq_head = r;
+        c->wq_tail = r;
+        kvi_loop_defer(cl->loop, &c->flush);
+    }
+}
+
+/* Writes the write queue: once per loop iteration (deferred), and again
+ * when the socket has room. */
+static void conn_flush(void *ctx)
+{
+    conn *c = ctx;
+    if (c->state != CONN_UP)
+        return;
+    while (c->wq_head) {
+        ssize_t n;
+        if (c->tls) {
+            req *r = c->wq_head;
+            n = kvi_tls_send(c->tls, r->frame.data + c->wq_off, r->frame.len - c->wq_off);
+            if (n == KVI_TLS_WANT_WRITE || n == KVI_TLS_WANT_READ)
+                n = -2;
+        } else {
+            struct iovec iov[MAX_IOV];
+            int cnt = 0;
+            size_t off = c->wq_off;
+            for (req *r = c->wq_head; r && cnt < MAX_IOV; r = r->wnext, off = 0) {
+                iov[cnt].iov_base = r->frame.data + off;
+                iov[cnt].iov_len = r->frame.len - off;
+                cnt++;
+            }
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+            do
+                n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+            while (n < 0 && errno == EINTR);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                n = -2;
+        }
+        if (n == -2) {
+            kvi_loop_io_set(c->cl->loop, &c->io, KVI_LOOP_READ | KVI_LOOP_WRITE);
+            return;
+        }
+        if (n < 0) {
+            conn_break(c, "cannot send to the node");
+            return;
+        }
+        size_t left = (size_t)n;
+        while (c->wq_head) {
+            req *r = c->wq_head;
+            size_t rest = r->frame.len - c->wq_off;
+            if (left)
+                r->sent = 1;
+            if (left < rest) {
+                c->wq_off += left;
+                break;
+            }
+            left -= rest;
+            c->wq_off = 0;
+            c->wq_head = r->wnext;
+            if (!c->wq_head)
+                c->wq_tail = NULL;
+        }
+    }
+    kvi_loop_io_set(c->cl->loop, &c->io, KVI_LOOP_READ);
+}
+
+/* ------------------------------------------------------------- reading */
+
+static req *find_inflight(conn *c, uint64_t id)
+{
+    for (req *r = c->inflight.head; r; r = r->next)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+/* Hands each complete response in the input buffer to its request.
+ * Returns -1 when the stream can no longer be trusted. */
+static int conn_parse(conn *c)
+{
+    kvi_client *cl = c->cl;
+    size_t off = 0;
+    int answered = 0;
+    while (c->in_len - off >= KVI_FRAME_HEADER) {
+        kvi_frame_header h;
+        const unsigned char *p = c->in + off;
+        if (kvi_frame_parse_header(&h, p, KVI_FRAME_HEADER, MAX_RESPONSE_BODY) != KVI_FRAME_OK ||
+            !(h.flags & KVI_FRAME_FLAG_RESPONSE)) {
+            kvi_log(cl->log, KV_LOG_ERROR, "dropping a connection: malformed response frame");
+            return -1;
+        }
+        size_t whole = KVI_FRAME_HEADER + (size_t)h.body_len;
+        if (c->in_len - off < whole) {
+            if (whole > c->in_cap) {
+                unsigned char *grown = realloc(c->in, whole);
+                if (!grown)
+                    return -1;
+                c->in = grown;
+                c->in_cap = whole;
+                p = c->in + off;
+            }
+            break;
+        }
+        if (kvi_frame_verify(&h, p, p + KVI_FRAME_HEADER) != KVI_FRAME_OK) {
+            kvi_log(cl->log, KV_LOG_ERROR, "dropping a connection: response checksum mismatch");
+            return -1;
+        }
+        off += whole;
+        answered = 1;
+        req *r = find_inflight(c, h.request_id);
+        if (!r)
+            continue; /* not ours any more: the client was closed, or the like */
+        list_remove(&c->inflight, r);
+        c->n_inflight--;
+        if (r->ghost)
+            req_free(r);
+        else
+            req_answer(r, &h, p + KVI_FRAME_HEADER);
+        if (c->state != CONN_UP)
+            return 0; /* a callback closed the client */
+    }
+    if (answered) {
+        uint64_t now = kvi_loop_now_ms();
+        c->last_rx_ms = now;
+        atomic_store(&cl->last_answer_ms, now);
+    }
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+    if (answered)
+        conn_pump(c); /* slots came free */
+    return 0;
+}
+
+static void conn_read(conn *c)
+{
+    for (;;) {
+        if (c->in_cap - c->in_len < READ_CHUNK / 4) {
+            size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
+            unsigned char *grown = realloc(c->in, cap);
+            if (!grown) {
+                conn_break(c, "out of memory reading from the node");
+                return;
+            }
+            c->in = grown;
+            c->in_cap = cap;
+        }
+        size_t room = c->in_cap - c->in_len;
+        ssize_t n;
+        if (c->tls) {
+            n = kvi_tls_recv(c->tls, c->in + c->in_len, room);
+            if (n == KVI_TLS_WANT_READ || n == KVI_TLS_WANT_WRITE)
+                return;
+        } else {
+            do
+                n = recv(c->fd, c->in + c->in_len, room, 0);
+            while (n < 0 && errno == EINTR);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return;
+        }
+        if (n <= 0) {
+            conn_break(c, n == 0 ? "the node closed the connection" : "cannot read from the node");
+            return;
+        }
+        c->in_len += (size_t)n;
+        if (conn_parse(c) != 0) {
+            conn_break(c, "malformed response from the node");
+            return;
+        }
+        if (c->state != CONN_UP)
+            return;
+        /* A full read may have left more behind, and TLS may hold
+         * decrypted bytes that epoll cannot see. */
+        if ((size_t)n < room && !(c->tls && kvi_tls_pending(c->tls)))
+            return;
+    }
+}
+
+static void conn_io(void *ctx, unsigned events)
+{
+    conn *c = ctx;
+    if (events & KVI_LOOP_WRITE)
+        conn_flush(c);
+    if (c->state == CONN_UP && (events & (KVI_LOOP_READ | KVI_LOOP_ERROR)))
+        conn_read(c);
+}
+
+/* --------------------------------------------------------------- breaks */
+
+/* Drops the socket: requests in flight end (or go back to the queue to be
+ * sent again on a new connection), ghosts are freed. */
+static void conn_break(conn *c, const char *why)
+{
+    kvi_client *cl = c->cl;
+    if (c->state != CONN_UP)
+        return;
+    kvi_log(cl->log, c->n_inflight ? KV_LOG_INFO : KV_LOG_DEBUG, "connection to %s dropped: %s",
+            cl->endpoints[atomic_load(&cl->preferred)].text, why);
+    kvi_loop_io_del(cl->loop, &c->io);
+    kvi_loop_undefer(cl->loop, &c->flush);
+    pthread_mutex_lock(&c->lock);
+    kvi_tls_close(c->tls);
+    close(c->fd);
+    c->tls = NULL;
+    c->fd = -1;
+    c->state = CONN_DOWN;
+    pthread_mutex_unlock(&c->lock);
+    /* A socket closed with nothing in flight (the node's idle timeout) is
+     * no failure; one that takes requests down with it is. */
+    c->failed |= c->n_inflight != 0;
+    c->wq_head = c->wq_tail = NULL;
+    c->wq_off = 0;
+    c->in_len = 0;
+    c->n_inflight = 0;
+    req_list again = {NULL, NULL};
+    while (c->inflight.head) {
+        req *r = c->inflight.head;
+        list_remove(&c->inflight, r);
+        if (r->ghost)
+            req_free(r);
+        else if (r->retries && !cl->closing && (!r->sent || !r->is_write)) {
+            r->retries--;
+            r->sent = 0;
+            list_push(&again, r);
+        } else
+            req_fail_broken(r);
+    }
+    /* Retried requests go first, ahead of those that never left. */
+    if (again.head) {
+        again.tail->next = c->queue.head;
+        if (c->queue.head)
+            c->queue.head->prev = again.tail;
+        else
+            c->queue.tail = again.tail;
+        c->queue.head = again.head;
+    }
+    conn_pump(c);
+}
+
+/* Every tick: requests past their deadline end; a connection that has had
+ * requests in flight and heard nothing for twice the request timeout is
+ * replaced (a node coordinating a forwarded write may legitimately take up
+ * to one timeout; a partition or a paused peer can leave a TCP connection
+ * open, and silent, for many minutes). */
+static void tick(void *ctx)
+{
+    kvi_client *cl = ctx;
+    uint64_t now = kvi_loop_now_ms();
+    for (unsigned i = 0; i < cl->n_conns; i++) {
+        conn *c = &cl->conns[i];
+        if (c->state == CONN_UP && c->n_inflight) {
+            uint64_t since = c->busy_since_ms > c->last_rx_ms ? c->busy_since_ms : c->last_rx_ms;
+            if (now > since && now - since > 2u * (uint64_t)cl->request_timeout_ms) {
+                kvi_log(cl->log, KV_LOG_WARN, "%s has not answered for %u ms with %u requests "
+                        "in flight; replacing the connection",
+                        cl->endpoints[atomic_load(&cl->preferred)].text,
+                        2u * cl->request_timeout_ms, c->n_inflight);
+                conn_break(c, "silent too long");
+            }
+        }
+        char why[128];
+        for (req *r = c->inflight.head, *next; r; r = next) {
+            next = r->next;
+            if (r->ghost)
+                continue;
+            if (r->deadline_ms > now)
+                break; /* handed over in order, each with the same timeout */
+            r->ghost = 1; /* keeps its slot until the answer comes */
+            kvi_reply rep = {r->is_write ? KV_EUNKNOWN_OUTCOME : KV_ETIMEDOUT, NULL, NULL, why, 0};
+            if (r->is_write)
+                snprintf(why, sizeof why, "no answer within %u ms; the write may or may not "
+                         "have applied", cl->request_timeout_ms);
+            else
+                snprintf(why, sizeof why, "no answer within %u ms", cl->request_timeout_ms);
+            r->fn(r->ctx, &rep);
+        }
+        /* Requests waiting for a slot on a live connection give up after
+         * the request timeout, unsent. */
+        if (c->state == CONN_UP)
+            while (c->queue.head && c->queue.head->deadline_ms <= now) {
+                req *r = c->queue.head;
+                list_remove(&c->queue, r);
+                snprintf(why, sizeof why, "%u requests already in flight to the node for %u ms; "
+                         "this one was not sent", c->n_inflight, cl->request_timeout_ms);
+                req_fail(r, KV_EUNAVAILABLE, 0, why);
+            }
+    }
+    arm_tick(cl);
+}
+
+/* ----------------------------------------------------------- submitting */
+
+/* On the loop: puts r in a connection's queue. */
+static void enqueue(void *ctx)
+{
+    req *r = ctx;
+    kvi_client *cl = r->c->cl;
+    if (cl->closing) {
+        req_fail(r, KV_EUNAVAILABLE, 0, "the client was closed");
+        return;
+    }
+    conn *c = &cl->conns[cl->next_conn++ % cl->n_conns];
+    r->c = c;
+    list_push(&c->queue, r);
+    conn_pump(c);
+    arm_tick(cl);
+}
+
+static void enqueue_counted(void *ctx)
+{
+    req *r = ctx;
+    r->c->cl->outstanding++;
+    enqueue(r);
+}
+
+int kvi_client_submit(kvi_client *cl, kvi_buf *frame, uint8_t opcode, uint16_t extra_flags,
+                      unsigned flags, kvi_reply_fn fn, void *ctx)
+{
+    req *r = calloc(1, sizeof *r);
+    if (!r || frame->failed) {
+        free(r);
+        kvi_buf_free(frame);
+        return kvi_error(KV_ENOMEM, "out of memory sending a request");
+    }
+    r->id = atomic_fetch_add(&cl->next_id, 1);
+    if (kvi_frame_finish(frame, 0, opcode, (uint16_t)(cl->flags | extra_flags), 0, r->id) != 0) {
+        free(r);
+        int too_big = !frame->failed;
+        kvi_buf_free(frame);
+        return too_big ? kvi_error(KV_ETOOBIG, "the request is over the frame limit")
+                       : kvi_error(KV_ENOMEM, "out of memory sending a request");
+    }
+    r->frame = *frame;
+    memset(frame, 0, sizeof *frame);
+    r->opcode = opcode;
+    r->is_write = (flags & KVI_SUBMIT_WRITE) != 0;
+    r->retries = (flags & KVI_SUBMIT_RETRY) ? 1 : 0;
+    r->fn = fn;
+    r->ctx = ctx;
+    r->c = &cl->conns[0];
+    r->deadline_ms = kvi_loop_now_ms() + cl->request_timeout_ms;
+    if (kvi_loop_on_thread(cl->loop)) {
+        cl->outstanding++;
+        enqueue(r);
+    } else {
+        kvi_loop_post(cl->loop, &r->task, enqueue_counted, r);
+    }
     return KV_OK;
 }
 
-/* One request and its answer on a connection no reader runs on yet (the
- * probe and the handshake), with request id `id`. KV_OK with the answer's
- * body in *body (malloc'd), or an error; an error frame's status and message
- * become the result. */
-static int exchange(kvi_client *cl, wire fd, const char *endpoint, uint64_t id, uint8_t opcode,
-                    const kvi_buf *req_body, unsigned char **body, size_t *body_len)
+/* ------------------------------------------------------- blocking calls */
+
+typedef struct waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int rc;
+    int retryable;
+    kvi_frame_header h;
+    unsigned char *body; /* a copy, malloc'd */
+    char why[320];
+} waiter;
+
+static void waiter_init(waiter *w)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static void waiter_destroy(waiter *w)
+{
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+}
+
+/* Copies a reply into plain memory: for a thread that reads it later. */
+static void copy_reply(int *rc, kvi_frame_header *h, unsigned char **body, char *why,
+                       size_t why_size, const kvi_reply *rep)
+{
+    *rc = rep->rc;
+    if (rep->rc == KV_OK && rep->h) {
+        *h = *rep->h;
+        *body = malloc(rep->h->body_len ? rep->h->body_len : 1);
+        if (*body)
+            memcpy(*body, rep->body, rep->h->body_len);
+        else {
+            *rc = KV_ENOMEM;
+            snprintf(why, why_size, "out of memory copying an answer");
+        }
+    } else if (rep->rc != KV_OK) {
+        snprintf(why, why_size, "%s", rep->why ? rep->why : "");
+    }
+}
+
+static void waiter_done(void *ctx, const kvi_reply *rep)
+{
+    waiter *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    copy_reply(&w->rc, &w->h, &w->body, w->why, sizeof w->why, rep);
+    w->retryable = rep->retryable;
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Waits until w is done: on its condition while the loop runs elsewhere;
+ * driving the loop itself when the application drives it (manual) and no
+ * one else is. */
+static void waiter_wait(kvi_client *cl, waiter *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (!w->done) {
+        if (cl->manual && pthread_mutex_trylock(&cl->drive) == 0) {
+            pthread_mutex_unlock(&w->lock);
+            kvi_loop_run_once(cl->loop, 50);
+            pthread_mutex_unlock(&cl->drive);
+            pthread_mutex_lock(&w->lock);
+        } else if (cl->manual) {
+            struct timespec until = kvi_deadline_after(5);
+            pthread_cond_timedwait(&w->cond, &w->lock, &until);
+        } else {
+            pthread_cond_wait(&w->cond, &w->lock);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* A blocking call may not run on the loop's own thread: it would wait for
+ * the loop it is holding up. */
+static int refuse_on_loop(const kvi_client *cl)
+{
+    if (kvi_loop_on_thread(cl->loop))
+        return kvi_error(KV_EBUSY, "a blocking call from inside a completion callback of the "
+                                   "same client would wait for itself; use the asynchronous "
+                                   "call");
+    return KV_OK;
+}
+
+/* Sends the frame (begun by kvi_frame_begin, body appended; taken) and
+ * waits for its answer: KV_OK with the header and body (malloc'd; the
+ * caller frees it), or what no answer means, with the message set. */
+static int round_trip(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write,
+                      kvi_frame_header *h, unsigned char **body)
 {
     *body = NULL;
-    kvi_buf frame = {0};
-    kvi_frame_begin(&frame);
-    kvi_buf_raw(&frame, req_body->data, req_body->len);
-    size_t sent, got = 0;
-    int timed_out = 0;
-    unsigned char header[KVI_FRAME_HEADER];
-    kvi_frame_header h;
-    int rc = kvi_frame_finish(&frame, 0, opcode, 0, 0, id) != 0
-                 ? kvi_error(KV_ENOMEM, "out of memory in the handshake")
-             : send_full(fd, frame.data, frame.len, &sent) != 0
-                 ? kvi_error(KV_EUNAVAILABLE, "the node closed the connection during the "
-                                             "handshake (is it on TLS? see the tls client option)")
-                 : KV_OK;
-    kvi_buf_free(&frame);
-    if (rc == KV_OK)
-        got = read_some(fd, header, sizeof header, &timed_out);
-    if (rc == KV_OK && (rc = not_libkv(endpoint, header, got)) == KV_OK)
-        rc = got < sizeof header && timed_out
-                 ? kvi_error(KV_ETIMEDOUT, "no answer to the handshake within %u ms",
-                             cl->request_timeout_ms)
-             : got < sizeof header
-                 ? kvi_error(KV_EUNAVAILABLE, "the node closed the connection during the "
-                                             "handshake (is it on TLS? see the tls client option)")
-             : kvi_frame_parse_header(&h, header, sizeof header, 64u * 1024u) != KVI_FRAME_OK ||
-                     h.request_id != id || h.opcode != opcode
-                 ? kvi_error(KV_EIO, "malformed answer to the handshake (not a libkv node?)")
-                 : KV_OK;
-    if (rc != KV_OK)
-        return rc;
-    unsigned char *b = malloc(h.body_len ? h.body_len : 1);
-    if (!b)
-        return kvi_error(KV_ENOMEM, "out of memory in the handshake");
-    if (read_full(fd, b, h.body_len) != 0 || kvi_frame_verify(&h, header, b) != KVI_FRAME_OK) {
-        free(b);
-        return kvi_error(KV_EIO, "malformed answer to the handshake");
-    }
-    if (h.status != KV_OK) {
-        kvi_response resp;
-        rc = kvi_response_decode(&resp, opcode, h.status, b, h.body_len) != 0
-                 ? kvi_error(h.status, "the node refused the handshake")
-                 : kvi_error(h.status, "%.*s", (int)(resp.message.len > 300 ? 300 : resp.message.len),
-                             (const char *)resp.message.data);
-        free(b);
-        return rc;
-    }
-    *body = b;
-    *body_len = h.body_len;
-    return KV_OK;
-}
-
-/* A new connection's first exchanges, before its reader starts: proves the
- * cluster secret or shows the token (net/auth.h), or else, when the client
- * probes, a PING; whatever answers first is checked for being a libkv node
- * (PROBE_ID). */
-static int handshake(kvi_client *cl, wire fd, const char *endpoint)
-{
-    if (!cl->secret_len && !cl->token && !cl->probe)
-        return KV_OK;
-    struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
-                         (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
-    setsockopt(fd.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    kvi_buf req = {0}, auth = {0};
-    unsigned char *body = NULL;
-    size_t body_len = 0;
-    int rc = KV_OK;
-    /* The first exchange carries PROBE_ID: without credentials, a PING. */
-    uint64_t id = PROBE_ID;
-    if (cl->secret_len) {
-        unsigned char nonce_c[KVI_AUTH_NONCE];
-        rc = kvi_auth_hello(&req, nonce_c);
-        if (rc == KV_OK)
-            rc = exchange(cl, fd, endpoint, id, KVI_OP_HELLO, &req, &body, &body_len);
-        if (rc == KV_OK)
-            rc = kvi_auth_answer(&auth, cl->secret, cl->secret_len, nonce_c, body, body_len);
-        id = atomic_fetch_add(&cl->next_id, 1);
-    } else if (cl->token) {
-        kvi_auth_token_body(&auth, cl->token);
-    }
-    free(body);
-    body = NULL;
-    if (rc == KV_OK && auth.failed)
-        rc = kvi_error(KV_ENOMEM, "out of memory in the handshake");
-    if (rc == KV_OK)
-        rc = cl->secret_len || cl->token
-                 ? exchange(cl, fd, endpoint, id, KVI_OP_AUTH, &auth, &body, &body_len)
-                 : exchange(cl, fd, endpoint, id, KVI_OP_PING, &req, &body, &body_len);
-    free(body);
-    kvi_buf_free(&req);
-    kvi_buf_free(&auth);
-    struct timeval none = {0, 0};
-    setsockopt(fd.fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
-    return rc;
-}
-
-/* The host part of an endpoint's text ("HOST:PORT" or "[V6]:PORT"), the
- * name the node's certificate must carry. */
-static void endpoint_host(const char *text, char *out, size_t size)
-{
-    const char *start = text, *end = strrchr(text, ':');
-    if (text[0] == '[') {
-        start = text + 1;
-        end = strchr(text, ']');
-    }
-    size_t len = end && end > start ? (size_t)(end - start) : strlen(start);
-    if (len >= size)
-        len = size - 1;
-    memcpy(out, start, len);
-    out[len] = 0;
-}
-
-/* Sets up a new connection's TLS (when configured) and handshake, before
- * its reader starts; *tls receives the session. */
-static int secure(kvi_client *cl, int fd, const kvi_addr *ep, kvi_tls_session **tls)
-{
-    *tls = NULL;
-    if (cl->tls) {
-        char host[128];
-        endpoint_host(ep->text, host, sizeof host);
-        struct timeval tv = {(time_t)(cl->connect_timeout_ms / 1000),
-                             (suseconds_t)(cl->connect_timeout_ms % 1000) * 1000};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        int rc = kvi_tls_connect(tls, cl->tls, fd, host, cl->connect_timeout_ms);
-        struct timeval none = {0, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
-        if (rc != KV_OK)
-            return rc;
-    }
-    wire l = {fd, *tls};
-    int rc = handshake(cl, l, ep->text);
+    int rc = refuse_on_loop(cl);
     if (rc != KV_OK) {
-        kvi_tls_close(*tls);
-        *tls = NULL;
+        kvi_buf_free(frame);
+        return rc;
     }
+    waiter w;
+    waiter_init(&w);
+    rc = kvi_client_submit(cl, frame, opcode, 0,
+                           (is_write ? KVI_SUBMIT_WRITE : 0u) | KVI_SUBMIT_RETRY, waiter_done, &w);
+    if (rc == KV_OK) {
+        waiter_wait(cl, &w);
+        rc = w.rc;
+        if (rc == KV_OK) {
+            *h = w.h;
+            *body = w.body;
+        } else {
+            kvi_error(rc, "%s", w.why);
+        }
+    }
+    waiter_destroy(&w);
     return rc;
-}
-
-/* Makes sure c has a live connection; called with c->lock held. One caller
- * at a time replaces a broken socket; the others wait for it. */
-static int ensure_connected(kvi_client *cl, conn *c)
-{
-    while (c->replacing)
-        pthread_cond_wait(&c->state_changed, &c->lock);
-    if (c->fd >= 0 && !c->broken)
-        return KV_OK;
-    c->replacing = 1;
-    if (c->fd >= 0) {
-        /* Retire the broken socket: wake its reader, wait until it has
-         * failed its waiters, then close the fd under send_lock so that no
-         * writer still uses the old number. */
-        shutdown(c->fd, SHUT_RDWR);
-        while (c->reader_running && !c->reader_exited)
-            pthread_cond_wait(&c->state_changed, &c->lock);
-        if (c->reader_running)
-            pthread_join(c->reader, NULL);
-        c->reader_running = 0;
-        pthread_mutex_lock(&c->send_lock);
-        kvi_tls_close(c->tls);
-        c->tls = NULL;
-        close(c->fd);
-        c->fd = -1;
-        c->generation++;
-        pthread_mutex_unlock(&c->send_lock);
-    }
-    int rc = KV_EUNAVAILABLE;
-    char why[256] = "";
-    size_t first = atomic_load(&cl->preferred);
-    for (size_t i = 0; i < cl->n_endpoints && c->fd < 0; i++) {
-        size_t e = (first + i) % cl->n_endpoints;
-        int fd = kvi_connect_from(&cl->endpoints[e], cl->has_source ? &cl->source : NULL,
-                                  (int)cl->connect_timeout_ms);
-        if (fd < 0) {
-            rc = fd;
-            snprintf(why, sizeof why, "%s", kv_error_last());
-            continue;
-        }
-        /* A send that cannot progress (a peer that stopped reading, or a
-         * paused process) fails after the request timeout instead of
-         * blocking its sender for ever; the connection is then replaced. */
-        struct timeval tv = {(time_t)(cl->request_timeout_ms / 1000),
-                             (suseconds_t)(cl->request_timeout_ms % 1000) * 1000};
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        kvi_tls_session *tls = NULL;
-        int hrc = secure(cl, fd, &cl->endpoints[e], &tls);
-        if (hrc != KV_OK) {
-            close(fd);
-            rc = hrc;
-            /* The probe's messages name the endpoint themselves. */
-            const char *text = cl->endpoints[e].text;
-            if (strncmp(kv_error_last(), text, strlen(text)) == 0)
-                snprintf(why, sizeof why, "%s", kv_error_last());
-            else
-                snprintf(why, sizeof why, "%s: %s", text, kv_error_last());
-            kvi_log(cl->log, KV_LOG_WARN, "handshake with %s failed: %s", text, kv_error_last());
-            continue;
-        }
-        c->reader_exited = 0;
-        c->broken = 0;
-        c->fd = fd;
-        c->tls = tls;
-        c->generation++;
-        if (pthread_create(&c->reader, NULL, reader_loop, c) != 0) {
-            kvi_tls_close(tls);
-            c->tls = NULL;
-            close(fd);
-            c->fd = -1;
-            rc = kvi_error(KV_ENOMEM, "cannot start a connection reader");
-            snprintf(why, sizeof why, "%s", kv_error_last());
-            break;
-        }
-        c->reader_running = 1;
-        atomic_store(&cl->preferred, e);
-        /* Gossip opens a connection every round, a client one per handle:
-         * only a connection after a failure is worth an operator's line. */
-        kvi_log(cl->log, c->failed ? KV_LOG_INFO : KV_LOG_DEBUG, "%s %s",
-                c->failed ? "connected again to" : "connected to", cl->endpoints[e].text);
-        c->failed = 0;
-    }
-    c->replacing = 0;
-    pthread_cond_broadcast(&c->state_changed);
-    if (c->fd >= 0)
-        return KV_OK;
-    c->failed = 1;
-    if (rc == KV_EPERM)
-        return kvi_error(KV_EPERM, "authentication refused by %s", why);
-    return kvi_error(rc == KV_ETIMEDOUT ? KV_ETIMEDOUT : rc == KV_ENOMEM ? KV_ENOMEM
-                                                                          : KV_EUNAVAILABLE,
-                     "no node reachable: %s", why);
 }
 
 struct timespec kvi_deadline_after(uint32_t ms)
@@ -558,192 +868,12 @@ struct timespec kvi_deadline_after(uint32_t ms)
     return ts;
 }
 
-/* The result of one round trip. */
-typedef struct reply {
-    kvi_frame_header h;
-    unsigned char *body;
-} reply;
-
-static void waiter_init(waiter *w, kvi_client *cl, kvi_fanout *fo)
-{
-    memset(w, 0, sizeof *w);
-    w->id = atomic_fetch_add(&cl->next_id, 1);
-    w->fanout = fo;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
-/* Registers w on one of cl's connections and sends the frame (whose header
- * is filled in here with w's id). On KV_OK, w is pending or already failed;
- * *sent tells how many bytes went out. Otherwise w was not registered. */
-static uint64_t monotonic_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Whether c has had requests in flight and heard nothing for twice the
- * request timeout (a node coordinating a forwarded write may legitimately
- * take up to one timeout); called with c->lock held. */
-static int silent_too_long(const kvi_client *cl, const conn *c, uint64_t now)
-{
-    if (c->inflight == 0)
-        return 0;
-    uint64_t since = c->busy_since_ms > c->last_rx_ms ? c->busy_since_ms : c->last_rx_ms;
-    return now > since && now - since > 2u * (uint64_t)cl->request_timeout_ms;
-}
-
-static int send_request(kvi_client *cl, conn **out_conn, waiter *w, kvi_buf *frame,
-                        uint8_t opcode, uint16_t extra_flags, size_t *sent)
-{
-    conn *c = &cl->conns[atomic_fetch_add(&cl->next_conn, 1) % cl->n_conns];
-    *out_conn = c;
-    *sent = 0;
-    kvi_frame_finish(frame, 0, opcode, (uint16_t)(cl->flags | extra_flags), 0, w->id);
-
-    pthread_mutex_lock(&c->lock);
-    uint64_t now = monotonic_now_ms();
-    if (c->fd >= 0 && !c->broken && silent_too_long(cl, c, now)) {
-        kvi_log(cl->log, KV_LOG_WARN, "%s has not answered for %u ms with %u requests in "
-                "flight; replacing the connection", cl->endpoints[atomic_load(&cl->preferred)].text,
-                2u * cl->request_timeout_ms, c->inflight);
-        c->broken = 1;
-        c->failed = 1;
-    }
-    int rc = ensure_connected(cl, c);
-    /* Backpressure: a node that falls behind gets no more than
-     * max_inflight requests per connection; the sender waits for a slot
-     * (up to the request timeout) instead of queueing without bound. */
-    struct timespec slot_deadline;
-    int have_deadline = 0;
-    while (rc == KV_OK && cl->max_inflight && c->inflight >= cl->max_inflight) {
-        if (!have_deadline) {
-            slot_deadline = kvi_deadline_after(cl->request_timeout_ms);
-            have_deadline = 1;
-        }
-        if (pthread_cond_timedwait(&c->slot_free, &c->lock, &slot_deadline) == ETIMEDOUT &&
-            c->inflight >= cl->max_inflight) {
-            rc = kvi_error(KV_EUNAVAILABLE, "%u requests already in flight to the node for "
-                                            "%u ms; this one was not sent", c->inflight,
-                           cl->request_timeout_ms);
-            break;
-        }
-        rc = ensure_connected(cl, c);
-    }
-    if (rc != KV_OK) {
-        pthread_mutex_unlock(&c->lock);
-        return rc;
-    }
-    wire fd = {c->fd, c->tls};
-    uint64_t generation = c->generation;
-    w->next = c->pending;
-    c->pending = w;
-    if (c->inflight++ == 0)
-        c->busy_since_ms = now;
-    pthread_mutex_unlock(&c->lock);
-
-    pthread_mutex_lock(&c->send_lock);
-    /* If the socket was replaced meanwhile, fd may name another one now. */
-    int send_failed = c->generation != generation ||
-                      send_full(fd, frame->data, frame->len, sent) != 0;
-    pthread_mutex_unlock(&c->send_lock);
-
-    if (send_failed) {
-        pthread_mutex_lock(&c->lock);
-        if (c->generation == generation) {
-            c->broken = 1;
-            c->failed = 1;
-            shutdown(fd.fd, SHUT_RDWR); /* the reader fails the waiters */
-        }
-        pthread_mutex_unlock(&c->lock);
-    }
-    return KV_OK;
-}
-
-/* Takes w off its connection if it is still pending (its caller gives up);
- * called with c->lock held. */
-static void cancel(conn *c, waiter *w)
-{
-    waiter **pp = &c->pending;
-    while (*pp && *pp != w)
-        pp = &(*pp)->next;
-    if (*pp) {
-        *pp = w->next;
-        released(c);
-    }
-}
-
-/* What a call that got no answer means. */
-static int no_answer(const kvi_client *cl, const waiter *w, size_t sent, int is_write,
-                     int *retryable)
-{
-    if (w->broken) {
-        /* Nothing sent, or a read: trying again on a new connection is safe. */
-        if (sent == 0 || !is_write) {
-            *retryable = 1;
-            return kvi_error(KV_EUNAVAILABLE, "the connection to the node broke");
-        }
-        return kvi_error(KV_EUNKNOWN_OUTCOME, "the connection broke after the write "
-                                              "was sent; it may or may not have applied");
-    }
-    if (is_write)
-        return kvi_error(KV_EUNKNOWN_OUTCOME, "no answer within %u ms; the write may or "
-                                              "may not have applied", cl->request_timeout_ms);
-    return kvi_error(KV_ETIMEDOUT, "no answer within %u ms", cl->request_timeout_ms);
-}
-
-/* Sends the frame and waits for its response. is_write decides what a lost
- * answer means. */
-static int round_trip_once(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write,
-                           reply *out, int *retryable)
-{
-    *retryable = 0;
-    waiter w;
-    waiter_init(&w, cl, NULL);
-    conn *c;
-    size_t sent;
-    int rc = send_request(cl, &c, &w, frame, opcode, 0, &sent);
-    if (rc != KV_OK) {
-        pthread_cond_destroy(&w.cond);
-        return rc;
-    }
-    struct timespec deadline = kvi_deadline_after(cl->request_timeout_ms);
-    pthread_mutex_lock(&c->lock);
-    while (!w.done) {
-        if (pthread_cond_timedwait(&w.cond, &c->lock, &deadline) == ETIMEDOUT && !w.done) {
-            cancel(c, &w);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-    pthread_cond_destroy(&w.cond);
-
-    if (w.done && !w.broken) {
-        out->h = w.h;
-        out->body = w.body;
-        return KV_OK;
-    }
-    return no_answer(cl, &w, sent, is_write, retryable);
-}
-
-static int round_trip(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_write, reply *out)
-{
-    int retryable;
-    int rc = round_trip_once(cl, frame, opcode, is_write, out, &retryable);
-    if (rc != KV_OK && retryable)
-        rc = round_trip_once(cl, frame, opcode, is_write, out, &retryable);
-    return rc;
-}
-
 /* Decodes a reply; an error frame's status and message become the result. */
-static int decode_reply(kvi_response *resp, const reply *r, uint8_t opcode)
+static int decode_reply(kvi_response *resp, const kvi_frame_header *h, const unsigned char *body,
+                        uint8_t opcode)
 {
-    if (r->h.opcode != opcode ||
-        kvi_response_decode(resp, opcode, r->h.status, r->body, r->h.body_len) != 0)
+    if (h->opcode != opcode ||
+        kvi_response_decode(resp, opcode, h->status, body, h->body_len) != 0)
         return kvi_error(KV_EIO, "malformed response from the node");
     if (resp->status != KV_OK)
         return kvi_error(resp->status, "%.*s", (int)(resp->message.len > 400 ? 400 : resp->message.len),
@@ -751,7 +881,36 @@ static int decode_reply(kvi_response *resp, const reply *r, uint8_t opcode)
     return KV_OK;
 }
 
+int kvi_reply_decode(kvi_response *resp, const kvi_reply *rep, uint8_t opcode)
+{
+    if (rep->rc != KV_OK)
+        return kvi_error(rep->rc, "%s", rep->why ? rep->why : "");
+    return decode_reply(resp, rep->h, rep->body, opcode);
+}
+
 /* ------------------------------------------------------------ lifecycle */
+
+static void *loop_main(void *arg)
+{
+    kvi_client *cl = arg;
+    kvi_loop_run(cl->loop);
+    return NULL;
+}
+
+static void client_free(kvi_client *cl)
+{
+    for (unsigned i = 0; cl->conns && i < cl->n_conns; i++) {
+        free(cl->conns[i].in);
+        pthread_mutex_destroy(&cl->conns[i].lock);
+    }
+    free(cl->conns);
+    free(cl->endpoints);
+    kvi_client_set_credentials(cl, NULL, 0, NULL);
+    kvi_tls_free(cl->own_tls);
+    kvi_loop_free(cl->loop);
+    pthread_mutex_destroy(&cl->drive);
+    free(cl);
+}
 
 int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
                     const kv_client_options *o, const kvi_logger *log)
@@ -765,98 +924,124 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
     o = &upgraded;
     if (o->connections_per_node > 64)
         return kvi_error(KV_EINVAL, "client options: at most 64 connections per node");
+    if (o->auth_token && !kvi_auth_token_valid(o->auth_token))
+        return kvi_error(KV_EINVAL, "client options: auth_token must be 1..%u characters of "
+                                    "letters, digits and - . _ ~ + / (then any '=')",
+                         KVI_AUTH_MAX_CREDENTIAL);
     kvi_client *cl = calloc(1, sizeof *cl);
     if (!cl)
         return kvi_error(KV_ENOMEM, "out of memory opening a client");
+    pthread_mutex_init(&cl->drive, NULL);
     cl->log = log;
+    cl->manual = o->manual_loop != 0;
+    cl->max_inflight = o->max_inflight ? o->max_inflight : 4096u;
     cl->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     cl->request_timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
     cl->n_conns = o->connections_per_node ? o->connections_per_node : 1;
     cl->endpoints = calloc(count, sizeof *cl->endpoints);
     cl->conns = calloc(cl->n_conns, sizeof *cl->conns);
-    if (!cl->endpoints || !cl->conns) {
-        free(cl->endpoints);
-        free(cl->conns);
-        free(cl);
-        return kvi_error(KV_ENOMEM, "out of memory opening a client");
+    int rc = !cl->endpoints || !cl->conns ? kvi_error(KV_ENOMEM, "out of memory opening a client")
+                                          : KV_OK;
+    for (unsigned i = 0; cl->conns && i < cl->n_conns; i++) {
+        conn *c = &cl->conns[i];
+        c->cl = cl;
+        c->fd = -1;
+        c->dial_fd = -1;
+        pthread_mutex_init(&c->lock, NULL);
+        kvi_loop_deferred_init(&c->flush, conn_flush, c);
     }
     cl->n_endpoints = count;
-    for (size_t i = 0; i < count; i++) {
-        int rc = kvi_addr_parse(&cl->endpoints[i], endpoints[i]);
-        if (rc != KV_OK) {
-            free(cl->endpoints);
-            free(cl->conns);
-            free(cl);
-            return rc;
-        }
-    }
-    if (o->auth_token && !kvi_auth_token_valid(o->auth_token)) {
-        free(cl->endpoints);
-        free(cl->conns);
-        free(cl);
-        return kvi_error(KV_EINVAL, "client options: auth_token must be 1..%u characters of "
-                                    "letters, digits and - . _ ~ + / (then any '=')",
-                         KVI_AUTH_MAX_CREDENTIAL);
-    }
-    if (o->tls || o->tls_ca_pem || o->tls_cert_pem) {
-        int trc = kvi_tls_new(&cl->own_tls, 0, o->tls_cert_pem, o->tls_key_pem, o->tls_ca_pem);
-        if (trc != KV_OK) {
-            free(cl->endpoints);
-            free(cl->conns);
-            free(cl);
-            return kvi_error(trc, "client options: %s", kv_error_last());
-        }
+    for (size_t i = 0; rc == KV_OK && i < count; i++)
+        rc = kvi_addr_parse(&cl->endpoints[i], endpoints[i]);
+    if (rc == KV_OK && (o->tls || o->tls_ca_pem || o->tls_cert_pem)) {
+        rc = kvi_tls_new(&cl->own_tls, 0, o->tls_cert_pem, o->tls_key_pem, o->tls_ca_pem);
+        if (rc != KV_OK)
+            rc = kvi_error(rc, "client options: %s", kv_error_last());
         cl->tls = cl->own_tls;
     }
-    if (o->auth_token && kvi_client_set_credentials(cl, NULL, 0, o->auth_token) != KV_OK) {
-        kvi_tls_free(cl->own_tls);
-        free(cl->endpoints);
-        free(cl->conns);
-        free(cl);
-        return KV_ENOMEM;
+    if (rc == KV_OK && o->auth_token)
+        rc = kvi_client_set_credentials(cl, NULL, 0, o->auth_token);
+    if (rc == KV_OK)
+        rc = kvi_loop_new(&cl->loop);
+    if (rc == KV_OK) {
+        atomic_init(&cl->next_id, 1);
+        kvi_loop_timer_init(&cl->tick, tick, cl);
+        if (!cl->manual && pthread_create(&cl->loop_thread, NULL, loop_main, cl) != 0)
+            rc = kvi_error(KV_ENOMEM, "cannot start the client's thread");
     }
-    atomic_init(&cl->next_id, 1);
-    for (unsigned i = 0; i < cl->n_conns; i++) {
-        conn *c = &cl->conns[i];
-        c->client = cl;
-        c->fd = -1;
-        pthread_mutex_init(&c->lock, NULL);
-        pthread_cond_init(&c->state_changed, NULL);
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&c->slot_free, &attr);
-        pthread_condattr_destroy(&attr);
-        pthread_mutex_init(&c->send_lock, NULL);
+    if (rc != KV_OK) {
+        if (!cl->conns)
+            cl->n_conns = 0;
+        client_free(cl);
+        return rc;
     }
     *out = cl;
     return KV_OK;
+}
+
+/* On the loop: ends everything, then stops the loop. */
+static void close_on_loop(void *ctx)
+{
+    kvi_client *cl = ctx;
+    cl->closing = 1;
+    for (unsigned i = 0; i < cl->n_conns; i++) {
+        conn *c = &cl->conns[i];
+        pthread_mutex_lock(&c->lock);
+        if (c->dial_fd >= 0)
+            shutdown(c->dial_fd, SHUT_RDWR); /* cuts the dialer's wait short */
+        pthread_mutex_unlock(&c->lock);
+        conn_break(c, "the client was closed");
+        while (c->queue.head) {
+            req *r = c->queue.head;
+            list_remove(&c->queue, r);
+            req_fail(r, KV_EUNAVAILABLE, 0, "the client was closed");
+        }
+        if (c->dialer_running) {
+            pthread_join(c->dialer, NULL);
+            c->dialer_running = 0;
+            if (c->dialed.status == KV_OK) {
+                kvi_tls_close(c->dialed.tls);
+                close(c->dialed.fd);
+            }
+        }
+    }
+    kvi_loop_timer_cancel(cl->loop, &cl->tick);
+    kvi_loop_stop(cl->loop);
 }
 
 void kvi_client_close(kvi_client *cl)
 {
     if (!cl)
         return;
-    for (unsigned i = 0; i < cl->n_conns; i++) {
-        conn *c = &cl->conns[i];
-        if (c->fd >= 0)
-            shutdown(c->fd, SHUT_RDWR);
-        if (c->reader_running)
-            pthread_join(c->reader, NULL);
-        kvi_tls_close(c->tls);
-        if (c->fd >= 0)
-            close(c->fd);
-        /* The reader has exited and failed (or freed) every waiter. */
-        pthread_mutex_destroy(&c->lock);
-        pthread_cond_destroy(&c->state_changed);
-        pthread_cond_destroy(&c->slot_free);
-        pthread_mutex_destroy(&c->send_lock);
+    if (cl->manual) {
+        pthread_mutex_lock(&cl->drive);
+        kvi_loop_post(cl->loop, &cl->close_task, close_on_loop, cl);
+        kvi_loop_run_once(cl->loop, 0);
+        pthread_mutex_unlock(&cl->drive);
+    } else {
+        kvi_loop_post(cl->loop, &cl->close_task, close_on_loop, cl);
+        pthread_join(cl->loop_thread, NULL);
     }
-    free(cl->conns);
-    free(cl->endpoints);
-    kvi_client_set_credentials(cl, NULL, 0, NULL);
-    kvi_tls_free(cl->own_tls);
-    free(cl);
+    client_free(cl);
+}
+
+int kvi_client_run(kvi_client *cl, int timeout_ms)
+{
+    if (!cl->manual)
+        return kvi_error(KV_EINVAL, "this client runs its loop on a thread of its own; open it "
+                                    "with manual_loop = 1 to drive it");
+    if (kvi_loop_on_thread(cl->loop))
+        return kvi_error(KV_EBUSY, "the client's loop is already running on this thread "
+                                   "(called from a completion callback)");
+    pthread_mutex_lock(&cl->drive);
+    int n = kvi_loop_run_once(cl->loop, timeout_ms);
+    pthread_mutex_unlock(&cl->drive);
+    return n;
+}
+
+int kvi_client_fd(const kvi_client *cl)
+{
+    return kvi_loop_fd(cl->loop);
 }
 
 void kvi_client_set_tls(kvi_client *cl, const kvi_tls *tls)
@@ -903,16 +1088,18 @@ static void fill_write(kvi_request *req, const kv_write_options *o)
 static int call(kvi_client *cl, const kvi_request *req, int is_write, kvi_response *resp,
                 unsigned char **body)
 {
+    *body = NULL;
     kvi_buf frame = {0};
     kvi_frame_begin(&frame);
     kvi_request_encode(&frame, req);
-    reply r = {0};
-    int rc = frame.failed ? kvi_error(KV_ENOMEM, "out of memory encoding a request")
-                          : round_trip(cl, &frame, req->opcode, is_write, &r);
-    kvi_buf_free(&frame);
+    kvi_frame_header h;
+    if (frame.failed) {
+        kvi_buf_free(&frame);
+        return kvi_error(KV_ENOMEM, "out of memory encoding a request");
+    }
+    int rc = round_trip(cl, &frame, req->opcode, is_write, &h, body);
     if (rc == KV_OK)
-        rc = decode_reply(resp, &r, req->opcode);
-    *body = r.body;
+        rc = decode_reply(resp, &h, *body, req->opcode);
     return rc;
 }
 
@@ -1018,7 +1205,8 @@ int kvi_client_batch(kvi_client *cl, kv_batch *b, const kv_write_options *wopts,
         kvi_batch_item_encode(&frame, &it);
         has_writes |= op->kind != KV_BATCH_GET;
     }
-    reply r = {0};
+    kvi_frame_header h;
+    unsigned char *rbody = NULL;
     int rc;
     if (frame.failed)
         rc = kvi_error(KV_ENOMEM, "out of memory encoding a batch");
@@ -1026,11 +1214,11 @@ int kvi_client_batch(kvi_client *cl, kv_batch *b, const kv_write_options *wopts,
         rc = kvi_error(KV_ETOOBIG, "the batch encodes to %zu bytes, over the frame limit",
                        frame.len);
     else
-        rc = round_trip(cl, &frame, KVI_OP_BATCH, has_writes, &r);
+        rc = round_trip(cl, &frame, KVI_OP_BATCH, has_writes, &h, &rbody);
     kvi_buf_free(&frame);
     kvi_response resp;
     if (rc == KV_OK)
-        rc = decode_reply(&resp, &r, KVI_OP_BATCH);
+        rc = decode_reply(&resp, &h, rbody, KVI_OP_BATCH);
     if (rc == KV_OK && resp.batch_count != b->count)
         rc = kvi_error(KV_EIO, "the node answered %u results for %zu operations",
                        resp.batch_count, b->count);
@@ -1049,7 +1237,7 @@ int kvi_client_batch(kvi_client *cl, kv_batch *b, const kv_write_options *wopts,
     if (rc != KV_OK)
         for (size_t i = 0; i < b->count; i++)
             b->ops[i].status = rc;
-    free(r.body);
+    free(rbody);
     return rc;
 }
 
@@ -1132,7 +1320,6 @@ void kvi_fanout_destroy(kvi_fanout *fo)
     pthread_cond_destroy(&fo->cond);
 }
 
-/* Counts a call that completed without going through a connection. */
 static void fanout_count(kvi_fanout *fo, int ok)
 {
     pthread_mutex_lock(&fo->lock);
@@ -1160,16 +1347,52 @@ unsigned kvi_fanout_wait(kvi_fanout *fo, unsigned want_ok, unsigned total,
     return ok;
 }
 
+/* A call's state is guarded by its lock; the fan-out is counted while the
+ * lock is held, so once its caller sees the call done (and may destroy the
+ * fan-out) the loop no longer touches it. */
 struct kvi_call {
-    kvi_client *cl;
-    conn *c;
-    waiter w;
-    size_t sent;
+    pthread_mutex_t lock;
+    kvi_fanout *fanout;
+    int start_rc; /* KV_OK once submitted */
     int is_write;
-    int start_rc; /* KV_OK once sent (or at least registered) */
+    uint32_t timeout_ms;
+    int done;
+    int abandoned; /* its caller gave up: the loop frees it when it ends */
+    int rc;
+    kvi_frame_header h;
+    unsigned char *body;
+    char why[320];
     kvi_call_after_fn after;
     void *after_ctx;
 };
+
+static void call_free(kvi_call *call, int delivered)
+{
+    if (call->after)
+        call->after(call->after_ctx, delivered);
+    free(call->body);
+    pthread_mutex_destroy(&call->lock);
+    free(call);
+}
+
+static void call_ended(void *ctx, const kvi_reply *rep)
+{
+    kvi_call *call = ctx;
+    int delivered = rep->rc == KV_OK && rep->h && rep->h->status == KV_OK;
+    pthread_mutex_lock(&call->lock);
+    if (call->abandoned) {
+        pthread_mutex_unlock(&call->lock);
+        call_free(call, delivered);
+        return;
+    }
+    copy_reply(&call->rc, &call->h, &call->body, call->why, sizeof call->why, rep);
+    call->done = 1;
+    if (call->fanout) {
+        int ok = call->rc == KV_OK && (call->h.status == KV_OK || call->h.status == KV_ENOTFOUND);
+        fanout_count(call->fanout, ok);
+    }
+    pthread_mutex_unlock(&call->lock);
+}
 
 kvi_call *kvi_call_start_raw(kvi_client *cl, kvi_fanout *fo, uint8_t opcode,
                              const void *body, size_t body_len, uint16_t extra_flags,
@@ -1180,21 +1403,19 @@ kvi_call *kvi_call_start_raw(kvi_client *cl, kvi_fanout *fo, uint8_t opcode,
         fanout_count(fo, 0);
         return NULL;
     }
-    call->cl = cl;
+    pthread_mutex_init(&call->lock, NULL);
+    call->fanout = fo;
     call->is_write = is_write;
-    waiter_init(&call->w, cl, fo);
-    call->w.owner = call;
+    call->timeout_ms = cl->request_timeout_ms;
     kvi_buf frame = {0};
     kvi_frame_begin(&frame);
     kvi_buf_raw(&frame, body, body_len);
-    if (frame.failed)
-        call->start_rc = kvi_error(KV_ENOMEM, "out of memory encoding a request");
-    else
-        call->start_rc = send_request(cl, &call->c, &call->w, &frame, opcode, extra_flags,
-                                      &call->sent);
-    kvi_buf_free(&frame);
-    if (call->start_rc != KV_OK)
+    call->start_rc = kvi_client_submit(cl, &frame, opcode, extra_flags,
+                                       is_write ? KVI_SUBMIT_WRITE : 0u, call_ended, call);
+    if (call->start_rc != KV_OK) {
+        snprintf(call->why, sizeof call->why, "%s", kv_error_last());
         fanout_count(fo, 0);
+    }
     return call;
 }
 
@@ -1214,32 +1435,25 @@ kvi_call *kvi_call_start(kvi_client *cl, kvi_fanout *fo, const kvi_request *req,
     return call;
 }
 
-/* Frees a call, telling its after-function how it ended. */
-static void call_end(kvi_call *call, int delivered)
-{
-    if (call->after)
-        call->after(call->after_ctx, delivered);
-    pthread_cond_destroy(&call->w.cond);
-    free(call);
-}
-
 void kvi_call_set_after(kvi_call *call, kvi_call_after_fn fn, void *ctx)
 {
     if (!call) {
         fn(ctx, 0);
         return;
     }
+    pthread_mutex_lock(&call->lock);
     call->after = fn;
     call->after_ctx = ctx;
+    pthread_mutex_unlock(&call->lock);
 }
 
 int kvi_call_done(kvi_call *call)
 {
     if (!call || call->start_rc != KV_OK)
         return 1;
-    pthread_mutex_lock(&call->c->lock);
-    int done = call->w.done;
-    pthread_mutex_unlock(&call->c->lock);
+    pthread_mutex_lock(&call->lock);
+    int done = call->done;
+    pthread_mutex_unlock(&call->lock);
     return done;
 }
 
@@ -1248,39 +1462,45 @@ int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body)
     *body = NULL;
     if (!call)
         return kvi_error(KV_ENOMEM, "out of memory starting a request");
-    int rc = call->start_rc;
-    if (rc == KV_OK) {
-        pthread_mutex_lock(&call->c->lock);
-        if (!call->w.done) {
-            /* Not answered yet: leave it on the connection, abandoned, so
-             * that it keeps its in-flight slot until the node answers. From
-             * here the connection owns the call. */
-            call->w.abandoned = 1;
-            call->w.fanout = NULL;
-            int retryable;
-            rc = no_answer(call->cl, &call->w, call->sent, call->is_write, &retryable);
-            pthread_mutex_unlock(&call->c->lock);
-            return rc;
-        }
-        pthread_mutex_unlock(&call->c->lock);
-        if (!call->w.broken) {
-            *h = call->w.h;
-            *body = call->w.body;
-        } else {
-            int retryable;
-            rc = no_answer(call->cl, &call->w, call->sent, call->is_write, &retryable);
-        }
+    if (call->start_rc != KV_OK) {
+        int rc = kvi_error(call->start_rc, "%s", call->why);
+        call_free(call, 0);
+        return rc;
     }
-    call_end(call, rc == KV_OK && !call->w.broken && call->w.h.status == KV_OK);
+    pthread_mutex_lock(&call->lock);
+    if (!call->done) {
+        /* Not answered yet: leave it to the loop, which ends it when the
+         * answer comes or the request times out (running its after). */
+        call->abandoned = 1;
+        call->fanout = NULL;
+        int is_write = call->is_write;
+        uint32_t ms = call->timeout_ms;
+        pthread_mutex_unlock(&call->lock);
+        if (is_write)
+            return kvi_error(KV_EUNKNOWN_OUTCOME, "no answer within %u ms; the write may or "
+                                                  "may not have applied", ms);
+        return kvi_error(KV_ETIMEDOUT, "no answer within %u ms", ms);
+    }
+    pthread_mutex_unlock(&call->lock);
+    int rc = call->rc;
+    if (rc == KV_OK) {
+        *h = call->h;
+        *body = call->body;
+        call->body = NULL;
+    } else {
+        kvi_error(rc, "%s", call->why);
+    }
+    call_free(call, rc == KV_OK && h->status == KV_OK);
     return rc;
 }
 
 int kvi_call_decode(kvi_response *resp, uint8_t opcode, const kvi_frame_header *h,
                     const unsigned char *body)
 {
-    reply r = {*h, (unsigned char *)body};
-    return decode_reply(resp, &r, opcode);
+    return decode_reply(resp, h, body, opcode);
 }
+
+/* ----------------------------------------------------------- settings */
 
 void kvi_client_set_source(kvi_client *c, const char *listen)
 {
@@ -1312,27 +1532,35 @@ uint32_t kvi_client_timeout_ms(const kvi_client *cl)
     return cl->request_timeout_ms;
 }
 
-/* Whether the peer has closed the socket (or it failed), without waiting:
- * a killed process's kernel closes its sockets at once, before the reader
- * thread may have noticed. */
-static int peer_closed(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 int kvi_client_connect(kvi_client *cl)
 {
-    int rc = KV_EUNAVAILABLE;
-    for (unsigned i = 0; i < cl->n_conns && rc != KV_OK; i++) {
+    for (unsigned i = 0; i < cl->n_conns; i++) {
         conn *c = &cl->conns[i];
         pthread_mutex_lock(&c->lock);
-        if (c->fd >= 0 && !c->broken && !c->replacing && peer_closed(c->fd)) {
-            c->broken = 1; /* ensure_connected replaces it */
-            shutdown(c->fd, SHUT_RDWR);
-        }
-        rc = ensure_connected(cl, c);
+        int up = c->state == CONN_UP && !peer_closed(c->fd);
         pthread_mutex_unlock(&c->lock);
+        if (up)
+            return KV_OK;
     }
+    int rc = refuse_on_loop(cl);
+    if (rc != KV_OK)
+        return rc;
+    req *r = calloc(1, sizeof *r);
+    if (!r)
+        return kvi_error(KV_ENOMEM, "out of memory connecting");
+    waiter w;
+    waiter_init(&w);
+    r->connect_only = 1;
+    r->fn = waiter_done;
+    r->ctx = &w;
+    r->c = &cl->conns[0];
+    r->deadline_ms = kvi_loop_now_ms() + cl->request_timeout_ms;
+    kvi_loop_post(cl->loop, &r->task, enqueue_counted, r);
+    waiter_wait(cl, &w);
+    rc = w.rc;
+    if (rc != KV_OK)
+        kvi_error(rc, "%s", w.why);
+    free(w.body);
+    waiter_destroy(&w);
     return rc;
 }

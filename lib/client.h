@@ -4,8 +4,10 @@
  *
  * Threads: every function may be called from many threads at once, except
  * kvi_client_close. Calls share a few persistent connections, with many
- * requests in flight on each; a reader thread per connection hands each
- * response to the caller waiting for its request id.
+ * requests in flight on each, driven by an event loop (net/loop.h): on a
+ * thread of the client's own, or, with the manual_loop option, by the
+ * application (kvi_client_run). Completion callbacks run on the loop's
+ * thread; a blocking call made from one fails with KV_EBUSY.
  */
 #ifndef KVI_CLIENT_H
 #define KVI_CLIENT_H
@@ -22,6 +24,39 @@ typedef struct kvi_client kvi_client;
 int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
                     const kv_client_options *opts, const kvi_logger *log);
 void kvi_client_close(kvi_client *c);
+
+/* Runs one iteration of a manual_loop client's loop, waiting at most
+ * timeout_ms for work: the number of callbacks run, or a negative code
+ * (KV_EINVAL when the client has a thread of its own). */
+int kvi_client_run(kvi_client *c, int timeout_ms);
+/* Readable when the client's loop has work (for a manual_loop client). */
+int kvi_client_fd(const kvi_client *c);
+
+/* --------------------------------------------------- asynchronous requests */
+
+/* How a request ended, told on the loop thread. */
+typedef struct kvi_reply {
+    int rc;                      /* KV_OK: the node answered (whatever its status) */
+    const kvi_frame_header *h;   /* of the answer, when rc is KV_OK */
+    const unsigned char *body;   /* the answer's body: valid during the callback only */
+    const char *why;             /* rc != KV_OK: what happened */
+    int retryable;               /* rc != KV_OK: nothing was applied; sending again is safe */
+} kvi_reply;
+typedef void (*kvi_reply_fn)(void *ctx, const kvi_reply *reply);
+
+#define KVI_SUBMIT_WRITE 1u /* a lost answer means "unknown outcome" */
+#define KVI_SUBMIT_RETRY 2u /* send once more on a new connection when it is safe */
+
+/* Sends a request: frame was begun with kvi_frame_begin and holds the body;
+ * the client takes it (on failure too) and fills in the header. KV_OK: fn
+ * runs exactly once, on the loop thread, when the request ends (answer,
+ * timeout, broken connection, or the client closing). Otherwise fn never
+ * runs. Any thread, the loop's included (callbacks may submit). */
+int kvi_client_submit(kvi_client *c, kvi_buf *frame, uint8_t opcode, uint16_t extra_flags,
+                      unsigned flags, kvi_reply_fn fn, void *ctx);
+/* Decodes a reply into resp (pointing into the reply's body): KV_OK, or the
+ * error (an error frame's status and message, or the reply's own). */
+int kvi_reply_decode(kvi_response *resp, const kvi_reply *reply, uint8_t opcode);
 
 int kvi_client_ping(kvi_client *c);
 int kvi_client_put(kvi_client *c, uint64_t *out_version, const void *key, size_t key_len,
@@ -80,9 +115,9 @@ uint32_t kvi_client_timeout_ms(const kvi_client *c);
  * 0 = never): first-hand evidence that it is alive. */
 uint64_t kvi_client_last_answer_ms(kvi_client *c);
 /* At most this many requests in flight per connection (0 = no limit; set
- * before use). A sender waits up to the request timeout for a slot, then
- * fails with KV_EUNAVAILABLE (not sent). Requests given up on by
- * kvi_call_finish keep their slot until the node answers them. */
+ * before use). A request waits up to the request timeout for a slot, then
+ * fails with KV_EUNAVAILABLE (not sent). A request that timed out keeps its
+ * slot until the node answers it or the connection is replaced. */
 void kvi_client_set_max_inflight(kvi_client *c, unsigned max_per_connection);
 /* A CLOCK_MONOTONIC deadline ms from now. */
 struct timespec kvi_deadline_after(uint32_t ms);
@@ -94,7 +129,8 @@ struct timespec kvi_deadline_after(uint32_t ms);
  * counts the calls that completed and those answered with status KV_OK.
  * Calls still pending when the caller has heard enough are given up by
  * kvi_call_finish: the request was sent and the node still acts on it, but
- * its answer is dropped. */
+ * its answer is dropped. (Built on kvi_client_submit, for coordinators that
+ * still block a thread per request.) */
 typedef struct kvi_fanout {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -132,8 +168,9 @@ int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body);
 /* Runs fn(ctx, delivered) exactly once, when the call ends: delivered is 1
  * when the node answered KV_OK, 0 when it answered an error, the request
  * could not be sent, or the connection failed first. Calls given up on by
- * kvi_call_finish end later, on the connection's reader thread (fn must
- * not block long or take a lock held around kvi_call_* calls). Set before
+ * kvi_call_finish end later, on the client's loop thread, at the latest
+ * when the request times out (fn must not block long or take a lock held
+ * around kvi_call_* calls). Set before
  * kvi_call_finish; a NULL call runs fn(ctx, 0) at once. fn owns ctx. A
  * coordinator uses it to keep a hint for a replica that never took a
  * write, even one it stopped waiting for. */

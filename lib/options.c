@@ -45,6 +45,7 @@ static size_t client_prefix(unsigned int v)
     switch (v) {
     case 1: return FIELD_END(kv_client_options, log_level);
     case 2: return FIELD_END(kv_client_options, merge_ctx);
+    case 3: return FIELD_END(kv_client_options, tls_key_pem);
     case KV_CLIENT_OPTIONS_VERSION: return sizeof(kv_client_options);
     default: return 0;
     }

@@ -279,7 +279,7 @@ KV_API int kv_node_options_init(kv_node_options *opts, unsigned int version);
 
 /* ---------------------------------------------------------- client options */
 
-#define KV_CLIENT_OPTIONS_VERSION 3
+#define KV_CLIENT_OPTIONS_VERSION 4
 
 /** Options of kv_client_open (a connection to a remote cluster). */
 typedef struct kv_client_options {
@@ -311,11 +311,23 @@ typedef struct kv_client_options {
      * nodes that ask for one; both or neither; copied. */
     const char *tls_cert_pem;
     const char *tls_key_pem;
+    /* ---- version 4 ---- */
+    /** 0: the client runs its event loop on a thread of its own, and
+     * completion callbacks of the asynchronous calls run there. 1: no
+     * thread; the application drives the loop with kv_run (polling kv_fd,
+     * or calling it in a loop of its own), and callbacks run inside kv_run.
+     * Blocking calls work either way (with 1 they drive the loop while
+     * they wait). */
+    int manual_loop;
+    /** Requests in flight on one connection at most; more wait in the
+     * client's queue (up to the request timeout) until answers free
+     * slots. 0 = 4096. */
+    unsigned int max_inflight;
 } kv_client_options;
 
 #define KV_CLIENT_OPTIONS_INIT \
     { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO, KV_POLICY_LWW, NULL, NULL, \
-      NULL, 0, NULL, NULL, NULL }
+      NULL, 0, NULL, NULL, NULL, 0, 0 }
 
 /**
  * kv_client_options_init - fill opts with the defaults of the given version.
