@@ -7,12 +7,14 @@
 #include <string.h>
 
 #include <kv/kv.h>
+#include "async.h"
 #include "batch.h"
 #include "embedded.h"
 #include "handle.h"
 #include "net/frame.h"
 #include "net/message.h"
 #include "options.h"
+#include "client.h"
 #include "remote.h"
 #include "router.h"
 #include "util/error.h"
@@ -215,7 +217,12 @@ int kv_client_open(kv **out, const char *const *endpoints, size_t count,
     if (rc == KV_OK) {
         kvi_client_set_flags(db->client, o.policy == KV_POLICY_LWW ? 0 : KVI_FRAME_FLAG_SIBLINGS);
         kvi_client_set_probe(db->client, 1);
-        rc = kvi_router_open(&db->router, db->client, &o, &db->log);
+        /* A manual_loop client has no thread of its own, so no router
+         * (whose thread keeps the members' statuses): every request goes
+         * to a node of the endpoints, which coordinates it. */
+        db->manual_loop = o.manual_loop != 0;
+        if (!db->manual_loop)
+            rc = kvi_router_open(&db->router, db->client, &o, &db->log);
     }
     if (rc != KV_OK) {
         kvi_client_close(db->client);
@@ -383,6 +390,136 @@ int kv_get_traced(kv_value **out, char **out_trace, kv *db, const void *key, siz
     if (rc != KV_OK)
         kvi_error(rc, "%s", saved);
     return kvi_public_status(rc);
+}
+
+/* ------------------------------------------------------- asynchronous calls */
+
+/* Runs cb with a blocking call's outcome (embedded and node handles). */
+static int complete_inline(kv_callback cb, void *ctx, int rc, uint64_t version, kv_value *value)
+{
+    kv_result res = {rc, rc == KV_OK ? "" : kv_error_last(), version, value};
+    cb(ctx, &res);
+    return KV_OK;
+}
+
+static int check_async(const kv *db, kv_callback cb)
+{
+    int rc = check_handle(db);
+    if (rc == KV_OK && !cb)
+        rc = kvi_error(KV_EINVAL, "the callback is NULL");
+    return rc;
+}
+
+static void fill_write_request(kvi_request *req, const kv_write_options *o)
+{
+    if (!o)
+        return;
+    req->ttl_s = o->ttl_s;
+    req->consistency = (uint8_t)o->consistency;
+    req->quorum = (uint8_t)o->w;
+    req->context.data = o->context;
+    req->context.len = o->context ? o->context_len : 0;
+}
+
+int kv_get_async(kv *db, const void *key, size_t key_len, const kv_read_options *opts,
+                 kv_callback cb, void *ctx)
+{
+    int rc;
+    if ((rc = check_async(db, cb)) || (rc = check_read(db, key, key_len, opts)))
+        return rc;
+    if (db->kind != KVI_KIND_CLIENT) {
+        kv_value *v = NULL;
+        rc = kv_get(&v, db, key, key_len, opts);
+        return complete_inline(cb, ctx, rc, rc == KV_OK ? kv_value_version(v) : 0, v);
+    }
+    kvi_request req = {.opcode = KVI_OP_GET, .key = {key, key_len}};
+    if (opts) {
+        req.consistency = (uint8_t)opts->consistency;
+        req.quorum = (uint8_t)opts->r;
+    }
+    return kvi_public_status(kvi_async_start(db, &req, opts, cb, ctx));
+}
+
+int kv_put_async(kv *db, const void *key, size_t key_len, const void *value, size_t value_len,
+                 const kv_write_options *opts, kv_callback cb, void *ctx)
+{
+    kv_write_options opts_copy;
+    int rc;
+    if ((rc = check_async(db, cb)) ||
+        (rc = check_write(db, KVI_CHECK_PUT, key, key_len, value, value_len, &opts, &opts_copy)))
+        return rc;
+    if (db->kind != KVI_KIND_CLIENT) {
+        uint64_t version = 0;
+        rc = kv_put(&version, db, key, key_len, value, value_len, opts);
+        return complete_inline(cb, ctx, rc, version, NULL);
+    }
+    kvi_request req = {.opcode = KVI_OP_PUT, .key = {key, key_len}, .value = {value, value_len}};
+    fill_write_request(&req, opts);
+    return kvi_public_status(kvi_async_start(db, &req, NULL, cb, ctx));
+}
+
+int kv_delete_async(kv *db, const void *key, size_t key_len, const kv_write_options *opts,
+                    kv_callback cb, void *ctx)
+{
+    kv_write_options opts_copy;
+    int rc;
+    if ((rc = check_async(db, cb)) ||
+        (rc = check_write(db, KVI_CHECK_DELETE, key, key_len, NULL, 0, &opts, &opts_copy)))
+        return rc;
+    if (db->kind != KVI_KIND_CLIENT) {
+        uint64_t version = 0;
+        rc = kv_delete(&version, db, key, key_len, opts);
+        return complete_inline(cb, ctx, rc, version, NULL);
+    }
+    kvi_request req = {.opcode = KVI_OP_DELETE, .key = {key, key_len}};
+    fill_write_request(&req, opts);
+    return kvi_public_status(kvi_async_start(db, &req, NULL, cb, ctx));
+}
+
+int kv_cas_async(kv *db, const void *key, size_t key_len, uint64_t expected_version,
+                 const void *value, size_t value_len, const kv_write_options *opts,
+                 kv_callback cb, void *ctx)
+{
+    kv_write_options opts_copy;
+    int rc;
+    if ((rc = check_async(db, cb)) ||
+        (rc = check_write(db, KVI_CHECK_CAS, key, key_len, value, value_len, &opts, &opts_copy)))
+        return rc;
+    if (db->kind != KVI_KIND_CLIENT) {
+        uint64_t version = 0;
+        rc = kv_cas(&version, db, key, key_len, expected_version, value, value_len, opts);
+        return complete_inline(cb, ctx, rc, version, NULL);
+    }
+    kvi_request req = {.opcode = KVI_OP_CAS, .key = {key, key_len}, .value = {value, value_len},
+                       .expected_version = expected_version};
+    fill_write_request(&req, opts);
+    return kvi_public_status(kvi_async_start(db, &req, NULL, cb, ctx));
+}
+
+int kv_run(kv *db, int timeout_ms)
+{
+    int rc = check_handle(db);
+    if (rc != KV_OK)
+        return rc;
+    if (db->kind != KVI_KIND_CLIENT)
+        return kvi_error(KV_EINVAL, "kv_run: only a client handle has an event loop to run");
+    int n = kvi_client_run(db->client, timeout_ms);
+    return n >= 0 ? n : kvi_public_status(n);
+}
+
+int kv_fd(int *out_fd, kv *db)
+{
+    if (!out_fd)
+        return kvi_error(KV_EINVAL, "kv_fd: out_fd is NULL");
+    *out_fd = -1;
+    int rc = check_handle(db);
+    if (rc != KV_OK)
+        return rc;
+    if (db->kind != KVI_KIND_CLIENT || !db->manual_loop)
+        return kvi_error(KV_EINVAL, "kv_fd: only a client handle opened with manual_loop has "
+                                    "a loop for the application to drive");
+    *out_fd = kvi_client_fd(db->client);
+    return KV_OK;
 }
 
 int kv_delete(uint64_t *out_version, kv *db, const void *key, size_t key_len,

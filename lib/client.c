@@ -149,15 +149,29 @@ struct kvi_client {
     const kvi_tls *tls;
     const kvi_logger *log;
 
-    kvi_loop *loop;
-    int manual;              /* the application drives the loop */
-    pthread_t loop_thread;   /* when not manual */
-    pthread_mutex_t drive;   /* one driver at a time (manual) */
-    kvi_loop_timer tick;     /* request deadlines and silent connections */
-    unsigned outstanding;    /* requests queued or in flight, ghosts included */
+    struct client_loop *shared; /* the loop, maybe shared with other clients */
+    kvi_loop *loop;             /* shared->loop */
+    int manual;                 /* shared->manual */
+    kvi_loop_timer tick;        /* request deadlines and silent connections */
+    unsigned outstanding;       /* requests queued or in flight, ghosts included */
     int closing;
+    int stop_loop;              /* the last client of its loop closing */
     kvi_loop_task close_task;
+    pthread_mutex_t closed_lock;
+    pthread_cond_t closed_cond;
+    int closed;
 };
+
+/* A loop and what runs it: a thread, or the application (manual). The
+ * clients of a handle (one per member) share one, so that the handle's
+ * callbacks all run on one thread and one descriptor says when to run. */
+typedef struct client_loop {
+    kvi_loop *loop;
+    int manual;
+    pthread_t thread;     /* when not manual */
+    pthread_mutex_t drive; /* one driver at a time (manual) */
+    atomic_int refs;
+} client_loop;
 
 /* Whether the peer has closed the socket (or it failed), without waiting:
  * a killed process's kernel closes its sockets at once, before the loop
@@ -802,10 +816,10 @@ static void waiter_wait(kvi_client *cl, waiter *w)
 {
     pthread_mutex_lock(&w->lock);
     while (!w->done) {
-        if (cl->manual && pthread_mutex_trylock(&cl->drive) == 0) {
+        if (cl->manual && pthread_mutex_trylock(&cl->shared->drive) == 0) {
             pthread_mutex_unlock(&w->lock);
             kvi_loop_run_once(cl->loop, 50);
-            pthread_mutex_unlock(&cl->drive);
+            pthread_mutex_unlock(&cl->shared->drive);
             pthread_mutex_lock(&w->lock);
         } else if (cl->manual) {
             struct timespec until = kvi_deadline_after(5);
@@ -892,11 +906,43 @@ int kvi_reply_decode(kvi_response *resp, const kvi_reply *rep, uint8_t opcode)
 
 static void *loop_main(void *arg)
 {
-    kvi_client *cl = arg;
-    kvi_loop_run(cl->loop);
+    client_loop *l = arg;
+    kvi_loop_run(l->loop);
     return NULL;
 }
 
+static int client_loop_new(client_loop **out, int manual)
+{
+    client_loop *l = calloc(1, sizeof *l);
+    if (!l)
+        return kvi_error(KV_ENOMEM, "out of memory opening a client");
+    int rc = kvi_loop_new(&l->loop);
+    if (rc != KV_OK) {
+        free(l);
+        return rc;
+    }
+    l->manual = manual;
+    atomic_init(&l->refs, 1);
+    pthread_mutex_init(&l->drive, NULL);
+    if (!manual && pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+        kvi_loop_free(l->loop);
+        pthread_mutex_destroy(&l->drive);
+        free(l);
+        return kvi_error(KV_ENOMEM, "cannot start the client's thread");
+    }
+    *out = l;
+    return KV_OK;
+}
+
+/* After the loop has stopped (and its thread, if any, was joined). */
+static void client_loop_free(client_loop *l)
+{
+    kvi_loop_free(l->loop);
+    pthread_mutex_destroy(&l->drive);
+    free(l);
+}
+
+/* Frees what open made; the loop is the caller's business. */
 static void client_free(kvi_client *cl)
 {
     for (unsigned i = 0; cl->conns && i < cl->n_conns; i++) {
@@ -907,13 +953,13 @@ static void client_free(kvi_client *cl)
     free(cl->endpoints);
     kvi_client_set_credentials(cl, NULL, 0, NULL);
     kvi_tls_free(cl->own_tls);
-    kvi_loop_free(cl->loop);
-    pthread_mutex_destroy(&cl->drive);
+    pthread_mutex_destroy(&cl->closed_lock);
+    pthread_cond_destroy(&cl->closed_cond);
     free(cl);
 }
 
-int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
-                    const kv_client_options *o, const kvi_logger *log)
+static int client_open(kvi_client **out, const char *const *endpoints, size_t count,
+                       const kv_client_options *o, const kvi_logger *log, kvi_client *sharing)
 {
     *out = NULL;
     if (!endpoints || count == 0)
@@ -931,9 +977,9 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
     kvi_client *cl = calloc(1, sizeof *cl);
     if (!cl)
         return kvi_error(KV_ENOMEM, "out of memory opening a client");
-    pthread_mutex_init(&cl->drive, NULL);
+    pthread_mutex_init(&cl->closed_lock, NULL);
+    pthread_cond_init(&cl->closed_cond, NULL);
     cl->log = log;
-    cl->manual = o->manual_loop != 0;
     cl->max_inflight = o->max_inflight ? o->max_inflight : 4096u;
     cl->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     cl->request_timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
@@ -942,7 +988,9 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
     cl->conns = calloc(cl->n_conns, sizeof *cl->conns);
     int rc = !cl->endpoints || !cl->conns ? kvi_error(KV_ENOMEM, "out of memory opening a client")
                                           : KV_OK;
-    for (unsigned i = 0; cl->conns && i < cl->n_conns; i++) {
+    if (!cl->conns)
+        cl->n_conns = 0;
+    for (unsigned i = 0; i < cl->n_conns; i++) {
         conn *c = &cl->conns[i];
         c->cl = cl;
         c->fd = -1;
@@ -961,25 +1009,51 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
     }
     if (rc == KV_OK && o->auth_token)
         rc = kvi_client_set_credentials(cl, NULL, 0, o->auth_token);
-    if (rc == KV_OK)
-        rc = kvi_loop_new(&cl->loop);
-    if (rc == KV_OK) {
-        atomic_init(&cl->next_id, 1);
-        kvi_loop_timer_init(&cl->tick, tick, cl);
-        if (!cl->manual && pthread_create(&cl->loop_thread, NULL, loop_main, cl) != 0)
-            rc = kvi_error(KV_ENOMEM, "cannot start the client's thread");
+    if (rc == KV_OK && sharing) {
+        cl->shared = sharing->shared;
+        atomic_fetch_add(&cl->shared->refs, 1);
+    } else if (rc == KV_OK) {
+        rc = client_loop_new(&cl->shared, o->manual_loop != 0);
     }
     if (rc != KV_OK) {
-        if (!cl->conns)
-            cl->n_conns = 0;
         client_free(cl);
         return rc;
     }
+    cl->loop = cl->shared->loop;
+    cl->manual = cl->shared->manual;
+    atomic_init(&cl->next_id, 1);
+    kvi_loop_timer_init(&cl->tick, tick, cl);
     *out = cl;
     return KV_OK;
 }
 
-/* On the loop: ends everything, then stops the loop. */
+int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
+                    const kv_client_options *o, const kvi_logger *log)
+{
+    return client_open(out, endpoints, count, o, log, NULL);
+}
+
+int kvi_client_open_sharing(kvi_client **out, const char *const *endpoints, size_t count,
+                            const kv_client_options *o, const kvi_logger *log, kvi_client *with)
+{
+    return client_open(out, endpoints, count, o, log, with);
+}
+
+/* The last step of closing, queued behind the dialers' own tasks (posted
+ * before close_on_loop joined them), so that none runs after the client is
+ * freed. */
+static void close_done(void *ctx)
+{
+    kvi_client *cl = ctx;
+    if (cl->stop_loop)
+        kvi_loop_stop(cl->loop);
+    pthread_mutex_lock(&cl->closed_lock);
+    cl->closed = 1;
+    pthread_cond_signal(&cl->closed_cond);
+    pthread_mutex_unlock(&cl->closed_lock);
+}
+
+/* On the loop: ends every request, and stops the dialers. */
 static void close_on_loop(void *ctx)
 {
     kvi_client *cl = ctx;
@@ -1006,23 +1080,34 @@ static void close_on_loop(void *ctx)
         }
     }
     kvi_loop_timer_cancel(cl->loop, &cl->tick);
-    kvi_loop_stop(cl->loop);
+    kvi_loop_post(cl->loop, &cl->close_task, close_done, cl);
 }
 
 void kvi_client_close(kvi_client *cl)
 {
     if (!cl)
         return;
-    if (cl->manual) {
-        pthread_mutex_lock(&cl->drive);
-        kvi_loop_post(cl->loop, &cl->close_task, close_on_loop, cl);
-        kvi_loop_run_once(cl->loop, 0);
-        pthread_mutex_unlock(&cl->drive);
+    client_loop *l = cl->shared;
+    int last = atomic_fetch_sub(&l->refs, 1) == 1;
+    cl->stop_loop = last;
+    if (l->manual) {
+        pthread_mutex_lock(&l->drive);
+        kvi_loop_post(l->loop, &cl->close_task, close_on_loop, cl);
+        while (!cl->closed) /* only this thread drives: no lock needed to read it */
+            kvi_loop_run_once(l->loop, 10);
+        pthread_mutex_unlock(&l->drive);
     } else {
-        kvi_loop_post(cl->loop, &cl->close_task, close_on_loop, cl);
-        pthread_join(cl->loop_thread, NULL);
+        kvi_loop_post(l->loop, &cl->close_task, close_on_loop, cl);
+        pthread_mutex_lock(&cl->closed_lock);
+        while (!cl->closed)
+            pthread_cond_wait(&cl->closed_cond, &cl->closed_lock);
+        pthread_mutex_unlock(&cl->closed_lock);
+        if (last)
+            pthread_join(l->thread, NULL);
     }
     client_free(cl);
+    if (last)
+        client_loop_free(l);
 }
 
 int kvi_client_run(kvi_client *cl, int timeout_ms)
@@ -1033,9 +1118,9 @@ int kvi_client_run(kvi_client *cl, int timeout_ms)
     if (kvi_loop_on_thread(cl->loop))
         return kvi_error(KV_EBUSY, "the client's loop is already running on this thread "
                                    "(called from a completion callback)");
-    pthread_mutex_lock(&cl->drive);
+    pthread_mutex_lock(&cl->shared->drive);
     int n = kvi_loop_run_once(cl->loop, timeout_ms);
-    pthread_mutex_unlock(&cl->drive);
+    pthread_mutex_unlock(&cl->shared->drive);
     return n;
 }
 

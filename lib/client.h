@@ -23,6 +23,15 @@ typedef struct kvi_client kvi_client;
 
 int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
                     const kv_client_options *opts, const kvi_logger *log);
+/* The same, on the loop of client `with` (shared, counted; it lives until
+ * the last client on it closes): a handle's member clients, so that all
+ * their callbacks run on one thread. */
+int kvi_client_open_sharing(kvi_client **out, const char *const *endpoints, size_t count,
+                            const kv_client_options *opts, const kvi_logger *log,
+                            kvi_client *with);
+/* Ends every request (callbacks run with KV_EUNAVAILABLE or, for a write
+ * that was sent, KV_EUNKNOWN_OUTCOME) and frees the client. Not from a
+ * callback of its loop, and with no blocking call running. */
 void kvi_client_close(kvi_client *c);
 
 /* Runs one iteration of a manual_loop client's loop, waiting at most

@@ -24,7 +24,8 @@ struct kv {
     kvi_embedded *embedded; /* KVI_KIND_EMBEDDED */
     kvi_node *node;         /* KVI_KIND_NODE: data calls go to its store */
     kvi_client *client;     /* KVI_KIND_CLIENT: to the endpoints as given */
-    struct kvi_router *router; /* KVI_KIND_CLIENT: the cluster view */
+    struct kvi_router *router; /* KVI_KIND_CLIENT: the cluster view; NULL with manual_loop */
+    int manual_loop;           /* KVI_KIND_CLIENT: the application drives the loop */
     kv_conflict_policy policy;
     /* KVI_KIND_NODE: policy above overrides the node's own (the HTTP API's
      * handles for ?policy=); 0: the node's policy. */

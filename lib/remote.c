@@ -122,27 +122,50 @@ int kv_merge_result_set(kv_merge_result *result, const void *data, size_t len)
     return KV_OK;
 }
 
+int kvi_merge_run(kv *db, kv_merge_result **out, const unsigned char **data, size_t *len,
+                  const void *key, size_t key_len, const kv_value *siblings)
+{
+    *data = NULL;
+    *len = 0;
+    kv_merge_result *res = calloc(1, sizeof *res);
+    if (!(*out = res))
+        return kvi_error(KV_ENOMEM, "out of memory merging siblings");
+    int rc = db->merge(db->merge_ctx, res, key, key_len, siblings);
+    if (rc == KV_OK && !res->set)
+        return kvi_error(KV_EINVAL, "the merge callback returned no value "
+                                    "(call kv_merge_result_set)");
+    if (rc != KV_OK)
+        return kvi_error(rc, "the merge callback failed: %s", kv_strerror(rc));
+    *data = res->data;
+    *len = res->len;
+    return KV_OK;
+}
+
+void kvi_merge_result_free(kv_merge_result *res)
+{
+    if (res)
+        free(res->data);
+    free(res);
+}
+
 /* MERGE: fold the siblings with the application's callback and write the
  * result back with the read's context, so the siblings are gone for every
  * later reader; then read once more for the new version and context. */
 static int merge_siblings(kv *db, kv_value **out, const void *key, size_t key_len,
                           const kv_read_options *opts)
 {
-    kv_merge_result res = {0};
-    int rc = db->merge(db->merge_ctx, &res, key, key_len, *out);
-    if (rc == KV_OK && !res.set)
-        rc = kvi_error(KV_EINVAL, "the merge callback returned no value "
-                                  "(call kv_merge_result_set)");
-    else if (rc != KV_OK)
-        rc = kvi_error(rc, "the merge callback failed: %s", kv_strerror(rc));
+    kv_merge_result *res;
+    const unsigned char *data;
+    size_t len;
+    int rc = kvi_merge_run(db, &res, &data, &len, key, key_len, *out);
     if (rc == KV_OK) {
         kv_write_options wo = KV_WRITE_OPTIONS_INIT;
         wo.context = kv_value_context(*out, &wo.context_len);
         if (opts && opts->consistency != KV_CONSISTENCY_EXPLICIT)
             wo.consistency = opts->consistency;
-        rc = kvi_remote_put(db, NULL, key, key_len, res.data, res.len, &wo);
+        rc = kvi_remote_put(db, NULL, key, key_len, data, len, &wo);
     }
-    free(res.data);
+    kvi_merge_result_free(res);
     kv_value_free(*out);
     *out = NULL;
     if (rc != KV_OK)

@@ -21,6 +21,13 @@ int kvi_remote_cas(kv *db, uint64_t *out_version, const void *key, size_t key_le
 /* report (may be NULL) says which replicas answered what. */
 int kvi_remote_get(kv *db, kv_value **out, const void *key, size_t key_len,
                    const kv_read_options *opts, kvi_read_report *report);
+/* MERGE: runs the handle's merge callback on a value's siblings. *out
+ * receives the result's holder (kvi_merge_result_free it, also on failure);
+ * *data and *len the merged value, pointing into it. */
+int kvi_merge_run(kv *db, kv_merge_result **out, const unsigned char **data, size_t *len,
+                  const void *key, size_t key_len, const kv_value *siblings);
+void kvi_merge_result_free(kv_merge_result *res);
+
 int kvi_remote_batch(kv *db, kv_batch *b, const kv_write_options *wopts,
                      const kv_read_options *ropts);
 

@@ -103,7 +103,7 @@ static void refresh_status(kvi_router *r)
         cJSON *root = cJSON_ParseWithLength((const char *)resp.value.data, resp.value.len);
         if (root && members_differ(v, root) &&
             kvi_view_from_json(&fresh, resp.value.data, resp.value.len, &r->opts, r->flags,
-                               r->log) != KV_OK)
+                               r->log, r->bootstrap) != KV_OK)
             fresh = NULL;
         const cJSON *m;
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
@@ -159,6 +159,8 @@ static uint32_t status_tick(void *arg)
 int kvi_router_is_down(void *ctx, const char *node_id)
 {
     kvi_router *r = ctx;
+    if (!r)
+        return 0;
     int down = 0;
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->n_down && !down; i++)
@@ -230,7 +232,8 @@ static kvi_view *learn(kvi_router *r)
     kvi_buf json = {0};
     kvi_view *v = NULL;
     if (kvi_client_cluster(r->bootstrap, &json) == KV_OK &&
-        kvi_view_from_json(&v, json.data, json.len, &r->opts, r->flags, r->log) == KV_OK &&
+        kvi_view_from_json(&v, json.data, json.len, &r->opts, r->flags, r->log,
+                           r->bootstrap) == KV_OK &&
         v->n < 2) {
         kvi_view_unref(v);
         v = NULL;
@@ -244,6 +247,8 @@ static kvi_view *learn(kvi_router *r)
 
 kvi_view *kvi_router_view(kvi_router *r)
 {
+    if (!r)
+        return NULL; /* a manual_loop client: the nodes coordinate */
     pthread_mutex_lock(&r->lock);
     kvi_view *v = r->view;
     uint64_t now = monotonic_ms();
@@ -276,7 +281,8 @@ void kvi_router_invalidate(kvi_router *r, kvi_view *stale, const char *from)
     kvi_client *c = idx >= 0 ? kvi_view_client(stale, (size_t)idx) : NULL;
     kvi_buf json = {0};
     if (c && kvi_client_cluster(c, &json) == KV_OK &&
-        kvi_view_from_json(&fresh, json.data, json.len, &r->opts, r->flags, r->log) == KV_OK &&
+        kvi_view_from_json(&fresh, json.data, json.len, &r->opts, r->flags, r->log,
+                           r->bootstrap) == KV_OK &&
         fresh->n < 2) {
         kvi_view_unref(fresh);
         fresh = NULL;

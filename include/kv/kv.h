@@ -243,6 +243,89 @@ KV_API int kv_cas(uint64_t *out_version, kv *db, const void *key,
                   size_t key_len, uint64_t expected_version, const void *value,
                   size_t value_len, const kv_write_options *opts);
 
+/* ------------------------------------------------------- asynchronous calls
+ *
+ * The same four calls without waiting: each returns at once and reports its
+ * outcome to a callback, so one thread can keep many requests in flight (as
+ * hiredis's async context and libcurl's multi interface do).
+ *
+ * On a client handle the requests travel over the client's connections,
+ * many in flight on each (up to kv_client_options.max_inflight), and are
+ * written once per turn of the client's event loop; the callback runs on
+ * the loop's thread: a thread of the client's own, or, with
+ * kv_client_options.manual_loop, the application's thread inside kv_run.
+ * Asynchronous requests go to a node of the handle's endpoints, which
+ * coordinates them (a blocking call on a handle that has learned the
+ * cluster coordinates in the client instead). With KV_POLICY_MERGE, a get
+ * that finds siblings runs the merge callback on the loop's thread, writes
+ * the result back and reads again before its callback runs, as kv_get does.
+ *
+ * On an embedded or node handle the call runs to completion first and the
+ * callback runs on the calling thread before the call returns.
+ *
+ * Callbacks must not block and must not call the blocking functions of the
+ * same handle (they fail with KV_EBUSY) or close it; they may start more
+ * asynchronous calls. Threads: the calls are safe from any thread, like the
+ * blocking ones.
+ */
+
+/** What an asynchronous call ended with, as the blocking call would have
+ * returned it. Valid during the callback only, except value. */
+typedef struct kv_result {
+    int status;          /**< KV_OK or a KV_E* code, as the blocking call */
+    const char *message; /**< the detail kv_error_last would give; "" on KV_OK */
+    uint64_t version;    /**< put/delete/cas: the new version; cas with
+                          * KV_ECONFLICT: the current one (0: absent) */
+    kv_value *value;     /**< get with KV_OK: the value, owned by the callback
+                          * (release it with kv_value_free); otherwise NULL */
+} kv_result;
+
+/** Called once per asynchronous call, with ctx as given to it. */
+typedef void (*kv_callback)(void *ctx, kv_result *result);
+
+/**
+ * kv_get_async, kv_put_async, kv_delete_async, kv_cas_async - start the
+ * call; arguments as the blocking calls (key and value are copied before
+ * the call returns).
+ *
+ * @param cb   required; runs exactly once when the call returned KV_OK
+ * @param ctx  passed to cb
+ * @return KV_OK: started (cb will run); otherwise the call was refused and
+ *         cb will not run: KV_EINVAL (bad arguments, NULL cb), KV_ETOOBIG,
+ *         KV_ENOMEM.
+ */
+KV_API int kv_get_async(kv *db, const void *key, size_t key_len, const kv_read_options *opts,
+                        kv_callback cb, void *ctx);
+KV_API int kv_put_async(kv *db, const void *key, size_t key_len, const void *value,
+                        size_t value_len, const kv_write_options *opts, kv_callback cb,
+                        void *ctx);
+KV_API int kv_delete_async(kv *db, const void *key, size_t key_len,
+                           const kv_write_options *opts, kv_callback cb, void *ctx);
+KV_API int kv_cas_async(kv *db, const void *key, size_t key_len, uint64_t expected_version,
+                        const void *value, size_t value_len, const kv_write_options *opts,
+                        kv_callback cb, void *ctx);
+
+/**
+ * kv_run - run the event loop of a client opened with manual_loop: one
+ * turn, waiting at most timeout_ms (-1: until there is work; 0: not at all)
+ * for answers, then running their callbacks. Call it whenever kv_fd is
+ * readable, or in a loop.
+ *
+ * @return the number of events handled (>= 0), or KV_EINVAL (not a
+ *         manual_loop client handle), KV_EBUSY (called from a callback).
+ * Threads: one thread at a time (others wait).
+ */
+KV_API int kv_run(kv *db, int timeout_ms);
+
+/**
+ * kv_fd - a descriptor that is readable whenever kv_run has work (answers,
+ * timeouts): add it to the application's own poll, epoll or event loop.
+ * Owned by the handle; do not read or close it.
+ *
+ * @return KV_OK; KV_EINVAL when db is not a manual_loop client handle.
+ */
+KV_API int kv_fd(int *out_fd, kv *db);
+
 /**
  * kv_batch_execute - run every operation of a batch; read the outcomes with
  * kv_batch_result. On an embedded handle the batch is atomic (see batch.h).

@@ -14,7 +14,7 @@
 
 static int from(kvi_view **v, const char *json)
 {
-    return kvi_view_from_json(v, json, strlen(json), NULL, 0, NULL);
+    return kvi_view_from_json(v, json, strlen(json), NULL, 0, NULL, NULL);
 }
 
 static void a_complete_description_builds_the_ring(void **state)

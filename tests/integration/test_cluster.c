@@ -582,6 +582,25 @@ static void lww_policy_keeps_the_later_write(void **state)
 }
 
 /* Joins the siblings in byte order with '+'. */
+typedef struct async_get {
+    int calls;
+    int status;
+    char value[64];
+} async_get;
+
+static void async_got(void *ctx, kv_result *r)
+{
+    async_get *g = ctx;
+    g->calls++;
+    g->status = r->status;
+    if (r->value) {
+        size_t len;
+        const char *d = kv_value_data(r->value, &len);
+        snprintf(g->value, sizeof g->value, "%.*s", (int)len, d);
+        kv_value_free(r->value);
+    }
+}
+
 static int join_siblings(void *ctx, kv_merge_result *out, const void *key, size_t key_len,
                          const kv_value *sibs)
 {
@@ -637,6 +656,22 @@ static void merge_policy_calls_back_and_writes_back(void **state)
     assert_int_equal(kv_value_sibling_count(v), 1);
     kv_value_free(v);
     kv_close(sib);
+    /* The asynchronous get runs the same steps (merge, write back, read
+     * again) on the client's loop before its callback. */
+    make_siblings(c, "merge-async");
+    calls = 0;
+    co.manual_loop = 1;
+    assert_int_equal(kv_client_open(&db, eps, 1, &co), KV_OK);
+    async_get got = {0};
+    assert_int_equal(kv_get_async(db, "merge-async", 11, NULL, async_got, &got), KV_OK);
+    for (int turn = 0; turn < 600 && !got.calls; turn++)
+        assert_true(kv_run(db, 100) >= 0);
+    assert_int_equal(got.calls, 1);
+    assert_int_equal(got.status, KV_OK);
+    assert_string_equal(got.value, "a+b");
+    assert_int_equal(calls, 1);
+    kv_close(db);
+    co.manual_loop = 0;
     /* MERGE without a callback is refused at open. */
     co.merge = NULL;
     assert_int_equal(kv_client_open(&db, eps, 1, &co), KV_EINVAL);
