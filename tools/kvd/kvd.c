@@ -713,7 +713,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < 3; k++)
         free(pem[k]);
     if (rc != KV_OK) {
-        const char *what = db ? "start" : s.restore_from ? "restore or start" : "start";
+        const char *what = s.restore_from ? "restore or start" : "start";
         logf_(KV_LOG_ERROR, "cannot %s node %s: %s: %s", what, s.node_id, kv_strerror(rc),
               kv_error_last());
         fprintf(stderr, "kvd: cannot %s: %s: %s\n", what, kv_strerror(rc), kv_error_last());
