@@ -78,6 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         kvi_http_write_body_free(&w);
     }
+    char dir[KV_BACKUP_MAX_PATH + 1];
+    if (kvi_http_parse_backup(dir, sizeof dir, body, size, err, sizeof err) == KV_OK &&
+        strlen(dir) > size)
+        abort();
     kvi_http_batch_body b;
     int rc = kvi_http_parse_batch(&b, body, size, MAX_OPS, err, sizeof err);
     if (rc == KV_OK) {

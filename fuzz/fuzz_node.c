@@ -15,7 +15,8 @@
  * answer, a well-formed response frame for its opcode and request id whose
  * status is a public code or one of the node's own wire codes (-100..-102);
  * an internode opcode is never served to this connection, which proved no
- * secret (KV_EPERM). */
+ * secret (KV_EPERM). A BACKUP whose directory is valid is not run (see
+ * below). */
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -114,6 +115,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const unsigned char *body = data;
         data += h.body_len;
         size -= h.body_len;
+        /* A BACKUP the node would accept writes a checkpoint wherever its
+         * path says: only its refusals are fuzzed here (a good one would
+         * fill the disk); it becomes a PING. */
+        kvi_request backup;
+        if (h.opcode == KVI_OP_BACKUP &&
+            kvi_request_decode(&backup, h.opcode, body, h.body_len) == 0 &&
+            kvi_check_backup_dir((const char *)backup.value.data, backup.value.len,
+                                 "dir") == KV_OK)
+            h.opcode = KVI_OP_PING;
         kvi_buf_reset(&out);
         int gated = kvi_auth_gate(n->auth, state, 0, &h, body, &out);
         if (!gated) {

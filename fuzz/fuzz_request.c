@@ -17,7 +17,8 @@
  * 0..KVI_MAX_TTL_S, level 0..4 and an explicit count of 1 or more, context
  * 0..64 KiB); a batch is refused exactly when an operation or its options
  * are, with the first bad operation's status, and the quorum of an
- * accepted request is 1..N or KV_EINVAL. */
+ * accepted request is 1..N or KV_EINVAL; a BACKUP's directory the layer
+ * accepts is 1..KV_BACKUP_MAX_PATH bytes, absolute, without NUL. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,21 @@ static void batch_request(const kvi_limits *l, kvi_request *req, unsigned n,
     kv_batch_free(b);
 }
 
+/* BACKUP (node.c, kvi_node_backup): only the directory is checked before
+ * the node acts on it. */
+static void backup_request(const kvi_request *req)
+{
+    const char *dir = (const char *)req->value.data;
+    int rc = kvi_check_backup_dir(dir, req->value.len, "the backup directory");
+    if (rc != KV_OK && rc != KV_EINVAL)
+        abort();
+    if (rc != KV_OK && kv_error_last()[0] == 0)
+        abort();
+    if (rc == KV_OK && (req->value.len == 0 || req->value.len > KV_BACKUP_MAX_PATH ||
+                        dir[0] != '/' || memchr(dir, 0, req->value.len)))
+        abort();
+}
+
 /* GET_STATE, READ_STATE, REPLICATE, REPAIR and HINT (node_replica.c). */
 static void replica_request(const kvi_limits *l, const kvi_request *req)
 {
@@ -261,6 +277,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case KVI_OP_REPAIR:
     case KVI_OP_HINT:
         replica_request(&l, &req);
+        break;
+    case KVI_OP_BACKUP:
+        backup_request(&req);
         break;
     default:
         break;

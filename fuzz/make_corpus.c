@@ -310,6 +310,10 @@ static void request_corpus(const char *dir)
     emit_request(dir, "hint", 64, 4096, &hint, NULL, 0);
     kvi_request read_state = {.opcode = KVI_OP_READ_STATE, .key = text("k")};
     emit_request(dir, "read-state", 64, 4096, &read_state, NULL, 0);
+    kvi_request backup = {.opcode = KVI_OP_BACKUP, .value = text("/var/backups/kv/2024-01-01")};
+    emit_request(dir, "backup", 64, 4096, &backup, NULL, 0);
+    kvi_request backup_rel = {.opcode = KVI_OP_BACKUP, .value = text("relative/dir")};
+    emit_request(dir, "backup-relative", 64, 4096, &backup_rel, NULL, 0);
     kvi_buf_free(&state);
     kvi_buf_free(&ctx);
 }

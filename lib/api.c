@@ -8,6 +8,7 @@
 
 #include <kv/kv.h>
 #include "async.h"
+#include "backup.h"
 #include "batch.h"
 #include "embedded.h"
 #include "handle.h"
@@ -591,4 +592,26 @@ int kv_compact(kv *db)
     if (db->kind == KVI_KIND_CLIENT)
         return kvi_error(KV_ENOTSUP, "kv_compact: not available on a client handle");
     return kvi_embedded_compact(db->embedded);
+}
+
+/* ------------------------------------------------------- backup and restore */
+
+int kv_backup(char **out_report, kv *db, const char *dir)
+{
+    if (out_report)
+        *out_report = NULL;
+    int rc = check_handle(db);
+    if (rc == KV_OK)
+        rc = kvi_check_backup_dir(dir, dir ? strnlen(dir, KV_BACKUP_MAX_PATH + 1) : 0,
+                                  "kv_backup: dir");
+    if (rc != KV_OK)
+        return rc;
+    return kvi_public_status(kvi_backup_run(out_report, db, dir));
+}
+
+int kv_restore(const char *backup_dir, const char *data_dir, const char *node_id)
+{
+    if (!backup_dir || !data_dir)
+        return kvi_error(KV_EINVAL, "kv_restore: backup_dir and data_dir are required");
+    return kvi_backup_restore(backup_dir, data_dir, node_id);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backup.h"
 #include "batch.h"
 #include "cluster/coordinator.h"
 #include "cluster/handoff.h"
@@ -164,6 +165,60 @@ int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
 unsigned kvi_node_flags(const kvi_node *n)
 {
     return n->siblings ? KVI_FRAME_FLAG_SIBLINGS : 0;
+}
+
+int kvi_node_backup(kvi_node *n, const char *dir, size_t len, int own_subdir, cJSON *entry)
+{
+    int rc = kvi_check_backup_dir(dir, len, "the backup directory");
+    char path[KV_BACKUP_MAX_PATH + 80];
+    if (rc == KV_OK) {
+        /* Without trailing slashes: RocksDB names its work directory
+         * <dir>.tmp. */
+        while (len > 1 && dir[len - 1] == '/')
+            len--;
+        if (own_subdir)
+            snprintf(path, sizeof path, "%.*s%s%s", (int)len, dir, len > 1 ? "/" : "",
+                     n->node_id);
+        else
+            snprintf(path, sizeof path, "%.*s", (int)len, dir);
+        rc = kvi_backup_local(n->store, path, n->node_id, entry);
+    } else {
+        cJSON_AddStringToObject(entry, "nodeId", n->node_id);
+        cJSON_AddStringToObject(entry, "status", kvi_backup_status_name(rc));
+        cJSON_AddStringToObject(entry, "message", kv_error_last());
+    }
+    if (rc == KV_OK)
+        kvi_log(n->log, KV_LOG_INFO, "backup of node %s taken in %s", n->node_id, path);
+    else
+        kvi_log(n->log, KV_LOG_WARN, "backup of node %s failed: %s", n->node_id,
+                kv_error_last());
+    return rc;
+}
+
+/* BACKUP from a client: the node's part of a backup of the cluster. */
+static int run_backup(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out)
+{
+    cJSON *entry = cJSON_CreateObject();
+    if (!entry) {
+        kvi_response none = {0};
+        int rc = kvi_error(KV_ENOMEM, "out of memory taking a backup");
+        kvi_node_respond(out, h, rc, &none);
+        return rc;
+    }
+    int rc = kvi_node_backup(n, (const char *)req->value.data, req->value.len, 1, entry);
+    char *json = rc == KV_OK ? cJSON_PrintUnformatted(entry) : NULL;
+    cJSON_Delete(entry);
+    if (rc == KV_OK && !json)
+        rc = kvi_error(KV_ENOMEM, "out of memory reporting a backup");
+    kvi_response resp = {0};
+    if (json) {
+        resp.value.data = (const unsigned char *)json;
+        resp.value.len = strlen(json);
+    }
+    kvi_node_respond(out, h, rc, &resp);
+    free(json);
+    return rc;
 }
 
 /* ------------------------------------------------------- request executor */
@@ -349,6 +404,9 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
         kvi_buf_free(&table);
         break;
     }
+    case KVI_OP_BACKUP:
+        rc = run_backup(n, &req, h, out);
+        break;
     case KVI_OP_CLUSTER: {
         kvi_buf json = {0};
         kvi_node_describe(n, &json);
@@ -399,6 +457,10 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
         return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
+    /* A checkpoint flushes the memtables and links files: not on an I/O
+     * thread, whose other connections would wait meanwhile. */
+    case KVI_OP_BACKUP:
+        return POOL_COORDINATE;
     default:
         return 0;
     }

@@ -39,6 +39,14 @@ int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
 /* The frame flags of the node's own policy. */
 unsigned kvi_node_flags(const kvi_node *n);
 
+/* Snapshots the node's store (backup.h) into dir (len bytes, checked here
+ * by kvi_check_backup_dir), or, with own_subdir (a client's backup of the
+ * whole cluster), into dir/<node id>. Fills entry, a JSON object, with the
+ * outcome. KV_OK or the failure's code. */
+struct cJSON;
+int kvi_node_backup(kvi_node *n, const char *dir, size_t len, int own_subdir,
+                    struct cJSON *entry);
+
 /* Appends the JSON description of the cluster as this node sees it. */
 struct kvi_buf;
 void kvi_node_describe(const kvi_node *n, struct kvi_buf *out);

@@ -350,6 +350,74 @@ KV_API int kv_batch_execute(kv *db, kv_batch *b, const kv_write_options *wopts,
  */
 KV_API int kv_compact(kv *db);
 
+/* ------------------------------------------------------- backup and restore */
+
+/** Longest directory a backup or restore accepts, in bytes (without the
+ * terminating NUL). */
+#define KV_BACKUP_MAX_PATH 1024
+
+/**
+ * kv_backup - take a consistent snapshot of the store (like etcd's snapshot
+ * save and Cassandra's nodetool snapshot). Each snapshot is a RocksDB
+ * checkpoint of the whole store (data, hints, Paxos state and metadata):
+ * the memtables are flushed, then the store's files are hard-linked into
+ * the new directory (copied when it is on another file system), so it is
+ * cheap in time and space; a file "kv-backup.json" beside them names the
+ * snapshot (format, node id, time, library version, an estimate of the keys).
+ * A snapshot directory opens with kv_open as a store of its own, and
+ * kv_restore (kvd --restore-from) copies it into a node's data directory.
+ *
+ *  - embedded handle: the store is snapshotted into dir.
+ *  - node handle: the node's own store is snapshotted into dir.
+ *  - client handle: every member of the cluster (or the node the client is
+ *    connected to, when it is a node of its own) snapshots its store into
+ *    dir/<node-id> on its own machine and file system. The members'
+ *    snapshots are each consistent but taken at slightly different moments
+ *    (docs/DEPLOY.md, "Backup and restore"). A member that cannot be reached
+ *    or fails makes the call fail, naming it; the others keep theirs.
+ *
+ * @param out_report  receives (may be NULL) a JSON report whatever the
+ *             outcome, NUL-terminated, owned by the caller, released with
+ *             kv_string_free (NULL when out of memory):
+ *             {"dir": "...", "nodes": [{"nodeId": "n1" or null, "status":
+ *             "OK", "path": "...", "bytes": B, "estimatedKeys": K}, {"nodeId":
+ *             "n2", "status": "UNAVAILABLE", "message": "..."}, ...]}
+ *             bytes is the snapshot's size (its hard-linked files counted).
+ * @param db   the handle
+ * @param dir  an absolute path, 1..KV_BACKUP_MAX_PATH bytes; copied. The
+ *             snapshot's directory (dir, or dir/<node-id> for a client)
+ *             must not exist yet; missing parents are created (mode 0700).
+ * @return KV_OK when every snapshot was taken; KV_EINVAL (NULL handle, a
+ *         relative, empty or too long dir, or the snapshot's directory
+ *         exists already); KV_EIO; KV_ENOMEM; on clients the codes of a
+ *         round trip (KV_EUNAVAILABLE, KV_ETIMEDOUT, KV_EUNKNOWN_OUTCOME when
+ *         a member did not answer in time, KV_EPERM) or the first failing
+ *         member's code, with its id in kv_error_last().
+ * Threads: any thread; other calls on the handle go on meanwhile (writes
+ *         made during the call may or may not be in the snapshot).
+ */
+KV_API int kv_backup(char **out_report, kv *db, const char *dir);
+
+/**
+ * kv_restore - copy a snapshot taken by kv_backup into a store directory,
+ * before the store (or the node) is opened on it. The files are copied,
+ * not linked, so the backup stays intact whatever the restored store does.
+ *
+ * @param backup_dir  a snapshot directory (it holds kv-backup.json), or,
+ *             with node_id, a cluster backup whose backup_dir/<node_id> is
+ *             one. Copied.
+ * @param data_dir    the store's directory: missing or empty (anything else
+ *             is refused: a restore never overwrites a store). Copied.
+ * @param node_id     the node being restored, or NULL for an embedded
+ *             store. A snapshot of another node is refused: its data is that
+ *             node's share of the ring.
+ * @return KV_OK; KV_EINVAL (NULL or bad path, no snapshot there, data_dir
+ *         not empty, a snapshot of another node, an unknown snapshot
+ *         format); KV_EIO; KV_ENOMEM.
+ * Threads: any thread; nothing may have data_dir open meanwhile.
+ */
+KV_API int kv_restore(const char *backup_dir, const char *data_dir, const char *node_id);
+
 #ifdef __cplusplus
 }
 #endif

@@ -150,6 +150,7 @@ kvi_access kvi_auth_access(const kvi_frame_header *h)
     case KVI_OP_CLUSTER:
     case KVI_OP_READ_STATE:
     case KVI_OP_REPAIR:
+    case KVI_OP_BACKUP: /* an admin request: the same token as the data */
         return KVI_ACCESS_CLIENT;
     default:
         /* Internode, and whatever is added later: closed by default. */

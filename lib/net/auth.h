@@ -3,7 +3,8 @@
  *
  * Three kinds of opcode:
  *   open       PING, HELLO, AUTH: anyone;
- *   client     GET, PUT, DELETE, CAS, BATCH, CLUSTER, and READ_STATE and
+ *   client     GET, PUT, DELETE, CAS, BATCH, CLUSTER, BACKUP (admin), and
+ *              READ_STATE and
  *              REPAIR (a client's own replica reads and read repairs, for
  *              client-side routing): anyone when the node
  *              has no client tokens, else a connection that showed a token

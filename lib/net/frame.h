@@ -76,7 +76,11 @@ typedef enum kvi_opcode {
     KVI_OP_PAXOS_PREPARE = 16,
     KVI_OP_PAXOS_PROPOSE = 17,
     KVI_OP_PAXOS_COMMIT = 18,
-    KVI_OP_MAX = 18
+    /* An admin request from a client: the node checkpoints its store into
+     * a directory on its own machine (kv_backup on a client handle). Needs
+     * a client token when the node has tokens, as data operations do. */
+    KVI_OP_BACKUP = 19,
+    KVI_OP_MAX = 19
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

@@ -526,3 +526,30 @@ void kvi_http_batch_body_free(kvi_http_batch_body *b)
         memset(b, 0, sizeof *b);
     }
 }
+
+int kvi_http_parse_backup(char *dir, size_t cap, const char *body, size_t len, char *err,
+                          size_t err_len)
+{
+    dir[0] = 0;
+    cJSON *root = NULL;
+    int rc = parse_object(&root, body, len, err, err_len);
+    if (rc != KV_OK)
+        return rc;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "dir");
+    if (!d || cJSON_IsNull(d))
+        rc = fail(err, err_len, KV_EINVAL, "\"dir\" is missing: give {\"dir\": "
+                                            "\"/absolute/path\"}");
+    else if (!cJSON_IsString(d))
+        rc = fail(err, err_len, KV_EINVAL, "\"dir\" must be a string");
+    else if (strlen(d->valuestring) >= cap)
+        rc = fail(err, err_len, KV_EINVAL, "\"dir\" is %zu bytes, the limit is %zu",
+                  strlen(d->valuestring), cap - 1);
+    else
+        memcpy(dir, d->valuestring, strlen(d->valuestring) + 1);
+    for (const cJSON *f = root->child; rc == KV_OK && f; f = f->next)
+        if (strcmp(f->string, "dir") != 0)
+            rc = fail(err, err_len, KV_EINVAL, "unknown field \"%.32s\" (only \"dir\")",
+                      f->string);
+    cJSON_Delete(root);
+    return rc;
+}

@@ -195,4 +195,14 @@ int kvi_http_parse_batch(kvi_http_batch_body *out, const char *body, size_t len,
 /** kvi_http_batch_body_free - release a parsed batch body. */
 void kvi_http_batch_body_free(kvi_http_batch_body *b);
 
+/**
+ * kvi_http_parse_backup - parse {"dir": "/absolute/path"} (POST
+ * /v1/admin/backup) into dir, NUL-terminated. Only the JSON is checked
+ * here; the path itself by kvi_check_backup_dir.
+ * @param dir      receives the path; cap bytes, a longer path is KV_EINVAL
+ * @return KV_OK, KV_EINVAL or KV_ENOMEM.
+ */
+int kvi_http_parse_backup(char *dir, size_t cap, const char *body, size_t len, char *err,
+                          size_t err_len);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "net/http_json.h"
+#include "util/validate.h"
 
 #define JSON_TYPE "application/json"
 #define METRICS_TYPE "text/plain; version=0.0.4"
@@ -404,6 +405,20 @@ static void route_admin(kvi_http_conn *c, kvi_http_route route, const char *meth
         not_allowed(c, "GET", method);
 }
 
+/* The body of a backup: {"dir": "..."}, the path JSON-escaped at worst. */
+#define BACKUP_BODY_LIMIT (16u * 1024u)
+
+static void route_backup(kvi_http_conn *c, const char *method)
+{
+    c->route = KVI_HTTP_ROUTE_BACKUP;
+    if (c->method != KVI_HTTP_POST) {
+        not_allowed(c, "POST", method);
+        return;
+    }
+    c->wants_body = 1;
+    c->body_limit = BACKUP_BODY_LIMIT;
+}
+
 /* Routes what follows "/v1/kv/", still percent-encoded:
  *   GET, PUT, DELETE  {key}      the whole rest is the key, '/' included
  *   POST              batch      the batch endpoint
@@ -476,6 +491,8 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
         route_admin(c, KVI_HTTP_ROUTE_CLUSTER, method);
     else if (strcmp(url, "/metrics") == 0)
         route_admin(c, KVI_HTTP_ROUTE_METRICS, method);
+    else if (strcmp(url, "/v1/admin/backup") == 0)
+        route_backup(c, method);
     else if (strncmp(url, kv_prefix, sizeof kv_prefix - 1) == 0)
         route_kv(c, url + sizeof kv_prefix - 1, method);
     else
@@ -769,6 +786,34 @@ static void handle_cluster(kvi_http_conn *c)
     kvi_http_json_raw(b, "}]}");
 }
 
+/* POST /v1/admin/backup: a snapshot of this server's store (of this node
+ * only) into the given directory, on this machine. */
+static void handle_backup(kvi_http_conn *c)
+{
+    char dir[KV_BACKUP_MAX_PATH + 1];
+    char err[256];
+    int rc = kvi_http_parse_backup(dir, sizeof dir, (const char *)c->body.data, c->body.len,
+                                   err, sizeof err);
+    if (rc != KV_OK) {
+        fail_msg(c, rc, err);
+        return;
+    }
+    if ((rc = kvi_check_backup_dir(dir, strlen(dir), "\"dir\"")) != KV_OK) {
+        fail_kv(c, rc);
+        return;
+    }
+    char *report = NULL;
+    rc = kv_backup(&report, c->server->store, dir);
+    if (rc != KV_OK) {
+        fail_kv(c, rc);
+    } else if (report) {
+        kvi_http_json_raw(&c->out, report);
+    } else {
+        kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory");
+    }
+    kv_string_free(report);
+}
+
 void kvi_http_handle(kvi_http_conn *c)
 {
     c->status = 200;
@@ -788,6 +833,7 @@ void kvi_http_handle(kvi_http_conn *c)
     case KVI_HTTP_ROUTE_BATCH: handle_batch(c); break;
     case KVI_HTTP_ROUTE_HEALTH: kvi_http_json_raw(&c->out, "{\"status\":\"ok\"}"); break;
     case KVI_HTTP_ROUTE_CLUSTER: handle_cluster(c); break;
+    case KVI_HTTP_ROUTE_BACKUP: handle_backup(c); break;
     case KVI_HTTP_ROUTE_METRICS:
         c->content_type = METRICS_TYPE;
         kvi_metrics_render(c->server->metrics, &c->out);

@@ -60,7 +60,8 @@ typedef enum kvi_http_route {
     KVI_HTTP_ROUTE_BATCH,   /* POST /v1/kv/batch */
     KVI_HTTP_ROUTE_HEALTH,
     KVI_HTTP_ROUTE_CLUSTER,
-    KVI_HTTP_ROUTE_METRICS
+    KVI_HTTP_ROUTE_METRICS,
+    KVI_HTTP_ROUTE_BACKUP   /* POST /v1/admin/backup */
 } kvi_http_route;
 
 typedef enum kvi_http_method {

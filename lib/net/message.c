@@ -203,6 +203,7 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
         out->context = kvi_read_bytes(&r); /* the home replica's node id */
         break;
     case KVI_OP_GOSSIP:
+    case KVI_OP_BACKUP:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -285,6 +286,7 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
         kvi_buf_bytes(b, req->context.data, req->context.len);
         break;
     case KVI_OP_GOSSIP:
+    case KVI_OP_BACKUP:
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -371,6 +373,7 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_PAXOS_PREPARE:
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
+    case KVI_OP_BACKUP:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
@@ -433,6 +436,7 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     case KVI_OP_PAXOS_PREPARE:
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
+    case KVI_OP_BACKUP:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:

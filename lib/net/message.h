@@ -23,6 +23,8 @@
  *              u64 hash of the key's home ids (cluster/serial.h), bytes key,
  *              bytes ballot, bytes state (empty for a prepare)
  *   HELLO, AUTH          the handshake (net/auth.h encodes them)
+ *   BACKUP     bytes dir                 (an absolute path; the node
+ *              checkpoints its store into dir/<its node id>)
  * Response bodies with status KV_OK:
  *   GET     u64 version, u64 expiry_ms, bytes context, u8 count (1..16),
  *           count x bytes value (concurrent siblings, the preferred first)
@@ -32,6 +34,7 @@
  *   GET_STATE  bytes state;  REPLICATE  u64 version (of the merged state)
  *   GOSSIP     bytes table (the answering node's, after merging)
  *   PAXOS_*    bytes answer (cluster/paxos.h, kvi_paxos_answer)
+ *   BACKUP     bytes json (the snapshot: nodeId, path, bytes, estimatedKeys)
  * Response bodies with any other status (an error frame):
  *   u64 version (the current one for KV_ECONFLICT, else 0), bytes message
  */

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <rocksdb/c.h>
@@ -119,6 +121,13 @@ static int check_format(kvi_store *s)
 int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
 {
     *out = NULL;
+    char marker[4200];
+    struct stat st;
+    snprintf(marker, sizeof marker, "%s/%s", cfg->path, KVI_RESTORE_MARKER);
+    if (lstat(marker, &st) == 0)
+        return kvi_error(KV_EINVAL, "%s holds %s: a restore into it did not finish; empty the "
+                                    "directory and restore again", cfg->path,
+                         KVI_RESTORE_MARKER);
     kvi_store *s = calloc(1, sizeof *s);
     if (!s)
         return kvi_error(KV_ENOMEM, "out of memory opening the store");
@@ -432,4 +441,26 @@ int kvi_store_compact(kvi_store *s)
 {
     rocksdb_compact_range_cf(s->db, s->cf_data, NULL, 0, NULL, 0);
     return KV_OK;
+}
+
+int kvi_store_checkpoint(kvi_store *s, const char *dir)
+{
+    char *err = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
+    if (err)
+        return rocks_error(err, "starting a checkpoint");
+    /* log_size_for_flush 0: always flush the memtables first, so the
+     * checkpoint holds every write in sorted files, not only in a copy of
+     * the write-ahead log. */
+    rocksdb_checkpoint_create(cp, dir, 0, &err);
+    rocksdb_checkpoint_object_destroy(cp);
+    return err ? rocks_error(err, "creating a checkpoint") : KV_OK;
+}
+
+uint64_t kvi_store_estimate_keys(kvi_store *s)
+{
+    uint64_t n = 0;
+    if (rocksdb_property_int_cf(s->db, s->cf_data, "rocksdb.estimate-num-keys", &n) != 0)
+        return 0;
+    return n;
 }

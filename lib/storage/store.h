@@ -26,6 +26,10 @@
 /* Key in the meta family naming the on-disk format of the store. */
 #define KVI_META_FORMAT_KEY "kv.format"
 #define KVI_META_FORMAT_VALUE "1"
+/* A file kv_restore writes first into the directory it restores into and
+ * removes last (backup.c): a store directory that still holds it was not
+ * restored whole, and kvi_store_open refuses it. */
+#define KVI_RESTORE_MARKER "kv-restore-incomplete"
 
 typedef struct kvi_store kvi_store;
 
@@ -105,5 +109,16 @@ int kvi_store_paxos_delete(kvi_store *s, const void *skey, size_t skey_len);
 
 /* Compacts the data family, running the expiry filter over every record. */
 int kvi_store_compact(kvi_store *s);
+
+/* A RocksDB checkpoint of every column family into dir, which must not
+ * exist (its parent must): the memtables are flushed first, then the live
+ * files are hard-linked (copied across file systems), so the checkpoint is
+ * one consistent point of the whole store and costs little space until
+ * the store compacts away the files it shares. Runs in the calling thread;
+ * writers are not blocked beyond the flush. KV_OK, KV_EIO, KV_EINVAL. */
+int kvi_store_checkpoint(kvi_store *s, const char *dir);
+/* RocksDB's estimate of the data family's keys (tombstones and versions
+ * not yet compacted count too); 0 when it has none. */
+uint64_t kvi_store_estimate_keys(kvi_store *s);
 
 #endif

@@ -2,6 +2,9 @@
 #include "util/validate.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include <kv/kv.h>
 
 #include "util/error.h"
 
@@ -105,4 +108,19 @@ int kvi_public_status(int rc)
     if (rc <= KVI_INTERNAL_STATUS)
         return kvi_error(KV_EUNAVAILABLE, "%s", detail);
     return kvi_error(KV_EIO, "unexpected status %d: %s", rc, detail);
+}
+
+int kvi_check_backup_dir(const char *dir, size_t len, const char *what)
+{
+    if (!dir || len == 0)
+        return kvi_error(KV_EINVAL, "%s is empty: give an absolute directory", what);
+    if (len > KV_BACKUP_MAX_PATH)
+        return kvi_error(KV_EINVAL, "%s is %zu bytes, the limit is %u", what, len,
+                         (unsigned)KV_BACKUP_MAX_PATH);
+    if (memchr(dir, 0, len))
+        return kvi_error(KV_EINVAL, "%s contains a NUL byte", what);
+    if (dir[0] != '/')
+        return kvi_error(KV_EINVAL, "%s must be an absolute path (starting with '/'), "
+                                    "not relative to the server's working directory", what);
+    return KV_OK;
 }

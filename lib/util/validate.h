@@ -72,4 +72,9 @@ int kvi_check_batch_op(const kvi_limits *l, size_t index, int is_put, const void
  * same to a caller, with the detail message kept. */
 int kvi_public_status(int rc);
 
+/* A backup's directory, from any door (the API, a BACKUP frame, the HTTP
+ * API): len bytes at dir, 1..KV_BACKUP_MAX_PATH, no NUL among them, an
+ * absolute path. what names the field in the message. KV_EINVAL. */
+int kvi_check_backup_dir(const char *dir, size_t len, const char *what);
+
 #endif

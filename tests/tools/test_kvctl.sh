@@ -9,7 +9,8 @@
 # ("-") or a file ("@FILE"), batch from a file and from stdin, -w json (parsed
 # with python3), a binary value with a NUL, TTL expiry, usage errors (empty
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
-# the kvbench built beside kvctl), an endpoint with nothing listening, an
+# the kvbench built beside kvctl), backup (a snapshot per node, refusals,
+# usage errors), an endpoint with nothing listening, an
 # endpoint that is a node's HTTP port, siblings resolved with --context on a
 # node that is a cluster of one, a cluster of three (get --verbose, a write
 # at ALL with a node down, a member restarted alone), kvd --help against the
@@ -281,6 +282,33 @@ kc put t2 long --ttl 3600 -w json
 expect_rc 0 "put with a long TTL"
 kc -w json get t2
 json_check 'isinstance(d["expiresAt"], int) and d["expiresAt"] > 0' "json expiresAt"
+
+# -------------------------------------------------------------- backup
+# kvctl backup DIR: the node (a cluster of one) snapshots into DIR/<node-id>,
+# one line: id, path, size; the same DIR again is refused, naming the node;
+# usage errors exit 2 and write nothing.
+kc backup "$tmp/bk"
+expect_rc 0 "backup"
+grep -Eq "^kvctl-test +$tmp/bk/kvctl-test [0-9]+ bytes$" "$tmp/out" || fail "backup prints id, path, size"
+[[ -f $tmp/bk/kvctl-test/kv-backup.json && -f $tmp/bk/kvctl-test/CURRENT ]] ||
+    fail "backup wrote a checkpoint and its manifest into DIR/<node-id>"
+kc backup "$tmp/bk"
+expect_rc 1 "backup into an existing directory"
+grep -q "kvctl-test" "$tmp/err" && grep -q "already exists" "$tmp/err" ||
+    fail "a refused backup names the node and why"
+kc -w json backup "$tmp/bk2"
+expect_rc 0 "json backup"
+json_check 'd["nodes"][0]["status"] == "OK" and d["nodes"][0]["nodeId"] == "kvctl-test" and d["nodes"][0]["bytes"] > 0' "json backup"
+kc -w json backup "$tmp/bk2"
+expect_rc 1 "json backup into an existing directory"
+json_check 'd["error"]["code"] == "BAD_REQUEST" and d["nodes"][0]["status"] == "BAD_REQUEST"' "json refused backup"
+kc backup;                   expect 2 "" "backup without DIR"
+kc backup a b;               expect 2 "" "backup with two DIRs"
+kc backup relative/dir;      expect 2 "" "backup of a relative DIR"
+grep -q "absolute" "$tmp/err" || fail "a relative backup DIR says it must be absolute"
+kc backup '';                expect 2 "" "backup of an empty DIR"
+kc backup "/$(head -c 1100 /dev/zero | tr '\0' a)"; expect 2 "" "backup of an oversize DIR"
+[[ ! -e relative ]] || fail "a refused backup created nothing"
 
 # --------------------------------------------------------- usage errors
 kc;                          expect_rc 2 "no command"

@@ -15,6 +15,9 @@
  *   health                           kv_ping; prints "ok"
  *   members                          the members the node knows, and failures
  *   ring                             the members' shares of the ring
+ *   backup DIR                       every node snapshots its store into
+ *                                    DIR/<node-id> on its own machine; one
+ *                                    line per node: id, path, size
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -125,6 +128,11 @@ static void usage(FILE *f)
           "  members                     the members the node knows, their status, and\n"
           "                              what it knows of failures\n"
           "  ring                        the members and their shares of the ring\n"
+          "  backup DIR                  every node takes a consistent snapshot of its\n"
+          "                              store (a RocksDB checkpoint: hard links) into\n"
+          "                              DIR/<node-id> on its own machine; DIR is\n"
+          "                              absolute; one line per node: id, path, size.\n"
+          "                              Restore with kvd --restore-from DIR\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -753,6 +761,54 @@ static int cmd_ring(kv *db, const struct cli *c)
     return show_cluster(db, true);
 }
 
+/* -------------------------------------------------------------- backup */
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define BACKUP_MAX_TEXT STR(KV_BACKUP_MAX_PATH)
+
+static int cmd_backup(kv *db, const struct cli *c)
+{
+    char *report = NULL;
+    int rc = kv_backup(&report, db, c->args[0]);
+    cJSON *root = report ? cJSON_Parse(report) : NULL;
+    kv_string_free(report);
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes");
+    if (g_json && rc == KV_OK) {
+        char *text = cJSON_PrintUnformatted(root);
+        if (text)
+            puts(text);
+        cJSON_free(text);
+    } else if (!g_json) {
+        const cJSON *n;
+        cJSON_ArrayForEach(n, nodes) {
+            const char *id = text_or(n, "nodeId", "-");
+            if (strcmp(text_or(n, "status", ""), "OK") == 0)
+                printf("%-24s %s %.0f bytes\n", id, text_or(n, "path", "-"),
+                       number_or(n, "bytes"));
+            else
+                printf("%-24s FAILED %s: %s\n", id, text_or(n, "status", "?"),
+                       text_or(n, "message", ""));
+        }
+    }
+    int status = EXIT_OK;
+    if (rc != KV_OK) {
+        char *extra = NULL;
+        if (nodes) {
+            char *list = cJSON_PrintUnformatted(nodes);
+            size_t n = list ? strlen(list) + 16 : 0;
+            extra = list ? malloc(n) : NULL;
+            if (extra)
+                snprintf(extra, n, "\"nodes\":%s", list);
+            cJSON_free(list);
+        }
+        status = fail("backup", rc, extra);
+        free(extra);
+    }
+    cJSON_Delete(root);
+    return status;
+}
+
 /* --------------------------------------------------------------- batch */
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated buffer of at most
@@ -1093,6 +1149,7 @@ static const struct command {
     {"health", 0, false, cmd_health, "health"},
     {"members", 0, false, cmd_members, "members"},
     {"ring", 0, false, cmd_ring, "ring"},
+    {"backup", 1, false, cmd_backup, "backup DIR"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -1255,6 +1312,14 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
     if ((cmd->fn == cmd_put || cmd->fn == cmd_get || cmd->fn == cmd_del ||
          cmd->fn == cmd_cas) && c->args[0][0] == '\0')
         usage_error("%s: KEY must not be empty", cmd->name);
+    if (cmd->fn == cmd_backup) {
+        const char *dir = c->args[0];
+        if (dir[0] != '/')
+            usage_error("backup: DIR must be an absolute path (it is a path on each node's "
+                        "machine), got '%s'", dir);
+        if (strlen(dir) > KV_BACKUP_MAX_PATH)
+            usage_error("backup: DIR is over the limit of %s bytes", BACKUP_MAX_TEXT);
+    }
     if (cmd->fn == cmd_cas) {
         const char *vs = c->args[1];
         char *end;

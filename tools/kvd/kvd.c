@@ -3,6 +3,7 @@
  *
  *   kvd --data DIR --listen HOST:PORT --node-id ID [FLAGS]
  *   kvd --config FILE.json [FLAGS]
+ *   kvd --restore-from BACKUP_DIR --data DIR ... (copies a backup in first)
  *
  * usage() lists every flag with its default and config key (kvd --help);
  * docs/CONFIG.md explains each, docs/DEPLOY.md runs a cluster with them.
@@ -57,6 +58,7 @@ typedef struct settings {
     char *tls_key;
     char *tls_ca;
     int insecure;            /* --insecure */
+    char *restore_from;      /* --restore-from: a backup to copy in first */
 } settings;
 
 /* ------------------------------------------------------------- logging */
@@ -140,6 +142,10 @@ static void usage(FILE *f)
           "  --node-id ID               this node's id, unique in its cluster; required [nodeId]\n"
           "  --http HOST:PORT           serve the HTTP/JSON API there (default: no HTTP) [http]\n"
           "  --config FILE.json         read these settings from a JSON object first (default: none)\n"
+          "  --restore-from DIR         before starting, copy the backup in DIR (kvctl backup's\n"
+          "                             DIR/<node-id>, or a node's own snapshot directory) into\n"
+          "                             --data, which must be missing or empty; a flag only, no\n"
+          "                             config key: a restore is done once (default: none)\n"
           "\n"
           "The cluster (docs/CLUSTER.md):\n"
           "  --peers HOST:PORT,...      every member's binary address (default: none) [peers]\n"
@@ -485,6 +491,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, 64, &n) != 0 || n < 2)
                 return bad("--http-threads must be 2..64, not \"%s\"", v);
             s->http_threads = (unsigned)n;
+        } else if (strcmp(flag, "--restore-from") == 0) {
+            if (!*v)
+                return bad("--restore-from needs a directory, not \"%s\"", v);
+            set_string(&s->restore_from, v);
         } else if (strcmp(flag, "--cluster-secret-file") == 0) {
             set_string(&s->secret_file, v);
         } else if (strcmp(flag, "--client-token-file") == 0) {
@@ -570,6 +580,7 @@ static void free_settings(settings *s)
     free(s->tls_cert);
     free(s->tls_key);
     free(s->tls_ca);
+    free(s->restore_from);
     clear_list(&s->peers, &s->n_peers);
     clear_list(&s->seeds, &s->n_seeds);
 }
@@ -682,7 +693,16 @@ int main(int argc, char **argv)
                            "reaches this node can read, write and change the cluster");
 
     kv *db = NULL;
-    rc = kv_node_start(&db, &node);
+    rc = KV_OK;
+    if (s.restore_from) {
+        /* Before the node opens the store: the copy must be whole first. */
+        rc = kv_restore(s.restore_from, s.data, s.node_id);
+        if (rc == KV_OK)
+            logf_(KV_LOG_INFO, "restored node %s from the backup in %s into %s", s.node_id,
+                  s.restore_from, s.data);
+    }
+    if (rc == KV_OK)
+        rc = kv_node_start(&db, &node);
     /* The node keeps copies. */
     if (secret)
         memset(secret, 0, secret_len);
@@ -693,9 +713,10 @@ int main(int argc, char **argv)
     for (int k = 0; k < 3; k++)
         free(pem[k]);
     if (rc != KV_OK) {
-        logf_(KV_LOG_ERROR, "cannot start node %s: %s: %s", s.node_id, kv_strerror(rc),
+        const char *what = s.restore_from ? "restore or start" : "start";
+        logf_(KV_LOG_ERROR, "cannot %s node %s: %s: %s", what, s.node_id, kv_strerror(rc),
               kv_error_last());
-        fprintf(stderr, "kvd: cannot start: %s: %s\n", kv_strerror(rc), kv_error_last());
+        fprintf(stderr, "kvd: cannot %s: %s: %s\n", what, kv_strerror(rc), kv_error_last());
         free_settings(&s);
         return 1;
     }
