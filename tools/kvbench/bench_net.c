@@ -87,6 +87,9 @@ struct net_config {
     size_t nurl;
     unsigned threads;
     unsigned connections;
+    unsigned depth;       /* binary: requests in flight per connection, async (0 = blocking) */
+    int server_pids[8];   /* --server-pids: whose CPU time to report */
+    size_t n_server_pids;
     double duration_s;    /* 0 = no time limit (--requests only) */
     uint64_t requests;    /* 0 = no request limit */
     uint64_t keys;
@@ -169,6 +172,7 @@ struct net_worker {
     uint64_t ok[OP_COUNT], misses, errs[OP_COUNT];
     struct errors errors;
     uint64_t t_start, t_end;
+    struct async_state *async; /* --depth: the async worker's state */
 };
 
 struct net_run {
@@ -701,13 +705,211 @@ static bool should_stop(struct net_run *r)
            atomic_load_explicit(&g_stop, memory_order_relaxed);
 }
 
+/* The next request of worker w: its operation in *op and its key in w->k
+ * and w->key. false when the phase is over for it. */
+static bool pick_request(struct net_worker *w, uint64_t *next_key, enum op *op)
+{
+    struct net_run *r = w->run;
+    const struct net_config *cfg = r->cfg;
+    const uint64_t read_threshold = (uint64_t)(cfg->read_ratio * 9007199254740992.0); /* 2^53 */
+    const uint64_t cas_threshold = (uint64_t)(cfg->cas_ratio * 9007199254740992.0);
+    uint64_t k;
+    if (should_stop(r))
+        return false;
+    if (r->phase == PHASE_PRELOAD) {
+        if (*next_key >= cfg->keys)
+            return false;
+        k = *next_key;
+        *next_key += cfg->threads;
+        *op = OP_PUT;
+    } else {
+        if (cfg->requests != 0 && atomic_fetch_add(&r->claimed, 1) >= cfg->requests)
+            return false;
+        if (w->retry_cas) {
+            k = w->k; /* the CAS again, with the version the conflict told */
+            *op = OP_CAS;
+        } else {
+            k = splitmix64(&w->rng) % cfg->keys;
+            /* the extra draw only with CAS on, so that the GET/PUT
+             * streams of a seed stay what they were */
+            if (cas_threshold != 0 && (splitmix64(&w->rng) >> 11) < cas_threshold)
+                *op = OP_CAS;
+            else
+                *op = (splitmix64(&w->rng) >> 11) < read_threshold ? OP_GET : OP_PUT;
+        }
+    }
+    w->k = k;
+    make_key(w->key, cfg->key_size, k);
+    return true;
+}
+
+/* Counts one request's outcome and latency; sets the CAS retry state. */
+static void record_outcome(struct net_worker *w, enum op op, enum outcome out, uint64_t ns)
+{
+    if (out == OUT_CONFLICT) {
+        kvb_hist_record(&w->interval[OP_CONFLICT], ns);
+        w->ok[OP_CONFLICT]++;
+        w->retry_cas = ++w->cas_retries <= MAX_CAS_RETRIES;
+    } else {
+        w->retry_cas = false;
+        w->cas_retries = 0;
+    }
+    if (out != OUT_ERROR && out != OUT_CONFLICT) {
+        kvb_hist_record(&w->interval[op], ns);
+        w->ok[op]++;
+        if (out == OUT_MISS)
+            w->misses++;
+    }
+}
+
+/* ------------------------------------------------------- the async worker
+ *
+ * --depth D: one thread keeps connections x D requests in flight through the
+ * asynchronous API (kv_*_async) on a client opened with manual_loop, and
+ * drives the client's loop itself (kv_run); each callback records its
+ * request and starts the next one in the same slot. A slot carries its own
+ * CAS retry state, so a conflict is retried on the same key by the slot
+ * that saw it. */
+
+struct slot {
+    struct net_worker *w;
+    enum op op;
+    uint64_t k;
+    uint64_t t0;
+    unsigned cas_retries;
+    bool retry_cas;
+};
+
+struct async_state {
+    uint64_t next_key; /* preload */
+    uint64_t last_flush;
+    unsigned active;   /* slots with a request in flight */
+};
+
+static void slot_start(struct slot *sl, struct async_state *as);
+
+static enum outcome async_outcome(struct slot *sl, const kv_result *res)
+{
+    struct net_worker *w = sl->w;
+    w->k = sl->k;
+    int rc = res->status;
+    if (rc == KV_OK || (rc == KV_ECONFLICT && sl->op == OP_CAS))
+        see_version(w, rc == KV_OK && res->value ? kv_value_version(res->value) : res->version);
+    kv_value_free(res->value);
+    if (rc == KV_OK)
+        return OUT_OK;
+    if (rc == KV_ECONFLICT && sl->op == OP_CAS)
+        return OUT_CONFLICT;
+    if (rc == KV_ENOTFOUND && sl->op == OP_GET)
+        return OUT_MISS;
+    char detail[600];
+    snprintf(detail, sizeof detail, "%s (%d): %s", kv_strerror(rc), rc, res->message);
+    note_error(w, sl->op, kv_code_name(rc), detail);
+    return OUT_ERROR;
+}
+
+static void slot_done(void *ctx, kv_result *res)
+{
+    struct slot *sl = ctx;
+    struct net_worker *w = sl->w;
+    uint64_t t1 = now_ns();
+    enum outcome out = async_outcome(sl, res);
+    /* the worker's retry state is the slot's while it is recorded */
+    w->retry_cas = sl->retry_cas;
+    w->cas_retries = sl->cas_retries;
+    record_outcome(w, sl->op, out, t1 - sl->t0);
+    sl->retry_cas = w->retry_cas;
+    sl->cas_retries = w->cas_retries;
+    struct async_state *as = w->async;
+    as->active--;
+    if (t1 - as->last_flush >= FLUSH_INTERVAL_NS) {
+        flush_interval(w);
+        as->last_flush = t1;
+    }
+    slot_start(sl, as);
+}
+
+static void slot_start(struct slot *sl, struct async_state *as)
+{
+    struct net_worker *w = sl->w;
+    struct net_run *r = w->run;
+    const struct net_config *cfg = r->cfg;
+    w->retry_cas = sl->retry_cas;
+    w->k = sl->k;
+    enum op op;
+    if (!pick_request(w, &as->next_key, &op))
+        return;
+    sl->op = op;
+    sl->k = w->k;
+    sl->t0 = now_ns();
+    int rc;
+    if (op == OP_GET) {
+        kv_read_options ro = KV_READ_OPTIONS_INIT;
+        ro.consistency = level(r);
+        rc = kv_get_async(r->db, w->key, cfg->key_size, &ro, slot_done, sl);
+    } else {
+        kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+        wo.ttl_s = cfg->ttl_s;
+        wo.consistency = level(r);
+        if (op == OP_PUT)
+            rc = kv_put_async(r->db, w->key, cfg->key_size, next_value(w), cfg->value_size, &wo,
+                              slot_done, sl);
+        else
+            rc = kv_cas_async(r->db, w->key, cfg->key_size, seen_version(w), next_value(w),
+                              cfg->value_size, &wo, slot_done, sl);
+    }
+    if (rc == KV_OK) {
+        as->active++;
+        return;
+    }
+    char detail[600];
+    snprintf(detail, sizeof detail, "%s (%d): %s", kv_strerror(rc), rc, kv_error_last());
+    note_error(w, op, kv_code_name(rc), detail);
+}
+
+static void *async_worker_main(struct net_worker *w)
+{
+    struct net_run *r = w->run;
+    const struct net_config *cfg = r->cfg;
+    unsigned n = cfg->connections * cfg->depth;
+    struct slot *slots = calloc(n, sizeof *slots);
+    struct async_state as = {.next_key = w->idx};
+    w->async = &as;
+    w->t_start = now_ns();
+    as.last_flush = w->t_start;
+    for (unsigned i = 0; slots && i < n; i++) {
+        slots[i].w = w;
+        slot_start(&slots[i], &as);
+    }
+    if (!slots)
+        fprintf(stderr, PROG ": out of memory\n");
+    /* Each request ends within the client's timeout, so this ends too. */
+    while (as.active > 0) {
+        int rc = kv_run(r->db, 100);
+        if (rc < 0) {
+            fprintf(stderr, PROG ": kv_run: %s\n", kv_error_last());
+            break;
+        }
+    }
+    w->t_end = now_ns();
+    flush_interval(w);
+    free(slots);
+    w->async = NULL;
+
+    pthread_mutex_lock(&r->mu);
+    r->running--;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
 static void *worker_main(void *arg)
 {
     struct net_worker *w = arg;
     struct net_run *r = w->run;
     const struct net_config *cfg = r->cfg;
-    const uint64_t read_threshold = (uint64_t)(cfg->read_ratio * 9007199254740992.0); /* 2^53 */
-    const uint64_t cas_threshold = (uint64_t)(cfg->cas_ratio * 9007199254740992.0);
+    if (cfg->depth)
+        return async_worker_main(w);
     enum outcome (*do_op)(struct net_worker *, enum op) =
         cfg->proto == PROTO_BINARY ? op_binary : cfg->proto == PROTO_ETCD ? op_etcd : op_http;
 
@@ -718,48 +920,12 @@ static void *worker_main(void *arg)
         if (should_stop(r))
             break;
         enum op op;
-        uint64_t k;
-        if (r->phase == PHASE_PRELOAD) {
-            if (next_key >= cfg->keys)
-                break;
-            k = next_key;
-            next_key += cfg->threads;
-            op = OP_PUT;
-        } else {
-            if (cfg->requests != 0 && atomic_fetch_add(&r->claimed, 1) >= cfg->requests)
-                break;
-            if (w->retry_cas) {
-                k = w->k; /* the CAS again, with the version the conflict told */
-                op = OP_CAS;
-            } else {
-                k = splitmix64(&w->rng) % cfg->keys;
-                /* the extra draw only with CAS on, so that the GET/PUT
-                 * streams of a seed stay what they were */
-                if (cas_threshold != 0 && (splitmix64(&w->rng) >> 11) < cas_threshold)
-                    op = OP_CAS;
-                else
-                    op = (splitmix64(&w->rng) >> 11) < read_threshold ? OP_GET : OP_PUT;
-            }
-        }
-        w->k = k;
-        make_key(w->key, cfg->key_size, k);
+        if (!pick_request(w, &next_key, &op))
+            break;
         uint64_t t0 = now_ns();
         enum outcome out = do_op(w, op);
         uint64_t t1 = now_ns();
-        if (out == OUT_CONFLICT) {
-            kvb_hist_record(&w->interval[OP_CONFLICT], t1 - t0);
-            w->ok[OP_CONFLICT]++;
-            w->retry_cas = ++w->cas_retries <= MAX_CAS_RETRIES;
-        } else {
-            w->retry_cas = false;
-            w->cas_retries = 0;
-        }
-        if (out != OUT_ERROR && out != OUT_CONFLICT) {
-            kvb_hist_record(&w->interval[op], t1 - t0);
-            w->ok[op]++;
-            if (out == OUT_MISS)
-                w->misses++;
-        }
+        record_outcome(w, op, out, t1 - t0);
         if (t1 - last_flush >= FLUSH_INTERVAL_NS) {
             flush_interval(w);
             last_flush = t1;
@@ -837,7 +1003,45 @@ struct phase_result {
     uint64_t ok[OP_COUNT], errs[OP_COUNT], misses;
     struct errors errors;
     double seconds;
+    /* CPU seconds over the phase: kvbench's own, and the --server-pids'
+     * (-1 when a pid could not be read). */
+    double self_cpu_s, server_cpu_s;
 };
+
+/* User + system CPU seconds of this process. */
+static double self_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* User + system CPU seconds of the --server-pids together; -1 if one of
+ * them cannot be read. */
+static double servers_cpu(const struct net_config *cfg)
+{
+    double sum = 0;
+    long tick = sysconf(_SC_CLK_TCK);
+    for (size_t i = 0; i < cfg->n_server_pids; i++) {
+        char path[64], line[2048];
+        snprintf(path, sizeof path, "/proc/%d/stat", cfg->server_pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return -1;
+        size_t n = fread(line, 1, sizeof line - 1, f);
+        fclose(f);
+        line[n] = 0;
+        /* fields after the ")" that ends the command name: state is the
+         * 3rd field, utime the 14th, stime the 15th */
+        char *p = strrchr(line, ')');
+        unsigned long long ut, st;
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                         &st) != 2)
+            return -1;
+        sum += (double)(ut + st) / (double)tick;
+    }
+    return sum;
+}
 
 static void reset_workers(struct net_worker *ws, unsigned n)
 {
@@ -873,6 +1077,7 @@ static bool run_phase(struct net_run *r, struct net_worker *ws, enum phase phase
     r->running = cfg->threads;
     pthread_mutex_unlock(&r->mu);
     uint64_t t_begin = now_ns();
+    double self0 = self_cpu(), servers0 = servers_cpu(cfg);
     for (; started < cfg->threads; started++) {
         int rc = pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]);
         if (rc != 0) {
@@ -891,8 +1096,11 @@ static bool run_phase(struct net_run *r, struct net_worker *ws, enum phase phase
     report_progress(r, deadline);
     for (unsigned t = 0; t < started; t++)
         pthread_join(ws[t].thread, NULL);
+    double self1 = self_cpu(), servers1 = servers_cpu(cfg);
 
     memset(res, 0, sizeof *res);
+    res->self_cpu_s = self1 - self0;
+    res->server_cpu_s = servers0 < 0 || servers1 < 0 ? -1 : servers1 - servers0;
     kvb_hist_init(&res->all);
     uint64_t first = UINT64_MAX, last = 0;
     for (int o = 0; o < OP_COUNT; o++)
@@ -931,11 +1139,11 @@ static uint64_t total_errors(const struct phase_result *p)
 static void print_text(const struct net_config *cfg, const char *target,
                        const struct phase_result *pre, const struct phase_result *res)
 {
-    printf("%s %s: threads %u, connections %u, %" PRIu64 " keys, values %" PRIu32
+    printf("%s %s: threads %u, connections %u, depth %u, %" PRIu64 " keys, values %" PRIu32
            " bytes, read ratio %.2f, cas ratio %.2f\n",
            cfg->mode, target, cfg->threads,
-           cfg->proto == PROTO_BINARY ? cfg->connections : cfg->threads, cfg->keys,
-           cfg->value_size, cfg->read_ratio, cfg->cas_ratio);
+           cfg->proto == PROTO_BINARY ? cfg->connections : cfg->threads, cfg->depth ? cfg->depth : 1,
+           cfg->keys, cfg->value_size, cfg->read_ratio, cfg->cas_ratio);
     if (cfg->preload) {
         printf("preload      %" PRIu64 " puts in %.3f s, %.0f ops/s, %" PRIu64 " errors\n",
                pre->ok[OP_PUT], pre->seconds,
@@ -959,6 +1167,15 @@ static void print_text(const struct net_config *cfg, const char *target,
     }
     printf("%.3f s; GET misses (absent or expired keys): %" PRIu64 "\n", res->seconds,
            res->misses);
+    uint64_t ops = kvb_hist_count(&res->all);
+    if (ops) {
+        printf("CPU per operation: kvbench %.2f us (%.0f%% of a core)", res->self_cpu_s * 1e6 / (double)ops,
+               res->seconds > 0 ? 100.0 * res->self_cpu_s / res->seconds : 0.0);
+        if (cfg->n_server_pids && res->server_cpu_s >= 0)
+            printf(", servers %.2f us (%.0f%% of a core)", res->server_cpu_s * 1e6 / (double)ops,
+                   res->seconds > 0 ? 100.0 * res->server_cpu_s / res->seconds : 0.0);
+        printf("\n");
+    }
     if (cfg->cas_ratio > 0)
         printf("CAS: %" PRIu64 " succeeded, %" PRIu64 " conflicts (each retried on the same key, "
                "up to %d in a row), %" PRIu64 " errors\n", res->ok[OP_CAS], res->ok[OP_CONFLICT],
@@ -1023,6 +1240,12 @@ static void print_json(const struct net_config *cfg, const char *target,
     } else {
         printf("null");
     }
+    printf(",\"depth\":%u", cfg->depth ? cfg->depth : 1);
+    uint64_t ops = kvb_hist_count(&res->all);
+    printf(",\"cpu_us_per_op\":{\"kvbench\":%.3f", ops ? res->self_cpu_s * 1e6 / (double)ops : 0.0);
+    if (cfg->n_server_pids && res->server_cpu_s >= 0)
+        printf(",\"servers\":%.3f", ops ? res->server_cpu_s * 1e6 / (double)ops : 0.0);
+    printf("}");
     printf(",\"seconds\":%.6f,\"misses\":%" PRIu64 ",\"errors\":%" PRIu64
            ",\"conflicts\":%" PRIu64 ",", res->seconds, res->misses, total_errors(res),
            res->ok[OP_CONFLICT]);
@@ -1061,6 +1284,11 @@ void kvb_net_usage(FILE *f)
         "                        each is one keep-alive connection\n"
         "  --connections C       binary only: connections of the one client handle\n"
         "                        shared by all threads (default 1)\n"
+        "  --depth D             binary only: one thread keeps D requests in flight on\n"
+        "                        each connection through the asynchronous API\n"
+        "                        (kv_*_async on a manual_loop client; see --connections)\n"
+        "  --server-pids P,...   report these processes' CPU time per operation beside\n"
+        "                        kvbench's own (from /proc/PID/stat over the run)\n"
         "  --duration S          run for S seconds (default 10)\n"
         "  --requests N          run N requests in all (with --duration: whichever\n"
         "                        comes first)\n"
@@ -1188,13 +1416,14 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
     cfg->timeout_ms = 5000;
     cfg->preload = true;
     cfg->seed = 1;
-    bool have_duration = false, have_connections = false;
+    bool have_duration = false, have_connections = false, have_threads = false;
 
     static const char *const bools[] = {"--json", "--no-preload", "--allow-errors", NULL};
     static const char *const valued[] = {
         "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
         "--keys", "--key-size", "--value-size", "--read-ratio", "--cas-ratio", "--ttl", "--timeout",
-        "--seed", "--consistency", "--preload-consistency", "--token-file", "--tls-ca", NULL};
+        "--seed", "--consistency", "--preload-consistency", "--token-file", "--tls-ca",
+        "--depth", "--server-pids", NULL};
     for (int i = 2; i < argc; i++) {
         char name[64];
         const char *val;
@@ -1237,6 +1466,17 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
             parse_urls(cfg, val);
         } else if (strcmp(name, "--threads") == 0) {
             cfg->threads = (unsigned)parse_u64(name, val, 1, 1024);
+            have_threads = true;
+        } else if (strcmp(name, "--depth") == 0) {
+            cfg->depth = (unsigned)parse_u64(name, val, 1, 4096);
+        } else if (strcmp(name, "--server-pids") == 0) {
+            char *copy = strdup(val), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (cfg->n_server_pids == 8)
+                    bad_usage("--server-pids takes at most 8 pids%s", "");
+                cfg->server_pids[cfg->n_server_pids++] = (int)parse_u64(name, t, 1, 1u << 30);
+            }
+            free(copy);
         } else if (strcmp(name, "--connections") == 0) {
             cfg->connections = (unsigned)parse_u64(name, val, 1, 1024);
             have_connections = true;
@@ -1303,6 +1543,13 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
     if (cfg->proto != PROTO_BINARY && have_connections)
         bad_usage("--connections is for binary mode; in http mode each thread is one "
                   "connection%s", "");
+    if (cfg->depth && cfg->proto != PROTO_BINARY)
+        bad_usage("--depth is for binary mode (the asynchronous client)%s", "");
+    if (cfg->depth && have_threads && cfg->threads != 1)
+        bad_usage("--depth runs one thread that keeps connections x depth requests in "
+                  "flight; leave --threads out%s", "");
+    if (cfg->depth)
+        cfg->threads = 1;
     if (!have_duration && cfg->requests == 0)
         cfg->duration_s = 10.0;
     /* every key of the space must have its own key_size-digit name */
@@ -1390,6 +1637,8 @@ int kvb_net_main(int argc, char **argv)
         co.connect_timeout_ms = cfg.timeout_ms;
         co.auth_token = cfg.tokens ? cfg.tokens[0] : NULL;
         co.tls_ca_pem = cfg.tls_ca_pem;
+        co.manual_loop = cfg.depth != 0; /* the async worker drives the loop */
+        co.max_inflight = cfg.depth ? cfg.depth * 2 : 0;
         int rc = kv_client_open(&r->db, cfg.ep, cfg.nep, &co);
         if (rc == KV_OK)
             rc = kv_ping(r->db);
