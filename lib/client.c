@@ -291,11 +291,20 @@ static void *dialer_main(void *arg)
     return NULL;
 }
 
+/* state changes under c->lock: kvi_client_connect reads it from other
+ * threads. */
+static void set_state(conn *c, int state)
+{
+    pthread_mutex_lock(&c->lock);
+    c->state = state;
+    pthread_mutex_unlock(&c->lock);
+}
+
 static void start_dial(conn *c)
 {
-    c->state = CONN_DIALING;
+    set_state(c, CONN_DIALING);
     if (pthread_create(&c->dialer, NULL, dialer_main, c) != 0) {
-        c->state = CONN_DOWN;
+        set_state(c, CONN_DOWN);
         while (c->queue.head) {
             req *r = c->queue.head;
             list_remove(&c->queue, r);
@@ -336,9 +345,7 @@ static void dial_finished(void *ctx)
         }
     }
     if (d->status != KV_OK) {
-        pthread_mutex_lock(&c->lock);
-        c->state = CONN_DOWN;
-        pthread_mutex_unlock(&c->lock);
+        set_state(c, CONN_DOWN);
         c->failed = 1;
         while (c->queue.head) {
             req *r = c->queue.head;

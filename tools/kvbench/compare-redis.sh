@@ -11,16 +11,21 @@
 #            --no-preload: DURATION seconds of GETs (READ_RATIO) and PUTs of
 #            VALUE_SIZE-byte values, keys drawn uniformly from KEYS 16-byte
 #            keys.
-#     binary kvbench binary --threads CONNECTIONS --connections CONNECTIONS:
-#            every thread has one request in flight at a time, and the client
-#            deals requests round-robin to its connections, so CONNECTIONS
-#            requests are in flight over CONNECTIONS connections (about one
-#            per connection; the round-robin does not pin a thread to one).
+#     binary kvbench binary --connections CONNECTIONS --depth DEPTH: one
+#            thread keeps DEPTH requests in flight on each of CONNECTIONS
+#            connections through the asynchronous API (kv_*_async on a
+#            manual_loop client), as redis-benchmark keeps one per
+#            connection (-P DEPTH pipelines DEPTH). BLOCKING=1 runs the
+#            blocking client instead: --threads CONNECTIONS threads, one
+#            request each (DEPTH must be 1 then).
 #     http   kvbench http --threads CONNECTIONS: one keep-alive connection per
 #            thread, one request at a time.
-#   redis    redis-server (no persistence: --save '' --appendonly no), a fresh
-#            process per run; redis-benchmark -c CONNECTIONS -d VALUE_SIZE
-#            -r KEYS -n REDIS_REQUESTS -t set,get, no pipelining. Its keys are
+#   redis    redis-server, a fresh process per run, with no snapshots
+#            (--save ''); with KVD_SYNC=none it writes its append-only log
+#            without fsync (--appendonly yes --appendfsync no), as kvd writes
+#            its WAL without fsync; otherwise --appendfsync everysec (always
+#            for KVD_SYNC=always). redis-benchmark -c CONNECTIONS -d
+#            VALUE_SIZE -r KEYS -n REDIS_REQUESTS -t set,get -P DEPTH. Its keys are
 #            "key:" + 12 digits, 16 bytes like kvbench's. redis-benchmark runs
 #            all the SETs, then all the GETs, not a mix: both are reported,
 #            and a READ_RATIO mix figure is derived from them as the weighted
@@ -46,7 +51,8 @@
 #   BUILD_DIR (default build) is where kvd and kvbench were built, configured
 #   with -DKV_BUILD_TOOLS=ON.
 # Environment (all optional):
-#   RUNS=2 DURATION=20 CONNECTIONS=50 VALUE_SIZE=200 KEYS=100000
+#   RUNS=2 DURATION=20 CONNECTIONS=50 DEPTH=1 BLOCKING=0 HTTP=1 (0: skip the
+#   http tool) VALUE_SIZE=200 KEYS=100000
 #   READ_RATIO=0.9 REDIS_REQUESTS=1000000 (per redis-benchmark test) SEED=1
 #   KVD_SYNC=none (always|periodic|none)
 #   KVD=BUILD_DIR/tools/kvd/kvd  KVBENCH=BUILD_DIR/tools/kvbench/kvbench
@@ -69,6 +75,9 @@ repo=$(cd "$here/../.." && pwd)
 RUNS=${RUNS:-2}
 DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-50}
+DEPTH=${DEPTH:-1}
+BLOCKING=${BLOCKING:-0}
+HTTP=${HTTP:-1}
 VALUE_SIZE=${VALUE_SIZE:-200}
 KEYS=${KEYS:-100000}
 READ_RATIO=${READ_RATIO:-0.9}
@@ -92,12 +101,14 @@ for t in REDIS_SERVER REDIS_BENCHMARK REDIS_CLI; do
     [[ -n ${!t} && -x ${!t} ]] || die "${t,,} not found (apt-get install redis-server redis-tools, or set $t)"
 done
 command -v curl >/dev/null || die "curl not found"
-for v in RUNS DURATION CONNECTIONS VALUE_SIZE KEYS REDIS_REQUESTS SEED; do
+for v in RUNS DURATION CONNECTIONS DEPTH BLOCKING HTTP VALUE_SIZE KEYS REDIS_REQUESTS SEED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
 ((RUNS >= 1 && DURATION >= 1 && CONNECTIONS >= 1 && KEYS >= 1 && REDIS_REQUESTS >= 1)) ||
     die "RUNS, DURATION, CONNECTIONS, KEYS and REDIS_REQUESTS must be at least 1"
 ((CONNECTIONS <= 64)) || die "CONNECTIONS must be at most 64 (the client's limit)"
+((DEPTH >= 1)) || die "DEPTH must be at least 1"
+((BLOCKING == 0 || DEPTH == 1)) || die "BLOCKING=1 runs one request per thread: DEPTH must be 1"
 [[ $READ_RATIO =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || die "READ_RATIO must be in 0..1, got '$READ_RATIO'"
 case $KVD_SYNC in always | periodic | none) ;; *) die "KVD_SYNC must be always, periodic or none" ;; esac
 
@@ -176,7 +187,10 @@ start_kvd() { # $1 = run number; sets kvd_pid, kvd_port, kvd_http
 start_redis() { # $1 = run number; sets redis_pid, redis_port
     redis_port=$(free_port)
     mkdir -p "$tmp/redis.$1"
-    "$REDIS_SERVER" --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+    local aof=(--appendonly yes --appendfsync no)
+    if [[ $KVD_SYNC == always ]]; then aof=(--appendonly yes --appendfsync always);
+    elif [[ $KVD_SYNC == periodic ]]; then aof=(--appendonly yes --appendfsync everysec); fi
+    "$REDIS_SERVER" --bind 127.0.0.1 --port "$redis_port" --save '' "${aof[@]}" \
         --daemonize no --dir "$tmp/redis.$1" --logfile "$tmp/redis.$1.log" &
     redis_pid=$!
     local i
@@ -191,14 +205,16 @@ start_redis() { # $1 = run number; sets redis_pid, redis_port
     fail "redis-server did not answer PING within 10 s"
 }
 
-kvbench_common=(--threads "$CONNECTIONS" --keys "$KEYS" --value-size "$VALUE_SIZE"
-    --read-ratio "$READ_RATIO" --seed "$SEED")
+kvbench_common=(--keys "$KEYS" --value-size "$VALUE_SIZE" --read-ratio "$READ_RATIO"
+    --seed "$SEED")
+if ((BLOCKING)); then binary_shape=(--threads "$CONNECTIONS")
+else binary_shape=(--depth "$DEPTH"); fi
 
 # The key space, written once per run through the binary protocol (kvbench
 # preloads, then does a single request).
 preload_kvd() { # $1 = run number
     "$KVBENCH" binary --endpoints "127.0.0.1:$kvd_port" --connections "$CONNECTIONS" \
-        "${kvbench_common[@]}" --requests 1 --json >"$tmp/preload.$1.json" 2>"$tmp/preload.$1.log" ||
+        --depth 16 "${kvbench_common[@]}" --requests 1 --json >"$tmp/preload.$1.json" 2>"$tmp/preload.$1.log" ||
         { cat "$tmp/preload.$1.log" >&2; fail "kvbench preload failed"; }
 }
 
@@ -207,9 +223,10 @@ preload_kvd() { # $1 = run number
 run_kvbench() {
     local mode=$1 r=$2 target t0 t1 w0 w1
     if [[ $mode == binary ]]; then
-        target=(--endpoints "127.0.0.1:$kvd_port" --connections "$CONNECTIONS")
+        target=(--endpoints "127.0.0.1:$kvd_port" --connections "$CONNECTIONS"
+            "${binary_shape[@]}")
     else
-        target=(--url "http://127.0.0.1:$kvd_http")
+        target=(--url "http://127.0.0.1:$kvd_http" --threads "$CONNECTIONS")
     fi
     t0=$(cpu_ticks "$kvd_pid")
     w0=$(date +%s.%N)
@@ -227,7 +244,7 @@ run_redis() { # $1 = run number
     t0=$(cpu_ticks "$redis_pid")
     w0=$(date +%s.%N)
     client_cpu "$tmp/redis.$r.ccpu" "$REDIS_BENCHMARK" -h 127.0.0.1 -p "$redis_port" -c "$CONNECTIONS" -n "$REDIS_REQUESTS" \
-        -d "$VALUE_SIZE" -r "$KEYS" -t set,get --csv >"$tmp/redis.$r.csv" 2>"$tmp/redis.$r.err" ||
+        -d "$VALUE_SIZE" -r "$KEYS" -P "$DEPTH" -t set,get --csv >"$tmp/redis.$r.csv" 2>"$tmp/redis.$r.err" ||
         { cat "$tmp/redis.$r.err" >&2; fail "redis-benchmark failed"; }
     w1=$(date +%s.%N)
     t1=$(cpu_ticks "$redis_pid")
@@ -272,7 +289,7 @@ echo "kvd:       $KVD (--sync $KVD_SYNC)"
 echo "kvbench:   $KVBENCH"
 echo "redis:     $("$REDIS_SERVER" --version)"
 echo "           redis-benchmark $(dpkg-query -W -f='${Version}' redis-tools 2>/dev/null || echo '(version unknown)')"
-echo "workload:  $CONNECTIONS connections, $KEYS keys, values $VALUE_SIZE bytes, read ratio $READ_RATIO;"
+echo "workload:  $CONNECTIONS connections, $DEPTH in flight on each$( ((BLOCKING)) && echo ' (blocking client)'), $KEYS keys, values $VALUE_SIZE bytes, read ratio $READ_RATIO;"
 echo "           kvbench ${DURATION} s per protocol; redis-benchmark $REDIS_REQUESTS SETs then $REDIS_REQUESTS GETs"
 echo "machine:   $(nproc) cpus, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
 echo
@@ -280,6 +297,7 @@ echo
 summary=()
 for ((r = 1; r <= RUNS; r++)); do
     if ((r % 2 == 1)); then order=(binary http redis); else order=(redis http binary); fi
+    if ((!HTTP)); then order=("${order[@]/http/}"); order=(${order[@]}); fi
     echo "run $r of $RUNS (order: ${order[*]})" >&2
     start_kvd "$r"
     preload_kvd "$r"
@@ -297,7 +315,9 @@ for ((r = 1; r <= RUNS; r++)); do
     echo "run $r of $RUNS (order: ${order[*]})"
     printf '%-12s %9s %8s %8s %8s %7s %8s %7s\n' "" "ops/s" "p50 us" "p99 us" \
         "srv cpu" "us/op" "cli cpu" "us/op"
-    for m in binary http; do
+    modes=(binary)
+    if ((HTTP)); then modes+=(http); fi
+    for m in "${modes[@]}"; do
         tot=$(kv_section "$tmp/$m.$r.json" total)
         [[ -n $tot ]] || fail "no result from kvbench $m"
         errs=$(jfield "$tot" errors)
@@ -324,10 +344,12 @@ for ((r = 1; r <= RUNS; r++)); do
             "$(awk -v ms="$(redis_field "$tmp/redis.$r.csv" "$op" 7)" 'BEGIN { print ms * 1000 }')"
     done
     summary+=("redis $mix" "redis_set $set_rps" "redis_get $get_rps")
-    echo "kvd GET misses: binary $(jfield "$(<"$tmp/binary.$r.json")" misses)," \
-        "http $(jfield "$(<"$tmp/http.$r.json")" misses); redis keys after the run: $redis_keys"
+    echo "kvd GET misses: binary $(jfield "$(<"$tmp/binary.$r.json")" misses);" \
+        "redis keys after the run: $redis_keys"
+    http_ops=0
+    if ((HTTP)); then http_ops=$(jfield "$(kv_section "$tmp/http.$r.json" total)" ops_per_sec); fi
     awk -v b="$(jfield "$(kv_section "$tmp/binary.$r.json" total)" ops_per_sec)" \
-        -v h="$(jfield "$(kv_section "$tmp/http.$r.json" total)" ops_per_sec)" -v m="$mix" \
+        -v h="$http_ops" -v m="$mix" \
         'BEGIN { printf "binary/redis %.3f   http/redis %.3f\n\n", b / m, h / m }'
 done
 
@@ -341,8 +363,8 @@ printf '%s\n' "${summary[@]}" | awk '
     { s[$1] += $2; n[$1]++ }
     END {
         printf "mean over %d run(s): binary %.0f, http %.0f, redis mix %.0f (SET %.0f, GET %.0f)\n",
-            n["binary"], s["binary"] / n["binary"], s["http"] / n["http"], s["redis"] / n["redis"],
-            s["redis_set"] / n["redis_set"], s["redis_get"] / n["redis_get"]
+            n["binary"], s["binary"] / n["binary"], n["http"] ? s["http"] / n["http"] : 0,
+            s["redis"] / n["redis"], s["redis_set"] / n["redis_set"], s["redis_get"] / n["redis_get"]
         printf "  binary/redis %.3f   http/redis %.3f\n",
             s["binary"] / s["redis"], s["http"] / s["redis"]
     }'
