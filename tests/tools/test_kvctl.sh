@@ -14,7 +14,8 @@
 # endpoint that is a node's HTTP port, siblings resolved with --context on a
 # node that is a cluster of one, a cluster of three (get --verbose, a write
 # at ALL with a node down, a member restarted alone), kvd --help against the
-# flags kvd.c parses, and examples/kvd.json. The trap kills
+# flags kvd.c parses, examples/kvd.json, and kvbench's asynchronous load
+# (--depth, --server-pids). The trap kills
 # only the kvd processes this script started. No timing assertions: waits
 # are bounded loops that poll for a state.
 set -u
@@ -394,6 +395,33 @@ for tool in "$KVCTL" "$KVD" "$KVBENCH"; do
 done
 [[ $(echo "$versions" | tr ' ' '\n' | sort -u | wc -l) -eq 1 ]] || fail "one version for the three tools: $versions"
 kc get k1 --version;         expect_rc 0 "--version after the command"
+
+# ------------------------------------------------- kvbench --depth
+# The asynchronous load: one thread, 4 connections, 8 in flight on each;
+# every request answered, the JSON says so, and the CPU per operation of
+# kvbench and of the node (--server-pids) is reported.
+"$KVBENCH" binary --endpoints "$EP" --connections 4 --depth 8 --keys 500 --requests 4000 \
+    --read-ratio 0.5 --server-pids "$kvd_pid" --json >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 0 "kvbench --depth"
+python3 - "$tmp/out" <<'PY' || fail "kvbench --depth JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["depth"] == 8 and d["threads"] == 1 and d["connections"] == 4, d
+assert d["total"]["ops"] == 4000 and d["errors"] == 0, d["total"]
+assert d["preload"]["put"]["ops"] == 500, d["preload"]
+assert d["cpu_us_per_op"]["kvbench"] > 0 and d["cpu_us_per_op"]["servers"] > 0, d
+PY
+"$KVBENCH" binary --endpoints "$EP" --connections 2 --depth 4 --keys 50 --requests 500 \
+    --cas-ratio 1 --no-preload --json >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 0 "kvbench --depth with CAS"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["errors"] == 0 and d["operations"]["cas"]["ops"] > 0, d' \
+    "$tmp/out" || fail "kvbench --depth CAS: every CAS settled"
+"$KVBENCH" binary --endpoints "$EP" --depth 4 --threads 3 >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 2 "kvbench --depth with --threads"
+"$KVBENCH" http --url "http://127.0.0.1:$hport" --depth 4 >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 2 "kvbench --depth in http mode"
+"$KVBENCH" binary --endpoints "$EP" --depth 0 >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 2 "kvbench --depth 0"
 
 # ------------------------------------------------------- endpoint down
 down=
