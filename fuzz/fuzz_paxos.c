@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include <kv/common.h>
-#include "cluster/paxos.h"
+#include "format/paxos.h"
 
 static void answer(const uint8_t *data, size_t size)
 {

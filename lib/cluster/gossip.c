@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include <kv/kv.h>
-#include "client.h"
+#include "net/client.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"

@@ -26,8 +26,8 @@
 #ifndef KVI_PAXOS_ACCEPTOR_H
 #define KVI_PAXOS_ACCEPTOR_H
 
-#include "cluster/paxos.h"
-#include "embedded.h"
+#include "format/paxos.h"
+#include "storage/embedded.h"
 
 /* Messages applied together (the replication pool's batch): each key's
  * messages in their order, every key locked, and one atomic store write

@@ -18,8 +18,8 @@
 #ifndef KVI_REPLICA_STORE_H
 #define KVI_REPLICA_STORE_H
 
-#include "cluster/state.h"
-#include "embedded.h"
+#include "format/state.h"
+#include "storage/embedded.h"
 
 /* The dot node of values written by the embedded path. Node ids cannot
  * contain '~', so it never collides with a real member. */

@@ -795,7 +795,7 @@ static int conn_handshake(io_thread *t, conn *c)
         return 0;
     }
     if (rc != KV_OK) {
-        kvi_log(t->server->cfg.log, KV_LOG_WARN, "closing a connection: %s", kv_error_last());
+        kvi_log(t->server->cfg.log, KV_LOG_WARN, "closing a connection: %s", kvi_error_last());
         return -1;
     }
     c->handshaking = 0;
@@ -844,7 +844,7 @@ static void accept_all(io_thread *t)
         if (s->cfg.tls) {
             c->handshaking = 1;
             if (kvi_tls_accept(&c->tls, s->cfg.tls, fd) != KV_OK) {
-                kvi_log(s->cfg.log, KV_LOG_WARN, "closing a connection: %s", kv_error_last());
+                kvi_log(s->cfg.log, KV_LOG_WARN, "closing a connection: %s", kvi_error_last());
                 conn_close(t, c);
             }
         }

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include <kv/common.h>
-#include "cluster/paxos.h"
+#include "format/paxos.h"
 
 static kvi_ballot ballot(uint64_t time_us, const char *node, uint32_t counter)
 {
