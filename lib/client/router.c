@@ -11,6 +11,7 @@
 #include "util/error.h"
 #include "util/wipe.h"
 #include "util/ticker.h"
+#include "util/clock.h"
 
 #define RELEARN_INTERVAL_MS 1000u
 /* How often, and how patiently, the members' statuses are asked for. */
@@ -34,13 +35,6 @@ struct kvi_router {
     unsigned next_member;   /* whom the status thread asks next */
     kvi_ticker status;      /* refreshes `down` */
 };
-
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Whether a complete description tells of a newer member list than view
  * v: more members (one joined), or as many at other ids or addresses (one
@@ -251,7 +245,7 @@ kvi_view *kvi_router_view(kvi_router *r)
         return NULL; /* a manual_loop client: the nodes coordinate */
     pthread_mutex_lock(&r->lock);
     kvi_view *v = r->view;
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     if (!v && !r->learning &&
         (r->last_attempt_ms == 0 || now - r->last_attempt_ms >= RELEARN_INTERVAL_MS)) {
         r->learning = 1;

@@ -49,9 +49,7 @@ int kvi_coord_down(const kvi_coord_env *env, uint32_t member)
         !env->is_down(env->is_down_ctx, env->view->members[member].id))
         return 0;
     uint64_t last = kvi_client_last_answer_ms(kvi_view_client(env->view, member));
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    uint64_t now = kvi_monotonic_ms();
     return last == 0 || now - last > ALIVE_EVIDENCE_MS;
 }
 
