@@ -666,13 +666,10 @@ static int open_store(kvi_node *n, const kv_node_options *o)
     return kvi_embedded_open(&n->store, &cfg);
 }
 
-int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logger *log)
+/* The node options' own checks, before anything starts: KV_OK or
+ * KV_EINVAL. */
+static int check_options(const kv_node_options *o)
 {
-    *out = NULL;
-    kv_node_options opts;
-    if (!given || kvi_node_options_upgrade(&opts, given) != KV_OK)
-        return kvi_error(KV_EINVAL, "node options: missing or unknown version");
-    const kv_node_options *o = &opts;
     if (o->policy != KV_POLICY_LWW && o->policy != KV_POLICY_SIBLINGS)
         return kvi_error(KV_EINVAL, "node options: policy must be LWW or SIBLINGS (a merge "
                                     "callback belongs on a client handle)");
@@ -702,9 +699,108 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         ((o->peers && o->peer_count) || (o->seeds && o->seed_count)))
         return kvi_error(KV_EINVAL, "node options: a clustered node on TLS needs the CA that "
                                     "signed its members' certificates (kvd --tls-ca)");
-    int exposure = check_exposure(o);
-    if (exposure != KV_OK)
-        return exposure;
+    return check_exposure(o);
+}
+
+/* Membership (gossip, the ring), the hints and their handoff, and the
+ * Paxos sweeper: what a node runs for its cluster. */
+static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
+{
+    kvi_membership_config mc = {
+        .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
+        .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
+        .seeds = o->seeds, .n_seeds = o->seeds ? o->seed_count : 0,
+        .replicas = o->replicas, .vnodes = o->vnodes,
+        .request_timeout_ms = o->internode_timeout_ms,
+        .failure_pause_ms = o->failure_pause_ms,
+        .store = kvi_embedded_store(n->store), .creds = &n->peer_creds,
+        .log = log,
+    };
+    int rc = kvi_membership_start(&n->membership, &mc);
+    if (rc != KV_OK)
+        return rc;
+    /* Hint keys carry a sequence; starting it from the clock keeps keys of
+     * this run apart from an earlier run's. */
+    kvi_hints_init(&n->hints, kvi_embedded_store(n->store), kvi_now_ms() << 20);
+    kvi_handoff_config hc = {
+        .hints = &n->hints, .view = membership_view, .is_down = member_down,
+        .ctx = n->membership, .window_s = o->hint_window_s,
+        .kib_per_s = o->handoff_kib_per_s, .log = log,
+    };
+    rc = kvi_handoff_start(&n->handoff, &hc);
+    kvi_metrics_set_extra(n->metrics, kvi_node_render_metrics, n);
+    if (rc == KV_OK && kvi_ticker_start(&n->paxos_sweeper, sweep_paxos, n) != 0)
+        rc = kvi_error(KV_ENOMEM, "cannot start the Paxos sweeper thread");
+    return rc;
+}
+
+/* The binary protocol's server. */
+static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
+{
+    kvi_server_config sc = {
+        .listen_addr = o->listen_addr,
+        .io_threads = o->io_threads ? o->io_threads : 2,
+        .max_body = o->max_request_bytes ? o->max_request_bytes : DEFAULT_MAX_REQUEST,
+        .idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS,
+        .max_connections = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS,
+        .max_buffered_bytes = (size_t)o->max_buffered_bytes,
+        .handler = kvi_node_handle_request,
+        .handler_ctx = n,
+        .offload = offload_request,
+        .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
+        .batch = {NULL, kvi_node_replication_batch},
+        .gate = kvi_auth_gate,
+        .gate_ctx = n->auth,
+        .tls = n->tls_in,
+        .log = log,
+    };
+    int rc = kvi_server_start(&n->binary, &sc);
+    if (rc == KV_OK)
+        n->binary_port = kvi_server_port(n->binary);
+    return rc;
+}
+
+/* The HTTP/JSON API's server, over http_ops. */
+static int start_http(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
+{
+    kvi_http_config hc = {
+        .listen_addr = n->http_addr,
+        /* In a cluster an HTTP thread waits on other nodes for each
+         * request it coordinates, so it takes more of them. */
+        .threads = o->http_threads ? o->http_threads : kvi_node_clustered(n) ? 16 : 2,
+        .ops = &http_ops,
+        .ops_ctx = n,
+        .policies = 1,
+        .node_id = n->node_id,
+        .binary_addr = n->listen_addr,
+        .binary_port = n->binary_port,
+        .max_key_size = n->limits.max_key_size,
+        .max_value_size = n->limits.max_value_size,
+        .metrics = n->metrics,
+        .log = log,
+        .describe = describe_cluster,
+        .describe_ctx = n,
+        .tokens = o->client_tokens,
+        .n_tokens = o->client_token_count,
+        .tls_cert_pem = o->tls_cert_pem,
+        .tls_key_pem = o->tls_key_pem,
+    };
+    int rc = kvi_http_start(&n->http, &hc);
+    if (rc == KV_OK)
+        n->http_port = kvi_http_port(n->http);
+    return rc;
+}
+
+int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logger *log)
+{
+    *out = NULL;
+    kv_node_options opts;
+    if (!given || kvi_node_options_upgrade(&opts, given) != KV_OK)
+        return kvi_error(KV_EINVAL, "node options: missing or unknown version");
+    const kv_node_options *o = &opts;
+    int rc = check_options(o);
+    if (rc != KV_OK)
+        return rc;
 
     kvi_node *n = calloc(1, sizeof *n);
     if (!n)
@@ -715,90 +811,19 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     n->listen_addr = strdup(o->listen_addr);
     n->http_addr = o->http_addr ? strdup(o->http_addr) : NULL;
     n->metrics = kvi_metrics_new();
-    int rc = KV_OK;
+    rc = KV_OK;
     if (!n->node_id || !n->listen_addr || (o->http_addr && !n->http_addr) || !n->metrics)
         rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
     if (rc == KV_OK)
         rc = start_auth(n, o);
     if (rc == KV_OK)
         rc = open_store(n, o);
-    if (rc == KV_OK) {
-        kvi_membership_config mc = {
-            .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
-            .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
-            .seeds = o->seeds, .n_seeds = o->seeds ? o->seed_count : 0,
-            .replicas = o->replicas, .vnodes = o->vnodes,
-            .request_timeout_ms = o->internode_timeout_ms,
-            .failure_pause_ms = o->failure_pause_ms,
-            .store = kvi_embedded_store(n->store), .creds = &n->peer_creds,
-            .log = log,
-        };
-        rc = kvi_membership_start(&n->membership, &mc);
-    }
-    if (rc == KV_OK) {
-        /* Hint keys carry a sequence; starting it from the clock keeps keys
-         * of this run apart from an earlier run's. */
-        kvi_hints_init(&n->hints, kvi_embedded_store(n->store), kvi_now_ms() << 20);
-        kvi_handoff_config hc = {
-            .hints = &n->hints, .view = membership_view, .is_down = member_down,
-            .ctx = n->membership, .window_s = o->hint_window_s,
-            .kib_per_s = o->handoff_kib_per_s, .log = log,
-        };
-        rc = kvi_handoff_start(&n->handoff, &hc);
-        kvi_metrics_set_extra(n->metrics, kvi_node_render_metrics, n);
-    }
-    if (rc == KV_OK && kvi_ticker_start(&n->paxos_sweeper, sweep_paxos, n) != 0)
-        rc = kvi_error(KV_ENOMEM, "cannot start the Paxos sweeper thread");
-
-    if (rc == KV_OK) {
-        kvi_server_config sc = {
-            .listen_addr = o->listen_addr,
-            .io_threads = o->io_threads ? o->io_threads : 2,
-            .max_body = o->max_request_bytes ? o->max_request_bytes : DEFAULT_MAX_REQUEST,
-            .idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS,
-            .max_connections = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS,
-            .max_buffered_bytes = (size_t)o->max_buffered_bytes,
-            .handler = kvi_node_handle_request,
-            .handler_ctx = n,
-            .offload = offload_request,
-            .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
-            .batch = {NULL, kvi_node_replication_batch},
-            .gate = kvi_auth_gate,
-            .gate_ctx = n->auth,
-            .tls = n->tls_in,
-            .log = log,
-        };
-        rc = kvi_server_start(&n->binary, &sc);
-        if (rc == KV_OK)
-            n->binary_port = kvi_server_port(n->binary);
-    }
-    if (rc == KV_OK && n->http_addr) {
-        kvi_http_config hc = {
-            .listen_addr = n->http_addr,
-            /* In a cluster an HTTP thread waits on other nodes for each
-             * request it coordinates, so it takes more of them. */
-            .threads = o->http_threads ? o->http_threads : kvi_node_clustered(n) ? 16 : 2,
-            .ops = &http_ops,
-            .ops_ctx = n,
-            .policies = 1,
-            .node_id = n->node_id,
-            .binary_addr = n->listen_addr,
-            .binary_port = n->binary_port,
-            .max_key_size = n->limits.max_key_size,
-            .max_value_size = n->limits.max_value_size,
-            .metrics = n->metrics,
-            .log = log,
-            .describe = describe_cluster,
-            .describe_ctx = n,
-            .tokens = o->client_tokens,
-            .n_tokens = o->client_token_count,
-            .tls_cert_pem = o->tls_cert_pem,
-            .tls_key_pem = o->tls_key_pem,
-        };
-        rc = kvi_http_start(&n->http, &hc);
-        if (rc == KV_OK)
-            n->http_port = kvi_http_port(n->http);
-    }
+    if (rc == KV_OK)
+        rc = start_cluster(n, o, log);
+    if (rc == KV_OK)
+        rc = start_binary(n, o, log);
+    if (rc == KV_OK && n->http_addr)
+        rc = start_http(n, o, log);
     if (rc != KV_OK) {
         char saved[512];
         snprintf(saved, sizeof saved, "%s", kvi_error_last());
