@@ -1,7 +1,7 @@
 /*
  * cluster/replica_store.h - a node's replicated key states in its store.
  *
- * The cluster keeps each key as a state (cluster/state.h: a clock and its
+ * The cluster keeps each key as a state (format/state.h: a clock and its
  * siblings) in record format 2. These calls read, write and merge states
  * under the same striped key locks as the embedded store's own writes, so
  * local and replicated writes of one key never interleave.

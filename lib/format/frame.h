@@ -53,7 +53,7 @@ typedef enum kvi_opcode {
     KVI_OP_CAS = 5,
     KVI_OP_BATCH = 6,
     KVI_OP_CLUSTER = 7,
-    /* Between nodes: a key's replicated state (cluster/state.h). */
+    /* Between nodes: a key's replicated state (format/state.h). */
     KVI_OP_GET_STATE = 8,
     KVI_OP_REPLICATE = 9,
     /* Between nodes: push-pull of the gossiped member table. */
@@ -71,7 +71,7 @@ typedef enum kvi_opcode {
      * stay between peers (net/auth.h). */
     KVI_OP_READ_STATE = 14,
     KVI_OP_REPAIR = 15,
-    /* Between nodes: per-key Paxos for SERIAL requests (cluster/paxos.h),
+    /* Between nodes: per-key Paxos for SERIAL requests (format/paxos.h),
      * from the coordinating node to the key's home replicas. */
     KVI_OP_PAXOS_PREPARE = 16,
     KVI_OP_PAXOS_PROPOSE = 17,

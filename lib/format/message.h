@@ -33,7 +33,7 @@
  *   PING    empty;  CLUSTER  bytes json
  *   GET_STATE  bytes state;  REPLICATE  u64 version (of the merged state)
  *   GOSSIP     bytes table (the answering node's, after merging)
- *   PAXOS_*    bytes answer (cluster/paxos.h, kvi_paxos_answer)
+ *   PAXOS_*    bytes answer (format/paxos.h, kvi_paxos_answer)
  *   BACKUP     bytes json (the snapshot: nodeId, path, bytes, estimatedKeys)
  * Response bodies with any other status (an error frame):
  *   u64 version (the current one for KV_ECONFLICT, else 0), bytes message

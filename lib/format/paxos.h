@@ -66,7 +66,7 @@ typedef struct kvi_acceptor {
     kvi_ballot promised;
     int has_accepted;
     kvi_ballot accepted;
-    kvi_bytes accepted_state; /* a replicated state (cluster/state.h) */
+    kvi_bytes accepted_state; /* a replicated state (format/state.h) */
     kvi_ballot committed;
     uint64_t committed_version;
     size_t n_recent;          /* oldest first */
@@ -139,7 +139,7 @@ typedef struct kvi_paxos_answer {
     size_t n_recent;
     kvi_paxos_recent recent[KVI_PAXOS_RECENT];
     int has_data;
-    kvi_bytes data_state; /* record format 2 (cluster/state.h) */
+    kvi_bytes data_state; /* record format 2 (format/state.h) */
 } kvi_paxos_answer;
 
 /* The answer of an acceptor holding a (data: NULL when it holds no state

@@ -40,7 +40,7 @@ int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
 /* The frame flags of the node's own policy. */
 unsigned kvi_node_flags(const kvi_node *n);
 
-/* Snapshots the node's store (backup.h) into dir (len bytes, checked here
+/* Snapshots the node's store (storage/backup.h) into dir (len bytes, checked here
  * by kvi_check_backup_dir), or, with own_subdir (a client's backup of the
  * whole cluster), into dir/<node id>. Fills entry, a JSON object, with the
  * outcome. KV_OK or the failure's code. */

@@ -1,4 +1,4 @@
-/* Per-key Paxos, the pure parts (cluster/paxos.h): ballots compared whole
+/* Per-key Paxos, the pure parts (format/paxos.h): ballots compared whole
  * and always increasing, the acceptor's three rules, an unfinished
  * proposal, and the record's codec with its refusals. */
 #include <setjmp.h>
