@@ -33,8 +33,8 @@
 
 #include <kv/common.h>
 #include "net/auth.h"
-#include "net/frame.h"
-#include "net/message.h"
+#include "format/frame.h"
+#include "format/message.h"
 #include "net/server.h"
 
 static const unsigned char SECRET[] = "fuzzing cluster secret, 32 bytes";

@@ -11,7 +11,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     kvi_view *v = NULL;
-    int rc = kvi_view_from_json(&v, data, size, NULL, 0, NULL);
+    int rc = kvi_view_from_json(&v, data, size, NULL, 0, NULL, NULL);
     if (rc != KV_OK) {
         if (v || (rc != KV_EIO && rc != KV_EUNAVAILABLE && rc != KV_EINVAL))
             abort();

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include <kv/common.h>
-#include "net/frame.h"
-#include "net/message.h"
+#include "format/frame.h"
+#include "format/message.h"
 
 static void check_request(const kvi_frame_header *h, const unsigned char *body)
 {

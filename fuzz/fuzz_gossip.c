@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/gossip_table.h"
+#include "format/gossip_table.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

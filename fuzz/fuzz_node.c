@@ -25,11 +25,11 @@
 #include <unistd.h>
 
 #include <kv/kv.h>
-#include "handle.h"
+#include "client/handle.h"
 #include "net/auth.h"
-#include "net/frame.h"
-#include "net/message.h"
-#include "node_internal.h"
+#include "format/frame.h"
+#include "format/message.h"
+#include "node/node_internal.h"
 
 static const char SECRET[] = "fuzzing secret, sixteen+ bytes";
 static const char *const TOKENS[] = {"fuzz-token"};

@@ -1,4 +1,4 @@
-/* libFuzzer target for the Paxos codecs (cluster/paxos.h), all fed the same
+/* libFuzzer target for the Paxos codecs (format/paxos.h), all fed the same
  * input:
  * - the acceptor record: the first 8 bytes are the token, the rest the
  *   record. Anything decodes to a consistent record or is refused; a
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include <kv/common.h>
-#include "cluster/paxos.h"
+#include "format/paxos.h"
 
 static void answer(const uint8_t *data, size_t size)
 {

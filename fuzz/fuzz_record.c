@@ -9,7 +9,7 @@
 
 #include <kv/common.h>
 #include "storage/expiry_filter.h"
-#include "storage/record.h"
+#include "format/record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -24,13 +24,13 @@
 #include <string.h>
 
 #include <kv/kv.h>
-#include "batch.h"
-#include "cluster/dvv.h"
+#include "format/batch.h"
+#include "format/dvv.h"
 #include "cluster/quorum.h"
-#include "cluster/state.h"
-#include "net/frame.h"
-#include "net/message.h"
-#include "storage/record.h"
+#include "format/state.h"
+#include "format/frame.h"
+#include "format/message.h"
+#include "format/record.h"
 #include "util/validate.h"
 
 static void expect_status(int rc)

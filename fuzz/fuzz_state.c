@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include <kv/common.h>
-#include "cluster/state.h"
+#include "format/state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/dvv.h"
+#include "format/dvv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -10,13 +10,13 @@
 #include <string.h>
 
 #include <kv/kv.h>
-#include "cluster/dvv.h"
-#include "cluster/paxos.h"
-#include "cluster/state.h"
+#include "format/dvv.h"
+#include "format/paxos.h"
+#include "format/state.h"
 #include "net/auth.h"
-#include "net/frame.h"
-#include "net/message.h"
-#include "storage/record.h"
+#include "format/frame.h"
+#include "format/message.h"
+#include "format/record.h"
 #include "util/endian.h"
 
 static void emit(const char *dir, const char *name, const kvi_record *rec, uint64_t token)

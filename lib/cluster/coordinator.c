@@ -7,16 +7,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "batch.h"
+#include "format/batch.h"
 #include "cluster/hints.h"
 #include "cluster/quorum.h"
 #include "cluster/paxos_acceptor.h"
 #include "cluster/replica_store.h"
 #include "cluster/serial.h"
-#include "storage/record.h"
+#include "format/record.h"
 #include "util/clock.h"
 #include "util/error.h"
-#include "value.h"
+#include "format/value.h"
 
 #define MAX_PREF 16u
 
@@ -49,9 +49,7 @@ int kvi_coord_down(const kvi_coord_env *env, uint32_t member)
         !env->is_down(env->is_down_ctx, env->view->members[member].id))
         return 0;
     uint64_t last = kvi_client_last_answer_ms(kvi_view_client(env->view, member));
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    uint64_t now = kvi_monotonic_ms();
     return last == 0 || now - last > ALIVE_EVIDENCE_MS;
 }
 
@@ -243,7 +241,7 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
     for (size_t i = 0; i < g->n; i++)
         if (g->status[i] == KV_ETOOBIG || g->status[i] == KV_EINVAL)
             return kvi_error(g->status[i], "replica %s refused the key: %s",
-                             v->members[g->pref[i]].id, kv_strerror(g->status[i]));
+                             v->members[g->pref[i]].id, kvi_strerror(g->status[i]));
     int rc = KV_OK;
     for (size_t i = 0; i < g->n && rc == KV_OK; i++) {
         if (g->status[i] != KV_OK && g->status[i] != KV_ENOTFOUND)
@@ -252,7 +250,7 @@ static int gather(const kvi_coord_env *env, gathered *g, const void *key, size_t
         rc = kvi_state_merge(&g->merged, &g->states[i]);
     }
     if (rc != KV_OK)
-        return kvi_error(rc, "merging the replicas' answers: %s", kv_error_last());
+        return kvi_error(rc, "merging the replicas' answers: %s", kvi_error_last());
     if (g->answered < required)
         return kvi_error(timed_out ? KV_ETIMEDOUT : KV_EUNAVAILABLE,
                          "%u of %zu replicas answered, %u required", g->answered, g->n,
@@ -280,7 +278,7 @@ static void repair(const kvi_coord_env *env, gathered *g, const void *key, size_
         if (is_self(v, g->pref[i])) {
             if (kvi_replica_merge(NULL, NULL, env->local, key, key_len, &g->merged) != KV_OK)
                 kvi_log(env->log, KV_LOG_WARN, "read repair of the local replica failed: %s",
-                        kv_error_last());
+                        kvi_error_last());
             continue;
         }
         if (encoded.len == 0)
@@ -479,7 +477,7 @@ static void hint_job_run(void *ctx, int delivered)
         kvi_hints_put(j->hints, j->target, j->created_ms, j->data, j->key_len,
                       j->data + j->key_len, j->state_len) != KV_OK)
         kvi_log(j->log, KV_LOG_ERROR, "cannot keep a hint for %s: %s", j->target,
-                kv_error_last());
+                kvi_error_last());
     free(j);
 }
 
@@ -558,7 +556,7 @@ static int forward(const kvi_coord_env *env, const kvi_coord_write *w, const uin
         if (rc != KV_EUNAVAILABLE)
             return rc; /* done, or it may have applied: another could apply it twice */
         if (answered && !why[0])
-            snprintf(why, sizeof why, "%s: %s", v->members[order[i]].id, kv_error_last());
+            snprintf(why, sizeof why, "%s: %s", v->members[order[i]].id, kvi_error_last());
     }
     if (why[0])
         return kvi_error(KV_EUNAVAILABLE, "%s", why);
@@ -764,7 +762,7 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     int local_ok = rc == KV_OK;
     char local_error[256] = "";
     if (!local_ok)
-        snprintf(local_error, sizeof local_error, "%s", kv_error_last());
+        snprintf(local_error, sizeof local_error, "%s", kvi_error_last());
     /* This node's own write counts when it is a home or a stand-in. */
     int self_counts = self_home;
     for (size_t i = 0; i < n; i++)
@@ -792,7 +790,7 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
             if (crc != KV_OK)
                 kvi_log(env->log, KV_LOG_WARN, "%s %s refused a write: %s",
                         hinted ? "stand-in" : "replica", v->members[plan.via[i]].id,
-                        kv_error_last());
+                        kvi_error_last());
         }
         acked += crc == KV_OK;
         sloppy += crc == KV_OK && hinted;
@@ -843,7 +841,7 @@ int kvi_coord_batch(const kvi_coord_env *env, kv_batch *b, const kv_write_option
         if (op->kind == KV_BATCH_GET) {
             op->status = kvi_coord_read(env, &op->result, op->key, op->key_len,
                                         ro->consistency, ro->r, siblings, NULL);
-            op->version = op->result ? kv_value_version(op->result) : 0;
+            op->version = op->result ? kvi_value_version(op->result) : 0;
             continue;
         }
         kvi_coord_write w = {

@@ -28,7 +28,7 @@
 
 #include <kv/kv.h>
 #include "cluster/view.h"
-#include "embedded.h"
+#include "storage/embedded.h"
 #include "util/error.h"
 
 /* On the wire only: a node asked for a key it is not a replica of (its

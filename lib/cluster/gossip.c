@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include <kv/kv.h>
-#include "client.h"
+#include "net/client.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -58,13 +58,6 @@ struct kvi_gossip {
     size_t n_news;
 };
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t next_random(kvi_gossip *g)
 {
     g->rng ^= g->rng << 13;
@@ -95,7 +88,7 @@ static watch *watch_of(kvi_gossip *g, const char *id)
  * with g->lock held after a merge. */
 static void observe(kvi_gossip *g)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     for (size_t i = 0; i < g->table.n; i++) {
         const kvi_gossip_entry *e = &g->table.entries[i];
         if (strcmp(e->id, g->self.id) == 0)
@@ -210,7 +203,7 @@ static int seed_unknown(const kvi_gossip *g, size_t i)
  * with g->lock held; NULL when there is nobody. */
 static char *pick_target(kvi_gossip *g)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     size_t up = 0, down = 0, unknown = 0;
     for (size_t i = 0; i < g->table.n; i++) {
         const kvi_gossip_entry *e = &g->table.entries[i];
@@ -316,7 +309,7 @@ typedef struct verdict {
  * many were noted. */
 static size_t count_suspicions(kvi_gossip *g, verdict *out)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     size_t n = 0;
     for (size_t i = 0; i < g->n_watches; i++) {
         watch *w = &g->watches[i];
@@ -340,7 +333,7 @@ static size_t count_suspicions(kvi_gossip *g, verdict *out)
  * held. */
 static uint64_t forgive_local_pause(kvi_gossip *g)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     if (!g->next_round_ms || now <= g->next_round_ms + LOCAL_PAUSE_MS)
         return 0;
     uint64_t late = now - g->next_round_ms;
@@ -381,7 +374,7 @@ static uint32_t gossip_round(void *arg)
         exchange(g, target);
     free(target);
     pthread_mutex_lock(&g->lock);
-    g->next_round_ms = monotonic_ms() + g->cfg.interval_ms;
+    g->next_round_ms = kvi_monotonic_ms() + g->cfg.interval_ms;
     pthread_mutex_unlock(&g->lock);
     return g->cfg.interval_ms;
 }
@@ -497,7 +490,7 @@ const char *kvi_gossip_status(kvi_gossip *g, const char *id)
             status = "stopped";
         else if (e->status == KVI_MEMBER_LEAVING)
             status = "leaving";
-        else if (w && kvi_phi_suspect(&w->phi, monotonic_ms()))
+        else if (w && kvi_phi_suspect(&w->phi, kvi_monotonic_ms()))
             status = "down";
         else
             status = e->status == KVI_MEMBER_JOINING ? "joining" : "up";

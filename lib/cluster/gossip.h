@@ -19,10 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cluster/gossip_table.h"
+#include "format/gossip_table.h"
 #include "cluster/phi.h"
 #include "net/auth.h"
-#include "net/message.h"
+#include "format/message.h"
 #include "util/log.h"
 
 typedef struct kvi_gossip_config {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include <kv/kv.h>
-#include "client.h"
+#include "net/client.h"
 #include "cluster/view.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -188,7 +188,7 @@ static void deliver(kvi_handoff *h, kvi_view *v, uint32_t m, batch *b)
         if (rc == KV_OK || refused_for_good(rc)) {
             if (rc != KV_OK)
                 kvi_log(h->cfg.log, KV_LOG_WARN, "dropping a hint for %s: %s",
-                        v->members[m].id, it->damaged ? "it is damaged" : kv_error_last());
+                        v->members[m].id, it->damaged ? "it is damaged" : kvi_error_last());
             if (kvi_hints_delete(h->cfg.hints, it->hkey, it->hkey_len) == KV_OK) {
                 replayed += rc == KV_OK;
                 dropped += rc != KV_OK;
@@ -217,7 +217,7 @@ static void expire(kvi_handoff *h, uint64_t now)
     uint64_t dropped = 0;
     if (now > window_ms &&
         kvi_hints_drop_before(h->cfg.hints, now - window_ms, &dropped) != KV_OK)
-        kvi_log(h->cfg.log, KV_LOG_WARN, "cannot drop expired hints: %s", kv_error_last());
+        kvi_log(h->cfg.log, KV_LOG_WARN, "cannot drop expired hints: %s", kvi_error_last());
     if (dropped) {
         kvi_log(h->cfg.log, KV_LOG_WARN, "dropped %llu hints older than %u s (or damaged); "
                 "their keys need repair", (unsigned long long)dropped, h->cfg.window_s);

@@ -6,8 +6,8 @@
 #include <xxhash.h>
 
 #include <kv/common.h>
-#include "cluster/dvv.h"
-#include "net/message.h"
+#include "format/dvv.h"
+#include "format/message.h"
 #include "util/endian.h"
 #include "util/error.h"
 

@@ -29,7 +29,7 @@
 
 #include <stddef.h>
 
-#include "cluster/gossip_table.h"
+#include "format/gossip_table.h"
 
 typedef struct kvi_member {
     char *id;        /* NULL until learned (a configured peer) */

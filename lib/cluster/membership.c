@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include <kv/kv.h>
-#include "client.h"
+#include "net/client.h"
 #include "cluster/ring.h"
 #include "cluster/gossip.h"
 #include "cluster/members.h"
@@ -137,7 +137,7 @@ static void rebuild_view(kvi_membership *m)
     if (!ids || !addrs || !https)
         kvi_log(m->log, KV_LOG_ERROR, "out of memory building the ring");
     else if (kvi_view_build(&fresh, &vc) != KV_OK)
-        kvi_log(m->log, KV_LOG_ERROR, "cannot build the ring: %s", kv_error_last());
+        kvi_log(m->log, KV_LOG_ERROR, "cannot build the ring: %s", kvi_error_last());
     else {
         kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", l->n);
         kvi_view_unref(m->view);
@@ -171,7 +171,7 @@ static void save_members(kvi_membership *m)
     char *text = cJSON_PrintUnformatted(root);
     if (!text || kvi_store_meta_put(m->store, MEMBERS_META_KEY, text, strlen(text)) != KV_OK)
         kvi_log(m->log, KV_LOG_WARN, "cannot save the members: %s",
-                text ? kv_error_last() : "out of memory");
+                text ? kvi_error_last() : "out of memory");
     cJSON_free(text);
     cJSON_Delete(root);
 }
@@ -424,7 +424,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         int rc = kvi_addr_parse(&parsed, a);
         if (rc != KV_OK)
             return kvi_error(rc, "%s %zu: %s", i < cfg->n_peers ? "peer" : "seed",
-                             (i < cfg->n_peers ? i : i - cfg->n_peers) + 1, kv_error_last());
+                             (i < cfg->n_peers ? i : i - cfg->n_peers) + 1, kvi_error_last());
     }
     kvi_membership *m = calloc(1, sizeof *m);
     if (!m)
@@ -479,7 +479,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
             .phi = {.acceptable_pause_ms = cfg->failure_pause_ms},
         };
         if (kvi_gossip_start(&m->gossip, &gc) != KV_OK) {
-            kvi_log(cfg->log, KV_LOG_ERROR, "cannot start gossip: %s", kv_error_last());
+            kvi_log(cfg->log, KV_LOG_ERROR, "cannot start gossip: %s", kvi_error_last());
             ok = 0;
         }
     }

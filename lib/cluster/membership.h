@@ -26,7 +26,7 @@
 #include <stddef.h>
 
 #include "net/auth.h"
-#include "net/message.h"
+#include "format/message.h"
 #include "util/log.h"
 
 typedef struct kvi_membership_config {

@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "cluster/replica_store.h"
-#include "cluster/state.h"
+#include "format/state.h"
 #include "storage/keylock.h"
-#include "storage/record.h"
+#include "format/record.h"
 #include "util/error.h"
 
 /* A key's record, loaded under its lock (for the sweeper). */

@@ -5,7 +5,7 @@
  *
  * Each call runs under the key's stripe lock, so it is ordered with every
  * other write of the key, loads the key's acceptor record from the "paxos"
- * column family, applies cluster/paxos.h's rules and answers with a
+ * column family, applies format/paxos.h's rules and answers with a
  * kvi_paxos_answer appended to `answer`:
  *   prepare: a promise is written synced before the answer, which carries
  *            the key's replicated state (the read a prepare carries);
@@ -26,8 +26,8 @@
 #ifndef KVI_PAXOS_ACCEPTOR_H
 #define KVI_PAXOS_ACCEPTOR_H
 
-#include "cluster/paxos.h"
-#include "embedded.h"
+#include "format/paxos.h"
+#include "storage/embedded.h"
 
 /* Messages applied together (the replication pool's batch): each key's
  * messages in their order, every key locked, and one atomic store write

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include <kv/common.h>
-#include "storage/record.h"
+#include "format/record.h"
 
 static kvi_px_step done(kvi_px_round *r, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -26,8 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cluster/paxos.h"
-#include "cluster/state.h"
+#include "format/paxos.h"
+#include "format/state.h"
 
 #define KVI_PX_MAX_HOMES 16u
 /* Proposals one request sends at most (a round gives up past it). */

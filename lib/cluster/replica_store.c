@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "storage/keylock.h"
-#include "storage/record.h"
+#include "format/record.h"
 #include "util/error.h"
 
 /* The storage key of a user key, in a heap buffer (replica operations are

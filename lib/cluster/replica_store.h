@@ -1,7 +1,7 @@
 /*
  * cluster/replica_store.h - a node's replicated key states in its store.
  *
- * The cluster keeps each key as a state (cluster/state.h: a clock and its
+ * The cluster keeps each key as a state (format/state.h: a clock and its
  * siblings) in record format 2. These calls read, write and merge states
  * under the same striped key locks as the embedded store's own writes, so
  * local and replicated writes of one key never interleave.
@@ -18,8 +18,8 @@
 #ifndef KVI_REPLICA_STORE_H
 #define KVI_REPLICA_STORE_H
 
-#include "cluster/state.h"
-#include "embedded.h"
+#include "format/state.h"
+#include "storage/embedded.h"
 
 /* The dot node of values written by the embedded path. Node ids cannot
  * contain '~', so it never collides with a real member. */

@@ -9,10 +9,10 @@
 #include <xxhash.h>
 
 #include "cluster/paxos_acceptor.h"
-#include "storage/record.h"
+#include "format/record.h"
 #include "util/clock.h"
 #include "util/error.h"
-#include "value.h"
+#include "format/value.h"
 
 uint64_t kvi_serial_homes_hash(const kvi_view *v, const void *key, size_t key_len)
 {
@@ -104,7 +104,7 @@ static kvi_px_step feed(driver *d, size_t i, int rc, const kvi_frame_header *h,
         d->ring_disagree++;
     if (rc != KV_OK) {
         kvi_log(d->env->log, KV_LOG_DEBUG, "home %s did not take a Paxos message: %s",
-                d->env->view->members[d->homes[i]].id, kv_error_last());
+                d->env->view->members[d->homes[i]].id, kvi_error_last());
         return kvi_px_failed(d->r, i);
     }
     return kvi_px_answer(d->r, i, resp.value.data, resp.value.len);
@@ -158,7 +158,7 @@ static kvi_px_step send_message(driver *d)
             step = kvi_px_answer(r, (size_t)self, answer.data, answer.len);
         } else {
             kvi_log(env->log, KV_LOG_WARN, "this node's replica failed a Paxos message: %s",
-                    kv_error_last());
+                    kvi_error_last());
             step = kvi_px_failed(r, (size_t)self);
         }
         kvi_buf_free(&answer);

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 #include <kv/kv.h>
-#include "client.h"
+#include "net/client.h"
 #include "cluster/ring.h"
 #include "net/auth.h"
 #include "util/log.h"

@@ -73,7 +73,7 @@ int kvi_auth_new(kvi_auth **out, const kvi_credentials *creds)
         return kvi_error(KV_EINVAL, "%zu client tokens given, but no array of them", n_tokens);
     for (size_t i = 0; i < n_tokens; i++)
         if (check_token(creds->tokens[i]) != KV_OK)
-            return kvi_error(KV_EINVAL, "client token %zu: %s", i + 1, kv_error_last());
+            return kvi_error(KV_EINVAL, "client token %zu: %s", i + 1, kvi_error_last());
     kvi_auth *a = calloc(1, sizeof *a);
     if (!a)
         return kvi_error(KV_ENOMEM, "out of memory keeping credentials");
@@ -221,7 +221,7 @@ static int on_hello(const kvi_auth *a, unsigned char *state, const kvi_frame_hea
     }
     unsigned char *nonce_s = state + ST_NONCE_S;
     if (random_nonce(nonce_s) != KV_OK) {
-        answer(out, h, KV_EIO, NULL, kv_error_last());
+        answer(out, h, KV_EIO, NULL, kvi_error_last());
         return 1;
     }
     memcpy(state + ST_NONCE_C, nonce_c.data, KVI_AUTH_NONCE);

@@ -43,8 +43,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net/frame.h"
-#include "net/message.h"
+#include "format/frame.h"
+#include "format/message.h"
 
 #define KVI_AUTH_NONCE 32u
 #define KVI_AUTH_MAC 32u

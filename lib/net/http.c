@@ -136,7 +136,7 @@ static void begin_request(kvi_http_conn *c)
     c->body_seen = 0;
     c->ropts = (kv_read_options)KV_READ_OPTIONS_INIT;
     c->wopts = (kv_write_options)KV_WRITE_OPTIONS_INIT;
-    c->store = c->server->store;
+    c->policy = KVI_HTTP_POLICY_OWN;
     c->force_base64 = 0;
     c->status = 0;
     c->kv_status = KV_OK;
@@ -432,8 +432,8 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     if (!out)
         return kvi_error(KV_EINVAL, "kvi_http_start: out is NULL");
     *out = NULL;
-    if (!cfg || !cfg->store || !cfg->listen_addr)
-        return kvi_error(KV_EINVAL, "kvi_http_start: store and listen address are required");
+    if (!cfg || !cfg->ops || !cfg->listen_addr)
+        return kvi_error(KV_EINVAL, "kvi_http_start: ops and listen address are required");
     kvi_addr addr;
     int rc = kvi_addr_parse(&addr, cfg->listen_addr);
     if (rc != KV_OK)
@@ -441,9 +441,9 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     kvi_http *h = calloc(1, sizeof *h);
     if (!h)
         return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
-    h->store = cfg->store;
-    h->store_lww = cfg->store_lww;
-    h->store_siblings = cfg->store_siblings;
+    h->ops = cfg->ops;
+    h->ops_ctx = cfg->ops_ctx;
+    h->policies = cfg->policies;
     if (cfg->log)
         h->log = *cfg->log;
     h->metrics = cfg->metrics;

@@ -13,8 +13,8 @@
  * its length (binary-safe); only POST has endpoints under a key, so
  * ".../cas" is a plain key for GET, PUT and DELETE (docs/HTTP.md, Keys).
  *
- * Requests are served by calling the public kv_* functions on cfg->store,
- * so the HTTP layer has no storage logic of its own.
+ * Requests are served by the operations cfg->ops (a node's data calls, or
+ * in tests a handle's), so the HTTP layer has no storage logic of its own.
  *
  * With tokens configured, every request but GET /v1/health and /metrics
  * needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of
@@ -30,14 +30,45 @@
 #include "util/log.h"
 #include "util/metrics.h"
 
+/* The conflict policy a request asks for with ?policy= (KVI_HTTP_POLICY_OWN:
+ * none, the store's own). */
+typedef enum kvi_http_policy {
+    KVI_HTTP_POLICY_OWN = 0,
+    KVI_HTTP_POLICY_LWW = 1,
+    KVI_HTTP_POLICY_SIBLINGS = 2
+} kvi_http_policy;
+
+/* What the server runs requests against. Each call returns a KV_* code
+ * (public codes only), with its detail in this thread's kvi_error_last(),
+ * and is made from the server's worker threads. The options are at the
+ * current version. batch runs b (built with kvi_batch_*) and leaves each
+ * operation's public result in it. backup snapshots the store into dir
+ * (checked by kvi_check_backup_dir) and sets *report to kv_backup's JSON
+ * report (malloc'd). */
+typedef struct kvi_http_ops {
+    int (*get)(void *ctx, kvi_http_policy p, kv_value **out, const void *key, size_t key_len,
+               const kv_read_options *ro);
+    int (*put)(void *ctx, kvi_http_policy p, uint64_t *out_version, const void *key,
+               size_t key_len, const void *value, size_t value_len,
+               const kv_write_options *wo);
+    int (*del)(void *ctx, kvi_http_policy p, uint64_t *out_version, const void *key,
+               size_t key_len, const kv_write_options *wo);
+    int (*cas)(void *ctx, kvi_http_policy p, uint64_t *out_version, const void *key,
+               size_t key_len, uint64_t expected, const void *value, size_t value_len,
+               const kv_write_options *wo);
+    int (*batch)(void *ctx, kvi_http_policy p, kv_batch *b, const kv_write_options *wo,
+                 const kv_read_options *ro);
+    int (*backup)(void *ctx, char **report, const char *dir);
+} kvi_http_ops;
+
 typedef struct kvi_http_config {
     const char *listen_addr;  /* "HOST:PORT"; port 0 picks a free port */
     unsigned threads;         /* thread-pool size, >= 2 */
-    kv *store;                /* borrowed; requests run against it */
-    /* The same node under a fixed policy, for requests that ask for one
-     * (?policy=lww or siblings); NULL: the parameter is refused. */
-    kv *store_lww;
-    kv *store_siblings;
+    const kvi_http_ops *ops;  /* borrowed; requests run through it */
+    void *ops_ctx;
+    /* Requests may ask for a policy (?policy=lww or siblings); 0: the
+     * parameter is refused. */
+    int policies;
     const char *node_id;      /* for /v1/cluster */
     const char *binary_addr;  /* for /v1/cluster, the binary protocol's address */
     int binary_port;

@@ -8,7 +8,7 @@
 #include <cJSON.h>
 
 #include <kv/kv.h>
-#include "net/message.h"
+#include "format/message.h"
 
 /* Largest integer a JSON number carries exactly (2^53): cJSON parses numbers
  * as doubles, so larger versions or TTLs could not be told apart. */

@@ -3,10 +3,14 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "format/batch.h"
+#include "format/value.h"
 #include "net/http_json.h"
 #include "util/validate.h"
+#include "util/error.h"
 
 #define JSON_TYPE "application/json"
 #define METRICS_TYPE "text/plain; version=0.0.4"
@@ -34,7 +38,7 @@ void kvi_http_error(kvi_http_conn *c, unsigned status, const char *code, int kv_
 
 /* The HTTP status and error code of a KV status. Only failures of the
  * server or the cluster are 5xx; everything a client can get wrong is 4xx. */
-static void kv_status_http(int rc, unsigned *status, const char **code)
+static void status_http(int rc, unsigned *status, const char **code)
 {
     switch (rc) {
     case KV_ENOTFOUND: *status = 404; *code = "NOT_FOUND"; break;
@@ -55,29 +59,29 @@ static void kv_status_http(int rc, unsigned *status, const char **code)
 }
 
 /* The status name of a batch result. */
-static const char *kv_status_name(int rc)
+static const char *status_name(int rc)
 {
     unsigned status;
     const char *code;
     if (rc == KV_OK)
         return "OK";
-    kv_status_http(rc, &status, &code);
+    status_http(rc, &status, &code);
     return code;
 }
 
 /* Answers with the error of a failed kv_* call, whose detail message is in
- * this thread's kv_error_last(). */
+ * this thread's kvi_error_last(). */
 static void fail_msg(kvi_http_conn *c, int rc, const char *msg)
 {
     unsigned status;
     const char *code;
-    kv_status_http(rc, &status, &code);
-    kvi_http_error(c, status, code, rc, "%s", *msg ? msg : kv_strerror(rc));
+    status_http(rc, &status, &code);
+    kvi_http_error(c, status, code, rc, "%s", *msg ? msg : kvi_strerror(rc));
 }
 
 static void fail_kv(kvi_http_conn *c, int rc)
 {
-    fail_msg(c, rc, kv_error_last());
+    fail_msg(c, rc, kvi_error_last());
 }
 
 /* ----------------------------------------------------------------- query */
@@ -227,16 +231,17 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
             c->wopts.w = n;
         }
     } else if (strcmp(name, "policy") == 0) {
-        kv *chosen = ascii_caseeq(value, vlen, "lww")        ? c->server->store_lww
-                   : ascii_caseeq(value, vlen, "siblings")   ? c->server->store_siblings
-                                                             : NULL;
-        if (!chosen) {
+        kvi_http_policy chosen = !c->server->policies ? KVI_HTTP_POLICY_OWN
+                               : ascii_caseeq(value, vlen, "lww") ? KVI_HTTP_POLICY_LWW
+                               : ascii_caseeq(value, vlen, "siblings") ? KVI_HTTP_POLICY_SIBLINGS
+                                                                       : KVI_HTTP_POLICY_OWN;
+        if (chosen == KVI_HTTP_POLICY_OWN) {
             kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
-                           c->server->store_lww ? "policy must be lww or siblings"
-                                                : "this server has no per-request policy");
+                           c->server->policies ? "policy must be lww or siblings"
+                                               : "this server has no per-request policy");
             return MHD_NO;
         }
-        c->store = chosen;
+        c->policy = chosen;
     } else if (strcmp(name, "homeOnly") == 0) {
         if (ascii_caseeq(value, vlen, "true") || ascii_caseeq(value, vlen, "1"))
             c->wopts.home_only = 1;
@@ -524,10 +529,10 @@ static int put_bytes(kvi_buf *b, const char *name, const void *data, size_t n, i
  * sibling with "encoding":"base64" when base64 is set. */
 static void put_siblings(kvi_buf *b, const kv_value *v, int base64)
 {
-    size_t count = kv_value_sibling_count(v), n;
+    size_t count = kvi_value_sibling_count(v), n;
     kvi_http_json_raw(b, "\"siblings\":[");
     for (size_t i = 0; i < count; i++) {
-        const void *data = kv_value_sibling(v, i, &n);
+        const void *data = kvi_value_sibling(v, i, &n);
         kvi_http_json_raw(b, i ? ",{" : "{");
         if (put_bytes(b, "value", data, n, base64))
             kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
@@ -539,9 +544,9 @@ static void put_siblings(kvi_buf *b, const kv_value *v, int base64)
 /* Whether every sibling of v is text (one sibling: its value). */
 static int all_text(const kv_value *v)
 {
-    size_t count = kv_value_sibling_count(v), n;
+    size_t count = kvi_value_sibling_count(v), n;
     for (size_t i = 0; i < count; i++) {
-        const void *data = kv_value_sibling(v, i, &n);
+        const void *data = kvi_value_sibling(v, i, &n);
         if (!kvi_http_is_text(data, n))
             return 0;
     }
@@ -558,13 +563,14 @@ static void ok_version(kvi_http_conn *c, uint64_t version)
 static void handle_get(kvi_http_conn *c)
 {
     kv_value *v;
-    int rc = kv_get(&v, c->store, c->key.data, c->key.len, &c->ropts);
+    int rc = c->server->ops->get(c->server->ops_ctx, c->policy, &v, c->key.data, c->key.len,
+                                  &c->ropts);
     if (rc != KV_OK) {
         fail_kv(c, rc);
         return;
     }
     kvi_buf *b = &c->out;
-    size_t count = kv_value_sibling_count(v);
+    size_t count = kvi_value_sibling_count(v);
     size_t n;
     if (count > 1) {
         /* Concurrent writes the resolution policy kept: 300, as in Riak. */
@@ -573,25 +579,25 @@ static void handle_get(kvi_http_conn *c)
         put_siblings(b, v, c->force_base64);
         kvi_http_json_raw(b, ",");
     } else {
-        const void *data = kv_value_data(v, &n);
+        const void *data = kvi_value_data(v, &n);
         kvi_http_json_raw(b, "{");
         if (put_bytes(b, "value", data, n, c->force_base64))
             kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
         kvi_http_json_raw(b, ",");
     }
     kvi_http_json_raw(b, "\"version\":");
-    kvi_http_json_u64(b, kv_value_version(v));
-    if (kv_value_expiry_ms(v)) {
+    kvi_http_json_u64(b, kvi_value_version(v));
+    if (kvi_value_expiry_ms(v)) {
         kvi_http_json_raw(b, ",\"expiresAt\":");
-        kvi_http_json_u64(b, kv_value_expiry_ms(v));
+        kvi_http_json_u64(b, kvi_value_expiry_ms(v));
     }
-    const void *ctx = kv_value_context(v, &n);
+    const void *ctx = kvi_value_context(v, &n);
     if (n) {
         kvi_http_json_raw(b, ",\"context\":");
         kvi_http_json_base64(b, ctx, n);
     }
     kvi_http_json_raw(b, "}");
-    kv_value_free(v);
+    kvi_value_free(v);
 }
 
 static void handle_put(kvi_http_conn *c)
@@ -616,7 +622,8 @@ static void handle_put(kvi_http_conn *c)
         c->wopts.context_len = w.context_len;
     }
     uint64_t version = 0;
-    rc = kv_put(&version, c->store, c->key.data, c->key.len, w.value, w.value_len, &c->wopts);
+    rc = c->server->ops->put(c->server->ops_ctx, c->policy, &version, c->key.data, c->key.len,
+                             w.value, w.value_len, &c->wopts);
     kvi_http_write_body_free(&w);
     if (rc != KV_OK) {
         fail_kv(c, rc);
@@ -628,7 +635,8 @@ static void handle_put(kvi_http_conn *c)
 static void handle_delete(kvi_http_conn *c)
 {
     uint64_t version = 0;
-    int rc = kv_delete(&version, c->store, c->key.data, c->key.len, &c->wopts);
+    int rc = c->server->ops->del(c->server->ops_ctx, c->policy, &version, c->key.data,
+                                  c->key.len, &c->wopts);
     if (rc != KV_OK) {
         fail_kv(c, rc);
         return;
@@ -647,8 +655,8 @@ static void handle_cas(kvi_http_conn *c)
     }
     c->wopts.ttl_s = w.ttl_s;
     uint64_t version = 0;
-    rc = kv_cas(&version, c->store, c->key.data, c->key.len, w.expected_version, w.value,
-                w.value_len, &c->wopts);
+    rc = c->server->ops->cas(c->server->ops_ctx, c->policy, &version, c->key.data, c->key.len,
+                             w.expected_version, w.value, w.value_len, &c->wopts);
     uint64_t expected = w.expected_version;
     kvi_http_write_body_free(&w);
     if (rc == KV_ECONFLICT) {
@@ -682,7 +690,7 @@ static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_bat
 {
     const kv_value *v = NULL;
     uint64_t version = 0;
-    int rc = kv_batch_result(&v, &version, batch, i);
+    int rc = kvi_batch_result(&v, &version, batch, i);
     int base64 = force_base64 || it->base64 || !kvi_http_is_text(it->key, it->key_len) ||
                  (v && !all_text(v));
     kvi_http_json_raw(b, i ? ",{\"op\":\"" : "{\"op\":\"");
@@ -690,7 +698,7 @@ static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_bat
     kvi_http_json_raw(b, "\",");
     put_bytes(b, "key", it->key, it->key_len, base64);
     kvi_http_json_raw(b, ",\"status\":\"");
-    kvi_http_json_raw(b, kv_status_name(rc));
+    kvi_http_json_raw(b, status_name(rc));
     kvi_http_json_raw(b, "\"");
     if (rc == KV_OK) {
         kvi_http_json_raw(b, ",\"version\":");
@@ -699,17 +707,17 @@ static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_bat
     if (v) {
         size_t n;
         kvi_http_json_raw(b, ",");
-        if (kv_value_sibling_count(v) > 1) {
+        if (kvi_value_sibling_count(v) > 1) {
             put_siblings(b, v, base64);
         } else {
-            const void *data = kv_value_data(v, &n);
+            const void *data = kvi_value_data(v, &n);
             put_bytes(b, "value", data, n, base64);
         }
-        if (kv_value_expiry_ms(v)) {
+        if (kvi_value_expiry_ms(v)) {
             kvi_http_json_raw(b, ",\"expiresAt\":");
-            kvi_http_json_u64(b, kv_value_expiry_ms(v));
+            kvi_http_json_u64(b, kvi_value_expiry_ms(v));
         }
-        const void *ctx = kv_value_context(v, &n);
+        const void *ctx = kvi_value_context(v, &n);
         if (n) {
             kvi_http_json_raw(b, ",\"context\":");
             kvi_http_json_base64(b, ctx, n);
@@ -731,23 +739,23 @@ static void handle_batch(kvi_http_conn *c)
         return;
     }
     kv_batch *batch = NULL;
-    rc = kv_batch_new(&batch);
+    rc = kvi_batch_new(&batch);
     for (size_t i = 0; rc == KV_OK && i < body.count; i++) {
         const kvi_http_batch_item *it = &body.items[i];
         if (it->kind == KV_BATCH_PUT)
-            rc = kv_batch_put(batch, it->key, it->key_len, it->value, it->value_len, it->ttl_s);
+            rc = kvi_batch_put(batch, it->key, it->key_len, it->value, it->value_len, it->ttl_s);
         else if (it->kind == KV_BATCH_GET)
-            rc = kv_batch_get(batch, it->key, it->key_len);
+            rc = kvi_batch_get(batch, it->key, it->key_len);
         else
-            rc = kv_batch_delete(batch, it->key, it->key_len);
+            rc = kvi_batch_delete(batch, it->key, it->key_len);
         if (rc != KV_OK) {
             char msg[300];
-            snprintf(msg, sizeof msg, "operation %zu: %s", i, kv_error_last());
+            snprintf(msg, sizeof msg, "operation %zu: %s", i, kvi_error_last());
             fail_msg(c, rc, msg);
         }
     }
     if (rc == KV_OK) {
-        rc = kv_batch_execute(c->store, batch, &c->wopts, &c->ropts);
+        rc = c->server->ops->batch(c->server->ops_ctx, c->policy, batch, &c->wopts, &c->ropts);
         if (rc != KV_OK) {
             fail_kv(c, rc);
         } else {
@@ -759,7 +767,7 @@ static void handle_batch(kvi_http_conn *c)
     } else if (!c->status) {
         fail_kv(c, rc); /* kv_batch_new failed */
     }
-    kv_batch_free(batch);
+    kvi_batch_free(batch);
     kvi_http_batch_body_free(&body);
 }
 
@@ -803,7 +811,7 @@ static void handle_backup(kvi_http_conn *c)
         return;
     }
     char *report = NULL;
-    rc = kv_backup(&report, c->server->store, dir);
+    rc = c->server->ops->backup(c->server->ops_ctx, &report, dir);
     if (rc != KV_OK) {
         fail_kv(c, rc);
     } else if (report) {
@@ -811,7 +819,7 @@ static void handle_backup(kvi_http_conn *c)
     } else {
         kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory");
     }
-    kv_string_free(report);
+    free(report);
 }
 
 void kvi_http_handle(kvi_http_conn *c)

@@ -10,7 +10,7 @@
 
 #include <kv/kv.h>
 #include "net/http.h"
-#include "net/message.h"
+#include "format/message.h"
 
 /* Slack on top of the encoded value for the rest of a single-key body. */
 #define KVI_HTTP_BODY_SLACK (64u * 1024u)
@@ -26,8 +26,9 @@ typedef struct kvi_http_token {
 /* Immutable after kvi_http_start, so worker threads read it without locks. */
 struct kvi_http {
     struct MHD_Daemon *daemon;
-    kv *store;
-    kv *store_lww, *store_siblings;  /* see kvi_http_config */
+    const kvi_http_ops *ops;
+    void *ops_ctx;
+    int policies;           /* see kvi_http_config */
     kvi_logger log;
     kvi_metrics *metrics;
     int own_metrics;        /* cfg->metrics was NULL: /metrics still works */
@@ -88,7 +89,7 @@ typedef struct kvi_http_conn {
     uint64_t body_seen;     /* bytes uploaded so far, kept or not */
     kv_read_options ropts;
     kv_write_options wopts;
-    kv *store;              /* the handle this request runs on (?policy=) */
+    kvi_http_policy policy; /* ?policy= */
     int force_base64;       /* ?encoding=base64 */
     /* The answer; status 0 = not decided yet. */
     unsigned status;

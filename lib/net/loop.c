@@ -28,6 +28,7 @@
 
 #include <kv/kv.h>
 #include "util/error.h"
+#include "util/clock.h"
 
 #define MAX_EVENTS 256
 
@@ -60,9 +61,7 @@ struct kvi_loop {
 
 uint64_t kvi_loop_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return kvi_monotonic_ms();
 }
 
 /* ------------------------------------------------------------- lifecycle */

@@ -70,7 +70,8 @@ static inline int kvi_loop_timer_armed(const kvi_loop_timer *t)
     return t->slot != 0;
 }
 
-/* CLOCK_MONOTONIC milliseconds: the clock of every timer. Any thread. */
+/* CLOCK_MONOTONIC milliseconds (util/clock.h's kvi_monotonic_ms): the clock
+ * of every timer. Any thread. */
 uint64_t kvi_loop_now_ms(void);
 
 /* --------------------------------------------------------------- other work */

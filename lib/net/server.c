@@ -20,6 +20,7 @@
 #include "net/addr.h"
 #include "net/tls.h"
 #include "util/error.h"
+#include "util/clock.h"
 
 /* Read at most this much at a time; a frame larger than the buffer grows
  * it to exactly the frame's size, never past the body limit. */
@@ -153,13 +154,6 @@ struct kvi_server {
     io_thread *threads;
     worker_pool pools[KVI_SERVER_MAX_POOLS];
 };
-
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 void kvi_error_frame(kvi_buf *out, uint8_t opcode, uint64_t request_id,
                      int status, uint64_t version, const char *message)
@@ -462,7 +456,7 @@ static void conn_starve(io_thread *t, conn *c)
  * or it has waited ADMIT_WAIT_MS. */
 static int conn_wait(io_thread *t, conn *c, size_t total)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     if (total > t->server->admit_limit)
         return 1;
     if (!c->wait_since_ms)
@@ -737,7 +731,7 @@ static int conn_read(io_thread *t, conn *c)
                 return 0;
             return -1;
         }
-        c->last_active_ms = monotonic_ms();
+        c->last_active_ms = kvi_monotonic_ms();
         size_t got = (size_t)n;
         if (c->discard) {
             size_t skip = c->discard < got ? (size_t)c->discard : got;
@@ -795,12 +789,12 @@ static int conn_handshake(io_thread *t, conn *c)
         return 0;
     }
     if (rc != KV_OK) {
-        kvi_log(t->server->cfg.log, KV_LOG_WARN, "closing a connection: %s", kv_error_last());
+        kvi_log(t->server->cfg.log, KV_LOG_WARN, "closing a connection: %s", kvi_error_last());
         return -1;
     }
     c->handshaking = 0;
     c->proven = KVI_CONN_TLS | (kvi_tls_peer_verified(c->tls) ? KVI_CONN_CERT_VERIFIED : 0);
-    c->last_active_ms = monotonic_ms();
+    c->last_active_ms = kvi_monotonic_ms();
     /* The client may have sent its first frames with its last flight. */
     if (conn_read(t, c) != 0)
         return -1;
@@ -831,7 +825,7 @@ static void accept_all(io_thread *t)
         }
         c->fd = fd;
         c->events = EPOLLIN;
-        c->last_active_ms = monotonic_ms();
+        c->last_active_ms = kvi_monotonic_ms();
         c->next = t->conns;
         if (t->conns)
             t->conns->prev = c;
@@ -844,7 +838,7 @@ static void accept_all(io_thread *t)
         if (s->cfg.tls) {
             c->handshaking = 1;
             if (kvi_tls_accept(&c->tls, s->cfg.tls, fd) != KV_OK) {
-                kvi_log(s->cfg.log, KV_LOG_WARN, "closing a connection: %s", kv_error_last());
+                kvi_log(s->cfg.log, KV_LOG_WARN, "closing a connection: %s", kvi_error_last());
                 conn_close(t, c);
             }
         }
@@ -856,7 +850,7 @@ static void accept_all(io_thread *t)
  * waiting for the budget is waiting on the server, not idle. */
 static void scan_idle(io_thread *t)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     for (conn *c = t->conns, *next; c; c = next) {
         next = c->next;
         if (c->inflight || c->starved)
@@ -925,7 +919,7 @@ static void deliver_answers(io_thread *t)
         job_release(j);
         if (c->dead)
             continue; /* the answer has nowhere to go */
-        c->last_active_ms = monotonic_ms();
+        c->last_active_ms = kvi_monotonic_ms();
         conn_charge_out(t->server, c);
         /* Frames that waited for room (MAX_INFLIGHT) go now. */
         if (conn_serve(t, c) != 0)
@@ -968,7 +962,7 @@ static void drain_close(io_thread *t, conn *c)
  * the flush deadline. Returns 1 when the thread has nothing left. */
 static int drain_step(io_thread *t)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = kvi_monotonic_ms();
     int jobs_out = 0;
     for (conn *c = t->conns, *next; c; c = next) {
         next = c->next;
@@ -999,7 +993,7 @@ static void *io_loop(void *arg)
 {
     io_thread *t = arg;
     struct epoll_event events[64];
-    uint64_t last_scan = monotonic_ms();
+    uint64_t last_scan = kvi_monotonic_ms();
     for (;;) {
         if (!t->draining && atomic_load(&t->server->stopping))
             drain_begin(t);
@@ -1038,7 +1032,7 @@ static void *io_loop(void *arg)
         }
         if (t->n_starved)
             retry_starved(t);
-        uint64_t now = monotonic_ms();
+        uint64_t now = kvi_monotonic_ms();
         if (now - last_scan >= 250) {
             scan_idle(t);
             last_scan = now;

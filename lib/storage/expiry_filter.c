@@ -4,8 +4,8 @@
 #include <stdlib.h>
 
 #include <kv/common.h>
-#include "cluster/state.h"
-#include "storage/record.h"
+#include "format/state.h"
+#include "format/record.h"
 #include "util/clock.h"
 #include "util/endian.h"
 

@@ -65,7 +65,7 @@ typedef struct kvi_store_batch kvi_store_batch;
 kvi_store_batch *kvi_store_batch_new(kvi_store *s);
 void kvi_store_batch_put(kvi_store_batch *b, const void *skey, size_t skey_len,
                          const void *rec, size_t rec_len);
-/* A put into the Paxos family (cluster/paxos.h records), in the same
+/* A put into the Paxos family (format/paxos.h records), in the same
  * atomic write as the batch's data. */
 void kvi_store_batch_put_paxos(kvi_store_batch *b, const void *skey, size_t skey_len,
                                const void *rec, size_t rec_len);

@@ -6,14 +6,14 @@
 #include <string.h>
 
 /* One buffer per thread, like libgit2's git_error_last(): a failing call
- * writes it, kv_error_last() reads it, and threads never see each other's.
+ * writes it, kvi_error_last() (kv_error_last() in api/) reads it, and threads never see each other's.
  * It is the only thread-local state in the library and holds no resources. */
 static _Thread_local char error_message[512];
 
 int kvi_error(int code, const char *fmt, ...)
 {
     /* Formatted apart first: callers often wrap the last message,
-     * kvi_error(rc, "context: %s", kv_error_last()), and vsnprintf must not
+     * kvi_error(rc, "context: %s", kvi_error_last()), and vsnprintf must not
      * read the buffer it writes. */
     char formatted[sizeof error_message];
     va_list ap;
@@ -24,12 +24,12 @@ int kvi_error(int code, const char *fmt, ...)
     return code;
 }
 
-const char *kv_error_last(void)
+const char *kvi_error_last(void)
 {
     return error_message;
 }
 
-const char *kv_strerror(int code)
+const char *kvi_strerror(int code)
 {
     switch (code) {
     case KV_OK: return "success";
@@ -49,15 +49,4 @@ const char *kv_strerror(int code)
     case KV_EPERM: return "not permitted: authenticate first";
     default: return "unknown error code";
     }
-}
-
-const char *kv_version(int *major, int *minor, int *patch)
-{
-    if (major)
-        *major = KV_VERSION_MAJOR;
-    if (minor)
-        *minor = KV_VERSION_MINOR;
-    if (patch)
-        *patch = KV_VERSION_PATCH;
-    return KV_VERSION_STRING;
 }

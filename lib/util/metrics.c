@@ -1,5 +1,6 @@
 /* util/metrics.c - counters and histograms for /metrics. */
 #include "util/metrics.h"
+#include "util/clock.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -55,9 +56,7 @@ void kvi_metrics_free(kvi_metrics *m)
 
 uint64_t kvi_metrics_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return kvi_monotonic_ns();
 }
 
 static outcome classify(int status)

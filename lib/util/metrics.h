@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "net/message.h"
+#include "util/buf.h"
 
 typedef enum kvi_metric_proto {
     KVI_PROTO_BINARY = 0,

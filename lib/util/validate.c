@@ -93,7 +93,7 @@ int kvi_check_batch_op(const kvi_limits *l, size_t index, int is_put, const void
     if (rc == KV_OK && is_put)
         rc = kvi_check_ttl(ttl_s);
     if (rc != KV_OK)
-        return kvi_error(rc, "batch operation %zu: %s", index, kv_error_last());
+        return kvi_error(rc, "batch operation %zu: %s", index, kvi_error_last());
     return KV_OK;
 }
 
@@ -101,7 +101,7 @@ int kvi_public_status(int rc)
 {
     if (rc <= 0 && rc >= KV_EPERM)
         return rc;
-    const char *detail = kv_error_last(); /* kvi_error may wrap its own message */
+    const char *detail = kvi_error_last(); /* kvi_error may wrap its own message */
     /* The internal codes (not a replica: the ring moved under the request;
      * not waited for; not asked) all mean the replicas the request needed
      * did not serve it, which a caller may retry. */

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cluster/dvv.h"
+#include "format/dvv.h"
 
 static void vv_of(kvi_vv *vv, const char *a, uint64_t ca, const char *b, uint64_t cb)
 {

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cluster/gossip_table.h"
+#include "format/gossip_table.h"
 
 static kvi_gossip_entry entry(const char *id, uint64_t gen, uint64_t hb, uint8_t status)
 {

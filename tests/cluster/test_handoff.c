@@ -13,15 +13,15 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "client.h"
+#include "net/client.h"
 #include "cluster/handoff.h"
 #include "cluster/hints.h"
-#include "cluster/state.h"
+#include "format/state.h"
 #include "cluster/view.h"
 #include "integration/loopback.h"
-#include "storage/record.h"
-#include "embedded.h"
-#include "handle.h"
+#include "format/record.h"
+#include "storage/embedded.h"
+#include "client/handle.h"
 #include "helpers.h"
 #include "util/clock.h"
 

@@ -12,8 +12,8 @@
 
 #include "helpers.h"
 #include "cluster/hints.h"
-#include "embedded.h"
-#include "handle.h"
+#include "storage/embedded.h"
+#include "client/handle.h"
 #include "storage/raw.h"
 
 typedef struct seen {

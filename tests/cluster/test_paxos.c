@@ -1,4 +1,4 @@
-/* Per-key Paxos, the pure parts (cluster/paxos.h): ballots compared whole
+/* Per-key Paxos, the pure parts (format/paxos.h): ballots compared whole
  * and always increasing, the acceptor's three rules, an unfinished
  * proposal, and the record's codec with its refusals. */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include <kv/common.h>
-#include "cluster/paxos.h"
+#include "format/paxos.h"
 
 static kvi_ballot ballot(uint64_t time_us, const char *node, uint32_t counter)
 {

@@ -26,10 +26,10 @@
 #include "cluster/paxos_acceptor.h"
 #include "cluster/paxos_round.h"
 #include "cluster/replica_store.h"
-#include "handle.h"
+#include "client/handle.h"
 #include "helpers.h"
-#include "storage/record.h"
-#include "value.h"
+#include "format/record.h"
+#include "format/value.h"
 
 #define HOMES 3
 

@@ -11,7 +11,7 @@
 
 #include "api/fixture.h"
 #include "cluster/replica_store.h"
-#include "handle.h"
+#include "client/handle.h"
 #include "storage/raw.h"
 
 static kvi_sibling value_of(const char *text)

@@ -12,7 +12,7 @@
 
 #include <kv/common.h>
 #include "cluster/ring.h"
-#include "storage/record.h"
+#include "format/record.h"
 
 #define MAX_IDS 32
 

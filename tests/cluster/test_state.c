@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include <kv/common.h>
-#include "cluster/state.h"
+#include "format/state.h"
 
 static kvi_sibling value_of(const char *text)
 {

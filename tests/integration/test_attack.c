@@ -26,8 +26,8 @@
 #include "helpers.h"
 #include "integration/kvd_process.h"
 #include "integration/loopback.h"
-#include "net/frame.h"
-#include "net/message.h"
+#include "format/frame.h"
+#include "format/message.h"
 #include <kv/kv.h>
 
 #define MAX_NODES 3

@@ -22,8 +22,8 @@
 #include "integration/http_client.h"
 #include "integration/kvd_process.h"
 #include "integration/loopback.h"
-#include "net/frame.h"
-#include "net/message.h"
+#include "format/frame.h"
+#include "format/message.h"
 #include <kv/kv.h>
 
 #define NODES 3

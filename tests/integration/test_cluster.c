@@ -24,15 +24,15 @@
 
 #include <cJSON.h>
 
-#include "handle.h"
+#include "client/handle.h"
 #include "helpers.h"
 #include "integration/http_client.h"
 #include "integration/kvd_process.h"
 #include "integration/loopback.h"
-#include "router.h"
-#include "client.h"
+#include "client/router.h"
+#include "net/client.h"
 #include "cluster/coordinator.h"
-#include "cluster/paxos.h"
+#include "format/paxos.h"
 #include <kv/kv.h>
 
 #define MAX_NODES 6

@@ -28,9 +28,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "client.h"
+#include "net/client.h"
 #include "cluster/coordinator.h"
-#include "cluster/state.h"
+#include "format/state.h"
 #include "helpers.h"
 #include "integration/http_client.h"
 #include "integration/kvd_process.h"

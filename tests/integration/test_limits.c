@@ -36,15 +36,15 @@
 
 #include "cluster/ring.h"
 #include "cluster/view.h"
-#include "handle.h"
+#include "client/handle.h"
 #include "helpers.h"
 #include "integration/kvd_process.h"
 #include "integration/loopback.h"
-#include "net/frame.h"
+#include "format/frame.h"
 #include "net/http_json.h"
-#include "net/message.h"
-#include "router.h"
-#include "storage/record.h"
+#include "format/message.h"
+#include "client/router.h"
+#include "format/record.h"
 #include "util/validate.h"
 #include <kv/kv.h>
 

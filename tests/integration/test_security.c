@@ -25,16 +25,16 @@
 
 #include <curl/curl.h>
 
-#include "client.h"
-#include "cluster/gossip_table.h"
-#include "cluster/state.h"
+#include "net/client.h"
+#include "format/gossip_table.h"
+#include "format/state.h"
 #include "helpers.h"
 #include "integration/kvd_process.h"
 #include "integration/loopback.h"
 #include "net/auth.h"
-#include "net/frame.h"
-#include "net/message.h"
-#include "storage/record.h"
+#include "format/frame.h"
+#include "format/message.h"
+#include "format/record.h"
 #include <kv/kv.h>
 
 #define NODES 3

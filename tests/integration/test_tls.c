@@ -23,8 +23,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "client.h"
-#include "cluster/state.h"
+#include "net/client.h"
+#include "format/state.h"
 #include "helpers.h"
 #include "integration/kvd_process.h"
 #include "integration/loopback.h"

@@ -9,8 +9,8 @@
 #include <cmocka.h>
 
 #include <kv/kv.h>
-#include "net/frame.h"
-#include "net/message.h"
+#include "format/frame.h"
+#include "format/message.h"
 
 static kvi_bytes bytes(const char *s)
 {

@@ -22,8 +22,9 @@
 #include <kv/kv.h>
 #include "helpers.h"
 #include "cluster/replica_store.h"
-#include "handle.h"
+#include "client/handle.h"
 #include "net/http.h"
+#include "net/http_ops.h"
 #include "util/metrics.h"
 
 /* Server A has the default limits; server B a 1 KiB value limit, for the
@@ -349,7 +350,7 @@ static void start_with(server *s, uint32_t max_value, const char *const *tokens,
     kvi_http_config cfg = {
         .listen_addr = "127.0.0.1:0",
         .threads = 2,
-        .store = s->db,
+        .ops = &handle_http_ops, .ops_ctx = s->db,
         .node_id = "node-a",
         .binary_addr = "127.0.0.1:0",
         .binary_port = 7000,
@@ -1593,8 +1594,8 @@ static void token_config_errors(void **state)
     long_token[sizeof long_token - 1] = 0;
     static const char *const bad_tokens[] = {"", "has space", "a=b", "=", "t\u00e9", "tab\t",
                                              "quote\"", "colon:"};
-    kvi_http_config cfg = {.listen_addr = "127.0.0.1:0", .threads = 2, .store = A.db,
-                           .log = &logger};
+    kvi_http_config cfg = {.listen_addr = "127.0.0.1:0", .threads = 2,
+                           .ops = &handle_http_ops, .ops_ctx = A.db, .log = &logger};
     kvi_http *h = NULL;
     for (size_t i = 0; i < sizeof bad_tokens / sizeof bad_tokens[0]; i++) {
         const char *tokens[] = {"good", bad_tokens[i]};
@@ -1748,7 +1749,8 @@ static void start_errors(void **state)
 {
     (void)state;
     kvi_http *h = NULL;
-    kvi_http_config cfg = {.listen_addr = "no-port", .threads = 2, .store = A.db, .log = &logger};
+    kvi_http_config cfg = {.listen_addr = "no-port", .threads = 2, .ops = &handle_http_ops,
+                           .ops_ctx = A.db, .log = &logger};
     assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
     assert_null(h);
     char addr[32];
@@ -1756,12 +1758,13 @@ static void start_errors(void **state)
     cfg.listen_addr = addr;
     assert_int_equal(kvi_http_start(&h, &cfg), KV_EBUSY);
     assert_null(h);
-    cfg.store = NULL;
+    cfg.ops = NULL;
     assert_int_equal(kvi_http_start(&h, &cfg), KV_EINVAL);
     kvi_http_stop(NULL);
     assert_int_equal(kvi_http_port(NULL), 0);
     /* A server without a metrics object still serves /metrics. */
-    cfg.store = A.db;
+    cfg.ops = &handle_http_ops;
+    cfg.ops_ctx = A.db;
     cfg.listen_addr = "127.0.0.1:0";
     cfg.threads = 0;
     assert_int_equal(kvi_http_start(&h, &cfg), KV_OK);

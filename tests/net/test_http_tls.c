@@ -22,6 +22,7 @@
 #endif
 #endif
 #include "net/http.h"
+#include "net/http_ops.h"
 
 static char *dir;          /* certificates and the store */
 static char *cert_pem;     /* the server's self-signed certificate */
@@ -138,7 +139,7 @@ static int start_https(kvi_http **out, const char *cert, const char *key, const 
     kvi_http_config cfg = {
         .listen_addr = "127.0.0.1:0",
         .threads = 2,
-        .store = db,
+        .ops = &handle_http_ops, .ops_ctx = db,
         .log = &logger,
         .tls_cert_pem = cert,
         .tls_key_pem = key,

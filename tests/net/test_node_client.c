@@ -18,12 +18,12 @@
 #include <cmocka.h>
 
 #include "helpers.h"
-#include "client.h"
-#include "cluster/state.h"
-#include "handle.h"
-#include "storage/record.h"
-#include "net/frame.h"
-#include "net/message.h"
+#include "net/client.h"
+#include "format/state.h"
+#include "client/handle.h"
+#include "format/record.h"
+#include "format/frame.h"
+#include "format/message.h"
 #include <kv/kv.h>
 
 typedef struct world {

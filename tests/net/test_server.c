@@ -23,8 +23,8 @@
 #include <cmocka.h>
 
 #include <kv/kv.h>
-#include "net/frame.h"
-#include "net/message.h"
+#include "format/frame.h"
+#include "format/message.h"
 #include "net/server.h"
 
 /* ---------------------------------------------------------- the server */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "storage/record.h"
+#include "format/record.h"
 #include "storage/store.h"
 
 typedef struct raw_db {

@@ -8,8 +8,8 @@
 
 #include <kv/common.h>
 #include "storage/expiry_filter.h"
-#include "cluster/state.h"
-#include "storage/record.h"
+#include "format/state.h"
+#include "format/record.h"
 
 typedef struct encoded {
     unsigned char key[KVI_TOKEN_SIZE + 1];

@@ -7,7 +7,7 @@
 #include <cmocka.h>
 
 #include <kv/common.h>
-#include "storage/record.h"
+#include "format/record.h"
 
 static void round_trip(void **state)
 {

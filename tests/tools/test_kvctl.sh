@@ -377,7 +377,7 @@ for key in $keys; do
 done
 
 # Every replica status kv_get_traced can report (get --verbose) is in CLI.md.
-api=$(dirname "$0")/../../lib/api.c
+api=$(dirname "$0")/../../lib/api/api.c
 sts=$(sed -n '/^static const char \*status_name/,/^}/p' "$api" | sed -n 's/.*return "\([A-Z_]*\)";.*/\1/p')
 [[ $(echo "$sts" | wc -w) -ge 8 ]] || fail "the replica statuses of $api: '$sts'"
 for st in $sts; do

@@ -3,7 +3,7 @@
 The state is (version, value, live). A key starts absent at version 0. Every
 applied write, cas or delete takes version + 1; a delete leaves a tombstone
 (live False) whose version later writes continue from. This mirrors
-lib/embedded.c: a cas compares against the *visible* version (0 when the key
+lib/storage/embedded.c: a cas compares against the *visible* version (0 when the key
 is absent or deleted), and a delete of a key with no live value writes
 nothing and answers not found.
 

@@ -1,0 +1,192 @@
+/*
+ * net/client.h - the remote client: the data calls travel over the binary
+ * protocol to a node.
+ *
+ * Threads: every function may be called from many threads at once, except
+ * kvi_client_close. Calls share a few persistent connections, with many
+ * requests in flight on each, driven by an event loop (net/loop.h): on a
+ * thread of the client's own, or, with the manual_loop option, by the
+ * application (kvi_client_run). Completion callbacks run on the loop's
+ * thread; a blocking call made from one fails with KV_EBUSY.
+ */
+#ifndef KVI_CLIENT_H
+#define KVI_CLIENT_H
+
+#include <pthread.h>
+#include <time.h>
+
+#include <kv/kv.h>
+#include "format/state.h"
+#include "util/log.h"
+
+typedef struct kvi_client kvi_client;
+
+int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
+                    const kv_client_options *opts, const kvi_logger *log);
+/* The same, on the loop of client `with` (shared, counted; it lives until
+ * the last client on it closes): a handle's member clients, so that all
+ * their callbacks run on one thread. */
+int kvi_client_open_sharing(kvi_client **out, const char *const *endpoints, size_t count,
+                            const kv_client_options *opts, const kvi_logger *log,
+                            kvi_client *with);
+/* Ends every request (callbacks run with KV_EUNAVAILABLE or, for a write
+ * that was sent, KV_EUNKNOWN_OUTCOME) and frees the client. Not from a
+ * callback of its loop, and with no blocking call running. */
+void kvi_client_close(kvi_client *c);
+
+/* Runs one iteration of a manual_loop client's loop, waiting at most
+ * timeout_ms for work: the number of callbacks run, or a negative code
+ * (KV_EINVAL when the client has a thread of its own). */
+int kvi_client_run(kvi_client *c, int timeout_ms);
+/* Readable when the client's loop has work (for a manual_loop client). */
+int kvi_client_fd(const kvi_client *c);
+
+/* --------------------------------------------------- asynchronous requests */
+
+/* How a request ended, told on the loop thread. */
+typedef struct kvi_reply {
+    int rc;                      /* KV_OK: the node answered (whatever its status) */
+    const kvi_frame_header *h;   /* of the answer, when rc is KV_OK */
+    const unsigned char *body;   /* the answer's body: valid during the callback only */
+    const char *why;             /* rc != KV_OK: what happened */
+    int retryable;               /* rc != KV_OK: nothing was applied; sending again is safe */
+} kvi_reply;
+typedef void (*kvi_reply_fn)(void *ctx, const kvi_reply *reply);
+
+#define KVI_SUBMIT_WRITE 1u /* a lost answer means "unknown outcome" */
+#define KVI_SUBMIT_RETRY 2u /* send once more on a new connection when it is safe */
+
+/* Sends a request: frame was begun with kvi_frame_begin and holds the body;
+ * the client takes it (on failure too) and fills in the header. KV_OK: fn
+ * runs exactly once, on the loop thread, when the request ends (answer,
+ * timeout, broken connection, or the client closing). Otherwise fn never
+ * runs. Any thread, the loop's included (callbacks may submit). */
+int kvi_client_submit(kvi_client *c, kvi_buf *frame, uint8_t opcode, uint16_t extra_flags,
+                      unsigned flags, kvi_reply_fn fn, void *ctx);
+/* Decodes a reply into resp (pointing into the reply's body): KV_OK, or the
+ * error (an error frame's status and message, or the reply's own). */
+int kvi_reply_decode(kvi_response *resp, const kvi_reply *reply, uint8_t opcode);
+
+int kvi_client_ping(kvi_client *c);
+int kvi_client_put(kvi_client *c, uint64_t *out_version, const void *key, size_t key_len,
+                   const void *value, size_t value_len, const kv_write_options *opts);
+int kvi_client_get(kvi_client *c, kv_value **out, const void *key, size_t key_len,
+                   const kv_read_options *opts);
+int kvi_client_delete(kvi_client *c, uint64_t *out_version, const void *key,
+                      size_t key_len, const kv_write_options *opts);
+int kvi_client_cas(kvi_client *c, uint64_t *out_version, const void *key, size_t key_len,
+                   uint64_t expected_version, const void *value, size_t value_len,
+                   const kv_write_options *opts);
+int kvi_client_batch(kvi_client *c, kv_batch *b, const kv_write_options *wopts,
+                     const kv_read_options *ropts);
+
+/* The node's CLUSTER description (JSON) into out. */
+int kvi_client_cluster(kvi_client *c, kvi_buf *out);
+
+/* Between nodes. A key's replicated state from the node (its values point
+ * into holder; free it with kvi_buf_free). KV_ENOTFOUND when it has none. */
+int kvi_client_get_state(kvi_client *c, kvi_state *out, kvi_buf *holder, const void *key,
+                         size_t key_len);
+/* Sends a state for the node to merge into its own; *version (may be NULL)
+ * receives the merged state's version. */
+int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size_t key_len,
+                         const kvi_state *state);
+
+/* KV_OK when a connection to the node is up or can be made now. */
+int kvi_client_connect(kvi_client *c);
+/* Connections of a node to its peers start from the node's own listen
+ * host (kvi_addr_source), as Cassandra binds to listen_address, so peers
+ * and packet filters see which node connects. NULL or a wildcard host:
+ * the kernel picks. Set before use. */
+void kvi_client_set_source(kvi_client *c, const char *listen);
+/* Credentials shown on every new connection (copied; set before use): the
+ * cluster secret (a node's connections to its peers prove it), or a client
+ * token. NULL/0 clears them. KV_OK or KV_ENOMEM. */
+int kvi_client_set_credentials(kvi_client *c, const unsigned char *secret, size_t secret_len,
+                               const char *token);
+/* TLS credentials for every new connection, borrowed (must outlive the
+ * client; set before use): a node's own, for its connections to peers.
+ * A client handle makes its own from its options. */
+struct kvi_tls;
+void kvi_client_set_tls(kvi_client *c, const struct kvi_tls *tls);
+/* Frame flags sent with every request of this client (set before use). */
+void kvi_client_set_flags(kvi_client *c, uint16_t flags);
+
+/* Makes every new connection start with an exchange whose answer shows
+ * whether the endpoint is a libkv node (client.c, PROBE_ID): a PING when
+ * there is no handshake. For the endpoints an application gives
+ * (kv_client_open), which may be a node's HTTP port by mistake; a node's
+ * connections to its members skip it, so that starting a call never waits
+ * on a member that is paused. */
+void kvi_client_set_probe(kvi_client *c, int on);
+uint32_t kvi_client_timeout_ms(const kvi_client *c);
+/* When the node last answered anything on this client (CLOCK_MONOTONIC ms;
+ * 0 = never): first-hand evidence that it is alive. */
+uint64_t kvi_client_last_answer_ms(kvi_client *c);
+/* At most this many requests in flight per connection (0 = no limit; set
+ * before use). A request waits up to the request timeout for a slot, then
+ * fails with KV_EUNAVAILABLE (not sent). A request that timed out keeps its
+ * slot until the node answers it or the connection is replaced. */
+void kvi_client_set_max_inflight(kvi_client *c, unsigned max_per_connection);
+/* A CLOCK_MONOTONIC deadline ms from now. */
+struct timespec kvi_deadline_after(uint32_t ms);
+
+/* ------------------------------------------------------- fan-out calls
+ *
+ * A coordinator sends one request to each of several nodes and waits until
+ * enough have answered. Each call is started (sent) at once; the fan-out
+ * counts the calls that completed and those answered with status KV_OK.
+ * Calls still pending when the caller has heard enough are given up by
+ * kvi_call_finish: the request was sent and the node still acts on it, but
+ * its answer is dropped. (Built on kvi_client_submit, for coordinators that
+ * still block a thread per request.) */
+typedef struct kvi_fanout {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned done; /* calls completed: answered, failed or never sent */
+    unsigned ok;   /* of those, answered with KV_OK or KV_ENOTFOUND */
+} kvi_fanout;
+
+void kvi_fanout_init(kvi_fanout *fo);
+void kvi_fanout_destroy(kvi_fanout *fo);
+/* Counts an operation done without a call (the coordinator's own replica). */
+void kvi_fanout_local(kvi_fanout *fo, int ok);
+/* Waits until want_ok calls answered KV_OK, or total completed, or the
+ * deadline passed; returns how many answered KV_OK. */
+unsigned kvi_fanout_wait(kvi_fanout *fo, unsigned want_ok, unsigned total,
+                         const struct timespec *deadline);
+
+typedef struct kvi_call kvi_call;
+/* Sends req (with extra frame flags) and returns the call to finish, or
+ * NULL when out of memory; either way it is counted in fo. A call that
+ * could not be sent completes at once. */
+kvi_call *kvi_call_start(kvi_client *c, kvi_fanout *fo, const kvi_request *req,
+                         uint16_t extra_flags, int is_write);
+/* The same with an already encoded request body (forwarding). */
+kvi_call *kvi_call_start_raw(kvi_client *c, kvi_fanout *fo, uint8_t opcode, const void *body,
+                             size_t body_len, uint16_t extra_flags, int is_write);
+/* 1 when the call has completed (answered, failed, or never sent; NULL
+ * too), so kvi_call_finish will not give it up: a driver that feeds each
+ * answer to a state machine as it comes asks this after each wake-up. */
+int kvi_call_done(kvi_call *call);
+/* Ends a call (NULL is accepted): KV_OK with the response's header and body
+ * (malloc'd; the caller frees it) when the node answered, whatever its
+ * status; otherwise what no answer means (KV_EUNAVAILABLE, KV_ETIMEDOUT,
+ * KV_EUNKNOWN_OUTCOME for a write). Frees the call. */
+int kvi_call_finish(kvi_call *call, kvi_frame_header *h, unsigned char **body);
+/* Runs fn(ctx, delivered) exactly once, when the call ends: delivered is 1
+ * when the node answered KV_OK, 0 when it answered an error, the request
+ * could not be sent, or the connection failed first. Calls given up on by
+ * kvi_call_finish end later, on the client's loop thread, at the latest
+ * when the request times out (fn must not block long or take a lock held
+ * around kvi_call_* calls). Set before
+ * kvi_call_finish; a NULL call runs fn(ctx, 0) at once. fn owns ctx. A
+ * coordinator uses it to keep a hint for a replica that never took a
+ * write, even one it stopped waiting for. */
+typedef void (*kvi_call_after_fn)(void *ctx, int delivered);
+void kvi_call_set_after(kvi_call *call, kvi_call_after_fn fn, void *ctx);
+/* Decodes an answer; an error frame's status and message become the result. */
+int kvi_call_decode(kvi_response *resp, uint8_t opcode, const kvi_frame_header *h,
+                    const unsigned char *body);
+
+#endif

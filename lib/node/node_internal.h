@@ -1,0 +1,77 @@
+/*
+ * node/node_internal.h - the node's parts shared by node.c (lifecycle, data
+ * calls, request dispatch), node_replica.c (replication requests) and
+ * node_figures.c (failure figures). Not installed.
+ */
+#ifndef KVI_NODE_INTERNAL_H
+#define KVI_NODE_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "cluster/handoff.h"
+#include "cluster/hints.h"
+#include "cluster/membership.h"
+#include "net/auth.h"
+#include "storage/embedded.h"
+#include "net/http.h"
+#include "format/message.h"
+#include "net/server.h"
+#include "node/node.h"
+#include "util/metrics.h"
+#include "util/ticker.h"
+#include "util/validate.h"
+
+/* How far ahead of this node's clock a replicated write time may be. */
+#define KVI_MAX_WRITE_AHEAD_MS (24ull * 3600u * 1000u)
+
+struct kvi_node {
+    kvi_embedded *store; /* the embedded store underneath */
+    kvi_logger store_log; /* its logger (the store options' log_fn) */
+    kvi_limits limits;  /* its key and value limits, for every door */
+    int siblings;       /* the node's policy is SIBLINGS (else LWW) */
+    kvi_server *binary;
+    kvi_http *http;
+    kvi_metrics *metrics;
+    kvi_membership *membership;
+    kvi_hints hints;          /* kept for homes that missed writes */
+    kvi_handoff *handoff;     /* gives them back */
+    kvi_ticker paxos_sweeper; /* removes settled Paxos records */
+    atomic_uint_fast64_t sloppy_writes;
+    char *node_id;
+    char *listen_addr;
+    char *http_addr;
+    int binary_port;
+    int http_port;
+    kvi_auth *auth;           /* the binary protocol's gate */
+    unsigned char *secret;    /* the cluster secret, for connections to peers */
+    kvi_credentials peer_creds; /* points at secret and tls_out */
+    struct kvi_tls *tls_in;   /* the binary server's TLS credentials; NULL: none */
+    struct kvi_tls *tls_out;  /* this node's, for its connections to peers */
+    const kvi_logger *log;
+};
+
+/* A node given other members (or seeds) serves the cluster's data; alone,
+ * it is its embedded store served over the network. */
+int kvi_node_clustered(kvi_node *n);
+
+/* Appends a response frame for a call that returned rc (KV_OK or an error
+ * whose detail is this thread's kvi_error_last()). */
+void kvi_node_respond(kvi_buf *out, const kvi_frame_header *h, int rc, kvi_response *resp);
+
+/* The binary protocol's request handler (kvi_request_fn). */
+void kvi_node_handle_request(void *ctx, const kvi_frame_header *h, const unsigned char *body,
+                             kvi_buf *out);
+
+/* node_replica.c */
+int kvi_node_replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                        kvi_buf *out);
+int kvi_node_paxos_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out);
+int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                     kvi_buf *out);
+void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs);
+
+/* node_figures.c: the failure figures in GET /metrics (kvi_metrics_extra_fn). */
+void kvi_node_render_metrics(void *ctx, kvi_buf *b);
+
+#endif

@@ -1,0 +1,331 @@
+/*
+ * node/node_replica.c - a node's side of replication: GET_STATE, REPLICATE and
+ * HINT requests from other members, REPLICATEs merged in batches.
+ */
+#include "node/node_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/coordinator.h"
+#include "cluster/paxos_acceptor.h"
+#include "cluster/serial.h"
+#include "cluster/replica_store.h"
+#include "cluster/view.h"
+#include "format/record.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/validate.h"
+
+/* Decodes a replicated state sent with a key (REPLICATE, HINT) and checks
+ * each sibling's value against this node's limits. */
+static int check_state(kvi_node *n, kvi_state *st, const kvi_request *req, uint64_t token)
+{
+    if (kvi_state_decode(st, req->value.data, req->value.len, token) != KV_OK)
+        return kvi_error(KV_EINVAL, "malformed or damaged state for this key");
+    uint64_t latest = kvi_now_ms() + KVI_MAX_WRITE_AHEAD_MS;
+    for (size_t i = 0; i < st->n; i++) {
+        int rc = kvi_check_value(&n->limits, st->sibs[i].value, st->sibs[i].value_len);
+        if (rc != KV_OK)
+            return kvi_error(rc, "a sibling's %s", kvi_error_last());
+        /* A write time far ahead would win last-write-wins against every
+         * real write for years: no coordinator's clock is that wrong. */
+        if (st->sibs[i].write_ms > latest)
+            return kvi_error(KV_EINVAL, "a sibling written more than a day in the future");
+    }
+    return KV_OK;
+}
+
+/* Checks a GET_STATE or REPLICATE request before it touches the store:
+ * the key's size, and that this node is one of the key's replicas in its
+ * own ring (else KVI_ENOT_REPLICA: the asker's ring differs, and it learns
+ * it again; a handed-off hint is this node's data whatever the ring says).
+ * A REPLICATE's state is decoded into st and its values checked against
+ * the limits: its checksum is seeded with the key's token, so a state sent
+ * under the wrong key is refused. v may be NULL (not clustered yet). */
+static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_request *req,
+                                 const kvi_frame_header *h, kvi_state *st)
+{
+    int rc = kvi_check_key(&n->limits, req->key.data, req->key.len);
+    if (rc != KV_OK)
+        return rc;
+    uint64_t token = kvi_key_token(req->key.data, req->key.len);
+    if (v && !(h->flags & KVI_FRAME_FLAG_HANDOFF)) {
+        const uint32_t *pref;
+        size_t count = kvi_ring_preference(v->ring, token, &pref);
+        int mine = 0;
+        for (size_t i = 0; i < count; i++)
+            mine |= (int)pref[i] == v->self;
+        if (!mine)
+            return kvi_error(KVI_ENOT_REPLICA, "this node is not a replica of the key");
+    }
+    if (h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR)
+        return KV_OK;
+    return check_state(n, st, req, token);
+}
+
+/* The view to check replica requests against: NULL when not clustered or
+ * not built yet. */
+static kvi_view *replica_check_view(kvi_node *n)
+{
+    return kvi_node_clustered(n) ? kvi_membership_view(n->membership) : NULL;
+}
+
+/* GET_STATE and REPLICATE, between nodes: a key's replicated state in
+ * record format 2, read from or merged into this node's store. */
+int kvi_node_replica_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out)
+{
+    kvi_response resp = {0};
+    kvi_state *st = malloc(sizeof *st);
+    int rc = st ? KV_OK : kvi_error(KV_ENOMEM, "out of memory handling a replica request");
+    if (rc == KV_OK) {
+        kvi_view *v = replica_check_view(n);
+        rc = check_replica_request(n, v, req, h, st);
+        kvi_view_unref(v);
+    }
+    kvi_buf holder = {0}, encoded = {0};
+    if (rc == KV_OK && (h->opcode == KVI_OP_GET_STATE || h->opcode == KVI_OP_READ_STATE)) {
+        rc = kvi_replica_read(st, &holder, n->store, req->key.data, req->key.len);
+        if (rc == KV_OK) {
+            kvi_state_encode(&encoded, st, kvi_key_token(req->key.data, req->key.len));
+            resp.value.data = encoded.data;
+            resp.value.len = encoded.len;
+        }
+    } else if (rc == KV_OK) {
+        rc = kvi_replica_merge(NULL, &resp.version, n->store, req->key.data,
+                               req->key.len, st);
+    }
+    kvi_node_respond(out, h, rc, &resp);
+    kvi_buf_free(&encoded);
+    kvi_buf_free(&holder);
+    free(st);
+    return rc;
+}
+
+/* HINT, between nodes: keep a state for a home replica that is down, as
+ * its stand-in, until handoff gives it back. */
+int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                   kvi_buf *out)
+{
+    kvi_response resp = {0};
+    int rc = KV_OK;
+    char target[KVI_DVV_MAX_ID + 1];
+    if ((rc = kvi_check_key(&n->limits, req->key.data, req->key.len)) != KV_OK)
+        rc = kvi_error(rc, "a hint's %s", kvi_error_last());
+    else if (req->context.len == 0 || req->context.len > KVI_DVV_MAX_ID)
+        rc = kvi_error(KV_EINVAL, "a hint needs its home replica's node id");
+    kvi_state *st = rc == KV_OK ? malloc(sizeof *st) : NULL;
+    if (rc == KV_OK && !st)
+        rc = kvi_error(KV_ENOMEM, "out of memory keeping a hint");
+    /* Checked now (the checksum is seeded with the key's token), so that a
+     * damaged state is refused here, not replayed later. */
+    if (rc == KV_OK)
+        rc = check_state(n, st, req, kvi_key_token(req->key.data, req->key.len));
+    if (rc == KV_OK) {
+        memcpy(target, req->context.data, req->context.len);
+        target[req->context.len] = 0;
+        rc = kvi_hints_put(&n->hints, target, kvi_now_ms(), req->key.data, req->key.len,
+                           req->value.data, req->value.len);
+    }
+    kvi_node_respond(out, h, rc, &resp);
+    free(st);
+    return rc;
+}
+
+/* PAXOS_PREPARE, PROPOSE and COMMIT, between nodes: this node as an
+ * acceptor of a key it is a home replica of (cluster/paxos_acceptor.h).
+ * Checks a message into m: the key, the ballot, a proposal's state (as
+ * replication checks a state), and that the proposer's ring gives the key
+ * the same homes as this node's (the hash of their ids): two proposers with
+ * different homes could form majorities that do not overlap (ScyllaDB
+ * 5251), so a mismatch is refused with KVI_ENOT_REPLICA until the rings
+ * agree. st is scratch space. */
+static int paxos_msg_of(kvi_node *n, const kvi_view *v, const kvi_request *req,
+                        const kvi_frame_header *h, kvi_paxos_msg *m, kvi_state *st)
+{
+    memset(m, 0, sizeof *m);
+    int rc = kvi_check_key(&n->limits, req->key.data, req->key.len);
+    if (rc != KV_OK)
+        return rc;
+    kvi_reader rd = kvi_reader_init(req->context.data, req->context.len);
+    /* The zero ballot only asks (a SERIAL read's first step, which no
+     * acceptor takes): a prepare may carry it, nothing else. */
+    if (kvi_ballot_read(&rd, &m->ballot) != 0 || kvi_reader_done(&rd) != 0 ||
+        (m->ballot.node[0] == 0 && h->opcode != KVI_OP_PAXOS_PREPARE))
+        return kvi_error(KV_EINVAL, "a Paxos message with a malformed ballot");
+    if (!v)
+        return kvi_error(KV_EUNAVAILABLE, "this node is not serving a cluster yet");
+    const uint32_t *pref;
+    size_t count = kvi_ring_preference(v->ring, kvi_key_token(req->key.data, req->key.len),
+                                       &pref);
+    int mine = 0;
+    for (size_t i = 0; i < count; i++)
+        mine |= (int)pref[i] == v->self;
+    if (!mine || kvi_serial_homes_hash(v, req->key.data, req->key.len) != req->expected_version)
+        return kvi_error(KVI_ENOT_REPLICA, "this node's ring gives the key other home replicas "
+                                           "than the proposer's");
+    m->key = req->key.data;
+    m->key_len = req->key.len;
+    m->kind = h->opcode == KVI_OP_PAXOS_PREPARE   ? KVI_PAXOS_PREPARE
+            : h->opcode == KVI_OP_PAXOS_PROPOSE ? KVI_PAXOS_PROPOSE : KVI_PAXOS_COMMIT;
+    if (m->kind == KVI_PAXOS_PREPARE)
+        return KV_OK;
+    /* A proposal: its id, then a state checked as replication's is. */
+    uint64_t id;
+    kvi_request inner = *req;
+    const void *state;
+    if (kvi_proposal_split(req->value.data, req->value.len, &id, &state, &inner.value.len) != 0)
+        return kvi_error(KV_EINVAL, "a Paxos proposal shorter than its id");
+    inner.value.data = state;
+    rc = check_state(n, st, &inner, kvi_key_token(req->key.data, req->key.len));
+    m->proposal = req->value.data;
+    m->proposal_len = req->value.len;
+    return rc;
+}
+
+static void paxos_respond(kvi_node *n, kvi_buf *out, const kvi_frame_header *h, int rc,
+                          const kvi_paxos_msg *m, uint64_t started)
+{
+    kvi_response resp = {.value = {m->answer.data, m->answer.len}};
+    kvi_node_respond(out, h, rc, &resp);
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+                       kvi_metrics_now_ns() - started);
+}
+
+int kvi_node_paxos_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                      kvi_buf *out)
+{
+    kvi_paxos_msg m;
+    kvi_state *st = malloc(sizeof *st);
+    kvi_view *v = replica_check_view(n);
+    int rc = st ? paxos_msg_of(n, v, req, h, &m, st)
+                : kvi_error(KV_ENOMEM, "out of memory handling a Paxos message");
+    kvi_view_unref(v);
+    if (rc == KV_OK) {
+        kvi_paxos_apply(n->store, &m, 1);
+        rc = m.status;
+    }
+    kvi_response resp = {.value = {m.answer.data, m.answer.len}};
+    kvi_node_respond(out, h, rc, &resp);
+    kvi_buf_free(&m.answer);
+    free(st);
+    return rc;
+}
+
+static int is_paxos(uint8_t opcode)
+{
+    return opcode == KVI_OP_PAXOS_PREPARE || opcode == KVI_OP_PAXOS_PROPOSE ||
+           opcode == KVI_OP_PAXOS_COMMIT;
+}
+
+/* The Paxos messages of a batch, applied together: the promises and
+ * accepts of concurrent rounds share one synced write. */
+static void paxos_batch(kvi_node *n, const kvi_view *v, kvi_server_request *reqs,
+                        size_t n_reqs, uint64_t started)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n_reqs; i++)
+        count += is_paxos(reqs[i].h->opcode);
+    if (!count)
+        return;
+    kvi_paxos_msg *msgs = calloc(count, sizeof *msgs);
+    size_t *which = calloc(count, sizeof *which);
+    kvi_state *st = malloc(sizeof *st);
+    size_t k = 0;
+    for (size_t i = 0; msgs && which && st && i < n_reqs; i++) {
+        const kvi_frame_header *h = reqs[i].h;
+        kvi_request req;
+        if (!is_paxos(h->opcode))
+            continue;
+        int rc = kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
+                     ? kvi_error(KV_EINVAL, "malformed request body for opcode %u", h->opcode)
+                     : paxos_msg_of(n, v, &req, h, &msgs[k], st);
+        if (rc != KV_OK) {
+            kvi_paxos_msg none = {0};
+            paxos_respond(n, reqs[i].out, h, rc, &none, started);
+            continue;
+        }
+        which[k++] = i;
+    }
+    if (!msgs || !which || !st) {
+        for (size_t i = 0; i < n_reqs; i++)
+            if (is_paxos(reqs[i].h->opcode))
+                kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
+    } else if (k) {
+        kvi_paxos_apply(n->store, msgs, k);
+        for (size_t j = 0; j < k; j++) {
+            if (msgs[j].status != KV_OK)
+                kvi_error(msgs[j].status, "applying a Paxos message: %s",
+                          kvi_strerror(msgs[j].status));
+            paxos_respond(n, reqs[which[j]].out, reqs[which[j]].h, msgs[j].status, &msgs[j],
+                          started);
+            kvi_buf_free(&msgs[j].answer);
+        }
+    }
+    free(msgs);
+    free(which);
+    free(st);
+}
+
+/* The replication pool's requests, in batches: the REPLICATEs that queued
+ * up while its threads were busy are merged together and written with one
+ * sync (kvi_replica_merge_many), instead of one synced write each; so are
+ * the Paxos messages (kvi_paxos_apply). Other requests of the pool (HINT)
+ * run one by one. */
+void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs)
+{
+    kvi_node *n = ctx;
+    uint64_t started = kvi_metrics_now_ns();
+    kvi_state *states = malloc(n_reqs * sizeof *states);
+    kvi_merge_item *items = malloc(n_reqs * sizeof *items);
+    size_t *which = malloc(n_reqs * sizeof *which); /* the request of each item */
+    if (!states || !items || !which) {
+        free(states);
+        free(items);
+        free(which);
+        for (size_t i = 0; i < n_reqs; i++)
+            kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
+        return;
+    }
+    kvi_view *v = replica_check_view(n);
+    size_t n_items = 0;
+    for (size_t i = 0; i < n_reqs; i++) {
+        const kvi_frame_header *h = reqs[i].h;
+        kvi_request req;
+        if (is_paxos(h->opcode))
+            continue; /* below, together */
+        if ((h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
+            kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0) {
+            kvi_node_handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */
+            continue;
+        }
+        int rc = check_replica_request(n, v, &req, h, &states[i]);
+        if (rc != KV_OK) {
+            kvi_response resp = {0};
+            kvi_node_respond(reqs[i].out, h, rc, &resp);
+            kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+                               kvi_metrics_now_ns() - started);
+            continue;
+        }
+        items[n_items] = (kvi_merge_item){req.key.data, req.key.len, &states[i], 0, 0};
+        which[n_items++] = i;
+    }
+    paxos_batch(n, v, reqs, n_reqs, started);
+    kvi_view_unref(v);
+    if (n_items)
+        kvi_replica_merge_many(n->store, items, n_items);
+    for (size_t k = 0; k < n_items; k++) {
+        size_t i = which[k];
+        kvi_response resp = {.version = items[k].version};
+        int rc = items[k].status;
+        if (rc != KV_OK)
+            kvi_error(rc, "merging a replicated state: %s", kvi_strerror(rc));
+        kvi_node_respond(reqs[i].out, reqs[i].h, rc, &resp);
+        kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+                           kvi_metrics_now_ns() - started);
+    }
+    free(states);
+    free(items);
+    free(which);
+}

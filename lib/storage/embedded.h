@@ -1,0 +1,46 @@
+/*
+ * storage/embedded.h - the embedded store: versions, CAS, TTL and batches on top of
+ * the RocksDB wrapper.
+ *
+ * Arguments arrive validated by api.c (sizes within the handle's limits,
+ * pointers non-NULL where lengths are non-zero).
+ *
+ * Threads: every function may be called from many threads at once, except
+ * kvi_embedded_close. Writers of one key are serialised by a striped lock;
+ * readers take no lock.
+ */
+#ifndef KVI_EMBEDDED_H
+#define KVI_EMBEDDED_H
+
+#include <kv/kv.h>
+#include "storage/store.h"
+
+typedef struct kvi_embedded kvi_embedded;
+
+/* Checks the open options o and fills cfg's settings from them (path and
+ * log are the caller's): KV_OK or KV_EINVAL. */
+int kvi_embedded_config(kvi_store_config *cfg, const kv_open_options *o);
+int kvi_embedded_open(kvi_embedded **out, const kvi_store_config *cfg);
+void kvi_embedded_close(kvi_embedded *e);
+
+int kvi_embedded_put(kvi_embedded *e, uint64_t *out_version, const void *key,
+                     size_t key_len, const void *value, size_t value_len,
+                     uint64_t ttl_s);
+int kvi_embedded_get(kvi_embedded *e, kv_value **out, const void *key,
+                     size_t key_len);
+int kvi_embedded_delete(kvi_embedded *e, uint64_t *out_version,
+                        const void *key, size_t key_len);
+int kvi_embedded_cas(kvi_embedded *e, uint64_t *out_version, const void *key,
+                     size_t key_len, uint64_t expected_version,
+                     const void *value, size_t value_len, uint64_t ttl_s);
+/* Runs a batch whose operations were validated against the handle's limits. */
+int kvi_embedded_batch(kvi_embedded *e, kv_batch *b);
+int kvi_embedded_compact(kvi_embedded *e);
+
+/* The store and the key locks underneath, for the replica operations
+ * (cluster/replica_store.c), which must serialise with local writers. */
+struct kvi_keylock;
+kvi_store *kvi_embedded_store(kvi_embedded *e);
+struct kvi_keylock *kvi_embedded_locks(kvi_embedded *e);
+
+#endif
