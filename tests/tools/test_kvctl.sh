@@ -416,6 +416,14 @@ PY
 expect_rc 0 "kvbench --depth with CAS"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["errors"] == 0 and d["operations"]["cas"]["ops"] > 0, d' \
     "$tmp/out" || fail "kvbench --depth CAS: every CAS settled"
+# --rate paces the run: 1,000 requests at 2,000 a second, all answered.
+"$KVBENCH" binary --endpoints "$EP" --connections 2 --depth 4 --keys 50 --requests 1000 \
+    --rate 2000 --no-preload --json >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 0 "kvbench --rate"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["rate"] == 2000 and d["total"]["ops"] == 1000 and d["errors"] == 0, d' \
+    "$tmp/out" || fail "kvbench --rate: every paced request answered"
+"$KVBENCH" binary --endpoints "$EP" --rate 100 >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_rc 2 "kvbench --rate without --depth"
 "$KVBENCH" binary --endpoints "$EP" --depth 4 --threads 3 >"$tmp/out" 2>"$tmp/err"; rc=$?
 expect_rc 2 "kvbench --depth with --threads"
 "$KVBENCH" http --url "http://127.0.0.1:$hport" --depth 4 >"$tmp/out" 2>"$tmp/err"; rc=$?

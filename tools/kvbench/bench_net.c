@@ -88,6 +88,7 @@ struct net_config {
     unsigned threads;
     unsigned connections;
     unsigned depth;       /* binary: requests in flight per connection, async (0 = blocking) */
+    double rate;          /* --rate: requests/s of the run in all (async); 0 = no limit */
     int server_pids[8];   /* --server-pids: whose CPU time to report */
     size_t n_server_pids;
     double duration_s;    /* 0 = no time limit (--requests only) */
@@ -780,10 +781,17 @@ struct slot {
     bool retry_cas;
 };
 
+#define PACE_AHEAD_NS 1000000ull
+
 struct async_state {
     uint64_t next_key; /* preload */
     uint64_t last_flush;
     unsigned active;   /* slots with a request in flight */
+    /* --rate: when the next request is due, and the slots waiting for
+     * their turn (a stack). */
+    uint64_t next_send_ns, interval_ns;
+    struct slot **idle;
+    unsigned n_idle;
 };
 
 static void slot_start(struct slot *sl, struct async_state *as);
@@ -836,12 +844,29 @@ static void slot_start(struct slot *sl, struct async_state *as)
     const struct net_config *cfg = r->cfg;
     w->retry_cas = sl->retry_cas;
     w->k = sl->k;
+    uint64_t t0 = now_ns();
+    bool paced = as->interval_ns && r->phase == PHASE_RUN;
+    /* Requests due within PACE_AHEAD_NS go now, so the loop sleeps at
+     * least a millisecond at a time instead of spinning. */
+    if (paced && t0 + PACE_AHEAD_NS < as->next_send_ns && !should_stop(r)) {
+        as->idle[as->n_idle++] = sl; /* started when its turn comes */
+        return;
+    }
     enum op op;
     if (!pick_request(w, &as->next_key, &op))
         return;
+    if (paced) {
+        /* Latency counts from when the request was due, not from when it
+         * was sent: a server that falls behind the rate is charged for the
+         * wait (no coordinated omission). */
+        if (as->next_send_ns < t0)
+            t0 = as->next_send_ns; /* late: from when it was due */
+        /* early (by under PACE_AHEAD_NS): from now */
+        as->next_send_ns += as->interval_ns;
+    }
     sl->op = op;
     sl->k = w->k;
-    sl->t0 = now_ns();
+    sl->t0 = t0;
     int rc;
     if (op == OP_GET) {
         kv_read_options ro = KV_READ_OPTIONS_INIT;
@@ -874,23 +899,37 @@ static void *async_worker_main(struct net_worker *w)
     unsigned n = cfg->connections * cfg->depth;
     struct slot *slots = calloc(n, sizeof *slots);
     struct async_state as = {.next_key = w->idx};
+    as.idle = calloc(n ? n : 1, sizeof *as.idle);
+    if (cfg->rate > 0)
+        as.interval_ns = (uint64_t)(1e9 / cfg->rate);
     w->async = &as;
     w->t_start = now_ns();
     as.last_flush = w->t_start;
+    as.next_send_ns = w->t_start;
     for (unsigned i = 0; slots && i < n; i++) {
         slots[i].w = w;
         slot_start(&slots[i], &as);
     }
     if (!slots)
         fprintf(stderr, PROG ": out of memory\n");
-    /* Each request ends within the client's timeout, so this ends too. */
-    while (as.active > 0) {
-        int rc = kv_run(r->db, 100);
+    /* Each request ends within the client's timeout, and idle slots are
+     * dropped once the phase is over, so this ends too. */
+    while (as.active > 0 || as.n_idle > 0) {
+        int wait_ms = 100;
+        if (as.n_idle) {
+            uint64_t now = now_ns(), due = as.next_send_ns - PACE_AHEAD_NS;
+            wait_ms = due > now ? 1 + (int)((due - now) / 1000000u) : 0;
+        }
+        int rc = kv_run(r->db, wait_ms);
         if (rc < 0) {
             fprintf(stderr, PROG ": kv_run: %s\n", kv_error_last());
             break;
         }
+        uint64_t now = now_ns();
+        while (as.n_idle && (now + PACE_AHEAD_NS >= as.next_send_ns || should_stop(r)))
+            slot_start(as.idle[--as.n_idle], &as);
     }
+    free(as.idle);
     w->t_end = now_ns();
     flush_interval(w);
     free(slots);
@@ -1240,7 +1279,7 @@ static void print_json(const struct net_config *cfg, const char *target,
     } else {
         printf("null");
     }
-    printf(",\"depth\":%u", cfg->depth ? cfg->depth : 1);
+    printf(",\"depth\":%u,\"rate\":%.1f", cfg->depth ? cfg->depth : 1, cfg->rate);
     uint64_t ops = kvb_hist_count(&res->all);
     printf(",\"cpu_us_per_op\":{\"kvbench\":%.3f", ops ? res->self_cpu_s * 1e6 / (double)ops : 0.0);
     if (cfg->n_server_pids && res->server_cpu_s >= 0)
@@ -1287,6 +1326,9 @@ void kvb_net_usage(FILE *f)
         "  --depth D             binary only: one thread keeps D requests in flight on\n"
         "                        each connection through the asynchronous API\n"
         "                        (kv_*_async on a manual_loop client; see --connections)\n"
+        "  --rate R              with --depth: start R requests a second in all (an\n"
+        "                        open loop: latency counts from when a request was\n"
+        "                        due); the slots bound what is in flight\n"
         "  --server-pids P,...   report these processes' CPU time per operation beside\n"
         "                        kvbench's own (from /proc/PID/stat over the run)\n"
         "  --duration S          run for S seconds (default 10)\n"
@@ -1423,7 +1465,7 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
         "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
         "--keys", "--key-size", "--value-size", "--read-ratio", "--cas-ratio", "--ttl", "--timeout",
         "--seed", "--consistency", "--preload-consistency", "--token-file", "--tls-ca",
-        "--depth", "--server-pids", NULL};
+        "--depth", "--server-pids", "--rate", NULL};
     for (int i = 2; i < argc; i++) {
         char name[64];
         const char *val;
@@ -1467,6 +1509,8 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
         } else if (strcmp(name, "--threads") == 0) {
             cfg->threads = (unsigned)parse_u64(name, val, 1, 1024);
             have_threads = true;
+        } else if (strcmp(name, "--rate") == 0) {
+            cfg->rate = parse_double(name, val, 1.0, 1e8);
         } else if (strcmp(name, "--depth") == 0) {
             cfg->depth = (unsigned)parse_u64(name, val, 1, 4096);
         } else if (strcmp(name, "--server-pids") == 0) {
@@ -1550,6 +1594,8 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
                   "flight; leave --threads out%s", "");
     if (cfg->depth)
         cfg->threads = 1;
+    if (cfg->rate > 0 && !cfg->depth)
+        bad_usage("--rate paces the asynchronous load: give --depth too%s", "");
     if (!have_duration && cfg->requests == 0)
         cfg->duration_s = 10.0;
     /* every key of the space must have its own key_size-digit name */
