@@ -97,7 +97,7 @@ static void refresh_status(kvi_router *r)
         cJSON *root = cJSON_ParseWithLength((const char *)resp.value.data, resp.value.len);
         if (root && members_differ(v, root) &&
             kvi_view_from_json(&fresh, resp.value.data, resp.value.len, &r->opts, r->flags,
-                               r->log, r->bootstrap) != KV_OK)
+                               r->log, kvi_client_loop_of(r->bootstrap)) != KV_OK)
             fresh = NULL;
         const cJSON *m;
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
@@ -227,7 +227,7 @@ static kvi_view *learn(kvi_router *r)
     kvi_view *v = NULL;
     if (kvi_client_cluster(r->bootstrap, &json) == KV_OK &&
         kvi_view_from_json(&v, json.data, json.len, &r->opts, r->flags, r->log,
-                           r->bootstrap) == KV_OK &&
+                           kvi_client_loop_of(r->bootstrap)) == KV_OK &&
         v->n < 2) {
         kvi_view_unref(v);
         v = NULL;
@@ -276,7 +276,7 @@ void kvi_router_invalidate(kvi_router *r, kvi_view *stale, const char *from)
     kvi_buf json = {0};
     if (c && kvi_client_cluster(c, &json) == KV_OK &&
         kvi_view_from_json(&fresh, json.data, json.len, &r->opts, r->flags, r->log,
-                           r->bootstrap) == KV_OK &&
+                           kvi_client_loop_of(r->bootstrap)) == KV_OK &&
         fresh->n < 2) {
         kvi_view_unref(fresh);
         fresh = NULL;

@@ -253,7 +253,9 @@ static void exchange(kvi_gossip *g, const char *addr)
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.connect_timeout_ms = g->cfg.timeout_ms;
     co.request_timeout_ms = g->cfg.timeout_ms;
-    if (mine.failed || kvi_client_open(&c, eps, 1, &co, g->log) != KV_OK) {
+    int rc = g->cfg.loop ? kvi_client_open_on(&c, eps, 1, &co, g->log, g->cfg.loop)
+                         : kvi_client_open(&c, eps, 1, &co, g->log);
+    if (mine.failed || rc != KV_OK) {
         kvi_buf_free(&mine);
         return;
     }

@@ -22,6 +22,7 @@
 #include "format/gossip_table.h"
 #include "cluster/phi.h"
 #include "net/auth.h"
+#include "net/client.h"
 #include "format/message.h"
 #include "util/log.h"
 
@@ -39,6 +40,9 @@ typedef struct kvi_gossip_config {
      * outlive the gossip. */
     const kvi_credentials *creds;
     const kvi_logger *log;        /* borrowed */
+    /* The loop its exchanges' connections run on (borrowed; must outlive
+     * the gossip); NULL: a loop of their own each. */
+    kvi_client_loop *loop;
 } kvi_gossip_config;
 
 typedef struct kvi_gossip kvi_gossip;

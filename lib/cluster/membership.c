@@ -53,6 +53,9 @@ struct kvi_membership {
     char **seeds;     /* the seeds, to ask while await_seed */
     size_t n_seeds;
     size_t join_round; /* which seed is asked first; discovery thread only */
+    /* One loop, on one thread, for the connections to every member (the
+     * view's clients) and gossip's. */
+    kvi_client_loop *peers_loop;
     kvi_ticker discovery; /* asks the configured peers for their ids */
     kvi_ticker sync;      /* takes the members gossip tells of */
 };
@@ -131,7 +134,8 @@ static void rebuild_view(kvi_membership *m)
     co.connections_per_node = 2;
     kvi_view_config vc = {
         .ids = ids, .addrs = addrs, .https = https, .n = l->n, .self = 0,
-        .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds, .log = m->log,
+        .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds,
+        .log = m->log, .loop = m->peers_loop,
     };
     kvi_view *fresh = NULL;
     if (!ids || !addrs || !https)
@@ -441,7 +445,8 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         m->n_seeds += (m->seeds[i] = strdup(cfg->seeds[i])) != NULL;
     kvi_members_init(&m->list);
     pthread_mutex_init(&m->lock, NULL);
-    int ok = kvi_members_add(&m->list, cfg->self_id, cfg->self_addr, cfg->self_http, 0) == KV_OK;
+    int ok = kvi_client_loop_new(&m->peers_loop) == KV_OK &&
+             kvi_members_add(&m->list, cfg->self_id, cfg->self_addr, cfg->self_http, 0) == KV_OK;
     size_t configured = 0;
     for (size_t i = 0; ok && i < cfg->n_peers; i++) {
         if (kvi_members_find_addr(&m->list, cfg->peers[i]) >= 0)
@@ -476,7 +481,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
             .generation = kvi_now_ms(), .seeds = seeds,
             .n_seeds = cfg->n_peers + n_seeds + m->list.n - 1,
             .timeout_ms = m->connect_timeout_ms * 2, .creds = cfg->creds, .log = cfg->log,
-            .phi = {.acceptable_pause_ms = cfg->failure_pause_ms},
+            .phi = {.acceptable_pause_ms = cfg->failure_pause_ms}, .loop = m->peers_loop,
         };
         if (kvi_gossip_start(&m->gossip, &gc) != KV_OK) {
             kvi_log(cfg->log, KV_LOG_ERROR, "cannot start gossip: %s", kvi_error_last());
@@ -516,7 +521,8 @@ void kvi_membership_stop(kvi_membership *m)
     for (size_t i = 0; i < m->n_seeds; i++)
         free(m->seeds[i]);
     free(m->seeds);
-    kvi_view_unref(m->view);
+    kvi_view_unref(m->view); /* views still in use keep the loop running */
+    kvi_client_loop_release(m->peers_loop);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

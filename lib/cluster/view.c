@@ -56,9 +56,9 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
         if ((int)i == cfg->self)
             continue;
         const char *eps[] = {m->addr};
-        rc = cfg->loop_of ? kvi_client_open_sharing(&m->client, eps, 1, cfg->client_opts,
-                                                    cfg->log, cfg->loop_of)
-                          : kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
+        rc = cfg->loop ? kvi_client_open_on(&m->client, eps, 1, cfg->client_opts, cfg->log,
+                                            cfg->loop)
+                       : kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
         if (rc == KV_OK) {
             kvi_client_set_flags(m->client, cfg->client_flags);
             if (cfg->creds && cfg->creds->secret_len)
@@ -85,7 +85,7 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
 
 int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
                        const kv_client_options *client_opts, uint16_t client_flags,
-                       const kvi_logger *log, kvi_client *loop_of)
+                       const kvi_logger *log, kvi_client_loop *loop)
 {
     *out = NULL;
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -133,7 +133,7 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
             .ids = ids, .addrs = addrs, .https = https, .n = n, .self = -1,
             .replicas = (unsigned)replicas->valuedouble, .vnodes = (unsigned)vnodes->valuedouble,
             .client_opts = client_opts, .client_flags = client_flags, .log = log,
-            .loop_of = loop_of,
+            .loop = loop,
         };
         rc = kvi_view_build(out, &cfg);
     }

@@ -60,10 +60,10 @@ typedef struct kvi_view_config {
      * peers); NULL or empty: none. Borrowed for the build only. */
     const kvi_credentials *creds;
     const kvi_logger *log;     /* borrowed; must outlive the view */
-    /* The members' clients run on this client's loop (a client handle's
-     * bootstrap connection, so that all its callbacks run on one thread);
-     * NULL: each on a loop of its own. */
-    kvi_client *loop_of;
+    /* The members' clients run on this shared loop (a node's loop for its
+     * peers, or a client handle's, so that all its callbacks run on one
+     * thread); NULL: each on a loop of its own. */
+    kvi_client_loop *loop;
 } kvi_view_config;
 
 /* Builds a view with one reference. KV_OK, KV_EINVAL, KV_ENOMEM. */
@@ -74,7 +74,7 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg);
  * KV_EIO when the JSON is malformed. */
 int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
                        const kv_client_options *client_opts, uint16_t client_flags,
-                       const kvi_logger *log, kvi_client *loop_of);
+                       const kvi_logger *log, kvi_client_loop *loop);
 
 void kvi_view_ref(kvi_view *v);
 void kvi_view_unref(kvi_view *v);

@@ -120,6 +120,7 @@ typedef struct conn {
      * fast path), and dial_fd (the socket being set up, for close). */
     pthread_mutex_t lock;
     int dial_fd;
+    int dial_cancelled; /* the client is closing: shut any new socket down */
 } conn;
 
 struct kvi_client {
@@ -149,7 +150,7 @@ struct kvi_client {
     const kvi_tls *tls;
     const kvi_logger *log;
 
-    struct client_loop *shared; /* the loop, maybe shared with other clients */
+    kvi_client_loop *shared;   /* the loop, maybe shared with other clients */
     kvi_loop *loop;             /* shared->loop */
     int manual;                 /* shared->manual */
     kvi_loop_timer tick;        /* request deadlines and silent connections */
@@ -165,13 +166,14 @@ struct kvi_client {
 /* A loop and what runs it: a thread, or the application (manual). The
  * clients of a handle (one per member) share one, so that the handle's
  * callbacks all run on one thread and one descriptor says when to run. */
-typedef struct client_loop {
+struct kvi_client_loop {
     kvi_loop *loop;
     int manual;
     pthread_t thread;     /* when not manual */
     pthread_mutex_t drive; /* one driver at a time (manual) */
-    atomic_int refs;
-} client_loop;
+    atomic_int refs;      /* clients on it, and its creator until released */
+};
+typedef kvi_client_loop client_loop;
 
 /* Whether the peer has closed the socket (or it failed), without waiting:
  * a killed process's kernel closes its sockets at once, before the loop
@@ -262,6 +264,8 @@ static void set_dial_fd(void *ctx, int fd)
     conn *c = ctx;
     pthread_mutex_lock(&c->lock);
     c->dial_fd = fd;
+    if (fd >= 0 && c->dial_cancelled)
+        shutdown(fd, SHUT_RDWR); /* made after close began: fail at once */
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -966,7 +970,8 @@ static void client_free(kvi_client *cl)
 }
 
 static int client_open(kvi_client **out, const char *const *endpoints, size_t count,
-                       const kv_client_options *o, const kvi_logger *log, kvi_client *sharing)
+                       const kv_client_options *o, const kvi_logger *log,
+                       kvi_client_loop *sharing)
 {
     *out = NULL;
     if (!endpoints || count == 0)
@@ -1017,7 +1022,7 @@ static int client_open(kvi_client **out, const char *const *endpoints, size_t co
     if (rc == KV_OK && o->auth_token)
         rc = kvi_client_set_credentials(cl, NULL, 0, o->auth_token);
     if (rc == KV_OK && sharing) {
-        cl->shared = sharing->shared;
+        cl->shared = sharing;
         atomic_fetch_add(&cl->shared->refs, 1);
     } else if (rc == KV_OK) {
         rc = client_loop_new(&cl->shared, o->manual_loop != 0);
@@ -1040,10 +1045,34 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
     return client_open(out, endpoints, count, o, log, NULL);
 }
 
-int kvi_client_open_sharing(kvi_client **out, const char *const *endpoints, size_t count,
-                            const kv_client_options *o, const kvi_logger *log, kvi_client *with)
+int kvi_client_open_on(kvi_client **out, const char *const *endpoints, size_t count,
+                       const kv_client_options *o, const kvi_logger *log, kvi_client_loop *loop)
 {
-    return client_open(out, endpoints, count, o, log, with);
+    return client_open(out, endpoints, count, o, log, loop);
+}
+
+kvi_client_loop *kvi_client_loop_of(kvi_client *c)
+{
+    return c->shared;
+}
+
+int kvi_client_loop_new(kvi_client_loop **out)
+{
+    return client_loop_new(out, 0);
+}
+
+/* Stops a loop with a thread of its own that nothing uses any more. */
+static void client_loop_stop(kvi_client_loop *l)
+{
+    kvi_loop_stop(l->loop);
+    pthread_join(l->thread, NULL);
+    client_loop_free(l);
+}
+
+void kvi_client_loop_release(kvi_client_loop *l)
+{
+    if (l && atomic_fetch_sub(&l->refs, 1) == 1)
+        client_loop_stop(l);
 }
 
 /* The last step of closing, queued behind the dialers' own tasks (posted
@@ -1068,6 +1097,7 @@ static void close_on_loop(void *ctx)
     for (unsigned i = 0; i < cl->n_conns; i++) {
         conn *c = &cl->conns[i];
         pthread_mutex_lock(&c->lock);
+        c->dial_cancelled = 1;
         if (c->dial_fd >= 0)
             shutdown(c->dial_fd, SHUT_RDWR); /* cuts the dialer's wait short */
         pthread_mutex_unlock(&c->lock);

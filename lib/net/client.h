@@ -23,12 +23,20 @@ typedef struct kvi_client kvi_client;
 
 int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count,
                     const kv_client_options *opts, const kvi_logger *log);
-/* The same, on the loop of client `with` (shared, counted; it lives until
- * the last client on it closes): a handle's member clients, so that all
- * their callbacks run on one thread. */
-int kvi_client_open_sharing(kvi_client **out, const char *const *endpoints, size_t count,
-                            const kv_client_options *opts, const kvi_logger *log,
-                            kvi_client *with);
+/* A loop that several clients share, on a thread of its own: a node's
+ * connections to all its peers, or a client handle's to every member, so
+ * that their I/O and callbacks run on one thread. Counted: the creator's
+ * reference (kvi_client_loop_release) and one per client on it; the last
+ * to go stops the thread. */
+typedef struct kvi_client_loop kvi_client_loop;
+int kvi_client_loop_new(kvi_client_loop **out);
+void kvi_client_loop_release(kvi_client_loop *l);
+/* The loop a client runs on (to open others on it). */
+kvi_client_loop *kvi_client_loop_of(kvi_client *c);
+/* kvi_client_open on a shared loop. */
+int kvi_client_open_on(kvi_client **out, const char *const *endpoints, size_t count,
+                       const kv_client_options *opts, const kvi_logger *log,
+                       kvi_client_loop *loop);
 /* Ends every request (callbacks run with KV_EUNAVAILABLE or, for a write
  * that was sent, KV_EUNKNOWN_OUTCOME) and frees the client. Not from a
  * callback of its loop, and with no blocking call running. */
