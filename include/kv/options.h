@@ -170,7 +170,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 4
+#define KV_NODE_OPTIONS_VERSION 5
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -264,11 +264,16 @@ typedef struct kv_node_options {
      * and a request that cannot fit is refused with KV_ENOMEM ("server
      * busy"). 0 = 256 MiB. Keep it well above max_request_bytes. */
     uint64_t max_buffered_bytes;
+    /* ---- version 5 ---- */
+    /** A request that takes this long or longer is slow: counted in
+     * kv_slow_requests_total, and once a minute the node logs (at warn)
+     * how many there were and the slowest. 0 = 500 ms. */
+    uint32_t slow_request_ms;
 } kv_node_options;
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

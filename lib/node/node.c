@@ -503,6 +503,28 @@ static uint32_t sweep_paxos(void *ctx)
     return PAXOS_SWEEP_MS;
 }
 
+#define REPORT_MS 60000u
+#define DEFAULT_SLOW_REQUEST_MS 500u
+
+void kvi_node_report(kvi_node *n)
+{
+    kvi_slow_window w;
+    kvi_metrics_take_slow(n->metrics, &w);
+    if (w.count)
+        kvi_log(n->log, KV_LOG_WARN, "%llu request%s took %u ms or longer since the last "
+                "report (the slowest: %s %s, %.0f ms; see kv_request_duration_seconds)",
+                (unsigned long long)w.count, w.count == 1 ? "" : "s", n->slow_ms,
+                w.slowest_proto, w.slowest_op, (double)w.slowest_ns / 1e6);
+}
+
+/* Once a minute, so that a burst of slow requests is one line, not one
+ * line each. */
+static uint32_t report_tick(void *ctx)
+{
+    kvi_node_report(ctx);
+    return REPORT_MS;
+}
+
 static struct kvi_view *membership_view(void *ctx)
 {
     return kvi_membership_view(ctx);
@@ -680,6 +702,9 @@ static int check_options(const kv_node_options *o)
                                     "letters, digits, '-', '_' or '.'");
     if (!o->listen_addr || !*o->listen_addr)
         return kvi_error(KV_EINVAL, "node options: listen_addr is required");
+    if (o->slow_request_ms > 3600000u)
+        return kvi_error(KV_EINVAL, "node options: slow_request_ms must be at most 3600000 "
+                                    "(an hour)");
     if (o->http_threads == 1)
         return kvi_error(KV_EINVAL, "node options: http_threads must be at least 2");
     if (o->max_request_bytes > KVI_FRAME_MAX_BODY_LIMIT)
@@ -811,6 +836,9 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     n->listen_addr = strdup(o->listen_addr);
     n->http_addr = o->http_addr ? strdup(o->http_addr) : NULL;
     n->metrics = kvi_metrics_new();
+    n->slow_ms = o->slow_request_ms ? o->slow_request_ms : DEFAULT_SLOW_REQUEST_MS;
+    if (n->metrics)
+        kvi_metrics_set_slow(n->metrics, (uint64_t)n->slow_ms * 1000000u);
     rc = KV_OK;
     if (!n->node_id || !n->listen_addr || (o->http_addr && !n->http_addr) || !n->metrics)
         rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
@@ -824,6 +852,8 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         rc = start_binary(n, o, log);
     if (rc == KV_OK && n->http_addr)
         rc = start_http(n, o, log);
+    if (rc == KV_OK && kvi_ticker_start(&n->reporter, report_tick, n) != 0)
+        rc = kvi_error(KV_ENOMEM, "cannot start the node's reporting thread");
     if (rc != KV_OK) {
         char saved[512];
         snprintf(saved, sizeof saved, "%s", kvi_error_last());
@@ -845,6 +875,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_server_stop(n->binary);
     kvi_handoff_stop(n->handoff);
     kvi_ticker_stop(&n->paxos_sweeper);
+    kvi_ticker_stop(&n->reporter);
     /* Before the store closes: dropping the views ends calls still in
      * flight, which may keep hints. */
     kvi_membership_stop(n->membership);

@@ -17,6 +17,10 @@ int kvi_node_start(kvi_node **out, const kv_node_options *opts, const kvi_logger
 /* Stops the servers (finishing requests already read), then closes the
  * store. */
 void kvi_node_stop(kvi_node *n);
+/* Logs (at warn) how many requests since the last report took the node's
+ * slow-request threshold or longer, and the slowest; nothing when there
+ * were none. A thread of the node runs it once a minute. */
+void kvi_node_report(kvi_node *n);
 /* The node's own store (kv_compact on a node handle compacts it). */
 struct kvi_embedded;
 struct kvi_embedded *kvi_node_store(const kvi_node *n);

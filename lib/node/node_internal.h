@@ -36,6 +36,8 @@ struct kvi_node {
     kvi_hints hints;          /* kept for homes that missed writes */
     kvi_handoff *handoff;     /* gives them back */
     kvi_ticker paxos_sweeper; /* removes settled Paxos records */
+    kvi_ticker reporter;      /* logs the last minute's slow requests */
+    uint32_t slow_ms;         /* the slow-request threshold */
     atomic_uint_fast64_t sloppy_writes;
     char *node_id;
     char *listen_addr;

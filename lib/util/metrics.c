@@ -34,6 +34,14 @@ typedef struct series {
 
 struct kvi_metrics {
     series s[KVI_PROTO_COUNT][KVI_MOP_COUNT];
+    uint64_t slow_ns;                 /* 0: no request is slow */
+    atomic_uint_fast64_t slow_total;
+    atomic_uint_fast64_t slow_window; /* since the last kvi_metrics_take_slow */
+    /* The window's slowest: latency, and (proto << 8 | op) of it. Updated
+     * without a lock, so the two may come from different requests when two
+     * slow ones race; the count is exact. */
+    atomic_uint_fast64_t slowest_ns;
+    atomic_uint slowest_what;
     kvi_metrics_extra_fn extra;
     void *extra_ctx;
 };
@@ -42,6 +50,37 @@ void kvi_metrics_set_extra(kvi_metrics *m, kvi_metrics_extra_fn fn, void *ctx)
 {
     m->extra = fn;
     m->extra_ctx = ctx;
+}
+
+void kvi_metrics_set_slow(kvi_metrics *m, uint64_t slow_ns)
+{
+    m->slow_ns = slow_ns;
+}
+
+static void record_slow(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op,
+                        uint64_t latency_ns)
+{
+    atomic_fetch_add_explicit(&m->slow_total, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->slow_window, 1, memory_order_relaxed);
+    uint_fast64_t seen = atomic_load_explicit(&m->slowest_ns, memory_order_relaxed);
+    while (latency_ns > seen) {
+        if (atomic_compare_exchange_weak_explicit(&m->slowest_ns, &seen, latency_ns,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            atomic_store_explicit(&m->slowest_what, (unsigned)proto << 8 | (unsigned)op,
+                                  memory_order_relaxed);
+            break;
+        }
+    }
+}
+
+void kvi_metrics_take_slow(kvi_metrics *m, kvi_slow_window *out)
+{
+    out->count = atomic_exchange(&m->slow_window, 0);
+    out->slowest_ns = atomic_exchange(&m->slowest_ns, 0);
+    unsigned what = atomic_load(&m->slowest_what);
+    unsigned proto = what >> 8, op = what & 0xffu;
+    out->slowest_proto = proto_names[proto < KVI_PROTO_COUNT ? proto : 0];
+    out->slowest_op = op_names[op < KVI_MOP_COUNT ? op : KVI_MOP_OTHER];
 }
 
 kvi_metrics *kvi_metrics_new(void)
@@ -84,6 +123,8 @@ void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op
         b++;
     atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->sum_ns, latency_ns, memory_order_relaxed);
+    if (m->slow_ns && latency_ns >= m->slow_ns)
+        record_slow(m, proto, op, latency_ns);
 }
 
 static void appendf(kvi_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -104,6 +145,11 @@ void kvi_metrics_render(kvi_metrics *m, kvi_buf *b)
     /* The owner's few gauges first, ahead of the long histograms. */
     if (m->extra)
         m->extra(m->extra_ctx, b);
+    appendf(b, "# HELP kv_slow_requests_total Requests that took the slow-request threshold "
+               "or longer.\n");
+    appendf(b, "# TYPE kv_slow_requests_total counter\n");
+    appendf(b, "kv_slow_requests_total %llu\n",
+            (unsigned long long)atomic_load_explicit(&m->slow_total, memory_order_relaxed));
     appendf(b, "# HELP kv_requests_total Requests served, by protocol, operation and outcome.\n");
     appendf(b, "# TYPE kv_requests_total counter\n");
     for (int p = 0; p < KVI_PROTO_COUNT; p++)

@@ -38,6 +38,20 @@ void kvi_metrics_free(kvi_metrics *m);
 void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op,
                         int status, uint64_t latency_ns);
 
+/* Requests that took slow_ns or longer (0: none are slow) are counted in
+ * kv_slow_requests_total and in a window that kvi_metrics_take_slow reads
+ * and restarts. Set before recording starts. */
+void kvi_metrics_set_slow(kvi_metrics *m, uint64_t slow_ns);
+/* The slow requests since the last call: how many, and the slowest one's
+ * latency and operation (names as in the metrics: "get", "put", ...). */
+typedef struct kvi_slow_window {
+    uint64_t count;
+    uint64_t slowest_ns;
+    const char *slowest_op;
+    const char *slowest_proto;
+} kvi_slow_window;
+void kvi_metrics_take_slow(kvi_metrics *m, kvi_slow_window *out);
+
 /* More metrics from the metrics' owner (a node's cluster figures),
  * appended by kvi_metrics_render. Set before rendering starts. */
 typedef void (*kvi_metrics_extra_fn)(void *ctx, kvi_buf *b);

@@ -24,6 +24,8 @@
 #include "format/record.h"
 #include "format/frame.h"
 #include "format/message.h"
+#include "node/node_internal.h"
+#include "util/metrics.h"
 #include <kv/kv.h>
 
 typedef struct world {
@@ -778,6 +780,63 @@ static void node_options_are_checked(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* Slow requests: counted in /metrics, and reported in one warn line (the
+ * node's reporter runs kvi_node_report once a minute; called here). */
+typedef struct captured {
+    char last_warn[512];
+    int warns;
+} captured;
+
+static void capture_warn(kv_log_level level, const char *message, void *ctx)
+{
+    captured *c = ctx;
+    if (level == KV_LOG_WARN && strstr(message, "took")) {
+        snprintf(c->last_warn, sizeof c->last_warn, "%s", message);
+        c->warns++;
+    }
+}
+
+static void slow_requests_are_reported(void **state)
+{
+    (void)state;
+    char *dir = test_tempdir();
+    captured cap = {0};
+    kv_open_options store = KV_OPEN_OPTIONS_INIT;
+    store.sync = KV_SYNC_NONE;
+    store.log_fn = capture_warn;
+    store.log_ctx = &cap;
+    store.log_level = KV_LOG_DEBUG;
+    kv_node_options o = KV_NODE_OPTIONS_INIT;
+    o.data_dir = dir;
+    o.node_id = "slow";
+    o.listen_addr = "127.0.0.1:0";
+    o.store = &store;
+    o.slow_request_ms = 3600001;
+    kv *db = NULL;
+    assert_int_equal(kv_node_start(&db, &o), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "slow_request_ms"));
+    o.slow_request_ms = 20;
+    assert_int_equal(kv_node_start(&db, &o), KV_OK);
+    kvi_node *n = db->node;
+    /* Nothing slow yet: no line. */
+    kvi_node_report(n);
+    assert_int_equal(cap.warns, 0);
+    /* Two requests over 20 ms (their latencies as the server records
+     * them), one under. */
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_PUT, KV_OK, 25000000);
+    kvi_metrics_record(n->metrics, KVI_PROTO_HTTP, KVI_MOP_GET, KV_OK, 90000000);
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_GET, KV_OK, 19000000);
+    kvi_node_report(n);
+    assert_int_equal(cap.warns, 1);
+    assert_non_null(strstr(cap.last_warn, "2 requests took 20 ms or longer"));
+    assert_non_null(strstr(cap.last_warn, "http get, 90 ms"));
+    /* Reported once: the next report has nothing to say. */
+    kvi_node_report(n);
+    assert_int_equal(cap.warns, 1);
+    kv_close(db);
+    test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -795,6 +854,7 @@ int main(void)
         T(fanout_calls_and_backpressure),
         cmocka_unit_test(unreachable_and_bad_endpoints),
         T(node_options_are_checked),
+        cmocka_unit_test(slow_requests_are_reported),
     };
     return cmocka_run_group_tests_name("net.node_client", tests, NULL, NULL);
 }

@@ -37,6 +37,7 @@ typedef struct settings {
     kv_sync_policy sync;
     kv_log_level log_level;
     unsigned io_threads;
+    unsigned slow_request_ms;
     unsigned http_threads;
     uint32_t max_key_size;
     uint32_t max_value_size;
@@ -176,6 +177,9 @@ static void usage(FILE *f)
           "                             1048576..68719476736 (default 268435456, 256 MiB)\n"
           "                             [maxBufferedBytes]\n"
           "  --io-threads N             binary protocol I/O threads, 1..64 (default 2) [ioThreads]\n"
+          "  --slow-request MS          requests this slow or slower are counted and logged once\n"
+          "                             a minute at warn, 1..3600000 (default 500)\n"
+          "                             [slowRequestMs]\n"
           "  --http-threads N           HTTP threads, 2..64 (default 2 for a node of its own,\n"
           "                             16 in a cluster) [httpThreads]\n"
           "\n"
@@ -370,6 +374,9 @@ static int load_config(settings *s, const char *path)
             ;
         else if (strcmp(k, "ioThreads") == 0 && is_num)
             s->io_threads = (unsigned)item->valuedouble;
+        else if (strcmp(k, "slowRequestMs") == 0 && is_num && item->valuedouble >= 1 &&
+                 item->valuedouble <= 3600000)
+            s->slow_request_ms = (unsigned)item->valuedouble;
         else if (strcmp(k, "httpThreads") == 0 && is_num)
             s->http_threads = (unsigned)item->valuedouble;
         else if (strcmp(k, "clusterSecretFile") == 0 && str)
@@ -483,6 +490,10 @@ static int parse_args(settings *s, int argc, char **argv)
         } else if (strcmp(flag, "--log-level") == 0) {
             if (parse_level(v, &s->log_level) != 0)
                 return bad("--log-level must be error, warn, info or debug, not \"%s\"", v);
+        } else if (strcmp(flag, "--slow-request") == 0) {
+            if (parse_uint(v, 3600000, &n) != 0 || n == 0)
+                return bad("--slow-request must be 1..3600000 ms, not \"%s\"", v);
+            s->slow_request_ms = (unsigned)n;
         } else if (strcmp(flag, "--io-threads") == 0) {
             if (parse_uint(v, 64, &n) != 0 || n == 0)
                 return bad("--io-threads must be 1..64, not \"%s\"", v);
@@ -617,6 +628,7 @@ int main(int argc, char **argv)
     node.http_addr = s.http;
     node.store = &store;
     node.io_threads = s.io_threads;
+    node.slow_request_ms = s.slow_request_ms;
     node.http_threads = s.http_threads;
     node.peers = (const char *const *)s.peers;
     node.peer_count = s.n_peers;
