@@ -30,14 +30,21 @@ static void check_request(const kvi_frame_header *h, const unsigned char *body)
 static void check_response(const kvi_frame_header *h, const unsigned char *body)
 {
     kvi_response resp;
-    if (kvi_response_decode(&resp, h->opcode, h->status, body, h->body_len) != 0)
+    if (kvi_response_decode_flags(&resp, h->opcode, h->status, h->flags, body, h->body_len) != 0)
         return;
     kvi_buf b = {0};
     kvi_response_encode(&b, &resp);
     kvi_batch_outcome out;
     for (uint32_t i = 0; i < resp.batch_count; i++) {
         kvi_response_next_outcome(&resp, &out);
-        kvi_batch_outcome_encode(&b, &out);
+        if (!resp.batch_siblings) {
+            kvi_batch_outcome_encode(&b, &out);
+            continue;
+        }
+        kvi_bytes values[KVI_MAX_WIRE_SIBLINGS];
+        for (uint32_t k = 0; k < out.sibling_count; k++)
+            values[k] = kvi_read_bytes(&out.siblings);
+        kvi_batch_outcome_encode_siblings(&b, &out, values, out.sibling_count);
     }
     for (uint32_t i = 0; i < resp.sibling_count; i++) {
         kvi_bytes sib = kvi_response_next_sibling(&resp);

@@ -262,17 +262,41 @@ void kvi_batch_item_encode(kvi_buf *b, const kvi_batch_item *item)
 /* ----------------------------------------------------------- responses */
 
 #define MIN_BATCH_OUTCOME (2u + 8u + 8u + 4u)
+#define MIN_BATCH_OUTCOME_SIBLINGS (2u + 8u + 8u + 4u + 1u)
 
-static void read_outcome(kvi_reader *r, kvi_batch_outcome *out)
+static void read_outcome(kvi_reader *r, kvi_batch_outcome *out, int siblings)
 {
+    memset(out, 0, sizeof *out);
     out->status = (int16_t)kvi_read_u16(r);
     out->version = kvi_read_u64(r);
     out->expiry_ms = kvi_read_u64(r);
-    out->value = kvi_read_bytes(r);
+    if (!siblings) {
+        out->value = kvi_read_bytes(r);
+        return;
+    }
+    out->context = kvi_read_bytes(r);
+    out->sibling_count = kvi_read_u8(r);
+    if (out->sibling_count > KVI_MAX_WIRE_SIBLINGS) {
+        r->failed = 1;
+        out->sibling_count = 0;
+        return;
+    }
+    out->siblings = *r;
+    for (uint32_t i = 0; i < out->sibling_count; i++) {
+        kvi_bytes v = kvi_read_bytes(r);
+        if (i == 0)
+            out->value = v;
+    }
 }
 
 int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
                         const void *body, size_t len)
+{
+    return kvi_response_decode_flags(out, opcode, status, 0, body, len);
+}
+
+int kvi_response_decode_flags(kvi_response *out, uint8_t opcode, int16_t status, uint16_t flags,
+                              const void *body, size_t len)
 {
     memset(out, 0, sizeof *out);
     out->opcode = opcode;
@@ -317,13 +341,16 @@ int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
         out->version = kvi_read_u64(&r);
         break;
     case KVI_OP_BATCH:
+        out->batch_siblings = (flags & KVI_FRAME_FLAG_SIBLINGS) != 0;
         out->batch_count = kvi_read_u32(&r);
-        if (r.failed || out->batch_count > r.left / MIN_BATCH_OUTCOME)
+        if (r.failed || out->batch_count > r.left / (out->batch_siblings
+                                                         ? MIN_BATCH_OUTCOME_SIBLINGS
+                                                         : MIN_BATCH_OUTCOME))
             return -1;
         out->batch_results = r;
         for (uint32_t i = 0; i < out->batch_count; i++) {
             kvi_batch_outcome o;
-            read_outcome(&r, &o);
+            read_outcome(&r, &o, out->batch_siblings);
         }
         break;
     default:
@@ -339,7 +366,7 @@ kvi_bytes kvi_response_next_sibling(kvi_response *resp)
 
 void kvi_response_next_outcome(kvi_response *resp, kvi_batch_outcome *out)
 {
-    read_outcome(&resp->batch_results, out);
+    read_outcome(&resp->batch_results, out, resp->batch_siblings);
 }
 
 void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
@@ -391,4 +418,16 @@ void kvi_batch_outcome_encode(kvi_buf *b, const kvi_batch_outcome *out)
     kvi_buf_u64(b, out->version);
     kvi_buf_u64(b, out->expiry_ms);
     kvi_buf_bytes(b, out->value.data, out->value.len);
+}
+
+void kvi_batch_outcome_encode_siblings(kvi_buf *b, const kvi_batch_outcome *out,
+                                       const kvi_bytes *values, uint32_t count)
+{
+    kvi_buf_u16(b, (uint16_t)out->status);
+    kvi_buf_u64(b, out->version);
+    kvi_buf_u64(b, out->expiry_ms);
+    kvi_buf_bytes(b, out->context.data, out->context.len);
+    kvi_buf_u8(b, (uint8_t)count);
+    for (uint32_t i = 0; i < count; i++)
+        kvi_buf_bytes(b, values[i].data, values[i].len);
 }

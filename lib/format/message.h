@@ -137,17 +137,31 @@ typedef struct kvi_response {
     kvi_reader siblings;    /* GET: positioned at the first value */
     uint32_t batch_count;
     kvi_reader batch_results;
+    /* BATCH: the outcomes carry a context and every sibling (the answer
+     * frame has KVI_FRAME_FLAG_SIBLINGS, as the request had). */
+    int batch_siblings;
 } kvi_response;
 
+/* One operation's outcome in a BATCH answer. Without siblings: status,
+ * version, expiry and one value. With them (kvi_response.batch_siblings):
+ * also the context, and sibling_count values (0..KVI_MAX_WIRE_SIBLINGS),
+ * the first of them in value and all of them through siblings. */
 typedef struct kvi_batch_outcome {
     int16_t status;
     uint64_t version;
     uint64_t expiry_ms;
     kvi_bytes value;
+    kvi_bytes context;
+    uint32_t sibling_count;
+    kvi_reader siblings; /* positioned at the first value */
 } kvi_batch_outcome;
 
 int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
                         const void *body, size_t len);
+/* The same, for an answer frame with these flags (a BATCH answer with
+ * KVI_FRAME_FLAG_SIBLINGS has outcomes with siblings). */
+int kvi_response_decode_flags(kvi_response *out, uint8_t opcode, int16_t status, uint16_t flags,
+                              const void *body, size_t len);
 /* The next sibling of a GET response; call sibling_count times. */
 kvi_bytes kvi_response_next_sibling(kvi_response *resp);
 #define KVI_MAX_WIRE_SIBLINGS 16u
@@ -155,5 +169,9 @@ void kvi_response_next_outcome(kvi_response *resp, kvi_batch_outcome *out);
 
 void kvi_response_encode(kvi_buf *b, const kvi_response *resp);
 void kvi_batch_outcome_encode(kvi_buf *b, const kvi_batch_outcome *out);
+/* The outcome with its context and the values[count] siblings (count at
+ * most KVI_MAX_WIRE_SIBLINGS), for a BATCH answer with siblings. */
+void kvi_batch_outcome_encode_siblings(kvi_buf *b, const kvi_batch_outcome *out,
+                                       const kvi_bytes *values, uint32_t count);
 
 #endif

@@ -898,7 +898,7 @@ static int decode_reply(kvi_response *resp, const kvi_frame_header *h, const uns
                         uint8_t opcode)
 {
     if (h->opcode != opcode ||
-        kvi_response_decode(resp, opcode, h->status, body, h->body_len) != 0)
+        kvi_response_decode_flags(resp, opcode, h->status, h->flags, body, h->body_len) != 0)
         return kvi_error(KV_EIO, "malformed response from the node");
     if (resp->status != KV_OK)
         return kvi_error(resp->status, "%.*s", (int)(resp->message.len > 400 ? 400 : resp->message.len),
@@ -1350,7 +1350,19 @@ int kvi_client_batch(kvi_client *cl, kv_batch *b, const kv_write_options *wopts,
         kvi_batch_op *op = &b->ops[i];
         op->status = o.status;
         op->version = o.version;
-        if (op->kind == KV_BATCH_GET && o.status == KV_OK) {
+        if (op->kind == KV_BATCH_GET && o.status == KV_OK && resp.batch_siblings) {
+            const void *data[KVI_MAX_WIRE_SIBLINGS];
+            size_t len[KVI_MAX_WIRE_SIBLINGS];
+            for (uint32_t k = 0; k < o.sibling_count; k++) {
+                kvi_bytes sib = kvi_read_bytes(&o.siblings);
+                data[k] = sib.data;
+                len[k] = sib.len;
+            }
+            op->result = kvi_value_new_siblings(data, len, o.sibling_count, o.version,
+                                                o.expiry_ms, o.context.data, o.context.len);
+            if (!op->result)
+                rc = kvi_error(KV_ENOMEM, "out of memory copying a batch result");
+        } else if (op->kind == KV_BATCH_GET && o.status == KV_OK) {
             op->result = kvi_value_new(o.value.data, o.value.len, o.version, o.expiry_ms);
             if (!op->result)
                 rc = kvi_error(KV_ENOMEM, "out of memory copying a batch result");

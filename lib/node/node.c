@@ -288,6 +288,9 @@ static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, k
         kvi_batch_free(b);
         return rc;
     }
+    /* A request with the siblings flag gets every sibling of each value and
+     * its context, as a single GET does; the answer's flag says so. */
+    int siblings = (h->flags & KVI_FRAME_FLAG_SIBLINGS) != 0;
     size_t start = out->len;
     kvi_frame_begin(out);
     kvi_response resp = {.opcode = KVI_OP_BATCH, .batch_count = req->batch_count};
@@ -300,9 +303,24 @@ static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, k
             o.value.data = kvi_value_data(v, &o.value.len);
             o.expiry_ms = kvi_value_expiry_ms(v);
         }
-        kvi_batch_outcome_encode(out, &o);
+        if (!siblings) {
+            kvi_batch_outcome_encode(out, &o);
+            continue;
+        }
+        kvi_bytes values[KVI_MAX_WIRE_SIBLINGS];
+        uint32_t count = 0;
+        if (v) {
+            o.context.data = kvi_value_context(v, &o.context.len);
+            size_t n_sib = kvi_value_sibling_count(v);
+            for (; count < n_sib && count < KVI_MAX_WIRE_SIBLINGS; count++)
+                values[count].data = (const unsigned char *)kvi_value_sibling(v, count,
+                                                                        &values[count].len);
+        }
+        kvi_batch_outcome_encode_siblings(out, &o, values, count);
     }
-    kvi_frame_finish(out, start, KVI_OP_BATCH, KVI_FRAME_FLAG_RESPONSE, KV_OK, h->request_id);
+    kvi_frame_finish(out, start, KVI_OP_BATCH,
+                     (uint16_t)(KVI_FRAME_FLAG_RESPONSE | (siblings ? KVI_FRAME_FLAG_SIBLINGS : 0)),
+                     KV_OK, h->request_id);
     kvi_batch_free(b);
     return KV_OK;
 }

@@ -505,6 +505,43 @@ static void siblings_policy_keeps_and_resolves(void **state)
                           "{\"value\":\"x\",\"context\":\"bm90IGEgY29udGV4dA==\"}", &b), 400);
     assert_int_equal(http(&c->nodes[0], "DELETE", "/v1/kv/conflict?context=%%%", NULL, &b),
                      400);
+
+    /* A batch a node coordinates (a manual_loop client has no view of its
+     * own: the node runs the batch) returns every sibling and the context,
+     * as a single GET does, over the binary protocol too. */
+    make_siblings(c, "bsib");
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.policy = KV_POLICY_SIBLINGS;
+    co.manual_loop = 1;
+    const char *eps[] = {c->nodes[1].listen};
+    assert_int_equal(kv_client_open(&db, eps, 1, &co), KV_OK);
+    kv_batch *bt = NULL;
+    assert_int_equal(kv_batch_new(&bt), KV_OK);
+    assert_int_equal(kv_batch_get(bt, "bsib", 4), KV_OK);
+    assert_int_equal(kv_batch_get(bt, "bsib-absent", 11), KV_OK);
+    assert_int_equal(kv_batch_execute(db, bt, NULL, NULL), KV_OK);
+    const kv_value *got = NULL;
+    uint64_t ver = 0;
+    assert_int_equal(kv_batch_result(&got, &ver, bt, 0), KV_OK);
+    assert_int_equal(kv_value_sibling_count(got), 2);
+    size_t la = 0, lb = 0, lctx = 0;
+    const char *sa = kv_value_sibling(got, 0, &la), *sb = kv_value_sibling(got, 1, &lb);
+    assert_true(la == 1 && lb == 1 && sa[0] != sb[0] && (sa[0] == 'a' || sa[0] == 'b') &&
+                (sb[0] == 'a' || sb[0] == 'b'));
+    const void *bctx = kv_value_context(got, &lctx);
+    assert_true(lctx > 0);
+    assert_int_equal(kv_batch_result(&got, &ver, bt, 1), KV_ENOTFOUND);
+    /* Its context resolves them, as a GET's does. */
+    kv_write_options bwo = KV_WRITE_OPTIONS_INIT;
+    bwo.context = bctx;
+    bwo.context_len = lctx;
+    assert_int_equal(kv_put(NULL, db, "bsib", 4, "one", 3, &bwo), KV_OK);
+    kv_batch_free(bt);
+    kv_value *one = NULL;
+    assert_int_equal(kv_get(&one, db, "bsib", 4, NULL), KV_OK);
+    assert_int_equal(kv_value_sibling_count(one), 1);
+    kv_value_free(one);
+    kv_close(db);
 }
 
 /* Past the sibling limit a write is refused with a clear error, and a
