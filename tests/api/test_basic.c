@@ -338,7 +338,34 @@ static void options_init_functions(void **state)
     assert_int_equal(kv_node_start(&db, &n3), KV_OK);
     kv_close(db);
     test_rmtree(dir);
-    assert_int_equal(kv_node_options_init(&n2, 5), KV_EINVAL);
+    /* Version 4 (before slow_request_ms): the same, and the node takes
+     * the default threshold. */
+    kv_node_options n4;
+    memset(&n4, 0xAB, sizeof n4);
+    assert_int_equal(kv_node_options_init(&n4, 4), KV_OK);
+    tail = (const unsigned char *)&n4 + offsetof(kv_node_options, max_buffered_bytes) +
+           sizeof n4.max_buffered_bytes;
+    for (size_t i = 0; i < sizeof n4 - (size_t)(tail - (const unsigned char *)&n4); i++)
+        assert_int_equal(tail[i], 0xAB);
+    dir = test_tempdir();
+    n4.data_dir = dir;
+    n4.node_id = "v4";
+    n4.listen_addr = "127.0.0.1:0";
+    assert_int_equal(kv_node_start(&db, &n4), KV_OK);
+    kv_close(db);
+    test_rmtree(dir);
+    assert_int_equal(kv_node_options_init(&n2, KV_NODE_OPTIONS_VERSION + 1), KV_EINVAL);
+    /* Client options version 3 (before manual_loop) open a client with a
+     * thread of its own. */
+    kv_client_options c3;
+    memset(&c3, 0xAB, sizeof c3);
+    assert_int_equal(kv_client_options_init(&c3, 3), KV_OK);
+    assert_int_equal(((const unsigned char *)&c3.manual_loop)[0], 0xAB);
+    assert_int_equal(kv_client_open(&db, eps, 1, &c3), KV_OK);
+    int fd = -1;
+    assert_int_equal(kv_fd(&fd, db), KV_EINVAL); /* not a manual loop */
+    kv_close(db);
+    assert_int_equal(kv_client_options_init(&c3, KV_CLIENT_OPTIONS_VERSION + 1), KV_EINVAL);
     /* Client options version 2 (before auth_token) open a client. */
     struct {
         kv_client_options opts;
