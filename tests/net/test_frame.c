@@ -182,7 +182,8 @@ static void responses_round_trip(void **state)
     kvi_buf_reset(&b);
     kvi_response batch = {.opcode = KVI_OP_BATCH, .batch_count = 2};
     kvi_response_encode(&b, &batch);
-    kvi_batch_outcome o1 = {KV_OK, 3, 0, bytes("v")}, o2 = {KV_ENOTFOUND, 0, 0, bytes("")};
+    kvi_batch_outcome o1 = {.status = KV_OK, .version = 3, .value = bytes("v")};
+    kvi_batch_outcome o2 = {.status = KV_ENOTFOUND, .value = bytes("")};
     kvi_batch_outcome_encode(&b, &o1);
     kvi_batch_outcome_encode(&b, &o2);
     assert_int_equal(kvi_response_decode(&out, KVI_OP_BATCH, KV_OK, b.data, b.len), 0);
@@ -192,6 +193,41 @@ static void responses_round_trip(void **state)
     assert_int_equal(got.version, 3);
     kvi_response_next_outcome(&out, &got);
     assert_int_equal(got.status, KV_ENOTFOUND);
+
+    /* With siblings (the answer's flag): the context and every value. */
+    kvi_buf_reset(&b);
+    kvi_response_encode(&b, &batch);
+    kvi_batch_outcome so1 = {.status = KV_OK, .version = 7, .context = bytes("ctx")};
+    kvi_bytes two[] = {bytes("a"), bytes("bb")};
+    kvi_batch_outcome_encode_siblings(&b, &so1, two, 2);
+    kvi_batch_outcome_encode_siblings(&b, &o2, NULL, 0);
+    assert_int_equal(kvi_response_decode_flags(&out, KVI_OP_BATCH, KV_OK,
+                                               KVI_FRAME_FLAG_RESPONSE | KVI_FRAME_FLAG_SIBLINGS,
+                                               b.data, b.len), 0);
+    assert_true(out.batch_siblings);
+    kvi_response_next_outcome(&out, &got);
+    assert_int_equal(got.version, 7);
+    assert_int_equal(got.context.len, 3);
+    assert_memory_equal(got.context.data, "ctx", 3);
+    assert_int_equal(got.sibling_count, 2);
+    kvi_bytes v = kvi_read_bytes(&got.siblings);
+    assert_int_equal(v.len, 1);
+    v = kvi_read_bytes(&got.siblings);
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.data, "bb", 2);
+    kvi_response_next_outcome(&out, &got);
+    assert_int_equal(got.status, KV_ENOTFOUND);
+    assert_int_equal(got.sibling_count, 0);
+    /* More siblings than the wire allows: refused. */
+    kvi_buf_reset(&b);
+    kvi_response batch1 = {.opcode = KVI_OP_BATCH, .batch_count = 1};
+    kvi_response_encode(&b, &batch1);
+    kvi_bytes many[KVI_MAX_WIRE_SIBLINGS + 1];
+    for (size_t i = 0; i <= KVI_MAX_WIRE_SIBLINGS; i++)
+        many[i] = bytes("x");
+    kvi_batch_outcome_encode_siblings(&b, &so1, many, KVI_MAX_WIRE_SIBLINGS + 1);
+    assert_int_not_equal(kvi_response_decode_flags(&out, KVI_OP_BATCH, KV_OK,
+                                                   KVI_FRAME_FLAG_SIBLINGS, b.data, b.len), 0);
     kvi_buf_free(&b);
 }
 
