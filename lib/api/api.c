@@ -380,17 +380,6 @@ static int check_async(const kv *db, kv_callback cb)
     return rc;
 }
 
-static void fill_write_request(kvi_request *req, const kv_write_options *o)
-{
-    if (!o)
-        return;
-    req->ttl_s = o->ttl_s;
-    req->consistency = (uint8_t)o->consistency;
-    req->quorum = (uint8_t)o->w;
-    req->context.data = o->context;
-    req->context.len = o->context ? o->context_len : 0;
-}
-
 int kv_get_async(kv *db, const void *key, size_t key_len, const kv_read_options *opts,
                  kv_callback cb, void *ctx)
 {
@@ -424,7 +413,7 @@ int kv_put_async(kv *db, const void *key, size_t key_len, const void *value, siz
         return complete_inline(cb, ctx, rc, version, NULL);
     }
     kvi_request req = {.opcode = KVI_OP_PUT, .key = {key, key_len}, .value = {value, value_len}};
-    fill_write_request(&req, opts);
+    kvi_request_set_write_options(&req, opts);
     return kvi_public_status(kvi_async_start(db, &req, NULL, cb, ctx));
 }
 
@@ -442,7 +431,7 @@ int kv_delete_async(kv *db, const void *key, size_t key_len, const kv_write_opti
         return complete_inline(cb, ctx, rc, version, NULL);
     }
     kvi_request req = {.opcode = KVI_OP_DELETE, .key = {key, key_len}};
-    fill_write_request(&req, opts);
+    kvi_request_set_write_options(&req, opts);
     return kvi_public_status(kvi_async_start(db, &req, NULL, cb, ctx));
 }
 
@@ -462,7 +451,7 @@ int kv_cas_async(kv *db, const void *key, size_t key_len, uint64_t expected_vers
     }
     kvi_request req = {.opcode = KVI_OP_CAS, .key = {key, key_len}, .value = {value, value_len},
                        .expected_version = expected_version};
-    fill_write_request(&req, opts);
+    kvi_request_set_write_options(&req, opts);
     return kvi_public_status(kvi_async_start(db, &req, NULL, cb, ctx));
 }
 

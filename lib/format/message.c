@@ -6,6 +6,7 @@
 
 #include <kv/batch.h>
 #include <kv/common.h>
+#include <kv/options.h>
 #include "util/endian.h"
 
 /* ------------------------------------------------------------- writing */
@@ -430,4 +431,15 @@ void kvi_batch_outcome_encode_siblings(kvi_buf *b, const kvi_batch_outcome *out,
     kvi_buf_u8(b, (uint8_t)count);
     for (uint32_t i = 0; i < count; i++)
         kvi_buf_bytes(b, values[i].data, values[i].len);
+}
+
+void kvi_request_set_write_options(kvi_request *req, const kv_write_options *o)
+{
+    if (!o)
+        return;
+    req->ttl_s = o->ttl_s;
+    req->consistency = (uint8_t)o->consistency;
+    req->quorum = (uint8_t)o->w;
+    req->context.data = o->context;
+    req->context.len = o->context ? o->context_len : 0;
 }

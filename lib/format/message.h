@@ -156,6 +156,11 @@ typedef struct kvi_batch_outcome {
     kvi_reader siblings; /* positioned at the first value */
 } kvi_batch_outcome;
 
+/* A write request's options (TTL, consistency, W, context) from the public
+ * write options; NULL leaves the request's defaults. */
+struct kv_write_options;
+void kvi_request_set_write_options(kvi_request *req, const struct kv_write_options *o);
+
 int kvi_response_decode(kvi_response *out, uint8_t opcode, int16_t status,
                         const void *body, size_t len);
 /* The same, for an answer frame with these flags (a BATCH answer with

@@ -1194,17 +1194,6 @@ int kvi_client_set_credentials(kvi_client *cl, const unsigned char *secret, size
 
 /* ---------------------------------------------------------- data calls */
 
-static void fill_write(kvi_request *req, const kv_write_options *o)
-{
-    if (!o)
-        return;
-    req->ttl_s = o->ttl_s;
-    req->consistency = (uint8_t)o->consistency;
-    req->quorum = (uint8_t)o->w;
-    req->context.data = o->context;
-    req->context.len = o->context ? o->context_len : 0;
-}
-
 /* Encodes req into a new frame, runs it, decodes the reply into resp. The
  * reply body (which resp points into) is returned for the caller to free. */
 static int call(kvi_client *cl, const kvi_request *req, int is_write, kvi_response *resp,
@@ -1239,7 +1228,7 @@ int kvi_client_put(kvi_client *cl, uint64_t *out_version, const void *key, size_
                    const void *value, size_t value_len, const kv_write_options *opts)
 {
     kvi_request req = {.opcode = KVI_OP_PUT, .key = {key, key_len}, .value = {value, value_len}};
-    fill_write(&req, opts);
+    kvi_request_set_write_options(&req, opts);
     kvi_response resp;
     unsigned char *body = NULL;
     int rc = call(cl, &req, 1, &resp, &body);
@@ -1281,7 +1270,7 @@ int kvi_client_delete(kvi_client *cl, uint64_t *out_version, const void *key,
                       size_t key_len, const kv_write_options *opts)
 {
     kvi_request req = {.opcode = KVI_OP_DELETE, .key = {key, key_len}};
-    fill_write(&req, opts);
+    kvi_request_set_write_options(&req, opts);
     kvi_response resp;
     unsigned char *body = NULL;
     int rc = call(cl, &req, 1, &resp, &body);
@@ -1297,7 +1286,7 @@ int kvi_client_cas(kvi_client *cl, uint64_t *out_version, const void *key, size_
 {
     kvi_request req = {.opcode = KVI_OP_CAS, .key = {key, key_len}, .value = {value, value_len},
                        .expected_version = expected_version};
-    fill_write(&req, opts);
+    kvi_request_set_write_options(&req, opts);
     kvi_response resp;
     unsigned char *body = NULL;
     int rc = call(cl, &req, 1, &resp, &body);
@@ -1311,7 +1300,7 @@ int kvi_client_batch(kvi_client *cl, kv_batch *b, const kv_write_options *wopts,
                      const kv_read_options *ropts)
 {
     kvi_request req = {.opcode = KVI_OP_BATCH, .batch_count = (uint32_t)b->count};
-    fill_write(&req, wopts);
+    kvi_request_set_write_options(&req, wopts);
     if (ropts && !wopts) {
         req.consistency = (uint8_t)ropts->consistency;
         req.quorum = (uint8_t)ropts->r;
