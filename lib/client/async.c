@@ -107,15 +107,7 @@ static void on_reply(void *ctx, const kvi_reply *rep)
     if (rc == KV_OK || (rc == KV_ECONFLICT && op->opcode == KVI_OP_CAS))
         res.version = resp.version;
     if (rc == KV_OK && op->opcode == KVI_OP_GET) {
-        const void *data[KVI_MAX_WIRE_SIBLINGS];
-        size_t len[KVI_MAX_WIRE_SIBLINGS];
-        for (uint32_t i = 0; i < resp.sibling_count; i++) {
-            kvi_bytes sib = kvi_response_next_sibling(&resp);
-            data[i] = sib.data;
-            len[i] = sib.len;
-        }
-        res.value = kvi_value_new_siblings(data, len, resp.sibling_count, resp.version,
-                                           resp.expiry_ms, resp.context.data, resp.context.len);
+        res.value = kvi_value_from_response(&resp);
         if (!res.value) {
             fail(op, kvi_error(KV_ENOMEM, "out of memory copying a value"));
             return;

@@ -1238,6 +1238,19 @@ int kvi_client_put(kvi_client *cl, uint64_t *out_version, const void *key, size_
     return rc;
 }
 
+kv_value *kvi_value_from_response(kvi_response *resp)
+{
+    const void *data[KVI_MAX_WIRE_SIBLINGS];
+    size_t len[KVI_MAX_WIRE_SIBLINGS];
+    for (uint32_t i = 0; i < resp->sibling_count; i++) {
+        kvi_bytes sib = kvi_response_next_sibling(resp);
+        data[i] = sib.data;
+        len[i] = sib.len;
+    }
+    return kvi_value_new_siblings(data, len, resp->sibling_count, resp->version,
+                                  resp->expiry_ms, resp->context.data, resp->context.len);
+}
+
 int kvi_client_get(kvi_client *cl, kv_value **out, const void *key, size_t key_len,
                    const kv_read_options *opts)
 {
@@ -1250,15 +1263,7 @@ int kvi_client_get(kvi_client *cl, kv_value **out, const void *key, size_t key_l
     unsigned char *body = NULL;
     int rc = call(cl, &req, 0, &resp, &body);
     if (rc == KV_OK) {
-        const void *data[KVI_MAX_WIRE_SIBLINGS];
-        size_t len[KVI_MAX_WIRE_SIBLINGS];
-        for (uint32_t i = 0; i < resp.sibling_count; i++) {
-            kvi_bytes sib = kvi_response_next_sibling(&resp);
-            data[i] = sib.data;
-            len[i] = sib.len;
-        }
-        *out = kvi_value_new_siblings(data, len, resp.sibling_count, resp.version,
-                                      resp.expiry_ms, resp.context.data, resp.context.len);
+        *out = kvi_value_from_response(&resp);
         if (!*out)
             rc = kvi_error(KV_ENOMEM, "out of memory copying a value");
     }

@@ -75,6 +75,10 @@ int kvi_client_submit(kvi_client *c, kvi_buf *frame, uint8_t opcode, uint16_t ex
  * error (an error frame's status and message, or the reply's own). */
 int kvi_reply_decode(kvi_response *resp, const kvi_reply *reply, uint8_t opcode);
 
+/* The value of a decoded GET answer (every sibling, the version, expiry
+ * and context), copied; NULL when out of memory. Reads resp's siblings. */
+kv_value *kvi_value_from_response(kvi_response *resp);
+
 int kvi_client_ping(kvi_client *c);
 int kvi_client_put(kvi_client *c, uint64_t *out_version, const void *key, size_t key_len,
                    const void *value, size_t value_len, const kv_write_options *opts);

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "silent_listener.h"
 #include <kv/kv.h>
 
 typedef struct world {
@@ -371,19 +372,6 @@ static void errors_come_through_the_result(void **state)
     kv_close(c);
 }
 
-static int silent_listener(char *ep, size_t ep_size)
-{
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 16), 0);
-    socklen_t len = sizeof sa;
-    getsockname(lfd, (struct sockaddr *)&sa, &len);
-    snprintf(ep, ep_size, "127.0.0.1:%d", ntohs(sa.sin_port));
-    return lfd;
-}
-
 /* A node that never answers: the call times out; closing the client with
  * calls in flight ends every one of them before kv_close returns. */
 static void timeouts_and_close_end_every_call(void **state)
@@ -391,6 +379,7 @@ static void timeouts_and_close_end_every_call(void **state)
     (void)state;
     char ep[64];
     int lfd = silent_listener(ep, sizeof ep);
+    assert_true(lfd >= 0);
     const char *eps[] = {ep};
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.request_timeout_ms = 300;

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "silent_listener.h"
 #include "net/client.h"
 #include "format/state.h"
 #include "client/handle.h"
@@ -576,27 +577,13 @@ static void many_threads_live_through_a_restart(void **state)
     }
 }
 
-/* A socket that listens on 127.0.0.1 but never answers: connect succeeds
- * through the backlog, so only timeouts can tell. Writes "127.0.0.1:PORT"
- * into ep; returns the socket. */
-static int silent_listener(char *ep, size_t ep_size)
-{
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 16), 0);
-    socklen_t len = sizeof sa;
-    getsockname(lfd, (struct sockaddr *)&sa, &len);
-    snprintf(ep, ep_size, "127.0.0.1:%d", ntohs(sa.sin_port));
-    return lfd;
-}
-
+/* A node that never answers (silent_listener.h): only timeouts tell. */
 static void silent_server_times_out(void **state)
 {
     (void)state;
     char ep[64];
     int lfd = silent_listener(ep, sizeof ep);
+    assert_true(lfd >= 0);
     const char *eps[] = {ep};
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.request_timeout_ms = 300;
@@ -660,6 +647,7 @@ static void fanout_calls_and_backpressure(void **state)
     /* A node that never answers, and at most 2 requests in flight. */
     char ep[64];
     int lfd = silent_listener(ep, sizeof ep);
+    assert_true(lfd >= 0);
     const char *silent[] = {ep};
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.request_timeout_ms = 200;
