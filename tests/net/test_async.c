@@ -368,6 +368,7 @@ static void errors_come_through_the_result(void **state)
     assert_int_equal(kv_client_open(&c, eps, 1, NULL), KV_OK);
     int fd;
     assert_int_equal(kv_fd(&fd, c), KV_EINVAL);
+    assert_int_equal(kv_fd(NULL, c), KV_EINVAL);
     assert_int_equal(kv_run(c, 0), KV_EINVAL);
     kv_close(c);
 }
