@@ -578,18 +578,42 @@ fi
 kill "$kvd_pid" 2>/dev/null
 wait "$kvd_pid" 2>/dev/null
 kvd_pid=
-cports=()
-for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 20001))
-    [[ " ${cports[*]} " == *" $p "* ]] && continue
-    listening "$p" || cports+=("$p")
-    [[ ${#cports[@]} -eq 3 ]] && break
-done
-peers=127.0.0.1:${cports[0]},127.0.0.1:${cports[1]},127.0.0.1:${cports[2]}
-for i in 0 1 2; do
-    "$KVD" --data "$tmp/cl$i" --node-id "cl$i" --listen "127.0.0.1:${cports[$i]}" \
-        --peers "$peers" 2>"$tmp/cl$i.log" &
-    cluster_pids+=($!)
+# Three free ports, then three members; a port can be taken by another
+# process between the pick and the listen (another test of the suite), so a
+# start where a member exits before all three are ready is tried again on
+# new ports (at most 5 times).
+for attempt in 1 2 3 4 5; do
+    cports=()
+    for _ in $(seq 50); do
+        p=$((20000 + RANDOM % 20001))
+        [[ " ${cports[*]} " == *" $p "* ]] && continue
+        listening "$p" || cports+=("$p")
+        [[ ${#cports[@]} -eq 3 ]] && break
+    done
+    peers=127.0.0.1:${cports[0]},127.0.0.1:${cports[1]},127.0.0.1:${cports[2]}
+    cluster_pids=()
+    for i in 0 1 2; do
+        rm -rf "$tmp/cl$i"
+        "$KVD" --data "$tmp/cl$i" --node-id "cl$i" --listen "127.0.0.1:${cports[$i]}" \
+            --peers "$peers" 2>"$tmp/cl$i.log" &
+        cluster_pids+=($!)
+    done
+    started=
+    for _ in $(seq 100); do # up to ~10 s for three "ready" lines
+        exited=0 ready=0
+        for i in 0 1 2; do
+            kill -0 "${cluster_pids[$i]}" 2>/dev/null || exited=1
+            grep -q '"ready' "$tmp/cl$i.log" 2>/dev/null && ready=$((ready + 1))
+        done
+        ((exited)) && break
+        ((ready == 3)) && { started=1; break; }
+        sleep 0.1
+    done
+    [[ -n $started ]] && break
+    for pid in "${cluster_pids[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
 done
 EP=$peers
 ok=
