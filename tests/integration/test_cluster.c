@@ -164,6 +164,34 @@ static void stop(cluster *c, int i, int sig)
         fail_msg("%s did not exit within 15 s of signal %d (log: %s)", d->id, sig, d->log_path);
 }
 
+/* Waits (bounded: about 10 s) until nodes 0..n-1 have each logged
+ * "ready"; 0 as soon as one has exited (it is reaped: pid 0). */
+static int all_ready(cluster *c, int n)
+{
+    for (int round = 0; round < 200; round++) {
+        int ready = 0;
+        for (int i = 0; i < n; i++) {
+            node *d = &c->nodes[i];
+            if (d->pid > 0 && waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+                d->pid = 0;
+                return 0;
+            }
+            FILE *f = fopen(d->log_path, "r");
+            char line[512];
+            int seen = 0;
+            while (f && !seen && fgets(line, sizeof line, f))
+                seen = strstr(line, "\"ready") != NULL;
+            if (f)
+                fclose(f);
+            ready += seen;
+        }
+        if (ready == n)
+            return 1;
+        sleep_ms(50);
+    }
+    return 1; /* slow, not dead: wait_complete decides */
+}
+
 /* *state is set first, so that teardown stops what started even when the
  * cluster never completes. */
 static cluster *make_cluster(void **state, int n, const char *policy)
@@ -171,17 +199,31 @@ static cluster *make_cluster(void **state, int n, const char *policy)
     cluster *c = calloc(1, sizeof *c);
     *state = c;
     c->policy = policy;
-    for (int i = 0; i < MAX_NODES; i++) {
-        node *d = &c->nodes[i];
-        d->dir = test_tempdir();
-        snprintf(d->id, sizeof d->id, "n%d", i + 1);
-        snprintf(d->listen, sizeof d->listen, "127.0.0.1:%d", free_port());
-        snprintf(d->http, sizeof d->http, "127.0.0.1:%d", free_port());
-        snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
+    /* A port picked free may be taken by another test before kvd listens
+     * on it: a start where a node exits before all are ready is tried
+     * again on new ports and fresh directories (at most 5 times). */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        for (int i = 0; i < MAX_NODES; i++) {
+            node *d = &c->nodes[i];
+            if (d->dir)
+                test_rmtree(d->dir);
+            d->dir = test_tempdir();
+            snprintf(d->id, sizeof d->id, "n%d", i + 1);
+            snprintf(d->listen, sizeof d->listen, "127.0.0.1:%d", free_port());
+            snprintf(d->http, sizeof d->http, "127.0.0.1:%d", free_port());
+            snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
+        }
+        set_peers(c, n);
+        for (int i = 0; i < n; i++)
+            spawn(c, i);
+        if (all_ready(c, n))
+            break;
+        for (int i = 0; i < n; i++)
+            if (c->nodes[i].pid > 0) {
+                kvd_stop(c->nodes[i].pid, SIGKILL);
+                c->nodes[i].pid = 0;
+            }
     }
-    set_peers(c, n);
-    for (int i = 0; i < n; i++)
-        spawn(c, i);
     for (int i = 0; i < n; i++)
         wait_complete(c, i);
     return c;
