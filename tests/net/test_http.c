@@ -1665,7 +1665,7 @@ static int run_multi(CURLM *m, CURL **e, int count, long *connects)
             assert_int_equal(curl_multi_poll(m, NULL, 0, 1000, NULL), CURLM_OK);
     }
     assert_int_equal(running, 0);
-    int ok = 0, left;
+    int ok = 0, left, failures = 0;
     CURLMsg *msg;
     while ((msg = curl_multi_info_read(m, &left))) {
         if (msg->msg != CURLMSG_DONE)
@@ -1675,6 +1675,11 @@ static int run_multi(CURLM *m, CURL **e, int count, long *connects)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &c);
         if (msg->data.result == CURLE_OK && status == 200)
             ok++;
+        else if (++failures <= 5)
+            /* Say why: a count alone did not tell what happened when this
+             * failed once under a parallel suite. */
+            fprintf(stderr, "transfer failed: curl %d (%s), HTTP %ld\n", (int)msg->data.result,
+                    curl_easy_strerror(msg->data.result), status);
         *connects += c;
     }
     for (int i = 0; i < count; i++)
