@@ -27,7 +27,8 @@ static int write_call(kv *db, kvi_write_kind kind, uint64_t *out_version, const 
     if (!opts)
         opts = &defaults;
     kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
-                         .is_down_ctx = db->router};
+                         .is_down_ctx = db->router,
+                         .tracker = kvi_router_tracker(db->router)};
     kvi_coord_write w = {
         .kind = kind, .key = key, .key_len = key_len, .value = value, .value_len = value_len,
         .ttl_s = opts->ttl_s, .expected_version = expected,
@@ -81,7 +82,8 @@ static int read_call(kv *db, kv_value **out, const void *key, size_t key_len,
         if (!v)
             return kvi_client_get(db->client, out, key, key_len, opts);
         kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
-                         .is_down_ctx = db->router};
+                         .is_down_ctx = db->router,
+                         .tracker = kvi_router_tracker(db->router)};
         report->n = 0;
         rc = kvi_coord_read(&env, out, key, key_len,
                             opts ? opts->consistency : KV_CONSISTENCY_DEFAULT,
@@ -206,7 +208,8 @@ int kvi_remote_batch(kv *db, kv_batch *b, const kv_write_options *wopts,
     }
     if (rc == KV_OK) {
         kvi_coord_env env = {.view = v, .log = &db->log, .is_down = kvi_router_is_down,
-                             .is_down_ctx = db->router};
+                             .is_down_ctx = db->router,
+                         .tracker = kvi_router_tracker(db->router)};
         rc = kvi_coord_batch(&env, b, wopts, ropts, db->policy != KV_POLICY_LWW);
     }
     kvi_view_unref(v);

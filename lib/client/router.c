@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/coordinator.h"
 #include "cluster/view.h"
 #include "util/error.h"
 #include "util/wipe.h"
@@ -34,7 +35,13 @@ struct kvi_router {
     size_t n_down;
     unsigned next_member;   /* whom the status thread asks next */
     kvi_ticker status;      /* refreshes `down` */
+    kvi_coord_tracker coord_ops; /* requests coordinated for this handle, alive */
 };
+
+kvi_coord_tracker *kvi_router_tracker(kvi_router *r)
+{
+    return &r->coord_ops;
+}
 
 /* Whether a complete description tells of a newer member list than view
  * v: more members (one joined), or as many at other ids or addresses (one
@@ -192,6 +199,7 @@ int kvi_router_open(kvi_router **out, kvi_client *bootstrap, const kv_client_opt
     r->flags = opts->policy == KV_POLICY_LWW ? 0 : KVI_FRAME_FLAG_SIBLINGS;
     r->log = log;
     pthread_mutex_init(&r->lock, NULL);
+    kvi_coord_tracker_init(&r->coord_ops);
     if (kvi_ticker_start(&r->status, status_tick, r) != 0) {
         kvi_router_close(r);
         return kvi_error(KV_ENOMEM, "cannot start the client's status thread");
@@ -205,6 +213,10 @@ void kvi_router_close(kvi_router *r)
     if (!r)
         return;
     kvi_ticker_stop(&r->status);
+    /* Requests that answered may still wait for the members' answers (at
+     * most the request timeout): they hold views whose connections log
+     * through the handle. */
+    kvi_coord_tracker_drain(&r->coord_ops);
     for (size_t i = 0; i < r->n_down; i++)
         free(r->down[i]);
     free(r->down);

@@ -26,6 +26,9 @@ typedef struct kvi_router kvi_router;
 int kvi_router_open(kvi_router **out, kvi_client *bootstrap, const kv_client_options *opts,
                     const kvi_logger *log);
 void kvi_router_close(kvi_router *r);
+/* The count of coordinated requests alive for this handle (for the
+ * coordinator's environment). */
+struct kvi_coord_tracker *kvi_router_tracker(kvi_router *r);
 
 /* The current view with a reference (kvi_view_unref it), or NULL when
  * requests should go to the endpoints directly. Learns the view at most

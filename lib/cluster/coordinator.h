@@ -18,12 +18,21 @@
  * answered with less: waiting for them when R > 1, so that a later read at
  * R never goes backwards, and in the background at R = 1.
  *
- * Threads: every function may be called from many threads at once; each
- * call blocks its thread for up to the internode timeout.
+ * Each request is a state machine driven by the answers of the replicas
+ * (cluster/coord_op.h): no thread waits on a replica. kvi_coord_read_start
+ * and kvi_coord_write_start start one and call back once it ends;
+ * kvi_coord_read and kvi_coord_write_run are the same, waited for.
+ *
+ * Threads: every function may be called from many threads at once. The
+ * waiting calls block their thread for up to the internode timeout, and
+ * must not be called on the loop of the view's connections (KV_EBUSY).
+ * Callbacks run on that loop (or, in a view with no other member, inside
+ * the start call).
  */
 #ifndef KVI_COORDINATOR_H
 #define KVI_COORDINATOR_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <kv/kv.h>
@@ -83,6 +92,20 @@ typedef struct kvi_read_report {
     unsigned required;   /* R */
 } kvi_read_report;
 
+/* Counts the requests alive on behalf of one owner (a node, a client
+ * handle): a request outlives its answer until the last message it sent
+ * has ended, and holds the view (whose connections log through the
+ * owner's logger) until then. The owner waits for none to be left before
+ * it frees what they use. */
+typedef struct kvi_coord_tracker {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned alive;
+} kvi_coord_tracker;
+void kvi_coord_tracker_init(kvi_coord_tracker *t);
+/* Waits until no request is alive, then frees t's parts. */
+void kvi_coord_tracker_drain(kvi_coord_tracker *t);
+
 /* The coordinator's environment: the view (a reference is held by the
  * caller for the call), this node's store (NULL in a client), and limits. */
 typedef struct kvi_coord_env {
@@ -100,7 +123,41 @@ typedef struct kvi_coord_env {
     struct kvi_hints *hints;
     /* Counts writes that a stand-in acknowledged (may be NULL). */
     atomic_uint_fast64_t *sloppy_writes;
+    /* The owner's count of requests alive (required). */
+    kvi_coord_tracker *tracker;
 } kvi_coord_env;
+
+/* How an asynchronous request ended. */
+typedef struct kvi_coord_result {
+    int rc;
+    const char *why;       /* rc != KV_OK: the message (valid during the callback) */
+    uint64_t version;      /* a write's new version, or the current one with KV_ECONFLICT */
+    /* A read's value; the callback may take it (and set it NULL), else it
+     * is freed after the callback. */
+    kv_value *value;
+    /* A read's report when one was asked for (valid during the callback). */
+    const kvi_read_report *report;
+} kvi_coord_result;
+typedef void (*kvi_coord_done_fn)(void *ctx, kvi_coord_result *r);
+
+/* A read, as kvi_coord_read (not SERIAL: KV_EINVAL). want_report: fill
+ * r->report. KV_OK: fn runs exactly once; otherwise (KV_EINVAL, KV_ENOMEM)
+ * it never does. key is copied. */
+int kvi_coord_read_start(const kvi_coord_env *env, const void *key, size_t key_len,
+                         kv_consistency consistency, unsigned r, int siblings, int want_report,
+                         kvi_coord_done_fn fn, void *ctx);
+
+/* Whether a write must go through per-key Paxos (SERIAL, a CAS at the
+ * default level, or a key that has seen SERIAL writes): then it is run by
+ * kvi_coord_write_run, not kvi_coord_write_start. 1, 0, or a negative
+ * code (reading the Paxos state failed). */
+int kvi_coord_write_needs_serial(const kvi_coord_env *env, const kvi_coord_write *w);
+
+/* A write that does not need Paxos, as kvi_coord_write_run. The request's
+ * key, value and context are copied. KV_OK: fn runs exactly once;
+ * otherwise (KV_ENOMEM) it never does. */
+int kvi_coord_write_start(const kvi_coord_env *env, const kvi_coord_write *w,
+                          kvi_coord_done_fn fn, void *ctx);
 
 /* Helpers shared with the SERIAL driver (cluster/serial.c). */
 /* The key's home replicas (its preference list), as member indexes; at

@@ -2,6 +2,7 @@
 #include "cluster/view.h"
 
 #include <cJSON.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,4 +165,48 @@ void kvi_view_unref(kvi_view *v)
 {
     if (v && atomic_fetch_sub(&v->refs, 1) == 1)
         view_free(v);
+}
+
+typedef struct view_release {
+    kvi_view *view;
+    void (*then)(void *ctx);
+    void *ctx;
+} view_release;
+
+static void *free_elsewhere(void *arg)
+{
+    view_release r = *(view_release *)arg;
+    free(arg);
+    view_free(r.view);
+    r.then(r.ctx);
+    return NULL;
+}
+
+void kvi_view_unref_then(kvi_view *v, int elsewhere, void (*then)(void *ctx), void *ctx)
+{
+    if (atomic_fetch_sub(&v->refs, 1) != 1) {
+        then(ctx);
+        return;
+    }
+    if (elsewhere) {
+        view_release *r = malloc(sizeof *r);
+        if (r) {
+            *r = (view_release){v, then, ctx};
+            pthread_attr_t attr;
+            pthread_t th;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            int ok = pthread_create(&th, &attr, free_elsewhere, r) == 0;
+            pthread_attr_destroy(&attr);
+            if (ok)
+                return;
+            free(r);
+        }
+        /* No thread to be had: the view is kept (leaked) rather than
+         * freed where freeing it would wait for itself. */
+        then(ctx);
+        return;
+    }
+    view_free(v);
+    then(ctx);
 }

@@ -78,6 +78,11 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
 
 void kvi_view_ref(kvi_view *v);
 void kvi_view_unref(kvi_view *v);
+/* Drops a reference, then runs then(ctx). When it was the last and
+ * `elsewhere` is set (the caller runs on the loop of the view's own
+ * connections, which closing them waits on), the view is freed on a
+ * thread of its own and then(ctx) runs there, after the free. */
+void kvi_view_unref_then(kvi_view *v, int elsewhere, void (*then)(void *ctx), void *ctx);
 
 /* The client of a member (NULL for self). */
 static inline kvi_client *kvi_view_client(const kvi_view *v, size_t member)

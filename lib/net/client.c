@@ -1660,6 +1660,41 @@ uint32_t kvi_client_timeout_ms(const kvi_client *cl)
     return cl->request_timeout_ms;
 }
 
+int kvi_client_connect_async(kvi_client *cl, kvi_reply_fn fn, void *ctx)
+{
+    if (kvi_loop_on_thread(cl->loop)) {
+        /* Up already: say so at once, without a trip through the queue. */
+        for (unsigned i = 0; i < cl->n_conns; i++) {
+            conn *c = &cl->conns[i];
+            if (c->state == CONN_UP && !peer_closed(c->fd)) {
+                kvi_reply rep = {KV_OK, NULL, NULL, NULL, 0};
+                fn(ctx, &rep);
+                return KV_OK;
+            }
+        }
+    }
+    req *r = calloc(1, sizeof *r);
+    if (!r)
+        return kvi_error(KV_ENOMEM, "out of memory connecting");
+    r->connect_only = 1;
+    r->fn = fn;
+    r->ctx = ctx;
+    r->c = &cl->conns[0];
+    r->deadline_ms = kvi_loop_now_ms() + cl->request_timeout_ms;
+    if (kvi_loop_on_thread(cl->loop)) {
+        cl->outstanding++;
+        enqueue(r);
+    } else {
+        kvi_loop_post(cl->loop, &r->task, enqueue_counted, r);
+    }
+    return KV_OK;
+}
+
+kvi_loop *kvi_client_event_loop(const kvi_client *c)
+{
+    return c->loop;
+}
+
 int kvi_client_connect(kvi_client *cl)
 {
     for (unsigned i = 0; i < cl->n_conns; i++) {

@@ -106,6 +106,16 @@ int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size
 
 /* KV_OK when a connection to the node is up or can be made now. */
 int kvi_client_connect(kvi_client *c);
+/* kvi_client_connect without waiting: fn runs exactly once, on the loop
+ * thread, with rc KV_OK once a connection is up (inside this call when one
+ * is up already and the caller is on the loop thread), or the failure.
+ * KV_OK, or KV_ENOMEM (fn never runs). Any thread. */
+int kvi_client_connect_async(kvi_client *c, kvi_reply_fn fn, void *ctx);
+/* The event loop the client's connections and callbacks run on: a
+ * coordinator that talks to several members through clients sharing one
+ * loop runs its state machines there. */
+struct kvi_loop;
+struct kvi_loop *kvi_client_event_loop(const kvi_client *c);
 /* Connections of a node to its peers start from the node's own listen
  * host (kvi_addr_source), as Cassandra binds to listen_address, so peers
  * and packet filters see which node connects. NULL or a wildcard host:

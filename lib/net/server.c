@@ -285,21 +285,22 @@ static void reap_closed(io_thread *t)
     }
 }
 
-/* Hands a request to a worker pool, with its body in mem (taken over) or
- * else copied. The caller has taken ANSWER_ROOM and mem_charged bytes of
- * the budget for it (the copy, or the buffer handed over); the job gives
- * them back. 0, or -1 when out of memory. */
-static int offload(io_thread *t, worker_pool *pool, conn *c, const kvi_frame_header *h,
-                   const unsigned char *body, unsigned char *mem, size_t mem_charged)
+/* A request handed off the I/O thread (to a worker pool, or to be
+ * answered later), with its body in mem (taken over) or else copied. The
+ * caller has taken ANSWER_ROOM and mem_charged bytes of the budget for it
+ * (the copy, or the buffer handed over); the job gives them back. NULL
+ * when out of memory. */
+static job *job_new(io_thread *t, conn *c, const kvi_frame_header *h, const unsigned char *body,
+                    unsigned char *mem, size_t mem_charged)
 {
     job *j = calloc(1, sizeof *j);
     if (!j)
-        return -1;
+        return NULL;
     if (!mem) {
         j->mem = malloc(h->body_len ? h->body_len : 1);
         if (!j->mem) {
             free(j);
-            return -1;
+            return NULL;
         }
         memcpy(j->mem, body, h->body_len);
         body = j->mem;
@@ -313,6 +314,11 @@ static int offload(io_thread *t, worker_pool *pool, conn *c, const kvi_frame_hea
     j->mem_charged = mem_charged;
     j->answer_charged = ANSWER_ROOM;
     c->inflight++;
+    return j;
+}
+
+static void job_queue(worker_pool *pool, job *j)
+{
     pthread_mutex_lock(&pool->lock);
     if (pool->tail)
         pool->tail->next = j;
@@ -321,13 +327,37 @@ static int offload(io_thread *t, worker_pool *pool, conn *c, const kvi_frame_hea
     pool->tail = j;
     pthread_cond_signal(&pool->cond);
     pthread_mutex_unlock(&pool->lock);
-    return 0;
 }
 
-/* Hands a finished job back to the I/O thread that owns its connection;
- * returns that thread, to be woken. The body goes now; the answer stays
- * charged until it is delivered. */
-static io_thread *finish_job(job *j)
+static void wake(io_thread *t);
+static int finish_job(job *j);
+
+/* Sends a new job where `which` says: a worker pool, or the asynchronous
+ * handler, which may answer it later or send it to a pool itself. */
+static void job_dispatch(io_thread *t, job *j, int which)
+{
+    kvi_server *s = t->server;
+    const kvi_server_config *cfg = &s->cfg;
+    if (which == KVI_SERVER_ASYNC) {
+        which = cfg->async_start(cfg->handler_ctx, j, &j->h, j->body, &j->out);
+        if (which == 0)
+            return; /* answered now or later, through kvi_server_answer */
+        if (which < 1 || which > (int)KVI_SERVER_MAX_POOLS || !s->pools[which - 1].n_workers) {
+            /* No such pool: run it here, as an unpooled request would. */
+            cfg->handler(cfg->handler_ctx, &j->h, j->body, &j->out);
+            kvi_server_answer(j);
+            return;
+        }
+    }
+    job_queue(&s->pools[which - 1], j);
+}
+
+/* Hands a finished job back to the I/O thread that owns its connection.
+ * The body goes now; the answer stays charged until it is delivered.
+ * Returns 1 when the thread must be woken: its list of answers was empty.
+ * (It takes the list only after reading its wake descriptor, so answers
+ * added to a list it has not taken yet are seen without another wake.) */
+static int finish_job(job *j)
 {
     io_thread *t = j->owner;
     kvi_server *s = t->server;
@@ -341,10 +371,19 @@ static io_thread *finish_job(job *j)
         j->answer_charged = j->out.len;
     }
     pthread_mutex_lock(&t->done_lock);
+    int first = t->done == NULL;
     j->next = t->done;
     t->done = j;
     pthread_mutex_unlock(&t->done_lock);
-    return t;
+    return first;
+}
+
+void kvi_server_answer(kvi_server_pending *p)
+{
+    job *j = p;
+    io_thread *t = j->owner;
+    if (finish_job(j))
+        wake(t);
 }
 
 static void wake(io_thread *t)
@@ -390,19 +429,11 @@ static void *worker_loop(void *arg)
         } else {
             s->cfg.handler(s->cfg.handler_ctx, &jobs[0]->h, jobs[0]->body, &jobs[0]->out);
         }
-        /* One wake per I/O thread concerned, not per job. */
-        io_thread *woken[KVI_SERVER_MAX_BATCH];
-        size_t n_woken = 0;
         for (size_t i = 0; i < n; i++) {
-            io_thread *t = finish_job(jobs[i]);
-            size_t k = 0;
-            while (k < n_woken && woken[k] != t)
-                k++;
-            if (k == n_woken)
-                woken[n_woken++] = t;
+            io_thread *t = jobs[i]->owner;
+            if (finish_job(jobs[i]))
+                wake(t);
         }
-        for (size_t k = 0; k < n_woken; k++)
-            wake(woken[k]);
         pthread_mutex_lock(&pool->lock);
     }
     pthread_mutex_unlock(&pool->lock);
@@ -602,7 +633,9 @@ static void conn_process(io_thread *t, conn *c)
         int which = 0;
         if (e != KVI_FRAME_BAD_OPCODE && cfg->offload) {
             which = cfg->offload(cfg->handler_ctx, &h);
-            if (which < 1 || which > (int)KVI_SERVER_MAX_POOLS || !s->pools[which - 1].n_workers)
+            if (which == KVI_SERVER_ASYNC ? !cfg->async_start
+                                          : which < 1 || which > (int)KVI_SERVER_MAX_POOLS ||
+                                                !s->pools[which - 1].n_workers)
                 which = 0;
         }
         /* A worker holds the body until it is done: a frame that fills a
@@ -633,18 +666,23 @@ static void conn_process(io_thread *t, conn *c)
             kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOTSUP, 0,
                             kvi_frame_error_text(e));
         } else if (which) {
-            worker_pool *pool = &s->pools[which - 1];
             if (hand_over) {
                 /* The job takes the buffer and its charge with it. */
-                if (offload(t, pool, c, &h, body, c->in, c->in_cap) == 0) {
+                job *j = job_new(t, c, &h, body, c->in, c->in_cap);
+                if (j) {
                     c->in = NULL;
                     c->in_len = c->in_cap = 0;
                     pos = 0;
+                    job_dispatch(t, j, which);
                     break;
                 }
-            } else if (offload(t, pool, c, &h, body, NULL, body_cost) == 0) {
-                pos += frame_len;
-                continue;
+            } else {
+                job *j = job_new(t, c, &h, body, NULL, body_cost);
+                if (j) {
+                    job_dispatch(t, j, which);
+                    pos += frame_len;
+                    continue;
+                }
             }
             budget_release(s, ANSWER_ROOM + body_cost);
             kvi_error_frame(&c->out, h.opcode, h.request_id, KV_ENOMEM, 0,

@@ -49,7 +49,24 @@ typedef void (*kvi_request_fn)(void *ctx, const kvi_frame_header *h,
  * inline or on another pool, so nodes waiting on each other cannot exhaust
  * one pool each and deadlock. Called on the I/O thread. */
 #define KVI_SERVER_MAX_POOLS 2u
+/* Or KVI_SERVER_ASYNC: the async_start handler takes it on the I/O thread
+ * and answers it later, from any thread (an event-driven coordinator). */
+#define KVI_SERVER_ASYNC ((int)KVI_SERVER_MAX_POOLS + 1)
 typedef int (*kvi_offload_fn)(void *ctx, const kvi_frame_header *h);
+
+/* A request taken by async_start and not answered yet. */
+typedef void kvi_server_pending;
+/* Called on the I/O thread for a request the offload function marked
+ * KVI_SERVER_ASYNC. body stays valid until the answer. Returns 0 when it
+ * took the request: it appends exactly one response frame to out (from
+ * any thread) and then calls kvi_server_answer(p), exactly once, now or
+ * later. Or returns 1..KVI_SERVER_MAX_POOLS to have the request run on
+ * that pool instead (out untouched). */
+typedef int (*kvi_async_fn)(void *ctx, kvi_server_pending *p, const kvi_frame_header *h,
+                            const unsigned char *body, kvi_buf *out);
+/* Hands the answer of a pending request back to its connection. Any
+ * thread. The server's stop waits for every pending request's answer. */
+void kvi_server_answer(kvi_server_pending *p);
 
 /* Runs several requests of one pool at once: those that queued up while
  * the pool's threads were busy, up to KVI_SERVER_MAX_BATCH, so that a
@@ -91,6 +108,9 @@ typedef struct kvi_server_config {
     /* Per pool: run queued requests in batches (NULL: one by one through
      * handler). */
     kvi_batch_fn batch[KVI_SERVER_MAX_POOLS];
+    /* Takes the requests marked KVI_SERVER_ASYNC (NULL: they run on the
+     * I/O thread). */
+    kvi_async_fn async_start;
     const kvi_logger *log;     /* borrowed; must outlive the server */
     /* Bound on the bytes all connections hold (see above); 0: the default,
      * KVI_SERVER_DEFAULT_MAX_BUFFERED. Keep it well above max_body: a frame

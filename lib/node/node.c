@@ -50,7 +50,7 @@ static int member_down(void *ctx, const char *node_id)
     return kvi_membership_is_down(ctx, node_id);
 }
 
-static int coord_env(kvi_node *n, kvi_coord_env *env)
+int kvi_node_coord_env(kvi_node *n, kvi_coord_env *env)
 {
     env->view = kvi_membership_view(n->membership);
     env->local = n->store;
@@ -59,6 +59,7 @@ static int coord_env(kvi_node *n, kvi_coord_env *env)
     env->is_down_ctx = n->membership;
     env->hints = &n->hints;
     env->sloppy_writes = &n->sloppy_writes;
+    env->tracker = &n->coord_ops;
     if (!env->view)
         return kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members "
                                           "(see GET /v1/cluster)");
@@ -92,7 +93,7 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
         return kvi_public_status(rc);
     }
     kvi_coord_env env;
-    rc = coord_env(n, &env);
+    rc = kvi_node_coord_env(n, &env);
     if (rc != KV_OK)
         return rc;
     kvi_coord_write w = {
@@ -142,7 +143,7 @@ int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
         return kvi_public_status(kvi_embedded_get(n->store, out, key, key_len));
     }
     kvi_coord_env env;
-    rc = coord_env(n, &env);
+    rc = kvi_node_coord_env(n, &env);
     if (rc != KV_OK)
         return rc;
     rc = kvi_coord_read(&env, out, key, key_len, ro ? ro->consistency : KV_CONSISTENCY_DEFAULT,
@@ -163,7 +164,7 @@ int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
         return kvi_public_status(rc);
     }
     kvi_coord_env env;
-    rc = coord_env(n, &env);
+    rc = kvi_node_coord_env(n, &env);
     if (rc != KV_OK)
         return rc;
     rc = kvi_coord_batch(&env, b, wo, ro, (flags & KVI_FRAME_FLAG_SIBLINGS) != 0);
@@ -246,6 +247,25 @@ void kvi_node_respond(kvi_buf *out, const kvi_frame_header *h, int rc, kvi_respo
     resp->status = KV_OK;
     kvi_response_encode(out, resp);
     kvi_frame_finish(out, start, h->opcode, KVI_FRAME_FLAG_RESPONSE, KV_OK, h->request_id);
+}
+
+void kvi_node_respond_value(kvi_buf *out, const kvi_frame_header *h, const kv_value *v)
+{
+    kvi_response resp = {0};
+    size_t start = out->len;
+    kvi_frame_begin(out);
+    resp.opcode = KVI_OP_GET;
+    resp.version = kvi_value_version(v);
+    resp.expiry_ms = kvi_value_expiry_ms(v);
+    resp.context.data = kvi_value_context(v, &resp.context.len);
+    resp.sibling_count = (uint32_t)kvi_value_sibling_count(v);
+    kvi_response_encode(out, &resp);
+    for (uint32_t i = 0; i < resp.sibling_count; i++) {
+        size_t len;
+        const void *data = kvi_value_sibling(v, i, &len);
+        kvi_buf_bytes(out, data, len);
+    }
+    kvi_frame_finish(out, start, KVI_OP_GET, KVI_FRAME_FLAG_RESPONSE, KV_OK, h->request_id);
 }
 
 static int write_options(kv_write_options *wo, const kvi_request *req)
@@ -369,20 +389,7 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
             kvi_node_respond(out, h, rc, &resp);
             break;
         }
-        size_t start = out->len;
-        kvi_frame_begin(out);
-        resp.opcode = KVI_OP_GET;
-        resp.version = kvi_value_version(v);
-        resp.expiry_ms = kvi_value_expiry_ms(v);
-        resp.context.data = kvi_value_context(v, &resp.context.len);
-        resp.sibling_count = (uint32_t)kvi_value_sibling_count(v);
-        kvi_response_encode(out, &resp);
-        for (uint32_t i = 0; i < resp.sibling_count; i++) {
-            size_t len;
-            const void *data = kvi_value_sibling(v, i, &len);
-            kvi_buf_bytes(out, data, len);
-        }
-        kvi_frame_finish(out, start, KVI_OP_GET, KVI_FRAME_FLAG_RESPONSE, KV_OK, h->request_id);
+        kvi_node_respond_value(out, h, v);
         kvi_value_free(v);
         break;
     }
@@ -469,9 +476,12 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
 {
     kvi_node *n = ctx;
     switch (h->opcode) {
+    /* Coordinated by a state machine (node_async.c), which sends what
+     * still blocks to the pool. */
     case KVI_OP_GET:
     case KVI_OP_PUT:
     case KVI_OP_DELETE:
+        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
     case KVI_OP_CAS:
     case KVI_OP_BATCH:
         return kvi_node_clustered(n) ? POOL_COORDINATE : 0;
@@ -792,6 +802,7 @@ static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger 
         .offload = offload_request,
         .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
         .batch = {NULL, kvi_node_replication_batch},
+        .async_start = kvi_node_async_start,
         .gate = kvi_auth_gate,
         .gate_ctx = n->auth,
         .tls = n->tls_in,
@@ -849,6 +860,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     if (!n)
         return kvi_error(KV_ENOMEM, "out of memory starting a node");
     n->log = log;
+    kvi_coord_tracker_init(&n->coord_ops);
     n->siblings = o->policy == KV_POLICY_SIBLINGS;
     n->node_id = strdup(o->node_id);
     n->listen_addr = strdup(o->listen_addr);
@@ -894,6 +906,9 @@ void kvi_node_stop(kvi_node *n)
     kvi_handoff_stop(n->handoff);
     kvi_ticker_stop(&n->paxos_sweeper);
     kvi_ticker_stop(&n->reporter);
+    /* Requests that have answered may still wait for replicas' answers
+     * (at most the internode timeout); they use the views and the store. */
+    kvi_coord_tracker_drain(&n->coord_ops);
     /* Before the store closes: dropping the views ends calls still in
      * flight, which may keep hints. */
     kvi_membership_stop(n->membership);

@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 
+#include "cluster/coordinator.h"
 #include "cluster/handoff.h"
 #include "cluster/hints.h"
 #include "cluster/membership.h"
@@ -39,6 +40,7 @@ struct kvi_node {
     kvi_ticker reporter;      /* logs the last minute's slow requests */
     uint32_t slow_ms;         /* the slow-request threshold */
     atomic_uint_fast64_t sloppy_writes;
+    kvi_coord_tracker coord_ops; /* requests this node coordinates, alive */
     char *node_id;
     char *listen_addr;
     char *http_addr;
@@ -60,6 +62,16 @@ int kvi_node_clustered(kvi_node *n);
  * whose detail is this thread's kvi_error_last()). */
 void kvi_node_respond(kvi_buf *out, const kvi_frame_header *h, int rc, kvi_response *resp);
 
+/* Appends a GET's answer frame with the value v (borrowed). */
+void kvi_node_respond_value(kvi_buf *out, const kvi_frame_header *h, const kv_value *v);
+/* The coordinator's environment, with a reference on the view (the caller
+ * drops it); KV_OK or KV_EUNAVAILABLE while membership is incomplete. */
+struct kvi_coord_env;
+int kvi_node_coord_env(kvi_node *n, struct kvi_coord_env *env);
+/* node_async.c: the requests a clustered node coordinates without a
+ * thread waiting on the replicas (kvi_async_fn). */
+int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_header *h,
+                         const unsigned char *body, kvi_buf *out);
 /* The binary protocol's request handler (kvi_request_fn). */
 void kvi_node_handle_request(void *ctx, const kvi_frame_header *h, const unsigned char *body,
                              kvi_buf *out);

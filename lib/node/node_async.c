@@ -1,0 +1,151 @@
+/* node/node_async.c - the reads and writes a clustered node coordinates
+ * as state machines (cluster/coord_op.h): the I/O thread that read the
+ * request starts it, the peers' loop moves it on as the replicas answer,
+ * and the answer goes back to the connection through kvi_server_answer.
+ * No thread waits on a replica.
+ *
+ * What still blocks a thread runs on the coordinating pool as before: a
+ * request at SERIAL (and a CAS at the default level, which is SERIAL), a
+ * write to a key that has Paxos state, batches, backups.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/coordinator.h"
+#include "node/node_internal.h"
+#include "util/error.h"
+
+/* The pool that runs what still blocks (node.c's POOL_COORDINATE). */
+#define POOL_BLOCKING 1
+
+/* One request between its start and its answer. */
+typedef struct pending {
+    kvi_node *n;
+    kvi_server_pending *p;
+    kvi_frame_header h;
+    kvi_buf *out;
+    uint64_t started_ns;
+} pending;
+
+static kvi_metric_op metric_of(uint8_t opcode)
+{
+    return opcode == KVI_OP_GET ? KVI_MOP_GET
+         : opcode == KVI_OP_PUT ? KVI_MOP_PUT : KVI_MOP_DELETE;
+}
+
+/* Answers with rc (and why) now, on whatever thread. */
+static void answer(pending *q, int rc, const char *why, uint64_t version)
+{
+    kvi_response resp = {.version = version};
+    if (rc != KV_OK)
+        kvi_error(rc, "%s", why ? why : "");
+    kvi_node_respond(q->out, &q->h, rc, &resp);
+    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, metric_of(q->h.opcode), rc,
+                       kvi_metrics_now_ns() - q->started_ns);
+    kvi_server_answer(q->p);
+    free(q);
+}
+
+static void read_done(void *ctx, kvi_coord_result *r)
+{
+    pending *q = ctx;
+    if (r->rc != KV_OK) {
+        answer(q, r->rc, r->why, 0);
+        return;
+    }
+    kvi_node_respond_value(q->out, &q->h, r->value);
+    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, KVI_MOP_GET, KV_OK,
+                       kvi_metrics_now_ns() - q->started_ns);
+    kvi_server_answer(q->p);
+    free(q);
+}
+
+static void write_done(void *ctx, kvi_coord_result *r)
+{
+    pending *q = ctx;
+    /* A conflict carries the current version; other failures none. */
+    answer(q, r->rc, r->why, r->rc == KV_OK || r->rc == KV_ECONFLICT ? r->version : 0);
+}
+
+static int start_read(kvi_node *n, pending *q, const kvi_request *req,
+                      const kvi_coord_env *env)
+{
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = (kv_consistency)req->consistency;
+    ro.r = req->quorum;
+    int rc = kvi_check_read(&n->limits, req->key.data, req->key.len, &ro);
+    if (rc != KV_OK)
+        return rc;
+    return kvi_coord_read_start(env, req->key.data, req->key.len, ro.consistency, ro.r,
+                                (q->h.flags & KVI_FRAME_FLAG_SIBLINGS) != 0, 0, read_done, q);
+}
+
+static int start_write(kvi_node *n, pending *q, const kvi_request *req,
+                       const kvi_coord_env *env, int *blocking)
+{
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.ttl_s = req->ttl_s;
+    wo.consistency = (kv_consistency)req->consistency;
+    wo.w = req->quorum;
+    wo.context = req->context.data;
+    wo.context_len = req->context.len;
+    int is_put = q->h.opcode == KVI_OP_PUT;
+    int rc = kvi_check_write(&n->limits, is_put ? KVI_CHECK_PUT : KVI_CHECK_DELETE,
+                             req->key.data, req->key.len, req->value.data, req->value.len, &wo);
+    if (rc != KV_OK)
+        return rc;
+    unsigned flags = q->h.flags;
+    kvi_coord_write w = {
+        .kind = is_put ? KVI_WRITE_PUT : KVI_WRITE_DELETE,
+        .key = req->key.data, .key_len = req->key.len,
+        .value = is_put ? req->value.data : NULL, .value_len = is_put ? req->value.len : 0,
+        .ttl_s = wo.ttl_s, .context = wo.context, .context_len = wo.context ? wo.context_len : 0,
+        .consistency = wo.consistency, .w = wo.w,
+        .siblings = (flags & KVI_FRAME_FLAG_SIBLINGS) != 0,
+        .forwarded = (flags & KVI_FRAME_FLAG_FORWARDED) != 0,
+        .home_only = (flags & KVI_FRAME_FLAG_HOME_ONLY) != 0,
+    };
+    int serial = kvi_coord_write_needs_serial(env, &w);
+    if (serial < 0)
+        return serial;
+    if (serial) {
+        *blocking = 1;
+        return KV_OK;
+    }
+    return kvi_coord_write_start(env, &w, write_done, q);
+}
+
+int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_header *h,
+                         const unsigned char *body, kvi_buf *out)
+{
+    kvi_node *n = ctx;
+    kvi_request req;
+    if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0)
+        return POOL_BLOCKING; /* the usual handler says what is wrong */
+    /* SERIAL reads run the Paxos driver, which still waits on replicas. */
+    if (h->opcode == KVI_OP_GET && req.consistency == KV_CONSISTENCY_SERIAL)
+        return POOL_BLOCKING;
+    pending *q = malloc(sizeof *q);
+    if (!q)
+        return POOL_BLOCKING;
+    *q = (pending){.n = n, .p = p, .h = *h, .out = out, .started_ns = kvi_metrics_now_ns()};
+    kvi_coord_env env;
+    int rc = kvi_node_coord_env(n, &env);
+    int blocking = 0;
+    if (rc == KV_OK) {
+        rc = h->opcode == KVI_OP_GET ? start_read(n, q, &req, &env)
+                                     : start_write(n, q, &req, &env, &blocking);
+        kvi_view_unref(env.view);
+    }
+    if (blocking) {
+        free(q);
+        return POOL_BLOCKING;
+    }
+    if (rc != KV_OK) {
+        char why[300];
+        snprintf(why, sizeof why, "%s", kvi_error_last());
+        answer(q, rc, why, 0);
+    }
+    return 0;
+}
