@@ -434,6 +434,10 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
     case KVI_OP_BACKUP:
         rc = run_backup(n, &req, h, out);
         break;
+    case KVI_OP_SCAN:
+    case KVI_OP_SCAN_RANGE:
+        rc = kvi_node_scan_op(n, &req, h, out);
+        break;
     case KVI_OP_CLUSTER: {
         kvi_buf json = {0};
         kvi_node_describe(n, &json);
@@ -487,6 +491,9 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     /* A checkpoint flushes the memtables and links files: not on an I/O
      * thread, whose other connections would wait meanwhile. */
     case KVI_OP_BACKUP:
+    /* A scan iterates the store, and in a cluster waits on replicas. */
+    case KVI_OP_SCAN:
+    case KVI_OP_SCAN_RANGE:
         return POOL_COORDINATE;
     default:
         return 0;
@@ -683,7 +690,7 @@ static int http_backup(void *ctx, char **report, const char *dir)
 
 static const kvi_http_ops http_ops = {
     .get = http_get, .put = http_put, .del = http_delete, .cas = http_cas,
-    .batch = http_batch, .backup = http_backup,
+    .batch = http_batch, .backup = http_backup, .scan = kvi_node_http_scan,
 };
 
 /* ----------------------------------------------------------- the store */
