@@ -238,7 +238,9 @@ int kvi_scan_page_decode(kv_scan_page **out, const void *body, size_t len)
         uint64_t expiry = kvi_read_u64(&r);
         kvi_bytes ctx = kvi_read_bytes(&r);
         uint8_t n = kvi_read_u8(&r);
-        if (r.failed || n > KVI_MAX_WIRE_SIBLINGS || key.len == 0) {
+        /* A keys-only item (no value) carries no expiry or context. */
+        if (r.failed || n > KVI_MAX_WIRE_SIBLINGS || key.len == 0 ||
+            (n == 0 && (expiry != 0 || ctx.len != 0))) {
             rc = KV_EIO;
             break;
         }
