@@ -487,13 +487,12 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_PAXOS_PREPARE:
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
+    case KVI_OP_SCAN_RANGE: /* a replica's part of a scan: its own store only */
         return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
     /* A checkpoint flushes the memtables and links files: not on an I/O
      * thread, whose other connections would wait meanwhile. */
     case KVI_OP_BACKUP:
-    /* A scan iterates the store, and in a cluster waits on replicas. */
-    case KVI_OP_SCAN:
-    case KVI_OP_SCAN_RANGE:
+    case KVI_OP_SCAN: /* iterates the store; in a cluster, waits on the replicas */
         return POOL_COORDINATE;
     default:
         return 0;
