@@ -431,12 +431,15 @@ int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf_data);
     if (!it)
         return kvi_error(KV_ENOMEM, "out of memory scanning the data");
-    rocksdb_iter_seek(it, after, after_len);
+    if (after_len)
+        rocksdb_iter_seek(it, after, after_len);
+    else
+        rocksdb_iter_seek_to_first(it);
     int rc = KV_OK;
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
-        if (klen == after_len && memcmp(k, after, after_len) == 0)
+        if (after_len && klen == after_len && memcmp(k, after, after_len) == 0)
             continue; /* strictly after */
         const char *v = rocksdb_iter_value(it, &vlen);
         if (fn(ctx, k, klen, v, vlen) != 0)
