@@ -688,6 +688,12 @@ else
     kc -w json get ck --verbose --consistency all; expect_rc 0 "get --verbose -w json in a cluster"
     json_check 'd["required"] == 3 and sorted(r["status"] for r in d["replicas"]) == ["OK", "OK", "OK"]' "three replicas OK at ALL"
 
+    # members asks each member for its own store figures; scan walks the ring.
+    kc members;                 expect_rc 0 "members in a cluster"
+    [[ $(grep -cE "^cl[0-2] .* [0-9]+ +[0-9.]+ [KMGT]?i?B$" "$tmp/out") -eq 3 ]] ||
+        fail "members shows every member's keys and bytes: $(cat "$tmp/out")"
+    kc scan --consistency all;  expect 0 "$(printf 'ck\tv1')" "scan of a cluster at ALL"
+
     # One member down: a write at ALL is refused with the node's reason.
     kill "${cluster_pids[2]}"
     wait "${cluster_pids[2]}" 2>/dev/null
