@@ -832,7 +832,7 @@ typedef struct scan_writer {
     kv *db;
     int id;
     atomic_int *stop;
-    int acked;        /* new keys w<id>-0 .. w<id>-(acked-1) were acknowledged */
+    atomic_int acked; /* new keys w<id>-0 .. w<id>-(acked-1) were acknowledged */
     int overwrites;   /* acknowledged overwrites of stable keys */
 } scan_writer;
 
@@ -848,10 +848,10 @@ static void *scan_write(void *arg)
             w->overwrites += put_at(w->db, key, "rewritten", KV_CONSISTENCY_QUORUM) == KV_OK;
             continue;
         }
-        snprintf(key, sizeof key, "w%d-%d", w->id, w->acked);
+        snprintf(key, sizeof key, "w%d-%d", w->id, atomic_load(&w->acked));
         if (put_at(w->db, key, key, KV_CONSISTENCY_QUORUM) != KV_OK)
             break; /* later keys must stay unwritten for the coverage check */
-        w->acked++;
+        atomic_fetch_add(&w->acked, 1);
     }
     return NULL;
 }
@@ -960,6 +960,10 @@ static void scan_with_writes_running(void **state)
         ws[t] = (scan_writer){db, t, &stop_flag, 0, 0};
         pthread_create(&threads[t], NULL, scan_write, &ws[t]);
     }
+    /* The writers are under way before the first scan (bounded wait). */
+    for (int i = 0; i < 1000 && (atomic_load(&ws[0].acked) < 5 || atomic_load(&ws[1].acked) < 5);
+         i++)
+        sleep_ms(10);
     /* Scans while the writers run, each coordinated by another node. */
     static const struct { size_t limit; kv_consistency level; int keys_only; } runs[] = {
         {17, KV_CONSISTENCY_QUORUM, 0},
@@ -985,20 +989,21 @@ static void scan_with_writes_running(void **state)
     atomic_store(&stop_flag, 1);
     for (int t = 0; t < 2; t++)
         pthread_join(threads[t], NULL);
-    printf("writers: %d and %d new keys, %d and %d overwrites acknowledged\n", ws[0].acked,
-           ws[1].acked, ws[0].overwrites, ws[1].overwrites);
-    assert_true(ws[0].acked > 0 && ws[1].acked > 0);
+    int acked[2] = {atomic_load(&ws[0].acked), atomic_load(&ws[1].acked)};
+    printf("writers: %d and %d new keys, %d and %d overwrites acknowledged\n", acked[0],
+           acked[1], ws[0].overwrites, ws[1].overwrites);
+    assert_true(acked[0] >= 5 && acked[1] >= 5);
 
     /* Quiet now: every acknowledged write is in a QUORUM scan. */
     scan_tally t;
     assert_int_equal(scan_everything(db, 500, KV_CONSISTENCY_QUORUM, 0, &t), KV_OK);
     for (int w = 0; w < 2; w++)
-        for (int k = 0; k < ws[w].acked; k++) {
+        for (int k = 0; k < acked[w]; k++) {
             snprintf(key, sizeof key, "w%d-%d", w, k);
             if (!tally_has(&t, key))
                 fail_msg("acknowledged %s missing from the scan", key);
         }
-    assert_int_equal(t.n_written, ws[0].acked + ws[1].acked);
+    assert_int_equal(t.n_written, acked[0] + acked[1]);
     int total = SCAN_STABLE + t.n_written;
     tally_free(&t);
 
