@@ -267,8 +267,8 @@ static void set_position(walk *w, uint64_t token, const void *key, size_t key_le
         kvi_buf_raw(&w->position, key, key_len);
 }
 
-/* Merges the answers of one stretch into the page and moves the position.
- * Takes the bodies (freed by the caller's round). */
+/* Merges the answers of one stretch into the page and moves the position
+ * (the answers' bodies stay the round's; the page copies what it keeps). */
 static int merge_answers(walk *w, slot *const *answers, size_t n_answers, uint64_t last)
 {
     size_t total = 0;
