@@ -18,7 +18,9 @@
  * 0..64 KiB); a batch is refused exactly when an operation or its options
  * are, with the first bad operation's status, and the quorum of an
  * accepted request is 1..N or KV_EINVAL; a BACKUP's directory the layer
- * accepts is 1..KV_BACKUP_MAX_PATH bytes, absolute, without NUL. */
+ * accepts is 1..KV_BACKUP_MAX_PATH bytes, absolute, without NUL; a scan
+ * the layer accepts has a limit of 1..KV_SCAN_MAX_LIMIT and a level other
+ * than SERIAL. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #include "format/frame.h"
 #include "format/message.h"
 #include "format/record.h"
+#include "format/scan.h"
 #include "util/validate.h"
 
 static void expect_status(int rc)
@@ -215,6 +218,33 @@ static void backup_request(const kvi_request *req)
         abort();
 }
 
+/* SCAN and SCAN_RANGE (node_scan.c): the limit and options through the
+ * validation layer, the position's size, the quorum a coordinator needs. */
+static void scan_request(const kvi_request *req, unsigned n)
+{
+    kv_scan_options so = KV_SCAN_OPTIONS_INIT;
+    so.consistency = (kv_consistency)req->consistency;
+    so.r = req->quorum;
+    so.keys_only = (req->scan_flags & KVI_SCAN_KEYS_ONLY) != 0;
+    int rc = kvi_check_scan(req->limit, &so);
+    if (rc != KV_OK && rc != KV_EINVAL)
+        abort();
+    if (rc != KV_OK && kv_error_last()[0] == 0)
+        abort();
+    if (rc != KV_OK)
+        return;
+    if (req->limit < 1 || req->limit > KV_SCAN_MAX_LIMIT ||
+        req->consistency == KV_CONSISTENCY_SERIAL)
+        abort();
+    expect_level(req->consistency, req->quorum);
+    if (req->opcode == KVI_OP_SCAN)
+        check_quorum(req->consistency, req->quorum, n);
+    int ok = kvi_scan_position_ok(req->key.len);
+    if (ok != (req->key.len == 0 || (req->key.len >= KVI_TOKEN_SIZE &&
+                                     req->key.len <= KVI_SCAN_MAX_POSITION)))
+        abort();
+}
+
 /* GET_STATE, READ_STATE, REPLICATE, REPAIR and HINT (node_replica.c). */
 static void replica_request(const kvi_limits *l, const kvi_request *req)
 {
@@ -280,6 +310,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case KVI_OP_BACKUP:
         backup_request(&req);
+        break;
+    case KVI_OP_SCAN:
+    case KVI_OP_SCAN_RANGE:
+        scan_request(&req, n);
         break;
     default:
         break;

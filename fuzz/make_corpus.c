@@ -4,6 +4,7 @@
  *   fuzz_make_corpus state fuzz/corpus/state   a clock with two siblings
  *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad
  *   fuzz_make_corpus request fuzz/corpus/request  requests behind limits
+ *   fuzz_make_corpus scan fuzz/corpus/scan        scan answers and cursors
  *   fuzz_make_corpus node fuzz/corpus/node     connections to a node of one
  *   fuzz_make_corpus paxos fuzz/corpus/paxos   acceptor records */
 #include <stdio.h>
@@ -16,6 +17,8 @@
 #include "net/auth.h"
 #include "format/frame.h"
 #include "format/message.h"
+#include "format/scan.h"
+#include "format/value.h"
 #include "format/record.h"
 #include "util/endian.h"
 
@@ -314,6 +317,16 @@ static void request_corpus(const char *dir)
     emit_request(dir, "backup", 64, 4096, &backup, NULL, 0);
     kvi_request backup_rel = {.opcode = KVI_OP_BACKUP, .value = text("relative/dir")};
     emit_request(dir, "backup-relative", 64, 4096, &backup_rel, NULL, 0);
+    kvi_request scan = {.opcode = KVI_OP_SCAN, .consistency = 2, .limit = 100,
+                        .key = text("\x01\x02\x03\x04\x05\x06\x07\x08key")};
+    emit_request(dir, "scan", 64, 4096, &scan, NULL, 0);
+    kvi_request scan_serial = {.opcode = KVI_OP_SCAN, .consistency = 5, .limit = 10001,
+                               .scan_flags = 1};
+    emit_request(dir, "scan-serial-over", 64, 4096, &scan_serial, NULL, 0);
+    kvi_request range = {.opcode = KVI_OP_SCAN_RANGE, .scan_flags = 1, .limit = 5,
+                         .last_token = 0x8000000000000000ull,
+                         .key = text("\x10\x20\x30\x40\x50\x60\x70\x10")};
+    emit_request(dir, "scan-range", 64, 4096, &range, NULL, 0);
     kvi_buf_free(&state);
     kvi_buf_free(&ctx);
 }
@@ -419,8 +432,48 @@ static void paxos_corpus(const char *dir)
     kvi_buf_free(&b);
 }
 
+/* Seeds for fuzz_scan: a SCAN answer with two keys (one with two
+ * siblings, one keys-only) and a cursor, and a SCAN_RANGE answer. Input
+ * byte 0 chooses the decoder (fuzz_scan.c). */
+static void scan_corpus(const char *dir)
+{
+    kv_scan_page *page = kvi_scan_page_new();
+    const void *data[2] = {"a", "bb"};
+    size_t len[2] = {1, 2};
+    kvi_scan_page_add(page, "k1", 2, 3, kvi_value_new_siblings(data, len, 2, 3, 0, "ctx", 3));
+    kvi_scan_page_add(page, "k2", 2, 1, NULL);
+    kvi_scan_page_set_next(page, "\x01\x02\x03\x04\x05\x06\x07\x08k2", 10);
+    kvi_buf b = {0};
+    kvi_buf_u8(&b, 0);
+    kvi_scan_page_encode(&b, page);
+    write_file(dir, "page", &b);
+    kvi_scan_page_free(page);
+    static kvi_state st;
+    kvi_state_init(&st);
+    kvi_sibling sib = {.value = (const unsigned char *)"hello", .value_len = 5, .write_ms = 7};
+    kvi_state_write(&st, NULL, "n1", &sib);
+    kvi_buf state = {0};
+    kvi_state_encode(&state, &st, kvi_key_token("k", 1));
+    kvi_buf_reset(&b);
+    kvi_buf_u8(&b, 1);
+    kvi_buf_u32(&b, 1);
+    kvi_scan_range_item(&b, "k", 1, state.data, state.len);
+    kvi_buf_u8(&b, 1);
+    write_file(dir, "range", &b);
+    kvi_buf_reset(&b);
+    kvi_buf_u8(&b, 2);
+    kvi_buf_raw(&b, "0102030405060708ff", 18);
+    write_file(dir, "cursor", &b);
+    kvi_buf_free(&b);
+    kvi_buf_free(&state);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "scan") == 0) {
+        scan_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "paxos") == 0) {
         paxos_corpus(argv[2]);
         return 0;

@@ -49,6 +49,7 @@
 #include "options.h"
 #include "value.h"
 #include "batch.h"
+#include "scan.h"
 
 #ifdef __cplusplus
 extern "C" {

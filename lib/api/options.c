@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <kv/options.h>
+#include <kv/scan.h>
 #include "util/error.h"
 #include "util/options.h"
 
@@ -21,6 +22,7 @@
 
 DEFINE_INIT(kv_open_options_init, kv_open_options, KV_OPEN_OPTIONS_VERSION, KV_OPEN_OPTIONS_INIT)
 DEFINE_INIT(kv_read_options_init, kv_read_options, KV_READ_OPTIONS_VERSION, KV_READ_OPTIONS_INIT)
+DEFINE_INIT(kv_scan_options_init, kv_scan_options, KV_SCAN_OPTIONS_VERSION, KV_SCAN_OPTIONS_INIT)
 
 /* Structs that grew: only the caller's version's prefix is written. */
 #define DEFINE_GROWN(fn, type, initializer, prefix)                         \

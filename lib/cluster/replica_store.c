@@ -38,6 +38,16 @@ static int state_from_record(kvi_state *out, const kvi_record *rec)
     return KV_OK;
 }
 
+int kvi_replica_state_decode(kvi_state *out, const void *rec, size_t len, uint64_t token)
+{
+    const unsigned char *p = rec;
+    if (len > 0 && p[0] == KVI_STATE_FORMAT)
+        return kvi_state_decode(out, p, len, token);
+    kvi_record r;
+    int rc = kvi_record_decode(&r, p, len, token);
+    return rc == KV_OK ? state_from_record(out, &r) : rc;
+}
+
 /* Reads the record of skey into holder and decodes it (either format);
  * called with the key's stripe lock held or not, as the caller needs. */
 static int load(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const unsigned char *skey,

@@ -25,6 +25,10 @@
  * contain '~', so it never collides with a real member. */
 #define KVI_LOCAL_NODE "~local"
 
+/* Decodes a stored record of either format (len bytes at rec, as stored
+ * under a key of this token) into a state pointing into rec. KV_OK or
+ * KV_ECORRUPT. */
+int kvi_replica_state_decode(kvi_state *out, const void *rec, size_t len, uint64_t token);
 /* Reads a key's state: KV_OK, KV_ENOTFOUND (no record), KV_ECORRUPT. */
 int kvi_replica_read(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
                      size_t key_len);

@@ -194,6 +194,37 @@ size_t kvi_ring_preference(const kvi_ring *r, uint64_t token, const uint32_t **o
     return r->list_len;
 }
 
+/* Whether vnodes a and b have the same members in their preference lists
+ * (in any order). */
+static int same_homes(const kvi_ring *r, size_t a, size_t b)
+{
+    const uint32_t *x = r->lists + a * r->list_len, *y = r->lists + b * r->list_len;
+    for (unsigned i = 0; i < r->list_len; i++) {
+        unsigned k = 0;
+        while (k < r->list_len && y[k] != x[i])
+            k++;
+        if (k == r->list_len)
+            return 0;
+    }
+    return 1;
+}
+
+uint64_t kvi_ring_range_last(const kvi_ring *r, uint64_t token)
+{
+    /* Past the highest vnode token the range wraps to the first vnode: its
+     * part before the wrap ends at the top of the token space. */
+    if (r->n_vnodes == 0 || token > r->vnodes[r->n_vnodes - 1].token)
+        return UINT64_MAX;
+    size_t v = owner_vnode(r, token);
+    while (v + 1 < r->n_vnodes && same_homes(r, v, v + 1))
+        v++;
+    /* The last vnode's stretch runs on to the top when the wrapping range
+     * (vnode 0's) has the same homes. */
+    if (v + 1 == r->n_vnodes && same_homes(r, v, 0))
+        return UINT64_MAX;
+    return r->vnodes[v].token;
+}
+
 size_t kvi_ring_walk(const kvi_ring *r, uint64_t token, uint32_t *out, size_t max)
 {
     return walk_from(r, owner_vnode(r, token), out, max);

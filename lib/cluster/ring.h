@@ -49,6 +49,13 @@ int kvi_ring_find(const kvi_ring *r, const char *node_id);
  * min(replicas, members). */
 size_t kvi_ring_preference(const kvi_ring *r, uint64_t token, const uint32_t **out);
 
+/* The last token of the stretch of token space from token on whose keys
+ * all have the same home replicas (the members of token's preference list,
+ * in any order): at least to the end of token's vnode range, on through the
+ * following ranges with the same members, and UINT64_MAX at the top of the
+ * token space. A scan walks the ring in these stretches, in token order
+ * (with three members and three replicas, one stretch is the whole ring). */
+uint64_t kvi_ring_range_last(const kvi_ring *r, uint64_t token);
 /* Walks clockwise from token and writes up to max distinct member indexes,
  * the preference list first and then the fallbacks; returns how many. */
 size_t kvi_ring_walk(const kvi_ring *r, uint64_t token, uint32_t *out, size_t max);

@@ -80,7 +80,13 @@ typedef enum kvi_opcode {
      * a directory on its own machine (kv_backup on a client handle). Needs
      * a client token when the node has tokens, as data operations do. */
     KVI_OP_BACKUP = 19,
-    KVI_OP_MAX = 19
+    /* A client's scan: one page of live keys in token order from a
+     * position (format/scan.h); the node reads the ranges' replicas. */
+    KVI_OP_SCAN = 20,
+    /* Between nodes: a replica's key states in one ring range, for the
+     * coordinator of a SCAN (cluster/scan.h). */
+    KVI_OP_SCAN_RANGE = 21,
+    KVI_OP_MAX = 21
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

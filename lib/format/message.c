@@ -158,6 +158,19 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
         out->key = kvi_read_bytes(&r);
         out->value = kvi_read_bytes(&r);
         break;
+    case KVI_OP_SCAN:
+        out->consistency = kvi_read_u8(&r);
+        out->quorum = kvi_read_u8(&r);
+        out->scan_flags = kvi_read_u8(&r);
+        out->limit = kvi_read_u32(&r);
+        out->key = kvi_read_bytes(&r);
+        break;
+    case KVI_OP_SCAN_RANGE:
+        out->scan_flags = kvi_read_u8(&r);
+        out->limit = kvi_read_u32(&r);
+        out->last_token = kvi_read_u64(&r);
+        out->key = kvi_read_bytes(&r);
+        break;
     case KVI_OP_BATCH: {
         out->consistency = kvi_read_u8(&r);
         out->quorum = kvi_read_u8(&r);
@@ -240,6 +253,19 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
         kvi_buf_u64(b, req->expected_version);
         kvi_buf_bytes(b, req->key.data, req->key.len);
         kvi_buf_bytes(b, req->value.data, req->value.len);
+        break;
+    case KVI_OP_SCAN:
+        kvi_buf_u8(b, req->consistency);
+        kvi_buf_u8(b, req->quorum);
+        kvi_buf_u8(b, req->scan_flags);
+        kvi_buf_u32(b, req->limit);
+        kvi_buf_bytes(b, req->key.data, req->key.len);
+        break;
+    case KVI_OP_SCAN_RANGE:
+        kvi_buf_u8(b, req->scan_flags);
+        kvi_buf_u32(b, req->limit);
+        kvi_buf_u64(b, req->last_token);
+        kvi_buf_bytes(b, req->key.data, req->key.len);
         break;
     case KVI_OP_BATCH:
         /* The caller appends batch_count items with kvi_batch_item_encode. */

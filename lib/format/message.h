@@ -25,6 +25,11 @@
  *   HELLO, AUTH          the handshake (net/auth.h encodes them)
  *   BACKUP     bytes dir                 (an absolute path; the node
  *              checkpoints its store into dir/<its node id>)
+ *   SCAN       u8 consistency, u8 r, u8 scan flags, u32 limit, bytes after
+ *              (a storage key position, format/scan.h; empty = the start)
+ *   SCAN_RANGE u8 scan flags, u32 limit, u64 last token, bytes after
+ *              (between nodes: the states of keys after `after` up to and
+ *              including token `last`)
  * Response bodies with status KV_OK:
  *   GET     u64 version, u64 expiry_ms, bytes context, u8 count (1..16),
  *           count x bytes value (concurrent siblings, the preferred first)
@@ -35,6 +40,7 @@
  *   GOSSIP     bytes table (the answering node's, after merging)
  *   PAXOS_*    bytes answer (format/paxos.h, kvi_paxos_answer)
  *   BACKUP     bytes json (the snapshot: nodeId, path, bytes, estimatedKeys)
+ *   SCAN, SCAN_RANGE   format/scan.h (kvi_scan_page_encode, kvi_scan_range_*)
  * Response bodies with any other status (an error frame):
  *   u64 version (the current one for KV_ECONFLICT, else 0), bytes message
  */
@@ -101,6 +107,10 @@ typedef struct kvi_request {
     kvi_bytes context;
     uint32_t batch_count;
     kvi_reader batch_ops; /* positioned at the first operation */
+    /* SCAN and SCAN_RANGE: the position is in key. */
+    uint8_t scan_flags;   /* KVI_SCAN_* (format/scan.h) */
+    uint32_t limit;       /* keys wanted, 1..KV_SCAN_MAX_LIMIT */
+    uint64_t last_token;  /* SCAN_RANGE: the range's last token */
 } kvi_request;
 
 /* One operation of a batch request. */

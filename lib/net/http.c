@@ -85,6 +85,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     if (c) {
         kvi_buf_free(&c->key);
         kvi_buf_free(&c->context);
+        kvi_buf_free(&c->cursor);
         kvi_buf_free(&c->body);
         kvi_buf_free(&c->out);
         free(c);
@@ -145,6 +146,9 @@ static void begin_request(kvi_http_conn *c)
     c->challenge = NULL;
     kvi_buf_reset(&c->key);
     kvi_buf_reset(&c->context);
+    kvi_buf_reset(&c->cursor);
+    c->limit = 0;
+    c->keys_only = 0;
     kvi_buf_reset(&c->body);
     kvi_buf_reset(&c->out);
 }

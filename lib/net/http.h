@@ -59,6 +59,10 @@ typedef struct kvi_http_ops {
     int (*batch)(void *ctx, kvi_http_policy p, kv_batch *b, const kv_write_options *wo,
                  const kv_read_options *ro);
     int (*backup)(void *ctx, char **report, const char *dir);
+    /* GET /v1/kv: a page of a scan (kv_scan; cursor NULL = the start). May
+     * be NULL: the endpoint then answers 501. */
+    int (*scan)(void *ctx, kvi_http_policy p, kv_scan_page **out, const char *cursor,
+                size_t limit, const kv_scan_options *so);
 } kvi_http_ops;
 
 typedef struct kvi_http_config {

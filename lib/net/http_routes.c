@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "format/batch.h"
+#include "format/scan.h"
 #include "format/value.h"
 #include "net/http_json.h"
 #include "util/validate.h"
@@ -151,6 +152,56 @@ static enum MHD_Result context_param(kvi_http_conn *c, const char *raw, size_t l
     return MHD_YES;
 }
 
+/* ?cursor=TEXT (percent-encoded): where a scan goes on; its form is checked
+ * by the scan itself (kvi_scan_cursor_decode). */
+static enum MHD_Result cursor_param(kvi_http_conn *c, const char *raw, size_t len)
+{
+    if (c->cursor.len) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "query parameter \"cursor\" is given twice");
+        return MHD_NO;
+    }
+    if (len > 6 * KVI_SCAN_MAX_POSITION) {
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "the cursor is too long to be one");
+        return MHD_NO;
+    }
+    kvi_buf_reset(&c->cursor);
+    kvi_buf_raw(&c->cursor, raw, len + 1);
+    if (c->cursor.failed) {
+        kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory reading the cursor");
+        return MHD_NO;
+    }
+    size_t n = len;
+    if (kvi_http_percent_decode(c->cursor.data, &n, raw, len) != 0 ||
+        memchr(c->cursor.data, 0, n)) {
+        kvi_buf_reset(&c->cursor);
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "cursor must be the \"cursor\" of an earlier page");
+        return MHD_NO;
+    }
+    c->cursor.data[n] = 0;
+    /* len counts the NUL, so that "cursor=" (the start) still counts as
+     * given once. */
+    c->cursor.len = n + 1;
+    return MHD_YES;
+}
+
+/* Parses a scan's limit, 1..KV_SCAN_MAX_LIMIT. */
+static int parse_limit(const char *s, size_t n, size_t *out)
+{
+    size_t v = 0;
+    if (n == 0 || n > 9)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (size_t)(s[i] - '0');
+    }
+    if (v < 1 || v > KV_SCAN_MAX_LIMIT)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* MHD_KeyValueIterator over the query string. Names and values arrive still
  * percent-encoded (our unescape callback leaves them alone), so they are
  * decoded here. Returning MHD_NO stops at the first bad parameter. */
@@ -172,6 +223,8 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
     name[nlen] = 0;
     if (strcmp(name, "context") == 0)
         return context_param(c, rvalue ? rvalue : "", rvlen);
+    if (strcmp(name, "cursor") == 0)
+        return cursor_param(c, rvalue ? rvalue : "", rvlen);
     if (rvlen >= sizeof value ||
         kvi_http_percent_decode((unsigned char *)value, &vlen, rvalue ? rvalue : "", rvlen) != 0)
         vlen = sizeof value; /* a length no valid value has */
@@ -179,7 +232,7 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
         value[vlen] = 0;
 
     static const char *const known[] = {"consistency", "r", "w", "encoding", "policy",
-                                        "homeOnly"};
+                                        "homeOnly", "limit", "keysOnly"};
     unsigned bit = 0;
     for (unsigned i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(name, known[i]) == 0)
@@ -187,7 +240,7 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
     if (!bit) {
         kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
                        "unknown query parameter \"%s\" (known: consistency, r, w, encoding, "
-                       "policy, homeOnly, context)", name);
+                       "policy, homeOnly, context; for a scan, cursor, limit, keysOnly)", name);
         return MHD_NO;
     }
     if (q->seen & bit) {
@@ -242,6 +295,19 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
             return MHD_NO;
         }
         c->policy = chosen;
+    } else if (strcmp(name, "limit") == 0) {
+        if (vlen >= sizeof value || parse_limit(value, vlen, &c->limit) != 0) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "limit must be an integer 1..%u",
+                           KV_SCAN_MAX_LIMIT);
+            return MHD_NO;
+        }
+    } else if (strcmp(name, "keysOnly") == 0) {
+        if (ascii_caseeq(value, vlen, "true") || ascii_caseeq(value, vlen, "1"))
+            c->keys_only = 1;
+        else if (!ascii_caseeq(value, vlen, "false") && !ascii_caseeq(value, vlen, "0")) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "keysOnly must be true or false");
+            return MHD_NO;
+        }
     } else if (strcmp(name, "homeOnly") == 0) {
         if (ascii_caseeq(value, vlen, "true") || ascii_caseeq(value, vlen, "1"))
             c->wopts.home_only = 1;
@@ -498,7 +564,12 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
         route_admin(c, KVI_HTTP_ROUTE_METRICS, method);
     else if (strcmp(url, "/v1/admin/backup") == 0)
         route_backup(c, method);
-    else if (strncmp(url, kv_prefix, sizeof kv_prefix - 1) == 0)
+    else if (strcmp(url, "/v1/kv") == 0) {
+        c->route = KVI_HTTP_ROUTE_SCAN;
+        c->mop = KVI_MOP_OTHER;
+        if (c->method != KVI_HTTP_GET)
+            not_allowed(c, "GET", method);
+    } else if (strncmp(url, kv_prefix, sizeof kv_prefix - 1) == 0)
         route_kv(c, url + sizeof kv_prefix - 1, method);
     else
         kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND, "no such endpoint");
@@ -506,6 +577,10 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
         return;
     query_state q = {c, 0};
     MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, query_param, &q);
+    if (!c->status && c->route != KVI_HTTP_ROUTE_SCAN &&
+        (c->cursor.len || c->limit || c->keys_only))
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "cursor, limit and keysOnly are for a scan (GET /v1/kv) only");
 }
 
 /* -------------------------------------------------------------- handlers */
@@ -598,6 +673,76 @@ static void handle_get(kvi_http_conn *c)
     }
     kvi_http_json_raw(b, "}");
     kvi_value_free(v);
+}
+
+/* The default page of GET /v1/kv without ?limit=. */
+#define SCAN_DEFAULT_LIMIT 100u
+
+/* GET /v1/kv: {"items":[{"key":K,"value":V,"version":N}, ...],
+ * "cursor":C|null}. Each item is text, or all base64 with
+ * "encoding":"base64" (key and value) as a batch result is; siblings as a
+ * GET's 300 has them, and "context". */
+static void handle_scan(kvi_http_conn *c)
+{
+    if (!c->server->ops->scan) {
+        kvi_http_error(c, 501, "NOT_SUPPORTED", KV_ENOTSUP, "this server cannot scan");
+        return;
+    }
+    kv_scan_options so = KV_SCAN_OPTIONS_INIT;
+    so.consistency = c->ropts.consistency;
+    so.r = c->ropts.r;
+    so.keys_only = c->keys_only;
+    kv_scan_page *page = NULL;
+    const char *cursor = c->cursor.len ? (const char *)c->cursor.data : NULL;
+    int rc = c->server->ops->scan(c->server->ops_ctx, c->policy, &page, cursor,
+                                  c->limit ? c->limit : SCAN_DEFAULT_LIMIT, &so);
+    if (rc != KV_OK) {
+        fail_kv(c, rc);
+        return;
+    }
+    kvi_buf *b = &c->out;
+    kvi_http_json_raw(b, "{\"items\":[");
+    size_t count = kvi_scan_page_count(page);
+    for (size_t i = 0; i < count; i++) {
+        size_t klen, n;
+        const void *key = kvi_scan_page_key(page, i, &klen);
+        const kv_value *v = kvi_scan_page_value(page, i);
+        int b64 = c->force_base64 || !kvi_http_is_text((const unsigned char *)key, klen) || (v && !all_text(v));
+        kvi_http_json_raw(b, i ? ",{" : "{");
+        put_bytes(b, "key", key, klen, b64);
+        if (v && kvi_value_sibling_count(v) > 1) {
+            kvi_http_json_raw(b, ",");
+            put_siblings(b, v, b64);
+        } else if (v) {
+            const void *data = kvi_value_data(v, &n);
+            kvi_http_json_raw(b, ",");
+            put_bytes(b, "value", data, n, b64);
+        }
+        kvi_http_json_raw(b, ",\"version\":");
+        kvi_http_json_u64(b, kvi_scan_page_version(page, i));
+        if (v && kvi_value_expiry_ms(v)) {
+            kvi_http_json_raw(b, ",\"expiresAt\":");
+            kvi_http_json_u64(b, kvi_value_expiry_ms(v));
+        }
+        const void *ctx = v ? kvi_value_context(v, &n) : NULL;
+        if (ctx && n) {
+            kvi_http_json_raw(b, ",\"context\":");
+            kvi_http_json_base64(b, ctx, n);
+        }
+        if (b64)
+            kvi_http_json_raw(b, ",\"encoding\":\"base64\"");
+        kvi_http_json_raw(b, "}");
+    }
+    const char *next = kvi_scan_page_cursor(page);
+    kvi_http_json_raw(b, "],\"cursor\":");
+    if (next)
+        kvi_http_json_string(b, next, strlen(next));
+    else
+        kvi_http_json_raw(b, "null");
+    kvi_http_json_raw(b, "}");
+    kvi_scan_page_free(page);
+    if (b->failed)
+        kvi_http_error(c, 500, "INTERNAL", KV_ENOMEM, "out of memory writing a scan page");
 }
 
 static void handle_put(kvi_http_conn *c)
@@ -842,6 +987,7 @@ void kvi_http_handle(kvi_http_conn *c)
     case KVI_HTTP_ROUTE_HEALTH: kvi_http_json_raw(&c->out, "{\"status\":\"ok\"}"); break;
     case KVI_HTTP_ROUTE_CLUSTER: handle_cluster(c); break;
     case KVI_HTTP_ROUTE_BACKUP: handle_backup(c); break;
+    case KVI_HTTP_ROUTE_SCAN: handle_scan(c); break;
     case KVI_HTTP_ROUTE_METRICS:
         c->content_type = METRICS_TYPE;
         kvi_metrics_render(c->server->metrics, &c->out);

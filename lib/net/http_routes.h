@@ -62,7 +62,8 @@ typedef enum kvi_http_route {
     KVI_HTTP_ROUTE_HEALTH,
     KVI_HTTP_ROUTE_CLUSTER,
     KVI_HTTP_ROUTE_METRICS,
-    KVI_HTTP_ROUTE_BACKUP   /* POST /v1/admin/backup */
+    KVI_HTTP_ROUTE_BACKUP,  /* POST /v1/admin/backup */
+    KVI_HTTP_ROUTE_SCAN     /* GET /v1/kv?cursor=&limit= */
 } kvi_http_route;
 
 typedef enum kvi_http_method {
@@ -99,6 +100,9 @@ typedef struct kvi_http_conn {
     const char *challenge;  /* WWW-Authenticate header of a 401, else NULL */
     kvi_buf key;            /* the decoded key */
     kvi_buf context;        /* ?context=, decoded */
+    kvi_buf cursor;         /* ?cursor=, decoded, NUL-terminated (scan) */
+    size_t limit;           /* ?limit= (scan); 0: not given */
+    int keys_only;          /* ?keysOnly=true (scan) */
     kvi_buf body;           /* the request body, at most body_limit bytes */
     kvi_buf out;            /* the response body */
 } kvi_http_conn;

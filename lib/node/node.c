@@ -441,6 +441,10 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
     case KVI_OP_BACKUP:
         rc = run_backup(n, &req, h, out);
         break;
+    case KVI_OP_SCAN:
+    case KVI_OP_SCAN_RANGE:
+        rc = kvi_node_scan_op(n, &req, h, out);
+        break;
     case KVI_OP_CLUSTER: {
         kvi_buf json = {0};
         kvi_node_describe(n, &json);
@@ -493,10 +497,12 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_PAXOS_PREPARE:
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
+    case KVI_OP_SCAN_RANGE: /* a replica's part of a scan: its own store only */
         return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
     /* A checkpoint flushes the memtables and links files: not on an I/O
      * thread, whose other connections would wait meanwhile. */
     case KVI_OP_BACKUP:
+    case KVI_OP_SCAN: /* iterates the store; in a cluster, waits on the replicas */
         return POOL_COORDINATE;
     default:
         return 0;
@@ -693,7 +699,7 @@ static int http_backup(void *ctx, char **report, const char *dir)
 
 static const kvi_http_ops http_ops = {
     .get = http_get, .put = http_put, .del = http_delete, .cas = http_cas,
-    .batch = http_batch, .backup = http_backup,
+    .batch = http_batch, .backup = http_backup, .scan = kvi_node_http_scan,
 };
 
 /* ----------------------------------------------------------- the store */

@@ -41,6 +41,16 @@ int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
                  const kv_read_options *ro, unsigned flags, struct kvi_read_report *report);
 int kvi_node_batch(kvi_node *n, kv_batch *b, const kv_write_options *wo,
                    const kv_read_options *ro, unsigned flags);
+/* A page of a scan (node_scan.c): of the node's store alone, of the
+ * cluster's keys in a cluster. `after` is a position (format/scan.h), or
+ * for _text a cursor (NULL or "" = the start); limit and options are
+ * checked here (kvi_check_scan). flags: KVI_FRAME_FLAG_SIBLINGS for every
+ * live sibling. KV_OK with *out (the caller's), or the failure. */
+struct kv_scan_page;
+int kvi_node_scan(kvi_node *n, struct kv_scan_page **out, const void *after, size_t after_len,
+                  size_t limit, const kv_scan_options *so, unsigned flags);
+int kvi_node_scan_text(kvi_node *n, struct kv_scan_page **out, const char *cursor,
+                       size_t limit, const kv_scan_options *so, unsigned flags);
 /* The frame flags of the node's own policy. */
 unsigned kvi_node_flags(const kvi_node *n);
 

@@ -40,7 +40,10 @@ static void gather_figures(const kvi_node *n, failure_figures *f)
     f->sloppy_writes = atomic_load(&n->sloppy_writes);
 }
 
-/* The membership's description with the node's failure figures added:
+/* The membership's description with the node's own store figures added,
+ * "storage": {"estimatedKeys", "liveSstBytes", "sstBytes"} (RocksDB's
+ * estimates for the data family: kvctl members shows them per member), and
+ * the node's failure figures:
  * "failures": {"membersUp", "membersDown", "suspicions", "hintsPending",
  * "hintOldestAgeSeconds", "hintsReplayed", "hintsDropped", "sloppyWrites"}. */
 void kvi_node_describe(const kvi_node *n, kvi_buf *out)
@@ -52,12 +55,18 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
     out->len--; /* reopen the object */
     failure_figures f;
     gather_figures(n, &f);
-    char text[512];
+    uint64_t keys, live_bytes, total_bytes;
+    kvi_store_data_figures(kvi_embedded_store(n->store), &keys, &live_bytes, &total_bytes);
+    char text[768];
     int len = snprintf(text, sizeof text,
+                       ",\"storage\":{\"estimatedKeys\":%llu,\"liveSstBytes\":%llu,"
+                       "\"sstBytes\":%llu}"
                        ",\"limits\":{\"maxKeySize\":%u,\"maxValueSize\":%u},"
                        "\"failures\":{\"membersUp\":%u,\"membersDown\":%u,\"suspicions\":%llu,"
                        "\"hintsPending\":%llu,\"hintOldestAgeSeconds\":%.3f,"
                        "\"hintsReplayed\":%llu,\"hintsDropped\":%llu,\"sloppyWrites\":%llu}}",
+                       (unsigned long long)keys, (unsigned long long)live_bytes,
+                       (unsigned long long)total_bytes,
                        n->limits.max_key_size, n->limits.max_value_size,
                        f.up, f.down, (unsigned long long)f.suspicions,
                        (unsigned long long)f.hints.pending, f.oldest_age_s,
@@ -79,9 +88,21 @@ static void metric_line(kvi_buf *b, const char *help, const char *type, const ch
         kvi_buf_raw(b, line, (size_t)len);
 }
 
-/* The node's failure figures for GET /metrics (docs/HTTP.md lists them). */
+/* The node's store and failure figures for GET /metrics (docs/HTTP.md lists
+ * them). */
 void kvi_node_render_metrics(void *ctx, kvi_buf *b)
 {
+    const kvi_node *n = ctx;
+    uint64_t keys, live_bytes, total_bytes;
+    kvi_store_data_figures(kvi_embedded_store(n->store), &keys, &live_bytes, &total_bytes);
+    metric_line(b, "RocksDB's estimate of the keys in this node's data (deleted keys and "
+                "overwritten versions not yet compacted count too).", "gauge",
+                "kv_store_estimated_keys", (double)keys);
+    metric_line(b, "Bytes of this node's live data files on disk (SST files of the current "
+                "version; memtables not counted).", "gauge", "kv_store_live_sst_bytes",
+                (double)live_bytes);
+    metric_line(b, "Bytes of all this node's data files on disk, obsolete ones not yet "
+                "deleted included.", "gauge", "kv_store_sst_bytes", (double)total_bytes);
     failure_figures f;
     gather_figures(ctx, &f);
     metric_line(b, "Members this node sees up, itself included.", "gauge", "kv_members_up",

@@ -85,6 +85,13 @@ int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
                      kvi_buf *out);
 void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs);
 
+/* node_scan.c: SCAN and SCAN_RANGE requests, and GET /v1/kv (an op of the
+ * HTTP server's table). */
+int kvi_node_scan_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                     kvi_buf *out);
+int kvi_node_http_scan(void *ctx, kvi_http_policy p, kv_scan_page **out, const char *cursor,
+                       size_t limit, const kv_scan_options *so);
+
 /* node_figures.c: the failure figures in GET /metrics (kvi_metrics_extra_fn). */
 void kvi_node_render_metrics(void *ctx, kvi_buf *b);
 

@@ -36,6 +36,17 @@ int kvi_embedded_cas(kvi_embedded *e, uint64_t *out_version, const void *key,
 /* Runs a batch whose operations were validated against the handle's limits. */
 int kvi_embedded_batch(kvi_embedded *e, kv_batch *b);
 int kvi_embedded_compact(kvi_embedded *e);
+/* A page of a scan of this store (embedded_scan.c): the live keys strictly
+ * after the position `after` (a storage key, format/scan.h; empty: from the
+ * start), at most `limit` of them and about KVI_SCAN_PAGE_BYTES, with their
+ * values unless flags has KVI_SCAN_KEYS_ONLY (KVI_SCAN_SIBLINGS: every live
+ * sibling of a replicated state, else the latest write). Tombstones,
+ * expired and corrupt records are skipped, and count toward a bound on the
+ * records one page examines. *out (the caller's) has a next cursor unless
+ * the store has nothing after the page. KV_OK, KV_EIO, KV_ENOMEM. */
+struct kv_scan_page;
+int kvi_embedded_scan(kvi_embedded *e, struct kv_scan_page **out, const void *after,
+                      size_t after_len, size_t limit, unsigned flags);
 
 /* The store and the key locks underneath, for the replica operations
  * (cluster/replica_store.c), which must serialise with local writers. */

@@ -425,6 +425,50 @@ int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
     return scan_cf(s, s->cf_hints, "hints", prefix, prefix_len, fn, ctx);
 }
 
+int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
+                        kvi_store_scan_fn fn, void *ctx)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf_data);
+    if (!it)
+        return kvi_error(KV_ENOMEM, "out of memory scanning the data");
+    if (after_len)
+        rocksdb_iter_seek(it, after, after_len);
+    else
+        rocksdb_iter_seek_to_first(it);
+    int rc = KV_OK;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (after_len && klen == after_len && memcmp(k, after, after_len) == 0)
+            continue; /* strictly after */
+        const char *v = rocksdb_iter_value(it, &vlen);
+        if (fn(ctx, k, klen, v, vlen) != 0)
+            break;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    if (err)
+        rc = rocks_error(err, "scanning the data");
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+static uint64_t cf_property(kvi_store *s, const char *name)
+{
+    uint64_t n = 0;
+    if (rocksdb_property_int_cf(s->db, s->cf_data, name, &n) != 0)
+        return 0;
+    return n;
+}
+
+void kvi_store_data_figures(kvi_store *s, uint64_t *estimated_keys, uint64_t *live_sst_bytes,
+                            uint64_t *total_sst_bytes)
+{
+    *estimated_keys = cf_property(s, "rocksdb.estimate-num-keys");
+    *live_sst_bytes = cf_property(s, "rocksdb.live-sst-files-size");
+    *total_sst_bytes = cf_property(s, "rocksdb.total-sst-files-size");
+}
+
 int kvi_store_paxos_scan(kvi_store *s, kvi_store_scan_fn fn, void *ctx)
 {
     return scan_cf(s, s->cf_paxos, "Paxos records", NULL, 0, fn, ctx);

@@ -98,6 +98,19 @@ int kvi_store_hint_delete(kvi_store *s, const void *hkey, size_t hkey_len);
 int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
                         kvi_store_scan_fn fn, void *ctx);
 
+/* The data family in key order (ring-token order), from the first storage
+ * key strictly after `after` (after_len 0: the first), until fn returns
+ * non-zero. Records are handed over as stored (either format), with
+ * tombstones and expired ones; the iterator reads one consistent point of
+ * the store. KV_OK, KV_EIO, KV_ENOMEM. */
+int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
+                        kvi_store_scan_fn fn, void *ctx);
+/* The data family's figures for /metrics and the cluster description:
+ * RocksDB's estimate of its keys (tombstones and versions not yet compacted
+ * count too), and the bytes of its live and of all its SST files on disk
+ * (the memtables are not counted). 0 when a property is unknown. */
+void kvi_store_data_figures(kvi_store *s, uint64_t *estimated_keys, uint64_t *live_sst_bytes,
+                            uint64_t *total_sst_bytes);
 /* A key's Paxos record, under its storage key: KV_OK (out filled; release
  * it), KV_ENOTFOUND, KV_EIO. */
 int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out);

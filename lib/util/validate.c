@@ -84,6 +84,22 @@ int kvi_check_read(const kvi_limits *l, const void *key, size_t key_len,
     return rc;
 }
 
+int kvi_check_scan(size_t limit, const kv_scan_options *o)
+{
+    if (o && o->version != KV_SCAN_OPTIONS_VERSION)
+        return kvi_error(KV_EINVAL, "scan options: unknown version %u", o->version);
+    if (limit == 0 || limit > KV_SCAN_MAX_LIMIT)
+        return kvi_error(KV_EINVAL, "a scan's limit must be 1..%u, not %zu", KV_SCAN_MAX_LIMIT,
+                         limit);
+    if (!o)
+        return KV_OK;
+    int rc = kvi_check_level(o->consistency, o->r, "r");
+    if (rc == KV_OK && o->consistency == KV_CONSISTENCY_SERIAL)
+        rc = kvi_error(KV_EINVAL, "a scan reads at ONE, QUORUM, ALL or an explicit r, not "
+                                  "SERIAL (it is not linearizable)");
+    return rc;
+}
+
 int kvi_check_batch_op(const kvi_limits *l, size_t index, int is_put, const void *key,
                        size_t key_len, const void *value, size_t value_len, uint64_t ttl_s)
 {

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include <kv/options.h>
+#include <kv/scan.h>
 
 /* Longest TTL and grace period: 100 years, far from overflowing an
  * absolute expiry in ms (now_ms + ttl_s * 1000 < 2^63 for centuries). */
@@ -60,6 +61,9 @@ typedef enum kvi_write_check {
 int kvi_check_write(const kvi_limits *l, kvi_write_check kind, const void *key, size_t key_len,
                     const void *value, size_t value_len, const kv_write_options *o);
 /* The whole of a read: key, level and R. o may be NULL. */
+/* A scan's limit (1..KV_SCAN_MAX_LIMIT) and options (version, a level
+ * other than SERIAL). KV_OK or KV_EINVAL. */
+int kvi_check_scan(size_t limit, const kv_scan_options *o);
 int kvi_check_read(const kvi_limits *l, const void *key, size_t key_len,
                    const kv_read_options *o);
 /* One operation of a batch (its index names it in the message). */

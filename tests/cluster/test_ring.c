@@ -190,6 +190,62 @@ static void bad_member_lists_are_refused(void **state)
     kvi_ring_free(r);
 }
 
+/* Whether two tokens' preference lists hold the same members. */
+static int same_homes(const kvi_ring *r, uint64_t a, uint64_t b)
+{
+    const uint32_t *x, *y;
+    size_t n = kvi_ring_preference(r, a, &x);
+    kvi_ring_preference(r, b, &y);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < n && y[k] != x[i])
+            k++;
+        if (k == n)
+            return 0;
+    }
+    return 1;
+}
+
+/* A scan's stretches (kvi_ring_range_last): from 0 to the top of the token
+ * space in order, each holding one set of homes at its ends and at keys
+ * inside it, each the longest such (the next token has other homes); with
+ * as many replicas as members, one stretch is everything. */
+static void scan_stretches_cover_the_ring(void **state)
+{
+    (void)state;
+    ids s;
+    kvi_ring *r;
+    assert_int_equal(kvi_ring_build(&r, make_ids(&s, 3), 3, 256, 3), KV_OK);
+    assert_true(kvi_ring_range_last(r, 0) == UINT64_MAX);
+    assert_true(kvi_ring_range_last(r, UINT64_MAX) == UINT64_MAX);
+    kvi_ring_free(r);
+    assert_int_equal(kvi_ring_build(&r, make_ids(&s, 5), 5, 64, 3), KV_OK);
+    uint64_t t = 0;
+    size_t stretches = 0;
+    for (;;) {
+        uint64_t last = kvi_ring_range_last(r, t);
+        assert_true(last >= t);
+        assert_true(same_homes(r, t, last));
+        stretches++;
+        assert_true(stretches <= 5 * 64 + 1);
+        if (last == UINT64_MAX)
+            break;
+        /* Longest: the next token starts other homes, unless it is where
+         * the wrap-around range begins again (never: that is 0). */
+        assert_false(same_homes(r, last, last + 1));
+        t = last + 1;
+    }
+    assert_true(stretches > 1);
+    /* Keys inside a stretch have its homes. */
+    for (unsigned k = 0; k < 2000; k++) {
+        uint64_t kt = key_token(k);
+        uint64_t last = kvi_ring_range_last(r, kt);
+        assert_true(last >= kt);
+        assert_true(same_homes(r, kt, last));
+    }
+    kvi_ring_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +254,7 @@ int main(void)
         cmocka_unit_test(balanced_with_3_5_and_20_members),
         cmocka_unit_test(joining_moves_only_keys_the_newcomer_owns),
         cmocka_unit_test(bad_member_lists_are_refused),
+        cmocka_unit_test(scan_stretches_cover_the_ring),
     };
     return cmocka_run_group_tests_name("cluster.ring", tests, NULL, NULL);
 }

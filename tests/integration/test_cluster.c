@@ -1,6 +1,7 @@
 /* A cluster of real kvd processes on loopback (issue 4): replication,
  * consistency levels with killed nodes, read repair, conflicts under the
- * three policies, concurrent writers, a client whose ring is stale, and
+ * three policies, concurrent writers, scans with writes running (issue
+ * 17), a client whose ring is stale, and
  * SERIAL (per-key Paxos: versions, availability, a CAS counter, acceptors
  * refusing what they must).
  * The path of kvd comes from the KVD environment variable (set by ctest).
@@ -13,6 +14,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -821,6 +823,267 @@ static void concurrent_writers_lose_nothing(void **state)
     kv_close(db);
 }
 
+/* ------------------------------------------------------------------ scan */
+
+#define SCAN_STABLE 300
+#define SCAN_DELETED 50
+
+typedef struct scan_writer {
+    kv *db;
+    int id;
+    atomic_int *stop;
+    atomic_int acked; /* new keys w<id>-0 .. w<id>-(acked-1) were acknowledged */
+    int overwrites;   /* acknowledged overwrites of stable keys */
+} scan_writer;
+
+/* Writes new keys and overwrites stable ones until told to stop (at most
+ * 3000 writes: bounded even if the scan never ends). */
+static void *scan_write(void *arg)
+{
+    scan_writer *w = arg;
+    char key[64];
+    for (int k = 0; k < 3000 && !atomic_load(w->stop); k++) {
+        if (k % 3 == 2) {
+            snprintf(key, sizeof key, "s-%03d", k % SCAN_STABLE);
+            w->overwrites += put_at(w->db, key, "rewritten", KV_CONSISTENCY_QUORUM) == KV_OK;
+            continue;
+        }
+        snprintf(key, sizeof key, "w%d-%d", w->id, atomic_load(&w->acked));
+        if (put_at(w->db, key, key, KV_CONSISTENCY_QUORUM) != KV_OK)
+            break; /* later keys must stay unwritten for the coverage check */
+        atomic_fetch_add(&w->acked, 1);
+    }
+    return NULL;
+}
+
+/* Counts of what one whole scan returned. */
+typedef struct scan_tally {
+    int stable[SCAN_STABLE];
+    int deleted;
+    int other;
+    int pages;
+    char **written; /* keys "w..." seen, for the coverage check */
+    int n_written;
+} scan_tally;
+
+/* Scans everything through db (pages of `limit`) and tallies it; a key
+ * returned twice fails the test. KV_OK or the first page's failure. */
+static int scan_everything(kv *db, size_t limit, kv_consistency level, int keys_only,
+                           scan_tally *t)
+{
+    memset(t, 0, sizeof *t);
+    t->written = calloc(20000, sizeof *t->written);
+    kv_scan_options so = KV_SCAN_OPTIONS_INIT;
+    so.consistency = level;
+    so.keys_only = keys_only;
+    char *cursor = NULL;
+    int rc = KV_OK;
+    /* Bounded: a page holds at least one key or moves past a stretch. */
+    for (int round = 0; round < 20000; round++) {
+        kv_scan_page *page = NULL;
+        rc = kv_scan(&page, db, cursor, limit, &so);
+        if (rc != KV_OK)
+            break;
+        t->pages++;
+        for (size_t i = 0; i < kv_scan_page_count(page); i++) {
+            size_t len;
+            const char *key = kv_scan_page_key(page, i, &len);
+            const kv_value *v = kv_scan_page_value(page, i);
+            assert_true(keys_only ? v == NULL : v != NULL);
+            if (len == 5 && strncmp(key, "s-", 2) == 0) {
+                int k = atoi(key + 2);
+                assert_true(k >= 0 && k < SCAN_STABLE);
+                if (t->stable[k]++)
+                    fail_msg("%s returned twice", key);
+            } else if (strncmp(key, "d-", 2) == 0) {
+                t->deleted++;
+            } else if (key[0] == 'w' && t->n_written < 20000) {
+                for (int k = 0; k < t->n_written; k++)
+                    if (strcmp(t->written[k], key) == 0)
+                        fail_msg("%s returned twice", key);
+                t->written[t->n_written++] = strdup(key);
+            } else {
+                t->other++;
+            }
+        }
+        const char *next = kv_scan_page_cursor(page);
+        free(cursor);
+        cursor = next ? strdup(next) : NULL;
+        kv_scan_page_free(page);
+        if (!cursor)
+            break;
+    }
+    assert_null(cursor);
+    return rc;
+}
+
+static void tally_free(scan_tally *t)
+{
+    for (int k = 0; k < t->n_written; k++)
+        free(t->written[k]);
+    free(t->written);
+}
+
+static int tally_has(const scan_tally *t, const char *key)
+{
+    for (int k = 0; k < t->n_written; k++)
+        if (strcmp(t->written[k], key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Scans of a three-node cluster while writers run: every stable key exactly
+ * once, deleted keys never, new keys at most once; after the writers stop,
+ * every acknowledged key. Through client handles to different nodes (each
+ * node coordinates), at QUORUM and ALL, keys only, and over HTTP; with a
+ * node killed, QUORUM still answers and ALL is unavailable. */
+static void scan_with_writes_running(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    char key[64];
+    for (int k = 0; k < SCAN_STABLE; k++) {
+        snprintf(key, sizeof key, "s-%03d", k);
+        assert_int_equal(put_at(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+    }
+    for (int k = 0; k < SCAN_DELETED; k++) {
+        snprintf(key, sizeof key, "d-%03d", k);
+        assert_int_equal(put_at(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+        kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+        assert_int_equal(kv_delete(NULL, db, key, strlen(key), &wo), KV_OK);
+    }
+
+    atomic_int stop_flag = 0;
+    scan_writer ws[2];
+    pthread_t threads[2];
+    for (int t = 0; t < 2; t++) {
+        ws[t] = (scan_writer){db, t, &stop_flag, 0, 0};
+        pthread_create(&threads[t], NULL, scan_write, &ws[t]);
+    }
+    /* The writers are under way before the first scan (bounded wait). */
+    for (int i = 0; i < 1000 && (atomic_load(&ws[0].acked) < 5 || atomic_load(&ws[1].acked) < 5);
+         i++)
+        sleep_ms(10);
+    /* Scans while the writers run, each coordinated by another node. */
+    static const struct { size_t limit; kv_consistency level; int keys_only; } runs[] = {
+        {17, KV_CONSISTENCY_QUORUM, 0},
+        {100, KV_CONSISTENCY_ALL, 1},
+        {1, KV_CONSISTENCY_ONE, 0},
+    };
+    for (int r = 0; r < 3; r++) {
+        kv *via = client_of(c, r);
+        scan_tally t;
+        int rc = scan_everything(via, runs[r].limit, runs[r].level, runs[r].keys_only, &t);
+        if (rc != KV_OK)
+            fail_msg("scan %d: %s: %s", r, kv_strerror(rc), kv_error_last());
+        for (int k = 0; k < SCAN_STABLE; k++)
+            if (t.stable[k] != 1)
+                fail_msg("scan %d: s-%03d returned %d times", r, k, t.stable[k]);
+        assert_int_equal(t.deleted, 0);
+        assert_int_equal(t.other, 0);
+        printf("scan %d (limit %zu): %d pages, %d new keys seen while written\n", r,
+               runs[r].limit, t.pages, t.n_written);
+        tally_free(&t);
+        kv_close(via);
+    }
+    atomic_store(&stop_flag, 1);
+    for (int t = 0; t < 2; t++)
+        pthread_join(threads[t], NULL);
+    int acked[2] = {atomic_load(&ws[0].acked), atomic_load(&ws[1].acked)};
+    printf("writers: %d and %d new keys, %d and %d overwrites acknowledged\n", acked[0],
+           acked[1], ws[0].overwrites, ws[1].overwrites);
+    assert_true(acked[0] >= 5 && acked[1] >= 5);
+
+    /* Quiet now: every acknowledged write is in a QUORUM scan. */
+    scan_tally t;
+    assert_int_equal(scan_everything(db, 500, KV_CONSISTENCY_QUORUM, 0, &t), KV_OK);
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < acked[w]; k++) {
+            snprintf(key, sizeof key, "w%d-%d", w, k);
+            if (!tally_has(&t, key))
+                fail_msg("acknowledged %s missing from the scan", key);
+        }
+    assert_int_equal(t.n_written, acked[0] + acked[1]);
+    int total = SCAN_STABLE + t.n_written;
+    tally_free(&t);
+
+    /* Over HTTP: the first page of node 3's. */
+    body b = {0};
+    assert_int_equal(http(&c->nodes[2], "GET", "/v1/kv?limit=10&keysOnly=true", NULL, &b), 200);
+    cJSON *page = cJSON_Parse(b.data);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(page, "items")), 10);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(page, "cursor")));
+    cJSON_Delete(page);
+    /* Each node describes its own store's figures (kvctl members). */
+    char *json = NULL;
+    assert_int_equal(kv_cluster_describe(&json, db), KV_OK);
+    cJSON *desc = cJSON_Parse(json);
+    cJSON *storage = cJSON_GetObjectItemCaseSensitive(desc, "storage");
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(storage, "estimatedKeys")));
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(storage, "liveSstBytes")));
+    cJSON_Delete(desc);
+    kv_string_free(json);
+
+    /* One node down: QUORUM scans still see everything; ALL cannot. */
+    stop(c, 2, SIGKILL);
+    kv *via = client_of(c, 0);
+    assert_int_equal(scan_everything(via, 1000, KV_CONSISTENCY_QUORUM, 1, &t), KV_OK);
+    assert_int_equal(SCAN_STABLE + t.n_written, total);
+    tally_free(&t);
+    kv_scan_page *p = NULL;
+    kv_scan_options so = KV_SCAN_OPTIONS_INIT;
+    so.consistency = KV_CONSISTENCY_ALL;
+    int rc = kv_scan(&p, via, NULL, 10, &so);
+    assert_true(rc == KV_EUNAVAILABLE || rc == KV_ETIMEDOUT);
+    assert_null(p);
+    kv_close(via);
+    kv_close(db);
+}
+
+/* Replicas that differ: n3 holds the keys written before it went down, and
+ * misses those written and deleted while it was down (until hints reach
+ * it). Small pages through n3 at QUORUM merge its sparse answer with another
+ * home's dense one full of tombstones; each page must stop at the shorter
+ * answer's last key, or the live keys past it that n3 lacks are skipped:
+ * every key exactly once whatever n3 holds yet. */
+static void scan_merges_replicas_that_differ(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    char key[64];
+    for (int k = 0; k < SCAN_STABLE; k++) {
+        if (k == SCAN_STABLE / 3)
+            stop(c, 2, SIGKILL);
+        snprintf(key, sizeof key, "s-%03d", k);
+        assert_int_equal(put_at(db, key, key, k < SCAN_STABLE / 3 ? KV_CONSISTENCY_ALL
+                                                                  : KV_CONSISTENCY_QUORUM),
+                         KV_OK);
+    }
+    for (int k = 0; k < 3 * SCAN_DELETED; k++) {
+        snprintf(key, sizeof key, "d-%03d", k);
+        assert_int_equal(put_at(db, key, key, KV_CONSISTENCY_QUORUM), KV_OK);
+        kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+        assert_int_equal(kv_delete(NULL, db, key, strlen(key), &wo), KV_OK);
+    }
+    start(c, 2);
+    kv *via = client_of(c, 2);
+    static const size_t limits[] = {3, 7, 1000};
+    for (int r = 0; r < 3; r++) {
+        scan_tally t;
+        int rc = scan_everything(via, limits[r], KV_CONSISTENCY_QUORUM, r == 1, &t);
+        if (rc != KV_OK)
+            fail_msg("scan with pages of %zu: %s: %s", limits[r], kv_strerror(rc),
+                     kv_error_last());
+        for (int k = 0; k < SCAN_STABLE; k++)
+            if (t.stable[k] != 1)
+                fail_msg("pages of %zu: s-%03d returned %d times", limits[r], k, t.stable[k]);
+        assert_int_equal(t.n_written + t.deleted + t.other, 0);
+        tally_free(&t);
+    }
+    kv_close(via);
+    kv_close(db);
+}
+
 /* A client learns a 3-member ring, then the cluster grows to 4. Its writes
  * reach a node that forwards them, and its reads make it learn the ring
  * again; a fresh client sees the same data. */
@@ -1490,6 +1753,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(merge_policy_calls_back_and_writes_back, setup_lww,
                                         teardown),
         cmocka_unit_test_setup_teardown(concurrent_writers_lose_nothing, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(scan_with_writes_running, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(scan_merges_replicas_that_differ, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(cas_in_a_cluster, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(serial_everywhere_counts_versions, setup_lww, teardown),
         cmocka_unit_test_setup_teardown(serial_needs_a_majority_of_homes, setup_lww, teardown),

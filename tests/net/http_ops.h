@@ -50,9 +50,16 @@ static int handle_backup(void *ctx, char **report, const char *dir)
     return kv_backup(report, ctx, dir);
 }
 
+static int handle_scan(void *ctx, kvi_http_policy p, kv_scan_page **out, const char *cursor,
+                       size_t limit, const kv_scan_options *so)
+{
+    (void)p;
+    return kv_scan(out, ctx, cursor, limit, so);
+}
+
 static const kvi_http_ops handle_http_ops = {
     .get = handle_get, .put = handle_put, .del = handle_delete, .cas = handle_cas,
-    .batch = handle_batch, .backup = handle_backup,
+    .batch = handle_batch, .backup = handle_backup, .scan = handle_scan,
 };
 
 #endif

@@ -811,7 +811,7 @@ static void bad_requests(void **state)
         {"DELETE", "/v1/health", NULL, 405, "METHOD_NOT_ALLOWED"},
         {"POST", "/metrics", "{}", 405, "METHOD_NOT_ALLOWED"},
         {"GET", "/", NULL, 404, "NOT_FOUND"},
-        {"GET", "/v1/kv", NULL, 404, "NOT_FOUND"},
+        {"GET", "/v1/kvs", NULL, 404, "NOT_FOUND"}, /* /v1/kv is the scan */
         {"GET", "/v1/kv/sentinel/extra", NULL, 404, "NOT_FOUND"},
         {"DELETE", "/v1/kv/sentinel/cas/x", NULL, 404, "NOT_FOUND"}, /* a key */
         {"GET", "/v2/kv/sentinel", NULL, 404, "NOT_FOUND"},
@@ -1998,6 +1998,135 @@ static void node_batch_siblings(void **state)
     test_rmtree(dir);
 }
 
+/* ------------------------------------------------------------------ scan */
+
+/* GET /v1/kv on a store of its own: empty, then paged with ?limit= until
+ * the cursor is null, every key once; keysOnly; binary keys in base64; and
+ * every bad parameter a 400 that leaves the server serving. */
+static void scan_pages(void **state)
+{
+    (void)state;
+    server s;
+    start(&s, 0);
+    response r;
+    call_with(&r, &s, "GET", "/v1/kv", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    cJSON *items = cJSON_GetObjectItemCaseSensitive(r.json, "items");
+    assert_true(cJSON_IsArray(items));
+    assert_int_equal(cJSON_GetArraySize(items), 0);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "cursor")));
+    response_free(&r);
+
+    enum { N = 23 };
+    for (int i = 0; i < N; i++) {
+        char key[16], val[16];
+        snprintf(key, sizeof key, "k%02d", i);
+        snprintf(val, sizeof val, "v%02d", i);
+        uint64_t v;
+        assert_int_equal(kv_put(&v, s.db, key, strlen(key), val, strlen(val), NULL), KV_OK);
+    }
+    int seen[N] = {0};
+    char cursor[4096] = "";
+    int total = 0;
+    for (int page = 0; page < N + 2; page++) {
+        char path[4200];
+        snprintf(path, sizeof path, "/v1/kv?limit=5%s%s", *cursor ? "&cursor=" : "", cursor);
+        call_with(&r, &s, "GET", path, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        items = cJSON_GetObjectItemCaseSensitive(r.json, "items");
+        assert_true(cJSON_GetArraySize(items) <= 5);
+        cJSON *it;
+        cJSON_ArrayForEach(it, items) {
+            const char *key = str(it, "key");
+            int i = atoi(key + 1);
+            assert_true(i >= 0 && i < N);
+            assert_int_equal(seen[i], 0);
+            seen[i] = 1;
+            char want[16];
+            snprintf(want, sizeof want, "v%02d", i);
+            assert_string_equal(str(it, "value"), want);
+            assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(it, "version")->valuedouble, 1);
+            total++;
+        }
+        cJSON *next = cJSON_GetObjectItemCaseSensitive(r.json, "cursor");
+        if (cJSON_IsNull(next)) {
+            response_free(&r);
+            break;
+        }
+        assert_true(cJSON_IsString(next));
+        snprintf(cursor, sizeof cursor, "%s", next->valuestring);
+        response_free(&r);
+    }
+    assert_int_equal(total, N);
+
+    /* keysOnly: keys and versions, no values; the largest limit. */
+    call_with(&r, &s, "GET", "/v1/kv?keysOnly=true&limit=10000", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    items = cJSON_GetObjectItemCaseSensitive(r.json, "items");
+    assert_int_equal(cJSON_GetArraySize(items), N);
+    assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(items, 0), "value"));
+    assert_true(cJSON_IsNumber(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(items, 0), "version")));
+    response_free(&r);
+
+    /* A binary key travels in base64, flagged. */
+    uint64_t v;
+    assert_int_equal(kv_delete(&v, s.db, "k00", 3, NULL), KV_OK);
+    assert_int_equal(kv_put(&v, s.db, "\xff\x00", 2, "x", 1, NULL), KV_OK);
+    call_with(&r, &s, "GET", "/v1/kv?limit=10000", NULL, NULL);
+    items = cJSON_GetObjectItemCaseSensitive(r.json, "items");
+    assert_int_equal(cJSON_GetArraySize(items), N);
+    int b64 = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, items) {
+        assert_string_not_equal(str(it, "key"), "k00");
+        cJSON *enc = cJSON_GetObjectItemCaseSensitive(it, "encoding");
+        if (enc) {
+            assert_string_equal(enc->valuestring, "base64");
+            assert_string_equal(str(it, "key"), "/wA=");
+            assert_string_equal(str(it, "value"), "eA==");
+            b64++;
+        }
+    }
+    assert_int_equal(b64, 1);
+    response_free(&r);
+
+    /* Bad parameters: 400, nothing served, nothing changed. */
+    static const char *const bad[] = {
+        "/v1/kv?limit=0", "/v1/kv?limit=10001", "/v1/kv?limit=99999999999999999999",
+        "/v1/kv?limit=-1", "/v1/kv?limit=abc", "/v1/kv?limit=", "/v1/kv?limit=5&limit=6",
+        "/v1/kv?cursor=zz", "/v1/kv?cursor=abc", "/v1/kv?cursor=00",
+        "/v1/kv?cursor=%00%00", "/v1/kv?cursor=00&cursor=00", "/v1/kv?keysOnly=maybe",
+        "/v1/kv?consistency=serial", "/v1/kv?bogus=1", "/v1/kv/k01?limit=5",
+        "/v1/kv/k01?cursor=00", "/v1/kv/k01?keysOnly=true",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        call_with(&r, &s, "GET", bad[i], NULL, NULL);
+        if (r.status != 400)
+            fail_msg("%s: status %ld: %.*s", bad[i], r.status, (int)r.len, r.body);
+        expect(&r, 400, "BAD_REQUEST");
+    }
+    call_with(&r, &s, "POST", "/v1/kv", "{}", NULL);
+    expect(&r, 405, NULL);
+    call_with(&r, &s, "DELETE", "/v1/kv", NULL, NULL);
+    expect(&r, 405, NULL);
+    /* A long cursor that is not one: refused before it is decoded. */
+    char *path = malloc(500100);
+    memcpy(path, "/v1/kv?cursor=", 14);
+    memset(path + 14, 'a', 500000);
+    path[500014] = 0;
+    call_with(&r, &s, "GET", path, NULL, NULL);
+    assert_true(r.status == 400 || r.status == 414 || r.status == 431);
+    response_free(&r);
+    free(path);
+    /* Still serving, data intact. */
+    call_with(&r, &s, "GET", "/v1/kv/k01", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.json, "value"), "v01");
+    response_free(&r);
+    stop(&s);
+}
+
 int main(void)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -2005,6 +2134,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(admin_endpoints),
         cmocka_unit_test(put_get_delete),
+        cmocka_unit_test(scan_pages),
         cmocka_unit_test(siblings_answer_300),
         cmocka_unit_test(compare_and_swap),
         cmocka_unit_test(ttl_expires),

@@ -81,6 +81,21 @@ static int check_read_options(void)
     return (int)m.version;
 }
 
+static int check_scan_options(void)
+{
+    kv_scan_options m = KV_SCAN_OPTIONS_INIT;
+    kv_scan_options f;
+    memset(&f, 0xA5, sizeof f);
+    CHECK(kv_scan_options_init(&f, KV_SCAN_OPTIONS_VERSION) == KV_OK);
+    CHECK(m.version == KV_SCAN_OPTIONS_VERSION);
+    CHECK(f.version == m.version);
+    CHECK(f.consistency == m.consistency);
+    CHECK(f.r == m.r);
+    CHECK(f.keys_only == m.keys_only);
+    CHECK(kv_scan_options_init(&f, 99) == KV_EINVAL);
+    return (int)m.version;
+}
+
 static int check_node_options(void)
 {
     kv_node_options m = KV_NODE_OPTIONS_INIT;
@@ -131,6 +146,7 @@ int main(void)
     check_open_options();
     check_write_options();
     check_read_options();
+    check_scan_options();
     check_node_options();
     check_client_options();
 

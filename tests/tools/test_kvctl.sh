@@ -11,7 +11,8 @@
 # keys among them), --help and --version (of kvbench too: KVBENCH defaults to
 # the kvbench built beside kvctl), backup (a snapshot per node, refusals,
 # usage errors), an endpoint with nothing listening, an
-# endpoint that is a node's HTTP port, siblings resolved with --context on a
+# endpoint that is a node's HTTP port, scan (pages, --limit, --cursor,
+# --keys-only, JSON, mistakes), siblings resolved with --context on a
 # node that is a cluster of one, a cluster of three (get --verbose, a write
 # at ALL with a node down, a member restarted alone), kvd --help against the
 # flags kvd.c parses, examples/kvd.json, and kvbench's asynchronous load
@@ -139,6 +140,56 @@ json_check 'd["failures"]["membersUp"] == 1 and d["failures"]["hintsPending"] ==
 kc members;             expect_rc 0 "members"
 grep -q "^kvctl-test sees 1 up and 0 down" "$tmp/out" || fail "members shows the failure figures: $(cat "$tmp/out")"
 grep -q "^hints pending 0 (oldest 0.0 s), replayed 0, dropped 0; sloppy writes 0" "$tmp/out" || fail "members shows the hint figures: $(cat "$tmp/out")"
+# ... and the node's store figures (its estimated keys and bytes on disk).
+grep -q "^NODE .* KEYS(EST) *DISK$" "$tmp/out" || fail "members has the store columns: $(cat "$tmp/out")"
+kc -w json members;     expect_rc 0 "members -w json"
+json_check '"estimatedKeys" in d["members"][0]["storage"] and "liveSstBytes" in d["storage"]' "members json storage figures"
+
+# ------------------------------------------------------------------- scan
+# The store is empty here: a scan prints nothing.
+kc scan;                expect 0 "" "scan of an empty store"
+kc -w json scan;        expect_rc 0 "scan -w json of an empty store"
+json_check 'd == {"items": [], "cursor": None}' "empty scan json"
+for i in 1 2 3 4 5; do
+    kc put "sc-$i" "val-$i"; expect 0 "version 1" "put sc-$i for the scan"
+done
+kc scan;                expect_rc 0 "scan"
+[[ $(sort "$tmp/out") == "$(printf 'sc-%s\tval-%s\n' 1 1 2 2 3 3 4 4 5 5)" ]] ||
+    fail "scan prints KEY<TAB>VALUE for every key: $(cat "$tmp/out")"
+[[ ! -s $tmp/err ]] || fail "a whole scan says nothing on stderr"
+kc scan --keys-only;    expect_rc 0 "scan --keys-only"
+[[ $(sort "$tmp/out") == "$(printf 'sc-%s\n' 1 2 3 4 5)" ]] || fail "scan --keys-only prints keys: $(cat "$tmp/out")"
+# --limit stops after N keys and says where to go on; --cursor goes on.
+kc scan --limit 2 --keys-only; expect_rc 0 "scan --limit 2"
+[[ $(wc -l <"$tmp/out") -eq 2 ]] || fail "scan --limit 2 prints 2 keys: $(cat "$tmp/out")"
+first=$(cat "$tmp/out")
+cursor=$(sed -n 's/.*--cursor \([0-9a-f]*\)$/\1/p' "$tmp/err")
+[[ -n $cursor ]] || fail "scan --limit says which cursor goes on: $(cat "$tmp/err")"
+kc scan --keys-only --cursor "$cursor"; expect_rc 0 "scan --cursor"
+[[ $(printf '%s\n%s\n' "$first" "$(cat "$tmp/out")" | sort) == "$(printf 'sc-%s\n' 1 2 3 4 5)" ]] ||
+    fail "the two halves of a scan are every key once: $first / $(cat "$tmp/out")"
+kc -w json scan --limit 3; expect_rc 0 "scan -w json --limit 3"
+json_check 'len(d["items"]) == 3 and isinstance(d["cursor"], str) and all(i["value"] == "val-" + i["key"][3:] and i["version"] == 1 for i in d["items"])' "scan json page"
+kc -w json scan --keys-only; expect_rc 0 "scan -w json --keys-only"
+json_check 'sorted(i["key"] for i in d["items"]) == ["sc-%d" % i for i in range(1, 6)] and all("value" not in i for i in d["items"]) and d["cursor"] is None' "scan json keys only"
+kc put "sc-bin" - < <(printf 'a\0b'); expect 0 "version 1" "put a binary value for the scan"
+kc -w json scan;        expect_rc 0 "scan -w json with a binary value"
+json_check '[i for i in d["items"] if i.get("encoding") == "base64"] == [{"key": "c2MtYmlu", "value": "YQBi", "version": 1, "encoding": "base64"}]' "scan json base64 item"
+kc del sc-bin;          expect_rc 0 "del sc-bin"
+# Mistakes: usage errors (exit 2), a bad cursor (exit 1, BAD_REQUEST).
+for args in "scan --limit 0" "scan --limit x" "scan --limit -1" "scan extra" \
+            "scan --consistency serial" "get k --keys-only" "put k v --limit 3" \
+            "get k --cursor 00"; do
+    kc $args;           expect_rc 2 "kvctl $args is a usage error"
+done
+kc scan --cursor zz;    expect_rc 1 "scan with a malformed cursor"
+grep -q "cursor" "$tmp/err" || fail "a bad cursor is named: $(cat "$tmp/err")"
+kc -w json scan --cursor 0011; expect_rc 1 "scan -w json with a malformed cursor"
+json_check 'd["error"]["code"] == "BAD_REQUEST"' "bad cursor json"
+for i in 1 2 3 4 5; do
+    kc del "sc-$i";     expect_rc 0 "del sc-$i after the scan tests"
+done
+kc scan;                expect 0 "" "deleted keys are not scanned"
 
 kc put k1 v1;           expect 0 "version 1" "put new key"
 kc get k1;              expect 0 "v1" "get"
@@ -636,6 +687,12 @@ else
     done
     kc -w json get ck --verbose --consistency all; expect_rc 0 "get --verbose -w json in a cluster"
     json_check 'd["required"] == 3 and sorted(r["status"] for r in d["replicas"]) == ["OK", "OK", "OK"]' "three replicas OK at ALL"
+
+    # members asks each member for its own store figures; scan walks the ring.
+    kc members;                 expect_rc 0 "members in a cluster"
+    [[ $(grep -cE "^cl[0-2] .* [0-9]+ +[0-9.]+ [KMGT]?i?B$" "$tmp/out") -eq 3 ]] ||
+        fail "members shows every member's keys and bytes: $(cat "$tmp/out")"
+    kc scan --consistency all;  expect 0 "$(printf 'ck\tv1')" "scan of a cluster at ALL"
 
     # One member down: a write at ALL is refused with the node's reason.
     kill "${cluster_pids[2]}"

@@ -13,7 +13,11 @@
  *                                    current version, and exits 4
  *   batch FILE.json | -              the HTTP batch body; one line per result
  *   health                           kv_ping; prints "ok"
- *   members                          the members the node knows, and failures
+ *   scan [--limit N] [--keys-only] [--cursor C]
+ *                                    every live key (and value) in ring-token
+ *                                    order, one per line: KEY<TAB>VALUE
+ *   members                          the members the node knows, their keys
+ *                                    and bytes on disk, and failures
  *   ring                             the members' shares of the ring
  *   backup DIR                       every node snapshots its store into
  *                                    DIR/<node-id> on its own machine; one
@@ -76,6 +80,10 @@ struct cli {
     kv_conflict_policy policy; /* --policy */
     bool verbose;          /* get --verbose */
     bool home_only;        /* --home-only */
+    bool has_limit;        /* scan --limit */
+    uint64_t limit;        /* ... the most keys to print */
+    bool keys_only;        /* scan --keys-only */
+    const char *cursor;    /* scan --cursor */
     const char *token_file; /* --token-file */
     bool tls;               /* --tls */
     const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
@@ -97,6 +105,9 @@ static bool g_json; /* -w json, known as soon as it is parsed */
 /* The endpoints and where they came from, for "no node reachable". */
 static const char *g_endpoints;
 static const char *g_endpoints_from;
+/* The client options of the command's handle, for members to ask each
+ * member for its own figures. */
+static const kv_client_options *g_client_opts;
 
 /* ------------------------------------------------------------------ usage */
 
@@ -125,8 +136,14 @@ static void usage(FILE *f)
           "                              {\"operations\":[{\"op\":\"PUT\",\"key\":\"k\",\"value\":\"v\"}]};\n"
           "                              \"-\" reads stdin; one line per result\n"
           "  health                      round trip to a node; prints \"ok\"\n"
-          "  members                     the members the node knows, their status, and\n"
-          "                              what it knows of failures\n"
+          "  scan [--limit N] [--keys-only] [--cursor C]\n"
+          "                              every live key in ring-token order, one per\n"
+          "                              line: KEY<TAB>VALUE (KEY alone with\n"
+          "                              --keys-only); --limit prints at most N keys and\n"
+          "                              then the cursor to go on from (--cursor)\n"
+          "  members                     the members the node knows, their status,\n"
+          "                              estimated keys and bytes on disk, and what it\n"
+          "                              knows of failures\n"
           "  ring                        the members and their shares of the ring\n"
           "  backup DIR                  every node takes a consistent snapshot of its\n"
           "                              store (a RocksDB checkpoint: hard links) into\n"
@@ -660,6 +677,110 @@ static int cmd_health(kv *db, const struct cli *c)
     return EXIT_OK;
 }
 
+/* ------------------------------------------------------------------- scan */
+
+/* Keys per request: pages are fetched until --limit keys are printed or
+ * the scan ends. */
+#define SCAN_PAGE 1000u
+
+/* One scanned key as a JSON object of the HTTP API's scan page. */
+static void put_json_item(FILE *f, const void *key, size_t klen, uint64_t version,
+                          const kv_value *v)
+{
+    bool b64 = !is_json_text(key, klen);
+    size_t ns = v != NULL ? kv_value_sibling_count(v) : 0;
+    for (size_t i = 0; i < ns && !b64; i++) {
+        size_t len = 0;
+        const void *d = kv_value_sibling(v, i, &len);
+        b64 = !is_json_text(d, len);
+    }
+    fputc('{', f);
+    put_json_bytes(f, "key", key, klen, b64);
+    if (v != NULL)
+        put_json_value_fields(f, v, b64);
+    else
+        fprintf(f, ",\"version\":%" PRIu64 "%s", version,
+                b64 ? ",\"encoding\":\"base64\"" : "");
+    fputc('}', f);
+}
+
+static int cmd_scan(kv *db, const struct cli *c)
+{
+    kv_scan_options so = KV_SCAN_OPTIONS_INIT;
+    so.consistency = c->level;
+    so.keys_only = c->keys_only;
+    /* JSON goes to memory first, so that a failure half-way still prints
+     * exactly one object (the error). */
+    char *json = NULL;
+    size_t json_len = 0;
+    FILE *out = g_json ? open_memstream(&json, &json_len) : stdout;
+    if (out == NULL)
+        return fail("scan", KV_ENOMEM, NULL);
+    if (g_json)
+        fputs("{\"items\":[", out);
+    char *cursor = c->cursor != NULL ? strdup(c->cursor) : NULL;
+    uint64_t printed = 0;
+    int rc = KV_OK;
+    bool first = true;
+    for (;;) {
+        uint64_t left = c->has_limit ? c->limit - printed : UINT64_MAX;
+        if (left == 0)
+            break;
+        kv_scan_page *page = NULL;
+        rc = kv_scan(&page, db, cursor, left < SCAN_PAGE ? (size_t)left : SCAN_PAGE, &so);
+        if (rc != KV_OK)
+            break;
+        size_t n = kv_scan_page_count(page);
+        for (size_t i = 0; i < n; i++) {
+            size_t klen = 0;
+            const void *key = kv_scan_page_key(page, i, &klen);
+            const kv_value *v = kv_scan_page_value(page, i);
+            if (g_json) {
+                if (!first)
+                    fputc(',', out);
+                put_json_item(out, key, klen, kv_scan_page_version(page, i), v);
+            } else {
+                fwrite(key, 1, klen, out);
+                if (v != NULL) {
+                    size_t len = 0;
+                    const void *data = kv_value_data(v, &len);
+                    fputc('\t', out);
+                    fwrite(data, 1, len, out);
+                }
+                fputc('\n', out);
+            }
+            first = false;
+        }
+        printed += n;
+        const char *next = kv_scan_page_cursor(page);
+        free(cursor);
+        cursor = next != NULL ? strdup(next) : NULL;
+        kv_scan_page_free(page);
+        if (cursor == NULL)
+            break;
+    }
+    int status = EXIT_OK;
+    if (g_json) {
+        fclose(out);
+        if (rc == KV_OK) {
+            fwrite(json, 1, json_len, stdout);
+            fputs("],\"cursor\":", stdout);
+            if (cursor != NULL)
+                printf("\"%s\"}\n", cursor);
+            else
+                fputs("null}\n", stdout);
+        }
+        free(json);
+    } else if (rc == KV_OK && cursor != NULL) {
+        fprintf(stderr, PROG ": scan: %" PRIu64 " keys printed; more may follow: go on with "
+                "--cursor %s\n", printed, cursor);
+    }
+    if (rc != KV_OK)
+        status = fail("scan", rc, NULL);
+    free(cursor);
+    return status;
+}
+
 /* ------------------------------------------------------ members, ring */
 
 /* Fetches the cluster's description from the node; NULL after a message. */
@@ -694,8 +815,50 @@ static double number_or(const cJSON *o, const char *name)
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-/* members: who the node believes is in the cluster, and what it knows of
- * failures; ring: their shares. */
+/* The "storage" figures of a member: its own description's, asked of it on
+ * a handle of its own (the node answering describes only its own store).
+ * NULL when the member cannot be asked; the caller deletes the result. */
+static cJSON *member_storage(const cJSON *root, const cJSON *m)
+{
+    const char *id = text_or(m, "nodeId", NULL);
+    const cJSON *own = cJSON_GetObjectItemCaseSensitive(root, "storage");
+    if (id != NULL && strcmp(id, text_or(root, "nodeId", "")) == 0)
+        return own != NULL ? cJSON_Duplicate(own, 1) : NULL;
+    const char *addr = text_or(m, "address", NULL);
+    if (addr == NULL || g_client_opts == NULL)
+        return NULL;
+    kv *one = NULL;
+    char *json = NULL;
+    cJSON *figures = NULL;
+    if (kv_client_open(&one, &addr, 1, g_client_opts) == KV_OK &&
+        kv_cluster_describe(&json, one) == KV_OK) {
+        cJSON *desc = cJSON_Parse(json);
+        cJSON *st = cJSON_DetachItemFromObjectCaseSensitive(desc, "storage");
+        if (cJSON_IsObject(st))
+            figures = st;
+        else
+            cJSON_Delete(st);
+        cJSON_Delete(desc);
+    }
+    kv_string_free(json);
+    kv_close(one);
+    return figures;
+}
+
+/* Bytes for people: 1536 -> "1.5 KiB". */
+static void human_bytes(char *buf, size_t size, double n)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    unsigned u = 0;
+    while (n >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        n /= 1024;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", n, units[u]);
+}
+
+/* members: who the node believes is in the cluster, their store figures,
+ * and what it knows of failures; ring: their shares. */
 static int show_cluster(kv *db, bool shares)
 {
     const char *what = shares ? "ring" : "members";
@@ -703,6 +866,17 @@ static int show_cluster(kv *db, bool shares)
     cJSON *root = describe(db, what, &code);
     if (!root)
         return code;
+    cJSON *m;
+    if (!shares) {
+        /* Each member's own estimated keys and bytes on disk. */
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+            cJSON *st = member_storage(root, m);
+            if (st != NULL && cJSON_IsObject(m))
+                cJSON_AddItemToObject(m, "storage", st);
+            else
+                cJSON_Delete(st);
+        }
+    }
     if (g_json) {
         char *text = cJSON_PrintUnformatted(root);
         if (text)
@@ -712,13 +886,13 @@ static int show_cluster(kv *db, bool shares)
         return EXIT_OK;
     }
     const cJSON *complete = cJSON_GetObjectItemCaseSensitive(root, "complete");
-    const cJSON *m;
     if (shares && !cJSON_IsTrue(complete))
         printf("(membership incomplete: the ring is built once every member's id is known)\n");
     if (shares)
         printf("%-24s %-24s %8s %8s\n", "NODE", "ADDRESS", "PRIMARY", "REPLICA");
     else
-        printf("%-24s %-24s %-24s %s\n", "NODE", "ADDRESS", "HTTP", "STATUS");
+        printf("%-24s %-24s %-24s %-8s %12s %12s\n", "NODE", "ADDRESS", "HTTP", "STATUS",
+               "KEYS(EST)", "DISK");
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
         const char *id = text_or(m, "nodeId", "(unknown)");
         const char *addr = text_or(m, "address", "-");
@@ -729,9 +903,16 @@ static int show_cluster(kv *db, bool shares)
                    cJSON_IsNumber(p) ? p->valuedouble * 100 : 0.0,
                    cJSON_IsNumber(r) ? r->valuedouble * 100 : 0.0);
         } else {
-            /* A node alone has no gossip, and so no status. */
-            printf("%-24s %-24s %-24s %s\n", id, addr, text_or(m, "httpAddress", "-"),
-                   text_or(m, "status", "-"));
+            /* A node alone has no gossip, and so no status. A member that
+             * could not be asked has no figures. */
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(m, "storage");
+            char keys[32] = "-", disk[32] = "-";
+            if (cJSON_IsObject(st)) {
+                snprintf(keys, sizeof keys, "%.0f", number_or(st, "estimatedKeys"));
+                human_bytes(disk, sizeof disk, number_or(st, "liveSstBytes"));
+            }
+            printf("%-24s %-24s %-24s %-8s %12s %12s\n", id, addr,
+                   text_or(m, "httpAddress", "-"), text_or(m, "status", "-"), keys, disk);
         }
     }
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "failures");
@@ -1147,6 +1328,7 @@ static const struct command {
     {"cas", 3, true, cmd_cas, "cas KEY EXPECTED_VERSION VALUE [--ttl S]"},
     {"batch", 1, false, cmd_batch, "batch FILE.json|-"},
     {"health", 0, false, cmd_health, "health"},
+    {"scan", 0, false, cmd_scan, "scan [--limit N] [--keys-only] [--cursor C]"},
     {"members", 0, false, cmd_members, "members"},
     {"ring", 0, false, cmd_ring, "ring"},
     {"backup", 1, false, cmd_backup, "backup DIR"},
@@ -1254,6 +1436,15 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
                 usage_error("--consistency must be one, quorum, all or serial, got '%s'", val);
         } else if (strcmp(arg, "--home-only") == 0) {
             c->home_only = true;
+        } else if (flag_value(argv, argc, &i, "--limit", NULL, &val)) {
+            c->limit = parse_uint("--limit", val, UINT64_MAX);
+            if (c->limit == 0)
+                usage_error("--limit must be at least 1%s", "");
+            c->has_limit = true;
+        } else if (strcmp(arg, "--keys-only") == 0) {
+            c->keys_only = true;
+        } else if (flag_value(argv, argc, &i, "--cursor", NULL, &val)) {
+            c->cursor = val;
         } else if (flag_value(argv, argc, &i, "--policy", NULL, &val)) {
             if (strcmp(val, "lww") == 0)
                 c->policy = KV_POLICY_LWW;
@@ -1300,6 +1491,10 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--ttl applies to put and cas, not %s", cmd->name);
     if (c->verbose && cmd->fn != cmd_get)
         usage_error("--verbose applies to get, not %s", cmd->name);
+    if ((c->has_limit || c->keys_only || c->cursor != NULL) && cmd->fn != cmd_scan)
+        usage_error("--limit, --keys-only and --cursor apply to scan, not %s", cmd->name);
+    if (cmd->fn == cmd_scan && c->level == KV_CONSISTENCY_SERIAL)
+        usage_error("scan: --consistency must be one, quorum or all%s", "");
     if (c->context_b64 != NULL && cmd->fn != cmd_put && cmd->fn != cmd_del)
         usage_error("--context applies to put and del, not %s", cmd->name);
     for (int k = 1; k < npos; k++) {
@@ -1474,6 +1669,7 @@ int main(int argc, char **argv)
     co.tls_cert_pem = pem[1];
     co.tls_key_pem = pem[2];
     kv *db = NULL;
+    g_client_opts = &co;
     int rc = kv_client_open(&db, ep, nep, &co);
     int status;
     if (rc != KV_OK) {
