@@ -27,6 +27,8 @@
 #include "cluster/quorum.h"
 #include "cluster/replica_store.h"
 #include "format/record.h"
+#include "storage/group_commit.h"
+#include "storage/store.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -76,6 +78,12 @@ struct write_op {
     unsigned char sent[MAX_PREF], ended[MAX_PREF];
     unsigned sent_n, ended_n, acked, unknown, sloppy;
     int started;              /* the state went out to the others */
+    /* sync always: the local write waits for the group committer. */
+    int local_pending;
+    unsigned self_counts;
+    kvi_sync_request sync_req;
+    kvi_loop_task synced_task;
+    int synced_rc;
     uint64_t version;
     char why[320];
     unsigned char data[];
@@ -426,8 +434,32 @@ static void replication_timed_out(coord_op *base)
     write_op *op = (write_op *)base;
     if (op->phase != REPLICATING)
         return;
-    op->unknown += op->sent_n - op->ended_n; /* given up on: may have applied */
+    /* Given up on: may have applied. */
+    op->unknown += op->sent_n - op->ended_n + (op->local_pending ? 1u : 0u);
     replication_over(op);
+}
+
+/* On the loop: the local write is durable (or its sync failed). */
+static void local_synced(void *ctx)
+{
+    write_op *op = ctx;
+    op->local_pending = 0;
+    if (op->phase == REPLICATING) {
+        if (op->synced_rc == KV_OK)
+            op->acked += op->self_counts;
+        else
+            op->unknown++; /* written, but perhaps not durable */
+        coord_op_poke(&op->base);
+    }
+    coord_op_drop(&op->base);
+}
+
+/* On the committer's thread. */
+static void local_durable(void *ctx, int rc)
+{
+    write_op *op = ctx;
+    op->synced_rc = rc;
+    kvi_loop_post(op->base.loop, &op->synced_task, local_synced, op);
 }
 
 /* Applies the write here and sends it to the others. */
@@ -456,6 +488,12 @@ static void local_write(write_op *op)
         .on_state = start_replication,
         .on_state_ctx = op,
     };
+    /* Under sync always, a loop writes unsynced and counts its own copy
+     * once the group committer says it is durable: the loop never waits
+     * on a disk. (Without a loop nothing else waits: sync in place.) */
+    kvi_group_commit *committer =
+        op->base.loop ? kvi_store_committer(kvi_embedded_store(env->local)) : NULL;
+    args.unsynced = committer != NULL;
     uint64_t current = 0;
     int rc = st ? kvi_replica_coordinate(st, &holder, env->local, w->key, w->key_len, &args,
                                          &sib, &current)
@@ -489,7 +527,14 @@ static void local_write(write_op *op)
     op->version = sib.version;
     if (op->started)
         keep_local_hints(op);
-    op->acked += self_counts;
+    op->self_counts = (unsigned)self_counts;
+    if (committer) {
+        op->local_pending = 1;
+        coord_op_hold(&op->base);
+        kvi_group_commit_request(committer, &op->sync_req, local_durable, op);
+    } else {
+        op->acked += op->self_counts;
+    }
     op->phase = REPLICATING;
     coord_op_set_deadline(&op->base, kvi_coord_timeout_ms(v), replication_timed_out);
 }
@@ -556,7 +601,7 @@ static void write_step_once(write_op *op)
             start_write(op);
         break;
     case REPLICATING:
-        if (op->acked >= op->required || op->ended_n >= op->sent_n)
+        if (op->acked >= op->required || (op->ended_n >= op->sent_n && !op->local_pending))
             replication_over(op);
         break;
     default:

@@ -79,13 +79,14 @@ static int load(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const unsigned
 /* Encodes s, stores it under skey, and re-reads it into holder so that the
  * returned state points only into holder. */
 static int store(kvi_state *s, kvi_buf *holder, kvi_embedded *e, const unsigned char *skey,
-                 size_t skey_len, uint64_t token)
+                 size_t skey_len, uint64_t token, int unsynced)
 {
     kvi_buf encoded = {0};
     kvi_state_encode(&encoded, s, token);
+    kvi_store *st = kvi_embedded_store(e);
     int rc = encoded.failed ? kvi_error(KV_ENOMEM, "out of memory encoding a key's state")
-                            : kvi_store_put(kvi_embedded_store(e), skey, skey_len,
-                                            encoded.data, encoded.len);
+           : unsynced ? kvi_store_put_unsynced(st, skey, skey_len, encoded.data, encoded.len)
+                      : kvi_store_put(st, skey, skey_len, encoded.data, encoded.len);
     if (rc == KV_OK) {
         kvi_buf_free(holder);
         *holder = encoded;
@@ -156,7 +157,7 @@ int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, con
     if (rc == KV_OK && args->on_state)
         args->on_state(args->on_state_ctx, out);
     if (rc == KV_OK)
-        rc = store(out, holder, e, skey, skey_len, token);
+        rc = store(out, holder, e, skey, skey_len, token, args->unsynced);
     kvi_keylock_unlock(locks, token);
     free(ctx);
     free(skey);
@@ -205,7 +206,7 @@ int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const vo
             if (rc == KV_OK && version)
                 *version = kvi_state_version(merged);
             if (rc == KV_OK && !kvi_state_equal(merged, current)) {
-                rc = store(merged, &holder, e, skey, skey_len, token);
+                rc = store(merged, &holder, e, skey, skey_len, token, 0);
                 if (rc == KV_OK && changed)
                     *changed = 1;
             }

@@ -58,6 +58,9 @@ typedef struct kvi_replica_write_args {
      * that the local sync and the replicas' work overlap). May be NULL. */
     void (*on_state)(void *ctx, const kvi_state *state);
     void *on_state_ctx;
+    /* Write without a sync whatever the policy: the caller makes it
+     * durable through the store's group committer before it counts. */
+    int unsynced;
 } kvi_replica_write_args;
 
 /* Coordinates a write under the key lock: loads the state, merges

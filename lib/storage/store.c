@@ -1,5 +1,6 @@
 /* storage/store.c - RocksDB setup, reads, writes and durability. */
 #include "storage/store.h"
+#include "storage/group_commit.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -36,6 +37,8 @@ struct kvi_store {
     /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
     uint32_t sync_interval_ms;
     kvi_ticker sync_ticker;
+    /* KV_SYNC_ALWAYS: syncs for writers that wrote unsynced and wait. */
+    kvi_group_commit *committer;
 };
 
 /* Maps a RocksDB error string to a status code, sets the detail message and
@@ -53,6 +56,15 @@ static int rocks_error(char *err, const char *what)
     kvi_error(code, "%s: %s", what, err);
     rocksdb_free(err);
     return code;
+}
+
+/* Syncs the WAL: everything written before is durable. */
+static int sync_wal(void *arg)
+{
+    kvi_store *s = arg;
+    char *err = NULL;
+    rocksdb_flush_wal(s->db, 1, &err);
+    return err ? rocks_error(err, "syncing the write-ahead log") : KV_OK;
 }
 
 /* KV_SYNC_PERIODIC: one WAL sync per interval. */
@@ -205,6 +217,8 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
         if (kvi_ticker_start(&s->sync_ticker, sync_tick, s) != 0)
             rc = kvi_error(KV_ENOMEM, "cannot start the WAL sync thread");
     }
+    if (rc == KV_OK && cfg->sync == KV_SYNC_ALWAYS)
+        rc = kvi_group_commit_start(&s->committer, sync_wal, s, s->log);
     if (rc != KV_OK) {
         kvi_store_close(s);
         return rc;
@@ -226,6 +240,7 @@ void kvi_store_close(kvi_store *s)
     if (!s)
         return;
     kvi_ticker_stop(&s->sync_ticker);
+    kvi_group_commit_stop(s->committer);
     if (s->db) {
         char *err = NULL;
         rocksdb_flush_wal(s->db, 1, &err);
@@ -271,6 +286,19 @@ int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
     rocksdb_put_cf(s->db, s->write_options, s->cf_data, skey, skey_len, rec,
                    rec_len, &err);
     return err ? rocks_error(err, "writing a record") : KV_OK;
+}
+
+int kvi_store_put_unsynced(kvi_store *s, const void *skey, size_t skey_len, const void *rec,
+                           size_t rec_len)
+{
+    char *err = NULL;
+    rocksdb_put_cf(s->db, s->unsynced_options, s->cf_data, skey, skey_len, rec, rec_len, &err);
+    return err ? rocks_error(err, "writing a record") : KV_OK;
+}
+
+kvi_group_commit *kvi_store_committer(kvi_store *s)
+{
+    return s->committer;
 }
 
 struct kvi_store_batch {

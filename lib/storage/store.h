@@ -60,6 +60,14 @@ void kvi_slice_release(kvi_slice *slice);
 int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
                   const void *rec, size_t rec_len);
 
+/* A put without a sync whatever the policy; under KV_SYNC_ALWAYS the
+ * writer asks the committer (kvi_store_committer) before it acknowledges. */
+int kvi_store_put_unsynced(kvi_store *s, const void *skey, size_t skey_len, const void *rec,
+                           size_t rec_len);
+/* The store's group committer (storage/group_commit.h) under
+ * KV_SYNC_ALWAYS; NULL under the other policies. */
+struct kvi_group_commit *kvi_store_committer(kvi_store *s);
+
 /* A group of puts written atomically by kvi_store_write. */
 typedef struct kvi_store_batch kvi_store_batch;
 kvi_store_batch *kvi_store_batch_new(kvi_store *s);

@@ -905,6 +905,156 @@ static void the_gate_sees_every_frame_with_its_connections_state(void **state)
     kvi_server_stop(s);
 }
 
+
+/* ------------------------------------------------- asynchronous answers */
+
+/* What async_take stashed: requests answered later by another thread. */
+typedef struct async_stash {
+    handler_ctx hc;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct {
+        kvi_server_pending *p;
+        kvi_frame_header h;
+        unsigned char body[64];
+        kvi_buf *out;
+    } held[32];
+    unsigned n;
+} async_stash;
+
+static int async_offload(void *ctx, const kvi_frame_header *h)
+{
+    (void)ctx;
+    return h->opcode == KVI_OP_PING ? 0 : KVI_SERVER_ASYNC;
+}
+
+/* GET is stashed for later; PUT goes to the pool; a GET for "now" is
+ * answered at once, from inside. */
+static int async_take(void *ctx, kvi_server_pending *p, const kvi_frame_header *h,
+                      const unsigned char *body, kvi_buf *out)
+{
+    async_stash *st = ctx;
+    if (h->opcode == KVI_OP_PUT)
+        return 1;
+    kvi_request req;
+    assert_int_equal(kvi_request_decode(&req, h->opcode, body, h->body_len), 0);
+    if (req.key.len == 3 && memcmp(req.key.data, "now", 3) == 0) {
+        handle(&st->hc, h, body, out);
+        kvi_server_answer(p);
+        return 0;
+    }
+    pthread_mutex_lock(&st->lock);
+    assert_true(st->n < 32 && h->body_len <= sizeof st->held[0].body);
+    st->held[st->n].p = p;
+    st->held[st->n].h = *h;
+    memcpy(st->held[st->n].body, body, h->body_len);
+    st->held[st->n].out = out;
+    st->n++;
+    pthread_cond_signal(&st->cond);
+    pthread_mutex_unlock(&st->lock);
+    return 0;
+}
+
+/* Answers every stashed request, last first, from its own thread. */
+static void *async_answerer(void *arg)
+{
+    async_stash *st = arg;
+    pthread_mutex_lock(&st->lock);
+    for (unsigned i = st->n; i-- > 0;) {
+        handle(&st->hc, &st->held[i].h, st->held[i].body, st->held[i].out);
+        kvi_server_answer(st->held[i].p);
+    }
+    st->n = 0;
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+static void pending_requests_are_answered_later_from_any_thread(void **state)
+{
+    (void)state;
+    async_stash st;
+    memset(&st, 0, sizeof st);
+    pthread_mutex_init(&st.lock, NULL);
+    pthread_cond_init(&st.cond, NULL);
+    kvi_server_config cfg = base_config(&st.hc);
+    cfg.handler_ctx = &st;
+    cfg.handler = handle;
+    cfg.offload = async_offload;
+    cfg.async_start = async_take;
+    cfg.workers[0] = 1;
+    /* handle() reads a handler_ctx: the stash starts with one. */
+    kvi_server *s = NULL;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int fd = connect_port(kvi_server_port(s));
+    assert_true(fd >= 0);
+
+    enum { HELD = 10 };
+    kvi_buf b = {0}, body = {0};
+    char key[HELD][8];
+    for (int i = 0; i < HELD; i++) {
+        snprintf(key[i], sizeof key[i], "k%d", i);
+        add_request(&b, KVI_OP_GET, 10 + (uint64_t)i, key[i], strlen(key[i]), NULL, 0);
+    }
+    add_request(&b, KVI_OP_GET, 30, "now", 3, NULL, 0);
+    add_request(&b, KVI_OP_PUT, 31, "k", 1, "four", 4);
+    add_request(&b, KVI_OP_PING, 32, NULL, 0, NULL, 0);
+    assert_int_equal(send_all(fd, b.data, b.len), 0);
+
+    /* The three that are not held come back first, whatever the order. */
+    unsigned seen = 0;
+    for (int i = 0; i < 3; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fd, &h, &body), 0);
+        assert_int_equal(h.status, KV_OK);
+        assert_true(h.request_id >= 30 && h.request_id <= 32);
+        kvi_response r;
+        assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len), 0);
+        if (h.request_id == 30)
+            assert_memory_equal(r.value.data, "now", 3);
+        if (h.request_id == 31)
+            assert_int_equal(r.version, 4); /* from the pool's handler */
+        seen |= 1u << (h.request_id - 30);
+    }
+    assert_int_equal(seen, 7u);
+
+    /* All ten were taken; none was answered yet. */
+    pthread_mutex_lock(&st.lock);
+    for (int waits = 0; st.n < HELD && waits < 300; waits++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&st.cond, &st.lock, &ts);
+    }
+    assert_int_equal(st.n, HELD);
+    pthread_mutex_unlock(&st.lock);
+
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, async_answerer, &st), 0);
+    unsigned got = 0;
+    for (int i = 0; i < HELD; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fd, &h, &body), 0);
+        assert_int_equal(h.status, KV_OK);
+        assert_true(h.request_id >= 10 && h.request_id < 10 + HELD);
+        kvi_response r;
+        assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len), 0);
+        const char *want = key[h.request_id - 10];
+        assert_int_equal(r.value.len, strlen(want));
+        assert_memory_equal(r.value.data, want, r.value.len);
+        got |= 1u << (h.request_id - 10);
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(got, (1u << HELD) - 1);
+    close(fd);
+    /* Every byte held for them was given back. */
+    assert_int_equal(wait_buffered(s, 0, 10000), 0);
+    kvi_server_stop(s);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    pthread_mutex_destroy(&st.lock);
+    pthread_cond_destroy(&st.cond);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +1065,7 @@ int main(void)
         cmocka_unit_test(the_bound_holds_against_clients_that_do_not_read),
         cmocka_unit_test(stop_answers_the_requests_already_read),
         cmocka_unit_test(the_gate_sees_every_frame_with_its_connections_state),
+        cmocka_unit_test(pending_requests_are_answered_later_from_any_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
