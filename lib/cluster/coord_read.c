@@ -51,7 +51,9 @@ struct read_op {
     size_t n;
     uint32_t pref[MAX_PREF];
     read_slot slots[MAX_PREF];
-    kvi_state states[MAX_PREF];
+    /* n + 1 states (a state is kilobytes: only as many as replicas), the
+     * last one the merge. Not zeroed: each is set before it is read. */
+    kvi_state *states;
     kvi_buf holders[MAX_PREF];
     int status[MAX_PREF];     /* KV_OK, KV_ENOTFOUND, or why it did not answer */
     unsigned char asked[MAX_PREF], ended[MAX_PREF];
@@ -60,7 +62,7 @@ struct read_op {
     unsigned started, ended_n, ok_n;
     int speculated;
     kvi_loop_timer speculate;
-    kvi_state merged;
+    kvi_state *merged;
     unsigned answered;
     unsigned repairs_sent, repairs_ended;
     kvi_buf encoded;
@@ -78,6 +80,7 @@ static void read_destroy(coord_op *base)
     for (size_t i = 0; i < MAX_PREF; i++)
         kvi_buf_free(&op->holders[i]);
     kvi_buf_free(&op->encoded);
+    free(op->states);
     free(op);
 }
 
@@ -198,7 +201,7 @@ static void complete(read_op *op, int rc)
 {
     op->phase = READ_OVER;
     if (op->state_fn) {
-        op->state_fn(op->state_ctx, rc, op->why, rc == KV_OK ? &op->merged : NULL);
+        op->state_fn(op->state_ctx, rc, op->why, rc == KV_OK ? op->merged : NULL);
         coord_op_end(&op->base);
         return;
     }
@@ -208,7 +211,7 @@ static void complete(read_op *op, int rc)
         r.report = &op->report;
     }
     if (rc == KV_OK) {
-        r.rc = kvi_value_from_state(&r.value, &op->merged, kvi_now_ms(), op->siblings ? 0 : 1);
+        r.rc = kvi_value_from_state(&r.value, op->merged, kvi_now_ms(), op->siblings ? 0 : 1);
         if (r.rc == KV_ENOMEM)
             snprintf(op->why, sizeof op->why, "out of memory copying a value");
         else if (r.rc == KV_ENOTFOUND)
@@ -240,18 +243,18 @@ static void start_repairs(read_op *op)
     kvi_view *v = env->view;
     for (size_t i = 0; i < op->n; i++) {
         if ((op->status[i] != KV_OK && op->status[i] != KV_ENOTFOUND) ||
-            kvi_state_equal(&op->states[i], &op->merged))
+            kvi_state_equal(&op->states[i], op->merged))
             continue;
         op->repaired[i] = 1;
         if (coord_is_self(v, op->pref[i])) {
-            if (kvi_replica_merge(NULL, NULL, env->local, op->key, op->key_len, &op->merged) !=
+            if (kvi_replica_merge(NULL, NULL, env->local, op->key, op->key_len, op->merged) !=
                 KV_OK)
                 kvi_log(env->log, KV_LOG_WARN, "read repair of the local replica failed: %s",
                         kvi_error_last());
             continue;
         }
         if (op->encoded.len == 0)
-            kvi_state_encode(&op->encoded, &op->merged, op->token);
+            kvi_state_encode(&op->encoded, op->merged, op->token);
         if (op->encoded.failed)
             break;
         kvi_request req = {.opcode = v->self >= 0 ? KVI_OP_REPLICATE : KVI_OP_REPAIR,
@@ -296,13 +299,13 @@ static void end_gathering(read_op *op)
             complete(op, op->status[i]);
             return;
         }
-    kvi_state_init(&op->merged);
+    kvi_state_init(op->merged);
     int rc = KV_OK;
     for (size_t i = 0; i < op->n && rc == KV_OK; i++) {
         if (op->status[i] != KV_OK && op->status[i] != KV_ENOTFOUND)
             continue;
         op->answered++;
-        rc = kvi_state_merge(&op->merged, &op->states[i]);
+        rc = kvi_state_merge(op->merged, &op->states[i]);
     }
     if (rc != KV_OK) {
         snprintf(op->why, sizeof op->why, "merging the replicas' answers: %s",
@@ -380,9 +383,17 @@ static void read_begin(coord_op *base)
 static int read_new(read_op **out, const kvi_coord_env *env, const void *key, size_t key_len,
                     unsigned required, kvi_coord_done_fn fn, void *ctx)
 {
+    uint32_t homes[MAX_PREF];
+    size_t n = kvi_coord_homes(env->view, key, key_len, homes);
     read_op *op = calloc(1, sizeof *op + key_len);
-    if (!op)
+    kvi_state *states = malloc((n + 1) * sizeof *states);
+    if (!op || !states) {
+        free(op);
+        free(states);
         return kvi_error(KV_ENOMEM, "out of memory reading from the replicas");
+    }
+    op->states = states;
+    op->merged = &states[n];
     coord_op_init(&op->base, env, fn, ctx);
     kvi_loop_timer_init(&op->speculate, speculate_now, op);
     op->base.step = read_step;
@@ -395,7 +406,7 @@ static int read_new(read_op **out, const kvi_coord_env *env, const void *key, si
     op->required = required;
     for (size_t i = 0; i < MAX_PREF; i++)
         op->slots[i] = (read_slot){op, i};
-    order_replicas(op);
+    order_replicas(op); /* the same homes, in the order to ask them */
     *out = op;
     return KV_OK;
 }

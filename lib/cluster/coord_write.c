@@ -546,15 +546,28 @@ static void cas_read_done(void *ctx, int rc, const char *why, const kvi_state *m
         if (rc != KV_OK) {
             complete(op, rc, why);
         } else {
-            /* Kept in the op's own buffer: the read's go with it. */
+            /* A copy whose values point into the op's own buffer: the
+             * read's buffers go with it. (Copied field by field, not
+             * encoded: an empty state, a key never written, has no
+             * encoding.) */
             op->read_state = malloc(sizeof *op->read_state);
-            kvi_state_encode(&op->read_holder, merged, op->token);
-            if (!op->read_state || op->read_holder.failed ||
-                kvi_state_decode(op->read_state, op->read_holder.data, op->read_holder.len,
-                                 op->token) != KV_OK)
+            if (op->read_state) {
+                *op->read_state = *merged;
+                for (size_t i = 0; i < merged->n; i++)
+                    kvi_buf_raw(&op->read_holder, merged->sibs[i].value,
+                                merged->sibs[i].value_len);
+            }
+            if (!op->read_state || op->read_holder.failed) {
                 complete(op, KV_ENOMEM, "out of memory reading for a CAS");
-            else
+            } else {
+                size_t at = 0;
+                for (size_t i = 0; i < merged->n; i++) {
+                    op->read_state->sibs[i].value =
+                        op->read_holder.data ? op->read_holder.data + at : NULL;
+                    at += merged->sibs[i].value_len;
+                }
                 local_write(op);
+            }
         }
         coord_op_poke(&op->base);
     }

@@ -29,6 +29,12 @@ preload), then DURATION seconds are measured. Values are VALUE_SIZE bytes.
 Environment: DURATION=10 CONNECTIONS=32 KEYS=10000 VALUE_SIZE=200
 READ_RATIOS="0.9 0.5 0" KVD_SYNC=always LEVELS="one quorum all"
 REDIS_REQUESTS=200000 TMPDIR=/tmp LOG_DIR= (keeps every tool's output).
+DEPTH=D (default 0): drive libkv with kvbench's asynchronous mode instead,
+one thread keeping LIBKV_CONNECTIONS (default 4) x D requests in flight.
+ETCD_CONNECTIONS="32 128 512" (default: CONNECTIONS): scan etcd at each
+number of keep-alive connections in all and report its best row.
+REDIS_AOF=no|everysec|always|none (default none: no persistence): Redis's
+appendfsync, with --appendonly yes unless none.
 
 Only processes this script started are stopped, by pid; everything listens
 on 127.0.0.1 only. Exit status 0 ok, 1 a tool failed, 2 bad setup.
@@ -57,6 +63,10 @@ LEVELS = os.environ.get("LEVELS", "one quorum all").split()
 KVD_SYNC = os.environ.get("KVD_SYNC", "always")
 REDIS_REQUESTS = int(os.environ.get("REDIS_REQUESTS", "200000"))
 LOG_DIR = os.environ.get("LOG_DIR", "")
+DEPTH = int(os.environ.get("DEPTH", "0"))
+LIBKV_CONNECTIONS = int(os.environ.get("LIBKV_CONNECTIONS", "4"))
+ETCD_CONNECTIONS = [int(x) for x in os.environ.get("ETCD_CONNECTIONS", str(CONNECTIONS)).split()]
+REDIS_AOF = os.environ.get("REDIS_AOF", "none")
 
 started = []  # Popen objects of every process this script started
 
@@ -206,8 +216,15 @@ def run_libkv(tmp, ratio):
         kvbench(["binary", "--endpoints", endpoints, "--connections", "4", "--consistency", "all",
                  "--requests", "1"] + common(ratio), tmp, "libkv-preload-%s" % ratio)
         for level in LEVELS:
-            results[level] = kvbench(["binary", "--endpoints", endpoints, "--connections", "4",
-                                      "--consistency", level, "--no-preload"] + common(ratio),
+            if DEPTH:
+                load = ["--threads", "1", "--depth", str(DEPTH), "--connections",
+                        str(LIBKV_CONNECTIONS), "--keys", str(KEYS), "--value-size",
+                        str(VALUE_SIZE), "--read-ratio", ratio, "--duration", str(DURATION)]
+            else:
+                load = ["--connections", "4"] + common(ratio)
+            pids = ",".join(str(p.pid) for p in procs)
+            results[level] = kvbench(["binary", "--endpoints", endpoints, "--server-pids", pids,
+                                      "--consistency", level, "--no-preload"] + load,
                                      tmp, "libkv-%s-%s" % (level, ratio))
     finally:
         for p in procs:
@@ -216,11 +233,24 @@ def run_libkv(tmp, ratio):
     return results
 
 
-def run_etcd(tmp, ratio):
+def run_etcd_best(tmp, ratio):
+    """etcd at each of ETCD_CONNECTIONS, fresh each time; its best row."""
+    best = None
+    for conns in ETCD_CONNECTIONS:
+        r = run_etcd(tmp, ratio, conns)
+        r["connections"] = conns
+        if len(ETCD_CONNECTIONS) > 1:
+            print(fmt_row("etcd x3 at %d connections" % conns, r["total"]))
+        if best is None or r["total"]["ops_per_sec"] > best["total"]["ops_per_sec"]:
+            best = r
+    return best
+
+
+def run_etcd(tmp, ratio, connections):
     procs, urls = start_etcd(tmp)
     try:
-        # One kvbench per member, CONNECTIONS/3 threads each, at once.
-        per = max(1, CONNECTIONS // 3)
+        # One kvbench per member, connections/3 threads each, at once.
+        per = max(1, connections // 3)
         base = ["--threads", str(per), "--keys", str(KEYS), "--value-size", str(VALUE_SIZE),
                 "--read-ratio", ratio, "--duration", str(DURATION), "--json"]
         kvbench(["etcd", "--url", urls[0], "--requests", "1"] + common(ratio), tmp,
@@ -264,8 +294,10 @@ def run_redis(tmp, ratio):
     port = free_port()
     d = os.path.join(tmp, "redis")
     os.makedirs(d, exist_ok=True)
+    persistence = (["--appendonly", "no"] if REDIS_AOF == "none"
+                   else ["--appendonly", "yes", "--appendfsync", REDIS_AOF])
     p = spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-               "--appendonly", "no", "--dir", d, "--logfile", os.path.join(tmp, "redis.log")],
+               "--dir", d, "--logfile", os.path.join(tmp, "redis.log")] + persistence,
               os.path.join(tmp, "redis.err"))
 
     def pong():
@@ -312,10 +344,17 @@ def main():
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print("machine:  %d cpus, %s; everything on this one machine" % (os.cpu_count(), cpu))
-    print("systems:  libkv 3 x kvd (N=3, --sync %s); %s x 3; %s (no persistence)" %
-          (KVD_SYNC, etcd_version, redis_version))
-    print("workload: %d client threads, %d keys of 16 bytes, %d-byte values, %d s per row" %
-          (CONNECTIONS, KEYS, VALUE_SIZE, DURATION))
+    print("systems:  libkv 3 x kvd (N=3, --sync %s); %s x 3; %s (%s)" %
+          (KVD_SYNC, etcd_version, redis_version,
+           "no persistence" if REDIS_AOF == "none" else "AOF, appendfsync " + REDIS_AOF))
+    if DEPTH:
+        print("workload: libkv one thread, %d connections x depth %d; etcd at %s connections; "
+              "redis %d; %d keys of 16 bytes, %d-byte values, %d s per row" %
+              (LIBKV_CONNECTIONS, DEPTH, "/".join(map(str, ETCD_CONNECTIONS)), CONNECTIONS, KEYS,
+               VALUE_SIZE, DURATION))
+    else:
+        print("workload: %d client threads, %d keys of 16 bytes, %d-byte values, %d s per row" %
+              (CONNECTIONS, KEYS, VALUE_SIZE, DURATION))
     try:
         for ratio in READ_RATIOS:
             tmp = tempfile.mkdtemp(prefix="kvcluster.")
@@ -326,11 +365,15 @@ def main():
                 lib = run_libkv(tmp, ratio)
                 for level in LEVELS:
                     print(fmt_row("libkv %s" % level.upper(), lib[level]["total"]))
+                    cpu = lib[level].get("cpu_us_per_op", {})
+                    if "servers" in cpu:
+                        print("| &nbsp;&nbsp;CPU per op: 3 kvd %.1f us, kvbench %.1f us | | | | |" %
+                              (cpu["servers"], cpu.get("kvbench", 0.0)))
                     for op in ("get", "put"):
                         if op in lib[level].get("operations", {}):
                             print(fmt_row("&nbsp;&nbsp;%s" % op, lib[level]["operations"][op]))
-                etcd = run_etcd(tmp, ratio)
-                print(fmt_row("etcd x3", etcd["total"]))
+                etcd = run_etcd_best(tmp, ratio)
+                print(fmt_row("etcd x3 (best: %d connections)" % etcd["connections"], etcd["total"]))
                 for op in ("get", "put"):
                     if op in etcd["operations"]:
                         print(fmt_row("&nbsp;&nbsp;%s" % op, etcd["operations"][op]))
@@ -344,6 +387,8 @@ def main():
                     e = etcd["operations"]["put"]
                     print("\nQUORUM puts / etcd puts: %.2fx throughput; p99 %.0f us vs %.0f us" %
                           (q["ops_per_sec"] / e["ops_per_sec"], q["p99_us"], e["p99_us"]))
+                    print("QUORUM puts / one Redis's SET: %.2fx" %
+                          (q["ops_per_sec"] / red["set"]["ops_per_sec"]))
                 sys.stdout.flush()
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
