@@ -365,17 +365,24 @@ static void replica_answered(void *ctx, const kvi_reply *reply)
     coord_op_drop(&op->base);
 }
 
-/* kvi_replica_write_args.on_state: sends the new state to each home
- * (REPLICATE) or its stand-in (HINT), from inside the local write, so that
- * the replicas' work overlaps the local one. */
-static void start_replication(void *ctx, const kvi_state *state)
+/* kvi_replica_write_args.on_state, under the key lock: keeps the new
+ * state, encoded, for the replicas. Nothing is sent from there: sending
+ * can run other requests' callbacks at once (a connection that comes up
+ * answers their probes), and one of them may want the same key lock. On
+ * the loop the frames go out at the end of the iteration anyway. */
+static void keep_state(void *ctx, const kvi_state *state)
 {
     write_op *op = ctx;
-    kvi_view *v = op->base.env.view;
     kvi_state_encode(&op->encoded, state, op->token);
-    if (op->encoded.failed)
-        return;
     op->created_ms = kvi_now_ms();
+}
+
+/* Sends the new state to each home (REPLICATE) or its stand-in (HINT). */
+static void start_replication(write_op *op)
+{
+    kvi_view *v = op->base.env.view;
+    if (op->encoded.failed || op->encoded.len == 0)
+        return;
     for (size_t i = 0; i < op->n; i++) {
         uint32_t via = op->via[i];
         if (via == NOWHERE || coord_is_self(v, via))
@@ -485,7 +492,7 @@ static void local_write(write_op *op)
         .merge_first = op->read_state,
         .check_version = w->kind == KVI_WRITE_CAS,
         .expected_version = w->expected_version,
-        .on_state = start_replication,
+        .on_state = keep_state,
         .on_state_ctx = op,
     };
     /* Under sync always, a loop writes unsynced and counts its own copy
@@ -508,23 +515,15 @@ static void local_write(write_op *op)
     for (size_t i = 0; i < op->n; i++)
         self_counts |= op->via[i] != NOWHERE && coord_is_self(v, op->via[i]);
     if (!local_ok) {
+        /* Nothing was sent: refused here (a conflict, the sibling limit)
+         * or failed here, the write applied nowhere. */
         char local_error[200];
         snprintf(local_error, sizeof local_error, "%s", kvi_error_last());
-        /* Refused here before anything was sent (a conflict, the sibling
-         * limit): the error as it is. Failed here after the state went out:
-         * the replicas may hold it. */
-        unsigned maybe = op->acked + op->unknown + (op->sent_n - op->ended_n);
-        if (!op->started || rc == KV_ENOMEM || maybe == 0) {
-            complete(op, rc, local_error);
-            return;
-        }
-        snprintf(op->why, sizeof op->why, "this replica failed to store the write (%s) after "
-                                          "sending it to the others; it may have been applied",
-                 local_error);
-        complete(op, KV_EUNKNOWN_OUTCOME, op->why);
+        complete(op, rc, local_error);
         return;
     }
     op->version = sib.version;
+    start_replication(op);
     if (op->started)
         keep_local_hints(op);
     op->self_counts = (unsigned)self_counts;

@@ -54,8 +54,9 @@ typedef struct kvi_replica_write_args {
     int check_version;
     uint64_t expected_version;
     /* Called under the key lock with the new state once it is computed and
-     * before it is stored (a coordinator starts replicating it there, so
-     * that the local sync and the replicas' work overlap). May be NULL. */
+     * before it is stored (a coordinator keeps it, encoded, for the
+     * replicas). It must not take locks or run other requests' work. May
+     * be NULL. */
     void (*on_state)(void *ctx, const kvi_state *state);
     void *on_state_ctx;
     /* Write without a sync whatever the policy: the caller makes it

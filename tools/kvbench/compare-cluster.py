@@ -237,7 +237,10 @@ def run_etcd_best(tmp, ratio):
     """etcd at each of ETCD_CONNECTIONS, fresh each time; its best row."""
     best = None
     for conns in ETCD_CONNECTIONS:
-        r = run_etcd(tmp, ratio, conns)
+        # A fresh cluster each time: new data directories, new ports.
+        sub = os.path.join(tmp, "etcd-at-%d" % conns)
+        os.makedirs(sub, exist_ok=True)
+        r = run_etcd(sub, ratio, conns)
         r["connections"] = conns
         if len(ETCD_CONNECTIONS) > 1:
             print(fmt_row("etcd x3 at %d connections" % conns, r["total"]))
