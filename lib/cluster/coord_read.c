@@ -246,6 +246,8 @@ static void start_repairs(read_op *op)
             kvi_state_equal(&op->states[i], op->merged))
             continue;
         op->repaired[i] = 1;
+        if (env->read_repairs)
+            atomic_fetch_add(env->read_repairs, 1);
         if (coord_is_self(v, op->pref[i])) {
             if (kvi_replica_merge(NULL, NULL, env->local, op->key, op->key_len, op->merged) !=
                 KV_OK)

@@ -123,6 +123,8 @@ typedef struct kvi_coord_env {
     struct kvi_hints *hints;
     /* Counts writes that a stand-in acknowledged (may be NULL). */
     atomic_uint_fast64_t *sloppy_writes;
+    /* Counts replicas sent a merged state by read repair (may be NULL). */
+    atomic_uint_fast64_t *read_repairs;
     /* The owner's count of requests alive (required). */
     kvi_coord_tracker *tracker;
 } kvi_coord_env;

@@ -725,6 +725,21 @@ static void enqueue_counted(void *ctx)
     enqueue(r);
 }
 
+/* Queues r with its callback: at once on the loop's thread, else posted. */
+static void hand_to_loop(kvi_client *cl, req *r, kvi_reply_fn fn, void *ctx)
+{
+    r->fn = fn;
+    r->ctx = ctx;
+    r->c = &cl->conns[0];
+    r->deadline_ms = kvi_loop_now_ms() + cl->request_timeout_ms;
+    if (kvi_loop_on_thread(cl->loop)) {
+        cl->outstanding++;
+        enqueue(r);
+    } else {
+        kvi_loop_post(cl->loop, &r->task, enqueue_counted, r);
+    }
+}
+
 int kvi_client_submit(kvi_client *cl, kvi_buf *frame, uint8_t opcode, uint16_t extra_flags,
                       unsigned flags, kvi_reply_fn fn, void *ctx)
 {
@@ -747,16 +762,7 @@ int kvi_client_submit(kvi_client *cl, kvi_buf *frame, uint8_t opcode, uint16_t e
     r->opcode = opcode;
     r->is_write = (flags & KVI_SUBMIT_WRITE) != 0;
     r->retries = (flags & KVI_SUBMIT_RETRY) ? 1 : 0;
-    r->fn = fn;
-    r->ctx = ctx;
-    r->c = &cl->conns[0];
-    r->deadline_ms = kvi_loop_now_ms() + cl->request_timeout_ms;
-    if (kvi_loop_on_thread(cl->loop)) {
-        cl->outstanding++;
-        enqueue(r);
-    } else {
-        kvi_loop_post(cl->loop, &r->task, enqueue_counted, r);
-    }
+    hand_to_loop(cl, r, fn, ctx);
     return KV_OK;
 }
 
@@ -1677,16 +1683,7 @@ int kvi_client_connect_async(kvi_client *cl, kvi_reply_fn fn, void *ctx)
     if (!r)
         return kvi_error(KV_ENOMEM, "out of memory connecting");
     r->connect_only = 1;
-    r->fn = fn;
-    r->ctx = ctx;
-    r->c = &cl->conns[0];
-    r->deadline_ms = kvi_loop_now_ms() + cl->request_timeout_ms;
-    if (kvi_loop_on_thread(cl->loop)) {
-        cl->outstanding++;
-        enqueue(r);
-    } else {
-        kvi_loop_post(cl->loop, &r->task, enqueue_counted, r);
-    }
+    hand_to_loop(cl, r, fn, ctx);
     return KV_OK;
 }
 

@@ -59,6 +59,7 @@ int kvi_node_coord_env(kvi_node *n, kvi_coord_env *env)
     env->is_down_ctx = n->membership;
     env->hints = &n->hints;
     env->sloppy_writes = &n->sloppy_writes;
+    env->read_repairs = &n->read_repairs;
     env->tracker = &n->coord_ops;
     if (!env->view)
         return kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members "
@@ -542,6 +543,15 @@ static uint32_t sweep_paxos(void *ctx)
 
 void kvi_node_report(kvi_node *n)
 {
+    /* Read repairs are normal after a failure and a sign of one when they
+     * keep coming: one line a minute with the count, never one a repair. */
+    uint64_t repairs = atomic_load(&n->read_repairs);
+    if (repairs > n->read_repairs_reported)
+        kvi_log(n->log, KV_LOG_INFO, "read repair sent the merged state to %llu stale "
+                "replica%s since the last report (kv_read_repairs_total)",
+                (unsigned long long)(repairs - n->read_repairs_reported),
+                repairs - n->read_repairs_reported == 1 ? "" : "s");
+    n->read_repairs_reported = repairs;
     kvi_slow_window w;
     kvi_metrics_take_slow(n->metrics, &w);
     if (w.count)

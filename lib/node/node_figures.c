@@ -45,7 +45,8 @@ static void gather_figures(const kvi_node *n, failure_figures *f)
  * estimates for the data family: kvctl members shows them per member), and
  * the node's failure figures:
  * "failures": {"membersUp", "membersDown", "suspicions", "hintsPending",
- * "hintOldestAgeSeconds", "hintsReplayed", "hintsDropped", "sloppyWrites"}. */
+ * "hintOldestAgeSeconds", "hintsReplayed", "hintsDropped", "sloppyWrites",
+ * "readRepairs"}. */
 void kvi_node_describe(const kvi_node *n, kvi_buf *out)
 {
     size_t start = out->len;
@@ -64,7 +65,8 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
                        ",\"limits\":{\"maxKeySize\":%u,\"maxValueSize\":%u},"
                        "\"failures\":{\"membersUp\":%u,\"membersDown\":%u,\"suspicions\":%llu,"
                        "\"hintsPending\":%llu,\"hintOldestAgeSeconds\":%.3f,"
-                       "\"hintsReplayed\":%llu,\"hintsDropped\":%llu,\"sloppyWrites\":%llu}}",
+                       "\"hintsReplayed\":%llu,\"hintsDropped\":%llu,\"sloppyWrites\":%llu,"
+                       "\"readRepairs\":%llu}}",
                        (unsigned long long)keys, (unsigned long long)live_bytes,
                        (unsigned long long)total_bytes,
                        n->limits.max_key_size, n->limits.max_value_size,
@@ -72,7 +74,8 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
                        (unsigned long long)f.hints.pending, f.oldest_age_s,
                        (unsigned long long)f.hints.replayed,
                        (unsigned long long)f.hints.dropped,
-                       (unsigned long long)f.sloppy_writes);
+                       (unsigned long long)f.sloppy_writes,
+                       (unsigned long long)atomic_load(&n->read_repairs));
     kvi_buf_raw(out, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
     if (len <= 0 || (size_t)len >= sizeof text)
         kvi_buf_raw(out, "}", 1);
@@ -121,4 +124,7 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
                 "counter", "kv_hints_dropped_total", (double)f.hints.dropped);
     metric_line(b, "Writes coordinated here that a stand-in acknowledged (sloppy quorum).",
                 "counter", "kv_sloppy_writes_total", (double)f.sloppy_writes);
+    metric_line(b, "Replicas that reads coordinated here found stale and sent the merged "
+                "state (read repair).", "counter", "kv_read_repairs_total",
+                (double)atomic_load(&n->read_repairs));
 }

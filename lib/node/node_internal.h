@@ -40,6 +40,8 @@ struct kvi_node {
     kvi_ticker reporter;      /* logs the last minute's slow requests */
     uint32_t slow_ms;         /* the slow-request threshold */
     atomic_uint_fast64_t sloppy_writes;
+    atomic_uint_fast64_t read_repairs;  /* replicas repaired by reads coordinated here */
+    uint64_t read_repairs_reported;     /* the count at the last report (reporter thread) */
     kvi_coord_tracker coord_ops; /* requests this node coordinates, alive */
     char *node_id;
     char *listen_addr;

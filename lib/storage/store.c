@@ -485,8 +485,22 @@ int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
         const char *k = rocksdb_iter_key(it, &klen);
         if (after_len && klen == after_len && memcmp(k, after, after_len) == 0)
             continue; /* strictly after */
-        const char *v = rocksdb_iter_value(it, &vlen);
-        if (fn(ctx, k, klen, v, vlen) != 0)
+        /* The record itself comes from a point read: the data family
+         * updates memtable records in place, under a lock that a get takes
+         * and an iterator does not, so the iterator's copy of a key written
+         * meanwhile could be half old, half new. */
+        (void)vlen;
+        kvi_slice rec;
+        int got = kvi_store_get(s, k, klen, &rec);
+        if (got == KV_ENOTFOUND)
+            continue;
+        if (got != KV_OK) {
+            rc = got;
+            break;
+        }
+        int stop = fn(ctx, k, klen, rec.data, rec.len);
+        kvi_slice_release(&rec);
+        if (stop != 0)
             break;
     }
     char *err = NULL;

@@ -109,8 +109,10 @@ int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
 /* The data family in key order (ring-token order), from the first storage
  * key strictly after `after` (after_len 0: the first), until fn returns
  * non-zero. Records are handed over as stored (either format), with
- * tombstones and expired ones; the iterator reads one consistent point of
- * the store. KV_OK, KV_EIO, KV_ENOMEM. */
+ * tombstones and expired ones. Each record is read by a point get as the
+ * iterator reaches its key (memtable records are updated in place, which
+ * only a get reads safely), so the scan sees no single point in time: a
+ * record is as of the moment its key is reached. KV_OK, KV_EIO, KV_ENOMEM. */
 int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
                         kvi_store_scan_fn fn, void *ctx);
 /* The data family's figures for /metrics and the cluster description:
