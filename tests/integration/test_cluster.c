@@ -166,13 +166,13 @@ static void stop(cluster *c, int i, int sig)
         fail_msg("%s did not exit within 15 s of signal %d (log: %s)", d->id, sig, d->log_path);
 }
 
-/* Waits (bounded: about 10 s) until nodes 0..n-1 have each logged
+/* Waits (bounded: about 10 s) until nodes from..n-1 have each logged
  * "ready"; 0 as soon as one has exited (it is reaped: pid 0). */
-static int all_ready(cluster *c, int n)
+static int ready_from(cluster *c, int from, int n)
 {
     for (int round = 0; round < 200; round++) {
         int ready = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < n; i++) {
             node *d = &c->nodes[i];
             if (d->pid > 0 && waitpid(d->pid, NULL, WNOHANG) == d->pid) {
                 d->pid = 0;
@@ -187,11 +187,46 @@ static int all_ready(cluster *c, int n)
                 fclose(f);
             ready += seen;
         }
-        if (ready == n)
+        if (ready == n - from)
             return 1;
         sleep_ms(50);
     }
     return 1; /* slow, not dead: wait_complete decides */
+}
+
+static int all_ready(cluster *c, int n)
+{
+    return ready_from(c, 0, n);
+}
+
+/* Gives node i new ports, a fresh data directory and log. */
+static void fresh_node(node *d, int i)
+{
+    if (d->dir)
+        test_rmtree(d->dir);
+    d->dir = test_tempdir();
+    snprintf(d->id, sizeof d->id, "n%d", i + 1);
+    snprintf(d->listen, sizeof d->listen, "127.0.0.1:%d", free_port());
+    snprintf(d->http, sizeof d->http, "127.0.0.1:%d", free_port());
+    snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
+}
+
+/* Starts node i, new to a running cluster. A port picked free may be taken
+ * by another test before kvd listens on it (seen in CI: the joining node
+ * stopped at once and never joined): a start where it exits before it is
+ * ready is tried again on new ports and a fresh directory, at most 5
+ * times. */
+static void spawn_joining(cluster *c, int i)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        spawn(c, i);
+        if (ready_from(c, i, i + 1))
+            return;
+        fprintf(stderr, "%s exited before it was ready (log: %s); again on new ports\n",
+                c->nodes[i].id, c->nodes[i].log_path);
+        fresh_node(&c->nodes[i], i);
+    }
+    fail_msg("%s could not start in 5 attempts", c->nodes[i].id);
 }
 
 /* *state is set first, so that teardown stops what started even when the
@@ -205,16 +240,8 @@ static cluster *make_cluster(void **state, int n, const char *policy)
      * on it: a start where a node exits before all are ready is tried
      * again on new ports and fresh directories (at most 5 times). */
     for (int attempt = 0; attempt < 5; attempt++) {
-        for (int i = 0; i < MAX_NODES; i++) {
-            node *d = &c->nodes[i];
-            if (d->dir)
-                test_rmtree(d->dir);
-            d->dir = test_tempdir();
-            snprintf(d->id, sizeof d->id, "n%d", i + 1);
-            snprintf(d->listen, sizeof d->listen, "127.0.0.1:%d", free_port());
-            snprintf(d->http, sizeof d->http, "127.0.0.1:%d", free_port());
-            snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
-        }
+        for (int i = 0; i < MAX_NODES; i++)
+            fresh_node(&c->nodes[i], i);
         set_peers(c, n);
         for (int i = 0; i < n; i++)
             spawn(c, i);
@@ -1418,7 +1445,7 @@ static void a_node_joins_through_seeds(void **state)
 
     c->nodes[5].seeds = c->nodes[0].listen;
     long t0 = now_ms(), all_know = -1, client_knows = -1;
-    spawn(c, 5);
+    spawn_joining(c, 5);
     int requests = 0, during = 0;
     for (int step = 0; step < 600 && (all_know < 0 || client_knows < 0); step++) {
         /* bounded: 600 rounds of a write, a read and the checks (~60 s) */
