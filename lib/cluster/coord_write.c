@@ -498,8 +498,9 @@ static void local_write(write_op *op)
     /* Under sync always, a loop writes unsynced and counts its own copy
      * once the group committer says it is durable: the loop never waits
      * on a disk. (Without a loop nothing else waits: sync in place.) */
+    kvi_store *store = kvi_embedded_store(env->local);
     kvi_group_commit *committer =
-        op->base.loop ? kvi_store_committer(kvi_embedded_store(env->local)) : NULL;
+        op->base.loop && kvi_store_sync_always(store) ? kvi_store_committer(store) : NULL;
     args.unsynced = committer != NULL;
     uint64_t current = 0;
     int rc = st ? kvi_replica_coordinate(st, &holder, env->local, w->key, w->key_len, &args,

@@ -83,6 +83,17 @@ void kvi_coord_tracker_drain(kvi_coord_tracker *t)
     pthread_cond_destroy(&t->cond);
 }
 
+kvi_serial_request kvi_coord_serial_request(const kvi_coord_write *w)
+{
+    kvi_serial_request q = {
+        .op = w->kind == KVI_WRITE_PUT ? KVI_SERIAL_PUT
+            : w->kind == KVI_WRITE_DELETE ? KVI_SERIAL_DELETE : KVI_SERIAL_CAS,
+        .key = w->key, .key_len = w->key_len, .value = w->value, .value_len = w->value_len,
+        .ttl_s = w->ttl_s, .expected_version = w->expected_version,
+    };
+    return q;
+}
+
 /* ------------------------------------------------- waiting for a request */
 
 /* A caller blocked on an asynchronous request. */
@@ -157,17 +168,20 @@ int kvi_coord_read(const kvi_coord_env *env, kv_value **out, const void *key, si
         if (v->self < 0 || !env->local)
             return kvi_error(KV_EINVAL, "a SERIAL read is coordinated by a node (send it as a "
                                         "GET request)");
-        kvi_serial_request q = {.op = KVI_SERIAL_GET, .key = key, .key_len = key_len,
-                                .all_siblings = siblings};
-        return kvi_serial_run(env, &q, out, NULL);
     }
     int rc = refuse_on_loop(v);
     if (rc != KV_OK)
         return rc;
     waiter w;
     waiter_init(&w, report);
-    rc = kvi_coord_read_start(env, key, key_len, consistency, r, siblings, report != NULL,
-                              waiter_done, &w);
+    if (consistency == KV_CONSISTENCY_SERIAL) {
+        kvi_serial_request q = {.op = KVI_SERIAL_GET, .key = key, .key_len = key_len,
+                                .all_siblings = siblings};
+        rc = kvi_serial_start(env, &q, waiter_done, &w);
+    } else {
+        rc = kvi_coord_read_start(env, key, key_len, consistency, r, siblings, report != NULL,
+                                  waiter_done, &w);
+    }
     if (rc != KV_OK) {
         pthread_mutex_destroy(&w.lock);
         pthread_cond_destroy(&w.cond);
@@ -184,21 +198,17 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
     int serial = kvi_coord_write_needs_serial(env, w);
     if (serial < 0)
         return serial;
-    if (serial) {
-        kvi_serial_request q = {
-            .op = w->kind == KVI_WRITE_PUT ? KVI_SERIAL_PUT
-                : w->kind == KVI_WRITE_DELETE ? KVI_SERIAL_DELETE : KVI_SERIAL_CAS,
-            .key = w->key, .key_len = w->key_len, .value = w->value, .value_len = w->value_len,
-            .ttl_s = w->ttl_s, .expected_version = w->expected_version,
-        };
-        return kvi_serial_run(env, &q, NULL, out_version);
-    }
     int rc = refuse_on_loop(env->view);
     if (rc != KV_OK)
         return rc;
     waiter wt;
     waiter_init(&wt, NULL);
-    rc = kvi_coord_write_start(env, w, waiter_done, &wt);
+    if (serial) {
+        kvi_serial_request q = kvi_coord_serial_request(w);
+        rc = kvi_serial_start(env, &q, waiter_done, &wt);
+    } else {
+        rc = kvi_coord_write_start(env, w, waiter_done, &wt);
+    }
     if (rc != KV_OK) {
         pthread_mutex_destroy(&wt.lock);
         pthread_cond_destroy(&wt.cond);

@@ -212,7 +212,8 @@ static int apply_one(kvi_embedded *e, kvi_store_batch *wb, const kvi_ballot *flo
 /* One pass over messages of distinct keys (the others wait for the next):
  * every key locked, each message applied, one atomic write for all of
  * them, synced when it holds a promise or an accept. */
-static void apply_pass(kvi_embedded *e, kvi_paxos_msg **pass, size_t n, const kvi_ballot *floor)
+static void apply_pass(kvi_embedded *e, kvi_paxos_msg **pass, size_t n, const kvi_ballot *floor,
+                       int unsynced)
 {
     unsigned *stripes = malloc(n * sizeof *stripes);
     kvi_store *s = kvi_embedded_store(e);
@@ -237,7 +238,8 @@ static void apply_pass(kvi_embedded *e, kvi_paxos_msg **pass, size_t n, const kv
         /* Commits alone need no sync: the value is chosen, synced in the
          * accepts of a majority; if a crash loses the commit, the accept
          * it cleared is back and the next round finishes it again. */
-        int rc = sync ? kvi_store_write_synced(s, wb) : kvi_store_write_unsynced(s, wb);
+        int rc = sync && !unsynced ? kvi_store_write_synced(s, wb)
+                                   : kvi_store_write_unsynced(s, wb);
         for (size_t i = 0; rc != KV_OK && i < n; i++)
             if (pass[i]->status == KV_OK)
                 pass[i]->status = rc; /* nothing was written: no answer holds */
@@ -248,6 +250,11 @@ static void apply_pass(kvi_embedded *e, kvi_paxos_msg **pass, size_t n, const kv
 }
 
 int kvi_paxos_apply(kvi_embedded *e, kvi_paxos_msg *msgs, size_t n)
+{
+    return kvi_paxos_apply_unsynced(e, msgs, n, 0);
+}
+
+int kvi_paxos_apply_unsynced(kvi_embedded *e, kvi_paxos_msg *msgs, size_t n, int unsynced)
 {
     kvi_ballot floor;
     int rc = load_floor(kvi_embedded_store(e), &floor);
@@ -274,7 +281,7 @@ int kvi_paxos_apply(kvi_embedded *e, kvi_paxos_msg *msgs, size_t n)
             if (!clash)
                 pass[k++] = &msgs[i];
         }
-        apply_pass(e, pass, k, &floor);
+        apply_pass(e, pass, k, &floor, unsynced);
         done += k;
     }
     free(pass);

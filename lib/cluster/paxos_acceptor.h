@@ -47,6 +47,12 @@ typedef struct kvi_paxos_msg {
     int status;               /* out */
 } kvi_paxos_msg;
 int kvi_paxos_apply(kvi_embedded *e, kvi_paxos_msg *msgs, size_t n);
+/* The same with every write unsynced when `unsynced` is set: the caller
+ * must not use an answer until the store's group committer says the log is
+ * durable (a promise or an accept answered before it is durable could be
+ * forgotten by a crash). Answers refused or read without a write are no
+ * different. */
+int kvi_paxos_apply_unsynced(kvi_embedded *e, kvi_paxos_msg *msgs, size_t n, int unsynced);
 
 /* One message each (the coordinator's own replica). */
 int kvi_paxos_on_prepare(kvi_embedded *e, const void *key, size_t key_len,

@@ -1,14 +1,27 @@
-/* cluster/serial.c - the driver of SERIAL requests (see serial.h). */
+/* cluster/serial.c - SERIAL requests as state machines on the loop (see
+ * serial.h): the Paxos round (paxos_round.c) says what to send; this file
+ * sends it, feeds it the answers, its deadline and its back-off timer.
+ *
+ * Each message the round sends gets a generation; answers to an earlier
+ * one are dropped (the round must not be fed a stale phase). The local
+ * acceptor's promise or accept is written unsynced and counted only once
+ * the store's group committer has made it durable, so the loop never waits
+ * on the disk; a commit needs no sync (its value is synced in a majority's
+ * accepts). */
 #include "cluster/serial.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <xxhash.h>
 
+#include "cluster/coord_op.h"
 #include "cluster/paxos_acceptor.h"
+#include "storage/group_commit.h"
+#include "storage/store.h"
 #include "format/record.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -26,6 +39,7 @@ uint64_t kvi_serial_homes_hash(const kvi_view *v, const void *key, size_t key_le
     return h;
 }
 
+
 static uint64_t now_us(void)
 {
     struct timespec ts;
@@ -39,248 +53,354 @@ static uint8_t opcode_of(kvi_px_phase phase)
          : phase == KVI_PX_PROPOSE ? KVI_OP_PAXOS_PROPOSE : KVI_OP_PAXOS_COMMIT;
 }
 
-/* The current message applied to this node's own replica. */
-static int local_message(const kvi_coord_env *env, const kvi_px_round *r, kvi_buf *answer)
-{
-    const kvi_serial_request *q = &r->req;
-    switch (r->msg.phase) {
-    case KVI_PX_PREPARE:
-        return kvi_paxos_on_prepare(env->local, q->key, q->key_len, &r->msg.ballot, answer);
-    case KVI_PX_PROPOSE:
-        return kvi_paxos_on_propose(env->local, q->key, q->key_len, &r->msg.ballot,
-                                    r->msg.state.data, r->msg.state.len, answer);
-    case KVI_PX_COMMIT:
-        return kvi_paxos_on_commit(env->local, q->key, q->key_len, &r->msg.ballot,
-                                   r->msg.state.data, r->msg.state.len, answer);
-    }
-    return kvi_error(KV_EINVAL, "no Paxos message");
-}
+typedef struct serial_op serial_op;
 
-/* The calls of the message in flight, one per home. */
-typedef struct flight {
-    kvi_fanout fo;
-    kvi_call *calls[KVI_PX_MAX_HOMES];
-    int fed[KVI_PX_MAX_HOMES];
-    unsigned remote_fed;
-    int live;
-} flight;
+/* One home's answer to the message in flight, kept until the step feeds
+ * it (answers come in callbacks, which only record). */
+typedef struct home_answer {
+    int has;
+    int rc;
+    kvi_buf body;
+} home_answer;
 
-static void flight_drop(flight *f)
-{
-    if (!f->live)
-        return;
-    /* Calls still out are given up: the homes act on them all the same. */
-    for (size_t i = 0; i < KVI_PX_MAX_HOMES; i++) {
-        if (!f->calls[i])
-            continue;
-        kvi_frame_header h;
-        unsigned char *body = NULL;
-        kvi_call_finish(f->calls[i], &h, &body);
-        free(body);
-        f->calls[i] = NULL;
-    }
-    kvi_fanout_destroy(&f->fo);
-    f->live = 0;
-}
+/* The context of one message to one home: its generation tells a stale
+ * answer. */
+typedef struct message_ctx {
+    serial_op *op;
+    size_t i;
+    unsigned gen;
+} message_ctx;
 
-typedef struct driver {
-    const kvi_coord_env *env;
+struct serial_op {
+    coord_op base;
     kvi_px_round *r;
+    kvi_serial_request req;
     uint32_t homes[KVI_PX_MAX_HOMES];
     size_t n;
+    int self;                 /* this node's index among the homes, or -1 */
     uint64_t homes_hash;
     unsigned ring_disagree;   /* homes that said our ring is not theirs */
-    flight f;
-} driver;
+    unsigned gen;             /* of the message in flight */
+    int fed[KVI_PX_MAX_HOMES];
+    home_answer ans[KVI_PX_MAX_HOMES];
+    kvi_px_step next;         /* what the step does next */
+    uint64_t deadline_ms;
+    kvi_loop_timer backoff;
+    unsigned char data[];
+};
 
-/* One home's answer to the message in flight (rc: the call's outcome). */
-static kvi_px_step feed(driver *d, size_t i, int rc, const kvi_frame_header *h,
-                        const unsigned char *body)
+static void serial_destroy(coord_op *base)
 {
-    kvi_response resp;
-    if (rc == KV_OK)
-        rc = kvi_call_decode(&resp, opcode_of(d->r->msg.phase), h, body);
-    if (rc == KVI_ENOT_REPLICA)
-        d->ring_disagree++;
-    if (rc != KV_OK) {
-        kvi_log(d->env->log, KV_LOG_DEBUG, "home %s did not take a Paxos message: %s",
-                d->env->view->members[d->homes[i]].id, kvi_error_last());
-        return kvi_px_failed(d->r, i);
+    serial_op *op = (serial_op *)base;
+    if (base->loop)
+        kvi_loop_timer_cancel(base->loop, &op->backoff);
+    for (size_t i = 0; i < KVI_PX_MAX_HOMES; i++)
+        kvi_buf_free(&op->ans[i].body);
+    if (op->r) {
+        kvi_px_free(op->r);
+        free(op->r);
     }
-    return kvi_px_answer(d->r, i, resp.value.data, resp.value.len);
+    free(op);
 }
 
-/* Sends the round's message to every home; the local one and the homes
- * known down are answered at once (fed in turn until the round moves on). */
-static kvi_px_step send_message(driver *d)
+/* Records a home's answer for the step (nothing fed from here). */
+static void record(serial_op *op, size_t i, int rc, const void *body, size_t len)
 {
-    const kvi_coord_env *env = d->env;
-    kvi_view *v = env->view;
-    kvi_px_round *r = d->r;
-    flight_drop(&d->f);
-    memset(&d->f, 0, sizeof d->f);
-    kvi_fanout_init(&d->f.fo);
-    d->f.live = 1;
+    home_answer *a = &op->ans[i];
+    a->has = 1;
+    a->rc = rc;
+    kvi_buf_reset(&a->body);
+    if (rc == KV_OK) {
+        kvi_buf_raw(&a->body, body, len);
+        if (a->body.failed)
+            a->rc = KV_ENOMEM;
+    }
+}
+
+static void home_answered(void *ctx, const kvi_reply *reply)
+{
+    message_ctx *m = ctx;
+    serial_op *op = m->op;
+    if (!op->base.finished && m->gen == op->gen && !op->fed[m->i] && !op->ans[m->i].has) {
+        kvi_response resp;
+        int rc = kvi_reply_decode(&resp, reply, opcode_of(op->r->msg.phase));
+        if (rc == KVI_ENOT_REPLICA)
+            op->ring_disagree++;
+        if (rc != KV_OK)
+            kvi_log(op->base.env.log, KV_LOG_DEBUG, "home %s did not take a Paxos message: %s",
+                    op->base.env.view->members[op->homes[m->i]].id, kvi_error_last());
+        record(op, m->i, rc, resp.value.data, rc == KV_OK ? resp.value.len : 0);
+        coord_op_poke(&op->base);
+    }
+    free(m);
+    coord_op_drop(&op->base);
+}
+
+/* The local acceptor's answer to one message, waiting for the group
+ * committer (one per message: an earlier one may still be waiting when the
+ * round has moved on). */
+typedef struct local_wait {
+    kvi_sync_request sync;
+    kvi_loop_task task;
+    serial_op *op;
+    unsigned gen;
+    int rc;
+    kvi_buf answer;
+} local_wait;
+
+/* On the loop: the local acceptor's write is durable (or the sync failed). */
+static void local_synced(void *ctx)
+{
+    local_wait *w = ctx;
+    serial_op *op = w->op;
+    if (!op->base.finished && w->gen == op->gen && !op->fed[op->self]) {
+        if (w->rc != KV_OK)
+            kvi_log(op->base.env.log, KV_LOG_WARN, "this node's Paxos write is not durable: "
+                    "syncing its log failed");
+        record(op, (size_t)op->self, w->rc, w->answer.data, w->answer.len);
+        coord_op_poke(&op->base);
+    }
+    kvi_buf_free(&w->answer);
+    free(w);
+    coord_op_drop(&op->base);
+}
+
+/* On the committer's thread. */
+static void local_durable(void *ctx, int rc)
+{
+    local_wait *w = ctx;
+    w->rc = rc;
+    kvi_loop_post(w->op->base.loop, &w->task, local_synced, w);
+}
+
+/* Applies the round's message to this node's own replica: a commit is fed
+ * at once; a promise or an accept once it is durable. Returns the step. */
+static kvi_px_step local_message(serial_op *op)
+{
+    const kvi_coord_env *env = &op->base.env;
+    kvi_px_round *r = op->r;
+    static const int kinds[] = {[KVI_PX_PREPARE] = KVI_PAXOS_PREPARE,
+                                [KVI_PX_PROPOSE] = KVI_PAXOS_PROPOSE,
+                                [KVI_PX_COMMIT] = KVI_PAXOS_COMMIT};
+    kvi_group_commit *committer = kvi_store_committer(kvi_embedded_store(env->local));
+    int defer = op->base.loop && committer && r->msg.phase != KVI_PX_COMMIT;
+    kvi_paxos_msg m = {.kind = kinds[r->msg.phase], .key = r->req.key,
+                       .key_len = r->req.key_len, .ballot = r->msg.ballot,
+                       .proposal = r->msg.phase == KVI_PX_PREPARE ? NULL : r->msg.state.data,
+                       .proposal_len = r->msg.phase == KVI_PX_PREPARE ? 0 : r->msg.state.len};
+    kvi_paxos_apply_unsynced(env->local, &m, 1, defer);
+    size_t self = (size_t)op->self;
+    if (m.status != KV_OK || m.answer.failed) {
+        kvi_log(env->log, KV_LOG_WARN, "this node's replica failed a Paxos message: %s",
+                kvi_error_last());
+        kvi_buf_free(&m.answer);
+        op->fed[self] = 1;
+        return kvi_px_failed(r, self);
+    }
+    local_wait *w = defer ? malloc(sizeof *w) : NULL;
+    if (w) {
+        *w = (local_wait){.op = op, .gen = op->gen, .answer = m.answer};
+        coord_op_hold(&op->base);
+        kvi_group_commit_request(committer, &w->sync, local_durable, w);
+        return KVI_PX_WAIT;
+    }
+    if (defer) {
+        /* No memory to wait with: written unsynced, so not counted. */
+        kvi_buf_free(&m.answer);
+        op->fed[self] = 1;
+        return kvi_px_failed(r, self);
+    }
+    op->fed[self] = 1;
+    kvi_px_step step = kvi_px_answer(r, self, m.answer.data, m.answer.len);
+    kvi_buf_free(&m.answer);
+    return step;
+}
+
+/* Sends the round's message to every home; the homes known down and the
+ * calls that could not be made fail at once, in turn, until the round
+ * moves on; then this node's own replica. */
+static kvi_px_step send_message(serial_op *op)
+{
+    const kvi_coord_env *env = &op->base.env;
+    kvi_px_round *r = op->r;
+    op->gen++;
+    memset(op->fed, 0, sizeof op->fed);
+    for (size_t i = 0; i < op->n; i++)
+        op->ans[i].has = 0;
     kvi_buf ballot = {0};
     kvi_ballot_encode(&ballot, &r->msg.ballot);
     kvi_request req = {
-        .opcode = opcode_of(r->msg.phase), .expected_version = d->homes_hash,
+        .opcode = opcode_of(r->msg.phase), .expected_version = op->homes_hash,
         .key = {r->req.key, r->req.key_len}, .context = {ballot.data, ballot.len},
         .value = {r->msg.state.data, r->msg.phase == KVI_PX_PREPARE ? 0 : r->msg.state.len},
     };
-    int self = -1;
-    int is_down[KVI_PX_MAX_HOMES] = {0};
-    for (size_t i = 0; i < d->n; i++) {
-        if (v->self >= 0 && d->homes[i] == (uint32_t)v->self) {
-            self = (int)i;
+    int failed_now[KVI_PX_MAX_HOMES] = {0};
+    for (size_t i = 0; i < op->n; i++) {
+        if ((int)i == op->self)
             continue;
+        message_ctx *m = NULL;
+        if (!ballot.failed && !kvi_coord_down(env, op->homes[i]))
+            m = malloc(sizeof *m);
+        if (m)
+            *m = (message_ctx){op, i, op->gen};
+        if (!m || coord_op_send(&op->base, op->homes[i], &req, 0, 1, home_answered, m) != KV_OK) {
+            free(m);
+            failed_now[i] = 1;
         }
-        is_down[i] = kvi_coord_down(env, d->homes[i]);
-        if (!is_down[i] && !ballot.failed)
-            d->f.calls[i] = kvi_call_start(kvi_view_client(v, d->homes[i]), &d->f.fo, &req, 0,
-                                           1);
-    }
-    /* Homes held down, and calls that could not even be made, fail now. */
-    kvi_px_step step = KVI_PX_WAIT;
-    for (size_t i = 0; i < d->n && step == KVI_PX_WAIT; i++) {
-        if ((int)i == self || (!is_down[i] && d->f.calls[i]))
-            continue;
-        if (!is_down[i] && !ballot.failed)
-            d->f.remote_fed++; /* a NULL call was counted in the fan-out */
-        d->f.fed[i] = 1;
-        step = kvi_px_failed(r, i);
-    }
-    if (self >= 0 && step == KVI_PX_WAIT) {
-        kvi_buf answer = {0};
-        int rc = local_message(env, r, &answer);
-        d->f.fed[self] = 1;
-        if (rc == KV_OK && !answer.failed) {
-            step = kvi_px_answer(r, (size_t)self, answer.data, answer.len);
-        } else {
-            kvi_log(env->log, KV_LOG_WARN, "this node's replica failed a Paxos message: %s",
-                    kvi_error_last());
-            step = kvi_px_failed(r, (size_t)self);
-        }
-        kvi_buf_free(&answer);
     }
     kvi_buf_free(&ballot);
-    return step;
-}
-
-/* Waits for the next answers of the message in flight, until the deadline. */
-static kvi_px_step wait_answers(driver *d, const struct timespec *deadline)
-{
-    kvi_fanout_wait(&d->f.fo, UINT_MAX, d->f.remote_fed + 1, deadline);
     kvi_px_step step = KVI_PX_WAIT;
-    int progressed = 0;
-    for (size_t i = 0; i < d->n && step == KVI_PX_WAIT; i++) {
-        if (d->f.fed[i] || !d->f.calls[i] || !kvi_call_done(d->f.calls[i]))
+    for (size_t i = 0; i < op->n && step == KVI_PX_WAIT; i++) {
+        if (!failed_now[i])
             continue;
-        kvi_frame_header h;
-        unsigned char *body = NULL;
-        int rc = kvi_call_finish(d->f.calls[i], &h, &body);
-        d->f.calls[i] = NULL;
-        d->f.fed[i] = 1;
-        d->f.remote_fed++;
-        progressed = 1;
-        step = feed(d, i, rc, &h, body);
-        free(body);
+        op->fed[i] = 1;
+        step = kvi_px_failed(r, i);
     }
-    if (!progressed) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > deadline->tv_sec ||
-            (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec))
-            return kvi_px_deadline(d->r);
-    }
+    if (op->self >= 0 && step == KVI_PX_WAIT)
+        step = local_message(op);
     return step;
 }
 
-static void sleep_until(uint64_t ms, const struct timespec *deadline)
+static void backoff_over(void *ctx)
 {
-    struct timespec now, until;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    until = now;
-    until.tv_sec += (time_t)(ms / 1000u);
-    until.tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
+    serial_op *op = ctx;
+    coord_op_hold(&op->base);
+    if (!op->base.finished)
+        op->next = kvi_loop_now_ms() >= op->deadline_ms ? kvi_px_deadline(op->r)
+                                                        : kvi_px_retry(op->r, now_us());
+    coord_op_poke(&op->base);
+    coord_op_drop(&op->base);
+}
+
+static void serial_deadline(coord_op *base)
+{
+    serial_op *op = (serial_op *)base;
+    op->gen++; /* answers still out are dropped */
+    if (base->loop)
+        kvi_loop_timer_cancel(base->loop, &op->backoff);
+    op->next = kvi_px_deadline(op->r);
+}
+
+static void serial_finish(serial_op *op)
+{
+    kvi_px_round *r = op->r;
+    kvi_coord_result res = {.rc = r->rc, .why = r->message};
+    char why[300];
+    if ((res.rc == KV_EUNAVAILABLE || res.rc == KV_ETIMEDOUT) && op->ring_disagree) {
+        snprintf(why, sizeof why, "%u home replica(s) of this key see other homes (the ring "
+                 "is changing); SERIAL is refused until the nodes agree; not applied",
+                 op->ring_disagree);
+        res.rc = KV_EUNAVAILABLE;
+        res.why = why;
+    } else if (res.rc == KV_OK && op->req.op == KVI_SERIAL_GET) {
+        res.rc = kvi_value_from_state(&res.value, &r->result, op->req.now_ms,
+                                      op->req.all_siblings ? 0 : 1);
+        res.why = res.rc == KV_ENOTFOUND ? "key not found" : "out of memory copying a value";
     }
-    if (until.tv_sec > deadline->tv_sec ||
-        (until.tv_sec == deadline->tv_sec && until.tv_nsec > deadline->tv_nsec))
-        until = *deadline;
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) != 0) {
+    if (res.rc == KV_OK || res.rc == KV_ECONFLICT)
+        res.version = r->version;
+    coord_op_finish(&op->base, &res);
+    kvi_value_free(res.value);
+}
+
+/* Feeds what came and does what the round says, until it waits. */
+static void serial_step(coord_op *base)
+{
+    serial_op *op = (serial_op *)base;
+    kvi_px_step step = op->next;
+    op->next = KVI_PX_WAIT;
+    for (;;) {
+        switch (step) {
+        case KVI_PX_SEND:
+            step = send_message(op);
+            continue;
+        case KVI_PX_BACKOFF: {
+            op->gen++; /* the message's answers are no longer wanted */
+            uint64_t now = kvi_loop_now_ms();
+            if (now >= op->deadline_ms) {
+                step = kvi_px_deadline(op->r);
+                continue;
+            }
+            if (!base->loop) { /* nothing to wait with, nobody to wait for */
+                step = kvi_px_retry(op->r, now_us());
+                continue;
+            }
+            uint64_t at = now + op->r->backoff_ms;
+            kvi_loop_timer_set(base->loop, &op->backoff,
+                               at < op->deadline_ms ? at : op->deadline_ms);
+            return;
+        }
+        case KVI_PX_DONE:
+            serial_finish(op);
+            return;
+        case KVI_PX_WAIT:
+            break;
+        }
+        /* Waiting: feed the next answer that came, if any. */
+        size_t i = 0;
+        while (i < op->n && (!op->ans[i].has || op->fed[i]))
+            i++;
+        if (i == op->n)
+            return;
+        home_answer *a = &op->ans[i];
+        a->has = 0;
+        op->fed[i] = 1;
+        step = a->rc == KV_OK ? kvi_px_answer(op->r, i, a->body.data, a->body.len)
+                              : kvi_px_failed(op->r, i);
     }
 }
 
-int kvi_serial_run(const kvi_coord_env *env, kvi_serial_request *req, kv_value **out_value,
-                   uint64_t *out_version)
+static void serial_begin(coord_op *base)
 {
-    if (out_value)
-        *out_value = NULL;
+    serial_op *op = (serial_op *)base;
+    uint32_t timeout = kvi_coord_timeout_ms(base->env.view);
+    op->deadline_ms = kvi_loop_now_ms() + timeout;
+    coord_op_set_deadline(base, timeout, serial_deadline);
+    op->next = kvi_px_start(op->r, now_us());
+    serial_step(base);
+}
+
+int kvi_serial_start(const kvi_coord_env *env, const kvi_serial_request *req,
+                     kvi_coord_done_fn fn, void *ctx)
+{
     kvi_view *v = env->view;
     if (v->self < 0 || !env->local)
         return kvi_error(KV_EINVAL, "SERIAL requests are coordinated by a node");
-    driver d = {.env = env};
-    d.n = kvi_coord_homes(v, req->key, req->key_len, d.homes);
-    d.homes_hash = kvi_serial_homes_hash(v, req->key, req->key_len);
-    req->node = v->members[v->self].id;
-    req->now_ms = kvi_now_ms();
+    serial_op *op = calloc(1, sizeof *op + req->key_len + req->value_len);
     kvi_px_round *r = malloc(sizeof *r);
-    if (!r)
+    if (!op || !r) {
+        free(op);
+        free(r);
         return kvi_error(KV_ENOMEM, "out of memory starting a SERIAL request");
+    }
+    op->req = *req;
+    memcpy(op->data, req->key, req->key_len);
+    op->req.key = op->data;
+    if (req->value_len)
+        memcpy(op->data + req->key_len, req->value, req->value_len);
+    op->req.value = op->data + req->key_len;
+    op->req.node = v->members[v->self].id;
+    op->req.now_ms = kvi_now_ms();
+    op->n = kvi_coord_homes(v, req->key, req->key_len, op->homes);
+    op->homes_hash = kvi_serial_homes_hash(v, req->key, req->key_len);
+    op->self = -1;
+    for (size_t i = 0; i < op->n; i++)
+        if (v->self >= 0 && op->homes[i] == (uint32_t)v->self)
+            op->self = (int)i;
     struct timespec seed;
     clock_gettime(CLOCK_MONOTONIC, &seed);
-    if (kvi_px_init(r, req, d.n, (uint64_t)seed.tv_nsec ^ (uint64_t)(uintptr_t)r) != KV_OK) {
+    if (kvi_px_init(r, &op->req, op->n, (uint64_t)seed.tv_nsec ^ (uint64_t)(uintptr_t)r) !=
+        KV_OK) {
+        free(op);
         free(r);
         return kvi_error(KV_EINVAL, "no home replicas for this key");
     }
-    d.r = r;
-    struct timespec deadline = kvi_deadline_after(kvi_coord_timeout_ms(v));
-    kvi_px_step step = kvi_px_start(r, now_us());
-    while (step != KVI_PX_DONE) {
-        switch (step) {
-        case KVI_PX_SEND:
-            step = send_message(&d);
-            break;
-        case KVI_PX_WAIT:
-            step = wait_answers(&d, &deadline);
-            break;
-        case KVI_PX_BACKOFF:
-            flight_drop(&d.f);
-            if (r->backoff_ms)
-                sleep_until(r->backoff_ms, &deadline);
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if (now.tv_sec > deadline.tv_sec ||
-                (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
-                step = kvi_px_deadline(r);
-            else
-                step = kvi_px_retry(r, now_us());
-            break;
-        case KVI_PX_DONE:
-            break;
-        }
-    }
-    flight_drop(&d.f);
-    int rc = r->rc;
-    if ((rc == KV_EUNAVAILABLE || rc == KV_ETIMEDOUT) && d.ring_disagree)
-        rc = kvi_error(KV_EUNAVAILABLE, "%u home replica(s) of this key see other homes (the "
-                       "ring is changing); SERIAL is refused until the nodes agree; not "
-                       "applied", d.ring_disagree);
-    else if (rc == KV_OK && req->op == KVI_SERIAL_GET) {
-        rc = kvi_value_from_state(out_value, &r->result, req->now_ms,
-                                  req->all_siblings ? 0 : 1);
-        if (rc == KV_ENOTFOUND)
-            rc = kvi_error(KV_ENOTFOUND, "key not found");
-        else if (rc != KV_OK)
-            rc = kvi_error(rc, "out of memory copying a value");
-    } else if (rc != KV_OK)
-        rc = kvi_error(rc, "%s", r->message);
-    if (out_version && (rc == KV_OK || rc == KV_ECONFLICT))
-        *out_version = r->version;
-    kvi_px_free(r);
-    free(r);
-    return rc;
+    op->r = r;
+    coord_op_init(&op->base, env, fn, ctx);
+    op->base.step = serial_step;
+    op->base.start = serial_begin;
+    op->base.destroy = serial_destroy;
+    kvi_loop_timer_init(&op->backoff, backoff_over, op);
+    coord_op_launch(&op->base);
+    return KV_OK;
 }

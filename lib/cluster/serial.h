@@ -4,9 +4,8 @@
  * messages to the other homes over the binary protocol and applying them to
  * this node's own store when it is a home (cluster/paxos_acceptor.h).
  *
- * Today the driver blocks its thread (a coordinator pool thread) while it
- * waits for answers, as the other coordinator paths do; the round itself is
- * a state machine, so the event-driven core can drive it from its loop.
+ * Each request is a state machine on the loop of the view's connections
+ * (cluster/coord_op.h), as reads and writes are: no thread waits.
  *
  * Threads: safe from many threads at once.
  */
@@ -16,18 +15,22 @@
 #include "cluster/coordinator.h"
 #include "cluster/paxos_round.h"
 
-/* Runs one SERIAL request coordinated by this node (env->view->self >= 0,
- * env->local set). req's node and now_ms are filled in here.
- *   GET: *out_value receives the value (KV_ENOTFOUND when none is live).
- *   PUT, DELETE, CAS: *out_version the new version (the current one with
+/* Starts one SERIAL request coordinated by this node (env->view->self >=
+ * 0, env->local set); req's key and value are copied, its node and now_ms
+ * filled in here. fn runs once, on the loop of the view's connections (or
+ * inside this call in a view with no other member), with:
+ *   GET: r->value (KV_ENOTFOUND when none is live).
+ *   PUT, DELETE, CAS: r->version, the new version (the current one with
  *   KV_ECONFLICT).
- * KV_OK, KV_ENOTFOUND, KV_ECONFLICT, KV_EUNAVAILABLE (not applied: fewer
- * than a majority of homes reachable, or they disagree about who the homes
- * are), KV_ETIMEDOUT (not applied), KV_EUNKNOWN_OUTCOME (may have been
- * applied; the next SERIAL read settles it), KV_ETOOBIG, KV_ENOMEM. */
-int kvi_serial_run(const kvi_coord_env *env, kvi_serial_request *req, kv_value **out_value,
-                   uint64_t *out_version);
-
+ * r->rc: KV_OK, KV_ENOTFOUND, KV_ECONFLICT, KV_EUNAVAILABLE (not applied:
+ * fewer than a majority of homes reachable, or they disagree about who the
+ * homes are), KV_ETIMEDOUT (not applied), KV_EUNKNOWN_OUTCOME (may have
+ * been applied; the next SERIAL read settles it), KV_ETOOBIG, KV_ENOMEM.
+ * Returns KV_OK (fn will run), or KV_EINVAL / KV_ENOMEM (it never runs). */
+int kvi_serial_start(const kvi_coord_env *env, const kvi_serial_request *req,
+                     kvi_coord_done_fn fn, void *ctx);
+/* The SERIAL request of a write that needs Paxos (borrows w's buffers). */
+kvi_serial_request kvi_coord_serial_request(const kvi_coord_write *w);
 /* What a PAXOS message carries so that an acceptor can refuse a proposer
  * whose ring gives the key other homes: a hash of the home ids in order. */
 uint64_t kvi_serial_homes_hash(const kvi_view *v, const void *key, size_t key_len);

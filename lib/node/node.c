@@ -486,8 +486,8 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_GET:
     case KVI_OP_PUT:
     case KVI_OP_DELETE:
-        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
     case KVI_OP_CAS:
+        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
     case KVI_OP_BATCH:
         return kvi_node_clustered(n) ? POOL_COORDINATE : 0;
     case KVI_OP_REPLICATE:

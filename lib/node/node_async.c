@@ -1,18 +1,18 @@
-/* node/node_async.c - the reads and writes a clustered node coordinates
- * as state machines (cluster/coord_op.h): the I/O thread that read the
- * request starts it, the peers' loop moves it on as the replicas answer,
- * and the answer goes back to the connection through kvi_server_answer.
- * No thread waits on a replica.
+/* node/node_async.c - the reads, writes and CAS a clustered node
+ * coordinates as state machines (cluster/coord_op.h, cluster/serial.c):
+ * the I/O thread that read the request starts it, the peers' loop moves it
+ * on as the replicas answer, and the answer goes back to the connection
+ * through kvi_server_answer. No thread waits on a replica, at SERIAL
+ * included.
  *
- * What still blocks a thread runs on the coordinating pool as before: a
- * request at SERIAL (and a CAS at the default level, which is SERIAL), a
- * write to a key that has Paxos state, batches, backups.
+ * Batches and backups still run on the coordinating pool.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster/coordinator.h"
+#include "cluster/serial.h"
 #include "node/node_internal.h"
 #include "util/error.h"
 
@@ -31,7 +31,8 @@ typedef struct pending {
 static kvi_metric_op metric_of(uint8_t opcode)
 {
     return opcode == KVI_OP_GET ? KVI_MOP_GET
-         : opcode == KVI_OP_PUT ? KVI_MOP_PUT : KVI_MOP_DELETE;
+         : opcode == KVI_OP_PUT ? KVI_MOP_PUT
+         : opcode == KVI_OP_CAS ? KVI_MOP_CAS : KVI_MOP_DELETE;
 }
 
 /* Answers with rc (and why) now, on whatever thread. */
@@ -77,12 +78,18 @@ static int start_read(kvi_node *n, pending *q, const kvi_request *req,
     int rc = kvi_check_read(&n->limits, req->key.data, req->key.len, &ro);
     if (rc != KV_OK)
         return rc;
+    if (ro.consistency == KV_CONSISTENCY_SERIAL) {
+        kvi_serial_request sq = {.op = KVI_SERIAL_GET, .key = req->key.data,
+                                 .key_len = req->key.len,
+                                 .all_siblings = (q->h.flags & KVI_FRAME_FLAG_SIBLINGS) != 0};
+        return kvi_serial_start(env, &sq, read_done, q);
+    }
     return kvi_coord_read_start(env, req->key.data, req->key.len, ro.consistency, ro.r,
                                 (q->h.flags & KVI_FRAME_FLAG_SIBLINGS) != 0, 0, read_done, q);
 }
 
 static int start_write(kvi_node *n, pending *q, const kvi_request *req,
-                       const kvi_coord_env *env, int *blocking)
+                       const kvi_coord_env *env)
 {
     kv_write_options wo = KV_WRITE_OPTIONS_INIT;
     wo.ttl_s = req->ttl_s;
@@ -90,16 +97,20 @@ static int start_write(kvi_node *n, pending *q, const kvi_request *req,
     wo.w = req->quorum;
     wo.context = req->context.data;
     wo.context_len = req->context.len;
-    int is_put = q->h.opcode == KVI_OP_PUT;
-    int rc = kvi_check_write(&n->limits, is_put ? KVI_CHECK_PUT : KVI_CHECK_DELETE,
+    uint8_t op = q->h.opcode;
+    int has_value = op != KVI_OP_DELETE;
+    int rc = kvi_check_write(&n->limits, op == KVI_OP_PUT ? KVI_CHECK_PUT
+                                       : op == KVI_OP_CAS ? KVI_CHECK_CAS : KVI_CHECK_DELETE,
                              req->key.data, req->key.len, req->value.data, req->value.len, &wo);
     if (rc != KV_OK)
         return rc;
     unsigned flags = q->h.flags;
     kvi_coord_write w = {
-        .kind = is_put ? KVI_WRITE_PUT : KVI_WRITE_DELETE,
+        .kind = op == KVI_OP_PUT ? KVI_WRITE_PUT
+              : op == KVI_OP_CAS ? KVI_WRITE_CAS : KVI_WRITE_DELETE,
         .key = req->key.data, .key_len = req->key.len,
-        .value = is_put ? req->value.data : NULL, .value_len = is_put ? req->value.len : 0,
+        .value = has_value ? req->value.data : NULL, .value_len = has_value ? req->value.len : 0,
+        .expected_version = req->expected_version,
         .ttl_s = wo.ttl_s, .context = wo.context, .context_len = wo.context ? wo.context_len : 0,
         .consistency = wo.consistency, .w = wo.w,
         .siblings = (flags & KVI_FRAME_FLAG_SIBLINGS) != 0,
@@ -110,8 +121,8 @@ static int start_write(kvi_node *n, pending *q, const kvi_request *req,
     if (serial < 0)
         return serial;
     if (serial) {
-        *blocking = 1;
-        return KV_OK;
+        kvi_serial_request sq = kvi_coord_serial_request(&w);
+        return kvi_serial_start(env, &sq, write_done, q);
     }
     return kvi_coord_write_start(env, &w, write_done, q);
 }
@@ -123,24 +134,16 @@ int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_heade
     kvi_request req;
     if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0)
         return POOL_BLOCKING; /* the usual handler says what is wrong */
-    /* SERIAL reads run the Paxos driver, which still waits on replicas. */
-    if (h->opcode == KVI_OP_GET && req.consistency == KV_CONSISTENCY_SERIAL)
-        return POOL_BLOCKING;
     pending *q = malloc(sizeof *q);
     if (!q)
         return POOL_BLOCKING;
     *q = (pending){.n = n, .p = p, .h = *h, .out = out, .started_ns = kvi_metrics_now_ns()};
     kvi_coord_env env;
     int rc = kvi_node_coord_env(n, &env);
-    int blocking = 0;
     if (rc == KV_OK) {
         rc = h->opcode == KVI_OP_GET ? start_read(n, q, &req, &env)
-                                     : start_write(n, q, &req, &env, &blocking);
+                                     : start_write(n, q, &req, &env);
         kvi_view_unref(env.view);
-    }
-    if (blocking) {
-        free(q);
-        return POOL_BLOCKING;
     }
     if (rc != KV_OK) {
         char why[300];

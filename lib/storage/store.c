@@ -37,8 +37,10 @@ struct kvi_store {
     /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
     uint32_t sync_interval_ms;
     kvi_ticker sync_ticker;
-    /* KV_SYNC_ALWAYS: syncs for writers that wrote unsynced and wait. */
+    /* Syncs for writers that wrote unsynced and wait (the loop's writes
+     * under KV_SYNC_ALWAYS, Paxos under every policy). */
     kvi_group_commit *committer;
+    int sync_always;
 };
 
 /* Maps a RocksDB error string to a status code, sets the detail message and
@@ -233,8 +235,11 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
         if (kvi_ticker_start(&s->sync_ticker, sync_tick, s) != 0)
             rc = kvi_error(KV_ENOMEM, "cannot start the WAL sync thread");
     }
-    if (rc == KV_OK && cfg->sync == KV_SYNC_ALWAYS)
+    /* Under every policy: Paxos promises and accepts are synced whatever
+     * the policy, and a loop makes them durable through it. */
+    if (rc == KV_OK)
         rc = kvi_group_commit_start(&s->committer, sync_wal, s, s->log);
+    s->sync_always = cfg->sync == KV_SYNC_ALWAYS;
     if (rc != KV_OK) {
         kvi_store_close(s);
         return rc;
@@ -315,6 +320,11 @@ int kvi_store_put_unsynced(kvi_store *s, const void *skey, size_t skey_len, cons
 kvi_group_commit *kvi_store_committer(kvi_store *s)
 {
     return s->committer;
+}
+
+int kvi_store_sync_always(const kvi_store *s)
+{
+    return s->sync_always;
 }
 
 struct kvi_store_batch {

@@ -64,9 +64,10 @@ int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
  * writer asks the committer (kvi_store_committer) before it acknowledges. */
 int kvi_store_put_unsynced(kvi_store *s, const void *skey, size_t skey_len, const void *rec,
                            size_t rec_len);
-/* The store's group committer (storage/group_commit.h) under
- * KV_SYNC_ALWAYS; NULL under the other policies. */
+/* The store's group committer (storage/group_commit.h). */
 struct kvi_group_commit *kvi_store_committer(kvi_store *s);
+/* Whether every write must be durable before it is acknowledged. */
+int kvi_store_sync_always(const kvi_store *s);
 
 /* A group of puts written atomically by kvi_store_write. */
 typedef struct kvi_store_batch kvi_store_batch;
