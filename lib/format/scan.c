@@ -1,5 +1,6 @@
 /* format/scan.c - scan pages, cursors, and the SCAN / SCAN_RANGE answers. */
 #include "format/scan.h"
+#include "util/hex.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -149,17 +150,6 @@ const char *kvi_scan_page_cursor(const kv_scan_page *p)
 
 /* --------------------------------------------------------------- cursor */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int kvi_scan_cursor_decode(unsigned char *out, size_t *out_len, const char *text)
 {
     *out_len = 0;
@@ -171,7 +161,7 @@ int kvi_scan_cursor_decode(unsigned char *out, size_t *out_len, const char *text
     if (len % 2 != 0 || !kvi_scan_position_ok(len / 2))
         return KV_EINVAL;
     for (size_t i = 0; i < len / 2; i++) {
-        int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
+        int hi = kvi_hex_digit(text[2 * i]), lo = kvi_hex_digit(text[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return KV_EINVAL;
         out[i] = (unsigned char)(hi << 4 | lo);

@@ -1,5 +1,6 @@
 /* net/http_json.c - percent-decoding, base64, UTF-8 checks, JSON output and the request-body parsers of the HTTP API. */
 #include "net/http_json.h"
+#include "util/hex.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,17 +8,6 @@
 #include <string.h>
 
 /* ------------------------------------------------------- percent-decoding */
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int kvi_http_percent_decode(unsigned char *out, size_t *out_len, const char *in,
                             size_t in_len)
@@ -31,8 +21,8 @@ int kvi_http_percent_decode(unsigned char *out, size_t *out_len, const char *in,
         }
         if (in_len - i < 3)
             return -1;
-        int hi = hex_value((unsigned char)in[i + 1]);
-        int lo = hex_value((unsigned char)in[i + 2]);
+        int hi = kvi_hex_digit((unsigned char)in[i + 1]);
+        int lo = kvi_hex_digit((unsigned char)in[i + 2]);
         if (hi < 0 || lo < 0)
             return -1;
         out[o++] = (unsigned char)(hi << 4 | lo);
