@@ -70,6 +70,11 @@ KV_CONNECTIONS = int(os.environ.get("KV_CONNECTIONS", "4"))
 KEYS = int(os.environ.get("KEYS", "10000"))
 VALUE_SIZE = int(os.environ.get("VALUE_SIZE", "200"))
 HTTP = os.environ.get("HTTP", "1") != "0"
+# DEPTH=D: drive kvd's binary rows with the asynchronous client instead, one
+# thread keeping KV_CONNECTIONS x D requests in flight; ETCD_THREADS: etcd's
+# keep-alive connections (default CONNECTIONS), to meet it at its best.
+DEPTH = int(os.environ.get("DEPTH", "0"))
+ETCD_THREADS = int(os.environ.get("ETCD_THREADS", "0")) or CONNECTIONS
 LOG_DIR = os.environ.get("LOG_DIR", "")
 PERF_OUT = os.environ.get("PERF_OUT", "")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -134,9 +139,11 @@ def kvbench(args, tmp, tag, servers, preload=True, perf=False):
     return res
 
 
-def base(extra):
-    return ["--threads", str(CONNECTIONS), "--keys", str(KEYS), "--value-size", str(VALUE_SIZE),
-            "--duration", str(DURATION)] + extra
+def base(extra, threads=None):
+    load = (["--threads", "1", "--depth", str(DEPTH)] if DEPTH and threads is None
+            else ["--threads", str(threads or CONNECTIONS)])
+    return load + ["--keys", str(KEYS), "--value-size", str(VALUE_SIZE),
+                   "--duration", str(DURATION)] + extra
 
 
 CAS = ["--cas-ratio", "1"]
@@ -172,7 +179,8 @@ def run_kvd_http(tmp):
     try:
         urls = [_http_of(p) for p in procs]  # each kvd's --http address
         cas = kvbench(["http", "--url", ",".join(urls), "--consistency", "serial",
-                       "--preload-consistency", "quorum"] + base(CAS), tmp, "kvd-http-cas-serial",
+                       "--preload-consistency", "quorum"] + base(CAS, CONNECTIONS), tmp,
+                      "kvd-http-cas-serial",
                       procs)
     finally:
         stop_group(procs)
@@ -190,8 +198,8 @@ def run_etcd(tmp):
     procs, urls = cc.start_etcd(d)
     try:
         b = ["etcd", "--url", ",".join(urls)]
-        cas = kvbench(b + base(CAS), tmp, "etcd-cas", procs)
-        get = kvbench(b + base(GET), tmp, "etcd-get", procs, preload=False)
+        cas = kvbench(b + base(CAS, ETCD_THREADS), tmp, "etcd-cas", procs)
+        get = kvbench(b + base(GET, ETCD_THREADS), tmp, "etcd-get", procs, preload=False)
     finally:
         stop_group(procs)
     return cas, get
