@@ -445,21 +445,24 @@ int kvi_store_hint_delete(kvi_store *s, const void *hkey, size_t hkey_len)
     return err ? rocks_error(err, "deleting a hint") : KV_OK;
 }
 
+/* Walks cf in key order from `from` (from_len 0: the first key), until fn
+ * returns non-zero; with `prefix_only`, only while keys start with `from`. */
 static int scan_cf(kvi_store *s, rocksdb_column_family_handle_t *cf, const char *what,
-                   const void *prefix, size_t prefix_len, kvi_store_scan_fn fn, void *ctx)
+                   const void *from, size_t from_len, int prefix_only, kvi_store_scan_fn fn,
+                   void *ctx)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, cf);
     if (!it)
         return kvi_error(KV_ENOMEM, "out of memory scanning %s", what);
-    if (prefix_len)
-        rocksdb_iter_seek(it, prefix, prefix_len);
+    if (from_len)
+        rocksdb_iter_seek(it, from, from_len);
     else
         rocksdb_iter_seek_to_first(it);
     int rc = KV_OK;
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
-        if (prefix_len && (klen < prefix_len || memcmp(k, prefix, prefix_len) != 0))
+        if (prefix_only && from_len && (klen < from_len || memcmp(k, from, from_len) != 0))
             break;
         const char *v = rocksdb_iter_value(it, &vlen);
         if (fn(ctx, k, klen, v, vlen) != 0)
@@ -476,49 +479,50 @@ static int scan_cf(kvi_store *s, rocksdb_column_family_handle_t *cf, const char 
 int kvi_store_hint_scan(kvi_store *s, const void *prefix, size_t prefix_len,
                         kvi_store_scan_fn fn, void *ctx)
 {
-    return scan_cf(s, s->cf_hints, "hints", prefix, prefix_len, fn, ctx);
+    return scan_cf(s, s->cf_hints, "hints", prefix, prefix_len, 1, fn, ctx);
+}
+
+/* kvi_store_data_scan's walk: the caller's function and where it stands. */
+typedef struct data_walk {
+    kvi_store *s;
+    const void *after;
+    size_t after_len;
+    kvi_store_scan_fn fn;
+    void *ctx;
+    int rc;
+} data_walk;
+
+static int data_record(void *ctx, const void *key, size_t key_len, const void *value,
+                       size_t value_len)
+{
+    (void)value;
+    (void)value_len;
+    data_walk *w = ctx;
+    if (w->after_len && key_len == w->after_len && memcmp(key, w->after, key_len) == 0)
+        return 0; /* strictly after */
+    /* The record itself comes from a point read: the data family updates
+     * memtable records in place, under a lock that a get takes and an
+     * iterator does not, so the iterator's copy of a key written meanwhile
+     * could be half old, half new. */
+    kvi_slice rec;
+    int got = kvi_store_get(w->s, key, key_len, &rec);
+    if (got == KV_ENOTFOUND)
+        return 0;
+    if (got != KV_OK) {
+        w->rc = got;
+        return 1;
+    }
+    int stop = w->fn(w->ctx, key, key_len, rec.data, rec.len);
+    kvi_slice_release(&rec);
+    return stop;
 }
 
 int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
                         kvi_store_scan_fn fn, void *ctx)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf_data);
-    if (!it)
-        return kvi_error(KV_ENOMEM, "out of memory scanning the data");
-    if (after_len)
-        rocksdb_iter_seek(it, after, after_len);
-    else
-        rocksdb_iter_seek_to_first(it);
-    int rc = KV_OK;
-    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t klen, vlen;
-        const char *k = rocksdb_iter_key(it, &klen);
-        if (after_len && klen == after_len && memcmp(k, after, after_len) == 0)
-            continue; /* strictly after */
-        /* The record itself comes from a point read: the data family
-         * updates memtable records in place, under a lock that a get takes
-         * and an iterator does not, so the iterator's copy of a key written
-         * meanwhile could be half old, half new. */
-        (void)vlen;
-        kvi_slice rec;
-        int got = kvi_store_get(s, k, klen, &rec);
-        if (got == KV_ENOTFOUND)
-            continue;
-        if (got != KV_OK) {
-            rc = got;
-            break;
-        }
-        int stop = fn(ctx, k, klen, rec.data, rec.len);
-        kvi_slice_release(&rec);
-        if (stop != 0)
-            break;
-    }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    if (err)
-        rc = rocks_error(err, "scanning the data");
-    rocksdb_iter_destroy(it);
-    return rc;
+    data_walk w = {s, after, after_len, fn, ctx, KV_OK};
+    int rc = scan_cf(s, s->cf_data, "the data", after, after_len, 0, data_record, &w);
+    return w.rc != KV_OK ? w.rc : rc;
 }
 
 static uint64_t cf_property(kvi_store *s, const char *name)
@@ -539,7 +543,7 @@ void kvi_store_data_figures(kvi_store *s, uint64_t *estimated_keys, uint64_t *li
 
 int kvi_store_paxos_scan(kvi_store *s, kvi_store_scan_fn fn, void *ctx)
 {
-    return scan_cf(s, s->cf_paxos, "Paxos records", NULL, 0, fn, ctx);
+    return scan_cf(s, s->cf_paxos, "Paxos records", NULL, 0, 0, fn, ctx);
 }
 
 int kvi_store_paxos_delete(kvi_store *s, const void *skey, size_t skey_len)
