@@ -560,6 +560,11 @@ size_t kvi_membership_size(kvi_membership *m)
     return n;
 }
 
+struct kvi_loop *kvi_membership_loop(kvi_membership *m)
+{
+    return kvi_client_loop_event_loop(m->peers_loop);
+}
+
 int kvi_membership_clustered(kvi_membership *m)
 {
     pthread_mutex_lock(&m->lock);

@@ -88,6 +88,12 @@ size_t kvi_membership_size(kvi_membership *m);
  * the network. */
 int kvi_membership_clustered(kvi_membership *m);
 
+/* The loop the node's connections to its peers run on, and with them the
+ * requests it coordinates: lent to the binary server's first I/O thread.
+ * Runs until kvi_membership_stop. */
+struct kvi_loop;
+struct kvi_loop *kvi_membership_loop(kvi_membership *m);
+
 /* Appends the JSON description of the membership:
  * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,
  *  "members": [{"nodeId": id or null, "address": ..., "httpAddress": ...,

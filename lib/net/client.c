@@ -1057,6 +1057,11 @@ int kvi_client_open_on(kvi_client **out, const char *const *endpoints, size_t co
     return client_open(out, endpoints, count, o, log, loop);
 }
 
+kvi_loop *kvi_client_loop_event_loop(kvi_client_loop *l)
+{
+    return l->loop;
+}
+
 kvi_client_loop *kvi_client_loop_of(kvi_client *c)
 {
     return c->shared;

@@ -31,6 +31,10 @@ int kvi_client_open(kvi_client **out, const char *const *endpoints, size_t count
 typedef struct kvi_client_loop kvi_client_loop;
 int kvi_client_loop_new(kvi_client_loop **out);
 void kvi_client_loop_release(kvi_client_loop *l);
+/* The event loop inside (to lend it to a server whose requests the
+ * clients' callbacks answer). Not for a manual loop. */
+struct kvi_loop;
+struct kvi_loop *kvi_client_loop_event_loop(kvi_client_loop *l);
 /* The loop a client runs on (to open others on it). */
 kvi_client_loop *kvi_client_loop_of(kvi_client *c);
 /* kvi_client_open on a shared loop. */

@@ -129,6 +129,10 @@ void kvi_loop_stop(kvi_loop *l)
 
 static uint32_t epoll_bits(unsigned want)
 {
+    /* EPOLLEXCLUSIVE takes no other flag but IN, OUT and ET. */
+    if (want & KVI_LOOP_EXCLUSIVE)
+        return EPOLLEXCLUSIVE | (want & KVI_LOOP_READ ? EPOLLIN : 0u) |
+               (want & KVI_LOOP_WRITE ? EPOLLOUT : 0u);
     return (want & KVI_LOOP_READ ? EPOLLIN | EPOLLRDHUP : 0u) | (want & KVI_LOOP_WRITE ? EPOLLOUT : 0u);
 }
 

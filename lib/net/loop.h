@@ -33,6 +33,9 @@ typedef struct kvi_loop kvi_loop;
 #define KVI_LOOP_READ 1u
 #define KVI_LOOP_WRITE 2u
 #define KVI_LOOP_ERROR 4u /* hang-up or socket error; always reported */
+/* At kvi_loop_io_add only (never changed after): of several loops watching
+ * one descriptor (a listening socket), wake one (EPOLLEXCLUSIVE). */
+#define KVI_LOOP_EXCLUSIVE 8u
 
 typedef void (*kvi_loop_io_fn)(void *ctx, unsigned events);
 typedef struct kvi_loop_io {

@@ -10,14 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <kv/common.h>
 #include "net/addr.h"
+#include "net/loop.h"
 #include "net/tls.h"
 #include "util/error.h"
 #include "util/clock.h"
@@ -47,6 +46,8 @@
 /* Bytes come back on other threads without telling this one, so a thread
  * with connections waiting for them looks again this often. */
 #define ADMIT_RETRY_MS 10
+/* How often a thread looks for idle connections. */
+#define IDLE_SCAN_MS 250u
 /* An idle connection's empty input buffer is freed after this long. */
 #define IDLE_BUFFER_MS 1000u
 /* Room taken for an error frame the server writes on its own (a refusal,
@@ -64,6 +65,7 @@
 #define STOP_DISCARD_MAX (1024u * 1024u)
 
 typedef struct conn {
+    struct io_thread *owner;
     int fd;            /* -1 once closed */
     int dead;          /* closed: on the thread's closed list, never served again */
     unsigned inflight; /* requests handed to workers, not yet answered */
@@ -79,7 +81,10 @@ typedef struct conn {
     int starved;
     uint64_t wait_since_ms; /* when the frame at the head began waiting; 0: it does not */
     int closing;       /* close once the output is written */
-    uint32_t events;   /* what epoll watches for this connection */
+    kvi_loop_io io;    /* the socket in the thread's loop */
+    /* Answers came back for it this iteration: write them, and cut the
+     * frames that waited for room, once at the iteration's end. */
+    kvi_loop_deferred serve;
     kvi_tls_session *tls; /* NULL: plain TCP */
     int handshaking;   /* the TLS handshake is not complete: no frames yet */
     int tls_retry;     /* a TLS send wanted the socket: repeat it before any other */
@@ -115,11 +120,25 @@ typedef struct worker_pool {
     kvi_batch_fn batch;  /* NULL: one job at a time */
 } worker_pool;
 
+/* One loop's share of the server: the connections it accepted. Its loop is
+ * its own, run by its own thread, or the one the config lends (run by
+ * someone else: a node's peers loop), so that requests coordinated there
+ * and their connections share one thread. Everything here but done and
+ * the stop flags is touched on the loop's thread only. */
 typedef struct io_thread {
     struct kvi_server *server;
+    kvi_loop *loop;
+    int own_loop;        /* made here and run by thread */
+    int thread_started;
     pthread_t thread;
-    int epfd;
-    int wake_fd;
+    kvi_loop_io listen_io;
+    int listening;       /* listen_io is registered */
+    kvi_loop_timer tick; /* idle scan, starved retries, stop steps */
+    uint64_t last_scan_ms;
+    kvi_loop_task start_task, stop_task, answers_task;
+    /* After the iteration's events: retry starved connections, free the
+     * closed ones. */
+    kvi_loop_deferred housekeeping;
     conn *conns;
     unsigned n_starved; /* open connections with starved set */
     /* Stopping: no accepts, no reads; the thread ends once every request
@@ -131,9 +150,13 @@ typedef struct io_thread {
      * The one place a connection is freed, so no event, answer or scan can
      * reach freed memory or close a reused fd number. */
     conn *closed;
-    /* Answers from workers, guarded by done_lock; wake_fd says some came. */
+    /* Answers from other threads, guarded by done_lock; answers_task is
+     * posted to the loop when the list stops being empty. */
     pthread_mutex_t done_lock;
     job *done;
+    /* Set under the server's state_lock: registered on the loop (or
+     * failed: start_rc), and everything of it off the loop again. */
+    int started, start_rc, finished;
 } io_thread;
 
 struct kvi_server {
@@ -153,6 +176,9 @@ struct kvi_server {
     unsigned n_threads;
     io_thread *threads;
     worker_pool pools[KVI_SERVER_MAX_POOLS];
+    /* Start and stop wait here for the threads on a lent loop. */
+    pthread_mutex_t state_lock;
+    pthread_cond_t state_cond;
 };
 
 void kvi_error_frame(kvi_buf *out, uint8_t opcode, uint64_t request_id,
@@ -244,7 +270,7 @@ static void conn_close(io_thread *t, conn *c)
 {
     if (c->dead)
         return;
-    epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    kvi_loop_io_del(t->loop, &c->io);
     kvi_tls_close(c->tls);
     c->tls = NULL;
     close(c->fd);
@@ -268,9 +294,9 @@ static void conn_close(io_thread *t, conn *c)
     t->closed = c;
 }
 
-/* Frees the closed connections no job refers to any more. Called between
- * epoll batches only: an event of the batch just handled may have named
- * any of them. */
+/* Frees the closed connections no job refers to any more. Called at the
+ * end of an iteration only (housekeeping, or a timer), never from inside a
+ * connection's own callback. */
 static void reap_closed(io_thread *t)
 {
     conn **link = &t->closed;
@@ -278,6 +304,7 @@ static void reap_closed(io_thread *t)
         conn *c = *link;
         if (c->inflight == 0) {
             *link = c->next;
+            kvi_loop_undefer(t->loop, &c->serve);
             conn_free(c);
         } else {
             link = &c->next;
@@ -329,7 +356,6 @@ static void job_queue(worker_pool *pool, job *j)
     pthread_mutex_unlock(&pool->lock);
 }
 
-static void wake(io_thread *t);
 static int finish_job(job *j);
 
 /* Sends a new job where `which` says: a worker pool, or the asynchronous
@@ -352,15 +378,11 @@ static void job_dispatch(io_thread *t, job *j, int which)
     job_queue(&s->pools[which - 1], j);
 }
 
-/* Hands a finished job back to the I/O thread that owns its connection.
- * The body goes now; the answer stays charged until it is delivered.
- * Returns 1 when the thread must be woken: its list of answers was empty.
- * (It takes the list only after reading its wake descriptor, so answers
- * added to a list it has not taken yet are seen without another wake.) */
-static int finish_job(job *j)
+/* The body of a finished job goes now; its answer stays charged until it
+ * is delivered. */
+static void job_drop_body(job *j)
 {
-    io_thread *t = j->owner;
-    kvi_server *s = t->server;
+    kvi_server *s = j->owner->server;
     free(j->mem);
     j->mem = NULL;
     j->body = NULL;
@@ -370,6 +392,17 @@ static int finish_job(job *j)
         budget_charge(s, j->out.len - j->answer_charged);
         j->answer_charged = j->out.len;
     }
+}
+
+/* Hands a job finished on another thread back to the I/O thread that owns
+ * its connection. Returns 1 when the loop must be told (answers_task
+ * posted): its list of answers was empty. The task takes the whole list,
+ * and it is out of the loop's queue before it runs, so it is never posted
+ * twice at once. */
+static int finish_job(job *j)
+{
+    io_thread *t = j->owner;
+    job_drop_body(j);
     pthread_mutex_lock(&t->done_lock);
     int first = t->done == NULL;
     j->next = t->done;
@@ -378,20 +411,22 @@ static int finish_job(job *j)
     return first;
 }
 
+static void deliver(io_thread *t, job *j);
+static void deliver_posted(void *ctx);
+
 void kvi_server_answer(kvi_server_pending *p)
 {
     job *j = p;
     io_thread *t = j->owner;
-    if (finish_job(j))
-        wake(t);
-}
-
-static void wake(io_thread *t)
-{
-    uint64_t one = 1;
-    if (write(t->wake_fd, &one, sizeof one) < 0) {
-        /* The counter is saturated: the loop is awake anyway. */
+    if (kvi_loop_on_thread(t->loop)) {
+        /* Answered on the connection's own thread (a coordinator running
+         * on the same loop, or at once): no queue, no wake-up. */
+        job_drop_body(j);
+        deliver(t, j);
+        return;
     }
+    if (finish_job(j))
+        kvi_loop_post(t->loop, &t->answers_task, deliver_posted, t);
 }
 
 /* Takes up to max jobs off the queue; called with pool->lock held. */
@@ -432,7 +467,7 @@ static void *worker_loop(void *arg)
         for (size_t i = 0; i < n; i++) {
             io_thread *t = jobs[i]->owner;
             if (finish_job(jobs[i]))
-                wake(t);
+                kvi_loop_post(t->loop, &t->answers_task, deliver_posted, t);
         }
         pthread_mutex_lock(&pool->lock);
     }
@@ -465,12 +500,8 @@ static void conn_watch(io_thread *t, conn *c)
 {
     size_t pending = c->out.len - c->out_sent;
     int reading = conn_reading(t, c);
-    uint32_t events = (pending ? EPOLLOUT : 0) | (reading ? EPOLLIN : 0);
-    if (events != c->events) {
-        struct epoll_event ev = {.events = events, .data.ptr = c};
-        epoll_ctl(t->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-        c->events = events;
-    }
+    kvi_loop_io_set(t->loop, &c->io, (pending ? KVI_LOOP_WRITE : 0u) |
+                                         (reading ? KVI_LOOP_READ : 0u));
 }
 
 static void conn_starve(io_thread *t, conn *c)
@@ -818,12 +849,8 @@ static int conn_handshake(io_thread *t, conn *c)
 {
     int rc = kvi_tls_handshake(c->tls);
     if (rc == KVI_TLS_WANT_READ || rc == KVI_TLS_WANT_WRITE) {
-        uint32_t events = rc == KVI_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
-        if (events != c->events) {
-            struct epoll_event ev = {.events = events, .data.ptr = c};
-            epoll_ctl(t->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-            c->events = events;
-        }
+        kvi_loop_io_set(t->loop, &c->io,
+                        rc == KVI_TLS_WANT_READ ? KVI_LOOP_READ : KVI_LOOP_WRITE);
         return 0;
     }
     if (rc != KV_OK) {
@@ -837,6 +864,48 @@ static int conn_handshake(io_thread *t, conn *c)
     if (conn_read(t, c) != 0)
         return -1;
     return conn_serve(t, c);
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static void housekeeping_later(io_thread *t)
+{
+    kvi_loop_defer(t->loop, &t->housekeeping);
+}
+
+/* A connection's socket is ready (or failed). */
+static void conn_event(void *ctx, unsigned events)
+{
+    conn *c = ctx;
+    io_thread *t = c->owner;
+    if (c->dead)
+        return;
+    int dead = (events & KVI_LOOP_ERROR) != 0;
+    if (!dead && c->handshaking) {
+        if (conn_handshake(t, c) != 0)
+            conn_close(t, c);
+        housekeeping_later(t);
+        return;
+    }
+    if (!dead && (events & KVI_LOOP_READ))
+        dead = conn_read(t, c) != 0;
+    if (!dead)
+        dead = conn_serve(t, c) != 0;
+    if (dead)
+        conn_close(t, c);
+    housekeeping_later(t);
+}
+
+/* The end-of-iteration step of a connection that answers came back for. */
+static void conn_serve_deferred(void *ctx)
+{
+    conn *c = ctx;
+    io_thread *t = c->owner;
+    if (c->dead)
+        return; /* the answer has nowhere to go */
+    if (conn_serve(t, c) != 0)
+        conn_close(t, c);
+    housekeeping_later(t);
 }
 
 static void accept_all(io_thread *t)
@@ -862,14 +931,15 @@ static void accept_all(io_thread *t)
             continue;
         }
         c->fd = fd;
-        c->events = EPOLLIN;
+        c->owner = t;
         c->last_active_ms = kvi_monotonic_ms();
+        kvi_loop_deferred_init(&c->serve, conn_serve_deferred, c);
         c->next = t->conns;
         if (t->conns)
             t->conns->prev = c;
         t->conns = c;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        if (kvi_loop_io_add(t->loop, &c->io, fd, KVI_LOOP_READ, conn_event, c) != KV_OK) {
+            c->io.fd = -1; /* not in the loop: nothing to remove */
             conn_close(t, c);
             continue;
         }
@@ -881,6 +951,15 @@ static void accept_all(io_thread *t)
             }
         }
     }
+}
+
+static void listen_event(void *ctx, unsigned events)
+{
+    (void)events;
+    io_thread *t = ctx;
+    if (!t->draining)
+        accept_all(t);
+    housekeeping_later(t);
 }
 
 /* Closes connections idle for idle_timeout_ms and frees the empty input
@@ -918,18 +997,15 @@ static void retry_starved(io_thread *t)
     }
 }
 
-/* Takes the answers workers finished for this thread's connections. */
-static job *take_answers(io_thread *t)
+/* Bytes come back on other threads without telling this one, so starved
+ * connections are retried after every iteration with events and on the
+ * tick; closed connections are freed once nothing names them. */
+static void housekeeping(void *ctx)
 {
-    uint64_t count;
-    if (read(t->wake_fd, &count, sizeof count) < 0) {
-        /* EAGAIN: nothing new since the last read. */
-    }
-    pthread_mutex_lock(&t->done_lock);
-    job *list = t->done;
-    t->done = NULL;
-    pthread_mutex_unlock(&t->done_lock);
-    return list;
+    io_thread *t = ctx;
+    if (t->n_starved)
+        retry_starved(t);
+    reap_closed(t);
 }
 
 /* Drops a finished job and its charge. A closed connection's memory
@@ -945,40 +1021,98 @@ static void job_release(job *j)
     free(j);
 }
 
-static void deliver_answers(io_thread *t)
+/* Gives a finished job's answer to its connection, which writes it (and
+ * cuts the frames that waited for room, MAX_INFLIGHT) at the end of the
+ * iteration, with whatever else came back for it meanwhile. */
+static void deliver(io_thread *t, job *j)
 {
-    job *list = take_answers(t);
+    conn *c = j->c;
+    if (!c->dead)
+        kvi_buf_raw(&c->out, j->out.data, j->out.len);
+    job_release(j);
+    if (c->dead) {
+        housekeeping_later(t); /* the connection may be freed now */
+        return;
+    }
+    c->last_active_ms = kvi_monotonic_ms();
+    conn_charge_out(t->server, c);
+    kvi_loop_defer(t->loop, &c->serve);
+}
+
+/* answers_task: the answers other threads finished for this loop. */
+static void deliver_posted(void *ctx)
+{
+    io_thread *t = ctx;
+    pthread_mutex_lock(&t->done_lock);
+    job *list = t->done;
+    t->done = NULL;
+    pthread_mutex_unlock(&t->done_lock);
     while (list) {
         job *j = list;
         list = j->next;
-        conn *c = j->c;
-        if (!c->dead)
-            kvi_buf_raw(&c->out, j->out.data, j->out.len);
-        job_release(j);
-        if (c->dead)
-            continue; /* the answer has nowhere to go */
-        c->last_active_ms = kvi_monotonic_ms();
-        conn_charge_out(t->server, c);
-        /* Frames that waited for room (MAX_INFLIGHT) go now. */
-        if (conn_serve(t, c) != 0)
-            conn_close(t, c);
+        deliver(t, j);
     }
 }
 
-/* Marker pointers in epoll data for the two non-connection fds. */
-static char listen_marker, wake_marker;
+/* ------------------------------------------------------- start and stop */
+
+static void tick(void *ctx);
+
+static void arm_tick(io_thread *t)
+{
+    uint64_t in = t->draining ? STOP_TICK_MS : t->n_starved ? ADMIT_RETRY_MS : IDLE_SCAN_MS;
+    kvi_loop_timer_set(t->loop, &t->tick, kvi_loop_now_ms() + in);
+}
+
+/* Registers the thread's part on its loop; on the loop's thread. */
+static int thread_begin(io_thread *t)
+{
+    kvi_loop_timer_init(&t->tick, tick, t);
+    kvi_loop_deferred_init(&t->housekeeping, housekeeping, t);
+    t->last_scan_ms = kvi_monotonic_ms();
+    int rc = kvi_loop_io_add(t->loop, &t->listen_io, t->server->listen_fd,
+                             KVI_LOOP_READ | KVI_LOOP_EXCLUSIVE, listen_event, t);
+    if (rc != KV_OK)
+        return rc;
+    t->listening = 1;
+    arm_tick(t);
+    return KV_OK;
+}
+
+/* Tells start or stop, waiting on a lent loop, what became of t. */
+static void thread_report(io_thread *t, int *flag, int value)
+{
+    kvi_server *s = t->server;
+    pthread_mutex_lock(&s->state_lock);
+    *flag = value;
+    pthread_cond_broadcast(&s->state_cond);
+    pthread_mutex_unlock(&s->state_lock);
+}
+
+static void start_task(void *ctx)
+{
+    io_thread *t = ctx;
+    int rc = thread_begin(t);
+    t->start_rc = rc;
+    thread_report(t, &t->started, 1);
+}
 
 /* Starts stopping: no more accepts or reads here. Frames already read are
  * still cut and answered. */
-static void drain_begin(io_thread *t)
+static void drain_begin(void *ctx)
 {
+    io_thread *t = ctx;
     t->draining = 1;
-    epoll_ctl(t->epfd, EPOLL_CTL_DEL, t->server->listen_fd, NULL);
+    if (t->listening) {
+        kvi_loop_io_del(t->loop, &t->listen_io);
+        t->listening = 0;
+    }
     for (conn *c = t->conns, *next; c; c = next) {
         next = c->next;
         if (conn_serve(t, c) != 0)
             conn_close(t, c);
     }
+    arm_tick(t);
 }
 
 /* Closes a connection whose stop is complete, after dropping (bounded)
@@ -1027,57 +1161,100 @@ static int drain_step(io_thread *t)
     return !t->conns && !t->closed;
 }
 
-static void *io_loop(void *arg)
+/* The stop is complete: nothing of the thread is left on the loop (no
+ * connection, timer, deferred work or task: every job came back). */
+static void thread_end(io_thread *t)
 {
-    io_thread *t = arg;
-    struct epoll_event events[64];
-    uint64_t last_scan = kvi_monotonic_ms();
-    for (;;) {
-        if (!t->draining && atomic_load(&t->server->stopping))
-            drain_begin(t);
-        if (t->draining && drain_step(t))
-            break;
-        int timeout = t->draining ? STOP_TICK_MS : t->n_starved ? ADMIT_RETRY_MS : 500;
-        int n = epoll_wait(t->epfd, events, 64, timeout);
-        for (int i = 0; i < n; i++) {
-            void *p = events[i].data.ptr;
-            if (p == &listen_marker) {
-                if (!t->draining)
-                    accept_all(t);
-                continue;
-            }
-            if (p == &wake_marker) {
-                deliver_answers(t);
-                continue;
-            }
-            conn *c = p;
-            /* Closed earlier in this batch (its memory is kept until the
-             * batch is over): the event is stale. */
-            if (c->dead)
-                continue;
-            int dead = (events[i].events & (EPOLLHUP | EPOLLERR)) != 0;
-            if (!dead && c->handshaking) {
-                if (conn_handshake(t, c) != 0)
-                    conn_close(t, c);
-                continue;
-            }
-            if (!dead && (events[i].events & EPOLLIN))
-                dead = conn_read(t, c) != 0;
-            if (!dead)
-                dead = conn_serve(t, c) != 0;
-            if (dead)
-                conn_close(t, c);
+    kvi_loop_timer_cancel(t->loop, &t->tick);
+    kvi_loop_undefer(t->loop, &t->housekeeping);
+    if (t->own_loop)
+        kvi_loop_stop(t->loop);
+    thread_report(t, &t->finished, 1);
+}
+
+static void tick(void *ctx)
+{
+    io_thread *t = ctx;
+    if (t->draining) {
+        if (drain_step(t)) {
+            thread_end(t);
+            return;
         }
+    } else {
         if (t->n_starved)
             retry_starved(t);
         uint64_t now = kvi_monotonic_ms();
-        if (now - last_scan >= 250) {
+        if (now - t->last_scan_ms >= IDLE_SCAN_MS) {
             scan_idle(t);
-            last_scan = now;
+            t->last_scan_ms = now;
         }
         reap_closed(t);
     }
+    arm_tick(t);
+}
+
+static void *io_main(void *arg)
+{
+    io_thread *t = arg;
+    kvi_loop_run(t->loop);
     return NULL;
+}
+
+/* Puts thread i on its loop: the lent one for thread 0 when there is one
+ * (registered by a task on it), or a loop and thread of its own. */
+static int thread_start(kvi_server *s, io_thread *t, kvi_loop *lent)
+{
+    t->server = s;
+    if (lent) {
+        t->loop = lent;
+        kvi_loop_post(lent, &t->start_task, start_task, t);
+        pthread_mutex_lock(&s->state_lock);
+        while (!t->started)
+            pthread_cond_wait(&s->state_cond, &s->state_lock);
+        pthread_mutex_unlock(&s->state_lock);
+        t->thread_started = t->start_rc == KV_OK;
+        return t->start_rc;
+    }
+    int rc = kvi_loop_new(&t->loop);
+    if (rc != KV_OK)
+        return rc;
+    t->own_loop = 1;
+    rc = thread_begin(t); /* before the loop first runs */
+    if (rc == KV_OK && pthread_create(&t->thread, NULL, io_main, t) != 0)
+        rc = kvi_error(KV_EIO, "cannot start an I/O thread");
+    if (rc != KV_OK) {
+        if (t->listening)
+            kvi_loop_io_del(t->loop, &t->listen_io);
+        kvi_loop_timer_cancel(t->loop, &t->tick);
+        return rc;
+    }
+    t->started = t->thread_started = 1;
+    return KV_OK;
+}
+
+static int start_pools(kvi_server *s, unsigned *total_workers)
+{
+    const kvi_server_config *cfg = &s->cfg;
+    int pools_ok = 1;
+    *total_workers = 0;
+    for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
+        worker_pool *pool = &s->pools[p];
+        pool->server = s;
+        pthread_mutex_init(&pool->lock, NULL);
+        pthread_cond_init(&pool->cond, NULL);
+        unsigned want = cfg->offload ? cfg->workers[p] : 0;
+        pool->batch = cfg->batch[p];
+        pool->workers = want ? calloc(want, sizeof *pool->workers) : NULL;
+        pools_ok &= !want || pool->workers != NULL;
+        for (unsigned i = 0; pool->workers && i < want; i++) {
+            if (pthread_create(&pool->workers[i], NULL, worker_loop, pool) != 0)
+                break;
+            pool->n_workers++;
+        }
+        pools_ok &= pool->n_workers == want;
+        *total_workers += pool->n_workers;
+    }
+    return pools_ok;
 }
 
 int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
@@ -1096,34 +1273,21 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
     /* The last 1/16 (at most 1 MiB) is kept for refusals. */
     size_t kept = s->max_buffered / 16 < (1u << 20) ? s->max_buffered / 16 : (1u << 20);
     s->admit_limit = s->max_buffered - kept;
+    pthread_mutex_init(&s->state_lock, NULL);
+    pthread_cond_init(&s->state_cond, NULL);
     s->listen_fd = kvi_listen(&addr, 1024);
     if (s->listen_fd < 0) {
         rc = s->listen_fd;
+        pthread_mutex_destroy(&s->state_lock);
+        pthread_cond_destroy(&s->state_cond);
         free(s);
         return rc;
     }
     s->port = kvi_local_port(s->listen_fd);
     s->n_threads = cfg->io_threads ? cfg->io_threads : 1;
     s->threads = calloc(s->n_threads, sizeof *s->threads);
-    int pools_ok = 1;
     unsigned total_workers = 0;
-    for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
-        worker_pool *pool = &s->pools[p];
-        pool->server = s;
-        pthread_mutex_init(&pool->lock, NULL);
-        pthread_cond_init(&pool->cond, NULL);
-        unsigned want = cfg->offload ? cfg->workers[p] : 0;
-        pool->batch = cfg->batch[p];
-        pool->workers = want ? calloc(want, sizeof *pool->workers) : NULL;
-        pools_ok &= !want || pool->workers != NULL;
-        for (unsigned i = 0; pool->workers && i < want; i++) {
-            if (pthread_create(&pool->workers[i], NULL, worker_loop, pool) != 0)
-                break;
-            pool->n_workers++;
-        }
-        pools_ok &= pool->n_workers == want;
-        total_workers += pool->n_workers;
-    }
+    int pools_ok = start_pools(s, &total_workers);
     if (!s->threads) {
         s->n_threads = 0;
         kvi_server_stop(s);
@@ -1131,27 +1295,10 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
     }
     for (unsigned i = 0; i < s->n_threads; i++)
         pthread_mutex_init(&s->threads[i].done_lock, NULL);
-    unsigned started = 0;
-    for (; started < s->n_threads; started++) {
-        io_thread *t = &s->threads[started];
-        t->server = s;
-        t->epfd = epoll_create1(EPOLL_CLOEXEC);
-        t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_marker};
-        struct epoll_event wev = {.events = EPOLLIN, .data.ptr = &wake_marker};
-        if (t->epfd < 0 || t->wake_fd < 0 ||
-            epoll_ctl(t->epfd, EPOLL_CTL_ADD, s->listen_fd, &lev) != 0 ||
-            epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->wake_fd, &wev) != 0 ||
-            pthread_create(&t->thread, NULL, io_loop, t) != 0) {
-            if (t->epfd >= 0)
-                close(t->epfd);
-            if (t->wake_fd >= 0)
-                close(t->wake_fd);
-            break;
-        }
-    }
-    if (started < s->n_threads || !pools_ok) {
-        s->n_threads = started;
+    rc = KV_OK;
+    for (unsigned i = 0; i < s->n_threads && rc == KV_OK; i++)
+        rc = thread_start(s, &s->threads[i], i == 0 ? cfg->loop : NULL);
+    if (rc != KV_OK || !pools_ok) {
         kvi_server_stop(s);
         return kvi_error(KV_EIO, "cannot start the server's I/O threads");
     }
@@ -1160,8 +1307,9 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
                 "max_buffered_bytes %zu cannot admit a frame of max_body %u: such frames "
                 "will be refused", s->max_buffered, cfg->max_body);
     kvi_log(cfg->log, KV_LOG_INFO,
-            "binary protocol listening on %s (port %d, %u I/O threads, %u workers)",
-            cfg->listen_addr, s->port, s->n_threads, total_workers);
+            "binary protocol listening on %s (port %d, %u I/O threads%s, %u workers)",
+            cfg->listen_addr, s->port, s->n_threads,
+            cfg->loop ? ", the first on the peers' loop" : "", total_workers);
     *out = s;
     return KV_OK;
 }
@@ -1181,17 +1329,21 @@ void kvi_server_stop(kvi_server *s)
     if (!s)
         return;
     atomic_store(&s->stopping, 1);
-    for (unsigned i = 0; i < s->n_threads; i++) {
-        uint64_t one = 1;
-        if (write(s->threads[i].wake_fd, &one, sizeof one) < 0) {
-            /* The loop also wakes on its epoll timeout. */
-        }
-    }
+    for (unsigned i = 0; i < s->n_threads; i++)
+        if (s->threads[i].thread_started)
+            kvi_loop_post(s->threads[i].loop, &s->threads[i].stop_task, drain_begin,
+                          &s->threads[i]);
     /* Each I/O thread ends once the requests it read are answered and
      * written (or its clients had their chance): the workers run on
      * meanwhile, so every job queued is done before its thread ends. */
+    pthread_mutex_lock(&s->state_lock);
     for (unsigned i = 0; i < s->n_threads; i++)
-        pthread_join(s->threads[i].thread, NULL);
+        while (s->threads[i].thread_started && !s->threads[i].finished)
+            pthread_cond_wait(&s->state_cond, &s->state_lock);
+    pthread_mutex_unlock(&s->state_lock);
+    for (unsigned i = 0; i < s->n_threads; i++)
+        if (s->threads[i].own_loop && s->threads[i].thread_started)
+            pthread_join(s->threads[i].thread, NULL);
     /* No job is left: each belonged to a connection, and none of those
      * is left. */
     for (unsigned p = 0; p < KVI_SERVER_MAX_POOLS; p++) {
@@ -1205,8 +1357,8 @@ void kvi_server_stop(kvi_server *s)
     }
     for (unsigned i = 0; i < s->n_threads; i++) {
         io_thread *t = &s->threads[i];
-        close(t->epfd);
-        close(t->wake_fd);
+        if (t->own_loop)
+            kvi_loop_free(t->loop);
         pthread_mutex_destroy(&t->done_lock);
     }
     close(s->listen_fd);
@@ -1215,6 +1367,8 @@ void kvi_server_stop(kvi_server *s)
         pthread_cond_destroy(&s->pools[p].cond);
         free(s->pools[p].workers);
     }
+    pthread_mutex_destroy(&s->state_lock);
+    pthread_cond_destroy(&s->state_cond);
     free(s->threads);
     free(s);
 }

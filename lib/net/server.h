@@ -3,9 +3,10 @@
  * cuts their bytes into frames, hands each request to a handler and writes
  * the responses back.
  *
- * Each of io_threads threads runs its own epoll loop and accepts on the
- * shared listening socket (EPOLLEXCLUSIVE), so a connection lives on one
- * thread and needs no locks. A slow or stalled client costs only its own
+ * Each of io_threads threads runs an event loop (net/loop.h: its own, or
+ * for the first one a loop the caller lends) and accepts on the shared
+ * listening socket (EPOLLEXCLUSIVE), so a connection lives on one thread
+ * and needs no locks. A slow or stalled client costs only its own
  * buffers: reads never block, and a connection idle for idle_timeout_ms
  * (a half-sent frame included) is closed, unless it is waiting on the
  * server (requests on a worker, or bytes of the budget).
@@ -126,6 +127,13 @@ typedef struct kvi_server_config {
      * borrowed, must outlive the server; NULL: plain TCP. The handshake
      * runs in the loop, before any frame is read. */
     const struct kvi_tls *tls;
+    /* A loop run by someone else (a node's peers loop) for the first I/O
+     * thread, so that the requests it coordinates there answer their
+     * connections with no hand-over between threads; NULL: every I/O
+     * thread has a loop and thread of its own. It must run until
+     * kvi_server_stop returns, and kvi_server_stop must not be called on
+     * it. */
+    struct kvi_loop *loop;
 } kvi_server_config;
 
 #define KVI_SERVER_DEFAULT_MAX_BUFFERED ((size_t)256u * 1024u * 1024u)

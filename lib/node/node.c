@@ -823,6 +823,9 @@ static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger 
         .gate_ctx = n->auth,
         .tls = n->tls_in,
         .log = log,
+        /* The first I/O thread runs where the coordinator's state machines
+         * run: their answers then reach its connections directly. */
+        .loop = kvi_membership_loop(n->membership),
     };
     int rc = kvi_server_start(&n->binary, &sc);
     if (rc == KV_OK)
