@@ -48,18 +48,14 @@ int kvi_replica_state_decode(kvi_state *out, const void *rec, size_t len, uint64
     return rc == KV_OK ? state_from_record(out, &r) : rc;
 }
 
-/* Reads the record of skey into holder and decodes it (either format);
- * called with the key's stripe lock held or not, as the caller needs. */
-static int load(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const unsigned char *skey,
-                size_t skey_len, uint64_t token)
+/* A stored record (state or older record format) copied into holder and
+ * decoded into out, which points into holder. */
+static int decode_stored(kvi_state *out, kvi_buf *holder, const char *data, size_t len,
+                         uint64_t token)
 {
-    kvi_slice slice = {0};
-    int rc = kvi_store_get(kvi_embedded_store(e), skey, skey_len, &slice);
-    if (rc != KV_OK)
-        return rc;
+    int rc;
     kvi_buf_reset(holder);
-    kvi_buf_raw(holder, slice.data, slice.len);
-    kvi_slice_release(&slice);
+    kvi_buf_raw(holder, data, len);
     if (holder->failed)
         return kvi_error(KV_ENOMEM, "out of memory reading a key's state");
     const unsigned char *p = holder->data;
@@ -75,6 +71,21 @@ static int load(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const unsigned
         return kvi_error(KV_ECORRUPT, "the stored state of this key failed its checks");
     return KV_OK;
 }
+
+/* Reads the record of skey into holder and decodes it (either format);
+ * called with the key's stripe lock held or not, as the caller needs. */
+static int load(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const unsigned char *skey,
+                size_t skey_len, uint64_t token)
+{
+    kvi_slice slice = {0};
+    int rc = kvi_store_get(kvi_embedded_store(e), skey, skey_len, &slice);
+    if (rc != KV_OK)
+        return rc;
+    rc = decode_stored(out, holder, slice.data, slice.len, token);
+    kvi_slice_release(&slice);
+    return rc;
+}
+
 
 /* Encodes s, stores it under skey, and re-reads it into holder so that the
  * returned state points only into holder. */
@@ -220,15 +231,72 @@ int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const vo
     return rc;
 }
 
-int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n)
+/* The index of the first item before i with i's key, or SIZE_MAX. */
+static size_t earlier_same_key(const kvi_merge_item *items, unsigned char *const *skeys,
+                               size_t i)
+{
+    size_t skey_len = KVI_TOKEN_SIZE + items[i].key_len;
+    for (size_t j = i; j-- > 0;)
+        if (items[j].key_len == items[i].key_len && memcmp(skeys[j], skeys[i], skey_len) == 0)
+            return j;
+    return SIZE_MAX;
+}
+
+/* The stored states of the batch's keys, read with one multi-get, each key
+ * once: first[i] is the first item with i's key (SIZE_MAX: i is), and for
+ * a first item loaded[i] is KV_OK (holders[i] and stored[i] filled),
+ * KV_ENOTFOUND or an error. */
+static int load_many(kvi_embedded *e, const kvi_merge_item *items, unsigned char *const *skeys,
+                     const uint64_t *tokens, size_t n, size_t *first, int *loaded,
+                     kvi_state *stored, kvi_buf *holders)
+{
+    const unsigned char **keys = malloc(n * sizeof *keys);
+    size_t *lens = malloc(n * sizeof *lens), *which = malloc(n * sizeof *which);
+    kvi_slice *slices = malloc(n * sizeof *slices);
+    int *rcs = malloc(n * sizeof *rcs);
+    int rc = keys && lens && which && slices && rcs
+                 ? KV_OK : kvi_error(KV_ENOMEM, "out of memory merging %zu states", n);
+    size_t m = 0;
+    for (size_t i = 0; rc == KV_OK && i < n; i++) {
+        first[i] = earlier_same_key(items, skeys, i);
+        loaded[i] = -1;
+        if (first[i] != SIZE_MAX)
+            continue;
+        keys[m] = skeys[i];
+        lens[m] = KVI_TOKEN_SIZE + items[i].key_len;
+        which[m++] = i;
+    }
+    if (rc == KV_OK && m)
+        rc = kvi_store_multi_get(kvi_embedded_store(e), m, keys, lens, slices, rcs);
+    for (size_t k = 0; rc == KV_OK && k < m; k++) {
+        size_t i = which[k];
+        loaded[i] = rcs[k];
+        if (rcs[k] == KV_OK) {
+            loaded[i] = decode_stored(&stored[i], &holders[i], slices[k].data, slices[k].len,
+                                      tokens[i]);
+            kvi_slice_release(&slices[k]);
+        }
+    }
+    free(keys);
+    free(lens);
+    free(which);
+    free(slices);
+    free(rcs);
+    return rc;
+}
+
+int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int unsynced)
 {
     uint64_t *tokens = malloc(n * sizeof *tokens);
     unsigned *stripes = malloc(n * sizeof *stripes);
     unsigned char **skeys = calloc(n, sizeof *skeys);
     kvi_state *states = malloc(n * sizeof *states); /* each item's merged state */
+    kvi_state *stored = malloc(n * sizeof *stored); /* as read, for first items */
     kvi_buf *holders = calloc(n, sizeof *holders);
+    size_t *first = malloc(n * sizeof *first);
+    int *loaded = malloc(n * sizeof *loaded);
     kvi_store_batch *wb = kvi_store_batch_new(kvi_embedded_store(e));
-    int rc = tokens && stripes && skeys && states && holders && wb
+    int rc = tokens && stripes && skeys && states && stored && holders && first && loaded && wb
                  ? KV_OK : kvi_error(KV_ENOMEM, "out of memory merging %zu states", n);
     for (size_t i = 0; rc == KV_OK && i < n; i++) {
         items[i].status = KV_OK;
@@ -244,30 +312,29 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n)
     size_t locked = n;
     struct kvi_keylock *locks = kvi_embedded_locks(e);
     kvi_keylock_lock_stripes(locks, stripes, &locked);
+    rc = load_many(e, items, skeys, tokens, n, first, loaded, stored, holders);
     int writes = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; rc == KV_OK && i < n; i++) {
         kvi_merge_item *it = &items[i];
         size_t skey_len = KVI_TOKEN_SIZE + it->key_len;
         /* A key met earlier in the batch merges into that item's state
-         * (the newest), not into the stored one, so both items count. */
-        size_t prev = SIZE_MAX;
-        for (size_t j = i; j-- > 0;)
-            if (items[j].key_len == it->key_len && items[j].status == KV_OK &&
-                memcmp(skeys[j], skeys[i], skey_len) == 0) {
+         * (the newest merged), not into the stored one, so both count. */
+        size_t f = first[i] == SIZE_MAX ? i : first[i], prev = SIZE_MAX;
+        for (size_t j = i; j-- > f;)
+            if ((j == f || first[j] == f) && items[j].status == KV_OK) {
                 prev = j;
                 break;
             }
         kvi_state current;
         if (prev != SIZE_MAX) {
             current = states[prev];
+        } else if (loaded[f] == KV_ENOTFOUND) {
+            kvi_state_init(&current);
+        } else if (loaded[f] != KV_OK) {
+            it->status = loaded[f];
+            continue;
         } else {
-            int lrc = load(&current, &holders[i], e, skeys[i], skey_len, tokens[i]);
-            if (lrc == KV_ENOTFOUND)
-                kvi_state_init(&current);
-            else if (lrc != KV_OK) {
-                it->status = lrc;
-                continue;
-            }
+            current = stored[f];
         }
         states[i] = current;
         it->status = kvi_state_merge(&states[i], it->incoming);
@@ -288,12 +355,10 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n)
         kvi_buf_free(&encoded);
         writes++;
     }
-    if (writes)
-        rc = kvi_store_write(kvi_embedded_store(e), wb);
+    if (rc == KV_OK && writes)
+        rc = unsynced ? kvi_store_write_unsynced(kvi_embedded_store(e), wb)
+                      : kvi_store_write(kvi_embedded_store(e), wb);
     kvi_keylock_unlock_stripes(locks, stripes, locked);
-    for (size_t i = 0; rc != KV_OK && i < n; i++)
-        if (items[i].status == KV_OK)
-            items[i].status = rc;
 out:
     if (rc != KV_OK)
         for (size_t i = 0; i < n; i++)
@@ -304,7 +369,10 @@ out:
     for (size_t i = 0; holders && i < n; i++)
         kvi_buf_free(&holders[i]);
     kvi_store_batch_free(wb);
+    free(loaded);
+    free(first);
     free(holders);
+    free(stored);
     free(states);
     free(skeys);
     free(stripes);

@@ -91,10 +91,12 @@ typedef struct kvi_merge_item {
 } kvi_merge_item;
 
 /* kvi_replica_merge for many states at once (REPLICATE requests that
- * arrived together): every key locked, merged, and written in one atomic
- * store write, so one sync serves them all. Items of the same key merge in
+ * arrived together): every key locked, the stored states read with one
+ * multi-get, merged, and written in one atomic store write, so one sync
+ * serves them all (unsynced: the write is not synced whatever the policy;
+ * the caller asks the group committer before it acknowledges). Items of the same key merge in
  * order. Each item gets its own status; the return is KV_OK, or the
  * failure of the common write (then every item carries it). */
-int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n);
+int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int unsynced);
 
 #endif

@@ -139,6 +139,11 @@ typedef struct io_thread {
     /* After the iteration's events: retry starved connections, free the
      * closed ones. */
     kvi_loop_deferred housekeeping;
+    /* The iteration's KVI_SERVER_LOOP_BATCH requests, handed over together
+     * by run_gathered at its end. */
+    struct job **gathered;
+    size_t n_gathered, cap_gathered;
+    kvi_loop_deferred run_gathered;
     conn *conns;
     unsigned n_starved; /* open connections with starved set */
     /* Stopping: no accepts, no reads; the thread ends once every request
@@ -358,12 +363,19 @@ static void job_queue(worker_pool *pool, job *j)
 
 static int finish_job(job *j);
 
-/* Sends a new job where `which` says: a worker pool, or the asynchronous
- * handler, which may answer it later or send it to a pool itself. */
+static void gather(io_thread *t, job *j);
+
+/* Sends a new job where `which` says: a worker pool, the asynchronous
+ * handler, which may answer it later or send it to a pool itself, or the
+ * iteration's gathered batch. */
 static void job_dispatch(io_thread *t, job *j, int which)
 {
     kvi_server *s = t->server;
     const kvi_server_config *cfg = &s->cfg;
+    if (which == KVI_SERVER_LOOP_BATCH) {
+        gather(t, j);
+        return;
+    }
     if (which == KVI_SERVER_ASYNC) {
         which = cfg->async_start(cfg->handler_ctx, j, &j->h, j->body, &j->out);
         if (which == 0)
@@ -665,8 +677,8 @@ static void conn_process(io_thread *t, conn *c)
         if (e != KVI_FRAME_BAD_OPCODE && cfg->offload) {
             which = cfg->offload(cfg->handler_ctx, &h);
             if (which == KVI_SERVER_ASYNC ? !cfg->async_start
-                                          : which < 1 || which > (int)KVI_SERVER_MAX_POOLS ||
-                                                !s->pools[which - 1].n_workers)
+                : which == KVI_SERVER_LOOP_BATCH ? !cfg->loop_batch
+                : which < 1 || which > (int)KVI_SERVER_MAX_POOLS || !s->pools[which - 1].n_workers)
                 which = 0;
         }
         /* A worker holds the body until it is done: a frame that fills a
@@ -1039,6 +1051,53 @@ static void deliver(io_thread *t, job *j)
     kvi_loop_defer(t->loop, &c->serve);
 }
 
+/* Adds a job to the iteration's batch (run at its end). With no room for
+ * it, it runs alone now. */
+static void gather(io_thread *t, job *j)
+{
+    const kvi_server_config *cfg = &t->server->cfg;
+    if (t->n_gathered == t->cap_gathered) {
+        size_t cap = t->cap_gathered ? t->cap_gathered * 2 : 64;
+        job **g = realloc(t->gathered, cap * sizeof *g);
+        if (!g) {
+            kvi_server_pending *p = j;
+            kvi_server_request req = {&j->h, j->body, &j->out};
+            cfg->loop_batch(cfg->handler_ctx, &p, &req, 1);
+            return;
+        }
+        t->gathered = g;
+        t->cap_gathered = cap;
+    }
+    t->gathered[t->n_gathered++] = j;
+    kvi_loop_defer(t->loop, &t->run_gathered);
+}
+
+/* run_gathered: hands the iteration's batch to loop_batch. Jobs gathered
+ * meanwhile (an answer cannot read frames, but be safe) wait for the next
+ * run, deferred again. */
+static void run_gathered(void *ctx)
+{
+    io_thread *t = ctx;
+    const kvi_server_config *cfg = &t->server->cfg;
+    size_t n = t->n_gathered, done = 0;
+    job **list = t->gathered;
+    t->gathered = NULL;
+    t->n_gathered = t->cap_gathered = 0;
+    kvi_server_pending *ps[KVI_SERVER_MAX_LOOP_BATCH];
+    kvi_server_request reqs[KVI_SERVER_MAX_LOOP_BATCH];
+    while (done < n) {
+        size_t k = n - done < KVI_SERVER_MAX_LOOP_BATCH ? n - done : KVI_SERVER_MAX_LOOP_BATCH;
+        for (size_t i = 0; i < k; i++) {
+            job *j = list[done + i];
+            ps[i] = j;
+            reqs[i] = (kvi_server_request){&j->h, j->body, &j->out};
+        }
+        cfg->loop_batch(cfg->handler_ctx, ps, reqs, k);
+        done += k;
+    }
+    free(list);
+}
+
 /* answers_task: the answers other threads finished for this loop. */
 static void deliver_posted(void *ctx)
 {
@@ -1069,6 +1128,7 @@ static int thread_begin(io_thread *t)
 {
     kvi_loop_timer_init(&t->tick, tick, t);
     kvi_loop_deferred_init(&t->housekeeping, housekeeping, t);
+    kvi_loop_deferred_init(&t->run_gathered, run_gathered, t);
     t->last_scan_ms = kvi_monotonic_ms();
     int rc = kvi_loop_io_add(t->loop, &t->listen_io, t->server->listen_fd,
                              KVI_LOOP_READ | KVI_LOOP_EXCLUSIVE, listen_event, t);
@@ -1167,6 +1227,7 @@ static void thread_end(io_thread *t)
 {
     kvi_loop_timer_cancel(t->loop, &t->tick);
     kvi_loop_undefer(t->loop, &t->housekeeping);
+    kvi_loop_undefer(t->loop, &t->run_gathered); /* empty: every job came back */
     if (t->own_loop)
         kvi_loop_stop(t->loop);
     thread_report(t, &t->finished, 1);

@@ -53,6 +53,11 @@ typedef void (*kvi_request_fn)(void *ctx, const kvi_frame_header *h,
 /* Or KVI_SERVER_ASYNC: the async_start handler takes it on the I/O thread
  * and answers it later, from any thread (an event-driven coordinator). */
 #define KVI_SERVER_ASYNC ((int)KVI_SERVER_MAX_POOLS + 1)
+/* Or KVI_SERVER_LOOP_BATCH: gathered on the I/O thread with the other such
+ * frames its iteration reads, and handed to loop_batch together at the
+ * end of the iteration, on that thread (incoming replication: one
+ * multi-get and one WriteBatch for all of them). */
+#define KVI_SERVER_LOOP_BATCH ((int)KVI_SERVER_MAX_POOLS + 2)
 typedef int (*kvi_offload_fn)(void *ctx, const kvi_frame_header *h);
 
 /* A request taken by async_start and not answered yet. */
@@ -80,6 +85,16 @@ typedef struct kvi_server_request {
     kvi_buf *out;
 } kvi_server_request;
 typedef void (*kvi_batch_fn)(void *ctx, kvi_server_request *reqs, size_t n);
+
+/* Takes the KVI_SERVER_LOOP_BATCH frames an iteration read (at most
+ * KVI_SERVER_MAX_LOOP_BATCH at once), on the I/O thread, which it must not
+ * block for long. Each request is answered as an async_start one is: one
+ * response frame appended to reqs[i].out, then kvi_server_answer(ps[i]),
+ * exactly once, now or later from any thread; reqs[i].body stays valid
+ * until then. */
+#define KVI_SERVER_MAX_LOOP_BATCH 256u
+typedef void (*kvi_loop_batch_fn)(void *ctx, kvi_server_pending **ps, kvi_server_request *reqs,
+                                  size_t n);
 
 /* Per-connection state of the gate, zeroed when the connection is accepted. */
 #define KVI_SERVER_GATE_STATE 96u
@@ -112,6 +127,9 @@ typedef struct kvi_server_config {
     /* Takes the requests marked KVI_SERVER_ASYNC (NULL: they run on the
      * I/O thread). */
     kvi_async_fn async_start;
+    /* Takes the requests marked KVI_SERVER_LOOP_BATCH (NULL: they run on
+     * the I/O thread one by one). */
+    kvi_loop_batch_fn loop_batch;
     const kvi_logger *log;     /* borrowed; must outlive the server */
     /* Bound on the bytes all connections hold (see above); 0: the default,
      * KVI_SERVER_DEFAULT_MAX_BUFFERED. Keep it well above max_body: a frame

@@ -490,8 +490,10 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
         return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
     case KVI_OP_BATCH:
         return kvi_node_clustered(n) ? POOL_COORDINATE : 0;
+    /* Merged on the I/O loop, all those of an iteration together. */
     case KVI_OP_REPLICATE:
     case KVI_OP_REPAIR:
+        return kvi_node_clustered(n) ? KVI_SERVER_LOOP_BATCH : 0;
     case KVI_OP_HINT:
     /* An acceptor waits on its own disk only (a synced promise or accept),
      * never on other nodes: the replication pool's kind of work. */
@@ -819,6 +821,7 @@ static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger 
         .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
         .batch = {NULL, kvi_node_replication_batch},
         .async_start = kvi_node_async_start,
+        .loop_batch = kvi_node_replication_loop_batch,
         .gate = kvi_auth_gate,
         .gate_ctx = n->auth,
         .tls = n->tls_in,

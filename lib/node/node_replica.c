@@ -13,6 +13,7 @@
 #include "cluster/replica_store.h"
 #include "cluster/view.h"
 #include "format/record.h"
+#include "storage/group_commit.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/validate.h"
@@ -314,7 +315,7 @@ void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_re
     paxos_batch(n, v, reqs, n_reqs, started);
     kvi_view_unref(v);
     if (n_items)
-        kvi_replica_merge_many(n->store, items, n_items);
+        kvi_replica_merge_many(n->store, items, n_items, 0);
     for (size_t k = 0; k < n_items; k++) {
         size_t i = which[k];
         kvi_response resp = {.version = items[k].version};
@@ -328,4 +329,143 @@ void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_re
     free(states);
     free(items);
     free(which);
+}
+
+/* ------------------------------------------- replication on the I/O loop */
+
+/* The merged REPLICATEs of one loop batch waiting for the group commit
+ * under `sync always`: answered once their write is durable. */
+typedef struct durable_wait {
+    kvi_node *n;
+    kvi_sync_request sync;
+    uint64_t started;
+    size_t count;
+    struct waiting_answer {
+        kvi_server_pending *p;
+        kvi_frame_header h;
+        kvi_buf *out;
+        int rc;
+        uint64_t version;
+    } items[];
+} durable_wait;
+
+static void merge_respond(kvi_node *n, kvi_buf *out, const kvi_frame_header *h, int rc,
+                          uint64_t version, uint64_t started)
+{
+    kvi_response resp = {.version = version};
+    if (rc != KV_OK)
+        kvi_error(rc, "merging a replicated state: %s", kvi_strerror(rc));
+    kvi_node_respond(out, h, rc, &resp);
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+                       kvi_metrics_now_ns() - started);
+}
+
+/* On the committer's thread: the batch's write is durable (or the sync
+ * failed, and the replicas say so rather than acknowledge). */
+static void merged_durable(void *ctx, int sync_rc)
+{
+    durable_wait *w = ctx;
+    for (size_t i = 0; i < w->count; i++) {
+        struct waiting_answer *a = &w->items[i];
+        int rc = a->rc == KV_OK && sync_rc != KV_OK
+                     ? kvi_error(sync_rc, "syncing the log: %s", kvi_strerror(sync_rc))
+                     : a->rc;
+        merge_respond(w->n, a->out, &a->h, rc, a->version, w->started);
+        kvi_server_answer(a->p);
+    }
+    free(w);
+}
+
+/* Answers the merged items now, or once the group commit has made their
+ * write durable (sync always). Returns 1 when the answers are left to the
+ * committer. */
+static int answer_merged(kvi_node *n, kvi_server_pending **ps, kvi_server_request *reqs,
+                         const kvi_merge_item *items, const size_t *which, size_t n_items,
+                         uint64_t started)
+{
+    kvi_store *store = kvi_embedded_store(n->store);
+    int any_ok = 0;
+    for (size_t k = 0; k < n_items; k++)
+        any_ok |= items[k].status == KV_OK;
+    /* Even a merge that changed nothing waits: the state it found may be
+     * an unsynced write of this node's own coordinator. */
+    durable_wait *w = any_ok && kvi_store_sync_always(store)
+                          ? malloc(sizeof *w + n_items * sizeof w->items[0]) : NULL;
+    for (size_t k = 0; k < n_items; k++) {
+        size_t i = which[k];
+        if (w) {
+            w->items[k] = (struct waiting_answer){ps[i], *reqs[i].h, reqs[i].out,
+                                                  items[k].status, items[k].version};
+            continue;
+        }
+        int rc = items[k].status;
+        if (rc == KV_OK && any_ok && kvi_store_sync_always(store))
+            rc = kvi_error(KV_ENOMEM, "out of memory waiting for the log's sync");
+        merge_respond(n, reqs[i].out, reqs[i].h, rc, items[k].version, started);
+        kvi_server_answer(ps[i]);
+    }
+    if (!w)
+        return 0;
+    w->n = n;
+    w->started = started;
+    w->count = n_items;
+    kvi_group_commit_request(kvi_store_committer(store), &w->sync, merged_durable, w);
+    return 1;
+}
+
+/* REPLICATEs and REPAIRs an I/O loop read in one iteration: one multi-get
+ * for their read-before-write and one WriteBatch, not synced; under `sync
+ * always` they are acknowledged once the group commit has synced it, so
+ * the loop never waits on the disk. */
+void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
+                                     kvi_server_request *reqs, size_t n_reqs)
+{
+    kvi_node *n = ctx;
+    uint64_t started = kvi_metrics_now_ns();
+    kvi_state *states = malloc(n_reqs * sizeof *states);
+    kvi_merge_item *items = malloc(n_reqs * sizeof *items);
+    size_t *which = malloc(n_reqs * sizeof *which); /* the request of each item */
+    char *answered = calloc(n_reqs, 1);
+    if (!states || !items || !which || !answered) {
+        free(states);
+        free(items);
+        free(which);
+        free(answered);
+        for (size_t i = 0; i < n_reqs; i++) {
+            kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
+            kvi_server_answer(ps[i]);
+        }
+        return;
+    }
+    kvi_view *v = replica_check_view(n);
+    size_t n_items = 0;
+    for (size_t i = 0; i < n_reqs; i++) {
+        const kvi_frame_header *h = reqs[i].h;
+        kvi_request req;
+        int rc = (h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
+                         kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
+                     ? -1 : check_replica_request(n, v, &req, h, &states[i]);
+        if (rc == -1) {
+            kvi_node_handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */
+            answered[i] = 1;
+        } else if (rc != KV_OK) {
+            merge_respond(n, reqs[i].out, h, rc, 0, started);
+            answered[i] = 1;
+        } else {
+            items[n_items] = (kvi_merge_item){req.key.data, req.key.len, &states[i], 0, 0};
+            which[n_items++] = i;
+        }
+    }
+    kvi_view_unref(v);
+    if (n_items)
+        kvi_replica_merge_many(n->store, items, n_items, 1);
+    /* The bodies (the items' keys) go with the answers: those last. */
+    for (size_t i = 0; i < n_reqs; i++)
+        if (answered[i])
+            kvi_server_answer(ps[i]);
+    answer_merged(n, ps, reqs, items, which, n_items, started);
+    free(states);
+    free(items);
+    free(which);
+    free(answered);
 }

@@ -293,6 +293,35 @@ int kvi_store_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *ou
     return KV_OK;
 }
 
+int kvi_store_multi_get(kvi_store *s, size_t n, const unsigned char *const *skeys,
+                        const size_t *skey_lens, kvi_slice *out, int *rcs)
+{
+    rocksdb_pinnableslice_t **pins = calloc(n ? n : 1, sizeof *pins);
+    char **errs = calloc(n ? n : 1, sizeof *errs);
+    if (!pins || !errs) {
+        free(pins);
+        free(errs);
+        return kvi_error(KV_ENOMEM, "out of memory reading %zu records", n);
+    }
+    rocksdb_batched_multi_get_cf(s->db, s->read_options, s->cf_data, n,
+                                 (const char *const *)skeys, skey_lens, pins, errs, 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = (kvi_slice){0};
+        if (errs[i]) {
+            rcs[i] = rocks_error(errs[i], "reading a record");
+        } else if (!pins[i]) {
+            rcs[i] = KV_ENOTFOUND;
+        } else {
+            out[i].pin = pins[i];
+            out[i].data = rocksdb_pinnableslice_value(pins[i], &out[i].len);
+            rcs[i] = KV_OK;
+        }
+    }
+    free(pins);
+    free(errs);
+    return KV_OK;
+}
+
 void kvi_slice_release(kvi_slice *slice)
 {
     if (slice->pin)

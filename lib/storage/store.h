@@ -57,6 +57,12 @@ typedef struct kvi_slice {
 int kvi_store_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out);
 void kvi_slice_release(kvi_slice *slice);
 
+/* kvi_store_get of n keys at once (one RocksDB MultiGet, which looks the
+ * keys up together): rcs[i] is KV_OK (out[i] filled; release it),
+ * KV_ENOTFOUND or KV_EIO. KV_OK, or KV_ENOMEM (nothing filled). */
+int kvi_store_multi_get(kvi_store *s, size_t n, const unsigned char *const *skeys,
+                        const size_t *skey_lens, kvi_slice *out, int *rcs);
+
 int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
                   const void *rec, size_t rec_len);
 

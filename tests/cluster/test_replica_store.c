@@ -138,7 +138,7 @@ static void many_states_merge_in_one_write(void **state)
         {"b", 1, &b1, -1, 0},
         {"a", 1, &a2, -1, 0},
     };
-    assert_int_equal(kvi_replica_merge_many(f->db->embedded, items, 4), KV_OK);
+    assert_int_equal(kvi_replica_merge_many(f->db->embedded, items, 4, 0), KV_OK);
     assert_int_equal(items[0].status, KV_OK);
     assert_int_equal(items[1].status, KV_ETOOBIG);
     assert_int_equal(items[2].status, KV_OK);
