@@ -36,7 +36,7 @@ static int start_node(world *w, int i)
     const char *peers[NODES];
     for (int k = 0; k < NODES; k++)
         peers[k] = w->listen[k];
-    char id[8];
+    char id[16];
     snprintf(id, sizeof id, "n%d", i + 1);
     o.data_dir = w->dir[i];
     o.node_id = id;
