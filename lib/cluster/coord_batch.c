@@ -31,8 +31,9 @@
 #include "util/error.h"
 
 /* Operations of one batch running at once: enough to overlap the replicas'
- * round trips, few enough that one large batch does not flood a peer's
- * connection (4096 requests in flight) or the loop. */
+ * round trips, few enough that one large batch does not take all of a
+ * peer connection's request slots (128, KVI_VIEW_MAX_INFLIGHT in view.c)
+ * from every other request, nor hold the loop long in one step. */
 #define BATCH_INFLIGHT 32u
 
 typedef struct batch_op batch_op;
