@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "format/batch.h"
 #include "cluster/hints.h"
 #include "cluster/quorum.h"
 #include "cluster/paxos_acceptor.h"
@@ -17,7 +16,6 @@
 #include "format/record.h"
 #include "util/clock.h"
 #include "util/error.h"
-#include "format/value.h"
 
 #define MAX_PREF KVI_COORD_MAX_PREF
 
@@ -225,32 +223,16 @@ int kvi_coord_write_run(const kvi_coord_env *env, const kvi_coord_write *w,
 int kvi_coord_batch(const kvi_coord_env *env, kv_batch *b, const kv_write_options *wo,
                     const kv_read_options *ro, int siblings)
 {
-    kv_write_options wdef = KV_WRITE_OPTIONS_INIT;
-    kv_read_options rdef = KV_READ_OPTIONS_INIT;
-    if (!wo)
-        wo = &wdef;
-    if (!ro)
-        ro = &rdef;
-    kvi_batch_reset_results(b);
-    b->executed = 1;
-    /* In a cluster each operation stands alone, as DynamoDB's
-     * BatchWriteItem: there is no atomicity across keys. */
-    for (size_t i = 0; i < b->count; i++) {
-        kvi_batch_op *op = &b->ops[i];
-        if (op->kind == KV_BATCH_GET) {
-            op->status = kvi_coord_read(env, &op->result, op->key, op->key_len,
-                                        ro->consistency, ro->r, siblings, NULL);
-            op->version = op->result ? kvi_value_version(op->result) : 0;
-            continue;
-        }
-        kvi_coord_write w = {
-            .kind = op->kind == KV_BATCH_PUT ? KVI_WRITE_PUT : KVI_WRITE_DELETE,
-            .key = op->key, .key_len = op->key_len,
-            .value = op->value, .value_len = op->kind == KV_BATCH_PUT ? op->value_len : 0,
-            .ttl_s = op->ttl_s, .consistency = wo->consistency, .w = wo->w,
-            .siblings = siblings, .home_only = wo->home_only,
-        };
-        op->status = kvi_coord_write_run(env, &w, &op->version);
+    int rc = refuse_on_loop(env->view);
+    if (rc != KV_OK)
+        return rc;
+    waiter w;
+    waiter_init(&w, NULL);
+    rc = kvi_coord_batch_start(env, b, wo, ro, siblings, waiter_done, &w);
+    if (rc != KV_OK) {
+        pthread_mutex_destroy(&w.lock);
+        pthread_cond_destroy(&w.cond);
+        return rc;
     }
-    return KV_OK;
+    return waiter_wait(&w);
 }

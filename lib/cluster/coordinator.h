@@ -21,7 +21,9 @@
  * Each request is a state machine driven by the answers of the replicas
  * (cluster/coord_op.h): no thread waits on a replica. kvi_coord_read_start
  * and kvi_coord_write_start start one and call back once it ends;
- * kvi_coord_read and kvi_coord_write_run are the same, waited for.
+ * kvi_coord_read and kvi_coord_write_run are the same, waited for. A batch
+ * is a state machine that starts its operations as those, a bounded number
+ * at once (kvi_coord_batch_start; kvi_coord_batch waits for it).
  *
  * Threads: every function may be called from many threads at once. The
  * waiting calls block their thread for up to the internode timeout, and
@@ -188,7 +190,21 @@ int kvi_coord_read(const kvi_coord_env *env, kv_value **out, const void *key, si
                    kvi_read_report *report);
 
 /* Runs each operation of a batch on its own (no atomicity across keys);
- * each has its own status. Returns KV_OK once all have run. */
+ * each has its own status in b. The operations run at once, a bounded
+ * number at a time, as the reads, writes and SERIAL rounds of
+ * kvi_coord_read and kvi_coord_write_run would run them one by one; those
+ * on one key run in the batch's order. b (but not wo or ro) must stay
+ * valid, and untouched, until fn runs; fn gets r->rc KV_OK once every
+ * operation has its result. KV_OK: fn runs exactly once, on the loop of
+ * the view's connections (or inside this call in a view with no other
+ * member); otherwise (KV_ENOMEM) it never does. Counted by env->tracker
+ * until its last operation has ended. */
+int kvi_coord_batch_start(const kvi_coord_env *env, kv_batch *b, const kv_write_options *wo,
+                          const kv_read_options *ro, int siblings, kvi_coord_done_fn fn,
+                          void *ctx);
+
+/* kvi_coord_batch_start, waited for. Returns KV_OK once all have run, or
+ * KV_EBUSY on the loop of the view's connections. */
 int kvi_coord_batch(const kvi_coord_env *env, kv_batch *b, const kv_write_options *wo,
                     const kv_read_options *ro, int siblings);
 

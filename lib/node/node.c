@@ -280,72 +280,6 @@ static int write_options(kv_write_options *wo, const kvi_request *req)
     return KV_OK;
 }
 
-static int run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, kvi_buf *out)
-{
-    kv_batch *b = NULL;
-    int rc = kvi_batch_new(&b);
-    for (uint32_t i = 0; rc == KV_OK && i < req->batch_count; i++) {
-        kvi_batch_item it;
-        kvi_request_next_item(req, &it);
-        if (it.kind == KV_BATCH_PUT)
-            rc = kvi_batch_put(b, it.key.data, it.key.len, it.value.data, it.value.len, it.ttl_s);
-        else if (it.kind == KV_BATCH_GET)
-            rc = kvi_batch_get(b, it.key.data, it.key.len);
-        else
-            rc = kvi_batch_delete(b, it.key.data, it.key.len);
-        if (rc != KV_OK)
-            rc = kvi_error(rc, "batch operation %u: %s", i, kvi_error_last());
-    }
-    kv_write_options wo;
-    write_options(&wo, req);
-    kv_read_options ro = KV_READ_OPTIONS_INIT;
-    ro.consistency = wo.consistency;
-    ro.r = req->quorum;
-    if (rc == KV_OK)
-        rc = kvi_node_batch(n, b, &wo, &ro, h->flags);
-    if (rc != KV_OK) {
-        kvi_response none = {0};
-        kvi_node_respond(out, h, rc, &none);
-        kvi_batch_free(b);
-        return rc;
-    }
-    /* A request with the siblings flag gets every sibling of each value and
-     * its context, as a single GET does; the answer's flag says so. */
-    int siblings = (h->flags & KVI_FRAME_FLAG_SIBLINGS) != 0;
-    size_t start = out->len;
-    kvi_frame_begin(out);
-    kvi_response resp = {.opcode = KVI_OP_BATCH, .batch_count = req->batch_count};
-    kvi_response_encode(out, &resp);
-    for (uint32_t i = 0; i < req->batch_count; i++) {
-        const kv_value *v = NULL;
-        kvi_batch_outcome o = {0};
-        o.status = (int16_t)kvi_batch_result(&v, &o.version, b, i);
-        if (v) {
-            o.value.data = kvi_value_data(v, &o.value.len);
-            o.expiry_ms = kvi_value_expiry_ms(v);
-        }
-        if (!siblings) {
-            kvi_batch_outcome_encode(out, &o);
-            continue;
-        }
-        kvi_bytes values[KVI_MAX_WIRE_SIBLINGS];
-        uint32_t count = 0;
-        if (v) {
-            o.context.data = kvi_value_context(v, &o.context.len);
-            size_t n_sib = kvi_value_sibling_count(v);
-            for (; count < n_sib && count < KVI_MAX_WIRE_SIBLINGS; count++)
-                values[count].data = (const unsigned char *)kvi_value_sibling(v, count,
-                                                                        &values[count].len);
-        }
-        kvi_batch_outcome_encode_siblings(out, &o, values, count);
-    }
-    kvi_frame_finish(out, start, KVI_OP_BATCH,
-                     (uint16_t)(KVI_FRAME_FLAG_RESPONSE | (siblings ? KVI_FRAME_FLAG_SIBLINGS : 0)),
-                     KV_OK, h->request_id);
-    kvi_batch_free(b);
-    return KV_OK;
-}
-
 static kvi_metric_op metric_op(uint8_t opcode)
 {
     switch (opcode) {
@@ -414,7 +348,7 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
         kvi_node_respond(out, h, rc, &resp);
         break;
     case KVI_OP_BATCH:
-        rc = run_batch(n, &req, h, out);
+        rc = kvi_node_run_batch(n, &req, h, out);
         break;
     case KVI_OP_GET_STATE:
     case KVI_OP_REPLICATE:
@@ -481,15 +415,14 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
 {
     kvi_node *n = ctx;
     switch (h->opcode) {
-    /* Coordinated by a state machine (node_async.c), which sends what
-     * still blocks to the pool. */
+    /* Coordinated by a state machine (node_async.c, node_batch.c), which
+     * sends what still blocks to the pool. */
     case KVI_OP_GET:
     case KVI_OP_PUT:
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
-        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
     case KVI_OP_BATCH:
-        return kvi_node_clustered(n) ? POOL_COORDINATE : 0;
+        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
     /* Merged on the I/O loop, all those of an iteration together. */
     case KVI_OP_REPLICATE:
     case KVI_OP_REPAIR:

@@ -3,9 +3,9 @@
  * the I/O thread that read the request starts it, the peers' loop moves it
  * on as the replicas answer, and the answer goes back to the connection
  * through kvi_server_answer. No thread waits on a replica, at SERIAL
- * included.
+ * included. Batches start the same way, from node_batch.c.
  *
- * Batches and backups still run on the coordinating pool.
+ * Backups and scans still run on the coordinating pool.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +131,8 @@ int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_heade
                          const unsigned char *body, kvi_buf *out)
 {
     kvi_node *n = ctx;
+    if (h->opcode == KVI_OP_BATCH)
+        return kvi_node_batch_start(n, p, h, body, out) == KV_OK ? 0 : POOL_BLOCKING;
     kvi_request req;
     if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0)
         return POOL_BLOCKING; /* the usual handler says what is wrong */

@@ -74,6 +74,14 @@ int kvi_node_coord_env(kvi_node *n, struct kvi_coord_env *env);
  * thread waiting on the replicas (kvi_async_fn). */
 int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_header *h,
                          const unsigned char *body, kvi_buf *out);
+/* node_batch.c: a BATCH request. kvi_node_run_batch runs it on the
+ * calling thread (a node alone: in its embedded store) and appends its
+ * answer. kvi_node_batch_start starts it on the peers' loop and answers it
+ * through kvi_server_answer (KV_OK), or does not take it (another code:
+ * out untouched). */
+int kvi_node_run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, kvi_buf *out);
+int kvi_node_batch_start(kvi_node *n, kvi_server_pending *p, const kvi_frame_header *h,
+                         const unsigned char *body, kvi_buf *out);
 /* The binary protocol's request handler (kvi_request_fn). */
 void kvi_node_handle_request(void *ctx, const kvi_frame_header *h, const unsigned char *body,
                              kvi_buf *out);
