@@ -399,13 +399,15 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
                        kvi_metrics_now_ns() - started);
 }
 
-/* Worker pools of a clustered node: coordinated requests wait on other
- * nodes; replication waits on this node's disk (a synced write), which must
- * not stall the I/O threads, and gets its own pool so that coordinators
- * waiting on each other's replication can never exhaust one pool. Its two
- * threads take REPLICATEs in batches (handle_replication_batch): fewer
- * threads let the queue fill while one syncs, so batches grow with load
- * (2 beat 8 by 24% in docs/BENCHMARKS.md). */
+/* Worker pools of a clustered node, for what still blocks: backups and
+ * scans (they iterate the store, or wait on replicas) on the coordinating
+ * pool; Paxos acceptor messages and hints, which write synced, on the
+ * replication pool, whose two threads take them in batches
+ * (kvi_node_replication_batch: one synced write for all that queued while
+ * they were busy). The pools are apart so that requests waiting on each
+ * other can never exhaust one pool. Reads, writes, CAS, batches and
+ * incoming replication never reach a pool: they run on the I/O loops
+ * (docs/design/EVENT_LOOP.md). */
 #define POOL_COORDINATE 1
 #define POOL_REPLICATE 2
 #define COORDINATE_WORKERS 16u
