@@ -96,6 +96,10 @@ typedef struct conn {
     struct kvi_client *cl;
     int state;
     int fd;
+    /* peer_gone's last look (a poll call) and when, in loop milliseconds:
+     * every write probes its homes, and one look a millisecond is enough. */
+    uint64_t gone_checked_ms;
+    int gone;
     kvi_tls_session *tls;
     kvi_loop_io io;
     kvi_loop_deferred flush;
@@ -182,6 +186,18 @@ static int peer_closed(int fd)
 {
     struct pollfd p = {.fd = fd, .events = POLLRDHUP};
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* peer_closed for a connection on the loop, looked at most once a
+ * millisecond: a kill that lands after the look is not seen either way. */
+static int peer_gone(conn *c)
+{
+    uint64_t now = kvi_loop_now_ms();
+    if (now != c->gone_checked_ms) {
+        c->gone_checked_ms = now;
+        c->gone = peer_closed(c->fd);
+    }
+    return c->gone;
 }
 
 static void conn_pump(conn *c);
@@ -360,6 +376,8 @@ static void dial_finished(void *ctx)
     }
     pthread_mutex_lock(&c->lock);
     c->fd = d->fd;
+    c->gone_checked_ms = 0; /* a new socket: look again */
+    c->gone = 0;
     c->tls = d->tls;
     c->state = CONN_UP;
     pthread_mutex_unlock(&c->lock);
@@ -388,7 +406,7 @@ static void conn_pump(conn *c)
     uint64_t now = 0;
     while (c->queue.head && (!cl->max_inflight || c->n_inflight < cl->max_inflight)) {
         req *r = c->queue.head;
-        if (r->connect_only && peer_closed(c->fd)) {
+        if (r->connect_only && peer_gone(c)) {
             conn_break(c, "the node closed the connection"); /* and dials again */
             return;
         }
@@ -1677,7 +1695,7 @@ int kvi_client_connect_async(kvi_client *cl, kvi_reply_fn fn, void *ctx)
         /* Up already: say so at once, without a trip through the queue. */
         for (unsigned i = 0; i < cl->n_conns; i++) {
             conn *c = &cl->conns[i];
-            if (c->state == CONN_UP && !peer_closed(c->fd)) {
+            if (c->state == CONN_UP && !peer_gone(c)) {
                 kvi_reply rep = {KV_OK, NULL, NULL, NULL, 0};
                 fn(ctx, &rep);
                 return KV_OK;
