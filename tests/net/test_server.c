@@ -25,6 +25,7 @@
 #include <kv/kv.h>
 #include "format/frame.h"
 #include "format/message.h"
+#include "net/loop.h"
 #include "net/server.h"
 
 /* ---------------------------------------------------------- the server */
@@ -1055,6 +1056,150 @@ static void pending_requests_are_answered_later_from_any_thread(void **state)
     pthread_cond_destroy(&st.cond);
 }
 
+/* ------------------------------------------- gathered batches, lent loop */
+
+typedef struct gather_ctx {
+    handler_ctx hc;
+    kvi_loop *lent;          /* the loop lent to the server, or NULL */
+    atomic_uint calls, frames, largest, off_loop;
+    /* Every third batch is answered from another thread, after the call. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    kvi_server_pending *later[64];
+    unsigned n_later;
+    int done;
+} gather_ctx;
+
+static int gather_offload(void *ctx, const kvi_frame_header *h)
+{
+    (void)ctx;
+    return h->opcode == KVI_OP_PUT ? KVI_SERVER_LOOP_BATCH : 0;
+}
+
+static void gather_batch(void *ctx, kvi_server_pending **ps, kvi_server_request *reqs, size_t n)
+{
+    gather_ctx *g = ctx;
+    unsigned call = atomic_fetch_add(&g->calls, 1);
+    atomic_fetch_add(&g->frames, (unsigned)n);
+    if (n > atomic_load(&g->largest))
+        atomic_store(&g->largest, (unsigned)n);
+    if (g->lent && !kvi_loop_on_thread(g->lent))
+        atomic_fetch_add(&g->off_loop, 1);
+    for (size_t i = 0; i < n; i++) {
+        handle(&g->hc, reqs[i].h, reqs[i].body, reqs[i].out);
+        pthread_mutex_lock(&g->lock);
+        if (call % 3 == 2 && g->n_later < 64) {
+            g->later[g->n_later++] = ps[i];
+            pthread_cond_signal(&g->cond);
+            pthread_mutex_unlock(&g->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&g->lock);
+        kvi_server_answer(ps[i]);
+    }
+}
+
+/* Answers what gather_batch holds back, from this thread, until done. */
+static void *answer_later(void *arg)
+{
+    gather_ctx *g = arg;
+    pthread_mutex_lock(&g->lock);
+    while (!g->done || g->n_later) {
+        for (unsigned i = 0; i < g->n_later; i++)
+            kvi_server_answer(g->later[i]);
+        g->n_later = 0;
+        if (!g->done)
+            pthread_cond_wait(&g->cond, &g->lock);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
+}
+
+static void *run_lent_loop(void *arg)
+{
+    kvi_loop_run(arg);
+    return NULL;
+}
+
+/* PUTs marked KVI_SERVER_LOOP_BATCH reach loop_batch together, those of one
+ * read in one call, on the I/O loop (here a loop the test runs and lends);
+ * each is answered once, now or later from another thread; the server
+ * stops while the lent loop runs on. */
+static void gathered_frames_are_batched_on_the_lent_loop(void **state)
+{
+    (void)state;
+    gather_ctx g;
+    memset(&g, 0, sizeof g);
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_cond_init(&g.cond, NULL);
+    pthread_t answerer;
+    assert_int_equal(pthread_create(&answerer, NULL, answer_later, &g), 0);
+    assert_int_equal(kvi_loop_new(&g.lent), KV_OK);
+    pthread_t loop_thread;
+    assert_int_equal(pthread_create(&loop_thread, NULL, run_lent_loop, g.lent), 0);
+    kvi_server_config cfg = base_config(&g.hc);
+    cfg.handler_ctx = &g;
+    cfg.handler = handle;
+    cfg.offload = gather_offload;
+    cfg.loop_batch = gather_batch;
+    cfg.io_threads = 1;
+    cfg.loop = g.lent;
+    kvi_server *s = NULL;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int fd = connect_port(kvi_server_port(s));
+    assert_true(fd >= 0);
+
+    enum { ROUNDS = 6, PER = 20 };
+    kvi_buf b = {0}, body = {0};
+    unsigned got = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        kvi_buf_reset(&b);
+        for (int i = 0; i < PER; i++) {
+            char value[32];
+            int len = snprintf(value, sizeof value, "%0*d", 1 + round * PER + i, 0);
+            add_request(&b, KVI_OP_PUT, (uint64_t)(round * PER + i), "k", 1, value,
+                        (size_t)len);
+        }
+        add_request(&b, KVI_OP_PING, 1000 + (uint64_t)round, NULL, 0, NULL, 0);
+        /* One send: the server reads the round with one recv. */
+        assert_int_equal(send_all(fd, b.data, b.len), 0);
+        for (int i = 0; i < PER + 1; i++) {
+            kvi_frame_header h;
+            assert_int_equal(read_frame(fd, &h, &body), 0);
+            assert_int_equal(h.status, KV_OK);
+            if (h.opcode == KVI_OP_PING)
+                continue;
+            kvi_response r;
+            assert_int_equal(kvi_response_decode(&r, h.opcode, h.status, body.data, body.len),
+                             0);
+            assert_int_equal(r.version, h.request_id + 1); /* the value's length */
+            got++;
+        }
+    }
+    pthread_mutex_lock(&g.lock);
+    g.done = 1;
+    pthread_cond_signal(&g.cond);
+    pthread_mutex_unlock(&g.lock);
+    pthread_join(answerer, NULL);
+    assert_int_equal(got, ROUNDS * PER);
+    assert_int_equal(atomic_load(&g.frames), ROUNDS * PER);
+    /* Batched: fewer calls than frames, and all on the lent loop. */
+    assert_true(atomic_load(&g.largest) > 1);
+    assert_true(atomic_load(&g.calls) < ROUNDS * PER);
+    assert_int_equal(atomic_load(&g.off_loop), 0);
+    close(fd);
+    assert_int_equal(wait_buffered(s, 0, 10000), 0);
+    kvi_server_stop(s);
+    /* The loop is the test's still: it runs on, then stops and is freed. */
+    kvi_loop_stop(g.lent);
+    pthread_join(loop_thread, NULL);
+    kvi_loop_free(g.lent);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    pthread_mutex_destroy(&g.lock);
+    pthread_cond_destroy(&g.cond);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1066,6 +1211,7 @@ int main(void)
         cmocka_unit_test(stop_answers_the_requests_already_read),
         cmocka_unit_test(the_gate_sees_every_frame_with_its_connections_state),
         cmocka_unit_test(pending_requests_are_answered_later_from_any_thread),
+        cmocka_unit_test(gathered_frames_are_batched_on_the_lent_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
