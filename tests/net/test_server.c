@@ -1155,7 +1155,7 @@ static void gathered_frames_are_batched_on_the_lent_loop(void **state)
     for (int round = 0; round < ROUNDS; round++) {
         kvi_buf_reset(&b);
         for (int i = 0; i < PER; i++) {
-            char value[32];
+            char value[ROUNDS * PER + 8];
             int len = snprintf(value, sizeof value, "%0*d", 1 + round * PER + i, 0);
             add_request(&b, KVI_OP_PUT, (uint64_t)(round * PER + i), "k", 1, value,
                         (size_t)len);
