@@ -41,6 +41,12 @@ struct kvi_membership {
     pthread_mutex_t lock;
     kvi_member_list list; /* [0] is this node */
     kvi_view *view;   /* NULL until complete */
+    /* Views replaced under the lock, let go of only once it is released
+     * (unlock_membership): letting go of the last reference closes the
+     * view's clients, which waits for the peers loop, and the peers loop
+     * takes this lock (a CLUSTER or GOSSIP request served there). */
+    kvi_view *retired[4];
+    size_t n_retired;
     kvi_store *store; /* where the members are saved; may be NULL */
     kvi_gossip *gossip; /* news of the members; NULL when alone */
     /* Started with seeds: in a cluster even while alone, so that the
@@ -144,7 +150,10 @@ static void rebuild_view(kvi_membership *m)
         kvi_log(m->log, KV_LOG_ERROR, "cannot build the ring: %s", kvi_error_last());
     else {
         kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", l->n);
-        kvi_view_unref(m->view);
+        if (m->view && m->n_retired < sizeof m->retired / sizeof m->retired[0])
+            m->retired[m->n_retired++] = m->view;
+        else
+            kvi_view_unref(m->view); /* never: one rebuild per locked section */
         m->view = fresh;
         if (m->gossip)
             kvi_gossip_set_status(m->gossip, KVI_MEMBER_UP);
@@ -152,6 +161,18 @@ static void rebuild_view(kvi_membership *m)
     free(ids);
     free(addrs);
     free(https);
+}
+
+/* Releases m->lock, then lets go of the views replaced while it was held. */
+static void unlock_membership(kvi_membership *m)
+{
+    kvi_view *old[sizeof m->retired / sizeof m->retired[0]];
+    size_t n = m->n_retired;
+    memcpy(old, m->retired, n * sizeof old[0]);
+    m->n_retired = 0;
+    pthread_mutex_unlock(&m->lock);
+    for (size_t i = 0; i < n; i++)
+        kvi_view_unref(old[i]);
 }
 
 /* Saves the members whose ids are known; called with m->lock held. */
@@ -317,7 +338,7 @@ static uint32_t discover(void *arg)
     pthread_mutex_lock(&m->lock);
     if (m->await_seed) {
         int joined = join_through_seed(m, m->join_round++);
-        pthread_mutex_unlock(&m->lock);
+        unlock_membership(m);
         return joined ? 0 : DISCOVERY_INTERVAL_MS;
     }
     int changed = 0, pending = 0;
@@ -378,7 +399,7 @@ static uint32_t discover(void *arg)
     /* Serving from saved ids, a missing member is only to be confirmed:
      * ask less often. */
     uint32_t next = !pending ? 0 : m->view ? VERIFY_INTERVAL_MS : DISCOVERY_INTERVAL_MS;
-    pthread_mutex_unlock(&m->lock);
+    unlock_membership(m);
     return next;
 }
 
@@ -406,7 +427,7 @@ static uint32_t sync_gossip(void *arg)
         rebuild_view(m);
         save_members(m);
     }
-    pthread_mutex_unlock(&m->lock);
+    unlock_membership(m);
     kvi_gossip_table_free(&t);
     return SYNC_INTERVAL_MS;
 }
@@ -497,7 +518,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         m->await_seed = m->has_seeds && configured == 0 && loaded == 0 && !seed_of_self;
         /* Alone, or every id known from an earlier run: serve at once. */
         rebuild_view(m);
-        pthread_mutex_unlock(&m->lock);
+        unlock_membership(m);
         ok = kvi_ticker_start(&m->discovery, discover, m) == 0;
         if (ok && m->gossip)
             ok = kvi_ticker_start(&m->sync, sync_gossip, m) == 0;
