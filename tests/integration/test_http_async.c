@@ -136,10 +136,15 @@ static int teardown(void **state)
 {
     cluster *c = *state;
     int clean = 1;
+    /* All go on first: a node stops only once its requests in flight have
+     * ended, and those may wait on a member that a failed test left
+     * stopped. */
+    for (int i = 0; i < NODES; i++)
+        if (c->nodes[i].pid > 0)
+            kill(c->nodes[i].pid, SIGCONT);
     for (int i = 0; i < NODES; i++) {
         node *d = &c->nodes[i];
         if (d->pid > 0) {
-            kill(d->pid, SIGCONT);
             kill(d->pid, SIGTERM);
             int status = -1, exited = 0;
             for (int t = 0; t < 1500 && !exited; t++) {
@@ -231,6 +236,13 @@ static void http_threads_do_not_wait_on_replicas(void **state)
     long got = http_request(http, "GET", "/v1/kv/held?consistency=one", NULL, &out,
                             ONE_BOUND_MS);
     int waiting = WAITERS - count_done(ws, WAITERS);
+    if (got != 200 || waiting != WAITERS) {
+        fprintf(stderr, "at ONE: %ld %s; %d of %d at ALL still waiting\n", got, out.data,
+                waiting, WAITERS);
+        for (int i = 0; i < WAITERS; i++)
+            if (atomic_load(&ws[i].done))
+                fprintf(stderr, "waiter %d: %ld %s\n", i, ws[i].status, ws[i].out.data);
+    }
     assert_int_equal(got, 200);
     assert_non_null(strstr(out.data, "\"value\":\"v1\""));
     assert_int_equal(http_request(http, "PUT", "/v1/kv/other?consistency=one",
