@@ -703,9 +703,11 @@ static int start_http(kvi_node *n, const kv_node_options *o, const kvi_logger *l
 {
     kvi_http_config hc = {
         .listen_addr = n->http_addr,
-        /* In a cluster an HTTP thread waits on other nodes for each
-         * request it coordinates, so it takes more of them. */
-        .threads = o->http_threads ? o->http_threads : kvi_node_clustered(n) ? 16 : 2,
+        /* A get, put, delete or CAS waits on other nodes with no thread
+         * (node_http.c), so two do in a cluster too: more measured no
+         * better on 2 cores (docs/BENCHMARKS.md). A batch, a scan or a
+         * backup still holds its thread while it waits. */
+        .threads = o->http_threads ? o->http_threads : 2,
         .ops = &kvi_node_http_ops,
         .ops_ctx = n,
         .policies = 1,
