@@ -181,9 +181,10 @@ typedef struct kv_node_options {
     const char *http_addr;       /**< HTTP/JSON API, "HOST:PORT" or NULL; copied */
     const kv_open_options *store;/**< options of the node's store; NULL = defaults */
     unsigned int io_threads;     /**< binary protocol threads; 0 = 2 */
-    unsigned int http_threads;   /**< HTTP thread pool, >= 2; 0 = 2 alone,
-                                      16 in a cluster (each waits on the
-                                      replicas of the request it serves) */
+    unsigned int http_threads;   /**< HTTP thread pool, >= 2; 0 = 2. In a
+                                      cluster a get, put, delete or CAS
+                                      waits on replicas with no thread; a
+                                      batch, scan or backup holds one */
     /** Largest request frame body accepted, in bytes; 0 = 16 MiB. Larger
      * frames are refused from their header, before anything is allocated. */
     uint32_t max_request_bytes;

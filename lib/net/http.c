@@ -10,6 +10,7 @@
 
 #include <microhttpd.h>
 
+#include "format/value.h"
 #include "net/addr.h"
 #include "net/http_routes.h"
 #include "util/error.h"
@@ -93,6 +94,73 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     *socket_context = NULL;
 }
 
+/* ------------------------------------------------- asynchronous operations */
+
+static void async_unref(kvi_http_async *a)
+{
+    if (atomic_fetch_sub(&a->refs, 1) == 1) {
+        kvi_value_free(a->value);
+        free(a);
+    }
+}
+
+/* The connection lets go of its request's operation state. */
+static void async_release(kvi_http_conn *c)
+{
+    if (c->async)
+        async_unref(c->async);
+    c->async = NULL;
+}
+
+kvi_http_async *kvi_http_async_begin(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kvi_http_async *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    pthread_mutex_lock(&h->async_lock);
+    int stopping = h->stopping;
+    if (!stopping)
+        h->async_live++;
+    pthread_mutex_unlock(&h->async_lock);
+    if (stopping) {
+        free(a);
+        return NULL;
+    }
+    a->server = h;
+    a->mc = c->mc;
+    atomic_init(&a->state, KVI_HTTP_ASYNC_RUNNING);
+    atomic_init(&a->refs, 2); /* the connection's and the completion's */
+    c->async = a;
+    return a;
+}
+
+/* Runs once per operation, on the thread that ended it (a node's peers
+ * loop), or inside the start call. Stores the result, then resumes the
+ * connection if its handler has suspended it; if not, the handler sees
+ * DONE and answers without suspending (on_request). */
+void kvi_http_async_done(void *ctx, kvi_http_result *r)
+{
+    kvi_http_async *a = ctx;
+    kvi_http *h = a->server;
+    a->rc = r->rc;
+    a->version = r->version;
+    a->value = r->value;
+    r->value = NULL;
+    snprintf(a->message, sizeof a->message, "%s", r->message ? r->message : "");
+    /* The connection stays suspended, so open, until it is resumed here:
+     * a->mc is valid. */
+    if (atomic_exchange(&a->state, KVI_HTTP_ASYNC_DONE) == KVI_HTTP_ASYNC_SUSPENDED)
+        MHD_resume_connection(a->mc);
+    async_unref(a);
+    /* Last, and under the lock: kvi_http_stop may stop MHD and free h as
+     * soon as the count is 0. */
+    pthread_mutex_lock(&h->async_lock);
+    if (--h->async_live == 0)
+        pthread_cond_broadcast(&h->async_idle);
+    pthread_mutex_unlock(&h->async_lock);
+}
+
 static void shrink(kvi_buf *b)
 {
     if (b->cap > KEEP_BUFFER)
@@ -113,6 +181,11 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
     *req_cls = NULL;
     if (!c)
         return;
+    /* A request ends before its answer was built when the client hung up
+     * as its operation's result came (MHD saw the reset on resuming). A
+     * suspended connection is never closed: MHD does not watch it, and
+     * kvi_http_stop waits for every operation first. */
+    async_release(c);
     if (c->active && !c->answered)
         /* Never answered: the client hung up or timed out mid-request. */
         kvi_metrics_record(h->metrics, KVI_PROTO_HTTP, c->mop, KV_EINVAL,
@@ -125,8 +198,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
 
 /* ------------------------------------------------------------ requests */
 
-static void begin_request(kvi_http_conn *c)
+static void begin_request(kvi_http_conn *c, struct MHD_Connection *mc)
 {
+    c->mc = mc;
+    c->async = NULL;
     c->active = 1;
     c->answered = 0;
     c->start_ns = kvi_metrics_now_ns();
@@ -265,6 +340,30 @@ static enum MHD_Result take_upload(kvi_http_conn *c, const char *data, size_t n)
     return MHD_YES;
 }
 
+/* The request's operation is in flight or has ended. Suspends the
+ * connection until it ends, or answers from its result. MHD allows
+ * suspending only here, and resuming from anywhere; so suspend first, then
+ * claim the SUSPENDED state: if the completion ran in between, it saw
+ * RUNNING and resumed nothing, and the resume is ours to make. MHD then
+ * calls the handler again, which finds DONE. */
+static enum MHD_Result async_wait(kvi_http_conn *c, struct MHD_Connection *mc)
+{
+    kvi_http_async *a = c->async;
+    if (atomic_load(&a->state) != KVI_HTTP_ASYNC_DONE) {
+        MHD_suspend_connection(mc);
+        int running = KVI_HTTP_ASYNC_RUNNING;
+        if (!atomic_compare_exchange_strong(&a->state, &running, KVI_HTTP_ASYNC_SUSPENDED))
+            MHD_resume_connection(mc);
+        return MHD_YES;
+    }
+    kvi_http_result r = {.rc = a->rc, .message = a->message, .version = a->version,
+                         .value = a->value};
+    a->value = NULL;
+    kvi_http_finish(c, &r);
+    async_release(c);
+    return respond(c, mc);
+}
+
 /* MHD's access handler, called several times per request: once when the
  * headers are in, once per piece of the body, and once at the end. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
@@ -281,7 +380,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         if (!c)
             return MHD_NO;
         *req_cls = c;
-        begin_request(c);
+        begin_request(c, mc);
         kvi_http_route_request(c, mc, url, method);
         int64_t declared = content_length(mc);
         if (declared > (int64_t)c->body_limit && !c->status)
@@ -299,8 +398,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     }
     if (c->answered)
         return MHD_YES;
-    if (!c->status)
+    if (!c->status) {
         kvi_http_handle(c);
+        if (c->async)
+            return async_wait(c, mc);
+    } else if (c->async) {
+        return async_wait(c, mc); /* called again: resumed */
+    }
     return respond(c, mc);
 }
 
@@ -407,6 +511,8 @@ static void free_server(kvi_http *h)
     free(h->tokens);
     if (h->own_metrics)
         kvi_metrics_free(h->metrics);
+    pthread_mutex_destroy(&h->async_lock);
+    pthread_cond_destroy(&h->async_idle);
     free(h);
 }
 
@@ -445,6 +551,8 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     kvi_http *h = calloc(1, sizeof *h);
     if (!h)
         return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
+    pthread_mutex_init(&h->async_lock, NULL);
+    pthread_cond_init(&h->async_idle, NULL);
     h->ops = cfg->ops;
     h->ops_ctx = cfg->ops_ctx;
     h->policies = cfg->policies;
@@ -457,7 +565,7 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
         h->metrics = kvi_metrics_new();
         h->own_metrics = 1;
         if (!h->metrics) {
-            free(h);
+            free_server(h);
             return kvi_error(KV_ENOMEM, "out of memory starting the HTTP server");
         }
     }
@@ -482,7 +590,9 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     size_t pool = (size_t)h->max_key_size * 3 + 16 * 1024;
     if (pool < 32 * 1024)
         pool = 32 * 1024;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    /* Suspend and resume: for the operations that run asynchronously
+     * (kvi_http_ops), resumed through MHD's inter-thread channel. */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (addr.sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* In an array, to leave them out without TLS (MHD logs HTTPS options
@@ -550,6 +660,14 @@ void kvi_http_stop(kvi_http *h)
 {
     if (!h)
         return;
+    /* MHD must not stop with a connection suspended: wait for the
+     * operations in flight (each ends within its own timeout) to resume
+     * theirs. Requests that come meanwhile run the blocking operations. */
+    pthread_mutex_lock(&h->async_lock);
+    h->stopping = 1;
+    while (h->async_live)
+        pthread_cond_wait(&h->async_idle, &h->async_lock);
+    pthread_mutex_unlock(&h->async_lock);
     /* Joins the workers and closes every connection, which frees each
      * kvi_http_conn through on_connection. */
     MHD_stop_daemon(h->daemon);

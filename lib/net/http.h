@@ -15,6 +15,11 @@
  *
  * Requests are served by the operations cfg->ops (a node's data calls, or
  * in tests a handle's), so the HTTP layer has no storage logic of its own.
+ * A get, put, delete or CAS whose operation has an asynchronous form is
+ * started by the server's thread, which then suspends the connection and
+ * serves others; the operation's completion resumes it (libmicrohttpd's
+ * inter-thread channel, an eventfd), and the same thread kind builds the
+ * answer. kvi_http_stop waits for the operations in flight to end.
  *
  * With tokens configured, every request but GET /v1/health and /metrics
  * needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of
@@ -37,6 +42,16 @@ typedef enum kvi_http_policy {
     KVI_HTTP_POLICY_LWW = 1,
     KVI_HTTP_POLICY_SIBLINGS = 2
 } kvi_http_policy;
+
+/* How an asynchronous operation ended (see kvi_http_ops). */
+typedef struct kvi_http_result {
+    int rc;              /* a public KV_* code */
+    const char *message; /* rc != KV_OK: why; valid during the done call */
+    uint64_t version;    /* a write's new version, or the current one with
+                          * KV_ECONFLICT */
+    kv_value *value;     /* a get's value (KV_OK): the done function owns it */
+} kvi_http_result;
+typedef void (*kvi_http_done_fn)(void *done_ctx, kvi_http_result *r);
 
 /* What the server runs requests against. Each call returns a KV_* code
  * (public codes only), with its detail in this thread's kvi_error_last(),
@@ -63,6 +78,22 @@ typedef struct kvi_http_ops {
      * be NULL: the endpoint then answers 501. */
     int (*scan)(void *ctx, kvi_http_policy p, kv_scan_page **out, const char *cursor,
                 size_t limit, const kv_scan_options *so);
+    /* Optional asynchronous forms of get, put, del and cas (each NULL: the
+     * blocking one runs on the server's thread). Each calls done exactly
+     * once, on any thread, possibly before it returns (an invalid request,
+     * a store of its own); the server's thread is free meanwhile. Key,
+     * value and options are borrowed for the call only: an operation that
+     * outlives it copies them. */
+    void (*get_async)(void *ctx, kvi_http_policy p, const void *key, size_t key_len,
+                      const kv_read_options *ro, kvi_http_done_fn done, void *done_ctx);
+    void (*put_async)(void *ctx, kvi_http_policy p, const void *key, size_t key_len,
+                      const void *value, size_t value_len, const kv_write_options *wo,
+                      kvi_http_done_fn done, void *done_ctx);
+    void (*del_async)(void *ctx, kvi_http_policy p, const void *key, size_t key_len,
+                      const kv_write_options *wo, kvi_http_done_fn done, void *done_ctx);
+    void (*cas_async)(void *ctx, kvi_http_policy p, const void *key, size_t key_len,
+                      uint64_t expected, const void *value, size_t value_len,
+                      const kv_write_options *wo, kvi_http_done_fn done, void *done_ctx);
 } kvi_http_ops;
 
 typedef struct kvi_http_config {

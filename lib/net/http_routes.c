@@ -635,13 +635,14 @@ static void ok_version(kvi_http_conn *c, uint64_t version)
     kvi_http_json_raw(&c->out, "}");
 }
 
-static void handle_get(kvi_http_conn *c)
+/* A get's answer: its value (or siblings), version, expiry and context. */
+static void finish_get(kvi_http_conn *c, kvi_http_result *r)
 {
-    kv_value *v;
-    int rc = c->server->ops->get(c->server->ops_ctx, c->policy, &v, c->key.data, c->key.len,
-                                  &c->ropts);
-    if (rc != KV_OK) {
-        fail_kv(c, rc);
+    kv_value *v = r->value;
+    r->value = NULL;
+    if (r->rc != KV_OK) {
+        kvi_value_free(v);
+        fail_msg(c, r->rc, r->message ? r->message : "");
         return;
     }
     kvi_buf *b = &c->out;
@@ -673,6 +674,33 @@ static void handle_get(kvi_http_conn *c)
     }
     kvi_http_json_raw(b, "}");
     kvi_value_free(v);
+}
+
+/* The result of a blocking operation that returned rc, its detail in this
+ * thread's kvi_error_last(). */
+static kvi_http_result blocking_result(int rc, uint64_t version, kv_value *value)
+{
+    return (kvi_http_result){.rc = rc, .message = rc != KV_OK ? kvi_error_last() : NULL,
+                             .version = version, .value = value};
+}
+
+/* Each of the four runs its operation asynchronously when the table has
+ * that form and the server can take it (kvi_http_async_begin): the answer
+ * is then built by kvi_http_finish when it ends, on whichever thread MHD
+ * resumes the connection. Otherwise it blocks here and builds it now. */
+static void handle_get(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kvi_http_async *a = h->ops->get_async ? kvi_http_async_begin(c) : NULL;
+    if (a) {
+        h->ops->get_async(h->ops_ctx, c->policy, c->key.data, c->key.len, &c->ropts,
+                          kvi_http_async_done, a);
+        return;
+    }
+    kv_value *v = NULL;
+    int rc = h->ops->get(h->ops_ctx, c->policy, &v, c->key.data, c->key.len, &c->ropts);
+    kvi_http_result r = blocking_result(rc, 0, v);
+    kvi_http_finish(c, &r);
 }
 
 /* The default page of GET /v1/kv without ?limit=. */
@@ -766,27 +794,38 @@ static void handle_put(kvi_http_conn *c)
         c->wopts.context = w.context;
         c->wopts.context_len = w.context_len;
     }
-    uint64_t version = 0;
-    rc = c->server->ops->put(c->server->ops_ctx, c->policy, &version, c->key.data, c->key.len,
-                             w.value, w.value_len, &c->wopts);
-    kvi_http_write_body_free(&w);
-    if (rc != KV_OK) {
-        fail_kv(c, rc);
-        return;
+    kvi_http *h = c->server;
+    kvi_http_async *a = h->ops->put_async ? kvi_http_async_begin(c) : NULL;
+    if (a) {
+        /* The operation copies what it keeps: w may go once it returns. */
+        h->ops->put_async(h->ops_ctx, c->policy, c->key.data, c->key.len, w.value,
+                          w.value_len, &c->wopts, kvi_http_async_done, a);
+    } else {
+        uint64_t version = 0;
+        rc = h->ops->put(h->ops_ctx, c->policy, &version, c->key.data, c->key.len, w.value,
+                         w.value_len, &c->wopts);
+        kvi_http_result r = blocking_result(rc, version, NULL);
+        kvi_http_finish(c, &r);
     }
-    ok_version(c, version);
+    /* The context may point into w. */
+    c->wopts.context = NULL;
+    c->wopts.context_len = 0;
+    kvi_http_write_body_free(&w);
 }
 
 static void handle_delete(kvi_http_conn *c)
 {
-    uint64_t version = 0;
-    int rc = c->server->ops->del(c->server->ops_ctx, c->policy, &version, c->key.data,
-                                  c->key.len, &c->wopts);
-    if (rc != KV_OK) {
-        fail_kv(c, rc);
+    kvi_http *h = c->server;
+    kvi_http_async *a = h->ops->del_async ? kvi_http_async_begin(c) : NULL;
+    if (a) {
+        h->ops->del_async(h->ops_ctx, c->policy, c->key.data, c->key.len, &c->wopts,
+                          kvi_http_async_done, a);
         return;
     }
-    ok_version(c, version);
+    uint64_t version = 0;
+    int rc = h->ops->del(h->ops_ctx, c->policy, &version, c->key.data, c->key.len, &c->wopts);
+    kvi_http_result r = blocking_result(rc, version, NULL);
+    kvi_http_finish(c, &r);
 }
 
 static void handle_cas(kvi_http_conn *c)
@@ -799,29 +838,56 @@ static void handle_cas(kvi_http_conn *c)
         return;
     }
     c->wopts.ttl_s = w.ttl_s;
-    uint64_t version = 0;
-    rc = c->server->ops->cas(c->server->ops_ctx, c->policy, &version, c->key.data, c->key.len,
-                             w.expected_version, w.value, w.value_len, &c->wopts);
-    uint64_t expected = w.expected_version;
+    c->expected = w.expected_version;
+    kvi_http *h = c->server;
+    kvi_http_async *a = h->ops->cas_async ? kvi_http_async_begin(c) : NULL;
+    if (a) {
+        h->ops->cas_async(h->ops_ctx, c->policy, c->key.data, c->key.len, w.expected_version,
+                          w.value, w.value_len, &c->wopts, kvi_http_async_done, a);
+    } else {
+        uint64_t version = 0;
+        rc = h->ops->cas(h->ops_ctx, c->policy, &version, c->key.data, c->key.len,
+                         w.expected_version, w.value, w.value_len, &c->wopts);
+        kvi_http_result r = blocking_result(rc, version, NULL);
+        kvi_http_finish(c, &r);
+    }
     kvi_http_write_body_free(&w);
-    if (rc == KV_ECONFLICT) {
-        kvi_http_error(c, 409, "CONFLICT", rc, "expected version %llu, the current version is %llu",
-                       (unsigned long long)expected, (unsigned long long)version);
-        /* The error object gets the current version beside it, so the
-         * client can retry without another GET. */
+}
+
+/* A CAS's answer. A conflict's error object gets the current version
+ * beside it, so the client can retry without another GET. */
+static void finish_cas(kvi_http_conn *c, const kvi_http_result *r)
+{
+    if (r->rc == KV_ECONFLICT) {
+        kvi_http_error(c, 409, "CONFLICT", r->rc,
+                       "expected version %llu, the current version is %llu",
+                       (unsigned long long)c->expected, (unsigned long long)r->version);
         if (c->out.failed || c->out.len == 0)
             return;
         c->out.len--;
         kvi_http_json_raw(&c->out, ",\"version\":");
-        kvi_http_json_u64(&c->out, version);
+        kvi_http_json_u64(&c->out, r->version);
         kvi_http_json_raw(&c->out, "}");
         return;
     }
-    if (rc != KV_OK) {
-        fail_kv(c, rc);
+    if (r->rc != KV_OK) {
+        fail_msg(c, r->rc, r->message ? r->message : "");
         return;
     }
-    ok_version(c, version);
+    ok_version(c, r->version);
+}
+
+void kvi_http_finish(kvi_http_conn *c, kvi_http_result *r)
+{
+    if (c->route == KVI_HTTP_ROUTE_CAS) {
+        finish_cas(c, r);
+    } else if (c->method == KVI_HTTP_GET) {
+        finish_get(c, r);
+    } else if (r->rc != KV_OK) {
+        fail_msg(c, r->rc, r->message ? r->message : "");
+    } else {
+        ok_version(c, r->version); /* PUT, DELETE */
+    }
 }
 
 static const char *const op_names[] = {"", "PUT", "GET", "DELETE"};

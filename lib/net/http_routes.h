@@ -3,6 +3,7 @@
 #define KVI_HTTP_ROUTES_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,7 +24,8 @@ typedef struct kvi_http_token {
     size_t len;
 } kvi_http_token;
 
-/* Immutable after kvi_http_start, so worker threads read it without locks. */
+/* Immutable after kvi_http_start, so worker threads read it without locks
+ * (but for the count of asynchronous operations, under its lock). */
 struct kvi_http {
     struct MHD_Daemon *daemon;
     const kvi_http_ops *ops;
@@ -52,7 +54,40 @@ struct kvi_http {
      * only: mhd_log, also called by the workers, compares ids first. */
     pthread_t starter;
     char start_msg[256];
+    /* Asynchronous operations in flight (kvi_http_async). MHD must not be
+     * stopped while one holds a connection suspended, so kvi_http_stop
+     * sets stopping (later requests run the blocking operations) and waits
+     * for live to reach 0. */
+    pthread_mutex_t async_lock;
+    pthread_cond_t async_idle;
+    unsigned async_live;
+    int stopping;
 };
+
+/* Where an asynchronous operation is: started, its connection suspended
+ * waiting for it, or ended with its result stored. */
+enum {
+    KVI_HTTP_ASYNC_RUNNING = 0,
+    KVI_HTTP_ASYNC_SUSPENDED = 1,
+    KVI_HTTP_ASYNC_DONE = 2
+};
+
+/* One request's asynchronous operation, from its start to the answer built
+ * from its result. The connection and the operation's completion each hold
+ * a reference, and whichever lets go last frees it: a connection that goes
+ * away first (the client hung up as the answer came) leaves the result to
+ * be freed by the completion, never touched through freed memory. */
+typedef struct kvi_http_async {
+    kvi_http *server;
+    struct MHD_Connection *mc;
+    atomic_int state;       /* KVI_HTTP_ASYNC_* */
+    atomic_int refs;
+    /* The result, written by the completion before state becomes DONE. */
+    int rc;
+    uint64_t version;
+    kv_value *value;
+    char message[512];
+} kvi_http_async;
 
 typedef enum kvi_http_route {
     KVI_HTTP_ROUTE_NONE = 0,
@@ -79,6 +114,9 @@ typedef enum kvi_http_method {
  * state below describes the request in progress. */
 typedef struct kvi_http_conn {
     kvi_http *server;
+    struct MHD_Connection *mc;
+    kvi_http_async *async;  /* the request's operation in flight, else NULL */
+    uint64_t expected;      /* a CAS's expected version, for its 409 */
     int active;             /* a request has started and not completed */
     int answered;           /* its response is queued */
     uint64_t start_ns;
@@ -117,6 +155,17 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc,
 /* The whole body is in and no answer is decided yet: runs the request
  * against the store and decides the answer. */
 void kvi_http_handle(kvi_http_conn *c);
+
+/* Decides the answer of a get, put, delete or CAS from its operation's
+ * result (blocking or asynchronous: one way to build it). Takes r->value. */
+void kvi_http_finish(kvi_http_conn *c, kvi_http_result *r);
+
+/* For a request about to start an asynchronous operation: its state, with
+ * c->async set, or NULL (the server is stopping, or out of memory), when
+ * the blocking operation must run instead. */
+kvi_http_async *kvi_http_async_begin(kvi_http_conn *c);
+/* The operation's completion (a kvi_http_done_fn over kvi_http_async). */
+void kvi_http_async_done(void *ctx, kvi_http_result *r);
 
 /* Decides an error answer: status, the JSON error body with code and
  * message, and the KV code recorded in the metrics. */

@@ -578,77 +578,6 @@ static int start_auth(kvi_node *n, const kv_node_options *o)
     return KV_OK;
 }
 
-/* ---------------------------------------------------------- the HTTP API */
-
-/* The frame flags of a request under policy p (?policy=, else the node's). */
-static unsigned http_flags(const kvi_node *n, kvi_http_policy p)
-{
-    if (p == KVI_HTTP_POLICY_OWN)
-        return kvi_node_flags(n);
-    return p == KVI_HTTP_POLICY_SIBLINGS ? KVI_FRAME_FLAG_SIBLINGS : 0;
-}
-
-static int http_get(void *ctx, kvi_http_policy p, kv_value **out, const void *key,
-                    size_t key_len, const kv_read_options *ro)
-{
-    kvi_node *n = ctx;
-    *out = NULL;
-    return kvi_public_status(kvi_node_get(n, out, key, key_len, ro, http_flags(n, p), NULL));
-}
-
-static int http_put(void *ctx, kvi_http_policy p, uint64_t *out_version, const void *key,
-                    size_t key_len, const void *value, size_t value_len,
-                    const kv_write_options *wo)
-{
-    kvi_node *n = ctx;
-    return kvi_public_status(kvi_node_put(n, out_version, key, key_len, value, value_len, wo,
-                                          http_flags(n, p)));
-}
-
-static int http_delete(void *ctx, kvi_http_policy p, uint64_t *out_version, const void *key,
-                       size_t key_len, const kv_write_options *wo)
-{
-    kvi_node *n = ctx;
-    return kvi_public_status(kvi_node_delete(n, out_version, key, key_len, wo,
-                                             http_flags(n, p)));
-}
-
-static int http_cas(void *ctx, kvi_http_policy p, uint64_t *out_version, const void *key,
-                    size_t key_len, uint64_t expected, const void *value, size_t value_len,
-                    const kv_write_options *wo)
-{
-    kvi_node *n = ctx;
-    return kvi_public_status(kvi_node_cas(n, out_version, key, key_len, expected, value,
-                                          value_len, wo, http_flags(n, p)));
-}
-
-static int http_batch(void *ctx, kvi_http_policy p, kv_batch *b, const kv_write_options *wo,
-                      const kv_read_options *ro)
-{
-    kvi_node *n = ctx;
-    int rc = kvi_node_batch(n, b, wo, ro, http_flags(n, p));
-    kvi_batch_public_results(b);
-    return kvi_public_status(rc);
-}
-
-/* The report's one entry: this node's own store. */
-static int backup_fill(void *ctx, const char *dir, cJSON *nodes)
-{
-    cJSON *entry = cJSON_CreateObject();
-    cJSON_AddItemToArray(nodes, entry);
-    return kvi_node_backup(ctx, dir, strlen(dir), 0, entry);
-}
-
-static int http_backup(void *ctx, char **report, const char *dir)
-{
-    return kvi_public_status(kvi_backup_report(report, dir, backup_fill, ctx));
-}
-
-static const kvi_http_ops http_ops = {
-    .get = http_get, .put = http_put, .del = http_delete, .cas = http_cas,
-    .batch = http_batch, .backup = http_backup, .scan = kvi_node_http_scan,
-};
-
 /* ----------------------------------------------------------- the store */
 
 /* Opens the node's embedded store as kv_open would: the store options'
@@ -776,10 +705,12 @@ static int start_http(kvi_node *n, const kv_node_options *o, const kvi_logger *l
 {
     kvi_http_config hc = {
         .listen_addr = n->http_addr,
-        /* In a cluster an HTTP thread waits on other nodes for each
-         * request it coordinates, so it takes more of them. */
-        .threads = o->http_threads ? o->http_threads : kvi_node_clustered(n) ? 16 : 2,
-        .ops = &http_ops,
+        /* A get, put, delete or CAS waits on other nodes with no thread
+         * (node_http.c), so two do in a cluster too: more measured no
+         * better on 2 cores (docs/BENCHMARKS.md). A batch, a scan or a
+         * backup still holds its thread while it waits. */
+        .threads = o->http_threads ? o->http_threads : 2,
+        .ops = &kvi_node_http_ops,
         .ops_ctx = n,
         .policies = 1,
         .node_id = n->node_id,

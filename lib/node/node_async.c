@@ -5,6 +5,10 @@
  * through kvi_server_answer. No thread waits on a replica, at SERIAL
  * included. Batches start the same way, from node_batch.c.
  *
+ * The HTTP API's get, put, delete and CAS start here too (node_http.c):
+ * the same request, only its answer goes to the HTTP server's completion,
+ * which resumes the suspended connection, instead of into a frame.
+ *
  * Backups and scans still run on the coordinating pool.
  */
 #include <stdio.h>
@@ -14,19 +18,41 @@
 #include "cluster/coordinator.h"
 #include "cluster/serial.h"
 #include "node/node_internal.h"
+#include "format/value.h"
 #include "util/error.h"
 
 /* The pool that runs what still blocks (node.c's POOL_COORDINATE). */
 #define POOL_BLOCKING 1
 
-/* One request between its start and its answer. */
+/* One request between its start and its answer. h has its opcode and
+ * flags (and, from the binary server, the rest of its header). The answer
+ * goes to the binary server's connection (p, out), or, when done is set, to
+ * an HTTP request's completion. */
 typedef struct pending {
     kvi_node *n;
     kvi_server_pending *p;
     kvi_frame_header h;
     kvi_buf *out;
     uint64_t started_ns;
+    kvi_http_done_fn done;
+    void *done_ctx;
 } pending;
+
+/* Gives an HTTP request its result (public codes only, as the blocking
+ * operations give). The HTTP server records the request's metrics. */
+static void http_answer(pending *q, int rc, const char *why, uint64_t version,
+                        kv_value *value)
+{
+    kvi_http_result r = {.rc = rc, .version = version, .value = value};
+    if (rc != KV_OK) {
+        kvi_error(rc, "%s", why ? why : "");
+        r.rc = kvi_public_status(rc);
+        r.message = kvi_error_last();
+    }
+    q->done(q->done_ctx, &r);
+    kvi_value_free(r.value); /* not taken */
+    free(q);
+}
 
 static kvi_metric_op metric_of(uint8_t opcode)
 {
@@ -38,6 +64,10 @@ static kvi_metric_op metric_of(uint8_t opcode)
 /* Answers with rc (and why) now, on whatever thread. */
 static void answer(pending *q, int rc, const char *why, uint64_t version)
 {
+    if (q->done) {
+        http_answer(q, rc, why, version, NULL);
+        return;
+    }
     kvi_response resp = {.version = version};
     if (rc != KV_OK)
         kvi_error(rc, "%s", why ? why : "");
@@ -53,6 +83,12 @@ static void read_done(void *ctx, kvi_coord_result *r)
     pending *q = ctx;
     if (r->rc != KV_OK) {
         answer(q, r->rc, r->why, 0);
+        return;
+    }
+    if (q->done) {
+        kv_value *v = r->value;
+        r->value = NULL;
+        http_answer(q, KV_OK, NULL, 0, v);
         return;
     }
     kvi_node_respond_value(q->out, &q->h, r->value);
@@ -127,6 +163,23 @@ static int start_write(kvi_node *n, pending *q, const kvi_request *req,
     return kvi_coord_write_start(env, &w, write_done, q);
 }
 
+/* Starts q's request; one that cannot start is answered at once. */
+static void start(pending *q, const kvi_request *req)
+{
+    kvi_coord_env env;
+    int rc = kvi_node_coord_env(q->n, &env);
+    if (rc == KV_OK) {
+        rc = q->h.opcode == KVI_OP_GET ? start_read(q->n, q, req, &env)
+                                       : start_write(q->n, q, req, &env);
+        kvi_view_unref(env.view);
+    }
+    if (rc != KV_OK) {
+        char why[300];
+        snprintf(why, sizeof why, "%s", kvi_error_last());
+        answer(q, rc, why, 0);
+    }
+}
+
 int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_header *h,
                          const unsigned char *body, kvi_buf *out)
 {
@@ -140,17 +193,20 @@ int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_heade
     if (!q)
         return POOL_BLOCKING;
     *q = (pending){.n = n, .p = p, .h = *h, .out = out, .started_ns = kvi_metrics_now_ns()};
-    kvi_coord_env env;
-    int rc = kvi_node_coord_env(n, &env);
-    if (rc == KV_OK) {
-        rc = h->opcode == KVI_OP_GET ? start_read(n, q, &req, &env)
-                                     : start_write(n, q, &req, &env);
-        kvi_view_unref(env.view);
-    }
-    if (rc != KV_OK) {
-        char why[300];
-        snprintf(why, sizeof why, "%s", kvi_error_last());
-        answer(q, rc, why, 0);
-    }
+    start(q, &req);
     return 0;
+}
+
+void kvi_node_async_http(kvi_node *n, uint8_t opcode, unsigned flags, const kvi_request *req,
+                         kvi_http_done_fn done, void *done_ctx)
+{
+    pending *q = malloc(sizeof *q);
+    if (!q) {
+        kvi_http_result r = {.rc = KV_ENOMEM, .message = "out of memory starting a request"};
+        done(done_ctx, &r);
+        return;
+    }
+    *q = (pending){.n = n, .h = {.opcode = opcode, .flags = (uint16_t)flags},
+                   .done = done, .done_ctx = done_ctx};
+    start(q, req);
 }

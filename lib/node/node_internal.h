@@ -82,6 +82,14 @@ int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_heade
 int kvi_node_run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, kvi_buf *out);
 int kvi_node_batch_start(kvi_node *n, kvi_server_pending *p, const kvi_frame_header *h,
                          const unsigned char *body, kvi_buf *out);
+/* Starts a GET, PUT, DELETE or CAS of the HTTP API (opcode, the frame
+ * flags of its policy; req borrowed for the call) as kvi_node_async_start
+ * starts a binary one; done gets its result (public codes), once. */
+void kvi_node_async_http(kvi_node *n, uint8_t opcode, unsigned flags, const kvi_request *req,
+                         kvi_http_done_fn done, void *done_ctx);
+/* node_http.c: the HTTP server's operations (net/http.h) on this node. */
+extern const kvi_http_ops kvi_node_http_ops;
+
 /* The binary protocol's request handler (kvi_request_fn). */
 void kvi_node_handle_request(void *ctx, const kvi_frame_header *h, const unsigned char *body,
                              kvi_buf *out);

@@ -24,6 +24,15 @@
 #include "cluster/replica_store.h"
 #include "client/handle.h"
 #include "net/http.h"
+/* Built twice: net.http over the blocking operations, net.http_async over
+ * their asynchronous forms (the server suspends and resumes connections);
+ * every answer must be the same. */
+#ifdef TEST_HTTP_ASYNC
+#define TEST_HTTP_ASYNC_OPS
+#define SERVER_OPS handle_http_async_ops
+#else
+#define SERVER_OPS handle_http_ops
+#endif
 #include "net/http_ops.h"
 #include "util/metrics.h"
 
@@ -350,7 +359,7 @@ static void start_with(server *s, uint32_t max_value, const char *const *tokens,
     kvi_http_config cfg = {
         .listen_addr = "127.0.0.1:0",
         .threads = 2,
-        .ops = &handle_http_ops, .ops_ctx = s->db,
+        .ops = &SERVER_OPS, .ops_ctx = s->db,
         .node_id = "node-a",
         .binary_addr = "127.0.0.1:0",
         .binary_port = 7000,

@@ -1,0 +1,366 @@
+/* The HTTP API of a clustered node waits on no replica with a thread
+ * (issue 12): its get, put, delete and CAS run as the coordinator's state
+ * machines, and the connection is suspended meanwhile. Real kvd processes
+ * on loopback, with two HTTP threads each and a long internode timeout:
+ * with one member stopped (SIGSTOP), more requests at ALL than there are
+ * HTTP threads wait on it, and a request at ONE is still answered; clients
+ * that hang up while their request waits leave a server that goes on
+ * serving, and stops cleanly (run under ASan too).
+ *
+ * The path of kvd comes from the KVD environment variable (set by ctest).
+ * No timing assertions: every wait is bounded, far below the internode
+ * timeout that the waiting requests are held by. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "integration/http_client.h"
+#include "integration/kvd_process.h"
+#include "integration/loopback.h"
+#include <kv/kv.h>
+
+#define NODES 3
+/* More than the HTTP threads (2), so that blocked threads would starve the
+ * request at ONE. */
+#define WAITERS 6
+/* A request at ALL waits on the stopped member until this internode
+ * timeout; every bound of the test is far below it. */
+#define INTERNODE_TIMEOUT "60000"
+/* How long the request at ONE may take: far below the internode timeout,
+ * far above what it takes (milliseconds). */
+#define ONE_BOUND_MS 20000L
+/* How long a waiting request may take once the member is back: past the
+ * internode timeout, so that a request that was never resumed fails the
+ * test rather than hanging it. */
+#define WAITER_BOUND_MS 150000L
+
+typedef struct node {
+    pid_t pid;
+    char *dir;
+    char id[16];
+    char listen[64];
+    char http[64];
+    char log_path[600];
+} node;
+
+typedef struct cluster {
+    node nodes[NODES];
+    char peers[256];
+} cluster;
+
+static void spawn(cluster *c, int i)
+{
+    node *d = &c->nodes[i];
+    const char *argv[] = {kvd_path(), "--data", d->dir, "--listen", d->listen,
+                          "--http", d->http, "--node-id", d->id, "--peers", c->peers,
+                          "--internode-timeout", INTERNODE_TIMEOUT, "--http-threads", "2",
+                          NULL};
+    d->pid = kvd_spawn(argv, d->log_path);
+    assert_true(d->pid > 0);
+}
+
+static void fresh_nodes(cluster *c)
+{
+    c->peers[0] = 0;
+    for (int i = 0; i < NODES; i++) {
+        node *d = &c->nodes[i];
+        if (d->dir)
+            test_rmtree(d->dir);
+        d->dir = test_tempdir();
+        snprintf(d->id, sizeof d->id, "n%d", i + 1);
+        snprintf(d->listen, sizeof d->listen, "127.0.0.1:%d", free_port());
+        snprintf(d->http, sizeof d->http, "127.0.0.1:%d", free_port());
+        snprintf(d->log_path, sizeof d->log_path, "%s.log", d->dir);
+        if (i)
+            strcat(c->peers, ",");
+        strcat(c->peers, d->listen);
+    }
+}
+
+static void kill_all(cluster *c)
+{
+    for (int i = 0; i < NODES; i++) {
+        if (c->nodes[i].pid > 0) {
+            kill(c->nodes[i].pid, SIGCONT);
+            kvd_stop(c->nodes[i].pid, SIGKILL);
+        }
+        c->nodes[i].pid = 0;
+    }
+}
+
+/* Whether every node describes a complete cluster (bounded: about 30 s
+ * each). */
+static int all_complete(cluster *c)
+{
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 3000;
+    co.connect_timeout_ms = 500;
+    for (int i = 0; i < NODES; i++)
+        if (!kvd_wait_complete(c->nodes[i].listen, &co))
+            return 0;
+    return 1;
+}
+
+/* A port picked free may be taken by another test before kvd listens on
+ * it: a cluster that does not complete is started again on new ports (at
+ * most 3 times). *state is set first, so that teardown cleans up. */
+static int setup(void **state)
+{
+    cluster *c = calloc(1, sizeof *c);
+    *state = c;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        fresh_nodes(c);
+        for (int i = 0; i < NODES; i++)
+            spawn(c, i);
+        if (all_complete(c))
+            return 0;
+        kill_all(c);
+    }
+    fail_msg("the cluster never completed (logs: %s ...)", c->nodes[0].log_path);
+    return -1;
+}
+
+/* Stops each node with SIGTERM: a clean stop exits 0 within 15 s (under
+ * ASan, a leak or a use after free would make it fail). */
+static int teardown(void **state)
+{
+    cluster *c = *state;
+    int clean = 1;
+    /* All go on first: a node stops only once its requests in flight have
+     * ended, and those may wait on a member that a failed test left
+     * stopped. */
+    for (int i = 0; i < NODES; i++)
+        if (c->nodes[i].pid > 0)
+            kill(c->nodes[i].pid, SIGCONT);
+    for (int i = 0; i < NODES; i++) {
+        node *d = &c->nodes[i];
+        if (d->pid > 0) {
+            kill(d->pid, SIGTERM);
+            int status = -1, exited = 0;
+            for (int t = 0; t < 1500 && !exited; t++) {
+                exited = waitpid(d->pid, &status, WNOHANG) == d->pid;
+                if (!exited)
+                    sleep_ms(10);
+            }
+            if (!exited) {
+                kill(d->pid, SIGKILL);
+                waitpid(d->pid, NULL, 0);
+            }
+            if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "%s did not stop cleanly (status %d; log: %s)\n", d->id,
+                        status, d->log_path);
+                clean = 0;
+            }
+        }
+        d->pid = 0;
+        if (clean && !getenv("KV_TEST_KEEP_LOGS"))
+            unlink(d->log_path);
+        test_rmtree(d->dir);
+    }
+    free(c);
+    return clean ? 0 : -1;
+}
+
+/* ------------------------------------------------------------- waiters */
+
+typedef struct waiter {
+    const char *http;
+    const char *path;
+    pthread_t thread;
+    long status;
+    body out;
+    atomic_int done;
+} waiter;
+
+static void *wait_request(void *arg)
+{
+    waiter *w = arg;
+    w->status = http_request(w->http, "GET", w->path, NULL, &w->out, WAITER_BOUND_MS);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static int count_done(waiter *ws, int n)
+{
+    int done = 0;
+    for (int i = 0; i < n; i++)
+        done += atomic_load(&ws[i].done);
+    return done;
+}
+
+/* The member is stopped, so a read at ALL cannot end; sent from a
+ * connection of its own, as one client each. */
+static void start_waiters(waiter *ws, int n, const char *http, const char *path)
+{
+    for (int i = 0; i < n; i++) {
+        ws[i] = (waiter){.http = http, .path = path};
+        assert_int_equal(pthread_create(&ws[i].thread, NULL, wait_request, &ws[i]), 0);
+    }
+    /* Give them time to reach the server (not an assertion: if one came
+     * later, it would only take a thread later). */
+    sleep_ms(1000);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+/* More reads at ALL than HTTP threads wait on a stopped member; a GET and a
+ * PUT at ONE are still answered, and the reads at ALL all end once the
+ * member is back. Blocking HTTP threads would hold both threads until the
+ * internode timeout (60 s), and the request at ONE would get no answer
+ * within its 20 s. */
+static void http_threads_do_not_wait_on_replicas(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[0].http;
+    body out;
+    assert_int_equal(http_request(http, "PUT", "/v1/kv/held?consistency=all",
+                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
+    assert_int_equal(kill(c->nodes[2].pid, SIGSTOP), 0);
+
+    /* On the heap: a failed assertion leaves the threads running, so they
+     * must not point into this frame. */
+    waiter *ws = calloc(WAITERS, sizeof *ws);
+    assert_non_null(ws);
+    start_waiters(ws, WAITERS, http, "/v1/kv/held?consistency=all");
+
+    long got = http_request(http, "GET", "/v1/kv/held?consistency=one", NULL, &out,
+                            ONE_BOUND_MS);
+    int waiting = WAITERS - count_done(ws, WAITERS);
+    if (got != 200 || waiting != WAITERS) {
+        fprintf(stderr, "at ONE: %ld %s; %d of %d at ALL still waiting\n", got, out.data,
+                waiting, WAITERS);
+        for (int i = 0; i < WAITERS; i++)
+            if (atomic_load(&ws[i].done))
+                fprintf(stderr, "waiter %d: %ld %s\n", i, ws[i].status, ws[i].out.data);
+    }
+    assert_int_equal(got, 200);
+    assert_non_null(strstr(out.data, "\"value\":\"v1\""));
+    assert_int_equal(http_request(http, "PUT", "/v1/kv/other?consistency=one",
+                                  "{\"value\":\"v2\"}", &out, ONE_BOUND_MS), 200);
+    /* They were all still waiting: the answer at ONE did not come after
+     * theirs. */
+    assert_int_equal(waiting, WAITERS);
+
+    assert_int_equal(kill(c->nodes[2].pid, SIGCONT), 0);
+    for (int i = 0; i < WAITERS; i++) {
+        pthread_join(ws[i].thread, NULL);
+        if (ws[i].status != 200)
+            fprintf(stderr, "waiter %d: %ld %s\n", i, ws[i].status, ws[i].out.data);
+        assert_int_equal(ws[i].status, 200);
+        assert_non_null(strstr(ws[i].out.data, "\"value\":\"v1\""));
+    }
+    free(ws);
+}
+
+/* Sends a GET at ALL on a connection of its own and returns the socket,
+ * without reading the answer. */
+static int send_raw_get(const char *http, const char *key)
+{
+    int fd = loopback_connect(http, 5);
+    assert_true(fd >= 0);
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET /v1/kv/%s?consistency=all HTTP/1.1\r\nHost: %s\r\n\r\n", key, http);
+    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    return fd;
+}
+
+/* Clients hang up while their requests wait (suspended) on a stopped
+ * member: some with a reset, some with a plain close. The node goes on
+ * serving meanwhile and after the requests end, and stops cleanly
+ * (teardown). */
+static void clients_that_hang_up_while_waiting(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[0].http;
+    body out;
+    assert_int_equal(http_request(http, "PUT", "/v1/kv/gone?consistency=all",
+                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
+    assert_int_equal(kill(c->nodes[2].pid, SIGSTOP), 0);
+
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = send_raw_get(http, "gone");
+    /* A waiter of our own, to know when the requests at ALL have ended. */
+    waiter *w = calloc(1, sizeof *w); /* on the heap: see above */
+    assert_non_null(w);
+    start_waiters(w, 1, http, "/v1/kv/gone?consistency=all");
+    for (int i = 0; i < 4; i++) {
+        if (i % 2 == 0) {
+            /* SO_LINGER 0: close sends a reset instead of a FIN. */
+            struct linger lg = {1, 0};
+            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(fds[i]);
+    }
+    assert_int_equal(http_request(http, "GET", "/v1/kv/gone?consistency=one", NULL, &out,
+                                  ONE_BOUND_MS), 200);
+    assert_int_equal(count_done(w, 1), 0);
+
+    assert_int_equal(kill(c->nodes[2].pid, SIGCONT), 0);
+    pthread_join(w->thread, NULL);
+    assert_int_equal(w->status, 200);
+    free(w);
+    /* The node answered the hung-up requests into closed sockets, and
+     * goes on serving. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(http_request(http, "GET", "/v1/kv/gone?consistency=all", NULL, &out,
+                                      ONE_BOUND_MS), 200);
+    assert_int_equal(waitpid(c->nodes[0].pid, NULL, WNOHANG), 0);
+}
+
+/* The other operations go the same way, with their answers as before: a
+ * CAS that conflicts carries the current version, a DELETE's version,
+ * errors of a request that never starts. */
+static void answers_are_unchanged(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[1].http;
+    body out;
+    assert_int_equal(http_request(http, "PUT", "/v1/kv/same?consistency=quorum",
+                                  "{\"value\":\"a\",\"ttl\":3600}", &out, ONE_BOUND_MS), 200);
+    assert_string_equal(out.data, "{\"version\":1}\n");
+    assert_int_equal(http_request(http, "GET", "/v1/kv/same", NULL, &out, ONE_BOUND_MS), 200);
+    assert_non_null(strstr(out.data, "\"expiresAt\":"));
+    assert_int_equal(http_request(http, "POST", "/v1/kv/same/cas",
+                                  "{\"expectedVersion\":7,\"newValue\":\"b\"}", &out,
+                                  ONE_BOUND_MS), 409);
+    assert_non_null(strstr(out.data, "\"code\":\"CONFLICT\""));
+    assert_non_null(strstr(out.data, "\"version\":1}"));
+    assert_int_equal(http_request(http, "POST", "/v1/kv/same/cas?consistency=quorum",
+                                  "{\"expectedVersion\":1,\"newValue\":\"b\"}", &out,
+                                  ONE_BOUND_MS), 200);
+    assert_string_equal(out.data, "{\"version\":2}\n");
+    assert_int_equal(http_request(http, "DELETE", "/v1/kv/same", NULL, &out, ONE_BOUND_MS),
+                     200);
+    assert_string_equal(out.data, "{\"version\":3}\n");
+    assert_int_equal(http_request(http, "GET", "/v1/kv/same?consistency=serial", NULL, &out,
+                                  ONE_BOUND_MS), 404);
+    /* Refused by the coordinator, inside the start call. */
+    assert_int_equal(http_request(http, "GET", "/v1/kv/same?r=9", NULL, &out, ONE_BOUND_MS),
+                     400);
+    assert_non_null(strstr(out.data, "\"code\":\"BAD_REQUEST\""));
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(http_threads_do_not_wait_on_replicas, setup, teardown),
+        cmocka_unit_test_setup_teardown(clients_that_hang_up_while_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(answers_are_unchanged, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
