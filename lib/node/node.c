@@ -425,16 +425,16 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_CAS:
     case KVI_OP_BATCH:
         return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
-    /* Merged on the I/O loop, all those of an iteration together. */
+    /* Merged or applied on the I/O loop, all those of an iteration
+     * together, and answered once the group commit has made them durable
+     * where that is needed (node_replica.c). */
     case KVI_OP_REPLICATE:
     case KVI_OP_REPAIR:
-        return kvi_node_clustered(n) ? KVI_SERVER_LOOP_BATCH : 0;
-    case KVI_OP_HINT:
-    /* An acceptor waits on its own disk only (a synced promise or accept),
-     * never on other nodes: the replication pool's kind of work. */
     case KVI_OP_PAXOS_PREPARE:
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
+        return kvi_node_clustered(n) ? KVI_SERVER_LOOP_BATCH : 0;
+    case KVI_OP_HINT:
     case KVI_OP_SCAN_RANGE: /* a replica's part of a scan: its own store only */
         return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
     /* A checkpoint flushes the memtables and links files: not on an I/O

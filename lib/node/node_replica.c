@@ -346,6 +346,7 @@ typedef struct durable_wait {
         kvi_buf *out;
         int rc;
         uint64_t version;
+        int encoded; /* a Paxos answer, in out already */
     } items[];
 } durable_wait;
 
@@ -370,7 +371,14 @@ static void merged_durable(void *ctx, int sync_rc)
         int rc = a->rc == KV_OK && sync_rc != KV_OK
                      ? kvi_error(sync_rc, "syncing the log: %s", kvi_strerror(sync_rc))
                      : a->rc;
-        merge_respond(w->n, a->out, &a->h, rc, a->version, w->started);
+        if (!a->encoded) {
+            merge_respond(w->n, a->out, &a->h, rc, a->version, w->started);
+        } else if (rc != a->rc) {
+            /* A promise or accept that may not be on disk is not given. */
+            kvi_response none = {0};
+            kvi_buf_reset(a->out);
+            kvi_node_respond(a->out, &a->h, rc, &none);
+        }
         kvi_server_answer(a->p);
     }
     free(w);
@@ -395,7 +403,7 @@ static int answer_merged(kvi_node *n, kvi_server_pending **ps, kvi_server_reques
         size_t i = which[k];
         if (w) {
             w->items[k] = (struct waiting_answer){ps[i], *reqs[i].h, reqs[i].out,
-                                                  items[k].status, items[k].version};
+                                                  items[k].status, items[k].version, 0};
             continue;
         }
         int rc = items[k].status;
@@ -413,6 +421,79 @@ static int answer_merged(kvi_node *n, kvi_server_pending **ps, kvi_server_reques
     return 1;
 }
 
+/* The Paxos messages of a loop batch: applied together with their writes
+ * unsynced, and answered once the group commit has made them durable
+ * (whatever the sync policy: a promise or an accept counts only once it is
+ * on disk). Their answers are encoded now and sent then. */
+static void paxos_on_loop(kvi_node *n, kvi_server_pending **ps, kvi_server_request *reqs,
+                          size_t n_reqs, uint64_t started)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n_reqs; i++)
+        count += is_paxos(reqs[i].h->opcode);
+    if (!count)
+        return;
+    kvi_paxos_msg *msgs = calloc(count, sizeof *msgs);
+    size_t *which = calloc(count, sizeof *which);
+    kvi_state *st = malloc(sizeof *st);
+    durable_wait *w = malloc(sizeof *w + count * sizeof w->items[0]);
+    if (!msgs || !which || !st || !w) {
+        for (size_t i = 0; i < n_reqs; i++)
+            if (is_paxos(reqs[i].h->opcode)) {
+                kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
+                kvi_server_answer(ps[i]);
+            }
+        free(msgs);
+        free(which);
+        free(st);
+        free(w);
+        return;
+    }
+    kvi_view *v = replica_check_view(n);
+    size_t k = 0;
+    for (size_t i = 0; i < n_reqs; i++) {
+        const kvi_frame_header *h = reqs[i].h;
+        kvi_request req;
+        if (!is_paxos(h->opcode))
+            continue;
+        int rc = kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
+                     ? kvi_error(KV_EINVAL, "malformed request body for opcode %u", h->opcode)
+                     : paxos_msg_of(n, v, &req, h, &msgs[k], st);
+        if (rc != KV_OK) {
+            kvi_paxos_msg none = {0};
+            paxos_respond(n, reqs[i].out, h, rc, &none, started);
+            kvi_server_answer(ps[i]);
+            continue;
+        }
+        which[k++] = i;
+    }
+    kvi_view_unref(v);
+    if (k)
+        kvi_paxos_apply_unsynced(n->store, msgs, k, 1);
+    for (size_t j = 0; j < k; j++) {
+        size_t i = which[j];
+        if (msgs[j].status != KV_OK)
+            kvi_error(msgs[j].status, "applying a Paxos message: %s",
+                      kvi_strerror(msgs[j].status));
+        paxos_respond(n, reqs[i].out, reqs[i].h, msgs[j].status, &msgs[j], started);
+        kvi_buf_free(&msgs[j].answer);
+        w->items[j] = (struct waiting_answer){ps[i], *reqs[i].h, reqs[i].out, msgs[j].status,
+                                              0, 1};
+    }
+    free(msgs);
+    free(which);
+    free(st);
+    if (!k) {
+        free(w);
+        return;
+    }
+    w->n = n;
+    w->started = started;
+    w->count = k;
+    kvi_group_commit_request(kvi_store_committer(kvi_embedded_store(n->store)), &w->sync,
+                             merged_durable, w);
+}
+
 /* REPLICATEs and REPAIRs an I/O loop read in one iteration: one multi-get
  * for their read-before-write and one WriteBatch, not synced; under `sync
  * always` they are acknowledged once the group commit has synced it, so
@@ -422,6 +503,7 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
 {
     kvi_node *n = ctx;
     uint64_t started = kvi_metrics_now_ns();
+    paxos_on_loop(n, ps, reqs, n_reqs, started);
     kvi_state *states = malloc(n_reqs * sizeof *states);
     kvi_merge_item *items = malloc(n_reqs * sizeof *items);
     size_t *which = malloc(n_reqs * sizeof *which); /* the request of each item */
@@ -432,6 +514,8 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
         free(which);
         free(answered);
         for (size_t i = 0; i < n_reqs; i++) {
+            if (is_paxos(reqs[i].h->opcode))
+                continue; /* answered by paxos_on_loop */
             kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
             kvi_server_answer(ps[i]);
         }
@@ -442,6 +526,8 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
     for (size_t i = 0; i < n_reqs; i++) {
         const kvi_frame_header *h = reqs[i].h;
         kvi_request req;
+        if (is_paxos(h->opcode))
+            continue; /* answered by paxos_on_loop */
         int rc = (h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
                          kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
                      ? -1 : check_replica_request(n, v, &req, h, &states[i]);
@@ -461,7 +547,7 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
         kvi_replica_merge_many(n->store, items, n_items, 1);
     /* The bodies (the items' keys) go with the answers: those last. */
     for (size_t i = 0; i < n_reqs; i++)
-        if (answered[i])
+        if (answered[i] && !is_paxos(reqs[i].h->opcode))
             kvi_server_answer(ps[i]);
     answer_merged(n, ps, reqs, items, which, n_items, started);
     free(states);
