@@ -180,7 +180,9 @@ typedef struct kv_node_options {
     const char *listen_addr;     /**< binary protocol, "HOST:PORT"; copied */
     const char *http_addr;       /**< HTTP/JSON API, "HOST:PORT" or NULL; copied */
     const kv_open_options *store;/**< options of the node's store; NULL = defaults */
-    unsigned int io_threads;     /**< binary protocol threads; 0 = 2 */
+    unsigned int io_threads;     /**< binary protocol event loops, the first
+                                      shared with the node's connections to
+                                      its peers; 0 = 2 */
     unsigned int http_threads;   /**< HTTP thread pool, >= 2; 0 = 2. In a
                                       cluster a get, put, delete or CAS
                                       waits on replicas with no thread; a
