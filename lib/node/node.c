@@ -401,13 +401,11 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
 
 /* Worker pools of a clustered node, for what still blocks: backups and
  * scans (they iterate the store, or wait on replicas) on the coordinating
- * pool; Paxos acceptor messages and hints, which write synced, on the
- * replication pool, whose two threads take them in batches
- * (kvi_node_replication_batch: one synced write for all that queued while
- * they were busy). The pools are apart so that requests waiting on each
- * other can never exhaust one pool. Reads, writes, CAS, batches and
- * incoming replication never reach a pool: they run on the I/O loops
- * (docs/design/EVENT_LOOP.md). */
+ * pool; hints (a synced write) and a replica's part of a scan on the
+ * replication pool. The pools are apart so that requests waiting on each
+ * other can never exhaust one pool. Reads, writes, CAS, batches, incoming
+ * replication and Paxos messages never reach a pool: they run on the I/O
+ * loops (docs/design/EVENT_LOOP.md). */
 #define POOL_COORDINATE 1
 #define POOL_REPLICATE 2
 #define COORDINATE_WORKERS 16u
@@ -683,7 +681,6 @@ static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger 
         .handler_ctx = n,
         .offload = offload_request,
         .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
-        .batch = {NULL, kvi_node_replication_batch},
         .async_start = kvi_node_async_start,
         .loop_batch = kvi_node_replication_loop_batch,
         .gate = kvi_auth_gate,

@@ -101,7 +101,6 @@ int kvi_node_paxos_op(kvi_node *n, const kvi_request *req, const kvi_frame_heade
                       kvi_buf *out);
 int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
                      kvi_buf *out);
-void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs);
 /* The server's loop_batch: REPLICATE and REPAIR merged on the I/O loop. */
 void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
                                      kvi_server_request *reqs, size_t n_reqs);

@@ -1,6 +1,8 @@
 /*
- * node/node_replica.c - a node's side of replication: GET_STATE, REPLICATE and
- * HINT requests from other members, REPLICATEs merged in batches.
+ * node/node_replica.c - a node's side of replication: GET_STATE, REPLICATE,
+ * HINT and the Paxos acceptor's messages from other members; REPLICATEs
+ * and Paxos messages applied on the I/O loop, those of an iteration
+ * together (kvi_node_replication_loop_batch).
  */
 #include "node/node_internal.h"
 
@@ -218,117 +220,6 @@ static int is_paxos(uint8_t opcode)
 {
     return opcode == KVI_OP_PAXOS_PREPARE || opcode == KVI_OP_PAXOS_PROPOSE ||
            opcode == KVI_OP_PAXOS_COMMIT;
-}
-
-/* The Paxos messages of a batch, applied together: the promises and
- * accepts of concurrent rounds share one synced write. */
-static void paxos_batch(kvi_node *n, const kvi_view *v, kvi_server_request *reqs,
-                        size_t n_reqs, uint64_t started)
-{
-    size_t count = 0;
-    for (size_t i = 0; i < n_reqs; i++)
-        count += is_paxos(reqs[i].h->opcode);
-    if (!count)
-        return;
-    kvi_paxos_msg *msgs = calloc(count, sizeof *msgs);
-    size_t *which = calloc(count, sizeof *which);
-    kvi_state *st = malloc(sizeof *st);
-    size_t k = 0;
-    for (size_t i = 0; msgs && which && st && i < n_reqs; i++) {
-        const kvi_frame_header *h = reqs[i].h;
-        kvi_request req;
-        if (!is_paxos(h->opcode))
-            continue;
-        int rc = kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
-                     ? kvi_error(KV_EINVAL, "malformed request body for opcode %u", h->opcode)
-                     : paxos_msg_of(n, v, &req, h, &msgs[k], st);
-        if (rc != KV_OK) {
-            kvi_paxos_msg none = {0};
-            paxos_respond(n, reqs[i].out, h, rc, &none, started);
-            continue;
-        }
-        which[k++] = i;
-    }
-    if (!msgs || !which || !st) {
-        for (size_t i = 0; i < n_reqs; i++)
-            if (is_paxos(reqs[i].h->opcode))
-                kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
-    } else if (k) {
-        kvi_paxos_apply(n->store, msgs, k);
-        for (size_t j = 0; j < k; j++) {
-            if (msgs[j].status != KV_OK)
-                kvi_error(msgs[j].status, "applying a Paxos message: %s",
-                          kvi_strerror(msgs[j].status));
-            paxos_respond(n, reqs[which[j]].out, reqs[which[j]].h, msgs[j].status, &msgs[j],
-                          started);
-            kvi_buf_free(&msgs[j].answer);
-        }
-    }
-    free(msgs);
-    free(which);
-    free(st);
-}
-
-/* The replication pool's requests, in batches: the REPLICATEs that queued
- * up while its threads were busy are merged together and written with one
- * sync (kvi_replica_merge_many), instead of one synced write each; so are
- * the Paxos messages (kvi_paxos_apply). Other requests of the pool (HINT)
- * run one by one. */
-void kvi_node_replication_batch(void *ctx, kvi_server_request *reqs, size_t n_reqs)
-{
-    kvi_node *n = ctx;
-    uint64_t started = kvi_metrics_now_ns();
-    kvi_state *states = malloc(n_reqs * sizeof *states);
-    kvi_merge_item *items = malloc(n_reqs * sizeof *items);
-    size_t *which = malloc(n_reqs * sizeof *which); /* the request of each item */
-    if (!states || !items || !which) {
-        free(states);
-        free(items);
-        free(which);
-        for (size_t i = 0; i < n_reqs; i++)
-            kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
-        return;
-    }
-    kvi_view *v = replica_check_view(n);
-    size_t n_items = 0;
-    for (size_t i = 0; i < n_reqs; i++) {
-        const kvi_frame_header *h = reqs[i].h;
-        kvi_request req;
-        if (is_paxos(h->opcode))
-            continue; /* below, together */
-        if ((h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
-            kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0) {
-            kvi_node_handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */
-            continue;
-        }
-        int rc = check_replica_request(n, v, &req, h, &states[i]);
-        if (rc != KV_OK) {
-            kvi_response resp = {0};
-            kvi_node_respond(reqs[i].out, h, rc, &resp);
-            kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
-                               kvi_metrics_now_ns() - started);
-            continue;
-        }
-        items[n_items] = (kvi_merge_item){req.key.data, req.key.len, &states[i], 0, 0};
-        which[n_items++] = i;
-    }
-    paxos_batch(n, v, reqs, n_reqs, started);
-    kvi_view_unref(v);
-    if (n_items)
-        kvi_replica_merge_many(n->store, items, n_items, 0);
-    for (size_t k = 0; k < n_items; k++) {
-        size_t i = which[k];
-        kvi_response resp = {.version = items[k].version};
-        int rc = items[k].status;
-        if (rc != KV_OK)
-            kvi_error(rc, "merging a replicated state: %s", kvi_strerror(rc));
-        kvi_node_respond(reqs[i].out, reqs[i].h, rc, &resp);
-        kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
-                           kvi_metrics_now_ns() - started);
-    }
-    free(states);
-    free(items);
-    free(which);
 }
 
 /* ------------------------------------------- replication on the I/O loop */
