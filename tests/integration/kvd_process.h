@@ -3,7 +3,9 @@
 #ifndef KV_TEST_KVD_PROCESS_H
 #define KV_TEST_KVD_PROCESS_H
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,47 @@ static inline int kvd_stop(pid_t pid, int sig)
         waitpid(pid, NULL, 0);
     }
     return exited;
+}
+
+/* Pauses pid with SIGSTOP and waits (bounded: 10 s) until every thread of
+ * it is stopped: kill returns as soon as the signal is queued, and a
+ * thread running on another CPU of a busy machine may still answer a
+ * request sent right after. 1 once all are stopped, 0 if not in time. */
+static inline int kvd_pause(pid_t pid)
+{
+    if (kill(pid, SIGSTOP) != 0)
+        return 0;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    for (int t = 0; t < 1000; t++) {
+        DIR *d = opendir(dir);
+        if (!d)
+            return 0;
+        int running = 0, seen = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL && !running) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[384], buf[512];
+            snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue; /* the thread ended */
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = 0;
+            /* "tid (comm) S ...": the state follows the last ')'. */
+            const char *close = strrchr(buf, ')');
+            char state = close && close[1] == ' ' ? close[2] : '?';
+            seen++;
+            running = state != 'T' && state != 't';
+        }
+        closedir(d);
+        if (seen && !running)
+            return 1;
+        sleep_ms(10);
+    }
+    return 0;
 }
 
 /* Waits (bounded: about 30 s) until the node at endpoint describes a

@@ -398,7 +398,7 @@ static void a_batch_at_all_with_a_paused_replica(void **state)
     for (size_t i = 0; i < 20; i++)
         assert_int_equal(result_is(b, i, NULL, NULL), KV_OK);
 
-    assert_int_equal(kill(c->nodes[2].pid, SIGSTOP), 0);
+    assert_true(kvd_pause(c->nodes[2].pid));
     kv_batch_clear(b);
     for (int i = 0; i < 20; i++) {
         snprintf(key, sizeof key, "all-%d", i);
@@ -527,7 +527,7 @@ static void waiting_batches_hold_no_thread(void **state)
      * time out, and far longer than a batch at ONE takes. */
     int fd = loopback_connect(c->nodes[0].listen, 20);
     assert_true(fd >= 0);
-    assert_int_equal(kill(c->nodes[2].pid, SIGSTOP), 0);
+    assert_true(kvd_pause(c->nodes[2].pid));
     for (unsigned i = 0; i < WAITING_BATCHES; i++)
         send_batch(fd, i + 1, KV_CONSISTENCY_ALL, "w", 2);
     send_batch(fd, ONE_BATCH_ID, KV_CONSISTENCY_ONE, "one", 1);

@@ -97,7 +97,8 @@ static void stop(cluster *c, int i, int sig)
     if (d->pid <= 0)
         return;
     if (sig == SIGSTOP) {
-        kill(d->pid, sig);
+        if (!kvd_pause(d->pid))
+            fail_msg("%s did not stop within 10 s of SIGSTOP", d->id);
         return;
     }
     int exited = kvd_stop(d->pid, sig);

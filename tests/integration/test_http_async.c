@@ -225,7 +225,7 @@ static void http_threads_do_not_wait_on_replicas(void **state)
     body out;
     assert_int_equal(http_request(http, "PUT", "/v1/kv/held?consistency=all",
                                   "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
-    assert_int_equal(kill(c->nodes[2].pid, SIGSTOP), 0);
+    assert_true(kvd_pause(c->nodes[2].pid));
 
     /* On the heap: a failed assertion leaves the threads running, so they
      * must not point into this frame. */
@@ -286,7 +286,7 @@ static void clients_that_hang_up_while_waiting(void **state)
     body out;
     assert_int_equal(http_request(http, "PUT", "/v1/kv/gone?consistency=all",
                                   "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
-    assert_int_equal(kill(c->nodes[2].pid, SIGSTOP), 0);
+    assert_true(kvd_pause(c->nodes[2].pid));
 
     int fds[4];
     for (int i = 0; i < 4; i++)
