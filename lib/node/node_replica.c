@@ -317,11 +317,11 @@ static int answer_merged(kvi_node *n, kvi_server_pending **ps, kvi_server_reques
  * (whatever the sync policy: a promise or an accept counts only once it is
  * on disk). Their answers are encoded now and sent then. */
 static void paxos_on_loop(kvi_node *n, kvi_server_pending **ps, kvi_server_request *reqs,
-                          size_t n_reqs, uint64_t started)
+                          const unsigned char *px, size_t n_reqs, uint64_t started)
 {
     size_t count = 0;
     for (size_t i = 0; i < n_reqs; i++)
-        count += is_paxos(reqs[i].h->opcode);
+        count += px[i];
     if (!count)
         return;
     kvi_paxos_msg *msgs = calloc(count, sizeof *msgs);
@@ -330,7 +330,7 @@ static void paxos_on_loop(kvi_node *n, kvi_server_pending **ps, kvi_server_reque
     durable_wait *w = malloc(sizeof *w + count * sizeof w->items[0]);
     if (!msgs || !which || !st || !w) {
         for (size_t i = 0; i < n_reqs; i++)
-            if (is_paxos(reqs[i].h->opcode)) {
+            if (px[i]) {
                 kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
                 kvi_server_answer(ps[i]);
             }
@@ -343,10 +343,10 @@ static void paxos_on_loop(kvi_node *n, kvi_server_pending **ps, kvi_server_reque
     kvi_view *v = replica_check_view(n);
     size_t k = 0;
     for (size_t i = 0; i < n_reqs; i++) {
+        if (!px[i])
+            continue;
         const kvi_frame_header *h = reqs[i].h;
         kvi_request req;
-        if (!is_paxos(h->opcode))
-            continue;
         int rc = kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
                      ? kvi_error(KV_EINVAL, "malformed request body for opcode %u", h->opcode)
                      : paxos_msg_of(n, v, &req, h, &msgs[k], st);
@@ -388,13 +388,27 @@ static void paxos_on_loop(kvi_node *n, kvi_server_pending **ps, kvi_server_reque
 /* REPLICATEs and REPAIRs an I/O loop read in one iteration: one multi-get
  * for their read-before-write and one WriteBatch, not synced; under `sync
  * always` they are acknowledged once the group commit has synced it, so
- * the loop never waits on the disk. */
+ * the loop never waits on the disk.
+ *
+ * A request answered on the loop's own thread is freed at once, its header
+ * with it: which requests are Paxos messages is noted first (px), and no
+ * request is looked at after its answer. */
 void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
                                      kvi_server_request *reqs, size_t n_reqs)
 {
     kvi_node *n = ctx;
+    if (n_reqs > KVI_SERVER_MAX_LOOP_BATCH) { /* the server never hands more */
+        for (size_t at = 0; at < n_reqs; at += KVI_SERVER_MAX_LOOP_BATCH)
+            kvi_node_replication_loop_batch(ctx, ps + at, reqs + at,
+                                            n_reqs - at < KVI_SERVER_MAX_LOOP_BATCH
+                                                ? n_reqs - at : KVI_SERVER_MAX_LOOP_BATCH);
+        return;
+    }
+    unsigned char px[KVI_SERVER_MAX_LOOP_BATCH];
+    for (size_t i = 0; i < n_reqs; i++)
+        px[i] = (unsigned char)is_paxos(reqs[i].h->opcode);
     uint64_t started = kvi_metrics_now_ns();
-    paxos_on_loop(n, ps, reqs, n_reqs, started);
+    paxos_on_loop(n, ps, reqs, px, n_reqs, started);
     kvi_state *states = malloc(n_reqs * sizeof *states);
     kvi_merge_item *items = malloc(n_reqs * sizeof *items);
     size_t *which = malloc(n_reqs * sizeof *which); /* the request of each item */
@@ -405,7 +419,7 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
         free(which);
         free(answered);
         for (size_t i = 0; i < n_reqs; i++) {
-            if (is_paxos(reqs[i].h->opcode))
+            if (px[i])
                 continue; /* answered by paxos_on_loop */
             kvi_node_handle_request(n, reqs[i].h, reqs[i].body, reqs[i].out);
             kvi_server_answer(ps[i]);
@@ -415,10 +429,10 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
     kvi_view *v = replica_check_view(n);
     size_t n_items = 0;
     for (size_t i = 0; i < n_reqs; i++) {
+        if (px[i])
+            continue; /* answered by paxos_on_loop */
         const kvi_frame_header *h = reqs[i].h;
         kvi_request req;
-        if (is_paxos(h->opcode))
-            continue; /* answered by paxos_on_loop */
         int rc = (h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
                          kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
                      ? -1 : check_replica_request(n, v, &req, h, &states[i]);
@@ -438,7 +452,7 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
         kvi_replica_merge_many(n->store, items, n_items, 1);
     /* The bodies (the items' keys) go with the answers: those last. */
     for (size_t i = 0; i < n_reqs; i++)
-        if (answered[i] && !is_paxos(reqs[i].h->opcode))
+        if (answered[i] && !px[i])
             kvi_server_answer(ps[i]);
     answer_merged(n, ps, reqs, items, which, n_items, started);
     free(states);
