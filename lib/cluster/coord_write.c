@@ -15,8 +15,11 @@
  *                members past the preference list as stand-ins (probed one
  *                at a time). Too few: refuse before applying anything
  *   READING      a CAS at a non-SERIAL level compares against a quorum read
+ *   WRITING      the local write is staged with the loop iteration's other
+ *                writes (cluster/write_stage.h), applied at its end
  *   REPLICATING  the local write is done; waiting for W acknowledgements
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,7 @@
 #include "cluster/paxos_acceptor.h"
 #include "cluster/quorum.h"
 #include "cluster/replica_store.h"
+#include "cluster/write_stage.h"
 #include "format/record.h"
 #include "storage/group_commit.h"
 #include "storage/store.h"
@@ -43,7 +47,7 @@ typedef struct write_slot {
     size_t i;
 } write_slot;
 
-enum { FORWARDING, PROBING_HOMES, PROBING_STANDINS, READING, REPLICATING, WRITE_OVER };
+enum { FORWARDING, PROBING_HOMES, PROBING_STANDINS, READING, WRITING, REPLICATING, WRITE_OVER };
 
 struct write_op {
     coord_op base;
@@ -72,6 +76,10 @@ struct write_op {
     /* READING: the quorum read of a CAS. */
     kvi_buf read_holder;
     kvi_state *read_state;
+    /* WRITING: the local write, as staged or made in place. */
+    kvi_replica_write_args args;
+    kvi_sibling sib;
+    kvi_staged_write staged;
     /* REPLICATING */
     kvi_buf encoded;
     uint64_t created_ms;
@@ -469,23 +477,75 @@ static void local_durable(void *ctx, int rc)
     kvi_loop_post(op->base.loop, &op->synced_task, local_synced, op);
 }
 
-/* Applies the write here and sends it to the others. */
+/* The local write is made (rc; current is the version a CAS compared):
+ * send it to the others, or finish with the refusal. */
+static void local_written(write_op *op, int rc, uint64_t current, int synced_here)
+{
+    kvi_view *v = op->base.env.view;
+    if (rc == KV_ECONFLICT)
+        op->version = current;
+    /* This node's own write counts when it is a home or a stand-in. */
+    int self_counts = op->self_home;
+    for (size_t i = 0; i < op->n; i++)
+        self_counts |= op->via[i] != NOWHERE && coord_is_self(v, op->via[i]);
+    if (rc != KV_OK) {
+        /* Nothing was sent: refused here (a conflict, the sibling limit)
+         * or failed here, the write applied nowhere. */
+        char local_error[200];
+        snprintf(local_error, sizeof local_error, "%s", kvi_error_last());
+        complete(op, rc, local_error);
+        return;
+    }
+    op->version = op->sib.version;
+    start_replication(op);
+    if (op->started)
+        keep_local_hints(op);
+    op->self_counts = (unsigned)self_counts;
+    kvi_store *store = kvi_embedded_store(op->base.env.local);
+    if (!synced_here && kvi_store_sync_always(store)) {
+        /* Under sync always a loop writes unsynced and counts its own copy
+         * once the group committer says it is durable: the loop never
+         * waits on a disk. */
+        op->local_pending = 1;
+        coord_op_hold(&op->base);
+        kvi_group_commit_request(kvi_store_committer(store), &op->sync_req, local_durable, op);
+    } else {
+        op->acked += op->self_counts;
+    }
+    op->phase = REPLICATING;
+    coord_op_set_deadline(&op->base, kvi_coord_timeout_ms(v), replication_timed_out);
+}
+
+/* On the loop, at the end of the iteration: the staged write is made. */
+static void staged_written(kvi_staged_write *sw)
+{
+    write_op *op = (write_op *)((char *)sw - offsetof(write_op, staged));
+    if (op->phase == WRITING) {
+        if (sw->item.status != KV_OK)
+            kvi_error(sw->item.status, "%s", sw->why);
+        local_written(op, sw->item.status, sw->item.current_version, 0);
+        coord_op_poke(&op->base);
+    }
+    coord_op_drop(&op->base);
+}
+
+/* Applies the write here (staged with the loop iteration's other writes
+ * when the node has a stage on this loop, else at once), then sends it to
+ * the others. */
 static void local_write(write_op *op)
 {
     const kvi_coord_env *env = &op->base.env;
     kvi_view *v = env->view;
     const kvi_coord_write *w = &op->w;
-    kvi_state *st = malloc(sizeof *st);
-    kvi_buf holder = {0};
     uint64_t now = kvi_now_ms();
-    kvi_sibling sib = {
+    op->sib = (kvi_sibling){
         .tombstone = w->kind == KVI_WRITE_DELETE,
         .expiry_ms = w->kind != KVI_WRITE_DELETE && w->ttl_s ? expiry_after(now, w->ttl_s) : 0,
         .write_ms = now,
         .value = w->kind == KVI_WRITE_DELETE ? NULL : w->value,
         .value_len = w->kind == KVI_WRITE_DELETE ? 0 : w->value_len,
     };
-    kvi_replica_write_args args = {
+    op->args = (kvi_replica_write_args){
         .node = v->members[v->self].id,
         .ctx = op->ctx,
         .supersede_held = !w->siblings || w->kind == KVI_WRITE_CAS,
@@ -495,48 +555,28 @@ static void local_write(write_op *op)
         .on_state = keep_state,
         .on_state_ctx = op,
     };
-    /* Under sync always, a loop writes unsynced and counts its own copy
-     * once the group committer says it is durable: the loop never waits
-     * on a disk. (Without a loop nothing else waits: sync in place.) */
+    if (env->stage && op->base.loop && kvi_write_stage_loop(env->stage) == op->base.loop) {
+        op->staged.item = (kvi_merge_item){.key = w->key, .key_len = w->key_len,
+                                           .args = &op->args, .value = &op->sib};
+        op->staged.done = staged_written;
+        op->phase = WRITING;
+        coord_op_hold(&op->base);
+        kvi_write_stage_add(env->stage, &op->staged);
+        return;
+    }
+    /* In place: unsynced under sync always when a loop runs the op (the
+     * committer makes it durable), else as the policy says. */
     kvi_store *store = kvi_embedded_store(env->local);
-    kvi_group_commit *committer =
-        op->base.loop && kvi_store_sync_always(store) ? kvi_store_committer(store) : NULL;
-    args.unsynced = committer != NULL;
+    op->args.unsynced = op->base.loop && kvi_store_sync_always(store);
+    kvi_state *st = malloc(sizeof *st);
+    kvi_buf holder = {0};
     uint64_t current = 0;
-    int rc = st ? kvi_replica_coordinate(st, &holder, env->local, w->key, w->key_len, &args,
-                                         &sib, &current)
+    int rc = st ? kvi_replica_coordinate(st, &holder, env->local, w->key, w->key_len, &op->args,
+                                         &op->sib, &current)
                 : kvi_error(KV_ENOMEM, "out of memory writing");
     kvi_buf_free(&holder);
     free(st);
-    if (rc == KV_ECONFLICT)
-        op->version = current;
-    int local_ok = rc == KV_OK;
-    /* This node's own write counts when it is a home or a stand-in. */
-    int self_counts = op->self_home;
-    for (size_t i = 0; i < op->n; i++)
-        self_counts |= op->via[i] != NOWHERE && coord_is_self(v, op->via[i]);
-    if (!local_ok) {
-        /* Nothing was sent: refused here (a conflict, the sibling limit)
-         * or failed here, the write applied nowhere. */
-        char local_error[200];
-        snprintf(local_error, sizeof local_error, "%s", kvi_error_last());
-        complete(op, rc, local_error);
-        return;
-    }
-    op->version = sib.version;
-    start_replication(op);
-    if (op->started)
-        keep_local_hints(op);
-    op->self_counts = (unsigned)self_counts;
-    if (committer) {
-        op->local_pending = 1;
-        coord_op_hold(&op->base);
-        kvi_group_commit_request(committer, &op->sync_req, local_durable, op);
-    } else {
-        op->acked += op->self_counts;
-    }
-    op->phase = REPLICATING;
-    coord_op_set_deadline(&op->base, kvi_coord_timeout_ms(v), replication_timed_out);
+    local_written(op, rc, current, !op->args.unsynced);
 }
 
 static void cas_read_done(void *ctx, int rc, const char *why, const kvi_state *merged)

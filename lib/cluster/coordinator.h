@@ -129,6 +129,9 @@ typedef struct kvi_coord_env {
     atomic_uint_fast64_t *read_repairs;
     /* The owner's count of requests alive (required). */
     kvi_coord_tracker *tracker;
+    /* Where a write coordinated on this stage's loop is applied, with the
+     * iteration's other writes (NULL: each write in place). */
+    struct kvi_write_stage *stage;
 } kvi_coord_env;
 
 /* How an asynchronous request ended. */

@@ -1,6 +1,7 @@
 /* cluster/replica_store.c - read, write and merge key states in the store. */
 #include "cluster/replica_store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,41 @@ int kvi_replica_read(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const voi
     return rc;
 }
 
+/* A coordinated write applied to the state s holds (the stored one, or
+ * empty), under the key lock: merge_first, the CAS check, the context,
+ * the new sibling, then on_state. scratch is a clock's room. */
+static int coordinate_state(kvi_state *s, const kvi_replica_write_args *args, kvi_sibling *value,
+                            uint64_t *current_version, kvi_vv *scratch)
+{
+    int rc = KV_OK;
+    if (args->merge_first)
+        rc = kvi_state_merge(s, args->merge_first);
+    if (rc == KV_OK && args->check_version) {
+        uint64_t current = kvi_state_live_version(s, value->write_ms);
+        if (current_version)
+            *current_version = current;
+        if (current != args->expected_version)
+            rc = kvi_error(KV_ECONFLICT, "expected version %llu, the current version is %llu",
+                           (unsigned long long)args->expected_version,
+                           (unsigned long long)current);
+    }
+    if (rc == KV_OK) {
+        const kvi_vv *use = args->ctx;
+        if (args->supersede_held) {
+            /* What this replica holds, plus what the caller saw. */
+            *scratch = s->clock;
+            if (args->ctx && kvi_vv_merge(scratch, args->ctx) != 0)
+                rc = kvi_error(KV_EINVAL, "the causal context has too many entries");
+            use = scratch;
+        }
+        if (rc == KV_OK)
+            rc = kvi_state_write(s, use, args->node, value);
+    }
+    if (rc == KV_OK && args->on_state)
+        args->on_state(args->on_state_ctx, s);
+    return rc;
+}
+
 int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, const void *key,
                            size_t key_len, const kvi_replica_write_args *args,
                            kvi_sibling *value, uint64_t *current_version)
@@ -142,31 +178,8 @@ int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, con
         kvi_state_init(out);
         rc = KV_OK;
     }
-    if (rc == KV_OK && args->merge_first)
-        rc = kvi_state_merge(out, args->merge_first);
-    if (rc == KV_OK && args->check_version) {
-        uint64_t current = kvi_state_live_version(out, value->write_ms);
-        if (current_version)
-            *current_version = current;
-        if (current != args->expected_version)
-            rc = kvi_error(KV_ECONFLICT, "expected version %llu, the current version is %llu",
-                           (unsigned long long)args->expected_version,
-                           (unsigned long long)current);
-    }
-    if (rc == KV_OK) {
-        const kvi_vv *use = args->ctx;
-        if (args->supersede_held) {
-            /* What this replica holds, plus what the caller saw. */
-            *ctx = out->clock;
-            if (args->ctx && kvi_vv_merge(ctx, args->ctx) != 0)
-                rc = kvi_error(KV_EINVAL, "the causal context has too many entries");
-            use = ctx;
-        }
-        if (rc == KV_OK)
-            rc = kvi_state_write(out, use, args->node, value);
-    }
-    if (rc == KV_OK && args->on_state)
-        args->on_state(args->on_state_ctx, out);
+    if (rc == KV_OK)
+        rc = coordinate_state(out, args, value, current_version, ctx);
     if (rc == KV_OK)
         rc = store(out, holder, e, skey, skey_len, token, args->unsynced);
     kvi_keylock_unlock(locks, token);
@@ -231,15 +244,39 @@ int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const vo
     return rc;
 }
 
-/* The index of the first item before i with i's key, or SIZE_MAX. */
-static size_t earlier_same_key(const kvi_merge_item *items, unsigned char *const *skeys,
-                               size_t i)
+/* first[i]: the index of the first item (the earliest) with i's key, or
+ * SIZE_MAX when i is that item. The earliest, not the nearest: an item
+ * applies to the state the last successful one of its key left, and the
+ * nearest may have failed. Found through a table of the tokens (a loop
+ * iteration stages hundreds of items), KV_OK or KV_ENOMEM. */
+static int find_firsts(const kvi_merge_item *items, unsigned char *const *skeys,
+                       const uint64_t *tokens, size_t n, size_t *first)
 {
-    size_t skey_len = KVI_TOKEN_SIZE + items[i].key_len;
-    for (size_t j = i; j-- > 0;)
-        if (items[j].key_len == items[i].key_len && memcmp(skeys[j], skeys[i], skey_len) == 0)
-            return j;
-    return SIZE_MAX;
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    size_t *slot = malloc(cap * sizeof *slot);
+    if (!slot)
+        return kvi_error(KV_ENOMEM, "out of memory merging %zu states", n);
+    for (size_t k = 0; k < cap; k++)
+        slot[k] = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        size_t skey_len = KVI_TOKEN_SIZE + items[i].key_len;
+        size_t k = (size_t)tokens[i] & (cap - 1);
+        first[i] = SIZE_MAX;
+        for (; slot[k] != SIZE_MAX; k = (k + 1) & (cap - 1)) {
+            size_t j = slot[k];
+            if (items[j].key_len == items[i].key_len &&
+                memcmp(skeys[j], skeys[i], skey_len) == 0) {
+                first[i] = j;
+                break;
+            }
+        }
+        if (first[i] == SIZE_MAX)
+            slot[k] = i;
+    }
+    free(slot);
+    return KV_OK;
 }
 
 /* The stored states of the batch's keys, read with one multi-get, each key
@@ -256,9 +293,10 @@ static int load_many(kvi_embedded *e, const kvi_merge_item *items, unsigned char
     int *rcs = malloc(n * sizeof *rcs);
     int rc = keys && lens && which && slices && rcs
                  ? KV_OK : kvi_error(KV_ENOMEM, "out of memory merging %zu states", n);
+    if (rc == KV_OK)
+        rc = find_firsts(items, skeys, tokens, n, first);
     size_t m = 0;
     for (size_t i = 0; rc == KV_OK && i < n; i++) {
-        first[i] = earlier_same_key(items, skeys, i);
         loaded[i] = -1;
         if (first[i] != SIZE_MAX)
             continue;
@@ -285,6 +323,14 @@ static int load_many(kvi_embedded *e, const kvi_merge_item *items, unsigned char
     return rc;
 }
 
+/* A failed item's message, where the caller wants it: the next item's
+ * failure would replace this thread's. */
+static void keep_why(kvi_merge_item *it)
+{
+    if (it->why && it->why_size)
+        snprintf(it->why, it->why_size, "%s", kvi_error_last());
+}
+
 int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int unsynced)
 {
     uint64_t *tokens = malloc(n * sizeof *tokens);
@@ -296,11 +342,16 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int
     size_t *first = malloc(n * sizeof *first);
     int *loaded = malloc(n * sizeof *loaded);
     kvi_store_batch *wb = kvi_store_batch_new(kvi_embedded_store(e));
+    kvi_vv *scratch = NULL; /* a coordinated write's context */
+    for (size_t i = 0; i < n && !scratch; i++)
+        if (!items[i].incoming)
+            scratch = malloc(sizeof *scratch);
     int rc = tokens && stripes && skeys && states && stored && holders && first && loaded && wb
                  ? KV_OK : kvi_error(KV_ENOMEM, "out of memory merging %zu states", n);
     for (size_t i = 0; rc == KV_OK && i < n; i++) {
         items[i].status = KV_OK;
         items[i].version = 0;
+        items[i].current_version = 0;
         tokens[i] = kvi_key_token(items[i].key, items[i].key_len);
         stripes[i] = kvi_keylock_stripe(tokens[i]);
         skeys[i] = storage_key(items[i].key, items[i].key_len, tokens[i]);
@@ -337,11 +388,19 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int
             current = stored[f];
         }
         states[i] = current;
-        it->status = kvi_state_merge(&states[i], it->incoming);
-        if (it->status != KV_OK)
+        if (it->incoming) {
+            it->status = kvi_state_merge(&states[i], it->incoming);
+        } else {
+            it->status = scratch ? coordinate_state(&states[i], it->args, it->value,
+                                                    &it->current_version, scratch)
+                                 : kvi_error(KV_ENOMEM, "out of memory writing a key's state");
+        }
+        if (it->status != KV_OK) {
+            keep_why(it);
             continue;
+        }
         it->version = kvi_state_version(&states[i]);
-        if (kvi_state_equal(&states[i], &current))
+        if (it->incoming && kvi_state_equal(&states[i], &current))
             continue;
         kvi_buf encoded = {0};
         kvi_state_encode(&encoded, &states[i], tokens[i]);
@@ -362,13 +421,16 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int
 out:
     if (rc != KV_OK)
         for (size_t i = 0; i < n; i++)
-            if (items[i].status == KV_OK)
+            if (items[i].status == KV_OK) {
                 items[i].status = rc;
+                keep_why(&items[i]);
+            }
     for (size_t i = 0; skeys && i < n; i++)
         free(skeys[i]);
     for (size_t i = 0; holders && i < n; i++)
         kvi_buf_free(&holders[i]);
     kvi_store_batch_free(wb);
+    free(scratch);
     free(loaded);
     free(first);
     free(holders);

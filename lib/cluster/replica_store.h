@@ -81,22 +81,31 @@ int kvi_replica_coordinate(kvi_state *out, kvi_buf *holder, kvi_embedded *e, con
 int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const void *key,
                       size_t key_len, const kvi_state *incoming);
 
-/* One state of kvi_replica_merge_many. */
+/* One item of kvi_replica_merge_many: a state to merge in (incoming), or
+ * a write this node coordinates (incoming NULL; args and value as
+ * kvi_replica_coordinate takes them). */
 typedef struct kvi_merge_item {
     const void *key;
     size_t key_len;
     const kvi_state *incoming;
-    int status;          /* out: KV_OK, KV_ETOOBIG, KV_ECORRUPT, KV_EIO, KV_ENOMEM */
+    const kvi_replica_write_args *args; /* a coordinated write: its arguments */
+    kvi_sibling *value;                 /* ... and its value (dot and version filled) */
+    uint64_t current_version; /* out, coordinated: the live version a CAS compared */
+    int status;          /* out: KV_OK, KV_ECONFLICT (coordinated), KV_ETOOBIG, KV_EINVAL,
+                          * KV_ECORRUPT, KV_EIO, KV_ENOMEM */
     uint64_t version;    /* out: the merged state's version */
+    char *why;           /* NULL, or room (why_size bytes) for a failed item's message */
+    size_t why_size;
 } kvi_merge_item;
 
-/* kvi_replica_merge for many states at once (REPLICATE requests that
- * arrived together): every key locked, the stored states read with one
- * multi-get, merged, and written in one atomic store write, so one sync
- * serves them all (unsynced: the write is not synced whatever the policy;
- * the caller asks the group committer before it acknowledges). Items of the same key merge in
- * order. Each item gets its own status; the return is KV_OK, or the
- * failure of the common write (then every item carries it). */
+/* kvi_replica_merge (or kvi_replica_coordinate) for many items at once
+ * (what an I/O loop's iteration gathered): every key locked, the stored
+ * states read with one multi-get, merged, and written in one atomic store
+ * write, so one sync serves them all (unsynced: the write is not synced
+ * whatever the policy; the caller asks the group committer before it
+ * acknowledges). Items of the same key apply in order, each to the state
+ * the one before left. Each item gets its own status; the return is KV_OK,
+ * or the failure of the common write (then every item carries it). */
 int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int unsynced);
 
 #endif

@@ -53,6 +53,7 @@ struct kvi_loop {
     atomic_int sleeping;
 
     kvi_loop_deferred *deferred;
+    kvi_loop_deferred *late; /* run once deferred is empty */
 
     atomic_int stop;
     /* The thread inside run_once (its pthread_t), or 0. */
@@ -324,25 +325,48 @@ void kvi_loop_defer(kvi_loop *l, kvi_loop_deferred *d)
     l->deferred = d;
 }
 
+void kvi_loop_defer_late(kvi_loop *l, kvi_loop_deferred *d)
+{
+    if (d->queued)
+        return;
+    d->queued = 1;
+    d->next = l->late;
+    l->late = d;
+}
+
+static int unlink_deferred(kvi_loop_deferred **list, kvi_loop_deferred *d)
+{
+    for (kvi_loop_deferred **pp = list; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            return 1;
+        }
+    return 0;
+}
+
 void kvi_loop_undefer(kvi_loop *l, kvi_loop_deferred *d)
 {
     if (!d->queued)
         return;
-    for (kvi_loop_deferred **pp = &l->deferred; *pp; pp = &(*pp)->next)
-        if (*pp == d) {
-            *pp = d->next;
-            break;
-        }
+    if (!unlink_deferred(&l->deferred, d))
+        unlink_deferred(&l->late, d);
     d->queued = 0;
 }
 
-/* Runs deferred work until none is left (work may defer more). */
+/* Runs deferred work until none is left (work may defer more); late work
+ * only once no other is left, and other work it defers before the next. */
 static int run_deferred(kvi_loop *l)
 {
     int ran = 0;
-    while (l->deferred) {
+    for (;;) {
         kvi_loop_deferred *d = l->deferred;
-        l->deferred = d->next;
+        if (d) {
+            l->deferred = d->next;
+        } else if ((d = l->late) != NULL) {
+            l->late = d->next;
+        } else {
+            break;
+        }
         d->queued = 0;
         d->fn(d->ctx);
         ran++;

@@ -98,6 +98,10 @@ typedef struct kvi_loop_deferred {
 } kvi_loop_deferred;
 void kvi_loop_deferred_init(kvi_loop_deferred *d, kvi_loop_fn fn, void *ctx);
 void kvi_loop_defer(kvi_loop *l, kvi_loop_deferred *d);
+/* The same, but run only once the iteration's other deferred work is done
+ * (work that gathers what the rest staged: a write stage's one WriteBatch
+ * comes after the iteration's replication was handed over). */
+void kvi_loop_defer_late(kvi_loop *l, kvi_loop_deferred *d);
 /* Takes d out of the queue if it is in it (before freeing its owner). */
 void kvi_loop_undefer(kvi_loop *l, kvi_loop_deferred *d);
 

@@ -17,6 +17,7 @@
 #include "cluster/paxos_acceptor.h"
 #include "cluster/replica_store.h"
 #include "cluster/view.h"
+#include "cluster/write_stage.h"
 #include "util/options.h"
 #include "net/addr.h"
 #include "net/http.h"
@@ -61,6 +62,7 @@ int kvi_node_coord_env(kvi_node *n, kvi_coord_env *env)
     env->sloppy_writes = &n->sloppy_writes;
     env->read_repairs = &n->read_repairs;
     env->tracker = &n->coord_ops;
+    env->stage = n->stage;
     if (!env->view)
         return kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members "
                                           "(see GET /v1/cluster)");
@@ -650,6 +652,8 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
         .log = log,
     };
     int rc = kvi_membership_start(&n->membership, &mc);
+    if (rc == KV_OK)
+        rc = kvi_write_stage_new(&n->stage, kvi_membership_loop(n->membership), n->store);
     if (rc != KV_OK)
         return rc;
     /* Hint keys carry a sequence; starting it from the clock keeps keys of
@@ -797,6 +801,7 @@ void kvi_node_stop(kvi_node *n)
     /* Before the store closes: dropping the views ends calls still in
      * flight, which may keep hints. */
     kvi_membership_stop(n->membership);
+    kvi_write_stage_free(n->stage); /* its loop is gone: nothing staged is left */
     kvi_embedded_close(n->store);
     kvi_metrics_free(n->metrics);
     kvi_auth_free(n->auth);

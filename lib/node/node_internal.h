@@ -43,6 +43,9 @@ struct kvi_node {
     atomic_uint_fast64_t read_repairs;  /* replicas repaired by reads coordinated here */
     uint64_t read_repairs_reported;     /* the count at the last report (reporter thread) */
     kvi_coord_tracker coord_ops; /* requests this node coordinates, alive */
+    /* The peers loop's writes of an iteration, applied together: the writes
+     * coordinated here and the replication that loop reads. */
+    struct kvi_write_stage *stage;
     char *node_id;
     char *listen_addr;
     char *http_addr;

@@ -14,6 +14,7 @@
 #include "cluster/serial.h"
 #include "cluster/replica_store.h"
 #include "cluster/view.h"
+#include "cluster/write_stage.h"
 #include "format/record.h"
 #include "storage/group_commit.h"
 #include "util/clock.h"
@@ -385,6 +386,83 @@ static void paxos_on_loop(kvi_node *n, kvi_server_pending **ps, kvi_server_reque
                              merged_durable, w);
 }
 
+/* REPLICATEs and REPAIRs staged with the peers loop's other writes of the
+ * iteration (cluster/write_stage.h): answered, as answer_merged does, once
+ * the last of them is written. */
+typedef struct staged_merges {
+    kvi_node *n;
+    uint64_t started;
+    size_t count, left;
+    kvi_state *states;          /* the incoming states (the items point here) */
+    kvi_server_pending **ps;    /* item k's request */
+    kvi_server_request *reqs;
+    kvi_merge_item *items;      /* item k's result */
+    size_t *which;              /* k itself, as answer_merged wants */
+    struct staged_merge {
+        kvi_staged_write sw;
+        struct staged_merges *batch;
+        size_t k;
+    } w[];
+} staged_merges;
+
+static void staged_merges_free(staged_merges *b)
+{
+    free(b->states);
+    free(b->ps);
+    free(b->reqs);
+    free(b->items);
+    free(b->which);
+    free(b);
+}
+
+static void staged_merge_written(kvi_staged_write *sw)
+{
+    struct staged_merge *m = (struct staged_merge *)sw; /* sw is its first member */
+    staged_merges *b = m->batch;
+    b->items[m->k] = sw->item;
+    if (sw->item.status != KV_OK)
+        kvi_error(sw->item.status, "%s", sw->why);
+    if (--b->left)
+        return;
+    answer_merged(b->n, b->ps, b->reqs, b->items, b->which, b->count, b->started);
+    staged_merges_free(b);
+}
+
+/* Stages the batch's n_items merges (items[k] of request which[k]); takes
+ * states. 0 when staged, else -1 (out of memory: nothing taken). */
+static int stage_merges(kvi_node *n, kvi_server_pending **ps, kvi_server_request *reqs,
+                        kvi_state *states, const kvi_merge_item *items, const size_t *which,
+                        size_t n_items, uint64_t started)
+{
+    staged_merges *b = calloc(1, sizeof *b + n_items * sizeof b->w[0]);
+    if (!b)
+        return -1;
+    b->ps = malloc(n_items * sizeof *b->ps);
+    b->reqs = malloc(n_items * sizeof *b->reqs);
+    b->items = malloc(n_items * sizeof *b->items);
+    b->which = malloc(n_items * sizeof *b->which);
+    if (!b->ps || !b->reqs || !b->items || !b->which) {
+        staged_merges_free(b); /* b->states is still NULL: the caller keeps states */
+        return -1;
+    }
+    b->n = n;
+    b->started = started;
+    b->count = b->left = n_items;
+    b->states = states;
+    for (size_t k = 0; k < n_items; k++) {
+        b->ps[k] = ps[which[k]];
+        b->reqs[k] = reqs[which[k]];
+        b->which[k] = k;
+        b->w[k].batch = b;
+        b->w[k].k = k;
+        b->w[k].sw.item = items[k];
+        b->w[k].sw.done = staged_merge_written;
+    }
+    for (size_t k = 0; k < n_items; k++)
+        kvi_write_stage_add(n->stage, &b->w[k].sw);
+    return 0;
+}
+
 /* REPLICATEs and REPAIRs an I/O loop read in one iteration: one multi-get
  * for their read-before-write and one WriteBatch, not synced; under `sync
  * always` they are acknowledged once the group commit has synced it, so
@@ -443,17 +521,28 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
             merge_respond(n, reqs[i].out, h, rc, 0, started);
             answered[i] = 1;
         } else {
-            items[n_items] = (kvi_merge_item){req.key.data, req.key.len, &states[i], 0, 0};
+            items[n_items] = (kvi_merge_item){
+                .key = req.key.data, .key_len = req.key.len, .incoming = &states[i]};
             which[n_items++] = i;
         }
     }
     kvi_view_unref(v);
-    if (n_items)
+    /* On the peers loop, the merges join the writes this node coordinates
+     * in the iteration's one WriteBatch. */
+    int staged = n_items && n->stage && kvi_loop_on_thread(kvi_write_stage_loop(n->stage)) &&
+                 stage_merges(n, ps, reqs, states, items, which, n_items, started) == 0;
+    if (!staged && n_items)
         kvi_replica_merge_many(n->store, items, n_items, 1);
     /* The bodies (the items' keys) go with the answers: those last. */
     for (size_t i = 0; i < n_reqs; i++)
         if (answered[i] && !px[i])
             kvi_server_answer(ps[i]);
+    if (staged) {
+        free(items);
+        free(which);
+        free(answered);
+        return;
+    }
     answer_merged(n, ps, reqs, items, which, n_items, started);
     free(states);
     free(items);

@@ -133,10 +133,10 @@ static void many_states_merge_in_one_write(void **state)
     assert_int_equal(kvi_state_write(&full, NULL, "w99", &extra), KV_OK);
 
     kvi_merge_item items[] = {
-        {"a", 1, &a1, -1, 0},
-        {"full", 4, &full, -1, 0},
-        {"b", 1, &b1, -1, 0},
-        {"a", 1, &a2, -1, 0},
+        {.key = "a", .key_len = 1, .incoming = &a1, .status = -1},
+        {.key = "full", .key_len = 4, .incoming = &full, .status = -1},
+        {.key = "b", .key_len = 1, .incoming = &b1, .status = -1},
+        {.key = "a", .key_len = 1, .incoming = &a2, .status = -1},
     };
     assert_int_equal(kvi_replica_merge_many(f->db->embedded, items, 4, 0), KV_OK);
     assert_int_equal(items[0].status, KV_OK);
@@ -157,6 +157,61 @@ static void many_states_merge_in_one_write(void **state)
     assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "full", 4), KV_OK);
     assert_int_equal(st.n, KVI_STATE_MAX_SIBLINGS);
     assert_false(holds(&st, "one too many"));
+    kvi_buf_free(&holder);
+}
+
+/* Coordinated writes and merges in one batch (a loop iteration's writes):
+ * writes of one key apply in order, each to the state the one before left,
+ * so their versions count on; a CAS compares against that state and a
+ * refused one says why without touching the key; a replicated state merges
+ * into the coordinated one. */
+static void coordinated_writes_and_merges_share_one_write(void **state)
+{
+    fixture *f = *state;
+    kvi_sibling w1 = value_of("first"), w2 = value_of("second"), w3 = value_of("cas-bad"),
+                w4 = value_of("cas-good"), r = value_of("from-n2");
+    kvi_replica_write_args lww = {.node = "n1", .supersede_held = 1};
+    kvi_replica_write_args cas_bad = {.node = "n1", .supersede_held = 1, .check_version = 1,
+                                      .expected_version = 7};
+    kvi_replica_write_args cas_good = {.node = "n1", .supersede_held = 1, .check_version = 1,
+                                       .expected_version = 2};
+    kvi_state incoming;
+    kvi_state_init(&incoming);
+    assert_int_equal(kvi_state_write(&incoming, NULL, "n2", &r), KV_OK);
+    char why[200] = "";
+    kvi_merge_item items[] = {
+        {.key = "k", .key_len = 1, .args = &lww, .value = &w1},
+        {.key = "k", .key_len = 1, .args = &lww, .value = &w2},
+        {.key = "k", .key_len = 1, .args = &cas_bad, .value = &w3, .why = why,
+         .why_size = sizeof why},
+        {.key = "k", .key_len = 1, .args = &cas_good, .value = &w4},
+        {.key = "j", .key_len = 1, .args = &lww, .value = &w1},
+        {.key = "j", .key_len = 1, .incoming = &incoming},
+    };
+    assert_int_equal(kvi_replica_merge_many(f->db->embedded, items, 6, 0), KV_OK);
+    assert_int_equal(items[0].status, KV_OK);
+    assert_int_equal(w1.version, 1);
+    assert_int_equal(items[1].status, KV_OK);
+    assert_int_equal(w2.version, 2);
+    assert_int_equal(items[2].status, KV_ECONFLICT);
+    assert_int_equal(items[2].current_version, 2);
+    assert_non_null(strstr(why, "expected version 7"));
+    assert_int_equal(items[3].status, KV_OK);
+    assert_int_equal(items[3].current_version, 2);
+    assert_int_equal(w4.version, 3);
+    assert_int_equal(items[3].version, 3);
+    assert_int_equal(items[5].status, KV_OK);
+
+    kvi_buf holder = {0};
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "k", 1), KV_OK);
+    assert_int_equal(st.n, 1);
+    assert_true(holds(&st, "cas-good"));
+    assert_int_equal(kvi_state_version(&st), 3);
+    kvi_buf_free(&holder);
+    /* "j": the coordinated write and the concurrent replicated one, both. */
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "j", 1), KV_OK);
+    assert_int_equal(st.n, 2);
+    assert_true(holds(&st, "first") && holds(&st, "from-n2"));
     kvi_buf_free(&holder);
 }
 
@@ -286,6 +341,7 @@ int main(void)
         T(stale_writers_become_siblings_that_persist),
         T(merges_change_only_what_is_new),
         T(many_states_merge_in_one_write),
+        T(coordinated_writes_and_merges_share_one_write),
         T(embedded_records_read_as_states),
         T(damaged_states_are_refused),
         T(the_embedded_paths_read_states_and_refuse_to_write_them),

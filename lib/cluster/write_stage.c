@@ -1,0 +1,96 @@
+/* cluster/write_stage.c - an I/O loop's writes applied per iteration (see
+ * write_stage.h). */
+#include "cluster/write_stage.h"
+
+#include <stdlib.h>
+
+#include "util/error.h"
+
+/* At most this many items per store write: bounds the keys locked and read
+ * at once; a busier iteration makes more than one write. */
+#define STAGE_CHUNK 512u
+
+struct kvi_write_stage {
+    kvi_loop *loop;
+    kvi_embedded *store;
+    kvi_staged_write *head, *tail; /* in the order staged */
+    kvi_loop_deferred flush;
+};
+
+/* Applies a chunk of n staged writes (n <= STAGE_CHUNK) with one store
+ * write, then tells each. */
+static void apply_chunk(kvi_write_stage *s, kvi_staged_write **ws, size_t n)
+{
+    kvi_merge_item *items = malloc(n * sizeof *items);
+    if (!items) {
+        /* One at a time, each its own write. */
+        for (size_t i = 0; i < n; i++)
+            kvi_replica_merge_many(s->store, &ws[i]->item, 1, 1);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            items[i] = ws[i]->item;
+        kvi_replica_merge_many(s->store, items, n, 1);
+        for (size_t i = 0; i < n; i++)
+            ws[i]->item = items[i];
+        free(items);
+    }
+    for (size_t i = 0; i < n; i++)
+        ws[i]->done(ws[i]); /* may free ws[i] */
+}
+
+/* Writes everything staged, in chunks, in the order staged. */
+static void flush_staged(void *ctx)
+{
+    kvi_write_stage *s = ctx;
+    kvi_staged_write *list = s->head;
+    s->head = s->tail = NULL;
+    kvi_staged_write *chunk[STAGE_CHUNK];
+    while (list) {
+        size_t n = 0;
+        while (list && n < STAGE_CHUNK) {
+            chunk[n++] = list;
+            list = list->next;
+        }
+        apply_chunk(s, chunk, n);
+    }
+}
+
+int kvi_write_stage_new(kvi_write_stage **out, kvi_loop *loop, kvi_embedded *e)
+{
+    *out = NULL;
+    kvi_write_stage *s = calloc(1, sizeof *s);
+    if (!s)
+        return kvi_error(KV_ENOMEM, "out of memory creating a write stage");
+    s->loop = loop;
+    s->store = e;
+    kvi_loop_deferred_init(&s->flush, flush_staged, s);
+    *out = s;
+    return KV_OK;
+}
+
+void kvi_write_stage_free(kvi_write_stage *s)
+{
+    if (!s)
+        return;
+    flush_staged(s); /* nothing, unless the loop stopped with writes staged */
+    free(s);
+}
+
+kvi_loop *kvi_write_stage_loop(const kvi_write_stage *s)
+{
+    return s->loop;
+}
+
+void kvi_write_stage_add(kvi_write_stage *s, kvi_staged_write *w)
+{
+    w->item.why = w->why;
+    w->item.why_size = sizeof w->why;
+    w->why[0] = 0;
+    w->next = NULL;
+    if (s->tail)
+        s->tail->next = w;
+    else
+        s->head = w;
+    s->tail = w;
+    kvi_loop_defer_late(s->loop, &s->flush);
+}

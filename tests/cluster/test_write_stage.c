@@ -1,0 +1,217 @@
+/* A loop iteration's writes applied together (cluster/write_stage.h): what
+ * the iteration's work staged, wherever in the iteration, is written once
+ * the rest of it is done, with one store write, in the order staged; and
+ * the loop's late deferred work that it rests on. A real loop and a real
+ * store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "api/fixture.h"
+#include "client/handle.h"
+#include "cluster/write_stage.h"
+#include "net/loop.h"
+
+typedef struct staging {
+    kvi_write_stage *stage;
+    kvi_embedded *store;
+    kvi_replica_write_args args;
+    kvi_sibling values[3];
+    kvi_staged_write writes[3];
+    kvi_loop_task start;
+    kvi_loop_deferred second, third;
+    int done[3];
+    int b_there_when_a_done; /* "b" was written when "a"'s write was */
+    char log[16];            /* the order done callbacks ran in */
+} staging;
+
+static kvi_sibling value_of(const char *text)
+{
+    kvi_sibling v;
+    memset(&v, 0, sizeof v);
+    v.value = (const unsigned char *)text;
+    v.value_len = strlen(text);
+    v.write_ms = 1;
+    return v;
+}
+
+static void written(kvi_staged_write *w)
+{
+    staging *s = w->item.args->on_state_ctx;
+    size_t i = (size_t)(w - s->writes);
+    s->done[i] = w->item.status == KV_OK ? 1 : -1;
+    s->log[strlen(s->log)] = (char)('0' + i);
+    if (i == 0) {
+        kvi_state st;
+        kvi_buf holder = {0};
+        s->b_there_when_a_done = kvi_replica_read(&st, &holder, s->store, "b", 1) == KV_OK;
+        kvi_buf_free(&holder);
+    }
+}
+
+static void stage(staging *s, size_t i, const char *key)
+{
+    s->writes[i].item = (kvi_merge_item){.key = key, .key_len = 1, .args = &s->args,
+                                          .value = &s->values[i]};
+    s->writes[i].done = written;
+    kvi_write_stage_add(s->stage, &s->writes[i]);
+}
+
+/* Staged by deferred work queued after the first write was staged. */
+static void third(void *ctx)
+{
+    stage(ctx, 2, "a");
+}
+
+static void second(void *ctx)
+{
+    staging *s = ctx;
+    stage(s, 1, "b");
+    kvi_loop_defer(kvi_write_stage_loop(s->stage), &s->third);
+}
+
+/* The stage's flush is queued after the deferred work here: a plain
+ * deferred (last in, first out) would run it first, alone. */
+static void first(void *ctx)
+{
+    staging *s = ctx;
+    kvi_loop_defer(kvi_write_stage_loop(s->stage), &s->second);
+    stage(s, 0, "a");
+}
+
+static void writes_of_an_iteration_go_in_one_write_after_its_other_work(void **state)
+{
+    fixture *f = *state;
+    kvi_loop *loop;
+    assert_int_equal(kvi_loop_new(&loop), KV_OK);
+    staging s;
+    memset(&s, 0, sizeof s);
+    s.store = f->db->embedded;
+    s.args = (kvi_replica_write_args){.node = "n1", .supersede_held = 1, .on_state_ctx = &s};
+    s.values[0] = value_of("a1");
+    s.values[1] = value_of("b1");
+    s.values[2] = value_of("a2");
+    assert_int_equal(kvi_write_stage_new(&s.stage, loop, s.store), KV_OK);
+    kvi_loop_deferred_init(&s.second, second, &s);
+    kvi_loop_deferred_init(&s.third, third, &s);
+    kvi_loop_post(loop, &s.start, first, &s);
+    /* One iteration: the posted task, the deferred work it queued, then the
+     * stage's write. */
+    kvi_loop_run_once(loop, 0);
+    assert_int_equal(s.done[0], 1);
+    assert_int_equal(s.done[1], 1);
+    assert_int_equal(s.done[2], 1);
+    assert_string_equal(s.log, "012");
+    assert_true(s.b_there_when_a_done); /* one write for all three */
+    /* "a" written twice in the batch: the second counts on from the first. */
+    assert_int_equal(s.values[0].version, 1);
+    assert_int_equal(s.values[2].version, 2);
+    kvi_state st;
+    kvi_buf holder = {0};
+    assert_int_equal(kvi_replica_read(&st, &holder, s.store, "a", 1), KV_OK);
+    assert_int_equal(st.n, 1);
+    assert_int_equal(kvi_state_version(&st), 2);
+    assert_memory_equal(st.sibs[0].value, "a2", 2);
+    kvi_buf_free(&holder);
+    kvi_loop_free(loop);
+    kvi_write_stage_free(s.stage);
+}
+
+/* A CAS refused in the batch says why in its own message, whatever the
+ * other items did. */
+static void a_refused_write_keeps_its_own_message(void **state)
+{
+    fixture *f = *state;
+    kvi_loop *loop;
+    assert_int_equal(kvi_loop_new(&loop), KV_OK);
+    staging s;
+    memset(&s, 0, sizeof s);
+    s.store = f->db->embedded;
+    kvi_replica_write_args cas = {.node = "n1", .supersede_held = 1, .check_version = 1,
+                                  .expected_version = 5, .on_state_ctx = &s};
+    s.args = (kvi_replica_write_args){.node = "n1", .supersede_held = 1, .on_state_ctx = &s};
+    s.values[0] = value_of("x");
+    s.values[1] = value_of("y");
+    assert_int_equal(kvi_write_stage_new(&s.stage, loop, s.store), KV_OK);
+    s.writes[0].item = (kvi_merge_item){.key = "c", .key_len = 1, .args = &cas,
+                                          .value = &s.values[0]};
+    s.writes[0].done = written;
+    s.writes[1].item = (kvi_merge_item){.key = "d", .key_len = 1, .args = &s.args,
+                                          .value = &s.values[1]};
+    s.writes[1].done = written;
+    kvi_write_stage_add(s.stage, &s.writes[0]);
+    kvi_write_stage_add(s.stage, &s.writes[1]);
+    kvi_loop_run_once(loop, 0);
+    assert_int_equal(s.done[0], -1);
+    assert_int_equal(s.writes[0].item.status, KV_ECONFLICT);
+    assert_non_null(strstr(s.writes[0].why, "expected version 5"));
+    assert_int_equal(s.done[1], 1);
+    kvi_loop_free(loop);
+    kvi_write_stage_free(s.stage);
+}
+
+typedef struct order {
+    kvi_loop *loop;
+    kvi_loop_deferred early, late, after;
+    char log[8];
+} order;
+
+static void note(order *o, char c)
+{
+    o->log[strlen(o->log)] = c;
+}
+
+static void after_fn(void *ctx)
+{
+    note(ctx, 'A');
+}
+
+static void late_fn(void *ctx)
+{
+    order *o = ctx;
+    note(o, 'L');
+    kvi_loop_defer(o->loop, &o->after); /* runs in this iteration still */
+}
+
+static void early_fn(void *ctx)
+{
+    note(ctx, 'E');
+}
+
+static void late_work_runs_after_the_rest_and_before_the_loop_sleeps(void **state)
+{
+    (void)state;
+    order o;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(kvi_loop_new(&o.loop), KV_OK);
+    kvi_loop_deferred_init(&o.early, early_fn, &o);
+    kvi_loop_deferred_init(&o.late, late_fn, &o);
+    kvi_loop_deferred_init(&o.after, after_fn, &o);
+    kvi_loop_defer_late(o.loop, &o.late); /* queued first, runs after */
+    kvi_loop_defer(o.loop, &o.early);
+    kvi_loop_run_once(o.loop, 0);
+    assert_string_equal(o.log, "ELA");
+    /* Undeferred late work does not run. */
+    memset(o.log, 0, sizeof o.log);
+    kvi_loop_defer_late(o.loop, &o.late);
+    kvi_loop_undefer(o.loop, &o.late);
+    kvi_loop_run_once(o.loop, 0);
+    assert_string_equal(o.log, "");
+    kvi_loop_free(o.loop);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_open, fixture_close)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(writes_of_an_iteration_go_in_one_write_after_its_other_work),
+        T(a_refused_write_keeps_its_own_message),
+        cmocka_unit_test(late_work_runs_after_the_rest_and_before_the_loop_sleeps),
+    };
+    return cmocka_run_group_tests_name("cluster.write_stage", tests, NULL, NULL);
+}
