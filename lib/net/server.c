@@ -93,6 +93,7 @@ typedef struct conn {
     _Alignas(max_align_t) unsigned char gate_state[KVI_SERVER_GATE_STATE];
     /* The thread's open list; once dead, next links the closed list. */
     struct conn *prev, *next;
+    kvi_loop_task adopt_task; /* accepted by another thread, handed to owner */
 } conn;
 
 /* A request handed to a worker, and later its answer going back. */
@@ -162,6 +163,8 @@ typedef struct io_thread {
     /* Set under the server's state_lock: registered on the loop (or
      * failed: start_rc), and everything of it off the loop again. */
     int started, start_rc, finished;
+    /* Its connections, open or on their way to it (accept_all). */
+    atomic_uint n_open;
 } io_thread;
 
 struct kvi_server {
@@ -287,6 +290,7 @@ static void conn_close(io_thread *t, conn *c)
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub(&t->server->connections, 1);
+    atomic_fetch_sub(&t->n_open, 1);
     if (c->starved)
         t->n_starved--;
     c->dead = 1;
@@ -920,6 +924,63 @@ static void conn_serve_deferred(void *ctx)
     housekeeping_later(t);
 }
 
+/* On the owner's loop: a new connection joins its thread's list and loop. */
+static void conn_register(void *ctx)
+{
+    conn *c = ctx;
+    io_thread *t = c->owner;
+    kvi_server *s = t->server;
+    c->last_active_ms = kvi_monotonic_ms();
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    if (kvi_loop_io_add(t->loop, &c->io, c->fd, KVI_LOOP_READ, conn_event, c) != KV_OK) {
+        c->io.fd = -1; /* not in the loop: nothing to remove */
+        conn_close(t, c);
+        return;
+    }
+    if (s->cfg.tls) {
+        c->handshaking = 1;
+        if (kvi_tls_accept(&c->tls, s->cfg.tls, c->fd) != KV_OK) {
+            kvi_log(s->cfg.log, KV_LOG_WARN, "closing a connection: %s", kvi_error_last());
+            conn_close(t, c);
+        }
+    }
+}
+
+/* Gives c, just accepted by t, to the thread with the fewest connections.
+ * Whichever thread epoll wakes accepts every connection waiting
+ * (EPOLLEXCLUSIVE wakes one), so a burst of clients would all land on one
+ * thread and leave the other idle (measured: one I/O thread saturated, the
+ * other at half). Counted and posted under the state lock, so a stop that
+ * begins later posts its drain after it. 0, or -1: the server is stopping
+ * (c is not taken). */
+static int conn_hand_over(io_thread *t, conn *c)
+{
+    kvi_server *s = t->server;
+    io_thread *best = t;
+    pthread_mutex_lock(&s->state_lock);
+    if (atomic_load(&s->stopping)) {
+        pthread_mutex_unlock(&s->state_lock);
+        return -1;
+    }
+    for (unsigned i = 0; i < s->n_threads; i++) {
+        io_thread *o = &s->threads[i];
+        if (o->started && !o->start_rc && !o->finished &&
+            atomic_load(&o->n_open) < atomic_load(&best->n_open))
+            best = o;
+    }
+    atomic_fetch_add(&best->n_open, 1);
+    c->owner = best;
+    if (best != t)
+        kvi_loop_post(best->loop, &c->adopt_task, conn_register, c);
+    pthread_mutex_unlock(&s->state_lock);
+    if (best == t)
+        conn_register(c);
+    return 0;
+}
+
 static void accept_all(io_thread *t)
 {
     kvi_server *s = t->server;
@@ -943,24 +1004,12 @@ static void accept_all(io_thread *t)
             continue;
         }
         c->fd = fd;
-        c->owner = t;
-        c->last_active_ms = kvi_monotonic_ms();
+        c->io.fd = -1;
         kvi_loop_deferred_init(&c->serve, conn_serve_deferred, c);
-        c->next = t->conns;
-        if (t->conns)
-            t->conns->prev = c;
-        t->conns = c;
-        if (kvi_loop_io_add(t->loop, &c->io, fd, KVI_LOOP_READ, conn_event, c) != KV_OK) {
-            c->io.fd = -1; /* not in the loop: nothing to remove */
-            conn_close(t, c);
-            continue;
-        }
-        if (s->cfg.tls) {
-            c->handshaking = 1;
-            if (kvi_tls_accept(&c->tls, s->cfg.tls, fd) != KV_OK) {
-                kvi_log(s->cfg.log, KV_LOG_WARN, "closing a connection: %s", kvi_error_last());
-                conn_close(t, c);
-            }
+        if (conn_hand_over(t, c) != 0) { /* stopping */
+            atomic_fetch_sub(&s->connections, 1);
+            close(fd);
+            free(c);
         }
     }
 }
@@ -1389,7 +1438,11 @@ void kvi_server_stop(kvi_server *s)
 {
     if (!s)
         return;
+    /* Under the lock: a connection handed over to another thread was
+     * posted before this, so it is there before that thread drains. */
+    pthread_mutex_lock(&s->state_lock);
     atomic_store(&s->stopping, 1);
+    pthread_mutex_unlock(&s->state_lock);
     for (unsigned i = 0; i < s->n_threads; i++)
         if (s->threads[i].thread_started)
             kvi_loop_post(s->threads[i].loop, &s->threads[i].stop_task, drain_begin,

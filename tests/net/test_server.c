@@ -25,6 +25,7 @@
 #include <kv/kv.h>
 #include "format/frame.h"
 #include "format/message.h"
+#include "net/client.h"
 #include "net/loop.h"
 #include "net/server.h"
 
@@ -1200,6 +1201,191 @@ static void gathered_frames_are_batched_on_the_lent_loop(void **state)
     pthread_cond_destroy(&g.cond);
 }
 
+/* Which thread answered each connection's GET (its key names the
+ * connection). */
+#define SPREAD_CONNS 20
+typedef struct where_ctx {
+    pthread_mutex_t lock;
+    pthread_t thread[SPREAD_CONNS];
+    int seen[SPREAD_CONNS];
+} where_ctx;
+
+static void handle_where(void *ctx, const kvi_frame_header *h, const unsigned char *body,
+                         kvi_buf *out)
+{
+    where_ctx *w = ctx;
+    kvi_request req;
+    if (kvi_request_decode(&req, h->opcode, body, h->body_len) == 0 && req.key.len == 1 &&
+        req.key.data[0] < SPREAD_CONNS) {
+        pthread_mutex_lock(&w->lock);
+        w->thread[req.key.data[0]] = pthread_self();
+        w->seen[req.key.data[0]] = 1;
+        pthread_mutex_unlock(&w->lock);
+    }
+    kvi_response r = {.opcode = h->opcode};
+    size_t start = out->len;
+    kvi_frame_begin(out);
+    kvi_response_encode(out, &r);
+    kvi_frame_finish(out, start, h->opcode, KVI_FRAME_FLAG_RESPONSE, 0, h->request_id);
+}
+
+/* Connections that arrive together are shared out among the I/O threads
+ * (whichever thread epoll wakes accepts all that are waiting, and would
+ * keep them all): with two threads, each serves half of them. */
+static void connections_arriving_together_are_spread_over_the_threads(void **state)
+{
+    (void)state;
+    where_ctx w;
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.lock, NULL);
+    kvi_server_config cfg = {
+        .listen_addr = "127.0.0.1:0",
+        .io_threads = 2,
+        .max_body = KVI_FRAME_DEFAULT_MAX_BODY,
+        .idle_timeout_ms = 30000,
+        .max_connections = 4096,
+        .handler = handle_where,
+        .handler_ctx = &w,
+    };
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    int port = kvi_server_port(s);
+    int fds[SPREAD_CONNS];
+    for (int i = 0; i < SPREAD_CONNS; i++) { /* all connected before any request */
+        fds[i] = connect_port(port);
+        assert_true(fds[i] >= 0);
+    }
+    kvi_buf b = {0}, body = {0};
+    for (int i = 0; i < SPREAD_CONNS; i++) {
+        kvi_buf_reset(&b);
+        unsigned char key = (unsigned char)i;
+        add_request(&b, KVI_OP_GET, (uint64_t)i + 1, &key, 1, NULL, 0);
+        assert_int_equal(send_all(fds[i], b.data, b.len), 0);
+    }
+    for (int i = 0; i < SPREAD_CONNS; i++) {
+        kvi_frame_header h;
+        assert_int_equal(read_frame(fds[i], &h, &body), 0);
+        assert_int_equal(h.status, KV_OK);
+        assert_int_equal(h.request_id, (uint64_t)i + 1);
+    }
+    /* Each connection's request ran on its thread: count them per thread. */
+    pthread_t first = w.thread[0];
+    int on_first = 0;
+    for (int i = 0; i < SPREAD_CONNS; i++) {
+        assert_true(w.seen[i]);
+        on_first += pthread_equal(w.thread[i], first) != 0;
+    }
+    assert_in_range(on_first, SPREAD_CONNS / 2 - 1, SPREAD_CONNS / 2 + 1);
+    for (int i = 0; i < SPREAD_CONNS; i++)
+        close(fds[i]);
+    kvi_server_stop(s);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
+    pthread_mutex_destroy(&w.lock);
+}
+
+/* Which of the client's connections each "burst" request came on: the
+ * gate numbers a connection at its first frame. */
+typedef struct conn_ids {
+    pthread_mutex_t lock;
+    unsigned next_id;
+    unsigned burst_ids[64];
+    unsigned n_burst;
+} conn_ids;
+
+static int number_connections(void *ctx, unsigned char *state, unsigned conn,
+                              const kvi_frame_header *h, const unsigned char *body, kvi_buf *out)
+{
+    (void)conn;
+    (void)out;
+    conn_ids *ids = ctx;
+    unsigned *id = (unsigned *)state;
+    kvi_request req;
+    pthread_mutex_lock(&ids->lock);
+    if (*id == 0)
+        *id = ++ids->next_id;
+    if (kvi_request_decode(&req, h->opcode, body, h->body_len) == 0 && req.key.len == 5 &&
+        memcmp(req.key.data, "burst", 5) == 0 && ids->n_burst < 64)
+        ids->burst_ids[ids->n_burst++] = *id;
+    pthread_mutex_unlock(&ids->lock);
+    return 0;
+}
+
+static void count_reply(void *ctx, const kvi_reply *reply)
+{
+    int *done = ctx;
+    *done += reply->rc == KV_OK && reply->h->status == KV_OK ? 1 : 1000;
+}
+
+/* Submits a GET of key; the reply counts into *done. */
+static void submit_get(kvi_client *cl, const char *key, int *done)
+{
+    kvi_buf f = {0};
+    kvi_frame_begin(&f);
+    kvi_request req = {.opcode = KVI_OP_GET, .key = {(const unsigned char *)key, strlen(key)}};
+    kvi_request_encode(&f, &req);
+    assert_int_equal(kvi_client_submit(cl, &f, KVI_OP_GET, 0, 0, count_reply, done), KV_OK);
+}
+
+/* Runs the manual loop until *done reaches want (bounded). */
+static void run_until(kvi_client *cl, int *done, int want)
+{
+    for (int i = 0; i < 2000 && *done < want; i++)
+        assert_true(kvi_client_run(cl, 10) >= 0);
+    assert_int_equal(*done, want);
+}
+
+/* A client with several connections to a node sends the requests handed
+ * over in one iteration of its loop on one connection, so they leave in
+ * one send instead of one send each. */
+static void a_clients_requests_of_one_iteration_share_a_connection(void **state)
+{
+    (void)state;
+    handler_ctx hc;
+    memset(&hc, 0, sizeof hc);
+    conn_ids ids;
+    memset(&ids, 0, sizeof ids);
+    pthread_mutex_init(&ids.lock, NULL);
+    kvi_server_config cfg = base_config(&hc);
+    atomic_store(&hc.pooled, 0);
+    cfg.gate = number_connections;
+    cfg.gate_ctx = &ids;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "127.0.0.1:%d", kvi_server_port(s));
+    const char *eps[] = {endpoint};
+    kv_client_options o = KV_CLIENT_OPTIONS_INIT;
+    o.connections_per_node = 4;
+    o.manual_loop = 1;
+    kvi_client *cl;
+    assert_int_equal(kvi_client_open(&cl, eps, 1, &o, NULL), KV_OK);
+    /* One request at a time, each in an iteration of its own: every
+     * connection gets one, so all four are up. */
+    int done = 0;
+    for (int i = 0; i < 4; i++) {
+        submit_get(cl, "warm", &done);
+        run_until(cl, &done, i + 1);
+    }
+    pthread_mutex_lock(&ids.lock);
+    assert_int_equal(ids.next_id, 4);
+    pthread_mutex_unlock(&ids.lock);
+    /* 32 handed over together (posted from outside the loop, taken in
+     * its next iteration). */
+    done = 0;
+    for (int i = 0; i < 32; i++)
+        submit_get(cl, "burst", &done);
+    run_until(cl, &done, 32);
+    pthread_mutex_lock(&ids.lock);
+    assert_int_equal(ids.n_burst, 32);
+    for (unsigned i = 1; i < ids.n_burst; i++)
+        assert_int_equal(ids.burst_ids[i], ids.burst_ids[0]);
+    pthread_mutex_unlock(&ids.lock);
+    kvi_client_close(cl);
+    kvi_server_stop(s);
+    pthread_mutex_destroy(&ids.lock);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1212,6 +1398,8 @@ int main(void)
         cmocka_unit_test(the_gate_sees_every_frame_with_its_connections_state),
         cmocka_unit_test(pending_requests_are_answered_later_from_any_thread),
         cmocka_unit_test(gathered_frames_are_batched_on_the_lent_loop),
+        cmocka_unit_test(connections_arriving_together_are_spread_over_the_threads),
+        cmocka_unit_test(a_clients_requests_of_one_iteration_share_a_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
