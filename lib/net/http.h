@@ -16,10 +16,11 @@
  * Requests are served by the operations cfg->ops (a node's data calls, or
  * in tests a handle's), so the HTTP layer has no storage logic of its own.
  * A get, put, delete, CAS or batch whose operation has an asynchronous
- * form is started by the server's thread, which then suspends the connection and
- * serves others; the operation's completion resumes it (libmicrohttpd's
- * inter-thread channel, an eventfd), and the same thread kind builds the
- * answer. kvi_http_stop waits for the operations in flight to end.
+ * form is started by the server's thread, which then suspends the
+ * connection and serves others; the operation's completion resumes it
+ * (libmicrohttpd's inter-thread channel, an eventfd), and the same thread
+ * kind builds the answer. kvi_http_stop waits for the operations in flight
+ * to end.
  *
  * With tokens configured, every request but GET /v1/health and /metrics
  * needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of

@@ -463,21 +463,22 @@ static void batch_answers_are_unchanged(void **state)
     cluster *c = *state;
     const char *http = c->nodes[1].http;
     body out;
-    assert_int_equal(http_request(http, "POST", "/v1/kv/batch?consistency=all",
-                                  "{\"operations\":[{\"op\":\"PUT\",\"key\":\"x\",\"value\":\"1\"},"
-                                  "{\"op\":\"GET\",\"key\":\"x\"},{\"op\":\"DELETE\",\"key\":\"x\"},"
-                                  "{\"op\":\"GET\",\"key\":\"nope\"},"
-                                  "{\"op\":\"PUT\",\"key\":\"/w==\",\"value\":\"AAE=\","
-                                  "\"encoding\":\"base64\"}]}",
-                                  &out, ONE_BOUND_MS), 200);
-    assert_string_equal(out.data,
-                        "{\"results\":[{\"op\":\"PUT\",\"key\":\"x\",\"status\":\"OK\",\"version\":1},"
-                        "{\"op\":\"GET\",\"key\":\"x\",\"status\":\"OK\",\"version\":1,\"value\":\"1\","
-                        "\"context\":\"AQECbjIAAAAAAAAAAQ==\"},"
-                        "{\"op\":\"DELETE\",\"key\":\"x\",\"status\":\"OK\",\"version\":2},"
-                        "{\"op\":\"GET\",\"key\":\"nope\",\"status\":\"NOT_FOUND\"},"
-                        "{\"op\":\"PUT\",\"key\":\"/w==\",\"status\":\"OK\",\"version\":1,"
-                        "\"encoding\":\"base64\"}]}\n");
+    static const char *const request =
+        "{\"operations\":[{\"op\":\"PUT\",\"key\":\"x\",\"value\":\"1\"},"
+        "{\"op\":\"GET\",\"key\":\"x\"},{\"op\":\"DELETE\",\"key\":\"x\"},"
+        "{\"op\":\"GET\",\"key\":\"nope\"},"
+        "{\"op\":\"PUT\",\"key\":\"/w==\",\"value\":\"AAE=\",\"encoding\":\"base64\"}]}";
+    static const char *const answer =
+        "{\"results\":[{\"op\":\"PUT\",\"key\":\"x\",\"status\":\"OK\",\"version\":1},"
+        "{\"op\":\"GET\",\"key\":\"x\",\"status\":\"OK\",\"version\":1,\"value\":\"1\","
+        "\"context\":\"AQECbjIAAAAAAAAAAQ==\"},"
+        "{\"op\":\"DELETE\",\"key\":\"x\",\"status\":\"OK\",\"version\":2},"
+        "{\"op\":\"GET\",\"key\":\"nope\",\"status\":\"NOT_FOUND\"},"
+        "{\"op\":\"PUT\",\"key\":\"/w==\",\"status\":\"OK\",\"version\":1,"
+        "\"encoding\":\"base64\"}]}\n";
+    assert_int_equal(http_request(http, "POST", "/v1/kv/batch?consistency=all", request, &out,
+                                  ONE_BOUND_MS), 200);
+    assert_string_equal(out.data, answer);
 }
 
 /* The node answers GET /v1/health. */
@@ -511,9 +512,13 @@ static char *big_batch(size_t count, size_t n)
     char *json = malloc(n + 1);
     assert_non_null(json);
     size_t len = (size_t)snprintf(json, n + 1, "{\"operations\":[");
-    for (size_t i = 0; i < count; i++)
-        len += (size_t)snprintf(json + len, n + 1 - len, "%s{\"op\":\"PUT\",\"key\":\"k%zu\",\"value\":\"v\"}",
+    for (size_t i = 0; i < count; i++) {
+        assert_true(len < n); /* else n + 1 - len wraps */
+        len += (size_t)snprintf(json + len, n + 1 - len,
+                                "%s{\"op\":\"PUT\",\"key\":\"k%zu\",\"value\":\"v\"}",
                                 i ? "," : "", i);
+    }
+    assert_true(len < n);
     len += (size_t)snprintf(json + len, n + 1 - len, "]}");
     assert_true(len <= n);
     memset(json + len, ' ', n - len);
