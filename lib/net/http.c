@@ -98,10 +98,8 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 
 static void async_unref(kvi_http_async *a)
 {
-    if (atomic_fetch_sub(&a->refs, 1) == 1) {
-        kvi_value_free(a->value);
-        free(a);
-    }
+    if (atomic_fetch_sub(&a->refs, 1) == 1)
+        kvi_http_async_free(a);
 }
 
 /* The connection lets go of its request's operation state. */

@@ -15,11 +15,12 @@
  *
  * Requests are served by the operations cfg->ops (a node's data calls, or
  * in tests a handle's), so the HTTP layer has no storage logic of its own.
- * A get, put, delete or CAS whose operation has an asynchronous form is
- * started by the server's thread, which then suspends the connection and
- * serves others; the operation's completion resumes it (libmicrohttpd's
- * inter-thread channel, an eventfd), and the same thread kind builds the
- * answer. kvi_http_stop waits for the operations in flight to end.
+ * A get, put, delete, CAS or batch whose operation has an asynchronous
+ * form is started by the server's thread, which then suspends the
+ * connection and serves others; the operation's completion resumes it
+ * (libmicrohttpd's inter-thread channel, an eventfd), and the same thread
+ * kind builds the answer. kvi_http_stop waits for the operations in flight
+ * to end.
  *
  * With tokens configured, every request but GET /v1/health and /metrics
  * needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of
@@ -94,6 +95,14 @@ typedef struct kvi_http_ops {
     void (*cas_async)(void *ctx, kvi_http_policy p, const void *key, size_t key_len,
                       uint64_t expected, const void *value, size_t value_len,
                       const kv_write_options *wo, kvi_http_done_fn done, void *done_ctx);
+    /* Optional asynchronous form of batch (NULL: the blocking one runs on
+     * the server's thread). b is the caller's until done runs, and must not
+     * be touched meanwhile: done gets KV_OK once each operation's public
+     * result is in b, else the failure of the whole batch. done runs
+     * exactly once, on any thread, possibly before this returns; the
+     * options are borrowed for the call only. */
+    void (*batch_async)(void *ctx, kvi_http_policy p, kv_batch *b, const kv_write_options *wo,
+                        const kv_read_options *ro, kvi_http_done_fn done, void *done_ctx);
 } kvi_http_ops;
 
 typedef struct kvi_http_config {

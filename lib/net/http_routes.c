@@ -877,9 +877,13 @@ static void finish_cas(kvi_http_conn *c, const kvi_http_result *r)
     ok_version(c, r->version);
 }
 
+static void finish_batch(kvi_http_conn *c, const kvi_http_result *r);
+
 void kvi_http_finish(kvi_http_conn *c, kvi_http_result *r)
 {
-    if (c->route == KVI_HTTP_ROUTE_CAS) {
+    if (c->route == KVI_HTTP_ROUTE_BATCH) {
+        finish_batch(c, r);
+    } else if (c->route == KVI_HTTP_ROUTE_CAS) {
         finish_cas(c, r);
     } else if (c->method == KVI_HTTP_GET) {
         finish_get(c, r);
@@ -939,20 +943,34 @@ static void batch_result(kvi_buf *b, const kvi_http_batch_item *it, const kv_bat
     kvi_http_json_raw(b, "}");
 }
 
-static void handle_batch(kvi_http_conn *c)
+/* A batch's answer: the failure of the whole batch (message: why), or each
+ * operation's result. The one way to build it, blocking or not. */
+static void batch_answer(kvi_http_conn *c, int rc, const char *message, const kv_batch *batch,
+                         const kvi_http_batch_body *body)
 {
-    kvi_http_batch_body body;
-    char err[256];
-    int rc = kvi_http_parse_batch(&body, (const char *)c->body.data, c->body.len,
-                                  KV_BATCH_MAX_OPS, err, sizeof err);
     if (rc != KV_OK) {
-        fail_msg(c, rc, err);
+        fail_msg(c, rc, message);
         return;
     }
+    kvi_http_json_raw(&c->out, "{\"results\":[");
+    for (size_t i = 0; i < body->count; i++)
+        batch_result(&c->out, &body->items[i], batch, i, c->force_base64);
+    kvi_http_json_raw(&c->out, "]}");
+}
+
+/* The batch of a parsed body in *out; KV_OK, or the failure, answered
+ * (*out NULL). */
+static int build_batch(kvi_http_conn *c, kv_batch **out, const kvi_http_batch_body *body)
+{
     kv_batch *batch = NULL;
-    rc = kvi_batch_new(&batch);
-    for (size_t i = 0; rc == KV_OK && i < body.count; i++) {
-        const kvi_http_batch_item *it = &body.items[i];
+    int rc = kvi_batch_new(&batch);
+    if (rc != KV_OK) {
+        fail_kv(c, rc);
+        *out = NULL;
+        return rc;
+    }
+    for (size_t i = 0; rc == KV_OK && i < body->count; i++) {
+        const kvi_http_batch_item *it = &body->items[i];
         if (it->kind == KV_BATCH_PUT)
             rc = kvi_batch_put(batch, it->key, it->key_len, it->value, it->value_len, it->ttl_s);
         else if (it->kind == KV_BATCH_GET)
@@ -965,21 +983,69 @@ static void handle_batch(kvi_http_conn *c)
             fail_msg(c, rc, msg);
         }
     }
-    if (rc == KV_OK) {
-        rc = c->server->ops->batch(c->server->ops_ctx, c->policy, batch, &c->wopts, &c->ropts);
-        if (rc != KV_OK) {
-            fail_kv(c, rc);
-        } else {
-            kvi_http_json_raw(&c->out, "{\"results\":[");
-            for (size_t i = 0; i < body.count; i++)
-                batch_result(&c->out, &body.items[i], batch, i, c->force_base64);
-            kvi_http_json_raw(&c->out, "]}");
-        }
-    } else if (!c->status) {
-        fail_kv(c, rc); /* kv_batch_new failed */
+    if (rc != KV_OK) {
+        kvi_batch_free(batch);
+        batch = NULL;
     }
+    *out = batch;
+    return rc;
+}
+
+/* Runs asynchronously as the single-key requests do when the table has
+ * batch_async and the server can take it: the record then owns the batch
+ * and the body, and kvi_http_finish builds the answer from them once the
+ * batch ends. Otherwise it blocks here. */
+static void handle_batch(kvi_http_conn *c)
+{
+    kvi_http_batch_body body;
+    char err[256];
+    int rc = kvi_http_parse_batch(&body, (const char *)c->body.data, c->body.len,
+                                  KV_BATCH_MAX_OPS, err, sizeof err);
+    if (rc != KV_OK) {
+        fail_msg(c, rc, err);
+        return;
+    }
+    kv_batch *batch = NULL;
+    if (build_batch(c, &batch, &body) != KV_OK) {
+        kvi_http_batch_body_free(&body);
+        return;
+    }
+    kvi_http *h = c->server;
+    kvi_http_async *a = h->ops->batch_async ? kvi_http_async_begin(c) : NULL;
+    if (a) {
+        /* Set before the start: the batch may end inside it. Nothing here
+         * touches them after. */
+        a->batch = batch;
+        a->body = body;
+        h->ops->batch_async(h->ops_ctx, c->policy, batch, &c->wopts, &c->ropts,
+                            kvi_http_async_done, a);
+        return;
+    }
+    rc = h->ops->batch(h->ops_ctx, c->policy, batch, &c->wopts, &c->ropts);
+    batch_answer(c, rc, rc != KV_OK ? kvi_error_last() : "", batch, &body);
     kvi_batch_free(batch);
     kvi_http_batch_body_free(&body);
+}
+
+/* An asynchronous batch's answer, from the batch and body its record
+ * holds (the record frees them, whichever side lets go of it last). */
+static void finish_batch(kvi_http_conn *c, const kvi_http_result *r)
+{
+    const kvi_http_async *a = c->async;
+    if (!a || !a->batch) {
+        /* Not reached: only a batch started asynchronously ends here. */
+        kvi_http_error(c, 500, "INTERNAL", KV_EINVAL, "a batch ended without its state");
+        return;
+    }
+    batch_answer(c, r->rc, r->message ? r->message : "", a->batch, &a->body);
+}
+
+void kvi_http_async_free(kvi_http_async *a)
+{
+    kvi_value_free(a->value);
+    kvi_batch_free(a->batch);
+    kvi_http_batch_body_free(&a->body);
+    free(a);
 }
 
 static void handle_cluster(kvi_http_conn *c)

@@ -11,6 +11,7 @@
 
 #include <kv/kv.h>
 #include "net/http.h"
+#include "net/http_json.h"
 #include "format/message.h"
 
 /* Slack on top of the encoded value for the rest of a single-key body. */
@@ -87,7 +88,17 @@ typedef struct kvi_http_async {
     uint64_t version;
     kv_value *value;
     char message[512];
+    /* A batch's: the batch its operation runs and the parsed body its
+     * answer names the operations from (NULL and empty otherwise). Held
+     * here, not by the connection, because the operation writes into the
+     * batch until it ends, and the connection may be gone by then. */
+    kv_batch *batch;
+    kvi_http_batch_body body;
 } kvi_http_async;
+
+/* Frees a's result (value, batch and body) and a; called by whichever of
+ * the connection and the completion lets go of it last. */
+void kvi_http_async_free(kvi_http_async *a);
 
 typedef enum kvi_http_route {
     KVI_HTTP_ROUTE_NONE = 0,
@@ -157,7 +168,10 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc,
 void kvi_http_handle(kvi_http_conn *c);
 
 /* Decides the answer of a get, put, delete or CAS from its operation's
- * result (blocking or asynchronous: one way to build it). Takes r->value. */
+ * result (blocking or asynchronous: one way to build it). Takes r->value.
+ * Also that of a batch run asynchronously, whose batch and body are in
+ * c->async (a blocking batch is answered by its handler, with the same
+ * code). */
 void kvi_http_finish(kvi_http_conn *c, kvi_http_result *r);
 
 /* For a request about to start an asynchronous operation: its state, with

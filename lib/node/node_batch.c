@@ -7,6 +7,10 @@
  * through kvi_server_answer once every operation has its result: no thread
  * waits on a replica. A node alone runs it inline, atomic, in its embedded
  * store (kvi_node_run_batch, through the usual request handler).
+ *
+ * The HTTP API's batches start the same way (kvi_node_batch_http); only
+ * the answer goes to the HTTP server's completion, which resumes the
+ * suspended connection, instead of into a frame.
  */
 #include <stdlib.h>
 
@@ -112,7 +116,9 @@ int kvi_node_run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h,
 
 /* ------------------------------------------------------- on the loop */
 
-/* A batch between its start and its answer. */
+/* A batch between its start and its answer. The answer goes to the binary
+ * server's connection (p, out, h), or, when done is set, to an HTTP
+ * request's completion; b is then the HTTP server's. */
 typedef struct batch_pending {
     kvi_node *n;
     kvi_server_pending *p;
@@ -120,12 +126,31 @@ typedef struct batch_pending {
     kvi_buf *out;
     kv_batch *b;
     uint64_t started_ns;
+    kvi_http_done_fn done;
+    void *done_ctx;
 } batch_pending;
+
+/* Gives an HTTP batch its result as the blocking http_batch would (public
+ * codes, each operation's included) and frees q, not the batch. The HTTP
+ * server records the request's metrics. */
+static void http_answer(batch_pending *q, int rc)
+{
+    kvi_batch_public_results(q->b);
+    kvi_http_result r = {.rc = kvi_public_status(rc)};
+    if (rc != KV_OK)
+        r.message = kvi_error_last();
+    q->done(q->done_ctx, &r);
+    free(q);
+}
 
 /* Answers the batch (rc: KV_OK, or a failure of the whole batch whose
  * detail is this thread's kvi_error_last()) and frees it. */
 static void answer(batch_pending *q, int rc)
 {
+    if (q->done) {
+        http_answer(q, rc);
+        return;
+    }
     if (rc == KV_OK) {
         respond_results(q->out, &q->h, q->b);
     } else {
@@ -147,6 +172,21 @@ static void batch_done(void *ctx, kvi_coord_result *r)
     answer(ctx, r->rc);
 }
 
+/* Checks q's batch whole before any operation starts, as kvi_node_batch
+ * does, and starts it on the peers' loop; KV_OK, or the failure (then
+ * batch_done never runs). */
+static int launch(batch_pending *q, const kv_write_options *wo, const kv_read_options *ro,
+                  int siblings)
+{
+    int rc = kvi_batch_prepare(&q->n->limits, q->b, wo, ro);
+    kvi_coord_env env;
+    if (rc == KV_OK && (rc = kvi_node_coord_env(q->n, &env)) == KV_OK) {
+        rc = kvi_coord_batch_start(&env, q->b, wo, ro, siblings, batch_done, q);
+        kvi_view_unref(env.view);
+    }
+    return rc;
+}
+
 int kvi_node_batch_start(kvi_node *n, kvi_server_pending *p, const kvi_frame_header *h,
                          const unsigned char *body, kvi_buf *out)
 {
@@ -162,16 +202,25 @@ int kvi_node_batch_start(kvi_node *n, kvi_server_pending *p, const kvi_frame_hea
     kv_read_options ro;
     batch_options(&wo, &ro, &req);
     int rc = decode_batch(&q->b, &req);
-    /* Checked whole before any operation starts, as kvi_node_batch does. */
     if (rc == KV_OK)
-        rc = kvi_batch_prepare(&n->limits, q->b, &wo, &ro);
-    kvi_coord_env env;
-    if (rc == KV_OK && (rc = kvi_node_coord_env(n, &env)) == KV_OK) {
-        rc = kvi_coord_batch_start(&env, q->b, &wo, &ro,
-                                   (h->flags & KVI_FRAME_FLAG_SIBLINGS) != 0, batch_done, q);
-        kvi_view_unref(env.view);
-    }
+        rc = launch(q, &wo, &ro, (h->flags & KVI_FRAME_FLAG_SIBLINGS) != 0);
     if (rc != KV_OK)
         answer(q, rc);
     return KV_OK;
+}
+
+void kvi_node_batch_http(kvi_node *n, kv_batch *b, const kv_write_options *wo,
+                         const kv_read_options *ro, unsigned flags, kvi_http_done_fn done,
+                         void *done_ctx)
+{
+    batch_pending *q = malloc(sizeof *q);
+    if (!q) {
+        kvi_http_result r = {.rc = KV_ENOMEM, .message = "out of memory starting a batch"};
+        done(done_ctx, &r);
+        return;
+    }
+    *q = (batch_pending){.n = n, .b = b, .done = done, .done_ctx = done_ctx};
+    int rc = launch(q, wo, ro, (flags & KVI_FRAME_FLAG_SIBLINGS) != 0);
+    if (rc != KV_OK)
+        answer(q, rc);
 }

@@ -1,10 +1,10 @@
 /*
  * node/node_http.c - the HTTP API's operations on a node (the kvi_http_ops
  * table node.c gives its HTTP server): the blocking ones over kvi_node_*,
- * and, for get, put, delete and CAS, asynchronous ones. In a cluster those
- * start the same state machines as the binary protocol's requests
- * (node_async.c), so no HTTP thread waits on a replica; alone, the node's
- * store answers at once, inside the call.
+ * and, for get, put, delete, CAS and batch, asynchronous ones. In a cluster
+ * those start the same state machines as the binary protocol's requests
+ * (node_async.c, node_batch.c), so no HTTP thread waits on a replica;
+ * alone, the node's store answers at once, inside the call.
  */
 #include <string.h>
 
@@ -173,9 +173,24 @@ static void http_cas_async(void *ctx, kvi_http_policy p, const void *key, size_t
     kvi_node_async_http(n, KVI_OP_CAS, write_flags(n, p, wo), &req, done, done_ctx);
 }
 
+static void http_batch_async(void *ctx, kvi_http_policy p, kv_batch *b,
+                             const kv_write_options *wo, const kv_read_options *ro,
+                             kvi_http_done_fn done, void *done_ctx)
+{
+    kvi_node *n = ctx;
+    if (!kvi_node_clustered(n)) {
+        /* Atomic in the node's own store, as the blocking batch is. */
+        int rc = http_batch(ctx, p, b, wo, ro);
+        done_now(done, done_ctx, rc, 0, NULL);
+        return;
+    }
+    kvi_node_batch_http(n, b, wo, ro, http_flags(n, p), done, done_ctx);
+}
+
 const kvi_http_ops kvi_node_http_ops = {
     .get = http_get, .put = http_put, .del = http_delete, .cas = http_cas,
     .batch = http_batch, .backup = http_backup, .scan = kvi_node_http_scan,
     .get_async = http_get_async, .put_async = http_put_async,
     .del_async = http_delete_async, .cas_async = http_cas_async,
+    .batch_async = http_batch_async,
 };

@@ -85,6 +85,13 @@ int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_heade
 int kvi_node_run_batch(kvi_node *n, kvi_request *req, const kvi_frame_header *h, kvi_buf *out);
 int kvi_node_batch_start(kvi_node *n, kvi_server_pending *p, const kvi_frame_header *h,
                          const unsigned char *body, kvi_buf *out);
+/* Starts a batch of the HTTP API on a clustered node (flags: the frame
+ * flags of its policy) as kvi_node_batch_start starts a binary one; b stays
+ * the caller's and must be left alone until done gets the result (public
+ * codes, each operation's in b), once, on any thread. */
+void kvi_node_batch_http(kvi_node *n, kv_batch *b, const kv_write_options *wo,
+                         const kv_read_options *ro, unsigned flags, kvi_http_done_fn done,
+                         void *done_ctx);
 /* Starts a GET, PUT, DELETE or CAS of the HTTP API (opcode, the frame
  * flags of its policy; req borrowed for the call) as kvi_node_async_start
  * starts a binary one; done gets its result (public codes), once. */

@@ -1,11 +1,13 @@
 /* The HTTP API of a clustered node waits on no replica with a thread
- * (issue 12): its get, put, delete and CAS run as the coordinator's state
- * machines, and the connection is suspended meanwhile. Real kvd processes
- * on loopback, with two HTTP threads each and a long internode timeout:
- * with one member stopped (SIGSTOP), more requests at ALL than there are
- * HTTP threads wait on it, and a request at ONE is still answered; clients
- * that hang up while their request waits leave a server that goes on
- * serving, and stops cleanly (run under ASan too).
+ * (issue 12): its get, put, delete, CAS and batch run as the coordinator's
+ * state machines, and the connection is suspended meanwhile. Real kvd
+ * processes on loopback, with two HTTP threads each and a long internode
+ * timeout: with one member stopped (SIGSTOP), more requests (or batches)
+ * at ALL than there are HTTP threads wait on it, and a request at ONE, or
+ * GET /v1/health, is still answered; clients that hang up while their
+ * request waits leave a server that goes on serving, and stops cleanly
+ * (run under ASan too). Batches' answers, good and bad, are those the
+ * blocking path gave, byte for byte.
  *
  * The path of kvd comes from the KVD environment variable (set by ctest).
  * No timing assertions: every wait is bounded, far below the internode
@@ -18,10 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <cmocka.h>
+#include <cJSON.h>
 
 #include "helpers.h"
 #include "integration/http_client.h"
@@ -176,6 +180,7 @@ static int teardown(void **state)
 typedef struct waiter {
     const char *http;
     const char *path;
+    const char *json; /* a POST's body; NULL: a GET */
     pthread_t thread;
     long status;
     body out;
@@ -185,7 +190,8 @@ typedef struct waiter {
 static void *wait_request(void *arg)
 {
     waiter *w = arg;
-    w->status = http_request(w->http, "GET", w->path, NULL, &w->out, WAITER_BOUND_MS);
+    w->status = http_request(w->http, w->json ? "POST" : "GET", w->path, w->json, &w->out,
+                             WAITER_BOUND_MS);
     atomic_store(&w->done, 1);
     return NULL;
 }
@@ -352,6 +358,271 @@ static void answers_are_unchanged(void **state)
     assert_non_null(strstr(out.data, "\"code\":\"BAD_REQUEST\""));
 }
 
+/* ------------------------------------------------------------- batches */
+
+/* The body of batch i: a read of "held" and a write of a key of its own. */
+static char *batch_body(int i)
+{
+    char *json = malloc(160);
+    assert_non_null(json);
+    snprintf(json, 160,
+             "{\"operations\":[{\"op\":\"GET\",\"key\":\"held\"},"
+             "{\"op\":\"PUT\",\"key\":\"b%d\",\"value\":\"w%d\"}]}", i, i);
+    return json;
+}
+
+/* Sends batches at ALL, each from a connection of its own. */
+static void start_batch_waiters(waiter *ws, char **bodies, int n, const char *http)
+{
+    for (int i = 0; i < n; i++) {
+        bodies[i] = batch_body(i);
+        ws[i] = (waiter){.http = http, .path = "/v1/kv/batch?consistency=all",
+                         .json = bodies[i]};
+        assert_int_equal(pthread_create(&ws[i].thread, NULL, wait_request, &ws[i]), 0);
+    }
+    sleep_ms(1000); /* as start_waiters: not an assertion */
+}
+
+/* Whether o's member name is the string want. */
+static int has_string(const cJSON *o, const char *name, const char *want)
+{
+    const char *got = cJSON_GetStringValue(cJSON_GetObjectItem(o, name));
+    return got && strcmp(got, want) == 0;
+}
+
+/* Whether out is batch i's answer, every operation done: the JSON of two
+ * results, the read of "held" and the write of "b<i>". */
+static int batch_answer_ok(const body *out, int i)
+{
+    cJSON *root = cJSON_Parse(out->data);
+    const cJSON *results = cJSON_GetObjectItem(root, "results");
+    const cJSON *get = cJSON_GetArrayItem(results, 0);
+    const cJSON *put = cJSON_GetArrayItem(results, 1);
+    char key[16];
+    snprintf(key, sizeof key, "b%d", i);
+    int ok = cJSON_GetArraySize(results) == 2 && has_string(get, "op", "GET") &&
+             has_string(get, "key", "held") && has_string(get, "status", "OK") &&
+             has_string(get, "value", "v1") && has_string(put, "op", "PUT") &&
+             has_string(put, "key", key) && has_string(put, "status", "OK") &&
+             cJSON_IsNumber(cJSON_GetObjectItem(put, "version"));
+    cJSON_Delete(root);
+    return ok;
+}
+
+/* More batches at ALL than HTTP threads wait on a stopped member; GET
+ * /v1/health and a GET at ONE are still answered, and the batches all end,
+ * with every operation done, once the member is back. A batch blocking its
+ * HTTP thread would hold both threads until the member came back, and the
+ * health check would get no answer within its 20 s. */
+static void http_batches_do_not_hold_http_threads(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[0].http;
+    body out;
+    assert_int_equal(http_request(http, "PUT", "/v1/kv/held?consistency=all",
+                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
+    assert_true(kvd_pause(c->nodes[2].pid));
+
+    /* On the heap: see http_threads_do_not_wait_on_replicas. */
+    waiter *ws = calloc(WAITERS, sizeof *ws);
+    char **bodies = calloc(WAITERS, sizeof *bodies);
+    assert_true(ws && bodies);
+    start_batch_waiters(ws, bodies, WAITERS, http);
+
+    long health = http_request(http, "GET", "/v1/health", NULL, &out, ONE_BOUND_MS);
+    if (health != 200)
+        fprintf(stderr, "health: %ld; %d of %d batches at ALL done\n", health,
+                count_done(ws, WAITERS), WAITERS);
+    assert_int_equal(health, 200);
+    assert_string_equal(out.data, "{\"status\":\"ok\"}\n");
+    assert_int_equal(http_request(http, "GET", "/v1/kv/held?consistency=one", NULL, &out,
+                                  ONE_BOUND_MS), 200);
+    /* None could end without the stopped member: they were all waiting
+     * while the others were answered. */
+    assert_int_equal(count_done(ws, WAITERS), 0);
+
+    assert_int_equal(kill(c->nodes[2].pid, SIGCONT), 0);
+    for (int i = 0; i < WAITERS; i++) {
+        pthread_join(ws[i].thread, NULL);
+        if (ws[i].status != 200 || !batch_answer_ok(&ws[i].out, i))
+            fprintf(stderr, "batch %d: %ld %s\n", i, ws[i].status, ws[i].out.data);
+        assert_int_equal(ws[i].status, 200);
+        assert_true(batch_answer_ok(&ws[i].out, i));
+        free(bodies[i]);
+    }
+    free(bodies);
+    free(ws);
+}
+
+/* A batch's answer is the one the blocking path gave, byte for byte: the
+ * operations on one key in order, each with its status and version, a
+ * read with its context (a clock of the coordinator, n2, alone), a binary
+ * key in base64. */
+static void batch_answers_are_unchanged(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[1].http;
+    body out;
+    static const char *const request =
+        "{\"operations\":[{\"op\":\"PUT\",\"key\":\"x\",\"value\":\"1\"},"
+        "{\"op\":\"GET\",\"key\":\"x\"},{\"op\":\"DELETE\",\"key\":\"x\"},"
+        "{\"op\":\"GET\",\"key\":\"nope\"},"
+        "{\"op\":\"PUT\",\"key\":\"/w==\",\"value\":\"AAE=\",\"encoding\":\"base64\"}]}";
+    static const char *const answer =
+        "{\"results\":[{\"op\":\"PUT\",\"key\":\"x\",\"status\":\"OK\",\"version\":1},"
+        "{\"op\":\"GET\",\"key\":\"x\",\"status\":\"OK\",\"version\":1,\"value\":\"1\","
+        "\"context\":\"AQECbjIAAAAAAAAAAQ==\"},"
+        "{\"op\":\"DELETE\",\"key\":\"x\",\"status\":\"OK\",\"version\":2},"
+        "{\"op\":\"GET\",\"key\":\"nope\",\"status\":\"NOT_FOUND\"},"
+        "{\"op\":\"PUT\",\"key\":\"/w==\",\"status\":\"OK\",\"version\":1,"
+        "\"encoding\":\"base64\"}]}\n";
+    assert_int_equal(http_request(http, "POST", "/v1/kv/batch?consistency=all", request, &out,
+                                  ONE_BOUND_MS), 200);
+    assert_string_equal(out.data, answer);
+}
+
+/* The node answers GET /v1/health. */
+static void still_serving(const char *http)
+{
+    body out;
+    assert_int_equal(http_request(http, "GET", "/v1/health", NULL, &out, ONE_BOUND_MS), 200);
+}
+
+/* Sends a batch at ALL on a connection of its own and returns the socket,
+ * without reading the answer. */
+static int send_raw_batch(const char *http, int i)
+{
+    int fd = loopback_connect(http, 5);
+    assert_true(fd >= 0);
+    char *json = batch_body(i);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/kv/batch?consistency=all HTTP/1.1\r\nHost: %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     http, strlen(json), json);
+    free(json);
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    return fd;
+}
+
+/* A body of n bytes: a batch of count PUTs, padded with spaces. */
+static char *big_batch(size_t count, size_t n)
+{
+    char *json = malloc(n + 1);
+    assert_non_null(json);
+    size_t len = (size_t)snprintf(json, n + 1, "{\"operations\":[");
+    for (size_t i = 0; i < count; i++) {
+        assert_true(len < n); /* else n + 1 - len wraps */
+        len += (size_t)snprintf(json + len, n + 1 - len,
+                                "%s{\"op\":\"PUT\",\"key\":\"k%zu\",\"value\":\"v\"}",
+                                i ? "," : "", i);
+    }
+    assert_true(len < n);
+    len += (size_t)snprintf(json + len, n + 1 - len, "]}");
+    assert_true(len <= n);
+    memset(json + len, ' ', n - len);
+    json[n] = 0;
+    return json;
+}
+
+/* Bad batches are refused as before, and the node goes on serving after
+ * each: malformed JSON, an empty body, a body over the 16 MiB limit, more
+ * operations than a batch may have, a level the cluster cannot meet. */
+static void bad_batches_are_refused(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[0].http;
+    body out;
+    static const char *const bad[] = {
+        "{\"operations\": [", "", "{\"operations\": 7}", "[]", "{\"operations\": [{}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        long got = http_request(http, "POST", "/v1/kv/batch", bad[i], &out, ONE_BOUND_MS);
+        if (got != 400)
+            fprintf(stderr, "body \"%s\": %ld %s\n", bad[i], got, out.data);
+        assert_int_equal(got, 400);
+        assert_non_null(strstr(out.data, "\"code\":\"BAD_REQUEST\""));
+        still_serving(http);
+    }
+    char *json = big_batch(1, 16u * 1024u * 1024u + 1u);
+    assert_int_equal(http_request(http, "POST", "/v1/kv/batch", json, &out, ONE_BOUND_MS), 413);
+    assert_non_null(strstr(out.data, "\"code\":\"TOO_BIG\""));
+    free(json);
+    still_serving(http);
+    json = big_batch(KV_BATCH_MAX_OPS + 1, (KV_BATCH_MAX_OPS + 1) * 48u);
+    assert_int_equal(http_request(http, "POST", "/v1/kv/batch", json, &out, ONE_BOUND_MS), 413);
+    free(json);
+    still_serving(http);
+    /* A key over the node's limit (1024 bytes) after a good operation:
+     * the batch is checked whole inside the start call, so it is answered
+     * before the connection is suspended, and nothing of it runs. */
+    char key[2001];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = 0;
+    json = malloc(2200);
+    assert_non_null(json);
+    snprintf(json, 2200,
+             "{\"operations\":[{\"op\":\"PUT\",\"key\":\"first\",\"value\":\"v\"},"
+             "{\"op\":\"GET\",\"key\":\"%s\"}]}", key);
+    assert_int_equal(http_request(http, "POST", "/v1/kv/batch?consistency=all", json, &out,
+                                  ONE_BOUND_MS), 413);
+    assert_string_equal(out.data, "{\"error\":{\"code\":\"TOO_BIG\",\"message\":\"batch "
+                                  "operation 1: key is 2000 bytes, the limit is 1024\"}}\n");
+    free(json);
+    still_serving(http);
+    assert_int_equal(http_request(http, "GET", "/v1/kv/first", NULL, &out, ONE_BOUND_MS), 404);
+}
+
+/* Clients hang up while their batches wait (suspended) on a stopped member:
+ * some with a reset, some with a plain close. The node goes on serving
+ * meanwhile and after, and stops cleanly (teardown; under ASan, a batch
+ * freed twice or never would fail it). */
+static void batch_clients_that_hang_up(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[0].http;
+    body out;
+    assert_int_equal(http_request(http, "PUT", "/v1/kv/held?consistency=all",
+                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
+    assert_true(kvd_pause(c->nodes[2].pid));
+
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = send_raw_batch(http, i);
+    /* A batch of our own, to know when those at ALL have ended. */
+    waiter *w = calloc(1, sizeof *w); /* on the heap: see above */
+    char *bodies[1];
+    assert_non_null(w);
+    start_batch_waiters(w, bodies, 1, http);
+    for (int i = 0; i < 4; i++) {
+        if (i % 2 == 0) {
+            struct linger lg = {1, 0}; /* close sends a reset */
+            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(fds[i]);
+    }
+    still_serving(http);
+    assert_int_equal(http_request(http, "GET", "/v1/kv/held?consistency=one", NULL, &out,
+                                  ONE_BOUND_MS), 200);
+    assert_int_equal(count_done(w, 1), 0);
+
+    assert_int_equal(kill(c->nodes[2].pid, SIGCONT), 0);
+    pthread_join(w->thread, NULL);
+    assert_int_equal(w->status, 200);
+    assert_true(batch_answer_ok(&w->out, 0));
+    free(bodies[0]);
+    free(w);
+    for (int i = 0; i < 4; i++) {
+        char *json = batch_body(i);
+        assert_int_equal(http_request(http, "POST", "/v1/kv/batch?consistency=all", json, &out,
+                                      ONE_BOUND_MS), 200);
+        assert_true(batch_answer_ok(&out, i));
+        free(json);
+    }
+    assert_int_equal(waitpid(c->nodes[0].pid, NULL, WNOHANG), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -359,6 +630,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(http_threads_do_not_wait_on_replicas, setup, teardown),
         cmocka_unit_test_setup_teardown(clients_that_hang_up_while_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_are_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(http_batches_do_not_hold_http_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_answers_are_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_batches_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_clients_that_hang_up, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

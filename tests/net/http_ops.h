@@ -64,7 +64,8 @@ static const kvi_http_ops handle_http_ops = {
 };
 
 #ifdef TEST_HTTP_ASYNC_OPS
-/* The same operations with asynchronous forms of get, put, delete and CAS,
+/* The same operations with asynchronous forms of get, put, delete, CAS and
+ * batch,
  * for the server's suspend and resume: each runs the call at once, then
  * gives its result inside the call (one in three), or from a thread of its
  * own, at once or after a millisecond, so that the completion comes both
@@ -151,11 +152,22 @@ static void handle_cas_async(void *ctx, kvi_http_policy p, const void *key, size
     complete(done, done_ctx, rc, version, NULL);
 }
 
+/* The batch ran into b before complete hands it back: the server reads
+ * its results only after done. */
+static void handle_batch_async(void *ctx, kvi_http_policy p, kv_batch *b,
+                               const kv_write_options *wo, const kv_read_options *ro,
+                               kvi_http_done_fn done, void *done_ctx)
+{
+    int rc = handle_batch(ctx, p, b, wo, ro);
+    complete(done, done_ctx, rc, 0, NULL);
+}
+
 static const kvi_http_ops handle_http_async_ops = {
     .get = handle_get, .put = handle_put, .del = handle_delete, .cas = handle_cas,
     .batch = handle_batch, .backup = handle_backup, .scan = handle_scan,
     .get_async = handle_get_async, .put_async = handle_put_async,
     .del_async = handle_delete_async, .cas_async = handle_cas_async,
+    .batch_async = handle_batch_async,
 };
 #endif
 
