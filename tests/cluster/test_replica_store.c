@@ -10,28 +10,10 @@
 #include <cmocka.h>
 
 #include "api/fixture.h"
+#include "cluster/state_values.h"
 #include "cluster/replica_store.h"
 #include "client/handle.h"
 #include "storage/raw.h"
-
-static kvi_sibling value_of(const char *text)
-{
-    kvi_sibling v;
-    memset(&v, 0, sizeof v);
-    v.value = (const unsigned char *)text;
-    v.value_len = strlen(text);
-    v.write_ms = 1;
-    return v;
-}
-
-static int holds(const kvi_state *s, const char *text)
-{
-    for (size_t i = 0; i < s->n; i++)
-        if (s->sibs[i].value_len == strlen(text) &&
-            memcmp(s->sibs[i].value, text, s->sibs[i].value_len) == 0)
-            return 1;
-    return 0;
-}
 
 static kvi_state st, other;
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "api/fixture.h"
+#include "cluster/state_values.h"
 #include "client/handle.h"
 #include "cluster/write_stage.h"
 #include "net/loop.h"
@@ -28,16 +29,6 @@ typedef struct staging {
     int b_there_when_a_done; /* "b" was written when "a"'s write was */
     char log[16];            /* the order done callbacks ran in */
 } staging;
-
-static kvi_sibling value_of(const char *text)
-{
-    kvi_sibling v;
-    memset(&v, 0, sizeof v);
-    v.value = (const unsigned char *)text;
-    v.value_len = strlen(text);
-    v.write_ms = 1;
-    return v;
-}
 
 static void written(kvi_staged_write *w)
 {

@@ -1238,15 +1238,12 @@ static void connections_arriving_together_are_spread_over_the_threads(void **sta
     where_ctx w;
     memset(&w, 0, sizeof w);
     pthread_mutex_init(&w.lock, NULL);
-    kvi_server_config cfg = {
-        .listen_addr = "127.0.0.1:0",
-        .io_threads = 2,
-        .max_body = KVI_FRAME_DEFAULT_MAX_BODY,
-        .idle_timeout_ms = 30000,
-        .max_connections = 4096,
-        .handler = handle_where,
-        .handler_ctx = &w,
-    };
+    handler_ctx hc; /* base_config's; its handler is replaced */
+    memset(&hc, 0, sizeof hc);
+    kvi_server_config cfg = base_config(&hc);
+    cfg.handler = handle_where; /* every frame inline, on its connection's thread */
+    cfg.handler_ctx = &w;
+    cfg.offload = NULL;
     kvi_server *s;
     assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
     int port = kvi_server_port(s);
