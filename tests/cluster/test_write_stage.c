@@ -74,19 +74,31 @@ static void first(void *ctx)
     stage(s, 0, "a");
 }
 
-static void writes_of_an_iteration_go_in_one_write_after_its_other_work(void **state)
+/* A loop, a stage on it for the fixture's store, and plain writes' args. */
+static kvi_loop *staging_open(staging *s, fixture *f)
 {
-    fixture *f = *state;
     kvi_loop *loop;
     assert_int_equal(kvi_loop_new(&loop), KV_OK);
+    memset(s, 0, sizeof *s);
+    s->store = f->db->embedded;
+    s->args = (kvi_replica_write_args){.node = "n1", .supersede_held = 1, .on_state_ctx = s};
+    assert_int_equal(kvi_write_stage_new(&s->stage, loop, s->store), KV_OK);
+    return loop;
+}
+
+static void staging_close(staging *s, kvi_loop *loop)
+{
+    kvi_loop_free(loop);
+    kvi_write_stage_free(s->stage);
+}
+
+static void writes_of_an_iteration_go_in_one_write_after_its_other_work(void **state)
+{
     staging s;
-    memset(&s, 0, sizeof s);
-    s.store = f->db->embedded;
-    s.args = (kvi_replica_write_args){.node = "n1", .supersede_held = 1, .on_state_ctx = &s};
+    kvi_loop *loop = staging_open(&s, *state);
     s.values[0] = value_of("a1");
     s.values[1] = value_of("b1");
     s.values[2] = value_of("a2");
-    assert_int_equal(kvi_write_stage_new(&s.stage, loop, s.store), KV_OK);
     kvi_loop_deferred_init(&s.second, second, &s);
     kvi_loop_deferred_init(&s.third, third, &s);
     kvi_loop_post(loop, &s.start, first, &s);
@@ -108,26 +120,20 @@ static void writes_of_an_iteration_go_in_one_write_after_its_other_work(void **s
     assert_int_equal(kvi_state_version(&st), 2);
     assert_memory_equal(st.sibs[0].value, "a2", 2);
     kvi_buf_free(&holder);
-    kvi_loop_free(loop);
-    kvi_write_stage_free(s.stage);
+    staging_close(&s, loop);
 }
 
 /* A CAS refused in the batch says why in its own message, whatever the
  * other items did. */
 static void a_refused_write_keeps_its_own_message(void **state)
 {
-    fixture *f = *state;
-    kvi_loop *loop;
-    assert_int_equal(kvi_loop_new(&loop), KV_OK);
     staging s;
-    memset(&s, 0, sizeof s);
-    s.store = f->db->embedded;
-    kvi_replica_write_args cas = {.node = "n1", .supersede_held = 1, .check_version = 1,
-                                  .expected_version = 5, .on_state_ctx = &s};
-    s.args = (kvi_replica_write_args){.node = "n1", .supersede_held = 1, .on_state_ctx = &s};
+    kvi_loop *loop = staging_open(&s, *state);
+    kvi_replica_write_args cas = s.args;
+    cas.check_version = 1;
+    cas.expected_version = 5;
     s.values[0] = value_of("x");
     s.values[1] = value_of("y");
-    assert_int_equal(kvi_write_stage_new(&s.stage, loop, s.store), KV_OK);
     s.writes[0].item = (kvi_merge_item){.key = "c", .key_len = 1, .args = &cas,
                                           .value = &s.values[0]};
     s.writes[0].done = written;
@@ -141,8 +147,7 @@ static void a_refused_write_keeps_its_own_message(void **state)
     assert_int_equal(s.writes[0].item.status, KV_ECONFLICT);
     assert_non_null(strstr(s.writes[0].why, "expected version 5"));
     assert_int_equal(s.done[1], 1);
-    kvi_loop_free(loop);
-    kvi_write_stage_free(s.stage);
+    staging_close(&s, loop);
 }
 
 typedef struct order {

@@ -219,6 +219,31 @@ static void start_waiters(waiter *ws, int n, const char *http, const char *path)
 
 /* ---------------------------------------------------------------- tests */
 
+/* Writes key at ALL on node 1 (so every replica holds it), then stops
+ * node 3: requests at ALL through node 1 wait until it is back. */
+static void write_then_pause(cluster *c, const char *key)
+{
+    char path[128];
+    body out;
+    snprintf(path, sizeof path, "/v1/kv/%s?consistency=all", key);
+    assert_int_equal(http_request(c->nodes[0].http, "PUT", path, "{\"value\":\"v1\"}", &out,
+                                  ONE_BOUND_MS), 200);
+    assert_true(kvd_pause(c->nodes[2].pid));
+}
+
+/* Closes the n sockets while their requests wait: the even ones with a
+ * reset (SO_LINGER 0), the odd ones with a FIN. */
+static void hang_up(int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (i % 2 == 0) {
+            struct linger lg = {1, 0};
+            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(fds[i]);
+    }
+}
+
 /* More reads at ALL than HTTP threads wait on a stopped member; a GET and a
  * PUT at ONE are still answered, and the reads at ALL all end once the
  * member is back. Blocking HTTP threads would hold both threads until the
@@ -229,9 +254,7 @@ static void http_threads_do_not_wait_on_replicas(void **state)
     cluster *c = *state;
     const char *http = c->nodes[0].http;
     body out;
-    assert_int_equal(http_request(http, "PUT", "/v1/kv/held?consistency=all",
-                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
-    assert_true(kvd_pause(c->nodes[2].pid));
+    write_then_pause(c, "held");
 
     /* On the heap: a failed assertion leaves the threads running, so they
      * must not point into this frame. */
@@ -290,9 +313,7 @@ static void clients_that_hang_up_while_waiting(void **state)
     cluster *c = *state;
     const char *http = c->nodes[0].http;
     body out;
-    assert_int_equal(http_request(http, "PUT", "/v1/kv/gone?consistency=all",
-                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
-    assert_true(kvd_pause(c->nodes[2].pid));
+    write_then_pause(c, "gone");
 
     int fds[4];
     for (int i = 0; i < 4; i++)
@@ -301,14 +322,7 @@ static void clients_that_hang_up_while_waiting(void **state)
     waiter *w = calloc(1, sizeof *w); /* on the heap: see above */
     assert_non_null(w);
     start_waiters(w, 1, http, "/v1/kv/gone?consistency=all");
-    for (int i = 0; i < 4; i++) {
-        if (i % 2 == 0) {
-            /* SO_LINGER 0: close sends a reset instead of a FIN. */
-            struct linger lg = {1, 0};
-            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        }
-        close(fds[i]);
-    }
+    hang_up(fds, 4);
     assert_int_equal(http_request(http, "GET", "/v1/kv/gone?consistency=one", NULL, &out,
                                   ONE_BOUND_MS), 200);
     assert_int_equal(count_done(w, 1), 0);
@@ -419,9 +433,7 @@ static void http_batches_do_not_hold_http_threads(void **state)
     cluster *c = *state;
     const char *http = c->nodes[0].http;
     body out;
-    assert_int_equal(http_request(http, "PUT", "/v1/kv/held?consistency=all",
-                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
-    assert_true(kvd_pause(c->nodes[2].pid));
+    write_then_pause(c, "held");
 
     /* On the heap: see http_threads_do_not_wait_on_replicas. */
     waiter *ws = calloc(WAITERS, sizeof *ws);
@@ -583,9 +595,7 @@ static void batch_clients_that_hang_up(void **state)
     cluster *c = *state;
     const char *http = c->nodes[0].http;
     body out;
-    assert_int_equal(http_request(http, "PUT", "/v1/kv/held?consistency=all",
-                                  "{\"value\":\"v1\"}", &out, ONE_BOUND_MS), 200);
-    assert_true(kvd_pause(c->nodes[2].pid));
+    write_then_pause(c, "held");
 
     int fds[4];
     for (int i = 0; i < 4; i++)
@@ -595,13 +605,7 @@ static void batch_clients_that_hang_up(void **state)
     char *bodies[1];
     assert_non_null(w);
     start_batch_waiters(w, bodies, 1, http);
-    for (int i = 0; i < 4; i++) {
-        if (i % 2 == 0) {
-            struct linger lg = {1, 0}; /* close sends a reset */
-            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        }
-        close(fds[i]);
-    }
+    hang_up(fds, 4);
     still_serving(http);
     assert_int_equal(http_request(http, "GET", "/v1/kv/held?consistency=one", NULL, &out,
                                   ONE_BOUND_MS), 200);
