@@ -12,6 +12,7 @@
 
 #include <rocksdb/c.h>
 
+#include "format/record.h"
 #include "storage/expiry_filter.h"
 #include "util/error.h"
 #include "util/ticker.h"
@@ -20,6 +21,7 @@ struct kvi_store {
     rocksdb_t *db;
     rocksdb_options_t *db_options;
     rocksdb_options_t *data_options;
+    rocksdb_options_t *paxos_options;   /* a hash memtable, updates in place, no expiry */
     rocksdb_block_based_table_options_t *table_options;
     rocksdb_cache_t *cache;
     rocksdb_filterpolicy_t *filter_policy; /* owned by table_options */
@@ -29,6 +31,7 @@ struct kvi_store {
     rocksdb_column_family_handle_t *cf_hints;
     rocksdb_column_family_handle_t *cf_paxos;
     rocksdb_readoptions_t *read_options;
+    rocksdb_readoptions_t *scan_options; /* total order, whatever a family's prefix */
     rocksdb_writeoptions_t *write_options;
     rocksdb_writeoptions_t *synced_options; /* Paxos promises and accepts */
     rocksdb_writeoptions_t *unsynced_options; /* Paxos commits */
@@ -86,6 +89,8 @@ static void free_options(kvi_store *s)
 {
     if (s->read_options)
         rocksdb_readoptions_destroy(s->read_options);
+    if (s->scan_options)
+        rocksdb_readoptions_destroy(s->scan_options);
     if (s->write_options)
         rocksdb_writeoptions_destroy(s->write_options);
     if (s->synced_options)
@@ -94,6 +99,8 @@ static void free_options(kvi_store *s)
         rocksdb_writeoptions_destroy(s->unsynced_options);
     if (s->data_options)
         rocksdb_options_destroy(s->data_options);
+    if (s->paxos_options)
+        rocksdb_options_destroy(s->paxos_options);
     if (s->db_options)
         rocksdb_options_destroy(s->db_options);
     if (s->table_options)
@@ -192,6 +199,24 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     rocksdb_options_set_allow_concurrent_memtable_write(s->db_options, 0);
     rocksdb_options_set_allow_concurrent_memtable_write(s->data_options, 0);
     rocksdb_options_set_inplace_update_support(s->data_options, 1);
+    /* The Paxos family is only ever read by key: each promise, accept and
+     * commit reads its key's record and rewrites it (three times per round
+     * at each acceptor). Its memtable is a hash table of linked lists keyed
+     * by the ring token that begins every key, not a skip list: a skip-list
+     * search, one cache miss per level, was a fifth of a SERIAL CAS's
+     * server CPU, and a SERIAL CAS ran +40% without it (docs/BENCHMARKS.md).
+     * Records are updated in place, as the data family's are, so a bucket
+     * holds one entry per key rather than one per write. The price, paid
+     * only by the sweeper's scan (once a minute): a scan must ask for total
+     * order (scan_options), and copies the memtable into order first; the
+     * scan may see a record changing under it, and takes nothing from it
+     * on trust (each candidate is loaded again under its key's lock). The
+     * data family keeps its skip list: scans of it are frequent. */
+    s->paxos_options = rocksdb_options_create_copy(s->db_options);
+    rocksdb_options_set_inplace_update_support(s->paxos_options, 1);
+    rocksdb_options_set_prefix_extractor(s->paxos_options,
+                                         rocksdb_slicetransform_create_fixed_prefix(KVI_TOKEN_SIZE));
+    rocksdb_options_set_hash_link_list_rep(s->paxos_options, 1u << 16);
     s->expiry_filter = kvi_expiry_filter_create(cfg->grace_ms);
     if (!s->expiry_filter) {
         free_options(s);
@@ -201,6 +226,8 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     rocksdb_options_set_compaction_filter(s->data_options, s->expiry_filter);
 
     s->read_options = rocksdb_readoptions_create();
+    s->scan_options = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(s->scan_options, 1);
     s->write_options = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->write_options, cfg->sync == KV_SYNC_ALWAYS);
     s->synced_options = rocksdb_writeoptions_create();
@@ -213,7 +240,7 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
      * must never expire, ScyllaDB 6149). */
     const char *names[4] = {KVI_CF_META, KVI_CF_DATA, KVI_CF_HINTS, KVI_CF_PAXOS};
     const rocksdb_options_t *cf_options[4] = {s->db_options, s->data_options, s->db_options,
-                                              s->db_options};
+                                              s->paxos_options};
     rocksdb_column_family_handle_t *handles[4] = {NULL, NULL, NULL, NULL};
     char *err = NULL;
     s->db = rocksdb_open_column_families(s->db_options, cfg->path, 4, names,
@@ -480,7 +507,7 @@ static int scan_cf(kvi_store *s, rocksdb_column_family_handle_t *cf, const char 
                    const void *from, size_t from_len, int prefix_only, kvi_store_scan_fn fn,
                    void *ctx)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, cf);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->scan_options, cf);
     if (!it)
         return kvi_error(KV_ENOMEM, "out of memory scanning %s", what);
     if (from_len)
