@@ -20,6 +20,7 @@
 
 #include "cluster/coord_op.h"
 #include "cluster/paxos_acceptor.h"
+#include "cluster/write_stage.h"
 #include "storage/group_commit.h"
 #include "storage/store.h"
 #include "format/record.h"
@@ -173,8 +174,61 @@ static void local_durable(void *ctx, int rc)
     kvi_loop_post(w->op->base.loop, &w->task, local_synced, w);
 }
 
-/* Applies the round's message to this node's own replica: a commit is fed
- * at once; a promise or an accept once it is durable. Returns the step. */
+/* This node's acceptor's message, staged with the loop iteration's other
+ * writes (cluster/write_stage.h). */
+typedef struct local_staged {
+    kvi_staged_paxos sp;
+    serial_op *op;
+    unsigned gen;
+    /* The proposal's copy: the round may move on, and rebuild its state,
+     * before the stage applies the message. */
+    unsigned char proposal[];
+} local_staged;
+
+/* Feeds this node's acceptor's answer (or failure) to the round, if the
+ * round still waits for it. */
+static void local_feed(serial_op *op, unsigned gen, int rc, const kvi_buf *answer)
+{
+    if (op->base.finished || gen != op->gen || op->fed[op->self])
+        return;
+    record(op, (size_t)op->self, rc, answer ? answer->data : NULL, answer ? answer->len : 0);
+    coord_op_poke(&op->base);
+}
+
+/* On the loop, at the end of the iteration: the staged message is applied,
+ * unsynced. A commit is answered at once; a promise or an accept once the
+ * group committer has made it durable. */
+static void local_applied(kvi_staged_paxos *sp)
+{
+    local_staged *ls = (local_staged *)sp;
+    serial_op *op = ls->op;
+    kvi_paxos_msg *m = &sp->msg;
+    int rc = m->status != KV_OK ? m->status : m->answer.failed ? KV_ENOMEM : KV_OK;
+    kvi_group_commit *committer = kvi_store_committer(kvi_embedded_store(op->base.env.local));
+    local_wait *w = NULL;
+    if (rc != KV_OK) {
+        kvi_log(op->base.env.log, KV_LOG_WARN, "this node's replica failed a Paxos message: %s",
+                kvi_error_last());
+    } else if (m->kind != KVI_PAXOS_COMMIT) {
+        w = malloc(sizeof *w);
+        rc = w ? KV_OK : KV_ENOMEM; /* no memory to wait with: written unsynced, not counted */
+    }
+    if (w) {
+        *w = (local_wait){.op = op, .gen = ls->gen, .answer = m->answer};
+        coord_op_hold(&op->base);
+        kvi_group_commit_request(committer, &w->sync, local_durable, w);
+    } else {
+        local_feed(op, ls->gen, rc, &m->answer);
+        kvi_buf_free(&m->answer);
+    }
+    free(ls);
+    coord_op_drop(&op->base);
+}
+
+/* Applies the round's message to this node's own replica: staged with the
+ * loop iteration's other writes when the node has a stage on this loop,
+ * else at once; a commit is fed as soon as it is applied, a promise or an
+ * accept once it is durable. Returns the step. */
 static kvi_px_step local_message(serial_op *op)
 {
     const kvi_coord_env *env = &op->base.env;
@@ -183,6 +237,25 @@ static kvi_px_step local_message(serial_op *op)
                                 [KVI_PX_PROPOSE] = KVI_PAXOS_PROPOSE,
                                 [KVI_PX_COMMIT] = KVI_PAXOS_COMMIT};
     kvi_group_commit *committer = kvi_store_committer(kvi_embedded_store(env->local));
+    if (committer && env->stage && op->base.loop &&
+        kvi_write_stage_loop(env->stage) == op->base.loop) {
+        size_t plen = r->msg.phase == KVI_PX_PREPARE ? 0 : r->msg.state.len;
+        local_staged *ls = malloc(sizeof *ls + plen);
+        if (ls) {
+            if (plen)
+                memcpy(ls->proposal, r->msg.state.data, plen);
+            ls->sp.msg = (kvi_paxos_msg){.kind = kinds[r->msg.phase], .key = r->req.key,
+                                         .key_len = r->req.key_len, .ballot = r->msg.ballot,
+                                         .proposal = plen ? ls->proposal : NULL,
+                                         .proposal_len = plen};
+            ls->sp.done = local_applied;
+            ls->op = op;
+            ls->gen = op->gen;
+            coord_op_hold(&op->base);
+            kvi_write_stage_add_paxos(env->stage, &ls->sp);
+            return KVI_PX_WAIT;
+        }
+    }
     int defer = op->base.loop && committer && r->msg.phase != KVI_PX_COMMIT;
     kvi_paxos_msg m = {.kind = kinds[r->msg.phase], .key = r->req.key,
                        .key_len = r->req.key_len, .ballot = r->msg.ballot,

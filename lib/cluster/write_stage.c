@@ -14,6 +14,7 @@ struct kvi_write_stage {
     kvi_loop *loop;
     kvi_embedded *store;
     kvi_staged_write *head, *tail; /* in the order staged */
+    kvi_staged_paxos *px_head, *px_tail;
     kvi_loop_deferred flush;
 };
 
@@ -38,10 +39,42 @@ static void apply_chunk(kvi_write_stage *s, kvi_staged_write **ws, size_t n)
         ws[i]->done(ws[i]); /* may free ws[i] */
 }
 
-/* Writes everything staged, in chunks, in the order staged. */
+/* Applies a chunk of n staged Paxos messages with one store write (their
+ * passes: two messages of one key go in turn), then tells each. */
+static void apply_paxos_chunk(kvi_write_stage *s, kvi_staged_paxos **ps, size_t n)
+{
+    kvi_paxos_msg *msgs = malloc(n * sizeof *msgs);
+    if (!msgs) {
+        for (size_t i = 0; i < n; i++)
+            kvi_paxos_apply_unsynced(s->store, &ps[i]->msg, 1, 1);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            msgs[i] = ps[i]->msg;
+        kvi_paxos_apply_unsynced(s->store, msgs, n, 1);
+        for (size_t i = 0; i < n; i++)
+            ps[i]->msg = msgs[i];
+        free(msgs);
+    }
+    for (size_t i = 0; i < n; i++)
+        ps[i]->done(ps[i]); /* may free ps[i] */
+}
+
+/* Applies the staged Paxos messages, then the writes, each in chunks, in
+ * the order staged. */
 static void flush_staged(void *ctx)
 {
     kvi_write_stage *s = ctx;
+    kvi_staged_paxos *px = s->px_head;
+    s->px_head = s->px_tail = NULL;
+    while (px) {
+        kvi_staged_paxos *chunk[STAGE_CHUNK];
+        size_t n = 0;
+        while (px && n < STAGE_CHUNK) {
+            chunk[n++] = px;
+            px = px->next;
+        }
+        apply_paxos_chunk(s, chunk, n);
+    }
     kvi_staged_write *list = s->head;
     s->head = s->tail = NULL;
     kvi_staged_write *chunk[STAGE_CHUNK];
@@ -92,5 +125,18 @@ void kvi_write_stage_add(kvi_write_stage *s, kvi_staged_write *w)
     else
         s->head = w;
     s->tail = w;
+    kvi_loop_defer_late(s->loop, &s->flush);
+}
+
+void kvi_write_stage_add_paxos(kvi_write_stage *s, kvi_staged_paxos *p)
+{
+    p->msg.answer = (kvi_buf){0};
+    p->msg.status = KV_OK;
+    p->next = NULL;
+    if (s->px_tail)
+        s->px_tail->next = p;
+    else
+        s->px_head = p;
+    s->px_tail = p;
     kvi_loop_defer_late(s->loop, &s->flush);
 }

@@ -150,6 +150,76 @@ static void a_refused_write_keeps_its_own_message(void **state)
     staging_close(&s, loop);
 }
 
+/* Paxos messages for this node's acceptor, staged likewise. */
+typedef struct paxos_staging paxos_staging;
+typedef struct px_item {
+    kvi_staged_paxos sp; /* first: the done callback casts back */
+    paxos_staging *owner;
+    int i;
+} px_item;
+
+struct paxos_staging {
+    kvi_embedded *store;
+    px_item items[3];
+    int granted[3];
+    char log[8];
+    int q_there_when_first_done; /* "q" had a record when the first was told */
+};
+
+static void paxos_applied(kvi_staged_paxos *sp)
+{
+    px_item *it = (px_item *)sp;
+    paxos_staging *ps = it->owner;
+    kvi_paxos_answer ans;
+    if (sp->msg.status == KV_OK &&
+        kvi_paxos_answer_decode(&ans, sp->msg.answer.data, sp->msg.answer.len) == 0)
+        ps->granted[it->i] = ans.granted ? 1 : -1;
+    kvi_buf_free(&sp->msg.answer);
+    ps->log[strlen(ps->log)] = (char)('0' + it->i);
+    if (it->i == 0)
+        ps->q_there_when_first_done = kvi_paxos_has_record(ps->store, "q", 1) == 1;
+}
+
+static void stage_paxos(paxos_staging *ps, kvi_write_stage *stage, int i, int kind,
+                        const char *key, const kvi_ballot *ballot, const kvi_buf *proposal)
+{
+    ps->items[i] = (px_item){.owner = ps, .i = i};
+    ps->items[i].sp.msg = (kvi_paxos_msg){
+        .kind = kind, .key = key, .key_len = 1, .ballot = *ballot,
+        .proposal = proposal ? proposal->data : NULL, .proposal_len = proposal ? proposal->len : 0};
+    ps->items[i].sp.done = paxos_applied;
+    kvi_write_stage_add_paxos(stage, &ps->items[i].sp);
+}
+
+/* A promise and an accept of one key, and a promise of another, staged in
+ * that order: nothing is applied until the iteration ends; then all go in
+ * one store write, in order (the accept meets the promise before it). */
+static void paxos_messages_of_an_iteration_go_in_one_write_in_order(void **state)
+{
+    staging s;
+    kvi_loop *loop = staging_open(&s, *state);
+    paxos_staging ps;
+    memset(&ps, 0, sizeof ps);
+    ps.store = s.store;
+    kvi_ballot b1;
+    assert_int_equal(kvi_ballot_next(&b1, "n1", 1000, &(kvi_ballot){0}), KV_OK);
+    kvi_buf proposal = {0};
+    kvi_proposal_encode(&proposal, kvi_proposal_id(&b1), "state", 5);
+    stage_paxos(&ps, s.stage, 0, KVI_PAXOS_PREPARE, "p", &b1, NULL);
+    stage_paxos(&ps, s.stage, 1, KVI_PAXOS_PROPOSE, "p", &b1, &proposal);
+    stage_paxos(&ps, s.stage, 2, KVI_PAXOS_PREPARE, "q", &b1, NULL);
+    assert_int_equal(kvi_paxos_has_record(s.store, "p", 1), 0);
+    kvi_loop_run_once(loop, 0);
+    assert_string_equal(ps.log, "012");
+    assert_int_equal(ps.granted[0], 1);
+    assert_int_equal(ps.granted[1], 1);
+    assert_int_equal(ps.granted[2], 1);
+    assert_true(ps.q_there_when_first_done);
+    assert_int_equal(kvi_paxos_has_record(s.store, "p", 1), 1);
+    kvi_buf_free(&proposal);
+    staging_close(&s, loop);
+}
+
 typedef struct order {
     kvi_loop *loop;
     kvi_loop_deferred early, late, after;
@@ -207,6 +277,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(writes_of_an_iteration_go_in_one_write_after_its_other_work),
         T(a_refused_write_keeps_its_own_message),
+        T(paxos_messages_of_an_iteration_go_in_one_write_in_order),
         cmocka_unit_test(late_work_runs_after_the_rest_and_before_the_loop_sleeps),
     };
     return cmocka_run_group_tests_name("cluster.write_stage", tests, NULL, NULL);
