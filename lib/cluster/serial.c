@@ -4,10 +4,11 @@
  *
  * Each message the round sends gets a generation; answers to an earlier
  * one are dropped (the round must not be fed a stale phase). The local
- * acceptor's promise or accept is written unsynced and counted only once
- * the store's group committer has made it durable, so the loop never waits
- * on the disk; a commit needs no sync (its value is synced in a majority's
- * accepts). */
+ * acceptor's messages are staged with the loop iteration's writes
+ * (cluster/write_stage.h) and applied with them, unsynced; a promise or an
+ * accept is counted only once the store's group committer has made it
+ * durable, so the loop never waits on the disk; a commit needs no sync (its
+ * value is synced in a majority's accepts). */
 #include "cluster/serial.h"
 
 #include <limits.h>
@@ -137,6 +138,16 @@ static void home_answered(void *ctx, const kvi_reply *reply)
     coord_op_drop(&op->base);
 }
 
+/* Feeds this node's acceptor's answer (or failure) to the round, if the
+ * round still waits for it. */
+static void local_feed(serial_op *op, unsigned gen, int rc, const kvi_buf *answer)
+{
+    if (op->base.finished || gen != op->gen || op->fed[op->self])
+        return;
+    record(op, (size_t)op->self, rc, answer ? answer->data : NULL, answer ? answer->len : 0);
+    coord_op_poke(&op->base);
+}
+
 /* The local acceptor's answer to one message, waiting for the group
  * committer (one per message: an earlier one may still be waiting when the
  * round has moved on). */
@@ -154,13 +165,10 @@ static void local_synced(void *ctx)
 {
     local_wait *w = ctx;
     serial_op *op = w->op;
-    if (!op->base.finished && w->gen == op->gen && !op->fed[op->self]) {
-        if (w->rc != KV_OK)
-            kvi_log(op->base.env.log, KV_LOG_WARN, "this node's Paxos write is not durable: "
-                    "syncing its log failed");
-        record(op, (size_t)op->self, w->rc, w->answer.data, w->answer.len);
-        coord_op_poke(&op->base);
-    }
+    if (w->rc != KV_OK)
+        kvi_log(op->base.env.log, KV_LOG_WARN, "this node's Paxos write is not durable: "
+                "syncing its log failed");
+    local_feed(op, w->gen, w->rc, &w->answer);
     kvi_buf_free(&w->answer);
     free(w);
     coord_op_drop(&op->base);
@@ -184,16 +192,6 @@ typedef struct local_staged {
      * before the stage applies the message. */
     unsigned char proposal[];
 } local_staged;
-
-/* Feeds this node's acceptor's answer (or failure) to the round, if the
- * round still waits for it. */
-static void local_feed(serial_op *op, unsigned gen, int rc, const kvi_buf *answer)
-{
-    if (op->base.finished || gen != op->gen || op->fed[op->self])
-        return;
-    record(op, (size_t)op->self, rc, answer ? answer->data : NULL, answer ? answer->len : 0);
-    coord_op_poke(&op->base);
-}
 
 /* On the loop, at the end of the iteration: the staged message is applied,
  * unsynced. A commit is answered at once; a promise or an accept once the

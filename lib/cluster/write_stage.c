@@ -59,33 +59,39 @@ static void apply_paxos_chunk(kvi_write_stage *s, kvi_staged_paxos **ps, size_t 
         ps[i]->done(ps[i]); /* may free ps[i] */
 }
 
-/* Applies the staged Paxos messages, then the writes, each in chunks, in
- * the order staged. */
-static void flush_staged(void *ctx)
+/* Applies the staged Paxos messages, in chunks, in the order staged. */
+static void flush_paxos(kvi_write_stage *s)
 {
-    kvi_write_stage *s = ctx;
-    kvi_staged_paxos *px = s->px_head;
+    kvi_staged_paxos *list = s->px_head;
     s->px_head = s->px_tail = NULL;
-    while (px) {
-        kvi_staged_paxos *chunk[STAGE_CHUNK];
+    kvi_staged_paxos *chunk[STAGE_CHUNK];
+    while (list) {
         size_t n = 0;
-        while (px && n < STAGE_CHUNK) {
-            chunk[n++] = px;
-            px = px->next;
-        }
+        for (; list && n < STAGE_CHUNK; list = list->next)
+            chunk[n++] = list;
         apply_paxos_chunk(s, chunk, n);
     }
+}
+
+/* Writes the staged writes, in chunks, in the order staged. */
+static void flush_writes(kvi_write_stage *s)
+{
     kvi_staged_write *list = s->head;
     s->head = s->tail = NULL;
     kvi_staged_write *chunk[STAGE_CHUNK];
     while (list) {
         size_t n = 0;
-        while (list && n < STAGE_CHUNK) {
+        for (; list && n < STAGE_CHUNK; list = list->next)
             chunk[n++] = list;
-            list = list->next;
-        }
         apply_chunk(s, chunk, n);
     }
+}
+
+/* The late deferred job: the iteration's Paxos messages, then its writes. */
+static void flush_staged(void *ctx)
+{
+    flush_paxos(ctx);
+    flush_writes(ctx);
 }
 
 int kvi_write_stage_new(kvi_write_stage **out, kvi_loop *loop, kvi_embedded *e)
