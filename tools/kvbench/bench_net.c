@@ -855,8 +855,8 @@ static void slot_start(struct slot *sl, struct async_state *as)
     w->k = sl->k;
     uint64_t t0 = now_ns();
     bool paced = as->interval_ns && r->phase == PHASE_RUN;
-    /* Requests due within PACE_AHEAD_NS go now, so the loop sleeps at
-     * least a millisecond at a time instead of spinning. */
+    /* Requests due within PACE_AHEAD_NS go now, so the loop wakes once
+     * for those rather than once per request. */
     if (paced && t0 + PACE_AHEAD_NS < as->next_send_ns && !should_stop(r)) {
         as->idle[as->n_idle++] = sl; /* started when its turn comes */
         return;
