@@ -115,6 +115,21 @@ int kvi_connect(const kvi_addr *addr, int timeout_ms)
     return kvi_connect_from(addr, NULL, timeout_ms);
 }
 
+/* A TCP connection to a port of this host that nothing listens on can
+ * meet itself: when the kernel gives the socket that same port as its
+ * local port, the two SYNs open one connection whose ends are the same
+ * socket. It would then hold the port its server needs to restart, and
+ * answer every request with the request. */
+static int connected_to_itself(int fd)
+{
+    struct sockaddr_storage local, peer;
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &peer_len) != 0)
+        return 0;
+    return local_len == peer_len && memcmp(&local, &peer, local_len) == 0;
+}
+
 int kvi_connect_from(const kvi_addr *addr, const kvi_addr *source, int timeout_ms)
 {
     int fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -152,6 +167,14 @@ int kvi_connect_from(const kvi_addr *addr, const kvi_addr *source, int timeout_m
             return kvi_error(KV_EUNAVAILABLE, "cannot connect to %s: %s", addr->text,
                              strerror(err ? err : errno));
         }
+    }
+    if (connected_to_itself(fd)) {
+        /* Reset, not closed: a close would leave the port in TIME_WAIT. */
+        struct linger reset = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        close(fd);
+        return kvi_error(KV_EUNAVAILABLE, "cannot connect to %s: nothing listens there (the "
+                                          "connection met itself)", addr->text);
     }
     int flags = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);

@@ -25,7 +25,8 @@ int kvi_listen(const kvi_addr *addr, int backlog);
 int kvi_local_port(int fd);
 
 /* Connects with a timeout; returns a blocking fd with TCP_NODELAY, or a
- * negative KV_* code (KV_EUNAVAILABLE refused/unreachable, KV_ETIMEDOUT). */
+ * negative KV_* code (KV_EUNAVAILABLE refused/unreachable, or a connection
+ * that met itself on a port nothing listens on; KV_ETIMEDOUT). */
 int kvi_connect(const kvi_addr *addr, int timeout_ms);
 
 /* kvi_connect from a given local address (port 0: any), so that the peer
