@@ -14,29 +14,24 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "integration/loopback.h"
 #include "net/addr.h"
 #include "util/error.h"
 
-/* A loopback port nothing holds right now (the kernel's pick, released). */
-static int unused_port(void)
+/* An address of this host that nothing holds right now. */
+static kvi_addr unused_addr(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
+    char text[32];
+    snprintf(text, sizeof text, "127.0.0.1:%d", free_port());
+    kvi_addr addr;
+    assert_int_equal(kvi_addr_parse(&addr, text), KV_OK);
+    return addr;
 }
 
 static void a_connection_that_meets_itself_is_refused(void **state)
 {
     (void)state;
-    char text[32];
-    snprintf(text, sizeof text, "127.0.0.1:%d", unused_port());
-    kvi_addr addr;
-    assert_int_equal(kvi_addr_parse(&addr, text), KV_OK);
+    kvi_addr addr = unused_addr();
     /* From the very port it connects to: the kernel opens it onto itself. */
     int fd = kvi_connect_from(&addr, &addr, 2000);
     if (fd >= 0)
@@ -52,10 +47,7 @@ static void a_connection_that_meets_itself_is_refused(void **state)
 static void a_listening_port_still_connects(void **state)
 {
     (void)state;
-    char text[32];
-    snprintf(text, sizeof text, "127.0.0.1:%d", unused_port());
-    kvi_addr addr;
-    assert_int_equal(kvi_addr_parse(&addr, text), KV_OK);
+    kvi_addr addr = unused_addr();
     int lfd = kvi_listen(&addr, 8);
     assert_true(lfd >= 0);
     int fd = kvi_connect(&addr, 2000);

@@ -21,6 +21,7 @@
 
 #include <kv/kv.h>
 #include "helpers.h"
+#include "integration/loopback.h"
 #include "cluster/replica_store.h"
 #include "client/handle.h"
 #include "net/http.h"
@@ -1915,20 +1916,6 @@ static void batch_siblings(void **state)
 }
 
 /* ----------------------------------------------- a node, a cluster of one */
-
-/* A free port on 127.0.0.1 (a seed must be known before the node starts). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 /* The real path: a node that is its own seed (a cluster of one) keeps
  * siblings under ?policy=siblings. A batch GET under that policy returns
