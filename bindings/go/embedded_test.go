@@ -238,7 +238,8 @@ func TestOpenErrors(t *testing.T) {
 func TestOptions(t *testing.T) {
 	for _, sync := range []SyncPolicy{SyncAlways, SyncPeriodic, SyncNone} {
 		db := ok(Open(filepath.Join(t.TempDir(), "db"), &OpenOptions{Sync: sync,
-			SyncInterval: 50 * time.Millisecond, BlockCacheBytes: 8 << 20, TombstoneGrace: GraceNone}))
+			SyncInterval: 50 * time.Millisecond, BlockCacheBytes: 8 << 20, TombstoneGrace: GraceNone,
+			RowCacheBytes: RowCacheNone}))
 		ok(db.Put(bg, b("k"), b("v")))
 		ok(db.Delete(bg, b("k")))
 		if err := db.Compact(); err != nil {

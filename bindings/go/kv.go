@@ -90,7 +90,13 @@ type OpenOptions struct {
 	SyncInterval    time.Duration // for SyncPeriodic; 0 = 100 ms
 	BlockCacheBytes uint64        // RocksDB's block cache; 0 = 64 MiB
 	TombstoneGrace  time.Duration // 0 = one day; GraceNone = none; whole seconds
+	// The latest records of recently used keys, held in front of RocksDB;
+	// 0 = 64 MiB, RowCacheNone = none.
+	RowCacheBytes uint64
 }
+
+// RowCacheNone in OpenOptions.RowCacheBytes: no row cache.
+const RowCacheNone = ^uint64(0)
 
 // NodeOptions are the options of a storage node hosted in this process
 // (include/kv/options.h, kv_node_options, for each field's meaning).
@@ -257,6 +263,7 @@ func fillOpen(op string, o *C.kv_open_options, opts *OpenOptions) error {
 		return err
 	}
 	o.block_cache_bytes = C.uint64_t(opts.BlockCacheBytes)
+	o.row_cache_bytes = C.uint64_t(opts.RowCacheBytes)
 	switch {
 	case opts.TombstoneGrace == GraceNone:
 		o.tombstone_grace_s = C.uint64_t(^uint64(0))

@@ -20,7 +20,6 @@
         return KV_OK;                                                      \
     }
 
-DEFINE_INIT(kv_open_options_init, kv_open_options, KV_OPEN_OPTIONS_VERSION, KV_OPEN_OPTIONS_INIT)
 DEFINE_INIT(kv_read_options_init, kv_read_options, KV_READ_OPTIONS_VERSION, KV_READ_OPTIONS_INIT)
 DEFINE_INIT(kv_scan_options_init, kv_scan_options, KV_SCAN_OPTIONS_VERSION, KV_SCAN_OPTIONS_INIT)
 
@@ -38,6 +37,8 @@ DEFINE_INIT(kv_scan_options_init, kv_scan_options, KV_SCAN_OPTIONS_VERSION, KV_S
         return KV_OK;                                                      \
     }
 
+DEFINE_GROWN(kv_open_options_init, kv_open_options, KV_OPEN_OPTIONS_INIT,
+             kvi_open_options_prefix)
 DEFINE_GROWN(kv_node_options_init, kv_node_options, KV_NODE_OPTIONS_INIT,
              kvi_node_options_prefix)
 DEFINE_GROWN(kv_client_options_init, kv_client_options, KV_CLIENT_OPTIONS_INIT,

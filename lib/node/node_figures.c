@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "cluster/view.h"
+#include "storage/row_cache.h"
+#include "storage/store.h"
 #include "util/clock.h"
 
 /* What a node knows of failures: members up and down as it sees them,
@@ -106,6 +108,17 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
                 (double)live_bytes);
     metric_line(b, "Bytes of all this node's data files on disk, obsolete ones not yet "
                 "deleted included.", "gauge", "kv_store_sst_bytes", (double)total_bytes);
+    kvi_row_cache_figures rows;
+    kvi_store_row_cache_figures(kvi_embedded_store(n->store), &rows);
+    metric_line(b, "Point reads of this node's data answered by its row cache.", "counter",
+                "kv_row_cache_hits_total", (double)rows.hits);
+    metric_line(b, "Point reads of this node's data that went to RocksDB (the key was not "
+                "in the row cache).", "counter", "kv_row_cache_misses_total",
+                (double)rows.misses);
+    metric_line(b, "Bytes the row cache holds (keys, records and bookkeeping).", "gauge",
+                "kv_row_cache_bytes", (double)rows.bytes);
+    metric_line(b, "The row cache's capacity in bytes (0: none).", "gauge",
+                "kv_row_cache_capacity_bytes", (double)rows.capacity);
     failure_figures f;
     gather_figures(ctx, &f);
     metric_line(b, "Members this node sees up, itself included.", "gauge", "kv_members_up",

@@ -17,6 +17,7 @@
 #include "format/record.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/options.h"
 #include "util/validate.h"
 #include "format/value.h"
 
@@ -539,13 +540,16 @@ out:
 
 #define DEFAULT_SYNC_INTERVAL_MS 100u
 #define DEFAULT_BLOCK_CACHE (64u * 1024u * 1024u)
+#define DEFAULT_ROW_CACHE (64u * 1024u * 1024u)
 #define DEFAULT_GRACE_S 86400u
 #define MAX_SECONDS KVI_MAX_TTL_S
 
-int kvi_embedded_config(kvi_store_config *cfg, const kv_open_options *o)
+int kvi_embedded_config(kvi_store_config *cfg, const kv_open_options *in)
 {
-    if (o->version != KV_OPEN_OPTIONS_VERSION)
-        return kvi_error(KV_EINVAL, "open options: unknown version %u", o->version);
+    kv_open_options upgraded;
+    if (kvi_open_options_upgrade(&upgraded, in) != KV_OK)
+        return kvi_error(KV_EINVAL, "open options: unknown version %u", in->version);
+    const kv_open_options *o = &upgraded;
     if (o->max_key_size > KV_MAX_KEY_SIZE_LIMIT)
         return kvi_error(KV_EINVAL, "max_key_size %u is over the ceiling of %u",
                          o->max_key_size, KV_MAX_KEY_SIZE_LIMIT);
@@ -563,6 +567,9 @@ int kvi_embedded_config(kvi_store_config *cfg, const kv_open_options *o)
     cfg->sync = o->sync;
     cfg->sync_interval_ms = o->sync_interval_ms ? o->sync_interval_ms : DEFAULT_SYNC_INTERVAL_MS;
     cfg->block_cache_bytes = o->block_cache_bytes ? o->block_cache_bytes : DEFAULT_BLOCK_CACHE;
+    cfg->row_cache_bytes = o->row_cache_bytes == KV_ROW_CACHE_NONE ? 0
+                           : o->row_cache_bytes                ? o->row_cache_bytes
+                                                               : DEFAULT_ROW_CACHE;
     if (o->tombstone_grace_s == KV_GRACE_NONE)
         cfg->grace_ms = 0;
     else

@@ -14,6 +14,8 @@
 
 #include "format/record.h"
 #include "storage/expiry_filter.h"
+#include "storage/row_cache.h"
+#include "util/buf.h"
 #include "util/error.h"
 #include "util/ticker.h"
 
@@ -36,6 +38,9 @@ struct kvi_store {
     rocksdb_writeoptions_t *synced_options; /* Paxos promises and accepts */
     rocksdb_writeoptions_t *unsynced_options; /* Paxos commits */
     const kvi_logger *log;
+    /* The latest record of recently used keys (row_cache.h); NULL when
+     * the store was opened without one. */
+    kvi_row_cache *rows;
 
     /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
     uint32_t sync_interval_ms;
@@ -109,6 +114,8 @@ static void free_options(kvi_store *s)
         rocksdb_compactionfilter_destroy(s->expiry_filter);
     if (s->cache)
         rocksdb_cache_destroy(s->cache);
+    kvi_row_cache_free(s->rows);
+    s->rows = NULL;
 }
 
 static int check_format(kvi_store *s)
@@ -153,6 +160,11 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     if (!s)
         return kvi_error(KV_ENOMEM, "out of memory opening the store");
     s->log = cfg->log;
+    s->rows = kvi_row_cache_new(cfg->row_cache_bytes);
+    if (cfg->row_cache_bytes && !s->rows) {
+        free(s);
+        return kvi_error(KV_ENOMEM, "out of memory opening the store");
+    }
 
     s->cache = rocksdb_cache_create_lru(cfg->block_cache_bytes);
     s->table_options = rocksdb_block_based_options_create();
@@ -306,8 +318,18 @@ void kvi_store_close(kvi_store *s)
     free(s);
 }
 
-int kvi_store_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out)
+/* A record from the row cache, or else from RocksDB; the RocksDB read
+ * fills the cache when `fill` (a scan's reads pass through without
+ * pushing the working set out). */
+static int get_record(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out, int fill)
 {
+    *out = (kvi_slice){0};
+    uint64_t ticket;
+    char *copy;
+    if (kvi_row_cache_get(s->rows, skey, skey_len, &copy, &out->len, &ticket)) {
+        out->data = out->copy = copy;
+        return KV_OK;
+    }
     char *err = NULL;
     rocksdb_pinnableslice_t *pin = rocksdb_get_pinned_cf(
         s->db, s->read_options, s->cf_data, skey, skey_len, &err);
@@ -317,35 +339,74 @@ int kvi_store_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *ou
         return KV_ENOTFOUND;
     out->pin = pin;
     out->data = rocksdb_pinnableslice_value(pin, &out->len);
+    if (fill)
+        kvi_row_cache_fill(s->rows, skey, skey_len, out->data, out->len, ticket);
     return KV_OK;
+}
+
+int kvi_store_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out)
+{
+    return get_record(s, skey, skey_len, out, 1);
 }
 
 int kvi_store_multi_get(kvi_store *s, size_t n, const unsigned char *const *skeys,
                         const size_t *skey_lens, kvi_slice *out, int *rcs)
 {
-    rocksdb_pinnableslice_t **pins = calloc(n ? n : 1, sizeof *pins);
-    char **errs = calloc(n ? n : 1, sizeof *errs);
-    if (!pins || !errs) {
+    size_t cap = n ? n : 1;
+    rocksdb_pinnableslice_t **pins = calloc(cap, sizeof *pins);
+    char **errs = calloc(cap, sizeof *errs);
+    /* The keys the cache did not hold, and their tickets. */
+    const char **miss_keys = malloc(cap * sizeof *miss_keys);
+    size_t *miss_lens = malloc(cap * sizeof *miss_lens);
+    size_t *miss_at = malloc(cap * sizeof *miss_at);
+    uint64_t *tickets = malloc(cap * sizeof *tickets);
+    if (!pins || !errs || !miss_keys || !miss_lens || !miss_at || !tickets) {
         free(pins);
         free(errs);
+        free(miss_keys);
+        free(miss_lens);
+        free(miss_at);
+        free(tickets);
         return kvi_error(KV_ENOMEM, "out of memory reading %zu records", n);
     }
-    rocksdb_batched_multi_get_cf(s->db, s->read_options, s->cf_data, n,
-                                 (const char *const *)skeys, skey_lens, pins, errs, 0);
+    size_t misses = 0;
     for (size_t i = 0; i < n; i++) {
         out[i] = (kvi_slice){0};
-        if (errs[i]) {
-            rcs[i] = rocks_error(errs[i], "reading a record");
-        } else if (!pins[i]) {
+        char *copy;
+        uint64_t ticket;
+        if (kvi_row_cache_get(s->rows, skeys[i], skey_lens[i], &copy, &out[i].len, &ticket)) {
+            out[i].data = out[i].copy = copy;
+            rcs[i] = KV_OK;
+            continue;
+        }
+        miss_keys[misses] = (const char *)skeys[i];
+        miss_lens[misses] = skey_lens[i];
+        miss_at[misses] = i;
+        tickets[misses++] = ticket;
+    }
+    if (misses)
+        rocksdb_batched_multi_get_cf(s->db, s->read_options, s->cf_data, misses, miss_keys,
+                                     miss_lens, pins, errs, 0);
+    for (size_t m = 0; m < misses; m++) {
+        size_t i = miss_at[m];
+        if (errs[m]) {
+            rcs[i] = rocks_error(errs[m], "reading a record");
+        } else if (!pins[m]) {
             rcs[i] = KV_ENOTFOUND;
         } else {
-            out[i].pin = pins[i];
-            out[i].data = rocksdb_pinnableslice_value(pins[i], &out[i].len);
+            out[i].pin = pins[m];
+            out[i].data = rocksdb_pinnableslice_value(pins[m], &out[i].len);
+            kvi_row_cache_fill(s->rows, miss_keys[m], miss_lens[m], out[i].data, out[i].len,
+                               tickets[m]);
             rcs[i] = KV_OK;
         }
     }
     free(pins);
     free(errs);
+    free(miss_keys);
+    free(miss_lens);
+    free(miss_at);
+    free(tickets);
     return KV_OK;
 }
 
@@ -353,7 +414,9 @@ void kvi_slice_release(kvi_slice *slice)
 {
     if (slice->pin)
         rocksdb_pinnableslice_destroy(slice->pin);
+    free(slice->copy);
     slice->pin = NULL;
+    slice->copy = NULL;
 }
 
 int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
@@ -362,7 +425,10 @@ int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
     char *err = NULL;
     rocksdb_put_cf(s->db, s->write_options, s->cf_data, skey, skey_len, rec,
                    rec_len, &err);
-    return err ? rocks_error(err, "writing a record") : KV_OK;
+    if (err)
+        return rocks_error(err, "writing a record");
+    kvi_row_cache_put(s->rows, skey, skey_len, rec, rec_len);
+    return KV_OK;
 }
 
 int kvi_store_put_unsynced(kvi_store *s, const void *skey, size_t skey_len, const void *rec,
@@ -370,7 +436,10 @@ int kvi_store_put_unsynced(kvi_store *s, const void *skey, size_t skey_len, cons
 {
     char *err = NULL;
     rocksdb_put_cf(s->db, s->unsynced_options, s->cf_data, skey, skey_len, rec, rec_len, &err);
-    return err ? rocks_error(err, "writing a record") : KV_OK;
+    if (err)
+        return rocks_error(err, "writing a record");
+    kvi_row_cache_put(s->rows, skey, skey_len, rec, rec_len);
+    return KV_OK;
 }
 
 kvi_group_commit *kvi_store_committer(kvi_store *s)
@@ -387,6 +456,10 @@ struct kvi_store_batch {
     rocksdb_writebatch_t *wb;
     rocksdb_column_family_handle_t *cf; /* the store's data family */
     rocksdb_column_family_handle_t *cf_paxos;
+    /* The data puts again, for the row cache once the write is accepted:
+     * (u32 key length, u32 record length, key, record) each. */
+    kvi_buf rows;
+    int rows_failed; /* one could not be noted: the write clears the cache */
 };
 
 kvi_store_batch *kvi_store_batch_new(kvi_store *s)
@@ -404,6 +477,16 @@ void kvi_store_batch_put(kvi_store_batch *b, const void *skey, size_t skey_len,
                          const void *rec, size_t rec_len)
 {
     rocksdb_writebatch_put_cf(b->wb, b->cf, skey, skey_len, rec, rec_len);
+    if (skey_len > UINT32_MAX || rec_len > UINT32_MAX) {
+        b->rows_failed = 1;
+        return;
+    }
+    uint32_t lens[2] = {(uint32_t)skey_len, (uint32_t)rec_len}; /* host order */
+    kvi_buf_raw(&b->rows, lens, sizeof lens);
+    kvi_buf_raw(&b->rows, skey, skey_len);
+    kvi_buf_raw(&b->rows, rec, rec_len);
+    if (b->rows.failed)
+        b->rows_failed = 1;
 }
 
 void kvi_store_batch_put_paxos(kvi_store_batch *b, const void *skey, size_t skey_len,
@@ -412,25 +495,49 @@ void kvi_store_batch_put_paxos(kvi_store_batch *b, const void *skey, size_t skey
     rocksdb_writebatch_put_cf(b->wb, b->cf_paxos, skey, skey_len, rec, rec_len);
 }
 
-int kvi_store_write(kvi_store *s, kvi_store_batch *b)
+/* After RocksDB accepted b: its data puts into the row cache, in order. */
+static void cache_batch(kvi_store *s, const kvi_store_batch *b)
+{
+    if (!s->rows)
+        return;
+    if (b->rows_failed) {
+        kvi_row_cache_clear(s->rows);
+        return;
+    }
+    const unsigned char *p = b->rows.data, *end = p + b->rows.len;
+    while (p < end) {
+        uint32_t klen, rlen;
+        memcpy(&klen, p, 4);
+        memcpy(&rlen, p + 4, 4);
+        kvi_row_cache_put(s->rows, p + 8, klen, p + 8 + klen, rlen);
+        p += 8 + (size_t)klen + rlen;
+    }
+}
+
+static int write_batch(kvi_store *s, kvi_store_batch *b, const rocksdb_writeoptions_t *wo,
+                       const char *what)
 {
     char *err = NULL;
-    rocksdb_write(s->db, s->write_options, b->wb, &err);
-    return err ? rocks_error(err, "writing a batch") : KV_OK;
+    rocksdb_write(s->db, wo, b->wb, &err);
+    if (err)
+        return rocks_error(err, what);
+    cache_batch(s, b);
+    return KV_OK;
+}
+
+int kvi_store_write(kvi_store *s, kvi_store_batch *b)
+{
+    return write_batch(s, b, s->write_options, "writing a batch");
 }
 
 int kvi_store_write_synced(kvi_store *s, kvi_store_batch *b)
 {
-    char *err = NULL;
-    rocksdb_write(s->db, s->synced_options, b->wb, &err);
-    return err ? rocks_error(err, "writing a synced batch") : KV_OK;
+    return write_batch(s, b, s->synced_options, "writing a synced batch");
 }
 
 int kvi_store_write_unsynced(kvi_store *s, kvi_store_batch *b)
 {
-    char *err = NULL;
-    rocksdb_write(s->db, s->unsynced_options, b->wb, &err);
-    return err ? rocks_error(err, "writing a batch") : KV_OK;
+    return write_batch(s, b, s->unsynced_options, "writing a batch");
 }
 
 int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out)
@@ -442,7 +549,7 @@ int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_sli
         return rocks_error(err, "reading a Paxos record");
     if (!pin)
         return KV_ENOTFOUND;
-    out->pin = pin;
+    *out = (kvi_slice){.pin = pin};
     out->data = rocksdb_pinnableslice_value(pin, &out->len);
     return KV_OK;
 }
@@ -452,6 +559,7 @@ void kvi_store_batch_free(kvi_store_batch *b)
     if (!b)
         return;
     rocksdb_writebatch_destroy(b->wb);
+    kvi_buf_free(&b->rows);
     free(b);
 }
 
@@ -561,7 +669,7 @@ static int data_record(void *ctx, const void *key, size_t key_len, const void *v
      * iterator does not, so the iterator's copy of a key written meanwhile
      * could be half old, half new. */
     kvi_slice rec;
-    int got = kvi_store_get(w->s, key, key_len, &rec);
+    int got = get_record(w->s, key, key_len, &rec, 0);
     if (got == KV_ENOTFOUND)
         return 0;
     if (got != KV_OK) {
@@ -597,6 +705,11 @@ void kvi_store_data_figures(kvi_store *s, uint64_t *estimated_keys, uint64_t *li
     *total_sst_bytes = cf_property(s, "rocksdb.total-sst-files-size");
 }
 
+void kvi_store_row_cache_figures(kvi_store *s, kvi_row_cache_figures *out)
+{
+    kvi_row_cache_figures_get(s->rows, out);
+}
+
 int kvi_store_paxos_scan(kvi_store *s, kvi_store_scan_fn fn, void *ctx)
 {
     return scan_cf(s, s->cf_paxos, "Paxos records", NULL, 0, 0, fn, ctx);
@@ -612,6 +725,8 @@ int kvi_store_paxos_delete(kvi_store *s, const void *skey, size_t skey_len)
 int kvi_store_compact(kvi_store *s)
 {
     rocksdb_compact_range_cf(s->db, s->cf_data, NULL, 0, NULL, 0);
+    /* The expiry filter may have dropped records the cache still holds. */
+    kvi_row_cache_clear(s->rows);
     return KV_OK;
 }
 

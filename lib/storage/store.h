@@ -39,6 +39,7 @@ typedef struct kvi_store_config {
     kv_sync_policy sync;
     uint32_t sync_interval_ms;
     uint64_t block_cache_bytes;
+    uint64_t row_cache_bytes; /* storage/row_cache.h; 0: none */
     uint64_t grace_ms; /* tombstone grace period */
     const kvi_logger *log;  /* borrowed; must outlive the store */
 } kvi_store_config;
@@ -46,11 +47,13 @@ typedef struct kvi_store_config {
 int kvi_store_open(kvi_store **out, const kvi_store_config *cfg);
 void kvi_store_close(kvi_store *s);
 
-/* A value read from the store, pinned in RocksDB's memory until released. */
+/* A value read from the store, pinned in RocksDB's memory (or copied out
+ * of the row cache) until released. */
 typedef struct kvi_slice {
     const char *data;
     size_t len;
     void *pin;
+    char *copy;
 } kvi_slice;
 
 /* KV_OK (out filled; release it), KV_ENOTFOUND, or KV_EIO. */
@@ -128,6 +131,9 @@ int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
  * (the memtables are not counted). 0 when a property is unknown. */
 void kvi_store_data_figures(kvi_store *s, uint64_t *estimated_keys, uint64_t *live_sst_bytes,
                             uint64_t *total_sst_bytes);
+/* The row cache's figures (storage/row_cache.h; all 0 without one). */
+struct kvi_row_cache_figures;
+void kvi_store_row_cache_figures(kvi_store *s, struct kvi_row_cache_figures *out);
 /* A key's Paxos record, under its storage key: KV_OK (out filled; release
  * it), KV_ENOTFOUND, KV_EIO. */
 int kvi_store_paxos_get(kvi_store *s, const void *skey, size_t skey_len, kvi_slice *out);

@@ -15,6 +15,15 @@
  * caller's struct). */
 #define FIELD_END(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
 
+size_t kvi_open_options_prefix(unsigned int v)
+{
+    switch (v) {
+    case 1: return FIELD_END(kv_open_options, log_level);
+    case KV_OPEN_OPTIONS_VERSION: return sizeof(kv_open_options);
+    default: return 0;
+    }
+}
+
 size_t kvi_node_options_prefix(unsigned int v)
 {
     switch (v) {
@@ -61,6 +70,8 @@ size_t kvi_write_options_prefix(unsigned int v)
         return KV_OK;                                                      \
     }
 
+DEFINE_UPGRADE(kvi_open_options_upgrade, kv_open_options, KV_OPEN_OPTIONS_VERSION,
+               KV_OPEN_OPTIONS_INIT, kvi_open_options_prefix)
 DEFINE_UPGRADE(kvi_node_options_upgrade, kv_node_options, KV_NODE_OPTIONS_VERSION,
                KV_NODE_OPTIONS_INIT, kvi_node_options_prefix)
 DEFINE_UPGRADE(kvi_client_options_upgrade, kv_client_options, KV_CLIENT_OPTIONS_VERSION,

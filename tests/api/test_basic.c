@@ -376,6 +376,37 @@ static void options_init_functions(void **state)
     assert_int_equal(((const unsigned char *)&v2.opts.auth_token)[0], 0xAB);
     assert_int_equal(kv_client_open(&db, eps, 1, &v2.opts), KV_OK);
     kv_close(db);
+    /* Open options version 1 (before row_cache_bytes): init leaves the
+     * field alone, and a store opens from it with the default cache; with
+     * KV_ROW_CACHE_NONE, a store without one reads back what it wrote. */
+    kv_open_options o1;
+    memset(&o1, 0xAB, sizeof o1);
+    assert_int_equal(kv_open_options_init(&o1, 1), KV_OK);
+    assert_int_equal(o1.version, 1);
+    assert_int_equal(((const unsigned char *)&o1.row_cache_bytes)[0], 0xAB);
+    o1.sync = KV_SYNC_NONE;
+    dir = test_tempdir();
+    assert_int_equal(kv_open(&db, dir, &o1), KV_OK);
+    assert_int_equal(kv_put(NULL, db, "k", 1, "v1", 2, NULL), KV_OK);
+    kv_close(db);
+    kv_open_options none;
+    assert_int_equal(kv_open_options_init(&none, KV_OPEN_OPTIONS_VERSION), KV_OK);
+    assert_int_equal(none.row_cache_bytes, 0);
+    none.row_cache_bytes = KV_ROW_CACHE_NONE;
+    none.sync = KV_SYNC_NONE;
+    assert_int_equal(kv_open(&db, dir, &none), KV_OK);
+    kv_value *got;
+    assert_int_equal(kv_get(&got, db, "k", 1, NULL), KV_OK);
+    assert_memory_equal(kv_value_data(got, NULL), "v1", 2);
+    kv_value_free(got);
+    assert_int_equal(kv_put(NULL, db, "k", 1, "v2", 2, NULL), KV_OK);
+    assert_int_equal(kv_get(&got, db, "k", 1, NULL), KV_OK);
+    assert_memory_equal(kv_value_data(got, NULL), "v2", 2);
+    assert_int_equal(kv_value_version(got), 2);
+    kv_value_free(got);
+    kv_close(db);
+    test_rmtree(dir);
+    assert_int_equal(kv_open_options_init(&o1, KV_OPEN_OPTIONS_VERSION + 1), KV_EINVAL);
     /* Write options version 1 (before home_only): init writes only its
      * prefix, and writes still accept it. */
     kv_write_options w1;

@@ -164,6 +164,11 @@ static void serves_both_protocols(void **state)
     assert_int_equal(http(d, "GET", "/v1/kv/absent", NULL, &b), 404);
     assert_int_equal(http(d, "GET", "/metrics", NULL, &b), 200);
     assert_non_null(strstr(b.data, "kv_requests_total"));
+    /* The GETs of a key just written were answered by the row cache. */
+    const char *hits = strstr(b.data, "\nkv_row_cache_hits_total ");
+    assert_non_null(hits);
+    assert_true(strtod(hits + strlen("\nkv_row_cache_hits_total "), NULL) >= 2);
+    assert_non_null(strstr(b.data, "\nkv_row_cache_capacity_bytes 67108864\n"));
     /* A node alone keeps one copy of each key, whatever its N. */
     assert_int_equal(http(d, "GET", "/v1/cluster", NULL, &b), 200);
     assert_non_null(strstr(b.data, "\"replicas\":1,\"replicationFactor\":3,"));
@@ -350,6 +355,9 @@ static void bad_flags_and_busy_ports(void **state)
     assert_true(log_contains(d, "unknown flag"));
     const char *const bad_sync[] = {"--listen", d->listen, "--sync", "sometimes", NULL};
     assert_int_equal(run_to_exit(d, bad_sync, 1), 2);
+    const char *const bad_cache[] = {"--listen", d->listen, "--row-cache-bytes", "lots", NULL};
+    assert_int_equal(run_to_exit(d, bad_cache, 1), 2);
+    assert_true(log_contains(d, "--row-cache-bytes must be"));
     const char *const bad_addr[] = {"--listen", "nowhere", NULL};
     assert_int_equal(run_to_exit(d, bad_addr, 1), 1);
     assert_true(log_contains(d, "HOST:PORT"));

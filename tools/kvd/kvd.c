@@ -43,6 +43,7 @@ typedef struct settings {
     uint32_t max_key_size;
     uint32_t max_value_size;
     uint64_t max_buffered;   /* --max-buffered-bytes */
+    uint64_t row_cache;      /* --row-cache-bytes; 0: none */
     char **peers;      /* binary addresses of the cluster's members */
     size_t n_peers;
     char **seeds;      /* binary addresses of members to join through */
@@ -177,6 +178,9 @@ static void usage(FILE *f)
           "  --max-buffered-bytes BYTES what the binary protocol's connections may hold in all,\n"
           "                             1048576..68719476736 (default 268435456, 256 MiB)\n"
           "                             [maxBufferedBytes]\n"
+          "  --row-cache-bytes BYTES    the latest records of recently used keys, held in memory\n"
+          "                             in front of RocksDB; 0..1099511627776, 0 meaning none\n"
+          "                             (default 67108864, 64 MiB) [rowCacheBytes]\n"
           "  --io-threads N             binary protocol I/O threads, 1..64 (default 2) [ioThreads]\n"
           "  --slow-request MS          requests this slow or slower are counted and logged once\n"
           "                             a minute at warn, 1..3600000 (default 500)\n"
@@ -372,6 +376,9 @@ static int load_config(settings *s, const char *path)
             ;
         else if (strcmp(k, "logLevel") == 0 && str && parse_level(str, &s->log_level) == 0)
             ;
+        else if (strcmp(k, "rowCacheBytes") == 0 && is_num &&
+                 item->valuedouble <= (double)(UINT64_C(1) << 40))
+            s->row_cache = (uint64_t)item->valuedouble;
         else if (strcmp(k, "ioThreads") == 0 && is_num)
             s->io_threads = (unsigned)item->valuedouble;
         else if (strcmp(k, "slowRequestMs") == 0 && is_num && item->valuedouble >= 1 &&
@@ -494,6 +501,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, 3600000, &n) != 0 || n == 0)
                 return bad("--slow-request must be 1..3600000 ms, not \"%s\"", v);
             s->slow_request_ms = (unsigned)n;
+        } else if (strcmp(flag, "--row-cache-bytes") == 0) {
+            if (parse_uint(v, 1ul << 40, &n) != 0)
+                return bad("--row-cache-bytes must be 0..1099511627776, not \"%s\"", v);
+            s->row_cache = n;
         } else if (strcmp(flag, "--io-threads") == 0) {
             if (parse_uint(v, 64, &n) != 0 || n == 0)
                 return bad("--io-threads must be 1..64, not \"%s\"", v);
@@ -615,7 +626,7 @@ static void tune_malloc(void)
 
 int main(int argc, char **argv)
 {
-    settings s = {.sync = KV_SYNC_ALWAYS, .log_level = KV_LOG_INFO};
+    settings s = {.sync = KV_SYNC_ALWAYS, .log_level = KV_LOG_INFO, .row_cache = 64u << 20};
     int rc = parse_args(&s, argc, argv);
     if (rc) {
         free_settings(&s);
@@ -639,6 +650,7 @@ int main(int argc, char **argv)
     store.max_value_size = s.max_value_size;
     store.log_fn = log_line;
     store.log_level = s.log_level;
+    store.row_cache_bytes = s.row_cache ? s.row_cache : KV_ROW_CACHE_NONE;
     kv_node_options node = KV_NODE_OPTIONS_INIT;
     node.data_dir = s.data;
     node.node_id = s.node_id;

@@ -58,14 +58,16 @@ def open(path: PathLike, *, create_if_missing: bool = True,
          max_key_size: Optional[int] = None, max_value_size: Optional[int] = None,
          sync: str = "always", sync_interval: Optional[float] = None,
          block_cache_bytes: Optional[int] = None, tombstone_grace: Optional[int] = None,
-         log: Any = None, log_level: str = "info") -> Store:
+         log: Any = None, log_level: str = "info",
+         row_cache_bytes: Optional[int] = None) -> Store:
     """Open (or create) an embedded store in the directory path.
 
     sync: "always" (fsync before each write returns; the default),
     "periodic" (every sync_interval seconds, default 0.1) or "none".
     max_key_size (default 1024, up to 65536) and max_value_size (default
     1 MiB, up to 64 MiB) in bytes. block_cache_bytes: RocksDB's block cache
-    (default 64 MiB). tombstone_grace: seconds a tombstone is kept (default
+    (default 64 MiB). row_cache_bytes: the latest records of recently used
+    keys, held in front of RocksDB (default 64 MiB; 0 for none). tombstone_grace: seconds a tombstone is kept (default
     one day; 0 drops it at the next compaction). log: a logging.Logger or a
     callable(level, message) for the library's messages, up to log_level
     ("error", "warn", "info", "debug").
@@ -81,7 +83,7 @@ def open(path: PathLike, *, create_if_missing: bool = True,
     fill_open_options(o, keep, create_if_missing=create_if_missing,
                       max_key_size=max_key_size, max_value_size=max_value_size,
                       sync=sync, sync_interval=sync_interval,
-                      block_cache_bytes=block_cache_bytes,
+                      block_cache_bytes=block_cache_bytes, row_cache_bytes=row_cache_bytes,
                       tombstone_grace=tombstone_grace, log=log, log_level=log_level)
     ptr = c_void_p()
     rc = _native.lib.kv_open(byref(ptr), p, byref(o))
@@ -133,7 +135,7 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
                max_value_size: Optional[int] = None, sync_interval: Optional[float] = None,
                block_cache_bytes: Optional[int] = None,
                tombstone_grace: Optional[int] = None, log: Any = None,
-               log_level: str = "info") -> Node:
+               log_level: str = "info", row_cache_bytes: Optional[int] = None) -> Node:
     """Start a storage node in this process, serving its store in data_dir
     over the binary protocol on listen ("HOST:PORT"; port 0 picks a free
     one, see Node.address) and over HTTP on http when given.
@@ -156,6 +158,7 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
     fill_open_options(store, keep, max_key_size=max_key_size,
                       max_value_size=max_value_size, sync=sync,
                       sync_interval=sync_interval, block_cache_bytes=block_cache_bytes,
+                      row_cache_bytes=row_cache_bytes,
                       tombstone_grace=tombstone_grace, log=log, log_level=log_level)
     o = _native.NodeOptions()
     _native.lib.kv_node_options_init(byref(o), _native.KV_NODE_OPTIONS_VERSION)

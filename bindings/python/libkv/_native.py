@@ -63,9 +63,10 @@ KV_DEFAULT_MAX_VALUE_SIZE = 1024 * 1024
 KV_MAX_VALUE_SIZE_LIMIT = 64 * 1024 * 1024
 KV_BATCH_MAX_OPS = 10000
 KV_GRACE_NONE = 2**64 - 1
+KV_ROW_CACHE_NONE = 2**64 - 1
 
 # Option struct versions this binding fills (the library accepts older ones).
-KV_OPEN_OPTIONS_VERSION = 1
+KV_OPEN_OPTIONS_VERSION = 2
 KV_WRITE_OPTIONS_VERSION = 2
 KV_READ_OPTIONS_VERSION = 1
 KV_NODE_OPTIONS_VERSION = 4
@@ -79,7 +80,7 @@ MERGE_FN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)
 
 
 class OpenOptions(Structure):
-    """kv_open_options, version 1."""
+    """kv_open_options, version 2."""
     _fields_ = [
         ("version", c_uint),
         ("create_if_missing", c_int),
@@ -92,6 +93,7 @@ class OpenOptions(Structure):
         ("log_fn", LOG_FN),
         ("log_ctx", c_void_p),
         ("log_level", c_int),
+        ("row_cache_bytes", c_uint64),
     ]
 
 

@@ -280,6 +280,7 @@ def fill_open_options(o: n.OpenOptions, keep: List[Any], *, create_if_missing: b
                       max_value_size: Optional[int] = None, sync: str = "always",
                       sync_interval: Optional[float] = None,
                       block_cache_bytes: Optional[int] = None,
+                      row_cache_bytes: Optional[int] = None,
                       tombstone_grace: Optional[float] = None,
                       log: Any = None, log_level: str = "info") -> None:
     """kv_open_options from keyword arguments (shared by open and start_node)."""
@@ -293,6 +294,9 @@ def fill_open_options(o: n.OpenOptions, keep: List[Any], *, create_if_missing: b
     o.sync_interval_ms = _ms(sync_interval, "sync_interval")
     if block_cache_bytes is not None:
         o.block_cache_bytes = _uint(block_cache_bytes, "block_cache_bytes", 64)
+    if row_cache_bytes is not None:
+        o.row_cache_bytes = (n.KV_ROW_CACHE_NONE if row_cache_bytes == 0
+                             else _uint(row_cache_bytes, "row_cache_bytes", 64))
     if tombstone_grace is not None:
         if tombstone_grace == 0:
             o.tombstone_grace_s = n.KV_GRACE_NONE

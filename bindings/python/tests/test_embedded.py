@@ -210,6 +210,15 @@ class Embedded(support.TempDirTest):
                 db.compact()
                 # tombstone_grace=0: the tombstone is gone, versions restart.
                 self.assertEqual(db.put(b"k", b"v"), 1)
+        # The row cache: none (0) or a size; either reads back its writes.
+        for rows in (0, 1 << 20):
+            with libkv.open(self.path(f"rows{rows}"), sync="none", row_cache_bytes=rows) as db:
+                db.put(b"k", b"one")
+                db.put(b"k", b"two")
+                self.assertEqual(db.get(b"k"), b"two")
+                self.assertEqual(db.get(b"k").version, 2)
+        with self.assertRaises(ValueError):
+            libkv.open(self.path("rows-bad"), row_cache_bytes=-1)
 
     def test_log_callback(self) -> None:
         seen = []
