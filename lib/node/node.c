@@ -420,11 +420,14 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     /* Coordinated by a state machine (node_async.c, node_batch.c), which
      * sends what still blocks to the pool. */
     case KVI_OP_GET:
+    case KVI_OP_BATCH:
+        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
+    /* A node alone makes the writes of an iteration together
+     * (node_writes.c); its reads are served inline, from its store. */
     case KVI_OP_PUT:
     case KVI_OP_DELETE:
     case KVI_OP_CAS:
-    case KVI_OP_BATCH:
-        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : 0;
+        return kvi_node_clustered(n) ? KVI_SERVER_ASYNC : KVI_SERVER_LOOP_BATCH;
     /* Merged or applied on the I/O loop, all those of an iteration
      * together, and answered once the group commit has made them durable
      * where that is needed (node_replica.c). */
@@ -671,6 +674,39 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
     return rc;
 }
 
+/* The KVI_SERVER_LOOP_BATCH requests of an iteration: a node alone's
+ * writes, or a cluster's replication (node_replica.c). Both kinds at once
+ * only if the node joined a cluster in between. */
+static void loop_batch(void *ctx, kvi_server_pending **ps, kvi_server_request *reqs, size_t n)
+{
+    kvi_node *node = ctx;
+    while (n > KVI_SERVER_MAX_LOOP_BATCH) { /* the server never hands more */
+        loop_batch(ctx, ps, reqs, KVI_SERVER_MAX_LOOP_BATCH);
+        ps += KVI_SERVER_MAX_LOOP_BATCH;
+        reqs += KVI_SERVER_MAX_LOOP_BATCH;
+        n -= KVI_SERVER_MAX_LOOP_BATCH;
+    }
+    kvi_server_pending *lp[KVI_SERVER_MAX_LOOP_BATCH], *rp[KVI_SERVER_MAX_LOOP_BATCH];
+    kvi_server_request lr[KVI_SERVER_MAX_LOOP_BATCH], rr[KVI_SERVER_MAX_LOOP_BATCH];
+    size_t nl = 0, nr = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* Taken by the opcode the server saw; the requests' order within
+         * each kind is kept. */
+        if (reqs[i].h->opcode == KVI_OP_PUT || reqs[i].h->opcode == KVI_OP_DELETE ||
+            reqs[i].h->opcode == KVI_OP_CAS) {
+            lp[nl] = ps[i];
+            lr[nl++] = reqs[i];
+        } else {
+            rp[nr] = ps[i];
+            rr[nr++] = reqs[i];
+        }
+    }
+    if (nl)
+        kvi_node_local_writes(node, lp, lr, nl);
+    if (nr)
+        kvi_node_replication_loop_batch(node, rp, rr, nr);
+}
+
 /* The binary protocol's server. */
 static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
 {
@@ -686,7 +722,7 @@ static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger 
         .offload = offload_request,
         .workers = {COORDINATE_WORKERS, REPLICATE_WORKERS},
         .async_start = kvi_node_async_start,
-        .loop_batch = kvi_node_replication_loop_batch,
+        .loop_batch = loop_batch,
         .gate = kvi_auth_gate,
         .gate_ctx = n->auth,
         .tls = n->tls_in,

@@ -112,6 +112,11 @@ int kvi_node_paxos_op(kvi_node *n, const kvi_request *req, const kvi_frame_heade
 int kvi_node_hint_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
                      kvi_buf *out);
 /* The server's loop_batch: REPLICATE and REPAIR merged on the I/O loop. */
+/* node_writes.c: the puts, deletes and CASes of a node alone that an I/O
+ * loop read in one iteration (KVI_SERVER_LOOP_BATCH), made and answered
+ * together. */
+void kvi_node_local_writes(kvi_node *n, kvi_server_pending **ps, kvi_server_request *reqs,
+                           size_t n_reqs);
 void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
                                      kvi_server_request *reqs, size_t n_reqs);
 

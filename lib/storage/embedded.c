@@ -8,6 +8,7 @@
  */
 #include "storage/embedded.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,11 +184,39 @@ void kvi_embedded_close(kvi_embedded *e)
     free(e);
 }
 
-/* The write behind put, cas and delete. expected_version is ignored unless
- * is_cas; a delete writes a tombstone and needs a live value. */
-typedef enum write_kind { WRITE_PUT, WRITE_CAS, WRITE_DELETE } write_kind;
+/* What a put, cas or delete makes of its key's state st: KV_OK with the
+ * record to write in *rec (its value is the caller's) and st moved on to
+ * it; or the write's failure, with the current version in *current for
+ * KV_ECONFLICT. expected_version counts for a cas only; a delete needs a
+ * live value and writes a tombstone. */
+static int next_record(kvi_embedded_write_kind kind, key_state *st, uint64_t expected_version,
+                       const void *value, size_t value_len, uint64_t ttl_s, uint64_t now,
+                       kvi_record *rec, uint64_t *current)
+{
+    uint64_t live_version = st->live ? st->version : 0;
+    if (kind == KVI_EMBEDDED_CAS && live_version != expected_version) {
+        *current = live_version;
+        return kvi_error(KV_ECONFLICT, "expected version %llu, the current version is %llu",
+                         (unsigned long long)expected_version,
+                         (unsigned long long)live_version);
+    }
+    if (kind == KVI_EMBEDDED_DELETE && !st->live)
+        return kvi_error(KV_ENOTFOUND, "no live value to delete");
+    int is_delete = kind == KVI_EMBEDDED_DELETE;
+    *rec = (kvi_record){
+        .version = st->version + 1,
+        .expiry_ms = is_delete ? 0 : expiry_from_ttl(now, ttl_s),
+        .write_ms = now,
+        .tombstone = is_delete,
+        .value = value,
+        .value_len = is_delete ? 0 : value_len,
+    };
+    st->live = !is_delete; /* a TTL is at least a second: live now */
+    st->version = rec->version;
+    return KV_OK;
+}
 
-static int write_one(kvi_embedded *e, write_kind kind, uint64_t *out_version,
+static int write_one(kvi_embedded *e, kvi_embedded_write_kind kind, uint64_t *out_version,
                      const void *key, size_t key_len, uint64_t expected_version,
                      const void *value, size_t value_len, uint64_t ttl_s)
 {
@@ -202,60 +231,183 @@ static int write_one(kvi_embedded *e, write_kind kind, uint64_t *out_version,
     kvi_keylock_lock(&e->locks, token);
     uint64_t now = kvi_now_ms();
     key_state st = {0, 0};
+    kvi_record rec;
+    uint64_t current = 0;
     rc = read_state(e, &skey, token, now, &st);
-    if (rc != KV_OK)
-        goto out;
-    uint64_t current = st.live ? st.version : 0;
-    if (kind == WRITE_CAS && current != expected_version) {
-        if (out_version)
-            *out_version = current;
-        rc = kvi_error(KV_ECONFLICT, "expected version %llu, the current version is %llu",
-                       (unsigned long long)expected_version, (unsigned long long)current);
-        goto out;
-    }
-    if (kind == WRITE_DELETE && !st.live) {
-        rc = kvi_error(KV_ENOTFOUND, "no live value to delete");
-        goto out;
-    }
-    kvi_record rec = {
-        .version = st.version + 1,
-        .expiry_ms = kind == WRITE_DELETE ? 0 : expiry_from_ttl(now, ttl_s),
-        .write_ms = now,
-        .tombstone = kind == WRITE_DELETE,
-        .value = value,
-        .value_len = kind == WRITE_DELETE ? 0 : value_len,
-    };
-    rc = encode(&record, record_stack, &rec, token);
+    if (rc == KV_OK)
+        rc = next_record(kind, &st, expected_version, value, value_len, ttl_s, now, &rec,
+                         &current);
+    if (rc == KV_OK)
+        rc = encode(&record, record_stack, &rec, token);
     if (rc == KV_OK)
         rc = kvi_store_put(e->store, skey.p, skey.len, record.p, record.len);
-    if (rc == KV_OK && out_version)
-        *out_version = rec.version;
-out:
+    if (out_version && (rc == KV_OK || rc == KV_ECONFLICT))
+        *out_version = rc == KV_OK ? rec.version : current;
     kvi_keylock_unlock(&e->locks, token);
     buffer_put(&record);
     buffer_put(&skey);
     return rc;
 }
 
+/* kvi_embedded_write_many's bookkeeping for write i. */
+typedef struct many_item {
+    uint64_t token;
+    size_t earlier;   /* the last earlier write of the same key; SIZE_MAX: none */
+    int load_rc;      /* reading the key's state failed (later writes of it fail too) */
+    key_state st;     /* the key's state after this write */
+} many_item;
+
+/* Finds each write's earlier write of the same key, through a small hash
+ * of the tokens (table: 2^bits slots, SIZE_MAX when empty). */
+static void link_earlier(const kvi_embedded_write *ws, many_item *items, size_t n,
+                         size_t *table, unsigned bits)
+{
+    size_t mask = ((size_t)1 << bits) - 1;
+    for (size_t i = 0; i <= mask; i++)
+        table[i] = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        items[i].earlier = SIZE_MAX;
+        size_t slot = (size_t)(items[i].token * 0x9E3779B97F4A7C15ull >> (64 - bits));
+        for (;; slot = (slot + 1) & mask) {
+            size_t j = table[slot];
+            if (j == SIZE_MAX) {
+                table[slot] = i;
+                break;
+            }
+            if (items[j].token == items[i].token && ws[j].key_len == ws[i].key_len &&
+                memcmp(ws[j].key, ws[i].key, ws[i].key_len) == 0) {
+                items[i].earlier = j;
+                table[slot] = i; /* the next one of this key builds on this one */
+                break;
+            }
+        }
+    }
+}
+
+static void write_failed(kvi_embedded_write *w, int rc)
+{
+    w->status = rc;
+    snprintf(w->why, sizeof w->why, "%s", kvi_error_last());
+}
+
+void kvi_embedded_write_many(kvi_embedded *e, kvi_embedded_write *ws, size_t n, int unsynced)
+{
+    if (n == 0)
+        return;
+    unsigned bits = 1;
+    while (((size_t)1 << bits) < 2 * n)
+        bits++;
+    many_item *items = malloc(n * sizeof *items);
+    unsigned *stripes = malloc(n * sizeof *stripes);
+    size_t *table = malloc(((size_t)1 << bits) * sizeof *table);
+    kvi_store_batch *wb = kvi_store_batch_new(e->store);
+    buffer scratch = {NULL, 0, 1};
+    if (!items || !stripes || !table || !wb) {
+        int rc = kvi_error(KV_ENOMEM, "out of memory writing %zu records", n);
+        for (size_t i = 0; i < n; i++)
+            write_failed(&ws[i], rc);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        items[i].token = kvi_key_token(ws[i].key, ws[i].key_len);
+        stripes[i] = kvi_keylock_stripe(items[i].token);
+    }
+    link_earlier(ws, items, n, table, bits);
+    size_t locked = n;
+    kvi_keylock_lock_stripes(&e->locks, stripes, &locked);
+    uint64_t now = kvi_now_ms();
+    size_t writes = 0;
+    for (size_t i = 0; i < n; i++) {
+        kvi_embedded_write *w = &ws[i];
+        many_item *it = &items[i];
+        unsigned char key_stack[SMALL_KEY];
+        buffer skey;
+        it->st = (key_state){0, 0};
+        int rc = buffer_get(&skey, key_stack, sizeof key_stack, KVI_TOKEN_SIZE + w->key_len);
+        if (rc != KV_OK) {
+            it->load_rc = rc;
+            write_failed(w, rc);
+            continue;
+        }
+        kvi_storage_key(skey.p, it->token, w->key, w->key_len);
+        if (it->earlier != SIZE_MAX) {
+            it->st = items[it->earlier].st;
+            it->load_rc = rc = items[it->earlier].load_rc;
+            if (rc != KV_OK)
+                rc = kvi_error(rc, "%s", ws[it->earlier].why);
+        } else {
+            it->load_rc = rc = read_state(e, &skey, it->token, now, &it->st);
+        }
+        kvi_record rec;
+        uint64_t current = 0;
+        if (rc == KV_OK)
+            rc = next_record(w->kind, &it->st, w->expected_version, w->value, w->value_len,
+                             w->ttl_s, now, &rec, &current);
+        if (rc == KV_OK) {
+            size_t need = kvi_record_size(rec.value_len);
+            if (need > scratch.len) {
+                unsigned char *p = realloc(scratch.p, need);
+                if (p) {
+                    scratch.p = p;
+                    scratch.len = need;
+                } else {
+                    rc = kvi_error(KV_ENOMEM, "out of memory encoding a record");
+                    it->load_rc = rc; /* st moved on without its write */
+                }
+            }
+            if (rc == KV_OK) {
+                kvi_record_encode(scratch.p, &rec, it->token);
+                kvi_store_batch_put(wb, skey.p, skey.len, scratch.p, need);
+                w->status = KV_OK;
+                w->version = rec.version;
+                w->why[0] = 0;
+                writes++;
+            }
+        }
+        if (rc != KV_OK) {
+            write_failed(w, rc);
+            w->version = rc == KV_ECONFLICT ? current : 0;
+        }
+        buffer_put(&skey);
+    }
+    if (writes) {
+        kvi_store *s = e->store;
+        int rc = unsynced ? kvi_store_write_unsynced(s, wb) : kvi_store_write(s, wb);
+        for (size_t i = 0; rc != KV_OK && i < n; i++) {
+            if (ws[i].status == KV_OK) {
+                write_failed(&ws[i], rc);
+                ws[i].version = 0;
+            }
+        }
+    }
+    kvi_keylock_unlock_stripes(&e->locks, stripes, locked);
+out:
+    free(scratch.p);
+    kvi_store_batch_free(wb);
+    free(table);
+    free(stripes);
+    free(items);
+}
+
 int kvi_embedded_put(kvi_embedded *e, uint64_t *out_version, const void *key,
                      size_t key_len, const void *value, size_t value_len,
                      uint64_t ttl_s)
 {
-    return write_one(e, WRITE_PUT, out_version, key, key_len, 0, value, value_len, ttl_s);
+    return write_one(e, KVI_EMBEDDED_PUT, out_version, key, key_len, 0, value, value_len, ttl_s);
 }
 
 int kvi_embedded_cas(kvi_embedded *e, uint64_t *out_version, const void *key,
                      size_t key_len, uint64_t expected_version,
                      const void *value, size_t value_len, uint64_t ttl_s)
 {
-    return write_one(e, WRITE_CAS, out_version, key, key_len, expected_version,
+    return write_one(e, KVI_EMBEDDED_CAS, out_version, key, key_len, expected_version,
                      value, value_len, ttl_s);
 }
 
 int kvi_embedded_delete(kvi_embedded *e, uint64_t *out_version,
                         const void *key, size_t key_len)
 {
-    return write_one(e, WRITE_DELETE, out_version, key, key_len, 0, NULL, 0, 0);
+    return write_one(e, KVI_EMBEDDED_DELETE, out_version, key, key_len, 0, NULL, 0, 0);
 }
 
 int kvi_embedded_get(kvi_embedded *e, kv_value **out, const void *key,

@@ -33,6 +33,34 @@ int kvi_embedded_delete(kvi_embedded *e, uint64_t *out_version,
 int kvi_embedded_cas(kvi_embedded *e, uint64_t *out_version, const void *key,
                      size_t key_len, uint64_t expected_version,
                      const void *value, size_t value_len, uint64_t ttl_s);
+/* A write of kvi_embedded_write_many: in, what put, cas or delete take;
+ * out, how it ended. */
+typedef enum kvi_embedded_write_kind {
+    KVI_EMBEDDED_PUT,
+    KVI_EMBEDDED_CAS,
+    KVI_EMBEDDED_DELETE
+} kvi_embedded_write_kind;
+
+typedef struct kvi_embedded_write {
+    kvi_embedded_write_kind kind;
+    const void *key;
+    size_t key_len;
+    const void *value; /* put, cas */
+    size_t value_len;
+    uint64_t expected_version; /* cas */
+    uint64_t ttl_s;            /* put, cas */
+    int status;                /* as kvi_embedded_put, _cas, _delete return */
+    uint64_t version;          /* the new version; with KV_ECONFLICT, the current one */
+    char why[200];             /* status != KV_OK: the message */
+} kvi_embedded_write;
+
+/* Independent writes (the ones a node alone read in one loop iteration)
+ * made as put, cas and delete make them, in order (a later write of a key
+ * builds on an earlier one), each succeeding or failing alone, in one
+ * WriteBatch: unsynced when `unsynced` (the caller waits for the store's
+ * group committer before it acknowledges them), else under the store's
+ * policy. If that write fails, so does every write that had succeeded. */
+void kvi_embedded_write_many(kvi_embedded *e, kvi_embedded_write *ws, size_t n, int unsynced);
 /* Runs a batch whose operations were validated against the handle's limits. */
 int kvi_embedded_batch(kvi_embedded *e, kv_batch *b);
 int kvi_embedded_compact(kvi_embedded *e);

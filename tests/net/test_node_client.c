@@ -359,6 +359,97 @@ static void pipelined_requests_answer_by_id(void **state)
     kvi_buf_free(&all);
 }
 
+/* A node alone makes the writes one read gathers together (node_writes.c):
+ * sent in one go on one connection, each is still answered as it would be
+ * alone, in order (a later write of a key sees an earlier one), its
+ * failure its own. */
+static void writes_sent_together_each_answer_alone_in_order(void **state)
+{
+    world *w = *state;
+    static char big[4097];
+    memset(big, 'x', sizeof big);
+    const struct {
+        uint8_t op;
+        const char *key;
+        const char *value;
+        size_t value_len;
+        uint64_t expected;
+        int status;
+        uint64_t version;
+    } steps[] = {
+        {KVI_OP_PUT, "k1", "a", 1, 0, KV_OK, 1},
+        {KVI_OP_PUT, "k1", "b", 1, 0, KV_OK, 2},
+        {KVI_OP_CAS, "k1", "c", 1, 2, KV_OK, 3},
+        {KVI_OP_CAS, "k1", "d", 1, 2, KV_ECONFLICT, 3},
+        {KVI_OP_DELETE, "k1", NULL, 0, 0, KV_OK, 4},
+        {KVI_OP_DELETE, "k1", NULL, 0, 0, KV_ENOTFOUND, 0},
+        {KVI_OP_CAS, "k1", "e", 1, 0, KV_OK, 5}, /* 0: "no live value" */
+        {KVI_OP_PUT, "", "v", 1, 0, KV_EINVAL, 0},
+        {KVI_OP_PUT, "k2", big, sizeof big, 0, KV_ETOOBIG, 0},
+        {KVI_OP_PUT, "k2", "f", 1, 0, KV_OK, 1},
+        {KVI_OP_PUT, "k3", "malformed", 9, 0, KV_EINVAL, 0},
+    };
+    const size_t n = sizeof steps / sizeof steps[0];
+    kvi_buf b = {0}, all = {0};
+    for (size_t i = 0; i < n; i++) {
+        kvi_request req = {.opcode = steps[i].op,
+                           .key = {(const unsigned char *)steps[i].key, strlen(steps[i].key)},
+                           .value = {(const unsigned char *)steps[i].value, steps[i].value_len},
+                           .expected_version = steps[i].expected};
+        frame(&b, steps[i].op, 500 + i, &req);
+        if (i == n - 1) { /* the last one's body cut short: malformed */
+            b.len -= 2;
+            kvi_frame_finish(&b, 0, steps[i].op, 0, 0, 500 + i);
+        }
+        kvi_buf_raw(&all, b.data, b.len);
+    }
+    int fd = raw_connect(w->port);
+    assert_int_equal(send(fd, all.data, all.len, 0), (ssize_t)all.len);
+    int seen[16] = {0};
+    unsigned char buf[65536];
+    size_t have = 0, answers = 0;
+    while (answers < n) {
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_true(poll(&p, 1, 5000) > 0);
+        ssize_t got = recv(fd, buf + have, sizeof buf - have, 0);
+        assert_true(got > 0);
+        have += (size_t)got;
+        kvi_frame_header h;
+        while (kvi_frame_parse_header(&h, buf, have, sizeof buf) == KVI_FRAME_OK &&
+               have >= KVI_FRAME_HEADER + h.body_len) {
+            assert_true(h.request_id >= 500 && h.request_id < 500 + n);
+            size_t i = (size_t)(h.request_id - 500);
+            seen[i]++;
+            if (h.status != steps[i].status)
+                fail_msg("write %zu: status %d, expected %d", i, h.status, steps[i].status);
+            kvi_response resp;
+            assert_int_equal(kvi_response_decode(&resp, h.opcode, h.status,
+                                                 buf + KVI_FRAME_HEADER, h.body_len), 0);
+            if (steps[i].status == KV_OK || steps[i].status == KV_ECONFLICT)
+                assert_int_equal(resp.version, steps[i].version);
+            answers++;
+            size_t used = KVI_FRAME_HEADER + h.body_len;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(seen[i], 1);
+    close(fd);
+    /* What the store holds agrees. */
+    kv_value *val;
+    assert_int_equal(kv_get(&val, w->client, "k1", 2, NULL), KV_OK);
+    assert_memory_equal(kv_value_data(val, NULL), "e", 1);
+    assert_int_equal(kv_value_version(val), 5);
+    kv_value_free(val);
+    assert_int_equal(kv_get(&val, w->client, "k2", 2, NULL), KV_OK);
+    assert_memory_equal(kv_value_data(val, NULL), "f", 1);
+    kv_value_free(val);
+    assert_int_equal(kv_get(&val, w->client, "k3", 2, NULL), KV_ENOTFOUND);
+    kvi_buf_free(&b);
+    kvi_buf_free(&all);
+}
+
 static void a_client_that_never_reads_does_not_stall_others(void **state)
 {
     /* One connection floods the node with GETs of a 4 KiB value and never
@@ -833,6 +924,7 @@ int main(void)
         T(batches_over_the_wire),
         T(bad_frames_get_error_frames),
         T(pipelined_requests_answer_by_id),
+        T(writes_sent_together_each_answer_alone_in_order),
         T(a_client_that_never_reads_does_not_stall_others),
         T(replicated_state_travels_between_nodes),
         T(one_client_many_threads),
