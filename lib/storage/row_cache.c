@@ -1,5 +1,6 @@
 /* storage/row_cache.c - a sharded, bounded hash table of records (see
  * row_cache.h for what it promises). */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "storage/row_cache.h"
 
 #include <pthread.h>
@@ -82,7 +83,13 @@ kvi_row_cache *kvi_row_cache_new(uint64_t capacity)
             free(c);
             return NULL;
         }
-        pthread_mutex_init(&sh->lock, NULL);
+        /* Held for a lookup or a copy of one record: a thread that finds
+         * it taken spins a little rather than sleeping in the kernel. */
+        pthread_mutexattr_t attr;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+        pthread_mutex_init(&sh->lock, &attr);
+        pthread_mutexattr_destroy(&attr);
         sh->nbuckets = FIRST_BUCKETS;
         sh->capacity = capacity / SHARDS;
         sh->lru.newer = sh->lru.older = &sh->lru;
