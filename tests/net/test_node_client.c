@@ -316,6 +316,41 @@ static void bad_frames_get_error_frames(void **state)
     kvi_buf_free(&b);
 }
 
+/* Reads `want` answer frames from fd (bounded waits), handing each to fn. */
+static void read_answers(int fd, size_t want,
+                         void (*fn)(void *ctx, const kvi_frame_header *h,
+                                    const unsigned char *body),
+                         void *ctx)
+{
+    unsigned char buf[65536];
+    size_t have = 0, answers = 0;
+    while (answers < want) {
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_true(poll(&p, 1, 5000) > 0);
+        ssize_t n = recv(fd, buf + have, sizeof buf - have, 0);
+        assert_true(n > 0);
+        have += (size_t)n;
+        kvi_frame_header h;
+        while (kvi_frame_parse_header(&h, buf, have, sizeof buf) == KVI_FRAME_OK &&
+               have >= KVI_FRAME_HEADER + h.body_len) {
+            fn(ctx, &h, buf + KVI_FRAME_HEADER);
+            answers++;
+            size_t used = KVI_FRAME_HEADER + h.body_len;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+        }
+    }
+}
+
+static void count_put_answer(void *ctx, const kvi_frame_header *h, const unsigned char *body)
+{
+    (void)body;
+    int *seen = ctx;
+    assert_int_equal(h->status, KV_OK);
+    assert_true(h->request_id >= 1000 && h->request_id < 1050);
+    seen[h->request_id - 1000]++;
+}
+
 static void pipelined_requests_answer_by_id(void **state)
 {
     world *w = *state;
@@ -332,31 +367,42 @@ static void pipelined_requests_answer_by_id(void **state)
     }
     assert_int_equal(send(fd, all.data, all.len, 0), (ssize_t)all.len);
     int seen[50] = {0};
-    unsigned char buf[65536];
-    size_t have = 0, answers = 0;
-    while (answers < 50) {
-        struct pollfd p = {fd, POLLIN, 0};
-        assert_true(poll(&p, 1, 5000) > 0);
-        ssize_t n = recv(fd, buf + have, sizeof buf - have, 0);
-        assert_true(n > 0);
-        have += (size_t)n;
-        kvi_frame_header h;
-        while (kvi_frame_parse_header(&h, buf, have, sizeof buf) == KVI_FRAME_OK &&
-               have >= KVI_FRAME_HEADER + h.body_len) {
-            assert_int_equal(h.status, KV_OK);
-            assert_true(h.request_id >= 1000 && h.request_id < 1050);
-            seen[h.request_id - 1000]++;
-            answers++;
-            size_t used = KVI_FRAME_HEADER + h.body_len;
-            memmove(buf, buf + used, have - used);
-            have -= used;
-        }
-    }
+    read_answers(fd, 50, count_put_answer, seen);
     for (int i = 0; i < 50; i++)
         assert_int_equal(seen[i], 1);
     close(fd);
     kvi_buf_free(&b);
     kvi_buf_free(&all);
+}
+
+typedef struct together_step {
+    uint8_t op;
+    const char *key;
+    const char *value;
+    size_t value_len;
+    uint64_t expected;
+    int status;
+    uint64_t version;
+} together_step;
+
+typedef struct together {
+    const together_step *steps;
+    size_t n;
+    int seen[16];
+} together;
+
+static void check_together(void *ctx, const kvi_frame_header *h, const unsigned char *body)
+{
+    together *t = ctx;
+    assert_true(h->request_id >= 500 && h->request_id < 500 + t->n);
+    size_t i = (size_t)(h->request_id - 500);
+    t->seen[i]++;
+    if (h->status != t->steps[i].status)
+        fail_msg("write %zu: status %d, expected %d", i, h->status, t->steps[i].status);
+    kvi_response resp;
+    assert_int_equal(kvi_response_decode(&resp, h->opcode, h->status, body, h->body_len), 0);
+    if (t->steps[i].status == KV_OK || t->steps[i].status == KV_ECONFLICT)
+        assert_int_equal(resp.version, t->steps[i].version);
 }
 
 /* A node alone makes the writes one read gathers together (node_writes.c):
@@ -368,15 +414,7 @@ static void writes_sent_together_each_answer_alone_in_order(void **state)
     world *w = *state;
     static char big[4097];
     memset(big, 'x', sizeof big);
-    const struct {
-        uint8_t op;
-        const char *key;
-        const char *value;
-        size_t value_len;
-        uint64_t expected;
-        int status;
-        uint64_t version;
-    } steps[] = {
+    const together_step steps[] = {
         {KVI_OP_PUT, "k1", "a", 1, 0, KV_OK, 1},
         {KVI_OP_PUT, "k1", "b", 1, 0, KV_OK, 2},
         {KVI_OP_CAS, "k1", "c", 1, 2, KV_OK, 3},
@@ -405,36 +443,10 @@ static void writes_sent_together_each_answer_alone_in_order(void **state)
     }
     int fd = raw_connect(w->port);
     assert_int_equal(send(fd, all.data, all.len, 0), (ssize_t)all.len);
-    int seen[16] = {0};
-    unsigned char buf[65536];
-    size_t have = 0, answers = 0;
-    while (answers < n) {
-        struct pollfd p = {fd, POLLIN, 0};
-        assert_true(poll(&p, 1, 5000) > 0);
-        ssize_t got = recv(fd, buf + have, sizeof buf - have, 0);
-        assert_true(got > 0);
-        have += (size_t)got;
-        kvi_frame_header h;
-        while (kvi_frame_parse_header(&h, buf, have, sizeof buf) == KVI_FRAME_OK &&
-               have >= KVI_FRAME_HEADER + h.body_len) {
-            assert_true(h.request_id >= 500 && h.request_id < 500 + n);
-            size_t i = (size_t)(h.request_id - 500);
-            seen[i]++;
-            if (h.status != steps[i].status)
-                fail_msg("write %zu: status %d, expected %d", i, h.status, steps[i].status);
-            kvi_response resp;
-            assert_int_equal(kvi_response_decode(&resp, h.opcode, h.status,
-                                                 buf + KVI_FRAME_HEADER, h.body_len), 0);
-            if (steps[i].status == KV_OK || steps[i].status == KV_ECONFLICT)
-                assert_int_equal(resp.version, steps[i].version);
-            answers++;
-            size_t used = KVI_FRAME_HEADER + h.body_len;
-            memmove(buf, buf + used, have - used);
-            have -= used;
-        }
-    }
+    together t = {steps, n, {0}};
+    read_answers(fd, n, check_together, &t);
     for (size_t i = 0; i < n; i++)
-        assert_int_equal(seen[i], 1);
+        assert_int_equal(t.seen[i], 1);
     close(fd);
     /* What the store holds agrees. */
     kv_value *val;

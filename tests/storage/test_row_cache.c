@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <kv/kv.h>
+#include "helpers.h"
 #include "storage/row_cache.h"
 #include "storage/store.h"
 
@@ -158,15 +159,15 @@ static void no_capacity_is_no_cache(void **state)
 /* ------------------------------------------------------ through the store */
 
 typedef struct fixture {
-    char dir[64];
+    char *dir;
     kvi_store *store;
 } fixture;
 
 static int open_store(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/kv-row-cache-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = test_tempdir();
+    assert_non_null(f->dir);
     kvi_store_config cfg = {.path = f->dir, .create_if_missing = 1, .sync = KV_SYNC_NONE,
                             .block_cache_bytes = 8 << 20, .row_cache_bytes = 8 << 20};
     assert_int_equal(kvi_store_open(&f->store, &cfg), KV_OK);
@@ -178,10 +179,7 @@ static int close_store(void **state)
 {
     fixture *f = *state;
     kvi_store_close(f->store);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    if (system(cmd) != 0)
-        return -1;
+    test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -12,20 +12,21 @@
 #include <cmocka.h>
 
 #include <kv/kv.h>
+#include "helpers.h"
 #include "format/record.h"
 #include "storage/embedded.h"
 #include "storage/store.h"
 
 typedef struct fixture {
-    char dir[64];
+    char *dir;
     kvi_embedded *e;
 } fixture;
 
 static int open_store(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/kv-write-many-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = test_tempdir();
+    assert_non_null(f->dir);
     kvi_store_config cfg = {.path = f->dir, .create_if_missing = 1, .sync = KV_SYNC_ALWAYS,
                             .block_cache_bytes = 8 << 20, .row_cache_bytes = 8 << 20,
                             .grace_ms = 86400000};
@@ -38,10 +39,7 @@ static int close_store(void **state)
 {
     fixture *f = *state;
     kvi_embedded_close(f->e);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    if (system(cmd) != 0)
-        return -1;
+    test_rmtree(f->dir);
     free(f);
     return 0;
 }
