@@ -15,9 +15,14 @@
 #define SHARDS (1u << SHARD_BITS)
 #define FIRST_BUCKETS 256u
 
+/* A place in a shard's recency list. */
+typedef struct lru_link {
+    struct lru_link *newer, *older;
+} lru_link;
+
 typedef struct entry {
+    lru_link link;                /* first: an entry's link is the entry */
     struct entry *chain;          /* next in its bucket */
-    struct entry *newer, *older;  /* the shard's recency list */
     uint64_t hash;
     uint32_t key_len;
     uint32_t rec_len;
@@ -35,7 +40,7 @@ typedef struct shard {
     /* Bumped by every put: a fill whose ticket is older may hold a record
      * read before that put, and is dropped. */
     uint64_t gen;
-    entry lru;                    /* sentinel: lru.newer is the oldest */
+    lru_link lru;                 /* sentinel: lru.newer is the oldest */
     uint64_t hits, misses;
 } shard;
 
@@ -51,17 +56,17 @@ static uint64_t charge(const entry *e)
 
 static void unlink_lru(entry *e)
 {
-    e->newer->older = e->older;
-    e->older->newer = e->newer;
+    e->link.newer->older = e->link.older;
+    e->link.older->newer = e->link.newer;
 }
 
 /* Makes e the most recently used: the sentinel's `older` side. */
 static void link_newest(shard *sh, entry *e)
 {
-    e->newer = &sh->lru;
-    e->older = sh->lru.older;
-    sh->lru.older->newer = e;
-    sh->lru.older = e;
+    e->link.newer = &sh->lru;
+    e->link.older = sh->lru.older;
+    sh->lru.older->newer = &e->link;
+    sh->lru.older = &e->link;
 }
 
 kvi_row_cache *kvi_row_cache_new(uint64_t capacity)
@@ -99,9 +104,9 @@ kvi_row_cache *kvi_row_cache_new(uint64_t capacity)
 
 static void drop_all(shard *sh)
 {
-    for (entry *e = sh->lru.newer, *next; e != &sh->lru; e = next) {
-        next = e->newer;
-        free(e);
+    for (lru_link *l = sh->lru.newer, *next; l != &sh->lru; l = next) {
+        next = l->newer;
+        free((entry *)l);
     }
     memset(sh->buckets, 0, sh->nbuckets * sizeof *sh->buckets);
     sh->lru.newer = sh->lru.older = &sh->lru;
@@ -174,7 +179,7 @@ static void maybe_grow(shard *sh)
 static void evict(shard *sh)
 {
     while (sh->bytes > sh->capacity && sh->lru.newer != &sh->lru) {
-        entry *oldest = sh->lru.newer;
+        entry *oldest = (entry *)sh->lru.newer;
         remove_entry(sh, find(sh, oldest->hash, oldest->bytes, oldest->key_len));
     }
 }
