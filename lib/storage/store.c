@@ -498,8 +498,8 @@ void kvi_store_batch_put_paxos(kvi_store_batch *b, const void *skey, size_t skey
 /* After RocksDB accepted b: its data puts into the row cache, in order. */
 static void cache_batch(kvi_store *s, const kvi_store_batch *b)
 {
-    if (!s->rows)
-        return;
+    if (!s->rows || (!b->rows_failed && b->rows.len == 0))
+        return; /* no cache, or no data put (Paxos records only) */
     if (b->rows_failed) {
         kvi_row_cache_clear(s->rows);
         return;
