@@ -11,6 +11,7 @@
 
 typedef struct filter_state {
     uint64_t grace_ms;
+    int keep_keys; /* never drop a record whole (see the header) */
 } filter_state;
 
 /* A replicated state (format 2) goes whole once every sibling is dead (a
@@ -73,6 +74,14 @@ static unsigned char filter(void *state, int level, const char *key,
     const filter_state *fs = state;
     kvi_expiry_action action = kvi_expiry_decide(key, key_len, value, value_len,
                                                  kvi_now_ms(), fs->grace_ms);
+    if (action == KVI_EXPIRY_DROP && fs->keep_keys) {
+        /* A format-1 expired value still becomes a tombstone, which keeps
+         * its entry hash; anything else stays as it is. */
+        int expired_value = value_len > 0 &&
+                            (unsigned char)value[0] == KVI_RECORD_FORMAT_1 &&
+                            value_len > 1 && !((unsigned char)value[1] & KVI_RECORD_FLAG_TOMBSTONE);
+        action = expired_value ? KVI_EXPIRY_TO_TOMBSTONE : KVI_EXPIRY_KEEP;
+    }
     if (action == KVI_EXPIRY_DROP)
         return 1;
     if (action == KVI_EXPIRY_TO_TOMBSTONE) {
@@ -100,11 +109,12 @@ static const char *filter_name(void *state)
     return "kv.expiry";
 }
 
-rocksdb_compactionfilter_t *kvi_expiry_filter_create(uint64_t grace_ms)
+rocksdb_compactionfilter_t *kvi_expiry_filter_create(uint64_t grace_ms, int keep_keys)
 {
     filter_state *fs = malloc(sizeof *fs);
     if (!fs)
         return NULL;
     fs->grace_ms = grace_ms;
+    fs->keep_keys = keep_keys;
     return rocksdb_compactionfilter_create(fs, free, filter, filter_name);
 }

@@ -26,7 +26,14 @@ kvi_expiry_action kvi_expiry_decide(const char *key, size_t key_len,
                                     const char *value, size_t value_len,
                                     uint64_t now_ms, uint64_t grace_ms);
 
-/* A new compaction filter; RocksDB owns it once set on the options. */
-rocksdb_compactionfilter_t *kvi_expiry_filter_create(uint64_t grace_ms);
+/* A new compaction filter; RocksDB owns it once set on the options. With
+ * keep_keys, it never drops a record whole (a store that keeps an
+ * anti-entropy digest, storage/digest.h: a record that vanished in a
+ * compaction would leave its hash in the digest, and a replica that missed
+ * a delete could bring the value back through repair). It still turns an
+ * expired format-1 value into a tombstone, which keeps its entry hash
+ * (format/entry_hash.h). In a cluster, purges are writes that repair allows
+ * (docs/design/ANTI_ENTROPY.md). */
+rocksdb_compactionfilter_t *kvi_expiry_filter_create(uint64_t grace_ms, int keep_keys);
 
 #endif

@@ -11,11 +11,15 @@
 #include <time.h>
 
 #include <rocksdb/c.h>
+#include <xxhash.h>
 
+#include "format/entry_hash.h"
 #include "format/record.h"
+#include "storage/digest.h"
 #include "storage/expiry_filter.h"
 #include "storage/row_cache.h"
 #include "util/buf.h"
+#include "util/endian.h"
 #include "util/error.h"
 #include "util/ticker.h"
 
@@ -41,6 +45,9 @@ struct kvi_store {
     /* The latest record of recently used keys (row_cache.h); NULL when
      * the store was opened without one. */
     kvi_row_cache *rows;
+    /* Anti-entropy's digest of the data family (digest.h), kept current by
+     * every write of it; NULL when the store keeps none. */
+    kvi_digest *digest;
 
     /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
     uint32_t sync_interval_ms;
@@ -146,6 +153,92 @@ static int check_format(kvi_store *s)
     return KV_OK;
 }
 
+/* ---------------------------------------------------- the digest's life */
+
+/* Meta key of the digest a clean close kept (digest.h's encoding). Open
+ * takes it and deletes it before anything is written, so after a crash
+ * there is none, and the digest is built again from the data. */
+#define META_DIGEST_KEY "kv.digest"
+
+static int digest_add(void *ctx, const void *key, size_t key_len, const void *value,
+                      size_t value_len)
+{
+    if (key_len >= KVI_TOKEN_SIZE)
+        kvi_digest_change(ctx, kvi_get_be64(key), 0, 0, 1,
+                          kvi_entry_hash(key, key_len, value, value_len));
+    return 0;
+}
+
+static int meta_delete_synced(kvi_store *s, const char *name)
+{
+    char *err = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    rocksdb_delete_cf(s->db, wo, s->cf_meta, name, strlen(name), &err);
+    rocksdb_writeoptions_destroy(wo);
+    return err ? rocks_error(err, "deleting metadata") : KV_OK;
+}
+
+/* The digest kept by the last clean close, if it is there, readable and of
+ * this size; else one built by reading every record. */
+static int digest_open(kvi_store *s, unsigned bits)
+{
+    char *blob;
+    size_t len;
+    kvi_digest *d = NULL;
+    int rc = kvi_store_meta_get(s, META_DIGEST_KEY, &blob, &len);
+    if (rc == KV_OK) {
+        if (kvi_digest_decode(&d, blob, len) != KV_OK || kvi_digest_bits(d) != bits) {
+            kvi_log(s->log, KV_LOG_WARN, "the anti-entropy digest kept at the last close is "
+                    "unreadable or of another size; building it again from the data");
+            kvi_digest_free(d);
+            d = NULL;
+        }
+        free(blob);
+        rc = meta_delete_synced(s, META_DIGEST_KEY);
+        if (rc != KV_OK) {
+            kvi_digest_free(d);
+            return rc;
+        }
+    } else if (rc != KV_ENOTFOUND) {
+        return rc;
+    }
+    if (!d) {
+        d = kvi_digest_new(bits);
+        if (!d)
+            return kvi_error(KV_ENOMEM, "out of memory for the anti-entropy digest");
+        rc = kvi_store_data_scan(s, NULL, 0, digest_add, d);
+        if (rc != KV_OK) {
+            kvi_digest_free(d);
+            return rc;
+        }
+        uint64_t h, keys;
+        kvi_digest_range(d, 0, kvi_digest_segments(d), &h, &keys);
+        kvi_log(s->log, KV_LOG_INFO, "built the anti-entropy digest from the data: %llu keys",
+                (unsigned long long)keys);
+    }
+    s->digest = d;
+    return KV_OK;
+}
+
+/* At a clean close: keeps the digest for the next open. */
+static void digest_keep(kvi_store *s)
+{
+    kvi_buf b = {0};
+    kvi_digest_encode(s->digest, &b);
+    int rc = b.failed ? kvi_error(KV_ENOMEM, "out of memory") :
+                        kvi_store_meta_put(s, META_DIGEST_KEY, b.data, b.len);
+    if (rc != KV_OK)
+        kvi_log(s->log, KV_LOG_WARN, "could not keep the anti-entropy digest (%s); the next "
+                "start builds it again", kvi_error_last());
+    kvi_buf_free(&b);
+}
+
+kvi_digest *kvi_store_digest(kvi_store *s)
+{
+    return s->digest;
+}
+
 int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
 {
     *out = NULL;
@@ -229,7 +322,7 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     rocksdb_options_set_prefix_extractor(s->paxos_options,
                                          rocksdb_slicetransform_create_fixed_prefix(KVI_TOKEN_SIZE));
     rocksdb_options_set_hash_link_list_rep(s->paxos_options, 1u << 16);
-    s->expiry_filter = kvi_expiry_filter_create(cfg->grace_ms);
+    s->expiry_filter = kvi_expiry_filter_create(cfg->grace_ms, cfg->digest_bits != 0);
     if (!s->expiry_filter) {
         free_options(s);
         free(s);
@@ -269,6 +362,8 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
     s->cf_paxos = handles[3];
 
     int rc = check_format(s);
+    if (rc == KV_OK && cfg->digest_bits)
+        rc = digest_open(s, cfg->digest_bits);
     if (rc == KV_OK && cfg->sync == KV_SYNC_PERIODIC) {
         s->sync_interval_ms = cfg->sync_interval_ms;
         if (kvi_ticker_start(&s->sync_ticker, sync_tick, s) != 0)
@@ -301,6 +396,9 @@ void kvi_store_close(kvi_store *s)
         return;
     kvi_ticker_stop(&s->sync_ticker);
     kvi_group_commit_stop(s->committer);
+    if (s->db && s->digest)
+        digest_keep(s);
+    kvi_digest_free(s->digest);
     if (s->db) {
         char *err = NULL;
         rocksdb_flush_wal(s->db, 1, &err);
@@ -419,27 +517,57 @@ void kvi_slice_release(kvi_slice *slice)
     slice->copy = NULL;
 }
 
-int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
-                  const void *rec, size_t rec_len)
+/* The entry hash of skey's record as it stands (*had 0: none), read before
+ * a write replaces it. Every writer of the data family holds the key's
+ * lock across its read and its write, so nothing changes it meanwhile. */
+static int current_entry(kvi_store *s, const void *skey, size_t skey_len, int *had,
+                         uint64_t *hash)
 {
+    *had = 0;
+    *hash = 0;
+    kvi_slice rec;
+    int rc = get_record(s, skey, skey_len, &rec, 0);
+    if (rc == KV_ENOTFOUND)
+        return KV_OK;
+    if (rc != KV_OK)
+        return rc;
+    *had = 1;
+    *hash = kvi_entry_hash(skey, skey_len, rec.data, rec.len);
+    kvi_slice_release(&rec);
+    return KV_OK;
+}
+
+static int put_record(kvi_store *s, const rocksdb_writeoptions_t *wo, const void *skey,
+                      size_t skey_len, const void *rec, size_t rec_len)
+{
+    int had = 0;
+    uint64_t old = 0;
+    if (s->digest) {
+        int rc = current_entry(s, skey, skey_len, &had, &old);
+        if (rc != KV_OK)
+            return rc;
+    }
     char *err = NULL;
-    rocksdb_put_cf(s->db, s->write_options, s->cf_data, skey, skey_len, rec,
-                   rec_len, &err);
+    rocksdb_put_cf(s->db, wo, s->cf_data, skey, skey_len, rec, rec_len, &err);
     if (err)
         return rocks_error(err, "writing a record");
     kvi_row_cache_put(s->rows, skey, skey_len, rec, rec_len);
+    if (s->digest)
+        kvi_digest_change(s->digest, kvi_get_be64(skey), had, old, 1,
+                          kvi_entry_hash(skey, skey_len, rec, rec_len));
     return KV_OK;
+}
+
+int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
+                  const void *rec, size_t rec_len)
+{
+    return put_record(s, s->write_options, skey, skey_len, rec, rec_len);
 }
 
 int kvi_store_put_unsynced(kvi_store *s, const void *skey, size_t skey_len, const void *rec,
                            size_t rec_len)
 {
-    char *err = NULL;
-    rocksdb_put_cf(s->db, s->unsynced_options, s->cf_data, skey, skey_len, rec, rec_len, &err);
-    if (err)
-        return rocks_error(err, "writing a record");
-    kvi_row_cache_put(s->rows, skey, skey_len, rec, rec_len);
-    return KV_OK;
+    return put_record(s, s->unsynced_options, skey, skey_len, rec, rec_len);
 }
 
 kvi_group_commit *kvi_store_committer(kvi_store *s)
@@ -514,14 +642,100 @@ static void cache_batch(kvi_store *s, const kvi_store_batch *b)
     }
 }
 
+/* One data put of a batch, for the digest: its key's entry before and
+ * after. */
+typedef struct digest_step {
+    const unsigned char *key;
+    uint32_t key_len;
+    int had;
+    uint64_t old, now;
+} digest_step;
+
+/* The digest's changes for b's data puts, in order: *out (malloc'd, *n of
+ * them; NULL with 0). A key put twice in one batch replaces, the second
+ * time, what the first put. */
+static int plan_digest(kvi_store *s, const kvi_store_batch *b, digest_step **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (b->rows_failed)
+        return kvi_error(KV_ENOMEM, "out of memory noting a batch's records");
+    size_t count = 0;
+    for (const unsigned char *p = b->rows.data, *end = p + b->rows.len; p < end;) {
+        uint32_t lens[2];
+        memcpy(lens, p, sizeof lens);
+        p += sizeof lens + (size_t)lens[0] + lens[1];
+        count++;
+    }
+    if (count == 0)
+        return KV_OK;
+    /* An open-addressed index of the steps by key, for the repeats. */
+    size_t slots = 16;
+    while (slots < count * 2)
+        slots *= 2;
+    digest_step *steps = malloc(count * sizeof *steps);
+    size_t *index = calloc(slots, sizeof *index); /* step + 1; 0 = empty */
+    if (!steps || !index) {
+        free(steps);
+        free(index);
+        return kvi_error(KV_ENOMEM, "out of memory planning a batch's digest");
+    }
+    size_t i = 0;
+    for (const unsigned char *p = b->rows.data, *end = p + b->rows.len; p < end; i++) {
+        uint32_t lens[2];
+        memcpy(lens, p, sizeof lens);
+        digest_step *st = &steps[i];
+        st->key = p + sizeof lens;
+        st->key_len = lens[0];
+        st->now = kvi_entry_hash(st->key, lens[0], st->key + lens[0], lens[1]);
+        p += sizeof lens + (size_t)lens[0] + lens[1];
+        size_t slot = (size_t)XXH3_64bits(st->key, st->key_len) & (slots - 1);
+        for (; index[slot]; slot = (slot + 1) & (slots - 1)) {
+            const digest_step *prev = &steps[index[slot] - 1];
+            if (prev->key_len == st->key_len && memcmp(prev->key, st->key, st->key_len) == 0)
+                break;
+        }
+        int rc = KV_OK;
+        if (index[slot]) {
+            st->had = 1;
+            st->old = steps[index[slot] - 1].now;
+        } else {
+            rc = current_entry(s, st->key, st->key_len, &st->had, &st->old);
+        }
+        if (rc != KV_OK) {
+            free(steps);
+            free(index);
+            return rc;
+        }
+        index[slot] = i + 1;
+    }
+    free(index);
+    *out = steps;
+    *n = count;
+    return KV_OK;
+}
+
 static int write_batch(kvi_store *s, kvi_store_batch *b, const rocksdb_writeoptions_t *wo,
                        const char *what)
 {
+    digest_step *steps = NULL;
+    size_t n = 0;
+    if (s->digest) {
+        int rc = plan_digest(s, b, &steps, &n);
+        if (rc != KV_OK)
+            return rc;
+    }
     char *err = NULL;
     rocksdb_write(s->db, wo, b->wb, &err);
-    if (err)
+    if (err) {
+        free(steps);
         return rocks_error(err, what);
+    }
     cache_batch(s, b);
+    for (size_t i = 0; i < n; i++)
+        kvi_digest_change(s->digest, kvi_get_be64(steps[i].key), steps[i].had, steps[i].old,
+                          1, steps[i].now);
+    free(steps);
     return KV_OK;
 }
 

@@ -41,11 +41,21 @@ typedef struct kvi_store_config {
     uint64_t block_cache_bytes;
     uint64_t row_cache_bytes; /* storage/row_cache.h; 0: none */
     uint64_t grace_ms; /* tombstone grace period */
+    /* Keep anti-entropy's digest of the data family (digest.h) in 2^bits
+     * segments; 0: none. With one, compactions never drop a record whole
+     * (expiry_filter.h). */
+    unsigned digest_bits;
     const kvi_logger *log;  /* borrowed; must outlive the store */
 } kvi_store_config;
 
+struct kvi_digest;
 int kvi_store_open(kvi_store **out, const kvi_store_config *cfg);
 void kvi_store_close(kvi_store *s);
+
+/* The store's anti-entropy digest (storage/digest.h), kept current by every
+ * write of the data family; NULL when opened without one. Built from the
+ * data at open unless the last close was clean and kept it. */
+struct kvi_digest *kvi_store_digest(kvi_store *s);
 
 /* A value read from the store, pinned in RocksDB's memory (or copied out
  * of the row cache) until released. */
