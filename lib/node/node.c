@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "storage/backup.h"
+#include "storage/digest.h"
 #include "format/batch.h"
 #include "cluster/coordinator.h"
 #include "cluster/handoff.h"
@@ -584,7 +585,8 @@ static int start_auth(kvi_node *n, const kv_node_options *o)
 /* ----------------------------------------------------------- the store */
 
 /* Opens the node's embedded store as kv_open would: the store options'
- * settings, limits and logger. */
+ * settings, limits and logger. A node of a cluster keeps anti-entropy's
+ * digest of its data (storage/digest.h, docs/design/ANTI_ENTROPY.md). */
 static int open_store(kvi_node *n, const kv_node_options *o)
 {
     kv_open_options defaults = KV_OPEN_OPTIONS_INIT;
@@ -595,6 +597,8 @@ static int open_store(kvi_node *n, const kv_node_options *o)
         return rc;
     n->store_log = (kvi_logger){so->log_fn, so->log_ctx, so->log_level};
     cfg.log = &n->store_log;
+    if (o->peer_count || o->seed_count)
+        cfg.digest_bits = KVI_DIGEST_DEFAULT_BITS;
     n->limits = (kvi_limits){
         so->max_key_size ? so->max_key_size : KV_DEFAULT_MAX_KEY_SIZE,
         so->max_value_size ? so->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE};

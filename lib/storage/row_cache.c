@@ -9,6 +9,8 @@
 
 #include <xxhash.h>
 
+#include "format/entry_hash.h"
+
 /* Shards cut lock contention between the I/O threads and HTTP's; the top
  * bits of a key's hash pick one, the low bits its bucket. */
 #define SHARD_BITS 6
@@ -27,6 +29,8 @@ typedef struct entry {
     uint32_t key_len;
     uint32_t rec_len;
     uint32_t rec_room;            /* bytes the record may grow to in place */
+    uint32_t hashed;              /* entry_hash is known */
+    uint64_t entry_hash;          /* the record's format/entry_hash.h hash */
     unsigned char bytes[];        /* the key, then the record */
 } entry;
 
@@ -198,6 +202,7 @@ static void insert(shard *sh, entry **slot, uint64_t hash, const void *key, size
     e->hash = hash;
     e->key_len = (uint32_t)key_len;
     e->rec_len = e->rec_room = (uint32_t)rec_len;
+    e->hashed = 0;
     memcpy(e->bytes, key, key_len);
     memcpy(e->bytes + key_len, rec, rec_len);
     *slot = e;
@@ -250,8 +255,8 @@ void kvi_row_cache_fill(kvi_row_cache *c, const void *key, size_t key_len, const
     pthread_mutex_unlock(&sh->lock);
 }
 
-void kvi_row_cache_put(kvi_row_cache *c, const void *key, size_t key_len, const void *rec,
-                       size_t rec_len)
+static void put_record(kvi_row_cache *c, const void *key, size_t key_len, const void *rec,
+                       size_t rec_len, const uint64_t *entry_hash)
 {
     if (!c)
         return;
@@ -264,6 +269,7 @@ void kvi_row_cache_put(kvi_row_cache *c, const void *key, size_t key_len, const 
     if (e && rec_len <= e->rec_room) {
         memcpy(e->bytes + e->key_len, rec, rec_len);
         e->rec_len = (uint32_t)rec_len;
+        e->hashed = 0;
         unlink_lru(e);
         link_newest(sh, e);
     } else {
@@ -271,9 +277,47 @@ void kvi_row_cache_put(kvi_row_cache *c, const void *key, size_t key_len, const 
          * the key must miss rather than read the old one. */
         if (e)
             remove_entry(sh, slot);
-        insert(sh, find(sh, hash, key, key_len), hash, key, key_len, rec, rec_len);
+        slot = find(sh, hash, key, key_len);
+        insert(sh, slot, hash, key, key_len, rec, rec_len);
+        e = *slot;
+    }
+    if (e && entry_hash) {
+        e->hashed = 1;
+        e->entry_hash = *entry_hash;
     }
     pthread_mutex_unlock(&sh->lock);
+}
+
+void kvi_row_cache_put(kvi_row_cache *c, const void *key, size_t key_len, const void *rec,
+                       size_t rec_len)
+{
+    put_record(c, key, key_len, rec, rec_len, NULL);
+}
+
+void kvi_row_cache_put_hashed(kvi_row_cache *c, const void *key, size_t key_len,
+                              const void *rec, size_t rec_len, uint64_t entry_hash)
+{
+    put_record(c, key, key_len, rec, rec_len, &entry_hash);
+}
+
+int kvi_row_cache_entry_hash(kvi_row_cache *c, const void *key, size_t key_len,
+                             uint64_t *entry_hash)
+{
+    if (!c)
+        return 0;
+    uint64_t hash = XXH3_64bits(key, key_len);
+    shard *sh = shard_of(c, hash);
+    pthread_mutex_lock(&sh->lock);
+    entry *e = *find(sh, hash, key, key_len);
+    if (e) {
+        if (!e->hashed) {
+            e->entry_hash = kvi_entry_hash(key, key_len, e->bytes + e->key_len, e->rec_len);
+            e->hashed = 1;
+        }
+        *entry_hash = e->entry_hash;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return e != NULL;
 }
 
 void kvi_row_cache_clear(kvi_row_cache *c)

@@ -57,6 +57,18 @@ void kvi_row_cache_fill(kvi_row_cache *c, const void *key, size_t key_len, const
 void kvi_row_cache_put(kvi_row_cache *c, const void *key, size_t key_len, const void *rec,
                        size_t rec_len);
 
+/* kvi_row_cache_put of a record whose entry hash (format/entry_hash.h) the
+ * caller already computed: kept beside it for kvi_row_cache_entry_hash. */
+void kvi_row_cache_put_hashed(kvi_row_cache *c, const void *key, size_t key_len,
+                              const void *rec, size_t rec_len, uint64_t entry_hash);
+
+/* 1 with *entry_hash the entry hash of key's cached record (computed from
+ * it once, then kept), without copying the record; 0 on a miss. For the
+ * anti-entropy digest, which needs the hash of the record a write
+ * replaces. */
+int kvi_row_cache_entry_hash(kvi_row_cache *c, const void *key, size_t key_len,
+                             uint64_t *entry_hash);
+
 /* Forgets every key (after a compaction run on request, say). */
 void kvi_row_cache_clear(kvi_row_cache *c);
 

@@ -525,6 +525,10 @@ static int current_entry(kvi_store *s, const void *skey, size_t skey_len, int *h
 {
     *had = 0;
     *hash = 0;
+    if (kvi_row_cache_entry_hash(s->rows, skey, skey_len, hash)) {
+        *had = 1;
+        return KV_OK;
+    }
     kvi_slice rec;
     int rc = get_record(s, skey, skey_len, &rec, 0);
     if (rc == KV_ENOTFOUND)
@@ -551,10 +555,13 @@ static int put_record(kvi_store *s, const rocksdb_writeoptions_t *wo, const void
     rocksdb_put_cf(s->db, wo, s->cf_data, skey, skey_len, rec, rec_len, &err);
     if (err)
         return rocks_error(err, "writing a record");
-    kvi_row_cache_put(s->rows, skey, skey_len, rec, rec_len);
-    if (s->digest)
-        kvi_digest_change(s->digest, kvi_get_be64(skey), had, old, 1,
-                          kvi_entry_hash(skey, skey_len, rec, rec_len));
+    if (s->digest) {
+        uint64_t now = kvi_entry_hash(skey, skey_len, rec, rec_len);
+        kvi_row_cache_put_hashed(s->rows, skey, skey_len, rec, rec_len, now);
+        kvi_digest_change(s->digest, kvi_get_be64(skey), had, old, 1, now);
+    } else {
+        kvi_row_cache_put(s->rows, skey, skey_len, rec, rec_len);
+    }
     return KV_OK;
 }
 
@@ -623,8 +630,19 @@ void kvi_store_batch_put_paxos(kvi_store_batch *b, const void *skey, size_t skey
     rocksdb_writebatch_put_cf(b->wb, b->cf_paxos, skey, skey_len, rec, rec_len);
 }
 
-/* After RocksDB accepted b: its data puts into the row cache, in order. */
-static void cache_batch(kvi_store *s, const kvi_store_batch *b)
+/* One data put of a batch, for the digest: its key's entry before and
+ * after. */
+typedef struct digest_step {
+    const unsigned char *key;
+    uint32_t key_len;
+    int had;
+    uint64_t old, now;
+} digest_step;
+
+/* After RocksDB accepted b: its data puts into the row cache, in order,
+ * with their entry hashes when the digest planned them (steps, one per
+ * put; NULL: none). */
+static void cache_batch(kvi_store *s, const kvi_store_batch *b, const digest_step *steps)
 {
     if (!s->rows || (!b->rows_failed && b->rows.len == 0))
         return; /* no cache, or no data put (Paxos records only) */
@@ -637,19 +655,13 @@ static void cache_batch(kvi_store *s, const kvi_store_batch *b)
         uint32_t klen, rlen;
         memcpy(&klen, p, 4);
         memcpy(&rlen, p + 4, 4);
-        kvi_row_cache_put(s->rows, p + 8, klen, p + 8 + klen, rlen);
+        if (steps)
+            kvi_row_cache_put_hashed(s->rows, p + 8, klen, p + 8 + klen, rlen, (steps++)->now);
+        else
+            kvi_row_cache_put(s->rows, p + 8, klen, p + 8 + klen, rlen);
         p += 8 + (size_t)klen + rlen;
     }
 }
-
-/* One data put of a batch, for the digest: its key's entry before and
- * after. */
-typedef struct digest_step {
-    const unsigned char *key;
-    uint32_t key_len;
-    int had;
-    uint64_t old, now;
-} digest_step;
 
 /* The digest's changes for b's data puts, in order: *out (malloc'd, *n of
  * them; NULL with 0). A key put twice in one batch replaces, the second
@@ -731,7 +743,7 @@ static int write_batch(kvi_store *s, kvi_store_batch *b, const rocksdb_writeopti
         free(steps);
         return rocks_error(err, what);
     }
-    cache_batch(s, b);
+    cache_batch(s, b, steps);
     for (size_t i = 0; i < n; i++)
         kvi_digest_change(s->digest, kvi_get_be64(steps[i].key), steps[i].had, steps[i].old,
                           1, steps[i].now);

@@ -15,6 +15,7 @@
 
 #include <kv/kv.h>
 #include "helpers.h"
+#include "format/entry_hash.h"
 #include "storage/row_cache.h"
 #include "storage/store.h"
 
@@ -385,9 +386,36 @@ static void reads_racing_writes_never_leave_an_old_record(void **state)
     }
 }
 
+static void an_entry_hash_is_kept_or_computed_and_forgotten_on_a_put(void **state)
+{
+    (void)state;
+    kvi_row_cache *c = kvi_row_cache_new(1 << 20);
+    assert_non_null(c);
+    uint64_t h = 0;
+    assert_int_equal(kvi_row_cache_entry_hash(c, "absent", 6, &h), 0);
+    /* Given with the put: returned as given. */
+    kvi_row_cache_put_hashed(c, "k", 1, "rec", 3, 0x1234);
+    assert_int_equal(kvi_row_cache_entry_hash(c, "k", 1, &h), 1);
+    assert_int_equal(h, 0x1234);
+    /* A plain put forgets it: computed from the record now. */
+    put(c, "k", "rec2");
+    assert_int_equal(kvi_row_cache_entry_hash(c, "k", 1, &h), 1);
+    assert_int_equal(h, kvi_entry_hash("k", 1, "rec2", 4));
+    /* So does a fill of a key not yet cached. */
+    uint64_t ticket;
+    char *rec;
+    size_t len;
+    assert_int_equal(kvi_row_cache_get(c, "f", 1, &rec, &len, &ticket), 0);
+    kvi_row_cache_fill(c, "f", 1, "filled", 6, ticket);
+    assert_int_equal(kvi_row_cache_entry_hash(c, "f", 1, &h), 1);
+    assert_int_equal(h, kvi_entry_hash("f", 1, "filled", 6));
+    kvi_row_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(an_entry_hash_is_kept_or_computed_and_forgotten_on_a_put),
         cmocka_unit_test(a_put_is_read_back_and_replaced_whatever_its_size),
         cmocka_unit_test(a_fill_that_raced_a_put_is_dropped),
         cmocka_unit_test(memory_stays_under_the_capacity_oldest_out_first),
