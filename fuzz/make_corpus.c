@@ -5,12 +5,14 @@
  *   fuzz_make_corpus auth fuzz/corpus/auth     handshakes, good and bad
  *   fuzz_make_corpus request fuzz/corpus/request  requests behind limits
  *   fuzz_make_corpus scan fuzz/corpus/scan        scan answers and cursors
+ *   fuzz_make_corpus ae fuzz/corpus/ae            anti-entropy bodies
  *   fuzz_make_corpus node fuzz/corpus/node     connections to a node of one
  *   fuzz_make_corpus paxos fuzz/corpus/paxos   acceptor records */
 #include <stdio.h>
 #include <string.h>
 
 #include <kv/kv.h>
+#include "format/ae.h"
 #include "format/dvv.h"
 #include "format/paxos.h"
 #include "format/state.h"
@@ -327,6 +329,17 @@ static void request_corpus(const char *dir)
                          .last_token = 0x8000000000000000ull,
                          .key = text("\x10\x20\x30\x40\x50\x60\x70\x10")};
     emit_request(dir, "scan-range", 64, 4096, &range, NULL, 0);
+    kvi_buf ae = {0};
+    kvi_ae_range all = {0, 1u << 18};
+    kvi_ae_digest_request_encode(&ae, 18, &all, 1);
+    kvi_request ae_digest = {.opcode = KVI_OP_AE_DIGEST, .value = {ae.data, ae.len}};
+    emit_request(dir, "ae-digest", 64, 4096, &ae_digest, NULL, 0);
+    kvi_buf_reset(&ae);
+    kvi_ae_keys_request keys = {18, 0, 1u << 18, {NULL, 0}, 1000};
+    kvi_ae_keys_request_encode(&ae, &keys);
+    kvi_request ae_keys = {.opcode = KVI_OP_AE_KEYS, .value = {ae.data, ae.len}};
+    emit_request(dir, "ae-keys", 64, 4096, &ae_keys, NULL, 0);
+    kvi_buf_free(&ae);
     kvi_buf_free(&state);
     kvi_buf_free(&ctx);
 }
@@ -468,8 +481,42 @@ static void scan_corpus(const char *dir)
     kvi_buf_free(&state);
 }
 
+/* Seeds for fuzz_ae: one of each body; byte 0 chooses the decoder
+ * (fuzz_ae.c). */
+static void ae_corpus(const char *dir)
+{
+    kvi_buf b = {0};
+    kvi_ae_range ranges[2] = {{0, 16}, {16, 1u << 18}};
+    kvi_buf_u8(&b, 0);
+    kvi_ae_digest_request_encode(&b, 18, ranges, 2);
+    write_file(dir, "digest-request", &b);
+    kvi_buf_reset(&b);
+    uint64_t hashes[2] = {0x0123456789abcdefull, 0}, keys[2] = {3, 0};
+    kvi_buf_u8(&b, 1);
+    kvi_buf_u8(&b, 2);
+    kvi_ae_digest_answer_encode(&b, hashes, keys, 2);
+    write_file(dir, "digest-answer", &b);
+    kvi_buf_reset(&b);
+    kvi_ae_keys_request req = {18, 5, 6, {(const unsigned char *)"\x00\x00\x14\x00\x00\x00\x00\x01k", 9}, 100};
+    kvi_buf_u8(&b, 2);
+    kvi_ae_keys_request_encode(&b, &req);
+    write_file(dir, "keys-request", &b);
+    kvi_buf_reset(&b);
+    kvi_buf_u8(&b, 3);
+    size_t start = kvi_ae_keys_answer_start(&b);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01a", 9, 42);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01b", 9, 43);
+    kvi_ae_keys_answer_finish(&b, start, 2, 1);
+    write_file(dir, "keys-answer", &b);
+    kvi_buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "ae") == 0) {
+        ae_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "scan") == 0) {
         scan_corpus(argv[2]);
         return 0;

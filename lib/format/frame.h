@@ -86,7 +86,11 @@ typedef enum kvi_opcode {
     /* Between nodes: a replica's key states in one ring range, for the
      * coordinator of a SCAN (cluster/scan.h). */
     KVI_OP_SCAN_RANGE = 21,
-    KVI_OP_MAX = 21
+    /* Between nodes: anti-entropy's digest of segment ranges, and the keys
+     * and entry hashes of one (format/ae.h). */
+    KVI_OP_AE_DIGEST = 22,
+    KVI_OP_AE_KEYS = 23,
+    KVI_OP_MAX = 23
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

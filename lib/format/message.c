@@ -126,6 +126,8 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
         break;
     case KVI_OP_GOSSIP:
     case KVI_OP_BACKUP:
+    case KVI_OP_AE_DIGEST:
+    case KVI_OP_AE_KEYS:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -222,6 +224,8 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
         break;
     case KVI_OP_GOSSIP:
     case KVI_OP_BACKUP:
+    case KVI_OP_AE_DIGEST:
+    case KVI_OP_AE_KEYS:
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -346,6 +350,8 @@ int kvi_response_decode_flags(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
     case KVI_OP_BACKUP:
+    case KVI_OP_AE_DIGEST:
+    case KVI_OP_AE_KEYS:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
@@ -412,6 +418,8 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     case KVI_OP_PAXOS_PROPOSE:
     case KVI_OP_PAXOS_COMMIT:
     case KVI_OP_BACKUP:
+    case KVI_OP_AE_DIGEST:
+    case KVI_OP_AE_KEYS:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:

@@ -1449,6 +1449,22 @@ int kvi_client_get_state(kvi_client *cl, kvi_state *out, kvi_buf *holder, const 
     return rc;
 }
 
+int kvi_client_ae(kvi_client *cl, uint8_t opcode, const void *body, size_t len, kvi_buf *answer)
+{
+    kvi_request req = {.opcode = opcode, .value = {body, len}};
+    kvi_response resp;
+    unsigned char *rbody = NULL;
+    int rc = call(cl, &req, 0, &resp, &rbody);
+    if (rc == KV_OK) {
+        kvi_buf_reset(answer);
+        kvi_buf_raw(answer, resp.value.data, resp.value.len);
+        if (answer->failed)
+            rc = kvi_error(KV_ENOMEM, "out of memory copying an anti-entropy answer");
+    }
+    free(rbody);
+    return rc;
+}
+
 int kvi_client_replicate(kvi_client *cl, uint64_t *version, const void *key, size_t key_len,
                          const kvi_state *state)
 {

@@ -383,6 +383,10 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
     case KVI_OP_SCAN_RANGE:
         rc = kvi_node_scan_op(n, &req, h, out);
         break;
+    case KVI_OP_AE_DIGEST:
+    case KVI_OP_AE_KEYS:
+        rc = kvi_node_ae_op(n, &req, h, out);
+        break;
     case KVI_OP_CLUSTER: {
         kvi_buf json = {0};
         kvi_node_describe(n, &json);
@@ -440,6 +444,8 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
         return kvi_node_clustered(n) ? KVI_SERVER_LOOP_BATCH : 0;
     case KVI_OP_HINT:
     case KVI_OP_SCAN_RANGE: /* a replica's part of a scan: its own store only */
+    case KVI_OP_AE_DIGEST:  /* up to 2^18 segments read, or a range of keys */
+    case KVI_OP_AE_KEYS:
         return kvi_node_clustered(n) ? POOL_REPLICATE : 0;
     /* A checkpoint flushes the memtables and links files: not on an I/O
      * thread, whose other connections would wait meanwhile. */

@@ -120,6 +120,11 @@ void kvi_node_local_writes(kvi_node *n, kvi_server_pending **ps, kvi_server_requ
 void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
                                      kvi_server_request *reqs, size_t n_reqs);
 
+/* node_ae.c: anti-entropy's AE_DIGEST and AE_KEYS requests from a peer,
+ * answered from this node's own store (format/ae.h). */
+int kvi_node_ae_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,
+                   kvi_buf *out);
+
 /* node_scan.c: SCAN and SCAN_RANGE requests, and GET /v1/kv (an op of the
  * HTTP server's table). */
 int kvi_node_scan_op(kvi_node *n, const kvi_request *req, const kvi_frame_header *h,

@@ -672,6 +672,8 @@ static int plan_digest(kvi_store *s, const kvi_store_batch *b, digest_step **out
     *n = 0;
     if (b->rows_failed)
         return kvi_error(KV_ENOMEM, "out of memory noting a batch's records");
+    if (b->rows.len == 0)
+        return KV_OK; /* Paxos records only (and no buffer to walk) */
     size_t count = 0;
     for (const unsigned char *p = b->rows.data, *end = p + b->rows.len; p < end;) {
         uint32_t lens[2];

@@ -1,0 +1,343 @@
+/* Anti-entropy's requests between nodes (format/ae.h), on three nodes
+ * hosted in this process: replicas that took the same writes answer the
+ * same digests; a key changed on one replica alone shows in the digest of
+ * the one range that holds it, and in the keys of its segment with a
+ * different hash; keys page in order; bad requests are refused with their
+ * reason and the node goes on serving; a node alone keeps no digest. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "integration/kvd_process.h"
+#include "integration/loopback.h"
+#include "client/handle.h"
+#include "format/ae.h"
+#include "format/frame.h"
+#include "format/record.h"
+#include "format/state.h"
+#include "net/client.h"
+#include "storage/digest.h"
+#include "util/endian.h"
+#include <kv/kv.h>
+
+#define NODES 3
+#define KEYS 200
+#define BITS KVI_DIGEST_DEFAULT_BITS
+#define SEGMENTS (1u << BITS)
+
+typedef struct world {
+    char *dir[NODES];
+    char listen[NODES][64];
+    kv *node[NODES];
+    kv *to[NODES]; /* a client handle to node i alone */
+} world;
+
+static int start_node(world *w, int i)
+{
+    kv_open_options store = KV_OPEN_OPTIONS_INIT;
+    store.sync = KV_SYNC_NONE;
+    kv_node_options o = KV_NODE_OPTIONS_INIT;
+    const char *peers[NODES];
+    for (int k = 0; k < NODES; k++)
+        peers[k] = w->listen[k];
+    char id[16];
+    snprintf(id, sizeof id, "n%d", i + 1);
+    o.data_dir = w->dir[i];
+    o.node_id = id;
+    o.listen_addr = w->listen[i];
+    o.store = &store;
+    o.peers = peers;
+    o.peer_count = NODES;
+    return kv_node_start(&w->node[i], &o);
+}
+
+static void stop_all(world *w)
+{
+    for (int i = 0; i < NODES; i++) {
+        kv_close(w->to[i]);
+        kv_close(w->node[i]);
+        w->to[i] = w->node[i] = NULL;
+    }
+}
+
+/* Three nodes with complete memberships (ports picked free may be taken
+ * meanwhile: tried again, at most 5 times), and a client to each. */
+static int setup(void **state)
+{
+    world *w = calloc(1, sizeof *w);
+    *state = w;
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 5000;
+    co.connect_timeout_ms = 1000;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        for (int i = 0; i < NODES; i++) {
+            if (!w->dir[i])
+                w->dir[i] = test_tempdir();
+            snprintf(w->listen[i], sizeof w->listen[i], "127.0.0.1:%d", free_port());
+        }
+        int ok = 1;
+        for (int i = 0; i < NODES && ok; i++)
+            ok = start_node(w, i) == KV_OK;
+        for (int i = 0; i < NODES && ok; i++)
+            ok = kvd_wait_complete(w->listen[i], &co);
+        kv_client_options one = co;
+        one.manual_loop = 1; /* no view of the ring: talks to this node only */
+        for (int i = 0; i < NODES && ok; i++) {
+            const char *eps[] = {w->listen[i]};
+            ok = kv_client_open(&w->to[i], eps, 1, &one) == KV_OK;
+        }
+        if (ok)
+            return 0;
+        stop_all(w);
+    }
+    return -1;
+}
+
+static int teardown(void **state)
+{
+    world *w = *state;
+    stop_all(w);
+    for (int i = 0; i < NODES; i++)
+        test_rmtree(w->dir[i]);
+    free(w);
+    return 0;
+}
+
+/* Node i's digest of n ranges: KV_OK with hashes and keys filled. */
+static int digest_of(world *w, int i, const kvi_ae_range *ranges, size_t n, uint64_t *hashes,
+                     uint64_t *keys)
+{
+    kvi_buf req = {0}, answer = {0};
+    kvi_ae_digest_request_encode(&req, BITS, ranges, n);
+    int rc = kvi_client_ae(w->to[i]->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer);
+    if (rc == KV_OK)
+        assert_int_equal(kvi_ae_digest_answer_decode(hashes, keys, n, answer.data, answer.len), 0);
+    kvi_buf_free(&req);
+    kvi_buf_free(&answer);
+    return rc;
+}
+
+/* 16 ranges of equal size over all the segments. */
+static void sixteen_ranges(kvi_ae_range *r)
+{
+    for (uint32_t k = 0; k < 16; k++)
+        r[k] = (kvi_ae_range){k * (SEGMENTS / 16), (k + 1) * (SEGMENTS / 16)};
+}
+
+/* Node i's keys of segments [first, end) from after (NULL: the start), at
+ * most max_keys: appended to keys/hashes (*n of them so far); returns more. */
+static int keys_of(world *w, int i, uint32_t first, uint32_t end, kvi_bytes after,
+                   uint32_t max_keys, char keys[][64], size_t *key_lens, uint64_t *hashes,
+                   size_t *n)
+{
+    kvi_ae_keys_request kr = {BITS, first, end, after, max_keys};
+    kvi_buf req = {0}, answer = {0};
+    kvi_ae_keys_request_encode(&req, &kr);
+    assert_int_equal(kvi_client_ae(w->to[i]->client, KVI_OP_AE_KEYS, req.data, req.len, &answer),
+                     KV_OK);
+    uint32_t count;
+    int more;
+    kvi_reader items;
+    assert_int_equal(kvi_ae_keys_answer_check(&count, &more, &items, answer.data, answer.len), 0);
+    assert_true(count <= max_keys);
+    for (uint32_t k = 0; k < count; k++) {
+        kvi_bytes skey;
+        kvi_ae_keys_answer_next(&items, &skey, &hashes[*n]);
+        assert_true(skey.len < 64);
+        memcpy(keys[*n], skey.data, skey.len);
+        key_lens[*n] = skey.len;
+        uint64_t seg = kvi_get_be64(skey.data) >> (64 - BITS);
+        assert_true(seg >= first && seg < end);
+        (*n)++;
+    }
+    kvi_buf_free(&req);
+    kvi_buf_free(&answer);
+    return more;
+}
+
+static uint32_t segment_of(const char *key)
+{
+    return (uint32_t)(kvi_key_token(key, strlen(key)) >> (64 - BITS));
+}
+
+static void replicas_agree_and_a_key_changed_on_one_is_found(void **state)
+{
+    world *w = *state;
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.consistency = KV_CONSISTENCY_ALL; /* on every replica before the answer */
+    char key[32];
+    for (int k = 0; k < KEYS; k++) {
+        snprintf(key, sizeof key, "key-%d", k);
+        assert_int_equal(kv_put(NULL, w->node[0], key, strlen(key), "v", 1, &wo), KV_OK);
+    }
+    kvi_ae_range ranges[16];
+    sixteen_ranges(ranges);
+    uint64_t h[NODES][16], n[NODES][16];
+    for (int i = 0; i < NODES; i++) {
+        assert_int_equal(digest_of(w, i, ranges, 16, h[i], n[i]), KV_OK);
+        uint64_t total = 0;
+        for (int r = 0; r < 16; r++)
+            total += n[i][r];
+        assert_int_equal(total, KEYS);
+    }
+    assert_memory_equal(h[0], h[1], sizeof h[0]);
+    assert_memory_equal(h[0], h[2], sizeof h[0]);
+
+    /* key-7 changed on the third node alone: a new sibling merged there. */
+    static kvi_state st;
+    kvi_buf holder = {0};
+    assert_int_equal(kvi_client_get_state(w->to[2]->client, &st, &holder, "key-7", 5), KV_OK);
+    kvi_vv seen = st.clock;
+    kvi_sibling x = {.value = (const unsigned char *)"diverged", .value_len = 8, .write_ms = 9};
+    assert_int_equal(kvi_state_write(&st, &seen, "n3", &x), KV_OK);
+    assert_int_equal(kvi_client_replicate(w->to[2]->client, NULL, "key-7", 5, &st), KV_OK);
+    kvi_buf_free(&holder);
+
+    uint32_t seg = segment_of("key-7");
+    uint64_t h2[16], n2[16];
+    assert_int_equal(digest_of(w, 2, ranges, 16, h2, n2), KV_OK);
+    assert_int_equal(digest_of(w, 0, ranges, 16, h[0], n[0]), KV_OK);
+    for (uint32_t r = 0; r < 16; r++) {
+        int holds = seg >= ranges[r].first && seg < ranges[r].end;
+        if (holds)
+            assert_int_not_equal(h2[r], h[0][r]);
+        else
+            assert_int_equal(h2[r], h[0][r]);
+        assert_int_equal(n2[r], n[0][r]); /* the same keys */
+    }
+
+    /* The segment's keys: the same on both, one hash apart: key-7's. */
+    static char k0[KEYS][64], k2[KEYS][64];
+    size_t l0[KEYS], l2[KEYS], c0 = 0, c2 = 0;
+    uint64_t hs0[KEYS], hs2[KEYS];
+    kvi_bytes none = {NULL, 0};
+    assert_false(keys_of(w, 0, seg, seg + 1, none, 100, k0, l0, hs0, &c0));
+    assert_false(keys_of(w, 2, seg, seg + 1, none, 100, k2, l2, hs2, &c2));
+    assert_true(c0 >= 1);
+    assert_int_equal(c0, c2);
+    int differing = 0;
+    for (size_t k = 0; k < c0; k++) {
+        assert_int_equal(l0[k], l2[k]);
+        assert_memory_equal(k0[k], k2[k], l0[k]);
+        if (hs0[k] != hs2[k]) {
+            differing++;
+            assert_int_equal(l0[k], KVI_TOKEN_SIZE + 5);
+            assert_memory_equal(k0[k] + KVI_TOKEN_SIZE, "key-7", 5);
+        }
+    }
+    assert_int_equal(differing, 1);
+}
+
+static void keys_page_in_order_over_every_segment(void **state)
+{
+    world *w = *state;
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.consistency = KV_CONSISTENCY_ALL; /* the node asked holds them all */
+    char key[32];
+    for (int k = 0; k < KEYS; k++) {
+        snprintf(key, sizeof key, "key-%d", k);
+        assert_int_equal(kv_put(NULL, w->node[0], key, strlen(key), "v", 1, &wo), KV_OK);
+    }
+    static char keys[KEYS + 1][64];
+    size_t lens[KEYS + 1], n = 0;
+    uint64_t hashes[KEYS + 1];
+    kvi_bytes after = {NULL, 0};
+    int pages = 0;
+    for (int more = 1; more && pages < 100; pages++) {
+        size_t before = n;
+        more = keys_of(w, 1, 0, SEGMENTS, after, 50, keys, lens, hashes, &n);
+        if (n > before)
+            after = (kvi_bytes){(const unsigned char *)keys[n - 1], lens[n - 1]};
+        assert_true(n <= KEYS);
+    }
+    assert_int_equal(n, KEYS);
+    assert_true(pages >= 4);
+    for (size_t k = 1; k < n; k++) {
+        size_t common = lens[k - 1] < lens[k] ? lens[k - 1] : lens[k];
+        int c = memcmp(keys[k - 1], keys[k], common);
+        assert_true(c < 0 || (c == 0 && lens[k - 1] < lens[k]));
+    }
+}
+
+static void bad_requests_are_refused_and_the_node_goes_on(void **state)
+{
+    world *w = *state;
+    kvi_client *c = w->to[0]->client;
+    kvi_buf req = {0}, answer = {0};
+    kvi_ae_range all = {0, 1u << 17};
+    kvi_ae_digest_request_encode(&req, 17, &all, 1);
+    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "2^17"));
+    const char junk[] = "not a digest request";
+    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, junk, sizeof junk, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, junk, sizeof junk, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, NULL, 0, &answer), KV_EINVAL);
+    /* A key to start after that lies outside the segments asked for. */
+    unsigned char outside[KVI_TOKEN_SIZE + 1];
+    kvi_put_be64(outside, UINT64_MAX);
+    outside[KVI_TOKEN_SIZE] = 'k';
+    kvi_ae_keys_request kr = {BITS, 0, 1, {outside, sizeof outside}, 10};
+    kvi_buf_reset(&req);
+    kvi_ae_keys_request_encode(&req, &kr);
+    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, req.data, req.len, &answer), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "outside"));
+    /* And the node answers a good one after all that. */
+    uint64_t h, n;
+    kvi_ae_range one = {0, SEGMENTS};
+    assert_int_equal(digest_of(w, 0, &one, 1, &h, &n), KV_OK);
+    kvi_buf_free(&req);
+    kvi_buf_free(&answer);
+}
+
+static void a_node_alone_keeps_no_digest(void **state)
+{
+    (void)state;
+    char *dir = test_tempdir();
+    kv_open_options store = KV_OPEN_OPTIONS_INIT;
+    store.sync = KV_SYNC_NONE;
+    kv_node_options o = KV_NODE_OPTIONS_INIT;
+    o.data_dir = dir;
+    o.node_id = "alone";
+    o.listen_addr = "127.0.0.1:0";
+    o.store = &store;
+    kv *node;
+    assert_int_equal(kv_node_start(&node, &o), KV_OK);
+    int port;
+    kv_node_ports(&port, NULL, node);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    const char *eps[] = {ep};
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.manual_loop = 1;
+    kv *c;
+    assert_int_equal(kv_client_open(&c, eps, 1, &co), KV_OK);
+    kvi_buf req = {0}, answer = {0};
+    kvi_ae_range all = {0, SEGMENTS};
+    kvi_ae_digest_request_encode(&req, BITS, &all, 1);
+    assert_int_equal(kvi_client_ae(c->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer),
+                     KV_ENOTSUP);
+    kvi_buf_free(&req);
+    kvi_buf_free(&answer);
+    kv_close(c);
+    kv_close(node);
+    test_rmtree(dir);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(replicas_agree_and_a_key_changed_on_one_is_found),
+        T(keys_page_in_order_over_every_segment),
+        T(bad_requests_are_refused_and_the_node_goes_on),
+        cmocka_unit_test(a_node_alone_keeps_no_digest),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
