@@ -3,7 +3,7 @@
  * three policies, concurrent writers, scans with writes running (issue
  * 17), a client whose ring is stale, and
  * SERIAL (per-key Paxos: versions, availability, a CAS counter, acceptors
- * refusing what they must).
+ * refusing what they must), and anti-entropy's digests across restarts.
  * The path of kvd comes from the KVD environment variable (set by ctest).
  * No timing assertions: every wait is a bounded poll for a state. */
 #include <arpa/inet.h>
@@ -34,7 +34,10 @@
 #include "client/router.h"
 #include "net/client.h"
 #include "cluster/coordinator.h"
+#include "format/ae.h"
+#include "format/frame.h"
 #include "format/paxos.h"
+#include "storage/digest.h"
 #include <kv/kv.h>
 
 #define MAX_NODES 6
@@ -1821,12 +1824,109 @@ static void acceptors_refuse_other_homes_and_bad_ballots(void **state)
     kv_close(db);
 }
 
+/* ------------------------------------------------------ anti-entropy */
+
+/* Node i's digest in 16 equal ranges (its own, not the cluster's). */
+static void digest_of(const cluster *c, int i, uint64_t hashes[16], uint64_t keys[16])
+{
+    kv *db = client_of(c, i);
+    kvi_ae_range ranges[16];
+    uint32_t segments = 1u << KVI_DIGEST_DEFAULT_BITS;
+    for (uint32_t r = 0; r < 16; r++)
+        ranges[r] = (kvi_ae_range){r * (segments / 16), (r + 1) * (segments / 16)};
+    kvi_buf req = {0}, answer = {0};
+    kvi_ae_digest_request_encode(&req, KVI_DIGEST_DEFAULT_BITS, ranges, 16);
+    assert_int_equal(kvi_client_ae(db->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer),
+                     KV_OK);
+    assert_int_equal(kvi_ae_digest_answer_decode(hashes, keys, 16, answer.data, answer.len), 0);
+    kvi_buf_free(&req);
+    kvi_buf_free(&answer);
+    kv_close(db);
+}
+
+/* How many times node i's log says it built its digest from the data. */
+static int digest_builds(const cluster *c, int i)
+{
+    FILE *f = fopen(c->nodes[i].log_path, "r");
+    assert_non_null(f);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "built the anti-entropy digest from the data") != NULL;
+    fclose(f);
+    return n;
+}
+
+/* The three replicas' digests are equal and hold `keys` keys. */
+static void digests_agree(const cluster *c, uint64_t want_keys)
+{
+    uint64_t h[3][16], k[3][16];
+    for (int i = 0; i < 3; i++) {
+        digest_of(c, i, h[i], k[i]);
+        uint64_t total = 0;
+        for (int r = 0; r < 16; r++)
+            total += k[i][r];
+        assert_int_equal(total, want_keys);
+    }
+    assert_memory_equal(h[0], h[1], sizeof h[0]);
+    assert_memory_equal(h[0], h[2], sizeof h[0]);
+    assert_memory_equal(k[0], k[1], sizeof k[0]);
+    assert_memory_equal(k[0], k[2], sizeof k[0]);
+}
+
+/* Writes and deletes at ALL leave three equal digests (a delete keeps its
+ * key: a tombstone). A clean restart keeps the digest (no build from the
+ * data); a kill -9 loses it, and the restarted node builds it from its
+ * data, equal to the others' again. */
+static void digests_agree_across_a_clean_restart_and_kill_9(void **state)
+{
+    cluster *c = *state;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    char key[32];
+    for (int k = 0; k < 300; k++) {
+        snprintf(key, sizeof key, "ae-%d", k);
+        assert_int_equal(put_at(db, key, "v", KV_CONSISTENCY_ALL), KV_OK);
+    }
+    kv_write_options all = KV_WRITE_OPTIONS_INIT;
+    all.consistency = KV_CONSISTENCY_ALL;
+    for (int k = 0; k < 30; k++) {
+        snprintf(key, sizeof key, "ae-%d", k);
+        assert_int_equal(kv_delete(NULL, db, key, strlen(key), &all), KV_OK);
+    }
+    digests_agree(c, 300);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(digest_builds(c, i), 1); /* at the first start, empty */
+
+    stop(c, 1, SIGTERM);
+    spawn(c, 1);
+    for (int i = 0; i < 3; i++)
+        wait_complete(c, i);
+    assert_int_equal(digest_builds(c, 1), 1); /* kept, not built again */
+    digests_agree(c, 300);
+
+    for (int k = 300; k < 350; k++) {
+        snprintf(key, sizeof key, "ae-%d", k);
+        assert_int_equal(put_at(db, key, "w", KV_CONSISTENCY_ALL), KV_OK);
+    }
+    stop(c, 2, SIGKILL);
+    spawn(c, 2);
+    for (int i = 0; i < 3; i++)
+        wait_complete(c, i);
+    assert_int_equal(digest_builds(c, 2), 2); /* built from the data */
+    digests_agree(c, 350);
+    print_message("anti-entropy: 350 keys (30 deleted); digests equal after a clean restart "
+                  "(kept) and a kill -9 (built again)\n");
+    kv_close(db);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(replication_reaches_every_replica, setup_lww, teardown),
+        cmocka_unit_test_setup_teardown(digests_agree_across_a_clean_restart_and_kill_9,
+                                        setup_lww, teardown),
         cmocka_unit_test_setup_teardown(consistency_levels_with_killed_nodes, setup_lww,
                                         teardown),
         cmocka_unit_test_setup_teardown(read_repair_fixes_a_stale_replica, setup_lww, teardown),
