@@ -191,7 +191,7 @@ static void evict(shard *sh)
 /* A new entry at the empty slot find() returned; nothing when memory is
  * short or the record alone would not fit the shard. */
 static void insert(shard *sh, entry **slot, uint64_t hash, const void *key, size_t key_len,
-                   const void *rec, size_t rec_len)
+                   const void *rec, size_t rec_len, const uint64_t *entry_hash)
 {
     if (sizeof(entry) + key_len + rec_len > sh->capacity || rec_len > UINT32_MAX)
         return;
@@ -202,7 +202,8 @@ static void insert(shard *sh, entry **slot, uint64_t hash, const void *key, size
     e->hash = hash;
     e->key_len = (uint32_t)key_len;
     e->rec_len = e->rec_room = (uint32_t)rec_len;
-    e->hashed = 0;
+    e->hashed = entry_hash != NULL;
+    e->entry_hash = entry_hash ? *entry_hash : 0;
     memcpy(e->bytes, key, key_len);
     memcpy(e->bytes + key_len, rec, rec_len);
     *slot = e;
@@ -250,7 +251,7 @@ void kvi_row_cache_fill(kvi_row_cache *c, const void *key, size_t key_len, const
     if (sh->gen == ticket) {
         entry **slot = find(sh, hash, key, key_len);
         if (!*slot)
-            insert(sh, slot, hash, key, key_len, rec, rec_len);
+            insert(sh, slot, hash, key, key_len, rec, rec_len, NULL);
     }
     pthread_mutex_unlock(&sh->lock);
 }
@@ -269,21 +270,19 @@ static void put_record(kvi_row_cache *c, const void *key, size_t key_len, const 
     if (e && rec_len <= e->rec_room) {
         memcpy(e->bytes + e->key_len, rec, rec_len);
         e->rec_len = (uint32_t)rec_len;
-        e->hashed = 0;
+        e->hashed = entry_hash != NULL;
+        e->entry_hash = entry_hash ? *entry_hash : 0;
         unlink_lru(e);
         link_newest(sh, e);
     } else {
         /* Out with the old record first: if the new one cannot be kept,
-         * the key must miss rather than read the old one. */
+         * the key must miss rather than read the old one. The slot is
+         * looked up again: removing may have changed it, and inserting
+         * may evict others and regrow the buckets, so nothing of the
+         * table is touched after it. */
         if (e)
             remove_entry(sh, slot);
-        slot = find(sh, hash, key, key_len);
-        insert(sh, slot, hash, key, key_len, rec, rec_len);
-        e = *slot;
-    }
-    if (e && entry_hash) {
-        e->hashed = 1;
-        e->entry_hash = *entry_hash;
+        insert(sh, find(sh, hash, key, key_len), hash, key, key_len, rec, rec_len, entry_hash);
     }
     pthread_mutex_unlock(&sh->lock);
 }
