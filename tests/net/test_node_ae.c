@@ -14,8 +14,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
-#include "integration/kvd_process.h"
-#include "integration/loopback.h"
+#include "net/nodes_in_process.h"
 #include "client/handle.h"
 #include "format/ae.h"
 #include "format/frame.h"
@@ -26,85 +25,41 @@
 #include "util/endian.h"
 #include <kv/kv.h>
 
-#define NODES 3
+#define NODES INPROC_NODES
 #define KEYS 200
 #define BITS KVI_DIGEST_DEFAULT_BITS
 #define SEGMENTS (1u << BITS)
 
 typedef struct world {
-    char *dir[NODES];
-    char listen[NODES][64];
-    kv *node[NODES];
+    inproc_nodes nodes;
     kv *to[NODES]; /* a client handle to node i alone */
 } world;
 
-static int start_node(world *w, int i)
-{
-    kv_open_options store = KV_OPEN_OPTIONS_INIT;
-    store.sync = KV_SYNC_NONE;
-    kv_node_options o = KV_NODE_OPTIONS_INIT;
-    const char *peers[NODES];
-    for (int k = 0; k < NODES; k++)
-        peers[k] = w->listen[k];
-    char id[16];
-    snprintf(id, sizeof id, "n%d", i + 1);
-    o.data_dir = w->dir[i];
-    o.node_id = id;
-    o.listen_addr = w->listen[i];
-    o.store = &store;
-    o.peers = peers;
-    o.peer_count = NODES;
-    return kv_node_start(&w->node[i], &o);
-}
-
-static void stop_all(world *w)
-{
-    for (int i = 0; i < NODES; i++) {
-        kv_close(w->to[i]);
-        kv_close(w->node[i]);
-        w->to[i] = w->node[i] = NULL;
-    }
-}
-
-/* Three nodes with complete memberships (ports picked free may be taken
- * meanwhile: tried again, at most 5 times), and a client to each. */
+/* The nodes, and a client to each. */
 static int setup(void **state)
 {
     world *w = calloc(1, sizeof *w);
     *state = w;
-    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
-    co.request_timeout_ms = 5000;
-    co.connect_timeout_ms = 1000;
-    for (int attempt = 0; attempt < 5; attempt++) {
-        for (int i = 0; i < NODES; i++) {
-            if (!w->dir[i])
-                w->dir[i] = test_tempdir();
-            snprintf(w->listen[i], sizeof w->listen[i], "127.0.0.1:%d", free_port());
-        }
-        int ok = 1;
-        for (int i = 0; i < NODES && ok; i++)
-            ok = start_node(w, i) == KV_OK;
-        for (int i = 0; i < NODES && ok; i++)
-            ok = kvd_wait_complete(w->listen[i], &co);
-        kv_client_options one = co;
-        one.manual_loop = 1; /* no view of the ring: talks to this node only */
-        for (int i = 0; i < NODES && ok; i++) {
-            const char *eps[] = {w->listen[i]};
-            ok = kv_client_open(&w->to[i], eps, 1, &one) == KV_OK;
-        }
-        if (ok)
-            return 0;
-        stop_all(w);
+    if (inproc_up(&w->nodes) != 0)
+        return -1;
+    kv_client_options one = KV_CLIENT_OPTIONS_INIT;
+    one.request_timeout_ms = 5000;
+    one.connect_timeout_ms = 1000;
+    one.manual_loop = 1; /* no view of the ring: talks to this node only */
+    for (int i = 0; i < NODES; i++) {
+        const char *eps[] = {w->nodes.listen[i]};
+        if (kv_client_open(&w->to[i], eps, 1, &one) != KV_OK)
+            return -1;
     }
-    return -1;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     world *w = *state;
-    stop_all(w);
     for (int i = 0; i < NODES; i++)
-        test_rmtree(w->dir[i]);
+        kv_close(w->to[i]);
+    inproc_down(&w->nodes);
     free(w);
     return 0;
 }
@@ -174,7 +129,7 @@ static void replicas_agree_and_a_key_changed_on_one_is_found(void **state)
     char key[32];
     for (int k = 0; k < KEYS; k++) {
         snprintf(key, sizeof key, "key-%d", k);
-        assert_int_equal(kv_put(NULL, w->node[0], key, strlen(key), "v", 1, &wo), KV_OK);
+        assert_int_equal(kv_put(NULL, w->nodes.node[0], key, strlen(key), "v", 1, &wo), KV_OK);
     }
     kvi_ae_range ranges[16];
     sixteen_ranges(ranges);
@@ -242,7 +197,7 @@ static void keys_page_in_order_over_every_segment(void **state)
     char key[32];
     for (int k = 0; k < KEYS; k++) {
         snprintf(key, sizeof key, "key-%d", k);
-        assert_int_equal(kv_put(NULL, w->node[0], key, strlen(key), "v", 1, &wo), KV_OK);
+        assert_int_equal(kv_put(NULL, w->nodes.node[0], key, strlen(key), "v", 1, &wo), KV_OK);
     }
     static char keys[KEYS + 1][64];
     size_t lens[KEYS + 1], n = 0;

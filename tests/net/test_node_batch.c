@@ -16,80 +16,26 @@
 #include "helpers.h"
 #include "integration/kvd_process.h"
 #include "integration/loopback.h"
+#include "net/nodes_in_process.h"
 #include "format/frame.h"
 #include "format/message.h"
 #include <kv/kv.h>
 
-#define NODES 3
+#define NODES INPROC_NODES
 
-typedef struct world {
-    char *dir[NODES];
-    char listen[NODES][64];
-    kv *node[NODES];
-} world;
+typedef inproc_nodes world;
 
-static int start_node(world *w, int i)
-{
-    kv_open_options store = KV_OPEN_OPTIONS_INIT;
-    store.sync = KV_SYNC_NONE;
-    kv_node_options o = KV_NODE_OPTIONS_INIT;
-    const char *peers[NODES];
-    for (int k = 0; k < NODES; k++)
-        peers[k] = w->listen[k];
-    char id[16];
-    snprintf(id, sizeof id, "n%d", i + 1);
-    o.data_dir = w->dir[i];
-    o.node_id = id;
-    o.listen_addr = w->listen[i];
-    o.store = &store;
-    o.peers = peers;
-    o.peer_count = NODES;
-    o.internode_timeout_ms = 2000;
-    return kv_node_start(&w->node[i], &o);
-}
-
-static void stop_all(world *w)
-{
-    for (int i = 0; i < NODES; i++) {
-        kv_close(w->node[i]);
-        w->node[i] = NULL;
-    }
-}
-
-/* Starts the three nodes and waits (bounded) until each has a complete
- * membership. A port picked free may be taken before a node listens on
- * it: tried again on new ports, at most 5 times. */
 static int setup(void **state)
 {
     world *w = calloc(1, sizeof *w);
     *state = w;
-    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
-    co.request_timeout_ms = 3000;
-    co.connect_timeout_ms = 500;
-    for (int attempt = 0; attempt < 5; attempt++) {
-        for (int i = 0; i < NODES; i++) {
-            if (!w->dir[i])
-                w->dir[i] = test_tempdir();
-            snprintf(w->listen[i], sizeof w->listen[i], "127.0.0.1:%d", free_port());
-        }
-        int ok = 1;
-        for (int i = 0; i < NODES && ok; i++)
-            ok = start_node(w, i) == KV_OK;
-        for (int i = 0; i < NODES && ok; i++)
-            ok = kvd_wait_complete(w->listen[i], &co);
-        if (ok)
-            return 0;
-        stop_all(w);
-    }
-    return -1;
+    return inproc_up(w);
 }
 
 static int teardown(void **state)
 {
     world *w = *state;
-    stop_all(w);
-    for (int i = 0; i < NODES; i++)
-        test_rmtree(w->dir[i]);
+    inproc_down(w);
     free(w);
     return 0;
 }
@@ -193,7 +139,7 @@ static void nodes_stop_with_batches_running(void **state)
     /* At least the first answer, so that the batches have started. */
     unsigned char header[KVI_FRAME_HEADER];
     assert_int_equal(recv_exact(fd, header, sizeof header), 0);
-    stop_all(w);
+    inproc_stop_all(w);
     close(fd);
 }
 
