@@ -1,0 +1,244 @@
+/* The pure steps of an anti-entropy exchange: the token ranges two members
+ * share (checked against the ring's preference lists for random tokens),
+ * the digest segments those ranges cover whole or in part (checked token
+ * by token), one step down the digest comparison, and the keys two sorted
+ * lists disagree on. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <kv/common.h>
+#include "cluster/ae_plan.h"
+#include "cluster/ring.h"
+
+static uint64_t rand64(void)
+{
+    return ((uint64_t)rand() << 62) ^ ((uint64_t)rand() << 31) ^ (uint64_t)rand();
+}
+
+static int in_preference(const kvi_ring *r, uint64_t token, int who)
+{
+    const uint32_t *pref;
+    size_t k = kvi_ring_preference(r, token, &pref);
+    for (size_t i = 0; i < k; i++)
+        if (pref[i] == (uint32_t)who)
+            return 1;
+    return 0;
+}
+
+static void shared_ranges_are_where_both_are_replicas(void **state)
+{
+    (void)state;
+    const char *three[] = {"n1", "n2", "n3"};
+    kvi_ring *r;
+    assert_int_equal(kvi_ring_build(&r, three, 3, 64, 3), KV_OK);
+    kvi_token_range *ranges;
+    size_t n;
+    assert_int_equal(kvi_ae_shared_ranges(r, 0, 2, &ranges, &n), KV_OK);
+    assert_int_equal(n, 1); /* three replicas of three: everything */
+    assert_int_equal(ranges[0].first, 0);
+    assert_true(ranges[0].last == UINT64_MAX);
+    free(ranges);
+    assert_int_equal(kvi_ae_shared_ranges(r, 0, 3, &ranges, &n), KV_EINVAL);
+    assert_int_equal(kvi_ae_shared_ranges(r, -1, 0, &ranges, &n), KV_EINVAL);
+    kvi_ring_free(r);
+
+    const char *five[] = {"n1", "n2", "n3", "n4", "n5"};
+    assert_int_equal(kvi_ring_build(&r, five, 5, 32, 3), KV_OK);
+    assert_int_equal(kvi_ae_shared_ranges(r, 1, 3, &ranges, &n), KV_OK);
+    assert_true(n > 1);
+    for (size_t i = 1; i < n; i++)
+        assert_true(ranges[i - 1].last + 1 < ranges[i].first); /* sorted, merged */
+    srand(7);
+    int inside = 0;
+    for (int t = 0; t < 5000; t++) {
+        uint64_t token = rand64();
+        int both = in_preference(r, token, 1) && in_preference(r, token, 3);
+        assert_int_equal(kvi_ae_token_in(ranges, n, token), both);
+        inside += both;
+    }
+    assert_true(inside > 0 && inside < 5000);
+    /* The ends of every range are in, the token before and after out. */
+    for (size_t i = 0; i < n; i++) {
+        assert_true(kvi_ae_token_in(ranges, n, ranges[i].first));
+        assert_true(kvi_ae_token_in(ranges, n, ranges[i].last));
+        if (ranges[i].first > 0)
+            assert_false(kvi_ae_token_in(ranges, n, ranges[i].first - 1));
+    }
+    free(ranges);
+    kvi_ring_free(r);
+}
+
+#define BITS 4u
+#define SHIFT (64u - BITS)
+static uint64_t seg_start(uint32_t s) { return (uint64_t)s << SHIFT; }
+static uint64_t seg_last(uint32_t s) { return seg_start(s) | (((uint64_t)1 << SHIFT) - 1); }
+
+static void segments_whole_and_partial(void **state)
+{
+    (void)state;
+    kvi_ae_range *whole;
+    uint32_t *partial;
+    size_t nw, np;
+    kvi_token_range all = {0, UINT64_MAX};
+    assert_int_equal(kvi_ae_segments(BITS, &all, 1, &whole, &nw, &partial, &np), KV_OK);
+    assert_int_equal(nw, 1);
+    assert_int_equal(whole[0].first, 0);
+    assert_int_equal(whole[0].end, 16);
+    assert_int_equal(np, 0);
+    free(whole);
+    free(partial);
+
+    /* Part of 2, all of 3..5; part of 9 twice; all of 12 and 13, then 14
+     * from an adjacent range: merged. */
+    kvi_token_range some[] = {{seg_start(2) + 5, seg_last(5)},
+                              {seg_start(9) + 1, seg_start(9) + 10},
+                              {seg_start(9) + 20, seg_start(9) + 30},
+                              {seg_start(12), seg_last(13)},
+                              {seg_start(14), seg_last(14) - 1}};
+    assert_int_equal(kvi_ae_segments(BITS, some, 5, &whole, &nw, &partial, &np), KV_OK);
+    assert_int_equal(nw, 2);
+    assert_int_equal(whole[0].first, 3);
+    assert_int_equal(whole[0].end, 6);
+    assert_int_equal(whole[1].first, 12);
+    assert_int_equal(whole[1].end, 14);
+    assert_int_equal(np, 3);
+    assert_int_equal(partial[0], 2);
+    assert_int_equal(partial[1], 9);
+    assert_int_equal(partial[2], 14);
+    free(whole);
+    free(partial);
+}
+
+/* For random sorted ranges: a covered token's segment is listed; a whole
+ * segment's every token is covered. */
+static void segments_cover_exactly_the_ranges(void **state)
+{
+    (void)state;
+    srand(11);
+    for (int round = 0; round < 200; round++) {
+        uint64_t cuts[8];
+        for (int i = 0; i < 8; i++)
+            cuts[i] = rand64();
+        for (int i = 0; i < 8; i++) /* sort */
+            for (int j = i + 1; j < 8; j++)
+                if (cuts[j] < cuts[i]) {
+                    uint64_t t = cuts[i];
+                    cuts[i] = cuts[j];
+                    cuts[j] = t;
+                }
+        kvi_token_range ranges[4];
+        size_t n = 0;
+        for (int i = 0; i < 8; i += 2)
+            if (cuts[i] < cuts[i + 1] && (n == 0 || ranges[n - 1].last + 1 < cuts[i]))
+                ranges[n++] = (kvi_token_range){cuts[i], cuts[i + 1]};
+        kvi_ae_range *whole;
+        uint32_t *partial;
+        size_t nw, np;
+        assert_int_equal(kvi_ae_segments(BITS, ranges, n, &whole, &nw, &partial, &np), KV_OK);
+        for (uint32_t s = 0; s < 16; s++) {
+            int is_whole = 0, is_partial = 0;
+            for (size_t i = 0; i < nw; i++)
+                is_whole |= s >= whole[i].first && s < whole[i].end;
+            for (size_t i = 0; i < np; i++)
+                is_partial |= partial[i] == s;
+            assert_false(is_whole && is_partial);
+            int start_in = kvi_ae_token_in(ranges, n, seg_start(s));
+            int last_in = kvi_ae_token_in(ranges, n, seg_last(s));
+            if (is_whole)
+                assert_true(start_in && last_in);
+            for (int probe = 0; probe < 20; probe++) {
+                uint64_t token = seg_start(s) + (rand64() & (((uint64_t)1 << SHIFT) - 1));
+                if (kvi_ae_token_in(ranges, n, token))
+                    assert_true(is_whole || is_partial);
+                else
+                    assert_false(is_whole);
+            }
+        }
+        free(whole);
+        free(partial);
+    }
+}
+
+static void descend_cuts_what_differs(void **state)
+{
+    (void)state;
+    kvi_ae_range ranges[] = {{0, 256}, {256, 257}, {300, 303}, {400, 500}};
+    uint64_t mine_h[] = {1, 2, 3, 4}, mine_k[] = {5, 6, 7, 8};
+    uint64_t theirs_h[] = {9, 9, 3, 4}, theirs_k[] = {5, 6, 7, 9};
+    kvi_ae_range next[4 * 16];
+    uint32_t segments[4];
+    size_t nn = 0, ns = 0;
+    kvi_ae_descend(ranges, 4, mine_h, mine_k, theirs_h, theirs_k, 16, next, &nn, segments, &ns);
+    /* 0..256 differs: 16 parts of 16; 256 alone: a segment; 300..303 equal;
+     * 400..500 differs in its count only: 16 parts. */
+    assert_int_equal(ns, 1);
+    assert_int_equal(segments[0], 256);
+    assert_int_equal(nn, 32);
+    assert_int_equal(next[0].first, 0);
+    assert_int_equal(next[0].end, 16);
+    assert_int_equal(next[15].end, 256);
+    assert_int_equal(next[16].first, 400);
+    assert_int_equal(next[31].end, 500);
+    for (size_t i = 1; i < 16; i++)
+        assert_int_equal(next[i].first, next[i - 1].end);
+    /* A range of 3 segments is cut in 3, not 16 parts of nothing. */
+    kvi_ae_range small = {10, 13};
+    uint64_t a = 1, b = 2, k = 0;
+    nn = ns = 0;
+    kvi_ae_descend(&small, 1, &a, &k, &b, &k, 16, next, &nn, segments, &ns);
+    assert_int_equal(nn, 3);
+    assert_int_equal(next[2].first, 12);
+    assert_int_equal(next[2].end, 13);
+}
+
+typedef struct seen {
+    char keys[8][8];
+    kvi_ae_diff diffs[8];
+    int n;
+} seen;
+
+static void note(void *ctx, const unsigned char *skey, size_t len, kvi_ae_diff d)
+{
+    seen *s = ctx;
+    memcpy(s->keys[s->n], skey, len);
+    s->keys[s->n][len] = 0;
+    s->diffs[s->n++] = d;
+}
+
+#define K(s, h) {(const unsigned char *)(s), sizeof(s) - 1, (h)}
+
+static void key_lists_disagree_where_they_should(void **state)
+{
+    (void)state;
+    kvi_ae_key mine[] = {K("a", 1), K("b", 2), K("bb", 3), K("d", 4), K("f", 6)};
+    kvi_ae_key theirs[] = {K("b", 2), K("bb", 30), K("c", 5), K("d", 4), K("g", 7)};
+    seen s = {0};
+    assert_int_equal(kvi_ae_compare_keys(mine, 5, theirs, 5, note, &s), 5);
+    const char *want_keys[] = {"a", "bb", "c", "f", "g"};
+    kvi_ae_diff want[] = {KVI_AE_ONLY_MINE, KVI_AE_DIFFERENT, KVI_AE_ONLY_THEIRS,
+                          KVI_AE_ONLY_MINE, KVI_AE_ONLY_THEIRS};
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(s.keys[i], want_keys[i]);
+        assert_int_equal(s.diffs[i], want[i]);
+    }
+    memset(&s, 0, sizeof s);
+    assert_int_equal(kvi_ae_compare_keys(mine, 5, mine, 5, note, &s), 0);
+    assert_int_equal(kvi_ae_compare_keys(NULL, 0, theirs, 2, note, &s), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(shared_ranges_are_where_both_are_replicas),
+        cmocka_unit_test(segments_whole_and_partial),
+        cmocka_unit_test(segments_cover_exactly_the_ranges),
+        cmocka_unit_test(descend_cuts_what_differs),
+        cmocka_unit_test(key_lists_disagree_where_they_should),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
