@@ -6,6 +6,20 @@
 
 #include <kv/common.h>
 
+/* A growing array a of n elements of `size` bytes (*cap allocated) with
+ * room for one more: a itself, a larger copy, or NULL when out of memory
+ * (a is then unchanged, and still the caller's to free). */
+static void *with_room(void *a, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return a;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *g = realloc(a, c * size);
+    if (g)
+        *cap = c;
+    return g;
+}
+
 /* Appends [first, last] to a growing array, merged into the last range
  * when adjacent; -1 when out of memory. */
 static int push_range(kvi_token_range **a, size_t *n, size_t *cap, uint64_t first, uint64_t last)
@@ -14,14 +28,10 @@ static int push_range(kvi_token_range **a, size_t *n, size_t *cap, uint64_t firs
         (*a)[*n - 1].last = last;
         return 0;
     }
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        kvi_token_range *g = realloc(*a, c * sizeof *g);
-        if (!g)
-            return -1;
-        *a = g;
-        *cap = c;
-    }
+    kvi_token_range *g = with_room(*a, *n, cap, sizeof *g);
+    if (!g)
+        return -1;
+    *a = g;
     (*a)[(*n)++] = (kvi_token_range){first, last};
     return 0;
 }
@@ -86,14 +96,10 @@ static int add_whole(seg_lists *l, uint32_t first, uint32_t end)
         l->whole[l->n_whole - 1].end = end;
         return 0;
     }
-    if (l->n_whole == l->cap_whole) {
-        size_t c = l->cap_whole ? l->cap_whole * 2 : 16;
-        kvi_ae_range *g = realloc(l->whole, c * sizeof *g);
-        if (!g)
-            return -1;
-        l->whole = g;
-        l->cap_whole = c;
-    }
+    kvi_ae_range *g = with_room(l->whole, l->n_whole, &l->cap_whole, sizeof *g);
+    if (!g)
+        return -1;
+    l->whole = g;
     l->whole[l->n_whole++] = (kvi_ae_range){first, end};
     return 0;
 }
@@ -102,14 +108,10 @@ static int add_partial(seg_lists *l, uint32_t seg)
 {
     if (l->n_partial && l->partial[l->n_partial - 1] == seg)
         return 0; /* two ranges in one segment */
-    if (l->n_partial == l->cap_partial) {
-        size_t c = l->cap_partial ? l->cap_partial * 2 : 16;
-        uint32_t *g = realloc(l->partial, c * sizeof *g);
-        if (!g)
-            return -1;
-        l->partial = g;
-        l->cap_partial = c;
-    }
+    uint32_t *g = with_room(l->partial, l->n_partial, &l->cap_partial, sizeof *g);
+    if (!g)
+        return -1;
+    l->partial = g;
     l->partial[l->n_partial++] = seg;
     return 0;
 }

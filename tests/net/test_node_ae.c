@@ -121,16 +121,22 @@ static uint32_t segment_of(const char *key)
     return (uint32_t)(kvi_key_token(key, strlen(key)) >> (64 - BITS));
 }
 
-static void replicas_agree_and_a_key_changed_on_one_is_found(void **state)
+/* KEYS keys written at ALL: on every replica before each answer. */
+static void write_keys(world *w)
 {
-    world *w = *state;
     kv_write_options wo = KV_WRITE_OPTIONS_INIT;
-    wo.consistency = KV_CONSISTENCY_ALL; /* on every replica before the answer */
+    wo.consistency = KV_CONSISTENCY_ALL;
     char key[32];
     for (int k = 0; k < KEYS; k++) {
         snprintf(key, sizeof key, "key-%d", k);
         assert_int_equal(kv_put(NULL, w->nodes.node[0], key, strlen(key), "v", 1, &wo), KV_OK);
     }
+}
+
+static void replicas_agree_and_a_key_changed_on_one_is_found(void **state)
+{
+    world *w = *state;
+    write_keys(w);
     kvi_ae_range ranges[16];
     sixteen_ranges(ranges);
     uint64_t h[NODES][16], n[NODES][16];
@@ -192,13 +198,7 @@ static void replicas_agree_and_a_key_changed_on_one_is_found(void **state)
 static void keys_page_in_order_over_every_segment(void **state)
 {
     world *w = *state;
-    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
-    wo.consistency = KV_CONSISTENCY_ALL; /* the node asked holds them all */
-    char key[32];
-    for (int k = 0; k < KEYS; k++) {
-        snprintf(key, sizeof key, "key-%d", k);
-        assert_int_equal(kv_put(NULL, w->nodes.node[0], key, strlen(key), "v", 1, &wo), KV_OK);
-    }
+    write_keys(w);
     static char keys[KEYS + 1][64];
     size_t lens[KEYS + 1], n = 0;
     uint64_t hashes[KEYS + 1];
