@@ -233,6 +233,18 @@ static void bad_requests_are_refused_and_the_node_goes_on(void **state)
     assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, junk, sizeof junk, &answer), KV_EINVAL);
     assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, junk, sizeof junk, &answer), KV_EINVAL);
     assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, NULL, 0, &answer), KV_EINVAL);
+    /* Over the limit of ranges in one request, and a range past the end
+     * of the digest. */
+    static kvi_ae_range many[KVI_AE_MAX_RANGES + 1];
+    for (uint32_t i = 0; i <= KVI_AE_MAX_RANGES; i++)
+        many[i] = (kvi_ae_range){i, i + 1};
+    kvi_buf_reset(&req);
+    kvi_ae_digest_request_encode(&req, BITS, many, KVI_AE_MAX_RANGES + 1);
+    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
+    kvi_ae_range past = {0, SEGMENTS + 1};
+    kvi_buf_reset(&req);
+    kvi_ae_digest_request_encode(&req, BITS, &past, 1);
+    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
     /* A key to start after that lies outside the segments asked for. */
     unsigned char outside[KVI_TOKEN_SIZE + 1];
     kvi_put_be64(outside, UINT64_MAX);
