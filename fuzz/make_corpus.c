@@ -331,11 +331,11 @@ static void request_corpus(const char *dir)
     emit_request(dir, "scan-range", 64, 4096, &range, NULL, 0);
     kvi_buf ae = {0};
     kvi_ae_range all = {0, 1u << 18};
-    kvi_ae_digest_request_encode(&ae, 18, &all, 1);
+    kvi_ae_digest_request_encode(&ae, 18, 16, &all, 1);
     kvi_request ae_digest = {.opcode = KVI_OP_AE_DIGEST, .value = {ae.data, ae.len}};
     emit_request(dir, "ae-digest", 64, 4096, &ae_digest, NULL, 0);
     kvi_buf_reset(&ae);
-    kvi_ae_keys_request keys = {18, 0, 1u << 18, {NULL, 0}, 1000};
+    kvi_ae_keys_request keys = {18, 0, 1u << 18, {NULL, 0}, 1000, 0};
     kvi_ae_keys_request_encode(&ae, &keys);
     kvi_request ae_keys = {.opcode = KVI_OP_AE_KEYS, .value = {ae.data, ae.len}};
     emit_request(dir, "ae-keys", 64, 4096, &ae_keys, NULL, 0);
@@ -488,26 +488,35 @@ static void ae_corpus(const char *dir)
     kvi_buf b = {0};
     kvi_ae_range ranges[2] = {{0, 16}, {16, 1u << 18}};
     kvi_buf_u8(&b, 0);
-    kvi_ae_digest_request_encode(&b, 18, ranges, 2);
+    kvi_ae_digest_request_encode(&b, 18, 16, ranges, 2);
     write_file(dir, "digest-request", &b);
     kvi_buf_reset(&b);
-    uint64_t hashes[2] = {0x0123456789abcdefull, 0}, keys[2] = {3, 0};
+    uint64_t hashes[2] = {0x0123456789abcdefull, 0};
+    uint32_t keys[2] = {3, 0};
     kvi_buf_u8(&b, 1);
     kvi_buf_u8(&b, 2);
     kvi_ae_digest_answer_encode(&b, hashes, keys, 2);
     write_file(dir, "digest-answer", &b);
     kvi_buf_reset(&b);
-    kvi_ae_keys_request req = {18, 5, 6, {(const unsigned char *)"\x00\x00\x14\x00\x00\x00\x00\x01k", 9}, 100};
+    kvi_ae_keys_request req = {18, 5, 6, {(const unsigned char *)"\x00\x00\x14\x00\x00\x00\x00\x01k", 9}, 100,
+                               KVI_AE_KEYS_RECORDS};
     kvi_buf_u8(&b, 2);
     kvi_ae_keys_request_encode(&b, &req);
     write_file(dir, "keys-request", &b);
     kvi_buf_reset(&b);
     kvi_buf_u8(&b, 3);
     size_t start = kvi_ae_keys_answer_start(&b);
-    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01a", 9, 42);
-    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01b", 9, 43);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01a", 9, 42, NULL, 0);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01b", 9, 43, NULL, 0);
     kvi_ae_keys_answer_finish(&b, start, 2, 1);
     write_file(dir, "keys-answer", &b);
+    kvi_buf_reset(&b);
+    kvi_buf_u8(&b, 4);
+    start = kvi_ae_keys_answer_start(&b);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01a", 9, 42, "record-a", 8);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01b", 9, 43, "", 0);
+    kvi_ae_keys_answer_finish(&b, start, 2, 0);
+    write_file(dir, "records-answer", &b);
     kvi_buf_free(&b);
 }
 

@@ -400,6 +400,36 @@ KV_API int kv_compact(kv *db);
 KV_API int kv_backup(char **out_report, kv *db, const char *dir);
 
 /**
+ * kv_repair - start an anti-entropy repair now (as Cassandra's nodetool
+ * repair): each node asked runs a round that exchanges with every member
+ * it shares token ranges with, one after another, comparing their digests
+ * and repairing what differs in both directions
+ * (docs/design/ANTI_ENTROPY.md). The call only starts the rounds; each
+ * node's progress and outcome are in its cluster description
+ * (kv_cluster_describe on a handle to that node: "antiEntropy" ->
+ * "round"), which `kvctl repair --wait` follows. A node whose round is
+ * running joins it rather than starting another.
+ *
+ *  - client handle: every member (or only node_id) starts a round.
+ *  - node handle: the node starts its own (node_id is ignored).
+ *  - embedded handle: KV_ENOTSUP.
+ *
+ * @param out_report  receives (may be NULL) a JSON report whatever the
+ *             outcome, owned by the caller, released with kv_string_free:
+ *             {"nodes": [{"nodeId": "n1", "status": "OK", "round": 3},
+ *             {"nodeId": "n2", "status": "UNAVAILABLE", "message": "..."}]}
+ * @param db   the handle
+ * @param node_id  a member's id, or NULL for every member; copied
+ * @return KV_OK when every node asked started (or joined) a round;
+ *         KV_EINVAL (NULL handle, no member node_id); KV_ENOTSUP (an
+ *         embedded store, or a node that is not in a cluster); the codes
+ *         of a round trip; else the first failing node's code, its id in
+ *         kv_error_last().
+ * Threads: any thread.
+ */
+KV_API int kv_repair(char **out_report, kv *db, const char *node_id);
+
+/**
  * kv_restore - copy a snapshot taken by kv_backup into a store directory,
  * before the store (or the node) is opened on it. The files are copied,
  * not linked, so the backup stays intact whatever the restored store does.

@@ -179,7 +179,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 5
+#define KV_NODE_OPTIONS_VERSION 6
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -281,11 +281,23 @@ typedef struct kv_node_options {
      * kv_slow_requests_total, and once a minute the node logs (at warn)
      * how many there were and the slowest. 0 = 500 ms. */
     uint32_t slow_request_ms;
+    /* ---- version 6 (docs/design/ANTI_ENTROPY.md) ---- */
+    /** In a cluster, how often the node runs an anti-entropy exchange with
+     * the next member it shares token ranges with, in seconds, jittered by
+     * a quarter either way; 0 = 60. KV_AE_INTERVAL_NEVER: only repair
+     * rounds asked for (kv_repair). */
+    uint32_t ae_interval_s;
+    /** Bytes per second an exchange may send and receive in all, so that
+     * live traffic keeps priority; 0 = 16777216 (16 MiB/s). */
+    uint64_t repair_bytes_per_s;
 } kv_node_options;
+
+/** ae_interval_s value meaning "no periodic exchanges". */
+#define KV_AE_INTERVAL_NEVER UINT32_MAX
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

@@ -9,6 +9,7 @@
 #include <kv/kv.h>
 #include "client/async.h"
 #include "client/backup.h"
+#include "client/repair.h"
 #include "storage/backup.h"
 #include "format/batch.h"
 #include "storage/embedded.h"
@@ -571,6 +572,18 @@ int kv_backup(char **out_report, kv *db, const char *dir)
     if (rc != KV_OK)
         return rc;
     return kvi_public_status(kvi_backup_run(out_report, db, dir));
+}
+
+int kv_repair(char **out_report, kv *db, const char *node_id)
+{
+    if (out_report)
+        *out_report = NULL;
+    int rc = check_handle(db);
+    if (rc == KV_OK && node_id && (!*node_id || strlen(node_id) > 64))
+        rc = kvi_error(KV_EINVAL, "kv_repair: node_id must be 1-64 characters");
+    if (rc != KV_OK)
+        return rc;
+    return kvi_public_status(kvi_repair_run(out_report, db, node_id));
 }
 
 int kv_restore(const char *backup_dir, const char *data_dir, const char *node_id)

@@ -152,26 +152,21 @@ int kvi_ae_segments(unsigned bits, const kvi_token_range *ranges, size_t n, kvi_
     return KV_OK;
 }
 
-void kvi_ae_descend(const kvi_ae_range *ranges, size_t n, const uint64_t *my_hash,
-                    const uint64_t *my_keys, const uint64_t *their_hash,
-                    const uint64_t *their_keys, unsigned fanout, kvi_ae_range *next,
-                    size_t *n_next, uint32_t *segments, size_t *n_segments)
+kvi_ae_verdict kvi_ae_classify(kvi_ae_range r, uint64_t my_hash, uint32_t my_keys,
+                               uint64_t their_hash, uint32_t their_keys)
 {
-    if (fanout < 2)
-        fanout = 2;
-    for (size_t i = 0; i < n; i++) {
-        if (my_hash[i] == their_hash[i] && my_keys[i] == their_keys[i])
-            continue;
-        uint64_t first = ranges[i].first, size = (uint64_t)ranges[i].end - first;
-        if (size == 1) {
-            segments[(*n_segments)++] = ranges[i].first;
-            continue;
-        }
-        uint64_t parts = size < fanout ? size : fanout;
-        for (uint64_t k = 0; k < parts; k++)
-            next[(*n_next)++] = (kvi_ae_range){(uint32_t)(first + size * k / parts),
-                                               (uint32_t)(first + size * (k + 1) / parts)};
-    }
+    if (my_hash == their_hash && my_keys == their_keys)
+        return KVI_AE_SAME;
+    if (my_keys == 0 && their_keys != 0)
+        return KVI_AE_FILL;
+    if (their_keys == 0 && my_keys != 0)
+        return KVI_AE_PUSH;
+    return r.end - r.first > 1 ? KVI_AE_DESCEND : KVI_AE_SEGMENT;
+}
+
+unsigned kvi_ae_fanout(size_t n_differing)
+{
+    return n_differing <= 16 ? 16u : 4u;
 }
 
 /* Bytewise order, a shorter key first on a common prefix. */

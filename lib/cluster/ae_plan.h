@@ -36,15 +36,25 @@ int kvi_ae_token_in(const kvi_token_range *ranges, size_t n, uint64_t token);
 int kvi_ae_segments(unsigned bits, const kvi_token_range *ranges, size_t n, kvi_ae_range **whole,
                     size_t *n_whole, uint32_t **partial, size_t *n_partial);
 
-/* One step down the comparison: of the n ranges whose digests both sides
- * gave (hash and key count each), a range that differs and spans one
- * segment goes to segments[] (*n_segments grows); one that spans more is
- * cut into up to `fanout` equal parts appended to next[] (*n_next grows).
- * next must have room for n * fanout ranges, segments for n. */
-void kvi_ae_descend(const kvi_ae_range *ranges, size_t n, const uint64_t *my_hash,
-                    const uint64_t *my_keys, const uint64_t *their_hash,
-                    const uint64_t *their_keys, unsigned fanout, kvi_ae_range *next,
-                    size_t *n_next, uint32_t *segments, size_t *n_segments);
+/* What to do with a segment range whose digests both sides gave. */
+typedef enum kvi_ae_verdict {
+    KVI_AE_SAME = 0,    /* equal: nothing to do */
+    KVI_AE_FILL = 1,    /* only the peer holds keys there: take its records */
+    KVI_AE_PUSH = 2,    /* only this node holds keys there: send them */
+    KVI_AE_DESCEND = 3, /* both hold keys and differ, over several segments: compare parts */
+    KVI_AE_SEGMENT = 4  /* both hold keys and differ, in one segment: compare keys */
+} kvi_ae_verdict;
+
+/* One step down the comparison, for one range (keys: counts modulo 2^32,
+ * as AE_DIGEST carries them). */
+kvi_ae_verdict kvi_ae_classify(kvi_ae_range r, uint64_t my_hash, uint32_t my_keys,
+                               uint64_t their_hash, uint32_t their_keys);
+
+/* The fanout to ask the next level's parts with, given how many ranges
+ * differ at this one: wide while few differ (few round trips), narrow once
+ * many do (each differing range's parts cost bytes; 4 ways about halves
+ * them against 16). */
+unsigned kvi_ae_fanout(size_t n_differing);
 
 /* An entry of one side's key list: a storage key and its entry hash. */
 typedef struct kvi_ae_key {

@@ -90,7 +90,11 @@ typedef enum kvi_opcode {
      * and entry hashes of one (format/ae.h). */
     KVI_OP_AE_DIGEST = 22,
     KVI_OP_AE_KEYS = 23,
-    KVI_OP_MAX = 23
+    /* An admin request from a client: the node starts an anti-entropy
+     * repair round (kv_repair); the answer, a JSON object, names the round
+     * to wait for in its cluster description. A client token, as BACKUP. */
+    KVI_OP_REPAIR_START = 24,
+    KVI_OP_MAX = 24
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

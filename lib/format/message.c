@@ -128,6 +128,7 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
     case KVI_OP_BACKUP:
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
+    case KVI_OP_REPAIR_START:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -226,6 +227,7 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
     case KVI_OP_BACKUP:
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
+    case KVI_OP_REPAIR_START:
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -352,6 +354,7 @@ int kvi_response_decode_flags(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_BACKUP:
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
+    case KVI_OP_REPAIR_START:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
@@ -420,6 +423,7 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     case KVI_OP_BACKUP:
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
+    case KVI_OP_REPAIR_START:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:

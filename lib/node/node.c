@@ -235,6 +235,33 @@ static int run_backup(kvi_node *n, const kvi_request *req, const kvi_frame_heade
     return rc;
 }
 
+/* REPAIR_START from a client: starts an anti-entropy round (or joins the
+ * one running) and names it; the round's progress is in the node's
+ * cluster description ("antiEntropy"). */
+int kvi_node_repair_start(kvi_node *n, uint64_t *round)
+{
+    *round = 0;
+    return n->ae ? kvi_anti_entropy_repair(n->ae, round)
+                 : kvi_error(KV_ENOTSUP, "node %s is not part of a cluster: it has nothing "
+                                         "to repair from", n->node_id);
+}
+
+static int start_repair(kvi_node *n, const kvi_frame_header *h, kvi_buf *out)
+{
+    uint64_t round = 0;
+    int rc = kvi_node_repair_start(n, &round);
+    char json[160];
+    kvi_response resp = {0};
+    if (rc == KV_OK) {
+        int len = snprintf(json, sizeof json, "{\"nodeId\":\"%s\",\"round\":%llu}",
+                           n->node_id, (unsigned long long)round);
+        resp.value.data = (const unsigned char *)json;
+        resp.value.len = len > 0 && (size_t)len < sizeof json ? (size_t)len : 0;
+    }
+    kvi_node_respond(out, h, rc, &resp);
+    return rc;
+}
+
 /* ------------------------------------------------------- request executor */
 
 /* Appends a response frame for a call that returned rc (KV_OK or an error
@@ -378,6 +405,9 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
     }
     case KVI_OP_BACKUP:
         rc = run_backup(n, &req, h, out);
+        break;
+    case KVI_OP_REPAIR_START:
+        rc = start_repair(n, h, out);
         break;
     case KVI_OP_SCAN:
     case KVI_OP_SCAN_RANGE:
@@ -625,6 +655,9 @@ static int check_options(const kv_node_options *o)
                                     "letters, digits, '-', '_' or '.'");
     if (!o->listen_addr || !*o->listen_addr)
         return kvi_error(KV_EINVAL, "node options: listen_addr is required");
+    if (o->ae_interval_s > 7u * 86400u && o->ae_interval_s != KV_AE_INTERVAL_NEVER)
+        return kvi_error(KV_EINVAL, "node options: ae_interval_s must be at most 604800 (a "
+                                    "week), or KV_AE_INTERVAL_NEVER");
     if (o->slow_request_ms > 3600000u)
         return kvi_error(KV_EINVAL, "node options: slow_request_ms must be at most 3600000 "
                                     "(an hour)");
@@ -652,6 +685,28 @@ static int check_options(const kv_node_options *o)
 
 /* Membership (gossip, the ring), the hints and their handoff, and the
  * Paxos sweeper: what a node runs for its cluster. */
+/* The anti-entropy schedule's view of the node (kvi_anti_entropy_config). */
+static int ae_env(void *ctx, kvi_coord_env *out)
+{
+    return kvi_node_coord_env(ctx, out);
+}
+
+#define DEFAULT_AE_INTERVAL_S 60u
+#define DEFAULT_REPAIR_BYTES_PER_S (16u << 20)
+
+static int start_anti_entropy(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
+{
+    uint32_t interval_s = o->ae_interval_s ? o->ae_interval_s : DEFAULT_AE_INTERVAL_S;
+    kvi_anti_entropy_config ac = {
+        .env = ae_env, .env_ctx = n, .loop = kvi_membership_loop(n->membership),
+        .interval_ms = interval_s == KV_AE_INTERVAL_NEVER ? 0 : interval_s * 1000u,
+        .rate_bytes = o->repair_bytes_per_s ? o->repair_bytes_per_s
+                                            : DEFAULT_REPAIR_BYTES_PER_S,
+        .self_id = n->node_id, .log = log,
+    };
+    return kvi_anti_entropy_start(&n->ae, &ac);
+}
+
 static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
 {
     kvi_membership_config mc = {
@@ -681,6 +736,8 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
     kvi_metrics_set_extra(n->metrics, kvi_node_render_metrics, n);
     if (rc == KV_OK && kvi_ticker_start(&n->paxos_sweeper, sweep_paxos, n) != 0)
         rc = kvi_error(KV_ENOMEM, "cannot start the Paxos sweeper thread");
+    if (rc == KV_OK)
+        rc = start_anti_entropy(n, o, log);
     return rc;
 }
 
@@ -839,6 +896,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_http_stop(n->http);
     kvi_server_stop(n->binary);
     kvi_handoff_stop(n->handoff);
+    kvi_anti_entropy_stop(n->ae); /* its exchange ends with the requests below */
     kvi_ticker_stop(&n->paxos_sweeper);
     kvi_ticker_stop(&n->reporter);
     /* Requests that have answered may still wait for replicas' answers
@@ -847,6 +905,7 @@ void kvi_node_stop(kvi_node *n)
     /* Before the store closes: dropping the views ends calls still in
      * flight, which may keep hints. */
     kvi_membership_stop(n->membership);
+    kvi_anti_entropy_free(n->ae); /* its loop is gone: no timer of it runs again */
     kvi_write_stage_free(n->stage); /* its loop is gone: nothing staged is left */
     kvi_embedded_close(n->store);
     kvi_metrics_free(n->metrics);

@@ -65,5 +65,9 @@ int kvi_node_backup(kvi_node *n, const char *dir, size_t len, int own_subdir,
 /* Appends the JSON description of the cluster as this node sees it. */
 struct kvi_buf;
 void kvi_node_describe(const kvi_node *n, struct kvi_buf *out);
+/* Starts an anti-entropy repair round on the node (or joins the one
+ * running): *round receives its id. KV_OK, KV_ENOTSUP (not in a cluster),
+ * KV_EUNAVAILABLE (stopping). */
+int kvi_node_repair_start(kvi_node *n, uint64_t *round);
 
 #endif

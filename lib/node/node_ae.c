@@ -34,24 +34,31 @@ static int digest_for(kvi_node *n, unsigned bits, kvi_digest **out)
 
 static int digest_op(kvi_node *n, const kvi_request *req, kvi_buf *answer)
 {
-    static _Thread_local kvi_ae_range ranges[KVI_AE_MAX_RANGES];
-    unsigned bits;
+    static _Thread_local kvi_ae_range ranges[KVI_AE_MAX_RANGES], parts[KVI_AE_MAX_RANGES];
+    unsigned bits, fanout;
     size_t count;
-    if (kvi_ae_digest_request_decode(&bits, ranges, &count, req->value.data, req->value.len))
+    if (kvi_ae_digest_request_decode(&bits, &fanout, ranges, &count, req->value.data,
+                                     req->value.len))
         return kvi_error(KV_EINVAL, "malformed anti-entropy digest request");
     kvi_digest *d;
     int rc = digest_for(n, bits, &d);
     if (rc != KV_OK)
         return rc;
-    uint64_t *hashes = malloc(count * sizeof *hashes), *keys = malloc(count * sizeof *keys);
+    /* The decoder checked that the parts fit. */
+    size_t n_parts = kvi_ae_parts(parts, KVI_AE_MAX_RANGES, ranges, count, fanout);
+    uint64_t *hashes = malloc(n_parts * sizeof *hashes);
+    uint32_t *keys = malloc(n_parts * sizeof *keys);
     if (!hashes || !keys) {
         free(hashes);
         free(keys);
         return kvi_error(KV_ENOMEM, "out of memory answering a digest request");
     }
-    for (size_t i = 0; i < count; i++)
-        kvi_digest_range(d, ranges[i].first, ranges[i].end, &hashes[i], &keys[i]);
-    kvi_ae_digest_answer_encode(answer, hashes, keys, count);
+    for (size_t i = 0; i < n_parts; i++) {
+        uint64_t k;
+        kvi_digest_range(d, parts[i].first, parts[i].end, &hashes[i], &k);
+        keys[i] = (uint32_t)k;
+    }
+    kvi_ae_digest_answer_encode(answer, hashes, keys, n_parts);
     free(hashes);
     free(keys);
     return KV_OK;
@@ -62,6 +69,7 @@ typedef struct keys_walk {
     kvi_digest *d;
     uint32_t end;
     uint32_t max_keys;
+    int records;
     kvi_buf *answer;
     size_t bytes;
     uint32_t count;
@@ -79,9 +87,10 @@ static int add_key(void *ctx, const void *key, size_t key_len, const void *value
         w->more = 1;
         return 1;
     }
-    kvi_ae_keys_answer_add(w->answer, key, key_len, kvi_entry_hash(key, key_len, value, value_len));
+    kvi_ae_keys_answer_add(w->answer, key, key_len, kvi_entry_hash(key, key_len, value, value_len),
+                           w->records ? value : NULL, value_len);
     w->count++;
-    w->bytes += key_len + 12;
+    w->bytes += key_len + 12 + (w->records ? value_len + 4 : 0);
     return 0;
 }
 
@@ -113,7 +122,8 @@ static int keys_op(kvi_node *n, const kvi_request *req, kvi_buf *answer)
         from = start;
         from_len = sizeof start;
     }
-    keys_walk w = {.d = d, .end = kr.end, .max_keys = kr.max_keys, .answer = answer};
+    keys_walk w = {.d = d, .end = kr.end, .max_keys = kr.max_keys,
+                   .records = (kr.flags & KVI_AE_KEYS_RECORDS) != 0, .answer = answer};
     size_t at = kvi_ae_keys_answer_start(answer);
     rc = kvi_store_data_scan(kvi_embedded_store(n->store), from, from_len, add_key, &w);
     if (rc != KV_OK)

@@ -42,6 +42,76 @@ static void gather_figures(const kvi_node *n, failure_figures *f)
     f->sloppy_writes = atomic_load(&n->sloppy_writes);
 }
 
+/* Appends a JSON string (escaped) to out. */
+static void json_string(kvi_buf *out, const char *s)
+{
+    kvi_buf_raw(out, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            kvi_buf_raw(out, e, 2);
+        } else if (c < 0x20) {
+            char e[8];
+            snprintf(e, sizeof e, "\\u%04x", c);
+            kvi_buf_raw(out, e, 6);
+        } else {
+            kvi_buf_raw(out, s, 1);
+        }
+    }
+    kvi_buf_raw(out, "\"", 1);
+}
+
+/* ,"antiEntropy":{...}: the node's exchanges and its last repair round
+ * (kvctl repair-status; docs/CLUSTER.md lists the fields). */
+static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
+{
+    if (!n->ae)
+        return;
+    kvi_ae_status s;
+    kvi_anti_entropy_status(n->ae, &s);
+    char text[1024];
+    int len = snprintf(text, sizeof text,
+                       ",\"antiEntropy\":{\"exchanges\":%llu,\"exchangesFailed\":%llu,"
+                       "\"keysReceived\":%llu,\"keysSent\":%llu,\"recordsDamaged\":%llu,"
+                       "\"bytes\":{\"digest\":%llu,\"keys\":%llu,\"repair\":%llu},"
+                       "\"lastFullRepairMs\":%llu,\"lastExchangeMs\":%llu,\"lagMs\":%llu,"
+                       "\"round\":{\"id\":%llu,\"running\":%s,\"startedMs\":%llu,"
+                       "\"finishedMs\":%llu,\"peers\":%u,\"peersDone\":%u,"
+                       "\"peersFailed\":%u,\"keysRepaired\":%llu,\"bytes\":%llu,"
+                       "\"error\":",
+                       (unsigned long long)s.exchanges_ok, (unsigned long long)s.exchanges_failed,
+                       (unsigned long long)s.keys_received, (unsigned long long)s.keys_sent,
+                       (unsigned long long)s.records_damaged,
+                       (unsigned long long)s.bytes[KVI_AE_PHASE_DIGEST],
+                       (unsigned long long)s.bytes[KVI_AE_PHASE_KEYS],
+                       (unsigned long long)s.bytes[KVI_AE_PHASE_REPAIR],
+                       (unsigned long long)s.last_full_repair_ms,
+                       (unsigned long long)s.last_exchange_ms, (unsigned long long)s.lag_ms,
+                       (unsigned long long)s.round.id,
+                       s.round.running ? "true" : "false",
+                       (unsigned long long)s.round.started_ms,
+                       (unsigned long long)s.round.finished_ms, s.round.peers,
+                       s.round.peers_done, s.round.peers_failed,
+                       (unsigned long long)s.round.keys_repaired,
+                       (unsigned long long)s.round.bytes);
+    if (len <= 0 || (size_t)len >= sizeof text)
+        return;
+    kvi_buf_raw(out, text, (size_t)len);
+    if (s.round.error[0])
+        json_string(out, s.round.error);
+    else
+        kvi_buf_raw(out, "null", 4);
+    kvi_buf_raw(out, ",\"lastPeer\":", 12);
+    json_string(out, s.last_peer);
+    kvi_buf_raw(out, ",\"lastError\":", 13);
+    if (s.last_error[0])
+        json_string(out, s.last_error);
+    else
+        kvi_buf_raw(out, "null", 4);
+    kvi_buf_raw(out, "}}", 2);
+}
+
 /* The membership's description with the node's own store figures added,
  * "storage": {"estimatedKeys", "liveSstBytes", "sstBytes"} (RocksDB's
  * estimates for the data family: kvctl members shows them per member), and
@@ -78,9 +148,13 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
                        (unsigned long long)f.hints.dropped,
                        (unsigned long long)f.sloppy_writes,
                        (unsigned long long)atomic_load(&n->read_repairs));
-    kvi_buf_raw(out, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
-    if (len <= 0 || (size_t)len >= sizeof text)
+    if (len <= 0 || (size_t)len >= sizeof text) {
         kvi_buf_raw(out, "}", 1);
+        return;
+    }
+    kvi_buf_raw(out, text, (size_t)len - 1); /* without the closing brace */
+    describe_anti_entropy(n, out);
+    kvi_buf_raw(out, "}", 1);
 }
 
 static void metric_line(kvi_buf *b, const char *help, const char *type, const char *name,
@@ -91,6 +165,53 @@ static void metric_line(kvi_buf *b, const char *help, const char *type, const ch
                        name, type, name, value);
     if (len > 0 && (size_t)len < sizeof line)
         kvi_buf_raw(b, line, (size_t)len);
+}
+
+/* Anti-entropy's figures for GET /metrics (in a cluster only). */
+static void render_anti_entropy(const kvi_node *n, kvi_buf *b)
+{
+    if (!n->ae)
+        return;
+    kvi_ae_status s;
+    kvi_anti_entropy_status(n->ae, &s);
+    char text[2048];
+    int len = snprintf(
+        text, sizeof text,
+        "# HELP kv_ae_exchanges_total Anti-entropy exchanges this node ran, by result.\n"
+        "# TYPE kv_ae_exchanges_total counter\n"
+        "kv_ae_exchanges_total{result=\"ok\"} %llu\n"
+        "kv_ae_exchanges_total{result=\"failed\"} %llu\n"
+        "# HELP kv_ae_keys_repaired_total Key states anti-entropy took in from a peer "
+        "(received) or sent to one (sent).\n"
+        "# TYPE kv_ae_keys_repaired_total counter\n"
+        "kv_ae_keys_repaired_total{direction=\"received\"} %llu\n"
+        "kv_ae_keys_repaired_total{direction=\"sent\"} %llu\n"
+        "# HELP kv_ae_bytes_total Bytes of anti-entropy's requests and answers, by phase.\n"
+        "# TYPE kv_ae_bytes_total counter\n"
+        "kv_ae_bytes_total{phase=\"digest\"} %llu\n"
+        "kv_ae_bytes_total{phase=\"keys\"} %llu\n"
+        "kv_ae_bytes_total{phase=\"repair\"} %llu\n"
+        "# HELP kv_ae_records_damaged_total A peer's records anti-entropy found failing "
+        "their checksum.\n"
+        "# TYPE kv_ae_records_damaged_total counter\n"
+        "kv_ae_records_damaged_total %llu\n"
+        "# HELP kv_ae_last_full_repair_timestamp_seconds When the oldest of the last clean "
+        "exchanges with every member sharing ranges started (0: never).\n"
+        "# TYPE kv_ae_last_full_repair_timestamp_seconds gauge\n"
+        "kv_ae_last_full_repair_timestamp_seconds %.3f\n"
+        "# HELP kv_ae_replication_lag_seconds Age of the oldest difference the last exchange "
+        "repaired (0: it found none).\n"
+        "# TYPE kv_ae_replication_lag_seconds gauge\n"
+        "kv_ae_replication_lag_seconds %.3f\n",
+        (unsigned long long)s.exchanges_ok, (unsigned long long)s.exchanges_failed,
+        (unsigned long long)s.keys_received, (unsigned long long)s.keys_sent,
+        (unsigned long long)s.bytes[KVI_AE_PHASE_DIGEST],
+        (unsigned long long)s.bytes[KVI_AE_PHASE_KEYS],
+        (unsigned long long)s.bytes[KVI_AE_PHASE_REPAIR],
+        (unsigned long long)s.records_damaged, (double)s.last_full_repair_ms / 1000.0,
+        (double)s.lag_ms / 1000.0);
+    if (len > 0 && (size_t)len < sizeof text)
+        kvi_buf_raw(b, text, (size_t)len);
 }
 
 /* The node's store and failure figures for GET /metrics (docs/HTTP.md lists
@@ -140,4 +261,5 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
     metric_line(b, "Replicas that reads coordinated here found stale and sent the merged "
                 "state (read repair).", "counter", "kv_read_repairs_total",
                 (double)atomic_load(&n->read_repairs));
+    render_anti_entropy(n, b);
 }

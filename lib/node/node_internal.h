@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 
+#include "cluster/anti_entropy.h"
 #include "cluster/coordinator.h"
 #include "cluster/handoff.h"
 #include "cluster/hints.h"
@@ -36,6 +37,7 @@ struct kvi_node {
     kvi_membership *membership;
     kvi_hints hints;          /* kept for homes that missed writes */
     kvi_handoff *handoff;     /* gives them back */
+    kvi_anti_entropy *ae;     /* exchanges with the members (NULL: not clustered) */
     kvi_ticker paxos_sweeper; /* removes settled Paxos records */
     kvi_ticker reporter;      /* logs the last minute's slow requests */
     uint32_t slow_ms;         /* the slow-request threshold */

@@ -31,6 +31,7 @@ size_t kvi_node_options_prefix(unsigned int v)
     case 2: return FIELD_END(kv_node_options, internode_timeout_ms);
     case 3: return FIELD_END(kv_node_options, failure_pause_ms);
     case 4: return FIELD_END(kv_node_options, max_buffered_bytes);
+    case 5: return FIELD_END(kv_node_options, slow_request_ms);
     case KV_NODE_OPTIONS_VERSION: return sizeof(kv_node_options);
     default: return 0;
     }

@@ -164,36 +164,57 @@ static void segments_cover_exactly_the_ranges(void **state)
     }
 }
 
-static void descend_cuts_what_differs(void **state)
+static void classify_says_what_to_do_with_a_range(void **state)
 {
     (void)state;
-    kvi_ae_range ranges[] = {{0, 256}, {256, 257}, {300, 303}, {400, 500}};
-    uint64_t mine_h[] = {1, 2, 3, 4}, mine_k[] = {5, 6, 7, 8};
-    uint64_t theirs_h[] = {9, 9, 3, 4}, theirs_k[] = {5, 6, 7, 9};
-    kvi_ae_range next[4 * 16];
-    uint32_t segments[4];
-    size_t nn = 0, ns = 0;
-    kvi_ae_descend(ranges, 4, mine_h, mine_k, theirs_h, theirs_k, 16, next, &nn, segments, &ns);
-    /* 0..256 differs: 16 parts of 16; 256 alone: a segment; 300..303 equal;
-     * 400..500 differs in its count only: 16 parts. */
-    assert_int_equal(ns, 1);
-    assert_int_equal(segments[0], 256);
-    assert_int_equal(nn, 32);
-    assert_int_equal(next[0].first, 0);
-    assert_int_equal(next[0].end, 16);
-    assert_int_equal(next[15].end, 256);
-    assert_int_equal(next[16].first, 400);
-    assert_int_equal(next[31].end, 500);
+    kvi_ae_range many = {0, 256}, one = {256, 257};
+    assert_int_equal(kvi_ae_classify(many, 7, 3, 7, 3), KVI_AE_SAME);
+    assert_int_equal(kvi_ae_classify(many, 7, 3, 8, 3), KVI_AE_DESCEND);
+    /* The count alone differing is a difference too. */
+    assert_int_equal(kvi_ae_classify(many, 7, 3, 7, 4), KVI_AE_DESCEND);
+    assert_int_equal(kvi_ae_classify(one, 7, 3, 8, 3), KVI_AE_SEGMENT);
+    /* One side empty: no need to go down, whatever the range. */
+    assert_int_equal(kvi_ae_classify(many, 0, 0, 8, 3), KVI_AE_FILL);
+    assert_int_equal(kvi_ae_classify(one, 0, 0, 8, 3), KVI_AE_FILL);
+    assert_int_equal(kvi_ae_classify(many, 8, 3, 0, 0), KVI_AE_PUSH);
+    /* Wide while few ranges differ, narrow once many do. */
+    assert_int_equal(kvi_ae_fanout(1), 16);
+    assert_int_equal(kvi_ae_fanout(16), 16);
+    assert_int_equal(kvi_ae_fanout(17), 4);
+}
+
+static void parts_cut_ranges_evenly_and_in_order(void **state)
+{
+    (void)state;
+    kvi_ae_range ranges[] = {{0, 256}, {256, 257}, {400, 403}};
+    kvi_ae_range parts[64];
+    /* 16 parts of 16, the one segment alone, and 3 parts (not 16 parts of
+     * nothing) of a range of 3. */
+    size_t n = kvi_ae_parts(parts, 64, ranges, 3, 16);
+    assert_int_equal(n, 20);
+    assert_int_equal(parts[0].first, 0);
+    assert_int_equal(parts[0].end, 16);
     for (size_t i = 1; i < 16; i++)
-        assert_int_equal(next[i].first, next[i - 1].end);
-    /* A range of 3 segments is cut in 3, not 16 parts of nothing. */
-    kvi_ae_range small = {10, 13};
-    uint64_t a = 1, b = 2, k = 0;
-    nn = ns = 0;
-    kvi_ae_descend(&small, 1, &a, &k, &b, &k, 16, next, &nn, segments, &ns);
-    assert_int_equal(nn, 3);
-    assert_int_equal(next[2].first, 12);
-    assert_int_equal(next[2].end, 13);
+        assert_int_equal(parts[i].first, parts[i - 1].end);
+    assert_int_equal(parts[15].end, 256);
+    assert_int_equal(parts[16].first, 256);
+    assert_int_equal(parts[16].end, 257);
+    assert_int_equal(parts[19].first, 402);
+    assert_int_equal(parts[19].end, 403);
+    /* Counted in full even without room; fanout 1 is the ranges as given. */
+    assert_int_equal(kvi_ae_parts(NULL, 0, ranges, 3, 16), 20);
+    assert_int_equal(kvi_ae_parts(parts, 64, ranges, 3, 1), 3);
+    assert_int_equal(parts[0].end, 256);
+    /* An uneven cut still covers the range exactly. */
+    kvi_ae_range odd = {5, 105};
+    n = kvi_ae_parts(parts, 64, &odd, 1, 16);
+    assert_int_equal(n, 16);
+    assert_int_equal(parts[0].first, 5);
+    assert_int_equal(parts[15].end, 105);
+    for (size_t i = 1; i < 16; i++) {
+        assert_int_equal(parts[i].first, parts[i - 1].end);
+        assert_true(parts[i].end - parts[i].first >= 6 && parts[i].end - parts[i].first <= 7);
+    }
 }
 
 typedef struct seen {
@@ -237,7 +258,8 @@ int main(void)
         cmocka_unit_test(shared_ranges_are_where_both_are_replicas),
         cmocka_unit_test(segments_whole_and_partial),
         cmocka_unit_test(segments_cover_exactly_the_ranges),
-        cmocka_unit_test(descend_cuts_what_differs),
+        cmocka_unit_test(classify_says_what_to_do_with_a_range),
+        cmocka_unit_test(parts_cut_ranges_evenly_and_in_order),
         cmocka_unit_test(key_lists_disagree_where_they_should),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

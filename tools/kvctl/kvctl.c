@@ -22,6 +22,11 @@
  *   backup DIR                       every node snapshots its store into
  *                                    DIR/<node-id> on its own machine; one
  *                                    line per node: id, path, size
+ *   repair [--node ID] [--wait]      every node (or ID) runs an anti-entropy
+ *                                    round with the members it shares ranges
+ *                                    with; --wait follows each to its end
+ *   repair-status                    per node: last full repair, exchanges,
+ *                                    keys repaired, bytes, replication lag
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -46,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <kv/kv.h>
@@ -84,6 +90,8 @@ struct cli {
     uint64_t limit;        /* ... the most keys to print */
     bool keys_only;        /* scan --keys-only */
     const char *cursor;    /* scan --cursor */
+    const char *node;      /* repair --node */
+    bool wait;             /* repair --wait */
     const char *token_file; /* --token-file */
     bool tls;               /* --tls */
     const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
@@ -150,6 +158,14 @@ static void usage(FILE *f)
           "                              DIR/<node-id> on its own machine; DIR is\n"
           "                              absolute; one line per node: id, path, size.\n"
           "                              Restore with kvd --restore-from DIR\n"
+          "  repair [--node ID] [--wait] every node (or only ID) runs an anti-entropy\n"
+          "                              round now: it compares its data with every\n"
+          "                              member it shares token ranges with and repairs\n"
+          "                              what differs; --wait waits for each round and\n"
+          "                              prints what it repaired (exit 1 if one failed)\n"
+          "  repair-status               per node: when it was last fully repaired,\n"
+          "                              its exchanges, keys repaired, bytes, the\n"
+          "                              replication lag its last exchange saw\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -815,34 +831,43 @@ static double number_or(const cJSON *o, const char *name)
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-/* The "storage" figures of a member: its own description's, asked of it on
- * a handle of its own (the node answering describes only its own store).
- * NULL when the member cannot be asked; the caller deletes the result. */
-static cJSON *member_storage(const cJSON *root, const cJSON *m)
+/* A member's own description (the node answering describes only its own
+ * store and anti-entropy), asked of it on a handle of its own; root's for
+ * the node that answered. NULL when the member cannot be asked; the caller
+ * deletes the result. */
+static cJSON *member_description(const cJSON *root, const cJSON *m)
 {
     const char *id = text_or(m, "nodeId", NULL);
-    const cJSON *own = cJSON_GetObjectItemCaseSensitive(root, "storage");
     if (id != NULL && strcmp(id, text_or(root, "nodeId", "")) == 0)
-        return own != NULL ? cJSON_Duplicate(own, 1) : NULL;
+        return cJSON_Duplicate(root, 1);
     const char *addr = text_or(m, "address", NULL);
     if (addr == NULL || g_client_opts == NULL)
         return NULL;
     kv *one = NULL;
     char *json = NULL;
-    cJSON *figures = NULL;
+    cJSON *desc = NULL;
     if (kv_client_open(&one, &addr, 1, g_client_opts) == KV_OK &&
-        kv_cluster_describe(&json, one) == KV_OK) {
-        cJSON *desc = cJSON_Parse(json);
-        cJSON *st = cJSON_DetachItemFromObjectCaseSensitive(desc, "storage");
-        if (cJSON_IsObject(st))
-            figures = st;
-        else
-            cJSON_Delete(st);
-        cJSON_Delete(desc);
-    }
+        kv_cluster_describe(&json, one) == KV_OK)
+        desc = cJSON_Parse(json);
     kv_string_free(json);
     kv_close(one);
-    return figures;
+    if (!cJSON_IsObject(desc)) {
+        cJSON_Delete(desc);
+        return NULL;
+    }
+    return desc;
+}
+
+/* The "storage" figures of a member, from its own description. */
+static cJSON *member_storage(const cJSON *root, const cJSON *m)
+{
+    cJSON *desc = member_description(root, m);
+    cJSON *st = cJSON_DetachItemFromObjectCaseSensitive(desc, "storage");
+    cJSON_Delete(desc);
+    if (cJSON_IsObject(st))
+        return st;
+    cJSON_Delete(st);
+    return NULL;
 }
 
 /* Bytes for people: 1536 -> "1.5 KiB". */
@@ -988,6 +1013,197 @@ static int cmd_backup(kv *db, const struct cli *c)
     }
     cJSON_Delete(root);
     return status;
+}
+
+/* -------------------------------------------------------------- repair */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The member of a description with this id, or NULL. */
+static const cJSON *member_by_id(const cJSON *root, const char *id)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members"))
+        if (strcmp(text_or(m, "nodeId", ""), id) == 0)
+            return m;
+    return NULL;
+}
+
+/* Follows one node's round until it ends: 0 when it repaired every member
+ * cleanly, 1 when it failed or the node cannot be asked any more. The
+ * round's figures go into out (a JSON object). */
+static int wait_round(kv *db, const char *id, double round, cJSON *out)
+{
+    int misses = 0;
+    for (;;) {
+        int code = EXIT_OK;
+        cJSON *root = describe(db, "repair", &code);
+        const cJSON *m = root ? member_by_id(root, id) : NULL;
+        cJSON *desc = m ? member_description(root, m) : NULL;
+        cJSON_Delete(root);
+        const cJSON *ae = cJSON_GetObjectItemCaseSensitive(desc, "antiEntropy");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(ae, "round");
+        if (!cJSON_IsObject(r)) {
+            cJSON_Delete(desc);
+            /* A node restarting is asked again for a while (about 30 s). */
+            if (++misses > 60) {
+                cJSON_AddStringToObject(out, "error", "the node could not be asked for its "
+                                                      "round's progress");
+                return 1;
+            }
+            sleep_ms(500);
+            continue;
+        }
+        misses = 0;
+        double id_now = number_or(r, "id");
+        if (id_now < round) {
+            cJSON_AddStringToObject(out, "error", "the node restarted: its round was lost");
+            cJSON_Delete(desc);
+            return 1;
+        }
+        if (id_now > round || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "running"))) {
+            cJSON_AddItemToObject(out, "round", cJSON_Duplicate(r, 1));
+            cJSON_Delete(desc);
+            return id_now == round && number_or(r, "peersFailed") == 0 ? 0 : 1;
+        }
+        cJSON_Delete(desc);
+        sleep_ms(500);
+    }
+}
+
+static int cmd_repair(kv *db, const struct cli *c)
+{
+    char *report = NULL;
+    int rc = kv_repair(&report, db, c->node);
+    cJSON *root = report ? cJSON_Parse(report) : NULL;
+    kv_string_free(report);
+    cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes");
+    int failed = 0;
+    cJSON *n;
+    cJSON_ArrayForEach(n, nodes) {
+        const char *id = text_or(n, "nodeId", "-");
+        bool started = strcmp(text_or(n, "status", ""), "OK") == 0;
+        if (!started) {
+            if (!g_json)
+                printf("%-24s FAILED %s: %s\n", id, text_or(n, "status", "?"),
+                       text_or(n, "message", ""));
+            continue;
+        }
+        if (!c->wait) {
+            if (!g_json)
+                printf("%-24s repair round %.0f started\n", id, number_or(n, "round"));
+            continue;
+        }
+        if (wait_round(db, id, number_or(n, "round"), n) != 0)
+            failed++;
+        if (g_json)
+            continue;
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(n, "round");
+        const cJSON *err = cJSON_GetObjectItemCaseSensitive(r ? r : n, "error");
+        double secs = r ? (number_or(r, "finishedMs") - number_or(r, "startedMs")) / 1000.0 : 0;
+        char bytes[32];
+        human_bytes(bytes, sizeof bytes, r ? number_or(r, "bytes") : 0);
+        if (r && number_or(r, "peersFailed") == 0)
+            printf("%-24s repaired with %.0f member(s): %.0f keys, %s, %.1f s\n", id,
+                   number_or(r, "peers"), number_or(r, "keysRepaired"), bytes, secs);
+        else
+            printf("%-24s FAILED with %.0f of %.0f member(s): %s\n", id,
+                   r ? number_or(r, "peersFailed") : 0, r ? number_or(r, "peers") : 0,
+                   cJSON_IsString(err) ? err->valuestring : "unknown");
+    }
+    if (g_json && rc == KV_OK) {
+        char *text = cJSON_PrintUnformatted(root);
+        if (text)
+            puts(text);
+        cJSON_free(text);
+    }
+    cJSON_Delete(root);
+    if (rc != KV_OK)
+        return fail("repair", rc, NULL);
+    if (failed && !g_json)
+        fprintf(stderr, PROG ": repair: %d node(s) did not repair cleanly\n", failed);
+    return failed ? EXIT_ERROR : EXIT_OK;
+}
+
+/* How long ago a wall-clock ms was, for people ("never" for 0). */
+static void human_age(char *buf, size_t size, double ms)
+{
+    if (ms <= 0) {
+        snprintf(buf, size, "never");
+        return;
+    }
+    double age = ((double)time(NULL) * 1000.0 - ms) / 1000.0;
+    if (age < 0)
+        age = 0;
+    if (age < 120)
+        snprintf(buf, size, "%.0f s ago", age);
+    else if (age < 7200)
+        snprintf(buf, size, "%.0f min ago", age / 60);
+    else
+        snprintf(buf, size, "%.1f h ago", age / 3600);
+}
+
+static int cmd_repair_status(kv *db, const struct cli *c)
+{
+    (void)c;
+    int code = EXIT_OK;
+    cJSON *root = describe(db, "repair-status", &code);
+    if (!root)
+        return code;
+    cJSON *out = cJSON_CreateArray();
+    if (!g_json)
+        printf("%-20s %-14s %9s %9s %10s %10s %10s %9s  %s\n", "NODE", "FULL REPAIR",
+               "EXCHANGES", "FAILED", "KEYS IN", "KEYS OUT", "BYTES", "LAG", "LAST ERROR");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+        const char *id = text_or(m, "nodeId", "-");
+        cJSON *desc = member_description(root, m);
+        const cJSON *ae = cJSON_GetObjectItemCaseSensitive(desc, "antiEntropy");
+        cJSON *entry = cJSON_CreateObject();
+        cJSON_AddStringToObject(entry, "nodeId", id);
+        if (cJSON_IsObject(ae))
+            cJSON_AddItemToObject(entry, "antiEntropy", cJSON_Duplicate(ae, 1));
+        else
+            cJSON_AddNullToObject(entry, "antiEntropy");
+        cJSON_AddItemToArray(out, entry);
+        if (g_json) {
+            cJSON_Delete(desc);
+            continue;
+        }
+        if (!cJSON_IsObject(ae)) {
+            printf("%-20s (could not be asked, or not in a cluster)\n", id);
+            cJSON_Delete(desc);
+            continue;
+        }
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(ae, "bytes");
+        char age[32], bytes[32];
+        human_age(age, sizeof age, number_or(ae, "lastFullRepairMs"));
+        human_bytes(bytes, sizeof bytes, number_or(b, "digest") + number_or(b, "keys") +
+                                             number_or(b, "repair"));
+        const cJSON *err = cJSON_GetObjectItemCaseSensitive(ae, "lastError");
+        printf("%-20s %-14s %9.0f %9.0f %10.0f %10.0f %10s %8.1fs  %s\n", id, age,
+               number_or(ae, "exchanges"), number_or(ae, "exchangesFailed"),
+               number_or(ae, "keysReceived"), number_or(ae, "keysSent"), bytes,
+               number_or(ae, "lagMs") / 1000.0, cJSON_IsString(err) ? err->valuestring : "-");
+        cJSON_Delete(desc);
+    }
+    if (g_json) {
+        cJSON *wrap = cJSON_CreateObject();
+        cJSON_AddItemToObject(wrap, "nodes", out);
+        char *text = cJSON_PrintUnformatted(wrap);
+        if (text)
+            puts(text);
+        cJSON_free(text);
+        cJSON_Delete(wrap);
+    } else {
+        cJSON_Delete(out);
+    }
+    cJSON_Delete(root);
+    return EXIT_OK;
 }
 
 /* --------------------------------------------------------------- batch */
@@ -1332,6 +1548,8 @@ static const struct command {
     {"members", 0, false, cmd_members, "members"},
     {"ring", 0, false, cmd_ring, "ring"},
     {"backup", 1, false, cmd_backup, "backup DIR"},
+    {"repair", 0, false, cmd_repair, "repair [--node ID] [--wait]"},
+    {"repair-status", 0, false, cmd_repair_status, "repair-status"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -1441,6 +1659,12 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             if (c->limit == 0)
                 usage_error("--limit must be at least 1%s", "");
             c->has_limit = true;
+        } else if (flag_value(argv, argc, &i, "--node", NULL, &val)) {
+            if (*val == '\0')
+                usage_error("--node needs a node id%s", "");
+            c->node = val;
+        } else if (strcmp(arg, "--wait") == 0) {
+            c->wait = true;
         } else if (strcmp(arg, "--keys-only") == 0) {
             c->keys_only = true;
         } else if (flag_value(argv, argc, &i, "--cursor", NULL, &val)) {

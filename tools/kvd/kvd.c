@@ -50,6 +50,8 @@ typedef struct settings {
     size_t n_seeds;
     unsigned hint_window_s;
     unsigned handoff_kib_per_s;
+    unsigned ae_interval_s;       /* 0: the default; UINT32_MAX: never */
+    uint64_t repair_bytes_per_s;
     unsigned failure_pause_ms;
     unsigned replicas;
     unsigned vnodes;
@@ -167,6 +169,11 @@ static void usage(FILE *f)
           "  --hint-window SECONDS      hints older than this are dropped (default 10800, 3 h)\n"
           "                             [hintWindowS]\n"
           "  --handoff-rate KIB_PER_S   hinted handoff replay budget (default 4096) [handoffKibPerS]\n"
+          "  --ae-interval SECONDS      how often the node runs an anti-entropy exchange with the\n"
+          "                             next member, jittered; 1..604800, or 0 for none (repairs\n"
+          "                             only when asked: kvctl repair) (default 60) [aeIntervalS]\n"
+          "  --repair-rate BYTES_PER_S  what an exchange may send and receive, 1024..1099511627776\n"
+          "                             (default 16777216, 16 MiB/s) [repairRate]\n"
           "\n"
           "Storage and limits:\n"
           "  --sync always|periodic|none  when the write-ahead log is synced: before each write is\n"
@@ -358,6 +365,13 @@ static int load_config(settings *s, const char *path)
             s->hint_window_s = (unsigned)item->valuedouble;
         else if (strcmp(k, "handoffKibPerS") == 0 && is_num && item->valuedouble >= 1)
             s->handoff_kib_per_s = (unsigned)item->valuedouble;
+        else if (strcmp(k, "aeIntervalS") == 0 && is_num && item->valuedouble >= 0 &&
+                 item->valuedouble <= 604800)
+            s->ae_interval_s = item->valuedouble == 0 ? UINT32_MAX
+                                                      : (unsigned)item->valuedouble;
+        else if (strcmp(k, "repairRate") == 0 && is_num && item->valuedouble >= 1024 &&
+                 item->valuedouble <= (double)(UINT64_C(1) << 40))
+            s->repair_bytes_per_s = (uint64_t)item->valuedouble;
         else if (strcmp(k, "failurePauseMs") == 0 && is_num && item->valuedouble >= 1 &&
                  item->valuedouble <= 600000)
             s->failure_pause_ms = (unsigned)item->valuedouble;
@@ -471,6 +485,14 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, UINT32_MAX, &n) != 0 || n == 0)
                 return bad("--handoff-rate must be 1..4294967295 KiB/s, not \"%s\"", v);
             s->handoff_kib_per_s = (unsigned)n;
+        } else if (strcmp(flag, "--ae-interval") == 0) {
+            if (parse_uint(v, 604800, &n) != 0)
+                return bad("--ae-interval must be 0..604800 seconds (0: none), not \"%s\"", v);
+            s->ae_interval_s = n == 0 ? UINT32_MAX : (unsigned)n;
+        } else if (strcmp(flag, "--repair-rate") == 0) {
+            if (parse_uint(v, 1ul << 40, &n) != 0 || n < 1024)
+                return bad("--repair-rate must be 1024..1099511627776 bytes/s, not \"%s\"", v);
+            s->repair_bytes_per_s = n;
         } else if (strcmp(flag, "--failure-pause") == 0) {
             if (parse_uint(v, 600000, &n) != 0 || n == 0)
                 return bad("--failure-pause must be 1..600000 ms, not \"%s\"", v);
@@ -670,6 +692,8 @@ int main(int argc, char **argv)
     node.seed_count = s.n_seeds;
     node.hint_window_s = s.hint_window_s;
     node.handoff_kib_per_s = s.handoff_kib_per_s;
+    node.ae_interval_s = s.ae_interval_s;
+    node.repair_bytes_per_s = s.repair_bytes_per_s;
     node.failure_pause_ms = s.failure_pause_ms;
 
     node.insecure = s.insecure;
