@@ -319,6 +319,8 @@ static void request_corpus(const char *dir)
     emit_request(dir, "backup", 64, 4096, &backup, NULL, 0);
     kvi_request backup_rel = {.opcode = KVI_OP_BACKUP, .value = text("relative/dir")};
     emit_request(dir, "backup-relative", 64, 4096, &backup_rel, NULL, 0);
+    kvi_request repair = {.opcode = KVI_OP_REPAIR_START};
+    emit_request(dir, "repair-start", 64, 4096, &repair, NULL, 0);
     kvi_request scan = {.opcode = KVI_OP_SCAN, .consistency = 2, .limit = 100,
                         .key = text("\x01\x02\x03\x04\x05\x06\x07\x08key")};
     emit_request(dir, "scan", 64, 4096, &scan, NULL, 0);
@@ -373,6 +375,7 @@ static void node_corpus(const char *dir)
     kvi_request del = {.opcode = KVI_OP_DELETE, .key = text("k")};
     kvi_request read_state = {.opcode = KVI_OP_READ_STATE, .key = text("k")};
     kvi_request cluster = {.opcode = KVI_OP_CLUSTER};
+    kvi_request repair = {.opcode = KVI_OP_REPAIR_START};
     kvi_request gossip = {.opcode = KVI_OP_GOSSIP, .value = text("x")};
     /* A SERIAL CAS and GET (the node runs a Paxos round among its homes). */
     kvi_request serial_cas = {.opcode = KVI_OP_CAS, .consistency = 5, .key = text("s"),
@@ -390,6 +393,7 @@ static void node_corpus(const char *dir)
     node_frame(&b, &read_state, 0);
     node_frame(&b, &del, 0);
     node_frame(&b, &cluster, 0);
+    node_frame(&b, &repair, 0);
     node_frame(&b, &serial_cas, 0);
     node_frame(&b, &serial_get, 0);
     write_file(dir, "client", &b);
@@ -498,7 +502,7 @@ static void ae_corpus(const char *dir)
     kvi_ae_digest_answer_encode(&b, hashes, keys, 2);
     write_file(dir, "digest-answer", &b);
     kvi_buf_reset(&b);
-    kvi_ae_keys_request req = {18, 5, 6, {(const unsigned char *)"\x00\x00\x14\x00\x00\x00\x00\x01k", 9}, 100,
+    kvi_ae_keys_request req = {18, 5, 6, {(const unsigned char *)"\x00\x00\x14\x00\x00\x00\x00\x01" "k", 9}, 100,
                                KVI_AE_KEYS_RECORDS};
     kvi_buf_u8(&b, 2);
     kvi_ae_keys_request_encode(&b, &req);
@@ -506,15 +510,15 @@ static void ae_corpus(const char *dir)
     kvi_buf_reset(&b);
     kvi_buf_u8(&b, 3);
     size_t start = kvi_ae_keys_answer_start(&b);
-    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01a", 9, 42, NULL, 0);
-    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01b", 9, 43, NULL, 0);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01" "a", 9, 42, NULL, 0);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01" "b", 9, 43, NULL, 0);
     kvi_ae_keys_answer_finish(&b, start, 2, 1);
     write_file(dir, "keys-answer", &b);
     kvi_buf_reset(&b);
     kvi_buf_u8(&b, 4);
     start = kvi_ae_keys_answer_start(&b);
-    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01a", 9, 42, "record-a", 8);
-    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01b", 9, 43, "", 0);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01" "a", 9, 42, "record-a", 8);
+    kvi_ae_keys_answer_add(&b, "\x00\x00\x14\x00\x00\x00\x00\x01" "b", 9, 43, "", 0);
     kvi_ae_keys_answer_finish(&b, start, 2, 0);
     write_file(dir, "records-answer", &b);
     kvi_buf_free(&b);

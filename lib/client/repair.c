@@ -34,28 +34,59 @@ static cJSON *entry_for(const char *id, int rc, uint64_t round, const char *why)
     return e;
 }
 
-/* Asks each member of the client's view (only node_id when given), or the
- * one node the client reaches when it has no view. */
+/* The node the client reaches, when the client has no view of the ring (a
+ * manual-loop client, or one whose router has not learned the ring yet):
+ * a blocking call, which drives a manual loop. */
+static int repair_one(kv *db, const char *node_id, cJSON *nodes)
+{
+    kvi_buf answer = {0};
+    int rc = kvi_client_value_call(db->client, KVI_OP_REPAIR_START, NULL, 0, &answer);
+    cJSON *a = rc == KV_OK ? cJSON_ParseWithLength((const char *)answer.data, answer.len) : NULL;
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(a, "round");
+    const cJSON *nid = cJSON_GetObjectItemCaseSensitive(a, "nodeId");
+    int started = rc == KV_OK && cJSON_IsNumber(r) && cJSON_IsString(nid);
+    if (rc == KV_OK && !started)
+        rc = kvi_error(KV_EIO, "the node's answer to a repair request is malformed");
+    if (started)
+        cJSON_AddItemToArray(nodes, entry_for(nid->valuestring, KV_OK,
+                                              (uint64_t)r->valuedouble, NULL));
+    else
+        cJSON_AddItemToArray(nodes, entry_for(node_id, rc, 0, kvi_error_last()));
+    if (started && node_id && strcmp(nid->valuestring, node_id) != 0)
+        /* It started a round all the same: the report says so. */
+        rc = kvi_error(KV_EINVAL, "kv_repair: the node this client reaches is %s, not %s",
+                       nid->valuestring, node_id);
+    cJSON_Delete(a);
+    kvi_buf_free(&answer);
+    return rc;
+}
+
+/* Asks each member of the client's view (only node_id when given). */
 static int repair_remote(kv *db, const char *node_id, cJSON *nodes)
 {
     kvi_view *v = kvi_router_view(db->router);
-    size_t n = v ? v->n : 1;
+    if (!v)
+        return repair_one(db, node_id, nodes);
+    size_t n = v->n;
     kvi_call **calls = calloc(n, sizeof *calls);
     if (!calls) {
         kvi_view_unref(v);
         return kvi_error(KV_ENOMEM, "out of memory starting a repair");
     }
+    /* The body: the request's value, empty (a length of 0). */
+    kvi_buf body = {0};
+    kvi_buf_bytes(&body, NULL, 0);
     size_t asked = 0;
     kvi_fanout fo;
     kvi_fanout_init(&fo);
     uint32_t timeout_ms = 0;
     for (size_t i = 0; i < n; i++) {
-        if (v && node_id && strcmp(v->members[i].id, node_id) != 0)
+        if (node_id && strcmp(v->members[i].id, node_id) != 0)
             continue;
-        kvi_client *c = v ? kvi_view_client(v, i) : db->client;
+        kvi_client *c = kvi_view_client(v, i);
         if (!c) /* a node's own view: never in a client handle */
             continue;
-        calls[i] = kvi_call_start_raw(c, &fo, KVI_OP_REPAIR_START, NULL, 0, 0, 0);
+        calls[i] = kvi_call_start_raw(c, &fo, KVI_OP_REPAIR_START, body.data, body.len, 0, 0);
         asked++;
         uint32_t ms = kvi_client_timeout_ms(c);
         timeout_ms = ms > timeout_ms ? ms : timeout_ms;
@@ -78,7 +109,7 @@ static int repair_remote(kv *db, const char *node_id, cJSON *nodes)
         if (crc == KV_OK)
             crc = kvi_call_decode(&resp, KVI_OP_REPAIR_START, &h, body);
         uint64_t round = 0;
-        const char *id = v ? v->members[i].id : node_id;
+        const char *id = v->members[i].id;
         if (crc == KV_OK) {
             cJSON *a = cJSON_ParseWithLength((const char *)resp.value.data, resp.value.len);
             const cJSON *r = cJSON_GetObjectItemCaseSensitive(a, "round");
@@ -101,6 +132,7 @@ static int repair_remote(kv *db, const char *node_id, cJSON *nodes)
         free(body);
     }
     kvi_fanout_destroy(&fo);
+    kvi_buf_free(&body);
     free(calls);
     kvi_view_unref(v);
     if (failed)

@@ -237,7 +237,10 @@ static void schedule(kvi_anti_entropy *ae)
         ae->status.round.peers = (uint32_t)ae->n_round_peers;
         pthread_mutex_unlock(&ae->lock);
     } else if (wanted) {
+        /* Nothing can be compared yet: the round fails, as one member. */
         pthread_mutex_lock(&ae->lock);
+        ae->status.round.peers = ae->status.round.peers_done = 1;
+        ae->status.round.peers_failed = 1;
         snprintf(ae->status.round.error, sizeof ae->status.round.error,
                  "the cluster's membership is not complete yet");
         pthread_mutex_unlock(&ae->lock);

@@ -1449,7 +1449,7 @@ int kvi_client_get_state(kvi_client *cl, kvi_state *out, kvi_buf *holder, const 
     return rc;
 }
 
-int kvi_client_ae(kvi_client *cl, uint8_t opcode, const void *body, size_t len, kvi_buf *answer)
+int kvi_client_value_call(kvi_client *cl, uint8_t opcode, const void *body, size_t len, kvi_buf *answer)
 {
     kvi_request req = {.opcode = opcode, .value = {body, len}};
     kvi_response resp;

@@ -107,10 +107,12 @@ int kvi_client_get_state(kvi_client *c, kvi_state *out, kvi_buf *holder, const v
  * receives the merged state's version. */
 int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size_t key_len,
                          const kvi_state *state);
-/* An anti-entropy request (opcode KVI_OP_AE_DIGEST or KVI_OP_AE_KEYS, body
- * encoded with format/ae.h): the answer's body replaces answer's contents.
- * A read: safe to send again. */
-int kvi_client_ae(kvi_client *c, uint8_t opcode, const void *body, size_t len, kvi_buf *answer);
+/* A request whose body and answer are each one `bytes` value: anti-entropy's
+ * (KVI_OP_AE_DIGEST, KVI_OP_AE_KEYS: bodies of format/ae.h) and
+ * KVI_OP_REPAIR_START. The answer's value replaces answer's contents. Sent
+ * as a read: safe to send again. Drives a manual loop itself, as every
+ * blocking call does. */
+int kvi_client_value_call(kvi_client *c, uint8_t opcode, const void *body, size_t len, kvi_buf *answer);
 
 /* KV_OK when a connection to the node is up or can be made now. */
 int kvi_client_connect(kvi_client *c);

@@ -10,6 +10,7 @@
 
 #include "storage/backup.h"
 #include "storage/digest.h"
+#include "storage/store.h"
 #include "format/batch.h"
 #include "cluster/coordinator.h"
 #include "cluster/handoff.h"
@@ -736,7 +737,8 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
     kvi_metrics_set_extra(n->metrics, kvi_node_render_metrics, n);
     if (rc == KV_OK && kvi_ticker_start(&n->paxos_sweeper, sweep_paxos, n) != 0)
         rc = kvi_error(KV_ENOMEM, "cannot start the Paxos sweeper thread");
-    if (rc == KV_OK)
+    /* Only a node of a cluster keeps a digest to compare (open_store). */
+    if (rc == KV_OK && kvi_store_digest(kvi_embedded_store(n->store)))
         rc = start_anti_entropy(n, o, log);
     return rc;
 }

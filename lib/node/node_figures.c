@@ -102,14 +102,14 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
         json_string(out, s.round.error);
     else
         kvi_buf_raw(out, "null", 4);
-    kvi_buf_raw(out, ",\"lastPeer\":", 12);
+    kvi_buf_raw(out, "},\"lastPeer\":", 13);
     json_string(out, s.last_peer);
     kvi_buf_raw(out, ",\"lastError\":", 13);
     if (s.last_error[0])
         json_string(out, s.last_error);
     else
         kvi_buf_raw(out, "null", 4);
-    kvi_buf_raw(out, "}}", 2);
+    kvi_buf_raw(out, "}", 1);
 }
 
 /* The membership's description with the node's own store figures added,

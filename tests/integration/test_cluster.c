@@ -1604,7 +1604,7 @@ static void digest_of(const cluster *c, int i, uint64_t hashes[16], uint32_t key
         ranges[r] = (kvi_ae_range){r * (segments / 16), (r + 1) * (segments / 16)};
     kvi_buf req = {0}, answer = {0};
     kvi_ae_digest_request_encode(&req, KVI_DIGEST_DEFAULT_BITS, 1, ranges, 16);
-    assert_int_equal(kvi_client_ae(db->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer),
+    assert_int_equal(kvi_client_value_call(db->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer),
                      KV_OK);
     assert_int_equal(kvi_ae_digest_answer_decode(hashes, keys, 16, answer.data, answer.len), 0);
     kvi_buf_free(&req);

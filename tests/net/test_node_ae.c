@@ -72,7 +72,7 @@ static int digest_parts(world *w, int i, const kvi_ae_range *ranges, size_t n, u
 {
     kvi_buf req = {0}, answer = {0};
     kvi_ae_digest_request_encode(&req, BITS, fanout, ranges, n);
-    int rc = kvi_client_ae(w->to[i]->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer);
+    int rc = kvi_client_value_call(w->to[i]->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer);
     if (rc == KV_OK)
         assert_int_equal(kvi_ae_digest_answer_decode(hashes, keys, parts, answer.data,
                                                      answer.len), 0);
@@ -87,7 +87,7 @@ static int digest_of(world *w, int i, const kvi_ae_range *ranges, size_t n, uint
 {
     kvi_buf req = {0}, answer = {0};
     kvi_ae_digest_request_encode(&req, BITS, 1, ranges, n);
-    int rc = kvi_client_ae(w->to[i]->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer);
+    int rc = kvi_client_value_call(w->to[i]->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer);
     if (rc == KV_OK)
         assert_int_equal(kvi_ae_digest_answer_decode(hashes, keys, n, answer.data, answer.len), 0);
     kvi_buf_free(&req);
@@ -111,7 +111,7 @@ static int keys_of(world *w, int i, uint32_t first, uint32_t end, kvi_bytes afte
     kvi_ae_keys_request kr = {BITS, first, end, after, max_keys, 0};
     kvi_buf req = {0}, answer = {0};
     kvi_ae_keys_request_encode(&req, &kr);
-    assert_int_equal(kvi_client_ae(w->to[i]->client, KVI_OP_AE_KEYS, req.data, req.len, &answer),
+    assert_int_equal(kvi_client_value_call(w->to[i]->client, KVI_OP_AE_KEYS, req.data, req.len, &answer),
                      KV_OK);
     uint32_t count;
     int more;
@@ -244,7 +244,7 @@ static void records_come_with_their_keys_when_asked(void **state)
                               KVI_AE_KEYS_RECORDS};
     kvi_buf req = {0}, answer = {0};
     kvi_ae_keys_request_encode(&req, &kr);
-    assert_int_equal(kvi_client_ae(w->to[0]->client, KVI_OP_AE_KEYS, req.data, req.len,
+    assert_int_equal(kvi_client_value_call(w->to[0]->client, KVI_OP_AE_KEYS, req.data, req.len,
                                    &answer), KV_OK);
     uint32_t count;
     int more;
@@ -405,6 +405,40 @@ static void a_repair_round_makes_the_replicas_equal(void **state)
     kv_string_free(json);
 }
 
+static void kv_repair_on_a_client_starts_a_round_on_each_member(void **state)
+{
+    world *w = *state;
+    const char *eps[NODES];
+    for (int i = 0; i < NODES; i++)
+        eps[i] = w->nodes.listen[i];
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 5000;
+    kv *db;
+    assert_int_equal(kv_client_open(&db, eps, NODES, &co), KV_OK);
+    kv_value *v = NULL; /* a first call, so that the client knows the ring */
+    assert_int_equal(kv_get(&v, db, "x", 1, NULL), KV_ENOTFOUND);
+    char *report = NULL;
+    assert_int_equal(kv_repair(&report, db, NULL), KV_OK);
+    for (int i = 0; i < NODES; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "\"nodeId\":\"n%d\",\"status\":\"OK\"", i + 1);
+        assert_non_null(strstr(report, want));
+    }
+    kv_string_free(report);
+    assert_int_equal(kv_repair(&report, db, "n2"), KV_OK);
+    assert_non_null(strstr(report, "\"n2\""));
+    assert_null(strstr(report, "\"n1\""));
+    kv_string_free(report);
+    assert_int_equal(kv_repair(&report, db, "nobody"), KV_EINVAL);
+    kv_string_free(report);
+    assert_int_equal(kv_repair(NULL, db, ""), KV_EINVAL);
+    kv_close(db);
+    /* A client with no view asks the one node it reaches. */
+    assert_int_equal(kv_repair(&report, w->to[2], NULL), KV_OK);
+    assert_non_null(strstr(report, "\"nodeId\":\"n3\""));
+    kv_string_free(report);
+}
+
 static void bad_requests_are_refused_and_the_node_goes_on(void **state)
 {
     world *w = *state;
@@ -412,12 +446,12 @@ static void bad_requests_are_refused_and_the_node_goes_on(void **state)
     kvi_buf req = {0}, answer = {0};
     kvi_ae_range all = {0, 1u << 17};
     kvi_ae_digest_request_encode(&req, 17, 1, &all, 1);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
     assert_non_null(strstr(kv_error_last(), "2^17"));
     const char junk[] = "not a digest request";
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, junk, sizeof junk, &answer), KV_EINVAL);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, junk, sizeof junk, &answer), KV_EINVAL);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, NULL, 0, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_DIGEST, junk, sizeof junk, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_KEYS, junk, sizeof junk, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_KEYS, NULL, 0, &answer), KV_EINVAL);
     /* Over the limit of ranges in one request, and a range past the end
      * of the digest. */
     static kvi_ae_range many[KVI_AE_MAX_RANGES + 1];
@@ -425,18 +459,18 @@ static void bad_requests_are_refused_and_the_node_goes_on(void **state)
         many[i] = (kvi_ae_range){i, i + 1};
     kvi_buf_reset(&req);
     kvi_ae_digest_request_encode(&req, BITS, 1, many, KVI_AE_MAX_RANGES + 1);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
     /* Few ranges, but more parts than an answer may hold. */
     kvi_ae_range wide[KVI_AE_MAX_RANGES / 16 + 1];
     for (uint32_t i = 0; i < KVI_AE_MAX_RANGES / 16 + 1; i++)
         wide[i] = (kvi_ae_range){i * 16, i * 16 + 16};
     kvi_buf_reset(&req);
     kvi_ae_digest_request_encode(&req, BITS, 16, wide, KVI_AE_MAX_RANGES / 16 + 1);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
     kvi_ae_range past = {0, SEGMENTS + 1};
     kvi_buf_reset(&req);
     kvi_ae_digest_request_encode(&req, BITS, 1, &past, 1);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_DIGEST, req.data, req.len, &answer), KV_EINVAL);
     /* A key to start after that lies outside the segments asked for. */
     unsigned char outside[KVI_TOKEN_SIZE + 1];
     kvi_put_be64(outside, UINT64_MAX);
@@ -444,14 +478,14 @@ static void bad_requests_are_refused_and_the_node_goes_on(void **state)
     kvi_ae_keys_request kr = {BITS, 0, 1, {outside, sizeof outside}, 10, 0};
     kvi_buf_reset(&req);
     kvi_ae_keys_request_encode(&req, &kr);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, req.data, req.len, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_KEYS, req.data, req.len, &answer), KV_EINVAL);
     assert_non_null(strstr(kv_error_last(), "outside"));
     /* And the node answers a good one after all that. */
     /* An unknown flag of a key list request. */
     kr = (kvi_ae_keys_request){BITS, 0, 1, {NULL, 0}, 10, 2};
     kvi_buf_reset(&req);
     kvi_ae_keys_request_encode(&req, &kr);
-    assert_int_equal(kvi_client_ae(c, KVI_OP_AE_KEYS, req.data, req.len, &answer), KV_EINVAL);
+    assert_int_equal(kvi_client_value_call(c, KVI_OP_AE_KEYS, req.data, req.len, &answer), KV_EINVAL);
     uint64_t h;
     uint32_t n;
     kvi_ae_range one = {0, SEGMENTS};
@@ -485,8 +519,11 @@ static void a_node_alone_keeps_no_digest(void **state)
     kvi_buf req = {0}, answer = {0};
     kvi_ae_range all = {0, SEGMENTS};
     kvi_ae_digest_request_encode(&req, BITS, 1, &all, 1);
-    assert_int_equal(kvi_client_ae(c->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer),
+    assert_int_equal(kvi_client_value_call(c->client, KVI_OP_AE_DIGEST, req.data, req.len, &answer),
                      KV_ENOTSUP);
+    /* Nothing to repair from, on the node handle and through a client. */
+    assert_int_equal(kv_repair(NULL, node, NULL), KV_ENOTSUP);
+    assert_int_equal(kv_repair(NULL, c, NULL), KV_ENOTSUP);
     kvi_buf_free(&req);
     kvi_buf_free(&answer);
     kv_close(c);
@@ -504,6 +541,7 @@ int main(void)
         T(parts_answer_as_their_ranges_would),
         T(records_come_with_their_keys_when_asked),
         T(a_repair_round_makes_the_replicas_equal),
+        T(kv_repair_on_a_client_starts_a_round_on_each_member),
         T(bad_requests_are_refused_and_the_node_goes_on),
         cmocka_unit_test(a_node_alone_keeps_no_digest),
     };

@@ -1035,7 +1035,7 @@ static const cJSON *member_by_id(const cJSON *root, const char *id)
 
 /* Follows one node's round until it ends: 0 when it repaired every member
  * cleanly, 1 when it failed or the node cannot be asked any more. The
- * round's figures go into out (a JSON object). */
+ * round's figures go into out (a JSON object) as "result". */
 static int wait_round(kv *db, const char *id, double round, cJSON *out)
 {
     int misses = 0;
@@ -1066,9 +1066,10 @@ static int wait_round(kv *db, const char *id, double round, cJSON *out)
             return 1;
         }
         if (id_now > round || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "running"))) {
-            cJSON_AddItemToObject(out, "round", cJSON_Duplicate(r, 1));
+            cJSON_AddItemToObject(out, "result", cJSON_Duplicate(r, 1));
+            int clean = id_now == round && number_or(r, "peersFailed") == 0;
             cJSON_Delete(desc);
-            return id_now == round && number_or(r, "peersFailed") == 0 ? 0 : 1;
+            return clean ? 0 : 1;
         }
         cJSON_Delete(desc);
         sleep_ms(500);
@@ -1102,7 +1103,7 @@ static int cmd_repair(kv *db, const struct cli *c)
             failed++;
         if (g_json)
             continue;
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(n, "round");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(n, "result");
         const cJSON *err = cJSON_GetObjectItemCaseSensitive(r ? r : n, "error");
         double secs = r ? (number_or(r, "finishedMs") - number_or(r, "startedMs")) / 1000.0 : 0;
         char bytes[32];
@@ -1717,6 +1718,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--verbose applies to get, not %s", cmd->name);
     if ((c->has_limit || c->keys_only || c->cursor != NULL) && cmd->fn != cmd_scan)
         usage_error("--limit, --keys-only and --cursor apply to scan, not %s", cmd->name);
+    if ((c->node != NULL || c->wait) && cmd->fn != cmd_repair)
+        usage_error("--node and --wait apply to repair, not %s", cmd->name);
     if (cmd->fn == cmd_scan && c->level == KV_CONSISTENCY_SERIAL)
         usage_error("scan: --consistency must be one, quorum or all%s", "");
     if (c->context_b64 != NULL && cmd->fn != cmd_put && cmd->fn != cmd_del)
