@@ -483,6 +483,10 @@ static void send_state(exchange *x, task *t)
         t = NULL;
     } else if (rc == KV_ENOTFOUND) {
         rc = KV_OK;
+    } else if (rc == KV_ECORRUPT) {
+        /* Damaged here too: nothing whole to send (a replica that holds it
+         * whole repairs both). */
+        x->fig.records_damaged++;
     } else {
         fail(x, rc, "reading a state to repair: %s", kvi_error_last());
     }

@@ -236,14 +236,18 @@ static void repairs_timed_out(coord_op *base)
     complete((read_op *)base, KV_OK);
 }
 
-/* Sends the merged state to the replicas that answered with less. */
+/* Sends the merged state to the replicas that answered with less, and to
+ * those whose record failed its checks (KV_ECORRUPT: their merge replaces
+ * it), when the others gave something to send. */
 static void start_repairs(read_op *op)
 {
     const kvi_coord_env *env = &op->base.env;
     kvi_view *v = env->view;
     for (size_t i = 0; i < op->n; i++) {
-        if ((op->status[i] != KV_OK && op->status[i] != KV_ENOTFOUND) ||
-            kvi_state_equal(&op->states[i], op->merged))
+        int corrupt = op->status[i] == KV_ECORRUPT;
+        if (corrupt ? op->merged->n == 0
+                    : (op->status[i] != KV_OK && op->status[i] != KV_ENOTFOUND) ||
+                          kvi_state_equal(&op->states[i], op->merged))
             continue;
         op->repaired[i] = 1;
         if (env->read_repairs)
@@ -318,6 +322,10 @@ static void end_gathering(read_op *op)
     if (op->answered < op->required) {
         snprintf(op->why, sizeof op->why, "%u of %zu replicas answered, %u required",
                  op->answered, op->n, op->required);
+        /* What did answer still repairs the replicas that hold less (a
+         * damaged record among them), in the background. */
+        if (op->answered && !op->state_fn)
+            start_repairs(op);
         complete(op, timed_out ? KV_ETIMEDOUT : KV_EUNAVAILABLE);
         return;
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "storage/keylock.h"
+#include "storage/store.h"
 #include "format/record.h"
 #include "util/error.h"
 
@@ -213,9 +214,13 @@ int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const vo
     int rc = current ? KV_OK : kvi_error(KV_ENOMEM, "out of memory merging a key's state");
     struct kvi_keylock *locks = kvi_embedded_locks(e);
     kvi_keylock_lock(locks, token);
+    int replacing_corrupt = 0;
     if (rc == KV_OK) {
         rc = load(current, &holder, e, skey, skey_len, token);
-        if (rc == KV_ENOTFOUND) {
+        /* A record that fails its checks is lost here: the incoming state
+         * (another replica's) replaces it, and repairs the key. */
+        replacing_corrupt = rc == KV_ECORRUPT;
+        if (rc == KV_ENOTFOUND || rc == KV_ECORRUPT) {
             *current = empty_state;
             rc = KV_OK;
         }
@@ -229,10 +234,12 @@ int kvi_replica_merge(int *changed, uint64_t *version, kvi_embedded *e, const vo
             rc = kvi_state_merge(merged, incoming);
             if (rc == KV_OK && version)
                 *version = kvi_state_version(merged);
-            if (rc == KV_OK && !kvi_state_equal(merged, current)) {
+            if (rc == KV_OK && (replacing_corrupt || !kvi_state_equal(merged, current))) {
                 rc = store(merged, &holder, e, skey, skey_len, token, 0);
                 if (rc == KV_OK && changed)
                     *changed = 1;
+                if (rc == KV_OK && replacing_corrupt)
+                    kvi_store_count_corrupt_replaced(kvi_embedded_store(e), 1);
             }
             free(merged);
         }
@@ -365,6 +372,7 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int
     kvi_keylock_lock_stripes(locks, stripes, &locked);
     rc = load_many(e, items, skeys, tokens, n, first, loaded, stored, holders);
     int writes = 0;
+    uint64_t corrupt_replaced = 0;
     for (size_t i = 0; rc == KV_OK && i < n; i++) {
         kvi_merge_item *it = &items[i];
         size_t skey_len = KVI_TOKEN_SIZE + it->key_len;
@@ -377,10 +385,17 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int
                 break;
             }
         kvi_state current;
+        int replacing_corrupt = 0;
         if (prev != SIZE_MAX) {
             current = states[prev];
         } else if (loaded[f] == KV_ENOTFOUND) {
             kvi_state_init(&current);
+        } else if (loaded[f] == KV_ECORRUPT && it->incoming) {
+            /* Lost here: another replica's state replaces it (a
+             * coordinated write still fails on it, rather than drop the
+             * siblings it may have held). */
+            kvi_state_init(&current);
+            replacing_corrupt = 1;
         } else if (loaded[f] != KV_OK) {
             it->status = loaded[f];
             continue;
@@ -400,8 +415,9 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int
             continue;
         }
         it->version = kvi_state_version(&states[i]);
-        if (it->incoming && kvi_state_equal(&states[i], &current))
+        if (it->incoming && !replacing_corrupt && kvi_state_equal(&states[i], &current))
             continue;
+        corrupt_replaced += replacing_corrupt;
         kvi_buf encoded = {0};
         kvi_state_encode(&encoded, &states[i], tokens[i]);
         if (encoded.failed) {
@@ -417,6 +433,8 @@ int kvi_replica_merge_many(kvi_embedded *e, kvi_merge_item *items, size_t n, int
     if (rc == KV_OK && writes)
         rc = unsynced ? kvi_store_write_unsynced(kvi_embedded_store(e), wb)
                       : kvi_store_write(kvi_embedded_store(e), wb);
+    if (rc == KV_OK && corrupt_replaced)
+        kvi_store_count_corrupt_replaced(kvi_embedded_store(e), corrupt_replaced);
     kvi_keylock_unlock_stripes(locks, stripes, locked);
 out:
     if (rc != KV_OK)

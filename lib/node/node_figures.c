@@ -133,7 +133,7 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
     char text[768];
     int len = snprintf(text, sizeof text,
                        ",\"storage\":{\"estimatedKeys\":%llu,\"liveSstBytes\":%llu,"
-                       "\"sstBytes\":%llu}"
+                       "\"sstBytes\":%llu,\"corruptRecordsRepaired\":%llu}"
                        ",\"limits\":{\"maxKeySize\":%u,\"maxValueSize\":%u},"
                        "\"failures\":{\"membersUp\":%u,\"membersDown\":%u,\"suspicions\":%llu,"
                        "\"hintsPending\":%llu,\"hintOldestAgeSeconds\":%.3f,"
@@ -141,6 +141,8 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
                        "\"readRepairs\":%llu}}",
                        (unsigned long long)keys, (unsigned long long)live_bytes,
                        (unsigned long long)total_bytes,
+                       (unsigned long long)kvi_store_corrupt_replaced(
+                           kvi_embedded_store(n->store)),
                        n->limits.max_key_size, n->limits.max_value_size,
                        f.up, f.down, (unsigned long long)f.suspicions,
                        (unsigned long long)f.hints.pending, f.oldest_age_s,
@@ -240,6 +242,10 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
                 "kv_row_cache_bytes", (double)rows.bytes);
     metric_line(b, "The row cache's capacity in bytes (0: none).", "gauge",
                 "kv_row_cache_capacity_bytes", (double)rows.capacity);
+    metric_line(b, "Records of this node that failed their checks and were replaced by "
+                "another replica's state (read repair or anti-entropy).", "counter",
+                "kv_corrupt_records_repaired_total",
+                (double)kvi_store_corrupt_replaced(kvi_embedded_store(n->store)));
     failure_figures f;
     gather_figures(ctx, &f);
     metric_line(b, "Members this node sees up, itself included.", "gauge", "kv_members_up",

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +49,8 @@ struct kvi_store {
     /* Anti-entropy's digest of the data family (digest.h), kept current by
      * every write of it; NULL when the store keeps none. */
     kvi_digest *digest;
+    /* Records that failed their checks and were replaced by a merge. */
+    atomic_uint_fast64_t corrupt_replaced;
 
     /* KV_SYNC_PERIODIC: a thread that syncs the WAL every interval. */
     uint32_t sync_interval_ms;
@@ -244,6 +247,16 @@ static void digest_keep(kvi_store *s)
 kvi_digest *kvi_store_digest(kvi_store *s)
 {
     return s->digest;
+}
+
+void kvi_store_count_corrupt_replaced(kvi_store *s, uint64_t n)
+{
+    atomic_fetch_add(&s->corrupt_replaced, n);
+}
+
+uint64_t kvi_store_corrupt_replaced(kvi_store *s)
+{
+    return atomic_load(&s->corrupt_replaced);
 }
 
 int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)

@@ -56,6 +56,11 @@ void kvi_store_close(kvi_store *s);
  * write of the data family; NULL when opened without one. Built from the
  * data at open unless the last close was clean and kept it. */
 struct kvi_digest *kvi_store_digest(kvi_store *s);
+/* Counts records that failed their checks and that a merge replaced with
+ * a replica's state (the repair of corruption); and reads the count. Any
+ * thread. */
+void kvi_store_count_corrupt_replaced(kvi_store *s, uint64_t n);
+uint64_t kvi_store_corrupt_replaced(kvi_store *s);
 
 /* A value read from the store, pinned in RocksDB's memory (or copied out
  * of the row cache) until released. */
