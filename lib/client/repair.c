@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cJSON.h>
 
@@ -34,9 +35,8 @@ static cJSON *entry_for(const char *id, int rc, uint64_t round, const char *why)
     return e;
 }
 
-/* The node the client reaches, when the client has no view of the ring (a
- * manual-loop client, or one whose router has not learned the ring yet):
- * a blocking call, which drives a manual loop. */
+/* The node a manual-loop client reaches (it has no view of the ring): a
+ * blocking call, which drives the loop. */
 static int repair_one(kv *db, const char *node_id, cJSON *nodes)
 {
     kvi_buf answer = {0};
@@ -64,9 +64,20 @@ static int repair_one(kv *db, const char *node_id, cJSON *nodes)
 /* Asks each member of the client's view (only node_id when given). */
 static int repair_remote(kv *db, const char *node_id, cJSON *nodes)
 {
-    kvi_view *v = kvi_router_view(db->router);
-    if (!v)
+    if (!db->router) /* a manual-loop client: only the node it reaches */
         return repair_one(db, node_id, nodes);
+    /* The members: the router learns them on first use, on another thread
+     * perhaps (then this call sees none yet), at most once a second. */
+    kvi_view *v = kvi_router_view(db->router);
+    for (int tries = 0; !v && tries < 30; tries++) {
+        struct timespec pause = {0, 100 * 1000000L};
+        nanosleep(&pause, NULL);
+        v = kvi_router_view(db->router);
+    }
+    if (!v)
+        return kvi_error(KV_EUNAVAILABLE, "kv_repair: the client could not learn the "
+                                          "cluster's members (%s); try again",
+                         kvi_error_last());
     size_t n = v->n;
     kvi_call **calls = calloc(n, sizeof *calls);
     if (!calls) {

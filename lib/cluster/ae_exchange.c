@@ -40,6 +40,7 @@ struct task {
     uint32_t first, end;
     int partial;   /* T_KEYS: a boundary segment: only keys in the shared ranges count */
     int send_back; /* T_GET: both sides held the key: send the merged state back */
+    uint64_t their_hash; /* T_GET with send_back: the peer's entry hash of it */
     size_t key_len;
     unsigned char key[]; /* a storage key (T_GET, T_SEND) or the one to start after */
 };
@@ -48,6 +49,7 @@ struct task {
 typedef struct fetched {
     size_t key_off, key_len, rec_off, rec_len;
     int send_back;
+    uint64_t their_hash;
 } fetched;
 
 typedef struct exchange {
@@ -366,7 +368,20 @@ static int merge_records(exchange *x, const kvi_bytes *skeys, const kvi_bytes *r
     return rc;
 }
 
-/* Merges the fetched states waiting, then sends back those both held. */
+/* 1 when this node's record of skey has the entry hash the peer gave: the
+ * merge took the peer's state as it was, and there is nothing to send back. */
+static int holds_as(exchange *x, const unsigned char *skey, size_t len, uint64_t hash)
+{
+    kvi_slice rec = {0};
+    if (kvi_store_get(x->store, skey, len, &rec) != KV_OK)
+        return 0;
+    int same = kvi_entry_hash(skey, len, rec.data, rec.len) == hash;
+    kvi_slice_release(&rec);
+    return same;
+}
+
+/* Merges the fetched states waiting, then sends back those both held that
+ * the peer does not hold as merged. */
 static void flush_fetched(exchange *x)
 {
     size_t n = x->n_pending;
@@ -387,7 +402,8 @@ static void flush_fetched(exchange *x)
     if (rc != KV_OK)
         fail(x, rc, "%s", kvi_error_last());
     for (size_t i = 0; rc == KV_OK && i < n; i++)
-        if (x->pending[i].send_back)
+        if (x->pending[i].send_back &&
+            !holds_as(x, skeys[i].data, skeys[i].len, x->pending[i].their_hash))
             add_task(x, T_SEND, 0, 0, skeys[i].data, skeys[i].len);
     free(skeys);
     free(recs);
@@ -578,7 +594,8 @@ static int keys_inside(exchange *x, const task *t, const kvi_bytes *first,
     return !t->key_len || key_cmp(first->data, first->len, t->key, t->key_len) > 0;
 }
 
-static void on_diff(void *ctx, const unsigned char *skey, size_t len, kvi_ae_diff d)
+static void on_diff(void *ctx, const unsigned char *skey, size_t len, kvi_ae_diff d,
+                    uint64_t their_hash)
 {
     exchange *x = ctx;
     if (d == KVI_AE_ONLY_MINE) {
@@ -586,8 +603,10 @@ static void on_diff(void *ctx, const unsigned char *skey, size_t len, kvi_ae_dif
         return;
     }
     task *t = task_new(x, T_GET, 0, 0, skey, len);
-    if (t)
+    if (t) {
         t->send_back = d == KVI_AE_DIFFERENT;
+        t->their_hash = their_hash;
+    }
     push_task(x, t);
 }
 
@@ -694,6 +713,7 @@ static void take_state(exchange *x, task *t, const kvi_response *resp)
     f->rec_len = resp->value.len;
     kvi_buf_raw(&x->pending_bytes, resp->value.data, resp->value.len);
     f->send_back = t->send_back;
+    f->their_hash = t->their_hash;
     if (x->pending_bytes.failed)
         fail(x, KV_ENOMEM, "out of memory keeping a repaired state");
 }

@@ -186,14 +186,14 @@ size_t kvi_ae_compare_keys(const kvi_ae_key *mine, size_t n_mine, const kvi_ae_k
     while (i < n_mine || j < n_theirs) {
         int c = i == n_mine ? 1 : j == n_theirs ? -1 : key_order(&mine[i], &theirs[j]);
         if (c < 0) {
-            fn(ctx, mine[i].skey, mine[i].len, KVI_AE_ONLY_MINE);
+            fn(ctx, mine[i].skey, mine[i].len, KVI_AE_ONLY_MINE, 0);
             i++;
         } else if (c > 0) {
-            fn(ctx, theirs[j].skey, theirs[j].len, KVI_AE_ONLY_THEIRS);
+            fn(ctx, theirs[j].skey, theirs[j].len, KVI_AE_ONLY_THEIRS, theirs[j].hash);
             j++;
         } else {
             if (mine[i].hash != theirs[j].hash) {
-                fn(ctx, mine[i].skey, mine[i].len, KVI_AE_DIFFERENT);
+                fn(ctx, mine[i].skey, mine[i].len, KVI_AE_DIFFERENT, theirs[j].hash);
                 found++;
             }
             i++;

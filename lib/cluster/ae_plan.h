@@ -70,7 +70,9 @@ typedef enum kvi_ae_diff {
     KVI_AE_DIFFERENT = 3    /* both hold it, in different states */
 } kvi_ae_diff;
 
-typedef void (*kvi_ae_diff_fn)(void *ctx, const unsigned char *skey, size_t len, kvi_ae_diff d);
+/* their_hash: the peer's entry hash of the key (0 for KVI_AE_ONLY_MINE). */
+typedef void (*kvi_ae_diff_fn)(void *ctx, const unsigned char *skey, size_t len, kvi_ae_diff d,
+                               uint64_t their_hash);
 
 /* Walks two lists sorted by storage key (bytewise, shorter first on a
  * common prefix) and calls fn for each key they disagree on, in key order.

@@ -150,12 +150,14 @@ static void exchange_done(void *ctx, int rc, const char *why, const kvi_ae_figur
                     ? now - f->oldest_difference_ms : 0;
     snprintf(s->last_peer, sizeof s->last_peer, "%s", ae->exchange_peer);
     snprintf(s->last_error, sizeof s->last_error, "%s", rc == KV_OK ? "" : why);
+    uint64_t full_before = s->last_full_repair_ms;
     if (rc == KV_OK) {
         peer_mark *m = mark_of(ae, ae->exchange_peer, 1);
         if (m)
             m->clean_start_ms = ae->exchange_start_ms;
         s->last_full_repair_ms = full_repair_ms(ae, c->view);
     }
+    uint64_t full_now = s->last_full_repair_ms;
     if (c->in_round) {
         kvi_ae_round *r = &s->round;
         r->peers_done++;
@@ -168,6 +170,8 @@ static void exchange_done(void *ctx, int rc, const char *why, const kvi_ae_figur
         }
     }
     pthread_mutex_unlock(&ae->lock);
+    if (full_now != full_before && ae->cfg.on_full_repair)
+        ae->cfg.on_full_repair(ae->cfg.env_ctx, full_now);
     if (rc != KV_OK)
         kvi_log(ae->cfg.log, KV_LOG_WARN, "anti-entropy exchange with %s failed: %s",
                 ae->exchange_peer, why);

@@ -38,6 +38,9 @@ typedef struct kvi_anti_entropy_config {
     uint64_t rate_bytes;   /* per second, each exchange; 0: no limit */
     uint32_t recheck_ms;   /* 0: the exchange's default */
     const char *self_id;   /* seeds the jitter; copied */
+    /* Told each time the node's last full repair moves (on the loop; may
+     * be NULL): the node gossips it, for purges. */
+    void (*on_full_repair)(void *ctx, uint64_t repaired_ms);
     const kvi_logger *log; /* borrowed */
 } kvi_anti_entropy_config;
 

@@ -466,6 +466,25 @@ void kvi_gossip_set_status(kvi_gossip *g, kvi_member_status status)
     pthread_mutex_unlock(&g->lock);
 }
 
+void kvi_gossip_set_repaired(kvi_gossip *g, uint64_t repaired_ms)
+{
+    pthread_mutex_lock(&g->lock);
+    if (g->self.repaired_ms != repaired_ms) {
+        g->self.repaired_ms = repaired_ms;
+        refresh_self(g);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+uint64_t kvi_gossip_repaired(kvi_gossip *g, const char *id)
+{
+    pthread_mutex_lock(&g->lock);
+    const kvi_gossip_entry *e = kvi_gossip_find(&g->table, id);
+    uint64_t ms = e ? e->repaired_ms : 0;
+    pthread_mutex_unlock(&g->lock);
+    return ms;
+}
+
 int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out)
 {
     kvi_gossip_table theirs;

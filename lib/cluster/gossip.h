@@ -54,6 +54,12 @@ void kvi_gossip_stop(kvi_gossip *g);
 /* This node's own status, as it will be gossiped (joining, up, ...). */
 void kvi_gossip_set_status(kvi_gossip *g, kvi_member_status status);
 
+/* When this node was last fully repaired (wall-clock ms), as it will be
+ * gossiped; and what member id last said of itself (this node's own for
+ * itself; 0: never, or unknown). */
+void kvi_gossip_set_repaired(kvi_gossip *g, uint64_t repaired_ms);
+uint64_t kvi_gossip_repaired(kvi_gossip *g, const char *id);
+
 /* Serves a GOSSIP request: merges the table in `in` and writes this node's
  * table to out. KV_OK, or KV_EINVAL for a malformed table. */
 int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out);

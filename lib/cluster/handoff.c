@@ -19,7 +19,6 @@
 #define MAX_BATCH 64u
 /* Expired hints are looked for this often (it is a scan of all hints). */
 #define EXPIRY_EVERY_MS 10000u
-#define DEFAULT_WINDOW_S 10800u
 #define DEFAULT_KIB_PER_S 4096u
 
 /* A replay under way: the hints handed to one member since its first was,
@@ -303,7 +302,7 @@ int kvi_handoff_start(kvi_handoff **out, const kvi_handoff_config *cfg)
         return kvi_error(KV_ENOMEM, "out of memory starting hinted handoff");
     h->cfg = *cfg;
     if (!h->cfg.window_s)
-        h->cfg.window_s = DEFAULT_WINDOW_S;
+        h->cfg.window_s = KVI_DEFAULT_HINT_WINDOW_S;
     if (!h->cfg.kib_per_s)
         h->cfg.kib_per_s = DEFAULT_KIB_PER_S;
     h->stale = 1;

@@ -27,6 +27,9 @@
 
 struct kvi_view;
 
+/* Hints older than this are dropped, unless configured otherwise. */
+#define KVI_DEFAULT_HINT_WINDOW_S 10800u
+
 typedef struct kvi_handoff_config {
     kvi_hints *hints;                    /* borrowed; outlives the handoff */
     /* The current view with a reference taken, or NULL (not built yet). */

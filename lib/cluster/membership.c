@@ -684,6 +684,17 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
     free(replica);
 }
 
+void kvi_membership_set_repaired(kvi_membership *m, uint64_t repaired_ms)
+{
+    if (m->gossip)
+        kvi_gossip_set_repaired(m->gossip, repaired_ms);
+}
+
+uint64_t kvi_membership_repaired(kvi_membership *m, const char *node_id)
+{
+    return m->gossip ? kvi_gossip_repaired(m->gossip, node_id) : 0;
+}
+
 uint64_t kvi_membership_suspicions(kvi_membership *m)
 {
     return m->gossip ? kvi_gossip_suspicions(m->gossip) : 0;

@@ -103,4 +103,10 @@ struct kvi_loop *kvi_membership_loop(kvi_membership *m);
  * news of the member; shares once complete). */
 void kvi_membership_describe(kvi_membership *m, kvi_buf *out);
 
+/* This node's last full repair, gossiped to the others; and member
+ * node_id's, as gossip last told (this node's own for itself). Wall-clock
+ * ms, 0: never or unknown. Any thread. */
+void kvi_membership_set_repaired(kvi_membership *m, uint64_t repaired_ms);
+uint64_t kvi_membership_repaired(kvi_membership *m, const char *node_id);
+
 #endif

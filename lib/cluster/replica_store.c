@@ -149,6 +149,19 @@ static int coordinate_state(kvi_state *s, const kvi_replica_write_args *args, kv
                 rc = kvi_error(KV_EINVAL, "the causal context has too many entries");
             use = scratch;
         }
+        /* A key this node has not written in its lifetime (absent, or
+         * recreated by another member after a purge) starts this node's
+         * counter from the write's time, not from 1: a replica that still
+         * remembers the key's purged past (a tombstone not purged there
+         * yet) has seen this node's dots of that past, and would take a
+         * reused one for a write it already has. The past's counters began
+         * at an earlier write time (times 1024) and grew by one a write; a
+         * purge comes at least the hint window plus the margin after it,
+         * so the new start is beyond them unless the clock went back by
+         * that much or the key took over 1024 writes a millisecond. */
+        if (rc == KV_OK && kvi_vv_get(&s->clock, args->node) == 0 && value->write_ms &&
+            kvi_vv_raise(&s->clock, args->node, value->write_ms << 10) != 0)
+            rc = kvi_error(KV_EINVAL, "the key's clock has too many entries");
         if (rc == KV_OK)
             rc = kvi_state_write(s, use, args->node, value);
     }

@@ -7,7 +7,10 @@
 #include <kv/common.h>
 #include "util/sorted.h"
 
-#define FORMAT 1u
+/* Format 2 adds each member's last full repair; format 1 (without it) is
+ * still read, as 0: never. */
+#define FORMAT 2u
+#define FORMAT_1 1u
 
 void kvi_gossip_table_init(kvi_gossip_table *t)
 {
@@ -81,6 +84,9 @@ const char *kvi_gossip_implausible(const kvi_gossip_table *t, const kvi_gossip_e
         return "an entry about this node from another";
     if (e->generation > now_ms + KVI_GOSSIP_MAX_CLOCK_AHEAD_MS)
         return "a generation more than a day ahead of this node's clock";
+    /* Tombstones are purged on the strength of it: never from the future. */
+    if (e->repaired_ms > now_ms + KVI_GOSSIP_MAX_CLOCK_AHEAD_MS)
+        return "a last full repair more than a day ahead of this node's clock";
     const kvi_gossip_entry *have = kvi_gossip_find(t, e->id);
     if (have) {
         if (e->generation == have->generation &&
@@ -116,6 +122,7 @@ void kvi_gossip_encode(kvi_buf *b, const kvi_gossip_table *t)
         kvi_buf_u64(b, e->generation);
         kvi_buf_u64(b, e->heartbeat);
         kvi_buf_u8(b, e->status);
+        kvi_buf_u64(b, e->repaired_ms);
     }
 }
 
@@ -134,7 +141,8 @@ int kvi_gossip_decode(kvi_gossip_table *out, const void *data, size_t len)
 {
     kvi_gossip_table_init(out);
     kvi_reader r = kvi_reader_init(data, len);
-    if (kvi_read_u8(&r) != FORMAT)
+    unsigned format = kvi_read_u8(&r);
+    if (format != FORMAT && format != FORMAT_1)
         return KV_EINVAL;
     uint16_t count = kvi_read_u16(&r);
     if (r.failed || count > KVI_GOSSIP_MAX_MEMBERS)
@@ -148,6 +156,8 @@ int kvi_gossip_decode(kvi_gossip_table *out, const void *data, size_t len)
         e.generation = kvi_read_u64(&r);
         e.heartbeat = kvi_read_u64(&r);
         e.status = kvi_read_u8(&r);
+        if (format == FORMAT)
+            e.repaired_ms = kvi_read_u64(&r);
         if (r.failed || take(e.id, sizeof e.id, id) || take(e.addr, sizeof e.addr, addr) ||
             take(e.http, sizeof e.http, http) || !valid(&e) ||
             (out->n && strcmp(out->entries[out->n - 1].id, e.id) >= 0) ||

@@ -15,9 +15,10 @@
  * in the table: each node concludes that for itself (cluster/phi.h), except
  * for a member that announced its own clean shutdown.
  *
- * Encoding, integers big-endian: u8 format (1), u16 count, then per entry
+ * Encoding, integers big-endian: u8 format (2), u16 count, then per entry
  * (sorted by id, ids distinct): bytes id, bytes address, bytes http
- * address (may be empty), u64 generation, u64 heartbeat, u8 status.
+ * address (may be empty), u64 generation, u64 heartbeat, u8 status, u64
+ * repaired_ms. Format 1 (without repaired_ms) is still read.
  * "bytes" is a u32 length and that many bytes (message.h).
  *
  * Threads: a table is plain data; its owner guards it.
@@ -49,6 +50,9 @@ typedef struct kvi_gossip_entry {
     uint64_t generation;
     uint64_t heartbeat;
     uint8_t status;                     /* kvi_member_status */
+    /* When the member was last fully repaired (cluster/anti_entropy.h):
+     * wall-clock ms, 0 = never. Tombstone purges wait on every replica's. */
+    uint64_t repaired_ms;
 } kvi_gossip_entry;
 
 typedef struct kvi_gossip_table {
@@ -75,8 +79,8 @@ int kvi_gossip_merge_entry(kvi_gossip_table *t, const kvi_gossip_entry *e);
  *   - a member's addresses change only with a new generation (a restart);
  *   - a new id may not take an address a member holds at the same or a
  *     later generation (a rename is a restart too);
- *   - a generation (a start time, ms since the epoch) is not more than a
- *     day ahead of now_ms. */
+ *   - a generation (a start time, ms since the epoch), and a last full
+ *     repair, are not more than a day ahead of now_ms. */
 #define KVI_GOSSIP_MAX_CLOCK_AHEAD_MS (24ull * 3600u * 1000u)
 const char *kvi_gossip_implausible(const kvi_gossip_table *t, const kvi_gossip_entry *e,
                                    const char *self_id, uint64_t now_ms);

@@ -692,6 +692,14 @@ static int ae_env(void *ctx, kvi_coord_env *out)
     return kvi_node_coord_env(ctx, out);
 }
 
+/* A new last full repair: gossiped, so that every member can tell when all
+ * the replicas of a range have been repaired (purges wait on it). */
+static void ae_full_repair(void *ctx, uint64_t repaired_ms)
+{
+    kvi_node *n = ctx;
+    kvi_membership_set_repaired(n->membership, repaired_ms);
+}
+
 #define DEFAULT_AE_INTERVAL_S 60u
 #define DEFAULT_REPAIR_BYTES_PER_S (16u << 20)
 
@@ -703,7 +711,7 @@ static int start_anti_entropy(kvi_node *n, const kv_node_options *o, const kvi_l
         .interval_ms = interval_s == KV_AE_INTERVAL_NEVER ? 0 : interval_s * 1000u,
         .rate_bytes = o->repair_bytes_per_s ? o->repair_bytes_per_s
                                             : DEFAULT_REPAIR_BYTES_PER_S,
-        .self_id = n->node_id, .log = log,
+        .self_id = n->node_id, .on_full_repair = ae_full_repair, .log = log,
     };
     return kvi_anti_entropy_start(&n->ae, &ac);
 }
@@ -740,6 +748,15 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
     /* Only a node of a cluster keeps a digest to compare (open_store). */
     if (rc == KV_OK && kvi_store_digest(kvi_embedded_store(n->store)))
         rc = start_anti_entropy(n, o, log);
+    if (rc == KV_OK && n->ae) {
+        uint64_t grace_s = o->store ? o->store->tombstone_grace_s : 0;
+        n->purge_window_ms = 1000u * (uint64_t)(o->hint_window_s ? o->hint_window_s
+                                                                 : KVI_DEFAULT_HINT_WINDOW_S);
+        n->purge_margin_ms = grace_s == KV_GRACE_NONE ? 0
+                             : 1000u * (grace_s ? grace_s : KVI_DEFAULT_TOMBSTONE_GRACE_S);
+        if (kvi_ticker_start(&n->purger, kvi_node_purge_tick, n) != 0)
+            rc = kvi_error(KV_ENOMEM, "cannot start the tombstone purger thread");
+    }
     return rc;
 }
 
@@ -899,6 +916,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_server_stop(n->binary);
     kvi_handoff_stop(n->handoff);
     kvi_anti_entropy_stop(n->ae); /* its exchange ends with the requests below */
+    kvi_ticker_stop(&n->purger);
     kvi_ticker_stop(&n->paxos_sweeper);
     kvi_ticker_stop(&n->reporter);
     /* Requests that have answered may still wait for replicas' answers

@@ -76,6 +76,7 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
                        "\"keysReceived\":%llu,\"keysSent\":%llu,\"recordsDamaged\":%llu,"
                        "\"bytes\":{\"digest\":%llu,\"keys\":%llu,\"repair\":%llu},"
                        "\"lastFullRepairMs\":%llu,\"lastExchangeMs\":%llu,\"lagMs\":%llu,"
+                       "\"tombstonesPendingPurge\":%llu,\"tombstonesPurged\":%llu,"
                        "\"round\":{\"id\":%llu,\"running\":%s,\"startedMs\":%llu,"
                        "\"finishedMs\":%llu,\"peers\":%u,\"peersDone\":%u,"
                        "\"peersFailed\":%u,\"keysRepaired\":%llu,\"bytes\":%llu,"
@@ -88,6 +89,8 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
                        (unsigned long long)s.bytes[KVI_AE_PHASE_REPAIR],
                        (unsigned long long)s.last_full_repair_ms,
                        (unsigned long long)s.last_exchange_ms, (unsigned long long)s.lag_ms,
+                       (unsigned long long)atomic_load(&n->tombstones_pending),
+                       (unsigned long long)atomic_load(&n->tombstones_purged),
                        (unsigned long long)s.round.id,
                        s.round.running ? "true" : "false",
                        (unsigned long long)s.round.started_ms,
@@ -176,7 +179,7 @@ static void render_anti_entropy(const kvi_node *n, kvi_buf *b)
         return;
     kvi_ae_status s;
     kvi_anti_entropy_status(n->ae, &s);
-    char text[2048];
+    char text[3072];
     int len = snprintf(
         text, sizeof text,
         "# HELP kv_ae_exchanges_total Anti-entropy exchanges this node ran, by result.\n"
@@ -204,14 +207,22 @@ static void render_anti_entropy(const kvi_node *n, kvi_buf *b)
         "# HELP kv_ae_replication_lag_seconds Age of the oldest difference the last exchange "
         "repaired (0: it found none).\n"
         "# TYPE kv_ae_replication_lag_seconds gauge\n"
-        "kv_ae_replication_lag_seconds %.3f\n",
+        "kv_ae_replication_lag_seconds %.3f\n"
+        "# HELP kv_tombstones_pending_purge Dead keys the last purge pass kept: not every "
+        "replica has been repaired since they died, or the hint window has not passed.\n"
+        "# TYPE kv_tombstones_pending_purge gauge\n"
+        "kv_tombstones_pending_purge %llu\n"
+        "# HELP kv_tombstones_purged_total Dead keys purged once every replica held them.\n"
+        "# TYPE kv_tombstones_purged_total counter\n"
+        "kv_tombstones_purged_total %llu\n",
         (unsigned long long)s.exchanges_ok, (unsigned long long)s.exchanges_failed,
         (unsigned long long)s.keys_received, (unsigned long long)s.keys_sent,
         (unsigned long long)s.bytes[KVI_AE_PHASE_DIGEST],
         (unsigned long long)s.bytes[KVI_AE_PHASE_KEYS],
         (unsigned long long)s.bytes[KVI_AE_PHASE_REPAIR],
         (unsigned long long)s.records_damaged, (double)s.last_full_repair_ms / 1000.0,
-        (double)s.lag_ms / 1000.0);
+        (double)s.lag_ms / 1000.0, (unsigned long long)atomic_load(&n->tombstones_pending),
+        (unsigned long long)atomic_load(&n->tombstones_purged));
     if (len > 0 && (size_t)len < sizeof text)
         kvi_buf_raw(b, text, (size_t)len);
 }

@@ -38,6 +38,16 @@ struct kvi_node {
     kvi_hints hints;          /* kept for homes that missed writes */
     kvi_handoff *handoff;     /* gives them back */
     kvi_anti_entropy *ae;     /* exchanges with the members (NULL: not clustered) */
+    /* Tombstones purged once every replica has them (cluster/purge.h):
+     * a thread that looks every second and passes over the data when a
+     * member's repair or the clock may have made one purgeable. */
+    kvi_ticker purger;
+    uint64_t purge_window_ms, purge_margin_ms;
+    uint64_t purge_seen_repaired; /* the oldest member repair at the last pass */
+    uint64_t purge_next_due_ms;   /* from the last pass; 0: none */
+    uint64_t purge_last_pass_ms;
+    atomic_uint_fast64_t tombstones_purged;
+    atomic_uint_fast64_t tombstones_pending;
     kvi_ticker paxos_sweeper; /* removes settled Paxos records */
     kvi_ticker reporter;      /* logs the last minute's slow requests */
     uint32_t slow_ms;         /* the slow-request threshold */
@@ -133,6 +143,9 @@ int kvi_node_scan_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
                      kvi_buf *out);
 int kvi_node_http_scan(void *ctx, kvi_http_policy p, kv_scan_page **out, const char *cursor,
                        size_t limit, const kv_scan_options *so);
+
+/* node_purge.c: the purger's tick (kvi_tick_fn). */
+uint32_t kvi_node_purge_tick(void *ctx);
 
 /* node_figures.c: the failure figures in GET /metrics (kvi_metrics_extra_fn). */
 void kvi_node_render_metrics(void *ctx, kvi_buf *b);

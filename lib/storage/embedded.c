@@ -693,7 +693,6 @@ out:
 #define DEFAULT_SYNC_INTERVAL_MS 100u
 #define DEFAULT_BLOCK_CACHE (64u * 1024u * 1024u)
 #define DEFAULT_ROW_CACHE (64u * 1024u * 1024u)
-#define DEFAULT_GRACE_S 86400u
 #define MAX_SECONDS KVI_MAX_TTL_S
 
 int kvi_embedded_config(kvi_store_config *cfg, const kv_open_options *in)
@@ -725,6 +724,6 @@ int kvi_embedded_config(kvi_store_config *cfg, const kv_open_options *in)
     if (o->tombstone_grace_s == KV_GRACE_NONE)
         cfg->grace_ms = 0;
     else
-        cfg->grace_ms = 1000u * (o->tombstone_grace_s ? o->tombstone_grace_s : DEFAULT_GRACE_S);
+        cfg->grace_ms = 1000u * (o->tombstone_grace_s ? o->tombstone_grace_s : KVI_DEFAULT_TOMBSTONE_GRACE_S);
     return KV_OK;
 }

@@ -15,6 +15,10 @@
 #include <kv/kv.h>
 #include "storage/store.h"
 
+/* kv_open_options.tombstone_grace_s when 0: a day. In a cluster, the
+ * margin a purge keeps past the hint window and the replicas' repairs. */
+#define KVI_DEFAULT_TOMBSTONE_GRACE_S 86400u
+
 typedef struct kvi_embedded kvi_embedded;
 
 /* Checks the open options o and fills cfg's settings from them (path and

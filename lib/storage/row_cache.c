@@ -287,6 +287,20 @@ static void put_record(kvi_row_cache *c, const void *key, size_t key_len, const 
     pthread_mutex_unlock(&sh->lock);
 }
 
+void kvi_row_cache_forget(kvi_row_cache *c, const void *key, size_t key_len)
+{
+    if (!c)
+        return;
+    uint64_t hash = XXH3_64bits(key, key_len);
+    shard *sh = shard_of(c, hash);
+    pthread_mutex_lock(&sh->lock);
+    sh->gen++; /* a fill that read the record before it went is dropped */
+    entry **slot = find(sh, hash, key, key_len);
+    if (*slot)
+        remove_entry(sh, slot);
+    pthread_mutex_unlock(&sh->lock);
+}
+
 void kvi_row_cache_put(kvi_row_cache *c, const void *key, size_t key_len, const void *rec,
                        size_t rec_len)
 {

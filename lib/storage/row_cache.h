@@ -69,6 +69,10 @@ void kvi_row_cache_put_hashed(kvi_row_cache *c, const void *key, size_t key_len,
 int kvi_row_cache_entry_hash(kvi_row_cache *c, const void *key, size_t key_len,
                              uint64_t *entry_hash);
 
+/* After a delete RocksDB accepted (a purge): the key is no longer cached,
+ * and a fill that raced the delete is dropped. */
+void kvi_row_cache_forget(kvi_row_cache *c, const void *key, size_t key_len);
+
 /* Forgets every key (after a compaction run on request, say). */
 void kvi_row_cache_clear(kvi_row_cache *c);
 

@@ -585,6 +585,25 @@ static int put_record(kvi_store *s, const rocksdb_writeoptions_t *wo, const void
     return KV_OK;
 }
 
+int kvi_store_purge(kvi_store *s, const void *skey, size_t skey_len)
+{
+    int had = 0;
+    uint64_t old = 0;
+    if (s->digest) {
+        int rc = current_entry(s, skey, skey_len, &had, &old);
+        if (rc != KV_OK)
+            return rc;
+    }
+    char *err = NULL;
+    rocksdb_delete_cf(s->db, s->write_options, s->cf_data, skey, skey_len, &err);
+    if (err)
+        return rocks_error(err, "purging a record");
+    kvi_row_cache_forget(s->rows, skey, skey_len);
+    if (s->digest && had)
+        kvi_digest_change(s->digest, kvi_get_be64(skey), 1, old, 0, 0);
+    return KV_OK;
+}
+
 int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
                   const void *rec, size_t rec_len)
 {

@@ -81,6 +81,11 @@ void kvi_slice_release(kvi_slice *slice);
 int kvi_store_multi_get(kvi_store *s, size_t n, const unsigned char *const *skeys,
                         const size_t *skey_lens, kvi_slice *out, int *rcs);
 
+/* Removes a data record for good (a tombstone purged once every replica
+ * has it: cluster/purge.h), through the digest and the row cache, under
+ * the store's sync policy. The caller holds the key's lock. KV_OK (also
+ * when there was no record), KV_EIO. */
+int kvi_store_purge(kvi_store *s, const void *skey, size_t skey_len);
 int kvi_store_put(kvi_store *s, const void *skey, size_t skey_len,
                   const void *rec, size_t rec_len);
 

@@ -220,12 +220,15 @@ static void parts_cut_ranges_evenly_and_in_order(void **state)
 typedef struct seen {
     char keys[8][8];
     kvi_ae_diff diffs[8];
+    uint64_t hashes[8];
     int n;
 } seen;
 
-static void note(void *ctx, const unsigned char *skey, size_t len, kvi_ae_diff d)
+static void note(void *ctx, const unsigned char *skey, size_t len, kvi_ae_diff d,
+                 uint64_t their_hash)
 {
     seen *s = ctx;
+    s->hashes[s->n] = their_hash;
     memcpy(s->keys[s->n], skey, len);
     s->keys[s->n][len] = 0;
     s->diffs[s->n++] = d;
@@ -243,9 +246,12 @@ static void key_lists_disagree_where_they_should(void **state)
     const char *want_keys[] = {"a", "bb", "c", "f", "g"};
     kvi_ae_diff want[] = {KVI_AE_ONLY_MINE, KVI_AE_DIFFERENT, KVI_AE_ONLY_THEIRS,
                           KVI_AE_ONLY_MINE, KVI_AE_ONLY_THEIRS};
+    /* The peer's hash where it holds the key, for the repair to compare. */
+    uint64_t want_hash[] = {0, 30, 5, 0, 7};
     for (int i = 0; i < 5; i++) {
         assert_string_equal(s.keys[i], want_keys[i]);
         assert_int_equal(s.diffs[i], want[i]);
+        assert_int_equal(s.hashes[i], want_hash[i]);
     }
     memset(&s, 0, sizeof s);
     assert_int_equal(kvi_ae_compare_keys(mine, 5, mine, 5, note, &s), 0);

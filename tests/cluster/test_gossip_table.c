@@ -96,6 +96,7 @@ static void codec_round_trip_and_refusals(void **state)
     snprintf(e.http, sizeof e.http, "127.0.0.1:8082");
     assert_int_equal(kvi_gossip_merge_entry(&t, &e), 1);
     e = entry("n1", 7, 8, KVI_MEMBER_UP);
+    e.repaired_ms = 1700000000123ull;
     assert_int_equal(kvi_gossip_merge_entry(&t, &e), 1);
     kvi_buf b = {0};
     kvi_gossip_encode(&b, &t);
@@ -120,8 +121,28 @@ static void codec_round_trip_and_refusals(void **state)
     kvi_gossip_encode(&twice, &dup);
     assert_int_equal(kvi_gossip_decode(&back, twice.data, twice.len), KV_EINVAL);
     /* An unknown format byte. */
-    b.data[0] = 2;
+    b.data[0] = 3;
     assert_int_equal(kvi_gossip_decode(&back, b.data, b.len - 1), KV_EINVAL);
+    b.data[0] = 2;
+    /* Format 1 (no last full repair) is still read, as 0. */
+    kvi_buf one = {0};
+    kvi_buf_u8(&one, 1);
+    kvi_buf_u16(&one, 1);
+    kvi_buf_bytes(&one, "n1", 2);
+    kvi_buf_bytes(&one, t.entries[0].addr, strlen(t.entries[0].addr));
+    kvi_buf_bytes(&one, "", 0);
+    kvi_buf_u64(&one, 7);
+    kvi_buf_u64(&one, 8);
+    kvi_buf_u8(&one, KVI_MEMBER_UP);
+    assert_int_equal(kvi_gossip_decode(&back, one.data, one.len), KV_OK);
+    assert_int_equal(back.n, 1);
+    assert_int_equal(back.entries[0].heartbeat, 8);
+    assert_int_equal(back.entries[0].repaired_ms, 0);
+    kvi_gossip_table_free(&back);
+    /* ...but not format 1 with format 2's field after it. */
+    kvi_buf_u64(&one, 5);
+    assert_int_equal(kvi_gossip_decode(&back, one.data, one.len), KV_EINVAL);
+    kvi_buf_free(&one);
     kvi_buf_free(&b);
     kvi_buf_free(&swapped);
     kvi_buf_free(&twice);
@@ -168,6 +189,12 @@ static void implausible_news_is_refused(void **state)
     assert_non_null(kvi_gossip_implausible(&t, &future, "me", now));
     future.generation = now + 1000; /* a little skew is fine */
     assert_null(kvi_gossip_implausible(&t, &future, "me", now));
+    /* A last full repair from the future would let tombstones go early. */
+    kvi_gossip_entry early = entry("n1", now - 9000, 9, KVI_MEMBER_UP);
+    early.repaired_ms = now + KVI_GOSSIP_MAX_CLOCK_AHEAD_MS + 1;
+    assert_non_null(kvi_gossip_implausible(&t, &early, "me", now));
+    early.repaired_ms = now - 10;
+    assert_null(kvi_gossip_implausible(&t, &early, "me", now));
     /* A new member at a new address. */
     kvi_gossip_entry fresh = entry("n2", now - 1000, 1, KVI_MEMBER_JOINING);
     snprintf(fresh.addr, sizeof fresh.addr, "127.0.0.1:7499");

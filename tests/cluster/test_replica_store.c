@@ -14,6 +14,7 @@
 #include "cluster/replica_store.h"
 #include "client/handle.h"
 #include "storage/raw.h"
+#include "storage/store.h"
 
 static kvi_state st, other;
 
@@ -246,6 +247,91 @@ static void damaged_states_are_refused(void **state)
     kvi_buf_free(&holder);
 }
 
+/* ...but a merge (replication, read repair, anti-entropy) replaces the
+ * damaged record with the state it brings, and counts it. */
+static void a_merge_replaces_a_damaged_record(void **state)
+{
+    fixture *f = *state;
+    kvi_buf holder = {0};
+    kvi_sibling v = value_of("precious");
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "d", 1, NULL, "n1", &v),
+                     KV_OK);
+    static kvi_state good;
+    good = st; /* the state a replica that holds it whole would send */
+    kvi_buf keep = {0};
+    kvi_buf_raw(&keep, holder.data, holder.len);
+    assert_int_equal(kvi_state_decode(&good, keep.data, keep.len, kvi_key_token("d", 1)),
+                     KV_OK);
+    kvi_buf_free(&holder);
+    kv_close(f->db);
+    f->db = NULL;
+    raw_db raw;
+    assert_int_equal(raw_open(&raw, f->dir), 0);
+    size_t len;
+    char *rec = raw_get(&raw, "d", 1, &len);
+    rec[len / 2] ^= 0x40;
+    assert_int_equal(raw_put(&raw, "d", 1, rec, len), 0);
+    free(rec);
+    raw_close(&raw);
+    assert_int_equal(kv_open(&f->db, f->dir, NULL), KV_OK);
+    kvi_store *store = kvi_embedded_store(f->db->embedded);
+    assert_int_equal(kvi_store_corrupt_replaced(store), 0);
+    int changed = 0;
+    assert_int_equal(kvi_replica_merge(&changed, NULL, f->db->embedded, "d", 1, &good), KV_OK);
+    assert_true(changed);
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "d", 1), KV_OK);
+    assert_true(holds(&st, "precious"));
+    assert_int_equal(kvi_store_corrupt_replaced(store), 1);
+    /* The same through a batch of merges. */
+    kvi_buf_free(&holder);
+    kv_close(f->db);
+    f->db = NULL;
+    assert_int_equal(raw_open(&raw, f->dir), 0);
+    rec = raw_get(&raw, "d", 1, &len);
+    rec[len / 2] ^= 0x40;
+    assert_int_equal(raw_put(&raw, "d", 1, rec, len), 0);
+    free(rec);
+    raw_close(&raw);
+    assert_int_equal(kv_open(&f->db, f->dir, NULL), KV_OK);
+    kvi_merge_item item = {.key = "d", .key_len = 1, .incoming = &good};
+    assert_int_equal(kvi_replica_merge_many(f->db->embedded, &item, 1, 0), KV_OK);
+    assert_int_equal(item.status, KV_OK);
+    assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "d", 1), KV_OK);
+    assert_true(holds(&st, "precious"));
+    assert_int_equal(kvi_store_corrupt_replaced(kvi_embedded_store(f->db->embedded)), 1);
+    kvi_buf_free(&holder);
+    kvi_buf_free(&keep);
+}
+
+/* A node's first write of a key starts its counter from the write's time,
+ * so that it never reuses a dot of the key's purged past (cluster/purge.h);
+ * later writes count on by one. */
+static void a_nodes_first_dot_of_a_key_starts_from_its_write_time(void **state)
+{
+    fixture *f = *state;
+    kvi_buf holder = {0};
+    kvi_sibling v = value_of("first");
+    v.write_ms = 5000;
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "t", 1, NULL, "n1", &v),
+                     KV_OK);
+    assert_int_equal(v.dot.counter, (5000ull << 10) + 1);
+    assert_int_equal(v.version, 1); /* the version the API shows is not affected */
+    kvi_vv seen = st.clock;
+    kvi_sibling w = value_of("second");
+    w.write_ms = 6000;
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "t", 1, &seen, "n1", &w),
+                     KV_OK);
+    assert_int_equal(w.dot.counter, (5000ull << 10) + 2);
+    /* Another node's first write of the same key: from its write time. */
+    seen = st.clock;
+    kvi_sibling x = value_of("third");
+    x.write_ms = 7000;
+    assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "t", 1, &seen, "n2", &x),
+                     KV_OK);
+    assert_int_equal(x.dot.counter, (7000ull << 10) + 1);
+    assert_int_equal(st.n, 1);
+    kvi_buf_free(&holder);
+}
 
 static void the_embedded_paths_read_states_and_refuse_to_write_them(void **state)
 {
@@ -326,6 +412,8 @@ int main(void)
         T(coordinated_writes_and_merges_share_one_write),
         T(embedded_records_read_as_states),
         T(damaged_states_are_refused),
+        T(a_merge_replaces_a_damaged_record),
+        T(a_nodes_first_dot_of_a_key_starts_from_its_write_time),
         T(the_embedded_paths_read_states_and_refuse_to_write_them),
     };
     return cmocka_run_group_tests_name("cluster.replica_store", tests, NULL, NULL);

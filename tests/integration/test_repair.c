@@ -103,6 +103,13 @@ static void load(kv *db, const char *tag, size_t from, size_t to, kv_consistency
     kv_batch_free(b);
 }
 
+static int put_at_all(kv *db, const char *key, const char *value)
+{
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.consistency = KV_CONSISTENCY_ALL;
+    return kv_put(NULL, db, key, strlen(key), value, strlen(value), &wo);
+}
+
 /* A client handle that talks to node i alone (no view of the ring). */
 static kv *alone(const cluster *c, int i)
 {
@@ -501,6 +508,187 @@ static void a_damaged_record_is_rewritten_by_repair(void **state)
     cJSON_Delete(d);
 }
 
+static const char *const purge_flags[] = {"--ae-interval", "0", "--sync", "none",
+                                          "--hint-window", "1", "--tombstone-grace", "1",
+                                          NULL};
+
+static int setup_purge(void **state)
+{
+    make_cluster_with(state, 3, "lww", purge_flags);
+    return 0;
+}
+
+/* A figure of node i's antiEntropy object, or of its description. */
+static double node_ae_figure(const cluster *c, int i, const char *name)
+{
+    cJSON *d = description(c, i);
+    double v = ae_figure(d, name, NULL);
+    cJSON_Delete(d);
+    return v;
+}
+
+/* Runs `kvctl repair --wait` on every node (each node's own round). */
+static void kvctl_repair_all(const cluster *c)
+{
+    const char *kvctl = getenv("KVCTL");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s repair --wait", kvctl, c->nodes[0].listen);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[4096] = "";
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    int status = pclose(p);
+    printf("    kvctl: %s", out);
+    if (status != 0)
+        fail_msg("kvctl repair failed (status %d): %s", status, out);
+    for (int i = 0; i < 3; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "%s ", c->nodes[i].id);
+        const char *at = strstr(out, line);
+        if (!at || strncmp(at + strspn(at + strlen(line), " ") + strlen(line), "repaired with",
+                           13) != 0)
+            fail_msg("kvctl repair did not report %s repaired: %s", c->nodes[i].id, out);
+    }
+}
+
+/* Node i's own state of every key of tag [0, n): how many are dead (each
+ * sibling a tombstone), live, and absent. */
+static void count_states(const cluster *c, int i, const char *tag, size_t n, size_t *dead,
+                         size_t *live, size_t *absent)
+{
+    kv *db = alone(c, i);
+    static kvi_state st;
+    kvi_buf holder = {0};
+    char key[48];
+    *dead = *live = *absent = 0;
+    for (size_t k = 0; k < n; k++) {
+        key_name(key, sizeof key, tag, k);
+        kvi_buf_reset(&holder);
+        int rc = kvi_client_get_state(db->client, &st, &holder, key, strlen(key));
+        if (rc == KV_ENOTFOUND) {
+            (*absent)++;
+            continue;
+        }
+        assert_int_equal(rc, KV_OK);
+        int all_dead = st.n > 0;
+        for (size_t s = 0; s < st.n; s++)
+            all_dead &= st.sibs[s].tombstone;
+        *dead += all_dead;
+        *live += !all_dead;
+    }
+    kvi_buf_free(&holder);
+    kv_close(db);
+}
+
+static void tombstones_are_purged_only_once_every_replica_has_them(void **state)
+{
+    cluster *c = *state;
+    size_t keys = 10000 / SCALE;
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    load(db, "t", 0, keys, KV_CONSISTENCY_ALL);
+    kv_close(db);
+    /* Every node fully repaired once, before the deletes: their repairs
+     * are known (gossiped), and older than what they must cover. */
+    kvctl_repair_all(c);
+
+    /* The deletes, while the third replica is down: its hints are dropped
+     * (one-second window) before it comes back. */
+    stop(c, 2, SIGTERM);
+    kv *first = alone(c, 0);
+    kv_batch *b;
+    assert_int_equal(kv_batch_new(&b), KV_OK);
+    kv_write_options wo = KV_WRITE_OPTIONS_INIT;
+    wo.consistency = KV_CONSISTENCY_QUORUM;
+    char key[48];
+    for (size_t k = 0; k < keys;) {
+        kv_batch_clear(b);
+        for (size_t m = 0; m < BATCH && k < keys; m++, k++) {
+            key_name(key, sizeof key, "t", k);
+            assert_int_equal(kv_batch_delete(b, key, strlen(key)), KV_OK);
+        }
+        assert_int_equal(kv_batch_execute(first, b, &wo, NULL), KV_OK);
+        for (size_t i = 0; i < kv_batch_count(b); i++)
+            assert_int_equal(kv_batch_result(NULL, NULL, b, i), KV_OK);
+    }
+    kv_batch_free(b);
+    kv_close(first);
+    for (int tries = 0; tries < 600 && failures_sum(c, "hintsDropped") < (double)keys; tries++)
+        sleep_ms(100);
+    assert_true(failures_sum(c, "hintsDropped") >= (double)keys);
+
+    /* The first two repair with each other (the third is down, so neither
+     * is fully repaired since the deletes): nothing may be purged. */
+    for (int i = 0; i < 2; i++) {
+        char *report = NULL;
+        kv *one = alone(c, i);
+        assert_int_equal(kv_repair(&report, one, NULL), KV_OK);
+        kv_string_free(report);
+        kv_close(one);
+    }
+    size_t dead, live, absent;
+    for (int i = 0; i < 2; i++) {
+        count_states(c, i, "t", keys, &dead, &live, &absent);
+        assert_int_equal(dead, keys);
+        assert_int_equal(node_ae_figure(c, i, "tombstonesPurged"), 0);
+    }
+
+    /* The third comes back holding every value: a read at ONE could find
+     * one there until repair. */
+    start(c, 2);
+    count_states(c, 2, "t", keys, &dead, &live, &absent);
+    assert_int_equal(live, keys);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (i != j)
+                wait_up(c, i, j);
+    kvctl_repair_all(c);
+
+    /* Repaired: no deleted key is readable at ONE, wherever it is read. */
+    count_states(c, 2, "t", keys, &dead, &live, &absent);
+    assert_int_equal(live, 0);
+    db = client_all(c, KV_POLICY_LWW, NULL);
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = KV_CONSISTENCY_ONE;
+    size_t readable = 0;
+    for (size_t k = 0; k < keys; k++) {
+        key_name(key, sizeof key, "t", k);
+        kv_value *v = NULL;
+        int rc = kv_get(&v, db, key, strlen(key), &ro);
+        assert_true(rc == KV_OK || rc == KV_ENOTFOUND);
+        readable += rc == KV_OK;
+        kv_value_free(v);
+    }
+    assert_int_equal(readable, 0);
+
+    /* Every replica was fully repaired after the deletes, past the hint
+     * window and the margin: each purges them all (bounded wait). */
+    for (int i = 0; i < 3; i++) {
+        int tries = 0;
+        while (node_ae_figure(c, i, "tombstonesPurged") < (double)keys && tries++ < 600)
+            sleep_ms(100);
+        assert_int_equal(node_ae_figure(c, i, "tombstonesPurged"), keys);
+        count_states(c, i, "t", keys, &dead, &live, &absent);
+        assert_int_equal(absent, keys);
+        uint64_t h;
+        uint32_t n;
+        whole_digest(c, i, &h, &n);
+        assert_int_equal(n, 0);
+    }
+    printf("    %zu keys deleted while a replica was down: none purged before it was "
+           "repaired, none readable at ONE after, all purged on the 3 replicas\n", keys);
+
+    /* A key written again after its purge is a new key on every replica. */
+    assert_int_equal(put_at_all(db, "t00000007", "back"), KV_OK);
+    kv_close(db);
+    char got[VALUE_SIZE + 1];
+    for (int i = 0; i < 3; i++) {
+        memset(got, 0, sizeof got);
+        assert_int_equal(state_on(c, i, "t00000007", got, sizeof got), KV_OK);
+        assert_string_equal(got, "back");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +697,8 @@ int main(void)
             diverged_keys_among_many_are_found_and_a_clean_exchange_sends_none, setup, teardown),
         cmocka_unit_test_setup_teardown(a_damaged_record_is_rewritten_by_repair, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(tombstones_are_purged_only_once_every_replica_has_them,
+                                        setup_purge, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,6 +44,7 @@ typedef struct settings {
     uint32_t max_value_size;
     uint64_t max_buffered;   /* --max-buffered-bytes */
     uint64_t row_cache;      /* --row-cache-bytes; 0: none */
+    uint64_t grace_s;        /* --tombstone-grace; 0: the default; KV_GRACE_NONE: none */
     char **peers;      /* binary addresses of the cluster's members */
     size_t n_peers;
     char **seeds;      /* binary addresses of members to join through */
@@ -185,6 +186,10 @@ static void usage(FILE *f)
           "  --max-buffered-bytes BYTES what the binary protocol's connections may hold in all,\n"
           "                             1048576..68719476736 (default 268435456, 256 MiB)\n"
           "                             [maxBufferedBytes]\n"
+          "  --tombstone-grace SECONDS  how long a deleted key's tombstone is kept past the hint\n"
+          "                             window and its replicas' repairs before it is purged\n"
+          "                             (alone: past the delete), 0..315360000 (default 86400)\n"
+          "                             [tombstoneGraceS]\n"
           "  --row-cache-bytes BYTES    the latest records of recently used keys, held in memory\n"
           "                             in front of RocksDB; 0..1099511627776, 0 meaning none\n"
           "                             (default 67108864, 64 MiB) [rowCacheBytes]\n"
@@ -390,6 +395,9 @@ static int load_config(settings *s, const char *path)
             ;
         else if (strcmp(k, "logLevel") == 0 && str && parse_level(str, &s->log_level) == 0)
             ;
+        else if (strcmp(k, "tombstoneGraceS") == 0 && is_num && item->valuedouble >= 0 &&
+                 item->valuedouble <= 315360000)
+            s->grace_s = item->valuedouble == 0 ? KV_GRACE_NONE : (uint64_t)item->valuedouble;
         else if (strcmp(k, "rowCacheBytes") == 0 && is_num &&
                  item->valuedouble <= (double)(UINT64_C(1) << 40))
             s->row_cache = (uint64_t)item->valuedouble;
@@ -523,6 +531,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, 3600000, &n) != 0 || n == 0)
                 return bad("--slow-request must be 1..3600000 ms, not \"%s\"", v);
             s->slow_request_ms = (unsigned)n;
+        } else if (strcmp(flag, "--tombstone-grace") == 0) {
+            if (parse_uint(v, 315360000, &n) != 0)
+                return bad("--tombstone-grace must be 0..315360000 seconds, not \"%s\"", v);
+            s->grace_s = n == 0 ? KV_GRACE_NONE : n;
         } else if (strcmp(flag, "--row-cache-bytes") == 0) {
             if (parse_uint(v, 1ul << 40, &n) != 0)
                 return bad("--row-cache-bytes must be 0..1099511627776, not \"%s\"", v);
@@ -673,6 +685,7 @@ int main(int argc, char **argv)
     store.log_fn = log_line;
     store.log_level = s.log_level;
     store.row_cache_bytes = s.row_cache ? s.row_cache : KV_ROW_CACHE_NONE;
+    store.tombstone_grace_s = s.grace_s;
     kv_node_options node = KV_NODE_OPTIONS_INIT;
     node.data_dir = s.data;
     node.node_id = s.node_id;
