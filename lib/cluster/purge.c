@@ -36,10 +36,11 @@ int kvi_purge_dead_since(const kvi_state *s, uint64_t now_ms, uint64_t *dead_sin
 int kvi_purge_allowed(uint64_t dead_since, uint64_t now_ms, uint64_t hint_window_ms,
                       uint64_t margin_ms, const uint64_t *repaired_ms, size_t n)
 {
-    if (n == 0 || now_ms < dead_since || now_ms - dead_since < hint_window_ms + margin_ms)
+    uint64_t safe = dead_since + hint_window_ms + margin_ms;
+    if (n == 0 || safe < dead_since || now_ms < safe)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (repaired_ms[i] < dead_since || repaired_ms[i] - dead_since < margin_ms)
+        if (repaired_ms[i] < safe)
             return 0;
     return 1;
 }
@@ -102,8 +103,7 @@ static int visit(void *ctx, const void *key, size_t key_len, const void *value,
         p->fig->pending++;
         /* Waiting on the clock alone: when it will be due. */
         uint64_t due = dead_since + p->cfg->hint_window_ms + p->cfg->margin_ms;
-        if (n && oldest >= dead_since && oldest - dead_since >= p->cfg->margin_ms &&
-            (!p->fig->next_due_ms || due < p->fig->next_due_ms))
+        if (n && oldest >= due && (!p->fig->next_due_ms || due < p->fig->next_due_ms))
             p->fig->next_due_ms = due;
         return 0;
     }

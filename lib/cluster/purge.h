@@ -4,19 +4,19 @@
  *
  * A key is dead when each sibling it holds is a tombstone or a value past
  * its expiry; it died at the latest of their write times (tombstones) and
- * expiry times (values). A dead key is purged (removed for good, through
- * the digest) only when
- *   - every home replica of the key was last fully repaired (an exchange
- *     with every member it shares ranges with, each started then or later
- *     and ended cleanly) at least `margin` after it died, and
- *   - the hint window and the margin have passed since it died.
- * Why that is enough: the key's coordinator stored the delete when it
- * acknowledged it, and keeps it until the purge. Its full repair, started
- * after the delete, exchanged with every other replica, and each exchange
- * sent the delete to a replica that lacked it. Past the hint window no hint
- * older than the delete is still waiting to be handed off. The margin
- * covers the clocks of the members disagreeing. So no replica still holds
- * a value the delete superseded, and none can bring it back.
+ * expiry times (values). It is safe to purge once the hint window and
+ * `margin` have passed since it died. A dead key is purged (removed for
+ * good, through the digest) only when it is safe, and every home replica
+ * of the key was last fully repaired (an exchange with every member it
+ * shares ranges with, each started then or later and ended cleanly) after
+ * it became safe.
+ * Why that is enough: by the end of the hint window every hint of the
+ * delete has been handed off or dropped, so each replica that will ever
+ * hold the tombstone without a repair holds it. If one does, its full
+ * repair, started later, exchanged with every other replica and sent the
+ * tombstone to each that lacked it or held an older value. The margin
+ * covers the members' clocks disagreeing. So no replica still holds a
+ * value the delete superseded, and none can bring it back.
  *
  * Threads: kvi_purge_pass from one thread at a time (a node's purger); it
  * takes each key's lock around the key's purge.

@@ -50,28 +50,29 @@ static void dead_is_every_sibling_dead(void **state)
 static void purge_waits_for_every_replica_the_window_and_the_margin(void **state)
 {
     (void)state;
+    /* Safe from 10000 + 3000 + 1000 = 14000 on. */
     const uint64_t died = 10000, window = 3000, margin = 1000;
-    uint64_t repaired[3] = {12000, 11500, 11000};
-    /* Everything allows it. */
+    uint64_t repaired[3] = {16000, 15000, 14000};
     assert_true(kvi_purge_allowed(died, 14000, window, margin, repaired, 3));
     /* The hint window plus the margin has not passed. */
     assert_false(kvi_purge_allowed(died, 13999, window, margin, repaired, 3));
-    /* One replica's last full repair came less than the margin after the
-     * death (or before it, or never). */
-    repaired[2] = 10999;
+    /* One replica's last full repair started before it was safe (while a
+     * hint of the delete could still be on its way), or never. */
+    repaired[2] = 13999;
     assert_false(kvi_purge_allowed(died, 20000, window, margin, repaired, 3));
     repaired[2] = 9000;
     assert_false(kvi_purge_allowed(died, 20000, window, margin, repaired, 3));
     repaired[2] = 0;
     assert_false(kvi_purge_allowed(died, 20000, window, margin, repaired, 3));
     /* No replica known: never. A death in the future (a skewed clock):
-     * not yet. */
+     * not yet. A time so late it wraps: never. */
     assert_false(kvi_purge_allowed(died, 20000, window, margin, repaired, 0));
-    repaired[2] = 12000;
+    repaired[2] = 14000;
     assert_false(kvi_purge_allowed(30000, 20000, window, margin, repaired, 3));
-    /* No margin: the repairs need only start after the death. */
+    assert_false(kvi_purge_allowed(UINT64_MAX - 10, UINT64_MAX, window, margin, repaired, 3));
+    /* No margin and no window: the repairs need only start after the death. */
     uint64_t just[1] = {died};
-    assert_true(kvi_purge_allowed(died, died + window, window, 0, just, 1));
+    assert_true(kvi_purge_allowed(died, died, 0, 0, just, 1));
 }
 
 int main(void)
