@@ -57,7 +57,9 @@ typedef struct kv_open_options {
     /** How long a tombstone (and an expired record) is kept before compaction
      * may drop it, so replicas can still learn of the delete; seconds.
      * 0 = the default of 86400 (one day); KV_GRACE_NONE = drop at once.
-     * A node of a cluster drops none (docs/design/ANTI_ENTROPY.md). */
+     * A node of a cluster drops none in compactions; it purges a dead key
+     * once the hint window plus this margin has passed and every replica
+     * of the key has been fully repaired since (docs/design/ANTI_ENTROPY.md). */
     uint64_t tombstone_grace_s;
     kv_log_fn log_fn;           /**< NULL = no logging */
     void *log_ctx;              /**< passed to log_fn */

@@ -26,7 +26,8 @@
  *                                    round with the members it shares ranges
  *                                    with; --wait follows each to its end
  *   repair-status                    per node: last full repair, exchanges,
- *                                    keys repaired, bytes, replication lag
+ *                                    keys repaired, bytes, replication lag,
+ *                                    tombstones awaiting purge
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -165,7 +166,8 @@ static void usage(FILE *f)
           "                              prints what it repaired (exit 1 if one failed)\n"
           "  repair-status               per node: when it was last fully repaired,\n"
           "                              its exchanges, keys repaired, bytes, the\n"
-          "                              replication lag its last exchange saw\n"
+          "                              replication lag its last exchange saw, and\n"
+          "                              the tombstones it keeps until it may purge them\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -1157,8 +1159,9 @@ static int cmd_repair_status(kv *db, const struct cli *c)
         return code;
     cJSON *out = cJSON_CreateArray();
     if (!g_json)
-        printf("%-20s %-14s %9s %9s %10s %10s %10s %9s  %s\n", "NODE", "FULL REPAIR",
-               "EXCHANGES", "FAILED", "KEYS IN", "KEYS OUT", "BYTES", "LAG", "LAST ERROR");
+        printf("%-20s %-14s %9s %9s %10s %10s %10s %9s %10s  %s\n", "NODE", "FULL REPAIR",
+               "EXCHANGES", "FAILED", "KEYS IN", "KEYS OUT", "BYTES", "LAG", "TO PURGE",
+               "LAST ERROR");
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
         const char *id = text_or(m, "nodeId", "-");
@@ -1186,10 +1189,11 @@ static int cmd_repair_status(kv *db, const struct cli *c)
         human_bytes(bytes, sizeof bytes, number_or(b, "digest") + number_or(b, "keys") +
                                              number_or(b, "repair"));
         const cJSON *err = cJSON_GetObjectItemCaseSensitive(ae, "lastError");
-        printf("%-20s %-14s %9.0f %9.0f %10.0f %10.0f %10s %8.1fs  %s\n", id, age,
+        printf("%-20s %-14s %9.0f %9.0f %10.0f %10.0f %10s %8.1fs %10.0f  %s\n", id, age,
                number_or(ae, "exchanges"), number_or(ae, "exchangesFailed"),
                number_or(ae, "keysReceived"), number_or(ae, "keysSent"), bytes,
-               number_or(ae, "lagMs") / 1000.0, cJSON_IsString(err) ? err->valuestring : "-");
+               number_or(ae, "lagMs") / 1000.0, number_or(ae, "tombstonesPendingPurge"),
+               cJSON_IsString(err) ? err->valuestring : "-");
         cJSON_Delete(desc);
     }
     if (g_json) {
