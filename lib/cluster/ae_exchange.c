@@ -1,6 +1,7 @@
 /* cluster/ae_exchange.c - one anti-entropy exchange (see ae_exchange.h). */
 #include "cluster/ae_exchange.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,13 +110,12 @@ typedef struct sent {
     int records;
 } sent;
 
+/* Records the exchange's failure (the first one: it is the one told). */
 static void fail(exchange *x, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-#include <stdarg.h>
 static void fail(exchange *x, int rc, const char *fmt, ...)
 {
     if (x->rc != KV_OK)
-        return; /* the first failure is the one told */
+        return;
     x->rc = rc;
     va_list ap;
     va_start(ap, fmt);
@@ -535,8 +535,10 @@ static void push_page(exchange *x, task *t)
 static void add_next(exchange *x, kvi_ae_range r)
 {
     kvi_ae_range *g = grow(x->next, x->n_next, &x->cap_next, sizeof *g);
-    if (!g)
-        return fail(x, KV_ENOMEM, "out of memory comparing digests");
+    if (!g) {
+        fail(x, KV_ENOMEM, "out of memory comparing digests");
+        return;
+    }
     x->next = g;
     x->next[x->n_next++] = r;
 }
@@ -544,8 +546,10 @@ static void add_next(exchange *x, kvi_ae_range r)
 static void add_seg(exchange *x, uint32_t seg)
 {
     uint32_t *g = grow(x->segs, x->n_segs, &x->cap_segs, sizeof *g);
-    if (!g)
-        return fail(x, KV_ENOMEM, "out of memory comparing digests");
+    if (!g) {
+        fail(x, KV_ENOMEM, "out of memory comparing digests");
+        return;
+    }
     x->segs = g;
     x->segs[x->n_segs++] = seg;
 }
@@ -558,8 +562,10 @@ static void take_digests(exchange *x, task *t, const kvi_response *resp)
     size_t n = kvi_ae_parts(parts, KVI_AE_MAX_RANGES, x->level + t->first, t->end - t->first,
                             x->level_fanout);
     if (kvi_ae_digest_answer_decode(their_hash, their_keys, n, resp->value.data,
-                                    resp->value.len) != 0)
-        return fail(x, KV_EIO, "the peer's digest answer is malformed");
+                                    resp->value.len) != 0) {
+        fail(x, KV_EIO, "the peer's digest answer is malformed");
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t mine_hash, mine_keys;
         kvi_digest_range(x->digest, parts[i].first, parts[i].end, &mine_hash, &mine_keys);
@@ -625,11 +631,15 @@ static void take_keys(exchange *x, task *t, const kvi_response *resp)
     uint32_t count;
     int more;
     kvi_reader items;
-    if (kvi_ae_keys_answer_check(&count, &more, &items, resp->value.data, resp->value.len, 0))
-        return fail(x, KV_EIO, "the peer's key list is malformed");
+    if (kvi_ae_keys_answer_check(&count, &more, &items, resp->value.data, resp->value.len, 0)) {
+        fail(x, KV_EIO, "the peer's key list is malformed");
+        return;
+    }
     kvi_ae_key *theirs = count ? malloc(count * sizeof *theirs) : NULL;
-    if (count && !theirs)
-        return fail(x, KV_ENOMEM, "out of memory comparing key lists");
+    if (count && !theirs) {
+        fail(x, KV_ENOMEM, "out of memory comparing key lists");
+        return;
+    }
     for (uint32_t i = 0; i < count; i++) {
         kvi_bytes k;
         uint64_t h;
@@ -641,7 +651,8 @@ static void take_keys(exchange *x, task *t, const kvi_response *resp)
                            : (kvi_bytes){0};
     if (!keys_inside(x, t, &first, &last) || (more && count == 0)) {
         free(theirs);
-        return fail(x, KV_EIO, "the peer's key list holds keys outside the segments asked");
+        fail(x, KV_EIO, "the peer's key list holds keys outside the segments asked");
+        return;
     }
     /* This node's keys over the same stretch: through the peer's last key
      * when more follow, else to the range's end. */
@@ -674,8 +685,10 @@ static void take_fill(exchange *x, task *t, const kvi_response *resp)
     uint32_t count;
     int more;
     kvi_reader items;
-    if (kvi_ae_keys_answer_check(&count, &more, &items, resp->value.data, resp->value.len, 1))
-        return fail(x, KV_EIO, "the peer's records answer is malformed");
+    if (kvi_ae_keys_answer_check(&count, &more, &items, resp->value.data, resp->value.len, 1)) {
+        fail(x, KV_EIO, "the peer's records answer is malformed");
+        return;
+    }
     kvi_bytes skeys[MERGE_BATCH], recs[MERGE_BATCH];
     kvi_bytes last = {0};
     size_t n = 0;
@@ -683,8 +696,10 @@ static void take_fill(exchange *x, task *t, const kvi_response *resp)
         uint64_t h;
         kvi_ae_keys_answer_next(&items, &skeys[n], &h, &recs[n]);
         last = skeys[n];
-        if (skeys[n].len <= KVI_TOKEN_SIZE || !keys_inside(x, t, &skeys[n], &skeys[n]))
-            return fail(x, KV_EIO, "the peer's records hold keys outside the segments asked");
+        if (skeys[n].len <= KVI_TOKEN_SIZE || !keys_inside(x, t, &skeys[n], &skeys[n])) {
+            fail(x, KV_EIO, "the peer's records hold keys outside the segments asked");
+            return;
+        }
         if (++n == MERGE_BATCH || i + 1 == count) {
             int rc = merge_records(x, skeys, recs, n);
             if (rc != KV_OK)
@@ -693,8 +708,10 @@ static void take_fill(exchange *x, task *t, const kvi_response *resp)
         }
     }
     if (x->rc == KV_OK && more) {
-        if (count == 0)
-            return fail(x, KV_EIO, "the peer's records answer is empty yet says more follow");
+        if (count == 0) {
+            fail(x, KV_EIO, "the peer's records answer is empty yet says more follow");
+            return;
+        }
         add_task(x, T_FILL, t->first, t->end, last.data, last.len);
     }
 }
@@ -702,8 +719,10 @@ static void take_fill(exchange *x, task *t, const kvi_response *resp)
 static void take_state(exchange *x, task *t, const kvi_response *resp)
 {
     fetched *g = grow(x->pending, x->n_pending, &x->cap_pending, sizeof *g);
-    if (!g)
-        return fail(x, KV_ENOMEM, "out of memory keeping a repaired state");
+    if (!g) {
+        fail(x, KV_ENOMEM, "out of memory keeping a repaired state");
+        return;
+    }
     x->pending = g;
     fetched *f = &x->pending[x->n_pending++];
     f->key_off = x->pending_bytes.len;
@@ -920,7 +939,8 @@ static void start(coord_op *op)
     if (rc != KV_OK) {
         free(whole);
         free(partial);
-        return fail(x, rc, "out of memory planning an anti-entropy exchange");
+        fail(x, rc, "out of memory planning an anti-entropy exchange");
+        return;
     }
     for (size_t i = 0; i < n_partial; i++) {
         task *t = task_new(x, T_KEYS, partial[i], partial[i] + 1, NULL, 0);
@@ -957,6 +977,9 @@ int kvi_ae_exchange_start(const kvi_coord_env *env, const kvi_ae_exchange_config
     kvi_digest *d = env->local ? kvi_store_digest(kvi_embedded_store(env->local)) : NULL;
     if (!d)
         return kvi_error(KV_EINVAL, "this node keeps no anti-entropy digest");
+    if (!kvi_digest_ready(d))
+        return kvi_error(KV_EUNAVAILABLE, "this node's anti-entropy digest is still being "
+                                          "built from its data");
     if (env->view->self < 0 || cfg->peer >= env->view->n ||
         (int)cfg->peer == env->view->self || !kvi_view_client(env->view, cfg->peer))
         return kvi_error(KV_EINVAL, "an anti-entropy exchange needs another member");

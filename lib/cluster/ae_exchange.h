@@ -74,7 +74,8 @@ typedef struct kvi_ae_exchange_config {
  * the exchange's life, counted by env->tracker). env->local must keep a
  * digest. KV_OK: fn runs exactly once, on the view's loop, when it ends;
  * otherwise (KV_EINVAL: no digest, the peer is this node or not a member;
- * KV_ENOMEM) it never does. */
+ * KV_EUNAVAILABLE: the digest is still being built; KV_ENOMEM) it never
+ * does. */
 int kvi_ae_exchange_start(const kvi_coord_env *env, const kvi_ae_exchange_config *cfg,
                           kvi_ae_done_fn fn, void *ctx);
 

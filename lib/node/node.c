@@ -10,6 +10,7 @@
 
 #include "storage/backup.h"
 #include "storage/digest.h"
+#include "storage/keylock.h"
 #include "storage/store.h"
 #include "format/batch.h"
 #include "cluster/coordinator.h"
@@ -634,8 +635,10 @@ static int open_store(kvi_node *n, const kv_node_options *o)
         return rc;
     n->store_log = (kvi_logger){so->log_fn, so->log_ctx, so->log_level};
     cfg.log = &n->store_log;
-    if (o->peer_count || o->seed_count)
+    if (o->peer_count || o->seed_count) {
         cfg.digest_bits = KVI_DIGEST_DEFAULT_BITS;
+        cfg.digest_in_background = 1; /* node_digest.c builds it while the node serves */
+    }
     n->limits = (kvi_limits){
         so->max_key_size ? so->max_key_size : KV_DEFAULT_MAX_KEY_SIZE,
         so->max_value_size ? so->max_value_size : KV_DEFAULT_MAX_VALUE_SIZE};
@@ -756,6 +759,10 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
                              : 1000u * (grace_s ? grace_s : KVI_DEFAULT_TOMBSTONE_GRACE_S);
         if (kvi_ticker_start(&n->purger, kvi_node_purge_tick, n) != 0)
             rc = kvi_error(KV_ENOMEM, "cannot start the tombstone purger thread");
+        for (unsigned i = 0; i < KVI_KEYLOCK_STRIPES; i++)
+            n->digest_stripes[i] = i;
+        if (rc == KV_OK && kvi_ticker_start(&n->digest_keeper, kvi_node_digest_tick, n) != 0)
+            rc = kvi_error(KV_ENOMEM, "cannot start the digest keeper thread");
     }
     return rc;
 }
@@ -917,6 +924,8 @@ void kvi_node_stop(kvi_node *n)
     kvi_handoff_stop(n->handoff);
     kvi_anti_entropy_stop(n->ae); /* its exchange ends with the requests below */
     kvi_ticker_stop(&n->purger);
+    kvi_ticker_stop(&n->digest_keeper);
+    free(n->digest_scratch);
     kvi_ticker_stop(&n->paxos_sweeper);
     kvi_ticker_stop(&n->reporter);
     /* Requests that have answered may still wait for replicas' answers

@@ -26,6 +26,9 @@ static int digest_for(kvi_node *n, unsigned bits, kvi_digest **out)
     if (!*out)
         return kvi_error(KV_ENOTSUP, "this node keeps no anti-entropy digest (it is not "
                                      "part of a cluster)");
+    if (!kvi_digest_ready(*out))
+        return kvi_error(KV_EUNAVAILABLE, "this node's anti-entropy digest is still being "
+                                          "built from its data");
     if (kvi_digest_bits(*out) != bits)
         return kvi_error(KV_EINVAL, "anti-entropy digest of 2^%u segments asked; this node "
                                     "keeps 2^%u", bits, kvi_digest_bits(*out));

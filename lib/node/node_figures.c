@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cluster/view.h"
+#include "storage/digest.h"
 #include "storage/row_cache.h"
 #include "storage/store.h"
 #include "util/clock.h"
@@ -40,6 +41,12 @@ static void gather_figures(const kvi_node *n, failure_figures *f)
                           ? (double)(now - f->hints.oldest_ms) / 1000.0 : 0;
     f->suspicions = kvi_membership_suspicions(n->membership);
     f->sloppy_writes = atomic_load(&n->sloppy_writes);
+}
+
+static int digest_ready(const kvi_node *n)
+{
+    kvi_digest *d = kvi_store_digest(kvi_embedded_store(n->store));
+    return d && kvi_digest_ready(d);
 }
 
 /* Appends a JSON string (escaped) to out. */
@@ -77,6 +84,8 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
                        "\"bytes\":{\"digest\":%llu,\"keys\":%llu,\"repair\":%llu},"
                        "\"lastFullRepairMs\":%llu,\"lastExchangeMs\":%llu,\"lagMs\":%llu,"
                        "\"tombstonesPendingPurge\":%llu,\"tombstonesPurged\":%llu,"
+                       "\"digestReady\":%s,\"digestCorrected\":%llu,"
+                       "\"digestVerifications\":%llu,"
                        "\"round\":{\"id\":%llu,\"running\":%s,\"startedMs\":%llu,"
                        "\"finishedMs\":%llu,\"peers\":%u,\"peersDone\":%u,"
                        "\"peersFailed\":%u,\"keysRepaired\":%llu,\"bytes\":%llu,"
@@ -91,6 +100,9 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
                        (unsigned long long)s.last_exchange_ms, (unsigned long long)s.lag_ms,
                        (unsigned long long)atomic_load(&n->tombstones_pending),
                        (unsigned long long)atomic_load(&n->tombstones_purged),
+                       digest_ready(n) ? "true" : "false",
+                       (unsigned long long)atomic_load(&n->digest_mismatches),
+                       (unsigned long long)atomic_load(&n->digest_passes),
                        (unsigned long long)s.round.id,
                        s.round.running ? "true" : "false",
                        (unsigned long long)s.round.started_ms,
@@ -214,7 +226,18 @@ static void render_anti_entropy(const kvi_node *n, kvi_buf *b)
         "kv_tombstones_pending_purge %llu\n"
         "# HELP kv_tombstones_purged_total Dead keys purged once every replica held them.\n"
         "# TYPE kv_tombstones_purged_total counter\n"
-        "kv_tombstones_purged_total %llu\n",
+        "kv_tombstones_purged_total %llu\n"
+        "# HELP kv_ae_digest_ready 1 once the anti-entropy digest holds the data's figures "
+        "(0 while it is built in the background: no exchange meanwhile).\n"
+        "# TYPE kv_ae_digest_ready gauge\n"
+        "kv_ae_digest_ready %d\n"
+        "# HELP kv_ae_digest_corrected_total Digest segments the background verification "
+        "found different from the data, and corrected.\n"
+        "# TYPE kv_ae_digest_corrected_total counter\n"
+        "kv_ae_digest_corrected_total %llu\n"
+        "# HELP kv_ae_digest_verifications_total Whole passes of the background verification.\n"
+        "# TYPE kv_ae_digest_verifications_total counter\n"
+        "kv_ae_digest_verifications_total %llu\n",
         (unsigned long long)s.exchanges_ok, (unsigned long long)s.exchanges_failed,
         (unsigned long long)s.keys_received, (unsigned long long)s.keys_sent,
         (unsigned long long)s.bytes[KVI_AE_PHASE_DIGEST],
@@ -222,7 +245,9 @@ static void render_anti_entropy(const kvi_node *n, kvi_buf *b)
         (unsigned long long)s.bytes[KVI_AE_PHASE_REPAIR],
         (unsigned long long)s.records_damaged, (double)s.last_full_repair_ms / 1000.0,
         (double)s.lag_ms / 1000.0, (unsigned long long)atomic_load(&n->tombstones_pending),
-        (unsigned long long)atomic_load(&n->tombstones_purged));
+        (unsigned long long)atomic_load(&n->tombstones_purged), digest_ready(n),
+        (unsigned long long)atomic_load(&n->digest_mismatches),
+        (unsigned long long)atomic_load(&n->digest_passes));
     if (len > 0 && (size_t)len < sizeof text)
         kvi_buf_raw(b, text, (size_t)len);
 }

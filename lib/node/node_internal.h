@@ -15,6 +15,7 @@
 #include "cluster/membership.h"
 #include "net/auth.h"
 #include "storage/embedded.h"
+#include "storage/keylock.h"
 #include "net/http.h"
 #include "format/message.h"
 #include "net/server.h"
@@ -48,6 +49,16 @@ struct kvi_node {
     uint64_t purge_last_pass_ms;
     atomic_uint_fast64_t tombstones_purged;
     atomic_uint_fast64_t tombstones_pending;
+    /* Builds the digest in the background when no clean close kept one,
+     * then re-verifies it against the data (node_digest.c). */
+    kvi_ticker digest_keeper;
+    unsigned digest_stripes[KVI_KEYLOCK_STRIPES];/* every key lock stripe, to hold them all */
+    uint32_t digest_next;          /* the next segment to look at */
+    uint32_t digest_run;           /* segments a run, adapted to the keys found */
+    uint64_t *digest_scratch;      /* a run's figures */
+    uint64_t digest_started_ms;
+    atomic_uint_fast64_t digest_mismatches; /* segments the verification corrected */
+    atomic_uint_fast64_t digest_passes;     /* whole verification passes */
     kvi_ticker paxos_sweeper; /* removes settled Paxos records */
     kvi_ticker reporter;      /* logs the last minute's slow requests */
     uint32_t slow_ms;         /* the slow-request threshold */
@@ -143,6 +154,9 @@ int kvi_node_scan_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
                      kvi_buf *out);
 int kvi_node_http_scan(void *ctx, kvi_http_policy p, kv_scan_page **out, const char *cursor,
                        size_t limit, const kv_scan_options *so);
+
+/* node_digest.c: the digest keeper's tick (kvi_tick_fn). */
+uint32_t kvi_node_digest_tick(void *ctx);
 
 /* node_purge.c: the purger's tick (kvi_tick_fn). */
 uint32_t kvi_node_purge_tick(void *ctx);

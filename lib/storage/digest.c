@@ -23,6 +23,7 @@ struct kvi_digest {
     unsigned bits;
     size_t n;
     segment *segs;
+    atomic_int ready; /* its segments hold the data's figures */
 };
 
 kvi_digest *kvi_digest_new(unsigned bits)
@@ -34,6 +35,7 @@ kvi_digest *kvi_digest_new(unsigned bits)
         return NULL;
     d->bits = bits;
     d->n = (size_t)1 << bits;
+    atomic_init(&d->ready, 0);
     d->segs = calloc(d->n, sizeof *d->segs); /* all-zero bytes: atomics at 0 */
     if (!d->segs) {
         free(d);
@@ -76,6 +78,24 @@ void kvi_digest_change(kvi_digest *d, uint64_t token, int had_old, uint64_t old_
         atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
     else if (had_old && !has_new)
         atomic_fetch_sub_explicit(&s->count, 1, memory_order_relaxed);
+}
+
+void kvi_digest_set(kvi_digest *d, size_t seg, uint64_t hash, uint64_t count)
+{
+    if (seg >= d->n)
+        return;
+    atomic_store_explicit(&d->segs[seg].hash, hash, memory_order_relaxed);
+    atomic_store_explicit(&d->segs[seg].count, count, memory_order_relaxed);
+}
+
+int kvi_digest_ready(const kvi_digest *d)
+{
+    return atomic_load(&((kvi_digest *)d)->ready);
+}
+
+void kvi_digest_set_ready(kvi_digest *d, int ready)
+{
+    atomic_store(&d->ready, ready);
 }
 
 void kvi_digest_range(const kvi_digest *d, size_t first, size_t end, uint64_t *hash,

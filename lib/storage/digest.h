@@ -47,6 +47,17 @@ size_t kvi_digest_segment_of(const kvi_digest *d, uint64_t token);
 void kvi_digest_change(kvi_digest *d, uint64_t token, int had_old, uint64_t old_hash,
                        int has_new, uint64_t new_hash);
 
+/* Sets one segment's figures: what a recomputation from the data found,
+ * with every writer of the segment's keys held off (their key locks). */
+void kvi_digest_set(kvi_digest *d, size_t seg, uint64_t hash, uint64_t count);
+
+/* Whether the digest holds the data's figures: set once it was kept by a
+ * clean close or built; a digest built in the background is not ready
+ * until its last segment is, and is not compared meanwhile. New digests
+ * are not ready. Any thread. */
+int kvi_digest_ready(const kvi_digest *d);
+void kvi_digest_set_ready(kvi_digest *d, int ready);
+
 /* The XOR of the hashes and the count of keys over segments [first, end). */
 void kvi_digest_range(const kvi_digest *d, size_t first, size_t end, uint64_t *hash,
                       uint64_t *count);

@@ -49,6 +49,7 @@ struct kvi_store {
     /* Anti-entropy's digest of the data family (digest.h), kept current by
      * every write of it; NULL when the store keeps none. */
     kvi_digest *digest;
+    int digest_in_background; /* kvi_store_config's */
     /* Records that failed their checks and were replaced by a merge. */
     atomic_uint_fast64_t corrupt_replaced;
 
@@ -176,6 +177,18 @@ static int digest_add(void *ctx, const void *key, size_t key_len, const void *va
     return 0;
 }
 
+/* Stops a scan at its first record: the data family is not empty. */
+static int any_record(void *ctx, const void *key, size_t key_len, const void *value,
+                      size_t value_len)
+{
+    (void)key;
+    (void)key_len;
+    (void)value;
+    (void)value_len;
+    *(int *)ctx = 0;
+    return 1;
+}
+
 static int meta_delete_synced(kvi_store *s, const char *name)
 {
     char *err = NULL;
@@ -210,6 +223,25 @@ static int digest_open(kvi_store *s, unsigned bits)
     } else if (rc != KV_ENOTFOUND) {
         return rc;
     }
+    if (!d && s->digest_in_background) {
+        d = kvi_digest_new(bits);
+        if (!d)
+            return kvi_error(KV_ENOMEM, "out of memory for the anti-entropy digest");
+        int empty = 1;
+        rc = scan_cf(s, s->cf_data, "the data", NULL, 0, 0, any_record, &empty);
+        if (rc != KV_OK) {
+            kvi_digest_free(d);
+            return rc;
+        }
+        if (empty) {
+            kvi_digest_set_ready(d, 1); /* nothing to build it from */
+        } else {
+            kvi_log(s->log, KV_LOG_INFO, "no anti-entropy digest kept by a clean close: "
+                    "building it from the data in the background");
+        }
+        s->digest = d;
+        return KV_OK;
+    }
     if (!d) {
         d = kvi_digest_new(bits);
         if (!d)
@@ -227,8 +259,47 @@ static int digest_open(kvi_store *s, unsigned bits)
         kvi_log(s->log, KV_LOG_INFO, "built the anti-entropy digest from the data: %llu keys",
                 (unsigned long long)keys);
     }
+    kvi_digest_set_ready(d, 1);
     s->digest = d;
     return KV_OK;
+}
+
+/* The recomputation of a run of segments. */
+typedef struct recompute {
+    kvi_digest *d;
+    uint32_t first, end;
+    uint64_t *hashes, *counts;
+} recompute;
+
+static int recompute_add(void *ctx, const void *key, size_t key_len, const void *value,
+                         size_t value_len)
+{
+    recompute *r = ctx;
+    if (key_len < KVI_TOKEN_SIZE)
+        return 0;
+    size_t seg = kvi_digest_segment_of(r->d, kvi_get_be64(key));
+    if (seg >= r->end)
+        return 1;
+    if (seg >= r->first) {
+        r->hashes[seg - r->first] ^= kvi_entry_hash(key, key_len, value, value_len);
+        r->counts[seg - r->first]++;
+    }
+    return 0;
+}
+
+int kvi_store_digest_recompute(kvi_store *s, uint32_t first, uint32_t end, uint64_t *hashes,
+                               uint64_t *counts)
+{
+    if (!s->digest || first >= end || end > kvi_digest_segments(s->digest))
+        return kvi_error(KV_EINVAL, "no such digest segments");
+    memset(hashes, 0, (end - first) * sizeof *hashes);
+    memset(counts, 0, (end - first) * sizeof *counts);
+    recompute r = {s->digest, first, end, hashes, counts};
+    /* The first token of segment `first`: no storage key is exactly these
+     * 8 bytes, so the scan "after" them starts at the segment. */
+    unsigned char from[KVI_TOKEN_SIZE];
+    kvi_put_be64(from, (uint64_t)first << (64u - kvi_digest_bits(s->digest)));
+    return kvi_store_data_scan(s, from, sizeof from, recompute_add, &r);
 }
 
 /* At a clean close: keeps the digest for the next open. */
@@ -343,6 +414,7 @@ int kvi_store_open(kvi_store **out, const kvi_store_config *cfg)
                                          rocksdb_slicetransform_create_fixed_prefix(KVI_TOKEN_SIZE));
     rocksdb_options_set_hash_link_list_rep(s->paxos_options, 1u << 16);
     s->expiry_filter = kvi_expiry_filter_create(cfg->grace_ms, cfg->digest_bits != 0);
+    s->digest_in_background = cfg->digest_in_background;
     if (!s->expiry_filter) {
         free_options(s);
         free(s);
@@ -416,7 +488,9 @@ void kvi_store_close(kvi_store *s)
         return;
     kvi_ticker_stop(&s->sync_ticker);
     kvi_group_commit_stop(s->committer);
-    if (s->db && s->digest)
+    /* One still being built holds nothing yet to keep: the next open
+     * builds it again. */
+    if (s->db && s->digest && kvi_digest_ready(s->digest))
         digest_keep(s);
     kvi_digest_free(s->digest);
     if (s->db) {

@@ -45,6 +45,10 @@ typedef struct kvi_store_config {
      * segments; 0: none. With one, compactions never drop a record whole
      * (expiry_filter.h). */
     unsigned digest_bits;
+    /* Without a digest kept by the last clean close: open with an empty
+     * one, not ready, for the caller to build from the data in the
+     * background (kvi_store_digest_recompute); 0: build it at open. */
+    int digest_in_background;
     const kvi_logger *log;  /* borrowed; must outlive the store */
 } kvi_store_config;
 
@@ -56,6 +60,14 @@ void kvi_store_close(kvi_store *s);
  * write of the data family; NULL when opened without one. Built from the
  * data at open unless the last close was clean and kept it. */
 struct kvi_digest *kvi_store_digest(kvi_store *s);
+/* Recomputes the digest's figures of segments [first, end) from the data:
+ * hashes[i] and counts[i] for segment first + i. Reads each record as the
+ * scan reaches it: the caller holds off the writers of those keys (every
+ * key lock) for the figures to be those of one moment. KV_OK, KV_EINVAL (no
+ * digest, a range past its end), KV_EIO, KV_ENOMEM. */
+int kvi_store_digest_recompute(kvi_store *s, uint32_t first, uint32_t end, uint64_t *hashes,
+                               uint64_t *counts);
+
 /* Counts records that failed their checks and that a merge replaced with
  * a replica's state (the repair of corruption); and reads the count. Any
  * thread. */

@@ -1051,7 +1051,7 @@ static void failures_are_detected(void **state)
     assert_int_equal(kvi_client_open(&raw, eps, 1, NULL, NULL), KV_OK);
     /* empty; a table cut short; an unknown format; a count of 5 with no
      * entries */
-    static const unsigned char bad[4][4] = {{0}, {1, 0}, {2, 0, 0}, {1, 0, 5}};
+    static const unsigned char bad[4][4] = {{0}, {1, 0}, {3, 0, 0}, {1, 0, 5}};
     static const size_t bad_len[4] = {0, 2, 3, 3};
     for (size_t i = 0; i < 4; i++) {
         kvi_fanout fo;
@@ -1664,13 +1664,13 @@ static void digests_agree_across_a_clean_restart_and_kill_9(void **state)
     }
     digests_agree(c, 300);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(digest_builds(c, i), 1); /* at the first start, empty */
+        assert_int_equal(digest_builds(c, i), 0); /* empty at the first start: nothing to build */
 
     stop(c, 1, SIGTERM);
     spawn(c, 1);
     for (int i = 0; i < 3; i++)
         wait_complete(c, i);
-    assert_int_equal(digest_builds(c, 1), 1); /* kept, not built again */
+    assert_int_equal(digest_builds(c, 1), 0); /* kept, not built again */
     digests_agree(c, 300);
 
     for (int k = 300; k < 350; k++) {
@@ -1681,10 +1681,13 @@ static void digests_agree_across_a_clean_restart_and_kill_9(void **state)
     spawn(c, 2);
     for (int i = 0; i < 3; i++)
         wait_complete(c, i);
-    assert_int_equal(digest_builds(c, 2), 2); /* built from the data */
+    /* Built from the data in the background, while the node serves. */
+    for (int tries = 0; tries < 300 && digest_builds(c, 2) < 1; tries++)
+        sleep_ms(100);
+    assert_int_equal(digest_builds(c, 2), 1);
     digests_agree(c, 350);
     print_message("anti-entropy: 350 keys (30 deleted); digests equal after a clean restart "
-                  "(kept) and a kill -9 (built again)\n");
+                  "(kept) and a kill -9 (built again in the background)\n");
     kv_close(db);
 }
 

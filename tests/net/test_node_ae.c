@@ -23,6 +23,8 @@
 #include "format/state.h"
 #include "net/client.h"
 #include "storage/digest.h"
+#include "storage/store.h"
+#include "node/node.h"
 #include "util/endian.h"
 #include <kv/kv.h>
 
@@ -405,6 +407,40 @@ static void a_repair_round_makes_the_replicas_equal(void **state)
     kv_string_free(json);
 }
 
+/* The background verification finds a digest segment that differs from
+ * the data (as bits rotting on disk under an unchanged digest would make
+ * it) and corrects it. */
+static void the_verification_corrects_a_digest_that_differs_from_the_data(void **state)
+{
+    world *w = *state;
+    write_keys(w);
+    uint64_t h[NODES];
+    uint32_t k[NODES];
+    for (int i = 0; i < NODES; i++)
+        whole_digest(w, i, &h[i], &k[i]);
+    assert_true(h[0] == h[1]);
+    kvi_digest *d = kvi_store_digest(kvi_embedded_store(kvi_node_store(w->nodes.node[0]->node)));
+    size_t seg = segment_of("key-7");
+    uint64_t sh, sc;
+    kvi_digest_range(d, seg, seg + 1, &sh, &sc);
+    kvi_digest_set(d, seg, sh ^ 0x5a5a5a5a5a5a5a5aull, sc + 1);
+    whole_digest(w, 0, &h[0], &k[0]);
+    assert_true(h[0] != h[1]);
+    uint64_t corrected = 0;
+    for (int tries = 0; tries < 600 && !corrected; tries++) {
+        char *json = NULL;
+        assert_int_equal(kv_cluster_describe(&json, w->nodes.node[0]), KV_OK);
+        corrected = figure(json, "\"digestCorrected\":");
+        kv_string_free(json);
+        if (!corrected)
+            sleep_ms(100);
+    }
+    assert_int_equal(corrected, 1);
+    whole_digest(w, 0, &h[0], &k[0]);
+    assert_true(h[0] == h[1]);
+    assert_int_equal(k[0], KEYS);
+}
+
 static void kv_repair_on_a_client_starts_a_round_on_each_member(void **state)
 {
     world *w = *state;
@@ -542,6 +578,7 @@ int main(void)
         T(records_come_with_their_keys_when_asked),
         T(a_repair_round_makes_the_replicas_equal),
         T(kv_repair_on_a_client_starts_a_round_on_each_member),
+        T(the_verification_corrects_a_digest_that_differs_from_the_data),
         T(bad_requests_are_refused_and_the_node_goes_on),
         cmocka_unit_test(a_node_alone_keeps_no_digest),
     };

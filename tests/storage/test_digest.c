@@ -286,18 +286,24 @@ static void put_state(kvi_store *s, const char *key, uint64_t write_ms)
     kvi_buf_free(&b);
 }
 
-/* A seeded mix: every key written a few times, each way; some expired. */
+/* A seeded mix: every key written a few times, each way; some expired,
+ * some purged (a present key or an absent one). */
 static void random_writes(kvi_store *s, unsigned seed, int rounds)
 {
     srand(seed);
     char key[32];
     for (int i = 0; i < rounds; i++) {
         snprintf(key, sizeof key, "key-%d", rand() % KEYS);
-        int kind = rand() % 4;
-        if (kind == 3)
+        int kind = rand() % 5;
+        if (kind == 4) {
+            unsigned char skey[64];
+            size_t n = skey_of(skey, key);
+            assert_int_equal(kvi_store_purge(s, skey, n), KV_OK);
+        } else if (kind == 3) {
             put_state(s, key, (uint64_t)(rand() % 3)); /* long dead: past any grace */
-        else
+        } else {
             put_record(s, key, 2 + (uint64_t)(rand() % 1000), rand() % 2 ? 1 : 0, kind);
+        }
     }
 }
 
@@ -368,6 +374,69 @@ static void a_store_keeps_its_digest_current(void **state)
     test_rmtree(dir);
 }
 
+/* Without a kept digest, a store opened to build it in the background
+ * starts with an empty one that is not ready (an empty store's is ready),
+ * and recomputing every segment, with writes between the runs, gives the
+ * data's figures. */
+static void a_digest_built_in_the_background_ends_equal_to_the_data(void **state)
+{
+    (void)state;
+    char *dir = test_tempdir();
+    kvi_store_config cfg = {.path = dir, .create_if_missing = 1, .sync = KV_SYNC_NONE,
+                            .block_cache_bytes = 8 << 20, .row_cache_bytes = 1 << 20,
+                            .grace_ms = 1, .digest_bits = BITS, .digest_in_background = 1};
+    kvi_store *s;
+    assert_int_equal(kvi_store_open(&s, &cfg), KV_OK);
+    assert_true(kvi_digest_ready(kvi_store_digest(s))); /* empty: nothing to build */
+    random_writes(s, 7, 1500);
+    assert_digest_current(s);
+    /* A crash (no clean close), by a child. */
+    kvi_store_close(s);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        kvi_store *c;
+        if (kvi_store_open(&c, &cfg) != KV_OK)
+            _exit(1);
+        random_writes(c, 8, 300);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(kvi_store_open(&s, &cfg), KV_OK);
+    kvi_digest *d = kvi_store_digest(s);
+    assert_false(kvi_digest_ready(d));
+    uint64_t h, n;
+    kvi_digest_range(d, 0, 1u << BITS, &h, &n);
+    assert_int_equal(n, 0);
+    /* The build, run by run, with writes between (the node holds every key
+     * lock around each run; here nothing else runs meanwhile). */
+    static uint64_t hashes[1u << BITS], counts[1u << BITS];
+    const uint32_t run = 100;
+    srand(9);
+    for (uint32_t first = 0; first < (1u << BITS); first += run) {
+        uint32_t end = first + run > (1u << BITS) ? (1u << BITS) : first + run;
+        assert_int_equal(kvi_store_digest_recompute(s, first, end, hashes, counts), KV_OK);
+        for (uint32_t g = first; g < end; g++)
+            kvi_digest_set(d, g, hashes[g - first], counts[g - first]);
+        random_writes(s, (unsigned)first + 10, 3);
+    }
+    kvi_digest_set_ready(d, 1);
+    assert_digest_current(s);
+    /* Out of range: refused. */
+    assert_int_equal(kvi_store_digest_recompute(s, 5, 5, hashes, counts), KV_EINVAL);
+    assert_int_equal(kvi_store_digest_recompute(s, 0, (1u << BITS) + 1, hashes, counts),
+                     KV_EINVAL);
+    /* A store closed while its digest is not ready keeps none. */
+    kvi_digest_set_ready(d, 0);
+    kvi_store_close(s);
+    assert_int_equal(kvi_store_open(&s, &cfg), KV_OK);
+    assert_false(kvi_digest_ready(kvi_store_digest(s)));
+    kvi_store_close(s);
+    test_rmtree(dir);
+}
+
 static void without_a_digest_compaction_still_purges(void **state)
 {
     (void)state;
@@ -403,6 +472,7 @@ int main(void)
         cmocka_unit_test(format_1_hash_survives_the_expiry_rewrite),
         cmocka_unit_test(segments_combine_and_round_trip),
         cmocka_unit_test(a_store_keeps_its_digest_current),
+        cmocka_unit_test(a_digest_built_in_the_background_ends_equal_to_the_data),
         cmocka_unit_test(without_a_digest_compaction_still_purges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
