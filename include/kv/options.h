@@ -292,6 +292,11 @@ typedef struct kv_node_options {
     /** Bytes per second an exchange may send and receive in all, so that
      * live traffic keeps priority; 0 = 16777216 (16 MiB/s). */
     uint64_t repair_bytes_per_s;
+    /** The anti-entropy digest cuts the token space into 2^ae_digest_bits
+     * segments (16 bytes each: 2^18 is 4 MiB); 4..24, 0 = 18. More
+     * segments compare fewer keys a difference, at more memory. Every
+     * member must use the same, or their exchanges fail (saying so). */
+    unsigned int ae_digest_bits;
 } kv_node_options;
 
 /** ae_interval_s value meaning "no periodic exchanges". */
@@ -299,7 +304,7 @@ typedef struct kv_node_options {
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

@@ -14,10 +14,13 @@
 
 #define MAX_PEER_ID 71u
 
-/* When an exchange with a member last started and ended cleanly. */
+/* When an exchange with a member last started and ended cleanly, and how
+ * its last exchange ended. */
 typedef struct peer_mark {
     char id[MAX_PEER_ID + 1];
     uint64_t clean_start_ms; /* wall clock */
+    uint64_t last_end_ms;
+    char last_error[240];
 } peer_mark;
 
 struct kvi_anti_entropy {
@@ -96,8 +99,8 @@ static peer_mark *mark_of(kvi_anti_entropy *ae, const char *id, int create)
         return NULL;
     ae->marks = g;
     peer_mark *m = &ae->marks[ae->n_marks++];
+    memset(m, 0, sizeof *m);
     snprintf(m->id, sizeof m->id, "%s", id);
-    m->clean_start_ms = 0;
     return m;
 }
 
@@ -151,8 +154,12 @@ static void exchange_done(void *ctx, int rc, const char *why, const kvi_ae_figur
     snprintf(s->last_peer, sizeof s->last_peer, "%s", ae->exchange_peer);
     snprintf(s->last_error, sizeof s->last_error, "%s", rc == KV_OK ? "" : why);
     uint64_t full_before = s->last_full_repair_ms;
+    peer_mark *m = mark_of(ae, ae->exchange_peer, 1);
+    if (m) {
+        m->last_end_ms = now;
+        snprintf(m->last_error, sizeof m->last_error, "%s", rc == KV_OK ? "" : why);
+    }
     if (rc == KV_OK) {
-        peer_mark *m = mark_of(ae, ae->exchange_peer, 1);
         if (m)
             m->clean_start_ms = ae->exchange_start_ms;
         s->last_full_repair_ms = full_repair_ms(ae, c->view);
@@ -343,6 +350,21 @@ void kvi_anti_entropy_status(kvi_anti_entropy *ae, kvi_ae_status *out)
     pthread_mutex_lock(&ae->lock);
     *out = ae->status;
     pthread_mutex_unlock(&ae->lock);
+}
+
+size_t kvi_anti_entropy_peers(kvi_anti_entropy *ae, kvi_ae_peer_status *out, size_t max)
+{
+    pthread_mutex_lock(&ae->lock);
+    size_t n = ae->n_marks;
+    for (size_t i = 0; i < n && i < max; i++) {
+        kvi_ae_peer_status *p = &out[i];
+        snprintf(p->id, sizeof p->id, "%s", ae->marks[i].id);
+        p->clean_start_ms = ae->marks[i].clean_start_ms;
+        p->last_end_ms = ae->marks[i].last_end_ms;
+        snprintf(p->last_error, sizeof p->last_error, "%s", ae->marks[i].last_error);
+    }
+    pthread_mutex_unlock(&ae->lock);
+    return n;
 }
 
 int kvi_anti_entropy_start(kvi_anti_entropy **out, const kvi_anti_entropy_config *cfg)

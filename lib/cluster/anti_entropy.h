@@ -69,6 +69,16 @@ typedef struct kvi_ae_status {
     kvi_ae_round round;   /* the current or last round */
 } kvi_ae_status;
 
+/* What one member's exchanges with this node came to: the ranges the two
+ * share were last fully compared by the exchange that started at
+ * clean_start_ms. */
+typedef struct kvi_ae_peer_status {
+    char id[72];
+    uint64_t clean_start_ms; /* the last clean exchange's start; 0: never */
+    uint64_t last_end_ms;    /* when the last exchange, clean or not, ended */
+    char last_error[240];    /* its failure; "" when it ended cleanly */
+} kvi_ae_peer_status;
+
 typedef struct kvi_anti_entropy kvi_anti_entropy;
 
 int kvi_anti_entropy_start(kvi_anti_entropy **out, const kvi_anti_entropy_config *cfg);
@@ -76,6 +86,9 @@ int kvi_anti_entropy_start(kvi_anti_entropy **out, const kvi_anti_entropy_config
  * receives its id. KV_OK, or KV_EUNAVAILABLE once stopping. */
 int kvi_anti_entropy_repair(kvi_anti_entropy *ae, uint64_t *round_id);
 void kvi_anti_entropy_status(kvi_anti_entropy *ae, kvi_ae_status *out);
+/* Each member this node has exchanged with: up to max into out; returns
+ * how many there are. */
+size_t kvi_anti_entropy_peers(kvi_anti_entropy *ae, kvi_ae_peer_status *out, size_t max);
 /* Starts no more exchanges and asks the running one to end. */
 void kvi_anti_entropy_stop(kvi_anti_entropy *ae);
 void kvi_anti_entropy_free(kvi_anti_entropy *ae);

@@ -636,7 +636,7 @@ static int open_store(kvi_node *n, const kv_node_options *o)
     n->store_log = (kvi_logger){so->log_fn, so->log_ctx, so->log_level};
     cfg.log = &n->store_log;
     if (o->peer_count || o->seed_count) {
-        cfg.digest_bits = KVI_DIGEST_DEFAULT_BITS;
+        cfg.digest_bits = o->ae_digest_bits ? o->ae_digest_bits : KVI_DIGEST_DEFAULT_BITS;
         cfg.digest_in_background = 1; /* node_digest.c builds it while the node serves */
     }
     n->limits = (kvi_limits){
@@ -659,6 +659,10 @@ static int check_options(const kv_node_options *o)
                                     "letters, digits, '-', '_' or '.'");
     if (!o->listen_addr || !*o->listen_addr)
         return kvi_error(KV_EINVAL, "node options: listen_addr is required");
+    if (o->ae_digest_bits &&
+        (o->ae_digest_bits < KVI_DIGEST_MIN_BITS || o->ae_digest_bits > KVI_DIGEST_MAX_BITS))
+        return kvi_error(KV_EINVAL, "node options: ae_digest_bits must be %u..%u (or 0: %u)",
+                         KVI_DIGEST_MIN_BITS, KVI_DIGEST_MAX_BITS, KVI_DIGEST_DEFAULT_BITS);
     if (o->ae_interval_s > 7u * 86400u && o->ae_interval_s != KV_AE_INTERVAL_NEVER)
         return kvi_error(KV_EINVAL, "node options: ae_interval_s must be at most 604800 (a "
                                     "week), or KV_AE_INTERVAL_NEVER");

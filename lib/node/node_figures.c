@@ -124,7 +124,27 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
         json_string(out, s.last_error);
     else
         kvi_buf_raw(out, "null", 4);
-    kvi_buf_raw(out, "}", 1);
+    /* Per member: when the ranges the two share were last fully compared. */
+    kvi_buf_raw(out, ",\"members\":[", 12);
+    kvi_ae_peer_status peers[64];
+    size_t n_peers = kvi_anti_entropy_peers(n->ae, peers, 64);
+    for (size_t i = 0; i < n_peers && i < 64; i++) {
+        char figures[160];
+        kvi_buf_raw(out, i ? ",{\"nodeId\":" : "{\"nodeId\":", i ? 12 : 11);
+        json_string(out, peers[i].id);
+        int len = snprintf(figures, sizeof figures,
+                           ",\"lastCleanExchangeMs\":%llu,\"lastExchangeEndMs\":%llu,"
+                           "\"lastError\":",
+                           (unsigned long long)peers[i].clean_start_ms,
+                           (unsigned long long)peers[i].last_end_ms);
+        kvi_buf_raw(out, figures, len > 0 && (size_t)len < sizeof figures ? (size_t)len : 0);
+        if (peers[i].last_error[0])
+            json_string(out, peers[i].last_error);
+        else
+            kvi_buf_raw(out, "null", 4);
+        kvi_buf_raw(out, "}", 1);
+    }
+    kvi_buf_raw(out, "]}", 2);
 }
 
 /* The membership's description with the node's own store figures added,

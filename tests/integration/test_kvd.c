@@ -358,6 +358,21 @@ static void bad_flags_and_busy_ports(void **state)
     const char *const bad_cache[] = {"--listen", d->listen, "--row-cache-bytes", "lots", NULL};
     assert_int_equal(run_to_exit(d, bad_cache, 1), 2);
     assert_true(log_contains(d, "--row-cache-bytes must be"));
+    /* Anti-entropy's flags, each out of its range. */
+    const char *const bad_ae[][5] = {
+        {"--listen", d->listen, "--digest-bits", "3", NULL},
+        {"--listen", d->listen, "--digest-bits", "25", NULL},
+        {"--listen", d->listen, "--ae-interval", "604801", NULL},
+        {"--listen", d->listen, "--repair-rate", "1023", NULL},
+        {"--listen", d->listen, "--tombstone-grace", "-1", NULL},
+    };
+    const char *const bad_ae_says[] = {"--digest-bits must be", "--digest-bits must be",
+                                       "--ae-interval must be", "--repair-rate must be",
+                                       "--tombstone-grace must be"};
+    for (size_t i = 0; i < sizeof bad_ae / sizeof bad_ae[0]; i++) {
+        assert_int_equal(run_to_exit(d, bad_ae[i], 1), 2);
+        assert_true(log_contains(d, bad_ae_says[i]));
+    }
     const char *const bad_addr[] = {"--listen", "nowhere", NULL};
     assert_int_equal(run_to_exit(d, bad_addr, 1), 1);
     assert_true(log_contains(d, "HOST:PORT"));

@@ -644,6 +644,24 @@ static void tombstones_are_purged_only_once_every_replica_has_them(void **state)
                 wait_up(c, i, j);
     kvctl_repair_all(c);
 
+    /* kvctl repair-status --ranges: every node, and per member the ranges
+     * they share, repaired just now. */
+    char cmd[1024], out[8192] = "";
+    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s repair-status --ranges", getenv("KVCTL"),
+             c->nodes[0].listen);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got_len = fread(out, 1, sizeof out - 1, p);
+    out[got_len] = 0;
+    assert_int_equal(pclose(p), 0);
+    printf("    kvctl repair-status --ranges:\n%s", out);
+    for (int i = 0; i < 3; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "ranges shared with %s", c->nodes[i].id);
+        assert_non_null(strstr(out, line));
+    }
+    assert_null(strstr(out, "never"));
+
     /* Repaired: no deleted key is readable at ONE, wherever it is read. */
     count_states(c, 2, "t", keys, &dead, &live, &absent);
     assert_int_equal(live, 0);

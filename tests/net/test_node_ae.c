@@ -378,6 +378,12 @@ static void a_repair_round_makes_the_replicas_equal(void **state)
     assert_true(figure(json, "\"keysReceived\":") >= 1);
     assert_true(figure(json, "\"keysSent\":") >= 3);
     assert_true(figure(json, "\"lastFullRepairMs\":") > 0);
+    /* Per member: when the ranges the two share were last compared. */
+    const char *members = strstr(json, "\"members\":[");
+    assert_non_null(members);
+    assert_non_null(strstr(members, "{\"nodeId\":\"n2\",\"lastCleanExchangeMs\":"));
+    assert_non_null(strstr(members, "{\"nodeId\":\"n3\",\"lastCleanExchangeMs\":"));
+    assert_true(figure(strstr(members, "\"n2\""), "\"lastCleanExchangeMs\":") > 0);
     kv_string_free(json);
     kvi_buf_reset(&holder);
     assert_int_equal(kvi_client_get_state(w->to[0]->client, &st, &holder, "key-7", 5), KV_OK);

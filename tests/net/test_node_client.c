@@ -907,6 +907,17 @@ static void slow_requests_are_reported(void **state)
     assert_int_equal(kv_node_start(&db, &o), KV_EINVAL);
     assert_non_null(strstr(kv_error_last(), "slow_request_ms"));
     o.slow_request_ms = 20;
+    /* Anti-entropy's options, out of their ranges. */
+    o.ae_digest_bits = 3;
+    assert_int_equal(kv_node_start(&db, &o), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "ae_digest_bits"));
+    o.ae_digest_bits = 25;
+    assert_int_equal(kv_node_start(&db, &o), KV_EINVAL);
+    o.ae_digest_bits = 0;
+    o.ae_interval_s = 7u * 86400u + 1;
+    assert_int_equal(kv_node_start(&db, &o), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "ae_interval_s"));
+    o.ae_interval_s = 0;
     assert_int_equal(kv_node_start(&db, &o), KV_OK);
     kvi_node *n = db->node;
     /* Nothing slow yet: no line. */

@@ -25,7 +25,7 @@
  *   repair [--node ID] [--wait]      every node (or ID) runs an anti-entropy
  *                                    round with the members it shares ranges
  *                                    with; --wait follows each to its end
- *   repair-status                    per node: last full repair, exchanges,
+ *   repair-status [--ranges]         per node: last full repair, exchanges,
  *                                    keys repaired, bytes, replication lag,
  *                                    tombstones awaiting purge
  *
@@ -93,6 +93,7 @@ struct cli {
     const char *cursor;    /* scan --cursor */
     const char *node;      /* repair --node */
     bool wait;             /* repair --wait */
+    bool ranges;           /* repair-status --ranges */
     const char *token_file; /* --token-file */
     bool tls;               /* --tls */
     const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
@@ -164,10 +165,12 @@ static void usage(FILE *f)
           "                              member it shares token ranges with and repairs\n"
           "                              what differs; --wait waits for each round and\n"
           "                              prints what it repaired (exit 1 if one failed)\n"
-          "  repair-status               per node: when it was last fully repaired,\n"
+          "  repair-status [--ranges]    per node: when it was last fully repaired,\n"
           "                              its exchanges, keys repaired, bytes, the\n"
           "                              replication lag its last exchange saw, and\n"
-          "                              the tombstones it keeps until it may purge them\n"
+          "                              the tombstones it keeps until it may purge them;\n"
+          "                              --ranges adds, per member, when the ranges the\n"
+          "                              two share were last repaired\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -1152,7 +1155,6 @@ static void human_age(char *buf, size_t size, double ms)
 
 static int cmd_repair_status(kv *db, const struct cli *c)
 {
-    (void)c;
     int code = EXIT_OK;
     cJSON *root = describe(db, "repair-status", &code);
     if (!root)
@@ -1194,6 +1196,17 @@ static int cmd_repair_status(kv *db, const struct cli *c)
                number_or(ae, "keysReceived"), number_or(ae, "keysSent"), bytes,
                number_or(ae, "lagMs") / 1000.0, number_or(ae, "tombstonesPendingPurge"),
                cJSON_IsString(err) ? err->valuestring : "-");
+        /* --ranges: per member, the ranges the two share. */
+        const cJSON *p;
+        const cJSON *shared = c->ranges ? cJSON_GetObjectItemCaseSensitive(ae, "members")
+                                        : NULL;
+        cJSON_ArrayForEach(p, shared) {
+            const cJSON *perr = cJSON_GetObjectItemCaseSensitive(p, "lastError");
+            human_age(age, sizeof age, number_or(p, "lastCleanExchangeMs"));
+            printf("  ranges shared with %-20s last repaired %-14s%s%s\n",
+                   text_or(p, "nodeId", "-"), age, cJSON_IsString(perr) ? "  last try: " : "",
+                   cJSON_IsString(perr) ? perr->valuestring : "");
+        }
         cJSON_Delete(desc);
     }
     if (g_json) {
@@ -1554,7 +1567,7 @@ static const struct command {
     {"ring", 0, false, cmd_ring, "ring"},
     {"backup", 1, false, cmd_backup, "backup DIR"},
     {"repair", 0, false, cmd_repair, "repair [--node ID] [--wait]"},
-    {"repair-status", 0, false, cmd_repair_status, "repair-status"},
+    {"repair-status", 0, false, cmd_repair_status, "repair-status [--ranges]"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -1670,6 +1683,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             c->node = val;
         } else if (strcmp(arg, "--wait") == 0) {
             c->wait = true;
+        } else if (strcmp(arg, "--ranges") == 0) {
+            c->ranges = true;
         } else if (strcmp(arg, "--keys-only") == 0) {
             c->keys_only = true;
         } else if (flag_value(argv, argc, &i, "--cursor", NULL, &val)) {
@@ -1724,6 +1739,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--limit, --keys-only and --cursor apply to scan, not %s", cmd->name);
     if ((c->node != NULL || c->wait) && cmd->fn != cmd_repair)
         usage_error("--node and --wait apply to repair, not %s", cmd->name);
+    if (c->ranges && cmd->fn != cmd_repair_status)
+        usage_error("--ranges applies to repair-status, not %s", cmd->name);
     if (cmd->fn == cmd_scan && c->level == KV_CONSISTENCY_SERIAL)
         usage_error("scan: --consistency must be one, quorum or all%s", "");
     if (c->context_b64 != NULL && cmd->fn != cmd_put && cmd->fn != cmd_del)

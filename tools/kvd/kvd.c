@@ -53,6 +53,7 @@ typedef struct settings {
     unsigned handoff_kib_per_s;
     unsigned ae_interval_s;       /* 0: the default; UINT32_MAX: never */
     uint64_t repair_bytes_per_s;
+    unsigned digest_bits;         /* 0: the default */
     unsigned failure_pause_ms;
     unsigned replicas;
     unsigned vnodes;
@@ -175,6 +176,8 @@ static void usage(FILE *f)
           "                             only when asked: kvctl repair) (default 60) [aeIntervalS]\n"
           "  --repair-rate BYTES_PER_S  what an exchange may send and receive, 1024..1099511627776\n"
           "                             (default 16777216, 16 MiB/s) [repairRate]\n"
+          "  --digest-bits N            the anti-entropy digest's 2^N segments, 4..24, the same\n"
+          "                             on every member (default 18: 4 MiB) [digestBits]\n"
           "\n"
           "Storage and limits:\n"
           "  --sync always|periodic|none  when the write-ahead log is synced: before each write is\n"
@@ -374,6 +377,9 @@ static int load_config(settings *s, const char *path)
                  item->valuedouble <= 604800)
             s->ae_interval_s = item->valuedouble == 0 ? UINT32_MAX
                                                       : (unsigned)item->valuedouble;
+        else if (strcmp(k, "digestBits") == 0 && is_num && item->valuedouble >= 4 &&
+                 item->valuedouble <= 24)
+            s->digest_bits = (unsigned)item->valuedouble;
         else if (strcmp(k, "repairRate") == 0 && is_num && item->valuedouble >= 1024 &&
                  item->valuedouble <= (double)(UINT64_C(1) << 40))
             s->repair_bytes_per_s = (uint64_t)item->valuedouble;
@@ -497,6 +503,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, 604800, &n) != 0)
                 return bad("--ae-interval must be 0..604800 seconds (0: none), not \"%s\"", v);
             s->ae_interval_s = n == 0 ? UINT32_MAX : (unsigned)n;
+        } else if (strcmp(flag, "--digest-bits") == 0) {
+            if (parse_uint(v, 24, &n) != 0 || n < 4)
+                return bad("--digest-bits must be 4..24, not \"%s\"", v);
+            s->digest_bits = (unsigned)n;
         } else if (strcmp(flag, "--repair-rate") == 0) {
             if (parse_uint(v, 1ul << 40, &n) != 0 || n < 1024)
                 return bad("--repair-rate must be 1024..1099511627776 bytes/s, not \"%s\"", v);
@@ -707,6 +717,7 @@ int main(int argc, char **argv)
     node.handoff_kib_per_s = s.handoff_kib_per_s;
     node.ae_interval_s = s.ae_interval_s;
     node.repair_bytes_per_s = s.repair_bytes_per_s;
+    node.ae_digest_bits = s.digest_bits;
     node.failure_pause_ms = s.failure_pause_ms;
 
     node.insecure = s.insecure;
