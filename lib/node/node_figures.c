@@ -117,20 +117,21 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
         json_string(out, s.round.error);
     else
         kvi_buf_raw(out, "null", 4);
-    kvi_buf_raw(out, "},\"lastPeer\":", 13);
+    kvi_buf_raw(out, "},\"lastPeer\":", strlen("},\"lastPeer\":"));
     json_string(out, s.last_peer);
-    kvi_buf_raw(out, ",\"lastError\":", 13);
+    kvi_buf_raw(out, ",\"lastError\":", strlen(",\"lastError\":"));
     if (s.last_error[0])
         json_string(out, s.last_error);
     else
         kvi_buf_raw(out, "null", 4);
     /* Per member: when the ranges the two share were last fully compared. */
-    kvi_buf_raw(out, ",\"members\":[", 12);
+    kvi_buf_raw(out, ",\"members\":[", strlen(",\"members\":["));
     kvi_ae_peer_status peers[64];
     size_t n_peers = kvi_anti_entropy_peers(n->ae, peers, 64);
     for (size_t i = 0; i < n_peers && i < 64; i++) {
         char figures[160];
-        kvi_buf_raw(out, i ? ",{\"nodeId\":" : "{\"nodeId\":", i ? 12 : 11);
+        const char *open = i ? ",{\"nodeId\":" : "{\"nodeId\":";
+        kvi_buf_raw(out, open, strlen(open));
         json_string(out, peers[i].id);
         int len = snprintf(figures, sizeof figures,
                            ",\"lastCleanExchangeMs\":%llu,\"lastExchangeEndMs\":%llu,"

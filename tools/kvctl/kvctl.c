@@ -1047,6 +1047,12 @@ static int wait_round(kv *db, const char *id, double round, cJSON *out)
     for (;;) {
         int code = EXIT_OK;
         cJSON *root = describe(db, "repair", &code);
+        if (!root && code != EXIT_UNAVAILABLE) {
+            /* Said on stderr already; asking again would say it again. */
+            cJSON_AddStringToObject(out, "error", "the cluster's description could not be "
+                                                  "read");
+            return 1;
+        }
         const cJSON *m = root ? member_by_id(root, id) : NULL;
         cJSON *desc = m ? member_description(root, m) : NULL;
         cJSON_Delete(root);
