@@ -611,7 +611,8 @@ void kvi_slice_release(kvi_slice *slice)
     slice->copy = NULL;
 }
 
-/* The entry hash of skey's record as it stands (*had 0: none), read before
+/* The entry hash of skey's record as it stands (*had 0: none; none either
+ * when the store keeps no digest, which alone needs it), read before
  * a write replaces it. Every writer of the data family holds the key's
  * lock across its read and its write, so nothing changes it meanwhile. */
 static int current_entry(kvi_store *s, const void *skey, size_t skey_len, int *had,
@@ -619,6 +620,8 @@ static int current_entry(kvi_store *s, const void *skey, size_t skey_len, int *h
 {
     *had = 0;
     *hash = 0;
+    if (!s->digest)
+        return KV_OK; /* nothing needs it */
     if (kvi_row_cache_entry_hash(s->rows, skey, skey_len, hash)) {
         *had = 1;
         return KV_OK;
@@ -638,13 +641,11 @@ static int current_entry(kvi_store *s, const void *skey, size_t skey_len, int *h
 static int put_record(kvi_store *s, const rocksdb_writeoptions_t *wo, const void *skey,
                       size_t skey_len, const void *rec, size_t rec_len)
 {
-    int had = 0;
-    uint64_t old = 0;
-    if (s->digest) {
-        int rc = current_entry(s, skey, skey_len, &had, &old);
-        if (rc != KV_OK)
-            return rc;
-    }
+    int had;
+    uint64_t old;
+    int rc = current_entry(s, skey, skey_len, &had, &old);
+    if (rc != KV_OK)
+        return rc;
     char *err = NULL;
     rocksdb_put_cf(s->db, wo, s->cf_data, skey, skey_len, rec, rec_len, &err);
     if (err)
@@ -661,13 +662,11 @@ static int put_record(kvi_store *s, const rocksdb_writeoptions_t *wo, const void
 
 int kvi_store_purge(kvi_store *s, const void *skey, size_t skey_len)
 {
-    int had = 0;
-    uint64_t old = 0;
-    if (s->digest) {
-        int rc = current_entry(s, skey, skey_len, &had, &old);
-        if (rc != KV_OK)
-            return rc;
-    }
+    int had;
+    uint64_t old;
+    int rc = current_entry(s, skey, skey_len, &had, &old);
+    if (rc != KV_OK)
+        return rc;
     char *err = NULL;
     rocksdb_delete_cf(s->db, s->write_options, s->cf_data, skey, skey_len, &err);
     if (err)

@@ -220,6 +220,24 @@ static void embedded_records_read_as_states(void **state)
     kvi_buf_free(&holder);
 }
 
+/* Closes the store, flips a bit in the middle of key's record (one byte
+ * key), and opens it again. */
+static void damage_on_disk(fixture *f, const char *key)
+{
+    kv_close(f->db);
+    f->db = NULL;
+    raw_db raw;
+    assert_int_equal(raw_open(&raw, f->dir), 0);
+    size_t len;
+    char *rec = raw_get(&raw, key, 1, &len);
+    assert_non_null(rec);
+    rec[len / 2] ^= 0x40;
+    assert_int_equal(raw_put(&raw, key, 1, rec, len), 0);
+    free(rec);
+    raw_close(&raw);
+    assert_int_equal(kv_open(&f->db, f->dir, NULL), KV_OK);
+}
+
 static void damaged_states_are_refused(void **state)
 {
     fixture *f = *state;
@@ -228,18 +246,7 @@ static void damaged_states_are_refused(void **state)
     assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "d", 1, NULL, "n1", &v),
                      KV_OK);
     kvi_buf_free(&holder);
-    kv_close(f->db);
-    f->db = NULL;
-    raw_db raw;
-    assert_int_equal(raw_open(&raw, f->dir), 0);
-    size_t len;
-    char *rec = raw_get(&raw, "d", 1, &len);
-    assert_non_null(rec);
-    rec[len / 2] ^= 0x40;
-    assert_int_equal(raw_put(&raw, "d", 1, rec, len), 0);
-    free(rec);
-    raw_close(&raw);
-    assert_int_equal(kv_open(&f->db, f->dir, NULL), KV_OK);
+    damage_on_disk(f, "d");
     assert_int_equal(kvi_replica_read(&st, &holder, f->db->embedded, "d", 1), KV_ECORRUPT);
     kvi_sibling w = value_of("over");
     assert_int_equal(kvi_replica_write(&st, &holder, f->db->embedded, "d", 1, NULL, "n1", &w),
@@ -263,17 +270,7 @@ static void a_merge_replaces_a_damaged_record(void **state)
     assert_int_equal(kvi_state_decode(&good, keep.data, keep.len, kvi_key_token("d", 1)),
                      KV_OK);
     kvi_buf_free(&holder);
-    kv_close(f->db);
-    f->db = NULL;
-    raw_db raw;
-    assert_int_equal(raw_open(&raw, f->dir), 0);
-    size_t len;
-    char *rec = raw_get(&raw, "d", 1, &len);
-    rec[len / 2] ^= 0x40;
-    assert_int_equal(raw_put(&raw, "d", 1, rec, len), 0);
-    free(rec);
-    raw_close(&raw);
-    assert_int_equal(kv_open(&f->db, f->dir, NULL), KV_OK);
+    damage_on_disk(f, "d");
     kvi_store *store = kvi_embedded_store(f->db->embedded);
     assert_int_equal(kvi_store_corrupt_replaced(store), 0);
     int changed = 0;
@@ -284,15 +281,7 @@ static void a_merge_replaces_a_damaged_record(void **state)
     assert_int_equal(kvi_store_corrupt_replaced(store), 1);
     /* The same through a batch of merges. */
     kvi_buf_free(&holder);
-    kv_close(f->db);
-    f->db = NULL;
-    assert_int_equal(raw_open(&raw, f->dir), 0);
-    rec = raw_get(&raw, "d", 1, &len);
-    rec[len / 2] ^= 0x40;
-    assert_int_equal(raw_put(&raw, "d", 1, rec, len), 0);
-    free(rec);
-    raw_close(&raw);
-    assert_int_equal(kv_open(&f->db, f->dir, NULL), KV_OK);
+    damage_on_disk(f, "d");
     kvi_merge_item item = {.key = "d", .key_len = 1, .incoming = &good};
     assert_int_equal(kvi_replica_merge_many(f->db->embedded, &item, 1, 0), KV_OK);
     assert_int_equal(item.status, KV_OK);

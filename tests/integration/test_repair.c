@@ -110,6 +110,18 @@ static int put_at_all(kv *db, const char *key, const char *value)
     return kv_put(NULL, db, key, strlen(key), value, strlen(value), &wo);
 }
 
+/* Writes keys [0, n) of tag at ALL through a client of the cluster, and
+ * says how long it took. */
+static void load_all(const cluster *c, const char *tag, size_t n)
+{
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    double t0 = seconds_now();
+    load(db, tag, 0, n, KV_CONSISTENCY_ALL);
+    printf("    %zu keys of %d bytes written at ALL in %.1f s\n", n, VALUE_SIZE,
+           seconds_now() - t0);
+    kv_close(db);
+}
+
 /* A client handle that talks to node i alone (no view of the ring). */
 static kv *alone(const cluster *c, int i)
 {
@@ -255,12 +267,7 @@ static void a_wiped_replica_is_rebuilt_by_repair(void **state)
 {
     cluster *c = *state;
     size_t keys = keys_from_env("KV_TEST_WIPE_KEYS", 100000 / SCALE);
-    kv *db = client_all(c, KV_POLICY_LWW, NULL);
-    double t0 = seconds_now();
-    load(db, "w", 0, keys, KV_CONSISTENCY_ALL);
-    printf("    %zu keys of %d bytes written at ALL in %.1f s\n", keys, VALUE_SIZE,
-           seconds_now() - t0);
-    kv_close(db);
+    load_all(c, "w", keys);
 
     /* The third replica loses its disk: stopped, its directory emptied,
      * started again with the same id and address. */
@@ -278,7 +285,7 @@ static void a_wiped_replica_is_rebuilt_by_repair(void **state)
     uint64_t records;
     uint64_t record_total = record_bytes(c, 0, &records);
     assert_int_equal(records, keys);
-    t0 = seconds_now();
+    double t0 = seconds_now();
     kvctl_repair(c, 2);
     double took = seconds_now() - t0;
 
@@ -330,12 +337,7 @@ static void diverged_keys_among_many_are_found_and_a_clean_exchange_sends_none(v
 {
     cluster *c = *state;
     size_t keys = keys_from_env("KV_TEST_AE_KEYS", 1000000 / SCALE), diverged = 1000;
-    kv *db = client_all(c, KV_POLICY_LWW, NULL);
-    double t0 = seconds_now();
-    load(db, "m", 0, keys, KV_CONSISTENCY_ALL);
-    printf("    %zu keys of %d bytes written at ALL in %.1f s\n", keys, VALUE_SIZE,
-           seconds_now() - t0);
-    kv_close(db);
+    load_all(c, "m", keys);
 
     /* 1000 more written through the first node while the third is down
      * (stopped: a paused one would still find in its socket buffers, once
