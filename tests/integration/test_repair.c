@@ -241,21 +241,28 @@ static double ae_figure(const cJSON *root, const char *path1, const char *path2)
     return v->valuedouble;
 }
 
-/* Runs `kvctl repair --node ID --wait` against node i and checks it says
- * the node repaired cleanly; prints its line. */
-static void kvctl_repair(const cluster *c, int i)
+/* Runs kvctl (KVCTL) with args against node i; its output goes to out.
+ * Returns its exit status as pclose gives it. */
+static int run_kvctl(const cluster *c, int i, const char *args, char *out, size_t size)
 {
     const char *kvctl = getenv("KVCTL");
     assert_non_null(kvctl);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s repair --node %s --wait", kvctl,
-             c->nodes[i].listen, c->nodes[i].id);
+    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s %s", kvctl, c->nodes[i].listen, args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
-    char out[4096] = "";
-    size_t len = fread(out, 1, sizeof out - 1, p);
+    size_t len = fread(out, 1, size - 1, p);
     out[len] = 0;
-    int status = pclose(p);
+    return pclose(p);
+}
+
+/* Runs `kvctl repair --node ID --wait` against node i and checks it says
+ * the node repaired cleanly; prints its line. */
+static void kvctl_repair(const cluster *c, int i)
+{
+    char args[256], out[4096];
+    snprintf(args, sizeof args, "repair --node %s --wait", c->nodes[i].id);
+    int status = run_kvctl(c, i, args, out, sizeof out);
     printf("    kvctl: %s", out);
     if (status != 0 || !strstr(out, "repaired with"))
         fail_msg("kvctl repair failed (status %d): %s", status, out);
@@ -552,15 +559,8 @@ static double node_ae_figure(const cluster *c, int i, const char *name)
 /* Runs `kvctl repair --wait` on every node (each node's own round). */
 static void kvctl_repair_all(const cluster *c)
 {
-    const char *kvctl = getenv("KVCTL");
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s repair --wait", kvctl, c->nodes[0].listen);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char out[4096] = "";
-    size_t len = fread(out, 1, sizeof out - 1, p);
-    out[len] = 0;
-    int status = pclose(p);
+    char out[4096];
+    int status = run_kvctl(c, 0, "repair --wait", out, sizeof out);
     printf("    kvctl: %s", out);
     if (status != 0)
         fail_msg("kvctl repair failed (status %d): %s", status, out);
@@ -668,14 +668,8 @@ static void tombstones_are_purged_only_once_every_replica_has_them(void **state)
 
     /* kvctl repair-status --ranges: every node, and per member the ranges
      * they share, repaired just now. */
-    char cmd[1024], out[8192] = "";
-    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s repair-status --ranges", getenv("KVCTL"),
-             c->nodes[0].listen);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t got_len = fread(out, 1, sizeof out - 1, p);
-    out[got_len] = 0;
-    assert_int_equal(pclose(p), 0);
+    char out[8192];
+    assert_int_equal(run_kvctl(c, 0, "repair-status --ranges", out, sizeof out), 0);
     printf("    kvctl repair-status --ranges:\n%s", out);
     for (int i = 0; i < 3; i++) {
         char line[64];
