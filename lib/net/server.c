@@ -1372,11 +1372,12 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
     *out = NULL;
     kvi_addr addr;
     int rc = kvi_addr_parse(&addr, cfg->listen_addr);
-    if (rc != KV_OK)
-        return rc;
-    kvi_server *s = calloc(1, sizeof *s);
-    if (!s)
-        return kvi_error(KV_ENOMEM, "out of memory starting a server");
+    kvi_server *s = rc == KV_OK ? calloc(1, sizeof *s) : NULL;
+    if (!s) {
+        if (cfg->has_listen_fd)
+            close(cfg->listen_fd);
+        return rc != KV_OK ? rc : kvi_error(KV_ENOMEM, "out of memory starting a server");
+    }
     s->cfg = *cfg;
     s->max_buffered = cfg->max_buffered_bytes ? cfg->max_buffered_bytes
                                               : KVI_SERVER_DEFAULT_MAX_BUFFERED;
@@ -1385,7 +1386,7 @@ int kvi_server_start(kvi_server **out, const kvi_server_config *cfg)
     s->admit_limit = s->max_buffered - kept;
     pthread_mutex_init(&s->state_lock, NULL);
     pthread_cond_init(&s->state_cond, NULL);
-    s->listen_fd = kvi_listen(&addr, 1024);
+    s->listen_fd = cfg->has_listen_fd ? cfg->listen_fd : kvi_listen(&addr, 1024);
     if (s->listen_fd < 0) {
         rc = s->listen_fd;
         pthread_mutex_destroy(&s->state_lock);

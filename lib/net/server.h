@@ -152,6 +152,12 @@ typedef struct kvi_server_config {
      * kvi_server_stop returns, and kvi_server_stop must not be called on
      * it. */
     struct kvi_loop *loop;
+    /* A socket already listening on listen_addr (kvi_listen), which the
+     * server takes over and closes, whether or not it starts; read only
+     * when has_listen_fd. A node binds both its ports before it serves
+     * either, so a client that reached one finds the other open. */
+    int has_listen_fd;
+    int listen_fd;
 } kvi_server_config;
 
 #define KVI_SERVER_DEFAULT_MAX_BUFFERED ((size_t)256u * 1024u * 1024u)

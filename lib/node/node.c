@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "storage/backup.h"
 #include "storage/digest.h"
@@ -805,7 +806,8 @@ static void loop_batch(void *ctx, kvi_server_pending **ps, kvi_server_request *r
 }
 
 /* The binary protocol's server. */
-static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
+static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger *log,
+                        int listen_fd)
 {
     kvi_server_config sc = {
         .listen_addr = o->listen_addr,
@@ -827,11 +829,26 @@ static int start_binary(kvi_node *n, const kv_node_options *o, const kvi_logger 
         /* The first I/O thread runs where the coordinator's state machines
          * run: their answers then reach its connections directly. */
         .loop = kvi_membership_loop(n->membership),
+        .has_listen_fd = 1,
+        .listen_fd = listen_fd,
     };
-    int rc = kvi_server_start(&n->binary, &sc);
-    if (rc == KV_OK)
-        n->binary_port = kvi_server_port(n->binary);
-    return rc;
+    return kvi_server_start(&n->binary, &sc);
+}
+
+/* The binary protocol's socket, bound and listening before the HTTP server
+ * starts (which names its port in /v1/cluster) and served after: a client
+ * that has an answer from either port finds the other accepting. */
+static int bind_binary(kvi_node *n, const kv_node_options *o, int *fd)
+{
+    kvi_addr addr;
+    int rc = kvi_addr_parse(&addr, o->listen_addr);
+    if (rc != KV_OK)
+        return rc;
+    *fd = kvi_listen(&addr, 1024);
+    if (*fd < 0)
+        return *fd;
+    n->binary_port = kvi_local_port(*fd);
+    return KV_OK;
 }
 
 /* The HTTP/JSON API's server, over http_ops. */
@@ -900,10 +917,15 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
         rc = open_store(n, o);
     if (rc == KV_OK)
         rc = start_cluster(n, o, log);
+    int binary_fd = -1;
     if (rc == KV_OK)
-        rc = start_binary(n, o, log);
+        rc = bind_binary(n, o, &binary_fd);
     if (rc == KV_OK && n->http_addr)
         rc = start_http(n, o, log);
+    if (rc != KV_OK && binary_fd >= 0)
+        close(binary_fd);
+    else if (rc == KV_OK)
+        rc = start_binary(n, o, log, binary_fd); /* takes binary_fd */
     if (rc == KV_OK && kvi_ticker_start(&n->reporter, report_tick, n) != 0)
         rc = kvi_error(KV_ENOMEM, "cannot start the node's reporting thread");
     if (rc != KV_OK) {

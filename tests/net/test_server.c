@@ -5,6 +5,7 @@
  * not read; stop answering what it has read; the gate. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -25,6 +26,7 @@
 #include <kv/kv.h>
 #include "format/frame.h"
 #include "format/message.h"
+#include "net/addr.h"
 #include "net/client.h"
 #include "net/loop.h"
 #include "net/server.h"
@@ -422,6 +424,53 @@ static void resets_at_any_moment_leave_the_server_serving(void **state)
     /* Every connection is gone: so is every byte charged for them. */
     assert_int_equal(wait_buffered(s, 0, 5000), 0);
     kvi_server_stop(s);
+}
+
+/* A socket bound beforehand (a node binds both its ports before serving
+ * either): a client that connected while nobody served it is answered once
+ * the server starts, and the server closes the socket when it stops, or
+ * when it cannot start. */
+static void a_socket_bound_beforehand_is_served_then_closed(void **state)
+{
+    (void)state;
+    kvi_addr addr;
+    assert_int_equal(kvi_addr_parse(&addr, "127.0.0.1:0"), KV_OK);
+    int lfd = kvi_listen(&addr, 16);
+    assert_true(lfd >= 0);
+    int port = kvi_local_port(lfd);
+    int early = connect_port(port); /* waits in the backlog */
+    assert_true(early >= 0);
+    kvi_buf b = {0}, body = {0};
+    add_request(&b, KVI_OP_PING, 7, NULL, 0, NULL, 0);
+    assert_int_equal(send_all(early, b.data, b.len), 0);
+
+    handler_ctx hc = {0};
+    kvi_server_config cfg = base_config(&hc);
+    cfg.has_listen_fd = 1;
+    cfg.listen_fd = lfd;
+    kvi_server *s;
+    assert_int_equal(kvi_server_start(&s, &cfg), KV_OK);
+    assert_int_equal(kvi_server_port(s), port);
+    kvi_frame_header h;
+    assert_int_equal(read_frame(early, &h, &body), 0);
+    assert_int_equal(h.request_id, 7);
+    assert_int_equal(h.status, KV_OK);
+    close(early);
+    check_serves(port);
+    kvi_server_stop(s);
+    assert_int_equal(fcntl(lfd, F_GETFD), -1);
+    assert_int_equal(errno, EBADF);
+
+    /* A start that fails still takes the socket. */
+    lfd = kvi_listen(&addr, 16);
+    assert_true(lfd >= 0);
+    cfg.listen_addr = "not an address";
+    cfg.listen_fd = lfd;
+    assert_int_not_equal(kvi_server_start(&s, &cfg), KV_OK);
+    assert_int_equal(fcntl(lfd, F_GETFD), -1);
+    assert_int_equal(errno, EBADF);
+    kvi_buf_free(&b);
+    kvi_buf_free(&body);
 }
 
 /* ------------------------------------------------------ the byte budget */
@@ -1387,6 +1436,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(resets_at_any_moment_leave_the_server_serving),
+        cmocka_unit_test(a_socket_bound_beforehand_is_served_then_closed),
         cmocka_unit_test(a_large_frame_does_not_pin_its_memory),
         cmocka_unit_test(a_frame_larger_than_the_budget_is_refused),
         cmocka_unit_test(a_frame_that_waits_too_long_is_refused),
