@@ -7,7 +7,8 @@
  *   fuzz_make_corpus scan fuzz/corpus/scan        scan answers and cursors
  *   fuzz_make_corpus ae fuzz/corpus/ae            anti-entropy bodies
  *   fuzz_make_corpus node fuzz/corpus/node     connections to a node of one
- *   fuzz_make_corpus paxos fuzz/corpus/paxos   acceptor records */
+ *   fuzz_make_corpus paxos fuzz/corpus/paxos   acceptor records
+ *   fuzz_make_corpus topology fuzz/corpus/topology  topology records */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@
 #include "format/dvv.h"
 #include "format/paxos.h"
 #include "format/state.h"
+#include "format/topology.h"
+#include "cluster/topology.h"
 #include "net/auth.h"
 #include "format/frame.h"
 #include "format/message.h"
@@ -524,8 +527,44 @@ static void ae_corpus(const char *dir)
     kvi_buf_free(&b);
 }
 
+/* Topology records: a cluster of three at epoch 1, a join in progress,
+ * and one with its gainer done. */
+static void topology_corpus(const char *dir)
+{
+    const char *ids[] = {"n1", "n2", "n3"};
+    const char *addrs[] = {"127.0.0.1:7401", "127.0.0.1:7402", "127.0.0.1:7403"};
+    kvi_topology t, j, d;
+    kvi_topology_init(&t);
+    kvi_topology_init(&j);
+    kvi_topology_init(&d);
+    kvi_buf b = {0};
+    char err[128];
+    int changed;
+    if (kvi_topology_first(&t, 3, 8, ids, addrs, NULL, 3) != KV_OK ||
+        kvi_topology_begin(&j, &t, KVI_TOPO_OP_JOIN, "n4", "127.0.0.1:7404", "127.0.0.1:8404",
+                           err, sizeof err) != KV_OK ||
+        kvi_topology_mark_done(&d, &changed, &j, "n4", err, sizeof err) != KV_OK)
+        return;
+    kvi_topology_encode(&b, &t);
+    write_file(dir, "three", &b);
+    kvi_buf_reset(&b);
+    kvi_topology_encode(&b, &j);
+    write_file(dir, "joining", &b);
+    kvi_buf_reset(&b);
+    kvi_topology_encode(&b, &d);
+    write_file(dir, "join-done", &b);
+    kvi_buf_free(&b);
+    kvi_topology_free(&t);
+    kvi_topology_free(&j);
+    kvi_topology_free(&d);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "topology") == 0) {
+        topology_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "ae") == 0) {
         ae_corpus(argv[2]);
         return 0;
