@@ -8,7 +8,8 @@
  *   fuzz_make_corpus ae fuzz/corpus/ae            anti-entropy bodies
  *   fuzz_make_corpus node fuzz/corpus/node     connections to a node of one
  *   fuzz_make_corpus paxos fuzz/corpus/paxos   acceptor records
- *   fuzz_make_corpus topology fuzz/corpus/topology  topology records */
+ *   fuzz_make_corpus topology fuzz/corpus/topology  topology records
+ *   fuzz_make_corpus topology_paxos fuzz/corpus/topology_paxos  its Paxos */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@
 #include "format/state.h"
 #include "format/topology.h"
 #include "cluster/topology.h"
+#include "format/topology_paxos.h"
 #include "net/auth.h"
 #include "format/frame.h"
 #include "format/message.h"
@@ -559,8 +561,84 @@ static void topology_corpus(const char *dir)
     kvi_topology_free(&d);
 }
 
+/* The topology Paxos: a prepare, a proposal, a commit, a fetch, answers
+ * (granted with an accepted record, stale) and an acceptor's state. */
+static void topology_paxos_corpus(const char *dir)
+{
+    const char *ids[] = {"n1", "n2", "n3"};
+    const char *addrs[] = {"127.0.0.1:7401", "127.0.0.1:7402", "127.0.0.1:7403"};
+    kvi_topology t, j;
+    kvi_topology_init(&t);
+    kvi_topology_init(&j);
+    char err[128];
+    if (kvi_topology_first(&t, 3, 8, ids, addrs, NULL, 3) != KV_OK ||
+        kvi_topology_begin(&j, &t, KVI_TOPO_OP_JOIN, "n4", "127.0.0.1:7404", NULL, err,
+                           sizeof err) != KV_OK)
+        return;
+    kvi_ballot ballot = {.time_us = 1700000000000000ull, .node = "n1", .counter = 2};
+    kvi_buf b = {0};
+    kvi_tpx_msg m;
+    kvi_tpx_msg_init(&m);
+    m.kind = KVI_TPX_PREPARE;
+    m.ballot = ballot;
+    kvi_topology_copy(&m.base, &t);
+    kvi_tpx_msg_encode(&b, &m);
+    write_file(dir, "prepare", &b);
+    m.kind = KVI_TPX_PROPOSE;
+    kvi_topology_copy(&m.value, &j);
+    kvi_buf_reset(&b);
+    kvi_tpx_msg_encode(&b, &m);
+    write_file(dir, "propose", &b);
+    kvi_tpx_msg_free(&m);
+    m.kind = KVI_TPX_COMMIT;
+    kvi_topology_copy(&m.base, &j);
+    kvi_buf_reset(&b);
+    kvi_tpx_msg_encode(&b, &m);
+    write_file(dir, "commit", &b);
+    kvi_tpx_msg_free(&m);
+    m.kind = KVI_TPX_FETCH;
+    kvi_buf_reset(&b);
+    kvi_tpx_msg_encode(&b, &m);
+    write_file(dir, "fetch", &b);
+    kvi_tpx_answer a;
+    kvi_tpx_answer_init(&a);
+    a.verdict = KVI_TPX_GRANTED;
+    a.promised = ballot;
+    a.has_accepted = 1;
+    a.accepted = ballot;
+    kvi_topology_copy(&a.accepted_value, &j);
+    kvi_buf_reset(&b);
+    kvi_tpx_answer_encode(&b, &a);
+    write_file(dir, "answer-accepted", &b);
+    kvi_tpx_answer_free(&a);
+    a.verdict = KVI_TPX_STALE;
+    kvi_topology_copy(&a.current, &j);
+    kvi_buf_reset(&b);
+    kvi_tpx_answer_encode(&b, &a);
+    write_file(dir, "answer-stale", &b);
+    kvi_tpx_answer_free(&a);
+    kvi_tpx_acceptor s;
+    kvi_tpx_acceptor_init(&s);
+    s.slot = 2;
+    s.promised = ballot;
+    s.has_accepted = 1;
+    s.accepted = ballot;
+    kvi_topology_copy(&s.value, &j);
+    kvi_buf_reset(&b);
+    kvi_tpx_acceptor_encode(&b, &s);
+    write_file(dir, "acceptor", &b);
+    kvi_tpx_acceptor_free(&s);
+    kvi_buf_free(&b);
+    kvi_topology_free(&t);
+    kvi_topology_free(&j);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "topology_paxos") == 0) {
+        topology_paxos_corpus(argv[2]);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "topology") == 0) {
         topology_corpus(argv[2]);
         return 0;
