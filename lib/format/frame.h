@@ -94,7 +94,10 @@ typedef enum kvi_opcode {
      * repair round (kv_repair); the answer, a JSON object, names the round
      * to wait for in its cluster description. A client token, as BACKUP. */
     KVI_OP_REPAIR_START = 24,
-    KVI_OP_MAX = 24
+    /* Between nodes: agreeing on the next topology record, and fetching a
+     * node's (format/topology_paxos.h messages and answers). */
+    KVI_OP_TOPOLOGY = 25,
+    KVI_OP_MAX = 25
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

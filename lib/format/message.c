@@ -129,6 +129,7 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
+    case KVI_OP_TOPOLOGY:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -228,6 +229,7 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
+    case KVI_OP_TOPOLOGY:
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -355,6 +357,7 @@ int kvi_response_decode_flags(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
+    case KVI_OP_TOPOLOGY:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
@@ -424,6 +427,7 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     case KVI_OP_AE_DIGEST:
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
+    case KVI_OP_TOPOLOGY:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:

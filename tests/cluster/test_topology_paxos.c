@@ -21,7 +21,7 @@
 static void cluster_of(kvi_topology *t, size_t n)
 {
     const char *ids[8], *addrs[8];
-    char id_buf[8][8], addr_buf[8][32];
+    char id_buf[8][24], addr_buf[8][40];
     for (size_t i = 0; i < n; i++) {
         snprintf(id_buf[i], sizeof id_buf[i], "n%zu", i + 1);
         snprintf(addr_buf[i], sizeof addr_buf[i], "127.0.0.1:%zu", 7400 + i);
