@@ -476,6 +476,16 @@ void kvi_gossip_set_repaired(kvi_gossip *g, uint64_t repaired_ms)
     pthread_mutex_unlock(&g->lock);
 }
 
+void kvi_gossip_set_epoch(kvi_gossip *g, uint64_t epoch)
+{
+    pthread_mutex_lock(&g->lock);
+    if (g->self.epoch != epoch) {
+        g->self.epoch = epoch;
+        refresh_self(g);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
 uint64_t kvi_gossip_repaired(kvi_gossip *g, const char *id)
 {
     pthread_mutex_lock(&g->lock);

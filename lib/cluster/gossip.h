@@ -60,6 +60,10 @@ void kvi_gossip_set_status(kvi_gossip *g, kvi_member_status status);
 void kvi_gossip_set_repaired(kvi_gossip *g, uint64_t repaired_ms);
 uint64_t kvi_gossip_repaired(kvi_gossip *g, const char *id);
 
+/* The epoch of the topology record this node holds, as it will be
+ * gossiped (each member's is in the table kvi_gossip_snapshot copies). */
+void kvi_gossip_set_epoch(kvi_gossip *g, uint64_t epoch);
+
 /* Serves a GOSSIP request: merges the table in `in` and writes this node's
  * table to out. KV_OK, or KV_EINVAL for a malformed table. */
 int kvi_gossip_handle(kvi_gossip *g, const void *in, size_t len, kvi_buf *out);

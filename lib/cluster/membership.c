@@ -3,6 +3,7 @@
 
 #include <cJSON.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #include "cluster/ring.h"
 #include "cluster/gossip.h"
 #include "cluster/members.h"
+#include "cluster/topology.h"
+#include "cluster/topology_service.h"
 #include "cluster/view.h"
 #include "storage/store.h"
 #include "util/clock.h"
@@ -64,7 +67,20 @@ struct kvi_membership {
     kvi_client_loop *peers_loop;
     kvi_ticker discovery; /* asks the configured peers for their ids */
     kvi_ticker sync;      /* takes the members gossip tells of */
+    /* The topology (docs/design/TOPOLOGY.md): in a cluster, the ring is the
+     * current ring of the record this service holds; NULL alone. */
+    kvi_topo_service *topo;
+    atomic_int topo_changed; /* a newer record was taken: rebuild the view */
+    /* Without a record yet: how many rounds the members were asked for
+     * theirs before this node forms the first one. Discovery thread. */
+    unsigned record_asks;
+    int join_said;           /* logged that the join waits; discovery thread */
+    char topo_refusal[256];  /* why the topology refused to start */
 };
+
+/* Rounds of asking the other members for their topology record before the
+ * nodes of a new cluster form the first one from their member list. */
+#define RECORD_ASK_ROUNDS 3u
 
 /* Asks addr for its CLUSTER description; the parsed JSON (cJSON_Delete
  * it), or NULL. */
@@ -117,6 +133,11 @@ static int ask(const char *addr, char **id, char **http, const kvi_credentials *
     return rc;
 }
 
+static void install_view(kvi_membership *m, const char **ids, const char **addrs,
+                         const char **https, size_t n, int self);
+static void rebuild_view_from_record(kvi_membership *m);
+static void take_record_members(kvi_membership *m);
+
 /* Builds the view (ring and connections) from the members once every id
  * is known (and, joining through seeds, once gossip has told of the
  * cluster), replacing any earlier one; called with m->lock held. Holders
@@ -124,6 +145,10 @@ static int ask(const char *addr, char **id, char **http, const kvi_credentials *
 static void rebuild_view(kvi_membership *m)
 {
     const kvi_member_list *l = &m->list;
+    if (m->topo) {
+        rebuild_view_from_record(m);
+        return;
+    }
     if (m->await_seed || !kvi_members_complete(l))
         return;
     const char **ids = malloc(l->n * sizeof *ids);
@@ -134,12 +159,23 @@ static void rebuild_view(kvi_membership *m)
         addrs[i] = l->items[i].addr;
         https[i] = l->items[i].http;
     }
+    install_view(m, ids, addrs, https, l->n, 0);
+    free(ids);
+    free(addrs);
+    free(https);
+}
+
+/* Builds a view of n members (self: this node's index) and makes it the
+ * view; called with m->lock held. */
+static void install_view(kvi_membership *m, const char **ids, const char **addrs,
+                         const char **https, size_t n, int self)
+{
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.connect_timeout_ms = m->connect_timeout_ms;
     co.request_timeout_ms = m->request_timeout_ms;
     co.connections_per_node = 2;
     kvi_view_config vc = {
-        .ids = ids, .addrs = addrs, .https = https, .n = l->n, .self = 0,
+        .ids = ids, .addrs = addrs, .https = https, .n = n, .self = self,
         .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds,
         .log = m->log, .loop = m->peers_loop,
     };
@@ -149,7 +185,7 @@ static void rebuild_view(kvi_membership *m)
     else if (kvi_view_build(&fresh, &vc) != KV_OK)
         kvi_log(m->log, KV_LOG_ERROR, "cannot build the ring: %s", kvi_error_last());
     else {
-        kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", l->n);
+        kvi_log(m->log, KV_LOG_INFO, "membership complete: %zu members, ring built", n);
         if (m->view && m->n_retired < sizeof m->retired / sizeof m->retired[0])
             m->retired[m->n_retired++] = m->view;
         else
@@ -158,9 +194,44 @@ static void rebuild_view(kvi_membership *m)
         if (m->gossip)
             kvi_gossip_set_status(m->gossip, KVI_MEMBER_UP);
     }
+}
+
+/* The view of the record's current ring, with each member at the address
+ * the member list knows (gossip follows a member that moved), else the
+ * record's. A node outside the current ring (joining) has no view: it
+ * neither coordinates nor serves until its join is done. Called with
+ * m->lock held. */
+static void rebuild_view_from_record(kvi_membership *m)
+{
+    kvi_topology t;
+    kvi_topology_init(&t);
+    if (kvi_topo_service_record(m->topo, &t) != KV_OK || t.epoch == 0) {
+        kvi_topology_free(&t);
+        return;
+    }
+    const char **ids = malloc(t.n * sizeof *ids);
+    const char **addrs = malloc(t.n * sizeof *addrs);
+    const char **https = malloc(t.n * sizeof *https);
+    size_t n = 0;
+    int self = -1;
+    for (size_t i = 0; ids && addrs && https && i < t.n; i++) {
+        const kvi_topo_member *tm = &t.members[i];
+        if (!kvi_topology_in_ring(&t, tm, KVI_TOPO_CURRENT))
+            continue;
+        long at = kvi_members_find_id(&m->list, tm->id);
+        ids[n] = tm->id;
+        addrs[n] = at >= 0 ? m->list.items[at].addr : tm->addr;
+        https[n] = at >= 0 ? m->list.items[at].http : (tm->http[0] ? tm->http : NULL);
+        if (at == 0)
+            self = (int)n;
+        n++;
+    }
+    if (self >= 0)
+        install_view(m, ids, addrs, https, n, self);
     free(ids);
     free(addrs);
     free(https);
+    kvi_topology_free(&t);
 }
 
 /* Releases m->lock, then lets go of the views replaced while it was held. */
@@ -328,6 +399,155 @@ static int join_through_seed(kvi_membership *m, size_t round)
     return 0;
 }
 
+/* ------------------------------------------------------------ topology */
+
+/* The changes a joining node makes to the record, each a no-op once made
+ * (a node restarted half-way through its join goes on from there). */
+static int build_join(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                      size_t err_size)
+{
+    const kvi_member *self = ctx;
+    const kvi_topo_member *tm = kvi_topology_find(cur, self->id);
+    if (tm && (tm->state == KVI_TOPO_NORMAL ||
+               (tm->state == KVI_TOPO_JOINING && cur->op == KVI_TOPO_OP_JOIN)))
+        return kvi_topology_copy(next, cur);
+    return kvi_topology_begin(next, cur, KVI_TOPO_OP_JOIN, self->id, self->addr, self->http,
+                              err, err_size);
+}
+
+static int joining_self(const kvi_topology *cur, const char *id)
+{
+    return cur->op == KVI_TOPO_OP_JOIN && strcmp(cur->op_member, id) == 0;
+}
+
+static int build_join_done(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                           size_t err_size)
+{
+    const kvi_member *self = ctx;
+    if (!joining_self(cur, self->id))
+        return kvi_topology_copy(next, cur);
+    int changed;
+    return kvi_topology_mark_done(next, &changed, cur, self->id, err, err_size);
+}
+
+static int build_join_finish(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                             size_t err_size)
+{
+    const kvi_member *self = ctx;
+    if (!joining_self(cur, self->id))
+        return kvi_topology_copy(next, cur);
+    return kvi_topology_finish(next, cur, err, err_size);
+}
+
+/* Joins the cluster whose record this node holds and does not belong to:
+ * the join is recorded (the node is joining), then its part done, then
+ * finished (it is normal, in the current ring). No data moves yet: the
+ * node fills by writes, read repair and anti-entropy. Runs on the
+ * discovery thread, with no lock held; 1 once joined, 0 to try again. */
+static int join_by_record(kvi_membership *m, const kvi_topology *t)
+{
+    if (t->replicas != m->replicas || t->vnodes != m->vnodes) {
+        kvi_log(m->log, KV_LOG_ERROR, "cannot join: the cluster keeps %u replicas on %u vnodes "
+                "per member, this node was started with %u and %u",
+                t->replicas, t->vnodes, m->replicas, m->vnodes);
+        return 0;
+    }
+    kvi_member self;
+    pthread_mutex_lock(&m->lock);
+    self.id = strdup(m->list.items[0].id);
+    self.addr = strdup(m->list.items[0].addr);
+    self.http = m->list.items[0].http ? strdup(m->list.items[0].http) : NULL;
+    pthread_mutex_unlock(&m->lock);
+    char err[256] = "";
+    int rc = self.id && self.addr ? KV_OK : KV_ENOMEM;
+    kvi_topo_build_fn steps[] = {build_join, build_join_done, build_join_finish};
+    for (size_t i = 0; rc == KV_OK && i < sizeof steps / sizeof steps[0]; i++)
+        rc = kvi_topo_service_change(m->topo, steps[i], &self, NULL, err, sizeof err);
+    if (rc == KV_OK)
+        kvi_log(m->log, KV_LOG_INFO, "joined the cluster: epoch %llu",
+                (unsigned long long)kvi_topo_service_epoch(m->topo));
+    else if (!m->join_said++)
+        kvi_log(m->log, KV_LOG_WARN, "cannot join the cluster yet (trying again): %s", err);
+    free(self.id);
+    free(self.addr);
+    free(self.http);
+    return rc == KV_OK;
+}
+
+/* The first record of a new cluster, from its member list (every id
+ * known): the nodes started together with the same list form the same
+ * record. Called with m->lock held. */
+static void form_first_record(kvi_membership *m)
+{
+    const char **ids = malloc(m->list.n * sizeof *ids);
+    const char **addrs = malloc(m->list.n * sizeof *addrs);
+    const char **https = malloc(m->list.n * sizeof *https);
+    for (size_t i = 0; ids && addrs && https && i < m->list.n; i++) {
+        ids[i] = m->list.items[i].id;
+        addrs[i] = m->list.items[i].addr;
+        https[i] = m->list.items[i].http;
+    }
+    kvi_topology first;
+    kvi_topology_init(&first);
+    if (ids && addrs && https &&
+        kvi_topology_first(&first, m->replicas, m->vnodes, ids, addrs, https, m->list.n) == KV_OK)
+        kvi_topo_service_adopt(m->topo, &first);
+    else
+        kvi_log(m->log, KV_LOG_ERROR, "cannot form the cluster's first topology record");
+    kvi_topology_free(&first);
+    free(ids);
+    free(addrs);
+    free(https);
+}
+
+/* The topology's part of a discovery round, once every id is known (or a
+ * seed is awaited): without a record, ask the members (or seeds) for
+ * theirs a few rounds, then form the first one; with a record that does
+ * not hold this node, join. Called with m->lock held (released while it
+ * joins); returns when to run again, 0 when done. */
+static uint32_t discover_topology(kvi_membership *m)
+{
+    uint64_t epoch = kvi_topo_service_epoch(m->topo);
+    int fresh = 0; /* a record formed or a join made here: a new view */
+    if (epoch == 0) {
+        if (m->await_seed || m->record_asks < RECORD_ASK_ROUNDS) {
+            m->record_asks++;
+            for (size_t i = 1; i < m->list.n; i++)
+                kvi_topo_service_fetch(m->topo, m->list.items[i].addr);
+            for (size_t i = 0; m->await_seed && i < m->n_seeds; i++)
+                if (strcmp(m->seeds[i], m->list.items[0].addr) != 0)
+                    kvi_topo_service_fetch(m->topo, m->seeds[i]);
+            return DISCOVERY_INTERVAL_MS;
+        }
+        form_first_record(m);
+        epoch = kvi_topo_service_epoch(m->topo);
+        fresh = 1;
+    }
+    kvi_topology t;
+    kvi_topology_init(&t);
+    if (epoch == 0 || kvi_topo_service_record(m->topo, &t) != KV_OK) {
+        kvi_topology_free(&t);
+        return DISCOVERY_INTERVAL_MS;
+    }
+    m->await_seed = 0;
+    const kvi_topo_member *self = kvi_topology_find(&t, m->list.items[0].id);
+    uint32_t next = 0;
+    if (!self || self->state == KVI_TOPO_JOINING || self->state == KVI_TOPO_LEFT) {
+        pthread_mutex_unlock(&m->lock);
+        int joined = join_by_record(m, &t);
+        pthread_mutex_lock(&m->lock);
+        next = joined ? 0 : VERIFY_INTERVAL_MS;
+        fresh = joined;
+    }
+    if (fresh || !m->view) {
+        take_record_members(m);
+        rebuild_view(m);
+        save_members(m);
+    }
+    kvi_topology_free(&t);
+    return next;
+}
+
 /* One round of discovery: asks every configured peer whose id is unknown
  * or not yet confirmed. An id that changed (a member replaced under the
  * same address) rebuilds the ring. Returns when to ask again, or 0 once
@@ -336,6 +556,11 @@ static uint32_t discover(void *arg)
 {
     kvi_membership *m = arg;
     pthread_mutex_lock(&m->lock);
+    if (m->await_seed && m->topo) {
+        uint32_t next = discover_topology(m);
+        unlock_membership(m);
+        return next;
+    }
     if (m->await_seed) {
         int joined = join_through_seed(m, m->join_round++);
         unlock_membership(m);
@@ -399,8 +624,44 @@ static uint32_t discover(void *arg)
     /* Serving from saved ids, a missing member is only to be confirmed:
      * ask less often. */
     uint32_t next = !pending ? 0 : m->view ? VERIFY_INTERVAL_MS : DISCOVERY_INTERVAL_MS;
+    /* Every id known (or a record already held): the topology's turn. */
+    if (m->topo && !kvi_ticker_stopping(&m->discovery) &&
+        (kvi_members_complete(&m->list) || kvi_topo_service_epoch(m->topo))) {
+        uint32_t t = discover_topology(m);
+        if (t && (!next || t < next))
+            next = t;
+    }
     unlock_membership(m);
     return next;
+}
+
+/* The members of the record that the member list lacks (a member that
+ * joined while this node was away), at the record's addresses. Called
+ * with m->lock held. */
+static void take_record_members(kvi_membership *m)
+{
+    kvi_topology t;
+    kvi_topology_init(&t);
+    if (kvi_topo_service_record(m->topo, &t) != KV_OK)
+        return;
+    for (size_t i = 0; i < t.n; i++) {
+        const kvi_topo_member *tm = &t.members[i];
+        if (tm->state == KVI_TOPO_LEFT || kvi_members_find_id(&m->list, tm->id) >= 0 ||
+            kvi_members_find_addr(&m->list, tm->addr) >= 0)
+            continue;
+        kvi_members_add(&m->list, tm->id, tm->addr, tm->http[0] ? tm->http : NULL, 0);
+    }
+    kvi_topology_free(&t);
+}
+
+/* The topology service took a newer record (on whatever thread): the sync
+ * thread rebuilds the view, since a view let go of on the peers loop
+ * would wait for that loop. */
+static void topology_changed(void *ctx, const kvi_topology *record)
+{
+    kvi_membership *m = ctx;
+    (void)record;
+    atomic_store(&m->topo_changed, 1);
 }
 
 /* Takes the members gossip tells of (members.h says which): a new member,
@@ -423,13 +684,73 @@ static uint32_t sync_gossip(void *arg)
                 m->await_seed ? "" : "; rebuilding the ring");
     /* Not saved while joining: a restart would take a partial list for
      * the cluster's. */
-    if (changed > 0 && !m->await_seed) {
+    int topo_changed = m->topo && atomic_exchange(&m->topo_changed, 0);
+    if (topo_changed)
+        take_record_members(m);
+    if ((changed > 0 || topo_changed) && !m->await_seed) {
         rebuild_view(m);
         save_members(m);
+    }
+    if (m->topo) {
+        /* A member on a newer epoch than ours: ask it for its record. */
+        uint64_t mine = kvi_topo_service_epoch(m->topo), best = mine;
+        const char *from = NULL;
+        for (size_t i = 0; i < t.n; i++)
+            if (t.entries[i].epoch > best) {
+                best = t.entries[i].epoch;
+                from = t.entries[i].addr;
+            }
+        if (from)
+            kvi_topo_service_fetch(m->topo, from);
+        kvi_gossip_set_epoch(m->gossip, mine);
     }
     unlock_membership(m);
     kvi_gossip_table_free(&t);
     return SYNC_INTERVAL_MS;
+}
+
+/* The topology service of a node in a cluster. A node that left refuses
+ * to start (its data is no longer the cluster's); the first seed of a new
+ * cluster forms its first record at once, alone. 1, or 0 with
+ * m->topo_refusal set (or out of memory). */
+static int open_topology(kvi_membership *m, const kvi_membership_config *cfg, int first_seed)
+{
+    kvi_topo_service_config tc = {
+        .self_id = cfg->self_id, .store = cfg->store, .creds = cfg->creds, .log = cfg->log,
+        .loop = m->peers_loop, .request_timeout_ms = m->request_timeout_ms,
+        .on_change = topology_changed, .on_change_ctx = m,
+    };
+    if (kvi_topo_service_open(&m->topo, &tc) != KV_OK) {
+        snprintf(m->topo_refusal, sizeof m->topo_refusal, "%s", kvi_error_last());
+        return 0;
+    }
+    kvi_topology t;
+    kvi_topology_init(&t);
+    if (kvi_topo_service_record(m->topo, &t) != KV_OK)
+        return 0;
+    const kvi_topo_member *self = kvi_topology_find(&t, cfg->self_id);
+    int ok = 1;
+    if (self && self->state == KVI_TOPO_LEFT) {
+        snprintf(m->topo_refusal, sizeof m->topo_refusal,
+                 "node %s left its cluster (topology epoch %llu): its data is no longer the "
+                 "cluster's. To join again, start it on an empty data directory",
+                 cfg->self_id, (unsigned long long)t.epoch);
+        ok = 0;
+    } else if (t.epoch && (t.replicas != m->replicas || t.vnodes != m->vnodes)) {
+        snprintf(m->topo_refusal, sizeof m->topo_refusal,
+                 "this node's cluster keeps %u replicas on %u vnodes per member; it was "
+                 "started with %u and %u", t.replicas, t.vnodes, m->replicas, m->vnodes);
+        ok = 0;
+    } else if (t.epoch == 0 && first_seed) {
+        pthread_mutex_lock(&m->lock);
+        form_first_record(m);
+        pthread_mutex_unlock(&m->lock);
+        atomic_store(&m->topo_changed, 0);
+    }
+    if (ok && m->gossip)
+        kvi_gossip_set_epoch(m->gossip, kvi_topo_service_epoch(m->topo));
+    kvi_topology_free(&t);
+    return ok;
 }
 
 int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
@@ -510,6 +831,8 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         }
     }
     free(seeds);
+    if (ok && m->gossip)
+        ok = open_topology(m, cfg, seed_of_self && configured == 0 && loaded == 0);
     if (ok) {
         pthread_mutex_lock(&m->lock);
         /* A seed (its own address among the seeds) starts at once, alone
@@ -524,8 +847,12 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
             ok = kvi_ticker_start(&m->sync, sync_gossip, m) == 0;
     }
     if (!ok) {
+        char why[300];
+        snprintf(why, sizeof why, "%s", m->topo_refusal[0] ? m->topo_refusal
+                                                            : "out of memory starting membership");
+        int rc = m->topo_refusal[0] ? KV_EINVAL : KV_ENOMEM;
         kvi_membership_stop(m);
-        return kvi_error(KV_ENOMEM, "out of memory starting membership");
+        return kvi_error(rc, "%s", why);
     }
     *out = m;
     return KV_OK;
@@ -538,6 +865,7 @@ void kvi_membership_stop(kvi_membership *m)
     kvi_ticker_stop(&m->sync);
     kvi_gossip_stop(m->gossip); /* announces the clean stop */
     kvi_ticker_stop(&m->discovery);
+    kvi_topo_service_close(m->topo); /* its proposals end first: they run on the loop */
     kvi_members_free(&m->list);
     for (size_t i = 0; i < m->n_seeds; i++)
         free(m->seeds[i]);
@@ -563,6 +891,18 @@ int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf
     if (!m->gossip)
         return kvi_error(KV_ENOTSUP, "this node is not in a cluster: no gossip");
     return kvi_gossip_handle(m->gossip, in, len, out);
+}
+
+int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_buf *out)
+{
+    if (!m->topo)
+        return kvi_error(KV_ENOTSUP, "this node is not in a cluster: no topology");
+    return kvi_topo_service_handle(m->topo, in, len, out);
+}
+
+uint64_t kvi_membership_epoch(kvi_membership *m)
+{
+    return m->topo ? kvi_topo_service_epoch(m->topo) : 0;
 }
 
 int kvi_membership_is_down(kvi_membership *m, const char *node_id)
@@ -626,6 +966,10 @@ static void json_string(kvi_buf *b, const char *s)
 void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
 {
     char num[96];
+    kvi_topology topo;
+    kvi_topology_init(&topo);
+    if (m->topo && kvi_topo_service_record(m->topo, &topo) != KV_OK)
+        kvi_topology_free(&topo);
     pthread_mutex_lock(&m->lock);
     double *primary = NULL, *replica = NULL;
     if (m->view) {
@@ -654,6 +998,15 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
         const kvi_member *mb = &m->list.items[i];
         raw(out, i ? ",{\"nodeId\":" : "{\"nodeId\":");
         json_string(out, mb->id);
+        if (topo.epoch && mb->id) {
+            /* Its place in the topology: normal, joining, leaving,
+             * replacing, left, or "none" (known, but not in the record).
+             * Clients build their ring of the members normal, leaving and
+             * replacing. */
+            const kvi_topo_member *tm = kvi_topology_find(&topo, mb->id);
+            raw(out, ",\"state\":");
+            json_string(out, tm ? kvi_topo_state_name(tm->state) : "none");
+        }
         raw(out, ",\"address\":");
         json_string(out, mb->addr);
         raw(out, ",\"httpAddress\":");
@@ -678,8 +1031,27 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
         }
         raw(out, "}");
     }
-    raw(out, "]}");
+    raw(out, "]");
+    if (topo.epoch) {
+        snprintf(num, sizeof num, ",\"topology\":{\"epoch\":%llu,\"operation\":",
+                 (unsigned long long)topo.epoch);
+        raw(out, num);
+        if (topo.op) {
+            raw(out, "{\"kind\":");
+            json_string(out, kvi_topo_op_name(topo.op));
+            raw(out, ",\"member\":");
+            json_string(out, topo.op_member);
+            snprintf(num, sizeof num, ",\"sinceEpoch\":%llu}",
+                     (unsigned long long)topo.op_epoch);
+            raw(out, num);
+        } else {
+            raw(out, "null");
+        }
+        raw(out, "}");
+    }
+    raw(out, "}");
     pthread_mutex_unlock(&m->lock);
+    kvi_topology_free(&topo);
     free(primary);
     free(replica);
 }

@@ -73,6 +73,12 @@ struct kvi_view *kvi_membership_view(kvi_membership *m);
  * in out, KV_EINVAL for a malformed table, KV_ENOTSUP alone. */
 int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf *out);
 
+/* Serves a TOPOLOGY request (cluster/topology_service.h): KV_OK with the
+ * answer in out, KV_EINVAL for a malformed message, KV_ENOTSUP alone. */
+int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_buf *out);
+/* The epoch of the topology record this node holds; 0: none (or alone). */
+uint64_t kvi_membership_epoch(kvi_membership *m);
+
 /* 1 when gossip and the failure detector hold member node_id down (or it
  * announced a clean stop); 0 otherwise, and always alone. */
 int kvi_membership_is_down(kvi_membership *m, const char *node_id);
@@ -97,10 +103,14 @@ struct kvi_loop *kvi_membership_loop(kvi_membership *m);
 /* Appends the JSON description of the membership:
  * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,
  *  "members": [{"nodeId": id or null, "address": ..., "httpAddress": ...,
+ *               "state": "normal"|"joining"|"leaving"|"replacing"|"left"|"none",
  *               "status": "up"|"down"|"joining"|"stopped"|"leaving"|"unknown",
- *               "generation": ms, "primaryShare": x, "replicaShare": y}, ...]}
- * (status once the id is known, in a cluster; generation once gossip has
- * news of the member; shares once complete). */
+ *               "generation": ms, "primaryShare": x, "replicaShare": y}, ...],
+ *  "topology": {"epoch": e, "operation": null or
+ *               {"kind": "join"|..., "member": id, "sinceEpoch": e}}}
+ * (state and topology once the node holds a topology record; status once
+ * the id is known, in a cluster; generation once gossip has news of the
+ * member; shares once complete). */
 void kvi_membership_describe(kvi_membership *m, kvi_buf *out);
 
 /* This node's last full repair, gossiped to the others; and member

@@ -116,19 +116,31 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
     const char **https = calloc(n + 1, sizeof *https);
     if (rc == KV_OK && (!ids || !addrs || !https))
         rc = kvi_error(KV_ENOMEM, "out of memory reading the cluster description");
+    size_t in_ring = 0;
     for (size_t i = 0; rc == KV_OK && i < n; i++) {
         const cJSON *m = cJSON_GetArrayItem(members, (int)i);
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "nodeId");
         const cJSON *addr = cJSON_GetObjectItemCaseSensitive(m, "address");
         const cJSON *http = cJSON_GetObjectItemCaseSensitive(m, "httpAddress");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(m, "state");
         if (!cJSON_IsString(id) || !cJSON_IsString(addr)) {
             rc = kvi_error(KV_EIO, "the node sent a malformed cluster description");
             break;
         }
-        ids[i] = id->valuestring;
-        addrs[i] = addr->valuestring;
-        https[i] = cJSON_IsString(http) ? http->valuestring : NULL;
+        /* A member's topology state, when the node tells it: the ring is
+         * the members normal, leaving and replacing (a joining one is not
+         * in it yet, one that left no more). */
+        if (cJSON_IsString(st) && strcmp(st->valuestring, "normal") != 0 &&
+            strcmp(st->valuestring, "leaving") != 0 && strcmp(st->valuestring, "replacing") != 0)
+            continue;
+        ids[in_ring] = id->valuestring;
+        addrs[in_ring] = addr->valuestring;
+        https[in_ring] = cJSON_IsString(http) ? http->valuestring : NULL;
+        in_ring++;
     }
+    n = in_ring;
+    if (rc == KV_OK && n == 0)
+        rc = kvi_error(KV_EUNAVAILABLE, "the cluster description names no member in its ring");
     if (rc == KV_OK) {
         kvi_view_config cfg = {
             .ids = ids, .addrs = addrs, .https = https, .n = n, .self = -1,

@@ -7,9 +7,10 @@
 #include <kv/common.h>
 #include "util/sorted.h"
 
-/* Format 2 adds each member's last full repair; format 1 (without it) is
- * still read, as 0: never. */
-#define FORMAT 2u
+/* Format 2 added each member's last full repair, format 3 its topology
+ * epoch; the older ones are still read (as 0: never, none). */
+#define FORMAT 3u
+#define FORMAT_2 2u
 #define FORMAT_1 1u
 
 void kvi_gossip_table_init(kvi_gossip_table *t)
@@ -123,6 +124,7 @@ void kvi_gossip_encode(kvi_buf *b, const kvi_gossip_table *t)
         kvi_buf_u64(b, e->heartbeat);
         kvi_buf_u8(b, e->status);
         kvi_buf_u64(b, e->repaired_ms);
+        kvi_buf_u64(b, e->epoch);
     }
 }
 
@@ -142,7 +144,7 @@ int kvi_gossip_decode(kvi_gossip_table *out, const void *data, size_t len)
     kvi_gossip_table_init(out);
     kvi_reader r = kvi_reader_init(data, len);
     unsigned format = kvi_read_u8(&r);
-    if (format != FORMAT && format != FORMAT_1)
+    if (format != FORMAT && format != FORMAT_2 && format != FORMAT_1)
         return KV_EINVAL;
     uint16_t count = kvi_read_u16(&r);
     if (r.failed || count > KVI_GOSSIP_MAX_MEMBERS)
@@ -156,8 +158,10 @@ int kvi_gossip_decode(kvi_gossip_table *out, const void *data, size_t len)
         e.generation = kvi_read_u64(&r);
         e.heartbeat = kvi_read_u64(&r);
         e.status = kvi_read_u8(&r);
-        if (format == FORMAT)
+        if (format >= FORMAT_2)
             e.repaired_ms = kvi_read_u64(&r);
+        if (format >= FORMAT)
+            e.epoch = kvi_read_u64(&r);
         if (r.failed || take(e.id, sizeof e.id, id) || take(e.addr, sizeof e.addr, addr) ||
             take(e.http, sizeof e.http, http) || !valid(&e) ||
             (out->n && strcmp(out->entries[out->n - 1].id, e.id) >= 0) ||

@@ -15,10 +15,11 @@
  * in the table: each node concludes that for itself (cluster/phi.h), except
  * for a member that announced its own clean shutdown.
  *
- * Encoding, integers big-endian: u8 format (2), u16 count, then per entry
+ * Encoding, integers big-endian: u8 format (3), u16 count, then per entry
  * (sorted by id, ids distinct): bytes id, bytes address, bytes http
  * address (may be empty), u64 generation, u64 heartbeat, u8 status, u64
- * repaired_ms. Format 1 (without repaired_ms) is still read.
+ * repaired_ms, u64 epoch. Formats 1 (without the last two) and 2 (without
+ * the epoch) are still read.
  * "bytes" is a u32 length and that many bytes (message.h).
  *
  * Threads: a table is plain data; its owner guards it.
@@ -53,6 +54,9 @@ typedef struct kvi_gossip_entry {
     /* When the member was last fully repaired (cluster/anti_entropy.h):
      * wall-clock ms, 0 = never. Tombstone purges wait on every replica's. */
     uint64_t repaired_ms;
+    /* The epoch of the topology record the member holds (format/
+     * topology.h); 0 = none. A member that sees a higher one fetches it. */
+    uint64_t epoch;
 } kvi_gossip_entry;
 
 typedef struct kvi_gossip_table {

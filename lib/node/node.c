@@ -406,6 +406,15 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
         kvi_buf_free(&table);
         break;
     }
+    case KVI_OP_TOPOLOGY: {
+        kvi_buf answer = {0};
+        rc = kvi_membership_topology(n->membership, req.value.data, req.value.len, &answer);
+        resp.value.data = answer.data;
+        resp.value.len = answer.len;
+        kvi_node_respond(out, h, rc, &resp);
+        kvi_buf_free(&answer);
+        break;
+    }
     case KVI_OP_BACKUP:
         rc = run_backup(n, &req, h, out);
         break;
@@ -476,6 +485,7 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     case KVI_OP_PAXOS_COMMIT:
         return kvi_node_clustered(n) ? KVI_SERVER_LOOP_BATCH : 0;
     case KVI_OP_HINT:
+    case KVI_OP_TOPOLOGY:   /* a promise or an accept is written synced */
     case KVI_OP_SCAN_RANGE: /* a replica's part of a scan: its own store only */
     case KVI_OP_AE_DIGEST:  /* up to 2^18 segments read, or a range of keys */
     case KVI_OP_AE_KEYS:

@@ -121,9 +121,9 @@ static void codec_round_trip_and_refusals(void **state)
     kvi_gossip_encode(&twice, &dup);
     assert_int_equal(kvi_gossip_decode(&back, twice.data, twice.len), KV_EINVAL);
     /* An unknown format byte. */
-    b.data[0] = 3;
+    b.data[0] = 4;
     assert_int_equal(kvi_gossip_decode(&back, b.data, b.len - 1), KV_EINVAL);
-    b.data[0] = 2;
+    b.data[0] = 3;
     /* Format 1 (no last full repair) is still read, as 0. */
     kvi_buf one = {0};
     kvi_buf_u8(&one, 1);
@@ -142,6 +142,18 @@ static void codec_round_trip_and_refusals(void **state)
     /* ...but not format 1 with format 2's field after it. */
     kvi_buf_u64(&one, 5);
     assert_int_equal(kvi_gossip_decode(&back, one.data, one.len), KV_EINVAL);
+    /* Format 2 (no topology epoch) is read, as epoch 0; format 3 has it. */
+    one.data[0] = 2;
+    assert_int_equal(kvi_gossip_decode(&back, one.data, one.len), KV_OK);
+    assert_int_equal(back.entries[0].repaired_ms, 5);
+    assert_int_equal(back.entries[0].epoch, 0);
+    kvi_gossip_table_free(&back);
+    kvi_buf_u64(&one, 9);
+    assert_int_equal(kvi_gossip_decode(&back, one.data, one.len), KV_EINVAL);
+    one.data[0] = 3;
+    assert_int_equal(kvi_gossip_decode(&back, one.data, one.len), KV_OK);
+    assert_int_equal(back.entries[0].epoch, 9);
+    kvi_gossip_table_free(&back);
     kvi_buf_free(&one);
     kvi_buf_free(&b);
     kvi_buf_free(&swapped);

@@ -1051,7 +1051,7 @@ static void failures_are_detected(void **state)
     assert_int_equal(kvi_client_open(&raw, eps, 1, NULL, NULL), KV_OK);
     /* empty; a table cut short; an unknown format; a count of 5 with no
      * entries */
-    static const unsigned char bad[4][4] = {{0}, {1, 0}, {3, 0, 0}, {1, 0, 5}};
+    static const unsigned char bad[4][4] = {{0}, {1, 0}, {9, 0, 0}, {1, 0, 5}};
     static const size_t bad_len[4] = {0, 2, 3, 3};
     for (size_t i = 0; i < 4; i++) {
         kvi_fanout fo;
