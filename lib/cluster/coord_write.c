@@ -85,6 +85,16 @@ struct write_op {
     uint64_t created_ms;
     unsigned char sent[MAX_PREF], ended[MAX_PREF];
     unsigned sent_n, ended_n, acked, unknown, sloppy;
+    /* A topology change in progress: the key's future homes that are not
+     * current ones (pending), which get the write too; it succeeds only
+     * with W acknowledgements among the future homes as well. */
+    size_t n_pend;
+    uint32_t pend[MAX_PREF];
+    write_slot pend_slots[MAX_PREF];
+    unsigned char pend_ended[MAX_PREF];
+    unsigned char home_future[MAX_PREF]; /* current home i is a future home */
+    unsigned fut_acked, fut_required;
+    int self_future;          /* this node is a home of both rings */
     int started;              /* the state went out to the others */
     /* sync always: the local write waits for the group committer. */
     int local_pending;
@@ -346,11 +356,39 @@ static void keep_hint(write_op *op, size_t i)
                 kvi_error_last());
 }
 
+/* A pending home's answer (a future home that is no current one). */
+static void pending_answered(write_op *op, size_t k, const kvi_reply *reply)
+{
+    kvi_view *v = op->base.env.view;
+    kvi_response resp;
+    int rc = kvi_reply_decode(&resp, reply, KVI_OP_REPLICATE);
+    const char *id = kvi_view_member_at(v, op->pend[k])->id;
+    if (reply->rc == KV_OK && rc != KV_OK)
+        kvi_log(op->base.env.log, KV_LOG_WARN, "future replica %s refused a write: %s", id,
+                kvi_error_last());
+    if (rc != KV_OK && op->base.env.hints && !op->encoded.failed &&
+        kvi_hints_put(op->base.env.hints, id, op->created_ms, op->w.key, op->w.key_len,
+                      op->encoded.data, op->encoded.len) != KV_OK)
+        kvi_log(op->base.env.log, KV_LOG_ERROR, "cannot keep a hint for %s: %s", id,
+                kvi_error_last());
+    if (!op->pend_ended[k]) {
+        op->pend_ended[k] = 1;
+        op->ended_n++;
+        op->fut_acked += rc == KV_OK;
+        coord_op_poke(&op->base);
+    }
+}
+
 static void replica_answered(void *ctx, const kvi_reply *reply)
 {
     write_slot *slot = ctx;
     write_op *op = slot->op;
     size_t i = slot->i;
+    if (i >= op->n) {
+        pending_answered(op, i - op->n, reply);
+        coord_op_drop(&op->base);
+        return;
+    }
     kvi_view *v = op->base.env.view;
     int hinted = op->via[i] != op->home[i];
     kvi_response resp;
@@ -366,6 +404,7 @@ static void replica_answered(void *ctx, const kvi_reply *reply)
         op->ended[i] = 1;
         op->ended_n++;
         op->acked += rc == KV_OK;
+        op->fut_acked += rc == KV_OK && !hinted && op->home_future[i];
         op->sloppy += rc == KV_OK && hinted;
         op->unknown += rc == KV_EUNKNOWN_OUTCOME || rc == KV_ETIMEDOUT;
         coord_op_poke(&op->base);
@@ -409,6 +448,23 @@ static void start_replication(write_op *op)
             keep_hint(op, i);
         }
     }
+    for (size_t k = 0; k < op->n_pend; k++) {
+        if (coord_is_self(v, op->pend[k])) { /* the local write holds it */
+            op->pend_ended[k] = 1;
+            op->fut_acked++;
+            continue;
+        }
+        kvi_request req = {.opcode = KVI_OP_REPLICATE,
+                           .key = {op->w.key, op->w.key_len},
+                           .value = {op->encoded.data, op->encoded.len}};
+        op->pend_slots[k] = (write_slot){op, op->n + k};
+        op->sent_n++;
+        if (coord_op_send(&op->base, op->pend[k], &req, 0, 1, replica_answered,
+                          &op->pend_slots[k]) != KV_OK) {
+            op->pend_ended[k] = 1;
+            op->ended_n++;
+        }
+    }
     op->started = 1;
 }
 
@@ -441,6 +497,15 @@ static void replication_over(write_op *op)
     if (op->sloppy && op->base.env.sloppy_writes)
         atomic_fetch_add(op->base.env.sloppy_writes, 1);
     int rc = kvi_quorum_write_outcome(op->acked, op->unknown, op->required);
+    if (rc == KV_OK && op->fut_acked < op->fut_required) {
+        /* Applied at W current homes, which serve reads until the change
+         * finishes; but not yet at W of the homes that serve them after. */
+        snprintf(op->why, sizeof op->why, "written to %u replicas, but to %u of the key's "
+                 "homes once the topology change in progress finishes, %u required",
+                 op->acked, op->fut_acked, op->fut_required);
+        complete(op, KV_EUNKNOWN_OUTCOME, op->why);
+        return;
+    }
     complete(op, rc, rc == KV_OK ? "" : kvi_error_last());
 }
 
@@ -460,8 +525,10 @@ static void local_synced(void *ctx)
     write_op *op = ctx;
     op->local_pending = 0;
     if (op->phase == REPLICATING) {
-        if (op->synced_rc == KV_OK)
+        if (op->synced_rc == KV_OK) {
             op->acked += op->self_counts;
+            op->fut_acked += op->self_future ? op->self_counts : 0u;
+        }
         else
             op->unknown++; /* written, but perhaps not durable */
         coord_op_poke(&op->base);
@@ -511,6 +578,7 @@ static void local_written(write_op *op, int rc, uint64_t current, int synced_her
         kvi_group_commit_request(kvi_store_committer(store), &op->sync_req, local_durable, op);
     } else {
         op->acked += op->self_counts;
+        op->fut_acked += op->self_future ? op->self_counts : 0u;
     }
     op->phase = REPLICATING;
     coord_op_set_deadline(&op->base, kvi_coord_timeout_ms(v), replication_timed_out);
@@ -654,7 +722,8 @@ static void write_step_once(write_op *op)
             start_write(op);
         break;
     case REPLICATING:
-        if (op->acked >= op->required || (op->ended_n >= op->sent_n && !op->local_pending))
+        if ((op->acked >= op->required && op->fut_acked >= op->fut_required) ||
+            (op->ended_n >= op->sent_n && !op->local_pending))
             replication_over(op);
         break;
     default:
@@ -686,6 +755,11 @@ static void write_begin(coord_op *base)
     }
     for (size_t i = 0; i < op->n; i++)
         op->self_home |= coord_is_self(v, op->home[i]);
+    op->n_pend = kvi_coord_pending(v, w->key, w->key_len, op->home, op->n, op->pend,
+                                   op->home_future);
+    op->fut_required = op->n_pend ? op->required : 0;
+    for (size_t i = 0; i < op->n; i++)
+        op->self_future |= coord_is_self(v, op->home[i]) && op->home_future[i];
     /* A client, or a node that is not a home, hands the write to a home.
      * A node coordinates it itself only when forwarded to (never forward
      * twice), or when no home would take it and stand-ins may. */

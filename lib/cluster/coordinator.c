@@ -30,6 +30,44 @@ size_t kvi_coord_homes(const kvi_view *v, const void *key, size_t key_len, uint3
     return n;
 }
 
+size_t kvi_coord_pending(const kvi_view *v, const void *key, size_t key_len,
+                         const uint32_t *homes, size_t n, uint32_t *out,
+                         unsigned char *in_future)
+{
+    if (!v->future) {
+        memset(in_future, 1, n);
+        return 0;
+    }
+    memset(in_future, 0, n);
+    const uint32_t *list;
+    size_t nf = kvi_ring_preference(v->future, kvi_key_token(key, key_len), &list);
+    size_t pending = 0;
+    for (size_t f = 0; f < nf && f < MAX_PREF; f++) {
+        uint32_t m = v->future_member[list[f]];
+        int current = 0;
+        for (size_t i = 0; i < n; i++)
+            if (homes[i] == m) {
+                in_future[i] = 1;
+                current = 1;
+            }
+        if (!current)
+            out[pending++] = m;
+    }
+    return pending;
+}
+
+int kvi_coord_future_home(const kvi_view *v, uint64_t token, uint32_t member)
+{
+    if (!v->future)
+        return 0;
+    const uint32_t *list;
+    size_t nf = kvi_ring_preference(v->future, token, &list);
+    for (size_t f = 0; f < nf; f++)
+        if (v->future_member[list[f]] == member)
+            return 1;
+    return 0;
+}
+
 static int is_self(const kvi_view *v, uint32_t member)
 {
     return coord_is_self(v, member);

@@ -170,6 +170,15 @@ int kvi_coord_write_start(const kvi_coord_env *env, const kvi_coord_write *w,
 /* The key's home replicas (its preference list), as member indexes; at
  * most 16. */
 size_t kvi_coord_homes(const kvi_view *v, const void *key, size_t key_len, uint32_t *out);
+/* With a topology change in progress (v->future): the key's future homes
+ * that are not among its n current homes (member indexes, into out), and
+ * for each current home whether it is a future home too (in_future[i]).
+ * 0 pending, and every in_future[i] 1, with no change. */
+size_t kvi_coord_pending(const kvi_view *v, const void *key, size_t key_len,
+                         const uint32_t *homes, size_t n, uint32_t *out,
+                         unsigned char *in_future);
+/* 1 when member is a future home of token (a change in progress). */
+int kvi_coord_future_home(const kvi_view *v, uint64_t token, uint32_t member);
 /* Whether the failure detector holds member down (never this node), unless
  * it answered within the last two seconds. */
 int kvi_coord_down(const kvi_coord_env *env, uint32_t member);

@@ -133,8 +133,9 @@ static int ask(const char *addr, char **id, char **http, const kvi_credentials *
     return rc;
 }
 
+typedef struct future_ring future_ring;
 static void install_view(kvi_membership *m, const char **ids, const char **addrs,
-                         const char **https, size_t n, int self);
+                         const char **https, size_t n, int self, const future_ring *fut);
 static void rebuild_view_from_record(kvi_membership *m);
 static void take_record_members(kvi_membership *m);
 
@@ -159,16 +160,25 @@ static void rebuild_view(kvi_membership *m)
         addrs[i] = l->items[i].addr;
         https[i] = l->items[i].http;
     }
-    install_view(m, ids, addrs, https, l->n, 0);
+    install_view(m, ids, addrs, https, l->n, 0, NULL);
     free(ids);
     free(addrs);
     free(https);
 }
 
-/* Builds a view of n members (self: this node's index) and makes it the
- * view; called with m->lock held. */
+/* Builds a view of n members (self: this node's index; fut: a topology
+ * change's future ring, or NULL) and makes it the view; called with
+ * m->lock held. */
+typedef struct future_ring {
+    const char **ids;
+    size_t n;
+    const char **extra_ids, **extra_addrs, **extra_https;
+    size_t n_extra;
+    uint64_t epoch;
+} future_ring;
+
 static void install_view(kvi_membership *m, const char **ids, const char **addrs,
-                         const char **https, size_t n, int self)
+                         const char **https, size_t n, int self, const future_ring *fut)
 {
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.connect_timeout_ms = m->connect_timeout_ms;
@@ -179,6 +189,15 @@ static void install_view(kvi_membership *m, const char **ids, const char **addrs
         .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds,
         .log = m->log, .loop = m->peers_loop,
     };
+    if (fut) {
+        vc.future_ids = fut->ids;
+        vc.n_future = fut->n;
+        vc.extra_ids = fut->extra_ids;
+        vc.extra_addrs = fut->extra_addrs;
+        vc.extra_https = fut->extra_https;
+        vc.n_extra = fut->n_extra;
+        vc.epoch = fut->epoch;
+    }
     kvi_view *fresh = NULL;
     if (!ids || !addrs || !https)
         kvi_log(m->log, KV_LOG_ERROR, "out of memory building the ring");
@@ -226,8 +245,35 @@ static void rebuild_view_from_record(kvi_membership *m)
             self = (int)n;
         n++;
     }
+    /* A change in progress: the future ring, and the members only it has
+     * (a joining one), so that writes reach the homes of both. */
+    future_ring fut = {.epoch = t.epoch};
+    fut.ids = malloc(t.n * sizeof *fut.ids);
+    fut.extra_ids = malloc(t.n * sizeof *fut.extra_ids);
+    fut.extra_addrs = malloc(t.n * sizeof *fut.extra_addrs);
+    fut.extra_https = malloc(t.n * sizeof *fut.extra_https);
+    int have_future = t.op != KVI_TOPO_OP_NONE && fut.ids && fut.extra_ids &&
+                      fut.extra_addrs && fut.extra_https;
+    for (size_t i = 0; have_future && i < t.n; i++) {
+        const kvi_topo_member *tm = &t.members[i];
+        if (!kvi_topology_in_ring(&t, tm, KVI_TOPO_FUTURE))
+            continue;
+        fut.ids[fut.n++] = tm->id;
+        if (kvi_topology_in_ring(&t, tm, KVI_TOPO_CURRENT))
+            continue;
+        long at = kvi_members_find_id(&m->list, tm->id);
+        fut.extra_ids[fut.n_extra] = tm->id;
+        fut.extra_addrs[fut.n_extra] = at >= 0 ? m->list.items[at].addr : tm->addr;
+        fut.extra_https[fut.n_extra] = at >= 0 ? m->list.items[at].http
+                                               : (tm->http[0] ? tm->http : NULL);
+        fut.n_extra++;
+    }
     if (self >= 0)
-        install_view(m, ids, addrs, https, n, self);
+        install_view(m, ids, addrs, https, n, self, have_future ? &fut : NULL);
+    free(fut.ids);
+    free(fut.extra_ids);
+    free(fut.extra_addrs);
+    free(fut.extra_https);
     free(ids);
     free(addrs);
     free(https);

@@ -15,17 +15,96 @@
 /* Requests in flight per connection to one member. */
 #define KVI_VIEW_MAX_INFLIGHT 128u
 
+static void free_members(kvi_view_member *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++) {
+        kvi_client_close(m[i].client);
+        free(m[i].id);
+        free(m[i].addr);
+        free(m[i].http);
+    }
+    free(m);
+}
+
 static void view_free(kvi_view *v)
 {
-    for (size_t i = 0; v->members && i < v->n; i++) {
-        kvi_client_close(v->members[i].client);
-        free(v->members[i].id);
-        free(v->members[i].addr);
-        free(v->members[i].http);
-    }
-    free(v->members);
+    free_members(v->members, v->n);
+    free_members(v->extra, v->n_extra);
     kvi_ring_free(v->ring);
+    kvi_ring_free(v->future);
+    free(v->future_member);
     free(v);
+}
+
+/* Fills member m (copies; a client unless it is self). */
+static int open_member(kvi_view_member *m, const kvi_view_config *cfg, const char *id,
+                       const char *addr, const char *http, int self)
+{
+    m->id = strdup(id);
+    m->addr = strdup(addr);
+    m->http = http ? strdup(http) : NULL;
+    if (!m->id || !m->addr || (http && !m->http))
+        return kvi_error(KV_ENOMEM, "out of memory building the cluster view");
+    if (self)
+        return KV_OK;
+    const char *eps[] = {m->addr};
+    int rc = cfg->loop ? kvi_client_open_on(&m->client, eps, 1, cfg->client_opts, cfg->log,
+                                            cfg->loop)
+                       : kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
+    if (rc != KV_OK)
+        return rc;
+    kvi_client_set_flags(m->client, cfg->client_flags);
+    if (cfg->creds && cfg->creds->secret_len)
+        rc = kvi_client_set_credentials(m->client, cfg->creds->secret, cfg->creds->secret_len,
+                                        NULL);
+    if (cfg->creds && cfg->creds->tls)
+        kvi_client_set_tls(m->client, cfg->creds->tls);
+    if (cfg->self >= 0)
+        kvi_client_set_source(m->client, cfg->addrs[cfg->self]);
+    /* Writes at QUORUM do not wait for the slowest replica; this bound
+     * keeps it from falling behind without limit. */
+    kvi_client_set_max_inflight(m->client, KVI_VIEW_MAX_INFLIGHT);
+    return rc;
+}
+
+/* The future ring of a change in progress, and where its members are. */
+static int build_future(kvi_view *v, const kvi_view_config *cfg)
+{
+    if (!cfg->n_future)
+        return KV_OK;
+    if (cfg->n_extra) {
+        v->extra = calloc(cfg->n_extra, sizeof *v->extra);
+        if (!v->extra)
+            return kvi_error(KV_ENOMEM, "out of memory building the cluster view");
+        v->n_extra = cfg->n_extra;
+    }
+    int rc = KV_OK;
+    for (size_t i = 0; rc == KV_OK && i < cfg->n_extra; i++)
+        rc = open_member(&v->extra[i], cfg, cfg->extra_ids[i], cfg->extra_addrs[i],
+                         cfg->extra_https ? cfg->extra_https[i] : NULL, 0);
+    if (rc == KV_OK)
+        rc = kvi_ring_build(&v->future, cfg->future_ids, cfg->n_future, cfg->vnodes,
+                            cfg->replicas);
+    if (rc == KV_OK) {
+        v->future_member = calloc(cfg->n_future, sizeof *v->future_member);
+        if (!v->future_member)
+            return kvi_error(KV_ENOMEM, "out of memory building the cluster view");
+    }
+    for (size_t f = 0; rc == KV_OK && f < cfg->n_future; f++) {
+        const char *id = kvi_ring_member_id(v->future, f);
+        long at = -1;
+        for (size_t i = 0; i < v->n && at < 0; i++)
+            if (strcmp(v->members[i].id, id) == 0)
+                at = (long)i;
+        for (size_t k = 0; k < v->n_extra && at < 0; k++)
+            if (strcmp(v->extra[k].id, id) == 0)
+                at = (long)(v->n + k);
+        if (at < 0)
+            rc = kvi_error(KV_EINVAL, "member %s of the future ring has no address", id);
+        else
+            v->future_member[f] = (uint32_t)at;
+    }
+    return rc;
 }
 
 int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
@@ -45,37 +124,14 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
     int rc = v->members ? KV_OK : kvi_error(KV_ENOMEM, "out of memory building the cluster view");
     if (rc == KV_OK)
         v->n = cfg->n;
-    for (size_t i = 0; rc == KV_OK && i < cfg->n; i++) {
-        kvi_view_member *m = &v->members[i];
-        m->id = strdup(cfg->ids[i]);
-        m->addr = strdup(cfg->addrs[i]);
-        m->http = cfg->https && cfg->https[i] ? strdup(cfg->https[i]) : NULL;
-        if (!m->id || !m->addr || (cfg->https && cfg->https[i] && !m->http)) {
-            rc = kvi_error(KV_ENOMEM, "out of memory building the cluster view");
-            break;
-        }
-        if ((int)i == cfg->self)
-            continue;
-        const char *eps[] = {m->addr};
-        rc = cfg->loop ? kvi_client_open_on(&m->client, eps, 1, cfg->client_opts, cfg->log,
-                                            cfg->loop)
-                       : kvi_client_open(&m->client, eps, 1, cfg->client_opts, cfg->log);
-        if (rc == KV_OK) {
-            kvi_client_set_flags(m->client, cfg->client_flags);
-            if (cfg->creds && cfg->creds->secret_len)
-                rc = kvi_client_set_credentials(m->client, cfg->creds->secret,
-                                                cfg->creds->secret_len, NULL);
-            if (cfg->creds && cfg->creds->tls)
-                kvi_client_set_tls(m->client, cfg->creds->tls);
-            if (cfg->self >= 0)
-                kvi_client_set_source(m->client, cfg->addrs[cfg->self]);
-            /* Writes at QUORUM do not wait for the slowest replica; this
-             * bound keeps it from falling behind without limit. */
-            kvi_client_set_max_inflight(m->client, KVI_VIEW_MAX_INFLIGHT);
-        }
-    }
+    for (size_t i = 0; rc == KV_OK && i < cfg->n; i++)
+        rc = open_member(&v->members[i], cfg, cfg->ids[i], cfg->addrs[i],
+                         cfg->https ? cfg->https[i] : NULL, (int)i == cfg->self);
     if (rc == KV_OK)
         rc = kvi_ring_build(&v->ring, cfg->ids, cfg->n, cfg->vnodes, cfg->replicas);
+    if (rc == KV_OK)
+        rc = build_future(v, cfg);
+    v->epoch = cfg->epoch;
     if (rc != KV_OK) {
         view_free(v);
         return rc;

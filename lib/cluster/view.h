@@ -45,6 +45,16 @@ typedef struct kvi_view {
      * its share of the reads: a member's read load follows its replica
      * share, not its (less even) primary share. */
     atomic_uint read_rotation;
+    /* A topology change in progress (docs/design/TOPOLOGY.md): the ring it
+     * leads to, and for each of its members the member index: below n the
+     * ring's own, n + k the k-th of `extra`, the members in the future ring
+     * only (a joining one). NULL/0 with no change. Writes go to the homes
+     * of both rings (kvi_coord_pending). */
+    kvi_ring *future;
+    uint32_t *future_member;
+    size_t n_extra;
+    kvi_view_member *extra;
+    uint64_t epoch;           /* of the topology record it was built from; 0: none */
 } kvi_view;
 
 typedef struct kvi_view_config {
@@ -64,6 +74,16 @@ typedef struct kvi_view_config {
      * peers, or a client handle's, so that all its callbacks run on one
      * thread); NULL: each on a loop of its own. */
     kvi_client_loop *loop;
+    /* A topology change in progress: the future ring's member ids (each
+     * either among ids, or among extra_ids, the members of the future ring
+     * only, with their addresses); NULL/0: none. Copied. */
+    const char *const *future_ids;
+    size_t n_future;
+    const char *const *extra_ids;
+    const char *const *extra_addrs;
+    const char *const *extra_https; /* entries may be NULL; the array too */
+    size_t n_extra;
+    uint64_t epoch;
 } kvi_view_config;
 
 /* Builds a view with one reference. KV_OK, KV_EINVAL, KV_ENOMEM. */
@@ -84,10 +104,16 @@ void kvi_view_unref(kvi_view *v);
  * thread of its own and then(ctx) runs there, after the free. */
 void kvi_view_unref_then(kvi_view *v, int elsewhere, void (*then)(void *ctx), void *ctx);
 
+/* A member by index: below v->n the ring's, then the extra ones. */
+static inline const kvi_view_member *kvi_view_member_at(const kvi_view *v, size_t member)
+{
+    return member < v->n ? &v->members[member] : &v->extra[member - v->n];
+}
+
 /* The client of a member (NULL for self). */
 static inline kvi_client *kvi_view_client(const kvi_view *v, size_t member)
 {
-    return v->members[member].client;
+    return kvi_view_member_at(v, member)->client;
 }
 
 #endif

@@ -60,6 +60,10 @@ static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_reque
         int mine = 0;
         for (size_t i = 0; i < count; i++)
             mine |= (int)pref[i] == v->self;
+        /* A future home of the key, while a topology change moves it here,
+         * takes its writes too (docs/design/TOPOLOGY.md). */
+        if (!mine && v->self >= 0 && h->opcode == KVI_OP_REPLICATE)
+            mine = kvi_coord_future_home(v, token, (uint32_t)v->self);
         if (!mine)
             return kvi_error(KVI_ENOT_REPLICA, "this node is not a replica of the key");
     }
