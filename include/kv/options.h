@@ -181,7 +181,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 6
+#define KV_NODE_OPTIONS_VERSION 7
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -297,6 +297,11 @@ typedef struct kv_node_options {
      * segments compare fewer keys a difference, at more memory. Every
      * member must use the same, or their exchanges fail (saying so). */
     unsigned int ae_digest_bits;
+    /* ---- version 7 (docs/design/TOPOLOGY.md) ---- */
+    /** Bytes per second a node joining (or gaining ranges in another
+     * topology change) may stream in from the members it takes them from;
+     * 0 = 33554432 (32 MiB/s). */
+    uint64_t stream_bytes_per_s;
 } kv_node_options;
 
 /** ae_interval_s value meaning "no periodic exchanges". */
@@ -304,7 +309,8 @@ typedef struct kv_node_options {
 
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
-      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0 }
+      KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0, \
+      0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

@@ -76,6 +76,9 @@ struct kvi_membership {
     unsigned record_asks;
     int join_said;           /* logged that the join waits; discovery thread */
     char topo_refusal[256];  /* why the topology refused to start */
+    int (*stream_gains)(void *ctx, kvi_membership *m, const kvi_topology *t, char *err,
+                        size_t err_size);
+    void *stream_ctx;
 };
 
 /* Rounds of asking the other members for their topology record before the
@@ -506,7 +509,17 @@ static int join_by_record(kvi_membership *m, const kvi_topology *t)
     pthread_mutex_unlock(&m->lock);
     char err[256] = "";
     int rc = self.id && self.addr ? KV_OK : KV_ENOMEM;
-    kvi_topo_build_fn steps[] = {build_join, build_join_done, build_join_finish};
+    kvi_topology joining;
+    kvi_topology_init(&joining);
+    if (rc == KV_OK)
+        rc = kvi_topo_service_change(m->topo, build_join, &self, &joining, err, sizeof err);
+    /* Joining: writes of the ranges it gains reach it already; what was
+     * there before streams in from the members it takes them from. */
+    const kvi_topo_member *me = rc == KV_OK ? kvi_topology_find(&joining, self.id) : NULL;
+    if (rc == KV_OK && m->stream_gains && joining_self(&joining, self.id) && me && !me->done)
+        rc = m->stream_gains(m->stream_ctx, m, &joining, err, sizeof err);
+    kvi_topology_free(&joining);
+    kvi_topo_build_fn steps[] = {build_join_done, build_join_finish};
     for (size_t i = 0; rc == KV_OK && i < sizeof steps / sizeof steps[0]; i++)
         rc = kvi_topo_service_change(m->topo, steps[i], &self, NULL, err, sizeof err);
     if (rc == KV_OK)
@@ -823,6 +836,8 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         return kvi_error(KV_ENOMEM, "out of memory starting membership");
     m->log = cfg->log;
     m->creds = cfg->creds;
+    m->stream_gains = cfg->stream_gains;
+    m->stream_ctx = cfg->stream_ctx;
     m->replicas = replicas;
     m->vnodes = vnodes;
     m->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 500;
@@ -965,6 +980,11 @@ size_t kvi_membership_size(kvi_membership *m)
     size_t n = m->list.n;
     pthread_mutex_unlock(&m->lock);
     return n;
+}
+
+kvi_client_loop *kvi_membership_peers(kvi_membership *m)
+{
+    return m->peers_loop;
 }
 
 struct kvi_loop *kvi_membership_loop(kvi_membership *m)

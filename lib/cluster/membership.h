@@ -25,6 +25,9 @@
 
 #include <stddef.h>
 
+struct kvi_topology;
+struct kvi_membership;
+
 #include "net/auth.h"
 #include "format/message.h"
 #include "util/log.h"
@@ -53,6 +56,12 @@ typedef struct kvi_membership_config {
      * Borrowed; must outlive the membership. */
     const kvi_credentials *creds;
     const kvi_logger *log;         /* borrowed */
+    /* Streams what this node gains under the topology change of record t
+     * (its own join): KV_OK once all of it is in, else why in err. Called
+     * on the discovery thread, no lock held. NULL: nothing streams. */
+    int (*stream_gains)(void *ctx, struct kvi_membership *m, const struct kvi_topology *t,
+                        char *err, size_t err_size);
+    void *stream_ctx;
 } kvi_membership_config;
 
 typedef struct kvi_membership kvi_membership;
@@ -99,6 +108,9 @@ int kvi_membership_clustered(kvi_membership *m);
  * Runs until kvi_membership_stop. */
 struct kvi_loop;
 struct kvi_loop *kvi_membership_loop(kvi_membership *m);
+/* The same loop, to open connections on (streams). */
+struct kvi_client_loop;
+struct kvi_client_loop *kvi_membership_peers(kvi_membership *m);
 
 /* Appends the JSON description of the membership:
  * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,

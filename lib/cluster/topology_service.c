@@ -189,10 +189,11 @@ uint64_t kvi_topo_service_epoch(kvi_topo_service *s)
 /* Tells on_change of the record, with no lock held. */
 static void changed(kvi_topo_service *s, const kvi_topology *t)
 {
-    kvi_log(s->log, KV_LOG_INFO, "topology: now epoch %llu%s%s%s%s",
-            (unsigned long long)t->epoch, t->op ? " (" : "",
-            t->op ? kvi_topo_op_name(t->op) : "", t->op ? " of " : "",
-            t->op ? t->op_member : "");
+    if (t->op)
+        kvi_log(s->log, KV_LOG_INFO, "topology: now epoch %llu (%s of %s in progress)",
+                (unsigned long long)t->epoch, kvi_topo_op_name(t->op), t->op_member);
+    else
+        kvi_log(s->log, KV_LOG_INFO, "topology: now epoch %llu", (unsigned long long)t->epoch);
     if (s->on_change)
         s->on_change(s->on_change_ctx, t);
 }

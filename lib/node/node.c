@@ -744,8 +744,9 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
         .request_timeout_ms = o->internode_timeout_ms,
         .failure_pause_ms = o->failure_pause_ms,
         .store = kvi_embedded_store(n->store), .creds = &n->peer_creds,
-        .log = log,
+        .log = log, .stream_gains = kvi_node_stream_gains, .stream_ctx = n,
     };
+    n->stream_bytes_per_s = o->stream_bytes_per_s;
     int rc = kvi_membership_start(&n->membership, &mc);
     if (rc == KV_OK)
         rc = kvi_write_stage_new(&n->stage, kvi_membership_loop(n->membership), n->store);

@@ -63,6 +63,10 @@ struct kvi_node {
     kvi_ticker reporter;      /* logs the last minute's slow requests */
     uint32_t slow_ms;         /* the slow-request threshold */
     atomic_uint_fast64_t sloppy_writes;
+    /* Streams of a topology change (node_stream.c). */
+    uint64_t stream_bytes_per_s;         /* 0: the default */
+    atomic_uint_fast64_t streamed_bytes; /* records taken in by streams */
+    atomic_uint_fast64_t streamed_records;
     atomic_uint_fast64_t read_repairs;  /* replicas repaired by reads coordinated here */
     uint64_t read_repairs_reported;     /* the count at the last report (reporter thread) */
     kvi_coord_tracker coord_ops; /* requests this node coordinates, alive */
@@ -85,6 +89,11 @@ struct kvi_node {
 /* A node given other members (or seeds) serves the cluster's data; alone,
  * it is its embedded store served over the network. */
 int kvi_node_clustered(kvi_node *n);
+
+/* node_stream.c: the membership's stream_gains (cluster/membership.h). */
+struct kvi_topology;
+int kvi_node_stream_gains(void *ctx, kvi_membership *m, const struct kvi_topology *t,
+                          char *err, size_t err_size);
 
 /* Appends a response frame for a call that returned rc (KV_OK or an error
  * whose detail is this thread's kvi_error_last()). */

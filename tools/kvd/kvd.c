@@ -53,6 +53,7 @@ typedef struct settings {
     unsigned handoff_kib_per_s;
     unsigned ae_interval_s;       /* 0: the default; UINT32_MAX: never */
     uint64_t repair_bytes_per_s;
+    uint64_t stream_bytes_per_s;
     unsigned digest_bits;         /* 0: the default */
     unsigned failure_pause_ms;
     unsigned replicas;
@@ -176,6 +177,8 @@ static void usage(FILE *f)
           "                             only when asked: kvctl repair) (default 60) [aeIntervalS]\n"
           "  --repair-rate BYTES_PER_S  what an exchange may send and receive, 1024..1099511627776\n"
           "                             (default 16777216, 16 MiB/s) [repairRate]\n"
+          "  --stream-rate BYTES_PER_S  what a joining node may stream in, 1024..1099511627776\n"
+          "                             (default 33554432, 32 MiB/s) [streamRate]\n"
           "  --digest-bits N            the anti-entropy digest's 2^N segments, 4..24, the same\n"
           "                             on every member (default 18: 4 MiB) [digestBits]\n"
           "\n"
@@ -383,6 +386,9 @@ static int load_config(settings *s, const char *path)
         else if (strcmp(k, "repairRate") == 0 && is_num && item->valuedouble >= 1024 &&
                  item->valuedouble <= (double)(UINT64_C(1) << 40))
             s->repair_bytes_per_s = (uint64_t)item->valuedouble;
+        else if (strcmp(k, "streamRate") == 0 && is_num && item->valuedouble >= 1024 &&
+                 item->valuedouble <= (double)(UINT64_C(1) << 40))
+            s->stream_bytes_per_s = (uint64_t)item->valuedouble;
         else if (strcmp(k, "failurePauseMs") == 0 && is_num && item->valuedouble >= 1 &&
                  item->valuedouble <= 600000)
             s->failure_pause_ms = (unsigned)item->valuedouble;
@@ -511,6 +517,10 @@ static int parse_args(settings *s, int argc, char **argv)
             if (parse_uint(v, 1ul << 40, &n) != 0 || n < 1024)
                 return bad("--repair-rate must be 1024..1099511627776 bytes/s, not \"%s\"", v);
             s->repair_bytes_per_s = n;
+        } else if (strcmp(flag, "--stream-rate") == 0) {
+            if (parse_uint(v, 1ul << 40, &n) != 0 || n < 1024)
+                return bad("--stream-rate must be 1024..1099511627776 bytes/s, not \"%s\"", v);
+            s->stream_bytes_per_s = n;
         } else if (strcmp(flag, "--failure-pause") == 0) {
             if (parse_uint(v, 600000, &n) != 0 || n == 0)
                 return bad("--failure-pause must be 1..600000 ms, not \"%s\"", v);
@@ -717,6 +727,7 @@ int main(int argc, char **argv)
     node.handoff_kib_per_s = s.handoff_kib_per_s;
     node.ae_interval_s = s.ae_interval_s;
     node.repair_bytes_per_s = s.repair_bytes_per_s;
+    node.stream_bytes_per_s = s.stream_bytes_per_s;
     node.ae_digest_bits = s.digest_bits;
     node.failure_pause_ms = s.failure_pause_ms;
 
