@@ -75,7 +75,8 @@ KV_API const char *kv_version(int *major, int *minor, int *patch);
 #define KV_ENOMEM (-11)
 /** The operation is not supported by this kind of handle (yet). */
 #define KV_ENOTSUP (-12)
-/** The store is locked by another process (RocksDB's LOCK file). */
+/** Busy: the store is locked by another process (RocksDB's LOCK file), an
+ * address is in use, or another topology change is in progress. */
 #define KV_EBUSY (-13)
 /** Not permitted: the connection has not authenticated (a client without
  * a valid token on a node that requires one, or a peer operation from a

@@ -430,6 +430,37 @@ KV_API int kv_backup(char **out_report, kv *db, const char *dir);
 KV_API int kv_repair(char **out_report, kv *db, const char *node_id);
 
 /**
+ * kv_topology_change - change the cluster's shape, one change at a time
+ * (docs/CLUSTER.md, "Changing the cluster"). The change is recorded at the
+ * next epoch of the cluster's topology, agreed on by its members; it then
+ * runs on its own (follow it in kv_cluster_describe: "topology").
+ *
+ *  - "leave" (as nodetool decommission): node_id (NULL: the node a node
+ *    handle is, or the one a client handle reaches) streams its ranges to
+ *    their new homes, which take its writes meanwhile; then it is left
+ *    and serves nothing more: stop it. It must be up.
+ *  - "remove" (as nodetool removenode): node_id is down for good; the
+ *    other members stream its ranges from the surviving replicas.
+ *  - "abort": the change in progress is undone (node_id NULL).
+ *
+ * @param out_json  receives (may be NULL) the record that holds the change,
+ *             owned by the caller, released with kv_string_free:
+ *             {"epoch": 7, "operation": {"kind": "leave", "member": "n2",
+ *             "sinceEpoch": 7}}
+ * @param db   a client or node handle
+ * @param change  "leave", "remove" or "abort"
+ * @param node_id  the member, or NULL as said above; copied
+ * @return KV_OK once recorded; KV_EBUSY (another change is in progress: the
+ *         message names it), KV_EINVAL (no such member, or one in the wrong
+ *         state; leaving would leave fewer members than replicas),
+ *         KV_EUNAVAILABLE (too few members answered; a leaving member that
+ *         is down), KV_ENOTSUP (an embedded store, a node alone), or the
+ *         codes of a round trip.
+ * Threads: any thread.
+ */
+KV_API int kv_topology_change(char **out_json, kv *db, const char *change, const char *node_id);
+
+/**
  * kv_restore - copy a snapshot taken by kv_backup into a store directory,
  * before the store (or the node) is opened on it. The files are copied,
  * not linked, so the backup stays intact whatever the restored store does.

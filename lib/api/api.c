@@ -10,6 +10,7 @@
 #include "client/async.h"
 #include "client/backup.h"
 #include "client/repair.h"
+#include "client/topology.h"
 #include "storage/backup.h"
 #include "format/batch.h"
 #include "storage/embedded.h"
@@ -584,6 +585,24 @@ int kv_repair(char **out_report, kv *db, const char *node_id)
     if (rc != KV_OK)
         return rc;
     return kvi_public_status(kvi_repair_run(out_report, db, node_id));
+}
+
+int kv_topology_change(char **out_json, kv *db, const char *change, const char *node_id)
+{
+    if (out_json)
+        *out_json = NULL;
+    int rc = check_handle(db);
+    if (rc == KV_OK && (!change || (strcmp(change, "leave") && strcmp(change, "remove") &&
+                                    strcmp(change, "abort"))))
+        rc = kvi_error(KV_EINVAL, "kv_topology_change: change must be \"leave\", \"remove\" "
+                                  "or \"abort\"");
+    if (rc == KV_OK && node_id && (!*node_id || strlen(node_id) > 64))
+        rc = kvi_error(KV_EINVAL, "kv_topology_change: node_id must be 1-64 characters");
+    if (rc == KV_OK && strcmp(change, "remove") == 0 && !node_id)
+        rc = kvi_error(KV_EINVAL, "kv_topology_change: remove names the member to remove");
+    if (rc != KV_OK)
+        return rc;
+    return kvi_public_status(kvi_topology_change_run(out_json, db, change, node_id));
 }
 
 int kv_restore(const char *backup_dir, const char *data_dir, const char *node_id)

@@ -19,8 +19,9 @@
  *     generation than the known member's (a node restarted there under a
  *     new id): every node applies the same rule to the same table, so the
  *     rings agree.
- * Members are never removed: a member that stops stays a member (there is
- * no decommission yet).
+ * In a cluster the ring comes from the topology record, not from this list
+ * (cluster/membership.h); the list is the address book: where each member
+ * is, as gossip follows it.
  *
  * Threads: a list is plain data; its owner guards it.
  */

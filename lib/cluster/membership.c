@@ -67,6 +67,9 @@ struct kvi_membership {
     kvi_client_loop *peers_loop;
     kvi_ticker discovery; /* asks the configured peers for their ids */
     kvi_ticker sync;      /* takes the members gossip tells of */
+    kvi_ticker duties;    /* this node's part in a topology change of others */
+    char self_id[KVI_TOPO_MAX_ID + 1]; /* a copy any thread may read */
+    atomic_int stopping;  /* streams give up: the node is stopping */
     /* The topology (docs/design/TOPOLOGY.md): in a cluster, the ring is the
      * current ring of the record this service holds; NULL alone. */
     kvi_topo_service *topo;
@@ -192,14 +195,15 @@ static void install_view(kvi_membership *m, const char **ids, const char **addrs
         .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds,
         .log = m->log, .loop = m->peers_loop,
     };
-    if (fut) {
+    if (fut)
+        vc.epoch = fut->epoch;
+    if (fut && fut->n) {
         vc.future_ids = fut->ids;
         vc.n_future = fut->n;
         vc.extra_ids = fut->extra_ids;
         vc.extra_addrs = fut->extra_addrs;
         vc.extra_https = fut->extra_https;
         vc.n_extra = fut->n_extra;
-        vc.epoch = fut->epoch;
     }
     kvi_view *fresh = NULL;
     if (!ids || !addrs || !https)
@@ -271,8 +275,17 @@ static void rebuild_view_from_record(kvi_membership *m)
                                                : (tm->http[0] ? tm->http : NULL);
         fut.n_extra++;
     }
-    if (self >= 0)
-        install_view(m, ids, addrs, https, n, self, have_future ? &fut : NULL);
+    if (self >= 0) {
+        if (!have_future)
+            fut.n = fut.n_extra = 0; /* the epoch alone */
+        install_view(m, ids, addrs, https, n, self, &fut);
+    } else if (m->view && m->n_retired < sizeof m->retired / sizeof m->retired[0]) {
+        /* Out of the ring (it left): it no longer coordinates or serves. */
+        m->retired[m->n_retired++] = m->view;
+        m->view = NULL;
+        kvi_log(m->log, KV_LOG_WARN, "this node is no longer in the ring (topology epoch "
+                "%llu): it serves no data; stop it", (unsigned long long)t.epoch);
+    }
     free(fut.ids);
     free(fut.extra_ids);
     free(fut.extra_addrs);
@@ -768,6 +781,124 @@ static uint32_t sync_gossip(void *arg)
     return SYNC_INTERVAL_MS;
 }
 
+/* --------------------------------------------- changes and this node's part */
+
+typedef struct change_args {
+    kvi_topo_op op;           /* KVI_TOPO_OP_NONE: abort */
+    const char *target;
+} change_args;
+
+static int build_change(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                        size_t err_size)
+{
+    const change_args *a = ctx;
+    if (a->op == KVI_TOPO_OP_NONE)
+        return kvi_topology_abort(next, cur, err, err_size);
+    return kvi_topology_begin(next, cur, a->op, a->target, NULL, NULL, err, err_size);
+}
+
+int kvi_membership_change(kvi_membership *m, const char *change, const char *node_id,
+                          kvi_topology *record, char *err, size_t err_size)
+{
+    if (!m->topo) {
+        snprintf(err, err_size, "this node is not in a cluster: no topology to change");
+        return KV_ENOTSUP;
+    }
+    change_args a = {KVI_TOPO_OP_NONE, node_id};
+    const char *self = m->self_id;
+    if (strcmp(change, "leave") == 0) {
+        a.op = KVI_TOPO_OP_LEAVE;
+        if (!a.target)
+            a.target = self;
+        if (kvi_membership_is_down(m, a.target)) {
+            snprintf(err, err_size, "%s is down: a member that leaves streams its ranges to "
+                     "their new homes, so it must run (for a member that is gone for good, "
+                     "remove it)", a.target);
+            return KV_EUNAVAILABLE;
+        }
+    } else if (strcmp(change, "remove") == 0) {
+        a.op = KVI_TOPO_OP_REMOVE;
+        if (!a.target || strcmp(a.target, self) == 0) {
+            snprintf(err, err_size, "remove names another member, one that is down for good");
+            return KV_EINVAL;
+        }
+        if (!kvi_membership_is_down(m, a.target)) {
+            snprintf(err, err_size, "%s is not down: a member that runs leaves (decommission) "
+                     "rather than being removed", a.target);
+            return KV_EINVAL;
+        }
+    } else if (strcmp(change, "abort") != 0) {
+        snprintf(err, err_size, "unknown topology change \"%s\" (leave, remove or abort)",
+                 change);
+        return KV_EINVAL;
+    }
+    return kvi_topo_service_change(m->topo, build_change, &a, record, err, err_size);
+}
+
+static int build_done(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                      size_t err_size)
+{
+    int changed;
+    return kvi_topology_mark_done(next, &changed, cur, ctx, err, err_size);
+}
+
+/* Ends the change once every member that gains ranges is done (any member
+ * may: the record says when). */
+static int build_finish_when_done(void *ctx, const kvi_topology *cur, kvi_topology *next,
+                                  char *err, size_t err_size)
+{
+    (void)ctx;
+    if (cur->op == KVI_TOPO_OP_NONE)
+        return kvi_topology_copy(next, cur);
+    return kvi_topology_finish(next, cur, err, err_size);
+}
+
+/* This node's part in a change of others (a leave, a remove): when it
+ * gains ranges, it streams them, then says it is done; once all are, it
+ * ends the change. A join's own steps are the joining node's (discovery
+ * thread). Runs on its own ticker: a stream takes long. */
+static uint32_t do_duties(void *arg)
+{
+    kvi_membership *m = arg;
+    kvi_topology t;
+    kvi_topology_init(&t);
+    if (kvi_topo_service_record(m->topo, &t) != KV_OK || t.op == KVI_TOPO_OP_NONE ||
+        (t.op == KVI_TOPO_OP_JOIN && strcmp(t.op_member, m->self_id) == 0)) {
+        kvi_topology_free(&t);
+        return VERIFY_INTERVAL_MS;
+    }
+    const char *self = m->self_id;
+    size_t *g = NULL, n = 0;
+    int mine = 0, pending = 0;
+    if (kvi_topology_gainers(&t, &g, &n) == KV_OK)
+        for (size_t i = 0; i < n; i++) {
+            const kvi_topo_member *tm = &t.members[g[i]];
+            pending += !tm->done;
+            mine |= strcmp(tm->id, self) == 0 && !tm->done;
+        }
+    free(g);
+    char err[256] = "";
+    int rc = KV_OK;
+    if (mine && m->stream_gains) {
+        rc = m->stream_gains(m->stream_ctx, m, &t, err, sizeof err);
+        if (rc == KV_OK)
+            rc = kvi_topo_service_change(m->topo, build_done, (void *)self, NULL, err,
+                                         sizeof err);
+        if (rc == KV_OK)
+            pending--;
+        else
+            kvi_log(m->log, KV_LOG_WARN, "the %s of %s: this node's part failed (trying "
+                    "again): %s", kvi_topo_op_name(t.op), t.op_member, err);
+    }
+    if (rc == KV_OK && pending == 0 &&
+        kvi_topo_service_change(m->topo, build_finish_when_done, NULL, NULL, err,
+                                sizeof err) != KV_OK)
+        kvi_log(m->log, KV_LOG_INFO, "the %s of %s is not over yet: %s",
+                kvi_topo_op_name(t.op), t.op_member, err);
+    kvi_topology_free(&t);
+    return VERIFY_INTERVAL_MS;
+}
+
 /* The topology service of a node in a cluster. A node that left refuses
  * to start (its data is no longer the cluster's); the first seed of a new
  * cluster forms its first record at once, alone. 1, or 0 with
@@ -838,6 +969,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->creds = cfg->creds;
     m->stream_gains = cfg->stream_gains;
     m->stream_ctx = cfg->stream_ctx;
+    snprintf(m->self_id, sizeof m->self_id, "%s", cfg->self_id);
     m->replicas = replicas;
     m->vnodes = vnodes;
     m->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 500;
@@ -906,6 +1038,8 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         ok = kvi_ticker_start(&m->discovery, discover, m) == 0;
         if (ok && m->gossip)
             ok = kvi_ticker_start(&m->sync, sync_gossip, m) == 0;
+        if (ok && m->topo)
+            ok = kvi_ticker_start(&m->duties, do_duties, m) == 0;
     }
     if (!ok) {
         char why[300];
@@ -923,6 +1057,8 @@ void kvi_membership_stop(kvi_membership *m)
 {
     if (!m)
         return;
+    atomic_store(&m->stopping, 1);
+    kvi_ticker_stop(&m->duties);
     kvi_ticker_stop(&m->sync);
     kvi_gossip_stop(m->gossip); /* announces the clean stop */
     kvi_ticker_stop(&m->discovery);
@@ -985,6 +1121,11 @@ size_t kvi_membership_size(kvi_membership *m)
 kvi_client_loop *kvi_membership_peers(kvi_membership *m)
 {
     return m->peers_loop;
+}
+
+const atomic_int *kvi_membership_stopping(kvi_membership *m)
+{
+    return &m->stopping;
 }
 
 struct kvi_loop *kvi_membership_loop(kvi_membership *m)
@@ -1099,8 +1240,11 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
     }
     raw(out, "]");
     if (topo.epoch) {
-        snprintf(num, sizeof num, ",\"topology\":{\"epoch\":%llu,\"operation\":",
-                 (unsigned long long)topo.epoch);
+        /* viewEpoch: the record this node routes requests with (its view
+         * follows a newer record within a moment). */
+        snprintf(num, sizeof num, ",\"topology\":{\"epoch\":%llu,\"viewEpoch\":%llu,"
+                 "\"operation\":", (unsigned long long)topo.epoch,
+                 (unsigned long long)(m->view ? m->view->epoch : 0));
         raw(out, num);
         if (topo.op) {
             raw(out, "{\"kind\":");

@@ -10,7 +10,13 @@
  * the members gossip tells of a few times a second: a new member (or one
  * that moved) rebuilds the ring, as a new view (holders of the old one
  * keep it), and is saved in the node's store, so that after a restart the
- * ring is built at once, with every member. Members are never removed.
+ * ring is built at once, with every member.
+ *
+ * In a cluster, the ring is the current ring of the topology record
+ * (cluster/topology_service.h, docs/design/TOPOLOGY.md): nodes started
+ * together form the first record from their member list; a node joining
+ * through seeds fetches the record and joins by recorded steps, streaming
+ * what it gains in between (kvi_membership_config.stream_gains).
  *
  * A node given only seeds (kvd --seeds) and nothing saved has no ring until
  * a seed describes a complete cluster (CLUSTER): it then takes the seed's
@@ -23,6 +29,7 @@
 #ifndef KVI_MEMBERSHIP_H
 #define KVI_MEMBERSHIP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 struct kvi_topology;
@@ -85,6 +92,18 @@ int kvi_membership_gossip(kvi_membership *m, const void *in, size_t len, kvi_buf
 /* Serves a TOPOLOGY request (cluster/topology_service.h): KV_OK with the
  * answer in out, KV_EINVAL for a malformed message, KV_ENOTSUP alone. */
 int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_buf *out);
+/* A topology change asked for by an operator (kv_topology_change):
+ * "leave" (node_id, or this node when NULL, streams its ranges out and is
+ * then left), "remove" (node_id, down for good: the others re-replicate
+ * its ranges), "abort" (the change in progress). Waits until the change is
+ * recorded (not until it is over); *record (may be NULL) gets the record
+ * that holds it. KV_OK, or the refusal with why in err: KV_EBUSY (another
+ * change in progress), KV_EINVAL, KV_EUNAVAILABLE (no majority answered, or
+ * a leaving member that is down), KV_ENOTSUP (not in a cluster). Not on the
+ * peers loop. */
+int kvi_membership_change(kvi_membership *m, const char *change, const char *node_id,
+                          struct kvi_topology *record, char *err, size_t err_size);
+
 /* The epoch of the topology record this node holds; 0: none (or alone). */
 uint64_t kvi_membership_epoch(kvi_membership *m);
 
@@ -111,6 +130,8 @@ struct kvi_loop *kvi_membership_loop(kvi_membership *m);
 /* The same loop, to open connections on (streams). */
 struct kvi_client_loop;
 struct kvi_client_loop *kvi_membership_peers(kvi_membership *m);
+/* Set once the membership is stopping: a stream gives up. */
+const atomic_int *kvi_membership_stopping(kvi_membership *m);
 
 /* Appends the JSON description of the membership:
  * {"nodeId": self, "replicas": N, "vnodes": V, "complete": bool,

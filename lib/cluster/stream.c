@@ -230,6 +230,10 @@ static void page_answered(void *ctx, const kvi_reply *reply)
 
 static void send_page(stream_run *r)
 {
+    if (r->cfg.stop && atomic_load(r->cfg.stop)) {
+        finish(r, KV_ECLOSED, "the node is stopping");
+        return;
+    }
     kvi_bytes after;
     position(r, &after);
     if (r->at >= r->n) {

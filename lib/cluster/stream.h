@@ -20,6 +20,7 @@
 #ifndef KVI_STREAM_H
 #define KVI_STREAM_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,8 @@ typedef struct kvi_stream_config {
     /* The change the stream belongs to (its op_epoch): a cursor kept for
      * another change is ignored. */
     uint64_t op_epoch;
+    /* Set: give up before the next page (KV_ECLOSED); may be NULL. */
+    const atomic_int *stop;
 } kvi_stream_config;
 
 typedef struct kvi_stream_figures {

@@ -97,7 +97,12 @@ typedef enum kvi_opcode {
     /* Between nodes: agreeing on the next topology record, and fetching a
      * node's (format/topology_paxos.h messages and answers). */
     KVI_OP_TOPOLOGY = 25,
-    KVI_OP_MAX = 25
+    /* An admin request from a client: a topology change (kv_topology_change:
+     * leave, remove, abort), as a JSON object; the answer, a JSON object,
+     * is the record once the change is recorded. A client token, as
+     * BACKUP. */
+    KVI_OP_TOPOLOGY_CHANGE = 26,
+    KVI_OP_MAX = 26
 } kvi_opcode;
 
 typedef struct kvi_frame_header {

@@ -130,6 +130,7 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
     case KVI_OP_TOPOLOGY:
+    case KVI_OP_TOPOLOGY_CHANGE:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -230,6 +231,7 @@ void kvi_request_encode(kvi_buf *b, const kvi_request *req)
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
     case KVI_OP_TOPOLOGY:
+    case KVI_OP_TOPOLOGY_CHANGE:
         kvi_buf_bytes(b, req->value.data, req->value.len);
         break;
     case KVI_OP_PAXOS_PREPARE:
@@ -358,6 +360,7 @@ int kvi_response_decode_flags(kvi_response *out, uint8_t opcode, int16_t status,
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
     case KVI_OP_TOPOLOGY:
+    case KVI_OP_TOPOLOGY_CHANGE:
         out->value = kvi_read_bytes(&r);
         break;
     case KVI_OP_GET:
@@ -428,6 +431,7 @@ void kvi_response_encode(kvi_buf *b, const kvi_response *resp)
     case KVI_OP_AE_KEYS:
     case KVI_OP_REPAIR_START:
     case KVI_OP_TOPOLOGY:
+    case KVI_OP_TOPOLOGY_CHANGE:
         kvi_buf_bytes(b, resp->value.data, resp->value.len);
         break;
     case KVI_OP_GET:

@@ -152,6 +152,7 @@ kvi_access kvi_auth_access(const kvi_frame_header *h)
     case KVI_OP_REPAIR:
     case KVI_OP_BACKUP: /* an admin request: the same token as the data */
     case KVI_OP_REPAIR_START:
+    case KVI_OP_TOPOLOGY_CHANGE: /* an admin request, as BACKUP */
     case KVI_OP_SCAN:   /* SCAN_RANGE, its replicas' side, stays between peers */
         return KVI_ACCESS_CLIENT;
     default:

@@ -415,6 +415,15 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
         kvi_buf_free(&answer);
         break;
     }
+    case KVI_OP_TOPOLOGY_CHANGE: {
+        kvi_buf answer = {0};
+        rc = kvi_node_topology_change_op(n, req.value.data, req.value.len, &answer);
+        resp.value.data = answer.data;
+        resp.value.len = answer.len;
+        kvi_node_respond(out, h, rc, &resp);
+        kvi_buf_free(&answer);
+        break;
+    }
     case KVI_OP_BACKUP:
         rc = run_backup(n, &req, h, out);
         break;
@@ -493,6 +502,7 @@ static int offload_request(void *ctx, const kvi_frame_header *h)
     /* A checkpoint flushes the memtables and links files: not on an I/O
      * thread, whose other connections would wait meanwhile. */
     case KVI_OP_BACKUP:
+    case KVI_OP_TOPOLOGY_CHANGE: /* waits for the change to be agreed on */
     case KVI_OP_SCAN: /* iterates the store; in a cluster, waits on the replicas */
         return POOL_COORDINATE;
     default:

@@ -69,5 +69,10 @@ void kvi_node_describe(const kvi_node *n, struct kvi_buf *out);
  * running): *round receives its id. KV_OK, KV_ENOTSUP (not in a cluster),
  * KV_EUNAVAILABLE (stopping). */
 int kvi_node_repair_start(kvi_node *n, uint64_t *round);
+/* A topology change asked for by an operator (kv_topology_change): waits
+ * until it is recorded; *out_json (cJSON_free it) the record's epoch and
+ * change in progress. KV_OK or the refusal (kv_error_last says why). */
+int kvi_node_topology_change(kvi_node *n, const char *change, const char *node_id,
+                             char **out_json);
 
 #endif

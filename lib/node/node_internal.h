@@ -90,10 +90,13 @@ struct kvi_node {
  * it is its embedded store served over the network. */
 int kvi_node_clustered(kvi_node *n);
 
-/* node_stream.c: the membership's stream_gains (cluster/membership.h). */
+/* node_topology.c: the membership's stream_gains (cluster/membership.h),
+ * and TOPOLOGY_CHANGE's body (JSON {"change", "node"}) run, with the
+ * record's JSON appended to answer. */
 struct kvi_topology;
 int kvi_node_stream_gains(void *ctx, kvi_membership *m, const struct kvi_topology *t,
                           char *err, size_t err_size);
+int kvi_node_topology_change_op(kvi_node *n, const void *body, size_t len, kvi_buf *answer);
 
 /* Appends a response frame for a call that returned rc (KV_OK or an error
  * whose detail is this thread's kvi_error_last()). */

@@ -45,7 +45,8 @@ const char *kvi_strerror(int code)
     case KV_ECLOSED: return "handle or connection closed";
     case KV_ENOMEM: return "out of memory";
     case KV_ENOTSUP: return "not supported";
-    case KV_EBUSY: return "in use by another process (a locked store, or an address in use)";
+    case KV_EBUSY: return "busy (a locked store, an address in use, or a topology change in "
+                          "progress)";
     case KV_EPERM: return "not permitted: authenticate first";
     default: return "unknown error code";
     }

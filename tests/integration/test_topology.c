@@ -4,7 +4,12 @@
  *     no acknowledged write is lost, and afterwards it holds every key it
  *     is a home of (asked directly);
  *   - a joining node killed -9 half-way resumes its stream where it
- *     stopped rather than from the start. */
+ *     stopped rather than from the start;
+ *   - one of four decommissions under the same load: every key ends on its
+ *     three new homes, nothing acknowledged is lost; a second change asked
+ *     for meanwhile is refused, naming the first;
+ *   - one of four killed for good is removed: the others re-replicate its
+ *     ranges from the surviving replicas. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,35 +71,52 @@ static cJSON *described_by(const cluster *c, int i)
     return root;
 }
 
-/* 1 when node i holds a record with no change in progress in which every
- * one of the first n nodes is normal. */
-static int settled(const cluster *c, int i, int n)
+/* 1 when node i holds a record with no change in progress in which
+ * `normal` members are normal (and `gone`, when set, has left). */
+static int settled_as(const cluster *c, int i, int normal, const char *gone)
 {
     cJSON *root = described_by(c, i);
     if (!root)
         return 0;
-    const cJSON *op = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "topology"), "operation");
-    int ok = cJSON_IsNull(op), normal = 0;
+    const cJSON *topo = cJSON_GetObjectItem(root, "topology");
+    const cJSON *op = cJSON_GetObjectItem(topo, "operation");
+    const cJSON *epoch = cJSON_GetObjectItem(topo, "epoch");
+    const cJSON *routed = cJSON_GetObjectItem(topo, "viewEpoch");
+    /* ... and routes its requests with that record already. */
+    int ok = cJSON_IsNull(op) && cJSON_IsNumber(epoch) && cJSON_IsNumber(routed) &&
+             epoch->valuedouble == routed->valuedouble;
+    int seen = 0, left = !gone;
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "members")) {
         const cJSON *st = cJSON_GetObjectItem(m, "state");
-        normal += cJSON_IsString(st) && strcmp(st->valuestring, "normal") == 0;
+        const cJSON *id = cJSON_GetObjectItem(m, "nodeId");
+        seen += cJSON_IsString(st) && strcmp(st->valuestring, "normal") == 0;
+        left |= gone && cJSON_IsString(id) && strcmp(id->valuestring, gone) == 0 &&
+                cJSON_IsString(st) && strcmp(st->valuestring, "left") == 0;
     }
     cJSON_Delete(root);
-    return ok && normal == n;
+    return ok && seen == normal && left;
 }
 
-static int wait_settled(const cluster *c, int n, long limit_ms)
+/* Waits (bounded) until every node of `asked` (a bit per node) is settled
+ * as above. */
+static int wait_settled_as(const cluster *c, unsigned asked, int normal, const char *gone,
+                           long limit_ms)
 {
     for (long waited = 0; waited <= limit_ms; waited += 200) {
         int all = 1;
-        for (int i = 0; i < n && all; i++)
-            all = settled(c, i, n);
+        for (int i = 0; i < MAX_NODES && all; i++)
+            all = !(asked & (1u << i)) || settled_as(c, i, normal, gone);
         if (all)
             return 1;
         sleep_ms(200);
     }
     return 0;
+}
+
+static int wait_settled(const cluster *c, int n, long limit_ms)
+{
+    return wait_settled_as(c, (1u << n) - 1, n, NULL, limit_ms);
 }
 
 /* The line of node i's log that starts with `what` (the first or the
@@ -201,6 +223,58 @@ static int held_by(const cluster *c, int at, const char *who, const char *const 
     return held;
 }
 
+/* How many of the KEYS keys are missing from one of their homes in the
+ * ring of ids (members at nodes[idx[k]]), asked directly. */
+static int missing_from_homes(const cluster *c, const char *const *ids, const int *idx, size_t n)
+{
+    kvi_ring *ring;
+    assert_int_equal(kvi_ring_build(&ring, ids, n, 256, 3), KV_OK);
+    kvi_client *cl[MAX_NODES] = {0};
+    for (size_t i = 0; i < n; i++) {
+        const char *eps[] = {c->nodes[idx[i]].listen};
+        assert_int_equal(kvi_client_open(&cl[i], eps, 1, NULL, NULL), KV_OK);
+    }
+    int missing = 0;
+    char key[32];
+    for (int k = 0; k < KEYS; k++) {
+        snprintf(key, sizeof key, "key-%d", k);
+        const uint32_t *pref;
+        size_t np = kvi_ring_preference(ring, kvi_key_token(key, strlen(key)), &pref);
+        for (size_t i = 0; i < np; i++) {
+            kvi_state st;
+            kvi_buf holder = {0};
+            int rc = kvi_client_get_state(cl[pref[i]], &st, &holder, key, strlen(key));
+            if (rc != KV_OK && missing++ < 3)
+                fprintf(stderr, "%s missing on %s: %s\n", key, ids[pref[i]], kv_strerror(rc));
+            kvi_buf_free(&holder);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        kvi_client_close(cl[i]);
+    kvi_ring_free(ring);
+    return missing;
+}
+
+/* Every write the load made (but those that failed) reads back at QUORUM. */
+static int lost_writes(cluster *c, const load *l)
+{
+    kv *db = client_all(c, KV_POLICY_LWW, NULL);
+    kv_read_options ro = KV_READ_OPTIONS_INIT;
+    ro.consistency = KV_CONSISTENCY_QUORUM;
+    int lost = 0;
+    char key[32];
+    for (int k = 0; k < l->written; k++) {
+        snprintf(key, sizeof key, "live-%d", k);
+        kv_value *v = NULL;
+        if (kv_get(&v, db, key, strlen(key), &ro) != KV_OK)
+            lost++;
+        else
+            kv_value_free(v);
+    }
+    kv_close(db);
+    return lost;
+}
+
 static void a_joining_node_streams_its_ranges_under_load(void **state)
 {
     cluster *c = *state;
@@ -244,20 +318,7 @@ static void a_joining_node_streams_its_ranges_under_load(void **state)
     assert_true(records >= homes && records <= homes + homes / 10);
 
     /* Every write acknowledged during the join reads back at QUORUM. */
-    kv *db = client_all(c, KV_POLICY_LWW, NULL);
-    kv_read_options ro = KV_READ_OPTIONS_INIT;
-    ro.consistency = KV_CONSISTENCY_QUORUM;
-    int lost = 0;
-    char key[32];
-    for (int k = 0; k < l.written; k++) {
-        snprintf(key, sizeof key, "live-%d", k);
-        kv_value *v = NULL;
-        if (kv_get(&v, db, key, strlen(key), &ro) != KV_OK)
-            lost++;
-        else
-            kv_value_free(v);
-    }
-    kv_close(db);
+    int lost = lost_writes(c, &l);
     printf("%d writes acknowledged during the join, %d not read back\n", l.written, lost);
     assert_int_equal(lost, 0);
 }
@@ -304,6 +365,94 @@ static void a_killed_joining_node_resumes_its_stream(void **state)
     assert_int_equal(held, homes);
 }
 
+static int setup_four(void **state)
+{
+    make_cluster(state, 4, "lww");
+    return 0;
+}
+
+static void a_member_decommissions_under_load(void **state)
+{
+    cluster *c = *state;
+    put_all(c, KEYS);
+    load l = {.c = c};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_load, &l), 0);
+    sleep_ms(300);
+    kv *admin = client_of(c, 0);
+    char *json = NULL;
+    int rc = kv_topology_change(&json, admin, "leave", "n2");
+    if (rc != KV_OK)
+        fprintf(stderr, "leave: %s\n", kv_error_last());
+    assert_int_equal(rc, KV_OK);
+    printf("decommission of n2: %s\n", json);
+    kv_string_free(json);
+    /* One change at a time: a second one is refused, naming the first. */
+    rc = kv_topology_change(NULL, admin, "leave", "n3");
+    printf("a second change meanwhile: %s (%s)\n", kv_strerror(rc), kv_error_last());
+    assert_int_equal(rc, KV_EBUSY);
+    assert_non_null(strstr(kv_error_last(), "leave of n2 is in progress"));
+    kv_close(admin);
+    int ok = wait_settled_as(c, 0xd /* n1, n3, n4 */, 3, "n2", 60000);
+    sleep_ms(500);
+    l.stop = 1;
+    pthread_join(t, NULL);
+    printf("load during the decommission: %d writes (%d failed), %d reads (%d failed, %d "
+           "stale)%s%s\n", l.written, l.failed_writes, l.reads, l.failed_reads, l.stale,
+           l.why[0] ? "; first: " : "", l.why);
+    assert_true(ok);
+    assert_int_equal(l.failed_writes, 0);
+    assert_int_equal(l.failed_reads, 0);
+    assert_int_equal(l.stale, 0);
+    const char *ids[] = {"n1", "n3", "n4"};
+    const int idx[] = {0, 2, 3};
+    int missing = missing_from_homes(c, ids, idx, 3);
+    printf("after the decommission: %d of %d keys x 3 homes missing\n", missing, KEYS);
+    assert_int_equal(missing, 0);
+    assert_int_equal(lost_writes(c, &l), 0);
+    /* The node that left says so, and a restart refuses to rejoin. */
+    stop(c, 1, SIGTERM);
+    spawn(c, 1);
+    int exited = 0;
+    for (int i = 0; i < 100 && !exited; i++) {
+        exited = waitpid(c->nodes[1].pid, NULL, WNOHANG) == c->nodes[1].pid;
+        if (!exited)
+            sleep_ms(100);
+    }
+    if (exited)
+        c->nodes[1].pid = 0;
+    char line[2048] = "";
+    log_line(c, 1, "left its cluster", 1, line, sizeof line);
+    printf("restart of the node that left: %s", line);
+    assert_true(exited);
+    assert_non_null(strstr(line, "left its cluster"));
+}
+
+static void a_dead_member_is_removed(void **state)
+{
+    cluster *c = *state;
+    put_all(c, KEYS);
+    stop(c, 2, SIGKILL);
+    kv *admin = client_of(c, 0);
+    /* Removed only once the others hold it down. */
+    int rc = KV_EINVAL;
+    for (int i = 0; i < 150 && rc == KV_EINVAL; i++) {
+        rc = kv_topology_change(NULL, admin, "remove", "n3");
+        if (rc == KV_EINVAL)
+            sleep_ms(200);
+    }
+    if (rc != KV_OK)
+        fprintf(stderr, "remove: %s\n", kv_error_last());
+    assert_int_equal(rc, KV_OK);
+    kv_close(admin);
+    assert_true(wait_settled_as(c, 0xb /* n1, n2, n4 */, 3, "n3", 60000));
+    const char *ids[] = {"n1", "n2", "n4"};
+    const int idx[] = {0, 1, 3};
+    int missing = missing_from_homes(c, ids, idx, 3);
+    printf("after the removal of n3: %d of %d keys x 3 homes missing\n", missing, KEYS);
+    assert_int_equal(missing, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +460,9 @@ int main(void)
                                         setup_three, teardown),
         cmocka_unit_test_setup_teardown(a_killed_joining_node_resumes_its_stream,
                                         setup_three_slow, teardown),
+        cmocka_unit_test_setup_teardown(a_member_decommissions_under_load, setup_four,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_dead_member_is_removed, setup_four, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,11 @@
  *   repair-status [--ranges]         per node: last full repair, exchanges,
  *                                    keys repaired, bytes, replication lag,
  *                                    tombstones awaiting purge
+ *   decommission [--node ID]         the node (or ID) leaves the cluster: its
+ *                                    ranges stream to their new homes first
+ *   removenode ID                    ID, down for good, is removed: the others
+ *                                    re-replicate its ranges
+ *   topology-abort                   undoes the topology change in progress
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -171,6 +176,12 @@ static void usage(FILE *f)
           "                              the tombstones it keeps until it may purge them;\n"
           "                              --ranges adds, per member, when the ranges the\n"
           "                              two share were last repaired\n"
+          "  decommission [--node ID]    the node reached (or ID) leaves the cluster: its\n"
+          "                              ranges stream to their new homes, then it is\n"
+          "                              left and may be stopped\n"
+          "  removenode ID               ID, down for good, leaves the cluster: the\n"
+          "                              others re-replicate its ranges\n"
+          "  topology-abort              undoes the topology change in progress\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -1141,6 +1152,50 @@ static int cmd_repair(kv *db, const struct cli *c)
     return failed ? EXIT_ERROR : EXIT_OK;
 }
 
+/* ------------------------------------------------------------ topology */
+
+/* A topology change (kv_topology_change): prints the record that holds it. */
+static int topology_change(kv *db, const char *what, const char *change, const char *node)
+{
+    char *json = NULL;
+    int rc = kv_topology_change(&json, db, change, node);
+    if (rc != KV_OK) {
+        kv_string_free(json);
+        return fail(what, rc, NULL);
+    }
+    cJSON *root = cJSON_Parse(json);
+    if (g_json) {
+        puts(json);
+    } else {
+        const cJSON *op = cJSON_GetObjectItemCaseSensitive(root, "operation");
+        if (cJSON_IsObject(op))
+            printf("the %s of %s is recorded at epoch %.0f; it runs on (kvctl members shows "
+                   "each member's state)\n", text_or(op, "kind", "?"),
+                   text_or(op, "member", "?"), number_or(root, "epoch"));
+        else
+            printf("no topology change in progress; epoch %.0f\n", number_or(root, "epoch"));
+    }
+    cJSON_Delete(root);
+    kv_string_free(json);
+    return EXIT_OK;
+}
+
+static int cmd_decommission(kv *db, const struct cli *c)
+{
+    return topology_change(db, "decommission", "leave", c->node);
+}
+
+static int cmd_removenode(kv *db, const struct cli *c)
+{
+    return topology_change(db, "removenode", "remove", c->args[0]);
+}
+
+static int cmd_topology_abort(kv *db, const struct cli *c)
+{
+    (void)c;
+    return topology_change(db, "topology-abort", "abort", NULL);
+}
+
 /* How long ago a wall-clock ms was, for people ("never" for 0). */
 static void human_age(char *buf, size_t size, double ms)
 {
@@ -1574,6 +1629,9 @@ static const struct command {
     {"backup", 1, false, cmd_backup, "backup DIR"},
     {"repair", 0, false, cmd_repair, "repair [--node ID] [--wait]"},
     {"repair-status", 0, false, cmd_repair_status, "repair-status [--ranges]"},
+    {"decommission", 0, false, cmd_decommission, "decommission [--node ID]"},
+    {"removenode", 1, false, cmd_removenode, "removenode ID"},
+    {"topology-abort", 0, false, cmd_topology_abort, "topology-abort"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -1743,8 +1801,10 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--verbose applies to get, not %s", cmd->name);
     if ((c->has_limit || c->keys_only || c->cursor != NULL) && cmd->fn != cmd_scan)
         usage_error("--limit, --keys-only and --cursor apply to scan, not %s", cmd->name);
-    if ((c->node != NULL || c->wait) && cmd->fn != cmd_repair)
-        usage_error("--node and --wait apply to repair, not %s", cmd->name);
+    if (c->wait && cmd->fn != cmd_repair)
+        usage_error("--wait applies to repair, not %s", cmd->name);
+    if (c->node != NULL && cmd->fn != cmd_repair && cmd->fn != cmd_decommission)
+        usage_error("--node applies to repair and decommission, not %s", cmd->name);
     if (c->ranges && cmd->fn != cmd_repair_status)
         usage_error("--ranges applies to repair-status, not %s", cmd->name);
     if (cmd->fn == cmd_scan && c->level == KV_CONSISTENCY_SERIAL)

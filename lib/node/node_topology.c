@@ -1,0 +1,143 @@
+/* node/node_topology.c - a node's doors to topology changes: the ranges it
+ * gains streamed in (cluster/stream.h) from the members it takes them
+ * from, and the changes an operator asks for (TOPOLOGY_CHANGE). */
+#include "node/node_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/membership.h"
+#include "cluster/stream.h"
+#include "cluster/topology.h"
+#include "storage/digest.h"
+#include "storage/store.h"
+#include "util/error.h"
+
+#include <cJSON.h>
+
+#define DEFAULT_STREAM_BYTES_PER_S (32u * 1024u * 1024u)
+
+static int member_down(void *ctx, const char *id)
+{
+    return kvi_membership_is_down(ctx, id);
+}
+
+int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, char *err,
+                          size_t err_size)
+{
+    kvi_node *n = ctx;
+    kvi_digest *d = kvi_store_digest(kvi_embedded_store(n->store));
+    if (!d || !kvi_digest_ready(d)) {
+        snprintf(err, err_size, "this node's digest is not ready to stream with");
+        return KV_EUNAVAILABLE;
+    }
+    kvi_stream_range *plan = NULL;
+    size_t count = 0;
+    int rc = kvi_topology_stream_plan(t, n->node_id, member_down, m, &plan, &count);
+    if (rc != KV_OK) {
+        snprintf(err, err_size, "cannot plan the stream: %s", kvi_strerror(rc));
+        return rc;
+    }
+    const char **addrs = calloc(count ? count : 1, sizeof *addrs);
+    if (!addrs) {
+        free(plan);
+        snprintf(err, err_size, "out of memory");
+        return KV_ENOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const kvi_topo_member *src = plan[i].source[0] ? kvi_topology_find(t, plan[i].source)
+                                                       : NULL;
+        addrs[i] = src ? src->addr : "";
+    }
+    kvi_stream_config sc = {
+        .local = n->store, .loop = kvi_membership_peers(m), .creds = &n->peer_creds,
+        .log = n->log, .digest_bits = kvi_digest_bits(d),
+        .bytes_per_s = n->stream_bytes_per_s ? n->stream_bytes_per_s
+                                             : DEFAULT_STREAM_BYTES_PER_S,
+        .op_epoch = t->op_epoch, .stop = kvi_membership_stopping(m),
+    };
+    kvi_stream_figures fig;
+    kvi_log(n->log, KV_LOG_INFO, "streaming %zu range(s) for the %s of %s (epoch %llu)", count,
+            kvi_topo_op_name(t->op), t->op_member, (unsigned long long)t->op_epoch);
+    rc = kvi_stream_run(&sc, plan, addrs, count, &fig, err, err_size);
+    kvi_log(n->log, rc == KV_OK ? KV_LOG_INFO : KV_LOG_WARN,
+            "stream %s: %llu of %llu range(s), %llu record(s), %llu bytes in %llu page(s), "
+            "%llu dropped outside the ranges, in %llu ms, resumed at token %016llx%s%s",
+            rc == KV_OK ? "done" : "stopped", (unsigned long long)fig.ranges_done,
+            (unsigned long long)fig.ranges, (unsigned long long)fig.records,
+            (unsigned long long)fig.bytes, (unsigned long long)fig.pages,
+            (unsigned long long)fig.dropped, (unsigned long long)fig.elapsed_ms,
+            (unsigned long long)fig.resumed_from, rc == KV_OK ? "" : ": ",
+            rc == KV_OK ? "" : err);
+    atomic_fetch_add(&n->streamed_bytes, fig.bytes);
+    atomic_fetch_add(&n->streamed_records, fig.records);
+    if (rc == KV_OK)
+        kvi_stream_forget(n->store);
+    free(addrs);
+    free(plan);
+    return rc;
+}
+
+/* The record as the admin answer gives it: {"epoch", "operation"}. */
+static char *record_json(const kvi_topology *t)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "epoch", (double)t->epoch);
+    if (t->op) {
+        cJSON *op = cJSON_AddObjectToObject(root, "operation");
+        cJSON_AddStringToObject(op, "kind", kvi_topo_op_name(t->op));
+        cJSON_AddStringToObject(op, "member", t->op_member);
+        cJSON_AddNumberToObject(op, "sinceEpoch", (double)t->op_epoch);
+    } else {
+        cJSON_AddNullToObject(root, "operation");
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+int kvi_node_topology_change(kvi_node *n, const char *change, const char *node_id,
+                             char **out_json)
+{
+    *out_json = NULL;
+    if (!kvi_node_clustered(n))
+        return kvi_error(KV_ENOTSUP, "this node is not in a cluster: no topology to change");
+    kvi_topology t;
+    kvi_topology_init(&t);
+    char err[300] = "";
+    int rc = kvi_membership_change(n->membership, change, node_id, &t, err, sizeof err);
+    if (rc == KV_OK) {
+        kvi_log(n->log, KV_LOG_INFO, "topology: the %s%s%s asked for is recorded (epoch %llu)",
+                change, node_id ? " of " : "", node_id ? node_id : "",
+                (unsigned long long)t.epoch);
+        *out_json = record_json(&t);
+        if (!*out_json)
+            rc = kvi_error(KV_ENOMEM, "out of memory");
+    } else {
+        kvi_error(rc, "%s", err);
+    }
+    kvi_topology_free(&t);
+    return rc;
+}
+
+int kvi_node_topology_change_op(kvi_node *n, const void *body, size_t len, kvi_buf *answer)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *change = cJSON_GetObjectItemCaseSensitive(root, "change");
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(root, "node");
+    int rc = KV_OK;
+    if (!cJSON_IsString(change) || (node && !cJSON_IsNull(node) && !cJSON_IsString(node)) ||
+        (cJSON_IsString(node) && (!node->valuestring[0] || strlen(node->valuestring) > 64)))
+        rc = kvi_error(KV_EINVAL, "a topology change is a JSON object {\"change\": \"leave\" | "
+                                  "\"remove\" | \"abort\", \"node\": id or null}");
+    char *json = NULL;
+    if (rc == KV_OK)
+        rc = kvi_node_topology_change(n, change->valuestring,
+                                      cJSON_IsString(node) ? node->valuestring : NULL, &json);
+    cJSON_Delete(root);
+    if (rc == KV_OK)
+        kvi_buf_raw(answer, json, strlen(json));
+    cJSON_free(json);
+    return rc;
+}
