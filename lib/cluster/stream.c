@@ -257,18 +257,10 @@ static void send_page(stream_run *r)
     };
     kvi_buf body = {0};
     kvi_ae_keys_request_encode(&body, &kr);
-    kvi_request req = {.opcode = KVI_OP_AE_KEYS, .value = {body.data, body.len}};
-    kvi_buf frame = {0};
-    kvi_frame_begin(&frame);
-    kvi_request_encode(&frame, &req);
+    int rc = body.failed ? KV_ENOMEM
+                         : kvi_client_submit_value(r->clients[r->at], KVI_OP_AE_KEYS, body.data,
+                                                   body.len, KVI_SUBMIT_RETRY, page_answered, r);
     kvi_buf_free(&body);
-    if (frame.failed) {
-        kvi_buf_free(&frame);
-        finish(r, KV_ENOMEM, "out of memory");
-        return;
-    }
-    int rc = kvi_client_submit(r->clients[r->at], &frame, KVI_OP_AE_KEYS, 0, KVI_SUBMIT_RETRY,
-                               page_answered, r);
     if (rc != KV_OK)
         finish(r, rc, "streaming from %s failed: %s", range->source, kvi_error_last());
 }
@@ -289,18 +281,9 @@ static kvi_client *client_for(stream_run *r, const char *addr)
     kv_client_options co = KV_CLIENT_OPTIONS_INIT;
     co.connect_timeout_ms = 1000;
     co.request_timeout_ms = r->cfg.request_timeout_ms ? r->cfg.request_timeout_ms : 10000;
-    const char *eps[] = {addr};
     kvi_client *c = NULL;
-    if (kvi_client_open_on(&c, eps, 1, &co, r->cfg.log, r->cfg.loop) != KV_OK)
+    if (kvi_client_open_peer(&c, addr, &co, r->cfg.creds, r->cfg.log, r->cfg.loop) != KV_OK)
         return NULL;
-    if (r->cfg.creds && r->cfg.creds->secret_len &&
-        kvi_client_set_credentials(c, r->cfg.creds->secret, r->cfg.creds->secret_len, NULL) !=
-            KV_OK) {
-        kvi_client_close(c);
-        return NULL;
-    }
-    if (r->cfg.creds && r->cfg.creds->tls)
-        kvi_client_set_tls(c, r->cfg.creds->tls);
     r->opened_addr[r->n_opened] = addr;
     r->opened[r->n_opened++] = c;
     return c;

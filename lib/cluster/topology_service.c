@@ -286,21 +286,9 @@ static kvi_client *client_for(kvi_topo_service *s, const char *addr)
         kv_client_options co = KV_CLIENT_OPTIONS_INIT;
         co.connect_timeout_ms = 500;
         co.request_timeout_ms = s->timeout_ms;
-        const char *eps[] = {addr};
-        if (kvi_client_open_on(&c, eps, 1, &co, s->log, s->loop) == KV_OK) {
-            if (s->creds && s->creds->secret_len &&
-                kvi_client_set_credentials(c, s->creds->secret, s->creds->secret_len,
-                                           NULL) != KV_OK) {
-                kvi_client_close(c);
-                c = NULL;
-            } else {
-                if (s->creds && s->creds->tls)
-                    kvi_client_set_tls(c, s->creds->tls);
-                snprintf(s->clients[s->n_clients].addr, sizeof s->clients[0].addr, "%s", addr);
-                s->clients[s->n_clients++].client = c;
-            }
-        } else {
-            c = NULL;
+        if (kvi_client_open_peer(&c, addr, &co, s->creds, s->log, s->loop) == KV_OK) {
+            snprintf(s->clients[s->n_clients].addr, sizeof s->clients[0].addr, "%s", addr);
+            s->clients[s->n_clients++].client = c;
         }
     }
     pthread_mutex_unlock(&s->lock);
@@ -313,18 +301,11 @@ static int send_message(kvi_client *c, const kvi_tpx_msg *m, kvi_reply_fn fn, vo
 {
     kvi_buf body = {0};
     kvi_tpx_msg_encode(&body, m);
-    kvi_request req = {.opcode = KVI_OP_TOPOLOGY};
-    req.value.data = body.data;
-    req.value.len = body.len;
-    kvi_buf frame = {0};
-    kvi_frame_begin(&frame);
-    kvi_request_encode(&frame, &req);
+    int rc = body.failed ? KV_ENOMEM
+                         : kvi_client_submit_value(c, KVI_OP_TOPOLOGY, body.data, body.len, 0,
+                                                   fn, ctx);
     kvi_buf_free(&body);
-    if (frame.failed) {
-        kvi_buf_free(&frame);
-        return KV_ENOMEM;
-    }
-    return kvi_client_submit(c, &frame, KVI_OP_TOPOLOGY, 0, 0, fn, ctx);
+    return rc;
 }
 
 /* An answer's body decoded; KV_OK or a failure. */

@@ -128,17 +128,6 @@ void kvi_gossip_encode(kvi_buf *b, const kvi_gossip_table *t)
     }
 }
 
-/* Copies a decoded string field; 0, or -1 when too long or holding a NUL. */
-static int take(char *out, size_t room, kvi_bytes in)
-{
-    if (in.len >= room || (in.len && memchr(in.data, 0, in.len)))
-        return -1;
-    if (in.len)
-        memcpy(out, in.data, in.len);
-    out[in.len] = 0;
-    return 0;
-}
-
 int kvi_gossip_decode(kvi_gossip_table *out, const void *data, size_t len)
 {
     kvi_gossip_table_init(out);
@@ -162,8 +151,9 @@ int kvi_gossip_decode(kvi_gossip_table *out, const void *data, size_t len)
             e.repaired_ms = kvi_read_u64(&r);
         if (format >= FORMAT)
             e.epoch = kvi_read_u64(&r);
-        if (r.failed || take(e.id, sizeof e.id, id) || take(e.addr, sizeof e.addr, addr) ||
-            take(e.http, sizeof e.http, http) || !valid(&e) ||
+        if (r.failed || kvi_bytes_to_cstring(e.id, sizeof e.id, id) ||
+            kvi_bytes_to_cstring(e.addr, sizeof e.addr, addr) ||
+            kvi_bytes_to_cstring(e.http, sizeof e.http, http) || !valid(&e) ||
             (out->n && strcmp(out->entries[out->n - 1].id, e.id) >= 0) ||
             kvi_gossip_merge_entry(out, &e) != 1) {
             kvi_gossip_table_free(out);

@@ -83,6 +83,16 @@ kvi_bytes kvi_read_bytes(kvi_reader *r)
     return out;
 }
 
+int kvi_bytes_to_cstring(char *out, size_t room, kvi_bytes in)
+{
+    if (in.len >= room || (in.len && memchr(in.data, 0, in.len)))
+        return -1;
+    if (in.len)
+        memcpy(out, in.data, in.len);
+    out[in.len] = 0;
+    return 0;
+}
+
 /* ------------------------------------------------------------ requests */
 
 /* The smallest encoded batch operation: kind, ttl, two empty byte strings. */

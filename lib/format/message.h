@@ -88,6 +88,9 @@ uint16_t kvi_read_u16(kvi_reader *r);
 uint32_t kvi_read_u32(kvi_reader *r);
 uint64_t kvi_read_u64(kvi_reader *r);
 kvi_bytes kvi_read_bytes(kvi_reader *r);
+/* Copies a decoded string field into out (room bytes, NUL-terminated): 0,
+ * or -1 when it does not fit or holds a NUL. */
+int kvi_bytes_to_cstring(char *out, size_t room, kvi_bytes in);
 /* 0 when everything was read exactly; -1 on a short read or leftovers. */
 static inline int kvi_reader_done(const kvi_reader *r)
 {

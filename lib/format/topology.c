@@ -206,17 +206,6 @@ void kvi_topology_encode(kvi_buf *b, const kvi_topology *t)
     }
 }
 
-/* Copies a decoded string field; 0, or -1 when too long or holding a NUL. */
-static int take(char *out, size_t room, kvi_bytes in)
-{
-    if (in.len >= room || (in.len && memchr(in.data, 0, in.len)))
-        return -1;
-    if (in.len)
-        memcpy(out, in.data, in.len);
-    out[in.len] = 0;
-    return 0;
-}
-
 int kvi_topology_decode(kvi_topology *out, const void *data, size_t len)
 {
     kvi_topology_init(out);
@@ -231,7 +220,7 @@ int kvi_topology_decode(kvi_topology *out, const void *data, size_t len)
     out->op_epoch = kvi_read_u64(&r);
     uint16_t count = kvi_read_u16(&r);
     if (r.failed || count > KVI_TOPO_MAX_MEMBERS ||
-        take(out->op_member, sizeof out->op_member, op_member))
+        kvi_bytes_to_cstring(out->op_member, sizeof out->op_member, op_member))
         return KV_EINVAL;
     if (count) {
         out->members = calloc(count, sizeof *out->members);
@@ -246,8 +235,9 @@ int kvi_topology_decode(kvi_topology *out, const void *data, size_t len)
         kvi_bytes http = kvi_read_bytes(&r);
         m->state = kvi_read_u8(&r);
         m->done = kvi_read_u8(&r);
-        if (r.failed || take(m->id, sizeof m->id, id) || take(m->addr, sizeof m->addr, addr) ||
-            take(m->http, sizeof m->http, http)) {
+        if (r.failed || kvi_bytes_to_cstring(m->id, sizeof m->id, id) ||
+            kvi_bytes_to_cstring(m->addr, sizeof m->addr, addr) ||
+            kvi_bytes_to_cstring(m->http, sizeof m->http, http)) {
             kvi_topology_free(out);
             return KV_EINVAL;
         }

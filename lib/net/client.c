@@ -1465,6 +1465,41 @@ int kvi_client_value_call(kvi_client *cl, uint8_t opcode, const void *body, size
     return rc;
 }
 
+int kvi_client_submit_value(kvi_client *c, uint8_t opcode, const void *body, size_t len,
+                            unsigned flags, kvi_reply_fn fn, void *ctx)
+{
+    kvi_request req = {.opcode = opcode, .value = {body, len}};
+    kvi_buf frame = {0};
+    kvi_frame_begin(&frame);
+    kvi_request_encode(&frame, &req);
+    if (frame.failed) {
+        kvi_buf_free(&frame);
+        return kvi_error(KV_ENOMEM, "out of memory encoding a request");
+    }
+    return kvi_client_submit(c, &frame, opcode, 0, flags, fn, ctx);
+}
+
+int kvi_client_open_peer(kvi_client **out, const char *addr, const kv_client_options *co,
+                         const kvi_credentials *creds, const kvi_logger *log,
+                         kvi_client_loop *loop)
+{
+    const char *eps[] = {addr};
+    int rc = loop ? kvi_client_open_on(out, eps, 1, co, log, loop)
+                  : kvi_client_open(out, eps, 1, co, log);
+    if (rc != KV_OK)
+        return rc;
+    if (creds && creds->secret_len)
+        rc = kvi_client_set_credentials(*out, creds->secret, creds->secret_len, NULL);
+    if (rc != KV_OK) {
+        kvi_client_close(*out);
+        *out = NULL;
+        return rc;
+    }
+    if (creds && creds->tls)
+        kvi_client_set_tls(*out, creds->tls);
+    return KV_OK;
+}
+
 int kvi_client_replicate(kvi_client *cl, uint64_t *version, const void *key, size_t key_len,
                          const kvi_state *state)
 {

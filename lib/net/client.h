@@ -114,6 +114,18 @@ int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size
  * blocking call does. */
 int kvi_client_value_call(kvi_client *c, uint8_t opcode, const void *body, size_t len, kvi_buf *answer);
 
+/* kvi_client_submit of a request whose body is one `bytes` value (as
+ * kvi_client_value_call's), asynchronously. */
+int kvi_client_submit_value(kvi_client *c, uint8_t opcode, const void *body, size_t len,
+                            unsigned flags, kvi_reply_fn fn, void *ctx);
+
+/* A client to the member at addr (on loop when not NULL), proving the
+ * cluster secret and on TLS as creds say (may be NULL). */
+struct kvi_credentials;
+int kvi_client_open_peer(kvi_client **out, const char *addr, const kv_client_options *co,
+                         const struct kvi_credentials *creds, const kvi_logger *log,
+                         kvi_client_loop *loop);
+
 /* KV_OK when a connection to the node is up or can be made now. */
 int kvi_client_connect(kvi_client *c);
 /* kvi_client_connect without waiting: fn runs exactly once, on the loop

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <cJSON.h>
 #include <kv/kv.h>
 #include "helpers.h"
 #include "integration/kvd_process.h"
@@ -90,6 +91,19 @@ static inline kv *client_all(const cluster *c, kv_conflict_policy policy, kv_mer
     for (int i = 0; i < c->n; i++)
         eps[i] = c->nodes[i].listen;
     return client_at(eps, (size_t)c->n, policy, merge);
+}
+
+/* Node i's description, parsed (cJSON_Delete it), or NULL when it does
+ * not answer. */
+static inline cJSON *described_by(const cluster *c, int i)
+{
+    kv *db = client_of(c, i);
+    char *json = NULL;
+    int rc = kv_cluster_describe(&json, db);
+    kv_close(db);
+    cJSON *root = rc == KV_OK ? cJSON_Parse(json) : NULL;
+    kv_string_free(json);
+    return root;
 }
 
 /* Prints what node i believes of the cluster and the end of its log, so

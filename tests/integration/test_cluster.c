@@ -1137,19 +1137,6 @@ static long now_ms(void)
     return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* Node i's description, parsed (cJSON_Delete it), or NULL when it does
- * not answer. */
-static cJSON *described_by(const cluster *c, int i)
-{
-    kv *db = client_of(c, i);
-    char *json = NULL;
-    int rc = kv_cluster_describe(&json, db);
-    kv_close(db);
-    cJSON *root = rc == KV_OK ? cJSON_Parse(json) : NULL;
-    kv_string_free(json);
-    return root;
-}
-
 /* How many members node i lists (-1: no answer), and how many of them it
  * says are up, in *up. */
 static int members_seen_by(const cluster *c, int i, int *up)

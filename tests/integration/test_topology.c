@@ -59,18 +59,6 @@ static void put_all(cluster *c, int n)
     kv_close(db);
 }
 
-/* Node i's description, parsed, or NULL. */
-static cJSON *described_by(const cluster *c, int i)
-{
-    kv *db = client_of(c, i);
-    char *json = NULL;
-    int rc = kv_cluster_describe(&json, db);
-    kv_close(db);
-    cJSON *root = rc == KV_OK ? cJSON_Parse(json) : NULL;
-    kv_string_free(json);
-    return root;
-}
-
 /* 1 when node i holds a record with no change in progress in which
  * `normal` members are normal (and `gone`, when set, has left). */
 static int settled_as(const cluster *c, int i, int normal, const char *gone)
@@ -189,6 +177,18 @@ static void *run_load(void *p)
     return NULL;
 }
 
+/* Prints what the load saw during `what`, then requires that no request
+ * failed and no read was stale. */
+static void check_load(const load *l, const char *what)
+{
+    printf("load during %s: %d writes (%d failed), %d reads (%d failed, %d stale)%s%s\n",
+           what, l->written, l->failed_writes, l->reads, l->failed_reads, l->stale,
+           l->why[0] ? "; first: " : "", l->why);
+    assert_int_equal(l->failed_writes, 0);
+    assert_int_equal(l->failed_reads, 0);
+    assert_int_equal(l->stale, 0);
+}
+
 /* How many of the keys whose homes in the ring of ids include `who` node
  * `at` holds, asked directly (GET_STATE); *homes gets how many there are. */
 static int held_by(const cluster *c, int at, const char *who, const char *const *ids, size_t n,
@@ -292,14 +292,9 @@ static void a_joining_node_streams_its_ranges_under_load(void **state)
     char line[2048] = "";
     log_line(c, 3, "stream done", 1, line, sizeof line);
     printf("join under load: %s", line);
-    printf("load during the join: %d writes (%d failed), %d reads (%d failed, %d stale)%s%s\n",
-           l.written, l.failed_writes, l.reads, l.failed_reads, l.stale,
-           l.why[0] ? "; first: " : "", l.why);
     assert_true(ok);
     assert_non_null(strstr(line, "stream done"));
-    assert_int_equal(l.failed_writes, 0);
-    assert_int_equal(l.failed_reads, 0);
-    assert_int_equal(l.stale, 0);
+    check_load(&l, "the join");
 
     /* The new node holds every key it is a home of. */
     const char *ids[] = {"n1", "n2", "n3", "n4"};
@@ -397,13 +392,8 @@ static void a_member_decommissions_under_load(void **state)
     sleep_ms(500);
     l.stop = 1;
     pthread_join(t, NULL);
-    printf("load during the decommission: %d writes (%d failed), %d reads (%d failed, %d "
-           "stale)%s%s\n", l.written, l.failed_writes, l.reads, l.failed_reads, l.stale,
-           l.why[0] ? "; first: " : "", l.why);
     assert_true(ok);
-    assert_int_equal(l.failed_writes, 0);
-    assert_int_equal(l.failed_reads, 0);
-    assert_int_equal(l.stale, 0);
+    check_load(&l, "the decommission");
     const char *ids[] = {"n1", "n3", "n4"};
     const int idx[] = {0, 2, 3};
     int missing = missing_from_homes(c, ids, idx, 3);
