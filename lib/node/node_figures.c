@@ -325,4 +325,14 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
                 "state (read repair).", "counter", "kv_read_repairs_total",
                 (double)atomic_load(&n->read_repairs));
     render_anti_entropy(n, b);
+    if (!kvi_node_clustered((kvi_node *)n))
+        return;
+    metric_line(b, "The epoch of the topology record this node holds (each change of the "
+                "cluster's shape raises it by one).", "gauge", "kv_ring_epoch",
+                (double)kvi_membership_epoch(n->membership));
+    metric_line(b, "Bytes of records this node took in by streams of topology changes "
+                "(its join, or the ranges it gained).", "counter", "kv_stream_bytes_total",
+                (double)atomic_load(&n->streamed_bytes));
+    metric_line(b, "Streams this node is running now (0 or 1).", "gauge", "kv_streams_active",
+                (double)atomic_load(&n->streams_active));
 }

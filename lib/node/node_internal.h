@@ -67,6 +67,7 @@ struct kvi_node {
     uint64_t stream_bytes_per_s;         /* 0: the default */
     atomic_uint_fast64_t streamed_bytes; /* records taken in by streams */
     atomic_uint_fast64_t streamed_records;
+    atomic_uint_fast64_t streams_active;
     atomic_uint_fast64_t read_repairs;  /* replicas repaired by reads coordinated here */
     uint64_t read_repairs_reported;     /* the count at the last report (reporter thread) */
     kvi_coord_tracker coord_ops; /* requests this node coordinates, alive */

@@ -60,7 +60,9 @@ int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, c
     kvi_stream_figures fig;
     kvi_log(n->log, KV_LOG_INFO, "streaming %zu range(s) for the %s of %s (epoch %llu)", count,
             kvi_topo_op_name(t->op), t->op_member, (unsigned long long)t->op_epoch);
+    atomic_fetch_add(&n->streams_active, 1);
     rc = kvi_stream_run(&sc, plan, addrs, count, &fig, err, err_size);
+    atomic_fetch_sub(&n->streams_active, 1);
     kvi_log(n->log, rc == KV_OK ? KV_LOG_INFO : KV_LOG_WARN,
             "stream %s: %llu of %llu range(s), %llu record(s), %llu bytes in %llu page(s), "
             "%llu dropped outside the ranges, in %llu ms, resumed at token %016llx%s%s",

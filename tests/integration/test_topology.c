@@ -28,6 +28,7 @@
 #include "net/client.h"
 
 #include "integration/cluster_harness.h"
+#include "integration/http_client.h"
 
 #ifdef KV_TEST_SANITIZED
 #define KEYS 1500
@@ -311,6 +312,25 @@ static void a_joining_node_streams_its_ranges_under_load(void **state)
     printf("streamed %ld records for %d keys: %.3fx\n", records, homes,
            (double)records / homes);
     assert_true(records >= homes && records <= homes + homes / 10);
+
+    /* Its metrics say so: the epoch after the join's three steps, and the
+     * bytes the log line gives. */
+    char *metrics = http_get_all(c->nodes[3].http, "/metrics", 5000L);
+    assert_non_null(metrics);
+    const char *epoch = strstr(metrics, "\nkv_ring_epoch ");
+    const char *bytes = strstr(metrics, "\nkv_stream_bytes_total ");
+    const char *logged = strstr(line, " record(s), ");
+    printf("n4's metrics: %.*s, %.*s\n", (int)strcspn(epoch ? epoch + 1 : "", "\n"),
+           epoch ? epoch + 1 : "", (int)strcspn(bytes ? bytes + 1 : "", "\n"),
+           bytes ? bytes + 1 : "");
+    assert_non_null(epoch);
+    assert_non_null(bytes);
+    assert_non_null(logged);
+    assert_int_equal(strtol(epoch + strlen("\nkv_ring_epoch "), NULL, 10), 4);
+    assert_true(strtod(bytes + strlen("\nkv_stream_bytes_total "), NULL) ==
+                strtod(logged + strlen(" record(s), "), NULL));
+    assert_non_null(strstr(metrics, "\nkv_streams_active 0\n"));
+    free(metrics);
 
     /* Every write acknowledged during the join reads back at QUORUM. */
     int lost = lost_writes(c, &l);
