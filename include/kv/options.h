@@ -181,7 +181,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 7
+#define KV_NODE_OPTIONS_VERSION 8
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -302,6 +302,17 @@ typedef struct kv_node_options {
      * topology change) may stream in from the members it takes them from;
      * 0 = 33554432 (32 MiB/s). */
     uint64_t stream_bytes_per_s;
+    /* ---- version 8 ---- */
+    /** 1: this process takes the place of the dead member whose id is
+     * node_id (as Cassandra's replace_address): on an empty data directory
+     * it fetches the cluster's topology from its seeds or peers (one is
+     * required), records the replace (the member is "replacing" at this
+     * node's addresses), streams every range the member is a home of from
+     * the surviving replicas, repairs against them, then serves reads.
+     * Refused while that member still answers at its old address. Once
+     * this node's store holds the cluster's topology, ignored (a restart
+     * with the flag still set goes on as a member, or resumes the replace). */
+    int replace;
 } kv_node_options;
 
 /** ae_interval_s value meaning "no periodic exchanges". */
@@ -310,7 +321,7 @@ typedef struct kv_node_options {
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
       KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0, \
-      0 }
+      0, 0 }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

@@ -90,6 +90,14 @@ static void order_replicas(read_op *op)
     const kvi_coord_env *env = &op->base.env;
     kvi_view *v = env->view;
     op->n = kvi_coord_homes(v, op->key, op->key_len, op->pref);
+    if (v->no_reads) {
+        /* A replacing member is no home to read from yet. */
+        size_t kept = 0;
+        for (size_t i = 0; i < op->n; i++)
+            if (op->pref[i] >= v->n || !v->no_reads[op->pref[i]])
+                op->pref[kept++] = op->pref[i];
+        op->n = kept;
+    }
     int has_self = 0;
     for (size_t i = 0; i < op->n; i++)
         has_self |= coord_is_self(v, op->pref[i]);

@@ -78,6 +78,9 @@ struct kvi_membership {
      * theirs before this node forms the first one. Discovery thread. */
     unsigned record_asks;
     int join_said;           /* logged that the join waits; discovery thread */
+    /* Started to replace the dead member of this node's id, with no
+     * record of its own yet; cleared once the replace is done. */
+    int replace;
     char topo_refusal[256];  /* why the topology refused to start */
     int (*stream_gains)(void *ctx, kvi_membership *m, const kvi_topology *t, char *err,
                         size_t err_size);
@@ -181,6 +184,7 @@ typedef struct future_ring {
     const char **extra_ids, **extra_addrs, **extra_https;
     size_t n_extra;
     uint64_t epoch;
+    const unsigned char *no_reads; /* per current member: replacing; may be NULL */
 } future_ring;
 
 static void install_view(kvi_membership *m, const char **ids, const char **addrs,
@@ -195,8 +199,10 @@ static void install_view(kvi_membership *m, const char **ids, const char **addrs
         .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds,
         .log = m->log, .loop = m->peers_loop,
     };
-    if (fut)
+    if (fut) {
         vc.epoch = fut->epoch;
+        vc.no_reads = fut->no_reads;
+    }
     if (fut && fut->n) {
         vc.future_ids = fut->ids;
         vc.n_future = fut->n;
@@ -238,9 +244,10 @@ static void rebuild_view_from_record(kvi_membership *m)
     const char **ids = malloc(t.n * sizeof *ids);
     const char **addrs = malloc(t.n * sizeof *addrs);
     const char **https = malloc(t.n * sizeof *https);
+    unsigned char *no_reads = calloc(t.n, 1);
     size_t n = 0;
     int self = -1;
-    for (size_t i = 0; ids && addrs && https && i < t.n; i++) {
+    for (size_t i = 0; ids && addrs && https && no_reads && i < t.n; i++) {
         const kvi_topo_member *tm = &t.members[i];
         if (!kvi_topology_in_ring(&t, tm, KVI_TOPO_CURRENT))
             continue;
@@ -250,11 +257,12 @@ static void rebuild_view_from_record(kvi_membership *m)
         https[n] = at >= 0 ? m->list.items[at].http : (tm->http[0] ? tm->http : NULL);
         if (at == 0)
             self = (int)n;
+        no_reads[n] = !kvi_topology_readable(tm);
         n++;
     }
     /* A change in progress: the future ring, and the members only it has
      * (a joining one), so that writes reach the homes of both. */
-    future_ring fut = {.epoch = t.epoch};
+    future_ring fut = {.epoch = t.epoch, .no_reads = no_reads};
     fut.ids = malloc(t.n * sizeof *fut.ids);
     fut.extra_ids = malloc(t.n * sizeof *fut.extra_ids);
     fut.extra_addrs = malloc(t.n * sizeof *fut.extra_addrs);
@@ -275,7 +283,9 @@ static void rebuild_view_from_record(kvi_membership *m)
                                                : (tm->http[0] ? tm->http : NULL);
         fut.n_extra++;
     }
-    if (self >= 0) {
+    if (self >= 0 && !no_reads) {
+        kvi_log(m->log, KV_LOG_ERROR, "out of memory building the ring");
+    } else if (self >= 0) {
         if (!have_future)
             fut.n = fut.n_extra = 0; /* the epoch alone */
         install_view(m, ids, addrs, https, n, self, &fut);
@@ -290,6 +300,7 @@ static void rebuild_view_from_record(kvi_membership *m)
     free(fut.extra_ids);
     free(fut.extra_addrs);
     free(fut.extra_https);
+    free(no_reads);
     free(ids);
     free(addrs);
     free(https);
@@ -463,8 +474,8 @@ static int join_through_seed(kvi_membership *m, size_t round)
 
 /* ------------------------------------------------------------ topology */
 
-/* The changes a joining node makes to the record, each a no-op once made
- * (a node restarted half-way through its join goes on from there). */
+/* The changes a joining (or replacing) node makes to the record, each a
+ * no-op once made (a node restarted half-way through goes on from there). */
 static int build_join(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
                       size_t err_size)
 {
@@ -477,36 +488,71 @@ static int build_join(void *ctx, const kvi_topology *cur, kvi_topology *next, ch
                               err, err_size);
 }
 
-static int joining_self(const kvi_topology *cur, const char *id)
-{
-    return cur->op == KVI_TOPO_OP_JOIN && strcmp(cur->op_member, id) == 0;
-}
-
-static int build_join_done(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
-                           size_t err_size)
+static int build_replace(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                         size_t err_size)
 {
     const kvi_member *self = ctx;
-    if (!joining_self(cur, self->id))
+    const kvi_topo_member *tm = kvi_topology_find(cur, self->id);
+    if (tm && tm->state == KVI_TOPO_REPLACING && cur->op == KVI_TOPO_OP_REPLACE)
+        return kvi_topology_copy(next, cur);
+    return kvi_topology_begin(next, cur, KVI_TOPO_OP_REPLACE, self->id, self->addr,
+                              self->http, err, err_size);
+}
+
+/* The operation in progress is this node's own join or replace. */
+static int own_operation(const kvi_topology *cur, const char *id)
+{
+    return (cur->op == KVI_TOPO_OP_JOIN || cur->op == KVI_TOPO_OP_REPLACE) &&
+           strcmp(cur->op_member, id) == 0;
+}
+
+static int build_own_done(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                          size_t err_size)
+{
+    const kvi_member *self = ctx;
+    if (!own_operation(cur, self->id))
         return kvi_topology_copy(next, cur);
     int changed;
     return kvi_topology_mark_done(next, &changed, cur, self->id, err, err_size);
 }
 
-static int build_join_finish(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
-                             size_t err_size)
+static int build_own_finish(void *ctx, const kvi_topology *cur, kvi_topology *next, char *err,
+                            size_t err_size)
 {
     const kvi_member *self = ctx;
-    if (!joining_self(cur, self->id))
+    if (!own_operation(cur, self->id))
         return kvi_topology_copy(next, cur);
     return kvi_topology_finish(next, cur, err, err_size);
 }
 
-/* Joins the cluster whose record this node holds and does not belong to:
- * the join is recorded (the node is joining), then its part done, then
- * finished (it is normal, in the current ring). No data moves yet: the
- * node fills by writes, read repair and anti-entropy. Runs on the
- * discovery thread, with no lock held; 1 once joined, 0 to try again. */
-static int join_by_record(kvi_membership *m, const kvi_topology *t)
+/* A member replaced must be dead: when the record places it at another
+ * address than this node's, that address must not answer as it. Called
+ * with no lock held; 1 when it answers (err says so). */
+static int replaced_member_alive(kvi_membership *m, const kvi_topology *t, const char *id,
+                                 const char *own_addr, char *err, size_t err_size)
+{
+    const kvi_topo_member *old = kvi_topology_find(t, id);
+    if (!old || old->state != KVI_TOPO_NORMAL || strcmp(old->addr, own_addr) == 0)
+        return 0;
+    char *other_id = NULL, *http = NULL;
+    int alive = ask(old->addr, &other_id, &http, m->creds, m->log) == 0 && other_id &&
+                strcmp(other_id, id) == 0;
+    if (alive)
+        snprintf(err, err_size, "member %s still answers at %s: a replace takes the place "
+                 "of a dead member (stop it, or decommission it instead)", id, old->addr);
+    free(other_id);
+    free(http);
+    return alive;
+}
+
+/* Takes this node's place in the cluster whose record it holds: joins it
+ * (op JOIN: the node is not a member) or replaces its dead member of the
+ * same id (op REPLACE). The change is recorded (joining or replacing),
+ * then what the node gains streams in (and, for a replace, is repaired
+ * against the survivors), then its part is recorded done, then the change
+ * finished (the node is normal, in the current ring). Runs on the
+ * discovery thread, with no lock held; 1 once done, 0 to try again. */
+static int take_place_by_record(kvi_membership *m, const kvi_topology *t, kvi_topo_op op)
 {
     if (t->replicas != m->replicas || t->vnodes != m->vnodes) {
         kvi_log(m->log, KV_LOG_ERROR, "cannot join: the cluster keeps %u replicas on %u vnodes "
@@ -514,32 +560,40 @@ static int join_by_record(kvi_membership *m, const kvi_topology *t)
                 t->replicas, t->vnodes, m->replicas, m->vnodes);
         return 0;
     }
+    const char *what = op == KVI_TOPO_OP_REPLACE ? "replace" : "join";
     kvi_member self;
     pthread_mutex_lock(&m->lock);
     self.id = strdup(m->list.items[0].id);
     self.addr = strdup(m->list.items[0].addr);
     self.http = m->list.items[0].http ? strdup(m->list.items[0].http) : NULL;
     pthread_mutex_unlock(&m->lock);
-    char err[256] = "";
+    char err[300] = "";
     int rc = self.id && self.addr ? KV_OK : KV_ENOMEM;
-    kvi_topology joining;
-    kvi_topology_init(&joining);
+    if (rc == KV_OK && op == KVI_TOPO_OP_REPLACE &&
+        replaced_member_alive(m, t, self.id, self.addr, err, sizeof err))
+        rc = KV_EINVAL;
+    kvi_topology begun;
+    kvi_topology_init(&begun);
     if (rc == KV_OK)
-        rc = kvi_topo_service_change(m->topo, build_join, &self, &joining, err, sizeof err);
-    /* Joining: writes of the ranges it gains reach it already; what was
+        rc = kvi_topo_service_change(m->topo,
+                                     op == KVI_TOPO_OP_REPLACE ? build_replace : build_join,
+                                     &self, &begun, err, sizeof err);
+    /* Begun: writes of the ranges it gains reach it already; what was
      * there before streams in from the members it takes them from. */
-    const kvi_topo_member *me = rc == KV_OK ? kvi_topology_find(&joining, self.id) : NULL;
-    if (rc == KV_OK && m->stream_gains && joining_self(&joining, self.id) && me && !me->done)
-        rc = m->stream_gains(m->stream_ctx, m, &joining, err, sizeof err);
-    kvi_topology_free(&joining);
-    kvi_topo_build_fn steps[] = {build_join_done, build_join_finish};
+    const kvi_topo_member *me = rc == KV_OK ? kvi_topology_find(&begun, self.id) : NULL;
+    if (rc == KV_OK && m->stream_gains && own_operation(&begun, self.id) && me && !me->done)
+        rc = m->stream_gains(m->stream_ctx, m, &begun, err, sizeof err);
+    kvi_topology_free(&begun);
+    kvi_topo_build_fn steps[] = {build_own_done, build_own_finish};
     for (size_t i = 0; rc == KV_OK && i < sizeof steps / sizeof steps[0]; i++)
         rc = kvi_topo_service_change(m->topo, steps[i], &self, NULL, err, sizeof err);
     if (rc == KV_OK)
-        kvi_log(m->log, KV_LOG_INFO, "joined the cluster: epoch %llu",
+        kvi_log(m->log, KV_LOG_INFO, "%s of the cluster done: epoch %llu",
+                op == KVI_TOPO_OP_REPLACE ? "replace" : "join",
                 (unsigned long long)kvi_topo_service_epoch(m->topo));
     else if (!m->join_said++)
-        kvi_log(m->log, KV_LOG_WARN, "cannot join the cluster yet (trying again): %s", err);
+        kvi_log(m->log, KV_LOG_WARN, "cannot %s the cluster yet (trying again): %s",
+                op == KVI_TOPO_OP_REPLACE ? "take a member's place in" : what, err);
     free(self.id);
     free(self.addr);
     free(self.http);
@@ -604,12 +658,27 @@ static uint32_t discover_topology(kvi_membership *m)
     m->await_seed = 0;
     const kvi_topo_member *self = kvi_topology_find(&t, m->list.items[0].id);
     uint32_t next = 0;
-    if (!self || self->state == KVI_TOPO_JOINING || self->state == KVI_TOPO_LEFT) {
+    kvi_topo_op op = KVI_TOPO_OP_NONE;
+    if (!self && m->replace) {
+        if (!m->join_said++)
+            kvi_log(m->log, KV_LOG_ERROR, "cannot replace member %s: the cluster has no such "
+                    "member (its members are in GET /v1/cluster)", m->list.items[0].id);
+        kvi_topology_free(&t);
+        return VERIFY_INTERVAL_MS;
+    }
+    if (!self || self->state == KVI_TOPO_JOINING || self->state == KVI_TOPO_LEFT)
+        op = KVI_TOPO_OP_JOIN;
+    else if (self->state == KVI_TOPO_REPLACING ||
+             (m->replace && self->state == KVI_TOPO_NORMAL))
+        op = KVI_TOPO_OP_REPLACE;
+    if (op != KVI_TOPO_OP_NONE) {
         pthread_mutex_unlock(&m->lock);
-        int joined = join_by_record(m, &t);
+        int done = take_place_by_record(m, &t, op);
         pthread_mutex_lock(&m->lock);
-        next = joined ? 0 : VERIFY_INTERVAL_MS;
-        fresh = joined;
+        next = done ? 0 : VERIFY_INTERVAL_MS;
+        fresh = done;
+        if (done)
+            m->replace = 0;
     }
     if (fresh || !m->view) {
         take_record_members(m);
@@ -718,10 +787,24 @@ static void take_record_members(kvi_membership *m)
         return;
     for (size_t i = 0; i < t.n; i++) {
         const kvi_topo_member *tm = &t.members[i];
-        if (tm->state == KVI_TOPO_LEFT || kvi_members_find_id(&m->list, tm->id) >= 0 ||
-            kvi_members_find_addr(&m->list, tm->addr) >= 0)
+        if (tm->state == KVI_TOPO_LEFT || kvi_members_find_id(&m->list, tm->id) >= 0)
             continue;
-        kvi_members_add(&m->list, tm->id, tm->addr, tm->http[0] ? tm->http : NULL, 0);
+        long at = kvi_members_find_addr(&m->list, tm->addr);
+        if (at < 0) {
+            kvi_members_add(&m->list, tm->id, tm->addr, tm->http[0] ? tm->http : NULL, 0);
+        } else if (!m->list.items[at].id) {
+            /* A configured peer not asked yet (a node that fetched the
+             * record first): the record names it. */
+            char *id = strdup(tm->id), *http = tm->http[0] ? strdup(tm->http) : NULL;
+            if (id && (http || !tm->http[0])) {
+                m->list.items[at].id = id;
+                free(m->list.items[at].http);
+                m->list.items[at].http = http;
+            } else {
+                free(id);
+                free(http);
+            }
+        }
     }
     kvi_topology_free(&t);
 }
@@ -855,15 +938,15 @@ static int build_finish_when_done(void *ctx, const kvi_topology *cur, kvi_topolo
 
 /* This node's part in a change of others (a leave, a remove): when it
  * gains ranges, it streams them, then says it is done; once all are, it
- * ends the change. A join's own steps are the joining node's (discovery
- * thread). Runs on its own ticker: a stream takes long. */
+ * ends the change. A join's or replace's own steps are its node's
+ * (discovery thread). Runs on its own ticker: a stream takes long. */
 static uint32_t do_duties(void *arg)
 {
     kvi_membership *m = arg;
     kvi_topology t;
     kvi_topology_init(&t);
     if (kvi_topo_service_record(m->topo, &t) != KV_OK || t.op == KVI_TOPO_OP_NONE ||
-        (t.op == KVI_TOPO_OP_JOIN && strcmp(t.op_member, m->self_id) == 0)) {
+        own_operation(&t, m->self_id)) {
         kvi_topology_free(&t);
         return VERIFY_INTERVAL_MS;
     }
@@ -931,7 +1014,12 @@ static int open_topology(kvi_membership *m, const kvi_membership_config *cfg, in
                  "this node's cluster keeps %u replicas on %u vnodes per member; it was "
                  "started with %u and %u", t.replicas, t.vnodes, m->replicas, m->vnodes);
         ok = 0;
-    } else if (t.epoch == 0 && first_seed) {
+    } else if (t.epoch && m->replace && (!self || self->state != KVI_TOPO_REPLACING)) {
+        kvi_log(m->log, KV_LOG_INFO, "this store already holds its cluster's topology (epoch "
+                "%llu): starting as member %s, not replacing it", (unsigned long long)t.epoch,
+                cfg->self_id);
+        m->replace = 0;
+    } else if (t.epoch == 0 && first_seed && !m->replace) {
         pthread_mutex_lock(&m->lock);
         form_first_record(m);
         pthread_mutex_unlock(&m->lock);
@@ -969,6 +1057,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->creds = cfg->creds;
     m->stream_gains = cfg->stream_gains;
     m->stream_ctx = cfg->stream_ctx;
+    m->replace = cfg->replace;
     snprintf(m->self_id, sizeof m->self_id, "%s", cfg->self_id);
     m->replicas = replicas;
     m->vnodes = vnodes;
@@ -1032,6 +1121,9 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
          * if need be: the first seed of a cluster has nobody to wait for,
          * and seeds listing each other must not wait for each other. */
         m->await_seed = m->has_seeds && configured == 0 && loaded == 0 && !seed_of_self;
+        /* A replacing node has no ring until it holds the cluster's record,
+         * which it asks its peers and seeds for. */
+        m->await_seed |= m->replace;
         /* Alone, or every id known from an earlier run: serve at once. */
         rebuild_view(m);
         unlock_membership(m);

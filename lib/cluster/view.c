@@ -33,6 +33,7 @@ static void view_free(kvi_view *v)
     kvi_ring_free(v->ring);
     kvi_ring_free(v->future);
     free(v->future_member);
+    free(v->no_reads);
     free(v);
 }
 
@@ -131,6 +132,14 @@ int kvi_view_build(kvi_view **out, const kvi_view_config *cfg)
         rc = kvi_ring_build(&v->ring, cfg->ids, cfg->n, cfg->vnodes, cfg->replicas);
     if (rc == KV_OK)
         rc = build_future(v, cfg);
+    for (size_t i = 0; rc == KV_OK && cfg->no_reads && i < cfg->n; i++)
+        if (cfg->no_reads[i] && !v->no_reads) {
+            v->no_reads = malloc(cfg->n);
+            if (!v->no_reads)
+                rc = kvi_error(KV_ENOMEM, "out of memory building the cluster view");
+            else
+                memcpy(v->no_reads, cfg->no_reads, cfg->n);
+        }
     v->epoch = cfg->epoch;
     if (rc != KV_OK) {
         view_free(v);
@@ -170,7 +179,8 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
     const char **ids = calloc(n + 1, sizeof *ids);
     const char **addrs = calloc(n + 1, sizeof *addrs);
     const char **https = calloc(n + 1, sizeof *https);
-    if (rc == KV_OK && (!ids || !addrs || !https))
+    unsigned char *no_reads = calloc(n + 1, 1);
+    if (rc == KV_OK && (!ids || !addrs || !https || !no_reads))
         rc = kvi_error(KV_ENOMEM, "out of memory reading the cluster description");
     size_t in_ring = 0;
     for (size_t i = 0; rc == KV_OK && i < n; i++) {
@@ -192,6 +202,8 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
         ids[in_ring] = id->valuestring;
         addrs[in_ring] = addr->valuestring;
         https[in_ring] = cJSON_IsString(http) ? http->valuestring : NULL;
+        /* A replacing member takes writes but answers no reads yet. */
+        no_reads[in_ring] = cJSON_IsString(st) && strcmp(st->valuestring, "replacing") == 0;
         in_ring++;
     }
     n = in_ring;
@@ -202,7 +214,7 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
             .ids = ids, .addrs = addrs, .https = https, .n = n, .self = -1,
             .replicas = (unsigned)replicas->valuedouble, .vnodes = (unsigned)vnodes->valuedouble,
             .client_opts = client_opts, .client_flags = client_flags, .log = log,
-            .loop = loop,
+            .loop = loop, .no_reads = no_reads,
         };
         rc = kvi_view_build(out, &cfg);
     }
@@ -220,6 +232,7 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
     free(ids);
     free(addrs);
     free(https);
+    free(no_reads);
     cJSON_Delete(root);
     return rc;
 }

@@ -55,6 +55,10 @@ typedef struct kvi_view {
     size_t n_extra;
     kvi_view_member *extra;
     uint64_t epoch;           /* of the topology record it was built from; 0: none */
+    /* Members (ring indexes) that take writes but answer no reads: a
+     * replacing member, whose store holds only what it streamed so far.
+     * NULL: every member answers reads. */
+    unsigned char *no_reads;
 } kvi_view;
 
 typedef struct kvi_view_config {
@@ -84,6 +88,9 @@ typedef struct kvi_view_config {
     const char *const *extra_https; /* entries may be NULL; the array too */
     size_t n_extra;
     uint64_t epoch;
+    /* n flags, 1 for a member that answers no reads (kvi_view.no_reads);
+     * NULL: none. Copied. */
+    const unsigned char *no_reads;
 } kvi_view_config;
 
 /* Builds a view with one reference. KV_OK, KV_EINVAL, KV_ENOMEM. */

@@ -76,6 +76,32 @@ static void replication_factor_is_preferred(void **state)
     assert_null(v);
 }
 
+/* Member states: a joining or left member is no ring member; a replacing
+ * one is, but answers no reads (kvi_view.no_reads). */
+static void member_states_shape_the_ring_and_reads(void **state)
+{
+    (void)state;
+    kvi_view *v = NULL;
+    assert_int_equal(from(&v, "{\"replicas\":3,\"vnodes\":8,\"complete\":true,\"members\":["
+                              "{\"nodeId\":\"a\",\"state\":\"normal\",\"address\":\"127.0.0.1:7401\"},"
+                              "{\"nodeId\":\"b\",\"state\":\"replacing\",\"address\":\"127.0.0.1:7402\"},"
+                              "{\"nodeId\":\"c\",\"state\":\"joining\",\"address\":\"127.0.0.1:7403\"},"
+                              "{\"nodeId\":\"d\",\"state\":\"leaving\",\"address\":\"127.0.0.1:7404\"},"
+                              "{\"nodeId\":\"e\",\"state\":\"left\",\"address\":\"127.0.0.1:7405\"}]}"),
+                     KV_OK);
+    assert_int_equal(v->n, 3);
+    assert_non_null(v->no_reads);
+    for (size_t i = 0; i < v->n; i++)
+        assert_int_equal(v->no_reads[i], strcmp(v->members[i].id, "b") == 0);
+    kvi_view_unref(v);
+    /* Every member readable: no flags at all. */
+    assert_int_equal(from(&v, "{\"replicas\":1,\"vnodes\":8,\"complete\":true,\"members\":["
+                              "{\"nodeId\":\"a\",\"state\":\"normal\",\"address\":\"127.0.0.1:7401\"}]}"),
+                     KV_OK);
+    assert_null(v->no_reads);
+    kvi_view_unref(v);
+}
+
 static void bad_descriptions_are_refused(void **state)
 {
     (void)state;
@@ -133,6 +159,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_complete_description_builds_the_ring),
         cmocka_unit_test(replication_factor_is_preferred),
+        cmocka_unit_test(member_states_shape_the_ring_and_reads),
         cmocka_unit_test(bad_descriptions_are_refused),
         cmocka_unit_test(a_ring_too_large_is_refused),
     };

@@ -67,6 +67,7 @@ typedef struct settings {
     char *tls_ca;
     int insecure;            /* --insecure */
     char *restore_from;      /* --restore-from: a backup to copy in first */
+    char *replace_id;        /* --replace: the dead member this process replaces */
 } settings;
 
 /* ------------------------------------------------------------- logging */
@@ -154,6 +155,10 @@ static void usage(FILE *f)
           "                             DIR/<node-id>, or a node's own snapshot directory) into\n"
           "                             --data, which must be missing or empty; a flag only, no\n"
           "                             config key: a restore is done once (default: none)\n"
+          "  --replace ID               take the place of dead member ID (its id and tokens) on\n"
+          "                             an empty --data: fetch the topology from --seeds, stream\n"
+          "                             ID's ranges from the survivors, repair, then serve; sets\n"
+          "                             --node-id; a flag only (default: none)\n"
           "\n"
           "The cluster (docs/CLUSTER.md):\n"
           "  --peers HOST:PORT,...      every member's binary address (default: none) [peers]\n"
@@ -571,6 +576,8 @@ static int parse_args(settings *s, int argc, char **argv)
             if (!*v)
                 return bad("--restore-from needs a directory, not \"%s\"", v);
             set_string(&s->restore_from, v);
+        } else if (strcmp(flag, "--replace") == 0) {
+            set_string(&s->replace_id, v);
         } else if (strcmp(flag, "--cluster-secret-file") == 0) {
             set_string(&s->secret_file, v);
         } else if (strcmp(flag, "--client-token-file") == 0) {
@@ -601,6 +608,14 @@ static int parse_args(settings *s, int argc, char **argv)
         return bad("%s is required", "--data");
     if (!s->listen)
         return bad("%s is required", "--listen");
+    if (s->replace_id && s->node_id && strcmp(s->replace_id, s->node_id) != 0)
+        return bad("%s takes the replaced member's id; leave out --node-id or give the same",
+                   "--replace");
+    if (s->replace_id && !s->node_id)
+        set_string(&s->node_id, s->replace_id);
+    if (s->replace_id && !s->n_peers && !s->n_seeds)
+        return bad("%s needs --seeds (or --peers): the cluster's topology is fetched from them",
+                   "--replace");
     if (!s->node_id)
         return bad("%s is required", "--node-id");
     if (!s->tls_cert != !s->tls_key)
@@ -657,6 +672,7 @@ static void free_settings(settings *s)
     free(s->tls_key);
     free(s->tls_ca);
     free(s->restore_from);
+    free(s->replace_id);
     clear_list(&s->peers, &s->n_peers);
     clear_list(&s->seeds, &s->n_seeds);
 }
@@ -728,6 +744,7 @@ int main(int argc, char **argv)
     node.ae_interval_s = s.ae_interval_s;
     node.repair_bytes_per_s = s.repair_bytes_per_s;
     node.stream_bytes_per_s = s.stream_bytes_per_s;
+    node.replace = s.replace_id != NULL;
     node.ae_digest_bits = s.digest_bits;
     node.failure_pause_ms = s.failure_pause_ms;
 
