@@ -442,13 +442,21 @@ KV_API int kv_repair(char **out_report, kv *db, const char *node_id);
  *  - "remove" (as nodetool removenode): node_id is down for good; the
  *    other members stream its ranges from the surviving replicas.
  *  - "abort": the change in progress is undone (node_id NULL).
+ *  - "cleanup" (as nodetool cleanup): not a change of the record: the node
+ *    (a node handle itself, a client handle the node it reaches; node_id,
+ *    when given, must be that node's id) drops the data of the token
+ *    ranges it is no home of, once a change has moved them elsewhere.
+ *    Refused (KV_EBUSY) while a change is in progress. out_json then is
+ *    {"nodeId": "n1", "epoch": 9, "ranges": 40, "keysBefore": 12000,
+ *    "keysAfter": 9000} (keys as the node's anti-entropy digest counts
+ *    them). kvctl cleanup runs it on every member.
  *
  * @param out_json  receives (may be NULL) the record that holds the change,
  *             owned by the caller, released with kv_string_free:
  *             {"epoch": 7, "operation": {"kind": "leave", "member": "n2",
  *             "sinceEpoch": 7}}
  * @param db   a client or node handle
- * @param change  "leave", "remove" or "abort"
+ * @param change  "leave", "remove", "abort" or "cleanup"
  * @param node_id  the member, or NULL as said above; copied
  * @return KV_OK once recorded; KV_EBUSY (another change is in progress: the
  *         message names it), KV_EINVAL (no such member, or one in the wrong

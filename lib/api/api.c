@@ -593,9 +593,9 @@ int kv_topology_change(char **out_json, kv *db, const char *change, const char *
         *out_json = NULL;
     int rc = check_handle(db);
     if (rc == KV_OK && (!change || (strcmp(change, "leave") && strcmp(change, "remove") &&
-                                    strcmp(change, "abort"))))
-        rc = kvi_error(KV_EINVAL, "kv_topology_change: change must be \"leave\", \"remove\" "
-                                  "or \"abort\"");
+                                    strcmp(change, "abort") && strcmp(change, "cleanup"))))
+        rc = kvi_error(KV_EINVAL, "kv_topology_change: change must be \"leave\", \"remove\", "
+                                  "\"abort\" or \"cleanup\"");
     if (rc == KV_OK && node_id && (!*node_id || strlen(node_id) > 64))
         rc = kvi_error(KV_EINVAL, "kv_topology_change: node_id must be 1-64 characters");
     if (rc == KV_OK && strcmp(change, "remove") == 0 && !node_id)

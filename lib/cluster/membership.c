@@ -911,7 +911,7 @@ int kvi_membership_change(kvi_membership *m, const char *change, const char *nod
             return KV_EINVAL;
         }
     } else if (strcmp(change, "abort") != 0) {
-        snprintf(err, err_size, "unknown topology change \"%s\" (leave, remove or abort)",
+        snprintf(err, err_size, "unknown topology change \"%s\" (leave, remove, abort or cleanup)",
                  change);
         return KV_EINVAL;
     }
@@ -1187,6 +1187,13 @@ int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_b
     if (!m->topo)
         return kvi_error(KV_ENOTSUP, "this node is not in a cluster: no topology");
     return kvi_topo_service_handle(m->topo, in, len, out);
+}
+
+int kvi_membership_record(kvi_membership *m, kvi_topology *out)
+{
+    if (!m->topo)
+        return kvi_error(KV_ENOTSUP, "this node is not in a cluster: no topology");
+    return kvi_topo_service_record(m->topo, out);
 }
 
 uint64_t kvi_membership_epoch(kvi_membership *m)

@@ -21,10 +21,13 @@
 #include "util/endian.h"
 #include "util/error.h"
 
-/* The kept cursor: u64 op_epoch, then a storage key C: every key of the
+/* The kept cursor: u64 op_epoch, u64 records and u64 bytes taken in by
+ * every run of this change so far, then a storage key C: every key of the
  * plan at or below C (bytewise: token first) is in. C may be the 8 bytes
- * of a token alone, which every key of a lower token sorts below. */
-#define CURSOR_META "kv.stream.cursor"
+ * of a token alone, which every key of a lower token sorts below. (The
+ * first format, under "kv.stream.cursor", had no totals: dropped.) */
+#define CURSOR_META "kv.stream.position"
+#define OLD_CURSOR_META "kv.stream.cursor"
 #define PAGE_KEYS 8192u /* the source stops at 1 MiB of records first */
 
 typedef struct stream_run {
@@ -78,6 +81,8 @@ static int keep_cursor(stream_run *r)
 {
     kvi_buf b = {0};
     kvi_buf_u64(&b, r->cfg.op_epoch);
+    kvi_buf_u64(&b, r->fig.total_records);
+    kvi_buf_u64(&b, r->fig.total_bytes);
     kvi_buf_raw(&b, r->cursor.data, r->cursor.len);
     int rc = b.failed ? KV_ENOMEM
                       : kvi_store_meta_put(store_of(r), CURSOR_META, b.data, b.len);
@@ -93,9 +98,11 @@ static void load_cursor(stream_run *r)
     if (kvi_store_meta_get(store_of(r), CURSOR_META, &text, &len) != KV_OK)
         return;
     const unsigned char *p = (const unsigned char *)text;
-    if (len >= 8 + KVI_TOKEN_SIZE && kvi_get_be64(p) == r->cfg.op_epoch) {
-        kvi_buf_raw(&r->cursor, p + 8, len - 8);
-        r->fig.resumed_from = kvi_get_be64(p + 8);
+    if (len >= 24 + KVI_TOKEN_SIZE && kvi_get_be64(p) == r->cfg.op_epoch) {
+        r->fig.total_records = kvi_get_be64(p + 8);
+        r->fig.total_bytes = kvi_get_be64(p + 16);
+        kvi_buf_raw(&r->cursor, p + 24, len - 24);
+        r->fig.resumed_from = kvi_get_be64(p + 24);
     }
     free(text);
 }
@@ -103,6 +110,7 @@ static void load_cursor(stream_run *r)
 void kvi_stream_forget(kvi_embedded *local)
 {
     kvi_store_meta_put(kvi_embedded_store(local), CURSOR_META, "", 0);
+    kvi_store_meta_put(kvi_embedded_store(local), OLD_CURSOR_META, "", 0);
 }
 
 /* Where the cursor puts the stream: the first range not all in, and the
@@ -162,6 +170,7 @@ static int merge_page(stream_run *r, kvi_reader *items, uint32_t count, const un
         items_out[m].key_len = skey.len - KVI_TOKEN_SIZE;
         items_out[m].incoming = &states[m];
         r->fig.bytes += skey.len + rec.len;
+        r->fig.total_bytes += skey.len + rec.len;
         m++;
     }
     int rc = m ? kvi_replica_merge_many(r->cfg.local, items_out, m, 0) : KV_OK;
@@ -169,9 +178,39 @@ static int merge_page(stream_run *r, kvi_reader *items, uint32_t count, const un
         if (items_out[i].status != KV_OK)
             rc = kvi_error(items_out[i].status, "merging a streamed record failed");
     r->fig.records += rc == KV_OK ? m : 0;
+    r->fig.total_records += rc == KV_OK ? m : 0;
     free(states);
     free(items_out);
     return rc;
+}
+
+/* The share of the plan's tokens below the cursor, in millionths. */
+static uint64_t millionths_in(const stream_run *r)
+{
+    long double total = 0, in = 0;
+    uint64_t t = r->cursor.len >= KVI_TOKEN_SIZE ? kvi_get_be64(r->cursor.data) : 0;
+    int all = r->at >= r->n;
+    for (size_t i = 0; i < r->n; i++) {
+        long double span = (long double)(r->plan[i].last - r->plan[i].first) + 1;
+        total += span;
+        if (all || i < r->at)
+            in += span;
+        else if (i == r->at && t > r->plan[i].first)
+            in += (long double)(t - r->plan[i].first);
+    }
+    return total > 0 ? (uint64_t)(in * 1000000.0L / total) : 1000000u;
+}
+
+static void tell_progress(const stream_run *r)
+{
+    kvi_stream_progress *p = r->cfg.progress;
+    if (!p)
+        return;
+    atomic_store(&p->ranges, r->n);
+    atomic_store(&p->ranges_done, r->at >= r->n ? r->n : r->at); /* all below at are in */
+    atomic_store(&p->records, r->fig.records);
+    atomic_store(&p->bytes, r->fig.bytes);
+    atomic_store(&p->millionths, millionths_in(r));
 }
 
 static void page_answered(void *ctx, const kvi_reply *reply)
@@ -214,6 +253,7 @@ static void page_answered(void *ctx, const kvi_reply *reply)
         finish(r, KV_EIO, "cannot keep the stream's cursor: %s", kvi_error_last());
         return;
     }
+    tell_progress(r);
     /* The rate: this page's bytes push the next send back. */
     uint64_t now = kvi_loop_now_ms();
     if (r->cfg.bytes_per_s) {
@@ -320,6 +360,8 @@ int kvi_stream_run(const kvi_stream_config *cfg, const kvi_stream_range *plan,
     }
     if (rc == KV_OK) {
         load_cursor(r);
+        position(r, &(kvi_bytes){0});
+        tell_progress(r); /* where a resumed stream starts */
         kvi_loop_post(r->loop, &r->task, start_on_loop, r);
         pthread_mutex_lock(&r->lock);
         while (!r->done)

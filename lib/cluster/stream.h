@@ -30,6 +30,14 @@
 #include "storage/embedded.h"
 #include "util/log.h"
 
+/* A running stream's figures as it goes, for kvctl streams: written on the
+ * peers loop after every page, read by any thread. */
+typedef struct kvi_stream_progress {
+    atomic_uint_fast64_t ranges, ranges_done;
+    atomic_uint_fast64_t records, bytes;  /* taken in by this run */
+    atomic_uint_fast64_t millionths;      /* of the plan's tokens that are in */
+} kvi_stream_progress;
+
 typedef struct kvi_stream_config {
     kvi_embedded *local;              /* where the records are merged */
     kvi_client_loop *loop;            /* the peers loop */
@@ -43,6 +51,8 @@ typedef struct kvi_stream_config {
     uint64_t op_epoch;
     /* Set: give up before the next page (KV_ECLOSED); may be NULL. */
     const atomic_int *stop;
+    /* Kept up to date as pages come in; may be NULL. */
+    kvi_stream_progress *progress;
 } kvi_stream_config;
 
 typedef struct kvi_stream_figures {
@@ -50,6 +60,9 @@ typedef struct kvi_stream_figures {
     uint64_t pages, records, bytes;   /* bytes of records taken in */
     uint64_t dropped;                 /* records outside the ranges, dropped */
     uint64_t resumed_from;            /* the token the kept cursor resumed at; 0: none */
+    /* Records and bytes taken in by every run of this change, this one
+     * included (a stream killed and resumed counts both runs). */
+    uint64_t total_records, total_bytes;
     uint64_t elapsed_ms;
 } kvi_stream_figures;
 

@@ -457,3 +457,58 @@ int kvi_topology_stream_plan(const kvi_topology *t, const char *id, kvi_topo_dow
     *n = w.n;
     return KV_OK;
 }
+
+typedef struct foreign_walk {
+    const char *id;
+    kvi_token_range *out;
+    size_t n, cap;
+    int failed;
+} foreign_walk;
+
+static void note_foreign(void *ctx, uint64_t first, uint64_t last, const char *const *cur,
+                         size_t n_cur, const char *const *fut, size_t n_fut)
+{
+    (void)fut;
+    (void)n_fut;
+    foreign_walk *w = ctx;
+    if (w->failed || listed(cur, n_cur, w->id))
+        return;
+    if (w->n && w->out[w->n - 1].last + 1 == first) {
+        w->out[w->n - 1].last = last;
+        return;
+    }
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 16;
+        kvi_token_range *p = realloc(w->out, cap * sizeof *p);
+        if (!p) {
+            w->failed = 1;
+            return;
+        }
+        w->out = p;
+        w->cap = cap;
+    }
+    w->out[w->n++] = (kvi_token_range){first, last};
+}
+
+int kvi_topology_foreign_ranges(const kvi_topology *t, const char *id, kvi_token_range **out,
+                                size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (t->op != KVI_TOPO_OP_NONE)
+        return KV_EBUSY;
+    const kvi_topo_member *m = kvi_topology_find(t, id);
+    if (!m || !kvi_topology_in_ring(t, m, KVI_TOPO_CURRENT))
+        return KV_EINVAL;
+    foreign_walk w = {.id = id};
+    int rc = each_stretch(t, note_foreign, &w);
+    if (rc == KV_OK && w.failed)
+        rc = KV_ENOMEM;
+    if (rc != KV_OK) {
+        free(w.out);
+        return rc;
+    }
+    *out = w.out;
+    *n = w.n;
+    return KV_OK;
+}

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "format/topology.h"
+#include "cluster/ae_plan.h" /* kvi_token_range */
 #include "cluster/ring.h"
 
 typedef enum kvi_topo_ring {
@@ -106,5 +107,13 @@ typedef int (*kvi_topo_down_fn)(void *ctx, const char *id);
  * member), KV_ENOMEM. */
 int kvi_topology_stream_plan(const kvi_topology *t, const char *id, kvi_topo_down_fn is_down,
                              void *ctx, kvi_stream_range **out, size_t *n);
+
+/* The ranges of the token space of which member id is no home in t's
+ * ring, in token order, adjacent ones merged: what a cleanup drops. Only
+ * with no change in progress (KV_EBUSY: a stream or an abort may still
+ * need that data). *out malloc'd (NULL when none). KV_OK, KV_EINVAL (id
+ * is not in the ring), KV_ENOMEM. */
+int kvi_topology_foreign_ranges(const kvi_topology *t, const char *id, kvi_token_range **out,
+                                size_t *n);
 
 #endif

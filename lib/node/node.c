@@ -924,6 +924,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     if (!n)
         return kvi_error(KV_ENOMEM, "out of memory starting a node");
     n->log = log;
+    pthread_mutex_init(&n->stream_lock, NULL);
     kvi_coord_tracker_init(&n->coord_ops);
     n->siblings = o->policy == KV_POLICY_SIBLINGS;
     n->node_id = strdup(o->node_id);
@@ -997,6 +998,7 @@ void kvi_node_stop(kvi_node *n)
     free(n->node_id);
     free(n->listen_addr);
     free(n->http_addr);
+    pthread_mutex_destroy(&n->stream_lock);
     free(n);
 }
 

@@ -37,9 +37,10 @@
 /* Recomputes segments [first, end) with every key lock held; sets those
  * that differ (all of them while building). Returns how many differed, or
  * -1 when the data could not be read; *keys receives the keys found. */
-static long check_run(kvi_node *n, kvi_digest *d, uint32_t first, uint32_t end, uint64_t *keys)
+static long check_run(kvi_node *n, kvi_digest *d, uint64_t *scratch, uint32_t first,
+                      uint32_t end, uint64_t *keys)
 {
-    uint64_t *hashes = n->digest_scratch, *counts = n->digest_scratch + MAX_RUN;
+    uint64_t *hashes = scratch, *counts = scratch + MAX_RUN;
     struct kvi_keylock *locks = kvi_embedded_locks(n->store);
     size_t held = KVI_KEYLOCK_STRIPES;
     kvi_keylock_lock_stripes(locks, n->digest_stripes, &held);
@@ -77,7 +78,7 @@ uint32_t kvi_node_digest_tick(void *ctx)
     if (building && first == 0)
         n->digest_started_ms = kvi_monotonic_ms();
     uint64_t keys;
-    long differ = check_run(n, d, first, end, &keys);
+    long differ = check_run(n, d, n->digest_scratch, first, end, &keys);
     uint64_t want = building ? BUILD_KEYS : VERIFY_KEYS;
     if (keys < want / 2 && n->digest_run < MAX_RUN)
         n->digest_run *= 2;
@@ -106,4 +107,24 @@ uint32_t kvi_node_digest_tick(void *ctx)
     if (!building && end == segments)
         atomic_fetch_add(&n->digest_passes, 1);
     return building ? BUILD_PAUSE_MS : VERIFY_PAUSE_MS;
+}
+
+int kvi_node_digest_recheck(kvi_node *n, uint32_t first, uint32_t end)
+{
+    kvi_digest *d = kvi_store_digest(kvi_embedded_store(n->store));
+    if (!d)
+        return KV_OK;
+    uint64_t *scratch = malloc(2 * MAX_RUN * sizeof(uint64_t));
+    if (!scratch)
+        return kvi_error(KV_ENOMEM, "out of memory recomputing the digest");
+    int rc = KV_OK;
+    for (uint32_t at = first; rc == KV_OK && at < end;) {
+        uint32_t stop = end - at > MAX_RUN ? at + MAX_RUN : end;
+        uint64_t keys;
+        if (check_run(n, d, scratch, at, stop, &keys) < 0)
+            rc = KV_EIO;
+        at = stop;
+    }
+    free(scratch);
+    return rc;
 }

@@ -155,6 +155,46 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
  * "failures": {"membersUp", "membersDown", "suspicions", "hintsPending",
  * "hintOldestAgeSeconds", "hintsReplayed", "hintsDropped", "sloppyWrites",
  * "readRepairs"}. */
+/* ,"stream":{...} while this node streams ranges in (kvctl streams), else
+ * ,"stream":null. The rate is the average since it started; the ETA
+ * follows from the share of the plan's tokens already in. */
+static void describe_stream(kvi_node *n, kvi_buf *out)
+{
+    pthread_mutex_lock(&n->stream_lock);
+    uint64_t started = n->stream_started_ms;
+    char what[96], sources[256];
+    snprintf(what, sizeof what, "%s", n->stream_what);
+    snprintf(sources, sizeof sources, "%s", n->stream_sources);
+    pthread_mutex_unlock(&n->stream_lock);
+    if (!started) {
+        kvi_buf_raw(out, ",\"stream\":null", strlen(",\"stream\":null"));
+        return;
+    }
+    const kvi_stream_progress *p = &n->stream_progress;
+    uint64_t now = kvi_now_ms(), bytes = atomic_load(&p->bytes);
+    uint64_t done = atomic_load(&p->millionths);
+    double secs = now > started ? (double)(now - started) / 1000.0 : 0;
+    double rate = secs > 0 ? (double)bytes / secs : 0;
+    /* Done so far took secs (of this run); the rest at the same pace. */
+    double eta = done > 0 && done < 1000000u ? secs * (double)(1000000u - done) / (double)done
+                                            : -1;
+    kvi_buf_raw(out, ",\"stream\":{\"change\":", strlen(",\"stream\":{\"change\":"));
+    json_string(out, what);
+    kvi_buf_raw(out, ",\"sources\":", strlen(",\"sources\":"));
+    json_string(out, sources);
+    char text[400];
+    int len = snprintf(text, sizeof text,
+                       ",\"rangesDone\":%llu,\"ranges\":%llu,\"records\":%llu,\"bytes\":%llu,"
+                       "\"fractionDone\":%.4f,\"startedMs\":%llu,\"bytesPerSecond\":%.0f,"
+                       "\"etaSeconds\":%.1f}",
+                       (unsigned long long)atomic_load(&p->ranges_done),
+                       (unsigned long long)atomic_load(&p->ranges),
+                       (unsigned long long)atomic_load(&p->records), (unsigned long long)bytes,
+                       (double)done / 1000000.0, (unsigned long long)started, rate, eta);
+    if (len > 0 && (size_t)len < sizeof text)
+        kvi_buf_raw(out, text, (size_t)len);
+}
+
 void kvi_node_describe(const kvi_node *n, kvi_buf *out)
 {
     size_t start = out->len;
@@ -192,6 +232,7 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
     }
     kvi_buf_raw(out, text, (size_t)len - 1); /* without the closing brace */
     describe_anti_entropy(n, out);
+    describe_stream((kvi_node *)n, out);
     kvi_buf_raw(out, "}", 1);
 }
 

@@ -6,6 +6,7 @@
 #ifndef KVI_NODE_INTERNAL_H
 #define KVI_NODE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "cluster/anti_entropy.h"
@@ -13,6 +14,7 @@
 #include "cluster/handoff.h"
 #include "cluster/hints.h"
 #include "cluster/membership.h"
+#include "cluster/stream.h"
 #include "net/auth.h"
 #include "storage/embedded.h"
 #include "storage/keylock.h"
@@ -68,6 +70,12 @@ struct kvi_node {
     atomic_uint_fast64_t streamed_bytes; /* records taken in by streams */
     atomic_uint_fast64_t streamed_records;
     atomic_uint_fast64_t streams_active;
+    atomic_int cleanup_running;          /* a cleanup drops foreign ranges */
+    kvi_stream_progress stream_progress; /* of the stream running */
+    pthread_mutex_t stream_lock;         /* guards the three below */
+    char stream_what[96];                /* "join of n4" */
+    char stream_sources[256];            /* the sources' ids, comma-separated */
+    uint64_t stream_started_ms;          /* wall clock; 0: no stream running */
     atomic_uint_fast64_t read_repairs;  /* replicas repaired by reads coordinated here */
     uint64_t read_repairs_reported;     /* the count at the last report (reporter thread) */
     kvi_coord_tracker coord_ops; /* requests this node coordinates, alive */
@@ -168,8 +176,12 @@ int kvi_node_scan_op(kvi_node *n, const kvi_request *req, const kvi_frame_header
 int kvi_node_http_scan(void *ctx, kvi_http_policy p, kv_scan_page **out, const char *cursor,
                        size_t limit, const kv_scan_options *so);
 
-/* node_digest.c: the digest keeper's tick (kvi_tick_fn). */
+/* node_digest.c: the digest keeper's tick (kvi_tick_fn), and a
+ * recomputation of segments [first, end) now (every key lock held a run
+ * at a time), after data went by other means than writes (a cleanup).
+ * KV_OK, KV_EIO, KV_ENOMEM. */
 uint32_t kvi_node_digest_tick(void *ctx);
+int kvi_node_digest_recheck(kvi_node *n, uint32_t first, uint32_t end);
 
 /* node_purge.c: the purger's tick (kvi_tick_fn). */
 uint32_t kvi_node_purge_tick(void *ctx);

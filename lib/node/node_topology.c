@@ -14,6 +14,7 @@
 #include "cluster/topology.h"
 #include "storage/digest.h"
 #include "storage/store.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 #include <cJSON.h>
@@ -89,12 +90,37 @@ int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, c
                                                        : NULL;
         addrs[i] = src ? src->addr : "";
     }
+    /* What kvctl streams shows: the change, the sources, since when. */
+    pthread_mutex_lock(&n->stream_lock);
+    snprintf(n->stream_what, sizeof n->stream_what, "%s of %s", kvi_topo_op_name(t->op),
+             t->op_member);
+    n->stream_sources[0] = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *src = plan[i].source[0] ? plan[i].source : "(none up)";
+        char quoted[80];
+        snprintf(quoted, sizeof quoted, ",%s,", src);
+        char listed[260];
+        snprintf(listed, sizeof listed, ",%s,", n->stream_sources);
+        if (strstr(listed, quoted))
+            continue;
+        size_t used = strlen(n->stream_sources);
+        snprintf(n->stream_sources + used, sizeof n->stream_sources - used, "%s%s",
+                 used ? "," : "", src);
+    }
+    n->stream_started_ms = kvi_now_ms();
+    pthread_mutex_unlock(&n->stream_lock);
+    atomic_store(&n->stream_progress.ranges, count);
+    atomic_store(&n->stream_progress.ranges_done, 0);
+    atomic_store(&n->stream_progress.records, 0);
+    atomic_store(&n->stream_progress.bytes, 0);
+    atomic_store(&n->stream_progress.millionths, 0);
     kvi_stream_config sc = {
         .local = n->store, .loop = kvi_membership_peers(m), .creds = &n->peer_creds,
         .log = n->log, .digest_bits = kvi_digest_bits(d),
         .bytes_per_s = n->stream_bytes_per_s ? n->stream_bytes_per_s
                                              : DEFAULT_STREAM_BYTES_PER_S,
         .op_epoch = t->op_epoch, .stop = kvi_membership_stopping(m),
+        .progress = &n->stream_progress,
     };
     kvi_stream_figures fig;
     kvi_log(n->log, KV_LOG_INFO, "streaming %zu range(s) for the %s of %s (epoch %llu)", count,
@@ -102,14 +128,19 @@ int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, c
     atomic_fetch_add(&n->streams_active, 1);
     rc = kvi_stream_run(&sc, plan, addrs, count, &fig, err, err_size);
     atomic_fetch_sub(&n->streams_active, 1);
+    pthread_mutex_lock(&n->stream_lock);
+    n->stream_started_ms = 0;
+    pthread_mutex_unlock(&n->stream_lock);
     kvi_log(n->log, rc == KV_OK ? KV_LOG_INFO : KV_LOG_WARN,
             "stream %s: %llu of %llu range(s), %llu record(s), %llu bytes in %llu page(s), "
-            "%llu dropped outside the ranges, in %llu ms, resumed at token %016llx%s%s",
+            "%llu dropped outside the ranges, in %llu ms, resumed at token %016llx; every "
+            "run of this change: %llu record(s), %llu bytes%s%s",
             rc == KV_OK ? "done" : "stopped", (unsigned long long)fig.ranges_done,
             (unsigned long long)fig.ranges, (unsigned long long)fig.records,
             (unsigned long long)fig.bytes, (unsigned long long)fig.pages,
             (unsigned long long)fig.dropped, (unsigned long long)fig.elapsed_ms,
-            (unsigned long long)fig.resumed_from, rc == KV_OK ? "" : ": ",
+            (unsigned long long)fig.resumed_from, (unsigned long long)fig.total_records,
+            (unsigned long long)fig.total_bytes, rc == KV_OK ? "" : ": ",
             rc == KV_OK ? "" : err);
     atomic_fetch_add(&n->streamed_bytes, fig.bytes);
     atomic_fetch_add(&n->streamed_records, fig.records);
@@ -119,6 +150,66 @@ int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, c
         kvi_stream_forget(n->store);
     free(addrs);
     free(plan);
+    return rc;
+}
+
+/* Drops the data of the token ranges this node is no home of (what it
+ * streamed out, or kept after others joined): range deletes, then the
+ * digest segments they cover recomputed so exchanges stay right. Refused
+ * while a change is in progress. *out_json: {"nodeId", "epoch", "ranges",
+ * "keysBefore", "keysAfter"} (keys as the digest counts them). */
+static int cleanup(kvi_node *n, char **out_json)
+{
+    kvi_digest *d = kvi_store_digest(kvi_embedded_store(n->store));
+    if (!d || !kvi_digest_ready(d))
+        return kvi_error(KV_EUNAVAILABLE, "this node's digest is not ready yet (it is being "
+                                          "built from the data): try the cleanup again later");
+    kvi_topology t;
+    kvi_topology_init(&t);
+    int rc = kvi_membership_record(n->membership, &t);
+    kvi_token_range *ranges = NULL;
+    size_t count = 0;
+    if (rc == KV_OK)
+        rc = kvi_topology_foreign_ranges(&t, n->node_id, &ranges, &count);
+    if (rc == KV_EBUSY)
+        kvi_error(rc, "a %s of %s is in progress since epoch %llu: a cleanup waits until it "
+                  "ends (the data it would drop may still stream, or an abort need it)",
+                  kvi_topo_op_name(t.op), t.op_member, (unsigned long long)t.op_epoch);
+    else if (rc == KV_EINVAL)
+        kvi_error(rc, "node %s is not in its cluster's ring (topology epoch %llu): nothing "
+                  "of the data is its to keep or drop", n->node_id,
+                  (unsigned long long)t.epoch);
+    else if (rc != KV_OK)
+        kvi_error(rc, "cannot read the cluster's topology: %s", kvi_strerror(rc));
+    uint64_t hash, before = 0, after = 0;
+    size_t segments = kvi_digest_segments(d);
+    kvi_digest_range(d, 0, segments, &hash, &before);
+    for (size_t i = 0; rc == KV_OK && i < count; i++) {
+        rc = kvi_store_delete_tokens(kvi_embedded_store(n->store), ranges[i].first,
+                                     ranges[i].last);
+        if (rc == KV_OK)
+            rc = kvi_node_digest_recheck(n, (uint32_t)kvi_digest_segment_of(d, ranges[i].first),
+                                         (uint32_t)kvi_digest_segment_of(d, ranges[i].last) + 1);
+    }
+    kvi_digest_range(d, 0, segments, &hash, &after);
+    if (rc == KV_OK) {
+        kvi_log(n->log, KV_LOG_INFO, "cleanup: dropped %zu token range(s) this node is no home "
+                "of (topology epoch %llu): %llu keys before, %llu after", count,
+                (unsigned long long)t.epoch, (unsigned long long)before,
+                (unsigned long long)after);
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "nodeId", n->node_id);
+        cJSON_AddNumberToObject(root, "epoch", (double)t.epoch);
+        cJSON_AddNumberToObject(root, "ranges", (double)count);
+        cJSON_AddNumberToObject(root, "keysBefore", (double)before);
+        cJSON_AddNumberToObject(root, "keysAfter", (double)after);
+        *out_json = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        if (!*out_json)
+            rc = kvi_error(KV_ENOMEM, "out of memory");
+    }
+    free(ranges);
+    kvi_topology_free(&t);
     return rc;
 }
 
@@ -146,6 +237,18 @@ int kvi_node_topology_change(kvi_node *n, const char *change, const char *node_i
     *out_json = NULL;
     if (!kvi_node_clustered(n))
         return kvi_error(KV_ENOTSUP, "this node is not in a cluster: no topology to change");
+    if (strcmp(change, "cleanup") == 0) {
+        /* Not a change of the record: this node's own data. */
+        if (node_id && strcmp(node_id, n->node_id) != 0)
+            return kvi_error(KV_EINVAL, "a cleanup runs on the node asked (this is %s, not %s)",
+                             n->node_id, node_id);
+        int idle = 0;
+        if (!atomic_compare_exchange_strong(&n->cleanup_running, &idle, 1))
+            return kvi_error(KV_EBUSY, "a cleanup is already running on node %s", n->node_id);
+        int rc = cleanup(n, out_json);
+        atomic_store(&n->cleanup_running, 0);
+        return rc;
+    }
     kvi_topology t;
     kvi_topology_init(&t);
     char err[300] = "";
@@ -173,7 +276,8 @@ int kvi_node_topology_change_op(kvi_node *n, const void *body, size_t len, kvi_b
     if (!cJSON_IsString(change) || (node && !cJSON_IsNull(node) && !cJSON_IsString(node)) ||
         (cJSON_IsString(node) && (!node->valuestring[0] || strlen(node->valuestring) > 64)))
         rc = kvi_error(KV_EINVAL, "a topology change is a JSON object {\"change\": \"leave\" | "
-                                  "\"remove\" | \"abort\", \"node\": id or null}");
+                                  "\"remove\" | \"abort\" | \"cleanup\", \"node\": id or "
+                                  "null}");
     char *json = NULL;
     if (rc == KV_OK)
         rc = kvi_node_topology_change(n, change->valuestring,

@@ -1062,6 +1062,31 @@ int kvi_store_paxos_delete(kvi_store *s, const void *skey, size_t skey_len)
     return err ? rocks_error(err, "deleting a Paxos record") : KV_OK;
 }
 
+int kvi_store_delete_tokens(kvi_store *s, uint64_t first, uint64_t last)
+{
+    unsigned char begin[8];
+    kvi_put_be64(begin, first);
+    /* The end is excluded: the next token's first key, or past every key
+     * of the last token (its 8 bytes, then more 0xff than a key can hold). */
+    size_t end_len = last == UINT64_MAX ? 8u + KV_MAX_KEY_SIZE_LIMIT + 1u : 8u;
+    unsigned char *end = malloc(end_len);
+    if (!end)
+        return kvi_error(KV_ENOMEM, "out of memory deleting a token range");
+    if (last == UINT64_MAX)
+        memset(end, 0xff, end_len);
+    else
+        kvi_put_be64(end, last + 1);
+    char *err = NULL;
+    rocksdb_delete_range_cf(s->db, s->write_options, s->cf_data, (const char *)begin,
+                            sizeof begin, (const char *)end, end_len, &err);
+    if (!err)
+        rocksdb_compact_range_cf(s->db, s->cf_data, (const char *)begin, sizeof begin,
+                                 (const char *)end, end_len);
+    free(end);
+    kvi_row_cache_clear(s->rows);
+    return err ? rocks_error(err, "deleting a token range") : KV_OK;
+}
+
 int kvi_store_compact(kvi_store *s)
 {
     rocksdb_compact_range_cf(s->db, s->cf_data, NULL, 0, NULL, 0);

@@ -456,6 +456,56 @@ static void a_removed_or_replaced_member_is_never_a_source(void **state)
 
 /* Random sequences of changes, each carried to its end or aborted: every
  * record is consistent, round-trips, and is one epoch past the last. */
+/* A cleanup's ranges: exactly the tokens of which the member is no home,
+ * in order, merged; refused while a change runs or for a non-member. */
+static void foreign_ranges_are_the_complement_of_a_members_homes(void **state)
+{
+    (void)state;
+    kvi_topology t, j;
+    cluster_of(&t, 5);
+    kvi_topology_init(&j);
+    kvi_ring *ring;
+    assert_int_equal(kvi_topology_build_ring(&ring, &t, KVI_TOPO_CURRENT), KV_OK);
+    kvi_token_range *r;
+    size_t n;
+    assert_int_equal(kvi_topology_foreign_ranges(&t, "n2", &r, &n), KV_OK);
+    assert_true(n > 0);
+    int self = kvi_ring_find(ring, "n2");
+    uint64_t covered = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(r[i].first <= r[i].last);
+        if (i) /* in order, and not adjacent (those are merged) */
+            assert_true(r[i].first > r[i - 1].last + 1);
+        covered += r[i].last - r[i].first + 1;
+    }
+    /* Each sampled token: foreign exactly when n2 is not among its homes. */
+    uint64_t token = 0x1234567;
+    for (int k = 0; k < 20000; k++, token = token * 6364136223846793005ull + 1442695040888963407ull) {
+        const uint32_t *pref;
+        size_t np = kvi_ring_preference(ring, token, &pref);
+        int home = 0;
+        for (size_t i = 0; i < np; i++)
+            home |= (int)pref[i] == self;
+        int foreign = 0;
+        for (size_t i = 0; i < n; i++)
+            foreign |= token >= r[i].first && token <= r[i].last;
+        assert_int_equal(foreign, !home);
+    }
+    /* With N=3 of 5 members, about 2/5 of the token space is foreign. */
+    double share = (double)covered / 18446744073709551616.0;
+    assert_true(share > 0.25 && share < 0.55);
+    free(r);
+    kvi_ring_free(ring);
+    char err[256];
+    assert_int_equal(kvi_topology_begin(&j, &t, KVI_TOPO_OP_LEAVE, "n5", NULL, NULL, err,
+                                        sizeof err), KV_OK);
+    assert_int_equal(kvi_topology_foreign_ranges(&j, "n2", &r, &n), KV_EBUSY);
+    assert_null(r);
+    assert_int_equal(kvi_topology_foreign_ranges(&t, "n9", &r, &n), KV_EINVAL);
+    kvi_topology_free(&t);
+    kvi_topology_free(&j);
+}
+
 static void any_sequence_of_changes_keeps_the_record_consistent(void **state)
 {
     (void)state;
@@ -531,6 +581,7 @@ int main(void)
         cmocka_unit_test(a_join_streams_exactly_what_the_new_member_gains),
         cmocka_unit_test(a_leave_streams_from_the_leaving_member_while_it_is_up),
         cmocka_unit_test(a_removed_or_replaced_member_is_never_a_source),
+        cmocka_unit_test(foreign_ranges_are_the_complement_of_a_members_homes),
         cmocka_unit_test(any_sequence_of_changes_keeps_the_record_consistent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -227,6 +227,21 @@ static inline void spawn_joining(cluster *c, int i)
     fail_msg("%s could not start in 5 attempts", c->nodes[i].id);
 }
 
+/* Runs kvctl (KVCTL) with args against node i; its output goes to out.
+ * Returns its exit status as pclose gives it. */
+static inline int run_kvctl(const cluster *c, int i, const char *args, char *out, size_t size)
+{
+    const char *kvctl = getenv("KVCTL");
+    assert_non_null(kvctl);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s %s", kvctl, c->nodes[i].listen, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = fread(out, 1, size - 1, p);
+    out[len] = 0;
+    return pclose(p);
+}
+
 /* *state is set first, so that teardown stops what started even when the
  * cluster never completes. */
 static inline cluster *make_cluster_with(void **state, int n, const char *policy,

@@ -241,21 +241,6 @@ static double ae_figure(const cJSON *root, const char *path1, const char *path2)
     return v->valuedouble;
 }
 
-/* Runs kvctl (KVCTL) with args against node i; its output goes to out.
- * Returns its exit status as pclose gives it. */
-static int run_kvctl(const cluster *c, int i, const char *args, char *out, size_t size)
-{
-    const char *kvctl = getenv("KVCTL");
-    assert_non_null(kvctl);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --endpoints %s %s", kvctl, c->nodes[i].listen, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t len = fread(out, 1, size - 1, p);
-    out[len] = 0;
-    return pclose(p);
-}
-
 /* Runs `kvctl repair --node ID --wait` against node i and checks it says
  * the node repaired cleanly; prints its line. */
 static void kvctl_repair(const cluster *c, int i)

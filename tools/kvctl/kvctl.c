@@ -33,6 +33,10 @@
  *   removenode ID                    ID, down for good, is removed: the others
  *                                    re-replicate its ranges
  *   topology-abort                   undoes the topology change in progress
+ *   cleanup [--node ID]              every member (or ID) drops the data of the
+ *                                    ranges it is no home of (after a change)
+ *   streams                          the streams running: target, change,
+ *                                    sources, ranges, bytes, rate, ETA
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -182,6 +186,10 @@ static void usage(FILE *f)
           "  removenode ID               ID, down for good, leaves the cluster: the\n"
           "                              others re-replicate its ranges\n"
           "  topology-abort              undoes the topology change in progress\n"
+          "  cleanup [--node ID]         every member (or ID) drops the data of the token\n"
+          "                              ranges it is no home of, after a change ends\n"
+          "  streams                     the streams running now: target, change, sources,\n"
+          "                              ranges done, bytes, rate, ETA\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -1196,6 +1204,127 @@ static int cmd_topology_abort(kv *db, const struct cli *c)
     return topology_change(db, "topology-abort", "abort", NULL);
 }
 
+/* cleanup [--node ID]: each member of the ring (or ID) drops the data of
+ * the ranges it is no home of, one after another, through a connection to
+ * that member alone. */
+static int cmd_cleanup(kv *db, const struct cli *c)
+{
+    int code = EXIT_OK;
+    cJSON *root = describe(db, "cleanup", &code);
+    if (!root)
+        return code;
+    cJSON *out = cJSON_CreateArray();
+    int asked = 0, failed = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+        const char *id = text_or(m, "nodeId", NULL);
+        const char *addr = text_or(m, "address", NULL);
+        const char *state = text_or(m, "state", "normal");
+        if (!id || !addr || (c->node && strcmp(c->node, id) != 0) ||
+            (!c->node && strcmp(state, "normal") != 0 && strcmp(state, "leaving") != 0))
+            continue;
+        asked++;
+        kv *one = NULL;
+        char *json = NULL;
+        int rc = kv_client_open(&one, &addr, 1, g_client_opts);
+        if (rc == KV_OK)
+            rc = kv_topology_change(&json, one, "cleanup", id);
+        cJSON *entry = rc == KV_OK ? cJSON_Parse(json) : cJSON_CreateObject();
+        if (rc != KV_OK) {
+            cJSON_AddStringToObject(entry, "nodeId", id);
+            cJSON_AddStringToObject(entry, "error", kv_error_last());
+            failed++;
+            if (!g_json)
+                printf("%-20s FAILED %s: %s\n", id, kv_strerror(rc), kv_error_last());
+        } else if (!g_json) {
+            printf("%-20s dropped %.0f range(s) it is no home of: %.0f keys before, %.0f "
+                   "after\n", id, number_or(entry, "ranges"), number_or(entry, "keysBefore"),
+                   number_or(entry, "keysAfter"));
+        }
+        cJSON_AddItemToArray(out, entry);
+        kv_string_free(json);
+        kv_close(one);
+    }
+    if (g_json) {
+        cJSON *wrap = cJSON_CreateObject();
+        cJSON_AddItemToObject(wrap, "nodes", out);
+        char *text = cJSON_PrintUnformatted(wrap);
+        if (text)
+            puts(text);
+        cJSON_free(text);
+        cJSON_Delete(wrap);
+    } else {
+        cJSON_Delete(out);
+    }
+    cJSON_Delete(root);
+    if (asked == 0) {
+        fprintf(stderr, PROG ": cleanup: %s\n", c->node ? "no such member" : "no member");
+        return EXIT_ERROR;
+    }
+    return failed ? EXIT_ERROR : EXIT_OK;
+}
+
+/* streams: the stream each member runs now (a topology change's ranges
+ * coming in): change, sources, ranges done, bytes, rate, ETA. */
+static int cmd_streams(kv *db, const struct cli *c)
+{
+    (void)c;
+    int code = EXIT_OK;
+    cJSON *root = describe(db, "streams", &code);
+    if (!root)
+        return code;
+    cJSON *out = cJSON_CreateArray();
+    int running = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "members")) {
+        const char *id = text_or(m, "nodeId", NULL);
+        if (!id)
+            continue;
+        cJSON *desc = member_description(root, m);
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(desc, "stream");
+        if (cJSON_IsObject(st)) {
+            cJSON *entry = cJSON_Duplicate(st, 1);
+            cJSON_AddStringToObject(entry, "target", id);
+            cJSON_AddItemToArray(out, entry);
+            if (!g_json) {
+                if (!running)
+                    printf("%-16s %-20s %-24s %11s %10s %11s %8s\n", "TARGET", "CHANGE",
+                           "SOURCES", "RANGES", "BYTES", "RATE", "ETA");
+                char bytes[32], rate[32], ranges[32], eta[32];
+                human_bytes(bytes, sizeof bytes, number_or(st, "bytes"));
+                human_bytes(rate, sizeof rate, number_or(st, "bytesPerSecond"));
+                strcat(rate, "/s");
+                snprintf(ranges, sizeof ranges, "%.0f/%.0f", number_or(st, "rangesDone"),
+                         number_or(st, "ranges"));
+                double e = number_or(st, "etaSeconds");
+                if (e < 0)
+                    snprintf(eta, sizeof eta, "-");
+                else
+                    snprintf(eta, sizeof eta, "%.0f s", e);
+                printf("%-16s %-20s %-24s %11s %10s %11s %8s\n", id, text_or(st, "change", "?"),
+                       text_or(st, "sources", "?"), ranges, bytes, rate, eta);
+            }
+            running++;
+        }
+        cJSON_Delete(desc);
+    }
+    if (g_json) {
+        cJSON *wrap = cJSON_CreateObject();
+        cJSON_AddItemToObject(wrap, "streams", out);
+        char *text = cJSON_PrintUnformatted(wrap);
+        if (text)
+            puts(text);
+        cJSON_free(text);
+        cJSON_Delete(wrap);
+    } else {
+        cJSON_Delete(out);
+        if (!running)
+            printf("no stream running\n");
+    }
+    cJSON_Delete(root);
+    return EXIT_OK;
+}
+
 /* How long ago a wall-clock ms was, for people ("never" for 0). */
 static void human_age(char *buf, size_t size, double ms)
 {
@@ -1632,6 +1761,8 @@ static const struct command {
     {"decommission", 0, false, cmd_decommission, "decommission [--node ID]"},
     {"removenode", 1, false, cmd_removenode, "removenode ID"},
     {"topology-abort", 0, false, cmd_topology_abort, "topology-abort"},
+    {"cleanup", 0, false, cmd_cleanup, "cleanup [--node ID]"},
+    {"streams", 0, false, cmd_streams, "streams"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -1803,8 +1934,9 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--limit, --keys-only and --cursor apply to scan, not %s", cmd->name);
     if (c->wait && cmd->fn != cmd_repair)
         usage_error("--wait applies to repair, not %s", cmd->name);
-    if (c->node != NULL && cmd->fn != cmd_repair && cmd->fn != cmd_decommission)
-        usage_error("--node applies to repair and decommission, not %s", cmd->name);
+    if (c->node != NULL && cmd->fn != cmd_repair && cmd->fn != cmd_decommission &&
+        cmd->fn != cmd_cleanup)
+        usage_error("--node applies to repair, decommission and cleanup, not %s", cmd->name);
     if (c->ranges && cmd->fn != cmd_repair_status)
         usage_error("--ranges applies to repair-status, not %s", cmd->name);
     if (cmd->fn == cmd_scan && c->level == KV_CONSISTENCY_SERIAL)
