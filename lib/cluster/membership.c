@@ -85,6 +85,8 @@ struct kvi_membership {
     int (*stream_gains)(void *ctx, kvi_membership *m, const kvi_topology *t, char *err,
                         size_t err_size);
     void *stream_ctx;
+    uint64_t (*hints_pending)(void *ctx); /* (with stream_ctx) */
+    uint64_t hints_said_ms;  /* when the leave last said it waits on hints */
 };
 
 /* Rounds of asking the other members for their topology record before the
@@ -973,6 +975,23 @@ static uint32_t do_duties(void *arg)
             kvi_log(m->log, KV_LOG_WARN, "the %s of %s: this node's part failed (trying "
                     "again): %s", kvi_topo_op_name(t.op), t.op_member, err);
     }
+    /* A leave ends by the leaving node's hand: once its hints are handed
+     * off to their targets (it keeps none when it is left). */
+    int leave = t.op == KVI_TOPO_OP_LEAVE;
+    if (leave && strcmp(t.op_member, self) != 0)
+        pending++;
+    uint64_t hints = leave && pending == 0 && m->hints_pending
+                         ? m->hints_pending(m->stream_ctx) : 0;
+    if (hints) {
+        uint64_t now = kvi_monotonic_ms();
+        if (!m->hints_said_ms || now - m->hints_said_ms >= 30000u) {
+            m->hints_said_ms = now;
+            kvi_log(m->log, KV_LOG_INFO, "the leave of %s waits for this node to hand off "
+                    "its %llu hint(s) to their members (a member down holds it up: bring it "
+                    "back, or abort the leave)", self, (unsigned long long)hints);
+        }
+        pending++;
+    }
     if (rc == KV_OK && pending == 0 &&
         kvi_topo_service_change(m->topo, build_finish_when_done, NULL, NULL, err,
                                 sizeof err) != KV_OK)
@@ -1058,6 +1077,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
     m->stream_gains = cfg->stream_gains;
     m->stream_ctx = cfg->stream_ctx;
     m->replace = cfg->replace;
+    m->hints_pending = cfg->hints_pending;
     snprintf(m->self_id, sizeof m->self_id, "%s", cfg->self_id);
     m->replicas = replicas;
     m->vnodes = vnodes;

@@ -69,6 +69,9 @@ typedef struct kvi_membership_config {
     int (*stream_gains)(void *ctx, struct kvi_membership *m, const struct kvi_topology *t,
                         char *err, size_t err_size);
     void *stream_ctx;
+    /* Hints this node still holds for other members (a leaving node hands
+     * them off before it is left); NULL: none are kept. */
+    uint64_t (*hints_pending)(void *ctx);
     /* Replace the dead member whose id is self_id (kv_node_options.replace):
      * with no record in the store yet, fetch it from the peers and seeds,
      * never form one. */

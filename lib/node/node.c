@@ -747,6 +747,16 @@ static int start_anti_entropy(kvi_node *n, const kv_node_options *o, const kvi_l
     return kvi_anti_entropy_start(&n->ae, &ac);
 }
 
+/* The hints this node holds (kvi_membership_config.hints_pending). */
+static uint64_t hints_pending(void *ctx)
+{
+    kvi_node *n = ctx;
+    uint64_t pending = 0, oldest = 0;
+    if (kvi_hints_stats(&n->hints, &pending, &oldest) != KV_OK)
+        return 1; /* unknown: as if one were left */
+    return pending;
+}
+
 static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
 {
     kvi_membership_config mc = {
@@ -758,17 +768,18 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
         .failure_pause_ms = o->failure_pause_ms,
         .store = kvi_embedded_store(n->store), .creds = &n->peer_creds,
         .log = log, .stream_gains = kvi_node_stream_gains, .stream_ctx = n,
-        .replace = o->replace,
+        .replace = o->replace, .hints_pending = hints_pending,
     };
     n->stream_bytes_per_s = o->stream_bytes_per_s;
+    /* Hint keys carry a sequence; starting it from the clock keeps keys of
+     * this run apart from an earlier run's. Before membership: its duties
+     * count them (a leave waits for them to be handed off). */
+    kvi_hints_init(&n->hints, kvi_embedded_store(n->store), kvi_now_ms() << 20);
     int rc = kvi_membership_start(&n->membership, &mc);
     if (rc == KV_OK)
         rc = kvi_write_stage_new(&n->stage, kvi_membership_loop(n->membership), n->store);
     if (rc != KV_OK)
         return rc;
-    /* Hint keys carry a sequence; starting it from the clock keeps keys of
-     * this run apart from an earlier run's. */
-    kvi_hints_init(&n->hints, kvi_embedded_store(n->store), kvi_now_ms() << 20);
     kvi_handoff_config hc = {
         .hints = &n->hints, .view = membership_view, .is_down = member_down,
         .ctx = n->membership, .window_s = o->hint_window_s,
