@@ -83,7 +83,7 @@ static int is_self(const kvi_view *v, uint32_t member)
 int kvi_coord_down(const kvi_coord_env *env, uint32_t member)
 {
     if (!env->is_down || is_self(env->view, member) ||
-        !env->is_down(env->is_down_ctx, env->view->members[member].id))
+        !env->is_down(env->is_down_ctx, kvi_view_member_at(env->view, member)->id))
         return 0;
     uint64_t last = kvi_client_last_answer_ms(kvi_view_client(env->view, member));
     uint64_t now = kvi_monotonic_ms();

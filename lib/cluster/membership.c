@@ -1209,6 +1209,18 @@ int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_b
     return kvi_topo_service_handle(m->topo, in, len, out);
 }
 
+int kvi_membership_joining(kvi_membership *m)
+{
+    if (!m || !m->topo)
+        return 0;
+    kvi_topology t;
+    kvi_topology_init(&t);
+    int joining = kvi_topo_service_record(m->topo, &t) == KV_OK && t.op == KVI_TOPO_OP_JOIN &&
+                  strcmp(t.op_member, m->self_id) == 0;
+    kvi_topology_free(&t);
+    return joining;
+}
+
 int kvi_membership_record(kvi_membership *m, kvi_topology *out)
 {
     if (!m->topo)

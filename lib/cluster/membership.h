@@ -111,6 +111,9 @@ int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_b
 int kvi_membership_change(kvi_membership *m, const char *change, const char *node_id,
                           struct kvi_topology *record, char *err, size_t err_size);
 
+/* 1 while the record holds this node's own join in progress (it has no
+ * view yet, but is a pending home of what it gains). Any thread. */
+int kvi_membership_joining(kvi_membership *m);
 /* A copy of the topology record this node holds (out initialised by the
  * caller). KV_OK, KV_ENOTSUP (not in a cluster), KV_ENOMEM. */
 int kvi_membership_record(kvi_membership *m, struct kvi_topology *out);

@@ -29,13 +29,37 @@
 #include "util/error.h"
 #include "format/value.h"
 
+size_t kvi_serial_participants(const kvi_view *v, const void *key, size_t key_len,
+                               uint32_t *out, size_t *n_pending)
+{
+    uint32_t homes[KVI_PX_MAX_HOMES], pending[KVI_PX_MAX_HOMES];
+    unsigned char in_future[KVI_PX_MAX_HOMES];
+    size_t n_homes = kvi_coord_homes(v, key, key_len, homes);
+    size_t n_new = kvi_coord_pending(v, key, key_len, homes, n_homes, pending, in_future);
+    /* A replacing home's store forgot its member's promises: it counts as
+     * a pending home, not as one of the majority. */
+    size_t n = 0;
+    for (size_t i = 0; i < n_homes; i++)
+        if (!v->no_reads || homes[i] >= v->n || !v->no_reads[homes[i]])
+            out[n++] = homes[i];
+    size_t settled = n;
+    for (size_t i = 0; i < n_homes; i++)
+        if (v->no_reads && homes[i] < v->n && v->no_reads[homes[i]])
+            out[n++] = homes[i];
+    for (size_t i = 0; i < n_new && n < KVI_PX_MAX_HOMES; i++)
+        out[n++] = pending[i];
+    *n_pending = n - settled;
+    return n;
+}
+
 uint64_t kvi_serial_homes_hash(const kvi_view *v, const void *key, size_t key_len)
 {
     uint32_t homes[KVI_PX_MAX_HOMES];
-    size_t n = kvi_coord_homes(v, key, key_len, homes);
+    size_t n_pending;
+    size_t n = kvi_serial_participants(v, key, key_len, homes, &n_pending);
     uint64_t h = n;
     for (size_t i = 0; i < n; i++) {
-        const char *id = v->members[homes[i]].id;
+        const char *id = kvi_view_member_at(v, homes[i])->id;
         h = XXH3_64bits_withSeed(id, strlen(id), h); /* chained: order counts */
     }
     return h;
@@ -130,7 +154,8 @@ static void home_answered(void *ctx, const kvi_reply *reply)
             op->ring_disagree++;
         if (rc != KV_OK)
             kvi_log(op->base.env.log, KV_LOG_DEBUG, "home %s did not take a Paxos message: %s",
-                    op->base.env.view->members[op->homes[m->i]].id, kvi_error_last());
+                    kvi_view_member_at(op->base.env.view, op->homes[m->i])->id,
+                    kvi_error_last());
         record(op, m->i, rc, resp.value.data, rc == KV_OK ? resp.value.len : 0);
         coord_op_poke(&op->base);
     }
@@ -452,7 +477,8 @@ int kvi_serial_start(const kvi_coord_env *env, const kvi_serial_request *req,
     op->req.value = op->data + req->key_len;
     op->req.node = v->members[v->self].id;
     op->req.now_ms = kvi_now_ms();
-    op->n = kvi_coord_homes(v, req->key, req->key_len, op->homes);
+    size_t n_pending;
+    op->n = kvi_serial_participants(v, req->key, req->key_len, op->homes, &n_pending);
     op->homes_hash = kvi_serial_homes_hash(v, req->key, req->key_len);
     op->self = -1;
     for (size_t i = 0; i < op->n; i++)
@@ -466,6 +492,11 @@ int kvi_serial_start(const kvi_coord_env *env, const kvi_serial_request *req,
         free(r);
         return kvi_error(KV_EINVAL, "no home replicas for this key");
     }
+    /* While the key moves (docs/design/TOPOLOGY.md), a round needs a
+     * majority of the current homes plus every pending one (Cassandra's
+     * rule): any two such quorums meet, and each meets any majority of
+     * the homes before and after the change. */
+    r->majority = (unsigned)((op->n - n_pending) / 2 + 1 + n_pending);
     op->r = r;
     coord_op_init(&op->base, env, fn, ctx);
     op->base.step = serial_step;

@@ -31,8 +31,17 @@ int kvi_serial_start(const kvi_coord_env *env, const kvi_serial_request *req,
                      kvi_coord_done_fn fn, void *ctx);
 /* The SERIAL request of a write that needs Paxos (borrows w's buffers). */
 kvi_serial_request kvi_coord_serial_request(const kvi_coord_write *w);
+/* The members a SERIAL round on key runs with (view member indexes into
+ * out, KVI_PX_MAX_HOMES at most): its current homes, then its pending
+ * ones (*n_pending of them): while a topology change moves the key, its
+ * future homes that are not current ones, and a replacing home (its store
+ * forgot its member's promises). A round needs a majority of the others
+ * plus every pending one (Cassandra's rule for pending ranges). */
+size_t kvi_serial_participants(const kvi_view *v, const void *key, size_t key_len,
+                               uint32_t *out, size_t *n_pending);
 /* What a PAXOS message carries so that an acceptor can refuse a proposer
- * whose ring gives the key other homes: a hash of the home ids in order. */
+ * whose ring gives the key other participants: a hash of their ids in
+ * order (pending homes included). */
 uint64_t kvi_serial_homes_hash(const kvi_view *v, const void *key, size_t key_len);
 
 #endif

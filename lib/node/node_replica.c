@@ -162,17 +162,25 @@ static int paxos_msg_of(kvi_node *n, const kvi_view *v, const kvi_request *req,
     if (kvi_ballot_read(&rd, &m->ballot) != 0 || kvi_reader_done(&rd) != 0 ||
         (m->ballot.node[0] == 0 && h->opcode != KVI_OP_PAXOS_PREPARE))
         return kvi_error(KV_EINVAL, "a Paxos message with a malformed ballot");
-    if (!v)
+    if (!v && !kvi_membership_joining(n->membership))
         return kvi_error(KV_EUNAVAILABLE, "this node is not serving a cluster yet");
-    const uint32_t *pref;
-    size_t count = kvi_ring_preference(v->ring, kvi_key_token(req->key.data, req->key.len),
-                                       &pref);
-    int mine = 0;
-    for (size_t i = 0; i < count; i++)
-        mine |= (int)pref[i] == v->self;
-    if (!mine || kvi_serial_homes_hash(v, req->key.data, req->key.len) != req->expected_version)
-        return kvi_error(KVI_ENOT_REPLICA, "this node's ring gives the key other home replicas "
-                                           "than the proposer's");
+    /* A joining node has no ring of its own yet: it is a pending home of
+     * the keys it gains, and takes part in their rounds on the word of the
+     * coordinators, whose rings hold its join (as it takes their writes). */
+    if (v) {
+        uint64_t token = kvi_key_token(req->key.data, req->key.len);
+        const uint32_t *pref;
+        size_t count = kvi_ring_preference(v->ring, token, &pref);
+        int mine = 0;
+        for (size_t i = 0; i < count; i++)
+            mine |= (int)pref[i] == v->self;
+        if (!mine && v->self >= 0)
+            mine = kvi_coord_future_home(v, token, (uint32_t)v->self);
+        if (!mine ||
+            kvi_serial_homes_hash(v, req->key.data, req->key.len) != req->expected_version)
+            return kvi_error(KVI_ENOT_REPLICA, "this node's ring gives the key other home "
+                                               "replicas than the proposer's");
+    }
     m->key = req->key.data;
     m->key_len = req->key.len;
     m->kind = h->opcode == KVI_OP_PAXOS_PREPARE   ? KVI_PAXOS_PREPARE

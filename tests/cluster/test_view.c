@@ -10,7 +10,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "cluster/serial.h"
 #include "cluster/view.h"
+#include "format/record.h"
 
 static int from(kvi_view **v, const char *json)
 {
@@ -102,6 +104,57 @@ static void member_states_shape_the_ring_and_reads(void **state)
     kvi_view_unref(v);
 }
 
+/* While a fourth member joins three, a SERIAL round on a key it gains runs
+ * with the key's three homes and the joining one, and its homes hash
+ * differs from the same ring's without the change (an acceptor whose view
+ * lacks the join refuses the proposer). */
+static void a_serial_round_during_a_join_includes_the_pending_home(void **state)
+{
+    (void)state;
+    const char *ids[] = {"a", "b", "c"};
+    const char *addrs[] = {"127.0.0.1:7401", "127.0.0.1:7402", "127.0.0.1:7403"};
+    const char *fut[] = {"a", "b", "c", "d"};
+    const char *extra_ids[] = {"d"}, *extra_addrs[] = {"127.0.0.1:7404"};
+    kvi_view_config cfg = {.ids = ids, .addrs = addrs, .n = 3, .self = 0, .replicas = 3,
+                           .vnodes = 16};
+    kvi_view *plain = NULL, *moving = NULL;
+    assert_int_equal(kvi_view_build(&plain, &cfg), KV_OK);
+    cfg.future_ids = fut;
+    cfg.n_future = 4;
+    cfg.extra_ids = extra_ids;
+    cfg.extra_addrs = extra_addrs;
+    cfg.n_extra = 1;
+    assert_int_equal(kvi_view_build(&moving, &cfg), KV_OK);
+    int gained = 0, kept = 0;
+    for (int k = 0; k < 200; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", k);
+        uint32_t p[16];
+        size_t pending;
+        size_t n = kvi_serial_participants(moving, key, strlen(key), p, &pending);
+        int d_home = kvi_coord_future_home(moving, kvi_key_token(key, strlen(key)), 3);
+        if (d_home) {
+            /* a, b, c (all three are homes with three members) and d */
+            assert_int_equal(n, 4);
+            assert_int_equal(pending, 1);
+            assert_int_equal(p[3], 3); /* d: the first extra member */
+            assert_string_equal(kvi_view_member_at(moving, p[3])->id, "d");
+            assert_true(kvi_serial_homes_hash(moving, key, strlen(key)) !=
+                        kvi_serial_homes_hash(plain, key, strlen(key)));
+            gained++;
+        } else {
+            assert_int_equal(n, 3);
+            assert_int_equal(pending, 0);
+            assert_true(kvi_serial_homes_hash(moving, key, strlen(key)) ==
+                        kvi_serial_homes_hash(plain, key, strlen(key)));
+            kept++;
+        }
+    }
+    assert_true(gained > 0 && kept > 0);
+    kvi_view_unref(plain);
+    kvi_view_unref(moving);
+}
+
 static void bad_descriptions_are_refused(void **state)
 {
     (void)state;
@@ -160,6 +213,7 @@ int main(void)
         cmocka_unit_test(a_complete_description_builds_the_ring),
         cmocka_unit_test(replication_factor_is_preferred),
         cmocka_unit_test(member_states_shape_the_ring_and_reads),
+        cmocka_unit_test(a_serial_round_during_a_join_includes_the_pending_home),
         cmocka_unit_test(bad_descriptions_are_refused),
         cmocka_unit_test(a_ring_too_large_is_refused),
     };

@@ -1,6 +1,8 @@
 """Five kvd processes in the current network namespace, and the faults the
 nemesis injects into them: nft rules on the loopback (partitions), kill -9
-and restart, SIGSTOP and SIGCONT.
+and restart, SIGSTOP and SIGCONT; and the topology changes: a node started
+later with --seeds that joins, a node asked to leave (kvctl decommission)
+and stopped once it left.
 
 Node i (0-based, named n<i+1>) listens on 127.0.0.(11+i), binary protocol on
 BINARY_PORT and HTTP on HTTP_PORT, and connects to its peers from that
@@ -24,12 +26,14 @@ import sys
 import time
 import urllib.request
 
-from .nemesis import node_name
+from .nemesis import ChangeRefused, node_name
 
 NODES = 5
 BINARY_PORT = 7400
 HTTP_PORT = 8080
 ENV_REEXEC = "KVCHECK_NETNS"
+KVCTL_TIMEOUT_S = 60     # one kvctl decommission, at most (its requests: 10 s each)
+STOP_TIMEOUT_S = 20      # SIGTERM, then SIGKILL
 
 
 class ClusterError(Exception):
@@ -86,18 +90,27 @@ def _get_json(addr, path, timeout=2.0):
 
 class Cluster:
     """Five kvd; `workdir` holds their data directories, `logdir` their logs
-    (started afresh with the run, appended to across restarts)."""
+    (started afresh with the run, appended to across restarts). `initial`:
+    the nodes started at the beginning, each with --peers naming them all
+    (default: the five); any other is started by a join (ask()), with
+    --seeds. `kvctl`: the kvctl binary a decommission runs."""
 
-    def __init__(self, kvd, workdir, logdir, extra_args=(), log=lambda msg: None):
+    def __init__(self, kvd, workdir, logdir, extra_args=(), log=lambda msg: None,
+                 initial=None, kvctl=None):
         self.kvd, self.workdir, self.logdir = kvd, workdir, logdir
         self.extra_args, self.log = list(extra_args), log
+        self.kvctl = kvctl
         self.procs = [None] * NODES
         self.paused = set()
         self.killed = set()          # nodes the nemesis killed, not yet restarted
         self.crashes = []            # (node, exit status) of nodes that exited by themselves
         self.table = f"kvcheck_{os.getpid()}"
         self.table_exists = False
-        self.peers = ",".join(self.listen(i) for i in range(NODES))
+        self.initial = list(range(NODES)) if initial is None else sorted(initial)
+        self.absent = set(range(NODES)) - set(self.initial)   # to join, not started yet
+        self.retired = set()         # left the cluster, and stopped
+        self.seeds = {}              # a node that joined -> its --seeds
+        self.peers = ",".join(self.listen(i) for i in self.initial)
         # setpriv --pdeathsig: a kvd dies with this process (its parent
         # thread: all spawns happen on the main thread) even if it is killed.
         self.prefix = (["setpriv", "--pdeathsig", "KILL", "--"]
@@ -112,11 +125,19 @@ class Cluster:
     def log_path(self, i):
         return os.path.join(self.logdir, f"{node_name(i)}.log")
 
+    def members(self):
+        """The nodes this run keeps running now: started (or to be
+        restarted), not left."""
+        return [i for i in range(NODES) if i not in self.absent and i not in self.retired]
+
     def _spawn(self, i):
         data = os.path.join(self.workdir, node_name(i))
         os.makedirs(data, exist_ok=True)
+        # A node that joined keeps its --seeds across restarts (its store
+        # then holds the topology record, which it comes back with).
+        cluster = ["--seeds", self.seeds[i]] if i in self.seeds else ["--peers", self.peers]
         argv = [*self.prefix, self.kvd, "--data", data, "--listen", self.listen(i),
-                "--http", self.http(i), "--node-id", node_name(i), "--peers", self.peers,
+                "--http", self.http(i), "--node-id", node_name(i), *cluster,
                 *self.extra_args]
         mode = "ab" if self.procs[i] is not None else "wb"    # a restart appends
         with open(self.log_path(i), mode) as log:
@@ -126,26 +147,28 @@ class Cluster:
                                              stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self, timeout):
-        for i in range(NODES):
+        for i in self.initial:
             self._spawn(i)
         self.wait_ready(timeout)
 
     def exited(self):
         """The nodes that exited although nothing killed them."""
-        return [i for i, p in enumerate(self.procs) if p is not None and p.poll() is not None]
+        return [i for i, p in enumerate(self.procs)
+                if p is not None and p.poll() is not None and i not in self.retired]
 
     def wait_ready(self, timeout, hints=False):
-        """Waits (at most `timeout` s) until every node answers GET
-        /v1/cluster with "complete": true and every member up, and, with
-        `hints`, holds no hint. Raises ClusterError naming the nodes that
-        are not, or a node that exited."""
+        """Waits (at most `timeout` s) until every member node (members())
+        answers GET /v1/cluster with "complete": true and every member up
+        (a member `left` aside), and, with `hints`, holds no hint. Raises
+        ClusterError naming the nodes that are not, or a node that
+        exited."""
         end = time.monotonic() + timeout
         while True:
             dead = self.exited()
             if dead:
                 raise ClusterError(", ".join(f"{node_name(i)} exited with "
                                              f"{self.procs[i].returncode}" for i in dead))
-            waiting = [node_name(i) + why for i in range(NODES)
+            waiting = [node_name(i) + why for i in self.members()
                        for why in [self._not_ready(i, hints)] if why]
             if not waiting:
                 return
@@ -159,7 +182,8 @@ class Cluster:
             return " does not answer"
         if c.get("complete") is not True:
             return " is not complete"
-        down = [m.get("nodeId") for m in c.get("members", []) if m.get("status") != "up"]
+        down = [m.get("nodeId") for m in c.get("members", [])
+                if m.get("status") != "up" and m.get("state") != "left"]
         if down:
             return f" sees {down} not up"
         pending = (c.get("failures") or {}).get("hintsPending", 0)
@@ -169,14 +193,23 @@ class Cluster:
 
     # ------------------------------------------------------------ faults
 
+    def _member(self, i, what):
+        if i in self.absent or i in self.retired:
+            self.log(f"cluster: {node_name(i)} is no member now: no {what}")
+            return False
+        return True
+
     def _note_crash(self, i):
         p = self.procs[i]
-        if p is not None and p.poll() is not None and i not in self.killed:
+        if (p is not None and p.poll() is not None and i not in self.killed
+                and i not in self.retired):
             self.crashes.append((i, p.returncode))
             self.log(f"cluster: {node_name(i)} exited by itself with status {p.returncode}")
             self.killed.add(i)       # noted once; restarted like a killed node
 
     def kill(self, i):
+        if not self._member(i, "kill"):
+            return
         self._note_crash(i)
         p = self.procs[i]
         if p is not None and p.poll() is None:
@@ -186,6 +219,8 @@ class Cluster:
         self.paused.discard(i)
 
     def restart(self, i):
+        if not self._member(i, "restart"):
+            return
         self._note_crash(i)
         p = self.procs[i]
         if p is None or p.poll() is not None:
@@ -193,6 +228,8 @@ class Cluster:
         self.killed.discard(i)
 
     def pause(self, i):
+        if not self._member(i, "pause"):
+            return
         p = self.procs[i]
         if p is not None and p.poll() is None:
             os.kill(p.pid, signal.SIGSTOP)
@@ -229,11 +266,93 @@ class Cluster:
         self.table_exists = False
 
     def heal_all(self):
-        """No partition, no paused node, every node running."""
+        """No partition, no paused node, every member node running."""
         self.heal_partition()
-        for i in range(NODES):
+        for i in self.members():
             self.resume(i)
             self.restart(i)
+
+    # ------------------------------------------------- topology changes
+
+    def settle(self, timeout):
+        """Before a change: waits (at most `timeout` s) until every member
+        is complete and up. None, or what was not."""
+        try:
+            self.wait_ready(timeout)
+            return None
+        except ClusterError as e:
+            return str(e)
+
+    def ask(self, change):
+        """join: starts change.node with --seeds of change.via's address
+        (no --peers) on its empty data directory, with the flags of the
+        others. decommission: kvctl --endpoints <via> decommission --node
+        <node>, bounded; raises ChangeRefused when kvctl fails."""
+        i = change.node
+        if change.kind == "join":
+            if i in self.absent:
+                self.seeds[i] = self.listen(change.via)
+                self.absent.discard(i)
+                self._spawn(i)
+                self.log(f"cluster: started {node_name(i)} with --seeds {self.seeds[i]}")
+            return
+        if not self.kvctl:
+            raise ChangeRefused("no kvctl (--kvctl)")
+        argv = [self.kvctl, "--endpoints", self.listen(change.via), "--timeout", "10000",
+                "decommission", "--node", node_name(i)]
+        try:
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=KVCTL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise ChangeRefused(f"kvctl decommission did not end within {KVCTL_TIMEOUT_S}s") \
+                from None
+        except OSError as e:
+            raise ChangeRefused(f"kvctl: {e}") from None
+        said = " ".join((r.stdout + " " + r.stderr).split())
+        if r.returncode != 0:
+            raise ChangeRefused(f"kvctl decommission exited with {r.returncode}: {said}")
+        self.log(f"cluster: kvctl decommission --node {node_name(i)}: {said}")
+
+    def view(self, change):
+        """GET /v1/cluster of change.via, or of another member when it does
+        not answer (never of the node that changes); None if none does."""
+        order = [change.via] + [i for i in self.members() if i != change.via]
+        for i in order:
+            if i == change.node or i in self.absent or i in self.retired:
+                continue
+            v = _get_json(self.http(i), "/v1/cluster")
+            if v is not None:
+                return v
+        return None
+
+    def exit_status(self, i):
+        """The node's exit status, or None while it runs (or never ran)."""
+        p = self.procs[i]
+        return None if p is None else p.poll()
+
+    def retire(self, i):
+        """A node that left: stopped (SIGTERM, SIGKILL after a while) and
+        no member any more (no fault, heal or wait counts it)."""
+        self.retired.add(i)
+        self.paused.discard(i)
+        self.killed.discard(i)
+        p = self.procs[i]
+        if p is None:
+            return
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.terminate()
+            try:
+                p.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.log(f"cluster: {node_name(i)} ignored SIGTERM for {STOP_TIMEOUT_S} s: "
+                         f"SIGKILL")
+                p.kill()
+                p.wait(timeout=STOP_TIMEOUT_S)
+            self.log(f"cluster: {node_name(i)} left: stopped (status {p.returncode})")
+        else:
+            self.log(f"cluster: {node_name(i)} left; it had exited with status "
+                     f"{p.returncode}")
 
     # ----------------------------------------------------------- the end
 
