@@ -371,6 +371,20 @@ int kvi_topology_abort(kvi_topology *next, const kvi_topology *cur, char *err,
     return KV_OK;
 }
 
+/* base (n items of size bytes, room for *cap) with room for one more:
+ * base itself or a bigger copy (then *cap is its room); NULL when out of
+ * memory (base untouched). */
+static void *room_for_one_more(void *base, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return base;
+    size_t more = *cap ? *cap * 2 : 16;
+    void *bigger = realloc(base, more * size);
+    if (bigger)
+        *cap = more;
+    return bigger;
+}
+
 typedef struct plan_walk {
     const kvi_topology *t;
     const char *id;
@@ -418,16 +432,12 @@ static void plan_stretch(void *ctx, uint64_t first, uint64_t last, const char *c
         prev->last = last;
         return;
     }
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 16;
-        kvi_stream_range *p = realloc(w->out, cap * sizeof *p);
-        if (!p) {
-            w->failed = 1;
-            return;
-        }
-        w->out = p;
-        w->cap = cap;
+    kvi_stream_range *room = room_for_one_more(w->out, w->n, &w->cap, sizeof *room);
+    if (!room) {
+        w->failed = 1;
+        return;
     }
+    w->out = room;
     kvi_stream_range *r = &w->out[w->n++];
     memset(r, 0, sizeof *r);
     r->first = first;
@@ -477,16 +487,12 @@ static void note_foreign(void *ctx, uint64_t first, uint64_t last, const char *c
         w->out[w->n - 1].last = last;
         return;
     }
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 16;
-        kvi_token_range *p = realloc(w->out, cap * sizeof *p);
-        if (!p) {
-            w->failed = 1;
-            return;
-        }
-        w->out = p;
-        w->cap = cap;
+    kvi_token_range *room = room_for_one_more(w->out, w->n, &w->cap, sizeof *room);
+    if (!room) {
+        w->failed = 1;
+        return;
     }
+    w->out = room;
     w->out[w->n++] = (kvi_token_range){first, last};
 }
 

@@ -168,6 +168,16 @@ typedef struct load {
 
 #define COUNTER_KEY "serial-counter"
 
+/* The decimal number a value holds. */
+static long number_in(const kv_value *v)
+{
+    size_t len;
+    const char *data = kv_value_data(v, &len);
+    char text[32] = "";
+    memcpy(text, data, len < sizeof text - 1 ? len : sizeof text - 1);
+    return strtol(text, NULL, 10);
+}
+
 /* One SERIAL increment of the counter: read it, CAS it one up. */
 static void serial_increment(kv *db, load *l)
 {
@@ -178,11 +188,7 @@ static void serial_increment(kv *db, load *l)
     long count = 0;
     uint64_t version = 0;
     if (rc == KV_OK) {
-        size_t len;
-        const char *data = kv_value_data(v, &len);
-        char text[32] = "";
-        memcpy(text, data, len < sizeof text - 1 ? len : sizeof text - 1);
-        count = strtol(text, NULL, 10);
+        count = number_in(v);
         version = kv_value_version(v);
         kv_value_free(v);
     } else if (rc != KV_ENOTFOUND) {
@@ -214,11 +220,7 @@ static void check_serial(cluster *c, const load *l)
     int rc = kv_get(&v, db, COUNTER_KEY, strlen(COUNTER_KEY), &ro);
     long count = 0;
     if (rc == KV_OK) {
-        size_t len;
-        const char *data = kv_value_data(v, &len);
-        char text[32] = "";
-        memcpy(text, data, len < sizeof text - 1 ? len : sizeof text - 1);
-        count = strtol(text, NULL, 10);
+        count = number_in(v);
         kv_value_free(v);
     }
     kv_close(db);

@@ -859,6 +859,22 @@ static double number_or(const cJSON *o, const char *name)
  * store and anti-entropy), asked of it on a handle of its own; root's for
  * the node that answered. NULL when the member cannot be asked; the caller
  * deletes the result. */
+/* -w json: prints {"name": items} on one line; in any case takes items. */
+static void print_json_as(const char *name, cJSON *items)
+{
+    if (!name) {
+        cJSON_Delete(items);
+        return;
+    }
+    cJSON *wrap = cJSON_CreateObject();
+    cJSON_AddItemToObject(wrap, name, items);
+    char *text = cJSON_PrintUnformatted(wrap);
+    if (text)
+        puts(text);
+    cJSON_free(text);
+    cJSON_Delete(wrap);
+}
+
 static cJSON *member_description(const cJSON *root, const cJSON *m)
 {
     const char *id = text_or(m, "nodeId", NULL);
@@ -1245,17 +1261,7 @@ static int cmd_cleanup(kv *db, const struct cli *c)
         kv_string_free(json);
         kv_close(one);
     }
-    if (g_json) {
-        cJSON *wrap = cJSON_CreateObject();
-        cJSON_AddItemToObject(wrap, "nodes", out);
-        char *text = cJSON_PrintUnformatted(wrap);
-        if (text)
-            puts(text);
-        cJSON_free(text);
-        cJSON_Delete(wrap);
-    } else {
-        cJSON_Delete(out);
-    }
+    print_json_as(g_json ? "nodes" : NULL, out);
     cJSON_Delete(root);
     if (asked == 0) {
         fprintf(stderr, PROG ": cleanup: %s\n", c->node ? "no such member" : "no member");
@@ -1308,19 +1314,9 @@ static int cmd_streams(kv *db, const struct cli *c)
         }
         cJSON_Delete(desc);
     }
-    if (g_json) {
-        cJSON *wrap = cJSON_CreateObject();
-        cJSON_AddItemToObject(wrap, "streams", out);
-        char *text = cJSON_PrintUnformatted(wrap);
-        if (text)
-            puts(text);
-        cJSON_free(text);
-        cJSON_Delete(wrap);
-    } else {
-        cJSON_Delete(out);
-        if (!running)
-            printf("no stream running\n");
-    }
+    print_json_as(g_json ? "streams" : NULL, out);
+    if (!g_json && !running)
+        printf("no stream running\n");
     cJSON_Delete(root);
     return EXIT_OK;
 }
@@ -1399,17 +1395,7 @@ static int cmd_repair_status(kv *db, const struct cli *c)
         }
         cJSON_Delete(desc);
     }
-    if (g_json) {
-        cJSON *wrap = cJSON_CreateObject();
-        cJSON_AddItemToObject(wrap, "nodes", out);
-        char *text = cJSON_PrintUnformatted(wrap);
-        if (text)
-            puts(text);
-        cJSON_free(text);
-        cJSON_Delete(wrap);
-    } else {
-        cJSON_Delete(out);
-    }
+    print_json_as(g_json ? "nodes" : NULL, out);
     cJSON_Delete(root);
     return EXIT_OK;
 }
