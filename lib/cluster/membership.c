@@ -1209,6 +1209,48 @@ int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_b
     return kvi_topo_service_handle(m->topo, in, len, out);
 }
 
+int kvi_membership_future_view(kvi_membership *m, const kvi_topology *t, kvi_view **out)
+{
+    *out = NULL;
+    const char **ids = malloc((t->n ? t->n : 1) * sizeof *ids);
+    const char **addrs = malloc((t->n ? t->n : 1) * sizeof *addrs);
+    const char **https = malloc((t->n ? t->n : 1) * sizeof *https);
+    int rc = ids && addrs && https ? KV_OK : kvi_error(KV_ENOMEM, "out of memory");
+    size_t n = 0;
+    int self = -1;
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; rc == KV_OK && i < t->n; i++) {
+        const kvi_topo_member *tm = &t->members[i];
+        if (!kvi_topology_in_ring(t, tm, KVI_TOPO_FUTURE))
+            continue;
+        long at = kvi_members_find_id(&m->list, tm->id);
+        ids[n] = tm->id;
+        addrs[n] = at >= 0 ? m->list.items[at].addr : tm->addr;
+        https[n] = at >= 0 ? m->list.items[at].http : (tm->http[0] ? tm->http : NULL);
+        if (strcmp(tm->id, m->self_id) == 0)
+            self = (int)n;
+        n++;
+    }
+    if (rc == KV_OK && self < 0)
+        rc = kvi_error(KV_EINVAL, "this node is not in the topology's future ring");
+    if (rc == KV_OK) {
+        kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+        co.connect_timeout_ms = m->connect_timeout_ms;
+        co.request_timeout_ms = m->request_timeout_ms;
+        kvi_view_config vc = {
+            .ids = ids, .addrs = addrs, .https = https, .n = n, .self = self,
+            .replicas = t->replicas, .vnodes = t->vnodes, .client_opts = &co,
+            .creds = m->creds, .log = m->log, .loop = m->peers_loop, .epoch = t->epoch,
+        };
+        rc = kvi_view_build(out, &vc);
+    }
+    pthread_mutex_unlock(&m->lock);
+    free(ids);
+    free(addrs);
+    free(https);
+    return rc;
+}
+
 int kvi_membership_joining(kvi_membership *m)
 {
     if (!m || !m->topo)

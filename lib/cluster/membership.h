@@ -111,6 +111,12 @@ int kvi_membership_topology(kvi_membership *m, const void *in, size_t len, kvi_b
 int kvi_membership_change(kvi_membership *m, const char *change, const char *node_id,
                           struct kvi_topology *record, char *err, size_t err_size);
 
+/* A view of t's future ring (members at the addresses this node knows),
+ * this node its self, on the peers loop: what a joining node checks its
+ * streamed ranges with. KV_OK (*out with one reference), KV_EINVAL (this
+ * node is not in it), KV_ENOMEM. */
+int kvi_membership_future_view(kvi_membership *m, const struct kvi_topology *t,
+                               struct kvi_view **out);
 /* 1 while the record holds this node's own join in progress (it has no
  * view yet, but is a pending home of what it gains). Any thread. */
 int kvi_membership_joining(kvi_membership *m);

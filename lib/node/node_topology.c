@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/ae_exchange.h"
+#include "cluster/ae_plan.h"
 #include "cluster/anti_entropy.h"
 #include "cluster/membership.h"
 #include "cluster/stream.h"
@@ -24,6 +26,90 @@
 static int member_down(void *ctx, const char *id)
 {
     return kvi_membership_is_down(ctx, id);
+}
+
+/* The end of one check exchange, told to the thread that waits for it. */
+typedef struct check_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done, rc;
+    char why[240];
+    kvi_ae_figures fig;
+} check_wait;
+
+static void check_done(void *ctx, int rc, const char *why, const kvi_ae_figures *f)
+{
+    check_wait *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    w->rc = rc;
+    snprintf(w->why, sizeof w->why, "%s", why ? why : "");
+    if (f)
+        w->fig = *f;
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* A joining node, once its ranges are streamed in, runs an anti-entropy
+ * exchange with each other future home of them, over the ranges the two
+ * will share (in the future ring), one after another: a write that
+ * reached a quorum without the member it streamed from is taken in here.
+ * KV_OK once every one ended cleanly. */
+static int check_after_join(kvi_node *n, kvi_membership *m, const kvi_topology *t, char *err,
+                            size_t err_size)
+{
+    kvi_view *fv = NULL;
+    int rc = kvi_membership_future_view(m, t, &fv);
+    if (rc != KV_OK) {
+        snprintf(err, err_size, "cannot check the streamed ranges: %s", kvi_error_last());
+        return rc;
+    }
+    kvi_coord_env env = {.view = fv, .local = n->store, .log = n->log,
+                         .is_down = member_down, .is_down_ctx = m,
+                         .tracker = &n->coord_ops};
+    size_t peers = 0;
+    uint64_t keys = 0;
+    for (size_t i = 0; rc == KV_OK && i < fv->n; i++) {
+        kvi_token_range *r = NULL;
+        size_t nr = 0;
+        int shares = (int)i != fv->self &&
+                     kvi_ae_shared_ranges(fv->ring, fv->self, (int)i, &r, &nr) == KV_OK && nr;
+        free(r);
+        if (!shares)
+            continue;
+        check_wait w = {.done = 0};
+        pthread_mutex_init(&w.lock, NULL);
+        pthread_cond_init(&w.cond, NULL);
+        kvi_ae_exchange_config xc = {.peer = (uint32_t)i,
+                                     .rate_bytes = n->stream_bytes_per_s
+                                                       ? n->stream_bytes_per_s
+                                                       : DEFAULT_STREAM_BYTES_PER_S,
+                                     .stop = kvi_membership_stopping(m)};
+        rc = kvi_ae_exchange_start(&env, &xc, check_done, &w);
+        if (rc == KV_OK) {
+            pthread_mutex_lock(&w.lock);
+            while (!w.done)
+                pthread_cond_wait(&w.cond, &w.lock);
+            pthread_mutex_unlock(&w.lock);
+            rc = w.rc;
+            if (rc != KV_OK)
+                snprintf(err, err_size, "the check exchange with %s failed: %s",
+                         fv->members[i].id, w.why);
+            keys += w.fig.keys_received + w.fig.keys_sent;
+            peers++;
+        } else {
+            snprintf(err, err_size, "cannot start the check exchange with %s: %s",
+                     fv->members[i].id, kvi_error_last());
+        }
+        pthread_cond_destroy(&w.cond);
+        pthread_mutex_destroy(&w.lock);
+    }
+    if (rc == KV_OK)
+        kvi_log(n->log, KV_LOG_INFO, "join: the streamed ranges checked against %zu member(s) "
+                "by anti-entropy, %llu key(s) taken in or sent", peers,
+                (unsigned long long)keys);
+    kvi_view_unref(fv);
+    return rc;
 }
 
 /* A replacing node, once its ranges are streamed in, repairs against the
@@ -146,6 +232,8 @@ int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, c
     atomic_fetch_add(&n->streamed_records, fig.records);
     if (rc == KV_OK && t->op == KVI_TOPO_OP_REPLACE && strcmp(t->op_member, n->node_id) == 0)
         rc = repair_after_stream(n, kvi_membership_stopping(m), err, err_size);
+    else if (rc == KV_OK && t->op == KVI_TOPO_OP_JOIN && strcmp(t->op_member, n->node_id) == 0)
+        rc = check_after_join(n, m, t, err, err_size);
     if (rc == KV_OK)
         kvi_stream_forget(n->store);
     free(addrs);

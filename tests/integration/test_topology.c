@@ -1,6 +1,7 @@
 /* Topology changes on real kvd processes (docs/design/TOPOLOGY.md):
  *   - a fourth node joins three holding data, under a background load of
- *     QUORUM writes and reads: it streams its ranges in, no request fails,
+ *     QUORUM writes and reads: it streams its ranges in and checks them by
+ *     anti-entropy against their other homes, no request fails,
  *     no acknowledged write is lost, and afterwards it holds every key it
  *     is a home of (asked directly);
  *   - a joining node killed -9 half-way resumes its stream where it
@@ -414,6 +415,12 @@ static void a_joining_node_streams_its_ranges_under_load(void **state)
     printf("join under load: %s", line);
     assert_true(ok);
     assert_non_null(strstr(line, "stream done"));
+    /* Before it was done, anti-entropy checked what it streamed against
+     * each other future home of it. */
+    char checked[2048] = "";
+    log_line(c, 3, "join: the streamed ranges checked", 1, checked, sizeof checked);
+    printf("%s", checked);
+    assert_non_null(strstr(checked, "checked against 3 member(s)"));
     check_load(&l, "the join");
 
     /* The new node holds every key it is a home of. */
