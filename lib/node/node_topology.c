@@ -279,6 +279,9 @@ static int cleanup(kvi_node *n, char **out_json)
             rc = kvi_node_digest_recheck(n, (uint32_t)kvi_digest_segment_of(d, ranges[i].first),
                                          (uint32_t)kvi_digest_segment_of(d, ranges[i].last) + 1);
     }
+    /* One compaction for all the ranges: the space comes back now. */
+    if (rc == KV_OK && count)
+        rc = kvi_store_compact(kvi_embedded_store(n->store));
     kvi_digest_range(d, 0, segments, &hash, &after);
     if (rc == KV_OK) {
         kvi_log(n->log, KV_LOG_INFO, "cleanup: dropped %zu token range(s) this node is no home "

@@ -1079,9 +1079,6 @@ int kvi_store_delete_tokens(kvi_store *s, uint64_t first, uint64_t last)
     char *err = NULL;
     rocksdb_delete_range_cf(s->db, s->write_options, s->cf_data, (const char *)begin,
                             sizeof begin, (const char *)end, end_len, &err);
-    if (!err)
-        rocksdb_compact_range_cf(s->db, s->cf_data, (const char *)begin, sizeof begin,
-                                 (const char *)end, end_len);
     free(end);
     kvi_row_cache_clear(s->rows);
     return err ? rocks_error(err, "deleting a token range") : KV_OK;

@@ -99,7 +99,7 @@ int kvi_store_multi_get(kvi_store *s, size_t n, const unsigned char *const *skey
  * when there was no record), KV_EIO. */
 int kvi_store_purge(kvi_store *s, const void *skey, size_t skey_len);
 /* Deletes every data record whose token is in [first, last] (a RocksDB
- * range delete, then that range compacted so the space comes back) and
+ * range delete: the space comes back at compaction, kvi_store_compact) and
  * clears the row cache. The digest is NOT kept by it: the caller
  * recomputes the segments the range covers (kvi_store_digest_recompute)
  * with the writers of those keys held off. KV_OK, KV_EIO, KV_ENOMEM. */

@@ -1240,9 +1240,15 @@ static int cmd_cleanup(kv *db, const struct cli *c)
             (!c->node && strcmp(state, "normal") != 0 && strcmp(state, "leaving") != 0))
             continue;
         asked++;
+        /* A cleanup of a large store takes a while (range deletes, a
+         * compaction, the digest recomputed): without --timeout, wait up
+         * to 30 minutes for each member's answer. */
+        kv_client_options co = *g_client_opts;
+        if (c->timeout_ms == 0)
+            co.request_timeout_ms = 30u * 60u * 1000u;
         kv *one = NULL;
         char *json = NULL;
-        int rc = kv_client_open(&one, &addr, 1, g_client_opts);
+        int rc = kv_client_open(&one, &addr, 1, &co);
         if (rc == KV_OK)
             rc = kv_topology_change(&json, one, "cleanup", id);
         cJSON *entry = rc == KV_OK ? cJSON_Parse(json) : cJSON_CreateObject();
