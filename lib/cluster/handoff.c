@@ -38,6 +38,7 @@ struct kvi_handoff {
     uint64_t seen_puts;
     int stale;            /* pending/oldest need recounting */
     uint64_t last_expiry_ms;
+    uint64_t last_orphans_ms; /* the last look for hints of members that left */
     size_t next_member;   /* members take turns */
     replay *replays;      /* under way, one per member at most */
     size_t n_replays;
@@ -227,6 +228,57 @@ static void expire(kvi_handoff *h, uint64_t now)
     }
 }
 
+/* Hints whose target is no member of the ring any more (it left, or was
+ * removed: its writes went to its future homes too while it moved), found
+ * by one scan, at most ORPHANS_A_PASS a pass. */
+#define ORPHANS_A_PASS 1024u
+
+typedef struct orphans {
+    const kvi_view *view;
+    unsigned char *hkeys[ORPHANS_A_PASS];
+    size_t lens[ORPHANS_A_PASS];
+    size_t n;
+} orphans;
+
+static int note_orphan(void *ctx, const kvi_hint *hint)
+{
+    orphans *o = ctx;
+    for (size_t i = 0; i < o->view->n; i++)
+        if (strcmp(o->view->members[i].id, hint->target) == 0)
+            return 0;
+    unsigned char *copy = malloc(hint->hkey_len);
+    if (!copy)
+        return 1;
+    memcpy(copy, hint->hkey, hint->hkey_len);
+    o->hkeys[o->n] = copy;
+    o->lens[o->n++] = hint->hkey_len;
+    return o->n == ORPHANS_A_PASS;
+}
+
+/* Drops the hints of members that left (counted as dropped, not as
+ * pending: nobody will take them), on the expiry's cadence. */
+static void drop_orphans(kvi_handoff *h, const kvi_view *v)
+{
+    orphans *o = calloc(1, sizeof *o);
+    if (!o)
+        return;
+    o->view = v;
+    kvi_hints_scan(h->cfg.hints, NULL, note_orphan, o);
+    for (size_t i = 0; i < o->n; i++) {
+        kvi_hints_delete(h->cfg.hints, o->hkeys[i], o->lens[i]);
+        free(o->hkeys[i]);
+    }
+    if (o->n) {
+        kvi_log(h->cfg.log, KV_LOG_INFO, "dropped %zu hint(s) for members no longer in the "
+                "ring (they left: their writes reached their new homes too)", o->n);
+        pthread_mutex_lock(&h->lock);
+        h->stats.dropped += o->n;
+        pthread_mutex_unlock(&h->lock);
+        h->stale = 1;
+    }
+    free(o);
+}
+
 /* Recounts pending hints when anything may have changed them. */
 static uint64_t recount(kvi_handoff *h)
 {
@@ -263,6 +315,11 @@ static uint32_t handoff_round(void *arg)
     kvi_view *v = h->cfg.view(h->cfg.ctx);
     if (!v)
         return IDLE_MS;
+    uint64_t now = kvi_now_ms();
+    if (!h->last_orphans_ms || now - h->last_orphans_ms >= EXPIRY_EVERY_MS) {
+        h->last_orphans_ms = now;
+        drop_orphans(h, v);
+    }
     size_t budget = (size_t)h->cfg.kib_per_s * 1024u / (1000u / ROUND_MS);
     int worked = 0;
     for (size_t k = 0; k < v->n && budget > 0 && !kvi_ticker_stopping(&h->ticker); k++) {

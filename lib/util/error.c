@@ -48,6 +48,9 @@ const char *kvi_strerror(int code)
     case KV_EBUSY: return "busy (a locked store, an address in use, or a topology change in "
                           "progress)";
     case KV_EPERM: return "not permitted: authenticate first";
+    /* cluster/coordinator.h's KVI_ENOT_REPLICA, which a replica answers */
+    case KVI_INTERNAL_STATUS: return "not a replica of the key in this node's ring (the "
+                                     "rings differ: a topology change is under way)";
     default: return "unknown error code";
     }
 }

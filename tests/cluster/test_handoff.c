@@ -218,11 +218,40 @@ static void drops_hints_past_the_window(void **state)
     kvi_handoff_stop(h);
 }
 
+/* A hint for a member no longer in the ring (it left: its writes reached
+ * its new homes too) is dropped, not kept pending for the hint window;
+ * the ring's members' hints stay. */
+static void drops_hints_of_members_that_left(void **state)
+{
+    world *w = *state;
+    w->target_down = 1;
+    put_hint(w, "k1", "v1", kvi_now_ms());
+    kvi_state st;
+    kvi_state_init(&st);
+    kvi_sibling sib = {.write_ms = kvi_now_ms(), .value = (const unsigned char *)"x",
+                       .value_len = 1};
+    assert_int_equal(kvi_state_write(&st, NULL, "c", &sib), KV_OK);
+    kvi_buf enc = {0};
+    kvi_state_encode(&enc, &st, kvi_key_token("k2", 2));
+    assert_int_equal(kvi_hints_put(&w->hints, "gone", kvi_now_ms(), "k2", 2, enc.data, enc.len),
+                     KV_OK);
+    kvi_buf_free(&enc);
+    kvi_handoff_config cfg = {.hints = &w->hints, .view = get_view, .is_down = is_down,
+                              .ctx = w};
+    kvi_handoff *h = NULL;
+    assert_int_equal(kvi_handoff_start(&h, &cfg), KV_OK);
+    kvi_handoff_stats s = wait_stats(h, 1, 0, 1);
+    assert_int_equal(s.dropped, 1);
+    assert_int_equal(s.pending, 1); /* t's, held down, kept */
+    kvi_handoff_stop(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(delivers_to_an_up_member_and_deletes, setup, teardown),
         cmocka_unit_test_setup_teardown(drops_hints_past_the_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(drops_hints_of_members_that_left, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
