@@ -41,6 +41,8 @@ class Op:
     line: int                  # line of the invocation
     ret_line: Optional[int]    # line of the completion; None if it never came
     node: Optional[str] = None  # the node the invocation was sent to, if recorded
+    done: Optional[int] = None  # the completion's time, info included; None if it never
+                                # came (the checkers use ret; the report's availability this)
 
 
 def _field(obj, name, types, lineno, required=True):
@@ -149,6 +151,7 @@ def pair_events(events) -> List[Op]:
         op.out_version = ev["version"]
         op.ret_line = ev["line"]
         op.ret = None if ev["type"] == "info" else ev["time"]
+        op.done = ev["time"]
     return ops
 
 

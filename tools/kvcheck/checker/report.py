@@ -45,11 +45,19 @@ def availability(ops, window):
     those nodes that were in flight at some moment while the fault held:
     issued during it, or issued before and not answered before it began
     (a thread stuck on a paused node issues nothing new, but its stuck op
-    counts)."""
+    counts). An info op was answered when its info completion came (`done`),
+    not never: it does not count in the windows after that."""
     end = window["stop"] if window["stop"] is not None else float("inf")
     inf = float("inf")
+
+    def answered(op):
+        if op.ret is not None:
+            return op.ret
+        done = getattr(op, "done", None)
+        return done if done is not None else inf
+
     during = [op for op in ops if op.node and op.call <= end
-              and (op.ret if op.ret is not None else inf) >= window["start"]]
+              and answered(op) >= window["start"]]
     out = []
     for group in window["groups"]:
         mine = [op for op in during if op.node in group]
