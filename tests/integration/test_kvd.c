@@ -373,6 +373,16 @@ static void bad_flags_and_busy_ports(void **state)
         assert_int_equal(run_to_exit(d, bad_ae[i], 1), 2);
         assert_true(log_contains(d, bad_ae_says[i]));
     }
+    /* --replace: another id than --node-id's, or no seeds to fetch the
+     * topology from, is refused before anything starts. */
+    const char *const replace_other[] = {"--listen", d->listen, "--replace", "n3",
+                                         "--seeds", d->listen, NULL};
+    assert_int_equal(run_to_exit(d, replace_other, 1), 2);
+    assert_true(log_contains(d, "--replace takes the replaced member's id"));
+    const char *const replace_alone[] = {"--data", d->dir, "--listen", d->listen,
+                                         "--replace", "n3", NULL};
+    assert_int_equal(run_to_exit(d, replace_alone, 0), 2);
+    assert_true(log_contains(d, "--replace needs --seeds"));
     const char *const bad_addr[] = {"--listen", "nowhere", NULL};
     assert_int_equal(run_to_exit(d, bad_addr, 1), 1);
     assert_true(log_contains(d, "HOST:PORT"));

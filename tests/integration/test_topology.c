@@ -492,6 +492,11 @@ static void a_joining_node_streams_its_ranges_under_load(void **state)
     assert_true(after < before);
     assert_true(after <= 3 * unique);
     assert_true(after >= 0.95 * 3 * unique);
+    /* A cleanup asked of one node for another is refused, saying so. */
+    kv *one = client_of(c, 0);
+    assert_int_equal(kv_topology_change(NULL, one, "cleanup", "n2"), KV_EINVAL);
+    assert_non_null(strstr(kv_error_last(), "a cleanup runs on the node asked"));
+    kv_close(one);
     /* Nothing a home holds went: still every key on each of its homes. */
     const int idx[] = {0, 1, 2, 3};
     assert_int_equal(missing_from_homes(c, ids, idx, 4), 0);
