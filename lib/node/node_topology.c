@@ -6,11 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cluster/ae_exchange.h"
 #include "cluster/ae_plan.h"
-#include "cluster/anti_entropy.h"
 #include "cluster/membership.h"
 #include "cluster/stream.h"
 #include "cluster/topology.h"
@@ -50,13 +48,14 @@ static void check_done(void *ctx, int rc, const char *why, const kvi_ae_figures 
     pthread_mutex_unlock(&w->lock);
 }
 
-/* A joining node, once its ranges are streamed in, runs an anti-entropy
- * exchange with each other future home of them, over the ranges the two
- * will share (in the future ring), one after another: a write that
- * reached a quorum without the member it streamed from is taken in here.
- * KV_OK once every one ended cleanly. */
-static int check_after_join(kvi_node *n, kvi_membership *m, const kvi_topology *t, char *err,
-                            size_t err_size)
+/* A joining or replacing node, once its ranges are streamed in, runs an
+ * anti-entropy exchange with each other future home of them, over the
+ * ranges the two will share (in the future ring, which holds it either
+ * way), one after another: a write that reached a quorum without the
+ * member it streamed from is taken in here. KV_OK once every one ended
+ * cleanly. */
+static int check_streamed(kvi_node *n, kvi_membership *m, const kvi_topology *t, char *err,
+                          size_t err_size)
 {
     kvi_view *fv = NULL;
     int rc = kvi_membership_future_view(m, t, &fv);
@@ -104,49 +103,15 @@ static int check_after_join(kvi_node *n, kvi_membership *m, const kvi_topology *
         pthread_cond_destroy(&w.cond);
         pthread_mutex_destroy(&w.lock);
     }
-    if (rc == KV_OK)
+    if (rc == KV_OK && t->op == KVI_TOPO_OP_REPLACE)
+        kvi_log(n->log, KV_LOG_INFO, "replace: repaired against %zu member(s), %llu key(s) "
+                "taken in or sent", peers, (unsigned long long)keys);
+    else if (rc == KV_OK)
         kvi_log(n->log, KV_LOG_INFO, "join: the streamed ranges checked against %zu member(s) "
                 "by anti-entropy, %llu key(s) taken in or sent", peers,
                 (unsigned long long)keys);
     kvi_view_unref(fv);
     return rc;
-}
-
-/* A replacing node, once its ranges are streamed in, repairs against the
- * surviving replicas (a repair round with every member it shares ranges
- * with): a write that reached a quorum without the source it streamed
- * from is taken in here. KV_OK once every one was repaired cleanly. */
-static int repair_after_stream(kvi_node *n, const atomic_int *stop, char *err,
-                               size_t err_size)
-{
-    uint64_t round = 0;
-    int rc = n->ae ? kvi_anti_entropy_repair(n->ae, &round) : KV_ENOTSUP;
-    if (rc != KV_OK) {
-        snprintf(err, err_size, "cannot start the repair against the survivors: %s",
-                 kvi_strerror(rc));
-        return rc;
-    }
-    kvi_ae_status st;
-    for (;;) {
-        kvi_anti_entropy_status(n->ae, &st);
-        if (st.round.id == round && !st.round.running)
-            break;
-        if (atomic_load(stop)) {
-            snprintf(err, err_size, "stopping");
-            return KV_EUNAVAILABLE;
-        }
-        struct timespec pause = {0, 100 * 1000000L};
-        nanosleep(&pause, NULL);
-    }
-    if (st.round.peers_failed || st.round.peers == 0) {
-        snprintf(err, err_size, "the repair against the survivors failed for %u of %u "
-                 "member(s): %s", st.round.peers_failed, st.round.peers,
-                 st.round.peers ? st.round.error : "no member shares ranges with this node");
-        return KV_EUNAVAILABLE;
-    }
-    kvi_log(n->log, KV_LOG_INFO, "replace: repaired against %u member(s), %llu key(s) taken "
-            "in or sent", st.round.peers, (unsigned long long)st.round.keys_repaired);
-    return KV_OK;
 }
 
 int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, char *err,
@@ -230,10 +195,9 @@ int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, c
             rc == KV_OK ? "" : err);
     atomic_fetch_add(&n->streamed_bytes, fig.bytes);
     atomic_fetch_add(&n->streamed_records, fig.records);
-    if (rc == KV_OK && t->op == KVI_TOPO_OP_REPLACE && strcmp(t->op_member, n->node_id) == 0)
-        rc = repair_after_stream(n, kvi_membership_stopping(m), err, err_size);
-    else if (rc == KV_OK && t->op == KVI_TOPO_OP_JOIN && strcmp(t->op_member, n->node_id) == 0)
-        rc = check_after_join(n, m, t, err, err_size);
+    if (rc == KV_OK && (t->op == KVI_TOPO_OP_JOIN || t->op == KVI_TOPO_OP_REPLACE) &&
+        strcmp(t->op_member, n->node_id) == 0)
+        rc = check_streamed(n, m, t, err, err_size);
     if (rc == KV_OK)
         kvi_stream_forget(n->store);
     free(addrs);
