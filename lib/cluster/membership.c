@@ -789,7 +789,27 @@ static void take_record_members(kvi_membership *m)
         return;
     for (size_t i = 0; i < t.n; i++) {
         const kvi_topo_member *tm = &t.members[i];
-        if (tm->state == KVI_TOPO_LEFT || kvi_members_find_id(&m->list, tm->id) >= 0)
+        long known = kvi_members_find_id(&m->list, tm->id);
+        if (known > 0 && tm->state == KVI_TOPO_REPLACING &&
+            strcmp(m->list.items[known].addr, tm->addr) != 0) {
+            /* A replace moved the member to the new process's address
+             * (agreed in the record): that wins even over --peers, which
+             * named the dead process's. */
+            char *addr = strdup(tm->addr), *http = tm->http[0] ? strdup(tm->http) : NULL;
+            if (addr && (http || !tm->http[0])) {
+                kvi_log(m->log, KV_LOG_INFO, "member %s is replaced at %s (was %s)", tm->id,
+                        addr, m->list.items[known].addr);
+                free(m->list.items[known].addr);
+                free(m->list.items[known].http);
+                m->list.items[known].addr = addr;
+                m->list.items[known].http = http;
+            } else {
+                free(addr);
+                free(http);
+            }
+            continue;
+        }
+        if (tm->state == KVI_TOPO_LEFT || known >= 0)
             continue;
         long at = kvi_members_find_addr(&m->list, tm->addr);
         if (at < 0) {

@@ -800,6 +800,22 @@ static void a_dead_member_is_replaced_on_an_empty_disk(void **state)
     int homes;
     int held = held_by(c, 2, "n3", ids, 4, &homes);
     printf("the new n3 holds %d of the %d keys it is a home of\n", held, homes);
+    /* The others reach n3 at its new address, though --peers named the old. */
+    for (int i = 0; i < 4; i++) {
+        if (i == 2)
+            continue;
+        cJSON *root = described_by(c, i);
+        const cJSON *m;
+        const char *at = NULL;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "members")) {
+            const cJSON *id = cJSON_GetObjectItem(m, "nodeId");
+            if (cJSON_IsString(id) && strcmp(id->valuestring, "n3") == 0)
+                at = cJSON_GetObjectItem(m, "address")->valuestring;
+        }
+        assert_non_null(at);
+        assert_string_equal(at, c->nodes[2].listen);
+        cJSON_Delete(root);
+    }
     assert_true(homes > KEYS / 2);
     assert_int_equal(held, homes);
     assert_int_equal(missing_from_homes(c, ids, idx, 4), 0);
