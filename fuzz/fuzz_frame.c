@@ -13,7 +13,7 @@
 static void check_request(const kvi_frame_header *h, const unsigned char *body)
 {
     kvi_request req;
-    if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0)
+    if (kvi_request_decode_frame(&req, h, body) != 0)
         return;
     kvi_buf b = {0};
     kvi_request_encode(&b, &req);
@@ -22,6 +22,7 @@ static void check_request(const kvi_frame_header *h, const unsigned char *body)
         kvi_request_next_item(&req, &item);
         kvi_batch_item_encode(&b, &item);
     }
+    kvi_request_encode_route(&b, &req);
     if (!b.failed && (b.len != h->body_len || (b.len && memcmp(b.data, body, b.len) != 0)))
         abort();
     kvi_buf_free(&b);

@@ -52,6 +52,19 @@ static void release(coord_op *op)
     kvi_view_unref_then(v, loop && kvi_loop_on_thread(loop), tracker_done, t);
 }
 
+void coord_op_swap_view(coord_op *op, kvi_view *fresh)
+{
+    kvi_view *old = op->env.view;
+    op->env.view = fresh;
+    /* Counted as an op alive until the old view is let go of, which may
+     * be on a thread of its own (the last reference, on the loop). */
+    kvi_coord_tracker *t = op->env.tracker;
+    pthread_mutex_lock(&t->lock);
+    t->alive++;
+    pthread_mutex_unlock(&t->lock);
+    kvi_view_unref_then(old, op->loop && kvi_loop_on_thread(op->loop), tracker_done, t);
+}
+
 static void run_start(void *ctx)
 {
     coord_op *op = ctx;
@@ -135,12 +148,29 @@ void coord_op_finish(coord_op *op, kvi_coord_result *r)
     coord_op_end(op);
 }
 
+void coord_op_answered(coord_op *op, uint32_t member, int status)
+{
+    if (status == KVI_ENOT_REPLICA && op->env.ring_stale)
+        op->env.ring_stale(op->env.is_down_ctx, kvi_view_member_at(op->env.view, member)->addr);
+}
+
 int coord_op_send(coord_op *op, uint32_t member, const kvi_request *req, uint16_t extra_flags,
                   int is_write, kvi_reply_fn fn, void *ctx)
 {
     kvi_buf frame = {0};
     kvi_frame_begin(&frame);
     kvi_request_encode(&frame, req);
+    /* Routed by a ring of the topology: the replica, on another epoch,
+     * refuses a key it would route elsewhere (docs/design/TOPOLOGY.md). */
+    const kvi_view *v = op->env.view;
+    if (v->epoch && kvi_request_routable(req->opcode) &&
+        !(extra_flags & KVI_FRAME_FLAG_HANDOFF)) {
+        kvi_request route = {.routed = 1, .route_epoch = v->epoch,
+                             .route_hash = kvi_coord_route_hash(v, req->opcode, req->key.data,
+                                                                req->key.len)};
+        kvi_request_encode_route(&frame, &route);
+        extra_flags |= KVI_FRAME_FLAG_ROUTED;
+    }
     op->refs++;
     int rc = kvi_client_submit(kvi_view_client(op->env.view, member), &frame, req->opcode,
                                extra_flags, is_write ? KVI_SUBMIT_WRITE : 0u, fn, ctx);

@@ -74,6 +74,13 @@ static inline int coord_is_self(const kvi_view *v, uint32_t member)
     return v->self >= 0 && (uint32_t)v->self == member;
 }
 
+/* Routes the op by fresh (its reference taken) from now on; the view it
+ * had is let go of off the loop when it was the last reference. */
+void coord_op_swap_view(coord_op *op, kvi_view *fresh);
+/* A member answered status: a refusal of the ring it was routed by makes
+ * the env learn the ring from it (kvi_coord_env.ring_stale). */
+void coord_op_answered(coord_op *op, uint32_t member, int status);
+
 /* Sends req to member with a completion callback; 0 when submitted (fn
  * will run, holding a reference on op until then), else the failure (fn
  * never runs). */

@@ -132,6 +132,7 @@ static void order_replicas(read_op *op)
 
 static void replica_ended(read_op *op, size_t i, int status)
 {
+    coord_op_answered(&op->base, op->pref[i], status);
     op->status[i] = status;
     op->ended[i] = 1;
     op->ended_n++;

@@ -18,6 +18,10 @@
  *   WRITING      the local write is staged with the loop iteration's other
  *                writes (cluster/write_stage.h), applied at its end
  *   REPLICATING  the local write is done; waiting for W acknowledgements
+ *   REROUTING    a replica refused the write as routed by an older ring
+ *                than its own: once this node's view has moved on, the
+ *                state written here goes to the key's homes in the newer
+ *                ring, counted afresh (once per write)
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -47,7 +51,12 @@ typedef struct write_slot {
     size_t i;
 } write_slot;
 
-enum { FORWARDING, PROBING_HOMES, PROBING_STANDINS, READING, WRITING, REPLICATING, WRITE_OVER };
+enum { FORWARDING, PROBING_HOMES, PROBING_STANDINS, READING, WRITING, REPLICATING, REROUTING,
+       WRITE_OVER };
+
+/* REROUTING waits for a newer view this often, this many times (2 s). */
+#define REROUTE_POLL_MS 10u
+#define REROUTE_POLLS 200u
 
 struct write_op {
     coord_op base;
@@ -96,6 +105,12 @@ struct write_op {
     unsigned fut_acked, fut_required;
     int self_future;          /* this node is a home of both rings */
     int started;              /* the state went out to the others */
+    /* Replicas that refused the key as routed by an older ring; whether
+     * the write was routed again, and the outcome it would have had. */
+    unsigned refused;
+    int rerouted;
+    unsigned polls;
+    int unrouted_rc;
     /* sync always: the local write waits for the group committer. */
     int local_pending;
     unsigned self_counts;
@@ -363,6 +378,8 @@ static void pending_answered(write_op *op, size_t k, const kvi_reply *reply)
     kvi_response resp;
     int rc = kvi_reply_decode(&resp, reply, KVI_OP_REPLICATE);
     const char *id = kvi_view_member_at(v, op->pend[k])->id;
+    coord_op_answered(&op->base, op->pend[k], rc);
+    op->refused += rc == KVI_ENOT_REPLICA;
     if (reply->rc == KV_OK && rc != KV_OK)
         kvi_log(op->base.env.log, KV_LOG_WARN, "future replica %s refused a write: %s", id,
                 kvi_error_last());
@@ -393,6 +410,8 @@ static void replica_answered(void *ctx, const kvi_reply *reply)
     int hinted = op->via[i] != op->home[i];
     kvi_response resp;
     int rc = kvi_reply_decode(&resp, reply, hinted ? KVI_OP_HINT : KVI_OP_REPLICATE);
+    coord_op_answered(&op->base, op->via[i], rc);
+    op->refused += rc == KVI_ENOT_REPLICA;
     if (reply->rc == KV_OK && rc != KV_OK)
         kvi_log(op->base.env.log, KV_LOG_WARN, "%s %s refused a write: %s",
                 hinted ? "stand-in" : "replica", v->members[op->via[i]].id, kvi_error_last());
@@ -492,6 +511,8 @@ static uint64_t expiry_after(uint64_t now_ms, uint64_t ttl_s)
     return now_ms + ttl_s * 1000u;
 }
 
+static int reroute_begin(write_op *op, int rc);
+
 static void replication_over(write_op *op)
 {
     if (op->sloppy && op->base.env.sloppy_writes)
@@ -503,10 +524,92 @@ static void replication_over(write_op *op)
         snprintf(op->why, sizeof op->why, "written to %u replicas, but to %u of the key's "
                  "homes once the topology change in progress finishes, %u required",
                  op->acked, op->fut_acked, op->fut_required);
-        complete(op, KV_EUNKNOWN_OUTCOME, op->why);
+        if (!reroute_begin(op, KV_EUNKNOWN_OUTCOME))
+            complete(op, KV_EUNKNOWN_OUTCOME, op->why);
         return;
     }
-    complete(op, rc, rc == KV_OK ? "" : kvi_error_last());
+    if (rc != KV_OK) {
+        snprintf(op->why, sizeof op->why, "%s", kvi_error_last());
+        if (reroute_begin(op, rc))
+            return;
+    }
+    complete(op, rc, rc == KV_OK ? "" : op->why);
+}
+
+/* ------------------------------------------------------------- rerouting */
+
+static void replication_timed_out(coord_op *base);
+
+/* The key's homes in the op's (newer) view, every copy to be sent again
+ * and counted afresh; the state written here counts if this node is a
+ * home there. */
+static int route_again(write_op *op)
+{
+    kvi_view *v = op->base.env.view;
+    const kvi_coord_write *w = &op->w;
+    op->n = kvi_coord_homes(v, w->key, w->key_len, op->home);
+    if (kvi_quorum_required(&op->required, w->consistency, w->w, (unsigned)op->n) != KV_OK)
+        return -1;
+    op->n_pend = kvi_coord_pending(v, w->key, w->key_len, op->home, op->n, op->pend,
+                                   op->home_future);
+    op->fut_required = op->n_pend ? op->required : 0;
+    op->self_home = op->self_future = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        op->self_home |= coord_is_self(v, op->home[i]);
+        op->self_future |= coord_is_self(v, op->home[i]) && op->home_future[i];
+        op->via[i] = op->home[i];
+        op->slots[i] = (write_slot){op, i};
+        op->sent[i] = op->ended[i] = 0;
+    }
+    memset(op->pend_ended, 0, sizeof op->pend_ended);
+    op->sent_n = op->ended_n = op->acked = op->unknown = op->sloppy = op->refused = 0;
+    op->self_counts = (unsigned)op->self_home;
+    op->acked = op->self_counts;
+    op->fut_acked = op->self_future ? op->self_counts : 0u;
+    return 0;
+}
+
+static void reroute_poll(coord_op *base)
+{
+    write_op *op = (write_op *)base;
+    if (op->phase != REROUTING)
+        return;
+    kvi_view *fresh = base->env.fresh_view(base->env.is_down_ctx);
+    if (!fresh || fresh->epoch <= base->env.view->epoch) {
+        kvi_view_unref(fresh);
+        if (++op->polls < REROUTE_POLLS)
+            coord_op_set_deadline(base, REROUTE_POLL_MS, reroute_poll);
+        else
+            complete(op, op->unrouted_rc, op->why);
+        return;
+    }
+    coord_op_swap_view(base, fresh);
+    if (route_again(op) != 0) {
+        complete(op, op->unrouted_rc, op->why);
+        return;
+    }
+    op->phase = REPLICATING;
+    start_replication(op);
+    coord_op_set_deadline(base, kvi_coord_timeout_ms(fresh), replication_timed_out);
+    coord_op_poke(base);
+}
+
+/* A replica refused the write as routed by an older ring (rc: the outcome
+ * it would have had): waits for this node's view to move on, then routes
+ * it again. 0 when it cannot: no refusal, once already, a copy still in
+ * flight, nothing to send, or no way to learn the view (a client). */
+static int reroute_begin(write_op *op, int rc)
+{
+    if (!op->refused || op->rerouted || !op->base.env.fresh_view ||
+        op->ended_n < op->sent_n || op->local_pending || op->encoded.failed ||
+        op->encoded.len == 0)
+        return 0;
+    op->rerouted = 1;
+    op->unrouted_rc = rc;
+    op->polls = 0;
+    op->phase = REROUTING;
+    coord_op_set_deadline(&op->base, REROUTE_POLL_MS, reroute_poll);
+    return 1;
 }
 
 static void replication_timed_out(coord_op *base)

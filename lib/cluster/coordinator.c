@@ -17,6 +17,8 @@
 #include "util/clock.h"
 #include "util/error.h"
 
+#include <xxhash.h>
+
 #define MAX_PREF KVI_COORD_MAX_PREF
 
 /* The preference list of a key, as member indexes. */
@@ -28,6 +30,23 @@ size_t kvi_coord_homes(const kvi_view *v, const void *key, size_t key_len, uint3
         n = MAX_PREF;
     memcpy(out, list, n * sizeof *out);
     return n;
+}
+
+uint64_t kvi_coord_route_hash(const kvi_view *v, uint8_t opcode, const void *key,
+                              size_t key_len)
+{
+    if (opcode == KVI_OP_REPLICATE)
+        return kvi_serial_homes_hash(v, key, key_len);
+    uint32_t homes[MAX_PREF];
+    size_t n = kvi_coord_homes(v, key, key_len, homes);
+    uint64_t h = 0x5245414455ull; /* "READ": unlike any write's */
+    for (size_t i = 0; i < n; i++) {
+        if (v->no_reads && homes[i] < v->n && v->no_reads[homes[i]])
+            continue;
+        const char *id = v->members[homes[i]].id;
+        h = XXH3_64bits_withSeed(id, strlen(id), h); /* chained: order counts */
+    }
+    return h;
 }
 
 size_t kvi_coord_pending(const kvi_view *v, const void *key, size_t key_len,

@@ -120,6 +120,13 @@ typedef struct kvi_coord_env {
      * few others are up. */
     int (*is_down)(void *ctx, const char *node_id);
     void *is_down_ctx;
+    /* A replica refused a request as routed by an older ring than its own:
+     * learn the newer ring from it, at addr (may be NULL; same ctx). A
+     * client learns it when the request fails (client/remote.c). */
+    void (*ring_stale)(void *ctx, const char *addr);
+    /* This node's view now, with a reference (same ctx; NULL: none): a
+     * write refused as routed by an older ring is routed again by it. */
+    kvi_view *(*fresh_view)(void *ctx);
     /* Where this node keeps hints for homes that did not take a write
      * (NULL in a client). */
     struct kvi_hints *hints;
@@ -179,6 +186,14 @@ size_t kvi_coord_pending(const kvi_view *v, const void *key, size_t key_len,
                          unsigned char *in_future);
 /* 1 when member is a future home of token (a change in progress). */
 int kvi_coord_future_home(const kvi_view *v, uint64_t token, uint32_t member);
+/* The route of a replica request for key in v (format/message.h): a
+ * hash of the replicas the request's kind goes to, which a replica
+ * computes from its own ring to tell whether a sender on another epoch
+ * routed the key as it would. A read (GET_STATE, READ_STATE): the current
+ * homes that answer reads. A write (REPLICATE): the homes of both rings
+ * (kvi_serial_homes_hash). */
+uint64_t kvi_coord_route_hash(const kvi_view *v, uint8_t opcode, const void *key,
+                              size_t key_len);
 /* Whether the failure detector holds member down (never this node), unless
  * it answered within the last two seconds. */
 int kvi_coord_down(const kvi_coord_env *env, uint32_t member);

@@ -74,6 +74,9 @@ struct kvi_membership {
      * current ring of the record this service holds; NULL alone. */
     kvi_topo_service *topo;
     atomic_int topo_changed; /* a newer record was taken: rebuild the view */
+    atomic_uint_fast64_t ring_asked_ms; /* when a refusing replica was last asked */
+    pthread_mutex_t poke_lock;          /* guards sync_started against stop */
+    int sync_started;                   /* m->sync may be poked */
     /* Without a record yet: how many rounds the members were asked for
      * theirs before this node forms the first one. Discovery thread. */
     unsigned record_asks;
@@ -833,12 +836,18 @@ static void take_record_members(kvi_membership *m)
 
 /* The topology service took a newer record (on whatever thread): the sync
  * thread rebuilds the view, since a view let go of on the peers loop
- * would wait for that loop. */
+ * would wait for that loop. It does so at once, not at its next tick:
+ * replicas refuse requests routed by an older ring than theirs, so the
+ * members' views should move together. */
 static void topology_changed(void *ctx, const kvi_topology *record)
 {
     kvi_membership *m = ctx;
     (void)record;
     atomic_store(&m->topo_changed, 1);
+    pthread_mutex_lock(&m->poke_lock);
+    if (m->sync_started)
+        kvi_ticker_poke(&m->sync);
+    pthread_mutex_unlock(&m->poke_lock);
 }
 
 /* Takes the members gossip tells of (members.h says which): a new member,
@@ -1109,6 +1118,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         m->n_seeds += (m->seeds[i] = strdup(cfg->seeds[i])) != NULL;
     kvi_members_init(&m->list);
     pthread_mutex_init(&m->lock, NULL);
+    pthread_mutex_init(&m->poke_lock, NULL);
     int ok = kvi_client_loop_new(&m->peers_loop) == KV_OK &&
              kvi_members_add(&m->list, cfg->self_id, cfg->self_addr, cfg->self_http, 0) == KV_OK;
     size_t configured = 0;
@@ -1170,6 +1180,11 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         ok = kvi_ticker_start(&m->discovery, discover, m) == 0;
         if (ok && m->gossip)
             ok = kvi_ticker_start(&m->sync, sync_gossip, m) == 0;
+        if (ok && m->gossip) {
+            pthread_mutex_lock(&m->poke_lock);
+            m->sync_started = 1;
+            pthread_mutex_unlock(&m->poke_lock);
+        }
         if (ok && m->topo)
             ok = kvi_ticker_start(&m->duties, do_duties, m) == 0;
     }
@@ -1191,6 +1206,9 @@ void kvi_membership_stop(kvi_membership *m)
         return;
     atomic_store(&m->stopping, 1);
     kvi_ticker_stop(&m->duties);
+    pthread_mutex_lock(&m->poke_lock);
+    m->sync_started = 0;
+    pthread_mutex_unlock(&m->poke_lock);
     kvi_ticker_stop(&m->sync);
     kvi_gossip_stop(m->gossip); /* announces the clean stop */
     kvi_ticker_stop(&m->discovery);
@@ -1202,6 +1220,7 @@ void kvi_membership_stop(kvi_membership *m)
     kvi_view_unref(m->view); /* views still in use keep the loop running */
     kvi_client_loop_release(m->peers_loop);
     pthread_mutex_destroy(&m->lock);
+    pthread_mutex_destroy(&m->poke_lock);
     free(m);
 }
 
@@ -1281,6 +1300,16 @@ int kvi_membership_joining(kvi_membership *m)
                   strcmp(t.op_member, m->self_id) == 0;
     kvi_topology_free(&t);
     return joining;
+}
+
+void kvi_membership_learn_ring(kvi_membership *m, const char *addr)
+{
+    if (!m || !m->topo || !addr)
+        return;
+    uint64_t now = kvi_now_ms(), last = atomic_load(&m->ring_asked_ms);
+    if (now < last + 100 || !atomic_compare_exchange_strong(&m->ring_asked_ms, &last, now))
+        return;
+    kvi_topo_service_fetch(m->topo, addr);
 }
 
 int kvi_membership_record(kvi_membership *m, kvi_topology *out)

@@ -123,6 +123,10 @@ int kvi_membership_joining(kvi_membership *m);
 /* A copy of the topology record this node holds (out initialised by the
  * caller). KV_OK, KV_ENOTSUP (not in a cluster), KV_ENOMEM. */
 int kvi_membership_record(kvi_membership *m, struct kvi_topology *out);
+/* A replica at addr refused a request as routed by an older ring than its
+ * own: ask it for its record (at most once per 100 ms, however many
+ * requests it refused). Any thread. */
+void kvi_membership_learn_ring(kvi_membership *m, const char *addr);
 /* The epoch of the topology record this node holds; 0: none (or alone). */
 uint64_t kvi_membership_epoch(kvi_membership *m);
 

@@ -216,6 +216,12 @@ int kvi_view_from_json(kvi_view **out, const void *json, size_t len,
             .client_opts = client_opts, .client_flags = client_flags, .log = log,
             .loop = loop, .no_reads = no_reads,
         };
+        /* The epoch of the record the members' states come from: the
+         * client's reads carry it (docs/design/TOPOLOGY.md). */
+        const cJSON *topo = cJSON_GetObjectItemCaseSensitive(root, "topology");
+        const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(topo, "epoch");
+        if (cJSON_IsNumber(epoch) && epoch->valuedouble >= 1 && epoch->valuedouble < 9.0e15)
+            cfg.epoch = (uint64_t)epoch->valuedouble;
         rc = kvi_view_build(out, &cfg);
     }
     /* The limits the nodes enforce; a description without them (an older

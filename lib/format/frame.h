@@ -9,8 +9,10 @@
  *   off  3  u8    opcode      kvi_opcode
  *   off  4  u16   flags       bit 0: response; in requests, bit 1: the caller
  *                             wants siblings (SIBLINGS/MERGE policy; else
- *                             LWW), bit 2: forwarded by a node; other bits
- *                             must be 0
+ *                             LWW), bit 2: forwarded by a node, bit 3:
+ *                             a handed-off hint, bit 4: home replicas
+ *                             only, bit 5: the body ends with the route
+ *                             (epoch, replicas hash); other bits must be 0
  *   off  6  i16   status      KV_OK or a KV_E* code; 0 in requests
  *   off  8  u64   request id  chosen by the requester, echoed in the response,
  *                             so many requests share one connection and are
@@ -39,7 +41,12 @@
 /* A write that may be acknowledged only by home replicas: no stand-ins
  * (sloppy quorum off for this request, as Riak's pw). */
 #define KVI_FRAME_FLAG_HOME_ONLY 0x0010u
-#define KVI_FRAME_FLAGS_KNOWN 0x001fu
+/* A replica request routed by a ring of the topology (GET_STATE,
+ * READ_STATE, REPLICATE): its body ends with the route, u64 epoch
+ * of the sender's ring and u64 hash of the key's replicas in it
+ * (format/message.h, kvi_request.routed). */
+#define KVI_FRAME_FLAG_ROUTED 0x0020u
+#define KVI_FRAME_FLAGS_KNOWN 0x003fu
 /* Default and absolute largest body: a batch of large values must fit, a
  * frame claiming gigabytes must not make anyone allocate them. */
 #define KVI_FRAME_DEFAULT_MAX_BODY (4u * 1024u * 1024u)

@@ -208,6 +208,41 @@ int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_
     return kvi_reader_done(&r);
 }
 
+int kvi_request_routable(uint8_t opcode)
+{
+    return opcode == KVI_OP_GET_STATE || opcode == KVI_OP_READ_STATE ||
+           opcode == KVI_OP_REPLICATE;
+}
+
+#define ROUTE_BYTES 16u
+
+int kvi_request_decode_frame(kvi_request *out, const kvi_frame_header *h, const void *body)
+{
+    size_t len = h->body_len;
+    if (!(h->flags & KVI_FRAME_FLAG_ROUTED))
+        return kvi_request_decode(out, h->opcode, body, len);
+    if (!kvi_request_routable(h->opcode) || len < ROUTE_BYTES) {
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    len -= ROUTE_BYTES;
+    if (kvi_request_decode(out, h->opcode, body, len) != 0)
+        return -1;
+    kvi_reader r = kvi_reader_init((const unsigned char *)body + len, ROUTE_BYTES);
+    out->routed = 1;
+    out->route_epoch = kvi_read_u64(&r);
+    out->route_hash = kvi_read_u64(&r);
+    return kvi_reader_done(&r);
+}
+
+void kvi_request_encode_route(kvi_buf *b, const kvi_request *req)
+{
+    if (!req->routed)
+        return;
+    kvi_buf_u64(b, req->route_epoch);
+    kvi_buf_u64(b, req->route_hash);
+}
+
 void kvi_request_next_item(kvi_request *req, kvi_batch_item *item)
 {
     read_item(&req->batch_ops, item);

@@ -114,6 +114,14 @@ typedef struct kvi_request {
     uint8_t scan_flags;   /* KVI_SCAN_* (format/scan.h) */
     uint32_t limit;       /* keys wanted, 1..KV_SCAN_MAX_LIMIT */
     uint64_t last_token;  /* SCAN_RANGE: the range's last token */
+    /* The route of a replica request (KVI_FRAME_FLAG_ROUTED): the epoch
+     * of the ring the sender routed it by, and the hash of the key's
+     * replicas in that ring (cluster/serial.h, kvi_serial_homes_hash), so
+     * a replica on another epoch can tell whether the key's replicas
+     * differ. Encoded after the body when routed is set. */
+    int routed;
+    uint64_t route_epoch;
+    uint64_t route_hash;
 } kvi_request;
 
 /* One operation of a batch request. */
@@ -129,6 +137,16 @@ typedef struct kvi_batch_item {
  * body cannot hold). Batch operations are all checked here, so iterating
  * them with kvi_request_next_item afterwards cannot fail. */
 int kvi_request_decode(kvi_request *out, uint8_t opcode, const void *body, size_t len);
+/* Decodes the body of the request frame h: the route first (flag
+ * KVI_FRAME_FLAG_ROUTED; only on GET_STATE, READ_STATE and REPLICATE),
+ * then the body as kvi_request_decode. 0, or -1 (malformed, or
+ * a route on another opcode). */
+int kvi_request_decode_frame(kvi_request *out, const kvi_frame_header *h, const void *body);
+/* 1 when the opcode may carry a route. */
+int kvi_request_routable(uint8_t opcode);
+/* Appends req's route when req->routed (after kvi_request_encode); the
+ * frame then needs KVI_FRAME_FLAG_ROUTED. */
+void kvi_request_encode_route(kvi_buf *b, const kvi_request *req);
 /* The next batch operation; call batch_count times after a decode. */
 void kvi_request_next_item(kvi_request *req, kvi_batch_item *item);
 

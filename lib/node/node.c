@@ -55,6 +55,16 @@ static int member_down(void *ctx, const char *node_id)
     return kvi_membership_is_down(ctx, node_id);
 }
 
+static void ring_stale(void *ctx, const char *addr)
+{
+    kvi_membership_learn_ring(ctx, addr);
+}
+
+static kvi_view *fresh_view(void *ctx)
+{
+    return kvi_membership_view(ctx);
+}
+
 int kvi_node_coord_env(kvi_node *n, kvi_coord_env *env)
 {
     env->view = kvi_membership_view(n->membership);
@@ -62,6 +72,8 @@ int kvi_node_coord_env(kvi_node *n, kvi_coord_env *env)
     env->log = n->log;
     env->is_down = member_down;
     env->is_down_ctx = n->membership;
+    env->ring_stale = ring_stale;
+    env->fresh_view = fresh_view;
     env->hints = &n->hints;
     env->sloppy_writes = &n->sloppy_writes;
     env->read_repairs = &n->read_repairs;
@@ -334,7 +346,7 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
     kvi_response resp = {0};
     kv_write_options wo;
     int rc;
-    if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0) {
+    if (kvi_request_decode_frame(&req, h, body) != 0) {
         rc = kvi_error(KV_EINVAL, "malformed request body for opcode %u (%u bytes)",
                        h->opcode, h->body_len);
         kvi_node_respond(out, h, rc, &resp);

@@ -187,7 +187,7 @@ int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_heade
     if (h->opcode == KVI_OP_BATCH)
         return kvi_node_batch_start(n, p, h, body, out) == KV_OK ? 0 : POOL_BLOCKING;
     kvi_request req;
-    if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0)
+    if (kvi_request_decode_frame(&req, h, body) != 0)
         return POOL_BLOCKING; /* the usual handler says what is wrong */
     pending *q = malloc(sizeof *q);
     if (!q)

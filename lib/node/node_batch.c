@@ -191,7 +191,7 @@ int kvi_node_batch_start(kvi_node *n, kvi_server_pending *p, const kvi_frame_hea
                          const unsigned char *body, kvi_buf *out)
 {
     kvi_request req;
-    if (kvi_request_decode(&req, h->opcode, body, h->body_len) != 0)
+    if (kvi_request_decode_frame(&req, h, body) != 0)
         return KV_EINVAL; /* not taken: the usual handler says what is wrong */
     batch_pending *q = malloc(sizeof *q);
     if (!q)

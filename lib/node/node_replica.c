@@ -54,7 +54,23 @@ static int check_replica_request(kvi_node *n, const kvi_view *v, const kvi_reque
     if (rc != KV_OK)
         return rc;
     uint64_t token = kvi_key_token(req->key.data, req->key.len);
-    if (v && !(h->flags & KVI_FRAME_FLAG_HANDOFF)) {
+    /* A request routed by another epoch's ring (docs/design/TOPOLOGY.md):
+     * from an older one, refused when this node's ring sends the key to
+     * other replicas (a write that skipped a joining member, a read of a
+     * member that no longer serves the key), so the sender learns the ring
+     * and routes again; from a newer one, taken on the sender's word, as
+     * this node is a replica there. */
+    int newer = 0;
+    if (v && v->epoch && req->routed && !(h->flags & KVI_FRAME_FLAG_HANDOFF)) {
+        if (req->route_epoch < v->epoch &&
+            kvi_coord_route_hash(v, h->opcode, req->key.data, req->key.len) != req->route_hash)
+            return kvi_error(KVI_ENOT_REPLICA, "the request was routed by the ring of epoch "
+                             "%llu; this node's, of epoch %llu, gives the key other replicas",
+                             (unsigned long long)req->route_epoch,
+                             (unsigned long long)v->epoch);
+        newer = req->route_epoch > v->epoch;
+    }
+    if (v && !(h->flags & KVI_FRAME_FLAG_HANDOFF) && !newer) {
         const uint32_t *pref;
         size_t count = kvi_ring_preference(v->ring, token, &pref);
         int mine = 0;
@@ -360,7 +376,7 @@ static void paxos_on_loop(kvi_node *n, kvi_server_pending **ps, kvi_server_reque
             continue;
         const kvi_frame_header *h = reqs[i].h;
         kvi_request req;
-        int rc = kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
+        int rc = kvi_request_decode_frame(&req, h, reqs[i].body) != 0
                      ? kvi_error(KV_EINVAL, "malformed request body for opcode %u", h->opcode)
                      : paxos_msg_of(n, v, &req, h, &msgs[k], st);
         if (rc != KV_OK) {
@@ -524,7 +540,7 @@ void kvi_node_replication_loop_batch(void *ctx, kvi_server_pending **ps,
         const kvi_frame_header *h = reqs[i].h;
         kvi_request req;
         int rc = (h->opcode != KVI_OP_REPLICATE && h->opcode != KVI_OP_REPAIR) ||
-                         kvi_request_decode(&req, h->opcode, reqs[i].body, h->body_len) != 0
+                         kvi_request_decode_frame(&req, h, reqs[i].body) != 0
                      ? -1 : check_replica_request(n, v, &req, h, &states[i]);
         if (rc == -1) {
             kvi_node_handle_request(n, h, reqs[i].body, reqs[i].out); /* answers errors too */

@@ -79,7 +79,7 @@ static int take_request(kvi_node *n, const kvi_server_request *req, struct local
 {
     const kvi_frame_header *h = req->h;
     kvi_request r;
-    if (kvi_request_decode(&r, h->opcode, req->body, h->body_len) != 0)
+    if (kvi_request_decode_frame(&r, h, req->body) != 0)
         return kvi_error(KV_EINVAL, "malformed request body for opcode %u (%u bytes)",
                          h->opcode, h->body_len);
     kv_write_options wo = KV_WRITE_OPTIONS_INIT;

@@ -11,6 +11,7 @@ static void *tick_loop(void *arg)
     while (!t->stopping) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
+        t->poked = 0;
         pthread_mutex_unlock(&t->lock);
         uint32_t next_ms = t->fn(t->ctx);
         pthread_mutex_lock(&t->lock);
@@ -19,8 +20,9 @@ static void *tick_loop(void *arg)
         uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)next_ms * 1000000u;
         until.tv_sec += (time_t)(ns / 1000000000u);
         until.tv_nsec = (long)(ns % 1000000000u);
-        while (!t->stopping && pthread_cond_timedwait(&t->wake, &t->lock, &until) == 0)
-            ; /* woken early only to stop */
+        while (!t->stopping && !t->poked &&
+               pthread_cond_timedwait(&t->wake, &t->lock, &until) == 0)
+            ; /* woken early only to stop or to tick at once */
     }
     pthread_mutex_unlock(&t->lock);
     return NULL;
@@ -59,6 +61,14 @@ void kvi_ticker_stop(kvi_ticker *t)
     pthread_cond_destroy(&t->wake);
     pthread_mutex_destroy(&t->lock);
     t->fn = NULL;
+}
+
+void kvi_ticker_poke(kvi_ticker *t)
+{
+    pthread_mutex_lock(&t->lock);
+    t->poked = 1;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
 }
 
 int kvi_ticker_stopping(kvi_ticker *t)

@@ -23,6 +23,7 @@ typedef struct kvi_ticker {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int stopping;
+    int poked;   /* kvi_ticker_poke: tick again at once */
     int running;
     pthread_t thread;
     kvi_tick_fn fn;
@@ -35,6 +36,9 @@ int kvi_ticker_start(kvi_ticker *t, kvi_tick_fn fn, void *ctx);
 /* Stops and joins the thread. Safe on a ticker that never started (zeroed
  * or failed to start), and more than once. */
 void kvi_ticker_stop(kvi_ticker *t);
+/* Runs the next tick at once (after the running one, if any) instead of
+ * when it is due. Any thread, once started. */
+void kvi_ticker_poke(kvi_ticker *t);
 /* 1 once kvi_ticker_stop has been called. */
 int kvi_ticker_stopping(kvi_ticker *t);
 

@@ -51,6 +51,49 @@ static void header_round_trip(void **state)
     kvi_buf_free(&b);
 }
 
+/* A replica request's route rides after its body under the ROUTED flag;
+ * a route on another opcode, or one cut short, is malformed. */
+static void a_route_rides_after_the_body(void **state)
+{
+    (void)state;
+    kvi_buf b = {0};
+    kvi_request req = {.opcode = KVI_OP_REPLICATE, .key = bytes("k"), .value = bytes("state"),
+                       .routed = 1, .route_epoch = 7, .route_hash = 0xfeedfacecafebeefull};
+    kvi_request_encode(&b, &req);
+    size_t plain = b.len;
+    kvi_request_encode_route(&b, &req);
+    assert_int_equal(b.len, plain + 16);
+    kvi_frame_header h = {.opcode = KVI_OP_REPLICATE, .flags = KVI_FRAME_FLAG_ROUTED,
+                          .body_len = (uint32_t)b.len};
+    kvi_request out;
+    assert_int_equal(kvi_request_decode_frame(&out, &h, b.data), 0);
+    assert_int_equal(out.routed, 1);
+    assert_int_equal(out.route_epoch, 7);
+    assert_true(out.route_hash == 0xfeedfacecafebeefull);
+    assert_int_equal(out.key.len, 1);
+    assert_int_equal(out.value.len, 5);
+    /* Without the flag the route is trailing bytes. */
+    h.flags = 0;
+    assert_int_equal(kvi_request_decode_frame(&out, &h, b.data), -1);
+    /* Cut short: the route takes the body's last bytes, which no longer
+     * decode. */
+    h.flags = KVI_FRAME_FLAG_ROUTED;
+    for (uint32_t cut = 0; cut < 16; cut++) {
+        h.body_len = cut;
+        assert_int_equal(kvi_request_decode_frame(&out, &h, b.data), -1);
+    }
+    h.body_len = (uint32_t)b.len - 1;
+    assert_int_equal(kvi_request_decode_frame(&out, &h, b.data), -1);
+    /* Only replica requests are routed. */
+    h.opcode = KVI_OP_PUT;
+    h.body_len = (uint32_t)b.len;
+    assert_int_equal(kvi_request_decode_frame(&out, &h, b.data), -1);
+    assert_int_equal(kvi_request_routable(KVI_OP_GET_STATE), 1);
+    assert_int_equal(kvi_request_routable(KVI_OP_READ_STATE), 1);
+    assert_int_equal(kvi_request_routable(KVI_OP_HINT), 0);
+    kvi_buf_free(&b);
+}
+
 static void every_request_round_trips(void **state)
 {
     (void)state;
@@ -313,6 +356,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(header_round_trip),
         cmocka_unit_test(every_request_round_trips),
+        cmocka_unit_test(a_route_rides_after_the_body),
         cmocka_unit_test(batch_request_round_trip),
         cmocka_unit_test(responses_round_trip),
         cmocka_unit_test(bad_headers_are_named),

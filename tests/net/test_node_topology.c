@@ -17,6 +17,7 @@
 
 #include <cJSON.h>
 #include <kv/kv.h>
+#include "cluster/coordinator.h"
 #include "cluster/ring.h"
 #include "cluster/topology.h"
 #include "cluster/topology_service.h"
@@ -37,6 +38,12 @@ typedef struct joiner {
     pthread_mutex_t lock;
     char seen[KEYS];
     unsigned other;
+    uint64_t min_epoch; /* the lowest epoch a write was routed with */
+    unsigned unrouted;  /* writes without a route */
+    /* Per key, the last write's body (route left out) and route hash. */
+    unsigned char *body[KEYS];
+    size_t body_len[KEYS];
+    uint64_t route_hash[KEYS];
 } joiner;
 
 static void joiner_handle(void *ctx, const kvi_frame_header *h, const unsigned char *body,
@@ -45,7 +52,7 @@ static void joiner_handle(void *ctx, const kvi_frame_header *h, const unsigned c
     joiner *j = ctx;
     kvi_request req;
     if (h->opcode != KVI_OP_REPLICATE ||
-        kvi_request_decode(&req, h->opcode, body, h->body_len) != 0) {
+        kvi_request_decode_frame(&req, h, body) != 0) {
         kvi_error_frame(out, h->opcode, h->request_id, KV_ENOTSUP, 0, "a stand-in");
         return;
     }
@@ -57,8 +64,20 @@ static void joiner_handle(void *ctx, const kvi_frame_header *h, const unsigned c
         k = atoi(num);
     }
     pthread_mutex_lock(&j->lock);
-    if (k >= 0 && k < KEYS)
+    if (!req.routed)
+        j->unrouted++;
+    else if (!j->min_epoch || req.route_epoch < j->min_epoch)
+        j->min_epoch = req.route_epoch;
+    if (k >= 0 && k < KEYS) {
         j->seen[k] = 1;
+        size_t len = h->body_len - (req.routed ? 16u : 0u);
+        free(j->body[k]);
+        j->body[k] = malloc(len);
+        assert_non_null(j->body[k]);
+        memcpy(j->body[k], body, len);
+        j->body_len[k] = len;
+        j->route_hash[k] = req.route_hash;
+    }
     else
         j->other++;
     pthread_mutex_unlock(&j->lock);
@@ -119,6 +138,37 @@ static int wait_operation(inproc_nodes *c, int i, int want)
         sleep_ms(100);
     }
     return 0;
+}
+
+/* Sends node addr a REPLICATE of body with the route (epoch, hash), as a
+ * member would; the status of its answer, its message in kv_error_last. */
+static int replicate_routed(const char *addr, const unsigned char *body, size_t len,
+                            uint64_t epoch, uint64_t hash)
+{
+    kvi_client *cl;
+    const char *eps[] = {addr};
+    assert_int_equal(kvi_client_open(&cl, eps, 1, NULL, NULL), KV_OK);
+    kvi_buf routed = {0};
+    kvi_buf_raw(&routed, body, len);
+    kvi_request route = {.routed = 1, .route_epoch = epoch, .route_hash = hash};
+    kvi_request_encode_route(&routed, &route);
+    assert_false(routed.failed);
+    kvi_fanout fo;
+    kvi_fanout_init(&fo);
+    kvi_call *call = kvi_call_start_raw(cl, &fo, KVI_OP_REPLICATE, routed.data, routed.len,
+                                        KVI_FRAME_FLAG_ROUTED, 1);
+    struct timespec deadline = kvi_deadline_after(5000);
+    (void)kvi_fanout_wait(&fo, 1, 1, &deadline); /* until it ended, either way */
+    kvi_frame_header h;
+    unsigned char *answer = NULL;
+    kvi_response resp;
+    assert_int_equal(kvi_call_finish(call, &h, &answer), KV_OK);
+    int rc = kvi_call_decode(&resp, KVI_OP_REPLICATE, &h, answer);
+    free(answer);
+    kvi_fanout_destroy(&fo);
+    kvi_buf_free(&routed);
+    kvi_client_close(cl);
+    return rc;
 }
 
 static void writes_reach_the_homes_of_both_rings_during_a_join(void **state)
@@ -193,6 +243,28 @@ static void writes_reach_the_homes_of_both_rings_during_a_join(void **state)
     assert_true(expected > KEYS / 2);
     assert_int_equal(got, expected);
     assert_int_equal(wrong, 0);
+    /* Each write carried the route it was sent by: the join's epoch. */
+    pthread_mutex_lock(&j.lock);
+    assert_int_equal(j.unrouted, 0);
+    assert_true(j.min_epoch == joining.epoch);
+    pthread_mutex_unlock(&j.lock);
+
+    /* A replica on the join's epoch refuses a write routed by an older
+     * ring that sends the key elsewhere (here: a route hash unlike its
+     * own), and takes one routed as its own ring would, or by a newer
+     * ring (it is the one behind). */
+    int g = 0;
+    while (!gains[g])
+        g++;
+    const unsigned char *gbody = j.body[g];
+    size_t glen = j.body_len[g];
+    uint64_t ghash = j.route_hash[g], e = joining.epoch;
+    assert_int_equal(replicate_routed(c.listen[1], gbody, glen, e - 1, ghash), KV_OK);
+    rc = replicate_routed(c.listen[1], gbody, glen, e - 1, ghash ^ 1);
+    printf("a write routed by the ring of epoch %llu, its replicas unlike n2's: %s\n",
+           (unsigned long long)(e - 1), kv_error_last());
+    assert_int_equal(rc, KVI_ENOT_REPLICA);
+    assert_int_equal(replicate_routed(c.listen[1], gbody, glen, e + 1, ghash ^ 1), KV_OK);
 
     /* n4 gone: a write at ALL reaches all three current homes but not W=3
      * of the future ones: not a success. One at QUORUM still is. */
@@ -228,6 +300,8 @@ static void writes_reach_the_homes_of_both_rings_during_a_join(void **state)
     kvi_topo_service_close(admin);
     kvi_client_loop_release(loop);
     pthread_mutex_destroy(&j.lock);
+    for (int i = 0; i < KEYS; i++)
+        free(j.body[i]);
     inproc_down(&c);
 }
 

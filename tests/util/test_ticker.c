@@ -56,6 +56,29 @@ static void stop_wakes_a_long_wait(void **state)
     kvi_ticker_stop(&t); /* twice is harmless */
 }
 
+/* A poke runs the next tick at once, an hour before it is due. */
+static void a_poke_ticks_at_once(void **state)
+{
+    (void)state;
+    counter c = {0, 1000, 3600u * 1000u};
+    kvi_ticker t;
+    assert_int_equal(kvi_ticker_start(&t, tick, &c), 0);
+    for (int i = 0; i < 60000 && atomic_load(&c.ticks) < 1; i++) { /* the first, at start */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    for (int want = 2; want <= 4; want++) {
+        /* Bounded (60 s): without the poke the tick is an hour away. */
+        kvi_ticker_poke(&t);
+        for (int i = 0; i < 60000 && atomic_load(&c.ticks) < want; i++) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        assert_true(atomic_load(&c.ticks) >= want);
+    }
+    kvi_ticker_stop(&t);
+}
+
 static void a_ticker_never_started_stops_quietly(void **state)
 {
     (void)state;
@@ -69,6 +92,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ticks_until_done),
         cmocka_unit_test(stop_wakes_a_long_wait),
+        cmocka_unit_test(a_poke_ticks_at_once),
         cmocka_unit_test(a_ticker_never_started_stops_quietly),
     };
     return cmocka_run_group_tests_name("util.ticker", tests, NULL, NULL);
