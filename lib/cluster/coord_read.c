@@ -37,7 +37,11 @@ typedef struct read_slot {
     size_t i;
 } read_slot;
 
-enum { GATHERING, REPAIRING, READ_OVER };
+enum { GATHERING, REPAIRING, REROUTING, READ_OVER };
+
+/* REROUTING waits for a newer view this often, this many times (2 s). */
+#define REROUTE_POLL_MS 10u
+#define REROUTE_POLLS 200u
 
 struct read_op {
     coord_op base;
@@ -48,9 +52,11 @@ struct read_op {
     int siblings, want_report;
     coord_read_state_fn state_fn; /* set: a CAS's read, ends with the merged state */
     void *state_ctx;
-    size_t n;
+    size_t n, n_states;       /* homes; states allocated (n_states + 1) */
     uint32_t pref[MAX_PREF];
     read_slot slots[MAX_PREF];
+    int rerouted;             /* read again by a newer view, once */
+    unsigned polls;
     /* n + 1 states (a state is kilobytes: only as many as replicas), the
      * last one the merge. Not zeroed: each is set before it is read. */
     kvi_state *states;
@@ -281,6 +287,60 @@ static void start_repairs(read_op *op)
     }
 }
 
+/* ------------------------------------------------------------- rerouting */
+
+static void read_begin(coord_op *base);
+
+/* A replica refused the read as routed by an older ring than its own: the
+ * node's view moves on within a moment (the refusing replica was asked
+ * for its record); then the read starts again by it, once. */
+static void reroute_poll(coord_op *base)
+{
+    read_op *op = (read_op *)base;
+    if (op->phase != REROUTING)
+        return;
+    kvi_view *fresh = base->env.fresh_view(base->env.is_down_ctx);
+    if (!fresh || fresh->epoch <= base->env.view->epoch) {
+        kvi_view_unref(fresh);
+        if (++op->polls < REROUTE_POLLS)
+            coord_op_set_deadline(base, REROUTE_POLL_MS, reroute_poll);
+        else
+            complete(op, KVI_ENOT_REPLICA);
+        return;
+    }
+    coord_op_swap_view(base, fresh);
+    order_replicas(op);
+    if (op->n > op->n_states) { /* more homes than states kept: never with one N */
+        complete(op, KVI_ENOT_REPLICA);
+        return;
+    }
+    memset(op->status, 0, sizeof op->status);
+    memset(op->asked, 0, sizeof op->asked);
+    memset(op->ended, 0, sizeof op->ended);
+    memset(op->repaired, 0, sizeof op->repaired);
+    op->next = 0;
+    op->started = op->ended_n = op->ok_n = op->answered = 0;
+    op->repairs_sent = op->repairs_ended = 0;
+    op->speculated = 0;
+    kvi_buf_reset(&op->encoded);
+    op->phase = GATHERING;
+    read_begin(base);
+}
+
+/* 0 when the read cannot start again: once already, a message still in
+ * flight (its answer would land in the new round), or no way to learn the
+ * view (a client, which asks the replica itself: client/remote.c). */
+static int reroute_begin(read_op *op)
+{
+    if (op->rerouted || !op->base.env.fresh_view || op->ended_n < op->started)
+        return 0;
+    op->rerouted = 1;
+    op->polls = 0;
+    op->phase = REROUTING;
+    coord_op_set_deadline(&op->base, REROUTE_POLL_MS, reroute_poll);
+    return 1;
+}
+
 /* Enough have answered, or no more will in time: merge what came. */
 static void end_gathering(read_op *op)
 {
@@ -301,7 +361,8 @@ static void end_gathering(read_op *op)
     for (size_t i = 0; i < op->n; i++)
         if (op->status[i] == KVI_ENOT_REPLICA) {
             snprintf(op->why, sizeof op->why, "a replica has another view of the ring");
-            complete(op, KVI_ENOT_REPLICA);
+            if (!reroute_begin(op))
+                complete(op, KVI_ENOT_REPLICA);
             return;
         }
     /* A replica that refused the key itself (over its key size limit: a
@@ -413,6 +474,7 @@ static int read_new(read_op **out, const kvi_coord_env *env, const void *key, si
     }
     op->states = states;
     op->merged = &states[n];
+    op->n_states = n;
     coord_op_init(&op->base, env, fn, ctx);
     kvi_loop_timer_init(&op->speculate, speculate_now, op);
     op->base.step = read_step;
