@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs the Debian 12 packages that building and testing libkv need, and
-# only those that are missing (so a second run is instant). With the argument
-# `bench`, also the anchors the benchmarks run against (db_bench, Redis,
-# etcd).
+# only those that are missing (so a second run is instant). etcd is among
+# them: net.etcd runs the etcd client against a real one. With the argument
+# `bench`, also the anchors the benchmarks run against (db_bench, Redis; and
+# etcd, from the base list).
 # Needs root when anything is missing.
 set -eu
 
@@ -28,9 +29,11 @@ clang-14
 libclang-rt-14-dev
 nftables
 iproute2
+etcd-server
+etcd-client
 "
 if [ "${1:-}" = bench ]; then
-    PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools etcd-server"
+    PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools"
     # bindings/python/bench.py's anchors
     PACKAGES="$PACKAGES python3-plyvel python3-lmdb python3-redis"
     # bindings/go/bench-goleveldb's anchor (Go sources under /usr/share/gocode)
