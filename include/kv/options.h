@@ -181,7 +181,7 @@ typedef int (*kv_merge_fn)(void *ctx, kv_merge_result *result, const void *key,
 
 /* ------------------------------------------------------------ node options */
 
-#define KV_NODE_OPTIONS_VERSION 8
+#define KV_NODE_OPTIONS_VERSION 9
 
 /** Options of kv_node_start (a storage node hosted in-process). */
 typedef struct kv_node_options {
@@ -313,6 +313,16 @@ typedef struct kv_node_options {
      * this node's store holds the cluster's topology, ignored (a restart
      * with the flag still set goes on as a member, or resumes the replace). */
     int replace;
+    /* ---- version 9 ---- */
+    /** Where the cluster's topology record is kept: NULL (default) among
+     * the members themselves (Paxos per change, spread by gossip), or
+     * "etcd://HOST:PORT[,HOST:PORT...]/PREFIX": in etcd, through its v3
+     * JSON gateway, changed by transactions that compare the record's
+     * revision, watched by every member, with a lease per member on
+     * PREFIX/members/ID. Every member of a cluster must be given the same.
+     * When etcd cannot be reached the node serves on the record it holds
+     * and refuses topology changes. Copied. See docs/CLUSTER.md. */
+    const char *metadata;
 } kv_node_options;
 
 /** ae_interval_s value meaning "no periodic exchanges". */
@@ -321,7 +331,7 @@ typedef struct kv_node_options {
 #define KV_NODE_OPTIONS_INIT \
     { KV_NODE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0, 0, 0, \
       KV_POLICY_LWW, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0, \
-      0, 0 }
+      0, 0, NULL }
 
 /**
  * kv_node_options_init - fill opts with the defaults of the given version.

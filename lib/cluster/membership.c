@@ -13,6 +13,8 @@
 #include "net/client.h"
 #include "cluster/ring.h"
 #include "cluster/gossip.h"
+#include "cluster/topology_etcd.h"
+#include "net/etcd.h"
 #include "cluster/members.h"
 #include "cluster/topology.h"
 #include "cluster/topology_service.h"
@@ -75,6 +77,11 @@ struct kvi_membership {
     kvi_topo_service *topo;
     atomic_int topo_changed; /* a newer record was taken: rebuild the view */
     atomic_uint_fast64_t ring_asked_ms; /* when a refusing replica was last asked */
+    /* etcd mode: the handle (its watch and the member's lease run on
+     * threads of its own) and what the watch takes records into. */
+    kvi_etcd *etcd;
+    kvi_topo_etcd_watcher watcher;
+    int first_said;                     /* logged that etcd refused epoch 1 */
     pthread_mutex_t poke_lock;          /* guards sync_started against stop */
     int sync_started;                   /* m->sync may be poked */
     /* Without a record yet: how many rounds the members were asked for
@@ -572,7 +579,7 @@ static int take_place_by_record(kvi_membership *m, const kvi_topology *t, kvi_to
     self.addr = strdup(m->list.items[0].addr);
     self.http = m->list.items[0].http ? strdup(m->list.items[0].http) : NULL;
     pthread_mutex_unlock(&m->lock);
-    char err[300] = "";
+    char err[600] = "";
     int rc = self.id && self.addr ? KV_OK : KV_ENOMEM;
     if (rc == KV_OK && op == KVI_TOPO_OP_REPLACE &&
         replaced_member_alive(m, t, self.id, self.addr, err, sizeof err))
@@ -621,10 +628,14 @@ static void form_first_record(kvi_membership *m)
     kvi_topology first;
     kvi_topology_init(&first);
     if (ids && addrs && https &&
-        kvi_topology_first(&first, m->replicas, m->vnodes, ids, addrs, https, m->list.n) == KV_OK)
-        kvi_topo_service_adopt(m->topo, &first);
-    else
+        kvi_topology_first(&first, m->replicas, m->vnodes, ids, addrs, https, m->list.n) == KV_OK) {
+        /* In etcd mode, recorded there unless a member was first. */
+        if (kvi_topo_service_first(m->topo, &first) != KV_OK && !m->first_said++)
+            kvi_log(m->log, KV_LOG_WARN, "cannot record the cluster's first topology (trying "
+                    "again): %s", kvi_error_last());
+    } else {
         kvi_log(m->log, KV_LOG_ERROR, "cannot form the cluster's first topology record");
+    }
     kvi_topology_free(&first);
     free(ids);
     free(addrs);
@@ -1030,20 +1041,54 @@ static uint32_t do_duties(void *arg)
     return VERIFY_INTERVAL_MS;
 }
 
+/* etcd mode: the handle, and this member's lease on PREFIX/members/ID
+ * (what etcd shows of who is alive; gossip and the failure detector still
+ * decide where requests go). 1, or 0 with m->topo_refusal set. */
+static int open_metadata(kvi_membership *m, const kvi_membership_config *cfg)
+{
+    kvi_etcd_config ec = {.url = cfg->metadata, .timeout_ms = m->request_timeout_ms,
+                          .log = cfg->log};
+    if (kvi_etcd_open(&m->etcd, &ec) != KV_OK) {
+        snprintf(m->topo_refusal, sizeof m->topo_refusal, "--metadata: %s", kvi_error_last());
+        return 0;
+    }
+    char key[KVI_TOPO_MAX_ID + 16], value[KVI_TOPO_MAX_ID + 2 * KVI_TOPO_MAX_ADDR + 64];
+    snprintf(key, sizeof key, "members/%s", cfg->self_id);
+    snprintf(value, sizeof value, "{\"nodeId\":\"%s\",\"address\":\"%s\",\"httpAddress\":\"%s\"}",
+             cfg->self_id, cfg->self_addr, cfg->self_http ? cfg->self_http : "");
+    if (kvi_etcd_session_start(m->etcd, key, value, strlen(value), 10) != KV_OK) {
+        snprintf(m->topo_refusal, sizeof m->topo_refusal, "cannot hold a lease in %s: %s",
+                 kvi_etcd_describe(m->etcd), kvi_error_last());
+        return 0;
+    }
+    kvi_log(m->log, KV_LOG_INFO, "topology kept in %s", kvi_etcd_describe(m->etcd));
+    return 1;
+}
+
 /* The topology service of a node in a cluster. A node that left refuses
  * to start (its data is no longer the cluster's); the first seed of a new
  * cluster forms its first record at once, alone. 1, or 0 with
  * m->topo_refusal set (or out of memory). */
 static int open_topology(kvi_membership *m, const kvi_membership_config *cfg, int first_seed)
 {
+    if (cfg->metadata && !open_metadata(m, cfg))
+        return 0;
     kvi_topo_service_config tc = {
         .self_id = cfg->self_id, .store = cfg->store, .creds = cfg->creds, .log = cfg->log,
         .loop = m->peers_loop, .request_timeout_ms = m->request_timeout_ms,
-        .on_change = topology_changed, .on_change_ctx = m,
+        .on_change = topology_changed, .on_change_ctx = m, .etcd = m->etcd,
     };
     if (kvi_topo_service_open(&m->topo, &tc) != KV_OK) {
         snprintf(m->topo_refusal, sizeof m->topo_refusal, "%s", kvi_error_last());
         return 0;
+    }
+    if (m->etcd) {
+        m->watcher = (kvi_topo_etcd_watcher){.service = m->topo, .log = m->log, .etcd = m->etcd};
+        if (kvi_topo_etcd_watch(&m->watcher) != KV_OK) {
+            snprintf(m->topo_refusal, sizeof m->topo_refusal, "cannot watch the topology in "
+                     "%s: %s", kvi_etcd_describe(m->etcd), kvi_error_last());
+            return 0;
+        }
     }
     kvi_topology t;
     kvi_topology_init(&t);
@@ -1212,6 +1257,7 @@ void kvi_membership_stop(kvi_membership *m)
     kvi_ticker_stop(&m->sync);
     kvi_gossip_stop(m->gossip); /* announces the clean stop */
     kvi_ticker_stop(&m->discovery);
+    kvi_etcd_close(m->etcd); /* its watch feeds the service: ended first */
     kvi_topo_service_close(m->topo); /* its proposals end first: they run on the loop */
     kvi_members_free(&m->list);
     for (size_t i = 0; i < m->n_seeds; i++)
@@ -1476,6 +1522,17 @@ void kvi_membership_describe(kvi_membership *m, kvi_buf *out)
             snprintf(num, sizeof num, ",\"sinceEpoch\":%llu}",
                      (unsigned long long)topo.op_epoch);
             raw(out, num);
+        } else {
+            raw(out, "null");
+        }
+        /* Where the record is agreed: null (the members, by Paxos), or
+         * etcd and whether this member's lease is held there now. */
+        raw(out, ",\"metadata\":");
+        if (m->etcd) {
+            raw(out, "{\"etcd\":");
+            json_string(out, kvi_etcd_describe(m->etcd));
+            raw(out, kvi_etcd_session_alive(m->etcd) ? ",\"leaseHeld\":true}"
+                                                     : ",\"leaseHeld\":false}");
         } else {
             raw(out, "null");
         }

@@ -76,6 +76,10 @@ typedef struct kvi_membership_config {
      * with no record in the store yet, fetch it from the peers and seeds,
      * never form one. */
     int replace;
+    /* kv_node_options.metadata: "etcd://HOST:PORT[,...]/PREFIX" keeps the
+     * topology record in etcd (cluster/topology_etcd.h) and holds a lease
+     * on PREFIX/members/ID while the node runs; NULL: gossip mode. */
+    const char *metadata;
 } kvi_membership_config;
 
 typedef struct kvi_membership kvi_membership;

@@ -9,6 +9,7 @@
 
 #include <kv/kv.h>
 #include "cluster/topology.h"
+#include "cluster/topology_etcd.h"
 #include "format/frame.h"
 #include "net/loop.h"
 #include "storage/store.h"
@@ -32,6 +33,7 @@ struct kvi_topo_service {
     uint32_t timeout_ms;
     kvi_topo_changed_fn on_change;
     void *on_change_ctx;
+    struct kvi_etcd *etcd; /* etcd mode; NULL: gossip mode */
     /* lock guards record, acc, clients and random. */
     pthread_mutex_t lock;
     kvi_topology record;
@@ -117,6 +119,7 @@ int kvi_topo_service_open(kvi_topo_service **out, const kvi_topo_service_config 
     s->timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 2000;
     s->on_change = cfg->on_change;
     s->on_change_ctx = cfg->on_change_ctx;
+    s->etcd = cfg->etcd;
     s->random = kvi_now_ms() ^ (uintptr_t)s;
     kvi_topology_init(&s->record);
     kvi_tpx_acceptor_init(&s->acc);
@@ -219,12 +222,32 @@ int kvi_topo_service_adopt(kvi_topo_service *s, const kvi_topology *rec)
     return 1;
 }
 
+int kvi_topo_service_first(kvi_topo_service *s, const kvi_topology *first)
+{
+    if (s->etcd)
+        return kvi_topo_etcd_first(s, s->etcd, first);
+    int rc = kvi_topo_service_adopt(s, first);
+    return rc < 0 ? rc : KV_OK;
+}
+
 int kvi_topo_service_handle(kvi_topo_service *s, const void *in, size_t len, kvi_buf *out)
 {
     kvi_tpx_msg m;
     if (kvi_tpx_msg_decode(&m, in, len) != KV_OK)
         return kvi_error(KV_EINVAL, "a malformed topology message");
     kvi_tpx_answer a;
+    if (s->etcd && m.kind != KVI_TPX_FETCH) {
+        /* etcd records the changes: no proposal of a member (one started
+         * without --metadata) may change the record here. */
+        kvi_tpx_answer_init(&a);
+        a.verdict = KVI_TPX_NOT_ACCEPTOR;
+        int rc = kvi_topo_service_record(s, &a.current);
+        if (rc == KV_OK)
+            kvi_tpx_answer_encode(out, &a);
+        kvi_tpx_answer_free(&a);
+        kvi_tpx_msg_free(&m);
+        return rc;
+    }
     kvi_topology now;
     kvi_topology_init(&now);
     pthread_mutex_lock(&s->lock);
@@ -625,6 +648,8 @@ static void wake(void *ctx, const kvi_tpx_proposer *p)
 int kvi_topo_service_change(kvi_topo_service *s, kvi_topo_build_fn build, void *ctx,
                             kvi_topology *chosen, char *err, size_t err_size)
 {
+    if (s->etcd)
+        return kvi_topo_etcd_change(s, s->etcd, build, ctx, chosen, err, err_size);
     kvi_topology cur, next;
     kvi_topology_init(&cur);
     kvi_topology_init(&next);

@@ -25,6 +25,7 @@
 #include "util/log.h"
 
 struct kvi_store;
+struct kvi_etcd;
 
 typedef void (*kvi_topo_changed_fn)(void *ctx, const kvi_topology *record);
 
@@ -39,6 +40,10 @@ typedef struct kvi_topo_service_config {
     uint32_t request_timeout_ms;       /* of one message; 0 = 2000 */
     kvi_topo_changed_fn on_change;     /* a newer record was taken; may be NULL */
     void *on_change_ctx;
+    /* etcd mode (cluster/topology_etcd.h): changes are recorded there, not
+     * agreed by Paxos, and this node is no acceptor. Borrowed; NULL:
+     * gossip mode. */
+    struct kvi_etcd *etcd;
 } kvi_topo_service_config;
 
 typedef struct kvi_topo_service kvi_topo_service;
@@ -56,6 +61,12 @@ uint64_t kvi_topo_service_epoch(kvi_topo_service *s);
 /* Takes rec when it is newer than the record held: kept (synced), then
  * on_change. 1 when taken, 0 when not newer, or a negative status. */
 int kvi_topo_service_adopt(kvi_topo_service *s, const kvi_topology *rec);
+
+/* The cluster's first record (epoch 1), as this node formed it: taken at
+ * once in gossip mode (every member forms the same); in etcd mode written
+ * there unless etcd holds one, and what etcd holds is taken. KV_OK, or
+ * why nothing was taken (KV_EUNAVAILABLE: etcd unreachable). */
+int kvi_topo_service_first(kvi_topo_service *s, const kvi_topology *first);
 
 /* Serves a TOPOLOGY request (a format/topology_paxos.h message): the
  * encoded answer into out. KV_OK, KV_EINVAL (malformed), KV_EIO. */

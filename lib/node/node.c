@@ -705,6 +705,9 @@ static int check_options(const kv_node_options *o)
     if (o->replace && !(o->peers && o->peer_count) && !(o->seeds && o->seed_count))
         return kvi_error(KV_EINVAL, "node options: a node that replaces a member needs the "
                                     "cluster's seeds or peers to fetch its topology from");
+    if (o->metadata && !(o->peers && o->peer_count) && !(o->seeds && o->seed_count))
+        return kvi_error(KV_EINVAL, "node options: metadata keeps a cluster's topology; a node "
+                                    "alone has none (give peers or seeds)");
     if (o->http_threads == 1)
         return kvi_error(KV_EINVAL, "node options: http_threads must be at least 2");
     if (o->max_request_bytes > KVI_FRAME_MAX_BODY_LIMIT)
@@ -780,7 +783,7 @@ static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger
         .failure_pause_ms = o->failure_pause_ms,
         .store = kvi_embedded_store(n->store), .creds = &n->peer_creds,
         .log = log, .stream_gains = kvi_node_stream_gains, .stream_ctx = n,
-        .replace = o->replace, .hints_pending = hints_pending,
+        .replace = o->replace, .hints_pending = hints_pending, .metadata = o->metadata,
     };
     n->stream_bytes_per_s = o->stream_bytes_per_s;
     /* Hint keys carry a sequence; starting it from the clock keeps keys of

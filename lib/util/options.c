@@ -34,6 +34,7 @@ size_t kvi_node_options_prefix(unsigned int v)
     case 5: return FIELD_END(kv_node_options, slow_request_ms);
     case 6: return FIELD_END(kv_node_options, ae_digest_bits);
     case 7: return FIELD_END(kv_node_options, stream_bytes_per_s);
+    case 8: return FIELD_END(kv_node_options, replace);
     case KV_NODE_OPTIONS_VERSION: return sizeof(kv_node_options);
     default: return 0;
     }

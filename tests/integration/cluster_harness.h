@@ -35,6 +35,7 @@ typedef struct cluster {
     const char *policy;
     /* More kvd flags for every member (NULL-terminated; may be NULL). */
     const char *const *extra;
+    void *user; /* a test's own (an etcd it started); not freed by teardown */
 } cluster;
 
 

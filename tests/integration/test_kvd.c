@@ -383,6 +383,20 @@ static void bad_flags_and_busy_ports(void **state)
                                          "--replace", "n3", NULL};
     assert_int_equal(run_to_exit(d, replace_alone, 0), 2);
     assert_true(log_contains(d, "--replace needs --seeds"));
+    /* --metadata: only etcd://, a URL that parses, and a node in a
+     * cluster (a node alone has no topology to keep). */
+    const char *const metadata_http[] = {"--listen", d->listen, "--seeds", d->listen,
+                                         "--metadata", "http://127.0.0.1:2379/x", NULL};
+    assert_int_equal(run_to_exit(d, metadata_http, 1), 2);
+    assert_true(log_contains(d, "--metadata takes etcd://"));
+    const char *const metadata_alone[] = {"--listen", d->listen, "--metadata",
+                                          "etcd://127.0.0.1:2379/x", NULL};
+    assert_true(run_to_exit(d, metadata_alone, 1) != 0);
+    assert_true(log_contains(d, "a node alone has none"));
+    const char *const metadata_bad[] = {"--listen", d->listen, "--seeds", d->listen,
+                                        "--metadata", "etcd://127.0.0.1:99999/x", NULL};
+    assert_true(run_to_exit(d, metadata_bad, 1) != 0);
+    assert_true(log_contains(d, "--metadata: "));
     const char *const bad_addr[] = {"--listen", "nowhere", NULL};
     assert_int_equal(run_to_exit(d, bad_addr, 1), 1);
     assert_true(log_contains(d, "HOST:PORT"));

@@ -14,7 +14,12 @@
  *   - one of four killed and its data directory deleted is replaced by a
  *     new process (kvd --replace) on another address, under load: it
  *     streams and repairs its ranges from the survivors, answers no read
- *     meanwhile, then holds every key it is a home of. */
+ *     meanwhile, then holds every key it is a home of;
+ *   - with the topology in a real etcd (kvd --metadata): a fourth node
+ *     joins under load while etcd is killed and started again (the cluster
+ *     serves meanwhile, changes are refused saying why, the join waits and
+ *     then goes through), and two changes asked of two members at the same
+ *     moment: one is recorded, the other refused. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +39,7 @@
 
 #include "integration/cluster_harness.h"
 #include "integration/http_client.h"
+#include "integration/etcd_process.h"
 
 #ifdef KV_TEST_SANITIZED
 #define KEYS 1500
@@ -822,6 +828,179 @@ static void a_dead_member_is_replaced_on_an_empty_disk(void **state)
     assert_int_equal(lost_writes(c, &l), 0);
 }
 
+/* ------------------------------------------------------------ etcd mode */
+
+/* An etcd the test started, and the kvd flag naming it. */
+typedef struct etcd_cluster {
+    etcd_proc etcd;
+    const char *extra[3];
+} etcd_cluster;
+
+static int setup_etcd(void **state, int n)
+{
+    etcd_cluster *ec = calloc(1, sizeof *ec);
+    assert_non_null(ec);
+    etcd_start(&ec->etcd, "kvtest");
+    ec->extra[0] = "--metadata";
+    ec->extra[1] = ec->etcd.url;
+    cluster *c = make_cluster_with(state, n, "lww", ec->extra);
+    c->user = ec;
+    return 0;
+}
+
+static int setup_etcd_three(void **state)
+{
+    return setup_etcd(state, 3);
+}
+
+static int setup_etcd_four(void **state)
+{
+    return setup_etcd(state, 4);
+}
+
+static int teardown_etcd(void **state)
+{
+    cluster *c = *state;
+    etcd_cluster *ec = c->user;
+    teardown(state);
+    etcd_destroy(&ec->etcd);
+    free(ec);
+    return 0;
+}
+
+/* Node i's "metadata" in its description's topology: 1 when it names the
+ * etcd at client and says whether the node's lease is held (*lease). */
+static int metadata_of(const cluster *c, int i, const char *client, int *lease)
+{
+    cJSON *root = described_by(c, i);
+    const cJSON *md = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "topology"), "metadata");
+    const cJSON *at = cJSON_GetObjectItem(md, "etcd");
+    int named = cJSON_IsString(at) && strstr(at->valuestring, client) != NULL;
+    *lease = cJSON_IsTrue(cJSON_GetObjectItem(md, "leaseHeld"));
+    cJSON_Delete(root);
+    return named;
+}
+
+/* Waits (bounded) until etcd holds `want` member leases. */
+static long wait_members_in_etcd(const etcd_proc *e, long want)
+{
+    long n = -1;
+    for (int t = 0; t < 150 && n != want; t++) {
+        n = etcd_count(e, "/kvtest/members/");
+        if (n != want)
+            sleep_ms(100);
+    }
+    return n;
+}
+
+static void a_node_joins_with_the_topology_in_etcd_down_a_while(void **state)
+{
+    cluster *c = *state;
+    etcd_cluster *ec = c->user;
+    put_all(c, KEYS);
+    /* Every member says where the record is kept and holds its lease; etcd
+     * holds the record and the three members. */
+    for (int i = 0; i < 3; i++) {
+        int lease = 0;
+        for (int t = 0; t < 100 && !lease; t++)
+            if (metadata_of(c, i, ec->etcd.client, &lease) && !lease)
+                sleep_ms(100);
+        assert_true(metadata_of(c, i, ec->etcd.client, &lease));
+        assert_true(lease);
+    }
+    assert_int_equal(wait_members_in_etcd(&ec->etcd, 3), 3);
+    assert_int_equal(etcd_count(&ec->etcd, "/kvtest/topology"), 1);
+
+    /* etcd dies; the cluster serves on, under load, and a fourth node
+     * asks to join meanwhile. */
+    load l = {.c = c};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_load, &l), 0);
+    sleep_ms(300);
+    etcd_kill(&ec->etcd, SIGKILL);
+    c->nodes[3].seeds = c->nodes[0].listen;
+    spawn_joining(c, 3);
+    /* Its join cannot be recorded: it says why, and tries again. */
+    char line[2048] = "";
+    for (int w = 0; w < 300 && !log_line(c, 3, "cannot join the cluster yet", 0, line,
+                                         sizeof line); w++)
+        sleep_ms(100);
+    printf("n4 while etcd is down: %s", line);
+    assert_non_null(strstr(line, "metadata store"));
+    /* Any other change is refused, saying why; data is still served. */
+    kv *admin = client_of(c, 1);
+    int rc = kv_topology_change(NULL, admin, "leave", "n3");
+    printf("a leave while etcd is down: %s (%s)\n", kv_strerror(rc), kv_error_last());
+    assert_int_equal(rc, KV_EUNAVAILABLE);
+    assert_non_null(strstr(kv_error_last(), "cannot be reached"));
+    kv_close(admin);
+    int lease = 1;
+    for (int w = 0; w < 300 && lease; w++) /* the lease's keepalive fails soon */
+        if (metadata_of(c, 0, ec->etcd.client, &lease) && lease)
+            sleep_ms(100);
+    assert_false(lease);
+    assert_true(operation_is(c, 0, "join") == 0); /* nothing recorded */
+
+    /* etcd back on its data: the join goes through. */
+    etcd_run(&ec->etcd);
+    int ok = wait_settled(c, 4, 90000);
+    sleep_ms(500);
+    l.stop = 1;
+    pthread_join(t, NULL);
+    assert_true(ok);
+    check_load(&l, "the join with etcd down a while");
+    const char *ids[] = {"n1", "n2", "n3", "n4"};
+    int homes;
+    int held = held_by(c, 3, "n4", ids, 4, &homes);
+    printf("n4 holds %d of the %d keys it is a home of; etcd holds %ld member leases\n", held,
+           homes, wait_members_in_etcd(&ec->etcd, 4));
+    assert_true(homes > KEYS / 2);
+    assert_int_equal(held, homes);
+    assert_int_equal(wait_members_in_etcd(&ec->etcd, 4), 4);
+    assert_int_equal(lost_writes(c, &l), 0);
+}
+
+/* Two changes asked of two members at once. */
+typedef struct asked_change {
+    const cluster *c;
+    int at;
+    const char *member;
+    int rc;
+    char why[512];
+} asked_change;
+
+static void *ask_leave(void *p)
+{
+    asked_change *a = p;
+    kv *db = client_of(a->c, a->at);
+    a->rc = kv_topology_change(NULL, db, "leave", a->member);
+    snprintf(a->why, sizeof a->why, "%s", a->rc == KV_OK ? "" : kv_error_last());
+    kv_close(db);
+    return NULL;
+}
+
+static void two_changes_at_once_in_etcd_one_is_recorded(void **state)
+{
+    cluster *c = *state;
+    asked_change a = {.c = c, .at = 0, .member = "n3"}, b = {.c = c, .at = 1, .member = "n4"};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, ask_leave, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, ask_leave, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    printf("leave of n3 through n1: %s %s\nleave of n4 through n2: %s %s\n", kv_strerror(a.rc),
+           a.why, kv_strerror(b.rc), b.why);
+    asked_change *won = a.rc == KV_OK ? &a : &b, *lost = a.rc == KV_OK ? &b : &a;
+    assert_int_equal(won->rc, KV_OK);
+    assert_int_equal(lost->rc, KV_EBUSY);
+    char expected[64];
+    snprintf(expected, sizeof expected, "leave of %s is in progress", won->member);
+    assert_non_null(strstr(lost->why, expected));
+    /* The one recorded runs to its end. */
+    unsigned stay = won == &a ? 0xb /* n1, n2, n4 */ : 0x7 /* n1, n2, n3 */;
+    assert_true(wait_settled_as(c, stay, 3, won->member, 90000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -834,6 +1013,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_dead_member_is_removed, setup_four, teardown),
         cmocka_unit_test_setup_teardown(a_dead_member_is_replaced_on_an_empty_disk, setup_four,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_node_joins_with_the_topology_in_etcd_down_a_while,
+                                        setup_etcd_three, teardown_etcd),
+        cmocka_unit_test_setup_teardown(two_changes_at_once_in_etcd_one_is_recorded,
+                                        setup_etcd_four, teardown_etcd),
     };
     if (getenv("KV_TEST_FILTER")) /* one test by name, when working on it */
         cmocka_set_test_filter(getenv("KV_TEST_FILTER"));

@@ -68,6 +68,7 @@ typedef struct settings {
     int insecure;            /* --insecure */
     char *restore_from;      /* --restore-from: a backup to copy in first */
     char *replace_id;        /* --replace: the dead member this process replaces */
+    char *metadata;          /* --metadata etcd://...: the topology kept in etcd */
 } settings;
 
 /* ------------------------------------------------------------- logging */
@@ -164,6 +165,9 @@ static void usage(FILE *f)
           "  --peers HOST:PORT,...      every member's binary address (default: none) [peers]\n"
           "  --seeds HOST:PORT,...      members to join through; the first node lists itself\n"
           "                             (default: none; with neither, a node of its own) [seeds]\n"
+          "  --metadata etcd://HOST:PORT[,HOST:PORT...]/PREFIX\n"
+          "                             keep the topology record in etcd (v3 API), the same on\n"
+          "                             every member (default: among the members) [metadata]\n"
           "  --replicas N               replication factor, 1..16, the same on every member\n"
           "                             (default 3) [replicas]\n"
           "  --vnodes V                 virtual nodes per member, 1..4096, the same on every member\n"
@@ -377,6 +381,10 @@ static int load_config(settings *s, const char *path)
             rc = load_list(&s->peers, &s->n_peers, item, path);
         else if (strcmp(k, "seeds") == 0 && cJSON_IsArray(item))
             rc = load_list(&s->seeds, &s->n_seeds, item, path);
+        else if (strcmp(k, "metadata") == 0 && str && strncmp(str, "etcd://", 7) == 0)
+            set_string(&s->metadata, str);
+        else if (strcmp(k, "metadata") == 0 && cJSON_IsNull(item))
+            ; /* the default: the members keep the topology */
         else if (strcmp(k, "hintWindowS") == 0 && is_num && item->valuedouble >= 1)
             s->hint_window_s = (unsigned)item->valuedouble;
         else if (strcmp(k, "handoffKibPerS") == 0 && is_num && item->valuedouble >= 1)
@@ -578,6 +586,11 @@ static int parse_args(settings *s, int argc, char **argv)
             set_string(&s->restore_from, v);
         } else if (strcmp(flag, "--replace") == 0) {
             set_string(&s->replace_id, v);
+        } else if (strcmp(flag, "--metadata") == 0) {
+            if (strncmp(v, "etcd://", 7) != 0)
+                return bad("--metadata takes etcd://HOST:PORT[,HOST:PORT...]/PREFIX, not \"%s\"",
+                           v);
+            set_string(&s->metadata, v);
         } else if (strcmp(flag, "--cluster-secret-file") == 0) {
             set_string(&s->secret_file, v);
         } else if (strcmp(flag, "--client-token-file") == 0) {
@@ -673,6 +686,7 @@ static void free_settings(settings *s)
     free(s->tls_ca);
     free(s->restore_from);
     free(s->replace_id);
+    free(s->metadata);
     clear_list(&s->peers, &s->n_peers);
     clear_list(&s->seeds, &s->n_seeds);
 }
@@ -745,6 +759,7 @@ int main(int argc, char **argv)
     node.repair_bytes_per_s = s.repair_bytes_per_s;
     node.stream_bytes_per_s = s.stream_bytes_per_s;
     node.replace = s.replace_id != NULL;
+    node.metadata = s.metadata;
     node.ae_digest_bits = s.digest_bits;
     node.failure_pause_ms = s.failure_pause_ms;
 
