@@ -52,17 +52,42 @@ static void release(coord_op *op)
     kvi_view_unref_then(v, loop && kvi_loop_on_thread(loop), tracker_done, t);
 }
 
-void coord_op_swap_view(coord_op *op, kvi_view *fresh)
+/* Lets go of a view the op held, off the loop when it was the last
+ * reference, counted as an op alive until then. */
+static void let_go(coord_op *op, kvi_view *v)
 {
-    kvi_view *old = op->env.view;
-    op->env.view = fresh;
-    /* Counted as an op alive until the old view is let go of, which may
-     * be on a thread of its own (the last reference, on the loop). */
     kvi_coord_tracker *t = op->env.tracker;
     pthread_mutex_lock(&t->lock);
     t->alive++;
     pthread_mutex_unlock(&t->lock);
-    kvi_view_unref_then(old, op->loop && kvi_loop_on_thread(op->loop), tracker_done, t);
+    kvi_view_unref_then(v, op->loop && kvi_loop_on_thread(op->loop), tracker_done, t);
+}
+
+#define AWAIT_POLL_MS 10u
+#define AWAIT_POLLS 200u
+
+static void await_poll(coord_op *op)
+{
+    kvi_view *fresh = op->env.fresh_view ? op->env.fresh_view(op->env.is_down_ctx) : NULL;
+    if (fresh && fresh->epoch > op->env.view->epoch) {
+        let_go(op, op->env.view);
+        op->env.view = fresh;
+        op->view_moved(op, 1);
+        return;
+    }
+    if (fresh)
+        let_go(op, fresh);
+    if (op->env.fresh_view && ++op->view_polls < AWAIT_POLLS)
+        coord_op_set_deadline(op, AWAIT_POLL_MS, await_poll);
+    else
+        op->view_moved(op, 0);
+}
+
+void coord_op_await_view(coord_op *op, void (*moved)(coord_op *op, int moved))
+{
+    op->view_moved = moved;
+    op->view_polls = 0;
+    coord_op_set_deadline(op, AWAIT_POLL_MS, await_poll);
 }
 
 static void run_start(void *ctx)

@@ -45,6 +45,9 @@ struct coord_op {
     void (*start)(coord_op *op);  /* the first step, on the op's thread */
     kvi_coord_done_fn done;
     void *done_ctx;
+    /* coord_op_await_view: what runs once the view moved, or did not. */
+    void (*view_moved)(coord_op *op, int moved);
+    unsigned view_polls;
 };
 
 /* Fills the base: takes a reference on env->view and finds the loop. */
@@ -74,9 +77,12 @@ static inline int coord_is_self(const kvi_view *v, uint32_t member)
     return v->self >= 0 && (uint32_t)v->self == member;
 }
 
-/* Routes the op by fresh (its reference taken) from now on; the view it
- * had is let go of off the loop when it was the last reference. */
-void coord_op_swap_view(coord_op *op, kvi_view *fresh);
+/* Waits (on the loop, polling env.fresh_view every 10 ms, at most 2 s)
+ * for this node's view to move past the op's, after a replica refused a
+ * request as routed by an older ring; then routes the op by the newer view
+ * and runs moved(op, 1), or runs moved(op, 0) when it did not move (or
+ * the env has no fresh_view). Re-arms the op's deadline. */
+void coord_op_await_view(coord_op *op, void (*moved)(coord_op *op, int moved));
 /* A member answered status: a refusal of the ring it was routed by makes
  * the env learn the ring from it (kvi_coord_env.ring_stale). */
 void coord_op_answered(coord_op *op, uint32_t member, int status);

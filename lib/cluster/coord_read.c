@@ -39,10 +39,6 @@ typedef struct read_slot {
 
 enum { GATHERING, REPAIRING, REROUTING, READ_OVER };
 
-/* REROUTING waits for a newer view this often, this many times (2 s). */
-#define REROUTE_POLL_MS 10u
-#define REROUTE_POLLS 200u
-
 struct read_op {
     coord_op base;
     int phase;
@@ -56,7 +52,6 @@ struct read_op {
     uint32_t pref[MAX_PREF];
     read_slot slots[MAX_PREF];
     int rerouted;             /* read again by a newer view, once */
-    unsigned polls;
     /* n + 1 states (a state is kilobytes: only as many as replicas), the
      * last one the merge. Not zeroed: each is set before it is read. */
     kvi_state *states;
@@ -294,21 +289,15 @@ static void read_begin(coord_op *base);
 /* A replica refused the read as routed by an older ring than its own: the
  * node's view moves on within a moment (the refusing replica was asked
  * for its record); then the read starts again by it, once. */
-static void reroute_poll(coord_op *base)
+static void view_moved(coord_op *base, int moved)
 {
     read_op *op = (read_op *)base;
     if (op->phase != REROUTING)
         return;
-    kvi_view *fresh = base->env.fresh_view(base->env.is_down_ctx);
-    if (!fresh || fresh->epoch <= base->env.view->epoch) {
-        kvi_view_unref(fresh);
-        if (++op->polls < REROUTE_POLLS)
-            coord_op_set_deadline(base, REROUTE_POLL_MS, reroute_poll);
-        else
-            complete(op, KVI_ENOT_REPLICA);
+    if (!moved) {
+        complete(op, KVI_ENOT_REPLICA);
         return;
     }
-    coord_op_swap_view(base, fresh);
     order_replicas(op);
     if (op->n > op->n_states) { /* more homes than states kept: never with one N */
         complete(op, KVI_ENOT_REPLICA);
@@ -335,9 +324,8 @@ static int reroute_begin(read_op *op)
     if (op->rerouted || !op->base.env.fresh_view || op->ended_n < op->started)
         return 0;
     op->rerouted = 1;
-    op->polls = 0;
     op->phase = REROUTING;
-    coord_op_set_deadline(&op->base, REROUTE_POLL_MS, reroute_poll);
+    coord_op_await_view(&op->base, view_moved);
     return 1;
 }
 

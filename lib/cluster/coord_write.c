@@ -54,10 +54,6 @@ typedef struct write_slot {
 enum { FORWARDING, PROBING_HOMES, PROBING_STANDINS, READING, WRITING, REPLICATING, REROUTING,
        WRITE_OVER };
 
-/* REROUTING waits for a newer view this often, this many times (2 s). */
-#define REROUTE_POLL_MS 10u
-#define REROUTE_POLLS 200u
-
 struct write_op {
     coord_op base;
     int phase;
@@ -109,7 +105,6 @@ struct write_op {
      * the write was routed again, and the outcome it would have had. */
     unsigned refused;
     int rerouted;
-    unsigned polls;
     int unrouted_rc;
     /* sync always: the local write waits for the group committer. */
     int local_pending;
@@ -569,28 +564,18 @@ static int route_again(write_op *op)
     return 0;
 }
 
-static void reroute_poll(coord_op *base)
+static void view_moved(coord_op *base, int moved)
 {
     write_op *op = (write_op *)base;
     if (op->phase != REROUTING)
         return;
-    kvi_view *fresh = base->env.fresh_view(base->env.is_down_ctx);
-    if (!fresh || fresh->epoch <= base->env.view->epoch) {
-        kvi_view_unref(fresh);
-        if (++op->polls < REROUTE_POLLS)
-            coord_op_set_deadline(base, REROUTE_POLL_MS, reroute_poll);
-        else
-            complete(op, op->unrouted_rc, op->why);
-        return;
-    }
-    coord_op_swap_view(base, fresh);
-    if (route_again(op) != 0) {
+    if (!moved || route_again(op) != 0) {
         complete(op, op->unrouted_rc, op->why);
         return;
     }
     op->phase = REPLICATING;
     start_replication(op);
-    coord_op_set_deadline(base, kvi_coord_timeout_ms(fresh), replication_timed_out);
+    coord_op_set_deadline(base, kvi_coord_timeout_ms(base->env.view), replication_timed_out);
     coord_op_poke(base);
 }
 
@@ -606,9 +591,8 @@ static int reroute_begin(write_op *op, int rc)
         return 0;
     op->rerouted = 1;
     op->unrouted_rc = rc;
-    op->polls = 0;
     op->phase = REROUTING;
-    coord_op_set_deadline(&op->base, REROUTE_POLL_MS, reroute_poll);
+    coord_op_await_view(&op->base, view_moved);
     return 1;
 }
 

@@ -48,12 +48,13 @@ static void check_done(void *ctx, int rc, const char *why, const kvi_ae_figures 
     pthread_mutex_unlock(&w->lock);
 }
 
-/* A joining or replacing node, once its ranges are streamed in, runs an
- * anti-entropy exchange with each other future home of them, over the
- * ranges the two will share (in the future ring, which holds it either
- * way), one after another: a write that reached a quorum without the
- * member it streamed from is taken in here. KV_OK once every one ended
- * cleanly. */
+/* A gainer (the joining or replacing node, or a member a leave or a
+ * removal gives ranges to), once its ranges are streamed in, runs an
+ * anti-entropy exchange with each other member of the future ring it will
+ * share ranges with, over those ranges, one after another: a write that
+ * reached a quorum without the member it streamed from is taken in here.
+ * (A leave's gainer checks all it shares, not only what it gained: a clean
+ * exchange costs a few KiB.) KV_OK once every one ended cleanly. */
 static int check_streamed(kvi_node *n, kvi_membership *m, const kvi_topology *t, char *err,
                           size_t err_size)
 {
@@ -107,9 +108,9 @@ static int check_streamed(kvi_node *n, kvi_membership *m, const kvi_topology *t,
         kvi_log(n->log, KV_LOG_INFO, "replace: repaired against %zu member(s), %llu key(s) "
                 "taken in or sent", peers, (unsigned long long)keys);
     else if (rc == KV_OK)
-        kvi_log(n->log, KV_LOG_INFO, "join: the streamed ranges checked against %zu member(s) "
-                "by anti-entropy, %llu key(s) taken in or sent", peers,
-                (unsigned long long)keys);
+        kvi_log(n->log, KV_LOG_INFO, "%s: the streamed ranges checked against %zu member(s) "
+                "by anti-entropy, %llu key(s) taken in or sent", kvi_topo_op_name(t->op),
+                peers, (unsigned long long)keys);
     kvi_view_unref(fv);
     return rc;
 }
@@ -195,8 +196,15 @@ int kvi_node_stream_gains(void *ctx, kvi_membership *m, const kvi_topology *t, c
             rc == KV_OK ? "" : err);
     atomic_fetch_add(&n->streamed_bytes, fig.bytes);
     atomic_fetch_add(&n->streamed_records, fig.records);
-    if (rc == KV_OK && (t->op == KVI_TOPO_OP_JOIN || t->op == KVI_TOPO_OP_REPLACE) &&
-        strcmp(t->op_member, n->node_id) == 0)
+    /* Checked by anti-entropy before this node's part is done: the
+     * member a join or a replace brings in, and each member a leave or a
+     * removal gives ranges to (a write that reached a quorum without the
+     * member streamed from is taken in there). */
+    int own = strcmp(t->op_member, n->node_id) == 0;
+    int gainer = (t->op == KVI_TOPO_OP_JOIN || t->op == KVI_TOPO_OP_REPLACE)
+                     ? own
+                     : (t->op == KVI_TOPO_OP_LEAVE || t->op == KVI_TOPO_OP_REMOVE) && count;
+    if (rc == KV_OK && gainer)
         rc = check_streamed(n, m, t, err, err_size);
     if (rc == KV_OK)
         kvi_stream_forget(n->store);

@@ -590,6 +590,27 @@ static double failure_figure(const cluster *c, int i, const char *name)
     return x;
 }
 
+/* Every member of idx that streamed ranges for the change `kind` (a leave,
+ * a removal) checked them by anti-entropy before its part was done (its
+ * log says so); returns how many streamed. */
+static int gainers_checked(const cluster *c, const int *idx, size_t n, const char *kind)
+{
+    char streaming[64], checked[64], line[2048];
+    snprintf(streaming, sizeof streaming, "for the %s of", kind);
+    snprintf(checked, sizeof checked, "%s: the streamed ranges checked against", kind);
+    int gainers = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (!log_line(c, idx[k], streaming, 0, line, sizeof line))
+            continue;
+        gainers++;
+        int ok = log_line(c, idx[k], checked, 1, line, sizeof line);
+        printf("%s, a gainer of the %s: %s", c->nodes[idx[k]].id, kind,
+               ok ? line : "no check logged\n");
+        assert_true(ok);
+    }
+    return gainers;
+}
+
 #define HINTED 20
 
 static void a_member_decommissions_under_load(void **state)
@@ -656,6 +677,7 @@ static void a_member_decommissions_under_load(void **state)
     int missing = missing_from_homes(c, ids, idx, 3);
     printf("after the decommission: %d of %d keys x 3 homes missing\n", missing, KEYS);
     assert_int_equal(missing, 0);
+    assert_true(gainers_checked(c, idx, 3, "leave") >= 1);
     assert_int_equal(lost_writes(c, &l), 0);
     /* The node that left has no hints left: it handed them off, and the
      * hinted writes are on all their homes. */
@@ -720,6 +742,7 @@ static void a_dead_member_is_removed(void **state)
     int missing = missing_from_homes(c, ids, idx, 3);
     printf("after the removal of n3: %d of %d keys x 3 homes missing\n", missing, KEYS);
     assert_int_equal(missing, 0);
+    assert_true(gainers_checked(c, idx, 3, "remove") >= 1);
 }
 
 static void a_dead_member_is_replaced_on_an_empty_disk(void **state)
