@@ -74,10 +74,11 @@ static int repair_remote(kv *db, const char *node_id, cJSON *nodes)
         nanosleep(&pause, NULL);
         v = kvi_router_view(db->router);
     }
+    /* No view: a cluster of one (the router keeps none: every request goes
+     * to that node), or none learned yet; either way the node this client
+     * reaches is asked, and says so if it cannot be reached. */
     if (!v)
-        return kvi_error(KV_EUNAVAILABLE, "kv_repair: the client could not learn the "
-                                          "cluster's members (%s); try again",
-                         kvi_error_last());
+        return repair_one(db, node_id, nodes);
     size_t n = v->n;
     kvi_call **calls = calloc(n, sizeof *calls);
     if (!calls) {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import os
 import threading
 import time
 import weakref
@@ -137,6 +138,15 @@ def as_bytes(x: Any, what: str) -> bytes:
     if isinstance(x, str):
         return str(x).encode("utf-8")
     raise TypeError(f"{what} must be bytes or str, not {t.__name__}")
+
+
+def as_text(x: Any, what: str) -> bytes:
+    """A name passed to the library as a C string: str, without NUL."""
+    if not isinstance(x, str):
+        raise TypeError(f"{what} must be str, not {type(x).__name__}")
+    if "\0" in x:
+        raise ValueError(f"{what} must not hold a NUL character")
+    return x.encode("utf-8")
 
 
 def _uint(x: Any, what: str, bits: int = 32) -> int:
@@ -661,6 +671,58 @@ class Store:
             return json.loads(_string_at(out.value).decode())
         finally:
             _lib.kv_string_free(out)
+
+    # ------------------------------------------------------ administration
+    def _report(self, name: str, fn: Any, *args: Any) -> Dict[str, Any]:
+        """Runs a call that gives a JSON report (kv_backup, kv_repair,
+        kv_topology_change) and returns it as a dict; on failure raises with
+        the library's message (the report, when one came, is on the
+        exception as .report)."""
+        out = c_void_p()
+        rc = self._call(name, fn, byref(out), _PTR, *args)
+        report: Optional[Dict[str, Any]] = None
+        if out.value:
+            try:
+                report = json.loads(_string_at(out.value).decode())
+            finally:
+                _lib.kv_string_free(out)
+        if rc:
+            err = self._fail(rc, name)
+            err.report = report  # type: ignore[attr-defined]
+            raise err
+        return report if report is not None else {}
+
+    def backup(self, directory: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+        """A consistent snapshot (kv_backup) into directory, an absolute path
+        that must not exist yet: of the store (embedded), of the node, or of
+        every node of the cluster (client: each into directory/<node-id>, on
+        its own machine). Returns the JSON report as a dict. Raises
+        InvalidArgumentError (a relative path, or it exists) and the errors
+        of a round trip."""
+        path = os.fsencode(directory)
+        if b"\0" in path:
+            raise ValueError("directory must not hold a NUL character")
+        return self._report("backup", _lib.kv_backup, path)
+
+    def repair(self, node_id: Optional[str] = None) -> Dict[str, Any]:
+        """Start an anti-entropy repair round (kv_repair) on node_id, or on
+        every member; returns the report (the round each node started).
+        Raises NotSupportedError on an embedded handle."""
+        nid = None if node_id is None else as_text(node_id, "node_id")
+        return self._report("repair", _lib.kv_repair, nid)
+
+    def topology_change(self, change: str, node_id: Optional[str] = None) -> Dict[str, Any]:
+        """Change the cluster's shape (kv_topology_change): change is
+        "leave" (decommission node_id, or the node reached), "remove" (a
+        dead node_id), "abort" (the change in progress) or "cleanup" (the
+        node reached drops what it no longer holds). Returns the record
+        holding the change (for cleanup: what was dropped). Raises BusyError
+        while another change runs (the message names it),
+        InvalidArgumentError for a change that cannot be made,
+        UnavailableError when no majority (or etcd) answers."""
+        nid = None if node_id is None else as_text(node_id, "node_id")
+        return self._report("topology_change", _lib.kv_topology_change,
+                            as_text(change, "change"), nid)
 
     def compact(self) -> None:
         """Compact the store now (drops expired values and old tombstones).

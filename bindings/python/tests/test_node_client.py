@@ -159,6 +159,41 @@ class NodeAndClient(support.TempDirTest):
                 write()
             self.assertNotIsInstance(cm2.exception, libkv.RetryableError)
 
+    def test_administration(self) -> None:
+        """backup, repair and topology_change through a client of a
+        cluster of one, and their refusals."""
+        address = f"{LOOPBACK}:{support.free_port()}"
+        self.node(listen=address, seeds=[address])
+        db = self.client(address)
+        support.wait_for("the cluster of one", lambda: db.put(b"k", b"v"))
+        target = self.path("backup")
+        report = db.backup(target)
+        self.assertEqual(report["nodes"][0]["nodeId"], "n1")
+        self.assertEqual(report["nodes"][0]["status"], "OK")
+        with self.assertRaises(libkv.InvalidArgumentError) as cm:
+            db.backup(target)  # it exists now
+        self.assertIn("already exists", str(cm.exception))
+        self.assertIsNotNone(cm.exception.report)
+        with self.assertRaises(libkv.InvalidArgumentError):
+            db.backup("relative/dir")
+        with self.assertRaises(ValueError):
+            db.backup(self.path("a\0b"))
+        started = db.repair()
+        self.assertEqual(started["nodes"][0]["nodeId"], "n1")
+        cleaned = db.topology_change("cleanup")
+        self.assertEqual(cleaned["nodeId"], "n1")
+        self.assertGreaterEqual(cleaned["keysAfter"], 1)
+        with self.assertRaises(libkv.InvalidArgumentError) as cm2:
+            db.topology_change("leave")  # one member for three replicas
+        self.assertIn("replicas", str(cm2.exception))
+        with self.assertRaises(libkv.InvalidArgumentError):
+            db.topology_change("explode")
+        with self.assertRaises(TypeError):
+            db.topology_change(b"cleanup")  # type: ignore[arg-type]
+        with self.assertRaises(libkv.NotSupportedError):
+            libkv.open(self.path("embedded")).repair()
+        self.assertEqual(db.get(b"k"), b"v")
+
     def test_siblings_context_and_merge(self) -> None:
         address = f"{LOOPBACK}:{support.free_port()}"
         # A cluster of one (seeds: itself) keeps causal contexts and siblings.
