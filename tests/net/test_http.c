@@ -1,4 +1,6 @@
 /* The HTTP/JSON API end to end: an embedded store served by kvi_http on 127.0.0.1, driven by libcurl over loopback (every endpoint, status and error code, bad input, 300 keep-alive connections, a client that hangs up, oversize bodies from raw sockets with and without Expect). */
+#include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -51,7 +54,33 @@ typedef struct server {
 static server A, B;
 static server C; /* default limits, and bearer tokens required */
 static kvi_metrics *metrics;
-static kvi_logger logger; /* no callback: MHD's messages must go nowhere */
+/* The servers' messages (MHD's among them) are kept here rather than
+ * printed, the last few, for a test to show when it fails: the library
+ * itself never prints. */
+static pthread_mutex_t server_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char server_log[8][256];
+static unsigned server_log_count;
+
+static void keep_server_message(kv_log_level level, const char *message, void *ctx)
+{
+    (void)level;
+    (void)ctx;
+    pthread_mutex_lock(&server_log_lock);
+    snprintf(server_log[server_log_count++ % 8], sizeof server_log[0], "%s", message);
+    pthread_mutex_unlock(&server_log_lock);
+}
+
+static void print_server_messages(void)
+{
+    pthread_mutex_lock(&server_log_lock);
+    unsigned n = server_log_count, first = n > 8 ? n - 8 : 0;
+    fprintf(stderr, "the servers logged %u message(s)%s\n", n, n ? "; the last:" : "");
+    for (unsigned i = first; i < n; i++)
+        fprintf(stderr, "  %s\n", server_log[i % 8]);
+    pthread_mutex_unlock(&server_log_lock);
+}
+
+static kvi_logger logger = {.fn = keep_server_message, .level = KV_LOG_INFO};
 static CURL *easy;        /* one handle for every request, so keep-alive is used */
 
 /* ------------------------------------------------------------ the client */
@@ -1697,10 +1726,55 @@ static int run_multi(CURLM *m, CURL **e, int count, long *connects)
     return ok;
 }
 
+/* How many files this process has open. */
+static int open_files(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the directory's own descriptor */
+}
+
+/* Makes room for `more` descriptors beyond those open: the client's and
+ * the server's end of each connection live in this one process, and a
+ * soft limit of 1024 is common. Raises the soft limit up to the hard one;
+ * fails, saying so, when even that is too low. */
+static void make_room_for_files(int more)
+{
+    struct rlimit lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    rlim_t needed = (rlim_t)open_files() + (rlim_t)more;
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
+        if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < needed)
+            fail_msg("this test needs %llu open files; the hard limit is %llu",
+                     (unsigned long long)needed, (unsigned long long)lim.rlim_max);
+        lim.rlim_cur = needed;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+/* Says what stood in the way when not every transfer got its answer. */
+static void expect_all_answered(int ok, int count)
+{
+    if (ok == count)
+        return;
+    struct rlimit lim = {0};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    fprintf(stderr, "%d of %d transfers answered; %d files open, limit %llu\n", ok, count,
+            open_files(), (unsigned long long)lim.rlim_cur);
+    print_server_messages();
+    fail_msg("%d of %d concurrent transfers were answered", ok, count);
+}
+
 static void concurrent_connections(void **state)
 {
     (void)state;
     enum { N = 300 };
+    make_room_for_files(2 * N + 64);
     CURLM *m = curl_multi_init();
     assert_non_null(m);
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)N + 10);
@@ -1716,11 +1790,11 @@ static void concurrent_connections(void **state)
         curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
     }
     long connects = 0;
-    assert_int_equal(run_multi(m, e, N, &connects), N);
+    expect_all_answered(run_multi(m, e, N, &connects), N);
     assert_int_equal(connects, N); /* 300 connections, all open at once */
     /* Again: every transfer reuses one of the 300 kept-alive connections. */
     connects = 0;
-    assert_int_equal(run_multi(m, e, N, &connects), N);
+    expect_all_answered(run_multi(m, e, N, &connects), N);
     assert_int_equal(connects, 0);
     for (int i = 0; i < N; i++)
         curl_easy_cleanup(e[i]);

@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -708,6 +709,32 @@ static void tune_malloc(void)
     mallopt(M_TOP_PAD, 32 << 20);
 }
 
+/* A node holds a socket per client and peer connection (HTTP allows 4096
+ * at once) besides RocksDB's files; many systems start a service with a
+ * soft limit of 1024 open files. Raise the soft limit to the hard one, as
+ * Redis and nginx do, and say what the node got. A daemon may set this for
+ * its own process; the library leaves the process's limits to the
+ * application. */
+static void raise_open_files_limit(void)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+        return;
+    rlim_t wanted = lim.rlim_max;
+    if (wanted == RLIM_INFINITY || wanted > (1u << 20))
+        wanted = 1u << 20;
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+        struct rlimit raised = {.rlim_cur = wanted, .rlim_max = lim.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            lim.rlim_cur = wanted;
+    }
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < 8192)
+        logf_(KV_LOG_WARN,
+              "open files limited to %llu (hard limit %llu): a node with many client "
+              "connections may refuse some; raise it with ulimit -n or LimitNOFILE=",
+              (unsigned long long)lim.rlim_cur, (unsigned long long)lim.rlim_max);
+}
+
 int main(int argc, char **argv)
 {
     settings s = {.sync = KV_SYNC_ALWAYS, .log_level = KV_LOG_INFO, .row_cache = 64u << 20};
@@ -718,6 +745,7 @@ int main(int argc, char **argv)
     }
     g_log_level = s.log_level;
     tune_malloc();
+    raise_open_files_limit();
 
     /* Block the stop signals before any thread starts, so every thread
      * inherits the mask and only sigwait below receives them. */
