@@ -766,6 +766,32 @@ PY
     fi
 fi
 
+# ------------------------------------------------ the open-files limit
+# kvd raises its soft open-files limit to the hard one (services often
+# start at 1024, and a node holds a socket per connection), and warns
+# when what it got is still low.
+kill "$kvd_pid" 2>/dev/null
+wait "$kvd_pid" 2>/dev/null
+kvd_pid=
+printf '#!/bin/sh\nulimit -Sn 256 || exit 1\nexec "%s" "$@"\n' "$KVD" >"$tmp/kvd-low-limit"
+chmod +x "$tmp/kvd-low-limit"
+KVD=$tmp/kvd-low-limit start_kvd "$tmp/nofile.log" --data "$tmp/nofile" --node-id nofile
+if [[ -z $started_port ]]; then
+    fail "kvd with a soft limit of 256 open files did not start: $(head -c 600 "$tmp/nofile.log")"
+else
+    hard=$(ulimit -Hn)
+    want=$hard
+    [[ $hard == unlimited || $hard -gt 1048576 ]] && want=1048576
+    got=$(awk '/^Max open files/ {print $4}' "/proc/$kvd_pid/limits")
+    [[ $got == "$want" ]] || fail "kvd raised its open-files limit from 256 to $got, not $want (hard: $hard)"
+    if [[ $want -lt 8192 ]]; then
+        grep -q '"level":"warn","msg":"open files limited to '"$want" "$tmp/nofile.log" ||
+            fail "kvd warns that $want open files is low: $(grep -c warn "$tmp/nofile.log") warnings"
+    elif grep -q "open files limited" "$tmp/nofile.log"; then
+        fail "kvd warns of its open-files limit at $want"
+    fi
+fi
+
 if [[ $failures -ne 0 ]]; then
     echo "$failures check(s) failed" >&2
     exit 1
