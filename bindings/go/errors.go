@@ -40,6 +40,7 @@ const (
 	codeUnavailable    = int(C.KV_EUNAVAILABLE)
 	codeUnknownOutcome = int(C.KV_EUNKNOWN_OUTCOME)
 	codeClosed         = int(C.KV_ECLOSED)
+	codeIO             = int(C.KV_EIO)
 )
 
 var sentinels = map[int]error{

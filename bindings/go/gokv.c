@@ -154,6 +154,27 @@ gokv_res gokv_simple(kv *db, int which) {
 	return res;
 }
 
+// kv_backup (which 0: a = dir), kv_repair (1: a = node id or NULL) and
+// kv_topology_change (2: a = change, b = node id or NULL). The JSON report,
+// when the call gives one (whatever its outcome), comes back in trace.
+gokv_res gokv_admin(kv *db, int which, const char *a, const char *b) {
+	gokv_res res;
+	memset(&res, 0, sizeof res);
+	char *s = NULL;
+	switch (which) {
+	case 0: res.rc = kv_backup(&s, db, a); break;
+	case 1: res.rc = kv_repair(&s, db, a); break;
+	default: res.rc = kv_topology_change(&s, db, a, b); break;
+	}
+	if (res.rc)
+		res.detail = gokv_detail(res.rc); // before any other call on this thread
+	if (s) {
+		res.trace = strdup(s);
+		kv_string_free(s);
+	}
+	return res;
+}
+
 gokv_res gokv_ports(const kv *db) {
 	gokv_res res;
 	memset(&res, 0, sizeof res);

@@ -14,7 +14,7 @@ typedef struct {
 	size_t siblings;
 	const void *ctx;
 	size_t ctx_len;
-	char *trace;       // kv_get_traced's JSON, freed with free()
+	char *trace;       // kv_get_traced's JSON (or another call's), freed with free()
 } gokv_res;
 
 typedef struct {
@@ -32,6 +32,7 @@ gokv_res gokv_batch_execute(kv *db, kv_batch *b, int use_w, int wcons, unsigned 
 gokv_res gokv_batch_result(const kv_batch *b, size_t i);
 gokv_res gokv_simple(kv *db, int which);
 gokv_res gokv_ports(const kv *db);
+gokv_res gokv_admin(kv *db, int which, const char *a, const char *b);
 gokv_open_res gokv_open(const char *path, const kv_open_options *o);
 gokv_open_res gokv_node_start(const kv_node_options *o);
 gokv_open_res gokv_client_open(const char *const *eps, size_t n, const kv_client_options *o);
