@@ -128,6 +128,13 @@ type NodeOptions struct {
 	TLSKeyPEM        string
 	TLSCAPEM         string
 	MaxBufferedBytes uint64
+	// Metadata says where the cluster's topology record is kept: "" (the
+	// default) among the members themselves, or
+	// "etcd://HOST:PORT[,HOST:PORT...]/PREFIX" in etcd (its v3 JSON
+	// gateway). Every member must be given the same; it needs Peers or
+	// Seeds (a node alone has no topology: ErrInvalid). A URL that does
+	// not parse is refused with ErrInvalid. See docs/CLUSTER.md.
+	Metadata string
 }
 
 // ClientOptions are the options of a client of remote nodes.
@@ -315,7 +322,7 @@ func StartNode(opts *NodeOptions) (*Node, error) {
 	}
 	for _, f := range [][2]string{{"DataDir", opts.DataDir}, {"NodeID", opts.NodeID},
 		{"Listen", listen}, {"HTTP", opts.HTTP}, {"TLSCertPEM", opts.TLSCertPEM},
-		{"TLSKeyPEM", opts.TLSKeyPEM}, {"TLSCAPEM", opts.TLSCAPEM}} {
+		{"TLSKeyPEM", opts.TLSKeyPEM}, {"TLSCAPEM", opts.TLSCAPEM}, {"Metadata", opts.Metadata}} {
 		if err := noNUL(op, f[0], f[1]); err != nil {
 			return nil, err
 		}
@@ -327,6 +334,9 @@ func StartNode(opts *NodeOptions) (*Node, error) {
 		return nil, err
 	}
 	o := (*C.kv_node_options)(m.alloc(unsafe.Sizeof(C.kv_node_options{})))
+	// The version of the header built against: it has every field set
+	// below (metadata, the last, came with version 9; an older header has
+	// no such field, and this does not build).
 	C.kv_node_options_init(o, C.KV_NODE_OPTIONS_VERSION)
 	o.data_dir = m.strOrNil(opts.DataDir)
 	o.node_id = m.strOrNil(opts.NodeID)
@@ -379,6 +389,7 @@ func StartNode(opts *NodeOptions) (*Node, error) {
 	o.tls_key_pem = m.strOrNil(opts.TLSKeyPEM)
 	o.tls_ca_pem = m.strOrNil(opts.TLSCAPEM)
 	o.max_buffered_bytes = C.uint64_t(opts.MaxBufferedBytes)
+	o.metadata = m.strOrNil(opts.Metadata) // kv_node_options version 9
 	res := C.gokv_node_start(o)
 	if res.rc != 0 {
 		e := newError(op, res.rc, res.detail)
