@@ -28,7 +28,7 @@ from ._errors import (BusyError, ClosedError, ConflictError, CorruptError, Error
                       OutOfMemoryError, PermissionDeniedError, RetryableError,
                       StorageError, TimedOutError, TooBigError, UnavailableError,
                       UnknownOutcomeError, from_code, strerror)
-from ._store import (CLIENT, EMBEDDED, NODE, Store, Value, as_bytes, cstrings,
+from ._store import (CLIENT, EMBEDDED, NODE, Store, Value, as_bytes, as_text, cstrings,
                      fill_open_options, make_log_fn, merge_callback, LOG_LEVELS, _ms, _uint,
                      _choice)
 
@@ -135,7 +135,8 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
                max_value_size: Optional[int] = None, sync_interval: Optional[float] = None,
                block_cache_bytes: Optional[int] = None,
                tombstone_grace: Optional[int] = None, log: Any = None,
-               log_level: str = "info", row_cache_bytes: Optional[int] = None) -> Node:
+               log_level: str = "info", row_cache_bytes: Optional[int] = None,
+               metadata: Optional[str] = None) -> Node:
     """Start a storage node in this process, serving its store in data_dir
     over the binary protocol on listen ("HOST:PORT"; port 0 picks a free
     one, see Node.address) and over HTTP on http when given.
@@ -146,11 +147,16 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
     (default 256), policy "lww" or "siblings" for the node's own reads.
     Durations are in seconds: idle_timeout, internode_timeout, failure_pause,
     hint_window. cluster_secret, client_tokens, insecure and the tls_*
-    PEM texts: see docs/SECURITY.md. The store options (sync, max_key_size,
-    ..., log) are those of libkv.open.
+    PEM texts: see docs/SECURITY.md. metadata: where the cluster's topology
+    record is kept: None (the default) among the members themselves, or
+    "etcd://HOST:PORT[,HOST:PORT...]/PREFIX" in etcd (its v3 JSON gateway);
+    every member must be given the same, and it needs peers or seeds (see
+    docs/CLUSTER.md). The store options (sync, max_key_size, ..., log) are
+    those of libkv.open.
 
     Raises BusyError (a port in use, the store open elsewhere),
-    InvalidArgumentError, PermissionDeniedError (beyond loopback without a
+    InvalidArgumentError (also metadata without peers or seeds, or one that
+    is no etcd URL), PermissionDeniedError (beyond loopback without a
     secret or tokens), StorageError.
     """
     keep: List[Any] = []
@@ -206,6 +212,8 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
                        ("tls_ca_pem", tls_ca_pem)):
         if val is not None:
             setattr(o, field, as_bytes(val, field))
+    if metadata is not None:
+        o.metadata = as_text(metadata, "metadata")  # kv_node_options version 9
     ptr = c_void_p()
     rc = _native.lib.kv_node_start(byref(ptr), byref(o))
     if rc:

@@ -69,7 +69,7 @@ KV_ROW_CACHE_NONE = 2**64 - 1
 KV_OPEN_OPTIONS_VERSION = 2
 KV_WRITE_OPTIONS_VERSION = 2
 KV_READ_OPTIONS_VERSION = 1
-KV_NODE_OPTIONS_VERSION = 4
+KV_NODE_OPTIONS_VERSION = 9
 KV_CLIENT_OPTIONS_VERSION = 3
 
 # ----------------------------------------------------------------- structs
@@ -120,7 +120,7 @@ class ReadOptions(Structure):
 
 
 class NodeOptions(Structure):
-    """kv_node_options, version 4."""
+    """kv_node_options, version 9."""
     _fields_ = [
         ("version", c_uint),
         ("data_dir", c_char_p),
@@ -155,6 +155,18 @@ class NodeOptions(Structure):
         ("tls_key_pem", c_char_p),
         ("tls_ca_pem", c_char_p),
         ("max_buffered_bytes", c_uint64),
+        # version 5
+        ("slow_request_ms", c_uint32),
+        # version 6
+        ("ae_interval_s", c_uint32),
+        ("repair_bytes_per_s", c_uint64),
+        ("ae_digest_bits", c_uint),
+        # version 7
+        ("stream_bytes_per_s", c_uint64),
+        # version 8
+        ("replace", c_int),
+        # version 9
+        ("metadata", c_char_p),
     ]
 
 
