@@ -9,6 +9,7 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -287,10 +288,21 @@ func (db *DB) get(ctx context.Context, op string, key []byte, opts []Option, tra
 		C.kv_value_free(res.value)
 		return nil
 	})
+	if abandoned(err) {
+		return nil, nil, err // the call may still be writing trace
+	}
 	if err != nil {
 		return nil, trace, err
 	}
 	return v, trace, nil
+}
+
+// abandoned reports whether run gave up waiting for its call when the
+// context ended: the call goes on in the background and may still write
+// what its closure captured, so none of that may be read.
+func abandoned(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.cause != nil
 }
 
 // Put stores value under key, replacing any previous value, and returns the
@@ -515,6 +527,9 @@ func (db *DB) simple(ctx context.Context, op string, which C.int) (string, error
 		}
 		return nil
 	})
+	if abandoned(err) {
+		return "", err // the call may still be writing out
+	}
 	return out, err
 }
 
