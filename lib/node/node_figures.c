@@ -329,6 +329,27 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
                 (double)live_bytes);
     metric_line(b, "Bytes of all this node's data files on disk, obsolete ones not yet "
                 "deleted included.", "gauge", "kv_store_sst_bytes", (double)total_bytes);
+    kvi_store_engine_figures e;
+    kvi_store_engine_figures_get(kvi_embedded_store(n->store), &e);
+    metric_line(b, "Bytes of the store's memtables (every family, active and being flushed).",
+                "gauge", "kv_store_memtable_bytes", (double)e.memtable_bytes);
+    metric_line(b, "Bytes of the store's write-ahead log files on disk.", "gauge",
+                "kv_store_wal_bytes", (double)e.wal_bytes);
+    metric_line(b, "Bytes RocksDB estimates its compactions must rewrite to bring every level "
+                "under its target size: the compaction lag.", "gauge",
+                "kv_store_pending_compaction_bytes", (double)e.pending_compaction_bytes);
+    metric_line(b, "Compactions running now.", "gauge", "kv_store_running_compactions",
+                (double)e.running_compactions);
+    metric_line(b, "Memtable flushes running now.", "gauge", "kv_store_running_flushes",
+                (double)e.running_flushes);
+    metric_line(b, "Bytes the block cache holds (SST blocks: data, index, filters).", "gauge",
+                "kv_block_cache_bytes", (double)e.block_cache_bytes);
+    metric_line(b, "The block cache's capacity in bytes.", "gauge",
+                "kv_block_cache_capacity_bytes", (double)e.block_cache_capacity);
+    metric_line(b, "SST blocks the point reads that missed the row cache found in the block "
+                "cache.", "counter", "kv_block_cache_hits_total", (double)e.block_cache_hits);
+    metric_line(b, "SST blocks those reads had to read from the files (block cache misses).",
+                "counter", "kv_block_cache_misses_total", (double)e.block_cache_misses);
     kvi_row_cache_figures rows;
     kvi_store_row_cache_figures(kvi_embedded_store(n->store), &rows);
     metric_line(b, "Point reads of this node's data answered by its row cache.", "counter",

@@ -169,6 +169,20 @@ int kvi_store_data_scan(kvi_store *s, const void *after, size_t after_len,
  * (the memtables are not counted). 0 when a property is unknown. */
 void kvi_store_data_figures(kvi_store *s, uint64_t *estimated_keys, uint64_t *live_sst_bytes,
                             uint64_t *total_sst_bytes);
+/* The store's memory, disk and compaction figures for /metrics: the
+ * seed's "disk usage and compaction lag". 0 where RocksDB does not say. */
+typedef struct kvi_store_engine_figures {
+    uint64_t memtable_bytes;           /* every family's memtables, active and immutable */
+    uint64_t wal_bytes;                /* the write-ahead log's files on disk */
+    uint64_t pending_compaction_bytes; /* what RocksDB estimates compactions must rewrite */
+    uint64_t running_compactions;
+    uint64_t running_flushes;
+    uint64_t block_cache_bytes;        /* the block cache's usage */
+    uint64_t block_cache_capacity;
+    uint64_t block_cache_hits;   /* blocks the data family's point reads found in it */
+    uint64_t block_cache_misses; /* ... and read from the files */
+} kvi_store_engine_figures;
+void kvi_store_engine_figures_get(kvi_store *s, kvi_store_engine_figures *out);
 /* The row cache's figures (storage/row_cache.h; all 0 without one). */
 struct kvi_row_cache_figures;
 void kvi_store_row_cache_figures(kvi_store *s, struct kvi_row_cache_figures *out);

@@ -270,18 +270,19 @@ static int send_hint(const cluster *c, int i, const char *key, const void *state
 
 static double metric(const cluster *c, int i, const char *name)
 {
-    body b;
-    if (http_request(c->nodes[i].http, "GET", "/metrics", NULL, &b, 2000) != 200)
+    char *all = http_get_all(c->nodes[i].http, "/metrics", 2000);
+    if (!all)
         return -1;
     char needle[128];
     snprintf(needle, sizeof needle, "\n%s ", name);
-    const char *p = strstr(b.data, needle);
-    return p ? strtod(p + strlen(needle), NULL) : -1;
+    const char *p = strstr(all, needle);
+    double value = p ? strtod(p + strlen(needle), NULL) : -1;
+    free(all);
+    return value;
 }
 
 /* Waits (bounded) until no node holds a hint; returns the ms it took, or
- * -1. (A node renders its cluster figures first in /metrics, within the
- * 4 KiB the test keeps of a body.) */
+ * -1. */
 static long wait_hints_drained(const cluster *c, long limit_ms)
 {
     uint64_t start = now_ms();
