@@ -167,6 +167,16 @@ static void shrink(kvi_buf *b)
         kvi_buf_reset(b);
 }
 
+/* The consistency level of the request's operation, for its latency. */
+static kvi_metric_level metric_level(const kvi_http_conn *c)
+{
+    switch (c->mop) {
+    case KVI_MOP_GET: return kvi_metric_level_of(c->ropts.consistency);
+    case KVI_MOP_OTHER: return KVI_LEVEL_NONE;
+    default: return kvi_metric_level_of(c->wopts.consistency);
+    }
+}
+
 /* MHD_OPTION_NOTIFY_COMPLETED: the request is over (answered, or the
  * client went away). Called before the connection's own close notice. */
 static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
@@ -186,7 +196,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
     async_release(c);
     if (c->active && !c->answered)
         /* Never answered: the client hung up or timed out mid-request. */
-        kvi_metrics_record(h->metrics, KVI_PROTO_HTTP, c->mop, KV_EINVAL,
+        kvi_metrics_record(h->metrics, KVI_PROTO_HTTP, c->mop, metric_level(c), KV_EINVAL,
                            kvi_metrics_now_ns() - c->start_ns);
     c->active = 0;
     shrink(&c->key);
@@ -251,7 +261,7 @@ static enum MHD_Result respond(kvi_http_conn *c, struct MHD_Connection *mc)
         c->kv_status = KV_ENOMEM;
     }
     c->answered = 1;
-    kvi_metrics_record(h->metrics, KVI_PROTO_HTTP, c->mop, c->kv_status,
+    kvi_metrics_record(h->metrics, KVI_PROTO_HTTP, c->mop, metric_level(c), c->kv_status,
                        kvi_metrics_now_ns() - c->start_ns);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);

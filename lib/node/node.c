@@ -337,6 +337,13 @@ static kvi_metric_op metric_op(uint8_t opcode)
     }
 }
 
+/* The level a data request asked for; NONE for the others. */
+static kvi_metric_level metric_level(uint8_t opcode, const kvi_request *req)
+{
+    return metric_op(opcode) == KVI_MOP_OTHER ? KVI_LEVEL_NONE
+                                              : kvi_metric_level_of(req->consistency);
+}
+
 void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
                              const unsigned char *body, kvi_buf *out)
 {
@@ -350,7 +357,7 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
         rc = kvi_error(KV_EINVAL, "malformed request body for opcode %u (%u bytes)",
                        h->opcode, h->body_len);
         kvi_node_respond(out, h, rc, &resp);
-        kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), rc,
+        kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), KVI_LEVEL_NONE, rc,
                            kvi_metrics_now_ns() - started);
         return;
     }
@@ -465,7 +472,7 @@ void kvi_node_handle_request(void *ctx, const kvi_frame_header *h,
         kvi_node_respond(out, h, rc, &resp);
         break;
     }
-    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), rc,
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_op(h->opcode), metric_level(h->opcode, &req), rc,
                        kvi_metrics_now_ns() - started);
 }
 

@@ -34,6 +34,7 @@ typedef struct pending {
     kvi_frame_header h;
     kvi_buf *out;
     uint64_t started_ns;
+    kvi_metric_level level;
     kvi_http_done_fn done;
     void *done_ctx;
 } pending;
@@ -72,7 +73,7 @@ static void answer(pending *q, int rc, const char *why, uint64_t version)
     if (rc != KV_OK)
         kvi_error(rc, "%s", why ? why : "");
     kvi_node_respond(q->out, &q->h, rc, &resp);
-    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, metric_of(q->h.opcode), rc,
+    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, metric_of(q->h.opcode), q->level, rc,
                        kvi_metrics_now_ns() - q->started_ns);
     kvi_server_answer(q->p);
     free(q);
@@ -92,7 +93,7 @@ static void read_done(void *ctx, kvi_coord_result *r)
         return;
     }
     kvi_node_respond_value(q->out, &q->h, r->value);
-    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, KVI_MOP_GET, KV_OK,
+    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, KVI_MOP_GET, q->level, KV_OK,
                        kvi_metrics_now_ns() - q->started_ns);
     kvi_server_answer(q->p);
     free(q);
@@ -192,7 +193,8 @@ int kvi_node_async_start(void *ctx, kvi_server_pending *p, const kvi_frame_heade
     pending *q = malloc(sizeof *q);
     if (!q)
         return POOL_BLOCKING;
-    *q = (pending){.n = n, .p = p, .h = *h, .out = out, .started_ns = kvi_metrics_now_ns()};
+    *q = (pending){.n = n, .p = p, .h = *h, .out = out, .started_ns = kvi_metrics_now_ns(),
+                   .level = kvi_metric_level_of(req.consistency)};
     start(q, &req);
     return 0;
 }

@@ -126,6 +126,7 @@ typedef struct batch_pending {
     kvi_buf *out;
     kv_batch *b;
     uint64_t started_ns;
+    kvi_metric_level level;
     kvi_http_done_fn done;
     void *done_ctx;
 } batch_pending;
@@ -158,7 +159,7 @@ static void answer(batch_pending *q, int rc)
         kvi_node_respond(q->out, &q->h, rc, &none);
     }
     /* Once per batch, as for a batch run by the handler. */
-    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, KVI_MOP_BATCH, rc,
+    kvi_metrics_record(q->n->metrics, KVI_PROTO_BINARY, KVI_MOP_BATCH, q->level, rc,
                        kvi_metrics_now_ns() - q->started_ns);
     kvi_batch_free(q->b);
     kvi_server_answer(q->p);
@@ -197,7 +198,8 @@ int kvi_node_batch_start(kvi_node *n, kvi_server_pending *p, const kvi_frame_hea
     if (!q)
         return KV_ENOMEM;
     *q = (batch_pending){.n = n, .p = p, .h = *h, .out = out,
-                         .started_ns = kvi_metrics_now_ns()};
+                         .started_ns = kvi_metrics_now_ns(),
+                         .level = kvi_metric_level_of(req.consistency)};
     kv_write_options wo;
     kv_read_options ro;
     batch_options(&wo, &ro, &req);

@@ -233,6 +233,13 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
     kvi_buf_raw(out, text, (size_t)len - 1); /* without the closing brace */
     describe_anti_entropy(n, out);
     describe_stream((kvi_node *)n, out);
+    if (n->metrics) {
+        /* The latency histograms: kvctl stats reads two descriptions and
+         * takes the difference. */
+        static const char key[] = ",\"latency\":";
+        kvi_buf_raw(out, key, sizeof key - 1);
+        kvi_metrics_render_json(n->metrics, out);
+    }
     kvi_buf_raw(out, "}", 1);
 }
 

@@ -221,7 +221,7 @@ static void paxos_respond(kvi_node *n, kvi_buf *out, const kvi_frame_header *h, 
 {
     kvi_response resp = {.value = {m->answer.data, m->answer.len}};
     kvi_node_respond(out, h, rc, &resp);
-    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, KVI_LEVEL_NONE, rc,
                        kvi_metrics_now_ns() - started);
 }
 
@@ -277,7 +277,7 @@ static void merge_respond(kvi_node *n, kvi_buf *out, const kvi_frame_header *h, 
     if (rc != KV_OK)
         kvi_error(rc, "merging a replicated state: %s", kvi_strerror(rc));
     kvi_node_respond(out, h, rc, &resp);
-    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, rc,
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_OTHER, KVI_LEVEL_NONE, rc,
                        kvi_metrics_now_ns() - started);
 }
 

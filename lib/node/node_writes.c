@@ -31,6 +31,7 @@ typedef struct write_batch {
         kvi_server_pending *p;
         kvi_frame_header h;     /* a copy: the request's goes with its answer */
         kvi_buf *out;
+        kvi_metric_level level; /* for the latency histogram */
         kvi_embedded_write w;
     } items[];
 } write_batch;
@@ -46,7 +47,7 @@ static void answer(kvi_node *n, struct local_write *lw, int rc, uint64_t started
     rc = kvi_public_status(rc);
     kvi_response resp = {.version = rc == KV_OK || rc == KV_ECONFLICT ? lw->w.version : 0};
     kvi_node_respond(lw->out, &lw->h, rc, &resp);
-    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_of(lw->h.opcode), rc,
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, metric_of(lw->h.opcode), lw->level, rc,
                        kvi_metrics_now_ns() - started);
     kvi_server_answer(lw->p);
 }
@@ -82,6 +83,7 @@ static int take_request(kvi_node *n, const kvi_server_request *req, struct local
     if (kvi_request_decode_frame(&r, h, req->body) != 0)
         return kvi_error(KV_EINVAL, "malformed request body for opcode %u (%u bytes)",
                          h->opcode, h->body_len);
+    lw->level = kvi_metric_level_of(r.consistency);
     kv_write_options wo = KV_WRITE_OPTIONS_INIT;
     wo.ttl_s = r.ttl_s;
     wo.consistency = (kv_consistency)r.consistency;

@@ -10,12 +10,17 @@
 
 #include <kv/common.h>
 
-/* Histogram bucket upper bounds, in nanoseconds (Prometheus "le"). */
+/* Histogram bucket upper bounds, in nanoseconds (Prometheus "le"): ten a
+ * decade, 10 us to 10 s. */
+#define DECADE(x)                                                                           \
+    (x), (x) * 5 / 4, (x) * 3 / 2, (x) * 2, (x) * 5 / 2, (x) * 3, (x) * 4, (x) * 5, (x) * 6, \
+        (x) * 8
 static const uint64_t bucket_ns[] = {
-    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
-    25000000, 50000000, 100000000, 250000000, 500000000, 1000000000,
-    2500000000ull, 5000000000ull,
+    DECADE(10000ull),     DECADE(100000ull),     DECADE(1000000ull),
+    DECADE(10000000ull),  DECADE(100000000ull),  DECADE(1000000000ull),
+    10000000000ull,
 };
+#undef DECADE
 #define N_BUCKETS (sizeof bucket_ns / sizeof bucket_ns[0])
 
 /* Outcome classes, so the counter has a handful of label values. */
@@ -25,15 +30,24 @@ static const char *const outcome_names[OUT_COUNT] = {
     "ok", "not_found", "conflict", "client_error", "server_error"};
 static const char *const proto_names[KVI_PROTO_COUNT] = {"binary", "http"};
 static const char *const op_names[KVI_MOP_COUNT] = {"get", "put", "delete", "cas", "batch", "other"};
+static const char *const level_names[KVI_LEVEL_COUNT] = {"none",   "one",    "quorum",
+                                                         "all",    "serial", "explicit"};
 
-typedef struct series {
+/* The outcomes of one protocol's operation. */
+typedef struct counters {
     atomic_uint_fast64_t requests[OUT_COUNT];
+} counters;
+
+/* The latencies of one protocol's operation at one level. */
+typedef struct histogram {
     atomic_uint_fast64_t buckets[N_BUCKETS + 1]; /* last: +Inf */
+    atomic_uint_fast64_t count;
     atomic_uint_fast64_t sum_ns;
-} series;
+} histogram;
 
 struct kvi_metrics {
-    series s[KVI_PROTO_COUNT][KVI_MOP_COUNT];
+    counters c[KVI_PROTO_COUNT][KVI_MOP_COUNT];
+    histogram h[KVI_PROTO_COUNT][KVI_MOP_COUNT][KVI_LEVEL_COUNT];
     uint64_t slow_ns;                 /* 0: no request is slow */
     atomic_uint_fast64_t slow_total;
     atomic_uint_fast64_t slow_window; /* since the last kvi_metrics_take_slow */
@@ -111,18 +125,52 @@ static outcome classify(int status)
     }
 }
 
+kvi_metric_level kvi_metric_level_of(int consistency)
+{
+    switch (consistency) {
+    case KV_CONSISTENCY_ONE: return KVI_LEVEL_ONE;
+    case KV_CONSISTENCY_DEFAULT:
+    case KV_CONSISTENCY_QUORUM: return KVI_LEVEL_QUORUM;
+    case KV_CONSISTENCY_ALL: return KVI_LEVEL_ALL;
+    case KV_CONSISTENCY_SERIAL: return KVI_LEVEL_SERIAL;
+    case KV_CONSISTENCY_EXPLICIT: return KVI_LEVEL_EXPLICIT;
+    default: return KVI_LEVEL_NONE;
+    }
+}
+
+size_t kvi_metrics_bounds(const uint64_t **bounds_ns)
+{
+    *bounds_ns = bucket_ns;
+    return N_BUCKETS;
+}
+
+/* The first bucket whose bound is at least latency_ns (N_BUCKETS: +Inf). */
+static size_t bucket_of(uint64_t latency_ns)
+{
+    size_t lo = 0, hi = N_BUCKETS;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (latency_ns > bucket_ns[mid])
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op,
-                        int status, uint64_t latency_ns)
+                        kvi_metric_level level, int status, uint64_t latency_ns)
 {
     if (!m || proto >= KVI_PROTO_COUNT || op >= KVI_MOP_COUNT)
         return;
-    series *s = &m->s[proto][op];
-    atomic_fetch_add_explicit(&s->requests[classify(status)], 1, memory_order_relaxed);
-    size_t b = 0;
-    while (b < N_BUCKETS && latency_ns > bucket_ns[b])
-        b++;
-    atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->sum_ns, latency_ns, memory_order_relaxed);
+    if (level >= KVI_LEVEL_COUNT)
+        level = KVI_LEVEL_NONE;
+    atomic_fetch_add_explicit(&m->c[proto][op].requests[classify(status)], 1,
+                              memory_order_relaxed);
+    histogram *h = &m->h[proto][op][level];
+    atomic_fetch_add_explicit(&h->buckets[bucket_of(latency_ns)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, latency_ns, memory_order_relaxed);
     if (m->slow_ns && latency_ns >= m->slow_ns)
         record_slow(m, proto, op, latency_ns);
 }
@@ -138,6 +186,33 @@ static void appendf(kvi_buf *b, const char *fmt, ...)
     va_end(ap);
     if (n > 0)
         kvi_buf_raw(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+/* One histogram's lines, when it counted a request. */
+static void render_histogram(kvi_buf *b, histogram *h, const char *proto, const char *op,
+                             const char *level)
+{
+    if (!atomic_load_explicit(&h->count, memory_order_relaxed))
+        return;
+    unsigned long long cumulative = 0;
+    for (size_t i = 0; i <= N_BUCKETS; i++) {
+        cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        if (i < N_BUCKETS)
+            appendf(b, "kv_request_duration_seconds_bucket{proto=\"%s\",op=\"%s\",level=\"%s\","
+                       "le=\"%g\"} %llu\n",
+                    proto, op, level, (double)bucket_ns[i] / 1e9, cumulative);
+        else
+            appendf(b, "kv_request_duration_seconds_bucket{proto=\"%s\",op=\"%s\",level=\"%s\","
+                       "le=\"+Inf\"} %llu\n",
+                    proto, op, level, cumulative);
+    }
+    /* The count is the +Inf bucket's, so that the two agree in one scrape
+     * while writers go on. */
+    appendf(b, "kv_request_duration_seconds_sum{proto=\"%s\",op=\"%s\",level=\"%s\"} %.9f\n",
+            proto, op, level,
+            (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9);
+    appendf(b, "kv_request_duration_seconds_count{proto=\"%s\",op=\"%s\",level=\"%s\"} %llu\n",
+            proto, op, level, cumulative);
 }
 
 void kvi_metrics_render(kvi_metrics *m, kvi_buf *b)
@@ -157,28 +232,50 @@ void kvi_metrics_render(kvi_metrics *m, kvi_buf *b)
             for (int r = 0; r < OUT_COUNT; r++)
                 appendf(b, "kv_requests_total{proto=\"%s\",op=\"%s\",outcome=\"%s\"} %llu\n",
                         proto_names[p], op_names[o], outcome_names[r],
-                        (unsigned long long)atomic_load_explicit(&m->s[p][o].requests[r],
+                        (unsigned long long)atomic_load_explicit(&m->c[p][o].requests[r],
                                                                  memory_order_relaxed));
-    appendf(b, "# HELP kv_request_duration_seconds Time from a request's arrival to its answer.\n");
+    appendf(b, "# HELP kv_request_duration_seconds Time from a request's arrival to its answer, "
+               "by protocol, operation and consistency level (only those that served a "
+               "request).\n");
     appendf(b, "# TYPE kv_request_duration_seconds histogram\n");
+    for (int p = 0; p < KVI_PROTO_COUNT; p++)
+        for (int o = 0; o < KVI_MOP_COUNT; o++)
+            for (int l = 0; l < KVI_LEVEL_COUNT; l++)
+                render_histogram(b, &m->h[p][o][l], proto_names[p], op_names[o], level_names[l]);
+}
+
+void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b)
+{
+    appendf(b, "{\"atMs\":%llu,\"boundsUs\":[",
+            (unsigned long long)(kvi_metrics_now_ns() / 1000000));
+    for (size_t i = 0; i < N_BUCKETS; i++)
+        appendf(b, "%s%g", i ? "," : "", (double)bucket_ns[i] / 1e3);
+    appendf(b, "],\"series\":[");
+    int first = 1;
     for (int p = 0; p < KVI_PROTO_COUNT; p++) {
         for (int o = 0; o < KVI_MOP_COUNT; o++) {
-            series *s = &m->s[p][o];
-            unsigned long long cumulative = 0;
-            for (size_t i = 0; i <= N_BUCKETS; i++) {
-                cumulative += atomic_load_explicit(&s->buckets[i], memory_order_relaxed);
-                if (i < N_BUCKETS)
-                    appendf(b, "kv_request_duration_seconds_bucket{proto=\"%s\",op=\"%s\",le=\"%g\"} %llu\n",
-                            proto_names[p], op_names[o], (double)bucket_ns[i] / 1e9, cumulative);
-                else
-                    appendf(b, "kv_request_duration_seconds_bucket{proto=\"%s\",op=\"%s\",le=\"+Inf\"} %llu\n",
-                            proto_names[p], op_names[o], cumulative);
+            for (int l = 0; l < KVI_LEVEL_COUNT; l++) {
+                histogram *h = &m->h[p][o][l];
+                uint64_t count = atomic_load_explicit(&h->count, memory_order_relaxed);
+                if (!count)
+                    continue;
+                appendf(b, "%s{\"proto\":\"%s\",\"op\":\"%s\",\"level\":\"%s\",\"count\":%llu,"
+                           "\"sumUs\":%.3f,\"buckets\":[",
+                        first ? "" : ",", proto_names[p], op_names[o], level_names[l],
+                        (unsigned long long)count,
+                        (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e3);
+                first = 0;
+                int first_bucket = 1;
+                for (size_t i = 0; i <= N_BUCKETS; i++) {
+                    uint64_t n = atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+                    if (!n)
+                        continue;
+                    appendf(b, "%s[%zu,%llu]", first_bucket ? "" : ",", i, (unsigned long long)n);
+                    first_bucket = 0;
+                }
+                appendf(b, "]}");
             }
-            appendf(b, "kv_request_duration_seconds_sum{proto=\"%s\",op=\"%s\"} %.9f\n",
-                    proto_names[p], op_names[o],
-                    (double)atomic_load_explicit(&s->sum_ns, memory_order_relaxed) / 1e9);
-            appendf(b, "kv_request_duration_seconds_count{proto=\"%s\",op=\"%s\"} %llu\n",
-                    proto_names[p], op_names[o], cumulative);
         }
     }
+    appendf(b, "]}");
 }

@@ -29,6 +29,22 @@ typedef enum kvi_metric_op {
     KVI_MOP_COUNT = 6
 } kvi_metric_op;
 
+/* The consistency level a request asked for, for the latency histograms:
+ * DEFAULT counts as QUORUM (what it means); requests that take no level
+ * (ping, cluster, health, refusals before routing) are NONE. */
+typedef enum kvi_metric_level {
+    KVI_LEVEL_NONE = 0,
+    KVI_LEVEL_ONE = 1,
+    KVI_LEVEL_QUORUM = 2,
+    KVI_LEVEL_ALL = 3,
+    KVI_LEVEL_SERIAL = 4,
+    KVI_LEVEL_EXPLICIT = 5, /* an explicit R or W */
+    KVI_LEVEL_COUNT = 6
+} kvi_metric_level;
+
+/* The level of a kv_consistency value (NONE for one out of range). */
+kvi_metric_level kvi_metric_level_of(int consistency);
+
 typedef struct kvi_metrics kvi_metrics;
 
 kvi_metrics *kvi_metrics_new(void);
@@ -36,7 +52,13 @@ void kvi_metrics_free(kvi_metrics *m);
 
 /* Counts one request and its latency. status is the request's KV_* code. */
 void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op,
-                        int status, uint64_t latency_ns);
+                        kvi_metric_level level, int status, uint64_t latency_ns);
+
+/* The latency histograms' bucket upper bounds in nanoseconds, ten a decade
+ * from 10 us to 10 s (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of
+ * ten): a quantile read from them is within 25% of the true one, fine
+ * enough for a p999. Past the last bound is the +Inf bucket. */
+size_t kvi_metrics_bounds(const uint64_t **bounds_ns);
 
 /* Requests that took slow_ns or longer (0: none are slow) are counted in
  * kv_slow_requests_total and in a window that kvi_metrics_take_slow reads
@@ -59,6 +81,14 @@ void kvi_metrics_set_extra(kvi_metrics *m, kvi_metrics_extra_fn fn, void *ctx);
 
 /* Appends the Prometheus text exposition of every metric to b. */
 void kvi_metrics_render(kvi_metrics *m, kvi_buf *b);
+
+/* Appends the latency histograms as a JSON object, for the cluster
+ * description (kvctl stats reads two and takes the difference):
+ * {"atMs": monotonic ms now, "boundsUs": [...], "series": [{"proto",
+ * "op", "level", "count", "sumUs", "buckets": [[index, count], ...]}]},
+ * only the series and buckets that counted a request, the +Inf bucket at
+ * index len(boundsUs). */
+void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b);
 
 /* Monotonic nanoseconds, for latencies. */
 uint64_t kvi_metrics_now_ns(void);

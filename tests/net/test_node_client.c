@@ -925,9 +925,9 @@ static void slow_requests_are_reported(void **state)
     assert_int_equal(cap.warns, 0);
     /* Two requests over 20 ms (their latencies as the server records
      * them), one under. */
-    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_PUT, KV_OK, 25000000);
-    kvi_metrics_record(n->metrics, KVI_PROTO_HTTP, KVI_MOP_GET, KV_OK, 90000000);
-    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_GET, KV_OK, 19000000);
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_PUT, KVI_LEVEL_QUORUM, KV_OK, 25000000);
+    kvi_metrics_record(n->metrics, KVI_PROTO_HTTP, KVI_MOP_GET, KVI_LEVEL_QUORUM, KV_OK, 90000000);
+    kvi_metrics_record(n->metrics, KVI_PROTO_BINARY, KVI_MOP_GET, KVI_LEVEL_QUORUM, KV_OK, 19000000);
     kvi_node_report(n);
     assert_int_equal(cap.warns, 1);
     assert_non_null(strstr(cap.last_warn, "2 requests took 20 ms or longer"));
