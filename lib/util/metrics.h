@@ -55,7 +55,7 @@ void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op
                         kvi_metric_level level, int status, uint64_t latency_ns);
 
 /* The latency histograms' bucket upper bounds in nanoseconds, ten a decade
- * from 10 us to 10 s (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of
+ * from 1 us to 10 s (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of
  * ten): a quantile read from them is within 25% of the true one, fine
  * enough for a p999. Past the last bound is the +Inf bucket. */
 size_t kvi_metrics_bounds(const uint64_t **bounds_ns);

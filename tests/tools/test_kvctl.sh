@@ -362,6 +362,32 @@ kc backup '';                expect 2 "" "backup of an empty DIR"
 kc backup "/$(head -c 1100 /dev/zero | tr '\0' a)"; expect 2 "" "backup of an oversize DIR"
 [[ ! -e relative ]] || fail "a refused backup created nothing"
 
+# --------------------------------------------------------------- stats
+# kvctl stats: per node, the requests per second and GET/PUT quantiles of
+# an interval, from two of the node's descriptions. Reads and writes go on
+# for the whole interval (until stats ends), so it sees both.
+"$KVCTL" --endpoints "$EP" -w json stats --interval 2 >"$tmp/stats.json" 2>"$tmp/stats.err" &
+stats_pid=$!
+for i in $(seq 600); do # bounded: ~10 ms a call, stats ends after ~2 s
+    kill -0 "$stats_pid" 2>/dev/null || break
+    "$KVCTL" --endpoints "$EP" put "st-$((i % 7))" v >/dev/null 2>&1
+    "$KVCTL" --endpoints "$EP" get "st-$((i % 7))" >/dev/null 2>&1
+done
+wait "$stats_pid"; rc=$?
+cp "$tmp/stats.json" "$tmp/out"; cp "$tmp/stats.err" "$tmp/err"
+expect_rc 0 "stats -w json"
+json_check 'len(d["nodes"]) == 1 and d["nodes"][0]["nodeId"] == "kvctl-test" and 1.5 < d["nodes"][0]["intervalSeconds"] < 60' "stats json: the node and its interval"
+for op in get put; do
+    json_check "(lambda o: o['perSecond'] > 0 and 0 < o['p50Ms'] <= o['p99Ms'] <= o['p999Ms'] < 10000)(d['nodes'][0]['ops']['$op'])" "stats json: $op rate and ordered quantiles"
+done
+json_check 'd["nodes"][0]["ops"]["cas"]["perSecond"] == 0 and d["nodes"][0]["ops"]["cas"]["p99Ms"] is None' "stats json: no CAS, no quantile"
+kc stats --interval 1;       expect_rc 0 "stats"
+grep -q "^NODE  *REQUESTS/S  *GET/S  *GET P50  *P99  *P999  *PUT/S  *PUT P50  *P99  *P999$" "$tmp/out" || fail "stats has its header: $(cat "$tmp/out")"
+grep -q "^kvctl-test  *[0-9.]* " "$tmp/out" || fail "stats has a line for the node: $(cat "$tmp/out")"
+for args in "stats --interval 0" "stats --interval x" "stats --interval 3601" "stats extra" "get k --interval 1"; do
+    kc $args;                expect_rc 2 "kvctl $args is a usage error"
+done
+
 # --------------------------------------------------------- usage errors
 kc;                          expect_rc 2 "no command"
 kc frobnicate;               expect_rc 2 "unknown command"

@@ -37,6 +37,8 @@
  *                                    ranges it is no home of (after a change)
  *   streams                          the streams running: target, change,
  *                                    sources, ranges, bytes, rate, ETA
+ *   stats [--interval S]             per node over S seconds: requests per
+ *                                    second, GET and PUT p50/p99/p999
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -103,6 +105,7 @@ struct cli {
     const char *node;      /* repair --node */
     bool wait;             /* repair --wait */
     bool ranges;           /* repair-status --ranges */
+    uint64_t interval_ms;  /* stats --interval, in ms; 0: the default */
     const char *token_file; /* --token-file */
     bool tls;               /* --tls */
     const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
@@ -190,6 +193,9 @@ static void usage(FILE *f)
           "                              ranges it is no home of, after a change ends\n"
           "  streams                     the streams running now: target, change, sources,\n"
           "                              ranges done, bytes, rate, ETA\n"
+          "  stats [--interval S]        per node, over S seconds (default 2): requests\n"
+          "                              per second, and the p50, p99 and p999 latency\n"
+          "                              of its GETs and PUTs, as the node measured them\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -1406,6 +1412,189 @@ static int cmd_repair_status(kv *db, const struct cli *c)
     return EXIT_OK;
 }
 
+/* --------------------------------------------------------------- stats */
+
+/* One node's latency histograms between two of its descriptions (their
+ * "latency" objects, util/metrics.h): per operation, the requests and the
+ * bucket counts of the interval, summed over protocols and levels. */
+enum { STATS_OPS = 6, STATS_MAX_BUCKETS = 128 };
+static const char *const stats_ops[STATS_OPS] = {"get", "put", "delete", "cas", "batch", "other"};
+
+typedef struct op_window {
+    double count;
+    double buckets[STATS_MAX_BUCKETS + 1];
+} op_window;
+
+typedef struct node_window {
+    double seconds;
+    size_t n_bounds;
+    double bounds_us[STATS_MAX_BUCKETS];
+    op_window ops[STATS_OPS];
+} node_window;
+
+static int op_index(const char *op)
+{
+    for (int i = 0; i < STATS_OPS; i++)
+        if (strcmp(stats_ops[i], op) == 0)
+            return i;
+    return -1;
+}
+
+/* Adds (sign 1) or takes away (sign -1) one description's counts. */
+static bool add_latency(node_window *w, const cJSON *lat, double sign)
+{
+    const cJSON *bounds = cJSON_GetObjectItemCaseSensitive(lat, "boundsUs");
+    const cJSON *series = cJSON_GetObjectItemCaseSensitive(lat, "series");
+    int n = cJSON_GetArraySize(bounds);
+    if (!cJSON_IsArray(bounds) || !cJSON_IsArray(series) || n <= 0 || n > STATS_MAX_BUCKETS)
+        return false;
+    if (w->n_bounds == 0) {
+        w->n_bounds = (size_t)n;
+        for (int i = 0; i < n; i++)
+            w->bounds_us[i] = cJSON_GetArrayItem(bounds, i)->valuedouble;
+    } else if (w->n_bounds != (size_t)n) {
+        return false; /* the node restarted with other buckets */
+    }
+    const cJSON *s;
+    cJSON_ArrayForEach(s, series) {
+        int op = op_index(text_or(s, "op", ""));
+        if (op < 0)
+            continue;
+        const cJSON *b;
+        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(s, "buckets")) {
+            const cJSON *at = cJSON_GetArrayItem(b, 0), *count = cJSON_GetArrayItem(b, 1);
+            if (!cJSON_IsNumber(at) || !cJSON_IsNumber(count) || at->valueint < 0 ||
+                at->valueint > n)
+                return false;
+            w->ops[op].buckets[at->valueint] += sign * count->valuedouble;
+            w->ops[op].count += sign * count->valuedouble;
+        }
+    }
+    return true;
+}
+
+/* The q-quantile of an operation's interval in ms, interpolated within its
+ * bucket as Prometheus's histogram_quantile does; -1 without requests. */
+static double quantile_ms(const node_window *w, int op, double q)
+{
+    const op_window *o = &w->ops[op];
+    if (o->count < 1)
+        return -1;
+    double rank = q * o->count, seen = 0;
+    for (size_t i = 0; i <= w->n_bounds; i++) {
+        double in = o->buckets[i];
+        if (seen + in >= rank && in > 0) {
+            if (i == w->n_bounds) /* past the last bound */
+                return w->bounds_us[w->n_bounds - 1] / 1000.0;
+            double lo = i ? w->bounds_us[i - 1] : 0, hi = w->bounds_us[i];
+            return (lo + (hi - lo) * (rank - seen) / in) / 1000.0;
+        }
+        seen += in;
+    }
+    return w->bounds_us[w->n_bounds - 1] / 1000.0;
+}
+
+static void format_ms(char *out, size_t size, double ms)
+{
+    if (ms < 0)
+        snprintf(out, size, "-");
+    else if (ms < 10)
+        snprintf(out, size, "%.3f", ms);
+    else
+        snprintf(out, size, "%.1f", ms);
+}
+
+static int cmd_stats(kv *db, const struct cli *c)
+{
+    int code = EXIT_OK;
+    cJSON *root = describe(db, "stats", &code);
+    if (!root)
+        return code;
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
+    int n = cJSON_GetArraySize(members);
+    cJSON **first = calloc((size_t)(n > 0 ? n : 1), sizeof *first);
+    if (!first) {
+        cJSON_Delete(root);
+        fprintf(stderr, PROG ": stats: out of memory\n");
+        return EXIT_ERROR;
+    }
+    for (int i = 0; i < n; i++)
+        first[i] = member_description(root, cJSON_GetArrayItem(members, i));
+    sleep_ms(c->interval_ms ? (long)c->interval_ms : 2000);
+    cJSON *again = describe(db, "stats", &code);
+    cJSON *out = cJSON_CreateArray();
+    if (!g_json)
+        printf("%-20s %10s %9s %9s %9s %9s %9s %9s %9s %9s\n", "NODE", "REQUESTS/S", "GET/S",
+               "GET P50", "P99", "P999", "PUT/S", "PUT P50", "P99", "P999");
+    for (int i = 0; i < n; i++) {
+        const cJSON *m = cJSON_GetArrayItem(members, i);
+        const char *id = text_or(m, "nodeId", "-");
+        cJSON *second = again ? member_description(again, m) : NULL;
+        const cJSON *l1 = cJSON_GetObjectItemCaseSensitive(first[i], "latency");
+        const cJSON *l2 = cJSON_GetObjectItemCaseSensitive(second, "latency");
+        node_window *w = calloc(1, sizeof *w);
+        bool ok = w && cJSON_IsObject(l1) && cJSON_IsObject(l2) && add_latency(w, l2, 1) &&
+                  add_latency(w, l1, -1);
+        if (ok) {
+            w->seconds = (number_or(l2, "atMs") - number_or(l1, "atMs")) / 1000.0;
+            ok = w->seconds > 0;
+        }
+        cJSON *entry = cJSON_CreateObject();
+        cJSON_AddStringToObject(entry, "nodeId", id);
+        cJSON_AddItemToArray(out, entry);
+        if (!ok) {
+            cJSON_AddNullToObject(entry, "intervalSeconds");
+            if (!g_json)
+                printf("%-20s (could not be asked twice, or restarted between)\n", id);
+            free(w);
+            cJSON_Delete(second);
+            continue;
+        }
+        double total = 0;
+        for (int op = 0; op < STATS_OPS; op++)
+            total += w->ops[op].count;
+        cJSON_AddNumberToObject(entry, "intervalSeconds", w->seconds);
+        cJSON_AddNumberToObject(entry, "requestsPerSecond", total / w->seconds);
+        cJSON *ops = cJSON_AddObjectToObject(entry, "ops");
+        for (int op = 0; op < STATS_OPS; op++) {
+            cJSON *o = cJSON_AddObjectToObject(ops, stats_ops[op]);
+            cJSON_AddNumberToObject(o, "perSecond", w->ops[op].count / w->seconds);
+            static const double qs[] = {0.5, 0.99, 0.999};
+            static const char *const names[] = {"p50Ms", "p99Ms", "p999Ms"};
+            for (int k = 0; k < 3; k++) {
+                double v = quantile_ms(w, op, qs[k]);
+                if (v < 0)
+                    cJSON_AddNullToObject(o, names[k]);
+                else
+                    cJSON_AddNumberToObject(o, names[k], v);
+            }
+        }
+        if (!g_json) {
+            char q[6][16];
+            format_ms(q[0], sizeof q[0], quantile_ms(w, 0, 0.5));
+            format_ms(q[1], sizeof q[1], quantile_ms(w, 0, 0.99));
+            format_ms(q[2], sizeof q[2], quantile_ms(w, 0, 0.999));
+            format_ms(q[3], sizeof q[3], quantile_ms(w, 1, 0.5));
+            format_ms(q[4], sizeof q[4], quantile_ms(w, 1, 0.99));
+            format_ms(q[5], sizeof q[5], quantile_ms(w, 1, 0.999));
+            printf("%-20s %10.1f %9.1f %9s %9s %9s %9.1f %9s %9s %9s\n", id, total / w->seconds,
+                   w->ops[0].count / w->seconds, q[0], q[1], q[2], w->ops[1].count / w->seconds,
+                   q[3], q[4], q[5]);
+        }
+        free(w);
+        cJSON_Delete(second);
+    }
+    if (!g_json)
+        printf("latencies in ms, measured by each node from a request's arrival to its answer\n");
+    print_json_as(g_json ? "nodes" : NULL, out);
+    for (int i = 0; i < n; i++)
+        cJSON_Delete(first[i]);
+    free(first);
+    cJSON_Delete(again);
+    cJSON_Delete(root);
+    return EXIT_OK;
+}
+
 /* --------------------------------------------------------------- batch */
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated buffer of at most
@@ -1755,6 +1944,7 @@ static const struct command {
     {"topology-abort", 0, false, cmd_topology_abort, "topology-abort"},
     {"cleanup", 0, false, cmd_cleanup, "cleanup [--node ID]"},
     {"streams", 0, false, cmd_streams, "streams"},
+    {"stats", 0, false, cmd_stats, "stats [--interval S]"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -1872,6 +2062,10 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             c->wait = true;
         } else if (strcmp(arg, "--ranges") == 0) {
             c->ranges = true;
+        } else if (flag_value(argv, argc, &i, "--interval", NULL, &val)) {
+            c->interval_ms = parse_uint("--interval", val, 3600) * 1000;
+            if (c->interval_ms == 0)
+                usage_error("--interval must be 1..3600 seconds%s", "");
         } else if (strcmp(arg, "--keys-only") == 0) {
             c->keys_only = true;
         } else if (flag_value(argv, argc, &i, "--cursor", NULL, &val)) {
@@ -1931,6 +2125,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--node applies to repair, decommission and cleanup, not %s", cmd->name);
     if (c->ranges && cmd->fn != cmd_repair_status)
         usage_error("--ranges applies to repair-status, not %s", cmd->name);
+    if (c->interval_ms && cmd->fn != cmd_stats)
+        usage_error("--interval applies to stats, not %s", cmd->name);
     if (cmd->fn == cmd_scan && c->level == KV_CONSISTENCY_SERIAL)
         usage_error("scan: --consistency must be one, quorum or all%s", "");
     if (c->context_b64 != NULL && cmd->fn != cmd_put && cmd->fn != cmd_del)
