@@ -38,6 +38,7 @@
 struct kvi_membership {
     const kvi_logger *log;
     const kvi_credentials *creds; /* borrowed from the node; may be NULL */
+    struct kvi_latency_set *peer_latency; /* borrowed from the node; may be NULL */
     unsigned replicas;
     unsigned vnodes;
     uint32_t connect_timeout_ms; /* of the connections to the other members */
@@ -209,7 +210,7 @@ static void install_view(kvi_membership *m, const char **ids, const char **addrs
     kvi_view_config vc = {
         .ids = ids, .addrs = addrs, .https = https, .n = n, .self = self,
         .replicas = m->replicas, .vnodes = m->vnodes, .client_opts = &co, .creds = m->creds,
-        .log = m->log, .loop = m->peers_loop,
+        .log = m->log, .loop = m->peers_loop, .peer_latency = m->peer_latency,
     };
     if (fut) {
         vc.epoch = fut->epoch;
@@ -1148,6 +1149,7 @@ int kvi_membership_start(kvi_membership **out, const kvi_membership_config *cfg)
         return kvi_error(KV_ENOMEM, "out of memory starting membership");
     m->log = cfg->log;
     m->creds = cfg->creds;
+    m->peer_latency = cfg->peer_latency;
     m->stream_gains = cfg->stream_gains;
     m->stream_ctx = cfg->stream_ctx;
     m->replace = cfg->replace;
@@ -1326,6 +1328,7 @@ int kvi_membership_future_view(kvi_membership *m, const kvi_topology *t, kvi_vie
             .ids = ids, .addrs = addrs, .https = https, .n = n, .self = self,
             .replicas = t->replicas, .vnodes = t->vnodes, .client_opts = &co,
             .creds = m->creds, .log = m->log, .loop = m->peers_loop, .epoch = t->epoch,
+            .peer_latency = m->peer_latency,
         };
         rc = kvi_view_build(out, &vc);
     }

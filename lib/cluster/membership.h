@@ -80,6 +80,10 @@ typedef struct kvi_membership_config {
      * topology record in etcd (cluster/topology_etcd.h) and holds a lease
      * on PREFIX/members/ID while the node runs; NULL: gossip mode. */
     const char *metadata;
+    /* Where each member's connections measure the latency of this node's
+     * requests to it (kvi_view_config.peer_latency); NULL: not measured.
+     * Borrowed; must outlive the membership. */
+    struct kvi_latency_set *peer_latency;
 } kvi_membership_config;
 
 typedef struct kvi_membership kvi_membership;

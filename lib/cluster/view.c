@@ -1,5 +1,6 @@
 /* cluster/view.c - members, ring and connections, built together. */
 #include "cluster/view.h"
+#include "util/metrics.h"
 
 #include <cJSON.h>
 #include <pthread.h>
@@ -55,6 +56,8 @@ static int open_member(kvi_view_member *m, const kvi_view_config *cfg, const cha
     if (rc != KV_OK)
         return rc;
     kvi_client_set_flags(m->client, cfg->client_flags);
+    if (cfg->peer_latency)
+        kvi_client_set_latency(m->client, kvi_latency_set_get(cfg->peer_latency, id));
     if (cfg->creds && cfg->creds->secret_len)
         rc = kvi_client_set_credentials(m->client, cfg->creds->secret, cfg->creds->secret_len,
                                         NULL);

@@ -91,6 +91,10 @@ typedef struct kvi_view_config {
     /* n flags, 1 for a member that answers no reads (kvi_view.no_reads);
      * NULL: none. Copied. */
     const unsigned char *no_reads;
+    /* Each member's client records the latency of its answered requests in
+     * the histogram of the member's id here (util/metrics.h); NULL: none.
+     * Must outlive the view's clients. */
+    struct kvi_latency_set *peer_latency;
 } kvi_view_config;
 
 /* Builds a view with one reference. KV_OK, KV_EINVAL, KV_ENOMEM. */

@@ -58,6 +58,8 @@
 #include "util/error.h"
 #include "util/wipe.h"
 #include "format/value.h"
+#include "util/clock.h"
+#include "util/metrics.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 1000u
 #define DEFAULT_REQUEST_TIMEOUT_MS 5000u
@@ -76,6 +78,7 @@ typedef struct req {
     struct conn *c;
     uint64_t id;
     uint64_t deadline_ms;
+    uint64_t submitted_ns; /* for the client's latency histogram; 0: none */
     kvi_buf frame;
     kvi_reply_fn fn;
     void *ctx;
@@ -128,6 +131,9 @@ typedef struct conn {
 } conn;
 
 struct kvi_client {
+    /* Where the latency of each answered request goes (its submission to
+     * its answer); NULL: not measured. */
+    kvi_latency *latency;
     kvi_addr *endpoints;
     size_t n_endpoints;
     atomic_size_t preferred; /* the endpoint that last worked */
@@ -254,6 +260,8 @@ static void req_free(req *r)
 /* Ends r with an answer. */
 static void req_answer(req *r, const kvi_frame_header *h, const unsigned char *body)
 {
+    if (r->submitted_ns)
+        kvi_latency_record(r->c->cl->latency, kvi_monotonic_ns() - r->submitted_ns);
     kvi_reply rep = {KV_OK, h, body, NULL, 0};
     r->fn(r->ctx, &rep);
     req_free(r);
@@ -778,6 +786,7 @@ static void hand_to_loop(kvi_client *cl, req *r, kvi_reply_fn fn, void *ctx)
     r->ctx = ctx;
     r->c = &cl->conns[0];
     r->deadline_ms = kvi_loop_now_ms() + cl->request_timeout_ms;
+    r->submitted_ns = cl->latency ? kvi_monotonic_ns() : 0;
     if (kvi_loop_on_thread(cl->loop)) {
         cl->outstanding++;
         enqueue(r);
@@ -1758,6 +1767,11 @@ void kvi_client_set_probe(kvi_client *cl, int on)
 void kvi_client_set_max_inflight(kvi_client *cl, unsigned max_per_connection)
 {
     cl->max_inflight = max_per_connection;
+}
+
+void kvi_client_set_latency(kvi_client *cl, kvi_latency *latency)
+{
+    cl->latency = latency;
 }
 
 uint64_t kvi_client_last_answer_ms(kvi_client *cl)

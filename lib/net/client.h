@@ -46,6 +46,12 @@ int kvi_client_open_on(kvi_client **out, const char *const *endpoints, size_t co
  * callback of its loop, and with no blocking call running. */
 void kvi_client_close(kvi_client *c);
 
+/* Measures every answered request of c, from its submission to its
+ * answer, into latency (util/metrics.h), which must outlive c; NULL: stop.
+ * Set before the client is used. */
+struct kvi_latency;
+void kvi_client_set_latency(kvi_client *c, struct kvi_latency *latency);
+
 /* Runs one iteration of a manual_loop client's loop, waiting at most
  * timeout_ms for work: the number of callbacks run, or a negative code
  * (KV_EINVAL when the client has a thread of its own). */

@@ -781,7 +781,11 @@ static uint64_t hints_pending(void *ctx)
 
 static int start_cluster(kvi_node *n, const kv_node_options *o, const kvi_logger *log)
 {
+    n->peer_latency = kvi_latency_set_new();
+    if (!n->peer_latency)
+        return kvi_error(KV_ENOMEM, "out of memory starting the cluster");
     kvi_membership_config mc = {
+        .peer_latency = n->peer_latency,
         .self_id = n->node_id, .self_addr = n->listen_addr, .self_http = n->http_addr,
         .peers = o->peers, .n_peers = o->peers ? o->peer_count : 0,
         .seeds = o->seeds, .n_seeds = o->seeds ? o->seed_count : 0,
@@ -1023,6 +1027,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_write_stage_free(n->stage); /* its loop is gone: nothing staged is left */
     kvi_embedded_close(n->store);
     kvi_metrics_free(n->metrics);
+    kvi_latency_set_free(n->peer_latency); /* the views' connections are closed */
     kvi_auth_free(n->auth);
     kvi_tls_free(n->tls_in);
     kvi_tls_free(n->tls_out);

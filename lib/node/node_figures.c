@@ -404,4 +404,7 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
                 (double)atomic_load(&n->streamed_bytes));
     metric_line(b, "Streams this node is running now (0 or 1).", "gauge", "kv_streams_active",
                 (double)atomic_load(&n->streams_active));
+    kvi_latency_set_render(n->peer_latency, b, "kv_peer_request_duration_seconds", "peer",
+                           "Time from this node's request to a peer (replication, reads of "
+                           "replicas, Paxos, anti-entropy) to its answer, by peer.");
 }

@@ -37,6 +37,9 @@ struct kvi_node {
     kvi_server *binary;
     kvi_http *http;
     kvi_metrics *metrics;
+    /* The latency of this node's requests to each peer, by peer id (its
+     * view's connections record it; a cluster only). */
+    kvi_latency_set *peer_latency;
     kvi_membership *membership;
     kvi_hints hints;          /* kept for homes that missed writes */
     kvi_handoff *handoff;     /* gives them back */

@@ -2,10 +2,12 @@
 #include "util/metrics.h"
 #include "util/clock.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <kv/common.h>
@@ -159,6 +161,13 @@ static size_t bucket_of(uint64_t latency_ns)
     return lo;
 }
 
+static void histogram_record(histogram *h, uint64_t latency_ns)
+{
+    atomic_fetch_add_explicit(&h->buckets[bucket_of(latency_ns)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, latency_ns, memory_order_relaxed);
+}
+
 void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op,
                         kvi_metric_level level, int status, uint64_t latency_ns)
 {
@@ -168,10 +177,7 @@ void kvi_metrics_record(kvi_metrics *m, kvi_metric_proto proto, kvi_metric_op op
         level = KVI_LEVEL_NONE;
     atomic_fetch_add_explicit(&m->c[proto][op].requests[classify(status)], 1,
                               memory_order_relaxed);
-    histogram *h = &m->h[proto][op][level];
-    atomic_fetch_add_explicit(&h->buckets[bucket_of(latency_ns)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum_ns, latency_ns, memory_order_relaxed);
+    histogram_record(&m->h[proto][op][level], latency_ns);
     if (m->slow_ns && latency_ns >= m->slow_ns)
         record_slow(m, proto, op, latency_ns);
 }
@@ -279,4 +285,92 @@ void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b)
         }
     }
     appendf(b, "]}");
+}
+
+/* ------------------------------------------------ latencies by name */
+
+struct kvi_latency {
+    histogram h;
+    struct kvi_latency *next;
+    char name[]; /* NUL-terminated */
+};
+
+struct kvi_latency_set {
+    pthread_mutex_t lock;
+    kvi_latency *first; /* never removed until the set is freed */
+};
+
+void kvi_latency_record(kvi_latency *l, uint64_t latency_ns)
+{
+    if (l)
+        histogram_record(&l->h, latency_ns);
+}
+
+kvi_latency_set *kvi_latency_set_new(void)
+{
+    kvi_latency_set *set = calloc(1, sizeof *set);
+    if (set)
+        pthread_mutex_init(&set->lock, NULL);
+    return set;
+}
+
+void kvi_latency_set_free(kvi_latency_set *set)
+{
+    if (!set)
+        return;
+    for (kvi_latency *l = set->first, *next; l; l = next) {
+        next = l->next;
+        free(l);
+    }
+    pthread_mutex_destroy(&set->lock);
+    free(set);
+}
+
+kvi_latency *kvi_latency_set_get(kvi_latency_set *set, const char *name)
+{
+    if (!set || !name)
+        return NULL;
+    pthread_mutex_lock(&set->lock);
+    kvi_latency *l = set->first;
+    while (l && strcmp(l->name, name) != 0)
+        l = l->next;
+    if (!l) {
+        size_t len = strlen(name);
+        l = calloc(1, sizeof *l + len + 1);
+        if (l) {
+            memcpy(l->name, name, len + 1);
+            l->next = set->first;
+            set->first = l;
+        }
+    }
+    pthread_mutex_unlock(&set->lock);
+    return l;
+}
+
+void kvi_latency_set_render(kvi_latency_set *set, kvi_buf *b, const char *metric,
+                            const char *label, const char *help)
+{
+    if (!set)
+        return;
+    appendf(b, "# HELP %s %s\n", metric, help);
+    appendf(b, "# TYPE %s histogram\n", metric);
+    pthread_mutex_lock(&set->lock);
+    for (kvi_latency *l = set->first; l; l = l->next) {
+        if (!atomic_load_explicit(&l->h.count, memory_order_relaxed))
+            continue;
+        unsigned long long cumulative = 0;
+        for (size_t i = 0; i <= N_BUCKETS; i++) {
+            cumulative += atomic_load_explicit(&l->h.buckets[i], memory_order_relaxed);
+            if (i < N_BUCKETS)
+                appendf(b, "%s_bucket{%s=\"%s\",le=\"%g\"} %llu\n", metric, label, l->name,
+                        (double)bucket_ns[i] / 1e9, cumulative);
+            else
+                appendf(b, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", metric, label, l->name,
+                        cumulative);
+        }
+        appendf(b, "%s_sum{%s=\"%s\"} %.9f\n", metric, label, l->name,
+                (double)atomic_load_explicit(&l->h.sum_ns, memory_order_relaxed) / 1e9);
+        appendf(b, "%s_count{%s=\"%s\"} %llu\n", metric, label, l->name, cumulative);
+    }
+    pthread_mutex_unlock(&set->lock);
 }

@@ -90,6 +90,27 @@ void kvi_metrics_render(kvi_metrics *m, kvi_buf *b);
  * index len(boundsUs). */
 void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b);
 
+/* One latency histogram with the buckets above, for a figure other than
+ * the requests served (a node's requests to one peer). Recording is
+ * lock-free, from any thread. */
+typedef struct kvi_latency kvi_latency;
+void kvi_latency_record(kvi_latency *l, uint64_t latency_ns);
+
+/* Latency histograms by name (a peer's id), created on first use and kept
+ * until the set is freed, so a pointer from kvi_latency_set_get stays valid
+ * as long as the set: a histogram outlives the connections that feed it.
+ * Thread-safe. */
+typedef struct kvi_latency_set kvi_latency_set;
+kvi_latency_set *kvi_latency_set_new(void);
+void kvi_latency_set_free(kvi_latency_set *set);
+/* The histogram of name; NULL when out of memory (then nothing is kept). */
+kvi_latency *kvi_latency_set_get(kvi_latency_set *set, const char *name);
+/* Appends, in the Prometheus text format, a histogram `metric` (with its
+ * HELP line) with one series per name that recorded something, labelled
+ * label="name". */
+void kvi_latency_set_render(kvi_latency_set *set, kvi_buf *b, const char *metric,
+                            const char *label, const char *help);
+
 /* Monotonic nanoseconds, for latencies. */
 uint64_t kvi_metrics_now_ns(void);
 
