@@ -569,6 +569,7 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     h->metrics = cfg->metrics;
     h->describe = cfg->describe;
     h->describe_ctx = cfg->describe_ctx;
+    h->hotkeys = cfg->hotkeys;
     if (!h->metrics) {
         h->metrics = kvi_metrics_new();
         h->own_metrics = 1;

@@ -124,6 +124,9 @@ typedef struct kvi_http_config {
      * node alone, from node_id and the addresses above. */
     void (*describe)(void *ctx, kvi_buf *out);
     void *describe_ctx;
+    /* GET /v1/hotkeys: appends the hottest keys as JSON (with describe_ctx);
+     * NULL: the endpoint answers 404. */
+    void (*hotkeys)(void *ctx, kvi_buf *out);
     /* Bearer tokens, any of which a request may present; n_tokens 0 = no
      * authentication. Each is 1..KVI_HTTP_TOKEN_MAX bytes of RFC 6750
      * b64token (A-Z a-z 0-9 - . _ ~ + / then any '='), else kvi_http_start

@@ -562,6 +562,8 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
         route_admin(c, KVI_HTTP_ROUTE_CLUSTER, method);
     else if (strcmp(url, "/metrics") == 0)
         route_admin(c, KVI_HTTP_ROUTE_METRICS, method);
+    else if (strcmp(url, "/v1/hotkeys") == 0)
+        route_admin(c, KVI_HTTP_ROUTE_HOTKEYS, method);
     else if (strcmp(url, "/v1/admin/backup") == 0)
         route_backup(c, method);
     else if (strcmp(url, "/v1/kv") == 0) {
@@ -1118,6 +1120,13 @@ void kvi_http_handle(kvi_http_conn *c)
     case KVI_HTTP_ROUTE_BATCH: handle_batch(c); break;
     case KVI_HTTP_ROUTE_HEALTH: kvi_http_json_raw(&c->out, "{\"status\":\"ok\"}"); break;
     case KVI_HTTP_ROUTE_CLUSTER: handle_cluster(c); break;
+    case KVI_HTTP_ROUTE_HOTKEYS:
+        if (c->server->hotkeys)
+            c->server->hotkeys(c->server->describe_ctx, &c->out);
+        else
+            kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND,
+                           "this server keeps no hot keys (an embedded store)");
+        break;
     case KVI_HTTP_ROUTE_BACKUP: handle_backup(c); break;
     case KVI_HTTP_ROUTE_SCAN: handle_scan(c); break;
     case KVI_HTTP_ROUTE_METRICS:

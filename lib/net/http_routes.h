@@ -45,6 +45,7 @@ struct kvi_http {
     char http_address[160]; /* this server, "HOST:PORT" with the real port */
     void (*describe)(void *ctx, kvi_buf *out); /* /v1/cluster; may be NULL */
     void *describe_ctx;
+    void (*hotkeys)(void *ctx, kvi_buf *out);  /* /v1/hotkeys; may be NULL */
     kvi_http_token *tokens; /* n_tokens 0: no authentication */
     size_t n_tokens;
     /* HTTPS: copies of the PEM text, NULL for plain HTTP. MHD keeps
@@ -108,6 +109,7 @@ typedef enum kvi_http_route {
     KVI_HTTP_ROUTE_HEALTH,
     KVI_HTTP_ROUTE_CLUSTER,
     KVI_HTTP_ROUTE_METRICS,
+    KVI_HTTP_ROUTE_HOTKEYS, /* GET /v1/hotkeys */
     KVI_HTTP_ROUTE_BACKUP,  /* POST /v1/admin/backup */
     KVI_HTTP_ROUTE_SCAN     /* GET /v1/kv?cursor=&limit= */
 } kvi_http_route;

@@ -92,6 +92,7 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
     kv_write_options defaults = KV_WRITE_OPTIONS_INIT;
     if (!wo)
         wo = &defaults;
+    kvi_node_count_key(n, KVI_HOTKEY_WRITE, key, key_len);
     /* Every door of a node leads here (binary frames, forwarded or not;
      * the HTTP API and node handles through the API): one check for all. */
     static const kvi_write_check checks[] = {
@@ -157,6 +158,7 @@ int kvi_node_get(kvi_node *n, kv_value **out, const void *key, size_t key_len,
     int rc = kvi_check_read(&n->limits, key, key_len, ro);
     if (rc != KV_OK)
         return rc;
+    kvi_node_count_key(n, KVI_HOTKEY_READ, key, key_len);
     if (!kvi_node_clustered(n)) {
         *out = NULL;
         return kvi_public_status(kvi_embedded_get(n->store, out, key, key_len));
@@ -935,6 +937,7 @@ static int start_http(kvi_node *n, const kv_node_options *o, const kvi_logger *l
         .log = log,
         .describe = describe_cluster,
         .describe_ctx = n,
+        .hotkeys = kvi_node_render_hotkeys,
         .tokens = o->client_tokens,
         .n_tokens = o->client_token_count,
         .tls_cert_pem = o->tls_cert_pem,
@@ -968,11 +971,13 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     n->listen_addr = strdup(o->listen_addr);
     n->http_addr = o->http_addr ? strdup(o->http_addr) : NULL;
     n->metrics = kvi_metrics_new();
+    n->hotkeys = kvi_hotkeys_new(0);
     n->slow_ms = o->slow_request_ms ? o->slow_request_ms : DEFAULT_SLOW_REQUEST_MS;
     if (n->metrics)
         kvi_metrics_set_slow(n->metrics, (uint64_t)n->slow_ms * 1000000u);
     rc = KV_OK;
-    if (!n->node_id || !n->listen_addr || (o->http_addr && !n->http_addr) || !n->metrics)
+    if (!n->node_id || !n->listen_addr || (o->http_addr && !n->http_addr) || !n->metrics ||
+        !n->hotkeys)
         rc = kvi_error(KV_ENOMEM, "out of memory starting a node");
     if (rc == KV_OK)
         rc = start_auth(n, o);
@@ -1027,6 +1032,7 @@ void kvi_node_stop(kvi_node *n)
     kvi_write_stage_free(n->stage); /* its loop is gone: nothing staged is left */
     kvi_embedded_close(n->store);
     kvi_metrics_free(n->metrics);
+    kvi_hotkeys_free(n->hotkeys);
     kvi_latency_set_free(n->peer_latency); /* the views' connections are closed */
     kvi_auth_free(n->auth);
     kvi_tls_free(n->tls_in);

@@ -167,6 +167,8 @@ static int start_write(kvi_node *n, pending *q, const kvi_request *req,
 /* Starts q's request; one that cannot start is answered at once. */
 static void start(pending *q, const kvi_request *req)
 {
+    kvi_node_count_key(q->n, q->h.opcode == KVI_OP_GET ? KVI_HOTKEY_READ : KVI_HOTKEY_WRITE,
+                       req->key.data, req->key.len);
     kvi_coord_env env;
     int rc = kvi_node_coord_env(q->n, &env);
     if (rc == KV_OK) {

@@ -3,6 +3,7 @@
  * its cluster description (kvctl members).
  */
 #include "node/node_internal.h"
+#include "net/http_json.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -233,6 +234,11 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
     kvi_buf_raw(out, text, (size_t)len - 1); /* without the closing brace */
     describe_anti_entropy(n, out);
     describe_stream((kvi_node *)n, out);
+    if (n->hotkeys) {
+        static const char key[] = ",\"hotKeys\":";
+        kvi_buf_raw(out, key, sizeof key - 1);
+        kvi_node_render_hotkeys((kvi_node *)n, out);
+    }
     if (n->metrics) {
         /* The latency histograms: kvctl stats reads two descriptions and
          * takes the difference. */
@@ -241,6 +247,71 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
         kvi_metrics_render_json(n->metrics, out);
     }
     kvi_buf_raw(out, "}", 1);
+}
+
+/* ------------------------------------------------------------ hot keys */
+
+#define HOTKEYS_SHOWN 10u
+
+void kvi_node_count_key(kvi_node *n, kvi_hotkey_kind kind, const void *key, size_t key_len)
+{
+    kvi_hotkeys_record(n->hotkeys, kind, key, key_len, kvi_monotonic_ns() / 1000000u);
+}
+
+/* One kind's top keys: {"total": N, "keys": [{"key": "..." (or "keyBase64"
+ * when not text), "keyLength": L, "truncated": bool, "count": C, "error": E,
+ * "share": C/N}]}. */
+static void hotkeys_json(kvi_node *n, kvi_hotkey_kind kind, uint64_t now_ms, kvi_buf *out)
+{
+    kvi_hotkey top[HOTKEYS_SHOWN];
+    uint64_t total;
+    size_t k = kvi_hotkeys_top(n->hotkeys, kind, now_ms, top, HOTKEYS_SHOWN, &total);
+    kvi_http_json_raw(out, "{\"total\":");
+    kvi_http_json_u64(out, total);
+    kvi_http_json_raw(out, ",\"keys\":[");
+    for (size_t i = 0; i < k; i++) {
+        size_t shown = top[i].key_len < KVI_HOTKEYS_KEY_MAX ? top[i].key_len : KVI_HOTKEYS_KEY_MAX;
+        kvi_http_json_raw(out, i ? ",{" : "{");
+        if (kvi_http_is_text(top[i].key, shown)) {
+            kvi_http_json_raw(out, "\"key\":");
+            kvi_http_json_string(out, top[i].key, shown);
+        } else {
+            kvi_http_json_raw(out, "\"keyBase64\":");
+            kvi_http_json_base64(out, top[i].key, shown);
+        }
+        char rest[160];
+        snprintf(rest, sizeof rest, ",\"keyLength\":%zu,\"truncated\":%s,\"count\":%llu,"
+                 "\"error\":%llu,\"share\":%.4f}",
+                 top[i].key_len, shown < top[i].key_len ? "true" : "false",
+                 (unsigned long long)top[i].count, (unsigned long long)top[i].error,
+                 total ? (double)top[i].count / (double)total : 0.0);
+        kvi_http_json_raw(out, rest);
+    }
+    kvi_http_json_raw(out, "]}");
+}
+
+void kvi_node_render_hotkeys(void *ctx, kvi_buf *out)
+{
+    kvi_node *n = ctx;
+    uint64_t now_ms = kvi_monotonic_ns() / 1000000u;
+    kvi_http_json_raw(out, "{\"nodeId\":");
+    kvi_http_json_message(out, n->node_id);
+    kvi_http_json_raw(out, ",\"spanMs\":");
+    kvi_http_json_u64(out, kvi_hotkeys_span_ms(n->hotkeys, now_ms));
+    kvi_http_json_raw(out, ",\"reads\":");
+    hotkeys_json(n, KVI_HOTKEY_READ, now_ms, out);
+    kvi_http_json_raw(out, ",\"writes\":");
+    hotkeys_json(n, KVI_HOTKEY_WRITE, now_ms, out);
+    kvi_http_json_raw(out, "}");
+}
+
+/* The hottest key's share of a kind's requests in the window (0: none). */
+static double hottest_share(const kvi_node *n, kvi_hotkey_kind kind)
+{
+    kvi_hotkey top[1];
+    uint64_t total;
+    size_t k = kvi_hotkeys_top(n->hotkeys, kind, kvi_monotonic_ns() / 1000000u, top, 1, &total);
+    return k && total ? (double)top[0].count / (double)total : 0;
 }
 
 static void metric_line(kvi_buf *b, const char *help, const char *type, const char *name,
@@ -368,6 +439,11 @@ void kvi_node_render_metrics(void *ctx, kvi_buf *b)
                 "kv_row_cache_bytes", (double)rows.bytes);
     metric_line(b, "The row cache's capacity in bytes (0: none).", "gauge",
                 "kv_row_cache_capacity_bytes", (double)rows.capacity);
+    metric_line(b, "The hottest key's share of the reads this node coordinated lately "
+                "(GET /v1/hotkeys; 0: none).", "gauge", "kv_hot_key_read_share",
+                hottest_share(n, KVI_HOTKEY_READ));
+    metric_line(b, "The hottest key's share of the writes this node coordinated lately.",
+                "gauge", "kv_hot_key_write_share", hottest_share(n, KVI_HOTKEY_WRITE));
     metric_line(b, "Records of this node that failed their checks and were replaced by "
                 "another replica's state (read repair or anti-entropy).", "counter",
                 "kv_corrupt_records_repaired_total",

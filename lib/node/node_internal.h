@@ -22,6 +22,7 @@
 #include "format/message.h"
 #include "net/server.h"
 #include "node/node.h"
+#include "util/hotkeys.h"
 #include "util/metrics.h"
 #include "util/ticker.h"
 #include "util/validate.h"
@@ -37,6 +38,9 @@ struct kvi_node {
     kvi_server *binary;
     kvi_http *http;
     kvi_metrics *metrics;
+    /* The keys this node coordinates most reads and writes of, lately
+     * (GET /v1/hotkeys, kvctl top). */
+    kvi_hotkeys *hotkeys;
     /* The latency of this node's requests to each peer, by peer id (its
      * view's connections record it; a cluster only). */
     kvi_latency_set *peer_latency;
@@ -191,5 +195,11 @@ uint32_t kvi_node_purge_tick(void *ctx);
 
 /* node_figures.c: the failure figures in GET /metrics (kvi_metrics_extra_fn). */
 void kvi_node_render_metrics(void *ctx, kvi_buf *b);
+/* Counts a request of a client (or of the embedding application) for key
+ * among the node's hot keys. */
+void kvi_node_count_key(kvi_node *n, kvi_hotkey_kind kind, const void *key, size_t key_len);
+/* The hottest keys as JSON (GET /v1/hotkeys, "hotKeys" of the
+ * description). */
+void kvi_node_render_hotkeys(void *ctx, kvi_buf *out);
 
 #endif

@@ -177,6 +177,13 @@ static void serves_both_protocols(void **state)
     assert_non_null(strstr(metrics, "\nkv_store_pending_compaction_bytes "));
     assert_non_null(strstr(metrics, "\nkv_block_cache_hits_total "));
     free(metrics);
+    /* The key read most lately is the node's hottest (binary and HTTP
+     * reads both count). */
+    char *hot = http_get_all(d->http, "/v1/hotkeys", 5000L);
+    assert_non_null(hot);
+    assert_non_null(strstr(hot, "\"reads\":{\"total\":"));
+    assert_non_null(strstr(hot, "\"keys\":[{\"key\":\"greeting\""));
+    free(hot);
     /* A node alone keeps one copy of each key, whatever its N. */
     assert_int_equal(http(d, "GET", "/v1/cluster", NULL, &b), 200);
     assert_non_null(strstr(b.data, "\"replicas\":1,\"replicationFactor\":3,"));

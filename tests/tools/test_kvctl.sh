@@ -362,6 +362,22 @@ kc backup '';                expect 2 "" "backup of an empty DIR"
 kc backup "/$(head -c 1100 /dev/zero | tr '\0' a)"; expect 2 "" "backup of an oversize DIR"
 [[ ! -e relative ]] || fail "a refused backup created nothing"
 
+# ----------------------------------------------------------------- top
+# kvctl top: the key read and written most lately comes first, with its
+# count and share; the others are far behind.
+for i in $(seq 40); do
+    kc put hotkey-x "v$i"
+    kc get hotkey-x
+done
+kc -w json top;              expect_rc 0 "top -w json"
+json_check 'd["nodesAsked"] == 1 and d["reads"]["keys"][0]["key"] == "hotkey-x" and d["reads"]["keys"][0]["count"] >= 40 and d["writes"]["keys"][0]["key"] == "hotkey-x" and 0 < d["writes"]["keys"][0]["share"] <= 1 and d["reads"]["total"] >= 40' "top json: the hot key first"
+kc top;                      expect_rc 0 "top"
+grep -q "^reads: [0-9]* lately$" "$tmp/out" || fail "top has a reads section: $(cat "$tmp/out")"
+grep -Eq "^ +[0-9]+ +[0-9.]+% +1  hotkey-x$" "$tmp/out" || fail "top lists the hot key: $(cat "$tmp/out")"
+for args in "top extra" "get k --watch" "-w json top --watch"; do
+    kc $args;                expect_rc 2 "kvctl $args is a usage error"
+done
+
 # --------------------------------------------------------------- stats
 # kvctl stats: per node, the requests per second and GET/PUT quantiles of
 # an interval, from two of the node's descriptions. Reads and writes go on

@@ -39,6 +39,7 @@
  *                                    sources, ranges, bytes, rate, ETA
  *   stats [--interval S]             per node over S seconds: requests per
  *                                    second, GET and PUT p50/p99/p999
+ *   top [--watch]                    the cluster's hottest keys lately
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -106,6 +107,7 @@ struct cli {
     bool wait;             /* repair --wait */
     bool ranges;           /* repair-status --ranges */
     uint64_t interval_ms;  /* stats --interval, in ms; 0: the default */
+    bool watch;            /* top --watch */
     const char *token_file; /* --token-file */
     bool tls;               /* --tls */
     const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
@@ -196,6 +198,9 @@ static void usage(FILE *f)
           "  stats [--interval S]        per node, over S seconds (default 2): requests\n"
           "                              per second, and the p50, p99 and p999 latency\n"
           "                              of its GETs and PUTs, as the node measured them\n"
+          "  top [--watch]               the hottest keys of the cluster lately (the last\n"
+          "                              10-20 s), reads and writes, summed over the nodes\n"
+          "                              that coordinated them; --watch: again every 2 s\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -1595,6 +1600,156 @@ static int cmd_stats(kv *db, const struct cli *c)
     return EXIT_OK;
 }
 
+/* ----------------------------------------------------------------- top */
+
+/* The hottest keys of one kind, summed over the nodes: each node counts
+ * the requests it coordinated, so a key's requests are spread over them. */
+enum { TOP_MAX = 256, TOP_SHOWN = 10 };
+typedef struct top_key {
+    const cJSON *key; /* the node's {"key" or "keyBase64", ...} object */
+    double count;
+    int nodes;
+} top_key;
+
+static int top_key_desc(const void *a, const void *b)
+{
+    const top_key *x = a, *y = b;
+    return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
+}
+
+static const char *key_text(const cJSON *k, bool *base64)
+{
+    const char *t = text_or(k, "key", NULL);
+    *base64 = t == NULL;
+    return t ? t : text_or(k, "keyBase64", "");
+}
+
+/* Adds the "reads" or "writes" of every description; returns the total. */
+static double gather_top(cJSON *const *descs, int n, const char *kind, top_key *keys,
+                         size_t *n_keys)
+{
+    double total = 0;
+    *n_keys = 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *hk = cJSON_GetObjectItemCaseSensitive(descs[i], "hotKeys");
+        const cJSON *part = cJSON_GetObjectItemCaseSensitive(hk, kind);
+        total += number_or(part, "total");
+        const cJSON *k;
+        cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(part, "keys")) {
+            bool b64, other_b64;
+            const char *text = key_text(k, &b64);
+            size_t at = 0;
+            while (at < *n_keys &&
+                   !(strcmp(key_text(keys[at].key, &other_b64), text) == 0 && other_b64 == b64))
+                at++;
+            if (at == *n_keys) {
+                if (*n_keys == TOP_MAX)
+                    continue;
+                keys[(*n_keys)++] = (top_key){.key = k};
+            }
+            keys[at].count += number_or(k, "count");
+            keys[at].nodes++;
+        }
+    }
+    qsort(keys, *n_keys, sizeof *keys, top_key_desc);
+    return total;
+}
+
+static void print_top(const char *kind, double total, const top_key *keys, size_t n, cJSON *json)
+{
+    cJSON *part = json ? cJSON_AddObjectToObject(json, kind) : NULL;
+    if (part)
+        cJSON_AddNumberToObject(part, "total", total);
+    cJSON *list = part ? cJSON_AddArrayToObject(part, "keys") : NULL;
+    if (!json)
+        printf("%s: %.0f lately\n%10s %7s %5s  %s\n", kind, total, "COUNT", "SHARE", "NODES",
+               "KEY");
+    for (size_t i = 0; i < n && i < TOP_SHOWN; i++) {
+        bool b64;
+        const char *text = key_text(keys[i].key, &b64);
+        double share = total > 0 ? keys[i].count / total : 0;
+        if (list) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, b64 ? "keyBase64" : "key", text);
+            cJSON_AddNumberToObject(o, "count", keys[i].count);
+            cJSON_AddNumberToObject(o, "share", share);
+            cJSON_AddNumberToObject(o, "nodes", keys[i].nodes);
+            cJSON_AddItemToArray(list, o);
+        } else {
+            printf("%10.0f %6.1f%% %5d  %s%s%s\n", keys[i].count, share * 100, keys[i].nodes,
+                   b64 ? "(base64) " : "", text,
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(keys[i].key, "truncated"))
+                       ? "..."
+                       : "");
+        }
+    }
+    if (!json && n == 0)
+        printf("%10s\n", "(none)");
+}
+
+static int top_once(kv *db)
+{
+    int code = EXIT_OK;
+    cJSON *root = describe(db, "top", &code);
+    if (!root)
+        return code;
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
+    int n = cJSON_GetArraySize(members);
+    cJSON **descs = calloc((size_t)(n > 0 ? n : 1), sizeof *descs);
+    top_key *keys = calloc(TOP_MAX, sizeof *keys);
+    if (!descs || !keys) {
+        free(descs);
+        free(keys);
+        cJSON_Delete(root);
+        fprintf(stderr, PROG ": top: out of memory\n");
+        return EXIT_ERROR;
+    }
+    int asked = 0;
+    for (int i = 0; i < n; i++) {
+        descs[i] = member_description(root, cJSON_GetArrayItem(members, i));
+        asked += descs[i] != NULL;
+    }
+    cJSON *json = g_json ? cJSON_CreateObject() : NULL;
+    if (json)
+        cJSON_AddNumberToObject(json, "nodesAsked", asked);
+    else
+        printf("the hottest keys of %d of %d node(s), each counting the requests it "
+               "coordinated\n", asked, n);
+    static const char *const kinds[] = {"reads", "writes"};
+    for (int k = 0; k < 2; k++) {
+        size_t n_keys;
+        double total = gather_top(descs, n, kinds[k], keys, &n_keys);
+        print_top(kinds[k], total, keys, n_keys, json);
+    }
+    if (json) {
+        char *text = cJSON_PrintUnformatted(json);
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        cJSON_Delete(json);
+    }
+    for (int i = 0; i < n; i++)
+        cJSON_Delete(descs[i]);
+    free(descs);
+    free(keys);
+    cJSON_Delete(root);
+    return EXIT_OK;
+}
+
+static int cmd_top(kv *db, const struct cli *c)
+{
+    if (!c->watch)
+        return top_once(db);
+    for (;;) { /* until interrupted */
+        int code = top_once(db);
+        if (code != EXIT_OK)
+            return code;
+        printf("\n");
+        fflush(stdout);
+        sleep_ms(2000);
+    }
+}
+
 /* --------------------------------------------------------------- batch */
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated buffer of at most
@@ -1945,6 +2100,7 @@ static const struct command {
     {"cleanup", 0, false, cmd_cleanup, "cleanup [--node ID]"},
     {"streams", 0, false, cmd_streams, "streams"},
     {"stats", 0, false, cmd_stats, "stats [--interval S]"},
+    {"top", 0, false, cmd_top, "top [--watch]"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -2062,6 +2218,8 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             c->wait = true;
         } else if (strcmp(arg, "--ranges") == 0) {
             c->ranges = true;
+        } else if (strcmp(arg, "--watch") == 0) {
+            c->watch = true;
         } else if (flag_value(argv, argc, &i, "--interval", NULL, &val)) {
             c->interval_ms = parse_uint("--interval", val, 3600) * 1000;
             if (c->interval_ms == 0)
@@ -2127,6 +2285,10 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
         usage_error("--ranges applies to repair-status, not %s", cmd->name);
     if (c->interval_ms && cmd->fn != cmd_stats)
         usage_error("--interval applies to stats, not %s", cmd->name);
+    if (c->watch && cmd->fn != cmd_top)
+        usage_error("--watch applies to top, not %s", cmd->name);
+    if (c->watch && c->json)
+        usage_error("--watch prints text; -w json takes one reading%s", "");
     if (cmd->fn == cmd_scan && c->level == KV_CONSISTENCY_SERIAL)
         usage_error("scan: --consistency must be one, quorum or all%s", "");
     if (c->context_b64 != NULL && cmd->fn != cmd_put && cmd->fn != cmd_del)
