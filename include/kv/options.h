@@ -342,7 +342,7 @@ KV_API int kv_node_options_init(kv_node_options *opts, unsigned int version);
 
 /* ---------------------------------------------------------- client options */
 
-#define KV_CLIENT_OPTIONS_VERSION 4
+#define KV_CLIENT_OPTIONS_VERSION 5
 
 /** Options of kv_client_open (a connection to a remote cluster). */
 typedef struct kv_client_options {
@@ -386,11 +386,23 @@ typedef struct kv_client_options {
      * client's queue (up to the request timeout) until answers free
      * slots. 0 = 4096. */
     unsigned int max_inflight;
+    /* ---- version 5 ---- */
+    /** A cache of hot keys' values in the client, to absorb a read
+     * hotspot (docs/CLUSTER.md, "The client's cache of hot keys"): a read
+     * of a key read lately may be answered from it, up to this many
+     * milliseconds stale. 0 = no cache (the default). Reads at SERIAL or
+     * ALL, traced reads and scans never use it; a write of a key through
+     * this handle (put, delete, CAS, batch) drops its entry, so the handle
+     * reads its own writes. Up to 1 hour. */
+    uint32_t hot_cache_staleness_ms;
+    /** Keys the cache holds at most, least recently read dropped first;
+     * 0 = 1024 (when the cache is on). Up to 1048576. */
+    uint32_t hot_cache_entries;
 } kv_client_options;
 
 #define KV_CLIENT_OPTIONS_INIT \
     { KV_CLIENT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, KV_LOG_INFO, KV_POLICY_LWW, NULL, NULL, \
-      NULL, 0, NULL, NULL, NULL, 0, 0 }
+      NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0 }
 
 /**
  * kv_client_options_init - fill opts with the defaults of the given version.

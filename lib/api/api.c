@@ -15,6 +15,7 @@
 #include "format/batch.h"
 #include "storage/embedded.h"
 #include "client/handle.h"
+#include "client/hot_cache.h"
 #include "format/frame.h"
 #include "format/message.h"
 #include "util/options.h"
@@ -177,7 +178,17 @@ int kv_client_open(kv **out, const char *const *endpoints, size_t count,
         rc = kvi_error(KV_EINVAL, "client options: unknown conflict policy %d", (int)o.policy);
     if (rc == KV_OK && o.policy == KV_POLICY_MERGE && !o.merge)
         rc = kvi_error(KV_EINVAL, "client options: KV_POLICY_MERGE needs a merge callback");
+    if (rc == KV_OK && o.hot_cache_staleness_ms > 3600000u)
+        rc = kvi_error(KV_EINVAL, "client options: hot_cache_staleness_ms is %u; at most "
+                                  "3600000 (an hour)", o.hot_cache_staleness_ms);
+    if (rc == KV_OK && o.hot_cache_entries > 1048576u)
+        rc = kvi_error(KV_EINVAL, "client options: hot_cache_entries is %u; at most 1048576",
+                       o.hot_cache_entries);
+    if (rc == KV_OK && o.hot_cache_staleness_ms &&
+        !(db->hot_cache = kvi_hot_cache_new(o.hot_cache_staleness_ms, o.hot_cache_entries)))
+        rc = kvi_error(KV_ENOMEM, "out of memory making the client's cache of hot keys");
     if (rc != KV_OK) {
+        kvi_hot_cache_free(db->hot_cache);
         free(db);
         return rc;
     }
@@ -198,6 +209,7 @@ int kv_client_open(kv **out, const char *const *endpoints, size_t count,
     }
     if (rc != KV_OK) {
         kvi_client_close(db->client);
+        kvi_hot_cache_free(db->hot_cache);
         free(db);
         return rc;
     }
@@ -252,6 +264,7 @@ void kv_close(kv *db)
     kvi_node_stop(db->node);
     kvi_router_close(db->router);
     kvi_client_close(db->client);
+    kvi_hot_cache_free(db->hot_cache);
     free(db);
 }
 

@@ -14,6 +14,7 @@
 
 #include "net/client.h"
 #include "client/handle.h"
+#include "client/hot_cache.h"
 #include "client/remote.h"
 #include "util/error.h"
 #include "util/validate.h"
@@ -127,6 +128,10 @@ static void on_reply(void *ctx, const kvi_reply *rep)
 int kvi_async_start(kv *db, const kvi_request *req, const kv_read_options *ropts,
                     kv_callback cb, void *ctx)
 {
+    /* The asynchronous calls neither read nor fill the cache of hot keys;
+     * a write through them still makes it forget the key. */
+    if (db->hot_cache && req->opcode != KVI_OP_GET)
+        kvi_hot_cache_drop(db->hot_cache, req->key.data, req->key.len);
     async_op *op = calloc(1, sizeof *op);
     if (!op)
         return kvi_error(KV_ENOMEM, "out of memory starting a call");

@@ -32,6 +32,9 @@ struct kv {
     int policy_fixed;
     kv_merge_fn merge;
     void *merge_ctx;
+    /* KVI_KIND_CLIENT: the cache of hot keys' values
+     * (kv_client_options.hot_cache_staleness_ms); NULL: none. */
+    struct kvi_hot_cache *hot_cache;
 };
 
 #endif

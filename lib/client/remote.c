@@ -6,8 +6,10 @@
 
 #include "format/batch.h"
 #include "client/handle.h"
+#include "client/hot_cache.h"
 #include "client/router.h"
 #include "format/value.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 static int write_call(kv *db, kvi_write_kind kind, uint64_t *out_version, const void *key,
@@ -41,23 +43,39 @@ static int write_call(kv *db, kvi_write_kind kind, uint64_t *out_version, const 
     return rc;
 }
 
+/* A write of key through this handle: the cache forgets it before the
+ * write and again once it is answered, so that a read after it, on this
+ * handle, asks the cluster (a read of another thread in flight meanwhile
+ * may still keep the older value, within the staleness bound). */
+static int write_through(kv *db, kvi_write_kind kind, uint64_t *out_version, const void *key,
+                         size_t key_len, const void *value, size_t value_len,
+                         uint64_t expected, const kv_write_options *opts)
+{
+    if (db->hot_cache)
+        kvi_hot_cache_drop(db->hot_cache, key, key_len);
+    int rc = write_call(db, kind, out_version, key, key_len, value, value_len, expected, opts);
+    if (db->hot_cache)
+        kvi_hot_cache_drop(db->hot_cache, key, key_len);
+    return rc;
+}
+
 int kvi_remote_put(kv *db, uint64_t *out_version, const void *key, size_t key_len,
                    const void *value, size_t value_len, const kv_write_options *opts)
 {
-    return write_call(db, KVI_WRITE_PUT, out_version, key, key_len, value, value_len, 0, opts);
+    return write_through(db, KVI_WRITE_PUT, out_version, key, key_len, value, value_len, 0, opts);
 }
 
 int kvi_remote_delete(kv *db, uint64_t *out_version, const void *key, size_t key_len,
                       const kv_write_options *opts)
 {
-    return write_call(db, KVI_WRITE_DELETE, out_version, key, key_len, NULL, 0, 0, opts);
+    return write_through(db, KVI_WRITE_DELETE, out_version, key, key_len, NULL, 0, 0, opts);
 }
 
 int kvi_remote_cas(kv *db, uint64_t *out_version, const void *key, size_t key_len,
                    uint64_t expected, const void *value, size_t value_len,
                    const kv_write_options *opts)
 {
-    return write_call(db, KVI_WRITE_CAS, out_version, key, key_len, value, value_len, expected,
+    return write_through(db, KVI_WRITE_CAS, out_version, key, key_len, value, value_len, expected,
                       opts);
 }
 
@@ -176,17 +194,54 @@ static int merge_siblings(kv *db, kv_value **out, const void *key, size_t key_le
     return read_call(db, out, key, key_len, opts, NULL);
 }
 
+/* Whether a read may be answered from the cache of hot keys: not a traced
+ * read (it asks what each replica says), not at SERIAL (linearizable) or
+ * ALL (every replica). */
+static int cacheable(const kv *db, const kv_read_options *opts, const kvi_read_report *report)
+{
+    kv_consistency level = opts ? opts->consistency : KV_CONSISTENCY_DEFAULT;
+    return db->hot_cache && !report && level != KV_CONSISTENCY_SERIAL &&
+           level != KV_CONSISTENCY_ALL;
+}
+
 int kvi_remote_get(kv *db, kv_value **out, const void *key, size_t key_len,
                    const kv_read_options *opts, kvi_read_report *report)
 {
+    int cache = cacheable(db, opts, report);
+    if (cache && kvi_hot_cache_get(db->hot_cache, key, key_len, kvi_monotonic_ns() / 1000000u,
+                                   out))
+        return KV_OK;
+    uint64_t asked_ms = kvi_monotonic_ns() / 1000000u; /* the value is at least this fresh */
     int rc = read_call(db, out, key, key_len, opts, report);
     if (rc == KV_OK && db->policy == KV_POLICY_MERGE && kvi_value_sibling_count(*out) > 1)
         rc = merge_siblings(db, out, key, key_len, opts);
+    if (rc == KV_OK && cache)
+        kvi_hot_cache_put(db->hot_cache, key, key_len, *out, asked_ms);
     return rc;
+}
+
+static int batch_call(kv *db, kv_batch *b, const kv_write_options *wopts,
+                      const kv_read_options *ropts);
+
+/* Forgets every key a batch writes (see write_through). */
+static void drop_written(kv *db, const kv_batch *b)
+{
+    for (size_t i = 0; db->hot_cache && i < b->count; i++)
+        if (b->ops[i].kind != KV_BATCH_GET)
+            kvi_hot_cache_drop(db->hot_cache, b->ops[i].key, b->ops[i].key_len);
 }
 
 int kvi_remote_batch(kv *db, kv_batch *b, const kv_write_options *wopts,
                      const kv_read_options *ropts)
+{
+    drop_written(db, b);
+    int rc = batch_call(db, b, wopts, ropts);
+    drop_written(db, b);
+    return rc;
+}
+
+static int batch_call(kv *db, kv_batch *b, const kv_write_options *wopts,
+                      const kv_read_options *ropts)
 {
     kvi_view *v = kvi_router_view(db->router);
     /* SERIAL operations are Paxos rounds that a node runs: the batch goes

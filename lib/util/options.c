@@ -46,6 +46,7 @@ size_t kvi_client_options_prefix(unsigned int v)
     case 1: return FIELD_END(kv_client_options, log_level);
     case 2: return FIELD_END(kv_client_options, merge_ctx);
     case 3: return FIELD_END(kv_client_options, tls_key_pem);
+    case 4: return FIELD_END(kv_client_options, max_inflight);
     case KV_CLIENT_OPTIONS_VERSION: return sizeof(kv_client_options);
     default: return 0;
     }

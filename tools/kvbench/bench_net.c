@@ -48,6 +48,7 @@
 #define _GNU_SOURCE /* ppoll */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -115,7 +116,25 @@ struct net_config {
     char auth_header[1100]; /* http: "Authorization: Bearer TOKEN", or "" */
     const char *tls_ca_file; /* --tls-ca: binary and https */
     char *tls_ca_pem;
+    double zipf;          /* --zipf S: keys drawn with P(rank r) ~ 1/r^S; 0 = uniform */
+    double *zipf_cdf;     /* keys entries: the cumulative probabilities of the ranks */
+    uint32_t hot_cache_ms; /* --hot-cache-ms: the client's cache of hot keys (binary) */
 };
+
+/* A key of rank r (0 = the hottest) by the Zipf distribution's CDF. */
+static uint64_t zipf_pick(const struct net_config *cfg, uint64_t random)
+{
+    double u = (double)(random >> 11) / 9007199254740992.0; /* [0, 1) */
+    uint64_t lo = 0, hi = cfg->keys - 1;
+    while (lo < hi) {
+        uint64_t mid = (lo + hi) / 2;
+        if (cfg->zipf_cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
 
 /* Errors of one kind ("UNAVAILABLE", "HTTP 503", "curl: Timeout was reached"). */
 struct error_kind {
@@ -733,7 +752,8 @@ static bool pick_request(struct net_worker *w, uint64_t *next_key, enum op *op)
             k = w->k; /* the CAS again, with the version the conflict told */
             *op = OP_CAS;
         } else {
-            k = splitmix64(&w->rng) % cfg->keys;
+            k = cfg->zipf_cdf ? zipf_pick(cfg, splitmix64(&w->rng))
+                              : splitmix64(&w->rng) % cfg->keys;
             /* the extra draw only with CAS on, so that the GET/PUT
              * streams of a seed stay what they were */
             if (cas_threshold != 0 && (splitmix64(&w->rng) >> 11) < cas_threshold)
@@ -1207,6 +1227,10 @@ static void print_text(const struct net_config *cfg, const char *target,
            cfg->mode, target, cfg->threads,
            cfg->proto == PROTO_BINARY ? cfg->connections : cfg->threads, cfg->depth ? cfg->depth : 1,
            cfg->keys, cfg->value_size, cfg->read_ratio, cfg->cas_ratio);
+    if (cfg->zipf > 0 || cfg->hot_cache_ms)
+        printf("keys by %s%.2f, client cache of hot keys %s%u ms\n",
+               cfg->zipf > 0 ? "Zipf, exponent " : "uniform", cfg->zipf > 0 ? cfg->zipf : 0.0,
+               cfg->hot_cache_ms ? "on, " : "off", cfg->hot_cache_ms);
     if (cfg->preload) {
         printf("preload      %" PRIu64 " puts in %.3f s, %.0f ops/s, %" PRIu64 " errors\n",
                pre->ok[OP_PUT], pre->seconds,
@@ -1360,6 +1384,11 @@ void kvb_net_usage(FILE *f)
         "  --requests N          run N requests in all (with --duration: whichever\n"
         "                        comes first)\n"
         "  --keys K              key space (default 100000)\n"
+        "  --zipf S              draw keys by a Zipf distribution of exponent S (0.01..5;\n"
+        "                        key 0 the hottest: P(rank r) ~ 1/r^S); default uniform\n"
+        "  --hot-cache-ms MS     binary, blocking (no --depth): the client's cache of hot\n"
+        "                        keys, values up to MS ms stale (kv_client_options\n"
+        "                        hot_cache_staleness_ms); default off\n"
         "  --key-size B          key length, zero-padded decimal (default 16)\n"
         "  --value-size B        value length in bytes (default 200)\n"
         "  --read-ratio R        fraction of GETs, 0..1 (default 0.9), among the\n"
@@ -1490,7 +1519,7 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
         "--endpoints", "--url", "--threads", "--connections", "--duration", "--requests",
         "--keys", "--key-size", "--value-size", "--read-ratio", "--cas-ratio", "--ttl", "--timeout",
         "--seed", "--consistency", "--preload-consistency", "--token-file", "--tls-ca",
-        "--depth", "--server-pids", "--rate", NULL};
+        "--depth", "--server-pids", "--rate", "--zipf", "--hot-cache-ms", NULL};
     for (int i = 2; i < argc; i++) {
         char name[64];
         const char *val;
@@ -1556,6 +1585,10 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
             cfg->requests = parse_u64(name, val, 1, UINT64_C(1) << 50);
         } else if (strcmp(name, "--keys") == 0) {
             cfg->keys = parse_u64(name, val, 1, UINT64_C(1) << 40);
+        } else if (strcmp(name, "--zipf") == 0) {
+            cfg->zipf = parse_double(name, val, 0.01, 5.0);
+        } else if (strcmp(name, "--hot-cache-ms") == 0) {
+            cfg->hot_cache_ms = (uint32_t)parse_u64(name, val, 1, 3600000);
         } else if (strcmp(name, "--key-size") == 0) {
             cfg->key_size = (uint32_t)parse_u64(name, val, 1, MAX_KEY_SIZE);
         } else if (strcmp(name, "--value-size") == 0) {
@@ -1623,6 +1656,26 @@ static void parse_args(int argc, char **argv, struct net_config *cfg)
         bad_usage("--rate paces the asynchronous load: give --depth too%s", "");
     if (!have_duration && cfg->requests == 0)
         cfg->duration_s = 10.0;
+    if (cfg->hot_cache_ms && (cfg->proto != PROTO_BINARY || cfg->depth))
+        bad_usage("--hot-cache-ms is the blocking binary client's cache: binary mode, no "
+                  "--depth%s", "");
+    if (cfg->zipf > 0 && cfg->keys > (UINT64_C(1) << 27))
+        bad_usage("--zipf keeps a table of every key's probability: at most %s --keys",
+                  "134217728");
+    if (cfg->zipf > 0) {
+        cfg->zipf_cdf = malloc(cfg->keys * sizeof *cfg->zipf_cdf);
+        if (!cfg->zipf_cdf)
+            bad_usage("out of memory for the --zipf table%s", "");
+        double sum = 0;
+        for (uint64_t r = 0; r < cfg->keys; r++)
+            sum += pow((double)(r + 1), -cfg->zipf);
+        double acc = 0;
+        for (uint64_t r = 0; r < cfg->keys; r++) {
+            acc += pow((double)(r + 1), -cfg->zipf) / sum;
+            cfg->zipf_cdf[r] = acc;
+        }
+        cfg->zipf_cdf[cfg->keys - 1] = 1.0; /* no rank past the last */
+    }
     /* every key of the space must have its own key_size-digit name */
     uint64_t space = 1;
     for (uint32_t d = 0; d < cfg->key_size && space < cfg->keys; d++)
@@ -1710,6 +1763,7 @@ int kvb_net_main(int argc, char **argv)
         co.tls_ca_pem = cfg.tls_ca_pem;
         co.manual_loop = cfg.depth != 0; /* the async worker drives the loop */
         co.max_inflight = cfg.depth ? cfg.depth * 2 : 0;
+        co.hot_cache_staleness_ms = cfg.hot_cache_ms;
         int rc = kv_client_open(&r->db, cfg.ep, cfg.nep, &co);
         if (rc == KV_OK)
             rc = kv_ping(r->db);
@@ -1786,6 +1840,7 @@ int kvb_net_main(int argc, char **argv)
     free(cfg.endpoints);
     kvt_free_tokens(cfg.tokens, cfg.n_tokens);
     free(cfg.tls_ca_pem);
+    free(cfg.zipf_cdf);
     if (g_signal != 0) {
         fprintf(stderr, PROG ": interrupted\n");
         return 128 + g_signal;

@@ -1419,6 +1419,26 @@ static int cmd_repair_status(kv *db, const struct cli *c)
 
 /* --------------------------------------------------------------- stats */
 
+/* Each member's own description (member_description), in the order of
+ * root's members: an array of *n entries, NULL for a member that could not
+ * be asked; NULL when out of memory. Free with free_descriptions. */
+static cJSON **member_descriptions(const cJSON *root, int *n)
+{
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
+    *n = cJSON_GetArraySize(members);
+    cJSON **descs = calloc((size_t)(*n > 0 ? *n : 1), sizeof *descs);
+    for (int i = 0; descs && i < *n; i++)
+        descs[i] = member_description(root, cJSON_GetArrayItem(members, i));
+    return descs;
+}
+
+static void free_descriptions(cJSON **descs, int n)
+{
+    for (int i = 0; descs && i < n; i++)
+        cJSON_Delete(descs[i]);
+    free(descs);
+}
+
 /* One node's latency histograms between two of its descriptions (their
  * "latency" objects, util/metrics.h): per operation, the requests and the
  * bucket counts of the interval, summed over protocols and levels. */
@@ -1516,15 +1536,13 @@ static int cmd_stats(kv *db, const struct cli *c)
     if (!root)
         return code;
     const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
-    int n = cJSON_GetArraySize(members);
-    cJSON **first = calloc((size_t)(n > 0 ? n : 1), sizeof *first);
+    int n;
+    cJSON **first = member_descriptions(root, &n);
     if (!first) {
         cJSON_Delete(root);
         fprintf(stderr, PROG ": stats: out of memory\n");
         return EXIT_ERROR;
     }
-    for (int i = 0; i < n; i++)
-        first[i] = member_description(root, cJSON_GetArrayItem(members, i));
     sleep_ms(c->interval_ms ? (long)c->interval_ms : 2000);
     cJSON *again = describe(db, "stats", &code);
     cJSON *out = cJSON_CreateArray();
@@ -1592,9 +1610,7 @@ static int cmd_stats(kv *db, const struct cli *c)
     if (!g_json)
         printf("latencies in ms, measured by each node from a request's arrival to its answer\n");
     print_json_as(g_json ? "nodes" : NULL, out);
-    for (int i = 0; i < n; i++)
-        cJSON_Delete(first[i]);
-    free(first);
+    free_descriptions(first, n);
     cJSON_Delete(again);
     cJSON_Delete(root);
     return EXIT_OK;
@@ -1693,22 +1709,19 @@ static int top_once(kv *db)
     cJSON *root = describe(db, "top", &code);
     if (!root)
         return code;
-    const cJSON *members = cJSON_GetObjectItemCaseSensitive(root, "members");
-    int n = cJSON_GetArraySize(members);
-    cJSON **descs = calloc((size_t)(n > 0 ? n : 1), sizeof *descs);
+    int n;
+    cJSON **descs = member_descriptions(root, &n);
     top_key *keys = calloc(TOP_MAX, sizeof *keys);
     if (!descs || !keys) {
-        free(descs);
+        free_descriptions(descs, n);
         free(keys);
         cJSON_Delete(root);
         fprintf(stderr, PROG ": top: out of memory\n");
         return EXIT_ERROR;
     }
     int asked = 0;
-    for (int i = 0; i < n; i++) {
-        descs[i] = member_description(root, cJSON_GetArrayItem(members, i));
+    for (int i = 0; i < n; i++)
         asked += descs[i] != NULL;
-    }
     cJSON *json = g_json ? cJSON_CreateObject() : NULL;
     if (json)
         cJSON_AddNumberToObject(json, "nodesAsked", asked);
@@ -1728,9 +1741,7 @@ static int top_once(kv *db)
         free(text);
         cJSON_Delete(json);
     }
-    for (int i = 0; i < n; i++)
-        cJSON_Delete(descs[i]);
-    free(descs);
+    free_descriptions(descs, n);
     free(keys);
     cJSON_Delete(root);
     return EXIT_OK;
