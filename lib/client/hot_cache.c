@@ -51,7 +51,7 @@ kvi_hot_cache *kvi_hot_cache_new(uint32_t staleness_ms, uint32_t entries)
 
 static void free_entry(entry *e)
 {
-    kv_value_free(e->value);
+    kvi_value_free(e->value);
     free(e);
 }
 
@@ -121,7 +121,7 @@ int kvi_hot_cache_get(kvi_hot_cache *c, const void *key, size_t key_len, uint64_
     pthread_mutex_lock(&c->lock);
     entry **slot = slot_of(c, hash, key, key_len);
     entry *e = *slot;
-    uint64_t expiry = e ? kv_value_expiry_ms(e->value) : 0; /* wall clock */
+    uint64_t expiry = e ? kvi_value_expiry_ms(e->value) : 0; /* wall clock */
     if (e && (now_ms >= e->kept_ms + c->staleness_ms || (expiry && kvi_now_ms() >= expiry))) {
         remove_at(c, slot); /* too old, or expired by its own TTL */
         e = NULL;
@@ -145,7 +145,7 @@ void kvi_hot_cache_put(kvi_hot_cache *c, const void *key, size_t key_len, const 
     kv_value *copy = kvi_value_dup(v);
     entry *fresh = copy ? malloc(sizeof *fresh + key_len) : NULL;
     if (!fresh) {
-        kv_value_free(copy);
+        kvi_value_free(copy);
         return; /* nothing kept: the next read asks the cluster */
     }
     uint64_t hash = XXH3_64bits(key, key_len);
