@@ -92,7 +92,6 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
     kv_write_options defaults = KV_WRITE_OPTIONS_INIT;
     if (!wo)
         wo = &defaults;
-    kvi_node_count_key(n, KVI_HOTKEY_WRITE, key, key_len);
     /* Every door of a node leads here (binary frames, forwarded or not;
      * the HTTP API and node handles through the API): one check for all. */
     static const kvi_write_check checks[] = {
@@ -101,6 +100,7 @@ static int node_write(kvi_node *n, kvi_write_kind kind, uint64_t *out_version, c
     int rc = kvi_check_write(&n->limits, checks[kind], key, key_len, value, value_len, wo);
     if (rc != KV_OK)
         return rc;
+    kvi_node_count_key(n, KVI_HOTKEY_WRITE, key, key_len);
     if (!kvi_node_clustered(n)) {
         if (kind == KVI_WRITE_PUT)
             rc = kvi_embedded_put(n->store, out_version, key, key_len, value, value_len,

@@ -255,6 +255,10 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
 
 void kvi_node_count_key(kvi_node *n, kvi_hotkey_kind kind, const void *key, size_t key_len)
 {
+    /* A key the request is refused for is no key of the node's: some
+     * doors count before the checks (the coordinator's run them). */
+    if (!key || key_len == 0 || key_len > n->limits.max_key_size)
+        return;
     kvi_hotkeys_record(n->hotkeys, kind, key, key_len, kvi_monotonic_ns() / 1000000u);
 }
 

@@ -84,7 +84,6 @@ static int take_request(kvi_node *n, const kvi_server_request *req, struct local
         return kvi_error(KV_EINVAL, "malformed request body for opcode %u (%u bytes)",
                          h->opcode, h->body_len);
     lw->level = kvi_metric_level_of(r.consistency);
-    kvi_node_count_key(n, KVI_HOTKEY_WRITE, r.key.data, r.key.len);
     kv_write_options wo = KV_WRITE_OPTIONS_INIT;
     wo.ttl_s = r.ttl_s;
     wo.consistency = (kv_consistency)r.consistency;
@@ -99,6 +98,7 @@ static int take_request(kvi_node *n, const kvi_server_request *req, struct local
                              has_value ? r.value.len : 0, &wo);
     if (rc != KV_OK)
         return rc;
+    kvi_node_count_key(n, KVI_HOTKEY_WRITE, r.key.data, r.key.len);
     lw->w = (kvi_embedded_write){
         .kind = put ? KVI_EMBEDDED_PUT : cas ? KVI_EMBEDDED_CAS : KVI_EMBEDDED_DELETE,
         .key = r.key.data, .key_len = r.key.len,

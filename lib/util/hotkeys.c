@@ -120,7 +120,7 @@ static void count_in(table *t, uint64_t hash, const void *key, size_t key_len)
 void kvi_hotkeys_record(kvi_hotkeys *h, kvi_hotkey_kind kind, const void *key, size_t key_len,
                         uint64_t now_ms)
 {
-    if (!h || (kind != KVI_HOTKEY_READ && kind != KVI_HOTKEY_WRITE))
+    if (!h || !key || (kind != KVI_HOTKEY_READ && kind != KVI_HOTKEY_WRITE))
         return;
     uint64_t hash = XXH3_64bits(key, key_len);
     shard *s = &h->shards[hash % KVI_HOTKEYS_SHARDS];
