@@ -44,9 +44,18 @@ typedef struct counters {
 /* The latencies of one protocol's operation at one level. */
 typedef struct histogram {
     atomic_uint_fast64_t buckets[N_BUCKETS + 1]; /* last: +Inf */
-    atomic_uint_fast64_t count;
     atomic_uint_fast64_t sum_ns;
 } histogram;
+
+/* Its requests: the sum of its buckets, read when rendering rather than
+ * counted apart on every request. */
+static uint64_t histogram_count(histogram *h)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i <= N_BUCKETS; i++)
+        n += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+    return n;
+}
 
 struct kvi_metrics {
     counters c[KVI_PROTO_COUNT][KVI_MOP_COUNT];
@@ -164,7 +173,6 @@ static size_t bucket_of(uint64_t latency_ns)
 static void histogram_record(histogram *h, uint64_t latency_ns)
 {
     atomic_fetch_add_explicit(&h->buckets[bucket_of(latency_ns)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum_ns, latency_ns, memory_order_relaxed);
 }
 
@@ -199,7 +207,7 @@ static void appendf(kvi_buf *b, const char *fmt, ...)
 static void render_histogram(kvi_buf *b, histogram *h, const char *proto, const char *op,
                              const char *level)
 {
-    if (!atomic_load_explicit(&h->count, memory_order_relaxed))
+    if (!histogram_count(h))
         return;
     unsigned long long cumulative = 0;
     for (size_t i = 0; i <= N_BUCKETS; i++) {
@@ -263,7 +271,7 @@ void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b)
         for (int o = 0; o < KVI_MOP_COUNT; o++) {
             for (int l = 0; l < KVI_LEVEL_COUNT; l++) {
                 histogram *h = &m->h[p][o][l];
-                uint64_t count = atomic_load_explicit(&h->count, memory_order_relaxed);
+                uint64_t count = histogram_count(h);
                 if (!count)
                     continue;
                 appendf(b, "%s{\"proto\":\"%s\",\"op\":\"%s\",\"level\":\"%s\",\"count\":%llu,"
@@ -356,7 +364,7 @@ void kvi_latency_set_render(kvi_latency_set *set, kvi_buf *b, const char *metric
     appendf(b, "# TYPE %s histogram\n", metric);
     pthread_mutex_lock(&set->lock);
     for (kvi_latency *l = set->first; l; l = l->next) {
-        if (!atomic_load_explicit(&l->h.count, memory_order_relaxed))
+        if (!histogram_count(&l->h))
             continue;
         unsigned long long cumulative = 0;
         for (size_t i = 0; i <= N_BUCKETS; i++) {
