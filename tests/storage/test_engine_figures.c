@@ -80,12 +80,11 @@ static void figures_follow_writes_flushes_and_reads(void **state)
     assert_true(written.memtable_bytes > before.memtable_bytes);
 
     /* A compaction flushes the memtable into a file: the memtable is small
-     * again, and nothing is left for compactions to do. */
+     * again. (Whether RocksDB runs or plans a compaction of its own right
+     * after is its scheduler's business: CI once saw one running.) */
     assert_int_equal(kvi_store_compact(s), KV_OK);
     kvi_store_engine_figures_get(s, &compacted);
     assert_true(compacted.memtable_bytes < written.memtable_bytes / 4);
-    assert_int_equal(compacted.pending_compaction_bytes, 0);
-    assert_int_equal(compacted.running_compactions, 0);
 
     /* The first read of a key finds its data block on disk; the second
      * finds it in the block cache. */
