@@ -600,8 +600,16 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     if (pool < 32 * 1024)
         pool = 32 * 1024;
     /* Suspend and resume: for the operations that run asynchronously
-     * (kvi_http_ops), resumed through MHD's inter-thread channel. */
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+     * (kvi_http_ops), resumed through MHD's inter-thread channel.
+     *
+     * poll(), not epoll: libmicrohttpd 0.9.75's epoll loop (Debian 12's)
+     * takes at most 128 events per epoll_wait and, when it gets exactly
+     * 128, waits again with the full timeout before serving them. With no
+     * further event on that thread, 128 ready requests sat unanswered until
+     * the connection timeout (60 s): seen in CI with 300 simultaneous
+     * connections, and made certain by net.http's
+     * exactly_128_ready_connections. poll() has no such batch. */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (addr.sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* In an array, to leave them out without TLS (MHD logs HTTPS options
