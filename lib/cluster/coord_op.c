@@ -6,7 +6,9 @@
 
 #include "format/frame.h"
 #include "format/message.h"
+#include "util/clock.h"
 #include "util/error.h"
+#include "util/slow_log.h"
 
 static void deadline_passed(void *ctx);
 
@@ -23,6 +25,9 @@ void coord_op_init(coord_op *op, const kvi_coord_env *env, kvi_coord_done_fn don
         if (env->view->members[i].client)
             op->loop = kvi_client_event_loop(env->view->members[i].client);
     op->refs = 1;
+    op->started_ns = kvi_monotonic_ns();
+    op->what = NULL;
+    op->n_asked = 0;
     op->done = done;
     op->done_ctx = done_ctx;
     kvi_loop_timer_init(&op->deadline, deadline_passed, op);
@@ -165,16 +170,60 @@ void coord_op_end(coord_op *op)
     release(op);
 }
 
+void coord_op_name(coord_op *op, const char *what, kv_consistency level, const void *key,
+                   size_t key_len)
+{
+    static const char *const levels[] = {"default", "one", "quorum", "all", "serial",
+                                         "explicit"};
+    op->what = what;
+    op->level = (unsigned)level < sizeof levels / sizeof levels[0] ? levels[level] : "?";
+    op->key = key;
+    op->key_len = key_len;
+}
+
+static void log_if_slow(coord_op *op)
+{
+    uint64_t now = kvi_monotonic_ns();
+    if (!op->what || !kvi_slow_log_is_slow(op->env.slow, op->started_ns, now))
+        return;
+    kvi_slow_replica replicas[KVI_COORD_MAX_PREF];
+    for (unsigned i = 0; i < op->n_asked; i++) {
+        const kvi_view_member *m = kvi_view_member_at(op->env.view, op->asked[i].member);
+        replicas[i] = (kvi_slow_replica){m ? m->id : "?", op->asked[i].sent_ns,
+                                         op->asked[i].answered_ns, op->asked[i].status};
+    }
+    kvi_slow_log_write(op->env.slow, op->what, op->level, op->key, op->key_len, op->started_ns,
+                       now, replicas, op->n_asked);
+}
+
 void coord_op_finish(coord_op *op, kvi_coord_result *r)
 {
     if (op->finished)
         return;
+    log_if_slow(op);
     op->done(op->done_ctx, r);
     coord_op_end(op);
 }
 
+/* The first time member is asked, for the slow-request log. */
+static void note_asked(coord_op *op, uint32_t member)
+{
+    if (!op->what)
+        return;
+    for (unsigned i = 0; i < op->n_asked; i++)
+        if (op->asked[i].member == member)
+            return;
+    if (op->n_asked < KVI_COORD_MAX_PREF)
+        op->asked[op->n_asked++] = (struct coord_asked){member, kvi_monotonic_ns(), 0, 0};
+}
+
 void coord_op_answered(coord_op *op, uint32_t member, int status)
 {
+    for (unsigned i = 0; op->what && i < op->n_asked; i++)
+        if (op->asked[i].member == member && !op->asked[i].answered_ns) {
+            op->asked[i].answered_ns = kvi_monotonic_ns();
+            op->asked[i].status = status;
+        }
     if (status == KVI_ENOT_REPLICA && op->env.ring_stale)
         op->env.ring_stale(op->env.is_down_ctx, kvi_view_member_at(op->env.view, member)->addr);
 }
@@ -201,5 +250,7 @@ int coord_op_send(coord_op *op, uint32_t member, const kvi_request *req, uint16_
                                extra_flags, is_write ? KVI_SUBMIT_WRITE : 0u, fn, ctx);
     if (rc != KV_OK)
         op->refs--;
+    else
+        note_asked(op, member);
     return rc;
 }

@@ -48,6 +48,19 @@ struct coord_op {
     /* coord_op_await_view: what runs once the view moved, or did not. */
     void (*view_moved)(coord_op *op, int moved);
     unsigned view_polls;
+    /* For the slow-request log (env.slow): when the op started, what it is
+     * (set by a read or a write; what NULL: not logged) and when each
+     * replica it asked answered. */
+    uint64_t started_ns;
+    const char *what, *level;
+    const void *key;
+    size_t key_len;
+    struct coord_asked {
+        uint32_t member;
+        uint64_t sent_ns, answered_ns; /* answered_ns 0: not yet */
+        int status;
+    } asked[KVI_COORD_MAX_PREF];
+    unsigned n_asked;
 };
 
 /* Fills the base: takes a reference on env->view and finds the loop. */
@@ -64,8 +77,12 @@ void coord_op_poke(coord_op *op);
 /* A message is about to be sent / one has ended. */
 void coord_op_hold(coord_op *op);
 void coord_op_drop(coord_op *op);
-/* Gives the caller its result (once; later calls do nothing). r->why may
- * point into the op. */
+/* Names the op for the slow-request log: op ("get", "put", ...), the
+ * level asked for, and the key (which must live as long as the op). */
+void coord_op_name(coord_op *op, const char *what, kv_consistency level, const void *key,
+                   size_t key_len);
+/* Gives the caller its result (once; later calls do nothing); logs the
+ * request when it was slow. r->why may point into the op. */
 void coord_op_finish(coord_op *op, kvi_coord_result *r);
 /* Marks the op finished without a result (it told its caller another
  * way) and drops the op's own reference. Called from a step, an answer or

@@ -498,6 +498,7 @@ int kvi_coord_read_start(const kvi_coord_env *env, const void *key, size_t key_l
         return rc;
     op->siblings = siblings;
     op->want_report = want_report;
+    coord_op_name(&op->base, "get", consistency, op->key, key_len);
     coord_op_launch(&op->base);
     return KV_OK;
 }

@@ -921,6 +921,9 @@ int kvi_coord_write_start(const kvi_coord_env *env, const kvi_coord_write *w,
     if (w->context_len)
         memcpy(p, w->context, w->context_len);
     op->w.context = w->context_len ? p : NULL;
+    static const char *const kinds[] = {"?", "put", "delete", "cas"};
+    coord_op_name(&op->base, kinds[w->kind <= KVI_WRITE_CAS ? w->kind : 0], w->consistency,
+                  op->w.key, w->key_len);
     op->token = kvi_key_token(w->key, w->key_len);
     for (size_t i = 0; i < MAX_PREF; i++)
         op->slots[i] = (write_slot){op, i};

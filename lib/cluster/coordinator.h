@@ -139,6 +139,9 @@ typedef struct kvi_coord_env {
     /* Where a write coordinated on this stage's loop is applied, with the
      * iteration's other writes (NULL: each write in place). */
     struct kvi_write_stage *stage;
+    /* Where a request that took the slow-request threshold is logged, with
+     * its replicas' times (util/slow_log.h; NULL: nowhere). */
+    struct kvi_slow_log *slow;
 } kvi_coord_env;
 
 /* How an asynchronous request ended. */

@@ -232,6 +232,7 @@ static void begin_request(kvi_http_conn *c, struct MHD_Connection *mc)
     kvi_buf_reset(&c->cursor);
     c->limit = 0;
     c->keys_only = 0;
+    c->t_ms = -1;
     kvi_buf_reset(&c->body);
     kvi_buf_reset(&c->out);
 }
@@ -570,6 +571,7 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     h->describe = cfg->describe;
     h->describe_ctx = cfg->describe_ctx;
     h->hotkeys = cfg->hotkeys;
+    h->predict = cfg->predict;
     if (!h->metrics) {
         h->metrics = kvi_metrics_new();
         h->own_metrics = 1;

@@ -127,6 +127,12 @@ typedef struct kvi_http_config {
     /* GET /v1/hotkeys: appends the hottest keys as JSON (with describe_ctx);
      * NULL: the endpoint answers 404. */
     void (*hotkeys)(void *ctx, kvi_buf *out);
+    /* GET /v1/consistency/prediction (with describe_ctx): appends the
+     * staleness predicted for reads at ro and writes at wo, t_ms after the
+     * write (t_ms < 0: a fixed list of delays); KV_EINVAL with *why when
+     * the question has no answer. NULL: the endpoint answers 404. */
+    int (*predict)(void *ctx, kvi_buf *out, const kv_read_options *ro,
+                   const kv_write_options *wo, double t_ms, const char **why);
     /* Bearer tokens, any of which a request may present; n_tokens 0 = no
      * authentication. Each is 1..KVI_HTTP_TOKEN_MAX bytes of RFC 6750
      * b64token (A-Z a-z 0-9 - . _ ~ + / then any '='), else kvi_http_start

@@ -232,7 +232,7 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
         value[vlen] = 0;
 
     static const char *const known[] = {"consistency", "r", "w", "encoding", "policy",
-                                        "homeOnly", "limit", "keysOnly"};
+                                        "homeOnly", "limit", "keysOnly", "t"};
     unsigned bit = 0;
     for (unsigned i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(name, known[i]) == 0)
@@ -240,7 +240,8 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
     if (!bit) {
         kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
                        "unknown query parameter \"%s\" (known: consistency, r, w, encoding, "
-                       "policy, homeOnly, context; for a scan, cursor, limit, keysOnly)", name);
+                       "policy, homeOnly, context; for a scan, cursor, limit, keysOnly; for a "
+                       "prediction, t)", name);
         return MHD_NO;
     }
     if (q->seen & bit) {
@@ -308,6 +309,15 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
             kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL, "keysOnly must be true or false");
             return MHD_NO;
         }
+    } else if (strcmp(name, "t") == 0) {
+        char *end = NULL;
+        double t = vlen < sizeof value ? strtod(value, &end) : -1;
+        if (vlen == 0 || vlen >= sizeof value || end != value + vlen || !(t >= 0 && t <= 3600000)) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                           "t must be a number of milliseconds, 0..3600000");
+            return MHD_NO;
+        }
+        c->t_ms = t;
     } else if (strcmp(name, "homeOnly") == 0) {
         if (ascii_caseeq(value, vlen, "true") || ascii_caseeq(value, vlen, "1"))
             c->wopts.home_only = 1;
@@ -564,6 +574,8 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
         route_admin(c, KVI_HTTP_ROUTE_METRICS, method);
     else if (strcmp(url, "/v1/hotkeys") == 0)
         route_admin(c, KVI_HTTP_ROUTE_HOTKEYS, method);
+    else if (strcmp(url, "/v1/consistency/prediction") == 0)
+        route_admin(c, KVI_HTTP_ROUTE_PREDICT, method);
     else if (strcmp(url, "/v1/admin/backup") == 0)
         route_backup(c, method);
     else if (strcmp(url, "/v1/kv") == 0) {
@@ -583,6 +595,9 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
         (c->cursor.len || c->limit || c->keys_only))
         kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
                        "cursor, limit and keysOnly are for a scan (GET /v1/kv) only");
+    if (!c->status && c->route != KVI_HTTP_ROUTE_PREDICT && c->t_ms >= 0)
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "t is for a prediction (GET /v1/consistency/prediction) only");
 }
 
 /* -------------------------------------------------------------- handlers */
@@ -1101,6 +1116,22 @@ static void handle_backup(kvi_http_conn *c)
     free(report);
 }
 
+static void handle_predict(kvi_http_conn *c)
+{
+    if (!c->server->predict) {
+        kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND,
+                       "this server has no peers to predict staleness from (an embedded store)");
+        return;
+    }
+    const char *why = "the prediction failed";
+    int rc = c->server->predict(c->server->describe_ctx, &c->out, &c->ropts, &c->wopts, c->t_ms,
+                                &why);
+    if (rc == KV_ENOMEM)
+        kvi_http_error(c, 500, "INTERNAL", rc, "%s", why);
+    else if (rc != KV_OK)
+        kvi_http_error(c, 400, "BAD_REQUEST", rc, "%s", why);
+}
+
 void kvi_http_handle(kvi_http_conn *c)
 {
     c->status = 200;
@@ -1127,6 +1158,7 @@ void kvi_http_handle(kvi_http_conn *c)
             kvi_http_error(c, 404, "NOT_FOUND", KV_ENOTFOUND,
                            "this server keeps no hot keys (an embedded store)");
         break;
+    case KVI_HTTP_ROUTE_PREDICT: handle_predict(c); break;
     case KVI_HTTP_ROUTE_BACKUP: handle_backup(c); break;
     case KVI_HTTP_ROUTE_SCAN: handle_scan(c); break;
     case KVI_HTTP_ROUTE_METRICS:

@@ -46,6 +46,8 @@ struct kvi_http {
     void (*describe)(void *ctx, kvi_buf *out); /* /v1/cluster; may be NULL */
     void *describe_ctx;
     void (*hotkeys)(void *ctx, kvi_buf *out);  /* /v1/hotkeys; may be NULL */
+    int (*predict)(void *ctx, kvi_buf *out, const kv_read_options *ro,
+                   const kv_write_options *wo, double t_ms, const char **why);
     kvi_http_token *tokens; /* n_tokens 0: no authentication */
     size_t n_tokens;
     /* HTTPS: copies of the PEM text, NULL for plain HTTP. MHD keeps
@@ -111,7 +113,8 @@ typedef enum kvi_http_route {
     KVI_HTTP_ROUTE_METRICS,
     KVI_HTTP_ROUTE_HOTKEYS, /* GET /v1/hotkeys */
     KVI_HTTP_ROUTE_BACKUP,  /* POST /v1/admin/backup */
-    KVI_HTTP_ROUTE_SCAN     /* GET /v1/kv?cursor=&limit= */
+    KVI_HTTP_ROUTE_SCAN,    /* GET /v1/kv?cursor=&limit= */
+    KVI_HTTP_ROUTE_PREDICT  /* GET /v1/consistency/prediction */
 } kvi_http_route;
 
 typedef enum kvi_http_method {
@@ -154,6 +157,7 @@ typedef struct kvi_http_conn {
     kvi_buf cursor;         /* ?cursor=, decoded, NUL-terminated (scan) */
     size_t limit;           /* ?limit= (scan); 0: not given */
     int keys_only;          /* ?keysOnly=true (scan) */
+    double t_ms;            /* ?t= (prediction); < 0: not given */
     kvi_buf body;           /* the request body, at most body_limit bytes */
     kvi_buf out;            /* the response body */
 } kvi_http_conn;

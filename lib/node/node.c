@@ -79,6 +79,7 @@ int kvi_node_coord_env(kvi_node *n, kvi_coord_env *env)
     env->read_repairs = &n->read_repairs;
     env->tracker = &n->coord_ops;
     env->stage = n->stage;
+    env->slow = &n->slow_log;
     if (!env->view)
         return kvi_error(KV_EUNAVAILABLE, "the cluster is still learning its members "
                                           "(see GET /v1/cluster)");
@@ -938,6 +939,7 @@ static int start_http(kvi_node *n, const kv_node_options *o, const kvi_logger *l
         .describe = describe_cluster,
         .describe_ctx = n,
         .hotkeys = kvi_node_render_hotkeys,
+        .predict = kvi_node_predict,
         .tokens = o->client_tokens,
         .n_tokens = o->client_token_count,
         .tls_cert_pem = o->tls_cert_pem,
@@ -975,6 +977,7 @@ int kvi_node_start(kvi_node **out, const kv_node_options *given, const kvi_logge
     n->slow_ms = o->slow_request_ms ? o->slow_request_ms : DEFAULT_SLOW_REQUEST_MS;
     if (n->metrics)
         kvi_metrics_set_slow(n->metrics, (uint64_t)n->slow_ms * 1000000u);
+    kvi_slow_log_init(&n->slow_log, n->slow_ms, n->log);
     rc = KV_OK;
     if (!n->node_id || !n->listen_addr || (o->http_addr && !n->http_addr) || !n->metrics ||
         !n->hotkeys)

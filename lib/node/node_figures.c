@@ -246,6 +246,8 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
         kvi_buf_raw(out, key, sizeof key - 1);
         kvi_metrics_render_json(n->metrics, out);
     }
+    if (n->peer_latency)
+        kvi_node_describe_peer_latency(n, out);
     kvi_buf_raw(out, "}", 1);
 }
 

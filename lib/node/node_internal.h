@@ -22,6 +22,7 @@
 #include "format/message.h"
 #include "net/server.h"
 #include "node/node.h"
+#include "util/slow_log.h"
 #include "util/hotkeys.h"
 #include "util/metrics.h"
 #include "util/ticker.h"
@@ -71,6 +72,7 @@ struct kvi_node {
     kvi_ticker paxos_sweeper; /* removes settled Paxos records */
     kvi_ticker reporter;      /* logs the last minute's slow requests */
     uint32_t slow_ms;         /* the slow-request threshold */
+    kvi_slow_log slow_log;    /* one line per slow coordinated request */
     atomic_uint_fast64_t sloppy_writes;
     /* Streams of a topology change (node_stream.c). */
     uint64_t stream_bytes_per_s;         /* 0: the default */
@@ -201,5 +203,15 @@ void kvi_node_count_key(kvi_node *n, kvi_hotkey_kind kind, const void *key, size
 /* The hottest keys as JSON (GET /v1/hotkeys, "hotKeys" of the
  * description). */
 void kvi_node_render_hotkeys(void *ctx, kvi_buf *out);
+
+/* node_pbs.c: GET /v1/consistency/prediction (kvi_http_config.predict):
+ * appends the prediction for reads at ro's level and writes at wo's (the
+ * default level meaning ONE), at t_ms after the write, or at a fixed list
+ * of delays when t_ms < 0. KV_EINVAL with *why (static) when it cannot. */
+int kvi_node_predict(void *ctx, kvi_buf *out, const kv_read_options *ro,
+                     const kv_write_options *wo, double t_ms, const char **why);
+/* Appends ,"peerLatency":{...} to the description: this node's round
+ * trips to each peer, for kvctl predict-consistency. */
+void kvi_node_describe_peer_latency(const kvi_node *n, kvi_buf *out);
 
 #endif

@@ -355,6 +355,22 @@ kvi_latency *kvi_latency_set_get(kvi_latency_set *set, const char *name)
     return l;
 }
 
+void kvi_latency_set_each(kvi_latency_set *set, kvi_latency_each_fn fn, void *ctx)
+{
+    if (!set)
+        return;
+    uint64_t counts[N_BUCKETS + 1];
+    pthread_mutex_lock(&set->lock);
+    for (kvi_latency *l = set->first; l; l = l->next) {
+        uint64_t total = 0;
+        for (size_t i = 0; i <= N_BUCKETS; i++)
+            total += counts[i] = atomic_load_explicit(&l->h.buckets[i], memory_order_relaxed);
+        if (total)
+            fn(ctx, l->name, counts, N_BUCKETS + 1);
+    }
+    pthread_mutex_unlock(&set->lock);
+}
+
 void kvi_latency_set_render(kvi_latency_set *set, kvi_buf *b, const char *metric,
                             const char *label, const char *help)
 {

@@ -111,6 +111,14 @@ kvi_latency *kvi_latency_set_get(kvi_latency_set *set, const char *name);
 void kvi_latency_set_render(kvi_latency_set *set, kvi_buf *b, const char *metric,
                             const char *label, const char *help);
 
+/* Calls fn with the name and bucket counts (kvi_metrics_bounds + 1 of
+ * them, the +Inf bucket last; valid for the call only) of each histogram
+ * of the set that recorded something. Holds the set's lock meanwhile: fn
+ * must not call back into the set. */
+typedef void (*kvi_latency_each_fn)(void *ctx, const char *name, const uint64_t *counts,
+                                    size_t n_counts);
+void kvi_latency_set_each(kvi_latency_set *set, kvi_latency_each_fn fn, void *ctx);
+
 /* Monotonic nanoseconds, for latencies. */
 uint64_t kvi_metrics_now_ns(void);
 

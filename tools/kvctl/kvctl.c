@@ -40,6 +40,9 @@
  *   stats [--interval S]             per node over S seconds: requests per
  *                                    second, GET and PUT p50/p99/p999
  *   top [--watch]                    the cluster's hottest keys lately
+ *   predict-consistency [--r R] [--w W] [--t MS] [--node ID]
+ *                                    staleness predicted (PBS) from the node's
+ *                                    round trips to its peers
  *
  * A VALUE of "-" is read from stdin, "@FILE" from FILE (curl's convention),
  * binary-safe, up to the library's 64 MiB ceiling. Flags may come before or
@@ -59,6 +62,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +74,9 @@
 #include <kv/kv.h>
 
 #include "../common/credentials.h"
+/* The simulation itself is the library's (compiled in here too: it is
+ * pure arithmetic, and libkv exports only kv_* symbols). */
+#include "util/pbs.h"
 
 #define PROG "kvctl"
 #define DEFAULT_ENDPOINT "127.0.0.1:7400"
@@ -108,6 +115,8 @@ struct cli {
     bool ranges;           /* repair-status --ranges */
     uint64_t interval_ms;  /* stats --interval, in ms; 0: the default */
     bool watch;            /* top --watch */
+    unsigned pbs_r, pbs_w; /* predict-consistency --r, --w; 0: not given */
+    double t_ms;           /* predict-consistency --t; < 0: the default list */
     const char *token_file; /* --token-file */
     bool tls;               /* --tls */
     const char *tls_ca;     /* --tls-ca, --tls-cert, --tls-key: PEM files */
@@ -201,6 +210,12 @@ static void usage(FILE *f)
           "  top [--watch]               the hottest keys of the cluster lately (the last\n"
           "                              10-20 s), reads and writes, summed over the nodes\n"
           "                              that coordinated them; --watch: again every 2 s\n"
+          "  predict-consistency [--r R] [--w W] [--t MS] [--node ID]\n"
+          "                              how likely a read at R (default 1) returns a write\n"
+          "                              acknowledged at W (default 1) MS ms earlier (default:\n"
+          "                              0 to 1000 ms), and how many versions behind it is,\n"
+          "                              from the round trips the node (or ID) measured to\n"
+          "                              its peers (PBS, docs/OPERATIONS.md)\n"
           "\n"
           "Flags:\n"
           "  --endpoints LIST   comma-separated HOST:PORT of the binary protocol\n"
@@ -1747,6 +1762,139 @@ static int top_once(kv *db)
     return EXIT_OK;
 }
 
+/* ------------------------------------------------ predict-consistency */
+
+/* The read delays predicted for without --t, as GET
+ * /v1/consistency/prediction answers them. */
+static const double predict_points_ms[] = {0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+#define N_PREDICT_POINTS (sizeof predict_points_ms / sizeof predict_points_ms[0])
+enum { PREDICT_TRIALS = 20000, PREDICT_MAX_BOUNDS = 128 };
+
+/* A description's "peerLatency", read into counts (n_peers x (n_bounds +
+ * 1)). Returns the number of peers, or -1 when it is malformed. */
+static int read_peer_latency(const cJSON *pl, double *bounds, size_t *n_bounds, uint64_t **counts)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(pl, "boundsUs");
+    const cJSON *peers = cJSON_GetObjectItemCaseSensitive(pl, "peers");
+    int nb = cJSON_GetArraySize(b), np = cJSON_GetArraySize(peers);
+    if (!cJSON_IsArray(b) || !cJSON_IsArray(peers) || nb < 1 || nb > PREDICT_MAX_BOUNDS)
+        return -1;
+    *n_bounds = (size_t)nb;
+    for (int i = 0; i < nb; i++)
+        bounds[i] = cJSON_GetNumberValue(cJSON_GetArrayItem(b, i));
+    *counts = calloc((size_t)(np ? np : 1) * ((size_t)nb + 1), sizeof **counts);
+    if (!*counts)
+        return -1;
+    for (int p = 0; p < np; p++) {
+        const cJSON *bucket;
+        cJSON_ArrayForEach(bucket, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(peers, p),
+                                                                    "buckets")) {
+            double index = cJSON_GetNumberValue(cJSON_GetArrayItem(bucket, 0));
+            double count = cJSON_GetNumberValue(cJSON_GetArrayItem(bucket, 1));
+            if (!(index >= 0 && index <= nb && count >= 0))
+                return -1;
+            (*counts)[(size_t)p * ((size_t)nb + 1) + (size_t)index] = (uint64_t)count;
+        }
+    }
+    return np;
+}
+
+static void print_prediction(const char *node, const kvi_pbs_input *in, const kvi_pbs_point *pt,
+                             size_t n)
+{
+    if (g_json) {
+        cJSON *o = cJSON_CreateObject(), *list = cJSON_CreateArray();
+        cJSON_AddStringToObject(o, "nodeId", node);
+        cJSON_AddNumberToObject(o, "replicas", in->n);
+        cJSON_AddNumberToObject(o, "r", in->r);
+        cJSON_AddNumberToObject(o, "w", in->w);
+        cJSON_AddNumberToObject(o, "trials", in->trials);
+        cJSON_AddNumberToObject(o, "peersMeasured", (double)in->n_peers);
+        for (size_t i = 0; i < n; i++) {
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddNumberToObject(p, "tMs", pt[i].t_ms);
+            cJSON_AddNumberToObject(p, "consistent", pt[i].consistent);
+            if (isfinite(pt[i].versions_behind))
+                cJSON_AddNumberToObject(p, "expectedVersionsBehind", pt[i].versions_behind);
+            else
+                cJSON_AddNullToObject(p, "expectedVersionsBehind");
+            cJSON_AddItemToArray(list, p);
+        }
+        cJSON_AddItemToObject(o, "predictions", list);
+        char *text = cJSON_PrintUnformatted(o);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        cJSON_Delete(o);
+        return;
+    }
+    printf("N=%u R=%u W=%u, from %s's round trips to %zu peer%s (%u simulated writes)\n", in->n,
+           in->r, in->w, node, in->n_peers, in->n_peers == 1 ? "" : "s", in->trials);
+    printf("%-14s %11s %16s\n", "READ AFTER ACK", "CONSISTENT", "VERSIONS BEHIND");
+    for (size_t i = 0; i < n; i++) {
+        char behind[32];
+        if (isfinite(pt[i].versions_behind))
+            snprintf(behind, sizeof behind, "%.3f", pt[i].versions_behind);
+        else
+            snprintf(behind, sizeof behind, "all stale");
+        printf("%8g ms %14.2f%% %16s\n", pt[i].t_ms, pt[i].consistent * 100.0, behind);
+    }
+}
+
+/* predict-consistency: Probabilistically Bounded Staleness (util/pbs.h)
+ * from the node's own round trips to its peers, read from its
+ * description: the same computation as GET /v1/consistency/prediction. */
+static int cmd_predict(kv *db, const struct cli *c)
+{
+    int code = EXIT_OK;
+    cJSON *root = describe(db, "predict-consistency", &code);
+    if (!root)
+        return code;
+    cJSON *desc = root;
+    if (c->node) {
+        const cJSON *m = NULL, *each;
+        cJSON_ArrayForEach(each, cJSON_GetObjectItemCaseSensitive(root, "members"))
+            if (strcmp(text_or(each, "nodeId", ""), c->node) == 0)
+                m = each;
+        desc = m ? member_description(root, m) : NULL;
+        if (!desc) {
+            fprintf(stderr, PROG ": predict-consistency: %s %s\n", c->node,
+                    m ? "did not answer" : "is no member of the cluster");
+            cJSON_Delete(root);
+            return EXIT_ERROR;
+        }
+    }
+    double bounds[PREDICT_MAX_BOUNDS];
+    uint64_t *counts = NULL;
+    kvi_pbs_input in = {.r = c->pbs_r ? c->pbs_r : 1, .w = c->pbs_w ? c->pbs_w : 1,
+                        .trials = PREDICT_TRIALS, .bounds_us = bounds};
+    int np = read_peer_latency(cJSON_GetObjectItemCaseSensitive(desc, "peerLatency"), bounds,
+                               &in.n_bounds, &counts);
+    double rf = number_or(desc, "replicationFactor");
+    int members = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(desc, "members"));
+    in.n = (unsigned)(rf < members ? rf : members);
+    kvi_pbs_peer peers[64];
+    in.n_peers = np > 64 ? 64 : (size_t)(np > 0 ? np : 0);
+    for (size_t i = 0; i < in.n_peers; i++)
+        peers[i].counts = counts + i * (in.n_bounds + 1);
+    in.peers = peers;
+    kvi_pbs_point points[N_PREDICT_POINTS];
+    size_t n_points = c->t_ms >= 0 ? 1 : N_PREDICT_POINTS;
+    for (size_t i = 0; i < n_points; i++)
+        points[i].t_ms = c->t_ms >= 0 ? c->t_ms : predict_points_ms[i];
+    const char *why = "the node's description has no round trips to its peers";
+    if (np < 0 || kvi_pbs_predict(points, n_points, &in, &why) != 0) {
+        fprintf(stderr, PROG ": predict-consistency: %s\n", why);
+        code = EXIT_ERROR;
+    } else {
+        print_prediction(text_or(desc, "nodeId", "?"), &in, points, n_points);
+    }
+    free(counts);
+    if (desc != root)
+        cJSON_Delete(desc);
+    cJSON_Delete(root);
+    return code;
+}
+
 static int cmd_top(kv *db, const struct cli *c)
 {
     if (!c->watch)
@@ -2112,6 +2260,8 @@ static const struct command {
     {"streams", 0, false, cmd_streams, "streams"},
     {"stats", 0, false, cmd_stats, "stats [--interval S]"},
     {"top", 0, false, cmd_top, "top [--watch]"},
+    {"predict-consistency", 0, false, cmd_predict,
+     "predict-consistency [--r R] [--w W] [--t MS] [--node ID]"},
 };
 
 static uint64_t parse_uint(const char *flag, const char *s, uint64_t max)
@@ -2156,6 +2306,7 @@ static bool flag_value(char **argv, int argc, int *i, const char *longname,
 static const struct command *parse_args(int argc, char **argv, struct cli *c)
 {
     memset(c, 0, sizeof *c);
+    c->t_ms = -1;
     bool flags_done = false;
     const char *positional[MAX_ARGS + 1];
     bool literal[MAX_ARGS + 1];
@@ -2231,6 +2382,20 @@ static const struct command *parse_args(int argc, char **argv, struct cli *c)
             c->ranges = true;
         } else if (strcmp(arg, "--watch") == 0) {
             c->watch = true;
+        } else if (flag_value(argv, argc, &i, "--r", NULL, &val)) {
+            c->pbs_r = (unsigned)parse_uint("--r", val, 64);
+            if (c->pbs_r == 0)
+                usage_error("--r must be 1..64%s", "");
+        } else if (flag_value(argv, argc, &i, "--w", NULL, &val)) {
+            c->pbs_w = (unsigned)parse_uint("--w", val, 64);
+            if (c->pbs_w == 0)
+                usage_error("--w must be 1..64%s", "");
+        } else if (flag_value(argv, argc, &i, "--t", NULL, &val)) {
+            char *end = NULL;
+            c->t_ms = strtod(val, &end);
+            if (end == val || *end != '\0' || !(c->t_ms >= 0 && c->t_ms <= 3600000))
+                usage_error("--t needs milliseconds, 0..3600000 (decimals allowed), got '%s'",
+                            val);
         } else if (flag_value(argv, argc, &i, "--interval", NULL, &val)) {
             c->interval_ms = parse_uint("--interval", val, 3600) * 1000;
             if (c->interval_ms == 0)
