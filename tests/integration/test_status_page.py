@@ -192,19 +192,27 @@ class StatusPage(unittest.TestCase):
         return "\n".join(text)
 
     def _stop_all(self, remove=True):
-        # Only the kvd processes this test started, by their pid.
+        """Stops the kvd processes this test started, by their pid. At the
+        end of a test (remove), each must have stopped cleanly: exit status
+        0 after SIGTERM (under ASan, a leak or an error makes it another)."""
         for p in self.procs:
             if p.poll() is None:
                 p.terminate()
+        unclean = []
         for p in self.procs:
             try:
-                p.wait(timeout=20)
+                code = p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-                p.wait(timeout=20)
+                code = p.wait(timeout=20)
+            if code != 0:
+                unclean.append(f"{p.args[p.args.index('--node-id') + 1]} exited with {code}")
         self.procs = []
+        logs = self._logs() if unclean and remove else ""
         if remove:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if unclean and remove:
+            raise AssertionError("kvd did not stop cleanly: " + "; ".join(unclean) + "\n" + logs)
 
     # ------------------------------------------------------------ browser
     def _browser(self, url, *extra):
@@ -313,7 +321,7 @@ class StatusPage(unittest.TestCase):
 
         n3 = self.cluster[2]
         n3.terminate()
-        n3.wait(timeout=30)
+        self.assertEqual(n3.wait(timeout=30), 0, "n3 did not stop cleanly: " + self._logs())
         shown = None
         deadline = time.monotonic() + 90
         for _ in range(30):
