@@ -150,8 +150,9 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
 }
 
 /* The membership's description with the node's own store figures added,
- * "storage": {"estimatedKeys", "liveSstBytes", "sstBytes"} (RocksDB's
- * estimates for the data family: kvctl members shows them per member), and
+ * "storage": {"estimatedKeys", "liveSstBytes", "sstBytes", ...} (RocksDB's
+ * estimates for the data family and the engine's figures, describe_storage:
+ * kvctl members and the status page show them per member), and
  * the node's failure figures:
  * "failures": {"membersUp", "membersDown", "suspicions", "hintsPending",
  * "hintOldestAgeSeconds", "hintsReplayed", "hintsDropped", "sloppyWrites",
