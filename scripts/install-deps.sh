@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian 12 packages that building and testing libkv need, and
 # only those that are missing (so a second run is instant). etcd is among
-# them: net.etcd runs the etcd client against a real one. With the argument
+# them: net.etcd runs the etcd client against a real one; and chromium:
+# integration.status_page loads the status page in headless Chromium. With the argument
 # `bench`, also the anchors the benchmarks run against (db_bench, Redis; and
 # etcd, from the base list).
 # Needs root when anything is missing.
@@ -31,6 +32,7 @@ nftables
 iproute2
 etcd-server
 etcd-client
+chromium
 "
 if [ "${1:-}" = bench ]; then
     PACKAGES="$PACKAGES rocksdb-tools redis-server redis-tools"

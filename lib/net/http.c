@@ -227,6 +227,7 @@ static void begin_request(kvi_http_conn *c, struct MHD_Connection *mc)
     c->content_type = NULL;
     c->allow = NULL;
     c->challenge = NULL;
+    c->csp = NULL;
     kvi_buf_reset(&c->key);
     kvi_buf_reset(&c->context);
     kvi_buf_reset(&c->cursor);
@@ -275,6 +276,9 @@ static enum MHD_Result respond(kvi_http_conn *c, struct MHD_Connection *mc)
         ok = MHD_NO;
     if (c->challenge &&
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, c->challenge) != MHD_YES)
+        ok = MHD_NO;
+    if (c->csp &&
+        MHD_add_response_header(r, "Content-Security-Policy", c->csp) != MHD_YES)
         ok = MHD_NO;
     if (ok == MHD_YES)
         ok = MHD_queue_response(mc, status, r);
@@ -572,6 +576,7 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     h->describe_ctx = cfg->describe_ctx;
     h->hotkeys = cfg->hotkeys;
     h->predict = cfg->predict;
+    h->status = cfg->status;
     if (!h->metrics) {
         h->metrics = kvi_metrics_new();
         h->own_metrics = 1;

@@ -8,6 +8,8 @@
  *   POST   /v1/kv/{key}/cas    {"expectedVersion": 5, "newValue": "..."}
  *   POST   /v1/kv/batch        {"operations": [...]}
  *   GET    /v1/health, GET /v1/cluster, GET /metrics
+ *   GET    /v1/status          this node's and each member's description
+ *   GET    / and /ui           the status page (HTML, net/ui/status.html)
  *
  * {key} is everything after "/v1/kv/", '/' included, percent-decoded with
  * its length (binary-safe); only POST has endpoints under a key, so
@@ -22,8 +24,9 @@
  * kind builds the answer. kvi_http_stop waits for the operations in flight
  * to end.
  *
- * With tokens configured, every request but GET /v1/health and /metrics
- * needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of
+ * With tokens configured, every request but GET /v1/health, /metrics and
+ * the status page itself (/ and /ui: static, no data; its requests to
+ * /v1/status carry the token) needs "Authorization: Bearer TOKEN" (RFC 6750), else 401 before any of
  * its body is read (docs/HTTP.md). With a certificate and key, the server
  * speaks HTTPS only, through libmicrohttpd's GnuTLS.
  */
@@ -133,6 +136,11 @@ typedef struct kvi_http_config {
      * the question has no answer. NULL: the endpoint answers 404. */
     int (*predict)(void *ctx, kvi_buf *out, const kv_read_options *ro,
                    const kv_write_options *wo, double t_ms, const char **why);
+    /* GET /v1/status: appends the status JSON (with describe_ctx): this
+     * node's description and each member's, as the status page shows them
+     * (docs/HTTP.md). May block its worker thread while the members answer.
+     * NULL: this server alone, its GET /v1/cluster answer as its one node. */
+    void (*status)(void *ctx, kvi_buf *out);
     /* Bearer tokens, any of which a request may present; n_tokens 0 = no
      * authentication. Each is 1..KVI_HTTP_TOKEN_MAX bytes of RFC 6750
      * b64token (A-Z a-z 0-9 - . _ ~ + / then any '='), else kvi_http_start

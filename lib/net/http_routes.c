@@ -10,11 +10,18 @@
 #include "format/scan.h"
 #include "format/value.h"
 #include "net/http_json.h"
+#include "net/ui_page.h"
 #include "util/validate.h"
 #include "util/error.h"
 
 #define JSON_TYPE "application/json"
 #define METRICS_TYPE "text/plain; version=0.0.4"
+#define HTML_TYPE "text/html; charset=utf-8"
+/* The status page loads nothing from anywhere: its script and style are
+ * inline, and it only fetches /v1/status from its own origin. */
+#define UI_CSP "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " \
+               "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "   \
+               "frame-ancestors 'none'"
 
 /* ---------------------------------------------------------------- errors */
 
@@ -389,10 +396,13 @@ static int authorized(kvi_http_conn *c, struct MHD_Connection *mc)
     return match;
 }
 
-/* The endpoints a monitor reads without a token: they show no data. */
+/* The endpoints a monitor reads without a token: they show no data. The
+ * status page is static; the data it shows comes from /v1/status, which
+ * needs the token. */
 static int open_endpoint(const char *url)
 {
-    return strcmp(url, "/v1/health") == 0 || strcmp(url, "/metrics") == 0;
+    return strcmp(url, "/v1/health") == 0 || strcmp(url, "/metrics") == 0 ||
+           strcmp(url, "/") == 0 || strcmp(url, "/ui") == 0;
 }
 
 /* --------------------------------------------------------------- routing */
@@ -576,6 +586,10 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
         route_admin(c, KVI_HTTP_ROUTE_HOTKEYS, method);
     else if (strcmp(url, "/v1/consistency/prediction") == 0)
         route_admin(c, KVI_HTTP_ROUTE_PREDICT, method);
+    else if (strcmp(url, "/v1/status") == 0)
+        route_admin(c, KVI_HTTP_ROUTE_STATUS, method);
+    else if (strcmp(url, "/") == 0 || strcmp(url, "/ui") == 0)
+        route_admin(c, KVI_HTTP_ROUTE_UI, method);
     else if (strcmp(url, "/v1/admin/backup") == 0)
         route_backup(c, method);
     else if (strcmp(url, "/v1/kv") == 0) {
@@ -1088,6 +1102,34 @@ static void handle_cluster(kvi_http_conn *c)
     kvi_http_json_raw(b, "}]}");
 }
 
+/* GET /v1/status of a server that is no node's (h->status NULL): itself
+ * alone, its /v1/cluster answer as the description of its one node. */
+static void handle_status(kvi_http_conn *c)
+{
+    kvi_http *h = c->server;
+    kvi_buf *b = &c->out;
+    if (h->status) {
+        h->status(h->describe_ctx, b);
+        return;
+    }
+    kvi_http_json_raw(b, "{\"nodeId\":");
+    kvi_http_json_message(b, h->node_id);
+    kvi_http_json_raw(b, ",\"nodes\":[{\"nodeId\":");
+    kvi_http_json_message(b, h->node_id);
+    kvi_http_json_raw(b, ",\"self\":true,\"up\":true,\"error\":null,\"description\":");
+    handle_cluster(c);
+    kvi_http_json_raw(b, "}]}");
+}
+
+/* GET / and /ui: the status page, with a policy that keeps it from loading
+ * or sending anything elsewhere. */
+static void handle_ui(kvi_http_conn *c)
+{
+    c->content_type = HTML_TYPE;
+    c->csp = UI_CSP;
+    kvi_buf_raw(&c->out, kvi_ui_status_html, kvi_ui_status_html_len);
+}
+
 /* POST /v1/admin/backup: a snapshot of this server's store (of this node
  * only) into the given directory, on this machine. */
 static void handle_backup(kvi_http_conn *c)
@@ -1161,6 +1203,8 @@ void kvi_http_handle(kvi_http_conn *c)
     case KVI_HTTP_ROUTE_PREDICT: handle_predict(c); break;
     case KVI_HTTP_ROUTE_BACKUP: handle_backup(c); break;
     case KVI_HTTP_ROUTE_SCAN: handle_scan(c); break;
+    case KVI_HTTP_ROUTE_STATUS: handle_status(c); break;
+    case KVI_HTTP_ROUTE_UI: handle_ui(c); break;
     case KVI_HTTP_ROUTE_METRICS:
         c->content_type = METRICS_TYPE;
         kvi_metrics_render(c->server->metrics, &c->out);

@@ -48,6 +48,7 @@ struct kvi_http {
     void (*hotkeys)(void *ctx, kvi_buf *out);  /* /v1/hotkeys; may be NULL */
     int (*predict)(void *ctx, kvi_buf *out, const kv_read_options *ro,
                    const kv_write_options *wo, double t_ms, const char **why);
+    void (*status)(void *ctx, kvi_buf *out);   /* /v1/status; may be NULL */
     kvi_http_token *tokens; /* n_tokens 0: no authentication */
     size_t n_tokens;
     /* HTTPS: copies of the PEM text, NULL for plain HTTP. MHD keeps
@@ -114,7 +115,9 @@ typedef enum kvi_http_route {
     KVI_HTTP_ROUTE_HOTKEYS, /* GET /v1/hotkeys */
     KVI_HTTP_ROUTE_BACKUP,  /* POST /v1/admin/backup */
     KVI_HTTP_ROUTE_SCAN,    /* GET /v1/kv?cursor=&limit= */
-    KVI_HTTP_ROUTE_PREDICT  /* GET /v1/consistency/prediction */
+    KVI_HTTP_ROUTE_PREDICT, /* GET /v1/consistency/prediction */
+    KVI_HTTP_ROUTE_STATUS,  /* GET /v1/status */
+    KVI_HTTP_ROUTE_UI       /* GET / and /ui: the status page */
 } kvi_http_route;
 
 typedef enum kvi_http_method {
@@ -152,6 +155,7 @@ typedef struct kvi_http_conn {
     const char *content_type;
     const char *allow;      /* Allow header of a 405, else NULL */
     const char *challenge;  /* WWW-Authenticate header of a 401, else NULL */
+    const char *csp;        /* Content-Security-Policy header, else NULL */
     kvi_buf key;            /* the decoded key */
     kvi_buf context;        /* ?context=, decoded */
     kvi_buf cursor;         /* ?cursor=, decoded, NUL-terminated (scan) */

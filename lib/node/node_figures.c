@@ -150,8 +150,9 @@ static void describe_anti_entropy(const kvi_node *n, kvi_buf *out)
 }
 
 /* The membership's description with the node's own store figures added,
- * "storage": {"estimatedKeys", "liveSstBytes", "sstBytes"} (RocksDB's
- * estimates for the data family: kvctl members shows them per member), and
+ * "storage": {"estimatedKeys", "liveSstBytes", "sstBytes", ...} (RocksDB's
+ * estimates for the data family and the engine's figures, describe_storage:
+ * kvctl members and the status page show them per member), and
  * the node's failure figures:
  * "failures": {"membersUp", "membersDown", "suspicions", "hintsPending",
  * "hintOldestAgeSeconds", "hintsReplayed", "hintsDropped", "sloppyWrites",
@@ -196,6 +197,39 @@ static void describe_stream(kvi_node *n, kvi_buf *out)
         kvi_buf_raw(out, text, (size_t)len);
 }
 
+/* ,"storage":{...}: the data family's figures, and the engine's memory,
+ * disk and compaction figures as GET /metrics has them (the status page
+ * shows them per member; docs/CLUSTER.md lists the fields). */
+static void describe_storage(const kvi_node *n, kvi_buf *out)
+{
+    kvi_store *s = kvi_embedded_store(n->store);
+    uint64_t keys, live_bytes, total_bytes;
+    kvi_store_data_figures(s, &keys, &live_bytes, &total_bytes);
+    kvi_store_engine_figures e;
+    kvi_store_engine_figures_get(s, &e);
+    char text[768];
+    int len = snprintf(text, sizeof text,
+                       ",\"storage\":{\"estimatedKeys\":%llu,\"liveSstBytes\":%llu,"
+                       "\"sstBytes\":%llu,\"corruptRecordsRepaired\":%llu,"
+                       "\"memtableBytes\":%llu,\"walBytes\":%llu,"
+                       "\"pendingCompactionBytes\":%llu,\"runningCompactions\":%llu,"
+                       "\"runningFlushes\":%llu,\"blockCache\":{\"bytes\":%llu,"
+                       "\"capacityBytes\":%llu,\"hits\":%llu,\"misses\":%llu}}",
+                       (unsigned long long)keys, (unsigned long long)live_bytes,
+                       (unsigned long long)total_bytes,
+                       (unsigned long long)kvi_store_corrupt_replaced(s),
+                       (unsigned long long)e.memtable_bytes, (unsigned long long)e.wal_bytes,
+                       (unsigned long long)e.pending_compaction_bytes,
+                       (unsigned long long)e.running_compactions,
+                       (unsigned long long)e.running_flushes,
+                       (unsigned long long)e.block_cache_bytes,
+                       (unsigned long long)e.block_cache_capacity,
+                       (unsigned long long)e.block_cache_hits,
+                       (unsigned long long)e.block_cache_misses);
+    if (len > 0 && (size_t)len < sizeof text)
+        kvi_buf_raw(out, text, (size_t)len);
+}
+
 void kvi_node_describe(const kvi_node *n, kvi_buf *out)
 {
     size_t start = out->len;
@@ -205,21 +239,14 @@ void kvi_node_describe(const kvi_node *n, kvi_buf *out)
     out->len--; /* reopen the object */
     failure_figures f;
     gather_figures(n, &f);
-    uint64_t keys, live_bytes, total_bytes;
-    kvi_store_data_figures(kvi_embedded_store(n->store), &keys, &live_bytes, &total_bytes);
+    describe_storage(n, out);
     char text[768];
     int len = snprintf(text, sizeof text,
-                       ",\"storage\":{\"estimatedKeys\":%llu,\"liveSstBytes\":%llu,"
-                       "\"sstBytes\":%llu,\"corruptRecordsRepaired\":%llu}"
                        ",\"limits\":{\"maxKeySize\":%u,\"maxValueSize\":%u},"
                        "\"failures\":{\"membersUp\":%u,\"membersDown\":%u,\"suspicions\":%llu,"
                        "\"hintsPending\":%llu,\"hintOldestAgeSeconds\":%.3f,"
                        "\"hintsReplayed\":%llu,\"hintsDropped\":%llu,\"sloppyWrites\":%llu,"
                        "\"readRepairs\":%llu}}",
-                       (unsigned long long)keys, (unsigned long long)live_bytes,
-                       (unsigned long long)total_bytes,
-                       (unsigned long long)kvi_store_corrupt_replaced(
-                           kvi_embedded_store(n->store)),
                        n->limits.max_key_size, n->limits.max_value_size,
                        f.up, f.down, (unsigned long long)f.suspicions,
                        (unsigned long long)f.hints.pending, f.oldest_age_s,

@@ -203,6 +203,9 @@ void kvi_node_count_key(kvi_node *n, kvi_hotkey_kind kind, const void *key, size
 /* The hottest keys as JSON (GET /v1/hotkeys, "hotKeys" of the
  * description). */
 void kvi_node_render_hotkeys(void *ctx, kvi_buf *out);
+/* node_status.c: GET /v1/status, this node's description and each
+ * member's, asked over the binary protocol (blocks up to about a second). */
+void kvi_node_render_status(void *ctx, kvi_buf *out);
 
 /* node_pbs.c: GET /v1/consistency/prediction (kvi_http_config.predict):
  * appends the prediction for reads at ro's level and writes at wo's (the

@@ -17,21 +17,38 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-BASE = 27500 + (os.getpid() % 200) * 10
 KEY = "secret-user-key-1"
 
 
+def free_ports(n):
+    """n ports the kernel had free a moment ago (others may run at once)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+PORTS = free_ports(6)
+
+
 def binary_port(i):
-    return BASE + 2 * i
+    return PORTS[2 * i]
 
 
 def http_port(i):
-    return BASE + 2 * i + 1
+    return PORTS[2 * i + 1]
 
 
 def request(i, method, path, body=None, timeout=30):

@@ -93,6 +93,7 @@ typedef struct response {
     char content_type[128];
     char allow[128];
     char challenge[128]; /* WWW-Authenticate */
+    char csp[512];       /* Content-Security-Policy */
     long connects; /* new connections this request opened */
     cJSON *json;
 } response;
@@ -138,6 +139,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     header_value(p, size * n, "Content-Type", r->content_type, sizeof r->content_type);
     header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
     header_value(p, size * n, "WWW-Authenticate", r->challenge, sizeof r->challenge);
+    header_value(p, size * n, "Content-Security-Policy", r->csp, sizeof r->csp);
     return size * n;
 }
 
@@ -513,6 +515,31 @@ static void admin_endpoints(void **state)
     assert_true(strtoull(strchr(line, '}') + 2, NULL, 10) >= 1);
     assert_non_null(strstr(r.body, "kv_requests_total{proto=\"http\",op=\"other\",outcome=\"ok\"} "));
     response_free(&r);
+
+    /* The status page, and its data: a server that is no node's is its
+     * one node. */
+    static const char *const pages[] = {"/", "/ui"};
+    for (size_t i = 0; i < 2; i++) {
+        call(&r, "GET", pages[i], NULL);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.content_type, "text/html; charset=utf-8");
+        assert_non_null(strstr(r.csp, "default-src 'none'"));
+        assert_non_null(strstr(r.csp, "connect-src 'self'"));
+        assert_true(r.len > 15 && memcmp(r.body, "<!DOCTYPE html>", 15) == 0);
+        assert_non_null(strstr(r.body, "/v1/status"));
+        response_free(&r);
+    }
+    call(&r, "GET", "/v1/status", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.json, "nodeId"), "node-a");
+    cJSON *nodes = cJSON_GetObjectItemCaseSensitive(r.json, "nodes");
+    assert_int_equal(cJSON_GetArraySize(nodes), 1);
+    cJSON *self = cJSON_GetArrayItem(nodes, 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(self, "self")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(self, "up")));
+    assert_string_equal(str(cJSON_GetObjectItemCaseSensitive(self, "description"), "nodeId"),
+                        "node-a");
+    response_free(&r);
 }
 
 static void put_get_delete(void **state)
@@ -850,7 +877,11 @@ static void bad_requests(void **state)
          "BAD_REQUEST"},
         {"DELETE", "/v1/health", NULL, 405, "METHOD_NOT_ALLOWED"},
         {"POST", "/metrics", "{}", 405, "METHOD_NOT_ALLOWED"},
-        {"GET", "/", NULL, 404, "NOT_FOUND"},
+        {"GET", "/ui/", NULL, 404, "NOT_FOUND"},
+        {"GET", "/index.html", NULL, 404, "NOT_FOUND"},
+        {"POST", "/ui", "{}", 405, "METHOD_NOT_ALLOWED"},
+        {"DELETE", "/", NULL, 405, "METHOD_NOT_ALLOWED"},
+        {"PUT", "/v1/status", "{}", 405, "METHOD_NOT_ALLOWED"},
         {"GET", "/v1/kvs", NULL, 404, "NOT_FOUND"}, /* /v1/kv is the scan */
         {"GET", "/v1/kv/sentinel/extra", NULL, 404, "NOT_FOUND"},
         {"DELETE", "/v1/kv/sentinel/cas/x", NULL, 404, "NOT_FOUND"}, /* a key */
@@ -1484,6 +1515,7 @@ static void tokens_required(void **state)
         {"POST", "/v1/kv/k/cas", "{\"expectedVersion\": 0, \"newValue\": \"v\"}"},
         {"POST", "/v1/kv/batch", "{\"operations\": [{\"op\": \"PUT\", \"key\": \"k\", \"value\": \"v\"}]}"},
         {"GET", "/v1/cluster", NULL},
+        {"GET", "/v1/status", NULL},
         /* Requests refused anyway are refused for the token first. */
         {"PATCH", "/v1/kv/k", "{}"},
         {"GET", "/v1/kv/bad%zz?colour=red", NULL},
@@ -1591,7 +1623,7 @@ static void token_checked_before_body(void **state)
     assert_int_equal(kv_get(&v, C.db, "sneaky", 6, NULL), KV_ENOTFOUND);
 }
 
-/* Health and metrics stay open on a server with tokens; a server without
+/* Health, metrics and the status page stay open on a server with tokens; a server without
  * tokens serves everything without a header, and ignores one. */
 static void open_without_token(void **state)
 {
@@ -1605,6 +1637,11 @@ static void open_without_token(void **state)
         call_with(&r, &C, "GET", "/metrics", NULL, headers[h]);
         assert_int_equal(r.status, 200);
         assert_non_null(strstr(r.body, "kv_requests_total"));
+        response_free(&r);
+        /* The page is static; its data (/v1/status) needs the token. */
+        call_with(&r, &C, "GET", "/ui", NULL, headers[h]);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.content_type, "text/html; charset=utf-8");
         response_free(&r);
 
         call_with(&r, &A, "PUT", "/v1/kv/open", "{\"value\": \"o\"}", headers[h]);
