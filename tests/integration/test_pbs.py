@@ -164,6 +164,14 @@ def main():
         wait_ready(procs, 120)
         writer, reader = Conn(0), Conn(1)
         seen, offset = run_trials(writer, reader)
+        # Questions without an answer are refused, and the node goes on.
+        for query in ["r=4", "w=9", "consistency=serial", "t=abc", "r=0"]:
+            status, body = get_json(0, f"/v1/consistency/prediction?{query}")
+            if status != 400:
+                sys.exit(f"prediction?{query} answered HTTP {status}, not 400: {body}")
+        status, p = get_json(0, "/v1/consistency/prediction?consistency=quorum")
+        if status != 200 or any(pt["consistent"] != 1.0 for pt in p["predictions"]):
+            sys.exit(f"QUORUM/QUORUM (R + W > N) is predicted stale: {p}")
         failures = []
         log(f"{'DELAY':>8} {'MEASURED':>9} {'STALE SEEN':>11} {'PREDICTED':>10} {'KVCTL':>8}")
         for d in DELAYS_MS:

@@ -481,6 +481,31 @@ static void assert_untouched(void)
 
 /* ----------------------------------------------------------------- tests */
 
+/* The prediction needs peers: an embedded store's server has none (404);
+ * its parameter t is checked, and belongs to it alone. */
+static void prediction_endpoint(void **state)
+{
+    (void)state;
+    response r;
+    call(&r, "GET", "/v1/consistency/prediction", NULL);
+    expect(&r, 404, "NOT_FOUND");
+    call(&r, "GET", "/v1/consistency/prediction?t=5&consistency=one", NULL);
+    expect(&r, 404, "NOT_FOUND");
+    static const char *const bad[] = {"?t=", "?t=abc", "?t=-1", "?t=5x", "?t=3600001", "?t=nan",
+                                      "?t=1&t=2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char url[96];
+        snprintf(url, sizeof url, "/v1/consistency/prediction%s", bad[i]);
+        call(&r, "GET", url, NULL);
+        expect(&r, 400, "BAD_REQUEST");
+    }
+    call(&r, "GET", "/v1/kv/sentinel?t=5", NULL);
+    expect(&r, 400, "BAD_REQUEST");
+    call(&r, "POST", "/v1/consistency/prediction", "{}");
+    expect(&r, 405, "METHOD_NOT_ALLOWED");
+    assert_untouched();
+}
+
 static void admin_endpoints(void **state)
 {
     (void)state;
@@ -2414,6 +2439,7 @@ int main(void)
         cmocka_unit_test(open_without_token),
         cmocka_unit_test(token_config_errors),
         cmocka_unit_test(keep_alive),
+        cmocka_unit_test(prediction_endpoint),
         cmocka_unit_test(concurrent_connections),
         cmocka_unit_test(exactly_128_ready_connections),
         cmocka_unit_test(client_hangs_up),
