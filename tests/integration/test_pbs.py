@@ -26,12 +26,12 @@ import time
 NODES = 3
 BINARY_PORT, HTTP_PORT = 7400, 8080
 DROP_PERCENT = int(os.environ.get("PBS_DROP_PERCENT", "20"))
-DELAYS_MS = [0, 10, 30, 80]
+DELAYS_MS = [0, 5, 15, 40]
 # A write every PERIOD_MS whatever its read's delay: how fast TCP recovers a
 # lost packet depends on what the connection sends after it (a later packet
 # reveals the loss at once; silence waits for a timer), so every write must
 # be followed alike.
-PERIOD_MS = 100
+PERIOD_MS = 60
 TRIALS = int(os.environ.get("PBS_TRIALS", "150"))
 
 

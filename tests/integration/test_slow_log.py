@@ -6,8 +6,9 @@ key) and each replica's time, the paused one as pending.
 Three kvd on 127.0.0.1 (N=3), --slow-request 200 ms, --internode-timeout
 1000 ms. Node n3 is paused (SIGSTOP, by pid); two writes of one key at ALL
 through n1 wait for it and fail after the timeout; then n3 goes on. n1's
-log must hold a slow_request line for each, at level "all", with n2's time
-and n3 pending, both with the same hash, and the key nowhere.
+log must hold a slow_request line for each, at consistency "all", with
+n2's time and n3 pending (or failed after the threshold), both with the
+same hash, and the key nowhere.
 
 Standard library only. Environment: KVD (the binary).
 """
@@ -131,8 +132,12 @@ def main():
             if e["op"] != "put" or e["ms"] < 200 or e["consistency"] != "all" or e["level"] != "warn" or "ts" not in e:
                 sys.exit(f"a slow line is wrong: {e}")
             nodes = {r["node"]: r for r in e["replicas"]}
-            if not nodes.get("n3", {}).get("pending"):
-                sys.exit(f"the paused replica is not shown pending: {e}")
+            # The paused replica: still pending when the write gave up, or
+            # (its own request timing out first, by a hair) failed after
+            # the threshold. Either way the line names it as the slow one.
+            n3 = nodes.get("n3", {})
+            if not (n3.get("pending") or ("error" in n3 and n3.get("ms", 0) >= 200)):
+                sys.exit(f"the paused replica is not shown as the slow one: {e}")
             if "ms" not in nodes.get("n2", {}) or nodes["n2"].get("pending"):
                 sys.exit(f"the replica that answered has no time: {e}")
         print("ok:", json.dumps(slow[0]))
