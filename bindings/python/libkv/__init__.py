@@ -30,7 +30,7 @@ from ._errors import (BusyError, ClosedError, ConflictError, CorruptError, Error
                       UnknownOutcomeError, from_code, strerror)
 from ._store import (CLIENT, EMBEDDED, NODE, Store, Value, as_bytes, as_text, cstrings,
                      fill_open_options, make_log_fn, merge_callback, LOG_LEVELS, _ms, _uint,
-                     _choice)
+                     _uint_max, _staleness_ms, _choice)
 
 __version__ = "0.1.0"
 
@@ -230,7 +230,9 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
             auth_token: Optional[str] = None, tls: bool = False,
             tls_ca_pem: Optional[str] = None, tls_cert_pem: Optional[str] = None,
             tls_key_pem: Optional[str] = None, log: Any = None,
-            log_level: str = "info") -> Store:
+            log_level: str = "info", max_inflight: Optional[int] = None,
+            hot_cache_staleness: Optional[float] = None,
+            hot_cache_entries: Optional[int] = None) -> Store:
     """A client of remote nodes: endpoints is "HOST:PORT", a comma-separated
     list of them, or an iterable of them. Nothing connects until the first
     call (ping() checks that a node answers).
@@ -242,7 +244,23 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
     "merge" with merge=fn(key, siblings) -> merged value, called on the
     thread of the get. auth_token, tls, tls_*_pem: see docs/SECURITY.md.
 
-    Raises InvalidArgumentError (no endpoint, an unparsable one).
+    max_inflight: requests in flight on one connection at most (default
+    4096); more wait in the client's queue, up to request_timeout.
+
+    hot_cache_staleness: seconds (int or float, up to 3600) for which the
+    client may answer a read of a key it read lately from a cache of hot
+    keys' values, without asking the cluster: such a read may miss writes
+    made through other handles within that bound. None or 0 (the default):
+    no cache. Reads at "serial" or "all", get_traced, and batches never use
+    it; a put, delete, cas or batch through this client drops the key's
+    entry, so the client reads its own writes. hot_cache_entries: keys the
+    cache holds at most, the least recently read dropped first (default
+    1024, up to 1048576; used only with hot_cache_staleness). See
+    docs/CLUSTER.md, "The client's cache of hot keys".
+
+    Raises TypeError or ValueError for an option of the wrong type or out of
+    range, InvalidArgumentError (no endpoint, an unparsable one, an option
+    the library refuses).
     """
     if isinstance(endpoints, (str, bytes)):
         eps = [e.strip() for e in os.fsdecode(endpoints).split(",") if e.strip()]
@@ -258,6 +276,17 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
     o.request_timeout_ms = _ms(request_timeout, "request_timeout")
     if connections_per_node is not None:
         o.connections_per_node = _uint(connections_per_node, "connections_per_node")
+    # kv_client_options version 4: manual_loop stays 0 (the client's own
+    # thread runs its loop): this binding makes only blocking calls.
+    if max_inflight is not None:
+        o.max_inflight = _uint(max_inflight, "max_inflight")
+    # Version 5: the cache of hot keys (kv_client_open checks the same
+    # limits and its refusal raises InvalidArgumentError).
+    o.hot_cache_staleness_ms = _staleness_ms(hot_cache_staleness, "hot_cache_staleness",
+                                             _native.KV_HOT_CACHE_MAX_STALENESS_MS)
+    if hot_cache_entries is not None:
+        o.hot_cache_entries = _uint_max(hot_cache_entries, "hot_cache_entries",
+                                        _native.KV_HOT_CACHE_MAX_ENTRIES)
     o.policy = _choice(policy, _native.POLICY, "policy")
     if (o.policy == _native.KV_POLICY_MERGE) != (merge is not None):
         raise ValueError('merge=fn goes with policy="merge", and only with it')

@@ -70,7 +70,11 @@ KV_OPEN_OPTIONS_VERSION = 2
 KV_WRITE_OPTIONS_VERSION = 2
 KV_READ_OPTIONS_VERSION = 1
 KV_NODE_OPTIONS_VERSION = 9
-KV_CLIENT_OPTIONS_VERSION = 3
+KV_CLIENT_OPTIONS_VERSION = 5
+
+# kv_client_options' limits on the cache of hot keys (checked by kv_client_open).
+KV_HOT_CACHE_MAX_STALENESS_MS = 3600 * 1000
+KV_HOT_CACHE_MAX_ENTRIES = 1048576
 
 # ----------------------------------------------------------------- structs
 LOG_FN = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
@@ -171,7 +175,7 @@ class NodeOptions(Structure):
 
 
 class ClientOptions(Structure):
-    """kv_client_options, version 3."""
+    """kv_client_options, version 5."""
     _fields_ = [
         ("version", c_uint),
         ("connect_timeout_ms", c_uint32),
@@ -189,6 +193,15 @@ class ClientOptions(Structure):
         ("tls_ca_pem", c_char_p),
         ("tls_cert_pem", c_char_p),
         ("tls_key_pem", c_char_p),
+        # version 4
+        # manual_loop stays 0: the binding makes only blocking calls, which
+        # need no loop driven by the application (the client's own thread
+        # runs it).
+        ("manual_loop", c_int),
+        ("max_inflight", c_uint),
+        # version 5
+        ("hot_cache_staleness_ms", c_uint32),
+        ("hot_cache_entries", c_uint32),
     ]
 
 

@@ -168,6 +168,31 @@ def _ms(x: Any, what: str) -> int:
     return max(1, min(int(round(x * 1000)), 2**32 - 1))
 
 
+def _staleness_ms(x: Any, what: str, limit_ms: int) -> int:
+    """Seconds (int or float) to whole milliseconds for a bound that 0
+    turns off: None or 0 = 0 (off); otherwise above 0 and up to limit_ms
+    (at least 1 ms once above 0)."""
+    if x is None:
+        return 0
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(x).__name__}")
+    if not x >= 0 or math.isinf(x):
+        raise ValueError(f"{what} must be a number of seconds >= 0 (0 or None: off), not {x}")
+    if x > limit_ms / 1000:
+        raise ValueError(f"{what} must be at most {limit_ms / 1000:g} seconds, not {x}")
+    if x == 0:
+        return 0
+    return max(1, min(int(round(x * 1000)), limit_ms))
+
+
+def _uint_max(x: Any, what: str, limit: int) -> int:
+    """An int from 0 to limit (0 = the library's default)."""
+    v = _uint(x, what)
+    if v > limit:
+        raise ValueError(f"{what} must be between 0 and {limit}, not {x}")
+    return v
+
+
 def _ttl(x: Any) -> int:
     if x is None:
         return 0
