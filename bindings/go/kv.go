@@ -31,6 +31,7 @@ package kv
 import "C"
 
 import (
+	"math"
 	"net"
 	"runtime"
 	"strconv"
@@ -148,7 +149,31 @@ type ClientOptions struct {
 	TLSCAPEM           string
 	TLSCertPEM         string
 	TLSKeyPEM          string
+	// MaxInflight bounds the requests in flight on one connection; more
+	// wait in the client's queue (up to RequestTimeout) until answers free
+	// slots. 0 = 4096; at most math.MaxUint32.
+	MaxInflight uint
+	// HotCacheStaleness turns on a cache of hot keys' values in the client
+	// (docs/CLUSTER.md, "The client's cache of hot keys"): a read of a key
+	// read lately may be answered from it, without a request, up to this
+	// stale; it may miss writes made through other handles within that
+	// bound. 0 = no cache (the default); at most MaxHotCacheStaleness;
+	// whole milliseconds, rounded up. Reads at Serial or All, GetTraced and
+	// Batch never use it; a Put, Delete, CAS or Batch through this client
+	// drops the key's entry, so the client reads its own writes.
+	HotCacheStaleness time.Duration
+	// HotCacheEntries is the most keys the cache holds, the least recently
+	// read dropped first; 0 = 1024, at most MaxHotCacheEntries. Used only
+	// with HotCacheStaleness.
+	HotCacheEntries uint
 }
+
+// The limits of ClientOptions' cache of hot keys (kv_client_open refuses
+// more with ErrInvalid, as Dial does).
+const (
+	MaxHotCacheStaleness time.Duration = time.Hour
+	MaxHotCacheEntries   uint          = 1048576
+)
 
 // DB is a libkv handle of any kind.
 type DB struct {
@@ -447,6 +472,25 @@ func Dial(endpoints []string, opts *ClientOptions) (*DB, error) {
 	o.tls_ca_pem = m.strOrNil(opts.TLSCAPEM)
 	o.tls_cert_pem = m.strOrNil(opts.TLSCertPEM)
 	o.tls_key_pem = m.strOrNil(opts.TLSKeyPEM)
+	// kv_client_options version 4 (the header built against has version 5
+	// at least: an older one has no hot_cache_* fields, and this does not
+	// build). manual_loop stays 0: the binding makes only blocking calls,
+	// and the client's own thread runs its event loop.
+	if uint64(opts.MaxInflight) > math.MaxUint32 {
+		return nil, invalid(op, "MaxInflight must be at most %d, not %d", uint64(math.MaxUint32), opts.MaxInflight)
+	}
+	o.max_inflight = C.uint(opts.MaxInflight)
+	// Version 5: the cache of hot keys.
+	if opts.HotCacheStaleness > MaxHotCacheStaleness {
+		return nil, invalid(op, "HotCacheStaleness must be at most %v, not %v", MaxHotCacheStaleness, opts.HotCacheStaleness)
+	}
+	if o.hot_cache_staleness_ms, err = millis(op, "HotCacheStaleness", opts.HotCacheStaleness); err != nil {
+		return nil, err
+	}
+	if opts.HotCacheEntries > MaxHotCacheEntries {
+		return nil, invalid(op, "HotCacheEntries must be at most %d, not %d", MaxHotCacheEntries, opts.HotCacheEntries)
+	}
+	o.hot_cache_entries = C.uint32_t(opts.HotCacheEntries)
 	res := C.gokv_client_open(eps, C.size_t(len(endpoints)), o)
 	if res.rc != 0 {
 		return nil, newError(op, res.rc, res.detail)
