@@ -43,17 +43,19 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
-# Every libFuzzer target for FUZZ_SECONDS, starting from its committed corpus.
+# Every libFuzzer target for FUZZ_SECONDS, starting from its committed
+# corpus, JOBS of them at once (each fuzzer runs on one core). Fails when
+# any target fails; its output says which.
 fuzz: deps
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
 	  -DKV_FUZZ=ON -DKV_SANITIZE=ON -DKV_BUILD_TESTS=OFF -DKV_BUILD_TOOLS=OFF -DKV_BUILD_EXAMPLES=OFF
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
-	for corpus in fuzz/corpus/*; do \
-	  name=$$(basename $$corpus); work=$$(mktemp -d); \
-	  $(FUZZ_BUILD)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    $$work $$corpus || { rm -rf $$work; exit 1; }; \
-	  rm -rf $$work; \
-	done
+	ls fuzz/corpus | xargs -P $(JOBS) -I NAME sh -c '\
+	  work=$$(mktemp -d); \
+	  $(FUZZ_BUILD)/fuzz/fuzz_NAME -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $$work fuzz/corpus/NAME > $$work.log 2>&1; rc=$$?; \
+	  echo "== fuzz_NAME: exit $$rc"; tail -n 25 $$work.log; rm -rf $$work $$work.log; \
+	  exit $$rc'
 
 bench-deps:
 	@sh scripts/install-deps.sh bench
