@@ -18,6 +18,7 @@ thread-safe and releases the GIL while the library works.
 """
 from __future__ import annotations
 
+import math
 import os
 from ctypes import byref, c_void_p
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
@@ -115,6 +116,22 @@ def _host_of(addr: str) -> str:
     return addr.rsplit(":", 1)[0] if ":" in addr else addr
 
 
+def _ae_interval_s(x: Any) -> int:
+    """ae_interval in seconds to kv_node_options.ae_interval_s: None = 0
+    (the default), math.inf = KV_AE_INTERVAL_NEVER, otherwise whole seconds
+    rounded up (above the library's limit, it refuses them)."""
+    if x is None:
+        return 0
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"ae_interval must be a number of seconds, not {type(x).__name__}")
+    if x == math.inf:
+        return _native.KV_AE_INTERVAL_NEVER
+    if not x > 0:
+        raise ValueError("ae_interval must be a positive number of seconds (None: the "
+                         f"default, math.inf: never), not {x}")
+    return min(math.ceil(x), _native.KV_AE_INTERVAL_NEVER - 1)
+
+
 def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
                http: Optional[str] = None, peers: Sequence[str] = (),
                seeds: Sequence[str] = (), replicas: Optional[int] = None,
@@ -136,7 +153,12 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
                block_cache_bytes: Optional[int] = None,
                tombstone_grace: Optional[int] = None, log: Any = None,
                log_level: str = "info", row_cache_bytes: Optional[int] = None,
-               metadata: Optional[str] = None) -> Node:
+               metadata: Optional[str] = None, slow_request: Optional[float] = None,
+               ae_interval: Optional[float] = None,
+               repair_bytes_per_s: Optional[int] = None,
+               ae_digest_bits: Optional[int] = None,
+               stream_bytes_per_s: Optional[int] = None,
+               replace: bool = False) -> Node:
     """Start a storage node in this process, serving its store in data_dir
     over the binary protocol on listen ("HOST:PORT"; port 0 picks a free
     one, see Node.address) and over HTTP on http when given.
@@ -154,10 +176,36 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
     docs/CLUSTER.md). The store options (sync, max_key_size, ..., log) are
     those of libkv.open.
 
-    Raises BusyError (a port in use, the store open elsewhere),
-    InvalidArgumentError (also metadata without peers or seeds, or one that
-    is no etcd URL), PermissionDeniedError (beyond loopback without a
-    secret or tokens), StorageError.
+    slow_request: seconds (int or float, up to 3600; default 0.5) from which
+    a request counts as slow (kv_slow_requests_total; logged once a minute
+    at warn).
+
+    Anti-entropy, on a node of a cluster (docs/design/ANTI_ENTROPY.md):
+    ae_interval: seconds between the node's periodic exchanges with the
+    members it shares ranges with (whole seconds, rounded up; up to 604800,
+    a week; default 60), or math.inf for none at all: only the repair
+    rounds asked for (Store.repair) run. repair_bytes_per_s: what an
+    exchange may send and receive in all, in bytes per second (default
+    16 MiB/s). ae_digest_bits: the digest cuts the token space into
+    2**ae_digest_bits segments, 4..24 (default 18); every member must use
+    the same.
+
+    stream_bytes_per_s: bytes per second a joining node (or one gaining
+    ranges) may stream in (default 32 MiB/s). replace=True: this process
+    takes the place of the dead member whose id is node_id, on an empty
+    data_dir, through peers or seeds (one is required); the member must no
+    longer answer at its old address (while it does, the node starts but
+    does not take its place, and logs why at warn). See docs/CLUSTER.md.
+
+    None (or leaving an option out) means the library's default. Raises
+    TypeError or ValueError for an option of the wrong type or one that
+    cannot be represented (negative, NaN), BusyError (a port in use, the
+    store open elsewhere), InvalidArgumentError, a ValueError too, for
+    what the library refuses (metadata without peers or seeds, or one that
+    is no etcd URL; slow_request over 3600, ae_interval over 604800,
+    ae_digest_bits outside 4..24; replace without peers or seeds),
+    PermissionDeniedError (beyond loopback without a secret or tokens),
+    StorageError.
     """
     keep: List[Any] = []
     store = _native.OpenOptions()
@@ -212,6 +260,18 @@ def start_node(data_dir: PathLike, node_id: str, *, listen: str = "127.0.0.1:0",
                        ("tls_ca_pem", tls_ca_pem)):
         if val is not None:
             setattr(o, field, as_bytes(val, field))
+    # kv_node_options versions 5 to 8. The library's own limits (slow_request
+    # up to an hour, ae_interval up to a week, ae_digest_bits 4..24) are
+    # checked by kv_node_start: its refusal raises InvalidArgumentError.
+    o.slow_request_ms = _ms(slow_request, "slow_request")
+    o.ae_interval_s = _ae_interval_s(ae_interval)
+    if repair_bytes_per_s is not None:
+        o.repair_bytes_per_s = _uint(repair_bytes_per_s, "repair_bytes_per_s", 64)
+    if ae_digest_bits is not None:
+        o.ae_digest_bits = _uint(ae_digest_bits, "ae_digest_bits")
+    if stream_bytes_per_s is not None:
+        o.stream_bytes_per_s = _uint(stream_bytes_per_s, "stream_bytes_per_s", 64)
+    o.replace = 1 if replace else 0
     if metadata is not None:
         o.metadata = as_text(metadata, "metadata")  # kv_node_options version 9
     ptr = c_void_p()

@@ -64,6 +64,7 @@ KV_MAX_VALUE_SIZE_LIMIT = 64 * 1024 * 1024
 KV_BATCH_MAX_OPS = 10000
 KV_GRACE_NONE = 2**64 - 1
 KV_ROW_CACHE_NONE = 2**64 - 1
+KV_AE_INTERVAL_NEVER = 2**32 - 1
 
 # Option struct versions this binding fills (the library accepts older ones).
 KV_OPEN_OPTIONS_VERSION = 2
