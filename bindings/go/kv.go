@@ -108,6 +108,8 @@ type NodeOptions struct {
 	HTTP    string // HTTP API "HOST:PORT"; "" = none
 	Store   OpenOptions
 
+	// The uint fields below are C unsigned ints: StartNode refuses a value
+	// over math.MaxUint32 with ErrInvalid (never truncates it).
 	Peers            []string // binary addresses of the cluster's members
 	Seeds            []string // members to join through
 	Replicas         uint     // N; 0 = 3
@@ -119,7 +121,7 @@ type NodeOptions struct {
 	IdleTimeout      time.Duration
 	MaxConnections   uint
 	InternodeTimeout time.Duration
-	HintWindow       time.Duration
+	HintWindow       time.Duration // whole seconds, rounded up; at most math.MaxUint32 s
 	HandoffKiBPerSec uint32
 	FailurePause     time.Duration
 	ClusterSecret    []byte
@@ -136,13 +138,51 @@ type NodeOptions struct {
 	// Seeds (a node alone has no topology: ErrInvalid). A URL that does
 	// not parse is refused with ErrInvalid. See docs/CLUSTER.md.
 	Metadata string
+
+	// SlowRequest: a request that takes this long or longer is slow:
+	// counted in kv_slow_requests_total and logged (at warn) once a minute.
+	// 0 = 500 ms; at most an hour (the library refuses more with
+	// ErrInvalid); whole milliseconds, rounded up.
+	SlowRequest time.Duration
+	// AEInterval is how often a node of a cluster runs an anti-entropy
+	// exchange with the next member it shares token ranges with, jittered
+	// by a quarter either way (docs/design/ANTI_ENTROPY.md). 0 = 60 s;
+	// AEIntervalNever = no periodic exchanges, only the repair rounds asked
+	// for (Repair); otherwise whole seconds, rounded up, at most a week
+	// (the library refuses more with ErrInvalid). Other negative values are
+	// refused with ErrInvalid.
+	AEInterval time.Duration
+	// RepairBytesPerSec bounds what an anti-entropy exchange may send and
+	// receive in all, so that live traffic keeps priority; 0 = 16 MiB/s.
+	RepairBytesPerSec uint64
+	// AEDigestBits: the anti-entropy digest cuts the token space into
+	// 2^AEDigestBits segments; 4..24, 0 = 18 (the library refuses others
+	// with ErrInvalid). Every member must use the same.
+	AEDigestBits uint
+	// StreamBytesPerSec bounds what a node joining (or gaining ranges in
+	// another topology change) streams in from the members it takes them
+	// from; 0 = 32 MiB/s.
+	StreamBytesPerSec uint64
+	// Replace: this process takes the place of the dead member whose id is
+	// NodeID (as Cassandra's replace_address), on an empty DataDir: it
+	// fetches the cluster's topology from Peers or Seeds (one is required:
+	// ErrInvalid otherwise), streams the member's ranges from the
+	// survivors, repairs against them, then serves. While that member still
+	// answers at its old address the node starts but does not take its
+	// place (it logs why and tries again). Ignored once the node's store
+	// holds the cluster's topology. See docs/CLUSTER.md.
+	Replace bool
 }
+
+// AEIntervalNever, as NodeOptions.AEInterval, runs no periodic anti-entropy
+// exchanges: only the repair rounds asked for (KV_AE_INTERVAL_NEVER).
+const AEIntervalNever time.Duration = -1
 
 // ClientOptions are the options of a client of remote nodes.
 type ClientOptions struct {
 	ConnectTimeout     time.Duration // 0 = 1 s
 	RequestTimeout     time.Duration // 0 = 5 s: bounds every call
-	ConnectionsPerNode uint          // 0 = 1
+	ConnectionsPerNode uint          // 0 = 1; at most math.MaxUint32 (else ErrInvalid)
 	Policy             Policy        // LWW (default) or Siblings
 	AuthToken          string
 	TLS                bool
@@ -274,6 +314,30 @@ func millis(op, what string, d time.Duration) (C.uint32_t, error) {
 	return C.uint32_t(ms), nil
 }
 
+// cuint is v as a C unsigned int, or ErrInvalid when it does not fit (a
+// uint of a 64-bit Go is wider than C's 32-bit unsigned int).
+func cuint(op, what string, v uint) (C.uint, error) {
+	if uint64(v) > math.MaxUint32 {
+		return 0, invalid(op, "%s must be at most %d, not %d", what, uint64(math.MaxUint32), uint64(v))
+	}
+	return C.uint(v), nil
+}
+
+// aeInterval is NodeOptions.AEInterval as kv_node_options.ae_interval_s.
+func aeInterval(op string, d time.Duration) (C.uint32_t, error) {
+	switch {
+	case d == AEIntervalNever:
+		return C.KV_AE_INTERVAL_NEVER, nil
+	case d < 0:
+		return 0, invalid(op, "AEInterval must not be negative (AEIntervalNever aside), not %v", d)
+	}
+	s := (d + time.Second - 1) / time.Second
+	if s >= math.MaxUint32 { // above a week all the same: the library refuses it
+		s = math.MaxUint32 - 1
+	}
+	return C.uint32_t(s), nil
+}
+
 func fillOpen(op string, o *C.kv_open_options, opts *OpenOptions) error {
 	C.kv_open_options_init(o, C.KV_OPEN_OPTIONS_VERSION)
 	if opts == nil {
@@ -381,16 +445,23 @@ func StartNode(opts *NodeOptions) (*Node, error) {
 		return nil, err
 	}
 	o.client_token_count = C.size_t(len(opts.ClientTokens))
-	o.replicas = C.uint(opts.Replicas)
-	o.vnodes = C.uint(opts.VNodes)
+	for _, f := range []struct {
+		what string
+		to   *C.uint
+		v    uint
+	}{{"Replicas", &o.replicas, opts.Replicas}, {"VNodes", &o.vnodes, opts.VNodes},
+		{"IOThreads", &o.io_threads, opts.IOThreads}, {"HTTPThreads", &o.http_threads, opts.HTTPThreads},
+		{"MaxConnections", &o.max_connections, opts.MaxConnections},
+		{"AEDigestBits", &o.ae_digest_bits, opts.AEDigestBits}} {
+		if *f.to, err = cuint(op, f.what, f.v); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Policy != LWW && opts.Policy != Siblings {
 		return nil, invalid(op, "Policy must be LWW or Siblings")
 	}
 	o.policy = C.kv_conflict_policy(opts.Policy)
-	o.io_threads = C.uint(opts.IOThreads)
-	o.http_threads = C.uint(opts.HTTPThreads)
 	o.max_request_bytes = C.uint32_t(opts.MaxRequestBytes)
-	o.max_connections = C.uint(opts.MaxConnections)
 	if o.idle_timeout_ms, err = millis(op, "IdleTimeout", opts.IdleTimeout); err != nil {
 		return nil, err
 	}
@@ -403,7 +474,11 @@ func StartNode(opts *NodeOptions) (*Node, error) {
 	if opts.HintWindow < 0 {
 		return nil, invalid(op, "HintWindow must not be negative")
 	}
-	o.hint_window_s = C.uint32_t((opts.HintWindow + time.Second - 1) / time.Second)
+	if hw := (opts.HintWindow + time.Second - 1) / time.Second; hw > math.MaxUint32 {
+		return nil, invalid(op, "HintWindow must be at most %d s, not %v", uint64(math.MaxUint32), opts.HintWindow)
+	} else {
+		o.hint_window_s = C.uint32_t(hw)
+	}
 	o.handoff_kib_per_s = C.uint32_t(opts.HandoffKiBPerSec)
 	o.cluster_secret = m.bytes(opts.ClusterSecret)
 	o.cluster_secret_len = C.size_t(len(opts.ClusterSecret))
@@ -414,6 +489,20 @@ func StartNode(opts *NodeOptions) (*Node, error) {
 	o.tls_key_pem = m.strOrNil(opts.TLSKeyPEM)
 	o.tls_ca_pem = m.strOrNil(opts.TLSCAPEM)
 	o.max_buffered_bytes = C.uint64_t(opts.MaxBufferedBytes)
+	// Versions 5 to 8. The library's own limits (SlowRequest up to an hour,
+	// AEInterval up to a week, AEDigestBits 4..24, Replace with peers or
+	// seeds) are checked by kv_node_start: its refusal is ErrInvalid.
+	if o.slow_request_ms, err = millis(op, "SlowRequest", opts.SlowRequest); err != nil {
+		return nil, err
+	}
+	if o.ae_interval_s, err = aeInterval(op, opts.AEInterval); err != nil {
+		return nil, err
+	}
+	o.repair_bytes_per_s = C.uint64_t(opts.RepairBytesPerSec)
+	o.stream_bytes_per_s = C.uint64_t(opts.StreamBytesPerSec)
+	if opts.Replace {
+		o.replace = 1
+	}
 	o.metadata = m.strOrNil(opts.Metadata) // kv_node_options version 9
 	res := C.gokv_node_start(o)
 	if res.rc != 0 {
@@ -460,7 +549,9 @@ func Dial(endpoints []string, opts *ClientOptions) (*DB, error) {
 	if o.request_timeout_ms, err = millis(op, "RequestTimeout", opts.RequestTimeout); err != nil {
 		return nil, err
 	}
-	o.connections_per_node = C.uint(opts.ConnectionsPerNode)
+	if o.connections_per_node, err = cuint(op, "ConnectionsPerNode", opts.ConnectionsPerNode); err != nil {
+		return nil, err
+	}
 	if opts.Policy != LWW && opts.Policy != Siblings {
 		return nil, invalid(op, "Policy must be LWW or Siblings")
 	}
@@ -476,10 +567,9 @@ func Dial(endpoints []string, opts *ClientOptions) (*DB, error) {
 	// at least: an older one has no hot_cache_* fields, and this does not
 	// build). manual_loop stays 0: the binding makes only blocking calls,
 	// and the client's own thread runs its event loop.
-	if uint64(opts.MaxInflight) > math.MaxUint32 {
-		return nil, invalid(op, "MaxInflight must be at most %d, not %d", uint64(math.MaxUint32), opts.MaxInflight)
+	if o.max_inflight, err = cuint(op, "MaxInflight", opts.MaxInflight); err != nil {
+		return nil, err
 	}
-	o.max_inflight = C.uint(opts.MaxInflight)
 	// Version 5: the cache of hot keys.
 	if opts.HotCacheStaleness > MaxHotCacheStaleness {
 		return nil, invalid(op, "HotCacheStaleness must be at most %v, not %v", MaxHotCacheStaleness, opts.HotCacheStaleness)
