@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvnodes  # noqa: E402
+
 NODES = 3
 BINARY_PORT, HTTP_PORT = 7400, 8080
 DROP_PERCENT = int(os.environ.get("PBS_DROP_PERCENT", "20"))
@@ -63,34 +66,7 @@ class Conn:
 
 
 def get_json(i, path):
-    c = http.client.HTTPConnection(ip(i), HTTP_PORT, timeout=10)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, json.loads(r.read() or b"null")
-    finally:
-        c.close()
-
-
-def wait_ready(procs, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for p in procs:
-            if p.poll() is not None:
-                sys.exit(f"a kvd exited with {p.returncode}")
-        ready = 0
-        for i in range(NODES):
-            try:
-                status, c = get_json(i, "/v1/cluster")
-                if (status == 200 and c.get("complete") and len(c.get("members", [])) == NODES
-                        and c["failures"]["membersDown"] == 0):
-                    ready += 1
-            except (OSError, ValueError, KeyError, http.client.HTTPException):
-                pass
-        if ready == NODES:
-            return
-        time.sleep(0.5)
-    sys.exit(f"the cluster was not ready after {timeout} s")
+    return kvnodes.get_json(ip(i), HTTP_PORT, path)
 
 
 def nft(script):
@@ -161,7 +137,7 @@ def main():
                     "--ae-interval", "0"]
             logf = open(os.path.join(work, f"n{i + 1}.log"), "wb")
             procs.append(subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT))
-        wait_ready(procs, 120)
+        kvnodes.wait_cluster_ready(procs, [(ip(i), HTTP_PORT) for i in range(NODES)], 120)
         writer, reader = Conn(0), Conn(1)
         seen, offset = run_trials(writer, reader)
         # Questions without an answer are refused, and the node goes on.

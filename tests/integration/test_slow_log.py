@@ -18,30 +18,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvnodes  # noqa: E402
 
 KEY = "secret-user-key-1"
 
 
-def free_ports(n):
-    """n ports the kernel had free a moment ago (others may run at once)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-PORTS = free_ports(6)
+PORTS = kvnodes.free_ports(6)
 
 
 def binary_port(i):
@@ -63,28 +50,6 @@ def request(i, method, path, body=None, timeout=30):
         c.close()
 
 
-def wait_ready(procs, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for p in procs:
-            if p.poll() is not None:
-                sys.exit(f"a kvd exited with {p.returncode}")
-        ready = 0
-        for i in range(3):
-            try:
-                status, body = request(i, "GET", "/v1/cluster", timeout=5)
-                c = json.loads(body)
-                if (status == 200 and c.get("complete") and len(c.get("members", [])) == 3
-                        and c["failures"]["membersDown"] == 0):
-                    ready += 1
-            except (OSError, ValueError, KeyError, http.client.HTTPException):
-                pass
-        if ready == 3:
-            return
-        time.sleep(0.5)
-    sys.exit(f"the cluster was not ready after {timeout} s")
-
-
 def main():
     kvd = os.environ.get("KVD")
     if not kvd:
@@ -101,7 +66,7 @@ def main():
                     "--failure-pause", "60000", "--ae-interval", "0"]
             logf = open(os.path.join(work, f"n{i + 1}.log"), "wb")
             procs.append(subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT))
-        wait_ready(procs, 120)
+        kvnodes.wait_cluster_ready(procs, [("127.0.0.1", http_port(i)) for i in range(3)], 120)
         paused = procs[2]
         paused.send_signal(signal.SIGSTOP)
         for attempt in range(2):

@@ -26,13 +26,16 @@ import html.parser
 import json
 import os
 import shutil
-import socket
+import sys
 import subprocess
 import tempfile
 import time
 import unittest
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvnodes  # noqa: E402
 
 KVD = os.environ.get("KVD")
 SCREENSHOT = os.environ.get("STATUS_PAGE_SCREENSHOT")
@@ -45,21 +48,6 @@ def chromium_path():
         if name and shutil.which(name):
             return shutil.which(name)
     return None
-
-
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (closed again before use)."""
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def http(method, url, body=None, headers=None, timeout=10):
@@ -139,7 +127,7 @@ class StatusPage(unittest.TestCase):
         return p
 
     def _start_cluster(self):
-        ports = free_ports(2 * NODES + 2)
+        ports = kvnodes.free_ports(2 * NODES + 2)
         listen = [f"127.0.0.1:{p}" for p in ports[:NODES]]
         self.http = [f"127.0.0.1:{p}" for p in ports[NODES:2 * NODES]]
         self.cluster = [self._start(f"n{i + 1}", ["--listen", listen[i], "--http", self.http[i],
