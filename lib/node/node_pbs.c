@@ -142,46 +142,8 @@ int kvi_node_predict(void *ctx, kvi_buf *out, const kv_read_options *ro,
     return rc;
 }
 
-/* The description's "peerLatency": {"boundsUs": [...], "peers":
- * [{"nodeId", "buckets": [[index, count], ...]}]}, nonzero buckets only. */
-typedef struct render_ctx {
-    kvi_buf *out;
-    int first;
-} render_ctx;
-
-static void render_peer(void *ctx, const char *name, const uint64_t *counts, size_t n_counts)
-{
-    render_ctx *r = ctx;
-    kvi_http_json_raw(r->out, r->first ? "{\"nodeId\":" : ",{\"nodeId\":");
-    r->first = 0;
-    kvi_http_json_string(r->out, name, strlen(name));
-    kvi_http_json_raw(r->out, ",\"buckets\":[");
-    int first_bucket = 1;
-    for (size_t i = 0; i < n_counts; i++) {
-        if (!counts[i])
-            continue;
-        char text[48];
-        int len = snprintf(text, sizeof text, "%s[%zu,%llu]", first_bucket ? "" : ",", i,
-                           (unsigned long long)counts[i]);
-        kvi_buf_raw(r->out, text, (size_t)len);
-        first_bucket = 0;
-    }
-    kvi_http_json_raw(r->out, "]}");
-}
-
 void kvi_node_describe_peer_latency(const kvi_node *n, kvi_buf *out)
 {
-    static const char head[] = ",\"peerLatency\":{\"boundsUs\":[";
-    kvi_buf_raw(out, head, sizeof head - 1);
-    const uint64_t *bounds_ns;
-    size_t n_bounds = kvi_metrics_bounds(&bounds_ns);
-    for (size_t i = 0; i < n_bounds; i++) {
-        char text[32];
-        int len = snprintf(text, sizeof text, "%s%g", i ? "," : "", (double)bounds_ns[i] / 1000.0);
-        kvi_buf_raw(out, text, (size_t)len);
-    }
-    kvi_http_json_raw(out, "],\"peers\":[");
-    render_ctx r = {out, 1};
-    kvi_latency_set_each(n->peer_latency, render_peer, &r);
-    kvi_buf_raw(out, "]}", 2);
+    kvi_http_json_raw(out, ",\"peerLatency\":");
+    kvi_latency_set_render_json(n->peer_latency, out);
 }

@@ -259,13 +259,33 @@ void kvi_metrics_render(kvi_metrics *m, kvi_buf *b)
                 render_histogram(b, &m->h[p][o][l], proto_names[p], op_names[o], level_names[l]);
 }
 
-void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b)
+/* "boundsUs": [...], the buckets' upper bounds in microseconds. */
+static void append_bounds_json(kvi_buf *b)
 {
-    appendf(b, "{\"atMs\":%llu,\"boundsUs\":[",
-            (unsigned long long)(kvi_metrics_now_ns() / 1000000));
+    appendf(b, "\"boundsUs\":[");
     for (size_t i = 0; i < N_BUCKETS; i++)
         appendf(b, "%s%g", i ? "," : "", (double)bucket_ns[i] / 1e3);
-    appendf(b, "],\"series\":[");
+    appendf(b, "]");
+}
+
+/* [index, count] of each bucket of h that counted something. */
+static void append_buckets_json(kvi_buf *b, histogram *h)
+{
+    int first = 1;
+    for (size_t i = 0; i <= N_BUCKETS; i++) {
+        uint64_t n = atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        if (!n)
+            continue;
+        appendf(b, "%s[%zu,%llu]", first ? "" : ",", i, (unsigned long long)n);
+        first = 0;
+    }
+}
+
+void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b)
+{
+    appendf(b, "{\"atMs\":%llu,", (unsigned long long)(kvi_metrics_now_ns() / 1000000));
+    append_bounds_json(b);
+    appendf(b, ",\"series\":[");
     int first = 1;
     for (int p = 0; p < KVI_PROTO_COUNT; p++) {
         for (int o = 0; o < KVI_MOP_COUNT; o++) {
@@ -280,14 +300,7 @@ void kvi_metrics_render_json(kvi_metrics *m, kvi_buf *b)
                         (unsigned long long)count,
                         (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e3);
                 first = 0;
-                int first_bucket = 1;
-                for (size_t i = 0; i <= N_BUCKETS; i++) {
-                    uint64_t n = atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-                    if (!n)
-                        continue;
-                    appendf(b, "%s[%zu,%llu]", first_bucket ? "" : ",", i, (unsigned long long)n);
-                    first_bucket = 0;
-                }
+                append_buckets_json(b, h);
                 appendf(b, "]}");
             }
         }
@@ -369,6 +382,28 @@ void kvi_latency_set_each(kvi_latency_set *set, kvi_latency_each_fn fn, void *ct
             fn(ctx, l->name, counts, N_BUCKETS + 1);
     }
     pthread_mutex_unlock(&set->lock);
+}
+
+void kvi_latency_set_render_json(kvi_latency_set *set, kvi_buf *b)
+{
+    appendf(b, "{");
+    append_bounds_json(b);
+    appendf(b, ",\"peers\":[");
+    int first = 1;
+    if (set) {
+        pthread_mutex_lock(&set->lock);
+        for (kvi_latency *l = set->first; l; l = l->next) {
+            if (!histogram_count(&l->h))
+                continue;
+            /* Names are member ids: [A-Za-z0-9._-], nothing to escape. */
+            appendf(b, "%s{\"nodeId\":\"%s\",\"buckets\":[", first ? "" : ",", l->name);
+            append_buckets_json(b, &l->h);
+            appendf(b, "]}");
+            first = 0;
+        }
+        pthread_mutex_unlock(&set->lock);
+    }
+    appendf(b, "]}");
 }
 
 void kvi_latency_set_render(kvi_latency_set *set, kvi_buf *b, const char *metric,

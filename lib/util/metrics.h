@@ -111,6 +111,11 @@ kvi_latency *kvi_latency_set_get(kvi_latency_set *set, const char *name);
 void kvi_latency_set_render(kvi_latency_set *set, kvi_buf *b, const char *metric,
                             const char *label, const char *help);
 
+/* Appends the set's histograms as JSON: {"boundsUs": [...], "peers":
+ * [{"nodeId": name, "buckets": [[index, count], ...]}]}, the buckets as in
+ * kvi_metrics_render_json, only histograms that recorded something. */
+void kvi_latency_set_render_json(kvi_latency_set *set, kvi_buf *b);
+
 /* Calls fn with the name and bucket counts (kvi_metrics_bounds + 1 of
  * them, the +Inf bucket last; valid for the call only) of each histogram
  * of the set that recorded something. Holds the set's lock meanwhile: fn
