@@ -2,7 +2,9 @@
 (bounded) for a cluster of kvd to be whole. Standard library only."""
 import http.client
 import json
+import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -58,3 +60,18 @@ def wait_cluster_ready(procs, http_addrs, timeout):
             return
         time.sleep(0.5)
     sys.exit(f"the cluster was not ready after {timeout} s")
+
+
+def stop_all(procs):
+    """SIGTERM to every kvd of procs still running (only those: they are
+    the test's own), then waits for each, 30 s at most, and kills one that
+    did not stop."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

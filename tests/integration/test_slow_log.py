@@ -109,15 +109,7 @@ def main():
     finally:
         if paused is not None:
             paused.send_signal(signal.SIGCONT)
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        kvnodes.stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
