@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -175,19 +174,20 @@ def main():
             sigma = (max(predicted * (1 - predicted), 0.02) / TRIALS) ** 0.5
             if abs(frac - predicted) > 0.08 + 4 * sigma:
                 failures.append(f"at {d} ms: {frac:.1%} stale seen, {predicted:.1%} predicted")
+        # kvctl refuses bad flags (exit 2) and a quorum past the replicas
+        # (exit 1, saying why).
+        for flags, code in ((["--r", "0"], 2), (["--t", "abc"], 2), (["--t", "-1"], 2),
+                            (["--w", "65"], 2), (["--r", "4"], 1)):
+            out = subprocess.run([kvctl, "--endpoints", f"{ip(0)}:{BINARY_PORT}",
+                                  "predict-consistency", *flags], capture_output=True, timeout=60)
+            if out.returncode != code or not out.stderr:
+                failures.append(f"kvctl predict-consistency {' '.join(flags)}: exit "
+                                f"{out.returncode}, not {code}: {out.stderr.decode()[:200]}")
         if failures:
             sys.exit("the prediction missed: " + "; ".join(failures))
         log("ok")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        kvnodes.stop_all(procs)
         subprocess.run(["nft", "delete", "table", "inet", "kvpbs"], stderr=subprocess.DEVNULL)
         if os.environ.get("PBS_KEEP"):
             log(f"kept {work}")
