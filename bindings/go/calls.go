@@ -549,13 +549,30 @@ func (db *DB) Compact() error {
 	return err
 }
 
-// Description is the cluster as a node sees it (kv_cluster_describe).
+// Description is the cluster as a node sees it (kv_cluster_describe; the
+// fields are documented in docs/HTTP.md, GET /v1/cluster). The common fields
+// are typed; Raw holds the whole document as the library gave it, for the
+// rest (topology, hotKeys, latency, peerLatency, stream, antiEntropy).
 type Description struct {
-	NodeID   string   `json:"nodeId"`
-	Replicas int      `json:"replicas"`
-	VNodes   int      `json:"vnodes"`
-	Complete bool     `json:"complete"`
-	Members  []Member `json:"members"`
+	NodeID            string   `json:"nodeId"`
+	Replicas          int      `json:"replicas"`          // replicas of a key in this cluster now
+	ReplicationFactor int      `json:"replicationFactor"` // the configured N
+	VNodes            int      `json:"vnodes"`
+	Complete          bool     `json:"complete"`
+	Members           []Member `json:"members"`
+	// Limits are the store's limits in bytes.
+	Limits struct {
+		MaxKeySize   int64 `json:"maxKeySize"`
+		MaxValueSize int64 `json:"maxValueSize"`
+	} `json:"limits"`
+	// Storage is this node's own store (the kv_store_* metrics); nil when
+	// the node did not give it (a client's description of a node that
+	// does not).
+	Storage *Storage `json:"storage"`
+	// Failures is what this node knows of failures; nil when not given.
+	Failures *Failures `json:"failures"`
+	// Raw is the whole JSON document.
+	Raw json.RawMessage `json:"-"`
 }
 
 // Member is one member of a Description.
@@ -565,6 +582,41 @@ type Member struct {
 	HTTPAddress  *string  `json:"httpAddress"`
 	PrimaryShare *float64 `json:"primaryShare"`
 	ReplicaShare *float64 `json:"replicaShare"`
+	// State is the member's state in the topology (normal, joining,
+	// leaving, replacing, left, none); "" outside a cluster.
+	State string `json:"state"`
+}
+
+// Storage is a node's store as Description gives it.
+type Storage struct {
+	EstimatedKeys          uint64 `json:"estimatedKeys"`
+	LiveSSTBytes           uint64 `json:"liveSstBytes"`
+	SSTBytes               uint64 `json:"sstBytes"`
+	CorruptRecordsRepaired uint64 `json:"corruptRecordsRepaired"`
+	MemtableBytes          uint64 `json:"memtableBytes"`
+	WALBytes               uint64 `json:"walBytes"`
+	PendingCompactionBytes uint64 `json:"pendingCompactionBytes"`
+	RunningCompactions     uint64 `json:"runningCompactions"`
+	RunningFlushes         uint64 `json:"runningFlushes"`
+	BlockCache             struct {
+		Bytes         uint64 `json:"bytes"`
+		CapacityBytes uint64 `json:"capacityBytes"`
+		Hits          uint64 `json:"hits"`
+		Misses        uint64 `json:"misses"`
+	} `json:"blockCache"`
+}
+
+// Failures is what a node knows of failures, as Description gives it.
+type Failures struct {
+	MembersUp            int     `json:"membersUp"`
+	MembersDown          int     `json:"membersDown"`
+	Suspicions           uint64  `json:"suspicions"`
+	HintsPending         uint64  `json:"hintsPending"`
+	HintOldestAgeSeconds float64 `json:"hintOldestAgeSeconds"`
+	HintsReplayed        uint64  `json:"hintsReplayed"`
+	HintsDropped         uint64  `json:"hintsDropped"`
+	SloppyWrites         uint64  `json:"sloppyWrites"`
+	ReadRepairs          uint64  `json:"readRepairs"`
 }
 
 // Describe returns the cluster as a node sees it. Errors: ErrNotSupported on
@@ -574,8 +626,8 @@ func (db *DB) Describe(ctx context.Context) (*Description, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := new(Description)
-	if err := json.Unmarshal([]byte(s), d); err != nil {
+	d := &Description{Raw: json.RawMessage(s)}
+	if err := json.Unmarshal(d.Raw, d); err != nil {
 		return nil, &Error{Op: "describe", Code: codeInvalid, Detail: err.Error(), Index: -1}
 	}
 	return d, nil

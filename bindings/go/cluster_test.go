@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -64,6 +65,17 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 	sort.Strings(ids)
 	eq(t, fmt.Sprint(ids), "[n1 n2 n3]")
+	for _, m := range d.Members {
+		eq(t, m.State, "normal")
+	}
+	eq(t, d.ReplicationFactor, 3)
+	if d.Failures == nil || d.Failures.MembersUp+d.Failures.MembersDown != 3 {
+		t.Fatalf("failures: %+v", d.Failures)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(d.Raw, &raw); err != nil || raw["antiEntropy"] == nil || raw["topology"] == nil {
+		t.Fatalf("the whole document (%v): %s", err, d.Raw)
+	}
 	eq(t, string(ok(client.Get(bg, b("k"), All)).Data), "v")
 	for i := 0; i < 30; i++ {
 		ok(client.Put(bg, []byte(fmt.Sprintf("key%d", i)), []byte(fmt.Sprintf("value%d", i))))

@@ -67,7 +67,16 @@ func TestNodeHandle(t *testing.T) {
 	}
 	eq(t, node.Address(), "127.0.0.1:"+itoa(bin))
 	eq(t, node.HTTPAddress(), "127.0.0.1:"+itoa(http))
-	eq(t, ok(node.Describe(bg)).NodeID, "n1")
+	d := ok(node.Describe(bg))
+	eq(t, d.NodeID, "n1")
+	eq(t, d.Limits.MaxKeySize, int64(1024))
+	eq(t, d.Limits.MaxValueSize, int64(1<<20))
+	if d.Storage == nil || d.Storage.BlockCache.CapacityBytes == 0 || d.Failures == nil {
+		t.Fatalf("storage %+v, failures %+v", d.Storage, d.Failures)
+	}
+	if !strings.Contains(string(d.Raw), `"peerLatency"`) {
+		t.Fatalf("the whole document: %s", d.Raw)
+	}
 	calls(t, node.DB)
 	if err := node.Compact(); err != nil {
 		t.Fatal(err)
