@@ -145,6 +145,9 @@ void kvi_http_async_done(void *ctx, kvi_http_result *r)
     a->version = r->version;
     a->value = r->value;
     r->value = NULL;
+    a->json = r->json;
+    a->json_len = r->json_len;
+    r->json = NULL;
     snprintf(a->message, sizeof a->message, "%s", r->message ? r->message : "");
     /* The connection stays suspended, so open, until it is resumed here:
      * a->mc is valid. */
@@ -234,6 +237,7 @@ static void begin_request(kvi_http_conn *c, struct MHD_Connection *mc)
     c->limit = 0;
     c->keys_only = 0;
     c->t_ms = -1;
+    c->timeout_ms = 0;
     kvi_buf_reset(&c->body);
     kvi_buf_reset(&c->out);
 }
@@ -370,8 +374,9 @@ static enum MHD_Result async_wait(kvi_http_conn *c, struct MHD_Connection *mc)
         return MHD_YES;
     }
     kvi_http_result r = {.rc = a->rc, .message = a->message, .version = a->version,
-                         .value = a->value};
+                         .value = a->value, .json = a->json, .json_len = a->json_len};
     a->value = NULL;
+    a->json = NULL;
     kvi_http_finish(c, &r);
     async_release(c);
     return respond(c, mc);
@@ -576,7 +581,7 @@ int kvi_http_start(kvi_http **out, const kvi_http_config *cfg)
     h->describe_ctx = cfg->describe_ctx;
     h->hotkeys = cfg->hotkeys;
     h->predict = cfg->predict;
-    h->status = cfg->status;
+    h->status_async = cfg->status_async;
     if (!h->metrics) {
         h->metrics = kvi_metrics_new();
         h->own_metrics = 1;

@@ -54,8 +54,16 @@ typedef struct kvi_http_result {
     uint64_t version;    /* a write's new version, or the current one with
                           * KV_ECONFLICT */
     kv_value *value;     /* a get's value (KV_OK): the done function owns it */
+    char *json;          /* a document answered as it is (GET /v1/status),
+                          * malloc'd: the done function owns it */
+    size_t json_len;
 } kvi_http_result;
 typedef void (*kvi_http_done_fn)(void *done_ctx, kvi_http_result *r);
+
+/* How long GET /v1/status gives the members to answer: by default, and at
+ * most (?timeoutMs=). */
+#define KVI_HTTP_STATUS_TIMEOUT_MS 1000u
+#define KVI_HTTP_STATUS_MAX_TIMEOUT_MS 60000u
 
 /* What the server runs requests against. Each call returns a KV_* code
  * (public codes only), with its detail in this thread's kvi_error_last(),
@@ -136,11 +144,14 @@ typedef struct kvi_http_config {
      * the question has no answer. NULL: the endpoint answers 404. */
     int (*predict)(void *ctx, kvi_buf *out, const kv_read_options *ro,
                    const kv_write_options *wo, double t_ms, const char **why);
-    /* GET /v1/status: appends the status JSON (with describe_ctx): this
-     * node's description and each member's, as the status page shows them
-     * (docs/HTTP.md). May block its worker thread while the members answer.
-     * NULL: this server alone, its GET /v1/cluster answer as its one node. */
-    void (*status)(void *ctx, kvi_buf *out);
+    /* GET /v1/status (with describe_ctx): calls done exactly once, on any
+     * thread, possibly before it returns, with the status JSON in the
+     * result's json (KV_OK) or a failure: this node's description and each
+     * member's, as the status page shows them (docs/HTTP.md), the members
+     * given timeout_ms to answer. The connection is suspended meanwhile, so
+     * no HTTP thread waits on a member. NULL: this server alone, its
+     * GET /v1/cluster answer as its one node. */
+    void (*status_async)(void *ctx, unsigned timeout_ms, kvi_http_done_fn done, void *done_ctx);
     /* Bearer tokens, any of which a request may present; n_tokens 0 = no
      * authentication. Each is 1..KVI_HTTP_TOKEN_MAX bytes of RFC 6750
      * b64token (A-Z a-z 0-9 - . _ ~ + / then any '='), else kvi_http_start

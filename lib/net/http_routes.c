@@ -193,7 +193,8 @@ static enum MHD_Result cursor_param(kvi_http_conn *c, const char *raw, size_t le
 }
 
 /* Parses a scan's limit, 1..KV_SCAN_MAX_LIMIT. */
-static int parse_limit(const char *s, size_t n, size_t *out)
+/* 1..9 decimal digits, nothing else. */
+static int parse_digits(const char *s, size_t n, size_t *out)
 {
     size_t v = 0;
     if (n == 0 || n > 9)
@@ -203,7 +204,14 @@ static int parse_limit(const char *s, size_t n, size_t *out)
             return -1;
         v = v * 10 + (size_t)(s[i] - '0');
     }
-    if (v < 1 || v > KV_SCAN_MAX_LIMIT)
+    *out = v;
+    return 0;
+}
+
+static int parse_limit(const char *s, size_t n, size_t *out)
+{
+    size_t v = 0;
+    if (parse_digits(s, n, &v) != 0 || v < 1 || v > KV_SCAN_MAX_LIMIT)
         return -1;
     *out = v;
     return 0;
@@ -239,7 +247,7 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
         value[vlen] = 0;
 
     static const char *const known[] = {"consistency", "r", "w", "encoding", "policy",
-                                        "homeOnly", "limit", "keysOnly", "t"};
+                                        "homeOnly", "limit", "keysOnly", "t", "timeoutMs"};
     unsigned bit = 0;
     for (unsigned i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(name, known[i]) == 0)
@@ -248,7 +256,7 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
         kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
                        "unknown query parameter \"%s\" (known: consistency, r, w, encoding, "
                        "policy, homeOnly, context; for a scan, cursor, limit, keysOnly; for a "
-                       "prediction, t)", name);
+                       "prediction, t; for a status, timeoutMs)", name);
         return MHD_NO;
     }
     if (q->seen & bit) {
@@ -325,6 +333,15 @@ static enum MHD_Result query_param(void *cls, enum MHD_ValueKind kind, const cha
             return MHD_NO;
         }
         c->t_ms = t;
+    } else if (strcmp(name, "timeoutMs") == 0) {
+        size_t ms = 0;
+        if (vlen >= sizeof value || parse_digits(value, vlen, &ms) != 0 || ms < 1 ||
+            ms > KVI_HTTP_STATUS_MAX_TIMEOUT_MS) {
+            kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                           "timeoutMs must be an integer 1..%u", KVI_HTTP_STATUS_MAX_TIMEOUT_MS);
+            return MHD_NO;
+        }
+        c->timeout_ms = (unsigned)ms;
     } else if (strcmp(name, "homeOnly") == 0) {
         if (ascii_caseeq(value, vlen, "true") || ascii_caseeq(value, vlen, "1"))
             c->wopts.home_only = 1;
@@ -612,6 +629,9 @@ void kvi_http_route_request(kvi_http_conn *c, struct MHD_Connection *mc, const c
     if (!c->status && c->route != KVI_HTTP_ROUTE_PREDICT && c->t_ms >= 0)
         kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
                        "t is for a prediction (GET /v1/consistency/prediction) only");
+    if (!c->status && c->route != KVI_HTTP_ROUTE_STATUS && c->timeout_ms)
+        kvi_http_error(c, 400, "BAD_REQUEST", KV_EINVAL,
+                       "timeoutMs is for GET /v1/status only");
 }
 
 /* -------------------------------------------------------------- handlers */
@@ -912,7 +932,14 @@ static void finish_batch(kvi_http_conn *c, const kvi_http_result *r);
 
 void kvi_http_finish(kvi_http_conn *c, kvi_http_result *r)
 {
-    if (c->route == KVI_HTTP_ROUTE_BATCH) {
+    if (c->route == KVI_HTTP_ROUTE_STATUS) {
+        if (r->rc != KV_OK)
+            fail_msg(c, r->rc, r->message ? r->message : "");
+        else
+            kvi_buf_raw(&c->out, r->json, r->json_len);
+        free(r->json);
+        r->json = NULL;
+    } else if (c->route == KVI_HTTP_ROUTE_BATCH) {
         finish_batch(c, r);
     } else if (c->route == KVI_HTTP_ROUTE_CAS) {
         finish_cas(c, r);
@@ -1074,6 +1101,7 @@ static void finish_batch(kvi_http_conn *c, const kvi_http_result *r)
 void kvi_http_async_free(kvi_http_async *a)
 {
     kvi_value_free(a->value);
+    free(a->json);
     kvi_batch_free(a->batch);
     kvi_http_batch_body_free(&a->body);
     free(a);
@@ -1108,8 +1136,17 @@ static void handle_status(kvi_http_conn *c)
 {
     kvi_http *h = c->server;
     kvi_buf *b = &c->out;
-    if (h->status) {
-        h->status(h->describe_ctx, b);
+    if (h->status_async) {
+        /* Answered by kvi_http_finish once the members have answered or
+         * their time is up; no thread waits meanwhile. */
+        kvi_http_async *a = kvi_http_async_begin(c);
+        if (!a) {
+            kvi_http_error(c, 503, "BUSY", KV_EBUSY,
+                           "the server is stopping (or out of memory): no status now");
+            return;
+        }
+        h->status_async(h->describe_ctx, c->timeout_ms ? c->timeout_ms : KVI_HTTP_STATUS_TIMEOUT_MS,
+                        kvi_http_async_done, a);
         return;
     }
     kvi_http_json_raw(b, "{\"nodeId\":");

@@ -48,7 +48,8 @@ struct kvi_http {
     void (*hotkeys)(void *ctx, kvi_buf *out);  /* /v1/hotkeys; may be NULL */
     int (*predict)(void *ctx, kvi_buf *out, const kv_read_options *ro,
                    const kv_write_options *wo, double t_ms, const char **why);
-    void (*status)(void *ctx, kvi_buf *out);   /* /v1/status; may be NULL */
+    void (*status_async)(void *ctx, unsigned timeout_ms, kvi_http_done_fn done,
+                         void *done_ctx); /* /v1/status; may be NULL */
     kvi_http_token *tokens; /* n_tokens 0: no authentication */
     size_t n_tokens;
     /* HTTPS: copies of the PEM text, NULL for plain HTTP. MHD keeps
@@ -91,6 +92,8 @@ typedef struct kvi_http_async {
     int rc;
     uint64_t version;
     kv_value *value;
+    char *json; /* GET /v1/status's document */
+    size_t json_len;
     char message[512];
     /* A batch's: the batch its operation runs and the parsed body its
      * answer names the operations from (NULL and empty otherwise). Held
@@ -162,6 +165,7 @@ typedef struct kvi_http_conn {
     size_t limit;           /* ?limit= (scan); 0: not given */
     int keys_only;          /* ?keysOnly=true (scan) */
     double t_ms;            /* ?t= (prediction); < 0: not given */
+    unsigned timeout_ms;    /* ?timeoutMs= (status); 0: not given */
     kvi_buf body;           /* the request body, at most body_limit bytes */
     kvi_buf out;            /* the response body */
 } kvi_http_conn;

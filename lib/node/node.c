@@ -940,7 +940,7 @@ static int start_http(kvi_node *n, const kv_node_options *o, const kvi_logger *l
         .describe_ctx = n,
         .hotkeys = kvi_node_render_hotkeys,
         .predict = kvi_node_predict,
-        .status = kvi_node_render_status,
+        .status_async = kvi_node_status_async,
         .tokens = o->client_tokens,
         .n_tokens = o->client_token_count,
         .tls_cert_pem = o->tls_cert_pem,

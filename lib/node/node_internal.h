@@ -204,8 +204,10 @@ void kvi_node_count_key(kvi_node *n, kvi_hotkey_kind kind, const void *key, size
  * description). */
 void kvi_node_render_hotkeys(void *ctx, kvi_buf *out);
 /* node_status.c: GET /v1/status, this node's description and each
- * member's, asked over the binary protocol (blocks up to about a second). */
-void kvi_node_render_status(void *ctx, kvi_buf *out);
+ * member's, asked over the binary protocol; done gets the document once
+ * every member has answered or timeout_ms has passed (kvi_http_config's
+ * status_async). */
+void kvi_node_status_async(void *ctx, unsigned timeout_ms, kvi_http_done_fn done, void *done_ctx);
 
 /* node_pbs.c: GET /v1/consistency/prediction (kvi_http_config.predict):
  * appends the prediction for reads at ro's level and writes at wo's (the

@@ -3,7 +3,8 @@
  * state machines, and the connection is suspended meanwhile. Real kvd
  * processes on loopback, with two HTTP threads each and a long internode
  * timeout: with one member stopped (SIGSTOP), more requests (or batches)
- * at ALL than there are HTTP threads wait on it, and a request at ONE, or
+ * at ALL, or status requests (GET /v1/status), than there are HTTP
+ * threads wait on it, and a request at ONE, or
  * GET /v1/health, is still answered; clients that hang up while their
  * request waits leave a server that goes on serving, and stops cleanly
  * (run under ASan too). Batches' answers, good and bad, are those the
@@ -639,6 +640,111 @@ static void batch_clients_that_hang_up(void **state)
     assert_int_equal(waitpid(c->nodes[0].pid, NULL, WNOHANG), 0);
 }
 
+/* A GET whose answer may be long (a status document is tens of KiB): the
+ * whole body, malloc'd, into w->doc. */
+typedef struct status_waiter {
+    const char *http;
+    pthread_t thread;
+    long status;
+    char *doc;
+    size_t len;
+    atomic_int done;
+} status_waiter;
+
+static size_t doc_collect(char *p, size_t size, size_t n, void *ctx)
+{
+    status_waiter *w = ctx;
+    size_t take = size * n;
+    char *grown = realloc(w->doc, w->len + take + 1);
+    if (!grown)
+        return 0; /* curl fails the transfer */
+    memcpy(grown + w->len, p, take);
+    w->doc = grown;
+    w->len += take;
+    w->doc[w->len] = 0;
+    return take;
+}
+
+static void *wait_status(void *arg)
+{
+    status_waiter *w = arg;
+    CURL *curl = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "http://%s/v1/status?timeoutMs=60000", w->http);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, doc_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, w);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, WAITER_BOUND_MS);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &w->status);
+    curl_easy_cleanup(curl);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+/* GET /v1/status waits for every member's description (here up to its
+ * ?timeoutMs=, 60 s), with the connection suspended: more status requests
+ * than HTTP threads wait on a stopped member, and a GET at ONE and
+ * /v1/health are still answered. Blocking HTTP threads would hold both
+ * until the member came back. Once it is back, every status lists all
+ * three members up, each with its description. */
+static void status_requests_do_not_hold_http_threads(void **state)
+{
+    cluster *c = *state;
+    const char *http = c->nodes[0].http;
+    body out;
+    write_then_pause(c, "seen");
+
+    status_waiter *ws = calloc(WAITERS, sizeof *ws);
+    assert_non_null(ws);
+    for (int i = 0; i < WAITERS; i++) {
+        ws[i].http = http;
+        assert_int_equal(pthread_create(&ws[i].thread, NULL, wait_status, &ws[i]), 0);
+    }
+    sleep_ms(1000); /* as start_waiters: not an assertion */
+
+    long got = http_request(http, "GET", "/v1/kv/seen?consistency=one", NULL, &out,
+                            ONE_BOUND_MS);
+    long health = http_request(http, "GET", "/v1/health", NULL, &out, ONE_BOUND_MS);
+    int waiting = 0;
+    for (int i = 0; i < WAITERS; i++)
+        waiting += !atomic_load(&ws[i].done);
+    if (got != 200 || health != 200 || waiting != WAITERS)
+        fprintf(stderr, "at ONE: %ld, health %ld; %d of %d status requests still waiting\n",
+                got, health, waiting, WAITERS);
+    assert_int_equal(got, 200);
+    assert_int_equal(health, 200);
+    assert_int_equal(waiting, WAITERS);
+
+    assert_int_equal(kill(c->nodes[2].pid, SIGCONT), 0);
+    for (int i = 0; i < WAITERS; i++) {
+        pthread_join(ws[i].thread, NULL);
+        if (ws[i].status != 200)
+            fprintf(stderr, "status %d: %ld %s\n", i, ws[i].status, ws[i].doc ? ws[i].doc : "");
+        assert_int_equal(ws[i].status, 200);
+        cJSON *doc = cJSON_Parse(ws[i].doc);
+        assert_non_null(doc);
+        assert_true(has_string(doc, "nodeId", "n1"));
+        const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(doc, "nodes");
+        assert_int_equal(cJSON_GetArraySize(nodes), NODES);
+        const cJSON *n;
+        cJSON_ArrayForEach(n, nodes) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(n, "nodeId");
+            if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "up")))
+                fprintf(stderr, "status %d: %s is not up: %s\n", i, cJSON_GetStringValue(id),
+                        cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(n, "error")));
+            assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "up")));
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(n, "description");
+            assert_true(cJSON_IsObject(d));
+            assert_true(has_string(d, "nodeId", cJSON_GetStringValue(id)));
+        }
+        cJSON_Delete(doc);
+        free(ws[i].doc);
+    }
+    free(ws);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -650,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(batch_answers_are_unchanged, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_batches_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_clients_that_hang_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_requests_do_not_hold_http_threads, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

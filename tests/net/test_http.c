@@ -907,6 +907,13 @@ static void bad_requests(void **state)
         {"POST", "/ui", "{}", 405, "METHOD_NOT_ALLOWED"},
         {"DELETE", "/", NULL, 405, "METHOD_NOT_ALLOWED"},
         {"PUT", "/v1/status", "{}", 405, "METHOD_NOT_ALLOWED"},
+        {"GET", "/v1/status?timeoutMs=0", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/status?timeoutMs=60001", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/status?timeoutMs=1e3", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/status?timeoutMs=", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/status?timeoutMs=5&timeoutMs=6", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/health?timeoutMs=5", NULL, 400, "BAD_REQUEST"},
+        {"GET", "/v1/kv/sentinel?timeoutMs=5", NULL, 400, "BAD_REQUEST"},
         {"GET", "/v1/kvs", NULL, 404, "NOT_FOUND"}, /* /v1/kv is the scan */
         {"GET", "/v1/kv/sentinel/extra", NULL, 404, "NOT_FOUND"},
         {"DELETE", "/v1/kv/sentinel/cas/x", NULL, 404, "NOT_FOUND"}, /* a key */
