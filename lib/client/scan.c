@@ -72,17 +72,7 @@ int kvi_remote_scan(kv *db, kv_scan_page **out, const void *after, size_t after_
     if (rc == KV_OK) {
         /* The callback runs exactly once (answer, timeout, or close), so
          * this wait ends; a manual-loop handle's loop is driven here. */
-        pthread_mutex_lock(&w.lock);
-        while (!w.done) {
-            if (db->manual_loop) {
-                pthread_mutex_unlock(&w.lock);
-                kvi_client_run(db->client, 50);
-                pthread_mutex_lock(&w.lock);
-            } else {
-                pthread_cond_wait(&w.cond, &w.lock);
-            }
-        }
-        pthread_mutex_unlock(&w.lock);
+        kvi_client_wait(db->client, &w.lock, &w.cond, &w.done);
         rc = w.rc;
         if (rc != KV_OK)
             rc = kvi_error(rc, "scan: %s", w.why);

@@ -58,6 +58,16 @@ void kvi_client_set_latency(kvi_client *c, struct kvi_latency *latency);
 int kvi_client_run(kvi_client *c, int timeout_ms);
 /* Readable when the client's loop has work (for a manual_loop client). */
 int kvi_client_fd(const kvi_client *c);
+/* Waits until *done, which a request's callback sets holding lock and
+ * then signals cond: on cond while the client's own thread runs the loop;
+ * for a manual_loop client, driving the loop whenever no other thread
+ * does, and handing it to a waiting thread when letting go (client.c,
+ * "waiting on a manual loop"). Not on the loop's thread. */
+void kvi_client_wait(kvi_client *c, pthread_mutex_t *lock, pthread_cond_t *cond,
+                     const int *done);
+/* Blocking calls waiting for another thread to hand them a manual loop
+ * (parked), now: for tests. */
+size_t kvi_client_parked(kvi_client *c);
 
 /* --------------------------------------------------- asynchronous requests */
 
