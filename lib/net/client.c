@@ -1609,6 +1609,23 @@ int kvi_client_value_call(kvi_client *cl, uint8_t opcode, const void *body, size
     return rc;
 }
 
+int kvi_client_value_write(kvi_client *cl, uint8_t opcode, const void *body, size_t len,
+                           kvi_buf *answer)
+{
+    kvi_request req = {.opcode = opcode, .value = {body, len}};
+    kvi_response resp;
+    unsigned char *rbody = NULL;
+    int rc = call(cl, &req, 1, &resp, &rbody);
+    if (rc == KV_OK) {
+        kvi_buf_reset(answer);
+        kvi_buf_raw(answer, resp.value.data, resp.value.len);
+        if (answer->failed)
+            rc = kvi_error(KV_ENOMEM, "out of memory copying an answer");
+    }
+    free(rbody);
+    return rc;
+}
+
 int kvi_client_submit_value(kvi_client *c, uint8_t opcode, const void *body, size_t len,
                             unsigned flags, kvi_reply_fn fn, void *ctx)
 {

@@ -130,6 +130,12 @@ int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size
  * blocking call does. */
 int kvi_client_value_call(kvi_client *c, uint8_t opcode, const void *body, size_t len, kvi_buf *answer);
 
+/* kvi_client_value_call sent as a write: an answer lost after the request
+ * reached the socket is KV_EUNKNOWN_OUTCOME, and it is never sent twice
+ * (KVI_OP_BACKUP). */
+int kvi_client_value_write(kvi_client *c, uint8_t opcode, const void *body, size_t len,
+                           kvi_buf *answer);
+
 /* kvi_client_submit of a request whose body is one `bytes` value (as
  * kvi_client_value_call's), asynchronously. */
 int kvi_client_submit_value(kvi_client *c, uint8_t opcode, const void *body, size_t len,
