@@ -335,9 +335,11 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
         README.md has figures). But the client keeps no view of the
         cluster: each request goes to a node of the endpoints, which
         coordinates it (one more network hop, and that node does the
-        coordination for this client), backup() of a cluster of more than
-        one member is refused, and repair() asks only that node.
-    Against one node nothing but the speed differs.
+        coordination for this client), get_traced shows no replica's
+        answer, backup() of a cluster of more than one member is refused,
+        and repair() asks only that node.
+    Against one node nothing but the speed differs. The default stays
+    "thread", what a client was before this option.
 
     Raises TypeError or ValueError for an option of the wrong type or out of
     range, InvalidArgumentError (no endpoint, an unparsable one, an option
