@@ -1037,7 +1037,7 @@ static void waiter_wait(kvi_client *cl, waiter *w)
 
 /* A blocking call may not run on the loop's own thread: it would wait for
  * the loop it is holding up. */
-static int refuse_on_loop(const kvi_client *cl)
+int kvi_client_refuse_on_loop(const kvi_client *cl)
 {
     if (kvi_loop_on_thread(cl->loop))
         return kvi_error(KV_EBUSY, "a blocking call from inside a completion callback of the "
@@ -1053,7 +1053,7 @@ static int round_trip(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_wri
                       kvi_frame_header *h, unsigned char **body)
 {
     *body = NULL;
-    int rc = refuse_on_loop(cl);
+    int rc = kvi_client_refuse_on_loop(cl);
     if (rc != KV_OK) {
         kvi_buf_free(frame);
         return rc;
@@ -1593,29 +1593,14 @@ int kvi_client_get_state(kvi_client *cl, kvi_state *out, kvi_buf *holder, const 
     return rc;
 }
 
-int kvi_client_value_call(kvi_client *cl, uint8_t opcode, const void *body, size_t len, kvi_buf *answer)
+/* A request whose body and answer are each one `bytes` value, blocking. */
+static int value_call(kvi_client *cl, uint8_t opcode, const void *body, size_t len,
+                      int is_write, kvi_buf *answer)
 {
     kvi_request req = {.opcode = opcode, .value = {body, len}};
     kvi_response resp;
     unsigned char *rbody = NULL;
-    int rc = call(cl, &req, 0, &resp, &rbody);
-    if (rc == KV_OK) {
-        kvi_buf_reset(answer);
-        kvi_buf_raw(answer, resp.value.data, resp.value.len);
-        if (answer->failed)
-            rc = kvi_error(KV_ENOMEM, "out of memory copying an anti-entropy answer");
-    }
-    free(rbody);
-    return rc;
-}
-
-int kvi_client_value_write(kvi_client *cl, uint8_t opcode, const void *body, size_t len,
-                           kvi_buf *answer)
-{
-    kvi_request req = {.opcode = opcode, .value = {body, len}};
-    kvi_response resp;
-    unsigned char *rbody = NULL;
-    int rc = call(cl, &req, 1, &resp, &rbody);
+    int rc = call(cl, &req, is_write, &resp, &rbody);
     if (rc == KV_OK) {
         kvi_buf_reset(answer);
         kvi_buf_raw(answer, resp.value.data, resp.value.len);
@@ -1624,6 +1609,17 @@ int kvi_client_value_write(kvi_client *cl, uint8_t opcode, const void *body, siz
     }
     free(rbody);
     return rc;
+}
+
+int kvi_client_value_call(kvi_client *cl, uint8_t opcode, const void *body, size_t len, kvi_buf *answer)
+{
+    return value_call(cl, opcode, body, len, 0, answer);
+}
+
+int kvi_client_value_write(kvi_client *cl, uint8_t opcode, const void *body, size_t len,
+                           kvi_buf *answer)
+{
+    return value_call(cl, opcode, body, len, 1, answer);
 }
 
 int kvi_client_submit_value(kvi_client *c, uint8_t opcode, const void *body, size_t len,
@@ -1972,7 +1968,7 @@ int kvi_client_connect(kvi_client *cl)
         if (up)
             return KV_OK;
     }
-    int rc = refuse_on_loop(cl);
+    int rc = kvi_client_refuse_on_loop(cl);
     if (rc != KV_OK)
         return rc;
     req *r = calloc(1, sizeof *r);

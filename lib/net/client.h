@@ -65,6 +65,9 @@ int kvi_client_fd(const kvi_client *c);
  * "waiting on a manual loop"). Not on the loop's thread. */
 void kvi_client_wait(kvi_client *c, pthread_mutex_t *lock, pthread_cond_t *cond,
                      const int *done);
+/* KV_EBUSY (message set) on the client's loop thread, where a blocking
+ * call would wait for itself (a completion callback); KV_OK elsewhere. */
+int kvi_client_refuse_on_loop(const kvi_client *c);
 /* Blocking calls waiting for another thread to hand them a manual loop
  * (parked), now: for tests. */
 size_t kvi_client_parked(kvi_client *c);

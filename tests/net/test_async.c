@@ -208,7 +208,7 @@ static void many_in_flight_from_one_thread(void **state)
 typedef struct chain {
     kv *c;
     int started, done, failed;
-    int busy_run, busy_blocking; /* what the forbidden calls said */
+    int busy_run, busy_blocking, busy_scan; /* what the forbidden calls said */
 } chain;
 
 static void chain_next(chain *ch);
@@ -224,6 +224,9 @@ static void chain_done(void *ctx, kv_result *r)
         /* Inside a callback: the loop is running on this thread. */
         ch->busy_run = kv_run(ch->c, 0);
         ch->busy_blocking = kv_put(NULL, ch->c, "x", 1, "y", 1, NULL);
+        kv_scan_page *page = NULL;
+        ch->busy_scan = kv_scan(&page, ch->c, NULL, 10, NULL);
+        kv_scan_page_free(page);
     }
     chain_next(ch);
 }
@@ -276,6 +279,7 @@ static void manual_loop_driven_by_poll(void **state)
     assert_true(turns < CHAIN_OPS);
     assert_int_equal(ch.busy_run, KV_EBUSY);
     assert_int_equal(ch.busy_blocking, KV_EBUSY);
+    assert_int_equal(ch.busy_scan, KV_EBUSY);
     kv_close(c);
 }
 
