@@ -8,9 +8,11 @@
             store, to split the binding's own cost from the library's.
   client:   libkv.connect to a kvd against redis-py to a redis-server, both
             local processes, with the same number of threads (one request in
-            flight per thread, no pipelining).
+            flight per thread, no pipelining); libkv once per connect(loop=)
+            mode ("libkv thread", "libkv caller"), each a contender.
 
     python3 bindings/python/bench.py [--num N] [--rounds R] [--only embedded|client]
+                                     [--loop thread|caller|both]
 
 Needs python3-plyvel, python3-lmdb, python3-redis, redis-server (run with
 /usr/bin/python3, whose site-packages hold them) and, for "client", kvd
@@ -276,6 +278,10 @@ def lockstep(threads: int, names: List[str], ops: Dict[str, Callable[[bytes], An
     return {name: (t[0], t[1], t[2]) for name, t in totals.items()}
 
 
+def libkv_name(loop: str) -> str:
+    return f"libkv {loop}"
+
+
 def bench_client(args: argparse.Namespace) -> None:
     import redis
 
@@ -309,23 +315,34 @@ def bench_client(args: argparse.Namespace) -> None:
                 for i in range(0, len(keys), 1000):
                     rc.mset({k: value for k in keys[i:i + 1000]})
             for threads in args.threads:
-                client = libkv.connect(f"127.0.0.1:{kp}", connections_per_node=1)
+                # One libkv client per loop mode asked for (connect(loop=)),
+                # each a contender; the ctypes floor runs on the first.
+                clients = {libkv_name(m): libkv.connect(f"127.0.0.1:{kp}",
+                                                        connections_per_node=1, loop=m)
+                           for m in args.loops}
                 pool = redis.ConnectionPool(host="127.0.0.1", port=rp,
                                             max_connections=threads)
                 rc = redis.Redis(connection_pool=pool)
-                fput, fget, _ = floor_calls(client)
-                names = ["libkv", "ctypes floor", "redis-py"]
-                pids = {"libkv": kproc.pid, "ctypes floor": kproc.pid, "redis-py": rproc.pid}
-                puts = {"libkv": lambda k: client.put(k, value),
-                        "ctypes floor": lambda k: fput(k, value),
-                        "redis-py": lambda k: rc.set(k, value)}
-                gets = {"libkv": client.get, "ctypes floor": fget, "redis-py": rc.get}
+                fput, fget, _ = floor_calls(next(iter(clients.values())))
+                names = list(clients) + ["ctypes floor", "redis-py"]
+                pids = {name: kproc.pid for name in names}
+                pids["redis-py"] = rproc.pid
+                puts: Dict[str, Callable[[bytes], Any]] = {
+                    name: (lambda c: lambda k: c.put(k, value))(c)
+                    for name, c in clients.items()}
+                puts.update({"ctypes floor": lambda k: fput(k, value),
+                             "redis-py": lambda k: rc.set(k, value)})
+                gets: Dict[str, Callable[[bytes], Any]] = {
+                    name: c.get for name, c in clients.items()}
+                gets.update({"ctypes floor": fget, "redis-py": rc.get})
                 for op, fns in (("put", puts), ("get", gets)):
                     got = lockstep(threads, names, fns, pids, keys, args.requests, 20)
                     for name, total in got.items():
                         results.setdefault((name, f"{threads}", op), []).append(total)
-                assert client.get(keys[0]) == value and rc.get(keys[0]) == value
-                client.close()
+                for c in clients.values():
+                    assert c.get(keys[0]) == value
+                    c.close()
+                assert rc.get(keys[0]) == value
                 pool.disconnect()
         finally:
             for p in procs:
@@ -342,7 +359,7 @@ def bench_client(args: argparse.Namespace) -> None:
           "medians, ratio vs redis-py per round")
     print(f"{'':14} {'threads':7} {'op':9} {'ops/s':>9} {'us/op':>8} {'CPU us':>9} "
           f"{'srv CPU':>9}  vs redis-py")
-    names = ["libkv", "ctypes floor", "redis-py"]
+    names = [libkv_name(m) for m in args.loops] + ["ctypes floor", "redis-py"]
     for threads in args.threads:
         for op in ("put", "get"):
             flat = {(name, op): results[(name, f"{threads}", op)] for name in names}
@@ -363,7 +380,11 @@ def main() -> None:
     ap.add_argument("--threads", default="1,8",
                     help="client: thread counts, comma-separated (default 1,8)")
     ap.add_argument("--only", choices=("embedded", "client"))
+    ap.add_argument("--loop", default="both", choices=("both",) + tuple(libkv.LOOPS),
+                    help="client: libkv's connect(loop=...), or both as two contenders "
+                         "taking turns (default both)")
     args = ap.parse_args()
+    args.loops = list(libkv.LOOPS) if args.loop == "both" else [args.loop]
     args.threads = [int(t) for t in args.threads.split(",")]
     print(f"python {sys.version.split()[0]} ({sys.executable}), libkv {libkv.library_version()} "
           f"({libkv.library_path()})")

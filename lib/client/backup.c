@@ -47,6 +47,11 @@ static int single_node(kv *db, char **id)
     if (cJSON_IsString(nid))
         *id = strdup(nid->valuestring);
     cJSON_Delete(root);
+    if (n > 1 && db->manual_loop)
+        return kvi_error(KV_EUNAVAILABLE, "the node is a member of a cluster of %d, and a "
+                                          "client opened with manual_loop keeps no view of "
+                                          "the cluster to back it all up: use a client "
+                                          "without manual_loop", n);
     if (n > 1)
         return kvi_error(KV_EUNAVAILABLE, "the node is a member of a cluster of %d whose "
                                           "members the client has not learned yet (or the "
@@ -87,7 +92,13 @@ static int backup_remote(kv *db, const char *dir, cJSON *nodes)
     kvi_fanout fo;
     kvi_fanout_init(&fo);
     uint32_t timeout_ms = 0;
-    for (size_t i = 0; i < n; i++) {
+    /* The node the client reaches, alone (no view): a blocking call, which
+     * drives the loop of a manual_loop client (a fan-out's wait does not,
+     * and would only see its call time out). */
+    kvi_buf single = {0};
+    int single_rc = v ? KV_OK : kvi_client_value_write(db->client, KVI_OP_BACKUP, dir,
+                                                       strlen(dir), &single);
+    for (size_t i = 0; v && i < n; i++) {
         t[i].call = kvi_call_start_raw(t[i].client, &fo, KVI_OP_BACKUP, body.data, body.len,
                                        0, 1);
         uint32_t ms = kvi_client_timeout_ms(t[i].client);
@@ -96,7 +107,8 @@ static int backup_remote(kv *db, const char *dir, cJSON *nodes)
     /* Each call ends by its own request timeout; this deadline only bounds
      * the wait should one not. */
     struct timespec deadline = kvi_deadline_after(timeout_ms + 1000u);
-    kvi_fanout_wait(&fo, (unsigned)n, (unsigned)n, &deadline);
+    if (v)
+        kvi_fanout_wait(&fo, (unsigned)n, (unsigned)n, &deadline);
     int first_rc = KV_OK;
     char first_msg[600] = "";
     size_t failed = 0;
@@ -104,9 +116,13 @@ static int backup_remote(kv *db, const char *dir, cJSON *nodes)
         kvi_frame_header h;
         unsigned char *rbody = NULL;
         kvi_response resp;
-        int crc = kvi_call_finish(t[i].call, &h, &rbody);
-        if (crc == KV_OK)
+        int crc = single_rc;
+        if (v)
+            crc = kvi_call_finish(t[i].call, &h, &rbody);
+        if (v && crc == KV_OK)
             crc = kvi_call_decode(&resp, KVI_OP_BACKUP, &h, rbody);
+        else if (!v && crc == KV_OK)
+            resp.value = (kvi_bytes){single.data, single.len};
         cJSON *entry = NULL;
         if (crc == KV_OK) {
             entry = cJSON_ParseWithLength((const char *)resp.value.data, resp.value.len);
@@ -136,6 +152,7 @@ static int backup_remote(kv *db, const char *dir, cJSON *nodes)
         free(rbody);
     }
     kvi_fanout_destroy(&fo);
+    kvi_buf_free(&single);
     kvi_buf_free(&body);
     free(t);
     kvi_view_unref(v);

@@ -60,6 +60,9 @@ int kvi_remote_scan(kv *db, kv_scan_page **out, const void *after, size_t after_
     };
     if (db->policy != KV_POLICY_LWW)
         req.scan_flags |= KVI_SCAN_SIBLINGS;
+    int rc = kvi_client_refuse_on_loop(db->client);
+    if (rc != KV_OK)
+        return rc;
     kvi_buf frame = {0};
     kvi_frame_begin(&frame);
     kvi_request_encode(&frame, &req);
@@ -67,22 +70,12 @@ int kvi_remote_scan(kv *db, kv_scan_page **out, const void *after, size_t after_
     memset(&w, 0, sizeof w);
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
-    int rc = kvi_client_submit(db->client, &frame, KVI_OP_SCAN, 0, KVI_SUBMIT_RETRY, on_answer,
+    rc = kvi_client_submit(db->client, &frame, KVI_OP_SCAN, 0, KVI_SUBMIT_RETRY, on_answer,
                                &w);
     if (rc == KV_OK) {
         /* The callback runs exactly once (answer, timeout, or close), so
          * this wait ends; a manual-loop handle's loop is driven here. */
-        pthread_mutex_lock(&w.lock);
-        while (!w.done) {
-            if (db->manual_loop) {
-                pthread_mutex_unlock(&w.lock);
-                kvi_client_run(db->client, 50);
-                pthread_mutex_lock(&w.lock);
-            } else {
-                pthread_cond_wait(&w.cond, &w.lock);
-            }
-        }
-        pthread_mutex_unlock(&w.lock);
+        kvi_client_wait(db->client, &w.lock, &w.cond, &w.done);
         rc = w.rc;
         if (rc != KV_OK)
             rc = kvi_error(rc, "scan: %s", w.why);

@@ -180,11 +180,18 @@ struct kvi_client {
 /* A loop and what runs it: a thread, or the application (manual). The
  * clients of a handle (one per member) share one, so that the handle's
  * callbacks all run on one thread and one descriptor says when to run. */
+struct parked;
 struct kvi_client_loop {
     kvi_loop *loop;
     int manual;
     pthread_t thread;     /* when not manual */
     pthread_mutex_t drive; /* one driver at a time (manual) */
+    /* Blocking calls waiting while another thread drives (manual), in the
+     * order they came: whoever lets go of drive wakes the first whose
+     * request has not ended (drive_release). */
+    pthread_mutex_t park_lock;
+    struct parked *parked_head, *parked_tail;
+    size_t n_parked;      /* guarded by park_lock */
     atomic_int refs;      /* clients on it, and its creator until released */
 };
 typedef kvi_client_loop client_loop;
@@ -881,31 +888,156 @@ static void waiter_done(void *ctx, const kvi_reply *rep)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* ------------------------------------------- waiting on a manual loop
+ *
+ * With manual_loop, the loop runs only while some thread drives it: the
+ * application in kv_run, or a blocking call waiting for its answer. One
+ * thread drives at a time (the drive mutex); a blocking call that finds
+ * the loop driven parks (below) and sleeps on its own condition, which
+ * its request's callback signals when the driver ends it.
+ *
+ * A driver lets go as soon as its own request has ended, while parked
+ * threads' requests may still be in flight with nobody reading their
+ * answers. So letting go hands the loop over: drive_release wakes the
+ * first parked thread whose request has not ended, which then drives.
+ * (Before, a parked thread slept at most 5 ms and then tried to drive:
+ * every hand-over left the loop idle for up to 5 ms.) */
+typedef struct parked {
+    struct parked *next, *prev;
+    pthread_mutex_t *lock; /* the waiting call's; guards *done and kicked */
+    pthread_cond_t *cond;
+    const int *done;
+    int kicked; /* the last driver handed the loop to this thread */
+} parked;
+
+static void park(client_loop *l, parked *p)
+{
+    pthread_mutex_lock(&l->park_lock);
+    p->next = NULL;
+    p->prev = l->parked_tail;
+    if (l->parked_tail)
+        l->parked_tail->next = p;
+    else
+        l->parked_head = p;
+    l->parked_tail = p;
+    l->n_parked++;
+    pthread_mutex_unlock(&l->park_lock);
+}
+
+static void unpark(client_loop *l, parked *p)
+{
+    pthread_mutex_lock(&l->park_lock);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        l->parked_head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        l->parked_tail = p->prev;
+    l->n_parked--;
+    pthread_mutex_unlock(&l->park_lock);
+    pthread_mutex_lock(p->lock);
+    p->kicked = 0; /* off the list: no one sets it any more */
+    pthread_mutex_unlock(p->lock);
+}
+
+/* Lets go of the loop (drive held) and hands it to the first parked thread
+ * whose request is still running. One is enough: it drives until its own
+ * request ends and then hands over in turn; one whose request ended is
+ * skipped, since it leaves without driving. Lock order: park_lock, then a
+ * waiter's lock (never drive while holding either). */
+static void drive_release(client_loop *l)
+{
+    pthread_mutex_unlock(&l->drive);
+    pthread_mutex_lock(&l->park_lock);
+    for (parked *p = l->parked_head; p; p = p->next) {
+        pthread_mutex_lock(p->lock);
+        int waiting = !*p->done;
+        if (waiting) {
+            p->kicked = 1;
+            pthread_cond_signal(p->cond);
+        }
+        pthread_mutex_unlock(p->lock);
+        if (waiting)
+            break;
+    }
+    pthread_mutex_unlock(&l->park_lock);
+}
+
+/* One turn of a manual loop, drive held. */
+static void drive_turn(client_loop *l)
+{
+    kvi_loop_run_once(l->loop, 50);
+    drive_release(l);
+}
+
+/* Waits until *done (set under lock by the request's callback, which
+ * signals cond): driving a manual loop whenever no other thread does. */
+static void manual_wait(client_loop *l, pthread_mutex_t *lock, pthread_cond_t *cond,
+                        const int *done)
+{
+    parked me = {.lock = lock, .cond = cond, .done = done};
+    for (;;) {
+        pthread_mutex_lock(lock);
+        int ended = *done;
+        pthread_mutex_unlock(lock);
+        if (ended)
+            return;
+        if (pthread_mutex_trylock(&l->drive) == 0) {
+            drive_turn(l);
+            continue;
+        }
+        /* Another thread drives. Park, then try once more: the driver may
+         * have let go between the try above and the parking, and then
+         * found no one to hand over to. Once parked, whoever holds drive
+         * sees this thread when it lets go. */
+        park(l, &me);
+        if (pthread_mutex_trylock(&l->drive) == 0) {
+            unpark(l, &me);
+            drive_turn(l);
+            continue;
+        }
+        pthread_mutex_lock(lock);
+        while (!*done && !me.kicked)
+            pthread_cond_wait(cond, lock);
+        pthread_mutex_unlock(lock);
+        unpark(l, &me);
+    }
+}
+
+void kvi_client_wait(kvi_client *cl, pthread_mutex_t *lock, pthread_cond_t *cond,
+                     const int *done)
+{
+    if (cl->manual) {
+        manual_wait(cl->shared, lock, cond, done);
+        return;
+    }
+    pthread_mutex_lock(lock);
+    while (!*done)
+        pthread_cond_wait(cond, lock);
+    pthread_mutex_unlock(lock);
+}
+
+size_t kvi_client_parked(kvi_client *cl)
+{
+    pthread_mutex_lock(&cl->shared->park_lock);
+    size_t n = cl->shared->n_parked;
+    pthread_mutex_unlock(&cl->shared->park_lock);
+    return n;
+}
+
 /* Waits until w is done: on its condition while the loop runs elsewhere;
  * driving the loop itself when the application drives it (manual) and no
  * one else is. */
 static void waiter_wait(kvi_client *cl, waiter *w)
 {
-    pthread_mutex_lock(&w->lock);
-    while (!w->done) {
-        if (cl->manual && pthread_mutex_trylock(&cl->shared->drive) == 0) {
-            pthread_mutex_unlock(&w->lock);
-            kvi_loop_run_once(cl->loop, 50);
-            pthread_mutex_unlock(&cl->shared->drive);
-            pthread_mutex_lock(&w->lock);
-        } else if (cl->manual) {
-            struct timespec until = kvi_deadline_after(5);
-            pthread_cond_timedwait(&w->cond, &w->lock, &until);
-        } else {
-            pthread_cond_wait(&w->cond, &w->lock);
-        }
-    }
-    pthread_mutex_unlock(&w->lock);
+    kvi_client_wait(cl, &w->lock, &w->cond, &w->done);
 }
 
 /* A blocking call may not run on the loop's own thread: it would wait for
  * the loop it is holding up. */
-static int refuse_on_loop(const kvi_client *cl)
+int kvi_client_refuse_on_loop(const kvi_client *cl)
 {
     if (kvi_loop_on_thread(cl->loop))
         return kvi_error(KV_EBUSY, "a blocking call from inside a completion callback of the "
@@ -921,7 +1053,7 @@ static int round_trip(kvi_client *cl, kvi_buf *frame, uint8_t opcode, int is_wri
                       kvi_frame_header *h, unsigned char **body)
 {
     *body = NULL;
-    int rc = refuse_on_loop(cl);
+    int rc = kvi_client_refuse_on_loop(cl);
     if (rc != KV_OK) {
         kvi_buf_free(frame);
         return rc;
@@ -996,9 +1128,11 @@ static int client_loop_new(client_loop **out, int manual)
     l->manual = manual;
     atomic_init(&l->refs, 1);
     pthread_mutex_init(&l->drive, NULL);
+    pthread_mutex_init(&l->park_lock, NULL);
     if (!manual && pthread_create(&l->thread, NULL, loop_main, l) != 0) {
         kvi_loop_free(l->loop);
         pthread_mutex_destroy(&l->drive);
+        pthread_mutex_destroy(&l->park_lock);
         free(l);
         return kvi_error(KV_ENOMEM, "cannot start the client's thread");
     }
@@ -1011,6 +1145,7 @@ static void client_loop_free(client_loop *l)
 {
     kvi_loop_free(l->loop);
     pthread_mutex_destroy(&l->drive);
+    pthread_mutex_destroy(&l->park_lock);
     free(l);
 }
 
@@ -1200,7 +1335,7 @@ void kvi_client_close(kvi_client *cl)
         kvi_loop_post(l->loop, &cl->close_task, close_on_loop, cl);
         while (!cl->closed) /* only this thread drives: no lock needed to read it */
             kvi_loop_run_once(l->loop, 10);
-        pthread_mutex_unlock(&l->drive);
+        drive_release(l);
     } else {
         kvi_loop_post(l->loop, &cl->close_task, close_on_loop, cl);
         pthread_mutex_lock(&cl->closed_lock);
@@ -1225,7 +1360,7 @@ int kvi_client_run(kvi_client *cl, int timeout_ms)
                                    "(called from a completion callback)");
     pthread_mutex_lock(&cl->shared->drive);
     int n = kvi_loop_run_once(cl->loop, timeout_ms);
-    pthread_mutex_unlock(&cl->shared->drive);
+    drive_release(cl->shared); /* a blocking call of another thread may be parked */
     return n;
 }
 
@@ -1458,20 +1593,33 @@ int kvi_client_get_state(kvi_client *cl, kvi_state *out, kvi_buf *holder, const 
     return rc;
 }
 
-int kvi_client_value_call(kvi_client *cl, uint8_t opcode, const void *body, size_t len, kvi_buf *answer)
+/* A request whose body and answer are each one `bytes` value, blocking. */
+static int value_call(kvi_client *cl, uint8_t opcode, const void *body, size_t len,
+                      int is_write, kvi_buf *answer)
 {
     kvi_request req = {.opcode = opcode, .value = {body, len}};
     kvi_response resp;
     unsigned char *rbody = NULL;
-    int rc = call(cl, &req, 0, &resp, &rbody);
+    int rc = call(cl, &req, is_write, &resp, &rbody);
     if (rc == KV_OK) {
         kvi_buf_reset(answer);
         kvi_buf_raw(answer, resp.value.data, resp.value.len);
         if (answer->failed)
-            rc = kvi_error(KV_ENOMEM, "out of memory copying an anti-entropy answer");
+            rc = kvi_error(KV_ENOMEM, "out of memory copying an answer");
     }
     free(rbody);
     return rc;
+}
+
+int kvi_client_value_call(kvi_client *cl, uint8_t opcode, const void *body, size_t len, kvi_buf *answer)
+{
+    return value_call(cl, opcode, body, len, 0, answer);
+}
+
+int kvi_client_value_write(kvi_client *cl, uint8_t opcode, const void *body, size_t len,
+                           kvi_buf *answer)
+{
+    return value_call(cl, opcode, body, len, 1, answer);
 }
 
 int kvi_client_submit_value(kvi_client *c, uint8_t opcode, const void *body, size_t len,
@@ -1820,7 +1968,7 @@ int kvi_client_connect(kvi_client *cl)
         if (up)
             return KV_OK;
     }
-    int rc = refuse_on_loop(cl);
+    int rc = kvi_client_refuse_on_loop(cl);
     if (rc != KV_OK)
         return rc;
     req *r = calloc(1, sizeof *r);

@@ -58,6 +58,19 @@ void kvi_client_set_latency(kvi_client *c, struct kvi_latency *latency);
 int kvi_client_run(kvi_client *c, int timeout_ms);
 /* Readable when the client's loop has work (for a manual_loop client). */
 int kvi_client_fd(const kvi_client *c);
+/* Waits until *done, which a request's callback sets holding lock and
+ * then signals cond: on cond while the client's own thread runs the loop;
+ * for a manual_loop client, driving the loop whenever no other thread
+ * does, and handing it to a waiting thread when letting go (client.c,
+ * "waiting on a manual loop"). Not on the loop's thread. */
+void kvi_client_wait(kvi_client *c, pthread_mutex_t *lock, pthread_cond_t *cond,
+                     const int *done);
+/* KV_EBUSY (message set) on the client's loop thread, where a blocking
+ * call would wait for itself (a completion callback); KV_OK elsewhere. */
+int kvi_client_refuse_on_loop(const kvi_client *c);
+/* Blocking calls waiting for another thread to hand them a manual loop
+ * (parked), now: for tests. */
+size_t kvi_client_parked(kvi_client *c);
 
 /* --------------------------------------------------- asynchronous requests */
 
@@ -119,6 +132,12 @@ int kvi_client_replicate(kvi_client *c, uint64_t *version, const void *key, size
  * as a read: safe to send again. Drives a manual loop itself, as every
  * blocking call does. */
 int kvi_client_value_call(kvi_client *c, uint8_t opcode, const void *body, size_t len, kvi_buf *answer);
+
+/* kvi_client_value_call sent as a write: an answer lost after the request
+ * reached the socket is KV_EUNKNOWN_OUTCOME, and it is never sent twice
+ * (KVI_OP_BACKUP). */
+int kvi_client_value_write(kvi_client *c, uint8_t opcode, const void *body, size_t len,
+                           kvi_buf *answer);
 
 /* kvi_client_submit of a request whose body is one `bytes` value (as
  * kvi_client_value_call's), asynchronously. */

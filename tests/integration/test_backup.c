@@ -157,6 +157,20 @@ static kv *client_all(const cluster *c)
     return db;
 }
 
+/* A client of the first node alone whose calls drive its loop
+ * (manual_loop): it keeps no view of the cluster. */
+static kv *client_manual(const cluster *c)
+{
+    const char *eps[] = {c->nodes[0].listen};
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.request_timeout_ms = 5000;
+    co.connect_timeout_ms = 500;
+    co.manual_loop = 1;
+    kv *db = NULL;
+    assert_int_equal(kv_client_open(&db, eps, 1, &co), KV_OK);
+    return db;
+}
+
 static int put_at(kv *db, const char *key, const char *value, kv_consistency level)
 {
     kv_write_options wo = KV_WRITE_OPTIONS_INIT;
@@ -253,6 +267,17 @@ static void cluster_backup_wipe_restore_reads_every_key(void **state)
     assert_non_null(strstr(kv_error_last(), "3 of 3 node(s)"));
     assert_non_null(strstr(report, "already exists"));
     kv_string_free(report);
+
+    /* A manual_loop client cannot back the cluster up (it has no view of
+     * it), and says why. */
+    kv *manual = client_manual(c);
+    char manual_dir[700];
+    snprintf(manual_dir, sizeof manual_dir, "%s/cluster-manual", c->backups);
+    report = NULL;
+    assert_int_equal(kv_backup(&report, manual, manual_dir), KV_EUNAVAILABLE);
+    assert_non_null(strstr(kv_error_last(), "manual_loop"));
+    kv_string_free(report);
+    kv_close(manual);
 
     /* After the backup: a new key and an overwrite, on every replica. */
     assert_int_equal(put_at(db, "after-backup", "x", KV_CONSISTENCY_ALL), KV_OK);
@@ -412,6 +437,21 @@ static void bad_backup_requests_get_clear_errors(void **state)
     kvi_buf_free(&good);
     assert_true(file_exists(dir, c->nodes[0].id, "kv-backup.json"));
     close(fd);
+    serves(c);
+
+    /* Through a manual_loop client of this node alone: its blocking call
+     * drives the client's loop (a fan-out's wait would not, and timed out). */
+    kv *manual = client_manual(c);
+    snprintf(dir, sizeof dir, "%s/manual", c->backups);
+    char *report = NULL;
+    int rc = kv_backup(&report, manual, dir);
+    if (rc != KV_OK)
+        fprintf(stderr, "kv_backup: %s\nreport: %s\n", kv_error_last(), report ? report : "-");
+    assert_int_equal(rc, KV_OK);
+    assert_non_null(strstr(report, "\"status\":\"OK\""));
+    kv_string_free(report);
+    kv_close(manual);
+    assert_true(file_exists(dir, c->nodes[0].id, "kv-backup.json"));
     serves(c);
 
     /* And a good HTTP backup: into dir itself, this node only. */

@@ -22,7 +22,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "client/handle.h"
 #include "helpers.h"
+#include "net/client.h"
 #include "silent_listener.h"
 #include <kv/kv.h>
 
@@ -206,7 +208,7 @@ static void many_in_flight_from_one_thread(void **state)
 typedef struct chain {
     kv *c;
     int started, done, failed;
-    int busy_run, busy_blocking; /* what the forbidden calls said */
+    int busy_run, busy_blocking, busy_scan; /* what the forbidden calls said */
 } chain;
 
 static void chain_next(chain *ch);
@@ -222,6 +224,9 @@ static void chain_done(void *ctx, kv_result *r)
         /* Inside a callback: the loop is running on this thread. */
         ch->busy_run = kv_run(ch->c, 0);
         ch->busy_blocking = kv_put(NULL, ch->c, "x", 1, "y", 1, NULL);
+        kv_scan_page *page = NULL;
+        ch->busy_scan = kv_scan(&page, ch->c, NULL, 10, NULL);
+        kv_scan_page_free(page);
     }
     chain_next(ch);
 }
@@ -274,6 +279,7 @@ static void manual_loop_driven_by_poll(void **state)
     assert_true(turns < CHAIN_OPS);
     assert_int_equal(ch.busy_run, KV_EBUSY);
     assert_int_equal(ch.busy_blocking, KV_EBUSY);
+    assert_int_equal(ch.busy_scan, KV_EBUSY);
     kv_close(c);
 }
 
@@ -413,6 +419,140 @@ static void timeouts_and_close_end_every_call(void **state)
     close(lfd);
 }
 
+/* ------------------------------------------- a manual loop handed over */
+
+/* A callback that holds its turn of the loop, and so the loop, until the
+ * test opens the gate. */
+typedef struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int entered, open;
+    int status;
+} gate;
+
+static void gate_done(void *ctx, kv_result *r)
+{
+    gate *g = ctx;
+    kv_value_free(r->value);
+    pthread_mutex_lock(&g->lock);
+    g->status = r->status;
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+typedef struct handover {
+    kv *c;
+    gate g;
+    /* the blocking call's */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done, rc;
+    char value[16];
+} handover;
+
+/* The application drives the loop until the gated callback has run (in
+ * its last turn), then never again. */
+static void *drive_until_gated(void *arg)
+{
+    handover *h = arg;
+    for (;;) {
+        pthread_mutex_lock(&h->g.lock);
+        int entered = h->g.entered;
+        pthread_mutex_unlock(&h->g.lock);
+        if (entered)
+            return NULL;
+        kv_run(h->c, 100);
+    }
+}
+
+static void *blocking_get(void *arg)
+{
+    handover *h = arg;
+    kv_value *v = NULL;
+    int rc = kv_get(&v, h->c, "k2", 2, NULL);
+    pthread_mutex_lock(&h->lock);
+    h->rc = rc;
+    if (rc == KV_OK) {
+        size_t len;
+        const void *data = kv_value_data(v, &len);
+        snprintf(h->value, sizeof h->value, "%.*s", (int)len, (const char *)data);
+    }
+    h->done = 1;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    kv_value_free(v);
+    return NULL;
+}
+
+/* A blocking call that waits while another thread drives a manual loop is
+ * handed the loop when that thread lets go: here the driver (kv_run in a
+ * thread of the application) stops driving for good after its turn, and
+ * the call's answer can only be read if the call drives. Deterministic:
+ * the driver's turn is held inside a callback until the call is parked
+ * (kvi_client_parked), so the call cannot have taken the loop first. A
+ * driver that let go without handing over would leave the call asleep
+ * for ever: the bounded wait below fails then. */
+static void a_parked_call_is_handed_the_loop(void **state)
+{
+    world *w = *state;
+    const char *eps[] = {w->endpoint};
+    kv_client_options co = KV_CLIENT_OPTIONS_INIT;
+    co.manual_loop = 1;
+    handover h;
+    memset(&h, 0, sizeof h);
+    pthread_mutex_init(&h.g.lock, NULL);
+    pthread_cond_init(&h.g.cond, NULL);
+    pthread_mutex_init(&h.lock, NULL);
+    pthread_cond_init(&h.cond, NULL);
+    assert_int_equal(kv_client_open(&h.c, eps, 1, &co), KV_OK);
+    assert_int_equal(kv_put(NULL, h.c, "k2", 2, "two", 3, NULL), KV_OK); /* connects too */
+
+    assert_int_equal(kv_get_async(h.c, "k1", 2, NULL, gate_done, &h.g), KV_OK);
+    pthread_t driver, caller;
+    assert_int_equal(pthread_create(&driver, NULL, drive_until_gated, &h), 0);
+    pthread_mutex_lock(&h.g.lock);
+    while (!h.g.entered)
+        pthread_cond_wait(&h.g.cond, &h.g.lock);
+    pthread_mutex_unlock(&h.g.lock);
+    /* The driver is inside its turn now, holding the loop. */
+    assert_int_equal(pthread_create(&caller, NULL, blocking_get, &h), 0);
+    uint64_t until = now_ms() + 60000;
+    while (kvi_client_parked(h.c->client) == 0 && now_ms() < until) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    assert_int_equal(kvi_client_parked(h.c->client), 1);
+    pthread_mutex_lock(&h.g.lock);
+    h.g.open = 1;
+    pthread_cond_broadcast(&h.g.cond);
+    pthread_mutex_unlock(&h.g.lock);
+    assert_int_equal(pthread_join(driver, NULL), 0);
+    assert_int_equal(h.g.status, KV_ENOTFOUND);
+
+    /* No one else drives from here: only the hand-over lets it finish. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 60;
+    pthread_mutex_lock(&h.lock);
+    while (!h.done && pthread_cond_timedwait(&h.cond, &h.lock, &deadline) == 0)
+        ;
+    int done = h.done;
+    pthread_mutex_unlock(&h.lock);
+    assert_true(done); /* else the parked call was never handed the loop */
+    assert_int_equal(pthread_join(caller, NULL), 0);
+    assert_int_equal(h.rc, KV_OK);
+    assert_string_equal(h.value, "two");
+    assert_int_equal(kvi_client_parked(h.c->client), 0);
+    kv_close(h.c);
+    pthread_mutex_destroy(&h.g.lock);
+    pthread_cond_destroy(&h.g.cond);
+    pthread_mutex_destroy(&h.lock);
+    pthread_cond_destroy(&h.cond);
+}
+
 /* ------------------------------------------------------------ embedded */
 
 static void embedded_calls_back_before_returning(void **state)
@@ -448,6 +588,7 @@ int main(void)
         cmocka_unit_test(many_in_flight_from_one_thread),
         cmocka_unit_test(manual_loop_driven_by_poll),
         cmocka_unit_test(errors_come_through_the_result),
+        cmocka_unit_test(a_parked_call_is_handed_the_loop),
     };
     const struct CMUnitTest alone[] = {
         cmocka_unit_test(timeouts_and_close_end_every_call),

@@ -48,6 +48,9 @@ __all__ = [
 #: (besides r=N / w=N for explicit counts).
 CONSISTENCY_LEVELS = tuple(k for k in _native.CONSISTENCY if k != "explicit")
 
+#: connect(loop=...): where a client's I/O runs, and its manual_loop value.
+LOOPS = {"thread": 0, "caller": 1}
+
 library_version = _native.library_version
 library_path = _native.library_path
 
@@ -292,7 +295,7 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
             tls_key_pem: Optional[str] = None, log: Any = None,
             log_level: str = "info", max_inflight: Optional[int] = None,
             hot_cache_staleness: Optional[float] = None,
-            hot_cache_entries: Optional[int] = None) -> Store:
+            hot_cache_entries: Optional[int] = None, loop: str = "thread") -> Store:
     """A client of remote nodes: endpoints is "HOST:PORT", a comma-separated
     list of them, or an iterable of them. Nothing connects until the first
     call (ping() checks that a node answers).
@@ -318,10 +321,31 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
     1024, up to 1048576; used only with hot_cache_staleness). See
     docs/CLUSTER.md, "The client's cache of hot keys".
 
+    loop: where the client's network I/O runs (kv_client_options
+    manual_loop).
+      "thread" (the default): on a thread of the client's own; each call
+        hands its request to that thread and is woken by it. In a cluster
+        the client learns the members and coordinates each request itself:
+        it goes straight to the key's replicas, and backup() and repair()
+        reach every member.
+      "caller": on the calling thread, inside each call, as redis-py does
+        its socket I/O (with many threads, one at a time reads for all, and
+        hands over when its own answer is in): no thread of the client's
+        own and no hand-off, so each call is cheaper (bindings/python/
+        README.md has figures). But the client keeps no view of the
+        cluster: each request goes to a node of the endpoints, which
+        coordinates it (one more network hop, and that node does the
+        coordination for this client), get_traced shows no replica's
+        answer, backup() of a cluster of more than one member is refused,
+        and repair() asks only that node.
+    Against one node nothing but the speed differs. The default stays
+    "thread", what a client was before this option.
+
     Raises TypeError or ValueError for an option of the wrong type or out of
     range, InvalidArgumentError (no endpoint, an unparsable one, an option
     the library refuses).
     """
+    manual_loop = _choice(loop, LOOPS, "loop")
     if isinstance(endpoints, (str, bytes)):
         eps = [e.strip() for e in os.fsdecode(endpoints).split(",") if e.strip()]
     else:
@@ -336,8 +360,10 @@ def connect(endpoints: Union[str, Iterable[str]], *, connect_timeout: Optional[f
     o.request_timeout_ms = _ms(request_timeout, "request_timeout")
     if connections_per_node is not None:
         o.connections_per_node = _uint(connections_per_node, "connections_per_node")
-    # kv_client_options version 4: manual_loop stays 0 (the client's own
-    # thread runs its loop): this binding makes only blocking calls.
+    # kv_client_options version 4: manual_loop 1 for loop="caller" (the
+    # binding makes only blocking calls, which then drive the loop on the
+    # calling thread; kv_run is never needed).
+    o.manual_loop = manual_loop
     if max_inflight is not None:
         o.max_inflight = _uint(max_inflight, "max_inflight")
     # Version 5: the cache of hot keys (kv_client_open checks the same

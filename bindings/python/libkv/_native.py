@@ -195,9 +195,8 @@ class ClientOptions(Structure):
         ("tls_cert_pem", c_char_p),
         ("tls_key_pem", c_char_p),
         # version 4
-        # manual_loop stays 0: the binding makes only blocking calls, which
-        # need no loop driven by the application (the client's own thread
-        # runs it).
+        # manual_loop: connect(loop="caller") sets 1; the binding makes only
+        # blocking calls, which then drive the loop on the calling thread.
         ("manual_loop", c_int),
         ("max_inflight", c_uint),
         # version 5

@@ -22,6 +22,15 @@ import libkv  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 
+#: LIBKV_TEST_LOOP=caller|thread runs every client the tests open with that
+#: connect(loop=...); unset: the default. CI runs the suite both ways.
+LOOP = os.environ.get("LIBKV_TEST_LOOP") or None
+
+
+def loop_kw() -> dict:
+    """connect()'s loop= for the tests' clients: {} unless LIBKV_TEST_LOOP."""
+    return {"loop": LOOP} if LOOP else {}
+
 
 def free_port() -> int:
     """A port nothing listens on right now (another process may take it
@@ -73,6 +82,8 @@ class TempDirTest(unittest.TestCase):
 
     def client(self, endpoints: Any, **kw: Any) -> "libkv.Store":
         kw.setdefault("request_timeout", 5.0)
+        for k, v in loop_kw().items():
+            kw.setdefault(k, v)
         c = libkv.connect(endpoints, **kw)
         self.addCleanup(c.close)
         return c

@@ -126,7 +126,7 @@ class Threads(support.TempDirTest):
 
     def test_close_during_calls_node_and_client(self) -> None:
         node = self.node()
-        client = libkv.connect(node.address)
+        client = libkv.connect(node.address, **support.loop_kw())
         self.close_under_load(client, [client.ping])
         self.close_under_load(node, [node.describe])
 
@@ -151,10 +151,11 @@ class Threads(support.TempDirTest):
         # The interpreter exits while daemon threads are inside the library:
         # the handles close at exit without freeing them under a call.
         code = (
-            "import sys, threading, libkv\n"
+            "import os, sys, threading, libkv\n"
             "db = libkv.open(sys.argv[1], sync='none')\n"
             "node = libkv.start_node(sys.argv[2], 'n1', listen='127.0.0.1:0', sync='none')\n"
-            "client = libkv.connect(node.address)\n"
+            "client = libkv.connect(node.address, loop=os.environ.get('LIBKV_TEST_LOOP') "
+            "or 'thread')\n"
             "def work(h):\n"
             "    while True:\n"
             "        try:\n"
