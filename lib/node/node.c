@@ -1017,6 +1017,7 @@ void kvi_node_stop(kvi_node *n)
     if (!n)
         return;
     /* Servers first, so no request runs against a closed store. */
+    kvi_node_status_stop(n); /* a status waiting on members holds no stop */
     kvi_http_stop(n->http);
     kvi_server_stop(n->binary);
     kvi_handoff_stop(n->handoff);

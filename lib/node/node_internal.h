@@ -80,6 +80,12 @@ struct kvi_node {
     atomic_uint_fast64_t streamed_records;
     atomic_uint_fast64_t streams_active;
     atomic_int cleanup_running;          /* a cleanup drops foreign ranges */
+    /* GET /v1/status (node_status.c): set when the node begins to stop;
+     * the runs waiting on members (peers loop only); the task that ends
+     * them. */
+    atomic_int status_stopping;
+    struct status_run *status_runs;
+    kvi_loop_task status_stop_task;
     kvi_stream_progress stream_progress; /* of the stream running */
     pthread_mutex_t stream_lock;         /* guards the three below */
     char stream_what[96];                /* "join of n4" */
@@ -208,6 +214,10 @@ void kvi_node_render_hotkeys(void *ctx, kvi_buf *out);
  * every member has answered or timeout_ms has passed (kvi_http_config's
  * status_async). */
 void kvi_node_status_async(void *ctx, unsigned timeout_ms, kvi_http_done_fn done, void *done_ctx);
+/* Before the HTTP server stops: status requests waiting on members are
+ * answered now with what they have, so that a long ?timeoutMs= does not
+ * hold the node's stop. */
+void kvi_node_status_stop(kvi_node *n);
 
 /* node_pbs.c: GET /v1/consistency/prediction (kvi_http_config.predict):
  * appends the prediction for reads at ro's level and writes at wo's (the

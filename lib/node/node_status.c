@@ -56,6 +56,9 @@ struct status_run {
     unsigned pending;  /* members asked that have not answered */
     unsigned refs;     /* the run's own, and one per request in flight */
     int finished;      /* the document has gone to done */
+    int cut_short;     /* finished early: the node is stopping */
+    int linked;        /* in the node's list of runs waiting on members */
+    status_run *next, *prev;
     kvi_loop_task start;
     kvi_loop_timer deadline;
     kvi_http_done_fn done;
@@ -90,7 +93,7 @@ static void self_entry(const kvi_node *n, kvi_buf *out)
 
 /* A peer's entry from what it answered: its description, or "up": false
  * and why. */
-static void peer_entry(kvi_node *n, const status_member *m, unsigned timeout_ms, kvi_buf *out)
+static void peer_entry(kvi_node *n, const status_member *m, const status_run *r, kvi_buf *out)
 {
     member_head(out, m->vm->id, m->vm->addr, m->vm->http);
     int up = m->answered && m->rc == KV_OK;
@@ -103,8 +106,10 @@ static void peer_entry(kvi_node *n, const status_member *m, unsigned timeout_ms,
         kvi_buf_raw(out, m->desc, m->desc_len);
     } else {
         char why[64];
-        if (!m->answered)
-            snprintf(why, sizeof why, "no answer within %u ms", timeout_ms);
+        if (!m->answered && r->cut_short)
+            snprintf(why, sizeof why, "no answer before this node began to stop");
+        else if (!m->answered)
+            snprintf(why, sizeof why, "no answer within %u ms", r->timeout_ms);
         kvi_http_json_raw(out, ",\"error\":");
         kvi_http_json_message(out, m->answered ? m->why : why);
         kvi_http_json_raw(out, ",\"description\":null");
@@ -165,7 +170,7 @@ static void render(status_run *r, kvi_buf *out)
             self_entry(n, out);
             self_done = 1;
         } else {
-            peer_entry(n, &r->m[i], r->timeout_ms, out);
+            peer_entry(n, &r->m[i], r, out);
         }
     }
     kvi_http_json_raw(out, "]}");
@@ -193,7 +198,15 @@ static void finish(status_run *r)
     r->finished = 1;
     if (r->loop)
         kvi_loop_timer_cancel(r->loop, &r->deadline);
-
+    if (r->linked) { /* waiting on members: unlink (on the peers loop) */
+        r->linked = 0;
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            r->n->status_runs = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+    }
     kvi_buf out = {0};
     render(r, &out);
     kvi_http_result res = {.rc = KV_OK, .json = (char *)out.data, .json_len = out.len};
@@ -228,6 +241,17 @@ static void on_answer(void *ctx, const kvi_reply *reply)
 static void start(void *ctx)
 {
     status_run *r = ctx;
+    kvi_node *n = r->n;
+    if (atomic_load(&n->status_stopping)) {
+        r->cut_short = 1;
+        finish(r);
+        return;
+    }
+    r->linked = 1; /* so that kvi_node_status_stop finds it */
+    r->next = n->status_runs;
+    if (r->next)
+        r->next->prev = r;
+    n->status_runs = r;
     for (size_t i = 0; i < r->count; i++) {
         status_member *m = &r->m[i];
         if (m->self)
@@ -288,4 +312,25 @@ void kvi_node_status_async(void *ctx, unsigned timeout_ms, kvi_http_done_fn done
     }
     r->loop = kvi_membership_loop(n->membership);
     kvi_loop_post(r->loop, &r->start, start, r);
+}
+
+/* On the peers loop: ends every run still waiting on members, with what
+ * they have. */
+static void finish_all(void *ctx)
+{
+    kvi_node *n = ctx;
+    while (n->status_runs) {
+        n->status_runs->cut_short = 1;
+        finish(n->status_runs); /* unlinks it */
+    }
+}
+
+void kvi_node_status_stop(kvi_node *n)
+{
+    /* Runs that start from now on end at once (start), and those already
+     * waiting end in finish_all, posted after the flag: a run either
+     * started before finish_all, and is in the list, or sees the flag. */
+    atomic_store(&n->status_stopping, 1);
+    if (n->membership)
+        kvi_loop_post(kvi_membership_loop(n->membership), &n->status_stop_task, finish_all, n);
 }

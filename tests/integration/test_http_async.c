@@ -745,6 +745,39 @@ static void status_requests_do_not_hold_http_threads(void **state)
     free(ws);
 }
 
+/* A status request waiting on a stopped member (?timeoutMs=60000) does not
+ * hold the node's own stop: SIGTERM ends the node within kvd_stop's 15 s,
+ * and the request gets its answer then (or its connection closes), the
+ * member shown as not answering. Without that, the node would wait out
+ * the minute first. */
+static void a_waiting_status_does_not_hold_the_stop(void **state)
+{
+    cluster *c = *state;
+    write_then_pause(c, "stopping");
+    status_waiter *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    w->http = c->nodes[0].http;
+    assert_int_equal(pthread_create(&w->thread, NULL, wait_status, w), 0);
+    sleep_ms(1000); /* as start_waiters: not an assertion */
+    assert_int_equal(atomic_load(&w->done), 0);
+
+    int stopped = kvd_stop(c->nodes[0].pid, SIGTERM);
+    c->nodes[0].pid = 0;
+    if (!stopped)
+        fprintf(stderr, "n1 did not stop within 15 s (log: %s)\n", c->nodes[0].log_path);
+    assert_true(stopped);
+    pthread_join(w->thread, NULL);
+    /* Answered before the server stopped, or cut off with it. */
+    if (w->status == 200) {
+        assert_non_null(w->doc);
+        assert_non_null(strstr(w->doc, "no answer before this node began to stop"));
+    } else {
+        assert_int_equal(w->status, 0);
+    }
+    free(w->doc);
+    free(w);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -757,6 +790,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_batches_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_clients_that_hang_up, setup, teardown),
         cmocka_unit_test_setup_teardown(status_requests_do_not_hold_http_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_waiting_status_does_not_hold_the_stop, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
