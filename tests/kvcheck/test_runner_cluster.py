@@ -19,8 +19,8 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -29,25 +29,13 @@ import urllib.request
 from support import history  # noqa: F401  (puts the checker on sys.path)
 from checker import cli, counter  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from kvnodes import free_ports  # noqa: E402
+
 KVD = os.environ.get("KVD")
 NODES = 3
 THREADS = 9
 DURATION = float(os.environ.get("KVCHECK_DURATION", "10"))
-
-
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (closed again before use)."""
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def cluster_complete(http_port):
